@@ -1,0 +1,101 @@
+#!/usr/bin/env -S npx tsx
+/**
+ * The `loom` command line: `paper <name>` runs a reproduction, `plugins` lists the registry, `papers` lists papers.
+ * It wires the built-in plugins and papers into a fresh registry; core/ knows nothing of either.
+ */
+import 'reflect-metadata';
+import * as fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, createRegistry, formatComparison, LoomError, PLUGIN_KINDS, type PaperResult, type PluginKind } from '../core';
+import { papers } from '../papers';
+import { registerBuiltins } from '../plugins';
+
+const USAGE = `usage:
+  loom paper <name> [--preset P] [--seed N] [--backend B] [--json FILE]
+  loom papers
+  loom plugins [--json] [--kind K]
+
+  <name>       one of: ${Object.keys(papers).join(', ')}
+  --backend B  force a backend (also LOOM_BACKEND); default: the fastest available`;
+
+function intFlag(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new ConfigError(`--${name}`, `expected a non-negative integer, got "${v}"`);
+  return Number(v);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const registry = registerBuiltins(createRegistry());
+  switch (command) {
+    case 'paper': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, json: { type: 'string' } },
+      });
+      const name = positionals[0];
+      if (!name) throw new ConfigError('paper', `name a paper: ${Object.keys(papers).join(', ')}`);
+      const paper = papers[name];
+      if (!paper) throw new ConfigError('paper', `unknown paper "${name}"; papers: ${Object.keys(papers).join(', ')}`);
+      const preset = values.preset ?? 'smoke';
+      if (!paper.presets[preset]) throw new ConfigError('--preset', `paper "${name}" has no preset "${preset}"; presets: ${Object.keys(paper.presets).join(', ')}`);
+      const result = await paper.run({ registry, preset, seed: intFlag('seed', values.seed), backend: values.backend ?? process.env.LOOM_BACKEND });
+      console.log(`\n${formatComparison(result)}`);
+      if (values.json) fs.writeFileSync(values.json, JSON.stringify(summary(result), null, 2) + '\n');
+      return 0;
+    }
+    case 'papers':
+      for (const p of Object.values(papers)) {
+        console.log(`${p.name}: ${p.title}`);
+        for (const [preset, note] of Object.entries(p.presetNotes)) console.log(`  --preset ${preset}: ${note}`);
+      }
+      return 0;
+    case 'plugins': {
+      const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean' }, kind: { type: 'string' } } });
+      const kind = values.kind as PluginKind | undefined;
+      if (kind && !PLUGIN_KINDS.includes(kind)) throw new ConfigError('--kind', `unknown kind "${kind}"; kinds: ${PLUGIN_KINDS.join(', ')}`);
+      const list = registry.list(kind);
+      if (values.json) console.log(JSON.stringify(list, null, 2));
+      else for (const p of list) console.log(`${p.kind.padEnd(12)} ${p.name.padEnd(34)} ${p.description}`);
+      return 0;
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+      console.log(USAGE);
+      return 0;
+    default:
+      throw new ConfigError('command', `unknown command "${command}"\n${USAGE}`);
+  }
+}
+
+/** The machine-readable summary written by `--json`. */
+export function summary(r: PaperResult) {
+  return {
+    paper: r.paper,
+    preset: r.preset,
+    backend: r.backend,
+    seed: r.seed,
+    metrics: r.metrics,
+    wallTimeSec: r.wallTimeSec,
+    mlflowRunId: r.mlflow.runId,
+    mlflowExperimentId: r.mlflow.experimentId,
+    mlflowRunDir: r.mlflow.location,
+    commit: r.commit,
+    scale: r.scale,
+    comparison: r.comparison,
+  };
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof LoomError || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
+      console.error(`loom: ${err.message}`);
+      process.exit(2);
+    }
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,102 @@
+/**
+ * The experiment config: a plain-JSON description of one run (data, model, loss, optimizer, trainer, trackers).
+ * Papers ship presets of it; the CLI overrides fields; the tracker logs it flattened as params.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from './errors';
+import type { Json, JsonObject } from './interfaces';
+import { sequentialConfigSchema } from './model';
+import { pluginSpecSchema } from './registry';
+
+export const trainerOptionsSchema = z.object({
+  epochs: z.number().int().positive(),
+  batchSize: z.number().int().positive(),
+  /** Fraction of the training set held out for validation, taken from its end (as Keras does). */
+  validationSplit: z.number().min(0).max(0.9).default(0),
+  shuffle: z.boolean().default(true),
+  /** Log step metrics every N optimizer steps. */
+  logEvery: z.number().int().positive().default(10),
+  evalBatchSize: z.number().int().positive().default(256),
+});
+export type TrainerOptions = z.infer<typeof trainerOptionsSchema>;
+
+export const experimentConfigSchema = z.object({
+  /** Experiment name in the tracker (one experiment per paper). */
+  experiment: z.string().min(1),
+  seed: z.number().int().nonnegative().default(0),
+  data: z.object({
+    source: pluginSpecSchema,
+    train: z.string().default('train'),
+    test: z.string().nullable().default('test'),
+    /** Use only the first N training / test examples (smoke presets). */
+    trainLimit: z.number().int().positive().optional(),
+    testLimit: z.number().int().positive().optional(),
+  }),
+  model: sequentialConfigSchema,
+  loss: pluginSpecSchema,
+  optimizer: pluginSpecSchema,
+  schedule: pluginSpecSchema.optional(),
+  metrics: z.array(pluginSpecSchema).default([]),
+  callbacks: z.array(pluginSpecSchema).default([]),
+  trackers: z.array(pluginSpecSchema).default(['mlflow-file']),
+  parallelism: pluginSpecSchema.default('single-process'),
+  trainer: trainerOptionsSchema,
+});
+export type ExperimentConfig = z.infer<typeof experimentConfigSchema>;
+export type ExperimentConfigInput = z.input<typeof experimentConfigSchema>;
+
+/** Validates a config, naming the first bad field (`trainer.batchSize: ...`). */
+export function parseExperimentConfig(raw: unknown): ExperimentConfig {
+  const r = experimentConfigSchema.strict().safeParse(raw);
+  if (!r.success) {
+    const msgs = r.error.issues.map((i) => new ConfigError(i.path.join('.'), i.message).message);
+    throw new ConfigError('', `invalid experiment config: ${msgs.join('; ')}`);
+  }
+  return r.data;
+}
+
+/** Flattens nested config into `a.b.c` keys, as MLflow params are flat strings. */
+export function flattenConfig(obj: Json, prefix = '', out: Record<string, string> = {}): Record<string, string> {
+  if (obj !== null && typeof obj === 'object') {
+    const entries = Array.isArray(obj) ? obj.map((v, i) => [String(i), v] as const) : Object.entries(obj);
+    if (entries.length === 0) out[prefix] = Array.isArray(obj) ? '[]' : '{}';
+    for (const [k, v] of entries) flattenConfig(v, prefix ? `${prefix}.${k}` : k, out);
+  } else if (prefix) {
+    out[prefix] = String(obj);
+  }
+  return out;
+}
+
+/** Deep-merges `patch` into `base` (objects merge, arrays and scalars replace). */
+export function mergeConfig<T extends JsonObject>(base: T, patch: JsonObject): T {
+  const out: JsonObject = { ...base };
+  for (const [k, v] of Object.entries(patch)) {
+    const b = out[k];
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b) ? mergeConfig(b, v) : v;
+  }
+  return out as T;
+}
+
+/**
+ * Reads the presets of a paper from `<dir>/*.json`. A preset may say `"extends": "<other preset>"`; it is then
+ * deep-merged onto that preset, so small presets (smoke) only state what they change.
+ */
+export function loadPresets(dir: string): Record<string, JsonObject> {
+  const raw: Record<string, JsonObject> = {};
+  for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.json'))) {
+    raw[path.basename(f, '.json')] = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as JsonObject;
+  }
+  const resolved: Record<string, JsonObject> = {};
+  const resolve = (name: string, seen: string[]): JsonObject => {
+    if (resolved[name]) return resolved[name];
+    const p = raw[name];
+    if (!p) throw new ConfigError(`preset ${seen.at(-1) ?? name}`, `extends unknown preset "${name}" (have: ${Object.keys(raw).join(', ')})`);
+    if (seen.includes(name)) throw new ConfigError(`preset ${name}`, `"extends" forms a cycle: ${[...seen, name].join(' -> ')}`);
+    const { extends: parent, ...own } = p;
+    return (resolved[name] = typeof parent === 'string' ? mergeConfig(resolve(parent, [...seen, name]), own) : own);
+  };
+  for (const name of Object.keys(raw)) resolve(name, []);
+  return resolved;
+}

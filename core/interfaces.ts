@@ -1,0 +1,255 @@
+/**
+ * The extension points of loom. Each is a small interface; plugins implement them and register under a
+ * stable name (see `registry.ts`); the trainer receives them through injection tokens (see `tokens.ts`).
+ * Nothing here depends on a particular plugin.
+ */
+import type * as tf from '@tensorflow/tfjs-core';
+import type { Rng, RngState } from './random';
+
+/** JSON values: every plugin's options are plain JSON so that configs can be saved, logged and reloaded. */
+export type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
+export type JsonObject = { [k: string]: Json };
+
+/** A tensor shape as layers see it: the leading batch dimension is `null`. */
+export type Shape = (number | null)[];
+
+/**
+ * A plugin reference in a config: a registered name, or an object `{ type: name, ...options }`.
+ * Example: `{ "type": "conv2d", "filters": 32, "kernelSize": 3, "activation": "relu" }`.
+ */
+export type PluginSpec = string | ({ type: string } & JsonObject);
+
+/** Every plugin instance carries the spec it was built from, so it can be saved and rebuilt. */
+export interface Configurable {
+  /** The normalised spec: registered name plus every option after defaults were applied. */
+  readonly spec: { type: string } & JsonObject;
+}
+
+// ---------------------------------------------------------------- tensors, activations, initializers
+
+/**
+ * An elementwise (or last-axis) nonlinearity: relu, softmax, ... Layers take one as an option.
+ * `apply` must be differentiable with tfjs's autograd.
+ */
+export interface Activation extends Configurable {
+  apply(x: tf.Tensor): tf.Tensor;
+}
+
+/**
+ * Draws the initial value of a parameter. `fanIn`/`fanOut` follow Glorot & Bengio (2010): for a kernel of
+ * shape [..receptive, in, out] they are receptive·in and receptive·out.
+ */
+export interface Initializer extends Configurable {
+  init(shape: number[], rng: Rng): tf.Tensor;
+}
+
+// ---------------------------------------------------------------- layers and models
+
+/** What a parameter is, so optimizers and regularizers can treat kinds differently (e.g. no decay on biases). */
+export type ParamRole = 'kernel' | 'bias' | 'norm' | 'embedding' | 'other';
+
+/** A trainable (or frozen) tensor owned by a layer. `name` is unique in the model: `<layer>/<weight>`. */
+export interface Parameter {
+  readonly name: string;
+  readonly variable: tf.Variable;
+  readonly role: ParamRole;
+  trainable: boolean;
+  /** Penalty added to the loss for this parameter (e.g. L2), if any. */
+  regularizer?: Regularizer;
+}
+
+/** Passed to every forward call: whether we are training (dropout on) and the stream for random masks. */
+export interface ForwardContext {
+  readonly training: boolean;
+  readonly rng: Rng;
+}
+
+/**
+ * A layer: built once for an input shape (creating its parameters), then applied to batches.
+ * Layers own their parameters (like PyTorch modules) and report them via `parameters()`.
+ */
+export interface Layer extends Configurable {
+  /** Instance name, unique within a model (e.g. `conv2d_1`). */
+  readonly name: string;
+  /** Creates parameters for `inputShape` and returns the output shape. Throws ShapeError if the input does not fit. */
+  build(inputShape: Shape, rng: Rng): Shape;
+  /** Forward pass. Inside tfjs tidy/grad scopes: may create intermediate tensors freely. */
+  apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor;
+  parameters(): Parameter[];
+  /** Non-trainable state saved with the weights (e.g. BatchNorm running statistics). */
+  buffers?(): Parameter[];
+  dispose(): void;
+}
+
+/** A model is a layer that can also report its own summary; Sequential is the first implementation. */
+export interface Model extends Layer {
+  readonly inputShape: Shape;
+  readonly outputShape: Shape;
+  summary(): string;
+}
+
+// ---------------------------------------------------------------- losses, regularizers, metrics
+
+/** Mean loss over the batch as a scalar. `yTrue` holds labels or targets, `yPred` the model's raw output. */
+export interface Loss extends Configurable {
+  compute(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Scalar;
+}
+
+/** A penalty on one parameter added to the training loss (L1, L2, ...). */
+export interface Regularizer extends Configurable {
+  penalty(w: tf.Tensor): tf.Scalar;
+}
+
+/** A streaming metric: reset per epoch/evaluation, updated per batch, read at the end. */
+export interface Metric extends Configurable {
+  /** Key under which the value is logged, e.g. `accuracy`. */
+  readonly key: string;
+  reset(): void;
+  update(yTrue: tf.Tensor, yPred: tf.Tensor): void;
+  result(): number;
+}
+
+// ---------------------------------------------------------------- optimisation
+
+/** A serialisable optimizer state: hyper-parameters, step count and per-parameter slot tensors. */
+export interface OptimizerState {
+  step: number;
+  hyper: JsonObject;
+  /** slots[paramName][slotName] -> values (e.g. Adam's m and v). */
+  slots: Record<string, Record<string, { shape: number[]; values: Float32Array }>>;
+}
+
+/**
+ * Updates parameters from their gradients. Holds per-parameter state (moments, ...) keyed by parameter name.
+ * The learning rate can be changed between steps (by a schedule).
+ */
+export interface Optimizer extends Configurable {
+  learningRate: number;
+  /** Applies one update. `grads` maps parameter name to gradient; the caller disposes the gradients. */
+  step(params: readonly Parameter[], grads: Record<string, tf.Tensor>): void;
+  /** Step count, slot values and hyper-parameters; loading checks names and shapes. */
+  stateDict(): OptimizerState;
+  loadStateDict(state: OptimizerState, params: readonly Parameter[]): void;
+  dispose(): void;
+}
+
+/** Learning rate as a function of the (0-based) optimizer step and epoch. */
+export interface LearningRateSchedule extends Configurable {
+  rate(step: number, epoch: number): number;
+}
+
+// ---------------------------------------------------------------- data
+
+/** A batch of inputs and targets. The receiver disposes both. */
+export interface Batch {
+  x: tf.Tensor;
+  y: tf.Tensor;
+}
+
+/**
+ * An indexable data set held in memory (or cheaply addressable). The trainer picks indices (shuffled with the
+ * run's Rng) and asks for a batch, so order, shuffling and resumption stay in one place.
+ */
+export interface Dataset {
+  readonly name: string;
+  readonly size: number;
+  /** Shape of one example's input and target (no batch dimension). */
+  readonly xShape: number[];
+  readonly yShape: number[];
+  batch(indices: ArrayLike<number>): Batch;
+}
+
+/** A registered source of data sets, e.g. MNIST; builds the named split. */
+export interface DataSource extends Configurable {
+  /** The splits it offers, e.g. ['train', 'test']. */
+  readonly splits: string[];
+  load(split: string): Dataset;
+}
+
+// ---------------------------------------------------------------- tracking and callbacks
+
+export type RunStatus = 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED';
+
+export interface RunInfo {
+  runId: string;
+  experimentId: string;
+  /** Where a user finds the run (a directory or a URL). */
+  location: string;
+}
+
+/**
+ * Experiment tracking in MLflow's model: an experiment holds runs; a run has params (immutable), tags,
+ * per-step metrics and artifacts. Logging calls may buffer; `flush` and `endRun` persist everything.
+ */
+export interface Tracker extends Configurable {
+  startRun(opts: { experiment: string; runName: string; tags?: Record<string, string> }): Promise<RunInfo>;
+  logParams(params: Record<string, string | number | boolean>): void;
+  logMetrics(metrics: Record<string, number>, step: number, timestamp?: number): void;
+  setTags(tags: Record<string, string>): void;
+  /** Copies a local file into the run's artifacts under `artifactPath` (a relative path). */
+  logArtifact(localPath: string, artifactPath?: string): Promise<void>;
+  flush(): Promise<void>;
+  endRun(status: Exclude<RunStatus, 'RUNNING'>, reason?: string): Promise<void>;
+}
+
+/** What callbacks see and may change while training. */
+export interface TrainingState {
+  readonly model: Model;
+  readonly optimizer: Optimizer;
+  epoch: number;
+  /** Global optimizer step (batches seen so far in this run). */
+  step: number;
+  readonly epochs: number;
+  readonly stepsPerEpoch: number;
+  /** Set to true to stop after the current batch (early stopping). */
+  stopTraining: boolean;
+}
+
+export type Logs = Record<string, number>;
+
+/**
+ * Hooks into the training loop. All hooks are optional (a plain object or class with no-op defaults);
+ * async hooks are awaited. Inspired by Keras callbacks and Lightning's Callback.
+ */
+export interface Callback extends Configurable {
+  onTrainBegin?(state: TrainingState): void | Promise<void>;
+  onEpochBegin?(state: TrainingState): void | Promise<void>;
+  onBatchEnd?(state: TrainingState, logs: Logs): void | Promise<void>;
+  onEpochEnd?(state: TrainingState, logs: Logs): void | Promise<void>;
+  onTrainEnd?(state: TrainingState, logs: Logs): void | Promise<void>;
+}
+
+// ---------------------------------------------------------------- execution
+
+/**
+ * How several workers cooperate (after Lightning's Strategy). The single-process strategy is a world of size 1;
+ * data-parallel strategies average gradients with `allReduce` and start from rank 0's weights via `broadcast`.
+ */
+export interface ParallelismStrategy extends Configurable {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly isGlobalZero: boolean;
+  /** Element-wise sum across ranks, in place. */
+  allReduce(buffer: Float32Array): Promise<void>;
+  /** Overwrites `buffer` on every rank with rank `root`'s contents. */
+  broadcast(buffer: Float32Array, root: number): Promise<void>;
+  barrier(): Promise<void>;
+  /** Point-to-point transfer for pipeline stages. */
+  send(buffer: Float32Array, dest: number, tag: number): Promise<void>;
+  recv(buffer: Float32Array, source: number, tag: number): Promise<void>;
+  finalize(): Promise<void>;
+}
+
+/**
+ * A tfjs backend with the kernels loom adds to it. `priority` orders automatic selection (higher first);
+ * `available` reports whether it can run here, with a reason when not.
+ */
+export interface Backend extends Configurable {
+  readonly priority: number;
+  available(): Promise<{ ok: boolean; reason?: string }>;
+  /** Makes this the active tfjs backend. Returns facts to record as run tags (e.g. kernels replaced). */
+  activate(): Promise<Record<string, string>>;
+}
+
+/** Serialisable state of the random streams of a run, for checkpoints. */
+export type RandomState = Record<string, RngState>;

@@ -1,0 +1,83 @@
+/**
+ * Shared machinery for layers: parameter creation and shape checks. A layer plugin extends {@link LayerBase},
+ * implements `build` (create weights, return the output shape) and `apply` (the forward pass).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { ShapeError } from './errors';
+import type { ForwardContext, Initializer, JsonObject, Layer, Parameter, ParamRole, Regularizer, Shape } from './interfaces';
+import type { Rng } from './random';
+
+/** Options every layer accepts; a layer's schema extends this. */
+export const layerOptions = z.object({
+  /** Instance name, unique in the model; Sequential assigns `<type>_<index>` when absent. */
+  name: z.string().min(1).optional(),
+});
+
+export abstract class LayerBase implements Layer {
+  declare readonly spec: { type: string } & JsonObject;
+  protected readonly params: Parameter[] = [];
+  private builtShape: Shape | null = null;
+
+  constructor(readonly name: string) {}
+
+  build(inputShape: Shape, rng: Rng): Shape {
+    if (this.builtShape) throw new Error(`${this.name}: build() called twice`);
+    const out = this.buildLayer(inputShape, rng);
+    this.builtShape = inputShape;
+    return out;
+  }
+
+  /** Creates the weights for `inputShape` and returns the output shape (batch dimension stays `null`). */
+  protected abstract buildLayer(inputShape: Shape, rng: Rng): Shape;
+  abstract apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor;
+
+  parameters(): Parameter[] {
+    return this.params;
+  }
+
+  /** Creates a parameter named `<layer>/<weight>` initialised by `init`. */
+  protected addWeight(
+    weight: string,
+    shape: number[],
+    init: Initializer,
+    rng: Rng,
+    role: ParamRole,
+    regularizer?: Regularizer,
+  ): tf.Variable {
+    const variable = tf.variable(tf.tidy(() => init.init(shape, rng)), true);
+    this.params.push({ name: `${this.name}/${weight}`, variable, role, trainable: true, regularizer });
+    return variable;
+  }
+
+  /** Throws a ShapeError naming this layer unless `shape` has `rank` dimensions (batch included). */
+  protected expectRank(shape: Shape, rank: number, described: string): void {
+    if (shape.length !== rank || shape.slice(1).some((d) => d === null || d <= 0)) throw this.shapeError(described, shape);
+  }
+
+  /** A ShapeError naming this layer, what it expected and what it got. */
+  protected shapeError(expected: string, actual: Shape): ShapeError {
+    return new ShapeError(`layer "${this.name}" (${this.spec?.type ?? 'layer'})`, expected, actual);
+  }
+
+  dispose(): void {
+    for (const p of this.params) p.variable.dispose();
+    this.params.length = 0;
+  }
+}
+
+/** Formats a shape for messages: `[batch, 28, 28, 1]`. */
+export function formatShape(shape: readonly (number | null)[]): string {
+  return `[${shape.map((d) => (d === null ? 'batch' : d)).join(', ')}]`;
+}
+
+/**
+ * Fan-in and fan-out of a weight tensor, as Glorot & Bengio (2010) and Keras define them: for a kernel of shape
+ * [...receptive field, in, out], fanIn = receptive·in and fanOut = receptive·out; a vector counts as [n, n].
+ */
+export function computeFans(shape: number[]): { fanIn: number; fanOut: number } {
+  if (shape.length === 0) return { fanIn: 1, fanOut: 1 };
+  if (shape.length === 1) return { fanIn: shape[0]!, fanOut: shape[0]! };
+  const receptive = shape.slice(0, -2).reduce((a, b) => a * b, 1);
+  return { fanIn: receptive * shape[shape.length - 2]!, fanOut: receptive * shape[shape.length - 1]! };
+}

@@ -1,0 +1,108 @@
+/**
+ * A paper reproduction: presets of an experiment config, the published (or reference) numbers to compare with,
+ * and a `run` that trains and returns what it measured. Each paper lives in `papers/<name>/`.
+ */
+import { mergeConfig, parseExperimentConfig, type ExperimentConfig } from './config';
+import { ConfigError } from './errors';
+import type { JsonObject } from './interfaces';
+import type { PluginRegistry } from './registry';
+import { runExperiment, type RunResult } from './run';
+
+/** A published or reference number the reproduction is held against. */
+export interface ReferenceNumber {
+  /** Which measured metric it compares with, e.g. `test_accuracy`. */
+  metric: string;
+  label: string;
+  value: number;
+  source: string;
+}
+
+export interface PaperRunOptions {
+  registry: PluginRegistry;
+  preset: string;
+  seed?: number;
+  backend?: string;
+  /** Fields to override in the preset's config (deep-merged). */
+  overrides?: Record<string, unknown>;
+}
+
+export interface PaperResult {
+  paper: string;
+  preset: string;
+  backend: string;
+  seed: number;
+  /** Final measured metrics (e.g. test_accuracy). */
+  metrics: Record<string, number>;
+  wallTimeSec: number;
+  mlflow: { runId: string; experimentId: string; location: string };
+  commit: string;
+  /** Measured vs reference, one row per reference number. */
+  comparison: { metric: string; label: string; measured: number | null; reference: number; source: string }[];
+  /** Plain statement of scale: e.g. "smoke preset: 2,000 of 60,000 training images, 1 epoch". */
+  scale: string;
+  run?: RunResult;
+}
+
+export interface Paper {
+  readonly name: string;
+  readonly title: string;
+  /** Raw preset configs (validated when run), usually from `loadPresets(<paper>/presets)`. */
+  readonly presets: Record<string, JsonObject>;
+  /** One line per preset: what it runs and roughly how long it takes here. */
+  readonly presetNotes: Record<string, string>;
+  readonly references: ReferenceNumber[];
+  run(opts: PaperRunOptions): Promise<PaperResult>;
+}
+
+/** A plain-text table of measured vs reference numbers. */
+export function formatComparison(result: PaperResult): string {
+  const rows = result.comparison.map((r) => [r.label, r.measured === null ? 'n/a' : fmt(r.measured, r.metric), fmt(r.reference, r.metric), r.source]);
+  const head = ['', 'measured', 'reference', 'source'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  return [
+    `${result.paper} (${result.preset}): ${result.scale}`,
+    `backend ${result.backend}, seed ${result.seed}, commit ${result.commit.slice(0, 12)}, wall time ${result.wallTimeSec.toFixed(1)} s`,
+    line(head),
+    ...rows.map(line),
+    `MLflow run ${result.mlflow.runId} (experiment ${result.mlflow.experimentId}) at ${result.mlflow.location}`,
+  ].join('\n');
+}
+
+function fmt(v: number, metric: string): string {
+  return /accuracy/.test(metric) ? `${(v * 100).toFixed(2)} %` : v.toFixed(4);
+}
+
+/**
+ * A paper whose run is one config-driven experiment (train, then evaluate on the test split): the preset config,
+ * seed and backend go to {@link runExperiment}; the test metrics are compared with `references`.
+ */
+export function experimentPaper(def: Omit<Paper, 'run'> & { scale(config: ExperimentConfig): string }): Paper {
+  return {
+    ...def,
+    async run(opts: PaperRunOptions): Promise<PaperResult> {
+      const base = def.presets[opts.preset];
+      if (!base) throw new ConfigError('--preset', `paper "${def.name}" has no preset "${opts.preset}"; presets: ${Object.keys(def.presets).join(', ')}`);
+      let raw = mergeConfig(base, (opts.overrides ?? {}) as JsonObject);
+      if (opts.seed !== undefined) raw = { ...raw, seed: opts.seed };
+      const config = parseExperimentConfig(raw);
+      const run = await runExperiment({ registry: opts.registry, config, backend: opts.backend, runName: `${def.name}-${opts.preset}-seed${config.seed}`, tags: { preset: opts.preset, paper: def.name } });
+      const metrics: Record<string, number> = {};
+      for (const [k, v] of Object.entries(run.history.at(-1) ?? {})) metrics[k] = v;
+      for (const [k, v] of Object.entries(run.test ?? {})) metrics[`test_${k}`] = v;
+      return {
+        paper: def.name,
+        preset: opts.preset,
+        backend: run.backend,
+        seed: config.seed,
+        metrics,
+        wallTimeSec: run.wallTimeSec,
+        mlflow: run.run,
+        commit: run.tags['git.commit'] ?? 'unknown',
+        comparison: def.references.map((r) => ({ metric: r.metric, label: r.label, measured: metrics[r.metric] ?? null, reference: r.value, source: r.source })),
+        scale: def.scale(config),
+        run,
+      };
+    },
+  };
+}

@@ -1,0 +1,192 @@
+/**
+ * The plugin registry: every extension (layer, optimizer, tracker, ...) registers a kind, a stable name, a zod
+ * options schema and a factory. Configs name plugins (`{ "type": "adam", "lr": 0.001 }`) and the registry builds
+ * them, rejecting unknown names (listing the known ones) and bad options (naming the field, the value and what was
+ * expected). There is no global registry: create one per program or test with {@link createRegistry}.
+ */
+import { z } from 'zod';
+import { ConfigError } from './errors';
+import type {
+  Activation,
+  Backend,
+  Callback,
+  DataSource,
+  Initializer,
+  JsonObject,
+  Layer,
+  LearningRateSchedule,
+  Loss,
+  Metric,
+  Optimizer,
+  ParallelismStrategy,
+  PluginSpec,
+  Regularizer,
+  Tracker,
+} from './interfaces';
+
+/** Instance type for each plugin kind. */
+export interface PluginKinds {
+  layer: Layer;
+  activation: Activation;
+  loss: Loss;
+  optimizer: Optimizer;
+  regularizer: Regularizer;
+  initializer: Initializer;
+  schedule: LearningRateSchedule;
+  metric: Metric;
+  callback: Callback;
+  tracker: Tracker;
+  parallelism: ParallelismStrategy;
+  backend: Backend;
+  dataset: DataSource;
+}
+export type PluginKind = keyof PluginKinds;
+export const PLUGIN_KINDS: readonly PluginKind[] = [
+  'layer', 'activation', 'loss', 'optimizer', 'regularizer', 'initializer', 'schedule',
+  'metric', 'callback', 'tracker', 'parallelism', 'backend', 'dataset',
+];
+
+/** Given to factories: the registry (to build nested plugins) and the config path (for error messages). */
+export interface PluginContext {
+  readonly registry: PluginRegistry;
+  readonly path: string;
+}
+
+/** A plugin as built by its factory; the registry attaches `spec` afterwards. */
+type Built<K extends PluginKind> = Omit<PluginKinds[K], 'spec'>;
+
+export interface PluginDefinition<K extends PluginKind = PluginKind, S extends z.ZodType = z.ZodType> {
+  kind: K;
+  /** Stable registered name (lower-case, dashes). Never derived from a class name, which minifiers change. */
+  name: string;
+  aliases?: string[];
+  /** One line: what it is, and its source (paper and equation) where there is one. */
+  description: string;
+  schema: S;
+  create(options: z.output<S>, ctx: PluginContext): Built<K>;
+  /**
+   * Sample configurations for the conformance tests (as PyTorch's OpInfo sample inputs): options to build with and,
+   * for layers, activations and losses, the input (or prediction) shape with the batch dimension.
+   * A registered layer, activation or loss without examples is tested with its default options on [2, 5].
+   */
+  examples?: PluginExample[];
+}
+
+export interface PluginExample {
+  options?: JsonObject;
+  inputShape?: number[];
+  /** For losses: integer class labels (`classes`) or targets of the prediction's shape (`same`). */
+  target?: 'classes' | 'same';
+}
+
+/** Typed helper for plugin files: `export default definePlugin({ kind: 'loss', name: 'mse', ... })`. */
+export function definePlugin<K extends PluginKind, S extends z.ZodType>(def: PluginDefinition<K, S>): PluginDefinition<K, S> {
+  return def;
+}
+
+/** zod schema for an option that names another plugin (an activation, an initializer, ...). */
+export const pluginSpecSchema = z.union([z.string(), z.looseObject({ type: z.string() })]) as unknown as z.ZodType<PluginSpec>;
+
+export interface PluginInfo {
+  kind: PluginKind;
+  name: string;
+  aliases: string[];
+  description: string;
+  options: unknown;
+}
+
+export class PluginRegistry {
+  private readonly defs = new Map<string, PluginDefinition>();
+  private readonly aliases = new Map<string, string>();
+
+  register(...defs: PluginDefinition<any, any>[]): this {
+    for (const def of defs) {
+      const key = `${def.kind}:${def.name}`;
+      if (this.defs.has(key) || this.aliases.has(key)) throw new Error(`registry: ${def.kind} "${def.name}" is already registered`);
+      if (!/^[a-z0-9][a-z0-9.-]*$/.test(def.name)) throw new Error(`registry: name "${def.name}" must be lower-case letters, digits, dots and dashes`);
+      this.defs.set(key, def);
+      for (const a of def.aliases ?? []) this.aliases.set(`${def.kind}:${a}`, def.name);
+    }
+    return this;
+  }
+
+  has(kind: PluginKind, name: string): boolean {
+    return this.resolveName(kind, name) !== undefined;
+  }
+
+  get(kind: PluginKind, name: string, path: string = kind): PluginDefinition {
+    const canonical = this.resolveName(kind, name);
+    if (canonical === undefined) {
+      const known = this.names(kind);
+      throw new ConfigError(path, `unknown ${kind} "${name}"; registered ${kind}s: ${known.length ? known.join(', ') : '(none)'}`);
+    }
+    return this.defs.get(`${kind}:${canonical}`)!;
+  }
+
+  names(kind: PluginKind): string[] {
+    return [...this.defs.values()].filter((d) => d.kind === kind).map((d) => d.name).sort();
+  }
+
+  list(kind?: PluginKind): PluginInfo[] {
+    return [...this.defs.values()]
+      .filter((d) => !kind || d.kind === kind)
+      .sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name))
+      .map((d) => ({
+        kind: d.kind,
+        name: d.name,
+        aliases: d.aliases ?? [],
+        description: d.description,
+        options: z.toJSONSchema(d.schema, { unrepresentable: 'any', io: 'input' }),
+      }));
+  }
+
+  /** Validates `spec` against the plugin's schema and returns the normalised spec (defaults applied). */
+  normalize(kind: PluginKind, spec: PluginSpec, path: string = kind): { type: string } & JsonObject {
+    const { type, options } = splitSpec(spec, path);
+    const def = this.get(kind, type, `${path}.type`);
+    const schema = def.schema instanceof z.ZodObject ? def.schema.strict() : def.schema;
+    const parsed = schema.safeParse(options);
+    if (!parsed.success) throw new ConfigError(path, formatIssues(def, parsed.error, options));
+    return { type: def.name, ...(parsed.data as JsonObject) };
+  }
+
+  /** Builds a plugin from its spec. The instance's `spec` holds the normalised spec for saving and logging. */
+  create<K extends PluginKind>(kind: K, spec: PluginSpec, path: string = kind): PluginKinds[K] {
+    const normal = this.normalize(kind, spec, path);
+    const def = this.get(kind, normal.type, path);
+    const { type: _t, ...options } = normal;
+    const instance = def.create(options, { registry: this, path }) as object;
+    Object.defineProperty(instance, 'spec', { value: normal, enumerable: false, configurable: true });
+    return instance as PluginKinds[K];
+  }
+
+  private resolveName(kind: PluginKind, name: string): string | undefined {
+    if (this.defs.has(`${kind}:${name}`)) return name;
+    return this.aliases.get(`${kind}:${name}`);
+  }
+}
+
+/** A fresh, empty registry. Plugins are added by the caller (see `plugins/index.ts` for the built-in set). */
+export function createRegistry(): PluginRegistry {
+  return new PluginRegistry();
+}
+
+function splitSpec(spec: PluginSpec, path: string): { type: string; options: JsonObject } {
+  if (typeof spec === 'string') return { type: spec, options: {} };
+  if (spec === null || typeof spec !== 'object' || Array.isArray(spec) || typeof spec.type !== 'string') {
+    throw new ConfigError(path, `expected a plugin name or an object { "type": name, ...options }, got ${JSON.stringify(spec)}`);
+  }
+  const { type, ...options } = spec;
+  return { type, options };
+}
+
+function formatIssues(def: PluginDefinition, error: z.ZodError, input: JsonObject): string {
+  return error.issues
+    .map((issue) => {
+      const field = issue.path.join('.') || '(options)';
+      const value = issue.path.reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined), input);
+      const got = issue.code === 'unrecognized_keys' ? '' : `, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`;
+      return `${def.kind} "${def.name}" option "${field}": ${issue.message}${got}`;
+    })
+    .join('; ');
+}

@@ -1,0 +1,158 @@
+/**
+ * The training engine: fit / evaluate / predict over a {@link Model} with an injected loss, optimizer, schedule,
+ * metrics, callbacks, tracker and parallelism strategy. Everything it uses comes through its constructor, so a run
+ * is assembled by a container (see `run.ts`) and a test can assemble one by hand.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { inject, injectable } from 'tsyringe';
+import type { TrainerOptions } from './config';
+import { batchesOf, epochOrder } from './data';
+import { NonFiniteError } from './errors';
+import type {
+  Batch, Callback, Dataset, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, ParallelismStrategy,
+  Tracker, TrainingState,
+} from './interfaces';
+import type { Rng } from './random';
+import { TOKENS } from './tokens';
+
+export interface History {
+  epochs: Logs[];
+}
+
+@injectable()
+export class Trainer {
+  /** Stream for dropout masks and other randomness inside the forward pass. */
+  private readonly forwardRng: Rng;
+  /** Seed of the data order: epoch e's permutation depends only on (dataSeed, e). */
+  private readonly dataSeed: number;
+
+  constructor(
+    @inject(TOKENS.Model) readonly model: Model,
+    @inject(TOKENS.Loss) readonly loss: Loss,
+    @inject(TOKENS.Optimizer) readonly optimizer: Optimizer,
+    @inject(TOKENS.Schedule) readonly schedule: LearningRateSchedule | null,
+    @inject(TOKENS.Metrics) readonly metrics: Metric[],
+    @inject(TOKENS.Callbacks) readonly callbacks: Callback[],
+    @inject(TOKENS.Tracker) readonly tracker: Tracker,
+    @inject(TOKENS.Parallelism) readonly strategy: ParallelismStrategy,
+    @inject(TOKENS.Rng) rng: Rng,
+    @inject(TOKENS.TrainerOptions) readonly options: TrainerOptions,
+  ) {
+    this.dataSeed = rng.fork().seed;
+    this.forwardRng = rng.fork();
+  }
+
+  /** One optimizer step on `batch` (which the caller disposes). Returns the batch loss. */
+  trainStep(batch: Batch, state?: Pick<TrainingState, 'step' | 'epoch'>): number {
+    if (this.schedule && state) this.optimizer.learningRate = this.schedule.rate(state.step, state.epoch);
+    const params = this.model.parameters().filter((p) => p.trainable);
+    let yPred: tf.Tensor | undefined;
+    const { value, grads } = tf.variableGrads(() => {
+      const out = this.model.apply(batch.x, { training: true, rng: this.forwardRng });
+      yPred = tf.keep(out);
+      let l = this.loss.compute(batch.y, out);
+      for (const p of params) if (p.regularizer) l = tf.add(l, p.regularizer.penalty(p.variable));
+      return l as tf.Scalar;
+    }, params.map((p) => p.variable));
+    try {
+      const lossValue = value.dataSync()[0]!;
+      if (!Number.isFinite(lossValue)) {
+        throw new NonFiniteError(`loss is ${lossValue} at step ${state?.step ?? '?'} (epoch ${state?.epoch ?? '?'})`);
+      }
+      const byName: Record<string, tf.Tensor> = {};
+      for (const p of params) byName[p.name] = grads[p.variable.name]!;
+      this.optimizer.step(params, byName);
+      for (const m of this.metrics) m.update(batch.y, yPred!);
+      return lossValue;
+    } finally {
+      value.dispose();
+      tf.dispose(grads);
+      yPred?.dispose();
+    }
+  }
+
+  async fit(train: Dataset, validation: Dataset | null = null, startEpoch = 0): Promise<History> {
+    const { epochs, batchSize, shuffle, logEvery } = this.options;
+    const stepsPerEpoch = Math.ceil(train.size / batchSize);
+    const state: TrainingState = {
+      model: this.model, optimizer: this.optimizer, epoch: startEpoch, step: startEpoch * stepsPerEpoch,
+      epochs, stepsPerEpoch, stopTraining: false,
+    };
+    const history: History = { epochs: [] };
+    const log = this.strategy.isGlobalZero;
+    await this.each((c) => c.onTrainBegin?.(state));
+    for (let epoch = startEpoch; epoch < epochs && !state.stopTraining; epoch++) {
+      state.epoch = epoch;
+      for (const m of this.metrics) m.reset();
+      await this.each((c) => c.onEpochBegin?.(state));
+      let sum = 0;
+      let count = 0;
+      let windowSum = 0;
+      let windowCount = 0;
+      for (const idx of batchesOf(epochOrder(train.size, this.dataSeed, epoch, shuffle), batchSize)) {
+        const batch = train.batch(idx);
+        let l: number;
+        try {
+          l = this.trainStep(batch, state);
+        } finally {
+          tf.dispose([batch.x, batch.y]);
+        }
+        state.step++;
+        sum += l * idx.length;
+        count += idx.length;
+        windowSum += l;
+        windowCount++;
+        const logs: Logs = { loss: l, lr: this.optimizer.learningRate };
+        if (log && state.step % logEvery === 0) {
+          this.tracker.logMetrics({ batch_loss: windowSum / windowCount, lr: this.optimizer.learningRate }, state.step);
+          windowSum = windowCount = 0;
+        }
+        await this.each((c) => c.onBatchEnd?.(state, logs));
+        if (state.stopTraining) break;
+      }
+      const logs: Logs = { loss: sum / Math.max(count, 1) };
+      for (const m of this.metrics) logs[m.key] = m.result();
+      if (validation) for (const [k, v] of Object.entries(this.evaluate(validation))) logs[`val_${k}`] = v;
+      if (log) this.tracker.logMetrics({ ...logs, epoch: epoch + 1 }, epoch + 1);
+      history.epochs.push(logs);
+      await this.each((c) => c.onEpochEnd?.(state, logs));
+    }
+    await this.each((c) => c.onTrainEnd?.(state, history.epochs.at(-1) ?? {}));
+    return history;
+  }
+
+  /** Mean loss and metrics over `data`, in inference mode (dropout off). */
+  evaluate(data: Dataset): Logs {
+    for (const m of this.metrics) m.reset();
+    let sum = 0;
+    for (const idx of batchesOf(epochOrder(data.size, 0, 0, false), this.options.evalBatchSize)) {
+      const batch = data.batch(idx);
+      tf.tidy(() => {
+        const yPred = this.model.apply(batch.x, { training: false, rng: this.forwardRng });
+        sum += this.loss.compute(batch.y, yPred).dataSync()[0]! * idx.length;
+        for (const m of this.metrics) m.update(batch.y, yPred);
+      });
+      tf.dispose([batch.x, batch.y]);
+    }
+    const logs: Logs = { loss: sum / Math.max(data.size, 1) };
+    for (const m of this.metrics) logs[m.key] = m.result();
+    return logs;
+  }
+
+  /** Model outputs for `x`, computed in batches of `evalBatchSize`, in inference mode. */
+  predict(x: tf.Tensor): tf.Tensor {
+    const n = x.shape[0]!;
+    const bs = this.options.evalBatchSize;
+    const parts: tf.Tensor[] = [];
+    for (let s = 0; s < n; s += bs) {
+      parts.push(tf.tidy(() => this.model.apply(tf.slice(x, s, Math.min(bs, n - s)), { training: false, rng: this.forwardRng })));
+    }
+    const out = tf.concat(parts, 0);
+    tf.dispose(parts);
+    return out;
+  }
+
+  private async each(f: (c: Callback) => void | Promise<void>): Promise<void> {
+    for (const c of this.callbacks) await f(c);
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * The built-in plugins. `registerBuiltins(registry)` adds them all; a user's own plugin is registered the same
+ * way (`registry.register(myPlugin)`), and a new built-in is one file plus one line here.
+ */
+import type { PluginDefinition, PluginRegistry } from '../core';
+import linear from './activations/linear';
+import relu from './activations/relu';
+import softmax from './activations/softmax';
+import cpu from './backends/cpu';
+import { tfjsNode, tfjsNodeGpu } from './backends/tfjs-node';
+import progress from './callbacks/progress';
+import mnist from './data/mnist';
+import glorotUniform from './initializers/glorot-uniform';
+import zeros from './initializers/zeros';
+import activation from './layers/activation';
+import conv2d from './layers/conv2d';
+import dense from './layers/dense';
+import flatten from './layers/flatten';
+import maxPool2d from './layers/max-pool2d';
+import sparseCategoricalCrossentropy from './losses/sparse-categorical-crossentropy';
+import accuracy from './metrics/accuracy';
+import adam from './optimizers/adam';
+import singleProcess from './parallelism/single-process';
+import consoleTracker from './trackers/console';
+import mlflowFile from './trackers/mlflow-file';
+
+export const builtinPlugins: PluginDefinition<any, any>[] = [
+  linear, relu, softmax,
+  cpu, tfjsNode, tfjsNodeGpu,
+  progress,
+  mnist,
+  glorotUniform, zeros,
+  activation, conv2d, dense, flatten, maxPool2d,
+  sparseCategoricalCrossentropy,
+  accuracy,
+  adam,
+  singleProcess,
+  consoleTracker, mlflowFile,
+];
+
+export function registerBuiltins(registry: PluginRegistry): PluginRegistry {
+  return registry.register(...builtinPlugins);
+}

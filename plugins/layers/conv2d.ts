@@ -1,0 +1,82 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import {
+  definePlugin, LayerBase, layerOptions, pluginSpecSchema, type Activation, type ForwardContext, type Initializer,
+  type PluginContext, type Rng, type Shape,
+} from '../../core';
+
+const pair = z.union([z.number().int().positive(), z.tuple([z.number().int().positive(), z.number().int().positive()])]);
+const schema = layerOptions.extend({
+  filters: z.number().int().positive(),
+  kernelSize: pair,
+  strides: pair.default(1),
+  padding: z.enum(['valid', 'same']).default('valid'),
+  activation: pluginSpecSchema.default('linear'),
+  useBias: z.boolean().default(true),
+  kernelInitializer: pluginSpecSchema.default('glorot-uniform'),
+  biasInitializer: pluginSpecSchema.default('zeros'),
+});
+
+const asPair = (v: number | [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : v);
+
+/** Output length of a convolution or pooling window along one axis (TensorFlow's 'valid'/'same' rule). */
+export function convOutLength(n: number, k: number, s: number, padding: 'valid' | 'same'): number {
+  return padding === 'same' ? Math.ceil(n / s) : Math.floor((n - k) / s) + 1;
+}
+
+/**
+ * 2-D convolution over NHWC images (LeCun et al. 1989): y = f(x ⋆ W + b), W of shape [kh, kw, inChannels, filters].
+ * relu and linear are fused into the convolution kernel.
+ */
+export class Conv2D extends LayerBase {
+  private readonly activation: Activation;
+  private readonly kernelInit: Initializer;
+  private readonly biasInit: Initializer;
+  private kernel!: tf.Variable;
+  private bias: tf.Variable | null = null;
+
+  constructor(
+    private readonly opts: z.output<typeof schema>,
+    ctx: PluginContext,
+  ) {
+    super(opts.name ?? 'conv2d');
+    this.activation = ctx.registry.create('activation', opts.activation, `${ctx.path}.activation`);
+    this.kernelInit = ctx.registry.create('initializer', opts.kernelInitializer, `${ctx.path}.kernelInitializer`);
+    this.biasInit = ctx.registry.create('initializer', opts.biasInitializer, `${ctx.path}.biasInitializer`);
+  }
+
+  protected buildLayer(inputShape: Shape, rng: Rng): Shape {
+    this.expectRank(inputShape, 4, '[batch, height, width, channels]');
+    const [, h, w, c] = inputShape as [null, number, number, number];
+    const [kh, kw] = asPair(this.opts.kernelSize);
+    const [sh, sw] = asPair(this.opts.strides);
+    const oh = convOutLength(h, kh, sh, this.opts.padding);
+    const ow = convOutLength(w, kw, sw, this.opts.padding);
+    if (oh <= 0 || ow <= 0) throw this.shapeError(`images of at least ${kh}x${kw} for 'valid' padding`, inputShape);
+    this.kernel = this.addWeight('kernel', [kh, kw, c, this.opts.filters], this.kernelInit, rng, 'kernel');
+    if (this.opts.useBias) this.bias = this.addWeight('bias', [this.opts.filters], this.biasInit, rng, 'bias');
+    return [null, oh, ow, this.opts.filters];
+  }
+
+  apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {
+    const act = this.activation.spec.type;
+    const strides = asPair(this.opts.strides);
+    if (act === 'relu' || act === 'linear') {
+      return tf.fused.conv2d({ x: x as tf.Tensor4D, filter: this.kernel as tf.Tensor4D, strides, pad: this.opts.padding, bias: this.bias ?? undefined, activation: act });
+    }
+    const y = tf.conv2d(x as tf.Tensor4D, this.kernel as tf.Tensor4D, strides, this.opts.padding);
+    return this.activation.apply(this.bias ? tf.add(y, this.bias) : y);
+  }
+}
+
+export default definePlugin({
+  kind: 'layer',
+  name: 'conv2d',
+  description: '2-D convolution over NHWC images, y = f(x * W + b)',
+  schema,
+  examples: [
+    { options: { filters: 2, kernelSize: 3 }, inputShape: [2, 5, 5, 1] },
+    { options: { filters: 3, kernelSize: [2, 3], strides: 2, padding: 'same', activation: 'relu' }, inputShape: [1, 6, 7, 2] },
+  ],
+  create: (opts, ctx) => new Conv2D(opts, ctx),
+});

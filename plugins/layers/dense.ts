@@ -1,0 +1,71 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import {
+  definePlugin, LayerBase, layerOptions, pluginSpecSchema, type Activation, type ForwardContext, type Initializer,
+  type PluginContext, type Rng, type Shape,
+} from '../../core';
+
+const schema = layerOptions.extend({
+  units: z.number().int().positive(),
+  activation: pluginSpecSchema.default('linear'),
+  useBias: z.boolean().default(true),
+  kernelInitializer: pluginSpecSchema.default('glorot-uniform'),
+  biasInitializer: pluginSpecSchema.default('zeros'),
+});
+
+/**
+ * Fully connected layer, y = f(x W + b), applied to the last axis (so it also maps every position of a sequence).
+ * W has shape [in, units]. relu and linear are fused into the matmul kernel.
+ */
+export class Dense extends LayerBase {
+  private readonly activation: Activation;
+  private readonly kernelInit: Initializer;
+  private readonly biasInit: Initializer;
+  private kernel!: tf.Variable;
+  private bias: tf.Variable | null = null;
+
+  constructor(
+    private readonly opts: z.output<typeof schema>,
+    ctx: PluginContext,
+  ) {
+    super(opts.name ?? 'dense');
+    this.activation = ctx.registry.create('activation', opts.activation, `${ctx.path}.activation`);
+    this.kernelInit = ctx.registry.create('initializer', opts.kernelInitializer, `${ctx.path}.kernelInitializer`);
+    this.biasInit = ctx.registry.create('initializer', opts.biasInitializer, `${ctx.path}.biasInitializer`);
+  }
+
+  protected buildLayer(inputShape: Shape, rng: Rng): Shape {
+    if (inputShape.length < 2 || inputShape.at(-1) === null) this.expectRank(inputShape, 2, '[batch, ..., features]');
+    const inFeatures = inputShape.at(-1)!;
+    this.kernel = this.addWeight('kernel', [inFeatures, this.opts.units], this.kernelInit, rng, 'kernel');
+    if (this.opts.useBias) this.bias = this.addWeight('bias', [this.opts.units], this.biasInit, rng, 'bias');
+    return [...inputShape.slice(0, -1), this.opts.units];
+  }
+
+  apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {
+    const lead = x.shape.slice(0, -1);
+    const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, x.shape.at(-1)!]);
+    const act = this.activation.spec.type;
+    let y: tf.Tensor;
+    if (act === 'relu' || act === 'linear') {
+      y = tf.fused.matMul({ a: x2 as tf.Tensor2D, b: this.kernel as tf.Tensor2D, bias: this.bias ?? undefined, activation: act });
+    } else {
+      y = this.activation.apply(this.bias ? tf.add(tf.matMul(x2, this.kernel), this.bias) : tf.matMul(x2, this.kernel));
+    }
+    return x.rank === 2 ? y : tf.reshape(y, [...lead, this.opts.units]);
+  }
+}
+
+export default definePlugin({
+  kind: 'layer',
+  name: 'dense',
+  aliases: ['linear'],
+  description: 'fully connected layer y = f(xW + b) on the last axis',
+  schema,
+  examples: [
+    { options: { units: 3 }, inputShape: [2, 4] },
+    { options: { units: 2, activation: 'relu' }, inputShape: [3, 5] },
+    { options: { units: 2, activation: 'softmax', useBias: false }, inputShape: [2, 3, 4] },
+  ],
+  create: (opts, ctx) => new Dense(opts, ctx),
+});

@@ -1,0 +1,40 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { definePlugin, ShapeError } from '../../core';
+
+/**
+ * Fraction of examples whose highest-scoring class is the true one. Labels may be integer classes
+ * (one per row of predictions) or one-hot rows of the same shape as the predictions.
+ */
+export default definePlugin({
+  kind: 'metric',
+  name: 'accuracy',
+  aliases: ['acc'],
+  description: 'fraction of rows where argmax(prediction) equals the label',
+  schema: z.object({}),
+  create: () => {
+    let correct = 0;
+    let total = 0;
+    return {
+      key: 'accuracy',
+      reset() {
+        correct = total = 0;
+      },
+      update(yTrue: tf.Tensor, yPred: tf.Tensor) {
+        const classes = yPred.shape.at(-1)!;
+        const n = yPred.size / classes;
+        const oneHot = yTrue.size === yPred.size && classes > 1;
+        if (!oneHot && yTrue.size !== n) throw new ShapeError('metric "accuracy"', `labels for [${yPred.shape}]`, yTrue.shape);
+        const hits = tf.tidy(() => {
+          const pred = tf.argMax(tf.reshape(yPred, [n, classes]), 1);
+          const truth = oneHot ? tf.argMax(tf.reshape(yTrue, [n, classes]), 1) : tf.cast(tf.reshape(yTrue, [n]), 'int32');
+          return tf.sum(tf.cast(tf.equal(pred, truth), 'int32'));
+        });
+        correct += hits.dataSync()[0]!;
+        hits.dispose();
+        total += n;
+      },
+      result: () => (total === 0 ? 0 : correct / total),
+    };
+  },
+});

@@ -1,0 +1,155 @@
+import { randomInt, randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { ConfigError, definePlugin, writeFileAtomic, type RunInfo, type RunStatus, type Tracker } from '../../core';
+
+/** MLflow's integer run status codes (mlflow.entities.RunStatus). */
+export const MLFLOW_STATUS: Record<RunStatus, number> = { RUNNING: 1, FINISHED: 3, FAILED: 4, KILLED: 5 };
+
+/** Characters MLflow accepts in metric, param and tag keys; others become `_`. A `/` makes a subfolder. */
+export const sanitizeKey = (k: string): string => k.replace(/[^\w\-. /]/g, '_');
+
+const formatValue = (v: number): string => (Number.isNaN(v) ? 'nan' : v === Infinity ? 'inf' : v === -Infinity ? '-inf' : String(v));
+
+/**
+ * Writes MLflow's file-store layout (the `./mlruns` folder that `mlflow ui --backend-store-uri ./mlruns` reads):
+ * `<exp>/meta.yaml`, `<exp>/<run>/meta.yaml`, `metrics/<key>` lines of "<ms> <value> <step>", `params/<key>`,
+ * `tags/<key>` and `artifacts/`. Experiment ids are strings (MLflow's can exceed 2^53).
+ */
+export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
+  private runDir: string | null = null;
+  private meta: Record<string, unknown> = {};
+
+  constructor(readonly root: string) {}
+
+  async startRun({ experiment, runName, tags }: Parameters<Tracker['startRun']>[0]): Promise<RunInfo> {
+    const root = path.resolve(this.root);
+    this.ensureDefaultExperiment(root);
+    const experimentId = this.findExperiment(root, experiment) ?? this.createExperiment(root, experiment);
+    const runId = randomUUID().replace(/-/g, '');
+    this.runDir = path.join(root, experimentId, runId);
+    for (const d of ['metrics', 'params', 'tags', 'artifacts']) fs.mkdirSync(path.join(this.runDir, d), { recursive: true });
+    this.meta = {
+      artifact_uri: pathToFileURL(path.join(this.runDir, 'artifacts')).href,
+      end_time: null,
+      entry_point_name: '',
+      experiment_id: experimentId,
+      lifecycle_stage: 'active',
+      run_id: runId,
+      run_name: runName,
+      run_uuid: runId,
+      source_name: '',
+      source_type: 4,
+      source_version: '',
+      start_time: Date.now(),
+      status: MLFLOW_STATUS.RUNNING,
+      tags: [],
+      user_id: os.userInfo().username,
+    };
+    this.writeMeta();
+    this.setTags({ 'mlflow.runName': runName, 'mlflow.user': os.userInfo().username, 'mlflow.source.name': 'loom', 'mlflow.source.type': 'LOCAL', ...tags });
+    if (tags?.['git.commit']) this.setTags({ 'mlflow.source.git.commit': tags['git.commit'].replace(/\+dirty$/, '') });
+    return { runId, experimentId, location: this.runDir };
+  }
+
+  logParams(params: Record<string, string | number | boolean>): void {
+    for (const [k, raw] of Object.entries(params)) {
+      const file = this.file('params', k);
+      const value = String(raw);
+      if (fs.existsSync(file)) {
+        const old = fs.readFileSync(file, 'utf8');
+        if (old !== value) throw new ConfigError(`param ${k}`, `already logged as ${JSON.stringify(old)}; MLflow params are immutable, cannot change it to ${JSON.stringify(value)}`);
+        continue;
+      }
+      fs.writeFileSync(file, value);
+    }
+  }
+
+  logMetrics(metrics: Record<string, number>, step: number, timestamp = Date.now()): void {
+    for (const [k, v] of Object.entries(metrics)) fs.appendFileSync(this.file('metrics', k), `${timestamp} ${formatValue(v)} ${step}\n`);
+  }
+
+  setTags(tags: Record<string, string>): void {
+    for (const [k, v] of Object.entries(tags)) fs.writeFileSync(this.file('tags', k), v);
+  }
+
+  async logArtifact(localPath: string, artifactPath = path.basename(localPath)): Promise<void> {
+    const dest = path.join(this.dir(), 'artifacts', artifactPath);
+    if (!dest.startsWith(path.join(this.dir(), 'artifacts') + path.sep)) throw new ConfigError('artifactPath', `must stay inside the run's artifacts, got ${artifactPath}`);
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    fs.copyFileSync(localPath, dest);
+  }
+
+  async flush(): Promise<void> {}
+
+  async endRun(status: Exclude<RunStatus, 'RUNNING'>, reason?: string): Promise<void> {
+    if (!this.runDir) return;
+    if (reason) this.setTags({ 'loom.status_reason': reason });
+    this.meta.status = MLFLOW_STATUS[status];
+    this.meta.end_time = Date.now();
+    this.writeMeta();
+  }
+
+  private dir(): string {
+    if (!this.runDir) throw new Error('mlflow-file tracker: startRun() must be called first');
+    return this.runDir;
+  }
+
+  private file(kind: 'metrics' | 'params' | 'tags', key: string): string {
+    const f = path.join(this.dir(), kind, sanitizeKey(key));
+    fs.mkdirSync(path.dirname(f), { recursive: true });
+    return f;
+  }
+
+  private writeMeta(): void {
+    writeFileAtomic(path.join(this.dir(), 'meta.yaml'), YAML.stringify(this.meta));
+  }
+
+  private ensureDefaultExperiment(root: string): void {
+    if (!fs.existsSync(path.join(root, '0', 'meta.yaml'))) this.writeExperiment(root, '0', 'Default');
+  }
+
+  private findExperiment(root: string, name: string): string | undefined {
+    for (const id of fs.readdirSync(root)) {
+      const meta = path.join(root, id, 'meta.yaml');
+      if (!fs.existsSync(meta)) continue;
+      const m = YAML.parse(fs.readFileSync(meta, 'utf8')) as { name?: string; lifecycle_stage?: string };
+      if (m?.name === name && m.lifecycle_stage !== 'deleted') return id;
+    }
+    return undefined;
+  }
+
+  private createExperiment(root: string, name: string): string {
+    // MLflow's file store draws large random integer ids; keep them as strings.
+    let id: string;
+    do id = String(randomInt(1, 2 ** 47)) + String(randomInt(0, 1000)).padStart(3, '0');
+    while (fs.existsSync(path.join(root, id)));
+    this.writeExperiment(root, id, name);
+    return id;
+  }
+
+  private writeExperiment(root: string, id: string, name: string): void {
+    const now = Date.now();
+    const meta = {
+      artifact_location: pathToFileURL(path.join(root, id)).href,
+      creation_time: now,
+      experiment_id: id,
+      last_update_time: now,
+      lifecycle_stage: 'active',
+      name,
+    };
+    writeFileAtomic(path.join(root, id, 'meta.yaml'), YAML.stringify(meta));
+  }
+}
+
+export default definePlugin({
+  kind: 'tracker',
+  name: 'mlflow-file',
+  description: "MLflow's file store under ./mlruns (readable by `mlflow ui --backend-store-uri ./mlruns`)",
+  schema: z.object({ root: z.string().min(1).default('mlruns') }),
+  create: ({ root }) => new MlflowFileTracker(root),
+});

@@ -1,0 +1,109 @@
+/**
+ * Test helpers shared by the conformance suite and plugin tests: a registry with the built-in plugins on the
+ * framework's preferred backend, a gradient check against central finite differences, and a tensor-leak check.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { expect } from 'vitest';
+import { createRegistry, Rng, selectBackend, type PluginRegistry } from '../core';
+import { registerBuiltins } from '../plugins';
+
+/** A fresh registry with every built-in plugin, after activating the best available backend. */
+export async function testRegistry(): Promise<PluginRegistry> {
+  const registry = registerBuiltins(createRegistry());
+  await selectBackend(registry, process.env.LOOM_BACKEND);
+  return registry;
+}
+
+export function randomNormal(shape: number[], rng: Rng, scale = 1): tf.Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = rng.normal() * scale;
+  return tf.tensor(v, shape);
+}
+
+/** Σ a_i b_i in float64 over the current values of two tensors of equal size. */
+function dot64(a: tf.Tensor, b: Float32Array): number {
+  const av = a.dataSync();
+  let s = 0;
+  for (let i = 0; i < av.length; i++) s += av[i]! * b[i]!;
+  return s;
+}
+
+export interface GradCheckOptions {
+  eps?: number;
+  rtol?: number;
+  directions?: number;
+}
+
+/**
+ * Checks the gradient of `fn` with respect to `wrt` by directional derivatives: for random directions d (over all
+ * variables at once) the central difference (f(θ+εd) − f(θ−εd)) / 2ε must match ⟨∇f(θ), d⟩, where
+ * f = Σ fn()_i · r_i for a fixed random r, accumulated in float64 from the float32 outputs.
+ *
+ * tfjs has no float64 kernels, so the tolerance is derived for float32: the truncation error is O(ε²) and the
+ * rounding error of each f is about u·S (u = 6e-8, S = Σ|fn()_i · r_i|), so the difference quotient carries
+ * ~u·S/ε; we allow 20·u·S/ε + 1e-3 absolute plus `rtol` relative. A direction along which the one-sided
+ * differences (f(θ+εd) − f(θ))/ε and (f(θ) − f(θ−εd))/ε disagree crosses a kink (ReLU at 0, a tie in max): it
+ * says nothing about the gradient and is redrawn (as gradcheckers do at non-differentiable points). A wrong
+ * gradient does not make the one-sided differences disagree, so it is still caught.
+ */
+export function gradCheck(label: string, fn: () => tf.Tensor, wrt: tf.Variable[], rng: Rng, opts: GradCheckOptions = {}): void {
+  const { eps = 1e-3, rtol = 1e-2, directions = 3 } = opts;
+  // clone: fn may return one of its inputs unchanged (the identity), which must not be disposed here.
+  const run = () => tf.tidy(() => fn().clone());
+  const probe = run();
+  const shape = probe.shape;
+  probe.dispose();
+  const r = randomNormal(shape, rng);
+  const rv = r.dataSync() as Float32Array;
+  const f = () => {
+    const out = run();
+    const v = dot64(out, rv);
+    const av = out.dataSync();
+    let absSum = 0;
+    for (let i = 0; i < av.length; i++) absSum += Math.abs(av[i]! * rv[i]!);
+    out.dispose();
+    return { v, absSum };
+  };
+  const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(fn(), r)) as tf.Scalar, wrt);
+  value.dispose();
+  const originals = wrt.map((v) => tf.clone(v));
+  try {
+    const f0 = f();
+    let checked = 0;
+    for (let attempt = 0; checked < directions; attempt++) {
+      if (attempt >= 10 * directions) throw new Error(`${label}: ${attempt} random directions all crossed a kink; cannot check the gradient here`);
+      const d = wrt.map((v) => randomNormal(v.shape, rng));
+      let analytic = 0;
+      wrt.forEach((v, i) => (analytic += dot64(grads[v.name]!, d[i]!.dataSync() as Float32Array)));
+      const shift = (sign: number) => wrt.forEach((v, i) => v.assign(tf.tidy(() => tf.add(originals[i]!, tf.mul(d[i]!, sign * eps)))));
+      shift(1);
+      const fPlus = f();
+      shift(-1);
+      const fMinus = f();
+      wrt.forEach((v, i) => v.assign(originals[i]!));
+      tf.dispose(d);
+      const noise = (20 * 6e-8 * Math.max(f0.absSum, fPlus.absSum, fMinus.absSum)) / eps + 1e-3;
+      const forward = (fPlus.v - f0.v) / eps;
+      const backward = (f0.v - fMinus.v) / eps;
+      const numeric = (fPlus.v - fMinus.v) / (2 * eps);
+      const tol = noise + rtol * Math.max(Math.abs(numeric), Math.abs(analytic));
+      // Crossing a kink at distance δ makes one one-sided difference err by δ and the central one by δ/2: redraw when
+      // δ > 2·tol; otherwise the central difference is still within tol.
+      if (Math.abs(forward - backward) > 2 * tol) continue;
+      checked++;
+      expect(Math.abs(numeric - analytic), `${label}: directional derivative: numeric ${numeric} vs analytic ${analytic}`).toBeLessThanOrEqual(tol);
+    }
+  } finally {
+    tf.dispose([r, ...originals]);
+    tf.dispose(grads);
+  }
+}
+
+/** Runs `step` once to warm up, then `n` times, and expects the number of live tensors not to change. */
+export function expectNoLeak(step: () => void, n = 3): void {
+  step();
+  const before = tf.memory().numTensors;
+  for (let i = 0; i < n; i++) step();
+  expect(tf.memory().numTensors, 'live tensors after repeated steps').toBe(before);
+}

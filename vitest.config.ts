@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['core/**/*.test.ts', 'plugins/**/*.test.ts', 'papers/**/*.test.ts', 'cli/**/*.test.ts', 'test/**/*.test.ts'],
+    setupFiles: ['test/setup.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    // tfjs kernels are CPU-bound and each worker loads its own backend: one worker per core.
+    pool: 'forks',
+    maxWorkers: 2,
+  },
+});
