@@ -1,0 +1,63 @@
+/** Cross-entropy from logits: equals −log softmax at the label, is invariant to shifting logits, and is stable. */
+import * as tf from '@tensorflow/tfjs-core';
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Loss, PluginRegistry } from '../../core';
+import { testRegistry } from '../../test/harness';
+
+let registry: PluginRegistry;
+let loss: Loss;
+beforeAll(async () => {
+  registry = await testRegistry();
+  loss = registry.create('loss', 'sparse-categorical-crossentropy');
+});
+
+const logitsAndLabels = fc.integer({ min: 2, max: 7 }).chain((classes) =>
+  fc.integer({ min: 1, max: 5 }).chain((rows) =>
+    fc.record({
+      classes: fc.constant(classes),
+      logits: fc.array(fc.array(fc.double({ min: -20, max: 20, noNaN: true }), { minLength: classes, maxLength: classes }), { minLength: rows, maxLength: rows }),
+      labels: fc.array(fc.integer({ min: 0, max: classes - 1 }), { minLength: rows, maxLength: rows }),
+    }),
+  ),
+);
+
+const value = (labels: number[], logits: number[][]) => {
+  const [y, z] = [tf.tensor(labels, [labels.length], 'int32'), tf.tensor(logits)];
+  const l = loss.compute(y, z);
+  const v = l.dataSync()[0]!;
+  tf.dispose([y, z, l]);
+  return v;
+};
+
+describe('sparse-categorical-crossentropy', () => {
+  it('equals the mean of −log softmax(z)[y], computed in float64', () => {
+    fc.assert(
+      fc.property(logitsAndLabels, ({ logits, labels }) => {
+        const ref =
+          logits.reduce((s, row, i) => {
+            const max = Math.max(...row);
+            const lse = max + Math.log(row.reduce((a, z) => a + Math.exp(z - max), 0));
+            return s + lse - row[labels[i]!]!;
+          }, 0) / logits.length;
+        expect(Math.abs(value(labels, logits) - ref)).toBeLessThanOrEqual(1e-5 * Math.max(1, ref));
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('does not change when a constant is added to every logit of a row', () => {
+    fc.assert(
+      fc.property(logitsAndLabels, fc.double({ min: -50, max: 50, noNaN: true }), ({ logits, labels }, c) => {
+        const shifted = logits.map((row) => row.map((z) => z + c));
+        expect(Math.abs(value(labels, shifted) - value(labels, logits))).toBeLessThanOrEqual(1e-4 * Math.max(1, value(labels, logits)));
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('stays finite for huge logits', () => {
+    expect(Number.isFinite(value([0, 1], [[1e4, -1e4], [1e4, -1e4]]))).toBe(true);
+    expect(value([0, 1], [[1e4, -1e4], [1e4, -1e4]])).toBeCloseTo(1e4, -1);
+  });
+});

@@ -1,0 +1,68 @@
+/** Models save to JSON + binary and load back to the same config, weights and predictions. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadModel, Rng, saveModel, Sequential, ShapeError, type PluginRegistry } from '../core';
+import { randomNormal, testRegistry } from './harness';
+
+let registry: PluginRegistry;
+let dir: string;
+beforeAll(async () => {
+  registry = await testRegistry();
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-save-'));
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const cnn = {
+  inputShape: [8, 8, 1],
+  layers: [
+    { type: 'conv2d', filters: 4, kernelSize: 3, activation: 'relu' },
+    { type: 'max-pool2d', poolSize: 2 },
+    { type: 'flatten' },
+    { type: 'dense', units: 5, activation: 'relu' },
+    { type: 'dense', units: 3 },
+  ],
+};
+
+describe('saveModel / loadModel', () => {
+  it('round-trips config, weights and predictions for any seed', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 1e6 }), (seed) => {
+        const model = new Sequential(cnn, registry);
+        model.build(undefined, new Rng(seed));
+        const out = path.join(dir, `m${seed}`);
+        saveModel(model, out);
+        const loaded = loadModel(out, registry);
+        expect(loaded.spec).toEqual(model.spec);
+        const x = randomNormal([2, 8, 8, 1], new Rng(seed + 1));
+        const ctx = { training: false, rng: new Rng(0) };
+        const [a, b] = [model.apply(x, ctx), loaded.apply(x, ctx)];
+        expect(Array.from(b.dataSync())).toEqual(Array.from(a.dataSync()));
+        tf.dispose([x, a, b]);
+        model.dispose();
+        loaded.dispose();
+      }),
+      { numRuns: 4 },
+    );
+  });
+
+  it('refuses weights whose shapes do not match the config, naming the parameter', () => {
+    const model = new Sequential(cnn, registry);
+    model.build(undefined, new Rng(1));
+    const out = path.join(dir, 'bad');
+    saveModel(model, out);
+    const manifest = JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8'));
+    manifest.config.layers[3].units = 6;
+    fs.writeFileSync(path.join(out, 'model.json'), JSON.stringify(manifest));
+    expect(() => loadModel(out, registry)).toThrow(ShapeError);
+    expect(() => loadModel(out, registry)).toThrow(/dense_4\/kernel/);
+    model.dispose();
+  });
+
+  it('says so when there is no saved model', () => {
+    expect(() => loadModel(path.join(dir, 'nothing-here'), registry)).toThrow(/no saved model/);
+  });
+});
