@@ -29,6 +29,8 @@ export interface RunOptions {
   backend?: string;
   runName?: string;
   tags?: Record<string, string>;
+  /** Where the run prints its one-line notices (the backend it chose). Default: console.log. */
+  log?: (line: string) => void;
 }
 
 /** A child container with every run-scoped token registered. The caller disposes it with {@link disposeRun}. */
@@ -45,6 +47,7 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
   }
 
   const { backend, tags: backendTags } = await selectBackend(registry, opts.backend);
+  (opts.log ?? console.log)(`loom: backend ${backendTags.backend} (${backendTags['backend.kernels'] ?? backendTags['tfjs.backend']})`);
   c.registerInstance(TOKENS.Backend, backend);
   c.registerInstance(BACKEND_TAGS, backendTags);
 

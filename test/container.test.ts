@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { container as root } from 'tsyringe';
+import { container as root, type InjectionToken } from 'tsyringe';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildRunContainer, disposeRun, FACTORY_TOKENS, TOKENS, Trainer, type PluginRegistry } from '../core';
 import { testRegistry } from './harness';
@@ -19,12 +19,12 @@ afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 describe('run container', () => {
   it('resolves every token, every factory and the trainer', async () => {
     const c = await buildRunContainer({ registry, config: toyConfig(dir) });
-    for (const [name, token] of Object.entries(TOKENS)) {
+    for (const [name, token] of Object.entries(TOKENS) as [string, InjectionToken<unknown>][]) {
       expect(c.isRegistered(token), `TOKENS.${name} is registered`).toBe(true);
       const value = c.resolve(token);
       if (name !== 'ValidationData' && name !== 'TestData' && name !== 'Schedule') expect(value, `TOKENS.${name}`).toBeTruthy();
     }
-    for (const [kind, token] of Object.entries(FACTORY_TOKENS)) expect(typeof c.resolve(token), `factory for ${kind}`).toBe('function');
+    for (const [kind, token] of Object.entries(FACTORY_TOKENS) as [string, InjectionToken<unknown>][]) expect(typeof c.resolve(token), `factory for ${kind}`).toBe('function');
     expect(c.resolve(FACTORY_TOKENS.activation)('relu').spec.type).toBe('relu');
     const trainer = c.resolve(Trainer);
     expect(trainer.model).toBe(c.resolve(TOKENS.Model));

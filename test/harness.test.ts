@@ -13,7 +13,8 @@ describe('gradCheck', () => {
     const rng = new Rng(1);
     const x = tf.variable(randomNormal([4, 3], rng));
     // d/dx sin(x) = cos(x); the wrong version claims 1.1·cos(x).
-    const wrong = tf.customGrad((a: tf.Tensor, save: tf.GradSaveFunc) => {
+    const wrong = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const [a, save] = args as [tf.Tensor, tf.GradSaveFunc];
       save([a]);
       return { value: tf.sin(a), gradFunc: (dy: tf.Tensor, [s]: tf.Tensor[]) => tf.mul(dy, tf.mul(tf.cos(s!), 1.1)) };
     });

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadModel, Rng, saveModel, Sequential, ShapeError, type PluginRegistry } from '../core';
+import { loadModel, Rng, saveModel, Sequential, ShapeError, type PluginRegistry, type SequentialConfig } from '../core';
 import { randomNormal, testRegistry } from './harness';
 
 let registry: PluginRegistry;
@@ -16,7 +16,7 @@ beforeAll(async () => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-const cnn = {
+const cnn: SequentialConfig = {
   inputShape: [8, 8, 1],
   layers: [
     { type: 'conv2d', filters: 4, kernelSize: 3, activation: 'relu' },

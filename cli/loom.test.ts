@@ -1,0 +1,39 @@
+/** The command line as a user meets it: plugin listing, and clear errors with exit code 2 for bad input. */
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const loom = (...args: string[]) => spawnSync(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/loom.ts'), ...args], { encoding: 'utf8', cwd: repo });
+
+describe('loom CLI', () => {
+  it('lists every registered plugin with kind, name and options schema as JSON', () => {
+    const r = loom('plugins', '--json');
+    expect(r.status).toBe(0);
+    const list = JSON.parse(r.stdout) as { kind: string; name: string; options: { type: string } }[];
+    const names = list.map((p) => `${p.kind}:${p.name}`);
+    for (const n of ['layer:conv2d', 'layer:dense', 'optimizer:adam', 'loss:sparse-categorical-crossentropy', 'tracker:mlflow-file', 'dataset:mnist', 'backend:cpu']) {
+      expect(names).toContain(n);
+    }
+    expect(list.find((p) => p.name === 'adam')!.options).toMatchObject({ type: 'object', properties: { lr: { type: 'number' } } });
+  });
+
+  it('rejects bad input with a message naming it and exit code 2', () => {
+    const cases: [string[], RegExp][] = [
+      [['paper', 'nope'], /unknown paper "nope"; papers: mnist-cnn/],
+      [['paper', 'mnist-cnn', '--preset', 'huge'], /--preset: paper "mnist-cnn" has no preset "huge"; presets: .*smoke/],
+      [['paper', 'mnist-cnn', '--seed', 'abc'], /--seed: expected a non-negative integer, got "abc"/],
+      [['paper', 'mnist-cnn', '--bogus'], /Unknown option '--bogus'/],
+      [['paper', 'mnist-cnn', '--backend', 'quantum'], /--backend.type: unknown backend "quantum"; registered backends: .*cpu/],
+      [['paper', 'mnist-cnn', '--backend', 'tfjs-node'], /backend "tfjs-node" is not available here: @tensorflow\/tfjs-node is not installed/],
+      [['plugins', '--kind', 'widget'], /--kind: unknown kind "widget"/],
+      [['fly'], /unknown command "fly"/],
+    ];
+    for (const [args, message] of cases) {
+      const r = loom(...args);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+    }
+  });
+});
