@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const loom = (...args: string[]) => spawnSync(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/loom.ts'), ...args], { encoding: 'utf8', cwd: repo });
+const loom = (...args: string[]) => spawnSync(process.execPath, [path.join(repo, 'cli/bin.mjs'), ...args], { encoding: 'utf8', cwd: repo });
 
 describe('loom CLI', () => {
   it('lists every registered plugin with kind, name and options schema as JSON', () => {

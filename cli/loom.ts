@@ -1,4 +1,3 @@
-#!/usr/bin/env -S npx tsx
 /**
  * The `loom` command line: `paper <name>` runs a reproduction, `plugins` lists the registry, `papers` lists papers.
  * It wires the built-in plugins and papers into a fresh registry; core/ knows nothing of either.

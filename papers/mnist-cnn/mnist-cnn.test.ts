@@ -10,14 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const tsx = path.join(repo, 'node_modules/.bin/tsx');
-const cli = path.join(repo, 'cli/loom.ts');
+const cli = path.join(repo, 'cli/bin.mjs');
 
 describe('mnist-cnn smoke preset', () => {
   it('learns: test accuracy above 70 % after one epoch on 1,800 images', { timeout: 900_000 }, () => {
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-mnist-'));
     try {
-      const out = execFileSync(tsx, [cli, 'paper', 'mnist-cnn', '--preset', 'smoke', '--json', 'summary.json'], { cwd, encoding: 'utf8' });
+      const out = execFileSync(process.execPath, [cli, 'paper', 'mnist-cnn', '--preset', 'smoke', '--json', 'summary.json'], { cwd, encoding: 'utf8' });
       const summary = JSON.parse(fs.readFileSync(path.join(cwd, 'summary.json'), 'utf8'));
       expect(summary).toMatchObject({ paper: 'mnist-cnn', preset: 'smoke', seed: 0 });
       expect(Object.keys(summary)).toEqual(expect.arrayContaining(['backend', 'metrics', 'wallTimeSec', 'mlflowRunId']));
