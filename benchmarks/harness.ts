@@ -1,0 +1,102 @@
+/**
+ * Benchmark plumbing: steady-state timing (warm-up, then the median of several windows), running peers in their
+ * own processes (Python with PyTorch/numpy, or tfjs on its stock backend), and the result record.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+export const REPO = path.resolve(BENCH_DIR, '..');
+
+export interface PeerResult {
+  peer: string;
+  value: number | null;
+  unit: string;
+  detail?: string;
+  /** Why the peer could not run (reported, never silently skipped). */
+  missing?: string;
+}
+
+export interface BenchEntry {
+  name: string;
+  unit: string;
+  ours: number;
+  oursDetail: string;
+  peers: PeerResult[];
+  /** ours / the first peer that ran (the one the target is stated against). */
+  ratio: number | null;
+  target?: number;
+}
+
+export interface Benchmark {
+  name: string;
+  description: string;
+  run(): Promise<BenchEntry[]>;
+}
+
+export interface MeasureOptions {
+  seconds?: number;
+  repeats?: number;
+  warmup?: number;
+}
+
+/** Items per second of `step`: `warmup` calls, then `repeats` windows of at least `seconds` (and 2 calls); the median. */
+export async function measure(step: () => unknown, itemsPerStep: number, opts: MeasureOptions = {}): Promise<number> {
+  const { seconds = 3, repeats = 3, warmup = 2 } = opts;
+  for (let i = 0; i < warmup; i++) await step();
+  const rates: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    let n = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < seconds * 1000 || n < 2) {
+      await step();
+      n++;
+    }
+    rates.push((n * itemsPerStep) / ((performance.now() - t0) / 1000));
+  }
+  rates.sort((a, b) => a - b);
+  return rates[Math.floor(rates.length / 2)]!;
+}
+
+/** The Python the peers need: Debian's, with torch/numpy from apt. */
+const PYTHON = '/usr/bin/python3';
+
+/**
+ * Runs `benchmarks/peers/<script>` with Debian's python3, without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (this
+ * environment sets them for old OpenBLAS builds; they slow a current one). Returns the JSON line it prints.
+ */
+export function pythonPeer(script: string, args: (string | number)[], peer: string, unit: string): PeerResult {
+  if (!fs.existsSync(PYTHON)) return { peer, value: null, unit, missing: `${PYTHON} not found` };
+  const env = { ...process.env };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  const r = spawnSync(PYTHON, [path.join(BENCH_DIR, 'peers', script), ...args.map(String)], { env, encoding: 'utf8', timeout: 600_000 });
+  if (r.status !== 0) {
+    const why = (r.stderr || r.error?.message || 'failed').trim().split('\n').at(-1)!;
+    return { peer, value: null, unit, missing: why.includes('No module named') ? `${why} (apt-get install python3-torch python3-numpy libopenblas0-pthread)` : why };
+  }
+  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { value: number; peer: string; detail?: string };
+  return { peer: out.peer, value: out.value, unit, detail: out.detail };
+}
+
+/** Runs a TypeScript peer (`benchmarks/peers/<script>`) in its own Node process, so it sees stock tfjs kernels. */
+export function nodePeer(script: string, args: (string | number)[], peer: string, unit: string): PeerResult {
+  const r = spawnSync(process.execPath, [path.join(REPO, 'node_modules/tsx/dist/cli.mjs'), path.join(BENCH_DIR, 'peers', script), ...args.map(String)], { cwd: REPO, encoding: 'utf8', timeout: 600_000 });
+  if (r.status !== 0) return { peer, value: null, unit, missing: (r.stderr || 'failed').trim().split('\n').at(-1) };
+  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { value: number; detail?: string };
+  return { peer, value: out.value, unit, detail: out.detail };
+}
+
+/** The best of several peer runs (e.g. one per thread setting), keeping the detail that says which won. */
+export function best(results: PeerResult[]): PeerResult {
+  const ran = results.filter((r) => r.value !== null);
+  if (ran.length === 0) return results[0]!;
+  return ran.reduce((a, b) => (b.value! > a.value! ? b : a));
+}
+
+export function entry(name: string, unit: string, ours: number, oursDetail: string, peers: PeerResult[], target?: number): BenchEntry {
+  const primary = peers.find((p) => p.value !== null);
+  return { name, unit, ours, oursDetail, peers, ratio: primary ? ours / primary.value! : null, target };
+}

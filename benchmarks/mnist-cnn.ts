@@ -1,0 +1,39 @@
+/**
+ * Training throughput of the seed's MNIST CNN (samples/s) at batch 32 and 128: loom (model and optimizer from
+ * papers/mnist-cnn/presets/full.json, on the backend loom selects) vs tfjs-layers on stock tfjs-backend-cpu vs
+ * PyTorch (best of 1 and 2 threads).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng, Sequential, Trainer, type PluginRegistry } from '../core';
+import papers from '../papers/mnist-cnn';
+import { best, entry, measure, nodePeer, pythonPeer, type Benchmark } from './harness';
+
+export function mnistCnn(registry: PluginRegistry): Benchmark {
+  return {
+    name: 'mnist-cnn',
+    description: "training samples/s of the seed's MNIST CNN, batch 32 and 128",
+    async run() {
+      const full = papers.presets.full! as { model: never; optimizer: never; loss: never };
+      const out = [];
+      for (const batch of [32, 128]) {
+        const model = new Sequential(full.model, registry);
+        model.build(undefined, new Rng(0));
+        const trainer = new Trainer(
+          model, registry.create('loss', full.loss), registry.create('optimizer', full.optimizer), null, [], [],
+          registry.create('tracker', 'console'), registry.create('parallelism', 'single-process'), new Rng(0),
+          { epochs: 1, batchSize: batch, validationSplit: 0, shuffle: false, logEvery: 1000, evalBatchSize: batch },
+        );
+        const x = tf.randomUniform([batch, 28, 28, 1], 0, 1, 'float32', 3);
+        const y = tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 10), 'int32');
+        let step = 0;
+        const ours = await measure(() => trainer.trainStep({ x, y }, { step: step++, epoch: 0 }), batch);
+        tf.dispose([x, y]);
+        model.dispose();
+        const torch = best([1, 2].map((t) => pythonPeer('mnist_cnn_torch.py', [batch, t, 3], 'PyTorch', 'samples/s')));
+        const layers = nodePeer('mnist_cnn_tfjs_layers.ts', [batch], 'tfjs-layers on tfjs-backend-cpu', 'samples/s');
+        out.push(entry(`mnist-cnn train b${batch}`, 'samples/s', ours, `loom on ${tf.getBackend()}`, [torch, layers], 1.0));
+      }
+      return out;
+    },
+  };
+}

@@ -1,0 +1,25 @@
+"""Shared timing for the Python peers: warm-up, then repeats of a steady-state window, median reported."""
+import json
+import statistics
+import sys
+import time
+
+
+def measure(step, items_per_step, seconds=3.0, repeats=3, warmup=3):
+    """Runs `step` `warmup` times, then `repeats` windows of about `seconds`; returns the median items/s."""
+    for _ in range(warmup):
+        step()
+    rates = []
+    for _ in range(repeats):
+        n = 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            step()
+            n += 1
+        rates.append(n * items_per_step / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def emit(**fields):
+    json.dump(fields, sys.stdout)
+    sys.stdout.write("\n")

@@ -1,0 +1,82 @@
+/**
+ * `npm run bench -- [names]`: runs the benchmarks (all, or those named), each side by side with its peers in the
+ * same run, prints a table of ratios, and writes results/latest.{json,md,svg}.
+ */
+import 'reflect-metadata';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as vega from 'vega';
+import { compile } from 'vega-lite';
+import { createRegistry, environmentTags, selectBackend } from '../core';
+import { registerBuiltins } from '../plugins';
+import { BENCH_DIR, type BenchEntry, type Benchmark } from './harness';
+import { mnistCnn } from './mnist-cnn';
+import { sgemm } from './sgemm';
+
+const fmt = (v: number | null) => (v === null ? 'missing' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
+
+const registry = registerBuiltins(createRegistry());
+const { tags } = await selectBackend(registry, process.env.LOOM_BACKEND);
+const all: Benchmark[] = [sgemm, mnistCnn(registry)];
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((w) => !all.some((b) => b.name === w));
+if (unknown.length) {
+  console.error(`bench: unknown benchmark(s) ${unknown.join(', ')}; available: ${all.map((b) => b.name).join(', ')}`);
+  process.exit(2);
+}
+console.log(`backend: ${tags.backend} (${tags['backend.kernels']}) on ${os.cpus()[0]?.model} x${os.cpus().length}`);
+
+const entries: BenchEntry[] = [];
+for (const b of all.filter((b) => wanted.length === 0 || wanted.includes(b.name))) {
+  console.log(`running ${b.name}: ${b.description}`);
+  for (const e of await b.run()) {
+    entries.push(e);
+    console.log(`  ${line(e)}`);
+  }
+}
+
+function line(e: BenchEntry): string {
+  const peers = e.peers.map((p) => `${p.peer} ${fmt(p.value)}${p.missing ? ` (${p.missing})` : ''}`).join(' | ');
+  return `${e.name}: ours ${fmt(e.ours)} ${e.unit} | ${peers} | ratio ${e.ratio === null ? 'n/a' : e.ratio.toFixed(2)}${e.target ? ` (target ≥ ${e.target})` : ''}`;
+}
+
+const outDir = path.join(BENCH_DIR, 'results');
+fs.mkdirSync(outDir, { recursive: true });
+const env: Record<string, string> = { date: new Date().toISOString(), ...environmentTags(), ...tags };
+fs.writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify({ env, entries }, null, 2) + '\n');
+
+const md = [
+  `# Benchmarks (${env.date})`,
+  '',
+  `Backend \`${tags.backend}\` (${tags['backend.kernels']}), ${env['cpu.model']} x${env['cpu.count']}, Node ${env['node.version']}, commit ${env['git.commit']}.`,
+  '',
+  '| benchmark | unit | ours | peers | ratio (ours / first peer) | target |',
+  '| --- | --- | --- | --- | --- | --- |',
+  ...entries.map((e) => `| ${e.name} | ${e.unit} | ${fmt(e.ours)} | ${e.peers.map((p) => `${p.peer}${p.detail ? ` (${p.detail})` : ''}: ${fmt(p.value)}${p.missing ? ` — ${p.missing}` : ''}`).join('<br>')} | ${e.ratio === null ? 'n/a' : e.ratio.toFixed(2)} | ${e.target ? `≥ ${e.target}` : ''} |`),
+  '',
+].join('\n');
+fs.writeFileSync(path.join(outDir, 'latest.md'), md);
+
+const values = entries.flatMap((e) => [
+  { benchmark: e.name, who: 'loom', value: e.ours },
+  ...e.peers.filter((p) => p.value !== null).map((p) => ({ benchmark: e.name, who: p.peer, value: p.value! })),
+]);
+const spec = compile({
+  $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+  title: 'loom vs peers (same run; higher is better)',
+  data: { values },
+  facet: { row: { field: 'benchmark', type: 'nominal', title: null } },
+  spec: {
+    width: 420,
+    mark: 'bar',
+    encoding: {
+      y: { field: 'who', type: 'nominal', title: null },
+      x: { field: 'value', type: 'quantitative', title: 'throughput (unit per benchmark)' },
+      color: { field: 'who', type: 'nominal', legend: null },
+    },
+  },
+  resolve: { scale: { x: 'independent' } },
+} as never).spec;
+fs.writeFileSync(path.join(outDir, 'latest.svg'), await new vega.View(vega.parse(spec), { renderer: 'none' }).toSVG());
+console.log(`\n${md}\nwrote ${path.relative(process.cwd(), outDir)}/latest.{json,md,svg}`);
