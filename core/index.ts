@@ -21,3 +21,4 @@ export * from './run';
 export * from './paper';
 export * from './environment';
 export * from './fs-atomic';
+export * from './kernels';

@@ -7,6 +7,7 @@ import linear from './activations/linear';
 import relu from './activations/relu';
 import softmax from './activations/softmax';
 import cpu from './backends/cpu';
+import nativeCpu from './backends/native-cpu';
 import { tfjsNode, tfjsNodeGpu } from './backends/tfjs-node';
 import progress from './callbacks/progress';
 import mnist from './data/mnist';
@@ -26,7 +27,7 @@ import mlflowFile from './trackers/mlflow-file';
 
 export const builtinPlugins: PluginDefinition<any, any>[] = [
   linear, relu, softmax,
-  cpu, tfjsNode, tfjsNodeGpu,
+  cpu, nativeCpu, tfjsNode, tfjsNodeGpu,
   progress,
   mnist,
   glorotUniform, zeros,

@@ -2,6 +2,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { definePlugin } from '../../core';
+import { uninstallNativeKernels } from './native-kernels';
 
 /** tfjs's pure-JavaScript CPU backend: runs everywhere, slowly. The last resort of automatic selection. */
 export default definePlugin({
@@ -17,6 +18,7 @@ export default definePlugin({
       // PROD silences tfjs's "install tfjs-node" banner: the run already says which backend it chose.
       tf.env().set('PROD', true);
       await tf.setBackend('cpu');
+      uninstallNativeKernels(); // `cpu` means tfjs's own kernels, even after native-cpu ran in this process
       await tf.ready();
       return { 'backend.kernels': 'tfjs-backend-cpu (JavaScript)' };
     },

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { ConfigError, definePlugin, ShapeError, type Optimizer, type OptimizerState, type Parameter } from '../../core';
+import { ConfigError, definePlugin, FUSED_KERNELS, hasKernel, ShapeError, type Optimizer, type OptimizerState, type Parameter } from '../../core';
 
 const schema = z.object({
   lr: z.number().positive().default(1e-3),
@@ -33,6 +33,21 @@ export class Adam implements Omit<Optimizer, 'spec'> {
     const c1 = 1 - b1 ** this.t;
     const c2 = 1 - b2 ** this.t;
     const lr = this.learningRate;
+    if (hasKernel(FUSED_KERNELS.adam)) {
+      // The backend's fused kernel: the same update in one pass per tensor.
+      for (const p of params) {
+        const g = grads[p.name];
+        if (!g) continue;
+        const s = this.slot(p);
+        const attrs = { lr, beta1: b1, beta2: b2, epsilon, c1, c2 };
+        const [p2, m2, v2] = tf.engine().runKernel(FUSED_KERNELS.adam, { param: p.variable, grad: g, m: s.m, v: s.v }, attrs) as tf.Tensor[];
+        p.variable.assign(p2!);
+        s.m.assign(m2!);
+        s.v.assign(v2!);
+        tf.dispose([p2!, m2!, v2!]);
+      }
+      return;
+    }
     tf.tidy(() => {
       for (const p of params) {
         const g = grads[p.name];

@@ -1,0 +1,217 @@
+// Convolutions (NHWC, filter [KH, KW, C, CO]) as im2col + SGEMM, pooling, and softmax.
+#include "conv.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "gemm.h"
+#include "pool.h"
+
+namespace loom {
+namespace {
+
+constexpr int64_t kColsBudget = 4 << 20;  // floats of im2col buffer per task (16 MB)
+
+// Rows [r0, r1) of the im2col matrix: row r = (n, oh, ow), column (kh, kw, c).
+void im2col(const float* x, const ConvShape& s, int64_t r0, int64_t r1, float* cols) {
+  const int64_t kdim = s.kh * s.kw * s.c;
+  for (int64_t r = r0; r < r1; r++) {
+    const int64_t n = r / (s.oh * s.ow), rem = r % (s.oh * s.ow), oh = rem / s.ow, ow = rem % s.ow;
+    float* row = cols + (r - r0) * kdim;
+    for (int64_t i = 0; i < s.kh; i++) {
+      const int64_t ih = oh * s.sh - s.pt + i * s.dh;
+      for (int64_t j = 0; j < s.kw; j++) {
+        const int64_t iw = ow * s.sw - s.pl + j * s.dw;
+        float* dst = row + (i * s.kw + j) * s.c;
+        if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w)
+          std::memset(dst, 0, s.c * sizeof(float));
+        else
+          std::memcpy(dst, x + ((n * s.h + ih) * s.w + iw) * s.c, s.c * sizeof(float));
+      }
+    }
+  }
+}
+
+// Adds rows [r0, r1) of a column-gradient matrix back into dx (the adjoint of im2col).
+void col2im(const float* cols, const ConvShape& s, int64_t r0, int64_t r1, float* dx) {
+  const int64_t kdim = s.kh * s.kw * s.c;
+  for (int64_t r = r0; r < r1; r++) {
+    const int64_t n = r / (s.oh * s.ow), rem = r % (s.oh * s.ow), oh = rem / s.ow, ow = rem % s.ow;
+    const float* row = cols + (r - r0) * kdim;
+    for (int64_t i = 0; i < s.kh; i++) {
+      const int64_t ih = oh * s.sh - s.pt + i * s.dh;
+      if (ih < 0 || ih >= s.h) continue;
+      for (int64_t j = 0; j < s.kw; j++) {
+        const int64_t iw = ow * s.sw - s.pl + j * s.dw;
+        if (iw < 0 || iw >= s.w) continue;
+        const float* src = row + (i * s.kw + j) * s.c;
+        float* dst = dx + ((n * s.h + ih) * s.w + iw) * s.c;
+        for (int64_t c = 0; c < s.c; c++) dst[c] += src[c];
+      }
+    }
+  }
+}
+
+// Splits `rows` into tasks of at most `cap` rows (and at least one task per thread when there is enough work).
+int64_t task_rows(int64_t rows, int64_t kdim) {
+  const int64_t threads = pool().size();
+  const int64_t cap = std::max<int64_t>(1, kColsBudget / std::max<int64_t>(kdim, 1));
+  return std::max<int64_t>(1, std::min(cap, (rows + threads - 1) / threads));
+}
+
+}  // namespace
+
+void conv2d(const float* x, const float* w, float* y, const ConvShape& s, const float* bias, bool relu) {
+  const int64_t rows = s.n * s.oh * s.ow, kdim = s.kh * s.kw * s.c;
+  const int64_t per = task_rows(rows, kdim);
+  const int tasks = (int)((rows + per - 1) / per);
+  pool().parallel_for(tasks, [&](int t) {
+    const int64_t r0 = t * per, r1 = std::min(rows, r0 + per);
+    std::vector<float> cols((r1 - r0) * kdim);
+    im2col(x, s, r0, r1, cols.data());
+    sgemm(r1 - r0, s.co, kdim, {cols.data(), kdim, false}, {w, s.co, false}, y + r0 * s.co, s.co, 0.f, bias, relu, false);
+  });
+}
+
+void conv2d_backprop_input(const float* dy, const float* w, float* dx, const ConvShape& s) {
+  const int64_t kdim = s.kh * s.kw * s.c, per_image = s.oh * s.ow;
+  std::memset(dx, 0, s.n * s.h * s.w * s.c * sizeof(float));
+  // Tasks own whole images, so their col2im writes never overlap.
+  const int64_t threads = pool().size();
+  const int64_t images = std::max<int64_t>(1, std::min((s.n + threads - 1) / threads, kColsBudget / std::max<int64_t>(1, per_image * kdim)));
+  const int tasks = (int)((s.n + images - 1) / images);
+  auto run = [&](int t, bool parallel_gemm) {
+    const int64_t n0 = t * images, n1 = std::min(s.n, n0 + images);
+    const int64_t r0 = n0 * per_image, r1 = n1 * per_image;
+    std::vector<float> cols((r1 - r0) * kdim);
+    // dcols = dy · Wᵀ, W viewed as [kdim, co].
+    sgemm(r1 - r0, kdim, s.co, {dy + r0 * s.co, s.co, false}, {w, s.co, true}, cols.data(), kdim, 0.f, nullptr, false, parallel_gemm);
+    col2im(cols.data(), s, r0, r1, dx);
+  };
+  if (tasks == 1) return run(0, true);  // a single image: let the product use every thread
+  pool().parallel_for(tasks, [&](int t) { run(t, false); });
+}
+
+void conv2d_backprop_filter(const float* x, const float* dy, float* dw, const ConvShape& s) {
+  const int64_t rows = s.n * s.oh * s.ow, kdim = s.kh * s.kw * s.c;
+  const int64_t per = task_rows(rows, kdim);
+  const int tasks = (int)((rows + per - 1) / per);
+  // Each task adds colsᵀ · dy over its rows into its own partial sum; the partials are added at the end.
+  std::vector<std::vector<float>> partial(tasks, std::vector<float>(kdim * s.co));
+  pool().parallel_for(tasks, [&](int t) {
+    const int64_t r0 = t * per, r1 = std::min(rows, r0 + per);
+    std::vector<float> cols((r1 - r0) * kdim);
+    im2col(x, s, r0, r1, cols.data());
+    sgemm(kdim, s.co, r1 - r0, {cols.data(), kdim, true}, {dy + r0 * s.co, s.co, false}, partial[t].data(), s.co, 0.f, nullptr, false,
+          false);
+  });
+  std::memcpy(dw, partial[0].data(), kdim * s.co * sizeof(float));
+  for (int t = 1; t < tasks; t++)
+    for (int64_t i = 0; i < kdim * s.co; i++) dw[i] += partial[t][i];
+}
+
+void pool2d(const float* x, float* y, const ConvShape& s, bool is_max) {
+  pool().parallel_for((int)s.n, [&](int n) {
+    for (int64_t oh = 0; oh < s.oh; oh++) {
+      const int64_t h0 = oh * s.sh - s.pt, hmin = std::max<int64_t>(0, h0), hmax = std::min(s.h, h0 + (s.kh - 1) * s.dh + 1);
+      for (int64_t ow = 0; ow < s.ow; ow++) {
+        const int64_t w0 = ow * s.sw - s.pl, wmin = std::max<int64_t>(0, w0), wmax = std::min(s.w, w0 + (s.kw - 1) * s.dw + 1);
+        float* out = y + ((n * s.oh + oh) * s.ow + ow) * s.c;
+        for (int64_t c = 0; c < s.c; c++) out[c] = is_max ? -std::numeric_limits<float>::infinity() : 0.f;
+        int64_t count = 0;
+        // As tfjs's pool(): the window clipped to the image; padding does not count towards the average.
+        for (int64_t ih = hmin; ih < hmax; ih += s.dh)
+          for (int64_t iw = wmin; iw < wmax; iw += s.dw) {
+            const float* in = x + ((n * s.h + ih) * s.w + iw) * s.c;
+            if (is_max)
+              for (int64_t c = 0; c < s.c; c++) out[c] = in[c] > out[c] ? in[c] : out[c];
+            else
+              for (int64_t c = 0; c < s.c; c++) out[c] += in[c];
+            count++;
+          }
+        if (!is_max)
+          for (int64_t c = 0; c < s.c; c++) out[c] /= (float)count;
+      }
+    }
+  });
+}
+
+void max_pool_grad(const float* dy, const float* x, float* dx, const ConvShape& s) {
+  std::memset(dx, 0, s.n * s.h * s.w * s.c * sizeof(float));
+  pool().parallel_for((int)s.n, [&](int n) {
+    std::vector<float> best(s.c);
+    std::vector<int64_t> at(s.c);
+    for (int64_t oh = 0; oh < s.oh; oh++) {
+      const int64_t h0 = oh * s.sh - s.pt, hmax = std::min(s.h, h0 + (s.kh - 1) * s.dh + 1);
+      int64_t hstart = h0;
+      while (hstart < 0) hstart += s.dh;
+      for (int64_t ow = 0; ow < s.ow; ow++) {
+        const int64_t w0 = ow * s.sw - s.pl, wmax = std::min(s.w, w0 + (s.kw - 1) * s.dw + 1);
+        int64_t wstart = w0;
+        while (wstart < 0) wstart += s.dw;
+        std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
+        std::fill(at.begin(), at.end(), -1);
+        // The gradient goes to the first maximum in scan order (strict >), as tfjs's maxPoolPositions picks it.
+        for (int64_t ih = hstart; ih < hmax; ih += s.dh)
+          for (int64_t iw = wstart; iw < wmax; iw += s.dw) {
+            const int64_t base = ((n * s.h + ih) * s.w + iw) * s.c;
+            const float* xp = x + base;
+            for (int64_t c = 0; c < s.c; c++)
+              if (xp[c] > best[c]) {
+                best[c] = xp[c];
+                at[c] = base + c;
+              }
+          }
+        const float* g = dy + ((n * s.oh + oh) * s.ow + ow) * s.c;
+        for (int64_t c = 0; c < s.c; c++)
+          if (at[c] >= 0) dx[at[c]] += g[c];
+      }
+    }
+  });
+}
+
+void avg_pool_grad(const float* dy, float* dx, const ConvShape& s) {
+  // As tfjs's cpu kernel: every window position receives dy / (KH·KW), whatever the clipping at the border.
+  std::memset(dx, 0, s.n * s.h * s.w * s.c * sizeof(float));
+  const float scale = 1.f / (float)(s.kh * s.kw);
+  pool().parallel_for((int)s.n, [&](int n) {
+    for (int64_t oh = 0; oh < s.oh; oh++)
+      for (int64_t ow = 0; ow < s.ow; ow++) {
+        const float* g = dy + ((n * s.oh + oh) * s.ow + ow) * s.c;
+        for (int64_t i = 0; i < s.kh; i++) {
+          const int64_t ih = oh * s.sh - s.pt + i * s.dh;
+          if (ih < 0 || ih >= s.h) continue;
+          for (int64_t j = 0; j < s.kw; j++) {
+            const int64_t iw = ow * s.sw - s.pl + j * s.dw;
+            if (iw < 0 || iw >= s.w) continue;
+            float* d = dx + ((n * s.h + ih) * s.w + iw) * s.c;
+            for (int64_t c = 0; c < s.c; c++) d[c] += g[c] * scale;
+          }
+        }
+      }
+  });
+}
+
+void softmax(const float* x, float* y, int64_t rows, int64_t cols) {
+  const int64_t per = std::max<int64_t>(1, (rows + pool().size() - 1) / pool().size());
+  const bool parallel = rows * cols >= (1 << 15);
+  auto run = [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* in = x + r * cols;
+      float* out = y + r * cols;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < cols; j++) mx = in[j] > mx ? in[j] : mx;
+      float sum = 0.f;
+      for (int64_t j = 0; j < cols; j++) sum += (out[j] = std::exp(in[j] - mx));
+      const float inv = 1.f / sum;
+      for (int64_t j = 0; j < cols; j++) out[j] *= inv;
+    }
+  };
+  if (!parallel) return run(0, rows);
+  pool().parallel_for((int)((rows + per - 1) / per), [&](int t) { run(t * per, std::min(rows, (t + 1) * per)); });
+}
+
+}  // namespace loom

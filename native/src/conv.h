@@ -1,0 +1,25 @@
+// Convolution and pooling kernels over NHWC tensors, matching tfjs's cpu kernels' semantics.
+#pragma once
+#include <cstdint>
+
+namespace loom {
+
+// Geometry of a 2-D convolution or pooling window (tfjs's Conv2DInfo, flattened).
+struct ConvShape {
+  int64_t n, h, w, c;     // input
+  int64_t kh, kw, co;     // filter (co = output channels; unused by pooling)
+  int64_t oh, ow;         // output
+  int64_t sh, sw;         // strides
+  int64_t pt, pl;         // padding at top and left
+  int64_t dh, dw;         // dilations
+};
+
+void conv2d(const float* x, const float* w, float* y, const ConvShape& s, const float* bias, bool relu);
+void conv2d_backprop_input(const float* dy, const float* w, float* dx, const ConvShape& s);
+void conv2d_backprop_filter(const float* x, const float* dy, float* dw, const ConvShape& s);
+void pool2d(const float* x, float* y, const ConvShape& s, bool is_max);
+void max_pool_grad(const float* dy, const float* x, float* dx, const ConvShape& s);
+void avg_pool_grad(const float* dy, float* dx, const ConvShape& s);
+void softmax(const float* x, float* y, int64_t rows, int64_t cols);
+
+}  // namespace loom

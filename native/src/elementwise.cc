@@ -1,0 +1,148 @@
+#include "elementwise.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "pool.h"
+
+namespace loom {
+namespace {
+
+// Splits [0, n) over the pool when there is enough work to pay for waking the threads.
+template <typename F>
+void chunks(int64_t n, F f) {
+  const int threads = pool().size();
+  if (n < (1 << 16) || threads == 1) return f(0, n);
+  const int64_t per = (n + threads - 1) / threads;
+  pool().parallel_for(threads, [&](int t) {
+    const int64_t lo = t * per, hi = std::min(n, lo + per);
+    if (lo < hi) f(lo, hi);
+  });
+}
+
+template <Binary op>
+inline float apply(float x, float y) {
+  if constexpr (op == Binary::Add) return x + y;
+  if constexpr (op == Binary::Sub) return x - y;
+  if constexpr (op == Binary::Mul) return x * y;
+  if constexpr (op == Binary::Div) return x / y;
+  if constexpr (op == Binary::Maximum) return (std::isnan(x) || std::isnan(y)) ? NAN : (x > y ? x : y);
+  if constexpr (op == Binary::Minimum) return (std::isnan(x) || std::isnan(y)) ? NAN : (x < y ? x : y);
+  if constexpr (op == Binary::SquaredDifference) return (x - y) * (x - y);
+}
+
+// The innermost dimension, specialised on whether each operand moves (stride 1) or is broadcast (stride 0).
+template <Binary op>
+inline void row(const float* a, const float* b, float* out, int64_t n, int64_t sa, int64_t sb) {
+  if (sa == 1 && sb == 1)
+    for (int64_t i = 0; i < n; i++) out[i] = apply<op>(a[i], b[i]);
+  else if (sa == 1 && sb == 0)
+    for (int64_t i = 0; i < n; i++) out[i] = apply<op>(a[i], b[0]);
+  else if (sa == 0 && sb == 1)
+    for (int64_t i = 0; i < n; i++) out[i] = apply<op>(a[0], b[i]);
+  else
+    for (int64_t i = 0; i < n; i++) out[i] = apply<op>(a[i * sa], b[i * sb]);
+}
+
+template <Binary op>
+void binary_t(const float* a, const float* b, float* out, int rank, const int64_t* shape, const int64_t* sa, const int64_t* sb) {
+  const int64_t inner = shape[rank - 1];
+  int64_t rows = 1;
+  for (int d = 0; d < rank - 1; d++) rows *= shape[d];
+  chunks(rows * inner, [&](int64_t lo, int64_t hi) {
+    // Work in whole rows: [lo, hi) are rounded to row boundaries.
+    const int64_t r0 = lo / inner, r1 = (hi + inner - 1) / inner;
+    for (int64_t r = r0; r < r1; r++) {
+      int64_t rem = r, oa = 0, ob = 0;
+      for (int d = rank - 2; d >= 0; d--) {
+        const int64_t i = rem % shape[d];
+        rem /= shape[d];
+        oa += i * sa[d];
+        ob += i * sb[d];
+      }
+      row<op>(a + oa, b + ob, out + r * inner, inner, sa[rank - 1], sb[rank - 1]);
+    }
+  });
+}
+
+}  // namespace
+
+void binary(Binary op, const float* a, const float* b, float* out, int rank, const int64_t* shape, const int64_t* sa, const int64_t* sb) {
+  switch (op) {
+    case Binary::Add: return binary_t<Binary::Add>(a, b, out, rank, shape, sa, sb);
+    case Binary::Sub: return binary_t<Binary::Sub>(a, b, out, rank, shape, sa, sb);
+    case Binary::Mul: return binary_t<Binary::Mul>(a, b, out, rank, shape, sa, sb);
+    case Binary::Div: return binary_t<Binary::Div>(a, b, out, rank, shape, sa, sb);
+    case Binary::Maximum: return binary_t<Binary::Maximum>(a, b, out, rank, shape, sa, sb);
+    case Binary::Minimum: return binary_t<Binary::Minimum>(a, b, out, rank, shape, sa, sb);
+    case Binary::SquaredDifference: return binary_t<Binary::SquaredDifference>(a, b, out, rank, shape, sa, sb);
+  }
+}
+
+void unary(Unary op, const float* x, float* y, int64_t n, float alpha) {
+  chunks(n, [&](int64_t lo, int64_t hi) {
+    switch (op) {
+      case Unary::Relu: for (int64_t i = lo; i < hi; i++) y[i] = x[i] < 0.f ? 0.f : x[i]; break;
+      case Unary::Step:  // branch-free so it vectorises; NaN stays NaN as in tfjs
+        for (int64_t i = lo; i < hi; i++) { const float r = x[i] > 0.f ? 1.f : alpha; y[i] = x[i] == x[i] ? r : x[i]; }
+        break;
+      case Unary::Sqrt: for (int64_t i = lo; i < hi; i++) y[i] = std::sqrt(x[i]); break;
+      case Unary::Square: for (int64_t i = lo; i < hi; i++) y[i] = x[i] * x[i]; break;
+      case Unary::Exp: for (int64_t i = lo; i < hi; i++) y[i] = std::exp(x[i]); break;
+      case Unary::Log: for (int64_t i = lo; i < hi; i++) y[i] = std::log(x[i]); break;
+      case Unary::Neg: for (int64_t i = lo; i < hi; i++) y[i] = -x[i]; break;
+      case Unary::Tanh: for (int64_t i = lo; i < hi; i++) y[i] = std::tanh(x[i]); break;
+      case Unary::Sigmoid: for (int64_t i = lo; i < hi; i++) y[i] = 1.f / (1.f + std::exp(-x[i])); break;
+      case Unary::Abs: for (int64_t i = lo; i < hi; i++) y[i] = std::fabs(x[i]); break;
+      case Unary::Rsqrt: for (int64_t i = lo; i < hi; i++) y[i] = 1.f / std::sqrt(x[i]); break;
+      case Unary::Reciprocal: for (int64_t i = lo; i < hi; i++) y[i] = 1.f / x[i]; break;
+    }
+  });
+}
+
+void sum3(const float* x, float* y, int64_t outer, int64_t reduce, int64_t inner) {
+  if (inner == 1) {
+    chunks(outer * reduce, [&](int64_t lo, int64_t hi) {
+      for (int64_t o = lo / reduce; o < (hi + reduce - 1) / reduce; o++) {
+        const float* xo = x + o * reduce;
+        double s = 0;  // double accumulation: long sums in float lose digits
+        for (int64_t r = 0; r < reduce; r++) s += xo[r];
+        y[o] = (float)s;
+      }
+    });
+    return;
+  }
+  // Sum rows of [reduce, inner] blocks; each thread owns a range of inner columns.
+  const int threads = pool().size();
+  const int64_t per = outer * reduce * inner < (1 << 16) ? inner : std::max<int64_t>(8, (inner + threads - 1) / threads);
+  const int tasks = (int)((inner + per - 1) / per);
+  pool().parallel_for(tasks, [&](int t) {
+    const int64_t i0 = t * per, i1 = std::min(inner, i0 + per);
+    std::vector<double> acc(i1 - i0);  // double accumulation, as tfjs's JavaScript sums do
+    for (int64_t o = 0; o < outer; o++) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t r = 0; r < reduce; r++) {
+        const float* xr = x + (o * reduce + r) * inner + i0;
+        for (int64_t i = 0; i < i1 - i0; i++) acc[i] += xr[i];
+      }
+      for (int64_t i = 0; i < i1 - i0; i++) y[o * inner + i0 + i] = (float)acc[i];
+    }
+  });
+}
+
+void adam(const float* p, const float* g, const float* m, const float* v, float* p2, float* m2, float* v2, int64_t n, float lr, float b1,
+          float b2, float eps, float c1, float c2) {
+  chunks(n, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) {
+      const float mi = b1 * m[i] + (1.f - b1) * g[i];
+      const float vi = b2 * v[i] + (1.f - b2) * g[i] * g[i];
+      m2[i] = mi;
+      v2[i] = vi;
+      p2[i] = p[i] - lr * ((mi / c1) / (std::sqrt(vi / c2) + eps));
+    }
+  });
+}
+
+}  // namespace loom

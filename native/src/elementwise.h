@@ -1,0 +1,19 @@
+// Elementwise kernels with broadcasting, reductions over a contiguous block of axes, and the fused Adam update.
+#pragma once
+#include <cstdint>
+
+namespace loom {
+
+enum class Binary : int { Add = 0, Sub, Mul, Div, Maximum, Minimum, SquaredDifference };
+enum class Unary : int { Relu = 0, Step, Sqrt, Square, Exp, Log, Neg, Tanh, Sigmoid, Abs, Rsqrt, Reciprocal };
+
+// out[i] = a[ia] op b[ib] over `rank` dimensions of sizes shape[], with element strides sa[] / sb[] (0 = broadcast).
+void binary(Binary op, const float* a, const float* b, float* out, int rank, const int64_t* shape, const int64_t* sa, const int64_t* sb);
+void unary(Unary op, const float* x, float* y, int64_t n, float alpha);
+// x viewed as [outer, reduce, inner]: y[o, i] = Σ_r x[o, r, i].
+void sum3(const float* x, float* y, int64_t outer, int64_t reduce, int64_t inner);
+// Kingma & Ba's Algorithm 1 for one tensor; writes the new parameter and moments.
+void adam(const float* p, const float* g, const float* m, const float* v, float* p2, float* m2, float* v2, int64_t n, float lr, float b1,
+          float b2, float eps, float c1, float c2);
+
+}  // namespace loom

@@ -1,0 +1,24 @@
+// Single-precision GEMM, C = op(A)·op(B) + beta·C, row-major, in the BLIS style: B is packed into KC×NR
+// panels, A into MR×KC panels, and a register-blocked micro-kernel (6×16 with AVX2+FMA, 14×32 with AVX-512,
+// scalar otherwise; chosen at run time) computes each MR×NR tile. Work is split over the thread pool by
+// columns or rows of C, whichever is larger, each thread running the blocked loop on its own part.
+#pragma once
+#include <cstdint>
+
+namespace loom {
+
+struct Matrix {
+  const float* data;
+  int64_t ld;   // leading dimension (row stride of the stored matrix)
+  bool trans;   // element (i, k) is data[k*ld + i] when transposed, data[i*ld + k] otherwise
+};
+
+// C[m×n] (row stride ldc) = op(A)[m×k] · op(B)[k×n] + beta·C.  beta must be 0 or 1.
+// When bias is given, adds bias[j] to every row; when relu, clamps at 0 (applied after bias, before beta).
+void sgemm(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, int64_t ldc, float beta,
+           const float* bias = nullptr, bool relu = false, bool parallel = true);
+
+// Which micro-kernel the CPU runs: "avx512", "avx2" or "scalar".
+const char* simd_level();
+
+}  // namespace loom

@@ -1,0 +1,275 @@
+// N-API entry points. Every function takes Float32Arrays (zero-copy views of tfjs's cpu-backend buffers) and
+// integers; outputs are written into arrays the caller allocated. Argument checking is done in TypeScript
+// (plugins/backends/native-kernels.ts); here a wrong type throws a TypeError.
+#include <node_api.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "conv.h"
+#include "elementwise.h"
+#include "gemm.h"
+#include "pool.h"
+
+namespace {
+
+struct Args {
+  napi_env env;
+  napi_value v[32];
+  size_t n = 32;
+  bool failed = false;
+
+  Args(napi_env e, napi_callback_info info) : env(e) { napi_get_cb_info(env, info, &n, v, nullptr, nullptr); }
+
+  void fail(const std::string& what) {
+    if (!failed) napi_throw_type_error(env, nullptr, what.c_str());
+    failed = true;
+  }
+  float* f32(size_t i) {  // a Float32Array, or null for `null`/`undefined`
+    napi_valuetype t;
+    napi_typeof(env, v[i], &t);
+    if (t == napi_null || t == napi_undefined) return nullptr;
+    bool is = false;
+    napi_is_typedarray(env, v[i], &is);
+    napi_typedarray_type type;
+    size_t length, offset;
+    void* data = nullptr;
+    napi_value buffer;
+    if (!is || napi_get_typedarray_info(env, v[i], &type, &length, &data, &buffer, &offset) != napi_ok || type != napi_float32_array) {
+      fail("argument " + std::to_string(i) + " must be a Float32Array");
+      return nullptr;
+    }
+    return static_cast<float*>(data);
+  }
+  int64_t i64(size_t i) {
+    int64_t x = 0;
+    if (napi_get_value_int64(env, v[i], &x) != napi_ok) fail("argument " + std::to_string(i) + " must be a number");
+    return x;
+  }
+  bool flag(size_t i) {
+    bool b = false;
+    if (napi_get_value_bool(env, v[i], &b) != napi_ok) fail("argument " + std::to_string(i) + " must be a boolean");
+    return b;
+  }
+  loom::ConvShape shape(size_t i) {  // 15 integers from index i
+    loom::ConvShape s{};
+    int64_t* f = &s.n;
+    for (int k = 0; k < 15; k++) f[k] = i64(i + k);
+    return s;
+  }
+};
+
+napi_value undefined(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+// batchMatMul(a, b, c, batch, m, n, k, transA, transB, aBatchStride, bBatchStride, bias|null, relu)
+// c[i] = op(a[i])·op(b[i]) (+ bias, relu); a stride of 0 broadcasts that operand over the batch.
+napi_value BatchMatMul(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *A = a.f32(0), *B = a.f32(1), *C = a.f32(2);
+  const int64_t batch = a.i64(3), m = a.i64(4), n = a.i64(5), k = a.i64(6);
+  const bool ta = a.flag(7), tb = a.flag(8);
+  const int64_t sa = a.i64(9), sb = a.i64(10);
+  const float* bias = a.f32(11);
+  const bool relu = a.flag(12);
+  if (a.failed) return nullptr;
+  const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  // Small products in a batch (attention heads) run one per thread; large ones use every thread each.
+  const bool per_item_parallel = (double)m * n * k >= (1 << 21) || batch == 1;
+  auto one = [&](int64_t i, bool parallel) {
+    loom::sgemm(m, n, k, {A + i * sa, lda, ta}, {B + i * sb, ldb, tb}, C + i * m * n, n, 0.f, bias, relu, parallel);
+  };
+  if (per_item_parallel)
+    for (int64_t i = 0; i < batch; i++) one(i, true);
+  else
+    loom::pool().parallel_for((int)batch, [&](int i) { one(i, false); });
+  return undefined(env);
+}
+
+// conv2d(x, w, y, bias|null, relu, ...shape)
+napi_value Conv2D(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *x = a.f32(0), *w = a.f32(1), *y = a.f32(2), *bias = a.f32(3);
+  const bool relu = a.flag(4);
+  const loom::ConvShape s = a.shape(5);
+  if (a.failed) return nullptr;
+  loom::conv2d(x, w, y, s, bias, relu);
+  return undefined(env);
+}
+
+// conv2dBackpropInput(dy, w, dx, ...shape)
+napi_value Conv2DBackpropInput(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *dy = a.f32(0), *w = a.f32(1), *dx = a.f32(2);
+  const loom::ConvShape s = a.shape(3);
+  if (a.failed) return nullptr;
+  loom::conv2d_backprop_input(dy, w, dx, s);
+  return undefined(env);
+}
+
+// conv2dBackpropFilter(x, dy, dw, ...shape)
+napi_value Conv2DBackpropFilter(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *x = a.f32(0), *dy = a.f32(1), *dw = a.f32(2);
+  const loom::ConvShape s = a.shape(3);
+  if (a.failed) return nullptr;
+  loom::conv2d_backprop_filter(x, dy, dw, s);
+  return undefined(env);
+}
+
+// pool(x, y, isMax, ...shape)
+napi_value Pool(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *x = a.f32(0), *y = a.f32(1);
+  const bool is_max = a.flag(2);
+  const loom::ConvShape s = a.shape(3);
+  if (a.failed) return nullptr;
+  loom::pool2d(x, y, s, is_max);
+  return undefined(env);
+}
+
+// maxPoolGrad(dy, x, dx, ...shape)
+napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *dy = a.f32(0), *x = a.f32(1), *dx = a.f32(2);
+  const loom::ConvShape s = a.shape(3);
+  if (a.failed) return nullptr;
+  loom::max_pool_grad(dy, x, dx, s);
+  return undefined(env);
+}
+
+// avgPoolGrad(dy, dx, ...shape)
+napi_value AvgPoolGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *dy = a.f32(0), *dx = a.f32(1);
+  const loom::ConvShape s = a.shape(2);
+  if (a.failed) return nullptr;
+  loom::avg_pool_grad(dy, dx, s);
+  return undefined(env);
+}
+
+// softmax(x, y, rows, cols)
+napi_value Softmax(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *x = a.f32(0), *y = a.f32(1);
+  const int64_t rows = a.i64(2), cols = a.i64(3);
+  if (a.failed) return nullptr;
+  loom::softmax(x, y, rows, cols);
+  return undefined(env);
+}
+
+// binary(op, a, b, out, dims: Float64Array [rank × (size, strideA, strideB)])
+napi_value BinaryOp(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int64_t op = a.i64(0);
+  float *A = a.f32(1), *B = a.f32(2), *out = a.f32(3);
+  double* dims = nullptr;
+  size_t len = 0;
+  {
+    napi_typedarray_type type;
+    napi_value buffer;
+    size_t offset;
+    void* data;
+    if (napi_get_typedarray_info(env, a.v[4], &type, &len, &data, &buffer, &offset) != napi_ok || type != napi_float64_array) a.fail("argument 4 must be a Float64Array");
+    dims = static_cast<double*>(data);
+  }
+  if (a.failed) return nullptr;
+  const int rank = (int)(len / 3);
+  int64_t shape[8], sa[8], sb[8];
+  if (rank < 1 || rank > 8) {
+    napi_throw_range_error(env, nullptr, "binary: rank must be 1..8");
+    return nullptr;
+  }
+  for (int d = 0; d < rank; d++) {
+    shape[d] = (int64_t)dims[3 * d];
+    sa[d] = (int64_t)dims[3 * d + 1];
+    sb[d] = (int64_t)dims[3 * d + 2];
+  }
+  loom::binary((loom::Binary)op, A, B, out, rank, shape, sa, sb);
+  return undefined(env);
+}
+
+// unary(op, x, y, alpha)
+napi_value UnaryOp(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int64_t op = a.i64(0);
+  float *x = a.f32(1), *y = a.f32(2);
+  double alpha = 0;
+  napi_get_value_double(env, a.v[3], &alpha);
+  if (a.failed) return nullptr;
+  size_t n = 0;
+  napi_typedarray_type type;
+  napi_value buffer;
+  size_t offset;
+  void* data;
+  napi_get_typedarray_info(env, a.v[1], &type, &n, &data, &buffer, &offset);
+  loom::unary((loom::Unary)op, x, y, (int64_t)n, (float)alpha);
+  return undefined(env);
+}
+
+// sum(x, y, outer, reduce, inner)
+napi_value Sum(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *x = a.f32(0), *y = a.f32(1);
+  const int64_t outer = a.i64(2), reduce = a.i64(3), inner = a.i64(4);
+  if (a.failed) return nullptr;
+  loom::sum3(x, y, outer, reduce, inner);
+  return undefined(env);
+}
+
+// adam(p, g, m, v, p2, m2, v2, lr, beta1, beta2, epsilon, c1, c2)
+napi_value Adam(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *p = a.f32(0), *g = a.f32(1), *m = a.f32(2), *v = a.f32(3), *p2 = a.f32(4), *m2 = a.f32(5), *v2 = a.f32(6);
+  double h[6];
+  for (int i = 0; i < 6; i++) napi_get_value_double(env, a.v[7 + i], &h[i]);
+  if (a.failed) return nullptr;
+  size_t n = 0;
+  napi_typedarray_type type;
+  napi_value buffer;
+  size_t offset;
+  void* data;
+  napi_get_typedarray_info(env, a.v[0], &type, &n, &data, &buffer, &offset);
+  loom::adam(p, g, m, v, p2, m2, v2, (int64_t)n, (float)h[0], (float)h[1], (float)h[2], (float)h[3], (float)h[4], (float)h[5]);
+  return undefined(env);
+}
+
+// info() -> { simd, threads }
+napi_value Info(napi_env env, napi_callback_info) {
+  napi_value obj, simd, threads;
+  napi_create_object(env, &obj);
+  napi_create_string_utf8(env, loom::simd_level(), NAPI_AUTO_LENGTH, &simd);
+  napi_create_int32(env, loom::pool().size(), &threads);
+  napi_set_named_property(env, obj, "simd", simd);
+  napi_set_named_property(env, obj, "threads", threads);
+  return obj;
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"batchMatMul", nullptr, BatchMatMul, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"conv2d", nullptr, Conv2D, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"conv2dBackpropInput", nullptr, Conv2DBackpropInput, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"conv2dBackpropFilter", nullptr, Conv2DBackpropFilter, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"pool", nullptr, Pool, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"maxPoolGrad", nullptr, MaxPoolGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"avgPoolGrad", nullptr, AvgPoolGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"binary", nullptr, BinaryOp, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"unary", nullptr, UnaryOp, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"sum", nullptr, Sum, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

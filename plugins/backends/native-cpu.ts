@@ -1,0 +1,33 @@
+import '@tensorflow/tfjs-backend-cpu';
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { definePlugin } from '../../core';
+import { installNativeKernels, nativeAddonInfo } from './native-kernels';
+
+/**
+ * tfjs's cpu backend with loom's native kernels (native/: SIMD, cache-blocked, multi-threaded) in place of its
+ * hot JavaScript ones. Available when the addon was built at install; otherwise automatic selection falls back
+ * to plain `cpu` and records why in the run tag `backend.skipped`.
+ */
+export default definePlugin({
+  kind: 'backend',
+  name: 'native-cpu',
+  aliases: ['native'],
+  description: 'tfjs cpu backend with loom native kernels (C++ N-API: SIMD, blocked SGEMM, thread pool)',
+  schema: z.object({}),
+  create: () => ({
+    priority: 50,
+    async available() {
+      const info = nativeAddonInfo();
+      return info.loaded ? { ok: true } : { ok: false, reason: info.reason };
+    },
+    async activate() {
+      tf.env().set('PROD', true);
+      await tf.setBackend('cpu');
+      await tf.ready();
+      const { installed } = installNativeKernels();
+      const info = nativeAddonInfo();
+      return { 'backend.kernels': `loom native (${info.simd}, ${info.threads} threads): ${installed.join(', ')}` };
+    },
+  }),
+});
