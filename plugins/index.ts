@@ -12,12 +12,18 @@ import { tfjsNode, tfjsNodeGpu } from './backends/tfjs-node';
 import progress from './callbacks/progress';
 import mnist from './data/mnist';
 import glorotUniform from './initializers/glorot-uniform';
+import ones from './initializers/ones';
 import zeros from './initializers/zeros';
 import activation from './layers/activation';
 import conv2d from './layers/conv2d';
 import dense from './layers/dense';
+import dropout from './layers/dropout';
 import flatten from './layers/flatten';
+import layerNorm from './layers/layer-norm';
+import lstm from './layers/lstm';
 import maxPool2d from './layers/max-pool2d';
+import multiHeadAttention from './layers/multi-head-attention';
+import transformerEncoder from './layers/transformer-encoder';
 import sparseCategoricalCrossentropy from './losses/sparse-categorical-crossentropy';
 import accuracy from './metrics/accuracy';
 import adam from './optimizers/adam';
@@ -30,8 +36,8 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   cpu, nativeCpu, tfjsNode, tfjsNodeGpu,
   progress,
   mnist,
-  glorotUniform, zeros,
-  activation, conv2d, dense, flatten, maxPool2d,
+  glorotUniform, ones, zeros,
+  activation, conv2d, dense, dropout, flatten, layerNorm, lstm, maxPool2d, multiHeadAttention, transformerEncoder,
   sparseCategoricalCrossentropy,
   accuracy,
   adam,

@@ -7,11 +7,19 @@ import { expect } from 'vitest';
 import { createRegistry, Rng, selectBackend, type PluginRegistry } from '../core';
 import { registerBuiltins } from '../plugins';
 
-/** A fresh registry with every built-in plugin, after activating the best available backend. */
-export async function testRegistry(): Promise<PluginRegistry> {
+/** A fresh registry with every built-in plugin, after activating `backend` (default: the best available one). */
+export async function testRegistry(backend = process.env.LOOM_BACKEND): Promise<PluginRegistry> {
   const registry = registerBuiltins(createRegistry());
-  await selectBackend(registry, process.env.LOOM_BACKEND);
+  await selectBackend(registry, backend);
   return registry;
+}
+
+/** The CPU backends available here (native-cpu only when its addon built): suites run once per backend. */
+export async function cpuBackends(): Promise<string[]> {
+  const registry = registerBuiltins(createRegistry());
+  const out: string[] = [];
+  for (const name of ['native-cpu', 'cpu']) if ((await registry.create('backend', name).available()).ok) out.push(name);
+  return out;
 }
 
 export function randomNormal(shape: number[], rng: Rng, scale = 1): tf.Tensor {

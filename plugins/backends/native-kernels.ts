@@ -102,7 +102,8 @@ export function broadcastDims(aShape: readonly number[], bShape: readonly number
 
 /** Native implementations; each returns null to hand the call to the original kernel. */
 function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info | null> {
-  const f32 = (...ts: (Info | undefined)[]) => ts.every((t) => !t || t.dtype === 'float32');
+  // float32 tensors whose storage is a Float32Array (tfjs's cast from bool keeps a Uint8Array under dtype float32).
+  const f32 = (...ts: (Info | undefined)[]) => ts.every((t) => !t || (t.dtype === 'float32' && (tf.backend() as MathBackendCPU).data.get(t.dataId)?.values instanceof Float32Array));
 
   function matMul(args: KernelArgs, fused: boolean): Info | null {
     const backend = args.backend as MathBackendCPU;
@@ -286,7 +287,11 @@ function fusedAdam(native: Addon, args: KernelArgs): Info[] {
   const at = args.attrs as Record<string, number>;
   const n = size(param!.shape);
   const out = [new Float32Array(n), new Float32Array(n), new Float32Array(n)] as const;
-  native.adam(values(backend, param!), values(backend, grad!), values(backend, m!), values(backend, v!), out[0], out[1], out[2], at.lr!, at.beta1!, at.beta2!, at.epsilon!, at.c1!, at.c2!);
+  const arr = (t: Info) => {
+    const v = backend.data.get(t.dataId).values;
+    return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>);
+  };
+  native.adam(arr(param!), arr(grad!), arr(m!), arr(v!), out[0], out[1], out[2], at.lr!, at.beta1!, at.beta2!, at.epsilon!, at.c1!, at.c2!);
   return out.map((o) => backend.makeTensorInfo(param!.shape, 'float32', o));
 }
 

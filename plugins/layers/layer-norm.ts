@@ -1,0 +1,44 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { definePlugin, LayerBase, layerOptions, type ForwardContext, type PluginContext, type Rng, type Shape } from '../../core';
+
+const schema = layerOptions.extend({ epsilon: z.number().positive().default(1e-5) });
+
+/**
+ * Layer normalisation (Ba, Kiros & Hinton 2016, eq. 4): over the last axis, y = γ · (x − μ) / √(σ² + ε) + β,
+ * with γ initialised to ones and β to zeros. Independent of the batch, so training and inference agree.
+ */
+export class LayerNorm extends LayerBase {
+  private gamma!: tf.Variable;
+  private beta!: tf.Variable;
+  constructor(
+    private readonly epsilon: number,
+    name: string,
+    private readonly ctx: PluginContext,
+  ) {
+    super(name);
+  }
+  protected buildLayer(inputShape: Shape, rng: Rng): Shape {
+    const d = inputShape.at(-1);
+    if (inputShape.length < 2 || !d) throw this.shapeError('[batch, ..., features]', inputShape);
+    this.gamma = this.addWeight('gamma', [d], this.ctx.registry.create('initializer', 'ones'), rng, 'norm');
+    this.beta = this.addWeight('beta', [d], this.ctx.registry.create('initializer', 'zeros'), rng, 'norm');
+    return inputShape;
+  }
+  apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {
+    return tf.tidy(() => {
+      const { mean, variance } = tf.moments(x, -1, true);
+      return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, this.epsilon))), this.gamma), this.beta);
+    });
+  }
+}
+
+export default definePlugin({
+  kind: 'layer',
+  name: 'layer-norm',
+  aliases: ['layernorm'],
+  description: 'layer normalisation over the last axis (Ba et al. 2016, eq. 4)',
+  schema,
+  examples: [{ inputShape: [2, 6] }, { inputShape: [2, 3, 5] }],
+  create: (opts, ctx) => new LayerNorm(opts.epsilon, opts.name ?? 'layer-norm', ctx),
+});
