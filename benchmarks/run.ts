@@ -12,13 +12,14 @@ import { createRegistry, environmentTags, selectBackend } from '../core';
 import { registerBuiltins } from '../plugins';
 import { BENCH_DIR, type BenchEntry, type Benchmark } from './harness';
 import { mnistCnn } from './mnist-cnn';
+import { sequenceModels } from './sequence-models';
 import { sgemm } from './sgemm';
 
 const fmt = (v: number | null) => (v === null ? 'missing' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
 
 const registry = registerBuiltins(createRegistry());
 const { tags } = await selectBackend(registry, process.env.LOOM_BACKEND);
-const all: Benchmark[] = [sgemm, mnistCnn(registry)];
+const all: Benchmark[] = [sgemm, mnistCnn(registry), sequenceModels(registry)];
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((w) => !all.some((b) => b.name === w));
 if (unknown.length) {
@@ -44,6 +45,11 @@ function line(e: BenchEntry): string {
 const outDir = path.join(BENCH_DIR, 'results');
 fs.mkdirSync(outDir, { recursive: true });
 const env: Record<string, string> = { date: new Date().toISOString(), ...environmentTags(), ...tags };
+// Keep earlier entries of benchmarks not run this time, so `npm run bench -- sgemm` does not erase the others.
+const previous = fs.existsSync(path.join(outDir, 'latest.json')) ? (JSON.parse(fs.readFileSync(path.join(outDir, 'latest.json'), 'utf8')) as { entries: (BenchEntry & { env?: object })[] }).entries : [];
+const ran = new Set(entries.map((e) => e.name));
+const merged = [...previous.filter((e) => !ran.has(e.name)), ...entries.map((e) => ({ ...e, env }))];
+entries.splice(0, entries.length, ...merged);
 fs.writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify({ env, entries }, null, 2) + '\n');
 
 const md = [

@@ -1,0 +1,41 @@
+/**
+ * Forward+backward tokens/s of a 2-layer LSTM (hidden 650, batch 20, unroll 35: Zaremba's medium model) and of
+ * one Transformer encoder layer (d 256, 4 heads, ff 1024, sequence 64, batch 32): loom's layer plugins vs
+ * PyTorch (best of 1 and 2 threads) on identical shapes. The loss is the sum of the outputs.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng, Sequential, type PluginRegistry, type SequentialConfig } from '../core';
+import { best, entry, measure, pythonPeer, type Benchmark } from './harness';
+
+async function oursTokensPerSecond(registry: PluginRegistry, config: SequentialConfig, batch: number): Promise<number> {
+  const model = new Sequential(config, registry);
+  model.build(undefined, new Rng(0));
+  const x = tf.randomNormal([batch, ...config.inputShape], 0, 1, 'float32', 1);
+  const vars = model.parameters().map((p) => p.variable);
+  const ctx = { training: true, rng: new Rng(0) };
+  const rate = await measure(() => {
+    const { value, grads } = tf.variableGrads(() => tf.sum(model.apply(x, ctx)) as tf.Scalar, vars);
+    value.dataSync();
+    tf.dispose([value, ...Object.values(grads)]);
+  }, batch * config.inputShape[0]!);
+  x.dispose();
+  model.dispose();
+  return rate;
+}
+
+export function sequenceModels(registry: PluginRegistry): Benchmark {
+  return {
+    name: 'sequence',
+    description: 'forward+backward tokens/s: 2-layer LSTM (650, b20, t35) and a Transformer encoder layer (256/4/1024, t64, b32)',
+    async run() {
+      const lstm = await oursTokensPerSecond(registry, { inputShape: [35, 650], layers: [{ type: 'lstm', units: 650 }, { type: 'lstm', units: 650 }] }, 20);
+      const lstmPeer = best([1, 2].map((t) => pythonPeer('lstm_torch.py', [t, 3], 'PyTorch', 'tokens/s')));
+      const enc = await oursTokensPerSecond(registry, { inputShape: [64, 256], layers: [{ type: 'transformer-encoder', numHeads: 4, ff: 1024, dropout: 0 }] }, 32);
+      const encPeer = best([1, 2].map((t) => pythonPeer('transformer_torch.py', [t, 3], 'PyTorch', 'tokens/s')));
+      return [
+        entry('lstm 2x650 b20 t35 fwd+bwd', 'tokens/s', lstm, `loom lstm plugin on ${tf.getBackend()}`, [lstmPeer], 1.0),
+        entry('transformer encoder 256/4/1024 t64 b32 fwd+bwd', 'tokens/s', enc, `loom transformer-encoder plugin on ${tf.getBackend()}`, [encPeer], 1.0),
+      ];
+    },
+  };
+}
