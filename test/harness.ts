@@ -50,10 +50,11 @@ export interface GradCheckOptions {
  *
  * tfjs has no float64 kernels, so the tolerance is derived for float32: the truncation error is O(ε²) and the
  * rounding error of each f is about u·S (u = 6e-8, S = Σ|fn()_i · r_i|), so the difference quotient carries
- * ~u·S/ε; we allow 20·u·S/ε + 1e-3 absolute plus `rtol` relative. A direction along which the one-sided
- * differences (f(θ+εd) − f(θ))/ε and (f(θ) − f(θ−εd))/ε disagree crosses a kink (ReLU at 0, a tie in max): it
- * says nothing about the gradient and is redrawn (as gradcheckers do at non-differentiable points). A wrong
- * gradient does not make the one-sided differences disagree, so it is still caught.
+ * ~u·S/ε; we allow 20·u·S/ε + 1e-3 absolute plus `rtol` relative. When the one-sided differences
+ * (f(θ+εd) − f(θ))/ε and (f(θ) − f(θ−εd))/ε disagree, ε is shrunk (a smooth but curved f then agrees); if they
+ * still disagree the direction crosses a kink (ReLU at 0, a tie in max), says nothing about the gradient and is
+ * redrawn, as gradcheckers do at non-differentiable points. A wrong gradient does not make the one-sided
+ * differences disagree, so it is still caught.
  */
 export function gradCheck(label: string, fn: () => tf.Tensor, wrt: tf.Variable[], rng: Rng, opts: GradCheckOptions = {}): void {
   const { eps = 1e-3, rtol = 1e-2, directions = 3 } = opts;
@@ -84,21 +85,33 @@ export function gradCheck(label: string, fn: () => tf.Tensor, wrt: tf.Variable[]
       const d = wrt.map((v) => randomNormal(v.shape, rng));
       let analytic = 0;
       wrt.forEach((v, i) => (analytic += dot64(grads[v.name]!, d[i]!.dataSync() as Float32Array)));
-      const shift = (sign: number) => wrt.forEach((v, i) => v.assign(tf.tidy(() => tf.add(originals[i]!, tf.mul(d[i]!, sign * eps)))));
-      shift(1);
-      const fPlus = f();
-      shift(-1);
-      const fMinus = f();
-      wrt.forEach((v, i) => v.assign(originals[i]!));
+      // Central differences at ε and ε/2, accepted when both scales see a smooth f: the one-sided differences agree
+      // (no kink inside the step: a kink at distance δ makes one of them err by δ) and the two central differences
+      // agree. The value used is Richardson's (4·c(ε/2) − c(ε))/3, whose truncation error is O(ε⁴). If a scale
+      // fails, ε shrinks (a smooth but strongly curved f then passes); at a kink it keeps failing.
+      const central = (e: number) => {
+        const shift = (sign: number) => wrt.forEach((v, i) => v.assign(tf.tidy(() => tf.add(originals[i]!, tf.mul(d[i]!, sign * e)))));
+        shift(1);
+        const fPlus = f();
+        shift(-1);
+        const fMinus = f();
+        wrt.forEach((v, i) => v.assign(originals[i]!));
+        const noise = (20 * 6e-8 * Math.max(f0.absSum, fPlus.absSum, fMinus.absSum)) / e + 1e-3;
+        const gap = Math.abs((fPlus.v - f0.v) / e - (f0.v - fMinus.v) / e);
+        return { c: (fPlus.v - fMinus.v) / (2 * e), noise, gap };
+      };
+      let verdict: { numeric: number; tol: number } | null = null;
+      for (const e of [eps, eps / 4, eps / 16]) {
+        const [wide, narrow] = [central(e), central(e / 2)];
+        const tol = Math.max(wide.noise, narrow.noise) + rtol * Math.max(Math.abs(narrow.c), Math.abs(analytic));
+        if (wide.gap <= tol && narrow.gap <= tol && Math.abs(wide.c - narrow.c) <= tol) {
+          verdict = { numeric: (4 * narrow.c - wide.c) / 3, tol };
+          break;
+        }
+      }
       tf.dispose(d);
-      const noise = (20 * 6e-8 * Math.max(f0.absSum, fPlus.absSum, fMinus.absSum)) / eps + 1e-3;
-      const forward = (fPlus.v - f0.v) / eps;
-      const backward = (f0.v - fMinus.v) / eps;
-      const numeric = (fPlus.v - fMinus.v) / (2 * eps);
-      const tol = noise + rtol * Math.max(Math.abs(numeric), Math.abs(analytic));
-      // Crossing a kink at distance δ makes one one-sided difference err by δ and the central one by δ/2: redraw when
-      // δ > 2·tol; otherwise the central difference is still within tol.
-      if (Math.abs(forward - backward) > 2 * tol) continue;
+      if (!verdict) continue; // crossed a kink at every ε: redraw the direction
+      const { numeric, tol } = verdict;
       checked++;
       expect(Math.abs(numeric - analytic), `${label}: directional derivative: numeric ${numeric} vs analytic ${analytic}`).toBeLessThanOrEqual(tol);
     }

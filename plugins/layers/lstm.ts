@@ -58,23 +58,80 @@ export class LSTM extends LayerBase {
   apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {
     const [batch, time, features] = x.shape as [number, number, number];
     const u = this.opts.units;
-    const xw = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [batch * time, features]), this.kernel), this.bias), [batch, time, 4 * u]);
-    const steps = tf.unstack(xw, 1);
-    let h = this.state?.h ?? tf.zeros([batch, u]);
-    let c = this.state?.c ?? tf.zeros([batch, u]);
     if (this.state && this.state.h.shape[0] !== batch) {
       throw this.shapeError(`a batch of ${this.state.h.shape[0]} (stateful layers keep their batch size)`, [batch, time, features]);
     }
-    const outputs: tf.Tensor[] = [];
-    for (const zx of steps) {
-      const z = tf.add(zx, tf.matMul(h, this.recurrent));
-      const [zi, zf, zg, zo] = tf.split(z, 4, 1) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-      c = tf.add(tf.mul(tf.sigmoid(zf), c), tf.mul(tf.sigmoid(zi), tf.tanh(zg)));
-      h = tf.mul(tf.sigmoid(zo), tf.tanh(c));
-      if (this.opts.returnSequences) outputs.push(h);
-    }
-    if (this.opts.stateful) this.keepState(h, c);
-    return this.opts.returnSequences ? tf.stack(outputs, 1) : h;
+    const h0 = this.state?.h ?? tf.zeros([batch, u]);
+    const c0 = this.state?.c ?? tf.zeros([batch, u]);
+    let last: { h: tf.Tensor; c: tf.Tensor } | null = null;
+    const seq = this.opts.returnSequences;
+    // Backpropagation through time written out (rather than taped op by op): the recurrent-weight gradient is one
+    // product over all steps, dU = Σ_t h_{t-1}ᵀ dz_t = H_prevᵀ · dZ, instead of T products and T additions.
+    const run = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const [xs, kernel, recurrent, bias, hInit, cInit] = args as tf.Tensor[];
+      const save = args[6] as tf.GradSaveFunc;
+      const xw = tf.reshape(tf.add(tf.matMul(tf.reshape(xs!, [batch * time, features]), kernel!), bias!), [batch, time, 4 * u]);
+      const steps = tf.unstack(xw, 1);
+      let h = hInit!;
+      let c = cInit!;
+      const hs = [h];
+      const cs = [c];
+      const gates: tf.Tensor[] = [];
+      for (const zx of steps) {
+        const z = tf.add(zx, tf.matMul(h, recurrent!));
+        const [zi, zf, zg, zo] = tf.split(z, 4, 1) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+        const [i, f, g, o] = [tf.sigmoid(zi), tf.sigmoid(zf), tf.tanh(zg), tf.sigmoid(zo)];
+        c = tf.add(tf.mul(f, c), tf.mul(i, g));
+        h = tf.mul(o, tf.tanh(c));
+        hs.push(h);
+        cs.push(c);
+        gates.push(tf.concat([i, f, g, o], 1));
+      }
+      last = { h, c };
+      save([xs!, kernel!, recurrent!, tf.stack(hs), tf.stack(cs), tf.stack(gates)]);
+      const value = seq ? tf.stack(hs.slice(1), 1) : h;
+      return {
+        value,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [sx, sk, sr, hAll, cAll, gAll] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+          const hList = tf.unstack(hAll);
+          const cList = tf.unstack(cAll);
+          const gList = tf.unstack(gAll);
+          const dys = seq ? tf.unstack(dy, 1) : null;
+          let dh: tf.Tensor = tf.zeros([batch, u]);
+          let dc: tf.Tensor = tf.zeros([batch, u]);
+          const dzs: tf.Tensor[] = new Array(time);
+          for (let t = time - 1; t >= 0; t--) {
+            const dht = dys ? tf.add(dys[t]!, dh) : t === time - 1 ? tf.add(dy, dh) : dh;
+            const [i, f, g, o] = tf.split(gList[t]!, 4, 1) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+            const tc = tf.tanh(cList[t + 1]!);
+            const dct = tf.add(dc, tf.mul(tf.mul(dht, o), tf.sub(1, tf.square(tc))));
+            const di = tf.mul(tf.mul(dct, g), tf.mul(i, tf.sub(1, i)));
+            const df = tf.mul(tf.mul(dct, cList[t]!), tf.mul(f, tf.sub(1, f)));
+            const dg = tf.mul(tf.mul(dct, i), tf.sub(1, tf.square(g)));
+            const dO = tf.mul(tf.mul(dht, tc), tf.mul(o, tf.sub(1, o)));
+            const dz = tf.concat([di, df, dg, dO], 1);
+            dzs[t] = dz;
+            dc = tf.mul(dct, f);
+            dh = tf.matMul(dz, sr, false, true);
+          }
+          const dZ = tf.reshape(tf.stack(dzs, 1), [batch * time, 4 * u]);
+          const hPrev = tf.reshape(tf.stack(hList.slice(0, time), 1), [batch * time, u]);
+          const xFlat = tf.reshape(sx, [batch * time, features]);
+          return [
+            tf.reshape(tf.matMul(dZ, sk, false, true), [batch, time, features]),
+            tf.matMul(xFlat, dZ, true, false),
+            tf.matMul(hPrev, dZ, true, false),
+            tf.sum(dZ, 0),
+            dh,
+            dc,
+          ];
+        },
+      };
+    });
+    const out = run(x, this.kernel, this.recurrent, this.bias, h0, c0);
+    if (this.opts.stateful && last) this.keepState((last as { h: tf.Tensor; c: tf.Tensor }).h, (last as { h: tf.Tensor; c: tf.Tensor }).c);
+    return out;
   }
 
   /** Stores the final state for the next batch, detached from this batch's gradient tape. */
