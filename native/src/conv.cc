@@ -15,6 +15,14 @@ namespace {
 
 constexpr int64_t kColsBudget = 4 << 20;  // floats of im2col buffer per task (16 MB)
 
+// A per-thread im2col buffer, grown on demand and kept between calls (at most kColsBudget floats): allocating it
+// per call cost a page fault per 4 KB touched, as much as the convolution itself for small ones.
+float* scratch(size_t n) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
 // Rows [r0, r1) of the im2col matrix: row r = (n, oh, ow), column (kh, kw, c).
 void im2col(const float* x, const ConvShape& s, int64_t r0, int64_t r1, float* cols) {
   const int64_t kdim = s.kh * s.kw * s.c;
@@ -26,10 +34,15 @@ void im2col(const float* x, const ConvShape& s, int64_t r0, int64_t r1, float* c
       for (int64_t j = 0; j < s.kw; j++) {
         const int64_t iw = ow * s.sw - s.pl + j * s.dw;
         float* dst = row + (i * s.kw + j) * s.c;
-        if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w)
+        const bool outside = ih < 0 || ih >= s.h || iw < 0 || iw >= s.w;
+        const float* src = x + ((n * s.h + ih) * s.w + iw) * s.c;
+        if (s.c < 16) {  // few channels (a first layer): a library call per pixel would cost more than the copy
+          for (int64_t c = 0; c < s.c; c++) dst[c] = outside ? 0.f : src[c];
+        } else if (outside) {
           std::memset(dst, 0, s.c * sizeof(float));
-        else
-          std::memcpy(dst, x + ((n * s.h + ih) * s.w + iw) * s.c, s.c * sizeof(float));
+        } else {
+          std::memcpy(dst, src, s.c * sizeof(float));
+        }
       }
     }
   }
@@ -70,9 +83,9 @@ void conv2d(const float* x, const float* w, float* y, const ConvShape& s, const 
   const int tasks = (int)((rows + per - 1) / per);
   pool().parallel_for(tasks, [&](int t) {
     const int64_t r0 = t * per, r1 = std::min(rows, r0 + per);
-    std::vector<float> cols((r1 - r0) * kdim);
-    im2col(x, s, r0, r1, cols.data());
-    sgemm(r1 - r0, s.co, kdim, {cols.data(), kdim, false}, {w, s.co, false}, y + r0 * s.co, s.co, 0.f, bias, relu, false);
+    float* cols = scratch((r1 - r0) * kdim);
+    im2col(x, s, r0, r1, cols);
+    sgemm(r1 - r0, s.co, kdim, {cols, kdim, false}, {w, s.co, false}, y + r0 * s.co, s.co, 0.f, bias, relu, false);
   });
 }
 
@@ -86,10 +99,10 @@ void conv2d_backprop_input(const float* dy, const float* w, float* dx, const Con
   auto run = [&](int t, bool parallel_gemm) {
     const int64_t n0 = t * images, n1 = std::min(s.n, n0 + images);
     const int64_t r0 = n0 * per_image, r1 = n1 * per_image;
-    std::vector<float> cols((r1 - r0) * kdim);
+    float* cols = scratch((r1 - r0) * kdim);
     // dcols = dy · Wᵀ, W viewed as [kdim, co].
-    sgemm(r1 - r0, kdim, s.co, {dy + r0 * s.co, s.co, false}, {w, s.co, true}, cols.data(), kdim, 0.f, nullptr, false, parallel_gemm);
-    col2im(cols.data(), s, r0, r1, dx);
+    sgemm(r1 - r0, kdim, s.co, {dy + r0 * s.co, s.co, false}, {w, s.co, true}, cols, kdim, 0.f, nullptr, false, parallel_gemm);
+    col2im(cols, s, r0, r1, dx);
   };
   if (tasks == 1) return run(0, true);  // a single image: let the product use every thread
   pool().parallel_for(tasks, [&](int t) { run(t, false); });
@@ -103,9 +116,9 @@ void conv2d_backprop_filter(const float* x, const float* dy, float* dw, const Co
   std::vector<std::vector<float>> partial(tasks, std::vector<float>(kdim * s.co));
   pool().parallel_for(tasks, [&](int t) {
     const int64_t r0 = t * per, r1 = std::min(rows, r0 + per);
-    std::vector<float> cols((r1 - r0) * kdim);
-    im2col(x, s, r0, r1, cols.data());
-    sgemm(kdim, s.co, r1 - r0, {cols.data(), kdim, true}, {dy + r0 * s.co, s.co, false}, partial[t].data(), s.co, 0.f, nullptr, false,
+    float* cols = scratch((r1 - r0) * kdim);
+    im2col(x, s, r0, r1, cols);
+    sgemm(kdim, s.co, r1 - r0, {cols, kdim, true}, {dy + r0 * s.co, s.co, false}, partial[t].data(), s.co, 0.f, nullptr, false,
           false);
   });
   std::memcpy(dw, partial[0].data(), kdim * s.co * sizeof(float));
@@ -141,9 +154,16 @@ void pool2d(const float* x, float* y, const ConvShape& s, bool is_max) {
 
 void max_pool_grad(const float* dy, const float* x, float* dx, const ConvShape& s) {
   std::memset(dx, 0, s.n * s.h * s.w * s.c * sizeof(float));
+  const int64_t image = s.h * s.w * s.c;
   pool().parallel_for((int)s.n, [&](int n) {
+    const float* xn = x + n * image;
+    float* dxn = dx + n * image;
+    // Per channel: the best value so far and its offset in the image (int32 and branch-free, so the channel loop
+    // vectorises with compare-and-blend; int32 holds any single image's offsets).
     std::vector<float> best(s.c);
-    std::vector<int64_t> at(s.c);
+    std::vector<int32_t> at(s.c);
+    float* bp = best.data();
+    int32_t* ap = at.data();
     for (int64_t oh = 0; oh < s.oh; oh++) {
       const int64_t h0 = oh * s.sh - s.pt, hmax = std::min(s.h, h0 + (s.kh - 1) * s.dh + 1);
       int64_t hstart = h0;
@@ -152,22 +172,23 @@ void max_pool_grad(const float* dy, const float* x, float* dx, const ConvShape& 
         const int64_t w0 = ow * s.sw - s.pl, wmax = std::min(s.w, w0 + (s.kw - 1) * s.dw + 1);
         int64_t wstart = w0;
         while (wstart < 0) wstart += s.dw;
-        std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
-        std::fill(at.begin(), at.end(), -1);
+        std::fill(bp, bp + s.c, -std::numeric_limits<float>::infinity());
+        std::fill(ap, ap + s.c, -1);
         // The gradient goes to the first maximum in scan order (strict >), as tfjs's maxPoolPositions picks it.
         for (int64_t ih = hstart; ih < hmax; ih += s.dh)
           for (int64_t iw = wstart; iw < wmax; iw += s.dw) {
-            const int64_t base = ((n * s.h + ih) * s.w + iw) * s.c;
-            const float* xp = x + base;
-            for (int64_t c = 0; c < s.c; c++)
-              if (xp[c] > best[c]) {
-                best[c] = xp[c];
-                at[c] = base + c;
-              }
+            const int32_t base = (int32_t)((ih * s.w + iw) * s.c);
+            const float* xp = xn + base;
+            for (int32_t c = 0; c < (int32_t)s.c; c++) {
+              const float v = xp[c], b = bp[c];
+              const int32_t gt = -(int32_t)(v > b);  // all ones where v is the new maximum
+              bp[c] = v > b ? v : b;
+              ap[c] = (ap[c] & ~gt) | ((base + c) & gt);
+            }
           }
         const float* g = dy + ((n * s.oh + oh) * s.ow + ow) * s.c;
         for (int64_t c = 0; c < s.c; c++)
-          if (at[c] >= 0) dx[at[c]] += g[c];
+          if (ap[c] >= 0) dxn[ap[c]] += g[c];
       }
     }
   });

@@ -86,7 +86,13 @@ void unary(Unary op, const float* x, float* y, int64_t n, float alpha) {
     switch (op) {
       case Unary::Relu: for (int64_t i = lo; i < hi; i++) y[i] = x[i] < 0.f ? 0.f : x[i]; break;
       case Unary::Step:  // branch-free so it vectorises; NaN stays NaN as in tfjs
-        for (int64_t i = lo; i < hi; i++) { const float r = x[i] > 0.f ? 1.f : alpha; y[i] = x[i] == x[i] ? r : x[i]; }
+        {
+          const float a = alpha;  // a local copy: through the lambda's reference it might alias y, which blocks vectorising
+          for (int64_t i = lo; i < hi; i++) {
+            const float v = x[i];
+            y[i] = v > 0.f ? 1.f : (v != v ? v : a);
+          }
+        }
         break;
       case Unary::Sqrt: for (int64_t i = lo; i < hi; i++) y[i] = std::sqrt(x[i]); break;
       case Unary::Square: for (int64_t i = lo; i < hi; i++) y[i] = x[i] * x[i]; break;

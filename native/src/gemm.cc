@@ -1,22 +1,106 @@
 #include "gemm.h"
 
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
 
 #include "pool.h"
 
 namespace loom {
 namespace {
 
-constexpr int64_t MR = 6, NR = 16;   // micro-tile (AVX2: 12 accumulators of 8 floats)
-constexpr int64_t KC = 256;          // depth of a packed panel
-constexpr int64_t MC = 96;           // rows of A packed at once (multiple of MR; ~96 KB)
-constexpr int64_t NC = 2048;         // columns of B packed at once (multiple of NR; ~2 MB)
+// One micro-kernel per instruction set, all from the same template (GCC vector extensions): the AVX-512 and
+// AVX2 instantiations differ only in vector width and tile shape, so the AVX2 one, which the tests exercise on
+// machines without AVX-512, also checks the logic of the other.
+//   avx512: 14×32 tile = 28 zmm accumulators + 2 for B + 1 broadcast (of 32 registers)
+//   avx2:    6×16 tile = 12 ymm accumulators + 2 for B + 1 broadcast (of 16 registers)
+//   scalar:  4×8 tile in plain C++ (whatever the compiler's baseline vectorises)
+constexpr int64_t NC = 2048;  // columns of B packed at once (a multiple of every NR; KC·NC·4 bytes, in L2/L3)
 
+using Kernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t h, int64_t w, bool accumulate);
+
+// C[h×w] (=|+=) A-strip[kc×MR]ᵀ · B-strip[kc×NR], the strips packed (MR resp. NR floats per k), NR = NV·W.
+template <int MR, int NV, int W>
+__attribute__((always_inline)) inline void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t h, int64_t w,
+                                                 bool accumulate) {
+  typedef float V __attribute__((vector_size(W * 4)));                 // aligned: packed B
+  typedef float VU __attribute__((vector_size(W * 4), aligned(4)));    // unaligned: rows of C
+  constexpr int NR = NV * W;
+  for (int64_t i = 0; i < h; i++) {  // C's tile is needed at the end: start fetching it now
+    __builtin_prefetch(c + i * ldc, 1);
+    __builtin_prefetch(c + i * ldc + NR - 1, 1);
+  }
+  V r[MR][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) r[i][j] = V{};
+  for (int64_t p = 0; p < kc; p++, a += MR, b += NR) {
+    V bv[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) bv[j] = *reinterpret_cast<const V*>(b + j * W);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; j++) r[i][j] += a[i] * bv[j];  // one FMA (-ffp-contract=fast) with a broadcast load
+  }
+  if (h == MR && w == NR) {
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; j++) {
+        VU* ci = reinterpret_cast<VU*>(c + i * ldc + j * W);
+        *ci = accumulate ? *ci + r[i][j] : r[i][j];
+      }
+    return;
+  }
+  alignas(64) float t[MR * NR];  // partial tile at the right or bottom edge of C
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NV; j++) *reinterpret_cast<V*>(t + i * NR + j * W) = r[i][j];
+  for (int64_t i = 0; i < h; i++)
+    for (int64_t j = 0; j < w; j++) c[i * ldc + j] = accumulate ? c[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
+}
+
+__attribute__((target("avx512f,fma"))) void kernel_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t h,
+                                                          int64_t w, bool acc) {
+  micro<14, 2, 16>(kc, a, b, c, ldc, h, w, acc);
+}
+__attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t h, int64_t w,
+                                                    bool acc) {
+  micro<6, 2, 8>(kc, a, b, c, ldc, h, w, acc);
+}
+// The AVX-512 tile shape built for AVX2 (GCC splits each 16-wide vector in two): LOOM_SIMD=avx512-on-avx2 runs the
+// AVX-512 blocking (14×32 tiles, kc 128) on machines without AVX-512, so the tests cover it there too.
+__attribute__((target("avx2,fma"))) void kernel_avx512_on_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                                              int64_t h, int64_t w, bool acc) {
+  micro<14, 2, 16>(kc, a, b, c, ldc, h, w, acc);
+}
+void kernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t h, int64_t w, bool acc) {
+  micro<4, 2, 4>(kc, a, b, c, ldc, h, w, acc);
+}
+
+struct Isa {
+  const char* name;
+  Kernel kernel;
+  int64_t mr, nr;  // the micro-tile
+  int64_t kc;      // depth of a packed panel: the kc×nr strip of B (reused across a block of A) and an mr×kc strip of A fit in L1
+  int64_t mc;      // rows of A packed at once (a multiple of mr; mc·kc·4 bytes stay in L2)
+};
+
+// Chosen once at load: the widest instruction set this CPU has; LOOM_SIMD=avx2|scalar caps it (tests, comparisons).
+Isa choose() {
+  __builtin_cpu_init();
+  const char* cap = std::getenv("LOOM_SIMD");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (cap && avx2 && !std::strcmp(cap, "avx512-on-avx2")) return {"avx512-on-avx2", kernel_avx512_on_avx2, 14, 32, 128, 14 * 8};
+  const bool scalar_only = cap && !std::strcmp(cap, "scalar"), no512 = scalar_only || (cap && !std::strcmp(cap, "avx2"));
+  if (!no512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return {"avx512", kernel_avx512, 14, 32, 128, 14 * 8};
+  if (!scalar_only && avx2) return {"avx2", kernel_avx2, 6, 16, 256, 6 * 16};
+  return {"scalar", kernel_scalar, 4, 8, 256, 4 * 24};
+}
+const Isa isa = choose();
+
+// A buffer per thread for the packed panels, grown on demand and kept (no allocation per call).
 struct Buffer {
   float* p = nullptr;
   size_t n = 0;
@@ -34,107 +118,49 @@ thread_local Buffer packA, packB;
 
 inline float at(const Matrix& x, int64_t i, int64_t k) { return x.trans ? x.data[k * x.ld + i] : x.data[i * x.ld + k]; }
 
-// B(k0.., j0..) as ceil(nc/NR) strips, each kc×NR, zero-padded past n.
+// op(B)(k0.., j0..) as ceil(nc/nr) strips, each kc×nr, zero-padded past the last column.
 void pack_b(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-  for (int64_t js = 0; js < nc; js += NR) {
-    const int64_t w = std::min(NR, nc - js);
-    for (int64_t p = 0; p < kc; p++) {
-      float* d = dst + p * NR;
-      if (!b.trans && w == NR) {
-        std::memcpy(d, b.data + (k0 + p) * b.ld + j0 + js, NR * sizeof(float));
-      } else {
-        for (int64_t j = 0; j < w; j++) d[j] = at(b, k0 + p, j0 + js + j);  // B(k, j): row k, column j
-        for (int64_t j = w; j < NR; j++) d[j] = 0.f;
+  const int64_t nr = isa.nr;
+  for (int64_t js = 0; js < nc; js += nr, dst += kc * nr) {
+    const int64_t w = std::min(nr, nc - js);
+    if (b.trans) {  // column j of op(B) is row j of the stored matrix: read rows contiguously
+      for (int64_t j = 0; j < w; j++) {
+        const float* src = b.data + (j0 + js + j) * b.ld + k0;
+        for (int64_t p = 0; p < kc; p++) dst[p * nr + j] = src[p];
+      }
+      for (int64_t j = w; j < nr; j++)
+        for (int64_t p = 0; p < kc; p++) dst[p * nr + j] = 0.f;
+    } else {
+      for (int64_t p = 0; p < kc; p++) {
+        std::memcpy(dst + p * nr, b.data + (k0 + p) * b.ld + j0 + js, w * sizeof(float));
+        std::fill(dst + p * nr + w, dst + (p + 1) * nr, 0.f);
       }
     }
-    dst += kc * NR;
   }
 }
 
-// A(i0.., k0..) as ceil(mc/MR) strips, each kc×MR, zero-padded past m.
+// op(A)(i0.., k0..) as ceil(mc/mr) strips, each kc×mr, zero-padded past the last row.
 void pack_a(const Matrix& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
-  for (int64_t is = 0; is < mc; is += MR) {
-    const int64_t h = std::min(MR, mc - is);
+  const int64_t mr = isa.mr;
+  for (int64_t is = 0; is < mc; is += mr, dst += kc * mr) {
+    const int64_t h = std::min(mr, mc - is);
     if (a.trans) {
       for (int64_t p = 0; p < kc; p++) {
-        const float* src = a.data + (k0 + p) * a.ld + i0 + is;
-        float* d = dst + p * MR;
-        for (int64_t i = 0; i < h; i++) d[i] = src[i];
-        for (int64_t i = h; i < MR; i++) d[i] = 0.f;
+        std::memcpy(dst + p * mr, a.data + (k0 + p) * a.ld + i0 + is, h * sizeof(float));
+        std::fill(dst + p * mr + h, dst + (p + 1) * mr, 0.f);
       }
     } else {
       for (int64_t i = 0; i < h; i++) {
         const float* src = a.data + (i0 + is + i) * a.ld + k0;
-        for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = src[p];
+        for (int64_t p = 0; p < kc; p++) dst[p * mr + i] = src[p];
       }
-      for (int64_t i = h; i < MR; i++)
-        for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = 0.f;
+      for (int64_t i = h; i < mr; i++)
+        for (int64_t p = 0; p < kc; p++) dst[p * mr + i] = 0.f;
     }
-    dst += kc * MR;
   }
 }
 
-// Writes (or adds, when accumulate) the h×w top-left part of a MR×NR tile held in `t` to C.
-inline void store_tile(const float* t, float* c, int64_t ldc, int64_t h, int64_t w, bool accumulate) {
-  for (int64_t i = 0; i < h; i++)
-    for (int64_t j = 0; j < w; j++) c[i * ldc + j] = accumulate ? c[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
-}
-
-void kernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t h, int64_t w, bool accumulate) {
-  float t[MR * NR] = {0};
-  for (int64_t p = 0; p < kc; p++, a += MR, b += NR)
-    for (int64_t i = 0; i < MR; i++)
-      for (int64_t j = 0; j < NR; j++) t[i * NR + j] += a[i] * b[j];
-  store_tile(t, c, ldc, h, w, accumulate);
-}
-
-__attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t h,
-                                                    int64_t w, bool accumulate) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-  for (int64_t p = 0; p < kc; p++, a += MR, b += NR) {
-    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-    __m256 x;
-    x = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
-    x = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
-    x = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
-    x = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
-    x = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
-    x = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
-  }
-  if (h == MR && w == NR) {
-    __m256 r[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
-    for (int64_t i = 0; i < MR; i++) {
-      float* ci = c + i * ldc;
-      if (accumulate) {
-        _mm256_storeu_ps(ci, _mm256_add_ps(_mm256_loadu_ps(ci), r[2 * i]));
-        _mm256_storeu_ps(ci + 8, _mm256_add_ps(_mm256_loadu_ps(ci + 8), r[2 * i + 1]));
-      } else {
-        _mm256_storeu_ps(ci, r[2 * i]);
-        _mm256_storeu_ps(ci + 8, r[2 * i + 1]);
-      }
-    }
-    return;
-  }
-  alignas(32) float t[MR * NR];
-  __m256 r[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
-  for (int64_t i = 0; i < MR; i++) {
-    _mm256_store_ps(t + i * NR, r[2 * i]);
-    _mm256_store_ps(t + i * NR + 8, r[2 * i + 1]);
-  }
-  store_tile(t, c, ldc, h, w, accumulate);
-}
-
-using Kernel = void (*)(int64_t, const float*, const float*, float*, int64_t, int64_t, int64_t, bool);
-
-Kernel choose_kernel() {
-  __builtin_cpu_init();
-  if (!std::getenv("LOOM_NO_SIMD") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return kernel_avx2;
-  return kernel_scalar;
-}
-const Kernel kernel = choose_kernel();
-
+// Adds the bias row and applies relu to C rows [0, m), columns [0, n).
 void epilogue(float* c, int64_t ldc, int64_t m, int64_t n, const float* bias, bool relu) {
   if (!bias && !relu) return;
   for (int64_t i = 0; i < m; i++) {
@@ -142,39 +168,40 @@ void epilogue(float* c, int64_t ldc, int64_t m, int64_t n, const float* bias, bo
     if (bias)
       for (int64_t j = 0; j < n; j++) ci[j] += bias[j];
     if (relu)
-      for (int64_t j = 0; j < n; j++) ci[j] = ci[j] > 0.f ? ci[j] : 0.f;
+      for (int64_t j = 0; j < n; j++) ci[j] = ci[j] < 0.f ? 0.f : ci[j];  // as tfjs: NaN stays NaN
   }
 }
 
-// The blocked loop on one thread, for C rows [0, m) and columns [0, n) (A, B, C, bias already offset).
+// The BLIS loop nest on one thread for C rows [0, m), columns [0, n) (operands already offset).
 void sgemm_serial(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta) {
   if (k == 0) {
     if (beta == 0.f)
       for (int64_t i = 0; i < m; i++) std::memset(c + i * ldc, 0, n * sizeof(float));
     return;
   }
+  const int64_t mr = isa.mr, nr = isa.nr, mc_max = isa.mc, KC = isa.kc;
   float* bp = packB.get(KC * NC);
-  float* ap = packA.get(KC * MC);
+  float* ap = packA.get(KC * mc_max);
   for (int64_t jc = 0; jc < n; jc += NC) {
     const int64_t nc = std::min(NC, n - jc);
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min(KC, k - pc);
       const bool accumulate = pc > 0 || beta != 0.f;
       pack_b(b, pc, kc, jc, nc, bp);
-      for (int64_t ic = 0; ic < m; ic += MC) {
-        const int64_t mc = std::min(MC, m - ic);
+      for (int64_t ic = 0; ic < m; ic += mc_max) {
+        const int64_t mc = std::min(mc_max, m - ic);
         pack_a(a, ic, mc, pc, kc, ap);
-        for (int64_t jr = 0; jr < nc; jr += NR)
-          for (int64_t ir = 0; ir < mc; ir += MR)
-            kernel(kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, std::min(MR, mc - ir), std::min(NR, nc - jr),
-                   accumulate);
+        for (int64_t jr = 0; jr < nc; jr += nr)
+          for (int64_t ir = 0; ir < mc; ir += mr)
+            isa.kernel(kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, std::min(mr, mc - ir), std::min(nr, nc - jr),
+                       accumulate);
       }
     }
   }
 }
 
+// The sub-matrix of op(X) starting at logical element (rows, cols).
 Matrix shift(const Matrix& x, int64_t rows, int64_t cols) {
-  // The sub-matrix starting at logical element (rows, cols).
   Matrix y = x;
   y.data += x.trans ? cols * x.ld + rows : rows * x.ld + cols;
   return y;
@@ -182,21 +209,23 @@ Matrix shift(const Matrix& x, int64_t rows, int64_t cols) {
 
 }  // namespace
 
-const char* simd_level() { return kernel == kernel_avx2 ? "avx2" : "scalar"; }
+const char* simd_level() { return isa.name; }
 
 void sgemm(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, int64_t ldc, float beta, const float* bias, bool relu,
            bool parallel) {
   if (m <= 0 || n <= 0) return;
   const int threads = pool().size();
+  // Below ~2^18 multiply-adds (a 64³ product) waking the pool costs more than it saves.
   const bool split = parallel && threads > 1 && (double)m * n * k >= (1 << 18);
   if (!split) {
     sgemm_serial(m, n, k, a, b, c, ldc, beta);
     epilogue(c, ldc, m, n, bias, relu);
     return;
   }
-  // Split the larger dimension of C into one part per thread, aligned to the micro-tile.
+  // One part of C per thread along its larger dimension, aligned to the micro-tile; each thread packs its own
+  // panels (B is packed twice when splitting rows, which costs O(k·n) against the O(m·n·k) product).
   const bool by_cols = n >= m;
-  const int64_t extent = by_cols ? n : m, unit = by_cols ? NR : MR;
+  const int64_t extent = by_cols ? n : m, unit = by_cols ? isa.nr : isa.mr;
   int64_t part = (extent + threads - 1) / threads;
   part = (part + unit - 1) / unit * unit;
   const int tasks = (int)((extent + part - 1) / part);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "conv.h"
+#include "copy.h"
 #include "elementwise.h"
 #include "gemm.h"
 #include "pool.h"
@@ -239,6 +240,36 @@ napi_value Adam(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// copy(src, srcOffset, dst, dstOffset, dims: Float64Array [rank × (size, srcStride, dstStride)])
+napi_value Copy(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float* src = a.f32(0);
+  const int64_t so = a.i64(1);
+  float* dst = a.f32(2);
+  const int64_t dof = a.i64(3);
+  napi_typedarray_type type;
+  napi_value buffer;
+  size_t len = 0, offset;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, a.v[4], &type, &len, &data, &buffer, &offset) != napi_ok || type != napi_float64_array)
+    a.fail("argument 4 must be a Float64Array");
+  if (a.failed) return nullptr;
+  const int rank = (int)(len / 3);
+  if (rank < 1 || rank > 8) {
+    napi_throw_range_error(env, nullptr, "copy: rank must be 1..8");
+    return nullptr;
+  }
+  const double* d = static_cast<double*>(data);
+  int64_t shape[8], ss[8], ds[8];
+  for (int i = 0; i < rank; i++) {
+    shape[i] = (int64_t)d[3 * i];
+    ss[i] = (int64_t)d[3 * i + 1];
+    ds[i] = (int64_t)d[3 * i + 2];
+  }
+  loom::strided_copy(src + so, dst + dof, rank, shape, ss, ds);
+  return undefined(env);
+}
+
 // info() -> { simd, threads }
 napi_value Info(napi_env env, napi_callback_info) {
   napi_value obj, simd, threads;
@@ -264,6 +295,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"unary", nullptr, UnaryOp, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"sum", nullptr, Sum, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"copy", nullptr, Copy, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

@@ -1,8 +1,11 @@
-// A persistent thread pool: workers sleep on a condition variable between jobs; parallel_for hands out task
-// indices through an atomic counter and the calling thread works too. One pool per process, sized to the
-// hardware's concurrency (or LOOM_THREADS).
+// A persistent thread pool: parallel_for hands out task indices through an atomic counter and the calling thread
+// works too. Between jobs the workers spin for a short while (kSpin) before sleeping on a condition variable:
+// a training step issues kernels microseconds apart, and waking a sleeping thread costs tens of microseconds
+// (more in a VM), which is as long as a whole small kernel. One pool per process, sized to the hardware's
+// concurrency (or LOOM_THREADS).
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <functional>
@@ -21,7 +24,7 @@ class ThreadPool {
     {
       std::lock_guard<std::mutex> l(m_);
       stop_ = true;
-      generation_++;
+      generation_.fetch_add(1);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -41,33 +44,50 @@ class ThreadPool {
       job_ = &fn;
       total_ = n;
       next_.store(0);
-      pending_ = size_ - 1;
-      generation_++;
+      pending_.store(size_ - 1);
+      generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
     work();
-    std::unique_lock<std::mutex> l(m_);
-    done_cv_.wait(l, [this] { return pending_ == 0; });
+    if (!spin([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> l(m_);
+      done_cv_.wait(l, [this] { return pending_.load() == 0; });
+    }
     job_ = nullptr;
   }
 
  private:
+  static constexpr auto kSpin = std::chrono::microseconds(50);
+
+  // Busy-waits up to kSpin for ready(); false when it timed out.
+  template <typename F>
+  static bool spin(F ready) {
+    const auto until = std::chrono::steady_clock::now() + kSpin;
+    for (int i = 0;; i++) {
+      if (ready()) return true;
+      if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) return false;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
   void work() {
     for (int i = next_.fetch_add(1); i < total_; i = next_.fetch_add(1)) (*job_)(i);
   }
   void loop() {
     unsigned long seen = 0;
     for (;;) {
+      spin([&] { return generation_.load(std::memory_order_acquire) != seen; });
       {
-        std::unique_lock<std::mutex> l(m_);
-        cv_.wait(l, [&] { return generation_ != seen; });
-        seen = generation_;
+        std::unique_lock<std::mutex> l(m_);  // also orders the reads of job_ and total_ after their writes
+        cv_.wait(l, [&] { return generation_.load() != seen; });
+        seen = generation_.load();
         if (stop_) return;
       }
       work();
-      {
-        std::lock_guard<std::mutex> l(m_);
-        if (--pending_ == 0) done_cv_.notify_one();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> l(m_);  // pairs with the caller's wait, so the wake-up cannot be lost
+        done_cv_.notify_one();
       }
     }
   }
@@ -79,8 +99,8 @@ class ThreadPool {
   const std::function<void(int)>* job_ = nullptr;
   std::atomic<int> next_{0};
   int total_ = 0;
-  int pending_ = 0;
-  unsigned long generation_ = 0;
+  std::atomic<int> pending_{0};
+  std::atomic<unsigned long> generation_{0};
   bool stop_ = false;
 };
 

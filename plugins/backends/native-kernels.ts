@@ -24,6 +24,7 @@ interface Addon {
   unary(op: number, x: Float32Array, y: Float32Array, alpha: number): void;
   sum(x: Float32Array, y: Float32Array, outer: number, reduce: number, inner: number): void;
   adam(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, p2: Float32Array, m2: Float32Array, v2: Float32Array, lr: number, beta1: number, beta2: number, epsilon: number, c1: number, c2: number): void;
+  copy(src: Float32Array, srcOffset: number, dst: Float32Array, dstOffset: number, dims: Float64Array): void;
   info(): { simd: string; threads: number };
 }
 
@@ -53,6 +54,8 @@ export function nativeAddonInfo(): { loaded: boolean; simd: string; threads: num
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap; backend: tf.KernelBackend };
 type Info = tf.TensorInfo;
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+/** Whether a bias of this shape broadcasts as one row of `n` values over the last axis ([n], [1, n], ...). */
+const isRow = (shape: readonly number[], n: number) => shape.every((d, i) => d === (i === shape.length - 1 ? n : 1)) && shape.length > 0;
 
 function values(backend: MathBackendCPU, t: Info): Float32Array {
   return backend.data.get(t.dataId).values as Float32Array;
@@ -100,6 +103,31 @@ export function broadcastDims(aShape: readonly number[], bShape: readonly number
   return dims.length ? dims : [[1, 0, 0]];
 }
 
+const stridesOf = (shape: readonly number[]) => {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    s[d] = acc;
+    acc *= shape[d]!;
+  }
+  return s;
+};
+
+/** [size, srcStride, dstStride] per dimension, dropping size-1 dimensions and merging contiguous neighbours. */
+export function copyDims(shape: readonly number[], ss: readonly number[], ds: readonly number[]): Float64Array {
+  const dims: number[][] = [];
+  shape.forEach((n, d) => {
+    if (n === 1) return;
+    const last = dims.at(-1);
+    if (last && last[1] === ss[d]! * n && last[2] === ds[d]! * n) {
+      last[0]! *= n;
+      last[1] = ss[d]!;
+      last[2] = ds[d]!;
+    } else dims.push([n, ss[d]!, ds[d]!]);
+  });
+  return Float64Array.from((dims.length ? dims : [[1, 1, 1]]).flat());
+}
+
 /** Native implementations; each returns null to hand the call to the original kernel. */
 function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info | null> {
   // float32 tensors whose storage is a Float32Array (tfjs's cast from bool keeps a Uint8Array under dtype float32).
@@ -123,7 +151,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
     else if (bb === 1) outBatch = batchA.length >= batchB.length ? batchA : [...batchB.slice(0, batchB.length - batchA.length), ...batchA];
     else if (ba === 1) outBatch = batchB.length >= batchA.length ? batchB : [...batchA.slice(0, batchA.length - batchB.length), ...batchB];
     else return null; // general broadcasting: the original kernel
-    if (bias && size(bias.shape) !== n) return null;
+    if (bias && !isRow(bias.shape, n)) return null; // e.g. a [m, 1] column bias: the original kernel
     const batch = Math.max(ba, bb);
     const out = new Float32Array(batch * m * n);
     native.batchMatMul(values(backend, a), values(backend, b), out, batch, m, n, k, transposeA, transposeB, ba === 1 ? 0 : m * k, bb === 1 ? 0 : k * n, bias ? values(backend, bias) : null, fused && activation === 'relu');
@@ -137,7 +165,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
     if (!x || !filter || !f32(x, filter, bias) || preluActivationWeights || at.dataFormat === 'NCHW') return null;
     if (fused && at.activation !== 'linear' && at.activation !== 'relu') return null;
     const info = tf.backend_util.computeConv2DInfo(x.shape as never, filter.shape as never, at.strides, at.dilations ?? 1, at.pad, at.dimRoundingMode, false, 'channelsLast');
-    if (bias && size(bias.shape) !== info.outChannels) return null;
+    if (bias && !isRow(bias.shape, info.outChannels)) return null;
     const out = new Float32Array(size(info.outShape));
     native.conv2d(values(backend, x), values(backend, filter), out, bias ? values(backend, bias) : null, fused && at.activation === 'relu', ...shapeArgs(info));
     return backend.makeTensorInfo(info.outShape, 'float32', out);
@@ -172,23 +200,118 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
     return backend.makeTensorInfo(x.shape, 'float32', out);
   };
 
+  /** Sum over one block of adjacent axes (any other reduction goes to tfjs's kernel). */
+  const sum = (args: KernelArgs): Info | null => {
+    const backend = args.backend as MathBackendCPU;
+    const { x } = args.inputs as { x: Info };
+    const { axis, keepDims } = (args.attrs ?? {}) as { axis: number | number[]; keepDims: boolean };
+    if (!f32(x) || size(x.shape) === 0) return null;
+    const axes = tf.util.parseAxisParam(axis, x.shape).sort((p, q) => p - q);
+    if (axes.length === 0 || axes.some((v, i) => i > 0 && v !== axes[i - 1]! + 1)) return null; // not one block
+    const first = axes[0]!, last = axes.at(-1)!;
+    const outer = size(x.shape.slice(0, first)), reduce = size(x.shape.slice(first, last + 1)), inner = size(x.shape.slice(last + 1));
+    const outShape = keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
+    const out = new Float32Array(outer * inner);
+    native.sum(values(backend, x), out, outer, reduce, inner);
+    return backend.makeTensorInfo(outShape, 'float32', out);
+  };
+
+  /** Copies the box `begin`/`size` of x into a new contiguous tensor. */
+  const box = (backend: MathBackendCPU, x: Info, begin: number[], sz: number[]): Info => {
+    const xs = stridesOf(x.shape);
+    const out = new Float32Array(size(sz));
+    const offset = begin.reduce((acc, b, d) => acc + b * xs[d]!, 0);
+    if (out.length) native.copy(values(backend, x), offset, out, 0, copyDims(sz, xs, stridesOf(sz)));
+    return backend.makeTensorInfo(sz, 'float32', out);
+  };
+  /** Writes each input into its slot of a new tensor of `outShape` along `axis` (concat; stack when `stack`). */
+  const join = (backend: MathBackendCPU, xs: Info[], axis: number, outShape: number[], stack: boolean): Info => {
+    const out = new Float32Array(size(outShape));
+    const os = stridesOf(outShape);
+    let at = 0;
+    for (const x of xs) {
+      const shape = stack ? [...x.shape.slice(0, axis), 1, ...x.shape.slice(axis)] : [...x.shape];
+      if (size(shape) > 0) native.copy(values(backend, x), 0, out, at * os[axis]!, copyDims(shape, stridesOf(shape), os));
+      at += shape[axis]!;
+    }
+    return backend.makeTensorInfo(outShape, 'float32', out);
+  };
+  const list = (inputs: tf.NamedTensorInfoMap) => Object.values(inputs) as Info[];
+
   return {
-    ...Object.fromEntries(Object.entries(BINARY).map(([name, code]) => [name, binary(code)])),
-    ...Object.fromEntries(Object.entries(UNARY).map(([name, code]) => [name, unary(code)])),
-    Sum(args) {
+    Slice(args) {
+      const { x } = args.inputs as { x: Info };
+      const { begin, size: sz } = (args.attrs ?? {}) as { begin: number | number[]; size?: number | number[] };
+      if (!f32(x) || x.shape.length === 0) return null;
+      const [b, z] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, sz);
+      return box(args.backend as MathBackendCPU, x, b, z);
+    },
+    Unpack(args): Info | null {
+      const { value } = args.inputs as { value: Info };
+      const axis = tf.util.parseAxisParam((args.attrs as { axis: number }).axis, value.shape)[0]!;
+      if (!f32(value)) return null;
+      const sz = [...value.shape];
+      sz[axis] = 1;
+      const outShape = value.shape.filter((_, d) => d !== axis);
+      return Array.from({ length: value.shape[axis]! }, (_, i) => {
+        const begin = value.shape.map((_, d) => (d === axis ? i : 0));
+        const t = box(args.backend as MathBackendCPU, value, begin, sz);
+        return { ...t, shape: outShape };
+      }) as unknown as Info;
+    },
+    SplitV(args): Info | null {
+      const { x } = args.inputs as { x: Info };
+      const { numOrSizeSplits, axis } = args.attrs as { numOrSizeSplits: number | number[]; axis: number };
+      if (!f32(x)) return null;
+      const ax = tf.util.parseAxisParam(axis, x.shape)[0]!;
+      const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, ax);
+      let start = 0;
+      return sizes.map((n) => {
+        const begin = x.shape.map((_, d) => (d === ax ? start : 0));
+        const sz = x.shape.map((s, d) => (d === ax ? n : s));
+        start += n;
+        return box(args.backend as MathBackendCPU, x, begin, sz);
+      }) as unknown as Info;
+    },
+    Concat(args) {
+      const xs = list(args.inputs).filter((t) => size(t.shape) > 0);
+      if (xs.length === 0 || !f32(...xs)) return null;
+      const axis = tf.util.parseAxisParam((args.attrs as { axis: number }).axis, xs[0]!.shape)[0]!;
+      const outShape = tf.backend_util.computeOutShape(xs.map((t) => t.shape), axis);
+      return join(args.backend as MathBackendCPU, xs, axis, outShape, false);
+    },
+    Pack(args) {
+      const xs = list(args.inputs);
+      if (xs.length === 0 || !f32(...xs) || xs.some((t) => t.shape.join() !== xs[0]!.shape.join())) return null;
+      const rank = xs[0]!.shape.length + 1;
+      const axis = tf.util.parseAxisParam((args.attrs as { axis: number }).axis, new Array(rank).fill(1))[0]!;
+      const outShape = [...xs[0]!.shape.slice(0, axis), xs.length, ...xs[0]!.shape.slice(axis)];
+      return join(args.backend as MathBackendCPU, xs, axis, outShape, true);
+    },
+    Transpose(args) {
       const backend = args.backend as MathBackendCPU;
       const { x } = args.inputs as { x: Info };
-      const { axis, keepDims } = (args.attrs ?? {}) as { axis: number | number[]; keepDims: boolean };
+      const { perm } = args.attrs as { perm: number[] };
       if (!f32(x) || size(x.shape) === 0) return null;
-      const axes = tf.util.parseAxisParam(axis, x.shape).sort((p, q) => p - q);
-      if (axes.length === 0 || axes.some((v, i) => i > 0 && v !== axes[i - 1]! + 1)) return null; // not one block
-      const first = axes[0]!, last = axes.at(-1)!;
-      const outer = size(x.shape.slice(0, first)), reduce = size(x.shape.slice(first, last + 1)), inner = size(x.shape.slice(last + 1));
-      const outShape = keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
-      const out = new Float32Array(outer * inner);
-      native.sum(values(backend, x), out, outer, reduce, inner);
+      const outShape = perm.map((p) => x.shape[p]!);
+      const xs = stridesOf(x.shape);
+      const out = new Float32Array(size(outShape));
+      native.copy(values(backend, x), 0, out, 0, copyDims(outShape, perm.map((p) => xs[p]!), stridesOf(outShape)));
       return backend.makeTensorInfo(outShape, 'float32', out);
     },
+    ...Object.fromEntries(Object.entries(BINARY).map(([name, code]) => [name, binary(code)])),
+    ...Object.fromEntries(Object.entries(UNARY).map(([name, code]) => [name, unary(code)])),
+    Mean(args) {
+      const { x } = args.inputs as { x: Info };
+      const summed = sum(args);
+      if (!summed) return null;
+      const backend = args.backend as MathBackendCPU;
+      const vals = values(backend, summed);
+      const count = size(x.shape) / vals.length;
+      for (let i = 0; i < vals.length; i++) vals[i]! /= count;
+      return summed;
+    },
+    Sum: (args) => sum(args),
     BatchMatMul: (args) => matMul(args, false),
     _FusedMatMul: (args) => matMul(args, true),
     Conv2D: (args) => conv(args, false),

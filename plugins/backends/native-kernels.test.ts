@@ -1,0 +1,424 @@
+/**
+ * Property tests of every native kernel (plugins/backends/native-kernels.ts, native/) against tfjs's own cpu
+ * kernel on random shapes: odd sizes, size 1, transposes, broadcasting, padding modes and strides. Each case runs
+ * the same tf op twice, once through the native kernels and once with tfjs's original kernels registered in
+ * their place, and compares elementwise with |native − reference| ≤ rtol·|reference| + rtol·max(1, max|reference|):
+ * rtol = 1e-4 for products and sums (float32 accumulation order differs), 1e-5 for elementwise maps.
+ * NaN must match NaN. Skips (with the reason printed) only when the addon did not build.
+ */
+import '@tensorflow/tfjs-backend-cpu';
+import * as tf from '@tensorflow/tfjs-core';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installNativeKernels, nativeAddonInfo, originalKernels } from './native-kernels';
+
+const info = nativeAddonInfo();
+if (!info.loaded) console.warn(`native-kernels tests skipped: ${info.reason}`);
+
+/** Deterministic data from a fast-check seed: normal-ish floats, or small integers (ties for max and step at 0). */
+function data(seed: number, n: number, kind: 'real' | 'ties' | 'positive' = 'real'): Float32Array {
+  let s = seed >>> 0 || 1;
+  const next = () => ((s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 2 ** 32);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    if (kind === 'ties') out[i] = Math.floor(next() * 5) - 2;
+    else if (kind === 'positive') out[i] = 0.05 + 3 * next();
+    else out[i] = (next() + next() + next() - 1.5) * 2;
+  }
+  return out;
+}
+const tensor = (shape: number[], seed: number, kind?: 'real' | 'ties' | 'positive') =>
+  tf.tensor(data(seed, shape.reduce((a, b) => a * b, 1), kind), shape, 'float32');
+
+/** Runs `fn` with tfjs's original cpu kernels registered in place of the native ones, then puts the native ones back. */
+function withOriginals<T>(fn: () => T): T {
+  const natives = [...originalKernels.keys()].map((name) => tf.getKernel(name, 'cpu')!);
+  const swap = (configs: tf.KernelConfig[]) =>
+    configs.forEach((k) => {
+      tf.unregisterKernel(k.kernelName, 'cpu');
+      tf.registerKernel(k);
+    });
+  swap([...originalKernels.values()]);
+  try {
+    return fn();
+  } finally {
+    swap(natives);
+  }
+}
+
+/** The values of `op()`'s tensor(s), computed natively and by the reference kernels. */
+function both(op: () => tf.Tensor | tf.Tensor[]): { native: Float32Array[]; reference: Float32Array[]; shapes: [number[][], number[][]] } {
+  const run = () =>
+    tf.tidy(() => {
+      const r = op();
+      return Array.isArray(r) ? r : [r];
+    });
+  const read = (ts: tf.Tensor[]) => {
+    const out = ts.map((t) => Float32Array.from(t.dataSync() as Float32Array));
+    const shapes = ts.map((t) => t.shape);
+    tf.dispose(ts);
+    return { out, shapes };
+  };
+  const n = read(run());
+  const r = read(withOriginals(run));
+  return { native: n.out, reference: r.out, shapes: [n.shapes, r.shapes] };
+}
+
+/** Asserts native ≈ reference (see the file comment for the tolerance). */
+function expectClose(op: () => tf.Tensor | tf.Tensor[], rtol = 1e-4): void {
+  const { native, reference, shapes } = both(op);
+  expect(shapes[0]).toEqual(shapes[1]);
+  native.forEach((got, t) => {
+    const want = reference[t]!;
+    expect(got.length).toBe(want.length);
+    let scale = 1;
+    for (const v of want) if (Number.isFinite(v)) scale = Math.max(scale, Math.abs(v));
+    for (let i = 0; i < want.length; i++) {
+      const a = got[i]!, b = want[i]!;
+      if (Number.isNaN(b) || !Number.isFinite(b)) {
+        if (!Object.is(a, b) && !(Number.isNaN(a) && Number.isNaN(b))) expect.fail(`output ${t}[${i}]: ${a}, reference ${b}`);
+      } else if (!(Math.abs(a - b) <= rtol * (Math.abs(b) + scale))) {
+        expect.fail(`output ${t}[${i}]: ${a}, reference ${b} (rtol ${rtol}, scale ${scale})`);
+      }
+    }
+  });
+}
+
+const seed = fc.integer({ min: 1, max: 2 ** 31 - 1 });
+const dim = (max: number) => fc.integer({ min: 1, max });
+const RUNS = { numRuns: 30 };
+
+/** Kernel names with a property below; the last test checks every installed kernel is among them. */
+const tested = new Set<string>();
+const covers = (...names: string[]) => names.forEach((n) => tested.add(n));
+
+describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} threads) vs tfjs cpu`, () => {
+  let installed: string[] = [];
+  beforeAll(async () => {
+    tf.env().set('PROD', true); // no "install tfjs-node" banner
+    await tf.setBackend('cpu');
+    installed = installNativeKernels().installed;
+  });
+  afterAll(() => tf.disposeVariables());
+
+  it('installs idempotently', () => {
+    expect(installed.length).toBeGreaterThan(0);
+    const again = installNativeKernels();
+    expect(again.installed).toEqual(installed);
+    expect(again.reason).toBeUndefined();
+  });
+
+  it('BatchMatMul: transposes, batch broadcasting, odd and unit sizes', () => {
+    covers('BatchMatMul');
+    fc.assert(
+      fc.property(
+        dim(40), dim(40), dim(40), fc.boolean(), fc.boolean(),
+        fc.constantFrom<[number[], number[]]>([[], []], [[3], [3]], [[1], [4]], [[2], []], [[], [3]], [[2, 3], [1]], [[1, 2], [2]]),
+        seed,
+        (m, n, k, ta, tb, [ba, bb], s) => {
+          const a = tensor([...ba, ...(ta ? [k, m] : [m, k])], s);
+          const b = tensor([...bb, ...(tb ? [n, k] : [k, n])], s + 1);
+          expectClose(() => tf.matMul(a, b, ta, tb));
+          tf.dispose([a, b]);
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  it('BatchMatMul: sizes that cross the packing blocks and use every thread', () => {
+    for (const [m, n, k, ta, tb, batch] of [
+      [300, 70, 600, false, false, 1], [97, 301, 259, true, false, 1], [130, 131, 257, false, true, 1],
+      [64, 200, 300, true, true, 1], [1, 513, 300, false, false, 1], [513, 1, 300, false, true, 1], [33, 17, 65, false, true, 7],
+    ] as const) {
+      const a = tensor([batch, ...(ta ? [k, m] : [m, k])], m + n);
+      const b = tensor([batch, ...(tb ? [n, k] : [k, n])], k);
+      expectClose(() => tf.matMul(a, b, ta, tb));
+      tf.dispose([a, b]);
+    }
+  });
+
+  it('_FusedMatMul: bias (row, broadcast, column) and relu/linear, forward and gradients', () => {
+    covers('_FusedMatMul');
+    fc.assert(
+      fc.property(dim(24), dim(24), dim(24), fc.boolean(), fc.boolean(), fc.constantFrom('none', 'row', 'row2d', 'column', 'full'),
+        fc.constantFrom('linear', 'relu') as fc.Arbitrary<'linear' | 'relu'>, seed,
+        (m, n, k, ta, tb, biasKind, activation, s) => {
+          const a = tensor(ta ? [k, m] : [m, k], s);
+          const b = tensor(tb ? [n, k] : [k, n], s + 1);
+          const biasShape = { none: null, row: [n], row2d: [1, n], column: [m, 1], full: [m, n] }[biasKind];
+          const bias = biasShape ? tensor(biasShape, s + 2) : undefined;
+          const f = (x: tf.Tensor2D, y: tf.Tensor2D, z?: tf.Tensor) =>
+            tf.fused.matMul({ a: x, b: y, transposeA: ta, transposeB: tb, bias: z, activation });
+          expectClose(() => f(a as tf.Tensor2D, b as tf.Tensor2D, bias));
+          // The fused gradient path: d(sum(out·w))/d(a, b, bias) goes through BatchMatMul, Step/Multiply and Sum.
+          const w = tensor([m, n], s + 3);
+          const grads = bias
+            ? tf.grads((x, y, z) => tf.sum(tf.mul(f(x as tf.Tensor2D, y as tf.Tensor2D, z), w)))
+            : tf.grads((x, y) => tf.sum(tf.mul(f(x as tf.Tensor2D, y as tf.Tensor2D), w)));
+          expectClose(() => grads(bias ? [a, b, bias] : [a, b]));
+          tf.dispose([a, b, w, ...(bias ? [bias] : [])]);
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  const convCase = fc.record({
+    n: dim(3), h: dim(9), w: dim(9), c: dim(5), co: dim(6), kh: dim(4), kw: dim(4),
+    sh: dim(3), sw: dim(3), pad: fc.constantFrom<'same' | 'valid'>('same', 'valid'), seed,
+  }).filter((p) => p.pad === 'same' || (p.kh <= p.h && p.kw <= p.w));
+
+  it('Conv2D and FusedConv2D (bias, relu): strides, same/valid padding', () => {
+    covers('Conv2D', 'FusedConv2D');
+    fc.assert(
+      fc.property(convCase, fc.boolean(), ({ n, h, w, c, co, kh, kw, sh, sw, pad, seed: s }, fused) => {
+        const x = tensor([n, h, w, c], s) as tf.Tensor4D, f = tensor([kh, kw, c, co], s + 1) as tf.Tensor4D;
+        const bias = tensor([co], s + 2);
+        expectClose(() => (fused ? tf.fused.conv2d({ x, filter: f, strides: [sh, sw], pad, bias, activation: 'relu' }) : tf.conv2d(x, f, [sh, sw], pad)));
+        tf.dispose([x, f, bias]);
+      }),
+      RUNS,
+    );
+  });
+
+  it('Conv2D with dilation (native when supported, the original kernel otherwise)', () => {
+    const x = tensor([2, 9, 8, 3], 5) as tf.Tensor4D, f = tensor([3, 2, 3, 4], 6) as tf.Tensor4D;
+    expectClose(() => tf.conv2d(x, f, 1, 'same', 'NHWC', [2, 3]));
+    expectClose(() => tf.conv2d(x, f, 1, 'valid', 'NHWC', 2));
+    tf.dispose([x, f]);
+  });
+
+  it('Conv2DBackpropInput and Conv2DBackpropFilter: strides, same/valid padding', () => {
+    covers('Conv2DBackpropInput', 'Conv2DBackpropFilter');
+    fc.assert(
+      fc.property(convCase, ({ n, h, w, c, co, kh, kw, sh, sw, pad, seed: s }) => {
+        const x = tensor([n, h, w, c], s) as tf.Tensor4D, f = tensor([kh, kw, c, co], s + 1) as tf.Tensor4D;
+        const outShape = tf.backend_util.computeConv2DInfo(x.shape, f.shape, [sh, sw], 1, pad).outShape;
+        const dy = tensor(outShape, s + 2) as tf.Tensor4D;
+        const attrs = { strides: [sh, sw], pad, dataFormat: 'NHWC', dimRoundingMode: undefined };
+        expectClose(() => tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: f }, { ...attrs, inputShape: x.shape } as never) as tf.Tensor);
+        expectClose(() => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: f.shape } as never) as tf.Tensor);
+        tf.dispose([x, f, dy]);
+      }),
+      RUNS,
+    );
+  });
+
+  it('conv2d gradients at a realistic size (MNIST-like, threads split the rows)', () => {
+    const x = tensor([16, 28, 28, 3], 1) as tf.Tensor4D, f = tensor([5, 5, 3, 16], 2) as tf.Tensor4D;
+    const g = tf.grads((a, b) => tf.sum(tf.square(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, 'same'))));
+    expectClose(() => g([x, f]));
+    tf.dispose([x, f]);
+  });
+
+  const poolCase = fc.record({
+    n: dim(3), h: dim(9), w: dim(9), c: dim(5), kh: dim(4), kw: dim(4), sh: dim(3), sw: dim(3),
+    pad: fc.constantFrom<'same' | 'valid'>('same', 'valid'), ties: fc.boolean(), seed,
+  }).filter((p) => p.pad === 'same' || (p.kh <= p.h && p.kw <= p.w));
+
+  it('MaxPool, AvgPool and their gradients (ties go to the first maximum, as in tfjs)', () => {
+    covers('MaxPool', 'AvgPool', 'MaxPoolGrad', 'AvgPoolGrad');
+    fc.assert(
+      fc.property(poolCase, ({ n, h, w, c, kh, kw, sh, sw, pad, ties, seed: s }) => {
+        const x = tensor([n, h, w, c], s, ties ? 'ties' : 'real') as tf.Tensor4D;
+        expectClose(() => tf.maxPool(x, [kh, kw], [sh, sw], pad));
+        expectClose(() => tf.avgPool(x, [kh, kw], [sh, sw], pad));
+        const outShape = tf.backend_util.computePool2DInfo(x.shape, [kh, kw], [sh, sw], 1, pad).outShape;
+        const dy = tensor(outShape, s + 1);
+        const attrs = { filterSize: [kh, kw], strides: [sh, sw], pad, dimRoundingMode: undefined };
+        expectClose(() => {
+          const y = tf.maxPool(x, [kh, kw], [sh, sw], pad);
+          return tf.engine().runKernel('MaxPoolGrad', { dy, input: x, output: y }, attrs as never) as tf.Tensor;
+        });
+        expectClose(() => tf.engine().runKernel('AvgPoolGrad', { dy, input: x }, attrs as never) as tf.Tensor);
+        tf.dispose([x, dy]);
+      }),
+      RUNS,
+    );
+  });
+
+  it('Softmax over the last axis, any rank', () => {
+    covers('Softmax');
+    fc.assert(
+      fc.property(fc.array(dim(7), { minLength: 1, maxLength: 3 }), dim(40), seed, (outer, cols, s) => {
+        const x = tf.mul(tensor([...outer, cols], s), 4);
+        expectClose(() => tf.softmax(x), 1e-5);
+        tf.dispose(x);
+      }),
+      RUNS,
+    );
+  });
+
+  /** Two shapes that broadcast: a random output shape, each operand dropping leading axes or setting some to 1. */
+  const broadcastPair = fc
+    .tuple(fc.array(dim(5), { minLength: 0, maxLength: 4 }), fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 8, maxLength: 8 }))
+    .map(([out, r]) => {
+      const variant = (o: number) => {
+        const drop = r[o]! % (out.length + 1);
+        return out.slice(drop).map((d, i) => (r[(o + 2 + i) % 8]! === 0 ? 1 : d));
+      };
+      return [variant(0), variant(1)] as const;
+    });
+
+  const BINARY = {
+    Add: tf.add, Sub: tf.sub, Multiply: tf.mul, RealDiv: tf.div, Maximum: tf.maximum, Minimum: tf.minimum,
+    SquaredDifference: tf.squaredDifference,
+  } as const;
+  it('binary elementwise ops with broadcasting', () => {
+    covers(...Object.keys(BINARY));
+    fc.assert(
+      fc.property(fc.constantFrom(...(Object.keys(BINARY) as (keyof typeof BINARY)[])), broadcastPair, fc.boolean(), seed, (name, [sa, sb], ties, s) => {
+        const a = tensor(sa, s, ties ? 'ties' : 'real'), b = tensor(sb, s + 1, ties ? 'ties' : 'real');
+        expectClose(() => (BINARY[name] as (x: tf.Tensor, y: tf.Tensor) => tf.Tensor)(a, b), 1e-5);
+        tf.dispose([a, b]);
+      }),
+      { numRuns: 120 },
+    );
+    // Large enough to be split over threads.
+    const a = tensor([64, 257, 33], 3), b = tensor([257, 1], 4);
+    for (const f of Object.values(BINARY)) expectClose(() => (f as (x: tf.Tensor, y: tf.Tensor) => tf.Tensor)(a, b), 1e-5);
+    tf.dispose([a, b]);
+  });
+
+  const UNARY: Record<string, [(x: tf.Tensor) => tf.Tensor, 'real' | 'ties' | 'positive']> = {
+    Relu: [tf.relu, 'ties'], Step: [(x) => tf.step(x, 0.25), 'ties'], Sqrt: [tf.sqrt, 'positive'], Square: [tf.square, 'real'],
+    Exp: [tf.exp, 'real'], Log: [tf.log, 'positive'], Neg: [tf.neg, 'real'], Tanh: [tf.tanh, 'real'], Sigmoid: [tf.sigmoid, 'real'],
+    Abs: [tf.abs, 'real'], Rsqrt: [tf.rsqrt, 'positive'], Reciprocal: [tf.reciprocal, 'positive'],
+  };
+  it('unary elementwise ops (including NaN/±Inf inputs)', () => {
+    covers(...Object.keys(UNARY));
+    fc.assert(
+      fc.property(fc.constantFrom(...Object.keys(UNARY)), fc.array(dim(9), { minLength: 0, maxLength: 3 }), fc.boolean(), seed, (name, shape, real, s) => {
+        const [f, kind] = UNARY[name]!;
+        const x = tensor(shape, s, real ? 'real' : kind);
+        expectClose(() => f(x), 1e-5);
+        tf.dispose(x);
+      }),
+      { numRuns: 120 },
+    );
+    const special = tf.tensor1d([NaN, Infinity, -Infinity, 0, -0, -1, 1e-30, 88, -88, 1e30]);
+    for (const [f] of Object.values(UNARY)) expectClose(() => f(special), 1e-5);
+    const big = tensor([300, 300], 9, 'positive');
+    for (const [f] of Object.values(UNARY)) expectClose(() => f(big), 1e-5);
+    tf.dispose([special, big]);
+  });
+
+  it('Sum over any axes, keepDims', () => {
+    covers('Sum');
+    fc.assert(
+      fc.property(fc.array(dim(7), { minLength: 1, maxLength: 4 }), fc.array(fc.integer({ min: -4, max: 3 }), { maxLength: 3 }), fc.boolean(), seed,
+        (shape, rawAxes, keepDims, s) => {
+          const axes = [...new Set(rawAxes.map((a) => ((a % shape.length) + shape.length) % shape.length))];
+          const x = tensor(shape, s);
+          expectClose(() => tf.sum(x, axes.length ? axes : undefined, keepDims));
+          tf.dispose(x);
+        },
+      ),
+      RUNS,
+    );
+    const x = tensor([128, 513], 4);
+    expectClose(() => [tf.sum(x, 0), tf.sum(x, 1), tf.sum(x)]);
+    tf.dispose(x);
+  });
+
+  it('Mean over any axes, keepDims', () => {
+    covers('Mean');
+    fc.assert(
+      fc.property(fc.array(dim(7), { minLength: 1, maxLength: 4 }), fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 3 }), fc.boolean(), seed,
+        (shape, rawAxes, keepDims, s) => {
+          const axes = [...new Set(rawAxes.map((a) => a % shape.length))];
+          const x = tensor(shape, s);
+          expectClose(() => tf.mean(x, axes.length ? axes : undefined, keepDims));
+          tf.dispose(x);
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  /** A random shape of rank 1..4 and a seed; copies are exact, so these compare with rtol 0. */
+  const shaped = fc.tuple(fc.array(dim(6), { minLength: 1, maxLength: 4 }), seed);
+
+  it('Transpose: every permutation of ranks 1-4', () => {
+    covers('Transpose');
+    fc.assert(
+      fc.property(shaped, fc.array(fc.nat(), { minLength: 4, maxLength: 4 }), ([shape, s], keys) => {
+        const perm = shape.map((_, i) => i).sort((p, q) => keys[p]! - keys[q]! || p - q);
+        const x = tensor(shape, s);
+        expectClose(() => tf.transpose(x, perm), 0);
+        tf.dispose(x);
+      }),
+      RUNS,
+    );
+  });
+
+  it('Slice, SplitV and Unpack (tf.slice, tf.split, tf.unstack)', () => {
+    covers('Slice', 'SplitV', 'Unpack');
+    fc.assert(
+      fc.property(shaped, fc.array(fc.nat(), { minLength: 8, maxLength: 8 }), ([shape, s], r) => {
+        const x = tensor(shape, s);
+        const begin = shape.map((d, i) => r[i]! % d);
+        const sz = shape.map((d, i) => (r[i + 4]! % 3 === 0 ? -1 : 1 + (r[i + 4]! % (d - begin[i]!))));
+        const axis = r[0]! % shape.length;
+        const n = shape[axis]!;
+        const sizes = n >= 2 ? [1, n - 1] : [n];
+        expectClose(() => tf.slice(x, begin, sz), 0);
+        expectClose(() => tf.split(x, sizes, axis), 0);
+        expectClose(() => tf.split(x, 1, axis), 0);
+        expectClose(() => tf.unstack(x, axis), 0);
+        tf.dispose(x);
+      }),
+      RUNS,
+    );
+  });
+
+  it('Concat and Pack (tf.concat including empty parts, tf.stack)', () => {
+    covers('Concat', 'Pack');
+    fc.assert(
+      fc.property(shaped, fc.array(fc.integer({ min: 0, max: 4 }), { minLength: 1, maxLength: 4 }), fc.nat(), ([shape, s], lens, r) => {
+        const axis = r % shape.length;
+        const parts = lens.map((len, i) => tensor(shape.map((d, j) => (j === axis ? len : d)), s + i));
+        if (lens.some((l) => l > 0)) expectClose(() => tf.concat(parts, axis), 0);
+        const same = lens.map((_, i) => tensor(shape, s + 10 + i));
+        expectClose(() => tf.stack(same, r % (shape.length + 1)), 0);
+        tf.dispose([...parts, ...same]);
+      }),
+      RUNS,
+    );
+  });
+
+  it('LoomAdam matches Kingma & Ba\'s update composed from tfjs ops', () => {
+    covers('LoomAdam');
+    fc.assert(
+      fc.property(fc.array(dim(9), { minLength: 0, maxLength: 3 }), fc.integer({ min: 1, max: 50 }), seed, (shape, t, s) => {
+        const [param, grad, m] = [tensor(shape, s), tensor(shape, s + 1), tensor(shape, s + 2)];
+        const v = tf.square(tensor(shape, s + 3));
+        const attrs = { lr: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, c1: 1 - 0.9 ** t, c2: 1 - 0.999 ** t };
+        const [p2, m2, v2] = tf.engine().runKernel('LoomAdam', { param, grad, m, v }, attrs as never) as tf.Tensor[];
+        const wantM = tf.add(tf.mul(m, attrs.beta1), tf.mul(grad, 1 - attrs.beta1));
+        const wantV = tf.add(tf.mul(v, attrs.beta2), tf.mul(tf.square(grad), 1 - attrs.beta2));
+        const wantP = tf.sub(param, tf.div(tf.mul(tf.div(wantM, attrs.c1), attrs.lr), tf.add(tf.sqrt(tf.div(wantV, attrs.c2)), attrs.epsilon)));
+        for (const [got, want] of [[p2, wantP], [m2, wantM], [v2, wantV]] as const) {
+          expect(got!.shape).toEqual(want.shape);
+          const g = got!.dataSync(), w = want.dataSync();
+          for (let i = 0; i < w.length; i++) expect(Math.abs(g[i]! - w[i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(w[i]!)));
+        }
+        tf.dispose([param, grad, m, v, p2!, m2!, v2!, wantM, wantV, wantP]);
+      }),
+      { numRuns: 20 },
+    );
+  });
+
+  it('leaves non-float32 inputs to the original kernels', () => {
+    const a = tf.tensor2d([1, 2, 3, 4], [2, 2], 'int32');
+    expect(Array.from(tf.matMul(a, a).dataSync())).toEqual([7, 10, 15, 22]);
+    expect(tf.add(a, a).dtype).toBe('int32');
+    expect(Array.from(tf.sum(a, 0).dataSync())).toEqual([4, 6]);
+    tf.dispose(a);
+  });
+
+  it('every installed kernel has a property above', () => {
+    expect(installed.filter((k) => !tested.has(k))).toEqual([]);
+  });
+});
