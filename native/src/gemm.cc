@@ -17,14 +17,15 @@ namespace {
 //   scalar:  4×8 tile in plain C++ (whatever the compiler's baseline vectorises)
 constexpr int64_t NC = 2048;  // columns of B packed at once (a multiple of every NR; KC·NC·4 bytes, in L2/L3)
 
-using Kernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t h, int64_t w, bool accumulate);
+using Kernel = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t h, int64_t w, bool accumulate);
 
-// C[h×w] (=|+=) A-strip[kc×MR]ᵀ · B-strip[kc×NR], the strips packed (MR resp. NR floats per k), NR = NV·W.
+// C[h×w] (=|+=) A-strip[kc×MR]ᵀ · B-strip[kc×NR], A packed (MR floats per k), B's rows `ldb` floats apart:
+// ldb = NR for a packed strip, or B's own row stride when a small product reads B in place. NR = NV·W.
 template <int MR, int NV, int W>
-__attribute__((always_inline)) inline void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t h, int64_t w,
-                                                 bool accumulate) {
+__attribute__((always_inline)) inline void micro(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t h,
+                                                 int64_t w, bool accumulate) {
   typedef float V __attribute__((vector_size(W * 4)));                 // aligned: packed B
-  typedef float VU __attribute__((vector_size(W * 4), aligned(4)));    // unaligned: rows of C
+  typedef float VU __attribute__((vector_size(W * 4), aligned(4)));    // unaligned: rows of C, B read in place
   constexpr int NR = NV * W;
   for (int64_t i = 0; i < h; i++) {  // C's tile is needed at the end: start fetching it now
     __builtin_prefetch(c + i * ldc, 1);
@@ -35,10 +36,10 @@ __attribute__((always_inline)) inline void micro(int64_t kc, const float* a, con
   for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; j++) r[i][j] = V{};
-  for (int64_t p = 0; p < kc; p++, a += MR, b += NR) {
+  for (int64_t p = 0; p < kc; p++, a += MR, b += ldb) {
     V bv[NV];
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) bv[j] = *reinterpret_cast<const V*>(b + j * W);
+    for (int j = 0; j < NV; j++) bv[j] = *reinterpret_cast<const VU*>(b + j * W);
 #pragma GCC unroll 32
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
@@ -61,22 +62,22 @@ __attribute__((always_inline)) inline void micro(int64_t kc, const float* a, con
     for (int64_t j = 0; j < w; j++) c[i * ldc + j] = accumulate ? c[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
 }
 
-__attribute__((target("avx512f,fma"))) void kernel_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t h,
-                                                          int64_t w, bool acc) {
-  micro<14, 2, 16>(kc, a, b, c, ldc, h, w, acc);
+__attribute__((target("avx512f,fma"))) void kernel_avx512(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                                                          int64_t h, int64_t w, bool acc) {
+  micro<14, 2, 16>(kc, a, b, ldb, c, ldc, h, w, acc);
 }
-__attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t h, int64_t w,
-                                                    bool acc) {
-  micro<6, 2, 8>(kc, a, b, c, ldc, h, w, acc);
+__attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t h,
+                                                    int64_t w, bool acc) {
+  micro<6, 2, 8>(kc, a, b, ldb, c, ldc, h, w, acc);
 }
 // The AVX-512 tile shape built for AVX2 (GCC splits each 16-wide vector in two): LOOM_SIMD=avx512-on-avx2 runs the
 // AVX-512 blocking (14×32 tiles, kc 128) on machines without AVX-512, so the tests cover it there too.
-__attribute__((target("avx2,fma"))) void kernel_avx512_on_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                                                              int64_t h, int64_t w, bool acc) {
-  micro<14, 2, 16>(kc, a, b, c, ldc, h, w, acc);
+__attribute__((target("avx2,fma"))) void kernel_avx512_on_avx2(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
+                                                              int64_t ldc, int64_t h, int64_t w, bool acc) {
+  micro<14, 2, 16>(kc, a, b, ldb, c, ldc, h, w, acc);
 }
-void kernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t h, int64_t w, bool acc) {
-  micro<4, 2, 4>(kc, a, b, c, ldc, h, w, acc);
+void kernel_scalar(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t h, int64_t w, bool acc) {
+  micro<4, 2, 4>(kc, a, b, ldb, c, ldc, h, w, acc);
 }
 
 struct Isa {
@@ -187,14 +188,25 @@ void sgemm_serial(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min(KC, k - pc);
       const bool accumulate = pc > 0 || beta != 0.f;
-      pack_b(b, pc, kc, jc, nc, bp);
+      // With few rows of A, packing B (read and written once per call) costs more than the product saves: read
+      // B's full-width strips in place and pack only the partial strip at the right edge.
+      const bool direct = !b.trans && m <= 4 * mr;
+      const int64_t full = direct ? nc / nr * nr : 0;
+      if (direct) {
+        if (full < nc) pack_b(b, pc, kc, jc + full, nc - full, bp + full * kc);
+      } else {
+        pack_b(b, pc, kc, jc, nc, bp);
+      }
       for (int64_t ic = 0; ic < m; ic += mc_max) {
         const int64_t mc = std::min(mc_max, m - ic);
         pack_a(a, ic, mc, pc, kc, ap);
-        for (int64_t jr = 0; jr < nc; jr += nr)
+        for (int64_t jr = 0; jr < nc; jr += nr) {
+          const bool in_place = jr < full;
+          const float* bs = in_place ? b.data + pc * b.ld + jc + jr : bp + jr * kc;
+          const int64_t ldb = in_place ? b.ld : nr;
           for (int64_t ir = 0; ir < mc; ir += mr)
-            isa.kernel(kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, std::min(mr, mc - ir), std::min(nr, nc - jr),
-                       accumulate);
+            isa.kernel(kc, ap + ir * kc, bs, ldb, c + (ic + ir) * ldc + jc + jr, ldc, std::min(mr, mc - ir), std::min(nr, nc - jr), accumulate);
+        }
       }
     }
   }

@@ -101,6 +101,7 @@ export class LSTM extends LayerBase {
           let dh: tf.Tensor = tf.zeros([batch, u]);
           let dc: tf.Tensor = tf.zeros([batch, u]);
           const dzs: tf.Tensor[] = new Array(time);
+          const recurrentT = tf.transpose(sr); // one transpose, then every step's dh = dz · Uᵀ is a plain product
           for (let t = time - 1; t >= 0; t--) {
             const dht = dys ? tf.add(dys[t]!, dh) : t === time - 1 ? tf.add(dy, dh) : dh;
             const [i, f, g, o] = tf.split(gList[t]!, 4, 1) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
@@ -113,7 +114,7 @@ export class LSTM extends LayerBase {
             const dz = tf.concat([di, df, dg, dO], 1);
             dzs[t] = dz;
             dc = tf.mul(dct, f);
-            dh = tf.matMul(dz, sr, false, true);
+            dh = tf.matMul(dz, recurrentT);
           }
           const dZ = tf.reshape(tf.stack(dzs, 1), [batch * time, 4 * u]);
           const hPrev = tf.reshape(tf.stack(hList.slice(0, time), 1), [batch * time, u]);
