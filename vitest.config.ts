@@ -8,6 +8,9 @@ export default defineConfig({
     hookTimeout: 120_000,
     // tfjs kernels are CPU-bound and each worker loads its own backend: one worker per core.
     pool: 'forks',
+    // The JSON report lets .ci/run print one "N passed, N failed" line that any CI can read.
+    reporters: ['default', 'json'],
+    outputFile: { json: 'node_modules/.cache/vitest-results.json' },
     maxWorkers: 2,
   },
 });

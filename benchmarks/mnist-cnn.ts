@@ -26,12 +26,16 @@ export function mnistCnn(registry: PluginRegistry): Benchmark {
         const x = tf.randomUniform([batch, 28, 28, 1], 0, 1, 'float32', 3);
         const y = tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 10), 'int32');
         let step = 0;
+        trainer.trainStep({ x, y }, { step: step++, epoch: 0 });
+        const [tensors0, rss0] = [tf.memory().numTensors, process.memoryUsage().rss];
         const ours = await measure(() => trainer.trainStep({ x, y }, { step: step++, epoch: 0 }), batch);
+        // Flat memory: live tensors must not change over the measured steps; RSS growth is reported as measured.
+        const memory = `tensors ${tensors0} -> ${tf.memory().numTensors}, RSS ${(rss0 / 2 ** 20).toFixed(0)} -> ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB over ${step} steps`;
         tf.dispose([x, y]);
         model.dispose();
         const torch = best([1, 2].map((t) => pythonPeer('mnist_cnn_torch.py', [batch, t, 3], 'PyTorch', 'samples/s')));
         const layers = nodePeer('mnist_cnn_tfjs_layers.ts', [batch], 'tfjs-layers on tfjs-backend-cpu', 'samples/s');
-        out.push(entry(`mnist-cnn train b${batch}`, 'samples/s', ours, `loom on ${tf.getBackend()}`, [torch, layers], 1.0));
+        out.push(entry(`mnist-cnn train b${batch}`, 'samples/s', ours, `loom on ${tf.getBackend()}; ${memory}`, [torch, layers], 1.0));
       }
       return out;
     },

@@ -57,9 +57,9 @@ const md = [
   '',
   `Backend \`${tags.backend}\` (${tags['backend.kernels']}), ${env['cpu.model']} x${env['cpu.count']}, Node ${env['node.version']}, commit ${env['git.commit']}.`,
   '',
-  '| benchmark | unit | ours | peers | ratio (ours / first peer) | target |',
-  '| --- | --- | --- | --- | --- | --- |',
-  ...entries.map((e) => `| ${e.name} | ${e.unit} | ${fmt(e.ours)} | ${e.peers.map((p) => `${p.peer}${p.detail ? ` (${p.detail})` : ''}: ${fmt(p.value)}${p.missing ? ` — ${p.missing}` : ''}`).join('<br>')} | ${e.ratio === null ? 'n/a' : e.ratio.toFixed(2)} | ${e.target ? `≥ ${e.target}` : ''} |`),
+  '| benchmark | unit | ours | peers | ratio (ours / first peer) | target | notes |',
+  '| --- | --- | --- | --- | --- | --- | --- |',
+  ...entries.map((e) => `| ${e.name} | ${e.unit} | ${fmt(e.ours)} | ${e.peers.map((p) => `${p.peer}${p.detail ? ` (${p.detail})` : ''}: ${fmt(p.value)}${p.missing ? ` — ${p.missing}` : ''}`).join('<br>')} | ${e.ratio === null ? 'n/a' : e.ratio.toFixed(2)} | ${e.target ? `≥ ${e.target}` : ''} | ${e.oursDetail} |`),
   '',
 ].join('\n');
 fs.writeFileSync(path.join(outDir, 'latest.md'), md);

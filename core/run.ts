@@ -47,7 +47,8 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
   }
 
   const { backend, tags: backendTags } = await selectBackend(registry, opts.backend);
-  (opts.log ?? console.log)(`loom: backend ${backendTags.backend} (${backendTags['backend.kernels'] ?? backendTags['tfjs.backend']})`);
+  const skipped = backendTags['backend.skipped'] ? `; not used: ${backendTags['backend.skipped']}` : '';
+  (opts.log ?? console.log)(`loom: backend ${backendTags.backend} (${backendTags['backend.kernels'] ?? backendTags['tfjs.backend']})${skipped}`);
   c.registerInstance(TOKENS.Backend, backend);
   c.registerInstance(BACKEND_TAGS, backendTags);
 
