@@ -8,7 +8,7 @@ import { Rng, Sequential, Trainer, type PluginRegistry } from '../core';
 import papers from '../papers/mnist-cnn';
 import { best, entry, measure, nodePeer, pythonPeer, type Benchmark } from './harness';
 
-export function mnistCnn(registry: PluginRegistry): Benchmark {
+export function mnistCnn(registry: PluginRegistry, backend: string): Benchmark {
   return {
     name: 'mnist-cnn',
     description: "training samples/s of the seed's MNIST CNN, batch 32 and 128",
@@ -35,7 +35,7 @@ export function mnistCnn(registry: PluginRegistry): Benchmark {
         model.dispose();
         const torch = best([1, 2].map((t) => pythonPeer('mnist_cnn_torch.py', [batch, t, 3], 'PyTorch', 'samples/s')));
         const layers = nodePeer('mnist_cnn_tfjs_layers.ts', [batch], 'tfjs-layers on tfjs-backend-cpu', 'samples/s');
-        out.push(entry(`mnist-cnn train b${batch}`, 'samples/s', ours, `loom on ${tf.getBackend()}; ${memory}`, [torch, layers], 1.0));
+        out.push(entry(`mnist-cnn train b${batch}`, 'samples/s', ours, `loom on ${backend}; ${memory}`, [torch, layers], 1.0));
       }
       return out;
     },

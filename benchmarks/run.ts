@@ -19,7 +19,7 @@ const fmt = (v: number | null) => (v === null ? 'missing' : v >= 100 ? v.toFixed
 
 const registry = registerBuiltins(createRegistry());
 const { tags } = await selectBackend(registry, process.env.LOOM_BACKEND);
-const all: Benchmark[] = [sgemm, mnistCnn(registry), sequenceModels(registry)];
+const all: Benchmark[] = [sgemm(tags.backend!), mnistCnn(registry, tags.backend!), sequenceModels(registry, tags.backend!)];
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((w) => !all.some((b) => b.name === w));
 if (unknown.length) {

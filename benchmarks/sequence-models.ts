@@ -23,7 +23,7 @@ async function oursTokensPerSecond(registry: PluginRegistry, config: SequentialC
   return rate;
 }
 
-export function sequenceModels(registry: PluginRegistry): Benchmark {
+export function sequenceModels(registry: PluginRegistry, backend: string): Benchmark {
   return {
     name: 'sequence',
     description: 'forward+backward tokens/s: 2-layer LSTM (650, b20, t35) and a Transformer encoder layer (256/4/1024, t64, b32)',
@@ -33,8 +33,8 @@ export function sequenceModels(registry: PluginRegistry): Benchmark {
       const enc = await oursTokensPerSecond(registry, { inputShape: [64, 256], layers: [{ type: 'transformer-encoder', numHeads: 4, ff: 1024, dropout: 0 }] }, 32);
       const encPeer = best([1, 2].map((t) => pythonPeer('transformer_torch.py', [t, 3], 'PyTorch', 'tokens/s')));
       return [
-        entry('lstm 2x650 b20 t35 fwd+bwd', 'tokens/s', lstm, `loom lstm plugin on ${tf.getBackend()}`, [lstmPeer], 1.0),
-        entry('transformer encoder 256/4/1024 t64 b32 fwd+bwd', 'tokens/s', enc, `loom transformer-encoder plugin on ${tf.getBackend()}`, [encPeer], 1.0),
+        entry('lstm 2x650 b20 t35 fwd+bwd', 'tokens/s', lstm, `loom lstm plugin on ${backend}`, [lstmPeer], 1.0),
+        entry('transformer encoder 256/4/1024 t64 b32 fwd+bwd', 'tokens/s', enc, `loom transformer-encoder plugin on ${backend}`, [encPeer], 1.0),
       ];
     },
   };
