@@ -28,21 +28,38 @@ struct Args {
     if (!failed) napi_throw_type_error(env, nullptr, what.c_str());
     failed = true;
   }
-  float* f32(size_t i) {  // a Float32Array, or null for `null`/`undefined`
+  // The data of a typed array of the given type (its length in `length`), or null for `null`/`undefined`.
+  void* typed(size_t i, napi_typedarray_type want, const char* name, size_t* length = nullptr) {
     napi_valuetype t;
     napi_typeof(env, v[i], &t);
     if (t == napi_null || t == napi_undefined) return nullptr;
     bool is = false;
     napi_is_typedarray(env, v[i], &is);
     napi_typedarray_type type;
-    size_t length, offset;
+    size_t len = 0, offset;
     void* data = nullptr;
     napi_value buffer;
-    if (!is || napi_get_typedarray_info(env, v[i], &type, &length, &data, &buffer, &offset) != napi_ok || type != napi_float32_array) {
-      fail("argument " + std::to_string(i) + " must be a Float32Array");
+    if (!is || napi_get_typedarray_info(env, v[i], &type, &len, &data, &buffer, &offset) != napi_ok || type != want) {
+      fail("argument " + std::to_string(i) + " must be a " + name);
       return nullptr;
     }
-    return static_cast<float*>(data);
+    if (length) *length = len;
+    return data;
+  }
+  float* f32(size_t i, size_t* length = nullptr) { return static_cast<float*>(typed(i, napi_float32_array, "Float32Array", length)); }
+  // A Float64Array of (size, stride, stride) triples, one per dimension, as the TypeScript side collapses them.
+  int dims(size_t i, int64_t* shape, int64_t* s1, int64_t* s2) {
+    size_t len = 0;
+    const double* d = static_cast<double*>(typed(i, napi_float64_array, "Float64Array", &len));
+    const int rank = (int)(len / 3);
+    if (!failed && (rank < 1 || rank > 8)) fail("argument " + std::to_string(i) + ": rank must be 1..8");
+    if (failed) return 0;
+    for (int k = 0; k < rank; k++) {
+      shape[k] = (int64_t)d[3 * k];
+      s1[k] = (int64_t)d[3 * k + 1];
+      s2[k] = (int64_t)d[3 * k + 2];
+    }
+    return rank;
   }
   int64_t i64(size_t i) {
     int64_t x = 0;
@@ -169,28 +186,9 @@ napi_value BinaryOp(napi_env env, napi_callback_info info) {
   Args a(env, info);
   const int64_t op = a.i64(0);
   float *A = a.f32(1), *B = a.f32(2), *out = a.f32(3);
-  double* dims = nullptr;
-  size_t len = 0;
-  {
-    napi_typedarray_type type;
-    napi_value buffer;
-    size_t offset;
-    void* data;
-    if (napi_get_typedarray_info(env, a.v[4], &type, &len, &data, &buffer, &offset) != napi_ok || type != napi_float64_array) a.fail("argument 4 must be a Float64Array");
-    dims = static_cast<double*>(data);
-  }
-  if (a.failed) return nullptr;
-  const int rank = (int)(len / 3);
   int64_t shape[8], sa[8], sb[8];
-  if (rank < 1 || rank > 8) {
-    napi_throw_range_error(env, nullptr, "binary: rank must be 1..8");
-    return nullptr;
-  }
-  for (int d = 0; d < rank; d++) {
-    shape[d] = (int64_t)dims[3 * d];
-    sa[d] = (int64_t)dims[3 * d + 1];
-    sb[d] = (int64_t)dims[3 * d + 2];
-  }
+  const int rank = a.dims(4, shape, sa, sb);
+  if (a.failed) return nullptr;
   loom::binary((loom::Binary)op, A, B, out, rank, shape, sa, sb);
   return undefined(env);
 }
@@ -199,16 +197,11 @@ napi_value BinaryOp(napi_env env, napi_callback_info info) {
 napi_value UnaryOp(napi_env env, napi_callback_info info) {
   Args a(env, info);
   const int64_t op = a.i64(0);
-  float *x = a.f32(1), *y = a.f32(2);
+  size_t n = 0;
+  float *x = a.f32(1, &n), *y = a.f32(2);
   double alpha = 0;
   napi_get_value_double(env, a.v[3], &alpha);
   if (a.failed) return nullptr;
-  size_t n = 0;
-  napi_typedarray_type type;
-  napi_value buffer;
-  size_t offset;
-  void* data;
-  napi_get_typedarray_info(env, a.v[1], &type, &n, &data, &buffer, &offset);
   loom::unary((loom::Unary)op, x, y, (int64_t)n, (float)alpha);
   return undefined(env);
 }
@@ -226,16 +219,11 @@ napi_value Sum(napi_env env, napi_callback_info info) {
 // adam(p, g, m, v, p2, m2, v2, lr, beta1, beta2, epsilon, c1, c2)
 napi_value Adam(napi_env env, napi_callback_info info) {
   Args a(env, info);
-  float *p = a.f32(0), *g = a.f32(1), *m = a.f32(2), *v = a.f32(3), *p2 = a.f32(4), *m2 = a.f32(5), *v2 = a.f32(6);
+  size_t n = 0;
+  float *p = a.f32(0, &n), *g = a.f32(1), *m = a.f32(2), *v = a.f32(3), *p2 = a.f32(4), *m2 = a.f32(5), *v2 = a.f32(6);
   double h[6];
   for (int i = 0; i < 6; i++) napi_get_value_double(env, a.v[7 + i], &h[i]);
   if (a.failed) return nullptr;
-  size_t n = 0;
-  napi_typedarray_type type;
-  napi_value buffer;
-  size_t offset;
-  void* data;
-  napi_get_typedarray_info(env, a.v[0], &type, &n, &data, &buffer, &offset);
   loom::adam(p, g, m, v, p2, m2, v2, (int64_t)n, (float)h[0], (float)h[1], (float)h[2], (float)h[3], (float)h[4], (float)h[5]);
   return undefined(env);
 }
@@ -247,25 +235,9 @@ napi_value Copy(napi_env env, napi_callback_info info) {
   const int64_t so = a.i64(1);
   float* dst = a.f32(2);
   const int64_t dof = a.i64(3);
-  napi_typedarray_type type;
-  napi_value buffer;
-  size_t len = 0, offset;
-  void* data = nullptr;
-  if (napi_get_typedarray_info(env, a.v[4], &type, &len, &data, &buffer, &offset) != napi_ok || type != napi_float64_array)
-    a.fail("argument 4 must be a Float64Array");
-  if (a.failed) return nullptr;
-  const int rank = (int)(len / 3);
-  if (rank < 1 || rank > 8) {
-    napi_throw_range_error(env, nullptr, "copy: rank must be 1..8");
-    return nullptr;
-  }
-  const double* d = static_cast<double*>(data);
   int64_t shape[8], ss[8], ds[8];
-  for (int i = 0; i < rank; i++) {
-    shape[i] = (int64_t)d[3 * i];
-    ss[i] = (int64_t)d[3 * i + 1];
-    ds[i] = (int64_t)d[3 * i + 2];
-  }
+  const int rank = a.dims(4, shape, ss, ds);
+  if (a.failed) return nullptr;
   loom::strided_copy(src + so, dst + dof, rank, shape, ss, ds);
   return undefined(env);
 }
