@@ -1,8 +1,11 @@
 /** Facts about where a run happens, recorded as tags so a reproduction says what it ran on. */
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-export function gitCommit(cwd = process.cwd()): string {
+/** The commit of loom's own checkout (not of the directory a run happens to start in), `+dirty` when modified. */
+export function gitCommit(cwd = path.dirname(fileURLToPath(import.meta.url))): string {
   try {
     const sha = execFileSync('git', ['rev-parse', 'HEAD'], { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
     const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
