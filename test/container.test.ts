@@ -4,7 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { container as root, type InjectionToken } from 'tsyringe';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { buildRunContainer, disposeRun, FACTORY_TOKENS, TOKENS, Trainer, type PluginRegistry } from '../core';
+import { buildRunContainer, createRegistry, disposeRun, FACTORY_TOKENS, selectBackend, TOKENS, Trainer, type PluginRegistry } from '../core';
+import { registerBuiltins } from '../plugins';
 import { testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
 
@@ -40,5 +41,23 @@ describe('run container', () => {
     expect(root.isRegistered(TOKENS.Model)).toBe(false);
     disposeRun(a);
     disposeRun(b);
+  });
+});
+
+describe('backend selection', () => {
+  it('falls back to tfjs cpu kernels, recording why, when the native addon is unavailable', async () => {
+    const before = process.env.LOOM_NATIVE;
+    process.env.LOOM_NATIVE = '0';
+    try {
+      const r = registerBuiltins(createRegistry());
+      const { backend, tags } = await selectBackend(r);
+      expect(backend.spec.type).toBe('cpu');
+      expect(tags['backend.skipped']).toMatch(/native-cpu: disabled by LOOM_NATIVE=0/);
+      expect(tags['backend.skipped']).toMatch(/tfjs-node: @tensorflow\/tfjs-node is not installed/);
+      await expect(selectBackend(r, 'native-cpu')).rejects.toThrow(/--backend: backend "native-cpu" is not available here: disabled by LOOM_NATIVE=0/);
+    } finally {
+      if (before === undefined) delete process.env.LOOM_NATIVE;
+      else process.env.LOOM_NATIVE = before;
+    }
   });
 });

@@ -35,6 +35,10 @@ let loadError = '';
 
 /** Loads the addon once; null (with the reason kept) when it was not built or cannot load here. */
 export function loadAddon(): Addon | null {
+  if (process.env.LOOM_NATIVE === '0') {
+    loadError = 'disabled by LOOM_NATIVE=0';
+    return null;
+  }
   if (addon === undefined) {
     try {
       addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
