@@ -10,6 +10,46 @@
 namespace loom {
 namespace {
 
+// exp, tanh and sigmoid without library calls, branch-free so that the loops over them vectorise (glibc's expf and
+// tanhf are scalar calls, ~10× slower here). Cephes' single-precision algorithms, within 2 ulp of the exact value.
+
+// e^x = 2^n · e^r, n = round(x·log2 e), |r| ≤ ln2/2 (Cody–Waite split of ln 2), e^r by a degree-6 polynomial.
+// x is clamped to [-104, 89], beyond which e^x rounds to 0 or +inf anyway; NaN passes through the clamps.
+inline float exp_f(float x) {
+  x = std::min(std::max(x, -104.f), 89.f);
+  const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest (1.5·2^23 trick)
+  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.f;
+  // 2^n in two factors, so that n in [-150, 128] never leaves a float's exponent range on the way.
+  const int32_t ni = (int32_t)n, n1 = ni >> 1, n2 = ni - n1;
+  const int32_t b1 = (n1 + 127) << 23, b2 = (n2 + 127) << 23;
+  float s1, s2;
+  std::memcpy(&s1, &b1, 4);
+  std::memcpy(&s2, &b2, 4);
+  return p * s1 * s2;
+}
+
+inline float sigmoid_f(float x) { return 1.f / (1.f + exp_f(-x)); }
+
+// |x| ≥ 0.625: 1 − 2/(e^{2|x|} + 1) with x's sign; below, x + x³·P(x²), which keeps the relative accuracy near 0.
+inline float tanh_f(float x) {
+  const float z = std::fabs(x), x2 = x * x;
+  const float big = 1.f - 2.f / (exp_f(z + z) + 1.f);
+  float p = -5.70498872745e-3f;
+  p = p * x2 + 2.06390887954e-2f;
+  p = p * x2 - 5.37397155531e-2f;
+  p = p * x2 + 1.33314422036e-1f;
+  p = p * x2 - 3.33332819422e-1f;
+  const float small = p * x2 * x + x;
+  return z >= 0.625f ? std::copysign(big, x) : small;  // NaN: the comparison is false, and small is NaN
+}
+
 // Splits [0, n) over the pool when there is enough work to pay for waking the threads.
 template <typename F>
 void chunks(int64_t n, F f) {
@@ -52,9 +92,10 @@ void binary_t(const float* a, const float* b, float* out, int rank, const int64_
   int64_t rows = 1;
   for (int d = 0; d < rank - 1; d++) rows *= shape[d];
   chunks(rows * inner, [&](int64_t lo, int64_t hi) {
-    // Work in whole rows: [lo, hi) are rounded to row boundaries.
-    const int64_t r0 = lo / inner, r1 = (hi + inner - 1) / inner;
-    for (int64_t r = r0; r < r1; r++) {
+    // [lo, hi) is a range of flat output indices: whole rows in the middle, partial rows at either end, so that
+    // two threads never write the same element (even when everything is one long row).
+    for (int64_t r = lo / inner; r * inner < hi; r++) {
+      const int64_t j0 = std::max(lo, r * inner) - r * inner, j1 = std::min(hi, (r + 1) * inner) - r * inner;
       int64_t rem = r, oa = 0, ob = 0;
       for (int d = rank - 2; d >= 0; d--) {
         const int64_t i = rem % shape[d];
@@ -62,7 +103,8 @@ void binary_t(const float* a, const float* b, float* out, int rank, const int64_
         oa += i * sa[d];
         ob += i * sb[d];
       }
-      row<op>(a + oa, b + ob, out + r * inner, inner, sa[rank - 1], sb[rank - 1]);
+      const int64_t xa = sa[rank - 1], xb = sb[rank - 1];
+      row<op>(a + oa + j0 * xa, b + ob + j0 * xb, out + r * inner + j0, j1 - j0, xa, xb);
     }
   });
 }
@@ -96,11 +138,11 @@ void unary(Unary op, const float* x, float* y, int64_t n, float alpha) {
         break;
       case Unary::Sqrt: for (int64_t i = lo; i < hi; i++) y[i] = std::sqrt(x[i]); break;
       case Unary::Square: for (int64_t i = lo; i < hi; i++) y[i] = x[i] * x[i]; break;
-      case Unary::Exp: for (int64_t i = lo; i < hi; i++) y[i] = std::exp(x[i]); break;
+      case Unary::Exp: for (int64_t i = lo; i < hi; i++) y[i] = exp_f(x[i]); break;
       case Unary::Log: for (int64_t i = lo; i < hi; i++) y[i] = std::log(x[i]); break;
       case Unary::Neg: for (int64_t i = lo; i < hi; i++) y[i] = -x[i]; break;
-      case Unary::Tanh: for (int64_t i = lo; i < hi; i++) y[i] = std::tanh(x[i]); break;
-      case Unary::Sigmoid: for (int64_t i = lo; i < hi; i++) y[i] = 1.f / (1.f + std::exp(-x[i])); break;
+      case Unary::Tanh: for (int64_t i = lo; i < hi; i++) y[i] = tanh_f(x[i]); break;
+      case Unary::Sigmoid: for (int64_t i = lo; i < hi; i++) y[i] = sigmoid_f(x[i]); break;
       case Unary::Abs: for (int64_t i = lo; i < hi; i++) y[i] = std::fabs(x[i]); break;
       case Unary::Rsqrt: for (int64_t i = lo; i < hi; i++) y[i] = 1.f / std::sqrt(x[i]); break;
       case Unary::Reciprocal: for (int64_t i = lo; i < hi; i++) y[i] = 1.f / x[i]; break;
@@ -110,14 +152,36 @@ void unary(Unary op, const float* x, float* y, int64_t n, float alpha) {
 
 void sum3(const float* x, float* y, int64_t outer, int64_t reduce, int64_t inner) {
   if (inner == 1) {
-    chunks(outer * reduce, [&](int64_t lo, int64_t hi) {
-      for (int64_t o = lo / reduce; o < (hi + reduce - 1) / reduce; o++) {
-        const float* xo = x + o * reduce;
-        double s = 0;  // double accumulation: long sums in float lose digits
-        for (int64_t r = 0; r < reduce; r++) s += xo[r];
-        y[o] = (float)s;
-      }
-    });
+    // Rows are split between threads (each output written by one thread); a single long row is split into
+    // per-thread partial sums that are added at the end.
+    const int threads = pool().size();
+    if (outer >= threads || outer * reduce < (1 << 16)) {
+      const int64_t per = (outer + threads - 1) / threads;
+      auto rows = [&](int64_t o0, int64_t o1) {
+        for (int64_t o = o0; o < o1; o++) {
+          const float* xo = x + o * reduce;
+          double s = 0;  // double accumulation: long sums in float lose digits
+          for (int64_t r = 0; r < reduce; r++) s += xo[r];
+          y[o] = (float)s;
+        }
+      };
+      if (outer * reduce < (1 << 16) || threads == 1) return rows(0, outer);
+      pool().parallel_for(threads, [&](int t) { rows(std::min(outer, t * per), std::min(outer, (t + 1) * per)); });
+      return;
+    }
+    for (int64_t o = 0; o < outer; o++) {
+      std::vector<double> part(threads, 0.0);
+      const int64_t per = (reduce + threads - 1) / threads;
+      const float* xo = x + o * reduce;
+      pool().parallel_for(threads, [&](int t) {
+        double s = 0;
+        for (int64_t r = t * per; r < std::min(reduce, (t + 1) * per); r++) s += xo[r];
+        part[t] = s;
+      });
+      double s = 0;
+      for (double p : part) s += p;
+      y[o] = (float)s;
+    }
     return;
   }
   // Sum rows of [reduce, inner] blocks; each thread owns a range of inner columns.
