@@ -25,25 +25,31 @@ float* scratch(size_t n) {
 
 // Rows [r0, r1) of the im2col matrix: row r = (n, oh, ow), column (kh, kw, c).
 void im2col(const float* x, const ConvShape& s, int64_t r0, int64_t r1, float* cols) {
-  const int64_t kdim = s.kh * s.kw * s.c;
+  const int64_t plane = s.oh * s.ow;
+  int64_t n = r0 / plane, oh = (r0 % plane) / s.ow, ow = r0 % s.ow;  // advanced incrementally below
+  float* dst = cols;
   for (int64_t r = r0; r < r1; r++) {
-    const int64_t n = r / (s.oh * s.ow), rem = r % (s.oh * s.ow), oh = rem / s.ow, ow = rem % s.ow;
-    float* row = cols + (r - r0) * kdim;
+    const float* xn = x + n * s.h * s.w * s.c;
     for (int64_t i = 0; i < s.kh; i++) {
       const int64_t ih = oh * s.sh - s.pt + i * s.dh;
-      for (int64_t j = 0; j < s.kw; j++) {
+      const bool row_outside = ih < 0 || ih >= s.h;
+      for (int64_t j = 0; j < s.kw; j++, dst += s.c) {
         const int64_t iw = ow * s.sw - s.pl + j * s.dw;
-        float* dst = row + (i * s.kw + j) * s.c;
-        const bool outside = ih < 0 || ih >= s.h || iw < 0 || iw >= s.w;
-        const float* src = x + ((n * s.h + ih) * s.w + iw) * s.c;
-        if (s.c < 16) {  // few channels (a first layer): a library call per pixel would cost more than the copy
-          for (int64_t c = 0; c < s.c; c++) dst[c] = outside ? 0.f : src[c];
-        } else if (outside) {
-          std::memset(dst, 0, s.c * sizeof(float));
+        if (row_outside || iw < 0 || iw >= s.w) {
+          std::fill(dst, dst + s.c, 0.f);
+        } else if (s.c == 1) {  // a greyscale input: one float, without the vectorised copy's set-up
+          *dst = xn[ih * s.w + iw];
+        } else if (s.c < 16) {  // few channels (a first layer): a library call per pixel would cost more than the copy
+          const float* src = xn + (ih * s.w + iw) * s.c;
+          for (int64_t c = 0; c < s.c; c++) dst[c] = src[c];
         } else {
-          std::memcpy(dst, src, s.c * sizeof(float));
+          std::memcpy(dst, xn + (ih * s.w + iw) * s.c, s.c * sizeof(float));
         }
       }
+    }
+    if (++ow == s.ow) {
+      ow = 0;
+      if (++oh == s.oh) oh = 0, n++;
     }
   }
 }
