@@ -3,9 +3,14 @@
  * way (`registry.register(myPlugin)`), and a new built-in is one file plus one line here.
  */
 import type { PluginDefinition, PluginRegistry } from '../core';
+import gelu from './activations/gelu';
+import leakyRelu from './activations/leaky-relu';
 import linear from './activations/linear';
+import logSoftmax from './activations/log-softmax';
 import relu from './activations/relu';
+import sigmoid from './activations/sigmoid';
 import softmax from './activations/softmax';
+import tanh from './activations/tanh';
 import cpu from './backends/cpu';
 import nativeCpu from './backends/native-cpu';
 import { tfjsNode, tfjsNodeGpu } from './backends/tfjs-node';
@@ -32,7 +37,7 @@ import consoleTracker from './trackers/console';
 import mlflowFile from './trackers/mlflow-file';
 
 export const builtinPlugins: PluginDefinition<any, any>[] = [
-  linear, relu, softmax,
+  gelu, leakyRelu, linear, logSoftmax, relu, sigmoid, softmax, tanh,
   cpu, nativeCpu, tfjsNode, tfjsNodeGpu,
   progress,
   mnist,

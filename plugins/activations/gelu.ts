@@ -1,0 +1,22 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { definePlugin } from '../../core';
+
+/**
+ * GELU (Hendrycks & Gimpel 2016): x·Φ(x). `approximate: 'none'` uses Φ(x) = ½(1 + erf(x/√2)) (BERT's choice);
+ * `'tanh'` uses ½(1 + tanh(√(2/π)(x + 0.044715x³))), the paper's eq. for the fast approximation (GPT-2's choice).
+ */
+export default definePlugin({
+  kind: 'activation',
+  name: 'gelu',
+  description: 'x * Phi(x), exact (erf) or tanh approximation (Hendrycks & Gimpel 2016)',
+  schema: z.object({ approximate: z.enum(['none', 'tanh']).default('none') }),
+  create: ({ approximate }) => ({
+    apply: (x: tf.Tensor) =>
+      tf.tidy(() =>
+        approximate === 'tanh'
+          ? tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.pow(x, 3)))))))
+          : tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.div(x, Math.SQRT2)))),
+      ),
+  }),
+});
