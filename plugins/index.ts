@@ -16,8 +16,17 @@ import nativeCpu from './backends/native-cpu';
 import { tfjsNode, tfjsNodeGpu } from './backends/tfjs-node';
 import progress from './callbacks/progress';
 import mnist from './data/mnist';
+import constant from './initializers/constant';
+import glorotNormal from './initializers/glorot-normal';
 import glorotUniform from './initializers/glorot-uniform';
+import heNormal from './initializers/he-normal';
+import heUniform from './initializers/he-uniform';
 import ones from './initializers/ones';
+import orthogonal from './initializers/orthogonal';
+import randomNormal from './initializers/random-normal';
+import randomUniform from './initializers/random-uniform';
+import truncatedNormal from './initializers/truncated-normal';
+import varianceScaling from './initializers/variance-scaling';
 import zeros from './initializers/zeros';
 import activation from './layers/activation';
 import conv2d from './layers/conv2d';
@@ -41,7 +50,8 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   cpu, nativeCpu, tfjsNode, tfjsNodeGpu,
   progress,
   mnist,
-  glorotUniform, ones, zeros,
+  constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
+  truncatedNormal, varianceScaling, zeros,
   activation, conv2d, dense, dropout, flatten, layerNorm, lstm, maxPool2d, multiHeadAttention, transformerEncoder,
   sparseCategoricalCrossentropy,
   accuracy,
