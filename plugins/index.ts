@@ -38,6 +38,9 @@ import lstm from './layers/lstm';
 import maxPool2d from './layers/max-pool2d';
 import multiHeadAttention from './layers/multi-head-attention';
 import transformerEncoder from './layers/transformer-encoder';
+import binaryCrossentropy from './losses/binary-crossentropy';
+import mae from './losses/mae';
+import mse from './losses/mse';
 import sparseCategoricalCrossentropy from './losses/sparse-categorical-crossentropy';
 import accuracy from './metrics/accuracy';
 import adam from './optimizers/adam';
@@ -53,7 +56,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,
   activation, conv2d, dense, dropout, flatten, layerNorm, lstm, maxPool2d, multiHeadAttention, transformerEncoder,
-  sparseCategoricalCrossentropy,
+  binaryCrossentropy, mae, mse, sparseCategoricalCrossentropy,
   accuracy,
   adam,
   singleProcess,

@@ -60,4 +60,39 @@ describe('sparse-categorical-crossentropy', () => {
     expect(Number.isFinite(value([0, 1], [[1e4, -1e4], [1e4, -1e4]]))).toBe(true);
     expect(value([0, 1], [[1e4, -1e4], [1e4, -1e4]])).toBeCloseTo(1e4, -1);
   });
+
+  it('with label smoothing ε equals (1 − ε)·CE + ε·mean_k(−log p_k) (Szegedy et al. 2016)', () => {
+    fc.assert(
+      fc.property(logitsAndLabels, fc.double({ min: 0.01, max: 0.5, noNaN: true }), ({ logits, labels }, eps) => {
+        const smooth = registry.create('loss', { type: 'sparse-categorical-crossentropy', labelSmoothing: eps });
+        const [y, z] = [tf.tensor(labels, [labels.length], 'int32'), tf.tensor(logits)];
+        const l = smooth.compute(y, z);
+        const got = l.dataSync()[0]!;
+        tf.dispose([y, z, l]);
+        const ref =
+          logits.reduce((acc, row, i) => {
+            const max = Math.max(...row);
+            const lse = max + Math.log(row.reduce((a, v) => a + Math.exp(v - max), 0));
+            const nll = row.map((v) => lse - v);
+            return acc + (1 - eps) * nll[labels[i]!]! + (eps * nll.reduce((a, b) => a + b, 0)) / row.length;
+          }, 0) / logits.length;
+        expect(Math.abs(got - ref)).toBeLessThanOrEqual(1e-5 * Math.max(1, ref));
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('with ignoreIndex averages over the other rows only, whatever the ignored rows predict', () => {
+    fc.assert(
+      fc.property(logitsAndLabels, fc.double({ min: -50, max: 50, noNaN: true }), ({ logits, labels, classes }, junk) => {
+        const masked = registry.create('loss', { type: 'sparse-categorical-crossentropy', ignoreIndex: -1 });
+        const padded = [...logits, new Array(classes).fill(junk)];
+        const [y1, z1, y2, z2] = [tf.tensor(labels, [labels.length], 'int32'), tf.tensor(logits), tf.tensor([...labels, -1], [labels.length + 1], 'int32'), tf.tensor(padded)];
+        const [a, b] = [loss.compute(y1, z1), masked.compute(y2, z2)];
+        expect(Math.abs(b.dataSync()[0]! - a.dataSync()[0]!)).toBeLessThanOrEqual(1e-5 * Math.max(1, a.dataSync()[0]!));
+        tf.dispose([y1, z1, y2, z2, a, b]);
+      }),
+      { numRuns: 100 },
+    );
+  });
 });
