@@ -45,6 +45,7 @@ import sparseCategoricalCrossentropy from './losses/sparse-categorical-crossentr
 import accuracy from './metrics/accuracy';
 import adam from './optimizers/adam';
 import singleProcess from './parallelism/single-process';
+import { l1, l1l2, l2 } from './regularizers/l1l2';
 import consoleTracker from './trackers/console';
 import mlflowFile from './trackers/mlflow-file';
 
@@ -60,6 +61,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   accuracy,
   adam,
   singleProcess,
+  l1, l1l2, l2,
   consoleTracker, mlflowFile,
 ];
 

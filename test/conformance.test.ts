@@ -180,6 +180,28 @@ describe.each(await cpuBackends())('on backend %s', (backend) => {
     });
   });
 
+  describe('every regularizer', () => {
+    it('has a penalty gradient matching finite differences and a round-tripping config', () => {
+      for (const name of registry.names('regularizer')) {
+        fc.assert(
+          fc.property(seeds, (seed) => {
+            const rng = new Rng(seed);
+            const reg = registry.create('regularizer', name);
+            const w = tf.variable(randomNormal([4, 3], rng));
+            try {
+              gradCheck(`regularizer ${name}`, () => reg.penalty(w), [w], rng);
+              expectNoLeak(() => reg.penalty(w).dispose());
+            } finally {
+              w.dispose();
+            }
+          }),
+          { numRuns: 3 },
+        );
+        expectSpecRoundTrip('regularizer', {}, name);
+      }
+    });
+  });
+
   describe('every plugin', () => {
     it('lists a JSON options schema and a description', () => {
       for (const p of registry.list()) {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  definePlugin, LayerBase, layerOptions, pluginSpecSchema, type Activation, type ForwardContext, type Initializer,
+  definePlugin, LayerBase, layerOptions, pluginSpecSchema, type Activation, type ForwardContext, type Initializer, type Regularizer,
   type PluginContext, type Rng, type Shape,
 } from '../../core';
 
@@ -15,6 +15,8 @@ const schema = layerOptions.extend({
   useBias: z.boolean().default(true),
   kernelInitializer: pluginSpecSchema.default('glorot-uniform'),
   biasInitializer: pluginSpecSchema.default('zeros'),
+  /** A penalty on the kernel (l1, l2, l1l2) that the trainer adds to the loss. */
+  kernelRegularizer: pluginSpecSchema.optional(),
 });
 
 const asPair = (v: number | [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : v);
@@ -32,6 +34,7 @@ export class Conv2D extends LayerBase {
   private readonly activation: Activation;
   private readonly kernelInit: Initializer;
   private readonly biasInit: Initializer;
+  private readonly regularizer?: Regularizer;
   private kernel!: tf.Variable;
   private bias: tf.Variable | null = null;
 
@@ -43,6 +46,7 @@ export class Conv2D extends LayerBase {
     this.activation = ctx.registry.create('activation', opts.activation, `${ctx.path}.activation`);
     this.kernelInit = ctx.registry.create('initializer', opts.kernelInitializer, `${ctx.path}.kernelInitializer`);
     this.biasInit = ctx.registry.create('initializer', opts.biasInitializer, `${ctx.path}.biasInitializer`);
+    if (opts.kernelRegularizer) this.regularizer = ctx.registry.create('regularizer', opts.kernelRegularizer, `${ctx.path}.kernelRegularizer`);
   }
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {
@@ -53,7 +57,7 @@ export class Conv2D extends LayerBase {
     const oh = convOutLength(h, kh, sh, this.opts.padding);
     const ow = convOutLength(w, kw, sw, this.opts.padding);
     if (oh <= 0 || ow <= 0) throw this.shapeError(`images of at least ${kh}x${kw} for 'valid' padding`, inputShape);
-    this.kernel = this.addWeight('kernel', [kh, kw, c, this.opts.filters], this.kernelInit, rng, 'kernel');
+    this.kernel = this.addWeight('kernel', [kh, kw, c, this.opts.filters], this.kernelInit, rng, 'kernel', this.regularizer);
     if (this.opts.useBias) this.bias = this.addWeight('bias', [this.opts.filters], this.biasInit, rng, 'bias');
     return [null, oh, ow, this.opts.filters];
   }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  definePlugin, LayerBase, layerOptions, pluginSpecSchema, type Activation, type ForwardContext, type Initializer,
+  definePlugin, LayerBase, layerOptions, pluginSpecSchema, type Activation, type ForwardContext, type Initializer, type Regularizer,
   type PluginContext, type Rng, type Shape,
 } from '../../core';
 
@@ -11,6 +11,8 @@ const schema = layerOptions.extend({
   useBias: z.boolean().default(true),
   kernelInitializer: pluginSpecSchema.default('glorot-uniform'),
   biasInitializer: pluginSpecSchema.default('zeros'),
+  /** A penalty on the kernel (l1, l2, l1l2) that the trainer adds to the loss. */
+  kernelRegularizer: pluginSpecSchema.optional(),
 });
 
 /**
@@ -21,6 +23,7 @@ export class Dense extends LayerBase {
   private readonly activation: Activation;
   private readonly kernelInit: Initializer;
   private readonly biasInit: Initializer;
+  private readonly regularizer?: Regularizer;
   private kernel!: tf.Variable;
   private bias: tf.Variable | null = null;
 
@@ -32,12 +35,13 @@ export class Dense extends LayerBase {
     this.activation = ctx.registry.create('activation', opts.activation, `${ctx.path}.activation`);
     this.kernelInit = ctx.registry.create('initializer', opts.kernelInitializer, `${ctx.path}.kernelInitializer`);
     this.biasInit = ctx.registry.create('initializer', opts.biasInitializer, `${ctx.path}.biasInitializer`);
+    if (opts.kernelRegularizer) this.regularizer = ctx.registry.create('regularizer', opts.kernelRegularizer, `${ctx.path}.kernelRegularizer`);
   }
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {
     if (inputShape.length < 2 || inputShape.at(-1) === null) this.expectRank(inputShape, 2, '[batch, ..., features]');
     const inFeatures = inputShape.at(-1)!;
-    this.kernel = this.addWeight('kernel', [inFeatures, this.opts.units], this.kernelInit, rng, 'kernel');
+    this.kernel = this.addWeight('kernel', [inFeatures, this.opts.units], this.kernelInit, rng, 'kernel', this.regularizer);
     if (this.opts.useBias) this.bias = this.addWeight('bias', [this.opts.units], this.biasInit, rng, 'bias');
     return [...inputShape.slice(0, -1), this.opts.units];
   }
