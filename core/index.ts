@@ -22,3 +22,4 @@ export * from './paper';
 export * from './environment';
 export * from './fs-atomic';
 export * from './kernels';
+export * from './optimizer';

@@ -43,7 +43,10 @@ import mae from './losses/mae';
 import mse from './losses/mse';
 import sparseCategoricalCrossentropy from './losses/sparse-categorical-crossentropy';
 import accuracy from './metrics/accuracy';
+import adagrad from './optimizers/adagrad';
 import adam from './optimizers/adam';
+import rmsprop from './optimizers/rmsprop';
+import sgd from './optimizers/sgd';
 import singleProcess from './parallelism/single-process';
 import { l1, l1l2, l2 } from './regularizers/l1l2';
 import consoleTracker from './trackers/console';
@@ -59,7 +62,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   activation, conv2d, dense, dropout, flatten, layerNorm, lstm, maxPool2d, multiHeadAttention, transformerEncoder,
   binaryCrossentropy, mae, mse, sparseCategoricalCrossentropy,
   accuracy,
-  adam,
+  adagrad, adam, rmsprop, sgd,
   singleProcess,
   l1, l1l2, l2,
   consoleTracker, mlflowFile,

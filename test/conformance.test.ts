@@ -125,7 +125,9 @@ describe.each(await cpuBackends())('on backend %s', (backend) => {
       for (const name of registry.names('optimizer')) {
         const rng = new Rng(3);
         const c = randomNormal([4, 3], rng);
-        const make = () => registry.create('optimizer', { type: name, lr: 0.05 });
+        // Optimizers may declare example options (a learning rate suited to them); otherwise lr 0.05.
+        const options = registry.get('optimizer', name).examples?.[0]?.options ?? { lr: 0.05 };
+        const make = () => registry.create('optimizer', { type: name, ...options });
         const param = { name: 'w', variable: tf.variable(tf.zeros([4, 3])), role: 'kernel' as const, trainable: true };
         const opt = make();
         const step = () => {
@@ -151,7 +153,7 @@ describe.each(await cpuBackends())('on backend %s', (backend) => {
         tf.dispose([c, g, param.variable, twinParam.variable]);
         opt.dispose();
         twin.dispose();
-        expectSpecRoundTrip('optimizer', { lr: 0.05 }, name);
+        expectSpecRoundTrip('optimizer', options, name);
       }
     });
   });
