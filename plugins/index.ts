@@ -48,6 +48,13 @@ import adam from './optimizers/adam';
 import rmsprop from './optimizers/rmsprop';
 import sgd from './optimizers/sgd';
 import singleProcess from './parallelism/single-process';
+import constantSchedule from './schedules/constant';
+import cosineWarmup from './schedules/cosine-warmup';
+import exponentialDecay from './schedules/exponential-decay';
+import inverseTimeDecay from './schedules/inverse-time-decay';
+import linearWarmupDecay from './schedules/linear-warmup-decay';
+import noam from './schedules/noam';
+import stepDecay from './schedules/step-decay';
 import { l1, l1l2, l2 } from './regularizers/l1l2';
 import consoleTracker from './trackers/console';
 import mlflowFile from './trackers/mlflow-file';
@@ -64,6 +71,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   accuracy,
   adagrad, adam, rmsprop, sgd,
   singleProcess,
+  constantSchedule, cosineWarmup, exponentialDecay, inverseTimeDecay, linearWarmupDecay, noam, stepDecay,
   l1, l1l2, l2,
   consoleTracker, mlflowFile,
 ];

@@ -52,6 +52,19 @@ describe('Trainer', () => {
     expect(c).not.toEqual(a);
   });
 
+  it('sets the optimizer learning rate from the schedule before every step', async () => {
+    const config = toyConfig(dir, { schedule: { type: 'step-decay', lr: 0.05, factor: 0.5, startEpoch: 1 }, trainer: { epochs: 3, batchSize: 16, logEvery: 1 }, trackers: ['console'] });
+    const c = await buildRunContainer({ registry, config, log: () => undefined });
+    const trainer = c.resolve(Trainer);
+    const seen: [number, number][] = [];
+    trainer.callbacks.push({ spec: { type: 'spy' }, onBatchEnd: (st, logs) => void seen.push([st.epoch, logs.lr!]) });
+    await trainer.fit(c.resolve(TOKENS.TrainData));
+    // step-decay: lr · 0.5^{max(0, epoch − 1 + 1)} → 0.05, 0.025, 0.0125 for epochs 0, 1, 2.
+    for (const [epoch, lr] of seen) expect(lr).toBeCloseTo(0.05 * 0.5 ** Math.max(0, epoch), 12);
+    expect(new Set(seen.map(([e]) => e))).toEqual(new Set([0, 1, 2]));
+    disposeRun(c);
+  });
+
   it('predicts in batches with the same result as one forward pass', async () => {
     const c = await buildRunContainer({ registry, config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 8, evalBatchSize: 3 } }) });
     const trainer = c.resolve(Trainer);

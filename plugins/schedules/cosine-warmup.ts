@@ -1,0 +1,22 @@
+import { z } from 'zod';
+import { definePlugin } from '../../core';
+
+/**
+ * Linear warm-up to lr over `warmupSteps`, then cosine decay to `minLr` at `totalSteps` (Loshchilov & Hutter 2017,
+ * SGDR without restarts; the GPT-3 recipe of Brown et al. 2020, §B, decays to 10 % of lr).
+ */
+export default definePlugin({
+  kind: 'schedule',
+  name: 'cosine-warmup',
+  description: 'linear warmup, then cosine decay to minLr (Loshchilov & Hutter 2017; GPT-3)',
+  schema: z
+    .object({ lr: z.number().positive(), warmupSteps: z.number().int().min(0), totalSteps: z.number().int().positive(), minLr: z.number().min(0).default(0) })
+    .refine((o) => o.totalSteps > o.warmupSteps, { message: 'totalSteps must exceed warmupSteps', path: ['totalSteps'] }),
+  create: ({ lr, warmupSteps, totalSteps, minLr }) => ({
+    rate(step: number) {
+      if (step < warmupSteps) return (lr * (step + 1)) / warmupSteps;
+      const progress = Math.min(1, (step - warmupSteps) / (totalSteps - warmupSteps));
+      return minLr + 0.5 * (lr - minLr) * (1 + Math.cos(Math.PI * progress));
+    },
+  }),
+});

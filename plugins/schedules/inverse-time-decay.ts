@@ -1,0 +1,11 @@
+import { z } from 'zod';
+import { definePlugin } from '../../core';
+
+/** lr / (1 + rate · step / decaySteps), as Keras's InverseTimeDecay. */
+export default definePlugin({
+  kind: 'schedule',
+  name: 'inverse-time-decay',
+  description: 'lr / (1 + rate * step / decaySteps)',
+  schema: z.object({ lr: z.number().positive(), rate: z.number().min(0), decaySteps: z.number().int().positive() }),
+  create: ({ lr, rate, decaySteps }) => ({ rate: (step: number) => lr / (1 + (rate * step) / decaySteps) }),
+});
