@@ -77,6 +77,8 @@ export interface PluginExample {
   inputShape?: number[];
   /** For losses: integer class labels (`classes`) or targets of the prediction's shape (`same`). */
   target?: 'classes' | 'same';
+  /** For layers taking integer ids (embeddings): inputs are integers in [0, inputInts), not differentiated. */
+  inputInts?: number;
 }
 
 /** Typed helper for plugin files: `export default definePlugin({ kind: 'loss', name: 'mse', ... })`. */

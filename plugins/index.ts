@@ -32,6 +32,7 @@ import activation from './layers/activation';
 import conv2d from './layers/conv2d';
 import dense from './layers/dense';
 import dropout from './layers/dropout';
+import embedding from './layers/embedding';
 import flatten from './layers/flatten';
 import layerNorm from './layers/layer-norm';
 import lstm from './layers/lstm';
@@ -66,7 +67,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   mnist,
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,
-  activation, conv2d, dense, dropout, flatten, layerNorm, lstm, maxPool2d, multiHeadAttention, transformerEncoder,
+  activation, conv2d, dense, dropout, embedding, flatten, layerNorm, lstm, maxPool2d, multiHeadAttention, transformerEncoder,
   binaryCrossentropy, mae, mse, sparseCategoricalCrossentropy,
   accuracy,
   adagrad, adam, rmsprop, sgd,

@@ -46,12 +46,17 @@ describe.each(await cpuBackends())('on backend %s', (backend) => {
               const shape = [batch, ...ex.inputShape!.slice(1)];
               const layer = registry.create('layer', { type: name, ...ex.options }) as Layer;
               layer.build([null, ...shape.slice(1)], rng);
-              const x = tf.variable(randomNormal(shape, rng));
+              // Integer inputs (token ids) are data, not differentiated; real inputs are checked like weights.
+              const ints = ex.inputInts;
+              const x = ints
+                ? tf.variable(tf.tensor(Int32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.int(ints)), shape, 'int32'), false)
+                : tf.variable(randomNormal(shape, rng));
+              const wrt = [...(ints ? [] : [x]), ...layer.parameters().map((p) => p.variable)];
               const ctx = () => ({ training: true, rng: new Rng(seed) });
               try {
-                gradCheck(`layer ${name} ${JSON.stringify(ex.options ?? {})} on [${shape}]`, () => layer.apply(x, ctx()), [x, ...layer.parameters().map((p) => p.variable)], rng);
+                gradCheck(`layer ${name} ${JSON.stringify(ex.options ?? {})} on [${shape}]`, () => layer.apply(x, ctx()), wrt, rng);
                 expectNoLeak(() => {
-                  const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x, ctx())) as tf.Scalar, [x, ...layer.parameters().map((p) => p.variable)]);
+                  const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x, ctx())) as tf.Scalar, wrt);
                   tf.dispose([value, ...Object.values(grads)]);
                 });
               } finally {
