@@ -19,6 +19,10 @@ export const trainerOptionsSchema = z.object({
   /** Log step metrics every N optimizer steps. */
   logEvery: z.number().int().positive().default(10),
   evalBatchSize: z.number().int().positive().default(256),
+  /** Rescale all gradients together so their global L2 norm is at most this (Pascanu et al. 2013, Algorithm 1). */
+  clipNorm: z.number().positive().optional(),
+  /** Clamp every gradient element to [−clipValue, clipValue]. */
+  clipValue: z.number().positive().optional(),
 });
 export type TrainerOptions = z.infer<typeof trainerOptionsSchema>;
 

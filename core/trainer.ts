@@ -15,6 +15,23 @@ import type {
 import type { Rng } from './random';
 import { TOKENS } from './tokens';
 
+/**
+ * Gradient clipping: each element to [−clipValue, clipValue], then all gradients scaled by
+ * min(1, clipNorm / ‖g‖) where ‖g‖ is the global L2 norm over every gradient (Pascanu et al. 2013, Algorithm 1).
+ * Returns new tensors; the caller disposes both the inputs and the outputs.
+ */
+export function clipGradients(grads: Record<string, tf.Tensor>, opts: { clipNorm?: number; clipValue?: number }): Record<string, tf.Tensor> {
+  return tf.tidy(() => {
+    let out = Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, opts.clipValue !== undefined ? tf.clipByValue(g, -opts.clipValue, opts.clipValue) : tf.clone(g)]));
+    if (opts.clipNorm !== undefined) {
+      const norm = tf.sqrt(tf.addN(Object.values(out).map((g) => tf.sum(tf.square(g)))));
+      const scale = tf.minimum(1, tf.div(opts.clipNorm, tf.maximum(norm, 1e-12)));
+      out = Object.fromEntries(Object.entries(out).map(([k, g]) => [k, tf.mul(g, scale)]));
+    }
+    return out;
+  });
+}
+
 export interface History {
   epochs: Logs[];
 }
@@ -61,7 +78,10 @@ export class Trainer {
       }
       const byName: Record<string, tf.Tensor> = {};
       for (const p of params) byName[p.name] = grads[p.variable.name]!;
-      this.optimizer.step(params, byName);
+      const { clipNorm, clipValue } = this.options;
+      const clipped = clipNorm !== undefined || clipValue !== undefined ? clipGradients(byName, { clipNorm, clipValue }) : null;
+      this.optimizer.step(params, clipped ?? byName);
+      if (clipped) tf.dispose(Object.values(clipped));
       for (const m of this.metrics) m.update(batch.y, yPred!);
       return lossValue;
     } finally {

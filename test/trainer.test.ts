@@ -4,7 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { buildRunContainer, disposeRun, epochOrder, runExperiment, TOKENS, Trainer, type PluginRegistry } from '../core';
+import fc from 'fast-check';
+import { buildRunContainer, clipGradients, disposeRun, epochOrder, runExperiment, TOKENS, Trainer, type PluginRegistry } from '../core';
 import { expectNoLeak, testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
 
@@ -26,8 +27,8 @@ describe('Trainer', () => {
     expect(r.test!.accuracy).toBeGreaterThan(0.9);
   });
 
-  it('keeps the number of live tensors flat across training steps', async () => {
-    const c = await buildRunContainer({ registry, config: toyConfig(dir) });
+  it('keeps the number of live tensors flat across training steps (with gradient clipping too)', async () => {
+    const c = await buildRunContainer({ registry, config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 16, clipNorm: 0.5, clipValue: 1 } }) });
     const trainer = c.resolve(Trainer);
     const data = c.resolve(TOKENS.TrainData);
     let step = 0;
@@ -84,5 +85,32 @@ describe('epochOrder', () => {
     expect(Array.from(epochOrder(50, 3, 2, true))).toEqual(Array.from(a));
     expect(Array.from(epochOrder(50, 3, 3, true))).not.toEqual(Array.from(a));
     expect(Array.from(epochOrder(5, 3, 2, false))).toEqual([0, 1, 2, 3, 4]);
+  });
+});
+
+describe('clipGradients', () => {
+  const grads = fc.array(fc.array(fc.double({ min: -10, max: 10, noNaN: true }), { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 4 });
+  const norm = (gs: number[][]) => Math.sqrt(gs.flat().reduce((s, x) => s + x * x, 0));
+
+  it('rescales to a global norm of at most clipNorm, keeping the direction; leaves small gradients alone', () => {
+    fc.assert(
+      fc.property(grads, fc.double({ min: 0.01, max: 50, noNaN: true }), (gs, c) => {
+        const input = Object.fromEntries(gs.map((g, i) => [`p${i}`, tf.tensor(g)]));
+        const out = clipGradients(input, { clipNorm: c });
+        const got = gs.map((_, i) => Array.from(out[`p${i}`]!.dataSync()));
+        const n = norm(gs.map((g) => g.map(Math.fround)));
+        const scale = n > c ? c / n : 1;
+        got.flat().forEach((x, j) => expect(Math.abs(x - gs.flat()[j]! * scale)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(x))));
+        expect(norm(got)).toBeLessThanOrEqual(c * (1 + 1e-5) + 1e-6);
+        tf.dispose([...Object.values(input), ...Object.values(out)]);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('clamps each element to [-clipValue, clipValue]', () => {
+    const out = clipGradients({ w: tf.tensor([-3, -0.5, 0.2, 7]) }, { clipValue: 1 });
+    expect(Array.from(out.w!.dataSync())).toEqual([-1, -0.5, Math.fround(0.2), 1]);
+    tf.dispose(Object.values(out));
   });
 });
