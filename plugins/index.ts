@@ -14,7 +14,9 @@ import tanh from './activations/tanh';
 import cpu from './backends/cpu';
 import nativeCpu from './backends/native-cpu';
 import { tfjsNode, tfjsNodeGpu } from './backends/tfjs-node';
+import earlyStopping from './callbacks/early-stopping';
 import progress from './callbacks/progress';
+import reduceOnPlateau from './callbacks/reduce-on-plateau';
 import mnist from './data/mnist';
 import constant from './initializers/constant';
 import glorotNormal from './initializers/glorot-normal';
@@ -63,7 +65,7 @@ import mlflowFile from './trackers/mlflow-file';
 export const builtinPlugins: PluginDefinition<any, any>[] = [
   gelu, leakyRelu, linear, logSoftmax, relu, sigmoid, softmax, tanh,
   cpu, nativeCpu, tfjsNode, tfjsNodeGpu,
-  progress,
+  earlyStopping, progress, reduceOnPlateau,
   mnist,
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,
