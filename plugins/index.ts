@@ -31,6 +31,7 @@ import truncatedNormal from './initializers/truncated-normal';
 import varianceScaling from './initializers/variance-scaling';
 import zeros from './initializers/zeros';
 import activation from './layers/activation';
+import batchNorm from './layers/batch-norm';
 import conv2d from './layers/conv2d';
 import dense from './layers/dense';
 import dropout from './layers/dropout';
@@ -69,7 +70,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   mnist,
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,
-  activation, conv2d, dense, dropout, embedding, flatten, layerNorm, lstm, maxPool2d, multiHeadAttention, transformerEncoder,
+  activation, batchNorm, conv2d, dense, dropout, embedding, flatten, layerNorm, lstm, maxPool2d, multiHeadAttention, transformerEncoder,
   binaryCrossentropy, mae, mse, sparseCategoricalCrossentropy,
   accuracy,
   adagrad, adam, rmsprop, sgd,
