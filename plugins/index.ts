@@ -41,7 +41,9 @@ import layerNorm from './layers/layer-norm';
 import lstm from './layers/lstm';
 import maxPool2d from './layers/max-pool2d';
 import multiHeadAttention from './layers/multi-head-attention';
+import positionalEncoding from './layers/positional-encoding';
 import transformerEncoder from './layers/transformer-encoder';
+import variationalDropout from './layers/variational-dropout';
 import binaryCrossentropy from './losses/binary-crossentropy';
 import mae from './losses/mae';
 import mse from './losses/mse';
@@ -70,7 +72,8 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   mnist,
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,
-  activation, batchNorm, conv2d, dense, dropout, embedding, flatten, layerNorm, lstm, maxPool2d, multiHeadAttention, transformerEncoder,
+  activation, batchNorm, conv2d, dense, dropout, embedding, flatten, layerNorm, lstm, maxPool2d, multiHeadAttention, positionalEncoding,
+  transformerEncoder, variationalDropout,
   binaryCrossentropy, mae, mse, sparseCategoricalCrossentropy,
   accuracy,
   adagrad, adam, rmsprop, sgd,

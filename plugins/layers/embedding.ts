@@ -10,6 +10,12 @@ const schema = layerOptions.extend({
   vocabSize: z.number().int().positive(),
   dim: z.number().int().positive(),
   initializer: pluginSpecSchema.default({ type: 'random-uniform', min: -0.05, max: 0.05 }),
+  /**
+   * Word-type dropout (Gal & Ghahramani 2016, §4.2): in training, drop whole rows of the table, so every occurrence of
+   * a dropped word in the batch becomes the zero vector; kept rows are scaled by 1/(1 − rate). One mask per batch,
+   * as Merity et al. (2018) implement it.
+   */
+  dropout: z.number().min(0).lt(1).default(0),
 });
 
 /**
@@ -34,8 +40,12 @@ export class Embedding extends LayerBase {
     return [...inputShape, this.opts.dim];
   }
 
-  apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {
-    return tf.gather(this.table, tf.cast(x, 'int32'));
+  apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+    const ids = tf.cast(x, 'int32');
+    if (!ctx.training || this.opts.dropout === 0) return tf.gather(this.table, ids);
+    const rate = this.opts.dropout;
+    const keep = tf.cast(tf.greaterEqual(tf.randomUniform([this.opts.vocabSize, 1], 0, 1, 'float32', ctx.rng.nextSeed()), rate), 'float32');
+    return tf.gather(tf.mul(this.table, tf.mul(keep, 1 / (1 - rate))), ids);
   }
 
   /** The [vocabSize, dim] table (for weight tying with an output projection). */
@@ -49,6 +59,9 @@ export default definePlugin({
   name: 'embedding',
   description: 'lookup table from integer ids to dense vectors (Bengio et al. 2003)',
   schema,
-  examples: [{ options: { vocabSize: 7, dim: 3 }, inputShape: [2, 4], inputInts: 7 }],
+  examples: [
+    { options: { vocabSize: 7, dim: 3 }, inputShape: [2, 4], inputInts: 7 },
+    { options: { vocabSize: 5, dim: 2, dropout: 0.4 }, inputShape: [3, 4], inputInts: 5 },
+  ],
   create: (opts, ctx) => new Embedding(opts, ctx),
 });
