@@ -21,6 +21,8 @@ export const trainerOptionsSchema = z.object({
   evalBatchSize: z.number().int().positive().default(256),
   /** Rescale all gradients together so their global L2 norm is at most this (Pascanu et al. 2013, Algorithm 1). */
   clipNorm: z.number().positive().optional(),
+  /** Average the gradients of this many consecutive batches before each optimizer step (gradient accumulation). */
+  accumulateSteps: z.number().int().positive().default(1),
   /** Clamp every gradient element to [−clipValue, clipValue]. */
   clipValue: z.number().positive().optional(),
 });

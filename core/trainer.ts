@@ -9,7 +9,7 @@ import type { TrainerOptions } from './config';
 import { batchesOf, epochOrder } from './data';
 import { NonFiniteError } from './errors';
 import type {
-  Batch, Callback, Dataset, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, ParallelismStrategy,
+  Batch, Callback, Dataset, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, Parameter, ParallelismStrategy,
   Tracker, TrainingState,
 } from './interfaces';
 import type { Rng } from './random';
@@ -59,10 +59,40 @@ export class Trainer {
     this.forwardRng = rng.fork();
   }
 
-  /** One optimizer step on `batch` (which the caller disposes). Returns the batch loss. */
-  trainStep(batch: Batch, state?: Pick<TrainingState, 'step' | 'epoch'>): number {
+  /**
+   * One optimizer step on `batch`, or on several micro-batches whose gradients are averaged (weighted by their sizes)
+   * before the step: gradient accumulation, where k micro-batches of n give the update of one batch of k·n. The
+   * caller disposes the batches. Returns the mean loss.
+   */
+  trainStep(batch: Batch | Batch[], state?: Pick<TrainingState, 'step' | 'epoch'>): number {
     if (this.schedule && state) this.optimizer.learningRate = this.schedule.rate(state.step, state.epoch);
     const params = this.model.parameters().filter((p) => p.trainable);
+    const micro = Array.isArray(batch) ? batch : [batch];
+    const total = micro.reduce((n, b) => n + b.x.shape[0]!, 0);
+    let sum: Record<string, tf.Tensor> | null = null;
+    let lossSum = 0;
+    try {
+      for (const b of micro) {
+        const { loss, grads } = this.gradients(b, params, state);
+        const w = b.x.shape[0]! / total;
+        lossSum += loss * w;
+        const prev: Record<string, tf.Tensor> | null = sum;
+        sum = tf.tidy(() => Object.fromEntries(params.map((p) => [p.name, prev ? tf.add(prev[p.name]!, tf.mul(grads[p.name]!, w)) : tf.mul(grads[p.name]!, w)])));
+        tf.dispose(Object.values(grads));
+        if (prev) tf.dispose(Object.values(prev));
+      }
+      const { clipNorm, clipValue } = this.options;
+      const clipped = clipNorm !== undefined || clipValue !== undefined ? clipGradients(sum!, { clipNorm, clipValue }) : null;
+      this.optimizer.step(params, clipped ?? sum!);
+      if (clipped) tf.dispose(Object.values(clipped));
+      return lossSum;
+    } finally {
+      if (sum) tf.dispose(Object.values(sum));
+    }
+  }
+
+  /** Loss and gradients (by parameter name) of one batch; updates the metrics; throws on a non-finite loss. */
+  private gradients(batch: Batch, params: Parameter[], state?: Pick<TrainingState, 'step' | 'epoch'>): { loss: number; grads: Record<string, tf.Tensor> } {
     let yPred: tf.Tensor | undefined;
     const { value, grads } = tf.variableGrads(() => {
       const out = this.model.apply(batch.x, { training: true, rng: this.forwardRng });
@@ -71,29 +101,24 @@ export class Trainer {
       for (const p of params) if (p.regularizer) l = tf.add(l, p.regularizer.penalty(p.variable));
       return l as tf.Scalar;
     }, params.map((p) => p.variable));
+    const byName = Object.fromEntries(params.map((p) => [p.name, grads[p.variable.name]!]));
     try {
-      const lossValue = value.dataSync()[0]!;
-      if (!Number.isFinite(lossValue)) {
-        throw new NonFiniteError(`loss is ${lossValue} at step ${state?.step ?? '?'} (epoch ${state?.epoch ?? '?'})`);
-      }
-      const byName: Record<string, tf.Tensor> = {};
-      for (const p of params) byName[p.name] = grads[p.variable.name]!;
-      const { clipNorm, clipValue } = this.options;
-      const clipped = clipNorm !== undefined || clipValue !== undefined ? clipGradients(byName, { clipNorm, clipValue }) : null;
-      this.optimizer.step(params, clipped ?? byName);
-      if (clipped) tf.dispose(Object.values(clipped));
+      const loss = value.dataSync()[0]!;
+      if (!Number.isFinite(loss)) throw new NonFiniteError(`loss is ${loss} at step ${state?.step ?? '?'} (epoch ${state?.epoch ?? '?'})`);
       for (const m of this.metrics) m.update(batch.y, yPred!);
-      return lossValue;
+      return { loss, grads: byName };
+    } catch (e) {
+      tf.dispose(Object.values(grads));
+      throw e;
     } finally {
       value.dispose();
-      tf.dispose(grads);
       yPred?.dispose();
     }
   }
 
   async fit(train: Dataset, validation: Dataset | null = null, startEpoch = 0): Promise<History> {
     const { epochs, batchSize, shuffle, logEvery } = this.options;
-    const stepsPerEpoch = Math.ceil(train.size / batchSize);
+    const stepsPerEpoch = Math.ceil(Math.ceil(train.size / batchSize) / this.options.accumulateSteps);
     const state: TrainingState = {
       model: this.model, optimizer: this.optimizer, epoch: startEpoch, step: startEpoch * stepsPerEpoch,
       epochs, stepsPerEpoch, stopTraining: false,
@@ -109,17 +134,21 @@ export class Trainer {
       let count = 0;
       let windowSum = 0;
       let windowCount = 0;
-      for (const idx of batchesOf(epochOrder(train.size, this.dataSeed, epoch, shuffle), batchSize)) {
-        const batch = train.batch(idx);
+      const k = this.options.accumulateSteps;
+      const all = [...batchesOf(epochOrder(train.size, this.dataSeed, epoch, shuffle), batchSize)];
+      for (let i = 0; i < all.length; i += k) {
+        const group = all.slice(i, i + k);
+        const batches = group.map((idx) => train.batch(idx));
+        const n = group.reduce((a, idx) => a + idx.length, 0);
         let l: number;
         try {
-          l = this.trainStep(batch, state);
+          l = this.trainStep(batches, state);
         } finally {
-          tf.dispose([batch.x, batch.y]);
+          for (const b of batches) tf.dispose([b.x, b.y]);
         }
         state.step++;
-        sum += l * idx.length;
-        count += idx.length;
+        sum += l * n;
+        count += n;
         windowSum += l;
         windowCount++;
         const logs: Logs = { loss: l, lr: this.optimizer.learningRate };

@@ -114,3 +114,49 @@ describe('clipGradients', () => {
     tf.dispose(Object.values(out));
   });
 });
+
+describe('gradient accumulation', () => {
+  let registry2: PluginRegistry;
+  beforeEach(async () => {
+    registry2 = (await testRegistry()).register(toyBlobs);
+  });
+
+  it('k micro-batches give the same update as one batch k times as large', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 2, max: 4 }), fc.integer({ min: 0, max: 1000 }), fc.constantFrom('sgd', 'adam'), async (k, seed, opt) => {
+        const make = async () => {
+          const cfg = toyConfig(dir, { seed, optimizer: { type: opt, lr: 0.1 }, trackers: ['console'] });
+          return buildRunContainer({ registry: registry2, config: cfg, log: () => undefined });
+        };
+        const [a, b] = [await make(), await make()];
+        const data = a.resolve(TOKENS.TrainData);
+        const n = 4 * k;
+        const whole = data.batch(Array.from({ length: n }, (_, i) => i));
+        const parts = Array.from({ length: k }, (_, j) => data.batch(Array.from({ length: 4 }, (_, i) => 4 * j + i)));
+        a.resolve(Trainer).trainStep(whole);
+        b.resolve(Trainer).trainStep(parts);
+        const wa = a.resolve(TOKENS.Model).parameters().map((p) => Array.from(p.variable.dataSync()));
+        const wb = b.resolve(TOKENS.Model).parameters().map((p) => Array.from(p.variable.dataSync()));
+        wa.flat().forEach((x, i) => expect(Math.abs(x - wb.flat()[i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(x))));
+        for (const t of [whole, ...parts]) tf.dispose([t.x, t.y]);
+        disposeRun(a);
+        disposeRun(b);
+      }),
+      { numRuns: 6 },
+    );
+  });
+
+  it('fit with accumulateSteps takes one optimizer step per k batches and does not leak', async () => {
+    const c = await buildRunContainer({ registry: registry2, config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 8, accumulateSteps: 3 }, trackers: ['console'] }), log: () => undefined });
+    const trainer = c.resolve(Trainer);
+    let steps = 0;
+    trainer.callbacks.push({ spec: { type: 'count' }, onBatchEnd: () => void steps++ });
+    await trainer.fit(c.resolve(TOKENS.TrainData)); // creates the optimizer's slots
+    // 96 examples, no validation split here: 12 batches of 8, grouped by 3 -> 4 optimizer steps.
+    expect(steps).toBe(4);
+    const before = tf.memory().numTensors;
+    await trainer.fit(c.resolve(TOKENS.TrainData));
+    expect(tf.memory().numTensors).toBe(before);
+    disposeRun(c);
+  });
+});
