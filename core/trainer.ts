@@ -76,6 +76,10 @@ export class Trainer {
         const { loss, grads } = this.gradients(b, params, state);
         const w = b.x.shape[0]! / total;
         lossSum += loss * w;
+        if (micro.length === 1) {
+          sum = grads; // a single batch: its gradients as they are
+          continue;
+        }
         const prev: Record<string, tf.Tensor> | null = sum;
         sum = tf.tidy(() => Object.fromEntries(params.map((p) => [p.name, prev ? tf.add(prev[p.name]!, tf.mul(grads[p.name]!, w)) : tf.mul(grads[p.name]!, w)])));
         tf.dispose(Object.values(grads));
