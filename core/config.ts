@@ -46,6 +46,8 @@ export const experimentConfigSchema = z.object({
   schedule: pluginSpecSchema.optional(),
   metrics: z.array(pluginSpecSchema).default([]),
   callbacks: z.array(pluginSpecSchema).default([]),
+  /** Random transformations of the training inputs (rotation, crop, flip, ...), applied in order. */
+  augmentations: z.array(pluginSpecSchema).default([]),
   trackers: z.array(pluginSpecSchema).default(['mlflow-file']),
   parallelism: pluginSpecSchema.default('single-process'),
   trainer: trainerOptionsSchema,

@@ -58,10 +58,19 @@ export interface Parameter {
   regularizer?: Regularizer;
 }
 
-/** Passed to every forward call: whether we are training (dropout on) and the stream for random masks. */
+/**
+ * Passed to every forward call: whether we are training (dropout on) and the stream for random masks.
+ * Sequence models also pass masks along it, as Keras propagates `mask`: the layer that knows where padding is
+ * (an embedding with `maskZero`, or a composite model) sets `mask`; attention and pooling layers read it.
+ */
 export interface ForwardContext {
   readonly training: boolean;
   readonly rng: Rng;
+  /** Padding mask of the sequence now flowing through the model: [batch, time], 1 for real positions, 0 for padding. */
+  mask?: tf.Tensor;
+  /** Encoder output that decoder layers attend to ([batch, srcTime, d]), with its own padding mask. */
+  memory?: tf.Tensor;
+  memoryMask?: tf.Tensor;
 }
 
 /**
@@ -139,6 +148,15 @@ export interface LearningRateSchedule extends Configurable {
 }
 
 // ---------------------------------------------------------------- data
+
+/**
+ * A random, label-preserving transformation of a training batch's inputs (rotation, crop, flip, ...), applied by the
+ * trainer to training batches only. It must keep shape and dtype and draw its randomness from `rng` alone, so a run
+ * is reproducible from its seed.
+ */
+export interface Augmentation extends Configurable {
+  apply(x: tf.Tensor, rng: Rng): tf.Tensor;
+}
 
 /** A batch of inputs and targets. The receiver disposes both. */
 export interface Batch {

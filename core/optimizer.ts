@@ -4,21 +4,78 @@
  * together. A subclass names its slots and implements one parameter's update.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
 import { ConfigError, ShapeError } from './errors';
 import type { JsonObject, Optimizer, OptimizerState, Parameter } from './interfaces';
 
-export abstract class SlotOptimizer implements Omit<Optimizer, 'spec'> {
+const roles = z.enum(['kernel', 'bias', 'norm', 'embedding', 'other']);
+
+/**
+ * Adds PyTorch-style parameter groups to an optimizer's options schema: `groups` is a list of
+ * `{ match?: regex on parameter names, roles?: [...], ...any of the optimizer's own options }`; a parameter takes
+ * the options of the first group that selects it, and the top-level options otherwise. A group's `lr` is its rate
+ * before any schedule: a schedule scales every group by the same factor (as PyTorch's schedulers do).
+ */
+export function withParamGroups<T extends z.ZodRawShape & { lr: z.ZodType }>(schema: z.ZodObject<T>) {
+  const optional = Object.fromEntries(
+    Object.entries(schema.shape).map(([k, v]) => [k, (v instanceof z.ZodDefault ? (v.unwrap() as z.ZodType) : (v as z.ZodType)).optional()]),
+  ) as unknown as { [K in keyof T]: z.ZodOptional<T[K] extends z.ZodDefault<infer I extends z.ZodType> ? I : T[K]> };
+  const group = z
+    .object({
+      /** Regular expression tested against parameter names (`dense_1/kernel`). */
+      match: z.string().optional(),
+      /** Parameter roles this group selects (kernel, bias, norm, embedding, other). */
+      roles: z.array(roles).optional(),
+      ...optional,
+    })
+    .strict()
+    .refine((g) => (g as GroupSelector).match !== undefined || (g as GroupSelector).roles !== undefined, { message: 'a parameter group selects by "match" (a regular expression on names) or "roles"' })
+    .refine((g) => (g as GroupSelector).match === undefined || isRegex((g as GroupSelector).match!), { message: 'invalid regular expression in "match"', path: ['match'] });
+  return schema.extend({ groups: z.array(group).default([]) });
+}
+
+function isRegex(s: string): boolean {
+  try {
+    new RegExp(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface GroupSelector {
+  match?: string;
+  roles?: string[];
+}
+
+export abstract class SlotOptimizer<O extends { lr: number; groups?: GroupSelector[] } = { lr: number }> implements Omit<Optimizer, 'spec'> {
   learningRate: number;
   /** Number of steps taken (t in the papers' notation, 1 on the first update). */
   protected t = 0;
   private readonly slots = new Map<string, Record<string, tf.Variable>>();
+  private readonly resolved = new Map<string, O>();
 
   constructor(
-    lr: number,
+    /** Top-level options, possibly with parameter groups (see {@link withParamGroups}). */
+    protected readonly options: O,
     /** Hyper-parameters saved with the state (besides the learning rate). */
     private readonly hyper: JsonObject,
   ) {
-    this.learningRate = lr;
+    this.learningRate = options.lr;
+  }
+
+  /** The options that apply to `p`: those of the first group selecting it, else the top-level ones. */
+  protected optionsFor(p: Parameter): O {
+    let o = this.resolved.get(p.name);
+    if (!o) {
+      const g = (this.options.groups ?? []).find(
+        (g) => (g.match === undefined || new RegExp(g.match).test(p.name)) && (g.roles === undefined || g.roles.includes(p.role)),
+      );
+      const { match: _m, roles: _r, ...own } = (g ?? {}) as GroupSelector & Record<string, unknown>;
+      o = { ...this.options, ...Object.fromEntries(Object.entries(own).filter(([, v]) => v !== undefined)) } as O;
+      this.resolved.set(p.name, o);
+    }
+    return o;
   }
 
   /** Names of the per-parameter state tensors, each initialised to zeros of the parameter's shape. */
@@ -28,7 +85,7 @@ export abstract class SlotOptimizer implements Omit<Optimizer, 'spec'> {
    * One parameter's update at step `this.t`: assign the new value to `p.variable` and the new slot values to
    * `slots[name]`. Runs inside tf.tidy.
    */
-  protected abstract update(p: Parameter, g: tf.Tensor, slots: Record<string, tf.Variable>, lr: number): void;
+  protected abstract update(p: Parameter, g: tf.Tensor, slots: Record<string, tf.Variable>, lr: number, options: O): void;
 
   step(params: readonly Parameter[], grads: Record<string, tf.Tensor>): void {
     this.t++;
@@ -36,7 +93,10 @@ export abstract class SlotOptimizer implements Omit<Optimizer, 'spec'> {
       const g = grads[p.name];
       if (!g) continue;
       const s = this.slotsOf(p);
-      tf.tidy(() => this.update(p, g, s, this.learningRate));
+      const o = this.optionsFor(p);
+      // A group's own rate, scaled by whatever factor the schedule applies to the top-level rate.
+      const lr = o.lr === this.options.lr ? this.learningRate : (o.lr * this.learningRate) / this.options.lr;
+      tf.tidy(() => this.update(p, g, s, lr, o));
     }
   }
 

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { ConfigError } from './errors';
 import type {
   Activation,
+  Augmentation,
   Backend,
   Callback,
   DataSource,
@@ -39,11 +40,12 @@ export interface PluginKinds {
   parallelism: ParallelismStrategy;
   backend: Backend;
   dataset: DataSource;
+  augmentation: Augmentation;
 }
 export type PluginKind = keyof PluginKinds;
 export const PLUGIN_KINDS: readonly PluginKind[] = [
   'layer', 'activation', 'loss', 'optimizer', 'regularizer', 'initializer', 'schedule',
-  'metric', 'callback', 'tracker', 'parallelism', 'backend', 'dataset',
+  'metric', 'callback', 'tracker', 'parallelism', 'backend', 'dataset', 'augmentation',
 ];
 
 /** Given to factories: the registry (to build nested plugins) and the config path (for error messages). */
@@ -70,6 +72,11 @@ export interface PluginDefinition<K extends PluginKind = PluginKind, S extends z
    * A registered layer, activation or loss without examples is tested with its default options on [2, 5].
    */
   examples?: PluginExample[];
+  /**
+   * The properties this plugin's own tests check beyond the conformance suite (e.g. "the gradient of λ‖w‖² is 2λw"),
+   * listed in the generated docs/plugins.md so a reader sees what is verified.
+   */
+  properties?: string[];
 }
 
 export interface PluginExample {
@@ -94,6 +101,7 @@ export interface PluginInfo {
   name: string;
   aliases: string[];
   description: string;
+  properties: string[];
   options: unknown;
 }
 
@@ -138,6 +146,7 @@ export class PluginRegistry {
         name: d.name,
         aliases: d.aliases ?? [],
         description: d.description,
+        properties: d.properties ?? [],
         options: z.toJSONSchema(d.schema, { unrepresentable: 'any', io: 'input' }),
       }));
   }

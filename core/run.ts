@@ -73,6 +73,7 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
   c.registerInstance(TOKENS.Optimizer, registry.create('optimizer', config.optimizer, 'optimizer'));
   registerNullable(c, TOKENS.Schedule, config.schedule ? registry.create('schedule', config.schedule, 'schedule') : null);
   c.registerInstance(TOKENS.Metrics, config.metrics.map((m, i) => registry.create('metric', m, `metrics[${i}]`)));
+  c.registerInstance(TOKENS.Augmentations, config.augmentations.map((a, i) => registry.create('augmentation', a, `augmentations[${i}]`)));
   c.registerInstance(TOKENS.Callbacks, config.callbacks.map((m, i) => registry.create('callback', m, `callbacks[${i}]`)));
   c.registerInstance(TOKENS.Tracker, new MultiTracker(config.trackers.map((t, i) => registry.create('tracker', t, `trackers[${i}]`))));
   c.registerInstance(TOKENS.Parallelism, registry.create('parallelism', config.parallelism, 'parallelism'));

@@ -5,7 +5,7 @@
  */
 import type { InjectionToken } from 'tsyringe';
 import type {
-  Backend, Callback, Dataset, DataSource, LearningRateSchedule, Loss, Metric, Model, Optimizer,
+  Augmentation, Backend, Callback, Dataset, DataSource, LearningRateSchedule, Loss, Metric, Model, Optimizer,
   ParallelismStrategy, PluginSpec, Tracker,
 } from './interfaces';
 import type { Rng } from './random';
@@ -30,6 +30,8 @@ export const TOKENS = {
   Schedule: t<LearningRateSchedule>('Schedule'),
   Metrics: t<Metric[]>('Metrics'),
   Callbacks: t<Callback[]>('Callbacks'),
+  /** Applied in order to every training batch's inputs (empty when the config names none). */
+  Augmentations: t<Augmentation[]>('Augmentations'),
   Tracker: t<Tracker>('Tracker'),
   Parallelism: t<ParallelismStrategy>('Parallelism'),
   DataSource: t<DataSource>('DataSource'),
@@ -53,4 +55,5 @@ export const FACTORY_TOKENS: { [K in PluginKind]: InjectionToken<PluginFactory<K
   parallelism: t('Factory.parallelism'),
   backend: t('Factory.backend'),
   dataset: t('Factory.dataset'),
+  augmentation: t('Factory.augmentation'),
 };

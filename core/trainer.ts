@@ -9,7 +9,7 @@ import type { TrainerOptions } from './config';
 import { batchesOf, epochOrder } from './data';
 import { NonFiniteError } from './errors';
 import type {
-  Batch, Callback, Dataset, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, Parameter, ParallelismStrategy,
+  Augmentation, Batch, Callback, Dataset, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, Parameter, ParallelismStrategy,
   Tracker, TrainingState,
 } from './interfaces';
 import type { Rng } from './random';
@@ -42,6 +42,8 @@ export class Trainer {
   private readonly forwardRng: Rng;
   /** Seed of the data order: epoch e's permutation depends only on (dataSeed, e). */
   private readonly dataSeed: number;
+  /** Stream for data augmentation, separate so that adding an augmentation does not change dropout masks. */
+  private readonly augmentRng: Rng;
 
   constructor(
     @inject(TOKENS.Model) readonly model: Model,
@@ -54,9 +56,19 @@ export class Trainer {
     @inject(TOKENS.Parallelism) readonly strategy: ParallelismStrategy,
     @inject(TOKENS.Rng) rng: Rng,
     @inject(TOKENS.TrainerOptions) readonly options: TrainerOptions,
+    @inject(TOKENS.Augmentations) readonly augmentations: Augmentation[] = [],
   ) {
     this.dataSeed = rng.fork().seed;
     this.forwardRng = rng.fork();
+    this.augmentRng = rng.fork();
+  }
+
+  /** The batch with every augmentation applied to its inputs, in order (training batches only). */
+  private augment(batch: Batch): Batch {
+    if (this.augmentations.length === 0) return batch;
+    const x = tf.tidy(() => this.augmentations.reduce((v, a) => a.apply(v, this.augmentRng), batch.x));
+    batch.x.dispose();
+    return { ...batch, x };
   }
 
   /**
@@ -142,7 +154,7 @@ export class Trainer {
       const all = [...batchesOf(epochOrder(train.size, this.dataSeed, epoch, shuffle), batchSize)];
       for (let i = 0; i < all.length; i += k) {
         const group = all.slice(i, i + k);
-        const batches = group.map((idx) => train.batch(idx));
+        const batches = group.map((idx) => this.augment(train.batch(idx)));
         const n = group.reduce((a, idx) => a + idx.length, 0);
         let l: number;
         try {

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, FUSED_KERNELS, hasKernel, SlotOptimizer, type Parameter } from '../../core';
+import { definePlugin, withParamGroups, FUSED_KERNELS, hasKernel, SlotOptimizer, type Parameter } from '../../core';
 
-const schema = z.object({
+const schema = withParamGroups(z.object({
   lr: z.number().positive().default(1e-3),
   beta1: z.number().min(0).lt(1).default(0.9),
   beta2: z.number().min(0).lt(1).default(0.999),
@@ -14,7 +14,7 @@ const schema = z.object({
   weightDecay: z.number().min(0).default(0),
   /** Parameter roles exempt from weight decay (biases and normalisation scales, as BERT and GPT do). */
   noDecay: z.array(z.enum(['kernel', 'bias', 'norm', 'embedding', 'other'])).default(['bias', 'norm']),
-});
+}));
 type AdamOptions = z.output<typeof schema>;
 
 /**
@@ -26,18 +26,18 @@ type AdamOptions = z.output<typeof schema>;
  * "ε̂" variant of the paper's §2; the difference only matters when v̂ is tiny.)
  * With `weightDecay` > 0 it is AdamW: the decay is applied to θ directly, not through the gradient.
  */
-export class Adam extends SlotOptimizer {
+export class Adam extends SlotOptimizer<z.output<typeof schema>> {
   protected readonly slotNames = ['m', 'v'] as const;
 
-  constructor(private readonly opts: AdamOptions) {
-    super(opts.lr, { beta1: opts.beta1, beta2: opts.beta2, epsilon: opts.epsilon, weightDecay: opts.weightDecay });
+  constructor(opts: AdamOptions) {
+    super(opts, { beta1: opts.beta1, beta2: opts.beta2, epsilon: opts.epsilon, weightDecay: opts.weightDecay });
   }
 
-  protected update(p: Parameter, g: tf.Tensor, s: Record<string, tf.Variable>, lr: number): void {
-    const { beta1: b1, beta2: b2, epsilon } = this.opts;
+  protected update(p: Parameter, g: tf.Tensor, s: Record<string, tf.Variable>, lr: number, o: z.output<typeof schema>): void {
+    const { beta1: b1, beta2: b2, epsilon } = o;
     const c1 = 1 - b1 ** this.t;
     const c2 = 1 - b2 ** this.t;
-    const decay = this.opts.weightDecay > 0 && !this.opts.noDecay.includes(p.role) ? this.opts.weightDecay : 0;
+    const decay = o.weightDecay > 0 && !o.noDecay.includes(p.role) ? o.weightDecay : 0;
     const theta = decay > 0 ? tf.mul(p.variable, 1 - lr * decay) : p.variable;
     if (hasKernel(FUSED_KERNELS.adam)) {
       // The backend's fused kernel: the same update in one pass per tensor.

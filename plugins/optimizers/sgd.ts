@@ -1,27 +1,27 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, SlotOptimizer, type Parameter } from '../../core';
+import { definePlugin, withParamGroups, SlotOptimizer, type Parameter } from '../../core';
 
-const schema = z.object({
+const schema = withParamGroups(z.object({
   lr: z.number().positive().default(0.01),
   momentum: z.number().min(0).lt(1).default(0),
   /** Nesterov momentum in the form of Sutskever et al. (2013), eq. 3-4, as PyTorch implements it. */
   nesterov: z.boolean().default(false),
-});
+}));
 
 /**
  * Stochastic gradient descent, θ ← θ − α g. With momentum μ (Polyak 1964; Sutskever et al. 2013):
  * b ← μ b + g, θ ← θ − α b; Nesterov: θ ← θ − α (g + μ b). Zaremba et al. (2014) and Gal & Ghahramani (2016)
  * train their LSTMs with plain SGD (μ = 0) and a decaying α.
  */
-export class SGD extends SlotOptimizer {
+export class SGD extends SlotOptimizer<z.output<typeof schema>> {
   protected readonly slotNames: readonly string[];
-  constructor(private readonly opts: z.output<typeof schema>) {
-    super(opts.lr, { momentum: opts.momentum, nesterov: opts.nesterov });
-    this.slotNames = opts.momentum > 0 ? ['momentum'] : [];
+  constructor(opts: z.output<typeof schema>) {
+    super(opts, { momentum: opts.momentum, nesterov: opts.nesterov });
+    this.slotNames = [opts, ...opts.groups].some((g) => (g.momentum ?? 0) > 0) ? ['momentum'] : [];
   }
-  protected update(p: Parameter, g: tf.Tensor, s: Record<string, tf.Variable>, lr: number): void {
-    const { momentum: mu, nesterov } = this.opts;
+  protected update(p: Parameter, g: tf.Tensor, s: Record<string, tf.Variable>, lr: number, o: z.output<typeof schema>): void {
+    const { momentum: mu, nesterov } = o;
     if (mu === 0) return void p.variable.assign(tf.sub(p.variable, tf.mul(g, lr)));
     const b = tf.add(tf.mul(s.momentum!, mu), g);
     s.momentum!.assign(b);

@@ -101,3 +101,54 @@ describe('update rules', () => {
     });
   }
 });
+
+describe('parameter groups', () => {
+  it('each parameter follows the rule with its own group options (first matching group wins)', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...rules), fc.integer({ min: 1, max: 4 }), fc.infiniteStream(d(-2, 2)), ([name, rule, hyper], steps, values) => {
+        const [h, hGroup] = fc.sample(hyper, { numRuns: 2, seed: Math.round((values.next().value as number) * 1e6) }) as [Record<string, number | boolean>, Record<string, number | boolean>];
+        const take = (k: number) => Array.from({ length: k }, () => Math.fround(values.next().value as number));
+        const init = { 'enc/kernel': take(3), 'enc/bias': take(2), 'dec/kernel': take(3) };
+        // Group 1 selects the encoder by name; group 2 would also match enc/bias by role but comes later.
+        const opt = registry.create('optimizer', {
+          type: name, ...(h as JsonObject),
+          groups: [{ match: '^enc/', ...(hGroup as JsonObject) }, { roles: ['bias'], lr: 1e-9 }],
+        });
+        const params = Object.entries(init).map(([n, v]) => ({ name: n, variable: tf.variable(tf.tensor(v)), role: (n.endsWith('bias') ? 'bias' : 'kernel') as ParamRole, trainable: true }));
+        const grads = Array.from({ length: steps }, () => Object.fromEntries(Object.entries(init).map(([n, v]) => [n, take(v.length)])));
+        for (const g of grads) {
+          const gt = Object.fromEntries(Object.entries(g).map(([n, v]) => [n, tf.tensor(v)]));
+          opt.step(params, gt);
+          tf.dispose(Object.values(gt));
+        }
+        for (const p of params) {
+          const own = p.name.startsWith('enc/') ? hGroup : h;
+          const want = rule(init[p.name as keyof typeof init], grads.map((g) => g[p.name]!), own as Record<string, number>, p.role);
+          const scale = (own.lr as number) * steps * (name === 'sgd' ? 20 : 1);
+          Array.from(p.variable.dataSync()).forEach((x, i) => expect(Math.abs(x - want[i]!), `${name} ${p.name}`).toBeLessThanOrEqual(1e-4 * (Math.abs(want[i]!) + scale) + 1e-6));
+          p.variable.dispose();
+        }
+        opt.dispose();
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it('a schedule scales every group by the same factor', () => {
+    const opt = registry.create('optimizer', { type: 'sgd', lr: 0.1, groups: [{ roles: ['bias'], lr: 0.01 }] });
+    const w = { name: 'w', variable: tf.variable(tf.tensor([1])), role: 'kernel' as ParamRole, trainable: true };
+    const b = { name: 'b', variable: tf.variable(tf.tensor([1])), role: 'bias' as ParamRole, trainable: true };
+    opt.learningRate = 0.05; // a schedule halved the rate
+    const g = { w: tf.tensor([1]), b: tf.tensor([1]) };
+    opt.step([w, b], g);
+    expect(w.variable.dataSync()[0]).toBeCloseTo(1 - 0.05, 6);
+    expect(b.variable.dataSync()[0]).toBeCloseTo(1 - 0.005, 6);
+    tf.dispose([w.variable, b.variable, ...Object.values(g)]);
+  });
+
+  it('rejects a group that selects nothing or has a bad regular expression, naming the field', () => {
+    expect(() => registry.create('optimizer', { type: 'adam', groups: [{ lr: 0.1 }] })).toThrow(/groups\.0.*selects by "match"/);
+    expect(() => registry.create('optimizer', { type: 'adam', groups: [{ match: '(' }] })).toThrow(/groups\.0\.match.*invalid regular expression/);
+    expect(() => registry.create('optimizer', { type: 'adam', groups: [{ match: 'x', momentum: 0.9 }] })).toThrow(/groups\.0.*momentum/);
+  });
+});
