@@ -5,8 +5,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { ShapeError } from './errors';
-import type { ForwardContext, Initializer, JsonObject, Layer, Parameter, ParamRole, Regularizer, Shape } from './interfaces';
+import type { ForwardContext, Initializer, JsonObject, Layer, Parameter, ParamRole, PluginSpec, Regularizer, Shape } from './interfaces';
 import type { Rng } from './random';
+import type { PluginRegistry } from './registry';
 
 /** Options every layer accepts; a layer's schema extends this. */
 export const layerOptions = z.object({
@@ -80,4 +81,40 @@ export function computeFans(shape: number[]): { fanIn: number; fanOut: number } 
   if (shape.length === 1) return { fanIn: shape[0]!, fanOut: shape[0]! };
   const receptive = shape.slice(0, -2).reduce((a, b) => a * b, 1);
   return { fanIn: receptive * shape[shape.length - 2]!, fanOut: receptive * shape[shape.length - 1]! };
+}
+
+/**
+ * An ordered stack of sub-layers built from plugin specs, for composite layers (residual blocks, branches).
+ * Sub-layers are named `<parent>/<name or type_i>` so their parameter names stay unique in the model.
+ */
+export class LayerStack {
+  readonly layers: Layer[];
+
+  constructor(specs: readonly PluginSpec[], registry: PluginRegistry, parent: string, path: string) {
+    this.layers = specs.map((raw, i) => {
+      const normal = registry.normalize('layer', raw, `${path}[${i}]`);
+      const own = typeof normal.name === 'string' ? normal.name : `${normal.type}_${i + 1}`;
+      return registry.create('layer', { ...normal, name: `${parent}/${own}` }, `${path}[${i}]`);
+    });
+  }
+
+  build(inputShape: Shape, rng: Rng): Shape {
+    return this.layers.reduce((shape, l) => l.build(shape, rng), inputShape);
+  }
+
+  apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+    return this.layers.reduce((y, l) => l.apply(y, ctx), x);
+  }
+
+  parameters(): Parameter[] {
+    return this.layers.flatMap((l) => l.parameters());
+  }
+
+  buffers(): Parameter[] {
+    return this.layers.flatMap((l) => l.buffers?.() ?? []);
+  }
+
+  dispose(): void {
+    for (const l of this.layers) l.dispose();
+  }
 }

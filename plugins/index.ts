@@ -31,17 +31,23 @@ import truncatedNormal from './initializers/truncated-normal';
 import varianceScaling from './initializers/variance-scaling';
 import zeros from './initializers/zeros';
 import activation from './layers/activation';
+import avgPool2d from './layers/avg-pool2d';
 import batchNorm from './layers/batch-norm';
+import concatenate from './layers/concatenate';
 import conv2d from './layers/conv2d';
 import dense from './layers/dense';
 import dropout from './layers/dropout';
 import embedding from './layers/embedding';
 import flatten from './layers/flatten';
+import globalPool from './layers/global-pool';
+import gru from './layers/gru';
 import layerNorm from './layers/layer-norm';
 import lstm from './layers/lstm';
 import maxPool2d from './layers/max-pool2d';
 import multiHeadAttention from './layers/multi-head-attention';
 import positionalEncoding from './layers/positional-encoding';
+import reshape from './layers/reshape';
+import residual from './layers/residual';
 import transformerEncoder from './layers/transformer-encoder';
 import variationalDropout from './layers/variational-dropout';
 import binaryCrossentropy from './losses/binary-crossentropy';
@@ -72,8 +78,8 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   mnist,
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,
-  activation, batchNorm, conv2d, dense, dropout, embedding, flatten, layerNorm, lstm, maxPool2d, multiHeadAttention, positionalEncoding,
-  transformerEncoder, variationalDropout,
+  activation, avgPool2d, batchNorm, concatenate, conv2d, dense, dropout, embedding, flatten, globalPool, gru, layerNorm, lstm, maxPool2d,
+  multiHeadAttention, positionalEncoding, reshape, residual, transformerEncoder, variationalDropout,
   binaryCrossentropy, mae, mse, sparseCategoricalCrossentropy,
   accuracy,
   adagrad, adam, rmsprop, sgd,
