@@ -51,9 +51,12 @@ export abstract class LayerBase implements Layer {
     return variable;
   }
 
-  /** Throws a ShapeError naming this layer unless `shape` has `rank` dimensions (batch included). */
-  protected expectRank(shape: Shape, rank: number, described: string): void {
-    if (shape.length !== rank || shape.slice(1).some((d) => d === null || d <= 0)) throw this.shapeError(described, shape);
+  /**
+   * Throws a ShapeError naming this layer unless `shape` has `rank` dimensions (batch included), each known and
+   * positive except the axes in `variable` (e.g. [1]: sequences of any length), which may be `null`.
+   */
+  protected expectRank(shape: Shape, rank: number, described: string, variable: number[] = []): void {
+    if (shape.length !== rank || shape.some((d, i) => i > 0 && (d === null ? !variable.includes(i) : d <= 0))) throw this.shapeError(described, shape);
   }
 
   /** A ShapeError naming this layer, what it expected and what it got. */

@@ -48,9 +48,11 @@ import multiHeadAttention from './layers/multi-head-attention';
 import positionalEncoding from './layers/positional-encoding';
 import reshape from './layers/reshape';
 import residual from './layers/residual';
+import transformerDecoder from './layers/transformer-decoder';
 import transformerEncoder from './layers/transformer-encoder';
 import variationalDropout from './layers/variational-dropout';
 import binaryCrossentropy from './losses/binary-crossentropy';
+import categoricalCrossentropy from './losses/categorical-crossentropy';
 import mae from './losses/mae';
 import mse from './losses/mse';
 import sparseCategoricalCrossentropy from './losses/sparse-categorical-crossentropy';
@@ -79,8 +81,8 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,
   activation, avgPool2d, batchNorm, concatenate, conv2d, dense, dropout, embedding, flatten, globalPool, gru, layerNorm, lstm, maxPool2d,
-  multiHeadAttention, positionalEncoding, reshape, residual, transformerEncoder, variationalDropout,
-  binaryCrossentropy, mae, mse, sparseCategoricalCrossentropy,
+  multiHeadAttention, positionalEncoding, reshape, residual, transformerDecoder, transformerEncoder, variationalDropout,
+  binaryCrossentropy, categoricalCrossentropy, mae, mse, sparseCategoricalCrossentropy,
   accuracy,
   adagrad, adam, rmsprop, sgd,
   singleProcess,

@@ -16,6 +16,11 @@ const schema = layerOptions.extend({
    * as Merity et al. (2018) implement it.
    */
   dropout: z.number().min(0).lt(1).default(0),
+  /**
+   * Id 0 is padding (Keras's `mask_zero`): the layer sets `ctx.mask` ([batch, time], 0 at padding) so that later
+   * attention and pooling layers ignore those positions.
+   */
+  maskZero: z.boolean().default(false),
 });
 
 /**
@@ -42,6 +47,7 @@ export class Embedding extends LayerBase {
 
   apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
     const ids = tf.cast(x, 'int32');
+    if (this.opts.maskZero) ctx.mask = tf.cast(tf.notEqual(ids, 0), 'float32');
     if (!ctx.training || this.opts.dropout === 0) return tf.gather(this.table, ids);
     const rate = this.opts.dropout;
     const keep = tf.cast(tf.greaterEqual(tf.randomUniform([this.opts.vocabSize, 1], 0, 1, 'float32', ctx.rng.nextSeed()), rate), 'float32');

@@ -16,10 +16,37 @@ const schema = layerOptions.extend({
 });
 
 /**
- * Multi-head self-attention (Vaswani et al. 2017, §3.2.2, eq. 1):
- *   Attention(Q, K, V) = softmax(Q Kᵀ / √d_k) V,  head_i = Attention(X W_i^Q, X W_i^K, X W_i^V),
- *   MultiHead(X) = Concat(head_1..h) W^O,  d_k = d_model / h.
- * Q, K and V come from one [d, 3d] projection; the causal mask adds −∞ (−1e9) above the diagonal.
+ * Keys and values of the positions seen so far, per head ([batch, heads, time, d_k]), so incremental decoding costs
+ * one position a step instead of recomputing the prefix. For cross-attention they are the projected encoder memory,
+ * computed at the first step and reused. The owner disposes them with {@link disposeCache}.
+ */
+export interface KVCache {
+  k?: tf.Tensor;
+  v?: tf.Tensor;
+}
+
+export function disposeCache(cache: KVCache): void {
+  tf.dispose([cache.k!, cache.v!].filter(Boolean));
+  delete cache.k;
+  delete cache.v;
+}
+
+export interface AttendOptions {
+  /** [batch, keyTime] with 1 for real keys and 0 for padding: padded keys receive zero weight. */
+  keyMask?: tf.Tensor;
+  /** Query i may attend only to keys j ≤ i (offset by the cache length when decoding incrementally). */
+  causal?: boolean;
+  cache?: KVCache;
+}
+
+/**
+ * Multi-head attention (Vaswani et al. 2017, §3.2.2, eq. 1):
+ *   Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + M) V,  head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V),
+ *   MultiHead = Concat(head_1..h) W^O,  d_k = d_model / h,
+ * where the additive mask M is −1e9 at padded keys and, when causal, above the diagonal. As a layer it is
+ * self-attention on its input, with the padding mask from `ctx.mask`; {@link attend} also does cross-attention
+ * (queries from one sequence, keys and values from another) and cached incremental decoding.
+ * Q, K and V share one [d, 3d] projection (cross-attention uses its first third for queries, the rest for memory).
  */
 export class MultiHeadAttention extends LayerBase {
   private qkv!: tf.Variable;
@@ -39,7 +66,7 @@ export class MultiHeadAttention extends LayerBase {
   }
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {
-    this.expectRank(inputShape, 3, '[batch, time, d_model]');
+    this.expectRank(inputShape, 3, '[batch, time, d_model]', [1]);
     const d = inputShape[2]!;
     if (d % this.opts.numHeads !== 0) throw this.shapeError(`d_model divisible by numHeads = ${this.opts.numHeads}`, inputShape);
     this.qkv = this.addWeight('qkv_kernel', [d, 3 * d], this.init, rng, 'kernel');
@@ -50,36 +77,90 @@ export class MultiHeadAttention extends LayerBase {
   }
 
   apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
-    const [b, t, d] = x.shape as [number, number, number];
+    return this.attend(x, null, ctx, { keyMask: ctx.mask, causal: this.opts.causal });
+  }
+
+  /** Attention of `query` to `source` (null: to itself), returning [batch, queryTime, d_model]. */
+  attend(query: tf.Tensor, source: tf.Tensor | null, ctx: ForwardContext, o: AttendOptions = {}): tf.Tensor {
+    const [b, t, d] = query.shape as [number, number, number];
+    const weights = this.weights(query, source, ctx, o);
+    const context = tf.reshape(tf.transpose(tf.matMul(weights.probs, weights.v), [0, 2, 1, 3]), [b * t, d]);
+    return tf.reshape(tf.fused.matMul({ a: context as tf.Tensor2D, b: this.out as tf.Tensor2D, bias: this.outBias }), [b, t, d]);
+  }
+
+  /** The attention probabilities [batch, heads, queryTime, keyTime] (after dropout in training), and the values. */
+  weights(query: tf.Tensor, source: tf.Tensor | null, ctx: ForwardContext, o: AttendOptions = {}): { probs: tf.Tensor; v: tf.Tensor } {
+    const [b, t, d] = query.shape as [number, number, number];
     const h = this.opts.numHeads;
     const dk = d / h;
-    const proj = tf.fused.matMul({ a: tf.reshape(x, [b * t, d]) as tf.Tensor2D, b: this.qkv as tf.Tensor2D, bias: this.qkvBias });
-    // [b·t, 3d] -> [3, b, h, t, dk]
-    const heads = tf.transpose(tf.reshape(proj, [b, t, 3, h, dk]), [2, 0, 3, 1, 4]);
-    const [q, k, v] = tf.unstack(heads, 0) as [tf.Tensor, tf.Tensor, tf.Tensor];
-    let scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dk)); // [b, h, t, t]
-    if (this.opts.causal) scores = tf.add(scores, causalMask(t));
-    let weights = tf.softmax(scores);
-    if (ctx.training && this.opts.dropout > 0) weights = dropoutMask(weights, this.opts.dropout, ctx.rng.nextSeed(), weights.shape);
-    const context = tf.reshape(tf.transpose(tf.matMul(weights, v), [0, 2, 1, 3]), [b * t, d]);
-    return tf.reshape(tf.fused.matMul({ a: context as tf.Tensor2D, b: this.out as tf.Tensor2D, bias: this.outBias }), [b, t, d]);
+    const heads = (m: tf.Tensor, parts: number, time: number) => tf.transpose(tf.reshape(m, [b, time, parts, h, dk]), [2, 0, 3, 1, 4]);
+    let q: tf.Tensor;
+    let k: tf.Tensor;
+    let v: tf.Tensor;
+    const cache = o.cache;
+    if (source === null) {
+      const proj = tf.fused.matMul({ a: tf.reshape(query, [b * t, d]) as tf.Tensor2D, b: this.qkv as tf.Tensor2D, bias: this.qkvBias });
+      [q, k, v] = tf.unstack(heads(proj, 3, t), 0) as [tf.Tensor, tf.Tensor, tf.Tensor];
+      if (cache) {
+        if (cache.k) [k, v] = [tf.concat([cache.k, k], 2), tf.concat([cache.v!, v], 2)];
+        this.store(cache, k, v);
+      }
+    } else {
+      const [wq, wkv] = tf.split(this.qkv, [d, 2 * d], 1) as [tf.Tensor2D, tf.Tensor2D];
+      const [bq, bkv] = tf.split(this.qkvBias, [d, 2 * d], 0) as [tf.Tensor1D, tf.Tensor1D];
+      q = tf.squeeze(heads(tf.fused.matMul({ a: tf.reshape(query, [b * t, d]) as tf.Tensor2D, b: wq, bias: bq }), 1, t), [0]);
+      if (cache?.k) [k, v] = [cache.k, cache.v!];
+      else {
+        const s = source.shape[1]!;
+        [k, v] = tf.unstack(heads(tf.fused.matMul({ a: tf.reshape(source, [b * s, d]) as tf.Tensor2D, b: wkv, bias: bkv }), 2, s), 0) as [tf.Tensor, tf.Tensor];
+        if (cache) this.store(cache, k, v);
+      }
+    }
+    const keyTime = k.shape[2]!;
+    let scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dk)); // [b, h, t, keyTime]
+    if (o.causal) scores = tf.add(scores, causalMask(t, keyTime));
+    if (o.keyMask) scores = tf.add(scores, tf.reshape(tf.mul(tf.sub(1, tf.cast(o.keyMask, 'float32')), -1e9), [b, 1, 1, keyTime]));
+    let probs = tf.softmax(scores);
+    if (ctx.training && this.opts.dropout > 0) probs = dropoutMask(probs, this.opts.dropout, ctx.rng.nextSeed(), probs.shape);
+    return { probs, v };
+  }
+
+  /** Replaces the cached keys and values (kept across tidy scopes; the previous ones are released). */
+  private store(cache: KVCache, k: tf.Tensor, v: tf.Tensor): void {
+    const old = [cache.k, cache.v];
+    cache.k = tf.keep(k);
+    cache.v = tf.keep(v);
+    for (const x of old) if (x && x !== cache.k && x !== cache.v) x.dispose();
   }
 }
 
-/** [t, t] additive mask: 0 on and below the diagonal, −1e9 above (position i may attend to j ≤ i). */
-export function causalMask(t: number): tf.Tensor2D {
-  return tf.tidy(() => tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([t, t]), -1, 0)), -1e9) as tf.Tensor2D);
+/**
+ * [queries, keys] additive mask for causal attention: query i, being position keys − queries + i, may attend to
+ * keys j at or before it (0), not after (−1e9). With equal lengths this is the usual lower-triangular mask.
+ */
+export function causalMask(queries: number, keys = queries): tf.Tensor2D {
+  return tf.tidy(() => {
+    const offset = keys - queries;
+    const allowed = tf.linalg.bandPart(tf.ones([queries, keys]), -1, offset);
+    return tf.mul(tf.sub(1, allowed), -1e9) as tf.Tensor2D;
+  });
 }
 
 export default definePlugin({
   kind: 'layer',
   name: 'multi-head-attention',
   aliases: ['mha'],
-  description: 'multi-head scaled dot-product self-attention (Vaswani et al. 2017, eq. 1 and §3.2.2)',
+  description: 'multi-head scaled dot-product attention with padding and causal masks (Vaswani et al. 2017, eq. 1 and §3.2.2)',
   schema,
   examples: [
     { options: { numHeads: 2 }, inputShape: [2, 3, 4] },
     { options: { numHeads: 1, causal: true }, inputShape: [1, 4, 3] },
+  ],
+  properties: [
+    'padded keys receive zero attention weight',
+    'causal: the output at t does not depend on inputs after t',
+    'cached incremental attention equals full attention',
+    'cross-attention gradients match finite differences',
   ],
   create: (opts, ctx) => new MultiHeadAttention(opts, ctx),
 });

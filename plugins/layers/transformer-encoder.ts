@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, LayerBase, layerOptions, type ForwardContext, type Layer, type Parameter, type PluginContext, type Rng, type Shape } from '../../core';
+import { definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Layer, type Parameter, type PluginContext, type Rng, type Shape } from '../../core';
 
 const schema = layerOptions.extend({
   numHeads: z.number().int().positive(),
@@ -10,11 +10,14 @@ const schema = layerOptions.extend({
   /** Post-norm LN(x + Sublayer(x)) as in the paper, or pre-norm x + Sublayer(LN(x)) (Xiong et al. 2020). */
   preNorm: z.boolean().default(false),
   causal: z.boolean().default(false),
+  /** Activation of the feed-forward network: ReLU in the paper, GELU in BERT. */
+  activation: pluginSpecSchema.default('relu'),
 });
 
 /**
  * One Transformer encoder layer (Vaswani et al. 2017, §3.1): self-attention and a position-wise feed-forward
  * network FFN(x) = max(0, xW₁ + b₁)W₂ + b₂ (eq. 2), each wrapped in a residual connection, dropout and layer norm.
+ * Self-attention ignores padded positions given by `ctx.mask`.
  */
 export class TransformerEncoder extends LayerBase {
   private readonly attention: Layer;
@@ -33,12 +36,12 @@ export class TransformerEncoder extends LayerBase {
     this.attention = make({ type: 'multi-head-attention', numHeads: opts.numHeads, causal: opts.causal }, 'attention');
     this.norm1 = make({ type: 'layer-norm' }, 'norm1');
     this.norm2 = make({ type: 'layer-norm' }, 'norm2');
-    this.ff1 = make({ type: 'dense', units: opts.ff, activation: 'relu' }, 'ff1');
+    this.ff1 = make({ type: 'dense', units: opts.ff, activation: opts.activation }, 'ff1');
     this.drop = make({ type: 'dropout', rate: opts.dropout }, 'dropout');
   }
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {
-    this.expectRank(inputShape, 3, '[batch, time, d_model]');
+    this.expectRank(inputShape, 3, '[batch, time, d_model]', [1]);
     this.ff2 = this.ctx.registry.create('layer', { type: 'dense', units: inputShape[2]!, name: `${this.name}/ff2` }, `${this.ctx.path}.ff2`);
     for (const l of [this.attention, this.norm1, this.norm2, this.drop]) l.build(inputShape, rng);
     this.ff2.build(this.ff1.build(inputShape, rng), rng);

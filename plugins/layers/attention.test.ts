@@ -1,0 +1,140 @@
+/**
+ * Attention masks and incremental decoding: padded keys get zero weight; causal outputs at t ignore inputs after t;
+ * cached step-by-step attention and decoding equal full recomputation; cross-attention differentiates correctly.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { Rng, type ForwardContext, type Layer, type PluginRegistry } from '../../core';
+import { expectNoLeak, gradCheck, randomNormal, testRegistry } from '../../test/harness';
+import type { MultiHeadAttention } from './multi-head-attention';
+import type { TransformerDecoder } from './transformer-decoder';
+
+let registry: PluginRegistry;
+beforeAll(async () => {
+  registry = await testRegistry();
+});
+
+function build<T extends Layer>(spec: object, shape: (number | null)[], seed = 0): T {
+  const l = registry.create('layer', spec as never) as T;
+  l.build(shape, new Rng(seed));
+  return l;
+}
+const ctxOf = (extra: Partial<ForwardContext> = {}): ForwardContext => ({ training: false, rng: new Rng(0), ...extra });
+const close = (a: tf.Tensor, b: tf.Tensor, digits = 4) => Array.from(a.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(b.dataSync()[i]!, digits));
+const seeds = fc.integer({ min: 0, max: 1e6 });
+
+describe('multi-head attention', () => {
+  it('gives padded keys zero weight, and padding does not change the real positions', () => {
+    fc.assert(
+      fc.property(seeds, fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 }), (seed, len, pad) => {
+        const rng = new Rng(seed);
+        const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 2 }, [null, null, 4], seed);
+        const real = randomNormal([1, len, 4], rng);
+        const padded = tf.concat([real, randomNormal([1, pad, 4], rng, 10)], 1);
+        const mask = tf.tensor2d([[...Array(len).fill(1), ...Array(pad).fill(0)]]);
+        const { probs } = mha.weights(padded, null, ctxOf(), { keyMask: mask });
+        const w = probs.arraySync() as number[][][][];
+        for (const head of w[0]!) for (const row of head) row.slice(len).forEach((p) => expect(p).toBe(0));
+        const a = mha.apply(real, ctxOf());
+        const b = tf.slice(mha.apply(padded, ctxOf({ mask })), [0, 0, 0], [1, len, 4]);
+        close(a, b);
+        tf.dispose([real, padded, mask, probs, a, b]);
+        mha.dispose();
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  it('causal: the output at t does not change when inputs after t change', () => {
+    fc.assert(
+      fc.property(seeds, fc.integer({ min: 2, max: 5 }), (seed, time) => {
+        const rng = new Rng(seed);
+        const t = rng.int(time - 1); // positions 0..t are kept, later ones replaced
+        const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 2, causal: true }, [null, time, 4], seed);
+        const x = randomNormal([2, time, 4], rng);
+        const x2 = tf.concat([tf.slice(x, [0, 0, 0], [2, t + 1, 4]), randomNormal([2, time - t - 1, 4], rng)], 1);
+        const [a, b] = [mha.apply(x, ctxOf()), mha.apply(x2, ctxOf())].map((y) => tf.slice(y, [0, 0, 0], [2, t + 1, 4]));
+        close(a!, b!, 5);
+        tf.dispose([x, x2, a!, b!]);
+        mha.dispose();
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  it('cached incremental self-attention equals full causal attention, without leaking', () => {
+    const rng = new Rng(4);
+    const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 2, causal: true }, [null, null, 6]);
+    const x = randomNormal([2, 5, 6], rng);
+    const full = mha.apply(x, ctxOf());
+    const cache = {};
+    const before = tf.memory().numTensors;
+    const steps = [0, 1, 2, 3, 4].map((t) => tf.tidy(() => mha.attend(tf.slice(x, [0, t, 0], [2, 1, 6]), null, ctxOf(), { causal: true, cache })));
+    const joined = tf.concat(steps, 1);
+    close(joined, full, 5);
+    tf.dispose([...steps, joined]);
+    tf.dispose([(cache as { k: tf.Tensor }).k, (cache as { v: tf.Tensor }).v]);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, full]);
+    mha.dispose();
+  });
+
+  it('cross-attention: gradients with respect to queries, memory and weights match finite differences', () => {
+    const rng = new Rng(9);
+    const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 2 }, [null, null, 4]);
+    const q = tf.variable(randomNormal([2, 3, 4], rng));
+    const mem = tf.variable(randomNormal([2, 5, 4], rng));
+    const mask = tf.tensor2d([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]);
+    gradCheck('cross-attention', () => mha.attend(q, mem, ctxOf(), { keyMask: mask }), [q, mem, ...mha.parameters().map((p) => p.variable)], rng);
+    tf.dispose([q, mem, mask]);
+    mha.dispose();
+  });
+});
+
+describe('transformer decoder', () => {
+  function setup(seed: number, preNorm: boolean) {
+    const rng = new Rng(seed);
+    const dec = build<TransformerDecoder>({ type: 'transformer-decoder', numHeads: 2, ff: 8, dropout: 0, preNorm }, [null, null, 4], seed);
+    const memory = randomNormal([2, 3, 4], rng);
+    const memoryMask = tf.tensor2d([[1, 1, 1], [1, 1, 0]]);
+    return { rng, dec, memory, memoryMask };
+  }
+
+  it('with memory: gradients match finite differences and the output at t ignores targets after t', () => {
+    fc.assert(
+      fc.property(seeds, fc.boolean(), (seed, preNorm) => {
+        const { rng, dec, memory, memoryMask } = setup(seed, preNorm);
+        const x = tf.variable(randomNormal([2, 4, 4], rng));
+        const ctx = () => ctxOf({ memory, memoryMask });
+        gradCheck(`decoder preNorm=${preNorm}`, () => dec.apply(x, ctx()), [x, ...dec.parameters().map((p) => p.variable)], rng);
+        const x2 = tf.concat([tf.slice(x, [0, 0, 0], [2, 2, 4]), randomNormal([2, 2, 4], rng)], 1);
+        close(tf.slice(dec.apply(x, ctx()), [0, 0, 0], [2, 2, 4]), tf.slice(dec.apply(x2, ctx()), [0, 0, 0], [2, 2, 4]), 5);
+        expectNoLeak(() => tf.dispose(tf.tidy(() => dec.apply(x, ctx()))));
+        tf.dispose([x, x2, memory, memoryMask]);
+        dec.dispose();
+      }),
+      { numRuns: 4 },
+    );
+  });
+
+  it('cached step-by-step decoding equals full decoding', () => {
+    const { rng, dec, memory, memoryMask } = setup(1, false);
+    const x = randomNormal([2, 5, 4], rng);
+    const ctx = ctxOf({ memory, memoryMask });
+    const full = dec.apply(x, ctx);
+    const cache = dec.newCache();
+    const steps = [0, 1, 2, 3, 4].map((t) => tf.tidy(() => dec.step(tf.slice(x, [0, t, 0], [2, 1, 4]), ctx, cache)));
+    const joined = tf.concat(steps, 1);
+    close(joined, full, 4);
+    dec.releaseCache(cache);
+    tf.dispose([...steps, joined, x, full, memory, memoryMask]);
+    dec.dispose();
+  });
+
+  it('without memory and crossAttention on, says what is missing', () => {
+    const dec = build<TransformerDecoder>({ type: 'transformer-decoder', numHeads: 1, ff: 4 }, [null, 2, 2]);
+    expect(() => tf.tidy(() => dec.apply(tf.zeros([1, 2, 2]), ctxOf()))).toThrow(/transformer-decoder.*ctx\.memory.*crossAttention: false/);
+    dec.dispose();
+  });
+});
