@@ -92,6 +92,23 @@ export function splitTail(ds: Dataset, fraction: number): { train: Dataset; vali
   };
 }
 
+/**
+ * Fold `index` of k-fold cross-validation (Stone 1974): the examples are shuffled once from `seed` and cut into k
+ * folds whose sizes differ by at most one; fold `index` is the validation set and the other k − 1 are training.
+ * Over index = 0..k−1 every example is validated exactly once.
+ */
+export function kFoldSplit(ds: Dataset, k: number, index: number, seed: number): { train: Dataset; validation: Dataset } {
+  if (!Number.isInteger(k) || k < 2 || k > ds.size) throw new ConfigError('folds', `expected an integer k with 2 ≤ k ≤ ${ds.size} (the data set size), got ${k}`);
+  if (!Number.isInteger(index) || index < 0 || index >= k) throw new ConfigError('fold', `expected a fold index in [0, ${k}), got ${index}`);
+  const order = epochOrder(ds.size, mixSeed(seed, 0x6b66), 0, true);
+  const start = (i: number) => Math.floor((i * ds.size) / k);
+  const [a, b] = [start(index), start(index + 1)];
+  return {
+    train: new SubsetDataset(`${ds.name}:fold${index + 1}of${k}:train`, ds, Int32Array.from([...order.subarray(0, a), ...order.subarray(b)])),
+    validation: new SubsetDataset(`${ds.name}:fold${index + 1}of${k}:validation`, ds, order.slice(a, b)),
+  };
+}
+
 /** The visiting order for one epoch: shuffled from (seed, epoch) or in order. */
 export function epochOrder(size: number, seed: number, epoch: number, shuffle: boolean): Int32Array {
   const order = Int32Array.from({ length: size }, (_, i) => i);

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { selectBackend } from './backend';
 import { flattenConfig, parseExperimentConfig, type ExperimentConfig } from './config';
-import { splitTail, take } from './data';
+import { kFoldSplit, splitTail, take } from './data';
 import { environmentTags } from './environment';
 import type { Dataset, JsonObject, Logs, RunInfo, Tracker } from './interfaces';
 import { Sequential } from './model';
@@ -31,6 +31,8 @@ export interface RunOptions {
   tags?: Record<string, string>;
   /** Where the run prints its one-line notices (the backend it chose). Default: console.log. */
   log?: (line: string) => void;
+  /** k-fold cross-validation: train on the other folds and validate on fold `index` (replaces validationSplit). */
+  fold?: { index: number; of: number };
 }
 
 /** A child container with every run-scoped token registered. The caller disposes it with {@link disposeRun}. */
@@ -59,7 +61,9 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
   c.registerInstance(TOKENS.DataSource, source);
   let trainAll: Dataset = source.load(config.data.train);
   if (config.data.trainLimit) trainAll = take(trainAll, config.data.trainLimit);
-  const { train, validation } = splitTail(trainAll, config.trainer.validationSplit);
+  const { train, validation } = opts.fold
+    ? kFoldSplit(trainAll, opts.fold.of, opts.fold.index, config.seed)
+    : splitTail(trainAll, config.trainer.validationSplit);
   c.registerInstance(TOKENS.TrainData, train);
   registerNullable(c, TOKENS.ValidationData, validation);
   let test: Dataset | null = config.data.test ? source.load(config.data.test) : null;
@@ -111,10 +115,12 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     ...environmentTags(),
     ...c.resolve<Record<string, string>>(BACKEND_TAGS),
     seed: String(config.seed),
+    ...(opts.fold ? { fold: `${opts.fold.index + 1}/${opts.fold.of}` } : {}),
     ...opts.tags,
   };
   const log = strategy.isGlobalZero;
-  const run = log ? await tracker.startRun({ experiment: config.experiment, runName: opts.runName ?? `${config.experiment}-${config.seed}`, tags }) : { runId: 'rank>0', experimentId: '', location: '' };
+  const runName = (opts.runName ?? `${config.experiment}-${config.seed}`) + (opts.fold ? `-fold${opts.fold.index + 1}of${opts.fold.of}` : '');
+  const run = log ? await tracker.startRun({ experiment: config.experiment, runName, tags }) : { runId: 'rank>0', experimentId: '', location: '' };
   try {
     if (log) {
       tracker.logParams(flattenConfig(config as unknown as JsonObject));
@@ -165,4 +171,33 @@ async function logRunArtifacts(tracker: Tracker, model: Sequential, config: Expe
 export function disposeRun(c: DependencyContainer): void {
   c.resolve(TOKENS.Model).dispose();
   c.resolve(TOKENS.Optimizer).dispose();
+}
+
+export interface CrossValidationResult {
+  /** The last epoch's logs of each fold (validation metrics under `val_*`). */
+  folds: Logs[];
+  mean: Logs;
+  /** Sample standard deviation across folds (n − 1 in the denominator). */
+  std: Logs;
+}
+
+/**
+ * k-fold cross-validation: one tracked run per fold (tagged `fold`), each training a fresh model on k − 1 folds and
+ * validating on the held-out one; returns every fold's final logs with their mean and standard deviation.
+ */
+export async function crossValidate(opts: RunOptions & { folds: number }): Promise<CrossValidationResult> {
+  const folds: Logs[] = [];
+  for (let index = 0; index < opts.folds; index++) {
+    const r = await runExperiment({ ...opts, fold: { index, of: opts.folds } });
+    folds.push(r.history.at(-1) ?? {});
+  }
+  const keys = Object.keys(folds[0] ?? {}).filter((k) => folds.every((f) => k in f));
+  const mean: Logs = {};
+  const std: Logs = {};
+  for (const k of keys) {
+    const v = folds.map((f) => f[k]!);
+    mean[k] = v.reduce((a, b) => a + b, 0) / v.length;
+    std[k] = Math.sqrt(v.reduce((a, b) => a + (b - mean[k]!) ** 2, 0) / Math.max(v.length - 1, 1));
+  }
+  return { folds, mean, std };
 }

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, DataError, ShapeError } from './errors';
 import { writeFileAtomic } from './fs-atomic';
 import { Sequential, type SequentialConfig } from './model';
-import type { Parameter } from './interfaces';
+import type { Model, Parameter } from './interfaces';
 import { Rng } from './random';
 import type { PluginRegistry } from './registry';
 
@@ -74,8 +74,9 @@ export function unpackWeights(entries: WeightEntry[], data: Uint8Array): NamedWe
   return out;
 }
 
-export function saveModel(model: Sequential, dir: string): void {
-  const { entries, data } = packWeights(readWeights(model.weights()));
+/** Writes `model.json` and `weights.bin` (parameters, then buffers such as BatchNorm statistics) atomically. */
+export function saveModel(model: Model, dir: string): void {
+  const { entries, data } = packWeights(readWeights([...model.parameters(), ...(model.buffers?.() ?? [])]));
   const { type: _t, ...config } = model.spec;
   const manifest: ModelManifest = { format: 'loom.sequential', version: 1, config: config as unknown as SequentialConfig, weights: entries };
   writeFileAtomic(path.join(dir, 'weights.bin'), data);

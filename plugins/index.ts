@@ -15,6 +15,7 @@ import cpu from './backends/cpu';
 import nativeCpu from './backends/native-cpu';
 import { tfjsNode, tfjsNodeGpu } from './backends/tfjs-node';
 import earlyStopping from './callbacks/early-stopping';
+import modelCheckpoint from './callbacks/model-checkpoint';
 import progress from './callbacks/progress';
 import reduceOnPlateau from './callbacks/reduce-on-plateau';
 import mnist from './data/mnist';
@@ -76,7 +77,7 @@ import mlflowFile from './trackers/mlflow-file';
 export const builtinPlugins: PluginDefinition<any, any>[] = [
   gelu, leakyRelu, linear, logSoftmax, relu, sigmoid, softmax, tanh,
   cpu, nativeCpu, tfjsNode, tfjsNodeGpu,
-  earlyStopping, progress, reduceOnPlateau,
+  earlyStopping, modelCheckpoint, progress, reduceOnPlateau,
   mnist,
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,

@@ -1,0 +1,48 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { z } from 'zod';
+import { ConfigError, definePlugin, saveModel, type Callback, type Logs, type TrainingState } from '../../core';
+
+/**
+ * Saves the model at the end of epochs (Keras's ModelCheckpoint): every epoch into `<dir>/epoch-<n>` keeping the
+ * last `keep`, or, with `saveBestOnly`, into `<dir>/best` whenever the monitored metric improves. Files are written
+ * atomically (temporary file, fsync, rename), so a crash never leaves a half-written model.
+ */
+export default definePlugin({
+  kind: 'callback',
+  name: 'model-checkpoint',
+  description: 'save the model each epoch or when a monitored metric improves (atomic writes)',
+  schema: z.object({
+    dir: z.string().min(1).default('checkpoints'),
+    monitor: z.string().default('val_loss'),
+    mode: z.enum(['min', 'max']).default('min'),
+    saveBestOnly: z.boolean().default(false),
+    /** How many per-epoch checkpoints to keep (oldest deleted first). */
+    keep: z.number().int().positive().default(3),
+  }),
+  properties: ['saveBestOnly keeps the weights of the best epoch; per-epoch mode keeps the last `keep`'],
+  create: ({ dir, monitor, mode, saveBestOnly, keep }): Omit<Callback, 'spec'> => {
+    let best = mode === 'min' ? Infinity : -Infinity;
+    const saved: string[] = [];
+    return {
+      onTrainBegin() {
+        best = mode === 'min' ? Infinity : -Infinity;
+      },
+      onEpochEnd(state: TrainingState, logs: Logs) {
+        if (!saveBestOnly) {
+          const target = path.join(dir, `epoch-${state.epoch + 1}`);
+          saveModel(state.model, target);
+          saved.push(target);
+          while (saved.length > keep) fs.rmSync(saved.shift()!, { recursive: true, force: true });
+          return;
+        }
+        const v = logs[monitor];
+        if (v === undefined) throw new ConfigError('model-checkpoint.monitor', `no epoch metric "${monitor}"; have ${Object.keys(logs).join(', ')}`);
+        if (mode === 'min' ? v < best : v > best) {
+          best = v;
+          saveModel(state.model, path.join(dir, 'best'));
+        }
+      },
+    };
+  },
+});
