@@ -11,6 +11,11 @@ import relu from './activations/relu';
 import sigmoid from './activations/sigmoid';
 import softmax from './activations/softmax';
 import tanh from './activations/tanh';
+import randomCrop from './augmentations/random-crop';
+import randomFlip from './augmentations/random-flip';
+import randomRotation from './augmentations/random-rotation';
+import randomTranslation from './augmentations/random-translation';
+import randomZoom from './augmentations/random-zoom';
 import cpu from './backends/cpu';
 import nativeCpu from './backends/native-cpu';
 import { tfjsNode, tfjsNodeGpu } from './backends/tfjs-node';
@@ -76,6 +81,7 @@ import mlflowFile from './trackers/mlflow-file';
 
 export const builtinPlugins: PluginDefinition<any, any>[] = [
   gelu, leakyRelu, linear, logSoftmax, relu, sigmoid, softmax, tanh,
+  randomCrop, randomFlip, randomRotation, randomTranslation, randomZoom,
   cpu, nativeCpu, tfjsNode, tfjsNodeGpu,
   earlyStopping, modelCheckpoint, progress, reduceOnPlateau,
   mnist,

@@ -66,6 +66,21 @@ describe('Trainer', () => {
     disposeRun(c);
   });
 
+  it('applies the configured augmentations to training batches, reproducibly from the seed', async () => {
+    const images = (augmentations: object[]) =>
+      toyConfig(dir, {
+        data: { source: { type: 'toy-blobs', size: 48, imageSize: 6 } },
+        model: { inputShape: [6, 6, 1], layers: [{ type: 'flatten' }, { type: 'dense', units: 3 }] },
+        augmentations,
+        trainer: { epochs: 2, batchSize: 16 },
+      });
+    const aug = [{ type: 'random-crop', padding: 1 }, { type: 'random-flip' }];
+    const [a, b, plain] = [await runExperiment({ registry, config: images(aug), log: () => undefined }), await runExperiment({ registry, config: images(aug), log: () => undefined }), await runExperiment({ registry, config: images([]), log: () => undefined })];
+    expect(a.history).toEqual(b.history);
+    expect(a.history[0]!.loss).not.toBe(plain.history[0]!.loss);
+    expect(a.test).toEqual(b.test);
+  });
+
   it('predicts in batches with the same result as one forward pass', async () => {
     const c = await buildRunContainer({ registry, config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 8, evalBatchSize: 3 } }) });
     const trainer = c.resolve(Trainer);
