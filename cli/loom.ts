@@ -4,15 +4,17 @@
  */
 import 'reflect-metadata';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, createRegistry, formatComparison, LoomError, PLUGIN_KINDS, type PaperResult, type PluginKind } from '../core';
 import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
+import { pluginDocs } from './plugin-docs';
 
 const USAGE = `usage:
   loom paper <name> [--preset P] [--seed N] [--backend B] [--json FILE]
   loom papers
-  loom plugins [--json] [--kind K]
+  loom plugins [--json] [--kind K] [--markdown FILE]
 
   <name>       one of: ${Object.keys(papers).join(', ')}
   --backend B  force a backend (also LOOM_BACKEND); default: the fastest available`;
@@ -51,7 +53,13 @@ async function main(argv: string[]): Promise<number> {
       }
       return 0;
     case 'plugins': {
-      const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean' }, kind: { type: 'string' } } });
+      const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean' }, kind: { type: 'string' }, markdown: { type: 'string' } } });
+      if (values.markdown) {
+        fs.mkdirSync(path.dirname(values.markdown), { recursive: true });
+        fs.writeFileSync(values.markdown, pluginDocs(registry));
+        console.log(`loom: wrote ${values.markdown}`);
+        return 0;
+      }
       const kind = values.kind as PluginKind | undefined;
       if (kind && !PLUGIN_KINDS.includes(kind)) throw new ConfigError('--kind', `unknown kind "${kind}"; kinds: ${PLUGIN_KINDS.join(', ')}`);
       const list = registry.list(kind);

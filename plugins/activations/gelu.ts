@@ -11,6 +11,7 @@ export default definePlugin({
   name: 'gelu',
   description: 'x * Phi(x), exact (erf) or tanh approximation (Hendrycks & Gimpel 2016)',
   schema: z.object({ approximate: z.enum(['none', 'tanh']).default('none') }),
+  properties: ['equals x·Φ(x) (exact form); the tanh approximation stays within 2e-3 of it'],
   create: ({ approximate }) => ({
     apply: (x: tf.Tensor) =>
       tf.tidy(() =>

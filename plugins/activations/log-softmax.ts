@@ -8,5 +8,6 @@ export default definePlugin({
   name: 'log-softmax',
   description: 'x - logsumexp(x) over the last axis',
   schema: z.object({}),
+  properties: ['equals the logarithm of softmax where that is representable'],
   create: () => ({ apply: (x: tf.Tensor) => tf.logSoftmax(x) }),
 });

@@ -8,5 +8,6 @@ export default definePlugin({
   name: 'softmax',
   description: 'exp(x_i) / sum_j exp(x_j) over the last axis',
   schema: z.object({}),
+  properties: ['rows are non-negative and sum to 1, unchanged by adding a constant to a row'],
   create: () => ({ apply: (x: tf.Tensor) => tf.softmax(x) }),
 });

@@ -15,6 +15,7 @@ export default definePlugin({
   aliases: ['native'],
   description: 'tfjs cpu backend with loom native kernels (C++ N-API: SIMD, blocked SGEMM, thread pool)',
   schema: z.object({}),
+  properties: ["every native kernel is property-tested against tfjs's reference kernel on random shapes (odd sizes, size 1, transposes, broadcasting)"],
   create: () => ({
     priority: 50,
     async available() {

@@ -15,6 +15,7 @@ export default definePlugin({
     patience: z.number().int().min(0).default(3),
     minDelta: z.number().min(0).default(0),
   }),
+  properties: ['stops after `patience` epochs without improvement, and not before; names a missing metric'],
   create: ({ monitor, mode, patience, minDelta }): Omit<Callback, 'spec'> => {
     let best = mode === 'min' ? Infinity : -Infinity;
     let wait = 0;

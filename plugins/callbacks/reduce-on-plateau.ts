@@ -16,6 +16,7 @@ export default definePlugin({
     patience: z.number().int().min(0).default(2),
     minLr: z.number().min(0).default(0),
   }),
+  properties: ['multiplies the learning rate by factor after `patience` flat epochs, down to minLr'],
   create: ({ monitor, mode, factor, patience, minLr }): Omit<Callback, 'spec'> => {
     let best = mode === 'min' ? Infinity : -Infinity;
     let wait = 0;

@@ -12,6 +12,7 @@ export default definePlugin({
   aliases: ['xavier-uniform'],
   description: 'U[-l, l], l = sqrt(6/(fanIn+fanOut)) (Glorot & Bengio 2010, eq. 16)',
   schema: z.object({ gain: z.number().positive().default(1) }),
+  properties: ['the sample mean and variance match the formula within 5 standard errors', 'stays inside ±√(6/(fanIn + fanOut)); fans computed as Keras does'],
   create: ({ gain }) => ({
     init(shape: number[], rng: Rng) {
       const { fanIn, fanOut } = computeFans(shape);

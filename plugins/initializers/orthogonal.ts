@@ -13,6 +13,7 @@ export default definePlugin({
   name: 'orthogonal',
   description: 'gain * Q from the QR decomposition of a Gaussian matrix (Saxe et al. 2014)',
   schema: z.object({ gain: z.number().positive().default(1) }),
+  properties: ['gain times a matrix with orthonormal columns (tall) or rows (wide)'],
   create: ({ gain }) => ({
     init: (shape: number[], rng: Rng) =>
       tf.tidy(() => {

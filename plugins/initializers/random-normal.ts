@@ -9,5 +9,6 @@ export default definePlugin({
   aliases: ['gaussian'],
   description: 'N(mean, stddev^2)',
   schema: z.object({ mean: z.number().default(0), stddev: z.number().positive().default(0.05) }),
+  properties: ['the sample mean and variance match the formula within 5 standard errors'],
   create: ({ mean, stddev }) => ({ init: (shape: number[], rng: Rng) => sample(shape, () => mean + stddev * rng.normal()) }),
 });

@@ -8,5 +8,6 @@ export default definePlugin({
   name: 'random-uniform',
   description: 'U[min, max)',
   schema: z.object({ min: z.number().default(-0.05), max: z.number().default(0.05) }).refine((o) => o.min < o.max, { message: 'min must be below max' }),
+  properties: ['the sample mean and variance match the formula within 5 standard errors'],
   create: ({ min, max }) => ({ init: (shape: number[], rng: Rng) => sample(shape, () => min + (max - min) * rng.next()) }),
 });

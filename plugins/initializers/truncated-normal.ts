@@ -8,5 +8,6 @@ export default definePlugin({
   name: 'truncated-normal',
   description: 'N(mean, stddev^2) redrawn beyond 2 stddev',
   schema: z.object({ mean: z.number().default(0), stddev: z.number().positive().default(0.05) }),
+  properties: ['the sample mean and variance match the formula within 5 standard errors (variance of the normal truncated at 2σ)'],
   create: ({ mean, stddev }) => ({ init: (shape: number[], rng: Rng) => sample(shape, () => mean + stddev * truncatedNormal(rng)) }),
 });

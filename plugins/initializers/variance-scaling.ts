@@ -52,5 +52,6 @@ export default definePlugin({
   name: 'variance-scaling',
   description: 'zero-mean weights with variance scale/n, n = fan in, fan out or their mean (He et al. 2015)',
   schema: varianceScalingOptions,
+  properties: ['the sample mean and variance match the formula within 5 standard errors'],
   create: ({ scale, mode, distribution }) => ({ init: (shape: number[], rng: Rng) => varianceScaling(shape, rng, scale, mode, distribution) }),
 });

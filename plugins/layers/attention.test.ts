@@ -92,6 +92,32 @@ describe('multi-head attention', () => {
   });
 });
 
+describe('padding masks through a model', () => {
+  it('embedding maskZero: padding ids change nothing at the real positions of an encoder', () => {
+    fc.assert(
+      fc.property(seeds, fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 }), (seed, len, pad) => {
+        const rng = new Rng(seed);
+        const emb = build<Layer>({ type: 'embedding', vocabSize: 9, dim: 4, maskZero: true }, [null, null], seed);
+        const enc = build<Layer>({ type: 'transformer-encoder', numHeads: 2, ff: 8, dropout: 0 }, [null, null, 4], seed);
+        const ids = Array.from({ length: len }, () => 1 + rng.int(8));
+        const run = (row: number[]) => {
+          const ctx = ctxOf();
+          const x = tf.tensor2d([row], undefined, 'int32');
+          const y = tf.tidy(() => tf.slice(enc.apply(emb.apply(x, ctx), ctx), [0, 0, 0], [1, len, 4]));
+          tf.dispose([x, ctx.mask!]);
+          return y;
+        };
+        const [a, b] = [run(ids), run([...ids, ...Array(pad).fill(0)])];
+        close(a, b, 4);
+        tf.dispose([a, b]);
+        emb.dispose();
+        enc.dispose();
+      }),
+      { numRuns: 15 },
+    );
+  });
+});
+
 describe('transformer decoder', () => {
   function setup(seed: number, preNorm: boolean) {
     const rng = new Rng(seed);

@@ -75,5 +75,6 @@ export default definePlugin({
   description: 'batch normalisation with running statistics for inference (Ioffe & Szegedy 2015)',
   schema,
   examples: [{ inputShape: [4, 3] }, { options: { momentum: 0.9 }, inputShape: [2, 3, 3, 2] }],
+  properties: ['normalises each channel in training, tracks running statistics, and uses them at inference'],
   create: (opts, ctx) => new BatchNorm(opts, ctx),
 });

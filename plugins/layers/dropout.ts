@@ -36,5 +36,6 @@ export default definePlugin({
   description: 'inverted dropout: keep with probability 1-rate, scale by 1/(1-rate) (Srivastava et al. 2014)',
   schema,
   examples: [{ options: { rate: 0.3 }, inputShape: [3, 7] }],
+  properties: ['inverted: the mean of the output equals the input within sampling error; identity at inference'],
   create: (opts) => new Dropout(opts.rate, opts.name ?? 'dropout'),
 });

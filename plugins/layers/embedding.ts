@@ -69,5 +69,6 @@ export default definePlugin({
     { options: { vocabSize: 7, dim: 3 }, inputShape: [2, 4], inputInts: 7 },
     { options: { vocabSize: 5, dim: 2, dropout: 0.4 }, inputShape: [3, 4], inputInts: 5 },
   ],
+  properties: ['word dropout zeroes every occurrence of a dropped word type and scales kept ones by 1/(1 − rate)', 'maskZero: padded positions change nothing downstream'],
   create: (opts, ctx) => new Embedding(opts, ctx),
 });

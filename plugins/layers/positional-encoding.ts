@@ -59,5 +59,6 @@ export default definePlugin({
   description: 'sinusoidal (Vaswani et al. 2017, §3.5) or learned position embeddings added to the input',
   schema,
   examples: [{ options: { maxLength: 8 }, inputShape: [2, 5, 4] }, { options: { kind: 'learned', maxLength: 6 }, inputShape: [2, 3, 4] }],
+  properties: ['adds sin(pos/10000^(2i/d)) and cos(pos/10000^(2i/d)) to even and odd features (Vaswani et al. 2017, §3.5)'],
   create: (opts, ctx) => new PositionalEncoding(opts, ctx),
 });

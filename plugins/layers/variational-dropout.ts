@@ -32,5 +32,6 @@ export default definePlugin({
   description: 'one dropout mask per sequence shared over time (Gal & Ghahramani 2016)',
   schema,
   examples: [{ options: { rate: 0.3 }, inputShape: [2, 4, 3] }],
+  properties: ['one mask per sequence shared by all time steps, different masks for different sequences; unlike standard dropout, whose mask changes every step'],
   create: (opts) => new VariationalDropout(opts.rate, opts.name ?? 'variational-dropout'),
 });

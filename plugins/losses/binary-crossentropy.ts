@@ -13,6 +13,7 @@ export default definePlugin({
   description: 'mean of -y log sigmoid(z) - (1-y) log(1 - sigmoid(z)), from logits, stable form',
   schema: z.object({}),
   examples: [{ inputShape: [4, 3], target: 'same' }],
+  properties: ['matches the definition for any logits and targets in [0, 1]'],
   create: () => ({
     compute(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Scalar {
       if (yTrue.size !== yPred.size) throw new ShapeError('loss "binary-crossentropy"', `one target per logit [${yPred.shape}]`, yTrue.shape);

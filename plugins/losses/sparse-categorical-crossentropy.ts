@@ -25,6 +25,7 @@ export default definePlugin({
     { options: { labelSmoothing: 0.1 }, inputShape: [2, 3, 4], target: 'classes' },
     { options: { ignoreIndex: 0 }, inputShape: [6, 3], target: 'classes' },
   ],
+  properties: ['equals the mean of −log softmax(z)[y] computed in float64', 'invariant to adding a constant to a row of logits; finite for huge logits', 'label smoothing equals (1 − ε)·CE + ε·mean_k(−log p_k)', 'ignoreIndex averages over the other rows only (masked sequences)'],
   create: ({ fromLogits, labelSmoothing, ignoreIndex }) => ({
     compute(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Scalar {
       const classes = yPred.shape.at(-1)!;

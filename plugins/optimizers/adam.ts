@@ -62,5 +62,6 @@ export default definePlugin({
   aliases: ['adamw'],
   description: 'Adam with bias correction (Kingma & Ba 2015, Algorithm 1); decoupled weight decay = AdamW (Loshchilov & Hutter 2019)',
   schema,
+  properties: ['follows Kingma & Ba (2015) Algorithm 1 in float32 within 1e-4 of float64', 'bias correction: the first step moves each weight by about lr', 'AdamW: Loshchilov & Hutter (2019) Algorithm 2, no decay for biases and norms', "parameter groups: each parameter follows the rule with its group's options"],
   create: (opts) => new Adam(opts),
 });

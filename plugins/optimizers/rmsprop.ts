@@ -26,5 +26,6 @@ export default definePlugin({
   name: 'rmsprop',
   description: 'RMSprop: divide the gradient by a running RMS of its recent values (Tieleman & Hinton 2012)',
   schema,
+  properties: ["follows Tieleman & Hinton's update in float32 within 1e-4 of float64", "parameter groups: each parameter follows the rule with its group's options"],
   create: (opts) => new RMSprop(opts),
 });

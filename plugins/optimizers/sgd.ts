@@ -35,5 +35,6 @@ export default definePlugin({
   description: 'SGD with optional (Nesterov) momentum (Polyak 1964; Sutskever et al. 2013)',
   schema,
   examples: [{ options: { lr: 0.05, momentum: 0.9, nesterov: true } }],
+  properties: ['follows its update rule (momentum, Nesterov) in float32 within 1e-4 of float64', "parameter groups: each parameter follows the rule with its group's options; a schedule scales every group"],
   create: (opts) => new SGD(opts),
 });

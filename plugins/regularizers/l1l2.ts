@@ -20,6 +20,7 @@ export const l1l2: PluginDefinition<'regularizer'> = definePlugin({
   name: 'l1l2',
   description: 'l1 * sum|w| + l2 * sum w^2 (elastic net)',
   schema: z.object({ l1: strength.default(0.01), l2: strength.default(0.01) }),
+  properties: ['value and gradient of λ₁‖w‖₁ + λ₂‖w‖² match their formulas; the penalty is added to the loss by the layer that declares it'],
   create: ({ l1, l2 }) => ({ penalty: (w: tf.Tensor) => penalty(w, l1, l2) }),
 });
 
@@ -29,6 +30,7 @@ export const l1: PluginDefinition<'regularizer'> = definePlugin({
   name: 'l1',
   description: 'l1 * sum|w| (lasso)',
   schema: z.object({ l1: strength.default(0.01) }),
+  properties: ['value and gradient (λ·sign(w)) match the formula'],
   create: ({ l1: s }) => ({ penalty: (w: tf.Tensor) => penalty(w, s, 0) }),
 });
 
@@ -38,5 +40,6 @@ export const l2: PluginDefinition<'regularizer'> = definePlugin({
   name: 'l2',
   description: 'l2 * sum w^2 (gradient 2 l2 w)',
   schema: z.object({ l2: strength.default(0.01) }),
+  properties: ['the gradient of λ‖w‖² is 2λw'],
   create: ({ l2: s }) => ({ penalty: (w: tf.Tensor) => penalty(w, 0, s) }),
 });

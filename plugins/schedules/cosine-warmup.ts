@@ -12,6 +12,7 @@ export default definePlugin({
   schema: z
     .object({ lr: z.number().positive(), warmupSteps: z.number().int().min(0), totalSteps: z.number().int().positive(), minLr: z.number().min(0).default(0) })
     .refine((o) => o.totalSteps > o.warmupSteps, { message: 'totalSteps must exceed warmupSteps', path: ['totalSteps'] }),
+  properties: ['peaks at lr after warm-up, decays monotonically and ends at minLr'],
   create: ({ lr, warmupSteps, totalSteps, minLr }) => ({
     rate(step: number) {
       if (step < warmupSteps) return (lr * (step + 1)) / warmupSteps;

@@ -7,5 +7,6 @@ export default definePlugin({
   name: 'exponential-decay',
   description: 'lr * rate^(step / decaySteps), optionally staircase',
   schema: z.object({ lr: z.number().positive(), rate: z.number().positive().max(1), decaySteps: z.number().int().positive(), staircase: z.boolean().default(false) }),
+  properties: ['follows its formula'],
   create: ({ lr, rate, decaySteps, staircase }) => ({ rate: (step: number) => lr * rate ** (staircase ? Math.floor(step / decaySteps) : step / decaySteps) }),
 });

@@ -7,5 +7,6 @@ export default definePlugin({
   name: 'inverse-time-decay',
   description: 'lr / (1 + rate * step / decaySteps)',
   schema: z.object({ lr: z.number().positive(), rate: z.number().min(0), decaySteps: z.number().int().positive() }),
+  properties: ['follows its formula'],
   create: ({ lr, rate, decaySteps }) => ({ rate: (step: number) => lr / (1 + (rate * step) / decaySteps) }),
 });

@@ -10,5 +10,6 @@ export default definePlugin({
   name: 'step-decay',
   description: 'lr * factor^(epochs since startEpoch), per epoch (Zaremba et al. 2014)',
   schema: z.object({ lr: z.number().positive(), factor: z.number().positive().max(1), startEpoch: z.number().int().min(0).default(0) }),
+  properties: ['follows its formula'],
   create: ({ lr, factor, startEpoch }) => ({ rate: (_step: number, epoch: number) => lr * factor ** Math.max(0, epoch - startEpoch + 1) }),
 });

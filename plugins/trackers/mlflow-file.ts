@@ -151,5 +151,6 @@ export default definePlugin({
   name: 'mlflow-file',
   description: "MLflow's file store under ./mlruns (readable by `mlflow ui --backend-store-uri ./mlruns`)",
   schema: z.object({ root: z.string().min(1).default('mlruns') }),
+  properties: ["writes MLflow's file-store layout exactly; a failing run is FAILED with its reason; params immutable"],
   create: ({ root }) => new MlflowFileTracker(root),
 });

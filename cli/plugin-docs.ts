@@ -1,0 +1,41 @@
+/**
+ * Generates docs/plugins.md from the registry: every plugin's kind, name, aliases, description (with its source)
+ * and the properties its tests check, plus what the conformance suite checks for every plugin of a kind.
+ * Run `npm run docs`; a test fails when the committed file differs from what this produces.
+ */
+import { PLUGIN_KINDS, type PluginKind, type PluginRegistry } from '../core';
+
+/** What test/conformance.test.ts (and the suites that loop over the registry) check for every plugin of a kind. */
+export const CONFORMANCE: Partial<Record<PluginKind, string>> = {
+  layer: 'gradients (inputs and weights) match central finite differences; the config round-trips; no tensor leak; on every CPU backend',
+  activation: 'gradients match central finite differences; the config round-trips; no tensor leak; on every CPU backend',
+  loss: 'gradients with respect to predictions match central finite differences; the config round-trips; no tensor leak',
+  optimizer: 'minimises a quadratic; the state dict round-trips (names and shapes checked); no tensor leak; its paper\'s update rule in float64 (update-rules/adam tests)',
+  initializer: 'fills the requested shape with finite values, deterministically under a seed; the config round-trips',
+  regularizer: 'the penalty gradient matches central finite differences; the config round-trips',
+  augmentation: 'keeps shape and dtype; deterministic under a seed; no tensor leak; rejects non-image inputs by name',
+};
+
+const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+
+export function pluginDocs(registry: PluginRegistry): string {
+  const lines = [
+    '# Plugins',
+    '',
+    'Generated from the plugin registry by `npm run docs` (`cli/plugin-docs.ts`); do not edit by hand: a test fails when',
+    'this file and the registry disagree. `npm run plugins -- --json` lists the same plugins with their JSON options schemas.',
+    '',
+  ];
+  for (const kind of PLUGIN_KINDS) {
+    const list = registry.list(kind);
+    if (list.length === 0) continue;
+    lines.push(`## ${kind} (${list.length})`, '');
+    if (CONFORMANCE[kind]) lines.push(`Every ${kind} is checked by the conformance suite: ${CONFORMANCE[kind]}.`, '');
+    lines.push('| name | aliases | what, and its source | properties its own tests check |', '| --- | --- | --- | --- |');
+    for (const p of list) {
+      lines.push(`| \`${p.name}\` | ${p.aliases.map((a) => `\`${a}\``).join(', ')} | ${cell(p.description)} | ${cell(p.properties.join('; '))} |`);
+    }
+    lines.push('');
+  }
+  return lines.join('\n');
+}
