@@ -87,6 +87,11 @@ export interface Layer extends Configurable {
   parameters(): Parameter[];
   /** Non-trainable state saved with the weights (e.g. BatchNorm running statistics). */
   buffers?(): Parameter[];
+  /**
+   * Forgets state carried between batches (stateful recurrent layers, as language models train with truncated
+   * BPTT). The trainer calls it at the start of every epoch and of every evaluation.
+   */
+  resetStates?(): void;
   dispose(): void;
 }
 

@@ -117,6 +117,10 @@ export class LayerStack {
     return this.layers.flatMap((l) => l.buffers?.() ?? []);
   }
 
+  resetStates(): void {
+    for (const l of this.layers) l.resetStates?.();
+  }
+
   dispose(): void {
     for (const l of this.layers) l.dispose();
   }

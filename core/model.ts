@@ -77,6 +77,10 @@ export class Sequential implements Model {
     return this.layers.flatMap((l) => l.buffers?.() ?? []);
   }
 
+  resetStates(): void {
+    for (const l of this.layers) l.resetStates?.();
+  }
+
   /** Parameters and buffers: everything saved with the weights. */
   weights(): Parameter[] {
     return [...this.parameters(), ...this.buffers()];

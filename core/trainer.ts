@@ -144,6 +144,7 @@ export class Trainer {
     await this.each((c) => c.onTrainBegin?.(state));
     for (let epoch = startEpoch; epoch < epochs && !state.stopTraining; epoch++) {
       state.epoch = epoch;
+      this.model.resetStates?.();
       for (const m of this.metrics) m.reset();
       await this.each((c) => c.onEpochBegin?.(state));
       let sum = 0;
@@ -186,8 +187,9 @@ export class Trainer {
     return history;
   }
 
-  /** Mean loss and metrics over `data`, in inference mode (dropout off). */
+  /** Mean loss and metrics over `data`, in inference mode (dropout off), from freshly reset recurrent states. */
   evaluate(data: Dataset): Logs {
+    this.model.resetStates?.();
     for (const m of this.metrics) m.reset();
     let sum = 0;
     for (const idx of batchesOf(epochOrder(data.size, 0, 0, false), this.options.evalBatchSize)) {

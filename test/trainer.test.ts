@@ -81,6 +81,34 @@ describe('Trainer', () => {
     expect(a.test).toEqual(b.test);
   });
 
+  it('carries stateful LSTM state across batches and resets it at the start of every epoch and evaluation', async () => {
+    const config = toyConfig(dir, {
+      model: { inputShape: [2], layers: [{ type: 'reshape', targetShape: [2, 1] }, { type: 'lstm', units: 4, stateful: true, returnSequences: false }, { type: 'dense', units: 3 }] },
+      trainer: { epochs: 3, batchSize: 8, evalBatchSize: 8, shuffle: false, validationSplit: 0.25 },
+      trackers: [],
+    });
+    const c = await buildRunContainer({ registry, config, log: () => undefined });
+    const model = c.resolve(TOKENS.Model) as unknown as { resetStates(): void; layers: { resetStates?(): void }[] };
+    const events: string[] = [];
+    const lstm = model.layers[1]!;
+    const original = lstm.resetStates!.bind(lstm);
+    lstm.resetStates = () => {
+      events.push('reset');
+      original();
+    };
+    const trainer = c.resolve(Trainer);
+    const apply = trainer.model.apply.bind(trainer.model);
+    trainer.model.apply = (x, ctx) => {
+      events.push(ctx.training ? 'train' : 'eval');
+      return apply(x, ctx);
+    };
+    await trainer.fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData));
+    // Per epoch: a reset, 9 training batches carrying state, then a reset before the 3 validation batches.
+    const epoch = ['reset', ...Array(9).fill('train'), 'reset', ...Array(3).fill('eval')];
+    expect(events).toEqual([...epoch, ...epoch, ...epoch]);
+    disposeRun(c);
+  });
+
   it('predicts in batches with the same result as one forward pass', async () => {
     const c = await buildRunContainer({ registry, config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 8, evalBatchSize: 3 } }) });
     const trainer = c.resolve(Trainer);

@@ -51,6 +51,10 @@ export class Concatenate extends LayerBase {
     return this.branches.flatMap((b) => b.buffers());
   }
 
+  resetStates(): void {
+    for (const b of this.branches) b.resetStates();
+  }
+
   override dispose(): void {
     for (const b of this.branches) b.dispose();
   }

@@ -4,6 +4,7 @@ import {
   definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
   type Rng, type Shape,
 } from '../../core';
+import { dropoutMask } from './dropout';
 
 const schema = layerOptions.extend({
   units: z.number().int().positive(),
@@ -18,6 +19,13 @@ const schema = layerOptions.extend({
   recurrentInitializer: pluginSpecSchema.default('glorot-uniform'),
   /** Jozefowicz et al. (2015): a forget-gate bias of 1 helps gradients flow early in training. */
   unitForgetBias: z.boolean().default(true),
+  /**
+   * Variational dropout on the recurrent connections (Gal & Ghahramani 2016, §4): one mask on h_{t−1} per sequence
+   * (per batch), shared by every time step, z_t = x_t W + (h_{t−1} ⊙ m) U + b. Inputs and outputs are dropped by
+   * `variational-dropout` layers around the LSTM; naive dropout (Zaremba et al. 2014) uses plain `dropout` layers
+   * there and no recurrent dropout.
+   */
+  recurrentDropout: z.number().min(0).lt(1).default(0),
 });
 
 /**
@@ -55,9 +63,12 @@ export class LSTM extends LayerBase {
     return this.opts.returnSequences ? [null, time, u] : [null, u];
   }
 
-  apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {
+  apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
     const [batch, time, features] = x.shape as [number, number, number];
     const u = this.opts.units;
+    const rd = ctx.training ? this.opts.recurrentDropout : 0;
+    // The recurrent mask, scaled by 1/(1 − rate) (inverted dropout); all ones without recurrent dropout.
+    const mask = rd > 0 ? dropoutMask(tf.ones([batch, u]), rd, ctx.rng.nextSeed(), [batch, u]) : null;
     if (this.state && this.state.h.shape[0] !== batch) {
       throw this.shapeError(`a batch of ${this.state.h.shape[0]} (stateful layers keep their batch size)`, [batch, time, features]);
     }
@@ -68,8 +79,9 @@ export class LSTM extends LayerBase {
     // Backpropagation through time written out (rather than taped op by op): the recurrent-weight gradient is one
     // product over all steps, dU = Σ_t h_{t-1}ᵀ dz_t = H_prevᵀ · dZ, instead of T products and T additions.
     const run = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-      const [xs, kernel, recurrent, bias, hInit, cInit] = args as tf.Tensor[];
-      const save = args[6] as tf.GradSaveFunc;
+      const [xs, kernel, recurrent, bias, hInit, cInit, m] = args as tf.Tensor[];
+      const save = args[7] as tf.GradSaveFunc;
+      const masked = (h: tf.Tensor) => (mask ? tf.mul(h, m!) : h);
       const xw = tf.reshape(tf.add(tf.matMul(tf.reshape(xs!, [batch * time, features]), kernel!), bias!), [batch, time, 4 * u]);
       const steps = tf.unstack(xw, 1);
       let h = hInit!;
@@ -78,7 +90,7 @@ export class LSTM extends LayerBase {
       const cs = [c];
       const gates: tf.Tensor[] = [];
       for (const zx of steps) {
-        const z = tf.add(zx, tf.matMul(h, recurrent!));
+        const z = tf.add(zx, tf.matMul(masked(h), recurrent!));
         const [zi, zf, zg, zo] = tf.split(z, 4, 1) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
         const [i, f, g, o] = [tf.sigmoid(zi), tf.sigmoid(zf), tf.tanh(zg), tf.sigmoid(zo)];
         c = tf.add(tf.mul(f, c), tf.mul(i, g));
@@ -87,13 +99,15 @@ export class LSTM extends LayerBase {
         cs.push(c);
         gates.push(tf.concat([i, f, g, o], 1));
       }
-      last = { h, c };
-      save([xs!, kernel!, recurrent!, tf.stack(hs), tf.stack(cs), tf.stack(gates)]);
+      // Kept now: customGrad disposes the forward pass's intermediates when it returns.
+      if (this.opts.stateful) last = { h: tf.keep(tf.clone(h)), c: tf.keep(tf.clone(c)) };
+      save([xs!, kernel!, recurrent!, tf.stack(hs), tf.stack(cs), tf.stack(gates), m!]);
       const value = seq ? tf.stack(hs.slice(1), 1) : h;
       return {
         value,
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-          const [sx, sk, sr, hAll, cAll, gAll] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+          const [sx, sk, sr, hAll, cAll, gAll, sm] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+          const maskedG = (h: tf.Tensor) => (mask ? tf.mul(h, sm) : h);
           const hList = tf.unstack(hAll);
           const cList = tf.unstack(cAll);
           const gList = tf.unstack(gAll);
@@ -114,10 +128,11 @@ export class LSTM extends LayerBase {
             const dz = tf.concat([di, df, dg, dO], 1);
             dzs[t] = dz;
             dc = tf.mul(dct, f);
-            dh = tf.matMul(dz, recurrentT);
+            dh = maskedG(tf.matMul(dz, recurrentT));
           }
           const dZ = tf.reshape(tf.stack(dzs, 1), [batch * time, 4 * u]);
-          const hPrev = tf.reshape(tf.stack(hList.slice(0, time), 1), [batch * time, u]);
+          const hStack = tf.stack(hList.slice(0, time), 1); // [batch, time, u]
+          const hPrev = tf.reshape(mask ? tf.mul(hStack, tf.expandDims(sm, 1)) : hStack, [batch * time, u]);
           const xFlat = tf.reshape(sx, [batch * time, features]);
           return [
             tf.reshape(tf.matMul(dZ, sk, false, true), [batch, time, features]),
@@ -126,19 +141,20 @@ export class LSTM extends LayerBase {
             tf.sum(dZ, 0),
             dh,
             dc,
+            tf.zerosLike(sm),
           ];
         },
       };
     });
-    const out = run(x, this.kernel, this.recurrent, this.bias, h0, c0);
-    if (this.opts.stateful && last) this.keepState((last as { h: tf.Tensor; c: tf.Tensor }).h, (last as { h: tf.Tensor; c: tf.Tensor }).c);
+    const out = run(x, this.kernel, this.recurrent, this.bias, h0, c0, mask ?? tf.ones([batch, u]));
+    if (last) this.keepState(last);
     return out;
   }
 
-  /** Stores the final state for the next batch, detached from this batch's gradient tape. */
-  private keepState(h: tf.Tensor, c: tf.Tensor): void {
+  /** Stores the final state (kept tensors) for the next batch, releasing the previous one. */
+  private keepState(next: { h: tf.Tensor; c: tf.Tensor }): void {
     const old = this.state;
-    this.state = { h: tf.keep(tf.clone(h)), c: tf.keep(tf.clone(c)) };
+    this.state = next;
     if (old) tf.dispose([old.h, old.c]);
   }
 
@@ -162,6 +178,8 @@ export default definePlugin({
   examples: [
     { options: { units: 3 }, inputShape: [2, 4, 5] },
     { options: { units: 2, returnSequences: false }, inputShape: [3, 3, 2] },
+    { options: { units: 3, recurrentDropout: 0.4 }, inputShape: [2, 3, 2] },
   ],
+  properties: ['stateful: two half sequences give the output of the whole; the trainer resets state at every epoch and evaluation', 'recurrent dropout is one mask on h shared by every time step (Gal & Ghahramani 2016)'],
   create: (opts, ctx) => new LSTM(opts, ctx),
 });

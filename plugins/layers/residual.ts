@@ -40,6 +40,10 @@ export class Residual extends LayerBase {
     return this.branch.buffers();
   }
 
+  resetStates(): void {
+    this.branch.resetStates();
+  }
+
   override dispose(): void {
     this.branch.dispose();
   }
