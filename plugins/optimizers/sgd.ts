@@ -7,6 +7,12 @@ const schema = withParamGroups(z.object({
   momentum: z.number().min(0).lt(1).default(0),
   /** Nesterov momentum in the form of Sutskever et al. (2013), eq. 3-4, as PyTorch implements it. */
   nesterov: z.boolean().default(false),
+  /**
+   * Weight decay λ as PyTorch's SGD applies it: g ← g + λθ before momentum, the gradient of the L2 penalty
+   * (λ/2)‖θ‖² (Krogh & Hertz 1992); zero for the roles in `noDecay`.
+   */
+  weightDecay: z.number().min(0).default(0),
+  noDecay: z.array(z.enum(['kernel', 'bias', 'norm', 'embedding', 'other'])).default(['bias', 'norm']),
 }));
 
 /**
@@ -17,11 +23,12 @@ const schema = withParamGroups(z.object({
 export class SGD extends SlotOptimizer<z.output<typeof schema>> {
   protected readonly slotNames: readonly string[];
   constructor(opts: z.output<typeof schema>) {
-    super(opts, { momentum: opts.momentum, nesterov: opts.nesterov });
+    super(opts, { momentum: opts.momentum, nesterov: opts.nesterov, weightDecay: opts.weightDecay });
     this.slotNames = [opts, ...opts.groups].some((g) => (g.momentum ?? 0) > 0) ? ['momentum'] : [];
   }
   protected update(p: Parameter, g: tf.Tensor, s: Record<string, tf.Variable>, lr: number, o: z.output<typeof schema>): void {
     const { momentum: mu, nesterov } = o;
+    if (o.weightDecay > 0 && !o.noDecay.includes(p.role)) g = tf.add(g, tf.mul(p.variable, o.weightDecay));
     if (mu === 0) return void p.variable.assign(tf.sub(p.variable, tf.mul(g, lr)));
     const b = tf.add(tf.mul(s.momentum!, mu), g);
     s.momentum!.assign(b);

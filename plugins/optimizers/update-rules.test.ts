@@ -15,15 +15,17 @@ beforeAll(async () => {
 
 type Rule = (theta: number[], grads: number[][], h: Record<string, number>, role: ParamRole) => number[];
 
-const sgd: Rule = (theta, grads, h) => {
+const sgd: Rule = (theta, grads, h, role) => {
   const t = [...theta];
   const b = t.map(() => 0);
-  for (const g of grads)
+  const wd = role === 'bias' ? 0 : (h.weightDecay ?? 0);
+  for (const g0 of grads)
     for (let i = 0; i < t.length; i++) {
-      if (h.momentum === 0) t[i]! -= h.lr! * g[i]!;
+      const g = g0[i]! + wd * t[i]!;
+      if (h.momentum === 0) t[i]! -= h.lr! * g;
       else {
-        b[i] = h.momentum! * b[i]! + g[i]!;
-        t[i]! -= h.lr! * (h.nesterov ? g[i]! + h.momentum! * b[i]! : b[i]!);
+        b[i] = h.momentum! * b[i]! + g;
+        t[i]! -= h.lr! * (h.nesterov ? g + h.momentum! * b[i]! : b[i]!);
       }
     }
   return t;
@@ -68,7 +70,7 @@ const adamw: Rule = (theta, grads, h, role) => {
 
 const d = (lo: number, hi: number) => fc.double({ min: lo, max: hi, noNaN: true, noDefaultInfinity: true });
 const rules: [string, Rule, fc.Arbitrary<Record<string, number | boolean>>][] = [
-  ['sgd', sgd, fc.record({ lr: d(1e-3, 0.5), momentum: fc.constantFrom(0, 0.5, 0.9), nesterov: fc.boolean() })],
+  ['sgd', sgd, fc.record({ lr: d(1e-3, 0.5), momentum: fc.constantFrom(0, 0.5, 0.9), nesterov: fc.boolean(), weightDecay: fc.constantFrom(0, 1e-4, 0.1) })],
   ['rmsprop', rmsprop, fc.record({ lr: d(1e-4, 0.1), rho: d(0.5, 0.99), epsilon: d(1e-7, 1e-3) })],
   ['adagrad', adagrad, fc.record({ lr: d(1e-3, 0.5), initialAccumulator: d(0.01, 1), epsilon: d(1e-7, 1e-3) })],
   ['adamw', adamw, fc.record({ lr: d(1e-4, 0.05), beta1: d(0, 0.95), beta2: d(0.9, 0.999), epsilon: d(1e-8, 1e-4), weightDecay: d(0, 0.3) })],
