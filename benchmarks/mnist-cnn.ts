@@ -4,7 +4,7 @@
  * PyTorch (best of 1 and 2 threads).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, Sequential, Trainer, type PluginRegistry } from '../core';
+import { Rng, Sequential, Trainer, trainerOptionsSchema, type PluginRegistry } from '../core';
 import papers from '../papers/mnist-cnn';
 import { best, entry, measure, nodePeer, pythonPeer, type Benchmark } from './harness';
 
@@ -21,7 +21,7 @@ export function mnistCnn(registry: PluginRegistry, backend: string): Benchmark {
         const trainer = new Trainer(
           model, registry.create('loss', full.loss), registry.create('optimizer', full.optimizer), null, [], [],
           registry.create('tracker', 'console'), registry.create('parallelism', 'single-process'), new Rng(0),
-          { epochs: 1, batchSize: batch, validationSplit: 0, shuffle: false, logEvery: 1000, evalBatchSize: batch, accumulateSteps: 1 },
+          trainerOptionsSchema.parse({ epochs: 1, batchSize: batch, shuffle: false, logEvery: 1000, evalBatchSize: batch }),
         );
         const x = tf.randomUniform([batch, 28, 28, 1], 0, 1, 'float32', 3);
         const y = tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 10), 'int32');

@@ -6,18 +6,20 @@ import 'reflect-metadata';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, createRegistry, formatComparison, LoomError, PLUGIN_KINDS, type PaperResult, type PluginKind } from '../core';
+import { ConfigError, createRegistry, findLatestCheckpoint, formatComparison, LoomError, PLUGIN_KINDS, type PaperResult, type PluginKind } from '../core';
 import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
 import { pluginDocs } from './plugin-docs';
 
 const USAGE = `usage:
-  loom paper <name> [--preset P] [--seed N] [--backend B] [--json FILE]
+  loom paper <name> [--preset P] [--seed N] [--backend B] [--json FILE] [--resume latest|DIR]
   loom papers
   loom plugins [--json] [--kind K] [--markdown FILE]
 
   <name>       one of: ${Object.keys(papers).join(', ')}
-  --backend B  force a backend (also LOOM_BACKEND); default: the fastest available`;
+  --backend B  force a backend (also LOOM_BACKEND); default: the fastest available
+  --resume     continue an interrupted run (same MLflow run) from its newest checkpoint under ./checkpoints
+               ("latest"), or from a checkpoint directory; give the same preset and seed`;
 
 function intFlag(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -33,7 +35,7 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parseArgs({
         args: rest,
         allowPositionals: true,
-        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, json: { type: 'string' } },
+        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, json: { type: 'string' }, resume: { type: 'string' } },
       });
       const name = positionals[0];
       if (!name) throw new ConfigError('paper', `name a paper: ${Object.keys(papers).join(', ')}`);
@@ -41,7 +43,13 @@ async function main(argv: string[]): Promise<number> {
       if (!paper) throw new ConfigError('paper', `unknown paper "${name}"; papers: ${Object.keys(papers).join(', ')}`);
       const preset = values.preset ?? 'smoke';
       if (!paper.presets[preset]) throw new ConfigError('--preset', `paper "${name}" has no preset "${preset}"; presets: ${Object.keys(paper.presets).join(', ')}`);
-      const result = await paper.run({ registry, preset, seed: intFlag('seed', values.seed), backend: values.backend ?? process.env.LOOM_BACKEND });
+      let resume = values.resume;
+      if (resume === 'latest') {
+        const experiment = String(paper.presets[preset]!.experiment ?? name);
+        resume = findLatestCheckpoint(experiment) ?? undefined;
+        if (!resume) throw new ConfigError('--resume', `no checkpoint of experiment "${experiment}" under ./checkpoints to resume`);
+      }
+      const result = await paper.run({ registry, preset, seed: intFlag('seed', values.seed), backend: values.backend ?? process.env.LOOM_BACKEND, resume });
       console.log(`\n${formatComparison(result)}`);
       if (values.json) fs.writeFileSync(values.json, JSON.stringify(summary(result), null, 2) + '\n');
       return 0;

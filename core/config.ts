@@ -25,6 +25,22 @@ export const trainerOptionsSchema = z.object({
   accumulateSteps: z.number().int().positive().default(1),
   /** Clamp every gradient element to [−clipValue, clipValue]. */
   clipValue: z.number().positive().optional(),
+  /**
+   * A non-finite loss or gradient stops the run (`stop`: FAILED with a report, the last good checkpoint kept) or
+   * skips that batch (`skip`: no update; counted in the `skipped_batches` metric).
+   */
+  onNonFinite: z.enum(['stop', 'skip']).default('stop'),
+  /** Checkpoints (see core/checkpoint.ts): at the end of every epoch and every `everySteps` steps, keeping `keep`. */
+  checkpoint: z
+    .object({
+      enabled: z.boolean().default(true),
+      everySteps: z.number().int().positive().optional(),
+      keep: z.number().int().positive().default(2),
+      /** Directory for this run's checkpoints; default: `checkpoints/<experiment id>/<run id>` under the working directory. */
+      dir: z.string().min(1).optional(),
+    })
+    .strict()
+    .default({ enabled: true, keep: 2 }),
 });
 export type TrainerOptions = z.infer<typeof trainerOptionsSchema>;
 

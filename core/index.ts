@@ -23,3 +23,4 @@ export * from './environment';
 export * from './fs-atomic';
 export * from './kernels';
 export * from './optimizer';
+export * from './checkpoint';

@@ -25,6 +25,15 @@ export interface Configurable {
   readonly spec: { type: string } & JsonObject;
 }
 
+/**
+ * Implemented by plugins whose state changes while training (streaming metrics, early stopping, stateful RNNs), so
+ * a checkpoint can restore them exactly and a resumed run continues as if it had never stopped.
+ */
+export interface HasState {
+  getState(): Json;
+  setState(state: Json): void;
+}
+
 // ---------------------------------------------------------------- tensors, activations, initializers
 
 /**
@@ -77,7 +86,7 @@ export interface ForwardContext {
  * A layer: built once for an input shape (creating its parameters), then applied to batches.
  * Layers own their parameters (like PyTorch modules) and report them via `parameters()`.
  */
-export interface Layer extends Configurable {
+export interface Layer extends Configurable, Partial<HasState> {
   /** Instance name, unique within a model (e.g. `conv2d_1`). */
   readonly name: string;
   /** Creates parameters for `inputShape` and returns the output shape. Throws ShapeError if the input does not fit. */
@@ -115,7 +124,7 @@ export interface Regularizer extends Configurable {
 }
 
 /** A streaming metric: reset per epoch/evaluation, updated per batch, read at the end. */
-export interface Metric extends Configurable {
+export interface Metric extends Configurable, Partial<HasState> {
   /** Key under which the value is logged, e.g. `accuracy`. */
   readonly key: string;
   reset(): void;
@@ -205,7 +214,12 @@ export interface RunInfo {
  * per-step metrics and artifacts. Logging calls may buffer; `flush` and `endRun` persist everything.
  */
 export interface Tracker extends Configurable {
-  startRun(opts: { experiment: string; runName: string; tags?: Record<string, string> }): Promise<RunInfo>;
+  /**
+   * Starts a run, or with `resume` reopens an existing one (status back to RUNNING) to continue it from a checkpoint
+   * taken at `resume.step`: values logged after that step by the interrupted process are discarded where the
+   * store allows, so a resumed run holds each metric once.
+   */
+  startRun(opts: { experiment: string; runName: string; tags?: Record<string, string>; resume?: { runId: string; experimentId: string; step: number } }): Promise<RunInfo>;
   logParams(params: Record<string, string | number | boolean>): void;
   logMetrics(metrics: Record<string, number>, step: number, timestamp?: number): void;
   setTags(tags: Record<string, string>): void;
@@ -234,7 +248,7 @@ export type Logs = Record<string, number>;
  * Hooks into the training loop. All hooks are optional (a plain object or class with no-op defaults);
  * async hooks are awaited. Inspired by Keras callbacks and Lightning's Callback.
  */
-export interface Callback extends Configurable {
+export interface Callback extends Configurable, Partial<HasState> {
   onTrainBegin?(state: TrainingState): void | Promise<void>;
   onEpochBegin?(state: TrainingState): void | Promise<void>;
   onBatchEnd?(state: TrainingState, logs: Logs): void | Promise<void>;

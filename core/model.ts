@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { ConfigError, ShapeError } from './errors';
-import type { ForwardContext, JsonObject, Layer, Model, Parameter, PluginSpec, Shape } from './interfaces';
+import type { ForwardContext, Json, JsonObject, Layer, Model, Parameter, PluginSpec, Shape } from './interfaces';
 import { formatShape } from './layer';
 import type { Rng } from './random';
 import { pluginSpecSchema, type PluginRegistry } from './registry';
@@ -79,6 +79,15 @@ export class Sequential implements Model {
 
   resetStates(): void {
     for (const l of this.layers) l.resetStates?.();
+  }
+
+  /** State carried between batches by its layers (stateful RNNs), by layer name. */
+  getState(): JsonObject {
+    return Object.fromEntries(this.layers.filter((l) => l.getState).map((l) => [l.name, l.getState!()]));
+  }
+
+  setState(state: Json): void {
+    for (const l of this.layers) if (l.setState && l.name in (state as JsonObject)) l.setState((state as JsonObject)[l.name]!);
   }
 
   /** Parameters and buffers: everything saved with the weights. */

@@ -61,6 +61,12 @@ export class Rng {
     return { seed: this.seed, state: this.prng.state() };
   }
 
+  /** Continues from a saved state (in place, so every holder of this generator resumes with it). */
+  setState(s: RngState): void {
+    if (s.seed !== this.seed) throw new RangeError(`Rng: a state of the stream seeded ${s.seed} cannot resume the stream seeded ${this.seed}`);
+    this.prng = seedrandom.alea(String(s.seed), { state: s.state as unknown as true }) as seedrandom.PRNG & { state(): object };
+  }
+
   static fromState(s: RngState): Rng {
     return new Rng(s.seed, s.state);
   }

@@ -10,13 +10,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { selectBackend } from './backend';
 import { flattenConfig, parseExperimentConfig, type ExperimentConfig } from './config';
+import { Checkpointer, latestCheckpoint, loadCheckpoint, type TrainerSnapshot } from './checkpoint';
 import { kFoldSplit, splitTail, take } from './data';
+import { ConfigError } from './errors';
 import { environmentTags } from './environment';
 import type { Dataset, JsonObject, Logs, RunInfo, Tracker } from './interfaces';
 import { Sequential } from './model';
 import { Rng } from './random';
 import { PLUGIN_KINDS, type PluginKind, type PluginRegistry } from './registry';
-import { saveModel } from './serialization';
+import { readWeights, saveModel } from './serialization';
 import { FACTORY_TOKENS, TOKENS, type PluginFactory } from './tokens';
 import { MultiTracker } from './tracking';
 import { Trainer } from './trainer';
@@ -33,6 +35,11 @@ export interface RunOptions {
   log?: (line: string) => void;
   /** k-fold cross-validation: train on the other folds and validate on fold `index` (replaces validationSplit). */
   fold?: { index: number; of: number };
+  /**
+   * Continue an interrupted run: a checkpoint directory (`ckpt-*`), or a run's checkpoint directory (its latest
+   * checkpoint is used). The same tracked run continues.
+   */
+  resume?: string;
 }
 
 /** A child container with every run-scoped token registered. The caller disposes it with {@link disposeRun}. */
@@ -120,24 +127,48 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   };
   const log = strategy.isGlobalZero;
   const runName = (opts.runName ?? `${config.experiment}-${config.seed}`) + (opts.fold ? `-fold${opts.fold.index + 1}of${opts.fold.of}` : '');
-  const run = log ? await tracker.startRun({ experiment: config.experiment, runName, tags }) : { runId: 'rank>0', experimentId: '', location: '' };
+  const resume = opts.resume ? loadCheckpoint(resolveCheckpoint(opts.resume)) : null;
+  if (resume && resume.run.experiment !== config.experiment) {
+    throw new ConfigError('--resume', `the checkpoint belongs to experiment "${resume.run.experiment}", not "${config.experiment}"`);
+  }
+  if (resume) {
+    const [was, now] = [flattenConfig(resume.config), flattenConfig(config as unknown as JsonObject)];
+    const differ = [...new Set([...Object.keys(was), ...Object.keys(now)])].filter((k) => was[k] !== now[k]);
+    if (differ.length) throw new ConfigError('--resume', `the config differs from the checkpoint's in ${differ.slice(0, 5).map((k) => `${k} (was ${was[k]}, now ${now[k]})`).join(', ')}; resume with the same preset, seed and options`);
+  }
+  const run = log
+    ? await tracker.startRun({ experiment: config.experiment, runName, tags, resume: resume ? { ...resume.run, step: resume.trainer.step } : undefined })
+    : { runId: 'rank>0', experimentId: '', location: '' };
   try {
     if (log) {
       tracker.logParams(flattenConfig(config as unknown as JsonObject));
       tracker.logParams({ 'model.parameters': model.countParams() });
     }
     const trainer = c.resolve(Trainer);
-    const history = await trainer.fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData));
+    const ck = config.trainer.checkpoint;
+    const dir = opts.resume ? path.dirname(resolveCheckpoint(opts.resume)) : path.resolve(ck.dir ?? path.join('checkpoints', run.experimentId, run.runId));
+    const writer = new Checkpointer(dir, ck.keep);
+    const checkpointer = log && ck.enabled
+      ? (snapshot: TrainerSnapshot) => void writer.save({
+          run: { runId: run.runId, experimentId: run.experimentId, experiment: config.experiment, runName },
+          config: config as unknown as JsonObject,
+          trainer: snapshot,
+          weights: readWeights([...model.parameters(), ...model.buffers()]),
+          optimizer: trainer.optimizer.stateDict(),
+        })
+      : undefined;
+    if (log && ck.enabled) tracker.setTags({ 'loom.checkpoints': dir });
+    const history = await trainer.fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData), { checkpointer, resume: resume ?? undefined });
+    const finalStep = history.step;
     const testData = c.resolve(TOKENS.TestData);
     let test: Logs | null = null;
     if (testData) {
       test = trainer.evaluate(testData);
-      const epochs = history.epochs.length;
-      if (log) tracker.logMetrics(Object.fromEntries(Object.entries(test).map(([k, v]) => [`test_${k}`, v])), epochs);
+      if (log) tracker.logMetrics(Object.fromEntries(Object.entries(test).map(([k, v]) => [`test_${k}`, v])), finalStep);
     }
     const wallTimeSec = (Date.now() - started) / 1000;
     if (log) {
-      tracker.logMetrics({ wall_time_s: wallTimeSec }, history.epochs.length);
+      tracker.logMetrics({ wall_time_s: wallTimeSec }, finalStep);
       await logRunArtifacts(tracker, model, config, { history: history.epochs, test, wallTimeSec });
       await tracker.endRun('FINISHED');
     }
@@ -200,4 +231,25 @@ export async function crossValidate(opts: RunOptions & { folds: number }): Promi
     std[k] = Math.sqrt(v.reduce((a, b) => a + (b - mean[k]!) ** 2, 0) / Math.max(v.length - 1, 1));
   }
   return { folds, mean, std };
+}
+
+/** A checkpoint directory itself, or the newest checkpoint in a run's checkpoint directory. */
+export function resolveCheckpoint(p: string): string {
+  const abs = path.resolve(p);
+  if (fs.existsSync(path.join(abs, 'state.json'))) return abs;
+  const latest = latestCheckpoint(abs);
+  if (!latest) throw new ConfigError('--resume', `no checkpoint at ${abs} (expected a ckpt-* directory or a directory holding them)`);
+  return latest;
+}
+
+/** The newest checkpoint of `experiment` under `root` (default ./checkpoints), for `--resume` without a path. */
+export function findLatestCheckpoint(experiment: string, root = 'checkpoints'): string | null {
+  const abs = path.resolve(root);
+  if (!fs.existsSync(abs)) return null;
+  const all = fs.readdirSync(abs).flatMap((exp) => {
+    const e = path.join(abs, exp);
+    return fs.statSync(e).isDirectory() ? fs.readdirSync(e).map((run) => latestCheckpoint(path.join(e, run))).filter((c): c is string => c !== null) : [];
+  });
+  const mine = all.filter((c) => (JSON.parse(fs.readFileSync(path.join(c, 'state.json'), 'utf8')) as { run: { experiment: string } }).run.experiment === experiment);
+  return mine.sort((a, b) => fs.statSync(path.join(a, 'state.json')).mtimeMs - fs.statSync(path.join(b, 'state.json')).mtimeMs).at(-1) ?? null;
 }

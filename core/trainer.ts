@@ -5,14 +5,16 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { inject, injectable } from 'tsyringe';
+import type { Checkpoint, TrainerSnapshot } from './checkpoint';
 import type { TrainerOptions } from './config';
 import { batchesOf, epochOrder } from './data';
 import { NonFiniteError } from './errors';
 import type {
-  Augmentation, Batch, Callback, Dataset, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, Parameter, ParallelismStrategy,
+  Augmentation, Batch, Callback, JsonObject, Dataset, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, Parameter, ParallelismStrategy,
   Tracker, TrainingState,
 } from './interfaces';
 import type { Rng } from './random';
+import { writeWeights } from './serialization';
 import { TOKENS } from './tokens';
 
 /**
@@ -34,6 +36,15 @@ export function clipGradients(grads: Record<string, tf.Tensor>, opts: { clipNorm
 
 export interface History {
   epochs: Logs[];
+  /** Optimizer steps taken when training ended. */
+  step: number;
+}
+
+export interface FitOptions {
+  /** Called with the trainer's snapshot whenever a checkpoint is due; the caller adds tensors and writes it. */
+  checkpointer?: (snapshot: TrainerSnapshot) => void;
+  /** A checkpoint to continue from. */
+  resume?: Checkpoint;
 }
 
 @injectable()
@@ -42,6 +53,8 @@ export class Trainer {
   private readonly forwardRng: Rng;
   /** Seed of the data order: epoch e's permutation depends only on (dataSeed, e). */
   private readonly dataSeed: number;
+  /** The last finite training loss, reported when a later one is not. */
+  private lastFiniteLoss: number | null = null;
   /** Stream for data augmentation, separate so that adding an augmentation does not change dropout masks. */
   private readonly augmentRng: Rng;
 
@@ -107,7 +120,10 @@ export class Trainer {
     }
   }
 
-  /** Loss and gradients (by parameter name) of one batch; updates the metrics; throws on a non-finite loss. */
+  /**
+   * Loss and gradients (by parameter name) of one batch; updates the metrics. A non-finite loss or gradient throws
+   * a {@link NonFiniteError} naming the step, the layers whose gradients are non-finite and the last finite loss.
+   */
   private gradients(batch: Batch, params: Parameter[], state?: Pick<TrainingState, 'step' | 'epoch'>): { loss: number; grads: Record<string, tf.Tensor> } {
     let yPred: tf.Tensor | undefined;
     const { value, grads } = tf.variableGrads(() => {
@@ -120,7 +136,17 @@ export class Trainer {
     const byName = Object.fromEntries(params.map((p) => [p.name, grads[p.variable.name]!]));
     try {
       const loss = value.dataSync()[0]!;
-      if (!Number.isFinite(loss)) throw new NonFiniteError(`loss is ${loss} at step ${state?.step ?? '?'} (epoch ${state?.epoch ?? '?'})`);
+      // One reduction per gradient: a sum is finite only if every element is (an overflowing sum is reported too).
+      const sums = tf.tidy(() => tf.stack(params.map((p) => tf.sum(byName[p.name]!))).dataSync());
+      const bad = params.filter((_, i) => !Number.isFinite(sums[i]!)).map((p) => p.name);
+      if (!Number.isFinite(loss) || bad.length > 0) {
+        const layers = [...new Set(bad.map((n) => n.slice(0, n.lastIndexOf('/'))))];
+        throw new NonFiniteError(
+          `non-finite ${Number.isFinite(loss) ? 'gradient' : `loss (${loss})`} at step ${state?.step ?? '?'} (epoch ${state?.epoch === undefined ? '?' : state.epoch + 1}); ` +
+            `layers with non-finite gradients: ${layers.length ? layers.join(', ') : 'none'}; last finite loss: ${this.lastFiniteLoss ?? 'none yet'}`,
+        );
+      }
+      this.lastFiniteLoss = loss;
       for (const m of this.metrics) m.update(batch.y, yPred!);
       return { loss, grads: byName };
     } catch (e) {
@@ -132,59 +158,110 @@ export class Trainer {
     }
   }
 
-  async fit(train: Dataset, validation: Dataset | null = null, startEpoch = 0): Promise<History> {
+  /**
+   * Trains for `options.epochs` epochs. With `checkpointer`, saves a checkpoint every `checkpoint.everySteps` steps
+   * and at the end of every epoch; with `resume`, continues from a checkpoint exactly (same data order, random
+   * streams, optimizer state and running sums), so the result equals that of a run that never stopped.
+   */
+  async fit(train: Dataset, validation: Dataset | null = null, opts: FitOptions = {}): Promise<History> {
     const { epochs, batchSize, shuffle, logEvery } = this.options;
-    const stepsPerEpoch = Math.ceil(Math.ceil(train.size / batchSize) / this.options.accumulateSteps);
-    const state: TrainingState = {
-      model: this.model, optimizer: this.optimizer, epoch: startEpoch, step: startEpoch * stepsPerEpoch,
-      epochs, stepsPerEpoch, stopTraining: false,
-    };
-    const history: History = { epochs: [] };
+    const k = this.options.accumulateSteps;
+    const stepsPerEpoch = Math.ceil(Math.ceil(train.size / batchSize) / k);
+    const state: TrainingState = { model: this.model, optimizer: this.optimizer, epoch: 0, step: 0, epochs, stepsPerEpoch, stopTraining: false };
+    const history: History = { epochs: [], step: 0 };
     const log = this.strategy.isGlobalZero;
+    let sums = { loss: 0, count: 0, window: 0, windowCount: 0, skipped: 0 };
+    let resumeBatch = -1;
     await this.each((c) => c.onTrainBegin?.(state));
-    for (let epoch = startEpoch; epoch < epochs && !state.stopTraining; epoch++) {
+    if (opts.resume) {
+      const snap = this.restore(opts.resume);
+      state.epoch = snap.epoch;
+      state.step = snap.step;
+      history.epochs.push(...snap.history);
+      sums = { ...snap.sums };
+      // A checkpoint from an epoch's end (batch 0) starts the next epoch afresh; one from mid-epoch continues it.
+      resumeBatch = snap.batch > 0 ? snap.batch : -1;
+    }
+    const snapshot = (epoch: number, batch: number): TrainerSnapshot => ({
+      epoch, batch, step: state.step, sums: { ...sums }, history: [...history.epochs], lastFiniteLoss: this.lastFiniteLoss,
+      rng: { forward: this.forwardRng.getState(), augment: this.augmentRng.getState() },
+      metrics: this.metrics.map((m) => m.getState?.() ?? null), callbacks: this.callbacks.map((c) => c.getState?.() ?? null),
+      model: (this.model.getState?.() ?? {}) as JsonObject,
+    });
+    const every = this.options.checkpoint?.everySteps;
+    for (let epoch = state.epoch; epoch < epochs && !state.stopTraining; epoch++) {
       state.epoch = epoch;
-      this.model.resetStates?.();
-      for (const m of this.metrics) m.reset();
+      const resumed = resumeBatch >= 0;
+      if (!resumed) {
+        this.model.resetStates?.();
+        for (const m of this.metrics) m.reset();
+        sums = { loss: 0, count: 0, window: sums.window, windowCount: sums.windowCount, skipped: sums.skipped };
+      }
       await this.each((c) => c.onEpochBegin?.(state));
-      let sum = 0;
-      let count = 0;
-      let windowSum = 0;
-      let windowCount = 0;
-      const k = this.options.accumulateSteps;
       const all = [...batchesOf(epochOrder(train.size, this.dataSeed, epoch, shuffle), batchSize)];
-      for (let i = 0; i < all.length; i += k) {
+      for (let i = resumed ? resumeBatch : 0; i < all.length; i += k) {
         const group = all.slice(i, i + k);
         const batches = group.map((idx) => this.augment(train.batch(idx)));
         const n = group.reduce((a, idx) => a + idx.length, 0);
         let l: number;
         try {
           l = this.trainStep(batches, state);
+        } catch (e) {
+          if (!(e instanceof NonFiniteError) || this.options.onNonFinite !== 'skip') throw e;
+          sums.skipped++;
+          if (log) this.tracker.logMetrics({ skipped_batches: sums.skipped }, state.step);
+          continue;
         } finally {
           for (const b of batches) tf.dispose([b.x, b.y]);
         }
         state.step++;
-        sum += l * n;
-        count += n;
-        windowSum += l;
-        windowCount++;
+        sums.loss += l * n;
+        sums.count += n;
+        sums.window += l;
+        sums.windowCount++;
         const logs: Logs = { loss: l, lr: this.optimizer.learningRate };
         if (log && state.step % logEvery === 0) {
-          this.tracker.logMetrics({ batch_loss: windowSum / windowCount, lr: this.optimizer.learningRate }, state.step);
-          windowSum = windowCount = 0;
+          this.tracker.logMetrics({ batch_loss: sums.window / sums.windowCount, lr: this.optimizer.learningRate }, state.step);
+          sums.window = sums.windowCount = 0;
         }
         await this.each((c) => c.onBatchEnd?.(state, logs));
         if (state.stopTraining) break;
+        if (opts.checkpointer && every && state.step % every === 0 && i + k < all.length) opts.checkpointer(snapshot(epoch, i + k));
       }
-      const logs: Logs = { loss: sum / Math.max(count, 1) };
+      resumeBatch = -1;
+      const logs: Logs = { loss: sums.loss / Math.max(sums.count, 1) };
       for (const m of this.metrics) logs[m.key] = m.result();
-      if (validation) for (const [k, v] of Object.entries(this.evaluate(validation))) logs[`val_${k}`] = v;
-      if (log) this.tracker.logMetrics({ ...logs, epoch: epoch + 1 }, epoch + 1);
+      if (validation) for (const [key, v] of Object.entries(this.evaluate(validation))) logs[`val_${key}`] = v;
+      if (log) this.tracker.logMetrics({ ...logs, epoch: epoch + 1 }, state.step);
       history.epochs.push(logs);
       await this.each((c) => c.onEpochEnd?.(state, logs));
+      if (opts.checkpointer) {
+        this.model.resetStates?.(); // the next epoch starts from zero state anyway
+        opts.checkpointer(snapshot(epoch + 1, 0));
+      }
     }
     await this.each((c) => c.onTrainEnd?.(state, history.epochs.at(-1) ?? {}));
+    history.step = state.step;
     return history;
+  }
+
+  /** Optimizer steps in one epoch over `train` (the last batch may be smaller; groups of `accumulateSteps`). */
+  stepsPerEpoch(train: Dataset): number {
+    return Math.ceil(Math.ceil(train.size / this.options.batchSize) / this.options.accumulateSteps);
+  }
+
+  /** Puts the trainer, model and optimizer back into a checkpoint's state; returns its loop position. */
+  private restore(ckpt: Checkpoint): TrainerSnapshot {
+    const snap = ckpt.trainer;
+    writeWeights([...this.model.parameters(), ...(this.model.buffers?.() ?? [])], ckpt.weights, 'checkpoint');
+    this.optimizer.loadStateDict(ckpt.optimizer, this.model.parameters());
+    this.forwardRng.setState(snap.rng.forward!);
+    this.augmentRng.setState(snap.rng.augment!);
+    this.lastFiniteLoss = snap.lastFiniteLoss;
+    this.metrics.forEach((m, i) => snap.metrics[i] !== null && m.setState?.(snap.metrics[i]!));
+    this.callbacks.forEach((c, i) => snap.callbacks[i] !== null && c.setState?.(snap.callbacks[i]!));
+    this.model.setState?.(snap.model);
+    return snap;
   }
 
   /** Mean loss and metrics over `data`, in inference mode (dropout off), from freshly reset recurrent states. */

@@ -20,6 +20,12 @@ export default definePlugin({
     let best = mode === 'min' ? Infinity : -Infinity;
     let wait = 0;
     return {
+      getState: () => ({ best: Number.isFinite(best) ? best : null, wait }),
+      setState(s) {
+        const o = s as { best: number | null; wait: number };
+        best = o.best ?? (mode === 'min' ? Infinity : -Infinity);
+        wait = o.wait;
+      },
       onTrainBegin() {
         best = mode === 'min' ? Infinity : -Infinity;
         wait = 0;

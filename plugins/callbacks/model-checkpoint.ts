@@ -25,6 +25,12 @@ export default definePlugin({
     let best = mode === 'min' ? Infinity : -Infinity;
     const saved: string[] = [];
     return {
+      getState: () => ({ best: Number.isFinite(best) ? best : null, saved: [...saved] }),
+      setState(s) {
+        const o = s as { best: number | null; saved: string[] };
+        best = o.best ?? (mode === 'min' ? Infinity : -Infinity);
+        saved.splice(0, saved.length, ...o.saved);
+      },
       onTrainBegin() {
         best = mode === 'min' ? Infinity : -Infinity;
       },

@@ -21,6 +21,12 @@ export default definePlugin({
     let best = mode === 'min' ? Infinity : -Infinity;
     let wait = 0;
     return {
+      getState: () => ({ best: Number.isFinite(best) ? best : null, wait }),
+      setState(s) {
+        const o = s as { best: number | null; wait: number };
+        best = o.best ?? (mode === 'min' ? Infinity : -Infinity);
+        wait = o.wait;
+      },
       onEpochEnd(state: TrainingState, logs: Logs) {
         const v = logs[monitor];
         if (v === undefined) throw new ConfigError('reduce-on-plateau.monitor', `no epoch metric "${monitor}"; have ${Object.keys(logs).join(', ')}`);

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
   definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
-  type Rng, type Shape,
+  type Json, type Rng, type Shape,
 } from '../../core';
 
 const schema = layerOptions.extend({
@@ -92,6 +92,16 @@ export class GRU extends LayerBase {
       old?.dispose();
     }
     return this.opts.returnSequences ? tf.stack(outs, 1) : h;
+  }
+
+  /** The carried state as JSON (checkpoints), or null when there is none. */
+  getState(): Json {
+    return this.state ? { shape: this.state.shape, h: Array.from(this.state.dataSync()) } : null;
+  }
+
+  setState(s: Json): void {
+    this.resetStates();
+    if (s !== null) this.state = tf.keep(tf.tensor((s as { h: number[] }).h, (s as { shape: number[] }).shape));
   }
 
   /** Zeroes the carried state (stateful layers); the next batch starts from h = 0. */

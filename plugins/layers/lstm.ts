@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
   definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
-  type Rng, type Shape,
+  type Json, type Rng, type Shape,
 } from '../../core';
 import { dropoutMask } from './dropout';
 
@@ -156,6 +156,19 @@ export class LSTM extends LayerBase {
     const old = this.state;
     this.state = next;
     if (old) tf.dispose([old.h, old.c]);
+  }
+
+  /** The carried state as JSON (checkpoints), or null when there is none. */
+  getState(): Json {
+    if (!this.state) return null;
+    return { shape: this.state.h.shape, h: Array.from(this.state.h.dataSync()), c: Array.from(this.state.c.dataSync()) };
+  }
+
+  setState(s: Json): void {
+    this.resetStates();
+    if (s === null) return;
+    const o = s as { shape: number[]; h: number[]; c: number[] };
+    this.state = { h: tf.keep(tf.tensor(o.h, o.shape)), c: tf.keep(tf.tensor(o.c, o.shape)) };
   }
 
   /** Zeroes the carried state (stateful layers); the next batch starts from h = c = 0. */

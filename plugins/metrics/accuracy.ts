@@ -35,6 +35,10 @@ export default definePlugin({
         total += n;
       },
       result: () => (total === 0 ? 0 : correct / total),
+      getState: () => ({ correct, total }),
+      setState(s) {
+        ({ correct, total } = s as { correct: number; total: number });
+      },
     };
   },
 });

@@ -26,9 +26,10 @@ export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
 
   constructor(readonly root: string) {}
 
-  async startRun({ experiment, runName, tags }: Parameters<Tracker['startRun']>[0]): Promise<RunInfo> {
+  async startRun({ experiment, runName, tags, resume }: Parameters<Tracker['startRun']>[0]): Promise<RunInfo> {
     const root = path.resolve(this.root);
     this.ensureDefaultExperiment(root);
+    if (resume) return this.reopen(root, resume);
     const experimentId = this.findExperiment(root, experiment) ?? this.createExperiment(root, experiment);
     const runId = randomUUID().replace(/-/g, '');
     this.runDir = path.join(root, experimentId, runId);
@@ -53,6 +54,25 @@ export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
     this.writeMeta();
     this.setTags({ 'mlflow.runName': runName, 'mlflow.user': os.userInfo().username, 'mlflow.source.name': 'loom', 'mlflow.source.type': 'LOCAL', ...tags });
     if (tags?.['git.commit']) this.setTags({ 'mlflow.source.git.commit': tags['git.commit'].replace(/\+dirty$/, '') });
+    return { runId, experimentId, location: this.runDir };
+  }
+
+  /** Reopens a run to continue it: RUNNING again, and metric values logged after `step` dropped (they will be redone). */
+  private reopen(root: string, { runId, experimentId, step }: { runId: string; experimentId: string; step: number }): RunInfo {
+    this.runDir = path.join(root, experimentId, runId);
+    const metaFile = path.join(this.runDir, 'meta.yaml');
+    if (!fs.existsSync(metaFile)) throw new ConfigError('--resume', `run ${runId} of experiment ${experimentId} is not in the MLflow store at ${root}`);
+    this.meta = YAML.parse(fs.readFileSync(metaFile, 'utf8')) as Record<string, unknown>;
+    this.meta.status = MLFLOW_STATUS.RUNNING;
+    this.meta.end_time = null;
+    this.writeMeta();
+    const metrics = path.join(this.runDir, 'metrics');
+    for (const f of fs.readdirSync(metrics, { recursive: true, withFileTypes: true })) {
+      if (!f.isFile()) continue;
+      const file = path.join(f.parentPath, f.name);
+      const kept = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l && Number(l.split(' ')[2]) <= step);
+      writeFileAtomic(file, kept.map((l) => `${l}\n`).join(''));
+    }
     return { runId, experimentId, location: this.runDir };
   }
 
