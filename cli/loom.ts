@@ -10,11 +10,13 @@ import { ConfigError, createRegistry, findLatestCheckpoint, formatComparison, Lo
 import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
 import { pluginDocs } from './plugin-docs';
+import { buildReport } from './report';
 
 const USAGE = `usage:
   loom paper <name> [--preset P] [--seed N] [--backend B] [--json FILE] [--resume latest|DIR]
   loom papers
   loom plugins [--json] [--kind K] [--markdown FILE]
+  loom report [--store mlruns] [--out reports]
 
   <name>       one of: ${Object.keys(papers).join(', ')}
   --backend B  force a backend (also LOOM_BACKEND); default: the fastest available
@@ -73,6 +75,14 @@ async function main(argv: string[]): Promise<number> {
       const list = registry.list(kind);
       if (values.json) console.log(JSON.stringify(list, null, 2));
       else for (const p of list) console.log(`${p.kind.padEnd(12)} ${p.name.padEnd(34)} ${p.description}`);
+      return 0;
+    }
+    case 'report': {
+      const { values } = parseArgs({ args: rest, options: { store: { type: 'string' }, out: { type: 'string' } } });
+      const store = path.resolve(values.store ?? 'mlruns');
+      if (!fs.existsSync(store)) throw new ConfigError('--store', `no MLflow store at ${store}`);
+      const r = await buildReport({ store, out: path.resolve(values.out ?? 'reports'), papers });
+      console.log(`loom: report of ${r.runs} paper run(s): ${r.markdown} and ${r.html}`);
       return 0;
     }
     case undefined:

@@ -2,6 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
 import { fileURLToPath } from 'node:url';
 
 /** The commit of loom's own checkout (not of the directory a run happens to start in), `+dirty` when modified. */
@@ -20,6 +21,7 @@ export function environmentTags(): Record<string, string> {
   return {
     'git.commit': gitCommit(),
     'node.version': process.version,
+    'tfjs.version': tf.version_core,
     host: os.hostname(),
     platform: `${os.platform()}-${os.arch()}`,
     'cpu.model': cpus[0]?.model ?? 'unknown',
