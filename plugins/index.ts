@@ -63,6 +63,7 @@ import mae from './losses/mae';
 import mse from './losses/mse';
 import sparseCategoricalCrossentropy from './losses/sparse-categorical-crossentropy';
 import accuracy from './metrics/accuracy';
+import perplexity from './metrics/perplexity';
 import adagrad from './optimizers/adagrad';
 import adam from './optimizers/adam';
 import rmsprop from './optimizers/rmsprop';
@@ -90,7 +91,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   activation, avgPool2d, batchNorm, concatenate, conv2d, dense, dropout, embedding, flatten, globalPool, gru, layerNorm, lstm, maxPool2d,
   multiHeadAttention, positionalEncoding, reshape, residual, transformerDecoder, transformerEncoder, variationalDropout,
   binaryCrossentropy, categoricalCrossentropy, mae, mse, sparseCategoricalCrossentropy,
-  accuracy,
+  accuracy, perplexity,
   adagrad, adam, rmsprop, sgd,
   singleProcess,
   constantSchedule, cosineWarmup, exponentialDecay, inverseTimeDecay, linearWarmupDecay, noam, stepDecay,

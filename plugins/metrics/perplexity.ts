@@ -1,0 +1,48 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { definePlugin, ShapeError } from '../../core';
+
+/**
+ * Perplexity of a language model: exp of the mean per-token cross-entropy, exp(−(1/N) Σ_t log p(w_t | w_<t))
+ * (Jelinek et al. 1977; the measure of Bengio et al. 2003, Zaremba et al. 2014, Gal & Ghahramani 2016).
+ * Accumulated over every token of an evaluation (not averaged per batch), from logits; tokens equal to
+ * `ignoreIndex` (padding) are not counted.
+ */
+export default definePlugin({
+  kind: 'metric',
+  name: 'perplexity',
+  aliases: ['ppl'],
+  description: 'exp(mean token cross-entropy) over all tokens seen (language models)',
+  schema: z.object({ ignoreIndex: z.number().int().optional() }),
+  properties: ['equals exp of the mean token cross-entropy over all tokens, however they are split into batches'],
+  create: ({ ignoreIndex }) => {
+    let nll = 0;
+    let tokens = 0;
+    return {
+      key: 'perplexity',
+      reset() {
+        nll = tokens = 0;
+      },
+      update(yTrue: tf.Tensor, yPred: tf.Tensor) {
+        const classes = yPred.shape.at(-1)!;
+        const n = yPred.size / classes;
+        if (yTrue.size !== n) throw new ShapeError('metric "perplexity"', `one token id per row of predictions [${yPred.shape}]`, yTrue.shape);
+        const [sum, count] = tf.tidy(() => {
+          const labels = tf.cast(tf.reshape(yTrue, [n]), 'int32');
+          const logp = tf.logSoftmax(tf.reshape(yPred, [n, classes]));
+          const picked = tf.sum(tf.mul(logp, tf.oneHot(labels, classes)), 1);
+          const keep = ignoreIndex === undefined ? tf.onesLike(picked) : tf.cast(tf.notEqual(labels, ignoreIndex), 'float32');
+          return [tf.neg(tf.sum(tf.mul(picked, keep))), tf.sum(keep)];
+        });
+        nll += sum!.dataSync()[0]!;
+        tokens += count!.dataSync()[0]!;
+        tf.dispose([sum!, count!]);
+      },
+      result: () => (tokens === 0 ? NaN : Math.exp(nll / tokens)),
+      getState: () => ({ nll, tokens }),
+      setState(s) {
+        ({ nll, tokens } = s as { nll: number; tokens: number });
+      },
+    };
+  },
+});
