@@ -59,7 +59,8 @@ export function readStore(root: string): RunRecord[] {
 }
 
 const last = (r: RunRecord, key: string) => r.metrics[key]?.at(-1)?.[1];
-const fmt = (v: number | undefined, metric: string) => (v === undefined ? 'n/a' : /accuracy/.test(metric) ? `${(v * 100).toFixed(2)} %` : v.toFixed(4));
+const fmt = (v: number | undefined, metric: string) =>
+  v === undefined ? 'n/a' : /accuracy|error_rate|wer|per$/.test(metric) ? `${(v * 100).toFixed(2)} %` : /perplexity/.test(metric) ? v.toFixed(1) : v.toFixed(4);
 
 /** Learning curves as an SVG: every loss-like metric in one panel, every other per-epoch metric in another. */
 async function curves(r: RunRecord): Promise<string | null> {
@@ -115,13 +116,14 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
       const t = r.tags;
       const wall = last(r, 'wall_time_s');
       const env = [
-        ['status', r.status], ['preset', t.preset ?? '?'], ['scale', t.scale ?? 'not recorded'], ['seed', t.seed ?? '?'],
+        ['status', r.status], ['preset', t.preset ?? '?'], ...(t.variant ? [['variant', t.variant]] : []), ['scale', t.scale ?? 'not recorded'], ['seed', t.seed ?? '?'],
         ['backend', `${t.backend ?? '?'} (${(t['backend.kernels'] ?? t['tfjs.backend'] ?? '').split(':')[0]})`], ['hardware', `${t['cpu.model'] ?? '?'} × ${t['cpu.count'] ?? '?'}${t['gpu.model'] ? `, GPU ${t['gpu.model']}` : ''}`],
         ['versions', `node ${t['node.version'] ?? '?'}, tfjs ${t['tfjs.version'] ?? '?'}`], ['commit', t['git.commit'] ?? '?'],
         ['wall time', wall === undefined ? 'n/a' : `${wall.toFixed(1)} s`], ['MLflow run', r.runId],
       ];
-      const rows = (paper?.references ?? []).map((ref) => [ref.label, fmt(last(r, ref.metric), ref.metric), fmt(ref.value, ref.metric), ref.source]);
-      const measuredOnly = Object.keys(r.metrics).filter((k) => k.startsWith('test_') && !(paper?.references ?? []).some((ref) => ref.metric === k));
+      const refs = (paper?.references ?? []).filter((ref) => !ref.variant || ref.variant === t.variant);
+      const rows = refs.map((ref) => [ref.label, fmt(last(r, ref.metric), ref.metric), fmt(ref.value, ref.metric), ref.source]);
+      const measuredOnly = Object.keys(r.metrics).filter((k) => k.startsWith('test_') && !refs.some((ref) => ref.metric === k));
       for (const k of measuredOnly) rows.push([k, fmt(last(r, k), k), '', '']);
       const svg = await curves(r);
       const svgFile = `${name}-${r.runId.slice(0, 8)}.svg`;

@@ -51,11 +51,13 @@ export const experimentConfigSchema = z.object({
   data: z.object({
     source: pluginSpecSchema,
     train: z.string().default('train'),
+    /** A split of the source to validate on (e.g. 'valid'), instead of holding out `trainer.validationSplit`. */
+    validation: z.string().optional(),
     test: z.string().nullable().default('test'),
     /** Use only the first N training / test examples (smoke presets). */
     trainLimit: z.number().int().positive().optional(),
     testLimit: z.number().int().positive().optional(),
-  }),
+  }).strict(),
   model: sequentialConfigSchema,
   loss: pluginSpecSchema,
   optimizer: pluginSpecSchema,

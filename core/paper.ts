@@ -15,6 +15,8 @@ export interface ReferenceNumber {
   label: string;
   value: number;
   source: string;
+  /** For papers that train several variants (one tracked run each): the variant this number belongs to. */
+  variant?: string;
 }
 
 export interface PaperRunOptions {
@@ -38,8 +40,10 @@ export interface PaperResult {
   wallTimeSec: number;
   mlflow: { runId: string; experimentId: string; location: string };
   commit: string;
-  /** Measured vs reference, one row per reference number. */
+  /** Measured vs reference, one row per reference number (`metric` prefixed `<variant>/` for variant papers). */
   comparison: { metric: string; label: string; measured: number | null; reference: number; source: string }[];
+  /** Plain statements about the outcome, e.g. which ordering of variants was observed, at which scale. */
+  notes?: string[];
   /** Plain statement of scale: e.g. "smoke preset: 2,000 of 60,000 training images, 1 epoch". */
   scale: string;
   run?: RunResult;
@@ -67,12 +71,13 @@ export function formatComparison(result: PaperResult): string {
     `backend ${result.backend}, seed ${result.seed}, commit ${result.commit.slice(0, 12)}, wall time ${result.wallTimeSec.toFixed(1)} s`,
     line(head),
     ...rows.map(line),
+    ...(result.notes ?? []),
     `MLflow run ${result.mlflow.runId} (experiment ${result.mlflow.experimentId}) at ${result.mlflow.location}`,
   ].join('\n');
 }
 
 function fmt(v: number, metric: string): string {
-  return /accuracy/.test(metric) ? `${(v * 100).toFixed(2)} %` : v.toFixed(4);
+  return /accuracy|error_rate|wer|per$/.test(metric) ? `${(v * 100).toFixed(2)} %` : /perplexity/.test(metric) ? v.toFixed(1) : v.toFixed(4);
 }
 
 /**

@@ -40,6 +40,11 @@ export interface RunOptions {
    * checkpoint is used). The same tracked run continues.
    */
   resume?: string;
+  /**
+   * Extra evaluation after training (e.g. Monte-Carlo dropout), given the trained trainer and the test split; its
+   * metrics join the test metrics (logged as `test_<key>`). Runs before the model is released.
+   */
+  evaluate?: (trainer: Trainer, test: Dataset | null) => Logs | Promise<Logs>;
 }
 
 /** A child container with every run-scoped token registered. The caller disposes it with {@link disposeRun}. */
@@ -68,9 +73,14 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
   c.registerInstance(TOKENS.DataSource, source);
   let trainAll: Dataset = source.load(config.data.train);
   if (config.data.trainLimit) trainAll = take(trainAll, config.data.trainLimit);
+  if (config.data.validation && config.trainer.validationSplit > 0) {
+    throw new ConfigError('trainer.validationSplit', `is ${config.trainer.validationSplit}, but data.validation names a split ("${config.data.validation}"): use one or the other`);
+  }
   const { train, validation } = opts.fold
     ? kFoldSplit(trainAll, opts.fold.of, opts.fold.index, config.seed)
-    : splitTail(trainAll, config.trainer.validationSplit);
+    : config.data.validation
+      ? { train: trainAll, validation: source.load(config.data.validation) }
+      : splitTail(trainAll, config.trainer.validationSplit);
   c.registerInstance(TOKENS.TrainData, train);
   registerNullable(c, TOKENS.ValidationData, validation);
   let test: Dataset | null = config.data.test ? source.load(config.data.test) : null;
@@ -161,11 +171,9 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     const history = await trainer.fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData), { checkpointer, resume: resume ?? undefined });
     const finalStep = history.step;
     const testData = c.resolve(TOKENS.TestData);
-    let test: Logs | null = null;
-    if (testData) {
-      test = trainer.evaluate(testData);
-      if (log) tracker.logMetrics(Object.fromEntries(Object.entries(test).map(([k, v]) => [`test_${k}`, v])), finalStep);
-    }
+    let test: Logs | null = testData ? trainer.evaluate(testData) : null;
+    if (opts.evaluate) test = { ...(test ?? {}), ...(await opts.evaluate(trainer, testData)) };
+    if (test && log) tracker.logMetrics(Object.fromEntries(Object.entries(test).map(([k, v]) => [`test_${k}`, v])), finalStep);
     const wallTimeSec = (Date.now() - started) / 1000;
     if (log) {
       tracker.logMetrics({ wall_time_s: wallTimeSec }, finalStep);

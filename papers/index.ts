@@ -1,7 +1,9 @@
 /** Every paper reproduction, by name. A new paper is one folder under papers/ and one line here. */
 import type { Paper } from '../core';
 import mnistCnn from './mnist-cnn';
+import variationalLstm from './variational-lstm';
 
 export const papers: Record<string, Paper> = {
   [mnistCnn.name]: mnistCnn,
+  [variationalLstm.name]: variationalLstm,
 };
