@@ -18,6 +18,7 @@ import earlyStopping from './callbacks/early-stopping';
 import progress from './callbacks/progress';
 import reduceOnPlateau from './callbacks/reduce-on-plateau';
 import brown from './data/brown';
+import charText from './data/char-text';
 import cmudict from './data/cmudict';
 import mnist from './data/mnist';
 import constant from './initializers/constant';
@@ -71,7 +72,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   gelu, leakyRelu, linear, logSoftmax, relu, sigmoid, softmax, tanh,
   cpu, nativeCpu, tfjsNode, tfjsNodeGpu,
   earlyStopping, progress, reduceOnPlateau,
-  brown, cmudict, mnist,
+  brown, charText, cmudict, mnist,
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,
   activation, batchNorm, conv2d, dense, dropout, embedding, flatten, layerNorm, lstm, maxPool2d, multiHeadAttention, positionalEncoding,
