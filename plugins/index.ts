@@ -21,6 +21,7 @@ import brown from './data/brown';
 import charText from './data/char-text';
 import cmudict from './data/cmudict';
 import mnist from './data/mnist';
+import spamAssassin from './data/spam-assassin';
 import constant from './initializers/constant';
 import glorotNormal from './initializers/glorot-normal';
 import glorotUniform from './initializers/glorot-uniform';
@@ -72,7 +73,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   gelu, leakyRelu, linear, logSoftmax, relu, sigmoid, softmax, tanh,
   cpu, nativeCpu, tfjsNode, tfjsNodeGpu,
   earlyStopping, progress, reduceOnPlateau,
-  brown, charText, cmudict, mnist,
+  brown, charText, cmudict, mnist, spamAssassin,
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,
   activation, batchNorm, conv2d, dense, dropout, embedding, flatten, layerNorm, lstm, maxPool2d, multiHeadAttention, positionalEncoding,

@@ -58,8 +58,14 @@ export class WordPiece implements Tokenizer {
     return t.split(/\s+/).flatMap((w) => w.split(PUNCT)).filter(Boolean);
   }
 
-  encode(text: string): number[] {
-    return this.words(text).flatMap((w) => this.encodeWord(w));
+  /** Ids of `text`; with `maxTokens`, stops after that many (long documents are then not cut into pieces whole). */
+  encode(text: string, maxTokens = Infinity): number[] {
+    const out: number[] = [];
+    for (const w of this.words(text)) {
+      if (out.length >= maxTokens) break;
+      out.push(...this.encodeWord(w));
+    }
+    return out.length > maxTokens ? out.slice(0, maxTokens) : out;
   }
 
   /** Tokens joined by spaces, `##` pieces attached to the previous one; [PAD] is skipped. */
