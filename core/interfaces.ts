@@ -198,6 +198,24 @@ export interface DataSource extends Configurable {
   load(split: string): Dataset;
 }
 
+// ---------------------------------------------------------------- text
+
+/**
+ * Maps text to integer ids and back: WordPiece for BERT, byte-level BPE for GPT (`plugins/tokenizers/`). Trained
+ * once on a corpus, saved with `toJSON` and rebuilt from that JSON, so a run never fetches a vocabulary.
+ * `decode(encode(text))` gives back `text` up to the implementation's documented normalization.
+ */
+export interface Tokenizer {
+  /** Format name stored in the JSON (`wordpiece`, `byte-bpe`), used to rebuild the right implementation. */
+  readonly type: string;
+  /** Ids are 0 .. vocabSize − 1. */
+  readonly vocabSize: number;
+  encode(text: string): number[];
+  decode(ids: ArrayLike<number>): string;
+  /** Everything needed to rebuild it (vocabulary, merges, options), as plain JSON with `type`. */
+  toJSON(): { type: string } & JsonObject;
+}
+
 // ---------------------------------------------------------------- tracking and callbacks
 
 export type RunStatus = 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED';

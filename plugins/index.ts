@@ -23,7 +23,11 @@ import earlyStopping from './callbacks/early-stopping';
 import modelCheckpoint from './callbacks/model-checkpoint';
 import progress from './callbacks/progress';
 import reduceOnPlateau from './callbacks/reduce-on-plateau';
+import brown from './data/brown';
+import charText from './data/char-text';
+import cmudict from './data/cmudict';
 import mnist from './data/mnist';
+import spamAssassin from './data/spam-assassin';
 import constant from './initializers/constant';
 import glorotNormal from './initializers/glorot-normal';
 import glorotUniform from './initializers/glorot-uniform';
@@ -85,7 +89,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   randomCrop, randomFlip, randomRotation, randomTranslation, randomZoom,
   cpu, nativeCpu, tfjsNode, tfjsNodeGpu,
   earlyStopping, modelCheckpoint, progress, reduceOnPlateau,
-  mnist,
+  brown, charText, cmudict, mnist, spamAssassin,
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,
   activation, avgPool2d, batchNorm, concatenate, conv2d, dense, dropout, embedding, flatten, globalPool, gru, layerNorm, lstm, maxPool2d,
