@@ -394,6 +394,19 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
+  it('UnsortedSegmentSum (the embedding gradient): any row shape, repeated and out-of-range ids', () => {
+    covers('UnsortedSegmentSum');
+    fc.assert(
+      fc.property(dim(12), fc.array(dim(4), { minLength: 0, maxLength: 2 }), dim(7), seed, (n, inner, segments, s) => {
+        const ids = tf.tensor1d(Int32Array.from({ length: n }, (_, i) => ((i * 7 + s) % (segments + 2)) - 1), 'int32');
+        const x = tensor([n, ...inner], s);
+        expectClose(() => tf.unsortedSegmentSum(x, ids, segments), 1e-6, true);
+        tf.dispose([ids, x]);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   it('LoomAdam matches Kingma & Ba\'s update composed from tfjs ops', () => {
     covers('LoomAdam');
     fc.assert(
