@@ -60,6 +60,7 @@ import reshape from './layers/reshape';
 import residual from './layers/residual';
 import transformerDecoder from './layers/transformer-decoder';
 import transformerEncoder from './layers/transformer-encoder';
+import transformerSeq2seq from './layers/transformer-seq2seq';
 import variationalDropout from './layers/variational-dropout';
 import binaryCrossentropy from './losses/binary-crossentropy';
 import categoricalCrossentropy from './losses/categorical-crossentropy';
@@ -93,7 +94,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,
   activation, avgPool2d, batchNorm, concatenate, conv2d, dense, dropout, embedding, flatten, globalPool, gru, layerNorm, lstm, maxPool2d,
-  multiHeadAttention, positionalEncoding, reshape, residual, transformerDecoder, transformerEncoder, variationalDropout,
+  multiHeadAttention, positionalEncoding, reshape, residual, transformerDecoder, transformerEncoder, transformerSeq2seq, variationalDropout,
   binaryCrossentropy, categoricalCrossentropy, mae, mse, sparseCategoricalCrossentropy,
   accuracy, perplexity,
   adagrad, adam, rmsprop, sgd,

@@ -34,17 +34,23 @@ export class PositionalEncoding extends LayerBase {
   }
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {
-    this.expectRank(inputShape, 3, '[batch, time, d_model]');
-    const [, t, d] = inputShape as [null, number, number];
-    if (t > this.opts.maxLength) throw this.shapeError(`at most maxLength = ${this.opts.maxLength} positions`, inputShape);
+    this.expectRank(inputShape, 3, '[batch, time, d_model]', [1]);
+    const [, t, d] = inputShape as [null, number | null, number];
+    if (t !== null && t > this.opts.maxLength) throw this.shapeError(`at most maxLength = ${this.opts.maxLength} positions`, inputShape);
     this.table =
       this.opts.kind === 'learned' ? this.addWeight('positions', [this.opts.maxLength, d], this.init, rng, 'embedding') : tf.keep(sinusoidalTable(this.opts.maxLength, d));
     return inputShape;
   }
 
   apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {
+    return this.applyAt(x, 0);
+  }
+
+  /** Adds the encodings of positions offset, offset + 1, ... (incremental decoding feeds one position at a time). */
+  applyAt(x: tf.Tensor, offset: number): tf.Tensor {
     const [, t, d] = x.shape as [number, number, number];
-    return tf.add(x, tf.slice(this.table, [0, 0], [t, d]));
+    if (offset + t > this.opts.maxLength) throw this.shapeError(`at most maxLength = ${this.opts.maxLength} positions (got up to ${offset + t})`, [null, t, d]);
+    return tf.add(x, tf.slice(this.table, [offset, 0], [t, d]));
   }
 
   override dispose(): void {

@@ -1,0 +1,100 @@
+/**
+ * The encoder-decoder Transformer: cached incremental decoding equals full decoding; encoder self-attention without
+ * positions is permutation-equivariant; beam search with beam 1 equals greedy decoding.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { Rng, type Layer, type PluginRegistry } from '../../core';
+import { randomNormal, testRegistry } from '../../test/harness';
+import type { TransformerSeq2Seq } from './transformer-seq2seq';
+
+let registry: PluginRegistry;
+beforeAll(async () => {
+  registry = await testRegistry();
+});
+
+const opts = { srcVocab: 9, tgtVocab: 7, srcLen: 5, tgtLen: 6, dModel: 8, numHeads: 2, ff: 16, layers: 2, dropout: 0 };
+function model(seed: number, extra: object = {}): TransformerSeq2Seq {
+  const m = registry.create('layer', { type: 'transformer-seq2seq', ...opts, ...extra } as never) as TransformerSeq2Seq;
+  m.build([null, opts.srcLen + opts.tgtLen], new Rng(seed));
+  return m;
+}
+/** Random sources with trailing padding (id 0) and random decoder inputs starting with BOS (1). */
+function batch(rng: Rng, b: number): { src: number[][]; tgt: number[][] } {
+  const src = Array.from({ length: b }, () => {
+    const len = 1 + rng.int(opts.srcLen);
+    return Array.from({ length: opts.srcLen }, (_, i) => (i < len ? 1 + rng.int(opts.srcVocab - 1) : 0));
+  });
+  const tgt = Array.from({ length: b }, () => [1, ...Array.from({ length: opts.tgtLen - 1 }, () => 3 + rng.int(opts.tgtVocab - 3))]);
+  return { src, tgt };
+}
+const ctx = { training: false, rng: new Rng(0) };
+
+describe('transformer-seq2seq', () => {
+  it('cached incremental decoding gives the logits of full (teacher-forced) decoding', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 1e6 }), fc.boolean(), (seed, preNorm) => {
+        const m = model(seed, { preNorm });
+        const { src, tgt } = batch(new Rng(seed), 3);
+        const x = tf.tensor2d(src.map((s, i) => [...s, ...tgt[i]!]), undefined, 'int32');
+        const full = tf.tidy(() => m.apply(x, ctx));
+        const s = tf.tensor2d(src, undefined, 'int32');
+        const enc = m.encode(s, ctx);
+        const caches = (m as unknown as { decoders: { newCache(): never; releaseCache(c: never): void }[] }).decoders.map((d) => d.newCache());
+        const steps = tgt[0]!.map((_, t) => tf.tidy(() => m.step(tf.tensor2d(tgt.map((r) => [r[t]!]), undefined, 'int32'), t, enc.memory, enc.mask, caches, ctx)));
+        const inc = tf.stack(steps, 1);
+        Array.from(inc.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(full.dataSync()[i]!, 3));
+        (m as unknown as { decoders: { releaseCache(c: never): void }[] }).decoders.forEach((d, i) => d.releaseCache(caches[i]!));
+        tf.dispose([x, full, s, enc.memory, enc.mask, inc, ...steps]);
+        m.dispose();
+      }),
+      { numRuns: 4 },
+    );
+  });
+
+  it('encoder self-attention without positions is permutation-equivariant (padding mask included)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 1e6 }), fc.integer({ min: 2, max: 6 }), (seed, time) => {
+        const rng = new Rng(seed);
+        const enc = registry.create('layer', { type: 'transformer-encoder', numHeads: 2, ff: 8, dropout: 0 }) as Layer;
+        enc.build([null, null, 4], new Rng(seed));
+        const x = randomNormal([2, time, 4], rng);
+        const mask = tf.tensor2d([Array(time).fill(1), Array.from({ length: time }, (_, i) => (i === 0 ? 0 : 1))]);
+        const perm = rng.shuffle(Array.from({ length: time }, (_, i) => i));
+        const permute = (t: tf.Tensor) => tf.gather(t, perm, 1);
+        const a = permute(enc.apply(x, { ...ctx, mask }));
+        const b = enc.apply(permute(x), { ...ctx, mask: permute(mask) });
+        Array.from(b.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(a.dataSync()[i]!, 4));
+        tf.dispose([x, mask, a, b]);
+        enc.dispose();
+      }),
+      { numRuns: 10 },
+    );
+  });
+
+  it('beam search with beam 1 equals greedy decoding', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 1e6 }), (seed) => {
+        const m = model(seed);
+        const { src } = batch(new Rng(seed + 1), 4);
+        const s = tf.tensor2d(src, undefined, 'int32');
+        expect(m.beamSearch(s, 1, opts.tgtLen - 1, 0)).toEqual(m.greedy(s, opts.tgtLen - 1));
+        s.dispose();
+        m.dispose();
+      }),
+      { numRuns: 6 },
+    );
+  });
+
+  it('decoding does not leak tensors', () => {
+    const m = model(3);
+    const s = tf.tensor2d(batch(new Rng(3), 2).src, undefined, 'int32');
+    const before = tf.memory().numTensors;
+    m.greedy(s);
+    m.beamSearch(s, 3);
+    expect(tf.memory().numTensors).toBe(before);
+    s.dispose();
+    m.dispose();
+  });
+});

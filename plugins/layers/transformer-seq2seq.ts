@@ -1,0 +1,237 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { definePlugin, LayerBase, layerOptions, type ForwardContext, type Layer, type Parameter, type PluginContext, type Rng, type Shape } from '../../core';
+import type { PositionalEncoding } from './positional-encoding';
+import type { DecoderCache, TransformerDecoder } from './transformer-decoder';
+
+const schema = layerOptions.extend({
+  srcVocab: z.number().int().positive(),
+  tgtVocab: z.number().int().positive(),
+  /** The input packs [source (srcLen ids), decoder input (tgtLen ids)] into one row of srcLen + tgtLen ids. */
+  srcLen: z.number().int().positive(),
+  tgtLen: z.number().int().positive(),
+  dModel: z.number().int().positive().default(512),
+  numHeads: z.number().int().positive().default(8),
+  ff: z.number().int().positive().default(2048),
+  /** Encoder and decoder layers (N = 6 in the paper). */
+  layers: z.number().int().positive().default(6),
+  dropout: z.number().min(0).lt(1).default(0.1),
+  preNorm: z.boolean().default(false),
+  padId: z.number().int().min(0).default(0),
+  bosId: z.number().int().min(0).default(1),
+  eosId: z.number().int().min(0).default(2),
+});
+type Options = z.output<typeof schema>;
+
+/**
+ * The Transformer (Vaswani et al. 2017, §3, Figure 1) for sequence-to-sequence tasks: embeddings scaled by √d_model
+ * plus sinusoidal positions (§3.4-3.5), N encoder layers over the source (padding masked), N decoder layers with
+ * causal self-attention and attention over the encoder output, and a linear projection to target logits.
+ * Training input: [source | decoder input] ids; output: [batch, tgtLen, tgtVocab] logits. Decoding (greedy and
+ * beam search) caches keys and values, so each step costs one position.
+ */
+export class TransformerSeq2Seq extends LayerBase {
+  private readonly srcEmbed: Layer;
+  private readonly tgtEmbed: Layer;
+  private readonly pos: PositionalEncoding;
+  private readonly drop: Layer;
+  private readonly encoders: Layer[];
+  private readonly decoders: TransformerDecoder[];
+  private readonly norms: Layer[];
+  private readonly out: Layer;
+
+  constructor(
+    readonly opts: Options,
+    ctx: PluginContext,
+  ) {
+    super(opts.name ?? 'transformer');
+    const make = (spec: object, part: string) => ctx.registry.create('layer', { ...spec, name: `${this.name}/${part}` } as never, `${ctx.path}.${part}`);
+    const { dModel: d, numHeads, ff, dropout, preNorm } = opts;
+    this.srcEmbed = make({ type: 'embedding', vocabSize: opts.srcVocab, dim: d, initializer: { type: 'random-normal', stddev: d ** -0.5 } }, 'src_embedding');
+    this.tgtEmbed = make({ type: 'embedding', vocabSize: opts.tgtVocab, dim: d, initializer: { type: 'random-normal', stddev: d ** -0.5 } }, 'tgt_embedding');
+    this.pos = make({ type: 'positional-encoding', maxLength: Math.max(opts.srcLen, opts.tgtLen) + 1 }, 'positions') as PositionalEncoding;
+    this.drop = make({ type: 'dropout', rate: dropout }, 'dropout');
+    this.encoders = Array.from({ length: opts.layers }, (_, i) => make({ type: 'transformer-encoder', numHeads, ff, dropout, preNorm }, `encoder_${i + 1}`));
+    this.decoders = Array.from({ length: opts.layers }, (_, i) => make({ type: 'transformer-decoder', numHeads, ff, dropout, preNorm }, `decoder_${i + 1}`) as TransformerDecoder);
+    // Pre-norm stacks end with a layer norm (Xiong et al. 2020); post-norm layers already end normalised.
+    this.norms = preNorm ? [make({ type: 'layer-norm' }, 'encoder_norm'), make({ type: 'layer-norm' }, 'decoder_norm')] : [];
+    this.out = make({ type: 'dense', units: opts.tgtVocab }, 'output');
+  }
+
+  protected buildLayer(inputShape: Shape, rng: Rng): Shape {
+    const { srcLen, tgtLen, dModel: d } = this.opts;
+    if (inputShape.length !== 2 || inputShape[1] !== srcLen + tgtLen) throw this.shapeError(`[batch, srcLen + tgtLen = ${srcLen + tgtLen}] ids`, inputShape);
+    const seq: Shape = [null, null, d];
+    this.srcEmbed.build([null, null], rng);
+    this.tgtEmbed.build([null, null], rng);
+    for (const l of [this.pos, this.drop, ...this.encoders, ...this.decoders, ...this.norms]) l.build(seq, rng);
+    this.out.build(seq, rng);
+    return [null, tgtLen, this.opts.tgtVocab];
+  }
+
+  apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+    const b = x.shape[0]!;
+    const { srcLen, tgtLen } = this.opts;
+    const { memory, mask } = this.encode(tf.slice(x, [0, 0], [b, srcLen]), ctx);
+    const tgt = tf.slice(x, [0, srcLen], [b, tgtLen]);
+    const tctx: ForwardContext = { ...ctx, mask: this.padMask(tgt), memory, memoryMask: mask };
+    let h = this.drop.apply(this.pos.apply(this.embed(this.tgtEmbed, tgt, tctx), tctx), tctx);
+    for (const dec of this.decoders) h = dec.apply(h, tctx);
+    if (this.norms[1]) h = this.norms[1].apply(h, tctx);
+    return this.out.apply(h, tctx);
+  }
+
+  /** The encoder output [batch, srcTime, d] and the source padding mask. */
+  encode(src: tf.Tensor, ctx: ForwardContext): { memory: tf.Tensor; mask: tf.Tensor } {
+    const mask = this.padMask(src);
+    const ectx: ForwardContext = { ...ctx, mask };
+    let h = this.drop.apply(this.pos.apply(this.embed(this.srcEmbed, src, ectx), ectx), ectx);
+    for (const enc of this.encoders) h = enc.apply(h, ectx);
+    if (this.norms[0]) h = this.norms[0].apply(h, ectx);
+    return { memory: h, mask };
+  }
+
+  /** Logits [batch, tgtVocab] for the next token, given the previous tokens [batch, 1] at `position`; updates `caches`. */
+  step(prev: tf.Tensor, position: number, memory: tf.Tensor, memoryMask: tf.Tensor, caches: DecoderCache[], ctx: ForwardContext): tf.Tensor {
+    const dctx: ForwardContext = { ...ctx, memory, memoryMask };
+    let h = this.pos.applyAt(this.embed(this.tgtEmbed, prev, dctx), position);
+    this.decoders.forEach((dec, i) => (h = dec.step(h, dctx, caches[i]!)));
+    if (this.norms[1]) h = this.norms[1].apply(h, dctx);
+    return tf.squeeze(this.out.apply(h, dctx), [1]);
+  }
+
+  /** Greedy decoding of a batch of sources [batch, srcLen]: the most probable token at each step, until EOS. */
+  greedy(src: tf.Tensor, maxLen = this.opts.tgtLen): number[][] {
+    const b = src.shape[0]!;
+    const ctx: ForwardContext = { training: false, rng: null as never };
+    const enc = tf.tidy(() => {
+      const e = this.encode(src, ctx);
+      return { memory: tf.keep(e.memory), mask: tf.keep(e.mask) };
+    });
+    const caches = this.decoders.map((d) => d.newCache());
+    const out: number[][] = Array.from({ length: b }, () => []);
+    const finished = new Array<boolean>(b).fill(false);
+    let prev = new Int32Array(b).fill(this.opts.bosId);
+    try {
+      for (let t = 0; t < maxLen && finished.includes(false); t++) {
+        const best = tf.tidy(() => tf.argMax(this.step(tf.tensor2d(prev, [b, 1], 'int32'), t, enc.memory, enc.mask, caches, ctx), 1));
+        prev = Int32Array.from(best.dataSync());
+        best.dispose();
+        prev.forEach((token, i) => {
+          if (finished[i]) return;
+          if (token === this.opts.eosId) finished[i] = true;
+          else out[i]!.push(token);
+        });
+      }
+      return out;
+    } finally {
+      for (const [i, c] of caches.entries()) this.decoders[i]!.releaseCache(c);
+      tf.dispose([enc.memory, enc.mask]);
+    }
+  }
+
+  /**
+   * Beam search (Sutskever et al. 2014; Wu et al. 2016's length penalty lp(Y) = ((5 + |Y|) / 6)^α): keeps the
+   * `beam` best partial outputs per source; a finished output scores log P(Y|X) / lp(Y). Returns the best
+   * output of each source (ids, without BOS / EOS). Beam 1 is greedy decoding.
+   */
+  beamSearch(src: tf.Tensor, beam: number, maxLen = this.opts.tgtLen, alpha = 0.6): number[][] {
+    const b = src.shape[0]!;
+    const ctx: ForwardContext = { training: false, rng: null as never };
+    const { eosId, bosId } = this.opts;
+    const lp = (n: number) => ((5 + n) / 6) ** alpha;
+    // Every source is repeated `beam` times: row r = item · beam + k.
+    const rows = Int32Array.from({ length: b * beam }, (_, r) => Math.floor(r / beam));
+    const enc = tf.tidy(() => {
+      const e = this.encode(src, ctx);
+      return { memory: tf.keep(tf.gather(e.memory, rows)), mask: tf.keep(tf.gather(e.mask, rows)) };
+    });
+    const caches = this.decoders.map((d) => d.newCache());
+    type Hyp = { tokens: number[]; logp: number };
+    let alive: Hyp[][] = Array.from({ length: b }, () => [{ tokens: [], logp: 0 }]);
+    const done: { tokens: number[]; score: number }[][] = Array.from({ length: b }, () => []);
+    try {
+      for (let t = 0; t < maxLen && alive.some((a, i) => a.length > 0 && done[i]!.length < beam); t++) {
+        // Rows without a live hypothesis (at the start, or for finished items) decode a dummy continuation.
+        const prev = Int32Array.from({ length: b * beam }, (_, r) => {
+          const h = alive[Math.floor(r / beam)]![r % beam];
+          return h ? (h.tokens.at(-1) ?? bosId) : bosId;
+        });
+        const logp = tf.tidy(() => tf.logSoftmax(this.step(tf.tensor2d(prev, [b * beam, 1], 'int32'), t, enc.memory, enc.mask, caches, ctx)));
+        const lv = logp.dataSync() as Float32Array;
+        const V = logp.shape[1]!;
+        logp.dispose();
+        const origin = new Int32Array(b * beam);
+        const next: Hyp[][] = [];
+        for (let i = 0; i < b; i++) {
+          const cands: { from: number; token: number; logp: number }[] = [];
+          alive[i]!.forEach((h, k) => {
+            const base = (i * beam + k) * V;
+            for (let v = 0; v < V; v++) cands.push({ from: k, token: v, logp: h.logp + lv[base + v]! });
+          });
+          cands.sort((p, q) => q.logp - p.logp);
+          const keep: Hyp[] = [];
+          for (const c of cands) {
+            if (keep.length === beam || done[i]!.length >= beam) break;
+            const tokens = [...alive[i]![c.from]!.tokens, c.token];
+            if (c.token === eosId) done[i]!.push({ tokens: tokens.slice(0, -1), score: c.logp / lp(tokens.length) });
+            else {
+              origin[i * beam + keep.length] = i * beam + c.from;
+              keep.push({ tokens, logp: c.logp });
+            }
+          }
+          next.push(done[i]!.length >= beam ? [] : keep);
+        }
+        alive = next;
+        // Each row's cached keys and values follow its hypothesis to its new row.
+        for (const c of caches) reorder(c.self, origin);
+      }
+      return alive.map((a, i) => {
+        const all = [...done[i]!, ...a.map((h) => ({ tokens: h.tokens, score: h.logp / lp(h.tokens.length + 1) }))];
+        return all.sort((p, q) => q.score - p.score)[0]?.tokens ?? [];
+      });
+    } finally {
+      for (const [i, c] of caches.entries()) this.decoders[i]!.releaseCache(c);
+      tf.dispose([enc.memory, enc.mask]);
+    }
+  }
+
+  private embed(table: Layer, ids: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+    return tf.mul(table.apply(ids, ctx), Math.sqrt(this.opts.dModel));
+  }
+
+  private padMask(ids: tf.Tensor): tf.Tensor {
+    return tf.cast(tf.notEqual(ids, this.opts.padId), 'float32');
+  }
+
+  override parameters(): Parameter[] {
+    return [this.srcEmbed, this.tgtEmbed, ...this.encoders, ...this.decoders, ...this.norms, this.out].flatMap((l) => l.parameters());
+  }
+
+  override dispose(): void {
+    for (const l of [this.srcEmbed, this.tgtEmbed, this.pos, ...this.encoders, ...this.decoders, ...this.norms, this.out]) l.dispose();
+  }
+}
+
+/** Moves cached rows to follow their hypotheses: row r takes the cache of row origin[r]. */
+function reorder(cache: { k?: tf.Tensor; v?: tf.Tensor }, origin: Int32Array): void {
+  if (!cache.k) return;
+  const [k, v] = tf.tidy(() => [tf.keep(tf.gather(cache.k!, origin)), tf.keep(tf.gather(cache.v!, origin))]);
+  tf.dispose([cache.k, cache.v!]);
+  cache.k = k;
+  cache.v = v;
+}
+
+export default definePlugin({
+  kind: 'layer',
+  name: 'transformer-seq2seq',
+  description: 'encoder-decoder Transformer with padding and causal masks, cached greedy and beam-search decoding (Vaswani et al. 2017)',
+  schema,
+  examples: [{ options: { srcVocab: 6, tgtVocab: 5, srcLen: 3, tgtLen: 3, dModel: 4, numHeads: 2, ff: 6, layers: 1, dropout: 0 }, inputShape: [2, 6], inputInts: 5 }],
+  properties: [
+    'cached incremental decoding gives the same logits as full decoding',
+    'encoder self-attention without positions is permutation-equivariant',
+    'beam search with beam 1 equals greedy decoding',
+  ],
+  create: (opts, ctx) => new TransformerSeq2Seq(opts, ctx),
+});
