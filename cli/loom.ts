@@ -1,5 +1,6 @@
 /**
- * The `loom` command line: `paper <name>` runs a reproduction, `plugins` lists the registry, `papers` lists papers.
+ * The `loom` command line: `paper <name>` runs a reproduction, `plugins` lists the registry, `papers` lists papers,
+ * `sync` uploads runs spooled while the MLflow server was unreachable.
  * It wires the built-in plugins and papers into a fresh registry; core/ knows nothing of either.
  */
 import 'reflect-metadata';
@@ -8,14 +9,28 @@ import { parseArgs } from 'node:util';
 import { ConfigError, createRegistry, formatComparison, LoomError, PLUGIN_KINDS, type PaperResult, type PluginKind } from '../core';
 import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
+import { syncStore } from '../plugins/trackers/mlflow-rest';
 
 const USAGE = `usage:
-  loom paper <name> [--preset P] [--seed N] [--backend B] [--json FILE]
+  loom paper <name> [--preset P] [--seed N] [--backend B] [--json FILE] [--tracking-uri URL]
   loom papers
   loom plugins [--json] [--kind K]
+  loom sync [--tracking-uri URL] [--dir mlruns]
 
-  <name>       one of: ${Object.keys(papers).join(', ')}
-  --backend B  force a backend (also LOOM_BACKEND); default: the fastest available`;
+  <name>              one of: ${Object.keys(papers).join(', ')}
+  --backend B         force a backend (also LOOM_BACKEND); default: the fastest available
+  --tracking-uri URL  an MLflow tracking server (also MLFLOW_TRACKING_URI when http(s)); default: ./mlruns
+  sync                uploads the runs spooled under --dir while the server was unreachable`;
+
+/** `--tracking-uri`, else MLFLOW_TRACKING_URI when it is http(s) (MLflow also allows paths there: those keep ./mlruns). */
+function trackingUri(flag: string | undefined): string | undefined {
+  if (flag !== undefined) {
+    if (!/^https?:\/\/[^\s/]+/i.test(flag) || !URL.canParse(flag)) throw new ConfigError('--tracking-uri', `expected an http(s) URL such as http://localhost:5000, got "${flag}"`);
+    return flag;
+  }
+  const env = process.env.MLFLOW_TRACKING_URI;
+  return env && /^https?:\/\//i.test(env) ? env : undefined;
+}
 
 function intFlag(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -31,7 +46,7 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parseArgs({
         args: rest,
         allowPositionals: true,
-        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, json: { type: 'string' } },
+        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, json: { type: 'string' }, 'tracking-uri': { type: 'string' } },
       });
       const name = positionals[0];
       if (!name) throw new ConfigError('paper', `name a paper: ${Object.keys(papers).join(', ')}`);
@@ -39,7 +54,8 @@ async function main(argv: string[]): Promise<number> {
       if (!paper) throw new ConfigError('paper', `unknown paper "${name}"; papers: ${Object.keys(papers).join(', ')}`);
       const preset = values.preset ?? 'smoke';
       if (!paper.presets[preset]) throw new ConfigError('--preset', `paper "${name}" has no preset "${preset}"; presets: ${Object.keys(paper.presets).join(', ')}`);
-      const result = await paper.run({ registry, preset, seed: intFlag('seed', values.seed), backend: values.backend ?? process.env.LOOM_BACKEND });
+      const uri = trackingUri(values['tracking-uri']);
+      const result = await paper.run({ registry, preset, seed: intFlag('seed', values.seed), backend: values.backend ?? process.env.LOOM_BACKEND, trackingUri: uri });
       console.log(`\n${formatComparison(result)}`);
       if (values.json) fs.writeFileSync(values.json, JSON.stringify(summary(result), null, 2) + '\n');
       return 0;
@@ -58,6 +74,13 @@ async function main(argv: string[]): Promise<number> {
       if (values.json) console.log(JSON.stringify(list, null, 2));
       else for (const p of list) console.log(`${p.kind.padEnd(12)} ${p.name.padEnd(34)} ${p.description}`);
       return 0;
+    }
+    case 'sync': {
+      const { values } = parseArgs({ args: rest, options: { 'tracking-uri': { type: 'string' }, dir: { type: 'string' } } });
+      const results = await syncStore({ dir: values.dir ?? 'mlruns', trackingUri: trackingUri(values['tracking-uri']) });
+      const count = (o: string) => results.filter((r) => r.outcome === o).length;
+      console.log(`loom sync: ${count('synced')} uploaded, ${count('pending')} still pending, ${count('skipped')} skipped, ${count('up-to-date')} already up to date`);
+      return count('pending') > 0 ? 1 : 0;
     }
     case undefined:
     case 'help':
