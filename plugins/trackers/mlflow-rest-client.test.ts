@@ -33,7 +33,7 @@ describe('log-batch splitting', () => {
       fc.property(batchArb(40, 12, 300), (b) => {
         const pieces = splitBatch(b, limits);
         for (const p of pieces) expect(withinLimits(p, limits)).toBe(true);
-        for (const kind of ['metrics', 'params', 'tags'] as const) expect(pieces.flatMap((p) => p[kind])).toEqual(b[kind]);
+        for (const kind of ['metrics', 'params', 'tags'] as const) expect(pieces.flatMap((p) => p[kind] as unknown[])).toEqual(b[kind]);
         // Greedy: a piece is closed only when the next entity would not fit in it.
         for (let i = 0; i + 1 < pieces.length; i++) {
           const next = pieces[i + 1]!;

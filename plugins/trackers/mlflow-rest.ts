@@ -79,7 +79,10 @@ export class Spool {
     this.entries = entries.filter((e) => e.seq > state.acked);
   }
 
+  /** A new journal, or the run's existing one (a resumed run) continued after its last entry. */
   static create(runDir: string, state: Omit<SpoolState, 'version' | 'acked' | 'sending' | 'rejected'>): Spool {
+    const existing = Spool.open(runDir);
+    if (existing) return existing;
     const s = new Spool(runDir, { version: 1, acked: 0, sending: null, rejected: 0, ...state }, []);
     fs.mkdirSync(s.dir, { recursive: true });
     s.save();
