@@ -24,12 +24,13 @@ const USAGE = `usage:
 
 /** `--tracking-uri`, else MLFLOW_TRACKING_URI when it is http(s) (MLflow also allows paths there: those keep ./mlruns). */
 function trackingUri(flag: string | undefined): string | undefined {
-  if (flag !== undefined) {
-    if (!/^https?:\/\/[^\s/]+/i.test(flag) || !URL.canParse(flag)) throw new ConfigError('--tracking-uri', `expected an http(s) URL such as http://localhost:5000, got "${flag}"`);
-    return flag;
-  }
+  const check = (name: string, uri: string) => {
+    if (!/^https?:\/\/[^\s/]+/i.test(uri) || !URL.canParse(uri)) throw new ConfigError(name, `expected an http(s) URL such as http://localhost:5000, got "${uri}"`);
+    return uri;
+  };
+  if (flag !== undefined) return check('--tracking-uri', flag);
   const env = process.env.MLFLOW_TRACKING_URI;
-  return env && /^https?:\/\//i.test(env) ? env : undefined;
+  return env && /^https?:/i.test(env) ? check('MLFLOW_TRACKING_URI', env) : undefined;
 }
 
 function intFlag(name: string, v: string | undefined): number | undefined {

@@ -18,6 +18,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import YAML from 'yaml';
 import { z } from 'zod';
 import { ConfigError, definePlugin, LoomError, writeFileAtomic, type DatasetInfo, type RunInfo, type RunStatus, type Tracker } from '../../core';
 import { MlflowFileTracker, sanitizeKey } from './mlflow-file';
@@ -598,8 +599,8 @@ export async function syncStore(opts: { dir: string; trackingUri?: string; timeo
     }
   }
   const startOf = (s: Spool) => {
-    const first = s.pending()[0];
-    return first?.op === 'start' ? first.startTime : 0;
+    const meta = path.join(s.runDir, 'meta.yaml');
+    return fs.existsSync(meta) ? Number((YAML.parse(fs.readFileSync(meta, 'utf8')) as { start_time?: number }).start_time ?? 0) : 0;
   };
   spools.sort((a, b) => startOf(a) - startOf(b));
   const results: SyncResult[] = [];
@@ -617,7 +618,7 @@ export async function syncStore(opts: { dir: string; trackingUri?: string; timeo
       result('skipped', 0, `in use by the running process ${pid}`);
       continue;
     }
-    const wanted = opts.trackingUri?.replace(/\/+$/, '');
+    const wanted = opts.trackingUri === undefined ? undefined : new MlflowRestClient(opts.trackingUri).baseUrl;
     if (wanted && spool.state.remote && wanted !== spool.state.trackingUri) {
       result('skipped', 0, `belongs to run ${spool.state.remote.runId} on ${spool.state.trackingUri}, not ${wanted}`);
       continue;
