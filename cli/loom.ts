@@ -1,5 +1,6 @@
 /**
- * The `loom` command line: `paper <name>` runs a reproduction, `plugins` lists the registry, `papers` lists papers.
+ * The `loom` command line: `paper <name>` runs a reproduction, `plugins` lists the registry, `papers` lists papers,
+ * `sync` uploads runs spooled while the MLflow server was unreachable.
  * It wires the built-in plugins and papers into a fresh registry; core/ knows nothing of either.
  */
 import 'reflect-metadata';
@@ -9,19 +10,40 @@ import { parseArgs } from 'node:util';
 import { ConfigError, createRegistry, findLatestCheckpoint, formatComparison, LoomError, PLUGIN_KINDS, type PaperResult, type PluginKind } from '../core';
 import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
+import { syncStore } from '../plugins/trackers/mlflow-rest';
 import { pluginDocs } from './plugin-docs';
 import { buildReport } from './report';
 
 const USAGE = `usage:
-  loom paper <name> [--preset P] [--seed N] [--backend B] [--json FILE] [--resume latest|DIR]
+  loom paper <name> [--preset P] [--seed N] [--backend B] [--json FILE] [--tracking-uri URL] [--resume latest|DIR]
   loom papers
   loom plugins [--json] [--kind K] [--markdown FILE]
   loom report [--store mlruns] [--out reports]
+  loom sync [--tracking-uri URL] [--dir mlruns]
 
-  <name>       one of: ${Object.keys(papers).join(', ')}
-  --backend B  force a backend (also LOOM_BACKEND); default: the fastest available
-  --resume     continue an interrupted run (same MLflow run) from its newest checkpoint under ./checkpoints
-               ("latest"), or from a checkpoint directory; give the same preset and seed`;
+  <name>              one of: ${Object.keys(papers).join(', ')}
+  --backend B         force a backend (also LOOM_BACKEND); default: the fastest available
+  --tracking-uri URL  an MLflow tracking server (also MLFLOW_TRACKING_URI when http(s)); default: ./mlruns
+  --resume            continue an interrupted run (same MLflow run) from its newest checkpoint under ./checkpoints
+                      ("latest"), or from a checkpoint directory; give the same preset and seed
+  sync                uploads the runs spooled under --dir while the server was unreachable`;
+
+/**
+ * `--tracking-uri`, else MLFLOW_TRACKING_URI when it is http(s) (MLflow also allows paths there: those keep ./mlruns).
+ * A malformed URI is reported and the run falls back to the local store, rather than dying (`sync` needs a valid one).
+ */
+function trackingUri(flag: string | undefined, strict = false): string | undefined {
+  const check = (name: string, uri: string) => {
+    if (/^https?:\/\/[^\s/]+/i.test(uri) && URL.canParse(uri)) return uri;
+    const message = `expected an http(s) URL such as http://localhost:5000, got "${uri}"`;
+    if (strict) throw new ConfigError(name, message);
+    console.error(`loom: ${name}: ${message}; logging to the local store ./mlruns instead`);
+    return undefined;
+  };
+  if (flag !== undefined) return check('--tracking-uri', flag);
+  const env = process.env.MLFLOW_TRACKING_URI;
+  return env && /^https?:/i.test(env) ? check('MLFLOW_TRACKING_URI', env) : undefined;
+}
 
 function intFlag(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -37,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parseArgs({
         args: rest,
         allowPositionals: true,
-        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, json: { type: 'string' }, resume: { type: 'string' } },
+        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, json: { type: 'string' }, resume: { type: 'string' }, 'tracking-uri': { type: 'string' } },
       });
       const name = positionals[0];
       if (!name) throw new ConfigError('paper', `name a paper: ${Object.keys(papers).join(', ')}`);
@@ -51,7 +73,8 @@ async function main(argv: string[]): Promise<number> {
         resume = findLatestCheckpoint(experiment) ?? undefined;
         if (!resume) throw new ConfigError('--resume', `no checkpoint of experiment "${experiment}" under ./checkpoints to resume`);
       }
-      const result = await paper.run({ registry, preset, seed: intFlag('seed', values.seed), backend: values.backend ?? process.env.LOOM_BACKEND, resume });
+      const uri = trackingUri(values['tracking-uri']);
+      const result = await paper.run({ registry, preset, seed: intFlag('seed', values.seed), backend: values.backend ?? process.env.LOOM_BACKEND, trackingUri: uri, resume });
       console.log(`\n${formatComparison(result)}`);
       if (values.json) fs.writeFileSync(values.json, JSON.stringify(summary(result), null, 2) + '\n');
       return 0;
@@ -84,6 +107,13 @@ async function main(argv: string[]): Promise<number> {
       const r = await buildReport({ store, out: path.resolve(values.out ?? 'reports'), papers });
       console.log(`loom: report of ${r.runs} paper run(s): ${r.markdown} and ${r.html}`);
       return 0;
+    }
+    case 'sync': {
+      const { values } = parseArgs({ args: rest, options: { 'tracking-uri': { type: 'string' }, dir: { type: 'string' } } });
+      const results = await syncStore({ dir: values.dir ?? 'mlruns', trackingUri: trackingUri(values['tracking-uri'], true) });
+      const count = (o: string) => results.filter((r) => r.outcome === o).length;
+      console.log(`loom sync: ${count('synced')} uploaded, ${count('pending')} still pending, ${count('skipped')} skipped, ${count('up-to-date')} already up to date`);
+      return count('pending') > 0 ? 1 : 0;
     }
     case undefined:
     case 'help':

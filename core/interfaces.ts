@@ -228,8 +228,28 @@ export interface RunInfo {
 }
 
 /**
+ * A data set a run reads, as MLflow records run inputs (`runs/log-inputs`: name, digest, source type and source,
+ * schema, profile, and the tag `mlflow.data.context`).
+ */
+export interface DatasetInfo {
+  name: string;
+  /** A short hash of the contents: two runs with the same digest read the same data. */
+  digest: string;
+  sourceType: string;
+  /** JSON describing where the data came from (the data source's plugin spec and split). */
+  source: string;
+  /** MLflow TensorSpec JSON of the inputs and targets. */
+  schema?: string;
+  /** JSON summary (number of examples, shapes). */
+  profile?: string;
+  /** What the run used it for: `train`, `validation` or `test`. */
+  context: string;
+}
+
+/**
  * Experiment tracking in MLflow's model: an experiment holds runs; a run has params (immutable), tags,
  * per-step metrics and artifacts. Logging calls may buffer; `flush` and `endRun` persist everything.
+ * `logDataset` is optional: trackers that record run inputs (MLflow's REST API) implement it.
  */
 export interface Tracker extends Configurable {
   /**
@@ -243,6 +263,8 @@ export interface Tracker extends Configurable {
   setTags(tags: Record<string, string>): void;
   /** Copies a local file into the run's artifacts under `artifactPath` (a relative path). */
   logArtifact(localPath: string, artifactPath?: string): Promise<void>;
+  /** Records a data set the run reads (optional; sync-return like the other logging calls). */
+  logDataset?(dataset: DatasetInfo): void;
   flush(): Promise<void>;
   endRun(status: Exclude<RunStatus, 'RUNNING'>, reason?: string): Promise<void>;
 }

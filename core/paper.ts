@@ -24,6 +24,8 @@ export interface PaperRunOptions {
   preset: string;
   seed?: number;
   backend?: string;
+  /** An http(s) MLflow tracking server to log to instead of the local file store. */
+  trackingUri?: string;
   /** Fields to override in the preset's config (deep-merged). */
   overrides?: Record<string, unknown>;
   /** Continue an interrupted run from this checkpoint (see RunOptions.resume). */
@@ -93,7 +95,7 @@ export function experimentPaper(def: Omit<Paper, 'run'> & { scale(config: Experi
       let raw = mergeConfig(base, (opts.overrides ?? {}) as JsonObject);
       if (opts.seed !== undefined) raw = { ...raw, seed: opts.seed };
       const config = parseExperimentConfig(raw);
-      const run = await runExperiment({ registry: opts.registry, config, backend: opts.backend, runName: `${def.name}-${opts.preset}-seed${config.seed}`, tags: { preset: opts.preset, paper: def.name, scale: def.scale(config) }, resume: opts.resume });
+      const run = await runExperiment({ registry: opts.registry, config, backend: opts.backend, trackingUri: opts.trackingUri, runName: `${def.name}-${opts.preset}-seed${config.seed}`, tags: { preset: opts.preset, paper: def.name, scale: def.scale(config) }, resume: opts.resume });
       const metrics: Record<string, number> = {};
       for (const [k, v] of Object.entries(run.history.at(-1) ?? {})) metrics[k] = v;
       for (const [k, v] of Object.entries(run.test ?? {})) metrics[`test_${k}`] = v;

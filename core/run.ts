@@ -20,7 +20,7 @@ import { Rng } from './random';
 import { PLUGIN_KINDS, type PluginKind, type PluginRegistry } from './registry';
 import { readWeights, saveModel } from './serialization';
 import { FACTORY_TOKENS, TOKENS, type PluginFactory } from './tokens';
-import { MultiTracker } from './tracking';
+import { describeDataset, MultiTracker, withTrackingUri } from './tracking';
 import { Trainer } from './trainer';
 
 export interface RunOptions {
@@ -31,6 +31,8 @@ export interface RunOptions {
   backend?: string;
   runName?: string;
   tags?: Record<string, string>;
+  /** An http(s) MLflow tracking server: `mlflow-file` trackers log there instead (see `withTrackingUri`). */
+  trackingUri?: string;
   /** Where the run prints its one-line notices (the backend it chose). Default: console.log. */
   log?: (line: string) => void;
   /** k-fold cross-validation: train on the other folds and validate on fold `index` (replaces validationSplit). */
@@ -96,7 +98,7 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
   c.registerInstance(TOKENS.Metrics, config.metrics.map((m, i) => registry.create('metric', m, `metrics[${i}]`)));
   c.registerInstance(TOKENS.Augmentations, config.augmentations.map((a, i) => registry.create('augmentation', a, `augmentations[${i}]`)));
   c.registerInstance(TOKENS.Callbacks, config.callbacks.map((m, i) => registry.create('callback', m, `callbacks[${i}]`)));
-  c.registerInstance(TOKENS.Tracker, new MultiTracker(config.trackers.map((t, i) => registry.create('tracker', t, `trackers[${i}]`))));
+  c.registerInstance(TOKENS.Tracker, new MultiTracker(withTrackingUri(config.trackers, opts.trackingUri).map((t, i) => registry.create('tracker', t, `trackers[${i}]`))));
   c.registerInstance(TOKENS.Parallelism, registry.create('parallelism', config.parallelism, 'parallelism'));
   c.register(Trainer, { useClass: Trainer });
   return c;
@@ -153,6 +155,8 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     if (log) {
       tracker.logParams(flattenConfig(config as unknown as JsonObject));
       tracker.logParams({ 'model.parameters': model.countParams() });
+      const inputs: [Dataset | null, string][] = [[c.resolve(TOKENS.TrainData), 'train'], [c.resolve(TOKENS.ValidationData), 'validation'], [c.resolve(TOKENS.TestData), 'test']];
+      for (const [ds, context] of inputs) if (ds && tracker.logDataset) tracker.logDataset(describeDataset(ds, context, config.data.source));
     }
     const trainer = c.resolve(Trainer);
     const ck = config.trainer.checkpoint;

@@ -84,6 +84,7 @@ import stepDecay from './schedules/step-decay';
 import { l1, l1l2, l2 } from './regularizers/l1l2';
 import consoleTracker from './trackers/console';
 import mlflowFile from './trackers/mlflow-file';
+import mlflowRest from './trackers/mlflow-rest';
 
 export const builtinPlugins: PluginDefinition<any, any>[] = [
   gelu, leakyRelu, linear, logSoftmax, relu, sigmoid, softmax, tanh,
@@ -101,7 +102,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   singleProcess,
   constantSchedule, cosineWarmup, exponentialDecay, inverseTimeDecay, linearWarmupDecay, noam, stepDecay,
   l1, l1l2, l2,
-  consoleTracker, mlflowFile,
+  consoleTracker, mlflowFile, mlflowRest,
 ];
 
 export function registerBuiltins(registry: PluginRegistry): PluginRegistry {

@@ -26,12 +26,19 @@ export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
 
   constructor(readonly root: string) {}
 
-  async startRun({ experiment, runName, tags, resume }: Parameters<Tracker['startRun']>[0]): Promise<RunInfo> {
+  async startRun(opts: Parameters<Tracker['startRun']>[0]): Promise<RunInfo> {
+    return this.startRunSync(opts);
+  }
+
+  /**
+   * `startRun` without the promise. `runId` and `startTime` let the mlflow-rest tracker keep a local copy of a
+   * remote run under the same id when the server is unreachable.
+   */
+  startRunSync({ experiment, runName, tags, resume, runId = randomUUID().replace(/-/g, ''), startTime = Date.now() }: Parameters<Tracker['startRun']>[0] & { runId?: string; startTime?: number }): RunInfo {
     const root = path.resolve(this.root);
     this.ensureDefaultExperiment(root);
     if (resume) return this.reopen(root, resume);
     const experimentId = this.findExperiment(root, experiment) ?? this.createExperiment(root, experiment);
-    const runId = randomUUID().replace(/-/g, '');
     this.runDir = path.join(root, experimentId, runId);
     for (const d of ['metrics', 'params', 'tags', 'artifacts']) fs.mkdirSync(path.join(this.runDir, d), { recursive: true });
     this.meta = {
@@ -46,7 +53,7 @@ export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
       source_name: '',
       source_type: 4,
       source_version: '',
-      start_time: Date.now(),
+      start_time: startTime,
       status: MLFLOW_STATUS.RUNNING,
       tags: [],
       user_id: os.userInfo().username,
@@ -98,19 +105,34 @@ export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
   }
 
   async logArtifact(localPath: string, artifactPath = path.basename(localPath)): Promise<void> {
+    this.copyArtifact(localPath, artifactPath);
+  }
+
+  /** Copies `localPath` to `artifacts/<artifactPath>` and returns the copy's path. */
+  copyArtifact(localPath: string, artifactPath = path.basename(localPath)): string {
     const dest = path.join(this.dir(), 'artifacts', artifactPath);
     if (!dest.startsWith(path.join(this.dir(), 'artifacts') + path.sep)) throw new ConfigError('artifactPath', `must stay inside the run's artifacts, got ${artifactPath}`);
     fs.mkdirSync(path.dirname(dest), { recursive: true });
     fs.copyFileSync(localPath, dest);
+    return dest;
+  }
+
+  /** The run's folder (`<root>/<experiment id>/<run id>`). */
+  get runDirectory(): string {
+    return this.dir();
   }
 
   async flush(): Promise<void> {}
 
   async endRun(status: Exclude<RunStatus, 'RUNNING'>, reason?: string): Promise<void> {
+    this.endRunSync(status, reason);
+  }
+
+  endRunSync(status: Exclude<RunStatus, 'RUNNING'>, reason?: string, endTime = Date.now()): void {
     if (!this.runDir) return;
     if (reason) this.setTags({ 'loom.status_reason': reason });
     this.meta.status = MLFLOW_STATUS[status];
-    this.meta.end_time = Date.now();
+    this.meta.end_time = endTime;
     this.writeMeta();
   }
 
