@@ -28,7 +28,7 @@ describe('loom CLI', () => {
       [['paper', 'mnist-cnn', '--backend', 'quantum'], /--backend.type: unknown backend "quantum"; registered backends: .*cpu/],
       [['paper', 'mnist-cnn', '--backend', 'tfjs-node'], /backend "tfjs-node" is not available here: @tensorflow\/tfjs-node is not installed/],
       [['plugins', '--kind', 'widget'], /--kind: unknown kind "widget"/],
-      [['paper', 'mnist-cnn', '--tracking-uri', 'ftp://mlflow'], /--tracking-uri: expected an http\(s\) URL such as http:\/\/localhost:5000, got "ftp:\/\/mlflow"/],
+      [['sync', '--tracking-uri', 'ftp://mlflow'], /--tracking-uri: expected an http\(s\) URL such as http:\/\/localhost:5000, got "ftp:\/\/mlflow"/],
       [['sync', '--dir', 'no/such/store'], /--dir: no MLflow file store at .*no\/such\/store/],
       [['fly'], /unknown command "fly"/],
     ];

@@ -118,8 +118,14 @@ export class MultiHeadAttention extends LayerBase {
     }
     const keyTime = k.shape[2]!;
     let scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dk)); // [b, h, t, keyTime]
-    if (o.causal) scores = tf.add(scores, causalMask(t, keyTime));
-    if (o.keyMask) scores = tf.add(scores, tf.reshape(tf.mul(tf.sub(1, tf.cast(o.keyMask, 'float32')), -1e9), [b, 1, 1, keyTime]));
+    // Masked scores are replaced by −1e9 (not offset by it: in float32, s − 1e9 rounds s away, which makes a row
+    // whose keys are all masked a step function of s; replaced, it is a constant, with a zero gradient).
+    let allowed: tf.Tensor | null = o.causal ? tf.equal(causalMask(t, keyTime), 0) : null;
+    if (o.keyMask) {
+      const keys = tf.reshape(tf.notEqual(o.keyMask, 0), [b, 1, 1, keyTime]);
+      allowed = allowed ? tf.logicalAnd(allowed, keys) : keys;
+    }
+    if (allowed) scores = tf.where(tf.broadcastTo(allowed, scores.shape), scores, tf.fill(scores.shape, -1e9));
     let probs = tf.softmax(scores);
     if (ctx.training && this.opts.dropout > 0) probs = dropoutMask(probs, this.opts.dropout, ctx.rng.nextSeed(), probs.shape);
     return { probs, v };
