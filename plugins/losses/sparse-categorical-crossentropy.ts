@@ -3,6 +3,38 @@ import { z } from 'zod';
 import { definePlugin, ShapeError } from '../../core';
 
 /**
+ * Softmax cross-entropy from logits z [n, K] with targets q = (1 − ε)·onehot(y) + ε/K and row weights w:
+ * L = Σ_n w_n (logsumexp(z_n) − Σ_k q_nk z_nk) / Σ_n w_n, with the gradient written out, ∂L/∂z_n = w_n (softmax(z_n) − q_n) / Σ w,
+ * so a language model's [tokens, vocabulary] logits take a few passes instead of a dozen (log-softmax, one-hot
+ * products and their gradients).
+ */
+function fusedCrossEntropy(logits: tf.Tensor2D | tf.Tensor, labels: tf.Tensor, weight: tf.Tensor, eps: number): tf.Scalar {
+  const [n, classes] = logits.shape as [number, number];
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [z, save] = args as [tf.Tensor, tf.GradSaveFunc];
+    const max = tf.max(z, 1, true);
+    const shifted = tf.exp(tf.sub(z, max));
+    const sum = tf.sum(shifted, 1, true);
+    const lse = tf.add(tf.reshape(max, [n]), tf.log(tf.reshape(sum, [n])));
+    const flat = tf.add(tf.mul(tf.range(0, n, 1, 'int32'), tf.scalar(classes, 'int32')), labels);
+    const zy = tf.gather(tf.reshape(z, [-1]), flat);
+    const targetDot = eps > 0 ? tf.add(tf.mul(zy, 1 - eps), tf.mul(tf.mean(z, 1), eps)) : zy;
+    const total = tf.maximum(tf.sum(weight), 1);
+    save([tf.div(shifted, sum), flat, total, weight]);
+    return {
+      value: tf.div(tf.sum(tf.mul(tf.sub(lse, targetDot), weight)), total) as tf.Scalar,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [p, idx, tot, w] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+        const q = tf.reshape(tf.scatterND(tf.reshape(idx, [n, 1]), tf.fill([n], 1 - eps), [n * classes]), [n, classes]);
+        const diff = eps > 0 ? tf.sub(tf.sub(p, q), eps / classes) : tf.sub(p, q);
+        return tf.mul(diff, tf.reshape(tf.div(tf.mul(w, dy), tot), [n, 1]));
+      },
+    };
+  });
+  return f(logits) as tf.Scalar;
+}
+
+/**
  * Cross-entropy between integer class labels and predicted scores, averaged over the counted rows:
  * L = -(1/N) Σ_n log softmax(z_n)[y_n]. With `fromLogits` (the default) it takes raw scores and computes
  * log-softmax as z - logsumexp(z), which is stable for any magnitude of z and invariant to shifting z.
@@ -35,14 +67,14 @@ export default definePlugin({
       }
       return tf.tidy(() => {
         const logits = tf.reshape(yPred, [n, classes]);
-        const logp = fromLogits ? tf.logSoftmax(logits) : tf.log(tf.clipByValue(logits, 1e-7, 1));
         const labels = tf.cast(tf.reshape(yTrue, [n]), 'int32');
+        const weight = ignoreIndex === undefined ? tf.ones([n]) : tf.cast(tf.notEqual(labels, ignoreIndex), 'float32');
+        if (fromLogits) return fusedCrossEntropy(logits, labels, weight, labelSmoothing);
+        const logp = tf.log(tf.clipByValue(logits, 1e-7, 1));
         let target = tf.oneHot(labels, classes);
         if (labelSmoothing > 0) target = tf.add(tf.mul(target, 1 - labelSmoothing), labelSmoothing / classes);
         const perRow = tf.neg(tf.sum(tf.mul(target, logp), 1));
-        if (ignoreIndex === undefined) return tf.div(tf.sum(perRow), n) as tf.Scalar;
-        const keep = tf.cast(tf.notEqual(labels, ignoreIndex), 'float32');
-        return tf.div(tf.sum(tf.mul(perRow, keep)), tf.maximum(tf.sum(keep), 1)) as tf.Scalar;
+        return tf.div(tf.sum(tf.mul(perRow, weight)), tf.maximum(tf.sum(weight), 1)) as tf.Scalar;
       });
     },
   }),

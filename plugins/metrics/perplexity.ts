@@ -28,11 +28,14 @@ export default definePlugin({
         const n = yPred.size / classes;
         if (yTrue.size !== n) throw new ShapeError('metric "perplexity"', `one token id per row of predictions [${yPred.shape}]`, yTrue.shape);
         const [sum, count] = tf.tidy(() => {
+          // −log softmax(z)[y] = logsumexp(z) − z_y, without materialising log-probabilities or one-hot rows.
           const labels = tf.cast(tf.reshape(yTrue, [n]), 'int32');
-          const logp = tf.logSoftmax(tf.reshape(yPred, [n, classes]));
-          const picked = tf.sum(tf.mul(logp, tf.oneHot(labels, classes)), 1);
-          const keep = ignoreIndex === undefined ? tf.onesLike(picked) : tf.cast(tf.notEqual(labels, ignoreIndex), 'float32');
-          return [tf.neg(tf.sum(tf.mul(picked, keep))), tf.sum(keep)];
+          const z = tf.reshape(yPred, [n, classes]);
+          const max = tf.max(z, 1);
+          const lse = tf.add(max, tf.log(tf.sum(tf.exp(tf.sub(z, tf.reshape(max, [n, 1]))), 1)));
+          const zy = tf.gather(tf.reshape(z, [-1]), tf.add(tf.mul(tf.range(0, n, 1, 'int32'), tf.scalar(classes, 'int32')), labels));
+          const keep = ignoreIndex === undefined ? tf.onesLike(zy) : tf.cast(tf.notEqual(labels, ignoreIndex), 'float32');
+          return [tf.sum(tf.mul(tf.sub(lse, zy), keep)), tf.sum(keep)];
         });
         nll += sum!.dataSync()[0]!;
         tokens += count!.dataSync()[0]!;
