@@ -10,6 +10,7 @@ import * as vega from 'vega';
 import { compile } from 'vega-lite';
 import { createRegistry, environmentTags, selectBackend } from '../core';
 import { registerBuiltins } from '../plugins';
+import { dataParallel } from './data-parallel';
 import { BENCH_DIR, type BenchEntry, type Benchmark } from './harness';
 import { mnistCnn } from './mnist-cnn';
 import { sequenceModels } from './sequence-models';
@@ -19,7 +20,7 @@ const fmt = (v: number | null) => (v === null ? 'missing' : v >= 100 ? v.toFixed
 
 const registry = registerBuiltins(createRegistry());
 const { tags } = await selectBackend(registry, process.env.LOOM_BACKEND);
-const all: Benchmark[] = [sgemm(tags.backend!), mnistCnn(registry, tags.backend!), sequenceModels(registry, tags.backend!)];
+const all: Benchmark[] = [sgemm(tags.backend!), mnistCnn(registry, tags.backend!), sequenceModels(registry, tags.backend!), dataParallel()];
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((w) => !all.some((b) => b.name === w));
 if (unknown.length) {

@@ -15,7 +15,7 @@ import { pluginDocs } from './plugin-docs';
 import { buildReport } from './report';
 
 const USAGE = `usage:
-  loom paper <name> [--preset P] [--seed N] [--backend B] [--json FILE] [--tracking-uri URL] [--resume latest|DIR]
+  loom paper <name> [--preset P] [--seed N] [--backend B] [--parallelism S] [--json FILE] [--tracking-uri URL] [--resume latest|DIR]
   loom papers
   loom plugins [--json] [--kind K] [--markdown FILE]
   loom report [--store mlruns] [--out reports]
@@ -23,6 +23,7 @@ const USAGE = `usage:
 
   <name>              one of: ${Object.keys(papers).join(', ')}
   --backend B         force a backend (also LOOM_BACKEND); default: the fastest available
+  --parallelism S     the parallelism strategy, e.g. mpi-data-parallel under mpirun (docs/parallelism.md)
   --tracking-uri URL  an MLflow tracking server (also MLFLOW_TRACKING_URI when http(s)); default: ./mlruns
   --resume            continue an interrupted run (same MLflow run) from its newest checkpoint under ./checkpoints
                       ("latest"), or from a checkpoint directory; give the same preset and seed
@@ -59,7 +60,7 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parseArgs({
         args: rest,
         allowPositionals: true,
-        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, json: { type: 'string' }, resume: { type: 'string' }, 'tracking-uri': { type: 'string' } },
+        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, parallelism: { type: 'string' }, json: { type: 'string' }, resume: { type: 'string' }, 'tracking-uri': { type: 'string' } },
       });
       const name = positionals[0];
       if (!name) throw new ConfigError('paper', `name a paper: ${Object.keys(papers).join(', ')}`);
@@ -74,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
         if (!resume) throw new ConfigError('--resume', `no checkpoint of experiment "${experiment}" under ./checkpoints to resume`);
       }
       const uri = trackingUri(values['tracking-uri']);
-      const result = await paper.run({ registry, preset, seed: intFlag('seed', values.seed), backend: values.backend ?? process.env.LOOM_BACKEND, trackingUri: uri, resume });
+      const result = await paper.run({ registry, preset, seed: intFlag('seed', values.seed), backend: values.backend ?? process.env.LOOM_BACKEND, trackingUri: uri, resume, overrides: values.parallelism ? { parallelism: values.parallelism } : undefined });
       console.log(`\n${formatComparison(result)}`);
       if (values.json) fs.writeFileSync(values.json, JSON.stringify(summary(result), null, 2) + '\n');
       return 0;

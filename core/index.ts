@@ -15,6 +15,7 @@ export * from './serialization';
 export * from './config';
 export * from './data';
 export * from './trainer';
+export * from './parallel';
 export * from './backend';
 export * from './tracking';
 export * from './run';

@@ -280,6 +280,11 @@ export interface TrainingState {
   readonly stepsPerEpoch: number;
   /** Set to true to stop after the current batch (early stopping). */
   stopTraining: boolean;
+  /**
+   * False on every rank but 0 of a multi-process run: callbacks that write files or print do so only where it is
+   * true. Callbacks that decide something (early stopping) run on every rank and must decide the same everywhere.
+   */
+  readonly isGlobalZero: boolean;
 }
 
 export type Logs = Record<string, number>;

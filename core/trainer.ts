@@ -9,6 +9,7 @@ import type { Checkpoint, TrainerSnapshot } from './checkpoint';
 import type { TrainerOptions } from './config';
 import { batchesOf, epochOrder } from './data';
 import { NonFiniteError } from './errors';
+import { averageAcrossRanks, beginDataParallel, shardOrder, shardSize } from './parallel';
 import type {
   Augmentation, Batch, Callback, JsonObject, Dataset, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, Parameter, ParallelismStrategy,
   Tracker, TrainingState,
@@ -87,9 +88,10 @@ export class Trainer {
   /**
    * One optimizer step on `batch`, or on several micro-batches whose gradients are averaged (weighted by their sizes)
    * before the step: gradient accumulation, where k micro-batches of n give the update of one batch of k·n. The
-   * caller disposes the batches. Returns the mean loss.
+   * caller disposes the batches. Returns the mean loss. With several ranks, the gradients and the loss are averaged
+   * across ranks (core/parallel.ts) before clipping, so every rank takes the same step.
    */
-  trainStep(batch: Batch | Batch[], state?: Pick<TrainingState, 'step' | 'epoch'>): number {
+  async trainStep(batch: Batch | Batch[], state?: Pick<TrainingState, 'step' | 'epoch'>): Promise<number> {
     if (this.schedule && state) this.optimizer.learningRate = this.schedule.rate(state.step, state.epoch);
     const params = this.model.parameters().filter((p) => p.trainable);
     const micro = Array.isArray(batch) ? batch : [batch];
@@ -110,6 +112,7 @@ export class Trainer {
         tf.dispose(Object.values(grads));
         if (prev) tf.dispose(Object.values(prev));
       }
+      if (this.strategy.worldSize > 1) ({ grads: sum, loss: lossSum } = await averageAcrossRanks(this.strategy, sum!, lossSum));
       const { clipNorm, clipValue } = this.options;
       const clipped = clipNorm !== undefined || clipValue !== undefined ? clipGradients(sum!, { clipNorm, clipValue }) : null;
       this.optimizer.step(params, clipped ?? sum!);
@@ -166,8 +169,8 @@ export class Trainer {
   async fit(train: Dataset, validation: Dataset | null = null, opts: FitOptions = {}): Promise<History> {
     const { epochs, batchSize, shuffle, logEvery } = this.options;
     const k = this.options.accumulateSteps;
-    const stepsPerEpoch = Math.ceil(Math.ceil(train.size / batchSize) / k);
-    const state: TrainingState = { model: this.model, optimizer: this.optimizer, epoch: 0, step: 0, epochs, stepsPerEpoch, stopTraining: false };
+    const stepsPerEpoch = this.stepsPerEpoch(train);
+    const state: TrainingState = { model: this.model, optimizer: this.optimizer, epoch: 0, step: 0, epochs, stepsPerEpoch, stopTraining: false, isGlobalZero: this.strategy.isGlobalZero };
     const history: History = { epochs: [], step: 0 };
     const log = this.strategy.isGlobalZero;
     let sums = { loss: 0, count: 0, window: 0, windowCount: 0, skipped: 0 };
@@ -188,6 +191,7 @@ export class Trainer {
       metrics: this.metrics.map((m) => m.getState?.() ?? null), callbacks: this.callbacks.map((c) => c.getState?.() ?? null),
       model: (this.model.getState?.() ?? {}) as JsonObject,
     });
+    await beginDataParallel(this.strategy, this.model, this.options);
     const every = this.options.checkpoint?.everySteps;
     for (let epoch = state.epoch; epoch < epochs && !state.stopTraining; epoch++) {
       state.epoch = epoch;
@@ -198,14 +202,14 @@ export class Trainer {
         sums = { loss: 0, count: 0, window: sums.window, windowCount: sums.windowCount, skipped: sums.skipped };
       }
       await this.each((c) => c.onEpochBegin?.(state));
-      const all = [...batchesOf(epochOrder(train.size, this.dataSeed, epoch, shuffle), batchSize)];
+      const all = [...batchesOf(shardOrder(epochOrder(train.size, this.dataSeed, epoch, shuffle), this.strategy), batchSize)];
       for (let i = resumed ? resumeBatch : 0; i < all.length; i += k) {
         const group = all.slice(i, i + k);
         const batches = group.map((idx) => this.augment(train.batch(idx)));
         const n = group.reduce((a, idx) => a + idx.length, 0);
         let l: number;
         try {
-          l = this.trainStep(batches, state);
+          l = await this.trainStep(batches, state);
         } catch (e) {
           if (!(e instanceof NonFiniteError) || this.options.onNonFinite !== 'skip') throw e;
           sums.skipped++;
@@ -247,7 +251,7 @@ export class Trainer {
 
   /** Optimizer steps in one epoch over `train` (the last batch may be smaller; groups of `accumulateSteps`). */
   stepsPerEpoch(train: Dataset): number {
-    return Math.ceil(Math.ceil(train.size / this.options.batchSize) / this.options.accumulateSteps);
+    return Math.ceil(Math.ceil(shardSize(train.size, this.strategy.worldSize) / this.options.batchSize) / this.options.accumulateSteps);
   }
 
   /** Puts the trainer, model and optimizer back into a checkpoint's state; returns its loop position. */

@@ -73,6 +73,7 @@ import adagrad from './optimizers/adagrad';
 import adam from './optimizers/adam';
 import rmsprop from './optimizers/rmsprop';
 import sgd from './optimizers/sgd';
+import mpiDataParallel from './parallelism/mpi-data-parallel';
 import singleProcess from './parallelism/single-process';
 import constantSchedule from './schedules/constant';
 import cosineWarmup from './schedules/cosine-warmup';
@@ -99,7 +100,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   binaryCrossentropy, categoricalCrossentropy, mae, mse, sparseCategoricalCrossentropy,
   accuracy, perplexity,
   adagrad, adam, rmsprop, sgd,
-  singleProcess,
+  mpiDataParallel, singleProcess,
   constantSchedule, cosineWarmup, exponentialDecay, inverseTimeDecay, linearWarmupDecay, noam, stepDecay,
   l1, l1l2, l2,
   consoleTracker, mlflowFile, mlflowRest,

@@ -16,10 +16,10 @@ beforeEach(async () => {
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** Plays epochs whose weights are all set to the epoch number and whose val_loss follows `losses`. */
-function play(cb: Callback, losses: number[]): Sequential {
+function play(cb: Callback, losses: number[], isGlobalZero = true): Sequential {
   const model = new Sequential({ inputShape: [2], layers: [{ type: 'dense', units: 1 }] }, registry);
   model.build(undefined, new Rng(0));
-  const state = { model, epoch: 0, step: 0, epochs: losses.length, stepsPerEpoch: 1, stopTraining: false } as unknown as TrainingState;
+  const state = { model, epoch: 0, step: 0, epochs: losses.length, stepsPerEpoch: 1, stopTraining: false, isGlobalZero } as unknown as TrainingState;
   cb.onTrainBegin?.(state);
   losses.forEach((l, e) => {
     state.epoch = e;
@@ -48,5 +48,10 @@ describe('model-checkpoint', () => {
     expect(fs.readdirSync(dir).sort()).toEqual(['epoch-3', 'epoch-4']);
     expect(firstWeight(path.join(dir, 'epoch-4'))).toBe(4);
     model.dispose();
+  });
+
+  it('writes nothing on ranks other than 0 of a multi-process run', () => {
+    for (const saveBestOnly of [false, true]) play(registry.create('callback', { type: 'model-checkpoint', dir, saveBestOnly }), [3, 2, 1], false).dispose();
+    expect(fs.readdirSync(dir)).toEqual([]);
   });
 });

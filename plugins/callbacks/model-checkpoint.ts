@@ -6,7 +6,8 @@ import { ConfigError, definePlugin, saveModel, type Callback, type Logs, type Tr
 /**
  * Saves the model at the end of epochs (Keras's ModelCheckpoint): every epoch into `<dir>/epoch-<n>` keeping the
  * last `keep`, or, with `saveBestOnly`, into `<dir>/best` whenever the monitored metric improves. Files are written
- * atomically (temporary file, fsync, rename), so a crash never leaves a half-written model.
+ * atomically (temporary file, fsync, rename), so a crash never leaves a half-written model. In a multi-process run
+ * only rank 0 writes.
  */
 export default definePlugin({
   kind: 'callback',
@@ -35,6 +36,7 @@ export default definePlugin({
         best = mode === 'min' ? Infinity : -Infinity;
       },
       onEpochEnd(state: TrainingState, logs: Logs) {
+        if (state.isGlobalZero === false) return; // one writer: rank 0 (all ranks hold the same weights)
         if (!saveBestOnly) {
           const target = path.join(dir, `epoch-${state.epoch + 1}`);
           saveModel(state.model, target);

@@ -10,7 +10,7 @@ const fmt = (logs: Logs) =>
 
 /**
  * A progress bar per epoch with ETA and live loss on a terminal (cli-progress); plain lines when stdout is not a
- * TTY (CI, logs): one every `every` batches and one per epoch.
+ * TTY (CI, logs): one every `every` batches and one per epoch. In a multi-process run only rank 0 prints.
  */
 export default definePlugin({
   kind: 'callback',
@@ -24,6 +24,7 @@ export default definePlugin({
     let seen = 0;
     return {
       onEpochBegin(s: TrainingState) {
+        if (s.isGlobalZero === false) return; // only rank 0 prints
         epochStart = Date.now();
         seen = 0;
         if (interactive) {
@@ -35,6 +36,7 @@ export default definePlugin({
         }
       },
       onBatchEnd(s: TrainingState, logs: Logs) {
+        if (s.isGlobalZero === false) return; // only rank 0 prints
         seen++;
         if (bar) bar.update(seen, { metrics: fmt(logs) });
         else if (seen % every === 0) {
@@ -44,6 +46,7 @@ export default definePlugin({
         }
       },
       onEpochEnd(s: TrainingState, logs: Logs) {
+        if (s.isGlobalZero === false) return; // only rank 0 prints
         bar?.stop();
         bar = null;
         console.log(`epoch ${s.epoch + 1}/${s.epochs} done in ${((Date.now() - epochStart) / 1000).toFixed(1)} s · ${fmt(logs)}`);

@@ -1,0 +1,87 @@
+/**
+ * Data parallelism as the trainer uses it, independent of how ranks talk (the {@link ParallelismStrategy} does
+ * that): every rank starts from rank 0's weights, visits its own shard of each epoch's order, and averages its
+ * gradients with the other ranks' in one fused all-reduce per step before clipping and the optimizer step
+ * (synchronous data-parallel SGD as in Goyal et al. 2017, "Accurate, Large Minibatch SGD"). Because each rank then
+ * applies the same averaged gradient to the same weights with the same optimizer state, the ranks' weights stay
+ * identical without further communication. With a world of one every function here does nothing.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { TrainerOptions } from './config';
+import { ConfigError } from './errors';
+import type { Model, ParallelismStrategy } from './interfaces';
+
+/** Examples one rank visits per epoch: the same on every rank, so all take the same number of steps. */
+export function shardSize(size: number, worldSize: number): number {
+  return Math.floor(size / worldSize);
+}
+
+/**
+ * This rank's share of an epoch's visiting order: positions i ≡ rank (mod worldSize), cut to
+ * {@link shardSize} so every rank gets as many (the last `size mod worldSize` positions of the order are left out
+ * this epoch; PyTorch's DistributedSampler with drop_last does the same). Every rank computes the same order from
+ * (seed, epoch), so the shards are disjoint and together cover the order; batch b of all ranks together is batch b
+ * of a single process with a batch worldSize times larger.
+ */
+export function shardOrder(order: Int32Array, strategy: Pick<ParallelismStrategy, 'rank' | 'worldSize'>): Int32Array {
+  const { rank, worldSize } = strategy;
+  if (worldSize === 1) return order;
+  const n = shardSize(order.length, worldSize);
+  const out = new Int32Array(n);
+  for (let j = 0; j < n; j++) out[j] = order[j * worldSize + rank]!;
+  return out;
+}
+
+/**
+ * Starts data-parallel training: checks that the trainer options allow it and overwrites every rank's weights
+ * (parameters and buffers) with rank 0's, in one broadcast.
+ */
+export async function beginDataParallel(strategy: ParallelismStrategy, model: Model, options: Pick<TrainerOptions, 'onNonFinite'>): Promise<void> {
+  if (strategy.worldSize === 1) return;
+  if (options.onNonFinite === 'skip') {
+    // A rank that skips its step would leave the others waiting in an all-reduce it never joins.
+    throw new ConfigError('trainer.onNonFinite', `"skip" is not supported with ${strategy.worldSize} ranks (a skipping rank would miss the gradient all-reduce); use "stop"`);
+  }
+  const weights = [...model.parameters(), ...(model.buffers?.() ?? [])];
+  const flat = new Float32Array(weights.reduce((n, p) => n + p.variable.size, 0));
+  let offset = 0;
+  for (const p of weights) {
+    flat.set(p.variable.dataSync() as Float32Array, offset);
+    offset += p.variable.size;
+  }
+  await strategy.broadcast(flat, 0);
+  offset = 0;
+  for (const p of weights) {
+    const values = flat.slice(offset, offset + p.variable.size);
+    tf.tidy(() => p.variable.assign(tf.tensor(values, p.variable.shape, 'float32')));
+    offset += p.variable.size;
+  }
+}
+
+/**
+ * Averages gradients (and the step's loss) over all ranks with ONE all-reduce: every gradient is copied into a
+ * single Float32Array with the loss as its last element, summed across ranks, divided by the world size and cut
+ * back into tensors. Disposes `grads` once the new tensors exist (not when it throws: the caller still owns them).
+ */
+export async function averageAcrossRanks(strategy: ParallelismStrategy, grads: Record<string, tf.Tensor>, loss: number): Promise<{ grads: Record<string, tf.Tensor>; loss: number }> {
+  const entries = Object.entries(grads);
+  const total = entries.reduce((n, [, g]) => n + g.size, 0);
+  const flat = new Float32Array(total + 1);
+  let offset = 0;
+  for (const [, g] of entries) {
+    flat.set(g.dataSync() as Float32Array, offset);
+    offset += g.size;
+  }
+  flat[total] = loss;
+  await strategy.allReduce(flat);
+  const scale = 1 / strategy.worldSize;
+  for (let i = 0; i < flat.length; i++) flat[i] = flat[i]! * scale;
+  offset = 0;
+  const out: Record<string, tf.Tensor> = {};
+  for (const [name, g] of entries) {
+    out[name] = tf.tensor(flat.slice(offset, offset + g.size), g.shape, 'float32');
+    offset += g.size;
+  }
+  tf.dispose(entries.map(([, g]) => g));
+  return { grads: out, loss: flat[total]! };
+}

@@ -1,0 +1,99 @@
+import { z } from 'zod';
+import { definePlugin, type ParallelismStrategy } from '../../core';
+import { mpiWorld, type MpiAddon } from './mpi';
+
+/**
+ * A {@link ParallelismStrategy} over one MPI communicator. Every operation blocks until MPI has completed it (the
+ * returned promise is already settled), which is what synchronous data-parallel training needs anyway; a rank
+ * that dies makes the launcher end the job (see `mpi.ts`), so no rank waits forever.
+ */
+export class MpiStrategy implements Omit<ParallelismStrategy, 'spec'> {
+  readonly isGlobalZero: boolean;
+
+  constructor(
+    private readonly addon: MpiAddon,
+    /** The communicator's id in the addon (0: MPI_COMM_WORLD). */
+    readonly comm: number,
+    readonly rank: number,
+    readonly worldSize: number,
+  ) {
+    this.isGlobalZero = rank === 0;
+  }
+
+  async allReduce(buffer: Float32Array): Promise<void> {
+    this.addon.allReduce(this.comm, buffer);
+  }
+
+  async broadcast(buffer: Float32Array, root: number): Promise<void> {
+    this.checkRank(root, 'broadcast root');
+    this.addon.broadcast(this.comm, buffer, root);
+  }
+
+  async barrier(): Promise<void> {
+    this.addon.barrier(this.comm);
+  }
+
+  async send(buffer: Float32Array, dest: number, tag: number): Promise<void> {
+    this.checkRank(dest, 'send destination');
+    this.addon.send(this.comm, buffer, dest, tag);
+  }
+
+  async recv(buffer: Float32Array, source: number, tag: number): Promise<void> {
+    this.checkRank(source, 'recv source');
+    this.addon.recv(this.comm, buffer, source, tag);
+  }
+
+  async finalize(): Promise<void> {
+    this.addon.finalize();
+  }
+
+  /**
+   * Sub-communicators (MPI_Comm_split): ranks passing the same `color` form one group, ordered by `key`. Collective
+   * over this communicator. Hybrid data × pipeline parallelism uses one split per stage (data-parallel groups)
+   * and one per replica (pipelines); see docs/parallelism.md.
+   */
+  split(color: number, key = this.rank): MpiStrategy {
+    const s = this.addon.split(this.comm, color, key);
+    return new MpiStrategy(this.addon, s.comm, s.rank, s.size);
+  }
+
+  private checkRank(r: number, what: string): void {
+    if (!Number.isInteger(r) || r < 0 || r >= this.worldSize) throw new RangeError(`mpi: ${what} ${r} is not a rank of this communicator (0..${this.worldSize - 1})`);
+  }
+}
+
+/** World of one when no MPI launcher started the process: what a plain `node` run gets. */
+const alone: Omit<ParallelismStrategy, 'spec'> = {
+  rank: 0,
+  worldSize: 1,
+  isGlobalZero: true,
+  allReduce: async () => undefined,
+  broadcast: async () => undefined,
+  barrier: async () => undefined,
+  send: async () => {
+    throw new Error('mpi-data-parallel: not started by an MPI launcher (world of one); there is no rank to send to');
+  },
+  recv: async () => {
+    throw new Error('mpi-data-parallel: not started by an MPI launcher (world of one); there is no rank to receive from');
+  },
+  finalize: async () => undefined,
+};
+
+/**
+ * Synchronous data parallelism on Open MPI: launched as `mpirun -np N node ...` (or `srun`, or an MPIJob), each
+ * rank holds the whole model, starts from rank 0's weights, trains on its own shard of every epoch and averages
+ * gradients with one fused MPI_Allreduce per step (core/parallel.ts); only rank 0 logs and writes checkpoints.
+ * `trainer.batchSize` is per rank: N ranks step on a global batch N times larger. Started without a launcher it
+ * is a world of one and needs no MPI.
+ */
+export default definePlugin({
+  kind: 'parallelism',
+  name: 'mpi-data-parallel',
+  description: 'data-parallel training over Open MPI (mpirun/srun/MPIJob); a world of one without a launcher',
+  schema: z.object({}),
+  properties: ['one fused all-reduce of all gradients per step; batchSize is per rank'],
+  create: () => {
+    const w = mpiWorld();
+    return w ? new MpiStrategy(w.addon, 0, w.rank, w.size) : { ...alone };
+  },
+});

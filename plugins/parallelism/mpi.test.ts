@@ -1,0 +1,59 @@
+/**
+ * Data-parallel and pipeline training on Open MPI, with real `mpirun` launches on loopback. Each launch runs every
+ * check of test/fixtures/mpi-worker.ts at once (mpirun and Node start-up dominate the time): all-reduce exact for
+ * integers and within float32 rounding for floats, broadcast, send/recv, N ranks = one process on the combined
+ * batch, only rank 0 logging, and a pipeline of one stage per rank giving the unsplit model's gradients. A rank
+ * that throws must end the whole job with a non-zero status and a message naming it.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const hasMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
+const hasBinding = fs.existsSync(path.join(repo, 'native/mpi/build/Release/loom_mpi.node'));
+
+function mpirun(np: number, mode: string) {
+  const args = [
+    '--oversubscribe', '-np', String(np), '--mca', 'btl', 'self,tcp', '--mca', 'btl_tcp_if_include', 'lo',
+    process.execPath, path.join(repo, 'test/fixtures/run-ts.mjs'), path.join(repo, 'test/fixtures/mpi-worker.ts'), mode,
+  ];
+  const env = { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', LOOM_THREADS: '1' };
+  // A hang (a rank stuck in a collective) fails the test at the timeout instead of blocking the suite.
+  return spawnSync('mpirun', args, { cwd: repo, env, encoding: 'utf8', timeout: 50_000 });
+}
+
+interface RankResult {
+  rank: number;
+  size: number;
+  checks: Record<string, { ok: boolean; detail: string }>;
+}
+
+describe.skipIf(!hasMpirun)('Open MPI (needs mpirun: apt-get install openmpi-bin libopenmpi-dev)', () => {
+  it('has the MPI binding built (npm run build:mpi)', () => {
+    expect(hasBinding, 'native/mpi/build/Release/loom_mpi.node is missing: run `npm run build:mpi`').toBe(true);
+  });
+
+  for (const np of [2, 4]) {
+    it(`-np ${np}: collectives, data parallel = combined batch, rank-0 logging, ${np}-stage pipeline = unsplit gradients`, () => {
+      const r = mpirun(np, 'checks');
+      expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+      const results = r.stdout.split('\n').filter((l) => l.startsWith('MPI-RESULT ')).map((l) => JSON.parse(l.slice(11)) as RankResult);
+      expect(results.map((x) => x.rank).sort()).toEqual(Array.from({ length: np }, (_, i) => i));
+      const failed = results.flatMap((x) => Object.entries(x.checks).filter(([, c]) => !c.ok).map(([name, c]) => `rank ${x.rank}: ${name} (${c.detail})`));
+      expect(failed).toEqual([]);
+      expect(Object.keys(results[0]!.checks).length).toBe(9);
+    }, 60_000);
+  }
+
+  it('a rank that throws ends the whole job with a non-zero status and a message naming the rank and the error', () => {
+    const r = mpirun(2, 'crash');
+    expect(r.error, 'mpirun did not end: a rank is still waiting').toBeUndefined();
+    expect(r.status).not.toBe(0);
+    expect(r.stdout).not.toContain('unreachable');
+    expect(r.stderr).toContain('loom: rank 1 of 2 failed: Error: deliberate failure on rank 1');
+    expect(r.stderr).toMatch(/rank 1 of 2 is exiting with code 1; aborting the MPI job/);
+  }, 60_000);
+});

@@ -1,0 +1,218 @@
+/**
+ * Pipeline parallelism (GPipe, Huang et al. 2019): a Sequential model cut into contiguous stages, stage s on rank s
+ * of the given strategy. A batch is split into micro-batches; in the forward phase stage s receives each
+ * micro-batch's activation from stage s−1, applies its layers and sends the result on; the last stage computes the
+ * loss. In the backward phase (micro-batches in reverse order) each stage receives dL/d(its output) from the next
+ * stage, recomputes its forward pass from the stored input (GPipe's re-materialisation: only stage inputs are
+ * kept) and takes the vector-Jacobian product, which gives the gradients of its own parameters and the dL/d(its
+ * input) that it sends back. Gradients are summed over micro-batches, each weighted by its share of the batch, so
+ * a step's gradients are those of the whole model on the whole batch.
+ *
+ * Every rank builds the whole model from the same seed (so the stages start from one model's weights) and uses
+ * only its stage's layers. Transfers are blocking and follow one fixed order on both sides of each link (all
+ * forwards, then all backwards), so they cannot deadlock. A padding mask set in one stage (`ctx.mask`) does not
+ * travel to the next.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError, type Batch, type Layer, type Loss, type Optimizer, type ParallelismStrategy, type Parameter, type Rng, type Sequential } from '../../core';
+
+export interface PipelineOptions {
+  /** Micro-batches per batch (GPipe's M); a batch smaller than this gives one example per micro-batch. */
+  microBatches: number;
+  /**
+   * Index of the first layer of each stage after the first (stages − 1 increasing indices); default: layers split
+   * as evenly as possible by count.
+   */
+  boundaries?: number[];
+}
+
+/** Transfers carry a header (rank and dimensions) before the data, so no stage needs to know another's shapes. */
+const HEADER = 8;
+const TAG_FORWARD = 11;
+const TAG_BACKWARD = 12;
+
+export class PipelineStage {
+  readonly stage: number;
+  readonly stages: number;
+  /** This stage's layers. */
+  readonly layers: Layer[];
+
+  constructor(
+    model: Sequential,
+    private readonly strategy: ParallelismStrategy,
+    private readonly loss: Loss,
+    private readonly opts: PipelineOptions,
+  ) {
+    this.stages = strategy.worldSize;
+    this.stage = strategy.rank;
+    const n = model.layers.length;
+    if (this.stages > n) throw new ConfigError('pipeline', `${this.stages} stages but the model has only ${n} layers`);
+    if (!Number.isInteger(opts.microBatches) || opts.microBatches < 1) throw new ConfigError('pipeline.microBatches', `expected a positive integer, got ${opts.microBatches}`);
+    const b = opts.boundaries ?? Array.from({ length: this.stages - 1 }, (_, i) => Math.round(((i + 1) * n) / this.stages));
+    if (b.length !== this.stages - 1 || b.some((x, i) => !Number.isInteger(x) || x <= (i === 0 ? 0 : b[i - 1]!) || x >= n)) {
+      throw new ConfigError('pipeline.boundaries', `expected ${this.stages - 1} increasing layer indices in 1..${n - 1}, got [${b.join(', ')}]`);
+    }
+    const starts = [0, ...b, n];
+    this.layers = model.layers.slice(starts[this.stage], starts[this.stage + 1]);
+  }
+
+  get isFirst(): boolean {
+    return this.stage === 0;
+  }
+
+  get isLast(): boolean {
+    return this.stage === this.stages - 1;
+  }
+
+  /** This stage's trainable parameters: the ones its optimizer updates. */
+  parameters(): Parameter[] {
+    return this.layers.flatMap((l) => l.parameters()).filter((p) => p.trainable);
+  }
+
+  /**
+   * One GPipe pass over `batch` (every rank passes the same batch: the first stage reads `x`, the last `y`).
+   * Returns the gradients of the mean loss (plus every regularization penalty, each added by the stage that owns
+   * the parameter) with respect to this stage's parameters (the caller disposes them) and, on the last stage, the
+   * mean loss without penalties (null elsewhere).
+   */
+  async gradients(batch: Batch, rng: Rng): Promise<{ loss: number | null; grads: Record<string, tf.Tensor> }> {
+    const params = this.parameters();
+    const total = batch.x.shape[0]!;
+    const m = Math.min(this.opts.microBatches, total);
+    const sizes = Array.from({ length: m }, (_, i) => Math.floor(total / m) + (i < total % m ? 1 : 0));
+    const inputs: tf.Tensor[] = [];
+    const rngStates = [];
+    const dInputs: (tf.Tensor | null)[] = [];
+    let grads: Record<string, tf.Tensor> = {};
+    let lossSum = 0;
+    const accumulate = (g: Record<string, tf.Tensor>) => {
+      const prev = grads;
+      grads = Object.fromEntries(params.map((p) => [p.name, prev[p.name] ? tf.add(prev[p.name]!, g[p.name]!) : g[p.name]!]));
+      for (const p of params) if (prev[p.name]) tf.dispose([prev[p.name]!, g[p.name]!]);
+    };
+    try {
+      // Forward phase: micro-batches in order.
+      for (let i = 0, start = 0; i < m; start += sizes[i]!, i++) {
+        const input = this.isFirst ? tf.slice(batch.x, start, sizes[i]) : await this.receive(this.stage - 1, TAG_FORWARD);
+        inputs.push(input);
+        rngStates.push(rng.getState());
+        if (!this.isLast) {
+          const out = tf.tidy(() => this.apply(input, rng));
+          try {
+            await this.transmit(out, this.stage + 1, TAG_FORWARD);
+          } finally {
+            out.dispose();
+          }
+        } else {
+          const y = tf.slice(batch.y, start, sizes[i]);
+          try {
+            const w = sizes[i]! / total;
+            const r = this.vjp(input, params, rng, w, (out) => this.loss.compute(y, out));
+            lossSum += r.value * w;
+            accumulate(r.grads);
+            dInputs.push(r.dx);
+          } finally {
+            y.dispose();
+          }
+        }
+      }
+      const afterForward = rng.getState();
+      // Backward phase: micro-batches in reverse order.
+      for (let i = m - 1; i >= 0; i--) {
+        let dx: tf.Tensor | null;
+        if (this.isLast) {
+          dx = dInputs[i]!;
+        } else {
+          const dy = await this.receive(this.stage + 1, TAG_BACKWARD);
+          rng.setState(rngStates[i]!);
+          try {
+            const r = this.vjp(inputs[i]!, params, rng, sizes[i]! / total, (out) => tf.sum(tf.mul(out, dy)));
+            accumulate(r.grads);
+            dx = r.dx;
+          } finally {
+            dy.dispose();
+          }
+        }
+        if (dx) {
+          try {
+            await this.transmit(dx, this.stage - 1, TAG_BACKWARD);
+          } finally {
+            dx.dispose();
+            dInputs[i] = null;
+          }
+        }
+      }
+      rng.setState(afterForward);
+      return { loss: this.isLast ? lossSum : null, grads };
+    } catch (e) {
+      tf.dispose(Object.values(grads));
+      throw e;
+    } finally {
+      tf.dispose(inputs);
+      tf.dispose(dInputs.filter((t): t is tf.Tensor => t !== null));
+    }
+  }
+
+  /** {@link gradients}, then `optimizer.step` on this stage's parameters. Returns the loss on the last stage. */
+  async trainStep(batch: Batch, optimizer: Optimizer, rng: Rng): Promise<number | null> {
+    const { loss, grads } = await this.gradients(batch, rng);
+    try {
+      optimizer.step(this.parameters(), grads);
+    } finally {
+      tf.dispose(Object.values(grads));
+    }
+    return loss;
+  }
+
+  private apply(x: tf.Tensor, rng: Rng): tf.Tensor {
+    const ctx = { training: true, rng };
+    return this.layers.reduce((y, l) => l.apply(y, ctx), x);
+  }
+
+  /**
+   * Gradients of `head(stage(x)) + w · penalties` with respect to this stage's parameters and (except on the first
+   * stage) to `x`, and the value of head (before the last stage's weighting by w). With head = ⟨·, dy⟩ this is the
+   * vector-Jacobian product with the upstream gradient dy; on the last stage head is the loss, weighted by w.
+   */
+  private vjp(x: tf.Tensor, params: Parameter[], rng: Rng, w: number, head: (out: tf.Tensor) => tf.Scalar): { value: number; grads: Record<string, tf.Tensor>; dx: tf.Tensor | null } {
+    const xVar = this.isFirst ? null : tf.variable(x, true);
+    const vars = [...(xVar ? [xVar] : []), ...params.map((p) => p.variable)];
+    if (vars.length === 0) return { value: 0, grads: {}, dx: null };
+    let headValue: tf.Scalar | undefined;
+    try {
+      const { value, grads } = tf.variableGrads(() => {
+        const out = this.apply(xVar ?? x, rng);
+        let h: tf.Scalar = head(out);
+        headValue = tf.keep(h);
+        const reg = params.filter((p) => p.regularizer).map((p) => p.regularizer!.penalty(p.variable));
+        if (this.isLast) h = tf.mul(h, w);
+        if (reg.length) h = tf.add(h, tf.mul(tf.addN(reg), w));
+        return h;
+      }, vars);
+      const v = headValue!.dataSync()[0]!; // may be `value` itself: read it first
+      value.dispose();
+      return { value: v, grads: Object.fromEntries(params.map((p) => [p.name, grads[p.variable.name]!])), dx: xVar ? grads[xVar.name]! : null };
+    } finally {
+      xVar?.dispose();
+      headValue?.dispose();
+    }
+  }
+
+  private async transmit(t: tf.Tensor, dest: number, tag: number): Promise<void> {
+    if (t.rank > HEADER - 1) throw new ConfigError('pipeline', `activations of rank ${t.rank} cannot cross a stage boundary (at most ${HEADER - 1})`);
+    const header = new Float32Array(HEADER);
+    header[0] = t.rank;
+    t.shape.forEach((d, i) => (header[i + 1] = d));
+    await this.strategy.send(header, dest, tag);
+    await this.strategy.send(t.dtype === 'float32' ? (t.dataSync() as Float32Array) : Float32Array.from(t.dataSync()), dest, tag);
+  }
+
+  private async receive(source: number, tag: number): Promise<tf.Tensor> {
+    const header = new Float32Array(HEADER);
+    await this.strategy.recv(header, source, tag);
+    const shape = Array.from(header.subarray(1, 1 + header[0]!));
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    await this.strategy.recv(data, source, tag);
+    return tf.tensor(data, shape, 'float32');
+  }
+}
