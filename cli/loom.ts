@@ -16,6 +16,7 @@ import { buildReport } from './report';
 
 const USAGE = `usage:
   loom paper <name> [--preset P] [--seed N] [--backend B] [--parallelism S] [--json FILE] [--tracking-uri URL] [--resume latest|DIR]
+  loom paper transformer --predict WORD [--preset P]
   loom papers
   loom plugins [--json] [--kind K] [--markdown FILE]
   loom report [--store mlruns] [--out reports]
@@ -60,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parseArgs({
         args: rest,
         allowPositionals: true,
-        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, parallelism: { type: 'string' }, json: { type: 'string' }, resume: { type: 'string' }, 'tracking-uri': { type: 'string' } },
+        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, parallelism: { type: 'string' }, json: { type: 'string' }, resume: { type: 'string' }, 'tracking-uri': { type: 'string' }, predict: { type: 'string' } },
       });
       const name = positionals[0];
       if (!name) throw new ConfigError('paper', `name a paper: ${Object.keys(papers).join(', ')}`);
@@ -68,6 +69,11 @@ async function main(argv: string[]): Promise<number> {
       if (!paper) throw new ConfigError('paper', `unknown paper "${name}"; papers: ${Object.keys(papers).join(', ')}`);
       const preset = values.preset ?? 'smoke';
       if (!paper.presets[preset]) throw new ConfigError('--preset', `paper "${name}" has no preset "${preset}"; presets: ${Object.keys(paper.presets).join(', ')}`);
+      if (values.predict !== undefined) {
+        if (!paper.predict) throw new ConfigError('--predict', `paper "${name}" has no prediction mode`);
+        console.log(await paper.predict(registry, preset, values.predict));
+        return 0;
+      }
       let resume = values.resume;
       if (resume === 'latest') {
         const experiment = String(paper.presets[preset]!.experiment ?? name);

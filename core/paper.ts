@@ -60,6 +60,8 @@ export interface Paper {
   readonly presetNotes: Record<string, string>;
   readonly references: ReferenceNumber[];
   run(opts: PaperRunOptions): Promise<PaperResult>;
+  /** Optional: apply the newest trained model of a preset to one input (e.g. a word's pronunciation). */
+  predict?(registry: PluginRegistry, preset: string, input: string): Promise<string>;
 }
 
 /** A plain-text table of measured vs reference numbers. */

@@ -1,0 +1,192 @@
+/**
+ * Vaswani et al. (2017), the Transformer, reproduced as grapheme-to-phoneme conversion on CMUdict: spelling in,
+ * pronunciation out, scored by word error rate (a word is right when the output equals any of its reference
+ * pronunciations) and phoneme error rate (edit distance to the closest reference over its length), with greedy
+ * and beam-search decoding. The published anchor is a 3-layer, 256-wide Transformer at 20.6 % WER on the
+ * cmusphinx split (our split has the same test size but is drawn by hash, see plugins/data/cmudict.ts).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import YAML from 'yaml';
+import { z } from 'zod';
+import {
+  ConfigError, DataError, loadModel, loadPresets, mergeConfig, parseExperimentConfig, runExperiment, selectBackend, type JsonObject, type Paper, type PaperResult,
+  type PluginRegistry, type PluginSpec, type Sequential,
+} from '../../core';
+import type { G2P } from '../../plugins/data/cmudict';
+import type { TransformerSeq2Seq } from '../../plugins/layers/transformer-seq2seq';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const presets = loadPresets(path.join(here, 'presets'));
+
+const g2pSchema = z.object({
+  beam: z.number().int().positive().default(4),
+  /** α of the GNMT length penalty ((5 + |Y|) / 6)^α. */
+  lengthPenalty: z.number().min(0).default(0.6),
+  decodeBatch: z.number().int().positive().default(256),
+  /** Decode only the first N test words (smoke presets); default: all of them. */
+  testWords: z.number().int().positive().optional(),
+});
+type G2pOptions = z.output<typeof g2pSchema>;
+
+/** Levenshtein distance between two symbol sequences. */
+export function editDistance(a: readonly string[], b: readonly string[]): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur.push(Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/**
+ * WER and PER of hypotheses against every word's references: a word is correct when its hypothesis equals one of
+ * them; its phoneme errors are the edit distance to the closest reference, and PER divides their sum by the summed
+ * length of those closest references.
+ */
+export function scoreG2P(hyps: string[][], refs: string[][][]): { wer: number; per: number } {
+  let wrong = 0;
+  let edits = 0;
+  let length = 0;
+  hyps.forEach((h, i) => {
+    const rs = refs[i]!;
+    if (!rs.some((r) => r.join(' ') === h.join(' '))) wrong++;
+    const best = rs.map((r) => ({ d: editDistance(h, r), n: r.length })).sort((a, b) => a.d - b.d || a.n - b.n)[0]!;
+    edits += best.d;
+    length += best.n;
+  });
+  return { wer: wrong / hyps.length, per: edits / Math.max(length, 1) };
+}
+
+/** Pronunciations of `words` (greedy with beam 1), in batches; words the model cannot take yield []. */
+export function transcribe(model: TransformerSeq2Seq, g2p: G2P, words: string[], o: G2pOptions, beam = o.beam): string[][] {
+  const out: string[][] = [];
+  const srcLen = model.opts.srcLen;
+  for (let s = 0; s < words.length; s += o.decodeBatch) {
+    const chunk = words.slice(s, s + o.decodeBatch);
+    const ids = chunk.map((w) => {
+      try {
+        const e = g2p.encodeWord(w);
+        return e.length <= srcLen ? e : null;
+      } catch {
+        return null;
+      }
+    });
+    const rows = ids.map((e) => [...(e ?? []), ...Array(srcLen - (e?.length ?? 0)).fill(0)]);
+    const src = tf.tensor2d(rows, [rows.length, srcLen], 'int32');
+    const decoded = beam === 1 ? model.greedy(src) : model.beamSearch(src, beam, model.opts.tgtLen, o.lengthPenalty);
+    src.dispose();
+    decoded.forEach((d, i) => out.push(ids[i] && ids[i]!.length > 0 ? g2p.decodePhonemes(d) : []));
+  }
+  return out;
+}
+
+function seq2seqOf(model: Sequential): TransformerSeq2Seq {
+  const layer = model.layers.find((l) => l.spec.type === 'transformer-seq2seq');
+  if (!layer) throw new ConfigError('model', 'the transformer paper needs a transformer-seq2seq layer');
+  return layer as unknown as TransformerSeq2Seq;
+}
+
+function split(preset: JsonObject): { config: JsonObject; g2p: G2pOptions } {
+  const { g2p: raw, ...config } = preset;
+  const parsed = g2pSchema.strict().safeParse(raw ?? {});
+  if (!parsed.success) throw new ConfigError(`g2p.${parsed.error.issues[0]!.path.join('.')}`, parsed.error.issues[0]!.message);
+  return { config, g2p: parsed.data };
+}
+
+const REFERENCES = [
+  { metric: 'test_wer_beam', label: 'WER, Transformer 3×256 (published G2P result)', value: 0.206, source: 'Yolchuyeva et al. 2019, CMUdict (cmusphinx split)' },
+  { metric: 'test_wer_beam', label: 'WER, Phonetisaurus (joint-sequence n-gram)', value: 0.244, source: 'as compared by Yolchuyeva et al. 2019 (cmusphinx split)' },
+  { metric: 'test_wer_beam', label: 'WER, bi-LSTM (Yao & Zweig 2015)', value: 0.2355, source: 'as compared by Yolchuyeva et al. 2019 (cmusphinx split)' },
+];
+
+const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: string): Promise<string> } = {
+  name: 'transformer',
+  title: 'Vaswani et al. 2017: the Transformer, as grapheme-to-phoneme conversion on CMUdict',
+  presets,
+  presetNotes: {
+    smoke: 'a 1-layer, 32-wide model on 3,000 training pairs, 2 epochs, 200 test words: the CI check (about a minute)',
+    cpu: 'the published 3 layers × 256, 4 heads, 10 epochs on the full split: many hours on this 2-core machine',
+    base: "the paper's base model (6 layers, 512, 8 heads), for a GPU",
+  },
+  references: REFERENCES,
+  async run(opts): Promise<PaperResult> {
+    const base = presets[opts.preset];
+    if (!base) throw new ConfigError('--preset', `paper "transformer" has no preset "${opts.preset}"; presets: ${Object.keys(presets).join(', ')}`);
+    const { config: raw, g2p } = split(mergeConfig(base, (opts.overrides ?? {}) as JsonObject));
+    if (opts.seed !== undefined) raw.seed = opts.seed;
+    const config = parseExperimentConfig(raw);
+    const source = opts.registry.create('dataset', config.data.source as PluginSpec, 'data.source') as unknown as G2P;
+    const words = source.words('test').slice(0, g2p.testWords);
+    const refs = words.map((w) => source.references(w));
+    const r = await runExperiment({
+      registry: opts.registry, config, backend: opts.backend, trackingUri: opts.trackingUri, resume: opts.resume,
+      runName: `transformer-${opts.preset}-seed${config.seed}`,
+      tags: { paper: 'transformer', preset: opts.preset, scale: scaleOf(opts.preset, config, words.length) },
+      evaluate: (trainer) => {
+        const model = seq2seqOf(trainer.model as Sequential);
+        const greedy = scoreG2P(transcribe(model, source, words, g2p, 1), refs);
+        const beam = scoreG2P(transcribe(model, source, words, g2p), refs);
+        return { wer_greedy: greedy.wer, per_greedy: greedy.per, wer_beam: beam.wer, per_beam: beam.per };
+      },
+    });
+    const metrics: Record<string, number> = {};
+    for (const [k, v] of Object.entries(r.history.at(-1) ?? {})) metrics[k] = v;
+    for (const [k, v] of Object.entries(r.test ?? {})) metrics[`test_${k}`] = v;
+    return {
+      paper: 'transformer', preset: opts.preset, backend: r.backend, seed: config.seed, metrics, wallTimeSec: r.wallTimeSec, mlflow: r.run,
+      commit: r.tags['git.commit'] ?? 'unknown', scale: scaleOf(opts.preset, config, words.length),
+      comparison: REFERENCES.map((ref) => ({ ...ref, measured: metrics[ref.metric] ?? null, reference: ref.value })),
+      notes: [`greedy decoding: WER ${pct(metrics.test_wer_greedy)}, PER ${pct(metrics.test_per_greedy)}; beam ${g2p.beam}: WER ${pct(metrics.test_wer_beam)}, PER ${pct(metrics.test_per_beam)}`],
+    };
+  },
+  /** The pronunciation of any word, from the newest finished run of `preset` in ./mlruns. */
+  async predict(registry, preset, word) {
+    await selectBackend(registry, process.env.LOOM_BACKEND);
+    const dir = latestModel(preset);
+    const model = loadModel(dir, registry);
+    try {
+      const { g2p } = split(presets[preset]!);
+      const source = registry.create('dataset', (presets[preset]!.data as JsonObject).source as PluginSpec) as unknown as G2P;
+      const [phonemes] = transcribe(seq2seqOf(model), source, [word], g2p);
+      if (!phonemes || phonemes.length === 0) throw new DataError(`cannot spell "${word}": letters A-Z, apostrophe, period and hyphen, at most ${seq2seqOf(model).opts.srcLen} of them`);
+      const known = source.references(word);
+      return `${word.toUpperCase()}  ${phonemes.join(' ')}${known.length ? `   (dictionary: ${known.map((p) => p.join(' ')).join(' | ')})` : '   (not in the dictionary)'}`;
+    } finally {
+      model.dispose();
+    }
+  },
+};
+
+/** The saved model of the newest FINISHED transformer run of `preset` in ./mlruns. */
+function latestModel(preset: string): string {
+  const root = path.resolve('mlruns');
+  const runs: { dir: string; start: number }[] = [];
+  for (const exp of fs.existsSync(root) ? fs.readdirSync(root) : []) {
+    const e = path.join(root, exp);
+    if (!fs.existsSync(path.join(e, 'meta.yaml'))) continue;
+    for (const run of fs.readdirSync(e)) {
+      const tag = (k: string) => (fs.existsSync(path.join(e, run, 'tags', k)) ? fs.readFileSync(path.join(e, run, 'tags', k), 'utf8') : '');
+      const meta = path.join(e, run, 'meta.yaml');
+      if (!fs.existsSync(meta) || tag('paper') !== 'transformer' || tag('preset') !== preset) continue;
+      const m = YAML.parse(fs.readFileSync(meta, 'utf8')) as { status: number; start_time: number };
+      if (m.status === 3) runs.push({ dir: path.join(e, run, 'artifacts', 'model'), start: m.start_time });
+    }
+  }
+  const best = runs.sort((a, b) => b.start - a.start)[0];
+  if (!best) throw new DataError(`no finished transformer run of preset "${preset}" in ${root}: train one first with \`npm run paper -- transformer --preset ${preset}\``);
+  return best.dir;
+}
+
+const pct = (v: number | undefined) => (v === undefined ? 'n/a' : `${(v * 100).toFixed(2)} %`);
+
+function scaleOf(preset: string, config: ReturnType<typeof parseExperimentConfig>, testWords: number): string {
+  const layer = config.model.layers[0] as { dModel?: number; layers?: number; numHeads?: number };
+  const published = layer.dModel === 256 && layer.layers === 3 && !config.data.trainLimit;
+  return `${published ? 'the published 3×256 configuration' : 'SMALLER THAN THE PUBLISHED MODEL'} (preset ${preset}): ${layer.layers} layer(s), d_model ${layer.dModel}, ${layer.numHeads} heads, ${config.trainer.epochs} epoch(s), ${config.data.trainLimit ?? 'all'} training pairs, ${testWords} test words; our hash split, not cmusphinx's`;
+}
+
+export default paper;
