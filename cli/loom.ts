@@ -17,6 +17,7 @@ import { buildReport } from './report';
 const USAGE = `usage:
   loom paper <name> [--preset P] [--seed N] [--backend B] [--parallelism S] [--json FILE] [--tracking-uri URL] [--resume latest|DIR]
   loom paper transformer --predict WORD [--preset P]
+  loom paper gpt --predict PROMPT [--preset P] [--temperature T] [--top-k K] [--length N]
   loom papers
   loom plugins [--json] [--kind K] [--markdown FILE]
   loom report [--store mlruns] [--out reports]
@@ -61,7 +62,7 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parseArgs({
         args: rest,
         allowPositionals: true,
-        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, parallelism: { type: 'string' }, json: { type: 'string' }, resume: { type: 'string' }, 'tracking-uri': { type: 'string' }, predict: { type: 'string' } },
+        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, parallelism: { type: 'string' }, json: { type: 'string' }, resume: { type: 'string' }, 'tracking-uri': { type: 'string' }, predict: { type: 'string' }, temperature: { type: 'string' }, 'top-k': { type: 'string' }, length: { type: 'string' } },
       });
       const name = positionals[0];
       if (!name) throw new ConfigError('paper', `name a paper: ${Object.keys(papers).join(', ')}`);
@@ -71,7 +72,8 @@ async function main(argv: string[]): Promise<number> {
       if (!paper.presets[preset]) throw new ConfigError('--preset', `paper "${name}" has no preset "${preset}"; presets: ${Object.keys(paper.presets).join(', ')}`);
       if (values.predict !== undefined) {
         if (!paper.predict) throw new ConfigError('--predict', `paper "${name}" has no prediction mode`);
-        console.log(await paper.predict(registry, preset, values.predict));
+        const options = Object.fromEntries((['temperature', 'top-k', 'length'] as const).filter((k) => values[k] !== undefined).map((k) => [k, values[k]!]));
+        console.log(await paper.predict(registry, preset, values.predict, options));
         return 0;
       }
       let resume = values.resume;

@@ -3,7 +3,9 @@
  * and a `run` that trains and returns what it measured. Each paper lives in `papers/<name>/`.
  */
 import { mergeConfig, parseExperimentConfig, type ExperimentConfig } from './config';
-import { ConfigError } from './errors';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError, DataError } from './errors';
 import type { JsonObject } from './interfaces';
 import type { PluginRegistry } from './registry';
 import { runExperiment, type RunResult } from './run';
@@ -60,8 +62,33 @@ export interface Paper {
   readonly presetNotes: Record<string, string>;
   readonly references: ReferenceNumber[];
   run(opts: PaperRunOptions): Promise<PaperResult>;
-  /** Optional: apply the newest trained model of a preset to one input (e.g. a word's pronunciation). */
-  predict?(registry: PluginRegistry, preset: string, input: string): Promise<string>;
+  /**
+   * Optional: apply the newest trained model of a preset to one input (a word's pronunciation, a prompt's
+   * continuation), with paper-specific options (e.g. temperature).
+   */
+  predict?(registry: PluginRegistry, preset: string, input: string, options?: Record<string, string>): Promise<string>;
+}
+
+/**
+ * The artifact directory `artifact` of the newest FINISHED run of `paper` with tag preset = `preset` in the MLflow
+ * file store at `root` (where `--predict` finds the trained model).
+ */
+export function latestRunArtifacts(paper: string, preset: string, artifact: string, root = 'mlruns'): string {
+  const abs = path.resolve(root);
+  let best: { dir: string; start: number } | null = null;
+  for (const exp of fs.existsSync(abs) ? fs.readdirSync(abs) : []) {
+    const e = path.join(abs, exp);
+    if (!fs.existsSync(path.join(e, 'meta.yaml'))) continue;
+    for (const run of fs.readdirSync(e)) {
+      const read = (f: string) => (fs.existsSync(path.join(e, run, f)) ? fs.readFileSync(path.join(e, run, f), 'utf8') : '');
+      if (read('tags/paper') !== paper || read('tags/preset') !== preset) continue;
+      const meta = read('meta.yaml');
+      const start = Number(/^start_time: (\d+)/m.exec(meta)?.[1] ?? 0);
+      if (/^status: 3$/m.test(meta) && (!best || start > best.start)) best = { dir: path.join(e, run, 'artifacts', artifact), start };
+    }
+  }
+  if (!best) throw new DataError(`no finished ${paper} run of preset "${preset}" in ${abs}: train one first with \`npm run paper -- ${paper} --preset ${preset}\``);
+  return best.dir;
 }
 
 /** A plain-text table of measured vs reference numbers. */

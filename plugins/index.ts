@@ -50,6 +50,7 @@ import dropout from './layers/dropout';
 import embedding from './layers/embedding';
 import flatten from './layers/flatten';
 import globalPool from './layers/global-pool';
+import gpt from './layers/gpt';
 import gru from './layers/gru';
 import layerNorm from './layers/layer-norm';
 import lstm from './layers/lstm';
@@ -95,7 +96,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   brown, charText, cmudict, mnist, spamAssassin,
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,
-  activation, avgPool2d, batchNorm, concatenate, conv2d, dense, dropout, embedding, flatten, globalPool, gru, layerNorm, lstm, maxPool2d,
+  activation, avgPool2d, batchNorm, concatenate, conv2d, dense, dropout, embedding, flatten, globalPool, gpt, gru, layerNorm, lstm, maxPool2d,
   multiHeadAttention, positionalEncoding, reshape, residual, transformerDecoder, transformerEncoder, transformerSeq2seq, variationalDropout,
   binaryCrossentropy, categoricalCrossentropy, mae, mse, sparseCategoricalCrossentropy,
   accuracy, perplexity,

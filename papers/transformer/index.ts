@@ -5,14 +5,12 @@
  * and beam-search decoding. The published anchor is a 3-layer, 256-wide Transformer at 20.6 % WER on the
  * cmusphinx split (our split has the same test size but is drawn by hash, see plugins/data/cmudict.ts).
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import YAML from 'yaml';
 import { z } from 'zod';
 import {
-  ConfigError, DataError, loadModel, loadPresets, mergeConfig, parseExperimentConfig, runExperiment, selectBackend, type JsonObject, type Paper, type PaperResult,
+  ConfigError, DataError, loadModel, loadPresets, mergeConfig, parseExperimentConfig, runExperiment, selectBackend, latestRunArtifacts, type JsonObject, type Paper, type PaperResult,
   type PluginRegistry, type PluginSpec, type Sequential,
 } from '../../core';
 import type { G2P } from '../../plugins/data/cmudict';
@@ -146,7 +144,7 @@ const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: s
   /** The pronunciation of any word, from the newest finished run of `preset` in ./mlruns. */
   async predict(registry, preset, word) {
     await selectBackend(registry, process.env.LOOM_BACKEND);
-    const dir = latestModel(preset);
+    const dir = latestRunArtifacts('transformer', preset, 'model');
     const model = loadModel(dir, registry);
     try {
       const { g2p } = split(presets[preset]!);
@@ -160,26 +158,6 @@ const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: s
     }
   },
 };
-
-/** The saved model of the newest FINISHED transformer run of `preset` in ./mlruns. */
-function latestModel(preset: string): string {
-  const root = path.resolve('mlruns');
-  const runs: { dir: string; start: number }[] = [];
-  for (const exp of fs.existsSync(root) ? fs.readdirSync(root) : []) {
-    const e = path.join(root, exp);
-    if (!fs.existsSync(path.join(e, 'meta.yaml'))) continue;
-    for (const run of fs.readdirSync(e)) {
-      const tag = (k: string) => (fs.existsSync(path.join(e, run, 'tags', k)) ? fs.readFileSync(path.join(e, run, 'tags', k), 'utf8') : '');
-      const meta = path.join(e, run, 'meta.yaml');
-      if (!fs.existsSync(meta) || tag('paper') !== 'transformer' || tag('preset') !== preset) continue;
-      const m = YAML.parse(fs.readFileSync(meta, 'utf8')) as { status: number; start_time: number };
-      if (m.status === 3) runs.push({ dir: path.join(e, run, 'artifacts', 'model'), start: m.start_time });
-    }
-  }
-  const best = runs.sort((a, b) => b.start - a.start)[0];
-  if (!best) throw new DataError(`no finished transformer run of preset "${preset}" in ${root}: train one first with \`npm run paper -- transformer --preset ${preset}\``);
-  return best.dir;
-}
 
 const pct = (v: number | undefined) => (v === undefined ? 'n/a' : `${(v * 100).toFixed(2)} %`);
 

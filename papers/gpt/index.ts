@@ -1,0 +1,69 @@
+/**
+ * Brown et al. (2020)'s GPT architecture at small scale: a decoder-only Transformer (learned positions, pre-norm,
+ * causal attention, GELU, tied embeddings) trained as a character-level language model on Moby Dick with the
+ * GPT-3 recipe (AdamW β2 = 0.95, weight decay 0.1 except biases and norms, cosine decay after warm-up, gradient
+ * clipping at 1.0), at the sizes of nanoGPT's shakespeare_char configurations. The corpus differs from nanoGPT's
+ * (Shakespeare), so the validation losses are comparable in kind, not in value.
+ */
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  ConfigError, DataError, experimentPaper, latestRunArtifacts, loadModel, loadPresets, Rng, selectBackend, type JsonObject, type Paper, type PluginRegistry, type PluginSpec,
+} from '../../core';
+import type { CharTextSource } from '../../plugins/data/char-text';
+import type { GPT } from '../../plugins/layers/gpt';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const presets = loadPresets(path.join(here, 'presets'));
+
+const base = experimentPaper({
+  name: 'gpt',
+  title: 'Brown et al. 2020: the GPT architecture, character-level on Moby Dick (small scale)',
+  presets,
+  presetNotes: {
+    smoke: 'a 1-layer, 32-wide model on 24,000 characters, one pass: the CI check (seconds)',
+    cpu: "nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, context 64, batch 12, ~2,000 steps): minutes here",
+    gpu: "nanoGPT shakespeare_char's size (6 layers, 6 heads, 384 wide, context 256, batch 64): for a GPU",
+  },
+  references: [
+    { metric: 'val_loss', label: 'nanoGPT shakespeare_char, 10.65M parameters, GPU (Shakespeare, not Moby Dick)', value: 1.47, source: 'nanoGPT README (Karpathy 2023)' },
+    { metric: 'val_loss', label: "nanoGPT's CPU configuration (Shakespeare, not Moby Dick)", value: 1.88, source: 'nanoGPT README (Karpathy 2023)' },
+  ],
+  scale(config) {
+    const g = config.model.layers[0] as unknown as { layers: number; dModel: number; numHeads: number; context: number };
+    const steps = config.trainer.epochs;
+    const size = g.dModel >= 384 && g.layers >= 6 ? "nanoGPT shakespeare_char's size" : g.dModel >= 128 && g.layers >= 4 ? "nanoGPT's CPU size" : "SMALLER THAN nanoGPT's CPU configuration";
+    return `${size}: ${g.layers} layer(s), ${g.numHeads} heads, d_model ${g.dModel}, context ${g.context}, ${steps} pass(es) over the strided windows; Moby Dick, not Shakespeare`;
+  },
+});
+
+const paper: Paper = {
+  ...base,
+  /** `--predict PROMPT`: continues the prompt with the newest finished run of the preset (options: temperature, top-k, length). */
+  async predict(registry: PluginRegistry, preset: string, prompt: string, options: Record<string, string> = {}) {
+    await selectBackend(registry, process.env.LOOM_BACKEND);
+    const p = presets[preset];
+    if (!p) throw new ConfigError('--preset', `paper "gpt" has no preset "${preset}"`);
+    const model = loadModel(latestRunArtifacts('gpt', preset, 'model'), registry);
+    try {
+      const gpt = model.layers[0] as unknown as GPT;
+      const source = registry.create('dataset', (p.data as JsonObject).source as PluginSpec) as unknown as CharTextSource;
+      const num = (k: string, d: number) => {
+        const v = options[k] === undefined ? d : Number(options[k]);
+        if (!Number.isFinite(v) || v < 0) throw new ConfigError(`--${k}`, `expected a non-negative number, got "${options[k]}"`);
+        return v;
+      };
+      const ids = source.encode(prompt.length > 0 ? prompt : '\n');
+      const window = ids.slice(-Math.floor(gpt.opts.context / 2));
+      const length = Math.min(num('length', 200), gpt.opts.context - window.length);
+      if (length < 1) throw new DataError(`the prompt leaves no room in the context of ${gpt.opts.context} characters`);
+      const topK = options['top-k'] === undefined ? undefined : Math.max(1, Math.floor(num('top-k', 0)));
+      const out = gpt.generate(window, length, { temperature: num('temperature', 0.8), topK, rng: new Rng(num('seed', 0)) });
+      return prompt + source.decode(out);
+    } finally {
+      model.dispose();
+    }
+  },
+};
+
+export default paper;
