@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DataError } from './errors';
+import { fsyncDir, writeFileSynced } from './fs-atomic';
 import type { Json, JsonObject, Logs, OptimizerState } from './interfaces';
 import type { RngState } from './random';
 import { packWeights, unpackWeights, type NamedWeights, type WeightEntry } from './serialization';
@@ -77,8 +78,8 @@ export class Checkpointer {
     const target = path.join(this.dir, name);
     const tmp = path.join(this.dir, `.${name}.${process.pid}.tmp`);
     fs.mkdirSync(tmp, { recursive: true });
-    writeSynced(path.join(tmp, 'tensors.bin'), data);
-    writeSynced(path.join(tmp, 'state.json'), JSON.stringify(manifest));
+    writeFileSynced(path.join(tmp, 'tensors.bin'), data);
+    writeFileSynced(path.join(tmp, 'state.json'), JSON.stringify(manifest));
     fsyncDir(tmp);
     fs.rmSync(target, { recursive: true, force: true });
     fs.renameSync(tmp, target);
@@ -108,24 +109,4 @@ export function loadCheckpoint(dir: string): Checkpoint {
   const slots: OptimizerState['slots'] = {};
   for (const { param, slot } of m.optimizer.slots) (slots[param] ??= {})[slot] = all.get(`${SLOT}${param}/${slot}`)!;
   return { run: m.run, config: m.config, trainer: m.trainer, weights, optimizer: { step: m.optimizer.step, hyper: m.optimizer.hyper, slots } };
-}
-
-function writeSynced(file: string, data: string | Uint8Array): void {
-  const fd = fs.openSync(file, 'w');
-  try {
-    fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-function fsyncDir(dir: string): void {
-  try {
-    const fd = fs.openSync(dir, 'r');
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-  } catch {
-    // Some file systems refuse fsync on directories; the rename is still atomic.
-  }
 }

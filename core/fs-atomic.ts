@@ -9,19 +9,29 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   const dir = path.dirname(file);
   fs.mkdirSync(dir, { recursive: true });
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  const fd = fs.openSync(tmp, 'w');
+  writeFileSynced(tmp, data);
+  fs.renameSync(tmp, file);
+  fsyncDir(dir);
+}
+
+/** Writes a file and fsyncs it before returning. */
+export function writeFileSynced(file: string, data: string | Uint8Array): void {
+  const fd = fs.openSync(file, 'w');
   try {
     fs.writeFileSync(fd, data);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
-  fs.renameSync(tmp, file);
+}
+
+/** Fsyncs a directory (so a rename in it is durable); some file systems refuse, and the rename is still atomic. */
+export function fsyncDir(dir: string): void {
   try {
-    const dfd = fs.openSync(dir, 'r');
-    fs.fsyncSync(dfd);
-    fs.closeSync(dfd);
+    const fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
   } catch {
-    // Some file systems do not allow fsync on a directory; the rename is still atomic.
+    // not supported here
   }
 }

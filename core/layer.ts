@@ -93,6 +93,11 @@ export function computeFans(shape: number[]): { fanIn: number; fanOut: number } 
 export class LayerStack {
   readonly layers: Layer[];
 
+  /** A stack over layers that already exist (e.g. a Sequential's). */
+  static of(layers: Layer[]): LayerStack {
+    return Object.assign(Object.create(LayerStack.prototype) as LayerStack, { layers });
+  }
+
   constructor(specs: readonly PluginSpec[], registry: PluginRegistry, parent: string, path: string) {
     this.layers = specs.map((raw, i) => {
       const normal = registry.normalize('layer', raw, `${path}[${i}]`);

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { ConfigError, ShapeError } from './errors';
 import type { ForwardContext, Json, JsonObject, Layer, Model, Parameter, PluginSpec, Shape } from './interfaces';
-import { formatShape } from './layer';
+import { formatShape, LayerStack } from './layer';
 import type { Rng } from './random';
 import { pluginSpecSchema, type PluginRegistry } from './registry';
 
@@ -70,15 +70,15 @@ export class Sequential implements Model {
   }
 
   parameters(): Parameter[] {
-    return this.layers.flatMap((l) => l.parameters());
+    return LayerStack.of(this.layers).parameters();
   }
 
   buffers(): Parameter[] {
-    return this.layers.flatMap((l) => l.buffers?.() ?? []);
+    return LayerStack.of(this.layers).buffers();
   }
 
   resetStates(): void {
-    for (const l of this.layers) l.resetStates?.();
+    LayerStack.of(this.layers).resetStates();
   }
 
   /** State carried between batches by its layers (stateful RNNs), by layer name. */
@@ -110,6 +110,6 @@ export class Sequential implements Model {
   }
 
   dispose(): void {
-    for (const l of this.layers) l.dispose();
+    LayerStack.of(this.layers).dispose();
   }
 }

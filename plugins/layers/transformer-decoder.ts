@@ -1,22 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Layer, type Parameter, type PluginContext, type Rng, type Shape } from '../../core';
+import { definePlugin, LayerBase, type ForwardContext, type Layer, type Parameter, type PluginContext, type Rng, type Shape } from '../../core';
+import { transformerLayerOptions } from './transformer-encoder';
 import { disposeCache, type KVCache, type MultiHeadAttention } from './multi-head-attention';
 
-const schema = layerOptions.extend({
-  numHeads: z.number().int().positive(),
-  /** Inner width of the position-wise feed-forward network (d_ff; 4·d_model in the paper). */
-  ff: z.number().int().positive(),
-  dropout: z.number().min(0).lt(1).default(0.1),
-  /** Post-norm LN(x + Sublayer(x)) as in the paper, or pre-norm x + Sublayer(LN(x)) (Xiong et al. 2020; GPT-2). */
-  preNorm: z.boolean().default(false),
+const schema = transformerLayerOptions.extend({
   /**
    * Attend to the encoder output in `ctx.memory` (the paper's decoder). Without it the layer is a decoder-only block
    * (masked self-attention and feed-forward), as in GPT (Radford et al. 2018; Brown et al. 2020).
    */
   crossAttention: z.boolean().default(true),
-  /** Activation of the feed-forward network: ReLU in the paper, GELU in BERT and GPT. */
-  activation: pluginSpecSchema.default('relu'),
 });
 
 /** Per-layer state for incremental decoding: cached self-attention keys/values and projected memory. */

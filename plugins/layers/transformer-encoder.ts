@@ -2,17 +2,19 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Layer, type Parameter, type PluginContext, type Rng, type Shape } from '../../core';
 
-const schema = layerOptions.extend({
+/** Options shared by the Transformer's encoder and decoder layers. */
+export const transformerLayerOptions = layerOptions.extend({
   numHeads: z.number().int().positive(),
   /** Inner width of the position-wise feed-forward network (d_ff; 4·d_model in the paper). */
   ff: z.number().int().positive(),
   dropout: z.number().min(0).lt(1).default(0.1),
-  /** Post-norm LN(x + Sublayer(x)) as in the paper, or pre-norm x + Sublayer(LN(x)) (Xiong et al. 2020). */
+  /** Post-norm LN(x + Sublayer(x)) as in the paper, or pre-norm x + Sublayer(LN(x)) (Xiong et al. 2020; GPT-2). */
   preNorm: z.boolean().default(false),
-  causal: z.boolean().default(false),
-  /** Activation of the feed-forward network: ReLU in the paper, GELU in BERT. */
+  /** Activation of the feed-forward network: ReLU in the paper, GELU in BERT and GPT. */
   activation: pluginSpecSchema.default('relu'),
 });
+
+const schema = transformerLayerOptions.extend({ causal: z.boolean().default(false) });
 
 /**
  * One Transformer encoder layer (Vaswani et al. 2017, §3.1): self-attention and a position-wise feed-forward
