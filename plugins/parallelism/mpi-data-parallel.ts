@@ -1,3 +1,4 @@
+import { worldOfOne } from './single-process';
 import { z } from 'zod';
 import { definePlugin, type ParallelismStrategy } from '../../core';
 import { mpiWorld, type MpiAddon } from './mpi';
@@ -63,21 +64,7 @@ export class MpiStrategy implements Omit<ParallelismStrategy, 'spec'> {
 }
 
 /** World of one when no MPI launcher started the process: what a plain `node` run gets. */
-const alone: Omit<ParallelismStrategy, 'spec'> = {
-  rank: 0,
-  worldSize: 1,
-  isGlobalZero: true,
-  allReduce: async () => undefined,
-  broadcast: async () => undefined,
-  barrier: async () => undefined,
-  send: async () => {
-    throw new Error('mpi-data-parallel: not started by an MPI launcher (world of one); there is no rank to send to');
-  },
-  recv: async () => {
-    throw new Error('mpi-data-parallel: not started by an MPI launcher (world of one); there is no rank to receive from');
-  },
-  finalize: async () => undefined,
-};
+const alone = worldOfOne('mpi-data-parallel (not started by an MPI launcher: a world of one)');
 
 /**
  * Synchronous data parallelism on Open MPI: launched as `mpirun -np N node ...` (or `srun`, or an MPIJob), each
