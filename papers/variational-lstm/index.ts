@@ -109,6 +109,7 @@ const paper: Paper = {
     }
     const order = Object.entries(metrics).filter(([k]) => k.endsWith('/test_perplexity')).sort((a, b) => a[1] - b[1]);
     const notes = [
+      `validation / test perplexity: ${lm.variants.map((v) => `${v} ${metrics[`${v}/val_perplexity`]!.toFixed(1)} / ${metrics[`${v}/test_perplexity`]!.toFixed(1)}`).join('; ')}`,
       `measured test perplexity, best first: ${order.map(([k, v]) => `${k.split('/')[0]} ${v.toFixed(1)}`).join(' < ')}`,
       `vocabulary ${vocab} words (Bengio et al. report 16,383); ${(source.stats as { tokens?: number }).tokens ?? '?'} tokens in the stream`,
       ...runs.map((r, i) => `${lm.variants[i]}: MLflow run ${r.runId}`),
