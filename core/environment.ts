@@ -16,10 +16,27 @@ export function gitCommit(cwd = path.dirname(fileURLToPath(import.meta.url))): s
   }
 }
 
+/**
+ * The commit and GPU as they were when this process first asked: a long run (several variants) keeps reporting
+ * the code it actually runs, even if the checkout moves on meanwhile.
+ */
+let processFacts: { commit: string; gpu: string | null } | undefined;
+
+/** The first GPU's name from nvidia-smi, or null where there is none. */
+function gpuModel(): string | null {
+  try {
+    return execFileSync('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], { stdio: ['ignore', 'pipe', 'ignore'], timeout: 3000 }).toString().split('\n')[0]!.trim() || null;
+  } catch {
+    return null;
+  }
+}
+
 export function environmentTags(): Record<string, string> {
   const cpus = os.cpus();
+  processFacts ??= { commit: gitCommit(), gpu: gpuModel() };
   return {
-    'git.commit': gitCommit(),
+    'git.commit': processFacts.commit,
+    ...(processFacts.gpu ? { 'gpu.model': processFacts.gpu } : {}),
     'node.version': process.version,
     'tfjs.version': tf.version_core,
     host: os.hostname(),
