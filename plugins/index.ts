@@ -43,6 +43,7 @@ import zeros from './initializers/zeros';
 import activation from './layers/activation';
 import avgPool2d from './layers/avg-pool2d';
 import batchNorm from './layers/batch-norm';
+import bert from './layers/bert';
 import concatenate from './layers/concatenate';
 import conv2d from './layers/conv2d';
 import dense from './layers/dense';
@@ -96,7 +97,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   brown, charText, cmudict, mnist, spamAssassin,
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,
-  activation, avgPool2d, batchNorm, concatenate, conv2d, dense, dropout, embedding, flatten, globalPool, gpt, gru, layerNorm, lstm, maxPool2d,
+  activation, avgPool2d, batchNorm, bert, concatenate, conv2d, dense, dropout, embedding, flatten, globalPool, gpt, gru, layerNorm, lstm, maxPool2d,
   multiHeadAttention, positionalEncoding, reshape, residual, transformerDecoder, transformerEncoder, transformerSeq2seq, variationalDropout,
   binaryCrossentropy, categoricalCrossentropy, mae, mse, sparseCategoricalCrossentropy,
   accuracy, perplexity,

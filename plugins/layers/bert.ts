@@ -1,0 +1,142 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { definePlugin, LayerBase, layerOptions, type ForwardContext, type Layer, type Parameter, type PluginContext, type Rng, type Shape } from '../../core';
+import type { Embedding } from './embedding';
+
+const schema = layerOptions.extend({
+  vocabSize: z.number().int().positive(),
+  maxLength: z.number().int().positive().default(128),
+  /** BERT-Tiny: 2 layers, 128 wide, 2 heads; BERT-Mini: 4, 256, 4 (Turc et al. 2019). */
+  dModel: z.number().int().positive().default(128),
+  numHeads: z.number().int().positive().default(2),
+  layers: z.number().int().positive().default(2),
+  ff: z.number().int().positive().optional(),
+  dropout: z.number().min(0).lt(1).default(0.1),
+  /**
+   * `mlm`: logits over the vocabulary at every position (masked-LM pretraining, through the tied embeddings);
+   * `classifier`: logits over `classes` from the [CLS] position through a tanh pooler (fine-tuning).
+   */
+  head: z.enum(['mlm', 'classifier']).default('mlm'),
+  classes: z.number().int().min(2).default(2),
+  padId: z.number().int().min(0).default(0),
+});
+
+/**
+ * BERT (Devlin et al. 2018, §3): token plus learned position embeddings, layer norm and dropout, N post-norm
+ * Transformer encoder layers with GELU and padding masks, and either the masked-LM head (dense + GELU + layer norm,
+ * then the tied embedding matrix plus an output bias) or the sequence classifier (a tanh "pooler" on the [CLS]
+ * position, then a dense layer). The encoder's parameter names do not depend on the head, so pretrained weights load
+ * into a classifier by name (see {@link encoderParameters}).
+ */
+export class Bert extends LayerBase {
+  private readonly embed: Embedding;
+  private readonly pos: Layer;
+  private readonly embedNorm: Layer;
+  private readonly drop: Layer;
+  private readonly encoders: Layer[];
+  private readonly headLayers: Layer[];
+  private outputBias: tf.Variable | null = null;
+
+  constructor(
+    readonly opts: z.output<typeof schema>,
+    private readonly ctx: PluginContext,
+  ) {
+    super(opts.name ?? 'bert');
+    const make = (spec: object, part: string) => ctx.registry.create('layer', { ...spec, name: `${this.name}/${part}` } as never, `${ctx.path}.${part}`);
+    const init = { type: 'truncated-normal', stddev: 0.02 };
+    const d = opts.dModel;
+    this.embed = make({ type: 'embedding', vocabSize: opts.vocabSize, dim: d, initializer: init }, 'token_embedding') as Embedding;
+    this.pos = make({ type: 'positional-encoding', kind: 'learned', maxLength: opts.maxLength, initializer: init }, 'position_embedding');
+    this.embedNorm = make({ type: 'layer-norm' }, 'embedding_norm');
+    this.drop = make({ type: 'dropout', rate: opts.dropout }, 'dropout');
+    this.encoders = Array.from({ length: opts.layers }, (_, i) =>
+      make({ type: 'transformer-encoder', numHeads: opts.numHeads, ff: opts.ff ?? 4 * d, dropout: opts.dropout, activation: 'gelu' }, `encoder_${i + 1}`));
+    this.headLayers = opts.head === 'mlm'
+      ? [make({ type: 'dense', units: d, activation: 'gelu' }, 'mlm_transform'), make({ type: 'layer-norm' }, 'mlm_norm')]
+      : [make({ type: 'dense', units: d, activation: 'tanh' }, 'pooler'), make({ type: 'dropout', rate: opts.dropout }, 'classifier_dropout'), make({ type: 'dense', units: opts.classes }, 'classifier')];
+  }
+
+  protected buildLayer(inputShape: Shape, rng: Rng): Shape {
+    if (inputShape.length !== 2 || (inputShape[1] !== null && inputShape[1]! > this.opts.maxLength)) throw this.shapeError(`[batch, time ≤ maxLength = ${this.opts.maxLength}] ids`, inputShape);
+    const seq: Shape = [null, null, this.opts.dModel];
+    this.embed.build([null, null], rng);
+    for (const l of [this.pos, this.embedNorm, this.drop, ...this.encoders]) l.build(seq, rng);
+    if (this.opts.head === 'mlm') {
+      for (const l of this.headLayers) l.build(seq, rng);
+      this.outputBias = this.addWeight('mlm_output_bias', [this.opts.vocabSize], this.ctx.registry.create('initializer', 'zeros'), rng, 'bias');
+      return [null, inputShape[1]!, this.opts.vocabSize];
+    }
+    let shape: Shape = [null, this.opts.dModel];
+    for (const l of this.headLayers) shape = l.build(shape, rng);
+    return [null, this.opts.classes];
+  }
+
+  apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+    const c: ForwardContext = { ...ctx, mask: tf.cast(tf.notEqual(x, this.opts.padId), 'float32') };
+    let h = this.drop.apply(this.embedNorm.apply(this.pos.apply(this.embed.apply(x, c), c), c), c);
+    for (const e of this.encoders) h = e.apply(h, c);
+    if (this.opts.head === 'classifier') {
+      let y = tf.squeeze(tf.slice(h, [0, 0, 0], [-1, 1, -1]), [1]); // the [CLS] position
+      for (const l of this.headLayers) y = l.apply(y, c);
+      return y;
+    }
+    for (const l of this.headLayers) h = l.apply(h, c);
+    const [b, t, d] = h.shape as [number, number, number];
+    const logits = tf.add(tf.matMul(tf.reshape(h, [b * t, d]), this.embed.embeddings, false, true), this.outputBias!);
+    return tf.reshape(logits, [b, t, this.opts.vocabSize]);
+  }
+
+  /** The parameters shared by both heads (embeddings and encoder layers): what pretraining hands to fine-tuning. */
+  encoderParameters(): Parameter[] {
+    return [this.embed, this.pos, this.embedNorm, ...this.encoders].flatMap((l) => l.parameters());
+  }
+
+  override parameters(): Parameter[] {
+    return [...this.encoderParameters(), ...this.headLayers.flatMap((l) => l.parameters()), ...this.params];
+  }
+
+  override dispose(): void {
+    for (const l of [this.embed, this.pos, this.embedNorm, ...this.encoders, ...this.headLayers]) l.dispose();
+    super.dispose();
+  }
+}
+
+/**
+ * BERT's masked-LM corruption (Devlin et al. 2018, §3.1 and appendix A.1): each maskable token is selected with
+ * probability `rate` (15 %); a selected token is replaced by `maskId` with probability 0.8, by a uniformly random
+ * token from [firstRandom, vocabSize) with 0.1, and kept with 0.1. Returns the corrupted ids and the labels: the
+ * original id at selected positions, `ignoreId` elsewhere (so the loss counts selected positions only).
+ */
+export function maskTokens(
+  ids: ArrayLike<number>,
+  rng: Rng,
+  o: { vocabSize: number; maskId: number; firstRandom: number; maskable: (id: number) => boolean; rate?: number; ignoreId?: number },
+): { input: Int32Array; labels: Int32Array } {
+  const rate = o.rate ?? 0.15;
+  const input = Int32Array.from(ids);
+  const labels = new Int32Array(input.length).fill(o.ignoreId ?? 0);
+  for (let i = 0; i < input.length; i++) {
+    if (!o.maskable(input[i]!) || rng.next() >= rate) continue;
+    labels[i] = input[i]!;
+    const r = rng.next();
+    if (r < 0.8) input[i] = o.maskId;
+    else if (r < 0.9) input[i] = o.firstRandom + rng.int(o.vocabSize - o.firstRandom);
+  }
+  return { input, labels };
+}
+
+export default definePlugin({
+  kind: 'layer',
+  name: 'bert',
+  description: 'BERT encoder with a masked-LM head (tied embeddings) or a [CLS] classifier head (Devlin et al. 2018)',
+  schema,
+  examples: [
+    { options: { vocabSize: 9, maxLength: 6, dModel: 8, numHeads: 2, layers: 1, dropout: 0 }, inputShape: [2, 5], inputInts: 9 },
+    { options: { vocabSize: 9, maxLength: 6, dModel: 8, numHeads: 2, layers: 1, dropout: 0, head: 'classifier', classes: 3 }, inputShape: [2, 5], inputInts: 9 },
+  ],
+  properties: [
+    'masking selects 15 % of maskable tokens and replaces them 80/10/10 by [MASK], a random token, or themselves (statistical test)',
+    'padding changes nothing at real positions; a classifier loads the pretrained encoder by parameter name',
+  ],
+  create: (opts, ctx) => new Bert(opts, ctx),
+});
