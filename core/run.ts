@@ -47,6 +47,8 @@ export interface RunOptions {
    * metrics join the test metrics (logged as `test_<key>`). Runs before the model is released.
    */
   evaluate?: (trainer: Trainer, test: Dataset | null) => Logs | Promise<Logs>;
+  /** Called with the freshly built model before training (e.g. to load pretrained weights); not on --resume. */
+  initialize?: (model: Sequential) => void;
 }
 
 /** A child container with every run-scoped token registered. The caller disposes it with {@link disposeRun}. */
@@ -158,6 +160,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       const inputs: [Dataset | null, string][] = [[c.resolve(TOKENS.TrainData), 'train'], [c.resolve(TOKENS.ValidationData), 'validation'], [c.resolve(TOKENS.TestData), 'test']];
       for (const [ds, context] of inputs) if (ds && tracker.logDataset) tracker.logDataset(describeDataset(ds, context, config.data.source));
     }
+    if (opts.initialize && !resume) opts.initialize(model);
     const trainer = c.resolve(Trainer);
     const ck = config.trainer.checkpoint;
     const dir = opts.resume ? path.dirname(resolveCheckpoint(opts.resume)) : path.resolve(ck.dir ?? path.join('checkpoints', run.experimentId, run.runId));

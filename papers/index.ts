@@ -1,5 +1,6 @@
 /** Every paper reproduction, by name. A new paper is one folder under papers/ and one line here. */
 import type { Paper } from '../core';
+import bert from './bert';
 import gpt from './gpt';
 import mnistCnn from './mnist-cnn';
 import transformer from './transformer';
@@ -10,4 +11,5 @@ export const papers: Record<string, Paper> = {
   [variationalLstm.name]: variationalLstm,
   [transformer.name]: transformer,
   [gpt.name]: gpt,
+  [bert.name]: bert,
 };

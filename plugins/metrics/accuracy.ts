@@ -11,8 +11,11 @@ export default definePlugin({
   name: 'accuracy',
   aliases: ['acc'],
   description: 'fraction of rows where argmax(prediction) equals the label',
-  schema: z.object({}),
-  create: () => {
+  schema: z.object({
+    /** Rows whose label is this id are not counted (padding, or the unmasked positions of a masked-LM batch). */
+    ignoreIndex: z.number().int().optional(),
+  }),
+  create: ({ ignoreIndex }) => {
     let correct = 0;
     let total = 0;
     return {
@@ -25,14 +28,15 @@ export default definePlugin({
         const n = yPred.size / classes;
         const oneHot = yTrue.size === yPred.size && classes > 1;
         if (!oneHot && yTrue.size !== n) throw new ShapeError('metric "accuracy"', `labels for [${yPred.shape}]`, yTrue.shape);
-        const hits = tf.tidy(() => {
+        const [hits, counted] = tf.tidy(() => {
           const pred = tf.argMax(tf.reshape(yPred, [n, classes]), 1);
           const truth = oneHot ? tf.argMax(tf.reshape(yTrue, [n, classes]), 1) : tf.cast(tf.reshape(yTrue, [n]), 'int32');
-          return tf.sum(tf.cast(tf.equal(pred, truth), 'int32'));
+          const keep = ignoreIndex === undefined || oneHot ? tf.onesLike(truth) : tf.cast(tf.notEqual(truth, ignoreIndex), 'int32');
+          return [tf.sum(tf.mul(tf.cast(tf.equal(pred, truth), 'int32'), keep)), tf.sum(keep)];
         });
-        correct += hits.dataSync()[0]!;
-        hits.dispose();
-        total += n;
+        correct += hits!.dataSync()[0]!;
+        total += counted!.dataSync()[0]!;
+        tf.dispose([hits!, counted!]);
       },
       result: () => (total === 0 ? 0 : correct / total),
       getState: () => ({ correct, total }),

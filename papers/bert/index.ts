@@ -1,0 +1,147 @@
+/**
+ * Devlin et al. (2018), BERT, at small scale: a WordPiece vocabulary trained on our corpora, masked-LM pretraining
+ * (15 % of tokens selected, replaced 80/10/10 by [MASK], a random token or themselves) on Brown, the State of the
+ * Union addresses and Moby Dick, then fine-tuning a [CLS] classifier on SpamAssassin (ham vs spam), with and
+ * without the pretrained encoder, beside a bag-of-words logistic regression on the same split. Four tracked runs,
+ * tagged `variant`: pretrain, finetune-pretrained, finetune-scratch, baseline-bow.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import {
+  batchesOf, ConfigError, epochOrder, loadPresets, mergeConfig, parseExperimentConfig, readWeights, runExperiment, writeFileAtomic, writeWeights,
+  type Dataset, type JsonObject, type Logs, type NamedWeights, type Paper, type PaperResult, type Sequential, type Trainer,
+} from '../../core';
+import { corpusTexts, CORPORA } from '../../plugins/data/text-corpus';
+import type { Bert } from '../../plugins/layers/bert';
+import { WordPiece } from '../../plugins/tokenizers/wordpiece';
+import { bowData, mlmData } from './data';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const presets = loadPresets(path.join(here, 'presets'));
+
+const bertSchema = z.object({
+  vocabSize: z.number().int().positive(),
+  seqLen: z.number().int().min(8),
+  tokenizerChars: z.number().int().positive(),
+  /** Characters of the pretraining text (null: all of it). */
+  pretrainChars: z.number().int().positive().nullable(),
+  bowFeatures: z.number().int().positive(),
+  /** SpamAssassin groups to use (smoke: a small ham and a small spam group). */
+  groups: z.array(z.string()).optional(),
+});
+
+/** Accuracy, precision, recall and F1 of the spam class (1) on `data`, from the trained model's predictions. */
+export function binaryScores(trainer: Trainer, data: Dataset): Logs {
+  let [tp, fp, fn, tn] = [0, 0, 0, 0];
+  for (const idx of batchesOf(epochOrder(data.size, 0, 0, false), 256)) {
+    const { x, y } = data.batch(idx);
+    const pred = tf.tidy(() => tf.argMax(trainer.model.apply(x, { training: false, rng: null as never }), 1).dataSync());
+    const truth = y.dataSync();
+    pred.forEach((p, i) => (p === 1 ? (truth[i] === 1 ? tp++ : fp++) : truth[i] === 1 ? fn++ : tn++));
+    tf.dispose([x, y]);
+  }
+  const precision = tp / Math.max(tp + fp, 1);
+  const recall = tp / Math.max(tp + fn, 1);
+  return { accuracy: (tp + tn) / Math.max(tp + fp + fn + tn, 1), precision, recall, f1: precision + recall > 0 ? (2 * precision * recall) / (precision + recall) : 0 };
+}
+
+const paper: Paper = {
+  name: 'bert',
+  title: 'Devlin et al. 2018: BERT pretraining (masked LM) and fine-tuning on SpamAssassin, at small scale',
+  presets,
+  presetNotes: {
+    smoke: 'a 1-layer, 32-wide BERT on 200,000 characters; SpamAssassin hard-ham-1 + spam-1 only: the CI check (about a minute)',
+    tiny: 'BERT-Tiny (2 layers, 128 wide, 2 heads) pretrained for one pass over the three corpora, fine-tuned 3 epochs',
+    mini: 'BERT-Mini (4 layers, 256 wide, 4 heads), the same schedule',
+  },
+  references: [
+    { metric: 'test_accuracy', variant: 'baseline-bow', label: 'bag-of-words logistic regression, accuracy', value: 0.985, source: 'Géron 2019, ch. 3 exercise 4 (his own split of the same corpus)' },
+    { metric: 'test_accuracy', variant: 'finetune-pretrained', label: 'bag-of-words logistic regression (Géron), for comparison', value: 0.985, source: 'Géron 2019, ch. 3' },
+  ],
+  async run(opts): Promise<PaperResult> {
+    const base = presets[opts.preset];
+    if (!base) throw new ConfigError('--preset', `paper "bert" has no preset "${opts.preset}"; presets: ${Object.keys(presets).join(', ')}`);
+    const { bert: rawBert, model: rawModel, pretrain, finetune, baseline, ...common } = mergeConfig(base, (opts.overrides ?? {}) as JsonObject);
+    const parsed = bertSchema.strict().safeParse(rawBert);
+    if (!parsed.success) throw new ConfigError(`bert.${parsed.error.issues[0]!.path.join('.')}`, parsed.error.issues[0]!.message);
+    const b = parsed.data;
+    const seed = opts.seed ?? Number(common.seed ?? 0);
+    for (const p of [mlmData, bowData]) if (!opts.registry.has('dataset', p.name)) opts.registry.register(p);
+
+    // 1. The WordPiece vocabulary, trained on the pretraining corpora and saved for the data plugins.
+    const tokenizer = path.resolve('checkpoints', 'bert', `wordpiece-${opts.preset}-${b.vocabSize}.json`);
+    if (!fs.existsSync(tokenizer)) {
+      const text = corpusTexts(CORPORA).join('\n\n').slice(0, b.tokenizerChars);
+      writeFileAtomic(tokenizer, JSON.stringify(WordPiece.train([text], { vocabSize: b.vocabSize }).toJSON()));
+    }
+    const vocab = (JSON.parse(fs.readFileSync(tokenizer, 'utf8')) as { vocab: string[] }).vocab.length;
+    const bertLayer = (head: 'mlm' | 'classifier') => ({ type: 'bert', name: 'bert', vocabSize: vocab, maxLength: b.seqLen, head, ...(rawModel as JsonObject) });
+    const metrics: Record<string, number> = {};
+    const runs: PaperResult['mlflow'][] = [];
+    let wall = 0;
+    let backend = '';
+    let commit = 'unknown';
+    const run = async (variant: string, config: JsonObject, hooks: { evaluate?: (t: Trainer, d: Dataset | null) => Logs; initialize?: (m: Sequential) => void } = {}) => {
+      const r = await runExperiment({
+        registry: opts.registry, config: parseExperimentConfig({ ...common, seed, ...config }), backend: opts.backend, trackingUri: opts.trackingUri,
+        runName: `bert-${opts.preset}-seed${seed}-${variant}`, tags: { paper: 'bert', preset: opts.preset, variant, scale: scale(opts.preset, b, rawModel as JsonObject) }, ...hooks,
+      });
+      runs.push(r.run);
+      wall += r.wallTimeSec;
+      backend = r.backend;
+      commit = r.tags['git.commit'] ?? commit;
+      for (const [k, v] of Object.entries(r.test ?? {})) metrics[`${variant}/test_${k}`] = v;
+      for (const [k, v] of Object.entries(r.history.at(-1) ?? {})) metrics[`${variant}/${k}`] = v;
+      return r;
+    };
+
+    // 2. Masked-LM pretraining; the encoder's weights are kept for fine-tuning.
+    let encoder: NamedWeights | null = null;
+    await run('pretrain', {
+      data: { source: { type: 'bert-mlm', tokenizer, seqLen: b.seqLen, seed, ...(b.pretrainChars ? { maxChars: b.pretrainChars } : {}) }, train: 'train', validation: 'valid', test: null },
+      model: { inputShape: [b.seqLen], layers: [bertLayer('mlm')] },
+      loss: { type: 'sparse-categorical-crossentropy', ignoreIndex: 0 },
+      metrics: [{ type: 'accuracy', ignoreIndex: 0 }],
+      ...(pretrain as JsonObject),
+    }, { evaluate: (t) => ((encoder = readWeights(((t.model as Sequential).layers[0] as unknown as Bert).encoderParameters())), {}) });
+
+    // 3. Fine-tuning on SpamAssassin, from the pretrained encoder and from scratch; 4. the bag-of-words baseline.
+    const groups: JsonObject = b.groups ? { groups: b.groups } : {};
+    const spam = { source: { type: 'spam-assassin', tokenizer, maxLen: b.seqLen, ...groups }, train: 'train', test: 'test' };
+    const classify = { loss: 'sparse-categorical-crossentropy', metrics: ['accuracy'], ...(finetune as JsonObject) };
+    const scores = (t: Trainer, d: Dataset | null) => (d ? binaryScores(t, d) : {});
+    for (const pretrained of [true, false]) {
+      await run(pretrained ? 'finetune-pretrained' : 'finetune-scratch', { data: spam, model: { inputShape: [b.seqLen], layers: [bertLayer('classifier')] }, ...classify }, {
+        evaluate: scores,
+        initialize: pretrained ? (m) => writeWeights(((m.layers[0] as unknown as Bert).encoderParameters()), encoder!, 'pretrained encoder') : undefined,
+      });
+    }
+    await run('baseline-bow', {
+      data: { source: { type: 'spam-bow', features: b.bowFeatures, ...groups }, train: 'train', test: 'test' },
+      model: { inputShape: [b.bowFeatures], layers: [{ type: 'dense', units: 2, name: 'logistic' }] },
+      loss: 'sparse-categorical-crossentropy', metrics: ['accuracy'], optimizer: { type: 'adam', lr: 0.01 },
+      ...(baseline as JsonObject),
+    }, { evaluate: scores });
+
+    const row = (v: string) => `${v}: accuracy ${pct(metrics[`${v}/test_accuracy`])}, precision ${pct(metrics[`${v}/test_precision`])}, recall ${pct(metrics[`${v}/test_recall`])}, F1 ${pct(metrics[`${v}/test_f1`])}`;
+    return {
+      paper: 'bert', preset: opts.preset, backend, seed, metrics, wallTimeSec: wall, mlflow: runs.at(-1)!, commit, scale: scale(opts.preset, b, rawModel as JsonObject),
+      comparison: paper.references.map((r) => ({ metric: `${r.variant}/${r.metric}`, label: `${r.variant}: ${r.label}`, measured: metrics[`${r.variant}/${r.metric}`] ?? null, reference: r.value, source: r.source })),
+      notes: [
+        `pretraining: masked-LM validation loss ${metrics['pretrain/val_loss']?.toFixed(4)}, masked-token accuracy ${pct(metrics['pretrain/val_accuracy'])} (vocabulary ${vocab})`,
+        row('finetune-pretrained'), row('finetune-scratch'), row('baseline-bow'),
+      ],
+    };
+  },
+};
+
+const pct = (v: number | undefined) => (v === undefined ? 'n/a' : `${(v * 100).toFixed(2)} %`);
+
+function scale(preset: string, b: z.output<typeof bertSchema>, model: JsonObject): string {
+  return `SMALLER THAN BERT-base (preset ${preset}): ${model.layers} layer(s), d_model ${model.dModel}, ${model.numHeads} heads, sequences of ${b.seqLen}, WordPiece ${b.vocabSize}, pretraining on ${b.pretrainChars ?? 'all'} characters${b.groups ? `, SpamAssassin groups ${b.groups.join(' + ')} only` : ''}`;
+}
+
+export default paper;
