@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
-import { createRegistry, Rng, selectBackend, type PluginRegistry } from '../core';
+import { createRegistry, Rng, selectBackend, type Layer, type PluginRegistry } from '../core';
 import { registerBuiltins } from '../plugins';
 
 /** A fresh registry with every built-in plugin, after activating `backend` (default: the best available one). */
@@ -127,4 +127,11 @@ export function expectNoLeak(step: () => void, n = 3): void {
   const before = tf.memory().numTensors;
   for (let i = 0; i < n; i++) step();
   expect(tf.memory().numTensors, 'live tensors after repeated steps').toBe(before);
+}
+
+/** A layer built from `spec` for `shape` (batch dimension `null`), with weights drawn from `seed`. */
+export function buildLayer<T extends Layer = Layer>(registry: PluginRegistry, spec: object, shape: (number | null)[], seed = 0): T {
+  const layer = registry.create('layer', spec as never) as T;
+  layer.build(shape, new Rng(seed));
+  return layer;
 }

@@ -5,19 +5,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Rng, type Layer, type PluginRegistry } from '../../core';
-import { testRegistry } from '../../test/harness';
+import { Rng, type PluginRegistry } from '../../core';
+import { buildLayer, testRegistry } from '../../test/harness';
 
 let registry: PluginRegistry;
 beforeAll(async () => {
   registry = await testRegistry();
 });
 
-const build = (spec: object, shape: (number | null)[]) => {
-  const l = registry.create('layer', spec as never) as Layer;
-  l.build(shape, new Rng(0));
-  return l;
-};
+const build = (spec: object, shape: (number | null)[]) => buildLayer(registry, spec, shape);
 
 describe('dropout', () => {
   it('keeps the expectation: the mean of the output equals the input within sampling error; identity at inference', () => {

@@ -2,19 +2,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Rng, type Layer, type PluginRegistry } from '../../core';
-import { randomNormal, testRegistry } from '../../test/harness';
+import { Rng, type PluginRegistry } from '../../core';
+import { buildLayer, randomNormal, testRegistry } from '../../test/harness';
 
 let registry: PluginRegistry;
 beforeAll(async () => {
   registry = await testRegistry();
 });
 
-const build = (spec: object, shape: (number | null)[]) => {
-  const l = registry.create('layer', spec as never) as Layer;
-  l.build(shape, new Rng(0));
-  return l;
-};
+const build = (spec: object, shape: (number | null)[]) => buildLayer(registry, spec, shape);
 
 describe('avg-pool2d', () => {
   it('is the mean over the real pixels of each window, for valid and same padding', () => {
