@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as vega from 'vega';
 import { compile } from 'vega-lite';
 import YAML from 'yaml';
-import type { Paper } from '../core';
+import { formatMetric, type Paper } from '../core';
 
 interface RunRecord {
   runId: string;
@@ -59,8 +59,7 @@ export function readStore(root: string): RunRecord[] {
 }
 
 const last = (r: RunRecord, key: string) => r.metrics[key]?.at(-1)?.[1];
-const fmt = (v: number | undefined, metric: string) =>
-  v === undefined ? 'n/a' : /accuracy|error_rate|wer|per$/.test(metric) ? `${(v * 100).toFixed(2)} %` : /perplexity/.test(metric) ? v.toFixed(1) : v.toFixed(4);
+const fmt = (v: number | undefined, metric: string) => (v === undefined ? 'n/a' : formatMetric(v, metric));
 
 /** Learning curves as an SVG: every loss-like metric in one panel, every other per-epoch metric in another. */
 async function curves(r: RunRecord): Promise<string | null> {

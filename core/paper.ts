@@ -93,7 +93,7 @@ export function latestRunArtifacts(paper: string, preset: string, artifact: stri
 
 /** A plain-text table of measured vs reference numbers. */
 export function formatComparison(result: PaperResult): string {
-  const rows = result.comparison.map((r) => [r.label, r.measured === null ? 'n/a' : fmt(r.measured, r.metric), fmt(r.reference, r.metric), r.source]);
+  const rows = result.comparison.map((r) => [r.label, r.measured === null ? 'n/a' : formatMetric(r.measured, r.metric), formatMetric(r.reference, r.metric), r.source]);
   const head = ['', 'measured', 'reference', 'source'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
@@ -107,8 +107,9 @@ export function formatComparison(result: PaperResult): string {
   ].join('\n');
 }
 
-function fmt(v: number, metric: string): string {
-  return /accuracy|error_rate|wer|per$/.test(metric) ? `${(v * 100).toFixed(2)} %` : /perplexity/.test(metric) ? v.toFixed(1) : v.toFixed(4);
+/** A metric as people read it: rates (accuracy, word and phoneme error rates) in percent, perplexity to 0.1. */
+export function formatMetric(v: number, metric: string): string {
+  return /accuracy|wer|_per/.test(metric) ? `${(v * 100).toFixed(2)} %` : /perplexity/.test(metric) ? v.toFixed(1) : v.toFixed(4);
 }
 
 /**

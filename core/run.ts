@@ -141,7 +141,8 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   };
   const log = strategy.isGlobalZero;
   const runName = (opts.runName ?? `${config.experiment}-${config.seed}`) + (opts.fold ? `-fold${opts.fold.index + 1}of${opts.fold.of}` : '');
-  const resume = opts.resume ? loadCheckpoint(resolveCheckpoint(opts.resume)) : null;
+  const resumePath = opts.resume ? resolveCheckpoint(opts.resume) : null;
+  const resume = resumePath ? loadCheckpoint(resumePath) : null;
   if (resume && resume.run.experiment !== config.experiment) {
     throw new ConfigError('--resume', `the checkpoint belongs to experiment "${resume.run.experiment}", not "${config.experiment}"`);
   }
@@ -163,7 +164,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     if (opts.initialize && !resume) opts.initialize(model);
     const trainer = c.resolve(Trainer);
     const ck = config.trainer.checkpoint;
-    const dir = opts.resume ? path.dirname(resolveCheckpoint(opts.resume)) : path.resolve(ck.dir ?? path.join('checkpoints', run.experimentId, run.runId));
+    const dir = resumePath ? path.dirname(resumePath) : path.resolve(ck.dir ?? path.join('checkpoints', run.experimentId, run.runId));
     const writer = new Checkpointer(dir, ck.keep);
     const checkpointer = log && ck.enabled
       ? (snapshot: TrainerSnapshot) => void writer.save({

@@ -138,10 +138,11 @@ export class Trainer {
     }, params.map((p) => p.variable));
     const byName = Object.fromEntries(params.map((p) => [p.name, grads[p.variable.name]!]));
     try {
-      const loss = value.dataSync()[0]!;
-      // One reduction per gradient: a sum is finite only if every element is (an overflowing sum is reported too).
-      const sums = tf.tidy(() => tf.stack(params.map((p) => tf.sum(byName[p.name]!))).dataSync());
-      const bad = params.filter((_, i) => !Number.isFinite(sums[i]!)).map((p) => p.name);
+      // The loss and one sum per gradient in a single read from the backend: a sum is finite only if every element
+      // is (an overflowing sum is reported too).
+      const read = tf.tidy(() => tf.stack([value, ...params.map((p) => tf.sum(byName[p.name]!))]).dataSync());
+      const loss = read[0]!;
+      const bad = params.filter((_, i) => !Number.isFinite(read[i + 1]!)).map((p) => p.name);
       if (!Number.isFinite(loss) || bad.length > 0) {
         const layers = [...new Set(bad.map((n) => n.slice(0, n.lastIndexOf('/'))))];
         throw new NonFiniteError(

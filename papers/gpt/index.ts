@@ -22,7 +22,7 @@ const base = experimentPaper({
   presets,
   presetNotes: {
     smoke: 'a 1-layer, 32-wide model on 24,000 characters, one pass: the CI check (seconds)',
-    cpu: "nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, context 64, batch 12, ~2,000 steps): minutes here",
+    cpu: "nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, context 64, batch 12, ~2,000 steps): about 25 minutes here",
     gpu: "nanoGPT shakespeare_char's size (6 layers, 6 heads, 384 wide, context 256, batch 64): for a GPU",
   },
   references: [

@@ -120,7 +120,7 @@ export class MultiHeadAttention extends LayerBase {
     let scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dk)); // [b, h, t, keyTime]
     // Masked scores are replaced by −1e9 (not offset by it: in float32, s − 1e9 rounds s away, which makes a row
     // whose keys are all masked a step function of s; replaced, it is a constant, with a zero gradient).
-    let allowed: tf.Tensor | null = o.causal ? tf.equal(causalMask(t, keyTime), 0) : null;
+    let allowed: tf.Tensor | null = o.causal ? causalMask(t, keyTime) : null;
     if (o.keyMask) {
       const keys = tf.reshape(tf.notEqual(o.keyMask, 0), [b, 1, 1, keyTime]);
       allowed = allowed ? tf.logicalAnd(allowed, keys) : keys;
@@ -141,15 +141,11 @@ export class MultiHeadAttention extends LayerBase {
 }
 
 /**
- * [queries, keys] additive mask for causal attention: query i, being position keys − queries + i, may attend to
- * keys j at or before it (0), not after (−1e9). With equal lengths this is the usual lower-triangular mask.
+ * [queries, keys] causal mask, true where attention is allowed: query i, being position keys − queries + i, may
+ * attend to keys j at or before it. With equal lengths this is the usual lower triangle.
  */
 export function causalMask(queries: number, keys = queries): tf.Tensor2D {
-  return tf.tidy(() => {
-    const offset = keys - queries;
-    const allowed = tf.linalg.bandPart(tf.ones([queries, keys]), -1, offset);
-    return tf.mul(tf.sub(1, allowed), -1e9) as tf.Tensor2D;
-  });
+  return tf.tidy(() => tf.cast(tf.linalg.bandPart(tf.ones([queries, keys]), -1, keys - queries), 'bool') as tf.Tensor2D);
 }
 
 export default definePlugin({
