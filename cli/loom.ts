@@ -16,6 +16,7 @@ import { buildReport } from './report';
 
 const USAGE = `usage:
   loom paper <name> [--preset P] [--seed N] [--backend B] [--parallelism S] [--json FILE] [--tracking-uri URL] [--resume latest|DIR]
+                    [--set FIELD=VALUE ...]
   loom paper transformer --predict WORD [--preset P]
   loom paper gpt --predict PROMPT [--preset P] [--temperature T] [--top-k K] [--length N]
   loom papers
@@ -28,7 +29,9 @@ const USAGE = `usage:
   --parallelism S     the parallelism strategy, e.g. mpi-data-parallel under mpirun (docs/parallelism.md)
   --tracking-uri URL  an MLflow tracking server (also MLFLOW_TRACKING_URI when http(s)); default: ./mlruns
   --resume            continue an interrupted run (same MLflow run) from its newest checkpoint under ./checkpoints
-                      ("latest"), or from a checkpoint directory; give the same preset and seed
+                      ("latest"), or from a checkpoint directory; give the same preset, seed and --set values
+  --set FIELD=VALUE   override one field of the preset's config, by its dotted path (repeatable); VALUE is read
+                      as JSON when it parses, else as a string: --set trainer.epochs=1 --set optimizer.lr=3e-4
   sync                uploads the runs spooled under --dir while the server was unreachable`;
 
 /**
@@ -48,6 +51,36 @@ function trackingUri(flag: string | undefined, strict = false): string | undefin
   return env && /^https?:/i.test(env) ? check('MLFLOW_TRACKING_URI', env) : undefined;
 }
 
+/**
+ * `--set a.b.c=VALUE` flags as one nested object to deep-merge over the preset (Hydra-style overrides). VALUE is
+ * JSON when it parses (numbers, booleans, null, arrays, objects), else a plain string.
+ */
+export function parseOverrides(flags: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const flag of flags) {
+    const eq = flag.indexOf('=');
+    const keys = eq > 0 ? flag.slice(0, eq).split('.') : [];
+    if (eq <= 0 || keys.some((k) => !/^[A-Za-z0-9_-]+$/.test(k))) {
+      throw new ConfigError('--set', `expected FIELD=VALUE with a dotted field path such as trainer.epochs=1, got "${flag}"`);
+    }
+    const text = flag.slice(eq + 1);
+    let value: unknown = text;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      // not JSON: a string such as an optimizer's name
+    }
+    let node = out;
+    for (const k of keys.slice(0, -1)) {
+      const next = node[k];
+      if (next !== undefined && (typeof next !== 'object' || next === null || Array.isArray(next))) throw new ConfigError('--set', `"${flag}" sets inside ${k}, which another --set gave a value`);
+      node = (node[k] ??= {}) as Record<string, unknown>;
+    }
+    node[keys.at(-1)!] = value;
+  }
+  return out;
+}
+
 function intFlag(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v)) throw new ConfigError(`--${name}`, `expected a non-negative integer, got "${v}"`);
@@ -62,8 +95,10 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parseArgs({
         args: rest,
         allowPositionals: true,
-        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, parallelism: { type: 'string' }, json: { type: 'string' }, resume: { type: 'string' }, 'tracking-uri': { type: 'string' }, predict: { type: 'string' }, temperature: { type: 'string' }, 'top-k': { type: 'string' }, length: { type: 'string' } },
+        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, parallelism: { type: 'string' }, json: { type: 'string' }, resume: { type: 'string' }, 'tracking-uri': { type: 'string' }, predict: { type: 'string' }, temperature: { type: 'string' }, 'top-k': { type: 'string' }, length: { type: 'string' }, set: { type: 'string', multiple: true } },
       });
+      const overrides = parseOverrides(values.set ?? []);
+      if (values.parallelism) overrides.parallelism = values.parallelism;
       const name = positionals[0];
       if (!name) throw new ConfigError('paper', `name a paper: ${Object.keys(papers).join(', ')}`);
       const paper = papers[name];
@@ -83,7 +118,7 @@ async function main(argv: string[]): Promise<number> {
         if (!resume) throw new ConfigError('--resume', `no checkpoint of experiment "${experiment}" under ./checkpoints to resume`);
       }
       const uri = trackingUri(values['tracking-uri']);
-      const result = await paper.run({ registry, preset, seed: intFlag('seed', values.seed), backend: values.backend ?? process.env.LOOM_BACKEND, trackingUri: uri, resume, overrides: values.parallelism ? { parallelism: values.parallelism } : undefined });
+      const result = await paper.run({ registry, preset, seed: intFlag('seed', values.seed), backend: values.backend ?? process.env.LOOM_BACKEND, trackingUri: uri, resume, overrides });
       console.log(`\n${formatComparison(result)}`);
       if (values.json) fs.writeFileSync(values.json, JSON.stringify(summary(result), null, 2) + '\n');
       return 0;

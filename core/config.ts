@@ -41,7 +41,7 @@ export const trainerOptionsSchema = z.object({
     })
     .strict()
     .default({ enabled: true, keep: 2 }),
-});
+}).strict();
 export type TrainerOptions = z.infer<typeof trainerOptionsSchema>;
 
 export const experimentConfigSchema = z.object({
@@ -95,12 +95,20 @@ export function flattenConfig(obj: Json, prefix = '', out: Record<string, string
   return out;
 }
 
-/** Deep-merges `patch` into `base` (objects merge, arrays and scalars replace). */
+/**
+ * Deep-merges `patch` into `base`: objects merge, arrays and scalars replace, and an object whose keys are indices
+ * of an array in `base` patches those elements (how `--set model.layers.0.dropout=0.2` reaches into a list).
+ */
 export function mergeConfig<T extends JsonObject>(base: T, patch: JsonObject): T {
   const out: JsonObject = { ...base };
+  const isObject = (x: unknown): x is JsonObject => !!x && typeof x === 'object' && !Array.isArray(x);
   for (const [k, v] of Object.entries(patch)) {
     const b = out[k];
-    out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b) ? mergeConfig(b, v) : v;
+    if (isObject(v) && isObject(b)) out[k] = mergeConfig(b, v);
+    else if (isObject(v) && Array.isArray(b) && Object.keys(v).every((i) => /^\d+$/.test(i) && Number(i) < b.length)) {
+      // `{ "0": {...} }` patches one element of an array (from `--set model.layers.0.dropout=0.2`).
+      out[k] = b.map((e, i) => (i in v ? (isObject(e) && isObject(v[i]) ? mergeConfig(e, v[i] as JsonObject) : v[i]!) : e));
+    } else out[k] = v;
   }
   return out as T;
 }
