@@ -407,6 +407,84 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
+  /** Like expectClose(op, 0), and the dtypes must agree too. */
+  const expectSame = (op: () => tf.Tensor) => {
+    const dtypes = [tf.tidy(() => op().dtype), withOriginals(() => tf.tidy(() => op().dtype))];
+    expect(dtypes[0]).toBe(dtypes[1]);
+    expectClose(op, 0);
+  };
+
+  it('Tile (float32, int32, bool; every rank 0-4) and tf.where broadcasting through it', () => {
+    covers('Tile');
+    fc.assert(
+      fc.property(fc.array(dim(4), { minLength: 0, maxLength: 4 }), fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 4, maxLength: 4 }), seed, (shape, r, s) => {
+        const reps = shape.map((_, i) => r[i]!);
+        const x = tensor(shape, s, 'ties');
+        const xi = tf.cast(x, 'int32'), xb = tf.greater(x, 0);
+        for (const t of [x, xi, xb]) expectSame(() => tf.tile(t, reps));
+        expectSame(() => tf.where(xb, x, tf.scalar(-Infinity)));
+        tf.dispose([x, xi, xb]);
+      }),
+      RUNS,
+    );
+  });
+
+  it('Cast from bool to float32 stores float32 values', () => {
+    covers('Cast');
+    fc.assert(
+      fc.property(fc.array(dim(6), { minLength: 0, maxLength: 3 }), seed, (shape, s) => {
+        const x = tensor(shape, s, 'ties');
+        const mask = tf.greaterEqual(x, 0);
+        expectSame(() => tf.cast(mask, 'float32'));
+        expectSame(() => tf.cast(x, 'int32'));
+        const f = tf.cast(mask, 'float32');
+        expect(f.dataSync()).toBeInstanceOf(Float32Array);
+        tf.dispose([x, mask, f]);
+      }),
+      RUNS,
+    );
+  });
+
+  it('GatherV2 along axis 0 (embedding lookups), with repeated ids; other axes and bad ids go to the original', () => {
+    covers('GatherV2');
+    fc.assert(
+      fc.property(dim(9), fc.array(dim(20), { minLength: 0, maxLength: 2 }), fc.array(fc.nat(), { minLength: 1, maxLength: 12 }), seed, (rows, inner, picks, s) => {
+        const x = tensor([rows, ...inner], s);
+        const ids = tf.tensor1d(picks.map((p) => p % rows), 'int32');
+        const ids2d = tf.reshape(ids, [1, picks.length]);
+        expectSame(() => tf.gather(x, ids));
+        expectSame(() => tf.gather(x, ids2d));
+        expectSame(() => tf.gather(tf.cast(x, 'int32'), ids));
+        if (inner.length) expectSame(() => tf.gather(x, tf.tensor1d([0], 'int32'), 1));
+        tf.dispose([x, ids, ids2d]);
+      }),
+      RUNS,
+    );
+    const x = tensor([3, 2], 1);
+    expect(() => tf.gather(x, tf.tensor1d([3], 'int32'))).toThrow(/GatherV2: the index value 3 is not in \[0, 2\]/);
+    x.dispose();
+  });
+
+  const PREDICATES = {
+    Equal: tf.equal, NotEqual: tf.notEqual, Greater: tf.greater, GreaterEqual: tf.greaterEqual, Less: tf.less, LessEqual: tf.lessEqual,
+  } as const;
+  it('comparisons and logical and/or with broadcasting (ties, NaN), returning bool', () => {
+    covers(...Object.keys(PREDICATES), 'LogicalAnd', 'LogicalOr');
+    fc.assert(
+      fc.property(fc.constantFrom(...(Object.keys(PREDICATES) as (keyof typeof PREDICATES)[])), broadcastPair, fc.boolean(), seed, (name, [sa, sb], nan, s) => {
+        const a = tensor(sa, s, 'ties'), b = nan ? tf.fill(sb, NaN) : tensor(sb, s + 1, 'ties');
+        const ai = tf.cast(a, 'int32'), bi = tf.cast(b, 'int32');
+        expectSame(() => PREDICATES[name](a, b));
+        expectSame(() => PREDICATES[name](ai, bi));
+        const pa = tf.greater(a, 0), pb = tf.less(b, 1);
+        expectSame(() => tf.logicalAnd(pa, pb));
+        expectSame(() => tf.logicalOr(pa, pb));
+        tf.dispose([a, b, ai, bi, pa, pb]);
+      }),
+      { numRuns: 80 },
+    );
+  });
+
   it('LoomAdam matches Kingma & Ba\'s update composed from tfjs ops', () => {
     covers('LoomAdam');
     fc.assert(

@@ -132,6 +132,49 @@ export function copyDims(shape: readonly number[], ss: readonly number[], ds: re
   return Float64Array.from((dims.length ? dims : [[1, 1, 1]]).flat());
 }
 
+/**
+ * Visits a broadcast binary op's output row by row: `row(i, oa, ob, n, sa, sb)` covers output elements i..i+n-1,
+ * reading the operands from flat offsets oa and ob with strides sa and sb (broadcastDims' [size, strideA, strideB]
+ * triples, walked with an odometer: no per-element index arithmetic).
+ */
+function forEachRow(dims: number[][], row: (i: number, oa: number, ob: number, n: number, sa: number, sb: number) => void): void {
+  const [n, sa, sb] = dims.at(-1)!;
+  const outer = dims.slice(0, -1);
+  const idx = new Array<number>(outer.length).fill(0);
+  let oa = 0, ob = 0, i = 0;
+  for (;;) {
+    row(i, oa, ob, n!, sa!, sb!);
+    i += n!;
+    let d = outer.length - 1;
+    for (; d >= 0; d--) {
+      const [size, da, db] = outer[d]!;
+      oa += da!;
+      ob += db!;
+      if (++idx[d]! < size!) break;
+      oa -= da! * size!;
+      ob -= db! * size!;
+      idx[d] = 0;
+    }
+    if (d < 0) return;
+  }
+}
+
+type Row = (x: ArrayLike<number>, y: ArrayLike<number>, out: Uint8Array, i: number, oa: number, ob: number, n: number, sa: number, sb: number) => void;
+/**
+ * Comparisons and logical ops (tfjs's cpu backend computes every element's broadcast index separately), one
+ * loop per op so that each stays monomorphic.
+ */
+const PREDICATES: Record<string, Row> = {
+  Equal: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! === y[b + j * sb]! ? 1 : 0; },
+  NotEqual: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! !== y[b + j * sb]! ? 1 : 0; },
+  Greater: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! > y[b + j * sb]! ? 1 : 0; },
+  GreaterEqual: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! >= y[b + j * sb]! ? 1 : 0; },
+  Less: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! < y[b + j * sb]! ? 1 : 0; },
+  LessEqual: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! <= y[b + j * sb]! ? 1 : 0; },
+  LogicalAnd: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! && y[b + j * sb]! ? 1 : 0; },
+  LogicalOr: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! || y[b + j * sb]! ? 1 : 0; },
+};
+
 /** Native implementations; each returns null to hand the call to the original kernel. */
 function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info | null> {
   // float32 tensors whose storage is a Float32Array (tfjs's cast from bool keeps a Uint8Array under dtype float32).
@@ -362,6 +405,79 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
       native.avgPoolGrad(values(backend, dy), out, ...shapeArgs(info));
       return backend.makeTensorInfo(input.shape, 'float32', out);
     },
+    // tf.where broadcasts its operands with Tile, and masks are tiled over heads: the output viewed as
+    // [r0, d0, r1, d1, ...] is one strided copy of x with stride 0 over every r axis.
+    Tile(args) {
+      const backend = args.backend as MathBackendCPU;
+      const { x } = args.inputs as { x: Info };
+      const { reps } = args.attrs as { reps: number[] };
+      const outShape = x.shape.map((d, i) => d * reps[i]!);
+      if (size(outShape) === 0 || x.dtype === 'string') return null;
+      const xs = stridesOf(x.shape);
+      const view = x.shape.flatMap((d, i) => [reps[i]!, d]);
+      const dims = copyDims(view, x.shape.flatMap((_, i) => [0, xs[i]!]), stridesOf(view));
+      const src = backend.data.get(x.dataId).values as tf.TypedArray;
+      if (f32(x) && dims.length <= 24) {
+        const out = new Float32Array(size(outShape));
+        native.copy(src as Float32Array, 0, out, 0, dims);
+        return backend.makeTensorInfo(outShape, x.dtype, out);
+      }
+      if (!(src instanceof Float32Array || src instanceof Int32Array || src instanceof Uint8Array)) return null;
+      const out = new (src.constructor as Float32ArrayConstructor)(size(outShape));
+      const triples: number[][] = [];
+      for (let i = 0; i < dims.length; i += 3) triples.push([dims[i]!, dims[i + 1]!, dims[i + 2]!]);
+      // copyDims gives [size, srcStride, dstStride]; the destination is contiguous, so visiting in order suffices.
+      forEachRow(triples.map(([n, ss]) => [n!, ss!, 0]), (i, o, _, n, st) => {
+        for (let j = 0; j < n; j++) out[i + j] = src[o + j * st]!;
+      });
+      return backend.makeTensorInfo(outShape, x.dtype, out);
+    },
+    // Bool → float32: tfjs keeps the Uint8Array under dtype float32, which every later float kernel then takes
+    // through its slow generic path (dropout masks); convert the storage once.
+    Cast(args) {
+      const backend = args.backend as MathBackendCPU;
+      const { x } = args.inputs as { x: Info };
+      const { dtype } = args.attrs as { dtype: string };
+      const src = backend.data.get(x.dataId).values;
+      if (dtype !== 'float32' || x.dtype !== 'bool' || !(src instanceof Uint8Array)) return null;
+      return backend.makeTensorInfo(x.shape, 'float32', new Float32Array(src));
+    },
+    // Row gathers along axis 0 (embedding lookups): tfjs's kernel computes every element's index separately.
+    GatherV2(args) {
+      const backend = args.backend as MathBackendCPU;
+      const { x, indices } = args.inputs as { x: Info; indices: Info };
+      const { axis, batchDims } = (args.attrs ?? {}) as { axis: number; batchDims?: number };
+      const src = backend.data.get(x.dataId).values as tf.TypedArray;
+      const ids = backend.data.get(indices.dataId).values as tf.TypedArray;
+      if ((batchDims ?? 0) !== 0 || tf.util.parseAxisParam(axis, x.shape)[0] !== 0 || x.shape.length === 0) return null;
+      if (!(src instanceof Float32Array || src instanceof Int32Array) || !(ids instanceof Int32Array || ids instanceof Float32Array)) return null;
+      const rows = x.shape[0]!, inner = size(x.shape.slice(1));
+      for (let r = 0; r < ids.length; r++) if (!(ids[r]! >= 0 && ids[r]! < rows && Number.isInteger(ids[r]!))) return null; // the original reports it
+      const out = new (src.constructor as Float32ArrayConstructor)(ids.length * inner);
+      for (let r = 0; r < ids.length; r++) {
+        const o = ids[r]! * inner;
+        if (inner >= 16) out.set(src.subarray(o, o + inner), r * inner);
+        else for (let j = 0; j < inner; j++) out[r * inner + j] = src[o + j]!;
+      }
+      return backend.makeTensorInfo([...indices.shape, ...x.shape.slice(1)], x.dtype, out);
+    },
+    ...Object.fromEntries(
+      Object.entries(PREDICATES).map(([name, row]) => [
+        name,
+        (args: KernelArgs): Info | null => {
+          const backend = args.backend as MathBackendCPU;
+          const { a, b } = args.inputs as { a: Info; b: Info };
+          const va = backend.data.get(a.dataId).values, vb = backend.data.get(b.dataId).values;
+          const numeric = (v: unknown) => v instanceof Float32Array || v instanceof Int32Array || v instanceof Uint8Array;
+          if (!numeric(va) || !numeric(vb) || size(a.shape) === 0 || size(b.shape) === 0) return null;
+          const x = va as Float32Array, y = vb as Float32Array;
+          const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
+          const out = new Uint8Array(size(outShape));
+          forEachRow(broadcastDims(a.shape, b.shape, outShape), (i, oa, ob, n, sa, sb) => row(x, y, out, i, oa, ob, n, sa, sb));
+          return backend.makeTensorInfo(outShape, 'bool', out);
+        },
+      ]),
+    ),
     // The gradient of an embedding lookup (gather). tfjs's cpu kernel loops over every segment with a mask over
     // all rows (O(segments · rows · width): seconds for a 10k vocabulary); a scatter-add is one pass, and plain
     // JavaScript suffices.
