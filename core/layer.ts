@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { ShapeError } from './errors';
-import type { ForwardContext, Initializer, JsonObject, Layer, Parameter, ParamRole, PluginSpec, Regularizer, Shape } from './interfaces';
+import type { ForwardContext, Initializer, Json, JsonObject, Layer, Parameter, ParamRole, PluginSpec, Regularizer, Shape } from './interfaces';
 import type { Rng } from './random';
 import type { PluginRegistry } from './registry';
 
@@ -128,5 +128,50 @@ export class LayerStack {
 
   dispose(): void {
     for (const l of this.layers) l.dispose();
+  }
+}
+
+/**
+ * What a stateful recurrent layer carries from one batch to the next (truncated backpropagation through time):
+ * named [batch, units] tensors kept outside every tidy scope, written to checkpoints as JSON (`{ shape, <name>:
+ * values }`), and dropped by `reset` (the trainer resets at every epoch start and evaluation).
+ */
+export class CarriedState<K extends string> {
+  private tensors: Record<K, tf.Tensor> | null = null;
+
+  /** The carried tensors, or null when there are none (the layer then starts from zeros). */
+  get value(): Readonly<Record<K, tf.Tensor>> | null {
+    return this.tensors;
+  }
+
+  /** The batch size of the carried state, or null when there is none. */
+  get batch(): number | null {
+    const first = this.tensors && (Object.values(this.tensors) as tf.Tensor[])[0];
+    return first ? first.shape[0]! : null;
+  }
+
+  /** Keeps copies of `next` (clones, so no later batch's tape reaches back into this one) and frees the old state. */
+  carry(next: Record<K, tf.Tensor>): void {
+    const old = this.tensors;
+    this.tensors = Object.fromEntries(Object.entries(next).map(([k, t]) => [k, tf.keep(tf.clone(t as tf.Tensor))])) as Record<K, tf.Tensor>;
+    if (old) tf.dispose(Object.values(old) as tf.Tensor[]);
+  }
+
+  toJSON(): Json {
+    if (!this.tensors) return null;
+    const entries = Object.entries(this.tensors) as [string, tf.Tensor][];
+    return { shape: entries[0]![1].shape, ...Object.fromEntries(entries.map(([k, t]) => [k, Array.from(t.dataSync())])) };
+  }
+
+  restore(s: Json): void {
+    this.reset();
+    if (s === null) return;
+    const { shape, ...values } = s as { shape: number[] } & Record<string, number[]>;
+    this.tensors = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, tf.keep(tf.tensor(v, shape))])) as Record<K, tf.Tensor>;
+  }
+
+  reset(): void {
+    if (this.tensors) tf.dispose(Object.values(this.tensors) as tf.Tensor[]);
+    this.tensors = null;
   }
 }

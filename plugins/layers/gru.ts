@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
+  CarriedState, definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
   type Json, type Rng, type Shape,
 } from '../../core';
 
@@ -34,7 +34,7 @@ export class GRU extends LayerBase {
   private readonly kernelInit: Initializer;
   private readonly recurrentInit: Initializer;
   private readonly zeros: Initializer;
-  private state: tf.Tensor | null = null;
+  private readonly state = new CarriedState<'h'>();
 
   constructor(
     private readonly opts: z.output<typeof schema>,
@@ -60,12 +60,12 @@ export class GRU extends LayerBase {
   apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {
     const [batch, time, features] = x.shape as [number, number, number];
     const u = this.opts.units;
-    if (this.state && this.state.shape[0] !== batch) {
-      throw this.shapeError(`a batch of ${this.state.shape[0]} (stateful layers keep their batch size)`, [batch, time, features]);
+    if (this.state.batch !== null && this.state.batch !== batch) {
+      throw this.shapeError(`a batch of ${this.state.batch} (stateful layers keep their batch size)`, [batch, time, features]);
     }
     const xw = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [batch * time, features]), this.kernel), this.bias), [batch, time, 3 * u]);
     const [uzr, uh] = tf.split(this.recurrent, [2 * u, u], 1) as [tf.Tensor, tf.Tensor];
-    let h: tf.Tensor = this.state ?? tf.zeros([batch, u]);
+    let h: tf.Tensor = this.state.value?.h ?? tf.zeros([batch, u]);
     const outs: tf.Tensor[] = [];
     for (const xt of tf.unstack(xw, 1)) {
       const [xz, xr, xh] = tf.split(xt, 3, 1) as [tf.Tensor, tf.Tensor, tf.Tensor];
@@ -86,28 +86,22 @@ export class GRU extends LayerBase {
       h = tf.add(tf.mul(zGate, h), tf.mul(tf.sub(1, zGate), candidate));
       outs.push(h);
     }
-    if (this.opts.stateful) {
-      const old = this.state;
-      this.state = tf.keep(tf.clone(h)); // detached from this batch's tape by the clone being kept outside it
-      old?.dispose();
-    }
+    if (this.opts.stateful) this.state.carry({ h });
     return this.opts.returnSequences ? tf.stack(outs, 1) : h;
   }
 
   /** The carried state as JSON (checkpoints), or null when there is none. */
   getState(): Json {
-    return this.state ? { shape: this.state.shape, h: Array.from(this.state.dataSync()) } : null;
+    return this.state.toJSON();
   }
 
   setState(s: Json): void {
-    this.resetStates();
-    if (s !== null) this.state = tf.keep(tf.tensor((s as { h: number[] }).h, (s as { shape: number[] }).shape));
+    this.state.restore(s);
   }
 
   /** Zeroes the carried state (stateful layers); the next batch starts from h = 0. */
   resetStates(): void {
-    this.state?.dispose();
-    this.state = null;
+    this.state.reset();
   }
 
   override dispose(): void {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
+  CarriedState, definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
   type Json, type Rng, type Shape,
 } from '../../core';
 import { dropoutMask } from './dropout';
@@ -41,7 +41,7 @@ export class LSTM extends LayerBase {
   private bias!: tf.Variable;
   private readonly kernelInit: Initializer;
   private readonly recurrentInit: Initializer;
-  private state: { h: tf.Tensor; c: tf.Tensor } | null = null;
+  private readonly state = new CarriedState<'h' | 'c'>();
 
   constructor(
     private readonly opts: z.output<typeof schema>,
@@ -69,12 +69,11 @@ export class LSTM extends LayerBase {
     const rd = ctx.training ? this.opts.recurrentDropout : 0;
     // The recurrent mask, scaled by 1/(1 − rate) (inverted dropout); all ones without recurrent dropout.
     const mask = rd > 0 ? dropoutMask(tf.ones([batch, u]), rd, ctx.rng.nextSeed(), [batch, u]) : null;
-    if (this.state && this.state.h.shape[0] !== batch) {
-      throw this.shapeError(`a batch of ${this.state.h.shape[0]} (stateful layers keep their batch size)`, [batch, time, features]);
+    if (this.state.batch !== null && this.state.batch !== batch) {
+      throw this.shapeError(`a batch of ${this.state.batch} (stateful layers keep their batch size)`, [batch, time, features]);
     }
-    const h0 = this.state?.h ?? tf.zeros([batch, u]);
-    const c0 = this.state?.c ?? tf.zeros([batch, u]);
-    let last: { h: tf.Tensor; c: tf.Tensor } | null = null;
+    const h0 = this.state.value?.h ?? tf.zeros([batch, u]);
+    const c0 = this.state.value?.c ?? tf.zeros([batch, u]);
     const seq = this.opts.returnSequences;
     // Backpropagation through time written out (rather than taped op by op): the recurrent-weight gradient is one
     // product over all steps, dU = Σ_t h_{t-1}ᵀ dz_t = H_prevᵀ · dZ, instead of T products and T additions.
@@ -99,10 +98,11 @@ export class LSTM extends LayerBase {
         cs.push(c);
         gates.push(tf.concat([i, f, g, o], 1));
       }
-      // Kept now: customGrad disposes the forward pass's intermediates when it returns.
-      if (this.opts.stateful) last = { h: tf.keep(tf.clone(h)), c: tf.keep(tf.clone(c)) };
       save([xs!, kernel!, recurrent!, tf.stack(hs), tf.stack(cs), tf.stack(gates), m!]);
       const value = seq ? tf.stack(hs.slice(1), 1) : h;
+      // Carried now, when the old state (hs[0], cs[0]) is no longer read: customGrad disposes the forward pass's
+      // intermediates when it returns.
+      if (this.opts.stateful) this.state.carry({ h, c });
       return {
         value,
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
@@ -146,35 +146,21 @@ export class LSTM extends LayerBase {
         },
       };
     });
-    const out = run(x, this.kernel, this.recurrent, this.bias, h0, c0, mask ?? tf.ones([batch, u]));
-    if (last) this.keepState(last);
-    return out;
-  }
-
-  /** Stores the final state (kept tensors) for the next batch, releasing the previous one. */
-  private keepState(next: { h: tf.Tensor; c: tf.Tensor }): void {
-    const old = this.state;
-    this.state = next;
-    if (old) tf.dispose([old.h, old.c]);
+    return run(x, this.kernel, this.recurrent, this.bias, h0, c0, mask ?? tf.ones([batch, u]));
   }
 
   /** The carried state as JSON (checkpoints), or null when there is none. */
   getState(): Json {
-    if (!this.state) return null;
-    return { shape: this.state.h.shape, h: Array.from(this.state.h.dataSync()), c: Array.from(this.state.c.dataSync()) };
+    return this.state.toJSON();
   }
 
   setState(s: Json): void {
-    this.resetStates();
-    if (s === null) return;
-    const o = s as { shape: number[]; h: number[]; c: number[] };
-    this.state = { h: tf.keep(tf.tensor(o.h, o.shape)), c: tf.keep(tf.tensor(o.c, o.shape)) };
+    this.state.restore(s);
   }
 
   /** Zeroes the carried state (stateful layers); the next batch starts from h = c = 0. */
   resetStates(): void {
-    if (this.state) tf.dispose([this.state.h, this.state.c]);
-    this.state = null;
+    this.state.reset();
   }
 
   override dispose(): void {
