@@ -6,7 +6,8 @@ export type RngState = { seed: number; state: object };
 /**
  * Seeded pseudo-random numbers for everything random in a run: initialisation, shuffling, dropout masks.
  * Backed by seedrandom's Alea generator (fast, with a saveable state). There is no global generator:
- * a run owns one root Rng and derives independent child streams from it with {@link Rng.fork}.
+ * a run owns one root Rng and derives independent child streams from it with {@link Rng.fork}. Bulk draws (a
+ * dropout mask of a million elements) take one seed from it ({@link Rng.nextSeed}) for {@link uniformFloats}.
  */
 export class Rng {
   private prng: seedrandom.PRNG & { state(): object };
