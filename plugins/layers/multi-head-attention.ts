@@ -117,15 +117,21 @@ export class MultiHeadAttention extends LayerBase {
       }
     }
     const keyTime = k.shape[2]!;
-    let scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dk)); // [b, h, t, keyTime]
-    // Masked scores are replaced by −1e9 (not offset by it: in float32, s − 1e9 rounds s away, which makes a row
-    // whose keys are all masked a step function of s; replaced, it is a constant, with a zero gradient).
+    const raw = tf.matMul(q, k, false, true); // [b, h, t, keyTime]
+    const scale = 1 / Math.sqrt(dk);
     let allowed: tf.Tensor | null = o.causal ? causalMask(t, keyTime) : null;
     if (o.keyMask) {
       const keys = tf.reshape(tf.notEqual(o.keyMask, 0), [b, 1, 1, keyTime]);
       allowed = allowed ? tf.logicalAnd(allowed, keys) : keys;
     }
-    if (allowed) scores = tf.where(tf.broadcastTo(allowed, scores.shape), scores, tf.fill(scores.shape, -1e9));
+    // Masked scores are replaced by −1e9 (not offset by it: in float32, s − 1e9 rounds s away, which makes a row
+    // whose keys are all masked a step function of s; replaced, it is a constant, with a zero gradient). As
+    // s · m/√d_k + (m − 1) · 1e9 with m ∈ {0, 1}, the mask broadcasts over heads and queries instead of being tiled.
+    let scores: tf.Tensor;
+    if (allowed) {
+      const m = tf.cast(allowed, 'float32');
+      scores = tf.add(tf.mul(raw, tf.mul(m, scale)), tf.mul(tf.sub(m, 1), 1e9));
+    } else scores = tf.mul(raw, scale);
     let probs = tf.softmax(scores);
     if (ctx.training && this.opts.dropout > 0) probs = dropoutMask(probs, this.opts.dropout, ctx.rng.nextSeed(), probs.shape);
     return { probs, v };
