@@ -11,7 +11,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { installNativeKernels, nativeAddonInfo, originalKernels } from './native-kernels';
+import { BufferPool, installNativeKernels, nativeAddonInfo, nativeBufferPool, originalKernels } from './native-kernels';
 
 const info = nativeAddonInfo();
 if (!info.loaded) console.warn(`native-kernels tests skipped: ${info.reason}`);
@@ -515,7 +515,92 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     tf.dispose(a);
   });
 
+  it('reuses released output buffers, never one handed out by dataSync, and computes the same values with them', () => {
+    const pool = nativeBufferPool()!;
+    expect(pool).not.toBeNull();
+    fc.assert(
+      fc.property(fc.array(dim(40), { minLength: 2, maxLength: 3 }), seed, (shape, s) => {
+        const x = tensor(shape, s), y = tensor(shape, s + 1);
+        const chain = () => tf.tidy(() => tf.sum(tf.mul(tf.softmax(tf.add(tf.mul(x, y), x)), tf.transpose(tf.transpose(tf.sub(x, y)))), -1));
+        const first = chain();
+        const want = Float32Array.from(first.dataSync());
+        const handedOut = tf.add(x, y);
+        const live = handedOut.dataSync() as Float32Array; // the backend's own array
+        const snapshot = Float32Array.from(live);
+        tf.dispose([first, handedOut]);
+        const before = pool.reused;
+        for (let i = 0; i < 3; i++) {
+          const again = chain();
+          expect(Float32Array.from(again.dataSync())).toEqual(want);
+          again.dispose();
+        }
+        if (want.length * shape.at(-1)! >= 1024) expect(pool.reused).toBeGreaterThan(before);
+        expect(live).toEqual(snapshot); // disposed after it was read: never reused
+        tf.dispose([x, y]);
+      }),
+      { numRuns: 20 },
+    );
+  });
+
   it('every installed kernel has a property above', () => {
     expect(installed.filter((k) => !tested.has(k))).toEqual([]);
+  });
+});
+
+describe('BufferPool', () => {
+  it('hands back released arrays of the same length, zeroed on request, within its byte limit', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 3000 }), { minLength: 1, maxLength: 12 }), fc.integer({ min: 0, max: 40_000 }), (lengths, limit) => {
+        const pool = new BufferPool(limit, 16);
+        const arrays = lengths.map((n) => pool.fresh(n).fill(7));
+        let held = 0;
+        const kept: Float32Array[] = [];
+        for (const a of arrays) {
+          pool.release(a);
+          pool.release(a); // a second release of the same array is ignored
+          if (a.length >= 16 && held + a.byteLength <= limit) {
+            held += a.byteLength;
+            kept.push(a);
+          }
+        }
+        const reusedBefore = pool.reused;
+        const taken = new Set<Float32Array>();
+        for (const a of kept) {
+          const b = pool.zeroed(a.length);
+          expect(kept).toContain(b);
+          expect(taken.has(b)).toBe(false); // never handed to two owners
+          taken.add(b);
+          expect(b.every((v) => v === 0)).toBe(true);
+        }
+        expect(pool.reused - reusedBefore).toBe(kept.length);
+        expect(pool.fresh(5000)).not.toBe(arrays[0]); // nothing of that length: a new array
+      }),
+    );
+  });
+
+  it('never reuses an escaped array, a foreign array or a small one', () => {
+    const pool = new BufferPool(1 << 20, 16);
+    const escaped = pool.fresh(100);
+    pool.escape(escaped);
+    pool.release(escaped);
+    const foreign = new Float32Array(100);
+    pool.release(foreign);
+    const small = pool.fresh(8);
+    pool.release(small);
+    expect([pool.fresh(100), pool.fresh(8)].some((a) => a === escaped || a === foreign || a === small)).toBe(false);
+    expect(pool.reused).toBe(0);
+  });
+
+  it('pins an array when a view into its memory is stored (tfjs slices return subarrays)', () => {
+    const pool = new BufferPool(1 << 20, 16);
+    const parent = pool.fresh(100);
+    pool.stored(parent); // the array itself: no pin
+    pool.stored(parent.subarray(10, 20));
+    pool.release(parent);
+    expect(pool.fresh(100)).not.toBe(parent);
+    const other = pool.fresh(50);
+    pool.stored(other);
+    pool.release(other);
+    expect(pool.fresh(50)).toBe(other);
   });
 });

@@ -175,8 +175,81 @@ const PREDICATES: Record<string, Row> = {
   LogicalOr: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! || y[b + j * sb]! ? 1 : 0; },
 };
 
+/**
+ * Output buffers of the native kernels, reused once tfjs releases them. A training step allocates gigabytes of
+ * short-lived Float32Arrays; fresh ones cost page faults and zeroing, and every 64 MB of them makes V8 start a
+ * full garbage collection (a third of a Transformer step's time here). A buffer goes back to the pool when the
+ * cpu backend disposes its data, unless it ever left the backend (dataSync/data hand out the live array, so those
+ * are never reused) or is a view. At most `limitBytes` are held.
+ */
+export class BufferPool {
+  private readonly free = new Map<number, Float32Array[]>();
+  private readonly ours = new WeakSet<Float32Array>();
+  private readonly pooled = new WeakSet<Float32Array>();
+  private readonly escaped = new WeakSet<object>();
+  private held = 0;
+  /** How many allocations were served from the pool (for tests and benchmarks). */
+  reused = 0;
+  constructor(private readonly limitBytes = 512 * 2 ** 20, private readonly minLength = 1024) {}
+
+  /** A buffer of n floats whose contents are arbitrary: for kernels that write every element. */
+  fresh(n: number): Float32Array {
+    return this.take(n) ?? this.allocate(n);
+  }
+
+  /** A buffer of n zeros: for kernels that accumulate into their output. */
+  zeroed(n: number): Float32Array {
+    return this.take(n)?.fill(0) ?? this.allocate(n);
+  }
+
+  /** Marks an array handed out of the backend (dataSync, data): it is never reused. */
+  escape(values: unknown): void {
+    if (values && typeof values === 'object') this.escaped.add(values);
+  }
+
+  /**
+   * Sees every array the backend stores: one that is a view into a pooled array's memory (tfjs's slice kernels
+   * return `subarray`s) pins that array, which is then never reused.
+   */
+  stored(values: unknown): void {
+    if (!ArrayBuffer.isView(values) || this.ours.has(values as Float32Array)) return;
+    const parent = this.byBuffer.get(values.buffer);
+    if (parent) this.escaped.add(parent);
+  }
+  private readonly byBuffer = new WeakMap<ArrayBufferLike, Float32Array>();
+
+  /** Takes back the array of a tensor the backend disposed. */
+  release(values: unknown): void {
+    if (!(values instanceof Float32Array) || !this.ours.has(values) || this.escaped.has(values) || this.pooled.has(values)) return;
+    if (this.held + values.byteLength > this.limitBytes) return;
+    let list = this.free.get(values.length);
+    if (!list) this.free.set(values.length, (list = []));
+    list.push(values);
+    this.pooled.add(values);
+    this.held += values.byteLength;
+  }
+
+  private take(n: number): Float32Array | undefined {
+    const a = this.free.get(n)?.pop();
+    if (!a) return undefined;
+    this.pooled.delete(a);
+    this.held -= a.byteLength;
+    this.reused++;
+    return a;
+  }
+
+  private allocate(n: number): Float32Array {
+    const a = new Float32Array(n);
+    if (n >= this.minLength) {
+      this.ours.add(a);
+      this.byBuffer.set(a.buffer, a);
+    }
+    return a;
+  }
+}
+
 /** Native implementations; each returns null to hand the call to the original kernel. */
-function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info | null> {
+function nativeKernels(native: Addon, buffers: BufferPool): Record<string, (args: KernelArgs) => Info | null> {
   // float32 tensors whose storage is a Float32Array (tfjs's cast from bool keeps a Uint8Array under dtype float32).
   const f32 = (...ts: (Info | undefined)[]) => ts.every((t) => !t || (t.dtype === 'float32' && (tf.backend() as MathBackendCPU).data.get(t.dataId)?.values instanceof Float32Array));
 
@@ -200,7 +273,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
     else return null; // general broadcasting: the original kernel
     if (bias && !isRow(bias.shape, n)) return null; // e.g. a [m, 1] column bias: the original kernel
     const batch = Math.max(ba, bb);
-    const out = new Float32Array(batch * m * n);
+    const out = buffers.fresh(batch * m * n);
     native.batchMatMul(values(backend, a), values(backend, b), out, batch, m, n, k, transposeA, transposeB, ba === 1 ? 0 : m * k, bb === 1 ? 0 : k * n, bias ? values(backend, bias) : null, fused && activation === 'relu');
     return backend.makeTensorInfo([...outBatch, m, n], 'float32', out);
   }
@@ -213,7 +286,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
     if (fused && at.activation !== 'linear' && at.activation !== 'relu') return null;
     const info = tf.backend_util.computeConv2DInfo(x.shape as never, filter.shape as never, at.strides, at.dilations ?? 1, at.pad, at.dimRoundingMode, false, 'channelsLast');
     if (bias && !isRow(bias.shape, info.outChannels)) return null;
-    const out = new Float32Array(size(info.outShape));
+    const out = buffers.zeroed(size(info.outShape));
     native.conv2d(values(backend, x), values(backend, filter), out, bias ? values(backend, bias) : null, fused && at.activation === 'relu', ...shapeArgs(info));
     return backend.makeTensorInfo(info.outShape, 'float32', out);
   }
@@ -224,7 +297,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
     const at = (args.attrs ?? {}) as Record<string, never>;
     if (!f32(x) || x.shape.length !== 4) return null;
     const info = tf.backend_util.computePool2DInfo(x.shape as never, at.filterSize, at.strides, 1, at.pad, at.dimRoundingMode);
-    const out = new Float32Array(size(info.outShape));
+    const out = buffers.zeroed(size(info.outShape));
     native.pool(values(backend, x), out, isMax, ...shapeArgs(info));
     return backend.makeTensorInfo(info.outShape, 'float32', out);
   }
@@ -234,7 +307,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
     const { a, b } = args.inputs as { a: Info; b: Info };
     if (!f32(a, b) || size(a.shape) === 0 || size(b.shape) === 0) return null;
     const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
-    const out = new Float32Array(size(outShape));
+    const out = buffers.fresh(size(outShape));
     native.binary(code, values(backend, a), values(backend, b), out, Float64Array.from(broadcastDims(a.shape, b.shape, outShape).flat()));
     return backend.makeTensorInfo(outShape, 'float32', out);
   };
@@ -242,7 +315,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
     const backend = args.backend as MathBackendCPU;
     const { x } = args.inputs as { x: Info };
     if (!f32(x) || size(x.shape) === 0) return null;
-    const out = new Float32Array(size(x.shape));
+    const out = buffers.fresh(size(x.shape));
     native.unary(code, values(backend, x), out, Number((args.attrs as { alpha?: number } | undefined)?.alpha ?? 0));
     return backend.makeTensorInfo(x.shape, 'float32', out);
   };
@@ -258,7 +331,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
     const first = axes[0]!, last = axes.at(-1)!;
     const outer = size(x.shape.slice(0, first)), reduce = size(x.shape.slice(first, last + 1)), inner = size(x.shape.slice(last + 1));
     const outShape = keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
-    const out = new Float32Array(outer * inner);
+    const out = buffers.fresh(outer * inner);
     native.sum(values(backend, x), out, outer, reduce, inner);
     return backend.makeTensorInfo(outShape, 'float32', out);
   };
@@ -266,14 +339,14 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
   /** Copies the box `begin`/`size` of x into a new contiguous tensor. */
   const box = (backend: MathBackendCPU, x: Info, begin: number[], sz: number[]): Info => {
     const xs = stridesOf(x.shape);
-    const out = new Float32Array(size(sz));
+    const out = buffers.fresh(size(sz));
     const offset = begin.reduce((acc, b, d) => acc + b * xs[d]!, 0);
     if (out.length) native.copy(values(backend, x), offset, out, 0, copyDims(sz, xs, stridesOf(sz)));
     return backend.makeTensorInfo(sz, 'float32', out);
   };
   /** Writes each input into its slot of a new tensor of `outShape` along `axis` (concat; stack when `stack`). */
   const join = (backend: MathBackendCPU, xs: Info[], axis: number, outShape: number[], stack: boolean): Info => {
-    const out = new Float32Array(size(outShape));
+    const out = buffers.fresh(size(outShape));
     const os = stridesOf(outShape);
     let at = 0;
     for (const x of xs) {
@@ -342,7 +415,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
       if (!f32(x) || size(x.shape) === 0) return null;
       const outShape = perm.map((p) => x.shape[p]!);
       const xs = stridesOf(x.shape);
-      const out = new Float32Array(size(outShape));
+      const out = buffers.fresh(size(outShape));
       native.copy(values(backend, x), 0, out, 0, copyDims(outShape, perm.map((p) => xs[p]!), stridesOf(outShape)));
       return backend.makeTensorInfo(outShape, 'float32', out);
     },
@@ -369,7 +442,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
       const at = (args.attrs ?? {}) as Record<string, never>;
       if (!f32(dy, filter) || at.dataFormat === 'NCHW') return null;
       const info = tf.backend_util.computeConv2DInfo(at.inputShape, filter.shape as never, at.strides, 1, at.pad, at.dimRoundingMode, false, 'channelsLast');
-      const out = new Float32Array(size(info.inShape));
+      const out = buffers.zeroed(size(info.inShape));
       native.conv2dBackpropInput(values(backend, dy), values(backend, filter), out, ...shapeArgs(info));
       return backend.makeTensorInfo(info.inShape, 'float32', out);
     },
@@ -379,7 +452,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
       const at = (args.attrs ?? {}) as Record<string, never>;
       if (!f32(x, dy) || at.dataFormat === 'NCHW') return null;
       const info = tf.backend_util.computeConv2DInfo(x.shape as never, at.filterShape, at.strides, 1, at.pad, at.dimRoundingMode, false, 'channelsLast');
-      const out = new Float32Array(size(info.filterShape));
+      const out = buffers.zeroed(size(info.filterShape));
       native.conv2dBackpropFilter(values(backend, x), values(backend, dy), out, ...shapeArgs(info));
       return backend.makeTensorInfo(info.filterShape, 'float32', out);
     },
@@ -391,7 +464,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
       const at = (args.attrs ?? {}) as Record<string, never>;
       if (!f32(dy, input)) return null;
       const info = tf.backend_util.computePool2DInfo(input.shape as never, at.filterSize, at.strides, 1, at.pad, at.dimRoundingMode);
-      const out = new Float32Array(size(input.shape));
+      const out = buffers.zeroed(size(input.shape));
       native.maxPoolGrad(values(backend, dy), values(backend, input), out, ...shapeArgs(info));
       return backend.makeTensorInfo(input.shape, 'float32', out);
     },
@@ -401,7 +474,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
       const at = (args.attrs ?? {}) as Record<string, never>;
       if (!f32(dy, input)) return null;
       const info = tf.backend_util.computePool2DInfo(input.shape as never, at.filterSize, at.strides, 1, at.pad);
-      const out = new Float32Array(size(input.shape));
+      const out = buffers.zeroed(size(input.shape));
       native.avgPoolGrad(values(backend, dy), out, ...shapeArgs(info));
       return backend.makeTensorInfo(input.shape, 'float32', out);
     },
@@ -418,7 +491,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
       const dims = copyDims(view, x.shape.flatMap((_, i) => [0, xs[i]!]), stridesOf(view));
       const src = backend.data.get(x.dataId).values as tf.TypedArray;
       if (f32(x) && dims.length <= 24) {
-        const out = new Float32Array(size(outShape));
+        const out = buffers.fresh(size(outShape));
         native.copy(src as Float32Array, 0, out, 0, dims);
         return backend.makeTensorInfo(outShape, x.dtype, out);
       }
@@ -440,7 +513,9 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
       const { dtype } = args.attrs as { dtype: string };
       const src = backend.data.get(x.dataId).values;
       if (dtype !== 'float32' || x.dtype !== 'bool' || !(src instanceof Uint8Array)) return null;
-      return backend.makeTensorInfo(x.shape, 'float32', new Float32Array(src));
+      const out = buffers.fresh(src.length);
+      out.set(src);
+      return backend.makeTensorInfo(x.shape, 'float32', out);
     },
     // Row gathers along axis 0 (embedding lookups): tfjs's kernel computes every element's index separately.
     GatherV2(args) {
@@ -490,7 +565,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
       const ids = backend.data.get(segmentIds.dataId).values as Int32Array;
       const xv = values(backend, x);
       const inner = size(x.shape.slice(k));
-      const out = new Float32Array(numSegments * inner);
+      const out = buffers.zeroed(numSegments * inner);
       for (let r = 0; r < ids.length; r++) {
         const seg = ids[r]!;
         if (seg < 0 || seg >= numSegments) continue; // tfjs (and TensorFlow) drop out-of-range ids
@@ -507,7 +582,7 @@ function nativeKernels(native: Addon): Record<string, (args: KernelArgs) => Info
       const rank = logits.shape.length;
       if (!f32(logits) || rank === 0 || (dim !== -1 && dim !== rank - 1)) return null;
       const cols = logits.shape[rank - 1]!;
-      const out = new Float32Array(size(logits.shape));
+      const out = buffers.fresh(size(logits.shape));
       native.softmax(values(backend, logits), out, size(logits.shape) / cols, cols);
       return backend.makeTensorInfo(logits.shape, 'float32', out);
     },
@@ -525,7 +600,8 @@ export function installNativeKernels(): { installed: string[]; reason?: string }
   const a = loadAddon();
   if (!a) return { installed: [], reason: loadError };
   const installed: string[] = [];
-  for (const [name, impl] of Object.entries(nativeKernels(a))) {
+  const buffers = poolFor(tf.findBackend('cpu') as MathBackendCPU | null);
+  for (const [name, impl] of Object.entries(nativeKernels(a, buffers))) {
     if (!originalKernels.has(name)) {
       const original = tf.getKernel(name, 'cpu');
       if (!original) continue;
@@ -539,19 +615,62 @@ export function installNativeKernels(): { installed: string[]; reason?: string }
     installed.push(name);
   }
   if (!tf.getKernel(FUSED_KERNELS.adam, 'cpu')) {
-    tf.registerKernel({ kernelName: FUSED_KERNELS.adam, backendName: 'cpu', kernelFunc: ((args: KernelArgs) => fusedAdam(a, args)) as tf.KernelFunc });
+    tf.registerKernel({ kernelName: FUSED_KERNELS.adam, backendName: 'cpu', kernelFunc: ((args: KernelArgs) => fusedAdam(a, buffers, args)) as tf.KernelFunc });
   }
   installed.push(FUSED_KERNELS.adam);
   return { installed };
 }
 
+/** The buffer pool of a cpu backend instance, hooked into its disposeData (release) and readSync (escape). */
+const pools = new WeakMap<object, { pool: BufferPool; restore(): void }>();
+let activePool: { pool: BufferPool; restore(): void } | null = null;
+function poolFor(backend: MathBackendCPU | null): BufferPool {
+  if (!backend) return new BufferPool(0); // no backend to hook: a pool that never holds anything
+  let entry = pools.get(backend);
+  if (!entry) {
+    const pool = new BufferPool();
+    const { disposeData, readSync, makeTensorInfo } = backend;
+    backend.disposeData = function (dataId: object, force?: boolean) {
+      const values = this.data.get(dataId)?.values;
+      const released = disposeData.call(this, dataId, force);
+      if (released && values && !this.data.has(dataId)) pool.release(values);
+      return released;
+    };
+    backend.readSync = function (dataId: object) {
+      pool.escape(this.data.get(dataId)?.values);
+      return readSync.call(this, dataId);
+    };
+    backend.makeTensorInfo = function (shape: number[], dtype: tf.DataType, values?: tf.backend_util.BackendValues | string[]) {
+      pool.stored(values);
+      return makeTensorInfo.call(this, shape, dtype, values);
+    };
+    entry = {
+      pool,
+      restore() {
+        backend.disposeData = disposeData;
+        backend.readSync = readSync;
+        backend.makeTensorInfo = makeTensorInfo;
+        pools.delete(backend);
+      },
+    };
+    pools.set(backend, entry);
+  }
+  activePool = entry;
+  return entry.pool;
+}
+
+/** The pool the installed kernels allocate from (null when they are not installed). */
+export function nativeBufferPool(): BufferPool | null {
+  return activePool?.pool ?? null;
+}
+
 /** The fused Adam step of core/kernels.ts: one pass over a tensor instead of a dozen elementwise kernels. */
-function fusedAdam(native: Addon, args: KernelArgs): Info[] {
+function fusedAdam(native: Addon, buffers: BufferPool, args: KernelArgs): Info[] {
   const backend = args.backend as MathBackendCPU;
   const { param, grad, m, v } = args.inputs as Record<string, Info>;
   const at = args.attrs as Record<string, number>;
   const n = size(param!.shape);
-  const out = [new Float32Array(n), new Float32Array(n), new Float32Array(n)] as const;
+  const out = [buffers.fresh(n), buffers.fresh(n), buffers.fresh(n)] as const;
   const arr = (t: Info) => {
     const v = backend.data.get(t.dataId).values;
     return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>);
@@ -568,4 +687,6 @@ export function uninstallNativeKernels(): void {
   }
   originalKernels.clear();
   if (tf.getKernel(FUSED_KERNELS.adam, 'cpu')) tf.unregisterKernel(FUSED_KERNELS.adam, 'cpu');
+  activePool?.restore();
+  activePool = null;
 }
