@@ -55,7 +55,7 @@ function trackingUri(flag: string | undefined, strict = false): string | undefin
  * `--set a.b.c=VALUE` flags as one nested object to deep-merge over the preset (Hydra-style overrides). VALUE is
  * JSON when it parses (numbers, booleans, null, arrays, objects), else a plain string.
  */
-export function parseOverrides(flags: string[]): Record<string, unknown> {
+function parseOverrides(flags: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const flag of flags) {
     const eq = flag.indexOf('=');
