@@ -25,3 +25,4 @@ export * from './fs-atomic';
 export * from './kernels';
 export * from './optimizer';
 export * from './checkpoint';
+export * from './ops';

@@ -11,6 +11,22 @@ export const FUSED_KERNELS = {
    * `{ lr, beta1, beta2, epsilon, c1, c2 }` with c1 = 1 − β1^t and c2 = 1 − β2^t; outputs `[param', m', v']`.
    */
   adam: 'LoomAdam',
+  /** Softmax over the last axis. Input `{ logits }`; output `y`. Its gradient (core/ops.ts) uses `softmaxGrad`. */
+  softmax: 'LoomSoftmax',
+  /** dx = y ⊙ (dy − Σ dy ⊙ y) over the last axis. Inputs `{ dy, y }` (y the softmax's output); output `dx`. */
+  softmaxGrad: 'LoomSoftmaxGrad',
+  /**
+   * Layer normalisation over the last axis (Ba et al. 2016, eq. 4). Inputs `{ x, gamma, beta }`, attrs
+   * `{ epsilon }`; output `γ ⊙ (x − μ)/√(σ² + ε) + β` with the biased variance σ².
+   */
+  layerNorm: 'LoomLayerNorm',
+  /**
+   * The gradient of `layerNorm`, from its input (μ and σ recomputed rather than stored). Inputs `{ dy, x, gamma }`,
+   * attrs `{ epsilon }`; outputs `[dx, dgamma, dbeta]`.
+   */
+  layerNormGrad: 'LoomLayerNormGrad',
+  /** relu's gradient from its output: dy where y > 0, else 0. Inputs `{ dy, y }`; output `dx`. */
+  reluGrad: 'LoomReluGrad',
 } as const;
 
 export function hasKernel(name: string): boolean {

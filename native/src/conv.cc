@@ -1,4 +1,4 @@
-// Convolutions (NHWC, filter [KH, KW, C, CO]) as im2col + SGEMM, pooling, and softmax.
+// Convolutions (NHWC, filter [KH, KW, C, CO]) as im2col + SGEMM, and pooling.
 #include "conv.h"
 
 #include <algorithm>
@@ -220,25 +220,6 @@ void avg_pool_grad(const float* dy, float* dx, const ConvShape& s) {
         }
       }
   });
-}
-
-void softmax(const float* x, float* y, int64_t rows, int64_t cols) {
-  const int64_t per = std::max<int64_t>(1, (rows + pool().size() - 1) / pool().size());
-  const bool parallel = rows * cols >= (1 << 15);
-  auto run = [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-      const float* in = x + r * cols;
-      float* out = y + r * cols;
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < cols; j++) mx = in[j] > mx ? in[j] : mx;
-      float sum = 0.f;
-      for (int64_t j = 0; j < cols; j++) sum += (out[j] = std::exp(in[j] - mx));
-      const float inv = 1.f / sum;
-      for (int64_t j = 0; j < cols; j++) out[j] *= inv;
-    }
-  };
-  if (!parallel) return run(0, rows);
-  pool().parallel_for((int)((rows + per - 1) / per), [&](int t) { run(t * per, std::min(rows, (t + 1) * per)); });
 }
 
 }  // namespace loom

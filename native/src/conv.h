@@ -20,6 +20,5 @@ void conv2d_backprop_filter(const float* x, const float* dy, float* dw, const Co
 void pool2d(const float* x, float* y, const ConvShape& s, bool is_max);
 void max_pool_grad(const float* dy, const float* x, float* dx, const ConvShape& s);
 void avg_pool_grad(const float* dy, float* dx, const ConvShape& s);
-void softmax(const float* x, float* y, int64_t rows, int64_t cols);
 
 }  // namespace loom

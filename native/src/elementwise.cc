@@ -5,50 +5,11 @@
 #include <cstring>
 #include <vector>
 
+#include "mathf.h"
 #include "pool.h"
 
 namespace loom {
 namespace {
-
-// exp, tanh and sigmoid without library calls, branch-free so that the loops over them vectorise (glibc's expf and
-// tanhf are scalar calls, ~10× slower here). Cephes' single-precision algorithms, within 2 ulp of the exact value.
-
-// e^x = 2^n · e^r, n = round(x·log2 e), |r| ≤ ln2/2 (Cody–Waite split of ln 2), e^r by a degree-6 polynomial.
-// x is clamped to [-104, 89], beyond which e^x rounds to 0 or +inf anyway; NaN passes through the clamps.
-inline float exp_f(float x) {
-  x = std::min(std::max(x, -104.f), 89.f);
-  const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest (1.5·2^23 trick)
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.f;
-  // 2^n in two factors, so that n in [-150, 128] never leaves a float's exponent range on the way.
-  const int32_t ni = (int32_t)n, n1 = ni >> 1, n2 = ni - n1;
-  const int32_t b1 = (n1 + 127) << 23, b2 = (n2 + 127) << 23;
-  float s1, s2;
-  std::memcpy(&s1, &b1, 4);
-  std::memcpy(&s2, &b2, 4);
-  return p * s1 * s2;
-}
-
-inline float sigmoid_f(float x) { return 1.f / (1.f + exp_f(-x)); }
-
-// |x| ≥ 0.625: 1 − 2/(e^{2|x|} + 1) with x's sign; below, x + x³·P(x²), which keeps the relative accuracy near 0.
-inline float tanh_f(float x) {
-  const float z = std::fabs(x), x2 = x * x;
-  const float big = 1.f - 2.f / (exp_f(z + z) + 1.f);
-  float p = -5.70498872745e-3f;
-  p = p * x2 + 2.06390887954e-2f;
-  p = p * x2 - 5.37397155531e-2f;
-  p = p * x2 + 1.33314422036e-1f;
-  p = p * x2 - 3.33332819422e-1f;
-  const float small = p * x2 * x + x;
-  return z >= 0.625f ? std::copysign(big, x) : small;  // NaN: the comparison is false, and small is NaN
-}
 
 // Splits [0, n) over the pool when there is enough work to pay for waking the threads.
 template <typename F>
@@ -71,6 +32,7 @@ inline float apply(float x, float y) {
   if constexpr (op == Binary::Maximum) return (std::isnan(x) || std::isnan(y)) ? NAN : (x > y ? x : y);
   if constexpr (op == Binary::Minimum) return (std::isnan(x) || std::isnan(y)) ? NAN : (x < y ? x : y);
   if constexpr (op == Binary::SquaredDifference) return (x - y) * (x - y);
+  if constexpr (op == Binary::ReluGrad) return y > 0.f ? x : (y != y ? y : 0.f);
 }
 
 // The innermost dimension, specialised on whether each operand moves (stride 1) or is broadcast (stride 0).
@@ -120,6 +82,7 @@ void binary(Binary op, const float* a, const float* b, float* out, int rank, con
     case Binary::Maximum: return binary_t<Binary::Maximum>(a, b, out, rank, shape, sa, sb);
     case Binary::Minimum: return binary_t<Binary::Minimum>(a, b, out, rank, shape, sa, sb);
     case Binary::SquaredDifference: return binary_t<Binary::SquaredDifference>(a, b, out, rank, shape, sa, sb);
+    case Binary::ReluGrad: return binary_t<Binary::ReluGrad>(a, b, out, rank, shape, sa, sb);
   }
 }
 

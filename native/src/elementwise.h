@@ -4,7 +4,8 @@
 
 namespace loom {
 
-enum class Binary : int { Add = 0, Sub, Mul, Div, Maximum, Minimum, SquaredDifference };
+// ReluGrad: a where b > 0, else 0 (NaN in b passes through): the gradient dy of relu masked by its output y.
+enum class Binary : int { Add = 0, Sub, Mul, Div, Maximum, Minimum, SquaredDifference, ReluGrad };
 enum class Unary : int { Relu = 0, Step, Sqrt, Square, Exp, Log, Neg, Tanh, Sigmoid, Abs, Rsqrt, Reciprocal };
 
 // out[i] = a[ia] op b[ib] over `rank` dimensions of sizes shape[], with element strides sa[] / sb[] (0 = broadcast).

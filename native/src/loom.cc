@@ -13,6 +13,7 @@
 #include "elementwise.h"
 #include "gemm.h"
 #include "pool.h"
+#include "rows.h"
 
 namespace {
 
@@ -181,6 +182,40 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// softmaxGrad(dy, y, dx, rows, cols)
+napi_value SoftmaxGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *dy = a.f32(0), *y = a.f32(1), *dx = a.f32(2);
+  const int64_t rows = a.i64(3), cols = a.i64(4);
+  if (a.failed) return nullptr;
+  loom::softmax_grad(dy, y, dx, rows, cols);
+  return undefined(env);
+}
+
+// layerNorm(x, gamma, beta, y, rows, cols, epsilon)
+napi_value LayerNorm(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *x = a.f32(0), *gamma = a.f32(1), *beta = a.f32(2), *y = a.f32(3);
+  const int64_t rows = a.i64(4), cols = a.i64(5);
+  double eps = 0;
+  napi_get_value_double(env, a.v[6], &eps);
+  if (a.failed) return nullptr;
+  loom::layer_norm(x, gamma, beta, y, rows, cols, (float)eps);
+  return undefined(env);
+}
+
+// layerNormGrad(dy, x, gamma, dx, dgamma, dbeta, rows, cols, epsilon)
+napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *dy = a.f32(0), *x = a.f32(1), *gamma = a.f32(2), *dx = a.f32(3), *dgamma = a.f32(4), *dbeta = a.f32(5);
+  const int64_t rows = a.i64(6), cols = a.i64(7);
+  double eps = 0;
+  napi_get_value_double(env, a.v[8], &eps);
+  if (a.failed) return nullptr;
+  loom::layer_norm_grad(dy, x, gamma, dx, dgamma, dbeta, rows, cols, (float)eps);
+  return undefined(env);
+}
+
 // binary(op, a, b, out, dims: Float64Array [rank × (size, strideA, strideB)])
 napi_value BinaryOp(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -263,6 +298,9 @@ napi_value Init(napi_env env, napi_value exports) {
       {"maxPoolGrad", nullptr, MaxPoolGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"avgPoolGrad", nullptr, AvgPoolGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"softmaxGrad", nullptr, SoftmaxGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"layerNorm", nullptr, LayerNorm, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"layerNormGrad", nullptr, LayerNormGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"binary", nullptr, BinaryOp, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"unary", nullptr, UnaryOp, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"sum", nullptr, Sum, nullptr, nullptr, nullptr, napi_default, nullptr},

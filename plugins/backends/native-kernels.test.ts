@@ -507,6 +507,77 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
+  /** Asserts |got − want| ≤ rtol·(|want| + max(1, max|want|)) elementwise (NaN matching NaN). */
+  const expectNear = (got: tf.Tensor, want: tf.Tensor, rtol: number) => {
+    expect(got.shape).toEqual(want.shape);
+    const g = got.dataSync(), w = want.dataSync();
+    let scale = 1;
+    for (const v of w) if (Number.isFinite(v)) scale = Math.max(scale, Math.abs(v));
+    for (let i = 0; i < w.length; i++) {
+      if (Number.isNaN(w[i]!)) expect(g[i]).toBeNaN();
+      else if (!(Math.abs(g[i]! - w[i]!) <= rtol * (Math.abs(w[i]!) + scale))) expect.fail(`[${i}]: ${g[i]}, expected ${w[i]} (rtol ${rtol})`);
+    }
+  };
+
+  it('LoomSoftmax and LoomSoftmaxGrad match tf.softmax and y ⊙ (dy − Σ dy ⊙ y) over the last axis (threads split large inputs)', () => {
+    covers('LoomSoftmax', 'LoomSoftmaxGrad');
+    const check = (shape: number[], s: number) => {
+      const x = tf.mul(tensor(shape, s), 4), dy = tensor(shape, s + 1);
+      const y = tf.engine().runKernel('LoomSoftmax', { logits: x }) as tf.Tensor;
+      const want = withOriginals(() => tf.softmax(x));
+      expectNear(y, want, 1e-5);
+      const dx = tf.engine().runKernel('LoomSoftmaxGrad', { dy, y }) as tf.Tensor;
+      const wantDx = withOriginals(() => tf.mul(y, tf.sub(dy, tf.sum(tf.mul(dy, y), -1, true))));
+      expectNear(dx, wantDx, 1e-5);
+      tf.dispose([x, dy, y, want, dx, wantDx]);
+    };
+    fc.assert(fc.property(fc.array(dim(6), { minLength: 0, maxLength: 3 }), dim(70), seed, (outer, cols, s) => check([...outer, cols], s)), RUNS);
+    check([263, 131], 7);
+  });
+
+  it('LoomLayerNorm and LoomLayerNormGrad match layer norm composed from tfjs ops and its autodiff gradients (threads split large inputs)', () => {
+    covers('LoomLayerNorm', 'LoomLayerNormGrad');
+    const check = (shape: number[], s: number, epsilon: number) => {
+      const cols = shape.at(-1)!;
+      // Offset and scaled, so that the moments are not those of standard data.
+      const x = tf.add(tf.mul(tensor(shape, s), 3), 2), dy = tensor(shape, s + 1), gamma = tensor([cols], s + 2), beta = tensor([cols], s + 3);
+      const composed = (xs: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+        const centred = tf.sub(xs, tf.mean(xs, -1, true));
+        return tf.add(tf.mul(tf.mul(centred, tf.rsqrt(tf.add(tf.mean(tf.square(centred), -1, true), epsilon))), g), b);
+      };
+      const y = tf.engine().runKernel('LoomLayerNorm', { x, gamma, beta }, { epsilon }) as tf.Tensor;
+      const want = withOriginals(() => composed(x, gamma, beta));
+      expectNear(y, want, 1e-4);
+      const grads = tf.engine().runKernel('LoomLayerNormGrad', { dy, x, gamma }, { epsilon }) as tf.Tensor[];
+      const wantGrads = withOriginals(() => tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => composed(a, b, c))([x, gamma, beta], dy));
+      grads.forEach((g, i) => expectNear(g, wantGrads[i]!, 1e-3));
+      tf.dispose([x, dy, gamma, beta, y, want, ...grads, ...wantGrads]);
+    };
+    fc.assert(
+      fc.property(fc.array(dim(6), { minLength: 0, maxLength: 3 }), dim(70), seed, fc.constantFrom(1e-5, 1e-3), (outer, cols, s, eps) => check([...outer, cols], s, eps)),
+      RUNS,
+    );
+    check([263, 131], 11, 1e-5);
+  });
+
+  it('LoomReluGrad is dy where y > 0, else 0 (NaN in y passes through)', () => {
+    covers('LoomReluGrad');
+    fc.assert(
+      fc.property(fc.array(dim(9), { minLength: 0, maxLength: 3 }), seed, (shape, s) => {
+        const dy = tensor(shape, s), y = tf.relu(tensor(shape, s + 1, 'ties'));
+        const n = shape.reduce((a, b) => a * b, 1);
+        const yv = y.dataSync().slice();
+        if (n > 2) yv[n - 1] = NaN;
+        const yn = tf.tensor(yv, shape);
+        const got = tf.engine().runKernel('LoomReluGrad', { dy, y: yn }) as tf.Tensor;
+        const want = withOriginals(() => tf.mul(dy, tf.step(yn)));
+        expectNear(got, want, 0);
+        tf.dispose([dy, y, yn, got, want]);
+      }),
+      RUNS,
+    );
+  });
+
   it('leaves non-float32 inputs to the original kernels', () => {
     const a = tf.tensor2d([1, 2, 3, 4], [2, 2], 'int32');
     expect(Array.from(tf.matMul(a, a).dataSync())).toEqual([7, 10, 15, 22]);

@@ -20,6 +20,9 @@ interface Addon {
   maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, ...shape: number[]): void;
   avgPoolGrad(dy: Float32Array, dx: Float32Array, ...shape: number[]): void;
   softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
+  softmaxGrad(dy: Float32Array, y: Float32Array, dx: Float32Array, rows: number, cols: number): void;
+  layerNorm(x: Float32Array, gamma: Float32Array, beta: Float32Array, y: Float32Array, rows: number, cols: number, epsilon: number): void;
+  layerNormGrad(dy: Float32Array, x: Float32Array, gamma: Float32Array, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, rows: number, cols: number, epsilon: number): void;
   binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, dims: Float64Array): void;
   unary(op: number, x: Float32Array, y: Float32Array, alpha: number): void;
   sum(x: Float32Array, y: Float32Array, outer: number, reduce: number, inner: number): void;
@@ -65,6 +68,12 @@ function values(backend: MathBackendCPU, t: Info): Float32Array {
   return backend.data.get(t.dataId).values as Float32Array;
 }
 
+/** A tensor's values as a Float32Array, converted when the backend stores them otherwise (a float32 cast of a bool). */
+function floatValues(backend: MathBackendCPU, t: Info): Float32Array {
+  const v = backend.data.get(t.dataId).values;
+  return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>);
+}
+
 /** Flattens tfjs's Conv2DInfo into the 15 integers the addon takes (see native/src/conv.h). */
 function shapeArgs(c: tf.backend_util.Conv2DInfo): number[] {
   return [
@@ -75,6 +84,7 @@ function shapeArgs(c: tf.backend_util.Conv2DInfo): number[] {
 
 /** Codes of native/src/elementwise.h's Binary and Unary enums. */
 const BINARY: Record<string, number> = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3, Maximum: 4, Minimum: 5, SquaredDifference: 6 };
+const RELU_GRAD = 7; // Binary::ReluGrad: not a tfjs kernel, the fused kernel FUSED_KERNELS.reluGrad
 const UNARY: Record<string, number> = { Relu: 0, Step: 1, Sqrt: 2, Square: 3, Exp: 4, Log: 5, Neg: 6, Tanh: 7, Sigmoid: 8, Abs: 9, Rsqrt: 10, Reciprocal: 11 };
 
 /**
@@ -614,10 +624,10 @@ export function installNativeKernels(): { installed: string[]; reason?: string }
     }
     installed.push(name);
   }
-  if (!tf.getKernel(FUSED_KERNELS.adam, 'cpu')) {
-    tf.registerKernel({ kernelName: FUSED_KERNELS.adam, backendName: 'cpu', kernelFunc: ((args: KernelArgs) => fusedAdam(a, buffers, args)) as tf.KernelFunc });
+  for (const [name, impl] of Object.entries(fusedKernels(a, buffers))) {
+    if (!tf.getKernel(name, 'cpu')) tf.registerKernel({ kernelName: name, backendName: 'cpu', kernelFunc: impl as tf.KernelFunc });
+    installed.push(name);
   }
-  installed.push(FUSED_KERNELS.adam);
   return { installed };
 }
 
@@ -664,6 +674,56 @@ export function nativeBufferPool(): BufferPool | null {
   return activePool?.pool ?? null;
 }
 
+/**
+ * The fused kernels of core/kernels.ts (names tfjs does not have; core/ops.ts and the Adam plugin call them when
+ * the backend has them). Each takes float32 inputs of matching shapes, as core/ops.ts ensures.
+ */
+function fusedKernels(native: Addon, buffers: BufferPool): Record<string, (args: KernelArgs) => Info | Info[]> {
+  const rowsOf = (t: Info) => {
+    const cols = t.shape.at(-1) ?? 1;
+    return [cols === 0 ? 0 : size(t.shape) / cols, cols] as const;
+  };
+  return {
+    [FUSED_KERNELS.adam]: (args) => fusedAdam(native, buffers, args),
+    [FUSED_KERNELS.softmax]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { logits } = args.inputs as { logits: Info };
+      const out = buffers.fresh(size(logits.shape));
+      native.softmax(floatValues(backend, logits), out, ...rowsOf(logits));
+      return backend.makeTensorInfo(logits.shape, 'float32', out);
+    },
+    [FUSED_KERNELS.softmaxGrad]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { dy, y } = args.inputs as { dy: Info; y: Info };
+      const out = buffers.fresh(size(y.shape));
+      native.softmaxGrad(floatValues(backend, dy), floatValues(backend, y), out, ...rowsOf(y));
+      return backend.makeTensorInfo(y.shape, 'float32', out);
+    },
+    [FUSED_KERNELS.layerNorm]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { x, gamma, beta } = args.inputs as { x: Info; gamma: Info; beta: Info };
+      const out = buffers.fresh(size(x.shape));
+      native.layerNorm(floatValues(backend, x), floatValues(backend, gamma), floatValues(backend, beta), out, ...rowsOf(x), (args.attrs as { epsilon: number }).epsilon);
+      return backend.makeTensorInfo(x.shape, 'float32', out);
+    },
+    [FUSED_KERNELS.layerNormGrad]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { dy, x, gamma } = args.inputs as { dy: Info; x: Info; gamma: Info };
+      const [rows, cols] = rowsOf(x);
+      const dx = buffers.fresh(size(x.shape)), dgamma = buffers.fresh(cols), dbeta = buffers.fresh(cols);
+      native.layerNormGrad(floatValues(backend, dy), floatValues(backend, x), floatValues(backend, gamma), dx, dgamma, dbeta, rows, cols, (args.attrs as { epsilon: number }).epsilon);
+      return [backend.makeTensorInfo(x.shape, 'float32', dx), backend.makeTensorInfo(gamma.shape, 'float32', dgamma), backend.makeTensorInfo(gamma.shape, 'float32', dbeta)];
+    },
+    [FUSED_KERNELS.reluGrad]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { dy, y } = args.inputs as { dy: Info; y: Info };
+      const out = buffers.fresh(size(y.shape));
+      native.binary(RELU_GRAD, floatValues(backend, dy), floatValues(backend, y), out, Float64Array.from([size(y.shape), 1, 1]));
+      return backend.makeTensorInfo(y.shape, 'float32', out);
+    },
+  };
+}
+
 /** The fused Adam step of core/kernels.ts: one pass over a tensor instead of a dozen elementwise kernels. */
 function fusedAdam(native: Addon, buffers: BufferPool, args: KernelArgs): Info[] {
   const backend = args.backend as MathBackendCPU;
@@ -671,10 +731,7 @@ function fusedAdam(native: Addon, buffers: BufferPool, args: KernelArgs): Info[]
   const at = args.attrs as Record<string, number>;
   const n = size(param!.shape);
   const out = [buffers.fresh(n), buffers.fresh(n), buffers.fresh(n)] as const;
-  const arr = (t: Info) => {
-    const v = backend.data.get(t.dataId).values;
-    return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>);
-  };
+  const arr = (t: Info) => floatValues(backend, t);
   native.adam(arr(param!), arr(grad!), arr(m!), arr(v!), out[0], out[1], out[2], at.lr!, at.beta1!, at.beta2!, at.epsilon!, at.c1!, at.c2!);
   return out.map((o) => backend.makeTensorInfo(param!.shape, 'float32', o));
 }
@@ -686,7 +743,7 @@ export function uninstallNativeKernels(): void {
     tf.registerKernel(original);
   }
   originalKernels.clear();
-  if (tf.getKernel(FUSED_KERNELS.adam, 'cpu')) tf.unregisterKernel(FUSED_KERNELS.adam, 'cpu');
+  for (const name of Object.values(FUSED_KERNELS)) if (tf.getKernel(name, 'cpu')) tf.unregisterKernel(name, 'cpu');
   activePool?.restore();
   activePool = null;
 }

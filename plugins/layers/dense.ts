@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  definePlugin, LayerBase, layerOptions, pluginSpecSchema, type Activation, type ForwardContext, type Initializer, type Regularizer,
+  definePlugin, LayerBase, linear, layerOptions, pluginSpecSchema, type Activation, type ForwardContext, type Initializer, type Regularizer,
   type PluginContext, type Rng, type Shape,
 } from '../../core';
 
@@ -52,7 +52,7 @@ export class Dense extends LayerBase {
     const act = this.activation.spec.type;
     let y: tf.Tensor;
     if (act === 'relu' || act === 'linear') {
-      y = tf.fused.matMul({ a: x2 as tf.Tensor2D, b: this.kernel as tf.Tensor2D, bias: this.bias ?? undefined, activation: act });
+      y = linear(x2, this.kernel as tf.Tensor2D, this.bias as tf.Tensor1D | null, act);
     } else {
       y = this.activation.apply(this.bias ? tf.add(tf.matMul(x2, this.kernel), this.bias) : tf.matMul(x2, this.kernel));
     }

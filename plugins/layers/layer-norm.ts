@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, LayerBase, layerOptions, type ForwardContext, type PluginContext, type Rng, type Shape } from '../../core';
+import { definePlugin, LayerBase, layerNorm, layerOptions, type ForwardContext, type PluginContext, type Rng, type Shape } from '../../core';
 
 const schema = layerOptions.extend({ epsilon: z.number().positive().default(1e-5) });
 
@@ -25,33 +25,9 @@ export class LayerNorm extends LayerBase {
     this.beta = this.addWeight('beta', [d], this.ctx.registry.create('initializer', 'zeros'), rng, 'norm');
     return inputShape;
   }
-  /**
-   * The gradient is written out (x̂ = (x − μ)·r with r = 1/√(σ² + ε)): dβ = Σ dy, dγ = Σ dy·x̂ over all but the last
-   * axis, and dx = r · (g − mean(g) − x̂ · mean(g·x̂)) with g = dy·γ and means over the last axis; about a third of
-   * the kernels the taped moments, division and square root take.
-   */
+  /** The fused kernel where the backend has one, else composed; the gradient is written out (core/ops.ts). */
   apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {
-    const eps = this.epsilon;
-    const norm = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-      const [xs, gamma, beta] = args as tf.Tensor[];
-      const save = args[3] as tf.GradSaveFunc;
-      const centred = tf.sub(xs!, tf.mean(xs!, -1, true));
-      const r = tf.rsqrt(tf.add(tf.mean(tf.square(centred), -1, true), eps));
-      const xhat = tf.mul(centred, r);
-      save([xhat, r, gamma!]);
-      return {
-        value: tf.add(tf.mul(xhat, gamma!), beta!),
-        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-          const [sx, sr, sg] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
-          const d = sg.shape[0]!;
-          const g = tf.mul(dy, sg);
-          const dx = tf.mul(sr, tf.sub(tf.sub(g, tf.mean(g, -1, true)), tf.mul(sx, tf.mean(tf.mul(g, sx), -1, true))));
-          const rows = (t: tf.Tensor) => tf.reshape(t, [-1, d]);
-          return [dx, tf.sum(rows(tf.mul(dy, sx)), 0), tf.sum(rows(dy), 0)];
-        },
-      };
-    });
-    return norm(x, this.gamma, this.beta);
+    return layerNorm(x, this.gamma as tf.Tensor1D, this.beta as tf.Tensor1D, this.epsilon);
   }
 }
 

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
+  definePlugin, LayerBase, layerOptions, linear, softmax, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
   type Rng, type Shape,
 } from '../../core';
 import { dropoutMask } from './dropout';
@@ -85,7 +85,7 @@ export class MultiHeadAttention extends LayerBase {
     const [b, t, d] = query.shape as [number, number, number];
     const weights = this.weights(query, source, ctx, o);
     const context = tf.reshape(tf.transpose(tf.matMul(weights.probs, weights.v), [0, 2, 1, 3]), [b * t, d]);
-    return tf.reshape(tf.fused.matMul({ a: context as tf.Tensor2D, b: this.out as tf.Tensor2D, bias: this.outBias }), [b, t, d]);
+    return tf.reshape(linear(context, this.out as tf.Tensor2D, this.outBias as tf.Tensor1D), [b, t, d]);
   }
 
   /** The attention probabilities [batch, heads, queryTime, keyTime] (after dropout in training), and the values. */
@@ -99,7 +99,7 @@ export class MultiHeadAttention extends LayerBase {
     let v: tf.Tensor;
     const cache = o.cache;
     if (source === null) {
-      const proj = tf.fused.matMul({ a: tf.reshape(query, [b * t, d]) as tf.Tensor2D, b: this.qkv as tf.Tensor2D, bias: this.qkvBias });
+      const proj = linear(tf.reshape(query, [b * t, d]), this.qkv as tf.Tensor2D, this.qkvBias as tf.Tensor1D);
       [q, k, v] = tf.unstack(heads(proj, 3, t), 0) as [tf.Tensor, tf.Tensor, tf.Tensor];
       if (cache) {
         if (cache.k) [k, v] = [tf.concat([cache.k, k], 2), tf.concat([cache.v!, v], 2)];
@@ -108,11 +108,11 @@ export class MultiHeadAttention extends LayerBase {
     } else {
       const [wq, wkv] = tf.split(this.qkv, [d, 2 * d], 1) as [tf.Tensor2D, tf.Tensor2D];
       const [bq, bkv] = tf.split(this.qkvBias, [d, 2 * d], 0) as [tf.Tensor1D, tf.Tensor1D];
-      q = tf.squeeze(heads(tf.fused.matMul({ a: tf.reshape(query, [b * t, d]) as tf.Tensor2D, b: wq, bias: bq }), 1, t), [0]);
+      q = tf.squeeze(heads(linear(tf.reshape(query, [b * t, d]), wq, bq), 1, t), [0]);
       if (cache?.k) [k, v] = [cache.k, cache.v!];
       else {
         const s = source.shape[1]!;
-        [k, v] = tf.unstack(heads(tf.fused.matMul({ a: tf.reshape(source, [b * s, d]) as tf.Tensor2D, b: wkv, bias: bkv }), 2, s), 0) as [tf.Tensor, tf.Tensor];
+        [k, v] = tf.unstack(heads(linear(tf.reshape(source, [b * s, d]), wkv, bkv), 2, s), 0) as [tf.Tensor, tf.Tensor];
         if (cache) this.store(cache, k, v);
       }
     }
@@ -132,7 +132,7 @@ export class MultiHeadAttention extends LayerBase {
       const m = tf.cast(allowed, 'float32');
       scores = tf.add(tf.mul(raw, tf.mul(m, scale)), tf.mul(tf.sub(m, 1), 1e9));
     } else scores = tf.mul(raw, scale);
-    let probs = tf.softmax(scores);
+    let probs = softmax(scores);
     if (ctx.training && this.opts.dropout > 0) probs = dropoutMask(probs, this.opts.dropout, ctx.rng.nextSeed(), probs.shape);
     return { probs, v };
   }

@@ -1,0 +1,122 @@
+/**
+ * core/ops.ts on every CPU backend: `linear`, `softmax` and `layerNorm` give the values and gradients of the same
+ * maths composed from plain tfjs ops (whose gradients are tfjs's own), `linear` computes only the gradients that
+ * are needed, and none of them leaks tensors.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { layerNorm, linear, Rng, softmax, type LinearActivation } from '../core';
+import { cpuBackends, expectNoLeak, randomNormal, testRegistry } from './harness';
+
+/** max |a − b| ≤ tol · max(1, max |b|), with equal shapes. */
+function expectAllClose(a: tf.Tensor, b: tf.Tensor, tol: number, what: string): void {
+  expect(a.shape, what).toEqual(b.shape);
+  const av = a.dataSync(), bv = b.dataSync();
+  let scale = 1, err = 0;
+  for (let i = 0; i < bv.length; i++) {
+    scale = Math.max(scale, Math.abs(bv[i]!));
+    err = Math.max(err, Math.abs(av[i]! - bv[i]!));
+  }
+  expect(err, `${what}: max error ${err} at scale ${scale}`).toBeLessThanOrEqual(tol * scale);
+}
+
+/** Values and gradients (for a fixed random cotangent) of `f` and of `reference` at the same inputs. */
+function compare(f: (...xs: tf.Tensor[]) => tf.Tensor, reference: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[], rng: Rng, tol: number): void {
+  tf.tidy(() => {
+    const y = f(...inputs);
+    const want = reference(...inputs);
+    expectAllClose(y, want, tol, 'value');
+    const dy = randomNormal(y.shape, rng);
+    const got = tf.grads(f)(inputs, dy);
+    const wantGrads = tf.grads(reference)(inputs, dy);
+    got.forEach((g, i) => expectAllClose(g, wantGrads[i]!, tol, `gradient of input ${i}`));
+  });
+}
+
+describe.each(await cpuBackends())('core ops on backend %s', (backend) => {
+  beforeAll(async () => {
+    await testRegistry(backend);
+  });
+
+  it('linear = act(x·W + b) with the gradients of the composed ops, for any leading shape, with and without bias', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 3 }),
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 1, max: 9 }),
+        fc.constantFrom<LinearActivation>('linear', 'relu'),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 2 ** 30 }),
+        (lead, inF, outF, act, withBias, seed) => {
+          const rng = new Rng(seed);
+          const x = randomNormal([...lead, inF], rng), w = randomNormal([inF, outF], rng) as tf.Tensor2D, b = randomNormal([outF], rng) as tf.Tensor1D;
+          const reference = (xs: tf.Tensor, ws: tf.Tensor, bs?: tf.Tensor) => {
+            const z = tf.reshape(tf.matMul(tf.reshape(xs, [-1, inF]), ws), [...lead, outF]);
+            const zb = bs ? tf.add(z, bs) : z;
+            return act === 'relu' ? tf.relu(zb) : zb;
+          };
+          if (withBias) compare((xs, ws, bs) => linear(xs, ws as tf.Tensor2D, bs as tf.Tensor1D, act), reference, [x, w, b], rng, 1e-5);
+          else compare((xs, ws) => linear(xs, ws as tf.Tensor2D, null, act), reference, [x, w], rng, 1e-5);
+          tf.dispose([x, w, b]);
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('linear computes only the gradients asked for: one product for dW when x needs none (tf.fused.matMul computes dx too)', () => {
+    const rng = new Rng(1);
+    const x = randomNormal([8, 6], rng), w = tf.variable(randomNormal([6, 4], rng)), b = tf.variable(randomNormal([4], rng));
+    const products = async (f: () => tf.Scalar) => {
+      const info = await tf.profile(() => {
+        const { value, grads } = tf.variableGrads(f, [w, b]);
+        tf.dispose([value, ...Object.values(grads)]);
+      });
+      return info.kernels.filter((k) => k.name === 'BatchMatMul' || k.name === '_FusedMatMul').length;
+    };
+    return (async () => {
+      // forward product + dW only; the tfjs op also multiplies dy·Wᵀ for x
+      expect(await products(() => tf.sum(linear(x, w as tf.Tensor2D, b as tf.Tensor1D, 'relu')))).toBe(2);
+      expect(await products(() => tf.sum(tf.fused.matMul({ a: x as tf.Tensor2D, b: w as tf.Tensor2D, bias: b })))).toBe(3);
+      tf.dispose([x, w, b]);
+    })();
+  });
+
+  it('softmax and layerNorm match the composed ops, values and gradients', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 3 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 0, max: 2 ** 30 }), (lead, d, seed) => {
+        const rng = new Rng(seed);
+        const x = tf.add(randomNormal([...lead, d], rng, 3), 1), gamma = randomNormal([d], rng), beta = randomNormal([d], rng);
+        compare((v) => softmax(v), (v) => tf.softmax(v), [x], rng, 1e-5);
+        const eps = 1e-5;
+        const composed = (v: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+          const c = tf.sub(v, tf.mean(v, -1, true));
+          return tf.add(tf.mul(tf.mul(c, tf.rsqrt(tf.add(tf.mean(tf.square(c), -1, true), eps))), g), b);
+        };
+        compare((v, g, b) => layerNorm(v, g as tf.Tensor1D, b as tf.Tensor1D, eps), composed, [x, gamma, beta], rng, 1e-3);
+        tf.dispose([x, gamma, beta]);
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it('do not leak tensors across training steps', () => {
+    const rng = new Rng(2);
+    const x = randomNormal([4, 3, 8], rng);
+    const w = tf.variable(randomNormal([8, 8], rng)), b = tf.variable(randomNormal([8], rng));
+    const g = tf.variable(tf.ones([8])), be = tf.variable(tf.zeros([8]));
+    expectNoLeak(() => {
+      const { value, grads } = tf.variableGrads(() => tf.sum(softmax(layerNorm(linear(x, w as tf.Tensor2D, b as tf.Tensor1D, 'relu'), g as tf.Tensor1D, be as tf.Tensor1D, 1e-5))), [w, b, g, be]);
+      tf.dispose([value, ...Object.values(grads)]);
+    });
+    tf.dispose([x, w, b, g, be]);
+  });
+
+  it('names the mismatch when shapes do not fit', () => {
+    const x = tf.zeros([2, 5]), w = tf.zeros([4, 3]) as tf.Tensor2D;
+    expect(() => linear(x, w)).toThrow(/input of shape \[2,5\] has 5 features where the weight \[4,3\] expects 4/);
+    expect(() => linear(tf.zeros([2, 4]), w, tf.zeros([2]) as tf.Tensor1D)).toThrow(/bias of shape \[2\] where \[3\] was expected/);
+    tf.dispose([x, w]);
+  });
+});
