@@ -27,6 +27,15 @@ export const FUSED_KERNELS = {
   layerNormGrad: 'LoomLayerNormGrad',
   /** relu's gradient from its output: dy where y > 0, else 0. Inputs `{ dy, y }`; output `dx`. */
   reluGrad: 'LoomReluGrad',
+  /**
+   * Multi-head self-attention from the packed projection (Vaswani et al. 2017, eq. 1, §3.2.2). Inputs `{ qkv, keep }`:
+   * qkv [batch, time, 3·d] (q, k and v blocks of d columns, head h in columns h·d/heads.. of each), keep
+   * [batch, time] (1 = a key to attend to, 0 = padding); attrs `{ numHeads, causal }`. Outputs
+   * `[context [batch, time, d], probs [batch, heads, time, time]]`; masked scores are replaced by −1e9.
+   */
+  attention: 'LoomAttention',
+  /** The gradient of `attention` with respect to qkv. Inputs `{ dy, qkv, keep, probs }`, the same attrs; output `dqkv`. */
+  attentionGrad: 'LoomAttentionGrad',
 } as const;
 
 export function hasKernel(name: string): boolean {

@@ -67,6 +67,22 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, e
   return norm(x, gamma, beta);
 }
 
+/**
+ * Multi-head self-attention of a packed projection qkv [batch, time, 3·d] → context [batch, time, d], in one kernel
+ * each way (no head transposes). Only where the backend has `FUSED_KERNELS.attention` (multi-head-attention
+ * composes tfjs ops otherwise). `keyMask` [batch, time]: 0 marks padding keys; `causal`: query i sees keys ≤ i.
+ */
+export function selfAttention(qkv: tf.Tensor, numHeads: number, keyMask: tf.Tensor | null | undefined, causal: boolean): tf.Tensor {
+  const [b, t, d3] = qkv.shape as [number, number, number];
+  if (qkv.rank !== 3 || d3 % (3 * numHeads) !== 0) throw new Error(`selfAttention: qkv of shape [${qkv.shape}] where [batch, time, 3·d] with d divisible by ${numHeads} heads was expected`);
+  return tf.tidy(() => {
+    const keep = keyMask ? tf.cast(tf.notEqual(keyMask, 0), 'float32') : tf.ones([b, t]);
+    const [context, probs] = tf.engine().runKernel(FUSED_KERNELS.attention, { qkv, keep }, { numHeads, causal }) as tf.Tensor[];
+    probs!.dispose(); // the backward pass keeps its own reference
+    return context!;
+  });
+}
+
 /** dy masked by relu's output y (dy where y > 0): one kernel where the backend has it. */
 function reluGrad(dy: tf.Tensor, y: tf.Tensor): tf.Tensor {
   if (hasKernel(FUSED_KERNELS.reluGrad)) return tf.engine().runKernel(FUSED_KERNELS.reluGrad, { dy, y }) as tf.Tensor;
@@ -105,6 +121,21 @@ tf.registerGradient({
         hasKernel(FUSED_KERNELS.softmaxGrad)
           ? (tf.engine().runKernel(FUSED_KERNELS.softmaxGrad, { dy: g, y }) as tf.Tensor)
           : tf.mul(y, tf.sub(g, tf.sum(tf.mul(g, y), -1, true))),
+    };
+  },
+});
+
+tf.registerGradient({
+  kernelName: FUSED_KERNELS.attention,
+  inputsToSave: ['qkv', 'keep'],
+  outputsToSave: [false, true],
+  // The probabilities are internal to selfAttention, so only the context's gradient flows back.
+  gradFunc: (dys, saved, attrs) => {
+    const [qkv, keep, probs] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+    const dy = (dys as tf.Tensor[])[0]!;
+    return {
+      qkv: () => tf.engine().runKernel(FUSED_KERNELS.attentionGrad, { dy, qkv, keep, probs }, attrs) as tf.Tensor,
+      keep: () => tf.zerosLike(keep),
     };
   },
 });

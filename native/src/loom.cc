@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "attention.h"
 #include "conv.h"
 #include "copy.h"
 #include "elementwise.h"
@@ -216,6 +217,26 @@ napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// attention(qkv, keep|null, context, probs, batch, time, heads, dk, causal)
+napi_value Attention(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *qkv = a.f32(0), *keep = a.f32(1), *context = a.f32(2), *probs = a.f32(3);
+  const loom::AttentionShape s{a.i64(4), a.i64(5), a.i64(6), a.i64(7), a.flag(8)};
+  if (a.failed) return nullptr;
+  loom::attention(qkv, keep, context, probs, s);
+  return undefined(env);
+}
+
+// attentionGrad(dcontext, qkv, keep|null, probs, dqkv, batch, time, heads, dk, causal)
+napi_value AttentionGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *dcontext = a.f32(0), *qkv = a.f32(1), *keep = a.f32(2), *probs = a.f32(3), *dqkv = a.f32(4);
+  const loom::AttentionShape s{a.i64(5), a.i64(6), a.i64(7), a.i64(8), a.flag(9)};
+  if (a.failed) return nullptr;
+  loom::attention_grad(dcontext, qkv, keep, probs, dqkv, s);
+  return undefined(env);
+}
+
 // binary(op, a, b, out, dims: Float64Array [rank × (size, strideA, strideB)])
 napi_value BinaryOp(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -298,6 +319,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"maxPoolGrad", nullptr, MaxPoolGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"avgPoolGrad", nullptr, AvgPoolGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"attention", nullptr, Attention, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"attentionGrad", nullptr, AttentionGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"softmaxGrad", nullptr, SoftmaxGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"layerNorm", nullptr, LayerNorm, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"layerNormGrad", nullptr, LayerNormGrad, nullptr, nullptr, nullptr, napi_default, nullptr},

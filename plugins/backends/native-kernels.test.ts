@@ -560,6 +560,35 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     check([263, 131], 11, 1e-5);
   });
 
+  it('LoomAttention and LoomAttentionGrad match attention composed from tfjs ops (key masks, causal, fully masked rows)', () => {
+    covers('LoomAttention', 'LoomAttentionGrad');
+    const check = (b: number, t: number, heads: number, dk: number, causal: boolean, masked: boolean, s: number) => {
+      const d = heads * dk;
+      const qkv = tensor([b, t, 3 * d], s), dy = tensor([b, t, d], s + 1);
+      // Padding at the end of each sequence; the last sequence fully masked when b > 1 (a uniform row).
+      const keep = tf.tensor(Float32Array.from({ length: b * t }, (_, i) => (!masked ? 1 : Math.floor(i / t) === b - 1 && b > 1 ? 0 : i % t < t - (Math.floor(i / t) % t) ? 1 : 0)), [b, t]);
+      const composed = (x: tf.Tensor) => {
+        const [q, k, v] = tf.unstack(tf.transpose(tf.reshape(x, [b, t, 3, heads, dk]), [2, 0, 3, 1, 4]));
+        let allowed = tf.reshape(keep, [b, 1, 1, t]);
+        if (causal) allowed = tf.mul(allowed, tf.linalg.bandPart(tf.ones([t, t]), -1, 0));
+        const scores = tf.add(tf.mul(tf.matMul(q!, k!, false, true), tf.mul(allowed, 1 / Math.sqrt(dk))), tf.mul(tf.sub(allowed, 1), 1e9));
+        return tf.reshape(tf.transpose(tf.matMul(tf.softmax(scores), v!), [0, 2, 1, 3]), [b, t, d]);
+      };
+      const [context, probs] = tf.engine().runKernel('LoomAttention', { qkv, keep }, { numHeads: heads, causal }) as tf.Tensor[];
+      const want = withOriginals(() => composed(qkv));
+      expectNear(context!, want, 1e-4);
+      const dqkv = tf.engine().runKernel('LoomAttentionGrad', { dy, qkv, keep, probs: probs! }, { numHeads: heads, causal }) as tf.Tensor;
+      const wantGrad = withOriginals(() => tf.grad((x: tf.Tensor) => composed(x))(qkv, dy));
+      expectNear(dqkv, wantGrad, 1e-3);
+      tf.dispose([qkv, dy, keep, context!, probs!, want, dqkv, wantGrad]);
+    };
+    fc.assert(
+      fc.property(dim(3), dim(9), dim(3), dim(9), fc.boolean(), fc.boolean(), seed, (b, t, heads, dk, causal, masked, s) => check(b, t, heads, dk, causal, masked, s)),
+      RUNS,
+    );
+    check(4, 64, 4, 64, true, true, 5); // the benchmark's head size: products large enough to pack
+  });
+
   it('LoomReluGrad is dy where y > 0, else 0 (NaN in y passes through)', () => {
     covers('LoomReluGrad');
     fc.assert(

@@ -22,6 +22,8 @@ interface Addon {
   softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
   softmaxGrad(dy: Float32Array, y: Float32Array, dx: Float32Array, rows: number, cols: number): void;
   layerNorm(x: Float32Array, gamma: Float32Array, beta: Float32Array, y: Float32Array, rows: number, cols: number, epsilon: number): void;
+  attention(qkv: Float32Array, keep: Float32Array | null, context: Float32Array, probs: Float32Array, batch: number, time: number, heads: number, dk: number, causal: boolean): void;
+  attentionGrad(dcontext: Float32Array, qkv: Float32Array, keep: Float32Array | null, probs: Float32Array, dqkv: Float32Array, batch: number, time: number, heads: number, dk: number, causal: boolean): void;
   layerNormGrad(dy: Float32Array, x: Float32Array, gamma: Float32Array, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, rows: number, cols: number, epsilon: number): void;
   binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, dims: Float64Array): void;
   unary(op: number, x: Float32Array, y: Float32Array, alpha: number): void;
@@ -713,6 +715,25 @@ function fusedKernels(native: Addon, buffers: BufferPool): Record<string, (args:
       const dx = buffers.fresh(size(x.shape)), dgamma = buffers.fresh(cols), dbeta = buffers.fresh(cols);
       native.layerNormGrad(floatValues(backend, dy), floatValues(backend, x), floatValues(backend, gamma), dx, dgamma, dbeta, rows, cols, (args.attrs as { epsilon: number }).epsilon);
       return [backend.makeTensorInfo(x.shape, 'float32', dx), backend.makeTensorInfo(gamma.shape, 'float32', dgamma), backend.makeTensorInfo(gamma.shape, 'float32', dbeta)];
+    },
+    [FUSED_KERNELS.attention]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { qkv, keep } = args.inputs as { qkv: Info; keep: Info };
+      const { numHeads, causal } = args.attrs as { numHeads: number; causal: boolean };
+      const [batch, time, d3] = qkv.shape as [number, number, number];
+      const d = d3 / 3;
+      const context = buffers.fresh(batch * time * d), probs = buffers.fresh(batch * numHeads * time * time);
+      native.attention(floatValues(backend, qkv), floatValues(backend, keep), context, probs, batch, time, numHeads, d / numHeads, causal);
+      return [backend.makeTensorInfo([batch, time, d], 'float32', context), backend.makeTensorInfo([batch, numHeads, time, time], 'float32', probs)];
+    },
+    [FUSED_KERNELS.attentionGrad]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { dy, qkv, keep, probs } = args.inputs as { dy: Info; qkv: Info; keep: Info; probs: Info };
+      const { numHeads, causal } = args.attrs as { numHeads: number; causal: boolean };
+      const [batch, time, d3] = qkv.shape as [number, number, number];
+      const dqkv = buffers.fresh(batch * time * d3);
+      native.attentionGrad(floatValues(backend, dy), floatValues(backend, qkv), floatValues(backend, keep), floatValues(backend, probs), dqkv, batch, time, numHeads, d3 / 3 / numHeads, causal);
+      return backend.makeTensorInfo(qkv.shape, 'float32', dqkv);
     },
     [FUSED_KERNELS.reluGrad]: (args) => {
       const backend = args.backend as MathBackendCPU;

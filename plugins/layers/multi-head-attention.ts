@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  definePlugin, LayerBase, layerOptions, linear, softmax, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
+  definePlugin, FUSED_KERNELS, hasKernel, LayerBase, layerOptions, linear, selfAttention, softmax, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
   type Rng, type Shape,
 } from '../../core';
 import { dropoutMask } from './dropout';
@@ -83,6 +83,12 @@ export class MultiHeadAttention extends LayerBase {
   /** Attention of `query` to `source` (null: to itself), returning [batch, queryTime, d_model]. */
   attend(query: tf.Tensor, source: tf.Tensor | null, ctx: ForwardContext, o: AttendOptions = {}): tf.Tensor {
     const [b, t, d] = query.shape as [number, number, number];
+    if (source === null && !o.cache && !(ctx.training && this.opts.dropout > 0) && hasKernel(FUSED_KERNELS.attention) && query.dtype === 'float32') {
+      // One kernel from the packed projection to the context, each way (core/ops.ts): the same maths as below.
+      const proj = linear(tf.reshape(query, [b * t, d]), this.qkv as tf.Tensor2D, this.qkvBias as tf.Tensor1D);
+      const context = selfAttention(tf.reshape(proj, [b, t, 3 * d]), this.opts.numHeads, o.keyMask, o.causal ?? false);
+      return tf.reshape(linear(tf.reshape(context, [b * t, d]), this.out as tf.Tensor2D, this.outBias as tf.Tensor1D), [b, t, d]);
+    }
     const weights = this.weights(query, source, ctx, o);
     const context = tf.reshape(tf.transpose(tf.matMul(weights.probs, weights.v), [0, 2, 1, 3]), [b * t, d]);
     return tf.reshape(linear(context, this.out as tf.Tensor2D, this.outBias as tf.Tensor1D), [b, t, d]);
