@@ -5,14 +5,18 @@
 #include <cstdint>
 #include <cstring>
 
+#include "gemm.h"
+
 namespace loom {
+
+#define LOOM_INLINE __attribute__((always_inline)) inline
 
 // exp, tanh and sigmoid without library calls, branch-free so that the loops over them vectorise (glibc's expf and
 // tanhf are scalar calls, ~10× slower here). Cephes' single-precision algorithms, within 2 ulp of the exact value.
 
 // e^x = 2^n · e^r, n = round(x·log2 e), |r| ≤ ln2/2 (Cody–Waite split of ln 2), e^r by a degree-6 polynomial.
 // x is clamped to [-104, 89], beyond which e^x rounds to 0 or +inf anyway; NaN passes through the clamps.
-inline float exp_f(float x) {
+LOOM_INLINE float exp_f(float x) {
   x = std::min(std::max(x, -104.f), 89.f);
   const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest (1.5·2^23 trick)
   const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
@@ -32,10 +36,10 @@ inline float exp_f(float x) {
   return p * s1 * s2;
 }
 
-inline float sigmoid_f(float x) { return 1.f / (1.f + exp_f(-x)); }
+LOOM_INLINE float sigmoid_f(float x) { return 1.f / (1.f + exp_f(-x)); }
 
 // |x| ≥ 0.625: 1 − 2/(e^{2|x|} + 1) with x's sign; below, x + x³·P(x²), which keeps the relative accuracy near 0.
-inline float tanh_f(float x) {
+LOOM_INLINE float tanh_f(float x) {
   const float z = std::fabs(x), x2 = x * x;
   const float big = 1.f - 2.f / (exp_f(z + z) + 1.f);
   float p = -5.70498872745e-3f;
@@ -48,7 +52,7 @@ inline float tanh_f(float x) {
 }
 
 // Σ x[0..n) with eight partial sums, so that the loop vectorises (a single float accumulator is a serial chain).
-inline float row_sum(const float* x, int64_t n) {
+LOOM_INLINE float row_sum(const float* x, int64_t n) {
   float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
   int64_t j = 0;
   for (; j + 8 <= n; j += 8)
@@ -59,7 +63,7 @@ inline float row_sum(const float* x, int64_t n) {
 }
 
 // Σ x[j]·y[j] likewise.
-inline float row_dot(const float* x, const float* y, int64_t n) {
+LOOM_INLINE float row_dot(const float* x, const float* y, int64_t n) {
   float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
   int64_t j = 0;
   for (; j + 8 <= n; j += 8)
@@ -67,6 +71,18 @@ inline float row_dot(const float* x, const float* y, int64_t n) {
   float s = 0.f;
   for (; j < n; j++) s += x[j] * y[j];
   return s + ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+// A function in two versions, name##_avx2 (AVX2+FMA) and name##_base, from one body: the LOOM_INLINE helpers it
+// calls (exp_f, row_sum, ...) are compiled into each and vectorised for it. Callers pick with avx2().
+#define LOOM_TWO_VERSIONS(name, params, ...)                               \
+  __attribute__((target("avx2,fma"))) void name##_avx2 params __VA_ARGS__ \
+  void name##_base params __VA_ARGS__
+
+// Whether to run the AVX2 versions: the GEMM's choice (so LOOM_SIMD=scalar selects the baseline here too).
+inline bool avx2() {
+  static const bool yes = std::strcmp(simd_level(), "scalar") != 0;
+  return yes;
 }
 
 }  // namespace loom

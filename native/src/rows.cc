@@ -37,76 +37,89 @@ inline void moments(const float* x, int64_t n, float eps, float* mean, float* r)
   *r = 1.f / std::sqrt(s / (float)n + eps);
 }
 
+// One row each, inlined into the two versions (LOOM_TWO_VERSIONS) of each loop over rows below.
+
+LOOM_INLINE void softmax_row(const float* __restrict in, float* __restrict out, int64_t n) {
+  float m8[8];
+  for (int l = 0; l < 8; l++) m8[l] = -std::numeric_limits<float>::infinity();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; l++) m8[l] = in[j + l] > m8[l] ? in[j + l] : m8[l];
+  float mx = -std::numeric_limits<float>::infinity();
+  for (; j < n; j++) mx = in[j] > mx ? in[j] : mx;
+  for (int l = 0; l < 8; l++) mx = m8[l] > mx ? m8[l] : mx;
+  for (j = 0; j < n; j++) out[j] = exp_f(in[j] - mx);
+  const float inv = 1.f / row_sum(out, n);
+  for (j = 0; j < n; j++) out[j] *= inv;
+}
+
+LOOM_INLINE void softmax_grad_row(const float* __restrict g, const float* __restrict p, float* __restrict out, int64_t n) {
+  const float s = row_dot(g, p, n);
+  for (int64_t j = 0; j < n; j++) out[j] = p[j] * (g[j] - s);
+}
+
+LOOM_INLINE void layer_norm_row(const float* __restrict in, const float* __restrict gamma, const float* __restrict beta, float* __restrict out,
+                                int64_t n, float eps) {
+  float mu, rs;
+  moments(in, n, eps, &mu, &rs);
+  for (int64_t j = 0; j < n; j++) out[j] = (in[j] - mu) * rs * gamma[j] + beta[j];
+}
+
+// dx of one row, and its terms of dγ and dβ added into pg and pb; xhat and g are scratch rows.
+LOOM_INLINE void layer_norm_grad_row(const float* __restrict in, const float* __restrict d, const float* __restrict gamma, float* __restrict out,
+                                     float* __restrict pg, float* __restrict pb, float* __restrict xhat, float* __restrict g, int64_t n, float eps) {
+  float mu, rs;
+  moments(in, n, eps, &mu, &rs);
+  for (int64_t j = 0; j < n; j++) {
+    xhat[j] = (in[j] - mu) * rs;
+    g[j] = d[j] * gamma[j];
+    pg[j] += d[j] * xhat[j];
+    pb[j] += d[j];
+  }
+  const float mg = row_sum(g, n) / (float)n, mgx = row_dot(g, xhat, n) / (float)n;
+  for (int64_t j = 0; j < n; j++) out[j] = rs * (g[j] - mg - xhat[j] * mgx);
+}
+
+LOOM_TWO_VERSIONS(softmax_rows, (const float* x, float* y, int64_t r0, int64_t r1, int64_t cols),
+              { for (int64_t r = r0; r < r1; r++) softmax_row(x + r * cols, y + r * cols, cols); })
+LOOM_TWO_VERSIONS(softmax_grad_rows, (const float* dy, const float* y, float* dx, int64_t r0, int64_t r1, int64_t cols),
+              { for (int64_t r = r0; r < r1; r++) softmax_grad_row(dy + r * cols, y + r * cols, dx + r * cols, cols); })
+LOOM_TWO_VERSIONS(layer_norm_rows, (const float* x, const float* gamma, const float* beta, float* y, int64_t r0, int64_t r1, int64_t cols, float eps),
+              { for (int64_t r = r0; r < r1; r++) layer_norm_row(x + r * cols, gamma, beta, y + r * cols, cols, eps); })
+LOOM_TWO_VERSIONS(layer_norm_grad_rows,
+              (const float* dy, const float* x, const float* gamma, float* dx, float* pg, int64_t r0, int64_t r1, int64_t cols, float eps), {
+                for (int64_t r = r0; r < r1; r++)
+                  layer_norm_grad_row(x + r * cols, dy + r * cols, gamma, dx + r * cols, pg, pg + cols, pg + 2 * cols, pg + 3 * cols, cols, eps);
+              })
 }  // namespace
 
 void softmax(const float* x, float* y, int64_t rows, int64_t cols) {
-  over_rows(rows, cols, [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; r++) {
-      const float* in = x + r * cols;
-      float* out = y + r * cols;
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < cols; j++) mx = in[j] > mx ? in[j] : mx;
-      for (int64_t j = 0; j < cols; j++) out[j] = exp_f(in[j] - mx);
-      const float inv = 1.f / row_sum(out, cols);
-      for (int64_t j = 0; j < cols; j++) out[j] *= inv;
-    }
-  });
+  const auto f = avx2() ? softmax_rows_avx2 : softmax_rows_base;
+  over_rows(rows, cols, [&](int64_t r0, int64_t r1, int) { f(x, y, r0, r1, cols); });
 }
 
 void softmax_grad(const float* dy, const float* y, float* dx, int64_t rows, int64_t cols) {
-  over_rows(rows, cols, [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; r++) {
-      const float *g = dy + r * cols, *p = y + r * cols;
-      float* out = dx + r * cols;
-      const float s = row_dot(g, p, cols);
-      for (int64_t j = 0; j < cols; j++) out[j] = p[j] * (g[j] - s);
-    }
-  });
+  const auto f = avx2() ? softmax_grad_rows_avx2 : softmax_grad_rows_base;
+  over_rows(rows, cols, [&](int64_t r0, int64_t r1, int) { f(dy, y, dx, r0, r1, cols); });
 }
 
 void layer_norm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t cols, float eps) {
-  over_rows(rows, cols, [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; r++) {
-      const float* in = x + r * cols;
-      float* out = y + r * cols;
-      float mu, rs;
-      moments(in, cols, eps, &mu, &rs);
-      for (int64_t j = 0; j < cols; j++) out[j] = (in[j] - mu) * rs * gamma[j] + beta[j];
-    }
-  });
+  const auto f = avx2() ? layer_norm_rows_avx2 : layer_norm_rows_base;
+  over_rows(rows, cols, [&](int64_t r0, int64_t r1, int) { f(x, gamma, beta, y, r0, r1, cols, eps); });
 }
 
 void layer_norm_grad(const float* dy, const float* x, const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t rows, int64_t cols,
                      float eps) {
   // dγ and dβ are summed over rows: a partial sum per task, added at the end (no two threads write one element).
   const int tasks = pool().size();
-  std::vector<float> part((size_t)tasks * 2 * cols, 0.f);
-  std::vector<float> scratch((size_t)tasks * 2 * cols);
-  over_rows(rows, cols, [&](int64_t r0, int64_t r1, int t) {
-    float* pg = part.data() + (size_t)t * 2 * cols;
-    float* pb = pg + cols;
-    float* xhat = scratch.data() + (size_t)t * 2 * cols;
-    float* g = xhat + cols;
-    for (int64_t r = r0; r < r1; r++) {
-      const float *in = x + r * cols, *d = dy + r * cols;
-      float* out = dx + r * cols;
-      float mu, rs;
-      moments(in, cols, eps, &mu, &rs);
-      for (int64_t j = 0; j < cols; j++) {
-        xhat[j] = (in[j] - mu) * rs;
-        g[j] = d[j] * gamma[j];
-        pg[j] += d[j] * xhat[j];
-        pb[j] += d[j];
-      }
-      const float mg = row_sum(g, cols) / (float)cols, mgx = row_dot(g, xhat, cols) / (float)cols;
-      for (int64_t j = 0; j < cols; j++) out[j] = rs * (g[j] - mg - xhat[j] * mgx);
-    }
-  });
+  std::vector<float> part((size_t)tasks * 4 * cols, 0.f);  // per task: dγ, dβ partials, then x̂ and g scratch rows
+  const auto f = avx2() ? layer_norm_grad_rows_avx2 : layer_norm_grad_rows_base;
+  over_rows(rows, cols, [&](int64_t r0, int64_t r1, int t) { f(dy, x, gamma, dx, part.data() + (size_t)t * 4 * cols, r0, r1, cols, eps); });
   for (int64_t j = 0; j < cols; j++) {
     float sg = 0.f, sb = 0.f;
     for (int t = 0; t < tasks; t++) {
-      sg += part[(size_t)t * 2 * cols + j];
-      sb += part[(size_t)t * 2 * cols + cols + j];
+      sg += part[(size_t)t * 4 * cols + j];
+      sb += part[(size_t)t * 4 * cols + cols + j];
     }
     dgamma[j] = sg;
     dbeta[j] = sb;
