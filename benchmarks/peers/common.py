@@ -1,5 +1,6 @@
 """Shared timing for the Python peers: warm-up, then repeats of a steady-state window, median reported."""
 import json
+import os
 import statistics
 import sys
 import time
@@ -23,3 +24,9 @@ def measure(step, items_per_step, seconds=3.0, repeats=3, warmup=3):
 def emit(**fields):
     json.dump(fields, sys.stdout)
     sys.stdout.write("\n")
+
+
+def torch_threads(threads):
+    """The detail a PyTorch peer reports: torch's intra-op threads and OpenBLAS's own pool, which Debian's
+    torch calls for matrix products and which uses every core unless OPENBLAS_NUM_THREADS says otherwise."""
+    return f"torch threads={threads}, OpenBLAS threads={os.environ.get('OPENBLAS_NUM_THREADS', 'all cores')}"

@@ -8,7 +8,7 @@ import sys
 import torch
 from torch import nn
 
-from common import emit, measure
+from common import emit, measure, torch_threads
 
 batch = int(sys.argv[1])
 threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
@@ -28,4 +28,4 @@ def step():
     opt.step()
 
 
-emit(value=measure(step, batch, seconds=seconds), unit="samples/s", peer=f"PyTorch {torch.__version__}", detail=f"threads={threads}")
+emit(value=measure(step, batch, seconds=seconds), unit="samples/s", peer=f"PyTorch {torch.__version__}", detail=torch_threads(threads))

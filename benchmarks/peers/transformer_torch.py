@@ -7,7 +7,7 @@ import sys
 import torch
 from torch import nn
 
-from common import emit, measure
+from common import emit, measure, torch_threads
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 3.0
@@ -23,4 +23,4 @@ def step():
     layer(x).sum().backward()
 
 
-emit(value=measure(step, batch * seq, seconds=seconds), unit="tokens/s", peer=f"PyTorch {torch.__version__}", detail=f"threads={threads}")
+emit(value=measure(step, batch * seq, seconds=seconds), unit="tokens/s", peer=f"PyTorch {torch.__version__}", detail=torch_threads(threads))

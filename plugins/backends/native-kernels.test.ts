@@ -648,20 +648,23 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
 });
 
 describe('BufferPool', () => {
-  it('hands back released arrays of the same length, zeroed on request, within its byte limit', () => {
+  it('hands back released arrays of the same length, zeroed on request, within its byte limit, dropping the oldest first', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 1, max: 3000 }), { minLength: 1, maxLength: 12 }), fc.integer({ min: 0, max: 40_000 }), (lengths, limit) => {
         const pool = new BufferPool(limit, 16);
         const arrays = lengths.map((n) => pool.fresh(n).fill(7));
         let held = 0;
-        const kept: Float32Array[] = [];
+        const kept: Float32Array[] = []; // the model: a queue, oldest first
         for (const a of arrays) {
           pool.release(a);
           pool.release(a); // a second release of the same array is ignored
-          if (a.length >= 16 && held + a.byteLength <= limit) {
+          if (a.length >= 16 && a.byteLength <= limit) {
+            while (held + a.byteLength > limit) held -= kept.shift()!.byteLength;
             held += a.byteLength;
             kept.push(a);
           }
+          expect(pool.heldBytes).toBe(held);
+          expect(pool.heldBytes).toBeLessThanOrEqual(limit);
         }
         const reusedBefore = pool.reused;
         const taken = new Set<Float32Array>();

@@ -192,12 +192,14 @@ const PREDICATES: Record<string, Row> = {
  * short-lived Float32Arrays; fresh ones cost page faults and zeroing, and every 64 MB of them makes V8 start a
  * full garbage collection (a third of a Transformer step's time here). A buffer goes back to the pool when the
  * cpu backend disposes its data, unless it ever left the backend (dataSync/data hand out the live array, so those
- * are never reused) or is a view. At most `limitBytes` are held.
+ * are never reused) or is a view. At most `limitBytes` are held; past that the buffers released longest ago are
+ * dropped first, so that a new workload (another model in the same process) is not starved by sizes it never asks for.
  */
 export class BufferPool {
   private readonly free = new Map<number, Float32Array[]>();
+  /** The pooled arrays in the order they were released (a Map keeps insertion order): the oldest are dropped first. */
+  private readonly byAge = new Map<Float32Array, true>();
   private readonly ours = new WeakSet<Float32Array>();
-  private readonly pooled = new WeakSet<Float32Array>();
   private readonly escaped = new WeakSet<object>();
   private held = 0;
   /** How many allocations were served from the pool (for tests and benchmarks). */
@@ -232,20 +234,37 @@ export class BufferPool {
 
   /** Takes back the array of a tensor the backend disposed. */
   release(values: unknown): void {
-    if (!(values instanceof Float32Array) || !this.ours.has(values) || this.escaped.has(values) || this.pooled.has(values)) return;
-    if (this.held + values.byteLength > this.limitBytes) return;
+    if (!(values instanceof Float32Array) || !this.ours.has(values) || this.escaped.has(values) || this.byAge.has(values)) return;
+    if (values.byteLength > this.limitBytes) return;
+    for (const old of this.byAge.keys()) {
+      if (this.held + values.byteLength <= this.limitBytes) break;
+      this.remove(old);
+    }
     let list = this.free.get(values.length);
     if (!list) this.free.set(values.length, (list = []));
     list.push(values);
-    this.pooled.add(values);
+    this.byAge.set(values, true);
     this.held += values.byteLength;
   }
 
-  private take(n: number): Float32Array | undefined {
-    const a = this.free.get(n)?.pop();
-    if (!a) return undefined;
-    this.pooled.delete(a);
+  /** Bytes held for reuse now. */
+  get heldBytes(): number {
+    return this.held;
+  }
+
+  private remove(a: Float32Array): void {
+    const list = this.free.get(a.length)!;
+    list.splice(list.indexOf(a), 1);
+    if (!list.length) this.free.delete(a.length);
+    this.byAge.delete(a);
     this.held -= a.byteLength;
+  }
+
+  private take(n: number): Float32Array | undefined {
+    const list = this.free.get(n);
+    const a = list?.[list.length - 1];
+    if (!a) return undefined;
+    this.remove(a);
     this.reused++;
     return a;
   }
