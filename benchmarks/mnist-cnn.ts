@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, Sequential, Trainer, trainerOptionsSchema, type PluginRegistry } from '../core';
 import papers from '../papers/mnist-cnn';
-import { best, entry, measure, nodePeer, pythonPeer, type Benchmark } from './harness';
+import { best, entry, measure, memoryTrend, nodePeer, pythonPeer, type Benchmark } from './harness';
 
 export function mnistCnn(registry: PluginRegistry, backend: string): Benchmark {
   return {
@@ -27,10 +27,10 @@ export function mnistCnn(registry: PluginRegistry, backend: string): Benchmark {
         const y = tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 10), 'int32');
         let step = 0;
         trainer.trainStep({ x, y }, { step: step++, epoch: 0 });
-        const [tensors0, rss0] = [tf.memory().numTensors, process.memoryUsage().rss];
-        const ours = await measure(() => trainer.trainStep({ x, y }, { step: step++, epoch: 0 }), batch);
-        // Flat memory: live tensors must not change over the measured steps; RSS growth is reported as measured.
-        const memory = `tensors ${tensors0} -> ${tf.memory().numTensors}, RSS ${(rss0 / 2 ** 20).toFixed(0)} -> ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB over ${step} steps`;
+        const train = () => trainer.trainStep({ x, y }, { step: step++, epoch: 0 });
+        const ours = await measure(train, batch);
+        // Flat memory: live tensors constant and no upward RSS trend once warm (V8's collections make a sawtooth).
+        const memory = (await memoryTrend(train, batch === 32 ? 2000 : 1000, batch === 32 ? 250 : 125, () => tf.memory().numTensors)).note;
         tf.dispose([x, y]);
         model.dispose();
         const torch = best([1, 2].map((t) => pythonPeer('mnist_cnn_torch.py', [batch, t, 3], 'PyTorch', 'samples/s')));
