@@ -156,9 +156,13 @@ export interface Optimizer extends Configurable {
   dispose(): void;
 }
 
-/** Learning rate as a function of the (0-based) optimizer step and epoch. */
+/**
+ * Learning rate as a function of the (0-based) optimizer step and epoch. `totalSteps` is how many optimizer steps
+ * the trainer's fit will take (epochs × steps per epoch) when it knows: schedules that decay to an end point use it
+ * when their config leaves the end out, as Hugging Face's `num_training_steps` is taken from the data loader.
+ */
 export interface LearningRateSchedule extends Configurable {
-  rate(step: number, epoch: number): number;
+  rate(step: number, epoch: number, totalSteps?: number): number;
 }
 
 // ---------------------------------------------------------------- data

@@ -140,3 +140,14 @@ export abstract class SlotOptimizer<O extends { lr: number; groups?: GroupSelect
     this.slots.clear();
   }
 }
+
+/**
+ * The step a decaying schedule ends at: its configured `totalSteps`, else the length of the run the trainer
+ * reported; a clear error when neither is known or the end falls inside the warm-up.
+ */
+export function decayEnd(name: string, configured: number | undefined, planned: number | undefined, warmupSteps: number): number {
+  const total = configured ?? planned;
+  if (total === undefined) throw new ConfigError('schedule.totalSteps', `${name}: totalSteps is not set and the trainer did not say how many steps the run takes; set totalSteps`);
+  if (total <= warmupSteps) throw new ConfigError('schedule.totalSteps', `${name}: the run takes ${total} steps, no more than warmupSteps = ${warmupSteps}; shorten the warm-up or train longer`);
+  return total;
+}

@@ -91,8 +91,11 @@ export class Trainer {
    * caller disposes the batches. Returns the mean loss. With several ranks, the gradients and the loss are averaged
    * across ranks (core/parallel.ts) before clipping, so every rank takes the same step.
    */
-  async trainStep(batch: Batch | Batch[], state?: Pick<TrainingState, 'step' | 'epoch'>): Promise<number> {
-    if (this.schedule && state) this.optimizer.learningRate = this.schedule.rate(state.step, state.epoch);
+  async trainStep(batch: Batch | Batch[], state?: Pick<TrainingState, 'step' | 'epoch'> & Partial<Pick<TrainingState, 'epochs' | 'stepsPerEpoch'>>): Promise<number> {
+    if (this.schedule && state) {
+      const total = state.epochs !== undefined && state.stepsPerEpoch !== undefined ? state.epochs * state.stepsPerEpoch : undefined;
+      this.optimizer.learningRate = this.schedule.rate(state.step, state.epoch, total);
+    }
     const params = this.model.parameters().filter((p) => p.trainable);
     const micro = Array.isArray(batch) ? batch : [batch];
     const total = micro.reduce((n, b) => n + b.x.shape[0]!, 0);

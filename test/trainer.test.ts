@@ -53,6 +53,21 @@ describe('Trainer', () => {
     expect(c).not.toEqual(a);
   });
 
+  it('ends a decaying schedule with the run when its totalSteps is left out (epochs × steps per epoch)', async () => {
+    const config = toyConfig(dir, { schedule: { type: 'linear-warmup-decay', lr: 0.05, warmupSteps: 2 }, trainer: { epochs: 3, batchSize: 16, logEvery: 1 }, trackers: ['console'] });
+    const c = await buildRunContainer({ registry, config, log: () => undefined });
+    const trainer = c.resolve(Trainer);
+    const train = c.resolve(TOKENS.TrainData);
+    const total = 3 * trainer.stepsPerEpoch(train);
+    const seen: number[] = [];
+    trainer.callbacks.push({ spec: { type: 'spy' }, onBatchEnd: (_st, logs) => void seen.push(logs.lr!) });
+    await trainer.fit(train);
+    expect(seen).toHaveLength(total);
+    // step s ≥ warm-up: lr · (total − s)/(total − warmup); the last step (s = total − 1) is one step from 0.
+    seen.forEach((lr, s) => expect(lr).toBeCloseTo(s < 2 ? (0.05 * (s + 1)) / 2 : (0.05 * (total - s)) / (total - 2), 12));
+    disposeRun(c);
+  });
+
   it('sets the optimizer learning rate from the schedule before every step', async () => {
     const config = toyConfig(dir, { schedule: { type: 'step-decay', lr: 0.05, factor: 0.5, startEpoch: 1 }, trainer: { epochs: 3, batchSize: 16, logEvery: 1 }, trackers: ['console'] });
     const c = await buildRunContainer({ registry, config, log: () => undefined });

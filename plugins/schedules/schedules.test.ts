@@ -64,6 +64,21 @@ describe('schedules', () => {
     );
   });
 
+  it('cosine-warmup and linear-warmup-decay without totalSteps end with the run the trainer reports; a set totalSteps wins', () => {
+    fc.assert(
+      fc.property(fc.constantFrom('cosine-warmup', 'linear-warmup-decay'), fc.integer({ min: 0, max: 50 }), fc.integer({ min: 1, max: 500 }), fc.integer({ min: 0, max: 600 }), (type, warmup, rest, s) => {
+        const derived = rateOf({ type, lr: 0.1, warmupSteps: warmup });
+        const fixed = rateOf({ type, lr: 0.1, warmupSteps: warmup, totalSteps: warmup + rest });
+        close(derived(s, 0, warmup + rest), fixed(s, 0));
+        close(fixed(s, 0, warmup + rest + 7), fixed(s, 0)); // the configured end is kept
+      }),
+    );
+    const open = rateOf({ type: 'linear-warmup-decay', lr: 0.1, warmupSteps: 5 });
+    expect(open(2, 0)).toBeCloseTo(0.06, 12); // warm-up needs no end point
+    expect(() => open(7, 0)).toThrow(/schedule\.totalSteps: linear-warmup-decay: totalSteps is not set and the trainer did not say/);
+    expect(() => open(7, 0, 5)).toThrow(/the run takes 5 steps, no more than warmupSteps = 5/);
+  });
+
   it('rejects a warm-up longer than the schedule, naming the field', () => {
     expect(() => registry.create('schedule', { type: 'cosine-warmup', lr: 1, warmupSteps: 10, totalSteps: 5 })).toThrow(/totalSteps.*must exceed warmupSteps/);
   });
