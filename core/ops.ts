@@ -1,6 +1,6 @@
 /**
  * Differentiable ops that plugins share (as torch.nn.functional is to torch.nn): a fully connected product with
- * bias and activation, softmax and layer normalisation. Each runs one backend kernel when the active backend has
+ * bias and activation, softmax, layer normalisation and multi-head self-attention. Each runs one backend kernel when the active backend has
  * it (core/kernels.ts) and composes tfjs ops otherwise, with the same values either way (the conformance tests
  * compare the backends).
  *
@@ -10,6 +10,7 @@
  * what is not needed; so does this.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { ShapeError } from './errors';
 import { FUSED_KERNELS, hasKernel } from './kernels';
 
 export type LinearActivation = 'linear' | 'relu';
@@ -20,8 +21,8 @@ export type LinearActivation = 'linear' | 'relu';
  */
 export function linear(x: tf.Tensor, w: tf.Tensor2D, bias?: tf.Tensor1D | null, activation: LinearActivation = 'linear'): tf.Tensor {
   const [inF, outF] = w.shape;
-  if (x.shape.at(-1) !== inF) throw new Error(`linear: input of shape [${x.shape}] has ${x.shape.at(-1)} features where the weight [${w.shape}] expects ${inF}`);
-  if (bias && (bias.rank !== 1 || bias.shape[0] !== outF)) throw new Error(`linear: bias of shape [${bias.shape}] where [${outF}] was expected`);
+  if (x.shape.at(-1) !== inF) throw new ShapeError('linear', `[..., ${inF}] (the weight is [${w.shape}])`, x.shape);
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== outF)) throw new ShapeError('linear bias', `[${outF}]`, bias.shape);
   const lead = x.shape.slice(0, -1);
   const rows = lead.reduce((a, b) => a * b, 1);
   const a = tf.reshape(x, [1, rows, inF]);
@@ -74,7 +75,8 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, e
  */
 export function selfAttention(qkv: tf.Tensor, numHeads: number, keyMask: tf.Tensor | null | undefined, causal: boolean): tf.Tensor {
   const [b, t, d3] = qkv.shape as [number, number, number];
-  if (qkv.rank !== 3 || d3 % (3 * numHeads) !== 0) throw new Error(`selfAttention: qkv of shape [${qkv.shape}] where [batch, time, 3·d] with d divisible by ${numHeads} heads was expected`);
+  if (qkv.rank !== 3 || d3 % (3 * numHeads) !== 0) throw new ShapeError('selfAttention', `[batch, time, 3·d] with d divisible by ${numHeads} heads`, qkv.shape);
+  if (keyMask && (keyMask.rank !== 2 || keyMask.shape[0] !== b || keyMask.shape[1] !== t)) throw new ShapeError('selfAttention key mask', `[${b}, ${t}]`, keyMask.shape);
   return tf.tidy(() => {
     const keep = keyMask ? tf.cast(tf.notEqual(keyMask, 0), 'float32') : tf.ones([b, t]);
     const [context, probs] = tf.engine().runKernel(FUSED_KERNELS.attention, { qkv, keep }, { numHeads, causal }) as tf.Tensor[];

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { layerNorm, linear, Rng, softmax, type LinearActivation } from '../core';
+import { FUSED_KERNELS, hasKernel, layerNorm, linear, Rng, selfAttention, softmax, type LinearActivation } from '../core';
 import { cpuBackends, expectNoLeak, randomNormal, testRegistry } from './harness';
 
 /** max |a − b| ≤ tol · max(1, max |b|), with equal shapes. */
@@ -115,8 +115,42 @@ describe.each(await cpuBackends())('core ops on backend %s', (backend) => {
 
   it('names the mismatch when shapes do not fit', () => {
     const x = tf.zeros([2, 5]), w = tf.zeros([4, 3]) as tf.Tensor2D;
-    expect(() => linear(x, w)).toThrow(/input of shape \[2,5\] has 5 features where the weight \[4,3\] expects 4/);
-    expect(() => linear(tf.zeros([2, 4]), w, tf.zeros([2]) as tf.Tensor1D)).toThrow(/bias of shape \[2\] where \[3\] was expected/);
+    expect(() => linear(x, w)).toThrow(/linear: expected input shape \[\.\.\., 4\] \(the weight is \[4,3\]\), got \[2, 5\]/);
+    expect(() => linear(tf.zeros([2, 4]), w, tf.zeros([2]) as tf.Tensor1D)).toThrow(/linear bias: expected input shape \[3\], got \[2\]/);
+    if (hasKernel(FUSED_KERNELS.attention)) {
+      expect(() => selfAttention(tf.zeros([2, 3, 12]), 2, tf.ones([2, 4]), false)).toThrow(/selfAttention key mask: expected input shape \[2, 3\], got \[2, 4\]/);
+      expect(() => selfAttention(tf.zeros([2, 3, 12]), 3, null, false)).toThrow(/selfAttention: expected input shape \[batch, time, 3·d\] with d divisible by 3 heads/);
+    }
     tf.dispose([x, w]);
   });
+});
+
+// selfAttention exists where the backend has the fused kernel (native-cpu); multi-head-attention composes the
+// same maths elsewhere. Skipped only when the native addon did not build here.
+const native = (await cpuBackends()).includes('native-cpu');
+describe.skipIf(!native)('selfAttention on native-cpu', () => {
+  beforeAll(async () => {
+    await testRegistry('native-cpu');
+  });
+
+    it('matches attention composed from tfjs ops, values and gradients (key masks, causal)', () => {
+      fc.assert(
+        fc.property(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 7 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 6 }), fc.boolean(), fc.integer({ min: 0, max: 2 ** 30 }), (b, t, h, dk, causal, seed) => {
+          const rng = new Rng(seed);
+          const d = h * dk;
+          const qkv = randomNormal([b, t, 3 * d], rng);
+          const mask = tf.tensor(Array.from({ length: b * t }, (_, i) => (i % t === t - 1 && t > 1 ? 0 : 1)), [b, t]);
+          const composed = (x: tf.Tensor) => {
+            const [q, k, v] = tf.unstack(tf.transpose(tf.reshape(x, [b, t, 3, h, dk]), [2, 0, 3, 1, 4]));
+            let m = tf.reshape(mask, [b, 1, 1, t]);
+            if (causal) m = tf.mul(m, tf.linalg.bandPart(tf.ones([t, t]), -1, 0));
+            const scores = tf.add(tf.mul(tf.matMul(q!, k!, false, true), tf.mul(m, 1 / Math.sqrt(dk))), tf.mul(tf.sub(m, 1), 1e9));
+            return tf.reshape(tf.transpose(tf.matMul(tf.softmax(scores), v!), [0, 2, 1, 3]), [b, t, d]);
+          };
+          compare((x) => selfAttention(x, h, mask, causal), composed, [qkv], rng, 1e-4);
+          tf.dispose([qkv, mask]);
+        }),
+        { numRuns: 30 },
+      );
+    });
 });

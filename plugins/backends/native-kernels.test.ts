@@ -589,6 +589,18 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     check(4, 64, 4, 64, true, true, 5); // the benchmark's head size: products large enough to pack
   });
 
+  it('the fused kernels refuse sizes that do not fit (the C++ side trusts them)', () => {
+    const t = (shape: number[]) => tf.zeros(shape);
+    const run = (name: string, inputs: Record<string, tf.Tensor>, attrs: object = {}) => () => tf.engine().runKernel(name, inputs, attrs as never);
+    expect(run('LoomAttention', { qkv: t([2, 3, 12]), keep: t([2, 2]) }, { numHeads: 2, causal: false })).toThrow(/do not fit 2 heads/);
+    expect(run('LoomAttention', { qkv: t([2, 3, 12]), keep: t([2, 3]) }, { numHeads: 3, causal: false })).toThrow(/do not fit 3 heads/);
+    expect(run('LoomAttentionGrad', { dy: t([2, 3, 4]), qkv: t([2, 3, 12]), keep: t([2, 3]), probs: t([2, 2, 3, 2]) }, { numHeads: 2, causal: false })).toThrow(/do not fit/);
+    expect(run('LoomLayerNorm', { x: t([2, 5]), gamma: t([4]), beta: t([5]) }, { epsilon: 1e-5 })).toThrow(/must match the last axis/);
+    expect(run('LoomLayerNormGrad', { dy: t([2, 5]), x: t([2, 5]), gamma: t([4]) }, { epsilon: 1e-5 })).toThrow(/do not fit/);
+    expect(run('LoomSoftmaxGrad', { dy: t([2, 5]), y: t([2, 4]) })).toThrow(/differ in size/);
+    expect(run('LoomReluGrad', { dy: t([3]), y: t([4]) })).toThrow(/differ in size/);
+  });
+
   it('LoomReluGrad is dy where y > 0, else 0 (NaN in y passes through)', () => {
     covers('LoomReluGrad');
     fc.assert(

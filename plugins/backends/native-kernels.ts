@@ -716,6 +716,7 @@ function fusedKernels(native: Addon, buffers: BufferPool): Record<string, (args:
     [FUSED_KERNELS.softmaxGrad]: (args) => {
       const backend = args.backend as MathBackendCPU;
       const { dy, y } = args.inputs as { dy: Info; y: Info };
+      if (size(dy.shape) !== size(y.shape)) throw new Error(`${FUSED_KERNELS.softmaxGrad}: dy [${dy.shape}] and y [${y.shape}] differ in size`);
       const out = buffers.fresh(size(y.shape));
       native.softmaxGrad(floatValues(backend, dy), floatValues(backend, y), out, ...rowsOf(y));
       return backend.makeTensorInfo(y.shape, 'float32', out);
@@ -723,6 +724,7 @@ function fusedKernels(native: Addon, buffers: BufferPool): Record<string, (args:
     [FUSED_KERNELS.layerNorm]: (args) => {
       const backend = args.backend as MathBackendCPU;
       const { x, gamma, beta } = args.inputs as { x: Info; gamma: Info; beta: Info };
+      if (size(gamma.shape) !== x.shape.at(-1) || size(beta.shape) !== x.shape.at(-1)) throw new Error(`${FUSED_KERNELS.layerNorm}: gamma [${gamma.shape}] and beta [${beta.shape}] must match the last axis of x [${x.shape}]`);
       const out = buffers.fresh(size(x.shape));
       native.layerNorm(floatValues(backend, x), floatValues(backend, gamma), floatValues(backend, beta), out, ...rowsOf(x), (args.attrs as { epsilon: number }).epsilon);
       return backend.makeTensorInfo(x.shape, 'float32', out);
@@ -731,6 +733,7 @@ function fusedKernels(native: Addon, buffers: BufferPool): Record<string, (args:
       const backend = args.backend as MathBackendCPU;
       const { dy, x, gamma } = args.inputs as { dy: Info; x: Info; gamma: Info };
       const [rows, cols] = rowsOf(x);
+      if (size(gamma.shape) !== cols || size(dy.shape) !== size(x.shape)) throw new Error(`${FUSED_KERNELS.layerNormGrad}: dy [${dy.shape}] and gamma [${gamma.shape}] do not fit x [${x.shape}]`);
       const dx = buffers.fresh(size(x.shape)), dgamma = buffers.fresh(cols), dbeta = buffers.fresh(cols);
       native.layerNormGrad(floatValues(backend, dy), floatValues(backend, x), floatValues(backend, gamma), dx, dgamma, dbeta, rows, cols, (args.attrs as { epsilon: number }).epsilon);
       return [backend.makeTensorInfo(x.shape, 'float32', dx), backend.makeTensorInfo(gamma.shape, 'float32', dgamma), backend.makeTensorInfo(gamma.shape, 'float32', dbeta)];
@@ -740,6 +743,8 @@ function fusedKernels(native: Addon, buffers: BufferPool): Record<string, (args:
       const { qkv, keep } = args.inputs as { qkv: Info; keep: Info };
       const { numHeads, causal } = args.attrs as { numHeads: number; causal: boolean };
       const [batch, time, d3] = qkv.shape as [number, number, number];
+      // The C++ side trusts these sizes: check them here (core/ops.ts's selfAttention already does).
+      if (qkv.shape.length !== 3 || d3 % (3 * numHeads) !== 0 || size(keep.shape) !== batch * time) throw new Error(`${FUSED_KERNELS.attention}: qkv [${qkv.shape}] and keep [${keep.shape}] do not fit ${numHeads} heads`);
       const d = d3 / 3;
       const context = buffers.fresh(batch * time * d), probs = buffers.fresh(batch * numHeads * time * time);
       native.attention(floatValues(backend, qkv), floatValues(backend, keep), context, probs, batch, time, numHeads, d / numHeads, causal);
@@ -750,6 +755,7 @@ function fusedKernels(native: Addon, buffers: BufferPool): Record<string, (args:
       const { dy, qkv, keep, probs } = args.inputs as { dy: Info; qkv: Info; keep: Info; probs: Info };
       const { numHeads, causal } = args.attrs as { numHeads: number; causal: boolean };
       const [batch, time, d3] = qkv.shape as [number, number, number];
+      if (size(dy.shape) * 3 !== size(qkv.shape) || size(probs.shape) !== batch * numHeads * time * time || size(keep.shape) !== batch * time) throw new Error(`${FUSED_KERNELS.attentionGrad}: dy [${dy.shape}], qkv [${qkv.shape}], keep [${keep.shape}] and probs [${probs.shape}] do not fit`);
       const dqkv = buffers.fresh(batch * time * d3);
       native.attentionGrad(floatValues(backend, dy), floatValues(backend, qkv), floatValues(backend, keep), floatValues(backend, probs), dqkv, batch, time, numHeads, d3 / 3 / numHeads, causal);
       return backend.makeTensorInfo(qkv.shape, 'float32', dqkv);
@@ -757,6 +763,7 @@ function fusedKernels(native: Addon, buffers: BufferPool): Record<string, (args:
     [FUSED_KERNELS.reluGrad]: (args) => {
       const backend = args.backend as MathBackendCPU;
       const { dy, y } = args.inputs as { dy: Info; y: Info };
+      if (size(dy.shape) !== size(y.shape)) throw new Error(`${FUSED_KERNELS.reluGrad}: dy [${dy.shape}] and y [${y.shape}] differ in size`);
       const out = buffers.fresh(size(y.shape));
       native.binary(RELU_GRAD, floatValues(backend, dy), floatValues(backend, y), out, Float64Array.from([size(y.shape), 1, 1]));
       return backend.makeTensorInfo(y.shape, 'float32', out);
