@@ -34,6 +34,13 @@ export const FUSED_KERNELS = {
    * `[context [batch, time, d], probs [batch, heads, time, time]]`; masked scores are replaced by −1e9.
    */
   attention: 'LoomAttention',
+  /**
+   * Softmax cross-entropy per row against q = (1 − ε)·onehot(label) + ε/K. Inputs `{ logits [n, K], labels [n] int32 }`,
+   * attrs `{ labelSmoothing }`; output `[n]`: logsumexp(z) − Σ_k q_k z_k (a label outside [0, K) adds no one-hot term).
+   */
+  crossEntropy: 'LoomCrossEntropy',
+  /** Its gradient: inputs `{ logits, labels, scale [n] }`, the same attrs; output `scale_n · (softmax(z_n) − q_n)`. */
+  crossEntropyGrad: 'LoomCrossEntropyGrad',
   /** The gradient of `attention` with respect to qkv. Inputs `{ dy, qkv, keep, probs }`, the same attrs; output `dqkv`. */
   attentionGrad: 'LoomAttentionGrad',
 } as const;

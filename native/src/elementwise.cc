@@ -109,6 +109,7 @@ void unary(Unary op, const float* x, float* y, int64_t n, float alpha) {
       case Unary::Abs: for (int64_t i = lo; i < hi; i++) y[i] = std::fabs(x[i]); break;
       case Unary::Rsqrt: for (int64_t i = lo; i < hi; i++) y[i] = 1.f / std::sqrt(x[i]); break;
       case Unary::Reciprocal: for (int64_t i = lo; i < hi; i++) y[i] = 1.f / x[i]; break;
+      case Unary::Erf: for (int64_t i = lo; i < hi; i++) y[i] = erf_f(x[i]); break;
     }
   });
 }

@@ -6,7 +6,8 @@ namespace loom {
 
 // ReluGrad: a where b > 0, else 0 (NaN in b passes through): the gradient dy of relu masked by its output y.
 enum class Binary : int { Add = 0, Sub, Mul, Div, Maximum, Minimum, SquaredDifference, ReluGrad };
-enum class Unary : int { Relu = 0, Step, Sqrt, Square, Exp, Log, Neg, Tanh, Sigmoid, Abs, Rsqrt, Reciprocal };
+// Erf: Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), the formula tfjs's cpu kernel uses.
+enum class Unary : int { Relu = 0, Step, Sqrt, Square, Exp, Log, Neg, Tanh, Sigmoid, Abs, Rsqrt, Reciprocal, Erf };
 
 // out[i] = a[ia] op b[ib] over `rank` dimensions of sizes shape[], with element strides sa[] / sb[] (0 = broadcast).
 void binary(Binary op, const float* a, const float* b, float* out, int rank, const int64_t* shape, const int64_t* sa, const int64_t* sb);

@@ -49,6 +49,7 @@ struct Args {
     return data;
   }
   float* f32(size_t i, size_t* length = nullptr) { return static_cast<float*>(typed(i, napi_float32_array, "Float32Array", length)); }
+  int32_t* i32(size_t i) { return static_cast<int32_t*>(typed(i, napi_int32_array, "Int32Array")); }
   // A Float64Array of (size, stride, stride) triples, one per dimension, as the TypeScript side collapses them.
   int dims(size_t i, int64_t* shape, int64_t* s1, int64_t* s2) {
     size_t len = 0;
@@ -237,6 +238,32 @@ napi_value AttentionGrad(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// crossEntropy(logits, labels: Int32Array, loss, rows, cols, eps)
+napi_value CrossEntropy(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *z = a.f32(0), *loss = a.f32(2);
+  int32_t* labels = a.i32(1);
+  const int64_t rows = a.i64(3), cols = a.i64(4);
+  double eps = 0;
+  napi_get_value_double(env, a.v[5], &eps);
+  if (a.failed) return nullptr;
+  loom::cross_entropy(z, labels, loss, rows, cols, (float)eps);
+  return undefined(env);
+}
+
+// crossEntropyGrad(logits, labels: Int32Array, scale, dlogits, rows, cols, eps)
+napi_value CrossEntropyGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *z = a.f32(0), *scale = a.f32(2), *dz = a.f32(3);
+  int32_t* labels = a.i32(1);
+  const int64_t rows = a.i64(4), cols = a.i64(5);
+  double eps = 0;
+  napi_get_value_double(env, a.v[6], &eps);
+  if (a.failed) return nullptr;
+  loom::cross_entropy_grad(z, labels, scale, dz, rows, cols, (float)eps);
+  return undefined(env);
+}
+
 // binary(op, a, b, out, dims: Float64Array [rank × (size, strideA, strideB)])
 napi_value BinaryOp(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -322,6 +349,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"attention", nullptr, Attention, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"attentionGrad", nullptr, AttentionGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"softmaxGrad", nullptr, SoftmaxGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"crossEntropy", nullptr, CrossEntropy, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"crossEntropyGrad", nullptr, CrossEntropyGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"layerNorm", nullptr, LayerNorm, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"layerNormGrad", nullptr, LayerNormGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"binary", nullptr, BinaryOp, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -51,6 +51,13 @@ LOOM_INLINE float tanh_f(float x) {
   return z >= 0.625f ? std::copysign(big, x) : small;  // NaN: the comparison is false, and small is NaN
 }
 
+// erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7): the approximation tfjs's cpu Erf kernel uses. NaN stays NaN.
+LOOM_INLINE float erf_f(float x) {
+  const float v = std::fabs(x), t = 1.f / (1.f + 0.3275911f * v);
+  const float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
+  return std::copysign(1.f - poly * exp_f(-v * v), x);
+}
+
 // Σ x[0..n) with eight partial sums, so that the loop vectorises (a single float accumulator is a serial chain).
 LOOM_INLINE float row_sum(const float* x, int64_t n) {
   float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};

@@ -80,6 +80,37 @@ LOOM_INLINE void layer_norm_grad_row(const float* __restrict in, const float* __
   for (int64_t j = 0; j < n; j++) out[j] = rs * (g[j] - mg - xhat[j] * mgx);
 }
 
+// Softmax cross-entropy of one row against q = (1 − ε)·onehot(label) + ε/K: logsumexp(z) − Σ_k q_k z_k. A label
+// outside [0, K) (an ignored row) contributes no one-hot term.
+LOOM_INLINE float cross_entropy_row(const float* __restrict z, int32_t label, int64_t n, float eps) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; j++) mx = z[j] > mx ? z[j] : mx;
+  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; l++) acc[l] += exp_f(z[j + l] - mx);
+  float s = 0.f;
+  for (; j < n; j++) s += exp_f(z[j] - mx);
+  s += ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  const float zy = label >= 0 && label < n ? z[label] : 0.f;
+  const float target = eps > 0.f ? (1.f - eps) * zy + eps * row_sum(z, n) / (float)n : zy;
+  return mx + std::log(s) - target;
+}
+
+// Its gradient for one row: scale · (softmax(z) − q).
+LOOM_INLINE void cross_entropy_grad_row(const float* __restrict z, int32_t label, float scale, float* __restrict out, int64_t n, float eps) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; j++) mx = z[j] > mx ? z[j] : mx;
+  for (int64_t j = 0; j < n; j++) out[j] = exp_f(z[j] - mx);
+  const float k = scale / row_sum(out, n), off = scale * eps / (float)n;
+  for (int64_t j = 0; j < n; j++) out[j] = out[j] * k - off;
+  if (label >= 0 && label < n) out[label] -= scale * (1.f - eps);
+}
+
+LOOM_TWO_VERSIONS(cross_entropy_rows, (const float* z, const int32_t* labels, float* loss, int64_t r0, int64_t r1, int64_t cols, float eps),
+                  { for (int64_t r = r0; r < r1; r++) loss[r] = cross_entropy_row(z + r * cols, labels[r], cols, eps); })
+LOOM_TWO_VERSIONS(cross_entropy_grad_rows, (const float* z, const int32_t* labels, const float* scale, float* dz, int64_t r0, int64_t r1, int64_t cols, float eps),
+                  { for (int64_t r = r0; r < r1; r++) cross_entropy_grad_row(z + r * cols, labels[r], scale[r], dz + r * cols, cols, eps); })
 LOOM_TWO_VERSIONS(softmax_rows, (const float* x, float* y, int64_t r0, int64_t r1, int64_t cols),
               { for (int64_t r = r0; r < r1; r++) softmax_row(x + r * cols, y + r * cols, cols); })
 LOOM_TWO_VERSIONS(softmax_grad_rows, (const float* dy, const float* y, float* dx, int64_t r0, int64_t r1, int64_t cols),
@@ -92,6 +123,16 @@ LOOM_TWO_VERSIONS(layer_norm_grad_rows,
                   layer_norm_grad_row(x + r * cols, dy + r * cols, gamma, dx + r * cols, pg, pg + cols, pg + 2 * cols, pg + 3 * cols, cols, eps);
               })
 }  // namespace
+
+void cross_entropy(const float* logits, const int32_t* labels, float* loss, int64_t rows, int64_t cols, float eps) {
+  const auto f = avx2() ? cross_entropy_rows_avx2 : cross_entropy_rows_base;
+  over_rows(rows, cols, [&](int64_t r0, int64_t r1, int) { f(logits, labels, loss, r0, r1, cols, eps); });
+}
+
+void cross_entropy_grad(const float* logits, const int32_t* labels, const float* scale, float* dlogits, int64_t rows, int64_t cols, float eps) {
+  const auto f = avx2() ? cross_entropy_grad_rows_avx2 : cross_entropy_grad_rows_base;
+  over_rows(rows, cols, [&](int64_t r0, int64_t r1, int) { f(logits, labels, scale, dlogits, r0, r1, cols, eps); });
+}
 
 void softmax(const float* x, float* y, int64_t rows, int64_t cols) {
   const auto f = avx2() ? softmax_rows_avx2 : softmax_rows_base;

@@ -16,4 +16,10 @@ void layer_norm(const float* x, const float* gamma, const float* beta, float* y,
 void layer_norm_grad(const float* dy, const float* x, const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t rows, int64_t cols,
                      float eps);
 
+// Per-row softmax cross-entropy against q = (1 − ε)·onehot(label) + ε/K: loss[r] = logsumexp(z_r) − Σ_k q_rk z_rk
+// (a label outside [0, K) adds no one-hot term), and its gradient scale[r] · (softmax(z_r) − q_r), recomputing the
+// softmax from the logits rather than storing it.
+void cross_entropy(const float* logits, const int32_t* labels, float* loss, int64_t rows, int64_t cols, float eps);
+void cross_entropy_grad(const float* logits, const int32_t* labels, const float* scale, float* dlogits, int64_t rows, int64_t cols, float eps);
+
 }  // namespace loom

@@ -290,7 +290,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
   const UNARY: Record<string, [(x: tf.Tensor) => tf.Tensor, 'real' | 'ties' | 'positive']> = {
     Relu: [tf.relu, 'ties'], Step: [(x) => tf.step(x, 0.25), 'ties'], Sqrt: [tf.sqrt, 'positive'], Square: [tf.square, 'real'],
     Exp: [tf.exp, 'real'], Log: [tf.log, 'positive'], Neg: [tf.neg, 'real'], Tanh: [tf.tanh, 'real'], Sigmoid: [tf.sigmoid, 'real'],
-    Abs: [tf.abs, 'real'], Rsqrt: [tf.rsqrt, 'positive'], Reciprocal: [tf.reciprocal, 'positive'],
+    Abs: [tf.abs, 'real'], Rsqrt: [tf.rsqrt, 'positive'], Reciprocal: [tf.reciprocal, 'positive'], Erf: [tf.erf, 'real'],
   };
   it('unary elementwise ops (including NaN/±Inf inputs)', () => {
     covers(...Object.keys(UNARY));
@@ -599,6 +599,43 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     expect(run('LoomLayerNormGrad', { dy: t([2, 5]), x: t([2, 5]), gamma: t([4]) }, { epsilon: 1e-5 })).toThrow(/do not fit/);
     expect(run('LoomSoftmaxGrad', { dy: t([2, 5]), y: t([2, 4]) })).toThrow(/differ in size/);
     expect(run('LoomReluGrad', { dy: t([3]), y: t([4]) })).toThrow(/differ in size/);
+    expect(run('LoomCrossEntropy', { logits: t([3, 4]), labels: tf.zeros([2], 'int32') }, { labelSmoothing: 0 })).toThrow(/do not fit/);
+    expect(run('LoomCrossEntropyGrad', { logits: t([3, 4]), labels: tf.zeros([3], 'int32'), scale: t([2]) }, { labelSmoothing: 0 })).toThrow(/do not fit/);
+  });
+
+  it('LoomCrossEntropy and LoomCrossEntropyGrad match log-softmax cross-entropy composed from tfjs ops and its autodiff gradient', () => {
+    covers('LoomCrossEntropy', 'LoomCrossEntropyGrad');
+    const check = (n: number, k: number, eps: number, s: number) => {
+      const z = tf.mul(tensor([n, k], s), 5);
+      // Labels in range, plus out-of-range ones (ignored rows: no one-hot term) when there are several rows.
+      const labelValues = Int32Array.from({ length: n }, (_, i) => (n > 2 && i === n - 1 ? -100 : n > 3 && i === n - 2 ? k : (i * 7 + s) % k));
+      const labels = tf.tensor1d(labelValues, 'int32'), scale = tensor([n], s + 1);
+      const composed = (x: tf.Tensor) => {
+        const q = tf.add(tf.mul(tf.oneHot(tf.tensor1d(Array.from(labelValues, (v) => (v >= 0 && v < k ? v : -1)), 'int32'), k), 1 - eps), eps / k);
+        return tf.neg(tf.sum(tf.mul(q, tf.logSoftmax(x)), 1)); // = logsumexp(z) − Σ q z, as Σ q = 1 (rows with a label)
+      };
+      const rows = tf.engine().runKernel('LoomCrossEntropy', { logits: z, labels }, { labelSmoothing: eps }) as tf.Tensor;
+      const grad = tf.engine().runKernel('LoomCrossEntropyGrad', { logits: z, labels, scale }, { labelSmoothing: eps }) as tf.Tensor;
+      // Only rows with a label in range have Σ q = 1; the others are compared against their own definition below.
+      const valid = Array.from(labelValues, (v) => v >= 0 && v < k);
+      const [want, wantGrad] = withOriginals(() => [composed(z), tf.grad((x: tf.Tensor) => tf.sum(tf.mul(composed(x), scale)))(z)]);
+      const got = rows.dataSync(), w = want!.dataSync(), g = grad.arraySync() as number[][], wg = wantGrad!.arraySync() as number[][];
+      const zs = z.arraySync() as number[][], sc = scale.dataSync();
+      for (let i = 0; i < n; i++) {
+        const row = zs[i]!;
+        const mx = Math.max(...row), lse = mx + Math.log(row.reduce((a, v) => a + Math.exp(v - mx), 0));
+        const wantRow = valid[i] ? w[i]! : lse - (eps * row.reduce((a, v) => a + v, 0)) / k;
+        expect(Math.abs(got[i]! - wantRow)).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(wantRow)));
+        for (let j = 0; j < k; j++) {
+          const p = Math.exp(row[j]! - lse);
+          const want1 = valid[i] ? wg[i]![j]! : sc[i]! * (p - eps / k);
+          expect(Math.abs(g[i]![j]! - want1)).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(want1)));
+        }
+      }
+      tf.dispose([z, labels, scale, rows, grad, want!, wantGrad!]);
+    };
+    fc.assert(fc.property(dim(9), fc.integer({ min: 2, max: 40 }), fc.constantFrom(0, 0.1), seed, (n, k, eps, s) => check(n, k, eps, s)), RUNS); // tf.oneHot needs 2+ classes
+    check(300, 257, 0.1, 3); // threads split the rows
   });
 
   it('LoomReluGrad is dy where y > 0, else 0 (NaN in y passes through)', () => {

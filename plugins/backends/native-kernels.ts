@@ -20,6 +20,8 @@ interface Addon {
   maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, ...shape: number[]): void;
   avgPoolGrad(dy: Float32Array, dx: Float32Array, ...shape: number[]): void;
   softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
+  crossEntropy(logits: Float32Array, labels: Int32Array, loss: Float32Array, rows: number, cols: number, eps: number): void;
+  crossEntropyGrad(logits: Float32Array, labels: Int32Array, scale: Float32Array, dlogits: Float32Array, rows: number, cols: number, eps: number): void;
   softmaxGrad(dy: Float32Array, y: Float32Array, dx: Float32Array, rows: number, cols: number): void;
   layerNorm(x: Float32Array, gamma: Float32Array, beta: Float32Array, y: Float32Array, rows: number, cols: number, epsilon: number): void;
   attention(qkv: Float32Array, keep: Float32Array | null, context: Float32Array, probs: Float32Array, batch: number, time: number, heads: number, dk: number, causal: boolean): void;
@@ -87,7 +89,7 @@ function shapeArgs(c: tf.backend_util.Conv2DInfo): number[] {
 /** Codes of native/src/elementwise.h's Binary and Unary enums. */
 const BINARY: Record<string, number> = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3, Maximum: 4, Minimum: 5, SquaredDifference: 6 };
 const RELU_GRAD = 7; // Binary::ReluGrad: not a tfjs kernel, the fused kernel FUSED_KERNELS.reluGrad
-const UNARY: Record<string, number> = { Relu: 0, Step: 1, Sqrt: 2, Square: 3, Exp: 4, Log: 5, Neg: 6, Tanh: 7, Sigmoid: 8, Abs: 9, Rsqrt: 10, Reciprocal: 11 };
+const UNARY: Record<string, number> = { Relu: 0, Step: 1, Sqrt: 2, Square: 3, Exp: 4, Log: 5, Neg: 6, Tanh: 7, Sigmoid: 8, Abs: 9, Rsqrt: 10, Reciprocal: 11, Erf: 12 };
 
 /**
  * Broadcasting as strides: [size, strideA, strideB] per output dimension (stride 0 where an operand is broadcast),
@@ -759,6 +761,24 @@ function fusedKernels(native: Addon, buffers: BufferPool): Record<string, (args:
       const dqkv = buffers.fresh(batch * time * d3);
       native.attentionGrad(floatValues(backend, dy), floatValues(backend, qkv), floatValues(backend, keep), floatValues(backend, probs), dqkv, batch, time, numHeads, d3 / 3 / numHeads, causal);
       return backend.makeTensorInfo(qkv.shape, 'float32', dqkv);
+    },
+    [FUSED_KERNELS.crossEntropy]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { logits, labels } = args.inputs as { logits: Info; labels: Info };
+      const [rows, cols] = rowsOf(logits);
+      if (logits.shape.length !== 2 || labels.dtype !== 'int32' || size(labels.shape) !== rows) throw new Error(`${FUSED_KERNELS.crossEntropy}: logits [${logits.shape}] and int32 labels [${labels.shape}] (${labels.dtype}) do not fit`);
+      const out = buffers.fresh(rows);
+      native.crossEntropy(floatValues(backend, logits), backend.data.get(labels.dataId).values as Int32Array, out, rows, cols, (args.attrs as { labelSmoothing: number }).labelSmoothing);
+      return backend.makeTensorInfo([rows], 'float32', out);
+    },
+    [FUSED_KERNELS.crossEntropyGrad]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { logits, labels, scale } = args.inputs as { logits: Info; labels: Info; scale: Info };
+      const [rows, cols] = rowsOf(logits);
+      if (logits.shape.length !== 2 || labels.dtype !== 'int32' || size(labels.shape) !== rows || size(scale.shape) !== rows) throw new Error(`${FUSED_KERNELS.crossEntropyGrad}: logits [${logits.shape}], int32 labels [${labels.shape}] and scale [${scale.shape}] do not fit`);
+      const out = buffers.fresh(rows * cols);
+      native.crossEntropyGrad(floatValues(backend, logits), backend.data.get(labels.dataId).values as Int32Array, floatValues(backend, scale), out, rows, cols, (args.attrs as { labelSmoothing: number }).labelSmoothing);
+      return backend.makeTensorInfo(logits.shape, 'float32', out);
     },
     [FUSED_KERNELS.reluGrad]: (args) => {
       const backend = args.backend as MathBackendCPU;

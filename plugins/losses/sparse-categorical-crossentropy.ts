@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, ShapeError } from '../../core';
+import { definePlugin, FUSED_KERNELS, hasKernel, ShapeError } from '../../core';
 
 /**
  * Softmax cross-entropy from logits z [n, K] with targets q = (1 − ε)·onehot(y) + ε/K and row weights w:
@@ -10,6 +10,25 @@ import { definePlugin, ShapeError } from '../../core';
  */
 function fusedCrossEntropy(logits: tf.Tensor2D | tf.Tensor, labels: tf.Tensor, weight: tf.Tensor, eps: number): tf.Scalar {
   const [n, classes] = logits.shape as [number, number];
+  if (hasKernel(FUSED_KERNELS.crossEntropy) && logits.dtype === 'float32') {
+    // The backend's kernels: one pass per row each way, the softmax recomputed in the backward pass, not stored.
+    const attrs = { labelSmoothing: eps };
+    const k = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const [z, save] = args as [tf.Tensor, tf.GradSaveFunc];
+      const total = tf.maximum(tf.sum(weight), 1);
+      const rows = tf.engine().runKernel(FUSED_KERNELS.crossEntropy, { logits: z, labels }, attrs) as tf.Tensor;
+      save([z, total, weight, labels]); // labels and weight too: the caller's tidy disposes them before the backward pass
+      return {
+        value: tf.div(tf.sum(tf.mul(rows, weight)), total) as tf.Scalar,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [sz, tot, w, y] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+          const scale = tf.div(tf.mul(w, dy), tot);
+          return tf.engine().runKernel(FUSED_KERNELS.crossEntropyGrad, { logits: sz, labels: y, scale }, attrs) as tf.Tensor;
+        },
+      };
+    });
+    return k(logits) as tf.Scalar;
+  }
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [z, save] = args as [tf.Tensor, tf.GradSaveFunc];
     const max = tf.max(z, 1, true);
