@@ -136,3 +136,18 @@ export function buildLayer<T extends Layer = Layer>(registry: PluginRegistry, sp
   layer.build(shape, new Rng(seed));
   return layer;
 }
+
+/**
+ * Multi-head self-attention composed from plain tfjs ops, the reference for the fused kernel and core's
+ * selfAttention: qkv [b, t, 3·d] with head h in columns h·dk.. of each block, keep [b, t] (1 = a real key),
+ * scores of masked keys replaced by −1e9, context [b, t, d].
+ */
+export function referenceSelfAttention(qkv: tf.Tensor, heads: number, keep: tf.Tensor, causal: boolean): tf.Tensor {
+  const [b, t, d3] = qkv.shape as [number, number, number];
+  const d = d3 / 3, dk = d / heads;
+  const [q, k, v] = tf.unstack(tf.transpose(tf.reshape(qkv, [b, t, 3, heads, dk]), [2, 0, 3, 1, 4]));
+  let allowed = tf.reshape(keep, [b, 1, 1, t]);
+  if (causal) allowed = tf.mul(allowed, tf.linalg.bandPart(tf.ones([t, t]), -1, 0));
+  const scores = tf.add(tf.mul(tf.matMul(q!, k!, false, true), tf.mul(allowed, 1 / Math.sqrt(dk))), tf.mul(tf.sub(allowed, 1), 1e9));
+  return tf.reshape(tf.transpose(tf.matMul(tf.softmax(scores), v!), [0, 2, 1, 3]), [b, t, d]);
+}

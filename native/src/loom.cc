@@ -49,6 +49,11 @@ struct Args {
     return data;
   }
   float* f32(size_t i, size_t* length = nullptr) { return static_cast<float*>(typed(i, napi_float32_array, "Float32Array", length)); }
+  double f64(size_t i) {
+    double v = 0;
+    if (napi_get_value_double(env, this->v[i], &v) != napi_ok) fail("argument " + std::to_string(i) + " must be a number");
+    return v;
+  }
   int32_t* i32(size_t i) { return static_cast<int32_t*>(typed(i, napi_int32_array, "Int32Array")); }
   // A Float64Array of (size, stride, stride) triples, one per dimension, as the TypeScript side collapses them.
   int dims(size_t i, int64_t* shape, int64_t* s1, int64_t* s2) {
@@ -199,8 +204,7 @@ napi_value LayerNorm(napi_env env, napi_callback_info info) {
   Args a(env, info);
   float *x = a.f32(0), *gamma = a.f32(1), *beta = a.f32(2), *y = a.f32(3);
   const int64_t rows = a.i64(4), cols = a.i64(5);
-  double eps = 0;
-  napi_get_value_double(env, a.v[6], &eps);
+  const double eps = a.f64(6);
   if (a.failed) return nullptr;
   loom::layer_norm(x, gamma, beta, y, rows, cols, (float)eps);
   return undefined(env);
@@ -211,8 +215,7 @@ napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
   Args a(env, info);
   float *dy = a.f32(0), *x = a.f32(1), *gamma = a.f32(2), *dx = a.f32(3), *dgamma = a.f32(4), *dbeta = a.f32(5);
   const int64_t rows = a.i64(6), cols = a.i64(7);
-  double eps = 0;
-  napi_get_value_double(env, a.v[8], &eps);
+  const double eps = a.f64(8);
   if (a.failed) return nullptr;
   loom::layer_norm_grad(dy, x, gamma, dx, dgamma, dbeta, rows, cols, (float)eps);
   return undefined(env);
@@ -244,8 +247,7 @@ napi_value CrossEntropy(napi_env env, napi_callback_info info) {
   float *z = a.f32(0), *loss = a.f32(2);
   int32_t* labels = a.i32(1);
   const int64_t rows = a.i64(3), cols = a.i64(4);
-  double eps = 0;
-  napi_get_value_double(env, a.v[5], &eps);
+  const double eps = a.f64(5);
   if (a.failed) return nullptr;
   loom::cross_entropy(z, labels, loss, rows, cols, (float)eps);
   return undefined(env);
@@ -257,8 +259,7 @@ napi_value CrossEntropyGrad(napi_env env, napi_callback_info info) {
   float *z = a.f32(0), *scale = a.f32(2), *dz = a.f32(3);
   int32_t* labels = a.i32(1);
   const int64_t rows = a.i64(4), cols = a.i64(5);
-  double eps = 0;
-  napi_get_value_double(env, a.v[6], &eps);
+  const double eps = a.f64(6);
   if (a.failed) return nullptr;
   loom::cross_entropy_grad(z, labels, scale, dz, rows, cols, (float)eps);
   return undefined(env);

@@ -11,6 +11,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { referenceSelfAttention } from '../../test/harness';
 import { BufferPool, installNativeKernels, nativeAddonInfo, nativeBufferPool, originalKernels } from './native-kernels';
 
 const info = nativeAddonInfo();
@@ -567,13 +568,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
       const qkv = tensor([b, t, 3 * d], s), dy = tensor([b, t, d], s + 1);
       // Padding at the end of each sequence; the last sequence fully masked when b > 1 (a uniform row).
       const keep = tf.tensor(Float32Array.from({ length: b * t }, (_, i) => (!masked ? 1 : Math.floor(i / t) === b - 1 && b > 1 ? 0 : i % t < t - (Math.floor(i / t) % t) ? 1 : 0)), [b, t]);
-      const composed = (x: tf.Tensor) => {
-        const [q, k, v] = tf.unstack(tf.transpose(tf.reshape(x, [b, t, 3, heads, dk]), [2, 0, 3, 1, 4]));
-        let allowed = tf.reshape(keep, [b, 1, 1, t]);
-        if (causal) allowed = tf.mul(allowed, tf.linalg.bandPart(tf.ones([t, t]), -1, 0));
-        const scores = tf.add(tf.mul(tf.matMul(q!, k!, false, true), tf.mul(allowed, 1 / Math.sqrt(dk))), tf.mul(tf.sub(allowed, 1), 1e9));
-        return tf.reshape(tf.transpose(tf.matMul(tf.softmax(scores), v!), [0, 2, 1, 3]), [b, t, d]);
-      };
+      const composed = (x: tf.Tensor) => referenceSelfAttention(x, heads, keep, causal);
       const [context, probs] = tf.engine().runKernel('LoomAttention', { qkv, keep }, { numHeads: heads, causal }) as tf.Tensor[];
       const want = withOriginals(() => composed(qkv));
       expectNear(context!, want, 1e-4);
