@@ -25,6 +25,12 @@ export function linear(x: tf.Tensor, w: tf.Tensor2D, bias?: tf.Tensor1D | null, 
   if (bias && (bias.rank !== 1 || bias.shape[0] !== outF)) throw new ShapeError('linear bias', `[${outF}]`, bias.shape);
   const lead = x.shape.slice(0, -1);
   const rows = lead.reduce((a, b) => a * b, 1);
+  if (!hasKernel('_FusedMatMul')) {
+    // A backend without the fused kernel: the same maths from tfjs ops (and tfjs's gradients).
+    const z = tf.matMul(tf.reshape(x, [rows, inF]), w);
+    const zb = bias ? tf.add(z, bias) : z;
+    return tf.reshape(activation === 'relu' ? tf.relu(zb) : zb, [...lead, outF]);
+  }
   const a = tf.reshape(x, [1, rows, inF]);
   const b = tf.reshape(w, [1, inF, outF]);
   const inputs: tf.NamedTensorMap = bias ? { a, b, bias } : { a, b };

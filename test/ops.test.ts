@@ -65,6 +65,20 @@ describe.each(await cpuBackends())('core ops on backend %s', (backend) => {
     );
   });
 
+  it('linear composes tfjs ops on a backend without the _FusedMatMul kernel, with the same values and gradients', () => {
+    const kernel = tf.getKernel('_FusedMatMul', tf.getBackend())!;
+    tf.unregisterKernel('_FusedMatMul', tf.getBackend());
+    try {
+      const rng = new Rng(3);
+      const x = randomNormal([2, 3, 5], rng), w = randomNormal([5, 4], rng), b = randomNormal([4], rng);
+      const reference = (xs: tf.Tensor, ws: tf.Tensor, bs: tf.Tensor) => tf.relu(tf.add(tf.reshape(tf.matMul(tf.reshape(xs, [-1, 5]), ws), [2, 3, 4]), bs));
+      compare((xs, ws, bs) => linear(xs, ws as tf.Tensor2D, bs as tf.Tensor1D, 'relu'), reference, [x, w, b], rng, 1e-5);
+      tf.dispose([x, w, b]);
+    } finally {
+      tf.registerKernel(kernel);
+    }
+  });
+
   it('linear computes only the gradients asked for: one product for dW when x needs none (tf.fused.matMul computes dx too)', () => {
     const rng = new Rng(1);
     const x = randomNormal([8, 6], rng), w = tf.variable(randomNormal([6, 4], rng)), b = tf.variable(randomNormal([4], rng));
