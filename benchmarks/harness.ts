@@ -61,11 +61,11 @@ export async function measure(step: () => unknown, itemsPerStep: number, opts: M
 }
 
 /**
- * Live tensors and RSS over `steps` more calls of a warm `step`, sampled every `every` calls. V8 frees garbage in
+ * A note on live tensors and RSS over `steps` more calls of a warm `step`, sampled every `every` calls. V8 frees garbage in
  * major collections, so RSS moves in a sawtooth; flat means no upward trend: the second half's peak is not above
  * the first half's (within 5 %).
  */
-export async function memoryTrend(step: () => unknown, steps = 2000, every = 250, numTensors: () => number): Promise<{ note: string; flat: boolean }> {
+export async function memoryTrend(step: () => unknown, steps = 2000, every = 250, numTensors: () => number): Promise<string> {
   const rss: number[] = [];
   const tensors0 = numTensors();
   for (let i = 1; i <= steps; i++) {
@@ -75,8 +75,7 @@ export async function memoryTrend(step: () => unknown, steps = 2000, every = 250
   const half = Math.floor(rss.length / 2);
   const [first, second] = [Math.max(...rss.slice(0, half)), Math.max(...rss.slice(half))];
   const flat = numTensors() === tensors0 && second <= first * 1.05;
-  const note = `over ${steps} further steps: tensors ${tensors0} -> ${numTensors()}, RSS ${Math.min(...rss).toFixed(0)}-${Math.max(...rss).toFixed(0)} MiB (peak ${first.toFixed(0)} in the first half, ${second.toFixed(0)} in the second: ${flat ? 'flat' : 'growing'})`;
-  return { note, flat };
+  return `over ${steps} further steps: tensors ${tensors0} -> ${numTensors()}, RSS ${Math.min(...rss).toFixed(0)}-${Math.max(...rss).toFixed(0)} MiB (peak ${first.toFixed(0)} in the first half, ${second.toFixed(0)} in the second: ${flat ? 'flat' : 'growing'})`;
 }
 
 /** The Python the peers need: Debian's, with torch/numpy from apt. */
