@@ -1,8 +1,12 @@
 #include "gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "pool.h"
 
@@ -119,11 +123,81 @@ thread_local Buffer packA, packB;
 
 inline float at(const Matrix& x, int64_t i, int64_t k) { return x.trans ? x.data[k * x.ld + i] : x.data[i * x.ld + k]; }
 
+#if defined(__x86_64__)
+// Packing with AVX2 for the 6×16 tiles. The scalar loops below move one float at a time; when C is narrow each
+// packed element of A is reused only n/16 times, and packing A took ~25 % of a 2048×1024×256 product (perf).
+// Transposing 8×8 blocks in registers makes it a small fraction of that.
+__attribute__((target("avx2,fma"))) inline void transpose8(__m256 x[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) t[i] = _mm256_unpacklo_ps(x[i], x[i + 1]), t[i + 1] = _mm256_unpackhi_ps(x[i], x[i + 1]);
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44), u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44), u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; i++) x[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20), x[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+}
+
+// One full 6-row strip of op(A) (rows i0.., depth k0..k0+kc) into dst[p*6 + i]. The 8-float stores overlap the
+// next slot by two floats, which the next store (or the caller's slack) absorbs.
+__attribute__((target("avx2,fma"))) void pack_a6_avx2(const Matrix& a, int64_t i0, int64_t k0, int64_t kc, float* dst) {
+  if (a.trans) {  // the strip's 6 floats of each depth are contiguous
+    const float* src = a.data + k0 * a.ld + i0;
+    for (int64_t p = 0; p < kc; p++, src += a.ld) {
+      _mm_storeu_ps(dst + p * 6, _mm_loadu_ps(src));
+      _mm_store_sd(reinterpret_cast<double*>(dst + p * 6 + 4), _mm_load_sd(reinterpret_cast<const double*>(src + 4)));
+    }
+    return;
+  }
+  const float* r = a.data + i0 * a.ld + k0;
+  int64_t p = 0;
+  for (; p + 8 <= kc; p += 8) {
+    __m256 x[8];
+    for (int i = 0; i < 6; i++) x[i] = _mm256_loadu_ps(r + i * a.ld + p);
+    x[6] = x[7] = _mm256_setzero_ps();
+    transpose8(x);
+    for (int j = 0; j < 8; j++) _mm256_storeu_ps(dst + (p + j) * 6, x[j]);
+  }
+  for (; p < kc; p++)
+    for (int i = 0; i < 6; i++) dst[p * 6 + i] = r[i * a.ld + p];
+}
+
+// One full 16-column strip of op(B) into dst[p*16 + j]: two vector copies per depth (a 64-byte memcpy call per
+// depth cost ~10 % of a 256×2048×1024 product), or, for a transposed B (columns j0.. of op(B) are rows of the
+// stored matrix), two 8×8 transposes per 8 depths.
+__attribute__((target("avx2,fma"))) void pack_b16_avx2(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, float* dst) {
+  if (!b.trans) {
+    const float* src = b.data + k0 * b.ld + j0;
+    for (int64_t p = 0; p < kc; p++, src += b.ld) {
+      _mm256_store_ps(dst + p * 16, _mm256_loadu_ps(src));
+      _mm256_store_ps(dst + p * 16 + 8, _mm256_loadu_ps(src + 8));
+    }
+    return;
+  }
+  const float* r = b.data + j0 * b.ld + k0;
+  int64_t p = 0;
+  for (; p + 8 <= kc; p += 8)
+    for (int h = 0; h < 2; h++) {
+      __m256 x[8];
+      for (int j = 0; j < 8; j++) x[j] = _mm256_loadu_ps(r + (h * 8 + j) * b.ld + p);
+      transpose8(x);
+      for (int q = 0; q < 8; q++) _mm256_store_ps(dst + (p + q) * 16 + h * 8, x[q]);
+    }
+  for (; p < kc; p++)
+    for (int j = 0; j < 16; j++) dst[p * 16 + j] = r[j * b.ld + p];
+}
+#endif
+
 // op(B)(k0.., j0..) as ceil(nc/nr) strips, each kc×nr, zero-padded past the last column.
 void pack_b(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
   const int64_t nr = isa.nr;
   for (int64_t js = 0; js < nc; js += nr, dst += kc * nr) {
     const int64_t w = std::min(nr, nc - js);
+#if defined(__x86_64__)
+    if (w == 16 && isa.kernel == kernel_avx2) {
+      pack_b16_avx2(b, k0, kc, j0 + js, dst);
+      continue;
+    }
+#endif
     if (b.trans) {  // column j of op(B) is row j of the stored matrix: read rows contiguously
       for (int64_t j = 0; j < w; j++) {
         const float* src = b.data + (j0 + js + j) * b.ld + k0;
@@ -145,6 +219,12 @@ void pack_a(const Matrix& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, flo
   const int64_t mr = isa.mr;
   for (int64_t is = 0; is < mc; is += mr, dst += kc * mr) {
     const int64_t h = std::min(mr, mc - is);
+#if defined(__x86_64__)
+    if (h == 6 && isa.kernel == kernel_avx2) {
+      pack_a6_avx2(a, i0 + is, k0, kc, dst);
+      continue;
+    }
+#endif
     if (a.trans) {
       for (int64_t p = 0; p < kc; p++) {
         std::memcpy(dst + p * mr, a.data + (k0 + p) * a.ld + i0 + is, h * sizeof(float));
@@ -182,7 +262,7 @@ void sgemm_serial(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix
   }
   const int64_t mr = isa.mr, nr = isa.nr, mc_max = isa.mc, KC = isa.kc;
   float* bp = packB.get(KC * NC);
-  float* ap = packA.get(KC * mc_max);
+  float* ap = packA.get(KC * mc_max + 8);  // + slack for pack_a6_avx2's overlapping stores
   for (int64_t jc = 0; jc < n; jc += NC) {
     const int64_t nc = std::min(NC, n - jc);
     for (int64_t pc = 0; pc < k; pc += KC) {
@@ -219,6 +299,103 @@ Matrix shift(const Matrix& x, int64_t rows, int64_t cols) {
   return y;
 }
 
+thread_local Buffer partials;  // the calling thread's: one m×n partial product per pool thread
+std::atomic<unsigned long> split_calls{0};
+
+// A deep product with a small result (a weight gradient: m×n weights summed over k = every token of the batch) is
+// split along k: each task multiplies one KC-deep slice into its thread's partial C, and the partials are added at
+// the end. Every element of A and B is packed once, the tasks are equal, and a slowed thread takes fewer of them.
+void sgemm_split_k(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta,
+                   const float* bias, bool relu) {
+  const int64_t KC = isa.kc, tasks = (k + KC - 1) / KC, size = m * n;
+  float* part = partials.get(pool().size() * size);
+  const unsigned long call = split_calls.fetch_add(1) + 1;
+  std::atomic<int> slots{0};
+  pool().parallel_for((int)tasks, [&](int t) {
+    thread_local unsigned long seen = 0;
+    thread_local int slot = 0;
+    const bool first = seen != call;
+    if (first) seen = call, slot = slots.fetch_add(1);
+    const int64_t k0 = t * KC;
+    sgemm_serial(m, n, std::min(KC, k - k0), shift(a, 0, k0), shift(b, k0, 0), part + slot * size, n, first ? 0.f : 1.f);
+  });
+  const int used = slots.load();
+  constexpr int64_t kRows = 16;
+  pool().parallel_for((int)((m + kRows - 1) / kRows), [&](int t) {
+    const int64_t i0 = t * kRows, i1 = std::min(m, i0 + kRows);
+    for (int64_t i = i0; i < i1; i++) {
+      float* ci = c + i * ldc;
+      const float* p0 = part + i * n;
+      if (beta == 0.f) std::memcpy(ci, p0, n * sizeof(float));
+      else for (int64_t j = 0; j < n; j++) ci[j] += p0[j];
+      for (int s = 1; s < used; s++) {
+        const float* ps = part + s * size + i * n;
+        for (int64_t j = 0; j < n; j++) ci[j] += ps[j];
+      }
+    }
+    epilogue(c + i0 * ldc, ldc, i1 - i0, n, bias, relu);
+  });
+}
+
+constexpr int64_t kTilesPerThread = 8;
+thread_local Buffer sharedB;  // the calling thread's packed B, read by every thread of a parallel product
+constexpr int64_t kSharedB = int64_t(1) << 21;  // floats of B packed at once (8 MiB, in L3): all of k for k ≤ 1024
+
+// The loop nest over the pool. The threads first pack B together (all of its depth at once, up to kSharedB
+// floats), then take tiles of C (a block of mc rows × a run of strips) from the pool's shared counter; each tile
+// runs every depth panel, packing its block of A for each. A thread that is slowed down takes fewer tiles instead
+// of holding the product up: on a shared host one core's throughput here moves between ~65 and ~100 GFLOP/s from
+// second to second, and a fixed split into one part per thread ran at the slower core's pace. Packing all of the
+// depth at once keeps the threads from meeting at a barrier after every panel.
+void sgemm_parallel(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta,
+                    const float* bias, bool relu) {
+  const int64_t mr = isa.mr, nr = isa.nr, mc_max = isa.mc, KC = isa.kc;
+  const int64_t row_blocks = (m + mc_max - 1) / mc_max;
+  for (int64_t jc = 0; jc < n; jc += NC) {
+    const int64_t nc = std::min(NC, n - jc), strips = (nc + nr - 1) / nr, width = strips * nr;
+    // At least kTilesPerThread tiles per thread; with few row blocks the strips are split too (each split packs
+    // that block of A once more).
+    const int64_t split = std::min(strips, (kTilesPerThread * pool().size() + row_blocks - 1) / row_blocks);
+    const int64_t per_part = (strips + split - 1) / split, col_parts = (strips + per_part - 1) / per_part;
+    const int64_t depth = std::max(KC, kSharedB / width / KC * KC);  // of B packed at once, a multiple of KC
+    float* bp = sharedB.get(std::min(depth, (k + KC - 1) / KC * KC) * width);
+    for (int64_t kq = 0; kq < k; kq += depth) {
+      const int64_t kd = std::min(depth, k - kq), panels = (kd + KC - 1) / KC;
+      // Panel p (depth kq + p·KC) starts at bp + p·KC·width; strip s of it at + s·nr·kc.
+      constexpr int64_t kPackStrips = 4;
+      const int64_t groups = (strips + kPackStrips - 1) / kPackStrips;
+      pool().parallel_for((int)(panels * groups), [&](int t) {
+        const int64_t p = t / groups, s0 = t % groups * kPackStrips, pc = kq + p * KC, kc = std::min(KC, k - pc);
+        pack_b(b, pc, kc, jc + s0 * nr, std::min(kPackStrips * nr, nc - s0 * nr), bp + p * KC * width + s0 * nr * kc);
+      });
+      const bool last = kq + depth >= k;
+      pool().parallel_for((int)(row_blocks * col_parts), [&](int t) {
+        const int64_t ic = t / col_parts * mc_max, mc = std::min(mc_max, m - ic);
+        const int64_t s0 = t % col_parts * per_part, s1 = std::min(strips, s0 + per_part);
+        float* ap = packA.get(KC * mc_max + 8);  // + slack for pack_a6_avx2's overlapping stores
+        for (int64_t p = 0; p < panels; p++) {
+          const int64_t pc = kq + p * KC, kc = std::min(KC, k - pc);
+          const bool accumulate = pc > 0 || beta != 0.f;
+          pack_a(a, ic, mc, pc, kc, ap);
+          const float* panel = bp + p * KC * width;
+          for (int64_t s = s0; s < s1; s++)
+            for (int64_t ir = 0; ir < mc; ir += mr)
+              isa.kernel(kc, ap + ir * kc, panel + s * nr * kc, nr, c + (ic + ir) * ldc + jc + s * nr, ldc, std::min(mr, mc - ir),
+                         std::min(nr, nc - s * nr), accumulate);
+        }
+        const int64_t j0 = jc + s0 * nr;
+        if (last) epilogue(c + ic * ldc + j0, ldc, mc, std::min(nc, s1 * nr) - s0 * nr, bias ? bias + j0 : nullptr, relu);
+      });
+    }
+  }
+}
+
+
+const bool dynamic = [] {
+  const char* e = std::getenv("LOOM_GEMM");
+  return !(e && !std::strcmp(e, "static"));
+}();
+
 }  // namespace
 
 const char* simd_level() { return isa.name; }
@@ -232,6 +409,18 @@ void sgemm(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, int64_
   if (!split) {
     sgemm_serial(m, n, k, a, b, c, ldc, beta);
     epilogue(c, ldc, m, n, bias, relu);
+    return;
+  }
+  // Work is handed out dynamically (see sgemm_parallel) unless LOOM_GEMM=static. Deep products with a small result
+  // are split along k; sgemm_parallel takes depths up to 4 panels (deeper, its packed B spilled out of cache and it
+  // ran ~5-10 % slower than the fixed split); what is left (few rows of A, or a deep and large product such as
+  // 2048³) keeps the fixed split below.
+  if (dynamic && k > 4 * isa.kc && m * n <= (int64_t(1) << 20) && k >= std::max(m, n)) {
+    sgemm_split_k(m, n, k, a, b, c, ldc, beta, bias, relu);
+    return;
+  }
+  if (dynamic && k > 0 && k <= 4 * isa.kc && m > 4 * isa.mr) {
+    sgemm_parallel(m, n, k, a, b, c, ldc, beta, bias, relu);
     return;
   }
   // One part of C per thread along its larger dimension, aligned to the micro-tile; each thread packs its own

@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { referenceSelfAttention } from '../../test/harness';
-import { BufferPool, installNativeKernels, nativeAddonInfo, nativeBufferPool, originalKernels } from './native-kernels';
+import { BufferPool, installNativeKernels, nativeAddonInfo, nativeBufferPool, originalGradients, originalKernels } from './native-kernels';
 
 const info = nativeAddonInfo();
 if (!info.loaded) console.warn(`native-kernels tests skipped: ${info.reason}`);
@@ -137,11 +137,27 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     for (const [m, n, k, ta, tb, batch] of [
       [300, 70, 600, false, false, 1], [97, 301, 259, true, false, 1], [130, 131, 257, false, true, 1],
       [64, 200, 300, true, true, 1], [1, 513, 300, false, false, 1], [513, 1, 300, false, true, 1], [33, 17, 65, false, true, 7],
+      // The ways a product is shared out: tiles of C over more than one 2048-column panel; a deep product with a
+      // small result split along k (as weight gradients are); deep and wide ones on the fixed split, by columns
+      // and by rows.
+      [40, 2100, 60, false, true, 1], [50, 70, 1500, true, false, 1], [97, 1200, 1100, false, true, 1], [1200, 97, 1100, true, false, 1],
     ] as const) {
       const a = tensor([batch, ...(ta ? [k, m] : [m, k])], m + n);
       const b = tensor([batch, ...(tb ? [n, k] : [k, n])], k);
       expectClose(() => tf.matMul(a, b, ta, tb));
       tf.dispose([a, b]);
+    }
+  });
+
+  it('_FusedMatMul: bias and relu on every way a product is shared out over the threads', () => {
+    // Tiles of C (k ≤ 1024), slices of k (deep, small result), the fixed split (few rows of A): the bias and relu
+    // are applied per tile or after the partial sums are added, so each path is checked.
+    for (const [m, n, k, ta, tb] of [[300, 70, 600, false, false], [60, 50, 1400, true, false], [20, 900, 300, false, true]] as const) {
+      const a = tensor(ta ? [k, m] : [m, k], m);
+      const b = tensor(tb ? [n, k] : [k, n], n);
+      const bias = tensor([n], k);
+      expectClose(() => tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, transposeA: ta, transposeB: tb, bias, activation: 'relu' }));
+      tf.dispose([a, b, bias]);
     }
   });
 
@@ -327,6 +343,28 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     const x = tensor([128, 513], 4);
     expectClose(() => [tf.sum(x, 0), tf.sum(x, 1), tf.sum(x)]);
     tf.dispose(x);
+  });
+
+  it("Sum's and Mean's gradients (dy broadcast by Tile) equal tfjs's own (dy times ones)", () => {
+    expect([...originalGradients.keys()].sort()).toEqual(['Mean', 'Sum']);
+    fc.assert(
+      fc.property(fc.array(dim(7), { minLength: 0, maxLength: 4 }), fc.array(fc.integer({ min: -4, max: 3 }), { maxLength: 3 }), fc.boolean(),
+        fc.constantFrom('Sum', 'Mean'), seed,
+        (shape, rawAxes, keepDims, kernel, s) => {
+          const axes = shape.length ? [...new Set(rawAxes.map((a) => ((a % shape.length) + shape.length) % shape.length))] : [];
+          const x = tensor(shape, s);
+          const op = (t: tf.Tensor) => (kernel === 'Sum' ? tf.sum(t, axes.length ? axes : undefined, keepDims) : tf.mean(t, axes.length ? axes : undefined, keepDims));
+          const dy = tensor(op(x).shape, s + 1);
+          const ours = tf.grad(op)(x, dy);
+          const attrs = { axis: axes.length ? axes : null, keepDims };
+          const theirs = (originalGradients.get(kernel)!.gradFunc(dy, [x], attrs as never) as { x: () => tf.Tensor }).x();
+          expect(ours.shape).toEqual(x.shape);
+          expect(Array.from(ours.dataSync())).toEqual(Array.from(theirs.dataSync())); // the same divisions: exact
+          tf.dispose([x, dy, ours, theirs]);
+        },
+      ),
+      RUNS,
+    );
   });
 
   it('Mean over any axes, keepDims', () => {
