@@ -44,7 +44,10 @@ function runToEnd(name: string, resume?: string): Outcome {
 /** Starts a run and SIGKILLs it once it has printed `step k`. */
 function runAndKill(name: string, k: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...nodeArgs, path.join(dir, `${name}-mlruns`), path.join(dir, `${name}-ckpt`), path.join(dir, `${name}.json`)], { env, cwd: dir });
+    const child = spawn(process.execPath, [...nodeArgs, path.join(dir, `${name}-mlruns`), path.join(dir, `${name}-ckpt`), path.join(dir, `${name}.json`)], {
+      env: { ...env, LOOM_TEST_HOLD_AT: String(k) },
+      cwd: dir,
+    });
     let seen = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => {
