@@ -56,8 +56,7 @@ export async function measure(step: () => unknown, itemsPerStep: number, opts: M
     }
     rates.push((n * itemsPerStep) / ((performance.now() - t0) / 1000));
   }
-  rates.sort((a, b) => a - b);
-  return rates[Math.floor(rates.length / 2)]!;
+  return median(rates);
 }
 
 /**
@@ -105,6 +104,29 @@ export function nodePeer(script: string, args: (string | number)[], peer: string
   if (r.status !== 0) return { peer, value: null, unit, missing: (r.stderr || 'failed').trim().split('\n').at(-1) };
   const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { value: number; detail?: string };
   return { peer, value: out.value, unit, detail: out.detail };
+}
+
+/**
+ * Ours and a peer measured in alternation, `rounds` times, each side reported as the median of its rounds (the peer's
+ * with that round's detail). Load on a shared host drifts over minutes (a core's throughput here moves between ~65
+ * and ~100 GFLOP/s), and measuring one side entirely before the other let that drift decide the ratio.
+ */
+export async function interleaved(ours: () => Promise<number>, peer: () => PeerResult, rounds = 3): Promise<{ ours: number; peer: PeerResult }> {
+  const mine: number[] = [];
+  const theirs: PeerResult[] = [];
+  for (let r = 0; r < rounds; r++) {
+    mine.push(await ours());
+    const p = peer();
+    if (p.value === null) return { ours: median(mine), peer: p };
+    theirs.push(p);
+  }
+  theirs.sort((a, b) => a.value! - b.value!);
+  return { ours: median(mine), peer: theirs[Math.floor(theirs.length / 2)]! };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
 }
 
 /** The best of several peer runs (e.g. one per thread setting), keeping the detail that says which won. */

@@ -1,26 +1,40 @@
 /**
  * Forward+backward tokens/s of a 2-layer LSTM (hidden 650, batch 20, unroll 35: Zaremba's medium model) and of
  * one Transformer encoder layer (d 256, 4 heads, ff 1024, sequence 64, batch 32): loom's layer plugins vs
- * PyTorch (best of 1 and 2 threads) on identical shapes. The loss is the sum of the outputs.
+ * PyTorch (best of 1 and 2 threads) on identical shapes, measured in alternation (three rounds of each, medians).
+ * The loss is the sum of the outputs.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, Sequential, type PluginRegistry, type SequentialConfig } from '../core';
-import { best, entry, measure, pythonPeer, type Benchmark } from './harness';
+import { best, entry, interleaved, measure, pythonPeer, type Benchmark } from './harness';
 
-async function oursTokensPerSecond(registry: PluginRegistry, config: SequentialConfig, batch: number): Promise<number> {
+/** A model's forward+backward step, measured by `rate()` (one window of `seconds`) as often as asked. */
+function oursTokensPerSecond(registry: PluginRegistry, config: SequentialConfig, batch: number) {
   const model = new Sequential(config, registry);
   model.build(undefined, new Rng(0));
   const x = tf.randomNormal([batch, ...config.inputShape], 0, 1, 'float32', 1);
   const vars = model.parameters().map((p) => p.variable);
   const ctx = { training: true, rng: new Rng(0) };
-  const rate = await measure(() => {
+  const step = () => {
     const { value, grads } = tf.variableGrads(() => tf.sum(model.apply(x, ctx)) as tf.Scalar, vars);
     value.dataSync();
     tf.dispose([value, ...Object.values(grads)]);
-  }, batch * config.inputShape[0]!);
-  x.dispose();
-  model.dispose();
-  return rate;
+  };
+  return {
+    rate: () => measure(step, batch * config.inputShape[0]!, { seconds: 3, repeats: 1 }),
+    dispose: () => {
+      x.dispose();
+      model.dispose();
+    },
+  };
+}
+
+/** Ours and PyTorch (best of 1 and 2 torch threads in each round) in alternation. */
+async function versusTorch(registry: PluginRegistry, config: SequentialConfig, batch: number, script: string) {
+  const ours = oursTokensPerSecond(registry, config, batch);
+  const result = await interleaved(ours.rate, () => best([1, 2].map((t) => pythonPeer(script, [t, 3, 1], 'PyTorch', 'tokens/s'))));
+  ours.dispose();
+  return result;
 }
 
 export function sequenceModels(registry: PluginRegistry, backend: string): Benchmark {
@@ -28,13 +42,11 @@ export function sequenceModels(registry: PluginRegistry, backend: string): Bench
     name: 'sequence',
     description: 'forward+backward tokens/s: 2-layer LSTM (650, b20, t35) and a Transformer encoder layer (256/4/1024, t64, b32)',
     async run() {
-      const lstm = await oursTokensPerSecond(registry, { inputShape: [35, 650], layers: [{ type: 'lstm', units: 650 }, { type: 'lstm', units: 650 }] }, 20);
-      const lstmPeer = best([1, 2].map((t) => pythonPeer('lstm_torch.py', [t, 3], 'PyTorch', 'tokens/s')));
-      const enc = await oursTokensPerSecond(registry, { inputShape: [64, 256], layers: [{ type: 'transformer-encoder', numHeads: 4, ff: 1024, dropout: 0 }] }, 32);
-      const encPeer = best([1, 2].map((t) => pythonPeer('transformer_torch.py', [t, 3], 'PyTorch', 'tokens/s')));
+      const lstm = await versusTorch(registry, { inputShape: [35, 650], layers: [{ type: 'lstm', units: 650 }, { type: 'lstm', units: 650 }] }, 20, 'lstm_torch.py');
+      const enc = await versusTorch(registry, { inputShape: [64, 256], layers: [{ type: 'transformer-encoder', numHeads: 4, ff: 1024, dropout: 0 }] }, 32, 'transformer_torch.py');
       return [
-        entry('lstm 2x650 b20 t35 fwd+bwd', 'tokens/s', lstm, `loom lstm plugin on ${backend}`, [lstmPeer], 1.0),
-        entry('transformer encoder 256/4/1024 t64 b32 fwd+bwd', 'tokens/s', enc, `loom transformer-encoder plugin on ${backend}`, [encPeer], 1.0),
+        entry('lstm 2x650 b20 t35 fwd+bwd', 'tokens/s', lstm.ours, `loom lstm plugin on ${backend}`, [lstm.peer], 1.0),
+        entry('transformer encoder 256/4/1024 t64 b32 fwd+bwd', 'tokens/s', enc.ours, `loom transformer-encoder plugin on ${backend}`, [enc.peer], 1.0),
       ];
     },
   };
