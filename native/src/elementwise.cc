@@ -114,6 +114,17 @@ void unary(Unary op, const float* x, float* y, int64_t n, float alpha) {
   });
 }
 
+// Σ x[0..n) in double, in eight independent chains: one chain waits ~4 cycles per add, which made a row sum of
+// 2048×1024 take 1 ms; the order differs from a sequential sum only in double rounding.
+static double sum_d(const float* x, int64_t n) {
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) s[j] += x[i + j];
+  for (; i < n; i++) s[0] += x[i];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 void sum3(const float* x, float* y, int64_t outer, int64_t reduce, int64_t inner) {
   if (inner == 1) {
     // Rows are split between threads (each output written by one thread); a single long row is split into
@@ -122,12 +133,7 @@ void sum3(const float* x, float* y, int64_t outer, int64_t reduce, int64_t inner
     if (outer >= threads || outer * reduce < (1 << 16)) {
       const int64_t per = (outer + threads - 1) / threads;
       auto rows = [&](int64_t o0, int64_t o1) {
-        for (int64_t o = o0; o < o1; o++) {
-          const float* xo = x + o * reduce;
-          double s = 0;  // double accumulation: long sums in float lose digits
-          for (int64_t r = 0; r < reduce; r++) s += xo[r];
-          y[o] = (float)s;
-        }
+        for (int64_t o = o0; o < o1; o++) y[o] = (float)sum_d(x + o * reduce, reduce);  // double: long sums in float lose digits
       };
       if (outer * reduce < (1 << 16) || threads == 1) return rows(0, outer);
       pool().parallel_for(threads, [&](int t) { rows(std::min(outer, t * per), std::min(outer, (t + 1) * per)); });
@@ -138,9 +144,8 @@ void sum3(const float* x, float* y, int64_t outer, int64_t reduce, int64_t inner
       const int64_t per = (reduce + threads - 1) / threads;
       const float* xo = x + o * reduce;
       pool().parallel_for(threads, [&](int t) {
-        double s = 0;
-        for (int64_t r = t * per; r < std::min(reduce, (t + 1) * per); r++) s += xo[r];
-        part[t] = s;
+        const int64_t r0 = std::min(reduce, t * per);
+        part[t] = sum_d(xo + r0, std::min(reduce, (t + 1) * per) - r0);
       });
       double s = 0;
       for (double p : part) s += p;
