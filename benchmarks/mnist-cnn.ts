@@ -29,9 +29,8 @@ export function mnistCnn(registry: PluginRegistry, backend: string): Benchmark {
         trainer.trainStep({ x, y }, { step: step++, epoch: 0 });
         const train = () => trainer.trainStep({ x, y }, { step: step++, epoch: 0 });
         const ours = await measure(train, batch);
-        // Flat memory: live tensors constant and no upward RSS trend once warm. V8's major collections make RSS a
-        // sawtooth whose period here was about 2,000 b32 steps, so the window spans several of them.
-        const memory = await memoryTrend(train, batch === 32 ? 6000 : 3000, batch === 32 ? 250 : 125, () => tf.memory().numTensors);
+        // Flat memory: live tensors constant and no upward trend in RSS measured after full collections, once warm.
+        const memory = await memoryTrend(train, batch === 32 ? 4000 : 2000, batch === 32 ? 250 : 125, () => tf.memory().numTensors);
         tf.dispose([x, y]);
         model.dispose();
         const torch = best([1, 2].map((t) => pythonPeer('mnist_cnn_torch.py', [batch, t, 3], 'PyTorch', 'samples/s')));
