@@ -76,18 +76,22 @@ function fullCollection(): () => void {
 export async function memoryTrend(step: () => unknown, steps = 2000, every = 250, numTensors: () => number): Promise<string> {
   const gc = fullCollection();
   const rss: number[] = [];
+  const heap: number[] = [];
   const tensors0 = numTensors();
   for (let i = 1; i <= steps; i++) {
     await step();
     if (i % every === 0) {
       gc();
-      rss.push(process.memoryUsage().rss / 2 ** 20);
+      const m = process.memoryUsage();
+      rss.push(m.rss / 2 ** 20);
+      heap.push((m.heapUsed + m.external) / 2 ** 20);
     }
   }
   const half = Math.floor(rss.length / 2);
   const [first, second] = [Math.max(...rss.slice(0, half)), Math.max(...rss.slice(half))];
   const flat = numTensors() === tensors0 && second <= first * 1.05;
-  return `over ${steps} further steps: tensors ${tensors0} -> ${numTensors()}, RSS after a full collection ${Math.min(...rss).toFixed(0)}-${Math.max(...rss).toFixed(0)} MiB (highest ${first.toFixed(0)} in the first half, ${second.toFixed(0)} in the second: ${flat ? 'flat' : 'growing'})`;
+  const range = (xs: number[]) => `${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)} MiB`;
+  return `over ${steps} further steps: tensors ${tensors0} -> ${numTensors()}, RSS after a full collection ${range(rss)} (highest ${first.toFixed(0)} in the first half, ${second.toFixed(0)} in the second: ${flat ? 'flat' : 'growing'}); V8 heap + external ${heap[0]!.toFixed(0)} -> ${heap.at(-1)!.toFixed(0)} MiB`;
 }
 
 /** The Python the peers need: Debian's, with torch/numpy from apt. */
