@@ -28,6 +28,11 @@ export const FUSED_KERNELS = {
   /** relu's gradient from its output: dy where y > 0, else 0. Inputs `{ dy, y }`; output `dx`. */
   reluGrad: 'LoomReluGrad',
   /**
+   * A dense layer's weight and bias gradients in one pass over dz: inputs `{ x [..., in], dz [..., out] }` (the same
+   * rows); outputs `[dW = xᵀ·dz [in, out], db = Σ_rows dz [out]]`. dz is read once, for the product and the sums.
+   */
+  matMulBiasGrad: 'LoomMatMulBiasGrad',
+  /**
    * Multi-head self-attention from the packed projection (Vaswani et al. 2017, eq. 1, §3.2.2). Inputs `{ qkv, keep }`:
    * qkv [batch, time, 3·d] (q, k and v blocks of d columns, head h in columns h·d/heads.. of each), keep
    * [batch, time] (1 = a key to attend to, 0 = padding); attrs `{ numHeads, causal }`. Outputs

@@ -34,7 +34,9 @@ export function linear(x: tf.Tensor, w: tf.Tensor2D, bias?: tf.Tensor1D | null, 
   const a = tf.reshape(x, [1, rows, inF]);
   const b = tf.reshape(w, [1, inF, outF]);
   const inputs: tf.NamedTensorMap = bias ? { a, b, bias } : { a, b };
-  const y = tf.engine().runKernel('_FusedMatMul', inputs, { transposeA: false, transposeB: false, activation } as never) as tf.Tensor;
+  // loomBias tells the gradient below that a bias gradient will be asked for, so it can come with the weight's.
+  const attrs = { transposeA: false, transposeB: false, activation, loomBias: !!bias };
+  const y = tf.engine().runKernel('_FusedMatMul', inputs, attrs as never) as tf.Tensor;
   return tf.reshape(y, [...lead, outF]);
 }
 
@@ -97,22 +99,34 @@ function reluGrad(dy: tf.Tensor, y: tf.Tensor): tf.Tensor {
   return tf.mul(dy, tf.step(y));
 }
 
-type Attrs = { transposeA: boolean; transposeB: boolean; activation: string };
+type Attrs = { transposeA: boolean; transposeB: boolean; activation: string; loomBias?: boolean };
 
 /**
  * The gradient of `_FusedMatMul` as `linear` calls it (equal batch dimensions, a bias row, linear or relu): the
- * four transpose cases of op(A)·op(B), each input's gradient computed only when asked for.
+ * four transpose cases of op(A)·op(B), each input's gradient computed only when asked for. When `linear` has a
+ * bias and the backend has `FUSED_KERNELS.matMulBiasGrad`, the weight's gradient brings the bias's along (dz is
+ * read once, not once more by a Sum that ran at DRAM speed); tfjs asks for the inputs' gradients in order, and a
+ * bias gradient asked for without the weight's falls back to the Sum.
  */
 function fusedMatMulGradient(dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap): Record<string, () => tf.Tensor> {
   const [a, b, y] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
-  const { transposeA: tA, transposeB: tB, activation } = attrs as unknown as Attrs;
+  const { transposeA: tA, transposeB: tB, activation, loomBias } = attrs as unknown as Attrs;
   if (activation !== 'linear' && activation !== 'relu') throw new Error(`linear: no gradient for activation '${activation}' (linear or relu)`);
   const dz = activation === 'relu' ? reluGrad(dy as tf.Tensor, y) : (dy as tf.Tensor);
   const mm = (p: tf.Tensor, q: tf.Tensor, tp: boolean, tq: boolean) => tf.matMul(p, q, tp, tq);
+  // Values, not a tensor: a tensor kept for a bias gradient that is never asked for would leak.
+  let biasGrad: Float32Array | null = null;
+  const weightAndBias = () => {
+    const [dw, db] = tf.engine().runKernel(FUSED_KERNELS.matMulBiasGrad, { x: a, dz }) as tf.Tensor[];
+    biasGrad = db!.dataSync() as Float32Array;
+    db!.dispose();
+    return tf.reshape(dw!, b.shape);
+  };
+  const fuseBias = loomBias === true && !tA && !tB && dz.dtype === 'float32' && hasKernel(FUSED_KERNELS.matMulBiasGrad);
   return {
     a: () => (tA ? (tB ? mm(b, dz, true, true) : mm(b, dz, false, true)) : tB ? mm(dz, b, false, false) : mm(dz, b, false, true)),
-    b: () => (tA ? (tB ? mm(dz, a, true, true) : mm(a, dz, false, false)) : tB ? mm(dz, a, true, false) : mm(a, dz, true, false)),
-    bias: () => tf.sum(dz, dz.shape.map((_, i) => i).slice(0, -1)),
+    b: () => (fuseBias ? weightAndBias() : tA ? (tB ? mm(dz, a, true, true) : mm(a, dz, false, false)) : tB ? mm(dz, a, true, false) : mm(a, dz, true, false)),
+    bias: () => (biasGrad ? tf.tensor1d(biasGrad) : tf.sum(dz, dz.shape.map((_, i) => i).slice(0, -1))),
   };
 }
 

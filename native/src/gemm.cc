@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -305,10 +306,21 @@ std::atomic<unsigned long> split_calls{0};
 // A deep product with a small result (a weight gradient: m×n weights summed over k = every token of the batch) is
 // split along k: each task multiplies one KC-deep slice into its thread's partial C, and the partials are added at
 // the end. Every element of A and B is packed once, the tasks are equal, and a slowed thread takes fewer of them.
+// Adds rows [k0, k0 + kc) of the untransposed B to sums[0, n) (double: a bias gradient sums every token).
+void add_rows(const Matrix& b, int64_t k0, int64_t kc, int64_t n, double* sums) {
+  for (int64_t r = k0; r < k0 + kc; r++) {
+    const float* row = b.data + r * b.ld;
+    for (int64_t j = 0; j < n; j++) sums[j] += row[j];
+  }
+}
+
 void sgemm_split_k(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta,
-                   const float* bias, bool relu) {
+                   const float* bias, bool relu, float* col_sums) {
   const int64_t KC = isa.kc, tasks = (k + KC - 1) / KC, size = m * n;
   float* part = partials.get(pool().size() * size);
+  thread_local std::vector<double> sums;  // with col_sums: each thread's partial column sums of B
+  if (col_sums) sums.assign(pool().size() * n, 0.0);
+  double* sp = sums.data();  // the caller's (a thread_local named in the tasks would be each worker's own)
   const unsigned long call = split_calls.fetch_add(1) + 1;
   std::atomic<int> slots{0};
   pool().parallel_for((int)tasks, [&](int t) {
@@ -317,9 +329,16 @@ void sgemm_split_k(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matri
     const bool first = seen != call;
     if (first) seen = call, slot = slots.fetch_add(1);
     const int64_t k0 = t * KC;
+    if (col_sums) add_rows(b, k0, std::min(KC, k - k0), n, sp + slot * n);  // first: the packing then reads B from cache
     sgemm_serial(m, n, std::min(KC, k - k0), shift(a, 0, k0), shift(b, k0, 0), part + slot * size, n, first ? 0.f : 1.f);
   });
   const int used = slots.load();
+  if (col_sums)
+    for (int64_t j = 0; j < n; j++) {
+      double s = 0;
+      for (int t = 0; t < used; t++) s += sp[t * n + j];
+      col_sums[j] = (float)s;
+    }
   constexpr int64_t kRows = 16;
   pool().parallel_for((int)((m + kRows - 1) / kRows), [&](int t) {
     const int64_t i0 = t * kRows, i1 = std::min(m, i0 + kRows);
@@ -401,7 +420,26 @@ const bool dynamic = [] {
 const char* simd_level() { return isa.name; }
 
 void sgemm(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, int64_t ldc, float beta, const float* bias, bool relu,
-           bool parallel) {
+           bool parallel, float* b_col_sums) {
+  if (b_col_sums && n > 0) {
+    if (b.trans) return;  // not supported: the caller checks
+    if (m > 0 && parallel && pool().size() > 1 && dynamic && k > 4 * isa.kc && m * n <= (int64_t(1) << 20) && k >= std::max(m, n)) {
+      sgemm_split_k(m, n, k, a, b, c, ldc, beta, bias, relu, b_col_sums);
+      return;
+    }
+    // Otherwise a separate pass, each thread summing a run of columns.
+    const int64_t per = std::max<int64_t>(64, (n + pool().size() - 1) / pool().size());
+    auto cols = [&](int t) {
+      const int64_t j0 = t * per, j1 = std::min(n, j0 + per);
+      if (j0 >= j1) return;
+      std::vector<double> acc(j1 - j0, 0.0);
+      add_rows({b.data + j0, b.ld, false}, 0, k, j1 - j0, acc.data());
+      for (int64_t j = j0; j < j1; j++) b_col_sums[j] = (float)acc[j - j0];
+    };
+    const int parts = (int)((n + per - 1) / per);
+    if (parallel && (double)n * k >= (1 << 16)) pool().parallel_for(parts, cols);
+    else for (int t = 0; t < parts; t++) cols(t);
+  }
   if (m <= 0 || n <= 0) return;
   const int threads = pool().size();
   // Below ~2^18 multiply-adds (a 64³ product) waking the pool costs more than it saves.
@@ -416,7 +454,7 @@ void sgemm(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, int64_
   // ran ~5-10 % slower than the fixed split); what is left (few rows of A, or a deep and large product such as
   // 2048³) keeps the fixed split below.
   if (dynamic && k > 4 * isa.kc && m * n <= (int64_t(1) << 20) && k >= std::max(m, n)) {
-    sgemm_split_k(m, n, k, a, b, c, ldc, beta, bias, relu);
+    sgemm_split_k(m, n, k, a, b, c, ldc, beta, bias, relu, nullptr);
     return;
   }
   if (dynamic && k > 0 && k <= 4 * isa.kc && m > 4 * isa.mr) {

@@ -93,8 +93,9 @@ napi_value undefined(napi_env env) {
   return u;
 }
 
-// batchMatMul(a, b, c, batch, m, n, k, transA, transB, aBatchStride, bBatchStride, bias|null, relu)
-// c[i] = op(a[i])·op(b[i]) (+ bias, relu); a stride of 0 broadcasts that operand over the batch.
+// batchMatMul(a, b, c, batch, m, n, k, transA, transB, aBatchStride, bBatchStride, bias|null, relu[, bColSums])
+// c[i] = op(a[i])·op(b[i]) (+ bias, relu); a stride of 0 broadcasts that operand over the batch. bColSums (batch 1,
+// B not transposed) receives B's column sums.
 napi_value BatchMatMul(napi_env env, napi_callback_info info) {
   Args a(env, info);
   float *A = a.f32(0), *B = a.f32(1), *C = a.f32(2);
@@ -103,12 +104,14 @@ napi_value BatchMatMul(napi_env env, napi_callback_info info) {
   const int64_t sa = a.i64(9), sb = a.i64(10);
   const float* bias = a.f32(11);
   const bool relu = a.flag(12);
+  float* col_sums = a.f32(13);
+  if (!a.failed && col_sums && (batch != 1 || tb)) a.fail("batchMatMul: column sums need batch 1 and B not transposed");
   if (a.failed) return nullptr;
   const int64_t lda = ta ? m : k, ldb = tb ? k : n;
   // Small products in a batch (attention heads) run one per thread; large ones use every thread each.
   const bool per_item_parallel = (double)m * n * k >= (1 << 21) || batch == 1;
   auto one = [&](int64_t i, bool parallel) {
-    loom::sgemm(m, n, k, {A + i * sa, lda, ta}, {B + i * sb, ldb, tb}, C + i * m * n, n, 0.f, bias, relu, parallel);
+    loom::sgemm(m, n, k, {A + i * sa, lda, ta}, {B + i * sb, ldb, tb}, C + i * m * n, n, 0.f, bias, relu, parallel, col_sums);
   };
   if (per_item_parallel)
     for (int64_t i = 0; i < batch; i++) one(i, true);

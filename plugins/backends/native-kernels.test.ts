@@ -632,6 +632,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     expect(run('LoomLayerNormGrad', { dy: t([2, 5]), x: t([2, 5]), gamma: t([4]) }, { epsilon: 1e-5 })).toThrow(/do not fit/);
     expect(run('LoomSoftmaxGrad', { dy: t([2, 5]), y: t([2, 4]) })).toThrow(/differ in size/);
     expect(run('LoomReluGrad', { dy: t([3]), y: t([4]) })).toThrow(/differ in size/);
+    expect(run('LoomMatMulBiasGrad', { x: t([6, 2]), dz: t([5, 3]) })).toThrow(/the same rows/);
     expect(run('LoomCrossEntropy', { logits: t([3, 4]), labels: tf.zeros([2], 'int32') }, { labelSmoothing: 0 })).toThrow(/do not fit/);
     expect(run('LoomCrossEntropyGrad', { logits: t([3, 4]), labels: tf.zeros([3], 'int32'), scale: t([2]) }, { labelSmoothing: 0 })).toThrow(/do not fit/);
   });
@@ -669,6 +670,26 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     };
     fc.assert(fc.property(dim(9), fc.integer({ min: 2, max: 40 }), fc.constantFrom(0, 0.1), seed, (n, k, eps, s) => check(n, k, eps, s)), RUNS); // tf.oneHot needs 2+ classes
     check(300, 257, 0.1, 3); // threads split the rows
+  });
+
+  it('LoomMatMulBiasGrad is [xᵀ·dz, Σ_rows dz], on each way the product is shared out', () => {
+    covers('LoomMatMulBiasGrad');
+    const check = (lead: number[], inF: number, outF: number, s: number) => {
+      const x = tensor([...lead, inF], s), dz = tensor([...lead, outF], s + 1);
+      const [dw, db] = tf.engine().runKernel('LoomMatMulBiasGrad', { x, dz }) as tf.Tensor[];
+      const want = withOriginals(() => {
+        const rows = lead.reduce((a, b) => a * b, 1);
+        return [tf.matMul(tf.reshape(x, [rows, inF]), tf.reshape(dz, [rows, outF]), true, false), tf.sum(tf.reshape(dz, [rows, outF]), 0)];
+      });
+      expect(dw!.shape).toEqual([inF, outF]);
+      expect(db!.shape).toEqual([outF]);
+      expectNear(dw!, want[0]!, 1e-4);
+      expectNear(db!, want[1]!, 1e-4);
+      tf.dispose([x, dz, dw!, db!, ...want]);
+    };
+    fc.assert(fc.property(fc.array(dim(9), { minLength: 1, maxLength: 3 }), dim(20), dim(20), seed, (lead, i, o, s) => check(lead, i, o, s)), RUNS);
+    check([3, 700], 40, 70, 1); // deep and small: split along k, the sums taken per slice
+    check([600], 90, 130, 2); // the sums in a pass of their own
   });
 
   it('LoomReluGrad is dy where y > 0, else 0 (NaN in y passes through)', () => {

@@ -12,7 +12,7 @@ import { FUSED_KERNELS } from '../../core/kernels';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 
 interface Addon {
-  batchMatMul(a: Float32Array, b: Float32Array, c: Float32Array, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, bias: Float32Array | null, relu: boolean): void;
+  batchMatMul(a: Float32Array, b: Float32Array, c: Float32Array, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, bias: Float32Array | null, relu: boolean, bColSums?: Float32Array): void;
   conv2d(x: Float32Array, w: Float32Array, y: Float32Array, bias: Float32Array | null, relu: boolean, ...shape: number[]): void;
   conv2dBackpropInput(dy: Float32Array, w: Float32Array, dx: Float32Array, ...shape: number[]): void;
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, ...shape: number[]): void;
@@ -809,6 +809,16 @@ function fusedKernels(native: Addon, buffers: BufferPool): Record<string, (args:
       const out = buffers.fresh(rows * cols);
       native.crossEntropyGrad(floatValues(backend, logits), backend.data.get(labels.dataId).values as Int32Array, floatValues(backend, scale), out, rows, cols, (args.attrs as { labelSmoothing: number }).labelSmoothing);
       return backend.makeTensorInfo(logits.shape, 'float32', out);
+    },
+    [FUSED_KERNELS.matMulBiasGrad]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { x, dz } = args.inputs as { x: Info; dz: Info };
+      const [rows, inF] = rowsOf(x);
+      const [dzRows, outF] = rowsOf(dz);
+      if (rows !== dzRows) throw new Error(`${FUSED_KERNELS.matMulBiasGrad}: x [${x.shape}] and dz [${dz.shape}] must have the same rows`);
+      const dw = buffers.fresh(inF * outF), db = buffers.fresh(outF);
+      native.batchMatMul(floatValues(backend, x), floatValues(backend, dz), dw, 1, inF, outF, rows, true, false, 0, 0, null, false, db);
+      return [backend.makeTensorInfo([inF, outF], 'float32', dw), backend.makeTensorInfo([outF], 'float32', db)];
     },
     [FUSED_KERNELS.reluGrad]: (args) => {
       const backend = args.backend as MathBackendCPU;
