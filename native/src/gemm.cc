@@ -303,9 +303,6 @@ Matrix shift(const Matrix& x, int64_t rows, int64_t cols) {
 thread_local Buffer partials;  // the calling thread's: one m×n partial product per pool thread
 std::atomic<unsigned long> split_calls{0};
 
-// A deep product with a small result (a weight gradient: m×n weights summed over k = every token of the batch) is
-// split along k: each task multiplies one KC-deep slice into its thread's partial C, and the partials are added at
-// the end. Every element of A and B is packed once, the tasks are equal, and a slowed thread takes fewer of them.
 // Adds rows [k0, k0 + kc) of the untransposed B to sums[0, n) (double: a bias gradient sums every token).
 void add_rows(const Matrix& b, int64_t k0, int64_t kc, int64_t n, double* sums) {
   for (int64_t r = k0; r < k0 + kc; r++) {
@@ -313,6 +310,11 @@ void add_rows(const Matrix& b, int64_t k0, int64_t kc, int64_t n, double* sums) 
     for (int64_t j = 0; j < n; j++) sums[j] += row[j];
   }
 }
+
+// A deep product with a small result (a weight gradient: m×n weights summed over k = every token of the batch) is
+// split along k: each task multiplies one KC-deep slice into its thread's partial C, and the partials are added at
+// the end. Every element of A and B is packed once, the tasks are equal, and a slowed thread takes fewer of them.
+// With col_sums, each task also adds its slice's rows of B to its thread's partial column sums.
 
 void sgemm_split_k(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta,
                    const float* bias, bool relu, float* col_sums) {
