@@ -9,7 +9,7 @@ import { Rng, Sequential, type PluginRegistry, type SequentialConfig } from '../
 import { best, entry, interleaved, measure, pythonPeer, type Benchmark } from './harness';
 
 /** A model's forward+backward step, measured by `rate()` (one window of `seconds`) as often as asked. */
-function oursTokensPerSecond(registry: PluginRegistry, config: SequentialConfig, batch: number) {
+function oursRunner(registry: PluginRegistry, config: SequentialConfig, batch: number) {
   const model = new Sequential(config, registry);
   model.build(undefined, new Rng(0));
   const x = tf.randomNormal([batch, ...config.inputShape], 0, 1, 'float32', 1);
@@ -31,7 +31,7 @@ function oursTokensPerSecond(registry: PluginRegistry, config: SequentialConfig,
 
 /** Ours and PyTorch (best of 1 and 2 torch threads in each round) in alternation. */
 async function versusTorch(registry: PluginRegistry, config: SequentialConfig, batch: number, script: string) {
-  const ours = oursTokensPerSecond(registry, config, batch);
+  const ours = oursRunner(registry, config, batch);
   const result = await interleaved(ours.rate, () => best([1, 2].map((t) => pythonPeer(script, [t, 3, 1], 'PyTorch', 'tokens/s'))));
   ours.dispose();
   return result;

@@ -29,7 +29,8 @@ export const FUSED_KERNELS = {
   reluGrad: 'LoomReluGrad',
   /**
    * A dense layer's weight and bias gradients in one pass over dz: inputs `{ x [..., in], dz [..., out] }` (the same
-   * rows); outputs `[dW = xᵀ·dz [in, out], db = Σ_rows dz [out]]`. dz is read once, for the product and the sums.
+   * rows); outputs `[dW = xᵀ·dz [in, out], db = Σ_rows dz [out]]`. When the product is split along the rows (a batch's
+   * tokens), each slice of dz is summed while it is in cache for the product.
    */
   matMulBiasGrad: 'LoomMatMulBiasGrad',
   /**

@@ -104,9 +104,10 @@ type Attrs = { transposeA: boolean; transposeB: boolean; activation: string; loo
 /**
  * The gradient of `_FusedMatMul` as `linear` calls it (equal batch dimensions, a bias row, linear or relu): the
  * four transpose cases of op(A)·op(B), each input's gradient computed only when asked for. When `linear` has a
- * bias and the backend has `FUSED_KERNELS.matMulBiasGrad`, the weight's gradient brings the bias's along (dz is
- * read once, not once more by a Sum that ran at DRAM speed); tfjs asks for the inputs' gradients in order, and a
- * bias gradient asked for without the weight's falls back to the Sum.
+ * bias and the backend has `FUSED_KERNELS.matMulBiasGrad`, the weight's gradient brings the bias's along (for a
+ * batch's tokens dz is summed while in cache for the product, not read again by a Sum that ran at DRAM speed);
+ * tfjs asks for the inputs' gradients in order, and a bias gradient asked for without the weight's falls back to
+ * the Sum.
  */
 function fusedMatMulGradient(dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap): Record<string, () => tf.Tensor> {
   const [a, b, y] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];

@@ -93,8 +93,8 @@ export class Trainer {
    */
   async trainStep(batch: Batch | Batch[], state?: Pick<TrainingState, 'step' | 'epoch'> & Partial<Pick<TrainingState, 'epochs' | 'stepsPerEpoch'>>): Promise<number> {
     if (this.schedule && state) {
-      const total = state.epochs !== undefined && state.stepsPerEpoch !== undefined ? state.epochs * state.stepsPerEpoch : undefined;
-      this.optimizer.learningRate = this.schedule.rate(state.step, state.epoch, total);
+      const planned = state.epochs !== undefined && state.stepsPerEpoch !== undefined ? state.epochs * state.stepsPerEpoch : undefined;
+      this.optimizer.learningRate = this.schedule.rate(state.step, state.epoch, planned);
     }
     const params = this.model.parameters().filter((p) => p.trainable);
     const micro = Array.isArray(batch) ? batch : [batch];

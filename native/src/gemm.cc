@@ -9,6 +9,7 @@
 #include <immintrin.h>
 #endif
 
+#include "elementwise.h"
 #include "pool.h"
 
 namespace loom {
@@ -423,40 +424,24 @@ const char* simd_level() { return isa.name; }
 
 void sgemm(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, int64_t ldc, float beta, const float* bias, bool relu,
            bool parallel, float* b_col_sums) {
-  if (b_col_sums && n > 0) {
-    if (b.trans) return;  // not supported: the caller checks
-    if (m > 0 && parallel && pool().size() > 1 && dynamic && k > 4 * isa.kc && m * n <= (int64_t(1) << 20) && k >= std::max(m, n)) {
-      sgemm_split_k(m, n, k, a, b, c, ldc, beta, bias, relu, b_col_sums);
-      return;
-    }
-    // Otherwise a separate pass, each thread summing a run of columns.
-    const int64_t per = std::max<int64_t>(64, (n + pool().size() - 1) / pool().size());
-    auto cols = [&](int t) {
-      const int64_t j0 = t * per, j1 = std::min(n, j0 + per);
-      if (j0 >= j1) return;
-      std::vector<double> acc(j1 - j0, 0.0);
-      add_rows({b.data + j0, b.ld, false}, 0, k, j1 - j0, acc.data());
-      for (int64_t j = j0; j < j1; j++) b_col_sums[j] = (float)acc[j - j0];
-    };
-    const int parts = (int)((n + per - 1) / per);
-    if (parallel && (double)n * k >= (1 << 16)) pool().parallel_for(parts, cols);
-    else for (int t = 0; t < parts; t++) cols(t);
-  }
-  if (m <= 0 || n <= 0) return;
   const int threads = pool().size();
   // Below ~2^18 multiply-adds (a 64³ product) waking the pool costs more than it saves.
-  const bool split = parallel && threads > 1 && (double)m * n * k >= (1 << 18);
+  const bool split = parallel && threads > 1 && m > 0 && n > 0 && (double)m * n * k >= (1 << 18);
+  // Work is handed out dynamically (see sgemm_parallel) unless LOOM_GEMM=static. Deep products with a small result
+  // are split along k; sgemm_parallel takes depths up to 4 panels (deeper, its packed B spilled out of cache and it
+  // ran ~5-10 % slower than the fixed split); what is left (few rows of A, or a deep and large product such as
+  // 2048³) keeps the fixed split below.
+  const bool split_k = split && dynamic && k > 4 * isa.kc && m * n <= (int64_t(1) << 20) && k >= std::max(m, n);
+  // B's column sums come with the k-split's slices; otherwise from a reduction of their own.
+  if (b_col_sums && !split_k && n > 0) sum3(b.data, b_col_sums, 1, k, n);
+  if (m <= 0 || n <= 0) return;
   if (!split) {
     sgemm_serial(m, n, k, a, b, c, ldc, beta);
     epilogue(c, ldc, m, n, bias, relu);
     return;
   }
-  // Work is handed out dynamically (see sgemm_parallel) unless LOOM_GEMM=static. Deep products with a small result
-  // are split along k; sgemm_parallel takes depths up to 4 panels (deeper, its packed B spilled out of cache and it
-  // ran ~5-10 % slower than the fixed split); what is left (few rows of A, or a deep and large product such as
-  // 2048³) keeps the fixed split below.
-  if (dynamic && k > 4 * isa.kc && m * n <= (int64_t(1) << 20) && k >= std::max(m, n)) {
-    sgemm_split_k(m, n, k, a, b, c, ldc, beta, bias, relu, nullptr);
+  if (split_k) {
+    sgemm_split_k(m, n, k, a, b, c, ldc, beta, bias, relu, b_col_sums);
     return;
   }
   if (dynamic && k > 0 && k <= 4 * isa.kc && m > 4 * isa.mr) {

@@ -17,8 +17,9 @@ struct Matrix {
 
 // C[m×n] (row stride ldc) = op(A)[m×k] · op(B)[k×n] + beta·C.  beta must be 0 or 1.
 // When bias is given, adds bias[j] to every row; when relu, clamps at 0 (applied after bias, before beta).
-// When b_col_sums is given (B not transposed), also writes Σ_k B[k, j] for each column j: the bias gradient that
-// goes with a weight gradient dW = xᵀ·dz, read while dz is in cache for the product.
+// When b_col_sums is given (B not transposed, rows contiguous: ld = n; called from outside the pool's tasks), also
+// writes Σ_k B[k, j] for each column j: the bias gradient that goes with a weight gradient dW = xᵀ·dz, taken from
+// each k-slice while it is in cache when the product is split along k, else by a column reduction (sum3).
 void sgemm(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, int64_t ldc, float beta,
            const float* bias = nullptr, bool relu = false, bool parallel = true, float* b_col_sums = nullptr);
 

@@ -107,7 +107,7 @@ const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: s
   presets,
   presetNotes: {
     smoke: 'a 1-layer, 32-wide model on 3,000 training pairs, 2 epochs, 200 test words: the CI check (about a minute)',
-    cpu: 'the published 3 layers × 256, 4 heads, 10 epochs on the full split: about 45 minutes per epoch on this 2-core machine as measured at e315e13, faster since (--set trainer.epochs=1 for one)',
+    cpu: 'the published 3 layers × 256, 4 heads, 10 epochs on the full split: about 45 minutes per epoch on this 2-core machine at e315e13, ~15-22 minutes at 6ad9151 and later (20-step timings; --set trainer.epochs=1 for one)',
     base: "the paper's base model (6 layers, 512, 8 heads), for a GPU",
   },
   references: REFERENCES,
