@@ -12,6 +12,8 @@
 #include "elementwise.h"
 #include "pool.h"
 
+
+
 namespace loom {
 namespace {
 
@@ -301,8 +303,7 @@ Matrix shift(const Matrix& x, int64_t rows, int64_t cols) {
   return y;
 }
 
-thread_local Buffer partials;  // the calling thread's: one m×n partial product per pool thread
-std::atomic<unsigned long> split_calls{0};
+thread_local Buffer partials;  // the calling thread's: one m×n partial product per group of k-slices
 
 // Adds rows [k0, k0 + kc) of the untransposed B to sums[0, n) (double: a bias gradient sums every token).
 void add_rows(const Matrix& b, int64_t k0, int64_t kc, int64_t n, double* sums) {
@@ -313,29 +314,38 @@ void add_rows(const Matrix& b, int64_t k0, int64_t kc, int64_t n, double* sums) 
 }
 
 // A deep product with a small result (a weight gradient: m×n weights summed over k = every token of the batch) is
-// split along k: each task multiplies one KC-deep slice into its thread's partial C, and the partials are added at
-// the end. Every element of A and B is packed once, the tasks are equal, and a slowed thread takes fewer of them.
-// With col_sums, each task also adds its slice's rows of B to its thread's partial column sums.
+// split along k. The KC-deep slices form a fixed number of groups of consecutive slices; each group is a task that
+// multiplies its slices, in order, into the group's own partial C, and the partials are added in group order at
+// the end. Which thread computes a group does not change any sum (results are bit-identical from run to run, as
+// the hardening issue requires), while a slowed thread still takes fewer groups. Every element of A and B is
+// packed once. With col_sums, each group also sums its slices' rows of B into its own partial column sums.
+int64_t split_k_groups(int64_t tasks, int64_t size) {
+  const int64_t threads = pool().size();
+  // 2 groups a thread balance the load; the partials (and their reduction) are capped at 2^23 floats (32 MiB).
+  const int64_t by_memory = std::max<int64_t>(threads, (int64_t(1) << 23) / std::max<int64_t>(size, 1));
+  return std::max<int64_t>(1, std::min({tasks, 2 * threads, by_memory}));
+}
 
 void sgemm_split_k(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta,
                    const float* bias, bool relu, float* col_sums) {
   const int64_t KC = isa.kc, tasks = (k + KC - 1) / KC, size = m * n;
-  float* part = partials.get(pool().size() * size);
-  thread_local std::vector<double> sums;  // with col_sums: each thread's partial column sums of B
-  if (col_sums) sums.assign(pool().size() * n, 0.0);
+  const int64_t groups = split_k_groups(tasks, size), per_group = (tasks + groups - 1) / groups;
+  const int used = (int)((tasks + per_group - 1) / per_group);
+  // Group 0 multiplies straight into C (onto C's old values when beta ≠ 0); groups 1.. into partials.
+  float* part = partials.get(std::max(1, used - 1) * size);
+  thread_local std::vector<double> sums;  // with col_sums: each group's partial column sums of B
+  if (col_sums) sums.assign(used * n, 0.0);
   double* sp = sums.data();  // the caller's (a thread_local named in the tasks would be each worker's own)
-  const unsigned long call = split_calls.fetch_add(1) + 1;
-  std::atomic<int> slots{0};
-  pool().parallel_for((int)tasks, [&](int t) {
-    thread_local unsigned long seen = 0;
-    thread_local int slot = 0;
-    const bool first = seen != call;
-    if (first) seen = call, slot = slots.fetch_add(1);
-    const int64_t k0 = t * KC;
-    if (col_sums) add_rows(b, k0, std::min(KC, k - k0), n, sp + slot * n);  // first: the packing then reads B from cache
-    sgemm_serial(m, n, std::min(KC, k - k0), shift(a, 0, k0), shift(b, k0, 0), part + slot * size, n, first ? 0.f : 1.f);
+  pool().parallel_for(used, [&](int g) {
+    const int64_t k0 = g * per_group * KC, k1 = std::min(k, k0 + per_group * KC);
+    float* out = g == 0 ? c : part + (g - 1) * size;
+    const int64_t ld = g == 0 ? ldc : n;
+    for (int64_t s0 = k0; s0 < k1; s0 += KC) {
+      const int64_t kc = std::min(KC, k1 - s0);
+      if (col_sums) add_rows(b, s0, kc, n, sp + g * n);  // first: the packing then reads B from cache
+      sgemm_serial(m, n, kc, shift(a, 0, s0), shift(b, s0, 0), out, ld, s0 == k0 && g > 0 ? 0.f : s0 == k0 ? beta : 1.f);
+    }
   });
-  const int used = slots.load();
   if (col_sums)
     for (int64_t j = 0; j < n; j++) {
       double s = 0;
@@ -347,11 +357,8 @@ void sgemm_split_k(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matri
     const int64_t i0 = t * kRows, i1 = std::min(m, i0 + kRows);
     for (int64_t i = i0; i < i1; i++) {
       float* ci = c + i * ldc;
-      const float* p0 = part + i * n;
-      if (beta == 0.f) std::memcpy(ci, p0, n * sizeof(float));
-      else for (int64_t j = 0; j < n; j++) ci[j] += p0[j];
       for (int s = 1; s < used; s++) {
-        const float* ps = part + s * size + i * n;
+        const float* ps = part + (s - 1) * size + i * n;
         for (int64_t j = 0; j < n; j++) ci[j] += ps[j];
       }
     }
