@@ -43,7 +43,7 @@ describe('determinism', () => {
     const runs = [0, 1, 2].map((i) => {
       const cwd = fs.mkdtempSync(path.join(os.tmpdir(), `loom-det-${i}-`));
       try {
-        const env = { ...process.env, LOOM_THREADS: '2' };
+        const env: NodeJS.ProcessEnv = { ...process.env, LOOM_THREADS: '2' };
         delete env.LOOM_GEMM;
         execFileSync(process.execPath, [cli, 'paper', 'mnist-cnn', '--preset', 'smoke', '--seed', '7', '--json', 'summary.json'], { cwd, env, encoding: 'utf8' });
         const summary = JSON.parse(fs.readFileSync(path.join(cwd, 'summary.json'), 'utf8'));
