@@ -30,6 +30,18 @@ export const trainerOptionsSchema = z.object({
    * skips that batch (`skip`: no update; counted in the `skipped_batches` metric).
    */
   onNonFinite: z.enum(['stop', 'skip']).default('stop'),
+  /**
+   * Stop after this many optimizer steps (then evaluate and test as at the end of training): replays the start of a
+   * recorded run with the same config and seed, whose first losses must come out the same (`--max-steps N`).
+   */
+  maxSteps: z.number().int().positive().optional(),
+  /**
+   * Batches of examples of similar length (the "bucket iterator" of fairseq and torchtext): the epoch's shuffled
+   * order is cut into pools of `poolBatches` batches, each pool sorted by the data set's `lengths()` and cut into
+   * batches, and the batches shuffled. Padding then fills little of a batch, and a model that trims padded
+   * positions (transformer-seq2seq) computes less. Needs a data set with `lengths()`.
+   */
+  bucketByLength: z.object({ poolBatches: z.number().int().positive().default(100) }).strict().optional(),
   /** Checkpoints (see core/checkpoint.ts): at the end of every epoch and every `everySteps` steps, keeping `keep`. */
   checkpoint: z
     .object({

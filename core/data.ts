@@ -15,6 +15,7 @@ export class TensorDataset implements Dataset {
   readonly size: number;
   private readonly xSize: number;
   private readonly ySize: number;
+  readonly lengths?: () => Int32Array;
 
   constructor(
     readonly name: string,
@@ -22,7 +23,10 @@ export class TensorDataset implements Dataset {
     readonly xShape: number[],
     private readonly y: Numeric,
     readonly yShape: number[],
+    /** Each example's length (tokens before padding), for batching by length; omit where it means nothing. */
+    lengths?: Int32Array,
   ) {
+    if (lengths) this.lengths = () => lengths;
     this.xSize = xShape.reduce((a, b) => a * b, 1);
     this.ySize = yShape.reduce((a, b) => a * b, 1);
     this.size = x.length / this.xSize;
@@ -48,7 +52,8 @@ export class TensorDataset implements Dataset {
   /** Examples [start, end) as a new data set sharing storage. */
   slice(start: number, end: number, name = `${this.name}[${start}:${end}]`): TensorDataset {
     const e = Math.min(end, this.size);
-    return new TensorDataset(name, this.x.subarray(start * this.xSize, e * this.xSize), this.xShape, this.y.subarray(start * this.ySize, e * this.ySize), this.yShape);
+    const lengths = this.lengths?.().subarray(start, e);
+    return new TensorDataset(name, this.x.subarray(start * this.xSize, e * this.xSize), this.xShape, this.y.subarray(start * this.ySize, e * this.ySize), this.yShape, lengths);
   }
 }
 
@@ -58,7 +63,14 @@ export class SubsetDataset implements Dataset {
     readonly name: string,
     private readonly base: Dataset,
     private readonly indices: Int32Array,
-  ) {}
+  ) {
+    const all = base.lengths?.();
+    if (all) {
+      const lengths = Int32Array.from(indices, (i) => all[i]!);
+      this.lengths = () => lengths;
+    }
+  }
+  readonly lengths?: () => Int32Array;
   get size(): number {
     return this.indices.length;
   }
@@ -114,6 +126,25 @@ export function epochOrder(size: number, seed: number, epoch: number, shuffle: b
   const order = Int32Array.from({ length: size }, (_, i) => i);
   if (shuffle) new Rng(mixSeed(seed, epoch)).shuffle(order);
   return order;
+}
+
+/**
+ * Batches of similar length from an epoch's order (a bucket iterator): the order is cut into pools of
+ * `poolBatches · batchSize` examples, each pool is sorted by length (stably, so ties keep the shuffled order) and
+ * cut into batches, and the list of all batches is shuffled from `seed`. Every example appears once; the result
+ * depends only on (order, lengths, seed), so a resumed run sees the same batches.
+ */
+export function bucketedBatches(order: Int32Array, lengths: Int32Array, batchSize: number, poolBatches: number, seed: number): Int32Array[] {
+  const out: Int32Array[] = [];
+  const pool = batchSize * poolBatches;
+  for (let s = 0; s < order.length; s += pool) {
+    const chunk = Array.from(order.subarray(s, s + pool));
+    chunk.sort((a, b) => lengths[a]! - lengths[b]!);
+    for (let b = 0; b < chunk.length; b += batchSize) out.push(Int32Array.from(chunk.slice(b, b + batchSize)));
+  }
+  const perm = Int32Array.from(out.keys());
+  new Rng(seed).shuffle(perm);
+  return Array.from(perm, (i) => out[i]!);
 }
 
 /** Splits an order into batches of `batchSize` (the last one may be smaller). */

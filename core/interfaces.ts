@@ -198,6 +198,8 @@ export interface Dataset {
 /** A registered source of data sets, e.g. MNIST; builds the named split. */
 export interface DataSource extends Configurable {
   /** The splits it offers, e.g. ['train', 'test']. */
+  /** Each example's length (e.g. tokens before padding), for batching by length (`trainer.bucketByLength`). */
+  lengths?(): Int32Array;
   readonly splits: string[];
   load(split: string): Dataset;
 }

@@ -7,8 +7,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { inject, injectable } from 'tsyringe';
 import type { Checkpoint, TrainerSnapshot } from './checkpoint';
 import type { TrainerOptions } from './config';
-import { batchesOf, epochOrder } from './data';
-import { NonFiniteError } from './errors';
+import { batchesOf, bucketedBatches, epochOrder, mixSeed } from './data';
+import { ConfigError, NonFiniteError } from './errors';
 import { averageAcrossRanks, beginDataParallel, shardOrder, shardSize } from './parallel';
 import type {
   Augmentation, Batch, Callback, JsonObject, Dataset, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, Parameter, ParallelismStrategy,
@@ -206,7 +206,7 @@ export class Trainer {
         sums = { loss: 0, count: 0, window: sums.window, windowCount: sums.windowCount, skipped: sums.skipped };
       }
       await this.each((c) => c.onEpochBegin?.(state));
-      const all = [...batchesOf(shardOrder(epochOrder(train.size, this.dataSeed, epoch, shuffle), this.strategy), batchSize)];
+      const all = this.epochBatches(train, epoch);
       for (let i = resumed ? resumeBatch : 0; i < all.length; i += k) {
         const group = all.slice(i, i + k);
         const batches = group.map((idx) => this.augment(train.batch(idx)));
@@ -239,6 +239,7 @@ export class Trainer {
       resumeBatch = -1;
       const logs: Logs = { loss: sums.loss / Math.max(sums.count, 1) };
       for (const m of this.metrics) logs[m.key] = m.result();
+        if (this.options.maxSteps !== undefined && state.step >= this.options.maxSteps) state.stopTraining = true;
       if (validation) for (const [key, v] of Object.entries(this.evaluate(validation))) logs[`val_${key}`] = v;
       if (log) this.tracker.logMetrics({ ...logs, epoch: epoch + 1 }, state.step);
       history.epochs.push(logs);
@@ -267,6 +268,15 @@ export class Trainer {
     this.augmentRng.setState(snap.rng.augment!);
     this.lastFiniteLoss = snap.lastFiniteLoss;
     this.metrics.forEach((m, i) => snap.metrics[i] !== null && m.setState?.(snap.metrics[i]!));
+  /** The batches of epoch `epoch`: this rank's shard of the epoch's order, in batches (bucketed by length if asked). */
+  private epochBatches(train: Dataset, epoch: number): Int32Array[] {
+    const { batchSize, shuffle, bucketByLength } = this.options;
+    const order = shardOrder(epochOrder(train.size, this.dataSeed, epoch, shuffle), this.strategy);
+    if (!bucketByLength) return [...batchesOf(order, batchSize)];
+    if (!train.lengths) throw new ConfigError('trainer.bucketByLength', `the training set "${train.name}" does not give its examples' lengths`);
+    return bucketedBatches(order, train.lengths(), batchSize, bucketByLength.poolBatches, mixSeed(this.dataSeed, 0x6275 + epoch));
+  }
+
     this.callbacks.forEach((c, i) => snap.callbacks[i] !== null && c.setState?.(snap.callbacks[i]!));
     this.model.setState?.(snap.model);
     return snap;

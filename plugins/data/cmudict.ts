@@ -160,12 +160,14 @@ export function cmudictSource(o: CmudictOptions): Omit<CmudictSource, 'spec'> {
       const width = srcLen + tgtLen;
       const x = new Int32Array(rows.length * width);
       const y = new Int32Array(rows.length * tgtLen);
+      // Letters plus decoder positions (BOS + phonemes): what a batch's trimmed source and target cost together.
+      const lengths = Int32Array.from(rows, ({ src, tgt }) => src.length + tgt.length + 1);
       rows.forEach(({ src, tgt }, r) => {
         x.set(src, r * width);
         x.set([BOS, ...tgt], r * width + srcLen);
         y.set([...tgt, EOS], r * tgtLen);
       });
-      return new TensorDataset(`cmudict:${split}`, x, [width], y, [tgtLen]);
+      return new TensorDataset(`cmudict:${split}`, x, [width], y, [tgtLen], lengths);
     },
   };
 }

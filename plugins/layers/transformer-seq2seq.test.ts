@@ -97,4 +97,35 @@ describe('transformer-seq2seq', () => {
     s.dispose();
     m.dispose();
   });
+
+  it('trimming padded positions gives the loss and gradients of the full-length computation', () => {
+    const loss = registry.create('loss', { type: 'sparse-categorical-crossentropy', labelSmoothing: 0.1, ignoreIndex: 0 } as never) as unknown as { compute(y: tf.Tensor, p: tf.Tensor): tf.Scalar };
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 1e6 }), fc.integer({ min: 1, max: opts.tgtLen }), (seed, maxTgt) => {
+        const rng = new Rng(seed + 1);
+        const { src, tgt } = batch(rng, 4);
+        // Targets of random lengths up to maxTgt (< tgtLen leaves whole padded columns to trim); labels follow.
+        const lens = tgt.map(() => 1 + rng.int(maxTgt));
+        const dec = tgt.map((r, i) => r.map((v, t) => (t < lens[i]! ? v : 0)));
+        const labels = dec.map((r, i) => r.map((_, t) => (t < lens[i]! ? 3 + ((t + i) % (opts.tgtVocab - 3)) : 0)));
+        const x = tf.tensor2d(src.map((s, i) => [...s, ...dec[i]!]), undefined, 'int32');
+        const y = tf.tensor2d(labels, undefined, 'int32');
+        const run = (trimPadding: boolean) => {
+          const m = model(seed, { trimPadding });
+          const params = m.parameters();
+          const { value, grads } = tf.variableGrads(() => loss.compute(y, m.apply(x, ctx)), params.map((p) => p.variable));
+          const out = { loss: value.dataSync()[0]!, grads: params.map((p) => Array.from(grads[p.variable.name]!.dataSync())) };
+          tf.dispose([value, ...Object.values(grads)]);
+          m.dispose();
+          return out;
+        };
+        const full = run(false);
+        const trimmed = run(true);
+        expect(trimmed.loss).toBeCloseTo(full.loss, 5);
+        full.grads.forEach((g, i) => g.forEach((v, j) => expect(trimmed.grads[i]![j]!).toBeCloseTo(v, 5)));
+        tf.dispose([x, y]);
+      }),
+      { numRuns: 6 },
+    );
+  });
 });

@@ -20,6 +20,13 @@ const schema = layerOptions.extend({
   padId: z.number().int().min(0).default(0),
   bosId: z.number().int().min(0).default(1),
   eosId: z.number().int().min(0).default(2),
+  /**
+   * Run each batch only as long as its longest source and target (padding is at the end of each row), and pad the
+   * logits back to tgtLen with zeros that the loss ignores (their labels are padding). The result is that of the
+   * full-length computation, padded keys being masked anyway; with batches bucketed by length
+   * (`trainer.bucketByLength`) it saves most of the work. Reads the batch's ids on the CPU once per call.
+   */
+  trimPadding: z.boolean().default(true),
 });
 type Options = z.output<typeof schema>;
 
@@ -72,13 +79,29 @@ export class TransformerSeq2Seq extends LayerBase {
   apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
     const b = x.shape[0]!;
     const { srcLen, tgtLen } = this.opts;
-    const { memory, mask } = this.encode(tf.slice(x, [0, 0], [b, srcLen]), ctx);
-    const tgt = tf.slice(x, [0, srcLen], [b, tgtLen]);
+    const [ls, lt] = this.opts.trimPadding ? this.usedLengths(x) : [srcLen, tgtLen];
+    const { memory, mask } = this.encode(tf.slice(x, [0, 0], [b, ls]), ctx);
+    const tgt = tf.slice(x, [0, srcLen], [b, lt]);
     const tctx: ForwardContext = { ...ctx, mask: this.padMask(tgt), memory, memoryMask: mask };
     let h = this.drop.apply(this.pos.apply(this.embed(this.tgtEmbed, tgt, tctx), tctx), tctx);
     for (const dec of this.decoders) h = dec.apply(h, tctx);
     if (this.norms[1]) h = this.norms[1].apply(h, tctx);
-    return this.out.apply(h, tctx);
+    const logits = this.out.apply(h, tctx);
+    return lt < tgtLen ? tf.pad(logits, [[0, 0], [0, tgtLen - lt], [0, 0]]) : logits;
+  }
+
+  /** The source and target lengths the batch uses: one past the last non-padding id of any row (at least 1). */
+  private usedLengths(x: tf.Tensor): [number, number] {
+    const { srcLen, tgtLen, padId } = this.opts;
+    const v = x.dataSync();
+    const width = srcLen + tgtLen;
+    let ls = 1;
+    let lt = 1;
+    for (let r = 0; r < x.shape[0]!; r++) {
+      for (let j = srcLen - 1; j >= ls; j--) if (v[r * width + j] !== padId) { ls = j + 1; break; }
+      for (let j = tgtLen - 1; j >= lt; j--) if (v[r * width + srcLen + j] !== padId) { lt = j + 1; break; }
+    }
+    return [ls, lt];
   }
 
   /** The encoder output [batch, srcTime, d] and the source padding mask. */
