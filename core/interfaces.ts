@@ -193,13 +193,13 @@ export interface Dataset {
   readonly xShape: number[];
   readonly yShape: number[];
   batch(indices: ArrayLike<number>): Batch;
+  /** Each example's length (e.g. tokens before padding), for batching by length (`trainer.bucketByLength`). */
+  lengths?(): Int32Array;
 }
 
 /** A registered source of data sets, e.g. MNIST; builds the named split. */
 export interface DataSource extends Configurable {
   /** The splits it offers, e.g. ['train', 'test']. */
-  /** Each example's length (e.g. tokens before padding), for batching by length (`trainer.bucketByLength`). */
-  lengths?(): Int32Array;
   readonly splits: string[];
   load(split: string): Dataset;
 }

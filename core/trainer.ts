@@ -254,6 +254,15 @@ export class Trainer {
     return history;
   }
 
+  /** The batches of epoch `epoch`: this rank's shard of the epoch's order, in batches (bucketed by length if asked). */
+  private epochBatches(train: Dataset, epoch: number): Int32Array[] {
+    const { batchSize, shuffle, bucketByLength } = this.options;
+    const order = shardOrder(epochOrder(train.size, this.dataSeed, epoch, shuffle), this.strategy);
+    if (!bucketByLength) return [...batchesOf(order, batchSize)];
+    if (!train.lengths) throw new ConfigError('trainer.bucketByLength', `the training set "${train.name}" does not give its examples' lengths`);
+    return bucketedBatches(order, train.lengths(), batchSize, bucketByLength.poolBatches, mixSeed(this.dataSeed, 0x6275 + epoch));
+  }
+
   /** Optimizer steps in one epoch over `train` (the last batch may be smaller; groups of `accumulateSteps`). */
   stepsPerEpoch(train: Dataset): number {
     return Math.ceil(Math.ceil(shardSize(train.size, this.strategy.worldSize) / this.options.batchSize) / this.options.accumulateSteps);
@@ -268,15 +277,6 @@ export class Trainer {
     this.augmentRng.setState(snap.rng.augment!);
     this.lastFiniteLoss = snap.lastFiniteLoss;
     this.metrics.forEach((m, i) => snap.metrics[i] !== null && m.setState?.(snap.metrics[i]!));
-  /** The batches of epoch `epoch`: this rank's shard of the epoch's order, in batches (bucketed by length if asked). */
-  private epochBatches(train: Dataset, epoch: number): Int32Array[] {
-    const { batchSize, shuffle, bucketByLength } = this.options;
-    const order = shardOrder(epochOrder(train.size, this.dataSeed, epoch, shuffle), this.strategy);
-    if (!bucketByLength) return [...batchesOf(order, batchSize)];
-    if (!train.lengths) throw new ConfigError('trainer.bucketByLength', `the training set "${train.name}" does not give its examples' lengths`);
-    return bucketedBatches(order, train.lengths(), batchSize, bucketByLength.poolBatches, mixSeed(this.dataSeed, 0x6275 + epoch));
-  }
-
     this.callbacks.forEach((c, i) => snap.callbacks[i] !== null && c.setState?.(snap.callbacks[i]!));
     this.model.setState?.(snap.model);
     return snap;
