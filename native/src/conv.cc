@@ -172,12 +172,10 @@ void max_pool_grad(const float* dy, const float* x, float* dx, const ConvShape& 
     int32_t* ap = at.data();
     for (int64_t oh = 0; oh < s.oh; oh++) {
       const int64_t h0 = oh * s.sh - s.pt, hmax = std::min(s.h, h0 + (s.kh - 1) * s.dh + 1);
-      int64_t hstart = h0;
-      while (hstart < 0) hstart += s.dh;
+      const int64_t hstart = h0 < 0 ? h0 + (-h0 + s.dh - 1) / s.dh * s.dh : h0;  // the first tap inside the image
       for (int64_t ow = 0; ow < s.ow; ow++) {
         const int64_t w0 = ow * s.sw - s.pl, wmax = std::min(s.w, w0 + (s.kw - 1) * s.dw + 1);
-        int64_t wstart = w0;
-        while (wstart < 0) wstart += s.dw;
+        const int64_t wstart = w0 < 0 ? w0 + (-w0 + s.dw - 1) / s.dw * s.dw : w0;
         std::fill(bp, bp + s.c, -std::numeric_limits<float>::infinity());
         std::fill(ap, ap + s.c, -1);
         // The gradient goes to the first maximum in scan order (strict >), as tfjs's maxPoolPositions picks it.
@@ -200,6 +198,12 @@ void max_pool_grad(const float* dy, const float* x, float* dx, const ConvShape& 
   });
 }
 
+namespace {
+// Of the taps p0 + i·step (i in [0, taps)), the first that is ≥ 0 and one past the last that is < size.
+int64_t first_tap(int64_t p0, int64_t step) { return p0 < 0 ? (-p0 + step - 1) / step : 0; }
+int64_t end_tap(int64_t p0, int64_t step, int64_t size, int64_t taps) { return p0 >= size ? 0 : std::min(taps, (size - p0 + step - 1) / step); }
+}  // namespace
+
 void avg_pool_grad(const float* dy, float* dx, const ConvShape& s) {
   // As tfjs's cpu kernel: every window position receives dy / (KH·KW), whatever the clipping at the border.
   std::memset(dx, 0, s.n * s.h * s.w * s.c * sizeof(float));
@@ -208,12 +212,14 @@ void avg_pool_grad(const float* dy, float* dx, const ConvShape& s) {
     for (int64_t oh = 0; oh < s.oh; oh++)
       for (int64_t ow = 0; ow < s.ow; ow++) {
         const float* g = dy + ((n * s.oh + oh) * s.ow + ow) * s.c;
-        for (int64_t i = 0; i < s.kh; i++) {
-          const int64_t ih = oh * s.sh - s.pt + i * s.dh;
-          if (ih < 0 || ih >= s.h) continue;
-          for (int64_t j = 0; j < s.kw; j++) {
-            const int64_t iw = ow * s.sw - s.pl + j * s.dw;
-            if (iw < 0 || iw >= s.w) continue;
+        // Only the taps inside the image: i in [i0, i1), j in [j0, j1) (the window may be far larger than the image).
+        const int64_t h0 = oh * s.sh - s.pt, w0 = ow * s.sw - s.pl;
+        const int64_t i0 = first_tap(h0, s.dh), i1 = end_tap(h0, s.dh, s.h, s.kh);
+        const int64_t j0 = first_tap(w0, s.dw), j1 = end_tap(w0, s.dw, s.w, s.kw);
+        for (int64_t i = i0; i < i1; i++) {
+          const int64_t ih = h0 + i * s.dh;
+          for (int64_t j = j0; j < j1; j++) {
+            const int64_t iw = w0 + j * s.dw;
             float* d = dx + ((n * s.h + ih) * s.w + iw) * s.c;
             for (int64_t c = 0; c < s.c; c++) d[c] += g[c] * scale;
           }

@@ -1,12 +1,25 @@
 // N-API entry points. Every function takes Float32Arrays (zero-copy views of tfjs's cpu-backend buffers) and
-// integers; outputs are written into arrays the caller allocated. Argument checking is done in TypeScript
-// (plugins/backends/native-kernels.ts); here a wrong type throws a TypeError.
+// integers; outputs are written into arrays the caller allocated.
+//
+// The boundary trusts nothing: each entry point checks its argument count, each argument's type (a Float32Array
+// where a buffer is expected, a number or a boolean where an attribute is), that sizes are integers in range
+// (non-negative, at most 2^31 − 1; offsets and strides at most 2^53), that float attributes are finite, and that
+// every buffer holds all the elements its shape makes the kernel touch. Products of sizes are computed in 64 bits,
+// saturating at 2^63 − 1, so that one which overflows is simply larger than any buffer. A failed check throws a
+// TypeError (count, type) or RangeError (value, length) whose message starts with the kernel's JavaScript name and
+// names the argument (numbered from 1), e.g. "softmax: y (argument 2) has 5 elements, fewer than the 6 that
+// rows·cols needs"; its `code` is ERR_LOOM_NATIVE_ARGUMENT. The checks cost a few N-API calls and no allocation
+// (a message is only formatted on failure). Calls with nothing to compute (an empty output) return before the
+// kernel runs, so that a zero in one size never lets another go unchecked by the buffers.
+// plugins/backends/native-boundary.test.ts fuzzes every entry point with wrong counts, types, sizes and lengths.
 #include <node_api.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdarg>
 #include <cstdint>
-#include <cstdlib>
-#include <string>
+#include <cstdio>
+#include <cstring>
 
 #include "attention.h"
 #include "conv.h"
@@ -18,73 +31,251 @@
 
 namespace {
 
-struct Args {
-  napi_env env;
-  napi_value v[32];
-  size_t n = 32;
-  bool failed = false;
+constexpr int64_t kMaxSize = INT32_MAX;             // sizes: the kernels count tasks and some offsets in int
+constexpr int64_t kMaxIndex = int64_t(1) << 53;     // offsets and strides: exact in a double
+constexpr int64_t kHuge = INT64_MAX;                // a saturated product
+constexpr size_t kMaxArgs = 24;
 
-  Args(napi_env e, napi_callback_info info) : env(e) { napi_get_cb_info(env, info, &n, v, nullptr, nullptr); }
+// a·b and a + b of non-negative values, saturating at kHuge: an overflowing product is larger than any buffer.
+inline int64_t mul(int64_t a, int64_t b) {
+  int64_t r;
+  return __builtin_mul_overflow(a, b, &r) ? kHuge : r;
+}
+template <typename... T>
+inline int64_t mul(int64_t a, int64_t b, T... rest) {
+  return mul(mul(a, b), rest...);
+}
+inline int64_t add(int64_t a, int64_t b) {
+  int64_t r;
+  return __builtin_add_overflow(a, b, &r) ? kHuge : r;
+}
 
-  void fail(const std::string& what) {
-    if (!failed) napi_throw_type_error(env, nullptr, what.c_str());
-    failed = true;
+// The elements a strided view touches, as 1 + the largest offset (0 when it is empty): 1 + Σ (size − 1)·stride.
+int64_t extent(int rank, const int64_t* shape, const int64_t* stride) {
+  int64_t last = 0;
+  for (int d = 0; d < rank; d++) {
+    if (shape[d] == 0) return 0;
+    last = add(last, mul(shape[d] - 1, stride[d]));
   }
-  // The data of a typed array of the given type (its length in `length`), or null for `null`/`undefined`.
-  void* typed(size_t i, napi_typedarray_type want, const char* name, size_t* length = nullptr) {
-    napi_valuetype t;
-    napi_typeof(env, v[i], &t);
-    if (t == napi_null || t == napi_undefined) return nullptr;
-    bool is = false;
-    napi_is_typedarray(env, v[i], &is);
+  return add(last, 1);
+}
+
+int64_t product(int rank, const int64_t* shape) {
+  int64_t p = 1;
+  for (int d = 0; d < rank; d++) p = mul(p, shape[d]);
+  return p;
+}
+
+// What a JavaScript value is, for messages.
+const char* describe(napi_env env, napi_value v) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return "an unreadable value";
+  switch (t) {
+    case napi_undefined: return "undefined";
+    case napi_null: return "null";
+    case napi_boolean: return "a boolean";
+    case napi_number: return "a number";
+    case napi_string: return "a string";
+    case napi_symbol: return "a symbol";
+    case napi_function: return "a function";
+    case napi_external: return "an external";
+    case napi_bigint: return "a bigint";
+    case napi_object: break;
+  }
+  bool is = false;
+  if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
     napi_typedarray_type type;
-    size_t len = 0, offset;
-    void* data = nullptr;
-    napi_value buffer;
-    if (!is || napi_get_typedarray_info(env, v[i], &type, &len, &data, &buffer, &offset) != napi_ok || type != want) {
-      fail("argument " + std::to_string(i) + " must be a " + name);
-      return nullptr;
+    if (napi_get_typedarray_info(env, v, &type, nullptr, nullptr, nullptr, nullptr) != napi_ok) return "a typed array";
+    switch (type) {
+      case napi_int8_array: return "an Int8Array";
+      case napi_uint8_array: return "a Uint8Array";
+      case napi_uint8_clamped_array: return "a Uint8ClampedArray";
+      case napi_int16_array: return "an Int16Array";
+      case napi_uint16_array: return "a Uint16Array";
+      case napi_int32_array: return "an Int32Array";
+      case napi_uint32_array: return "a Uint32Array";
+      case napi_float32_array: return "a Float32Array";
+      case napi_float64_array: return "a Float64Array";
+      case napi_bigint64_array: return "a BigInt64Array";
+      case napi_biguint64_array: return "a BigUint64Array";
+      default: return "a typed array";
     }
-    if (length) *length = len;
-    return data;
   }
-  float* f32(size_t i, size_t* length = nullptr) { return static_cast<float*>(typed(i, napi_float32_array, "Float32Array", length)); }
-  double f64(size_t i) {
-    double v = 0;
-    if (napi_get_value_double(env, this->v[i], &v) != napi_ok) fail("argument " + std::to_string(i) + " must be a number");
-    return v;
+  if (napi_is_array(env, v, &is) == napi_ok && is) return "an array";
+  if (napi_is_arraybuffer(env, v, &is) == napi_ok && is) return "an ArrayBuffer";
+  if (napi_is_dataview(env, v, &is) == napi_ok && is) return "a DataView";
+  return "an object";
+}
+
+// A count of elements for messages ("2^63 or more" when saturated).
+struct Count {
+  char text[32];
+  explicit Count(int64_t n) {
+    if (n == kHuge)
+      std::snprintf(text, sizeof text, "2^63 or more");
+    else
+      std::snprintf(text, sizeof text, "%lld", (long long)n);
   }
-  int32_t* i32(size_t i) { return static_cast<int32_t*>(typed(i, napi_int32_array, "Int32Array")); }
-  // A Float64Array of (size, stride, stride) triples, one per dimension, as the TypeScript side collapses them.
-  int dims(size_t i, int64_t* shape, int64_t* s1, int64_t* s2) {
-    size_t len = 0;
-    const double* d = static_cast<double*>(typed(i, napi_float64_array, "Float64Array", &len));
-    const int rank = (int)(len / 3);
-    if (!failed && (rank < 1 || rank > 8)) fail("argument " + std::to_string(i) + ": rank must be 1..8");
-    if (failed) return 0;
-    for (int k = 0; k < rank; k++) {
-      shape[k] = (int64_t)d[3 * k];
-      s1[k] = (int64_t)d[3 * k + 1];
-      s2[k] = (int64_t)d[3 * k + 2];
+};
+
+// A typed array argument: its data and length; `present` is false for null/undefined where those are allowed.
+template <typename T>
+struct Buffer {
+  T* data = nullptr;
+  int64_t length = 0;
+  bool present = false;
+  T* get() const { return present ? data : nullptr; }
+};
+
+// A number as JavaScript prints it, for messages (NaN, Infinity, 2147483648, 0.5).
+struct Num {
+  char text[32];
+  explicit Num(double d) {
+    if (std::isnan(d))
+      std::snprintf(text, sizeof text, "NaN");
+    else if (std::isinf(d))
+      std::snprintf(text, sizeof text, d > 0 ? "Infinity" : "-Infinity");
+    else
+      std::snprintf(text, sizeof text, "%.17g", d);
+  }
+};
+
+enum class Error { Type, Range };
+
+// The arguments of one call and their readers. The first failure throws; after it every reader returns a
+// harmless default without touching N-API, and the entry point returns once it sees failed().
+class Args {
+ public:
+  Args(napi_env env, napi_callback_info info, const char* kernel, size_t min, size_t max) : env_(env), kernel_(kernel) {
+    size_t n = kMaxArgs;
+    if (napi_get_cb_info(env, info, &n, v_, nullptr, nullptr) != napi_ok) {
+      fail(Error::Type, "cannot read its arguments");
+      return;
+    }
+    count_ = n;
+    if (n < min || n > max) {
+      if (min == max)
+        fail(Error::Type, "expected %zu argument%s, got %zu", min, min == 1 ? "" : "s", n);
+      else
+        fail(Error::Type, "expected %zu to %zu arguments, got %zu", min, max, n);
+    }
+  }
+
+  bool failed() const { return failed_; }
+  size_t count() const { return count_; }
+
+  // Throws a TypeError or RangeError "kernel: <message>" (the first failure only).
+  void fail(Error kind, const char* format, ...) __attribute__((format(printf, 3, 4))) {
+    if (failed_) return;
+    failed_ = true;
+    char message[512];
+    int at = std::snprintf(message, sizeof message, "%s: ", kernel_);
+    va_list list;
+    va_start(list, format);
+    std::vsnprintf(message + at, sizeof message - at, format, list);
+    va_end(list);
+    if (kind == Error::Type)
+      napi_throw_type_error(env_, "ERR_LOOM_NATIVE_ARGUMENT", message);
+    else
+      napi_throw_range_error(env_, "ERR_LOOM_NATIVE_ARGUMENT", message);
+  }
+  // Fails with a RangeError unless `ok`.
+  template <typename... A>
+  void check(bool ok, const char* format, A... args) {
+    if (!ok) fail(Error::Range, format, args...);
+  }
+
+  Buffer<float> f32(size_t i, const char* name) { return typed<float>(i, name, napi_float32_array, "a Float32Array", false); }
+  Buffer<float> f32_or_null(size_t i, const char* name) { return typed<float>(i, name, napi_float32_array, "a Float32Array or null", true); }
+  Buffer<int32_t> i32(size_t i, const char* name) { return typed<int32_t>(i, name, napi_int32_array, "an Int32Array", false); }
+
+  // An integer in [min, max] (a number with no fractional part).
+  int64_t integer(size_t i, const char* name, int64_t min = 0, int64_t max = kMaxSize) {
+    double d = 0;
+    if (!number(i, name, &d)) return min;
+    if (!(d >= (double)min && d <= (double)max && d == std::trunc(d))) {
+      fail(Error::Range, "%s (argument %zu) must be an integer from %lld to %lld, got %s", name, i + 1, (long long)min, (long long)max, Num(d).text);
+      return min;
+    }
+    return (int64_t)d;
+  }
+  // A size: an integer in [min, 2^31 − 1].
+  int64_t size(size_t i, const char* name, int64_t min = 0) { return integer(i, name, min, kMaxSize); }
+  // A finite number.
+  double real(size_t i, const char* name) {
+    double d = 0;
+    if (!number(i, name, &d)) return 0;
+    if (!std::isfinite(d)) {
+      fail(Error::Range, "%s (argument %zu) must be a finite number, got %s", name, i + 1, Num(d).text);
+      return 0;
+    }
+    return d;
+  }
+  bool flag(size_t i, const char* name) {
+    bool b = false;
+    if (failed_) return b;
+    if (napi_get_value_bool(env_, v_[i], &b) != napi_ok) fail(Error::Type, "%s (argument %zu) must be a boolean, got %s", name, i + 1, describe(env_, v_[i]));
+    return b;
+  }
+  // A Float64Array of rank (size, stride, stride) triples, 1 ≤ rank ≤ 8, as the TypeScript side collapses
+  // dimensions: every entry an integer from 0 to 2^53. Returns the rank (0 on failure).
+  int dims(size_t i, const char* name, int64_t* shape, int64_t* s1, int64_t* s2) {
+    const Buffer<double> d = typed<double>(i, name, napi_float64_array, "a Float64Array", false);
+    if (failed_) return 0;
+    if (d.length < 3 || d.length > 24 || d.length % 3 != 0) {
+      fail(Error::Range, "%s (argument %zu) must hold 1 to 8 (size, stride, stride) triples, got %lld numbers", name, i + 1, (long long)d.length);
+      return 0;
+    }
+    const int rank = (int)(d.length / 3);
+    int64_t* out[3] = {shape, s1, s2};
+    for (int k = 0; k < 3 * rank; k++) {
+      const double x = d.data[k];
+      if (!(x >= 0 && x <= (double)kMaxIndex && x == std::trunc(x))) {
+        fail(Error::Range, "%s (argument %zu) entry %d must be an integer from 0 to 2^53, got %s", name, i + 1, k, Num(x).text);
+        return 0;
+      }
+      out[k % 3][k / 3] = (int64_t)x;
     }
     return rank;
   }
-  int64_t i64(size_t i) {
-    int64_t x = 0;
-    if (napi_get_value_int64(env, v[i], &x) != napi_ok) fail("argument " + std::to_string(i) + " must be a number");
-    return x;
+  // Fails unless buffer b (argument i) holds `want` elements; `what` names the product that gives `want`.
+  template <typename T>
+  void need(size_t i, const char* name, const Buffer<T>& b, int64_t want, const char* what) {
+    if (failed_ || b.length >= want) return;
+    fail(Error::Range, "%s (argument %zu) has %lld element%s, fewer than the %s that %s needs", name, i + 1, (long long)b.length, b.length == 1 ? "" : "s", Count(want).text, what);
   }
-  bool flag(size_t i) {
-    bool b = false;
-    if (napi_get_value_bool(env, v[i], &b) != napi_ok) fail("argument " + std::to_string(i) + " must be a boolean");
+
+ private:
+  bool number(size_t i, const char* name, double* d) {
+    if (failed_) return false;
+    if (napi_get_value_double(env_, v_[i], d) == napi_ok) return true;
+    fail(Error::Type, "%s (argument %zu) must be a number, got %s", name, i + 1, describe(env_, v_[i]));
+    return false;
+  }
+  template <typename T>
+  Buffer<T> typed(size_t i, const char* name, napi_typedarray_type want, const char* want_text, bool nullable) {
+    Buffer<T> b;
+    if (failed_) return b;
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    if (napi_get_typedarray_info(env_, v_[i], &type, &length, &data, nullptr, nullptr) == napi_ok && type == want) {
+      b.data = static_cast<T*>(data);
+      b.length = (int64_t)length;
+      b.present = true;
+      return b;
+    }
+    napi_valuetype t;
+    if (nullable && napi_typeof(env_, v_[i], &t) == napi_ok && (t == napi_null || t == napi_undefined)) return b;
+    fail(Error::Type, "%s (argument %zu) must be %s, got %s", name, i + 1, want_text, describe(env_, v_[i]));
     return b;
   }
-  loom::ConvShape shape(size_t i) {  // 15 integers from index i
-    loom::ConvShape s{};
-    int64_t* f = &s.n;
-    for (int k = 0; k < 15; k++) f[k] = i64(i + k);
-    return s;
-  }
+
+  napi_env env_;
+  const char* kernel_;
+  napi_value v_[kMaxArgs];
+  size_t count_ = 0;
+  bool failed_ = false;
 };
 
 napi_value undefined(napi_env env) {
@@ -93,25 +284,56 @@ napi_value undefined(napi_env env) {
   return u;
 }
 
+// The 15 integers of a convolution or pooling geometry from argument i on (conv.h's ConvShape, named as in tfjs's
+// Conv2DInfo; below n, h, w, c, kh, kw, co, oh, ow for short): window sizes, strides and dilations at least 1, the
+// rest at least 0.
+loom::ConvShape conv_shape(Args& a, size_t i) {
+  static const char* const names[15] = {"batch",     "inHeight",     "inWidth",     "inChannels", "filterHeight",
+                                        "filterWidth", "outChannels", "outHeight",   "outWidth",   "strideHeight",
+                                        "strideWidth", "padTop",      "padLeft",     "dilationHeight", "dilationWidth"};
+  static const int64_t mins[15] = {0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 1, 1};
+  loom::ConvShape s{};
+  int64_t* f = &s.n;
+  for (int k = 0; k < 15; k++) f[k] = a.size(i + k, names[k], mins[k]);
+  return s;
+}
+
 // batchMatMul(a, b, c, batch, m, n, k, transA, transB, aBatchStride, bBatchStride, bias|null, relu[, bColSums])
 // c[i] = op(a[i])·op(b[i]) (+ bias, relu); a stride of 0 broadcasts that operand over the batch. bColSums (batch 1,
 // B not transposed) receives B's column sums.
 napi_value BatchMatMul(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *A = a.f32(0), *B = a.f32(1), *C = a.f32(2);
-  const int64_t batch = a.i64(3), m = a.i64(4), n = a.i64(5), k = a.i64(6);
-  const bool ta = a.flag(7), tb = a.flag(8);
-  const int64_t sa = a.i64(9), sb = a.i64(10);
-  const float* bias = a.f32(11);
-  const bool relu = a.flag(12);
-  float* col_sums = a.f32(13);
-  if (!a.failed && col_sums && (batch != 1 || tb)) a.fail("batchMatMul: column sums need batch 1 and B not transposed");
-  if (a.failed) return nullptr;
+  Args a(env, info, "batchMatMul", 13, 14);
+  const Buffer<float> A = a.f32(0, "a"), B = a.f32(1, "b"), C = a.f32(2, "c");
+  const int64_t batch = a.size(3, "batch"), m = a.size(4, "m"), n = a.size(5, "n"), k = a.size(6, "k");
+  const bool ta = a.flag(7, "transA"), tb = a.flag(8, "transB");
+  const int64_t sa = a.integer(9, "aBatchStride", 0, kMaxIndex), sb = a.integer(10, "bBatchStride", 0, kMaxIndex);
+  const Buffer<float> bias = a.f32_or_null(11, "bias");
+  const bool relu = a.flag(12, "relu");
+  const Buffer<float> col_sums = a.count() > 13 ? a.f32_or_null(13, "bColSums") : Buffer<float>{};
+  if (batch > 0) {  // item i of A is the m·k floats from i·aBatchStride, of B the k·n floats from i·bBatchStride
+    const int64_t mk = mul(m, k), kn = mul(k, n);
+    a.need(0, "a", A, mk == 0 ? 0 : add(mul(batch - 1, sa), mk), "(batch − 1)·aBatchStride + m·k");
+    a.need(1, "b", B, kn == 0 ? 0 : add(mul(batch - 1, sb), kn), "(batch − 1)·bBatchStride + k·n");
+  }
+  a.need(2, "c", C, mul(batch, m, n), "batch·m·n");
+  if (bias.present) a.need(11, "bias", bias, n, "n");
+  if (col_sums.present) {
+    a.check(batch == 1 && !tb, "bColSums (argument 14) needs batch 1 and B not transposed, got batch %lld%s", (long long)batch,
+            tb ? " and transB" : "");
+    a.need(13, "bColSums", col_sums, n, "n");
+  }
+  if (a.failed()) return nullptr;
+  const float *pa = A.data, *pb = B.data;
+  float* pc = C.data;
+  if (mul(batch, m, n) == 0) {  // no product to compute; the column sums of B (batch 1) still are
+    if (col_sums.present && n > 0) loom::sum3(pb, col_sums.data, 1, k, n);
+    return undefined(env);
+  }
   const int64_t lda = ta ? m : k, ldb = tb ? k : n;
   // Small products in a batch (attention heads) run one per thread; large ones use every thread each.
   const bool per_item_parallel = (double)m * n * k >= (1 << 21) || batch == 1;
   auto one = [&](int64_t i, bool parallel) {
-    loom::sgemm(m, n, k, {A + i * sa, lda, ta}, {B + i * sb, ldb, tb}, C + i * m * n, n, 0.f, bias, relu, parallel, col_sums);
+    loom::sgemm(m, n, k, {pa + i * sa, lda, ta}, {pb + i * sb, ldb, tb}, pc + i * m * n, n, 0.f, bias.get(), relu, parallel, col_sums.get());
   };
   if (per_item_parallel)
     for (int64_t i = 0; i < batch; i++) one(i, true);
@@ -122,215 +344,347 @@ napi_value BatchMatMul(napi_env env, napi_callback_info info) {
 
 // conv2d(x, w, y, bias|null, relu, ...shape)
 napi_value Conv2D(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *x = a.f32(0), *w = a.f32(1), *y = a.f32(2), *bias = a.f32(3);
-  const bool relu = a.flag(4);
-  const loom::ConvShape s = a.shape(5);
-  if (a.failed) return nullptr;
-  loom::conv2d(x, w, y, s, bias, relu);
+  Args a(env, info, "conv2d", 20, 20);
+  const Buffer<float> x = a.f32(0, "x"), w = a.f32(1, "w"), y = a.f32(2, "y"), bias = a.f32_or_null(3, "bias");
+  const bool relu = a.flag(4, "relu");
+  const loom::ConvShape s = conv_shape(a, 5);
+  a.need(0, "x", x, mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels");
+  a.need(1, "w", w, mul(s.kh, s.kw, s.c, s.co), "filterHeight·filterWidth·inChannels·outChannels");
+  a.need(2, "y", y, mul(s.n, s.oh, s.ow, s.co), "batch·outHeight·outWidth·outChannels");
+  if (bias.present) a.need(3, "bias", bias, s.co, "outChannels");
+  if (a.failed()) return nullptr;
+  const int64_t rows = mul(s.n, s.oh, s.ow);  // at most y's length when co > 0
+  if (rows == 0 || s.co == 0) return undefined(env);
+  if (s.c == 0) {  // no input channels: every output is the bias (then relu)
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t j = 0; j < s.co; j++) {
+        const float v = bias.present ? bias.data[j] : 0.f;
+        y.data[r * s.co + j] = relu && v < 0.f ? 0.f : v;
+      }
+    return undefined(env);
+  }
+  loom::conv2d(x.data, w.data, y.data, s, bias.get(), relu);
   return undefined(env);
 }
 
 // conv2dBackpropInput(dy, w, dx, ...shape)
 napi_value Conv2DBackpropInput(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *dy = a.f32(0), *w = a.f32(1), *dx = a.f32(2);
-  const loom::ConvShape s = a.shape(3);
-  if (a.failed) return nullptr;
-  loom::conv2d_backprop_input(dy, w, dx, s);
+  Args a(env, info, "conv2dBackpropInput", 18, 18);
+  const Buffer<float> dy = a.f32(0, "dy"), w = a.f32(1, "w"), dx = a.f32(2, "dx");
+  const loom::ConvShape s = conv_shape(a, 3);
+  a.need(0, "dy", dy, mul(s.n, s.oh, s.ow, s.co), "batch·outHeight·outWidth·outChannels");
+  a.need(1, "w", w, mul(s.kh, s.kw, s.c, s.co), "filterHeight·filterWidth·inChannels·outChannels");
+  a.need(2, "dx", dx, mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels");
+  if (a.failed()) return nullptr;
+  const int64_t out = s.n * s.h * s.w * s.c;
+  if (out == 0) return undefined(env);
+  if (mul(s.oh, s.ow, s.co) == 0) {  // no gradient flows in
+    std::memset(dx.data, 0, out * sizeof(float));
+    return undefined(env);
+  }
+  loom::conv2d_backprop_input(dy.data, w.data, dx.data, s);
   return undefined(env);
 }
 
 // conv2dBackpropFilter(x, dy, dw, ...shape)
 napi_value Conv2DBackpropFilter(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *x = a.f32(0), *dy = a.f32(1), *dw = a.f32(2);
-  const loom::ConvShape s = a.shape(3);
-  if (a.failed) return nullptr;
-  loom::conv2d_backprop_filter(x, dy, dw, s);
+  Args a(env, info, "conv2dBackpropFilter", 18, 18);
+  const Buffer<float> x = a.f32(0, "x"), dy = a.f32(1, "dy"), dw = a.f32(2, "dw");
+  const loom::ConvShape s = conv_shape(a, 3);
+  a.need(0, "x", x, mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels");
+  a.need(1, "dy", dy, mul(s.n, s.oh, s.ow, s.co), "batch·outHeight·outWidth·outChannels");
+  a.need(2, "dw", dw, mul(s.kh, s.kw, s.c, s.co), "filterHeight·filterWidth·inChannels·outChannels");
+  if (a.failed()) return nullptr;
+  const int64_t out = s.kh * s.kw * s.c * s.co;
+  if (out == 0) return undefined(env);
+  if (mul(s.n, s.oh, s.ow) == 0) {  // a sum over no positions
+    std::memset(dw.data, 0, out * sizeof(float));
+    return undefined(env);
+  }
+  loom::conv2d_backprop_filter(x.data, dy.data, dw.data, s);
   return undefined(env);
 }
 
 // pool(x, y, isMax, ...shape)
 napi_value Pool(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *x = a.f32(0), *y = a.f32(1);
-  const bool is_max = a.flag(2);
-  const loom::ConvShape s = a.shape(3);
-  if (a.failed) return nullptr;
-  loom::pool2d(x, y, s, is_max);
+  Args a(env, info, "pool", 18, 18);
+  const Buffer<float> x = a.f32(0, "x"), y = a.f32(1, "y");
+  const bool is_max = a.flag(2, "isMax");
+  const loom::ConvShape s = conv_shape(a, 3);
+  a.need(0, "x", x, mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels");
+  a.need(1, "y", y, mul(s.n, s.oh, s.ow, s.c), "batch·outHeight·outWidth·inChannels");
+  if (a.failed()) return nullptr;
+  if (s.n * s.oh * s.ow * s.c == 0) return undefined(env);
+  loom::pool2d(x.data, y.data, s, is_max);
   return undefined(env);
 }
 
 // maxPoolGrad(dy, x, dx, ...shape)
 napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *dy = a.f32(0), *x = a.f32(1), *dx = a.f32(2);
-  const loom::ConvShape s = a.shape(3);
-  if (a.failed) return nullptr;
-  loom::max_pool_grad(dy, x, dx, s);
+  Args a(env, info, "maxPoolGrad", 18, 18);
+  const Buffer<float> dy = a.f32(0, "dy"), x = a.f32(1, "x"), dx = a.f32(2, "dx");
+  const loom::ConvShape s = conv_shape(a, 3);
+  a.need(0, "dy", dy, mul(s.n, s.oh, s.ow, s.c), "batch·outHeight·outWidth·inChannels");
+  a.need(1, "x", x, mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels");
+  a.need(2, "dx", dx, mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels");
+  // The kernel keeps offsets within one image in int32.
+  a.check(mul(s.h, s.w, s.c) <= kMaxSize, "an image (inHeight·inWidth·inChannels = %s) must have fewer than 2^31 elements", Count(mul(s.h, s.w, s.c)).text);
+  if (a.failed()) return nullptr;
+  if (s.n * s.h * s.w * s.c == 0) return undefined(env);
+  loom::max_pool_grad(dy.data, x.data, dx.data, s);
   return undefined(env);
 }
 
 // avgPoolGrad(dy, dx, ...shape)
 napi_value AvgPoolGrad(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *dy = a.f32(0), *dx = a.f32(1);
-  const loom::ConvShape s = a.shape(2);
-  if (a.failed) return nullptr;
-  loom::avg_pool_grad(dy, dx, s);
+  Args a(env, info, "avgPoolGrad", 17, 17);
+  const Buffer<float> dy = a.f32(0, "dy"), dx = a.f32(1, "dx");
+  const loom::ConvShape s = conv_shape(a, 2);
+  a.need(0, "dy", dy, mul(s.n, s.oh, s.ow, s.c), "batch·outHeight·outWidth·inChannels");
+  a.need(1, "dx", dx, mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels");
+  if (a.failed()) return nullptr;
+  if (s.n * s.h * s.w * s.c == 0) return undefined(env);
+  loom::avg_pool_grad(dy.data, dx.data, s);
   return undefined(env);
 }
 
 // softmax(x, y, rows, cols)
 napi_value Softmax(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *x = a.f32(0), *y = a.f32(1);
-  const int64_t rows = a.i64(2), cols = a.i64(3);
-  if (a.failed) return nullptr;
-  loom::softmax(x, y, rows, cols);
+  Args a(env, info, "softmax", 4, 4);
+  const Buffer<float> x = a.f32(0, "x"), y = a.f32(1, "y");
+  const int64_t rows = a.size(2, "rows"), cols = a.size(3, "cols");
+  a.need(0, "x", x, mul(rows, cols), "rows·cols");
+  a.need(1, "y", y, mul(rows, cols), "rows·cols");
+  if (a.failed()) return nullptr;
+  if (rows * cols == 0) return undefined(env);
+  loom::softmax(x.data, y.data, rows, cols);
   return undefined(env);
 }
 
 // softmaxGrad(dy, y, dx, rows, cols)
 napi_value SoftmaxGrad(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *dy = a.f32(0), *y = a.f32(1), *dx = a.f32(2);
-  const int64_t rows = a.i64(3), cols = a.i64(4);
-  if (a.failed) return nullptr;
-  loom::softmax_grad(dy, y, dx, rows, cols);
+  Args a(env, info, "softmaxGrad", 5, 5);
+  const Buffer<float> dy = a.f32(0, "dy"), y = a.f32(1, "y"), dx = a.f32(2, "dx");
+  const int64_t rows = a.size(3, "rows"), cols = a.size(4, "cols");
+  a.need(0, "dy", dy, mul(rows, cols), "rows·cols");
+  a.need(1, "y", y, mul(rows, cols), "rows·cols");
+  a.need(2, "dx", dx, mul(rows, cols), "rows·cols");
+  if (a.failed()) return nullptr;
+  if (rows * cols == 0) return undefined(env);
+  loom::softmax_grad(dy.data, y.data, dx.data, rows, cols);
   return undefined(env);
 }
 
 // layerNorm(x, gamma, beta, y, rows, cols, epsilon)
 napi_value LayerNorm(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *x = a.f32(0), *gamma = a.f32(1), *beta = a.f32(2), *y = a.f32(3);
-  const int64_t rows = a.i64(4), cols = a.i64(5);
-  const double eps = a.f64(6);
-  if (a.failed) return nullptr;
-  loom::layer_norm(x, gamma, beta, y, rows, cols, (float)eps);
+  Args a(env, info, "layerNorm", 7, 7);
+  const Buffer<float> x = a.f32(0, "x"), gamma = a.f32(1, "gamma"), beta = a.f32(2, "beta"), y = a.f32(3, "y");
+  const int64_t rows = a.size(4, "rows"), cols = a.size(5, "cols");
+  const double eps = a.real(6, "epsilon");
+  a.need(0, "x", x, mul(rows, cols), "rows·cols");
+  a.need(1, "gamma", gamma, cols, "cols");
+  a.need(2, "beta", beta, cols, "cols");
+  a.need(3, "y", y, mul(rows, cols), "rows·cols");
+  if (a.failed()) return nullptr;
+  if (rows * cols == 0) return undefined(env);
+  loom::layer_norm(x.data, gamma.data, beta.data, y.data, rows, cols, (float)eps);
   return undefined(env);
 }
 
 // layerNormGrad(dy, x, gamma, dx, dgamma, dbeta, rows, cols, epsilon)
 napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *dy = a.f32(0), *x = a.f32(1), *gamma = a.f32(2), *dx = a.f32(3), *dgamma = a.f32(4), *dbeta = a.f32(5);
-  const int64_t rows = a.i64(6), cols = a.i64(7);
-  const double eps = a.f64(8);
-  if (a.failed) return nullptr;
-  loom::layer_norm_grad(dy, x, gamma, dx, dgamma, dbeta, rows, cols, (float)eps);
+  Args a(env, info, "layerNormGrad", 9, 9);
+  const Buffer<float> dy = a.f32(0, "dy"), x = a.f32(1, "x"), gamma = a.f32(2, "gamma"), dx = a.f32(3, "dx"), dgamma = a.f32(4, "dgamma"),
+                      dbeta = a.f32(5, "dbeta");
+  const int64_t rows = a.size(6, "rows"), cols = a.size(7, "cols");
+  const double eps = a.real(8, "epsilon");
+  a.need(0, "dy", dy, mul(rows, cols), "rows·cols");
+  a.need(1, "x", x, mul(rows, cols), "rows·cols");
+  a.need(2, "gamma", gamma, cols, "cols");
+  a.need(3, "dx", dx, mul(rows, cols), "rows·cols");
+  a.need(4, "dgamma", dgamma, cols, "cols");
+  a.need(5, "dbeta", dbeta, cols, "cols");
+  if (a.failed()) return nullptr;
+  if (cols == 0) return undefined(env);  // rows = 0 still writes dγ = dβ = 0
+  loom::layer_norm_grad(dy.data, x.data, gamma.data, dx.data, dgamma.data, dbeta.data, rows, cols, (float)eps);
   return undefined(env);
+}
+
+// The sizes of an attention call from argument i on, and its buffers' sizes (d = heads·dk).
+struct AttentionSizes {
+  loom::AttentionShape s;
+  int64_t qkv, context, probs, keep;
+};
+AttentionSizes attention_sizes(Args& a, size_t i) {
+  AttentionSizes z{{a.size(i, "batch"), a.size(i + 1, "time"), a.size(i + 2, "heads"), a.size(i + 3, "dk"), a.flag(i + 4, "causal")}, 0, 0, 0, 0};
+  const loom::AttentionShape& s = z.s;
+  const int64_t bt = mul(s.batch, s.time), d = mul(s.heads, s.dk);
+  z.qkv = mul(bt, 3, d);
+  z.context = mul(bt, d);
+  z.probs = mul(s.batch, s.heads, s.time, s.time);
+  z.keep = bt;
+  // The kernels run one task (an int) per (batch, head) pair.
+  a.check(mul(s.batch, s.heads) <= kMaxSize, "batch·heads (%s) must be below 2^31", Count(mul(s.batch, s.heads)).text);
+  return z;
 }
 
 // attention(qkv, keep|null, context, probs, batch, time, heads, dk, causal)
 napi_value Attention(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *qkv = a.f32(0), *keep = a.f32(1), *context = a.f32(2), *probs = a.f32(3);
-  const loom::AttentionShape s{a.i64(4), a.i64(5), a.i64(6), a.i64(7), a.flag(8)};
-  if (a.failed) return nullptr;
-  loom::attention(qkv, keep, context, probs, s);
+  Args a(env, info, "attention", 9, 9);
+  const Buffer<float> qkv = a.f32(0, "qkv"), keep = a.f32_or_null(1, "keep"), context = a.f32(2, "context"), probs = a.f32(3, "probs");
+  const AttentionSizes z = attention_sizes(a, 4);
+  a.need(0, "qkv", qkv, z.qkv, "batch·time·3·heads·dk");
+  if (keep.present) a.need(1, "keep", keep, z.keep, "batch·time");
+  a.need(2, "context", context, z.context, "batch·time·heads·dk");
+  a.need(3, "probs", probs, z.probs, "batch·heads·time·time");
+  if (a.failed()) return nullptr;
+  if (z.context == 0 && z.probs == 0) return undefined(env);
+  loom::attention(qkv.data, keep.get(), context.data, probs.data, z.s);
   return undefined(env);
 }
 
 // attentionGrad(dcontext, qkv, keep|null, probs, dqkv, batch, time, heads, dk, causal)
 napi_value AttentionGrad(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *dcontext = a.f32(0), *qkv = a.f32(1), *keep = a.f32(2), *probs = a.f32(3), *dqkv = a.f32(4);
-  const loom::AttentionShape s{a.i64(5), a.i64(6), a.i64(7), a.i64(8), a.flag(9)};
-  if (a.failed) return nullptr;
-  loom::attention_grad(dcontext, qkv, keep, probs, dqkv, s);
+  Args a(env, info, "attentionGrad", 10, 10);
+  const Buffer<float> dcontext = a.f32(0, "dcontext"), qkv = a.f32(1, "qkv"), keep = a.f32_or_null(2, "keep"), probs = a.f32(3, "probs"),
+                      dqkv = a.f32(4, "dqkv");
+  const AttentionSizes z = attention_sizes(a, 5);
+  a.need(0, "dcontext", dcontext, z.context, "batch·time·heads·dk");
+  a.need(1, "qkv", qkv, z.qkv, "batch·time·3·heads·dk");
+  if (keep.present) a.need(2, "keep", keep, z.keep, "batch·time");
+  a.need(3, "probs", probs, z.probs, "batch·heads·time·time");
+  a.need(4, "dqkv", dqkv, z.qkv, "batch·time·3·heads·dk");
+  if (a.failed()) return nullptr;
+  if (z.qkv == 0) return undefined(env);
+  loom::attention_grad(dcontext.data, qkv.data, keep.get(), probs.data, dqkv.data, z.s);
   return undefined(env);
 }
 
-// crossEntropy(logits, labels: Int32Array, loss, rows, cols, eps)
+// crossEntropy(logits, labels: Int32Array, loss, rows, cols, eps). Labels outside [0, cols) are ignored rows.
 napi_value CrossEntropy(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *z = a.f32(0), *loss = a.f32(2);
-  int32_t* labels = a.i32(1);
-  const int64_t rows = a.i64(3), cols = a.i64(4);
-  const double eps = a.f64(5);
-  if (a.failed) return nullptr;
-  loom::cross_entropy(z, labels, loss, rows, cols, (float)eps);
+  Args a(env, info, "crossEntropy", 6, 6);
+  const Buffer<float> z = a.f32(0, "logits");
+  const Buffer<int32_t> labels = a.i32(1, "labels");
+  const Buffer<float> loss = a.f32(2, "loss");
+  const int64_t rows = a.size(3, "rows"), cols = a.size(4, "cols");
+  const double eps = a.real(5, "eps");
+  a.need(0, "logits", z, mul(rows, cols), "rows·cols");
+  a.need(1, "labels", labels, rows, "rows");
+  a.need(2, "loss", loss, rows, "rows");
+  if (a.failed()) return nullptr;
+  if (rows == 0) return undefined(env);
+  loom::cross_entropy(z.data, labels.data, loss.data, rows, cols, (float)eps);
   return undefined(env);
 }
 
 // crossEntropyGrad(logits, labels: Int32Array, scale, dlogits, rows, cols, eps)
 napi_value CrossEntropyGrad(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *z = a.f32(0), *scale = a.f32(2), *dz = a.f32(3);
-  int32_t* labels = a.i32(1);
-  const int64_t rows = a.i64(4), cols = a.i64(5);
-  const double eps = a.f64(6);
-  if (a.failed) return nullptr;
-  loom::cross_entropy_grad(z, labels, scale, dz, rows, cols, (float)eps);
+  Args a(env, info, "crossEntropyGrad", 7, 7);
+  const Buffer<float> z = a.f32(0, "logits");
+  const Buffer<int32_t> labels = a.i32(1, "labels");
+  const Buffer<float> scale = a.f32(2, "scale"), dz = a.f32(3, "dlogits");
+  const int64_t rows = a.size(4, "rows"), cols = a.size(5, "cols");
+  const double eps = a.real(6, "eps");
+  a.need(0, "logits", z, mul(rows, cols), "rows·cols");
+  a.need(1, "labels", labels, rows, "rows");
+  a.need(2, "scale", scale, rows, "rows");
+  a.need(3, "dlogits", dz, mul(rows, cols), "rows·cols");
+  if (a.failed()) return nullptr;
+  if (rows * cols == 0) return undefined(env);
+  loom::cross_entropy_grad(z.data, labels.data, scale.data, dz.data, rows, cols, (float)eps);
   return undefined(env);
 }
 
-// binary(op, a, b, out, dims: Float64Array [rank × (size, strideA, strideB)])
+constexpr int kBinaryOps = (int)loom::Binary::ReluGrad + 1;
+constexpr int kUnaryOps = (int)loom::Unary::Erf + 1;
+
+// binary(op, a, b, out, dims: Float64Array [rank × (size, strideA, strideB)]); out is contiguous.
 napi_value BinaryOp(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  const int64_t op = a.i64(0);
-  float *A = a.f32(1), *B = a.f32(2), *out = a.f32(3);
+  Args a(env, info, "binary", 5, 5);
+  const int64_t op = a.integer(0, "op", 0, kBinaryOps - 1);
+  const Buffer<float> A = a.f32(1, "a"), B = a.f32(2, "b"), out = a.f32(3, "out");
   int64_t shape[8], sa[8], sb[8];
-  const int rank = a.dims(4, shape, sa, sb);
-  if (a.failed) return nullptr;
-  loom::binary((loom::Binary)op, A, B, out, rank, shape, sa, sb);
+  const int rank = a.dims(4, "dims", shape, sa, sb);
+  if (a.failed()) return nullptr;
+  const int64_t total = product(rank, shape);
+  a.need(1, "a", A, extent(rank, shape, sa), "dims (1 + Σ (size − 1)·strideA)");
+  a.need(2, "b", B, extent(rank, shape, sb), "dims (1 + Σ (size − 1)·strideB)");
+  a.need(3, "out", out, total, "dims (Π size)");
+  if (a.failed()) return nullptr;
+  if (total == 0) return undefined(env);
+  loom::binary((loom::Binary)op, A.data, B.data, out.data, rank, shape, sa, sb);
   return undefined(env);
 }
 
-// unary(op, x, y, alpha)
+// unary(op, x, y, alpha): y[i] = op(x[i]) for every element of x.
 napi_value UnaryOp(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  const int64_t op = a.i64(0);
-  size_t n = 0;
-  float *x = a.f32(1, &n), *y = a.f32(2);
-  double alpha = 0;
-  napi_get_value_double(env, a.v[3], &alpha);
-  if (a.failed) return nullptr;
-  loom::unary((loom::Unary)op, x, y, (int64_t)n, (float)alpha);
+  Args a(env, info, "unary", 4, 4);
+  const int64_t op = a.integer(0, "op", 0, kUnaryOps - 1);
+  const Buffer<float> x = a.f32(1, "x"), y = a.f32(2, "y");
+  const double alpha = a.real(3, "alpha");
+  a.need(2, "y", y, x.length, "x's length");
+  if (a.failed()) return nullptr;
+  if (x.length == 0) return undefined(env);
+  loom::unary((loom::Unary)op, x.data, y.data, x.length, (float)alpha);
   return undefined(env);
 }
 
 // sum(x, y, outer, reduce, inner)
 napi_value Sum(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float *x = a.f32(0), *y = a.f32(1);
-  const int64_t outer = a.i64(2), reduce = a.i64(3), inner = a.i64(4);
-  if (a.failed) return nullptr;
-  loom::sum3(x, y, outer, reduce, inner);
+  Args a(env, info, "sum", 5, 5);
+  const Buffer<float> x = a.f32(0, "x"), y = a.f32(1, "y");
+  const int64_t outer = a.size(2, "outer"), reduce = a.size(3, "reduce"), inner = a.size(4, "inner");
+  a.need(0, "x", x, mul(outer, reduce, inner), "outer·reduce·inner");
+  a.need(1, "y", y, mul(outer, inner), "outer·inner");
+  if (a.failed()) return nullptr;
+  if (outer * inner == 0) return undefined(env);
+  loom::sum3(x.data, y.data, outer, reduce, inner);
   return undefined(env);
 }
 
-// adam(p, g, m, v, p2, m2, v2, lr, beta1, beta2, epsilon, c1, c2)
+// adam(p, g, m, v, p2, m2, v2, lr, beta1, beta2, epsilon, c1, c2): over every element of p.
 napi_value Adam(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  size_t n = 0;
-  float *p = a.f32(0, &n), *g = a.f32(1), *m = a.f32(2), *v = a.f32(3), *p2 = a.f32(4), *m2 = a.f32(5), *v2 = a.f32(6);
+  Args a(env, info, "adam", 13, 13);
+  static const char* const names[7] = {"p", "g", "m", "v", "p2", "m2", "v2"};
+  static const char* const attrs[6] = {"lr", "beta1", "beta2", "epsilon", "c1", "c2"};
+  Buffer<float> t[7];
+  for (int i = 0; i < 7; i++) t[i] = a.f32(i, names[i]);
   double h[6];
-  for (int i = 0; i < 6; i++) napi_get_value_double(env, a.v[7 + i], &h[i]);
-  if (a.failed) return nullptr;
-  loom::adam(p, g, m, v, p2, m2, v2, (int64_t)n, (float)h[0], (float)h[1], (float)h[2], (float)h[3], (float)h[4], (float)h[5]);
+  for (int i = 0; i < 6; i++) h[i] = a.real(7 + i, attrs[i]);
+  for (int i = 1; i < 7; i++) a.need(i, names[i], t[i], t[0].length, "p's length");
+  if (a.failed()) return nullptr;
+  const int64_t n = t[0].length;
+  if (n == 0) return undefined(env);
+  loom::adam(t[0].data, t[1].data, t[2].data, t[3].data, t[4].data, t[5].data, t[6].data, n, (float)h[0], (float)h[1], (float)h[2], (float)h[3],
+             (float)h[4], (float)h[5]);
   return undefined(env);
 }
 
 // copy(src, srcOffset, dst, dstOffset, dims: Float64Array [rank × (size, srcStride, dstStride)])
 napi_value Copy(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float* src = a.f32(0);
-  const int64_t so = a.i64(1);
-  float* dst = a.f32(2);
-  const int64_t dof = a.i64(3);
+  Args a(env, info, "copy", 5, 5);
+  const Buffer<float> src = a.f32(0, "src");
+  const int64_t so = a.integer(1, "srcOffset", 0, kMaxIndex);
+  const Buffer<float> dst = a.f32(2, "dst");
+  const int64_t dof = a.integer(3, "dstOffset", 0, kMaxIndex);
   int64_t shape[8], ss[8], ds[8];
-  const int rank = a.dims(4, shape, ss, ds);
-  if (a.failed) return nullptr;
-  loom::strided_copy(src + so, dst + dof, rank, shape, ss, ds);
+  const int rank = a.dims(4, "dims", shape, ss, ds);
+  if (a.failed()) return nullptr;
+  const int64_t total = product(rank, shape);
+  if (total > 0) {
+    a.need(0, "src", src, add(so, extent(rank, shape, ss)), "srcOffset + 1 + Σ (size − 1)·srcStride");
+    a.need(2, "dst", dst, add(dof, extent(rank, shape, ds)), "dstOffset + 1 + Σ (size − 1)·dstStride");
+  }
+  if (a.failed()) return nullptr;
+  if (total == 0) return undefined(env);
+  loom::strided_copy(src.data + so, dst.data + dof, rank, shape, ss, ds);
   return undefined(env);
 }
 
 // info() -> { simd, threads }
-napi_value Info(napi_env env, napi_callback_info) {
+napi_value Info(napi_env env, napi_callback_info info) {
+  Args a(env, info, "info", 0, 0);
+  if (a.failed()) return nullptr;
   napi_value obj, simd, threads;
   napi_create_object(env, &obj);
   napi_create_string_utf8(env, loom::simd_level(), NAPI_AUTO_LENGTH, &simd);

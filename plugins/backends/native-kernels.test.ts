@@ -622,7 +622,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     check(4, 64, 4, 64, true, true, 5); // the benchmark's head size: products large enough to pack
   });
 
-  it('the fused kernels refuse sizes that do not fit (the C++ side trusts them)', () => {
+  it('the fused kernels refuse sizes that do not fit, naming the tensors', () => {
     const t = (shape: number[]) => tf.zeros(shape);
     const run = (name: string, inputs: Record<string, tf.Tensor>, attrs: object = {}) => () => tf.engine().runKernel(name, inputs, attrs as never);
     expect(run('LoomAttention', { qkv: t([2, 3, 12]), keep: t([2, 2]) }, { numHeads: 2, causal: false })).toThrow(/do not fit 2 heads/);

@@ -775,7 +775,7 @@ function fusedKernels(native: Addon, buffers: BufferPool): Record<string, (args:
       const { qkv, keep } = args.inputs as { qkv: Info; keep: Info };
       const { numHeads, causal } = args.attrs as { numHeads: number; causal: boolean };
       const [batch, time, d3] = qkv.shape as [number, number, number];
-      // The C++ side trusts these sizes: check them here (core/ops.ts's selfAttention already does).
+      // Check the tensors' shapes here, for a message in their terms (the C++ side checks the buffers again).
       if (qkv.shape.length !== 3 || d3 % (3 * numHeads) !== 0 || size(keep.shape) !== batch * time) throw new Error(`${FUSED_KERNELS.attention}: qkv [${qkv.shape}] and keep [${keep.shape}] do not fit ${numHeads} heads`);
       const d = d3 / 3;
       const context = buffers.fresh(batch * time * d), probs = buffers.fresh(batch * numHeads * time * time);
