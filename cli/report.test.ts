@@ -7,6 +7,7 @@ import { experimentPaper, type JsonObject, type PluginRegistry } from '../core';
 import { testRegistry } from '../test/harness';
 import toyBlobs, { toyConfig } from '../test/toy-data';
 import { buildReport } from './report';
+import { readRecords, readStore, recordOf, recordPath, writeRecord } from './records';
 
 let registry: PluginRegistry;
 let dir: string;
@@ -34,7 +35,7 @@ describe('loom report', () => {
     const measured = `${(result.metrics.test_accuracy! * 100).toFixed(2)} %`;
     expect(md).toContain('## A toy paper');
     expect(md).toContain(`| published accuracy | ${measured} | 98.70 % | Doe et al. 2020, Table 1 |`);
-    for (const s of ['scale: SMALLER THAN THE PAPER: 72 examples', 'seed: 7', `backend: ${result.backend}`, `commit: ${result.commit}`, 'status: FINISHED', 'wall time: ']) expect(md).toContain(s);
+    for (const s of ['scale: SMALLER THAN THE PAPER: 72 examples', 'seeds: 7', `backend: ${result.backend}`, `commit: ${result.commit}`, 'status: FINISHED', 'wall time: ']) expect(md).toContain(s);
     const svg = md.match(/!\[learning curves\]\((.+\.svg)\)/)![1]!;
     const chart = fs.readFileSync(path.join(dir, 'report', svg), 'utf8');
     expect(chart).toMatch(/^<svg/);
@@ -42,5 +43,41 @@ describe('loom report', () => {
     const html = fs.readFileSync(r.html, 'utf8');
     expect(html).toContain(`<td>published accuracy</td><td>${measured}</td>`);
     expect(html).toContain('<svg');
+  });
+
+  it('aggregates seeds (mean ± sample std, each seed listed), shows a rerun once, and reads committed records', async () => {
+    const store = path.join(dir, 'mlruns');
+    const toy = experimentPaper({
+      name: 'toy-paper',
+      title: 'A toy paper',
+      presets: { smoke: toyConfig(store, { trainer: { epochs: 2, batchSize: 16, validationSplit: 0.25, logEvery: 2 } }) as unknown as JsonObject },
+      presetNotes: { smoke: 'seconds' },
+      references: [{ metric: 'test_accuracy', label: 'published accuracy', value: 0.987, source: 'Doe et al. 2020, Table 1' }],
+      scale: () => 'SMALLER THAN THE PAPER',
+    });
+    const a = await toy.run({ registry, preset: 'smoke', seed: 1 });
+    const b = await toy.run({ registry, preset: 'smoke', seed: 2 });
+    await toy.run({ registry, preset: 'smoke', seed: 2 }); // a rerun: same seed, same commit
+    const accs = [a.metrics.test_accuracy!, b.metrics.test_accuracy!];
+    const mean = (accs[0]! + accs[1]!) / 2;
+    const sd = Math.abs(accs[0]! - accs[1]!) / Math.SQRT2; // sample std of two values
+    const pct = (v: number) => `${(v * 100).toFixed(2)} %`;
+    // Records: the seed-1 run is moved out of the store into a committed record; the report still shows it.
+    const repo = path.join(dir, 'repo');
+    const run1 = readStore(store).find((r) => r.tags.seed === '1')!;
+    const rec = recordOf(run1);
+    expect(rec).toMatchObject({ paper: 'toy-paper', preset: 'smoke', seed: 1, commit: a.commit, resumedFrom: [] });
+    expect(rec.run.metrics.loss!.length).toBeGreaterThan(0);
+    expect(rec.config).toMatchObject({ trainer: { epochs: 2 } });
+    writeRecord(recordPath(repo, rec), rec);
+    expect(readRecords(repo).map((r) => r.run.runId)).toEqual([run1.runId]);
+    fs.rmSync(run1.dir!, { recursive: true });
+    const r = await buildReport({ store, out: path.join(dir, 'report'), papers: { 'toy-paper': toy }, records: repo });
+    expect(r.runs).toBe(3);
+    const md = fs.readFileSync(r.markdown, 'utf8');
+    expect(md).toContain(`| published accuracy | ${pct(mean)} ± ${pct(sd)} (2 seeds: `);
+    expect(md).toContain(`1: ${pct(accs[0]!)}`);
+    expect(md).toContain('- runs: 2 (1 rerun(s) of the same seed and commit not shown)');
+    expect(md.match(/!\[learning curves\]/g)).toHaveLength(1);
   });
 });

@@ -1,76 +1,33 @@
 /**
- * The reproduction report (`loom report`, `npm run report`): reads the runs in a local MLflow file store and
- * writes `report.md` and `report.html` with, per paper, every run's measured numbers beside the published ones,
- * its scale, its environment (backend, CPU, versions, commit, seed, wall time) and learning curves drawn by
- * vega-lite as SVG.
+ * The reproduction report (`loom report`, `npm run report`): reads the runs in a local MLflow file store and the
+ * committed run records (`papers/<name>/results/*.json`, see records.ts), and writes `report.md` and `report.html`
+ * with, per paper and preset (and variant), the measured numbers beside the published ones: the mean and standard
+ * deviation over seeds with each seed's value, the scale, the environment (backend, CPU, versions, commits, wall
+ * time), and one plot of every seed's learning curves (vega-lite, SVG). A rerun of the same seed at the same
+ * commit is shown once (the newest).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vega from 'vega';
 import { compile } from 'vega-lite';
-import YAML from 'yaml';
 import { formatMetric, type Paper } from '../core';
+import { readRecords, readStore, type StoredRun } from './records';
 
-interface RunRecord {
-  runId: string;
-  runName: string;
-  status: string;
-  start: number;
-  end: number | null;
-  tags: Record<string, string>;
-  /** Every logged value: key -> [step, value][] in logging order. */
-  metrics: Record<string, [number, number][]>;
-}
-
-const STATUS: Record<number, string> = { 1: 'RUNNING', 2: 'SCHEDULED', 3: 'FINISHED', 4: 'FAILED', 5: 'KILLED' };
-
-function readTree(dir: string, prefix = ''): [string, string][] {
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? readTree(path.join(dir, e.name), `${prefix}${e.name}/`) : [[`${prefix}${e.name}`, fs.readFileSync(path.join(dir, e.name), 'utf8')] as [string, string]],
-  );
-}
-
-/** Every run of every experiment in an MLflow file store. */
-export function readStore(root: string): RunRecord[] {
-  if (!fs.existsSync(root)) return [];
-  const runs: RunRecord[] = [];
-  for (const exp of fs.readdirSync(root)) {
-    const expDir = path.join(root, exp);
-    if (!fs.existsSync(path.join(expDir, 'meta.yaml'))) continue;
-    for (const run of fs.readdirSync(expDir)) {
-      const metaFile = path.join(expDir, run, 'meta.yaml');
-      if (!fs.existsSync(metaFile)) continue;
-      const meta = YAML.parse(fs.readFileSync(metaFile, 'utf8')) as { run_id: string; run_name: string; status: number; start_time: number; end_time: number | null };
-      const metrics: RunRecord['metrics'] = {};
-      for (const [key, text] of readTree(path.join(expDir, run, 'metrics'))) {
-        metrics[key] = text.trimEnd().split('\n').filter(Boolean).map((l) => {
-          const [, v, s] = l.split(' ');
-          return [Number(s), v === 'nan' ? NaN : Number(v)] as [number, number];
-        });
-      }
-      runs.push({
-        runId: meta.run_id, runName: meta.run_name, status: STATUS[meta.status] ?? String(meta.status), start: meta.start_time, end: meta.end_time,
-        tags: Object.fromEntries(readTree(path.join(expDir, run, 'tags'))), metrics,
-      });
-    }
-  }
-  return runs.sort((a, b) => b.start - a.start);
-}
-
-const last = (r: RunRecord, key: string) => r.metrics[key]?.at(-1)?.[1];
+const last = (r: StoredRun, key: string) => r.metrics[key]?.at(-1)?.[1];
 const fmt = (v: number | undefined, metric: string) => (v === undefined ? 'n/a' : formatMetric(v, metric));
 
-/** Learning curves as an SVG: every loss-like metric in one panel, every other per-epoch metric in another. */
-async function curves(r: RunRecord): Promise<string | null> {
+/** Learning curves as an SVG: one panel for loss-like metrics, one for the others, a line per seed and metric. */
+async function curves(title: string, runs: StoredRun[]): Promise<string | null> {
   const skip = new Set(['epoch', 'lr', 'wall_time_s', 'skipped_batches']);
-  const values = Object.entries(r.metrics)
-    .filter(([k, pts]) => !skip.has(k) && !k.startsWith('test_') && pts.length > 1)
-    .flatMap(([k, pts]) => pts.map(([step, value]) => ({ metric: k, step, value, panel: /loss|perplexity/.test(k) ? 'loss' : 'other metrics' })));
+  const values = runs.flatMap((r) =>
+    Object.entries(r.metrics)
+      .filter(([k, pts]) => !skip.has(k) && !k.startsWith('test_') && pts.length > 1)
+      .flatMap(([k, pts]) => pts.map(([step, value]) => ({ metric: k, seed: `seed ${r.tags.seed ?? '?'}`, step, value, panel: /loss|perplexity/.test(k) ? 'loss' : 'other metrics' }))),
+  );
   if (values.length === 0) return null;
   const spec = compile({
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: `${r.runName}: learning curves`,
+    title: `${title}: learning curves`,
     data: { values },
     facet: { row: { field: 'panel', type: 'nominal', title: null } },
     spec: {
@@ -81,11 +38,31 @@ async function curves(r: RunRecord): Promise<string | null> {
         x: { field: 'step', type: 'quantitative', title: 'optimizer step' },
         y: { field: 'value', type: 'quantitative', title: null, scale: { zero: false } },
         color: { field: 'metric', type: 'nominal' },
+        strokeDash: { field: 'seed', type: 'nominal' },
+        detail: { field: 'seed', type: 'nominal' },
       },
     },
     resolve: { scale: { y: 'independent' } },
   } as never).spec;
   return new vega.View(vega.parse(spec), { renderer: 'none' }).toSVG();
+}
+
+/** Mean and sample standard deviation (0 for one value). */
+function meanStd(xs: number[]): { mean: number; std: number } {
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const std = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
+  return { mean, std };
+}
+
+/** "mean ± std (n seeds: v1, v2, ...)" in the metric's own format; a single run shows its value. */
+function aggregate(runs: StoredRun[], metric: string): string {
+  const vals = runs.map((r) => ({ seed: r.tags.seed ?? '?', v: last(r, metric) })).filter((x): x is { seed: string; v: number } => x.v !== undefined);
+  if (vals.length === 0) return 'n/a';
+  if (vals.length === 1) return fmt(vals[0]!.v, metric);
+  const { mean, std } = meanStd(vals.map((x) => x.v));
+  // The standard deviation in the metric's unit: formatted as a difference from zero.
+  const sd = fmt(std, metric).replace(/^\+/, '');
+  return `${fmt(mean, metric)} ± ${sd} (${vals.length} seeds: ${vals.map((x) => `${x.seed}: ${fmt(x.v, metric)}`).join(', ')})`;
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -96,40 +73,73 @@ export interface ReportOptions {
   /** Where to write report.md, report.html and the SVGs. */
   out: string;
   papers: Record<string, Paper>;
+  /** A checkout whose `papers/*\/results/*.json` records are read too (default: none). */
+  records?: string;
 }
+
+/** Store runs and records' runs, each run once (a record of a run still in the store adds nothing). */
+function allRuns(opts: ReportOptions): StoredRun[] {
+  const byId = new Map<string, StoredRun>();
+  for (const r of readStore(opts.store)) if (r.tags.paper) byId.set(r.runId, r);
+  for (const rec of opts.records ? readRecords(opts.records) : []) if (!byId.has(rec.run.runId)) byId.set(rec.run.runId, rec.run);
+  return [...byId.values()].sort((a, b) => b.start - a.start);
+}
+
+/** Newest first; a rerun (same seed, same commit, same status) of a run already kept is left out. */
+function dedupe(runs: StoredRun[]): StoredRun[] {
+  const seen = new Set<string>();
+  return runs.filter((r) => {
+    const key = `${r.tags.seed}|${r.tags['git.commit']}|${r.status}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+const uniq = (xs: (string | undefined)[]) => [...new Set(xs.map((x) => x ?? '?'))].join(', ');
 
 /** Builds the report; returns the paths written. */
 export async function buildReport(opts: ReportOptions): Promise<{ markdown: string; html: string; runs: number }> {
-  const runs = readStore(opts.store).filter((r) => r.tags.paper);
+  const runs = allRuns(opts);
   fs.mkdirSync(opts.out, { recursive: true });
-  const md: string[] = ['# Reproduction report', '', `Generated ${new Date().toISOString()} from the MLflow store \`${opts.store}\` by \`loom report\`.`, ''];
-  const html: string[] = ['<!doctype html><meta charset="utf-8"><title>loom reproduction report</title>', '<style>body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style>', '<h1>Reproduction report</h1>', `<p>Generated ${new Date().toISOString()} from <code>${esc(opts.store)}</code>.</p>`];
+  const from = `the MLflow store \`${opts.store}\`${opts.records ? ' and the committed run records (papers/*/results/)' : ''}`;
+  const md: string[] = ['# Reproduction report', '', `Generated ${new Date().toISOString()} from ${from} by \`loom report\`.`, ''];
+  const html: string[] = ['<!doctype html><meta charset="utf-8"><title>loom reproduction report</title>', '<style>body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style>', '<h1>Reproduction report</h1>', `<p>Generated ${new Date().toISOString()} from ${esc(from)}.</p>`];
   if (runs.length === 0) md.push('No paper runs in this store yet: run `npm run paper -- <name> --preset <preset>`.');
-  const byPaper = new Map<string, RunRecord[]>();
+  const byPaper = new Map<string, StoredRun[]>();
   for (const r of runs) byPaper.set(r.tags.paper!, [...(byPaper.get(r.tags.paper!) ?? []), r]);
-  for (const [name, group] of byPaper) {
+  for (const [name, paperRuns] of byPaper) {
     const paper = opts.papers[name];
     md.push(`## ${paper?.title ?? name}`, '');
     html.push(`<h2>${esc(paper?.title ?? name)}</h2>`);
-    for (const r of group) {
-      const t = r.tags;
-      const wall = last(r, 'wall_time_s');
+    const groups = new Map<string, StoredRun[]>();
+    for (const r of paperRuns) {
+      const key = `${r.tags.preset ?? '?'}${r.tags.variant ? ` / ${r.tags.variant}` : ''}${r.status === 'FINISHED' ? '' : ` (${r.status})`}`;
+      groups.set(key, [...(groups.get(key) ?? []), r]);
+    }
+    for (const [key, all] of groups) {
+      const group = dedupe(all);
+      const t0 = group[0]!.tags;
+      const walls = group.map((r) => last(r, 'wall_time_s')).filter((w): w is number => w !== undefined);
       const env = [
-        ['status', r.status], ['preset', t.preset ?? '?'], ...(t.variant ? [['variant', t.variant]] : []), ['scale', t.scale ?? 'not recorded'], ['seed', t.seed ?? '?'],
-        ['backend', `${t.backend ?? '?'} (${(t['backend.kernels'] ?? t['tfjs.backend'] ?? '').split(':')[0]})`], ['hardware', `${t['cpu.model'] ?? '?'} × ${t['cpu.count'] ?? '?'}${t['gpu.model'] ? `, GPU ${t['gpu.model']}` : ''}`],
-        ['versions', `node ${t['node.version'] ?? '?'}, tfjs ${t['tfjs.version'] ?? '?'}`], ['commit', t['git.commit'] ?? '?'],
-        ['wall time', wall === undefined ? 'n/a' : `${wall.toFixed(1)} s`], ['MLflow run', r.runId],
+        ['status', uniq(group.map((r) => r.status))], ['runs', `${group.length}${all.length > group.length ? ` (${all.length - group.length} rerun(s) of the same seed and commit not shown)` : ''}`],
+        ['seeds', uniq(group.map((r) => r.tags.seed))], ['scale', uniq(group.map((r) => r.tags.scale ?? 'not recorded'))],
+        ['backend', uniq(group.map((r) => `${r.tags.backend ?? '?'} (${(r.tags['backend.kernels'] ?? r.tags['tfjs.backend'] ?? '').split(':')[0]})`))],
+        ['hardware', uniq(group.map((r) => `${r.tags['cpu.model'] ?? '?'} × ${r.tags['cpu.count'] ?? '?'}${r.tags['gpu.model'] ? `, GPU ${r.tags['gpu.model']}` : ''}`))],
+        ['versions', uniq(group.map((r) => `node ${r.tags['node.version'] ?? '?'}, tfjs ${r.tags['tfjs.version'] ?? '?'}`))], ['commit', uniq(group.map((r) => r.tags['git.commit']))],
+        ['wall time', walls.length === 0 ? 'n/a' : walls.map((w) => `${w.toFixed(1)} s`).join(', ')], ['MLflow run', group.map((r) => r.runId).join(', ')],
       ];
-      const refs = (paper?.references ?? []).filter((ref) => !ref.variant || ref.variant === t.variant);
-      const rows = refs.map((ref) => [ref.label, fmt(last(r, ref.metric), ref.metric), fmt(ref.value, ref.metric), ref.source]);
-      const measuredOnly = Object.keys(r.metrics).filter((k) => k.startsWith('test_') && !refs.some((ref) => ref.metric === k));
-      for (const k of measuredOnly) rows.push([k, fmt(last(r, k), k), '', '']);
-      const svg = await curves(r);
-      const svgFile = `${name}-${r.runId.slice(0, 8)}.svg`;
+      const refs = (paper?.references ?? []).filter((ref) => !ref.variant || ref.variant === t0.variant);
+      const rows = refs.map((ref) => [ref.label, aggregate(group, ref.metric), fmt(ref.value, ref.metric), ref.source]);
+      const measuredOnly = [...new Set(group.flatMap((r) => Object.keys(r.metrics)))].filter((k) => k.startsWith('test_') && !refs.some((ref) => ref.metric === k)).sort();
+      for (const k of measuredOnly) rows.push([k, aggregate(group, k), '', '']);
+      const title = `${name} ${key}`;
+      const svg = await curves(title, group);
+      const svgFile = `${name}-${key.replace(/[^A-Za-z0-9_-]+/g, '-')}-${group[0]!.runId.slice(0, 8)}.svg`;
       if (svg) fs.writeFileSync(path.join(opts.out, svgFile), svg);
-      md.push(`### ${r.runName}`, '', ...env.map(([k, v]) => `- ${k}: ${v}`), '', '| | measured | published / reference | source |', '| --- | --- | --- | --- |', ...rows.map((row) => `| ${row.join(' | ')} |`), '');
+      md.push(`### ${key}`, '', ...env.map(([k, v]) => `- ${k}: ${v}`), '', '| | measured | published / reference | source |', '| --- | --- | --- | --- |', ...rows.map((row) => `| ${row.join(' | ')} |`), '');
       if (svg) md.push(`![learning curves](${svgFile})`, '');
-      html.push(`<h3>${esc(r.runName)}</h3><ul>${env.map(([k, v]) => `<li>${esc(k!)}: ${esc(v!)}</li>`).join('')}</ul>`);
+      html.push(`<h3>${esc(key)}</h3><ul>${env.map(([k, v]) => `<li>${esc(k!)}: ${esc(v!)}</li>`).join('')}</ul>`);
       html.push(`<table><tr><th></th><th>measured</th><th>published / reference</th><th>source</th></tr>${rows.map((row) => `<tr>${row.map((c) => `<td>${esc(c!)}</td>`).join('')}</tr>`).join('')}</table>`);
       if (svg) html.push(svg);
     }
