@@ -8,8 +8,19 @@
  *
  * Metrics are stored as an append-only list (as MLflow's file store does), so a test sees every duplicate.
  * `fault` lets a test make the server fail: answer 503, apply a request and then drop the connection, or hang.
+ * `close()` then `restart()` is a killed and restarted server: open connections are cut, a request applied whose
+ * answer was still waiting (`answerDelayMs`) loses its answer, and the data survive (as a database backend's do).
+ *
+ * Authentication, where a test asks for it (`auth`), as `mlflow server --app-name basic-auth` (MLflow 2.x) does:
+ * every request (API and artifacts) needs an `Authorization` header; a missing, malformed or wrong one gets 401
+ * with `WWW-Authenticate: Basic realm="mlflow"` and MLflow's text/html body; `permission` may refuse an
+ * authenticated user with 403 "Permission denied" (MLflow's answer when a user lacks the experiment's permission).
+ * MLflow's own app accepts only HTTP basic; `bearer` stands for a server behind a proxy or custom auth function that
+ * takes `Authorization: Bearer <token>` (answered the same way, with a `Bearer` challenge).
+ * `tls` serves HTTPS with the given key and certificate.
  */
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 
 export interface FakeMetric {
@@ -31,6 +42,24 @@ export interface FakeRun {
  */
 export type Fault = undefined | number | 'drop-after-apply' | 'hang';
 
+/** Who may use the server: basic users (name -> password) and bearer tokens. */
+export interface FakeAuth {
+  basic?: Record<string, string>;
+  bearer?: string[];
+}
+
+export interface FakeMlflowOptions {
+  /** Port to listen on; 0 (default) picks a free one. */
+  port?: number;
+  /** Require credentials (see the header comment); can be changed later through `FakeMlflow.auth`. */
+  auth?: FakeAuth;
+  /** Serve HTTPS with this PEM key and certificate. */
+  tls?: { key: string | Buffer; cert: string | Buffer };
+}
+
+/** MLflow 2.x basic-auth's 401 body (mlflow/server/auth/__init__.py, make_basic_auth_response). */
+export const MLFLOW_401_BODY = 'You are not authenticated. Please see https://www.mlflow.org/docs/latest/auth/index.html#authenticating-to-mlflow on how to authenticate.';
+
 export interface FakeMlflow {
   readonly url: string;
   readonly port: number;
@@ -40,6 +69,14 @@ export interface FakeMlflow {
   /** Every request answered: method, endpoint and status (0 when the connection was dropped). */
   readonly log: { method: string; path: string; status: number }[];
   fault: ((req: { method: string; path: string }) => Fault) | null;
+  /** Credentials required from now on (null: none). */
+  auth: FakeAuth | null;
+  /** Whether an authenticated user may make this request; false answers 403 "Permission denied". */
+  permission: ((who: string, req: { method: string; path: string }) => boolean) | null;
+  /** Delay between applying a request and answering it, in ms (a kill in between loses the answer). */
+  answerDelayMs: number | (() => number);
+  /** Every Authorization header received, for tests that check what was sent. */
+  readonly authorizations: (string | undefined)[];
   /** Stops listening and cuts open connections (the server "disappears"). */
   close(): Promise<void>;
   /** Listens again on the same port, with the same data (the server "comes back"). */
@@ -58,7 +95,10 @@ class ApiError extends Error {
 
 const MAX_REQUEST_BYTES = 1_000_000;
 
-export async function startFakeMlflow(port = 0): Promise<FakeMlflow> {
+export async function startFakeMlflow(options: FakeMlflowOptions | number = {}): Promise<FakeMlflow> {
+  const opts = typeof options === 'number' ? { port: options } : options;
+  const port = opts.port ?? 0;
+  const authorizations: (string | undefined)[] = [];
   const experiments: FakeMlflow['experiments'] = new Map();
   const runs = new Map<string, FakeRun>();
   const artifacts = new Map<string, Buffer>();
@@ -156,21 +196,46 @@ export async function startFakeMlflow(port = 0): Promise<FakeMlflow> {
         const start = Number(query.get('page_token') ?? 0);
         const page = all.slice(start, start + max);
         const encode = (v: number) => (Number.isFinite(v) ? v : Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity');
-        return { metrics: page.map((m) => ({ ...m, value: encode(m.value) })), ...(start + max < all.length ? { next_page_token: String(start + max) } : {}) };
+        // Protobuf's JSON mapping leaves out an empty repeated field: a key never logged answers {}.
+        return { ...(page.length ? { metrics: page.map((m) => ({ ...m, value: encode(m.value) })) } : {}), ...(start + max < all.length ? { next_page_token: String(start + max) } : {}) };
       }
       default:
         throw new ApiError(404, 'ENDPOINT_NOT_FOUND', `No endpoint ${route}`);
     }
   }
 
+  /** The user a request authenticates as, or the challenge to answer it with (401). */
+  const authenticate = (header: string | undefined): { who: string } | { challenge: string } => {
+    const auth = api.auth!;
+    const [scheme, value = ''] = (header ?? '').split(/\s+/, 2);
+    if (scheme?.toLowerCase() === 'basic' && auth.basic) {
+      const decoded = Buffer.from(value, 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      const [user, password] = colon < 0 ? [decoded, undefined] : [decoded.slice(0, colon), decoded.slice(colon + 1)];
+      if (password !== undefined && Object.hasOwn(auth.basic, user) && auth.basic[user] === password) return { who: user };
+    }
+    if (scheme?.toLowerCase() === 'bearer' && auth.bearer?.includes(value)) return { who: `token#${auth.bearer.indexOf(value)}` };
+    return { challenge: auth.basic ? 'Basic realm="mlflow"' : 'Bearer realm="mlflow"' };
+  };
+
   const sockets = new Set<Socket>();
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const url = new URL(req.url ?? '/', 'http://x');
       const method = req.method ?? 'GET';
       const raw = Buffer.concat(chunks);
+      authorizations.push(req.headers.authorization);
+      const text = (status: number, body: string, headers: Record<string, string> = {}) => {
+        log.push({ method, path: url.pathname, status });
+        res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', ...headers }).end(body);
+      };
+      if (api.auth) {
+        const who = authenticate(req.headers.authorization);
+        if ('challenge' in who) return text(401, MLFLOW_401_BODY, { 'www-authenticate': who.challenge });
+        if (api.permission && !api.permission(who.who, { method, path: url.pathname })) return text(403, 'Permission denied');
+      }
       const fault = api.fault?.({ method, path: url.pathname });
       const answer = (status: number, payload: unknown) => {
         log.push({ method, path: url.pathname, status });
@@ -202,10 +267,14 @@ export async function startFakeMlflow(port = 0): Promise<FakeMlflow> {
         req.socket.destroy();
         return;
       }
-      answer(200, result);
+      const delay = typeof api.answerDelayMs === 'function' ? api.answerDelayMs() : api.answerDelayMs;
+      if (delay <= 0) return answer(200, result);
+      // Applied already: a kill before the timer fires loses the answer, as a real server killed mid-answer does.
+      setTimeout(() => (req.socket.destroyed ? log.push({ method, path: url.pathname, status: 0 }) : answer(200, result)), delay);
     });
-  });
-  server.on('connection', (s) => {
+  };
+  const server = opts.tls ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }, onRequest) : http.createServer(onRequest);
+  server.on('connection', (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
@@ -221,13 +290,17 @@ export async function startFakeMlflow(port = 0): Promise<FakeMlflow> {
   const bound = (server.address() as AddressInfo).port;
 
   const api: FakeMlflow = {
-    url: `http://127.0.0.1:${bound}`,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${bound}`,
     port: bound,
     experiments,
     runs,
     artifacts,
     log,
     fault: null,
+    auth: opts.auth ?? null,
+    permission: null,
+    answerDelayMs: 0,
+    authorizations,
     close: () => new Promise<void>((resolve) => {
       server.close(() => resolve());
       for (const s of sockets) s.destroy();

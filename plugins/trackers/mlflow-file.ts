@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { ConfigError, definePlugin, writeFileAtomic, type RunInfo, type RunStatus, type Tracker } from '../../core';
+import { ConfigError, definePlugin, mlflowExperimentName, writeFileAtomic, type RunInfo, type RunStatus, type Tracker } from '../../core';
 
 /** MLflow's integer run status codes (mlflow.entities.RunStatus). */
 export const MLFLOW_STATUS: Record<RunStatus, number> = { RUNNING: 1, FINISHED: 3, FAILED: 4, KILLED: 5 };
@@ -38,6 +38,10 @@ export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
     const root = path.resolve(this.root);
     this.ensureDefaultExperiment(root);
     if (resume) return this.reopen(root, resume);
+    // MLFLOW_EXPERIMENT_NAME, when set, chooses the experiment (see mlflowExperimentName); the config's name is kept as a tag.
+    const configured = experiment;
+    experiment = mlflowExperimentName(experiment);
+    if (experiment !== configured) tags = { 'loom.experiment': configured, ...tags };
     const experimentId = this.findExperiment(root, experiment) ?? this.createExperiment(root, experiment);
     this.runDir = path.join(root, experimentId, runId);
     for (const d of ['metrics', 'params', 'tags', 'artifacts']) fs.mkdirSync(path.join(this.runDir, d), { recursive: true });

@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeMlflow, type FakeMlflow } from '../../test/mlflow-fake-server';
-import { batchBytes, canMerge, LOG_BATCH_LIMITS, MlflowRequestError, MlflowRestClient, splitBatch, type BatchLimits, type MlflowBatch } from './mlflow-rest-client';
+import { batchBytes, BatchPacker, canMerge, LOG_BATCH_LIMITS, MlflowRequestError, MlflowRestClient, splitBatch, type BatchLimits, type MlflowBatch } from './mlflow-rest-client';
 
 let server: FakeMlflow;
 beforeEach(async () => {
@@ -56,6 +56,27 @@ describe('log-batch splitting', () => {
         const repeats = pb.params.some((p) => pa.params.some((q) => q.key === p.key)) || pb.tags.some((t) => pa.tags.some((q) => q.key === t.key));
         if (canMerge(pa, pb, limits)) expect(withinLimits(merged, limits) && !repeats).toBe(true);
         else expect(!withinLimits(merged, limits) || repeats || batchBytes(pa) + batchBytes(pb) - 128 > limits.bytes).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('packs a queue of batches exactly as repeated canMerge would', () => {
+    const limits: BatchLimits = { metrics: 7, params: 3, tags: 4, entities: 9, bytes: 2_000 };
+    fc.assert(
+      fc.property(fc.array(batchArb(4, 2, 150), { maxLength: 12 }), (bs) => {
+        const pieces = bs.map((b) => splitBatch(b, limits)[0]!);
+        const packer = new BatchPacker(limits);
+        const acc: MlflowBatch = { metrics: [], params: [], tags: [] };
+        for (const b of pieces) {
+          const expected = canMerge(acc, b, limits);
+          expect(packer.add(b)).toBe(expected);
+          if (!expected) break;
+          acc.metrics.push(...b.metrics);
+          acc.params.push(...b.params);
+          acc.tags.push(...b.tags);
+        }
+        expect(packer.batch).toEqual(acc);
       }),
       { numRuns: 300 },
     );

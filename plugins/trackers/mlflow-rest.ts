@@ -14,26 +14,33 @@
  *   (timeout, dropped connection, 500) is marked in `state.json`; before resending it, its metrics are compared
  *   with `metrics/get-history` and the ones already there are dropped. Params, tags, inputs, artifacts and the
  *   final status are idempotent, so they are simply resent.
+ * - A protected server: the client sends the credentials of MLflow's environment variables
+ *   ({@link mlflowConnectionFromEnv}). A 401/403 or a TLS failure is not an outage but is treated like one for the
+ *   data: the run goes to the spool, and the message (at once and when the run ends) names the variables to set
+ *   instead of calling the server unreachable. `loom sync` reads the same variables.
+ * - `MLFLOW_EXPERIMENT_NAME`, when set, names the experiment the run goes to ({@link mlflowExperimentName}).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { ConfigError, definePlugin, LoomError, writeFileAtomic, type DatasetInfo, type RunInfo, type RunStatus, type Tracker } from '../../core';
+import { ConfigError, definePlugin, LoomError, mlflowExperimentName, writeFileAtomic, type DatasetInfo, type RunInfo, type RunStatus, type Tracker } from '../../core';
 import { MlflowFileTracker, sanitizeKey } from './mlflow-file';
 import {
-  canMerge,
+  BatchPacker,
   decodeMetricValue,
   encodeMetricValue,
-  isOutage,
+  keepForLater,
   LOG_BATCH_LIMITS,
+  mlflowConnectionFromEnv,
   MlflowRequestError,
   MlflowRestClient,
   splitBatch,
   type BatchLimits,
   type MlflowBatch,
   type MlflowClientOptions,
+  type MlflowConnection,
   type MlflowDatasetInput,
   type RemoteRun,
 } from './mlflow-rest-client';
@@ -70,6 +77,8 @@ const SPOOL_DIR = 'loom-sync';
 export class Spool {
   private entries: JournalEntry[];
   private lastSeq: number;
+  /** Whether `state` holds an acknowledgement not yet written to `state.json`. */
+  private dirty = false;
 
   private constructor(
     readonly runDir: string,
@@ -130,13 +139,21 @@ export class Spool {
     return this.lastSeq + 1;
   }
 
-  ack(to: number): void {
+  /**
+   * Records that every entry up to `to` reached the server. With `persist` false only in memory, until the next
+   * `markSending` or `save` writes it: until then `state.json` still marks those entries as sent in doubt, so a
+   * process that dies meanwhile checks them against the server's history instead of sending them twice. This saves
+   * one fsync'd write per request during a replay.
+   */
+  ack(to: number, persist = true): void {
     this.state.acked = to;
     this.state.sending = null;
     this.entries = this.entries.filter((e) => e.seq > to);
-    this.save();
+    if (persist) this.save();
+    else this.dirty = true;
   }
 
+  /** Marks entries `from..to` as being sent (durably, before the request goes), with any acknowledgement not yet written. */
   markSending(from: number, to: number): void {
     this.state.sending = { from, to };
     this.save();
@@ -155,6 +172,12 @@ export class Spool {
 
   save(): void {
     writeFileAtomic(path.join(this.dir, 'state.json'), JSON.stringify(this.state, null, 1));
+    this.dirty = false;
+  }
+
+  /** Writes an acknowledgement kept in memory by `ack(to, false)`, if any. */
+  saveIfDirty(): void {
+    if (this.dirty) this.save();
   }
 
   /** Marks this spool as used by a live process, so `loom sync` leaves it alone meanwhile. */
@@ -187,17 +210,15 @@ const countEntities = (op: JournalOp): number => (op.op === 'batch' ? op.metrics
 function packHead<T extends JournalOp>(ops: readonly T[], limits: BatchLimits): { n: number; batch: MlflowBatch | null } {
   const head = ops[0]!;
   if (head.op !== 'batch') return { n: 1, batch: null };
-  const acc: MlflowBatch = { metrics: [...head.metrics], params: [...head.params], tags: [...head.tags] };
-  let n = 1;
+  // The head alone is within the limits (every batch is split to fit when logged); the packer takes it first.
+  const packer = new BatchPacker(limits);
+  let n = 0;
   while (n < ops.length) {
     const next = ops[n]!;
-    if (next.op !== 'batch' || !canMerge(acc, next, limits)) break;
-    acc.metrics.push(...next.metrics);
-    acc.params.push(...next.params);
-    acc.tags.push(...next.tags);
+    if (next.op !== 'batch' || !packer.add(next)) break;
     n++;
   }
-  return { n, batch: acc };
+  return { n: Math.max(n, 1), batch: n > 0 ? packer.batch : { metrics: head.metrics, params: head.params, tags: head.tags } };
 }
 
 const metricId = (m: { key: string; step: number; timestamp: number; value: number | string }) => `${m.key}\u0000${m.step}\u0000${m.timestamp}\u0000${decodeMetricValue(m.value)}`;
@@ -222,10 +243,19 @@ async function withoutDelivered(client: MlflowRestClient, runId: string, entries
 
 /**
  * Sends a spool's pending entries in order, acknowledging each request in `state.json` as it succeeds. Stops with
- * the error at an outage (the rest stays pending). Entries the server refuses are set aside (`rejected.jsonl`) and
+ * the error at an outage or a credentials/TLS failure (the rest stays pending: once the server answers, or the
+ * settings are fixed, the same entries go). Entries the server refuses are set aside (`rejected.jsonl`) and
  * reported through `onRejected`, except the run's creation, without which nothing else can go.
  */
 export async function replaySpool(spool: Spool, client: MlflowRestClient, onRejected: (message: string) => void, limits: BatchLimits = LOG_BATCH_LIMITS): Promise<number> {
+  try {
+    return await replayPending(spool, client, onRejected, limits);
+  } finally {
+    spool.saveIfDirty();
+  }
+}
+
+async function replayPending(spool: Spool, client: MlflowRestClient, onRejected: (message: string) => void, limits: BatchLimits): Promise<number> {
   let sent = 0;
   for (let pending = spool.pending(); pending.length > 0; pending = spool.pending()) {
     const { n, batch } = packHead(pending, limits);
@@ -257,10 +287,11 @@ export async function replaySpool(spool: Spool, client: MlflowRestClient, onReje
       } else if (head.op === 'inputs') await client.logInputs(remote.runId, head.datasets);
       else if (head.op === 'artifact') await client.uploadArtifact(remote, head.path, fs.readFileSync(spool.artifactFile(head.path)));
       else if (head.op === 'end') await client.updateRun(remote.runId, head.status, head.endTime);
-      spool.ack(last);
+      // Written with the next request's `markSending`, or when the replay stops.
+      spool.ack(last, false);
       sent += n;
     } catch (e) {
-      if (isOutage(e) || head.op === 'start' || !(e instanceof MlflowRequestError)) throw e;
+      if (keepForLater(e) || head.op === 'start' || !(e instanceof MlflowRequestError)) throw e;
       spool.reject(chunk, e);
       onRejected(`${e.message} (entries ${head.seq}-${last} set aside in ${path.join(spool.dir, 'rejected.jsonl')})`);
     }
@@ -303,6 +334,8 @@ export class MlflowRestTracker implements Omit<Tracker, 'spec'> {
   private run: { experiment: string; runName: string; startTime: number; userId: string; tags: Record<string, string> } | null = null;
   private readonly params = new Map<string, string>();
   private readonly errors: string[] = [];
+  /** Why the server last failed to take what was sent (cleared when a replay succeeds), for the end-of-run message. */
+  private lastFailure: Error | null = null;
 
   constructor(
     readonly options: MlflowRestOptions,
@@ -324,6 +357,9 @@ export class MlflowRestTracker implements Omit<Tracker, 'spec'> {
   }
 
   async startRun({ experiment, runName, tags = {}, resume }: Parameters<Tracker['startRun']>[0]): Promise<RunInfo> {
+    const configured = experiment;
+    experiment = mlflowExperimentName(experiment);
+    if (experiment !== configured) tags = { 'loom.experiment': configured, ...tags };
     const userId = os.userInfo().username;
     const startTime = Date.now();
     const allTags: Record<string, string> = { 'mlflow.user': userId, 'mlflow.source.name': 'loom', 'mlflow.source.type': 'LOCAL', ...tags };
@@ -346,7 +382,9 @@ export class MlflowRestTracker implements Omit<Tracker, 'spec'> {
       return { runId: this.remote.runId, experimentId: this.remote.experimentId, location: this.client.runUrl(this.remote) };
     } catch (e) {
       if (!(e instanceof MlflowRequestError)) throw e;
-      this.log(`loom: MLflow server ${this.client.baseUrl} did not take the run (${e.message}); logging to ${path.resolve(this.options.dir)} and uploading later`);
+      this.lastFailure = e;
+      const later = e.kind === 'auth' || e.kind === 'tls' ? 'uploading it once that is fixed (or with `loom sync`)' : 'uploading later';
+      this.log(`loom: MLflow server ${this.client.baseUrl} did not take the run (${e.message}); logging to ${path.resolve(this.options.dir)} and ${later}`);
       const info = this.openSpool(null);
       this.mode = 'spooling';
       this.setTags(allTags);
@@ -413,7 +451,13 @@ export class MlflowRestTracker implements Omit<Tracker, 'spec'> {
       this.clearTimers();
       if (!ok) {
         const dir = path.resolve(this.options.dir);
-        this.log(`loom: MLflow server ${this.client.baseUrl} still unreachable; the run is kept in ${this.spool!.runDir}. Upload it later with: loom sync --dir ${dir} --tracking-uri ${this.client.baseUrl}`);
+        const sync = `loom sync --dir ${dir} --tracking-uri ${this.client.baseUrl}`;
+        const f = this.lastFailure;
+        if (f instanceof MlflowRequestError && (f.kind === 'auth' || f.kind === 'tls')) {
+          // Not an outage: waiting will not help, fixing the settings will. Say which, not "unreachable".
+          const what = f.kind === 'auth' ? 'authentication failure' : 'TLS failure';
+          this.log(`loom: MLflow server ${this.client.baseUrl}: ${what}: ${f.message}. The run is kept in ${this.spool!.runDir}; once that is fixed, upload it with: ${sync}`);
+        } else this.log(`loom: MLflow server ${this.client.baseUrl} still unreachable; the run is kept in ${this.spool!.runDir}. Upload it later with: ${sync}`);
       }
     }
     if (this.errors.length) this.log(`loom: the MLflow server refused some logging:\n${this.errors.splice(0).join('\n')}`);
@@ -462,7 +506,7 @@ export class MlflowRestTracker implements Omit<Tracker, 'spec'> {
         await this.send(head, batch);
         this.dequeue(n);
       } catch (e) {
-        if (isOutage(e)) return this.goOffline(e as Error, (e as MlflowRequestError).mayHaveApplied ? n : 0);
+        if (keepForLater(e)) return this.goOffline(e, e.mayHaveApplied ? n : 0);
         this.errors.push(e instanceof Error ? e.message : String(e));
         this.dequeue(n);
       }
@@ -534,7 +578,9 @@ export class MlflowRestTracker implements Omit<Tracker, 'spec'> {
     this.mode = 'spooling';
     for (const op of ops) this.spoolWrite(op);
     if (inDoubt > 0) this.spool!.markSending(first, first + inDoubt - 1);
-    this.log(`loom: MLflow server ${this.client.baseUrl}: ${err.message}; logging to ${this.spool!.runDir} until it answers again`);
+    this.lastFailure = err;
+    const until = err instanceof MlflowRequestError && err.kind !== 'outage' ? 'until that is fixed' : 'until it answers again';
+    this.log(`loom: MLflow server ${this.client.baseUrl}: ${err.message}; logging to ${this.spool!.runDir} ${until}`);
     this.scheduleRetry();
   }
 
@@ -557,12 +603,14 @@ export class MlflowRestTracker implements Omit<Tracker, 'spec'> {
       try {
         await replaySpool(spool, this.client, (m) => this.errors.push(m), this.limits);
       } catch (e) {
-        if (!isOutage(e)) this.errors.push(e instanceof Error ? e.message : String(e));
+        if (keepForLater(e)) this.lastFailure = e;
+        else this.errors.push(e instanceof Error ? e.message : String(e));
         return false;
       }
       // Synchronous from here: no logging call can slip between the check and the switch.
       if (spool.pending().length > 0 || this.mode !== 'spooling') return spool.pending().length === 0;
       this.remote = spool.state.remote;
+      this.lastFailure = null;
       this.mode = 'online';
       spool.unlock();
       this.log(`loom: MLflow server ${this.client.baseUrl} answers again; the spooled part of the run is uploaded`);
@@ -592,12 +640,17 @@ export interface SyncResult {
 /**
  * `loom sync`: replays every spooled run under `dir` to its tracking server, in the order they started. A run that
  * already exists on a server goes to that server only; `trackingUri` (default: the one recorded) applies to runs
- * created offline. Runs still used by a live process are left alone.
+ * created offline. Runs still used by a live process are left alone. Credentials and TLS settings come from
+ * MLflow's variables, as for a run (`connection`, default {@link mlflowConnectionFromEnv}), or from `trackingUri`'s
+ * `user:password@` part; the journal and its state hold the server's address without them. A run keeps the
+ * experiment name it was started with (which already honoured `MLFLOW_EXPERIMENT_NAME`).
  */
-export async function syncStore(opts: { dir: string; trackingUri?: string; timeoutMs?: number; log?: (line: string) => void }): Promise<SyncResult[]> {
+export async function syncStore(opts: { dir: string; trackingUri?: string; timeoutMs?: number; connection?: MlflowConnection; log?: (line: string) => void }): Promise<SyncResult[]> {
   const log = opts.log ?? ((l: string) => console.log(l));
   const root = path.resolve(opts.dir);
   if (!fs.existsSync(root)) throw new ConfigError('--dir', `no MLflow file store at ${root}`);
+  const clientOptions = { timeoutMs: opts.timeoutMs, connection: opts.connection ?? mlflowConnectionFromEnv() };
+  const wantedClient = opts.trackingUri === undefined ? undefined : new MlflowRestClient(opts.trackingUri, clientOptions);
   const spools: Spool[] = [];
   for (const exp of fs.readdirSync(root)) {
     const expDir = path.join(root, exp);
@@ -627,13 +680,13 @@ export async function syncStore(opts: { dir: string; trackingUri?: string; timeo
       result('skipped', 0, `in use by the running process ${pid}`);
       continue;
     }
-    const wanted = opts.trackingUri === undefined ? undefined : new MlflowRestClient(opts.trackingUri).baseUrl;
+    const wanted = wantedClient?.baseUrl;
     if (wanted && spool.state.remote && wanted !== spool.state.trackingUri) {
       result('skipped', 0, `belongs to run ${spool.state.remote.runId} on ${spool.state.trackingUri}, not ${wanted}`);
       continue;
     }
     if (wanted && !spool.state.remote) spool.state.trackingUri = wanted;
-    const client = new MlflowRestClient(spool.state.trackingUri, { timeoutMs: opts.timeoutMs });
+    const client = wantedClient && wantedClient.baseUrl === spool.state.trackingUri ? wantedClient : new MlflowRestClient(spool.state.trackingUri, clientOptions);
     const refused: string[] = [];
     try {
       const sent = await replaySpool(spool, client, (m) => refused.push(m));
