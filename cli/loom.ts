@@ -1,61 +1,296 @@
 /**
  * The `loom` command line: `paper <name>` runs a reproduction, `plugins` lists the registry, `papers` lists papers,
- * `sync` uploads runs spooled while the MLflow server was unreachable.
+ * `report` writes the reproduction report, `sync` uploads runs spooled while the MLflow server was unreachable.
  * It wires the built-in plugins and papers into a fresh registry; core/ knows nothing of either.
+ *
+ * {@link run} does one command and returns its exit code: 0 done; 2 bad input (any LoomError: loom's own message,
+ * never a stack trace); 1 a command that reports failure (`sync` with runs still pending) or a bug (with its
+ * stack). Flags are parsed here rather than by node:util's parseArgs, whose messages are Node's ("Unknown option",
+ * "ambiguous" for `--seed -1`) and which has no `--help`: every command takes `--help`, an unknown flag gets a
+ * did-you-mean, and every number is checked with its flag named. cli/bin.mjs calls `run` and exits only after
+ * stdout has drained.
  */
 import 'reflect-metadata';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { ConfigError, createRegistry, findLatestCheckpoint, formatComparison, LoomError, PLUGIN_KINDS, type PaperResult, type PluginKind } from '../core';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ConfigError, createRegistry, findLatestCheckpoint, formatComparison, LoomError, PLUGIN_KINDS, type Paper, type PaperResult, type PluginKind } from '../core';
 import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
 import { syncStore } from '../plugins/trackers/mlflow-rest';
 import { pluginDocs } from './plugin-docs';
 import { buildReport } from './report';
 
-const USAGE = `usage:
-  loom paper <name> [--preset P] [--seed N] [--backend B] [--parallelism S] [--json FILE] [--tracking-uri URL] [--resume latest|DIR]
-                    [--set FIELD=VALUE ...]
-  loom paper transformer --predict WORD [--preset P]
-  loom paper gpt --predict PROMPT [--preset P] [--temperature T] [--top-k K] [--length N]
-  loom papers
-  loom plugins [--json] [--kind K] [--markdown FILE]
-  loom report [--store mlruns] [--out reports]
-  loom sync [--tracking-uri URL] [--dir mlruns]
+/** Where a command writes: the console in the executable, buffers in tests that call {@link run} in process. */
+export interface CliIO {
+  out(text: string): void;
+  err(text: string): void;
+}
 
-  <name>              one of: ${Object.keys(papers).join(', ')}
-  --backend B         force a backend (also LOOM_BACKEND); default: the fastest available
-  --parallelism S     the parallelism strategy, e.g. mpi-data-parallel under mpirun (docs/parallelism.md)
-  --tracking-uri URL  an MLflow tracking server (also MLFLOW_TRACKING_URI when http(s)); default: ./mlruns
-  --resume            continue an interrupted run (same MLflow run) from its newest checkpoint under ./checkpoints
-                      ("latest"), or from a checkpoint directory; give the same preset, seed and --set values
-  --set FIELD=VALUE   override one field of the preset's config, by its dotted path (repeatable); VALUE is read
-                      as JSON when it parses, else as a string: --set trainer.epochs=1 --set optimizer.lr=3e-4
-  sync                uploads the runs spooled under --dir while the server was unreachable`;
+const consoleIO: CliIO = { out: (t) => console.log(t), err: (t) => console.error(t) };
+
+/** A flag: `value` names its argument (a flag without one is a switch); `help` ends with its default. */
+export interface Flag {
+  value?: string;
+  multiple?: boolean;
+  help: string;
+}
+
+export interface Command {
+  name: string;
+  args: string;
+  summary: string;
+  flags: Record<string, Flag>;
+}
+
+/** The preset a paper runs when `--preset` is not given. */
+export function defaultPreset(paper: Paper): string {
+  return 'smoke' in paper.presets ? 'smoke' : Object.keys(paper.presets)[0]!;
+}
+
+const HELP: Flag = { help: 'print this help and exit' };
+
+export const COMMANDS: Record<string, Command> = {
+  paper: {
+    name: 'paper',
+    args: '<name> [flags]',
+    summary: 'train and test one paper reproduction, and print measured vs published numbers',
+    flags: {
+      preset: { value: 'P', help: 'which preset of the paper to run (default: smoke)' },
+      seed: { value: 'N', help: "random seed, a non-negative integer (default: the preset's seed; `loom paper <name> --help` shows it)" },
+      backend: { value: 'B', help: 'force a backend: tfjs-node-gpu, tfjs-node, native-cpu or cpu (default: LOOM_BACKEND, else the fastest available)' },
+      parallelism: { value: 'S', help: "a parallelism strategy, e.g. mpi-data-parallel under mpirun (docs/parallelism.md) (default: the preset's, single-process)" },
+      json: { value: 'FILE', help: 'also write a summary of the run as JSON to FILE (default: none)' },
+      'tracking-uri': { value: 'URI', help: 'an http(s) MLflow tracking server, a file: URI or a directory for the local store (default: MLFLOW_TRACKING_URI, else ./mlruns)' },
+      resume: { value: 'latest|DIR', help: 'continue an interrupted run (the same MLflow run) from its newest checkpoint under ./checkpoints ("latest") or from a checkpoint directory; give the same preset, seed and --set values (default: a new run)' },
+      set: { value: 'FIELD=VALUE', multiple: true, help: "override one field of the preset's config by its dotted path, repeatable; VALUE is read as JSON when it parses, else as a string: --set trainer.epochs=1 --set optimizer.lr=3e-4 (default: none)" },
+      verbose: { help: 'also print the list of native kernels the backend replaced (also LOOM_VERBOSE=1) (default: off)' },
+      predict: { value: 'INPUT', help: 'apply the newest trained model of the preset to INPUT instead of training: a word (transformer) or a prompt (gpt) (default: none, train)' },
+      temperature: { value: 'T', help: 'gpt --predict: sampling temperature, a number >= 0; 0 picks the most likely character (default: 0.8)' },
+      'top-k': { value: 'K', help: 'gpt --predict: sample among the K most likely characters, a positive integer (default: all)' },
+      length: { value: 'N', help: 'gpt --predict: characters to generate, a positive integer (default: 200, at most what the context leaves)' },
+      help: HELP,
+    },
+  },
+  papers: { name: 'papers', args: '', summary: 'list the papers and their presets', flags: { help: HELP } },
+  plugins: {
+    name: 'plugins',
+    args: '[flags]',
+    summary: 'list every registered plugin',
+    flags: {
+      json: { help: 'print the list as JSON, with each plugin\'s options schema (default: a table)' },
+      kind: { value: 'K', help: `list one kind only: ${PLUGIN_KINDS.join(', ')} (default: all)` },
+      markdown: { value: 'FILE', help: 'write the plugin reference (docs/plugins.md) to FILE instead (default: none)' },
+      help: HELP,
+    },
+  },
+  report: {
+    name: 'report',
+    args: '[flags]',
+    summary: 'write reports/report.{md,html}: every paper run beside the published numbers',
+    flags: {
+      store: { value: 'DIR', help: 'the MLflow file store to read (default: the local store MLFLOW_TRACKING_URI names, else ./mlruns)' },
+      out: { value: 'DIR', help: 'where to write report.md and report.html (default: reports)' },
+      help: HELP,
+    },
+  },
+  sync: {
+    name: 'sync',
+    args: '[flags]',
+    summary: 'upload the runs spooled while the MLflow server was unreachable',
+    flags: {
+      'tracking-uri': { value: 'URL', help: "the http(s) tracking server for runs created offline (default: MLFLOW_TRACKING_URI when it is http(s), else each run's recorded server)" },
+      dir: { value: 'DIR', help: 'the local store holding the spooled runs (default: mlruns)' },
+      help: HELP,
+    },
+  },
+  help: { name: 'help', args: '[command]', summary: 'print this help, or the help of one command', flags: { help: HELP } },
+};
+
+/** `text` cut at spaces into lines of at most `width` characters (a longer word stays whole). */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  return [...lines, line];
+}
+
+function commandHelp(cmd: Command): string {
+  const names = Object.entries(cmd.flags).map(([n, f]) => `${n === 'help' ? '-h, ' : ''}--${n}${f.value ? ` ${f.value}` : ''}`);
+  const width = Math.max(...names.map((n) => n.length));
+  const lines = Object.values(cmd.flags).map((f, i) => `  ${names[i]!.padEnd(width)}  ${wrap(f.help, 110 - width - 4).join(`\n${' '.repeat(width + 4)}`)}`);
+  return [`usage: loom ${cmd.name}${cmd.args ? ` ${cmd.args}` : ''}`, '', cmd.summary, '', 'flags:', ...lines].join('\n');
+}
+
+function paperHelp(paper: Paper): string {
+  const def = defaultPreset(paper);
+  const presets = Object.keys(paper.presets).map((p) => `  ${p}${p === def ? ' (default)' : ''}: ${paper.presetNotes[p] ?? ''}`);
+  const seeds = [...new Set(Object.values(paper.presets).map((p) => String(p.seed ?? 0)))].join(', ');
+  return [
+    commandHelp(COMMANDS.paper!).replace('<name>', paper.name),
+    '',
+    `${paper.name}: ${paper.title}`,
+    `presets (default: ${def}; seed ${seeds}):`,
+    ...presets,
+    paper.predict ? `--predict: supported (train the preset first)` : '--predict: not supported by this paper',
+  ].join('\n');
+}
+
+function mainHelp(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  return [
+    'usage: loom <command> [flags]     (loom <command> --help for its flags and defaults)',
+    '',
+    ...Object.values(COMMANDS).map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    `papers: ${Object.keys(papers).join(', ')}`,
+  ].join('\n');
+}
+
+/** Levenshtein distance (insertions, deletions, substitutions), for did-you-mean suggestions among a few names. */
+export function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur.push(Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
 
 /**
- * `--tracking-uri`, else MLFLOW_TRACKING_URI when it is http(s) (MLflow also allows paths there: those keep ./mlruns).
- * A malformed URI is reported and the run falls back to the local store, rather than dying (`sync` needs a valid one).
+ * ` (did you mean X?)` for the name in `names` closest to `given`: the only one it is a prefix of, else the nearest
+ * within a third of the longer length (at least 1 edit); '' when none is close.
  */
-function trackingUri(flag: string | undefined, strict = false): string | undefined {
-  const check = (name: string, uri: string) => {
-    if (/^https?:\/\/[^\s/]+/i.test(uri) && URL.canParse(uri)) return uri;
-    const message = `expected an http(s) URL such as http://localhost:5000, got "${uri}"`;
-    if (strict) throw new ConfigError(name, message);
-    console.error(`loom: ${name}: ${message}; logging to the local store ./mlruns instead`);
-    return undefined;
+export function didYouMean(given: string, names: string[], prefix = ''): string {
+  const prefixed = names.filter((n) => given.length >= 2 && n.startsWith(given));
+  const scored = names.map((n) => ({ n, d: editDistance(given.toLowerCase(), n.toLowerCase()) })).sort((a, b) => a.d - b.d);
+  const best = prefixed.length === 1 ? prefixed[0] : scored[0] && scored[0].d <= Math.max(1, Math.floor(Math.max(given.length, scored[0].n.length) / 3)) ? scored[0].n : undefined;
+  return best === undefined ? '' : ` (did you mean ${prefix}${best}?)`;
+}
+
+type FlagValues = Record<string, string | boolean | string[] | undefined>;
+
+/**
+ * Reads `args` against a command's flags: `--name VALUE`, `--name=VALUE`, switches, `-h`, and `--` before
+ * positionals that start with a dash. A flag's value is the next argument even when it starts with one dash
+ * (`--seed -1` reaches the seed's check), but not when it is another `--flag` (then the value is missing).
+ */
+function parseFlags(cmd: Command, args: string[]): { values: FlagValues; positionals: string[] } {
+  const values: FlagValues = {};
+  const positionals: string[] = [];
+  const unknown = (flag: string) => {
+    const names = Object.keys(cmd.flags);
+    return new ConfigError(flag, `unknown flag of \`loom ${cmd.name}\`${didYouMean(flag.replace(/^-+/, ''), names, '--')}; \`loom ${cmd.name} --help\` lists its flags`);
   };
-  if (flag !== undefined) return check('--tracking-uri', flag);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') {
+      positionals.push(...args.slice(i + 1));
+      break;
+    }
+    if (a === '-h') {
+      values.help = true;
+      continue;
+    }
+    if (!a.startsWith('--')) {
+      if (a.startsWith('-') && a.length > 1) throw unknown(a);
+      positionals.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = eq < 0 ? a.slice(2) : a.slice(2, eq);
+    const flag = cmd.flags[name];
+    if (!flag) throw unknown(`--${name}`);
+    if (!flag.value) {
+      if (eq >= 0) throw new ConfigError(`--${name}`, `takes no value, got "${a.slice(eq + 1)}"`);
+      values[name] = true;
+      continue;
+    }
+    const value = eq >= 0 ? a.slice(eq + 1) : args[i + 1];
+    if (value === undefined || (eq < 0 && value.startsWith('--'))) throw new ConfigError(`--${name}`, `expects a value: --${name} ${flag.value}`);
+    if (eq < 0) i++;
+    if (flag.multiple) values[name] = [...((values[name] as string[] | undefined) ?? []), value];
+    else if (values[name] !== undefined) throw new ConfigError(`--${name}`, `given twice ("${values[name]}" and "${value}")`);
+    else values[name] = value;
+  }
+  return { values, positionals };
+}
+
+const str = (v: FlagValues[string]) => (typeof v === 'string' ? v : undefined);
+
+/** An integer flag of at least `min` (0 or 1), or undefined when absent; a bad value names the flag. */
+export function integerFlag(name: string, v: string | undefined, min: 0 | 1): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^[+-]?\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min) {
+    throw new ConfigError(`--${name}`, `expected a ${min === 0 ? 'non-negative' : 'positive'} integer, got "${v}"`);
+  }
+  return n;
+}
+
+/** A finite number flag of at least 0, or undefined when absent. */
+export function nonNegativeNumberFlag(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^\+?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v.trim()) || !Number.isFinite(n)) throw new ConfigError(`--${name}`, `expected a number >= 0, got "${v}"`);
+  return n;
+}
+
+/** Where runs are tracked: an http(s) server, or a local MLflow file store (a directory). */
+export type TrackingTarget = { kind: 'server'; uri: string } | { kind: 'store'; dir: string };
+
+/**
+ * A tracking URI read as MLflow reads MLFLOW_TRACKING_URI: http(s) is a tracking server; a `file:` URI is the
+ * local file store at its (absolute) path; a string without a scheme is a path to the local store, relative to the
+ * working directory (MLflow does the same, so `not-a-uri` is the directory ./not-a-uri, which `mlflow ui
+ * --backend-store-uri not-a-uri` reads; the run says where it logged). Anything else is rejected with `source`
+ * (the variable or flag) named: another scheme (ftp:, s3:, sqlite:, databricks: MLflow's database and Databricks
+ * stores are not loom's), `localhost:5000` (whose scheme is "localhost": a forgotten http://), a malformed URL, a
+ * file: URI with a host or a relative path, and a scheme-less string holding "://" (an invalid scheme, not a path).
+ */
+export function parseTrackingUri(value: string, source: string): TrackingTarget {
+  const forms = 'an http(s) URL of a tracking server (http://localhost:5000), a file: URI (file:///home/me/mlruns) or a directory path (./mlruns)';
+  if (value.trim() === '') throw new ConfigError(source, `is empty; expected ${forms}`);
+  const windowsDrive = process.platform === 'win32' && /^[A-Za-z]:[\\/]/.test(value);
+  const scheme = windowsDrive ? undefined : /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(value)?.[1]?.toLowerCase();
+  if (scheme === undefined) {
+    if (value.includes('://')) throw new ConfigError(source, `"${value}" is neither a URI with a valid scheme nor a plain path; expected ${forms}`);
+    return { kind: 'store', dir: path.resolve(value) };
+  }
+  if (scheme === 'http' || scheme === 'https') {
+    if (/^https?:\/\/[^\s/]+/i.test(value) && URL.canParse(value)) return { kind: 'server', uri: value };
+    throw new ConfigError(source, `expected an http(s) URL such as http://localhost:5000, got "${value}"`);
+  }
+  if (scheme === 'file') {
+    if (!/^file:\//i.test(value)) throw new ConfigError(source, `a file: URI takes an absolute path, such as file:///home/me/mlruns, got "${value}" (give a relative directory as a plain path)`);
+    try {
+      return { kind: 'store', dir: fileURLToPath(value) };
+    } catch (e) {
+      throw new ConfigError(source, `"${value}" is not a local file: URI (${e instanceof Error ? e.message : String(e)}); expected e.g. file:///home/me/mlruns`);
+    }
+  }
+  const hint = /^[\w.-]+:\d+(\/|$)/.test(value) ? ` Did you mean http://${value}?` : '';
+  throw new ConfigError(source, `unsupported tracking URI "${value}": expected ${forms}.${hint}`);
+}
+
+/** `--tracking-uri`, else MLFLOW_TRACKING_URI (empty counts as unset, as in MLflow), else undefined (./mlruns). */
+function trackingTarget(flag: string | undefined): (TrackingTarget & { source: string }) | undefined {
+  if (flag !== undefined) return { ...parseTrackingUri(flag, '--tracking-uri'), source: '--tracking-uri' };
   const env = process.env.MLFLOW_TRACKING_URI;
-  return env && /^https?:/i.test(env) ? check('MLFLOW_TRACKING_URI', env) : undefined;
+  return env ? { ...parseTrackingUri(env, 'MLFLOW_TRACKING_URI'), source: 'MLFLOW_TRACKING_URI' } : undefined;
 }
 
 /**
  * `--set a.b.c=VALUE` flags as one nested object to deep-merge over the preset (Hydra-style overrides). VALUE is
  * JSON when it parses (numbers, booleans, null, arrays, objects), else a plain string.
  */
-function parseOverrides(flags: string[]): Record<string, unknown> {
+export function parseOverrides(flags: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const flag of flags) {
     const eq = flag.indexOf('=');
@@ -81,91 +316,135 @@ function parseOverrides(flags: string[]): Record<string, unknown> {
   return out;
 }
 
-function intFlag(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new ConfigError(`--${name}`, `expected a non-negative integer, got "${v}"`);
-  return Number(v);
+async function paperCommand(values: FlagValues, positionals: string[], io: CliIO): Promise<number> {
+  const name = positionals[0];
+  const paper = name === undefined ? undefined : papers[name];
+  if (name !== undefined && !paper) throw new ConfigError('paper', `unknown paper "${name}"${didYouMean(name, Object.keys(papers))}; papers: ${Object.keys(papers).join(', ')}`);
+  if (values.help) {
+    io.out(paper ? paperHelp(paper) : `${commandHelp(COMMANDS.paper!)}\n\npapers: ${Object.keys(papers).join(', ')} (loom paper <name> --help for its presets)`);
+    return 0;
+  }
+  if (!paper) throw new ConfigError('paper', `name a paper: ${Object.keys(papers).join(', ')}`);
+  if (positionals.length > 1) throw new ConfigError('paper', `expects one paper name, got also "${positionals.slice(1).join(' ')}"`);
+  const preset = str(values.preset) ?? defaultPreset(paper);
+  if (!paper.presets[preset]) throw new ConfigError('--preset', `paper "${paper.name}" has no preset "${preset}"${didYouMean(preset, Object.keys(paper.presets))}; presets: ${Object.keys(paper.presets).join(', ')}`);
+  const seed = integerFlag('seed', str(values.seed), 0);
+  const sampling = { temperature: nonNegativeNumberFlag('temperature', str(values.temperature)), 'top-k': integerFlag('top-k', str(values['top-k']), 1), length: integerFlag('length', str(values.length), 1) };
+  const registry = registerBuiltins(createRegistry());
+  const predict = str(values.predict);
+  if (predict === undefined) {
+    for (const [k, v] of Object.entries(sampling)) if (v !== undefined) throw new ConfigError(`--${k}`, 'applies only with --predict');
+  } else {
+    if (!paper.predict) throw new ConfigError('--predict', `paper "${paper.name}" has no prediction mode`);
+    for (const k of ['json', 'resume', 'set', 'parallelism'] as const) if (values[k] !== undefined) throw new ConfigError(`--${k}`, 'does not apply to --predict, which trains nothing');
+    const options = Object.fromEntries(Object.entries({ ...sampling, seed }).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
+    io.out(await paper.predict(registry, preset, predict, options));
+    return 0;
+  }
+  const overrides = parseOverrides((values.set as string[] | undefined) ?? []);
+  if (values.parallelism !== undefined) overrides.parallelism = str(values.parallelism);
+  const tracking = trackingTarget(str(values['tracking-uri']));
+  let resume = str(values.resume);
+  if (resume === 'latest') {
+    const experiment = String(paper.presets[preset]!.experiment ?? name);
+    resume = findLatestCheckpoint(experiment) ?? undefined;
+    if (!resume) throw new ConfigError('--resume', `no checkpoint of experiment "${experiment}" under ./checkpoints to resume`);
+  }
+  if (tracking?.kind === 'store') io.out(`loom: tracking to the local MLflow store ${tracking.dir} (${tracking.source})`);
+  const trackingUri = tracking === undefined ? undefined : tracking.kind === 'server' ? tracking.uri : pathToFileURL(tracking.dir).href;
+  const backend = str(values.backend) ?? (process.env.LOOM_BACKEND || undefined);
+  const result = await paper.run({ registry, preset, seed, backend, trackingUri, resume, overrides });
+  io.out(`\n${formatComparison(result)}`);
+  const json = str(values.json);
+  if (json) fs.writeFileSync(json, JSON.stringify(summary(result), null, 2) + '\n');
+  return 0;
 }
 
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  const registry = registerBuiltins(createRegistry());
-  switch (command) {
-    case 'paper': {
-      const { values, positionals } = parseArgs({
-        args: rest,
-        allowPositionals: true,
-        options: { preset: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, parallelism: { type: 'string' }, json: { type: 'string' }, resume: { type: 'string' }, 'tracking-uri': { type: 'string' }, predict: { type: 'string' }, temperature: { type: 'string' }, 'top-k': { type: 'string' }, length: { type: 'string' }, set: { type: 'string', multiple: true } },
-      });
-      const overrides = parseOverrides(values.set ?? []);
-      if (values.parallelism) overrides.parallelism = values.parallelism;
-      const name = positionals[0];
-      if (!name) throw new ConfigError('paper', `name a paper: ${Object.keys(papers).join(', ')}`);
-      const paper = papers[name];
-      if (!paper) throw new ConfigError('paper', `unknown paper "${name}"; papers: ${Object.keys(papers).join(', ')}`);
-      const preset = values.preset ?? 'smoke';
-      if (!paper.presets[preset]) throw new ConfigError('--preset', `paper "${name}" has no preset "${preset}"; presets: ${Object.keys(paper.presets).join(', ')}`);
-      if (values.predict !== undefined) {
-        if (!paper.predict) throw new ConfigError('--predict', `paper "${name}" has no prediction mode`);
-        const options = Object.fromEntries((['temperature', 'top-k', 'length'] as const).filter((k) => values[k] !== undefined).map((k) => [k, values[k]!]));
-        console.log(await paper.predict(registry, preset, values.predict, options));
+/**
+ * Runs one command line (`argv` without node and the script) and returns its exit code; errors become messages on
+ * `io.err` (see the file comment). `--verbose` sets LOOM_VERBOSE for the command's duration (the backend line
+ * reads it; so do MPI workers started meanwhile).
+ */
+export async function run(argv: string[], io: CliIO = consoleIO): Promise<number> {
+  const verboseBefore = process.env.LOOM_VERBOSE;
+  try {
+    const [name, ...rest] = argv;
+    if (name === undefined || name === '--help' || name === '-h') {
+      io.out(mainHelp());
+      return 0;
+    }
+    const cmd = COMMANDS[name];
+    if (!cmd) throw new ConfigError('command', `unknown command "${name}"${didYouMean(name, Object.keys(COMMANDS))}\n${mainHelp()}`);
+    const { values, positionals } = parseFlags(cmd, rest);
+    if (values.verbose) process.env.LOOM_VERBOSE = '1';
+    if (cmd.name === 'paper') return await paperCommand(values, positionals, io);
+    if (values.help) {
+      io.out(commandHelp(cmd));
+      return 0;
+    }
+    if (cmd.name === 'help') {
+      const of = positionals[0];
+      if (of === undefined) io.out(mainHelp());
+      else if (COMMANDS[of]) io.out(of === 'paper' && positionals[1] && papers[positionals[1]] ? paperHelp(papers[positionals[1]]!) : commandHelp(COMMANDS[of]!));
+      else throw new ConfigError('help', `unknown command "${of}"${didYouMean(of, Object.keys(COMMANDS))}`);
+      return 0;
+    }
+    if (positionals.length > 0) throw new ConfigError(cmd.name, `takes no arguments, got "${positionals.join(' ')}" (loom ${cmd.name} --help)`);
+    switch (cmd.name) {
+      case 'papers':
+        for (const p of Object.values(papers)) {
+          io.out(`${p.name}: ${p.title}`);
+          for (const [preset, note] of Object.entries(p.presetNotes)) io.out(`  --preset ${preset}${preset === defaultPreset(p) ? ' (default)' : ''}: ${note}`);
+        }
+        return 0;
+      case 'plugins': {
+        const registry = registerBuiltins(createRegistry());
+        const markdown = str(values.markdown);
+        if (markdown) {
+          fs.mkdirSync(path.dirname(markdown), { recursive: true });
+          fs.writeFileSync(markdown, pluginDocs(registry));
+          io.out(`loom: wrote ${markdown}`);
+          return 0;
+        }
+        const kind = str(values.kind) as PluginKind | undefined;
+        if (kind && !PLUGIN_KINDS.includes(kind)) throw new ConfigError('--kind', `unknown kind "${kind}"${didYouMean(kind, [...PLUGIN_KINDS])}; kinds: ${PLUGIN_KINDS.join(', ')}`);
+        const list = registry.list(kind);
+        if (values.json) io.out(JSON.stringify(list, null, 2));
+        else io.out(list.map((p) => `${p.kind.padEnd(12)} ${p.name.padEnd(34)} ${p.description}`).join('\n'));
         return 0;
       }
-      let resume = values.resume;
-      if (resume === 'latest') {
-        const experiment = String(paper.presets[preset]!.experiment ?? name);
-        resume = findLatestCheckpoint(experiment) ?? undefined;
-        if (!resume) throw new ConfigError('--resume', `no checkpoint of experiment "${experiment}" under ./checkpoints to resume`);
-      }
-      const uri = trackingUri(values['tracking-uri']);
-      const result = await paper.run({ registry, preset, seed: intFlag('seed', values.seed), backend: values.backend ?? process.env.LOOM_BACKEND, trackingUri: uri, resume, overrides });
-      console.log(`\n${formatComparison(result)}`);
-      if (values.json) fs.writeFileSync(values.json, JSON.stringify(summary(result), null, 2) + '\n');
-      return 0;
-    }
-    case 'papers':
-      for (const p of Object.values(papers)) {
-        console.log(`${p.name}: ${p.title}`);
-        for (const [preset, note] of Object.entries(p.presetNotes)) console.log(`  --preset ${preset}: ${note}`);
-      }
-      return 0;
-    case 'plugins': {
-      const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean' }, kind: { type: 'string' }, markdown: { type: 'string' } } });
-      if (values.markdown) {
-        fs.mkdirSync(path.dirname(values.markdown), { recursive: true });
-        fs.writeFileSync(values.markdown, pluginDocs(registry));
-        console.log(`loom: wrote ${values.markdown}`);
+      case 'report': {
+        const tracking = str(values.store) === undefined ? trackingTarget(undefined) : undefined;
+        const store = path.resolve(str(values.store) ?? (tracking?.kind === 'store' ? tracking.dir : 'mlruns'));
+        if (!fs.existsSync(store)) throw new ConfigError('--store', `no MLflow store at ${store}`);
+        const r = await buildReport({ store, out: path.resolve(str(values.out) ?? 'reports'), papers });
+        io.out(`loom: report of ${r.runs} paper run(s): ${r.markdown} and ${r.html}`);
         return 0;
       }
-      const kind = values.kind as PluginKind | undefined;
-      if (kind && !PLUGIN_KINDS.includes(kind)) throw new ConfigError('--kind', `unknown kind "${kind}"; kinds: ${PLUGIN_KINDS.join(', ')}`);
-      const list = registry.list(kind);
-      if (values.json) console.log(JSON.stringify(list, null, 2));
-      else for (const p of list) console.log(`${p.kind.padEnd(12)} ${p.name.padEnd(34)} ${p.description}`);
-      return 0;
+      case 'sync': {
+        // The server to upload to: a local store (file: or a path) in MLFLOW_TRACKING_URI names none, so it is
+        // ignored here; given as --tracking-uri it is an error, as is anything MLflow would not accept.
+        const flag = str(values['tracking-uri']);
+        const server = (uri: string) => /^https?:/i.test(uri) && parseTrackingUri(uri, '--tracking-uri').kind === 'server';
+        if (flag !== undefined && !server(flag)) throw new ConfigError('--tracking-uri', `loom sync uploads to a tracking server: expected an http(s) URL such as http://localhost:5000, got "${flag}"`);
+        const tracking = trackingTarget(flag);
+        const results = await syncStore({ dir: str(values.dir) ?? 'mlruns', trackingUri: tracking?.kind === 'server' ? tracking.uri : undefined, log: io.out });
+        const count = (o: string) => results.filter((r) => r.outcome === o).length;
+        io.out(`loom sync: ${count('synced')} uploaded, ${count('pending')} still pending, ${count('skipped')} skipped, ${count('up-to-date')} already up to date`);
+        return count('pending') > 0 ? 1 : 0;
+      }
     }
-    case 'report': {
-      const { values } = parseArgs({ args: rest, options: { store: { type: 'string' }, out: { type: 'string' } } });
-      const store = path.resolve(values.store ?? 'mlruns');
-      if (!fs.existsSync(store)) throw new ConfigError('--store', `no MLflow store at ${store}`);
-      const r = await buildReport({ store, out: path.resolve(values.out ?? 'reports'), papers });
-      console.log(`loom: report of ${r.runs} paper run(s): ${r.markdown} and ${r.html}`);
-      return 0;
+    throw new Error(`command ${cmd.name} has no implementation`);
+  } catch (err) {
+    if (err instanceof LoomError) {
+      io.err(`loom: ${err.message}`);
+      return 2;
     }
-    case 'sync': {
-      const { values } = parseArgs({ args: rest, options: { 'tracking-uri': { type: 'string' }, dir: { type: 'string' } } });
-      const results = await syncStore({ dir: values.dir ?? 'mlruns', trackingUri: trackingUri(values['tracking-uri'], true) });
-      const count = (o: string) => results.filter((r) => r.outcome === o).length;
-      console.log(`loom sync: ${count('synced')} uploaded, ${count('pending')} still pending, ${count('skipped')} skipped, ${count('up-to-date')} already up to date`);
-      return count('pending') > 0 ? 1 : 0;
-    }
-    case undefined:
-    case 'help':
-    case '--help':
-      console.log(USAGE);
-      return 0;
-    default:
-      throw new ConfigError('command', `unknown command "${command}"\n${USAGE}`);
+    io.err(`loom: internal error (a bug; please report it with this trace):\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return 1;
+  } finally {
+    if (verboseBefore === undefined) delete process.env.LOOM_VERBOSE;
+    else process.env.LOOM_VERBOSE = verboseBefore;
   }
 }
 
@@ -186,15 +465,3 @@ export function summary(r: PaperResult) {
     comparison: r.comparison,
   };
 }
-
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    if (err instanceof LoomError || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
-      console.error(`loom: ${err.message}`);
-      process.exit(2);
-    }
-    console.error(err);
-    process.exit(1);
-  },
-);

@@ -36,3 +36,17 @@ export async function selectBackend(registry: PluginRegistry, requested?: string
   }
   throw new ConfigError('backend', `no registered backend is available (${skipped.join('; ')})`);
 }
+
+/**
+ * The one line a run prints about its backend: the name, the SIMD level and threads when the backend reports them
+ * (`backend.simd`, `backend.threads`), else its `backend.kernels` tag, and why faster backends were not used. The
+ * list of replaced kernels (over a thousand characters for native-cpu) is added only when `verbose` (`--verbose`,
+ * or LOOM_VERBOSE=1, which the CLI sets); it is always recorded in the run tag `backend.kernels`.
+ */
+export function describeBackend(tags: Record<string, string>, verbose = process.env.LOOM_VERBOSE === '1'): string {
+  const kernels = tags['backend.kernels'] ?? tags['tfjs.backend'] ?? '';
+  const facts = [tags['backend.simd'], tags['backend.threads'] && `${tags['backend.threads']} threads`].filter(Boolean).join(', ');
+  const skipped = tags['backend.skipped'] ? `; not used: ${tags['backend.skipped']}` : '';
+  const line = `loom: backend ${tags.backend} (${facts || kernels})${skipped}`;
+  return verbose && facts && kernels ? `${line}\nloom: kernels: ${kernels}` : line;
+}

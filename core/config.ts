@@ -109,17 +109,26 @@ export function flattenConfig(obj: Json, prefix = '', out: Record<string, string
 
 /**
  * Deep-merges `patch` into `base`: objects merge, arrays and scalars replace, and an object whose keys are indices
- * of an array in `base` patches those elements (how `--set model.layers.0.dropout=0.2` reaches into a list).
+ * of an array in `base` patches those elements (how `--set model.layers.0.dropout=0.2` reaches into a list). An
+ * object patching an array must address its elements: a key that is not an index, or an index past the end, is a
+ * ConfigError naming the field and the list's length (rather than replacing the list with an object, which the
+ * schema would report only as "expected array, received object"). `at` is the dotted path of `base` in the config.
  */
-export function mergeConfig<T extends JsonObject>(base: T, patch: JsonObject): T {
+export function mergeConfig<T extends JsonObject>(base: T, patch: JsonObject, at = ''): T {
   const out: JsonObject = { ...base };
   const isObject = (x: unknown): x is JsonObject => !!x && typeof x === 'object' && !Array.isArray(x);
   for (const [k, v] of Object.entries(patch)) {
     const b = out[k];
-    if (isObject(v) && isObject(b)) out[k] = mergeConfig(b, v);
-    else if (isObject(v) && Array.isArray(b) && Object.keys(v).every((i) => /^\d+$/.test(i) && Number(i) < b.length)) {
+    const field = at ? `${at}.${k}` : k;
+    if (isObject(v) && isObject(b)) out[k] = mergeConfig(b, v, field);
+    else if (isObject(v) && Array.isArray(b)) {
+      const range = b.length ? `indices 0-${b.length - 1}` : 'no indices';
+      for (const i of Object.keys(v)) {
+        if (!/^\d+$/.test(i)) throw new ConfigError(`${field}.${i}`, `${field} is a list of ${b.length} element(s): expected an index (${range}), got "${i}"`);
+        if (Number(i) >= b.length) throw new ConfigError(`${field}.${i}`, `index ${i} is out of range: ${field} has ${b.length} element(s) (${range})`);
+      }
       // `{ "0": {...} }` patches one element of an array (from `--set model.layers.0.dropout=0.2`).
-      out[k] = b.map((e, i) => (i in v ? (isObject(e) && isObject(v[i]) ? mergeConfig(e, v[i] as JsonObject) : v[i]!) : e));
+      out[k] = b.map((e, i) => (i in v ? (isObject(e) && isObject(v[i]) ? mergeConfig(e, v[i] as JsonObject, `${field}.${i}`) : v[i]!) : e));
     } else out[k] = v;
   }
   return out as T;

@@ -25,6 +25,8 @@ export abstract class LayerBase implements Layer {
   build(inputShape: Shape, rng: Rng): Shape {
     if (this.builtShape) throw new Error(`${this.name}: build() called twice`);
     const out = this.buildLayer(inputShape, rng);
+    // An empty output (a pool or kernel larger than its input) would only fail later, inside a kernel.
+    if (out.some((d, i) => i > 0 && d !== null && !(d > 0))) throw this.shapeError(`large enough for a non-empty output (this one would give [${out.map((d) => d ?? 'batch').join(', ')}])`, inputShape);
     this.builtShape = inputShape;
     return out;
   }

@@ -25,7 +25,12 @@ export class Sequential implements Model {
   readonly inputShape: Shape;
   private output: Shape | null = null;
 
-  constructor(config: SequentialConfig, registry: PluginRegistry, path = 'model') {
+  constructor(
+    config: SequentialConfig,
+    registry: PluginRegistry,
+    /** Where the config sits in the experiment config, for messages. */
+    private readonly path = 'model',
+  ) {
     const parsed = sequentialConfigSchema.safeParse(config);
     if (!parsed.success) {
       const i = parsed.error.issues[0]!;
@@ -51,10 +56,20 @@ export class Sequential implements Model {
     return this.output;
   }
 
-  /** Builds every layer in order, creating parameters from `rng`. */
+  /**
+   * Builds every layer in order, creating parameters from `rng`. A layer's shape error is prefixed with its place
+   * in the config (`model.layers[1]: layer "max-pool2d_2" ...`), the field to change.
+   */
   build(inputShape: Shape = this.inputShape, rng: Rng): Shape {
     let shape = inputShape;
-    for (const layer of this.layers) shape = layer.build(shape, rng);
+    for (const [i, layer] of this.layers.entries()) {
+      try {
+        shape = layer.build(shape, rng);
+      } catch (e) {
+        if (e instanceof ShapeError) throw new ShapeError(`${this.path}.layers[${i}]: ${e.where}`, e.expected, e.actual);
+        throw e;
+      }
+    }
     this.output = shape;
     return shape;
   }

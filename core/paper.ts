@@ -26,7 +26,7 @@ export interface PaperRunOptions {
   preset: string;
   seed?: number;
   backend?: string;
-  /** An http(s) MLflow tracking server to log to instead of the local file store. */
+  /** An http(s) MLflow tracking server to log to, or a `file:` URI of the local file store to use instead of ./mlruns. */
   trackingUri?: string;
   /** Fields to override in the preset's config (deep-merged). */
   overrides?: Record<string, unknown>;
@@ -91,10 +91,13 @@ export function latestRunArtifacts(paper: string, preset: string, artifact: stri
   return best.dir;
 }
 
-/** A plain-text table of measured vs reference numbers. */
+/**
+ * A plain-text table of measured vs reference numbers. Each row names its metric (the measured key, e.g.
+ * `val_loss`), so a table whose labels describe only the reference (GPT's nanoGPT rows) still says what is compared.
+ */
 export function formatComparison(result: PaperResult): string {
-  const rows = result.comparison.map((r) => [r.label, r.measured === null ? 'n/a' : formatMetric(r.measured, r.metric), formatMetric(r.reference, r.metric), r.source]);
-  const head = ['', 'measured', 'reference', 'source'];
+  const rows = result.comparison.map((r) => [r.label, r.metric, r.measured === null ? 'n/a' : formatMetric(r.measured, r.metric), formatMetric(r.reference, r.metric), r.source]);
+  const head = ['', 'metric', 'measured', 'reference', 'source'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
   return [
@@ -107,9 +110,17 @@ export function formatComparison(result: PaperResult): string {
   ].join('\n');
 }
 
-/** A metric as people read it: rates (accuracy, word and phoneme error rates) in percent, perplexity to 0.1. */
+/**
+ * A metric as people read it: rates (accuracy, word and phoneme error rates) in percent, perplexity to 0.1 (0.01
+ * below 10), anything else to 4 decimals. A rate is a metric with a whole `_`- or `/`-separated part `accuracy`,
+ * `wer` or `per` (`test_accuracy`, `variational/test_wer_beam`, `test_per_beam`); matching substrings instead
+ * printed `test_perplexity` 3.9989 as "399.89 %".
+ */
 export function formatMetric(v: number, metric: string): string {
-  return /accuracy|wer|_per/.test(metric) ? `${(v * 100).toFixed(2)} %` : /perplexity/.test(metric) ? v.toFixed(1) : v.toFixed(4);
+  const parts = metric.split(/[_/]/);
+  if (parts.some((p) => p === 'accuracy' || p === 'wer' || p === 'per')) return `${(v * 100).toFixed(2)} %`;
+  if (parts.includes('perplexity')) return v.toFixed(v < 10 ? 2 : 1);
+  return v.toFixed(4);
 }
 
 /**

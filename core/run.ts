@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
-import { selectBackend } from './backend';
+import { describeBackend, selectBackend } from './backend';
 import { flattenConfig, parseExperimentConfig, type ExperimentConfig } from './config';
 import { Checkpointer, latestCheckpoint, loadCheckpoint, type TrainerSnapshot } from './checkpoint';
 import { kFoldSplit, splitTail, take } from './data';
@@ -16,6 +16,7 @@ import { ConfigError } from './errors';
 import { environmentTags } from './environment';
 import type { Dataset, JsonObject, Logs, RunInfo, Tracker } from './interfaces';
 import { Sequential } from './model';
+import { checkInputShape, preflight } from './preflight';
 import { Rng } from './random';
 import { PLUGIN_KINDS, type PluginKind, type PluginRegistry } from './registry';
 import { readWeights, saveModel } from './serialization';
@@ -31,7 +32,7 @@ export interface RunOptions {
   backend?: string;
   runName?: string;
   tags?: Record<string, string>;
-  /** An http(s) MLflow tracking server: `mlflow-file` trackers log there instead (see `withTrackingUri`). */
+  /** An http(s) MLflow tracking server, or a `file:` URI of a local store: `mlflow-file` trackers log there (see `withTrackingUri`). */
   trackingUri?: string;
   /** Where the run prints its one-line notices (the backend it chose). Default: console.log. */
   log?: (line: string) => void;
@@ -65,8 +66,7 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
   }
 
   const { backend, tags: backendTags } = await selectBackend(registry, opts.backend);
-  const skipped = backendTags['backend.skipped'] ? `; not used: ${backendTags['backend.skipped']}` : '';
-  (opts.log ?? console.log)(`loom: backend ${backendTags.backend} (${backendTags['backend.kernels'] ?? backendTags['tfjs.backend']})${skipped}`);
+  (opts.log ?? console.log)(describeBackend(backendTags));
   c.registerInstance(TOKENS.Backend, backend);
   c.registerInstance(BACKEND_TAGS, backendTags);
 
@@ -75,7 +75,12 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
 
   const source = registry.create('dataset', config.data.source, 'data.source');
   c.registerInstance(TOKENS.DataSource, source);
-  let trainAll: Dataset = source.load(config.data.train);
+  // A split the source does not have is a config error naming the field (the source's own message cannot).
+  const load = (field: string, split: string): Dataset => {
+    if (!source.splits.includes(split)) throw new ConfigError(field, `data set "${source.spec.type}" has no split "${split}"; its splits: ${source.splits.join(', ')}`);
+    return source.load(split);
+  };
+  let trainAll: Dataset = load('data.train', config.data.train);
   if (config.data.trainLimit) trainAll = take(trainAll, config.data.trainLimit);
   if (config.data.validation && config.trainer.validationSplit > 0) {
     throw new ConfigError('trainer.validationSplit', `is ${config.trainer.validationSplit}, but data.validation names a split ("${config.data.validation}"): use one or the other`);
@@ -83,18 +88,25 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
   const { train, validation } = opts.fold
     ? kFoldSplit(trainAll, opts.fold.of, opts.fold.index, config.seed)
     : config.data.validation
-      ? { train: trainAll, validation: source.load(config.data.validation) }
+      ? { train: trainAll, validation: load('data.validation', config.data.validation) }
       : splitTail(trainAll, config.trainer.validationSplit);
   c.registerInstance(TOKENS.TrainData, train);
   registerNullable(c, TOKENS.ValidationData, validation);
-  let test: Dataset | null = config.data.test ? source.load(config.data.test) : null;
+  let test: Dataset | null = config.data.test ? load('data.test', config.data.test) : null;
   if (test && config.data.testLimit) test = take(test, config.data.testLimit);
   registerNullable(c, TOKENS.TestData, test);
 
+  checkInputShape(config.model.inputShape, train);
   const model = new Sequential(config.model, registry);
   model.build(undefined, rng.fork());
   c.registerInstance(TOKENS.Model, model);
   c.registerInstance(TOKENS.Loss, registry.create('loss', config.loss, 'loss'));
+  try {
+    preflight(model, train, c.resolve(TOKENS.Loss));
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
   c.registerInstance(TOKENS.Optimizer, registry.create('optimizer', config.optimizer, 'optimizer'));
   registerNullable(c, TOKENS.Schedule, config.schedule ? registry.create('schedule', config.schedule, 'schedule') : null);
   c.registerInstance(TOKENS.Metrics, config.metrics.map((m, i) => registry.create('metric', m, `metrics[${i}]`)));

@@ -1,5 +1,6 @@
 /** Tracker composition: a run may log to several trackers (the MLflow store and the console) at once. */
 import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import type { Dataset, DatasetInfo, PluginSpec, RunInfo, RunStatus, Tracker } from './interfaces';
 
 export class MultiTracker implements Tracker {
@@ -50,9 +51,15 @@ export function mlflowExperimentName(configured: string, env: NodeJS.ProcessEnv 
 /**
  * Where runs are tracked: an http(s) `trackingUri` (MLFLOW_TRACKING_URI or `--tracking-uri`) turns each
  * `mlflow-file` tracker spec into an `mlflow-rest` one for that server, which keeps the file store's folder as its
- * local fallback. Other URIs and other trackers are left as they are. Works on specs, so core imports no plugin.
+ * local fallback; a `file:` URI (MLflow's form for a local store; the CLI turns plain paths into one) sets the
+ * `root` of each `mlflow-file` tracker to that directory. Other URIs and other trackers are left as they are.
+ * Works on specs, so core imports no plugin.
  */
 export function withTrackingUri(trackers: PluginSpec[], trackingUri: string | undefined): PluginSpec[] {
+  if (trackingUri && /^file:/i.test(trackingUri)) {
+    const root = fileURLToPath(trackingUri);
+    return trackers.map((t) => (typeof t === 'string' ? t : t.type) === 'mlflow-file' ? { ...(typeof t === 'string' ? {} : t), type: 'mlflow-file', root } : t);
+  }
   if (!trackingUri || !/^https?:\/\//i.test(trackingUri)) return trackers;
   return trackers.map((t) => {
     if ((typeof t === 'string' ? t : t.type) !== 'mlflow-file') return t;

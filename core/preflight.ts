@@ -1,0 +1,34 @@
+/**
+ * A run's dry step: before a run is tracked, the model and the loss run once on the first two training examples,
+ * so a config whose parts do not fit together (a `model.inputShape` that is not the data's, a loss that does not
+ * take the model's output) is rejected before anything is written, rather than at the first step with a FAILED run
+ * left in the store. Costs one forward pass on two examples; draws from no random stream of the run and leaves no
+ * state behind (recurrent state is reset), so results are the same with or without it.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError } from './errors';
+import type { Dataset, Loss } from './interfaces';
+import type { Sequential } from './model';
+import { Rng } from './random';
+
+/** `model.inputShape` must be the shape of the training examples: checked before the model is built. */
+export function checkInputShape(declared: readonly number[], train: Dataset): void {
+  if (declared.length !== train.xShape.length || declared.some((d, i) => d !== train.xShape[i])) {
+    throw new ConfigError('model.inputShape', `is [${declared.join(', ')}], but the examples of the training set "${train.name}" have shape [${train.xShape.join(', ')}]`);
+  }
+}
+
+/** The dry step (see the file comment): the model and the loss on the first two training examples. */
+export function preflight(model: Sequential, train: Dataset, loss: Loss): void {
+  if (train.size === 0) return; // the data check names the empty set
+  const { x, y } = train.batch(Int32Array.from({ length: Math.min(2, train.size) }, (_, i) => i));
+  try {
+    tf.tidy(() => {
+      loss.compute(y, model.apply(x, { training: false, rng: new Rng(0) }));
+    });
+  } finally {
+    x.dispose();
+    y.dispose();
+    model.resetStates();
+  }
+}
