@@ -14,7 +14,7 @@ import 'reflect-metadata';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ConfigError, createRegistry, findLatestCheckpoint, formatComparison, LoomError, PLUGIN_KINDS, type Paper, type PaperResult, type PluginKind } from '../core';
+import { ConfigError, createRegistry, findLatestCheckpoint, formatComparison, InterruptedError, LoomError, PLUGIN_KINDS, type Paper, type PaperResult, type PluginKind } from '../core';
 import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
 import { syncStore } from '../plugins/trackers/mlflow-rest';
@@ -438,7 +438,7 @@ export async function run(argv: string[], io: CliIO = consoleIO): Promise<number
   } catch (err) {
     if (err instanceof LoomError) {
       io.err(`loom: ${err.message}`);
-      return 2;
+      return err instanceof InterruptedError ? err.exitCode : 2; // 130 / 143: stopped by SIGINT / SIGTERM
     }
     io.err(`loom: internal error (a bug; please report it with this trace):\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     return 1;

@@ -36,3 +36,33 @@ export class DataError extends LoomError {}
 
 /** The loss or a gradient became NaN or infinite. */
 export class NonFiniteError extends LoomError {}
+
+/**
+ * A file loom reads or writes is unusable: unreadable, corrupt (truncated or altered since it was written) or not
+ * writable (a full disk, a read-only file system). `file` names it; the message says what was wrong with it.
+ */
+export class FileError extends LoomError {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A run stopped on SIGINT or SIGTERM after finishing its step and writing a checkpoint; the message says how to
+ * resume. `exitCode` follows the shell's convention for a process ended by a signal: 128 + its number (130, 143).
+ */
+export class InterruptedError extends LoomError {
+  constructor(
+    readonly signal: 'SIGINT' | 'SIGTERM',
+    message: string,
+  ) {
+    super(message);
+  }
+
+  get exitCode(): number {
+    return this.signal === 'SIGINT' ? 130 : 143;
+  }
+}

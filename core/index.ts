@@ -25,4 +25,5 @@ export * from './fs-atomic';
 export * from './kernels';
 export * from './optimizer';
 export * from './checkpoint';
+export * from './cache';
 export * from './ops';

@@ -116,6 +116,11 @@ export interface Model extends Layer {
 /** Mean loss over the batch as a scalar. `yTrue` holds labels or targets, `yPred` the model's raw output. */
 export interface Loss extends Configurable {
   compute(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Scalar;
+  /**
+   * Optional: the first target value this loss cannot take (e.g. a class label outside the model's output range),
+   * as its index in `targets` and the reason, or null. Runs check every split with it before training.
+   */
+  checkTargets?(targets: Float32Array | Int32Array, outputShape: readonly (number | null)[]): { index: number; reason: string } | null;
 }
 
 /** A penalty on one parameter added to the training loss (L1, L2, ...). */

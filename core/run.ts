@@ -10,10 +10,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { describeBackend, selectBackend } from './backend';
 import { flattenConfig, parseExperimentConfig, type ExperimentConfig } from './config';
-import { Checkpointer, latestCheckpoint, loadCheckpoint, type TrainerSnapshot } from './checkpoint';
+import {
+  Checkpointer, clearFinished, latestCheckpoint, listCheckpoints, loadCheckpoint, readFinished, writeFinished, type Checkpoint, type FinishedRecord, type TrainerSnapshot,
+} from './checkpoint';
+import { checkData } from './data-check';
 import { kFoldSplit, splitTail, take } from './data';
-import { ConfigError } from './errors';
+import { ConfigError, FileError, InterruptedError } from './errors';
 import { environmentTags } from './environment';
+import { asFileError } from './fs-atomic';
 import type { Dataset, JsonObject, Logs, RunInfo, Tracker } from './interfaces';
 import { Sequential } from './model';
 import { checkInputShape, preflight } from './preflight';
@@ -21,6 +25,7 @@ import { Rng } from './random';
 import { PLUGIN_KINDS, type PluginKind, type PluginRegistry } from './registry';
 import { readWeights, saveModel } from './serialization';
 import { FACTORY_TOKENS, TOKENS, type PluginFactory } from './tokens';
+import { SignalWatch, yieldToEventLoop, type StopSignal } from './signals';
 import { describeDataset, MultiTracker, withTrackingUri } from './tracking';
 import { Trainer } from './trainer';
 
@@ -50,6 +55,11 @@ export interface RunOptions {
   evaluate?: (trainer: Trainer, test: Dataset | null) => Logs | Promise<Logs>;
   /** Called with the freshly built model before training (e.g. to load pretrained weights); not on --resume. */
   initialize?: (model: Sequential) => void;
+  /**
+   * Stop on SIGINT / SIGTERM after the current step with a checkpoint and a KILLED run (see {@link runExperiment});
+   * default true. Only for single-process runs. False leaves the signals' usual effect (the process ends).
+   */
+  handleSignals?: boolean;
 }
 
 /** A child container with every run-scoped token registered. The caller disposes it with {@link disposeRun}. */
@@ -136,79 +146,174 @@ export interface RunResult {
   tags: Record<string, string>;
 }
 
-/** Trains and evaluates one experiment, logging everything to its trackers. Marks the run FAILED on error. */
+/**
+ * Trains and evaluates one experiment, logging everything to its trackers. Marks the run FAILED on error.
+ *
+ * Before training it checks the data (core/data-check.ts: empty splits, non-finite values, targets the loss cannot
+ * take) so bad data fails at once, with no tracked run left behind. While training, the first SIGINT or SIGTERM
+ * stops the run after its current step (core/signals.ts): it writes a checkpoint, ends the tracked run as KILLED
+ * and throws an {@link InterruptedError} that says how to resume; a second signal ends the process at once.
+ *
+ * With `resume` it continues from a checkpoint and prints what it restored. Resuming a run that ended FINISHED
+ * changes nothing (it says so and returns the recorded results) unless the config asks to train further: a larger
+ * `trainer.epochs` (or `trainer.maxSteps`) than the checkpoint's. Then it reopens the run, trains on to the new
+ * length and logs the new results at the new final step (a schedule that depends on the planned length sees the
+ * new one from there on). Every other field must equal the checkpoint's.
+ */
 export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const started = Date.now();
-  const c = await buildRunContainer(opts);
-  const config = c.resolve(TOKENS.Config);
-  const tracker = c.resolve(TOKENS.Tracker);
-  const strategy = c.resolve(TOKENS.Parallelism);
-  const model = c.resolve(TOKENS.Model) as Sequential;
-  const tags: Record<string, string> = {
-    ...environmentTags(),
-    ...c.resolve<Record<string, string>>(BACKEND_TAGS),
-    seed: String(config.seed),
-    ...(opts.fold ? { fold: `${opts.fold.index + 1}/${opts.fold.of}` } : {}),
-    ...opts.tags,
-  };
-  const log = strategy.isGlobalZero;
-  const runName = (opts.runName ?? `${config.experiment}-${config.seed}`) + (opts.fold ? `-fold${opts.fold.index + 1}of${opts.fold.of}` : '');
+  const say = opts.log ?? console.log;
+  const parsed = parseExperimentConfig(opts.config);
+  // The checkpoint is read and checked before anything is built: a wrong or damaged one fails in a moment.
   const resumePath = opts.resume ? resolveCheckpoint(opts.resume) : null;
-  const resume = resumePath ? loadCheckpoint(resumePath) : null;
-  if (resume && resume.run.experiment !== config.experiment) {
-    throw new ConfigError('--resume', `the checkpoint belongs to experiment "${resume.run.experiment}", not "${config.experiment}"`);
+  const resume = resumePath ? loadForResume(resumePath) : null;
+  const extended = resume ? compareResumeConfig(resume, parsed) : [];
+  if (resume && resumePath) {
+    const finished = readFinished(path.dirname(resumePath), resume.run.runId);
+    if (finished && extended.length === 0) return alreadyFinished(finished, resume, parsed, say);
   }
-  if (resume) {
-    const [was, now] = [flattenConfig(resume.config), flattenConfig(config as unknown as JsonObject)];
-    const differ = [...new Set([...Object.keys(was), ...Object.keys(now)])].filter((k) => was[k] !== now[k]);
-    if (differ.length) throw new ConfigError('--resume', `the config differs from the checkpoint's in ${differ.slice(0, 5).map((k) => `${k} (was ${was[k]}, now ${now[k]})`).join(', ')}; resume with the same preset, seed and options`);
-  }
-  const run = log
-    ? await tracker.startRun({ experiment: config.experiment, runName, tags, resume: resume ? { ...resume.run, step: resume.trainer.step } : undefined })
-    : { runId: 'rank>0', experimentId: '', location: '' };
+  const c = await buildRunContainer({ ...opts, config: parsed });
+  let watch: SignalWatch | null = null;
   try {
-    if (log) {
-      tracker.logParams(flattenConfig(config as unknown as JsonObject));
-      tracker.logParams({ 'model.parameters': model.countParams() });
-      const inputs: [Dataset | null, string][] = [[c.resolve(TOKENS.TrainData), 'train'], [c.resolve(TOKENS.ValidationData), 'validation'], [c.resolve(TOKENS.TestData), 'test']];
-      for (const [ds, context] of inputs) if (ds && tracker.logDataset) tracker.logDataset(describeDataset(ds, context, config.data.source));
+    const config = c.resolve(TOKENS.Config);
+    const tracker = c.resolve(TOKENS.Tracker);
+    const strategy = c.resolve(TOKENS.Parallelism);
+    const model = c.resolve(TOKENS.Model) as Sequential;
+    const data: [string, Dataset | null][] = [['training', c.resolve(TOKENS.TrainData)], ['validation', c.resolve(TOKENS.ValidationData)], ['test', c.resolve(TOKENS.TestData)]];
+    checkData(data, c.resolve(TOKENS.Loss), model.outputShape);
+    const trainSize = c.resolve(TOKENS.TrainData).size;
+    if (config.trainer.batchSize > trainSize) say(`loom: trainer.batchSize ${config.trainer.batchSize} is larger than the ${trainSize} training examples: each epoch is one batch of ${trainSize} (as in Keras)`);
+    const tags: Record<string, string> = {
+      ...environmentTags(),
+      ...c.resolve<Record<string, string>>(BACKEND_TAGS),
+      seed: String(config.seed),
+      ...(opts.fold ? { fold: `${opts.fold.index + 1}/${opts.fold.of}` } : {}),
+      ...opts.tags,
+    };
+    const log = strategy.isGlobalZero;
+    const runName = (opts.runName ?? `${config.experiment}-${config.seed}`) + (opts.fold ? `-fold${opts.fold.index + 1}of${opts.fold.of}` : '');
+    if (resume) {
+      const s = resume.trainer;
+      const where = s.batch > 0 ? `epoch ${s.epoch + 1} of ${config.trainer.epochs}, ${s.batch} batches into it` : `${s.epoch} of ${config.trainer.epochs} epochs done`;
+      say(`loom: resuming run ${resume.run.runId} from ${resumePath}: step ${s.step}, ${where}${extended.length ? `; training further: ${extended.map((e) => e.text).join(', ')}` : ''}`);
+      clearFinished(path.dirname(resumePath!)); // it trains again: no longer FINISHED until it ends so
     }
-    if (opts.initialize && !resume) opts.initialize(model);
-    const trainer = c.resolve(Trainer);
+    // Signals are handled for single-process runs; under mpirun every rank would have to stop at the same step.
+    if (opts.handleSignals !== false && strategy.worldSize === 1) watch = new SignalWatch(say);
+    const run = log
+      ? await tracker.startRun({ experiment: config.experiment, runName, tags, resume: resume ? { ...resume.run, step: resume.trainer.step } : undefined })
+      : { runId: 'rank>0', experimentId: '', location: '' };
     const ck = config.trainer.checkpoint;
     const dir = resumePath ? path.dirname(resumePath) : path.resolve(ck.dir ?? path.join('checkpoints', run.experimentId, run.runId));
-    const writer = new Checkpointer(dir, ck.keep);
-    const checkpointer = log && ck.enabled
-      ? (snapshot: TrainerSnapshot) => void writer.save({
-          run: { runId: run.runId, experimentId: run.experimentId, experiment: config.experiment, runName },
-          config: config as unknown as JsonObject,
-          trainer: snapshot,
-          weights: readWeights([...model.parameters(), ...model.buffers()]),
-          optimizer: trainer.optimizer.stateDict(),
-        })
-      : undefined;
-    if (log && ck.enabled) tracker.setTags({ 'loom.checkpoints': dir });
-    const history = await trainer.fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData), { checkpointer, resume: resume ?? undefined });
-    const finalStep = history.step;
-    const testData = c.resolve(TOKENS.TestData);
-    let test: Logs | null = testData ? trainer.evaluate(testData) : null;
-    if (opts.evaluate) test = { ...(test ?? {}), ...(await opts.evaluate(trainer, testData)) };
-    if (test && log) tracker.logMetrics(Object.fromEntries(Object.entries(test).map(([k, v]) => [`test_${k}`, v])), finalStep);
-    const wallTimeSec = (Date.now() - started) / 1000;
-    if (log) {
-      tracker.logMetrics({ wall_time_s: wallTimeSec }, finalStep);
-      await logRunArtifacts(tracker, model, config, { history: history.epochs, test, wallTimeSec });
-      await tracker.endRun('FINISHED');
+    let lastCheckpoint: { path: string; step: number } | null = resume ? { path: resumePath!, step: resume.trainer.step } : null;
+    const interrupted = (signal: StopSignal, step: number): InterruptedError => {
+      const saved = lastCheckpoint ? `checkpoint ${lastCheckpoint.path} (step ${lastCheckpoint.step})` : 'no checkpoint (trainer.checkpoint.enabled is false), so it cannot be resumed';
+      const how = lastCheckpoint ? `\nTo continue it, run the same command with --resume latest (the same preset, seed and --set values), or with --resume ${lastCheckpoint.path}` : '';
+      return new InterruptedError(signal, `interrupted by ${signal} after step ${step}: ${saved}; MLflow run ${run.runId} marked KILLED${how}`);
+    };
+    try {
+      if (log) {
+        const params = flattenConfig(config as unknown as JsonObject);
+        // Params are immutable in MLflow: the fields a resume may grow keep their first value; a tag records the growth.
+        for (const e of extended) delete params[e.key];
+        tracker.logParams(params);
+        tracker.logParams({ 'model.parameters': model.countParams() });
+        if (extended.length) tracker.setTags(Object.fromEntries(extended.map((e) => [`loom.extended.${e.key}`, `${e.text} at step ${resume!.trainer.step}`])));
+        for (const [context, ds] of data) if (ds && tracker.logDataset) tracker.logDataset(describeDataset(ds, context === 'training' ? 'train' : context, config.data.source));
+      }
+      if (opts.initialize && !resume) opts.initialize(model);
+      const trainer = c.resolve(Trainer);
+      const writer = new Checkpointer(dir, ck.keep);
+      const checkpointer = log && ck.enabled
+        ? (snapshot: TrainerSnapshot) => {
+            const p = writer.save({
+              run: { runId: run.runId, experimentId: run.experimentId, experiment: config.experiment, runName },
+              config: config as unknown as JsonObject,
+              trainer: snapshot,
+              weights: readWeights([...model.parameters(), ...model.buffers()]),
+              optimizer: trainer.optimizer.stateDict(),
+            });
+            lastCheckpoint = { path: p, step: snapshot.step };
+          }
+        : undefined;
+      if (log && ck.enabled) tracker.setTags({ 'loom.checkpoints': dir });
+      const stop = watch ? () => watch!.signal !== null : undefined;
+      const history = await trainer.fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData), { checkpointer, resume: resume ?? undefined, stop });
+      const finalStep = history.step;
+      if (watch?.signal) throw interrupted(watch.signal, finalStep);
+      const testData = c.resolve(TOKENS.TestData);
+      let test: Logs | null = testData ? trainer.evaluate(testData) : null;
+      if (opts.evaluate) test = { ...(test ?? {}), ...(await opts.evaluate(trainer, testData)) };
+      if (watch) await yieldToEventLoop();
+      if (watch?.signal) throw interrupted(watch.signal, finalStep); // training is complete: resuming only evaluates
+      if (test && log) tracker.logMetrics(Object.fromEntries(Object.entries(test).map(([k, v]) => [`test_${k}`, v])), finalStep);
+      const wallTimeSec = (Date.now() - started) / 1000;
+      if (log) {
+        tracker.logMetrics({ wall_time_s: wallTimeSec }, finalStep);
+        await logRunArtifacts(tracker, model, config, { history: history.epochs, test, wallTimeSec });
+        // A resumed run's status reason (from its KILLED or FAILED end) would be stale: it says how it finished instead.
+        await tracker.endRun('FINISHED', resume ? `finished after resuming from step ${resume.trainer.step}` : undefined);
+        if (ck.enabled) writeFinished(dir, { runId: run.runId, experimentId: run.experimentId, location: run.location, step: finalStep, epochs: config.trainer.epochs, backend: tags.backend ?? tf.getBackend(), test, wallTimeSec });
+      }
+      return { run, config, backend: tags.backend ?? tf.getBackend(), history: history.epochs, test, wallTimeSec, tags };
+    } catch (caught) {
+      const err = asFileError(caught) ?? caught; // a full disk under a tracker too: a clear error, not Node's
+      if (log) {
+        const killed = err instanceof InterruptedError;
+        await tracker.endRun(killed ? 'KILLED' : 'FAILED', killed ? `interrupted by ${err.signal}` : err instanceof Error ? err.message : String(err)).catch(() => undefined);
+      }
+      throw err;
     }
-    return { run, config, backend: tags.backend ?? tf.getBackend(), history: history.epochs, test, wallTimeSec, tags };
-  } catch (err) {
-    if (log) {
-      await tracker.endRun('FAILED', err instanceof Error ? err.message : String(err)).catch(() => undefined);
-    }
-    throw err;
   } finally {
+    watch?.dispose();
     disposeRun(c);
   }
+}
+
+/** Fields a resume may raise to train a run further; every other field must equal the checkpoint's. */
+const EXTENDABLE = ['trainer.epochs', 'trainer.maxSteps'];
+
+/**
+ * Refuses a resume whose config differs from the checkpoint's, except for {@link EXTENDABLE} fields raised (an
+ * absent maxSteps means no limit); returns those, described.
+ */
+function compareResumeConfig(resume: Checkpoint, config: ExperimentConfig): { key: string; text: string }[] {
+  if (resume.run.experiment !== config.experiment) {
+    throw new ConfigError('--resume', `the checkpoint belongs to experiment "${resume.run.experiment}", not "${config.experiment}"`);
+  }
+  const [was, now] = [flattenConfig(resume.config), flattenConfig(config as unknown as JsonObject)];
+  const differ = [...new Set([...Object.keys(was), ...Object.keys(now)])].filter((k) => was[k] !== now[k]);
+  const limit = (v: unknown) => (v === undefined ? Infinity : Number(v));
+  const shrunk = differ.filter((k) => EXTENDABLE.includes(k) && limit(now[k]) < limit(was[k]));
+  if (shrunk.length) throw new ConfigError('--resume', `${shrunk.map((k) => `${k} is ${now[k] ?? 'unlimited'}, less than the checkpoint's ${was[k]}`).join('; ')}: a resumed run can train further, not shorter`);
+  const other = differ.filter((k) => !EXTENDABLE.includes(k));
+  if (other.length) throw new ConfigError('--resume', `the config differs from the checkpoint's in ${other.slice(0, 5).map((k) => `${k} (was ${was[k]}, now ${now[k]})`).join(', ')}; resume with the same preset, seed and options`);
+  return differ.map((k) => ({ key: k, text: `${k}=${now[k] ?? 'unlimited'} (was ${was[k] ?? 'unlimited'})` }));
+}
+
+/** Loads the checkpoint to resume from; if it is damaged, the error also names an intact earlier one of the run. */
+function loadForResume(p: string): Checkpoint {
+  try {
+    return loadCheckpoint(p);
+  } catch (e) {
+    if (!(e instanceof FileError)) throw e;
+    const earlier = listCheckpoints(path.dirname(p)).filter((c) => path.basename(c) < path.basename(p)).reverse().find((c) => {
+      try {
+        loadCheckpoint(c);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    throw new FileError(e.file, `${e.message}. ${earlier ? `An earlier checkpoint of the run is intact: resume from it with --resume ${earlier} (or delete ${p})` : 'No intact earlier checkpoint of the run exists'}`);
+  }
+}
+
+/** The result of a FINISHED run asked to resume with nothing to add: recorded, not recomputed; nothing is logged. */
+function alreadyFinished(f: FinishedRecord, resume: Checkpoint, config: ExperimentConfig, say: (line: string) => void): RunResult {
+  say(`loom: run ${f.runId} already FINISHED at step ${f.step} (${f.epochs} epochs); nothing to resume, nothing changed. To train it further, resume with a larger --set trainer.epochs=N`);
+  const tags = { ...environmentTags(), backend: f.backend, seed: String(config.seed) };
+  return { run: { runId: f.runId, experimentId: f.experimentId, location: f.location }, config, backend: f.backend, history: resume.trainer.history, test: f.test, wallTimeSec: f.wallTimeSec, tags };
 }
 
 async function logRunArtifacts(tracker: Tracker, model: Sequential, config: ExperimentConfig, summary: object): Promise<void> {
@@ -270,14 +375,42 @@ export function resolveCheckpoint(p: string): string {
   return latest;
 }
 
-/** The newest checkpoint of `experiment` under `root` (default ./checkpoints), for `--resume` without a path. */
+/**
+ * The newest checkpoint of `experiment` under `root` (default ./checkpoints), for `--resume latest`. The root holds
+ * `<experiment id>/<run id>/ckpt-*` folders; anything else there (a file, a cache, a folder without checkpoints) is
+ * not a run and is skipped. A run's experiment is read from the newest of its checkpoints whose state.json can be
+ * read; the newest checkpoint of the chosen run is returned even if it is damaged, so that resuming it reports the
+ * damage (and names an intact earlier checkpoint) rather than silently going back further.
+ */
 export function findLatestCheckpoint(experiment: string, root = 'checkpoints'): string | null {
   const abs = path.resolve(root);
-  if (!fs.existsSync(abs)) return null;
-  const all = fs.readdirSync(abs).flatMap((exp) => {
-    const e = path.join(abs, exp);
-    return fs.statSync(e).isDirectory() ? fs.readdirSync(e).map((run) => latestCheckpoint(path.join(e, run))).filter((c): c is string => c !== null) : [];
-  });
-  const mine = all.filter((c) => (JSON.parse(fs.readFileSync(path.join(c, 'state.json'), 'utf8')) as { run: { experiment: string } }).run.experiment === experiment);
-  return mine.sort((a, b) => fs.statSync(path.join(a, 'state.json')).mtimeMs - fs.statSync(path.join(b, 'state.json')).mtimeMs).at(-1) ?? null;
+  const dirs = (d: string) => {
+    try {
+      return fs.readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => path.join(d, e.name));
+    } catch {
+      return []; // not a directory, or unreadable: holds no runs
+    }
+  };
+  let best: { ckpt: string; mtime: number } | null = null;
+  for (const run of dirs(abs).flatMap(dirs)) {
+    const ckpts = listCheckpoints(run);
+    if (ckpts.length === 0 || runExperimentName(ckpts) !== experiment) continue;
+    const newest = ckpts.at(-1)!;
+    const mtime = fs.statSync(path.join(newest, 'state.json')).mtimeMs;
+    if (!best || mtime > best.mtime) best = { ckpt: newest, mtime };
+  }
+  return best?.ckpt ?? null;
+}
+
+/** The experiment named by the newest readable state.json among a run's checkpoints, or null. */
+function runExperimentName(ckpts: string[]): string | null {
+  for (const c of [...ckpts].reverse()) {
+    try {
+      const name = (JSON.parse(fs.readFileSync(path.join(c, 'state.json'), 'utf8')) as { run?: { experiment?: unknown } }).run?.experiment;
+      if (typeof name === 'string') return name;
+    } catch {
+      // damaged: try an older one
+    }
+  }
+  return null;
 }

@@ -1,13 +1,16 @@
 /**
- * Saving and loading models: `model.json` (config + weight manifest) and `weights.bin` (float32, little-endian,
- * in manifest order). Both files are written atomically. Loading rebuilds the model from its config through the
- * registry and checks every weight's name and shape.
+ * Saving and loading models: `model.json` (config + weight manifest + the SHA-256 of the weights) and `weights.bin`
+ * (float32, little-endian, in manifest order). Both files are written atomically. Loading rebuilds the model from
+ * its config through the registry and checks every weight's name and shape, the manifest's layout and the
+ * checksum: a truncated or altered file is refused with a {@link FileError} naming it. The config part of
+ * model.json may be edited by hand (it is not checksummed); the weights' part may not.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, DataError, ShapeError } from './errors';
-import { writeFileAtomic } from './fs-atomic';
+import { z } from 'zod';
+import { DataError, FileError, LoomError, ShapeError } from './errors';
+import { describeFsError, sha256, writeFileAtomic } from './fs-atomic';
 import { Sequential, type SequentialConfig } from './model';
 import type { Model, Parameter } from './interfaces';
 import { Rng } from './random';
@@ -23,7 +26,18 @@ export interface ModelManifest {
   version: 1;
   config: SequentialConfig;
   weights: WeightEntry[];
+  /** SHA-256 of weights.bin (absent in files saved before it was recorded). */
+  weightsSha256?: string;
 }
+
+const count = z.number().int().min(0);
+const modelManifestSchema = z.object({
+  format: z.literal('loom.sequential'),
+  version: z.literal(1),
+  config: z.record(z.string(), z.unknown()),
+  weights: z.array(z.object({ name: z.string(), shape: z.array(count), offset: count })),
+  weightsSha256: z.string().optional(),
+});
 
 export type NamedWeights = Map<string, { shape: number[]; values: Float32Array }>;
 
@@ -63,14 +77,25 @@ export function packWeights(weights: NamedWeights): { entries: WeightEntry[]; da
   return { entries, data: new Uint8Array(all.buffer) };
 }
 
-export function unpackWeights(entries: WeightEntry[], data: Uint8Array): NamedWeights {
+/**
+ * Decodes what {@link packWeights} wrote. The entries must tile `data` exactly, in order (as packWeights lays
+ * them out): a short, long or reordered file throws a {@link FileError} naming `file`.
+ */
+export function unpackWeights(entries: WeightEntry[], data: Uint8Array, file = 'weights.bin'): NamedWeights {
+  const corrupt = (why: string) => new FileError(file, `${file} is corrupt: ${why}`);
+  if (data.byteLength % 4 !== 0) throw corrupt(`${data.byteLength} bytes is not a whole number of float32 values (truncated?)`);
   const floats = new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
   const out: NamedWeights = new Map();
+  let expected = 0;
   for (const e of entries) {
     const n = e.shape.reduce((a, b) => a * b, 1);
-    if (e.offset + n > floats.length) throw new DataError(`weights.bin is too short for "${e.name}"`);
+    if (e.offset !== expected) throw corrupt(`"${e.name}" is listed at offset ${e.offset}, expected ${expected}`);
+    if (e.offset + n > floats.length) throw corrupt(`too short for "${e.name}" (${floats.length} values, it needs ${e.offset + n}; truncated?)`);
+    if (out.has(e.name)) throw corrupt(`"${e.name}" is listed twice`);
     out.set(e.name, { shape: e.shape, values: floats.slice(e.offset, e.offset + n) });
+    expected += n;
   }
+  if (expected !== floats.length) throw corrupt(`it holds ${floats.length} values, the manifest lists ${expected}`);
   return out;
 }
 
@@ -78,18 +103,54 @@ export function unpackWeights(entries: WeightEntry[], data: Uint8Array): NamedWe
 export function saveModel(model: Model, dir: string): void {
   const { entries, data } = packWeights(readWeights([...model.parameters(), ...(model.buffers?.() ?? [])]));
   const { type: _t, ...config } = model.spec;
-  const manifest: ModelManifest = { format: 'loom.sequential', version: 1, config: config as unknown as SequentialConfig, weights: entries };
+  const manifest: ModelManifest = { format: 'loom.sequential', version: 1, config: config as unknown as SequentialConfig, weights: entries, weightsSha256: sha256(data) };
   writeFileAtomic(path.join(dir, 'weights.bin'), data);
   writeFileAtomic(path.join(dir, 'model.json'), JSON.stringify(manifest, null, 2));
 }
 
+/**
+ * Rebuilds a saved model. A model.json that is not valid JSON or not a loom model, a config the registry cannot
+ * build, or a weights.bin that is truncated or does not match its checksum throws a {@link FileError} naming the
+ * file; weights whose names or shapes do not fit the config throw as {@link writeWeights} does.
+ */
 export function loadModel(dir: string, registry: PluginRegistry): Sequential {
   const file = path.join(dir, 'model.json');
   if (!fs.existsSync(file)) throw new DataError(`no saved model at ${dir} (model.json missing)`);
-  const manifest = JSON.parse(fs.readFileSync(file, 'utf8')) as ModelManifest;
-  if (manifest.format !== 'loom.sequential') throw new ConfigError('model.json format', `expected "loom.sequential", got ${JSON.stringify(manifest.format)}`);
-  const model = new Sequential(manifest.config, registry);
-  model.build(undefined, new Rng(0));
-  writeWeights(model.weights(), unpackWeights(manifest.weights, fs.readFileSync(path.join(dir, 'weights.bin'))), dir);
+  const corrupt = (f: string, why: string) => new FileError(f, `saved model file ${f} is corrupt: ${why}`);
+  let manifest: ModelManifest;
+  try {
+    manifest = JSON.parse(readFile(file).toString('utf8')) as ModelManifest;
+  } catch (e) {
+    throw e instanceof FileError ? e : corrupt(file, `not valid JSON (${(e as Error).message})`);
+  }
+  const checked = modelManifestSchema.safeParse(manifest);
+  if (!checked.success) throw corrupt(file, `${checked.error.issues[0]!.path.join('.') || 'the file'}: ${checked.error.issues[0]!.message}`);
+  const weightsFile = path.join(dir, 'weights.bin');
+  const data = readFile(weightsFile);
+  if (manifest.weightsSha256 !== undefined && sha256(data) !== manifest.weightsSha256) {
+    throw corrupt(weightsFile, 'its checksum differs from the one model.json recorded (truncated or altered since it was saved)');
+  }
+  const weights = unpackWeights(manifest.weights, data, weightsFile);
+  let model: Sequential;
+  try {
+    model = new Sequential(manifest.config, registry);
+    model.build(undefined, new Rng(0));
+  } catch (e) {
+    throw corrupt(file, `its config does not describe a model loom can build: ${e instanceof LoomError ? e.message : String(e)}`);
+  }
+  try {
+    writeWeights(model.weights(), weights, dir);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
   return model;
+}
+
+function readFile(file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (e) {
+    throw new FileError(file, `cannot read ${file}: ${describeFsError(e)}`);
+  }
 }

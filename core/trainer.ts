@@ -10,6 +10,7 @@ import type { TrainerOptions } from './config';
 import { batchesOf, bucketedBatches, epochOrder, mixSeed } from './data';
 import { ConfigError, NonFiniteError } from './errors';
 import { averageAcrossRanks, beginDataParallel, shardOrder, shardSize } from './parallel';
+import { yieldToEventLoop } from './signals';
 import type {
   Augmentation, Batch, Callback, JsonObject, Dataset, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, Parameter, ParallelismStrategy,
   Tracker, TrainingState,
@@ -46,6 +47,11 @@ export interface FitOptions {
   checkpointer?: (snapshot: TrainerSnapshot) => void;
   /** A checkpoint to continue from. */
   resume?: Checkpoint;
+  /**
+   * Polled after every step, once the event loop has had a turn (so a signal's listener can run): when it returns
+   * true, training stops there, after writing a checkpoint of that position (with `checkpointer`). See core/signals.ts.
+   */
+  stop?: () => boolean;
 }
 
 @injectable()
@@ -234,7 +240,15 @@ export class Trainer {
         }
         await this.each((c) => c.onBatchEnd?.(state, logs));
         if (state.stopTraining) break;
-        if (opts.checkpointer && every && state.step % every === 0 && i + k < all.length) opts.checkpointer(snapshot(epoch, i + k));
+        const saved = opts.checkpointer && every && state.step % every === 0 && i + k < all.length;
+        if (saved) opts.checkpointer!(snapshot(epoch, i + k));
+        if (opts.stop) await yieldToEventLoop();
+        if (opts.stop?.()) {
+          // A mid-epoch position, even after the epoch's last batch: resuming finishes the epoch (validation, logs).
+          if (opts.checkpointer && !saved) opts.checkpointer(snapshot(epoch, i + k));
+          history.step = state.step;
+          return history;
+        }
       }
       resumeBatch = -1;
       const logs: Logs = { loss: sums.loss / Math.max(sums.count, 1) };

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  batchesOf, ConfigError, epochOrder, loadPresets, mergeConfig, parseExperimentConfig, readWeights, runExperiment, writeFileAtomic, writeWeights,
+  batchesOf, cachePath, ConfigError, epochOrder, loadPresets, mergeConfig, parseExperimentConfig, readWeights, runExperiment, writeFileAtomic, writeWeights,
   type Dataset, type JsonObject, type Logs, type NamedWeights, type Paper, type PaperResult, type Sequential, type Trainer,
 } from '../../core';
 import { corpusTexts, CORPORA } from '../../plugins/data/text-corpus';
@@ -62,6 +62,8 @@ const paper: Paper = {
     { metric: 'test_accuracy', variant: 'finetune-pretrained', label: 'bag-of-words logistic regression (Géron), for comparison', value: 0.985, source: 'Géron 2019, ch. 3' },
   ],
   async run(opts): Promise<PaperResult> {
+    // Three runs in sequence (pretraining, fine-tuning, baseline): there is no one checkpoint to continue from.
+    if (opts.resume) throw new ConfigError('--resume', 'the bert paper trains three runs in sequence and cannot resume one; run it again without --resume');
     const base = presets[opts.preset];
     if (!base) throw new ConfigError('--preset', `paper "bert" has no preset "${opts.preset}"; presets: ${Object.keys(presets).join(', ')}`);
     const { bert: rawBert, model: rawModel, pretrain, finetune, baseline, ...common } = mergeConfig(base, (opts.overrides ?? {}) as JsonObject);
@@ -71,8 +73,17 @@ const paper: Paper = {
     const seed = opts.seed ?? Number(common.seed ?? 0);
     for (const p of [mlmData, bowData]) if (!opts.registry.has('dataset', p.name)) opts.registry.register(p);
 
-    // 1. The WordPiece vocabulary, trained on the pretraining corpora and saved for the data plugins.
-    const tokenizer = path.resolve('checkpoints', 'bert', `wordpiece-${opts.preset}-${b.vocabSize}.json`);
+    // 1. The WordPiece vocabulary, trained on the pretraining corpora and saved for the data plugins. It is a cache
+    // (./cache/bert/), not a checkpoint: the checkpoint root holds run folders only. One trained where earlier
+    // versions kept it (./checkpoints/bert/) is moved over rather than trained again.
+    const name = `wordpiece-${opts.preset}-${b.vocabSize}.json`;
+    const tokenizer = cachePath('bert', name);
+    const legacy = path.resolve('checkpoints', 'bert', name);
+    if (!fs.existsSync(tokenizer) && fs.existsSync(legacy)) {
+      writeFileAtomic(tokenizer, fs.readFileSync(legacy));
+      fs.rmSync(legacy);
+      if (fs.readdirSync(path.dirname(legacy)).length === 0) fs.rmdirSync(path.dirname(legacy));
+    }
     if (!fs.existsSync(tokenizer)) {
       const text = corpusTexts(CORPORA).join('\n\n').slice(0, b.tokenizerChars);
       writeFileAtomic(tokenizer, JSON.stringify(WordPiece.train([text], { vocabSize: b.vocabSize }).toJSON()));

@@ -15,6 +15,14 @@ export default definePlugin({
   examples: [{ inputShape: [4, 3], target: 'same' }],
   properties: ['matches the definition for any logits and targets in [0, 1]'],
   create: () => ({
+    // Targets are probabilities: one outside [0, 1] gives a loss with no minimum (it falls without bound).
+    checkTargets(targets) {
+      for (let i = 0; i < targets.length; i++) {
+        const v = targets[i]!;
+        if (!(v >= 0 && v <= 1)) return { index: i, reason: `target ${v} is outside [0, 1] (binary cross-entropy takes probabilities)` };
+      }
+      return null;
+    },
     compute(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Scalar {
       if (yTrue.size !== yPred.size) throw new ShapeError('loss "binary-crossentropy"', `one target per logit [${yPred.shape}]`, yTrue.shape);
       return tf.tidy(() => {

@@ -78,6 +78,19 @@ export default definePlugin({
   ],
   properties: ['equals the mean of −log softmax(z)[y] computed in float64', 'invariant to adding a constant to a row of logits; finite for huge logits', 'label smoothing equals (1 − ε)·CE + ε·mean_k(−log p_k)', 'ignoreIndex averages over the other rows only (masked sequences)'],
   create: ({ fromLogits, labelSmoothing, ignoreIndex }) => ({
+    // Labels must index the model's outputs: a label outside [0, classes) would make a zero one-hot row (or read
+    // past a row in a fused kernel) and train on nothing, silently.
+    checkTargets(labels, outputShape) {
+      const classes = outputShape.at(-1)!;
+      for (let i = 0; i < labels.length; i++) {
+        const v = labels[i]!;
+        if (v === ignoreIndex) continue;
+        if (!(Number.isInteger(v) && v >= 0 && v < classes)) {
+          return { index: i, reason: `label ${v} is outside the class range 0..${classes - 1} (the model has ${classes} outputs${ignoreIndex === undefined ? '' : `; ignoreIndex is ${ignoreIndex}`})` };
+        }
+      }
+      return null;
+    },
     compute(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Scalar {
       const classes = yPred.shape.at(-1)!;
       const n = yPred.size / classes;

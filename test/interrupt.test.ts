@@ -1,0 +1,235 @@
+/**
+ * Interrupting and resuming runs, for real: training processes get SIGINT or SIGTERM mid-run and must finish the
+ * step, write a checkpoint, end the MLflow run as KILLED (status 5, end time set), say how to resume and exit with
+ * 130 / 143; a second signal ends the process at once. Resuming ends with the weights of an uninterrupted run;
+ * resuming a FINISHED run changes nothing unless asked to train further. `--resume latest` skips what is not a
+ * run under ./checkpoints (a trained tokenizer once sat there and crashed it with ENOTDIR).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { findLatestCheckpoint, latestCheckpoint, listCheckpoints, loadCheckpoint, runExperiment } from '../core';
+import { testRegistry } from './harness';
+import toyBlobs, { toyConfig } from './toy-data';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const worker = [path.join(here, 'fixtures', 'run-ts.mjs'), path.join(here, 'fixtures', 'resume-worker.ts')];
+const cli = path.join(here, '..', 'cli', 'bin.mjs');
+
+let dir: string;
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-interrupt-'));
+});
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+interface Outcome {
+  runId: string;
+  history: Record<string, number>[];
+  test: Record<string, number>;
+  weights: string;
+}
+
+/** The worker's arguments for run `name`: its MLflow store, checkpoint folder and result file. */
+const args = (name: string, resume?: string) => [...worker, path.join(dir, `${name}-mlruns`), path.join(dir, `${name}-ckpt`), path.join(dir, `${name}.json`), ...(resume ? [resume] : [])];
+
+function runToEnd(name: string, opts: { resume?: string; env?: Record<string, string> } = {}): { out: Outcome | null; stdout: string } {
+  const r = spawnSync(process.execPath, args(name, opts.resume), { encoding: 'utf8', env: { ...process.env, ...opts.env }, cwd: dir });
+  expect(r.status, r.stderr).toBe(0);
+  const file = path.join(dir, `${name}.json`);
+  return { out: fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as Outcome) : null, stdout: r.stdout };
+}
+
+interface Ended {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Starts `argv`; `on(text, act)` runs `act` once, when stdout first contains `text`. */
+function start(argv: string[], env: Record<string, string> = {}, cwd = dir) {
+  const child: ChildProcess = spawn(process.execPath, argv, { env: { ...process.env, ...env }, cwd });
+  let stdout = '';
+  let stderr = '';
+  const waiting: { text: string; act: () => void }[] = [];
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    for (const w of waiting.splice(0)) {
+      if (stdout.includes(w.text)) w.act();
+      else waiting.push(w);
+    }
+  });
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const ended = new Promise<Ended>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return { child, ended, on: (text: string, act: () => void) => waiting.push({ text, act }) };
+}
+
+/** The one run in an MLflow file store: its meta.yaml and metric files (lines of "<ms> <value> <step>"). */
+function onlyRun(root: string) {
+  const exp = fs.readdirSync(root).find((d) => d !== '0' && fs.statSync(path.join(root, d)).isDirectory())!;
+  const runs = fs.readdirSync(path.join(root, exp)).filter((d) => d !== 'meta.yaml');
+  expect(runs).toHaveLength(1);
+  const runDir = path.join(root, exp, runs[0]!);
+  const meta = YAML.parse(fs.readFileSync(path.join(runDir, 'meta.yaml'), 'utf8')) as { status: number; start_time: number; end_time: number | null };
+  const metric = (key: string) => fs.readFileSync(path.join(runDir, 'metrics', key), 'utf8').trimEnd().split('\n').map((l) => l.split(' ').map(Number) as [number, number, number]);
+  return { runDir, runId: runs[0]!, meta, metric, metrics: () => fs.readdirSync(path.join(runDir, 'metrics')) };
+}
+
+describe('the first SIGINT or SIGTERM', () => {
+  it('finishes the step, checkpoints, marks the run KILLED, says how to resume, exits 130 / 143; resuming gives the uninterrupted weights', async () => {
+    const reference = runToEnd('reference').out!;
+    let trial = 0;
+    // 3 cases: a step k in 2..20 of the 27 and a signal; each case runs two training processes (~4 s).
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 2, max: 20 }), fc.constantFrom('SIGINT' as const, 'SIGTERM' as const), async (k, signal) => {
+        const name = `stopped-${trial++}`;
+        const p = start(args(name));
+        p.on(`step ${k}\n`, () => p.child.kill(signal));
+        const end = await p.ended;
+        expect({ code: end.code, signal: end.signal }, end.stderr).toEqual({ code: signal === 'SIGINT' ? 130 : 143, signal: null });
+        expect(end.stdout).toContain(`loom: ${signal} received: stopping after the current step`);
+        const said = new RegExp(`^loom: interrupted by ${signal} after step (\\d+): checkpoint (\\S+) \\(step \\d+\\); MLflow run (\\w+) marked KILLED\\nTo continue it, run the same command with --resume latest \\(the same preset, seed and --set values\\), or with --resume (\\S+)\\n$`).exec(end.stderr);
+        expect(said, end.stderr).not.toBeNull();
+        const [, step, ckpt, runId, again] = said!;
+        expect(Number(step)).toBeGreaterThanOrEqual(k); // the step in progress when the signal came was finished
+        expect(again).toBe(ckpt);
+        expect(latestCheckpoint(path.join(dir, `${name}-ckpt`))).toBe(ckpt);
+        expect(loadCheckpoint(ckpt!).trainer.step).toBe(Number(step));
+        const killed = onlyRun(path.join(dir, `${name}-mlruns`));
+        expect(killed.runId).toBe(runId);
+        expect(killed.meta.status).toBe(5); // KILLED
+        expect(killed.meta.end_time).toBeGreaterThanOrEqual(killed.meta.start_time);
+        expect(fs.existsSync(path.join(dir, `${name}.json`))).toBe(false);
+
+        const resumed = runToEnd(name, { resume: path.join(dir, `${name}-ckpt`) });
+        expect(resumed.stdout).toContain(`loom: resuming run ${runId} from ${ckpt}: step ${step}, `);
+        expect(resumed.out!.history).toEqual(reference.history);
+        expect(resumed.out!.test).toEqual(reference.test);
+        expect(resumed.out!.weights).toBe(reference.weights);
+        const done = onlyRun(path.join(dir, `${name}-mlruns`));
+        expect(done.meta.status).toBe(3); // FINISHED, the same run
+        for (const key of done.metrics()) {
+          const steps = done.metric(key).map((l) => l[2]);
+          expect(new Set(steps).size, `${key} logged once per step`).toBe(steps.length);
+        }
+      }),
+      { numRuns: 3 },
+    );
+  });
+
+  it('a second signal ends the process at once, even while it is busy, and leaves only complete checkpoints', async () => {
+    // The worker stays busy for 20 s right after acknowledging the first signal; the second must not wait for it.
+    const p = start(args('twice'), { LOOM_TEST_HOLD_MS: '20000' });
+    let second = 0;
+    p.on('step 3\n', () => p.child.kill('SIGINT'));
+    p.on('SIGINT received: ', () => {
+      second = Date.now();
+      p.child.kill('SIGINT');
+    });
+    const end = await p.ended;
+    expect(end.signal, end.stderr).toBe('SIGINT');
+    expect(Date.now() - second).toBeLessThan(5000);
+    const ckdir = path.join(dir, 'twice-ckpt');
+    expect(listCheckpoints(ckdir).length).toBeGreaterThan(0);
+    for (const c of listCheckpoints(ckdir)) expect(() => loadCheckpoint(c)).not.toThrow();
+    expect(fs.readdirSync(ckdir).filter((d) => d.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('resuming a FINISHED run', () => {
+  it('says so and changes nothing; with a larger trainer.epochs it trains on and logs the new results', async () => {
+    const first = runToEnd('done').out!;
+    const store = path.join(dir, 'done-mlruns');
+    const ckdir = path.join(dir, 'done-ckpt');
+    const before = onlyRun(store);
+    const files = (d: string) => fs.readdirSync(d, { recursive: true, withFileTypes: true }).filter((f) => f.isFile()).map((f) => [path.join(f.parentPath, f.name), fs.readFileSync(path.join(f.parentPath, f.name), 'utf8')]);
+    const snapshot = [...files(store), ...files(ckdir)];
+
+    const again = runToEnd('done', { resume: ckdir });
+    expect(again.stdout).toMatch(new RegExp(`loom: run ${first.runId} already FINISHED at step 27 \\(3 epochs\\); nothing to resume, nothing changed`));
+    expect([...files(store), ...files(ckdir)]).toEqual(snapshot); // not a byte written: no second test_accuracy or wall_time_s
+    expect(before.metric('test_accuracy')).toHaveLength(1);
+
+    // Asked for a fourth epoch: the same run continues from its last checkpoint and ends as a 4-epoch run would.
+    const longer = runToEnd('done', { resume: ckdir, env: { LOOM_TEST_EPOCHS: '4' } });
+    expect(longer.stdout).toContain('training further: trainer.epochs=4 (was 3)');
+    const straight = runToEnd('straight4', { env: { LOOM_TEST_EPOCHS: '4' } }).out!;
+    expect(longer.out!.weights).toBe(straight.weights);
+    expect(longer.out!.test).toEqual(straight.test);
+    const after = onlyRun(store);
+    expect(after.meta.status).toBe(3);
+    expect(after.metric('test_accuracy').map((l) => l[2])).toEqual([27, 36]); // the old result and the new one
+    expect(after.metric('wall_time_s').map((l) => l[2])).toEqual([27, 36]);
+    expect(fs.readFileSync(path.join(after.runDir, 'params', 'trainer.epochs'), 'utf8')).toBe('3'); // params are immutable
+    expect(fs.readFileSync(path.join(after.runDir, 'tags', 'loom.extended.trainer.epochs'), 'utf8')).toBe('trainer.epochs=4 (was 3) at step 27');
+
+    // Fewer epochs than the checkpoint's is refused (exit 2, the field named).
+    const shorter = spawnSync(process.execPath, args('done', ckdir), { encoding: 'utf8', env: { ...process.env, LOOM_TEST_EPOCHS: '2' }, cwd: dir });
+    expect(shorter.status).toBe(2);
+    expect(shorter.stderr).toMatch(/--resume: trainer\.epochs is 2, less than the checkpoint's 4/);
+  });
+});
+
+describe('--resume latest', () => {
+  it('skips files and folders under ./checkpoints that are not runs', async () => {
+    const registry = (await testRegistry()).register(toyBlobs);
+    const root = path.join(dir, 'checkpoints');
+    await runExperiment({ registry, config: toyConfig(path.join(dir, 'mlruns'), { trainer: { epochs: 1, batchSize: 32, checkpoint: { dir: path.join(root, 'e1', 'r1') } } }), log: () => undefined });
+    // What a user or an older loom may leave there: a tokenizer (the crash of issue 18), stray files, empty folders.
+    fs.mkdirSync(path.join(root, 'bert'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'bert', 'wordpiece-smoke-600.json'), '{}');
+    fs.writeFileSync(path.join(root, 'notes.txt'), 'x');
+    fs.mkdirSync(path.join(root, 'e1', 'empty'));
+    fs.writeFileSync(path.join(root, 'e1', 'stray.json'), '{}');
+    fs.mkdirSync(path.join(root, 'e2', 'r2', 'ckpt-000000001-e0b1'), { recursive: true }); // never completed
+    fs.writeFileSync(path.join(root, 'e2', 'r2', 'ckpt-000000001-e0b1', 'state.json'), '{"truncat');
+    const found = findLatestCheckpoint('toy', root);
+    expect(found).toBe(latestCheckpoint(path.join(root, 'e1', 'r1')));
+    expect(findLatestCheckpoint('other', root)).toBeNull();
+    fs.rmSync(root, { recursive: true });
+    fs.writeFileSync(root, 'not a folder');
+    expect(findLatestCheckpoint('toy', root)).toBeNull();
+  });
+});
+
+describe('the CLI', () => {
+  it('stops a paper run on SIGINT with exit 130 and a resume command; --resume latest finishes it as if never stopped', async () => {
+    const flags = ['paper', 'mnist-cnn', '--preset', 'smoke', '--seed', '3', '--set', 'data.trainLimit=900', '--set', 'data.testLimit=200', '--set', 'trainer.epochs=3'];
+    const [ref, work] = [path.join(dir, 'ref'), path.join(dir, 'work')];
+    for (const d of [ref, work]) fs.mkdirSync(d);
+    const cliRun = (cwd: string, extra: string[]) => spawnSync(process.execPath, [cli, ...flags, ...extra], { encoding: 'utf8', cwd, env: process.env });
+    const reference = cliRun(ref, ['--json', 'out.json']);
+    expect(reference.status, reference.stderr).toBe(0);
+    // The BERT paper used to keep its tokenizer here, which made --resume latest crash with ENOTDIR.
+    fs.mkdirSync(path.join(work, 'checkpoints', 'bert'), { recursive: true });
+    fs.writeFileSync(path.join(work, 'checkpoints', 'bert', 'wordpiece-smoke-600.json'), '{}');
+
+    const p = start([cli, ...flags], {}, work);
+    p.on('epoch 1/3 done', () => p.child.kill('SIGINT'));
+    const end = await p.ended;
+    expect(end.code, end.stderr).toBe(130);
+    expect(end.stderr).toMatch(/^loom: interrupted by SIGINT after step \d+: checkpoint \S+ \(step \d+\); MLflow run \w+ marked KILLED\nTo continue it, run the same command with --resume latest/);
+    expect(end.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    const killed = onlyRun(path.join(work, 'mlruns'));
+    expect(killed.meta.status).toBe(5);
+
+    const resumed = cliRun(work, ['--resume', 'latest', '--json', 'out.json']);
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/loom: resuming run \w+ from \S+ckpt-\S+: step \d+, /);
+    const read = (cwd: string) => JSON.parse(fs.readFileSync(path.join(cwd, 'out.json'), 'utf8')) as { metrics: Record<string, number>; mlflowRunDir: string };
+    expect(read(work).metrics).toEqual(read(ref).metrics);
+    const weights = (cwd: string) => fs.readFileSync(path.join(read(cwd).mlflowRunDir, 'artifacts', 'model', 'weights.bin'));
+    expect(weights(work).equals(weights(ref))).toBe(true);
+    expect(onlyRun(path.join(work, 'mlruns')).meta.status).toBe(3);
+
+    const again = cliRun(work, ['--resume', 'latest']);
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/already FINISHED at step \d+ \(3 epochs\); nothing to resume, nothing changed/);
+    expect(onlyRun(path.join(work, 'mlruns')).metric('test_accuracy')).toHaveLength(1);
+  }, 240_000);
+});
