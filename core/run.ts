@@ -156,7 +156,7 @@ export interface RunResult {
  *
  * With `resume` it continues from a checkpoint and prints what it restored. Resuming a run that ended FINISHED
  * changes nothing (it says so and returns the recorded results) unless the config asks to train further: a larger
- * `trainer.epochs` (or `trainer.maxSteps`) than the checkpoint's. Then it reopens the run, trains on to the new
+ * `trainer.epochs` than the checkpoint's. Then it reopens the run, trains on to the new
  * length and logs the new results at the new final step (a schedule that depends on the planned length sees the
  * new one from there on). Every other field must equal the checkpoint's.
  */
@@ -270,13 +270,14 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   }
 }
 
-/** Fields a resume may raise to train a run further; every other field must equal the checkpoint's. */
-const EXTENDABLE = ['trainer.epochs', 'trainer.maxSteps'];
-
 /**
- * Refuses a resume whose config differs from the checkpoint's, except for {@link EXTENDABLE} fields raised (an
- * absent maxSteps means no limit); returns those, described.
+ * Fields a resume may raise to train a run further; every other field must equal the checkpoint's. Not
+ * `trainer.maxSteps`: a run it stopped mid-epoch checkpointed that epoch as done, so training on from there would
+ * skip the rest of the epoch.
  */
+const EXTENDABLE = ['trainer.epochs'];
+
+/** Refuses a resume whose config differs from the checkpoint's, except for {@link EXTENDABLE} fields raised; returns those, described. */
 function compareResumeConfig(resume: Checkpoint, config: ExperimentConfig): { key: string; text: string }[] {
   if (resume.run.experiment !== config.experiment) {
     throw new ConfigError('--resume', `the checkpoint belongs to experiment "${resume.run.experiment}", not "${config.experiment}"`);
