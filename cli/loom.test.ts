@@ -340,4 +340,29 @@ describe('loom CLI', () => {
     // The table names its metric column (issue 18, item 9).
     expect(r.stdout).toMatch(/ {2}metric {9}measured {2}reference {2}source/);
   });
+
+  it('--max-steps stops after N steps; --record and `loom record` write the run record under LOOM_RECORDS_ROOT', { timeout: 120_000 }, () => {
+    const cwd = tempCwd();
+    const root = path.join(cwd, 'checkout');
+    const env = { ...process.env, LOOM_RECORDS_ROOT: root, MLFLOW_TRACKING_URI: '' };
+    const r = spawnSync(process.execPath, [bin, ...TINY, '--seed', '3', '--max-steps', '1', '--record'], { encoding: 'utf8', cwd, env });
+    expect(r.status, r.stderr).toBe(0);
+    const file = path.join(root, 'papers', 'mnist-cnn', 'results', 'smoke-seed3.json');
+    expect(r.stdout).toContain('loom: recorded ');
+    const rec = JSON.parse(fs.readFileSync(file, 'utf8'));
+    expect(rec).toMatchObject({ format: 'loom-run-record/1', paper: 'mnist-cnn', preset: 'smoke', seed: 3, config: { trainer: { maxSteps: 1 } } });
+    expect(rec.run.metrics.epoch).toEqual([[1, 1]]); // one step, then the epoch's end
+    expect(rec.machine.cpu).not.toBe('?');
+    fs.rmSync(file);
+    // The same from the store afterwards, by run id.
+    const again = spawnSync(process.execPath, [bin, 'record', '--run', rec.run.runId], { encoding: 'utf8', cwd, env });
+    expect(again.status, again.stderr).toBe(0);
+    expect(JSON.parse(fs.readFileSync(file, 'utf8')).run.runId).toBe(rec.run.runId);
+    const missing = spawnSync(process.execPath, [bin, 'record', '--run', 'nope'], { encoding: 'utf8', cwd, env });
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain('--run: no run nope');
+    const bad = spawnSync(process.execPath, [bin, ...TINY, '--max-steps', '0'], { encoding: 'utf8', cwd, env });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('--max-steps: expected a positive integer, got "0"');
+  });
 });

@@ -19,6 +19,7 @@ import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
 import { syncStore } from '../plugins/trackers/mlflow-rest';
 import { pluginDocs } from './plugin-docs';
+import { readStore, recordOf, recordPath, writeRecord, type StoredRun } from './records';
 import { buildReport } from './report';
 
 /** Where a command writes: the console in the executable, buffers in tests that call {@link run} in process. */
@@ -65,6 +66,8 @@ export const COMMANDS: Record<string, Command> = {
       resume: { value: 'latest|DIR', help: 'continue an interrupted run (the same MLflow run) from its newest checkpoint under ./checkpoints ("latest") or from a checkpoint directory; give the same preset, seed and --set values (default: a new run)' },
       set: { value: 'FIELD=VALUE', multiple: true, help: "override one field of the preset's config by its dotted path, repeatable; VALUE is read as JSON when it parses, else as a string: --set trainer.epochs=1 --set optimizer.lr=3e-4 (default: none)" },
       verbose: { help: 'also print the list of native kernels the backend replaced (also LOOM_VERBOSE=1) (default: off)' },
+      'max-steps': { value: 'N', help: "stop after N optimizer steps, then test as at the end: replays the start of a recorded run (the same as --set trainer.maxSteps=N) (default: the preset's epochs)" },
+      record: { help: "after the run, write its record (papers/<name>/results/<preset>-seed<N>.json in this checkout, or under LOOM_RECORDS_ROOT: summary, config, commit, machine, every logged value) from the local store (default: off)" },
       predict: { value: 'INPUT', help: 'apply the newest trained model of the preset to INPUT instead of training: a word (transformer) or a prompt (gpt) (default: none, train)' },
       temperature: { value: 'T', help: 'gpt --predict: sampling temperature, a number >= 0; 0 picks the most likely character (default: 0.8)' },
       'top-k': { value: 'K', help: 'gpt --predict: sample among the K most likely characters, a positive integer (default: all)' },
@@ -84,6 +87,17 @@ export const COMMANDS: Record<string, Command> = {
       help: HELP,
     },
   },
+  record: {
+    name: 'record',
+    args: '[flags]',
+    summary: 'write the record of a finished paper run (papers/<name>/results/<preset>-seed<N>.json) from a local store',
+    flags: {
+      store: { value: 'DIR', help: 'the MLflow file store holding the run (default: the local store MLFLOW_TRACKING_URI names, else ./mlruns)' },
+      run: { value: 'ID', multiple: true, help: 'the MLflow run id, repeatable (default: the newest finished paper run)' },
+      out: { value: 'DIR', help: 'the checkout whose papers/<name>/results/ receives the record (default: this repository)' },
+      help: HELP,
+    },
+  },
   report: {
     name: 'report',
     args: '[flags]',
@@ -91,6 +105,7 @@ export const COMMANDS: Record<string, Command> = {
     flags: {
       store: { value: 'DIR', help: 'the MLflow file store to read (default: the local store MLFLOW_TRACKING_URI names, else ./mlruns)' },
       out: { value: 'DIR', help: 'where to write report.md and report.html (default: reports)' },
+      records: { value: 'DIR', help: "also read the committed run records under DIR/papers/*/results/ (default: this repository; 'none' to skip)" },
       help: HELP,
     },
   },
@@ -336,13 +351,19 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
     for (const [k, v] of Object.entries(sampling)) if (v !== undefined) throw new ConfigError(`--${k}`, 'applies only with --predict');
   } else {
     if (!paper.predict) throw new ConfigError('--predict', `paper "${paper.name}" has no prediction mode`);
-    for (const k of ['json', 'resume', 'set', 'parallelism'] as const) if (values[k] !== undefined) throw new ConfigError(`--${k}`, 'does not apply to --predict, which trains nothing');
+    for (const k of ['json', 'resume', 'set', 'parallelism', 'max-steps', 'record'] as const) if (values[k] !== undefined) throw new ConfigError(`--${k}`, 'does not apply to --predict, which trains nothing');
     const options = Object.fromEntries(Object.entries({ ...sampling, seed }).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
     io.out(await paper.predict(registry, preset, predict, options));
     return 0;
   }
   const overrides = parseOverrides((values.set as string[] | undefined) ?? []);
   if (values.parallelism !== undefined) overrides.parallelism = str(values.parallelism);
+  const maxSteps = integerFlag('max-steps', str(values['max-steps']), 1);
+  if (maxSteps !== undefined) {
+    const trainer = overrides.trainer;
+    if (trainer !== undefined && (typeof trainer !== 'object' || trainer === null || Array.isArray(trainer))) throw new ConfigError('--max-steps', 'conflicts with a --set that gives trainer a value');
+    overrides.trainer = { ...((trainer as Record<string, unknown> | undefined) ?? {}), maxSteps };
+  }
   const tracking = trackingTarget(str(values['tracking-uri']));
   let resume = str(values.resume);
   if (resume === 'latest') {
@@ -353,11 +374,38 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
   if (tracking?.kind === 'store') io.out(`loom: tracking to the local MLflow store ${tracking.dir} (${tracking.source})`);
   const trackingUri = tracking === undefined ? undefined : tracking.kind === 'server' ? tracking.uri : pathToFileURL(tracking.dir).href;
   const backend = str(values.backend) ?? (process.env.LOOM_BACKEND || undefined);
+  if (values.record && tracking?.kind === 'server') throw new ConfigError('--record', 'reads the run from the local MLflow store; it cannot with a tracking server (record later with `loom record --store DIR`)');
+  const started = Date.now();
   const result = await paper.run({ registry, preset, seed, backend, trackingUri, resume, overrides });
   io.out(`\n${formatComparison(result)}`);
   const json = str(values.json);
   if (json) fs.writeFileSync(json, JSON.stringify(summary(result), null, 2) + '\n');
+  if (values.record) {
+    // Every finished run of this paper that this command created or resumed (one per variant for some papers).
+    const store = tracking?.kind === 'store' ? tracking.dir : path.resolve('mlruns');
+    const mine = readStore(store).filter((r) => r.tags.paper === paper.name && r.status === 'FINISHED' && (r.end ?? 0) >= started);
+    for (const r of mine) io.out(`loom: recorded ${writeRunRecord(r, REPO)}`);
+  }
   return 0;
+}
+
+/**
+ * Where `--record` and `loom record` write papers/<name>/results/, and whose records `loom report` reads: this
+ * checkout (cli/..), or LOOM_RECORDS_ROOT (tests point it at a scratch folder).
+ */
+const REPO = process.env.LOOM_RECORDS_ROOT ? path.resolve(process.env.LOOM_RECORDS_ROOT) : path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Writes the record of a finished paper run under `repo`; returns the file written. */
+function writeRunRecord(run: StoredRun, repo: string): string {
+  let record;
+  try {
+    record = recordOf(run);
+  } catch (e) {
+    throw new ConfigError('--run', e instanceof Error ? e.message : String(e));
+  }
+  const file = recordPath(repo, record);
+  writeRecord(file, record);
+  return path.relative(process.cwd(), file) || file;
 }
 
 /**
@@ -417,8 +465,22 @@ export async function run(argv: string[], io: CliIO = consoleIO): Promise<number
         const tracking = str(values.store) === undefined ? trackingTarget(undefined) : undefined;
         const store = path.resolve(str(values.store) ?? (tracking?.kind === 'store' ? tracking.dir : 'mlruns'));
         if (!fs.existsSync(store)) throw new ConfigError('--store', `no MLflow store at ${store}`);
-        const r = await buildReport({ store, out: path.resolve(str(values.out) ?? 'reports'), papers });
+        const records = str(values.records) === 'none' ? undefined : path.resolve(str(values.records) ?? REPO);
+        const r = await buildReport({ store, out: path.resolve(str(values.out) ?? 'reports'), papers, records });
         io.out(`loom: report of ${r.runs} paper run(s): ${r.markdown} and ${r.html}`);
+        return 0;
+      }
+      case 'record': {
+        const tracking = str(values.store) === undefined ? trackingTarget(undefined) : undefined;
+        const store = path.resolve(str(values.store) ?? (tracking?.kind === 'store' ? tracking.dir : 'mlruns'));
+        if (!fs.existsSync(store)) throw new ConfigError('--store', `no MLflow store at ${store}`);
+        const runs = readStore(store);
+        const ids = (values.run as string[] | undefined) ?? [];
+        const chosen = ids.length
+          ? ids.map((id) => runs.find((r) => r.runId === id) ?? (() => { throw new ConfigError('--run', `no run ${id} in ${store}`); })())
+          : runs.filter((r) => r.tags.paper && r.status === 'FINISHED').slice(0, 1);
+        if (chosen.length === 0) throw new ConfigError('--store', `no finished paper run in ${store}`);
+        for (const r of chosen) io.out(`loom: recorded ${writeRunRecord(r, path.resolve(str(values.out) ?? REPO))}`);
         return 0;
       }
       case 'sync': {

@@ -239,6 +239,7 @@ export class Trainer {
           sums.window = sums.windowCount = 0;
         }
         await this.each((c) => c.onBatchEnd?.(state, logs));
+        if (this.options.maxSteps !== undefined && state.step >= this.options.maxSteps) state.stopTraining = true;
         if (state.stopTraining) break;
         const saved = opts.checkpointer && every && state.step % every === 0 && i + k < all.length;
         if (saved) opts.checkpointer!(snapshot(epoch, i + k));
@@ -253,7 +254,6 @@ export class Trainer {
       resumeBatch = -1;
       const logs: Logs = { loss: sums.loss / Math.max(sums.count, 1) };
       for (const m of this.metrics) logs[m.key] = m.result();
-        if (this.options.maxSteps !== undefined && state.step >= this.options.maxSteps) state.stopTraining = true;
       if (validation) for (const [key, v] of Object.entries(this.evaluate(validation))) logs[`val_${key}`] = v;
       if (log) this.tracker.logMetrics({ ...logs, epoch: epoch + 1 }, state.step);
       history.epochs.push(logs);
