@@ -308,6 +308,12 @@ export interface Callback extends Configurable, Partial<HasState> {
   onTrainBegin?(state: TrainingState): void | Promise<void>;
   onEpochBegin?(state: TrainingState): void | Promise<void>;
   onBatchEnd?(state: TrainingState, logs: Logs): void | Promise<void>;
+  /**
+   * After an epoch's validation and before its metrics are logged, a callback may add epoch metrics to `logs`
+   * (a task score that needs decoding, such as a G2P model's validation word error rate); they are logged with the
+   * others and every callback's onEpochEnd sees them (early stopping can monitor them).
+   */
+  onEpochMetrics?(state: TrainingState, logs: Logs): void | Promise<void>;
   onEpochEnd?(state: TrainingState, logs: Logs): void | Promise<void>;
   onTrainEnd?(state: TrainingState, logs: Logs): void | Promise<void>;
 }

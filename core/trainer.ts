@@ -255,6 +255,7 @@ export class Trainer {
       const logs: Logs = { loss: sums.loss / Math.max(sums.count, 1) };
       for (const m of this.metrics) logs[m.key] = m.result();
       if (validation) for (const [key, v] of Object.entries(this.evaluate(validation))) logs[`val_${key}`] = v;
+      await this.each((c) => c.onEpochMetrics?.(state, logs));
       if (log) this.tracker.logMetrics({ ...logs, epoch: epoch + 1 }, state.step);
       history.epochs.push(logs);
       await this.each((c) => c.onEpochEnd?.(state, logs));

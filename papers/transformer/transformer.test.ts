@@ -48,6 +48,13 @@ describe('transformer smoke preset', () => {
       expect(m.test_per_beam).toBeLessThan(0.7);
       expect(m.test_wer_greedy).toBeLessThan(1);
       expect(out).toMatch(/SMALLER THAN THE PUBLISHED MODEL/);
+      // The g2p-validation callback logged the validation WER and PER at each of the two epochs' ends.
+      const runDir = path.join(cwd, 'mlruns', summary.mlflowExperimentId, summary.mlflowRunId);
+      for (const k of ['val_wer', 'val_per']) {
+        const vals = fs.readFileSync(path.join(runDir, 'metrics', k), 'utf8').trim().split('\n').map((l) => Number(l.split(' ')[1]));
+        expect(vals, k).toHaveLength(2);
+        for (const v of vals) expect(v).toBeGreaterThanOrEqual(0), expect(v).toBeLessThanOrEqual(k === 'val_wer' ? 1 : 2);
+      }
       const said = execFileSync(process.execPath, [cli, 'paper', 'transformer', '--preset', 'smoke', '--predict', 'hello'], { cwd, encoding: 'utf8' });
       expect(said).toMatch(/^HELLO {2}[A-Z]+( [A-Z]+)*\s+\(dictionary: HH AH L OW \| HH EH L OW\)/m);
     } finally {

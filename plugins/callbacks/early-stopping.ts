@@ -1,9 +1,21 @@
 import { z } from 'zod';
-import { ConfigError, definePlugin, type Callback, type Logs, type TrainingState } from '../../core';
+import { ConfigError, definePlugin, readWeights, writeWeights, type Callback, type Logs, type NamedWeights, type TrainingState } from '../../core';
+
+/** Weights as JSON (base64 float32 per parameter), so they travel in a checkpoint with the callback's state. */
+const toJson = (w: NamedWeights) => Object.fromEntries([...w].map(([k, { shape, values }]) => [k, { shape, data: Buffer.from(values.buffer, values.byteOffset, values.byteLength).toString('base64') }]));
+function fromJson(j: Record<string, { shape: number[]; data: string }>): NamedWeights {
+  return new Map(Object.entries(j).map(([k, { shape, data }]) => {
+    const b = Buffer.from(data, 'base64');
+    return [k, { shape, values: new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)) }];
+  }));
+}
 
 /**
  * Stops training when a monitored epoch metric has not improved by more than `minDelta` for `patience` epochs
- * (Prechelt 1998, "early stopping"; Keras's EarlyStopping).
+ * (Prechelt 1998, "early stopping"; Keras's EarlyStopping). With `restoreBest`, the weights of the best epoch are
+ * kept (a copy in memory, and in the callback's state, so checkpoints carry them and a resumed run restores the
+ * same ones) and put back when training ends, whether it stopped early or ran all its epochs: the model tested is
+ * the one validation chose (Prechelt's "stop and return the best network").
  */
 export default definePlugin({
   kind: 'callback',
@@ -14,21 +26,32 @@ export default definePlugin({
     mode: z.enum(['min', 'max']).default('min'),
     patience: z.number().int().min(0).default(3),
     minDelta: z.number().min(0).default(0),
+    /** Put the best epoch's weights back when training ends. */
+    restoreBest: z.boolean().default(false),
   }),
-  properties: ['stops after `patience` epochs without improvement, and not before; names a missing metric'],
-  create: ({ monitor, mode, patience, minDelta }): Omit<Callback, 'spec'> => {
+  properties: ['stops after `patience` epochs without improvement, and not before; names a missing metric', 'restoreBest ends training with the best epoch\'s weights, also across a resume'],
+  create: ({ monitor, mode, patience, minDelta, restoreBest }): Omit<Callback, 'spec'> => {
     let best = mode === 'min' ? Infinity : -Infinity;
     let wait = 0;
+    let bestEpoch: number | null = null;
+    let bestWeights: NamedWeights | null = null;
     return {
-      getState: () => ({ best: Number.isFinite(best) ? best : null, wait }),
+      getState: () => ({ best: Number.isFinite(best) ? best : null, wait, bestEpoch, ...(restoreBest && bestWeights ? { weights: toJson(bestWeights) } : {}) }),
       setState(s) {
-        const o = s as { best: number | null; wait: number };
+        const o = s as { best: number | null; wait: number; bestEpoch?: number | null; weights?: Record<string, { shape: number[]; data: string }> };
         best = o.best ?? (mode === 'min' ? Infinity : -Infinity);
         wait = o.wait;
+        bestEpoch = o.bestEpoch ?? null;
+        bestWeights = restoreBest && o.weights ? fromJson(o.weights) : null;
       },
       onTrainBegin() {
         best = mode === 'min' ? Infinity : -Infinity;
         wait = 0;
+        bestEpoch = null;
+        bestWeights = null;
+      },
+      onTrainEnd(state: TrainingState) {
+        if (restoreBest && bestWeights) writeWeights(state.model.parameters(), bestWeights, `early-stopping: the best epoch's (${bestEpoch}) weights`);
       },
       onEpochEnd(state: TrainingState, logs: Logs) {
         const v = logs[monitor];
@@ -37,6 +60,9 @@ export default definePlugin({
         if (improved) {
           best = v;
           wait = 0;
+          bestEpoch = state.epoch + 1;
+          // A copy: a parameter's values array can be reused by the backend once the variable is assigned again.
+          if (restoreBest) bestWeights = new Map([...readWeights(state.model.parameters())].map(([k, w]) => [k, { shape: [...w.shape], values: Float32Array.from(w.values) }]));
         } else if (++wait > patience) state.stopTraining = true;
       },
     };
