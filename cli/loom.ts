@@ -14,7 +14,7 @@ import 'reflect-metadata';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ConfigError, createRegistry, findLatestCheckpoint, formatComparison, InterruptedError, LoomError, PLUGIN_KINDS, type Paper, type PaperResult, type PluginKind } from '../core';
+import { ConfigError, createRegistry, editDistance, findLatestCheckpoint, formatComparison, InterruptedError, LoomError, PLUGIN_KINDS, type Paper, type PaperResult, type PluginKind } from '../core';
 import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
 import { syncStore } from '../plugins/trackers/mlflow-rest';
@@ -165,17 +165,6 @@ function mainHelp(): string {
     '',
     `papers: ${Object.keys(papers).join(', ')}`,
   ].join('\n');
-}
-
-/** Levenshtein distance (insertions, deletions, substitutions), for did-you-mean suggestions among a few names. */
-export function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur.push(Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
-    prev = cur;
-  }
-  return prev[b.length]!;
 }
 
 /**

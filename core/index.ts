@@ -14,6 +14,7 @@ export * from './model';
 export * from './serialization';
 export * from './config';
 export * from './data';
+export * from './edit-distance';
 export * from './trainer';
 export * from './parallel';
 export * from './backend';
