@@ -381,9 +381,10 @@ export function resolveCheckpoint(p: string): string {
  * `<experiment id>/<run id>/ckpt-*` folders; anything else there (a file, a cache, a folder without checkpoints) is
  * not a run and is skipped. A run's experiment is read from the newest of its checkpoints whose state.json can be
  * read; the newest checkpoint of the chosen run is returned even if it is damaged, so that resuming it reports the
- * damage (and names an intact earlier checkpoint) rather than silently going back further.
+ * damage (and names an intact earlier checkpoint) rather than silently going back further. With `runName`, only
+ * runs of that name count (a paper that trains several runs, one per variant, resumes each from its own).
  */
-export function findLatestCheckpoint(experiment: string, root = 'checkpoints'): string | null {
+export function findLatestCheckpoint(experiment: string, root = 'checkpoints', runName?: string): string | null {
   const abs = path.resolve(root);
   const dirs = (d: string) => {
     try {
@@ -393,9 +394,10 @@ export function findLatestCheckpoint(experiment: string, root = 'checkpoints'): 
     }
   };
   let best: { ckpt: string; mtime: number } | null = null;
-  for (const run of dirs(abs).flatMap(dirs)) {
-    const ckpts = listCheckpoints(run);
-    if (ckpts.length === 0 || runExperimentName(ckpts) !== experiment) continue;
+  for (const runDir of dirs(abs).flatMap(dirs)) {
+    const ckpts = listCheckpoints(runDir);
+    const run = ckpts.length ? runOf(ckpts) : null;
+    if (!run || run.experiment !== experiment || (runName !== undefined && run.runName !== runName)) continue;
     const newest = ckpts.at(-1)!;
     const mtime = fs.statSync(path.join(newest, 'state.json')).mtimeMs;
     if (!best || mtime > best.mtime) best = { ckpt: newest, mtime };
@@ -403,12 +405,12 @@ export function findLatestCheckpoint(experiment: string, root = 'checkpoints'): 
   return best?.ckpt ?? null;
 }
 
-/** The experiment named by the newest readable state.json among a run's checkpoints, or null. */
-function runExperimentName(ckpts: string[]): string | null {
+/** The experiment and run name recorded by the newest readable state.json among a run's checkpoints, or null. */
+function runOf(ckpts: string[]): { experiment: string; runName: unknown } | null {
   for (const c of [...ckpts].reverse()) {
     try {
-      const name = (JSON.parse(fs.readFileSync(path.join(c, 'state.json'), 'utf8')) as { run?: { experiment?: unknown } }).run?.experiment;
-      if (typeof name === 'string') return name;
+      const run = (JSON.parse(fs.readFileSync(path.join(c, 'state.json'), 'utf8')) as { run?: { experiment?: unknown; runName?: unknown } }).run;
+      if (typeof run?.experiment === 'string') return { experiment: run.experiment, runName: run.runName };
     } catch {
       // damaged: try an older one
     }

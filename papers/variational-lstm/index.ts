@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import {
-  ConfigError, loadPresets, mergeConfig, parseExperimentConfig, Rng, runExperiment, type JsonObject, type Paper, type PaperResult,
+  ConfigError, findLatestCheckpoint, loadPresets, mergeConfig, parseExperimentConfig, Rng, runExperiment, type JsonObject, type Paper, type PaperResult,
   type PluginSpec, type Sequential,
 } from '../../core';
 import { mcDropoutPerplexity } from './mc-dropout';
@@ -91,9 +91,10 @@ const paper: Paper = {
     for (const variant of lm.variants) {
       const config = parseExperimentConfig({ ...rest, seed, model: { inputShape: [(rest.data as { source: { unroll: number } }).source.unroll], layers: lmLayers(variant, lm, vocab) } });
       const withMc = variant === 'variational' && lm.mcSamples > 0;
+      const runName = `variational-lstm-${opts.preset}-seed${seed}-${variant}`;
       const r = await runExperiment({
-        registry: opts.registry, config, backend: opts.backend, resume: opts.resume,
-        runName: `variational-lstm-${opts.preset}-seed${seed}-${variant}`,
+        registry: opts.registry, config, backend: opts.backend, resume: resumeOf(opts.resume, config.experiment, runName),
+        runName,
         tags: { paper: 'variational-lstm', preset: opts.preset, variant, scale: scaleOf(opts.preset, lm, vocab, config.trainer.epochs) },
         evaluate: withMc
           ? (trainer, test) => ({ mc_perplexity: test ? mcDropoutPerplexity(trainer.model as Sequential, test, lm.mcSamples, config.trainer.evalBatchSize, new Rng(seed + 1)) : NaN })
@@ -127,6 +128,20 @@ const paper: Paper = {
     };
   },
 };
+
+/**
+ * Where a variant resumes from: the paper trains one run per variant in sequence, so `--resume` (the newest
+ * checkpoint, or a checkpoint given by path) stands for the whole sequence. Each variant continues from the newest
+ * checkpoint of its own run (same experiment and run name) under the same checkpoint root; a variant that never
+ * started starts now; a finished one says so and keeps its results.
+ */
+function resumeOf(resume: string | undefined, experiment: string, runName: string): string | undefined {
+  if (!resume) return undefined;
+  // <root>/<experiment id>/<run id>/ckpt-*: the root is three levels up from a checkpoint, two from a run folder.
+  const abs = path.resolve(resume);
+  const root = path.basename(abs).startsWith('ckpt-') ? path.dirname(path.dirname(path.dirname(abs))) : path.dirname(path.dirname(abs));
+  return findLatestCheckpoint(experiment, root, runName) ?? undefined;
+}
 
 function scaleOf(preset: string, lm: LmOptions, vocab: number, epochs: number): string {
   const paperScale = lm.units === 650 && lm.layers === 2 && epochs >= 39;

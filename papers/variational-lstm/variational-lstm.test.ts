@@ -38,4 +38,23 @@ describe('variational-lstm', () => {
       fs.rmSync(cwd, { recursive: true, force: true });
     }
   });
+
+  it('--resume latest resumes each variant from its own run: a finished one keeps its results, a missing one starts', { timeout: 900_000 }, () => {
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-lstm-resume-'));
+    try {
+      const paper = (...args: string[]) => execFileSync(process.execPath, [cli, 'paper', 'variational-lstm', '--preset', 'smoke', '--set', 'lm.mcSamples=0', ...args], { cwd, encoding: 'utf8' });
+      paper('--set', 'lm.variants=["none"]', '--json', 'first.json');
+      const first = JSON.parse(fs.readFileSync(path.join(cwd, 'first.json'), 'utf8'));
+      // Before: the one checkpoint that --resume latest found (the none run's) was handed to every variant.
+      const out = paper('--set', 'lm.variants=["none","naive"]', '--resume', 'latest', '--json', 'both.json');
+      const both = JSON.parse(fs.readFileSync(path.join(cwd, 'both.json'), 'utf8'));
+      expect(out).toMatch(/already FINISHED/);
+      expect(both.metrics['none/test_perplexity']).toBe(first.metrics['none/test_perplexity']);
+      expect(both.metrics['naive/test_perplexity']).toBeLessThan(300);
+      const runs = fs.readdirSync(path.join(cwd, 'mlruns', first.mlflowExperimentId)).filter((d) => d !== 'meta.yaml');
+      expect(runs).toHaveLength(2); // none (once) and naive
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
 });
