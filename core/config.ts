@@ -39,9 +39,10 @@ export const trainerOptionsSchema = z.object({
    * Batches of examples of similar length (the "bucket iterator" of fairseq and torchtext): the epoch's shuffled
    * order is cut into pools of `poolBatches` batches, each pool sorted by the data set's `lengths()` and cut into
    * batches, and the batches shuffled. Padding then fills little of a batch, and a model that trims padded
-   * positions (transformer-seq2seq) computes less. Needs a data set with `lengths()`.
+   * positions (transformer-seq2seq) computes less. Needs a data set with `lengths()`. `false` turns it off (over a
+   * preset that sets it: `--set trainer.bucketByLength=false`).
    */
-  bucketByLength: z.object({ poolBatches: z.number().int().positive().default(100) }).strict().optional(),
+  bucketByLength: z.union([z.literal(false), z.object({ poolBatches: z.number().int().positive().default(100) }).strict()]).optional(),
   /** Checkpoints (see core/checkpoint.ts): at the end of every epoch and every `everySteps` steps, keeping `keep`. */
   checkpoint: z
     .object({
