@@ -15,6 +15,7 @@ export * from './serialization';
 export * from './config';
 export * from './data';
 export * from './edit-distance';
+export * from './averaging';
 export * from './trainer';
 export * from './parallel';
 export * from './backend';

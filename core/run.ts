@@ -50,9 +50,10 @@ export interface RunOptions {
   resume?: string;
   /**
    * Extra evaluation after training (e.g. Monte-Carlo dropout), given the trained trainer and the test split; its
-   * metrics join the test metrics (logged as `test_<key>`). Runs before the model is released.
+   * metrics join the test metrics (logged as `test_<key>`). Runs before the model is released. `run.checkpoints` is
+   * the run's checkpoint directory (null when checkpoints are off), e.g. to average the last checkpoints.
    */
-  evaluate?: (trainer: Trainer, test: Dataset | null) => Logs | Promise<Logs>;
+  evaluate?: (trainer: Trainer, test: Dataset | null, run: { checkpoints: string | null }) => Logs | Promise<Logs>;
   /** Called with the freshly built model before training (e.g. to load pretrained weights); not on --resume. */
   initialize?: (model: Sequential) => void;
   /**
@@ -243,7 +244,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       if (watch?.signal) throw interrupted(watch.signal, finalStep);
       const testData = c.resolve(TOKENS.TestData);
       let test: Logs | null = testData ? trainer.evaluate(testData) : null;
-      if (opts.evaluate) test = { ...(test ?? {}), ...(await opts.evaluate(trainer, testData)) };
+      if (opts.evaluate) test = { ...(test ?? {}), ...(await opts.evaluate(trainer, testData, { checkpoints: ck.enabled ? dir : null })) };
       if (watch) await yieldToEventLoop();
       if (watch?.signal) throw interrupted(watch.signal, finalStep); // training is complete: resuming only evaluates
       if (test && log) tracker.logMetrics(Object.fromEntries(Object.entries(test).map(([k, v]) => [`test_${k}`, v])), finalStep);

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  ConfigError, DataError, definePlugin, editDistance, loadModel, loadPresets, mergeConfig, parseExperimentConfig, runExperiment, selectBackend, latestRunArtifacts, type Callback, type JsonObject, type Paper, type PaperResult,
+  averageCheckpoints, ConfigError, DataError, definePlugin, editDistance, lastCheckpoints, readWeights, writeWeights, loadModel, loadPresets, mergeConfig, parseExperimentConfig, runExperiment, selectBackend, latestRunArtifacts, type Callback, type JsonObject, type Paper, type PaperResult,
   type PluginRegistry, type PluginSpec, type Sequential,
 } from '../../core';
 import type { G2P } from '../../plugins/data/cmudict';
@@ -26,6 +26,11 @@ const g2pSchema = z.object({
   decodeBatch: z.number().int().positive().default(256),
   /** Decode only the first N test words (smoke presets); default: all of them. */
   testWords: z.number().int().positive().optional(),
+  /**
+   * Also score the average of the run's last K checkpoints (Vaswani et al. 2017, §6.1: the last 5), as the
+   * `test_*_avg` metrics; keep at least K checkpoints (`trainer.checkpoint.keep`). 0: off.
+   */
+  averageLast: z.number().int().min(0).default(0),
 });
 type G2pOptions = z.output<typeof g2pSchema>;
 
@@ -102,7 +107,7 @@ export const g2pValidation = definePlugin({
     const g2p = ctx.registry.create('dataset', source as PluginSpec, `${ctx.path}.source`) as unknown as G2P;
     const words = g2p.words('valid').slice(0, limit);
     const refs = words.map((w) => g2p.references(w));
-    const options: G2pOptions = { beam: 1, lengthPenalty: 0.6, decodeBatch };
+    const options: G2pOptions = { beam: 1, lengthPenalty: 0.6, decodeBatch, averageLast: 0 };
     return {
       onEpochMetrics(state, logs) {
         const { wer, per } = scoreG2P(transcribe(seq2seqOf(state.model as Sequential), g2p, words, options, 1), refs);
@@ -150,11 +155,28 @@ const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: s
       registry: opts.registry, config, backend: opts.backend, trackingUri: opts.trackingUri, resume: opts.resume,
       runName: `transformer-${opts.preset}-seed${config.seed}`,
       tags: { paper: 'transformer', preset: opts.preset, scale: scaleOf(opts.preset, config, words.length) },
-      evaluate: (trainer) => {
+      evaluate: (trainer, _test, run) => {
         const model = seq2seqOf(trainer.model as Sequential);
-        const greedy = scoreG2P(transcribe(model, source, words, g2p, 1), refs);
-        const beam = scoreG2P(transcribe(model, source, words, g2p), refs);
-        return { wer_greedy: greedy.wer, per_greedy: greedy.per, wer_beam: beam.wer, per_beam: beam.per };
+        const score = () => {
+          const greedy = scoreG2P(transcribe(model, source, words, g2p, 1), refs);
+          const beam = scoreG2P(transcribe(model, source, words, g2p), refs);
+          return { wer_greedy: greedy.wer, per_greedy: greedy.per, wer_beam: beam.wer, per_beam: beam.per };
+        };
+        const out: Record<string, number> = score();
+        const dirs = g2p.averageLast > 1 && run.checkpoints ? lastCheckpoints(run.checkpoints, g2p.averageLast) : [];
+        if (dirs.length > 1) {
+          // The averaged weights in place of the trained ones for the decoding, then the trained ones back.
+          const params = trainer.model.parameters();
+          const trained = new Map([...readWeights(params)].map(([k, w]) => [k, { shape: [...w.shape], values: Float32Array.from(w.values) }]));
+          writeWeights(params, averageCheckpoints(dirs), `the average of ${dirs.length} checkpoints`);
+          try {
+            for (const [k, v] of Object.entries(score())) out[`${k}_avg`] = v;
+            out.avg_checkpoints = dirs.length;
+          } finally {
+            writeWeights(params, trained, 'the trained weights');
+          }
+        }
+        return out;
       },
     });
     const metrics: Record<string, number> = {};
@@ -164,7 +186,10 @@ const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: s
       paper: 'transformer', preset: opts.preset, backend: r.backend, seed: config.seed, metrics, wallTimeSec: r.wallTimeSec, mlflow: r.run,
       commit: r.tags['git.commit'] ?? 'unknown', scale: scaleOf(opts.preset, config, words.length),
       comparison: REFERENCES.map((ref) => ({ ...ref, measured: metrics[ref.metric] ?? null, reference: ref.value })),
-      notes: [`greedy decoding: WER ${pct(metrics.test_wer_greedy)}, PER ${pct(metrics.test_per_greedy)}; beam ${g2p.beam}: WER ${pct(metrics.test_wer_beam)}, PER ${pct(metrics.test_per_beam)}`],
+      notes: [
+        `greedy decoding: WER ${pct(metrics.test_wer_greedy)}, PER ${pct(metrics.test_per_greedy)}; beam ${g2p.beam}: WER ${pct(metrics.test_wer_beam)}, PER ${pct(metrics.test_per_beam)}`,
+        ...(metrics.test_avg_checkpoints ? [`the average of the last ${metrics.test_avg_checkpoints} checkpoints: greedy WER ${pct(metrics.test_wer_greedy_avg)}, PER ${pct(metrics.test_per_greedy_avg)}; beam WER ${pct(metrics.test_wer_beam_avg)}, PER ${pct(metrics.test_per_beam_avg)}`] : []),
+      ],
     };
   },
   /** The pronunciation of any word, from the newest finished run of `preset` in ./mlruns. */

@@ -43,6 +43,10 @@ describe('transformer smoke preset', () => {
       const summary = JSON.parse(fs.readFileSync(path.join(cwd, 'summary.json'), 'utf8'));
       const m = summary.metrics;
       for (const k of ['test_wer_greedy', 'test_per_greedy', 'test_wer_beam', 'test_per_beam']) expect(m[k], k).toBeGreaterThanOrEqual(0);
+      // g2p.averageLast = 2: the average of the last two checkpoints is scored as well.
+      expect(m.test_avg_checkpoints).toBe(2);
+      for (const k of ['test_wer_greedy_avg', 'test_per_greedy_avg', 'test_wer_beam_avg', 'test_per_beam_avg']) expect(m[k], k).toBeGreaterThanOrEqual(0);
+      expect(m.test_per_beam_avg).toBeLessThan(0.8);
       // An untrained model gets no word right and ~100 % of phonemes wrong; two small epochs already do better.
       // (Measured here, seed 0: greedy WER 93.5 %, PER 51.4 %; beam 4 PER 48.5 %.)
       expect(m.test_per_beam).toBeLessThan(0.7);
