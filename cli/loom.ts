@@ -14,7 +14,7 @@ import 'reflect-metadata';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ConfigError, createRegistry, editDistance, findLatestCheckpoint, formatComparison, InterruptedError, LoomError, PLUGIN_KINDS, type Paper, type PaperResult, type PluginKind } from '../core';
+import { ConfigError, createRegistry, editDistance, findLatestCheckpoint, formatComparison, formatMetric, lastCheckpoints, InterruptedError, LoomError, PLUGIN_KINDS, type Paper, type PaperResult, type PluginKind } from '../core';
 import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
 import { syncStore } from '../plugins/trackers/mlflow-rest';
@@ -68,6 +68,8 @@ export const COMMANDS: Record<string, Command> = {
       verbose: { help: 'also print the list of native kernels the backend replaced (also LOOM_VERBOSE=1) (default: off)' },
       'max-steps': { value: 'N', help: "stop after N optimizer steps, then test as at the end: replays the start of a recorded run (the same as --set trainer.maxSteps=N) (default: the preset's epochs)" },
       record: { help: "after the run, write its record (papers/<name>/results/<preset>-seed<N>.json in this checkout, or under LOOM_RECORDS_ROOT: summary, config, commit, machine, every logged value) from the local store (default: off)" },
+      'average-checkpoints': { value: 'DIR', help: "score the average of the last --last checkpoints in DIR (a run's checkpoint folder) on the preset's test set instead of training (Vaswani et al. 2017 §6.1; transformer) (default: none, train)" },
+      last: { value: 'K', help: '--average-checkpoints: how many of the newest checkpoints to average, a positive integer (default: 5)' },
       predict: { value: 'INPUT', help: 'apply the newest trained model of the preset to INPUT instead of training: a word (transformer) or a prompt (gpt) (default: none, train)' },
       temperature: { value: 'T', help: 'gpt --predict: sampling temperature, a number >= 0; 0 picks the most likely character (default: 0.8)' },
       'top-k': { value: 'K', help: 'gpt --predict: sample among the K most likely characters, a positive integer (default: all)' },
@@ -343,6 +345,21 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
     for (const k of ['json', 'resume', 'set', 'parallelism', 'max-steps', 'record'] as const) if (values[k] !== undefined) throw new ConfigError(`--${k}`, 'does not apply to --predict, which trains nothing');
     const options = Object.fromEntries(Object.entries({ ...sampling, seed }).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
     io.out(await paper.predict(registry, preset, predict, options));
+    return 0;
+  }
+  const averaged = str(values['average-checkpoints']);
+  const last = integerFlag('last', str(values.last), 1);
+  if (last !== undefined && averaged === undefined) throw new ConfigError('--last', 'applies only with --average-checkpoints');
+  if (averaged !== undefined) {
+    if (!paper.evaluateCheckpoints) throw new ConfigError('--average-checkpoints', `paper "${paper.name}" cannot score averaged checkpoints`);
+    for (const k of ['resume', 'set', 'parallelism', 'max-steps', 'record'] as const) if (values[k] !== undefined) throw new ConfigError(`--${k}`, 'does not apply to --average-checkpoints, which trains nothing');
+    const dirs = lastCheckpoints(path.resolve(averaged), last ?? 5);
+    if (dirs.length === 0) throw new ConfigError('--average-checkpoints', `no checkpoints (ckpt-*) in ${path.resolve(averaged)}`);
+    io.out(`loom: averaging ${dirs.length} checkpoint(s): ${dirs.map((d) => path.basename(d)).join(', ')}`);
+    const scores = await paper.evaluateCheckpoints(registry, preset, dirs);
+    for (const [k, v] of Object.entries(scores)) io.out(`${k.padEnd(18)} ${k === 'checkpoints' || k === 'test_words' ? String(v) : formatMetric(v, k)}`);
+    const json = str(values.json);
+    if (json) fs.writeFileSync(json, JSON.stringify({ paper: paper.name, preset, checkpoints: dirs, metrics: scores }, null, 2) + '\n');
     return 0;
   }
   const overrides = parseOverrides((values.set as string[] | undefined) ?? []);

@@ -67,6 +67,11 @@ export interface Paper {
    * continuation), with paper-specific options (e.g. temperature).
    */
   predict?(registry: PluginRegistry, preset: string, input: string, options?: Record<string, string>): Promise<string>;
+  /**
+   * Optional: score the average of the given checkpoints of a finished run (checkpoint averaging, Vaswani et al.
+   * 2017 §6.1) on the preset's test set, without training; returns the test metrics.
+   */
+  evaluateCheckpoints?(registry: PluginRegistry, preset: string, checkpoints: string[]): Promise<Record<string, number>>;
 }
 
 /**

@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  averageCheckpoints, ConfigError, DataError, definePlugin, editDistance, lastCheckpoints, readWeights, writeWeights, loadModel, loadPresets, mergeConfig, parseExperimentConfig, runExperiment, selectBackend, latestRunArtifacts, type Callback, type JsonObject, type Paper, type PaperResult,
-  type PluginRegistry, type PluginSpec, type Sequential,
+  averageCheckpoints, ConfigError, DataError, definePlugin, editDistance, lastCheckpoints, loadCheckpoint, readWeights, Rng, Sequential, writeWeights, loadModel, loadPresets, mergeConfig, parseExperimentConfig, runExperiment, selectBackend, latestRunArtifacts, type Callback, type JsonObject, type Paper, type PaperResult,
+  type PluginRegistry, type PluginSpec,
 } from '../../core';
 import type { G2P } from '../../plugins/data/cmudict';
 import type { TransformerSeq2Seq } from '../../plugins/layers/transformer-seq2seq';
@@ -131,7 +131,7 @@ const REFERENCES = [
   { metric: 'test_wer_beam', label: 'WER, bi-LSTM (Yao & Zweig 2015)', value: 0.2355, source: 'as compared by Yolchuyeva et al. 2019 (cmusphinx split)' },
 ];
 
-const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: string): Promise<string> } = {
+const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: string): Promise<string>; evaluateCheckpoints: NonNullable<Paper['evaluateCheckpoints']> } = {
   name: 'transformer',
   title: 'Vaswani et al. 2017: the Transformer, as grapheme-to-phoneme conversion on CMUdict',
   presets,
@@ -191,6 +191,30 @@ const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: s
         ...(metrics.test_avg_checkpoints ? [`the average of the last ${metrics.test_avg_checkpoints} checkpoints: greedy WER ${pct(metrics.test_wer_greedy_avg)}, PER ${pct(metrics.test_per_greedy_avg)}; beam WER ${pct(metrics.test_wer_beam_avg)}, PER ${pct(metrics.test_per_beam_avg)}`] : []),
       ],
     };
+  },
+  /**
+   * The test WER and PER (greedy and beam) of the average of `checkpoints` (of one run): the model is rebuilt from
+   * the config saved in the checkpoints, and the test words are the preset's.
+   */
+  async evaluateCheckpoints(registry, preset, checkpoints) {
+    if (checkpoints.length === 0) throw new ConfigError('--average-checkpoints', 'no checkpoints to average');
+    await selectBackend(registry, process.env.LOOM_BACKEND);
+    const { g2p } = split(mergeConfig(presets[preset]!, {}));
+    const saved = parseExperimentConfig(loadCheckpoint(checkpoints.at(-1)!).config);
+    const source = registry.create('dataset', saved.data.source as PluginSpec, 'data.source') as unknown as G2P;
+    const words = source.words('test').slice(0, g2p.testWords);
+    const refs = words.map((w) => source.references(w));
+    const model = new Sequential(saved.model, registry);
+    model.build(undefined, new Rng(saved.seed));
+    try {
+      writeWeights(model.parameters(), averageCheckpoints(checkpoints), `the average of ${checkpoints.length} checkpoints`);
+      const s2s = seq2seqOf(model);
+      const greedy = scoreG2P(transcribe(s2s, source, words, g2p, 1), refs);
+      const beam = scoreG2P(transcribe(s2s, source, words, g2p), refs);
+      return { test_wer_greedy: greedy.wer, test_per_greedy: greedy.per, test_wer_beam: beam.wer, test_per_beam: beam.per, checkpoints: checkpoints.length, test_words: words.length };
+    } finally {
+      model.dispose();
+    }
   },
   /** The pronunciation of any word, from the newest finished run of `preset` in ./mlruns. */
   async predict(registry, preset, word) {

@@ -59,6 +59,15 @@ describe('transformer smoke preset', () => {
         expect(vals, k).toHaveLength(2);
         for (const v of vals) expect(v).toBeGreaterThanOrEqual(0), expect(v).toBeLessThanOrEqual(k === 'val_wer' ? 1 : 2);
       }
+      // --average-checkpoints: the newest checkpoint alone is the trained model (the run's own scores), and the
+      // last two give what the run logged as test_*_avg.
+      const ckpts = path.join(cwd, 'checkpoints', summary.mlflowExperimentId, summary.mlflowRunId);
+      for (const [last, suffix] of [['1', ''], ['2', '_avg']] as const) {
+        execFileSync(process.execPath, [cli, 'paper', 'transformer', '--preset', 'smoke', '--average-checkpoints', ckpts, '--last', last, '--json', `avg${last}.json`], { cwd, encoding: 'utf8' });
+        const avg = JSON.parse(fs.readFileSync(path.join(cwd, `avg${last}.json`), 'utf8')).metrics;
+        expect(avg.checkpoints).toBe(Number(last));
+        for (const k of ['test_wer_greedy', 'test_per_greedy', 'test_wer_beam', 'test_per_beam']) expect(avg[k], `${k} of --last ${last}`).toBe(m[`${k}${suffix}`]);
+      }
       const said = execFileSync(process.execPath, [cli, 'paper', 'transformer', '--preset', 'smoke', '--predict', 'hello'], { cwd, encoding: 'utf8' });
       expect(said).toMatch(/^HELLO {2}[A-Z]+( [A-Z]+)*\s+\(dictionary: HH AH L OW \| HH EH L OW\)/m);
     } finally {
