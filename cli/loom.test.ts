@@ -361,6 +361,12 @@ describe('loom CLI', () => {
     const missing = spawnSync(process.execPath, [bin, 'record', '--run', 'nope'], { encoding: 'utf8', cwd, env });
     expect(missing.status).toBe(2);
     expect(missing.stderr).toContain('--run: no run nope');
+    // A fresh clone has no ./mlruns: the report still shows the committed records.
+    fs.rmSync(path.join(cwd, 'mlruns'), { recursive: true });
+    const report = spawnSync(process.execPath, [bin, 'report'], { encoding: 'utf8', cwd, env });
+    expect(report.status, report.stderr).toBe(0);
+    expect(report.stdout).toContain('report of 1 paper run(s)');
+    expect(fs.readFileSync(path.join(cwd, 'reports', 'report.md'), 'utf8')).toContain(rec.run.runId);
     const bad = spawnSync(process.execPath, [bin, ...TINY, '--max-steps', '0'], { encoding: 'utf8', cwd, env });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('--max-steps: expected a positive integer, got "0"');
