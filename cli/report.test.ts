@@ -79,5 +79,13 @@ describe('loom report', () => {
     expect(md).toContain(`1: ${pct(accs[0]!)}`);
     expect(md).toContain('- runs: 2 (1 rerun(s) of the same seed and commit not shown)');
     expect(md.match(/!\[learning curves\]/g)).toHaveLength(1);
+    // A later record of the same run (trained further after a resume) replaces the earlier one in the report.
+    const later = JSON.parse(JSON.stringify(rec));
+    later.run.end = (rec.run.end ?? 0) + 1000;
+    later.run.metrics.test_accuracy = [[999, 0.5]];
+    writeRecord(path.join(repo, 'papers', 'toy-paper', 'results', 'smoke-seed1-later.json'), later);
+    const r2 = await buildReport({ store, out: path.join(dir, 'report2'), papers: { 'toy-paper': toy }, records: repo });
+    expect(r2.runs).toBe(3);
+    expect(fs.readFileSync(r2.markdown, 'utf8')).toContain('1: 50.00 %');
   });
 });

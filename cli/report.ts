@@ -77,11 +77,16 @@ export interface ReportOptions {
   records?: string;
 }
 
-/** Store runs and records' runs, each run once (a record of a run still in the store adds nothing). */
+/** Store runs and records' runs, each run once. */
 function allRuns(opts: ReportOptions): StoredRun[] {
   const byId = new Map<string, StoredRun>();
   for (const r of readStore(opts.store)) if (r.tags.paper) byId.set(r.runId, r);
-  for (const rec of opts.records ? readRecords(opts.records) : []) if (!byId.has(rec.run.runId)) byId.set(rec.run.runId, rec.run);
+  // A record of a run still in the store adds nothing; of two records of one run (one kept from before the run
+  // was resumed to train further), the later one counts.
+  for (const rec of opts.records ? readRecords(opts.records) : []) {
+    const have = byId.get(rec.run.runId);
+    if (!have || (!have.dir && (rec.run.end ?? 0) > (have.end ?? 0))) byId.set(rec.run.runId, rec.run);
+  }
   return [...byId.values()].sort((a, b) => b.start - a.start);
 }
 
