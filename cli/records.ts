@@ -86,7 +86,11 @@ export function recordOf(run: StoredRun): RunRecordFile {
   if (run.status !== 'FINISHED') throw new Error(`run ${run.runId} is ${run.status}, not FINISHED: only finished runs make records`);
   // "loom native (avx512, 1 threads): ..." on native-cpu; other backends say less.
   const native = /\((\w[\w-]*), (\d+) threads?\)/.exec(t['backend.kernels'] ?? '');
-  const resumed = Object.keys(t).filter((k) => /^loom\.resumed/.test(k)).flatMap((k) => (t[k] ?? '').match(/\d+/g)?.map(Number) ?? []);
+  // Each resume tags `loom.resumed.<step>`; the status reason of a run that finished after one says so too.
+  const resumed = [
+    ...Object.keys(t).flatMap((k) => /^loom\.resumed\.(\d+)$/.exec(k)?.[1] ?? []).map(Number),
+    ...[...(t['loom.status_reason'] ?? '').matchAll(/resuming from step (\d+)/g)].map((m) => Number(m[1])),
+  ].sort((a, b) => a - b);
   const wall = run.metrics.wall_time_s?.at(-1)?.[1] ?? null;
   const { dir, ...stored } = run;
   return {

@@ -69,6 +69,8 @@ describe('loom report', () => {
     expect(rec).toMatchObject({ paper: 'toy-paper', preset: 'smoke', seed: 1, commit: a.commit, resumedFrom: [] });
     expect(rec.run.metrics.loss!.length).toBeGreaterThan(0);
     expect(rec.config).toMatchObject({ trainer: { epochs: 2 } });
+    // The steps a run was resumed from: its loom.resumed.<step> tags and its final status reason.
+    expect(recordOf({ ...run1, tags: { ...run1.tags, 'loom.resumed.12': '/ckpt', 'loom.status_reason': 'finished after resuming from step 40' } }).resumedFrom).toEqual([12, 40]);
     writeRecord(recordPath(repo, rec), rec);
     expect(readRecords(repo).map((r) => r.run.runId)).toEqual([run1.runId]);
     fs.rmSync(run1.dir!, { recursive: true });

@@ -220,6 +220,8 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
         tracker.logParams(params);
         tracker.logParams({ 'model.parameters': model.countParams() });
         if (extended.length) tracker.setTags(Object.fromEntries(extended.map((e) => [`loom.extended.${e.key}`, `${e.text} at step ${resume!.trainer.step}`])));
+        // Each resume leaves a tag (a run record lists the steps a run was resumed from).
+        if (resume) tracker.setTags({ [`loom.resumed.${resume.trainer.step}`]: resumePath! });
         for (const [context, ds] of data) if (ds && tracker.logDataset) tracker.logDataset(describeDataset(ds, context === 'training' ? 'train' : context, config.data.source));
       }
       if (opts.initialize && !resume) opts.initialize(model);

@@ -77,6 +77,10 @@ describe('resume after SIGKILL', () => {
         const root = path.join(dir, `${name}-mlruns`);
         const exp = fs.readdirSync(root).find((d) => d !== '0' && fs.statSync(path.join(root, d)).isDirectory())!;
         expect(fs.readdirSync(path.join(root, exp)).filter((d) => d !== 'meta.yaml')).toEqual([resumed.runId]);
+        // The resume is tagged with the checkpoint's step (run records list it).
+        const resumedTags = fs.readdirSync(path.join(root, exp, resumed.runId, 'tags')).filter((t) => t.startsWith('loom.resumed.'));
+        expect(resumedTags).toHaveLength(1);
+        expect(Number(resumedTags[0]!.split('.')[2])).toBeLessThan(k);
         const metrics = path.join(root, exp, resumed.runId, 'metrics');
         for (const key of fs.readdirSync(metrics)) {
           const steps = fs.readFileSync(path.join(metrics, key), 'utf8').trimEnd().split('\n').map((l) => l.split(' ')[2]);
