@@ -470,8 +470,9 @@ export async function run(argv: string[], io: CliIO = consoleIO): Promise<number
       case 'report': {
         const tracking = str(values.store) === undefined ? trackingTarget(undefined) : undefined;
         const store = path.resolve(str(values.store) ?? (tracking?.kind === 'store' ? tracking.dir : 'mlruns'));
-        // A fresh clone has no ./mlruns but has the committed records: only a store named by --store must exist.
-        if (str(values.store) !== undefined && !fs.existsSync(store)) throw new ConfigError('--store', `no MLflow store at ${store}`);
+        // A fresh clone has no ./mlruns but has the committed records: only a store that was named (--store, or
+        // MLFLOW_TRACKING_URI) must exist.
+        if ((str(values.store) !== undefined || tracking?.kind === 'store') && !fs.existsSync(store)) throw new ConfigError('--store', `no MLflow store at ${store}`);
         const records = str(values.records) === 'none' ? undefined : path.resolve(str(values.records) ?? REPO);
         const r = await buildReport({ store, out: path.resolve(str(values.out) ?? 'reports'), papers, records });
         io.out(`loom: report of ${r.runs} paper run(s): ${r.markdown} and ${r.html}`);
