@@ -60,9 +60,7 @@ function aggregate(runs: StoredRun[], metric: string): string {
   if (vals.length === 0) return 'n/a';
   if (vals.length === 1) return fmt(vals[0]!.v, metric);
   const { mean, std } = meanStd(vals.map((x) => x.v));
-  // The standard deviation in the metric's unit: formatted as a difference from zero.
-  const sd = fmt(std, metric).replace(/^\+/, '');
-  return `${fmt(mean, metric)} ± ${sd} (${vals.length} seeds: ${vals.map((x) => `${x.seed}: ${fmt(x.v, metric)}`).join(', ')})`;
+  return `${fmt(mean, metric)} ± ${fmt(std, metric)} (${vals.length} seeds: ${vals.map((x) => `${x.seed}: ${fmt(x.v, metric)}`).join(', ')})`;
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

@@ -44,7 +44,9 @@ export type NamedWeights = Map<string, { shape: number[]; values: Float32Array }
 /** Copies the current values of `params` out of their tensors. */
 export function readWeights(params: readonly Parameter[]): NamedWeights {
   const out: NamedWeights = new Map();
-  for (const p of params) out.set(p.name, { shape: p.variable.shape, values: p.variable.dataSync() as Float32Array });
+  // Copies: on the cpu backend dataSync() is the variable's live buffer, which the backend may reuse once the
+  // variable is assigned again (kept weights such as early stopping's best must not change under it).
+  for (const p of params) out.set(p.name, { shape: [...p.variable.shape], values: Float32Array.from(p.variable.dataSync() as Float32Array) });
   return out;
 }
 

@@ -177,7 +177,7 @@ export class Trainer {
    * streams, optimizer state and running sums), so the result equals that of a run that never stopped.
    */
   async fit(train: Dataset, validation: Dataset | null = null, opts: FitOptions = {}): Promise<History> {
-    const { epochs, batchSize, shuffle, logEvery } = this.options;
+    const { epochs, logEvery } = this.options;
     const k = this.options.accumulateSteps;
     const stepsPerEpoch = this.stepsPerEpoch(train);
     const state: TrainingState = { model: this.model, optimizer: this.optimizer, epoch: 0, step: 0, epochs, stepsPerEpoch, stopTraining: false, isGlobalZero: this.strategy.isGlobalZero };

@@ -57,7 +57,7 @@ export function scoreG2P(hyps: string[][], refs: string[][][]): { wer: number; p
 }
 
 /** Pronunciations of `words` (greedy with beam 1), in batches; words the model cannot take yield []. */
-export function transcribe(model: TransformerSeq2Seq, g2p: G2P, words: string[], o: G2pOptions, beam = o.beam): string[][] {
+export function transcribe(model: TransformerSeq2Seq, g2p: G2P, words: string[], o: Pick<G2pOptions, 'beam' | 'lengthPenalty' | 'decodeBatch'>, beam = o.beam): string[][] {
   const out: string[][] = [];
   const srcLen = model.opts.srcLen;
   for (let s = 0; s < words.length; s += o.decodeBatch) {
@@ -77,6 +77,13 @@ export function transcribe(model: TransformerSeq2Seq, g2p: G2P, words: string[],
     decoded.forEach((d, i) => out.push(ids[i] && ids[i]!.length > 0 ? g2p.decodePhonemes(d) : []));
   }
   return out;
+}
+
+/** WER and PER of `words` decoded greedily and with the beam of `o`, against `refs`. */
+function scoreModel(model: TransformerSeq2Seq, source: G2P, words: string[], refs: string[][][], o: G2pOptions): Record<'wer_greedy' | 'per_greedy' | 'wer_beam' | 'per_beam', number> {
+  const greedy = scoreG2P(transcribe(model, source, words, o, 1), refs);
+  const beam = scoreG2P(transcribe(model, source, words, o), refs);
+  return { wer_greedy: greedy.wer, per_greedy: greedy.per, wer_beam: beam.wer, per_beam: beam.per };
 }
 
 function seq2seqOf(model: Sequential): TransformerSeq2Seq {
@@ -107,7 +114,7 @@ export const g2pValidation = definePlugin({
     const g2p = ctx.registry.create('dataset', source as PluginSpec, `${ctx.path}.source`) as unknown as G2P;
     const words = g2p.words('valid').slice(0, limit);
     const refs = words.map((w) => g2p.references(w));
-    const options: G2pOptions = { beam: 1, lengthPenalty: 0.6, decodeBatch, averageLast: 0 };
+    const options = { beam: 1, lengthPenalty: 0.6, decodeBatch };
     return {
       onEpochMetrics(state, logs) {
         const { wer, per } = scoreG2P(transcribe(seq2seqOf(state.model as Sequential), g2p, words, options, 1), refs);
@@ -157,17 +164,13 @@ const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: s
       tags: { paper: 'transformer', preset: opts.preset, scale: scaleOf(opts.preset, config, words.length) },
       evaluate: (trainer, _test, run) => {
         const model = seq2seqOf(trainer.model as Sequential);
-        const score = () => {
-          const greedy = scoreG2P(transcribe(model, source, words, g2p, 1), refs);
-          const beam = scoreG2P(transcribe(model, source, words, g2p), refs);
-          return { wer_greedy: greedy.wer, per_greedy: greedy.per, wer_beam: beam.wer, per_beam: beam.per };
-        };
+        const score = () => scoreModel(model, source, words, refs, g2p);
         const out: Record<string, number> = score();
         const dirs = g2p.averageLast > 1 && run.checkpoints ? lastCheckpoints(run.checkpoints, g2p.averageLast) : [];
         if (dirs.length > 1) {
           // The averaged weights in place of the trained ones for the decoding, then the trained ones back.
           const params = trainer.model.parameters();
-          const trained = new Map([...readWeights(params)].map(([k, w]) => [k, { shape: [...w.shape], values: Float32Array.from(w.values) }]));
+          const trained = readWeights(params);
           writeWeights(params, averageCheckpoints(dirs), `the average of ${dirs.length} checkpoints`);
           try {
             for (const [k, v] of Object.entries(score())) out[`${k}_avg`] = v;
@@ -199,7 +202,7 @@ const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: s
   async evaluateCheckpoints(registry, preset, checkpoints) {
     if (checkpoints.length === 0) throw new ConfigError('--average-checkpoints', 'no checkpoints to average');
     await selectBackend(registry, process.env.LOOM_BACKEND);
-    const { g2p } = split(mergeConfig(presets[preset]!, {}));
+    const { g2p } = split(presets[preset]!);
     const saved = parseExperimentConfig(loadCheckpoint(checkpoints.at(-1)!).config);
     const source = registry.create('dataset', saved.data.source as PluginSpec, 'data.source') as unknown as G2P;
     const words = source.words('test').slice(0, g2p.testWords);
@@ -208,10 +211,8 @@ const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: s
     model.build(undefined, new Rng(saved.seed));
     try {
       writeWeights(model.parameters(), averageCheckpoints(checkpoints), `the average of ${checkpoints.length} checkpoints`);
-      const s2s = seq2seqOf(model);
-      const greedy = scoreG2P(transcribe(s2s, source, words, g2p, 1), refs);
-      const beam = scoreG2P(transcribe(s2s, source, words, g2p), refs);
-      return { test_wer_greedy: greedy.wer, test_per_greedy: greedy.per, test_wer_beam: beam.wer, test_per_beam: beam.per, checkpoints: checkpoints.length, test_words: words.length };
+      const scores = Object.entries(scoreModel(seq2seqOf(model), source, words, refs, g2p)).map(([k, v]) => [`test_${k}`, v]);
+      return { ...Object.fromEntries(scores), checkpoints: checkpoints.length, test_words: words.length };
     } finally {
       model.dispose();
     }

@@ -61,8 +61,7 @@ export default definePlugin({
           best = v;
           wait = 0;
           bestEpoch = state.epoch + 1;
-          // A copy: a parameter's values array can be reused by the backend once the variable is assigned again.
-          if (restoreBest) bestWeights = new Map([...readWeights(state.model.parameters())].map(([k, w]) => [k, { shape: [...w.shape], values: Float32Array.from(w.values) }]));
+          if (restoreBest) bestWeights = readWeights(state.model.parameters());
         } else if (++wait > patience) state.stopTraining = true;
       },
     };
