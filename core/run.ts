@@ -159,7 +159,8 @@ export interface RunResult {
  * changes nothing (it says so and returns the recorded results) unless the config asks to train further: a larger
  * `trainer.epochs` than the checkpoint's. Then it reopens the run, trains on to the new
  * length and logs the new results at the new final step (a schedule that depends on the planned length sees the
- * new one from there on). Every other field must equal the checkpoint's.
+ * new one from there on). It may also change the checkpoint cadence and add callbacks (say, validation metrics and
+ * early stopping for the epochs still to train); every other field must equal the checkpoint's.
  */
 export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const started = Date.now();
@@ -171,7 +172,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const extended = resume ? compareResumeConfig(resume, parsed) : [];
   if (resume && resumePath) {
     const finished = readFinished(path.dirname(resumePath), resume.run.runId);
-    if (finished && extended.length === 0) return alreadyFinished(finished, resume, parsed, say);
+    if (finished && !extended.some((e) => e.grows)) return alreadyFinished(finished, resume, parsed, say);
   }
   const c = await buildRunContainer({ ...opts, config: parsed });
   let watch: SignalWatch | null = null;
@@ -216,7 +217,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       if (log) {
         const params = flattenConfig(config as unknown as JsonObject);
         // Params are immutable in MLflow: the fields a resume may grow keep their first value; a tag records the growth.
-        for (const e of extended) delete params[e.key];
+        for (const e of extended) for (const k of Object.keys(params)) if (k === e.key || k.startsWith(`${e.key}.`)) delete params[k];
         tracker.logParams(params);
         tracker.logParams({ 'model.parameters': model.countParams() });
         if (extended.length) tracker.setTags(Object.fromEntries(extended.map((e) => [`loom.extended.${e.key}`, `${e.text} at step ${resume!.trainer.step}`])));
@@ -280,8 +281,22 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
  */
 const EXTENDABLE = ['trainer.epochs'];
 
-/** Refuses a resume whose config differs from the checkpoint's, except for {@link EXTENDABLE} fields raised; returns those, described. */
-function compareResumeConfig(resume: Checkpoint, config: ExperimentConfig): { key: string; text: string }[] {
+/**
+ * Fields a resume may change freely: they decide when checkpoints are written and how many are kept, not what is
+ * trained, so the resumed run computes what the checkpoint's config would have.
+ */
+const ADJUSTABLE = ['trainer.checkpoint.everySteps', 'trainer.checkpoint.keep'];
+
+/** A difference a resume accepts: the field, how it is described, and whether it trains the run further. */
+export interface ResumeChange { key: string; text: string; grows: boolean }
+
+/**
+ * Refuses a resume whose config differs from the checkpoint's, except for {@link EXTENDABLE} fields raised,
+ * {@link ADJUSTABLE} fields and callbacks appended after the checkpoint's (a validation metric or early stopping
+ * added to a run trained further, as Lightning allows on a resume: the callbacks already there keep their state;
+ * an added one starts fresh at the resumed step). Returns those changes, described.
+ */
+function compareResumeConfig(resume: Checkpoint, config: ExperimentConfig): ResumeChange[] {
   if (resume.run.experiment !== config.experiment) {
     throw new ConfigError('--resume', `the checkpoint belongs to experiment "${resume.run.experiment}", not "${config.experiment}"`);
   }
@@ -290,9 +305,20 @@ function compareResumeConfig(resume: Checkpoint, config: ExperimentConfig): { ke
   const limit = (v: unknown) => (v === undefined ? Infinity : Number(v));
   const shrunk = differ.filter((k) => EXTENDABLE.includes(k) && limit(now[k]) < limit(was[k]));
   if (shrunk.length) throw new ConfigError('--resume', `${shrunk.map((k) => `${k} is ${now[k] ?? 'unlimited'}, less than the checkpoint's ${was[k]}`).join('; ')}: a resumed run can train further, not shorter`);
-  const other = differ.filter((k) => !EXTENDABLE.includes(k));
-  if (other.length) throw new ConfigError('--resume', `the config differs from the checkpoint's in ${other.slice(0, 5).map((k) => `${k} (was ${was[k]}, now ${now[k]})`).join(', ')}; resume with the same preset, seed and options`);
-  return differ.map((k) => ({ key: k, text: `${k}=${now[k] ?? 'unlimited'} (was ${was[k] ?? 'unlimited'})` }));
+  const before = Array.isArray(resume.config.callbacks) ? resume.config.callbacks.length : 0;
+  const appended = (k: string) => {
+    const m = /^callbacks\.(\d+)(\.|$)/.exec(k);
+    return m !== null && Number(m[1]) >= before && was[k] === undefined;
+  };
+  const other = differ.filter((k) => !EXTENDABLE.includes(k) && !ADJUSTABLE.includes(k) && !appended(k));
+  if (other.length) throw new ConfigError('--resume', `the config differs from the checkpoint's in ${other.slice(0, 5).map((k) => `${k} (was ${was[k]}, now ${now[k]})`).join(', ')}; resume with the same preset, seed and options (a resume may raise trainer.epochs, change trainer.checkpoint.everySteps or .keep, and add callbacks after the checkpoint's)`);
+  const changes: ResumeChange[] = differ
+    .filter((k) => !appended(k))
+    .map((k) => ({ key: k, text: `${k}=${now[k] ?? 'unlimited'} (was ${was[k] ?? 'unlimited'})`, grows: EXTENDABLE.includes(k) }));
+  config.callbacks.slice(before).forEach((cb, i) => {
+    changes.push({ key: `callbacks.${before + i}`, text: `callbacks.${before + i} added: ${JSON.stringify(cb)}`, grows: false });
+  });
+  return changes;
 }
 
 /** Loads the checkpoint to resume from; if it is damaged, the error also names an intact earlier one of the run. */

@@ -292,7 +292,7 @@ export class Trainer {
     this.augmentRng.setState(snap.rng.augment!);
     this.lastFiniteLoss = snap.lastFiniteLoss;
     this.metrics.forEach((m, i) => snap.metrics[i] !== null && m.setState?.(snap.metrics[i]!));
-    this.callbacks.forEach((c, i) => snap.callbacks[i] !== null && c.setState?.(snap.callbacks[i]!));
+    this.callbacks.forEach((c, i) => snap.callbacks[i] != null && c.setState?.(snap.callbacks[i]!)); // one added on a resume starts fresh
     this.model.setState?.(snap.model);
     return snap;
   }

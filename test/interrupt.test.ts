@@ -175,6 +175,35 @@ describe('resuming a FINISHED run', () => {
   });
 });
 
+describe('resuming with callbacks added', () => {
+  it('adds callbacks after the checkpoint\'s and changes the checkpoint cadence, training what a straight run trains; changing a callback is refused', async () => {
+    const registry = (await testRegistry()).register(toyBlobs);
+    const store = path.join(dir, 'mlruns');
+    const ckdir = path.join(dir, 'ck');
+    const quiet = () => undefined;
+    const base = (epochs: number, extra: Record<string, unknown> = {}) =>
+      toyConfig(store, { trainer: { epochs, batchSize: 16, validationSplit: 0.25, logEvery: 2, checkpoint: { dir: ckdir, everySteps: 3, keep: 2 } }, callbacks: ['progress'], ...extra });
+    const first = await runExperiment({ registry, config: base(2), log: quiet });
+    // Trained on to 4 epochs with early stopping added (patient enough never to stop) and another checkpoint cadence.
+    const later = { callbacks: ['progress', { type: 'early-stopping', monitor: 'val_loss', patience: 100 }] };
+    const cfg = base(4, later) as { trainer: { checkpoint: Record<string, unknown> } };
+    cfg.trainer.checkpoint = { dir: ckdir, everySteps: 5, keep: 3 };
+    const said: string[] = [];
+    const resumed = await runExperiment({ registry, config: cfg, resume: ckdir, log: (m: string) => said.push(m) });
+    expect(resumed.run.runId).toBe(first.run.runId);
+    expect(said.join('\n')).toMatch(/training further: .*trainer\.epochs=4 \(was 2\).*callbacks\.1 added: \{"type":"early-stopping"/);
+    const straight = await runExperiment({ registry, config: toyConfig(path.join(dir, 'other'), { trainer: { epochs: 4, batchSize: 16, validationSplit: 0.25, logEvery: 2, checkpoint: { dir: path.join(dir, 'ck2') } } }), log: quiet });
+    expect(resumed.test).toEqual(straight.test);
+    expect(resumed.history.at(-1)).toEqual(straight.history.at(-1));
+    const tags = path.join(store, resumed.run.experimentId, resumed.run.runId, 'tags');
+    expect(fs.readFileSync(path.join(tags, 'loom.extended.callbacks.1'), 'utf8')).toMatch(/^callbacks\.1 added: .*early-stopping.* at step 10$/);
+    expect(fs.readFileSync(path.join(tags, 'loom.extended.trainer.checkpoint.keep'), 'utf8')).toBe('trainer.checkpoint.keep=3 (was 2) at step 10');
+    // A callback the checkpoint already had may not change: it would no longer be the run it was.
+    const changed = base(6, { callbacks: [{ type: 'early-stopping', monitor: 'val_loss', patience: 1 }] });
+    await expect(runExperiment({ registry, config: changed, resume: ckdir, log: quiet })).rejects.toThrow(/--resume: the config differs from the checkpoint's in callbacks\.0 \(was progress, now undefined\)/);
+  });
+});
+
 describe('--resume latest', () => {
   it('skips files and folders under ./checkpoints that are not runs', async () => {
     const registry = (await testRegistry()).register(toyBlobs);
