@@ -93,9 +93,38 @@ const seed = fc.integer({ min: 1, max: 2 ** 31 - 1 });
 const dim = (max: number) => fc.integer({ min: 1, max });
 const RUNS = { numRuns: 30 };
 
-/** Kernel names with a property below; the last test checks every installed kernel is among them. */
+/**
+ * Kernel names with a property below. They are declared when the file is collected, before any test runs, so the
+ * coverage test ("every installed kernel has a property") holds whatever runs, in whatever order, under any `-t`.
+ */
 const tested = new Set<string>();
-const covers = (...names: string[]) => names.forEach((n) => tested.add(n));
+
+/**
+ * A property test of `kernels`: declares them for the coverage test, and fails unless each was dispatched to its
+ * native registration while the test ran (a property that stopped reaching its kernel would otherwise still count).
+ */
+function kernelProperty(title: string, kernels: string[], fn: () => void): void {
+  kernels.forEach((k) => tested.add(k));
+  it(title, () => {
+    const dispatched = new Set<string>();
+    const spied = kernels.map((k) => {
+      const config = tf.getKernel(k, 'cpu');
+      if (!config) return null;
+      const native = config.kernelFunc;
+      config.kernelFunc = ((args: never) => {
+        dispatched.add(k);
+        return native(args);
+      }) as tf.KernelFunc;
+      return { config, native };
+    });
+    try {
+      fn();
+    } finally {
+      spied.forEach((s) => s && (s.config.kernelFunc = s.native));
+    }
+    expect(kernels.filter((k) => !dispatched.has(k)), `${title}: kernels never dispatched`).toEqual([]);
+  });
+}
 
 describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} threads) vs tfjs cpu`, () => {
   let installed: string[] = [];
@@ -115,8 +144,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     for (const [name, original] of originalKernels) expect(tf.getKernel(name, 'cpu')!.kernelFunc, name).not.toBe(original.kernelFunc);
   });
 
-  it('BatchMatMul: transposes, batch broadcasting, odd and unit sizes', () => {
-    covers('BatchMatMul');
+  kernelProperty('BatchMatMul: transposes, batch broadcasting, odd and unit sizes', ['BatchMatMul'], () => {
     fc.assert(
       fc.property(
         dim(40), dim(40), dim(40), fc.boolean(), fc.boolean(),
@@ -161,8 +189,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     }
   });
 
-  it('_FusedMatMul: bias (row, broadcast, column) and relu/linear, forward and gradients', () => {
-    covers('_FusedMatMul');
+  kernelProperty('_FusedMatMul: bias (row, broadcast, column) and relu/linear, forward and gradients', ['_FusedMatMul'], () => {
     fc.assert(
       fc.property(dim(24), dim(24), dim(24), fc.boolean(), fc.boolean(), fc.constantFrom('none', 'row', 'row2d', 'column', 'full'),
         fc.constantFrom('linear', 'relu') as fc.Arbitrary<'linear' | 'relu'>, seed,
@@ -192,8 +219,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     sh: dim(3), sw: dim(3), pad: fc.constantFrom<'same' | 'valid'>('same', 'valid'), seed,
   }).filter((p) => p.pad === 'same' || (p.kh <= p.h && p.kw <= p.w));
 
-  it('Conv2D and FusedConv2D (bias, relu): strides, same/valid padding', () => {
-    covers('Conv2D', 'FusedConv2D');
+  kernelProperty('Conv2D and FusedConv2D (bias, relu): strides, same/valid padding', ['Conv2D', 'FusedConv2D'], () => {
     fc.assert(
       fc.property(convCase, fc.boolean(), ({ n, h, w, c, co, kh, kw, sh, sw, pad, seed: s }, fused) => {
         const x = tensor([n, h, w, c], s) as tf.Tensor4D, f = tensor([kh, kw, c, co], s + 1) as tf.Tensor4D;
@@ -212,8 +238,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     tf.dispose([x, f]);
   });
 
-  it('Conv2DBackpropInput and Conv2DBackpropFilter: strides, same/valid padding', () => {
-    covers('Conv2DBackpropInput', 'Conv2DBackpropFilter');
+  kernelProperty('Conv2DBackpropInput and Conv2DBackpropFilter: strides, same/valid padding', ['Conv2DBackpropInput', 'Conv2DBackpropFilter'], () => {
     fc.assert(
       fc.property(convCase, ({ n, h, w, c, co, kh, kw, sh, sw, pad, seed: s }) => {
         const x = tensor([n, h, w, c], s) as tf.Tensor4D, f = tensor([kh, kw, c, co], s + 1) as tf.Tensor4D;
@@ -240,8 +265,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     pad: fc.constantFrom<'same' | 'valid'>('same', 'valid'), ties: fc.boolean(), seed,
   }).filter((p) => p.pad === 'same' || (p.kh <= p.h && p.kw <= p.w));
 
-  it('MaxPool, AvgPool and their gradients (ties go to the first maximum, as in tfjs)', () => {
-    covers('MaxPool', 'AvgPool', 'MaxPoolGrad', 'AvgPoolGrad');
+  kernelProperty('MaxPool, AvgPool and their gradients (ties go to the first maximum, as in tfjs)', ['MaxPool', 'AvgPool', 'MaxPoolGrad', 'AvgPoolGrad'], () => {
     fc.assert(
       fc.property(poolCase, ({ n, h, w, c, kh, kw, sh, sw, pad, ties, seed: s }) => {
         const x = tensor([n, h, w, c], s, ties ? 'ties' : 'real') as tf.Tensor4D;
@@ -261,8 +285,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
-  it('Softmax over the last axis, any rank', () => {
-    covers('Softmax');
+  kernelProperty('Softmax over the last axis, any rank', ['Softmax'], () => {
     fc.assert(
       fc.property(fc.array(dim(7), { minLength: 1, maxLength: 3 }), dim(40), seed, (outer, cols, s) => {
         const x = tf.mul(tensor([...outer, cols], s), 4);
@@ -288,8 +311,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     Add: tf.add, Sub: tf.sub, Multiply: tf.mul, RealDiv: tf.div, Maximum: tf.maximum, Minimum: tf.minimum,
     SquaredDifference: tf.squaredDifference,
   } as const;
-  it('binary elementwise ops with broadcasting', () => {
-    covers(...Object.keys(BINARY));
+  kernelProperty('binary elementwise ops with broadcasting', Object.keys(BINARY), () => {
     fc.assert(
       fc.property(fc.constantFrom(...(Object.keys(BINARY) as (keyof typeof BINARY)[])), broadcastPair, fc.boolean(), seed, (name, [sa, sb], ties, s) => {
         const a = tensor(sa, s, ties ? 'ties' : 'real'), b = tensor(sb, s + 1, ties ? 'ties' : 'real');
@@ -309,8 +331,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     Exp: [tf.exp, 'real'], Log: [tf.log, 'positive'], Neg: [tf.neg, 'real'], Tanh: [tf.tanh, 'real'], Sigmoid: [tf.sigmoid, 'real'],
     Abs: [tf.abs, 'real'], Rsqrt: [tf.rsqrt, 'positive'], Reciprocal: [tf.reciprocal, 'positive'], Erf: [tf.erf, 'real'],
   };
-  it('unary elementwise ops (including NaN/±Inf inputs)', () => {
-    covers(...Object.keys(UNARY));
+  kernelProperty('unary elementwise ops (including NaN/±Inf inputs)', Object.keys(UNARY), () => {
     fc.assert(
       fc.property(fc.constantFrom(...Object.keys(UNARY)), fc.array(dim(9), { minLength: 0, maxLength: 3 }), fc.boolean(), seed, (name, shape, real, s) => {
         const [f, kind] = UNARY[name]!;
@@ -327,8 +348,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     tf.dispose([special, big]);
   });
 
-  it('Sum over any axes, keepDims', () => {
-    covers('Sum');
+  kernelProperty('Sum over any axes, keepDims', ['Sum'], () => {
     fc.assert(
       fc.property(fc.array(dim(7), { minLength: 1, maxLength: 4 }), fc.array(fc.integer({ min: -4, max: 3 }), { maxLength: 3 }), fc.boolean(), seed,
         (shape, rawAxes, keepDims, s) => {
@@ -367,8 +387,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
-  it('Mean over any axes, keepDims', () => {
-    covers('Mean');
+  kernelProperty('Mean over any axes, keepDims', ['Mean'], () => {
     fc.assert(
       fc.property(fc.array(dim(7), { minLength: 1, maxLength: 4 }), fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 3 }), fc.boolean(), seed,
         (shape, rawAxes, keepDims, s) => {
@@ -385,8 +404,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
   /** A random shape of rank 1..4 and a seed; copies are exact, so these compare with rtol 0. */
   const shaped = fc.tuple(fc.array(dim(6), { minLength: 1, maxLength: 4 }), seed);
 
-  it('Transpose: every permutation of ranks 1-4', () => {
-    covers('Transpose');
+  kernelProperty('Transpose: every permutation of ranks 1-4', ['Transpose'], () => {
     fc.assert(
       fc.property(shaped, fc.array(fc.nat(), { minLength: 4, maxLength: 4 }), ([shape, s], keys) => {
         const perm = shape.map((_, i) => i).sort((p, q) => keys[p]! - keys[q]! || p - q);
@@ -398,8 +416,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
-  it('Slice, SplitV and Unpack (tf.slice, tf.split, tf.unstack)', () => {
-    covers('Slice', 'SplitV', 'Unpack');
+  kernelProperty('Slice, SplitV and Unpack (tf.slice, tf.split, tf.unstack)', ['Slice', 'SplitV', 'Unpack'], () => {
     fc.assert(
       fc.property(shaped, fc.array(fc.nat(), { minLength: 8, maxLength: 8 }), ([shape, s], r) => {
         const x = tensor(shape, s);
@@ -418,8 +435,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
-  it('Concat and Pack (tf.concat including empty parts, tf.stack)', () => {
-    covers('Concat', 'Pack');
+  kernelProperty('Concat and Pack (tf.concat including empty parts, tf.stack)', ['Concat', 'Pack'], () => {
     fc.assert(
       fc.property(shaped, fc.array(fc.integer({ min: 0, max: 4 }), { minLength: 1, maxLength: 4 }), fc.nat(), ([shape, s], lens, r) => {
         const axis = r % shape.length;
@@ -433,8 +449,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
-  it('UnsortedSegmentSum (the embedding gradient): any row shape, repeated and out-of-range ids', () => {
-    covers('UnsortedSegmentSum');
+  kernelProperty('UnsortedSegmentSum (the embedding gradient): any row shape, repeated and out-of-range ids', ['UnsortedSegmentSum'], () => {
     fc.assert(
       fc.property(dim(12), fc.array(dim(4), { minLength: 0, maxLength: 2 }), dim(7), seed, (n, inner, segments, s) => {
         const ids = tf.tensor1d(Int32Array.from({ length: n }, (_, i) => ((i * 7 + s) % (segments + 2)) - 1), 'int32');
@@ -453,8 +468,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     expectClose(op, 0);
   };
 
-  it('Tile (float32, int32, bool; every rank 0-4) and tf.where broadcasting through it', () => {
-    covers('Tile');
+  kernelProperty('Tile (float32, int32, bool; every rank 0-4) and tf.where broadcasting through it', ['Tile'], () => {
     fc.assert(
       fc.property(fc.array(dim(4), { minLength: 0, maxLength: 4 }), fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 4, maxLength: 4 }), seed, (shape, r, s) => {
         const reps = shape.map((_, i) => r[i]!);
@@ -468,8 +482,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
-  it('Cast from bool to float32 stores float32 values', () => {
-    covers('Cast');
+  kernelProperty('Cast from bool to float32 stores float32 values', ['Cast'], () => {
     fc.assert(
       fc.property(fc.array(dim(6), { minLength: 0, maxLength: 3 }), seed, (shape, s) => {
         const x = tensor(shape, s, 'ties');
@@ -484,8 +497,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
-  it('GatherV2 along axis 0 (embedding lookups), with repeated ids; other axes and bad ids go to the original', () => {
-    covers('GatherV2');
+  kernelProperty('GatherV2 along axis 0 (embedding lookups), with repeated ids; other axes and bad ids go to the original', ['GatherV2'], () => {
     fc.assert(
       fc.property(dim(9), fc.array(dim(20), { minLength: 0, maxLength: 2 }), fc.array(fc.nat(), { minLength: 1, maxLength: 12 }), seed, (rows, inner, picks, s) => {
         const x = tensor([rows, ...inner], s);
@@ -507,8 +519,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
   const PREDICATES = {
     Equal: tf.equal, NotEqual: tf.notEqual, Greater: tf.greater, GreaterEqual: tf.greaterEqual, Less: tf.less, LessEqual: tf.lessEqual,
   } as const;
-  it('comparisons and logical and/or with broadcasting (ties, NaN), returning bool', () => {
-    covers(...Object.keys(PREDICATES), 'LogicalAnd', 'LogicalOr');
+  kernelProperty('comparisons and logical and/or with broadcasting (ties, NaN), returning bool', [...Object.keys(PREDICATES), 'LogicalAnd', 'LogicalOr'], () => {
     fc.assert(
       fc.property(fc.constantFrom(...(Object.keys(PREDICATES) as (keyof typeof PREDICATES)[])), broadcastPair, fc.boolean(), seed, (name, [sa, sb], nan, s) => {
         const a = tensor(sa, s, 'ties'), b = nan ? tf.fill(sb, NaN) : tensor(sb, s + 1, 'ties');
@@ -524,8 +535,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
-  it('LoomAdam matches Kingma & Ba\'s update composed from tfjs ops', () => {
-    covers('LoomAdam');
+  kernelProperty('LoomAdam matches Kingma & Ba\'s update composed from tfjs ops', ['LoomAdam'], () => {
     fc.assert(
       fc.property(fc.array(dim(9), { minLength: 0, maxLength: 3 }), fc.integer({ min: 1, max: 50 }), seed, (shape, t, s) => {
         const [param, grad, m] = [tensor(shape, s), tensor(shape, s + 1), tensor(shape, s + 2)];
@@ -558,8 +568,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     }
   };
 
-  it('LoomSoftmax and LoomSoftmaxGrad match tf.softmax and y ⊙ (dy − Σ dy ⊙ y) over the last axis (threads split large inputs)', () => {
-    covers('LoomSoftmax', 'LoomSoftmaxGrad');
+  kernelProperty('LoomSoftmax and LoomSoftmaxGrad match tf.softmax and y ⊙ (dy − Σ dy ⊙ y) over the last axis (threads split large inputs)', ['LoomSoftmax', 'LoomSoftmaxGrad'], () => {
     const check = (shape: number[], s: number) => {
       const x = tf.mul(tensor(shape, s), 4), dy = tensor(shape, s + 1);
       const y = tf.engine().runKernel('LoomSoftmax', { logits: x }) as tf.Tensor;
@@ -574,8 +583,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     check([263, 131], 7);
   });
 
-  it('LoomLayerNorm and LoomLayerNormGrad match layer norm composed from tfjs ops and its autodiff gradients (threads split large inputs)', () => {
-    covers('LoomLayerNorm', 'LoomLayerNormGrad');
+  kernelProperty('LoomLayerNorm and LoomLayerNormGrad match layer norm composed from tfjs ops and its autodiff gradients (threads split large inputs)', ['LoomLayerNorm', 'LoomLayerNormGrad'], () => {
     const check = (shape: number[], s: number, epsilon: number) => {
       const cols = shape.at(-1)!;
       // Offset and scaled, so that the moments are not those of standard data.
@@ -599,8 +607,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     check([263, 131], 11, 1e-5);
   });
 
-  it('LoomAttention and LoomAttentionGrad match attention composed from tfjs ops (key masks, causal, fully masked rows)', () => {
-    covers('LoomAttention', 'LoomAttentionGrad');
+  kernelProperty('LoomAttention and LoomAttentionGrad match attention composed from tfjs ops (key masks, causal, fully masked rows)', ['LoomAttention', 'LoomAttentionGrad'], () => {
     const check = (b: number, t: number, heads: number, dk: number, causal: boolean, masked: boolean, s: number) => {
       const d = heads * dk;
       const qkv = tensor([b, t, 3 * d], s), dy = tensor([b, t, d], s + 1);
@@ -637,8 +644,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     expect(run('LoomCrossEntropyGrad', { logits: t([3, 4]), labels: tf.zeros([3], 'int32'), scale: t([2]) }, { labelSmoothing: 0 })).toThrow(/do not fit/);
   });
 
-  it('LoomCrossEntropy and LoomCrossEntropyGrad match log-softmax cross-entropy composed from tfjs ops and its autodiff gradient', () => {
-    covers('LoomCrossEntropy', 'LoomCrossEntropyGrad');
+  kernelProperty('LoomCrossEntropy and LoomCrossEntropyGrad match log-softmax cross-entropy composed from tfjs ops and its autodiff gradient', ['LoomCrossEntropy', 'LoomCrossEntropyGrad'], () => {
     const check = (n: number, k: number, eps: number, s: number) => {
       const z = tf.mul(tensor([n, k], s), 5);
       // Labels in range, plus out-of-range ones (ignored rows: no one-hot term) when there are several rows.
@@ -672,8 +678,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     check(300, 257, 0.1, 3); // threads split the rows
   });
 
-  it('LoomMatMulBiasGrad is [xᵀ·dz, Σ_rows dz], on each way the product is shared out', () => {
-    covers('LoomMatMulBiasGrad');
+  kernelProperty('LoomMatMulBiasGrad is [xᵀ·dz, Σ_rows dz], on each way the product is shared out', ['LoomMatMulBiasGrad'], () => {
     const check = (lead: number[], inF: number, outF: number, s: number) => {
       const x = tensor([...lead, inF], s), dz = tensor([...lead, outF], s + 1);
       const [dw, db] = tf.engine().runKernel('LoomMatMulBiasGrad', { x, dz }) as tf.Tensor[];
@@ -692,8 +697,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     check([600], 90, 130, 2); // the sums in a pass of their own
   });
 
-  it('LoomReluGrad is dy where y > 0, else 0 (NaN in y passes through)', () => {
-    covers('LoomReluGrad');
+  kernelProperty('LoomReluGrad is dy where y > 0, else 0 (NaN in y passes through)', ['LoomReluGrad'], () => {
     fc.assert(
       fc.property(fc.array(dim(9), { minLength: 0, maxLength: 3 }), seed, (shape, s) => {
         const dy = tensor(shape, s), y = tf.relu(tensor(shape, s + 1, 'ties'));
@@ -745,7 +749,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
-  it('every installed kernel has a property above', () => {
+  it('every installed kernel has a property in this file (declared at collection, whatever ran)', () => {
     expect(installed.filter((k) => !tested.has(k))).toEqual([]);
   });
 });
