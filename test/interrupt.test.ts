@@ -186,7 +186,7 @@ describe('resuming with callbacks added', () => {
     const first = await runExperiment({ registry, config: base(2), log: quiet });
     // Trained on to 4 epochs with early stopping added (patient enough never to stop) and another checkpoint cadence.
     const later = { callbacks: ['progress', { type: 'early-stopping', monitor: 'val_loss', patience: 100 }] };
-    const cfg = base(4, later) as { trainer: { checkpoint: Record<string, unknown> } };
+    const cfg = base(4, later) as unknown as { trainer: { checkpoint: Record<string, unknown> } };
     cfg.trainer.checkpoint = { dir: ckdir, everySteps: 5, keep: 3 };
     const said: string[] = [];
     const resumed = await runExperiment({ registry, config: cfg, resume: ckdir, log: (m: string) => said.push(m) });
