@@ -1,0 +1,51 @@
+/**
+ * 2-D convolutions (NHWC) on the addon: Conv2D, FusedConv2D (bias row, linear or relu) and both gradients. NCHW,
+ * other activations and column biases go to tfjs's kernels.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { isRow, shapeArgs, size, values, f32, type Info, type KernelArgs, type KernelContext, type KernelFamily } from './kernel';
+
+function conv({ native, buffers }: KernelContext, args: KernelArgs, fused: boolean): Info | null {
+  const backend = args.backend as MathBackendCPU;
+  const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, Info | undefined>;
+  const at = (args.attrs ?? {}) as Record<string, never>;
+  if (!x || !filter || !f32(x, filter, bias) || preluActivationWeights || at.dataFormat === 'NCHW') return null;
+  if (fused && at.activation !== 'linear' && at.activation !== 'relu') return null;
+  const info = tf.backend_util.computeConv2DInfo(x.shape as never, filter.shape as never, at.strides, at.dilations ?? 1, at.pad, at.dimRoundingMode, false,
+    'channelsLast');
+  if (bias && !isRow(bias.shape, info.outChannels)) return null;
+  const out = buffers.zeroed(size(info.outShape));
+  native.conv2d(values(backend, x), values(backend, filter), out, bias ? values(backend, bias) : null, fused && at.activation === 'relu', ...shapeArgs(info));
+  return backend.makeTensorInfo(info.outShape, 'float32', out);
+}
+
+export const convFamily: KernelFamily = {
+  overrides: (ctx) => {
+    const { native, buffers } = ctx;
+    return {
+      Conv2D: (args) => conv(ctx, args, false),
+      FusedConv2D: (args) => conv(ctx, args, true),
+      Conv2DBackpropInput(args) {
+        const backend = args.backend as MathBackendCPU;
+        const { dy, filter } = args.inputs as { dy: Info; filter: Info };
+        const at = (args.attrs ?? {}) as Record<string, never>;
+        if (!f32(dy, filter) || at.dataFormat === 'NCHW') return null;
+        const info = tf.backend_util.computeConv2DInfo(at.inputShape, filter.shape as never, at.strides, 1, at.pad, at.dimRoundingMode, false, 'channelsLast');
+        const out = buffers.zeroed(size(info.inShape));
+        native.conv2dBackpropInput(values(backend, dy), values(backend, filter), out, ...shapeArgs(info));
+        return backend.makeTensorInfo(info.inShape, 'float32', out);
+      },
+      Conv2DBackpropFilter(args) {
+        const backend = args.backend as MathBackendCPU;
+        const { x, dy } = args.inputs as { x: Info; dy: Info };
+        const at = (args.attrs ?? {}) as Record<string, never>;
+        if (!f32(x, dy) || at.dataFormat === 'NCHW') return null;
+        const info = tf.backend_util.computeConv2DInfo(x.shape as never, at.filterShape, at.strides, 1, at.pad, at.dimRoundingMode, false, 'channelsLast');
+        const out = buffers.zeroed(size(info.filterShape));
+        native.conv2dBackpropFilter(values(backend, x), values(backend, dy), out, ...shapeArgs(info));
+        return backend.makeTensorInfo(info.filterShape, 'float32', out);
+      },
+    };
+  },
+};
