@@ -1,220 +1,287 @@
 /**
- * Conformance: every registered plugin of a kind is checked here, so a new plugin is tested the moment it is
- * registered. Layers, activations and losses: gradients against finite differences, config round-trip, no
- * tensor leak. Optimizers: they minimise a quadratic, their state dict round-trips, they do not leak.
- * Initializers: shape, determinism under a seed, config round-trip.
+ * Conformance of the plugins that compute with tensors, generated from the registry as PyTorch's OpInfo tests are:
+ * one test per plugin per property per CPU backend, named `conformance > <kind> > <plugin> > <property> > <backend>`,
+ * so one failure hides nothing and `-t <plugin>` selects a plugin. A plugin is tested the moment it is registered,
+ * on the `examples` its definition declares (layers must declare some).
+ * Layers, activations, losses, regularizers: gradients against central finite differences, no tensor leak, config
+ * round trip; layers also save and load to the same outputs. Optimizers: they minimise a quadratic, their state dict
+ * round-trips and continues identically, they do not leak. Initializers: shape, finite values, determinism under a
+ * seed. Metrics, schedules and callbacks are in conformance-training.test.ts; trackers and data sets in
+ * conformance-io.test.ts.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { Rng, type JsonObject, type Layer, type PluginExample, type PluginKind, type PluginRegistry } from '../core';
-import { cpuBackends, expectNoLeak, gradCheck, randomNormal, testRegistry } from './harness';
+import { describe, expect, it } from 'vitest';
+import { loadModel, PLUGIN_KINDS, Rng, saveModel, Sequential, type Layer, type PluginExample } from '../core';
+import { conformanceRegistry, eachPlugin, expectNoLeak, expectSpecRoundTrip, gradCheck, onEachBackend, randomNormal } from './harness';
 
-let registry: PluginRegistry;
+const { registry, backends } = await conformanceRegistry();
+const seeds = fc.integer({ min: 0, max: 2 ** 30 });
 
-describe.each(await cpuBackends())('on backend %s', (backend) => {
-  beforeAll(async () => {
-    registry = await testRegistry(backend);
-  });
+/** The plugin's declared examples; a layer, activation or loss without any is tested with default options on [2, 5]. */
+const examplesOf = (kind: 'layer' | 'loss', name: string): PluginExample[] => registry.get(kind, name).examples ?? [{ inputShape: [2, 5], target: 'classes' }];
+const describeExample = (ex: PluginExample) => `${JSON.stringify(ex.options ?? {})} on [${ex.inputShape}]`;
 
-  function examplesOf(kind: PluginKind, name: string): PluginExample[] {
-    return registry.get(kind, name).examples ?? [{ inputShape: [2, 5], target: 'classes' }];
-  }
+/** A layer built for `ex` with batch `batch`, and an input for it: integer ids where it takes them, else normal. */
+function layerCase(name: string, ex: PluginExample, batch: number, rng: Rng): { layer: Layer; x: tf.Variable; wrt: tf.Variable[] } {
+  const shape = [batch, ...ex.inputShape!.slice(1)];
+  const layer = registry.create('layer', { type: name, ...ex.options }) as Layer;
+  layer.build([null, ...shape.slice(1)], rng);
+  // Integer inputs (token ids) are data, not differentiated; real inputs are checked like weights.
+  const ints = ex.inputInts;
+  const x = ints
+    ? tf.variable(tf.tensor(Int32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.int(ints)), shape, 'int32'), false)
+    : tf.variable(randomNormal(shape, rng));
+  return { layer, x, wrt: [...(ints ? [] : [x]), ...layer.parameters().map((p) => p.variable)] };
+}
 
-  /** Rebuilding a plugin from its own spec gives the same spec, and the spec is plain JSON. */
-  function expectSpecRoundTrip(kind: PluginKind, options: JsonObject, name: string): void {
-    const a = registry.create(kind, { type: name, ...options });
-    expect(JSON.parse(JSON.stringify(a.spec))).toEqual(a.spec);
-    const b = registry.create(kind, a.spec);
-    expect(b.spec).toEqual(a.spec);
-    expect(a.spec.type).toBe(name);
-  }
-
-  const seeds = fc.integer({ min: 0, max: 2 ** 30 });
-
-  describe('every layer', () => {
-    it('is registered with examples', () => {
-      for (const name of registry.names('layer')) expect(registry.get('layer', name).examples?.length, `layer ${name} declares examples`).toBeGreaterThan(0);
+describe('conformance', () => {
+  eachPlugin(registry, 'layer', (name) => {
+    it('declares examples', () => {
+      expect(registry.get('layer', name).examples?.length, `layer ${name} declares examples`).toBeGreaterThan(0);
     });
 
-    it('has gradients matching finite differences, a round-tripping config and no tensor leak', () => {
-      for (const name of registry.names('layer')) {
-        for (const ex of examplesOf('layer', name)) {
-          fc.assert(
-            fc.property(seeds, fc.integer({ min: 1, max: 3 }), (seed, batch) => {
-              const rng = new Rng(seed);
-              const shape = [batch, ...ex.inputShape!.slice(1)];
-              const layer = registry.create('layer', { type: name, ...ex.options }) as Layer;
-              layer.build([null, ...shape.slice(1)], rng);
-              // Integer inputs (token ids) are data, not differentiated; real inputs are checked like weights.
-              const ints = ex.inputInts;
-              const x = ints
-                ? tf.variable(tf.tensor(Int32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.int(ints)), shape, 'int32'), false)
-                : tf.variable(randomNormal(shape, rng));
-              const wrt = [...(ints ? [] : [x]), ...layer.parameters().map((p) => p.variable)];
-              const ctx = () => ({ training: true, rng: new Rng(seed) });
-              try {
-                gradCheck(`layer ${name} ${JSON.stringify(ex.options ?? {})} on [${shape}]`, () => layer.apply(x, ctx()), wrt, rng);
-                expectNoLeak(() => {
-                  const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x, ctx())) as tf.Scalar, wrt);
-                  tf.dispose([value, ...Object.values(grads)]);
-                });
-              } finally {
-                x.dispose();
-                layer.dispose();
-              }
-            }),
-            { numRuns: 3 },
-          );
-          expectSpecRoundTrip('layer', ex.options ?? {}, name);
-        }
-      }
+    it('config round-trips', () => {
+      for (const ex of examplesOf('layer', name)) expectSpecRoundTrip(registry, 'layer', name, ex.options ?? {});
     });
-  });
 
-  describe('every activation', () => {
-    it('has gradients matching finite differences, a round-tripping config and no tensor leak', () => {
-      for (const name of registry.names('activation')) {
+    onEachBackend(registry, backends, 'gradient matches finite differences', () => {
+      for (const ex of examplesOf('layer', name)) {
         fc.assert(
-          fc.property(seeds, (seed) => {
+          fc.property(seeds, fc.integer({ min: 1, max: 3 }), (seed, batch) => {
             const rng = new Rng(seed);
-            const act = registry.create('activation', name);
-            const x = tf.variable(randomNormal([3, 5], rng));
+            const { layer, x, wrt } = layerCase(name, ex, batch, rng);
             try {
-              gradCheck(`activation ${name}`, () => act.apply(x), [x], rng);
-              expectNoLeak(() => tf.tidy(() => act.apply(x).clone()).dispose());
+              gradCheck(`layer ${name} ${describeExample(ex)}`, () => layer.apply(x, { training: true, rng: new Rng(seed) }), wrt, rng);
             } finally {
               x.dispose();
-            }
-          }),
-          { numRuns: 5 },
-        );
-        expectSpecRoundTrip('activation', {}, name);
-      }
-    });
-  });
-
-  describe('every loss', () => {
-    it('has gradients matching finite differences, a round-tripping config and no tensor leak', () => {
-      for (const name of registry.names('loss')) {
-        for (const ex of examplesOf('loss', name)) {
-          fc.assert(
-            fc.property(seeds, (seed) => {
-              const rng = new Rng(seed);
-              const loss = registry.create('loss', { type: name, ...ex.options });
-              const shape = ex.inputShape!;
-              const classes = shape.at(-1)!;
-              const rows = shape.slice(0, -1);
-              const yTrue =
-                ex.target === 'same' ? randomNormal(shape, rng) : tf.tensor(Int32Array.from({ length: rows.reduce((a, b) => a * b, 1) }, () => rng.int(classes)), rows, 'int32');
-              const yPred = tf.variable(randomNormal(shape, rng, 2));
-              try {
-                gradCheck(`loss ${name} ${JSON.stringify(ex.options ?? {})}`, () => loss.compute(yTrue, yPred), [yPred], rng);
-                expectNoLeak(() => loss.compute(yTrue, yPred).dispose());
-              } finally {
-                tf.dispose([yTrue, yPred]);
-              }
-            }),
-            { numRuns: 5 },
-          );
-          expectSpecRoundTrip('loss', ex.options ?? {}, name);
-        }
-      }
-    });
-  });
-
-  describe('every optimizer', () => {
-    const quadratic = (w: tf.Variable, c: tf.Tensor) => tf.sum(tf.square(tf.sub(w, c))) as tf.Scalar;
-
-    it('minimises a quadratic, round-trips its state dict and does not leak', () => {
-      for (const name of registry.names('optimizer')) {
-        const rng = new Rng(3);
-        const c = randomNormal([4, 3], rng);
-        // Optimizers may declare example options (a learning rate suited to them); otherwise lr 0.05.
-        const options = registry.get('optimizer', name).examples?.[0]?.options ?? { lr: 0.05 };
-        const make = () => registry.create('optimizer', { type: name, ...options });
-        const param = { name: 'w', variable: tf.variable(tf.zeros([4, 3])), role: 'kernel' as const, trainable: true };
-        const opt = make();
-        const step = () => {
-          const { value, grads } = tf.variableGrads(() => quadratic(param.variable, c), [param.variable]);
-          opt.step([param], { w: grads[param.variable.name]! });
-          tf.dispose([value, ...Object.values(grads)]);
-        };
-        const start = quadratic(param.variable, c).dataSync()[0]!;
-        for (let i = 0; i < 150; i++) step();
-        expect(quadratic(param.variable, c).dataSync()[0]!, `${name} reduces the loss`).toBeLessThan(start * 0.05);
-        expectNoLeak(step);
-
-        // State dict: a fresh optimizer loaded from the state continues exactly like the original.
-        const state = opt.stateDict();
-        const twin = make();
-        const twinParam = { ...param, variable: tf.variable(param.variable.clone()) };
-        twin.loadStateDict(JSON.parse(JSON.stringify(state, (_k, v) => (v instanceof Float32Array ? Array.from(v) : v)), (k, v) => (k === 'values' ? Float32Array.from(v) : v)), [twinParam]);
-        const g = randomNormal([4, 3], rng);
-        opt.step([param], { w: g });
-        twin.step([twinParam], { w: g });
-        expect(Array.from(twinParam.variable.dataSync())).toEqual(Array.from(param.variable.dataSync()));
-        expect(() => twin.loadStateDict({ ...state, slots: { nope: state.slots.w! } }, [twinParam])).toThrow(/nope/);
-        tf.dispose([c, g, param.variable, twinParam.variable]);
-        opt.dispose();
-        twin.dispose();
-        expectSpecRoundTrip('optimizer', options, name);
-      }
-    });
-  });
-
-  describe('every initializer', () => {
-    it('fills the requested shape with finite values, deterministically under a seed', () => {
-      for (const name of registry.names('initializer')) {
-        fc.assert(
-          fc.property(seeds, fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 4 }), (seed, shape) => {
-            const init = registry.create('initializer', name);
-            const a = init.init(shape, new Rng(seed));
-            const b = init.init(shape, new Rng(seed));
-            try {
-              expect(a.shape).toEqual(shape);
-              const av = a.dataSync();
-              expect(av.every(Number.isFinite)).toBe(true);
-              expect(Array.from(b.dataSync())).toEqual(Array.from(av));
-            } finally {
-              tf.dispose([a, b]);
-            }
-          }),
-          { numRuns: 10 },
-        );
-        expectSpecRoundTrip('initializer', {}, name);
-      }
-    });
-  });
-
-  describe('every regularizer', () => {
-    it('has a penalty gradient matching finite differences and a round-tripping config', () => {
-      for (const name of registry.names('regularizer')) {
-        fc.assert(
-          fc.property(seeds, (seed) => {
-            const rng = new Rng(seed);
-            const reg = registry.create('regularizer', name);
-            const w = tf.variable(randomNormal([4, 3], rng));
-            try {
-              gradCheck(`regularizer ${name}`, () => reg.penalty(w), [w], rng);
-              expectNoLeak(() => reg.penalty(w).dispose());
-            } finally {
-              w.dispose();
+              layer.dispose();
             }
           }),
           { numRuns: 3 },
         );
-        expectSpecRoundTrip('regularizer', {}, name);
+      }
+    });
+
+    onEachBackend(registry, backends, 'leaks no tensor', () => {
+      for (const ex of examplesOf('layer', name)) {
+        const { layer, x, wrt } = layerCase(name, ex, 2, new Rng(1));
+        try {
+          expectNoLeak(() => {
+            const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x, { training: true, rng: new Rng(2) })) as tf.Scalar, wrt);
+            tf.dispose([value, ...Object.values(grads)]);
+          });
+        } finally {
+          x.dispose();
+          layer.dispose();
+        }
+      }
+    });
+
+    onEachBackend(registry, backends, 'saves and loads to the same outputs', () => {
+      for (const ex of examplesOf('layer', name)) {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-conformance-'));
+        const model = new Sequential({ inputShape: ex.inputShape!.slice(1), layers: [{ type: name, ...ex.options }] }, registry);
+        model.build(undefined, new Rng(5));
+        const { x } = layerCase(name, ex, 2, new Rng(6));
+        try {
+          saveModel(model, dir);
+          const loaded = loadModel(dir, registry);
+          const [a, b] = [model, loaded].map((m) => tf.tidy(() => m.apply(x, { training: false, rng: new Rng(7) }).dataSync().slice()));
+          loaded.dispose();
+          expect(Array.from(b!), `layer ${name} ${describeExample(ex)}`).toEqual(Array.from(a!));
+        } finally {
+          x.dispose();
+          model.dispose();
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
       }
     });
   });
 
-  describe('every plugin', () => {
-    it('lists a JSON options schema and a description', () => {
-      for (const p of registry.list()) {
-        expect(p.description.length, `${p.kind} ${p.name}`).toBeGreaterThan(5);
-        expect((p.options as { type?: string }).type, `${p.kind} ${p.name} options schema`).toBe('object');
+  eachPlugin(registry, 'activation', (name) => {
+    it('config round-trips', () => expectSpecRoundTrip(registry, 'activation', name, {}));
+
+    onEachBackend(registry, backends, 'gradient matches finite differences', () => {
+      fc.assert(
+        fc.property(seeds, (seed) => {
+          const rng = new Rng(seed);
+          const x = tf.variable(randomNormal([3, 5], rng));
+          try {
+            gradCheck(`activation ${name}`, () => registry.create('activation', name).apply(x), [x], rng);
+          } finally {
+            x.dispose();
+          }
+        }),
+        { numRuns: 5 },
+      );
+    });
+
+    onEachBackend(registry, backends, 'leaks no tensor', () => {
+      const act = registry.create('activation', name);
+      const x = randomNormal([3, 5], new Rng(1));
+      expectNoLeak(() => tf.tidy(() => act.apply(x).clone()).dispose());
+      x.dispose();
+    });
+  });
+
+  eachPlugin(registry, 'loss', (name) => {
+    it('config round-trips', () => {
+      for (const ex of examplesOf('loss', name)) expectSpecRoundTrip(registry, 'loss', name, ex.options ?? {});
+    });
+
+    /** Targets for `ex`: integer classes over the last axis, or reals of the prediction's shape; and a prediction. */
+    const lossCase = (ex: PluginExample, rng: Rng) => {
+      const shape = ex.inputShape!;
+      const rows = shape.slice(0, -1);
+      const yTrue =
+        ex.target === 'same' ? randomNormal(shape, rng) : tf.tensor(Int32Array.from({ length: rows.reduce((a, b) => a * b, 1) }, () => rng.int(shape.at(-1)!)), rows, 'int32');
+      return { yTrue, yPred: tf.variable(randomNormal(shape, rng, 2)) };
+    };
+
+    onEachBackend(registry, backends, 'gradient matches finite differences', () => {
+      for (const ex of examplesOf('loss', name)) {
+        fc.assert(
+          fc.property(seeds, (seed) => {
+            const rng = new Rng(seed);
+            const loss = registry.create('loss', { type: name, ...ex.options });
+            const { yTrue, yPred } = lossCase(ex, rng);
+            try {
+              gradCheck(`loss ${name} ${describeExample(ex)}`, () => loss.compute(yTrue, yPred), [yPred], rng);
+            } finally {
+              tf.dispose([yTrue, yPred]);
+            }
+          }),
+          { numRuns: 5 },
+        );
+      }
+    });
+
+    onEachBackend(registry, backends, 'leaks no tensor', () => {
+      for (const ex of examplesOf('loss', name)) {
+        const loss = registry.create('loss', { type: name, ...ex.options });
+        const { yTrue, yPred } = lossCase(ex, new Rng(1));
+        expectNoLeak(() => loss.compute(yTrue, yPred).dispose());
+        tf.dispose([yTrue, yPred]);
       }
     });
   });
+
+  eachPlugin(registry, 'optimizer', (name) => {
+    // Optimizers may declare example options (a learning rate suited to them); otherwise lr 0.05.
+    const options = () => registry.get('optimizer', name).examples?.[0]?.options ?? { lr: 0.05 };
+    const make = () => registry.create('optimizer', { type: name, ...options() });
+    const quadratic = (w: tf.Variable, c: tf.Tensor) => tf.sum(tf.square(tf.sub(w, c))) as tf.Scalar;
+    /** An optimizer, a parameter w ∈ R^{4×3} from 0 and a step on Σ(w − c)² for a random c. */
+    const problem = () => {
+      const c = randomNormal([4, 3], new Rng(3));
+      const param = { name: 'w', variable: tf.variable(tf.zeros([4, 3])), role: 'kernel' as const, trainable: true };
+      const opt = make();
+      const step = () => {
+        const { value, grads } = tf.variableGrads(() => quadratic(param.variable, c), [param.variable]);
+        opt.step([param], { w: grads[param.variable.name]! });
+        tf.dispose([value, ...Object.values(grads)]);
+      };
+      const dispose = () => {
+        tf.dispose([c, param.variable]);
+        opt.dispose();
+      };
+      return { c, param, opt, step, dispose };
+    };
+
+    it('config round-trips', () => expectSpecRoundTrip(registry, 'optimizer', name, options()));
+
+    onEachBackend(registry, backends, 'minimises a quadratic', () => {
+      const { c, param, step, dispose } = problem();
+      const start = quadratic(param.variable, c).dataSync()[0]!;
+      for (let i = 0; i < 150; i++) step();
+      expect(quadratic(param.variable, c).dataSync()[0]!, `${name} reduces the loss`).toBeLessThan(start * 0.05);
+      dispose();
+    });
+
+    onEachBackend(registry, backends, 'leaks no tensor', () => {
+      const { step, dispose } = problem();
+      expectNoLeak(step);
+      dispose();
+    });
+
+    onEachBackend(registry, backends, 'state dict round-trips and continues identically', () => {
+      const { param, opt, step, dispose } = problem();
+      for (let i = 0; i < 5; i++) step();
+      // A fresh optimizer loaded from the state (through JSON, as checkpoints store it) continues exactly like the original.
+      const state = opt.stateDict();
+      const twin = make();
+      const twinParam = { ...param, variable: tf.variable(param.variable.clone()) };
+      twin.loadStateDict(JSON.parse(JSON.stringify(state, (_k, v) => (v instanceof Float32Array ? Array.from(v) : v)), (k, v) => (k === 'values' ? Float32Array.from(v) : v)), [twinParam]);
+      const g = randomNormal([4, 3], new Rng(4));
+      opt.step([param], { w: g });
+      twin.step([twinParam], { w: g });
+      expect(Array.from(twinParam.variable.dataSync())).toEqual(Array.from(param.variable.dataSync()));
+      expect(() => twin.loadStateDict({ ...state, slots: { nope: state.slots.w! } }, [twinParam])).toThrow(/nope/);
+      tf.dispose([g, twinParam.variable]);
+      twin.dispose();
+      dispose();
+    });
+  });
+
+  eachPlugin(registry, 'initializer', (name) => {
+    it('config round-trips', () => expectSpecRoundTrip(registry, 'initializer', name, {}));
+
+    onEachBackend(registry, backends, 'fills the shape with finite values, deterministically under a seed', () => {
+      fc.assert(
+        fc.property(seeds, fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 4 }), (seed, shape) => {
+          const init = registry.create('initializer', name);
+          const [a, b] = [init.init(shape, new Rng(seed)), init.init(shape, new Rng(seed))];
+          try {
+            expect(a.shape).toEqual(shape);
+            const av = a.dataSync();
+            expect(av.every(Number.isFinite)).toBe(true);
+            expect(Array.from(b.dataSync())).toEqual(Array.from(av));
+          } finally {
+            tf.dispose([a, b]);
+          }
+        }),
+        { numRuns: 10 },
+      );
+    });
+  });
+
+  eachPlugin(registry, 'regularizer', (name) => {
+    it('config round-trips', () => expectSpecRoundTrip(registry, 'regularizer', name, {}));
+
+    onEachBackend(registry, backends, 'penalty gradient matches finite differences', () => {
+      fc.assert(
+        fc.property(seeds, (seed) => {
+          const rng = new Rng(seed);
+          const w = tf.variable(randomNormal([4, 3], rng));
+          try {
+            gradCheck(`regularizer ${name}`, () => registry.create('regularizer', name).penalty(w), [w], rng);
+          } finally {
+            w.dispose();
+          }
+        }),
+        { numRuns: 3 },
+      );
+    });
+
+    onEachBackend(registry, backends, 'leaks no tensor', () => {
+      const reg = registry.create('regularizer', name);
+      const w = randomNormal([4, 3], new Rng(1));
+      expectNoLeak(() => reg.penalty(w).dispose());
+      w.dispose();
+    });
+  });
+
+  for (const kind of PLUGIN_KINDS) {
+    eachPlugin(registry, kind, (name) => {
+      it('has a description and a JSON options schema', () => {
+        const p = registry.list(kind).find((q) => q.name === name)!;
+        expect(p.description.length, `${kind} ${name}`).toBeGreaterThan(5);
+        expect((p.options as { type?: string }).type, `${kind} ${name} options schema`).toBe('object');
+      });
+    });
+  }
 });

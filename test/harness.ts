@@ -3,8 +3,8 @@
  * framework's preferred backend, a gradient check against central finite differences, and a tensor-leak check.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { expect } from 'vitest';
-import { createRegistry, Rng, selectBackend, type Layer, type PluginRegistry } from '../core';
+import { describe, expect, it } from 'vitest';
+import { createRegistry, Rng, selectBackend, type JsonObject, type Layer, type PluginKind, type PluginRegistry } from '../core';
 import { registerBuiltins } from '../plugins';
 
 /** A fresh registry with every built-in plugin, after activating `backend` (default: the best available one). */
@@ -20,6 +20,46 @@ export async function cpuBackends(): Promise<string[]> {
   const out: string[] = [];
   for (const name of ['native-cpu', 'cpu']) if ((await registry.create('backend', name).available()).ok) out.push(name);
   return out;
+}
+
+/**
+ * The registry the conformance suites generate their tests from (built-ins, no backend activated yet: each test
+ * activates its own) and the CPU backends available here.
+ */
+export async function conformanceRegistry(): Promise<{ registry: PluginRegistry; backends: string[] }> {
+  return { registry: registerBuiltins(createRegistry()), backends: await cpuBackends() };
+}
+
+/**
+ * Declares the conformance tests of every registered plugin of `kind`, as PyTorch's OpInfo does: `properties(name)`
+ * runs inside `describe(kind) > describe(name)` and declares one `it` per property, so the full name of a test is
+ * `<kind> > <plugin> > <property>` (and `> <backend>` with {@link onEachBackend}) and `-t <plugin>` selects it.
+ */
+export function eachPlugin(registry: PluginRegistry, kind: PluginKind, properties: (name: string) => void): void {
+  describe(kind, () => {
+    for (const name of registry.names(kind)) describe(name, () => properties(name));
+  });
+}
+
+/** One test of `property` per backend, each activating its backend first (named `<property> > <backend>`). */
+export function onEachBackend(registry: PluginRegistry, backends: string[], property: string, check: (backend: string) => void | Promise<void>): void {
+  describe(property, () => {
+    for (const backend of backends) {
+      it(backend, async () => {
+        await selectBackend(registry, backend);
+        await check(backend);
+      });
+    }
+  });
+}
+
+/** Rebuilding a plugin from its own spec gives the same spec, and the spec is plain JSON. */
+export function expectSpecRoundTrip(registry: PluginRegistry, kind: PluginKind, name: string, options: JsonObject): void {
+  const a = registry.create(kind, { type: name, ...options });
+  expect(JSON.parse(JSON.stringify(a.spec))).toEqual(a.spec);
+  const b = registry.create(kind, a.spec);
+  expect(b.spec).toEqual(a.spec);
+  expect(a.spec.type).toBe(name);
 }
 
 export function randomNormal(shape: number[], rng: Rng, scale = 1): tf.Tensor {
