@@ -30,6 +30,7 @@ export default definePlugin({
     restoreBest: z.boolean().default(false),
   }),
   properties: ['stops after `patience` epochs without improvement, and not before; names a missing metric', 'restoreBest ends training with the best epoch\'s weights, also across a resume'],
+  examples: [{ options: { patience: 1 } }, { options: { monitor: 'val_accuracy', mode: 'max', patience: 2, minDelta: 0.01, restoreBest: true } }],
   create: ({ monitor, mode, patience, minDelta, restoreBest }): Omit<Callback, 'spec'> => {
     let best = mode === 'min' ? Infinity : -Infinity;
     let wait = 0;

@@ -22,6 +22,7 @@ export default definePlugin({
     keep: z.number().int().positive().default(3),
   }),
   properties: ['saveBestOnly keeps the weights of the best epoch; per-epoch mode keeps the last `keep`'],
+  examples: [{ options: { keep: 2 } }, { options: { saveBestOnly: true, monitor: 'val_accuracy', mode: 'max' } }],
   create: ({ dir, monitor, mode, saveBestOnly, keep }): Omit<Callback, 'spec'> => {
     let best = mode === 'min' ? Infinity : -Infinity;
     const saved: string[] = [];

@@ -17,6 +17,7 @@ export default definePlugin({
     minLr: z.number().min(0).default(0),
   }),
   properties: ['multiplies the learning rate by factor after `patience` flat epochs, down to minLr'],
+  examples: [{ options: { patience: 1, factor: 0.5 } }, { options: { monitor: 'val_accuracy', mode: 'max', patience: 0, factor: 0.5, minLr: 0.1 } }],
   create: ({ monitor, mode, factor, patience, minLr }): Omit<Callback, 'spec'> => {
     let best = mode === 'min' ? Infinity : -Infinity;
     let wait = 0;

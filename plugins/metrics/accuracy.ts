@@ -15,6 +15,11 @@ export default definePlugin({
     /** Rows whose label is this id are not counted (padding, or the unmasked positions of a masked-LM batch). */
     ignoreIndex: z.number().int().optional(),
   }),
+  examples: [
+    { inputShape: [9, 4], target: 'classes' },
+    { options: { ignoreIndex: 1 }, inputShape: [6, 3, 4], target: 'classes' },
+    { inputShape: [7, 3], target: 'same' },
+  ],
   create: ({ ignoreIndex }) => {
     let correct = 0;
     let total = 0;

@@ -7,5 +7,6 @@ export default definePlugin({
   name: 'constant',
   description: 'lr at every step',
   schema: z.object({ lr: z.number().positive() }),
+  examples: [{ options: { lr: 0.1 } }],
   create: ({ lr }) => ({ rate: () => lr }),
 });

@@ -14,6 +14,7 @@ export default definePlugin({
     .object({ lr: z.number().positive(), warmupSteps: z.number().int().min(0), totalSteps: z.number().int().positive().optional(), minLr: z.number().min(0).default(0) })
     .refine((o) => o.totalSteps === undefined || o.totalSteps > o.warmupSteps, { message: 'totalSteps must exceed warmupSteps', path: ['totalSteps'] }),
   properties: ['peaks at lr after warm-up, decays monotonically and ends at minLr'],
+  examples: [{ options: { lr: 0.1, warmupSteps: 3 } }, { options: { lr: 0.1, warmupSteps: 0, totalSteps: 100_000, minLr: 0.001 } }],
   create: ({ lr, warmupSteps, totalSteps, minLr }) => ({
     rate(step: number, _epoch: number, planned?: number) {
       if (step < warmupSteps) return (lr * (step + 1)) / warmupSteps;

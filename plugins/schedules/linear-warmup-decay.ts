@@ -13,6 +13,7 @@ export default definePlugin({
     .object({ lr: z.number().positive(), warmupSteps: z.number().int().min(0), totalSteps: z.number().int().positive().optional() })
     .refine((o) => o.totalSteps === undefined || o.totalSteps > o.warmupSteps, { message: 'totalSteps must exceed warmupSteps', path: ['totalSteps'] }),
   properties: ['reaches lr after warm-up and 0 at the last step; rejects a warm-up longer than the schedule; ends with the run when totalSteps is left out'],
+  examples: [{ options: { lr: 0.1, warmupSteps: 3 } }, { options: { lr: 0.1, warmupSteps: 0, totalSteps: 100_000 } }],
   create: ({ lr, warmupSteps, totalSteps }) => ({
     rate(step: number, _epoch: number, planned?: number) {
       if (step < warmupSteps) return (lr * (step + 1)) / warmupSteps;

@@ -50,7 +50,10 @@ describe('schedules', () => {
     );
   });
 
-  it('step, exponential and inverse-time decay follow their formulas', () => {
+  it('constant, step, exponential and inverse-time decay follow their formulas', () => {
+    fc.assert(fc.property(fc.double({ min: 1e-6, max: 10, noNaN: true }), fc.nat(), fc.nat(), (lr, s, e) => {
+      expect(rateOf({ type: 'constant', lr })(s, e)).toBe(lr);
+    }));
     const step = rateOf({ type: 'step-decay', lr: 1, factor: 1 / 1.2, startEpoch: 6 });
     close(step(0, 5), 1);
     close(step(0, 6), 1 / 1.2);

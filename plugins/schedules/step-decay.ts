@@ -11,5 +11,6 @@ export default definePlugin({
   description: 'lr * factor^(epochs since startEpoch), per epoch (Zaremba et al. 2014)',
   schema: z.object({ lr: z.number().positive(), factor: z.number().positive().max(1), startEpoch: z.number().int().min(0).default(0) }),
   properties: ['follows its formula'],
+  examples: [{ options: { lr: 1, factor: 0.8, startEpoch: 2 } }],
   create: ({ lr, factor, startEpoch }) => ({ rate: (_step: number, epoch: number) => lr * factor ** Math.max(0, epoch - startEpoch + 1) }),
 });
