@@ -10,12 +10,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import { createRegistry, Rng, selectBackend, Sequential, Trainer, trainerOptionsSchema, type SequentialConfig } from '../core';
 import papers from '../papers/mnist-cnn';
 import { registerBuiltins } from '../plugins';
+import { DataParallelStrategy } from '../plugins/parallelism/data-parallel';
 
 const [which, batchArg, secondsArg] = process.argv.slice(2) as [string, string, string];
 const batch = Number(batchArg);
 const registry = registerBuiltins(createRegistry());
 const { tags } = await selectBackend(registry, process.env.LOOM_BACKEND);
 const strategy = registry.create('parallelism', 'mpi-data-parallel');
+if (!(strategy instanceof DataParallelStrategy)) throw new Error('data-parallel-worker: mpi-data-parallel is not a DataParallelStrategy');
+const { comm } = strategy;
 
 const full = papers.presets.full! as { model: SequentialConfig };
 const setups: Record<string, { model: SequentialConfig; loss: string; x: () => tf.Tensor; y: () => tf.Tensor }> = {
@@ -37,19 +40,23 @@ const setup = setups[which];
 if (!setup) throw new Error(`data-parallel-worker: unknown model "${which}" (mnist-cnn, transformer)`);
 const model = new Sequential(setup.model, registry);
 model.build(undefined, new Rng(0));
-const trainer = new Trainer(
-  model, registry.create('loss', setup.loss), registry.create('optimizer', { type: 'adam', lr: 1e-3 }), null, [], [],
-  registry.create('tracker', 'console'), strategy, new Rng(0),
-  trainerOptionsSchema.parse({ epochs: 1, batchSize: batch, shuffle: false, logEvery: 1000, evalBatchSize: batch }),
-);
+const trainer = new Trainer({
+  model,
+  loss: registry.create('loss', setup.loss),
+  optimizer: registry.create('optimizer', { type: 'adam', lr: 1e-3 }),
+  tracker: registry.create('tracker', 'console'),
+  strategy,
+  rng: new Rng(0),
+  options: trainerOptionsSchema.parse({ epochs: 1, batchSize: batch, shuffle: false, logEvery: 1000, evalBatchSize: batch }),
+});
 const data = { x: setup.x(), y: setup.y() };
 let step = 0;
 for (let i = 0; i < 2; i++) await trainer.trainStep(data, { step: step++, epoch: 0 }); // warm-up
 const t0 = performance.now();
 for (let i = 0; i < 2; i++) await trainer.trainStep(data, { step: step++, epoch: 0 });
 const steps = Float32Array.of(Math.max(3, Math.ceil((Number(secondsArg) * 1000) / ((performance.now() - t0) / 2))));
-await strategy.broadcast(steps, 0);
-await strategy.barrier();
+await comm.broadcast(steps, 0);
+await comm.barrier();
 const t1 = performance.now();
 for (let i = 0; i < steps[0]!; i++) await trainer.trainStep(data, { step: step++, epoch: 0 });
 const seconds = (performance.now() - t1) / 1000;

@@ -18,15 +18,19 @@ export function mnistCnn(registry: PluginRegistry, backend: string): Benchmark {
       for (const batch of [32, 128]) {
         const model = new Sequential(full.model, registry);
         model.build(undefined, new Rng(0));
-        const trainer = new Trainer(
-          model, registry.create('loss', full.loss), registry.create('optimizer', full.optimizer), null, [], [],
-          registry.create('tracker', 'console'), registry.create('parallelism', 'single-process'), new Rng(0),
-          trainerOptionsSchema.parse({ epochs: 1, batchSize: batch, shuffle: false, logEvery: 1000, evalBatchSize: batch }),
-        );
+        const trainer = new Trainer({
+          model,
+          loss: registry.create('loss', full.loss),
+          optimizer: registry.create('optimizer', full.optimizer),
+          tracker: registry.create('tracker', 'console'),
+          strategy: registry.create('parallelism', 'single-process'),
+          rng: new Rng(0),
+          options: trainerOptionsSchema.parse({ epochs: 1, batchSize: batch, shuffle: false, logEvery: 1000, evalBatchSize: batch }),
+        });
         const x = tf.randomUniform([batch, 28, 28, 1], 0, 1, 'float32', 3);
         const y = tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 10), 'int32');
         let step = 0;
-        trainer.trainStep({ x, y }, { step: step++, epoch: 0 });
+        await trainer.trainStep({ x, y }, { step: step++, epoch: 0 });
         const train = () => trainer.trainStep({ x, y }, { step: step++, epoch: 0 });
         const ours = await measure(train, batch);
         // Flat memory: live tensors constant and no upward trend in RSS measured after full collections, once warm.

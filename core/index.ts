@@ -17,7 +17,6 @@ export * from './data';
 export * from './edit-distance';
 export * from './averaging';
 export * from './trainer';
-export * from './parallel';
 export * from './backend';
 export * from './tracking';
 export * from './run';

@@ -4,6 +4,7 @@
  * Nothing here depends on a particular plugin.
  */
 import type * as tf from '@tensorflow/tfjs-core';
+import type { TrainerOptions } from './config';
 import type { Rng, RngState } from './random';
 
 /** JSON values: every plugin's options are plain JSON so that configs can be saved, logged and reloaded. */
@@ -321,22 +322,71 @@ export interface Callback extends Configurable, Partial<HasState> {
 // ---------------------------------------------------------------- execution
 
 /**
- * How several workers cooperate (after Lightning's Strategy). The single-process strategy is a world of size 1;
- * data-parallel strategies average gradients with `allReduce` and start from rank 0's weights via `broadcast`.
+ * How ranks talk: collectives and point-to-point transfers over one group of processes (an MPI communicator, or a
+ * world of one). A {@link Strategy} uses one; it decides nothing about training itself.
  */
-export interface ParallelismStrategy extends Configurable {
+export interface Communicator {
   readonly rank: number;
   readonly worldSize: number;
-  readonly isGlobalZero: boolean;
   /** Element-wise sum across ranks, in place. */
   allReduce(buffer: Float32Array): Promise<void>;
   /** Overwrites `buffer` on every rank with rank `root`'s contents. */
   broadcast(buffer: Float32Array, root: number): Promise<void>;
   barrier(): Promise<void>;
-  /** Point-to-point transfer for pipeline stages. */
+  /** Point-to-point transfer (pipeline stages). */
   send(buffer: Float32Array, dest: number, tag: number): Promise<void>;
   recv(buffer: Float32Array, source: number, tag: number): Promise<void>;
   finalize(): Promise<void>;
+}
+
+/** Loss and gradients (by parameter name) of one optimizer step, and the parameters they belong to. */
+export interface StepGradients {
+  loss: number;
+  params: Parameter[];
+  /** Owned by the caller, which disposes them after the optimizer step. */
+  grads: Record<string, tf.Tensor>;
+}
+
+/** The part of the trainer a {@link Strategy} may use (Lightning's Strategy holds the LightningModule and Trainer). */
+export interface StrategyHost {
+  readonly model: Model;
+  readonly loss: Loss;
+  readonly options: TrainerOptions;
+  /** Stream for dropout masks: a strategy that runs the forward pass itself draws from it. */
+  readonly forwardRng: Rng;
+  /**
+   * The single-process step: loss and gradients of the model's trainable parameters on the micro-batches, averaged by
+   * their sizes (gradient accumulation); updates the training metrics and throws on a non-finite loss or gradient.
+   */
+  localGradients(batches: Batch[], state?: Pick<TrainingState, 'step' | 'epoch'>): StepGradients;
+  /** Adds one batch's targets and predictions to the training metrics (for a strategy that computes the outputs itself). */
+  updateMetrics(yTrue: tf.Tensor, yPred: tf.Tensor): void;
+}
+
+/**
+ * How a model is trained across processes (after Lightning's Strategy): it owns setup (start every rank from the
+ * same weights), the data each rank visits, how a step's gradients are computed and reduced, and making the model
+ * whole again before it is evaluated or saved. The trainer calls only these hooks and knows no parallel algorithm:
+ * single-process, MPI data parallelism and GPipe pipeline stages are plugins of kind `parallelism`, chosen by a
+ * config's `"parallelism"`.
+ */
+export interface Strategy extends Configurable {
+  readonly rank: number;
+  readonly worldSize: number;
+  /** Whether this rank logs to the trackers, writes checkpoints and saves the model (one rank does). */
+  readonly isGlobalZero: boolean;
+  /** Before training (after a checkpoint is restored): check the options and start every rank from the same weights. */
+  setup(host: StrategyHost): Promise<void>;
+  /** Examples this rank visits per epoch of `size` examples: the same on every rank, so all take as many steps. */
+  shardSize(size: number): number;
+  /** This rank's part of an epoch's visiting order. */
+  shard(order: Int32Array): Int32Array;
+  /** One step's loss and gradients on `batches` (micro-batches of one step), reduced across ranks as the algorithm needs. */
+  gradients(batches: Batch[], host: StrategyHost, state?: Pick<TrainingState, 'step' | 'epoch'>): Promise<StepGradients>;
+  /** Makes this rank's model whole (every weight current) before it is evaluated, checkpointed or saved. */
+  synchronize(host: StrategyHost): Promise<void>;
+  /** After training (its model is whole again). */
+  teardown(host: StrategyHost): Promise<void>;
 }
 
 /**

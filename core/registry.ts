@@ -19,7 +19,7 @@ import type {
   Loss,
   Metric,
   Optimizer,
-  ParallelismStrategy,
+  Strategy,
   PluginSpec,
   Regularizer,
   Tracker,
@@ -37,7 +37,7 @@ export interface PluginKinds {
   metric: Metric;
   callback: Callback;
   tracker: Tracker;
-  parallelism: ParallelismStrategy;
+  parallelism: Strategy;
   backend: Backend;
   dataset: DataSource;
   augmentation: Augmentation;

@@ -1,7 +1,9 @@
 /**
- * Assembles and executes one run. `buildRunContainer` creates a child container holding everything the trainer
- * injects (built from the experiment config through the registry); `runExperiment` trains, evaluates, logs to the
- * trackers and saves the model as an artifact. Nothing is registered in tsyringe's root container.
+ * Assembles and executes one run. `buildRunContainer` creates a child container with a provider for every token
+ * (core/tokens.ts): a factory that builds its component from the experiment config, resolving what it needs by
+ * token, once per run. `RunOptions.override` (or a registration on the returned container) replaces any one of them.
+ * `runExperiment` trains, evaluates, logs to the trackers and saves the model as an artifact. Nothing is
+ * registered in tsyringe's root container.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -18,13 +20,13 @@ import { kFoldSplit, splitTail, take } from './data';
 import { ConfigError, FileError, InterruptedError } from './errors';
 import { environmentTags } from './environment';
 import { asFileError } from './fs-atomic';
-import type { Dataset, JsonObject, Logs, RunInfo, Tracker } from './interfaces';
+import type { Dataset, DataSource, JsonObject, Logs, RunInfo, Tracker } from './interfaces';
 import { Sequential } from './model';
 import { checkInputShape, preflight } from './preflight';
 import { Rng } from './random';
-import { PLUGIN_KINDS, type PluginKind, type PluginRegistry } from './registry';
+import type { PluginRegistry } from './registry';
 import { readWeights, saveModel } from './serialization';
-import { FACTORY_TOKENS, TOKENS, type PluginFactory } from './tokens';
+import { FACTORY_TOKENS, RUN_PLUGIN_KINDS, TOKENS, type PluginFactory, type RunPluginKind } from './tokens';
 import { SignalWatch, yieldToEventLoop, type StopSignal } from './signals';
 import { describeDataset, MultiTracker, withTrackingUri } from './tracking';
 import { Trainer } from './trainer';
@@ -61,31 +63,113 @@ export interface RunOptions {
    * default true. Only for single-process runs. False leaves the signals' usual effect (the process ends).
    */
   handleSignals?: boolean;
+  /**
+   * Replaces components of the run: called with the run's container once its default providers are registered and
+   * before anything is built, so what it registers for a token (`c.register(TOKENS.Tracker, { useValue: mine })`, or
+   * `{ useFactory }` resolving other tokens) is what the whole run uses. See CONTRIBUTING.md, "The run container".
+   */
+  override?: (c: DependencyContainer) => void;
 }
 
-/** A child container with every run-scoped token registered. The caller disposes it with {@link disposeRun}. */
+/**
+ * A child container with a provider for every run-scoped token, `opts.override` applied, the backend selected and
+ * the components built in the order that fixes the run's random streams: the data (a bad split fails before a model
+ * is built), the model (its weights fork the run's stream first; the trainer forks its streams after), the loss
+ * (checked against the model by `preflight`), then every other component of the config (so a bad option fails here,
+ * before a run is tracked). A provider registered on the returned container afterwards still replaces a component
+ * the trainer takes, as the trainer is resolved only when asked for. The caller disposes it with {@link disposeRun}.
+ */
 export async function buildRunContainer(opts: RunOptions): Promise<DependencyContainer> {
   const config = parseExperimentConfig(opts.config);
-  const { registry } = opts;
   const c = rootContainer.createChildContainer();
-  c.registerInstance(TOKENS.Registry, registry);
-  c.registerInstance(TOKENS.Config, config);
-  c.registerInstance(TOKENS.TrainerOptions, config.trainer);
-  for (const kind of PLUGIN_KINDS) {
-    const factory: PluginFactory<PluginKind> = (spec, p) => registry.create(kind, spec, p);
-    c.registerInstance(FACTORY_TOKENS[kind], factory);
-  }
+  registerProviders(c, config, opts);
+  opts.override?.(c);
 
-  const { backend, tags: backendTags } = await selectBackend(registry, opts.backend);
+  const { backend, tags: backendTags } = await selectBackend(opts.registry, opts.backend);
   (opts.log ?? console.log)(describeBackend(backendTags));
   c.registerInstance(TOKENS.Backend, backend);
   c.registerInstance(BACKEND_TAGS, backendTags);
 
-  const rng = new Rng(config.seed);
-  c.registerInstance(TOKENS.Rng, rng);
+  const train = c.resolve(TOKENS.TrainData);
+  c.resolve(TOKENS.ValidationData);
+  c.resolve(TOKENS.TestData);
+  const model = c.resolve(TOKENS.Model) as Sequential;
+  try {
+    preflight(model, train, c.resolve(TOKENS.Loss));
+    for (const token of [TOKENS.Optimizer, TOKENS.Schedule, TOKENS.Metrics, TOKENS.Augmentations, TOKENS.Callbacks, TOKENS.Tracker, TOKENS.Strategy]) c.resolve<unknown>(token);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return c;
+}
 
-  const source = registry.create('dataset', config.data.source, 'data.source');
-  c.registerInstance(TOKENS.DataSource, source);
+/** The training, validation and test sets, split as the config (and a cross-validation fold) say. */
+interface Splits {
+  train: Dataset;
+  validation: Dataset | null;
+  test: Dataset | null;
+}
+const SPLITS: InjectionToken<Splits> = Symbol.for('loom.Splits');
+
+/**
+ * A provider that builds its value on first resolution and then returns it (per container: each run registers its
+ * own). tsyringe's `instanceCachingFactory` would rebuild a null value on every resolution.
+ */
+function once<T>(build: (c: DependencyContainer) => T): { useFactory: (c: DependencyContainer) => T } {
+  let built: { value: T } | null = null;
+  return { useFactory: (c) => (built ??= { value: build(c) }).value };
+}
+
+/** The default provider of every token: each component built from `config`, its dependencies resolved by token. */
+function registerProviders(c: DependencyContainer, config: ExperimentConfig, opts: RunOptions): void {
+  const { registry } = opts;
+  c.registerInstance(TOKENS.Registry, registry);
+  c.registerInstance(TOKENS.Config, config);
+  c.registerInstance(TOKENS.TrainerOptions, config.trainer);
+  for (const kind of RUN_PLUGIN_KINDS) {
+    const factory: PluginFactory<RunPluginKind> = (spec, p) => registry.create(kind, spec, p);
+    c.registerInstance(FACTORY_TOKENS[kind], factory);
+  }
+  const make = <K extends RunPluginKind>(r: DependencyContainer, kind: K): PluginFactory<K> => r.resolve(FACTORY_TOKENS[kind]);
+  c.register(TOKENS.Rng, once(() => new Rng(config.seed)));
+  c.register(TOKENS.DataSource, once((r) => make(r, 'dataset')(config.data.source, 'data.source')));
+  c.register(SPLITS, once((r) => splitData(r.resolve(TOKENS.DataSource), config, opts.fold)));
+  c.register(TOKENS.TrainData, once((r) => r.resolve(SPLITS).train));
+  c.register(TOKENS.ValidationData, once((r) => r.resolve(SPLITS).validation));
+  c.register(TOKENS.TestData, once((r) => r.resolve(SPLITS).test));
+  c.register(TOKENS.Model, once((r) => {
+    checkInputShape(config.model.inputShape, r.resolve(TOKENS.TrainData));
+    const model = new Sequential(config.model, registry);
+    model.build(undefined, r.resolve(TOKENS.Rng).fork());
+    return model;
+  }));
+  c.register(TOKENS.Loss, once((r) => make(r, 'loss')(config.loss, 'loss')));
+  c.register(TOKENS.Optimizer, once((r) => make(r, 'optimizer')(config.optimizer, 'optimizer')));
+  c.register(TOKENS.Schedule, once((r) => (config.schedule ? make(r, 'schedule')(config.schedule, 'schedule') : null)));
+  c.register(TOKENS.Metrics, once((r) => config.metrics.map((m, i) => make(r, 'metric')(m, `metrics[${i}]`))));
+  c.register(TOKENS.Augmentations, once((r) => config.augmentations.map((a, i) => make(r, 'augmentation')(a, `augmentations[${i}]`))));
+  c.register(TOKENS.Callbacks, once((r) => config.callbacks.map((m, i) => make(r, 'callback')(m, `callbacks[${i}]`))));
+  c.register(TOKENS.Tracker, once((r) => new MultiTracker(withTrackingUri(config.trackers, opts.trackingUri).map((t, i) => make(r, 'tracker')(t, `trackers[${i}]`)))));
+  c.register(TOKENS.Strategy, once((r) => make(r, 'parallelism')(config.parallelism, 'parallelism')));
+  c.register(TOKENS.TrainerComponents, once((r) => ({
+    model: r.resolve(TOKENS.Model),
+    loss: r.resolve(TOKENS.Loss),
+    optimizer: r.resolve(TOKENS.Optimizer),
+    schedule: r.resolve(TOKENS.Schedule),
+    metrics: r.resolve(TOKENS.Metrics),
+    callbacks: r.resolve(TOKENS.Callbacks),
+    tracker: r.resolve(TOKENS.Tracker),
+    strategy: r.resolve(TOKENS.Strategy),
+    rng: r.resolve(TOKENS.Rng),
+    options: r.resolve(TOKENS.TrainerOptions),
+    augmentations: r.resolve(TOKENS.Augmentations),
+  })));
+  c.register(Trainer, { useClass: Trainer });
+}
+
+/** The config's training split (limited), with its validation part (held out, a named split or a fold) and test split. */
+function splitData(source: DataSource, config: ExperimentConfig, fold: RunOptions['fold']): Splits {
   // A split the source does not have is a config error naming the field (the source's own message cannot).
   const load = (field: string, split: string): Dataset => {
     if (!source.splits.includes(split)) throw new ConfigError(field, `data set "${source.spec.type}" has no split "${split}"; its splits: ${source.splits.join(', ')}`);
@@ -96,42 +180,14 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
   if (config.data.validation && config.trainer.validationSplit > 0) {
     throw new ConfigError('trainer.validationSplit', `is ${config.trainer.validationSplit}, but data.validation names a split ("${config.data.validation}"): use one or the other`);
   }
-  const { train, validation } = opts.fold
-    ? kFoldSplit(trainAll, opts.fold.of, opts.fold.index, config.seed)
+  const { train, validation } = fold
+    ? kFoldSplit(trainAll, fold.of, fold.index, config.seed)
     : config.data.validation
       ? { train: trainAll, validation: load('data.validation', config.data.validation) }
       : splitTail(trainAll, config.trainer.validationSplit);
-  c.registerInstance(TOKENS.TrainData, train);
-  registerNullable(c, TOKENS.ValidationData, validation);
   let test: Dataset | null = config.data.test ? load('data.test', config.data.test) : null;
   if (test && config.data.testLimit) test = take(test, config.data.testLimit);
-  registerNullable(c, TOKENS.TestData, test);
-
-  checkInputShape(config.model.inputShape, train);
-  const model = new Sequential(config.model, registry);
-  model.build(undefined, rng.fork());
-  c.registerInstance(TOKENS.Model, model);
-  c.registerInstance(TOKENS.Loss, registry.create('loss', config.loss, 'loss'));
-  try {
-    preflight(model, train, c.resolve(TOKENS.Loss));
-  } catch (e) {
-    model.dispose();
-    throw e;
-  }
-  c.registerInstance(TOKENS.Optimizer, registry.create('optimizer', config.optimizer, 'optimizer'));
-  registerNullable(c, TOKENS.Schedule, config.schedule ? registry.create('schedule', config.schedule, 'schedule') : null);
-  c.registerInstance(TOKENS.Metrics, config.metrics.map((m, i) => registry.create('metric', m, `metrics[${i}]`)));
-  c.registerInstance(TOKENS.Augmentations, config.augmentations.map((a, i) => registry.create('augmentation', a, `augmentations[${i}]`)));
-  c.registerInstance(TOKENS.Callbacks, config.callbacks.map((m, i) => registry.create('callback', m, `callbacks[${i}]`)));
-  c.registerInstance(TOKENS.Tracker, new MultiTracker(withTrackingUri(config.trackers, opts.trackingUri).map((t, i) => registry.create('tracker', t, `trackers[${i}]`))));
-  c.registerInstance(TOKENS.Parallelism, registry.create('parallelism', config.parallelism, 'parallelism'));
-  c.register(Trainer, { useClass: Trainer });
-  return c;
-}
-
-/** tsyringe treats a registered `null` value as unregistered; a factory can return null. */
-function registerNullable<T>(c: DependencyContainer, token: InjectionToken<T | null>, value: T | null): void {
-  c.register(token, { useFactory: () => value });
+  return { train, validation, test };
 }
 
 /** Tags that the backend selection produced (which backend, which kernels, why others were skipped). */
@@ -179,7 +235,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   try {
     const config = c.resolve(TOKENS.Config);
     const tracker = c.resolve(TOKENS.Tracker);
-    const strategy = c.resolve(TOKENS.Parallelism);
+    const strategy = c.resolve(TOKENS.Strategy);
     const model = c.resolve(TOKENS.Model) as Sequential;
     const data: [string, Dataset | null][] = [['training', c.resolve(TOKENS.TrainData)], ['validation', c.resolve(TOKENS.ValidationData)], ['test', c.resolve(TOKENS.TestData)]];
     checkData(data, c.resolve(TOKENS.Loss), model.outputShape);

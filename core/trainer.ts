@@ -1,7 +1,9 @@
 /**
  * The training engine: fit / evaluate / predict over a {@link Model} with an injected loss, optimizer, schedule,
- * metrics, callbacks, tracker and parallelism strategy. Everything it uses comes through its constructor, so a run
- * is assembled by a container (see `run.ts`) and a test can assemble one by hand.
+ * metrics, callbacks, tracker and strategy. Everything it uses comes in one {@link TrainerComponents} object, so a
+ * run is assembled by a container (see `run.ts`, token `TOKENS.TrainerComponents`) and a test can assemble one by
+ * hand. It knows no parallel algorithm: the {@link Strategy} sets ranks up, shards the data and computes (and
+ * reduces) each step's gradients.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { inject, injectable } from 'tsyringe';
@@ -9,11 +11,10 @@ import type { Checkpoint, TrainerSnapshot } from './checkpoint';
 import type { TrainerOptions } from './config';
 import { batchesOf, bucketedBatches, epochOrder, mixSeed } from './data';
 import { ConfigError, NonFiniteError } from './errors';
-import { averageAcrossRanks, beginDataParallel, shardOrder, shardSize } from './parallel';
 import { yieldToEventLoop } from './signals';
 import type {
-  Augmentation, Batch, Callback, JsonObject, Dataset, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, Parameter, ParallelismStrategy,
-  Tracker, TrainingState,
+  Augmentation, Batch, Callback, JsonObject, Dataset, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, Parameter, StepGradients, Strategy,
+  StrategyHost, Tracker, TrainingState,
 } from './interfaces';
 import type { Rng } from './random';
 import { writeWeights } from './serialization';
@@ -54,10 +55,38 @@ export interface FitOptions {
   stop?: () => boolean;
 }
 
+/** Everything a {@link Trainer} uses, by name: what the container's `TOKENS.TrainerComponents` provider assembles. */
+export interface TrainerComponents {
+  model: Model;
+  loss: Loss;
+  optimizer: Optimizer;
+  /** Sets the optimizer's rate before every step; none: the optimizer's own rate throughout. */
+  schedule?: LearningRateSchedule | null;
+  metrics?: Metric[];
+  callbacks?: Callback[];
+  tracker: Tracker;
+  strategy: Strategy;
+  /** The run's stream: the trainer forks its data-order, forward-pass and augmentation streams from it, in that order. */
+  rng: Rng;
+  options: TrainerOptions;
+  /** Applied in order to every training batch's inputs. */
+  augmentations?: Augmentation[];
+}
+
 @injectable()
-export class Trainer {
+export class Trainer implements StrategyHost {
+  readonly model: Model;
+  readonly loss: Loss;
+  readonly optimizer: Optimizer;
+  readonly schedule: LearningRateSchedule | null;
+  readonly metrics: Metric[];
+  readonly callbacks: Callback[];
+  readonly tracker: Tracker;
+  readonly strategy: Strategy;
+  readonly options: TrainerOptions;
+  readonly augmentations: Augmentation[];
   /** Stream for dropout masks and other randomness inside the forward pass. */
-  private readonly forwardRng: Rng;
+  readonly forwardRng: Rng;
   /** Seed of the data order: epoch e's permutation depends only on (dataSeed, e). */
   private readonly dataSeed: number;
   /** The last finite training loss, reported when a later one is not. */
@@ -65,19 +94,13 @@ export class Trainer {
   /** Stream for data augmentation, separate so that adding an augmentation does not change dropout masks. */
   private readonly augmentRng: Rng;
 
-  constructor(
-    @inject(TOKENS.Model) readonly model: Model,
-    @inject(TOKENS.Loss) readonly loss: Loss,
-    @inject(TOKENS.Optimizer) readonly optimizer: Optimizer,
-    @inject(TOKENS.Schedule) readonly schedule: LearningRateSchedule | null,
-    @inject(TOKENS.Metrics) readonly metrics: Metric[],
-    @inject(TOKENS.Callbacks) readonly callbacks: Callback[],
-    @inject(TOKENS.Tracker) readonly tracker: Tracker,
-    @inject(TOKENS.Parallelism) readonly strategy: ParallelismStrategy,
-    @inject(TOKENS.Rng) rng: Rng,
-    @inject(TOKENS.TrainerOptions) readonly options: TrainerOptions,
-    @inject(TOKENS.Augmentations) readonly augmentations: Augmentation[] = [],
-  ) {
+  constructor(@inject(TOKENS.TrainerComponents) components: TrainerComponents) {
+    const { rng } = components;
+    ({ model: this.model, loss: this.loss, optimizer: this.optimizer, tracker: this.tracker, strategy: this.strategy, options: this.options } = components);
+    this.schedule = components.schedule ?? null;
+    this.metrics = components.metrics ?? [];
+    this.callbacks = components.callbacks ?? [];
+    this.augmentations = components.augmentations ?? [];
     this.dataSeed = rng.fork().seed;
     this.forwardRng = rng.fork();
     this.augmentRng = rng.fork();
@@ -94,16 +117,32 @@ export class Trainer {
   /**
    * One optimizer step on `batch`, or on several micro-batches whose gradients are averaged (weighted by their sizes)
    * before the step: gradient accumulation, where k micro-batches of n give the update of one batch of k·n. The
-   * caller disposes the batches. Returns the mean loss. With several ranks, the gradients and the loss are averaged
-   * across ranks (core/parallel.ts) before clipping, so every rank takes the same step.
+   * caller disposes the batches. Returns the mean loss. The strategy computes the step's gradients (and reduces them
+   * across ranks, so every rank takes the same step); clipping and the optimizer step follow here.
    */
   async trainStep(batch: Batch | Batch[], state?: Pick<TrainingState, 'step' | 'epoch'> & Partial<Pick<TrainingState, 'epochs' | 'stepsPerEpoch'>>): Promise<number> {
     if (this.schedule && state) {
       const planned = state.epochs !== undefined && state.stepsPerEpoch !== undefined ? state.epochs * state.stepsPerEpoch : undefined;
       this.optimizer.learningRate = this.schedule.rate(state.step, state.epoch, planned);
     }
+    const { loss, params, grads } = await this.strategy.gradients(Array.isArray(batch) ? batch : [batch], this, state);
+    try {
+      const { clipNorm, clipValue } = this.options;
+      const clipped = clipNorm !== undefined || clipValue !== undefined ? clipGradients(grads, { clipNorm, clipValue }) : null;
+      this.optimizer.step(params, clipped ?? grads);
+      if (clipped) tf.dispose(Object.values(clipped));
+      return loss;
+    } finally {
+      tf.dispose(Object.values(grads));
+    }
+  }
+
+  /**
+   * The single-process step's gradients ({@link StrategyHost.localGradients}): of every trainable parameter, on each
+   * micro-batch, summed with weights proportional to their sizes. The caller owns (and disposes) the gradients.
+   */
+  localGradients(micro: Batch[], state?: Pick<TrainingState, 'step' | 'epoch'>): StepGradients {
     const params = this.model.parameters().filter((p) => p.trainable);
-    const micro = Array.isArray(batch) ? batch : [batch];
     const total = micro.reduce((n, b) => n + b.x.shape[0]!, 0);
     let sum: Record<string, tf.Tensor> | null = null;
     let lossSum = 0;
@@ -121,15 +160,15 @@ export class Trainer {
         tf.dispose(Object.values(grads));
         if (prev) tf.dispose(Object.values(prev));
       }
-      if (this.strategy.worldSize > 1) ({ grads: sum, loss: lossSum } = await averageAcrossRanks(this.strategy, sum!, lossSum));
-      const { clipNorm, clipValue } = this.options;
-      const clipped = clipNorm !== undefined || clipValue !== undefined ? clipGradients(sum!, { clipNorm, clipValue }) : null;
-      this.optimizer.step(params, clipped ?? sum!);
-      if (clipped) tf.dispose(Object.values(clipped));
-      return lossSum;
-    } finally {
+      return { loss: lossSum, params, grads: sum! };
+    } catch (e) {
       if (sum) tf.dispose(Object.values(sum));
+      throw e;
     }
+  }
+
+  updateMetrics(yTrue: tf.Tensor, yPred: tf.Tensor): void {
+    for (const m of this.metrics) m.update(yTrue, yPred);
   }
 
   /**
@@ -160,7 +199,7 @@ export class Trainer {
         );
       }
       this.lastFiniteLoss = loss;
-      for (const m of this.metrics) m.update(batch.y, yPred!);
+      this.updateMetrics(batch.y, yPred!);
       return { loss, grads: byName };
     } catch (e) {
       tf.dispose(Object.values(grads));
@@ -201,7 +240,7 @@ export class Trainer {
       metrics: this.metrics.map((m) => m.getState?.() ?? null), callbacks: this.callbacks.map((c) => c.getState?.() ?? null),
       model: (this.model.getState?.() ?? {}) as JsonObject,
     });
-    await beginDataParallel(this.strategy, this.model, this.options);
+    await this.strategy.setup(this);
     const every = this.options.checkpoint?.everySteps;
     for (let epoch = state.epoch; epoch < epochs && !state.stopTraining; epoch++) {
       state.epoch = epoch;
@@ -242,16 +281,21 @@ export class Trainer {
         if (this.options.maxSteps !== undefined && state.step >= this.options.maxSteps) state.stopTraining = true;
         if (state.stopTraining) break;
         const saved = opts.checkpointer && every && state.step % every === 0 && i + k < all.length;
-        if (saved) opts.checkpointer!(snapshot(epoch, i + k));
+        if (saved) {
+          await this.strategy.synchronize(this);
+          opts.checkpointer!(snapshot(epoch, i + k));
+        }
         if (opts.stop) await yieldToEventLoop();
         if (opts.stop?.()) {
           // A mid-epoch position, even after the epoch's last batch: resuming finishes the epoch (validation, logs).
+          await this.strategy.teardown(this);
           if (opts.checkpointer && !saved) opts.checkpointer(snapshot(epoch, i + k));
           history.step = state.step;
           return history;
         }
       }
       resumeBatch = -1;
+      await this.strategy.synchronize(this); // the whole model, current, for validation, callbacks and checkpoints
       const logs: Logs = { loss: sums.loss / Math.max(sums.count, 1) };
       for (const m of this.metrics) logs[m.key] = m.result();
       if (validation) for (const [key, v] of Object.entries(this.evaluate(validation))) logs[`val_${key}`] = v;
@@ -264,6 +308,7 @@ export class Trainer {
         opts.checkpointer(snapshot(epoch + 1, 0));
       }
     }
+    await this.strategy.teardown(this);
     await this.each((c) => c.onTrainEnd?.(state, history.epochs.at(-1) ?? {}));
     history.step = state.step;
     return history;
@@ -272,7 +317,7 @@ export class Trainer {
   /** The batches of epoch `epoch`: this rank's shard of the epoch's order, in batches (bucketed by length if asked). */
   private epochBatches(train: Dataset, epoch: number): Int32Array[] {
     const { batchSize, shuffle, bucketByLength } = this.options;
-    const order = shardOrder(epochOrder(train.size, this.dataSeed, epoch, shuffle), this.strategy);
+    const order = this.strategy.shard(epochOrder(train.size, this.dataSeed, epoch, shuffle));
     if (!bucketByLength) return [...batchesOf(order, batchSize)];
     if (!train.lengths) throw new ConfigError('trainer.bucketByLength', `the training set "${train.name}" does not give its examples' lengths`);
     return bucketedBatches(order, train.lengths(), batchSize, bucketByLength.poolBatches, mixSeed(this.dataSeed, 0x6275 + epoch));
@@ -280,7 +325,7 @@ export class Trainer {
 
   /** Optimizer steps in one epoch over `train` (the last batch may be smaller; groups of `accumulateSteps`). */
   stepsPerEpoch(train: Dataset): number {
-    return Math.ceil(Math.ceil(shardSize(train.size, this.strategy.worldSize) / this.options.batchSize) / this.options.accumulateSteps);
+    return Math.ceil(Math.ceil(this.strategy.shardSize(train.size) / this.options.batchSize) / this.options.accumulateSteps);
   }
 
   /** Puts the trainer, model and optimizer back into a checkpoint's state; returns its loop position. */

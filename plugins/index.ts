@@ -77,6 +77,7 @@ import rmsprop from './optimizers/rmsprop';
 import sgd from './optimizers/sgd';
 import mpiDataParallel from './parallelism/mpi-data-parallel';
 import singleProcess from './parallelism/single-process';
+import pipeline from './parallelism/pipeline';
 import constantSchedule from './schedules/constant';
 import cosineWarmup from './schedules/cosine-warmup';
 import exponentialDecay from './schedules/exponential-decay';
@@ -102,7 +103,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   binaryCrossentropy, categoricalCrossentropy, mae, mse, sparseCategoricalCrossentropy,
   accuracy, perplexity,
   adagrad, adam, rmsprop, sgd,
-  mpiDataParallel, singleProcess,
+  mpiDataParallel, pipeline, singleProcess,
   constantSchedule, cosineWarmup, exponentialDecay, inverseTimeDecay, linearWarmupDecay, noam, stepDecay,
   l1, l1l2, l2,
   consoleTracker, mlflowFile, mlflowRest,

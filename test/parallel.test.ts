@@ -1,19 +1,22 @@
 /**
- * The data-parallel pieces that need no second process: how an epoch is sharded, the fused gradient buffer, the
- * option check, and that `mpi-data-parallel` is a world of one when no launcher started the process.
+ * The strategies' pieces that need no second process: how an epoch is sharded, the fused gradient buffer, the
+ * option checks, that `mpi-data-parallel` is a world of one when no launcher started the process, that a config
+ * chooses the strategy, and that the trainer reaches ranks only through its strategy's hooks.
  * (Real multi-rank runs: plugins/parallelism/mpi.test.ts.)
  */
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { averageAcrossRanks, batchesOf, beginDataParallel, ConfigError, epochOrder, shardOrder, shardSize, type ParallelismStrategy } from '../core';
+import { batchesOf, ConfigError, epochOrder, type Communicator } from '../core';
+import { averageAcrossRanks, beginDataParallel, DataParallelStrategy, shardOrder, shardSize } from '../plugins/parallelism/data-parallel';
 import { mpiLaunchVariable } from '../plugins/parallelism/mpi';
+import { PipelineStrategy } from '../plugins/parallelism/pipeline';
 import { testRegistry } from './harness';
 
 /** A stand-in for `worldSize` ranks that all hold the same buffer: the all-reduce multiplies by the world size. */
-function mirrorWorld(worldSize: number): ParallelismStrategy {
+function mirrorWorld(worldSize: number): Communicator {
   return {
-    rank: 0, worldSize, isGlobalZero: true, spec: { type: 'mirror' },
+    rank: 0, worldSize,
     allReduce: async (b) => void b.forEach((v, i) => (b[i] = v * worldSize)),
     broadcast: async () => undefined, barrier: async () => undefined,
     send: async () => undefined, recv: async () => undefined, finalize: async () => undefined,
@@ -91,10 +94,11 @@ describe('mpi-data-parallel without a launcher', () => {
     const registry = await testRegistry();
     const s = registry.create('parallelism', 'mpi-data-parallel');
     expect([s.rank, s.worldSize, s.isGlobalZero]).toEqual([0, 1, true]);
+    if (!(s instanceof DataParallelStrategy)) throw new Error('mpi-data-parallel is not a DataParallelStrategy');
     const b = Float32Array.from([1, 2]);
-    await s.allReduce(b);
-    await s.broadcast(b, 0);
+    await s.comm.allReduce(b);
+    await s.comm.broadcast(b, 0);
     expect(Array.from(b)).toEqual([1, 2]);
-    await expect(s.send(b, 1, 0)).rejects.toThrow(/not started by an MPI launcher/);
+    await expect(s.comm.send(b, 1, 0)).rejects.toThrow(/not started by an MPI launcher/);
   });
 });

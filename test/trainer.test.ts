@@ -31,12 +31,15 @@ describe('Trainer', () => {
     const c = await buildRunContainer({ registry, config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 16, clipNorm: 0.5, clipValue: 1 } }) });
     const trainer = c.resolve(Trainer);
     const data = c.resolve(TOKENS.TrainData);
-    let step = 0;
-    expectNoLeak(() => {
+    const step = async (s: number) => {
       const b = data.batch([0, 1, 2, 3]);
-      trainer.trainStep(b, { step: step++, epoch: 0 });
+      await trainer.trainStep(b, { step: s, epoch: 0 });
       tf.dispose([b.x, b.y]);
-    }, 5);
+    };
+    await step(0); // creates the optimizer's slots
+    const before = tf.memory().numTensors;
+    for (let s = 1; s <= 5; s++) await step(s);
+    expect(tf.memory().numTensors, 'live tensors after repeated steps').toBe(before);
     expectNoLeak(() => void trainer.evaluate(data));
     const x = tf.zeros([5, 2]);
     expectNoLeak(() => tf.dispose(trainer.predict(x)));
@@ -191,8 +194,8 @@ describe('gradient accumulation', () => {
         const n = 4 * k;
         const whole = data.batch(Array.from({ length: n }, (_, i) => i));
         const parts = Array.from({ length: k }, (_, j) => data.batch(Array.from({ length: 4 }, (_, i) => 4 * j + i)));
-        a.resolve(Trainer).trainStep(whole);
-        b.resolve(Trainer).trainStep(parts);
+        await a.resolve(Trainer).trainStep(whole);
+        await b.resolve(Trainer).trainStep(parts);
         const wa = a.resolve(TOKENS.Model).parameters().map((p) => Array.from(p.variable.dataSync()));
         const wb = b.resolve(TOKENS.Model).parameters().map((p) => Array.from(p.variable.dataSync()));
         wa.flat().forEach((x, i) => expect(Math.abs(x - wb.flat()[i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(x))));

@@ -1,25 +1,22 @@
-import { worldOfOne } from './single-process';
 import { z } from 'zod';
-import { definePlugin, type ParallelismStrategy } from '../../core';
+import { definePlugin, type Communicator } from '../../core';
+import { DataParallelStrategy } from './data-parallel';
 import { mpiWorld, type MpiAddon } from './mpi';
+import { worldOfOne } from './single-process';
 
 /**
- * A {@link ParallelismStrategy} over one MPI communicator. Every operation blocks until MPI has completed it (the
+ * A {@link Communicator} over one MPI communicator. Every operation blocks until MPI has completed it (the
  * returned promise is already settled), which is what synchronous data-parallel training needs anyway; a rank
  * that dies makes the launcher end the job (see `mpi.ts`), so no rank waits forever.
  */
-export class MpiStrategy implements Omit<ParallelismStrategy, 'spec'> {
-  readonly isGlobalZero: boolean;
-
+export class MpiCommunicator implements Communicator {
   constructor(
     private readonly addon: MpiAddon,
     /** The communicator's id in the addon (0: MPI_COMM_WORLD). */
     readonly comm: number,
     readonly rank: number,
     readonly worldSize: number,
-  ) {
-    this.isGlobalZero = rank === 0;
-  }
+  ) {}
 
   async allReduce(buffer: Float32Array): Promise<void> {
     this.addon.allReduce(this.comm, buffer);
@@ -50,12 +47,12 @@ export class MpiStrategy implements Omit<ParallelismStrategy, 'spec'> {
 
   /**
    * Sub-communicators (MPI_Comm_split): ranks passing the same `color` form one group, ordered by `key`. Collective
-   * over this communicator. Hybrid data × pipeline parallelism uses one split per stage (data-parallel groups)
-   * and one per replica (pipelines); see docs/parallelism.md.
+   * over this communicator. Hybrid data × pipeline parallelism would use one split per stage (data-parallel
+   * groups) and one per replica (pipelines); see docs/parallelism.md.
    */
-  split(color: number, key = this.rank): MpiStrategy {
+  split(color: number, key = this.rank): MpiCommunicator {
     const s = this.addon.split(this.comm, color, key);
-    return new MpiStrategy(this.addon, s.comm, s.rank, s.size);
+    return new MpiCommunicator(this.addon, s.comm, s.rank, s.size);
   }
 
   private checkRank(r: number, what: string): void {
@@ -63,13 +60,16 @@ export class MpiStrategy implements Omit<ParallelismStrategy, 'spec'> {
   }
 }
 
-/** World of one when no MPI launcher started the process: what a plain `node` run gets. */
-const alone = worldOfOne('mpi-data-parallel (not started by an MPI launcher: a world of one)');
+/** MPI_COMM_WORLD when an MPI launcher started this process, else a world of one (named `who` in its errors). */
+export function worldCommunicator(who: string): Communicator {
+  const w = mpiWorld();
+  return w ? new MpiCommunicator(w.addon, 0, w.rank, w.size) : worldOfOne(`${who} (not started by an MPI launcher: a world of one)`);
+}
 
 /**
  * Synchronous data parallelism on Open MPI: launched as `mpirun -np N node ...` (or `srun`, or an MPIJob), each
  * rank holds the whole model, starts from rank 0's weights, trains on its own shard of every epoch and averages
- * gradients with one fused MPI_Allreduce per step (core/parallel.ts); only rank 0 logs and writes checkpoints.
+ * gradients with one fused MPI_Allreduce per step (data-parallel.ts); only rank 0 logs and writes checkpoints.
  * `trainer.batchSize` is per rank: N ranks step on a global batch N times larger. Started without a launcher it
  * is a world of one and needs no MPI.
  */
@@ -79,8 +79,5 @@ export default definePlugin({
   description: 'data-parallel training over Open MPI (mpirun/srun/MPIJob); a world of one without a launcher',
   schema: z.object({}),
   properties: ['one fused all-reduce of all gradients per step; batchSize is per rank'],
-  create: () => {
-    const w = mpiWorld();
-    return w ? new MpiStrategy(w.addon, 0, w.rank, w.size) : { ...alone };
-  },
+  create: () => new DataParallelStrategy(worldCommunicator('mpi-data-parallel')),
 });

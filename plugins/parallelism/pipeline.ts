@@ -1,6 +1,6 @@
 /**
- * Pipeline parallelism (GPipe, Huang et al. 2019): a Sequential model cut into contiguous stages, stage s on rank s
- * of the given strategy. A batch is split into micro-batches; in the forward phase stage s receives each
+ * Pipeline parallelism (GPipe, Huang et al. 2019): a sequential model cut into contiguous stages, stage s on rank s
+ * of the given communicator. A batch is split into micro-batches; in the forward phase stage s receives each
  * micro-batch's activation from stage s−1, applies its layers and sends the result on; the last stage computes the
  * loss. In the backward phase (micro-batches in reverse order) each stage receives dL/d(its output) from the next
  * stage, recomputes its forward pass from the stored input (GPipe's re-materialisation: only stage inputs are
@@ -12,9 +12,23 @@
  * only its stage's layers. Transfers are blocking and follow one fixed order on both sides of each link (all
  * forwards, then all backwards), so they cannot deadlock. A padding mask set in one stage (`ctx.mask`) does not
  * travel to the next.
+ *
+ * `PipelineStage` is the building block; the `pipeline` plugin (`"parallelism": {"type": "pipeline", ...}`) is the
+ * {@link Strategy} that lets the trainer drive it.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, type Batch, type Layer, type Loss, type Optimizer, type ParallelismStrategy, type Parameter, type Rng, type Sequential } from '../../core';
+import { z } from 'zod';
+import {
+  ConfigError, definePlugin, NonFiniteError, type Batch, type Communicator, type Layer, type Loss, type Optimizer, type Parameter, type Rng, type StepGradients,
+  type Strategy, type StrategyHost, type TrainingState,
+} from '../../core';
+import { broadcastParameters } from './data-parallel';
+import { worldCommunicator } from './mpi-data-parallel';
+
+/** What a pipeline cuts: a model that is a list of layers applied in order (a Sequential). */
+export interface LayerList {
+  readonly layers: readonly Layer[];
+}
 
 export interface PipelineOptions {
   /** Micro-batches per batch (GPipe's M); a batch smaller than this gives one example per micro-batch. */
@@ -36,15 +50,17 @@ export class PipelineStage {
   readonly stages: number;
   /** This stage's layers. */
   readonly layers: Layer[];
+  /** Index of each stage's first layer, and the number of layers at the end. */
+  private readonly starts: number[];
 
   constructor(
-    model: Sequential,
-    private readonly strategy: ParallelismStrategy,
+    private readonly model: LayerList,
+    private readonly comm: Communicator,
     private readonly loss: Loss,
     private readonly opts: PipelineOptions,
   ) {
-    this.stages = strategy.worldSize;
-    this.stage = strategy.rank;
+    this.stages = comm.worldSize;
+    this.stage = comm.rank;
     const n = model.layers.length;
     if (this.stages > n) throw new ConfigError('pipeline', `${this.stages} stages but the model has only ${n} layers`);
     if (!Number.isInteger(opts.microBatches) || opts.microBatches < 1) throw new ConfigError('pipeline.microBatches', `expected a positive integer, got ${opts.microBatches}`);
@@ -52,8 +68,24 @@ export class PipelineStage {
     if (b.length !== this.stages - 1 || b.some((x, i) => !Number.isInteger(x) || x <= (i === 0 ? 0 : b[i - 1]!) || x >= n)) {
       throw new ConfigError('pipeline.boundaries', `expected ${this.stages - 1} increasing layer indices in 1..${n - 1}, got [${b.join(', ')}]`);
     }
-    const starts = [0, ...b, n];
-    this.layers = model.layers.slice(starts[this.stage], starts[this.stage + 1]);
+    this.starts = [0, ...b, n];
+    this.layers = this.layersOf(this.stage);
+  }
+
+  /** The layers of stage `s`. */
+  layersOf(s: number): Layer[] {
+    return this.model.layers.slice(this.starts[s], this.starts[s + 1]);
+  }
+
+  /**
+   * Makes every rank's copy of the whole model current: each stage broadcasts its layers' parameters and buffers
+   * (only its own rank updated them). Collective: every rank calls it.
+   */
+  async gatherWeights(): Promise<void> {
+    for (let s = 0; s < this.stages; s++) {
+      const layers = this.layersOf(s);
+      await broadcastParameters(this.comm, layers.flatMap((l) => [...l.parameters(), ...(l.buffers?.() ?? [])]), s);
+    }
   }
 
   get isFirst(): boolean {
@@ -73,9 +105,10 @@ export class PipelineStage {
    * One GPipe pass over `batch` (every rank passes the same batch: the first stage reads `x`, the last `y`).
    * Returns the gradients of the mean loss (plus every regularization penalty, each added by the stage that owns
    * the parameter) with respect to this stage's parameters (the caller disposes them) and, on the last stage, the
-   * mean loss without penalties (null elsewhere).
+   * mean loss without penalties (null elsewhere). On the last stage `onOutput` (if given) sees each micro-batch's
+   * targets and the model's outputs (to update training metrics).
    */
-  async gradients(batch: Batch, rng: Rng): Promise<{ loss: number | null; grads: Record<string, tf.Tensor> }> {
+  async gradients(batch: Batch, rng: Rng, onOutput?: (y: tf.Tensor, out: tf.Tensor) => void): Promise<{ loss: number | null; grads: Record<string, tf.Tensor> }> {
     const params = this.parameters();
     const total = batch.x.shape[0]!;
     const m = Math.min(this.opts.microBatches, total);
@@ -107,7 +140,15 @@ export class PipelineStage {
           const y = tf.slice(batch.y, start, sizes[i]);
           try {
             const w = sizes[i]! / total;
-            const r = this.vjp(input, params, rng, w, (out) => this.loss.compute(y, out));
+            let kept: tf.Tensor | undefined;
+            const r = this.vjp(input, params, rng, w, (out) => {
+              if (onOutput) kept = tf.keep(out);
+              return this.loss.compute(y, out);
+            });
+            if (kept) {
+              onOutput!(y, kept);
+              kept.dispose();
+            }
             lossSum += r.value * w;
             accumulate(r.grads);
             dInputs.push(r.dx);
@@ -203,16 +244,105 @@ export class PipelineStage {
     const header = new Float32Array(HEADER);
     header[0] = t.rank;
     t.shape.forEach((d, i) => (header[i + 1] = d));
-    await this.strategy.send(header, dest, tag);
-    await this.strategy.send(t.dtype === 'float32' ? (t.dataSync() as Float32Array) : Float32Array.from(t.dataSync()), dest, tag);
+    await this.comm.send(header, dest, tag);
+    await this.comm.send(t.dtype === 'float32' ? (t.dataSync() as Float32Array) : Float32Array.from(t.dataSync()), dest, tag);
   }
 
   private async receive(source: number, tag: number): Promise<tf.Tensor> {
     const header = new Float32Array(HEADER);
-    await this.strategy.recv(header, source, tag);
+    await this.comm.recv(header, source, tag);
     const shape = Array.from(header.subarray(1, 1 + header[0]!));
     const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    await this.strategy.recv(data, source, tag);
+    await this.comm.recv(data, source, tag);
     return tf.tensor(data, shape, 'float32');
   }
 }
+
+/**
+ * GPipe as a training strategy: rank r of the world holds stage r and updates only that stage's parameters. Every
+ * rank visits the whole data order (each batch goes through all stages); the last stage computes the loss and the
+ * training metrics, so it is the rank that logs. The loss is broadcast from it, so callbacks decide the same on
+ * every rank (and a non-finite loss fails every rank at the same step). Before validation, at the end of every
+ * epoch and after training, each stage broadcasts its weights, so every rank holds the whole current model to
+ * evaluate and save. A world of one is a single stage (the whole model, in micro-batches).
+ */
+export class PipelineStrategy implements Omit<Strategy, 'spec'> {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly isGlobalZero: boolean;
+  private stage: PipelineStage | null = null;
+
+  constructor(
+    readonly comm: Communicator,
+    private readonly opts: PipelineOptions,
+  ) {
+    this.rank = comm.rank;
+    this.worldSize = comm.worldSize;
+    this.isGlobalZero = comm.rank === comm.worldSize - 1;
+  }
+
+  async setup(host: StrategyHost): Promise<void> {
+    const o = host.options;
+    // The trainer's own micro-batches would be pipelined one after another; the pipeline has its own.
+    if (o.accumulateSteps > 1) throw new ConfigError('trainer.accumulateSteps', `is ${o.accumulateSteps}; the pipeline splits each batch itself (parallelism.microBatches): leave it at 1`);
+    if (this.worldSize > 1) {
+      const refuse = (field: string, why: string) => new ConfigError(field, `is not supported by a pipeline of ${this.worldSize} stages: ${why}`);
+      if (o.onNonFinite === 'skip') throw refuse('trainer.onNonFinite', '"skip" would need every stage to skip the same step; use "stop"');
+      if (o.clipNorm !== undefined) throw refuse('trainer.clipNorm', 'the global norm would need every stage\'s gradients (clipValue is per element and works)');
+      if (o.checkpoint.enabled) throw refuse('trainer.checkpoint.enabled', 'a checkpoint would hold only one stage\'s optimizer state; set it to false');
+    }
+    const layers = (host.model as Partial<LayerList>).layers;
+    if (!Array.isArray(layers)) throw new ConfigError('parallelism', 'a pipeline cuts a model that is a list of layers (model.layers) into stages');
+    this.stage = new PipelineStage({ layers }, this.comm, host.loss, this.opts);
+    await broadcastParameters(this.comm, [...host.model.parameters(), ...(host.model.buffers?.() ?? [])], 0);
+  }
+
+  /** Every stage sees every example. */
+  shardSize(size: number): number {
+    return size;
+  }
+
+  shard(order: Int32Array): Int32Array {
+    return order;
+  }
+
+  async gradients(batches: Batch[], host: StrategyHost, state?: Pick<TrainingState, 'step' | 'epoch'>): Promise<StepGradients> {
+    if (!this.stage) throw new Error('pipeline: gradients() before setup()');
+    const stage = this.stage;
+    const { loss, grads } = await stage.gradients(batches[0]!, host.forwardRng, (y, out) => host.updateMetrics(y, out));
+    const shared = Float32Array.of(loss ?? 0);
+    try {
+      await this.comm.broadcast(shared, this.worldSize - 1);
+    } catch (e) {
+      tf.dispose(Object.values(grads));
+      throw e;
+    }
+    if (!Number.isFinite(shared[0]!)) {
+      tf.dispose(Object.values(grads));
+      throw new NonFiniteError(`non-finite loss (${shared[0]}) at step ${state?.step ?? '?'} (epoch ${state?.epoch === undefined ? '?' : state.epoch + 1}) in a pipeline of ${this.worldSize} stages`);
+    }
+    return { loss: shared[0]!, params: stage.parameters(), grads };
+  }
+
+  async synchronize(): Promise<void> {
+    if (this.worldSize > 1) await this.stage?.gatherWeights();
+  }
+
+  async teardown(): Promise<void> {
+    await this.synchronize();
+  }
+}
+
+export default definePlugin({
+  kind: 'parallelism',
+  name: 'pipeline',
+  description: 'GPipe pipeline stages (Huang et al. 2019), one per MPI rank; a single stage without a launcher',
+  schema: z.object({
+    /** Micro-batches per batch (GPipe's M). */
+    microBatches: z.number().int().positive().default(4),
+    /** Index of the first layer of each stage after the first; default: layers split evenly by count. */
+    boundaries: z.array(z.number().int().positive()).optional(),
+  }),
+  properties: ['N stages give the unsplit model\'s gradients; trained through the trainer, the weights of one process (mpi.test.ts)'],
+  create: (opts) => new PipelineStrategy(worldCommunicator('pipeline'), opts),
+});

@@ -1,18 +1,18 @@
 import { z } from 'zod';
-import { definePlugin, type ParallelismStrategy } from '../../core';
+import { definePlugin, type Communicator } from '../../core';
+import { DataParallelStrategy } from './data-parallel';
 
 /**
- * A world of one process (the default strategy): all-reduce and broadcast leave buffers as they are,
- * point-to-point has no partner. `who` names the strategy in errors.
+ * A world of one process: all-reduce and broadcast leave buffers as they are, point-to-point has no partner.
+ * `who` names the strategy in errors.
  */
-export function worldOfOne(who: string): Omit<ParallelismStrategy, 'spec'> {
+export function worldOfOne(who: string): Communicator {
   const alone = (what: string) => async () => {
     throw new Error(`${who}: there is no other rank to ${what}`);
   };
   return {
     rank: 0,
     worldSize: 1,
-    isGlobalZero: true,
     allReduce: async () => undefined,
     broadcast: async () => undefined,
     barrier: async () => undefined,
@@ -22,10 +22,11 @@ export function worldOfOne(who: string): Omit<ParallelismStrategy, 'spec'> {
   };
 }
 
+/** The default strategy: one process; the trainer's own step, unsharded data, no communication. */
 export default definePlugin({
   kind: 'parallelism',
   name: 'single-process',
   description: 'one process, world size 1 (no communication)',
   schema: z.object({}),
-  create: () => worldOfOne('single-process'),
+  create: () => new DataParallelStrategy(worldOfOne('single-process')),
 });

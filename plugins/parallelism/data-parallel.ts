@@ -1,15 +1,16 @@
 /**
- * Data parallelism as the trainer uses it, independent of how ranks talk (the {@link ParallelismStrategy} does
+ * Synchronous data parallelism as a {@link Strategy}, independent of how ranks talk (the {@link Communicator} does
  * that): every rank starts from rank 0's weights, visits its own shard of each epoch's order, and averages its
  * gradients with the other ranks' in one fused all-reduce per step before clipping and the optimizer step
  * (synchronous data-parallel SGD as in Goyal et al. 2017, "Accurate, Large Minibatch SGD"). Because each rank then
  * applies the same averaged gradient to the same weights with the same optimizer state, the ranks' weights stay
- * identical without further communication. With a world of one every function here does nothing.
+ * identical without further communication. Over a world of one it is plain single-process training (the
+ * `single-process` strategy): every hook leaves the data and gradients as they are.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { TrainerOptions } from './config';
-import { ConfigError } from './errors';
-import type { Model, ParallelismStrategy } from './interfaces';
+import {
+  ConfigError, type Batch, type Communicator, type Model, type Parameter, type StepGradients, type Strategy, type StrategyHost, type TrainerOptions, type TrainingState,
+} from '../../core';
 
 /** Examples one rank visits per epoch: the same on every rank, so all take the same number of steps. */
 export function shardSize(size: number, worldSize: number): number {
@@ -23,8 +24,8 @@ export function shardSize(size: number, worldSize: number): number {
  * (seed, epoch), so the shards are disjoint and together cover the order; batch b of all ranks together is batch b
  * of a single process with a batch worldSize times larger.
  */
-export function shardOrder(order: Int32Array, strategy: Pick<ParallelismStrategy, 'rank' | 'worldSize'>): Int32Array {
-  const { rank, worldSize } = strategy;
+export function shardOrder(order: Int32Array, world: Pick<Communicator, 'rank' | 'worldSize'>): Int32Array {
+  const { rank, worldSize } = world;
   if (worldSize === 1) return order;
   const n = shardSize(order.length, worldSize);
   const out = new Int32Array(n);
@@ -36,20 +37,24 @@ export function shardOrder(order: Int32Array, strategy: Pick<ParallelismStrategy
  * Starts data-parallel training: checks that the trainer options allow it and overwrites every rank's weights
  * (parameters and buffers) with rank 0's, in one broadcast.
  */
-export async function beginDataParallel(strategy: ParallelismStrategy, model: Model, options: Pick<TrainerOptions, 'onNonFinite'>): Promise<void> {
-  if (strategy.worldSize === 1) return;
+export async function beginDataParallel(comm: Communicator, model: Model, options: Pick<TrainerOptions, 'onNonFinite'>): Promise<void> {
+  if (comm.worldSize === 1) return;
   if (options.onNonFinite === 'skip') {
     // A rank that skips its step would leave the others waiting in an all-reduce it never joins.
-    throw new ConfigError('trainer.onNonFinite', `"skip" is not supported with ${strategy.worldSize} ranks (a skipping rank would miss the gradient all-reduce); use "stop"`);
+    throw new ConfigError('trainer.onNonFinite', `"skip" is not supported with ${comm.worldSize} ranks (a skipping rank would miss the gradient all-reduce); use "stop"`);
   }
-  const weights = [...model.parameters(), ...(model.buffers?.() ?? [])];
+  await broadcastParameters(comm, [...model.parameters(), ...(model.buffers?.() ?? [])], 0);
+}
+
+/** Overwrites every rank's values of `weights` (the same list on every rank) with rank `root`'s, in one broadcast. */
+export async function broadcastParameters(comm: Communicator, weights: Parameter[], root: number): Promise<void> {
   const flat = new Float32Array(weights.reduce((n, p) => n + p.variable.size, 0));
   let offset = 0;
   for (const p of weights) {
     flat.set(p.variable.dataSync() as Float32Array, offset);
     offset += p.variable.size;
   }
-  await strategy.broadcast(flat, 0);
+  await comm.broadcast(flat, root);
   offset = 0;
   for (const p of weights) {
     const values = flat.slice(offset, offset + p.variable.size);
@@ -63,7 +68,7 @@ export async function beginDataParallel(strategy: ParallelismStrategy, model: Mo
  * single Float32Array with the loss as its last element, summed across ranks, divided by the world size and cut
  * back into tensors. Disposes `grads` once the new tensors exist (not when it throws: the caller still owns them).
  */
-export async function averageAcrossRanks(strategy: ParallelismStrategy, grads: Record<string, tf.Tensor>, loss: number): Promise<{ grads: Record<string, tf.Tensor>; loss: number }> {
+export async function averageAcrossRanks(comm: Communicator, grads: Record<string, tf.Tensor>, loss: number): Promise<{ grads: Record<string, tf.Tensor>; loss: number }> {
   const entries = Object.entries(grads);
   const total = entries.reduce((n, [, g]) => n + g.size, 0);
   const flat = new Float32Array(total + 1);
@@ -73,8 +78,8 @@ export async function averageAcrossRanks(strategy: ParallelismStrategy, grads: R
     offset += g.size;
   }
   flat[total] = loss;
-  await strategy.allReduce(flat);
-  const scale = 1 / strategy.worldSize;
+  await comm.allReduce(flat);
+  const scale = 1 / comm.worldSize;
   for (let i = 0; i < flat.length; i++) flat[i] = flat[i]! * scale;
   offset = 0;
   const out: Record<string, tf.Tensor> = {};
@@ -84,4 +89,46 @@ export async function averageAcrossRanks(strategy: ParallelismStrategy, grads: R
   }
   tf.dispose(entries.map(([, g]) => g));
   return { grads: out, loss: flat[total]! };
+}
+
+/** Data parallelism over `comm`; rank 0 logs and checkpoints. A world of one is single-process training. */
+export class DataParallelStrategy implements Omit<Strategy, 'spec'> {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly isGlobalZero: boolean;
+
+  constructor(readonly comm: Communicator) {
+    this.rank = comm.rank;
+    this.worldSize = comm.worldSize;
+    this.isGlobalZero = comm.rank === 0;
+  }
+
+  async setup(host: StrategyHost): Promise<void> {
+    await beginDataParallel(this.comm, host.model, host.options);
+  }
+
+  shardSize(size: number): number {
+    return shardSize(size, this.worldSize);
+  }
+
+  shard(order: Int32Array): Int32Array {
+    return shardOrder(order, this.comm);
+  }
+
+  async gradients(batches: Batch[], host: StrategyHost, state?: Pick<TrainingState, 'step' | 'epoch'>): Promise<StepGradients> {
+    const local = host.localGradients(batches, state);
+    if (this.worldSize === 1) return local;
+    try {
+      const { grads, loss } = await averageAcrossRanks(this.comm, local.grads, local.loss);
+      return { loss, grads, params: local.params };
+    } catch (e) {
+      tf.dispose(Object.values(local.grads));
+      throw e;
+    }
+  }
+
+  /** Every rank holds the whole model, kept identical by the averaged steps: nothing to gather. */
+  async synchronize(): Promise<void> {}
+
+  async teardown(): Promise<void> {}
 }
