@@ -15,10 +15,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Rng, Sequential, type Callback, type JsonObject, type Logs, type Metric, type PluginExample, type PluginKind, type TrainingState } from '../core';
-import { conformanceRegistry, eachPlugin, expectSpecRoundTrip, onEachBackend, randomNormal } from './harness';
+import { conformanceRegistry, eachPlugin, exampleTargets, expectSpecRoundTrip, onEachBackend, randomNormal } from './harness';
 
 const { registry, backends } = await conformanceRegistry();
 const seeds = fc.integer({ min: 0, max: 2 ** 30 });
+/** A fraction in [0, 1), to pick a position in something whose size is drawn separately. */
+const fraction = fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true });
 
 /** The declared examples, or default options. */
 const examplesOf = (kind: PluginKind, name: string): PluginExample[] => registry.get(kind, name).examples ?? [{}];
@@ -39,10 +41,7 @@ describe('conformance', () => {
     /** Predictions of the example's shape and targets for them: class ids (one per row) or reals of the same shape. */
     const batch = (ex: PluginExample, rng: Rng) => {
       const shape = ex.inputShape ?? [8, 4];
-      const rows = shape.slice(0, -1);
-      const yTrue =
-        ex.target === 'same' ? randomNormal(shape, rng) : tf.tensor(Int32Array.from({ length: rows.reduce((a, b) => a * b, 1) }, () => rng.int(shape.at(-1)!)), rows, 'int32');
-      return { yTrue, yPred: randomNormal(shape, rng, 2) };
+      return { yTrue: exampleTargets(ex, shape, rng), yPred: randomNormal(shape, rng, 2) };
     };
     /** Rows [from, to) of the batch (along its first axis). */
     const rows = (t: tf.Tensor, from: number, to: number) => tf.slice(t, [from], [to - from]);
@@ -57,7 +56,8 @@ describe('conformance', () => {
     };
     const cutsArb = fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 4 });
     /** Equal up to the rounding of sums accumulated in another order (float32 per chunk, float64 across chunks). */
-    const expectSame = (got: number, want: number, label: string) => expect(Math.abs(got - want), `${label}: ${got} vs ${want}`).toBeLessThanOrEqual(1e-5 * Math.abs(want) + 1e-9);
+    const expectSame = (got: number, want: number, label: string) =>
+      expect(Math.abs(got - want), `${label}: ${got} vs ${want}`).toBeLessThanOrEqual(1e-5 * Math.abs(want) + 1e-9);
 
     it('config round-trips', () => {
       for (const ex of examplesOf('metric', name)) expectSpecRoundTrip(registry, 'metric', name, ex.options ?? {});
@@ -122,7 +122,7 @@ describe('conformance', () => {
     it('is finite and positive at every step of a run, and finite and non-negative after it', () => {
       for (const ex of examplesOf('schedule', name)) {
         fc.assert(
-          fc.property(runArb, fc.array(fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }), { minLength: 1, maxLength: 20 }), ({ stepsPerEpoch, epochs }, at) => {
+          fc.property(runArb, fc.array(fraction, { minLength: 1, maxLength: 20 }), ({ stepsPerEpoch, epochs }, at) => {
             const schedule = registry.create('schedule', { type: name, ...ex.options });
             const total = stepsPerEpoch * epochs;
             for (const step of [0, total - 1, ...at.map((a) => Math.floor(a * total))]) {
@@ -195,7 +195,9 @@ describe('conformance', () => {
         epochs: number,
       ) {
         this.model.build(undefined, new Rng(0));
-        this.state = { model: this.model, optimizer: { learningRate: 1 }, epoch: 0, step: 0, epochs, stepsPerEpoch: 1, stopTraining: false, isGlobalZero: true } as unknown as TrainingState;
+        const optimizer = { learningRate: 1 };
+        const loop = { epoch: 0, step: 0, epochs, stepsPerEpoch: 1, stopTraining: false, isGlobalZero: true };
+        this.state = { model: this.model, optimizer, ...loop } as unknown as TrainingState;
       }
       async epoch(e: number, logs: Logs): Promise<void> {
         Object.assign(this.state, { epoch: e, step: e + 1 });
@@ -213,12 +215,13 @@ describe('conformance', () => {
         return weights;
       }
     }
-    const logsArb = fc.record({ loss: fc.double({ min: 0, max: 5, noNaN: true }), accuracy: fc.double({ min: 0, max: 1, noNaN: true }), val_loss: fc.double({ min: 0, max: 5, noNaN: true }), val_accuracy: fc.double({ min: 0, max: 1, noNaN: true }) });
+    const [lossArb, accuracyArb] = [fc.double({ min: 0, max: 5, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true })];
+    const logsArb = fc.record({ loss: lossArb, accuracy: accuracyArb, val_loss: lossArb, val_accuracy: accuracyArb });
 
     it('state round-trips: a fresh callback given the state after any epoch continues identically', async () => {
       for (const ex of examplesOf('callback', name)) {
         await fc.assert(
-          fc.asyncProperty(fc.array(logsArb, { minLength: 1, maxLength: 7 }), fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }), async (epochs, at) => {
+          fc.asyncProperty(fc.array(logsArb, { minLength: 1, maxLength: 7 }), fraction, async (epochs, at) => {
             const options = sandboxed('callback', name, ex.options);
             const cut = Math.floor(at * epochs.length); // epochs played before the state is taken
             const original = new Play(registry.create('callback', { type: name, ...options }), epochs.length);

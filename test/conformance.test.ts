@@ -16,7 +16,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadModel, PLUGIN_KINDS, Rng, saveModel, Sequential, type Layer, type PluginExample } from '../core';
-import { conformanceRegistry, eachPlugin, expectNoLeak, expectSpecRoundTrip, gradCheck, onEachBackend, randomNormal } from './harness';
+import { conformanceRegistry, eachPlugin, exampleTargets, expectNoLeak, expectSpecRoundTrip, gradCheck, onEachBackend, randomNormal } from './harness';
 
 const { registry, backends } = await conformanceRegistry();
 const seeds = fc.integer({ min: 0, max: 2 ** 30 });
@@ -135,11 +135,8 @@ describe('conformance', () => {
 
     /** Targets for `ex`: integer classes over the last axis, or reals of the prediction's shape; and a prediction. */
     const lossCase = (ex: PluginExample, rng: Rng) => {
-      const shape = ex.inputShape!;
-      const rows = shape.slice(0, -1);
-      const yTrue =
-        ex.target === 'same' ? randomNormal(shape, rng) : tf.tensor(Int32Array.from({ length: rows.reduce((a, b) => a * b, 1) }, () => rng.int(shape.at(-1)!)), rows, 'int32');
-      return { yTrue, yPred: tf.variable(randomNormal(shape, rng, 2)) };
+      const yTrue = exampleTargets(ex, ex.inputShape!, rng);
+      return { yTrue, yPred: tf.variable(randomNormal(ex.inputShape!, rng, 2)) };
     };
 
     onEachBackend(registry, backends, 'gradient matches finite differences', () => {
@@ -215,7 +212,8 @@ describe('conformance', () => {
       const state = opt.stateDict();
       const twin = make();
       const twinParam = { ...param, variable: tf.variable(param.variable.clone()) };
-      twin.loadStateDict(JSON.parse(JSON.stringify(state, (_k, v) => (v instanceof Float32Array ? Array.from(v) : v)), (k, v) => (k === 'values' ? Float32Array.from(v) : v)), [twinParam]);
+      const json = JSON.stringify(state, (_k, v) => (v instanceof Float32Array ? Array.from(v) : v));
+      twin.loadStateDict(JSON.parse(json, (k, v) => (k === 'values' ? Float32Array.from(v) : v)), [twinParam]);
       const g = randomNormal([4, 3], new Rng(4));
       opt.step([param], { w: g });
       twin.step([twinParam], { w: g });

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { createRegistry, Rng, selectBackend, type JsonObject, type Layer, type PluginKind, type PluginRegistry } from '../core';
+import { createRegistry, Rng, selectBackend, type JsonObject, type Layer, type PluginExample, type PluginKind, type PluginRegistry } from '../core';
 import { registerBuiltins } from '../plugins';
 
 /** A fresh registry with every built-in plugin, after activating `backend` (default: the best available one). */
@@ -23,11 +23,11 @@ export async function cpuBackends(): Promise<string[]> {
 }
 
 /**
- * The registry the conformance suites generate their tests from (built-ins, no backend activated yet: each test
- * activates its own) and the CPU backends available here.
+ * The registry the conformance suites generate their tests from (built-ins, on the preferred backend until a test
+ * activates its own with {@link onEachBackend}) and the CPU backends available here.
  */
 export async function conformanceRegistry(): Promise<{ registry: PluginRegistry; backends: string[] }> {
-  return { registry: registerBuiltins(createRegistry()), backends: await cpuBackends() };
+  return { registry: await testRegistry(), backends: await cpuBackends() };
 }
 
 /**
@@ -51,6 +51,16 @@ export function onEachBackend(registry: PluginRegistry, backends: string[], prop
       });
     }
   });
+}
+
+/**
+ * Targets for predictions of `shape` (batch first) as an example declares them: one integer class per row (over the
+ * last axis) for `classes` (the default), or normal reals of the prediction's shape for `same`.
+ */
+export function exampleTargets(ex: PluginExample, shape: number[], rng: Rng): tf.Tensor {
+  if (ex.target === 'same') return randomNormal(shape, rng);
+  const rows = shape.slice(0, -1);
+  return tf.tensor(Int32Array.from({ length: rows.reduce((a, b) => a * b, 1) }, () => rng.int(shape.at(-1)!)), rows, 'int32');
 }
 
 /** Rebuilding a plugin from its own spec gives the same spec, and the spec is plain JSON. */

@@ -265,7 +265,8 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     pad: fc.constantFrom<'same' | 'valid'>('same', 'valid'), ties: fc.boolean(), seed,
   }).filter((p) => p.pad === 'same' || (p.kh <= p.h && p.kw <= p.w));
 
-  kernelProperty('MaxPool, AvgPool and their gradients (ties go to the first maximum, as in tfjs)', ['MaxPool', 'AvgPool', 'MaxPoolGrad', 'AvgPoolGrad'], () => {
+  kernelProperty('MaxPool, AvgPool and their gradients (ties go to the first maximum, as in tfjs)',
+    ['MaxPool', 'AvgPool', 'MaxPoolGrad', 'AvgPoolGrad'], () => {
     fc.assert(
       fc.property(poolCase, ({ n, h, w, c, kh, kw, sh, sw, pad, ties, seed: s }) => {
         const x = tensor([n, h, w, c], s, ties ? 'ties' : 'real') as tf.Tensor4D;
@@ -519,7 +520,8 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
   const PREDICATES = {
     Equal: tf.equal, NotEqual: tf.notEqual, Greater: tf.greater, GreaterEqual: tf.greaterEqual, Less: tf.less, LessEqual: tf.lessEqual,
   } as const;
-  kernelProperty('comparisons and logical and/or with broadcasting (ties, NaN), returning bool', [...Object.keys(PREDICATES), 'LogicalAnd', 'LogicalOr'], () => {
+  kernelProperty('comparisons and logical and/or with broadcasting (ties, NaN), returning bool',
+    [...Object.keys(PREDICATES), 'LogicalAnd', 'LogicalOr'], () => {
     fc.assert(
       fc.property(fc.constantFrom(...(Object.keys(PREDICATES) as (keyof typeof PREDICATES)[])), broadcastPair, fc.boolean(), seed, (name, [sa, sb], nan, s) => {
         const a = tensor(sa, s, 'ties'), b = nan ? tf.fill(sb, NaN) : tensor(sb, s + 1, 'ties');
@@ -568,7 +570,8 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     }
   };
 
-  kernelProperty('LoomSoftmax and LoomSoftmaxGrad match tf.softmax and y ⊙ (dy − Σ dy ⊙ y) over the last axis (threads split large inputs)', ['LoomSoftmax', 'LoomSoftmaxGrad'], () => {
+  kernelProperty('LoomSoftmax and LoomSoftmaxGrad match tf.softmax and y ⊙ (dy − Σ dy ⊙ y) over the last axis (threads split large inputs)',
+    ['LoomSoftmax', 'LoomSoftmaxGrad'], () => {
     const check = (shape: number[], s: number) => {
       const x = tf.mul(tensor(shape, s), 4), dy = tensor(shape, s + 1);
       const y = tf.engine().runKernel('LoomSoftmax', { logits: x }) as tf.Tensor;
@@ -583,7 +586,8 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     check([263, 131], 7);
   });
 
-  kernelProperty('LoomLayerNorm and LoomLayerNormGrad match layer norm composed from tfjs ops and its autodiff gradients (threads split large inputs)', ['LoomLayerNorm', 'LoomLayerNormGrad'], () => {
+  kernelProperty('LoomLayerNorm and LoomLayerNormGrad match layer norm composed from tfjs ops and its autodiff gradients (threads split large inputs)',
+    ['LoomLayerNorm', 'LoomLayerNormGrad'], () => {
     const check = (shape: number[], s: number, epsilon: number) => {
       const cols = shape.at(-1)!;
       // Offset and scaled, so that the moments are not those of standard data.
@@ -607,7 +611,8 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     check([263, 131], 11, 1e-5);
   });
 
-  kernelProperty('LoomAttention and LoomAttentionGrad match attention composed from tfjs ops (key masks, causal, fully masked rows)', ['LoomAttention', 'LoomAttentionGrad'], () => {
+  kernelProperty('LoomAttention and LoomAttentionGrad match attention composed from tfjs ops (key masks, causal, fully masked rows)',
+    ['LoomAttention', 'LoomAttentionGrad'], () => {
     const check = (b: number, t: number, heads: number, dk: number, causal: boolean, masked: boolean, s: number) => {
       const d = heads * dk;
       const qkv = tensor([b, t, 3 * d], s), dy = tensor([b, t, d], s + 1);
@@ -644,7 +649,8 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     expect(run('LoomCrossEntropyGrad', { logits: t([3, 4]), labels: tf.zeros([3], 'int32'), scale: t([2]) }, { labelSmoothing: 0 })).toThrow(/do not fit/);
   });
 
-  kernelProperty('LoomCrossEntropy and LoomCrossEntropyGrad match log-softmax cross-entropy composed from tfjs ops and its autodiff gradient', ['LoomCrossEntropy', 'LoomCrossEntropyGrad'], () => {
+  kernelProperty('LoomCrossEntropy and LoomCrossEntropyGrad match log-softmax cross-entropy composed from tfjs ops and its autodiff gradient',
+    ['LoomCrossEntropy', 'LoomCrossEntropyGrad'], () => {
     const check = (n: number, k: number, eps: number, s: number) => {
       const z = tf.mul(tensor([n, k], s), 5);
       // Labels in range, plus out-of-range ones (ignored rows: no one-hot term) when there are several rows.
