@@ -106,7 +106,7 @@ describe('loom CLI', () => {
     expect(r.stdout).toMatch(/^usage: loom paper mnist-cnn \[flags\]/);
     expect(r.stdout).toMatch(/--preset P +which preset of the paper to run \(default: smoke\)/);
     expect(r.stdout).toMatch(/presets \(default: smoke; seed 0\):\n {2}full: .*\n {2}smoke \(default\): 2,000 training images/);
-    expect(r.stdout).toContain('--predict: not supported by this paper');
+    expect(r.stdout).toContain('modes other than training: none (this paper only trains)');
     expect(r.stderr).toBe('');
   });
 
@@ -142,7 +142,12 @@ describe('loom CLI', () => {
       [['paper', 'gpt', '--predict', 'Call me', '--temperature', 'Infinity'], /--temperature: expected a number >= 0, got "Infinity"/],
       [['paper', 'gpt', '--temperature', '0.5'], /--temperature: applies only with --predict/],
       [['paper', 'gpt', '--predict', 'Call me', '--set', 'trainer.epochs=2'], /--set: does not apply to --predict/],
-      [['paper', 'mnist-cnn', '--predict', '7'], /--predict: paper "mnist-cnn" has no prediction mode/],
+      [['paper', 'mnist-cnn', '--predict', '7'], /--predict: is a flag of papers transformer, gpt, not of "mnist-cnn"$/m],
+      [['paper', 'transformer', '--predict', 'cat', '--top-k', '3'], /--top-k: is a flag of paper gpt, not of "transformer"; its own: --predict, --average-checkpoints, --last/],
+      [['paper', 'transformer', '--predict', 'cat', '--average-checkpoints', 'x'], /--average-checkpoints: cannot be combined with --predict/],
+      [['paper', 'transformer', '--last', '3'], /--last: applies only with --average-checkpoints/],
+      [['paper', 'transformer', '--average-checkpoints', 'x', '--last', '0'], /--last: expected a positive integer, got "0"/],
+      [['paper', 'gpt', '--predict', 'Call me', '--json', 'out.json'], /--json: does not apply to --predict, which trains nothing/],
       [['plugins', '--kind', 'widget'], /--kind: unknown kind "widget"/],
       [['plugins', '--kind', 'layers'], /--kind: unknown kind "layers" \(did you mean layer\?\)/],
       [['sync', '--tracking-uri', 'ftp://mlflow'], /--tracking-uri: loom sync uploads to a tracking server: expected an http\(s\) URL such as http:\/\/localhost:5000, got "ftp:\/\/mlflow"/],

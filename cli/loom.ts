@@ -14,7 +14,7 @@ import 'reflect-metadata';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ConfigError, createRegistry, editDistance, findLatestCheckpoint, formatComparison, formatMetric, lastCheckpoints, InterruptedError, LoomError, PLUGIN_KINDS, type Paper, type PaperResult, type PluginKind } from '../core';
+import { ConfigError, createRegistry, editDistance, findLatestCheckpoint, formatComparison, formatMetric, InterruptedError, LoomError, PLUGIN_KINDS, registerPaperPlugins, type Paper, type PaperResult, type PluginKind, type PluginRegistry } from '../core';
 import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
 import { syncStore } from '../plugins/trackers/mlflow-rest';
@@ -51,6 +51,33 @@ export function defaultPreset(paper: Paper): string {
 
 const HELP: Flag = { help: 'print this help and exit' };
 
+/**
+ * The flags the papers declare for their modes (core/paper.ts `PaperMode`), for `loom paper`'s flag table: a flag
+ * several papers declare is listed once, with each paper's help. Which apply is checked once the paper is known.
+ */
+function paperModeFlags(): Record<string, Flag> {
+  const byFlag = new Map<string, { value: string; helps: string[]; mode: boolean }>();
+  const add = (name: string, value: string, help: string, mode: boolean) => {
+    const f = byFlag.get(name) ?? { value, helps: [], mode };
+    if (f.value !== value) f.value = 'INPUT'; // papers name the input differently (a word, a prompt)
+    f.helps.push(help);
+    byFlag.set(name, f);
+  };
+  for (const paper of Object.values(papers)) {
+    for (const mode of paper.modes ?? []) {
+      add(mode.flag, mode.value, `${paper.name}: ${mode.help}`, true);
+      for (const [name, o] of Object.entries(mode.options ?? {})) add(name, o.value, `${paper.name} --${mode.flag}: ${o.help}`, false);
+    }
+  }
+  return Object.fromEntries([...byFlag].map(([name, f]) => [name, { value: f.value, help: `${f.helps.join('; ')}${f.mode ? ' (default: none, train)' : ''}` }]));
+}
+
+/** Every flag a paper declares: its modes' flags and their options. */
+function flagsOf(paper: Paper): string[] {
+  return (paper.modes ?? []).flatMap((m) => [m.flag, ...Object.keys(m.options ?? {})]);
+}
+
+
 export const COMMANDS: Record<string, Command> = {
   paper: {
     name: 'paper',
@@ -68,12 +95,7 @@ export const COMMANDS: Record<string, Command> = {
       verbose: { help: 'also print the list of native kernels the backend replaced (also LOOM_VERBOSE=1) (default: off)' },
       'max-steps': { value: 'N', help: "stop after N optimizer steps, then test as at the end: replays the start of a recorded run (the same as --set trainer.maxSteps=N) (default: the preset's epochs)" },
       record: { help: "after the run, write its record (papers/<name>/results/<preset>-seed<N>.json in this checkout, or under LOOM_RECORDS_ROOT: summary, config, commit, machine, every logged value) from the local store (default: off)" },
-      'average-checkpoints': { value: 'DIR', help: "score the average of the last --last checkpoints in DIR (a run's checkpoint folder) on the preset's test set instead of training (Vaswani et al. 2017 §6.1; transformer) (default: none, train)" },
-      last: { value: 'K', help: '--average-checkpoints: how many of the newest checkpoints to average, a positive integer (default: 5)' },
-      predict: { value: 'INPUT', help: 'apply the newest trained model of the preset to INPUT instead of training: a word (transformer) or a prompt (gpt) (default: none, train)' },
-      temperature: { value: 'T', help: 'gpt --predict: sampling temperature, a number >= 0; 0 picks the most likely character (default: 0.8)' },
-      'top-k': { value: 'K', help: 'gpt --predict: sample among the K most likely characters, a positive integer (default: all)' },
-      length: { value: 'N', help: 'gpt --predict: characters to generate, a positive integer (default: 200, at most what the context leaves)' },
+      ...paperModeFlags(),
       help: HELP,
     },
   },
@@ -154,7 +176,12 @@ function paperHelp(paper: Paper): string {
     `${paper.name}: ${paper.title}`,
     `presets (default: ${def}; seed ${seeds}):`,
     ...presets,
-    paper.predict ? `--predict: supported (train the preset first)` : '--predict: not supported by this paper',
+    ...(paper.modes?.length
+      ? ['modes other than training (their flags):', ...paper.modes.flatMap((m) => [
+        `  --${m.flag} ${m.value}: ${m.help}`,
+        ...Object.entries(m.options ?? {}).map(([n, o]) => `    --${n} ${o.value}: ${o.help}`),
+      ])]
+      : ['modes other than training: none (this paper only trains)']),
   ].join('\n');
 }
 
@@ -240,11 +267,12 @@ export function integerFlag(name: string, v: string | undefined, min: 0 | 1): nu
   return n;
 }
 
-/** A finite number flag of at least 0, or undefined when absent. */
-export function nonNegativeNumberFlag(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
+/** A finite number flag of at least `min` (a plain decimal, with an exponent if need be). */
+export function numberFlag(name: string, v: string, min: number): number {
   const n = Number(v);
-  if (!/^\+?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v.trim()) || !Number.isFinite(n)) throw new ConfigError(`--${name}`, `expected a number >= 0, got "${v}"`);
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v.trim()) || !Number.isFinite(n) || n < min) {
+    throw new ConfigError(`--${name}`, `expected a number${min === -Infinity ? '' : ` >= ${min}`}, got "${v}"`);
+  }
   return n;
 }
 
@@ -335,33 +363,8 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
   const preset = str(values.preset) ?? defaultPreset(paper);
   if (!paper.presets[preset]) throw new ConfigError('--preset', `paper "${paper.name}" has no preset "${preset}"${didYouMean(preset, Object.keys(paper.presets))}; presets: ${Object.keys(paper.presets).join(', ')}`);
   const seed = integerFlag('seed', str(values.seed), 0);
-  const sampling = { temperature: nonNegativeNumberFlag('temperature', str(values.temperature)), 'top-k': integerFlag('top-k', str(values['top-k']), 1), length: integerFlag('length', str(values.length), 1) };
-  const registry = registerBuiltins(createRegistry());
-  const predict = str(values.predict);
-  if (predict === undefined) {
-    for (const [k, v] of Object.entries(sampling)) if (v !== undefined) throw new ConfigError(`--${k}`, 'applies only with --predict');
-  } else {
-    if (!paper.predict) throw new ConfigError('--predict', `paper "${paper.name}" has no prediction mode`);
-    for (const k of ['json', 'resume', 'set', 'parallelism', 'max-steps', 'record'] as const) if (values[k] !== undefined) throw new ConfigError(`--${k}`, 'does not apply to --predict, which trains nothing');
-    const options = Object.fromEntries(Object.entries({ ...sampling, seed }).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
-    io.out(await paper.predict(registry, preset, predict, options));
-    return 0;
-  }
-  const averaged = str(values['average-checkpoints']);
-  const last = integerFlag('last', str(values.last), 1);
-  if (last !== undefined && averaged === undefined) throw new ConfigError('--last', 'applies only with --average-checkpoints');
-  if (averaged !== undefined) {
-    if (!paper.evaluateCheckpoints) throw new ConfigError('--average-checkpoints', `paper "${paper.name}" cannot score averaged checkpoints`);
-    for (const k of ['resume', 'set', 'parallelism', 'max-steps', 'record'] as const) if (values[k] !== undefined) throw new ConfigError(`--${k}`, 'does not apply to --average-checkpoints, which trains nothing');
-    const dirs = lastCheckpoints(path.resolve(averaged), last ?? 5);
-    if (dirs.length === 0) throw new ConfigError('--average-checkpoints', `no checkpoints (ckpt-*) in ${path.resolve(averaged)}`);
-    io.out(`loom: averaging ${dirs.length} checkpoint(s): ${dirs.map((d) => path.basename(d)).join(', ')}`);
-    const scores = await paper.evaluateCheckpoints(registry, preset, dirs);
-    for (const [k, v] of Object.entries(scores)) io.out(`${k.padEnd(18)} ${k === 'checkpoints' || k === 'test_words' ? String(v) : formatMetric(v, k)}`);
-    const json = str(values.json);
-    if (json) fs.writeFileSync(json, JSON.stringify({ paper: paper.name, preset, checkpoints: dirs, metrics: scores }, null, 2) + '\n');
-    return 0;
-  }
+  const registry = registerPaperPlugins(registerBuiltins(createRegistry()), paper);
+  if ((await runPaperMode(paper, values, { registry, preset, seed }, io)) === 'ran') return 0;
   const overrides = parseOverrides((values.set as string[] | undefined) ?? []);
   if (values.parallelism !== undefined) overrides.parallelism = str(values.parallelism);
   const maxSteps = integerFlag('max-steps', str(values['max-steps']), 1);
@@ -393,6 +396,40 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
     for (const r of mine) io.out(`loom: recorded ${writeRunRecord(r, REPO)}`);
   }
   return 0;
+}
+
+/**
+ * Runs the paper's mode whose flag was given (core/paper.ts `PaperMode`), or returns 'train' when none was. Flags
+ * of other papers, two modes at once, a mode's option without its mode and training flags with a mode are user
+ * errors naming the flag.
+ */
+async function runPaperMode(paper: Paper, values: FlagValues, ctx: { registry: PluginRegistry; preset: string; seed?: number }, io: CliIO): Promise<'ran' | 'train'> {
+  const own = flagsOf(paper);
+  const declared = new Set(Object.values(papers).flatMap(flagsOf));
+  for (const name of declared) {
+    if (values[name] !== undefined && !own.includes(name)) {
+      const which = Object.values(papers).filter((p) => flagsOf(p).includes(name)).map((p) => p.name);
+      throw new ConfigError(`--${name}`, `is a flag of paper${which.length > 1 ? 's' : ''} ${which.join(', ')}, not of "${paper.name}"${own.length ? `; its own: ${own.map((f) => `--${f}`).join(', ')}` : ''}`);
+    }
+  }
+  const given = (paper.modes ?? []).filter((m) => values[m.flag] !== undefined);
+  if (given.length > 1) throw new ConfigError(`--${given[1]!.flag}`, `cannot be combined with --${given[0]!.flag}`);
+  for (const m of paper.modes ?? []) {
+    if (given[0] === m) continue;
+    for (const o of Object.keys(m.options ?? {})) if (values[o] !== undefined && !given[0]?.options?.[o]) throw new ConfigError(`--${o}`, `applies only with --${m.flag}`);
+  }
+  const mode = given[0];
+  if (!mode) return 'train';
+  const trainingOnly = ['resume', 'set', 'parallelism', 'max-steps', 'record', ...(mode.json ? [] : ['json'])];
+  for (const k of trainingOnly) if (values[k] !== undefined) throw new ConfigError(`--${k}`, `does not apply to --${mode.flag}, which trains nothing`);
+  const options: Record<string, string | number> = {};
+  for (const [name, o] of Object.entries(mode.options ?? {})) {
+    const text = str(values[name]);
+    if (text === undefined) continue;
+    options[name] = o.type === 'integer' ? integerFlag(name, text, o.min === 0 ? 0 : 1)! : o.type === 'number' ? numberFlag(name, text, o.min ?? -Infinity) : text;
+  }
+  await mode.run({ ...ctx, input: str(values[mode.flag])!, options, json: str(values.json), out: (line) => io.out(line) });
+  return 'ran';
 }
 
 /**

@@ -3,11 +3,11 @@
  * and a `run` that trains and returns what it measured. Each paper lives in `papers/<name>/`.
  */
 import { mergeConfig, parseExperimentConfig, type ExperimentConfig } from './config';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, DataError } from './errors';
 import type { JsonObject } from './interfaces';
-import type { PluginRegistry } from './registry';
+import { listRuns, MLFLOW_STATUS, readTag } from './mlflow-store';
+import type { PluginDefinition, PluginRegistry } from './registry';
 import { runExperiment, type RunResult } from './run';
 
 /** A published or reference number the reproduction is held against. */
@@ -53,6 +53,49 @@ export interface PaperResult {
   run?: RunResult;
 }
 
+/** A flag a paper adds to `loom paper <name>` for one of its modes. */
+export interface PaperFlag {
+  /** The value's placeholder in the help, e.g. `T`. */
+  value: string;
+  help: string;
+  /** How the value is read and checked: a number or an integer, at least `min`; else the string as given. */
+  type?: 'string' | 'number' | 'integer';
+  min?: number;
+}
+
+/** What a paper's mode is given when it runs. */
+export interface PaperModeContext {
+  registry: PluginRegistry;
+  preset: string;
+  /** `--seed` when given. */
+  seed?: number;
+  /** The value of the flag that selected the mode (a word, a prompt, a checkpoint folder). */
+  input: string;
+  /** The mode's own option flags that were given, read as their {@link PaperFlag.type} says. */
+  options: Record<string, string | number>;
+  /** `--json FILE` when given (only for a mode with `json: true`). */
+  json?: string;
+  /** Prints one line of the mode's output. */
+  out(line: string): void;
+}
+
+/**
+ * A way to use a paper other than training it (a prediction, scoring averaged checkpoints), selected on the
+ * command line by its flag: the paper declares it, and `loom paper <name>` offers it with its options and help,
+ * so a paper adds modes without editing the CLI.
+ */
+export interface PaperMode {
+  /** The flag that selects the mode, e.g. `predict`; its value is the mode's input. */
+  flag: string;
+  value: string;
+  help: string;
+  /** Flags that apply only with this mode (e.g. `temperature` with `predict`). */
+  options?: Record<string, PaperFlag>;
+  /** Whether the mode writes `--json FILE` (else `--json` is refused with it). */
+  json?: boolean;
+  run(ctx: PaperModeContext): Promise<void>;
+}
+
 export interface Paper {
   readonly name: string;
   readonly title: string;
@@ -61,17 +104,17 @@ export interface Paper {
   /** One line per preset: what it runs and roughly how long it takes here. */
   readonly presetNotes: Record<string, string>;
   readonly references: ReferenceNumber[];
+  /** Plugins only this paper uses (a validation callback, its data sets): registered by {@link registerPaperPlugins}. */
+  readonly plugins?: PluginDefinition[];
+  /** Modes other than training, each selected by its own flag of `loom paper <name>`. */
+  readonly modes?: PaperMode[];
   run(opts: PaperRunOptions): Promise<PaperResult>;
-  /**
-   * Optional: apply the newest trained model of a preset to one input (a word's pronunciation, a prompt's
-   * continuation), with paper-specific options (e.g. temperature).
-   */
-  predict?(registry: PluginRegistry, preset: string, input: string, options?: Record<string, string>): Promise<string>;
-  /**
-   * Optional: score the average of the given checkpoints of a finished run (checkpoint averaging, Vaswani et al.
-   * 2017 §6.1) on the preset's test set, without training; returns the test metrics.
-   */
-  evaluateCheckpoints?(registry: PluginRegistry, preset: string, checkpoints: string[]): Promise<Record<string, number>>;
+}
+
+/** Registers the paper's own plugins into `registry` (those it already has are left as they are); returns it. */
+export function registerPaperPlugins(registry: PluginRegistry, paper: Pick<Paper, 'plugins'>): PluginRegistry {
+  for (const p of paper.plugins ?? []) if (!registry.has(p.kind, p.name)) registry.register(p);
+  return registry;
 }
 
 /**
@@ -81,16 +124,9 @@ export interface Paper {
 export function latestRunArtifacts(paper: string, preset: string, artifact: string, root = 'mlruns'): string {
   const abs = path.resolve(root);
   let best: { dir: string; start: number } | null = null;
-  for (const exp of fs.existsSync(abs) ? fs.readdirSync(abs) : []) {
-    const e = path.join(abs, exp);
-    if (!fs.existsSync(path.join(e, 'meta.yaml'))) continue;
-    for (const run of fs.readdirSync(e)) {
-      const read = (f: string) => (fs.existsSync(path.join(e, run, f)) ? fs.readFileSync(path.join(e, run, f), 'utf8') : '');
-      if (read('tags/paper') !== paper || read('tags/preset') !== preset) continue;
-      const meta = read('meta.yaml');
-      const start = Number(/^start_time: (\d+)/m.exec(meta)?.[1] ?? 0);
-      if (/^status: 3$/m.test(meta) && (!best || start > best.start)) best = { dir: path.join(e, run, 'artifacts', artifact), start };
-    }
+  for (const { dir, meta } of listRuns(abs)) {
+    if (readTag(dir, 'paper') !== paper || readTag(dir, 'preset') !== preset) continue;
+    if (meta.status === MLFLOW_STATUS.FINISHED && (!best || meta.start_time > best.start)) best = { dir: path.join(dir, 'artifacts', artifact), start: meta.start_time };
   }
   if (!best) throw new DataError(`no finished ${paper} run of preset "${preset}" in ${abs}: train one first with \`npm run paper -- ${paper} --preset ${preset}\``);
   return best.dir;

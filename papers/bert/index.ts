@@ -11,11 +11,11 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  batchesOf, cachePath, ConfigError, epochOrder, loadPresets, mergeConfig, parseExperimentConfig, readWeights, runExperiment, writeFileAtomic, writeWeights,
-  type Dataset, type JsonObject, type Logs, type NamedWeights, type Paper, type PaperResult, type Sequential, type Trainer,
+  batchesOf, cachePath, ConfigError, epochOrder, expectModel, loadPresets, mergeConfig, parseExperimentConfig, readWeights, registerPaperPlugins, runExperiment, writeFileAtomic, writeWeights,
+  type Dataset, type JsonObject, type Logs, type Model, type NamedWeights, type Paper, type PaperResult, type Trainer,
 } from '../../core';
 import { corpusTexts, CORPORA } from '../../plugins/data/text-corpus';
-import type { Bert } from '../../plugins/layers/bert';
+import { Bert } from '../../plugins/models/bert';
 import { WordPiece } from '../../plugins/tokenizers/wordpiece';
 import { bowData, mlmData } from './data';
 
@@ -57,6 +57,7 @@ const paper: Paper = {
     tiny: 'BERT-Tiny (2 layers, 128 wide, 2 heads) pretrained for one pass over the three corpora, fine-tuned 3 epochs',
     mini: 'BERT-Mini (4 layers, 256 wide, 4 heads), the same schedule',
   },
+  plugins: [mlmData, bowData],
   references: [
     { metric: 'test_accuracy', variant: 'baseline-bow', label: 'bag-of-words logistic regression, accuracy', value: 0.985, source: 'Géron 2019, ch. 3 exercise 4 (his own split of the same corpus)' },
     { metric: 'test_accuracy', variant: 'finetune-pretrained', label: 'bag-of-words logistic regression (Géron), for comparison', value: 0.985, source: 'Géron 2019, ch. 3' },
@@ -71,7 +72,7 @@ const paper: Paper = {
     if (!parsed.success) throw new ConfigError(`bert.${parsed.error.issues[0]!.path.join('.')}`, parsed.error.issues[0]!.message);
     const b = parsed.data;
     const seed = opts.seed ?? Number(common.seed ?? 0);
-    for (const p of [mlmData, bowData]) if (!opts.registry.has('dataset', p.name)) opts.registry.register(p);
+    registerPaperPlugins(opts.registry, paper);
 
     // 1. The WordPiece vocabulary, trained on the pretraining corpora and saved for the data plugins. It is a cache
     // (./cache/bert/), not a checkpoint: the checkpoint root holds run folders only. One trained where earlier
@@ -89,13 +90,13 @@ const paper: Paper = {
       writeFileAtomic(tokenizer, JSON.stringify(WordPiece.train([text], { vocabSize: b.vocabSize }).toJSON()));
     }
     const vocab = (JSON.parse(fs.readFileSync(tokenizer, 'utf8')) as { vocab: string[] }).vocab.length;
-    const bertLayer = (head: 'mlm' | 'classifier') => ({ type: 'bert', name: 'bert', vocabSize: vocab, maxLength: b.seqLen, head, ...(rawModel as JsonObject) });
+    const bertModel = (head: 'mlm' | 'classifier') => ({ type: 'bert', name: 'bert', vocabSize: vocab, maxLength: b.seqLen, head, ...(rawModel as JsonObject) });
     const metrics: Record<string, number> = {};
     const runs: PaperResult['mlflow'][] = [];
     let wall = 0;
     let backend = '';
     let commit = 'unknown';
-    const run = async (variant: string, config: JsonObject, hooks: { evaluate?: (t: Trainer, d: Dataset | null) => Logs; initialize?: (m: Sequential) => void } = {}) => {
+    const run = async (variant: string, config: JsonObject, hooks: { evaluate?: (t: Trainer, d: Dataset | null) => Logs; initialize?: (m: Model) => void } = {}) => {
       const r = await runExperiment({
         registry: opts.registry, config: parseExperimentConfig({ ...common, seed, ...config }), backend: opts.backend, trackingUri: opts.trackingUri,
         runName: `bert-${opts.preset}-seed${seed}-${variant}`, tags: { paper: 'bert', preset: opts.preset, variant, scale: scale(opts.preset, b, rawModel as JsonObject) }, ...hooks,
@@ -113,11 +114,11 @@ const paper: Paper = {
     let encoder: NamedWeights | null = null;
     await run('pretrain', {
       data: { source: { type: 'bert-mlm', tokenizer, seqLen: b.seqLen, seed, ...(b.pretrainChars ? { maxChars: b.pretrainChars } : {}) }, train: 'train', validation: 'valid', test: null },
-      model: { inputShape: [b.seqLen], layers: [bertLayer('mlm')] },
+      model: bertModel('mlm'),
       loss: { type: 'sparse-categorical-crossentropy', ignoreIndex: 0 },
       metrics: [{ type: 'accuracy', ignoreIndex: 0 }],
       ...(pretrain as JsonObject),
-    }, { evaluate: (t) => ((encoder = readWeights(((t.model as Sequential).layers[0] as unknown as Bert).encoderParameters())), {}) });
+    }, { evaluate: (t) => ((encoder = readWeights(expectModel(t.model, Bert).encoderParameters())), {}) });
 
     // 3. Fine-tuning on SpamAssassin, from the pretrained encoder and from scratch; 4. the bag-of-words baseline.
     const groups: JsonObject = b.groups ? { groups: b.groups } : {};
@@ -125,9 +126,9 @@ const paper: Paper = {
     const classify = { loss: 'sparse-categorical-crossentropy', metrics: ['accuracy'], ...(finetune as JsonObject) };
     const scores = (t: Trainer, d: Dataset | null) => (d ? binaryScores(t, d) : {});
     for (const pretrained of [true, false]) {
-      await run(pretrained ? 'finetune-pretrained' : 'finetune-scratch', { data: spam, model: { inputShape: [b.seqLen], layers: [bertLayer('classifier')] }, ...classify }, {
+      await run(pretrained ? 'finetune-pretrained' : 'finetune-scratch', { data: spam, model: bertModel('classifier'), ...classify }, {
         evaluate: scores,
-        initialize: pretrained ? (m) => writeWeights(((m.layers[0] as unknown as Bert).encoderParameters()), encoder!, 'pretrained encoder') : undefined,
+        initialize: pretrained ? (m) => writeWeights(expectModel(m, Bert).encoderParameters(), encoder!, 'pretrained encoder') : undefined,
       });
     }
     await run('baseline-bow', {

@@ -8,10 +8,10 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  ConfigError, DataError, experimentPaper, latestRunArtifacts, loadModel, loadPresets, Rng, selectBackend, type JsonObject, type Paper, type PluginRegistry, type PluginSpec,
+  ConfigError, DataError, experimentPaper, latestRunArtifacts, loadModel, loadPresets, modelOptions, Rng, selectBackend, type JsonObject, type Paper, type PluginRegistry, type PluginSpec,
 } from '../../core';
 import type { CharTextSource } from '../../plugins/data/char-text';
-import type { GPT } from '../../plugins/layers/gpt';
+import gptModel, { GPT } from '../../plugins/models/gpt';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const presets = loadPresets(path.join(here, 'presets'));
@@ -30,23 +30,43 @@ const base = experimentPaper({
     { metric: 'val_loss', label: "nanoGPT's CPU configuration (Shakespeare, not Moby Dick)", value: 1.88, source: 'nanoGPT README (Karpathy 2023)' },
   ],
   scale(config) {
-    const g = config.model.layers[0] as unknown as { layers: number; dModel: number; numHeads: number; context: number };
+    const g = modelOptions(gptModel, config.model);
     const steps = config.trainer.epochs;
     const size = g.dModel >= 384 && g.layers >= 6 ? "nanoGPT shakespeare_char's size" : g.dModel >= 128 && g.layers >= 4 ? "nanoGPT's CPU size" : "SMALLER THAN nanoGPT's CPU configuration";
     return `${size}: ${g.layers} layer(s), ${g.numHeads} heads, d_model ${g.dModel}, context ${g.context}, ${steps} pass(es) over the strided windows; Moby Dick, not Shakespeare`;
   },
 });
 
-const paper: Paper = {
+/** The paper's own method: a prompt's continuation from a trained run (also its `--predict` mode). */
+interface GptPaper extends Paper {
+  predict(registry: PluginRegistry, preset: string, prompt: string, options?: Record<string, string>): Promise<string>;
+}
+
+const paper: GptPaper = {
   ...base,
+  modes: [
+    {
+      flag: 'predict',
+      value: 'PROMPT',
+      help: 'continue PROMPT with the newest trained run of the preset instead of training (train the preset first)',
+      options: {
+        temperature: { value: 'T', type: 'number', min: 0, help: 'sampling temperature, a number >= 0; 0 picks the most likely character (default: 0.8)' },
+        'top-k': { value: 'K', type: 'integer', min: 1, help: 'sample among the K most likely characters, a positive integer (default: all)' },
+        length: { value: 'N', type: 'integer', min: 1, help: 'characters to generate, a positive integer (default: 200, at most what the context leaves)' },
+      },
+      run: async (ctx) => {
+        const options = Object.fromEntries(Object.entries({ ...ctx.options, seed: ctx.seed }).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
+        ctx.out(await paper.predict(ctx.registry, ctx.preset, ctx.input, options));
+      },
+    },
+  ],
   /** `--predict PROMPT`: continues the prompt with the newest finished run of the preset (options: temperature, top-k, length). */
   async predict(registry: PluginRegistry, preset: string, prompt: string, options: Record<string, string> = {}) {
     await selectBackend(registry, process.env.LOOM_BACKEND);
     const p = presets[preset];
     if (!p) throw new ConfigError('--preset', `paper "gpt" has no preset "${preset}"`);
-    const model = loadModel(latestRunArtifacts('gpt', preset, 'model'), registry);
+    const gpt = loadModel(latestRunArtifacts('gpt', preset, 'model'), registry, GPT);
     try {
-      const gpt = model.layers[0] as unknown as GPT;
       const source = registry.create('dataset', (p.data as JsonObject).source as PluginSpec) as unknown as CharTextSource;
       const num = (k: string, d: number) => {
         const v = options[k] === undefined ? d : Number(options[k]);
@@ -61,7 +81,7 @@ const paper: Paper = {
       const out = gpt.generate(window, length, { temperature: num('temperature', 0.8), topK, rng: new Rng(num('seed', 0)) });
       return prompt + source.decode(out);
     } finally {
-      model.dispose();
+      gpt.dispose();
     }
   },
 };

@@ -5,16 +5,17 @@
  * and beam-search decoding. The published anchor is a 3-layer, 256-wide Transformer at 20.6 % WER on the
  * cmusphinx split (our split has the same test size but is drawn by hash, see plugins/data/cmudict.ts).
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  averageCheckpoints, ConfigError, DataError, definePlugin, editDistance, lastCheckpoints, loadCheckpoint, readWeights, Rng, Sequential, writeWeights, loadModel, loadPresets, mergeConfig, parseExperimentConfig, runExperiment, selectBackend, latestRunArtifacts, type Callback, type JsonObject, type Paper, type PaperResult,
+  averageCheckpoints, ConfigError, DataError, definePlugin, editDistance, formatMetric, lastCheckpoints, registerPaperPlugins, loadCheckpoint, readWeights, Rng, buildModel, expectModel, modelOptions, writeWeights, loadModel, loadPresets, mergeConfig, parseExperimentConfig, runExperiment, selectBackend, latestRunArtifacts, type Callback, type JsonObject, type Model, type Paper, type PaperResult,
   type PluginRegistry, type PluginSpec,
 } from '../../core';
 import type { G2P } from '../../plugins/data/cmudict';
-import type { TransformerSeq2Seq } from '../../plugins/layers/transformer-seq2seq';
+import seq2seqModel, { TransformerSeq2Seq } from '../../plugins/models/transformer-seq2seq';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const presets = loadPresets(path.join(here, 'presets'));
@@ -86,10 +87,9 @@ function scoreModel(model: TransformerSeq2Seq, source: G2P, words: string[], ref
   return { wer_greedy: greedy.wer, per_greedy: greedy.per, wer_beam: beam.wer, per_beam: beam.per };
 }
 
-function seq2seqOf(model: Sequential): TransformerSeq2Seq {
-  const layer = model.layers.find((l) => l.spec.type === 'transformer-seq2seq');
-  if (!layer) throw new ConfigError('model', 'the transformer paper needs a transformer-seq2seq layer');
-  return layer as unknown as TransformerSeq2Seq;
+/** The run's model as the seq2seq Transformer this paper decodes with (a ConfigError if the config built another). */
+function seq2seqOf(model: Model): TransformerSeq2Seq {
+  return expectModel(model, TransformerSeq2Seq);
 }
 
 /**
@@ -117,7 +117,7 @@ export const g2pValidation = definePlugin({
     const options = { beam: 1, lengthPenalty: 0.6, decodeBatch };
     return {
       onEpochMetrics(state, logs) {
-        const { wer, per } = scoreG2P(transcribe(seq2seqOf(state.model as Sequential), g2p, words, options, 1), refs);
+        const { wer, per } = scoreG2P(transcribe(seq2seqOf(state.model), g2p, words, options, 1), refs);
         logs.val_wer = wer;
         logs.val_per = per;
       },
@@ -138,7 +138,13 @@ const REFERENCES = [
   { metric: 'test_wer_beam', label: 'WER, bi-LSTM (Yao & Zweig 2015)', value: 0.2355, source: 'as compared by Yolchuyeva et al. 2019 (cmusphinx split)' },
 ];
 
-const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: string): Promise<string>; evaluateCheckpoints: NonNullable<Paper['evaluateCheckpoints']> } = {
+/** The paper's own methods: a pronunciation from a trained run, and the scores of averaged checkpoints (both also modes). */
+interface TransformerPaper extends Paper {
+  predict(registry: PluginRegistry, preset: string, word: string): Promise<string>;
+  evaluateCheckpoints(registry: PluginRegistry, preset: string, checkpoints: string[]): Promise<Record<string, number>>;
+}
+
+const paper: TransformerPaper = {
   name: 'transformer',
   title: 'Vaswani et al. 2017: the Transformer, as grapheme-to-phoneme conversion on CMUdict',
   presets,
@@ -148,12 +154,36 @@ const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: s
     base: "the paper's base model (6 layers, 512, 8 heads), for a GPU",
   },
   references: REFERENCES,
+  plugins: [g2pValidation],
+  modes: [
+    {
+      flag: 'predict',
+      value: 'WORD',
+      help: 'transcribe WORD with the newest trained run of the preset instead of training (train the preset first)',
+      run: async (ctx) => ctx.out(await paper.predict(ctx.registry, ctx.preset, ctx.input)),
+    },
+    {
+      flag: 'average-checkpoints',
+      value: 'DIR',
+      help: "score the average of the last --last checkpoints in DIR (a run's checkpoint folder) on the preset's test set instead of training (Vaswani et al. 2017 §6.1)",
+      options: { last: { value: 'K', type: 'integer', min: 1, help: 'how many of the newest checkpoints to average, a positive integer (default: 5)' } },
+      json: true,
+      run: async (ctx) => {
+        const dirs = lastCheckpoints(path.resolve(ctx.input), Number(ctx.options.last ?? 5));
+        if (dirs.length === 0) throw new ConfigError('--average-checkpoints', `no checkpoints (ckpt-*) in ${path.resolve(ctx.input)}`);
+        ctx.out(`loom: averaging ${dirs.length} checkpoint(s): ${dirs.map((d) => path.basename(d)).join(', ')}`);
+        const scores = await paper.evaluateCheckpoints(ctx.registry, ctx.preset, dirs);
+        for (const [k, v] of Object.entries(scores)) ctx.out(`${k.padEnd(18)} ${k === 'checkpoints' || k === 'test_words' ? String(v) : formatMetric(v, k)}`);
+        if (ctx.json) fs.writeFileSync(ctx.json, `${JSON.stringify({ paper: paper.name, preset: ctx.preset, checkpoints: dirs, metrics: scores }, null, 2)}\n`);
+      },
+    },
+  ],
   async run(opts): Promise<PaperResult> {
     const base = presets[opts.preset];
     if (!base) throw new ConfigError('--preset', `paper "transformer" has no preset "${opts.preset}"; presets: ${Object.keys(presets).join(', ')}`);
     const { config: raw, g2p } = split(mergeConfig(base, (opts.overrides ?? {}) as JsonObject));
     if (opts.seed !== undefined) raw.seed = opts.seed;
-    if (!opts.registry.has('callback', g2pValidation.name)) opts.registry.register(g2pValidation);
+    registerPaperPlugins(opts.registry, paper);
     const config = parseExperimentConfig(raw);
     const source = opts.registry.create('dataset', config.data.source as PluginSpec, 'data.source') as unknown as G2P;
     const words = source.words('test').slice(0, g2p.testWords);
@@ -163,7 +193,7 @@ const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: s
       runName: `transformer-${opts.preset}-seed${config.seed}`,
       tags: { paper: 'transformer', preset: opts.preset, scale: scaleOf(opts.preset, config, words.length) },
       evaluate: (trainer, _test, run) => {
-        const model = seq2seqOf(trainer.model as Sequential);
+        const model = seq2seqOf(trainer.model);
         const score = () => scoreModel(model, source, words, refs, g2p);
         const out: Record<string, number> = score();
         const dirs = g2p.averageLast > 1 && run.checkpoints ? lastCheckpoints(run.checkpoints, g2p.averageLast) : [];
@@ -207,11 +237,11 @@ const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: s
     const source = registry.create('dataset', saved.data.source as PluginSpec, 'data.source') as unknown as G2P;
     const words = source.words('test').slice(0, g2p.testWords);
     const refs = words.map((w) => source.references(w));
-    const model = new Sequential(saved.model, registry);
-    model.build(undefined, new Rng(saved.seed));
+    const model = seq2seqOf(buildModel(saved.model, registry));
+    model.build(model.inputShape, new Rng(saved.seed));
     try {
       writeWeights(model.parameters(), averageCheckpoints(checkpoints), `the average of ${checkpoints.length} checkpoints`);
-      const scores = Object.entries(scoreModel(seq2seqOf(model), source, words, refs, g2p)).map(([k, v]) => [`test_${k}`, v]);
+      const scores = Object.entries(scoreModel(model, source, words, refs, g2p)).map(([k, v]) => [`test_${k}`, v]);
       return { ...Object.fromEntries(scores), checkpoints: checkpoints.length, test_words: words.length };
     } finally {
       model.dispose();
@@ -221,12 +251,12 @@ const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: s
   async predict(registry, preset, word) {
     await selectBackend(registry, process.env.LOOM_BACKEND);
     const dir = latestRunArtifacts('transformer', preset, 'model');
-    const model = loadModel(dir, registry);
+    const model = loadModel(dir, registry, TransformerSeq2Seq);
     try {
       const { g2p } = split(presets[preset]!);
       const source = registry.create('dataset', (presets[preset]!.data as JsonObject).source as PluginSpec) as unknown as G2P;
-      const [phonemes] = transcribe(seq2seqOf(model), source, [word], g2p);
-      if (!phonemes || phonemes.length === 0) throw new DataError(`cannot spell "${word}": letters A-Z, apostrophe, period and hyphen, at most ${seq2seqOf(model).opts.srcLen} of them`);
+      const [phonemes] = transcribe(model, source, [word], g2p);
+      if (!phonemes || phonemes.length === 0) throw new DataError(`cannot spell "${word}": letters A-Z, apostrophe, period and hyphen, at most ${model.opts.srcLen} of them`);
       const known = source.references(word);
       return `${word.toUpperCase()}  ${phonemes.join(' ')}${known.length ? `   (dictionary: ${known.map((p) => p.join(' ')).join(' | ')})` : '   (not in the dictionary)'}`;
     } finally {
@@ -238,7 +268,7 @@ const paper: Paper & { predict(registry: PluginRegistry, preset: string, word: s
 const pct = (v: number | undefined) => (v === undefined ? 'n/a' : `${(v * 100).toFixed(2)} %`);
 
 function scaleOf(preset: string, config: ReturnType<typeof parseExperimentConfig>, testWords: number): string {
-  const layer = config.model.layers[0] as { dModel?: number; layers?: number; numHeads?: number };
+  const layer = modelOptions(seq2seqModel, config.model);
   const published = layer.dModel === 256 && layer.layers === 3 && !config.data.trainLimit;
   return `${published ? 'the published 3×256 configuration' : 'SMALLER THAN THE PUBLISHED MODEL'} (preset ${preset}): ${layer.layers} layer(s), d_model ${layer.dModel}, ${layer.numHeads} heads, ${config.trainer.epochs} epoch(s), ${config.data.trainLimit ?? 'all'} training pairs, ${testWords} test words; our hash split, not cmusphinx's`;
 }
