@@ -6,12 +6,16 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
+import type { DependencyContainer } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
-import { batchesOf, ConfigError, epochOrder, type Communicator } from '../core';
+import {
+  batchesOf, buildRunContainer, ConfigError, disposeRun, epochOrder, TOKENS, Trainer, trainerOptionsSchema, type Communicator, type Strategy,
+} from '../core';
 import { averageAcrossRanks, beginDataParallel, DataParallelStrategy, shardOrder, shardSize } from '../plugins/parallelism/data-parallel';
 import { mpiLaunchVariable } from '../plugins/parallelism/mpi';
 import { PipelineStrategy } from '../plugins/parallelism/pipeline';
 import { testRegistry } from './harness';
+import toyBlobs, { toyConfig } from './toy-data';
 
 /** A stand-in for `worldSize` ranks that all hold the same buffer: the all-reduce multiplies by the world size. */
 function mirrorWorld(worldSize: number): Communicator {
@@ -100,5 +104,74 @@ describe('mpi-data-parallel without a launcher', () => {
     await s.comm.broadcast(b, 0);
     expect(Array.from(b)).toEqual([1, 2]);
     await expect(s.comm.send(b, 1, 0)).rejects.toThrow(/not started by an MPI launcher/);
+  });
+});
+
+describe('strategies chosen by the config', () => {
+  const quiet = () => undefined;
+  const config = (parallelism: unknown) => ({
+    ...toyConfig('unused', { trackers: ['console'], trainer: { epochs: 2, batchSize: 16, validationSplit: 0.25, logEvery: 100, checkpoint: { enabled: false } } }),
+    model: { inputShape: [2], layers: [{ type: 'dense', units: 8, activation: 'tanh', kernelRegularizer: { type: 'l2', l2: 0.01 } }, { type: 'dense', units: 3 }] },
+    parallelism,
+  });
+  const weights = (c: DependencyContainer) => c.resolve(TOKENS.Model).parameters().flatMap((p) => Array.from(p.variable.dataSync()));
+
+  it('a pipeline (a single stage here) trains the model the single-process strategy trains, micro-batch by micro-batch', async () => {
+    const registry = (await testRegistry()).register(toyBlobs);
+    const run = async (parallelism: unknown) => {
+      const c = await buildRunContainer({ registry, config: config(parallelism), log: quiet });
+      const history = await c.resolve(Trainer).fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData));
+      const out = { type: c.resolve(Trainer).strategy.spec.type, history, weights: weights(c) };
+      disposeRun(c);
+      return out;
+    };
+    const [pipe, single, mpi] = [await run({ type: 'pipeline', microBatches: 3 }), await run('single-process'), await run('mpi-data-parallel')];
+    expect([pipe.type, single.type, mpi.type]).toEqual(['pipeline', 'single-process', 'mpi-data-parallel']);
+    expect(mpi.weights, 'mpi-data-parallel in a world of one is single-process training').toEqual(single.weights);
+    pipe.weights.forEach((w, i) => expect(Math.abs(w - single.weights[i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(w))));
+    pipe.history.epochs.forEach((e, i) => {
+      for (const k of ['loss', 'accuracy', 'val_loss', 'val_accuracy']) expect(e[k]).toBeCloseTo(single.history.epochs[i]![k]!, 5);
+    });
+  });
+
+  it('the trainer reaches the ranks only through its strategy\'s hooks, and trains on the shard the strategy gives', async () => {
+    const registry = (await testRegistry()).register(toyBlobs);
+    const calls: string[] = [];
+    const inner = new DataParallelStrategy(mirrorWorld(1));
+    // A strategy that gives this "rank" only the first half of every epoch's order.
+    const half: Strategy = {
+      spec: { type: 'half' }, rank: 0, worldSize: 1, isGlobalZero: true,
+      setup: async (h) => void calls.push(`setup ${h.options.batchSize}`),
+      shardSize: (n) => Math.floor(n / 2),
+      shard: (order) => (calls.push('shard'), order.subarray(0, Math.floor(order.length / 2))),
+      gradients: async (batches, h, state) => (calls.push(`gradients ${batches[0]!.x.shape[0]}`), inner.gradients(batches, h, state)),
+      synchronize: async () => void calls.push('synchronize'),
+      teardown: async () => void calls.push('teardown'),
+    };
+    const c = await buildRunContainer({ registry, config: config('single-process'), log: quiet, override: (r) => r.register(TOKENS.Strategy, { useValue: half }) });
+    const trainer = c.resolve(Trainer);
+    // 72 training examples: the strategy's 36 a epoch, in batches of 16, 16 and 4.
+    expect(trainer.stepsPerEpoch(c.resolve(TOKENS.TrainData))).toBe(3);
+    const history = await trainer.fit(c.resolve(TOKENS.TrainData));
+    expect(history.step).toBe(6);
+    const epoch = ['shard', 'gradients 16', 'gradients 16', 'gradients 4', 'synchronize'];
+    expect(calls).toEqual(['setup 16', ...epoch, ...epoch, 'teardown']);
+    disposeRun(c);
+  });
+
+  it('a pipeline of several stages refuses, naming the field, what it cannot do', async () => {
+    const registry = (await testRegistry()).register(toyBlobs);
+    const c = await buildRunContainer({ registry, config: config('single-process'), log: quiet });
+    const base = trainerOptionsSchema.parse({ epochs: 1, batchSize: 8, checkpoint: { enabled: false } });
+    const host = (options: object, model: unknown = c.resolve(TOKENS.Model)) => ({ ...c.resolve(Trainer), model, loss: c.resolve(TOKENS.Loss), options: { ...base, ...options } }) as never;
+    const two = () => new PipelineStrategy(mirrorWorld(2), { microBatches: 2 });
+    await expect(two().setup(host({ clipNorm: 1 }))).rejects.toThrow(/^trainer\.clipNorm: is not supported by a pipeline of 2 stages/);
+    await expect(two().setup(host({ onNonFinite: 'skip' }))).rejects.toThrow(/^trainer\.onNonFinite:/);
+    await expect(two().setup(host({ checkpoint: { enabled: true, keep: 2 } }))).rejects.toThrow(/^trainer\.checkpoint\.enabled:/);
+    await expect(two().setup(host({ accumulateSteps: 2 }))).rejects.toThrow(/^trainer\.accumulateSteps:/);
+    await expect(two().setup(host({}, { parameters: () => [] }))).rejects.toThrow(ConfigError);
+    await expect(two().setup(host({}, { parameters: () => [] }))).rejects.toThrow(/^parallelism: a pipeline cuts a model that is a list of layers/);
+    await expect(two().gradients([], host({}))).rejects.toThrow(/before setup/);
+    disposeRun(c);
   });
 });

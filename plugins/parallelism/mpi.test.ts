@@ -38,7 +38,7 @@ describe.skipIf(!hasMpirun)('Open MPI (needs mpirun: apt-get install openmpi-bin
   });
 
   for (const np of [2, 4]) {
-    it(`-np ${np}: collectives, data parallel = combined batch, rank-0 logging, ${np}-stage pipeline = unsplit gradients`, () => {
+    it(`-np ${np}: collectives, data parallel = combined batch, rank-0 logging, ${np}-stage pipeline = unsplit gradients = one process`, () => {
       const r = mpirun(np, 'checks');
       expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
       const results = r.stdout.split('\n').filter((l) => l.startsWith('MPI-RESULT ')).map((l) => JSON.parse(l.slice(11)) as RankResult);

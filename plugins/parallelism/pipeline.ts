@@ -261,8 +261,8 @@ export class PipelineStage {
 /**
  * GPipe as a training strategy: rank r of the world holds stage r and updates only that stage's parameters. Every
  * rank visits the whole data order (each batch goes through all stages); the last stage computes the loss and the
- * training metrics, so it is the rank that logs. The loss is broadcast from it, so callbacks decide the same on
- * every rank (and a non-finite loss fails every rank at the same step). Before validation, at the end of every
+ * training metrics, so it is the rank that logs. The step's loss (with every stage's penalties) is all-reduced, so
+ * callbacks decide the same on every rank (and a non-finite loss fails every rank at the same step). Before validation, at the end of every
  * epoch and after training, each stage broadcasts its weights, so every rank holds the whole current model to
  * evaluate and save. A world of one is a single stage (the whole model, in micro-batches).
  */
@@ -310,9 +310,13 @@ export class PipelineStrategy implements Omit<Strategy, 'spec'> {
     if (!this.stage) throw new Error('pipeline: gradients() before setup()');
     const stage = this.stage;
     const { loss, grads } = await stage.gradients(batches[0]!, host.forwardRng, (y, out) => host.updateMetrics(y, out));
-    const shared = Float32Array.of(loss ?? 0);
+    // The step's loss as the trainer reports it (the data loss plus every penalty, as in a single process): the last
+    // stage's loss plus each stage's penalties, summed by one all-reduce, so every rank has it.
+    const penalties = stage.parameters().filter((p) => p.regularizer);
+    const penalty = penalties.length ? tf.tidy(() => tf.addN(penalties.map((p) => p.regularizer!.penalty(p.variable))).dataSync()[0]!) : 0;
+    const shared = Float32Array.of((loss ?? 0) + penalty);
     try {
-      await this.comm.broadcast(shared, this.worldSize - 1);
+      await this.comm.allReduce(shared);
     } catch (e) {
       tf.dispose(Object.values(grads));
       throw e;
