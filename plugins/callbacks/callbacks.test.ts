@@ -109,3 +109,40 @@ describe('reduce-on-plateau', () => {
     expect(play(cb, [3, 2, 2, 2, 2, 2, 2, 2]).lrs).toEqual([1, 1, 1, 0.5, 0.5, 0.25, 0.25, 0.2]);
   });
 });
+
+describe('the best-value callbacks', () => {
+  it('load the states checkpoints hold (best as a number or null, wait, early stopping\'s best epoch) and continue from them', () => {
+    const resumed = (spec: object, saved: object) => {
+      const cb = registry.create('callback', spec as never);
+      const state = { epoch: 5, step: 5, epochs: 9, stepsPerEpoch: 1, stopTraining: false, optimizer: { learningRate: 1 } } as unknown as TrainingState;
+      cb.onTrainBegin?.(state); // the trainer's order on a resume: onTrainBegin, then the checkpoint's state
+      cb.setState!(saved as never);
+      expect(cb.getState!()).toEqual(saved); // the same format back
+      return { cb, state };
+    };
+    // early stopping, patience 2, two flat epochs behind it: a third stops training; an improvement would not.
+    const flat = resumed({ type: 'early-stopping', patience: 2 }, { best: 1, wait: 2, bestEpoch: 3 });
+    flat.cb.onEpochEnd!(flat.state, { val_loss: 1 });
+    expect(flat.state.stopTraining).toBe(true);
+    const better = resumed({ type: 'early-stopping', patience: 2 }, { best: 1, wait: 2, bestEpoch: 3 });
+    better.cb.onEpochEnd!(better.state, { val_loss: 0.5 });
+    expect([better.state.stopTraining, better.cb.getState!()]).toEqual([false, { best: 0.5, wait: 0, bestEpoch: 6 }]);
+    // null is "no best yet" (JSON has no infinity): any value improves on it, in either mode.
+    const fresh = resumed({ type: 'early-stopping', mode: 'max', monitor: 'val_accuracy', patience: 0 }, { best: null, wait: 0, bestEpoch: null });
+    fresh.cb.onEpochEnd!(fresh.state, { val_accuracy: -5 });
+    expect(fresh.cb.getState!()).toMatchObject({ best: -5, wait: 0 });
+    // reduce-on-plateau, patience 1, one flat epoch behind it: a second multiplies the rate and restarts the count.
+    const plateau = resumed({ type: 'reduce-on-plateau', patience: 1, factor: 0.5 }, { best: 2, wait: 1 });
+    plateau.cb.onEpochEnd!(plateau.state, { val_loss: 2 });
+    expect([plateau.state.optimizer.learningRate, plateau.cb.getState!()]).toEqual([0.5, { best: 2, wait: 0 }]);
+    // model-checkpoint keeps best and the saved directories (no wait).
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-best-state-'));
+    try {
+      const ckpt = resumed({ type: 'model-checkpoint', dir, saveBestOnly: true }, { best: 0.5, saved: [] });
+      ckpt.cb.onEpochEnd!({ ...ckpt.state, isGlobalZero: true } as TrainingState, { val_loss: 0.7 });
+      expect([fs.existsSync(path.join(dir, 'best')), ckpt.cb.getState!()]).toEqual([false, { best: 0.5, saved: [] }]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

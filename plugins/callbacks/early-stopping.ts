@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { ConfigError, definePlugin, readWeights, writeWeights, type Callback, type Logs, type NamedWeights, type TrainingState } from '../../core';
+import { definePlugin, readWeights, writeWeights, type Callback, type Logs, type NamedWeights, type TrainingState } from '../../core';
+import { Monitor, monitorOptions } from './monitor';
 
 /** Weights as JSON (base64 float32 per parameter), so they travel in a checkpoint with the callback's state. */
 const toJson = (w: NamedWeights) => Object.fromEntries([...w].map(([k, { shape, values }]) => [k, { shape, data: Buffer.from(values.buffer, values.byteOffset, values.byteLength).toString('base64') }]));
@@ -22,8 +23,7 @@ export default definePlugin({
   name: 'early-stopping',
   description: 'stop when a monitored metric stops improving for `patience` epochs',
   schema: z.object({
-    monitor: z.string().default('val_loss'),
-    mode: z.enum(['min', 'max']).default('min'),
+    ...monitorOptions,
     patience: z.number().int().min(0).default(3),
     minDelta: z.number().min(0).default(0),
     /** Put the best epoch's weights back when training ends. */
@@ -32,22 +32,19 @@ export default definePlugin({
   properties: ['stops after `patience` epochs without improvement, and not before; names a missing metric', 'restoreBest ends training with the best epoch\'s weights, also across a resume'],
   examples: [{ options: { patience: 1 } }, { options: { monitor: 'val_accuracy', mode: 'max', patience: 2, minDelta: 0.01, restoreBest: true } }],
   create: ({ monitor, mode, patience, minDelta, restoreBest }): Omit<Callback, 'spec'> => {
-    let best = mode === 'min' ? Infinity : -Infinity;
-    let wait = 0;
+    const monitored = new Monitor('early-stopping', monitor, mode, minDelta);
     let bestEpoch: number | null = null;
     let bestWeights: NamedWeights | null = null;
     return {
-      getState: () => ({ best: Number.isFinite(best) ? best : null, wait, bestEpoch, ...(restoreBest && bestWeights ? { weights: toJson(bestWeights) } : {}) }),
+      getState: () => ({ ...monitored.getState(), bestEpoch, ...(restoreBest && bestWeights ? { weights: toJson(bestWeights) } : {}) }),
       setState(s) {
         const o = s as { best: number | null; wait: number; bestEpoch?: number | null; weights?: Record<string, { shape: number[]; data: string }> };
-        best = o.best ?? (mode === 'min' ? Infinity : -Infinity);
-        wait = o.wait;
+        monitored.setState(o);
         bestEpoch = o.bestEpoch ?? null;
         bestWeights = restoreBest && o.weights ? fromJson(o.weights) : null;
       },
       onTrainBegin() {
-        best = mode === 'min' ? Infinity : -Infinity;
-        wait = 0;
+        monitored.reset();
         bestEpoch = null;
         bestWeights = null;
       },
@@ -55,15 +52,10 @@ export default definePlugin({
         if (restoreBest && bestWeights) writeWeights(state.model.parameters(), bestWeights, `early-stopping: the best epoch's (${bestEpoch}) weights`);
       },
       onEpochEnd(state: TrainingState, logs: Logs) {
-        const v = logs[monitor];
-        if (v === undefined) throw new ConfigError('early-stopping.monitor', `no epoch metric "${monitor}"; have ${Object.keys(logs).join(', ')}`);
-        const improved = mode === 'min' ? v < best - minDelta : v > best + minDelta;
-        if (improved) {
-          best = v;
-          wait = 0;
+        if (monitored.update(monitored.read(logs))) {
           bestEpoch = state.epoch + 1;
           if (restoreBest) bestWeights = readWeights(state.model.parameters());
-        } else if (++wait > patience) state.stopTraining = true;
+        } else if (monitored.wait > patience) state.stopTraining = true;
       },
     };
   },

@@ -1,7 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { ConfigError, definePlugin, saveModel, type Callback, type Logs, type TrainingState } from '../../core';
+import { definePlugin, saveModel, type Callback, type Logs, type TrainingState } from '../../core';
+import { Monitor, monitorOptions } from './monitor';
 
 /**
  * Saves the model at the end of epochs (Keras's ModelCheckpoint): every epoch into `<dir>/epoch-<n>` keeping the
@@ -15,8 +16,7 @@ export default definePlugin({
   description: 'save the model each epoch or when a monitored metric improves (atomic writes)',
   schema: z.object({
     dir: z.string().min(1).default('checkpoints'),
-    monitor: z.string().default('val_loss'),
-    mode: z.enum(['min', 'max']).default('min'),
+    ...monitorOptions,
     saveBestOnly: z.boolean().default(false),
     /** How many per-epoch checkpoints to keep (oldest deleted first). */
     keep: z.number().int().positive().default(3),
@@ -24,17 +24,17 @@ export default definePlugin({
   properties: ['saveBestOnly keeps the weights of the best epoch; per-epoch mode keeps the last `keep`'],
   examples: [{ options: { keep: 2 } }, { options: { saveBestOnly: true, monitor: 'val_accuracy', mode: 'max' } }],
   create: ({ dir, monitor, mode, saveBestOnly, keep }): Omit<Callback, 'spec'> => {
-    let best = mode === 'min' ? Infinity : -Infinity;
+    const monitored = new Monitor('model-checkpoint', monitor, mode);
     const saved: string[] = [];
     return {
-      getState: () => ({ best: Number.isFinite(best) ? best : null, saved: [...saved] }),
+      getState: () => ({ best: monitored.getState().best, saved: [...saved] }),
       setState(s) {
         const o = s as { best: number | null; saved: string[] };
-        best = o.best ?? (mode === 'min' ? Infinity : -Infinity);
+        monitored.setState({ best: o.best });
         saved.splice(0, saved.length, ...o.saved);
       },
       onTrainBegin() {
-        best = mode === 'min' ? Infinity : -Infinity;
+        monitored.reset();
       },
       onEpochEnd(state: TrainingState, logs: Logs) {
         if (state.isGlobalZero === false) return; // one writer: rank 0 (all ranks hold the same weights)
@@ -45,12 +45,7 @@ export default definePlugin({
           while (saved.length > keep) fs.rmSync(saved.shift()!, { recursive: true, force: true });
           return;
         }
-        const v = logs[monitor];
-        if (v === undefined) throw new ConfigError('model-checkpoint.monitor', `no epoch metric "${monitor}"; have ${Object.keys(logs).join(', ')}`);
-        if (mode === 'min' ? v < best : v > best) {
-          best = v;
-          saveModel(state.model, path.join(dir, 'best'));
-        }
+        if (monitored.update(monitored.read(logs))) saveModel(state.model, path.join(dir, 'best'));
       },
     };
   },
