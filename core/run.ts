@@ -260,7 +260,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     if (opts.handleSignals !== false && strategy.worldSize === 1) watch = new SignalWatch(say);
     const run = log
       ? await tracker.startRun({ experiment: config.experiment, runName, tags, resume: resume ? { ...resume.run, step: resume.trainer.step } : undefined })
-      : { runId: 'rank>0', experimentId: '', location: '' };
+      : { runId: `rank${strategy.rank}-not-logging`, experimentId: '', location: '' }; // one rank (isGlobalZero) tracks the run
     const ck = config.trainer.checkpoint;
     const dir = resumePath ? path.dirname(resumePath) : path.resolve(ck.dir ?? path.join('checkpoints', run.experimentId, run.runId));
     let lastCheckpoint: { path: string; step: number } | null = resume ? { path: resumePath!, step: resume.trainer.step } : null;

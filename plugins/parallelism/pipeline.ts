@@ -294,7 +294,8 @@ export class PipelineStrategy implements Omit<Strategy, 'spec'> {
     const layers = (host.model as Partial<LayerList>).layers;
     if (!Array.isArray(layers)) throw new ConfigError('parallelism', 'a pipeline cuts a model that is a list of layers (model.layers) into stages');
     this.stage = new PipelineStage({ layers }, this.comm, host.loss, this.opts);
-    await broadcastParameters(this.comm, [...host.model.parameters(), ...(host.model.buffers?.() ?? [])], 0);
+    // Every stage starts from one model's weights (each rank built it from the same seed; this makes sure).
+    if (this.worldSize > 1) await broadcastParameters(this.comm, [...host.model.parameters(), ...(host.model.buffers?.() ?? [])], 0);
   }
 
   /** Every stage sees every example. */
