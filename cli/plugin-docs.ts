@@ -8,6 +8,10 @@ import { PLUGIN_KINDS, type PluginKind, type PluginRegistry } from '../core';
 /** What test/conformance.test.ts (and the suites that loop over the registry) check for every plugin of a kind. */
 export const CONFORMANCE: Partial<Record<PluginKind, string>> = {
   layer: 'gradients (inputs and weights) match central finite differences; the config round-trips; no tensor leak; on every CPU backend',
+  model:
+    'parameters named <model>/<part>/<weight>, uniquely and for any seed; initial weights from the seed alone; gradients match central ' +
+    'finite differences; no tensor leak; the config round-trips; saved and loaded, the same weights and outputs; resumed from a checkpoint, ' +
+    'the weights of the uninterrupted run (test/models.test.ts)',
   activation: 'gradients match central finite differences; the config round-trips; no tensor leak; on every CPU backend',
   loss: 'gradients with respect to predictions match central finite differences; the config round-trips; no tensor leak',
   optimizer: 'minimises a quadratic; the state dict round-trips (names and shapes checked); no tensor leak; its paper\'s update rule in float64 (update-rules/adam tests)',

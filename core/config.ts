@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from './errors';
 import type { Json, JsonObject } from './interfaces';
-import { sequentialConfigSchema } from './model';
+import { modelConfigSchema } from './model';
 import { pluginSpecSchema } from './registry';
 
 export const trainerOptionsSchema = z.object({
@@ -71,7 +71,8 @@ export const experimentConfigSchema = z.object({
     trainLimit: z.number().int().positive().optional(),
     testLimit: z.number().int().positive().optional(),
   }).strict(),
-  model: sequentialConfigSchema,
+  /** A Sequential (`{ inputShape, layers }`) or a registered model (`{ type: "gpt", ... }`). */
+  model: modelConfigSchema,
   loss: pluginSpecSchema,
   optimizer: pluginSpecSchema,
   schedule: pluginSpecSchema.optional(),

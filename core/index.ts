@@ -11,6 +11,7 @@ export * from './registry';
 export * from './tokens';
 export * from './layer';
 export * from './model';
+export * from './module';
 export * from './serialization';
 export * from './config';
 export * from './data';

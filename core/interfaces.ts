@@ -105,10 +105,20 @@ export interface Layer extends Configurable, Partial<HasState> {
   dispose(): void;
 }
 
-/** A model is a layer that can also report its own summary; Sequential is the first implementation. */
+/**
+ * A model: what the trainer fits, saves and checkpoints. A Sequential (a list of layer specs) and the registered
+ * models (kind `model`: named parts and a free-form forward, core/module.ts) implement it; `build(inputShape, rng)`
+ * with the model's own `inputShape` draws its initial weights.
+ */
 export interface Model extends Layer {
+  /** The shape of one batch of inputs, batch dimension `null` (e.g. [null, 28, 28, 1]). */
   readonly inputShape: Shape;
   readonly outputShape: Shape;
+  buffers(): Parameter[];
+  resetStates(): void;
+  /** Parameters, then buffers: everything saved with the weights, in a fixed order. */
+  weights(): Parameter[];
+  countParams(): number;
   summary(): string;
 }
 

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { ShapeError } from './errors';
 import type { ForwardContext, Initializer, Json, JsonObject, Layer, Parameter, ParamRole, PluginSpec, Regularizer, Shape } from './interfaces';
 import type { Rng } from './random';
-import type { PluginRegistry } from './registry';
+import type { PluginContext, PluginRegistry } from './registry';
 
 /** Options every layer accepts; a layer's schema extends this. */
 export const layerOptions = z.object({
@@ -87,6 +87,25 @@ export function computeFans(shape: number[]): { fanIn: number; fanOut: number } 
   const receptive = shape.slice(0, -2).reduce((a, b) => a * b, 1);
   return { fanIn: receptive * shape[shape.length - 2]!, fanOut: receptive * shape[shape.length - 1]! };
 }
+
+/**
+ * A registered layer built as the part `part` of the layer or model `parent`: it is named `<parent>/<part>`, so
+ * its parameter names (`<parent>/<part>/<weight>`) stay unique in the model, and a config error in it names
+ * `<ctx.path>.<part>`. With `type`, the layer must be an instance of it (a composite that calls a part's own
+ * methods, such as a decoder layer's cached `step`).
+ */
+export function createPart(ctx: PluginContext, parent: string, part: string, spec: PartSpec): Layer;
+export function createPart<T extends Layer>(ctx: PluginContext, parent: string, part: string, spec: PartSpec, type: LayerClass<T>): T;
+export function createPart(ctx: PluginContext, parent: string, part: string, spec: PartSpec, type?: LayerClass<Layer>): Layer {
+  const layer = ctx.registry.create('layer', { ...spec, name: `${parent}/${part}` }, `${ctx.path}.${part}`);
+  if (type && !(layer instanceof type)) throw new Error(`${parent}/${part}: layer "${spec.type}" is not a ${type.name}`);
+  return layer;
+}
+
+/** The spec of a part: a registered layer type and its options (the part's name is added). */
+export type PartSpec = { type: string } & JsonObject;
+/** A layer class, to check a part's type at run time. */
+export type LayerClass<T extends Layer> = abstract new (...args: never[]) => T;
 
 /**
  * An ordered stack of sub-layers built from plugin specs, for composite layers (residual blocks, branches).

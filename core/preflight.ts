@@ -7,19 +7,23 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from './errors';
-import type { Dataset, Loss } from './interfaces';
-import type { Sequential } from './model';
+import type { Dataset, Loss, Model } from './interfaces';
 import { Rng } from './random';
 
-/** `model.inputShape` must be the shape of the training examples: checked before the model is built. */
-export function checkInputShape(declared: readonly number[], train: Dataset): void {
+/**
+ * The model's input shape must be the shape of the training examples: checked before the model is built. A
+ * Sequential declares it (`model.inputShape`); a registered model derives it from its options (GPT's context).
+ */
+export function checkInputShape(model: Model, train: Dataset): void {
+  const declared = model.inputShape.slice(1);
   if (declared.length !== train.xShape.length || declared.some((d, i) => d !== train.xShape[i])) {
-    throw new ConfigError('model.inputShape', `is [${declared.join(', ')}], but the examples of the training set "${train.name}" have shape [${train.xShape.join(', ')}]`);
+    const [field, what] = model.spec.type === 'sequential' ? ['model.inputShape', 'is'] : ['model', `"${model.spec.type}" takes examples of shape`];
+    throw new ConfigError(field, `${what} [${declared.join(', ')}], but the examples of the training set "${train.name}" have shape [${train.xShape.join(', ')}]`);
   }
 }
 
 /** The dry step (see the file comment): the model and the loss on the first two training examples. */
-export function preflight(model: Sequential, train: Dataset, loss: Loss): void {
+export function preflight(model: Model, train: Dataset, loss: Loss): void {
   if (train.size === 0) return; // the data check names the empty set
   const { x, y } = train.batch(Int32Array.from({ length: Math.min(2, train.size) }, (_, i) => i));
   try {

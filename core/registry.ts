@@ -18,6 +18,7 @@ import type {
   LearningRateSchedule,
   Loss,
   Metric,
+  Model,
   Optimizer,
   Strategy,
   PluginSpec,
@@ -28,6 +29,8 @@ import type {
 /** Instance type for each plugin kind. */
 export interface PluginKinds {
   layer: Layer;
+  /** A model built from registered layers with its own forward pass (GPT, BERT): see core/module.ts. */
+  model: Model;
   activation: Activation;
   loss: Loss;
   optimizer: Optimizer;
@@ -44,7 +47,7 @@ export interface PluginKinds {
 }
 export type PluginKind = keyof PluginKinds;
 export const PLUGIN_KINDS: readonly PluginKind[] = [
-  'layer', 'activation', 'loss', 'optimizer', 'regularizer', 'initializer', 'schedule',
+  'layer', 'model', 'activation', 'loss', 'optimizer', 'regularizer', 'initializer', 'schedule',
   'metric', 'callback', 'tracker', 'parallelism', 'backend', 'dataset', 'augmentation',
 ];
 

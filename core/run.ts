@@ -20,8 +20,8 @@ import { kFoldSplit, splitTail, take } from './data';
 import { ConfigError, FileError, InterruptedError } from './errors';
 import { environmentTags } from './environment';
 import { asFileError } from './fs-atomic';
-import type { Dataset, DataSource, JsonObject, Logs, RunInfo, Tracker } from './interfaces';
-import { Sequential } from './model';
+import type { Dataset, DataSource, JsonObject, Logs, Model, RunInfo, Tracker } from './interfaces';
+import { buildModel, upgradeModelConfig } from './model';
 import { checkInputShape, preflight } from './preflight';
 import { Rng } from './random';
 import type { PluginRegistry } from './registry';
@@ -57,7 +57,7 @@ export interface RunOptions {
    */
   evaluate?: (trainer: Trainer, test: Dataset | null, run: { checkpoints: string | null }) => Logs | Promise<Logs>;
   /** Called with the freshly built model before training (e.g. to load pretrained weights); not on --resume. */
-  initialize?: (model: Sequential) => void;
+  initialize?: (model: Model) => void;
   /**
    * Stop on SIGINT / SIGTERM after the current step with a checkpoint and a KILLED run (see {@link runExperiment});
    * default true. Only for single-process runs. False leaves the signals' usual effect (the process ends).
@@ -93,7 +93,7 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
   const train = c.resolve(TOKENS.TrainData);
   c.resolve(TOKENS.ValidationData);
   c.resolve(TOKENS.TestData);
-  const model = c.resolve(TOKENS.Model) as Sequential;
+  const model = c.resolve(TOKENS.Model);
   try {
     preflight(model, train, c.resolve(TOKENS.Loss));
     for (const token of [TOKENS.Optimizer, TOKENS.Schedule, TOKENS.Metrics, TOKENS.Augmentations, TOKENS.Callbacks, TOKENS.Tracker, TOKENS.Strategy]) c.resolve<unknown>(token);
@@ -139,9 +139,9 @@ function registerProviders(c: DependencyContainer, config: ExperimentConfig, opt
   c.register(TOKENS.ValidationData, once((r) => r.resolve(SPLITS).validation));
   c.register(TOKENS.TestData, once((r) => r.resolve(SPLITS).test));
   c.register(TOKENS.Model, once((r) => {
-    checkInputShape(config.model.inputShape, r.resolve(TOKENS.TrainData));
-    const model = new Sequential(config.model, registry);
-    model.build(undefined, r.resolve(TOKENS.Rng).fork());
+    const model = buildModel(config.model, registry);
+    checkInputShape(model, r.resolve(TOKENS.TrainData));
+    model.build(model.inputShape, r.resolve(TOKENS.Rng).fork());
     return model;
   }));
   c.register(TOKENS.Loss, once((r) => make(r, 'loss')(config.loss, 'loss')));
@@ -225,7 +225,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   // The checkpoint is read and checked before anything is built: a wrong or damaged one fails in a moment.
   const resumePath = opts.resume ? resolveCheckpoint(opts.resume) : null;
   const resume = resumePath ? loadForResume(resumePath) : null;
-  const extended = resume ? compareResumeConfig(resume, parsed) : [];
+  const extended = resume ? compareResumeConfig(resume, parsed, opts.registry) : [];
   if (resume && resumePath) {
     const finished = readFinished(path.dirname(resumePath), resume.run.runId);
     if (finished && !extended.some((e) => e.grows)) return alreadyFinished(finished, resume, parsed, say);
@@ -236,7 +236,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     const config = c.resolve(TOKENS.Config);
     const tracker = c.resolve(TOKENS.Tracker);
     const strategy = c.resolve(TOKENS.Strategy);
-    const model = c.resolve(TOKENS.Model) as Sequential;
+    const model = c.resolve(TOKENS.Model);
     const data: [string, Dataset | null][] = [['training', c.resolve(TOKENS.TrainData)], ['validation', c.resolve(TOKENS.ValidationData)], ['test', c.resolve(TOKENS.TestData)]];
     checkData(data, c.resolve(TOKENS.Loss), model.outputShape);
     const trainSize = c.resolve(TOKENS.TrainData).size;
@@ -290,7 +290,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
               run: { runId: run.runId, experimentId: run.experimentId, experiment: config.experiment, runName },
               config: config as unknown as JsonObject,
               trainer: snapshot,
-              weights: readWeights([...model.parameters(), ...model.buffers()]),
+              weights: readWeights(model.weights()),
               optimizer: trainer.optimizer.stateDict(),
             });
             lastCheckpoint = { path: p, step: snapshot.step };
@@ -352,11 +352,13 @@ export interface ResumeChange { key: string; text: string; grows: boolean }
  * added to a run trained further, as Lightning allows on a resume: the callbacks already there keep their state;
  * an added one starts fresh at the resumed step). Returns those changes, described.
  */
-function compareResumeConfig(resume: Checkpoint, config: ExperimentConfig): ResumeChange[] {
+function compareResumeConfig(resume: Checkpoint, config: ExperimentConfig, registry: PluginRegistry): ResumeChange[] {
   if (resume.run.experiment !== config.experiment) {
     throw new ConfigError('--resume', `the checkpoint belongs to experiment "${resume.run.experiment}", not "${config.experiment}"`);
   }
-  const [was, now] = [flattenConfig(resume.config), flattenConfig(config as unknown as JsonObject)];
+  // A checkpoint written before GPT, BERT and the seq2seq Transformer were models names one as a Sequential's layer.
+  const saved = { ...resume.config, model: upgradeModelConfig(resume.config.model, registry) } as JsonObject;
+  const [was, now] = [flattenConfig(saved), flattenConfig(config as unknown as JsonObject)];
   const differ = [...new Set([...Object.keys(was), ...Object.keys(now)])].filter((k) => was[k] !== now[k]);
   const limit = (v: unknown) => (v === undefined ? Infinity : Number(v));
   const shrunk = differ.filter((k) => EXTENDABLE.includes(k) && limit(now[k]) < limit(was[k]));
@@ -402,7 +404,7 @@ function alreadyFinished(f: FinishedRecord, resume: Checkpoint, config: Experime
   return { run: { runId: f.runId, experimentId: f.experimentId, location: f.location }, config, backend: f.backend, history: resume.trainer.history, test: f.test, wallTimeSec: f.wallTimeSec, tags };
 }
 
-async function logRunArtifacts(tracker: Tracker, model: Sequential, config: ExperimentConfig, summary: object): Promise<void> {
+async function logRunArtifacts(tracker: Tracker, model: Model, config: ExperimentConfig, summary: object): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-artifacts-'));
   try {
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));

@@ -1,6 +1,6 @@
 /**
- * Saving and loading models: `model.json` (config + weight manifest + the SHA-256 of the weights) and `weights.bin`
- * (float32, little-endian, in manifest order). Both files are written atomically. Loading rebuilds the model from
+ * Saving and loading models (a Sequential or a registered model): `model.json` (the model's config + weight
+ * manifest + the SHA-256 of the weights) and `weights.bin` (float32, little-endian, in manifest order). Both files are written atomically. Loading rebuilds the model from
  * its config through the registry and checks every weight's name and shape, the manifest's layout and the
  * checksum: a truncated or altered file is refused with a {@link FileError} naming it. The config part of
  * model.json may be edited by hand (it is not checksummed); the weights' part may not.
@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { DataError, FileError, LoomError, ShapeError } from './errors';
 import { describeFsError, sha256, writeFileAtomic } from './fs-atomic';
-import { Sequential, type SequentialConfig } from './model';
+import { buildModel, expectModel, type ModelConfig } from './model';
 import type { Model, Parameter } from './interfaces';
 import { Rng } from './random';
 import type { PluginRegistry } from './registry';
@@ -21,10 +21,14 @@ export interface WeightEntry {
   shape: number[];
   offset: number;
 }
+/**
+ * `loom.model` version 2 holds the model's whole spec (`{ type, ... }`); `loom.sequential` version 1 (written before
+ * models other than Sequential existed) holds a Sequential's config without `type`, and still loads.
+ */
 export interface ModelManifest {
-  format: 'loom.sequential';
-  version: 1;
-  config: SequentialConfig;
+  format: 'loom.model' | 'loom.sequential';
+  version: 2 | 1;
+  config: ModelConfig;
   weights: WeightEntry[];
   /** SHA-256 of weights.bin (absent in files saved before it was recorded). */
   weightsSha256?: string;
@@ -32,8 +36,8 @@ export interface ModelManifest {
 
 const count = z.number().int().min(0);
 const modelManifestSchema = z.object({
-  format: z.literal('loom.sequential'),
-  version: z.literal(1),
+  format: z.enum(['loom.model', 'loom.sequential']),
+  version: z.union([z.literal(2), z.literal(1)]),
   config: z.record(z.string(), z.unknown()),
   weights: z.array(z.object({ name: z.string(), shape: z.array(count), offset: count })),
   weightsSha256: z.string().optional(),
@@ -103,19 +107,21 @@ export function unpackWeights(entries: WeightEntry[], data: Uint8Array, file = '
 
 /** Writes `model.json` and `weights.bin` (parameters, then buffers such as BatchNorm statistics) atomically. */
 export function saveModel(model: Model, dir: string): void {
-  const { entries, data } = packWeights(readWeights([...model.parameters(), ...(model.buffers?.() ?? [])]));
-  const { type: _t, ...config } = model.spec;
-  const manifest: ModelManifest = { format: 'loom.sequential', version: 1, config: config as unknown as SequentialConfig, weights: entries, weightsSha256: sha256(data) };
+  const { entries, data } = packWeights(readWeights(model.weights()));
+  const manifest: ModelManifest = { format: 'loom.model', version: 2, config: model.spec, weights: entries, weightsSha256: sha256(data) };
   writeFileAtomic(path.join(dir, 'weights.bin'), data);
   writeFileAtomic(path.join(dir, 'model.json'), JSON.stringify(manifest, null, 2));
 }
 
 /**
- * Rebuilds a saved model. A model.json that is not valid JSON or not a loom model, a config the registry cannot
+ * Rebuilds a saved model; with `type`, it must be a model of that class (a paper's GPT), else a ConfigError says
+ * which model the directory holds. A model.json that is not valid JSON or not a loom model, a config the registry cannot
  * build, or a weights.bin that is truncated or does not match its checksum throws a {@link FileError} naming the
  * file; weights whose names or shapes do not fit the config throw as {@link writeWeights} does.
  */
-export function loadModel(dir: string, registry: PluginRegistry): Sequential {
+export function loadModel(dir: string, registry: PluginRegistry): Model;
+export function loadModel<T extends Model>(dir: string, registry: PluginRegistry, type: abstract new (...args: never[]) => T): T;
+export function loadModel(dir: string, registry: PluginRegistry, type?: abstract new (...args: never[]) => Model): Model {
   const file = path.join(dir, 'model.json');
   if (!fs.existsSync(file)) throw new DataError(`no saved model at ${dir} (model.json missing)`);
   const corrupt = (f: string, why: string) => new FileError(f, `saved model file ${f} is corrupt: ${why}`);
@@ -133,20 +139,21 @@ export function loadModel(dir: string, registry: PluginRegistry): Sequential {
     throw corrupt(weightsFile, 'its checksum differs from the one model.json recorded (truncated or altered since it was saved)');
   }
   const weights = unpackWeights(manifest.weights, data, weightsFile);
-  let model: Sequential;
+  const config = (manifest.format === 'loom.sequential' ? { type: 'sequential', ...manifest.config } : manifest.config) as ModelConfig;
+  let model: Model;
   try {
-    model = new Sequential(manifest.config, registry);
-    model.build(undefined, new Rng(0));
+    model = buildModel(config, registry);
+    model.build(model.inputShape, new Rng(0));
   } catch (e) {
     throw corrupt(file, `its config does not describe a model loom can build: ${e instanceof LoomError ? e.message : String(e)}`);
   }
   try {
     writeWeights(model.weights(), weights, dir);
+    return type ? expectModel(model, type, `saved model ${file}`) : model;
   } catch (e) {
     model.dispose();
     throw e;
   }
-  return model;
 }
 
 function readFile(file: string): Buffer {

@@ -43,7 +43,6 @@ import zeros from './initializers/zeros';
 import activation from './layers/activation';
 import avgPool2d from './layers/avg-pool2d';
 import batchNorm from './layers/batch-norm';
-import bert from './layers/bert';
 import concatenate from './layers/concatenate';
 import conv2d from './layers/conv2d';
 import dense from './layers/dense';
@@ -51,7 +50,6 @@ import dropout from './layers/dropout';
 import embedding from './layers/embedding';
 import flatten from './layers/flatten';
 import globalPool from './layers/global-pool';
-import gpt from './layers/gpt';
 import gru from './layers/gru';
 import layerNorm from './layers/layer-norm';
 import lstm from './layers/lstm';
@@ -62,7 +60,6 @@ import reshape from './layers/reshape';
 import residual from './layers/residual';
 import transformerDecoder from './layers/transformer-decoder';
 import transformerEncoder from './layers/transformer-encoder';
-import transformerSeq2seq from './layers/transformer-seq2seq';
 import variationalDropout from './layers/variational-dropout';
 import binaryCrossentropy from './losses/binary-crossentropy';
 import categoricalCrossentropy from './losses/categorical-crossentropy';
@@ -71,6 +68,9 @@ import mse from './losses/mse';
 import sparseCategoricalCrossentropy from './losses/sparse-categorical-crossentropy';
 import accuracy from './metrics/accuracy';
 import perplexity from './metrics/perplexity';
+import bert from './models/bert';
+import gpt from './models/gpt';
+import transformerSeq2seq from './models/transformer-seq2seq';
 import adagrad from './optimizers/adagrad';
 import adam from './optimizers/adam';
 import rmsprop from './optimizers/rmsprop';
@@ -98,8 +98,9 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   brown, charText, cmudict, mnist, spamAssassin,
   constant, glorotNormal, glorotUniform, heNormal, heUniform, ones, orthogonal, randomNormal, randomUniform,
   truncatedNormal, varianceScaling, zeros,
-  activation, avgPool2d, batchNorm, bert, concatenate, conv2d, dense, dropout, embedding, flatten, globalPool, gpt, gru, layerNorm, lstm, maxPool2d,
-  multiHeadAttention, positionalEncoding, reshape, residual, transformerDecoder, transformerEncoder, transformerSeq2seq, variationalDropout,
+  activation, avgPool2d, batchNorm, concatenate, conv2d, dense, dropout, embedding, flatten, globalPool, gru, layerNorm, lstm, maxPool2d,
+  multiHeadAttention, positionalEncoding, reshape, residual, transformerDecoder, transformerEncoder, variationalDropout,
+  bert, gpt, transformerSeq2seq,
   binaryCrossentropy, categoricalCrossentropy, mae, mse, sparseCategoricalCrossentropy,
   accuracy, perplexity,
   adagrad, adam, rmsprop, sgd,

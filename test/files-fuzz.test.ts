@@ -17,7 +17,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   Checkpointer, FileError, loadCheckpoint, loadModel, listCheckpoints, LoomError, readWeights, Rng, runExperiment, saveModel, Sequential, type Checkpoint,
-  type PluginRegistry,
+  type Model, type PluginRegistry,
 } from '../core';
 import { testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
@@ -162,7 +162,7 @@ describe('a damaged saved model', () => {
         copy(saved, m);
         const file = path.join(m, name);
         if (!apply(file, d)) return;
-        let loaded: Sequential | null = null;
+        let loaded: Model | null = null;
         try {
           loaded = loadModel(m, registry);
         } catch (e) {

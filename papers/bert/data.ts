@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { z } from 'zod';
 import { DataError, definePlugin, Rng, TensorDataset, type JsonObject } from '../../core';
-import { maskTokens } from '../../plugins/layers/bert';
+import { maskTokens } from '../../plugins/models/bert';
 import { CORPORA, corpusTexts } from '../../plugins/data/text-corpus';
 import { spamAssassinTexts, spamTextSchema } from '../../plugins/data/spam-assassin';
 import { CLS_ID, MASK_ID, SEP_ID, WORDPIECE_SPECIALS, WordPiece } from '../../plugins/tokenizers/wordpiece';

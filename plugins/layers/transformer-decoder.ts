@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, LayerBase, type ForwardContext, type Layer, type Parameter, type PluginContext, type Rng, type Shape } from '../../core';
-import { transformerLayerOptions } from './transformer-encoder';
-import { disposeCache, type KVCache, type MultiHeadAttention } from './multi-head-attention';
+import { definePlugin, type ForwardContext, type Layer, type PluginContext } from '../../core';
+import { TransformerBlock, transformerLayerOptions } from './transformer-encoder';
+import { disposeCache, MultiHeadAttention, type KVCache } from './multi-head-attention';
 
 const schema = transformerLayerOptions.extend({
   /**
@@ -23,33 +23,24 @@ export interface DecoderCache {
  * encoder output, and a position-wise feed-forward network, each with dropout, a residual connection and layer norm.
  * Self-attention also honours the target padding mask `ctx.mask`; cross-attention the source mask `ctx.memoryMask`.
  */
-export class TransformerDecoder extends LayerBase {
+export class TransformerDecoder extends TransformerBlock {
   private readonly selfAttention: MultiHeadAttention;
   private readonly crossAttention: MultiHeadAttention | null;
   private readonly norms: Layer[];
-  private readonly ff1: Layer;
-  private ff2!: Layer;
-  private readonly drop: Layer;
 
-  constructor(
-    private readonly opts: z.output<typeof schema>,
-    private readonly ctx: PluginContext,
-  ) {
-    super(opts.name ?? 'transformer-decoder');
-    const make = (spec: object, part: string) => ctx.registry.create('layer', { ...spec, name: `${this.name}/${part}` } as never, `${ctx.path}.${part}`);
-    this.selfAttention = make({ type: 'multi-head-attention', numHeads: opts.numHeads, causal: true }, 'self_attention') as MultiHeadAttention;
-    this.crossAttention = opts.crossAttention ? (make({ type: 'multi-head-attention', numHeads: opts.numHeads }, 'cross_attention') as MultiHeadAttention) : null;
-    this.norms = (opts.crossAttention ? ['norm1', 'norm2', 'norm3'] : ['norm1', 'norm3']).map((n) => make({ type: 'layer-norm' }, n));
-    this.ff1 = make({ type: 'dense', units: opts.ff, activation: opts.activation }, 'ff1');
-    this.drop = make({ type: 'dropout', rate: opts.dropout }, 'dropout');
+  constructor(opts: z.output<typeof schema>, ctx: PluginContext) {
+    super(opts.name ?? 'transformer-decoder', opts, ctx);
+    this.selfAttention = this.part('self_attention', { type: 'multi-head-attention', numHeads: opts.numHeads, causal: true }, MultiHeadAttention);
+    this.crossAttention = opts.crossAttention ? this.part('cross_attention', { type: 'multi-head-attention', numHeads: opts.numHeads }, MultiHeadAttention) : null;
+    this.norms = (opts.crossAttention ? ['norm1', 'norm2', 'norm3'] : ['norm1', 'norm3']).map((n) => this.part(n, { type: 'layer-norm' }));
   }
 
-  protected buildLayer(inputShape: Shape, rng: Rng): Shape {
-    this.expectRank(inputShape, 3, '[batch, time, d_model]', [1]);
-    this.ff2 = this.ctx.registry.create('layer', { type: 'dense', units: inputShape[2]!, name: `${this.name}/ff2` }, `${this.ctx.path}.ff2`);
-    for (const l of [this.selfAttention, this.crossAttention, ...this.norms, this.drop]) l?.build(inputShape, rng);
-    this.ff2.build(this.ff1.build(inputShape, rng), rng);
-    return inputShape;
+  protected sublayerParts(): Layer[] {
+    return [this.selfAttention, ...(this.crossAttention ? [this.crossAttention] : []), ...this.norms];
+  }
+
+  protected parts(): Layer[] {
+    return [...this.sublayerParts(), this.ff1, ...(this.ff2 ? [this.ff2] : [])];
   }
 
   apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
@@ -75,10 +66,7 @@ export class TransformerDecoder extends LayerBase {
   }
 
   private forward(x: tf.Tensor, ctx: ForwardContext, cache: DecoderCache | null): tf.Tensor {
-    const sub = (input: tf.Tensor, f: (y: tf.Tensor) => tf.Tensor, norm: Layer) =>
-      this.opts.preNorm
-        ? tf.add(input, this.drop.apply(f(norm.apply(input, ctx)), ctx))
-        : norm.apply(tf.add(input, this.drop.apply(f(input), ctx)), ctx);
+    const sub = (input: tf.Tensor, f: (y: tf.Tensor) => tf.Tensor, norm: Layer) => this.residual(input, f, norm, ctx);
     const [n1, n2, n3] = this.crossAttention ? this.norms : [this.norms[0], null, this.norms[1]];
     let y = sub(x, (v) => this.selfAttention.attend(v, null, ctx, { causal: true, keyMask: cache ? undefined : ctx.mask, cache: cache?.self }), n1!);
     if (this.crossAttention) {
@@ -86,16 +74,7 @@ export class TransformerDecoder extends LayerBase {
       const cross = this.crossAttention;
       y = sub(y, (v) => cross.attend(v, ctx.memory!, ctx, { keyMask: ctx.memoryMask, cache: cache?.cross }), n2!);
     }
-    return sub(y, (v) => this.ff2.apply(this.ff1.apply(v, ctx), ctx), n3!);
-  }
-
-  override parameters(): Parameter[] {
-    return [this.selfAttention, this.crossAttention, this.norms[0], ...this.norms.slice(1), this.ff1, this.ff2]
-      .flatMap((l) => l?.parameters() ?? []);
-  }
-
-  override dispose(): void {
-    for (const l of [this.selfAttention, this.crossAttention, ...this.norms, this.ff1, this.ff2]) l?.dispose();
+    return sub(y, (v) => this.feedForward(v, ctx), n3!);
   }
 }
 

@@ -1,6 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Layer, type Parameter, type PluginContext, type Rng, type Shape } from '../../core';
+import {
+  createPart, definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Layer, type LayerClass, type Parameter, type PartSpec, type PluginContext, type Rng,
+  type Shape,
+} from '../../core';
 
 /** Options shared by the Transformer's encoder and decoder layers. */
 export const transformerLayerOptions = layerOptions.extend({
@@ -14,57 +17,101 @@ export const transformerLayerOptions = layerOptions.extend({
   activation: pluginSpecSchema.default('relu'),
 });
 
-const schema = transformerLayerOptions.extend({ causal: z.boolean().default(false) });
+type TransformerLayerOptions = z.output<typeof transformerLayerOptions>;
 
 /**
- * One Transformer encoder layer (Vaswani et al. 2017, §3.1): self-attention and a position-wise feed-forward
- * network FFN(x) = max(0, xW₁ + b₁)W₂ + b₂ (eq. 2), each wrapped in a residual connection, dropout and layer norm.
- * Self-attention ignores padded positions given by `ctx.mask`.
+ * What the Transformer's encoder and decoder layers share (Vaswani et al. 2017, §3.1-3.3): the position-wise
+ * feed-forward network FFN(x) = act(xW₁ + b₁)W₂ + b₂ (eq. 2), dropout, and the wrapping of each sub-layer in a
+ * residual connection and layer norm, post-norm LN(x + Dropout(Sublayer(x))) or pre-norm
+ * x + Dropout(Sublayer(LN(x))). A subclass creates its attention parts and norms, and says in which order its
+ * parameters are listed.
  */
-export class TransformerEncoder extends LayerBase {
-  private readonly attention: Layer;
-  private readonly norm1: Layer;
-  private readonly norm2: Layer;
-  private readonly ff1: Layer;
-  private ff2!: Layer;
-  private readonly drop: Layer;
+export abstract class TransformerBlock extends LayerBase {
+  protected readonly ff1: Layer;
+  protected ff2!: Layer;
+  protected readonly drop: Layer;
 
   constructor(
-    private readonly opts: z.output<typeof schema>,
+    name: string,
+    protected readonly opts: TransformerLayerOptions,
     private readonly ctx: PluginContext,
   ) {
-    super(opts.name ?? 'transformer-encoder');
-    const make = (spec: object, part: string) => ctx.registry.create('layer', { ...spec, name: `${this.name}/${part}` } as never, `${ctx.path}.${part}`);
-    this.attention = make({ type: 'multi-head-attention', numHeads: opts.numHeads, causal: opts.causal }, 'attention');
-    this.norm1 = make({ type: 'layer-norm' }, 'norm1');
-    this.norm2 = make({ type: 'layer-norm' }, 'norm2');
-    this.ff1 = make({ type: 'dense', units: opts.ff, activation: opts.activation }, 'ff1');
-    this.drop = make({ type: 'dropout', rate: opts.dropout }, 'dropout');
+    super(name);
+    this.ff1 = this.part('ff1', { type: 'dense', units: opts.ff, activation: opts.activation });
+    this.drop = this.part('dropout', { type: 'dropout', rate: opts.dropout });
   }
+
+  /** A sub-layer named `<layer>/<part>`. */
+  protected part(part: string, spec: PartSpec): Layer;
+  protected part<T extends Layer>(part: string, spec: PartSpec, type: LayerClass<T>): T;
+  protected part(part: string, spec: PartSpec, type?: LayerClass<Layer>): Layer {
+    return type ? createPart(this.ctx, this.name, part, spec, type) : createPart(this.ctx, this.name, part, spec);
+  }
+
+  /** The attention parts and the norms, built before the feed-forward network (their order fixes the initial weights). */
+  protected abstract sublayerParts(): Layer[];
+  /** Every part, in the order the layer's parameters are listed. */
+  protected abstract parts(): Layer[];
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {
     this.expectRank(inputShape, 3, '[batch, time, d_model]', [1]);
-    this.ff2 = this.ctx.registry.create('layer', { type: 'dense', units: inputShape[2]!, name: `${this.name}/ff2` }, `${this.ctx.path}.ff2`);
-    for (const l of [this.attention, this.norm1, this.norm2, this.drop]) l.build(inputShape, rng);
+    this.ff2 = this.part('ff2', { type: 'dense', units: inputShape[2]! });
+    for (const l of [...this.sublayerParts(), this.drop]) l.build(inputShape, rng);
     this.ff2.build(this.ff1.build(inputShape, rng), rng);
     return inputShape;
   }
 
-  apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
-    const sub = (input: tf.Tensor, f: (y: tf.Tensor) => tf.Tensor, norm: Layer) =>
-      this.opts.preNorm
-        ? tf.add(input, this.drop.apply(f(norm.apply(input, ctx)), ctx))
-        : norm.apply(tf.add(input, this.drop.apply(f(input), ctx)), ctx);
-    const y = sub(x, (v) => this.attention.apply(v, ctx), this.norm1);
-    return sub(y, (v) => this.ff2.apply(this.ff1.apply(v, ctx), ctx), this.norm2);
+  /** `f` as a sub-layer: with dropout, the residual connection and layer norm `norm` (pre- or post-norm). */
+  protected residual(input: tf.Tensor, f: (y: tf.Tensor) => tf.Tensor, norm: Layer, ctx: ForwardContext): tf.Tensor {
+    return this.opts.preNorm
+      ? tf.add(input, this.drop.apply(f(norm.apply(input, ctx)), ctx))
+      : norm.apply(tf.add(input, this.drop.apply(f(input), ctx)), ctx);
+  }
+
+  /** The position-wise feed-forward network (eq. 2). */
+  protected feedForward(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+    return this.ff2.apply(this.ff1.apply(x, ctx), ctx);
   }
 
   override parameters(): Parameter[] {
-    return [this.attention, this.norm1, this.ff1, this.ff2, this.norm2].flatMap((l) => l.parameters());
+    return this.parts().flatMap((l) => l.parameters());
   }
 
   override dispose(): void {
-    for (const l of [this.attention, this.norm1, this.ff1, this.ff2, this.norm2]) l.dispose();
+    for (const l of this.parts()) l.dispose();
+  }
+}
+
+const schema = transformerLayerOptions.extend({ causal: z.boolean().default(false) });
+
+/**
+ * One Transformer encoder layer (Vaswani et al. 2017, §3.1): self-attention and a position-wise feed-forward
+ * network, each wrapped in a residual connection, dropout and layer norm. Self-attention ignores padded positions
+ * given by `ctx.mask`.
+ */
+export class TransformerEncoder extends TransformerBlock {
+  private readonly attention: Layer;
+  private readonly norm1: Layer;
+  private readonly norm2: Layer;
+
+  constructor(opts: z.output<typeof schema>, ctx: PluginContext) {
+    super(opts.name ?? 'transformer-encoder', opts, ctx);
+    this.attention = this.part('attention', { type: 'multi-head-attention', numHeads: opts.numHeads, causal: opts.causal });
+    this.norm1 = this.part('norm1', { type: 'layer-norm' });
+    this.norm2 = this.part('norm2', { type: 'layer-norm' });
+  }
+
+  protected sublayerParts(): Layer[] {
+    return [this.attention, this.norm1, this.norm2];
+  }
+
+  protected parts(): Layer[] {
+    return [this.attention, this.norm1, this.ff1, ...(this.ff2 ? [this.ff2] : []), this.norm2];
+  }
+
+  apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+    const y = this.residual(x, (v) => this.attention.apply(v, ctx), this.norm1, ctx);
+    return this.residual(y, (v) => this.feedForward(v, ctx), this.norm2, ctx);
   }
 }
 

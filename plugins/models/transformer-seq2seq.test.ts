@@ -5,9 +5,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Rng, type Layer, type PluginRegistry } from '../../core';
+import { expectModel, Rng, type Layer, type PluginRegistry } from '../../core';
 import { randomNormal, testRegistry } from '../../test/harness';
-import type { TransformerSeq2Seq } from './transformer-seq2seq';
+import { TransformerSeq2Seq } from './transformer-seq2seq';
 
 let registry: PluginRegistry;
 beforeAll(async () => {
@@ -16,8 +16,8 @@ beforeAll(async () => {
 
 const opts = { srcVocab: 9, tgtVocab: 7, srcLen: 5, tgtLen: 6, dModel: 8, numHeads: 2, ff: 16, layers: 2, dropout: 0 };
 function model(seed: number, extra: object = {}): TransformerSeq2Seq {
-  const m = registry.create('layer', { type: 'transformer-seq2seq', ...opts, ...extra } as never) as TransformerSeq2Seq;
-  m.build([null, opts.srcLen + opts.tgtLen], new Rng(seed));
+  const m = expectModel(registry.create('model', { type: 'transformer-seq2seq', ...opts, ...extra }), TransformerSeq2Seq);
+  m.build(m.inputShape, new Rng(seed));
   return m;
 }
 /** Random sources with trailing padding (id 0) and random decoder inputs starting with BOS (1). */
@@ -41,11 +41,11 @@ describe('transformer-seq2seq', () => {
         const full = tf.tidy(() => m.apply(x, ctx));
         const s = tf.tensor2d(src, undefined, 'int32');
         const enc = m.encode(s, ctx);
-        const caches = (m as unknown as { decoders: { newCache(): never; releaseCache(c: never): void }[] }).decoders.map((d) => d.newCache());
+        const caches = m.newCaches();
         const steps = tgt[0]!.map((_, t) => tf.tidy(() => m.step(tf.tensor2d(tgt.map((r) => [r[t]!]), undefined, 'int32'), t, enc.memory, enc.mask, caches, ctx)));
         const inc = tf.stack(steps, 1);
         Array.from(inc.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(full.dataSync()[i]!, 3));
-        (m as unknown as { decoders: { releaseCache(c: never): void }[] }).decoders.forEach((d, i) => d.releaseCache(caches[i]!));
+        m.releaseCaches(caches);
         tf.dispose([x, full, s, enc.memory, enc.mask, inc, ...steps]);
         m.dispose();
       }),

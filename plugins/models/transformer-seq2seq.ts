@@ -1,13 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, LayerBase, layerOptions, type ForwardContext, type Layer, type Parameter, type PluginContext, type Rng, type Shape } from '../../core';
-import type { PositionalEncoding } from './positional-encoding';
-import type { DecoderCache, TransformerDecoder } from './transformer-decoder';
+import { definePlugin, Module, moduleOptions, type ForwardContext, type Layer, type PluginContext, type Rng, type Shape } from '../../core';
+import { PositionalEncoding } from '../layers/positional-encoding';
+import { TransformerDecoder, type DecoderCache } from '../layers/transformer-decoder';
 
-const schema = layerOptions.extend({
+export const seq2seqOptions = moduleOptions.extend({
   srcVocab: z.number().int().positive(),
   tgtVocab: z.number().int().positive(),
-  /** The input packs [source (srcLen ids), decoder input (tgtLen ids)] into one row of srcLen + tgtLen ids. */
+  /** The input packs [source (srcLen ids), decoder input (tgtLen ids)] into one row of srcLen + tgtLen ids (see the class). */
   srcLen: z.number().int().positive(),
   tgtLen: z.number().int().positive(),
   dModel: z.number().int().positive().default(512),
@@ -28,16 +28,22 @@ const schema = layerOptions.extend({
    */
   trimPadding: z.boolean().default(true),
 });
-type Options = z.output<typeof schema>;
+type Options = z.output<typeof seq2seqOptions>;
 
 /**
  * The Transformer (Vaswani et al. 2017, §3, Figure 1) for sequence-to-sequence tasks: embeddings scaled by √d_model
  * plus sinusoidal positions (§3.4-3.5), N encoder layers over the source (padding masked), N decoder layers with
  * causal self-attention and attention over the encoder output, and a linear projection to target logits.
- * Training input: [source | decoder input] ids; output: [batch, tgtLen, tgtVocab] logits. Decoding (greedy and
- * beam search) caches keys and values, so each step costs one position.
+ * Decoding (greedy and beam search) caches keys and values, so each step costs one position.
+ *
+ * Input contract: a batch is one tensor of rows [source | decoder input] of srcLen + tgtLen ids: the source padded
+ * with `padId` after its end, then the target shifted right (BOS first), padded the same way (what the `cmudict`
+ * data source gives). One tensor, because a batch has one input (`Batch.x`) for the trainer, its metrics, length
+ * bucketing and data parallelism alike; the model is what knows the two halves. Decoding takes sources alone
+ * ([batch, srcLen]). Output: [batch, tgtLen, tgtVocab] logits. Parameters are named `<name>/src_embedding/embeddings`,
+ * `<name>/encoder_1/...` (name `transformer` by default).
  */
-export class TransformerSeq2Seq extends LayerBase {
+export class TransformerSeq2Seq extends Module {
   private readonly srcEmbed: Layer;
   private readonly tgtEmbed: Layer;
   private readonly pos: PositionalEncoding;
@@ -51,21 +57,22 @@ export class TransformerSeq2Seq extends LayerBase {
     readonly opts: Options,
     ctx: PluginContext,
   ) {
-    super(opts.name ?? 'transformer');
-    const make = (spec: object, part: string) => ctx.registry.create('layer', { ...spec, name: `${this.name}/${part}` } as never, `${ctx.path}.${part}`);
+    super(opts.name ?? 'transformer', [null, opts.srcLen + opts.tgtLen], ctx);
     const { dModel: d, numHeads, ff, dropout, preNorm } = opts;
-    this.srcEmbed = make({ type: 'embedding', vocabSize: opts.srcVocab, dim: d, initializer: { type: 'random-normal', stddev: d ** -0.5 } }, 'src_embedding');
-    this.tgtEmbed = make({ type: 'embedding', vocabSize: opts.tgtVocab, dim: d, initializer: { type: 'random-normal', stddev: d ** -0.5 } }, 'tgt_embedding');
-    this.pos = make({ type: 'positional-encoding', maxLength: Math.max(opts.srcLen, opts.tgtLen) + 1 }, 'positions') as PositionalEncoding;
-    this.drop = make({ type: 'dropout', rate: dropout }, 'dropout');
-    this.encoders = Array.from({ length: opts.layers }, (_, i) => make({ type: 'transformer-encoder', numHeads, ff, dropout, preNorm }, `encoder_${i + 1}`));
-    this.decoders = Array.from({ length: opts.layers }, (_, i) => make({ type: 'transformer-decoder', numHeads, ff, dropout, preNorm }, `decoder_${i + 1}`) as TransformerDecoder);
+    const embedding = (vocabSize: number) => ({ type: 'embedding', vocabSize, dim: d, initializer: { type: 'random-normal', stddev: d ** -0.5 } });
+    this.srcEmbed = this.add('src_embedding', embedding(opts.srcVocab));
+    this.tgtEmbed = this.add('tgt_embedding', embedding(opts.tgtVocab));
+    this.pos = this.add('positions', { type: 'positional-encoding', maxLength: Math.max(opts.srcLen, opts.tgtLen) + 1 }, PositionalEncoding);
+    this.drop = this.add('dropout', { type: 'dropout', rate: dropout });
+    const sublayer = { numHeads, ff, dropout, preNorm };
+    this.encoders = Array.from({ length: opts.layers }, (_, i) => this.add(`encoder_${i + 1}`, { type: 'transformer-encoder', ...sublayer }));
+    this.decoders = Array.from({ length: opts.layers }, (_, i) => this.add(`decoder_${i + 1}`, { type: 'transformer-decoder', ...sublayer }, TransformerDecoder));
     // Pre-norm stacks end with a layer norm (Xiong et al. 2020); post-norm layers already end normalised.
-    this.norms = preNorm ? [make({ type: 'layer-norm' }, 'encoder_norm'), make({ type: 'layer-norm' }, 'decoder_norm')] : [];
-    this.out = make({ type: 'dense', units: opts.tgtVocab }, 'output');
+    this.norms = preNorm ? [this.add('encoder_norm', { type: 'layer-norm' }), this.add('decoder_norm', { type: 'layer-norm' })] : [];
+    this.out = this.add('output', { type: 'dense', units: opts.tgtVocab });
   }
 
-  protected buildLayer(inputShape: Shape, rng: Rng): Shape {
+  protected buildModel(inputShape: Shape, rng: Rng): Shape {
     const { srcLen, tgtLen, dModel: d } = this.opts;
     if (inputShape.length !== 2 || inputShape[1] !== srcLen + tgtLen) throw this.shapeError(`[batch, srcLen + tgtLen = ${srcLen + tgtLen}] ids`, inputShape);
     const seq: Shape = [null, null, d];
@@ -123,6 +130,15 @@ export class TransformerSeq2Seq extends LayerBase {
     return tf.squeeze(this.out.apply(h, dctx), [1]);
   }
 
+  /** Empty per-decoder-layer caches for {@link step}; release them with {@link releaseCaches}. */
+  newCaches(): DecoderCache[] {
+    return this.decoders.map((d) => d.newCache());
+  }
+
+  releaseCaches(caches: DecoderCache[]): void {
+    for (const [i, c] of caches.entries()) this.decoders[i]!.releaseCache(c);
+  }
+
   /** Greedy decoding of a batch of sources [batch, srcLen]: the most probable token at each step, until EOS. */
   greedy(src: tf.Tensor, maxLen = this.opts.tgtLen): number[][] {
     const b = src.shape[0]!;
@@ -131,7 +147,7 @@ export class TransformerSeq2Seq extends LayerBase {
       const e = this.encode(src, ctx);
       return { memory: tf.keep(e.memory), mask: tf.keep(e.mask) };
     });
-    const caches = this.decoders.map((d) => d.newCache());
+    const caches = this.newCaches();
     const out: number[][] = Array.from({ length: b }, () => []);
     const finished = new Array<boolean>(b).fill(false);
     let prev = new Int32Array(b).fill(this.opts.bosId);
@@ -148,7 +164,7 @@ export class TransformerSeq2Seq extends LayerBase {
       }
       return out;
     } finally {
-      for (const [i, c] of caches.entries()) this.decoders[i]!.releaseCache(c);
+      this.releaseCaches(caches);
       tf.dispose([enc.memory, enc.mask]);
     }
   }
@@ -169,7 +185,7 @@ export class TransformerSeq2Seq extends LayerBase {
       const e = this.encode(src, ctx);
       return { memory: tf.keep(tf.gather(e.memory, rows)), mask: tf.keep(tf.gather(e.mask, rows)) };
     });
-    const caches = this.decoders.map((d) => d.newCache());
+    const caches = this.newCaches();
     type Hyp = { tokens: number[]; logp: number };
     let alive: Hyp[][] = Array.from({ length: b }, () => [{ tokens: [], logp: 0 }]);
     const done: { tokens: number[]; score: number }[][] = Array.from({ length: b }, () => []);
@@ -214,7 +230,7 @@ export class TransformerSeq2Seq extends LayerBase {
         return all.sort((p, q) => q.score - p.score)[0]?.tokens ?? [];
       });
     } finally {
-      for (const [i, c] of caches.entries()) this.decoders[i]!.releaseCache(c);
+      this.releaseCaches(caches);
       tf.dispose([enc.memory, enc.mask]);
     }
   }
@@ -225,14 +241,6 @@ export class TransformerSeq2Seq extends LayerBase {
 
   private padMask(ids: tf.Tensor): tf.Tensor {
     return tf.cast(tf.notEqual(ids, this.opts.padId), 'float32');
-  }
-
-  override parameters(): Parameter[] {
-    return [this.srcEmbed, this.tgtEmbed, ...this.encoders, ...this.decoders, ...this.norms, this.out].flatMap((l) => l.parameters());
-  }
-
-  override dispose(): void {
-    for (const l of [this.srcEmbed, this.tgtEmbed, this.pos, ...this.encoders, ...this.decoders, ...this.norms, this.out]) l.dispose();
   }
 }
 
@@ -246,10 +254,10 @@ function reorder(cache: { k?: tf.Tensor; v?: tf.Tensor }, origin: Int32Array): v
 }
 
 export default definePlugin({
-  kind: 'layer',
+  kind: 'model',
   name: 'transformer-seq2seq',
   description: 'encoder-decoder Transformer with padding and causal masks, cached greedy and beam-search decoding (Vaswani et al. 2017)',
-  schema,
+  schema: seq2seqOptions,
   examples: [{ options: { srcVocab: 6, tgtVocab: 5, srcLen: 3, tgtLen: 3, dModel: 4, numHeads: 2, ff: 6, layers: 1, dropout: 0 }, inputShape: [2, 6], inputInts: 5 }],
   properties: [
     'cached incremental decoding gives the same logits as full decoding',

@@ -2,9 +2,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Rng, type PluginRegistry } from '../../core';
+import { expectModel, Rng, type PluginRegistry } from '../../core';
 import { testRegistry } from '../../test/harness';
-import { sample, type GPT } from './gpt';
+import { GPT, sample } from './gpt';
 
 let registry: PluginRegistry;
 beforeAll(async () => {
@@ -13,8 +13,8 @@ beforeAll(async () => {
 
 const V = 11;
 function gpt(seed: number): GPT {
-  const m = registry.create('layer', { type: 'gpt', vocabSize: V, context: 8, dModel: 8, numHeads: 2, layers: 2, dropout: 0 }) as GPT;
-  m.build([null, 8], new Rng(seed));
+  const m = expectModel(registry.create('model', { type: 'gpt', vocabSize: V, context: 8, dModel: 8, numHeads: 2, layers: 2, dropout: 0 }), GPT);
+  m.build(m.inputShape, new Rng(seed));
   return m;
 }
 const ctx = { training: false, rng: new Rng(0) };

@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, LayerBase, layerOptions, type ForwardContext, type Layer, type Parameter, type PluginContext, type Rng, type Shape } from '../../core';
-import type { Embedding } from './embedding';
+import { definePlugin, Module, moduleOptions, type ForwardContext, type Layer, type Parameter, type PluginContext, type Rng, type Shape } from '../../core';
+import { Embedding } from '../layers/embedding';
 
-const schema = layerOptions.extend({
+export const bertOptions = moduleOptions.extend({
   vocabSize: z.number().int().positive(),
   maxLength: z.number().int().positive().default(128),
   /** BERT-Tiny: 2 layers, 128 wide, 2 heads; BERT-Mini: 4, 256, 4 (Turc et al. 2019). */
@@ -25,45 +25,48 @@ const schema = layerOptions.extend({
  * BERT (Devlin et al. 2018, §3): token plus learned position embeddings, layer norm and dropout, N post-norm
  * Transformer encoder layers with GELU and padding masks, and either the masked-LM head (dense + GELU + layer norm,
  * then the tied embedding matrix plus an output bias) or the sequence classifier (a tanh "pooler" on the [CLS]
- * position, then a dense layer). The encoder's parameter names do not depend on the head, so pretrained weights load
- * into a classifier by name (see {@link encoderParameters}).
+ * position, then a dense layer). Input [batch, time ≤ maxLength] ids (padding `padId`). The encoder's parameter
+ * names do not depend on the head, so pretrained weights load into a classifier by name (see
+ * {@link encoderParameters}).
  */
-export class Bert extends LayerBase {
+export class Bert extends Module {
   private readonly embed: Embedding;
-  private readonly pos: Layer;
-  private readonly embedNorm: Layer;
-  private readonly drop: Layer;
-  private readonly encoders: Layer[];
+  private readonly encoder: Layer[];
   private readonly headLayers: Layer[];
   private outputBias: tf.Variable | null = null;
 
   constructor(
-    readonly opts: z.output<typeof schema>,
-    private readonly ctx: PluginContext,
+    readonly opts: z.output<typeof bertOptions>,
+    ctx: PluginContext,
   ) {
-    super(opts.name ?? 'bert');
-    const make = (spec: object, part: string) => ctx.registry.create('layer', { ...spec, name: `${this.name}/${part}` } as never, `${ctx.path}.${part}`);
+    super(opts.name ?? 'bert', [null, opts.maxLength], ctx);
     const init = { type: 'truncated-normal', stddev: 0.02 };
     const d = opts.dModel;
-    this.embed = make({ type: 'embedding', vocabSize: opts.vocabSize, dim: d, initializer: init }, 'token_embedding') as Embedding;
-    this.pos = make({ type: 'positional-encoding', kind: 'learned', maxLength: opts.maxLength, initializer: init }, 'position_embedding');
-    this.embedNorm = make({ type: 'layer-norm' }, 'embedding_norm');
-    this.drop = make({ type: 'dropout', rate: opts.dropout }, 'dropout');
-    this.encoders = Array.from({ length: opts.layers }, (_, i) =>
-      make({ type: 'transformer-encoder', numHeads: opts.numHeads, ff: opts.ff ?? 4 * d, dropout: opts.dropout, activation: 'gelu' }, `encoder_${i + 1}`));
+    this.embed = this.add('token_embedding', { type: 'embedding', vocabSize: opts.vocabSize, dim: d, initializer: init }, Embedding);
+    const pos = this.add('position_embedding', { type: 'positional-encoding', kind: 'learned', maxLength: opts.maxLength, initializer: init });
+    const embedNorm = this.add('embedding_norm', { type: 'layer-norm' });
+    const drop = this.add('dropout', { type: 'dropout', rate: opts.dropout });
+    const layer = { type: 'transformer-encoder', numHeads: opts.numHeads, ff: opts.ff ?? 4 * d, dropout: opts.dropout, activation: 'gelu' };
+    const encoders = Array.from({ length: opts.layers }, (_, i) => this.add(`encoder_${i + 1}`, layer));
+    // In the order of the forward pass; the embedding table is applied first, outside the list.
+    this.encoder = [pos, embedNorm, drop, ...encoders];
     this.headLayers = opts.head === 'mlm'
-      ? [make({ type: 'dense', units: d, activation: 'gelu' }, 'mlm_transform'), make({ type: 'layer-norm' }, 'mlm_norm')]
-      : [make({ type: 'dense', units: d, activation: 'tanh' }, 'pooler'), make({ type: 'dropout', rate: opts.dropout }, 'classifier_dropout'), make({ type: 'dense', units: opts.classes }, 'classifier')];
+      ? [this.add('mlm_transform', { type: 'dense', units: d, activation: 'gelu' }), this.add('mlm_norm', { type: 'layer-norm' })]
+      : [
+        this.add('pooler', { type: 'dense', units: d, activation: 'tanh' }),
+        this.add('classifier_dropout', { type: 'dropout', rate: opts.dropout }),
+        this.add('classifier', { type: 'dense', units: opts.classes }),
+      ];
   }
 
-  protected buildLayer(inputShape: Shape, rng: Rng): Shape {
+  protected buildModel(inputShape: Shape, rng: Rng): Shape {
     if (inputShape.length !== 2 || (inputShape[1] !== null && inputShape[1]! > this.opts.maxLength)) throw this.shapeError(`[batch, time ≤ maxLength = ${this.opts.maxLength}] ids`, inputShape);
     const seq: Shape = [null, null, this.opts.dModel];
     this.embed.build([null, null], rng);
-    for (const l of [this.pos, this.embedNorm, this.drop, ...this.encoders]) l.build(seq, rng);
+    for (const l of this.encoder) l.build(seq, rng);
     if (this.opts.head === 'mlm') {
       for (const l of this.headLayers) l.build(seq, rng);
-      this.outputBias = this.addWeight('mlm_output_bias', [this.opts.vocabSize], this.ctx.registry.create('initializer', 'zeros'), rng, 'bias');
+      this.outputBias = this.addWeight('mlm_output_bias', [this.opts.vocabSize], 'zeros', rng, 'bias');
       return [null, inputShape[1]!, this.opts.vocabSize];
     }
     let shape: Shape = [null, this.opts.dModel];
@@ -73,8 +76,8 @@ export class Bert extends LayerBase {
 
   apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
     const c: ForwardContext = { ...ctx, mask: tf.cast(tf.notEqual(x, this.opts.padId), 'float32') };
-    let h = this.drop.apply(this.embedNorm.apply(this.pos.apply(this.embed.apply(x, c), c), c), c);
-    for (const e of this.encoders) h = e.apply(h, c);
+    let h = this.embed.apply(x, c);
+    for (const l of this.encoder) h = l.apply(h, c);
     if (this.opts.head === 'classifier') {
       let y = tf.squeeze(tf.slice(h, [0, 0, 0], [-1, 1, -1]), [1]); // the [CLS] position
       for (const l of this.headLayers) y = l.apply(y, c);
@@ -88,16 +91,7 @@ export class Bert extends LayerBase {
 
   /** The parameters shared by both heads (embeddings and encoder layers): what pretraining hands to fine-tuning. */
   encoderParameters(): Parameter[] {
-    return [this.embed, this.pos, this.embedNorm, ...this.encoders].flatMap((l) => l.parameters());
-  }
-
-  override parameters(): Parameter[] {
-    return [...this.encoderParameters(), ...this.headLayers.flatMap((l) => l.parameters()), ...this.params];
-  }
-
-  override dispose(): void {
-    for (const l of [this.embed, this.pos, this.embedNorm, ...this.encoders, ...this.headLayers]) l.dispose();
-    super.dispose();
+    return [this.embed, ...this.encoder].flatMap((l) => l.parameters());
   }
 }
 
@@ -126,10 +120,10 @@ export function maskTokens(
 }
 
 export default definePlugin({
-  kind: 'layer',
+  kind: 'model',
   name: 'bert',
   description: 'BERT encoder with a masked-LM head (tied embeddings) or a [CLS] classifier head (Devlin et al. 2018)',
-  schema,
+  schema: bertOptions,
   examples: [
     { options: { vocabSize: 9, maxLength: 6, dModel: 8, numHeads: 2, layers: 1, dropout: 0 }, inputShape: [2, 5], inputInts: 9 },
     { options: { vocabSize: 9, maxLength: 6, dModel: 8, numHeads: 2, layers: 1, dropout: 0, head: 'classifier', classes: 3 }, inputShape: [2, 5], inputInts: 9 },

@@ -1,11 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, LayerBase, layerOptions, type ForwardContext, type Layer, type Parameter, type PluginContext, type Rng, type Shape } from '../../core';
-import type { Embedding } from './embedding';
-import type { PositionalEncoding } from './positional-encoding';
-import type { DecoderCache, TransformerDecoder } from './transformer-decoder';
+import { definePlugin, Module, moduleOptions, type ForwardContext, type Layer, type PluginContext, type Rng, type Shape } from '../../core';
+import { Embedding } from '../layers/embedding';
+import { PositionalEncoding } from '../layers/positional-encoding';
+import { TransformerDecoder, type DecoderCache } from '../layers/transformer-decoder';
 
-const schema = layerOptions.extend({
+export const gptOptions = moduleOptions.extend({
   vocabSize: z.number().int().positive(),
   /** Context length (block size): the most positions the model sees at once. */
   context: z.number().int().positive(),
@@ -24,8 +24,9 @@ const schema = layerOptions.extend({
  * token plus learned position embeddings, N pre-norm blocks of causal self-attention and a GELU feed-forward
  * network, a final layer norm, and logits through the (tied) embedding matrix. Input [batch, time ≤ context] ids,
  * output [batch, time, vocab] logits. `generate` samples with temperature and top-k, caching keys and values.
+ * Parameters are named `<name>/token_embedding/embeddings`, `<name>/block_1/...` (name `gpt` by default).
  */
-export class GPT extends LayerBase {
+export class GPT extends Module {
   private readonly embed: Embedding;
   private readonly pos: PositionalEncoding;
   private readonly drop: Layer;
@@ -34,23 +35,22 @@ export class GPT extends LayerBase {
   private readonly head: Layer | null;
 
   constructor(
-    readonly opts: z.output<typeof schema>,
+    readonly opts: z.output<typeof gptOptions>,
     ctx: PluginContext,
   ) {
-    super(opts.name ?? 'gpt');
-    const make = (spec: object, part: string) => ctx.registry.create('layer', { ...spec, name: `${this.name}/${part}` } as never, `${ctx.path}.${part}`);
+    super(opts.name ?? 'gpt', [null, opts.context], ctx);
     const { dModel: d, numHeads } = opts;
     const init = { type: 'random-normal', stddev: 0.02 };
-    this.embed = make({ type: 'embedding', vocabSize: opts.vocabSize, dim: d, initializer: init }, 'token_embedding') as Embedding;
-    this.pos = make({ type: 'positional-encoding', kind: 'learned', maxLength: opts.context, initializer: init }, 'position_embedding') as PositionalEncoding;
-    this.drop = make({ type: 'dropout', rate: opts.dropout }, 'dropout');
-    this.blocks = Array.from({ length: opts.layers }, (_, i) =>
-      make({ type: 'transformer-decoder', numHeads, ff: opts.ff ?? 4 * d, dropout: opts.dropout, preNorm: true, crossAttention: false, activation: { type: 'gelu', approximate: 'tanh' } }, `block_${i + 1}`) as TransformerDecoder);
-    this.norm = make({ type: 'layer-norm' }, 'final_norm');
-    this.head = opts.tieEmbeddings ? null : make({ type: 'dense', units: opts.vocabSize, useBias: false }, 'head');
+    this.embed = this.add('token_embedding', { type: 'embedding', vocabSize: opts.vocabSize, dim: d, initializer: init }, Embedding);
+    this.pos = this.add('position_embedding', { type: 'positional-encoding', kind: 'learned', maxLength: opts.context, initializer: init }, PositionalEncoding);
+    this.drop = this.add('dropout', { type: 'dropout', rate: opts.dropout });
+    const block = { type: 'transformer-decoder', numHeads, ff: opts.ff ?? 4 * d, dropout: opts.dropout, preNorm: true, crossAttention: false, activation: { type: 'gelu', approximate: 'tanh' } };
+    this.blocks = Array.from({ length: opts.layers }, (_, i) => this.add(`block_${i + 1}`, block, TransformerDecoder));
+    this.norm = this.add('final_norm', { type: 'layer-norm' });
+    this.head = opts.tieEmbeddings ? null : this.add('head', { type: 'dense', units: opts.vocabSize, useBias: false });
   }
 
-  protected buildLayer(inputShape: Shape, rng: Rng): Shape {
+  protected buildModel(inputShape: Shape, rng: Rng): Shape {
     if (inputShape.length !== 2 || (inputShape[1] !== null && inputShape[1]! > this.opts.context)) throw this.shapeError(`[batch, time ≤ context = ${this.opts.context}] ids`, inputShape);
     const seq: Shape = [null, null, this.opts.dModel];
     this.embed.build([null, null], rng);
@@ -109,14 +109,6 @@ export class GPT extends LayerBase {
   get tokenEmbedding(): tf.Variable {
     return this.embed.embeddings;
   }
-
-  override parameters(): Parameter[] {
-    return [this.embed, this.pos, ...this.blocks, this.norm, ...(this.head ? [this.head] : [])].flatMap((l) => l.parameters());
-  }
-
-  override dispose(): void {
-    for (const l of [this.embed, this.pos, ...this.blocks, this.norm, ...(this.head ? [this.head] : [])]) l.dispose();
-  }
 }
 
 /** A token drawn from softmax(logits / temperature) over the top-k logits; temperature 0 is argmax. */
@@ -131,10 +123,10 @@ export function sample(logits: number[], temperature: number, topK: number | und
 }
 
 export default definePlugin({
-  kind: 'layer',
+  kind: 'model',
   name: 'gpt',
   description: 'decoder-only Transformer LM: learned positions, pre-norm causal blocks, GELU, tied embeddings (Radford et al. 2019; Brown et al. 2020)',
-  schema,
+  schema: gptOptions,
   examples: [{ options: { vocabSize: 7, context: 5, dModel: 8, numHeads: 2, layers: 1, dropout: 0 }, inputShape: [2, 4], inputInts: 7 }],
   properties: [
     "the logits at t do not change when later tokens change",

@@ -2,9 +2,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readWeights, Rng, writeWeights, type PluginRegistry } from '../../core';
+import { expectModel, readWeights, Rng, writeWeights, type PluginRegistry } from '../../core';
 import { testRegistry } from '../../test/harness';
-import { maskTokens, type Bert } from './bert';
+import { Bert, maskTokens } from './bert';
 
 let registry: PluginRegistry;
 beforeAll(async () => {
@@ -13,7 +13,7 @@ beforeAll(async () => {
 
 const V = 50;
 function bert(head: 'mlm' | 'classifier', seed: number): Bert {
-  const m = registry.create('layer', { type: 'bert', vocabSize: V, maxLength: 12, dModel: 8, numHeads: 2, layers: 2, dropout: 0, head }) as Bert;
+  const m = expectModel(registry.create('model', { type: 'bert', vocabSize: V, maxLength: 12, dModel: 8, numHeads: 2, layers: 2, dropout: 0, head }), Bert);
   m.build([null, null], new Rng(seed));
   return m;
 }
