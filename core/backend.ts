@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from './errors';
 import type { Backend } from './interfaces';
+import { installOpGradients } from './ops';
 import type { PluginRegistry } from './registry';
 
 export interface SelectedBackend {
@@ -13,7 +14,12 @@ export interface SelectedBackend {
   tags: Record<string, string>;
 }
 
+/**
+ * Activates the requested or the best available backend, after installing the gradients of the kernels core/ops runs
+ * (`installOpGradients`): this is the step that readies tfjs for loom, as importing loom changes no tfjs registry.
+ */
 export async function selectBackend(registry: PluginRegistry, requested?: string): Promise<SelectedBackend> {
+  installOpGradients();
   if (requested) {
     const backend = registry.create('backend', requested, '--backend');
     const a = await backend.available();

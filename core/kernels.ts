@@ -11,7 +11,7 @@ export const FUSED_KERNELS = {
    * `{ lr, beta1, beta2, epsilon, c1, c2 }` with c1 = 1 − β1^t and c2 = 1 − β2^t; outputs `[param', m', v']`.
    */
   adam: 'LoomAdam',
-  /** Softmax over the last axis. Input `{ logits }`; output `y`. Its gradient (core/ops.ts) uses `softmaxGrad`. */
+  /** Softmax over the last axis. Input `{ logits }`; output `y`. Its gradient (core/ops/softmax.ts) uses `softmaxGrad`. */
   softmax: 'LoomSoftmax',
   /** dx = y ⊙ (dy − Σ dy ⊙ y) over the last axis. Inputs `{ dy, y }` (y the softmax's output); output `dx`. */
   softmaxGrad: 'LoomSoftmaxGrad',

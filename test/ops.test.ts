@@ -1,5 +1,5 @@
 /**
- * core/ops.ts on every CPU backend: `linear`, `softmax` and `layerNorm` give the values and gradients of the same
+ * core/ops on every CPU backend: `linear`, `softmax` and `layerNorm` give the values and gradients of the same
  * maths composed from plain tfjs ops (whose gradients are tfjs's own), `linear` computes only the gradients that
  * are needed, and none of them leaks tensors.
  */

@@ -1,4 +1,4 @@
-/** The fused LoomAttention and LoomAttentionGrad (core/ops.ts's `selfAttention` and its gradient) on the addon. */
+/** The fused LoomAttention and LoomAttentionGrad (core/ops/attention.ts's `selfAttention` and its gradient) on the addon. */
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { FUSED_KERNELS } from '../../../core/kernels';
 import { floatValues, size, type Info, type KernelFamily } from './kernel';

@@ -1,4 +1,4 @@
-/** The fused LoomLayerNorm and LoomLayerNormGrad (core/ops.ts's `layerNorm` and its gradient) on the addon. */
+/** The fused LoomLayerNorm and LoomLayerNormGrad (core/ops/layer-norm.ts's `layerNorm` and its gradient) on the addon. */
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { FUSED_KERNELS } from '../../../core/kernels';
 import { floatValues, rowsOf, size, type Info, type KernelFamily } from './kernel';

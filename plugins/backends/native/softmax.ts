@@ -1,6 +1,6 @@
 /**
  * Softmax over the last axis on the addon: tfjs's Softmax kernel (other axes go to the original), and the fused
- * LoomSoftmax and LoomSoftmaxGrad that core/ops.ts's `softmax` and its gradient run.
+ * LoomSoftmax and LoomSoftmaxGrad that core/ops/softmax.ts's `softmax` and its gradient run.
  */
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { FUSED_KERNELS } from '../../../core/kernels';
