@@ -7,21 +7,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import YAML from 'yaml';
+import type { StoredRun } from '../core/mlflow-store';
 
-/** One run as read from an MLflow file store (or a record). */
-export interface StoredRun {
-  runId: string;
-  runName: string;
-  status: string;
-  start: number;
-  end: number | null;
-  tags: Record<string, string>;
-  /** Every logged value: key -> [step, value][] in logging order. */
-  metrics: Record<string, [number, number][]>;
-  /** The run's directory in the store (absent for a run read from a record). */
-  dir?: string;
-}
+// The store's reader lives with its layout (core/mlflow-store.ts); `loom report`, `loom record` and the replay test
+// take it from here with the records.
+export { readStore, type StoredRun } from '../core/mlflow-store';
 
 /** The committed record of a run. */
 export interface RunRecordFile {
@@ -39,42 +29,6 @@ export interface RunRecordFile {
   summary: unknown;
   config: unknown;
   run: StoredRun;
-}
-
-export const STATUS: Record<number, string> = { 1: 'RUNNING', 2: 'SCHEDULED', 3: 'FINISHED', 4: 'FAILED', 5: 'KILLED' };
-
-function readTree(dir: string, prefix = ''): [string, string][] {
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? readTree(path.join(dir, e.name), `${prefix}${e.name}/`) : [[`${prefix}${e.name}`, fs.readFileSync(path.join(dir, e.name), 'utf8')] as [string, string]],
-  );
-}
-
-/** Every run of every experiment in an MLflow file store, newest first. */
-export function readStore(root: string): StoredRun[] {
-  if (!fs.existsSync(root)) return [];
-  const runs: StoredRun[] = [];
-  for (const exp of fs.readdirSync(root)) {
-    const expDir = path.join(root, exp);
-    if (!fs.existsSync(path.join(expDir, 'meta.yaml'))) continue;
-    for (const run of fs.readdirSync(expDir)) {
-      const metaFile = path.join(expDir, run, 'meta.yaml');
-      if (!fs.existsSync(metaFile)) continue;
-      const meta = YAML.parse(fs.readFileSync(metaFile, 'utf8')) as { run_id: string; run_name: string; status: number; start_time: number; end_time: number | null };
-      const metrics: StoredRun['metrics'] = {};
-      for (const [key, text] of readTree(path.join(expDir, run, 'metrics'))) {
-        metrics[key] = text.trimEnd().split('\n').filter(Boolean).map((l) => {
-          const [, v, s] = l.split(' ');
-          return [Number(s), v === 'nan' ? NaN : Number(v)] as [number, number];
-        });
-      }
-      runs.push({
-        runId: meta.run_id, runName: meta.run_name, status: STATUS[meta.status] ?? String(meta.status), start: meta.start_time, end: meta.end_time,
-        tags: Object.fromEntries(readTree(path.join(expDir, run, 'tags'))), metrics, dir: path.join(expDir, run),
-      });
-    }
-  }
-  return runs.sort((a, b) => b.start - a.start);
 }
 
 const readJson = (file: string): unknown => (fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : null);

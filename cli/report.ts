@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import * as vega from 'vega';
 import { compile } from 'vega-lite';
 import { formatMetric, type Paper } from '../core';
-import { readRecords, readStore, type StoredRun } from './records';
+import { readStore, type StoredRun } from '../core/mlflow-store';
+import { readRecords } from './records';
 
 const last = (r: StoredRun, key: string) => r.metrics[key]?.at(-1)?.[1];
 const fmt = (v: number | undefined, metric: string) => (v === undefined ? 'n/a' : formatMetric(v, metric));

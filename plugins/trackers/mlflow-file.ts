@@ -1,28 +1,23 @@
-import { randomInt, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import YAML from 'yaml';
 import { z } from 'zod';
-import { ConfigError, definePlugin, mlflowExperimentName, writeFileAtomic, type RunInfo, type RunStatus, type Tracker } from '../../core';
+import { ConfigError, definePlugin, mlflowExperimentName, type RunInfo, type RunStatus, type Tracker } from '../../core';
+import {
+  createExperiment, createRunFolders, ensureDefaultExperiment, findExperiment, metricLine, MLFLOW_STATUS, newRunMeta, readRunMeta, runDirectory, runFile,
+  truncateMetrics, writeRunMeta, type RunMeta,
+} from '../../core/mlflow-store';
 
-/** MLflow's integer run status codes (mlflow.entities.RunStatus). */
-export const MLFLOW_STATUS: Record<RunStatus, number> = { RUNNING: 1, FINISHED: 3, FAILED: 4, KILLED: 5 };
-
-/** Characters MLflow accepts in metric, param and tag keys; others become `_`. A `/` makes a subfolder. */
-export const sanitizeKey = (k: string): string => k.replace(/[^\w\-. /]/g, '_');
-
-const formatValue = (v: number): string => (Number.isNaN(v) ? 'nan' : v === Infinity ? 'inf' : v === -Infinity ? '-inf' : String(v));
+export { MLFLOW_STATUS, sanitizeKey } from '../../core/mlflow-store';
 
 /**
- * Writes MLflow's file-store layout (the `./mlruns` folder that `mlflow ui --backend-store-uri ./mlruns` reads):
- * `<exp>/meta.yaml`, `<exp>/<run>/meta.yaml`, `metrics/<key>` lines of "<ms> <value> <step>", `params/<key>`,
- * `tags/<key>` and `artifacts/`. Experiment ids are strings (MLflow's can exceed 2^53).
+ * Writes MLflow's file-store layout (the `./mlruns` folder that `mlflow ui --backend-store-uri ./mlruns` reads;
+ * core/mlflow-store.ts owns the layout): experiments, runs' meta.yaml, metrics, params, tags and artifacts.
  */
 export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
   private runDir: string | null = null;
-  private meta: Record<string, unknown> = {};
+  private meta: RunMeta | null = null;
 
   constructor(readonly root: string) {}
 
@@ -36,32 +31,16 @@ export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
    */
   startRunSync({ experiment, runName, tags, resume, runId = randomUUID().replace(/-/g, ''), startTime = Date.now() }: Parameters<Tracker['startRun']>[0] & { runId?: string; startTime?: number }): RunInfo {
     const root = path.resolve(this.root);
-    this.ensureDefaultExperiment(root);
+    ensureDefaultExperiment(root);
     if (resume) return this.reopen(root, resume);
     // MLFLOW_EXPERIMENT_NAME, when set, chooses the experiment (see mlflowExperimentName); the config's name is kept as a tag.
     const configured = experiment;
     experiment = mlflowExperimentName(experiment);
     if (experiment !== configured) tags = { 'loom.experiment': configured, ...tags };
-    const experimentId = this.findExperiment(root, experiment) ?? this.createExperiment(root, experiment);
-    this.runDir = path.join(root, experimentId, runId);
-    for (const d of ['metrics', 'params', 'tags', 'artifacts']) fs.mkdirSync(path.join(this.runDir, d), { recursive: true });
-    this.meta = {
-      artifact_uri: pathToFileURL(path.join(this.runDir, 'artifacts')).href,
-      end_time: null,
-      entry_point_name: '',
-      experiment_id: experimentId,
-      lifecycle_stage: 'active',
-      run_id: runId,
-      run_name: runName,
-      run_uuid: runId,
-      source_name: '',
-      source_type: 4,
-      source_version: '',
-      start_time: startTime,
-      status: MLFLOW_STATUS.RUNNING,
-      tags: [],
-      user_id: os.userInfo().username,
-    };
+    const experimentId = findExperiment(root, experiment) ?? createExperiment(root, experiment);
+    this.runDir = runDirectory(root, experimentId, runId);
+    createRunFolders(this.runDir);
+    this.meta = newRunMeta(this.runDir, experimentId, runId, runName, startTime);
     this.writeMeta();
     this.setTags({ 'mlflow.runName': runName, 'mlflow.user': os.userInfo().username, 'mlflow.source.name': 'loom', 'mlflow.source.type': 'LOCAL', ...tags });
     if (tags?.['git.commit']) this.setTags({ 'mlflow.source.git.commit': tags['git.commit'].replace(/\+dirty$/, '') });
@@ -70,20 +49,12 @@ export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
 
   /** Reopens a run to continue it: RUNNING again, and metric values logged after `step` dropped (they will be redone). */
   private reopen(root: string, { runId, experimentId, step }: { runId: string; experimentId: string; step: number }): RunInfo {
-    this.runDir = path.join(root, experimentId, runId);
-    const metaFile = path.join(this.runDir, 'meta.yaml');
-    if (!fs.existsSync(metaFile)) throw new ConfigError('--resume', `run ${runId} of experiment ${experimentId} is not in the MLflow store at ${root}`);
-    this.meta = YAML.parse(fs.readFileSync(metaFile, 'utf8')) as Record<string, unknown>;
-    this.meta.status = MLFLOW_STATUS.RUNNING;
-    this.meta.end_time = null;
+    this.runDir = runDirectory(root, experimentId, runId);
+    const meta = readRunMeta(this.runDir);
+    if (!meta) throw new ConfigError('--resume', `run ${runId} of experiment ${experimentId} is not in the MLflow store at ${root}`);
+    this.meta = { ...meta, status: MLFLOW_STATUS.RUNNING, end_time: null };
     this.writeMeta();
-    const metrics = path.join(this.runDir, 'metrics');
-    for (const f of fs.readdirSync(metrics, { recursive: true, withFileTypes: true })) {
-      if (!f.isFile()) continue;
-      const file = path.join(f.parentPath, f.name);
-      const kept = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l && Number(l.split(' ')[2]) <= step);
-      writeFileAtomic(file, kept.map((l) => `${l}\n`).join(''));
-    }
+    truncateMetrics(this.runDir, step);
     return { runId, experimentId, location: this.runDir };
   }
 
@@ -101,7 +72,7 @@ export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
   }
 
   logMetrics(metrics: Record<string, number>, step: number, timestamp = Date.now()): void {
-    for (const [k, v] of Object.entries(metrics)) fs.appendFileSync(this.file('metrics', k), `${timestamp} ${formatValue(v)} ${step}\n`);
+    for (const [k, v] of Object.entries(metrics)) fs.appendFileSync(this.file('metrics', k), metricLine(v, step, timestamp));
   }
 
   setTags(tags: Record<string, string>): void {
@@ -135,8 +106,7 @@ export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
   endRunSync(status: Exclude<RunStatus, 'RUNNING'>, reason?: string, endTime = Date.now()): void {
     if (!this.runDir) return;
     if (reason) this.setTags({ 'loom.status_reason': reason });
-    this.meta.status = MLFLOW_STATUS[status];
-    this.meta.end_time = endTime;
+    this.meta = { ...this.meta!, status: MLFLOW_STATUS[status], end_time: endTime };
     this.writeMeta();
   }
 
@@ -146,49 +116,11 @@ export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
   }
 
   private file(kind: 'metrics' | 'params' | 'tags', key: string): string {
-    const f = path.join(this.dir(), kind, sanitizeKey(key));
-    fs.mkdirSync(path.dirname(f), { recursive: true });
-    return f;
+    return runFile(this.dir(), kind, key);
   }
 
   private writeMeta(): void {
-    writeFileAtomic(path.join(this.dir(), 'meta.yaml'), YAML.stringify(this.meta));
-  }
-
-  private ensureDefaultExperiment(root: string): void {
-    if (!fs.existsSync(path.join(root, '0', 'meta.yaml'))) this.writeExperiment(root, '0', 'Default');
-  }
-
-  private findExperiment(root: string, name: string): string | undefined {
-    for (const id of fs.readdirSync(root)) {
-      const meta = path.join(root, id, 'meta.yaml');
-      if (!fs.existsSync(meta)) continue;
-      const m = YAML.parse(fs.readFileSync(meta, 'utf8')) as { name?: string; lifecycle_stage?: string };
-      if (m?.name === name && m.lifecycle_stage !== 'deleted') return id;
-    }
-    return undefined;
-  }
-
-  private createExperiment(root: string, name: string): string {
-    // MLflow's file store draws large random integer ids; keep them as strings.
-    let id: string;
-    do id = String(randomInt(1, 2 ** 47)) + String(randomInt(0, 1000)).padStart(3, '0');
-    while (fs.existsSync(path.join(root, id)));
-    this.writeExperiment(root, id, name);
-    return id;
-  }
-
-  private writeExperiment(root: string, id: string, name: string): void {
-    const now = Date.now();
-    const meta = {
-      artifact_location: pathToFileURL(path.join(root, id)).href,
-      creation_time: now,
-      experiment_id: id,
-      last_update_time: now,
-      lifecycle_stage: 'active',
-      name,
-    };
-    writeFileAtomic(path.join(root, id, 'meta.yaml'), YAML.stringify(meta));
+    writeRunMeta(this.dir(), this.meta!);
   }
 }
 
