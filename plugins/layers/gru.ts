@@ -1,16 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import {
-  CarriedState, definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
-  type Json, type Rng, type Shape,
-} from '../../core';
+import { definePlugin, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext, type Rng } from '../../core';
+import { RecurrentLayer, recurrentOptions } from './recurrent';
 
-const schema = layerOptions.extend({
-  units: z.number().int().positive(),
-  /** Output every time step ([batch, time, units]) or only the last ([batch, units]). */
-  returnSequences: z.boolean().default(true),
-  /** Carry the final state into the next batch (truncated BPTT); `resetStates()` zeroes it. */
-  stateful: z.boolean().default(false),
+const schema = recurrentOptions.extend({
   /**
    * Apply the reset gate after the recurrent product, h̃ = tanh(xW + r ⊙ (hU + b_U)) (cuDNN's and Keras's default),
    * instead of the paper's h̃ = tanh(xW + (r ⊙ h)U + b).
@@ -26,43 +19,26 @@ const schema = layerOptions.extend({
  *   h̃ = tanh(x W_h + (r ⊙ h) U_h + b_h),  h_t = z ⊙ h_{t-1} + (1 − z) ⊙ h̃.
  * The input projection is one product over all time steps; autograd differentiates the unrolled steps.
  */
-export class GRU extends LayerBase {
-  private kernel!: tf.Variable;
-  private recurrent!: tf.Variable;
+export class GRU extends RecurrentLayer<'h', z.output<typeof schema>> {
   private bias!: tf.Variable;
   private recurrentBias: tf.Variable | null = null;
-  private readonly kernelInit: Initializer;
-  private readonly recurrentInit: Initializer;
   private readonly zeros: Initializer;
-  private readonly state = new CarriedState<'h'>();
 
-  constructor(
-    private readonly opts: z.output<typeof schema>,
-    ctx: PluginContext,
-  ) {
-    super(opts.name ?? 'gru');
-    this.kernelInit = ctx.registry.create('initializer', opts.kernelInitializer, `${ctx.path}.kernelInitializer`);
-    this.recurrentInit = ctx.registry.create('initializer', opts.recurrentInitializer, `${ctx.path}.recurrentInitializer`);
+  constructor(opts: z.output<typeof schema>, ctx: PluginContext) {
+    super(opts, ctx, 'gru', 3);
     this.zeros = ctx.registry.create('initializer', 'zeros');
   }
 
-  protected buildLayer(inputShape: Shape, rng: Rng): Shape {
-    this.expectRank(inputShape, 3, '[batch, time, features]');
-    const [, time, features] = inputShape as [null, number, number];
+  protected buildBiases(rng: Rng): void {
     const u = this.opts.units;
-    this.kernel = this.addWeight('kernel', [features, 3 * u], this.kernelInit, rng, 'kernel');
-    this.recurrent = this.addWeight('recurrent_kernel', [u, 3 * u], this.recurrentInit, rng, 'kernel');
     this.bias = this.addWeight('bias', [3 * u], this.zeros, rng, 'bias');
     if (this.opts.resetAfter) this.recurrentBias = this.addWeight('recurrent_bias', [3 * u], this.zeros, rng, 'bias');
-    return this.opts.returnSequences ? [null, time, u] : [null, u];
   }
 
   apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {
     const [batch, time, features] = x.shape as [number, number, number];
     const u = this.opts.units;
-    if (this.state.batch !== null && this.state.batch !== batch) {
-      throw this.shapeError(`a batch of ${this.state.batch} (stateful layers keep their batch size)`, [batch, time, features]);
-    }
+    this.expectCarriedBatch(x);
     const xw = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [batch * time, features]), this.kernel), this.bias), [batch, time, 3 * u]);
     const [uzr, uh] = tf.split(this.recurrent, [2 * u, u], 1) as [tf.Tensor, tf.Tensor];
     let h: tf.Tensor = this.state.value?.h ?? tf.zeros([batch, u]);
@@ -88,25 +64,6 @@ export class GRU extends LayerBase {
     }
     if (this.opts.stateful) this.state.carry({ h });
     return this.opts.returnSequences ? tf.stack(outs, 1) : h;
-  }
-
-  /** The carried state as JSON (checkpoints), or null when there is none. */
-  getState(): Json {
-    return this.state.toJSON();
-  }
-
-  setState(s: Json): void {
-    this.state.restore(s);
-  }
-
-  /** Zeroes the carried state (stateful layers); the next batch starts from h = 0. */
-  resetStates(): void {
-    this.state.reset();
-  }
-
-  override dispose(): void {
-    this.resetStates();
-    super.dispose();
   }
 }
 

@@ -1,20 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import {
-  CarriedState, definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
-  type Json, type Rng, type Shape,
-} from '../../core';
+import { definePlugin, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext, type Rng } from '../../core';
 import { dropoutMask } from './dropout';
+import { RecurrentLayer, recurrentOptions } from './recurrent';
 
-const schema = layerOptions.extend({
-  units: z.number().int().positive(),
-  /** Output every time step ([batch, time, units]) or only the last ([batch, units]). */
-  returnSequences: z.boolean().default(true),
-  /**
-   * Carry the final state of one batch into the next (truncated backpropagation through time, as language models
-   * train); `resetStates()` zeroes it, e.g. at the start of an epoch.
-   */
-  stateful: z.boolean().default(false),
+const schema = recurrentOptions.extend({
   kernelInitializer: pluginSpecSchema.default('glorot-uniform'),
   recurrentInitializer: pluginSpecSchema.default('glorot-uniform'),
   /** Jozefowicz et al. (2015): a forget-gate bias of 1 helps gradients flow early in training. */
@@ -35,32 +25,19 @@ const schema = layerOptions.extend({
  *   c_t = f ⊙ c_{t-1} + i ⊙ g,   h_t = o ⊙ tanh(c_t).
  * The input projection x W is one matrix product over all time steps; only h U runs per step.
  */
-export class LSTM extends LayerBase {
-  private kernel!: tf.Variable;
-  private recurrent!: tf.Variable;
+export class LSTM extends RecurrentLayer<'h' | 'c', z.output<typeof schema>> {
   private bias!: tf.Variable;
-  private readonly kernelInit: Initializer;
-  private readonly recurrentInit: Initializer;
-  private readonly state = new CarriedState<'h' | 'c'>();
 
-  constructor(
-    private readonly opts: z.output<typeof schema>,
-    ctx: PluginContext,
-  ) {
-    super(opts.name ?? 'lstm');
-    this.kernelInit = ctx.registry.create('initializer', opts.kernelInitializer, `${ctx.path}.kernelInitializer`);
-    this.recurrentInit = ctx.registry.create('initializer', opts.recurrentInitializer, `${ctx.path}.recurrentInitializer`);
+  constructor(opts: z.output<typeof schema>, ctx: PluginContext) {
+    super(opts, ctx, 'lstm', 4);
   }
 
-  protected buildLayer(inputShape: Shape, rng: Rng): Shape {
-    this.expectRank(inputShape, 3, '[batch, time, features]');
-    const [, time, features] = inputShape as [null, number, number];
+  protected buildBiases(rng: Rng): void {
     const u = this.opts.units;
-    this.kernel = this.addWeight('kernel', [features, 4 * u], this.kernelInit, rng, 'kernel');
-    this.recurrent = this.addWeight('recurrent_kernel', [u, 4 * u], this.recurrentInit, rng, 'kernel');
     const forget = this.opts.unitForgetBias;
-    this.bias = this.addWeight('bias', [4 * u], { init: (shape: number[]) => tf.tensor1d(Array.from({ length: shape[0]! }, (_, i) => (forget && i >= u && i < 2 * u ? 1 : 0))) } as unknown as Initializer, rng, 'bias');
-    return this.opts.returnSequences ? [null, time, u] : [null, u];
+    // b_f = 1 with unitForgetBias (Jozefowicz et al. 2015), every other gate's bias 0.
+    const init = (shape: number[]) => tf.tensor1d(Array.from({ length: shape[0]! }, (_, i) => (forget && i >= u && i < 2 * u ? 1 : 0)));
+    this.bias = this.addWeight('bias', [4 * u], { init } as unknown as Initializer, rng, 'bias');
   }
 
   apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
@@ -69,9 +46,7 @@ export class LSTM extends LayerBase {
     const rd = ctx.training ? this.opts.recurrentDropout : 0;
     // The recurrent mask, scaled by 1/(1 − rate) (inverted dropout); all ones without recurrent dropout.
     const mask = rd > 0 ? dropoutMask(tf.ones([batch, u]), rd, ctx.rng.nextSeed(), [batch, u]) : null;
-    if (this.state.batch !== null && this.state.batch !== batch) {
-      throw this.shapeError(`a batch of ${this.state.batch} (stateful layers keep their batch size)`, [batch, time, features]);
-    }
+    this.expectCarriedBatch(x);
     const h0 = this.state.value?.h ?? tf.zeros([batch, u]);
     const c0 = this.state.value?.c ?? tf.zeros([batch, u]);
     const seq = this.opts.returnSequences;
@@ -147,25 +122,6 @@ export class LSTM extends LayerBase {
       };
     });
     return run(x, this.kernel, this.recurrent, this.bias, h0, c0, mask ?? tf.ones([batch, u]));
-  }
-
-  /** The carried state as JSON (checkpoints), or null when there is none. */
-  getState(): Json {
-    return this.state.toJSON();
-  }
-
-  setState(s: Json): void {
-    this.state.restore(s);
-  }
-
-  /** Zeroes the carried state (stateful layers); the next batch starts from h = c = 0. */
-  resetStates(): void {
-    this.state.reset();
-  }
-
-  override dispose(): void {
-    this.resetStates();
-    super.dispose();
   }
 }
 
