@@ -38,6 +38,29 @@ function layerCase(name: string, ex: PluginExample, batch: number, rng: Rng): { 
   return { layer, x, wrt: [...(ints ? [] : [x]), ...layer.parameters().map((p) => p.variable)] };
 }
 
+/** The gradient of `fn` at normal random variables of `shape` matches finite differences, for `numRuns` seeds. */
+function gradCheckOfOne(label: string, shape: number[], fn: (x: tf.Tensor) => tf.Tensor, numRuns: number): void {
+  fc.assert(
+    fc.property(seeds, (seed) => {
+      const rng = new Rng(seed);
+      const x = tf.variable(randomNormal(shape, rng));
+      try {
+        gradCheck(label, () => fn(x), [x], rng);
+      } finally {
+        x.dispose();
+      }
+    }),
+    { numRuns },
+  );
+}
+
+/** `fn` of a random tensor of `shape`, applied repeatedly, leaves no tensor behind but the one it returns (disposed). */
+function expectNoLeakOfOne(shape: number[], fn: (x: tf.Tensor) => tf.Tensor): void {
+  const x = randomNormal(shape, new Rng(1));
+  expectNoLeak(() => fn(x).dispose());
+  x.dispose();
+}
+
 describe('conformance', () => {
   eachPlugin(registry, 'layer', (name) => {
     it('declares examples', () => {
@@ -105,27 +128,9 @@ describe('conformance', () => {
   eachPlugin(registry, 'activation', (name) => {
     it('config round-trips', () => expectSpecRoundTrip(registry, 'activation', name, {}));
 
-    onEachBackend(registry, backends, 'gradient matches finite differences', () => {
-      fc.assert(
-        fc.property(seeds, (seed) => {
-          const rng = new Rng(seed);
-          const x = tf.variable(randomNormal([3, 5], rng));
-          try {
-            gradCheck(`activation ${name}`, () => registry.create('activation', name).apply(x), [x], rng);
-          } finally {
-            x.dispose();
-          }
-        }),
-        { numRuns: 5 },
-      );
-    });
-
-    onEachBackend(registry, backends, 'leaks no tensor', () => {
-      const act = registry.create('activation', name);
-      const x = randomNormal([3, 5], new Rng(1));
-      expectNoLeak(() => tf.tidy(() => act.apply(x).clone()).dispose());
-      x.dispose();
-    });
+    const apply = (x: tf.Tensor) => registry.create('activation', name).apply(x);
+    onEachBackend(registry, backends, 'gradient matches finite differences', () => gradCheckOfOne(`activation ${name}`, [3, 5], apply, 5));
+    onEachBackend(registry, backends, 'leaks no tensor', () => expectNoLeakOfOne([3, 5], (x) => tf.tidy(() => apply(x).clone())));
   });
 
   eachPlugin(registry, 'loss', (name) => {
@@ -250,27 +255,9 @@ describe('conformance', () => {
   eachPlugin(registry, 'regularizer', (name) => {
     it('config round-trips', () => expectSpecRoundTrip(registry, 'regularizer', name, {}));
 
-    onEachBackend(registry, backends, 'penalty gradient matches finite differences', () => {
-      fc.assert(
-        fc.property(seeds, (seed) => {
-          const rng = new Rng(seed);
-          const w = tf.variable(randomNormal([4, 3], rng));
-          try {
-            gradCheck(`regularizer ${name}`, () => registry.create('regularizer', name).penalty(w), [w], rng);
-          } finally {
-            w.dispose();
-          }
-        }),
-        { numRuns: 3 },
-      );
-    });
-
-    onEachBackend(registry, backends, 'leaks no tensor', () => {
-      const reg = registry.create('regularizer', name);
-      const w = randomNormal([4, 3], new Rng(1));
-      expectNoLeak(() => reg.penalty(w).dispose());
-      w.dispose();
-    });
+    const penalty = (w: tf.Tensor) => registry.create('regularizer', name).penalty(w);
+    onEachBackend(registry, backends, 'penalty gradient matches finite differences', () => gradCheckOfOne(`regularizer ${name}`, [4, 3], penalty, 3));
+    onEachBackend(registry, backends, 'leaks no tensor', () => expectNoLeakOfOne([4, 3], penalty));
   });
 
   for (const kind of PLUGIN_KINDS) {
