@@ -78,6 +78,11 @@ export abstract class Module extends ModelBase {
     return [...super.parameters(), ...this.own];
   }
 
+  /** Throws a ShapeError unless `inputShape` is [batch, time] ids with time at most `max` (the option `option`). */
+  protected expectIds(inputShape: Shape, max: number, option: string): void {
+    if (inputShape.length !== 2 || (inputShape[1] !== null && inputShape[1]! > max)) throw this.shapeError(`[batch, time ≤ ${option} = ${max}] ids`, inputShape);
+  }
+
   /** A ShapeError naming this model, what it expected and what it got. */
   protected shapeError(expected: string, actual: Shape): ShapeError {
     return new ShapeError(`model "${this.name}" (${this.spec?.type ?? 'model'})`, expected, actual);

@@ -18,7 +18,8 @@ export function checkInputShape(model: Model, train: Dataset): void {
   const declared = model.inputShape.slice(1);
   if (declared.length !== train.xShape.length || declared.some((d, i) => d !== train.xShape[i])) {
     const [field, what] = model.spec.type === 'sequential' ? ['model.inputShape', 'is'] : ['model', `"${model.spec.type}" takes examples of shape`];
-    throw new ConfigError(field, `${what} [${declared.join(', ')}], but the examples of the training set "${train.name}" have shape [${train.xShape.join(', ')}]`);
+    const got = `the examples of the training set "${train.name}" have shape [${train.xShape.join(', ')}]`;
+    throw new ConfigError(field, `${what} [${declared.join(', ')}], but ${got}`);
   }
 }
 

@@ -1,9 +1,10 @@
 /**
  * Saving and loading models (a Sequential or a registered model): `model.json` (the model's config + weight
- * manifest + the SHA-256 of the weights) and `weights.bin` (float32, little-endian, in manifest order). Both files are written atomically. Loading rebuilds the model from
- * its config through the registry and checks every weight's name and shape, the manifest's layout and the
- * checksum: a truncated or altered file is refused with a {@link FileError} naming it. The config part of
- * model.json may be edited by hand (it is not checksummed); the weights' part may not.
+ * manifest + the SHA-256 of the weights) and `weights.bin` (float32, little-endian, in manifest order). Both files
+ * are written atomically. Loading rebuilds the model from its config through the registry and checks every weight's
+ * name and shape, the manifest's layout and the checksum: a truncated or altered file is refused with a
+ * {@link FileError} naming it. The config part of model.json may be edited by hand (it is not checksummed); the
+ * weights' part may not.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -10,16 +10,21 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
-  buildModel, definePlugin, listCheckpoints, loadModel, readWeights, Rng, runExperiment, saveModel, sha256, TensorDataset, type JsonObject, type Model, type ModelConfig,
-  type NamedWeights,
+  buildModel, createRegistry, definePlugin, listCheckpoints, loadModel, readWeights, Rng, runExperiment, saveModel, sha256, TensorDataset, type JsonObject,
+  type Model, type ModelConfig,
+  type NamedWeights, type PluginRegistry,
 } from '../core';
+import { registerBuiltins } from '../plugins';
 import { GPT } from '../plugins/models/gpt';
-import { expectNoLeak, gradCheck, randomNormal, testRegistry } from './harness';
+import { cpuBackends, expectNoLeak, gradCheck, randomNormal, testRegistry } from './harness';
 
-const registry = await testRegistry();
+/** The registry of the backend under test (set per backend); `catalogue` lists the models and their examples. */
+let registry: PluginRegistry;
+let backend = '';
+const catalogue = registerBuiltins(createRegistry());
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-models-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -33,9 +38,13 @@ interface Case {
 }
 
 const cases: Case[] = [
-  { label: 'sequential', config: { inputShape: [3], layers: [{ type: 'dense', units: 4, activation: 'tanh' }, { type: 'layer-norm' }, { type: 'dense', units: 2 }] }, inputShape: [2, 3] },
-  ...registry.names('model').flatMap((name) =>
-    (registry.get('model', name).examples ?? []).map((ex, i) => ({
+  {
+    label: 'sequential',
+    config: { inputShape: [3], layers: [{ type: 'dense', units: 4, activation: 'tanh' }, { type: 'layer-norm' }, { type: 'dense', units: 2 }] },
+    inputShape: [2, 3],
+  },
+  ...catalogue.names('model').flatMap((name) =>
+    (catalogue.get('model', name).examples ?? []).map((ex, i) => ({
       label: `${name}${i ? ` #${i + 1}` : ''}`,
       config: { type: name, ...ex.options } as ModelConfig,
       inputShape: ex.inputShape!,
@@ -59,95 +68,142 @@ function input(c: Case, rng: Rng, batch = c.inputShape[0]!): tf.Tensor {
 const values = (w: NamedWeights) => [...w].map(([k, v]) => [k, v.shape, Array.from(v.values)]);
 const inference = { training: false, rng: new Rng(0) };
 
-describe('every model', () => {
-  it('is registered with examples', () => {
-    expect(registry.names('model').length).toBeGreaterThan(0);
-    for (const name of registry.names('model')) expect(registry.get('model', name).examples?.length, `model ${name} declares examples`).toBeGreaterThan(0);
+describe.each(await cpuBackends())('on backend %s', (name) => {
+  beforeAll(async () => {
+    registry = await testRegistry(name);
+    backend = name;
   });
 
-  describe.each(cases)('$label', (c) => {
-    it('names its parameters <layer>/<weight> (a registered model: <model>/<part>/<weight>), uniquely and the same for any seed', () => {
-      const [a, b] = [build(c, 1), build(c, 2)];
-      try {
-        const names = a.weights().map((p) => p.name);
-        expect(new Set(names).size).toBe(names.length);
-        expect(a.weights().map((p) => `${p.name}:${p.variable.shape}`)).toEqual(b.weights().map((p) => `${p.name}:${p.variable.shape}`));
-        expect(names.slice(0, a.parameters().length)).toEqual(a.parameters().map((p) => p.name));
-        if (a.spec.type === 'sequential') {
-          const layers = (a.spec.layers as JsonObject[]).map((l) => l.name as string);
-          for (const n of names) expect(layers.some((l) => n.startsWith(`${l}/`)), n).toBe(true);
-        } else {
-          for (const n of names) expect(n, n).toMatch(new RegExp(`^${a.name}/[^/]+/.+|^${a.name}/[^/]+$`));
+  describe('every model', () => {
+    it('is registered with examples', () => {
+      expect(registry.names('model').length).toBeGreaterThan(0);
+      for (const name of registry.names('model')) expect(registry.get('model', name).examples?.length, `model ${name} declares examples`).toBeGreaterThan(0);
+    });
+
+    describe.each(cases)('$label', (c) => {
+      it('names its parameters <layer>/<weight> (a registered model: <model>/<part>/<weight>), uniquely and the same for any seed', () => {
+        const [a, b] = [build(c, 1), build(c, 2)];
+        try {
+          const names = a.weights().map((p) => p.name);
+          expect(new Set(names).size).toBe(names.length);
+          expect(a.weights().map((p) => `${p.name}:${p.variable.shape}`)).toEqual(b.weights().map((p) => `${p.name}:${p.variable.shape}`));
+          expect(names.slice(0, a.parameters().length)).toEqual(a.parameters().map((p) => p.name));
+          if (a.spec.type === 'sequential') {
+            const layers = (a.spec.layers as JsonObject[]).map((l) => l.name as string);
+            for (const n of names) expect(layers.some((l) => n.startsWith(`${l}/`)), n).toBe(true);
+          } else {
+            for (const n of names) expect(n, n).toMatch(new RegExp(`^${a.name}/[^/]+/.+|^${a.name}/[^/]+$`));
+          }
+          expect(a.countParams()).toBe(a.parameters().reduce((s, p) => s + p.variable.size, 0));
+        } finally {
+          a.dispose();
+          b.dispose();
         }
-        expect(a.countParams()).toBe(a.parameters().reduce((s, p) => s + p.variable.size, 0));
-      } finally {
+      });
+
+      it('draws its initial weights from the seed alone', () => {
+        const [a, b, other] = [build(c, 5), build(c, 5), build(c, 6)];
+        try {
+          expect(values(readWeights(a.weights()))).toEqual(values(readWeights(b.weights())));
+          expect(values(readWeights(a.weights()))).not.toEqual(values(readWeights(other.weights())));
+        } finally {
+          for (const m of [a, b, other]) m.dispose();
+        }
+      });
+
+      it('has gradients matching finite differences and leaks no tensor', () => {
+        const rng = new Rng(11);
+        const model = build(c, 11);
+        const x = input(c, rng);
+        const wrt = model.parameters().map((p) => p.variable);
+        const ctx = () => ({ training: true, rng: new Rng(3) });
+        try {
+          gradCheck(`model ${c.label}`, () => model.apply(x, ctx()), wrt, rng);
+          expectNoLeak(() => {
+            const { value, grads } = tf.variableGrads(() => tf.sum(model.apply(x, ctx())) as tf.Scalar, wrt);
+            tf.dispose([value, ...Object.values(grads)]);
+          });
+        } finally {
+          x.dispose();
+          model.dispose();
+        }
+      });
+
+      it('has a config that round-trips through JSON and rebuilds the same model', () => {
+        const a = buildModel(c.config, registry);
+        const b = buildModel(JSON.parse(JSON.stringify(a.spec)) as ModelConfig, registry);
+        expect(b.spec).toEqual(a.spec);
+        expect(b.inputShape).toEqual(a.inputShape);
         a.dispose();
         b.dispose();
-      }
-    });
+      });
 
-    it('draws its initial weights from the seed alone', () => {
-      const [a, b, other] = [build(c, 5), build(c, 5), build(c, 6)];
-      try {
-        expect(values(readWeights(a.weights()))).toEqual(values(readWeights(b.weights())));
-        expect(values(readWeights(a.weights()))).not.toEqual(values(readWeights(other.weights())));
-      } finally {
-        for (const m of [a, b, other]) m.dispose();
-      }
-    });
-
-    it('has gradients matching finite differences and leaks no tensor', () => {
-      const rng = new Rng(11);
-      const model = build(c, 11);
-      const x = input(c, rng);
-      const wrt = model.parameters().map((p) => p.variable);
-      const ctx = () => ({ training: true, rng: new Rng(3) });
-      try {
-        gradCheck(`model ${c.label}`, () => model.apply(x, ctx()), wrt, rng);
-        expectNoLeak(() => {
-          const { value, grads } = tf.variableGrads(() => tf.sum(model.apply(x, ctx())) as tf.Scalar, wrt);
-          tf.dispose([value, ...Object.values(grads)]);
-        });
-      } finally {
-        x.dispose();
-        model.dispose();
-      }
-    });
-
-    it('has a config that round-trips through JSON and rebuilds the same model', () => {
-      const a = buildModel(c.config, registry);
-      const b = buildModel(JSON.parse(JSON.stringify(a.spec)) as ModelConfig, registry);
-      expect(b.spec).toEqual(a.spec);
-      expect(b.inputShape).toEqual(a.inputShape);
-      a.dispose();
-      b.dispose();
-    });
-
-    it('saves and loads: the same weights by name, and the same outputs bit for bit', () => {
-      const model = build(c, 21);
-      const out = path.join(dir, `saved-${c.label.replace(/\W+/g, '-')}`);
-      const x = input(c, new Rng(22), 3);
-      try {
-        saveModel(model, out);
-        const loaded = loadModel(out, registry);
+      it('saves and loads: the same weights by name, and the same outputs bit for bit', () => {
+        const model = build(c, 21);
+        const out = path.join(dir, `saved-${backend}-${c.label.replace(/\W+/g, '-')}`);
+        const x = input(c, new Rng(22), 3);
         try {
-          expect(loaded.spec).toEqual(model.spec);
-          expect(values(readWeights(loaded.weights()))).toEqual(values(readWeights(model.weights())));
-          const [ya, yb] = [model, loaded].map((m) => tf.tidy(() => m.apply(x, inference)));
-          expect(Array.from(yb!.dataSync())).toEqual(Array.from(ya!.dataSync()));
-          tf.dispose([ya!, yb!]);
+          saveModel(model, out);
+          const loaded = loadModel(out, registry);
+          try {
+            expect(loaded.spec).toEqual(model.spec);
+            expect(values(readWeights(loaded.weights()))).toEqual(values(readWeights(model.weights())));
+            const [ya, yb] = [model, loaded].map((m) => tf.tidy(() => m.apply(x, inference)));
+            expect(Array.from(yb!.dataSync())).toEqual(Array.from(ya!.dataSync()));
+            tf.dispose([ya!, yb!]);
+          } finally {
+            loaded.dispose();
+          }
         } finally {
-          loaded.dispose();
+          x.dispose();
+          model.dispose();
         }
-      } finally {
-        x.dispose();
-        model.dispose();
-      }
+      });
+
+      it('resumed from a checkpoint, ends a run with the weights of the uninterrupted run', async () => {
+        const { uninterrupted, resumed } = await trainAndResume(c, c.label);
+        expect(resumed).toEqual(uninterrupted);
+      });
+    });
+  });
+
+  describe('configs written before models were their own kind', () => {
+    it('a Sequential whose one layer names a model builds that model; its saved files (loom.sequential 1) still load', () => {
+      const spec = { type: 'gpt', name: 'gpt', vocabSize: 7, context: 5, dModel: 8, numHeads: 2, layers: 1, dropout: 0 };
+      const legacy = buildModel({ inputShape: [5], layers: [spec] }, registry);
+      expect(legacy.spec).toEqual(registry.normalize('model', spec));
+      legacy.dispose();
+      const model = build({ label: 'gpt', config: spec, inputShape: [2, 5], inputInts: 7 }, 4);
+      const out = path.join(dir, `legacy-${backend}`);
+      saveModel(model, out);
+      const manifest = JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8')) as JsonObject;
+      const { type: _t, ...options } = manifest.config as JsonObject;
+      const old = { ...manifest, format: 'loom.sequential', version: 1, config: { inputShape: [5], layers: [{ type: 'gpt', ...options }] } };
+      fs.writeFileSync(path.join(out, 'model.json'), JSON.stringify(old));
+      const loaded = loadModel(out, registry);
+      expect(loaded.spec).toEqual(model.spec);
+      expect(values(readWeights(loaded.weights()))).toEqual(values(readWeights(model.weights())));
+      loaded.dispose();
+      model.dispose();
     });
 
-    it('resumed from a checkpoint, ends a run with the weights of the uninterrupted run', async () => {
-      const { uninterrupted, resumed } = await trainAndResume(c, c.label);
+    it('a checkpoint whose config names the model as a Sequential\'s one layer resumes under the new config, exactly', async () => {
+      const spec = { type: 'gpt', name: 'gpt', vocabSize: 7, context: 5, dModel: 8, numHeads: 2, layers: 1, dropout: 0 };
+      const legacy = (state: JsonObject) => {
+        (state.config as JsonObject).model = { inputShape: [5], layers: [spec] };
+      };
+      const { uninterrupted, resumed } = await trainAndResume({ label: 'gpt', config: spec, inputShape: [2, 5], inputInts: 7 }, 'legacy-gpt', legacy);
       expect(resumed).toEqual(uninterrupted);
+    });
+
+    it('a Sequential of layers stays a Sequential, and a model of another class is refused by name', () => {
+      const seq = buildModel(cases[0]!.config, registry);
+      expect(seq.spec.type).toBe('sequential');
+      const out = path.join(dir, `sequential-${backend}`);
+      seq.build(seq.inputShape, new Rng(0));
+      saveModel(seq, out);
+      seq.dispose();
+      expect(() => loadModel(out, registry, GPT)).toThrow(/saved model .*model\.json: expected a GPT model, got a Sequential/);
     });
   });
 });
@@ -165,12 +221,13 @@ async function trainAndResume(c: Case, tag: string, edit?: (state: JsonObject) =
   const n = 12;
   const rng = new Rng(31);
   const size = (shape: number[]) => n * shape.reduce((a, b) => a * b, 1);
-  const x = c.inputInts ? Int32Array.from({ length: size(inShape) }, () => rng.int(c.inputInts!)) : Float32Array.from({ length: size(inShape) }, () => rng.normal());
+  const ints = c.inputInts;
+  const x = ints ? Int32Array.from({ length: size(inShape) }, () => rng.int(ints)) : Float32Array.from({ length: size(inShape) }, () => rng.normal());
   const yShape = out.slice(1, -1) as number[];
   const y = Int32Array.from({ length: size(yShape) }, () => rng.int(out.at(-1)!));
-  const data = new TensorDataset(`model-data:${tag}`, x, inShape, y, yShape);
+  const data = new TensorDataset(`model-data:${backend}:${tag}`, x, inShape, y, yShape);
   const source = definePlugin({
-    kind: 'dataset', name: `model-data-${tag.replace(/\W+/g, '-')}`, description: 'test data for one model', schema: z.object({}),
+    kind: 'dataset', name: `model-data-${backend}-${tag.replace(/\W+/g, '-')}`, description: 'test data for one model', schema: z.object({}),
     create: () => ({ splits: ['train'], load: () => data }),
   });
   registry.register(source);
@@ -200,43 +257,3 @@ async function trainAndResume(c: Case, tag: string, edit?: (state: JsonObject) =
   await runExperiment({ registry, config, runName: 'whole', resume: resumed, evaluate, log: () => {}, handleSignals: false });
   return { uninterrupted, resumed: values(final!) };
 }
-
-describe('configs written before models were their own kind', () => {
-  it('a Sequential whose one layer names a model builds that model; its saved files (loom.sequential 1) still load', () => {
-    const spec = { type: 'gpt', name: 'gpt', vocabSize: 7, context: 5, dModel: 8, numHeads: 2, layers: 1, dropout: 0 };
-    const legacy = buildModel({ inputShape: [5], layers: [spec] }, registry);
-    expect(legacy.spec).toEqual(registry.normalize('model', spec));
-    legacy.dispose();
-    const model = build({ label: 'gpt', config: spec, inputShape: [2, 5], inputInts: 7 }, 4);
-    const out = path.join(dir, 'legacy');
-    saveModel(model, out);
-    const manifest = JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8')) as JsonObject;
-    const { type: _t, ...options } = manifest.config as JsonObject;
-    const old = { ...manifest, format: 'loom.sequential', version: 1, config: { inputShape: [5], layers: [{ type: 'gpt', ...options }] } };
-    fs.writeFileSync(path.join(out, 'model.json'), JSON.stringify(old));
-    const loaded = loadModel(out, registry);
-    expect(loaded.spec).toEqual(model.spec);
-    expect(values(readWeights(loaded.weights()))).toEqual(values(readWeights(model.weights())));
-    loaded.dispose();
-    model.dispose();
-  });
-
-  it('a checkpoint whose config names the model as a Sequential\'s one layer resumes under the new config, exactly', async () => {
-    const spec = { type: 'gpt', name: 'gpt', vocabSize: 7, context: 5, dModel: 8, numHeads: 2, layers: 1, dropout: 0 };
-    const legacy = (state: JsonObject) => {
-      (state.config as JsonObject).model = { inputShape: [5], layers: [spec] };
-    };
-    const { uninterrupted, resumed } = await trainAndResume({ label: 'gpt', config: spec, inputShape: [2, 5], inputInts: 7 }, 'legacy-gpt', legacy);
-    expect(resumed).toEqual(uninterrupted);
-  });
-
-  it('a Sequential of layers stays a Sequential, and a model of another class is refused by name', () => {
-    const seq = buildModel(cases[0]!.config, registry);
-    expect(seq.spec.type).toBe('sequential');
-    const out = path.join(dir, 'sequential');
-    seq.build(seq.inputShape, new Rng(0));
-    saveModel(seq, out);
-    seq.dispose();
-    expect(() => loadModel(out, registry, GPT)).toThrow(/saved model .*model\.json: expected a GPT model, got a Sequential/);
-  });
-});

@@ -31,7 +31,8 @@ export class TransformerDecoder extends TransformerBlock {
   constructor(opts: z.output<typeof schema>, ctx: PluginContext) {
     super(opts.name ?? 'transformer-decoder', opts, ctx);
     this.selfAttention = this.part('self_attention', { type: 'multi-head-attention', numHeads: opts.numHeads, causal: true }, MultiHeadAttention);
-    this.crossAttention = opts.crossAttention ? this.part('cross_attention', { type: 'multi-head-attention', numHeads: opts.numHeads }, MultiHeadAttention) : null;
+    const cross = { type: 'multi-head-attention', numHeads: opts.numHeads };
+    this.crossAttention = opts.crossAttention ? this.part('cross_attention', cross, MultiHeadAttention) : null;
     this.norms = (opts.crossAttention ? ['norm1', 'norm2', 'norm3'] : ['norm1', 'norm3']).map((n) => this.part(n, { type: 'layer-norm' }));
   }
 

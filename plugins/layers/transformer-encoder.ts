@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  createPart, definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Layer, type LayerClass, type Parameter, type PartSpec, type PluginContext, type Rng,
-  type Shape,
+  createPart, definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Layer, type LayerClass, type Parameter, type PartSpec,
+  type PluginContext, type Rng, type Shape,
 } from '../../core';
 
 /** Options shared by the Transformer's encoder and decoder layers. */

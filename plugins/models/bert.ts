@@ -60,7 +60,7 @@ export class Bert extends Module {
   }
 
   protected buildModel(inputShape: Shape, rng: Rng): Shape {
-    if (inputShape.length !== 2 || (inputShape[1] !== null && inputShape[1]! > this.opts.maxLength)) throw this.shapeError(`[batch, time ≤ maxLength = ${this.opts.maxLength}] ids`, inputShape);
+    this.expectIds(inputShape, this.opts.maxLength, 'maxLength');
     const seq: Shape = [null, null, this.opts.dModel];
     this.embed.build([null, null], rng);
     for (const l of this.encoder) l.build(seq, rng);

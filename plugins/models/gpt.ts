@@ -44,14 +44,16 @@ export class GPT extends Module {
     this.embed = this.add('token_embedding', { type: 'embedding', vocabSize: opts.vocabSize, dim: d, initializer: init }, Embedding);
     this.pos = this.add('position_embedding', { type: 'positional-encoding', kind: 'learned', maxLength: opts.context, initializer: init }, PositionalEncoding);
     this.drop = this.add('dropout', { type: 'dropout', rate: opts.dropout });
-    const block = { type: 'transformer-decoder', numHeads, ff: opts.ff ?? 4 * d, dropout: opts.dropout, preNorm: true, crossAttention: false, activation: { type: 'gelu', approximate: 'tanh' } };
+    const gelu = { type: 'gelu', approximate: 'tanh' };
+    const { dropout } = opts;
+    const block = { type: 'transformer-decoder', numHeads, ff: opts.ff ?? 4 * d, dropout, preNorm: true, crossAttention: false, activation: gelu };
     this.blocks = Array.from({ length: opts.layers }, (_, i) => this.add(`block_${i + 1}`, block, TransformerDecoder));
     this.norm = this.add('final_norm', { type: 'layer-norm' });
     this.head = opts.tieEmbeddings ? null : this.add('head', { type: 'dense', units: opts.vocabSize, useBias: false });
   }
 
   protected buildModel(inputShape: Shape, rng: Rng): Shape {
-    if (inputShape.length !== 2 || (inputShape[1] !== null && inputShape[1]! > this.opts.context)) throw this.shapeError(`[batch, time ≤ context = ${this.opts.context}] ids`, inputShape);
+    this.expectIds(inputShape, this.opts.context, 'context');
     const seq: Shape = [null, null, this.opts.dModel];
     this.embed.build([null, null], rng);
     for (const l of [this.pos, this.drop, ...this.blocks, this.norm]) l.build(seq, rng);

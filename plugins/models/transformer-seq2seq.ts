@@ -65,8 +65,9 @@ export class TransformerSeq2Seq extends Module {
     this.pos = this.add('positions', { type: 'positional-encoding', maxLength: Math.max(opts.srcLen, opts.tgtLen) + 1 }, PositionalEncoding);
     this.drop = this.add('dropout', { type: 'dropout', rate: dropout });
     const sublayer = { numHeads, ff, dropout, preNorm };
-    this.encoders = Array.from({ length: opts.layers }, (_, i) => this.add(`encoder_${i + 1}`, { type: 'transformer-encoder', ...sublayer }));
-    this.decoders = Array.from({ length: opts.layers }, (_, i) => this.add(`decoder_${i + 1}`, { type: 'transformer-decoder', ...sublayer }, TransformerDecoder));
+    const layers = Array.from({ length: opts.layers }, (_, i) => i + 1);
+    this.encoders = layers.map((i) => this.add(`encoder_${i}`, { type: 'transformer-encoder', ...sublayer }));
+    this.decoders = layers.map((i) => this.add(`decoder_${i}`, { type: 'transformer-decoder', ...sublayer }, TransformerDecoder));
     // Pre-norm stacks end with a layer norm (Xiong et al. 2020); post-norm layers already end normalised.
     this.norms = preNorm ? [this.add('encoder_norm', { type: 'layer-norm' }), this.add('decoder_norm', { type: 'layer-norm' })] : [];
     this.out = this.add('output', { type: 'dense', units: opts.tgtVocab });
