@@ -298,6 +298,59 @@ loom::ConvShape conv_shape(Args& a, size_t i) {
   return s;
 }
 
+// The tensors of a convolution or pooling geometry, with their element counts and, for messages, the products.
+enum class ConvTensor { Input, Filter, Output, Pooled };
+struct ConvSize {
+  int64_t elements;
+  const char* product;
+};
+ConvSize conv_size(const loom::ConvShape& s, ConvTensor t) {
+  switch (t) {
+    case ConvTensor::Input: return {mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels"};
+    case ConvTensor::Filter: return {mul(s.kh, s.kw, s.c, s.co), "filterHeight·filterWidth·inChannels·outChannels"};
+    case ConvTensor::Output: return {mul(s.n, s.oh, s.ow, s.co), "batch·outHeight·outWidth·outChannels"};
+    case ConvTensor::Pooled: break;
+  }
+  return {mul(s.n, s.oh, s.ow, s.c), "batch·outHeight·outWidth·inChannels"};
+}
+// Fails unless buffer b (argument i) holds the elements of tensor t of geometry s.
+void need_conv(Args& a, size_t i, const char* name, const Buffer<float>& b, const loom::ConvShape& s, ConvTensor t) {
+  const ConvSize z = conv_size(s, t);
+  a.need(i, name, b, z.elements, z.product);
+}
+
+// A kernel of the form f(in1, in2, out, ...shape): the convolution gradients and max pooling's gradient.
+struct GeometryKernel {
+  const char* name;                 // its JavaScript name
+  const char* args[3];              // its buffers' names
+  ConvTensor tensors[3];            // which tensor each buffer holds (the third is the output)
+  void (*run)(const float*, const float*, float*, const loom::ConvShape&);
+  // The terms of the sum that makes one output element; when 0, the output is zero-filled without the kernel.
+  // Null for a kernel that needs no such case.
+  int64_t (*terms)(const loom::ConvShape&);
+  bool image_int32;                 // the kernel keeps offsets within one image in int32
+};
+
+napi_value geometry_kernel(napi_env env, napi_callback_info info, const GeometryKernel& k) {
+  Args a(env, info, k.name, 18, 18);
+  Buffer<float> b[3];
+  for (int i = 0; i < 3; i++) b[i] = a.f32(i, k.args[i]);
+  const loom::ConvShape s = conv_shape(a, 3);
+  for (int i = 0; i < 3; i++) need_conv(a, i, k.args[i], b[i], s, k.tensors[i]);
+  if (k.image_int32)
+    a.check(mul(s.h, s.w, s.c) <= kMaxSize, "an image (inHeight·inWidth·inChannels = %s) must have fewer than 2^31 elements",
+            Count(mul(s.h, s.w, s.c)).text);
+  if (a.failed()) return nullptr;
+  const int64_t out = conv_size(s, k.tensors[2]).elements;  // at most the output buffer's length
+  if (out == 0) return undefined(env);
+  if (k.terms && k.terms(s) == 0) {
+    std::memset(b[2].data, 0, out * sizeof(float));
+    return undefined(env);
+  }
+  k.run(b[0].data, b[1].data, b[2].data, s);
+  return undefined(env);
+}
+
 // batchMatMul(a, b, c, batch, m, n, k, transA, transB, aBatchStride, bBatchStride, bias|null, relu[, bColSums])
 // c[i] = op(a[i])·op(b[i]) (+ bias, relu); a stride of 0 broadcasts that operand over the batch. bColSums (batch 1,
 // B not transposed) receives B's column sums.
@@ -348,9 +401,9 @@ napi_value Conv2D(napi_env env, napi_callback_info info) {
   const Buffer<float> x = a.f32(0, "x"), w = a.f32(1, "w"), y = a.f32(2, "y"), bias = a.f32_or_null(3, "bias");
   const bool relu = a.flag(4, "relu");
   const loom::ConvShape s = conv_shape(a, 5);
-  a.need(0, "x", x, mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels");
-  a.need(1, "w", w, mul(s.kh, s.kw, s.c, s.co), "filterHeight·filterWidth·inChannels·outChannels");
-  a.need(2, "y", y, mul(s.n, s.oh, s.ow, s.co), "batch·outHeight·outWidth·outChannels");
+  need_conv(a, 0, "x", x, s, ConvTensor::Input);
+  need_conv(a, 1, "w", w, s, ConvTensor::Filter);
+  need_conv(a, 2, "y", y, s, ConvTensor::Output);
   if (bias.present) a.need(3, "bias", bias, s.co, "outChannels");
   if (a.failed()) return nullptr;
   const int64_t rows = mul(s.n, s.oh, s.ow);  // at most y's length when co > 0
@@ -367,42 +420,18 @@ napi_value Conv2D(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// conv2dBackpropInput(dy, w, dx, ...shape)
+// conv2dBackpropInput(dy, w, dx, ...shape); dx is zeros when dy is empty (no gradient flows in)
 napi_value Conv2DBackpropInput(napi_env env, napi_callback_info info) {
-  Args a(env, info, "conv2dBackpropInput", 18, 18);
-  const Buffer<float> dy = a.f32(0, "dy"), w = a.f32(1, "w"), dx = a.f32(2, "dx");
-  const loom::ConvShape s = conv_shape(a, 3);
-  a.need(0, "dy", dy, mul(s.n, s.oh, s.ow, s.co), "batch·outHeight·outWidth·outChannels");
-  a.need(1, "w", w, mul(s.kh, s.kw, s.c, s.co), "filterHeight·filterWidth·inChannels·outChannels");
-  a.need(2, "dx", dx, mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels");
-  if (a.failed()) return nullptr;
-  const int64_t out = s.n * s.h * s.w * s.c;
-  if (out == 0) return undefined(env);
-  if (mul(s.oh, s.ow, s.co) == 0) {  // no gradient flows in
-    std::memset(dx.data, 0, out * sizeof(float));
-    return undefined(env);
-  }
-  loom::conv2d_backprop_input(dy.data, w.data, dx.data, s);
-  return undefined(env);
+  static const GeometryKernel k{"conv2dBackpropInput", {"dy", "w", "dx"}, {ConvTensor::Output, ConvTensor::Filter, ConvTensor::Input},
+                                loom::conv2d_backprop_input, [](const loom::ConvShape& s) { return mul(s.oh, s.ow, s.co); }, false};
+  return geometry_kernel(env, info, k);
 }
 
-// conv2dBackpropFilter(x, dy, dw, ...shape)
+// conv2dBackpropFilter(x, dy, dw, ...shape); dw is zeros when there are no output positions (a sum of no terms)
 napi_value Conv2DBackpropFilter(napi_env env, napi_callback_info info) {
-  Args a(env, info, "conv2dBackpropFilter", 18, 18);
-  const Buffer<float> x = a.f32(0, "x"), dy = a.f32(1, "dy"), dw = a.f32(2, "dw");
-  const loom::ConvShape s = conv_shape(a, 3);
-  a.need(0, "x", x, mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels");
-  a.need(1, "dy", dy, mul(s.n, s.oh, s.ow, s.co), "batch·outHeight·outWidth·outChannels");
-  a.need(2, "dw", dw, mul(s.kh, s.kw, s.c, s.co), "filterHeight·filterWidth·inChannels·outChannels");
-  if (a.failed()) return nullptr;
-  const int64_t out = s.kh * s.kw * s.c * s.co;
-  if (out == 0) return undefined(env);
-  if (mul(s.n, s.oh, s.ow) == 0) {  // a sum over no positions
-    std::memset(dw.data, 0, out * sizeof(float));
-    return undefined(env);
-  }
-  loom::conv2d_backprop_filter(x.data, dy.data, dw.data, s);
-  return undefined(env);
+  static const GeometryKernel k{"conv2dBackpropFilter", {"x", "dy", "dw"}, {ConvTensor::Input, ConvTensor::Output, ConvTensor::Filter},
+                                loom::conv2d_backprop_filter, [](const loom::ConvShape& s) { return mul(s.n, s.oh, s.ow); }, false};
+  return geometry_kernel(env, info, k);
 }
 
 // pool(x, y, isMax, ...shape)
@@ -411,8 +440,8 @@ napi_value Pool(napi_env env, napi_callback_info info) {
   const Buffer<float> x = a.f32(0, "x"), y = a.f32(1, "y");
   const bool is_max = a.flag(2, "isMax");
   const loom::ConvShape s = conv_shape(a, 3);
-  a.need(0, "x", x, mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels");
-  a.need(1, "y", y, mul(s.n, s.oh, s.ow, s.c), "batch·outHeight·outWidth·inChannels");
+  need_conv(a, 0, "x", x, s, ConvTensor::Input);
+  need_conv(a, 1, "y", y, s, ConvTensor::Pooled);
   if (a.failed()) return nullptr;
   if (s.n * s.oh * s.ow * s.c == 0) return undefined(env);
   loom::pool2d(x.data, y.data, s, is_max);
@@ -421,18 +450,9 @@ napi_value Pool(napi_env env, napi_callback_info info) {
 
 // maxPoolGrad(dy, x, dx, ...shape)
 napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
-  Args a(env, info, "maxPoolGrad", 18, 18);
-  const Buffer<float> dy = a.f32(0, "dy"), x = a.f32(1, "x"), dx = a.f32(2, "dx");
-  const loom::ConvShape s = conv_shape(a, 3);
-  a.need(0, "dy", dy, mul(s.n, s.oh, s.ow, s.c), "batch·outHeight·outWidth·inChannels");
-  a.need(1, "x", x, mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels");
-  a.need(2, "dx", dx, mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels");
-  // The kernel keeps offsets within one image in int32.
-  a.check(mul(s.h, s.w, s.c) <= kMaxSize, "an image (inHeight·inWidth·inChannels = %s) must have fewer than 2^31 elements", Count(mul(s.h, s.w, s.c)).text);
-  if (a.failed()) return nullptr;
-  if (s.n * s.h * s.w * s.c == 0) return undefined(env);
-  loom::max_pool_grad(dy.data, x.data, dx.data, s);
-  return undefined(env);
+  static const GeometryKernel k{"maxPoolGrad", {"dy", "x", "dx"}, {ConvTensor::Pooled, ConvTensor::Input, ConvTensor::Input}, loom::max_pool_grad,
+                                nullptr, true};
+  return geometry_kernel(env, info, k);
 }
 
 // avgPoolGrad(dy, dx, ...shape)
@@ -440,73 +460,100 @@ napi_value AvgPoolGrad(napi_env env, napi_callback_info info) {
   Args a(env, info, "avgPoolGrad", 17, 17);
   const Buffer<float> dy = a.f32(0, "dy"), dx = a.f32(1, "dx");
   const loom::ConvShape s = conv_shape(a, 2);
-  a.need(0, "dy", dy, mul(s.n, s.oh, s.ow, s.c), "batch·outHeight·outWidth·inChannels");
-  a.need(1, "dx", dx, mul(s.n, s.h, s.w, s.c), "batch·inHeight·inWidth·inChannels");
+  need_conv(a, 0, "dy", dy, s, ConvTensor::Pooled);
+  need_conv(a, 1, "dx", dx, s, ConvTensor::Input);
   if (a.failed()) return nullptr;
   if (s.n * s.h * s.w * s.c == 0) return undefined(env);
   loom::avg_pool_grad(dy.data, dx.data, s);
   return undefined(env);
 }
 
+// What a buffer of a row-wise kernel holds: a [rows, cols] matrix, one value per column, or one per row.
+enum class Rows { Matrix, PerColumn, PerRow };
+
+// A row-wise kernel's arguments: its buffers (Float32Arrays, but for an Int32Array of labels), then rows, cols and,
+// for some, a finite float attribute.
+struct RowsKernel {
+  const char* name;        // its JavaScript name
+  size_t buffers;          // how many buffers come first
+  const char* args[6];     // their names
+  Rows holds[6];           // what each holds
+  int labels;              // the buffer that is an Int32Array of labels (-1: none)
+  const char* attribute;   // the float attribute after rows and cols (null: none)
+};
+struct RowsCall {
+  float* f[6];
+  const int32_t* labels;
+  int64_t rows, cols;
+  float attribute;
+};
+
+// Reads and checks a row-wise kernel's arguments into `c`; false when a check failed (the error is thrown).
+bool read_rows(napi_env env, napi_callback_info info, const RowsKernel& k, RowsCall* c) {
+  const size_t n = k.buffers + 2 + (k.attribute ? 1 : 0);
+  Args a(env, info, k.name, n, n);
+  Buffer<float> f[6];
+  Buffer<int32_t> labels;
+  for (size_t i = 0; i < k.buffers; i++) {
+    if ((int)i == k.labels)
+      labels = a.i32(i, k.args[i]);
+    else
+      f[i] = a.f32(i, k.args[i]);
+  }
+  c->rows = a.size(k.buffers, "rows");
+  c->cols = a.size(k.buffers + 1, "cols");
+  c->attribute = k.attribute ? (float)a.real(k.buffers + 2, k.attribute) : 0.f;
+  for (size_t i = 0; i < k.buffers; i++) {
+    const int64_t want = k.holds[i] == Rows::Matrix ? mul(c->rows, c->cols) : k.holds[i] == Rows::PerColumn ? c->cols : c->rows;
+    const char* what = k.holds[i] == Rows::Matrix ? "rows·cols" : k.holds[i] == Rows::PerColumn ? "cols" : "rows";
+    if ((int)i == k.labels)
+      a.need(i, k.args[i], labels, want, what);
+    else
+      a.need(i, k.args[i], f[i], want, what);
+    c->f[i] = f[i].data;
+  }
+  c->labels = labels.data;
+  return !a.failed();
+}
+
 // softmax(x, y, rows, cols)
 napi_value Softmax(napi_env env, napi_callback_info info) {
-  Args a(env, info, "softmax", 4, 4);
-  const Buffer<float> x = a.f32(0, "x"), y = a.f32(1, "y");
-  const int64_t rows = a.size(2, "rows"), cols = a.size(3, "cols");
-  a.need(0, "x", x, mul(rows, cols), "rows·cols");
-  a.need(1, "y", y, mul(rows, cols), "rows·cols");
-  if (a.failed()) return nullptr;
-  if (rows * cols == 0) return undefined(env);
-  loom::softmax(x.data, y.data, rows, cols);
+  static const RowsKernel k{"softmax", 2, {"x", "y"}, {Rows::Matrix, Rows::Matrix}, -1, nullptr};
+  RowsCall c;
+  if (!read_rows(env, info, k, &c)) return nullptr;
+  if (c.rows * c.cols == 0) return undefined(env);
+  loom::softmax(c.f[0], c.f[1], c.rows, c.cols);
   return undefined(env);
 }
 
 // softmaxGrad(dy, y, dx, rows, cols)
 napi_value SoftmaxGrad(napi_env env, napi_callback_info info) {
-  Args a(env, info, "softmaxGrad", 5, 5);
-  const Buffer<float> dy = a.f32(0, "dy"), y = a.f32(1, "y"), dx = a.f32(2, "dx");
-  const int64_t rows = a.size(3, "rows"), cols = a.size(4, "cols");
-  a.need(0, "dy", dy, mul(rows, cols), "rows·cols");
-  a.need(1, "y", y, mul(rows, cols), "rows·cols");
-  a.need(2, "dx", dx, mul(rows, cols), "rows·cols");
-  if (a.failed()) return nullptr;
-  if (rows * cols == 0) return undefined(env);
-  loom::softmax_grad(dy.data, y.data, dx.data, rows, cols);
+  static const RowsKernel k{"softmaxGrad", 3, {"dy", "y", "dx"}, {Rows::Matrix, Rows::Matrix, Rows::Matrix}, -1, nullptr};
+  RowsCall c;
+  if (!read_rows(env, info, k, &c)) return nullptr;
+  if (c.rows * c.cols == 0) return undefined(env);
+  loom::softmax_grad(c.f[0], c.f[1], c.f[2], c.rows, c.cols);
   return undefined(env);
 }
 
 // layerNorm(x, gamma, beta, y, rows, cols, epsilon)
 napi_value LayerNorm(napi_env env, napi_callback_info info) {
-  Args a(env, info, "layerNorm", 7, 7);
-  const Buffer<float> x = a.f32(0, "x"), gamma = a.f32(1, "gamma"), beta = a.f32(2, "beta"), y = a.f32(3, "y");
-  const int64_t rows = a.size(4, "rows"), cols = a.size(5, "cols");
-  const double eps = a.real(6, "epsilon");
-  a.need(0, "x", x, mul(rows, cols), "rows·cols");
-  a.need(1, "gamma", gamma, cols, "cols");
-  a.need(2, "beta", beta, cols, "cols");
-  a.need(3, "y", y, mul(rows, cols), "rows·cols");
-  if (a.failed()) return nullptr;
-  if (rows * cols == 0) return undefined(env);
-  loom::layer_norm(x.data, gamma.data, beta.data, y.data, rows, cols, (float)eps);
+  static const RowsKernel k{"layerNorm", 4, {"x", "gamma", "beta", "y"}, {Rows::Matrix, Rows::PerColumn, Rows::PerColumn, Rows::Matrix}, -1, "epsilon"};
+  RowsCall c;
+  if (!read_rows(env, info, k, &c)) return nullptr;
+  if (c.rows * c.cols == 0) return undefined(env);
+  loom::layer_norm(c.f[0], c.f[1], c.f[2], c.f[3], c.rows, c.cols, c.attribute);
   return undefined(env);
 }
 
 // layerNormGrad(dy, x, gamma, dx, dgamma, dbeta, rows, cols, epsilon)
 napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
-  Args a(env, info, "layerNormGrad", 9, 9);
-  const Buffer<float> dy = a.f32(0, "dy"), x = a.f32(1, "x"), gamma = a.f32(2, "gamma"), dx = a.f32(3, "dx"), dgamma = a.f32(4, "dgamma"),
-                      dbeta = a.f32(5, "dbeta");
-  const int64_t rows = a.size(6, "rows"), cols = a.size(7, "cols");
-  const double eps = a.real(8, "epsilon");
-  a.need(0, "dy", dy, mul(rows, cols), "rows·cols");
-  a.need(1, "x", x, mul(rows, cols), "rows·cols");
-  a.need(2, "gamma", gamma, cols, "cols");
-  a.need(3, "dx", dx, mul(rows, cols), "rows·cols");
-  a.need(4, "dgamma", dgamma, cols, "cols");
-  a.need(5, "dbeta", dbeta, cols, "cols");
-  if (a.failed()) return nullptr;
-  if (cols == 0) return undefined(env);  // rows = 0 still writes dγ = dβ = 0
-  loom::layer_norm_grad(dy.data, x.data, gamma.data, dx.data, dgamma.data, dbeta.data, rows, cols, (float)eps);
+  static const RowsKernel k{"layerNormGrad", 6, {"dy", "x", "gamma", "dx", "dgamma", "dbeta"},
+                            {Rows::Matrix, Rows::Matrix, Rows::PerColumn, Rows::Matrix, Rows::PerColumn, Rows::PerColumn}, -1, "epsilon"};
+  RowsCall c;
+  if (!read_rows(env, info, k, &c)) return nullptr;
+  if (c.cols == 0) return undefined(env);  // rows = 0 still writes dγ = dβ = 0
+  loom::layer_norm_grad(c.f[0], c.f[1], c.f[2], c.f[3], c.f[4], c.f[5], c.rows, c.cols, c.attribute);
   return undefined(env);
 }
 
@@ -562,36 +609,22 @@ napi_value AttentionGrad(napi_env env, napi_callback_info info) {
 
 // crossEntropy(logits, labels: Int32Array, loss, rows, cols, eps). Labels outside [0, cols) are ignored rows.
 napi_value CrossEntropy(napi_env env, napi_callback_info info) {
-  Args a(env, info, "crossEntropy", 6, 6);
-  const Buffer<float> z = a.f32(0, "logits");
-  const Buffer<int32_t> labels = a.i32(1, "labels");
-  const Buffer<float> loss = a.f32(2, "loss");
-  const int64_t rows = a.size(3, "rows"), cols = a.size(4, "cols");
-  const double eps = a.real(5, "eps");
-  a.need(0, "logits", z, mul(rows, cols), "rows·cols");
-  a.need(1, "labels", labels, rows, "rows");
-  a.need(2, "loss", loss, rows, "rows");
-  if (a.failed()) return nullptr;
-  if (rows == 0) return undefined(env);
-  loom::cross_entropy(z.data, labels.data, loss.data, rows, cols, (float)eps);
+  static const RowsKernel k{"crossEntropy", 3, {"logits", "labels", "loss"}, {Rows::Matrix, Rows::PerRow, Rows::PerRow}, 1, "eps"};
+  RowsCall c;
+  if (!read_rows(env, info, k, &c)) return nullptr;
+  if (c.rows == 0) return undefined(env);
+  loom::cross_entropy(c.f[0], c.labels, c.f[2], c.rows, c.cols, c.attribute);
   return undefined(env);
 }
 
 // crossEntropyGrad(logits, labels: Int32Array, scale, dlogits, rows, cols, eps)
 napi_value CrossEntropyGrad(napi_env env, napi_callback_info info) {
-  Args a(env, info, "crossEntropyGrad", 7, 7);
-  const Buffer<float> z = a.f32(0, "logits");
-  const Buffer<int32_t> labels = a.i32(1, "labels");
-  const Buffer<float> scale = a.f32(2, "scale"), dz = a.f32(3, "dlogits");
-  const int64_t rows = a.size(4, "rows"), cols = a.size(5, "cols");
-  const double eps = a.real(6, "eps");
-  a.need(0, "logits", z, mul(rows, cols), "rows·cols");
-  a.need(1, "labels", labels, rows, "rows");
-  a.need(2, "scale", scale, rows, "rows");
-  a.need(3, "dlogits", dz, mul(rows, cols), "rows·cols");
-  if (a.failed()) return nullptr;
-  if (rows * cols == 0) return undefined(env);
-  loom::cross_entropy_grad(z.data, labels.data, scale.data, dz.data, rows, cols, (float)eps);
+  static const RowsKernel k{"crossEntropyGrad", 4, {"logits", "labels", "scale", "dlogits"}, {Rows::Matrix, Rows::PerRow, Rows::PerRow, Rows::Matrix}, 1,
+                            "eps"};
+  RowsCall c;
+  if (!read_rows(env, info, k, &c)) return nullptr;
+  if (c.rows * c.cols == 0) return undefined(env);
+  loom::cross_entropy_grad(c.f[0], c.labels, c.f[2], c.f[3], c.rows, c.cols, c.attribute);
   return undefined(env);
 }
 
