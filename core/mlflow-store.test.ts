@@ -40,7 +40,10 @@ describe('MLflow file store', () => {
         const dir = writeRun('b', 'r2', 2000, { paper: 'q' }, {});
         writeRunMeta(dir, { ...readRunMeta(dir)!, status: MLFLOW_STATUS.FINISHED, end_time: 2500 });
         const runs = readStore(root);
-        expect(runs.map((r) => [r.runId, r.runName, r.status, r.start, r.end])).toEqual([['r2', 'r2-name', 'FINISHED', 2000, 2500], ['r1', 'r1-name', 'RUNNING', 1000, null]]);
+        expect(runs.map((r) => [r.runId, r.runName, r.status, r.start, r.end])).toEqual([
+          ['r2', 'r2-name', 'FINISHED', 2000, 2500],
+          ['r1', 'r1-name', 'RUNNING', 1000, null],
+        ]);
         const r1 = runs[1]!;
         expect(r1.tags).toEqual({ paper: 'p', 'mlflow.source/name': 'loom' });
         expect(r1.metrics.loss).toEqual(loss.map((v, i) => [i + 1, v]));

@@ -191,7 +191,9 @@ export function truncateMetrics(dir: string, step: number): void {
 function readTree(dir: string, prefix = ''): [string, string][] {
   if (!fs.existsSync(dir)) return [];
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? readTree(path.join(dir, e.name), `${prefix}${e.name}/`) : [[`${prefix}${e.name}`, fs.readFileSync(path.join(dir, e.name), 'utf8')] as [string, string]],
+    e.isDirectory()
+      ? readTree(path.join(dir, e.name), `${prefix}${e.name}/`)
+      : [[`${prefix}${e.name}`, fs.readFileSync(path.join(dir, e.name), 'utf8')] as [string, string]],
   );
 }
 

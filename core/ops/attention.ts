@@ -10,8 +10,12 @@ import { FUSED_KERNELS } from '../kernels';
  */
 export function selfAttention(qkv: tf.Tensor, numHeads: number, keyMask: tf.Tensor | null | undefined, causal: boolean): tf.Tensor {
   const [b, t, d3] = qkv.shape as [number, number, number];
-  if (qkv.rank !== 3 || d3 % (3 * numHeads) !== 0) throw new ShapeError('selfAttention', `[batch, time, 3·d] with d divisible by ${numHeads} heads`, qkv.shape);
-  if (keyMask && (keyMask.rank !== 2 || keyMask.shape[0] !== b || keyMask.shape[1] !== t)) throw new ShapeError('selfAttention key mask', `[${b}, ${t}]`, keyMask.shape);
+  if (qkv.rank !== 3 || d3 % (3 * numHeads) !== 0) {
+    throw new ShapeError('selfAttention', `[batch, time, 3·d] with d divisible by ${numHeads} heads`, qkv.shape);
+  }
+  if (keyMask && (keyMask.rank !== 2 || keyMask.shape[0] !== b || keyMask.shape[1] !== t)) {
+    throw new ShapeError('selfAttention key mask', `[${b}, ${t}]`, keyMask.shape);
+  }
   return tf.tidy(() => {
     const keep = keyMask ? tf.cast(tf.notEqual(keyMask, 0), 'float32') : tf.ones([b, t]);
     const [context, probs] = tf.engine().runKernel(FUSED_KERNELS.attention, { qkv, keep }, { numHeads, causal }) as tf.Tensor[];

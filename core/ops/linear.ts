@@ -75,4 +75,9 @@ function fusedMatMulGradient(dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], at
 }
 
 /** loom's gradient of tfjs's `_FusedMatMul` kernel (tfjs registers none: its fused op uses customGrad). */
-export const fusedMatMulGradConfig: tf.GradConfig = { kernelName: '_FusedMatMul', inputsToSave: ['a', 'b'], outputsToSave: [true], gradFunc: fusedMatMulGradient };
+export const fusedMatMulGradConfig: tf.GradConfig = {
+  kernelName: '_FusedMatMul',
+  inputsToSave: ['a', 'b'],
+  outputsToSave: [true],
+  gradFunc: fusedMatMulGradient,
+};

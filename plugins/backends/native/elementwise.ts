@@ -11,7 +11,9 @@ import { broadcastDims } from './strides';
 /** Codes of native/src/elementwise.h's Binary and Unary enums. */
 const BINARY: Record<string, number> = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3, Maximum: 4, Minimum: 5, SquaredDifference: 6 };
 const RELU_GRAD = 7; // Binary::ReluGrad: not a tfjs kernel, the fused kernel FUSED_KERNELS.reluGrad
-const UNARY: Record<string, number> = { Relu: 0, Step: 1, Sqrt: 2, Square: 3, Exp: 4, Log: 5, Neg: 6, Tanh: 7, Sigmoid: 8, Abs: 9, Rsqrt: 10, Reciprocal: 11, Erf: 12 };
+const UNARY: Record<string, number> = {
+  Relu: 0, Step: 1, Sqrt: 2, Square: 3, Exp: 4, Log: 5, Neg: 6, Tanh: 7, Sigmoid: 8, Abs: 9, Rsqrt: 10, Reciprocal: 11, Erf: 12,
+};
 
 export const elementwiseFamily: KernelFamily = {
   overrides: ({ native, buffers }) => {

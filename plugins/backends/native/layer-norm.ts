@@ -12,7 +12,8 @@ export const layerNormFamily: KernelFamily = {
         throw new Error(`${FUSED_KERNELS.layerNorm}: gamma [${gamma.shape}] and beta [${beta.shape}] must match the last axis of x [${x.shape}]`);
       }
       const out = buffers.fresh(size(x.shape));
-      native.layerNorm(floatValues(backend, x), floatValues(backend, gamma), floatValues(backend, beta), out, ...rowsOf(x), (args.attrs as { epsilon: number }).epsilon);
+      const { epsilon } = args.attrs as { epsilon: number };
+      native.layerNorm(floatValues(backend, x), floatValues(backend, gamma), floatValues(backend, beta), out, ...rowsOf(x), epsilon);
       return backend.makeTensorInfo(x.shape, 'float32', out);
     },
     [FUSED_KERNELS.layerNormGrad]: (args) => {
@@ -25,7 +26,8 @@ export const layerNormFamily: KernelFamily = {
       const dx = buffers.fresh(size(x.shape)), dgamma = buffers.fresh(cols), dbeta = buffers.fresh(cols);
       native.layerNormGrad(floatValues(backend, dy), floatValues(backend, x), floatValues(backend, gamma), dx, dgamma, dbeta, rows, cols,
         (args.attrs as { epsilon: number }).epsilon);
-      return [backend.makeTensorInfo(x.shape, 'float32', dx), backend.makeTensorInfo(gamma.shape, 'float32', dgamma), backend.makeTensorInfo(gamma.shape, 'float32', dbeta)];
+      const outputs: [number[], Float32Array][] = [[x.shape, dx], [gamma.shape, dgamma], [gamma.shape, dbeta]];
+      return outputs.map(([shape, v]) => backend.makeTensorInfo(shape, 'float32', v));
     },
   }),
 };
