@@ -11,6 +11,7 @@ import type {
   Augmentation,
   Backend,
   Callback,
+  Configurable,
   DataSource,
   Initializer,
   JsonObject,
@@ -60,7 +61,11 @@ export interface PluginContext {
 /** A plugin as built by its factory; the registry attaches `spec` afterwards. */
 type Built<K extends PluginKind> = Omit<PluginKinds[K], 'spec'>;
 
-export interface PluginDefinition<K extends PluginKind = PluginKind, S extends z.ZodType = z.ZodType> {
+/**
+ * A plugin: its kind, name, options schema and factory. `R` is what the factory builds (a `CmudictSource`, a `GPT`),
+ * which {@link PluginRegistry.build} returns typed; it is inferred by {@link definePlugin}.
+ */
+export interface PluginDefinition<K extends PluginKind = PluginKind, S extends z.ZodType = z.ZodType, R extends Built<K> = Built<K>> {
   kind: K;
   /** Stable registered name (lower-case, dashes). Never derived from a class name, which minifiers change. */
   name: string;
@@ -68,7 +73,7 @@ export interface PluginDefinition<K extends PluginKind = PluginKind, S extends z
   /** One line: what it is, and its source (paper and equation) where there is one. */
   description: string;
   schema: S;
-  create(options: z.output<S>, ctx: PluginContext): Built<K>;
+  create(options: z.output<S>, ctx: PluginContext): R;
   /**
    * Sample configurations for the conformance tests (as PyTorch's OpInfo sample inputs): options to build with and,
    * for layers, activations and losses, the input (or prediction) shape with the batch dimension.
@@ -92,7 +97,7 @@ export interface PluginExample {
 }
 
 /** Typed helper for plugin files: `export default definePlugin({ kind: 'loss', name: 'mse', ... })`. */
-export function definePlugin<K extends PluginKind, S extends z.ZodType>(def: PluginDefinition<K, S>): PluginDefinition<K, S> {
+export function definePlugin<K extends PluginKind, S extends z.ZodType, R extends Built<K>>(def: PluginDefinition<K, S, R>): PluginDefinition<K, S, R> {
   return def;
 }
 
@@ -172,6 +177,21 @@ export class PluginRegistry {
     const instance = def.create(options, { registry: this, path }) as object;
     Object.defineProperty(instance, 'spec', { value: normal, enumerable: false, configurable: true });
     return instance as PluginKinds[K];
+  }
+
+  /**
+   * Builds the plugin `def` (which must be the one registered under its name) from `spec`, as {@link create} does,
+   * typed as what its factory returns: a paper that needs its data source's own methods (a G2P source's
+   * `words`) asks for that plugin by definition instead of casting a `DataSource`. A spec naming another plugin is
+   * a ConfigError at `path`.
+   */
+  build<K extends PluginKind, S extends z.ZodType, R extends Built<K>>(def: PluginDefinition<K, S, R>, spec: PluginSpec, path: string = def.kind) {
+    const registered = this.get(def.kind, def.name, path);
+    if (registered !== (def as PluginDefinition<PluginKind>)) throw new Error(`registry: ${def.kind} "${def.name}" is registered with another definition`);
+    const type = this.normalize(def.kind, spec, path).type;
+    if (type !== def.name) throw new ConfigError(`${path}.type`, `expected ${def.kind} "${def.name}", got "${type}"`);
+    // The registered definition is `def`, so create() built what def.create returns.
+    return this.create(def.kind, spec, path) as unknown as R & Configurable;
   }
 
   private resolveName(kind: PluginKind, name: string): string | undefined {

@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, DataError, parseExperimentConfig, Rng, Sequential, ShapeError, type PluginRegistry } from '../core';
+import cmudict from '../plugins/data/cmudict';
 import { testRegistry } from './harness';
 
 let registry: PluginRegistry;
@@ -30,6 +31,15 @@ describe('registry errors', () => {
 
   it('names the path of a nested plugin', () => {
     expect(() => new Sequential({ inputShape: [4], layers: [{ type: 'dense', units: 2, activation: 'relux' }] }, registry)).toThrow(/model.layers\[0\].activation.type: unknown activation "relux"/);
+  });
+
+  it('builds a plugin by its definition, typed, only when the spec names that plugin and it is the registered one', () => {
+    const source = registry.build(cmudict, { type: 'cmudict', srcLen: 24, tgtLen: 24 }, 'data.source');
+    expect(source.spec).toEqual(registry.normalize('dataset', { type: 'cmudict', srcLen: 24, tgtLen: 24 }));
+    expect(source.encodeWord('cat').length).toBe(3);
+    const mnist = { type: 'mnist' };
+    expect(() => registry.build(cmudict, mnist, 'data.source')).toThrow(/data.source.type: expected dataset "cmudict", got "mnist"/);
+    expect(() => registry.build({ ...cmudict }, 'cmudict')).toThrow(/registered with another definition/);
   });
 
   it('refuses to register the same name twice', () => {

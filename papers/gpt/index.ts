@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import {
   ConfigError, DataError, experimentPaper, latestRunArtifacts, loadModel, loadPresets, modelOptions, Rng, selectBackend, type JsonObject, type Paper, type PluginRegistry, type PluginSpec,
 } from '../../core';
-import type { CharTextSource } from '../../plugins/data/char-text';
+import charText from '../../plugins/data/char-text';
 import gptModel, { GPT } from '../../plugins/models/gpt';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -67,7 +67,7 @@ const paper: GptPaper = {
     if (!p) throw new ConfigError('--preset', `paper "gpt" has no preset "${preset}"`);
     const gpt = loadModel(latestRunArtifacts('gpt', preset, 'model'), registry, GPT);
     try {
-      const source = registry.create('dataset', (p.data as JsonObject).source as PluginSpec) as unknown as CharTextSource;
+      const source = registry.build(charText, (p.data as JsonObject).source as PluginSpec, 'data.source');
       const num = (k: string, d: number) => {
         const v = options[k] === undefined ? d : Number(options[k]);
         if (!Number.isFinite(v) || v < 0) throw new ConfigError(`--${k}`, `expected a non-negative number, got "${options[k]}"`);

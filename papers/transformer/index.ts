@@ -14,7 +14,7 @@ import {
   averageCheckpoints, ConfigError, DataError, definePlugin, editDistance, formatMetric, lastCheckpoints, registerPaperPlugins, loadCheckpoint, readWeights, Rng, buildModel, expectModel, modelOptions, writeWeights, loadModel, loadPresets, mergeConfig, parseExperimentConfig, runExperiment, selectBackend, latestRunArtifacts, type Callback, type JsonObject, type Model, type Paper, type PaperResult,
   type PluginRegistry, type PluginSpec,
 } from '../../core';
-import type { G2P } from '../../plugins/data/cmudict';
+import cmudict, { type G2P } from '../../plugins/data/cmudict';
 import seq2seqModel, { TransformerSeq2Seq } from '../../plugins/models/transformer-seq2seq';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -111,7 +111,7 @@ export const g2pValidation = definePlugin({
   }).strict(),
   properties: ['logs val_wer and val_per (scoreG2P of greedy decoding) at every epoch end (the smoke preset runs it)'],
   create: ({ source, words: limit, decodeBatch }, ctx): Omit<Callback, 'spec'> => {
-    const g2p = ctx.registry.create('dataset', source as PluginSpec, `${ctx.path}.source`) as unknown as G2P;
+    const g2p = ctx.registry.build(cmudict, source as PluginSpec, `${ctx.path}.source`);
     const words = g2p.words('valid').slice(0, limit);
     const refs = words.map((w) => g2p.references(w));
     const options = { beam: 1, lengthPenalty: 0.6, decodeBatch };
@@ -185,7 +185,7 @@ const paper: TransformerPaper = {
     if (opts.seed !== undefined) raw.seed = opts.seed;
     registerPaperPlugins(opts.registry, paper);
     const config = parseExperimentConfig(raw);
-    const source = opts.registry.create('dataset', config.data.source as PluginSpec, 'data.source') as unknown as G2P;
+    const source = opts.registry.build(cmudict, config.data.source, 'data.source');
     const words = source.words('test').slice(0, g2p.testWords);
     const refs = words.map((w) => source.references(w));
     const r = await runExperiment({
@@ -234,7 +234,7 @@ const paper: TransformerPaper = {
     await selectBackend(registry, process.env.LOOM_BACKEND);
     const { g2p } = split(presets[preset]!);
     const saved = parseExperimentConfig(loadCheckpoint(checkpoints.at(-1)!).config);
-    const source = registry.create('dataset', saved.data.source as PluginSpec, 'data.source') as unknown as G2P;
+    const source = registry.build(cmudict, saved.data.source, 'data.source');
     const words = source.words('test').slice(0, g2p.testWords);
     const refs = words.map((w) => source.references(w));
     const model = seq2seqOf(buildModel(saved.model, registry));
@@ -254,7 +254,7 @@ const paper: TransformerPaper = {
     const model = loadModel(dir, registry, TransformerSeq2Seq);
     try {
       const { g2p } = split(presets[preset]!);
-      const source = registry.create('dataset', (presets[preset]!.data as JsonObject).source as PluginSpec) as unknown as G2P;
+      const source = registry.build(cmudict, (presets[preset]!.data as JsonObject).source as PluginSpec, 'data.source');
       const [phonemes] = transcribe(model, source, [word], g2p);
       if (!phonemes || phonemes.length === 0) throw new DataError(`cannot spell "${word}": letters A-Z, apostrophe, period and hyphen, at most ${model.opts.srcLen} of them`);
       const known = source.references(word);

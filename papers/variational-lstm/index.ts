@@ -13,6 +13,7 @@ import {
   ConfigError, findLatestCheckpoint, loadPresets, mergeConfig, parseExperimentConfig, Rng, runExperiment, type JsonObject, type Paper, type PaperResult,
   type PluginSpec, type Sequential,
 } from '../../core';
+import brown from '../../plugins/data/brown';
 import { mcDropoutPerplexity } from './mc-dropout';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -81,7 +82,7 @@ const paper: Paper = {
     if (!parsedLm.success) throw new ConfigError(`preset ${opts.preset}.lm.${parsedLm.error.issues[0]!.path.join('.')}`, parsedLm.error.issues[0]!.message);
     const lm = parsedLm.data;
     const seed = opts.seed ?? Number(rest.seed ?? 0);
-    const source = opts.registry.create('dataset', (rest.data as JsonObject).source as PluginSpec, 'data.source') as unknown as { vocab: string[]; stats: JsonObject };
+    const source = opts.registry.build(brown, (rest.data as JsonObject).source as PluginSpec, 'data.source');
     const vocab = source.vocab.length;
     const metrics: Record<string, number> = {};
     const runs: PaperResult['mlflow'][] = [];
@@ -112,7 +113,7 @@ const paper: Paper = {
     const notes = [
       `validation / test perplexity: ${lm.variants.map((v) => `${v} ${metrics[`${v}/val_perplexity`]!.toFixed(1)} / ${metrics[`${v}/test_perplexity`]!.toFixed(1)}`).join('; ')}`,
       `measured test perplexity, best first: ${order.map(([k, v]) => `${k.split('/')[0]} ${v.toFixed(1)}`).join(' < ')}`,
-      `vocabulary ${vocab} words (Bengio et al. report 16,383); ${(source.stats as { tokens?: number }).tokens ?? '?'} tokens in the stream`,
+      `vocabulary ${vocab} words (Bengio et al. report 16,383); ${source.stats.tokens} tokens in the stream`,
       ...runs.map((r, i) => `${lm.variants[i]}: MLflow run ${r.runId}`),
     ];
     const comparison = paper.references.flatMap((ref) => {
