@@ -6,8 +6,8 @@
  * Layers, activations, losses, regularizers: gradients against central finite differences, no tensor leak, config
  * round trip; layers also save and load to the same outputs. Optimizers: they minimise a quadratic, their state dict
  * round-trips and continues identically, they do not leak. Initializers: shape, finite values, determinism under a
- * seed. Metrics, schedules and callbacks are in conformance-training.test.ts; trackers and data sets in
- * conformance-io.test.ts.
+ * seed. Augmentations: shape, dtype, determinism under a seed, no leak, non-images rejected. Metrics, schedules and
+ * callbacks are in conformance-training.test.ts; trackers and data sets in conformance-io.test.ts.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -258,6 +258,44 @@ describe('conformance', () => {
     const penalty = (w: tf.Tensor) => registry.create('regularizer', name).penalty(w);
     onEachBackend(registry, backends, 'penalty gradient matches finite differences', () => gradCheckOfOne(`regularizer ${name}`, [4, 3], penalty, 3));
     onEachBackend(registry, backends, 'leaks no tensor', () => expectNoLeakOfOne([4, 3], penalty));
+  });
+
+  eachPlugin(registry, 'augmentation', (name) => {
+    /** A batch of n NHWC images (size × size+1, 2 channels) of `dtype`, from `seed`. */
+    const images = (seed: number, n: number, size: number, dtype: 'float32' | 'int32') =>
+      tf.tidy(() => tf.cast(tf.mul(randomNormal([n, size, size + 1, 2], new Rng(seed)), dtype === 'int32' ? 50 : 1), dtype));
+
+    const dtypes = fc.constantFrom<'float32' | 'int32'>('float32', 'int32');
+
+    it('config round-trips', () => expectSpecRoundTrip(registry, 'augmentation', name, {}));
+
+    onEachBackend(registry, backends, 'keeps shape and dtype, deterministically under a seed', () => {
+      fc.assert(
+        fc.property(seeds, fc.integer({ min: 1, max: 3 }), fc.integer({ min: 2, max: 7 }), dtypes, (seed, n, size, dtype) => {
+          const aug = registry.create('augmentation', name);
+          const x = images(seed, n, size, dtype);
+          const [y1, y2] = [aug.apply(x, new Rng(seed)), aug.apply(x, new Rng(seed))];
+          expect([y1.shape, y1.dtype], name).toEqual([x.shape, x.dtype]);
+          expect(Array.from(y1.dataSync()), `${name} is seeded`).toEqual(Array.from(y2.dataSync()));
+          tf.dispose([x, y1, y2]);
+        }),
+        { numRuns: 10 },
+      );
+    });
+
+    onEachBackend(registry, backends, 'leaks no tensor', () => {
+      const aug = registry.create('augmentation', name);
+      const x = images(1, 2, 5, 'float32');
+      expectNoLeak(() => tf.dispose(aug.apply(x, new Rng(2))));
+      x.dispose();
+    });
+
+    it('rejects inputs that are not NHWC images, naming the augmentation', () => {
+      const x = tf.zeros([2, 3]);
+      const named = new RegExp(`augmentation "${name}".*\\[batch, height, width, channels\\]`);
+      expect(() => registry.create('augmentation', name).apply(x, new Rng(0))).toThrow(named);
+      x.dispose();
+    });
   });
 
   for (const kind of PLUGIN_KINDS) {
