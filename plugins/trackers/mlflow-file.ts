@@ -9,8 +9,6 @@ import {
   truncateMetrics, writeRunMeta, type RunMeta,
 } from '../../core/mlflow-store';
 
-export { MLFLOW_STATUS, sanitizeKey } from '../../core/mlflow-store';
-
 /**
  * Writes MLflow's file-store layout (the `./mlruns` folder that `mlflow ui --backend-store-uri ./mlruns` reads;
  * core/mlflow-store.ts owns the layout): experiments, runs' meta.yaml, metrics, params, tags and artifacts.

@@ -23,10 +23,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import YAML from 'yaml';
 import { z } from 'zod';
 import { ConfigError, definePlugin, LoomError, mlflowExperimentName, writeFileAtomic, type DatasetInfo, type RunInfo, type RunStatus, type Tracker } from '../../core';
-import { MlflowFileTracker, sanitizeKey } from './mlflow-file';
+import { readRunMeta, sanitizeKey } from '../../core/mlflow-store';
+import { MlflowFileTracker } from './mlflow-file';
 import {
   BatchPacker,
   decodeMetricValue,
@@ -660,10 +660,7 @@ export async function syncStore(opts: { dir: string; trackingUri?: string; timeo
       if (s) spools.push(s);
     }
   }
-  const startOf = (s: Spool) => {
-    const meta = path.join(s.runDir, 'meta.yaml');
-    return fs.existsSync(meta) ? Number((YAML.parse(fs.readFileSync(meta, 'utf8')) as { start_time?: number }).start_time ?? 0) : 0;
-  };
+  const startOf = (s: Spool) => Number(readRunMeta(s.runDir)?.start_time ?? 0);
   spools.sort((a, b) => startOf(a) - startOf(b));
   const results: SyncResult[] = [];
   for (const spool of spools) {
