@@ -66,11 +66,11 @@ export abstract class Module extends ModelBase {
   }
 
   /** Builds the parts in the order the model's initial weights are drawn in; returns the output shape. */
-  protected abstract buildModel(inputShape: Shape, rng: Rng): Shape;
+  protected abstract buildParts(inputShape: Shape, rng: Rng): Shape;
 
   build(inputShape: Shape = this.inputShape, rng: Rng): Shape {
     if (this.output) throw new Error(`${this.name}: build() called twice`);
-    this.output = this.buildModel(inputShape, rng);
+    this.output = this.buildParts(inputShape, rng);
     return this.output;
   }
 

@@ -59,7 +59,7 @@ export class Bert extends Module {
       ];
   }
 
-  protected buildModel(inputShape: Shape, rng: Rng): Shape {
+  protected buildParts(inputShape: Shape, rng: Rng): Shape {
     this.expectIds(inputShape, this.opts.maxLength, 'maxLength');
     const seq: Shape = [null, null, this.opts.dModel];
     this.embed.build([null, null], rng);

@@ -52,7 +52,7 @@ export class GPT extends Module {
     this.head = opts.tieEmbeddings ? null : this.add('head', { type: 'dense', units: opts.vocabSize, useBias: false });
   }
 
-  protected buildModel(inputShape: Shape, rng: Rng): Shape {
+  protected buildParts(inputShape: Shape, rng: Rng): Shape {
     this.expectIds(inputShape, this.opts.context, 'context');
     const seq: Shape = [null, null, this.opts.dModel];
     this.embed.build([null, null], rng);

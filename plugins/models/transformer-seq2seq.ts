@@ -73,7 +73,7 @@ export class TransformerSeq2Seq extends Module {
     this.out = this.add('output', { type: 'dense', units: opts.tgtVocab });
   }
 
-  protected buildModel(inputShape: Shape, rng: Rng): Shape {
+  protected buildParts(inputShape: Shape, rng: Rng): Shape {
     const { srcLen, tgtLen, dModel: d } = this.opts;
     if (inputShape.length !== 2 || inputShape[1] !== srcLen + tgtLen) throw this.shapeError(`[batch, srcLen + tgtLen = ${srcLen + tgtLen}] ids`, inputShape);
     const seq: Shape = [null, null, d];
