@@ -108,9 +108,10 @@ export interface Layer extends Configurable, Partial<HasState> {
 /**
  * A model: what the trainer fits, saves and checkpoints. A Sequential (a list of layer specs) and the registered
  * models (kind `model`: named parts and a free-form forward, core/module.ts) implement it; `build(inputShape, rng)`
- * with the model's own `inputShape` draws its initial weights.
+ * with the model's own `inputShape` draws its initial weights. Its state (`getState`) is what its layers carry between
+ * batches (a stateful RNN's), by layer name.
  */
-export interface Model extends Layer {
+export interface Model extends Omit<Layer, keyof HasState>, HasState {
   /** The shape of one batch of inputs, batch dimension `null` (e.g. [null, 28, 28, 1]). */
   readonly inputShape: Shape;
   readonly outputShape: Shape;

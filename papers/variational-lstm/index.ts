@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import {
   ConfigError, findLatestCheckpoint, loadPresets, mergeConfig, parseExperimentConfig, Rng, runExperiment, type JsonObject, type Paper, type PaperResult,
-  type PluginSpec, type Sequential,
+  type PluginSpec,
 } from '../../core';
 import brown from '../../plugins/data/brown';
 import { mcDropoutPerplexity } from './mc-dropout';
@@ -98,7 +98,7 @@ const paper: Paper = {
         runName,
         tags: { paper: 'variational-lstm', preset: opts.preset, variant, scale: scaleOf(opts.preset, lm, vocab, config.trainer.epochs) },
         evaluate: withMc
-          ? (trainer, test) => ({ mc_perplexity: test ? mcDropoutPerplexity(trainer.model as Sequential, test, lm.mcSamples, config.trainer.evalBatchSize, new Rng(seed + 1)) : NaN })
+          ? (trainer, test) => ({ mc_perplexity: test ? mcDropoutPerplexity(trainer.model, test, lm.mcSamples, config.trainer.evalBatchSize, new Rng(seed + 1)) : NaN })
           : undefined,
       });
       backend = r.backend;

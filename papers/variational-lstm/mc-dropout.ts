@@ -5,9 +5,9 @@
  * stream of windows, as a stateful language model does.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { batchesOf, epochOrder, type Dataset, type Json, type Rng, type Sequential } from '../../core';
+import { batchesOf, epochOrder, type Dataset, type Json, type Model, type Rng } from '../../core';
 
-export function mcDropoutPerplexity(model: Sequential, data: Dataset, samples: number, batchSize: number, rng: Rng): number {
+export function mcDropoutPerplexity(model: Model, data: Dataset, samples: number, batchSize: number, rng: Rng): number {
   const states: (Json | null)[] = Array.from({ length: samples }, () => null);
   let nll = 0;
   let tokens = 0;
