@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readStore } from '../cli/records';
+import { readStore } from '../core/mlflow-store';
 import type { Dataset, DataSource, JsonObject, RunInfo, Tracker } from '../core';
 import { WordPiece } from '../plugins/tokenizers/wordpiece';
 import { spamAssassinTexts, spamTextSchema } from '../plugins/data/spam-assassin';
