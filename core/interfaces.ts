@@ -28,7 +28,9 @@ export interface Configurable {
 
 /**
  * Implemented by plugins whose state changes while training (streaming metrics, early stopping, stateful RNNs), so
- * a checkpoint can restore them exactly and a resumed run continues as if it had never stopped.
+ * a checkpoint can restore them exactly and a resumed run continues as if it had never stopped. Saved state has one
+ * naming across loom: `getState()` returns it as plain data, `setState(state)` puts it back (optimizers, random
+ * streams, carried RNN state and tokenizers too; a class's static `fromState` builds a new one from it).
  */
 export interface HasState {
   getState(): Json;
@@ -168,8 +170,8 @@ export interface Optimizer extends Configurable {
   /** Applies one update. `grads` maps parameter name to gradient; the caller disposes the gradients. */
   step(params: readonly Parameter[], grads: Record<string, tf.Tensor>): void;
   /** Step count, slot values and hyper-parameters; loading checks names and shapes. */
-  stateDict(): OptimizerState;
-  loadStateDict(state: OptimizerState, params: readonly Parameter[]): void;
+  getState(): OptimizerState;
+  setState(state: OptimizerState, params: readonly Parameter[]): void;
   dispose(): void;
 }
 
@@ -225,7 +227,7 @@ export interface DataSource extends Configurable {
 
 /**
  * Maps text to integer ids and back: WordPiece for BERT, byte-level BPE for GPT (`plugins/tokenizers/`). Trained
- * once on a corpus, saved with `toJSON` and rebuilt from that JSON, so a run never fetches a vocabulary.
+ * once on a corpus, saved with `getState` and rebuilt from that JSON, so a run never fetches a vocabulary.
  * `decode(encode(text))` gives back `text` up to the implementation's documented normalization.
  */
 export interface Tokenizer {
@@ -236,7 +238,7 @@ export interface Tokenizer {
   encode(text: string): number[];
   decode(ids: ArrayLike<number>): string;
   /** Everything needed to rebuild it (vocabulary, merges, options), as plain JSON with `type`. */
-  toJSON(): { type: string } & JsonObject;
+  getState(): { type: string } & JsonObject;
 }
 
 // ---------------------------------------------------------------- tracking and callbacks

@@ -178,13 +178,13 @@ export class CarriedState<K extends string> {
     if (old) tf.dispose(Object.values(old) as tf.Tensor[]);
   }
 
-  toJSON(): Json {
+  getState(): Json {
     if (!this.tensors) return null;
     const entries = Object.entries(this.tensors) as [string, tf.Tensor][];
     return { shape: entries[0]![1].shape, ...Object.fromEntries(entries.map(([k, t]) => [k, Array.from(t.dataSync())])) };
   }
 
-  restore(s: Json): void {
+  setState(s: Json): void {
     this.reset();
     if (s === null) return;
     const { shape, ...values } = s as { shape: number[] } & Record<string, number[]>;

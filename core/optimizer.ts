@@ -109,7 +109,7 @@ export abstract class SlotOptimizer<O extends { lr: number; groups?: GroupSelect
     return s;
   }
 
-  stateDict(): OptimizerState {
+  getState(): OptimizerState {
     const slots: OptimizerState['slots'] = {};
     for (const [name, s] of this.slots) {
       slots[name] = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, { shape: v.shape, values: v.dataSync() as Float32Array }]));
@@ -117,7 +117,7 @@ export abstract class SlotOptimizer<O extends { lr: number; groups?: GroupSelect
     return { step: this.t, hyper: { ...this.hyper, lr: this.learningRate }, slots };
   }
 
-  loadStateDict(state: OptimizerState, params: readonly Parameter[]): void {
+  setState(state: OptimizerState, params: readonly Parameter[]): void {
     const byName = new Map(params.map((p) => [p.name, p]));
     for (const [name, slot] of Object.entries(state.slots)) {
       const p = byName.get(name);

@@ -291,7 +291,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
               config: config as unknown as JsonObject,
               trainer: snapshot,
               weights: readWeights(model.weights()),
-              optimizer: trainer.optimizer.stateDict(),
+              optimizer: trainer.optimizer.getState(),
             });
             lastCheckpoint = { path: p, step: snapshot.step };
           }

@@ -332,7 +332,7 @@ export class Trainer implements StrategyHost {
   private restore(ckpt: Checkpoint): TrainerSnapshot {
     const snap = ckpt.trainer;
     writeWeights([...this.model.parameters(), ...(this.model.buffers?.() ?? [])], ckpt.weights, 'checkpoint');
-    this.optimizer.loadStateDict(ckpt.optimizer, this.model.parameters());
+    this.optimizer.setState(ckpt.optimizer, this.model.parameters());
     this.forwardRng.setState(snap.rng.forward!);
     this.augmentRng.setState(snap.rng.augment!);
     this.lastFiniteLoss = snap.lastFiniteLoss;

@@ -214,16 +214,16 @@ describe('conformance', () => {
       const { param, opt, step, dispose } = problem();
       for (let i = 0; i < 5; i++) step();
       // A fresh optimizer loaded from the state (through JSON, as checkpoints store it) continues exactly like the original.
-      const state = opt.stateDict();
+      const state = opt.getState();
       const twin = make();
       const twinParam = { ...param, variable: tf.variable(param.variable.clone()) };
       const json = JSON.stringify(state, (_k, v) => (v instanceof Float32Array ? Array.from(v) : v));
-      twin.loadStateDict(JSON.parse(json, (k, v) => (k === 'values' ? Float32Array.from(v) : v)), [twinParam]);
+      twin.setState(JSON.parse(json, (k, v) => (k === 'values' ? Float32Array.from(v) : v)), [twinParam]);
       const g = randomNormal([4, 3], new Rng(4));
       opt.step([param], { w: g });
       twin.step([twinParam], { w: g });
       expect(Array.from(twinParam.variable.dataSync())).toEqual(Array.from(param.variable.dataSync()));
-      expect(() => twin.loadStateDict({ ...state, slots: { nope: state.slots.w! } }, [twinParam])).toThrow(/nope/);
+      expect(() => twin.setState({ ...state, slots: { nope: state.slots.w! } }, [twinParam])).toThrow(/nope/);
       tf.dispose([g, twinParam.variable]);
       twin.dispose();
       dispose();

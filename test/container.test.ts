@@ -111,7 +111,7 @@ describe('replacing a component (CONTRIBUTING.md, "The run container")', () => {
             step(params: readonly Parameter[], grads: Record<string, tf.Tensor>) {
               seen.push({ params: params.map((p) => p.name).filter((n) => grads[n]), lr: this.learningRate });
             },
-            stateDict: () => ({ step: 0, slots: {}, hyper: {} }) as never, loadStateDict: () => undefined, dispose: () => undefined,
+            getState: () => ({ step: 0, slots: {}, hyper: {} }) as never, setState: () => undefined, dispose: () => undefined,
           };
         },
       });

@@ -27,7 +27,7 @@ export const mlmData = definePlugin({
     let cache: { train: TensorDataset; valid: TensorDataset } | undefined;
     const build = () => {
       if (!fs.existsSync(o.tokenizer)) throw new DataError(`bert-mlm: tokenizer file ${o.tokenizer} (option "tokenizer") does not exist`);
-      const wp = WordPiece.fromJSON(JSON.parse(fs.readFileSync(o.tokenizer, 'utf8')) as JsonObject);
+      const wp = WordPiece.fromState(JSON.parse(fs.readFileSync(o.tokenizer, 'utf8')) as JsonObject);
       let text = corpusTexts(CORPORA).join('\n\n');
       if (o.maxChars) text = text.slice(0, o.maxChars);
       const ids = wp.encode(text);

@@ -87,7 +87,7 @@ const paper: Paper = {
     }
     if (!fs.existsSync(tokenizer)) {
       const text = corpusTexts(CORPORA).join('\n\n').slice(0, b.tokenizerChars);
-      writeFileAtomic(tokenizer, JSON.stringify(WordPiece.train([text], { vocabSize: b.vocabSize }).toJSON()));
+      writeFileAtomic(tokenizer, JSON.stringify(WordPiece.train([text], { vocabSize: b.vocabSize }).getState()));
     }
     const vocab = (JSON.parse(fs.readFileSync(tokenizer, 'utf8')) as { vocab: string[] }).vocab.length;
     const bertModel = (head: 'mlm' | 'classifier') => ({ type: 'bert', name: 'bert', vocabSize: vocab, maxLength: b.seqLen, head, ...(rawModel as JsonObject) });

@@ -44,7 +44,7 @@ describe('spam-assassin', () => {
     const texts = spamAssassinTexts('train', o).texts;
     const wp = WordPiece.train(texts.slice(0, 40), { vocabSize: 500 });
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'loom-wp-')), 'wp.json');
-    fs.writeFileSync(file, JSON.stringify(wp.toJSON()));
+    fs.writeFileSync(file, JSON.stringify(wp.getState()));
     const ds = registry.create('dataset', { type: 'spam-assassin', groups: ['hard-ham-1', 'spam-1'], tokenizer: file, maxLen: 32 }).load('train');
     expect(ds.size).toBe(texts.length);
     const b = ds.batch([0, 1, 2, 3]);

@@ -53,7 +53,7 @@ export function spamAssassinTexts(split: 'train' | 'test', o: SpamTextOptions): 
 
 /**
  * SpamAssassin for a BERT classifier: each message as [CLS] WordPiece ids [SEP], cut to `maxLen` and padded with
- * [PAD] (0); y = int32 label (1 spam). `tokenizer` is the path of a WordPiece JSON (`WordPiece.toJSON`).
+ * [PAD] (0); y = int32 label (1 spam). `tokenizer` is the path of a WordPiece JSON (`WordPiece.getState`).
  */
 export default definePlugin({
   kind: 'dataset',
@@ -64,7 +64,7 @@ export default definePlugin({
     const tokenizer = once(() => {
       if (!o.tokenizer) throw new DataError('spam-assassin: option "tokenizer" (the path of a WordPiece JSON) is needed to build tensors; spamAssassinTexts() gives the raw texts');
       if (!fs.existsSync(o.tokenizer)) throw new DataError(`spam-assassin: tokenizer file ${o.tokenizer} (option "tokenizer") does not exist`);
-      return WordPiece.fromJSON(JSON.parse(fs.readFileSync(o.tokenizer, 'utf8')) as JsonObject);
+      return WordPiece.fromState(JSON.parse(fs.readFileSync(o.tokenizer, 'utf8')) as JsonObject);
     });
     const source: Omit<DataSource, 'spec'> = {
       splits: ['train', 'test'],

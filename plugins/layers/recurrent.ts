@@ -63,11 +63,11 @@ export abstract class RecurrentLayer<K extends string, O extends RecurrentOption
 
   /** The carried state as JSON (checkpoints), or null when there is none. */
   getState(): Json {
-    return this.state.toJSON();
+    return this.state.getState();
   }
 
   setState(s: Json): void {
-    this.state.restore(s);
+    this.state.setState(s);
   }
 
   /** Zeroes the carried state (stateful layers): the next batch starts from zero state. */

@@ -82,11 +82,11 @@ export class ByteBpe implements Tokenizer {
     return syms;
   }
 
-  toJSON(): { type: string } & JsonObject {
+  getState(): { type: string } & JsonObject {
     return { type: this.type, merges: this.merges.map(([a, b]) => [a, b]) };
   }
 
-  static fromJSON(json: JsonObject): ByteBpe {
+  static fromState(json: JsonObject): ByteBpe {
     if (json.type !== 'byte-bpe' || !Array.isArray(json.merges)) throw new DataError('byte-bpe: expected JSON { type: "byte-bpe", merges: [number, number][] }');
     return new ByteBpe(json.merges as [number, number][]);
   }

@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { brownTexts } from '../data/text-corpus';
-import { ByteBpe, GPT2_SPLIT, tokenizerFromJSON, WordPiece } from './index';
+import { ByteBpe, GPT2_SPLIT, tokenizerFromState, WordPiece } from './index';
 import { UNK_ID } from './wordpiece';
 
 let corpus: string[];
@@ -44,11 +44,11 @@ describe('wordpiece', () => {
     }
   });
 
-  it('trains deterministically to the requested size and survives toJSON / fromJSON', () => {
+  it('trains deterministically to the requested size and survives getState / fromState', () => {
     expect(wp.vocabSize).toBe(1500);
     expect(WordPiece.train(corpus, { vocabSize: 1500 }).vocab).toEqual(wp.vocab);
     expect(wp.vocab).toContain('the');
-    const back = tokenizerFromJSON(JSON.parse(JSON.stringify(wp.toJSON())));
+    const back = tokenizerFromState(JSON.parse(JSON.stringify(wp.getState())));
     const sample = corpus.slice(100, 110).join(' ');
     expect(back.encode(sample)).toEqual(wp.encode(sample));
     // Subwords compress: fewer tokens than characters on the training text.
@@ -70,16 +70,16 @@ describe('byte-bpe', () => {
     expect(bpe.decode(bpe.encode('a\ud800b'))).toBe('a\ufffdb');
   });
 
-  it('learns frequent pieces, trains deterministically and survives toJSON / fromJSON', () => {
+  it('learns frequent pieces, trains deterministically and survives getState / fromState', () => {
     expect(bpe.vocabSize).toBe(600);
     const the = bpe.encode(' the');
     expect(the).toHaveLength(1);
     expect(new TextDecoder().decode(bpe.tokenBytes(the[0]!))).toBe(' the');
     expect(ByteBpe.train(corpus, { vocabSize: 600 }).merges).toEqual(bpe.merges);
-    const back = tokenizerFromJSON(JSON.parse(JSON.stringify(bpe.toJSON())));
+    const back = tokenizerFromState(JSON.parse(JSON.stringify(bpe.getState())));
     const sample = corpus.slice(100, 110).join(' ');
     expect(back.encode(sample)).toEqual(bpe.encode(sample));
     expect(bpe.encode(sample).length).toBeLessThan(sample.length / 2);
-    expect(() => tokenizerFromJSON({ type: 'sentencepiece' })).toThrow(/unknown type "sentencepiece"; known: wordpiece, byte-bpe/);
+    expect(() => tokenizerFromState({ type: 'sentencepiece' })).toThrow(/unknown type "sentencepiece"; known: wordpiece, byte-bpe/);
   });
 });

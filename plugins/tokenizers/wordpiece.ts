@@ -98,11 +98,11 @@ export class WordPiece implements Tokenizer {
     return pieces;
   }
 
-  toJSON(): { type: string } & JsonObject {
+  getState(): { type: string } & JsonObject {
     return { type: this.type, lowercase: this.lowercase, vocab: [...this.vocab] };
   }
 
-  static fromJSON(json: JsonObject): WordPiece {
+  static fromState(json: JsonObject): WordPiece {
     if (json.type !== 'wordpiece' || !Array.isArray(json.vocab)) throw new DataError('wordpiece: expected JSON { type: "wordpiece", vocab: string[], lowercase }');
     return new WordPiece(json.vocab as string[], json.lowercase !== false);
   }
