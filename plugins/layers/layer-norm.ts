@@ -25,7 +25,7 @@ export class LayerNorm extends LayerBase {
     this.beta = this.addWeight('beta', [d], this.ctx.registry.create('initializer', 'zeros'), rng, 'norm');
     return inputShape;
   }
-  /** The fused kernel where the backend has one, else composed; the gradient is written out (core/ops.ts). */
+  /** The fused kernel where the backend has one, else composed; the gradient is written out (core/ops/layer-norm.ts). */
   apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {
     return layerNorm(x, this.gamma as tf.Tensor1D, this.beta as tf.Tensor1D, this.epsilon);
   }

@@ -84,7 +84,7 @@ export class MultiHeadAttention extends LayerBase {
   attend(query: tf.Tensor, source: tf.Tensor | null, ctx: ForwardContext, o: AttendOptions = {}): tf.Tensor {
     const [b, t, d] = query.shape as [number, number, number];
     if (source === null && !o.cache && !(ctx.training && this.opts.dropout > 0) && hasKernel(FUSED_KERNELS.attention) && query.dtype === 'float32') {
-      // One kernel from the packed projection to the context, each way (core/ops.ts): the same maths as below.
+      // One kernel from the packed projection to the context, each way (core/ops/attention.ts): the same maths as below.
       const proj = linear(tf.reshape(query, [b * t, d]), this.qkv as tf.Tensor2D, this.qkvBias as tf.Tensor1D);
       const context = selfAttention(tf.reshape(proj, [b, t, 3 * d]), this.opts.numHeads, o.keyMask, o.causal ?? false);
       return tf.reshape(linear(tf.reshape(context, [b * t, d]), this.out as tf.Tensor2D, this.outBias as tf.Tensor1D), [b, t, d]);
