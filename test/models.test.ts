@@ -13,12 +13,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
-  buildModel, createRegistry, definePlugin, listCheckpoints, loadModel, readWeights, Rng, runExperiment, saveModel, sha256, TensorDataset, type JsonObject,
+  buildModel, createRegistry, definePlugin, listCheckpoints, loadModel, modelOptions, readWeights, Rng, runExperiment, saveModel, sha256, TensorDataset, type JsonObject,
   type Model, type ModelConfig,
   type NamedWeights, type PluginRegistry,
 } from '../core';
 import { registerBuiltins } from '../plugins';
-import { GPT } from '../plugins/models/gpt';
+import gptModel, { GPT } from '../plugins/models/gpt';
 import { cpuBackends, expectNoLeak, gradCheck, randomNormal, testRegistry } from './harness';
 
 /** The registry of the backend under test (set per backend); `catalogue` lists the models and their examples. */
@@ -194,6 +194,14 @@ describe.each(await cpuBackends())('on backend %s', (name) => {
       };
       const { uninterrupted, resumed } = await trainAndResume({ label: 'gpt', config: spec, inputShape: [2, 5], inputInts: 7 }, 'legacy-gpt', legacy);
       expect(resumed).toEqual(uninterrupted);
+    });
+
+    it("reads a model config's options as its plugin does, and refuses another model's config naming the field", () => {
+      const options = modelOptions(gptModel, { type: 'gpt', vocabSize: 7, context: 5 });
+      expect(options).toMatchObject({ vocabSize: 7, context: 5, dModel: 384, layers: 6, tieEmbeddings: true });
+      expect(() => modelOptions(gptModel, { type: 'bert', vocabSize: 7 })).toThrow(/^model\.type: expected a "gpt" model, got "bert"/);
+      expect(() => modelOptions(gptModel, cases[0]!.config)).toThrow(/^model\.type: expected a "gpt" model, got a Sequential/);
+      expect(() => modelOptions(gptModel, { type: 'gpt', vocabSize: 0, context: 5 })).toThrow(/^model\.vocabSize: /);
     });
 
     it('a Sequential of layers stays a Sequential, and a model of another class is refused by name', () => {
