@@ -46,8 +46,8 @@ export const modelConfigSchema: z.ZodType<ModelConfig> = z.unknown().transform((
 
 /**
  * Configs written before GPT, BERT and the seq2seq Transformer were models named them as the one layer of a
- * Sequential (`{ inputShape, layers: [{ type: "gpt", ... }] }`): such a config (in a checkpoint, a saved model or a
- * run record) is read as the registered model it names. Any other config is returned as it is.
+ * Sequential (`{ inputShape, layers: [{ type: "gpt", ... }] }`): such a config (in a checkpoint or a saved model) is
+ * read as the registered model it names. Any other config is returned as it is.
  */
 export function upgradeModelConfig<T>(config: T, registry: PluginRegistry): T | RegisteredModelConfig {
   if (!isSequentialConfig(config) || !Array.isArray(config.layers) || config.layers.length !== 1) return config;
