@@ -161,7 +161,7 @@ export function runFile(dir: string, kind: 'metrics' | 'params' | 'tags', key: s
 
 /** One metric line; NaN and ±Infinity as MLflow writes them (nan, inf, -inf). */
 export function metricLine(value: number, step: number, timestamp: number): string {
-  const v = Number.isNaN(value) ? 'nan' : value === Infinity ? 'inf' : value === -Infinity ? '-inf' : String(value);
+  const v = Number.isNaN(value) ? 'nan' : value === Infinity ? 'inf' : value === -Infinity ? '-inf' : Object.is(value, -0) ? '-0.0' : String(value); // -0 as Python writes it
   return `${timestamp} ${v} ${step}\n`;
 }
 
