@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['core/**/*.test.ts', 'plugins/**/*.test.ts', 'papers/**/*.test.ts', 'cli/**/*.test.ts', 'test/**/*.test.ts'],
+    include: ['core/**/*.test.ts', 'runtime/**/*.test.ts', 'plugins/**/*.test.ts', 'papers/**/*.test.ts', 'cli/**/*.test.ts', 'test/**/*.test.ts'],
     setupFiles: ['test/setup.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,

@@ -14,7 +14,8 @@ import 'reflect-metadata';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ConfigError, createRegistry, editDistance, findLatestCheckpoint, formatComparison, formatMetric, InterruptedError, LoomError, PLUGIN_KINDS, registerPaperPlugins, type Paper, type PaperResult, type PluginKind, type PluginRegistry } from '../core';
+import { ConfigError, createRegistry, editDistance, InterruptedError, LoomError, PLUGIN_KINDS, type PluginKind, type PluginRegistry } from '../core';
+import { findLatestCheckpoint, formatComparison, formatMetric, registerPaperPlugins, type Paper, type PaperResult } from '../runtime';
 import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
 import { syncStore } from '../plugins/trackers/mlflow-rest';
@@ -52,7 +53,7 @@ export function defaultPreset(paper: Paper): string {
 const HELP: Flag = { help: 'print this help and exit' };
 
 /**
- * The flags the papers declare for their modes (core/paper.ts `PaperMode`), for `loom paper`'s flag table: a flag
+ * The flags the papers declare for their modes (runtime/paper.ts `PaperMode`), for `loom paper`'s flag table: a flag
  * several papers declare is listed once, with each paper's help. Which apply is checked once the paper is known.
  */
 function paperModeFlags(): Record<string, Flag> {
@@ -399,7 +400,7 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
 }
 
 /**
- * Runs the paper's mode whose flag was given (core/paper.ts `PaperMode`), or returns 'train' when none was. Flags
+ * Runs the paper's mode whose flag was given (runtime/paper.ts `PaperMode`), or returns 'train' when none was. Flags
  * of other papers, two modes at once, a mode's option without its mode and training flags with a mode are user
  * errors naming the flag.
  */

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vega from 'vega';
 import { compile } from 'vega-lite';
-import { formatMetric, type Paper } from '../core';
+import { formatMetric, type Paper } from '../runtime';
 import { readStore, type StoredRun } from '../core/mlflow-store';
 import { readRecords } from './records';
 

@@ -228,3 +228,15 @@ export function readRun(dir: string, meta: RunMeta): StoredRun {
 export function readStore(root: string): StoredRun[] {
   return listRuns(root).map(({ dir, meta }) => readRun(dir, meta)).sort((a, b) => b.start - a.start);
 }
+
+/**
+ * The MLflow experiment a run is logged to: `MLFLOW_EXPERIMENT_NAME` when set and not empty, else the config's
+ * `experiment` (for a paper, its preset's experiment name). MLflow's own clients use the variable for runs whose code
+ * chose no experiment; in loom every config names one, so if the config won the variable would never do anything.
+ * It wins here: it names where the run goes (for example the one experiment a user may write to on a shared
+ * server). The config's name stays what identifies the run to loom: the `experiment` param, the `loom.experiment`
+ * tag (set by the MLflow trackers when the two differ) and the checkpoints `--resume latest` looks for.
+ */
+export function mlflowExperimentName(configured: string, env: NodeJS.ProcessEnv = process.env): string {
+  return env.MLFLOW_EXPERIMENT_NAME || configured;
+}

@@ -1,5 +1,5 @@
 /**
- * Injection tokens: the components a run is assembled from. `buildRunContainer` (core/run.ts) registers a provider
+ * Injection tokens: the components a run is assembled from. `buildRunContainer` (runtime/run.ts) registers a provider
  * (a factory, built from the config, that resolves what it needs by token and is cached per run) for each; a test or
  * a user replaces one component by registering another provider for its token (CONTRIBUTING.md, "The run
  * container"). Every constructor parameter of an injectable class names its token explicitly with

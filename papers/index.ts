@@ -1,5 +1,5 @@
 /** Every paper reproduction, by name. A new paper is one folder under papers/ and one line here. */
-import type { Paper } from '../core';
+import type { Paper } from '../runtime';
 import bert from './bert';
 import gpt from './gpt';
 import mnistCnn from './mnist-cnn';

@@ -1,5 +1,5 @@
 /**
- * Checkpoint averaging (core/averaging.ts; Vaswani et al. 2017 §6.1): the average of a run's last checkpoints is the
+ * Checkpoint averaging (runtime/averaging.ts; Vaswani et al. 2017 §6.1): the average of a run's last checkpoints is the
  * elementwise mean of their weights, whatever their order, and checkpoints of different models are refused.
  */
 import * as fs from 'node:fs';
@@ -7,7 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { averageCheckpoints, lastCheckpoints, listCheckpoints, loadCheckpoint, runExperiment } from '../core';
+import { listCheckpoints, loadCheckpoint } from '../core';
+import { averageCheckpoints, lastCheckpoints, runExperiment } from '../runtime';
 import { testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
 

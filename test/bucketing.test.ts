@@ -6,7 +6,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { bucketedBatches, epochOrder, runExperiment } from '../core';
+import { bucketedBatches, epochOrder } from '../core';
+import { runExperiment } from '../runtime';
 import { testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
 import * as fs from 'node:fs';

@@ -7,7 +7,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cachePath, ConfigError, findLatestCheckpoint } from '../core';
+import { ConfigError } from '../core';
+import { cachePath, findLatestCheckpoint } from '../runtime';
 import { papers } from '../papers';
 import { testRegistry } from './harness';
 

@@ -9,9 +9,10 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { container as root, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  buildRunContainer, createRegistry, disposeRun, FACTORY_TOKENS, RUN_PLUGIN_KINDS, runExperiment, selectBackend, TOKENS, Trainer, trainerOptionsSchema,
+  createRegistry, FACTORY_TOKENS, RUN_PLUGIN_KINDS, selectBackend, TOKENS, Trainer, trainerOptionsSchema,
   type Parameter, type PluginRegistry, type PluginSpec, type Tracker,
 } from '../core';
+import { buildRunContainer, disposeRun, runExperiment } from '../runtime';
 import { registerBuiltins } from '../plugins';
 import { testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';

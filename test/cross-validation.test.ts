@@ -4,7 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { crossValidate, kFoldSplit, TensorDataset, type PluginRegistry } from '../core';
+import { kFoldSplit, TensorDataset, type PluginRegistry } from '../core';
+import { crossValidate } from '../runtime';
 import { testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
 

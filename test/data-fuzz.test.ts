@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DataError, definePlugin, runExperiment, TensorDataset, type PluginRegistry } from '../core';
+import { DataError, definePlugin, TensorDataset, type PluginRegistry } from '../core';
+import { runExperiment } from '../runtime';
 import { testRegistry } from './harness';
 import { toyConfig } from './toy-data';
 

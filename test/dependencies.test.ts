@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-/** What runs in a production install: the CLI, core, plugins, papers, examples and the native build script. */
-const RUNTIME_DIRS = ['cli', 'core', 'plugins', 'papers', 'examples', 'native'];
+/** What runs in a production install: the CLI, core, the runtime, plugins, papers, examples and the native build script. */
+const RUNTIME_DIRS = ['cli', 'core', 'runtime', 'plugins', 'papers', 'examples', 'native'];
 
 function sources(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {

@@ -16,9 +16,10 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  Checkpointer, FileError, loadCheckpoint, loadModel, listCheckpoints, LoomError, readWeights, Rng, runExperiment, saveModel, Sequential, type Checkpoint,
-  type Model, type PluginRegistry,
+  Checkpointer, FileError, loadCheckpoint, loadModel, listCheckpoints, LoomError, readWeights, Rng, saveModel,
+  Sequential, type Checkpoint, type Model, type PluginRegistry,
 } from '../core';
+import { runExperiment } from '../runtime';
 import { testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
 

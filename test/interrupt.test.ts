@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { findLatestCheckpoint, latestCheckpoint, listCheckpoints, loadCheckpoint, runExperiment } from '../core';
+import { latestCheckpoint, listCheckpoints, loadCheckpoint } from '../core';
+import { findLatestCheckpoint, runExperiment } from '../runtime';
 import { testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
 

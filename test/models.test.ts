@@ -13,10 +13,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
-  buildModel, createRegistry, definePlugin, listCheckpoints, loadModel, modelOptions, readWeights, Rng, runExperiment, saveModel, sha256, TensorDataset, type JsonObject,
-  type Model, type ModelConfig,
-  type NamedWeights, type PluginRegistry,
+  buildModel, createRegistry, definePlugin, listCheckpoints, loadModel, modelOptions, readWeights, Rng, saveModel,
+  sha256, TensorDataset, type JsonObject, type Model, type ModelConfig, type NamedWeights, type PluginRegistry,
 } from '../core';
+import { runExperiment } from '../runtime';
 import { registerBuiltins } from '../plugins';
 import gptModel, { GPT } from '../plugins/models/gpt';
 import { cpuBackends, expectNoLeak, gradCheck, randomNormal, testRegistry } from './harness';

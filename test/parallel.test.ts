@@ -8,9 +8,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import type { DependencyContainer } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
-import {
-  batchesOf, buildRunContainer, ConfigError, disposeRun, epochOrder, TOKENS, Trainer, trainerOptionsSchema, type Communicator, type Strategy,
-} from '../core';
+import { batchesOf, ConfigError, epochOrder, TOKENS, Trainer, trainerOptionsSchema, type Communicator, type Strategy } from '../core';
+import { buildRunContainer, disposeRun } from '../runtime';
 import { averageAcrossRanks, beginDataParallel, DataParallelStrategy, shardOrder, shardSize } from '../plugins/parallelism/data-parallel';
 import { mpiLaunchVariable } from '../plugins/parallelism/mpi';
 import { PipelineStrategy } from '../plugins/parallelism/pipeline';

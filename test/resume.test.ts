@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { latestCheckpoint, listCheckpoints, runExperiment, type PluginRegistry } from '../core';
+import { latestCheckpoint, listCheckpoints, type PluginRegistry } from '../core';
+import { runExperiment } from '../runtime';
 import { testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
 

@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { buildRunContainer, clipGradients, disposeRun, epochOrder, runExperiment, TOKENS, Trainer, type PluginRegistry } from '../core';
+import { clipGradients, epochOrder, TOKENS, Trainer, type PluginRegistry } from '../core';
+import { buildRunContainer, disposeRun, runExperiment } from '../runtime';
 import { expectNoLeak, testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
 

@@ -11,9 +11,11 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  batchesOf, cachePath, ConfigError, epochOrder, expectModel, loadPresets, mergeConfig, parseExperimentConfig, readWeights, registerPaperPlugins, runExperiment, writeFileAtomic, writeWeights,
-  type Dataset, type JsonObject, type Logs, type Model, type NamedWeights, type Paper, type PaperResult, type Trainer,
+  batchesOf, ConfigError, epochOrder, expectModel, loadPresets, mergeConfig, parseExperimentConfig, readWeights,
+  writeFileAtomic, writeWeights, type Dataset, type JsonObject, type Logs, type Model, type NamedWeights,
+  type Trainer,
 } from '../../core';
+import { cachePath, registerPaperPlugins, runExperiment, type Paper, type PaperResult } from '../../runtime';
 import { corpusTexts, CORPORA } from '../../plugins/data/text-corpus';
 import { Bert } from '../../plugins/models/bert';
 import { WordPiece } from '../../plugins/tokenizers/wordpiece';

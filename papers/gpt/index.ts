@@ -8,8 +8,10 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  ConfigError, DataError, experimentPaper, latestRunArtifacts, loadModel, loadPresets, modelOptions, Rng, selectBackend, type JsonObject, type Paper, type PluginRegistry, type PluginSpec,
+  ConfigError, DataError, loadModel, loadPresets, modelOptions, Rng, selectBackend, type JsonObject,
+  type PluginRegistry, type PluginSpec,
 } from '../../core';
+import { experimentPaper, latestRunArtifacts, type Paper } from '../../runtime';
 import charText from '../../plugins/data/char-text';
 import gptModel, { GPT } from '../../plugins/models/gpt';
 

@@ -5,7 +5,8 @@
  */
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { experimentPaper, loadPresets } from '../../core';
+import { loadPresets } from '../../core';
+import { experimentPaper } from '../../runtime';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 

@@ -11,9 +11,14 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  averageCheckpoints, ConfigError, DataError, definePlugin, editDistance, formatMetric, lastCheckpoints, registerPaperPlugins, loadCheckpoint, readWeights, Rng, buildModel, expectModel, modelOptions, writeWeights, loadModel, loadPresets, mergeConfig, parseExperimentConfig, runExperiment, selectBackend, latestRunArtifacts, type Callback, type JsonObject, type Model, type Paper, type PaperResult,
-  type PluginRegistry, type PluginSpec,
+  ConfigError, DataError, definePlugin, editDistance, loadCheckpoint, readWeights, Rng, buildModel, expectModel,
+  modelOptions, writeWeights, loadModel, loadPresets, mergeConfig, parseExperimentConfig, selectBackend,
+  type Callback, type JsonObject, type Model, type PluginRegistry, type PluginSpec,
 } from '../../core';
+import {
+  averageCheckpoints, formatMetric, lastCheckpoints, registerPaperPlugins, runExperiment, latestRunArtifacts,
+  type Paper, type PaperResult,
+} from '../../runtime';
 import cmudict, { type G2P } from '../../plugins/data/cmudict';
 import seq2seqModel, { TransformerSeq2Seq } from '../../plugins/models/transformer-seq2seq';
 

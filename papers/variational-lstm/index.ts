@@ -9,10 +9,8 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import {
-  ConfigError, findLatestCheckpoint, loadPresets, mergeConfig, parseExperimentConfig, Rng, runExperiment, type JsonObject, type Paper, type PaperResult,
-  type PluginSpec,
-} from '../../core';
+import { ConfigError, loadPresets, mergeConfig, parseExperimentConfig, Rng, type JsonObject, type PluginSpec } from '../../core';
+import { findLatestCheckpoint, runExperiment, type Paper, type PaperResult } from '../../runtime';
 import brown from '../../plugins/data/brown';
 import { mcDropoutPerplexity } from './mc-dropout';
 

@@ -6,7 +6,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { definePlugin, Rng, runExperiment, Sequential, type Callback, type PluginRegistry, type TrainingState } from '../../core';
+import { definePlugin, Rng, Sequential, type Callback, type PluginRegistry, type TrainingState } from '../../core';
+import { runExperiment } from '../../runtime';
 import { testRegistry } from '../../test/harness';
 import toyBlobs, { toyConfig } from '../../test/toy-data';
 

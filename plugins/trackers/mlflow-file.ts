@@ -3,10 +3,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { ConfigError, definePlugin, mlflowExperimentName, type RunInfo, type RunStatus, type Tracker } from '../../core';
+import { ConfigError, definePlugin, type RunInfo, type RunStatus, type Tracker } from '../../core';
 import {
   createExperiment, createRunFolders, ensureDefaultExperiment, findExperiment, metricLine, MLFLOW_STATUS, newRunMeta, readRunMeta, runDirectory, runFile,
-  truncateMetrics, writeRunMeta, type RunMeta,
+  truncateMetrics, writeRunMeta, type RunMeta, mlflowExperimentName,
 } from '../../core/mlflow-store';
 
 /**

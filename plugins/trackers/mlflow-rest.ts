@@ -24,8 +24,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { ConfigError, definePlugin, LoomError, mlflowExperimentName, writeFileAtomic, type DatasetInfo, type RunInfo, type RunStatus, type Tracker } from '../../core';
-import { readRunMeta, sanitizeKey } from '../../core/mlflow-store';
+import { ConfigError, definePlugin, LoomError, writeFileAtomic, type DatasetInfo, type RunInfo, type RunStatus, type Tracker } from '../../core';
+import { mlflowExperimentName, readRunMeta, sanitizeKey } from '../../core/mlflow-store';
 import { MlflowFileTracker } from './mlflow-file';
 import {
   BatchPacker,

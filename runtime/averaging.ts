@@ -5,9 +5,9 @@
  * (Polyak & Juditsky 1992). Sums in float64, so the order of the checkpoints does not change the result beyond
  * the final rounding to float32.
  */
-import { DataError } from './errors';
-import { listCheckpoints, loadCheckpoint } from './checkpoint';
-import type { NamedWeights } from './serialization';
+import { DataError } from '../core/errors';
+import { listCheckpoints, loadCheckpoint } from '../core/checkpoint';
+import type { NamedWeights } from '../core/serialization';
 
 /** The mean of the weights (parameters and buffers) of the checkpoints in `dirs`, which must all hold the same names and shapes. */
 export function averageCheckpoints(dirs: readonly string[]): NamedWeights {

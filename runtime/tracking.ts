@@ -1,7 +1,7 @@
 /** Tracker composition: a run may log to several trackers (the MLflow store and the console) at once. */
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import type { Dataset, DatasetInfo, PluginSpec, RunInfo, RunStatus, Tracker } from './interfaces';
+import type { Dataset, DatasetInfo, PluginSpec, RunInfo, RunStatus, Tracker } from '../core/interfaces';
 
 export class MultiTracker implements Tracker {
   readonly spec;
@@ -34,18 +34,6 @@ export class MultiTracker implements Tracker {
   async endRun(status: Exclude<RunStatus, 'RUNNING'>, reason?: string): Promise<void> {
     for (const t of this.trackers) await t.endRun(status, reason);
   }
-}
-
-/**
- * The MLflow experiment a run is logged to: `MLFLOW_EXPERIMENT_NAME` when set and not empty, else the config's
- * `experiment` (for a paper, its preset's experiment name). MLflow's own clients use the variable for runs whose code
- * chose no experiment; in loom every config names one, so if the config won the variable would never do anything.
- * It wins here: it names where the run goes (for example the one experiment a user may write to on a shared
- * server). The config's name stays what identifies the run to loom: the `experiment` param, the `loom.experiment`
- * tag (set by the MLflow trackers when the two differ) and the checkpoints `--resume latest` looks for.
- */
-export function mlflowExperimentName(configured: string, env: NodeJS.ProcessEnv = process.env): string {
-  return env.MLFLOW_EXPERIMENT_NAME || configured;
 }
 
 /**

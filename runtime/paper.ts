@@ -2,12 +2,12 @@
  * A paper reproduction: presets of an experiment config, the published (or reference) numbers to compare with,
  * and a `run` that trains and returns what it measured. Each paper lives in `papers/<name>/`.
  */
-import { mergeConfig, parseExperimentConfig, type ExperimentConfig } from './config';
+import { mergeConfig, parseExperimentConfig, type ExperimentConfig } from '../core/config';
 import * as path from 'node:path';
-import { ConfigError, DataError } from './errors';
-import type { JsonObject } from './interfaces';
-import { listRuns, MLFLOW_STATUS, readTag } from './mlflow-store';
-import type { PluginDefinition, PluginRegistry } from './registry';
+import { ConfigError, DataError } from '../core/errors';
+import type { JsonObject } from '../core/interfaces';
+import { listRuns, MLFLOW_STATUS, readTag } from '../core/mlflow-store';
+import type { PluginDefinition, PluginRegistry } from '../core/registry';
 import { runExperiment, type RunResult } from './run';
 
 /** A published or reference number the reproduction is held against. */

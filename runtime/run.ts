@@ -10,26 +10,26 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
-import { describeBackend, selectBackend } from './backend';
-import { flattenConfig, parseExperimentConfig, type ExperimentConfig } from './config';
+import { describeBackend, selectBackend } from '../core/backend';
+import { flattenConfig, parseExperimentConfig, type ExperimentConfig } from '../core/config';
 import {
   Checkpointer, clearFinished, latestCheckpoint, listCheckpoints, loadCheckpoint, readFinished, writeFinished, type Checkpoint, type FinishedRecord, type TrainerSnapshot,
-} from './checkpoint';
+} from '../core/checkpoint';
 import { checkData } from './data-check';
-import { kFoldSplit, splitTail, take } from './data';
-import { ConfigError, FileError, InterruptedError } from './errors';
+import { kFoldSplit, splitTail, take } from '../core/data';
+import { ConfigError, FileError, InterruptedError } from '../core/errors';
 import { environmentTags } from './environment';
-import { asFileError } from './fs-atomic';
-import type { Dataset, DataSource, JsonObject, Logs, Model, RunInfo, Tracker } from './interfaces';
-import { buildModel, upgradeModelConfig } from './model';
+import { asFileError } from '../core/fs-atomic';
+import type { Dataset, DataSource, JsonObject, Logs, Model, RunInfo, Tracker } from '../core/interfaces';
+import { buildModel, upgradeModelConfig } from '../core/model';
 import { checkInputShape, preflight } from './preflight';
-import { Rng } from './random';
-import type { PluginRegistry } from './registry';
-import { readWeights, saveModel } from './serialization';
-import { FACTORY_TOKENS, RUN_PLUGIN_KINDS, TOKENS, type PluginFactory, type RunPluginKind } from './tokens';
-import { SignalWatch, yieldToEventLoop, type StopSignal } from './signals';
+import { Rng } from '../core/random';
+import type { PluginRegistry } from '../core/registry';
+import { readWeights, saveModel } from '../core/serialization';
+import { FACTORY_TOKENS, RUN_PLUGIN_KINDS, TOKENS, type PluginFactory, type RunPluginKind } from '../core/tokens';
+import { SignalWatch, yieldToEventLoop, type StopSignal } from '../core/signals';
 import { describeDataset, MultiTracker, withTrackingUri } from './tracking';
-import { Trainer } from './trainer';
+import { Trainer } from '../core/trainer';
 
 export interface RunOptions {
   registry: PluginRegistry;
@@ -206,7 +206,7 @@ export interface RunResult {
 /**
  * Trains and evaluates one experiment, logging everything to its trackers. Marks the run FAILED on error.
  *
- * Before training it checks the data (core/data-check.ts: empty splits, non-finite values, targets the loss cannot
+ * Before training it checks the data (runtime/data-check.ts: empty splits, non-finite values, targets the loss cannot
  * take) so bad data fails at once, with no tracked run left behind. While training, the first SIGINT or SIGTERM
  * stops the run after its current step (core/signals.ts): it writes a checkpoint, ends the tracked run as KILLED
  * and throws an {@link InterruptedError} that says how to resume; a second signal ends the process at once.

@@ -5,8 +5,8 @@
  * target is finite; every target suits the loss ({@link Loss.checkTargets}: e.g. class labels in [0, classes)).
  * Each failure is a {@link DataError} naming the split, the example and the value.
  */
-import type { Dataset, Loss } from './interfaces';
-import { DataError } from './errors';
+import type { Dataset, Loss } from '../core/interfaces';
+import { DataError } from '../core/errors';
 
 /** Values read per chunk while scanning (about 4 MB of float32). */
 const CHUNK_VALUES = 1 << 20;

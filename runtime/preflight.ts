@@ -6,9 +6,9 @@
  * state behind (recurrent state is reset), so results are the same with or without it.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError } from './errors';
-import type { Dataset, Loss, Model } from './interfaces';
-import { Rng } from './random';
+import { ConfigError } from '../core/errors';
+import type { Dataset, Loss, Model } from '../core/interfaces';
+import { Rng } from '../core/random';
 
 /**
  * The model's input shape must be the shape of the training examples: checked before the model is built. A
