@@ -26,7 +26,11 @@ const setups: Record<string, { model: SequentialConfig; loss: string; x: () => t
     model: full.model,
     loss: 'sparse-categorical-crossentropy',
     x: () => tf.randomUniform([batch, 28, 28, 1], 0, 1, 'float32', 3 + strategy.rank),
-    y: () => tf.tensor1d(Array.from({ length: batch }, (_, i) => (i + strategy.rank) % 10), 'int32'),
+    y: () =>
+      tf.tensor1d(
+        Array.from({ length: batch }, (_, i) => (i + strategy.rank) % 10),
+        'int32',
+      ),
   },
   // One encoder layer (d 256, 4 heads, ff 1024) over 64 positions, regressing a random target.
   transformer: {
@@ -62,7 +66,12 @@ for (let i = 0; i < steps[0]!; i++) await trainer.trainStep(data, { step: step++
 const seconds = (performance.now() - t1) / 1000;
 if (strategy.isGlobalZero) {
   const value = (steps[0]! * batch * strategy.worldSize) / seconds;
-  console.log(JSON.stringify({ value, detail: `${strategy.worldSize} rank(s) x batch ${batch}, ${steps[0]} steps, ${tags.backend}, LOOM_THREADS=${process.env.LOOM_THREADS ?? 'all'}` }));
+  console.log(
+    JSON.stringify({
+      value,
+      detail: `${strategy.worldSize} rank(s) x batch ${batch}, ${steps[0]} steps, ${tags.backend}, LOOM_THREADS=${process.env.LOOM_THREADS ?? 'all'}`,
+    }),
+  );
 }
 tf.dispose([data.x, data.y]);
 model.dispose();

@@ -15,10 +15,26 @@ const SECONDS = 4;
 /** Global samples/s of `np` ranks of `batch` each, or why it could not run. */
 function launch(np: number, model: string, batch: number, threads: number, peer: string): PeerResult {
   const unit = 'samples/s';
-  if (spawnSync('mpirun', ['--version'], { stdio: 'ignore' }).status !== 0) return { peer, value: null, unit, missing: 'mpirun not found (apt-get install openmpi-bin libopenmpi-dev)' };
+  if (spawnSync('mpirun', ['--version'], { stdio: 'ignore' }).status !== 0)
+    return { peer, value: null, unit, missing: 'mpirun not found (apt-get install openmpi-bin libopenmpi-dev)' };
   const args = [
-    '--oversubscribe', '-np', String(np), '--mca', 'btl', 'self,tcp', '--mca', 'btl_tcp_if_include', 'lo', '--bind-to', 'none',
-    process.execPath, path.join(REPO, 'test/fixtures/run-ts.mjs'), path.join(BENCH_DIR, 'data-parallel-worker.ts'), model, String(batch), String(SECONDS),
+    '--oversubscribe',
+    '-np',
+    String(np),
+    '--mca',
+    'btl',
+    'self,tcp',
+    '--mca',
+    'btl_tcp_if_include',
+    'lo',
+    '--bind-to',
+    'none',
+    process.execPath,
+    path.join(REPO, 'test/fixtures/run-ts.mjs'),
+    path.join(BENCH_DIR, 'data-parallel-worker.ts'),
+    model,
+    String(batch),
+    String(SECONDS),
   ];
   const env = { ...process.env, LOOM_THREADS: String(threads), OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' };
   const r = spawnSync('mpirun', args, { cwd: REPO, env, encoding: 'utf8', timeout: 300_000 });
@@ -34,12 +50,20 @@ export function dataParallel(): Benchmark {
     description: 'samples/s, 2 MPI ranks vs 1 process at the same global batch: MNIST CNN (64) and a Transformer encoder layer (16)',
     async run() {
       const out = [];
-      for (const [model, global, label] of [['mnist-cnn', 64, 'mnist-cnn'], ['transformer', 16, 'transformer encoder 256/4/1024 t64']] as const) {
+      for (const [model, global, label] of [
+        ['mnist-cnn', 64, 'mnist-cnn'],
+        ['transformer', 16, 'transformer encoder 256/4/1024 t64'],
+      ] as const) {
         const two = launch(2, model, global / 2, 1, '2 ranks');
         const one = launch(1, model, global, 2, '1 process, 2 threads');
         const oneThread = launch(1, model, global, 1, '1 process, 1 thread');
         if (two.value === null) throw new Error(`data-parallel: 2 ranks did not run: ${two.missing}`);
-        out.push(entry(`data-parallel ${label} global b${global}`, 'samples/s', two.value, `2 MPI ranks x b${global / 2}, 1 kernel thread each; ${two.detail}`, [one, oneThread]));
+        out.push(
+          entry(`data-parallel ${label} global b${global}`, 'samples/s', two.value, `2 MPI ranks x b${global / 2}, 1 kernel thread each; ${two.detail}`, [
+            one,
+            oneThread,
+          ]),
+        );
       }
       return out;
     },

@@ -109,7 +109,12 @@ export function pythonPeer(script: string, args: (string | number)[], peer: stri
   const r = spawnSync(PYTHON, [path.join(BENCH_DIR, 'peers', script), ...args.map(String)], { env, encoding: 'utf8', timeout: 600_000 });
   if (r.status !== 0) {
     const why = (r.stderr || r.error?.message || 'failed').trim().split('\n').at(-1)!;
-    return { peer, value: null, unit, missing: why.includes('No module named') ? `${why} (apt-get install python3-torch python3-numpy libopenblas0-pthread)` : why };
+    return {
+      peer,
+      value: null,
+      unit,
+      missing: why.includes('No module named') ? `${why} (apt-get install python3-torch python3-numpy libopenblas0-pthread)` : why,
+    };
   }
   const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { value: number; peer: string; detail?: string };
   return { peer: out.peer, value: out.value, unit, detail: out.detail };
@@ -117,7 +122,11 @@ export function pythonPeer(script: string, args: (string | number)[], peer: stri
 
 /** Runs a TypeScript peer (`benchmarks/peers/<script>`) in its own Node process, so it sees stock tfjs kernels. */
 export function nodePeer(script: string, args: (string | number)[], peer: string, unit: string): PeerResult {
-  const r = spawnSync(process.execPath, [path.join(REPO, 'node_modules/tsx/dist/cli.mjs'), path.join(BENCH_DIR, 'peers', script), ...args.map(String)], { cwd: REPO, encoding: 'utf8', timeout: 600_000 });
+  const r = spawnSync(process.execPath, [path.join(REPO, 'node_modules/tsx/dist/cli.mjs'), path.join(BENCH_DIR, 'peers', script), ...args.map(String)], {
+    cwd: REPO,
+    encoding: 'utf8',
+    timeout: 600_000,
+  });
   if (r.status !== 0) return { peer, value: null, unit, missing: (r.stderr || 'failed').trim().split('\n').at(-1) };
   const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { value: number; detail?: string };
   return { peer, value: out.value, unit, detail: out.detail };

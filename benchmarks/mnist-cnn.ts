@@ -28,7 +28,10 @@ export function mnistCnn(registry: PluginRegistry, backend: string): Benchmark {
           options: trainerOptionsSchema.parse({ epochs: 1, batchSize: batch, shuffle: false, logEvery: 1000, evalBatchSize: batch }),
         });
         const x = tf.randomUniform([batch, 28, 28, 1], 0, 1, 'float32', 3);
-        const y = tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 10), 'int32');
+        const y = tf.tensor1d(
+          Array.from({ length: batch }, (_, i) => i % 10),
+          'int32',
+        );
         let step = 0;
         await trainer.trainStep({ x, y }, { step: step++, epoch: 0 });
         const train = () => trainer.trainStep({ x, y }, { step: step++, epoch: 0 });

@@ -48,11 +48,13 @@ const outDir = path.join(BENCH_DIR, 'results');
 fs.mkdirSync(outDir, { recursive: true });
 const env: Record<string, string> = { date: new Date().toISOString(), ...environmentTags(), ...tags };
 // Keep earlier entries of benchmarks not run this time, so `npm run bench -- sgemm` does not erase the others.
-const previous = fs.existsSync(path.join(outDir, 'latest.json')) ? (JSON.parse(fs.readFileSync(path.join(outDir, 'latest.json'), 'utf8')) as { entries: (BenchEntry & { env?: object })[] }).entries : [];
+const previous = fs.existsSync(path.join(outDir, 'latest.json'))
+  ? (JSON.parse(fs.readFileSync(path.join(outDir, 'latest.json'), 'utf8')) as { entries: (BenchEntry & { env?: object })[] }).entries
+  : [];
 const ran = new Set(entries.map((e) => e.name));
 const merged = [...previous.filter((e) => !ran.has(e.name)), ...entries.map((e) => ({ ...e, env }))];
 entries.splice(0, entries.length, ...merged);
-fs.writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify({ env, entries }, null, 2) + '\n');
+fs.writeFileSync(path.join(outDir, 'latest.json'), `${JSON.stringify({ env, entries }, null, 2)}\n`);
 
 const md = [
   `# Benchmarks (${env.date})`,
@@ -61,7 +63,10 @@ const md = [
   '',
   '| benchmark | unit | ours | peers | ratio (ours / first peer) | target | notes |',
   '| --- | --- | --- | --- | --- | --- | --- |',
-  ...entries.map((e) => `| ${e.name} | ${e.unit} | ${fmt(e.ours)} | ${e.peers.map((p) => `${p.peer}${p.detail ? ` (${p.detail})` : ''}: ${fmt(p.value)}${p.missing ? ` — ${p.missing}` : ''}`).join('<br>')} | ${e.ratio === null ? 'n/a' : e.ratio.toFixed(2)} | ${e.target ? `≥ ${e.target}` : ''} | ${e.oursDetail} |`),
+  ...entries.map(
+    (e) =>
+      `| ${e.name} | ${e.unit} | ${fmt(e.ours)} | ${e.peers.map((p) => `${p.peer}${p.detail ? ` (${p.detail})` : ''}: ${fmt(p.value)}${p.missing ? ` — ${p.missing}` : ''}`).join('<br>')} | ${e.ratio === null ? 'n/a' : e.ratio.toFixed(2)} | ${e.target ? `≥ ${e.target}` : ''} | ${e.oursDetail} |`,
+  ),
   '',
 ].join('\n');
 fs.writeFileSync(path.join(outDir, 'latest.md'), md);

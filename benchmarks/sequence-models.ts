@@ -42,8 +42,24 @@ export function sequenceModels(registry: PluginRegistry, backend: string): Bench
     name: 'sequence',
     description: 'forward+backward tokens/s: 2-layer LSTM (650, b20, t35) and a Transformer encoder layer (256/4/1024, t64, b32)',
     async run() {
-      const lstm = await versusTorch(registry, { inputShape: [35, 650], layers: [{ type: 'lstm', units: 650 }, { type: 'lstm', units: 650 }] }, 20, 'lstm_torch.py');
-      const enc = await versusTorch(registry, { inputShape: [64, 256], layers: [{ type: 'transformer-encoder', numHeads: 4, ff: 1024, dropout: 0 }] }, 32, 'transformer_torch.py');
+      const lstm = await versusTorch(
+        registry,
+        {
+          inputShape: [35, 650],
+          layers: [
+            { type: 'lstm', units: 650 },
+            { type: 'lstm', units: 650 },
+          ],
+        },
+        20,
+        'lstm_torch.py',
+      );
+      const enc = await versusTorch(
+        registry,
+        { inputShape: [64, 256], layers: [{ type: 'transformer-encoder', numHeads: 4, ff: 1024, dropout: 0 }] },
+        32,
+        'transformer_torch.py',
+      );
       return [
         entry('lstm 2x650 b20 t35 fwd+bwd', 'tokens/s', lstm.ours, `loom lstm plugin on ${backend}`, [lstm.peer], 1.0),
         entry('transformer encoder 256/4/1024 t64 b32 fwd+bwd', 'tokens/s', enc.ours, `loom transformer-encoder plugin on ${backend}`, [enc.peer], 1.0),

@@ -32,15 +32,47 @@ const registry = registerBuiltins(createRegistry());
 const registered = new Set(PLUGIN_KINDS.flatMap((k) => registry.names(k)));
 const onDisk = (p: string) => p.startsWith('trackers') || p.startsWith('trainer.checkpoint.dir');
 const leaves = Object.keys(flattenConfig(base)).filter((p) => !onDisk(p));
-const optional = ['data.validation', 'trainer.clipNorm', 'trainer.clipValue', 'trainer.accumulateSteps', 'trainer.onNonFinite', 'trainer.evalBatchSize', 'trainer.checkpoint.keep', 'trainer.checkpoint.everySteps', 'trainer.checkpoint.enabled', 'schedule', 'augmentations', 'parallelism'];
+const optional = [
+  'data.validation',
+  'trainer.clipNorm',
+  'trainer.clipValue',
+  'trainer.accumulateSteps',
+  'trainer.onNonFinite',
+  'trainer.evalBatchSize',
+  'trainer.checkpoint.keep',
+  'trainer.checkpoint.everySteps',
+  'trainer.checkpoint.enabled',
+  'schedule',
+  'augmentations',
+  'parallelism',
+];
 const containers = ['', 'data', 'model', 'model.layers.0', 'model.layers.3', 'optimizer', 'trainer', 'trainer.checkpoint'];
-const lists: [string, number][] = [['model.layers', 5], ['model.inputShape', 3], ['metrics', 1], ['callbacks', 1], ['augmentations', 0]];
-const pluginFields = ['optimizer.type', 'loss', 'model.layers.0.type', 'model.layers.3.activation', 'model.layers.0.kernelInitializer', 'metrics.0', 'callbacks.0', 'data.source', 'schedule', 'parallelism'];
+const lists: [string, number][] = [
+  ['model.layers', 5],
+  ['model.inputShape', 3],
+  ['metrics', 1],
+  ['callbacks', 1],
+  ['augmentations', 0],
+];
+const pluginFields = [
+  'optimizer.type',
+  'loss',
+  'model.layers.0.type',
+  'model.layers.3.activation',
+  'model.layers.0.kernelInitializer',
+  'metrics.0',
+  'callbacks.0',
+  'data.source',
+  'schedule',
+  'parallelism',
+];
 
 const field = fc.oneof(
   fc.constantFrom(...leaves, ...optional),
   fc.tuple(fc.constantFrom(...containers), fc.constantFrom('bogus', 'epoch', 'lr2', 'Type', 'units_')).map(([c, k]) => (c ? `${c}.${k}` : k)),
-  fc.tuple(fc.constantFrom(...lists), fc.integer({ min: 0, max: 5 }), fc.constantFrom('', '.units', '.type')).map(([[l, n], extra, tail]) => `${l}.${n + extra}${tail}`),
+  fc
+    .tuple(fc.constantFrom(...lists), fc.integer({ min: 0, max: 5 }), fc.constantFrom('', '.units', '.type'))
+    .map(([[l, n], extra, tail]) => `${l}.${n + extra}${tail}`),
   fc.tuple(fc.constantFrom(...leaves), fc.constantFrom('x', '0.y', 'type')).map(([l, tail]) => `${l}.${tail}`),
 );
 const junk = fc.oneof(
@@ -85,7 +117,7 @@ function errorPoint(setFlag: string): string[] {
  * Whether `message` names the field at `point`: its dotted path (list indices may be written `[i]`), or its parent
  * and its own key as a word, or the list element it lies in (`model.layers.1` for a pool too large for its input).
  */
-export function namesField(message: string, point: string[]): boolean {
+function namesField(message: string, point: string[]): boolean {
   const m = message.replace(/\[(\d+)\]/g, '.$1');
   const word = (w: string) => new RegExp(`(^|[^\\w-])${w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}([^\\w-]|$)`).test(m);
   if (point.length === 1) return word(point[0]!);
@@ -99,7 +131,12 @@ function runs(): string[] {
   if (!fs.existsSync('mlruns')) return [];
   return fs.readdirSync('mlruns').flatMap((e) => {
     const dir = path.join('mlruns', e);
-    return fs.statSync(dir).isDirectory() ? fs.readdirSync(dir).filter((r) => fs.statSync(path.join(dir, r)).isDirectory()).map((r) => path.join(dir, r)) : [];
+    return fs.statSync(dir).isDirectory()
+      ? fs
+          .readdirSync(dir)
+          .filter((r) => fs.statSync(path.join(dir, r)).isDirectory())
+          .map((r) => path.join(dir, r))
+      : [];
   });
 }
 
@@ -136,7 +173,10 @@ describe('config fuzzing (60 cases in process, 4 through the executable)', () =>
           seen.rejected++;
           expect(made, what).toEqual([]);
           expect(stderr, what).toMatch(/^loom: /);
-          expect(sets.some((s) => namesField(stderr, errorPoint(s))), `the message names none of ${sets.join(', ')}: ${what}`).toBe(true);
+          expect(
+            sets.some((s) => namesField(stderr, errorPoint(s))),
+            `the message names none of ${sets.join(', ')}: ${what}`,
+          ).toBe(true);
         }
       }),
       { numRuns: 60, seed: Number(process.env.LOOM_FUZZ_SEED ?? 1818) },

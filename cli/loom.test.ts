@@ -24,12 +24,16 @@ async function inProcess(args: string[], env: Record<string, string | undefined>
   const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
   const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
   try {
-    for (const [k, v] of Object.entries(env)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    for (const [k, v] of Object.entries(env))
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
     const code = await run(args, { out: (t) => out.push(t), err: (t) => err.push(t) });
     return { code, stdout: out.join('\n'), stderr: err.join('\n') };
   } finally {
     log.mockRestore();
-    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    for (const [k, v] of Object.entries(saved))
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
   }
 }
 
@@ -49,7 +53,12 @@ function runsIn(store: string): string[] {
   if (!fs.existsSync(store)) return [];
   return fs.readdirSync(store).flatMap((e) => {
     const dir = path.join(store, e);
-    return fs.statSync(dir).isDirectory() ? fs.readdirSync(dir).filter((r) => fs.existsSync(path.join(dir, r, 'meta.yaml'))).map((r) => path.join(dir, r)) : [];
+    return fs.statSync(dir).isDirectory()
+      ? fs
+          .readdirSync(dir)
+          .filter((r) => fs.existsSync(path.join(dir, r, 'meta.yaml')))
+          .map((r) => path.join(dir, r))
+      : [];
   });
 }
 
@@ -62,7 +71,15 @@ describe('loom CLI', () => {
     expect(r.status).toBe(0);
     const list = JSON.parse(r.stdout) as { kind: string; name: string; options: { type: string } }[];
     const names = list.map((p) => `${p.kind}:${p.name}`);
-    for (const n of ['layer:conv2d', 'layer:dense', 'optimizer:adam', 'loss:sparse-categorical-crossentropy', 'tracker:mlflow-file', 'dataset:mnist', 'backend:cpu']) {
+    for (const n of [
+      'layer:conv2d',
+      'layer:dense',
+      'optimizer:adam',
+      'loss:sparse-categorical-crossentropy',
+      'tracker:mlflow-file',
+      'dataset:mnist',
+      'backend:cpu',
+    ]) {
       expect(names).toContain(n);
     }
     expect(list.find((p) => p.name === 'adam')!.options).toMatchObject({ type: 'object', properties: { lr: { type: 'number' } } });
@@ -110,7 +127,7 @@ describe('loom CLI', () => {
     expect(r.stderr).toBe('');
   });
 
-  it('rejects bad input with loom\'s own message naming it, exit code 2 and no stack trace', async () => {
+  it("rejects bad input with loom's own message naming it, exit code 2 and no stack trace", async () => {
     const cases: [string[], RegExp][] = [
       [['paper', 'nope'], /unknown paper "nope"; papers: mnist-cnn/],
       [['paper', 'mnst-cnn'], /unknown paper "mnst-cnn" \(did you mean mnist-cnn\?\); papers:/],
@@ -143,26 +160,44 @@ describe('loom CLI', () => {
       [['paper', 'gpt', '--temperature', '0.5'], /--temperature: applies only with --predict/],
       [['paper', 'gpt', '--predict', 'Call me', '--set', 'trainer.epochs=2'], /--set: does not apply to --predict/],
       [['paper', 'mnist-cnn', '--predict', '7'], /--predict: is a flag of papers transformer, gpt, not of "mnist-cnn"$/m],
-      [['paper', 'transformer', '--predict', 'cat', '--top-k', '3'], /--top-k: is a flag of paper gpt, not of "transformer"; its own: --predict, --average-checkpoints, --last/],
+      [
+        ['paper', 'transformer', '--predict', 'cat', '--top-k', '3'],
+        /--top-k: is a flag of paper gpt, not of "transformer"; its own: --predict, --average-checkpoints, --last/,
+      ],
       [['paper', 'transformer', '--predict', 'cat', '--average-checkpoints', 'x'], /--average-checkpoints: cannot be combined with --predict/],
       [['paper', 'transformer', '--last', '3'], /--last: applies only with --average-checkpoints/],
       [['paper', 'transformer', '--average-checkpoints', 'x', '--last', '0'], /--last: expected a positive integer, got "0"/],
       [['paper', 'gpt', '--predict', 'Call me', '--json', 'out.json'], /--json: does not apply to --predict, which trains nothing/],
       [['plugins', '--kind', 'widget'], /--kind: unknown kind "widget"/],
       [['plugins', '--kind', 'layers'], /--kind: unknown kind "layers" \(did you mean layer\?\)/],
-      [['sync', '--tracking-uri', 'ftp://mlflow'], /--tracking-uri: loom sync uploads to a tracking server: expected an http\(s\) URL such as http:\/\/localhost:5000, got "ftp:\/\/mlflow"/],
+      [
+        ['sync', '--tracking-uri', 'ftp://mlflow'],
+        /--tracking-uri: loom sync uploads to a tracking server: expected an http\(s\) URL such as http:\/\/localhost:5000, got "ftp:\/\/mlflow"/,
+      ],
       [['sync', '--tracking-uri', './mlruns'], /--tracking-uri: loom sync uploads to a tracking server/],
       [['sync', '--dir', 'no/such/store'], /--dir: no MLflow file store at .*no\/such\/store/],
       [['fly'], /unknown command "fly"/],
       [['paperz'], /unknown command "paperz" \(did you mean paper\?\)/],
-      [['paper', 'mnist-cnn', '--set', 'trainer.epochs'], /--set: expected FIELD=VALUE with a dotted field path such as trainer.epochs=1, got "trainer.epochs"/],
+      [
+        ['paper', 'mnist-cnn', '--set', 'trainer.epochs'],
+        /--set: expected FIELD=VALUE with a dotted field path such as trainer.epochs=1, got "trainer.epochs"/,
+      ],
       [['paper', 'mnist-cnn', '--set', 'trainer..epochs=1'], /--set: expected FIELD=VALUE/],
-      [['paper', 'mnist-cnn', '--set', 'trainer=1', '--set', 'trainer.epochs=2'], /--set: "trainer.epochs=2" sets inside trainer, which another --set gave a value/],
+      [
+        ['paper', 'mnist-cnn', '--set', 'trainer=1', '--set', 'trainer.epochs=2'],
+        /--set: "trainer.epochs=2" sets inside trainer, which another --set gave a value/,
+      ],
       [['paper', 'mnist-cnn', '--set', 'trainer.epoch=1'], /trainer: .*epoch/],
       [['paper', 'mnist-cnn', '--set', 'trainer.epochs=many'], /trainer.epochs: .*number/],
       // Before: "model.layers: Invalid input: expected array, received object".
-      [['paper', 'mnist-cnn', '--set', 'model.layers.9.filters=3'], /^loom: model\.layers\.9: index 9 is out of range: model\.layers has 5 element\(s\) \(indices 0-4\)$/],
-      [['paper', 'mnist-cnn', '--set', 'model.layers.first.filters=3'], /model\.layers\.first: model\.layers is a list of 5 element\(s\): expected an index \(indices 0-4\), got "first"/],
+      [
+        ['paper', 'mnist-cnn', '--set', 'model.layers.9.filters=3'],
+        /^loom: model\.layers\.9: index 9 is out of range: model\.layers has 5 element\(s\) \(indices 0-4\)$/,
+      ],
+      [
+        ['paper', 'mnist-cnn', '--set', 'model.layers.first.filters=3'],
+        /model\.layers\.first: model\.layers is a list of 5 element\(s\): expected an index \(indices 0-4\), got "first"/,
+      ],
       [['paper', 'mnist-cnn', '--set', 'metrics.1=accuracy'], /metrics\.1: index 1 is out of range: metrics has 1 element\(s\) \(indices 0-0\)/],
     ];
     for (const [args, message] of cases) {
@@ -172,7 +207,11 @@ describe('loom CLI', () => {
       expect(r.stderr, args.join(' ')).not.toMatch(STACK);
     }
     // The executable: the same messages, exit code 2, nothing else on stderr.
-    for (const args of [['paper', 'mnist-cnn', '--seed', '-1'], ['paper', 'mnist-cnn', '--bogus'], ['paper', 'mnist-cnn', '--set', 'model.layers.9.filters=3']]) {
+    for (const args of [
+      ['paper', 'mnist-cnn', '--seed', '-1'],
+      ['paper', 'mnist-cnn', '--bogus'],
+      ['paper', 'mnist-cnn', '--set', 'model.layers.9.filters=3'],
+    ]) {
       const r = loom(...args);
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
@@ -182,9 +221,15 @@ describe('loom CLI', () => {
   it('rejects configs whose parts do not fit before a run starts, naming the field and leaving no run', { timeout: 120_000 }, async () => {
     const cases: [string[], RegExp][] = [
       // Before: the run started and died in a kernel ("LoomMatMulBiasGrad: x [1,32,0] ..."), exit 1, FAILED run left.
-      [['--set', 'model.layers.1.poolSize=40'], /^loom: model\.layers\[1\]: layer "max-pool2d_2" \(max-pool2d\): expected input shape large enough for a non-empty output \(this one would give \[batch, 0, 0, 32\]\), got \[batch, 26, 26, 32\]$/],
+      [
+        ['--set', 'model.layers.1.poolSize=40'],
+        /^loom: model\.layers\[1\]: layer "max-pool2d_2" \(max-pool2d\): expected input shape large enough for a non-empty output \(this one would give \[batch, 0, 0, 32\]\), got \[batch, 26, 26, 32\]$/,
+      ],
       // Before: a ShapeError at the first step, with a FAILED run left in ./mlruns.
-      [['--set', 'model.inputShape.0=4'], /^loom: model\.inputShape: is \[4, 28, 1\], but the examples of the training set "mnist:train.*" have shape \[28, 28, 1\]$/],
+      [
+        ['--set', 'model.inputShape.0=4'],
+        /^loom: model\.inputShape: is \[4, 28, 1\], but the examples of the training set "mnist:train.*" have shape \[28, 28, 1\]$/,
+      ],
       [['--set', 'loss=mse'], /^loom: loss "mse": expected input shape targets of the predictions' shape \[2,10\], got \[2\]$/],
       // Before: 'MNIST: unknown split "nope"', which names no field.
       [['--set', 'data.train=nope'], /^loom: data\.train: data set "mnist" has no split "nope"; its splits: train, test$/],
@@ -205,11 +250,15 @@ describe('loom CLI', () => {
     }
   });
 
-  it('honours MLFLOW_TRACKING_URI=file:///dir (MLflow\'s form): the run goes to that store, not ./mlruns', { timeout: 120_000 }, () => {
+  it("honours MLFLOW_TRACKING_URI=file:///dir (MLflow's form): the run goes to that store, not ./mlruns", { timeout: 120_000 }, () => {
     // Before: the variable was ignored unless http(s) and the run went to ./mlruns.
     const cwd = tempCwd();
     const store = path.join(cwd, 'elsewhere', 'store');
-    const r = spawnSync(process.execPath, [bin, ...TINY, '--json', 'summary.json'], { encoding: 'utf8', cwd, env: { ...process.env, MLFLOW_TRACKING_URI: pathToFileURL(store).href } });
+    const r = spawnSync(process.execPath, [bin, ...TINY, '--json', 'summary.json'], {
+      encoding: 'utf8',
+      cwd,
+      env: { ...process.env, MLFLOW_TRACKING_URI: pathToFileURL(store).href },
+    });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain(`loom: tracking to the local MLflow store ${store} (MLFLOW_TRACKING_URI)`);
     const summary = JSON.parse(fs.readFileSync(path.join(cwd, 'summary.json'), 'utf8'));
@@ -250,8 +299,16 @@ describe('loom CLI', () => {
     process.chdir(cwd);
     try {
       const cases: [string[], Record<string, string>, RegExp][] = [
-        [[], { MLFLOW_TRACKING_URI: 'ftp://mlflow.example' }, /^loom: MLFLOW_TRACKING_URI: unsupported tracking URI "ftp:\/\/mlflow.example": expected an http\(s\) URL/],
-        [[], { MLFLOW_TRACKING_URI: 'localhost:5000' }, /^loom: MLFLOW_TRACKING_URI: unsupported tracking URI "localhost:5000".* Did you mean http:\/\/localhost:5000\?$/],
+        [
+          [],
+          { MLFLOW_TRACKING_URI: 'ftp://mlflow.example' },
+          /^loom: MLFLOW_TRACKING_URI: unsupported tracking URI "ftp:\/\/mlflow.example": expected an http\(s\) URL/,
+        ],
+        [
+          [],
+          { MLFLOW_TRACKING_URI: 'localhost:5000' },
+          /^loom: MLFLOW_TRACKING_URI: unsupported tracking URI "localhost:5000".* Did you mean http:\/\/localhost:5000\?$/,
+        ],
         [[], { MLFLOW_TRACKING_URI: 'sqlite:///mlflow.db' }, /MLFLOW_TRACKING_URI: unsupported tracking URI "sqlite:\/\/\/mlflow.db"/],
         [[], { MLFLOW_TRACKING_URI: 'http://' }, /MLFLOW_TRACKING_URI: expected an http\(s\) URL such as http:\/\/localhost:5000, got "http:\/\/"/],
         [[], { MLFLOW_TRACKING_URI: 'file:relative/dir' }, /MLFLOW_TRACKING_URI: a file: URI takes an absolute path/],
@@ -329,7 +386,22 @@ describe('loom CLI', () => {
 
   it('--set overrides preset fields, into objects and list elements, and the run logs the values it used', { timeout: 300_000 }, () => {
     const cwd = tempCwd();
-    const args = ['paper', 'mnist-cnn', '--preset', 'smoke', '--json', 'summary.json', '--set', 'data.trainLimit=300', '--set', 'data.testLimit=100', '--set', 'model.layers.3.units=16', '--set', 'optimizer.lr=0.002'];
+    const args = [
+      'paper',
+      'mnist-cnn',
+      '--preset',
+      'smoke',
+      '--json',
+      'summary.json',
+      '--set',
+      'data.trainLimit=300',
+      '--set',
+      'data.testLimit=100',
+      '--set',
+      'model.layers.3.units=16',
+      '--set',
+      'optimizer.lr=0.002',
+    ];
     const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd });
     expect(r.status, r.stderr).toBe(0);
     const summary = JSON.parse(fs.readFileSync(path.join(cwd, 'summary.json'), 'utf8'));

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ConfigError, createRegistry, editDistance, InterruptedError, LoomError, PLUGIN_KINDS, type PluginKind, type PluginRegistry } from '../core';
-import { findLatestCheckpoint, formatComparison, formatMetric, registerPaperPlugins, type Paper, type PaperResult } from '../runtime';
+import { findLatestCheckpoint, formatComparison, registerPaperPlugins, type Paper, type PaperResult } from '../runtime';
 import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
 import { syncStore } from '../plugins/trackers/mlflow-rest';
@@ -70,14 +70,15 @@ function paperModeFlags(): Record<string, Flag> {
       for (const [name, o] of Object.entries(mode.options ?? {})) add(name, o.value, `${paper.name} --${mode.flag}: ${o.help}`, false);
     }
   }
-  return Object.fromEntries([...byFlag].map(([name, f]) => [name, { value: f.value, help: `${f.helps.join('; ')}${f.mode ? ' (default: none, train)' : ''}` }]));
+  return Object.fromEntries(
+    [...byFlag].map(([name, f]) => [name, { value: f.value, help: `${f.helps.join('; ')}${f.mode ? ' (default: none, train)' : ''}` }]),
+  );
 }
 
 /** Every flag a paper declares: its modes' flags and their options. */
 function flagsOf(paper: Paper): string[] {
   return (paper.modes ?? []).flatMap((m) => [m.flag, ...Object.keys(m.options ?? {})]);
 }
-
 
 export const COMMANDS: Record<string, Command> = {
   paper: {
@@ -88,14 +89,32 @@ export const COMMANDS: Record<string, Command> = {
       preset: { value: 'P', help: 'which preset of the paper to run (default: smoke)' },
       seed: { value: 'N', help: "random seed, a non-negative integer (default: the preset's seed; `loom paper <name> --help` shows it)" },
       backend: { value: 'B', help: 'force a backend: tfjs-node-gpu, tfjs-node, native-cpu or cpu (default: LOOM_BACKEND, else the fastest available)' },
-      parallelism: { value: 'S', help: "a parallelism strategy, e.g. mpi-data-parallel under mpirun (docs/parallelism.md) (default: the preset's, single-process)" },
+      parallelism: {
+        value: 'S',
+        help: "a parallelism strategy, e.g. mpi-data-parallel under mpirun (docs/parallelism.md) (default: the preset's, single-process)",
+      },
       json: { value: 'FILE', help: 'also write a summary of the run as JSON to FILE (default: none)' },
-      'tracking-uri': { value: 'URI', help: 'an http(s) MLflow tracking server, a file: URI or a directory for the local store (default: MLFLOW_TRACKING_URI, else ./mlruns)' },
-      resume: { value: 'latest|DIR', help: 'continue an interrupted run (the same MLflow run) from its newest checkpoint under ./checkpoints ("latest") or from a checkpoint directory; give the same preset, seed and --set values (default: a new run)' },
-      set: { value: 'FIELD=VALUE', multiple: true, help: "override one field of the preset's config by its dotted path, repeatable; VALUE is read as JSON when it parses, else as a string: --set trainer.epochs=1 --set optimizer.lr=3e-4 (default: none)" },
+      'tracking-uri': {
+        value: 'URI',
+        help: 'an http(s) MLflow tracking server, a file: URI or a directory for the local store (default: MLFLOW_TRACKING_URI, else ./mlruns)',
+      },
+      resume: {
+        value: 'latest|DIR',
+        help: 'continue an interrupted run (the same MLflow run) from its newest checkpoint under ./checkpoints ("latest") or from a checkpoint directory; give the same preset, seed and --set values (default: a new run)',
+      },
+      set: {
+        value: 'FIELD=VALUE',
+        multiple: true,
+        help: "override one field of the preset's config by its dotted path, repeatable; VALUE is read as JSON when it parses, else as a string: --set trainer.epochs=1 --set optimizer.lr=3e-4 (default: none)",
+      },
       verbose: { help: 'also print the list of native kernels the backend replaced (also LOOM_VERBOSE=1) (default: off)' },
-      'max-steps': { value: 'N', help: "stop after N optimizer steps, then test as at the end: replays the start of a recorded run (the same as --set trainer.maxSteps=N) (default: the preset's epochs)" },
-      record: { help: "after the run, write its record (papers/<name>/results/<preset>-seed<N>.json in this checkout, or under LOOM_RECORDS_ROOT: summary, config, commit, machine, every logged value) from the local store (default: off)" },
+      'max-steps': {
+        value: 'N',
+        help: "stop after N optimizer steps, then test as at the end: replays the start of a recorded run (the same as --set trainer.maxSteps=N) (default: the preset's epochs)",
+      },
+      record: {
+        help: 'after the run, write its record (papers/<name>/results/<preset>-seed<N>.json in this checkout, or under LOOM_RECORDS_ROOT: summary, config, commit, machine, every logged value) from the local store (default: off)',
+      },
       ...paperModeFlags(),
       help: HELP,
     },
@@ -106,7 +125,7 @@ export const COMMANDS: Record<string, Command> = {
     args: '[flags]',
     summary: 'list every registered plugin',
     flags: {
-      json: { help: 'print the list as JSON, with each plugin\'s options schema (default: a table)' },
+      json: { help: "print the list as JSON, with each plugin's options schema (default: a table)" },
       kind: { value: 'K', help: `list one kind only: ${PLUGIN_KINDS.join(', ')} (default: all)` },
       markdown: { value: 'FILE', help: 'write the plugin reference (docs/plugins.md) to FILE instead (default: none)' },
       help: HELP,
@@ -139,7 +158,10 @@ export const COMMANDS: Record<string, Command> = {
     args: '[flags]',
     summary: 'upload the runs spooled while the MLflow server was unreachable',
     flags: {
-      'tracking-uri': { value: 'URL', help: "the http(s) tracking server for runs created offline (default: MLFLOW_TRACKING_URI when it is http(s), else each run's recorded server)" },
+      'tracking-uri': {
+        value: 'URL',
+        help: "the http(s) tracking server for runs created offline (default: MLFLOW_TRACKING_URI when it is http(s), else each run's recorded server)",
+      },
       dir: { value: 'DIR', help: 'the local store holding the spooled runs (default: mlruns)' },
       help: HELP,
     },
@@ -178,10 +200,13 @@ function paperHelp(paper: Paper): string {
     `presets (default: ${def}; seed ${seeds}):`,
     ...presets,
     ...(paper.modes?.length
-      ? ['modes other than training (their flags):', ...paper.modes.flatMap((m) => [
-        `  --${m.flag} ${m.value}: ${m.help}`,
-        ...Object.entries(m.options ?? {}).map(([n, o]) => `    --${n} ${o.value}: ${o.help}`),
-      ])]
+      ? [
+          'modes other than training (their flags):',
+          ...paper.modes.flatMap((m) => [
+            `  --${m.flag} ${m.value}: ${m.help}`,
+            ...Object.entries(m.options ?? {}).map(([n, o]) => `    --${n} ${o.value}: ${o.help}`),
+          ]),
+        ]
       : ['modes other than training: none (this paper only trains)']),
   ].join('\n');
 }
@@ -204,7 +229,12 @@ function mainHelp(): string {
 export function didYouMean(given: string, names: string[], prefix = ''): string {
   const prefixed = names.filter((n) => given.length >= 2 && n.startsWith(given));
   const scored = names.map((n) => ({ n, d: editDistance(given.toLowerCase(), n.toLowerCase()) })).sort((a, b) => a.d - b.d);
-  const best = prefixed.length === 1 ? prefixed[0] : scored[0] && scored[0].d <= Math.max(1, Math.floor(Math.max(given.length, scored[0].n.length) / 3)) ? scored[0].n : undefined;
+  const best =
+    prefixed.length === 1
+      ? prefixed[0]
+      : scored[0] && scored[0].d <= Math.max(1, Math.floor(Math.max(given.length, scored[0].n.length) / 3))
+        ? scored[0].n
+        : undefined;
   return best === undefined ? '' : ` (did you mean ${prefix}${best}?)`;
 }
 
@@ -220,7 +250,10 @@ function parseFlags(cmd: Command, args: string[]): { values: FlagValues; positio
   const positionals: string[] = [];
   const unknown = (flag: string) => {
     const names = Object.keys(cmd.flags);
-    return new ConfigError(flag, `unknown flag of \`loom ${cmd.name}\`${didYouMean(flag.replace(/^-+/, ''), names, '--')}; \`loom ${cmd.name} --help\` lists its flags`);
+    return new ConfigError(
+      flag,
+      `unknown flag of \`loom ${cmd.name}\`${didYouMean(flag.replace(/^-+/, ''), names, '--')}; \`loom ${cmd.name} --help\` lists its flags`,
+    );
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -303,11 +336,18 @@ export function parseTrackingUri(value: string, source: string): TrackingTarget 
     throw new ConfigError(source, `expected an http(s) URL such as http://localhost:5000, got "${value}"`);
   }
   if (scheme === 'file') {
-    if (!/^file:\//i.test(value)) throw new ConfigError(source, `a file: URI takes an absolute path, such as file:///home/me/mlruns, got "${value}" (give a relative directory as a plain path)`);
+    if (!/^file:\//i.test(value))
+      throw new ConfigError(
+        source,
+        `a file: URI takes an absolute path, such as file:///home/me/mlruns, got "${value}" (give a relative directory as a plain path)`,
+      );
     try {
       return { kind: 'store', dir: fileURLToPath(value) };
     } catch (e) {
-      throw new ConfigError(source, `"${value}" is not a local file: URI (${e instanceof Error ? e.message : String(e)}); expected e.g. file:///home/me/mlruns`);
+      throw new ConfigError(
+        source,
+        `"${value}" is not a local file: URI (${e instanceof Error ? e.message : String(e)}); expected e.g. file:///home/me/mlruns`,
+      );
     }
   }
   const hint = /^[\w.-]+:\d+(\/|$)/.test(value) ? ` Did you mean http://${value}?` : '';
@@ -343,7 +383,8 @@ export function parseOverrides(flags: string[]): Record<string, unknown> {
     let node = out;
     for (const k of keys.slice(0, -1)) {
       const next = node[k];
-      if (next !== undefined && (typeof next !== 'object' || next === null || Array.isArray(next))) throw new ConfigError('--set', `"${flag}" sets inside ${k}, which another --set gave a value`);
+      if (next !== undefined && (typeof next !== 'object' || next === null || Array.isArray(next)))
+        throw new ConfigError('--set', `"${flag}" sets inside ${k}, which another --set gave a value`);
       node = (node[k] ??= {}) as Record<string, unknown>;
     }
     node[keys.at(-1)!] = value;
@@ -354,15 +395,22 @@ export function parseOverrides(flags: string[]): Record<string, unknown> {
 async function paperCommand(values: FlagValues, positionals: string[], io: CliIO): Promise<number> {
   const name = positionals[0];
   const paper = name === undefined ? undefined : papers[name];
-  if (name !== undefined && !paper) throw new ConfigError('paper', `unknown paper "${name}"${didYouMean(name, Object.keys(papers))}; papers: ${Object.keys(papers).join(', ')}`);
+  if (name !== undefined && !paper)
+    throw new ConfigError('paper', `unknown paper "${name}"${didYouMean(name, Object.keys(papers))}; papers: ${Object.keys(papers).join(', ')}`);
   if (values.help) {
-    io.out(paper ? paperHelp(paper) : `${commandHelp(COMMANDS.paper!)}\n\npapers: ${Object.keys(papers).join(', ')} (loom paper <name> --help for its presets)`);
+    io.out(
+      paper ? paperHelp(paper) : `${commandHelp(COMMANDS.paper!)}\n\npapers: ${Object.keys(papers).join(', ')} (loom paper <name> --help for its presets)`,
+    );
     return 0;
   }
   if (!paper) throw new ConfigError('paper', `name a paper: ${Object.keys(papers).join(', ')}`);
   if (positionals.length > 1) throw new ConfigError('paper', `expects one paper name, got also "${positionals.slice(1).join(' ')}"`);
   const preset = str(values.preset) ?? defaultPreset(paper);
-  if (!paper.presets[preset]) throw new ConfigError('--preset', `paper "${paper.name}" has no preset "${preset}"${didYouMean(preset, Object.keys(paper.presets))}; presets: ${Object.keys(paper.presets).join(', ')}`);
+  if (!paper.presets[preset])
+    throw new ConfigError(
+      '--preset',
+      `paper "${paper.name}" has no preset "${preset}"${didYouMean(preset, Object.keys(paper.presets))}; presets: ${Object.keys(paper.presets).join(', ')}`,
+    );
   const seed = integerFlag('seed', str(values.seed), 0);
   const registry = registerPaperPlugins(registerBuiltins(createRegistry()), paper);
   if ((await runPaperMode(paper, values, { registry, preset, seed }, io)) === 'ran') return 0;
@@ -371,7 +419,8 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
   const maxSteps = integerFlag('max-steps', str(values['max-steps']), 1);
   if (maxSteps !== undefined) {
     const trainer = overrides.trainer;
-    if (trainer !== undefined && (typeof trainer !== 'object' || trainer === null || Array.isArray(trainer))) throw new ConfigError('--max-steps', 'conflicts with a --set that gives trainer a value');
+    if (trainer !== undefined && (typeof trainer !== 'object' || trainer === null || Array.isArray(trainer)))
+      throw new ConfigError('--max-steps', 'conflicts with a --set that gives trainer a value');
     overrides.trainer = { ...((trainer as Record<string, unknown> | undefined) ?? {}), maxSteps };
   }
   const tracking = trackingTarget(str(values['tracking-uri']));
@@ -384,12 +433,16 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
   if (tracking?.kind === 'store') io.out(`loom: tracking to the local MLflow store ${tracking.dir} (${tracking.source})`);
   const trackingUri = tracking === undefined ? undefined : tracking.kind === 'server' ? tracking.uri : pathToFileURL(tracking.dir).href;
   const backend = str(values.backend) ?? (process.env.LOOM_BACKEND || undefined);
-  if (values.record && tracking?.kind === 'server') throw new ConfigError('--record', 'reads the run from the local MLflow store; it cannot with a tracking server (record later with `loom record --store DIR`)');
+  if (values.record && tracking?.kind === 'server')
+    throw new ConfigError(
+      '--record',
+      'reads the run from the local MLflow store; it cannot with a tracking server (record later with `loom record --store DIR`)',
+    );
   const started = Date.now();
   const result = await paper.run({ registry, preset, seed, backend, trackingUri, resume, overrides });
   io.out(`\n${formatComparison(result)}`);
   const json = str(values.json);
-  if (json) fs.writeFileSync(json, JSON.stringify(summary(result), null, 2) + '\n');
+  if (json) fs.writeFileSync(json, `${JSON.stringify(summary(result), null, 2)}\n`);
   if (values.record) {
     // Every finished run of this paper that this command created or resumed (one per variant for some papers).
     const store = tracking?.kind === 'store' ? tracking.dir : path.resolve('mlruns');
@@ -404,20 +457,31 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
  * of other papers, two modes at once, a mode's option without its mode and training flags with a mode are user
  * errors naming the flag.
  */
-async function runPaperMode(paper: Paper, values: FlagValues, ctx: { registry: PluginRegistry; preset: string; seed?: number }, io: CliIO): Promise<'ran' | 'train'> {
+async function runPaperMode(
+  paper: Paper,
+  values: FlagValues,
+  ctx: { registry: PluginRegistry; preset: string; seed?: number },
+  io: CliIO,
+): Promise<'ran' | 'train'> {
   const own = flagsOf(paper);
   const declared = new Set(Object.values(papers).flatMap(flagsOf));
   for (const name of declared) {
     if (values[name] !== undefined && !own.includes(name)) {
-      const which = Object.values(papers).filter((p) => flagsOf(p).includes(name)).map((p) => p.name);
-      throw new ConfigError(`--${name}`, `is a flag of paper${which.length > 1 ? 's' : ''} ${which.join(', ')}, not of "${paper.name}"${own.length ? `; its own: ${own.map((f) => `--${f}`).join(', ')}` : ''}`);
+      const which = Object.values(papers)
+        .filter((p) => flagsOf(p).includes(name))
+        .map((p) => p.name);
+      throw new ConfigError(
+        `--${name}`,
+        `is a flag of paper${which.length > 1 ? 's' : ''} ${which.join(', ')}, not of "${paper.name}"${own.length ? `; its own: ${own.map((f) => `--${f}`).join(', ')}` : ''}`,
+      );
     }
   }
   const given = (paper.modes ?? []).filter((m) => values[m.flag] !== undefined);
   if (given.length > 1) throw new ConfigError(`--${given[1]!.flag}`, `cannot be combined with --${given[0]!.flag}`);
   for (const m of paper.modes ?? []) {
     if (given[0] === m) continue;
-    for (const o of Object.keys(m.options ?? {})) if (values[o] !== undefined && !given[0]?.options?.[o]) throw new ConfigError(`--${o}`, `applies only with --${m.flag}`);
+    for (const o of Object.keys(m.options ?? {}))
+      if (values[o] !== undefined && !given[0]?.options?.[o]) throw new ConfigError(`--${o}`, `applies only with --${m.flag}`);
   }
   const mode = given[0];
   if (!mode) return 'train';
@@ -427,7 +491,8 @@ async function runPaperMode(paper: Paper, values: FlagValues, ctx: { registry: P
   for (const [name, o] of Object.entries(mode.options ?? {})) {
     const text = str(values[name]);
     if (text === undefined) continue;
-    options[name] = o.type === 'integer' ? integerFlag(name, text, o.min === 0 ? 0 : 1)! : o.type === 'number' ? numberFlag(name, text, o.min ?? -Infinity) : text;
+    options[name] =
+      o.type === 'integer' ? integerFlag(name, text, o.min === 0 ? 0 : 1)! : o.type === 'number' ? numberFlag(name, text, o.min ?? -Infinity) : text;
   }
   await mode.run({ ...ctx, input: str(values[mode.flag])!, options, json: str(values.json), out: (line) => io.out(line) });
   return 'ran';
@@ -441,7 +506,7 @@ const REPO = process.env.LOOM_RECORDS_ROOT ? path.resolve(process.env.LOOM_RECOR
 
 /** Writes the record of a finished paper run under `repo`; returns the file written. */
 function writeRunRecord(run: StoredRun, repo: string): string {
-  let record;
+  let record: ReturnType<typeof recordOf>;
   try {
     record = recordOf(run);
   } catch (e) {
@@ -477,7 +542,8 @@ export async function run(argv: string[], io: CliIO = consoleIO): Promise<number
     if (cmd.name === 'help') {
       const of = positionals[0];
       if (of === undefined) io.out(mainHelp());
-      else if (COMMANDS[of]) io.out(of === 'paper' && positionals[1] && papers[positionals[1]] ? paperHelp(papers[positionals[1]]!) : commandHelp(COMMANDS[of]!));
+      else if (COMMANDS[of])
+        io.out(of === 'paper' && positionals[1] && papers[positionals[1]] ? paperHelp(papers[positionals[1]]!) : commandHelp(COMMANDS[of]!));
       else throw new ConfigError('help', `unknown command "${of}"${didYouMean(of, Object.keys(COMMANDS))}`);
       return 0;
     }
@@ -499,7 +565,8 @@ export async function run(argv: string[], io: CliIO = consoleIO): Promise<number
           return 0;
         }
         const kind = str(values.kind) as PluginKind | undefined;
-        if (kind && !PLUGIN_KINDS.includes(kind)) throw new ConfigError('--kind', `unknown kind "${kind}"${didYouMean(kind, [...PLUGIN_KINDS])}; kinds: ${PLUGIN_KINDS.join(', ')}`);
+        if (kind && !PLUGIN_KINDS.includes(kind))
+          throw new ConfigError('--kind', `unknown kind "${kind}"${didYouMean(kind, [...PLUGIN_KINDS])}; kinds: ${PLUGIN_KINDS.join(', ')}`);
         const list = registry.list(kind);
         if (values.json) io.out(JSON.stringify(list, null, 2));
         else io.out(list.map((p) => `${p.kind.padEnd(12)} ${p.name.padEnd(34)} ${p.description}`).join('\n'));
@@ -510,7 +577,8 @@ export async function run(argv: string[], io: CliIO = consoleIO): Promise<number
         const store = path.resolve(str(values.store) ?? (tracking?.kind === 'store' ? tracking.dir : 'mlruns'));
         // A fresh clone has no ./mlruns but has the committed records: only a store that was named (--store, or
         // MLFLOW_TRACKING_URI) must exist.
-        if ((str(values.store) !== undefined || tracking?.kind === 'store') && !fs.existsSync(store)) throw new ConfigError('--store', `no MLflow store at ${store}`);
+        if ((str(values.store) !== undefined || tracking?.kind === 'store') && !fs.existsSync(store))
+          throw new ConfigError('--store', `no MLflow store at ${store}`);
         const records = str(values.records) === 'none' ? undefined : path.resolve(str(values.records) ?? REPO);
         const r = await buildReport({ store, out: path.resolve(str(values.out) ?? 'reports'), papers, records });
         io.out(`loom: report of ${r.runs} paper run(s): ${r.markdown} and ${r.html}`);
@@ -523,7 +591,13 @@ export async function run(argv: string[], io: CliIO = consoleIO): Promise<number
         const runs = readStore(store);
         const ids = (values.run as string[] | undefined) ?? [];
         const chosen = ids.length
-          ? ids.map((id) => runs.find((r) => r.runId === id) ?? (() => { throw new ConfigError('--run', `no run ${id} in ${store}`); })())
+          ? ids.map(
+              (id) =>
+                runs.find((r) => r.runId === id) ??
+                (() => {
+                  throw new ConfigError('--run', `no run ${id} in ${store}`);
+                })(),
+            )
           : runs.filter((r) => r.tags.paper && r.status === 'FINISHED').slice(0, 1);
         if (chosen.length === 0) throw new ConfigError('--store', `no finished paper run in ${store}`);
         for (const r of chosen) io.out(`loom: recorded ${writeRunRecord(r, path.resolve(str(values.out) ?? REPO))}`);
@@ -534,11 +608,17 @@ export async function run(argv: string[], io: CliIO = consoleIO): Promise<number
         // ignored here; given as --tracking-uri it is an error, as is anything MLflow would not accept.
         const flag = str(values['tracking-uri']);
         const server = (uri: string) => /^https?:/i.test(uri) && parseTrackingUri(uri, '--tracking-uri').kind === 'server';
-        if (flag !== undefined && !server(flag)) throw new ConfigError('--tracking-uri', `loom sync uploads to a tracking server: expected an http(s) URL such as http://localhost:5000, got "${flag}"`);
+        if (flag !== undefined && !server(flag))
+          throw new ConfigError(
+            '--tracking-uri',
+            `loom sync uploads to a tracking server: expected an http(s) URL such as http://localhost:5000, got "${flag}"`,
+          );
         const tracking = trackingTarget(flag);
         const results = await syncStore({ dir: str(values.dir) ?? 'mlruns', trackingUri: tracking?.kind === 'server' ? tracking.uri : undefined, log: io.out });
         const count = (o: string) => results.filter((r) => r.outcome === o).length;
-        io.out(`loom sync: ${count('synced')} uploaded, ${count('pending')} still pending, ${count('skipped')} skipped, ${count('up-to-date')} already up to date`);
+        io.out(
+          `loom sync: ${count('synced')} uploaded, ${count('pending')} still pending, ${count('skipped')} skipped, ${count('up-to-date')} already up to date`,
+        );
         return count('pending') > 0 ? 1 : 0;
       }
     }

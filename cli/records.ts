@@ -42,16 +42,23 @@ export function recordOf(run: StoredRun): RunRecordFile {
   const native = /\((\w[\w-]*), (\d+) threads?\)/.exec(t['backend.kernels'] ?? '');
   // Each resume tags `loom.resumed.<step>`; the status reason of a run that finished after one says so too.
   const resumed = [
-    ...Object.keys(t).flatMap((k) => /^loom\.resumed\.(\d+)$/.exec(k)?.[1] ?? []).map(Number),
+    ...Object.keys(t)
+      .flatMap((k) => /^loom\.resumed\.(\d+)$/.exec(k)?.[1] ?? [])
+      .map(Number),
     ...[...(t['loom.status_reason'] ?? '').matchAll(/resuming from step (\d+)/g)].map((m) => Number(m[1])),
   ].sort((a, b) => a - b);
   const wall = run.metrics.wall_time_s?.at(-1)?.[1] ?? null;
   const { dir, ...stored } = run;
   return {
-    format: 'loom-run-record/1', paper: t.paper, preset: t.preset ?? '?', ...(t.variant ? { variant: t.variant } : {}), seed: Number(t.seed ?? NaN),
+    format: 'loom-run-record/1',
+    paper: t.paper,
+    preset: t.preset ?? '?',
+    ...(t.variant ? { variant: t.variant } : {}),
+    seed: Number(t.seed ?? NaN),
     commit: t['git.commit'] ?? '?',
     machine: { cpu: t['cpu.model'] ?? '?', cores: t['cpu.count'] ?? '?', simd: native?.[1] ?? 'n/a', threads: native?.[2] ?? 'n/a', backend: t.backend ?? '?' },
-    wallTimeSec: wall, resumedFrom: [...new Set(resumed)],
+    wallTimeSec: wall,
+    resumedFrom: [...new Set(resumed)],
     summary: dir ? readJson(path.join(dir, 'artifacts', 'summary.json')) : null,
     config: dir ? readJson(path.join(dir, 'artifacts', 'config.json')) : null,
     run: stored,
@@ -65,7 +72,7 @@ export function recordPath(repo: string, r: Pick<RunRecordFile, 'paper' | 'prese
 
 export function writeRecord(file: string, record: RunRecordFile): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, JSON.stringify(record) + '\n');
+  fs.writeFileSync(file, `${JSON.stringify(record)}\n`);
 }
 
 /** Every record under `papers/*\/results/` of `repo`. */

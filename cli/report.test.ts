@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type JsonObject, type PluginRegistry } from '../core';
+import type { JsonObject, PluginRegistry } from '../core';
 import { experimentPaper } from '../runtime';
 import { testRegistry } from '../test/harness';
 import toyBlobs, { toyConfig } from '../test/toy-data';
@@ -36,7 +36,15 @@ describe('loom report', () => {
     const measured = `${(result.metrics.test_accuracy! * 100).toFixed(2)} %`;
     expect(md).toContain('## A toy paper');
     expect(md).toContain(`| published accuracy | ${measured} | 98.70 % | Doe et al. 2020, Table 1 |`);
-    for (const s of ['scale: SMALLER THAN THE PAPER: 72 examples', 'seeds: 7', `backend: ${result.backend}`, `commit: ${result.commit}`, 'status: FINISHED', 'wall time: ']) expect(md).toContain(s);
+    for (const s of [
+      'scale: SMALLER THAN THE PAPER: 72 examples',
+      'seeds: 7',
+      `backend: ${result.backend}`,
+      `commit: ${result.commit}`,
+      'status: FINISHED',
+      'wall time: ',
+    ])
+      expect(md).toContain(s);
     const svg = md.match(/!\[learning curves\]\((.+\.svg)\)/)![1]!;
     const chart = fs.readFileSync(path.join(dir, 'report', svg), 'utf8');
     expect(chart).toMatch(/^<svg/);
@@ -71,7 +79,9 @@ describe('loom report', () => {
     expect(rec.run.metrics.loss!.length).toBeGreaterThan(0);
     expect(rec.config).toMatchObject({ trainer: { epochs: 2 } });
     // The steps a run was resumed from: its loom.resumed.<step> tags and its final status reason.
-    expect(recordOf({ ...run1, tags: { ...run1.tags, 'loom.resumed.12': '/ckpt', 'loom.status_reason': 'finished after resuming from step 40' } }).resumedFrom).toEqual([12, 40]);
+    expect(
+      recordOf({ ...run1, tags: { ...run1.tags, 'loom.resumed.12': '/ckpt', 'loom.status_reason': 'finished after resuming from step 40' } }).resumedFrom,
+    ).toEqual([12, 40]);
     writeRecord(recordPath(repo, rec), rec);
     expect(readRecords(repo).map((r) => r.run.runId)).toEqual([run1.runId]);
     fs.rmSync(run1.dir!, { recursive: true });

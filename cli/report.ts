@@ -23,7 +23,15 @@ async function curves(title: string, runs: StoredRun[]): Promise<string | null> 
   const values = runs.flatMap((r) =>
     Object.entries(r.metrics)
       .filter(([k, pts]) => !skip.has(k) && !k.startsWith('test_') && pts.length > 1)
-      .flatMap(([k, pts]) => pts.map(([step, value]) => ({ metric: k, seed: `seed ${r.tags.seed ?? '?'}`, step, value, panel: /loss|perplexity/.test(k) ? 'loss' : 'other metrics' }))),
+      .flatMap(([k, pts]) =>
+        pts.map(([step, value]) => ({
+          metric: k,
+          seed: `seed ${r.tags.seed ?? '?'}`,
+          step,
+          value,
+          panel: /loss|perplexity/.test(k) ? 'loss' : 'other metrics',
+        })),
+      ),
   );
   if (values.length === 0) return null;
   const spec = compile({
@@ -108,7 +116,12 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
   fs.mkdirSync(opts.out, { recursive: true });
   const from = `the MLflow store \`${opts.store}\`${opts.records ? ' and the committed run records (papers/*/results/)' : ''}`;
   const md: string[] = ['# Reproduction report', '', `Generated ${new Date().toISOString()} from ${from} by \`loom report\`.`, ''];
-  const html: string[] = ['<!doctype html><meta charset="utf-8"><title>loom reproduction report</title>', '<style>body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style>', '<h1>Reproduction report</h1>', `<p>Generated ${new Date().toISOString()} from ${esc(from)}.</p>`];
+  const html: string[] = [
+    '<!doctype html><meta charset="utf-8"><title>loom reproduction report</title>',
+    '<style>body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style>',
+    '<h1>Reproduction report</h1>',
+    `<p>Generated ${new Date().toISOString()} from ${esc(from)}.</p>`,
+  ];
   if (runs.length === 0) md.push('No paper runs in this store yet: run `npm run paper -- <name> --preset <preset>`.');
   const byPaper = new Map<string, StoredRun[]>();
   for (const r of runs) byPaper.set(r.tags.paper!, [...(byPaper.get(r.tags.paper!) ?? []), r]);
@@ -126,31 +139,51 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
       const t0 = group[0]!.tags;
       const walls = group.map((r) => last(r, 'wall_time_s')).filter((w): w is number => w !== undefined);
       const env = [
-        ['status', uniq(group.map((r) => r.status))], ['runs', `${group.length}${all.length > group.length ? ` (${all.length - group.length} rerun(s) of the same seed and commit not shown)` : ''}`],
-        ['seeds', uniq(group.map((r) => r.tags.seed))], ['scale', uniq(group.map((r) => r.tags.scale ?? 'not recorded'))],
+        ['status', uniq(group.map((r) => r.status))],
+        ['runs', `${group.length}${all.length > group.length ? ` (${all.length - group.length} rerun(s) of the same seed and commit not shown)` : ''}`],
+        ['seeds', uniq(group.map((r) => r.tags.seed))],
+        ['scale', uniq(group.map((r) => r.tags.scale ?? 'not recorded'))],
         ['backend', uniq(group.map((r) => `${r.tags.backend ?? '?'} (${(r.tags['backend.kernels'] ?? r.tags['tfjs.backend'] ?? '').split(':')[0]})`))],
-        ['hardware', uniq(group.map((r) => `${r.tags['cpu.model'] ?? '?'} × ${r.tags['cpu.count'] ?? '?'}${r.tags['gpu.model'] ? `, GPU ${r.tags['gpu.model']}` : ''}`))],
-        ['versions', uniq(group.map((r) => `node ${r.tags['node.version'] ?? '?'}, tfjs ${r.tags['tfjs.version'] ?? '?'}`))], ['commit', uniq(group.map((r) => r.tags['git.commit']))],
-        ['wall time', walls.length === 0 ? 'n/a' : walls.map((w) => `${w.toFixed(1)} s`).join(', ')], ['MLflow run', group.map((r) => r.runId).join(', ')],
+        [
+          'hardware',
+          uniq(group.map((r) => `${r.tags['cpu.model'] ?? '?'} × ${r.tags['cpu.count'] ?? '?'}${r.tags['gpu.model'] ? `, GPU ${r.tags['gpu.model']}` : ''}`)),
+        ],
+        ['versions', uniq(group.map((r) => `node ${r.tags['node.version'] ?? '?'}, tfjs ${r.tags['tfjs.version'] ?? '?'}`))],
+        ['commit', uniq(group.map((r) => r.tags['git.commit']))],
+        ['wall time', walls.length === 0 ? 'n/a' : walls.map((w) => `${w.toFixed(1)} s`).join(', ')],
+        ['MLflow run', group.map((r) => r.runId).join(', ')],
       ];
       const refs = (paper?.references ?? []).filter((ref) => !ref.variant || ref.variant === t0.variant);
       const rows = refs.map((ref) => [ref.label, aggregate(group, ref.metric), fmt(ref.value, ref.metric), ref.source]);
-      const measuredOnly = [...new Set(group.flatMap((r) => Object.keys(r.metrics)))].filter((k) => k.startsWith('test_') && !refs.some((ref) => ref.metric === k)).sort();
+      const measuredOnly = [...new Set(group.flatMap((r) => Object.keys(r.metrics)))]
+        .filter((k) => k.startsWith('test_') && !refs.some((ref) => ref.metric === k))
+        .sort();
       for (const k of measuredOnly) rows.push([k, aggregate(group, k), '', '']);
       const title = `${name} ${key}`;
       const svg = await curves(title, group);
       const svgFile = `${name}-${key.replace(/[^A-Za-z0-9_-]+/g, '-')}-${group[0]!.runId.slice(0, 8)}.svg`;
       if (svg) fs.writeFileSync(path.join(opts.out, svgFile), svg);
-      md.push(`### ${key}`, '', ...env.map(([k, v]) => `- ${k}: ${v}`), '', '| | measured | published / reference | source |', '| --- | --- | --- | --- |', ...rows.map((row) => `| ${row.join(' | ')} |`), '');
+      md.push(
+        `### ${key}`,
+        '',
+        ...env.map(([k, v]) => `- ${k}: ${v}`),
+        '',
+        '| | measured | published / reference | source |',
+        '| --- | --- | --- | --- |',
+        ...rows.map((row) => `| ${row.join(' | ')} |`),
+        '',
+      );
       if (svg) md.push(`![learning curves](${svgFile})`, '');
       html.push(`<h3>${esc(key)}</h3><ul>${env.map(([k, v]) => `<li>${esc(k!)}: ${esc(v!)}</li>`).join('')}</ul>`);
-      html.push(`<table><tr><th></th><th>measured</th><th>published / reference</th><th>source</th></tr>${rows.map((row) => `<tr>${row.map((c) => `<td>${esc(c!)}</td>`).join('')}</tr>`).join('')}</table>`);
+      html.push(
+        `<table><tr><th></th><th>measured</th><th>published / reference</th><th>source</th></tr>${rows.map((row) => `<tr>${row.map((c) => `<td>${esc(c!)}</td>`).join('')}</tr>`).join('')}</table>`,
+      );
       if (svg) html.push(svg);
     }
   }
   const markdown = path.join(opts.out, 'report.md');
   const page = path.join(opts.out, 'report.html');
-  fs.writeFileSync(markdown, md.join('\n') + '\n');
-  fs.writeFileSync(page, html.join('\n') + '\n');
+  fs.writeFileSync(markdown, `${md.join('\n')}\n`);
+  fs.writeFileSync(page, `${html.join('\n')}\n`);
   return { markdown, html: page, runs: runs.length };
 }

@@ -24,7 +24,10 @@ export async function selectBackend(registry: PluginRegistry, requested?: string
     const backend = registry.create('backend', requested, '--backend');
     const a = await backend.available();
     if (!a.ok) {
-      throw new ConfigError('--backend', `backend "${requested}" is not available here: ${a.reason}. Registered backends: ${registry.names('backend').join(', ')}`);
+      throw new ConfigError(
+        '--backend',
+        `backend "${requested}" is not available here: ${a.reason}. Registered backends: ${registry.names('backend').join(', ')}`,
+      );
     }
     return { backend, tags: { backend: backend.spec.type, ...(await backend.activate()), 'tfjs.backend': tf.getBackend() } };
   }

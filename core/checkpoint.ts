@@ -70,12 +70,16 @@ const manifestSchema = z.object({
   run: z.object({ runId: z.string(), experimentId: z.string(), experiment: z.string(), runName: z.string() }),
   config: z.record(z.string(), z.unknown()),
   trainer: z.object({
-    epoch: count, batch: count, step: count,
+    epoch: count,
+    batch: count,
+    step: count,
     sums: z.object({ loss: z.number(), count: finite, window: z.number(), windowCount: finite, skipped: count }),
     history: z.array(z.record(z.string(), z.number().nullable())),
     lastFiniteLoss: z.number().nullable(),
     rng: z.record(z.string(), z.object({ seed: z.number(), state: z.looseObject({}) })),
-    metrics: z.array(z.unknown()), callbacks: z.array(z.unknown()), model: z.record(z.string(), z.unknown()),
+    metrics: z.array(z.unknown()),
+    callbacks: z.array(z.unknown()),
+    model: z.record(z.string(), z.unknown()),
   }),
   optimizer: z.object({ step: count, hyper: z.record(z.string(), z.unknown()), slots: z.array(z.object({ param: z.string(), slot: z.string() })) }),
   tensors: z.array(z.object({ name: z.string(), shape: z.array(count), offset: count })),
@@ -103,8 +107,14 @@ export class Checkpointer {
     }
     const { entries, data } = packWeights(tensors);
     const manifest: Manifest = {
-      format: 'loom.checkpoint', version: 1, run: ckpt.run, config: ckpt.config, trainer: ckpt.trainer,
-      optimizer: { step: ckpt.optimizer.step, hyper: ckpt.optimizer.hyper, slots }, tensors: entries, tensorsSha256: sha256(data),
+      format: 'loom.checkpoint',
+      version: 1,
+      run: ckpt.run,
+      config: ckpt.config,
+      trainer: ckpt.trainer,
+      optimizer: { step: ckpt.optimizer.step, hyper: ckpt.optimizer.hyper, slots },
+      tensors: entries,
+      tensorsSha256: sha256(data),
     };
     const body = JSON.stringify(manifest);
     const name = `ckpt-${String(ckpt.trainer.step).padStart(9, '0')}-e${ckpt.trainer.epoch}b${ckpt.trainer.batch}`;
@@ -122,7 +132,10 @@ export class Checkpointer {
       fs.rmSync(tmp, { recursive: true, force: true });
       const previous = latestCheckpoint(this.dir);
       const cause = e instanceof FileError ? e.message : describeFsError(e);
-      throw new FileError(target, `cannot write checkpoint ${target}: ${cause}; ${previous ? `the previous checkpoint ${previous} is intact` : 'no earlier checkpoint of this run exists'}`);
+      throw new FileError(
+        target,
+        `cannot write checkpoint ${target}: ${cause}; ${previous ? `the previous checkpoint ${previous} is intact` : 'no earlier checkpoint of this run exists'}`,
+      );
     }
     fsyncDir(this.dir);
     for (const old of listCheckpoints(this.dir).slice(0, -this.keep)) fs.rmSync(old, { recursive: true, force: true });
@@ -133,7 +146,11 @@ export class Checkpointer {
 /** Complete checkpoints in `dir`, oldest first (temporary directories of interrupted writes are ignored). */
 export function listCheckpoints(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((d) => /^ckpt-\d+/.test(d) && fs.existsSync(path.join(dir, d, 'state.json'))).sort().map((d) => path.join(dir, d));
+  return fs
+    .readdirSync(dir)
+    .filter((d) => /^ckpt-\d+/.test(d) && fs.existsSync(path.join(dir, d, 'state.json')))
+    .sort()
+    .map((d) => path.join(dir, d));
 }
 
 export function latestCheckpoint(dir: string): string | null {
@@ -151,7 +168,10 @@ export function loadCheckpoint(dir: string): Checkpoint {
   const tensorsFile = path.join(dir, 'tensors.bin');
   const data = readBytes(tensorsFile, 'checkpoint tensors');
   if (m.tensorsSha256 !== undefined && sha256(data) !== m.tensorsSha256) {
-    throw new FileError(tensorsFile, `checkpoint file ${tensorsFile} is corrupt: its checksum differs from the one state.json recorded (truncated or altered since it was written)`);
+    throw new FileError(
+      tensorsFile,
+      `checkpoint file ${tensorsFile} is corrupt: its checksum differs from the one state.json recorded (truncated or altered since it was written)`,
+    );
   }
   const all = unpackWeights(m.tensors, data, tensorsFile);
   const weights: NamedWeights = new Map([...all].filter(([k]) => !k.startsWith(SLOT)));
@@ -178,7 +198,8 @@ function readManifest(file: string): Manifest {
   if (sum !== undefined) {
     // Written as `<manifest JSON without its last "}">,"sha256":"<hex>"}`: the checksum covers that prefix + "}".
     const tail = `,"sha256":${JSON.stringify(sum)}}`;
-    if (!text.endsWith(tail) || sha256(`${text.slice(0, -tail.length)}}`) !== sum) throw corrupt('its checksum does not match its contents (truncated or altered since it was written)');
+    if (!text.endsWith(tail) || sha256(`${text.slice(0, -tail.length)}}`) !== sum)
+      throw corrupt('its checksum does not match its contents (truncated or altered since it was written)');
   }
   const parsed = manifestSchema.safeParse(raw);
   if (!parsed.success) {

@@ -10,67 +10,71 @@ import type { Json, JsonObject } from './interfaces';
 import { modelConfigSchema } from './model';
 import { pluginSpecSchema } from './registry';
 
-export const trainerOptionsSchema = z.object({
-  epochs: z.number().int().positive(),
-  batchSize: z.number().int().positive(),
-  /** Fraction of the training set held out for validation, taken from its end (as Keras does). */
-  validationSplit: z.number().min(0).max(0.9).default(0),
-  shuffle: z.boolean().default(true),
-  /** Log step metrics every N optimizer steps. */
-  logEvery: z.number().int().positive().default(10),
-  evalBatchSize: z.number().int().positive().default(256),
-  /** Rescale all gradients together so their global L2 norm is at most this (Pascanu et al. 2013, Algorithm 1). */
-  clipNorm: z.number().positive().optional(),
-  /** Average the gradients of this many consecutive batches before each optimizer step (gradient accumulation). */
-  accumulateSteps: z.number().int().positive().default(1),
-  /** Clamp every gradient element to [−clipValue, clipValue]. */
-  clipValue: z.number().positive().optional(),
-  /**
-   * A non-finite loss or gradient stops the run (`stop`: FAILED with a report, the last good checkpoint kept) or
-   * skips that batch (`skip`: no update; counted in the `skipped_batches` metric).
-   */
-  onNonFinite: z.enum(['stop', 'skip']).default('stop'),
-  /**
-   * Stop after this many optimizer steps (then evaluate and test as at the end of training): replays the start of a
-   * recorded run with the same config and seed, whose first losses must come out the same (`--max-steps N`).
-   */
-  maxSteps: z.number().int().positive().optional(),
-  /**
-   * Batches of examples of similar length (the "bucket iterator" of fairseq and torchtext): the epoch's shuffled
-   * order is cut into pools of `poolBatches` batches, each pool sorted by the data set's `lengths()` and cut into
-   * batches, and the batches shuffled. Padding then fills little of a batch, and a model that trims padded
-   * positions (transformer-seq2seq) computes less. Needs a data set with `lengths()`. `false` turns it off (over a
-   * preset that sets it: `--set trainer.bucketByLength=false`).
-   */
-  bucketByLength: z.union([z.literal(false), z.object({ poolBatches: z.number().int().positive().default(100) }).strict()]).optional(),
-  /** Checkpoints (see core/checkpoint.ts): at the end of every epoch and every `everySteps` steps, keeping `keep`. */
-  checkpoint: z
-    .object({
-      enabled: z.boolean().default(true),
-      everySteps: z.number().int().positive().optional(),
-      keep: z.number().int().positive().default(2),
-      /** Directory for this run's checkpoints; default: `checkpoints/<experiment id>/<run id>` under the working directory. */
-      dir: z.string().min(1).optional(),
-    })
-    .strict()
-    .default({ enabled: true, keep: 2 }),
-}).strict();
+export const trainerOptionsSchema = z
+  .object({
+    epochs: z.number().int().positive(),
+    batchSize: z.number().int().positive(),
+    /** Fraction of the training set held out for validation, taken from its end (as Keras does). */
+    validationSplit: z.number().min(0).max(0.9).default(0),
+    shuffle: z.boolean().default(true),
+    /** Log step metrics every N optimizer steps. */
+    logEvery: z.number().int().positive().default(10),
+    evalBatchSize: z.number().int().positive().default(256),
+    /** Rescale all gradients together so their global L2 norm is at most this (Pascanu et al. 2013, Algorithm 1). */
+    clipNorm: z.number().positive().optional(),
+    /** Average the gradients of this many consecutive batches before each optimizer step (gradient accumulation). */
+    accumulateSteps: z.number().int().positive().default(1),
+    /** Clamp every gradient element to [−clipValue, clipValue]. */
+    clipValue: z.number().positive().optional(),
+    /**
+     * A non-finite loss or gradient stops the run (`stop`: FAILED with a report, the last good checkpoint kept) or
+     * skips that batch (`skip`: no update; counted in the `skipped_batches` metric).
+     */
+    onNonFinite: z.enum(['stop', 'skip']).default('stop'),
+    /**
+     * Stop after this many optimizer steps (then evaluate and test as at the end of training): replays the start of a
+     * recorded run with the same config and seed, whose first losses must come out the same (`--max-steps N`).
+     */
+    maxSteps: z.number().int().positive().optional(),
+    /**
+     * Batches of examples of similar length (the "bucket iterator" of fairseq and torchtext): the epoch's shuffled
+     * order is cut into pools of `poolBatches` batches, each pool sorted by the data set's `lengths()` and cut into
+     * batches, and the batches shuffled. Padding then fills little of a batch, and a model that trims padded
+     * positions (transformer-seq2seq) computes less. Needs a data set with `lengths()`. `false` turns it off (over a
+     * preset that sets it: `--set trainer.bucketByLength=false`).
+     */
+    bucketByLength: z.union([z.literal(false), z.object({ poolBatches: z.number().int().positive().default(100) }).strict()]).optional(),
+    /** Checkpoints (see core/checkpoint.ts): at the end of every epoch and every `everySteps` steps, keeping `keep`. */
+    checkpoint: z
+      .object({
+        enabled: z.boolean().default(true),
+        everySteps: z.number().int().positive().optional(),
+        keep: z.number().int().positive().default(2),
+        /** Directory for this run's checkpoints; default: `checkpoints/<experiment id>/<run id>` under the working directory. */
+        dir: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({ enabled: true, keep: 2 }),
+  })
+  .strict();
 export type TrainerOptions = z.infer<typeof trainerOptionsSchema>;
 
 export const experimentConfigSchema = z.object({
   /** Experiment name in the tracker (one experiment per paper). */
   experiment: z.string().min(1),
   seed: z.number().int().nonnegative().default(0),
-  data: z.object({
-    source: pluginSpecSchema,
-    train: z.string().default('train'),
-    /** A split of the source to validate on (e.g. 'valid'), instead of holding out `trainer.validationSplit`. */
-    validation: z.string().optional(),
-    test: z.string().nullable().default('test'),
-    /** Use only the first N training / test examples (smoke presets). */
-    trainLimit: z.number().int().positive().optional(),
-    testLimit: z.number().int().positive().optional(),
-  }).strict(),
+  data: z
+    .object({
+      source: pluginSpecSchema,
+      train: z.string().default('train'),
+      /** A split of the source to validate on (e.g. 'valid'), instead of holding out `trainer.validationSplit`. */
+      validation: z.string().optional(),
+      test: z.string().nullable().default('test'),
+      /** Use only the first N training / test examples (smoke presets). */
+      trainLimit: z.number().int().positive().optional(),
+      testLimit: z.number().int().positive().optional(),
+    })
+    .strict(),
   /** A Sequential (`{ inputShape, layers }`) or a registered model (`{ type: "gpt", ... }`). */
   model: modelConfigSchema,
   loss: pluginSpecSchema,

@@ -53,7 +53,14 @@ export class TensorDataset implements Dataset {
   slice(start: number, end: number, name = `${this.name}[${start}:${end}]`): TensorDataset {
     const e = Math.min(end, this.size);
     const lengths = this.lengths?.().subarray(start, e);
-    return new TensorDataset(name, this.x.subarray(start * this.xSize, e * this.xSize), this.xShape, this.y.subarray(start * this.ySize, e * this.ySize), this.yShape, lengths);
+    return new TensorDataset(
+      name,
+      this.x.subarray(start * this.xSize, e * this.xSize),
+      this.xShape,
+      this.y.subarray(start * this.ySize, e * this.ySize),
+      this.yShape,
+      lengths,
+    );
   }
 }
 
@@ -88,7 +95,11 @@ export class SubsetDataset implements Dataset {
 /** The first `n` examples. */
 export function take(ds: Dataset, n: number): Dataset {
   if (n >= ds.size) return ds;
-  return new SubsetDataset(`${ds.name}[:${n}]`, ds, Int32Array.from({ length: n }, (_, i) => i));
+  return new SubsetDataset(
+    `${ds.name}[:${n}]`,
+    ds,
+    Int32Array.from({ length: n }, (_, i) => i),
+  );
 }
 
 /** Splits off the last `fraction` of `ds` for validation (Keras's validation_split: no shuffling before the split). */
@@ -110,7 +121,8 @@ export function splitTail(ds: Dataset, fraction: number): { train: Dataset; vali
  * Over index = 0..k−1 every example is validated exactly once.
  */
 export function kFoldSplit(ds: Dataset, k: number, index: number, seed: number): { train: Dataset; validation: Dataset } {
-  if (!Number.isInteger(k) || k < 2 || k > ds.size) throw new ConfigError('folds', `expected an integer k with 2 ≤ k ≤ ${ds.size} (the data set size), got ${k}`);
+  if (!Number.isInteger(k) || k < 2 || k > ds.size)
+    throw new ConfigError('folds', `expected an integer k with 2 ≤ k ≤ ${ds.size} (the data set size), got ${k}`);
   if (!Number.isInteger(index) || index < 0 || index >= k) throw new ConfigError('fold', `expected a fold index in [0, ${k}), got ${index}`);
   const order = epochOrder(ds.size, mixSeed(seed, 0x6b66), 0, true);
   const start = (i: number) => Math.floor((i * ds.size) / k);

@@ -282,7 +282,12 @@ export interface Tracker extends Configurable {
    * taken at `resume.step`: values logged after that step by the interrupted process are discarded where the
    * store allows, so a resumed run holds each metric once.
    */
-  startRun(opts: { experiment: string; runName: string; tags?: Record<string, string>; resume?: { runId: string; experimentId: string; step: number } }): Promise<RunInfo>;
+  startRun(opts: {
+    experiment: string;
+    runName: string;
+    tags?: Record<string, string>;
+    resume?: { runId: string; experimentId: string; step: number };
+  }): Promise<RunInfo>;
   logParams(params: Record<string, string | number | boolean>): void;
   logMetrics(metrics: Record<string, number>, step: number, timestamp?: number): void;
   setTags(tags: Record<string, string>): void;

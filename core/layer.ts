@@ -26,7 +26,8 @@ export abstract class LayerBase implements Layer {
     if (this.builtShape) throw new Error(`${this.name}: build() called twice`);
     const out = this.buildLayer(inputShape, rng);
     // An empty output (a pool or kernel larger than its input) would only fail later, inside a kernel.
-    if (out.some((d, i) => i > 0 && d !== null && !(d > 0))) throw this.shapeError(`large enough for a non-empty output (this one would give [${out.map((d) => d ?? 'batch').join(', ')}])`, inputShape);
+    if (out.some((d, i) => i > 0 && d !== null && !(d > 0)))
+      throw this.shapeError(`large enough for a non-empty output (this one would give [${out.map((d) => d ?? 'batch').join(', ')}])`, inputShape);
     this.builtShape = inputShape;
     return out;
   }
@@ -40,15 +41,11 @@ export abstract class LayerBase implements Layer {
   }
 
   /** Creates a parameter named `<layer>/<weight>` initialised by `init`. */
-  protected addWeight(
-    weight: string,
-    shape: number[],
-    init: Initializer,
-    rng: Rng,
-    role: ParamRole,
-    regularizer?: Regularizer,
-  ): tf.Variable {
-    const variable = tf.variable(tf.tidy(() => init.init(shape, rng)), true);
+  protected addWeight(weight: string, shape: number[], init: Initializer, rng: Rng, role: ParamRole, regularizer?: Regularizer): tf.Variable {
+    const variable = tf.variable(
+      tf.tidy(() => init.init(shape, rng)),
+      true,
+    );
     this.params.push({ name: `${this.name}/${weight}`, variable, role, trainable: true, regularizer });
     return variable;
   }

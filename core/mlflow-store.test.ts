@@ -8,8 +8,21 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  createExperiment, createRunFolders, ensureDefaultExperiment, findExperiment, listRuns, metricLine, MLFLOW_STATUS, newRunMeta, readRunMeta, readStore,
-  readTag, runDirectory, runFile, truncateMetrics, writeRunMeta,
+  createExperiment,
+  createRunFolders,
+  ensureDefaultExperiment,
+  findExperiment,
+  listRuns,
+  metricLine,
+  MLFLOW_STATUS,
+  newRunMeta,
+  readRunMeta,
+  readStore,
+  readTag,
+  runDirectory,
+  runFile,
+  truncateMetrics,
+  writeRunMeta,
 } from './mlflow-store';
 
 let root: string;
@@ -64,7 +77,10 @@ describe('MLflow file store', () => {
     fs.mkdirSync(path.join(root, 'not-an-experiment', 'r9'), { recursive: true });
     expect(listRuns(root).map((r) => r.dir)).toEqual([dir]);
     truncateMetrics(dir, 2);
-    expect(readStore(root)[0]!.metrics.loss).toEqual([[1, 3], [2, 2]]);
+    expect(readStore(root)[0]!.metrics.loss).toEqual([
+      [1, 3],
+      [2, 2],
+    ]);
     expect(readStore(path.join(root, 'absent'))).toEqual([]);
   });
 });

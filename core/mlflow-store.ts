@@ -170,10 +170,14 @@ const parseValue = (v: string | undefined): number => (v === 'nan' ? NaN : v ===
 
 /** A metric file's values as [step, value] pairs in logging order. */
 function parseMetric(text: string): [number, number][] {
-  return text.trimEnd().split('\n').filter(Boolean).map((l) => {
-    const [, v, s] = l.split(' ');
-    return [Number(s), parseValue(v)] as [number, number];
-  });
+  return text
+    .trimEnd()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [, v, s] = l.split(' ');
+      return [Number(s), parseValue(v)] as [number, number];
+    });
 }
 
 /** Drops every metric value of the run in `dir` logged after `step` (a resumed run logs them again). */
@@ -182,7 +186,10 @@ export function truncateMetrics(dir: string, step: number): void {
   for (const f of fs.readdirSync(metrics, { recursive: true, withFileTypes: true })) {
     if (!f.isFile()) continue;
     const file = path.join(f.parentPath, f.name);
-    const kept = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l && Number(l.split(' ')[2]) <= step);
+    const kept = fs
+      .readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l && Number(l.split(' ')[2]) <= step);
     writeFileAtomic(file, kept.map((l) => `${l}\n`).join(''));
   }
 }
@@ -190,11 +197,13 @@ export function truncateMetrics(dir: string, step: number): void {
 /** Every file under `dir` as [path relative to dir with `/`, content] (the keys of metrics, params or tags). */
 function readTree(dir: string, prefix = ''): [string, string][] {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory()
-      ? readTree(path.join(dir, e.name), `${prefix}${e.name}/`)
-      : [[`${prefix}${e.name}`, fs.readFileSync(path.join(dir, e.name), 'utf8')] as [string, string]],
-  );
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) =>
+      e.isDirectory()
+        ? readTree(path.join(dir, e.name), `${prefix}${e.name}/`)
+        : [[`${prefix}${e.name}`, fs.readFileSync(path.join(dir, e.name), 'utf8')] as [string, string]],
+    );
 }
 
 /** The value of tag `key` of the run in `dir` (undefined when it was not set). */
@@ -219,14 +228,22 @@ export function readRun(dir: string, meta: RunMeta): StoredRun {
   const metrics: StoredRun['metrics'] = {};
   for (const [key, text] of readTree(path.join(dir, 'metrics'))) metrics[key] = parseMetric(text);
   return {
-    runId: meta.run_id, runName: meta.run_name, status: statusName(meta.status), start: meta.start_time, end: meta.end_time,
-    tags: Object.fromEntries(readTree(path.join(dir, 'tags'))), metrics, dir,
+    runId: meta.run_id,
+    runName: meta.run_name,
+    status: statusName(meta.status),
+    start: meta.start_time,
+    end: meta.end_time,
+    tags: Object.fromEntries(readTree(path.join(dir, 'tags'))),
+    metrics,
+    dir,
   };
 }
 
 /** Every run of every experiment in an MLflow file store, newest first. */
 export function readStore(root: string): StoredRun[] {
-  return listRuns(root).map(({ dir, meta }) => readRun(dir, meta)).sort((a, b) => b.start - a.start);
+  return listRuns(root)
+    .map(({ dir, meta }) => readRun(dir, meta))
+    .sort((a, b) => b.start - a.start);
 }
 
 /**

@@ -5,7 +5,7 @@
  * core/module.ts: named sub-layers and a free-form forward). {@link buildModel} builds either; both name their
  * parameters `<layer>/<weight>`, save and load with core/serialization.ts and checkpoint the same way.
  */
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { ConfigError, ShapeError } from './errors';
 import type { ForwardContext, Json, JsonObject, Layer, Model, Parameter, PluginSpec, Shape } from './interfaces';
@@ -121,7 +121,11 @@ export abstract class ModelBase implements Model {
 
   /** State carried between batches by its layers (stateful RNNs), by layer name. */
   getState(): JsonObject {
-    return Object.fromEntries(this.parts().filter((l) => l.getState).map((l) => [l.name, l.getState!()]));
+    return Object.fromEntries(
+      this.parts()
+        .filter((l) => l.getState)
+        .map((l) => [l.name, l.getState!()]),
+    );
   }
 
   setState(state: Json): void {

@@ -56,7 +56,10 @@ export abstract class Module extends ModelBase {
   /** A weight of the model itself, named `<model>/<weight>`, listed after the parts' parameters. */
   protected addWeight(weight: string, shape: number[], init: PluginSpec, rng: Rng, role: ParamRole): tf.Variable {
     const initializer = this.context.registry.create('initializer', init, `${this.context.path}.${weight}`);
-    const variable = tf.variable(tf.tidy(() => initializer.init(shape, rng)), true);
+    const variable = tf.variable(
+      tf.tidy(() => initializer.init(shape, rng)),
+      true,
+    );
     this.own.push({ name: `${this.name}/${weight}`, variable, role, trainable: true });
     return variable;
   }
@@ -80,7 +83,8 @@ export abstract class Module extends ModelBase {
 
   /** Throws a ShapeError unless `inputShape` is [batch, time] ids with time at most `max` (the option `option`). */
   protected expectIds(inputShape: Shape, max: number, option: string): void {
-    if (inputShape.length !== 2 || (inputShape[1] !== null && inputShape[1]! > max)) throw this.shapeError(`[batch, time ≤ ${option} = ${max}] ids`, inputShape);
+    if (inputShape.length !== 2 || (inputShape[1] !== null && inputShape[1]! > max))
+      throw this.shapeError(`[batch, time ≤ ${option} = ${max}] ids`, inputShape);
   }
 
   /** A ShapeError naming this model, what it expected and what it got. */

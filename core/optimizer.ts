@@ -29,8 +29,13 @@ export function withParamGroups<T extends z.ZodRawShape & { lr: z.ZodType }>(sch
       ...optional,
     })
     .strict()
-    .refine((g) => (g as GroupSelector).match !== undefined || (g as GroupSelector).roles !== undefined, { message: 'a parameter group selects by "match" (a regular expression on names) or "roles"' })
-    .refine((g) => (g as GroupSelector).match === undefined || isRegex((g as GroupSelector).match!), { message: 'invalid regular expression in "match"', path: ['match'] });
+    .refine((g) => (g as GroupSelector).match !== undefined || (g as GroupSelector).roles !== undefined, {
+      message: 'a parameter group selects by "match" (a regular expression on names) or "roles"',
+    })
+    .refine((g) => (g as GroupSelector).match === undefined || isRegex((g as GroupSelector).match!), {
+      message: 'invalid regular expression in "match"',
+      path: ['match'],
+    });
   return schema.extend({ groups: z.array(group).default([]) });
 }
 
@@ -147,7 +152,12 @@ export abstract class SlotOptimizer<O extends { lr: number; groups?: GroupSelect
  */
 export function decayEnd(name: string, configured: number | undefined, planned: number | undefined, warmupSteps: number): number {
   const total = configured ?? planned;
-  if (total === undefined) throw new ConfigError('schedule.totalSteps', `${name}: totalSteps is not set and the trainer did not say how many steps the run takes; set totalSteps`);
-  if (total <= warmupSteps) throw new ConfigError('schedule.totalSteps', `${name}: the run takes ${total} steps, no more than warmupSteps = ${warmupSteps}; shorten the warm-up or train longer`);
+  if (total === undefined)
+    throw new ConfigError('schedule.totalSteps', `${name}: totalSteps is not set and the trainer did not say how many steps the run takes; set totalSteps`);
+  if (total <= warmupSteps)
+    throw new ConfigError(
+      'schedule.totalSteps',
+      `${name}: the run takes ${total} steps, no more than warmupSteps = ${warmupSteps}; shorten the warm-up or train longer`,
+    );
   return total;
 }

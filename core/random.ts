@@ -88,7 +88,10 @@ export function uniformFloats(seed: number, n: number): Float32Array {
     z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
     return (z ^ (z >>> 16)) | 0;
   };
-  let s0 = mix(), s1 = mix(), s2 = mix(), s3 = mix();
+  let s0 = mix(),
+    s1 = mix(),
+    s2 = mix(),
+    s3 = mix();
   if ((s0 | s1 | s2 | s3) === 0) s0 = 1; // the one state xoshiro cannot leave
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {

@@ -48,8 +48,21 @@ export interface PluginKinds {
 }
 export type PluginKind = keyof PluginKinds;
 export const PLUGIN_KINDS: readonly PluginKind[] = [
-  'layer', 'model', 'activation', 'loss', 'optimizer', 'regularizer', 'initializer', 'schedule',
-  'metric', 'callback', 'tracker', 'parallelism', 'backend', 'dataset', 'augmentation',
+  'layer',
+  'model',
+  'activation',
+  'loss',
+  'optimizer',
+  'regularizer',
+  'initializer',
+  'schedule',
+  'metric',
+  'callback',
+  'tracker',
+  'parallelism',
+  'backend',
+  'dataset',
+  'augmentation',
 ];
 
 /** Given to factories: the registry (to build nested plugins) and the config path (for error messages). */
@@ -77,7 +90,9 @@ export interface PluginDefinition<K extends PluginKind = PluginKind, S extends z
   /**
    * Sample configurations for the conformance tests (as PyTorch's OpInfo sample inputs): options to build with and,
    * for layers, activations and losses, the input (or prediction) shape with the batch dimension.
-   * A registered layer, activation or loss without examples is tested with its default options on [2, 5].
+   * Layers, schedules and callbacks must declare some (the conformance suite fails a definition without); a metric
+   * without is tested with its default options, a loss with them on predictions of shape [2, 5] and class targets;
+   * activations are tested with default options.
    */
   examples?: PluginExample[];
   /**
@@ -117,6 +132,7 @@ export class PluginRegistry {
   private readonly defs = new Map<string, PluginDefinition>();
   private readonly aliases = new Map<string, string>();
 
+  // biome-ignore lint/suspicious/noExplicitAny: definitions of every kind and schema (PluginDefinition is invariant in both)
   register(...defs: PluginDefinition<any, any>[]): this {
     for (const def of defs) {
       const key = `${def.kind}:${def.name}`;
@@ -142,7 +158,10 @@ export class PluginRegistry {
   }
 
   names(kind: PluginKind): string[] {
-    return [...this.defs.values()].filter((d) => d.kind === kind).map((d) => d.name).sort();
+    return [...this.defs.values()]
+      .filter((d) => d.kind === kind)
+      .map((d) => d.name)
+      .sort();
   }
 
   list(kind?: PluginKind): PluginInfo[] {

@@ -8,8 +8,19 @@
  */
 import type { InjectionToken } from 'tsyringe';
 import type {
-  Augmentation, Backend, Callback, Dataset, DataSource, LearningRateSchedule, Loss, Metric, Model, Optimizer,
-  PluginSpec, Strategy, Tracker,
+  Augmentation,
+  Backend,
+  Callback,
+  Dataset,
+  DataSource,
+  LearningRateSchedule,
+  Loss,
+  Metric,
+  Model,
+  Optimizer,
+  PluginSpec,
+  Strategy,
+  Tracker,
 } from './interfaces';
 import type { Rng } from './random';
 import type { PluginKind, PluginKinds, PluginRegistry } from './registry';

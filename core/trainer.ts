@@ -13,8 +13,23 @@ import { batchesOf, bucketedBatches, epochOrder, mixSeed } from './data';
 import { ConfigError, NonFiniteError } from './errors';
 import { yieldToEventLoop } from './signals';
 import type {
-  Augmentation, Batch, Callback, JsonObject, Dataset, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, Parameter, StepGradients, Strategy,
-  StrategyHost, Tracker, TrainingState,
+  Augmentation,
+  Batch,
+  Callback,
+  JsonObject,
+  Dataset,
+  LearningRateSchedule,
+  Logs,
+  Loss,
+  Metric,
+  Model,
+  Optimizer,
+  Parameter,
+  StepGradients,
+  Strategy,
+  StrategyHost,
+  Tracker,
+  TrainingState,
 } from './interfaces';
 import type { Rng } from './random';
 import { writeWeights } from './serialization';
@@ -27,7 +42,9 @@ import { TOKENS } from './tokens';
  */
 export function clipGradients(grads: Record<string, tf.Tensor>, opts: { clipNorm?: number; clipValue?: number }): Record<string, tf.Tensor> {
   return tf.tidy(() => {
-    let out = Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, opts.clipValue !== undefined ? tf.clipByValue(g, -opts.clipValue, opts.clipValue) : tf.clone(g)]));
+    let out = Object.fromEntries(
+      Object.entries(grads).map(([k, g]) => [k, opts.clipValue !== undefined ? tf.clipByValue(g, -opts.clipValue, opts.clipValue) : tf.clone(g)]),
+    );
     if (opts.clipNorm !== undefined) {
       const norm = tf.sqrt(tf.addN(Object.values(out).map((g) => tf.sum(tf.square(g)))));
       const scale = tf.minimum(1, tf.div(opts.clipNorm, tf.maximum(norm, 1e-12)));
@@ -120,7 +137,10 @@ export class Trainer implements StrategyHost {
    * caller disposes the batches. Returns the mean loss. The strategy computes the step's gradients (and reduces them
    * across ranks, so every rank takes the same step); clipping and the optimizer step follow here.
    */
-  async trainStep(batch: Batch | Batch[], state?: Pick<TrainingState, 'step' | 'epoch'> & Partial<Pick<TrainingState, 'epochs' | 'stepsPerEpoch'>>): Promise<number> {
+  async trainStep(
+    batch: Batch | Batch[],
+    state?: Pick<TrainingState, 'step' | 'epoch'> & Partial<Pick<TrainingState, 'epochs' | 'stepsPerEpoch'>>,
+  ): Promise<number> {
     if (this.schedule && state) {
       const planned = state.epochs !== undefined && state.stepsPerEpoch !== undefined ? state.epochs * state.stepsPerEpoch : undefined;
       this.optimizer.learningRate = this.schedule.rate(state.step, state.epoch, planned);
@@ -156,7 +176,9 @@ export class Trainer implements StrategyHost {
           continue;
         }
         const prev: Record<string, tf.Tensor> | null = sum;
-        sum = tf.tidy(() => Object.fromEntries(params.map((p) => [p.name, prev ? tf.add(prev[p.name]!, tf.mul(grads[p.name]!, w)) : tf.mul(grads[p.name]!, w)])));
+        sum = tf.tidy(() =>
+          Object.fromEntries(params.map((p) => [p.name, prev ? tf.add(prev[p.name]!, tf.mul(grads[p.name]!, w)) : tf.mul(grads[p.name]!, w)])),
+        );
         tf.dispose(Object.values(grads));
         if (prev) tf.dispose(Object.values(prev));
       }
@@ -177,13 +199,16 @@ export class Trainer implements StrategyHost {
    */
   private gradients(batch: Batch, params: Parameter[], state?: Pick<TrainingState, 'step' | 'epoch'>): { loss: number; grads: Record<string, tf.Tensor> } {
     let yPred: tf.Tensor | undefined;
-    const { value, grads } = tf.variableGrads(() => {
-      const out = this.model.apply(batch.x, { training: true, rng: this.forwardRng });
-      yPred = tf.keep(out);
-      let l = this.loss.compute(batch.y, out);
-      for (const p of params) if (p.regularizer) l = tf.add(l, p.regularizer.penalty(p.variable));
-      return l as tf.Scalar;
-    }, params.map((p) => p.variable));
+    const { value, grads } = tf.variableGrads(
+      () => {
+        const out = this.model.apply(batch.x, { training: true, rng: this.forwardRng });
+        yPred = tf.keep(out);
+        let l = this.loss.compute(batch.y, out);
+        for (const p of params) if (p.regularizer) l = tf.add(l, p.regularizer.penalty(p.variable));
+        return l as tf.Scalar;
+      },
+      params.map((p) => p.variable),
+    );
     const byName = Object.fromEntries(params.map((p) => [p.name, grads[p.variable.name]!]));
     try {
       // The loss and one sum per gradient in a single read from the backend: a sum is finite only if every element
@@ -219,7 +244,16 @@ export class Trainer implements StrategyHost {
     const { epochs, logEvery } = this.options;
     const k = this.options.accumulateSteps;
     const stepsPerEpoch = this.stepsPerEpoch(train);
-    const state: TrainingState = { model: this.model, optimizer: this.optimizer, epoch: 0, step: 0, epochs, stepsPerEpoch, stopTraining: false, isGlobalZero: this.strategy.isGlobalZero };
+    const state: TrainingState = {
+      model: this.model,
+      optimizer: this.optimizer,
+      epoch: 0,
+      step: 0,
+      epochs,
+      stepsPerEpoch,
+      stopTraining: false,
+      isGlobalZero: this.strategy.isGlobalZero,
+    };
     const history: History = { epochs: [], step: 0 };
     const log = this.strategy.isGlobalZero;
     let sums = { loss: 0, count: 0, window: 0, windowCount: 0, skipped: 0 };
@@ -235,9 +269,15 @@ export class Trainer implements StrategyHost {
       resumeBatch = snap.batch > 0 ? snap.batch : -1;
     }
     const snapshot = (epoch: number, batch: number): TrainerSnapshot => ({
-      epoch, batch, step: state.step, sums: { ...sums }, history: [...history.epochs], lastFiniteLoss: this.lastFiniteLoss,
+      epoch,
+      batch,
+      step: state.step,
+      sums: { ...sums },
+      history: [...history.epochs],
+      lastFiniteLoss: this.lastFiniteLoss,
       rng: { forward: this.forwardRng.getState(), augment: this.augmentRng.getState() },
-      metrics: this.metrics.map((m) => m.getState?.() ?? null), callbacks: this.callbacks.map((c) => c.getState?.() ?? null),
+      metrics: this.metrics.map((m) => m.getState?.() ?? null),
+      callbacks: this.callbacks.map((c) => c.getState?.() ?? null),
       model: (this.model.getState?.() ?? {}) as JsonObject,
     });
     await this.strategy.setup(this);

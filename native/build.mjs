@@ -17,23 +17,35 @@ function gyp(dir, env = process.env) {
   if (!env.npm_config_nodedir && fs.existsSync('/usr/include/node/node_api.h')) args.push('--nodedir=/usr');
   const r = spawnSync('node-gyp', args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', env, shell: process.platform === 'win32' });
   if (r.status === 0) return null;
-  return (r.error ? r.error.message : (r.stderr || '').split('\n').filter((l) => /error/i.test(l)).slice(0, 3).join(' | ')) || 'node-gyp failed';
+  return (
+    (r.error
+      ? r.error.message
+      : (r.stderr || '')
+          .split('\n')
+          .filter((l) => /error/i.test(l))
+          .slice(0, 3)
+          .join(' | ')) || 'node-gyp failed'
+  );
 }
 
 const only = process.argv[2];
 if (only !== 'mpi') {
   const why = gyp('native');
-  console.log(why === null
-    ? 'loom: native kernels built (native/build/Release/loom_native.node)'
-    : `loom: native kernels not built (${why}); loom will use tfjs's JavaScript kernels`);
+  console.log(
+    why === null
+      ? 'loom: native kernels built (native/build/Release/loom_native.node)'
+      : `loom: native kernels not built (${why}); loom will use tfjs's JavaScript kernels`,
+  );
 }
 
 // The MPI binding compiles and links with the MPI compiler wrapper, which adds MPI's include and library flags.
 if (spawnSync('mpicc', ['--version'], { stdio: 'ignore' }).status === 0) {
   const why = gyp('native/mpi', { ...process.env, CC: 'mpicc', CXX: 'mpicxx', LINK: 'mpicc' });
-  console.log(why === null
-    ? 'loom: MPI binding built (native/mpi/build/Release/loom_mpi.node)'
-    : `loom: MPI binding not built (${why}); runs under mpirun will stop and say so`);
+  console.log(
+    why === null
+      ? 'loom: MPI binding built (native/mpi/build/Release/loom_mpi.node)'
+      : `loom: MPI binding not built (${why}); runs under mpirun will stop and say so`,
+  );
 } else {
   console.log('loom: mpicc not found; MPI binding not built (apt-get install libopenmpi-dev, then npm run build:mpi, for data-parallel training)');
 }

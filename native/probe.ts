@@ -23,7 +23,8 @@ function time(fn: () => void, reps: number, budgetMs = 8000): number {
 }
 
 function matmulGflops(n: number, reps: number): number {
-  const a = tf.randomNormal([n, n]), b = tf.randomNormal([n, n]);
+  const a = tf.randomNormal([n, n]),
+    b = tf.randomNormal([n, n]);
   const ms = time(() => {
     const c = tf.matMul(a, b);
     c.dataSync();
@@ -35,7 +36,12 @@ function matmulGflops(n: number, reps: number): number {
 
 function cnnStepMs(reps: number): number {
   const v = (shape: number[], s = 0.1) => tf.variable(tf.randomNormal(shape, 0, s));
-  const w1 = v([3, 3, 1, 32]), b1 = v([32]), w2 = v([5408, 64], 0.01), b2 = v([64]), w3 = v([64, 10]), b3 = v([10]);
+  const w1 = v([3, 3, 1, 32]),
+    b1 = v([32]),
+    w2 = v([5408, 64], 0.01),
+    b2 = v([64]),
+    w3 = v([64, 10]),
+    b3 = v([10]);
   const x = tf.randomNormal([32, 28, 28, 1]);
   const y = tf.cast(tf.oneHot(tf.randomUniform([32], 0, 10, 'int32') as tf.Tensor1D, 10), 'float32');
   const loss = () => {

@@ -21,7 +21,8 @@ export function averageCheckpoints(dirs: readonly string[]): NamedWeights {
     if (weights.size !== sums.size) throw new DataError(`averageCheckpoints: ${dir} holds ${weights.size} tensors, ${dirs[0]} ${sums.size}`);
     for (const [k, w] of weights) {
       const s = sums.get(k);
-      if (!s || s.shape.join() !== w.shape.join()) throw new DataError(`averageCheckpoints: tensor "${k}" of ${dir} is not in ${dirs[0]} with shape [${w.shape}]`);
+      if (!s || s.shape.join() !== w.shape.join())
+        throw new DataError(`averageCheckpoints: tensor "${k}" of ${dir} is not in ${dirs[0]} with shape [${w.shape}]`);
       for (let i = 0; i < w.values.length; i++) s.values[i]! += w.values[i]!;
     }
   }

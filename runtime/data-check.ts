@@ -20,7 +20,11 @@ export function checkData(splits: [string, Dataset | null][], loss: Loss, output
   for (const [label, ds] of splits) {
     if (!ds) continue;
     if (ds.size === 0) throw new DataError(`the ${label} set "${ds.name}" is empty: it has no examples`);
-    const per = Math.max(1, ds.xShape.reduce((a, b) => a * b, 1), ds.yShape.reduce((a, b) => a * b, 1));
+    const per = Math.max(
+      1,
+      ds.xShape.reduce((a, b) => a * b, 1),
+      ds.yShape.reduce((a, b) => a * b, 1),
+    );
     const chunk = Math.max(1, Math.floor(CHUNK_VALUES / per));
     for (let start = 0; start < ds.size; start += chunk) {
       const n = Math.min(chunk, ds.size - start);
@@ -30,9 +34,13 @@ export function checkData(splits: [string, Dataset | null][], loss: Loss, output
         const ys = y.dataSync() as Float32Array | Int32Array;
         const at = (values: ArrayLike<number>, i: number) => `example ${start + Math.floor((i * n) / values.length)}`;
         const badX = xs ? firstNonFinite(xs) : -1;
-        if (badX >= 0) throw new DataError(`the ${label} set "${ds.name}": ${at(xs!, badX)} has a non-finite input value (${xs![badX]}); remove or repair it before training`);
+        if (badX >= 0)
+          throw new DataError(
+            `the ${label} set "${ds.name}": ${at(xs!, badX)} has a non-finite input value (${xs![badX]}); remove or repair it before training`,
+          );
         const badY = y.dtype === 'float32' ? firstNonFinite(ys) : -1;
-        if (badY >= 0) throw new DataError(`the ${label} set "${ds.name}": ${at(ys, badY)} has a non-finite target (${ys[badY]}); remove or repair it before training`);
+        if (badY >= 0)
+          throw new DataError(`the ${label} set "${ds.name}": ${at(ys, badY)} has a non-finite target (${ys[badY]}); remove or repair it before training`);
         const wrong = loss.checkTargets?.(ys, outputShape);
         if (wrong) throw new DataError(`the ${label} set "${ds.name}": ${at(ys, wrong.index)}: ${wrong.reason}`);
       } finally {

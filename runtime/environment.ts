@@ -8,8 +8,12 @@ import { fileURLToPath } from 'node:url';
 /** The commit of loom's own checkout (not of the directory a run happens to start in), `+dirty` when modified. */
 export function gitCommit(cwd = path.dirname(fileURLToPath(import.meta.url))): string {
   try {
-    const sha = execFileSync('git', ['rev-parse', 'HEAD'], { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    const sha = execFileSync('git', ['rev-parse', 'HEAD'], { cwd, stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd, stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
     return dirty ? `${sha}+dirty` : sha;
   } catch {
     return 'unknown';
@@ -25,7 +29,12 @@ let processFacts: { commit: string; gpu: string | null } | undefined;
 /** The first GPU's name from nvidia-smi, or null where there is none. */
 function gpuModel(): string | null {
   try {
-    return execFileSync('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], { stdio: ['ignore', 'pipe', 'ignore'], timeout: 3000 }).toString().split('\n')[0]!.trim() || null;
+    return (
+      execFileSync('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], { stdio: ['ignore', 'pipe', 'ignore'], timeout: 3000 })
+        .toString()
+        .split('\n')[0]!
+        .trim() || null
+    );
   } catch {
     return null;
   }

@@ -29,8 +29,15 @@ describe('results tables', () => {
   it('names the metric of every row (the GPT table compared val_loss without saying so)', () => {
     const gpt = papers.gpt!;
     const result: PaperResult = {
-      paper: 'gpt', preset: 'smoke', backend: 'cpu', seed: 0, metrics: { val_loss: 2.5 }, wallTimeSec: 1, commit: 'abcdef0123456789',
-      mlflow: { runId: 'r', experimentId: 'e', location: '/tmp/x' }, scale: 'tiny',
+      paper: 'gpt',
+      preset: 'smoke',
+      backend: 'cpu',
+      seed: 0,
+      metrics: { val_loss: 2.5 },
+      wallTimeSec: 1,
+      commit: 'abcdef0123456789',
+      mlflow: { runId: 'r', experimentId: 'e', location: '/tmp/x' },
+      scale: 'tiny',
       comparison: gpt.references.map((r) => ({ metric: r.metric, label: r.label, measured: 2.5, reference: r.value, source: r.source })),
     };
     const lines = formatComparison(result).split('\n');

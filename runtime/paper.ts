@@ -126,9 +126,11 @@ export function latestRunArtifacts(paper: string, preset: string, artifact: stri
   let best: { dir: string; start: number } | null = null;
   for (const { dir, meta } of listRuns(abs)) {
     if (readTag(dir, 'paper') !== paper || readTag(dir, 'preset') !== preset) continue;
-    if (meta.status === MLFLOW_STATUS.FINISHED && (!best || meta.start_time > best.start)) best = { dir: path.join(dir, 'artifacts', artifact), start: meta.start_time };
+    if (meta.status === MLFLOW_STATUS.FINISHED && (!best || meta.start_time > best.start))
+      best = { dir: path.join(dir, 'artifacts', artifact), start: meta.start_time };
   }
-  if (!best) throw new DataError(`no finished ${paper} run of preset "${preset}" in ${abs}: train one first with \`npm run paper -- ${paper} --preset ${preset}\``);
+  if (!best)
+    throw new DataError(`no finished ${paper} run of preset "${preset}" in ${abs}: train one first with \`npm run paper -- ${paper} --preset ${preset}\``);
   return best.dir;
 }
 
@@ -137,7 +139,13 @@ export function latestRunArtifacts(paper: string, preset: string, artifact: stri
  * `val_loss`), so a table whose labels describe only the reference (GPT's nanoGPT rows) still says what is compared.
  */
 export function formatComparison(result: PaperResult): string {
-  const rows = result.comparison.map((r) => [r.label, r.metric, r.measured === null ? 'n/a' : formatMetric(r.measured, r.metric), formatMetric(r.reference, r.metric), r.source]);
+  const rows = result.comparison.map((r) => [
+    r.label,
+    r.metric,
+    r.measured === null ? 'n/a' : formatMetric(r.measured, r.metric),
+    formatMetric(r.reference, r.metric),
+    r.source,
+  ]);
   const head = ['', 'metric', 'measured', 'reference', 'source'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
@@ -177,7 +185,15 @@ export function experimentPaper(def: Omit<Paper, 'run'> & { scale(config: Experi
       let raw = mergeConfig(base, (opts.overrides ?? {}) as JsonObject);
       if (opts.seed !== undefined) raw = { ...raw, seed: opts.seed };
       const config = parseExperimentConfig(raw);
-      const run = await runExperiment({ registry: opts.registry, config, backend: opts.backend, trackingUri: opts.trackingUri, runName: `${def.name}-${opts.preset}-seed${config.seed}`, tags: { preset: opts.preset, paper: def.name, scale: def.scale(config) }, resume: opts.resume });
+      const run = await runExperiment({
+        registry: opts.registry,
+        config,
+        backend: opts.backend,
+        trackingUri: opts.trackingUri,
+        runName: `${def.name}-${opts.preset}-seed${config.seed}`,
+        tags: { preset: opts.preset, paper: def.name, scale: def.scale(config) },
+        resume: opts.resume,
+      });
       const metrics: Record<string, number> = {};
       for (const [k, v] of Object.entries(run.history.at(-1) ?? {})) metrics[k] = v;
       for (const [k, v] of Object.entries(run.test ?? {})) metrics[`test_${k}`] = v;
@@ -190,7 +206,13 @@ export function experimentPaper(def: Omit<Paper, 'run'> & { scale(config: Experi
         wallTimeSec: run.wallTimeSec,
         mlflow: run.run,
         commit: run.tags['git.commit'] ?? 'unknown',
-        comparison: def.references.map((r) => ({ metric: r.metric, label: r.label, measured: metrics[r.metric] ?? null, reference: r.value, source: r.source })),
+        comparison: def.references.map((r) => ({
+          metric: r.metric,
+          label: r.label,
+          measured: metrics[r.metric] ?? null,
+          reference: r.value,
+          source: r.source,
+        })),
         scale: def.scale(config),
         run,
       };

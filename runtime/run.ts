@@ -13,7 +13,16 @@ import { container as rootContainer, type DependencyContainer, type InjectionTok
 import { describeBackend, selectBackend } from '../core/backend';
 import { flattenConfig, parseExperimentConfig, type ExperimentConfig } from '../core/config';
 import {
-  Checkpointer, clearFinished, latestCheckpoint, listCheckpoints, loadCheckpoint, readFinished, writeFinished, type Checkpoint, type FinishedRecord, type TrainerSnapshot,
+  Checkpointer,
+  clearFinished,
+  latestCheckpoint,
+  listCheckpoints,
+  loadCheckpoint,
+  readFinished,
+  writeFinished,
+  type Checkpoint,
+  type FinishedRecord,
+  type TrainerSnapshot,
 } from '../core/checkpoint';
 import { checkData } from './data-check';
 import { kFoldSplit, splitTail, take } from '../core/data';
@@ -96,7 +105,8 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
   const model = c.resolve(TOKENS.Model);
   try {
     preflight(model, train, c.resolve(TOKENS.Loss));
-    for (const token of [TOKENS.Optimizer, TOKENS.Schedule, TOKENS.Metrics, TOKENS.Augmentations, TOKENS.Callbacks, TOKENS.Tracker, TOKENS.Strategy]) c.resolve<unknown>(token);
+    for (const token of [TOKENS.Optimizer, TOKENS.Schedule, TOKENS.Metrics, TOKENS.Augmentations, TOKENS.Callbacks, TOKENS.Tracker, TOKENS.Strategy])
+      c.resolve<unknown>(token);
   } catch (e) {
     model.dispose();
     throw e;
@@ -132,39 +142,87 @@ function registerProviders(c: DependencyContainer, config: ExperimentConfig, opt
     c.registerInstance(FACTORY_TOKENS[kind], factory);
   }
   const make = <K extends RunPluginKind>(r: DependencyContainer, kind: K): PluginFactory<K> => r.resolve(FACTORY_TOKENS[kind]);
-  c.register(TOKENS.Rng, once(() => new Rng(config.seed)));
-  c.register(TOKENS.DataSource, once((r) => make(r, 'dataset')(config.data.source, 'data.source')));
-  c.register(SPLITS, once((r) => splitData(r.resolve(TOKENS.DataSource), config, opts.fold)));
-  c.register(TOKENS.TrainData, once((r) => r.resolve(SPLITS).train));
-  c.register(TOKENS.ValidationData, once((r) => r.resolve(SPLITS).validation));
-  c.register(TOKENS.TestData, once((r) => r.resolve(SPLITS).test));
-  c.register(TOKENS.Model, once((r) => {
-    const model = buildModel(config.model, registry);
-    checkInputShape(model, r.resolve(TOKENS.TrainData));
-    model.build(model.inputShape, r.resolve(TOKENS.Rng).fork());
-    return model;
-  }));
-  c.register(TOKENS.Loss, once((r) => make(r, 'loss')(config.loss, 'loss')));
-  c.register(TOKENS.Optimizer, once((r) => make(r, 'optimizer')(config.optimizer, 'optimizer')));
-  c.register(TOKENS.Schedule, once((r) => (config.schedule ? make(r, 'schedule')(config.schedule, 'schedule') : null)));
-  c.register(TOKENS.Metrics, once((r) => config.metrics.map((m, i) => make(r, 'metric')(m, `metrics[${i}]`))));
-  c.register(TOKENS.Augmentations, once((r) => config.augmentations.map((a, i) => make(r, 'augmentation')(a, `augmentations[${i}]`))));
-  c.register(TOKENS.Callbacks, once((r) => config.callbacks.map((m, i) => make(r, 'callback')(m, `callbacks[${i}]`))));
-  c.register(TOKENS.Tracker, once((r) => new MultiTracker(withTrackingUri(config.trackers, opts.trackingUri).map((t, i) => make(r, 'tracker')(t, `trackers[${i}]`)))));
-  c.register(TOKENS.Strategy, once((r) => make(r, 'parallelism')(config.parallelism, 'parallelism')));
-  c.register(TOKENS.TrainerComponents, once((r) => ({
-    model: r.resolve(TOKENS.Model),
-    loss: r.resolve(TOKENS.Loss),
-    optimizer: r.resolve(TOKENS.Optimizer),
-    schedule: r.resolve(TOKENS.Schedule),
-    metrics: r.resolve(TOKENS.Metrics),
-    callbacks: r.resolve(TOKENS.Callbacks),
-    tracker: r.resolve(TOKENS.Tracker),
-    strategy: r.resolve(TOKENS.Strategy),
-    rng: r.resolve(TOKENS.Rng),
-    options: r.resolve(TOKENS.TrainerOptions),
-    augmentations: r.resolve(TOKENS.Augmentations),
-  })));
+  c.register(
+    TOKENS.Rng,
+    once(() => new Rng(config.seed)),
+  );
+  c.register(
+    TOKENS.DataSource,
+    once((r) => make(r, 'dataset')(config.data.source, 'data.source')),
+  );
+  c.register(
+    SPLITS,
+    once((r) => splitData(r.resolve(TOKENS.DataSource), config, opts.fold)),
+  );
+  c.register(
+    TOKENS.TrainData,
+    once((r) => r.resolve(SPLITS).train),
+  );
+  c.register(
+    TOKENS.ValidationData,
+    once((r) => r.resolve(SPLITS).validation),
+  );
+  c.register(
+    TOKENS.TestData,
+    once((r) => r.resolve(SPLITS).test),
+  );
+  c.register(
+    TOKENS.Model,
+    once((r) => {
+      const model = buildModel(config.model, registry);
+      checkInputShape(model, r.resolve(TOKENS.TrainData));
+      model.build(model.inputShape, r.resolve(TOKENS.Rng).fork());
+      return model;
+    }),
+  );
+  c.register(
+    TOKENS.Loss,
+    once((r) => make(r, 'loss')(config.loss, 'loss')),
+  );
+  c.register(
+    TOKENS.Optimizer,
+    once((r) => make(r, 'optimizer')(config.optimizer, 'optimizer')),
+  );
+  c.register(
+    TOKENS.Schedule,
+    once((r) => (config.schedule ? make(r, 'schedule')(config.schedule, 'schedule') : null)),
+  );
+  c.register(
+    TOKENS.Metrics,
+    once((r) => config.metrics.map((m, i) => make(r, 'metric')(m, `metrics[${i}]`))),
+  );
+  c.register(
+    TOKENS.Augmentations,
+    once((r) => config.augmentations.map((a, i) => make(r, 'augmentation')(a, `augmentations[${i}]`))),
+  );
+  c.register(
+    TOKENS.Callbacks,
+    once((r) => config.callbacks.map((m, i) => make(r, 'callback')(m, `callbacks[${i}]`))),
+  );
+  c.register(
+    TOKENS.Tracker,
+    once((r) => new MultiTracker(withTrackingUri(config.trackers, opts.trackingUri).map((t, i) => make(r, 'tracker')(t, `trackers[${i}]`)))),
+  );
+  c.register(
+    TOKENS.Strategy,
+    once((r) => make(r, 'parallelism')(config.parallelism, 'parallelism')),
+  );
+  c.register(
+    TOKENS.TrainerComponents,
+    once((r) => ({
+      model: r.resolve(TOKENS.Model),
+      loss: r.resolve(TOKENS.Loss),
+      optimizer: r.resolve(TOKENS.Optimizer),
+      schedule: r.resolve(TOKENS.Schedule),
+      metrics: r.resolve(TOKENS.Metrics),
+      callbacks: r.resolve(TOKENS.Callbacks),
+      tracker: r.resolve(TOKENS.Tracker),
+      strategy: r.resolve(TOKENS.Strategy),
+      rng: r.resolve(TOKENS.Rng),
+      options: r.resolve(TOKENS.TrainerOptions),
+      augmentations: r.resolve(TOKENS.Augmentations),
+    })),
+  );
   c.register(Trainer, { useClass: Trainer });
 }
 
@@ -172,13 +230,17 @@ function registerProviders(c: DependencyContainer, config: ExperimentConfig, opt
 function splitData(source: DataSource, config: ExperimentConfig, fold: RunOptions['fold']): Splits {
   // A split the source does not have is a config error naming the field (the source's own message cannot).
   const load = (field: string, split: string): Dataset => {
-    if (!source.splits.includes(split)) throw new ConfigError(field, `data set "${source.spec.type}" has no split "${split}"; its splits: ${source.splits.join(', ')}`);
+    if (!source.splits.includes(split))
+      throw new ConfigError(field, `data set "${source.spec.type}" has no split "${split}"; its splits: ${source.splits.join(', ')}`);
     return source.load(split);
   };
   let trainAll: Dataset = load('data.train', config.data.train);
   if (config.data.trainLimit) trainAll = take(trainAll, config.data.trainLimit);
   if (config.data.validation && config.trainer.validationSplit > 0) {
-    throw new ConfigError('trainer.validationSplit', `is ${config.trainer.validationSplit}, but data.validation names a split ("${config.data.validation}"): use one or the other`);
+    throw new ConfigError(
+      'trainer.validationSplit',
+      `is ${config.trainer.validationSplit}, but data.validation names a split ("${config.data.validation}"): use one or the other`,
+    );
   }
   const { train, validation } = fold
     ? kFoldSplit(trainAll, fold.of, fold.index, config.seed)
@@ -237,10 +299,17 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     const tracker = c.resolve(TOKENS.Tracker);
     const strategy = c.resolve(TOKENS.Strategy);
     const model = c.resolve(TOKENS.Model);
-    const data: [string, Dataset | null][] = [['training', c.resolve(TOKENS.TrainData)], ['validation', c.resolve(TOKENS.ValidationData)], ['test', c.resolve(TOKENS.TestData)]];
+    const data: [string, Dataset | null][] = [
+      ['training', c.resolve(TOKENS.TrainData)],
+      ['validation', c.resolve(TOKENS.ValidationData)],
+      ['test', c.resolve(TOKENS.TestData)],
+    ];
     checkData(data, c.resolve(TOKENS.Loss), model.outputShape);
     const trainSize = c.resolve(TOKENS.TrainData).size;
-    if (config.trainer.batchSize > trainSize) say(`loom: trainer.batchSize ${config.trainer.batchSize} is larger than the ${trainSize} training examples: each epoch is one batch of ${trainSize} (as in Keras)`);
+    if (config.trainer.batchSize > trainSize)
+      say(
+        `loom: trainer.batchSize ${config.trainer.batchSize} is larger than the ${trainSize} training examples: each epoch is one batch of ${trainSize} (as in Keras)`,
+      );
     const tags: Record<string, string> = {
       ...environmentTags(),
       ...c.resolve<Record<string, string>>(BACKEND_TAGS),
@@ -252,8 +321,11 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     const runName = (opts.runName ?? `${config.experiment}-${config.seed}`) + (opts.fold ? `-fold${opts.fold.index + 1}of${opts.fold.of}` : '');
     if (resume) {
       const s = resume.trainer;
-      const where = s.batch > 0 ? `epoch ${s.epoch + 1} of ${config.trainer.epochs}, ${s.batch} batches into it` : `${s.epoch} of ${config.trainer.epochs} epochs done`;
-      say(`loom: resuming run ${resume.run.runId} from ${resumePath}: step ${s.step}, ${where}${extended.length ? `; training further: ${extended.map((e) => e.text).join(', ')}` : ''}`);
+      const where =
+        s.batch > 0 ? `epoch ${s.epoch + 1} of ${config.trainer.epochs}, ${s.batch} batches into it` : `${s.epoch} of ${config.trainer.epochs} epochs done`;
+      say(
+        `loom: resuming run ${resume.run.runId} from ${resumePath}: step ${s.step}, ${where}${extended.length ? `; training further: ${extended.map((e) => e.text).join(', ')}` : ''}`,
+      );
       clearFinished(path.dirname(resumePath!)); // it trains again: no longer FINISHED until it ends so
     }
     // Signals are handled for single-process runs; under mpirun every rank would have to stop at the same step.
@@ -265,8 +337,12 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     const dir = resumePath ? path.dirname(resumePath) : path.resolve(ck.dir ?? path.join('checkpoints', run.experimentId, run.runId));
     let lastCheckpoint: { path: string; step: number } | null = resume ? { path: resumePath!, step: resume.trainer.step } : null;
     const interrupted = (signal: StopSignal, step: number): InterruptedError => {
-      const saved = lastCheckpoint ? `checkpoint ${lastCheckpoint.path} (step ${lastCheckpoint.step})` : 'no checkpoint (trainer.checkpoint.enabled is false), so it cannot be resumed';
-      const how = lastCheckpoint ? `\nTo continue it, run the same command with --resume latest (the same preset, seed and --set values), or with --resume ${lastCheckpoint.path}` : '';
+      const saved = lastCheckpoint
+        ? `checkpoint ${lastCheckpoint.path} (step ${lastCheckpoint.step})`
+        : 'no checkpoint (trainer.checkpoint.enabled is false), so it cannot be resumed';
+      const how = lastCheckpoint
+        ? `\nTo continue it, run the same command with --resume latest (the same preset, seed and --set values), or with --resume ${lastCheckpoint.path}`
+        : '';
       return new InterruptedError(signal, `interrupted by ${signal} after step ${step}: ${saved}; MLflow run ${run.runId} marked KILLED${how}`);
     };
     try {
@@ -279,23 +355,25 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
         if (extended.length) tracker.setTags(Object.fromEntries(extended.map((e) => [`loom.extended.${e.key}`, `${e.text} at step ${resume!.trainer.step}`])));
         // Each resume leaves a tag (a run record lists the steps a run was resumed from).
         if (resume) tracker.setTags({ [`loom.resumed.${resume.trainer.step}`]: resumePath! });
-        for (const [context, ds] of data) if (ds && tracker.logDataset) tracker.logDataset(describeDataset(ds, context === 'training' ? 'train' : context, config.data.source));
+        for (const [context, ds] of data)
+          if (ds && tracker.logDataset) tracker.logDataset(describeDataset(ds, context === 'training' ? 'train' : context, config.data.source));
       }
       if (opts.initialize && !resume) opts.initialize(model);
       const trainer = c.resolve(Trainer);
       const writer = new Checkpointer(dir, ck.keep);
-      const checkpointer = log && ck.enabled
-        ? (snapshot: TrainerSnapshot) => {
-            const p = writer.save({
-              run: { runId: run.runId, experimentId: run.experimentId, experiment: config.experiment, runName },
-              config: config as unknown as JsonObject,
-              trainer: snapshot,
-              weights: readWeights(model.weights()),
-              optimizer: trainer.optimizer.getState(),
-            });
-            lastCheckpoint = { path: p, step: snapshot.step };
-          }
-        : undefined;
+      const checkpointer =
+        log && ck.enabled
+          ? (snapshot: TrainerSnapshot) => {
+              const p = writer.save({
+                run: { runId: run.runId, experimentId: run.experimentId, experiment: config.experiment, runName },
+                config: config as unknown as JsonObject,
+                trainer: snapshot,
+                weights: readWeights(model.weights()),
+                optimizer: trainer.optimizer.getState(),
+              });
+              lastCheckpoint = { path: p, step: snapshot.step };
+            }
+          : undefined;
       if (log && ck.enabled) tracker.setTags({ 'loom.checkpoints': dir });
       const stop = watch ? () => watch!.signal !== null : undefined;
       const history = await trainer.fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData), { checkpointer, resume: resume ?? undefined, stop });
@@ -313,14 +391,26 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
         await logRunArtifacts(tracker, model, config, { history: history.epochs, test, wallTimeSec });
         // A resumed run's status reason (from its KILLED or FAILED end) would be stale: it says how it finished instead.
         await tracker.endRun('FINISHED', resume ? `finished after resuming from step ${resume.trainer.step}` : undefined);
-        if (ck.enabled) writeFinished(dir, { runId: run.runId, experimentId: run.experimentId, location: run.location, step: finalStep, epochs: config.trainer.epochs, backend: tags.backend ?? tf.getBackend(), test, wallTimeSec });
+        if (ck.enabled)
+          writeFinished(dir, {
+            runId: run.runId,
+            experimentId: run.experimentId,
+            location: run.location,
+            step: finalStep,
+            epochs: config.trainer.epochs,
+            backend: tags.backend ?? tf.getBackend(),
+            test,
+            wallTimeSec,
+          });
       }
       return { run, config, backend: tags.backend ?? tf.getBackend(), history: history.epochs, test, wallTimeSec, tags };
     } catch (caught) {
       const err = asFileError(caught) ?? caught; // a full disk under a tracker too: a clear error, not Node's
       if (log) {
         const killed = err instanceof InterruptedError;
-        await tracker.endRun(killed ? 'KILLED' : 'FAILED', killed ? `interrupted by ${err.signal}` : err instanceof Error ? err.message : String(err)).catch(() => undefined);
+        await tracker
+          .endRun(killed ? 'KILLED' : 'FAILED', killed ? `interrupted by ${err.signal}` : err instanceof Error ? err.message : String(err))
+          .catch(() => undefined);
       }
       throw err;
     }
@@ -344,7 +434,11 @@ const EXTENDABLE = ['trainer.epochs'];
 const ADJUSTABLE = ['trainer.checkpoint.everySteps', 'trainer.checkpoint.keep'];
 
 /** A difference a resume accepts: the field, how it is described, and whether it trains the run further. */
-export interface ResumeChange { key: string; text: string; grows: boolean }
+export interface ResumeChange {
+  key: string;
+  text: string;
+  grows: boolean;
+}
 
 /**
  * Refuses a resume whose config differs from the checkpoint's, except for {@link EXTENDABLE} fields raised,
@@ -362,14 +456,27 @@ function compareResumeConfig(resume: Checkpoint, config: ExperimentConfig, regis
   const differ = [...new Set([...Object.keys(was), ...Object.keys(now)])].filter((k) => was[k] !== now[k]);
   const limit = (v: unknown) => (v === undefined ? Infinity : Number(v));
   const shrunk = differ.filter((k) => EXTENDABLE.includes(k) && limit(now[k]) < limit(was[k]));
-  if (shrunk.length) throw new ConfigError('--resume', `${shrunk.map((k) => `${k} is ${now[k] ?? 'unlimited'}, less than the checkpoint's ${was[k]}`).join('; ')}: a resumed run can train further, not shorter`);
+  if (shrunk.length)
+    throw new ConfigError(
+      '--resume',
+      `${shrunk.map((k) => `${k} is ${now[k] ?? 'unlimited'}, less than the checkpoint's ${was[k]}`).join('; ')}: a resumed run can train further, not shorter`,
+    );
   const before = Array.isArray(resume.config.callbacks) ? resume.config.callbacks.length : 0;
   const appended = (k: string) => {
     const m = /^callbacks\.(\d+)(\.|$)/.exec(k);
     return m !== null && Number(m[1]) >= before && was[k] === undefined;
   };
   const other = differ.filter((k) => !EXTENDABLE.includes(k) && !ADJUSTABLE.includes(k) && !appended(k));
-  if (other.length) throw new ConfigError('--resume', `the config differs from the checkpoint's in ${other.slice(0, 5).map((k) => `${k} (was ${was[k]}, now ${now[k]})`).join(', ')}; resume with the same preset, seed and options (a resume may raise trainer.epochs, change trainer.checkpoint.everySteps or .keep, and add callbacks after the checkpoint's)`);
+  if (other.length)
+    throw new ConfigError(
+      '--resume',
+      `the config differs from the checkpoint's in ${other
+        .slice(0, 5)
+        .map((k) => `${k} (was ${was[k]}, now ${now[k]})`)
+        .join(
+          ', ',
+        )}; resume with the same preset, seed and options (a resume may raise trainer.epochs, change trainer.checkpoint.everySteps or .keep, and add callbacks after the checkpoint's)`,
+    );
   const changes: ResumeChange[] = differ
     .filter((k) => !appended(k))
     .map((k) => ({ key: k, text: `${k}=${now[k] ?? 'unlimited'} (was ${was[k] ?? 'unlimited'})`, grows: EXTENDABLE.includes(k) }));
@@ -385,23 +492,39 @@ function loadForResume(p: string): Checkpoint {
     return loadCheckpoint(p);
   } catch (e) {
     if (!(e instanceof FileError)) throw e;
-    const earlier = listCheckpoints(path.dirname(p)).filter((c) => path.basename(c) < path.basename(p)).reverse().find((c) => {
-      try {
-        loadCheckpoint(c);
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    throw new FileError(e.file, `${e.message}. ${earlier ? `An earlier checkpoint of the run is intact: resume from it with --resume ${earlier} (or delete ${p})` : 'No intact earlier checkpoint of the run exists'}`);
+    const earlier = listCheckpoints(path.dirname(p))
+      .filter((c) => path.basename(c) < path.basename(p))
+      .reverse()
+      .find((c) => {
+        try {
+          loadCheckpoint(c);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+    throw new FileError(
+      e.file,
+      `${e.message}. ${earlier ? `An earlier checkpoint of the run is intact: resume from it with --resume ${earlier} (or delete ${p})` : 'No intact earlier checkpoint of the run exists'}`,
+    );
   }
 }
 
 /** The result of a FINISHED run asked to resume with nothing to add: recorded, not recomputed; nothing is logged. */
 function alreadyFinished(f: FinishedRecord, resume: Checkpoint, config: ExperimentConfig, say: (line: string) => void): RunResult {
-  say(`loom: run ${f.runId} already FINISHED at step ${f.step} (${f.epochs} epochs); nothing to resume, nothing changed. To train it further, resume with a larger --set trainer.epochs=N`);
+  say(
+    `loom: run ${f.runId} already FINISHED at step ${f.step} (${f.epochs} epochs); nothing to resume, nothing changed. To train it further, resume with a larger --set trainer.epochs=N`,
+  );
   const tags = { ...environmentTags(), backend: f.backend, seed: String(config.seed) };
-  return { run: { runId: f.runId, experimentId: f.experimentId, location: f.location }, config, backend: f.backend, history: resume.trainer.history, test: f.test, wallTimeSec: f.wallTimeSec, tags };
+  return {
+    run: { runId: f.runId, experimentId: f.experimentId, location: f.location },
+    config,
+    backend: f.backend,
+    history: resume.trainer.history,
+    test: f.test,
+    wallTimeSec: f.wallTimeSec,
+    tags,
+  };
 }
 
 async function logRunArtifacts(tracker: Tracker, model: Model, config: ExperimentConfig, summary: object): Promise<void> {
@@ -475,7 +598,10 @@ export function findLatestCheckpoint(experiment: string, root = 'checkpoints', r
   const abs = path.resolve(root);
   const dirs = (d: string) => {
     try {
-      return fs.readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => path.join(d, e.name));
+      return fs
+        .readdirSync(d, { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => path.join(d, e.name));
     } catch {
       return []; // not a directory, or unreadable: holds no runs
     }

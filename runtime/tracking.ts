@@ -46,7 +46,9 @@ export class MultiTracker implements Tracker {
 export function withTrackingUri(trackers: PluginSpec[], trackingUri: string | undefined): PluginSpec[] {
   if (trackingUri && /^file:/i.test(trackingUri)) {
     const root = fileURLToPath(trackingUri);
-    return trackers.map((t) => (typeof t === 'string' ? t : t.type) === 'mlflow-file' ? { ...(typeof t === 'string' ? {} : t), type: 'mlflow-file', root } : t);
+    return trackers.map((t) =>
+      (typeof t === 'string' ? t : t.type) === 'mlflow-file' ? { ...(typeof t === 'string' ? {} : t), type: 'mlflow-file', root } : t,
+    );
   }
   if (!trackingUri || !/^https?:\/\//i.test(trackingUri)) return trackers;
   return trackers.map((t) => {

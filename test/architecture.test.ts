@@ -30,9 +30,11 @@ function sources(dir: string): string[] {
 }
 
 /** The relative module specifiers of a file's static and dynamic imports and re-exports. */
-export function relativeImports(code: string): string[] {
+function relativeImports(code: string): string[] {
   const out: string[] = [];
-  for (const m of code.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s*['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)|(?:^|\n)\s*import\s*['"](\.[^'"]+)['"]/g)) {
+  for (const m of code.matchAll(
+    /(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s*['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)|(?:^|\n)\s*import\s*['"](\.[^'"]+)['"]/g,
+  )) {
     out.push((m[1] ?? m[2] ?? m[3])!);
   }
   return out;

@@ -18,7 +18,11 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-avg-'));
   const registry = (await testRegistry()).register(toyBlobs);
   const ckptDir = path.join(dir, 'ckpt');
-  await runExperiment({ registry, config: toyConfig(path.join(dir, 'mlruns'), { trainer: { epochs: 1, batchSize: 16, checkpoint: { everySteps: 1, keep: 5, dir: ckptDir } } }), log: () => undefined });
+  await runExperiment({
+    registry,
+    config: toyConfig(path.join(dir, 'mlruns'), { trainer: { epochs: 1, batchSize: 16, checkpoint: { everySteps: 1, keep: 5, dir: ckptDir } } }),
+    log: () => undefined,
+  });
   ckpts = listCheckpoints(ckptDir);
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -48,7 +52,20 @@ describe('averageCheckpoints', () => {
   it('refuses checkpoints of different models, naming the tensor', async () => {
     const registry = (await testRegistry()).register(toyBlobs);
     const other = path.join(dir, 'other');
-    await runExperiment({ registry, config: toyConfig(path.join(dir, 'mlruns2'), { model: { inputShape: [2], layers: [{ type: 'dense', units: 5, activation: 'relu' }, { type: 'dense', units: 3 }] }, trainer: { epochs: 1, batchSize: 48, checkpoint: { dir: other } } }), log: () => undefined });
+    await runExperiment({
+      registry,
+      config: toyConfig(path.join(dir, 'mlruns2'), {
+        model: {
+          inputShape: [2],
+          layers: [
+            { type: 'dense', units: 5, activation: 'relu' },
+            { type: 'dense', units: 3 },
+          ],
+        },
+        trainer: { epochs: 1, batchSize: 48, checkpoint: { dir: other } },
+      }),
+      log: () => undefined,
+    });
     expect(() => averageCheckpoints([ckpts[0]!, listCheckpoints(other)[0]!])).toThrow(/averageCheckpoints: (tensor ".+" of .+ is not in|.+ holds \d+ tensors)/);
     expect(() => averageCheckpoints([])).toThrow(/no checkpoints/);
   });

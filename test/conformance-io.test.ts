@@ -115,7 +115,11 @@ describe('conformance', () => {
     const value = fc.double({ min: -1e6, max: 1e6, noNaN: true }).map((v) => v || 0);
     const runArb = fc.record({
       params: fc.dictionary(key, fc.oneof(text, fc.integer(), fc.boolean()), { maxKeys: 6 }),
-      tags: fc.dictionary(key.map((k) => `t_${k}`), text, { maxKeys: 4 }),
+      tags: fc.dictionary(
+        key.map((k) => `t_${k}`),
+        text,
+        { maxKeys: 4 },
+      ),
       metrics: fc.array(fc.tuple(fc.constantFrom('loss', 'val_loss', 'lr'), fc.nat({ max: 1000 }), value), { maxLength: 12 }),
       status: fc.constantFrom('FINISHED' as const, 'FAILED' as const),
     });
@@ -200,7 +204,10 @@ describe('conformance', () => {
           const lengths = data.lengths();
           const row = data.xShape.reduce((a, b) => a * b, 1);
           expect(lengths.length, `${name} ${s}: one length per example`).toBe(data.size);
-          expect(lengths.every((l) => l >= 0 && l <= row), `${name} ${s}: lengths within [0, ${row}]`).toBe(true);
+          expect(
+            lengths.every((l) => l >= 0 && l <= row),
+            `${name} ${s}: lengths within [0, ${row}]`,
+          ).toBe(true);
         }
       }
     });

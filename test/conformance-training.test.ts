@@ -149,7 +149,10 @@ describe('conformance', () => {
             const rebuilt = registry.create('schedule', original.spec); // as a resumed run builds it, asked in another order
             const ask = (s: typeof original, step: number) => s.rate(step, Math.floor(step / stepsPerEpoch), total);
             const inOrder = steps.map((step) => ask(original, step));
-            const reversed = [...steps].reverse().map((step) => ask(rebuilt, step)).reverse();
+            const reversed = [...steps]
+              .reverse()
+              .map((step) => ask(rebuilt, step))
+              .reverse();
             expect(reversed).toEqual(inOrder);
           }),
           { numRuns: 20 },

@@ -21,7 +21,7 @@ import { conformanceRegistry, eachPlugin, exampleTargets, expectNoLeak, expectSp
 const { registry, backends } = await conformanceRegistry();
 const seeds = fc.integer({ min: 0, max: 2 ** 30 });
 
-/** The plugin's declared examples; a layer, activation or loss without any is tested with default options on [2, 5]. */
+/** The plugin's declared examples; a loss without any is tested with default options on [2, 5] (layers must declare some). */
 const examplesOf = (kind: 'layer' | 'loss', name: string): PluginExample[] => registry.get(kind, name).examples ?? [{ inputShape: [2, 5], target: 'classes' }];
 const describeExample = (ex: PluginExample) => `${JSON.stringify(ex.options ?? {})} on [${ex.inputShape}]`;
 
@@ -33,7 +33,14 @@ function layerCase(name: string, ex: PluginExample, batch: number, rng: Rng): { 
   // Integer inputs (token ids) are data, not differentiated; real inputs are checked like weights.
   const ints = ex.inputInts;
   const x = ints
-    ? tf.variable(tf.tensor(Int32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.int(ints)), shape, 'int32'), false)
+    ? tf.variable(
+        tf.tensor(
+          Int32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.int(ints)),
+          shape,
+          'int32',
+        ),
+        false,
+      )
     : tf.variable(randomNormal(shape, rng));
   return { layer, x, wrt: [...(ints ? [] : [x]), ...layer.parameters().map((p) => p.variable)] };
 }
@@ -113,7 +120,14 @@ describe('conformance', () => {
         try {
           saveModel(model, dir);
           const loaded = loadModel(dir, registry);
-          const [a, b] = [model, loaded].map((m) => tf.tidy(() => m.apply(x, { training: false, rng: new Rng(7) }).dataSync().slice()));
+          const [a, b] = [model, loaded].map((m) =>
+            tf.tidy(() =>
+              m
+                .apply(x, { training: false, rng: new Rng(7) })
+                .dataSync()
+                .slice(),
+            ),
+          );
           loaded.dispose();
           expect(Array.from(b!), `layer ${name} ${describeExample(ex)}`).toEqual(Array.from(a!));
         } finally {
@@ -218,7 +232,10 @@ describe('conformance', () => {
       const twin = make();
       const twinParam = { ...param, variable: tf.variable(param.variable.clone()) };
       const json = JSON.stringify(state, (_k, v) => (v instanceof Float32Array ? Array.from(v) : v));
-      twin.setState(JSON.parse(json, (k, v) => (k === 'values' ? Float32Array.from(v) : v)), [twinParam]);
+      twin.setState(
+        JSON.parse(json, (k, v) => (k === 'values' ? Float32Array.from(v) : v)),
+        [twinParam],
+      );
       const g = randomNormal([4, 3], new Rng(4));
       opt.step([param], { w: g });
       twin.step([twinParam], { w: g });

@@ -9,8 +9,17 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { container as root, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  createRegistry, FACTORY_TOKENS, RUN_PLUGIN_KINDS, selectBackend, TOKENS, Trainer, trainerOptionsSchema,
-  type Parameter, type PluginRegistry, type PluginSpec, type Tracker,
+  createRegistry,
+  FACTORY_TOKENS,
+  RUN_PLUGIN_KINDS,
+  selectBackend,
+  TOKENS,
+  Trainer,
+  trainerOptionsSchema,
+  type Parameter,
+  type PluginRegistry,
+  type PluginSpec,
+  type Tracker,
 } from '../core';
 import { buildRunContainer, disposeRun, runExperiment } from '../runtime';
 import { registerBuiltins } from '../plugins';
@@ -28,7 +37,10 @@ afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 const quiet = () => undefined;
 /** The toy config, its mlflow-file store under `dir/mlruns`, checkpoints off (nothing written outside `dir`). */
 const config = (overrides: Record<string, unknown> = {}) =>
-  toyConfig(path.join(dir, 'mlruns'), { trainer: { epochs: 2, batchSize: 16, validationSplit: 0.25, logEvery: 2, checkpoint: { enabled: false } }, ...overrides });
+  toyConfig(path.join(dir, 'mlruns'), {
+    trainer: { epochs: 2, batchSize: 16, validationSplit: 0.25, logEvery: 2, checkpoint: { enabled: false } },
+    ...overrides,
+  });
 
 /** A tracker that records what it is asked to do. */
 function recordingTracker(): Tracker & { calls: string[] } {
@@ -46,7 +58,11 @@ function recordingTracker(): Tracker & { calls: string[] } {
   };
 }
 
-const weightsOf = (c: DependencyContainer) => c.resolve(TOKENS.Model).parameters().map((p) => Array.from(p.variable.dataSync()));
+const weightsOf = (c: DependencyContainer) =>
+  c
+    .resolve(TOKENS.Model)
+    .parameters()
+    .map((p) => Array.from(p.variable.dataSync()));
 
 describe('run container', () => {
   it('resolves every token, every factory and the trainer, which gets the components the tokens resolve to', async () => {
@@ -58,11 +74,13 @@ describe('run container', () => {
       expect(c.resolve(token), `TOKENS.${name} is built once per run`).toBe(value);
     }
     expect(Object.keys(FACTORY_TOKENS).sort()).toEqual([...RUN_PLUGIN_KINDS].sort());
-    for (const [kind, token] of Object.entries(FACTORY_TOKENS) as [string, InjectionToken<unknown>][]) expect(typeof c.resolve(token), `factory for ${kind}`).toBe('function');
+    for (const [kind, token] of Object.entries(FACTORY_TOKENS) as [string, InjectionToken<unknown>][])
+      expect(typeof c.resolve(token), `factory for ${kind}`).toBe('function');
     expect(c.resolve(FACTORY_TOKENS.loss)('mse').spec.type).toBe('mse');
     const trainer = c.resolve(Trainer);
     const parts = c.resolve(TOKENS.TrainerComponents);
-    for (const k of ['model', 'loss', 'optimizer', 'metrics', 'callbacks', 'tracker', 'strategy', 'options', 'augmentations'] as const) expect(trainer[k], k).toBe(parts[k]);
+    for (const k of ['model', 'loss', 'optimizer', 'metrics', 'callbacks', 'tracker', 'strategy', 'options', 'augmentations'] as const)
+      expect(trainer[k], k).toBe(parts[k]);
     expect(trainer.model).toBe(c.resolve(TOKENS.Model));
     expect(trainer.strategy.spec.type).toBe('single-process');
     disposeRun(c);
@@ -80,14 +98,22 @@ describe('run container', () => {
 
   it('fails on a bad option of any component before the container is returned (no run is tracked yet)', async () => {
     await expect(buildRunContainer({ registry, config: config({ optimizer: { type: 'adam', lr: -1 } }), log: quiet })).rejects.toThrow(/optimizer/);
-    await expect(buildRunContainer({ registry, config: config({ callbacks: [{ type: 'early-stopping', patience: -2 }] }), log: quiet })).rejects.toThrow(/callbacks\[0\]/);
+    await expect(buildRunContainer({ registry, config: config({ callbacks: [{ type: 'early-stopping', patience: -2 }] }), log: quiet })).rejects.toThrow(
+      /callbacks\[0\]/,
+    );
   });
 });
 
 describe('replacing a component (CONTRIBUTING.md, "The run container")', () => {
-  it('RunOptions.override: a tracker registered for TOKENS.Tracker gets the whole run, the config\'s trackers nothing, the results unchanged', async () => {
+  it("RunOptions.override: a tracker registered for TOKENS.Tracker gets the whole run, the config's trackers nothing, the results unchanged", async () => {
     const fake = recordingTracker();
-    const mine = await runExperiment({ registry, config: config(), log: quiet, handleSignals: false, override: (c) => c.register(TOKENS.Tracker, { useValue: fake }) });
+    const mine = await runExperiment({
+      registry,
+      config: config(),
+      log: quiet,
+      handleSignals: false,
+      override: (c) => c.register(TOKENS.Tracker, { useValue: fake }),
+    });
     expect(fake.calls[0]).toBe('startRun');
     expect(fake.calls).toContain('logMetrics accuracy,epoch,loss,val_accuracy,val_loss');
     expect(fake.calls).toContain('logArtifact model/weights.bin');
@@ -108,11 +134,14 @@ describe('replacing a component (CONTRIBUTING.md, "The run container")', () => {
         useFactory: (r) => {
           const lr = Number(r.resolve(TOKENS.Registry).normalize('optimizer', r.resolve(TOKENS.Config).optimizer).lr);
           return {
-            spec: { type: 'recording' }, learningRate: lr,
+            spec: { type: 'recording' },
+            learningRate: lr,
             step(params: readonly Parameter[], grads: Record<string, tf.Tensor>) {
               seen.push({ params: params.map((p) => p.name).filter((n) => grads[n]), lr: this.learningRate });
             },
-            getState: () => ({ step: 0, slots: {}, hyper: {} }) as never, setState: () => undefined, dispose: () => undefined,
+            getState: () => ({ step: 0, slots: {}, hyper: {} }) as never,
+            setState: () => undefined,
+            dispose: () => undefined,
           };
         },
       });
@@ -133,7 +162,8 @@ describe('replacing a component (CONTRIBUTING.md, "The run container")', () => {
   });
 
   it('RunOptions.override: another data source for TOKENS.DataSource is what the splits and the trainer use', async () => {
-    const override = (c: DependencyContainer) => c.register(TOKENS.DataSource, { useFactory: (r) => r.resolve(FACTORY_TOKENS.dataset)({ type: 'toy-blobs', size: 40 }) });
+    const override = (c: DependencyContainer) =>
+      c.register(TOKENS.DataSource, { useFactory: (r) => r.resolve(FACTORY_TOKENS.dataset)({ type: 'toy-blobs', size: 40 }) });
     const c = await buildRunContainer({ registry, config: config(), log: quiet, override });
     // 40 examples, a quarter held out for validation: 30 to train on (the config's source has 96).
     expect(c.resolve(TOKENS.TrainData).size).toBe(30);
@@ -160,7 +190,13 @@ describe('replacing a component (CONTRIBUTING.md, "The run container")', () => {
     const built: PluginSpec[] = [];
     const fake = recordingTracker();
     const override = (c: DependencyContainer) => c.register(FACTORY_TOKENS.tracker, { useValue: (spec: PluginSpec) => (built.push(spec), fake) });
-    await runExperiment({ registry, config: config({ trackers: ['console', { type: 'mlflow-file', root: path.join(dir, 'mlruns') }] }), log: quiet, handleSignals: false, override });
+    await runExperiment({
+      registry,
+      config: config({ trackers: ['console', { type: 'mlflow-file', root: path.join(dir, 'mlruns') }] }),
+      log: quiet,
+      handleSignals: false,
+      override,
+    });
     expect(built).toEqual(['console', { type: 'mlflow-file', root: path.join(dir, 'mlruns') }]);
     // Both of the run's trackers are the fake: every call arrives twice.
     expect(fake.calls.filter((x) => x === 'startRun')).toHaveLength(2);

@@ -20,8 +20,14 @@ import { toyConfig } from './toy-data';
 /** What the `mem` data source returns for each split (set by each case). */
 let splits: Record<'train' | 'test', { x: Float32Array; y: Int32Array }>;
 const mem = definePlugin({
-  kind: 'dataset', name: 'mem', description: 'test: in-memory data set the test sets up', schema: z.object({}),
-  create: () => ({ splits: ['train', 'test'], load: (s: string) => new TensorDataset(`mem:${s}`, splits[s as 'train' | 'test'].x, [2], splits[s as 'train' | 'test'].y, []) }),
+  kind: 'dataset',
+  name: 'mem',
+  description: 'test: in-memory data set the test sets up',
+  schema: z.object({}),
+  create: () => ({
+    splits: ['train', 'test'],
+    load: (s: string) => new TensorDataset(`mem:${s}`, splits[s as 'train' | 'test'].x, [2], splits[s as 'train' | 'test'].y, []),
+  }),
 });
 
 let registry: PluginRegistry;
@@ -54,7 +60,12 @@ describe('data a run is given', () => {
     // any batch size from 1 to 64, with or without a validation split (the last quarter of the training set).
     await fc.assert(
       fc.asyncProperty(
-        fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 8 }), fc.constantFrom('train' as const, 'test' as const), damageArb, fc.integer({ min: 1, max: 64 }), fc.constantFrom(0, 0.25),
+        fc.integer({ min: 0, max: 40 }),
+        fc.integer({ min: 0, max: 8 }),
+        fc.constantFrom('train' as const, 'test' as const),
+        damageArb,
+        fc.integer({ min: 1, max: 64 }),
+        fc.constantFrom(0, 0.25),
         async (nTrain, nTest, where, damage, batchSize, validationSplit) => {
           cases++;
           splits = { train: clean(nTrain), test: clean(nTest) };
@@ -76,16 +87,20 @@ describe('data a run is given', () => {
             if (p.size === 0) expected = `the ${p.label} set "${p.name}" is empty: it has no examples`;
             else if (p.split === where && at >= p.from && at < p.from + p.size) {
               const example = `the ${p.label} set "${p.name}": example ${at - p.from}`;
-              expected = damage.kind === 'input'
-                ? `${example} has a non-finite input value (${damage.value}); remove or repair it before training`
-                : `${example}: label ${(damage as { value: number }).value} is outside the class range 0..2 (the model has 3 outputs)`;
+              expected =
+                damage.kind === 'input'
+                  ? `${example} has a non-finite input value (${damage.value}); remove or repair it before training`
+                  : `${example}: label ${(damage as { value: number }).value} is outside the class range 0..2 (the model has 3 outputs)`;
             }
             if (expected) break;
           }
 
           const lines: string[] = [];
           const runsBefore = fs.existsSync(root) ? fs.readdirSync(root, { recursive: true }).length : 0;
-          const config = toyConfig(root, { data: { source: 'mem', train: 'train', test: 'test' }, trainer: { epochs: 1, batchSize, validationSplit, checkpoint: { enabled: false } } });
+          const config = toyConfig(root, {
+            data: { source: 'mem', train: 'train', test: 'test' },
+            trainer: { epochs: 1, batchSize, validationSplit, checkpoint: { enabled: false } },
+          });
           const run = runExperiment({ registry, config, log: (l) => lines.push(l) });
           if (expected) {
             await expect(run).rejects.toThrow(DataError);

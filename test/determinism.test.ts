@@ -29,7 +29,10 @@ describe('determinism', () => {
     // xᵀ·dz over 8,192 rows: k far deeper than the result is large, so the product is split along k.
     const x = tf.randomNormal([8192, 96], 0, 1, 'float32', 1);
     const dz = tf.randomNormal([8192, 80], 0, 1, 'float32', 2);
-    const first = tf.tidy(() => tf.matMul(x, dz, true, false)).dataSync().slice();
+    const first = tf
+      .tidy(() => tf.matMul(x, dz, true, false))
+      .dataSync()
+      .slice();
     for (let i = 0; i < 40; i++) {
       const again = tf.tidy(() => tf.matMul(x, dz, true, false));
       const v = again.dataSync();
@@ -45,7 +48,11 @@ describe('determinism', () => {
       try {
         const env: NodeJS.ProcessEnv = { ...process.env, LOOM_THREADS: '2' };
         delete env.LOOM_GEMM;
-        execFileSync(process.execPath, [cli, 'paper', 'mnist-cnn', '--preset', 'smoke', '--seed', '7', '--json', 'summary.json'], { cwd, env, encoding: 'utf8' });
+        execFileSync(process.execPath, [cli, 'paper', 'mnist-cnn', '--preset', 'smoke', '--seed', '7', '--json', 'summary.json'], {
+          cwd,
+          env,
+          encoding: 'utf8',
+        });
         const summary = JSON.parse(fs.readFileSync(path.join(cwd, 'summary.json'), 'utf8'));
         const weights = fs.readFileSync(path.join(cwd, 'mlruns', summary.mlflowExperimentId, summary.mlflowRunId, 'artifacts', 'model', 'weights.bin'));
         return { metrics: summary.metrics as Record<string, number>, weights: weights.toString('base64') };

@@ -17,7 +17,9 @@ describe('registry errors', () => {
   });
 
   it('rejects a bad option type, naming the plugin, the field, the value and the expectation', () => {
-    expect(() => registry.create('optimizer', { type: 'adam', lr: 'fast' }, 'optimizer')).toThrow(/optimizer: optimizer "adam" option "lr": .*expected number.*got "fast"/);
+    expect(() => registry.create('optimizer', { type: 'adam', lr: 'fast' }, 'optimizer')).toThrow(
+      /optimizer: optimizer "adam" option "lr": .*expected number.*got "fast"/,
+    );
   });
 
   it('rejects an option out of range', () => {
@@ -30,7 +32,9 @@ describe('registry errors', () => {
   });
 
   it('names the path of a nested plugin', () => {
-    expect(() => new Sequential({ inputShape: [4], layers: [{ type: 'dense', units: 2, activation: 'relux' }] }, registry)).toThrow(/model.layers\[0\].activation.type: unknown activation "relux"/);
+    expect(() => new Sequential({ inputShape: [4], layers: [{ type: 'dense', units: 2, activation: 'relux' }] }, registry)).toThrow(
+      /model.layers\[0\].activation.type: unknown activation "relux"/,
+    );
   });
 
   it('builds a plugin by its definition, typed, only when the spec names that plugin and it is the registered one', () => {
@@ -50,7 +54,16 @@ describe('registry errors', () => {
 
 describe('config errors', () => {
   it('names the bad field of an experiment config', () => {
-    expect(() => parseExperimentConfig({ experiment: 'x', data: { source: 'mnist' }, model: { inputShape: [2], layers: ['flatten'] }, loss: 'x', optimizer: 'adam', trainer: { epochs: 1, batchSize: -3 } })).toThrow(/trainer.batchSize/);
+    expect(() =>
+      parseExperimentConfig({
+        experiment: 'x',
+        data: { source: 'mnist' },
+        model: { inputShape: [2], layers: ['flatten'] },
+        loss: 'x',
+        optimizer: 'adam',
+        trainer: { epochs: 1, batchSize: -3 },
+      }),
+    ).toThrow(/trainer.batchSize/);
   });
 });
 

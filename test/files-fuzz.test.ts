@@ -16,8 +16,19 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  Checkpointer, FileError, loadCheckpoint, loadModel, listCheckpoints, LoomError, readWeights, Rng, saveModel,
-  Sequential, type Checkpoint, type Model, type PluginRegistry,
+  Checkpointer,
+  FileError,
+  loadCheckpoint,
+  loadModel,
+  listCheckpoints,
+  LoomError,
+  readWeights,
+  Rng,
+  saveModel,
+  Sequential,
+  type Checkpoint,
+  type Model,
+  type PluginRegistry,
 } from '../core';
 import { runExperiment } from '../runtime';
 import { testRegistry } from './harness';
@@ -30,7 +41,12 @@ import toyBlobs, { toyConfig } from './toy-data';
  */
 const io = { calls: 0, failAt: Infinity, code: 'ENOSPC', under: '' };
 const realFs = createRequire(import.meta.url)('node:fs') as Record<string, unknown>;
-const originals = Object.fromEntries(['openSync', 'writeFileSync', 'writeSync', 'fsyncSync', 'mkdirSync', 'renameSync', 'appendFileSync', 'copyFileSync'].map((k) => [k, realFs[k] as (...a: unknown[]) => unknown]));
+const originals = Object.fromEntries(
+  ['openSync', 'writeFileSync', 'writeSync', 'fsyncSync', 'mkdirSync', 'renameSync', 'appendFileSync', 'copyFileSync'].map((k) => [
+    k,
+    realFs[k] as (...a: unknown[]) => unknown,
+  ]),
+);
 function gate(name: string, f: (...a: unknown[]) => unknown) {
   return function gated(...a: unknown[]): unknown {
     if (name === 'openSync' && !(typeof a[1] === 'string' && /[wa+]/.test(a[1]))) return f(...a); // opened for reading
@@ -70,7 +86,11 @@ beforeAll(async () => {
   registry = (await testRegistry()).register(toyBlobs);
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-files-'));
   ckptDir = path.join(dir, 'ckpt');
-  await runExperiment({ registry, config: toyConfig(path.join(dir, 'mlruns'), { trainer: { epochs: 2, batchSize: 16, checkpoint: { everySteps: 2, keep: 3, dir: ckptDir } } }), log: () => undefined });
+  await runExperiment({
+    registry,
+    config: toyConfig(path.join(dir, 'mlruns'), { trainer: { epochs: 2, batchSize: 16, checkpoint: { everySteps: 2, keep: 3, dir: ckptDir } } }),
+    log: () => undefined,
+  });
   ckpts = listCheckpoints(ckptDir);
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -95,7 +115,11 @@ function apply(file: string, d: Damage): boolean {
   return true;
 }
 const copy = (from: string, to: string) => fs.cpSync(from, to, { recursive: true });
-const comparable = (c: Checkpoint) => ({ ...c, weights: [...c.weights].map(([k, v]) => [k, v.shape, Array.from(v.values)]), optimizer: JSON.stringify(c.optimizer, (_, v) => (v instanceof Float32Array ? Array.from(v) : v)) });
+const comparable = (c: Checkpoint) => ({
+  ...c,
+  weights: [...c.weights].map(([k, v]) => [k, v.shape, Array.from(v.values)]),
+  optimizer: JSON.stringify(c.optimizer, (_, v) => (v instanceof Float32Array ? Array.from(v) : v)),
+});
 
 describe('a damaged checkpoint', () => {
   it('is refused with a FileError naming the damaged file, or (a change that alters nothing) loads unchanged', () => {
@@ -140,7 +164,10 @@ describe('a damaged checkpoint', () => {
     expect(fs.readdirSync(path.join(dir, 'mlruns'), { recursive: true }).length).toBe(store); // nothing logged
     expect(() => loadCheckpoint(earlier)).not.toThrow();
 
-    const cli = spawnSync(process.execPath, [path.join(here, '..', 'cli', 'bin.mjs'), 'paper', 'mnist-cnn', '--resume', newest], { encoding: 'utf8', cwd: dir });
+    const cli = spawnSync(process.execPath, [path.join(here, '..', 'cli', 'bin.mjs'), 'paper', 'mnist-cnn', '--resume', newest], {
+      encoding: 'utf8',
+      cwd: dir,
+    });
     expect(cli.status, cli.stderr).toBe(2);
     expect(cli.stderr).toContain(`loom: checkpoint file ${path.join(newest, 'tensors.bin')} is corrupt`);
     expect(cli.stderr).not.toMatch(/\n\s+at /);
@@ -149,7 +176,10 @@ describe('a damaged checkpoint', () => {
 
 describe('a damaged saved model', () => {
   it('is refused with a LoomError naming the file (or its folder, for a config that no longer fits), or loads the same weights', () => {
-    const model = new Sequential({ inputShape: [4], layers: [{ type: 'dense', units: 5, activation: 'relu' }, { type: 'batch-norm' }, { type: 'dense', units: 3 }] }, registry);
+    const model = new Sequential(
+      { inputShape: [4], layers: [{ type: 'dense', units: 5, activation: 'relu' }, { type: 'batch-norm' }, { type: 'dense', units: 3 }] },
+      registry,
+    );
     model.build(undefined, new Rng(3));
     const saved = path.join(dir, 'model');
     saveModel(model, saved);
@@ -195,7 +225,9 @@ describe('a full disk', () => {
     const contents = before.map((c) => comparable(loadCheckpoint(c)));
     const probe = path.join(dir, 'probe');
     copy(ckptDir, probe);
-    const total = failing(Infinity, 'ENOSPC', () => new Checkpointer(probe, 3).save({ ...next, trainer: { ...next.trainer, step: next.trainer.step + 1 } })).calls;
+    const total = failing(Infinity, 'ENOSPC', () =>
+      new Checkpointer(probe, 3).save({ ...next, trainer: { ...next.trainer, step: next.trainer.step + 1 } }),
+    ).calls;
     expect(total).toBeGreaterThan(4);
     // 60 cases: the n-th write-like call of a checkpoint save fails (n over all of them), with one of three errnos.
     fc.assert(
@@ -213,7 +245,9 @@ describe('a full disk', () => {
         }
         expect(r.error).toBeInstanceOf(FileError);
         const message = (r.error as Error).message;
-        expect(message).toMatch(new RegExp(`^cannot write checkpoint ${scratch}/ckpt-\\d+-e\\d+b\\d+: .*\\(${code}\\).*; the previous checkpoint ${before.at(-1)} is intact$`));
+        expect(message).toMatch(
+          new RegExp(`^cannot write checkpoint ${scratch}/ckpt-\\d+-e\\d+b\\d+: .*\\(${code}\\).*; the previous checkpoint ${before.at(-1)} is intact$`),
+        );
         expect(after).toEqual(before);
         expect(after.map((c) => comparable(loadCheckpoint(c)))).toEqual(contents);
       }),
@@ -264,7 +298,10 @@ describe('a full disk', () => {
     const config = toyConfig(store, { callbacks: ['fill-disk'], trainer: { epochs: 2, batchSize: 16, checkpoint: { everySteps: 2, keep: 3, dir: ck } } });
     // After step 5 the checkpoint folder's disk is full: the checkpoint that ends epoch 1 (step 6) cannot be written.
     const stopper = {
-      kind: 'callback' as const, name: 'fill-disk', description: 'test: the disk fills after step 5', schema: (await import('zod')).z.object({}),
+      kind: 'callback' as const,
+      name: 'fill-disk',
+      description: 'test: the disk fills after step 5',
+      schema: (await import('zod')).z.object({}),
       create: () => ({
         onBatchEnd: (s: { step: number }) => {
           if (s.step !== 5 || filled) return;
@@ -285,7 +322,9 @@ describe('a full disk', () => {
     const exp = fs.readdirSync(store).find((d) => d !== '0' && d !== 'meta.yaml')!;
     const runDir = path.join(store, exp, fs.readdirSync(path.join(store, exp)).find((d) => d !== 'meta.yaml')!);
     expect(fs.readFileSync(path.join(runDir, 'meta.yaml'), 'utf8')).toMatch(/^status: 4$/m);
-    expect(fs.readFileSync(path.join(runDir, 'tags', 'loom.status_reason'), 'utf8')).toMatch(/^cannot write checkpoint .*ckpt-000000006-e1b0: .*ENOSPC.*; the previous checkpoint .*ckpt-000000004-e0b4 is intact$/);
+    expect(fs.readFileSync(path.join(runDir, 'tags', 'loom.status_reason'), 'utf8')).toMatch(
+      /^cannot write checkpoint .*ckpt-000000006-e1b0: .*ENOSPC.*; the previous checkpoint .*ckpt-000000004-e0b4 is intact$/,
+    );
     const resumed = await runExperiment({ registry, config, resume: ck, log: () => undefined });
     expect(resumed.history).toHaveLength(2);
   });

@@ -60,7 +60,11 @@ export function onEachBackend(registry: PluginRegistry, backends: string[], prop
 export function exampleTargets(ex: PluginExample, shape: number[], rng: Rng): tf.Tensor {
   if (ex.target === 'same') return randomNormal(shape, rng);
   const rows = shape.slice(0, -1);
-  return tf.tensor(Int32Array.from({ length: rows.reduce((a, b) => a * b, 1) }, () => rng.int(shape.at(-1)!)), rows, 'int32');
+  return tf.tensor(
+    Int32Array.from({ length: rows.reduce((a, b) => a * b, 1) }, () => rng.int(shape.at(-1)!)),
+    rows,
+    'int32',
+  );
 }
 
 /** Rebuilding a plugin from its own spec gives the same spec, and the spec is plain JSON. */
@@ -194,7 +198,8 @@ export function buildLayer<T extends Layer = Layer>(registry: PluginRegistry, sp
  */
 export function referenceSelfAttention(qkv: tf.Tensor, heads: number, keep: tf.Tensor, causal: boolean): tf.Tensor {
   const [b, t, d3] = qkv.shape as [number, number, number];
-  const d = d3 / 3, dk = d / heads;
+  const d = d3 / 3,
+    dk = d / heads;
   const [q, k, v] = tf.unstack(tf.transpose(tf.reshape(qkv, [b, t, 3, heads, dk]), [2, 0, 3, 1, 4]));
   let allowed = tf.reshape(keep, [b, 1, 1, t]);
   if (causal) allowed = tf.mul(allowed, tf.linalg.bandPart(tf.ones([t, t]), -1, 0));

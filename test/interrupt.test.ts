@@ -36,7 +36,13 @@ interface Outcome {
 }
 
 /** The worker's arguments for run `name`: its MLflow store, checkpoint folder and result file. */
-const args = (name: string, resume?: string) => [...worker, path.join(dir, `${name}-mlruns`), path.join(dir, `${name}-ckpt`), path.join(dir, `${name}.json`), ...(resume ? [resume] : [])];
+const args = (name: string, resume?: string) => [
+  ...worker,
+  path.join(dir, `${name}-mlruns`),
+  path.join(dir, `${name}-ckpt`),
+  path.join(dir, `${name}.json`),
+  ...(resume ? [resume] : []),
+];
 
 function runToEnd(name: string, opts: { resume?: string; env?: Record<string, string> } = {}): { out: Outcome | null; stdout: string } {
   const r = spawnSync(process.execPath, args(name, opts.resume), { encoding: 'utf8', env: { ...process.env, ...opts.env }, cwd: dir });
@@ -77,7 +83,12 @@ function onlyRun(root: string) {
   expect(runs).toHaveLength(1);
   const runDir = path.join(root, exp, runs[0]!);
   const meta = YAML.parse(fs.readFileSync(path.join(runDir, 'meta.yaml'), 'utf8')) as { status: number; start_time: number; end_time: number | null };
-  const metric = (key: string) => fs.readFileSync(path.join(runDir, 'metrics', key), 'utf8').trimEnd().split('\n').map((l) => l.split(' ').map(Number) as [number, number, number]);
+  const metric = (key: string) =>
+    fs
+      .readFileSync(path.join(runDir, 'metrics', key), 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => l.split(' ').map(Number) as [number, number, number]);
   return { runDir, runId: runs[0]!, meta, metric, metrics: () => fs.readdirSync(path.join(runDir, 'metrics')) };
 }
 
@@ -94,7 +105,9 @@ describe('the first SIGINT or SIGTERM', () => {
         const end = await p.ended;
         expect({ code: end.code, signal: end.signal }, end.stderr).toEqual({ code: signal === 'SIGINT' ? 130 : 143, signal: null });
         expect(end.stdout).toContain(`loom: ${signal} received: stopping after the current step`);
-        const said = new RegExp(`^loom: interrupted by ${signal} after step (\\d+): checkpoint (\\S+) \\(step \\d+\\); MLflow run (\\w+) marked KILLED\\nTo continue it, run the same command with --resume latest \\(the same preset, seed and --set values\\), or with --resume (\\S+)\\n$`).exec(end.stderr);
+        const said = new RegExp(
+          `^loom: interrupted by ${signal} after step (\\d+): checkpoint (\\S+) \\(step \\d+\\); MLflow run (\\w+) marked KILLED\\nTo continue it, run the same command with --resume latest \\(the same preset, seed and --set values\\), or with --resume (\\S+)\\n$`,
+        ).exec(end.stderr);
         expect(said, end.stderr).not.toBeNull();
         const [, step, ckpt, runId, again] = said!;
         expect(Number(step)).toBeGreaterThanOrEqual(k); // the step in progress when the signal came was finished
@@ -148,7 +161,11 @@ describe('resuming a FINISHED run', () => {
     const store = path.join(dir, 'done-mlruns');
     const ckdir = path.join(dir, 'done-ckpt');
     const before = onlyRun(store);
-    const files = (d: string) => fs.readdirSync(d, { recursive: true, withFileTypes: true }).filter((f) => f.isFile()).map((f) => [path.join(f.parentPath, f.name), fs.readFileSync(path.join(f.parentPath, f.name), 'utf8')]);
+    const files = (d: string) =>
+      fs
+        .readdirSync(d, { recursive: true, withFileTypes: true })
+        .filter((f) => f.isFile())
+        .map((f) => [path.join(f.parentPath, f.name), fs.readFileSync(path.join(f.parentPath, f.name), 'utf8')]);
     const snapshot = [...files(store), ...files(ckdir)];
 
     const again = runToEnd('done', { resume: ckdir });
@@ -177,13 +194,17 @@ describe('resuming a FINISHED run', () => {
 });
 
 describe('resuming with callbacks added', () => {
-  it('adds callbacks after the checkpoint\'s and changes the checkpoint cadence, training what a straight run trains; changing a callback is refused', async () => {
+  it("adds callbacks after the checkpoint's and changes the checkpoint cadence, training what a straight run trains; changing a callback is refused", async () => {
     const registry = (await testRegistry()).register(toyBlobs);
     const store = path.join(dir, 'mlruns');
     const ckdir = path.join(dir, 'ck');
     const quiet = () => undefined;
     const base = (epochs: number, extra: Record<string, unknown> = {}) =>
-      toyConfig(store, { trainer: { epochs, batchSize: 16, validationSplit: 0.25, logEvery: 2, checkpoint: { dir: ckdir, everySteps: 3, keep: 2 } }, callbacks: ['progress'], ...extra });
+      toyConfig(store, {
+        trainer: { epochs, batchSize: 16, validationSplit: 0.25, logEvery: 2, checkpoint: { dir: ckdir, everySteps: 3, keep: 2 } },
+        callbacks: ['progress'],
+        ...extra,
+      });
     const first = await runExperiment({ registry, config: base(2), log: quiet });
     // Trained on to 4 epochs with early stopping added (patient enough never to stop) and another checkpoint cadence.
     const later = { callbacks: ['progress', { type: 'early-stopping', monitor: 'val_loss', patience: 100 }] };
@@ -193,7 +214,13 @@ describe('resuming with callbacks added', () => {
     const resumed = await runExperiment({ registry, config: cfg, resume: ckdir, log: (m: string) => said.push(m) });
     expect(resumed.run.runId).toBe(first.run.runId);
     expect(said.join('\n')).toMatch(/training further: .*trainer\.epochs=4 \(was 2\).*callbacks\.1 added: \{"type":"early-stopping"/);
-    const straight = await runExperiment({ registry, config: toyConfig(path.join(dir, 'other'), { trainer: { epochs: 4, batchSize: 16, validationSplit: 0.25, logEvery: 2, checkpoint: { dir: path.join(dir, 'ck2') } } }), log: quiet });
+    const straight = await runExperiment({
+      registry,
+      config: toyConfig(path.join(dir, 'other'), {
+        trainer: { epochs: 4, batchSize: 16, validationSplit: 0.25, logEvery: 2, checkpoint: { dir: path.join(dir, 'ck2') } },
+      }),
+      log: quiet,
+    });
     expect(resumed.test).toEqual(straight.test);
     expect(resumed.history.at(-1)).toEqual(straight.history.at(-1));
     const tags = path.join(store, resumed.run.experimentId, resumed.run.runId, 'tags');
@@ -201,7 +228,9 @@ describe('resuming with callbacks added', () => {
     expect(fs.readFileSync(path.join(tags, 'loom.extended.trainer.checkpoint.keep'), 'utf8')).toBe('trainer.checkpoint.keep=3 (was 2) at step 10');
     // A callback the checkpoint already had may not change: it would no longer be the run it was.
     const changed = base(6, { callbacks: [{ type: 'early-stopping', monitor: 'val_loss', patience: 1 }] });
-    await expect(runExperiment({ registry, config: changed, resume: ckdir, log: quiet })).rejects.toThrow(/--resume: the config differs from the checkpoint's in callbacks\.0 \(was progress, now undefined\)/);
+    await expect(runExperiment({ registry, config: changed, resume: ckdir, log: quiet })).rejects.toThrow(
+      /--resume: the config differs from the checkpoint's in callbacks\.0 \(was progress, now undefined\)/,
+    );
   });
 });
 
@@ -209,7 +238,11 @@ describe('--resume latest', () => {
   it('skips files and folders under ./checkpoints that are not runs', async () => {
     const registry = (await testRegistry()).register(toyBlobs);
     const root = path.join(dir, 'checkpoints');
-    await runExperiment({ registry, config: toyConfig(path.join(dir, 'mlruns'), { trainer: { epochs: 1, batchSize: 32, checkpoint: { dir: path.join(root, 'e1', 'r1') } } }), log: () => undefined });
+    await runExperiment({
+      registry,
+      config: toyConfig(path.join(dir, 'mlruns'), { trainer: { epochs: 1, batchSize: 32, checkpoint: { dir: path.join(root, 'e1', 'r1') } } }),
+      log: () => undefined,
+    });
     // What a user or an older loom may leave there: a tokenizer (the crash of issue 18), stray files, empty folders.
     fs.mkdirSync(path.join(root, 'bert'), { recursive: true });
     fs.writeFileSync(path.join(root, 'bert', 'wordpiece-smoke-600.json'), '{}');
@@ -229,7 +262,20 @@ describe('--resume latest', () => {
 
 describe('the CLI', () => {
   it('stops a paper run on SIGINT with exit 130 and a resume command; --resume latest finishes it as if never stopped', async () => {
-    const flags = ['paper', 'mnist-cnn', '--preset', 'smoke', '--seed', '3', '--set', 'data.trainLimit=900', '--set', 'data.testLimit=200', '--set', 'trainer.epochs=3'];
+    const flags = [
+      'paper',
+      'mnist-cnn',
+      '--preset',
+      'smoke',
+      '--seed',
+      '3',
+      '--set',
+      'data.trainLimit=900',
+      '--set',
+      'data.testLimit=200',
+      '--set',
+      'trainer.epochs=3',
+    ];
     const [ref, work] = [path.join(dir, 'ref'), path.join(dir, 'work')];
     for (const d of [ref, work]) fs.mkdirSync(d);
     const cliRun = (cwd: string, extra: string[]) => spawnSync(process.execPath, [cli, ...flags, ...extra], { encoding: 'utf8', cwd, env: process.env });
@@ -243,7 +289,9 @@ describe('the CLI', () => {
     p.on('epoch 1/3 done', () => p.child.kill('SIGINT'));
     const end = await p.ended;
     expect(end.code, end.stderr).toBe(130);
-    expect(end.stderr).toMatch(/^loom: interrupted by SIGINT after step \d+: checkpoint \S+ \(step \d+\); MLflow run \w+ marked KILLED\nTo continue it, run the same command with --resume latest/);
+    expect(end.stderr).toMatch(
+      /^loom: interrupted by SIGINT after step \d+: checkpoint \S+ \(step \d+\); MLflow run \w+ marked KILLED\nTo continue it, run the same command with --resume latest/,
+    );
     expect(end.stderr).not.toMatch(/\n\s+at /); // no stack trace
     const killed = onlyRun(path.join(work, 'mlruns'));
     expect(killed.meta.status).toBe(5);

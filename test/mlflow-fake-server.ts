@@ -30,7 +30,18 @@ export interface FakeMetric {
   step: number;
 }
 export interface FakeRun {
-  info: { run_id: string; run_uuid: string; experiment_id: string; run_name: string; status: string; start_time: number; end_time: number | null; artifact_uri: string; lifecycle_stage: string; user_id: string };
+  info: {
+    run_id: string;
+    run_uuid: string;
+    experiment_id: string;
+    run_name: string;
+    status: string;
+    start_time: number;
+    end_time: number | null;
+    artifact_uri: string;
+    lifecycle_stage: string;
+    user_id: string;
+  };
   params: Map<string, string>;
   tags: Map<string, string>;
   metrics: FakeMetric[];
@@ -58,7 +69,8 @@ export interface FakeMlflowOptions {
 }
 
 /** MLflow 2.x basic-auth's 401 body (mlflow/server/auth/__init__.py, make_basic_auth_response). */
-export const MLFLOW_401_BODY = 'You are not authenticated. Please see https://www.mlflow.org/docs/latest/auth/index.html#authenticating-to-mlflow on how to authenticate.';
+export const MLFLOW_401_BODY =
+  'You are not authenticated. Please see https://www.mlflow.org/docs/latest/auth/index.html#authenticating-to-mlflow on how to authenticate.';
 
 export interface FakeMlflow {
   readonly url: string;
@@ -138,7 +150,18 @@ export async function startFakeMlflow(options: FakeMlflowOptions | number = {}):
         if (!exp) throw new ApiError(404, 'RESOURCE_DOES_NOT_EXIST', `No Experiment with id=${String(body.experiment_id)} exists`);
         const id = (nextRun++).toString(16).padStart(32, '0');
         const run: FakeRun = {
-          info: { run_id: id, run_uuid: id, experiment_id: exp.experiment_id, run_name: String(body.run_name ?? ''), status: 'RUNNING', start_time: Number(body.start_time), end_time: null, artifact_uri: `mlflow-artifacts:/${exp.experiment_id}/${id}/artifacts`, lifecycle_stage: 'active', user_id: String(body.user_id ?? '') },
+          info: {
+            run_id: id,
+            run_uuid: id,
+            experiment_id: exp.experiment_id,
+            run_name: String(body.run_name ?? ''),
+            status: 'RUNNING',
+            start_time: Number(body.start_time),
+            end_time: null,
+            artifact_uri: `mlflow-artifacts:/${exp.experiment_id}/${id}/artifacts`,
+            lifecycle_stage: 'active',
+            user_id: String(body.user_id ?? ''),
+          },
           params: new Map(),
           tags: new Map(),
           metrics: [],
@@ -161,10 +184,15 @@ export async function startFakeMlflow(options: FakeMlflowOptions | number = {}):
         if (total > 1000) throw invalid(`A batch logging request can contain at most 1000 metrics, params, and tags in total. Got ${total}.`);
         const keys = params.map((p) => p.key);
         if (new Set(keys).size !== keys.length) throw invalid('Duplicate parameter keys have been submitted.');
-        for (const m of metrics) if (m.timestamp === undefined || m.key === undefined || m.value === undefined) throw invalid(`Missing value for required parameter 'metrics[].timestamp/key/value' in ${JSON.stringify(m)}`);
+        for (const m of metrics)
+          if (m.timestamp === undefined || m.key === undefined || m.value === undefined)
+            throw invalid(`Missing value for required parameter 'metrics[].timestamp/key/value' in ${JSON.stringify(m)}`);
         for (const p of params) {
           const old = run.params.get(p.key);
-          if (old !== undefined && old !== p.value) throw invalid(`Changing param values is not allowed. Param with key='${p.key}' was already logged with value='${old}' for run ID='${run.info.run_id}'. Attempted logging new value '${p.value}'.`);
+          if (old !== undefined && old !== p.value)
+            throw invalid(
+              `Changing param values is not allowed. Param with key='${p.key}' was already logged with value='${old}' for run ID='${run.info.run_id}'. Attempted logging new value '${p.value}'.`,
+            );
         }
         for (const p of params) run.params.set(p.key, p.value);
         for (const t of tags) run.tags.set(t.key, t.value);
@@ -182,7 +210,8 @@ export async function startFakeMlflow(options: FakeMlflowOptions | number = {}):
       case 'POST /api/2.0/mlflow/runs/update': {
         const run = requireRun(body.run_id);
         if (body.status !== undefined) {
-          if (!['RUNNING', 'SCHEDULED', 'FINISHED', 'FAILED', 'KILLED'].includes(String(body.status))) throw invalid(`Invalid value ${String(body.status)} for parameter 'status'`);
+          if (!['RUNNING', 'SCHEDULED', 'FINISHED', 'FAILED', 'KILLED'].includes(String(body.status)))
+            throw invalid(`Invalid value ${String(body.status)} for parameter 'status'`);
           run.info.status = String(body.status);
         }
         if (body.end_time !== undefined) run.info.end_time = Number(body.end_time);
@@ -197,7 +226,10 @@ export async function startFakeMlflow(options: FakeMlflowOptions | number = {}):
         const page = all.slice(start, start + max);
         const encode = (v: number) => (Number.isFinite(v) ? v : Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity');
         // Protobuf's JSON mapping leaves out an empty repeated field: a key never logged answers {}.
-        return { ...(page.length ? { metrics: page.map((m) => ({ ...m, value: encode(m.value) })) } : {}), ...(start + max < all.length ? { next_page_token: String(start + max) } : {}) };
+        return {
+          ...(page.length ? { metrics: page.map((m) => ({ ...m, value: encode(m.value) })) } : {}),
+          ...(start + max < all.length ? { next_page_token: String(start + max) } : {}),
+        };
       }
       default:
         throw new ApiError(404, 'ENDPOINT_NOT_FOUND', `No endpoint ${route}`);
@@ -253,7 +285,8 @@ export async function startFakeMlflow(options: FakeMlflowOptions | number = {}):
           if (method === 'POST') {
             const type = req.headers['content-type'] ?? '';
             if (!type.startsWith('application/json')) throw invalid(`Bad Request. Content-Type must be one of ['application/json'], got '${type}'.`);
-            if (path(url.pathname) === 'runs/log-batch' && raw.length > MAX_REQUEST_BYTES) throw invalid(`Batched logging API requests must be at most ${MAX_REQUEST_BYTES} bytes, got a request of size ${raw.length}.`);
+            if (path(url.pathname) === 'runs/log-batch' && raw.length > MAX_REQUEST_BYTES)
+              throw invalid(`Batched logging API requests must be at most ${MAX_REQUEST_BYTES} bytes, got a request of size ${raw.length}.`);
             body = raw.length ? (JSON.parse(raw.toString('utf8')) as Record<string, unknown>) : {};
           }
           result = handle(method, url.pathname, url.searchParams, body);
@@ -279,13 +312,14 @@ export async function startFakeMlflow(options: FakeMlflowOptions | number = {}):
     s.on('close', () => sockets.delete(s));
   });
   const path = (p: string) => p.replace('/api/2.0/mlflow/', '');
-  const listen = (p: number) => new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(p, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
+  const listen = (p: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(p, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
   await listen(port);
   const bound = (server.address() as AddressInfo).port;
 
@@ -301,10 +335,11 @@ export async function startFakeMlflow(options: FakeMlflowOptions | number = {}):
     permission: null,
     answerDelayMs: 0,
     authorizations,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      for (const s of sockets) s.destroy();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      }),
     restart: () => listen(bound),
   };
   return api;

@@ -13,8 +13,22 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
-  buildModel, createRegistry, definePlugin, listCheckpoints, loadModel, modelOptions, readWeights, Rng, saveModel,
-  sha256, TensorDataset, type JsonObject, type Model, type ModelConfig, type NamedWeights, type PluginRegistry,
+  buildModel,
+  createRegistry,
+  definePlugin,
+  listCheckpoints,
+  loadModel,
+  modelOptions,
+  readWeights,
+  Rng,
+  saveModel,
+  sha256,
+  TensorDataset,
+  type JsonObject,
+  type Model,
+  type ModelConfig,
+  type NamedWeights,
+  type PluginRegistry,
 } from '../core';
 import { runExperiment } from '../runtime';
 import { registerBuiltins } from '../plugins';
@@ -62,7 +76,13 @@ function build(c: Case, seed: number): Model {
 function input(c: Case, rng: Rng, batch = c.inputShape[0]!): tf.Tensor {
   const shape = [batch, ...c.inputShape.slice(1)];
   const n = shape.reduce((a, b) => a * b, 1);
-  return c.inputInts ? tf.tensor(Int32Array.from({ length: n }, () => rng.int(c.inputInts!)), shape, 'int32') : randomNormal(shape, rng);
+  return c.inputInts
+    ? tf.tensor(
+        Int32Array.from({ length: n }, () => rng.int(c.inputInts!)),
+        shape,
+        'int32',
+      )
+    : randomNormal(shape, rng);
 }
 
 const values = (w: NamedWeights) => [...w].map(([k, v]) => [k, v.shape, Array.from(v.values)]);
@@ -90,7 +110,11 @@ describe.each(await cpuBackends())('on backend %s', (name) => {
           expect(names.slice(0, a.parameters().length)).toEqual(a.parameters().map((p) => p.name));
           if (a.spec.type === 'sequential') {
             const layers = (a.spec.layers as JsonObject[]).map((l) => l.name as string);
-            for (const n of names) expect(layers.some((l) => n.startsWith(`${l}/`)), n).toBe(true);
+            for (const n of names)
+              expect(
+                layers.some((l) => n.startsWith(`${l}/`)),
+                n,
+              ).toBe(true);
           } else {
             for (const n of names) expect(n, n).toMatch(new RegExp(`^${a.name}/[^/]+/.+|^${a.name}/[^/]+$`));
           }
@@ -187,7 +211,7 @@ describe.each(await cpuBackends())('on backend %s', (name) => {
       model.dispose();
     });
 
-    it('a checkpoint whose config names the model as a Sequential\'s one layer resumes under the new config, exactly', async () => {
+    it("a checkpoint whose config names the model as a Sequential's one layer resumes under the new config, exactly", async () => {
       const spec = { type: 'gpt', name: 'gpt', vocabSize: 7, context: 5, dModel: 8, numHeads: 2, layers: 1, dropout: 0 };
       const legacy = (state: JsonObject) => {
         (state.config as JsonObject).model = { inputShape: [5], layers: [spec] };
@@ -235,14 +259,22 @@ async function trainAndResume(c: Case, tag: string, edit?: (state: JsonObject) =
   const y = Int32Array.from({ length: size(yShape) }, () => rng.int(out.at(-1)!));
   const data = new TensorDataset(`model-data:${backend}:${tag}`, x, inShape, y, yShape);
   const source = definePlugin({
-    kind: 'dataset', name: `model-data-${backend}-${tag.replace(/\W+/g, '-')}`, description: 'test data for one model', schema: z.object({}),
+    kind: 'dataset',
+    name: `model-data-${backend}-${tag.replace(/\W+/g, '-')}`,
+    description: 'test data for one model',
+    schema: z.object({}),
     create: () => ({ splits: ['train'], load: () => data }),
   });
   registry.register(source);
   const whole = path.join(dir, `ckpt-${source.name}`);
   const config = {
-    experiment: 'models', seed: 3, data: { source: source.name, test: null }, model: c.config, loss: 'sparse-categorical-crossentropy',
-    optimizer: { type: 'adam', lr: 0.01 }, trackers: [{ type: 'mlflow-file', root: path.join(dir, `run-${source.name}`) }],
+    experiment: 'models',
+    seed: 3,
+    data: { source: source.name, test: null },
+    model: c.config,
+    loss: 'sparse-categorical-crossentropy',
+    optimizer: { type: 'adam', lr: 0.01 },
+    trackers: [{ type: 'mlflow-file', root: path.join(dir, `run-${source.name}`) }],
     trainer: { epochs: 2, batchSize: 4, clipNorm: 1, checkpoint: { everySteps: 1, keep: 10, dir: whole } },
   };
   let final: NamedWeights | null = null;

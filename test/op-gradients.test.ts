@@ -14,7 +14,7 @@ const opKernels = OP_GRADIENTS.map((g) => g.kernelName);
 const [sumGradient, meanGradient] = reduceFamily.gradients!;
 
 describe('installing gradients and kernels', () => {
-  it('importing core and every plugin registers no gradient and no kernel; selecting a backend installs the ops\' gradients', async () => {
+  it("importing core and every plugin registers no gradient and no kernel; selecting a backend installs the ops' gradients", async () => {
     // This file's imports (core, plugins, the native kernels' registration list) ran; nothing was selected yet.
     for (const name of opKernels) expect(tf.getGradient(name), name).toBeUndefined();
     expect(tf.getGradient('Sum')).not.toBe(sumGradient);
@@ -26,7 +26,14 @@ describe('installing gradients and kernels', () => {
     expect(opKernels.map((name) => tf.getGradient(name))).toEqual(OP_GRADIENTS);
     expect(installOpGradients()).toEqual([]); // idempotent
     // linear's gradient is the installed one: tfjs registers none for _FusedMatMul.
-    const x = tf.tensor2d([[1, -2], [3, 4]]), w = tf.tensor2d([[0.5, -1], [2, 0.25]]);
+    const x = tf.tensor2d([
+        [1, -2],
+        [3, 4],
+      ]),
+      w = tf.tensor2d([
+        [0.5, -1],
+        [2, 0.25],
+      ]);
     const dw = tf.grad((v: tf.Tensor) => tf.sum(linear(x, v as tf.Tensor2D)))(w);
     expect(Array.from(dw.dataSync())).toEqual([4, 4, 2, 2]); // xᵀ·1: column sums of x, repeated over the outputs
     tf.dispose([x, w, dw]);

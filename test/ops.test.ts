@@ -12,8 +12,10 @@ import { cpuBackends, expectNoLeak, randomNormal, referenceSelfAttention, testRe
 /** max |a − b| ≤ tol · max(1, max |b|), with equal shapes. */
 function expectAllClose(a: tf.Tensor, b: tf.Tensor, tol: number, what: string): void {
   expect(a.shape, what).toEqual(b.shape);
-  const av = a.dataSync(), bv = b.dataSync();
-  let scale = 1, err = 0;
+  const av = a.dataSync(),
+    bv = b.dataSync();
+  let scale = 1,
+    err = 0;
   for (let i = 0; i < bv.length; i++) {
     scale = Math.max(scale, Math.abs(bv[i]!));
     err = Math.max(err, Math.abs(av[i]! - bv[i]!));
@@ -50,7 +52,9 @@ describe.each(await cpuBackends())('core ops on backend %s', (backend) => {
         fc.integer({ min: 0, max: 2 ** 30 }),
         (lead, inF, outF, act, withBias, seed) => {
           const rng = new Rng(seed);
-          const x = randomNormal([...lead, inF], rng), w = randomNormal([inF, outF], rng) as tf.Tensor2D, b = randomNormal([outF], rng) as tf.Tensor1D;
+          const x = randomNormal([...lead, inF], rng),
+            w = randomNormal([inF, outF], rng) as tf.Tensor2D,
+            b = randomNormal([outF], rng) as tf.Tensor1D;
           const reference = (xs: tf.Tensor, ws: tf.Tensor, bs?: tf.Tensor) => {
             const z = tf.reshape(tf.matMul(tf.reshape(xs, [-1, inF]), ws), [...lead, outF]);
             const zb = bs ? tf.add(z, bs) : z;
@@ -70,7 +74,9 @@ describe.each(await cpuBackends())('core ops on backend %s', (backend) => {
     tf.unregisterKernel('_FusedMatMul', tf.getBackend());
     try {
       const rng = new Rng(3);
-      const x = randomNormal([2, 3, 5], rng), w = randomNormal([5, 4], rng), b = randomNormal([4], rng);
+      const x = randomNormal([2, 3, 5], rng),
+        w = randomNormal([5, 4], rng),
+        b = randomNormal([4], rng);
       const reference = (xs: tf.Tensor, ws: tf.Tensor, bs: tf.Tensor) => tf.relu(tf.add(tf.reshape(tf.matMul(tf.reshape(xs, [-1, 5]), ws), [2, 3, 4]), bs));
       compare((xs, ws, bs) => linear(xs, ws as tf.Tensor2D, bs as tf.Tensor1D, 'relu'), reference, [x, w, b], rng, 1e-5);
       tf.dispose([x, w, b]);
@@ -81,7 +87,9 @@ describe.each(await cpuBackends())('core ops on backend %s', (backend) => {
 
   it('linear computes only the gradients asked for: one product for dW when x needs none (tf.fused.matMul computes dx too)', () => {
     const rng = new Rng(1);
-    const x = randomNormal([8, 6], rng), w = tf.variable(randomNormal([6, 4], rng)), b = tf.variable(randomNormal([4], rng));
+    const x = randomNormal([8, 6], rng),
+      w = tf.variable(randomNormal([6, 4], rng)),
+      b = tf.variable(randomNormal([4], rng));
     const kernels = async (f: () => tf.Scalar) => {
       const info = await tf.profile(() => {
         const { value, grads } = tf.variableGrads(f, [w, b]);
@@ -103,18 +111,31 @@ describe.each(await cpuBackends())('core ops on backend %s', (backend) => {
 
   it('softmax and layerNorm match the composed ops, values and gradients', () => {
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 3 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 0, max: 2 ** 30 }), (lead, d, seed) => {
-        const rng = new Rng(seed);
-        const x = tf.add(randomNormal([...lead, d], rng, 3), 1), gamma = randomNormal([d], rng), beta = randomNormal([d], rng);
-        compare((v) => softmax(v), (v) => tf.softmax(v), [x], rng, 1e-5);
-        const eps = 1e-5;
-        const composed = (v: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
-          const c = tf.sub(v, tf.mean(v, -1, true));
-          return tf.add(tf.mul(tf.mul(c, tf.rsqrt(tf.add(tf.mean(tf.square(c), -1, true), eps))), g), b);
-        };
-        compare((v, g, b) => layerNorm(v, g as tf.Tensor1D, b as tf.Tensor1D, eps), composed, [x, gamma, beta], rng, 1e-3);
-        tf.dispose([x, gamma, beta]);
-      }),
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 3 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 0, max: 2 ** 30 }),
+        (lead, d, seed) => {
+          const rng = new Rng(seed);
+          const x = tf.add(randomNormal([...lead, d], rng, 3), 1),
+            gamma = randomNormal([d], rng),
+            beta = randomNormal([d], rng);
+          compare(
+            (v) => softmax(v),
+            (v) => tf.softmax(v),
+            [x],
+            rng,
+            1e-5,
+          );
+          const eps = 1e-5;
+          const composed = (v: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+            const c = tf.sub(v, tf.mean(v, -1, true));
+            return tf.add(tf.mul(tf.mul(c, tf.rsqrt(tf.add(tf.mean(tf.square(c), -1, true), eps))), g), b);
+          };
+          compare((v, g, b) => layerNorm(v, g as tf.Tensor1D, b as tf.Tensor1D, eps), composed, [x, gamma, beta], rng, 1e-3);
+          tf.dispose([x, gamma, beta]);
+        },
+      ),
       { numRuns: 30 },
     );
   });
@@ -122,22 +143,32 @@ describe.each(await cpuBackends())('core ops on backend %s', (backend) => {
   it('do not leak tensors across training steps', () => {
     const rng = new Rng(2);
     const x = randomNormal([4, 3, 8], rng);
-    const w = tf.variable(randomNormal([8, 8], rng)), b = tf.variable(randomNormal([8], rng));
-    const g = tf.variable(tf.ones([8])), be = tf.variable(tf.zeros([8]));
+    const w = tf.variable(randomNormal([8, 8], rng)),
+      b = tf.variable(randomNormal([8], rng));
+    const g = tf.variable(tf.ones([8])),
+      be = tf.variable(tf.zeros([8]));
     expectNoLeak(() => {
-      const { value, grads } = tf.variableGrads(() => tf.sum(softmax(layerNorm(linear(x, w as tf.Tensor2D, b as tf.Tensor1D, 'relu'), g as tf.Tensor1D, be as tf.Tensor1D, 1e-5))), [w, b, g, be]);
+      const { value, grads } = tf.variableGrads(
+        () => tf.sum(softmax(layerNorm(linear(x, w as tf.Tensor2D, b as tf.Tensor1D, 'relu'), g as tf.Tensor1D, be as tf.Tensor1D, 1e-5))),
+        [w, b, g, be],
+      );
       tf.dispose([value, ...Object.values(grads)]);
     });
     tf.dispose([x, w, b, g, be]);
   });
 
   it('names the mismatch when shapes do not fit', () => {
-    const x = tf.zeros([2, 5]), w = tf.zeros([4, 3]) as tf.Tensor2D;
+    const x = tf.zeros([2, 5]),
+      w = tf.zeros([4, 3]) as tf.Tensor2D;
     expect(() => linear(x, w)).toThrow(/linear: expected input shape \[\.\.\., 4\] \(the weight is \[4,3\]\), got \[2, 5\]/);
     expect(() => linear(tf.zeros([2, 4]), w, tf.zeros([2]) as tf.Tensor1D)).toThrow(/linear bias: expected input shape \[3\], got \[2\]/);
     if (hasKernel(FUSED_KERNELS.attention)) {
-      expect(() => selfAttention(tf.zeros([2, 3, 12]), 2, tf.ones([2, 4]), false)).toThrow(/selfAttention key mask: expected input shape \[2, 3\], got \[2, 4\]/);
-      expect(() => selfAttention(tf.zeros([2, 3, 12]), 3, null, false)).toThrow(/selfAttention: expected input shape \[batch, time, 3·d\] with d divisible by 3 heads/);
+      expect(() => selfAttention(tf.zeros([2, 3, 12]), 2, tf.ones([2, 4]), false)).toThrow(
+        /selfAttention key mask: expected input shape \[2, 3\], got \[2, 4\]/,
+      );
+      expect(() => selfAttention(tf.zeros([2, 3, 12]), 3, null, false)).toThrow(
+        /selfAttention: expected input shape \[batch, time, 3·d\] with d divisible by 3 heads/,
+      );
     }
     tf.dispose([x, w]);
   });
@@ -152,17 +183,34 @@ describe.skipIf(!native)('selfAttention on native-cpu', () => {
     await testRegistry('native-cpu');
   });
 
-    it('matches attention composed from tfjs ops, values and gradients (key masks, causal)', () => {
-      fc.assert(
-        fc.property(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 7 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 6 }), fc.boolean(), fc.integer({ min: 0, max: 2 ** 30 }), (b, t, h, dk, causal, seed) => {
+  it('matches attention composed from tfjs ops, values and gradients (key masks, causal)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 7 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 2 ** 30 }),
+        (b, t, h, dk, causal, seed) => {
           const rng = new Rng(seed);
           const d = h * dk;
           const qkv = randomNormal([b, t, 3 * d], rng);
-          const mask = tf.tensor(Array.from({ length: b * t }, (_, i) => (i % t === t - 1 && t > 1 ? 0 : 1)), [b, t]);
-          compare((x) => selfAttention(x, h, mask, causal), (x) => referenceSelfAttention(x, h, mask, causal), [qkv], rng, 1e-4);
+          const mask = tf.tensor(
+            Array.from({ length: b * t }, (_, i) => (i % t === t - 1 && t > 1 ? 0 : 1)),
+            [b, t],
+          );
+          compare(
+            (x) => selfAttention(x, h, mask, causal),
+            (x) => referenceSelfAttention(x, h, mask, causal),
+            [qkv],
+            rng,
+            1e-4,
+          );
           tf.dispose([qkv, mask]);
-        }),
-        { numRuns: 30 },
-      );
-    });
+        },
+      ),
+      { numRuns: 30 },
+    );
+  });
 });

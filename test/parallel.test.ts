@@ -19,10 +19,14 @@ import toyBlobs, { toyConfig } from './toy-data';
 /** A stand-in for `worldSize` ranks that all hold the same buffer: the all-reduce multiplies by the world size. */
 function mirrorWorld(worldSize: number): Communicator {
   return {
-    rank: 0, worldSize,
+    rank: 0,
+    worldSize,
     allReduce: async (b) => void b.forEach((v, i) => (b[i] = v * worldSize)),
-    broadcast: async () => undefined, barrier: async () => undefined,
-    send: async () => undefined, recv: async () => undefined, finalize: async () => undefined,
+    broadcast: async () => undefined,
+    barrier: async () => undefined,
+    send: async () => undefined,
+    recv: async () => undefined,
+    finalize: async () => undefined,
   };
 }
 
@@ -54,7 +58,14 @@ describe('shardOrder', () => {
 
 describe('averageAcrossRanks', () => {
   it('packs every gradient and the loss into one buffer and unpacks the average, shapes kept, without leaking', async () => {
-    const grads = { a: tf.tensor([[1, -2], [3, 4.5]]), b: tf.tensor([7]), c: tf.tensor([[[0.25]]]) };
+    const grads = {
+      a: tf.tensor([
+        [1, -2],
+        [3, 4.5],
+      ]),
+      b: tf.tensor([7]),
+      c: tf.tensor([[[0.25]]]),
+    };
     const before = tf.memory().numTensors;
     let calls = 0;
     const world = mirrorWorld(4);
@@ -77,7 +88,9 @@ describe('beginDataParallel', () => {
   it('refuses onNonFinite "skip" with several ranks (a skipping rank would miss the all-reduce)', async () => {
     const model = { parameters: () => [], buffers: () => [] } as never;
     await expect(beginDataParallel(mirrorWorld(2), model, { onNonFinite: 'skip' })).rejects.toThrow(ConfigError);
-    await expect(beginDataParallel(mirrorWorld(2), model, { onNonFinite: 'skip' })).rejects.toThrow(/trainer.onNonFinite.*"skip" is not supported with 2 ranks/);
+    await expect(beginDataParallel(mirrorWorld(2), model, { onNonFinite: 'skip' })).rejects.toThrow(
+      /trainer.onNonFinite.*"skip" is not supported with 2 ranks/,
+    );
     await expect(beginDataParallel(mirrorWorld(1), model, { onNonFinite: 'skip' })).resolves.toBeUndefined();
   });
 });
@@ -109,11 +122,24 @@ describe('mpi-data-parallel without a launcher', () => {
 describe('strategies chosen by the config', () => {
   const quiet = () => undefined;
   const config = (parallelism: unknown) => ({
-    ...toyConfig('unused', { trackers: ['console'], trainer: { epochs: 2, batchSize: 16, validationSplit: 0.25, logEvery: 100, checkpoint: { enabled: false } } }),
-    model: { inputShape: [2], layers: [{ type: 'dense', units: 8, activation: 'tanh', kernelRegularizer: { type: 'l2', l2: 0.01 } }, { type: 'dense', units: 3 }] },
+    ...toyConfig('unused', {
+      trackers: ['console'],
+      trainer: { epochs: 2, batchSize: 16, validationSplit: 0.25, logEvery: 100, checkpoint: { enabled: false } },
+    }),
+    model: {
+      inputShape: [2],
+      layers: [
+        { type: 'dense', units: 8, activation: 'tanh', kernelRegularizer: { type: 'l2', l2: 0.01 } },
+        { type: 'dense', units: 3 },
+      ],
+    },
     parallelism,
   });
-  const weights = (c: DependencyContainer) => c.resolve(TOKENS.Model).parameters().flatMap((p) => Array.from(p.variable.dataSync()));
+  const weights = (c: DependencyContainer) =>
+    c
+      .resolve(TOKENS.Model)
+      .parameters()
+      .flatMap((p) => Array.from(p.variable.dataSync()));
 
   it('a pipeline (a single stage here) trains the model the single-process strategy trains, micro-batch by micro-batch', async () => {
     const registry = (await testRegistry()).register(toyBlobs);
@@ -133,13 +159,16 @@ describe('strategies chosen by the config', () => {
     });
   });
 
-  it('the trainer reaches the ranks only through its strategy\'s hooks, and trains on the shard the strategy gives', async () => {
+  it("the trainer reaches the ranks only through its strategy's hooks, and trains on the shard the strategy gives", async () => {
     const registry = (await testRegistry()).register(toyBlobs);
     const calls: string[] = [];
     const inner = new DataParallelStrategy(mirrorWorld(1));
     // A strategy that gives this "rank" only the first half of every epoch's order.
     const half: Strategy = {
-      spec: { type: 'half' }, rank: 0, worldSize: 1, isGlobalZero: true,
+      spec: { type: 'half' },
+      rank: 0,
+      worldSize: 1,
+      isGlobalZero: true,
       setup: async (h) => void calls.push(`setup ${h.options.batchSize}`),
       shardSize: (n) => Math.floor(n / 2),
       shard: (order) => (calls.push('shard'), order.subarray(0, Math.floor(order.length / 2))),
@@ -147,7 +176,12 @@ describe('strategies chosen by the config', () => {
       synchronize: async () => void calls.push('synchronize'),
       teardown: async () => void calls.push('teardown'),
     };
-    const c = await buildRunContainer({ registry, config: config('single-process'), log: quiet, override: (r) => r.register(TOKENS.Strategy, { useValue: half }) });
+    const c = await buildRunContainer({
+      registry,
+      config: config('single-process'),
+      log: quiet,
+      override: (r) => r.register(TOKENS.Strategy, { useValue: half }),
+    });
     const trainer = c.resolve(Trainer);
     // 72 training examples: the strategy's 36 a epoch, in batches of 16, 16 and 4.
     expect(trainer.stepsPerEpoch(c.resolve(TOKENS.TrainData))).toBe(3);
@@ -162,7 +196,8 @@ describe('strategies chosen by the config', () => {
     const registry = (await testRegistry()).register(toyBlobs);
     const c = await buildRunContainer({ registry, config: config('single-process'), log: quiet });
     const base = trainerOptionsSchema.parse({ epochs: 1, batchSize: 8, checkpoint: { enabled: false } });
-    const host = (options: object, model: unknown = c.resolve(TOKENS.Model)) => ({ ...c.resolve(Trainer), model, loss: c.resolve(TOKENS.Loss), options: { ...base, ...options } }) as never;
+    const host = (options: object, model: unknown = c.resolve(TOKENS.Model)) =>
+      ({ ...c.resolve(Trainer), model, loss: c.resolve(TOKENS.Loss), options: { ...base, ...options } }) as never;
     const two = () => new PipelineStrategy(mirrorWorld(2), { microBatches: 2 });
     await expect(two().setup(host({ clipNorm: 1 }))).rejects.toThrow(/^trainer\.clipNorm: is not supported by a pipeline of 2 stages/);
     await expect(two().setup(host({ onNonFinite: 'skip' }))).rejects.toThrow(/^trainer\.onNonFinite:/);

@@ -26,14 +26,17 @@ describe('uniformFloats (xoshiro128**)', () => {
         const n = 50_000;
         const u = uniformFloats(seed, n);
         expect(uniformFloats(seed, n)).toEqual(u);
-        let sum = 0, sq = 0, offGrid = 0;
+        let sum = 0,
+          sq = 0,
+          offGrid = 0;
         for (const v of u) {
           if (!(v >= 0 && v < 1 && Number.isInteger(v * 2 ** 24))) offGrid++;
           sum += v;
           sq += v * v;
         }
         expect(offGrid).toBe(0);
-        const mean = sum / n, variance = sq / n - mean * mean;
+        const mean = sum / n,
+          variance = sq / n - mean * mean;
         // Standard errors: sqrt(1/12/n) ≈ 0.0013 for the mean, sqrt(1/180/n) ≈ 0.00033 for the variance; 5 sigma.
         expect(Math.abs(mean - 0.5)).toBeLessThan(5 * Math.sqrt(1 / 12 / n));
         expect(Math.abs(variance - 1 / 12)).toBeLessThan(5 * Math.sqrt(1 / 180 / n));
@@ -46,9 +49,14 @@ describe('uniformFloats (xoshiro128**)', () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 2 ** 31 - 2 }), (seed) => {
         const n = 50_000;
-        const a = uniformFloats(seed, n), b = uniformFloats(seed + 1, n);
+        const a = uniformFloats(seed, n),
+          b = uniformFloats(seed + 1, n);
         const corr = (x: ArrayLike<number>, y: ArrayLike<number>, m: number) => {
-          let sxy = 0, sx = 0, sy = 0, sxx = 0, syy = 0;
+          let sxy = 0,
+            sx = 0,
+            sy = 0,
+            sxx = 0,
+            syy = 0;
           for (let i = 0; i < m; i++) {
             sxy += x[i]! * y[i]!;
             sx += x[i]!;

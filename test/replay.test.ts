@@ -23,14 +23,18 @@ const why = !info.loaded ? `the native addon is absent (${info.reason})` : !avx2
 if (why) console.warn(`replay test skipped: ${why}`);
 
 describe('replaying a run record', () => {
-  it.skipIf(!!why)('the first 30 steps of mnist-cnn smoke seed 0 log the record\'s losses exactly', () => {
+  it.skipIf(!!why)("the first 30 steps of mnist-cnn smoke seed 0 log the record's losses exactly", () => {
     expect(record.machine).toMatchObject({ simd: 'avx2', backend: 'native-cpu' });
     const steps = 30;
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-replay-'));
     try {
       const env: NodeJS.ProcessEnv = { ...process.env, LOOM_SIMD: record.machine.simd, LOOM_THREADS: record.machine.threads, MLFLOW_TRACKING_URI: '' };
       delete env.LOOM_GEMM;
-      execFileSync(process.execPath, [path.join(repo, 'cli/bin.mjs'), 'paper', record.paper, '--preset', record.preset, '--seed', String(record.seed), '--max-steps', String(steps)], { cwd, env, encoding: 'utf8' });
+      execFileSync(
+        process.execPath,
+        [path.join(repo, 'cli/bin.mjs'), 'paper', record.paper, '--preset', record.preset, '--seed', String(record.seed), '--max-steps', String(steps)],
+        { cwd, env, encoding: 'utf8' },
+      );
       const [run] = readStore(path.join(cwd, 'mlruns'));
       const replayed = run!.metrics.batch_loss!;
       const recorded = record.run.metrics.batch_loss!.filter(([s]) => s <= steps);

@@ -37,7 +37,11 @@ const read = (f: string) => JSON.parse(fs.readFileSync(f, 'utf8')) as Outcome;
 
 function runToEnd(name: string, resume?: string): Outcome {
   const out = path.join(dir, `${name}.json`);
-  const r = spawnSync(process.execPath, [...nodeArgs, path.join(dir, `${name}-mlruns`), path.join(dir, `${name}-ckpt`), out, ...(resume ? [resume] : [])], { encoding: 'utf8', env, cwd: dir });
+  const r = spawnSync(process.execPath, [...nodeArgs, path.join(dir, `${name}-mlruns`), path.join(dir, `${name}-ckpt`), out, ...(resume ? [resume] : [])], {
+    encoding: 'utf8',
+    env,
+    cwd: dir,
+  });
   expect(r.status, r.stderr).toBe(0);
   return read(out);
 }
@@ -45,7 +49,10 @@ function runToEnd(name: string, resume?: string): Outcome {
 /** Starts a run and SIGKILLs it once it has printed `step k`. */
 function runAndKill(name: string, k: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...nodeArgs, path.join(dir, `${name}-mlruns`), path.join(dir, `${name}-ckpt`), path.join(dir, `${name}.json`)], { env, cwd: dir });
+    const child = spawn(process.execPath, [...nodeArgs, path.join(dir, `${name}-mlruns`), path.join(dir, `${name}-ckpt`), path.join(dir, `${name}.json`)], {
+      env,
+      cwd: dir,
+    });
     let seen = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => {
@@ -84,7 +91,11 @@ describe('resume after SIGKILL', () => {
         expect(Number(resumedTags[0]!.split('.')[2])).toBeLessThan(k);
         const metrics = path.join(root, exp, resumed.runId, 'metrics');
         for (const key of fs.readdirSync(metrics)) {
-          const steps = fs.readFileSync(path.join(metrics, key), 'utf8').trimEnd().split('\n').map((l) => l.split(' ')[2]);
+          const steps = fs
+            .readFileSync(path.join(metrics, key), 'utf8')
+            .trimEnd()
+            .split('\n')
+            .map((l) => l.split(' ')[2]);
           expect(new Set(steps).size, `${key} logged once per step`).toBe(steps.length);
         }
         expect(fs.readFileSync(path.join(metrics, 'loss'), 'utf8').trimEnd().split('\n')).toHaveLength(3);
@@ -102,7 +113,11 @@ describe('checkpoints and the NaN guard', () => {
 
   it('keeps the last K complete checkpoints and ignores an interrupted write', async () => {
     const ckptDir = path.join(dir, 'ckpt');
-    await runExperiment({ registry, config: toyConfig(path.join(dir, 'mlruns'), { trainer: { epochs: 2, batchSize: 16, checkpoint: { everySteps: 2, keep: 3, dir: ckptDir } } }), log: () => undefined });
+    await runExperiment({
+      registry,
+      config: toyConfig(path.join(dir, 'mlruns'), { trainer: { epochs: 2, batchSize: 16, checkpoint: { everySteps: 2, keep: 3, dir: ckptDir } } }),
+      log: () => undefined,
+    });
     const all = listCheckpoints(ckptDir);
     expect(all).toHaveLength(3);
     expect(path.basename(all.at(-1)!)).toMatch(/^ckpt-0+12-e2b0$/); // 2 epochs of 6 steps, the last at the end of epoch 2
@@ -114,14 +129,25 @@ describe('checkpoints and the NaN guard', () => {
   it('stops on a non-finite gradient naming the layers and the last finite loss, keeping the last good checkpoint', async () => {
     const ckptDir = path.join(dir, 'ckpt');
     // ReLU of a huge pre-activation: the loss overflows to Infinity during the second epoch at this learning rate.
-    const config = toyConfig(path.join(dir, 'mlruns'), { optimizer: { type: 'sgd', lr: 1e18 }, trainer: { epochs: 3, batchSize: 16, checkpoint: { dir: ckptDir } } });
-    await expect(runExperiment({ registry, config, log: () => undefined })).rejects.toThrow(/non-finite (loss|gradient).* at step \d+ \(epoch \d\); layers with non-finite gradients: .*; last finite loss: /);
-    for (const c of listCheckpoints(ckptDir)) expect(JSON.parse(fs.readFileSync(path.join(c, 'state.json'), 'utf8')).trainer.history.every((h: { loss: number }) => Number.isFinite(h.loss))).toBe(true);
+    const config = toyConfig(path.join(dir, 'mlruns'), {
+      optimizer: { type: 'sgd', lr: 1e18 },
+      trainer: { epochs: 3, batchSize: 16, checkpoint: { dir: ckptDir } },
+    });
+    await expect(runExperiment({ registry, config, log: () => undefined })).rejects.toThrow(
+      /non-finite (loss|gradient).* at step \d+ \(epoch \d\); layers with non-finite gradients: .*; last finite loss: /,
+    );
+    for (const c of listCheckpoints(ckptDir))
+      expect(JSON.parse(fs.readFileSync(path.join(c, 'state.json'), 'utf8')).trainer.history.every((h: { loss: number }) => Number.isFinite(h.loss))).toBe(
+        true,
+      );
   });
 
   it("with onNonFinite 'skip' skips the bad batch and carries on, counting it", async () => {
     const nanOnce = {
-      kind: 'loss' as const, name: 'nan-once', description: 'test: NaN on the third batch', schema: (await import('zod')).z.object({}),
+      kind: 'loss' as const,
+      name: 'nan-once',
+      description: 'test: NaN on the third batch',
+      schema: (await import('zod')).z.object({}),
       create: () => {
         let calls = 0;
         const ce = registry.create('loss', 'sparse-categorical-crossentropy');
@@ -129,7 +155,11 @@ describe('checkpoints and the NaN guard', () => {
       },
     };
     registry.register(nanOnce);
-    const r = await runExperiment({ registry, config: toyConfig(path.join(dir, 'mlruns'), { loss: 'nan-once', trainer: { epochs: 2, batchSize: 16, onNonFinite: 'skip' } }), log: () => undefined });
+    const r = await runExperiment({
+      registry,
+      config: toyConfig(path.join(dir, 'mlruns'), { loss: 'nan-once', trainer: { epochs: 2, batchSize: 16, onNonFinite: 'skip' } }),
+      log: () => undefined,
+    });
     expect(r.history).toHaveLength(2);
     const exp = fs.readdirSync(path.join(dir, 'mlruns')).find((d) => d !== '0' && d !== 'meta.yaml')!;
     expect(fs.readFileSync(path.join(dir, 'mlruns', exp, r.run.runId, 'metrics', 'skipped_batches'), 'utf8')).toMatch(/^\d+ 1 \d+\n$/);

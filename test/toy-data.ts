@@ -42,7 +42,13 @@ export function toyConfig(root: string, overrides: Record<string, unknown> = {})
     experiment: 'toy',
     seed: 7,
     data: { source: { type: 'toy-blobs', size: 96 } },
-    model: { inputShape: [2], layers: [{ type: 'dense', units: 16, activation: 'relu' }, { type: 'dense', units: 3 }] },
+    model: {
+      inputShape: [2],
+      layers: [
+        { type: 'dense', units: 16, activation: 'relu' },
+        { type: 'dense', units: 3 },
+      ],
+    },
     loss: 'sparse-categorical-crossentropy',
     optimizer: { type: 'adam', lr: 0.05 },
     metrics: ['accuracy'],

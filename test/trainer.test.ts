@@ -58,7 +58,11 @@ describe('Trainer', () => {
   });
 
   it('ends a decaying schedule with the run when its totalSteps is left out (epochs × steps per epoch)', async () => {
-    const config = toyConfig(dir, { schedule: { type: 'linear-warmup-decay', lr: 0.05, warmupSteps: 2 }, trainer: { epochs: 3, batchSize: 16, logEvery: 1 }, trackers: ['console'] });
+    const config = toyConfig(dir, {
+      schedule: { type: 'linear-warmup-decay', lr: 0.05, warmupSteps: 2 },
+      trainer: { epochs: 3, batchSize: 16, logEvery: 1 },
+      trackers: ['console'],
+    });
     const c = await buildRunContainer({ registry, config, log: () => undefined });
     const trainer = c.resolve(Trainer);
     const train = c.resolve(TOKENS.TrainData);
@@ -73,7 +77,11 @@ describe('Trainer', () => {
   });
 
   it('sets the optimizer learning rate from the schedule before every step', async () => {
-    const config = toyConfig(dir, { schedule: { type: 'step-decay', lr: 0.05, factor: 0.5, startEpoch: 1 }, trainer: { epochs: 3, batchSize: 16, logEvery: 1 }, trackers: ['console'] });
+    const config = toyConfig(dir, {
+      schedule: { type: 'step-decay', lr: 0.05, factor: 0.5, startEpoch: 1 },
+      trainer: { epochs: 3, batchSize: 16, logEvery: 1 },
+      trackers: ['console'],
+    });
     const c = await buildRunContainer({ registry, config, log: () => undefined });
     const trainer = c.resolve(Trainer);
     const seen: [number, number][] = [];
@@ -94,7 +102,11 @@ describe('Trainer', () => {
         trainer: { epochs: 2, batchSize: 16 },
       });
     const aug = [{ type: 'random-crop', padding: 1 }, { type: 'random-flip' }];
-    const [a, b, plain] = [await runExperiment({ registry, config: images(aug), log: () => undefined }), await runExperiment({ registry, config: images(aug), log: () => undefined }), await runExperiment({ registry, config: images([]), log: () => undefined })];
+    const [a, b, plain] = [
+      await runExperiment({ registry, config: images(aug), log: () => undefined }),
+      await runExperiment({ registry, config: images(aug), log: () => undefined }),
+      await runExperiment({ registry, config: images([]), log: () => undefined }),
+    ];
     expect(a.history).toEqual(b.history);
     expect(a.history[0]!.loss).not.toBe(plain.history[0]!.loss);
     expect(a.test).toEqual(b.test);
@@ -102,7 +114,14 @@ describe('Trainer', () => {
 
   it('carries stateful LSTM state across batches and resets it at the start of every epoch and evaluation', async () => {
     const config = toyConfig(dir, {
-      model: { inputShape: [2], layers: [{ type: 'reshape', targetShape: [2, 1] }, { type: 'lstm', units: 4, stateful: true, returnSequences: false }, { type: 'dense', units: 3 }] },
+      model: {
+        inputShape: [2],
+        layers: [
+          { type: 'reshape', targetShape: [2, 1] },
+          { type: 'lstm', units: 4, stateful: true, returnSequences: false },
+          { type: 'dense', units: 3 },
+        ],
+      },
       trainer: { epochs: 3, batchSize: 8, evalBatchSize: 8, shuffle: false, validationSplit: 0.25 },
       trackers: [],
     });
@@ -197,8 +216,14 @@ describe('gradient accumulation', () => {
         const parts = Array.from({ length: k }, (_, j) => data.batch(Array.from({ length: 4 }, (_, i) => 4 * j + i)));
         await a.resolve(Trainer).trainStep(whole);
         await b.resolve(Trainer).trainStep(parts);
-        const wa = a.resolve(TOKENS.Model).parameters().map((p) => Array.from(p.variable.dataSync()));
-        const wb = b.resolve(TOKENS.Model).parameters().map((p) => Array.from(p.variable.dataSync()));
+        const wa = a
+          .resolve(TOKENS.Model)
+          .parameters()
+          .map((p) => Array.from(p.variable.dataSync()));
+        const wb = b
+          .resolve(TOKENS.Model)
+          .parameters()
+          .map((p) => Array.from(p.variable.dataSync()));
         wa.flat().forEach((x, i) => expect(Math.abs(x - wb.flat()[i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(x))));
         for (const t of [whole, ...parts]) tf.dispose([t.x, t.y]);
         disposeRun(a);
@@ -209,7 +234,11 @@ describe('gradient accumulation', () => {
   });
 
   it('fit with accumulateSteps takes one optimizer step per k batches and does not leak', async () => {
-    const c = await buildRunContainer({ registry: registry2, config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 8, accumulateSteps: 3 }, trackers: ['console'] }), log: () => undefined });
+    const c = await buildRunContainer({
+      registry: registry2,
+      config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 8, accumulateSteps: 3 }, trackers: ['console'] }),
+      log: () => undefined,
+    });
     const trainer = c.resolve(Trainer);
     let steps = 0;
     trainer.callbacks.push({ spec: { type: 'count' }, onBatchEnd: () => void steps++ });

@@ -21,6 +21,12 @@ const model = tfl.sequential({
 });
 model.compile({ optimizer: tf.train.adam(1e-3, 0.9, 0.999, 1e-7), loss: (y: tf.Tensor, p: tf.Tensor) => tf.losses.softmaxCrossEntropy(y, p) });
 const x = tf.randomUniform([batch, 28, 28, 1]);
-const y = tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 10), 'int32'), 10);
+const y = tf.oneHot(
+  tf.tensor1d(
+    Array.from({ length: batch }, (_, i) => i % 10),
+    'int32',
+  ),
+  10,
+);
 const value = await measure(() => model.trainOnBatch(x, y), batch, { seconds: 3, repeats: 1, warmup: 1 });
 console.log(JSON.stringify({ value, detail: 'tfjs-layers 4.22, cpu backend' }));

@@ -38,12 +38,18 @@ export const mlmData = definePlugin({
       const rng = new Rng(o.seed);
       const specials = WORDPIECE_SPECIALS.length;
       for (let i = 0; i < n; i++) {
-        const { input, labels } = maskTokens([CLS_ID, ...ids.slice(i * w, (i + 1) * w), SEP_ID], rng, { vocabSize: wp.vocabSize, maskId: MASK_ID, firstRandom: specials, maskable: (id) => id >= specials });
+        const { input, labels } = maskTokens([CLS_ID, ...ids.slice(i * w, (i + 1) * w), SEP_ID], rng, {
+          vocabSize: wp.vocabSize,
+          maskId: MASK_ID,
+          firstRandom: specials,
+          maskable: (id) => id >= specials,
+        });
         x.set(input, i * o.seqLen);
         y.set(labels, i * o.seqLen);
       }
       const cut = Math.floor(n * (1 - o.validFraction));
-      const part = (name: string, a: number, b: number) => new TensorDataset(`bert-mlm:${name}`, x.subarray(a * o.seqLen, b * o.seqLen), [o.seqLen], y.subarray(a * o.seqLen, b * o.seqLen), [o.seqLen]);
+      const part = (name: string, a: number, b: number) =>
+        new TensorDataset(`bert-mlm:${name}`, x.subarray(a * o.seqLen, b * o.seqLen), [o.seqLen], y.subarray(a * o.seqLen, b * o.seqLen), [o.seqLen]);
       return { train: part('train', 0, cut), valid: part('valid', cut, n) };
     };
     return {
@@ -72,7 +78,10 @@ export const bowData = definePlugin({
     const train = spamAssassinTexts('train', opts);
     const df = new Map<string, number>();
     for (const t of train.texts) for (const w of new Set(words(t))) df.set(w, (df.get(w) ?? 0) + 1);
-    const vocab = [...df].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, features).map(([w]) => w);
+    const vocab = [...df]
+      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+      .slice(0, features)
+      .map(([w]) => w);
     const index = new Map(vocab.map((w, i) => [w, i]));
     return {
       splits: ['train', 'test'],
@@ -90,4 +99,3 @@ export const bowData = definePlugin({
     };
   },
 });
-

@@ -11,8 +11,21 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  batchesOf, ConfigError, epochOrder, expectModel, loadPresets, mergeConfig, parseExperimentConfig, readWeights,
-  writeFileAtomic, writeWeights, type Dataset, type JsonObject, type Logs, type Model, type NamedWeights,
+  batchesOf,
+  ConfigError,
+  epochOrder,
+  expectModel,
+  loadPresets,
+  mergeConfig,
+  parseExperimentConfig,
+  readWeights,
+  writeFileAtomic,
+  writeWeights,
+  type Dataset,
+  type JsonObject,
+  type Logs,
+  type Model,
+  type NamedWeights,
   type Trainer,
 } from '../../core';
 import { cachePath, registerPaperPlugins, runExperiment, type Paper, type PaperResult } from '../../runtime';
@@ -47,7 +60,12 @@ export function binaryScores(trainer: Trainer, data: Dataset): Logs {
   }
   const precision = tp / Math.max(tp + fp, 1);
   const recall = tp / Math.max(tp + fn, 1);
-  return { accuracy: (tp + tn) / Math.max(tp + fp + fn + tn, 1), precision, recall, f1: precision + recall > 0 ? (2 * precision * recall) / (precision + recall) : 0 };
+  return {
+    accuracy: (tp + tn) / Math.max(tp + fp + fn + tn, 1),
+    precision,
+    recall,
+    f1: precision + recall > 0 ? (2 * precision * recall) / (precision + recall) : 0,
+  };
 }
 
 const paper: Paper = {
@@ -61,8 +79,20 @@ const paper: Paper = {
   },
   plugins: [mlmData, bowData],
   references: [
-    { metric: 'test_accuracy', variant: 'baseline-bow', label: 'bag-of-words logistic regression, accuracy', value: 0.985, source: 'Géron 2019, ch. 3 exercise 4 (his own split of the same corpus)' },
-    { metric: 'test_accuracy', variant: 'finetune-pretrained', label: 'bag-of-words logistic regression (Géron), for comparison', value: 0.985, source: 'Géron 2019, ch. 3' },
+    {
+      metric: 'test_accuracy',
+      variant: 'baseline-bow',
+      label: 'bag-of-words logistic regression, accuracy',
+      value: 0.985,
+      source: 'Géron 2019, ch. 3 exercise 4 (his own split of the same corpus)',
+    },
+    {
+      metric: 'test_accuracy',
+      variant: 'finetune-pretrained',
+      label: 'bag-of-words logistic regression (Géron), for comparison',
+      value: 0.985,
+      source: 'Géron 2019, ch. 3',
+    },
   ],
   async run(opts): Promise<PaperResult> {
     // Three runs in sequence (pretraining, fine-tuning, baseline): there is no one checkpoint to continue from.
@@ -92,16 +122,32 @@ const paper: Paper = {
       writeFileAtomic(tokenizer, JSON.stringify(WordPiece.train([text], { vocabSize: b.vocabSize }).getState()));
     }
     const vocab = (JSON.parse(fs.readFileSync(tokenizer, 'utf8')) as { vocab: string[] }).vocab.length;
-    const bertModel = (head: 'mlm' | 'classifier') => ({ type: 'bert', name: 'bert', vocabSize: vocab, maxLength: b.seqLen, head, ...(rawModel as JsonObject) });
+    const bertModel = (head: 'mlm' | 'classifier') => ({
+      type: 'bert',
+      name: 'bert',
+      vocabSize: vocab,
+      maxLength: b.seqLen,
+      head,
+      ...(rawModel as JsonObject),
+    });
     const metrics: Record<string, number> = {};
     const runs: PaperResult['mlflow'][] = [];
     let wall = 0;
     let backend = '';
     let commit = 'unknown';
-    const run = async (variant: string, config: JsonObject, hooks: { evaluate?: (t: Trainer, d: Dataset | null) => Logs; initialize?: (m: Model) => void } = {}) => {
+    const run = async (
+      variant: string,
+      config: JsonObject,
+      hooks: { evaluate?: (t: Trainer, d: Dataset | null) => Logs; initialize?: (m: Model) => void } = {},
+    ) => {
       const r = await runExperiment({
-        registry: opts.registry, config: parseExperimentConfig({ ...common, seed, ...config }), backend: opts.backend, trackingUri: opts.trackingUri,
-        runName: `bert-${opts.preset}-seed${seed}-${variant}`, tags: { paper: 'bert', preset: opts.preset, variant, scale: scale(opts.preset, b, rawModel as JsonObject) }, ...hooks,
+        registry: opts.registry,
+        config: parseExperimentConfig({ ...common, seed, ...config }),
+        backend: opts.backend,
+        trackingUri: opts.trackingUri,
+        runName: `bert-${opts.preset}-seed${seed}-${variant}`,
+        tags: { paper: 'bert', preset: opts.preset, variant, scale: scale(opts.preset, b, rawModel as JsonObject) },
+        ...hooks,
       });
       runs.push(r.run);
       wall += r.wallTimeSec;
@@ -114,13 +160,27 @@ const paper: Paper = {
 
     // 2. Masked-LM pretraining; the encoder's weights are kept for fine-tuning.
     let encoder: NamedWeights | null = null;
-    await run('pretrain', {
-      data: { source: { type: 'bert-mlm', tokenizer, seqLen: b.seqLen, seed, ...(b.pretrainChars ? { maxChars: b.pretrainChars } : {}) }, train: 'train', validation: 'valid', test: null },
-      model: bertModel('mlm'),
-      loss: { type: 'sparse-categorical-crossentropy', ignoreIndex: 0 },
-      metrics: [{ type: 'accuracy', ignoreIndex: 0 }],
-      ...(pretrain as JsonObject),
-    }, { evaluate: (t) => ((encoder = readWeights(expectModel(t.model, Bert).encoderParameters())), {}) });
+    await run(
+      'pretrain',
+      {
+        data: {
+          source: { type: 'bert-mlm', tokenizer, seqLen: b.seqLen, seed, ...(b.pretrainChars ? { maxChars: b.pretrainChars } : {}) },
+          train: 'train',
+          validation: 'valid',
+          test: null,
+        },
+        model: bertModel('mlm'),
+        loss: { type: 'sparse-categorical-crossentropy', ignoreIndex: 0 },
+        metrics: [{ type: 'accuracy', ignoreIndex: 0 }],
+        ...(pretrain as JsonObject),
+      },
+      {
+        evaluate: (t) => {
+          encoder = readWeights(expectModel(t.model, Bert).encoderParameters());
+          return {};
+        },
+      },
+    );
 
     // 3. Fine-tuning on SpamAssassin, from the pretrained encoder and from scratch; 4. the bag-of-words baseline.
     const groups: JsonObject = b.groups ? { groups: b.groups } : {};
@@ -128,25 +188,52 @@ const paper: Paper = {
     const classify = { loss: 'sparse-categorical-crossentropy', metrics: ['accuracy'], ...(finetune as JsonObject) };
     const scores = (t: Trainer, d: Dataset | null) => (d ? binaryScores(t, d) : {});
     for (const pretrained of [true, false]) {
-      await run(pretrained ? 'finetune-pretrained' : 'finetune-scratch', { data: spam, model: bertModel('classifier'), ...classify }, {
-        evaluate: scores,
-        initialize: pretrained ? (m) => writeWeights(expectModel(m, Bert).encoderParameters(), encoder!, 'pretrained encoder') : undefined,
-      });
+      await run(
+        pretrained ? 'finetune-pretrained' : 'finetune-scratch',
+        { data: spam, model: bertModel('classifier'), ...classify },
+        {
+          evaluate: scores,
+          initialize: pretrained ? (m) => writeWeights(expectModel(m, Bert).encoderParameters(), encoder!, 'pretrained encoder') : undefined,
+        },
+      );
     }
-    await run('baseline-bow', {
-      data: { source: { type: 'spam-bow', features: b.bowFeatures, ...groups }, train: 'train', test: 'test' },
-      model: { inputShape: [b.bowFeatures], layers: [{ type: 'dense', units: 2, name: 'logistic' }] },
-      loss: 'sparse-categorical-crossentropy', metrics: ['accuracy'], optimizer: { type: 'adam', lr: 0.01 },
-      ...(baseline as JsonObject),
-    }, { evaluate: scores });
+    await run(
+      'baseline-bow',
+      {
+        data: { source: { type: 'spam-bow', features: b.bowFeatures, ...groups }, train: 'train', test: 'test' },
+        model: { inputShape: [b.bowFeatures], layers: [{ type: 'dense', units: 2, name: 'logistic' }] },
+        loss: 'sparse-categorical-crossentropy',
+        metrics: ['accuracy'],
+        optimizer: { type: 'adam', lr: 0.01 },
+        ...(baseline as JsonObject),
+      },
+      { evaluate: scores },
+    );
 
-    const row = (v: string) => `${v}: accuracy ${pct(metrics[`${v}/test_accuracy`])}, precision ${pct(metrics[`${v}/test_precision`])}, recall ${pct(metrics[`${v}/test_recall`])}, F1 ${pct(metrics[`${v}/test_f1`])}`;
+    const row = (v: string) =>
+      `${v}: accuracy ${pct(metrics[`${v}/test_accuracy`])}, precision ${pct(metrics[`${v}/test_precision`])}, recall ${pct(metrics[`${v}/test_recall`])}, F1 ${pct(metrics[`${v}/test_f1`])}`;
     return {
-      paper: 'bert', preset: opts.preset, backend, seed, metrics, wallTimeSec: wall, mlflow: runs.at(-1)!, commit, scale: scale(opts.preset, b, rawModel as JsonObject),
-      comparison: paper.references.map((r) => ({ metric: `${r.variant}/${r.metric}`, label: `${r.variant}: ${r.label}`, measured: metrics[`${r.variant}/${r.metric}`] ?? null, reference: r.value, source: r.source })),
+      paper: 'bert',
+      preset: opts.preset,
+      backend,
+      seed,
+      metrics,
+      wallTimeSec: wall,
+      mlflow: runs.at(-1)!,
+      commit,
+      scale: scale(opts.preset, b, rawModel as JsonObject),
+      comparison: paper.references.map((r) => ({
+        metric: `${r.variant}/${r.metric}`,
+        label: `${r.variant}: ${r.label}`,
+        measured: metrics[`${r.variant}/${r.metric}`] ?? null,
+        reference: r.value,
+        source: r.source,
+      })),
       notes: [
         `pretraining: masked-LM validation loss ${metrics['pretrain/val_loss']?.toFixed(4)}, masked-token accuracy ${pct(metrics['pretrain/val_accuracy'])} (vocabulary ${vocab})`,
-        row('finetune-pretrained'), row('finetune-scratch'), row('baseline-bow'),
+        row('finetune-pretrained'),
+        row('finetune-scratch'),
+        row('baseline-bow'),
       ],
     };
   },

@@ -18,7 +18,11 @@ describe('gpt smoke preset', () => {
       // Uniform over Moby Dick's 89 characters is ln 89 = 4.49 nats; one small pass reached 3.01 here (seed 0).
       expect(metrics.val_loss).toBeLessThan(3.6);
       expect(out).toMatch(/SMALLER THAN nanoGPT's CPU configuration/);
-      const run = () => execFileSync(process.execPath, [cli, 'paper', 'gpt', '--predict', 'Call me ', '--length', '40', '--top-k', '5', '--temperature', '0.8'], { cwd, encoding: 'utf8' });
+      const run = () =>
+        execFileSync(process.execPath, [cli, 'paper', 'gpt', '--predict', 'Call me ', '--length', '40', '--top-k', '5', '--temperature', '0.8'], {
+          cwd,
+          encoding: 'utf8',
+        });
       const text = run();
       expect(text.trimEnd().split('\n').at(-1)).toMatch(/^Call me .{40}$/s);
       expect(run()).toBe(text); // sampling is seeded

@@ -8,8 +8,16 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  ConfigError, DataError, loadModel, loadPresets, modelOptions, Rng, selectBackend, type JsonObject,
-  type PluginRegistry, type PluginSpec,
+  ConfigError,
+  DataError,
+  loadModel,
+  loadPresets,
+  modelOptions,
+  Rng,
+  selectBackend,
+  type JsonObject,
+  type PluginRegistry,
+  type PluginSpec,
 } from '../../core';
 import { experimentPaper, latestRunArtifacts, type Paper } from '../../runtime';
 import charText from '../../plugins/data/char-text';
@@ -28,13 +36,23 @@ const base = experimentPaper({
     gpu: "nanoGPT shakespeare_char's size (6 layers, 6 heads, 384 wide, context 256, batch 64): for a GPU",
   },
   references: [
-    { metric: 'val_loss', label: 'nanoGPT shakespeare_char, 10.65M parameters, GPU (Shakespeare, not Moby Dick)', value: 1.47, source: 'nanoGPT README (Karpathy 2023)' },
+    {
+      metric: 'val_loss',
+      label: 'nanoGPT shakespeare_char, 10.65M parameters, GPU (Shakespeare, not Moby Dick)',
+      value: 1.47,
+      source: 'nanoGPT README (Karpathy 2023)',
+    },
     { metric: 'val_loss', label: "nanoGPT's CPU configuration (Shakespeare, not Moby Dick)", value: 1.88, source: 'nanoGPT README (Karpathy 2023)' },
   ],
   scale(config) {
     const g = modelOptions(gptModel, config.model);
     const steps = config.trainer.epochs;
-    const size = g.dModel >= 384 && g.layers >= 6 ? "nanoGPT shakespeare_char's size" : g.dModel >= 128 && g.layers >= 4 ? "nanoGPT's CPU size" : "SMALLER THAN nanoGPT's CPU configuration";
+    const size =
+      g.dModel >= 384 && g.layers >= 6
+        ? "nanoGPT shakespeare_char's size"
+        : g.dModel >= 128 && g.layers >= 4
+          ? "nanoGPT's CPU size"
+          : "SMALLER THAN nanoGPT's CPU configuration";
     return `${size}: ${g.layers} layer(s), ${g.numHeads} heads, d_model ${g.dModel}, context ${g.context}, ${steps} pass(es) over the strided windows; Moby Dick, not Shakespeare`;
   },
 });
@@ -57,7 +75,11 @@ const paper: GptPaper = {
         length: { value: 'N', type: 'integer', min: 1, help: 'characters to generate, a positive integer (default: 200, at most what the context leaves)' },
       },
       run: async (ctx) => {
-        const options = Object.fromEntries(Object.entries({ ...ctx.options, seed: ctx.seed }).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
+        const options = Object.fromEntries(
+          Object.entries({ ...ctx.options, seed: ctx.seed })
+            .filter(([, v]) => v !== undefined)
+            .map(([k, v]) => [k, String(v)]),
+        );
         ctx.out(await paper.predict(ctx.registry, ctx.preset, ctx.input, options));
       },
     },

@@ -19,7 +19,12 @@ export default experimentPaper({
     full: "the seed's whole recipe: 54,000 training + 6,000 validation images, 5 epochs, 10,000 test images",
   },
   references: [
-    { metric: 'test_accuracy', label: 'test accuracy, PyTorch replica seed 1', value: 0.9839, source: 'PyTorch 1.13 replica with Keras defaults, run on this machine (papers/mnist-cnn/README.md, Reference)' },
+    {
+      metric: 'test_accuracy',
+      label: 'test accuracy, PyTorch replica seed 1',
+      value: 0.9839,
+      source: 'PyTorch 1.13 replica with Keras defaults, run on this machine (papers/mnist-cnn/README.md, Reference)',
+    },
     { metric: 'test_accuracy', label: 'test accuracy, PyTorch replica seed 2', value: 0.9856, source: 'same' },
     { metric: 'test_accuracy', label: 'test accuracy, PyTorch replica seed 3', value: 0.9847, source: 'same' },
   ],

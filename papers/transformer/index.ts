@@ -11,13 +11,37 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  ConfigError, DataError, definePlugin, editDistance, loadCheckpoint, readWeights, Rng, buildModel, expectModel,
-  modelOptions, writeWeights, loadModel, loadPresets, mergeConfig, parseExperimentConfig, selectBackend,
-  type Callback, type JsonObject, type Model, type PluginRegistry, type PluginSpec,
+  ConfigError,
+  DataError,
+  definePlugin,
+  editDistance,
+  loadCheckpoint,
+  readWeights,
+  Rng,
+  buildModel,
+  expectModel,
+  modelOptions,
+  writeWeights,
+  loadModel,
+  loadPresets,
+  mergeConfig,
+  parseExperimentConfig,
+  selectBackend,
+  type Callback,
+  type JsonObject,
+  type Model,
+  type PluginRegistry,
+  type PluginSpec,
 } from '../../core';
 import {
-  averageCheckpoints, formatMetric, lastCheckpoints, registerPaperPlugins, runExperiment, latestRunArtifacts,
-  type Paper, type PaperResult,
+  averageCheckpoints,
+  formatMetric,
+  lastCheckpoints,
+  registerPaperPlugins,
+  runExperiment,
+  latestRunArtifacts,
+  type Paper,
+  type PaperResult,
 } from '../../runtime';
 import cmudict, { type G2P } from '../../plugins/data/cmudict';
 import seq2seqModel, { TransformerSeq2Seq } from '../../plugins/models/transformer-seq2seq';
@@ -63,7 +87,13 @@ export function scoreG2P(hyps: string[][], refs: string[][][]): { wer: number; p
 }
 
 /** Pronunciations of `words` (greedy with beam 1), in batches; words the model cannot take yield []. */
-export function transcribe(model: TransformerSeq2Seq, g2p: G2P, words: string[], o: Pick<G2pOptions, 'beam' | 'lengthPenalty' | 'decodeBatch'>, beam = o.beam): string[][] {
+export function transcribe(
+  model: TransformerSeq2Seq,
+  g2p: G2P,
+  words: string[],
+  o: Pick<G2pOptions, 'beam' | 'lengthPenalty' | 'decodeBatch'>,
+  beam = o.beam,
+): string[][] {
   const out: string[][] = [];
   const srcLen = model.opts.srcLen;
   for (let s = 0; s < words.length; s += o.decodeBatch) {
@@ -86,7 +116,13 @@ export function transcribe(model: TransformerSeq2Seq, g2p: G2P, words: string[],
 }
 
 /** WER and PER of `words` decoded greedily and with the beam of `o`, against `refs`. */
-function scoreModel(model: TransformerSeq2Seq, source: G2P, words: string[], refs: string[][][], o: G2pOptions): Record<'wer_greedy' | 'per_greedy' | 'wer_beam' | 'per_beam', number> {
+function scoreModel(
+  model: TransformerSeq2Seq,
+  source: G2P,
+  words: string[],
+  refs: string[][][],
+  o: G2pOptions,
+): Record<'wer_greedy' | 'per_greedy' | 'wer_beam' | 'per_beam', number> {
   const greedy = scoreG2P(transcribe(model, source, words, o, 1), refs);
   const beam = scoreG2P(transcribe(model, source, words, o), refs);
   return { wer_greedy: greedy.wer, per_greedy: greedy.per, wer_beam: beam.wer, per_beam: beam.per };
@@ -107,13 +143,15 @@ export const g2pValidation = definePlugin({
   kind: 'callback',
   name: 'g2p-validation',
   description: 'G2P: greedy-decode the validation words each epoch and log val_wer / val_per (for early stopping)',
-  schema: z.object({
-    /** The cmudict data source of the run (its validation split is decoded). */
-    source: z.object({ type: z.literal('cmudict') }).passthrough(),
-    /** Decode only the first N validation words (default: all). */
-    words: z.number().int().positive().optional(),
-    decodeBatch: z.number().int().positive().default(256),
-  }).strict(),
+  schema: z
+    .object({
+      /** The cmudict data source of the run (its validation split is decoded). */
+      source: z.object({ type: z.literal('cmudict') }).passthrough(),
+      /** Decode only the first N validation words (default: all). */
+      words: z.number().int().positive().optional(),
+      decodeBatch: z.number().int().positive().default(256),
+    })
+    .strict(),
   properties: ['logs val_wer and val_per (scoreG2P of greedy decoding) at every epoch end (the smoke preset runs it)'],
   create: ({ source, words: limit, decodeBatch }, ctx): Omit<Callback, 'spec'> => {
     const g2p = ctx.registry.build(cmudict, source as PluginSpec, `${ctx.path}.source`);
@@ -138,8 +176,18 @@ function split(preset: JsonObject): { config: JsonObject; g2p: G2pOptions } {
 }
 
 const REFERENCES = [
-  { metric: 'test_wer_beam', label: 'WER, Transformer 3×256 (published G2P result)', value: 0.206, source: 'Yolchuyeva et al. 2019, CMUdict (cmusphinx split)' },
-  { metric: 'test_wer_beam', label: 'WER, Phonetisaurus (joint-sequence n-gram)', value: 0.244, source: 'as compared by Yolchuyeva et al. 2019 (cmusphinx split)' },
+  {
+    metric: 'test_wer_beam',
+    label: 'WER, Transformer 3×256 (published G2P result)',
+    value: 0.206,
+    source: 'Yolchuyeva et al. 2019, CMUdict (cmusphinx split)',
+  },
+  {
+    metric: 'test_wer_beam',
+    label: 'WER, Phonetisaurus (joint-sequence n-gram)',
+    value: 0.244,
+    source: 'as compared by Yolchuyeva et al. 2019 (cmusphinx split)',
+  },
   { metric: 'test_wer_beam', label: 'WER, bi-LSTM (Yao & Zweig 2015)', value: 0.2355, source: 'as compared by Yolchuyeva et al. 2019 (cmusphinx split)' },
 ];
 
@@ -194,7 +242,11 @@ const paper: TransformerPaper = {
     const words = source.words('test').slice(0, g2p.testWords);
     const refs = words.map((w) => source.references(w));
     const r = await runExperiment({
-      registry: opts.registry, config, backend: opts.backend, trackingUri: opts.trackingUri, resume: opts.resume,
+      registry: opts.registry,
+      config,
+      backend: opts.backend,
+      trackingUri: opts.trackingUri,
+      resume: opts.resume,
       runName: `transformer-${opts.preset}-seed${config.seed}`,
       tags: { paper: 'transformer', preset: opts.preset, scale: scaleOf(opts.preset, config, words.length) },
       evaluate: (trainer, _test, run) => {
@@ -221,12 +273,23 @@ const paper: TransformerPaper = {
     for (const [k, v] of Object.entries(r.history.at(-1) ?? {})) metrics[k] = v;
     for (const [k, v] of Object.entries(r.test ?? {})) metrics[`test_${k}`] = v;
     return {
-      paper: 'transformer', preset: opts.preset, backend: r.backend, seed: config.seed, metrics, wallTimeSec: r.wallTimeSec, mlflow: r.run,
-      commit: r.tags['git.commit'] ?? 'unknown', scale: scaleOf(opts.preset, config, words.length),
+      paper: 'transformer',
+      preset: opts.preset,
+      backend: r.backend,
+      seed: config.seed,
+      metrics,
+      wallTimeSec: r.wallTimeSec,
+      mlflow: r.run,
+      commit: r.tags['git.commit'] ?? 'unknown',
+      scale: scaleOf(opts.preset, config, words.length),
       comparison: REFERENCES.map((ref) => ({ ...ref, measured: metrics[ref.metric] ?? null, reference: ref.value })),
       notes: [
         `greedy decoding: WER ${pct(metrics.test_wer_greedy)}, PER ${pct(metrics.test_per_greedy)}; beam ${g2p.beam}: WER ${pct(metrics.test_wer_beam)}, PER ${pct(metrics.test_per_beam)}`,
-        ...(metrics.test_avg_checkpoints ? [`the average of the last ${metrics.test_avg_checkpoints} checkpoints: greedy WER ${pct(metrics.test_wer_greedy_avg)}, PER ${pct(metrics.test_per_greedy_avg)}; beam WER ${pct(metrics.test_wer_beam_avg)}, PER ${pct(metrics.test_per_beam_avg)}`] : []),
+        ...(metrics.test_avg_checkpoints
+          ? [
+              `the average of the last ${metrics.test_avg_checkpoints} checkpoints: greedy WER ${pct(metrics.test_wer_greedy_avg)}, PER ${pct(metrics.test_per_greedy_avg)}; beam WER ${pct(metrics.test_wer_beam_avg)}, PER ${pct(metrics.test_per_beam_avg)}`,
+            ]
+          : []),
       ],
     };
   },
@@ -261,7 +324,8 @@ const paper: TransformerPaper = {
       const { g2p } = split(presets[preset]!);
       const source = registry.build(cmudict, (presets[preset]!.data as JsonObject).source as PluginSpec, 'data.source');
       const [phonemes] = transcribe(model, source, [word], g2p);
-      if (!phonemes || phonemes.length === 0) throw new DataError(`cannot spell "${word}": letters A-Z, apostrophe, period and hyphen, at most ${model.opts.srcLen} of them`);
+      if (!phonemes || phonemes.length === 0)
+        throw new DataError(`cannot spell "${word}": letters A-Z, apostrophe, period and hyphen, at most ${model.opts.srcLen} of them`);
       const known = source.references(word);
       return `${word.toUpperCase()}  ${phonemes.join(' ')}${known.length ? `   (dictionary: ${known.map((p) => p.join(' ')).join(' | ')})` : '   (not in the dictionary)'}`;
     } finally {

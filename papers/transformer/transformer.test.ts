@@ -28,10 +28,32 @@ describe('G2P scoring', () => {
   });
 
   it('a word is right when it matches any reference; PER uses the closest reference', () => {
-    const refs = [[['HH', 'AH', 'L', 'OW'], ['HH', 'EH', 'L', 'OW']], [['K', 'AE', 'T']]];
-    expect(scoreG2P([['HH', 'EH', 'L', 'OW'], ['K', 'AE', 'T']], refs)).toEqual({ wer: 0, per: 0 });
+    const refs = [
+      [
+        ['HH', 'AH', 'L', 'OW'],
+        ['HH', 'EH', 'L', 'OW'],
+      ],
+      [['K', 'AE', 'T']],
+    ];
+    expect(
+      scoreG2P(
+        [
+          ['HH', 'EH', 'L', 'OW'],
+          ['K', 'AE', 'T'],
+        ],
+        refs,
+      ),
+    ).toEqual({ wer: 0, per: 0 });
     // One substitution against the 4-phoneme reference, one deletion against the 3-phoneme one: 2 edits / 7.
-    expect(scoreG2P([['HH', 'IH', 'L', 'OW'], ['K', 'AE']], refs)).toEqual({ wer: 1, per: 2 / 7 });
+    expect(
+      scoreG2P(
+        [
+          ['HH', 'IH', 'L', 'OW'],
+          ['K', 'AE'],
+        ],
+        refs,
+      ),
+    ).toEqual({ wer: 1, per: 2 / 7 });
   });
 });
 
@@ -55,18 +77,30 @@ describe('transformer smoke preset', () => {
       // The g2p-validation callback logged the validation WER and PER at each of the two epochs' ends.
       const runDir = path.join(cwd, 'mlruns', summary.mlflowExperimentId, summary.mlflowRunId);
       for (const k of ['val_wer', 'val_per']) {
-        const vals = fs.readFileSync(path.join(runDir, 'metrics', k), 'utf8').trim().split('\n').map((l) => Number(l.split(' ')[1]));
+        const vals = fs
+          .readFileSync(path.join(runDir, 'metrics', k), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => Number(l.split(' ')[1]));
         expect(vals, k).toHaveLength(2);
         for (const v of vals) expect(v).toBeGreaterThanOrEqual(0), expect(v).toBeLessThanOrEqual(k === 'val_wer' ? 1 : 2);
       }
       // --average-checkpoints: the newest checkpoint alone is the trained model (the run's own scores), and the
       // last two give what the run logged as test_*_avg.
       const ckpts = path.join(cwd, 'checkpoints', summary.mlflowExperimentId, summary.mlflowRunId);
-      for (const [last, suffix] of [['1', ''], ['2', '_avg']] as const) {
-        execFileSync(process.execPath, [cli, 'paper', 'transformer', '--preset', 'smoke', '--average-checkpoints', ckpts, '--last', last, '--json', `avg${last}.json`], { cwd, encoding: 'utf8' });
+      for (const [last, suffix] of [
+        ['1', ''],
+        ['2', '_avg'],
+      ] as const) {
+        execFileSync(
+          process.execPath,
+          [cli, 'paper', 'transformer', '--preset', 'smoke', '--average-checkpoints', ckpts, '--last', last, '--json', `avg${last}.json`],
+          { cwd, encoding: 'utf8' },
+        );
         const avg = JSON.parse(fs.readFileSync(path.join(cwd, `avg${last}.json`), 'utf8')).metrics;
         expect(avg.checkpoints).toBe(Number(last));
-        for (const k of ['test_wer_greedy', 'test_per_greedy', 'test_wer_beam', 'test_per_beam']) expect(avg[k], `${k} of --last ${last}`).toBe(m[`${k}${suffix}`]);
+        for (const k of ['test_wer_greedy', 'test_per_greedy', 'test_wer_beam', 'test_per_beam'])
+          expect(avg[k], `${k} of --last ${last}`).toBe(m[`${k}${suffix}`]);
       }
       const said = execFileSync(process.execPath, [cli, 'paper', 'transformer', '--preset', 'smoke', '--predict', 'hello'], { cwd, encoding: 'utf8' });
       expect(said).toMatch(/^HELLO {2}[A-Z]+( [A-Z]+)*\s+\(dictionary: HH AH L OW \| HH EH L OW\)/m);

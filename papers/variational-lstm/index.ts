@@ -39,15 +39,26 @@ type LmOptions = z.output<typeof lmSchema>;
 export function lmLayers(variant: Variant, o: LmOptions, vocab: number): PluginSpec[] {
   const init = { type: 'random-uniform', min: -o.init, max: o.init };
   const drop = (name: string): PluginSpec[] =>
-    variant === 'naive' ? [{ type: 'dropout', rate: o.dropout, name }] : variant === 'variational' ? [{ type: 'variational-dropout', rate: o.dropout, name }] : [];
+    variant === 'naive'
+      ? [{ type: 'dropout', rate: o.dropout, name }]
+      : variant === 'variational'
+        ? [{ type: 'variational-dropout', rate: o.dropout, name }]
+        : [];
   const layers: PluginSpec[] = [
     { type: 'embedding', vocabSize: vocab, dim: o.units, initializer: init, dropout: variant === 'variational' ? o.embeddingDropout : 0, name: 'embedding' },
     ...drop('drop_in'),
   ];
   for (let i = 1; i <= o.layers; i++) {
     layers.push({
-      type: 'lstm', units: o.units, stateful: true, returnSequences: true, unitForgetBias: false, name: `lstm_${i}`,
-      kernelInitializer: init, recurrentInitializer: init, recurrentDropout: variant === 'variational' ? o.recurrentDropout : 0,
+      type: 'lstm',
+      units: o.units,
+      stateful: true,
+      returnSequences: true,
+      unitForgetBias: false,
+      name: `lstm_${i}`,
+      kernelInitializer: init,
+      recurrentInitializer: init,
+      recurrentDropout: variant === 'variational' ? o.recurrentDropout : 0,
     });
     layers.push(...drop(`drop_${i}`));
   }
@@ -67,9 +78,26 @@ const paper: Paper = {
     medium: "the paper's medium setting (2×650, 39 epochs, dropout 0.5): for a GPU or a very long CPU run",
   },
   references: [
-    { metric: 'test_perplexity', variant: 'naive', label: 'Zaremba et al. 2014 (naive dropout), PTB medium, test', value: 82.7, source: 'Gal & Ghahramani 2016, Table 1 (a different corpus: PTB)' },
-    { metric: 'test_perplexity', variant: 'variational', label: 'Gal & Ghahramani 2016 (variational), PTB medium, test', value: 79.7, source: 'Gal & Ghahramani 2016, Table 1 (a different corpus: PTB)' },
-    { metric: 'test_perplexity', label: 'Bengio et al. 2003, best MLP, Brown test', value: 252, source: 'Bengio et al. 2003, Table 1 (same corpus split, their own vocabulary)' },
+    {
+      metric: 'test_perplexity',
+      variant: 'naive',
+      label: 'Zaremba et al. 2014 (naive dropout), PTB medium, test',
+      value: 82.7,
+      source: 'Gal & Ghahramani 2016, Table 1 (a different corpus: PTB)',
+    },
+    {
+      metric: 'test_perplexity',
+      variant: 'variational',
+      label: 'Gal & Ghahramani 2016 (variational), PTB medium, test',
+      value: 79.7,
+      source: 'Gal & Ghahramani 2016, Table 1 (a different corpus: PTB)',
+    },
+    {
+      metric: 'test_perplexity',
+      label: 'Bengio et al. 2003, best MLP, Brown test',
+      value: 252,
+      source: 'Bengio et al. 2003, Table 1 (same corpus split, their own vocabulary)',
+    },
     { metric: 'test_perplexity', label: 'Bengio et al. 2003, best n-gram (Kneser-Ney), Brown test', value: 312, source: 'Bengio et al. 2003, Table 1' },
   ],
   async run(opts): Promise<PaperResult> {
@@ -88,15 +116,24 @@ const paper: Paper = {
     let commit = 'unknown';
     let wall = 0;
     for (const variant of lm.variants) {
-      const config = parseExperimentConfig({ ...rest, seed, model: { inputShape: [(rest.data as { source: { unroll: number } }).source.unroll], layers: lmLayers(variant, lm, vocab) } });
+      const config = parseExperimentConfig({
+        ...rest,
+        seed,
+        model: { inputShape: [(rest.data as { source: { unroll: number } }).source.unroll], layers: lmLayers(variant, lm, vocab) },
+      });
       const withMc = variant === 'variational' && lm.mcSamples > 0;
       const runName = `variational-lstm-${opts.preset}-seed${seed}-${variant}`;
       const r = await runExperiment({
-        registry: opts.registry, config, backend: opts.backend, resume: resumeOf(opts.resume, config.experiment, runName),
+        registry: opts.registry,
+        config,
+        backend: opts.backend,
+        resume: resumeOf(opts.resume, config.experiment, runName),
         runName,
         tags: { paper: 'variational-lstm', preset: opts.preset, variant, scale: scaleOf(opts.preset, lm, vocab, config.trainer.epochs) },
         evaluate: withMc
-          ? (trainer, test) => ({ mc_perplexity: test ? mcDropoutPerplexity(trainer.model, test, lm.mcSamples, config.trainer.evalBatchSize, new Rng(seed + 1)) : NaN })
+          ? (trainer, test) => ({
+              mc_perplexity: test ? mcDropoutPerplexity(trainer.model, test, lm.mcSamples, config.trainer.evalBatchSize, new Rng(seed + 1)) : NaN,
+            })
           : undefined,
       });
       backend = r.backend;
@@ -107,7 +144,9 @@ const paper: Paper = {
       metrics[`${variant}/test_perplexity`] = r.test?.perplexity ?? NaN;
       if (withMc) metrics['variational-mc/test_perplexity'] = r.test?.mc_perplexity ?? NaN;
     }
-    const order = Object.entries(metrics).filter(([k]) => k.endsWith('/test_perplexity')).sort((a, b) => a[1] - b[1]);
+    const order = Object.entries(metrics)
+      .filter(([k]) => k.endsWith('/test_perplexity'))
+      .sort((a, b) => a[1] - b[1]);
     const notes = [
       `validation / test perplexity: ${lm.variants.map((v) => `${v} ${metrics[`${v}/val_perplexity`]!.toFixed(1)} / ${metrics[`${v}/test_perplexity`]!.toFixed(1)}`).join('; ')}`,
       `measured test perplexity, best first: ${order.map(([k, v]) => `${k.split('/')[0]} ${v.toFixed(1)}`).join(' < ')}`,
@@ -116,13 +155,34 @@ const paper: Paper = {
     ];
     const comparison = paper.references.flatMap((ref) => {
       const variants = ref.variant ? [ref.variant] : lm.variants;
-      return variants.map((v) => ({ metric: `${v}/${ref.metric}`, label: ref.variant ? ref.label : `${v}: ${ref.label}`, measured: metrics[`${v}/${ref.metric}`] ?? null, reference: ref.value, source: ref.source }));
+      return variants.map((v) => ({
+        metric: `${v}/${ref.metric}`,
+        label: ref.variant ? ref.label : `${v}: ${ref.label}`,
+        measured: metrics[`${v}/${ref.metric}`] ?? null,
+        reference: ref.value,
+        source: ref.source,
+      }));
     });
     if (metrics['variational-mc/test_perplexity'] !== undefined) {
-      comparison.push({ metric: 'variational-mc/test_perplexity', label: `variational, MC dropout (${lm.mcSamples} samples), test`, measured: metrics['variational-mc/test_perplexity']!, reference: 79.7, source: 'compared with the variational PTB number above' });
+      comparison.push({
+        metric: 'variational-mc/test_perplexity',
+        label: `variational, MC dropout (${lm.mcSamples} samples), test`,
+        measured: metrics['variational-mc/test_perplexity']!,
+        reference: 79.7,
+        source: 'compared with the variational PTB number above',
+      });
     }
     return {
-      paper: 'variational-lstm', preset: opts.preset, backend, seed, metrics, wallTimeSec: wall, mlflow: runs.at(-1)!, commit, comparison, notes,
+      paper: 'variational-lstm',
+      preset: opts.preset,
+      backend,
+      seed,
+      metrics,
+      wallTimeSec: wall,
+      mlflow: runs.at(-1)!,
+      commit,
+      comparison,
+      notes,
       scale: scaleOf(opts.preset, lm, vocab, parseExperimentConfig({ ...rest, model: { inputShape: [1], layers: ['flatten'] } }).trainer.epochs),
     };
   },

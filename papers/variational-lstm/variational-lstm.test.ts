@@ -20,7 +20,8 @@ describe('variational-lstm', () => {
     expect(types('none')).toEqual(['embedding', 'lstm', 'lstm', 'dense']);
     expect(types('naive')).toEqual(['embedding', 'dropout', 'lstm', 'dropout', 'lstm', 'dropout', 'dense']);
     expect(types('variational')).toEqual(['embedding', 'variational-dropout', 'lstm', 'variational-dropout', 'lstm', 'variational-dropout', 'dense']);
-    const lstm = (v: 'naive' | 'variational') => lmLayers(v, o, 50).find((l) => (l as { type: string }).type === 'lstm') as unknown as { recurrentDropout: number; stateful: boolean };
+    const lstm = (v: 'naive' | 'variational') =>
+      lmLayers(v, o, 50).find((l) => (l as { type: string }).type === 'lstm') as unknown as { recurrentDropout: number; stateful: boolean };
     expect([lstm('naive').recurrentDropout, lstm('variational').recurrentDropout, lstm('variational').stateful]).toEqual([0, 0.2, true]);
     expect((lmLayers('variational', o, 50)[0] as unknown as { dropout: number }).dropout).toBe(0.1);
   });
@@ -42,7 +43,8 @@ describe('variational-lstm', () => {
   it('--resume latest resumes each variant from its own run: a finished one keeps its results, a missing one starts', { timeout: 900_000 }, () => {
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-lstm-resume-'));
     try {
-      const paper = (...args: string[]) => execFileSync(process.execPath, [cli, 'paper', 'variational-lstm', '--preset', 'smoke', '--set', 'lm.mcSamples=0', ...args], { cwd, encoding: 'utf8' });
+      const paper = (...args: string[]) =>
+        execFileSync(process.execPath, [cli, 'paper', 'variational-lstm', '--preset', 'smoke', '--set', 'lm.mcSamples=0', ...args], { cwd, encoding: 'utf8' });
       paper('--set', 'lm.variants=["none"]', '--json', 'first.json');
       const first = JSON.parse(fs.readFileSync(path.join(cwd, 'first.json'), 'utf8'));
       // Before: the one checkpoint that --resume latest found (the none run's) was handed to every variant.

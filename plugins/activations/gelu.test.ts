@@ -35,14 +35,17 @@ describe('gelu', () => {
     const [exact, approx] = [registry.create('activation', 'gelu'), registry.create('activation', { type: 'gelu', approximate: 'tanh' })];
     fc.assert(
       // The tails (|x| > 4.2, where the series switch) always appear beside the random values.
-      fc.property(fc.array(fc.double({ min: -6, max: 6, noNaN: true }), { minLength: 1, maxLength: 50 }).map((xs) => [...xs, -6, -4.5, 4.5, 6]), (xs) => {
-        const [e, a] = tf.tidy(() => [exact.apply(tf.tensor(xs)).arraySync(), approx.apply(tf.tensor(xs)).arraySync()]) as number[][];
-        xs.forEach((x, i) => {
-          const want = x * phi(Math.fround(x));
-          expect(Math.abs(e![i]! - want)).toBeLessThan(1e-5 + 1e-5 * Math.abs(want));
-          expect(Math.abs(a![i]! - want)).toBeLessThan(2e-3);
-        });
-      }),
+      fc.property(
+        fc.array(fc.double({ min: -6, max: 6, noNaN: true }), { minLength: 1, maxLength: 50 }).map((xs) => [...xs, -6, -4.5, 4.5, 6]),
+        (xs) => {
+          const [e, a] = tf.tidy(() => [exact.apply(tf.tensor(xs)).arraySync(), approx.apply(tf.tensor(xs)).arraySync()]) as number[][];
+          xs.forEach((x, i) => {
+            const want = x * phi(Math.fround(x));
+            expect(Math.abs(e![i]! - want)).toBeLessThan(1e-5 + 1e-5 * Math.abs(want));
+            expect(Math.abs(a![i]! - want)).toBeLessThan(2e-3);
+          });
+        },
+      ),
       { numRuns: 100 },
     );
   });

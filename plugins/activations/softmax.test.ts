@@ -10,7 +10,9 @@ beforeAll(async () => {
   registry = await testRegistry();
 });
 
-const rows = fc.integer({ min: 1, max: 9 }).chain((n) => fc.array(fc.array(fc.double({ min: -30, max: 30, noNaN: true }), { minLength: n, maxLength: n }), { minLength: 1, maxLength: 4 }));
+const rows = fc
+  .integer({ min: 1, max: 9 })
+  .chain((n) => fc.array(fc.array(fc.double({ min: -30, max: 30, noNaN: true }), { minLength: n, maxLength: n }), { minLength: 1, maxLength: 4 }));
 
 describe('softmax', () => {
   it('gives non-negative rows that sum to 1, unchanged by adding a constant to a row', () => {

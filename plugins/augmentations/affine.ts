@@ -31,7 +31,10 @@ export function resample(
     // One image at a time: tfjs-backend-cpu 4.22's Transform kernel returns after the first image of a batch
     // (the rest stay at the fill value), which our tests caught.
     const images = tf.split(tf.cast(x, 'float32'), n, 0);
-    const out = tf.concat(images.map((img, i) => tf.image.transform(img as tf.Tensor4D, tf.tensor2d([rows[i]!]), opts.interpolation, 'constant', opts.fill)), 0);
+    const out = tf.concat(
+      images.map((img, i) => tf.image.transform(img as tf.Tensor4D, tf.tensor2d([rows[i]!]), opts.interpolation, 'constant', opts.fill)),
+      0,
+    );
     return x.dtype === 'float32' ? out : tf.cast(tf.round(out), x.dtype);
   });
 }
@@ -40,7 +43,11 @@ export function resample(
 export const uniform = (rng: Rng, lo: number, hi: number) => lo + (hi - lo) * rng.next();
 
 /** The inverse of "scale by s about the centre, then rotate by θ, then shift by (dx, dy)" for a w × h image. */
-export function inverseAffine(h: number, w: number, { angle = 0, scale = 1, dx = 0, dy = 0 }: { angle?: number; scale?: number; dx?: number; dy?: number }): Affine {
+export function inverseAffine(
+  h: number,
+  w: number,
+  { angle = 0, scale = 1, dx = 0, dy = 0 }: { angle?: number; scale?: number; dx?: number; dy?: number },
+): Affine {
   const [cx, cy] = [(w - 1) / 2, (h - 1) / 2];
   const [c, s] = [Math.cos(angle) / scale, Math.sin(angle) / scale];
   // input = R(−θ)/scale · (output − centre − shift) + centre

@@ -39,7 +39,7 @@ describe('geometric definitions', () => {
       fc.property(seeds, fc.integer({ min: 2, max: 6 }), (seed, n) => {
         const x = randomNormal([1, n, n, 1], new Rng(seed));
         // maxDegrees 90 with a uniform draw can give any angle; pin it by drawing from a range of one value.
-        const y = (aug({ type: 'random-rotation', maxDegrees: 90, interpolation: 'nearest' }) as Augmentation);
+        const y = aug({ type: 'random-rotation', maxDegrees: 90, interpolation: 'nearest' }) as Augmentation;
         const rng = { next: () => 1 - 1e-12, int: () => 0 } as unknown as Rng; // uniform draw -> +90° (counter-clockwise)
         const out = y.apply(x, rng).arraySync() as number[][][][];
         const xv = x.arraySync() as number[][][][];
@@ -65,11 +65,13 @@ describe('geometric definitions', () => {
         let found = false;
         for (let dy = -padding; dy <= padding && !found; dy++)
           for (let dx = -padding; dx <= padding && !found; dx++)
-            found = yv.every((row, r) => row.every((p, c) => {
-              const [sr, sc] = [r - dy, c - dx];
-              const want = sr >= 0 && sr < 6 && sc >= 0 && sc < 7 ? xv[sr]![sc]![0]! : 0;
-              return Math.abs(p[0]! - want) < 1e-5;
-            }));
+            found = yv.every((row, r) =>
+              row.every((p, c) => {
+                const [sr, sc] = [r - dy, c - dx];
+                const want = sr >= 0 && sr < 6 && sc >= 0 && sc < 7 ? xv[sr]![sc]![0]! : 0;
+                return Math.abs(p[0]! - want) < 1e-5;
+              }),
+            );
         expect(found).toBe(true);
         tf.dispose([x, y]);
       }),

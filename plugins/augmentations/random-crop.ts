@@ -14,6 +14,9 @@ export default definePlugin({
   properties: ['the output is an exact integer shift of the input, zero-filled', 'seeded, shape- and dtype-preserving'],
   create: ({ padding, fill }) => ({
     apply: (x, rng) =>
-      resample(x, rng, 'random-crop', (r, h, w) => inverseAffine(h, w, { dx: r.int(2 * padding + 1) - padding, dy: r.int(2 * padding + 1) - padding }), { interpolation: 'nearest', fill }),
+      resample(x, rng, 'random-crop', (r, h, w) => inverseAffine(h, w, { dx: r.int(2 * padding + 1) - padding, dy: r.int(2 * padding + 1) - padding }), {
+        interpolation: 'nearest',
+        fill,
+      }),
   }),
 });

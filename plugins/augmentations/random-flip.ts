@@ -15,10 +15,16 @@ export default definePlugin({
   properties: ['flipping twice is the identity', 'probability 1 mirrors every image exactly'],
   create: ({ horizontal, vertical, probability }) => ({
     apply: (x, rng) =>
-      resample(x, rng, 'random-flip', (r, h, w) => {
-        const fx = horizontal && r.next() < probability;
-        const fy = vertical && r.next() < probability;
-        return [fx ? -1 : 1, 0, fx ? w - 1 : 0, 0, fy ? -1 : 1, fy ? h - 1 : 0];
-      }, { interpolation: 'nearest', fill: 0 }),
+      resample(
+        x,
+        rng,
+        'random-flip',
+        (r, h, w) => {
+          const fx = horizontal && r.next() < probability;
+          const fy = vertical && r.next() < probability;
+          return [fx ? -1 : 1, 0, fx ? w - 1 : 0, 0, fy ? -1 : 1, fy ? h - 1 : 0];
+        },
+        { interpolation: 'nearest', fill: 0 },
+      ),
   }),
 });

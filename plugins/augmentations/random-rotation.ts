@@ -13,6 +13,7 @@ export default definePlugin({
   schema: z.object({ maxDegrees: z.number().min(0).max(180).default(10), ...resampling }),
   properties: ['rotation by 0 is the identity', 'rotation by 90° equals transposing and flipping the pixel grid', 'seeded, shape- and dtype-preserving'],
   create: ({ maxDegrees, ...opts }) => ({
-    apply: (x, rng) => resample(x, rng, 'random-rotation', (r, h, w) => inverseAffine(h, w, { angle: (uniform(r, -maxDegrees, maxDegrees) * Math.PI) / 180 }), opts),
+    apply: (x, rng) =>
+      resample(x, rng, 'random-rotation', (r, h, w) => inverseAffine(h, w, { angle: (uniform(r, -maxDegrees, maxDegrees) * Math.PI) / 180 }), opts),
   }),
 });

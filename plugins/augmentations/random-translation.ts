@@ -11,6 +11,12 @@ export default definePlugin({
   properties: ['an integer shift moves pixels exactly and fills the uncovered border', 'seeded, shape- and dtype-preserving'],
   create: ({ maxFraction, ...opts }) => ({
     apply: (x, rng) =>
-      resample(x, rng, 'random-translation', (r, h, w) => inverseAffine(h, w, { dx: uniform(r, -maxFraction, maxFraction) * w, dy: uniform(r, -maxFraction, maxFraction) * h }), opts),
+      resample(
+        x,
+        rng,
+        'random-translation',
+        (r, h, w) => inverseAffine(h, w, { dx: uniform(r, -maxFraction, maxFraction) * w, dy: uniform(r, -maxFraction, maxFraction) * h }),
+        opts,
+      ),
   }),
 });

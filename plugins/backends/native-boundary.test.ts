@@ -51,12 +51,16 @@ type Fn = (...args: unknown[]) => unknown;
 
 describe.skipIf(!info.loaded)('native boundary', () => {
   it('every exported function refuses wrong calls with an error naming it, and never crashes (fuzz in a child process)', () => {
-    const r = spawnSync(process.execPath, [path.join(repo, 'test/fixtures/run-ts.mjs'), path.join(repo, 'test/fixtures/native-fuzz-worker.ts'), ADDON, String(SEED), String(RUNS)], {
-      encoding: 'utf8',
-      env: { ...process.env, LOOM_THREADS: '2' },
-      timeout: 300_000,
-      maxBuffer: 64 * 2 ** 20,
-    });
+    const r = spawnSync(
+      process.execPath,
+      [path.join(repo, 'test/fixtures/run-ts.mjs'), path.join(repo, 'test/fixtures/native-fuzz-worker.ts'), ADDON, String(SEED), String(RUNS)],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, LOOM_THREADS: '2' },
+        timeout: 300_000,
+        maxBuffer: 64 * 2 ** 20,
+      },
+    );
     // A crash shows as a signal (SIGSEGV, SIGABRT) and no summary.
     expect(r.signal, `the fuzz process died of ${r.signal}\n${r.stderr}`).toBeNull();
     const summary = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as Summary;
@@ -94,13 +98,25 @@ describe.skipIf(!info.loaded)('native boundary', () => {
   };
 
   it('says which function, which argument and what was wrong', () => {
-    expect(refusal(() => addon.softmax!(f32(6), f32(5), 2, 3), RangeError)).toBe('softmax: y (argument 2) has 5 elements, fewer than the 6 that rows·cols needs');
-    expect(refusal(() => addon.softmax!(f32(6), new Float64Array(6), 2, 3), TypeError)).toBe('softmax: y (argument 2) must be a Float32Array, got a Float64Array');
+    expect(refusal(() => addon.softmax!(f32(6), f32(5), 2, 3), RangeError)).toBe(
+      'softmax: y (argument 2) has 5 elements, fewer than the 6 that rows·cols needs',
+    );
+    expect(refusal(() => addon.softmax!(f32(6), new Float64Array(6), 2, 3), TypeError)).toBe(
+      'softmax: y (argument 2) must be a Float32Array, got a Float64Array',
+    );
     expect(refusal(() => addon.softmax!(f32(6), f32(6), 2), TypeError)).toBe('softmax: expected 4 arguments, got 3');
-    expect(refusal(() => addon.softmax!(f32(6), f32(6), 2, NaN), RangeError)).toBe('softmax: cols (argument 4) must be an integer from 0 to 2147483647, got NaN');
-    expect(refusal(() => addon.softmax!(f32(6), f32(6), 2 ** 31 - 1, 2 ** 31 - 1), RangeError)).toBe('softmax: x (argument 1) has 6 elements, fewer than the 4611686014132420609 that rows·cols needs');
-    expect(refusal(() => addon.sum!(f32(1), f32(1), 2 ** 31 - 1, 2 ** 31 - 1, 2 ** 31 - 1), RangeError)).toBe('sum: x (argument 1) has 1 element, fewer than the 2^63 or more that outer·reduce·inner needs');
-    expect(refusal(() => addon.layerNorm!(f32(6), f32(3), f32(3), f32(6), 2, 3, Infinity), RangeError)).toBe('layerNorm: epsilon (argument 7) must be a finite number, got Infinity');
+    expect(refusal(() => addon.softmax!(f32(6), f32(6), 2, NaN), RangeError)).toBe(
+      'softmax: cols (argument 4) must be an integer from 0 to 2147483647, got NaN',
+    );
+    expect(refusal(() => addon.softmax!(f32(6), f32(6), 2 ** 31 - 1, 2 ** 31 - 1), RangeError)).toBe(
+      'softmax: x (argument 1) has 6 elements, fewer than the 4611686014132420609 that rows·cols needs',
+    );
+    expect(refusal(() => addon.sum!(f32(1), f32(1), 2 ** 31 - 1, 2 ** 31 - 1, 2 ** 31 - 1), RangeError)).toBe(
+      'sum: x (argument 1) has 1 element, fewer than the 2^63 or more that outer·reduce·inner needs',
+    );
+    expect(refusal(() => addon.layerNorm!(f32(6), f32(3), f32(3), f32(6), 2, 3, Infinity), RangeError)).toBe(
+      'layerNorm: epsilon (argument 7) must be a finite number, got Infinity',
+    );
     expect(refusal(() => addon.conv2d!(f32(4), f32(4), f32(4), null, false, 1, 2, 2, 1, 1, 1, 1, 2, 2, 0, 1, 0, 0, 1, 1), RangeError)).toBe(
       'conv2d: strideHeight (argument 15) must be an integer from 1 to 2147483647, got 0',
     );
@@ -110,8 +126,12 @@ describe.skipIf(!info.loaded)('native boundary', () => {
     expect(refusal(() => addon.batchMatMul!(f32(4), f32(4), f32(8), 2, 2, 2, 2, false, false, 0, 0, null, false, f32(2)), RangeError)).toBe(
       'batchMatMul: bColSums (argument 14) needs batch 1 and B not transposed, got batch 2',
     );
-    expect(refusal(() => addon.crossEntropy!(f32(6), f32(2), f32(2), 2, 3, 0), TypeError)).toBe('crossEntropy: labels (argument 2) must be an Int32Array, got a Float32Array');
-    expect(refusal(() => addon.attention!(f32(36), 0, f32(12), f32(18), 1, 3, 2, 2, false), TypeError)).toBe('attention: keep (argument 2) must be a Float32Array or null, got a number');
+    expect(refusal(() => addon.crossEntropy!(f32(6), f32(2), f32(2), 2, 3, 0), TypeError)).toBe(
+      'crossEntropy: labels (argument 2) must be an Int32Array, got a Float32Array',
+    );
+    expect(refusal(() => addon.attention!(f32(36), 0, f32(12), f32(18), 1, 3, 2, 2, false), TypeError)).toBe(
+      'attention: keep (argument 2) must be a Float32Array or null, got a number',
+    );
     expect(refusal(() => addon.copy!(f32(4), 1, f32(4), 0, Float64Array.from([4, 1, 1])), RangeError)).toBe(
       'copy: src (argument 1) has 4 elements, fewer than the 5 that srcOffset + 1 + Σ (size − 1)·srcStride needs',
     );
@@ -119,7 +139,9 @@ describe.skipIf(!info.loaded)('native boundary', () => {
       'binary: dims (argument 5) must hold 1 to 8 (size, stride, stride) triples, got 4 numbers',
     );
     expect(refusal(() => addon.unary!(13, f32(4), f32(4), 0), RangeError)).toBe('unary: op (argument 1) must be an integer from 0 to 12, got 13');
-    expect(refusal(() => addon.pool!(f32(4), f32(4), 1, 1, 2, 2, 1, 1, 1, 0, 2, 2, 1, 1, 0, 0, 1, 1), TypeError)).toBe('pool: isMax (argument 3) must be a boolean, got a number');
+    expect(refusal(() => addon.pool!(f32(4), f32(4), 1, 1, 2, 2, 1, 1, 1, 0, 2, 2, 1, 1, 0, 0, 1, 1), TypeError)).toBe(
+      'pool: isMax (argument 3) must be a boolean, got a number',
+    );
     expect(refusal(() => addon.info!(1), TypeError)).toBe('info: expected 0 arguments, got 1');
   });
 

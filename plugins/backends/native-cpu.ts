@@ -28,7 +28,11 @@ export default definePlugin({
       await tf.ready();
       const { installed } = installNativeKernels();
       const info = nativeAddonInfo();
-      return { 'backend.kernels': `loom native (${info.simd}, ${info.threads} threads): ${installed.join(', ')}`, 'backend.simd': String(info.simd), 'backend.threads': String(info.threads) };
+      return {
+        'backend.kernels': `loom native (${info.simd}, ${info.threads} threads): ${installed.join(', ')}`,
+        'backend.simd': String(info.simd),
+        'backend.threads': String(info.threads),
+      };
     },
   }),
 });

@@ -33,8 +33,19 @@ export { BufferPool } from './native/buffer-pool';
 
 /** Every kernel family, in the order their kernels are installed (and listed in the `backend.kernels` tag). */
 export const KERNEL_FAMILIES: readonly KernelFamily[] = [
-  layoutFamily, elementwiseFamily, reduceFamily, matMulFamily, convFamily, poolFamily, gatherFamily, compareFamily, softmaxFamily,
-  adamFamily, layerNormFamily, attentionFamily, crossEntropyFamily,
+  layoutFamily,
+  elementwiseFamily,
+  reduceFamily,
+  matMulFamily,
+  convFamily,
+  poolFamily,
+  gatherFamily,
+  compareFamily,
+  softmaxFamily,
+  adamFamily,
+  layerNormFamily,
+  attentionFamily,
+  crossEntropyFamily,
 ];
 
 /** The original cpu kernels, kept to delegate to and for the property tests' reference. */

@@ -11,7 +11,10 @@ function nodeBackend(name: string, pkg: string, priority: number, description: s
   let loaded: Promise<{ ok: boolean; reason?: string }> | null = null;
   const load = () =>
     (loaded ??= import(/* @vite-ignore */ pkg).then(
-      () => (tf.findBackend('tensorflow') ? { ok: true } : { ok: false, reason: `${pkg} loaded but registered no 'tensorflow' backend on this @tensorflow/tfjs-core (version mismatch?)` }),
+      () =>
+        tf.findBackend('tensorflow')
+          ? { ok: true }
+          : { ok: false, reason: `${pkg} loaded but registered no 'tensorflow' backend on this @tensorflow/tfjs-core (version mismatch?)` },
       (e: Error) => ({ ok: false, reason: `${pkg} is not installed (${e.message.split('\n')[0]})` }),
     ));
   return definePlugin({

@@ -34,58 +34,72 @@ describe('early-stopping', () => {
     const cb = registry.create('callback', { type: 'early-stopping', patience: 2 });
     expect(play(cb, [5, 4, 4.5, 4.2, 4.1, 3]).stoppedAfter).toBe(4);
     expect(play(registry.create('callback', { type: 'early-stopping', patience: 2 }), [5, 4, 3, 2, 1]).stoppedAfter).toBeNull();
-    expect(play(registry.create('callback', { type: 'early-stopping', patience: 0, mode: 'max', monitor: 'val_accuracy' }), [0.5, 0.6, 0.6], 'val_accuracy').stoppedAfter).toBe(2);
+    expect(
+      play(registry.create('callback', { type: 'early-stopping', patience: 0, mode: 'max', monitor: 'val_accuracy' }), [0.5, 0.6, 0.6], 'val_accuracy')
+        .stoppedAfter,
+    ).toBe(2);
   });
 
   it('names the missing metric', () => {
     expect(() => play(registry.create('callback', { type: 'early-stopping', monitor: 'val_bleu' }), [1])).toThrow(/no epoch metric "val_bleu"; have val_loss/);
   });
 
-  it('restoreBest ends with the best epoch\'s weights, also through a state round trip (40 cases)', () => {
+  it("restoreBest ends with the best epoch's weights, also through a state round trip (40 cases)", () => {
     fc.assert(
-      fc.property(fc.array(fc.double({ min: 0, max: 10, noNaN: true }), { minLength: 1, maxLength: 8 }), fc.integer({ min: 0, max: 3 }), fc.boolean(), (losses, patience, viaState) => {
-        const model = new Sequential({ inputShape: [3], layers: [{ type: 'dense', units: 2 }] }, registry);
-        model.build(undefined, new Rng(1));
-        let cb = registry.create('callback', { type: 'early-stopping', patience, restoreBest: true }) as Callback;
-        const state = { model, epoch: 0, step: 0, epochs: losses.length, stepsPerEpoch: 1, stopTraining: false } as unknown as TrainingState;
-        cb.onTrainBegin?.(state);
-        const snapshots: Float32Array[][] = [];
-        let best = Infinity;
-        let bestAt = -1;
-        for (let e = 0; e < losses.length && !state.stopTraining; e++) {
-          state.epoch = e;
-          // This epoch's weights: new random values, as training would leave them.
-          for (const p of model.parameters()) p.variable.assign(tf.randomNormal(p.variable.shape, 0, 1, 'float32', 1000 * e + 7));
-          snapshots.push(model.parameters().map((p) => Float32Array.from(p.variable.dataSync())));
-          if (losses[e]! < best) (best = losses[e]!), (bestAt = e);
-          cb.onEpochEnd?.(state, { val_loss: losses[e]! });
-        }
-        for (const p of model.parameters()) p.variable.assign(tf.zeros(p.variable.shape)); // training moved on
-        if (viaState) {
-          const saved = JSON.parse(JSON.stringify(cb.getState!()));
-          cb = registry.create('callback', { type: 'early-stopping', patience, restoreBest: true }) as Callback;
-          cb.setState!(saved);
-        }
-        cb.onTrainEnd?.(state, {});
-        model.parameters().forEach((p, i) => expect(Array.from(p.variable.dataSync())).toEqual(Array.from(snapshots[bestAt]![i]!)));
-        model.dispose();
-      }),
+      fc.property(
+        fc.array(fc.double({ min: 0, max: 10, noNaN: true }), { minLength: 1, maxLength: 8 }),
+        fc.integer({ min: 0, max: 3 }),
+        fc.boolean(),
+        (losses, patience, viaState) => {
+          const model = new Sequential({ inputShape: [3], layers: [{ type: 'dense', units: 2 }] }, registry);
+          model.build(undefined, new Rng(1));
+          let cb = registry.create('callback', { type: 'early-stopping', patience, restoreBest: true }) as Callback;
+          const state = { model, epoch: 0, step: 0, epochs: losses.length, stepsPerEpoch: 1, stopTraining: false } as unknown as TrainingState;
+          cb.onTrainBegin?.(state);
+          const snapshots: Float32Array[][] = [];
+          let best = Infinity;
+          let bestAt = -1;
+          for (let e = 0; e < losses.length && !state.stopTraining; e++) {
+            state.epoch = e;
+            // This epoch's weights: new random values, as training would leave them.
+            for (const p of model.parameters()) p.variable.assign(tf.randomNormal(p.variable.shape, 0, 1, 'float32', 1000 * e + 7));
+            snapshots.push(model.parameters().map((p) => Float32Array.from(p.variable.dataSync())));
+            if (losses[e]! < best) (best = losses[e]!), (bestAt = e);
+            cb.onEpochEnd?.(state, { val_loss: losses[e]! });
+          }
+          for (const p of model.parameters()) p.variable.assign(tf.zeros(p.variable.shape)); // training moved on
+          if (viaState) {
+            const saved = JSON.parse(JSON.stringify(cb.getState!()));
+            cb = registry.create('callback', { type: 'early-stopping', patience, restoreBest: true }) as Callback;
+            cb.setState!(saved);
+          }
+          cb.onTrainEnd?.(state, {});
+          model.parameters().forEach((p, i) => expect(Array.from(p.variable.dataSync())).toEqual(Array.from(snapshots[bestAt]![i]!)));
+          model.dispose();
+        },
+      ),
       { numRuns: 40 },
     );
   });
 
-  it('monitors a metric a callback adds in onEpochMetrics, which is logged with the epoch\'s others', async () => {
+  it("monitors a metric a callback adds in onEpochMetrics, which is logged with the epoch's others", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-epoch-metrics-'));
     try {
       const seen: string[][] = [];
       const reg = (await testRegistry()).register(
         toyBlobs,
         definePlugin({
-          kind: 'callback', name: 'rising-metric', description: 'test: adds val_score = 5, 6, 7, ... per epoch', schema: z.object({}),
+          kind: 'callback',
+          name: 'rising-metric',
+          description: 'test: adds val_score = 5, 6, 7, ... per epoch',
+          schema: z.object({}),
           create: () => ({ onEpochMetrics: (s: TrainingState, logs: Record<string, number>) => void (logs.val_score = s.epoch === 0 ? 5 : 5 + s.epoch) }),
         }),
         definePlugin({
-          kind: 'callback', name: 'see-logs', description: 'test: records the epoch logs keys', schema: z.object({}),
+          kind: 'callback',
+          name: 'see-logs',
+          description: 'test: records the epoch logs keys',
+          schema: z.object({}),
           create: () => ({ onEpochEnd: (_s: TrainingState, logs: Record<string, number>) => void seen.push(Object.keys(logs)) }),
         }),
       );
@@ -96,7 +110,10 @@ describe('early-stopping', () => {
       const r = await runExperiment({ registry: reg, config, log: () => undefined });
       expect(r.history).toHaveLength(3); // best at epoch 1, then two epochs without improvement with patience 1
       expect(seen[0]).toContain('val_score');
-      const metrics = fs.readFileSync(path.join(r.run.location, 'metrics', 'val_score'), 'utf8').trim().split('\n');
+      const metrics = fs
+        .readFileSync(path.join(r.run.location, 'metrics', 'val_score'), 'utf8')
+        .trim()
+        .split('\n');
       expect(metrics.map((l) => Number(l.split(' ')[1]))).toEqual([5, 6, 7]);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
@@ -112,7 +129,7 @@ describe('reduce-on-plateau', () => {
 });
 
 describe('the best-value callbacks', () => {
-  it('load the states checkpoints hold (best as a number or null, wait, early stopping\'s best epoch) and continue from them', () => {
+  it("load the states checkpoints hold (best as a number or null, wait, early stopping's best epoch) and continue from them", () => {
     const resumed = (spec: object, saved: object) => {
       const cb = registry.create('callback', spec as never);
       const state = { epoch: 5, step: 5, epochs: 9, stepsPerEpoch: 1, stopTraining: false, optimizer: { learningRate: 1 } } as unknown as TrainingState;

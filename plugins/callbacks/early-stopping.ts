@@ -3,12 +3,17 @@ import { definePlugin, readWeights, writeWeights, type Callback, type Logs, type
 import { Monitor, monitorOptions } from './monitor';
 
 /** Weights as JSON (base64 float32 per parameter), so they travel in a checkpoint with the callback's state. */
-const toJson = (w: NamedWeights) => Object.fromEntries([...w].map(([k, { shape, values }]) => [k, { shape, data: Buffer.from(values.buffer, values.byteOffset, values.byteLength).toString('base64') }]));
+const toJson = (w: NamedWeights) =>
+  Object.fromEntries(
+    [...w].map(([k, { shape, values }]) => [k, { shape, data: Buffer.from(values.buffer, values.byteOffset, values.byteLength).toString('base64') }]),
+  );
 function fromJson(j: Record<string, { shape: number[]; data: string }>): NamedWeights {
-  return new Map(Object.entries(j).map(([k, { shape, data }]) => {
-    const b = Buffer.from(data, 'base64');
-    return [k, { shape, values: new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)) }];
-  }));
+  return new Map(
+    Object.entries(j).map(([k, { shape, data }]) => {
+      const b = Buffer.from(data, 'base64');
+      return [k, { shape, values: new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)) }];
+    }),
+  );
 }
 
 /**
@@ -29,7 +34,10 @@ export default definePlugin({
     /** Put the best epoch's weights back when training ends. */
     restoreBest: z.boolean().default(false),
   }),
-  properties: ['stops after `patience` epochs without improvement, and not before; names a missing metric', 'restoreBest ends training with the best epoch\'s weights, also across a resume'],
+  properties: [
+    'stops after `patience` epochs without improvement, and not before; names a missing metric',
+    "restoreBest ends training with the best epoch's weights, also across a resume",
+  ],
   examples: [{ options: { patience: 1 } }, { options: { monitor: 'val_accuracy', mode: 'max', patience: 2, minDelta: 0.01, restoreBest: true } }],
   create: ({ monitor, mode, patience, minDelta, restoreBest }): Omit<Callback, 'spec'> => {
     const monitored = new Monitor('early-stopping', monitor, mode, minDelta);

@@ -63,14 +63,20 @@ export function brownCorpus(o: Pick<BrownOptions, 'lowercase' | 'boundary' | 'mi
 
   const counts = new Map<string, number>();
   for (const w of parts.train) counts.set(w, (counts.get(w) ?? 0) + 1);
-  const kept = [...counts].filter(([, c]) => c >= o.minCount)
-    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([w]) => w);
+  const kept = [...counts]
+    .filter(([, c]) => c >= o.minCount)
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map(([w]) => w);
   const vocab = [UNK, ...kept];
   const id = new Map(vocab.map((w, i) => [w, i]));
   const unk: Record<string, number> = {};
   const encode = (split: string, ws: string[]) => {
     let n = 0;
-    const ids = Int32Array.from(ws, (w) => id.get(w) ?? (n++, 0));
+    const ids = Int32Array.from(ws, (w) => {
+      const i = id.get(w);
+      if (i === undefined) n++; // an unknown word: <unk> (id 0), counted
+      return i ?? 0;
+    });
     unk[split] = n;
     return ids;
   };

@@ -38,10 +38,12 @@ describe('char-text', () => {
   it('round-trips text through the vocabulary; stride and maxChars set the number of windows', () => {
     const src = registry.create('dataset', { type: 'char-text', context: 8, stride: 5, maxChars: 1000 }) as CharTextSource;
     const text = mobyDickText();
-    fc.assert(fc.property(fc.nat(text.length - 200), fc.nat(200), (a, n) => {
-      const s = text.slice(a, a + n).replace(/[\ud800-\udfff]/g, '');
-      expect(src.decode(src.encode(s))).toBe(s);
-    }));
+    fc.assert(
+      fc.property(fc.nat(text.length - 200), fc.nat(200), (a, n) => {
+        const s = text.slice(a, a + n).replace(/[\ud800-\udfff]/g, '');
+        expect(src.decode(src.encode(s))).toBe(s);
+      }),
+    );
     expect(src.load('train').size).toBe(Math.floor((1000 - 9) / 5) + 1);
     const b = src.load('valid').batch([0, 1]);
     expect(Array.from(b.x.dataSync()).slice(8, 11)).toEqual(Array.from(b.y.dataSync()).slice(4, 7)); // window 1 starts 5 after window 0

@@ -42,7 +42,8 @@ export default definePlugin({
     const encode = (s: string) =>
       Array.from(s, (c) => {
         const i = text().id.get(c);
-        if (i === undefined) throw new DataError(`char-text: character ${JSON.stringify(c)} (U+${c.codePointAt(0)!.toString(16)}) is not in the ${o.corpus} vocabulary`);
+        if (i === undefined)
+          throw new DataError(`char-text: character ${JSON.stringify(c)} (U+${c.codePointAt(0)!.toString(16)}) is not in the ${o.corpus} vocabulary`);
         return i;
       });
     const source: Omit<CharTextSource, 'spec'> = {
@@ -59,7 +60,8 @@ export default definePlugin({
         if (!range) throw new DataError(`char-text: unknown split "${split}"; available: train, valid`);
         const end = o.maxChars ? Math.min(range[1]!, range[0]! + o.maxChars) : range[1]!;
         const tokens = Int32Array.from(chars.slice(range[0], end), (c) => id.get(c)!);
-        if (tokens.length < o.context + 1) throw new DataError(`char-text:${split}: ${tokens.length} characters are too few for a context of ${o.context} (+1)`);
+        if (tokens.length < o.context + 1)
+          throw new DataError(`char-text:${split}: ${tokens.length} characters are too few for a context of ${o.context} (+1)`);
         const size = Math.floor((tokens.length - o.context - 1) / o.stride) + 1;
         return new TokenWindows(`char-text:${o.corpus}:${split}`, tokens, o.context, size, (i) => i * o.stride);
       },

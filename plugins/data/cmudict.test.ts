@@ -50,7 +50,15 @@ describe('cmudict', () => {
       seen.set(word, [...(seen.get(word) ?? []), ph.join(' ')]);
     });
     // A word that fits gives one example per distinct reference.
-    for (const [w, prons] of seen) expect(new Set(prons)).toEqual(new Set(src.references(w).filter((p) => p.length < 12).map((p) => p.join(' '))));
+    for (const [w, prons] of seen)
+      expect(new Set(prons)).toEqual(
+        new Set(
+          src
+            .references(w)
+            .filter((p) => p.length < 12)
+            .map((p) => p.join(' ')),
+        ),
+      );
   });
 
   it('round-trips any spelling and any phoneme sequence through the id encoding', () => {
@@ -58,11 +66,15 @@ describe('cmudict', () => {
       const src = registry.create('dataset', { type: 'cmudict', stress }) as CmudictSource;
       const phonemes = src.symbols.slice(3);
       fc.assert(
-        fc.property(fc.array(fc.constantFrom(...LETTERS), { minLength: 1, maxLength: 20 }), fc.array(fc.constantFrom(...phonemes), { maxLength: 20 }), (letters, ph) => {
-          const word = letters.join('');
-          expect(src.decodeWord([...src.encodeWord(word.toLowerCase()), PAD, 5])).toBe(word);
-          expect(src.decodePhonemes([BOS, ...src.encodePhonemes(ph), EOS, 7])).toEqual(ph);
-        }),
+        fc.property(
+          fc.array(fc.constantFrom(...LETTERS), { minLength: 1, maxLength: 20 }),
+          fc.array(fc.constantFrom(...phonemes), { maxLength: 20 }),
+          (letters, ph) => {
+            const word = letters.join('');
+            expect(src.decodeWord([...src.encodeWord(word.toLowerCase()), PAD, 5])).toBe(word);
+            expect(src.decodePhonemes([BOS, ...src.encodePhonemes(ph), EOS, 7])).toEqual(ph);
+          },
+        ),
       );
       expect(phonemes.length).toBe(stress ? 69 : 39);
     }

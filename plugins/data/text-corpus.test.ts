@@ -22,7 +22,9 @@ describe('text corpora', () => {
     expect(sotuTexts()).toHaveLength(233);
     const docs = corpusTexts(['moby-dick', 'sotu', 'brown']);
     expect(docs).toHaveLength(1 + 233 + 15_667);
-    expect(docs[234]!.startsWith('The Fulton County Grand Jury said Friday an investigation of Atlanta\'s recent primary election produced " no evidence "')).toBe(true);
+    expect(
+      docs[234]!.startsWith('The Fulton County Grand Jury said Friday an investigation of Atlanta\'s recent primary election produced " no evidence "'),
+    ).toBe(true);
     expect(() => corpusTexts(['ptb' as 'brown'])).toThrow(/unknown corpus "ptb"; available: brown, sotu, moby-dick/);
   });
 });

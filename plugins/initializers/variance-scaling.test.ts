@@ -53,13 +53,19 @@ describe('variance-based initializers', () => {
 describe('orthogonal', () => {
   it('gives gain times a matrix with orthonormal columns (tall) or rows (wide)', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 1e6 }), fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 12 }), fc.double({ min: 0.5, max: 2, noNaN: true }), (seed, r, c, gain) => {
-        const w = registry.create('initializer', { type: 'orthogonal', gain }).init([r, c], new Rng(seed));
-        const gram = tf.tidy(() => (r >= c ? tf.matMul(w, w, true, false) : tf.matMul(w, w, false, true)));
-        const g = gram.arraySync() as number[][];
-        g.forEach((row, i) => row.forEach((x, j) => expect(Math.abs(x - (i === j ? gain * gain : 0))).toBeLessThan(1e-4 * gain * gain)));
-        tf.dispose([w, gram]);
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 1e6 }),
+        fc.integer({ min: 1, max: 12 }),
+        fc.integer({ min: 1, max: 12 }),
+        fc.double({ min: 0.5, max: 2, noNaN: true }),
+        (seed, r, c, gain) => {
+          const w = registry.create('initializer', { type: 'orthogonal', gain }).init([r, c], new Rng(seed));
+          const gram = tf.tidy(() => (r >= c ? tf.matMul(w, w, true, false) : tf.matMul(w, w, false, true)));
+          const g = gram.arraySync() as number[][];
+          g.forEach((row, i) => row.forEach((x, j) => expect(Math.abs(x - (i === j ? gain * gain : 0))).toBeLessThan(1e-4 * gain * gain)));
+          tf.dispose([w, gram]);
+        },
+      ),
       { numRuns: 30 },
     );
   });

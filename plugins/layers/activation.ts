@@ -22,6 +22,9 @@ export default definePlugin({
   name: 'activation',
   description: 'applies an activation plugin elementwise (or over the last axis for softmax)',
   schema: layerOptions.extend({ activation: pluginSpecSchema }),
-  examples: [{ options: { activation: 'relu' }, inputShape: [2, 6] }, { options: { activation: 'softmax' }, inputShape: [3, 4] }],
+  examples: [
+    { options: { activation: 'relu' }, inputShape: [2, 6] },
+    { options: { activation: 'softmax' }, inputShape: [3, 4] },
+  ],
   create: (opts, ctx) => new ActivationLayer(opts.name ?? 'activation', ctx.registry.create('activation', opts.activation, `${ctx.path}.activation`)),
 });

@@ -85,7 +85,10 @@ describe('multi-head attention', () => {
     const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 2 }, [null, null, 4]);
     const q = tf.variable(randomNormal([2, 3, 4], rng));
     const mem = tf.variable(randomNormal([2, 5, 4], rng));
-    const mask = tf.tensor2d([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]);
+    const mask = tf.tensor2d([
+      [1, 1, 1, 1, 1],
+      [1, 1, 1, 0, 0],
+    ]);
     gradCheck('cross-attention', () => mha.attend(q, mem, ctxOf(), { keyMask: mask }), [q, mem, ...mha.parameters().map((p) => p.variable)], rng);
     tf.dispose([q, mem, mask]);
     mha.dispose();
@@ -123,7 +126,10 @@ describe('transformer decoder', () => {
     const rng = new Rng(seed);
     const dec = build<TransformerDecoder>({ type: 'transformer-decoder', numHeads: 2, ff: 8, dropout: 0, preNorm }, [null, null, 4], seed);
     const memory = randomNormal([2, 3, 4], rng);
-    const memoryMask = tf.tensor2d([[1, 1, 1], [1, 1, 0]]);
+    const memoryMask = tf.tensor2d([
+      [1, 1, 1],
+      [1, 1, 0],
+    ]);
     return { rng, dec, memory, memoryMask };
   }
 

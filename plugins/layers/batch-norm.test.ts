@@ -30,7 +30,10 @@ describe('batch-norm', () => {
     expect(Math.abs(mv![0]! - 4)).toBeLessThan(0.8);
     expect(Math.abs(mv![1]! - 0.25)).toBeLessThan(0.05);
     // Inference: (x − running mean) / √(running var + ε), with γ = 1 and β = 0 untouched by this test.
-    const probe = tf.tensor2d([[3, -1], [5, -0.5]]);
+    const probe = tf.tensor2d([
+      [3, -1],
+      [5, -0.5],
+    ]);
     const out = bn.apply(probe, { training: false, rng }).arraySync() as number[][];
     expect(out[0]![0]).toBeCloseTo((3 - mm![0]!) / Math.sqrt(mv![0]! + 1e-5), 4);
     expect(out[1]![1]).toBeCloseTo((-0.5 - mm![1]!) / Math.sqrt(mv![1]! + 1e-5), 4);

@@ -1,8 +1,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  definePlugin, LayerBase, LayerStack, layerOptions, pluginSpecSchema, type ForwardContext, type Parameter, type PluginContext,
-  type Rng, type Shape,
+  definePlugin,
+  LayerBase,
+  LayerStack,
+  layerOptions,
+  pluginSpecSchema,
+  type ForwardContext,
+  type Parameter,
+  type PluginContext,
+  type Rng,
+  type Shape,
 } from '../../core';
 
 const schema = layerOptions.extend({
@@ -20,7 +28,10 @@ export class Concatenate extends LayerBase {
   private readonly branches: LayerStack[];
   private axis = -1;
 
-  constructor(private readonly opts: z.output<typeof schema>, ctx: PluginContext) {
+  constructor(
+    private readonly opts: z.output<typeof schema>,
+    ctx: PluginContext,
+  ) {
     super(opts.name ?? 'concatenate');
     this.branches = opts.branches.map((specs, i) => new LayerStack(specs, ctx.registry, `${this.name}/branch${i + 1}`, `${ctx.path}.branches[${i}]`));
   }
@@ -29,10 +40,14 @@ export class Concatenate extends LayerBase {
     const outs = this.branches.map((b) => b.build(inputShape, rng));
     const rank = outs[0]!.length;
     const axis = this.opts.axis < 0 ? rank + this.opts.axis : this.opts.axis;
-    if (axis <= 0 || axis >= rank) throw this.shapeError(`an axis in 1..${rank - 1} (got axis ${this.opts.axis}) for branch outputs of rank ${rank}`, inputShape);
+    if (axis <= 0 || axis >= rank)
+      throw this.shapeError(`an axis in 1..${rank - 1} (got axis ${this.opts.axis}) for branch outputs of rank ${rank}`, inputShape);
     for (const [i, o] of outs.entries()) {
       if (o.length !== rank || o.some((d, k) => k !== axis && d !== outs[0]![k])) {
-        throw this.shapeError(`branch outputs that agree except on axis ${axis}; branch 1 gives [${outs[0]!.map((d) => d ?? 'batch')}], branch ${i + 1} gives [${o.map((d) => d ?? 'batch')}] for input`, inputShape);
+        throw this.shapeError(
+          `branch outputs that agree except on axis ${axis}; branch 1 gives [${outs[0]!.map((d) => d ?? 'batch')}], branch ${i + 1} gives [${o.map((d) => d ?? 'batch')}] for input`,
+          inputShape,
+        );
       }
     }
     this.axis = axis;
@@ -40,7 +55,10 @@ export class Concatenate extends LayerBase {
   }
 
   apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
-    return tf.concat(this.branches.map((b) => b.apply(x, ctx)), this.axis);
+    return tf.concat(
+      this.branches.map((b) => b.apply(x, ctx)),
+      this.axis,
+    );
   }
 
   override parameters(): Parameter[] {

@@ -1,8 +1,17 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  definePlugin, LayerBase, layerOptions, pluginSpecSchema, type Activation, type ForwardContext, type Initializer, type Regularizer,
-  type PluginContext, type Rng, type Shape,
+  definePlugin,
+  LayerBase,
+  layerOptions,
+  pluginSpecSchema,
+  type Activation,
+  type ForwardContext,
+  type Initializer,
+  type Regularizer,
+  type PluginContext,
+  type Rng,
+  type Shape,
 } from '../../core';
 
 const pair = z.union([z.number().int().positive(), z.tuple([z.number().int().positive(), z.number().int().positive()])]);
@@ -66,7 +75,14 @@ export class Conv2D extends LayerBase {
     const act = this.activation.spec.type;
     const strides = asPair(this.opts.strides);
     if (act === 'relu' || act === 'linear') {
-      return tf.fused.conv2d({ x: x as tf.Tensor4D, filter: this.kernel as tf.Tensor4D, strides, pad: this.opts.padding, bias: this.bias ?? undefined, activation: act });
+      return tf.fused.conv2d({
+        x: x as tf.Tensor4D,
+        filter: this.kernel as tf.Tensor4D,
+        strides,
+        pad: this.opts.padding,
+        bias: this.bias ?? undefined,
+        activation: act,
+      });
     }
     const y = tf.conv2d(x as tf.Tensor4D, this.kernel as tf.Tensor4D, strides, this.opts.padding);
     return this.activation.apply(this.bias ? tf.add(y, this.bias) : y);

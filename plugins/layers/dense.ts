@@ -1,8 +1,18 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  definePlugin, LayerBase, linear, layerOptions, pluginSpecSchema, type Activation, type ForwardContext, type Initializer, type Regularizer,
-  type PluginContext, type Rng, type Shape,
+  definePlugin,
+  LayerBase,
+  linear,
+  layerOptions,
+  pluginSpecSchema,
+  type Activation,
+  type ForwardContext,
+  type Initializer,
+  type Regularizer,
+  type PluginContext,
+  type Rng,
+  type Shape,
 } from '../../core';
 
 const schema = layerOptions.extend({

@@ -59,7 +59,14 @@ describe('embedding word dropout', () => {
   it('zeroes every occurrence of a dropped word and scales the kept ones by 1/(1 − rate)', () => {
     const rate = 0.5;
     const layer = build({ type: 'embedding', vocabSize: 6, dim: 4, dropout: rate, initializer: 'ones' }, [null, 10]);
-    const ids = tf.tensor2d([[0, 1, 2, 3, 4, 5, 0, 1, 2, 3], [5, 4, 3, 2, 1, 0, 5, 4, 3, 2]], undefined, 'int32');
+    const ids = tf.tensor2d(
+      [
+        [0, 1, 2, 3, 4, 5, 0, 1, 2, 3],
+        [5, 4, 3, 2, 1, 0, 5, 4, 3, 2],
+      ],
+      undefined,
+      'int32',
+    );
     const out = layer.apply(ids, { training: true, rng: new Rng(11) }).arraySync() as number[][][];
     const byWord = new Map<number, number>();
     const idv = ids.arraySync() as number[][];

@@ -10,7 +10,10 @@ const schema = layerOptions.extend({ rate: z.number().min(0).lt(1) });
  * inference. Masks come from the run's seeded Rng.
  */
 export class Dropout extends LayerBase {
-  constructor(private readonly rate: number, name: string) {
+  constructor(
+    private readonly rate: number,
+    name: string,
+  ) {
     super(name);
   }
   protected buildLayer(inputShape: Shape): Shape {
@@ -27,7 +30,10 @@ export class Dropout extends LayerBase {
  * drawn in one pass (uniformFloats) and applied with one multiply, instead of four tensor ops.
  */
 export function dropoutMask(x: tf.Tensor, rate: number, seed: number, maskShape: number[]): tf.Tensor {
-  const u = uniformFloats(seed, maskShape.reduce((a, b) => a * b, 1));
+  const u = uniformFloats(
+    seed,
+    maskShape.reduce((a, b) => a * b, 1),
+  );
   const scale = 1 / (1 - rate);
   for (let i = 0; i < u.length; i++) u[i] = u[i]! >= rate ? scale : 0;
   return tf.tidy(() => tf.mul(x, tf.tensor(u, maskShape, 'float32')));

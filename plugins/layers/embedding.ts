@@ -1,8 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
-  type Rng, type Shape,
+  definePlugin,
+  LayerBase,
+  layerOptions,
+  pluginSpecSchema,
+  type ForwardContext,
+  type Initializer,
+  type PluginContext,
+  type Rng,
+  type Shape,
 } from '../../core';
 
 const schema = layerOptions.extend({
@@ -69,6 +76,9 @@ export default definePlugin({
     { options: { vocabSize: 7, dim: 3 }, inputShape: [2, 4], inputInts: 7 },
     { options: { vocabSize: 5, dim: 2, dropout: 0.4 }, inputShape: [3, 4], inputInts: 5 },
   ],
-  properties: ['word dropout zeroes every occurrence of a dropped word type and scales kept ones by 1/(1 − rate)', 'maskZero: padded positions change nothing downstream'],
+  properties: [
+    'word dropout zeroes every occurrence of a dropped word type and scales kept ones by 1/(1 − rate)',
+    'maskZero: padded positions change nothing downstream',
+  ],
   create: (opts, ctx) => new Embedding(opts, ctx),
 });

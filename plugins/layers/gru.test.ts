@@ -23,7 +23,12 @@ function reference(x: number[][][], W: number[][], U: number[][], b: number[], b
       const r = zr.slice(u);
       const cand = Array.from({ length: u }, (_, k) => {
         const j = 2 * u + k;
-        const rec = bU ? r[k]! * (hu(h, j) + bU[j]!) : hu(h.map((hi, i) => r[i]! * hi), j);
+        const rec = bU
+          ? r[k]! * (hu(h, j) + bU[j]!)
+          : hu(
+              h.map((hi, i) => r[i]! * hi),
+              j,
+            );
         return Math.tanh(xw[j]! + rec);
       });
       h = h.map((hk, k) => zr[k]! * hk + (1 - zr[k]!) * cand[k]!);
@@ -35,19 +40,25 @@ function reference(x: number[][][], W: number[][], U: number[][], b: number[], b
 describe('gru', () => {
   it("matches a float64 loop over the paper's equations 5-8", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 1e6 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 4 }), fc.boolean(), (seed, batch, time, resetAfter) => {
-        const rng = new Rng(seed);
-        const layer = registry.create('layer', { type: 'gru', units: 3, resetAfter }) as Layer;
-        layer.build([null, time, 2], rng);
-        const x = randomNormal([batch, time, 2], rng);
-        const y = tf.tidy(() => layer.apply(x, { training: false, rng }));
-        const [W, U, b, bU] = layer.parameters().map((p) => p.variable.arraySync());
-        const want = reference(x.arraySync() as number[][][], W as number[][], U as number[][], b as number[], (bU as number[] | undefined) ?? null, 3);
-        const got = y.arraySync() as number[][][];
-        got.flat(2).forEach((v, i) => expect(v).toBeCloseTo(want.flat(2)[i]!, 5));
-        tf.dispose([x, y]);
-        layer.dispose();
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 1e6 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.boolean(),
+        (seed, batch, time, resetAfter) => {
+          const rng = new Rng(seed);
+          const layer = registry.create('layer', { type: 'gru', units: 3, resetAfter }) as Layer;
+          layer.build([null, time, 2], rng);
+          const x = randomNormal([batch, time, 2], rng);
+          const y = tf.tidy(() => layer.apply(x, { training: false, rng }));
+          const [W, U, b, bU] = layer.parameters().map((p) => p.variable.arraySync());
+          const want = reference(x.arraySync() as number[][][], W as number[][], U as number[][], b as number[], (bU as number[] | undefined) ?? null, 3);
+          const got = y.arraySync() as number[][][];
+          got.flat(2).forEach((v, i) => expect(v).toBeCloseTo(want.flat(2)[i]!, 5));
+          tf.dispose([x, y]);
+          layer.dispose();
+        },
+      ),
       { numRuns: 20 },
     );
   });

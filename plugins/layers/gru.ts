@@ -76,6 +76,6 @@ export default definePlugin({
     { options: { units: 3 }, inputShape: [2, 4, 5] },
     { options: { units: 2, returnSequences: false, resetAfter: true }, inputShape: [3, 3, 2] },
   ],
-  properties: ['matches a float64 loop over the paper\'s equations 5-8', 'stateful: two half sequences give the output of the whole'],
+  properties: ["matches a float64 loop over the paper's equations 5-8", 'stateful: two half sequences give the output of the whole'],
   create: (opts, ctx) => new GRU(opts, ctx),
 });

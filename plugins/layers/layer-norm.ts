@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { definePlugin, LayerBase, layerNorm, layerOptions, type ForwardContext, type PluginContext, type Rng, type Shape } from '../../core';
 

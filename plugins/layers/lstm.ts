@@ -135,6 +135,9 @@ export default definePlugin({
     { options: { units: 2, returnSequences: false }, inputShape: [3, 3, 2] },
     { options: { units: 3, recurrentDropout: 0.4 }, inputShape: [2, 3, 2] },
   ],
-  properties: ['stateful: two half sequences give the output of the whole; the trainer resets state at every epoch and evaluation', 'recurrent dropout is one mask on h shared by every time step (Gal & Ghahramani 2016)'],
+  properties: [
+    'stateful: two half sequences give the output of the whole; the trainer resets state at every epoch and evaluation',
+    'recurrent dropout is one mask on h shared by every time step (Gal & Ghahramani 2016)',
+  ],
   create: (opts, ctx) => new LSTM(opts, ctx),
 });

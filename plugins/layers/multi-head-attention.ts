@@ -1,8 +1,20 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  definePlugin, FUSED_KERNELS, hasKernel, LayerBase, layerOptions, linear, selfAttention, softmax, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext,
-  type Rng, type Shape,
+  definePlugin,
+  FUSED_KERNELS,
+  hasKernel,
+  LayerBase,
+  layerOptions,
+  linear,
+  selfAttention,
+  softmax,
+  pluginSpecSchema,
+  type ForwardContext,
+  type Initializer,
+  type PluginContext,
+  type Rng,
+  type Shape,
 } from '../../core';
 import { dropoutMask } from './dropout';
 

@@ -1,6 +1,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext, type Rng, type Shape } from '../../core';
+import {
+  definePlugin,
+  LayerBase,
+  layerOptions,
+  pluginSpecSchema,
+  type ForwardContext,
+  type Initializer,
+  type PluginContext,
+  type Rng,
+  type Shape,
+} from '../../core';
 
 const schema = layerOptions.extend({
   /** 'sinusoidal' (Vaswani et al. 2017, §3.5) or 'learned' (a trained [maxLength, d] table, as BERT and GPT). */
@@ -38,7 +48,9 @@ export class PositionalEncoding extends LayerBase {
     const [, t, d] = inputShape as [null, number | null, number];
     if (t !== null && t > this.opts.maxLength) throw this.shapeError(`at most maxLength = ${this.opts.maxLength} positions`, inputShape);
     this.table =
-      this.opts.kind === 'learned' ? this.addWeight('positions', [this.opts.maxLength, d], this.init, rng, 'embedding') : tf.keep(sinusoidalTable(this.opts.maxLength, d));
+      this.opts.kind === 'learned'
+        ? this.addWeight('positions', [this.opts.maxLength, d], this.init, rng, 'embedding')
+        : tf.keep(sinusoidalTable(this.opts.maxLength, d));
     return inputShape;
   }
 
@@ -64,7 +76,10 @@ export default definePlugin({
   name: 'positional-encoding',
   description: 'sinusoidal (Vaswani et al. 2017, §3.5) or learned position embeddings added to the input',
   schema,
-  examples: [{ options: { maxLength: 8 }, inputShape: [2, 5, 4] }, { options: { kind: 'learned', maxLength: 6 }, inputShape: [2, 3, 4] }],
+  examples: [
+    { options: { maxLength: 8 }, inputShape: [2, 5, 4] },
+    { options: { kind: 'learned', maxLength: 6 }, inputShape: [2, 3, 4] },
+  ],
   properties: ['adds sin(pos/10000^(2i/d)) and cos(pos/10000^(2i/d)) to even and odd features (Vaswani et al. 2017, §3.5)'],
   create: (opts, ctx) => new PositionalEncoding(opts, ctx),
 });

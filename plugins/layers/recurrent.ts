@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { CarriedState, LayerBase, layerOptions, type Initializer, type Json, type PluginContext, type PluginSpec, type Rng, type Shape } from '../../core';
 

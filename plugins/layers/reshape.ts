@@ -4,7 +4,14 @@ import { definePlugin, LayerBase, layerOptions, type ForwardContext, type Shape 
 
 const schema = layerOptions.extend({
   /** Shape of one example after reshaping (no batch dimension); one entry may be −1, inferred from the size. */
-  targetShape: z.array(z.number().int().refine((d) => d > 0 || d === -1, 'a positive size or -1')).min(1),
+  targetShape: z
+    .array(
+      z
+        .number()
+        .int()
+        .refine((d) => d > 0 || d === -1, 'a positive size or -1'),
+    )
+    .min(1),
 });
 
 /** Reshapes every example to `targetShape` (Keras's Reshape); the element count must match. No parameters. */

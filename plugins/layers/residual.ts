@@ -1,8 +1,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  definePlugin, LayerBase, LayerStack, layerOptions, pluginSpecSchema, type ForwardContext, type Parameter, type PluginContext,
-  type Rng, type Shape,
+  definePlugin,
+  LayerBase,
+  LayerStack,
+  layerOptions,
+  pluginSpecSchema,
+  type ForwardContext,
+  type Parameter,
+  type PluginContext,
+  type Rng,
+  type Shape,
 } from '../../core';
 
 const schema = layerOptions.extend({
@@ -24,7 +32,8 @@ export class Residual extends LayerBase {
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {
     const out = this.branch.build(inputShape, rng);
-    if (out.join() !== inputShape.join()) throw this.shapeError(`the branch to keep the input shape, but it outputs [${out.map((d) => d ?? 'batch')}] for input`, inputShape);
+    if (out.join() !== inputShape.join())
+      throw this.shapeError(`the branch to keep the input shape, but it outputs [${out.map((d) => d ?? 'batch')}] for input`, inputShape);
     return inputShape;
   }
 
@@ -55,7 +64,15 @@ export default definePlugin({
   description: 'identity shortcut around a stack of layers, y = x + F(x) (He et al. 2016, eq. 1)',
   schema,
   examples: [
-    { options: { layers: [{ type: 'dense', units: 4, activation: 'tanh' }, { type: 'dense', units: 4 }] }, inputShape: [2, 4] },
+    {
+      options: {
+        layers: [
+          { type: 'dense', units: 4, activation: 'tanh' },
+          { type: 'dense', units: 4 },
+        ],
+      },
+      inputShape: [2, 4],
+    },
     { options: { layers: [{ type: 'layer-norm' }, { type: 'multi-head-attention', numHeads: 2 }] }, inputShape: [2, 3, 4] },
   ],
   create: (opts, ctx) => new Residual(opts, ctx),

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { definePlugin, type ForwardContext, type Layer, type PluginContext } from '../../core';
 import { TransformerBlock, transformerLayerOptions } from './transformer-encoder';
@@ -71,7 +71,10 @@ export class TransformerDecoder extends TransformerBlock {
     const [n1, n2, n3] = this.crossAttention ? this.norms : [this.norms[0], null, this.norms[1]];
     let y = sub(x, (v) => this.selfAttention.attend(v, null, ctx, { causal: true, keyMask: cache ? undefined : ctx.mask, cache: cache?.self }), n1!);
     if (this.crossAttention) {
-      if (!ctx.memory) throw new Error(`layer "${this.name}" (transformer-decoder): crossAttention needs the encoder output in ctx.memory; use crossAttention: false for a decoder-only model`);
+      if (!ctx.memory)
+        throw new Error(
+          `layer "${this.name}" (transformer-decoder): crossAttention needs the encoder output in ctx.memory; use crossAttention: false for a decoder-only model`,
+        );
       const cross = this.crossAttention;
       y = sub(y, (v) => cross.attend(v, ctx.memory!, ctx, { keyMask: ctx.memoryMask, cache: cache?.cross }), n2!);
     }
@@ -82,7 +85,8 @@ export class TransformerDecoder extends TransformerBlock {
 export default definePlugin({
   kind: 'layer',
   name: 'transformer-decoder',
-  description: 'Transformer decoder layer: causal self-attention, cross-attention, feed-forward (Vaswani et al. 2017, §3.1); decoder-only (GPT) without cross-attention',
+  description:
+    'Transformer decoder layer: causal self-attention, cross-attention, feed-forward (Vaswani et al. 2017, §3.1); decoder-only (GPT) without cross-attention',
   schema,
   examples: [
     { options: { numHeads: 2, ff: 6, dropout: 0, crossAttention: false }, inputShape: [2, 3, 4] },

@@ -1,8 +1,19 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  createPart, definePlugin, LayerBase, layerOptions, pluginSpecSchema, type ForwardContext, type Layer, type LayerClass, type Parameter, type PartSpec,
-  type PluginContext, type Rng, type Shape,
+  createPart,
+  definePlugin,
+  LayerBase,
+  layerOptions,
+  pluginSpecSchema,
+  type ForwardContext,
+  type Layer,
+  type LayerClass,
+  type Parameter,
+  type PartSpec,
+  type PluginContext,
+  type Rng,
+  type Shape,
 } from '../../core';
 
 /** Options shared by the Transformer's encoder and decoder layers. */
@@ -63,9 +74,7 @@ export abstract class TransformerBlock extends LayerBase {
 
   /** `f` as a sub-layer: with dropout, the residual connection and layer norm `norm` (pre- or post-norm). */
   protected residual(input: tf.Tensor, f: (y: tf.Tensor) => tf.Tensor, norm: Layer, ctx: ForwardContext): tf.Tensor {
-    return this.opts.preNorm
-      ? tf.add(input, this.drop.apply(f(norm.apply(input, ctx)), ctx))
-      : norm.apply(tf.add(input, this.drop.apply(f(input), ctx)), ctx);
+    return this.opts.preNorm ? tf.add(input, this.drop.apply(f(norm.apply(input, ctx)), ctx)) : norm.apply(tf.add(input, this.drop.apply(f(input), ctx)), ctx);
   }
 
   /** The position-wise feed-forward network (eq. 2). */

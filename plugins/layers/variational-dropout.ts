@@ -11,7 +11,10 @@ const schema = layerOptions.extend({ rate: z.number().min(0).lt(1) });
  * Inverted scaling 1/(1 − rate); identity at inference.
  */
 export class VariationalDropout extends LayerBase {
-  constructor(private readonly rate: number, name: string) {
+  constructor(
+    private readonly rate: number,
+    name: string,
+  ) {
     super(name);
   }
   protected buildLayer(inputShape: Shape): Shape {
@@ -32,6 +35,8 @@ export default definePlugin({
   description: 'one dropout mask per sequence shared over time (Gal & Ghahramani 2016)',
   schema,
   examples: [{ options: { rate: 0.3 }, inputShape: [2, 4, 3] }],
-  properties: ['one mask per sequence shared by all time steps, different masks for different sequences; unlike standard dropout, whose mask changes every step'],
+  properties: [
+    'one mask per sequence shared by all time steps, different masks for different sequences; unlike standard dropout, whose mask changes every step',
+  ],
   create: (opts) => new VariationalDropout(opts.rate, opts.name ?? 'variational-dropout'),
 });

@@ -11,11 +11,18 @@ beforeAll(async () => {
 });
 
 const cases = fc.integer({ min: 2, max: 6 }).chain((k) =>
-  fc.record({
-    k: fc.constant(k),
-    logits: fc.array(fc.array(fc.double({ min: -10, max: 10, noNaN: true }), { minLength: k, maxLength: k }), { minLength: 1, maxLength: 5 }),
-    eps: fc.double({ min: 0, max: 0.5, noNaN: true }),
-  }).chain((c) => fc.record({ ...Object.fromEntries(Object.entries(c).map(([key, v]) => [key, fc.constant(v)])), labels: fc.array(fc.integer({ min: 0, max: k - 1 }), { minLength: c.logits.length, maxLength: c.logits.length }) })),
+  fc
+    .record({
+      k: fc.constant(k),
+      logits: fc.array(fc.array(fc.double({ min: -10, max: 10, noNaN: true }), { minLength: k, maxLength: k }), { minLength: 1, maxLength: 5 }),
+      eps: fc.double({ min: 0, max: 0.5, noNaN: true }),
+    })
+    .chain((c) =>
+      fc.record({
+        ...Object.fromEntries(Object.entries(c).map(([key, v]) => [key, fc.constant(v)])),
+        labels: fc.array(fc.integer({ min: 0, max: k - 1 }), { minLength: c.logits.length, maxLength: c.logits.length }),
+      }),
+    ),
 ) as fc.Arbitrary<{ k: number; logits: number[][]; eps: number; labels: number[] }>;
 
 const scalar = (f: () => tf.Tensor) => tf.tidy(() => f().dataSync()[0]!);
@@ -38,13 +45,14 @@ describe('categorical-crossentropy', () => {
       fc.property(cases, ({ k, logits, eps, labels }) => {
         const loss = registry.create('loss', { type: 'categorical-crossentropy', labelSmoothing: eps });
         const got = scalar(() => loss.compute(tf.oneHot(tf.tensor1d(labels, 'int32'), k), tf.tensor2d(logits)));
-        const want = logits.reduce((s, z, n) => {
-          const m = Math.max(...z);
-          const lse = m + Math.log(z.reduce((a, v) => a + Math.exp(v - m), 0));
-          const nll = lse - z[labels[n]!]!;
-          const uniform = z.reduce((a, v) => a + (lse - v), 0) / k;
-          return s + (1 - eps) * nll + eps * uniform;
-        }, 0) / logits.length;
+        const want =
+          logits.reduce((s, z, n) => {
+            const m = Math.max(...z);
+            const lse = m + Math.log(z.reduce((a, v) => a + Math.exp(v - m), 0));
+            const nll = lse - z[labels[n]!]!;
+            const uniform = z.reduce((a, v) => a + (lse - v), 0) / k;
+            return s + (1 - eps) * nll + eps * uniform;
+          }, 0) / logits.length;
         expect(got).toBeCloseTo(want, 3);
       }),
     );
@@ -52,11 +60,28 @@ describe('categorical-crossentropy', () => {
 
   it('ignores rows whose target is all zeros (padding), in the value and the gradient', () => {
     const loss = registry.create('loss', { type: 'categorical-crossentropy', labelSmoothing: 0.1 });
-    const logits = tf.tensor2d([[1, 2, 3], [9, -4, 0], [0.5, 0, -1]]);
-    const q = tf.tensor2d([[0, 0, 1], [0, 0, 0], [1, 0, 0]]);
-    const keep = tf.tensor2d([[1, 2, 3], [0.5, 0, -1]]);
-    const qKeep = tf.tensor2d([[0, 0, 1], [1, 0, 0]]);
-    expect(scalar(() => loss.compute(q, logits))).toBeCloseTo(scalar(() => loss.compute(qKeep, keep)), 5);
+    const logits = tf.tensor2d([
+      [1, 2, 3],
+      [9, -4, 0],
+      [0.5, 0, -1],
+    ]);
+    const q = tf.tensor2d([
+      [0, 0, 1],
+      [0, 0, 0],
+      [1, 0, 0],
+    ]);
+    const keep = tf.tensor2d([
+      [1, 2, 3],
+      [0.5, 0, -1],
+    ]);
+    const qKeep = tf.tensor2d([
+      [0, 0, 1],
+      [1, 0, 0],
+    ]);
+    expect(scalar(() => loss.compute(q, logits))).toBeCloseTo(
+      scalar(() => loss.compute(qKeep, keep)),
+      5,
+    );
     const g = tf.grad((z: tf.Tensor) => loss.compute(q, z))(logits);
     for (const v of g.dataSync().slice(3, 6)) expect(Math.abs(v)).toBe(0);
     tf.dispose([logits, q, keep, qKeep, g]);

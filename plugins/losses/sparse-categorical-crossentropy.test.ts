@@ -16,7 +16,10 @@ const logitsAndLabels = fc.integer({ min: 2, max: 7 }).chain((classes) =>
   fc.integer({ min: 1, max: 5 }).chain((rows) =>
     fc.record({
       classes: fc.constant(classes),
-      logits: fc.array(fc.array(fc.double({ min: -20, max: 20, noNaN: true }), { minLength: classes, maxLength: classes }), { minLength: rows, maxLength: rows }),
+      logits: fc.array(fc.array(fc.double({ min: -20, max: 20, noNaN: true }), { minLength: classes, maxLength: classes }), {
+        minLength: rows,
+        maxLength: rows,
+      }),
       labels: fc.array(fc.integer({ min: 0, max: classes - 1 }), { minLength: rows, maxLength: rows }),
     }),
   ),
@@ -57,8 +60,26 @@ describe('sparse-categorical-crossentropy', () => {
   });
 
   it('stays finite for huge logits', () => {
-    expect(Number.isFinite(value([0, 1], [[1e4, -1e4], [1e4, -1e4]]))).toBe(true);
-    expect(value([0, 1], [[1e4, -1e4], [1e4, -1e4]])).toBeCloseTo(1e4, -1);
+    expect(
+      Number.isFinite(
+        value(
+          [0, 1],
+          [
+            [1e4, -1e4],
+            [1e4, -1e4],
+          ],
+        ),
+      ),
+    ).toBe(true);
+    expect(
+      value(
+        [0, 1],
+        [
+          [1e4, -1e4],
+          [1e4, -1e4],
+        ],
+      ),
+    ).toBeCloseTo(1e4, -1);
   });
 
   it('with label smoothing ε equals (1 − ε)·CE + ε·mean_k(−log p_k) (Szegedy et al. 2016)', () => {
@@ -87,7 +108,12 @@ describe('sparse-categorical-crossentropy', () => {
       fc.property(logitsAndLabels, fc.double({ min: -50, max: 50, noNaN: true }), ({ logits, labels, classes }, junk) => {
         const masked = registry.create('loss', { type: 'sparse-categorical-crossentropy', ignoreIndex: -1 });
         const padded = [...logits, new Array(classes).fill(junk)];
-        const [y1, z1, y2, z2] = [tf.tensor(labels, [labels.length], 'int32'), tf.tensor(logits), tf.tensor([...labels, -1], [labels.length + 1], 'int32'), tf.tensor(padded)];
+        const [y1, z1, y2, z2] = [
+          tf.tensor(labels, [labels.length], 'int32'),
+          tf.tensor(logits),
+          tf.tensor([...labels, -1], [labels.length + 1], 'int32'),
+          tf.tensor(padded),
+        ];
         const [a, b] = [loss.compute(y1, z1), masked.compute(y2, z2)];
         expect(Math.abs(b.dataSync()[0]! - a.dataSync()[0]!)).toBeLessThanOrEqual(1e-5 * Math.max(1, a.dataSync()[0]!));
         tf.dispose([y1, z1, y2, z2, a, b]);

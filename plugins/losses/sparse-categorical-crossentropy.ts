@@ -76,7 +76,12 @@ export default definePlugin({
     { options: { labelSmoothing: 0.1 }, inputShape: [2, 3, 4], target: 'classes' },
     { options: { ignoreIndex: 0 }, inputShape: [6, 3], target: 'classes' },
   ],
-  properties: ['equals the mean of −log softmax(z)[y] computed in float64', 'invariant to adding a constant to a row of logits; finite for huge logits', 'label smoothing equals (1 − ε)·CE + ε·mean_k(−log p_k)', 'ignoreIndex averages over the other rows only (masked sequences)'],
+  properties: [
+    'equals the mean of −log softmax(z)[y] computed in float64',
+    'invariant to adding a constant to a row of logits; finite for huge logits',
+    'label smoothing equals (1 − ε)·CE + ε·mean_k(−log p_k)',
+    'ignoreIndex averages over the other rows only (masked sequences)',
+  ],
   create: ({ fromLogits, labelSmoothing, ignoreIndex }) => ({
     // Labels must index the model's outputs: a label outside [0, classes) would make a zero one-hot row (or read
     // past a row in a fused kernel) and train on nothing, silently.
@@ -86,7 +91,10 @@ export default definePlugin({
         const v = labels[i]!;
         if (v === ignoreIndex) continue;
         if (!(Number.isInteger(v) && v >= 0 && v < classes)) {
-          return { index: i, reason: `label ${v} is outside the class range 0..${classes - 1} (the model has ${classes} outputs${ignoreIndex === undefined ? '' : `; ignoreIndex is ${ignoreIndex}`})` };
+          return {
+            index: i,
+            reason: `label ${v} is outside the class range 0..${classes - 1} (the model has ${classes} outputs${ignoreIndex === undefined ? '' : `; ignoreIndex is ${ignoreIndex}`})`,
+          };
         }
       }
       return null;

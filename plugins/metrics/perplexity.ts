@@ -15,7 +15,10 @@ export default definePlugin({
   description: 'exp(mean token cross-entropy) over all tokens seen (language models)',
   schema: z.object({ ignoreIndex: z.number().int().optional() }),
   properties: ['equals exp of the mean token cross-entropy over all tokens, however they are split into batches'],
-  examples: [{ inputShape: [5, 3, 6], target: 'classes' }, { options: { ignoreIndex: 0 }, inputShape: [7, 4], target: 'classes' }],
+  examples: [
+    { inputShape: [5, 3, 6], target: 'classes' },
+    { options: { ignoreIndex: 0 }, inputShape: [7, 4], target: 'classes' },
+  ],
   create: ({ ignoreIndex }) => {
     let nll = 0;
     let tokens = 0;

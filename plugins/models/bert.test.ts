@@ -28,7 +28,12 @@ describe('bert masking', () => {
         const ids = Int32Array.from({ length: n }, () => rng.int(V)); // ids < 5 are special: never masked
         const vocab = 10_000; // random replacements almost never equal the original
         const { input, labels } = maskTokens(ids, new Rng(seed + 1), { vocabSize: vocab, maskId: 4, firstRandom: 5, maskable: (id) => id >= 5 });
-        let maskable = 0, selected = 0, masked = 0, random = 0, kept = 0, violations = 0;
+        let maskable = 0,
+          selected = 0,
+          masked = 0,
+          random = 0,
+          kept = 0,
+          violations = 0;
         for (let i = 0; i < n; i++) {
           if (ids[i]! < 5) {
             if (labels[i] !== 0 || input[i] !== ids[i]) violations++; // specials are never selected
@@ -64,7 +69,9 @@ describe('bert', () => {
         const m = bert('mlm', seed);
         const rng = new Rng(seed);
         const ids = Array.from({ length: len }, () => 1 + rng.int(V - 1));
-        const [a, b] = [ids, [...ids, ...Array(pad).fill(0)]].map((r) => tf.tidy(() => tf.slice(m.apply(tf.tensor2d([r], undefined, 'int32'), ctx), [0, 0, 0], [1, len, V])));
+        const [a, b] = [ids, [...ids, ...Array(pad).fill(0)]].map((r) =>
+          tf.tidy(() => tf.slice(m.apply(tf.tensor2d([r], undefined, 'int32'), ctx), [0, 0, 0], [1, len, V])),
+        );
         Array.from(a!.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(b!.dataSync()[i]!, 4));
         tf.dispose([a!, b!]);
         m.dispose();
@@ -79,7 +86,8 @@ describe('bert', () => {
     const names = (m: Bert) => m.encoderParameters().map((p) => `${p.name}:${p.variable.shape}`);
     expect(names(cls)).toEqual(names(pre));
     writeWeights(cls.encoderParameters(), readWeights(pre.encoderParameters()), 'pretrained');
-    for (const [i, p] of cls.encoderParameters().entries()) expect(Array.from(p.variable.dataSync())).toEqual(Array.from(pre.encoderParameters()[i]!.variable.dataSync()));
+    for (const [i, p] of cls.encoderParameters().entries())
+      expect(Array.from(p.variable.dataSync())).toEqual(Array.from(pre.encoderParameters()[i]!.variable.dataSync()));
     const y = cls.apply(tf.tensor2d([[2, 7, 9, 3, 0]], undefined, 'int32'), ctx);
     expect(y.shape).toEqual([1, 2]);
     tf.dispose(y);

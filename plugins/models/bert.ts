@@ -50,13 +50,14 @@ export class Bert extends Module {
     const encoders = Array.from({ length: opts.layers }, (_, i) => this.add(`encoder_${i + 1}`, layer));
     // In the order of the forward pass; the embedding table is applied first, outside the list.
     this.encoder = [pos, embedNorm, drop, ...encoders];
-    this.headLayers = opts.head === 'mlm'
-      ? [this.add('mlm_transform', { type: 'dense', units: d, activation: 'gelu' }), this.add('mlm_norm', { type: 'layer-norm' })]
-      : [
-        this.add('pooler', { type: 'dense', units: d, activation: 'tanh' }),
-        this.add('classifier_dropout', { type: 'dropout', rate: opts.dropout }),
-        this.add('classifier', { type: 'dense', units: opts.classes }),
-      ];
+    this.headLayers =
+      opts.head === 'mlm'
+        ? [this.add('mlm_transform', { type: 'dense', units: d, activation: 'gelu' }), this.add('mlm_norm', { type: 'layer-norm' })]
+        : [
+            this.add('pooler', { type: 'dense', units: d, activation: 'tanh' }),
+            this.add('classifier_dropout', { type: 'dropout', rate: opts.dropout }),
+            this.add('classifier', { type: 'dense', units: opts.classes }),
+          ];
   }
 
   protected buildParts(inputShape: Shape, rng: Rng): Shape {
@@ -126,7 +127,11 @@ export default definePlugin({
   schema: bertOptions,
   examples: [
     { options: { vocabSize: 9, maxLength: 6, dModel: 8, numHeads: 2, layers: 1, dropout: 0 }, inputShape: [2, 5], inputInts: 9 },
-    { options: { vocabSize: 9, maxLength: 6, dModel: 8, numHeads: 2, layers: 1, dropout: 0, head: 'classifier', classes: 3 }, inputShape: [2, 5], inputInts: 9 },
+    {
+      options: { vocabSize: 9, maxLength: 6, dModel: 8, numHeads: 2, layers: 1, dropout: 0, head: 'classifier', classes: 3 },
+      inputShape: [2, 5],
+      inputInts: 9,
+    },
   ],
   properties: [
     'masking selects 15 % of maskable tokens and replaces them 80/10/10 by [MASK], a random token, or themselves (statistical test)',

@@ -46,7 +46,9 @@ describe('gpt', () => {
         // Uncached: the whole sequence so far through the model, the argmax of the last position, again and again.
         const seq = [...prompt];
         for (let i = 0; i < 8 - promptLen; i++) {
-          const next = tf.tidy(() => tf.argMax(tf.squeeze(tf.slice(m.apply(tf.tensor2d([seq], undefined, 'int32'), ctx), [0, seq.length - 1, 0], [1, 1, V])), 0).dataSync()[0]!);
+          const next = tf.tidy(
+            () => tf.argMax(tf.squeeze(tf.slice(m.apply(tf.tensor2d([seq], undefined, 'int32'), ctx), [0, seq.length - 1, 0], [1, 1, V])), 0).dataSync()[0]!,
+          );
           seq.push(next);
         }
         expect(cached).toEqual(seq.slice(promptLen));
@@ -72,13 +74,18 @@ describe('gpt', () => {
 
   it('samples: temperature 0 is argmax; top-k never picks outside the k largest; seeded', () => {
     fc.assert(
-      fc.property(fc.array(fc.double({ min: -5, max: 5, noNaN: true }), { minLength: 2, maxLength: 12 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 1e6 }), (logits, k, seed) => {
-        expect(logits[sample(logits, 0, undefined, new Rng(seed))]).toBe(Math.max(...logits));
-        const top = [...logits].sort((a, b) => b - a).slice(0, k);
-        const picked = sample(logits, 1, k, new Rng(seed));
-        expect(logits[picked]! >= top.at(-1)!).toBe(true);
-        expect(sample(logits, 0.7, k, new Rng(seed))).toBe(sample(logits, 0.7, k, new Rng(seed)));
-      }),
+      fc.property(
+        fc.array(fc.double({ min: -5, max: 5, noNaN: true }), { minLength: 2, maxLength: 12 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 0, max: 1e6 }),
+        (logits, k, seed) => {
+          expect(logits[sample(logits, 0, undefined, new Rng(seed))]).toBe(Math.max(...logits));
+          const top = [...logits].sort((a, b) => b - a).slice(0, k);
+          const picked = sample(logits, 1, k, new Rng(seed));
+          expect(logits[picked]! >= top.at(-1)!).toBe(true);
+          expect(sample(logits, 0.7, k, new Rng(seed))).toBe(sample(logits, 0.7, k, new Rng(seed)));
+        },
+      ),
     );
   });
 });

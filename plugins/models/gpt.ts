@@ -115,7 +115,10 @@ export class GPT extends Module {
 
 /** A token drawn from softmax(logits / temperature) over the top-k logits; temperature 0 is argmax. */
 export function sample(logits: number[], temperature: number, topK: number | undefined, rng: Rng): number {
-  const order = logits.map((v, i) => [v, i] as const).sort((a, b) => b[0] - a[0]).slice(0, topK ?? logits.length);
+  const order = logits
+    .map((v, i) => [v, i] as const)
+    .sort((a, b) => b[0] - a[0])
+    .slice(0, topK ?? logits.length);
   if (temperature === 0) return order[0]![1];
   const max = order[0]![0];
   const weights = order.map(([v]) => Math.exp((v - max) / temperature));
@@ -131,7 +134,7 @@ export default definePlugin({
   schema: gptOptions,
   examples: [{ options: { vocabSize: 7, context: 5, dModel: 8, numHeads: 2, layers: 1, dropout: 0 }, inputShape: [2, 4], inputInts: 7 }],
   properties: [
-    "the logits at t do not change when later tokens change",
+    'the logits at t do not change when later tokens change',
     'cached generation gives the logits of uncached full forward passes',
     'weight tying: the output projection is the embedding variable itself, trained by both uses',
   ],

@@ -37,12 +37,31 @@ describe('transformer-seq2seq', () => {
       fc.property(fc.integer({ min: 0, max: 1e6 }), fc.boolean(), (seed, preNorm) => {
         const m = model(seed, { preNorm });
         const { src, tgt } = batch(new Rng(seed), 3);
-        const x = tf.tensor2d(src.map((s, i) => [...s, ...tgt[i]!]), undefined, 'int32');
+        const x = tf.tensor2d(
+          src.map((s, i) => [...s, ...tgt[i]!]),
+          undefined,
+          'int32',
+        );
         const full = tf.tidy(() => m.apply(x, ctx));
         const s = tf.tensor2d(src, undefined, 'int32');
         const enc = m.encode(s, ctx);
         const caches = m.newCaches();
-        const steps = tgt[0]!.map((_, t) => tf.tidy(() => m.step(tf.tensor2d(tgt.map((r) => [r[t]!]), undefined, 'int32'), t, enc.memory, enc.mask, caches, ctx)));
+        const steps = tgt[0]!.map((_, t) =>
+          tf.tidy(() =>
+            m.step(
+              tf.tensor2d(
+                tgt.map((r) => [r[t]!]),
+                undefined,
+                'int32',
+              ),
+              t,
+              enc.memory,
+              enc.mask,
+              caches,
+              ctx,
+            ),
+          ),
+        );
         const inc = tf.stack(steps, 1);
         Array.from(inc.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(full.dataSync()[i]!, 3));
         m.releaseCaches(caches);
@@ -99,7 +118,9 @@ describe('transformer-seq2seq', () => {
   });
 
   it('trimming padded positions gives the loss and gradients of the full-length computation', () => {
-    const loss = registry.create('loss', { type: 'sparse-categorical-crossentropy', labelSmoothing: 0.1, ignoreIndex: 0 } as never) as unknown as { compute(y: tf.Tensor, p: tf.Tensor): tf.Scalar };
+    const loss = registry.create('loss', { type: 'sparse-categorical-crossentropy', labelSmoothing: 0.1, ignoreIndex: 0 } as never) as unknown as {
+      compute(y: tf.Tensor, p: tf.Tensor): tf.Scalar;
+    };
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 1e6 }), fc.integer({ min: 1, max: opts.tgtLen }), (seed, maxTgt) => {
         const rng = new Rng(seed + 1);
@@ -108,12 +129,19 @@ describe('transformer-seq2seq', () => {
         const lens = tgt.map(() => 1 + rng.int(maxTgt));
         const dec = tgt.map((r, i) => r.map((v, t) => (t < lens[i]! ? v : 0)));
         const labels = dec.map((r, i) => r.map((_, t) => (t < lens[i]! ? 3 + ((t + i) % (opts.tgtVocab - 3)) : 0)));
-        const x = tf.tensor2d(src.map((s, i) => [...s, ...dec[i]!]), undefined, 'int32');
+        const x = tf.tensor2d(
+          src.map((s, i) => [...s, ...dec[i]!]),
+          undefined,
+          'int32',
+        );
         const y = tf.tensor2d(labels, undefined, 'int32');
         const run = (trimPadding: boolean) => {
           const m = model(seed, { trimPadding });
           const params = m.parameters();
-          const { value, grads } = tf.variableGrads(() => loss.compute(y, m.apply(x, ctx)), params.map((p) => p.variable));
+          const { value, grads } = tf.variableGrads(
+            () => loss.compute(y, m.apply(x, ctx)),
+            params.map((p) => p.variable),
+          );
           const out = { loss: value.dataSync()[0]!, grads: params.map((p) => Array.from(grads[p.variable.name]!.dataSync())) };
           tf.dispose([value, ...Object.values(grads)]);
           m.dispose();

@@ -95,7 +95,13 @@ export class TransformerSeq2Seq extends Module {
     for (const dec of this.decoders) h = dec.apply(h, tctx);
     if (this.norms[1]) h = this.norms[1].apply(h, tctx);
     const logits = this.out.apply(h, tctx);
-    return lt < tgtLen ? tf.pad(logits, [[0, 0], [0, tgtLen - lt], [0, 0]]) : logits;
+    return lt < tgtLen
+      ? tf.pad(logits, [
+          [0, 0],
+          [0, tgtLen - lt],
+          [0, 0],
+        ])
+      : logits;
   }
 
   /** The source and target lengths the batch uses: one past the last non-padding id of any row (at least 1). */
@@ -106,8 +112,16 @@ export class TransformerSeq2Seq extends Module {
     let ls = 1;
     let lt = 1;
     for (let r = 0; r < x.shape[0]!; r++) {
-      for (let j = srcLen - 1; j >= ls; j--) if (v[r * width + j] !== padId) { ls = j + 1; break; }
-      for (let j = tgtLen - 1; j >= lt; j--) if (v[r * width + srcLen + j] !== padId) { lt = j + 1; break; }
+      for (let j = srcLen - 1; j >= ls; j--)
+        if (v[r * width + j] !== padId) {
+          ls = j + 1;
+          break;
+        }
+      for (let j = tgtLen - 1; j >= lt; j--)
+        if (v[r * width + srcLen + j] !== padId) {
+          lt = j + 1;
+          break;
+        }
     }
     return [ls, lt];
   }
@@ -259,7 +273,9 @@ export default definePlugin({
   name: 'transformer-seq2seq',
   description: 'encoder-decoder Transformer with padding and causal masks, cached greedy and beam-search decoding (Vaswani et al. 2017)',
   schema: seq2seqOptions,
-  examples: [{ options: { srcVocab: 6, tgtVocab: 5, srcLen: 3, tgtLen: 3, dModel: 4, numHeads: 2, ff: 6, layers: 1, dropout: 0 }, inputShape: [2, 6], inputInts: 5 }],
+  examples: [
+    { options: { srcVocab: 6, tgtVocab: 5, srcLen: 3, tgtLen: 3, dModel: 4, numHeads: 2, ff: 6, layers: 1, dropout: 0 }, inputShape: [2, 6], inputInts: 5 },
+  ],
   properties: [
     'cached incremental decoding gives the same logits as full decoding',
     'encoder self-attention without positions is permutation-equivariant',

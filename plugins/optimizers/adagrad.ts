@@ -2,11 +2,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { definePlugin, withParamGroups, SlotOptimizer, type Parameter } from '../../core';
 
-const schema = withParamGroups(z.object({
-  lr: z.number().positive().default(0.01),
-  initialAccumulator: z.number().min(0).default(0.1),
-  epsilon: z.number().positive().default(1e-7),
-}));
+const schema = withParamGroups(
+  z.object({
+    lr: z.number().positive().default(0.01),
+    initialAccumulator: z.number().min(0).default(0.1),
+    epsilon: z.number().positive().default(1e-7),
+  }),
+);
 
 /** Adagrad (Duchi, Hazan & Singer 2011): G ← G + g², θ ← θ − α g / (√G + ε), G starting at `initialAccumulator`. */
 export class Adagrad extends SlotOptimizer<z.output<typeof schema>> {

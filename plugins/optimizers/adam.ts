@@ -2,19 +2,21 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { definePlugin, withParamGroups, FUSED_KERNELS, hasKernel, SlotOptimizer, type Parameter } from '../../core';
 
-const schema = withParamGroups(z.object({
-  lr: z.number().positive().default(1e-3),
-  beta1: z.number().min(0).lt(1).default(0.9),
-  beta2: z.number().min(0).lt(1).default(0.999),
-  epsilon: z.number().positive().default(1e-8),
-  /**
-   * AdamW's decoupled weight decay λ (Loshchilov & Hutter 2019, Algorithm 2, line 12): θ ← θ − α·λ·θ before the Adam
-   * step, with α the current learning rate (so a schedule scales the decay too, as in PyTorch's AdamW).
-   */
-  weightDecay: z.number().min(0).default(0),
-  /** Parameter roles exempt from weight decay (biases and normalisation scales, as BERT and GPT do). */
-  noDecay: z.array(z.enum(['kernel', 'bias', 'norm', 'embedding', 'other'])).default(['bias', 'norm']),
-}));
+const schema = withParamGroups(
+  z.object({
+    lr: z.number().positive().default(1e-3),
+    beta1: z.number().min(0).lt(1).default(0.9),
+    beta2: z.number().min(0).lt(1).default(0.999),
+    epsilon: z.number().positive().default(1e-8),
+    /**
+     * AdamW's decoupled weight decay λ (Loshchilov & Hutter 2019, Algorithm 2, line 12): θ ← θ − α·λ·θ before the Adam
+     * step, with α the current learning rate (so a schedule scales the decay too, as in PyTorch's AdamW).
+     */
+    weightDecay: z.number().min(0).default(0),
+    /** Parameter roles exempt from weight decay (biases and normalisation scales, as BERT and GPT do). */
+    noDecay: z.array(z.enum(['kernel', 'bias', 'norm', 'embedding', 'other'])).default(['bias', 'norm']),
+  }),
+);
 type AdamOptions = z.output<typeof schema>;
 
 /**
@@ -62,6 +64,11 @@ export default definePlugin({
   aliases: ['adamw'],
   description: 'Adam with bias correction (Kingma & Ba 2015, Algorithm 1); decoupled weight decay = AdamW (Loshchilov & Hutter 2019)',
   schema,
-  properties: ['follows Kingma & Ba (2015) Algorithm 1 in float32 within 1e-4 of float64', 'bias correction: the first step moves each weight by about lr', 'AdamW: Loshchilov & Hutter (2019) Algorithm 2, no decay for biases and norms', "parameter groups: each parameter follows the rule with its group's options"],
+  properties: [
+    'follows Kingma & Ba (2015) Algorithm 1 in float32 within 1e-4 of float64',
+    'bias correction: the first step moves each weight by about lr',
+    'AdamW: Loshchilov & Hutter (2019) Algorithm 2, no decay for biases and norms',
+    "parameter groups: each parameter follows the rule with its group's options",
+  ],
   create: (opts) => new Adam(opts),
 });

@@ -2,11 +2,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { definePlugin, withParamGroups, SlotOptimizer, type Parameter } from '../../core';
 
-const schema = withParamGroups(z.object({
-  lr: z.number().positive().default(1e-3),
-  rho: z.number().min(0).lt(1).default(0.9),
-  epsilon: z.number().positive().default(1e-7),
-}));
+const schema = withParamGroups(
+  z.object({
+    lr: z.number().positive().default(1e-3),
+    rho: z.number().min(0).lt(1).default(0.9),
+    epsilon: z.number().positive().default(1e-7),
+  }),
+);
 
 /** RMSprop (Tieleman & Hinton 2012, lecture 6e): s ← ρ s + (1 − ρ) g², θ ← θ − α g / (√s + ε). */
 export class RMSprop extends SlotOptimizer<z.output<typeof schema>> {
@@ -26,6 +28,9 @@ export default definePlugin({
   name: 'rmsprop',
   description: 'RMSprop: divide the gradient by a running RMS of its recent values (Tieleman & Hinton 2012)',
   schema,
-  properties: ["follows Tieleman & Hinton's update in float32 within 1e-4 of float64", "parameter groups: each parameter follows the rule with its group's options"],
+  properties: [
+    "follows Tieleman & Hinton's update in float32 within 1e-4 of float64",
+    "parameter groups: each parameter follows the rule with its group's options",
+  ],
   create: (opts) => new RMSprop(opts),
 });

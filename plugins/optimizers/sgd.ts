@@ -2,18 +2,20 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { definePlugin, withParamGroups, SlotOptimizer, type Parameter } from '../../core';
 
-const schema = withParamGroups(z.object({
-  lr: z.number().positive().default(0.01),
-  momentum: z.number().min(0).lt(1).default(0),
-  /** Nesterov momentum in the form of Sutskever et al. (2013), eq. 3-4, as PyTorch implements it. */
-  nesterov: z.boolean().default(false),
-  /**
-   * Weight decay λ as PyTorch's SGD applies it: g ← g + λθ before momentum, the gradient of the L2 penalty
-   * (λ/2)‖θ‖² (Krogh & Hertz 1992); zero for the roles in `noDecay`.
-   */
-  weightDecay: z.number().min(0).default(0),
-  noDecay: z.array(z.enum(['kernel', 'bias', 'norm', 'embedding', 'other'])).default(['bias', 'norm']),
-}));
+const schema = withParamGroups(
+  z.object({
+    lr: z.number().positive().default(0.01),
+    momentum: z.number().min(0).lt(1).default(0),
+    /** Nesterov momentum in the form of Sutskever et al. (2013), eq. 3-4, as PyTorch implements it. */
+    nesterov: z.boolean().default(false),
+    /**
+     * Weight decay λ as PyTorch's SGD applies it: g ← g + λθ before momentum, the gradient of the L2 penalty
+     * (λ/2)‖θ‖² (Krogh & Hertz 1992); zero for the roles in `noDecay`.
+     */
+    weightDecay: z.number().min(0).default(0),
+    noDecay: z.array(z.enum(['kernel', 'bias', 'norm', 'embedding', 'other'])).default(['bias', 'norm']),
+  }),
+);
 
 /**
  * Stochastic gradient descent, θ ← θ − α g. With momentum μ (Polyak 1964; Sutskever et al. 2013):
@@ -42,6 +44,9 @@ export default definePlugin({
   description: 'SGD with optional (Nesterov) momentum (Polyak 1964; Sutskever et al. 2013)',
   schema,
   examples: [{ options: { lr: 0.05, momentum: 0.9, nesterov: true } }],
-  properties: ['follows its update rule (momentum, Nesterov) in float32 within 1e-4 of float64', "parameter groups: each parameter follows the rule with its group's options; a schedule scales every group"],
+  properties: [
+    'follows its update rule (momentum, Nesterov) in float32 within 1e-4 of float64',
+    "parameter groups: each parameter follows the rule with its group's options; a schedule scales every group",
+  ],
   create: (opts) => new SGD(opts),
 });

@@ -80,24 +80,31 @@ describe('update rules', () => {
   for (const [name, rule, hyper] of rules) {
     it(`${name} follows its paper's rule in float32 within 1e-4 of float64`, () => {
       fc.assert(
-        fc.property(hyper, fc.constantFrom<ParamRole>('kernel', 'bias'), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 6 }), fc.infiniteStream(d(-2, 2)), (h, role, n, steps, values) => {
-          const take = (k: number) => Array.from({ length: k }, () => Math.fround(values.next().value as number));
-          const theta0 = take(n);
-          const grads = Array.from({ length: steps }, () => take(n));
-          const opt = registry.create('optimizer', { type: name, ...(h as JsonObject) });
-          const p = { name: 'w', variable: tf.variable(tf.tensor(theta0)), role, trainable: true };
-          for (const g of grads) {
-            const gt = tf.tensor(g);
-            opt.step([p], { w: gt });
-            gt.dispose();
-          }
-          const got = Array.from(p.variable.dataSync());
-          const want = rule(theta0, grads, h as Record<string, number>, role);
-          const scale = (h.lr as number) * steps * (name === 'sgd' ? 20 : 1);
-          got.forEach((x, i) => expect(Math.abs(x - want[i]!)).toBeLessThanOrEqual(1e-4 * (Math.abs(want[i]!) + scale) + 1e-6));
-          p.variable.dispose();
-          opt.dispose();
-        }),
+        fc.property(
+          hyper,
+          fc.constantFrom<ParamRole>('kernel', 'bias'),
+          fc.integer({ min: 1, max: 5 }),
+          fc.integer({ min: 1, max: 6 }),
+          fc.infiniteStream(d(-2, 2)),
+          (h, role, n, steps, values) => {
+            const take = (k: number) => Array.from({ length: k }, () => Math.fround(values.next().value as number));
+            const theta0 = take(n);
+            const grads = Array.from({ length: steps }, () => take(n));
+            const opt = registry.create('optimizer', { type: name, ...(h as JsonObject) });
+            const p = { name: 'w', variable: tf.variable(tf.tensor(theta0)), role, trainable: true };
+            for (const g of grads) {
+              const gt = tf.tensor(g);
+              opt.step([p], { w: gt });
+              gt.dispose();
+            }
+            const got = Array.from(p.variable.dataSync());
+            const want = rule(theta0, grads, h as Record<string, number>, role);
+            const scale = (h.lr as number) * steps * (name === 'sgd' ? 20 : 1);
+            got.forEach((x, i) => expect(Math.abs(x - want[i]!)).toBeLessThanOrEqual(1e-4 * (Math.abs(want[i]!) + scale) + 1e-6));
+            p.variable.dispose();
+            opt.dispose();
+          },
+        ),
         { numRuns: 50 },
       );
     });
@@ -108,15 +115,27 @@ describe('parameter groups', () => {
   it('each parameter follows the rule with its own group options (first matching group wins)', () => {
     fc.assert(
       fc.property(fc.constantFrom(...rules), fc.integer({ min: 1, max: 4 }), fc.infiniteStream(d(-2, 2)), ([name, rule, hyper], steps, values) => {
-        const [h, hGroup] = fc.sample(hyper, { numRuns: 2, seed: Math.round((values.next().value as number) * 1e6) }) as [Record<string, number | boolean>, Record<string, number | boolean>];
+        const [h, hGroup] = fc.sample(hyper, { numRuns: 2, seed: Math.round((values.next().value as number) * 1e6) }) as [
+          Record<string, number | boolean>,
+          Record<string, number | boolean>,
+        ];
         const take = (k: number) => Array.from({ length: k }, () => Math.fround(values.next().value as number));
         const init = { 'enc/kernel': take(3), 'enc/bias': take(2), 'dec/kernel': take(3) };
         // Group 1 selects the encoder by name; group 2 would also match enc/bias by role but comes later.
         const opt = registry.create('optimizer', {
-          type: name, ...(h as JsonObject),
-          groups: [{ match: '^enc/', ...(hGroup as JsonObject) }, { roles: ['bias'], lr: 1e-9 }],
+          type: name,
+          ...(h as JsonObject),
+          groups: [
+            { match: '^enc/', ...(hGroup as JsonObject) },
+            { roles: ['bias'], lr: 1e-9 },
+          ],
         });
-        const params = Object.entries(init).map(([n, v]) => ({ name: n, variable: tf.variable(tf.tensor(v)), role: (n.endsWith('bias') ? 'bias' : 'kernel') as ParamRole, trainable: true }));
+        const params = Object.entries(init).map(([n, v]) => ({
+          name: n,
+          variable: tf.variable(tf.tensor(v)),
+          role: (n.endsWith('bias') ? 'bias' : 'kernel') as ParamRole,
+          trainable: true,
+        }));
         const grads = Array.from({ length: steps }, () => Object.fromEntries(Object.entries(init).map(([n, v]) => [n, take(v.length)])));
         for (const g of grads) {
           const gt = Object.fromEntries(Object.entries(g).map(([n, v]) => [n, tf.tensor(v)]));
@@ -125,9 +144,16 @@ describe('parameter groups', () => {
         }
         for (const p of params) {
           const own = p.name.startsWith('enc/') ? hGroup : h;
-          const want = rule(init[p.name as keyof typeof init], grads.map((g) => g[p.name]!), own as Record<string, number>, p.role);
+          const want = rule(
+            init[p.name as keyof typeof init],
+            grads.map((g) => g[p.name]!),
+            own as Record<string, number>,
+            p.role,
+          );
           const scale = (own.lr as number) * steps * (name === 'sgd' ? 20 : 1);
-          Array.from(p.variable.dataSync()).forEach((x, i) => expect(Math.abs(x - want[i]!), `${name} ${p.name}`).toBeLessThanOrEqual(1e-4 * (Math.abs(want[i]!) + scale) + 1e-6));
+          Array.from(p.variable.dataSync()).forEach((x, i) =>
+            expect(Math.abs(x - want[i]!), `${name} ${p.name}`).toBeLessThanOrEqual(1e-4 * (Math.abs(want[i]!) + scale) + 1e-6),
+          );
           p.variable.dispose();
         }
         opt.dispose();

@@ -9,7 +9,16 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  ConfigError, type Batch, type Communicator, type Model, type Parameter, type StepGradients, type Strategy, type StrategyHost, type TrainerOptions, type TrainingState,
+  ConfigError,
+  type Batch,
+  type Communicator,
+  type Model,
+  type Parameter,
+  type StepGradients,
+  type Strategy,
+  type StrategyHost,
+  type TrainerOptions,
+  type TrainingState,
 } from '../../core';
 
 /** Examples one rank visits per epoch: the same on every rank, so all take the same number of steps. */
@@ -41,7 +50,10 @@ export async function beginDataParallel(comm: Communicator, model: Model, option
   if (comm.worldSize === 1) return;
   if (options.onNonFinite === 'skip') {
     // A rank that skips its step would leave the others waiting in an all-reduce it never joins.
-    throw new ConfigError('trainer.onNonFinite', `"skip" is not supported with ${comm.worldSize} ranks (a skipping rank would miss the gradient all-reduce); use "stop"`);
+    throw new ConfigError(
+      'trainer.onNonFinite',
+      `"skip" is not supported with ${comm.worldSize} ranks (a skipping rank would miss the gradient all-reduce); use "stop"`,
+    );
   }
   await broadcastParameters(comm, [...model.parameters(), ...(model.buffers?.() ?? [])], 0);
 }
@@ -68,7 +80,11 @@ export async function broadcastParameters(comm: Communicator, weights: Parameter
  * single Float32Array with the loss as its last element, summed across ranks, divided by the world size and cut
  * back into tensors. Disposes `grads` once the new tensors exist (not when it throws: the caller still owns them).
  */
-export async function averageAcrossRanks(comm: Communicator, grads: Record<string, tf.Tensor>, loss: number): Promise<{ grads: Record<string, tf.Tensor>; loss: number }> {
+export async function averageAcrossRanks(
+  comm: Communicator,
+  grads: Record<string, tf.Tensor>,
+  loss: number,
+): Promise<{ grads: Record<string, tf.Tensor>; loss: number }> {
   const entries = Object.entries(grads);
   const total = entries.reduce((n, [, g]) => n + g.size, 0);
   const flat = new Float32Array(total + 1);

@@ -56,7 +56,8 @@ export class MpiCommunicator implements Communicator {
   }
 
   private checkRank(r: number, what: string): void {
-    if (!Number.isInteger(r) || r < 0 || r >= this.worldSize) throw new RangeError(`mpi: ${what} ${r} is not a rank of this communicator (0..${this.worldSize - 1})`);
+    if (!Number.isInteger(r) || r < 0 || r >= this.worldSize)
+      throw new RangeError(`mpi: ${what} ${r} is not a rank of this communicator (0..${this.worldSize - 1})`);
   }
 }
 

@@ -18,8 +18,19 @@ const hasBinding = fs.existsSync(path.join(repo, 'native/mpi/build/Release/loom_
 
 function mpirun(np: number, mode: string) {
   const args = [
-    '--oversubscribe', '-np', String(np), '--mca', 'btl', 'self,tcp', '--mca', 'btl_tcp_if_include', 'lo',
-    process.execPath, path.join(repo, 'test/fixtures/run-ts.mjs'), path.join(repo, 'test/fixtures/mpi-worker.ts'), mode,
+    '--oversubscribe',
+    '-np',
+    String(np),
+    '--mca',
+    'btl',
+    'self,tcp',
+    '--mca',
+    'btl_tcp_if_include',
+    'lo',
+    process.execPath,
+    path.join(repo, 'test/fixtures/run-ts.mjs'),
+    path.join(repo, 'test/fixtures/mpi-worker.ts'),
+    mode,
   ];
   const env = { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', LOOM_THREADS: '1' };
   // A hang (a rank stuck in a collective) fails the test at the timeout instead of blocking the suite.
@@ -41,9 +52,16 @@ describe.skipIf(!hasMpirun)('Open MPI (needs mpirun: apt-get install openmpi-bin
     it(`-np ${np}: collectives, data parallel = combined batch, rank-0 logging, ${np}-stage pipeline = unsplit gradients = one process`, () => {
       const r = mpirun(np, 'checks');
       expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
-      const results = r.stdout.split('\n').filter((l) => l.startsWith('MPI-RESULT ')).map((l) => JSON.parse(l.slice(11)) as RankResult);
+      const results = r.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('MPI-RESULT '))
+        .map((l) => JSON.parse(l.slice(11)) as RankResult);
       expect(results.map((x) => x.rank).sort()).toEqual(Array.from({ length: np }, (_, i) => i));
-      const failed = results.flatMap((x) => Object.entries(x.checks).filter(([, c]) => !c.ok).map(([name, c]) => `rank ${x.rank}: ${name} (${c.detail})`));
+      const failed = results.flatMap((x) =>
+        Object.entries(x.checks)
+          .filter(([, c]) => !c.ok)
+          .map(([name, c]) => `rank ${x.rank}: ${name} (${c.detail})`),
+      );
       expect(failed).toEqual([]);
       expect(Object.keys(results[0]!.checks).length).toBe(11);
     }, 60_000);

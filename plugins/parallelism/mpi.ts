@@ -82,7 +82,9 @@ export function mpiWorld(): MpiWorld | null {
       addon.finalize();
       return;
     }
-    process.stderr.write(`loom: rank ${info.rank} of ${info.size} is exiting with code ${code}; aborting the MPI job (MPI_Abort) so the other ranks stop too\n`);
+    process.stderr.write(
+      `loom: rank ${info.rank} of ${info.size} is exiting with code ${code}; aborting the MPI job (MPI_Abort) so the other ranks stop too\n`,
+    );
     addon.abort(code);
   });
   return (world = { addon, rank: info.rank, size: info.size, library: info.library });

@@ -19,8 +19,20 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  ConfigError, definePlugin, NonFiniteError, type Batch, type Communicator, type Layer, type Loss, type Optimizer, type Parameter, type Rng, type StepGradients,
-  type Strategy, type StrategyHost, type TrainingState,
+  ConfigError,
+  definePlugin,
+  NonFiniteError,
+  type Batch,
+  type Communicator,
+  type Layer,
+  type Loss,
+  type Optimizer,
+  type Parameter,
+  type Rng,
+  type StepGradients,
+  type Strategy,
+  type StrategyHost,
+  type TrainingState,
 } from '../../core';
 import { broadcastParameters } from './data-parallel';
 import { worldCommunicator } from './mpi-data-parallel';
@@ -63,7 +75,8 @@ export class PipelineStage {
     this.stage = comm.rank;
     const n = model.layers.length;
     if (this.stages > n) throw new ConfigError('pipeline', `${this.stages} stages but the model has only ${n} layers`);
-    if (!Number.isInteger(opts.microBatches) || opts.microBatches < 1) throw new ConfigError('pipeline.microBatches', `expected a positive integer, got ${opts.microBatches}`);
+    if (!Number.isInteger(opts.microBatches) || opts.microBatches < 1)
+      throw new ConfigError('pipeline.microBatches', `expected a positive integer, got ${opts.microBatches}`);
     const b = opts.boundaries ?? Array.from({ length: this.stages - 1 }, (_, i) => Math.round(((i + 1) * n) / this.stages));
     if (b.length !== this.stages - 1 || b.some((x, i) => !Number.isInteger(x) || x <= (i === 0 ? 0 : b[i - 1]!) || x >= n)) {
       throw new ConfigError('pipeline.boundaries', `expected ${this.stages - 1} increasing layer indices in 1..${n - 1}, got [${b.join(', ')}]`);
@@ -84,7 +97,11 @@ export class PipelineStage {
   async gatherWeights(): Promise<void> {
     for (let s = 0; s < this.stages; s++) {
       const layers = this.layersOf(s);
-      await broadcastParameters(this.comm, layers.flatMap((l) => [...l.parameters(), ...(l.buffers?.() ?? [])]), s);
+      await broadcastParameters(
+        this.comm,
+        layers.flatMap((l) => [...l.parameters(), ...(l.buffers?.() ?? [])]),
+        s,
+      );
     }
   }
 
@@ -108,7 +125,11 @@ export class PipelineStage {
    * mean loss without penalties (null elsewhere). On the last stage `onOutput` (if given) sees each micro-batch's
    * targets and the model's outputs (to update training metrics).
    */
-  async gradients(batch: Batch, rng: Rng, onOutput?: (y: tf.Tensor, out: tf.Tensor) => void): Promise<{ loss: number | null; grads: Record<string, tf.Tensor> }> {
+  async gradients(
+    batch: Batch,
+    rng: Rng,
+    onOutput?: (y: tf.Tensor, out: tf.Tensor) => void,
+  ): Promise<{ loss: number | null; grads: Record<string, tf.Tensor> }> {
     const params = this.parameters();
     const total = batch.x.shape[0]!;
     const m = Math.min(this.opts.microBatches, total);
@@ -215,7 +236,13 @@ export class PipelineStage {
    * stage) to `x`, and the value of head (before the last stage's weighting by w). With head = ⟨·, dy⟩ this is the
    * vector-Jacobian product with the upstream gradient dy; on the last stage head is the loss, weighted by w.
    */
-  private vjp(x: tf.Tensor, params: Parameter[], rng: Rng, w: number, head: (out: tf.Tensor) => tf.Scalar): { value: number; grads: Record<string, tf.Tensor>; dx: tf.Tensor | null } {
+  private vjp(
+    x: tf.Tensor,
+    params: Parameter[],
+    rng: Rng,
+    w: number,
+    head: (out: tf.Tensor) => tf.Scalar,
+  ): { value: number; grads: Record<string, tf.Tensor>; dx: tf.Tensor | null } {
     const xVar = this.isFirst ? null : tf.variable(x, true);
     const vars = [...(xVar ? [xVar] : []), ...params.map((p) => p.variable)];
     if (vars.length === 0) return { value: 0, grads: {}, dx: null };
@@ -284,12 +311,16 @@ export class PipelineStrategy implements Omit<Strategy, 'spec'> {
   async setup(host: StrategyHost): Promise<void> {
     const o = host.options;
     // The trainer's own micro-batches would be pipelined one after another; the pipeline has its own.
-    if (o.accumulateSteps > 1) throw new ConfigError('trainer.accumulateSteps', `is ${o.accumulateSteps}; the pipeline splits each batch itself (parallelism.microBatches): leave it at 1`);
+    if (o.accumulateSteps > 1)
+      throw new ConfigError(
+        'trainer.accumulateSteps',
+        `is ${o.accumulateSteps}; the pipeline splits each batch itself (parallelism.microBatches): leave it at 1`,
+      );
     if (this.worldSize > 1) {
       const refuse = (field: string, why: string) => new ConfigError(field, `is not supported by a pipeline of ${this.worldSize} stages: ${why}`);
       if (o.onNonFinite === 'skip') throw refuse('trainer.onNonFinite', '"skip" would need every stage to skip the same step; use "stop"');
-      if (o.clipNorm !== undefined) throw refuse('trainer.clipNorm', 'the global norm would need every stage\'s gradients (clipValue is per element and works)');
-      if (o.checkpoint.enabled) throw refuse('trainer.checkpoint.enabled', 'a checkpoint would hold only one stage\'s optimizer state; set it to false');
+      if (o.clipNorm !== undefined) throw refuse('trainer.clipNorm', "the global norm would need every stage's gradients (clipValue is per element and works)");
+      if (o.checkpoint.enabled) throw refuse('trainer.checkpoint.enabled', "a checkpoint would hold only one stage's optimizer state; set it to false");
     }
     const layers = (host.model as Partial<LayerList>).layers;
     if (!Array.isArray(layers)) throw new ConfigError('parallelism', 'a pipeline cuts a model that is a list of layers (model.layers) into stages');
@@ -324,7 +355,9 @@ export class PipelineStrategy implements Omit<Strategy, 'spec'> {
     }
     if (!Number.isFinite(shared[0]!)) {
       tf.dispose(Object.values(grads));
-      throw new NonFiniteError(`non-finite loss (${shared[0]}) at step ${state?.step ?? '?'} (epoch ${state?.epoch === undefined ? '?' : state.epoch + 1}) in a pipeline of ${this.worldSize} stages`);
+      throw new NonFiniteError(
+        `non-finite loss (${shared[0]}) at step ${state?.step ?? '?'} (epoch ${state?.epoch === undefined ? '?' : state.epoch + 1}) in a pipeline of ${this.worldSize} stages`,
+      );
     }
     return { loss: shared[0]!, params: stage.parameters(), grads };
   }
@@ -348,6 +381,6 @@ export default definePlugin({
     /** Index of the first layer of each stage after the first; default: layers split evenly by count. */
     boundaries: z.array(z.number().int().positive()).optional(),
   }),
-  properties: ['N stages give the unsplit model\'s gradients; trained through the trainer, the weights of one process (mpi.test.ts)'],
+  properties: ["N stages give the unsplit model's gradients; trained through the trainer, the weights of one process (mpi.test.ts)"],
   create: (opts) => new PipelineStrategy(worldCommunicator('pipeline'), opts),
 });

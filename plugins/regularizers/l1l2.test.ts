@@ -10,7 +10,10 @@ beforeAll(async () => {
   registry = await testRegistry();
 });
 
-const weights = fc.array(fc.double({ min: -5, max: 5, noNaN: true }).filter((x) => Math.abs(x) > 1e-3), { minLength: 1, maxLength: 30 });
+const weights = fc.array(
+  fc.double({ min: -5, max: 5, noNaN: true }).filter((x) => Math.abs(x) > 1e-3),
+  { minLength: 1, maxLength: 30 },
+);
 const lambda = fc.double({ min: 1e-4, max: 1, noNaN: true });
 
 describe('l1 / l2 / l1l2', () => {
@@ -24,7 +27,9 @@ describe('l1 / l2 / l1l2', () => {
         const wf = w.map(Math.fround);
         const want = a * wf.reduce((s, x) => s + Math.abs(x), 0) + b * wf.reduce((s, x) => s + x * x, 0);
         expect(Math.abs(value.dataSync()[0]! - want)).toBeLessThanOrEqual(1e-5 * Math.max(1, want));
-        Array.from(grad.dataSync()).forEach((g, i) => expect(Math.abs(g - (a * Math.sign(wf[i]!) + 2 * b * wf[i]!))).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(g))));
+        Array.from(grad.dataSync()).forEach((g, i) =>
+          expect(Math.abs(g - (a * Math.sign(wf[i]!) + 2 * b * wf[i]!))).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(g))),
+        );
         tf.dispose([wt, value, grad]);
       }),
       { numRuns: 100 },

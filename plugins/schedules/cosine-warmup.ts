@@ -11,7 +11,12 @@ export default definePlugin({
   name: 'cosine-warmup',
   description: 'linear warmup, then cosine decay to minLr (Loshchilov & Hutter 2017; GPT-3)',
   schema: z
-    .object({ lr: z.number().positive(), warmupSteps: z.number().int().min(0), totalSteps: z.number().int().positive().optional(), minLr: z.number().min(0).default(0) })
+    .object({
+      lr: z.number().positive(),
+      warmupSteps: z.number().int().min(0),
+      totalSteps: z.number().int().positive().optional(),
+      minLr: z.number().min(0).default(0),
+    })
     .refine((o) => o.totalSteps === undefined || o.totalSteps > o.warmupSteps, { message: 'totalSteps must exceed warmupSteps', path: ['totalSteps'] }),
   properties: ['peaks at lr after warm-up, decays monotonically and ends at minLr'],
   examples: [{ options: { lr: 0.1, warmupSteps: 3 } }, { options: { lr: 0.1, warmupSteps: 0, totalSteps: 100_000, minLr: 0.001 } }],

@@ -18,7 +18,7 @@ describe('schedules', () => {
         const rate = rateOf({ type: 'noam', dModel: d, warmupSteps: warmup });
         close(rate(warmup - 1, 0), d ** -0.5 * warmup ** -0.5);
         close(rate(0, 0), d ** -0.5 * warmup ** -1.5);
-        close(rate(4 * warmup - 1, 0), (d ** -0.5 * (4 * warmup) ** -0.5));
+        close(rate(4 * warmup - 1, 0), d ** -0.5 * (4 * warmup) ** -0.5);
         expect(rate(warmup - 1, 0)).toBeGreaterThanOrEqual(rate(warmup, 0));
         if (warmup > 1) expect(rate(warmup - 2, 0)).toBeLessThan(rate(warmup - 1, 0));
       }),
@@ -27,14 +27,20 @@ describe('schedules', () => {
 
   it('cosine-warmup peaks at lr after warm-up, decays monotonically and ends at minLr', () => {
     fc.assert(
-      fc.property(fc.double({ min: 1e-5, max: 1, noNaN: true }), fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 1000 }), fc.double({ min: 0, max: 0.5, noNaN: true }), (lr, warmup, rest, frac) => {
-        const total = warmup + rest;
-        const rate = rateOf({ type: 'cosine-warmup', lr, warmupSteps: warmup, totalSteps: total, minLr: lr * frac });
-        close(rate(warmup - 1, 0), lr);
-        close(rate(total, 0), lr * frac);
-        close(rate(total + 10, 0), lr * frac);
-        for (let s = warmup; s < total; s += Math.max(1, Math.floor(rest / 7))) expect(rate(s + 1, 0)).toBeLessThanOrEqual(rate(s, 0) + 1e-15);
-      }),
+      fc.property(
+        fc.double({ min: 1e-5, max: 1, noNaN: true }),
+        fc.integer({ min: 1, max: 100 }),
+        fc.integer({ min: 1, max: 1000 }),
+        fc.double({ min: 0, max: 0.5, noNaN: true }),
+        (lr, warmup, rest, frac) => {
+          const total = warmup + rest;
+          const rate = rateOf({ type: 'cosine-warmup', lr, warmupSteps: warmup, totalSteps: total, minLr: lr * frac });
+          close(rate(warmup - 1, 0), lr);
+          close(rate(total, 0), lr * frac);
+          close(rate(total + 10, 0), lr * frac);
+          for (let s = warmup; s < total; s += Math.max(1, Math.floor(rest / 7))) expect(rate(s + 1, 0)).toBeLessThanOrEqual(rate(s, 0) + 1e-15);
+        },
+      ),
     );
   });
 
@@ -45,15 +51,17 @@ describe('schedules', () => {
         close(rate(warmup - 1, 0), lr);
         close(rate(warmup, 0), lr);
         close(rate(warmup + rest, 0), 0);
-        close(rate(warmup + Math.floor(rest / 2), 0), lr * (rest - Math.floor(rest / 2)) / rest);
+        close(rate(warmup + Math.floor(rest / 2), 0), (lr * (rest - Math.floor(rest / 2))) / rest);
       }),
     );
   });
 
   it('constant, step, exponential and inverse-time decay follow their formulas', () => {
-    fc.assert(fc.property(fc.double({ min: 1e-6, max: 10, noNaN: true }), fc.nat(), fc.nat(), (lr, s, e) => {
-      expect(rateOf({ type: 'constant', lr })(s, e)).toBe(lr);
-    }));
+    fc.assert(
+      fc.property(fc.double({ min: 1e-6, max: 10, noNaN: true }), fc.nat(), fc.nat(), (lr, s, e) => {
+        expect(rateOf({ type: 'constant', lr })(s, e)).toBe(lr);
+      }),
+    );
     const step = rateOf({ type: 'step-decay', lr: 1, factor: 1 / 1.2, startEpoch: 6 });
     close(step(0, 5), 1);
     close(step(0, 6), 1 / 1.2);
@@ -69,12 +77,18 @@ describe('schedules', () => {
 
   it('cosine-warmup and linear-warmup-decay without totalSteps end with the run the trainer reports; a set totalSteps wins', () => {
     fc.assert(
-      fc.property(fc.constantFrom('cosine-warmup', 'linear-warmup-decay'), fc.integer({ min: 0, max: 50 }), fc.integer({ min: 1, max: 500 }), fc.integer({ min: 0, max: 600 }), (type, warmup, rest, s) => {
-        const derived = rateOf({ type, lr: 0.1, warmupSteps: warmup });
-        const fixed = rateOf({ type, lr: 0.1, warmupSteps: warmup, totalSteps: warmup + rest });
-        close(derived(s, 0, warmup + rest), fixed(s, 0));
-        close(fixed(s, 0, warmup + rest + 7), fixed(s, 0)); // the configured end is kept
-      }),
+      fc.property(
+        fc.constantFrom('cosine-warmup', 'linear-warmup-decay'),
+        fc.integer({ min: 0, max: 50 }),
+        fc.integer({ min: 1, max: 500 }),
+        fc.integer({ min: 0, max: 600 }),
+        (type, warmup, rest, s) => {
+          const derived = rateOf({ type, lr: 0.1, warmupSteps: warmup });
+          const fixed = rateOf({ type, lr: 0.1, warmupSteps: warmup, totalSteps: warmup + rest });
+          close(derived(s, 0, warmup + rest), fixed(s, 0));
+          close(fixed(s, 0, warmup + rest + 7), fixed(s, 0)); // the configured end is kept
+        },
+      ),
     );
     const open = rateOf({ type: 'linear-warmup-decay', lr: 0.1, warmupSteps: 5 });
     expect(open(2, 0)).toBeCloseTo(0.06, 12); // warm-up needs no end point

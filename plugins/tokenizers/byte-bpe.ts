@@ -87,7 +87,8 @@ export class ByteBpe implements Tokenizer {
   }
 
   static fromState(json: JsonObject): ByteBpe {
-    if (json.type !== 'byte-bpe' || !Array.isArray(json.merges)) throw new DataError('byte-bpe: expected JSON { type: "byte-bpe", merges: [number, number][] }');
+    if (json.type !== 'byte-bpe' || !Array.isArray(json.merges))
+      throw new DataError('byte-bpe: expected JSON { type: "byte-bpe", merges: [number, number][] }');
     return new ByteBpe(json.merges as [number, number][]);
   }
 

@@ -16,7 +16,16 @@ beforeAll(() => {
 
 /** Text mixing words of the corpus, arbitrary Unicode and whitespace. */
 const texts = () =>
-  fc.array(fc.oneof(fc.constantFrom(...corpus[0]!.split(' ').slice(0, 60)), fc.string({ unit: 'binary', maxLength: 6 }), fc.constantFrom(' ', '\n', '\t', '  ', 'É', '—', '🐳')), { maxLength: 25 }).map((a) => a.join(''));
+  fc
+    .array(
+      fc.oneof(
+        fc.constantFrom(...corpus[0]!.split(' ').slice(0, 60)),
+        fc.string({ unit: 'binary', maxLength: 6 }),
+        fc.constantFrom(' ', '\n', '\t', '  ', 'É', '—', '🐳'),
+      ),
+      { maxLength: 25 },
+    )
+    .map((a) => a.join(''));
 
 describe('wordpiece', () => {
   it('decodes to the normalized words of the text, [UNK] for a word with a character outside the vocabulary', () => {
@@ -60,13 +69,16 @@ describe('wordpiece', () => {
 
 describe('byte-bpe', () => {
   it('round-trips every well-formed string exactly; lone surrogates come back as U+FFFD', () => {
-    fc.assert(fc.property(fc.oneof(texts(), fc.string({ unit: 'grapheme', maxLength: 40 })), (t) => {
-      expect((t.match(GPT2_SPLIT) ?? []).join('')).toBe(t);
-      const ids = bpe.encode(t);
-      expect(ids.every((i) => i >= 0 && i < bpe.vocabSize)).toBe(true);
-      expect(ids.length).toBeLessThanOrEqual(new TextEncoder().encode(t).length);
-      expect(bpe.decode(ids)).toBe(t);
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.oneof(texts(), fc.string({ unit: 'grapheme', maxLength: 40 })), (t) => {
+        expect((t.match(GPT2_SPLIT) ?? []).join('')).toBe(t);
+        const ids = bpe.encode(t);
+        expect(ids.every((i) => i >= 0 && i < bpe.vocabSize)).toBe(true);
+        expect(ids.length).toBeLessThanOrEqual(new TextEncoder().encode(t).length);
+        expect(bpe.decode(ids)).toBe(t);
+      }),
+      { numRuns: 300 },
+    );
     expect(bpe.decode(bpe.encode('a\ud800b'))).toBe('a\ufffdb');
   });
 

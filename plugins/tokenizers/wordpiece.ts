@@ -54,8 +54,15 @@ export class WordPiece implements Tokenizer {
   /** The normalized words of `text` (see the class comment). */
   words(text: string): string[] {
     let t = text.replace(/[\t\n\r]/g, ' ').replace(/\p{C}/gu, '');
-    if (this.lowercase) t = t.toLowerCase().normalize('NFD').replace(/\p{Mn}/gu, '');
-    return t.split(/\s+/).flatMap((w) => w.split(PUNCT)).filter(Boolean);
+    if (this.lowercase)
+      t = t
+        .toLowerCase()
+        .normalize('NFD')
+        .replace(/\p{Mn}/gu, '');
+    return t
+      .split(/\s+/)
+      .flatMap((w) => w.split(PUNCT))
+      .filter(Boolean);
   }
 
   /** Ids of `text`; with `maxTokens`, stops after that many (long documents are then not cut into pieces whole). */
@@ -103,7 +110,8 @@ export class WordPiece implements Tokenizer {
   }
 
   static fromState(json: JsonObject): WordPiece {
-    if (json.type !== 'wordpiece' || !Array.isArray(json.vocab)) throw new DataError('wordpiece: expected JSON { type: "wordpiece", vocab: string[], lowercase }');
+    if (json.type !== 'wordpiece' || !Array.isArray(json.vocab))
+      throw new DataError('wordpiece: expected JSON { type: "wordpiece", vocab: string[], lowercase }');
     return new WordPiece(json.vocab as string[], json.lowercase !== false);
   }
 

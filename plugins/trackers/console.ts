@@ -15,7 +15,9 @@ export default definePlugin({
     logParams: () => undefined,
     logMetrics(metrics, step) {
       if (!('epoch' in metrics)) return;
-      const parts = Object.entries(metrics).filter(([k]) => k !== 'epoch').map(([k, v]) => `${k}=${v.toFixed(4)}`);
+      const parts = Object.entries(metrics)
+        .filter(([k]) => k !== 'epoch')
+        .map(([k, v]) => `${k}=${v.toFixed(4)}`);
       console.log(`epoch ${step}: ${parts.join(' ')}`);
     },
     setTags: () => undefined,

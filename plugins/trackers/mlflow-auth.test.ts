@@ -27,7 +27,15 @@ const USER = 'loom-user-7f3a91c2';
 const PASSWORD = 'pw-Qz81!x@y:z-5be0c4d1';
 const TOKEN = 'tok-e5d4c3b2a1f0-9a8b7c6d';
 const SECRETS = [USER, PASSWORD, TOKEN, Buffer.from(`${USER}:${PASSWORD}`).toString('base64'), encodeURIComponent(PASSWORD)];
-const MLFLOW_VARS = ['MLFLOW_TRACKING_USERNAME', 'MLFLOW_TRACKING_PASSWORD', 'MLFLOW_TRACKING_TOKEN', 'MLFLOW_TRACKING_INSECURE_TLS', 'MLFLOW_TRACKING_SERVER_CERT_PATH', 'MLFLOW_EXPERIMENT_NAME', 'MLFLOW_TRACKING_URI'];
+const MLFLOW_VARS = [
+  'MLFLOW_TRACKING_USERNAME',
+  'MLFLOW_TRACKING_PASSWORD',
+  'MLFLOW_TRACKING_TOKEN',
+  'MLFLOW_TRACKING_INSECURE_TLS',
+  'MLFLOW_TRACKING_SERVER_CERT_PATH',
+  'MLFLOW_EXPERIMENT_NAME',
+  'MLFLOW_TRACKING_URI',
+];
 
 let server: FakeMlflow;
 let root: string;
@@ -44,15 +52,29 @@ afterEach(async () => {
 });
 
 const basic: MlflowConnection = { username: USER, password: PASSWORD };
-const fast = (over: Partial<MlflowRestOptions> = {}): MlflowRestOptions => ({ uri: server.url, dir: root, flushIntervalMs: 5, maxQueue: 5000, timeoutMs: 500, retryIntervalMs: 20, ...over });
+const fast = (over: Partial<MlflowRestOptions> = {}): MlflowRestOptions => ({
+  uri: server.url,
+  dir: root,
+  flushIntervalMs: 5,
+  maxQueue: 5000,
+  timeoutMs: 500,
+  retryIntervalMs: 20,
+  ...over,
+});
 const onlyRun = (s: FakeMlflow): FakeRun => {
   expect(s.runs.size).toBe(1);
   return [...s.runs.values()][0]!;
 };
 const spoolDirs = (dir: string): string[] =>
-  fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((p) => path.basename(p) === 'loom-sync').map((p) => path.dirname(path.join(dir, p)));
+  fs
+    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((p) => path.basename(p) === 'loom-sync')
+    .map((p) => path.dirname(path.join(dir, p)));
 const filesUnder = (dir: string): string[] =>
-  fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((f) => f.isFile()).map((f) => path.join(f.parentPath, f.name));
+  fs
+    .readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((f) => f.isFile())
+    .map((f) => path.join(f.parentPath, f.name));
 
 /** Logs a short run: a param, `steps` steps of a metric, a tag, an artifact. */
 async function logRun(tracker: MlflowRestTracker, steps: number, between: (s: number) => void | Promise<void> = () => undefined) {
@@ -77,13 +99,17 @@ function expectComplete(run: FakeRun, steps: number) {
   expect(server.artifacts.get(`${run.info.experiment_id}/${run.info.run_id}/artifacts/note.txt`)?.toString()).toBe('note');
 }
 
-const loom = (args: string[], env: Record<string, string>) => new Promise<{ code: number | null; out: string }>((resolve) => {
-  const child = spawn(process.execPath, [path.join(repo, 'cli/bin.mjs'), ...args], { cwd: root, env: { ...process.env, ...Object.fromEntries(MLFLOW_VARS.map((v) => [v, ''])), ...env } });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  child.on('close', (code) => resolve({ code, out }));
-});
+const loom = (args: string[], env: Record<string, string>) =>
+  new Promise<{ code: number | null; out: string }>((resolve) => {
+    const child = spawn(process.execPath, [path.join(repo, 'cli/bin.mjs'), ...args], {
+      cwd: root,
+      env: { ...process.env, ...Object.fromEntries(MLFLOW_VARS.map((v) => [v, ''])), ...env },
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('close', (code) => resolve({ code, out }));
+  });
 
 describe('the fake server as a protected MLflow 2.x', () => {
   it("answers a missing or wrong credential with 401 and MLflow basic-auth's challenge", async () => {
@@ -102,10 +128,18 @@ describe('the fake server as a protected MLflow 2.x', () => {
 describe("MLflow's connection variables", () => {
   it('reads credentials and TLS settings as MLflow does, and refuses malformed ones naming the variable, never its value', () => {
     expect(mlflowConnectionFromEnv({})).toEqual({});
-    expect(mlflowConnectionFromEnv({ MLFLOW_TRACKING_USERNAME: USER, MLFLOW_TRACKING_PASSWORD: PASSWORD, MLFLOW_TRACKING_TOKEN: TOKEN, MLFLOW_TRACKING_INSECURE_TLS: 'TRUE' }))
-      .toEqual({ username: USER, password: PASSWORD, token: TOKEN, insecureTls: true });
-    expect(mlflowConnectionFromEnv({ MLFLOW_TRACKING_INSECURE_TLS: '0', MLFLOW_TRACKING_SERVER_CERT_PATH: '/ca.pem', MLFLOW_TRACKING_TOKEN: '' }))
-      .toEqual({ insecureTls: false, serverCertPath: '/ca.pem' });
+    expect(
+      mlflowConnectionFromEnv({
+        MLFLOW_TRACKING_USERNAME: USER,
+        MLFLOW_TRACKING_PASSWORD: PASSWORD,
+        MLFLOW_TRACKING_TOKEN: TOKEN,
+        MLFLOW_TRACKING_INSECURE_TLS: 'TRUE',
+      }),
+    ).toEqual({ username: USER, password: PASSWORD, token: TOKEN, insecureTls: true });
+    expect(mlflowConnectionFromEnv({ MLFLOW_TRACKING_INSECURE_TLS: '0', MLFLOW_TRACKING_SERVER_CERT_PATH: '/ca.pem', MLFLOW_TRACKING_TOKEN: '' })).toEqual({
+      insecureTls: false,
+      serverCertPath: '/ca.pem',
+    });
     const refused = (env: NodeJS.ProcessEnv, variable: string) => {
       let err: unknown;
       try {
@@ -121,7 +155,9 @@ describe("MLflow's connection variables", () => {
     refused({ MLFLOW_TRACKING_PASSWORD: PASSWORD }, 'MLFLOW_TRACKING_USERNAME');
     refused({ MLFLOW_TRACKING_INSECURE_TLS: 'yes' }, 'MLFLOW_TRACKING_INSECURE_TLS');
     refused({ MLFLOW_TRACKING_INSECURE_TLS: 'true', MLFLOW_TRACKING_SERVER_CERT_PATH: '/ca.pem' }, 'MLFLOW_TRACKING_SERVER_CERT_PATH');
-    expect(() => new MlflowRestClient('https://127.0.0.1:1', { connection: { serverCertPath: path.join(root, 'missing.pem') } })).toThrow(/MLFLOW_TRACKING_SERVER_CERT_PATH.*missing\.pem.*ENOENT/);
+    expect(() => new MlflowRestClient('https://127.0.0.1:1', { connection: { serverCertPath: path.join(root, 'missing.pem') } })).toThrow(
+      /MLFLOW_TRACKING_SERVER_CERT_PATH.*missing\.pem.*ENOENT/,
+    );
   });
 
   it('sends basic credentials from the variables, else from the URI, else a bearer token (basic first, as MLflow)', async () => {
@@ -151,7 +187,9 @@ describe("MLflow's connection variables", () => {
     expect(anonymous).toMatchObject({ status: 401, kind: 'auth', outage: false, mayHaveApplied: false });
     expect(String(anonymous)).toMatch(/authentication failed.*none were sent.*MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD.*MLFLOW_TRACKING_TOKEN/);
 
-    const wrong = await new MlflowRestClient(server.url, { connection: { username: USER, password: 'not-the-password' } }).getExperimentByName('x').catch((e: unknown) => e);
+    const wrong = await new MlflowRestClient(server.url, { connection: { username: USER, password: 'not-the-password' } })
+      .getExperimentByName('x')
+      .catch((e: unknown) => e);
     expect(wrong).toMatchObject({ status: 401, kind: 'auth' });
     expect(String(wrong)).toMatch(/credentials from MLFLOW_TRACKING_USERNAME\/MLFLOW_TRACKING_PASSWORD were refused/);
     expect(String(wrong)).not.toContain('not-the-password');
@@ -165,7 +203,11 @@ describe("MLflow's connection variables", () => {
   });
 
   it('scrubs the credentials from a server answer that echoes them', async () => {
-    const echo = http.createServer((req, res) => res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error_code: 'BAD_REQUEST', message: `got ${req.headers.authorization}` })));
+    const echo = http.createServer((req, res) =>
+      res
+        .writeHead(400, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error_code: 'BAD_REQUEST', message: `got ${req.headers.authorization}` })),
+    );
     await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
     try {
       const url = `http://127.0.0.1:${(echo.address() as { port: number }).port}`;
@@ -252,7 +294,9 @@ describe('the mlflow-rest tracker and `loom sync` with a protected server', () =
     const run = async (name: string, trackingUri: string, env: Record<string, string>) => {
       for (const [k, v] of Object.entries(env)) vi.stubEnv(k, v);
       const dir = path.join(root, name);
-      const config = toyConfig(path.join(dir, 'mlruns'), { trainer: { epochs: 2, batchSize: 16, validationSplit: 0.25, logEvery: 1, checkpoint: { dir: path.join(dir, 'checkpoints') } } });
+      const config = toyConfig(path.join(dir, 'mlruns'), {
+        trainer: { epochs: 2, batchSize: 16, validationSplit: 0.25, logEvery: 1, checkpoint: { dir: path.join(dir, 'checkpoints') } },
+      });
       const r = await runExperiment({ registry, config, runName: name, trackingUri, log: capture }).catch((e: unknown) => {
         captured.push(String(e), (e as Error).stack ?? '');
         throw e;
@@ -283,8 +327,14 @@ describe('the mlflow-rest tracker and `loom sync` with a protected server', () =
     vi.restoreAllMocks();
 
     // Every run reached the server, complete, and three of them went through a journal.
-    expect([...server.runs.values()].map((r) => [r.info.run_name, r.info.status]).sort()).toEqual([['basic', 'FINISHED'], ['bearer', 'FINISHED'], ['in-uri', 'FINISHED'], ['wrong', 'FINISHED']]);
-    for (const r of server.runs.values()) expect(new Set(r.metrics.map((x) => `${x.key} ${x.step} ${x.timestamp} ${x.value}`)).size, r.info.run_name).toBe(r.metrics.length);
+    expect([...server.runs.values()].map((r) => [r.info.run_name, r.info.status]).sort()).toEqual([
+      ['basic', 'FINISHED'],
+      ['bearer', 'FINISHED'],
+      ['in-uri', 'FINISHED'],
+      ['wrong', 'FINISHED'],
+    ]);
+    for (const r of server.runs.values())
+      expect(new Set(r.metrics.map((x) => `${x.key} ${x.step} ${x.timestamp} ${x.value}`)).size, r.info.run_name).toBe(r.metrics.length);
     const files = filesUnder(root);
     expect(files.filter((f) => f.endsWith(path.join('loom-sync', 'journal.jsonl')))).toHaveLength(3);
     expect(files.filter((f) => f.includes(`${path.sep}checkpoints${path.sep}`)).length).toBeGreaterThan(0);
@@ -293,13 +343,16 @@ describe('the mlflow-rest tracker and `loom sync` with a protected server', () =
     const places: [string, string][] = [
       ...files.map((f) => [f, fs.readFileSync(f).toString('latin1')] as [string, string]),
       ['captured output', captured.join('\n')],
-      ...[...server.runs.values()].map((r) => [`server run ${r.info.run_name}`, JSON.stringify({ info: r.info, params: [...r.params], tags: [...r.tags], inputs: r.inputs })] as [string, string]),
+      ...[...server.runs.values()].map(
+        (r) =>
+          [`server run ${r.info.run_name}`, JSON.stringify({ info: r.info, params: [...r.params], tags: [...r.tags], inputs: r.inputs })] as [string, string],
+      ),
       ...[...server.artifacts].map(([p, b]) => [`server artifact ${p}`, b.toString('latin1')] as [string, string]),
     ];
     for (const [where, text] of places) for (const s of SECRETS) expect(text.includes(s), `${s} in ${where}`).toBe(false);
   });
 
-  it('uses MLFLOW_EXPERIMENT_NAME as the experiment, keeping the config\'s name as the param and a tag', async () => {
+  it("uses MLFLOW_EXPERIMENT_NAME as the experiment, keeping the config's name as the param and a tag", async () => {
     vi.stubEnv('MLFLOW_EXPERIMENT_NAME', 'team-shared');
     vi.stubEnv('MLFLOW_TRACKING_USERNAME', USER);
     vi.stubEnv('MLFLOW_TRACKING_PASSWORD', PASSWORD);
@@ -323,7 +376,29 @@ function selfSigned(dir: string, name: string): { key: string; cert: string; cer
   const key = path.join(dir, `${name}.key`);
   const cert = path.join(dir, `${name}.pem`);
   try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '2',
+        '-subj',
+        `/CN=${name}`,
+        '-addext',
+        'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      ],
+      { stdio: 'ignore' },
+    );
   } catch {
     return null;
   }
@@ -350,7 +425,9 @@ describe.skipIf(!hasOpenssl)('TLS (skipped: needs the openssl command to make a 
     const untrusted = await new MlflowRestClient(server.url, { connection: basic }).getExperimentByName('x').catch((e: unknown) => e);
     expect(untrusted).toMatchObject({ kind: 'tls', outage: false, mayHaveApplied: false });
     expect(String(untrusted)).toMatch(/certificate was not accepted.*SELF_SIGNED.*set MLFLOW_TRACKING_SERVER_CERT_PATH.*MLFLOW_TRACKING_INSECURE_TLS=true/);
-    const wrongCa = await new MlflowRestClient(server.url, { connection: { ...basic, serverCertPath: other.certPath } }).getExperimentByName('x').catch((e: unknown) => e);
+    const wrongCa = await new MlflowRestClient(server.url, { connection: { ...basic, serverCertPath: other.certPath } })
+      .getExperimentByName('x')
+      .catch((e: unknown) => e);
     expect(wrongCa).toMatchObject({ kind: 'tls' });
     expect(String(wrongCa)).toContain(`not signed by the CA bundle in MLFLOW_TRACKING_SERVER_CERT_PATH (${other.certPath})`);
 

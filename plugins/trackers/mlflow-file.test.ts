@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import YAML from 'yaml';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type PluginRegistry } from '../../core';
+import type { PluginRegistry } from '../../core';
 import { runExperiment } from '../../runtime';
 import { testRegistry } from '../../test/harness';
 import toyBlobs, { toyConfig } from '../../test/toy-data';
@@ -35,23 +35,54 @@ describe('mlflow-file tracker', () => {
     const runDir = path.join(root, experimentId, runId);
     const meta = readYaml(path.join(runDir, 'meta.yaml'));
     expect(Object.keys(meta).sort()).toEqual([
-      'artifact_uri', 'end_time', 'entry_point_name', 'experiment_id', 'lifecycle_stage', 'run_id', 'run_name', 'run_uuid',
-      'source_name', 'source_type', 'source_version', 'start_time', 'status', 'tags', 'user_id',
+      'artifact_uri',
+      'end_time',
+      'entry_point_name',
+      'experiment_id',
+      'lifecycle_stage',
+      'run_id',
+      'run_name',
+      'run_uuid',
+      'source_name',
+      'source_type',
+      'source_version',
+      'start_time',
+      'status',
+      'tags',
+      'user_id',
     ]);
     expect(runId).toMatch(/^[0-9a-f]{32}$/);
-    expect(meta).toMatchObject({ run_id: runId, run_uuid: runId, run_name: 'toy-run', experiment_id: experimentId, status: 3, source_type: 4, lifecycle_stage: 'active', tags: [] });
+    expect(meta).toMatchObject({
+      run_id: runId,
+      run_uuid: runId,
+      run_name: 'toy-run',
+      experiment_id: experimentId,
+      status: 3,
+      source_type: 4,
+      lifecycle_stage: 'active',
+      tags: [],
+    });
     expect(meta.end_time as number).toBeGreaterThanOrEqual(meta.start_time as number);
     expect(meta.artifact_uri).toBe(`file://${path.join(runDir, 'artifacts')}`);
 
     // Metrics: one line per value, "<epoch ms> <value> <step>"; every metric on the optimizer-step axis (per-epoch
     // ones at the step that ends the epoch: 72 training examples in batches of 16 = 5 steps an epoch).
     for (const key of ['loss', 'accuracy', 'val_loss', 'val_accuracy', 'batch_loss', 'test_accuracy']) {
-      const lines = fs.readFileSync(path.join(runDir, 'metrics', key), 'utf8').trimEnd().split('\n');
+      const lines = fs
+        .readFileSync(path.join(runDir, 'metrics', key), 'utf8')
+        .trimEnd()
+        .split('\n');
       for (const l of lines) expect(l).toMatch(/^\d{13} (-?\d+(\.\d+)?(e[-+]\d+)?|nan|inf) \d+$/);
     }
-    const loss = fs.readFileSync(path.join(runDir, 'metrics', 'loss'), 'utf8').trimEnd().split('\n');
+    const loss = fs
+      .readFileSync(path.join(runDir, 'metrics', 'loss'), 'utf8')
+      .trimEnd()
+      .split('\n');
     expect(loss.map((l) => Number(l.split(' ')[2]))).toEqual([5, 10, 15]);
-    const epochs = fs.readFileSync(path.join(runDir, 'metrics', 'epoch'), 'utf8').trimEnd().split('\n');
+    const epochs = fs
+      .readFileSync(path.join(runDir, 'metrics', 'epoch'), 'utf8')
+      .trimEnd()
+      .split('\n');
     expect(epochs.map((l) => Number(l.split(' ')[1]))).toEqual([1, 2, 3]);
     expect(Number(loss[0]!.split(' ')[1])).toBeCloseTo(r.history[0]!.loss, 10);
 
@@ -66,14 +97,17 @@ describe('mlflow-file tracker', () => {
     for (const k of ['backend', 'seed', 'git.commit', 'node.version', 'host', 'preset']) expect(tag(k).length, k).toBeGreaterThan(0);
     expect(tag('seed')).toBe('7');
 
-    for (const a of ['config.json', 'summary.json', 'model/model.json', 'model/weights.bin']) expect(fs.existsSync(path.join(runDir, 'artifacts', a)), a).toBe(true);
+    for (const a of ['config.json', 'summary.json', 'model/model.json', 'model/weights.bin'])
+      expect(fs.existsSync(path.join(runDir, 'artifacts', a)), a).toBe(true);
   });
 
   it('marks a run that throws as FAILED with its reason and an end time', async () => {
     const config = toyConfig(root, { trainer: { epochs: 1, batchSize: 16 } });
     // A learning rate of 1e30 makes the loss infinite within a step or two.
     const bad = { ...config, optimizer: { type: 'adam', lr: 1e30 } };
-    await expect(runExperiment({ registry, config: bad })).rejects.toThrow(/non-finite loss \(NaN\) at step \d+ \(epoch 1\); layers with non-finite gradients: .*; last finite loss: \d/);
+    await expect(runExperiment({ registry, config: bad })).rejects.toThrow(
+      /non-finite loss \(NaN\) at step \d+ \(epoch 1\); layers with non-finite gradients: .*; last finite loss: \d/,
+    );
     const exp = fs.readdirSync(root).find((d) => d !== '0')!;
     const run = fs.readdirSync(path.join(root, exp)).find((d) => d !== 'meta.yaml')!;
     const meta = readYaml(path.join(root, exp, run, 'meta.yaml'));

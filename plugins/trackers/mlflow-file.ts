@@ -5,8 +5,20 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { ConfigError, definePlugin, type RunInfo, type RunStatus, type Tracker } from '../../core';
 import {
-  createExperiment, createRunFolders, ensureDefaultExperiment, findExperiment, metricLine, MLFLOW_STATUS, newRunMeta, readRunMeta, runDirectory, runFile,
-  truncateMetrics, writeRunMeta, type RunMeta, mlflowExperimentName,
+  createExperiment,
+  createRunFolders,
+  ensureDefaultExperiment,
+  findExperiment,
+  metricLine,
+  MLFLOW_STATUS,
+  newRunMeta,
+  readRunMeta,
+  runDirectory,
+  runFile,
+  truncateMetrics,
+  writeRunMeta,
+  type RunMeta,
+  mlflowExperimentName,
 } from '../../core/mlflow-store';
 
 /**
@@ -27,7 +39,14 @@ export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
    * `startRun` without the promise. `runId` and `startTime` let the mlflow-rest tracker keep a local copy of a
    * remote run under the same id when the server is unreachable.
    */
-  startRunSync({ experiment, runName, tags, resume, runId = randomUUID().replace(/-/g, ''), startTime = Date.now() }: Parameters<Tracker['startRun']>[0] & { runId?: string; startTime?: number }): RunInfo {
+  startRunSync({
+    experiment,
+    runName,
+    tags,
+    resume,
+    runId = randomUUID().replace(/-/g, ''),
+    startTime = Date.now(),
+  }: Parameters<Tracker['startRun']>[0] & { runId?: string; startTime?: number }): RunInfo {
     const root = path.resolve(this.root);
     ensureDefaultExperiment(root);
     if (resume) return this.reopen(root, resume);
@@ -62,7 +81,11 @@ export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
       const value = String(raw);
       if (fs.existsSync(file)) {
         const old = fs.readFileSync(file, 'utf8');
-        if (old !== value) throw new ConfigError(`param ${k}`, `already logged as ${JSON.stringify(old)}; MLflow params are immutable, cannot change it to ${JSON.stringify(value)}`);
+        if (old !== value)
+          throw new ConfigError(
+            `param ${k}`,
+            `already logged as ${JSON.stringify(old)}; MLflow params are immutable, cannot change it to ${JSON.stringify(value)}`,
+          );
         continue;
       }
       fs.writeFileSync(file, value);
@@ -84,7 +107,8 @@ export class MlflowFileTracker implements Omit<Tracker, 'spec'> {
   /** Copies `localPath` to `artifacts/<artifactPath>` and returns the copy's path. */
   copyArtifact(localPath: string, artifactPath = path.basename(localPath)): string {
     const dest = path.join(this.dir(), 'artifacts', artifactPath);
-    if (!dest.startsWith(path.join(this.dir(), 'artifacts') + path.sep)) throw new ConfigError('artifactPath', `must stay inside the run's artifacts, got ${artifactPath}`);
+    if (!dest.startsWith(path.join(this.dir(), 'artifacts') + path.sep))
+      throw new ConfigError('artifactPath', `must stay inside the run's artifacts, got ${artifactPath}`);
     fs.mkdirSync(path.dirname(dest), { recursive: true });
     fs.copyFileSync(localPath, dest);
     return dest;

@@ -2,7 +2,17 @@
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeMlflow, type FakeMlflow } from '../../test/mlflow-fake-server';
-import { batchBytes, BatchPacker, canMerge, LOG_BATCH_LIMITS, MlflowRequestError, MlflowRestClient, splitBatch, type BatchLimits, type MlflowBatch } from './mlflow-rest-client';
+import {
+  batchBytes,
+  BatchPacker,
+  canMerge,
+  LOG_BATCH_LIMITS,
+  MlflowRequestError,
+  MlflowRestClient,
+  splitBatch,
+  type BatchLimits,
+  type MlflowBatch,
+} from './mlflow-rest-client';
 
 let server: FakeMlflow;
 beforeEach(async () => {
@@ -11,7 +21,12 @@ beforeEach(async () => {
 afterEach(() => server.close());
 
 const kv = (prefix: string, maxValue: number) => fc.record({ key: fc.nat(10_000).map((i) => `${prefix}${i}`), value: fc.string({ maxLength: maxValue }) });
-const metric = fc.record({ key: fc.constantFrom('loss', 'acc', 'lr', 'a/b'), value: fc.double({ noNaN: true, noDefaultInfinity: true }), timestamp: fc.nat(), step: fc.nat() });
+const metric = fc.record({
+  key: fc.constantFrom('loss', 'acc', 'lr', 'a/b'),
+  value: fc.double({ noNaN: true, noDefaultInfinity: true }),
+  timestamp: fc.nat(),
+  step: fc.nat(),
+});
 const batchArb = (maxMetrics: number, maxParams: number, maxValue: number): fc.Arbitrary<MlflowBatch> =>
   fc.record({
     metrics: fc.array(metric, { maxLength: maxMetrics }),
@@ -21,8 +36,13 @@ const batchArb = (maxMetrics: number, maxParams: number, maxValue: number): fc.A
 
 function withinLimits(b: MlflowBatch, l: BatchLimits): boolean {
   const body = JSON.stringify({ run_id: 'f'.repeat(32), metrics: b.metrics, params: b.params, tags: b.tags });
-  return b.metrics.length <= l.metrics && b.params.length <= l.params && b.tags.length <= l.tags
-    && b.metrics.length + b.params.length + b.tags.length <= l.entities && Buffer.byteLength(body) <= l.bytes;
+  return (
+    b.metrics.length <= l.metrics &&
+    b.params.length <= l.params &&
+    b.tags.length <= l.tags &&
+    b.metrics.length + b.params.length + b.tags.length <= l.entities &&
+    Buffer.byteLength(body) <= l.bytes
+  );
 }
 
 describe('log-batch splitting', () => {
@@ -37,9 +57,11 @@ describe('log-batch splitting', () => {
         // Greedy: a piece is closed only when the next entity would not fit in it.
         for (let i = 0; i + 1 < pieces.length; i++) {
           const next = pieces[i + 1]!;
-          const first = next.params[0] ? { ...pieces[i]!, params: [...pieces[i]!.params, next.params[0]] }
-            : next.tags[0] ? { ...pieces[i]!, tags: [...pieces[i]!.tags, next.tags[0]] }
-            : { ...pieces[i]!, metrics: [...pieces[i]!.metrics, next.metrics[0]!] };
+          const first = next.params[0]
+            ? { ...pieces[i]!, params: [...pieces[i]!.params, next.params[0]] }
+            : next.tags[0]
+              ? { ...pieces[i]!, tags: [...pieces[i]!.tags, next.tags[0]] }
+              : { ...pieces[i]!, metrics: [...pieces[i]!.metrics, next.metrics[0]!] };
           expect(withinLimits(first, limits) && batchBytes(first) <= limits.bytes).toBe(false);
         }
       }),
@@ -105,7 +127,11 @@ describe('log-batch splitting', () => {
 
 describe('MLflow REST client', () => {
   it('sends JSON with its Content-Type (the server answers 400 without it)', async () => {
-    const raw = await fetch(`${server.url}/api/2.0/mlflow/experiments/create`, { method: 'POST', body: JSON.stringify({ name: 'x' }), headers: { 'content-type': 'text/plain' } });
+    const raw = await fetch(`${server.url}/api/2.0/mlflow/experiments/create`, {
+      method: 'POST',
+      body: JSON.stringify({ name: 'x' }),
+      headers: { 'content-type': 'text/plain' },
+    });
     expect(raw.status).toBe(400);
     const client = new MlflowRestClient(server.url);
     expect(await client.getExperimentByName('x')).toBeNull();
@@ -135,7 +161,12 @@ describe('MLflow REST client', () => {
     expect(String(conflict)).toMatch(/lr.*0\.1.*0\.2/);
 
     const m = { metrics: [{ key: 'loss', value: 1, timestamp: 5, step: 0 }], params: [], tags: [] };
-    for (const [fault, applied] of [[503, false], [500, true], ['drop-after-apply', true], ['hang', true]] as const) {
+    for (const [fault, applied] of [
+      [503, false],
+      [500, true],
+      ['drop-after-apply', true],
+      ['hang', true],
+    ] as const) {
       server.fault = () => fault;
       const e = await client.logBatch(run.runId, m).catch((err: unknown) => err);
       expect(e, String(fault)).toMatchObject({ outage: true, mayHaveApplied: applied });
@@ -160,7 +191,16 @@ describe('MLflow REST client', () => {
     const exp = await client.getOrCreateExperiment('e');
     const run = await client.createRun({ experimentId: exp, runName: 'r', startTime: 1, userId: 'u', tags: [] });
     const values = [NaN, Infinity, -Infinity, 0.5];
-    await client.logBatch(run.runId, { metrics: values.map((v, step) => ({ key: 'x', value: Number.isFinite(v) ? v : String(v === Infinity ? 'Infinity' : v === -Infinity ? '-Infinity' : 'NaN'), timestamp: 1, step })), params: [], tags: [] });
+    await client.logBatch(run.runId, {
+      metrics: values.map((v, step) => ({
+        key: 'x',
+        value: Number.isFinite(v) ? v : String(v === Infinity ? 'Infinity' : v === -Infinity ? '-Infinity' : 'NaN'),
+        timestamp: 1,
+        step,
+      })),
+      params: [],
+      tags: [],
+    });
     const hist = await client.getMetricHistory(run.runId, 'x');
     expect(hist.map((h) => (typeof h.value === 'string' ? h.value : h.value))).toEqual(['NaN', 'Infinity', '-Infinity', 0.5]);
     const bytes = new Uint8Array([0, 255, 1, 2, 3]);

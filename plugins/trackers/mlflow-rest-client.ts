@@ -50,7 +50,8 @@ const REQUEST_OVERHEAD = 128;
 
 /** JSON encoding of a metric value: protobuf's JSON mapping spells non-finite doubles as strings. */
 export const encodeMetricValue = (v: number): number | string => (Number.isNaN(v) ? 'NaN' : v === Infinity ? 'Infinity' : v === -Infinity ? '-Infinity' : v);
-export const decodeMetricValue = (v: number | string): number => (typeof v === 'number' ? v : v === 'NaN' ? NaN : v === 'Infinity' ? Infinity : v === '-Infinity' ? -Infinity : Number(v));
+export const decodeMetricValue = (v: number | string): number =>
+  typeof v === 'number' ? v : v === 'NaN' ? NaN : v === 'Infinity' ? Infinity : v === '-Infinity' ? -Infinity : Number(v);
 
 const entityBytes = (e: object): number => Buffer.byteLength(JSON.stringify(e)) + 1;
 
@@ -74,7 +75,8 @@ export function splitBatch(b: MlflowBatch, limits: BatchLimits = LOG_BATCH_LIMIT
   const count = () => cur.metrics.length + cur.params.length + cur.tags.length;
   const add = (kind: keyof MlflowBatch, e: MlflowMetric | MlflowKeyValue) => {
     const size = entityBytes(e);
-    if (REQUEST_OVERHEAD + size > limits.bytes) throw new ConfigError(`${kind.slice(0, -1)} ${e.key}`, `takes ${size} bytes; one MLflow log-batch request holds at most ${limits.bytes}`);
+    if (REQUEST_OVERHEAD + size > limits.bytes)
+      throw new ConfigError(`${kind.slice(0, -1)} ${e.key}`, `takes ${size} bytes; one MLflow log-batch request holds at most ${limits.bytes}`);
     const full = cur[kind].length >= limits[kind] || count() >= limits.entities || bytes + size > limits.bytes;
     if (full) {
       out.push(cur);
@@ -145,9 +147,18 @@ const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTU
 
 /** OpenSSL's and Node's codes for a server certificate that was not accepted (unknown CA, expired, wrong name). */
 const CERT_CODES = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID',
-  'CERT_SIGNATURE_FAILURE', 'ERR_TLS_CERT_ALTNAME_INVALID', 'HOSTNAME_MISMATCH',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'HOSTNAME_MISMATCH',
 ]);
 
 /** The variables that give credentials, as a message names them. */
@@ -218,18 +229,29 @@ export interface MlflowConnection {
  */
 export function mlflowConnectionFromEnv(env: NodeJS.ProcessEnv = process.env): MlflowConnection {
   const get = (k: string) => env[k] || undefined;
-  const c: MlflowConnection = { username: get('MLFLOW_TRACKING_USERNAME'), password: get('MLFLOW_TRACKING_PASSWORD'), token: get('MLFLOW_TRACKING_TOKEN'), serverCertPath: get('MLFLOW_TRACKING_SERVER_CERT_PATH') };
+  const c: MlflowConnection = {
+    username: get('MLFLOW_TRACKING_USERNAME'),
+    password: get('MLFLOW_TRACKING_PASSWORD'),
+    token: get('MLFLOW_TRACKING_TOKEN'),
+    serverCertPath: get('MLFLOW_TRACKING_SERVER_CERT_PATH'),
+  };
   if ((c.username === undefined) !== (c.password === undefined)) {
-    const [set, unset] = c.username === undefined ? ['MLFLOW_TRACKING_PASSWORD', 'MLFLOW_TRACKING_USERNAME'] : ['MLFLOW_TRACKING_USERNAME', 'MLFLOW_TRACKING_PASSWORD'];
+    const [set, unset] =
+      c.username === undefined ? ['MLFLOW_TRACKING_PASSWORD', 'MLFLOW_TRACKING_USERNAME'] : ['MLFLOW_TRACKING_USERNAME', 'MLFLOW_TRACKING_PASSWORD'];
     throw new ConfigError(unset, `is not set but ${set} is; HTTP basic authentication needs both`);
   }
   const insecure = get('MLFLOW_TRACKING_INSECURE_TLS');
   if (insecure !== undefined) {
     const v = insecure.toLowerCase();
-    if (!['true', 'false', '1', '0'].includes(v)) throw new ConfigError('MLFLOW_TRACKING_INSECURE_TLS', `must be one of true, false, 1, 0 (case-insensitive), got ${JSON.stringify(insecure)}`);
+    if (!['true', 'false', '1', '0'].includes(v))
+      throw new ConfigError('MLFLOW_TRACKING_INSECURE_TLS', `must be one of true, false, 1, 0 (case-insensitive), got ${JSON.stringify(insecure)}`);
     c.insecureTls = v === 'true' || v === '1';
   }
-  if (c.insecureTls && c.serverCertPath) throw new ConfigError('MLFLOW_TRACKING_INSECURE_TLS', 'is true while MLFLOW_TRACKING_SERVER_CERT_PATH is set; set only one (skip verification, or verify with that CA bundle)');
+  if (c.insecureTls && c.serverCertPath)
+    throw new ConfigError(
+      'MLFLOW_TRACKING_INSECURE_TLS',
+      'is true while MLFLOW_TRACKING_SERVER_CERT_PATH is set; set only one (skip verification, or verify with that CA bundle)',
+    );
   return c;
 }
 
@@ -273,19 +295,23 @@ export class MlflowRestClient {
     } catch {
       throw new ConfigError('tracking URI', `expected an http(s) URL such as http://localhost:5000, got "${redactUserinfo(uri)}"`);
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError('tracking URI', `expected http:// or https://, got "${url.protocol}" in "${redactUserinfo(uri)}"`);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new ConfigError('tracking URI', `expected http:// or https://, got "${url.protocol}" in "${redactUserinfo(uri)}"`);
     const conn = opts.connection ?? mlflowConnectionFromEnv();
     const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
     const urlUser = decodeURIComponent(url.username);
     const urlPassword = decodeURIComponent(url.password);
     // MLflow's order: basic credentials from the variables, then a token. Credentials in the URL (which fetch and
     // MLflow's Python client would not send) count as basic ones, after the variables.
-    if (conn.username !== undefined && conn.password !== undefined) [this.auth, this.authSource] = [basic(conn.username, conn.password), 'MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD'];
+    if (conn.username !== undefined && conn.password !== undefined)
+      [this.auth, this.authSource] = [basic(conn.username, conn.password), 'MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD'];
     else if (urlUser) [this.auth, this.authSource] = [basic(urlUser, urlPassword), 'the tracking URI'];
     else if (conn.token !== undefined) [this.auth, this.authSource] = [`Bearer ${conn.token}`, 'MLFLOW_TRACKING_TOKEN'];
     else [this.auth, this.authSource] = [undefined, null];
     // Longest first, so that a secret containing another is replaced whole. Shorter strings cannot be hidden usefully.
-    this.secrets = [conn.username, conn.password, conn.token, urlUser, urlPassword, this.auth, this.auth?.split(' ')[1]].filter((v): v is string => !!v && v.length >= 3).sort((a, b) => b.length - a.length);
+    this.secrets = [conn.username, conn.password, conn.token, urlUser, urlPassword, this.auth, this.auth?.split(' ')[1]]
+      .filter((v): v is string => !!v && v.length >= 3)
+      .sort((a, b) => b.length - a.length);
     url.username = '';
     url.password = '';
     this.baseUrl = url.href.replace(/\/+$/, '');
@@ -296,13 +322,17 @@ export class MlflowRestClient {
       try {
         ca = fs.readFileSync(conn.serverCertPath);
       } catch (e) {
-        throw new ConfigError('MLFLOW_TRACKING_SERVER_CERT_PATH', `cannot read the CA bundle ${conn.serverCertPath}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+        throw new ConfigError(
+          'MLFLOW_TRACKING_SERVER_CERT_PATH',
+          `cannot read the CA bundle ${conn.serverCertPath}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+        );
       }
     }
     // One connection per request (no keep-alive): a request never meets a connection the server closed while it was
     // idle, so a reset always means the server went away during that request. Logging sends about one request a
     // second; a TLS session is resumed from the agent's cache rather than negotiated afresh.
-    this.agent = url.protocol === 'https:' ? new https.Agent({ keepAlive: false, ca, rejectUnauthorized: !conn.insecureTls }) : new http.Agent({ keepAlive: false });
+    this.agent =
+      url.protocol === 'https:' ? new https.Agent({ keepAlive: false, ca, rejectUnauthorized: !conn.insecureTls }) : new http.Agent({ keepAlive: false });
   }
 
   /** The run's page in the MLflow UI. */
@@ -382,12 +412,24 @@ export class MlflowRestClient {
   /** Uploads bytes through the tracking server's artifact proxy (`mlflow server --serve-artifacts`, MLflow 2's default). */
   async uploadArtifact(run: RemoteRun, artifactPath: string, bytes: Uint8Array): Promise<void> {
     const rel = [...run.artifactPath.split('/'), ...artifactPath.split('/')].filter(Boolean).map(encodeURIComponent).join('/');
-    await this.send('PUT', `${this.baseUrl}/api/2.0/mlflow-artifacts/artifacts/${rel}`, 'mlflow-artifacts PUT', Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 'application/octet-stream');
+    await this.send(
+      'PUT',
+      `${this.baseUrl}/api/2.0/mlflow-artifacts/artifacts/${rel}`,
+      'mlflow-artifacts PUT',
+      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+      'application/octet-stream',
+    );
   }
 
   private call<T = unknown>(method: 'GET' | 'POST', endpoint: string, body?: object): Promise<T> {
     const name = endpoint.split('?')[0]!;
-    return this.send(method, `${this.baseUrl}/api/2.0/mlflow/${endpoint}`, name, body === undefined ? undefined : Buffer.from(JSON.stringify(body)), 'application/json') as Promise<T>;
+    return this.send(
+      method,
+      `${this.baseUrl}/api/2.0/mlflow/${endpoint}`,
+      name,
+      body === undefined ? undefined : Buffer.from(JSON.stringify(body)),
+      'application/json',
+    ) as Promise<T>;
   }
 
   /** `text` with every credential replaced by `***` (a server or proxy could echo a header back in an error). */
@@ -412,12 +454,14 @@ export class MlflowRestClient {
       const err = e as NodeJS.ErrnoException;
       const code = err.code ?? err.name;
       if (CERT_CODES.has(code)) {
-        const hint = this.certPath !== undefined
-          ? `it is not signed by the CA bundle in MLFLOW_TRACKING_SERVER_CERT_PATH (${this.certPath}); point that variable at the bundle that signed it, or set MLFLOW_TRACKING_INSECURE_TLS=true to skip verification`
-          : 'set MLFLOW_TRACKING_SERVER_CERT_PATH to the CA bundle that signed it, or MLFLOW_TRACKING_INSECURE_TLS=true to skip verification';
+        const hint =
+          this.certPath !== undefined
+            ? `it is not signed by the CA bundle in MLFLOW_TRACKING_SERVER_CERT_PATH (${this.certPath}); point that variable at the bundle that signed it, or set MLFLOW_TRACKING_INSECURE_TLS=true to skip verification`
+            : 'set MLFLOW_TRACKING_SERVER_CERT_PATH to the CA bundle that signed it, or MLFLOW_TRACKING_INSECURE_TLS=true to skip verification';
         throw this.fail(name, null, null, `TLS: the server's certificate was not accepted (${code}: ${err.message}); ${hint}`, 'tls', false);
       }
-      if (/^ERR_(SSL|TLS)_|^EPROTO$/.test(code)) throw this.fail(name, null, null, `TLS handshake failed (${code}: ${err.message}); is ${this.baseUrl} an HTTPS server?`, 'tls', false);
+      if (/^ERR_(SSL|TLS)_|^EPROTO$/.test(code))
+        throw this.fail(name, null, null, `TLS handshake failed (${code}: ${err.message}); is ${this.baseUrl} an HTTPS server?`, 'tls', false);
       throw this.fail(name, null, null, `${code}: ${err.message}`, 'outage', !CONNECT_CODES.has(code));
     }
     const { status, text } = res;
@@ -425,21 +469,43 @@ export class MlflowRestClient {
     try {
       json = text ? JSON.parse(text) : {};
     } catch {
-      if (status >= 200 && status < 300) throw this.fail(name, status, null, `expected a JSON answer, got ${JSON.stringify(text.slice(0, 200))}`, 'rejected', false);
+      if (status >= 200 && status < 300)
+        throw this.fail(name, status, null, `expected a JSON answer, got ${JSON.stringify(text.slice(0, 200))}`, 'rejected', false);
     }
     if (status >= 200 && status < 300) return json;
     const said = (json.message ?? text).trim().slice(0, 300);
     if (status === 401) {
       const sent = this.authSource ? `the credentials from ${this.authSource} were refused` : 'none were sent';
-      throw this.fail(name, status, json.error_code ?? null, `authentication failed: the server wants credentials and ${sent}; set ${CREDENTIAL_VARIABLES} (server said: ${JSON.stringify(said)})`, 'auth', false);
+      throw this.fail(
+        name,
+        status,
+        json.error_code ?? null,
+        `authentication failed: the server wants credentials and ${sent}; set ${CREDENTIAL_VARIABLES} (server said: ${JSON.stringify(said)})`,
+        'auth',
+        false,
+      );
     }
     if (status === 403) {
       const who = this.authSource ? `the account from ${this.authSource}` : 'an anonymous client';
-      throw this.fail(name, status, json.error_code ?? null, `permission denied: the server does not let ${who} do this; ask its admin for permission on the experiment, or set ${CREDENTIAL_VARIABLES} to an account that has it (server said: ${JSON.stringify(said)})`, 'auth', false);
+      throw this.fail(
+        name,
+        status,
+        json.error_code ?? null,
+        `permission denied: the server does not let ${who} do this; ask its admin for permission on the experiment, or set ${CREDENTIAL_VARIABLES} to an account that has it (server said: ${JSON.stringify(said)})`,
+        'auth',
+        false,
+      );
     }
     if (status >= 300 && status < 400) {
       // Not followed: a redirected POST loses its body, and credentials must not travel to another host.
-      throw this.fail(name, status, null, `redirected to ${String(res.headers.location ?? '(no location)')}; use that address as the tracking URI`, 'rejected', false);
+      throw this.fail(
+        name,
+        status,
+        null,
+        `redirected to ${String(res.headers.location ?? '(no location)')}; use that address as the tracking URI`,
+        'rejected',
+        false,
+      );
     }
     const outage = status >= 500 || status === 429 || status === 408;
     const notApplied = status === 502 || status === 503 || status === 504 || status === 429 || status === 408;

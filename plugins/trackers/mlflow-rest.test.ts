@@ -41,7 +41,15 @@ afterEach(async () => {
   for (const r of roots.splice(0)) fs.rmSync(r, { recursive: true, force: true });
 });
 
-const fast = (over: Partial<MlflowRestOptions> = {}): MlflowRestOptions => ({ uri: server.url, dir: root, flushIntervalMs: 5, maxQueue: 5000, timeoutMs: 100, retryIntervalMs: 20, ...over });
+const fast = (over: Partial<MlflowRestOptions> = {}): MlflowRestOptions => ({
+  uri: server.url,
+  dir: root,
+  flushIntervalMs: 5,
+  maxQueue: 5000,
+  timeoutMs: 100,
+  retryIntervalMs: 20,
+  ...over,
+});
 const onlyRun = (s: FakeMlflow): FakeRun => {
   expect(s.runs.size).toBe(1);
   return [...s.runs.values()][0]!;
@@ -50,7 +58,10 @@ const onlyRun = (s: FakeMlflow): FakeRun => {
 const allOk = (s: FakeMlflow) => s.log.every((r) => r.status === 200 || (r.status === 404 && r.path.endsWith('get-by-name')));
 const metricLines = (run: FakeRun) => run.metrics.map((m) => `${m.key} ${m.step} ${m.timestamp} ${m.value}`).sort();
 const spoolDirs = (dir: string): string[] =>
-  fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((p) => path.basename(p) === 'loom-sync').map((p) => path.dirname(path.join(dir, p)));
+  fs
+    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((p) => path.basename(p) === 'loom-sync')
+    .map((p) => path.dirname(path.join(dir, p)));
 
 /** Logs a small run: params, tags, `steps` steps of two metrics, a data set and an artifact. Returns what it logged. */
 async function logRun(tracker: MlflowRestTracker, steps: number, between: (step: number) => Promise<void> = async () => undefined) {
@@ -98,7 +109,11 @@ describe('mlflow-rest tracker', () => {
     const viaRest = await runExperiment({ registry, config: toyConfig(restRoot), runName: 'toy', trackingUri: server.url, log: () => undefined });
 
     const run = onlyRun(server);
-    expect(viaRest.run).toEqual({ runId: run.info.run_id, experimentId: run.info.experiment_id, location: `${server.url}/#/experiments/${run.info.experiment_id}/runs/${run.info.run_id}` });
+    expect(viaRest.run).toEqual({
+      runId: run.info.run_id,
+      experimentId: run.info.experiment_id,
+      location: `${server.url}/#/experiments/${run.info.experiment_id}/runs/${run.info.run_id}`,
+    });
     expect(BigInt(run.info.experiment_id)).toBeGreaterThan(2n ** 53n);
     expect(server.experiments.get(run.info.experiment_id)!.name).toBe('toy');
     expect(run.info).toMatchObject({ run_name: 'toy', status: 'FINISHED' });
@@ -110,7 +125,10 @@ describe('mlflow-rest tracker', () => {
     const fromFiles: string[] = [];
     for (const key of fs.readdirSync(path.join(fileRun, 'metrics'))) {
       if (key === 'wall_time_s') continue;
-      for (const line of fs.readFileSync(path.join(fileRun, 'metrics', key), 'utf8').trim().split('\n')) {
+      for (const line of fs
+        .readFileSync(path.join(fileRun, 'metrics', key), 'utf8')
+        .trim()
+        .split('\n')) {
         const [, value, step] = line.split(' ');
         fromFiles.push(`${key} ${step} ${Number(value)}`);
       }
@@ -119,14 +137,21 @@ describe('mlflow-rest tracker', () => {
     expect(fromServer.sort()).toEqual(fromFiles.sort());
     expect(run.metrics.filter((m) => m.key === 'wall_time_s')).toHaveLength(1);
 
-    const fileParams = Object.fromEntries(fs.readdirSync(path.join(fileRun, 'params')).map((k) => [k, fs.readFileSync(path.join(fileRun, 'params', k), 'utf8')]));
+    const fileParams = Object.fromEntries(
+      fs.readdirSync(path.join(fileRun, 'params')).map((k) => [k, fs.readFileSync(path.join(fileRun, 'params', k), 'utf8')]),
+    );
     delete fileParams['trackers.0.root'];
     const serverParams = Object.fromEntries(run.params);
     delete serverParams['trackers.0.root'];
     expect(serverParams).toEqual(fileParams);
-    for (const k of ['mlflow.runName', 'backend', 'seed', 'mlflow.user', 'git.commit']) expect(run.tags.get(k), k).toBe(fs.readFileSync(path.join(fileRun, 'tags', k), 'utf8'));
+    for (const k of ['mlflow.runName', 'backend', 'seed', 'mlflow.user', 'git.commit'])
+      expect(run.tags.get(k), k).toBe(fs.readFileSync(path.join(fileRun, 'tags', k), 'utf8'));
 
-    expect(run.inputs.map((i) => [i.dataset.name, i.tags[0]!.value])).toEqual([['toy-blobs:train:train', 'train'], ['toy-blobs:train:validation', 'validation'], ['toy-blobs:test', 'test']]);
+    expect(run.inputs.map((i) => [i.dataset.name, i.tags[0]!.value])).toEqual([
+      ['toy-blobs:train:train', 'train'],
+      ['toy-blobs:train:validation', 'validation'],
+      ['toy-blobs:test', 'test'],
+    ]);
     for (const i of run.inputs) expect(i.dataset.digest).toMatch(/^[0-9a-f]{8}$/);
     expect(run.inputs[0]!.dataset.digest).not.toBe(run.inputs[1]!.dataset.digest);
 
@@ -162,7 +187,11 @@ describe('mlflow-rest tracker', () => {
         numRuns: 15,
         // Always covered: an answer lost after the server applied a metric batch, online (the third request,
         // after tags+params and the data set) and during a replay (after a 503 sent the run to the spool).
-        examples: [[10, [undefined, undefined, 'drop-after-apply'], 1], [10, [503, 'drop-after-apply'], 1], [10, [undefined, undefined, 503, 'drop-after-apply', 'drop-after-apply'], 2]],
+        examples: [
+          [10, [undefined, undefined, 'drop-after-apply'], 1],
+          [10, [503, 'drop-after-apply'], 1],
+          [10, [undefined, undefined, 503, 'drop-after-apply', 'drop-after-apply'], 2],
+        ],
       },
     );
   });
@@ -188,7 +217,9 @@ describe('mlflow-rest tracker', () => {
             if (down) return;
             down = true;
             await server.close();
-            back = sleep(downMs).then(() => server.restart()).then(() => void (down = false));
+            back = sleep(downMs)
+              .then(() => server.restart())
+              .then(() => void (down = false));
           };
           const tracker = new MlflowRestTracker(fast({ timeoutMs: 200 }), () => undefined);
           await tracker.startRun({ experiment: 'kills', runName: 'r' });
@@ -238,7 +269,11 @@ describe('mlflow-rest tracker', () => {
     const [local] = spoolDirs(root);
     expect(path.basename(local!)).toBe(run.info.run_id);
     expect(YAML.parse(fs.readFileSync(path.join(local!, 'meta.yaml'), 'utf8'))).toMatchObject({ run_id: run.info.run_id, run_name: 'flaky' });
-    const steps = fs.readFileSync(path.join(local!, 'metrics', 'loss'), 'utf8').trim().split('\n').map((l) => Number(l.split(' ')[2]));
+    const steps = fs
+      .readFileSync(path.join(local!, 'metrics', 'loss'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => Number(l.split(' ')[2]));
     expect(steps).toContain(15);
     expect(steps).not.toContain(5);
     expect(lines.some((l) => /logging to .* until it answers again/.test(l))).toBe(true);
@@ -267,13 +302,14 @@ describe('mlflow-rest tracker', () => {
     await server.restart();
     expect(server.runs.size).toBe(0);
 
-    const loom = (...args: string[]) => new Promise<{ code: number | null; out: string }>((resolve) => {
-      const child = spawn(process.execPath, [path.join(repo, 'cli/bin.mjs'), ...args], { cwd: repo, env: { ...process.env, MLFLOW_TRACKING_URI: '' } });
-      let out = '';
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (out += d));
-      child.on('close', (code) => resolve({ code, out }));
-    });
+    const loom = (...args: string[]) =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, [path.join(repo, 'cli/bin.mjs'), ...args], { cwd: repo, env: { ...process.env, MLFLOW_TRACKING_URI: '' } });
+        let out = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.stderr.on('data', (d) => (out += d));
+        child.on('close', (code) => resolve({ code, out }));
+      });
     const first = await loom('sync', '--dir', root, '--tracking-uri', server.url);
     expect(first.code, first.out).toBe(0);
     expect(first.out).toMatch(/1 uploaded, 0 still pending/);
@@ -295,7 +331,10 @@ describe('mlflow-rest tracker', () => {
     await server.restart();
     const [dir] = spoolDirs(root);
     const seqOfStep = new Map<number, number>();
-    for (const line of fs.readFileSync(path.join(dir!, 'loom-sync', 'journal.jsonl'), 'utf8').trim().split('\n')) {
+    for (const line of fs
+      .readFileSync(path.join(dir!, 'loom-sync', 'journal.jsonl'), 'utf8')
+      .trim()
+      .split('\n')) {
       const e = JSON.parse(line) as { seq: number; op: string; metrics?: { step: number }[] };
       for (const m of e.metrics ?? []) seqOfStep.set(m.step, e.seq);
     }
@@ -304,7 +343,10 @@ describe('mlflow-rest tracker', () => {
       if (!p.endsWith('log-batch') && !p.endsWith('runs/update')) return undefined;
       // What a process killed right now would find on disk: every value already applied must be acknowledged or
       // marked as sent in doubt (then checked against the server's history before a resend).
-      const state = JSON.parse(fs.readFileSync(path.join(dir!, 'loom-sync', 'state.json'), 'utf8')) as { acked: number; sending: { from: number; to: number } | null };
+      const state = JSON.parse(fs.readFileSync(path.join(dir!, 'loom-sync', 'state.json'), 'utf8')) as {
+        acked: number;
+        sending: { from: number; to: number } | null;
+      };
       for (const m of [...server.runs.values()][0]?.metrics ?? []) {
         const seq = seqOfStep.get(m.step)!;
         expect(seq <= state.acked || (state.sending !== null && seq >= state.sending.from && seq <= state.sending.to), `step ${m.step}`).toBe(true);
@@ -351,7 +393,9 @@ describe('mlflow-rest tracker', () => {
   it('is selected at the spec level: http(s) URIs turn mlflow-file into mlflow-rest, others change nothing', () => {
     const specs = ['mlflow-file', 'console', { type: 'mlflow-file', root: 'out' }];
     expect(withTrackingUri(specs, 'https://mlflow.example:5000')).toEqual([
-      { type: 'mlflow-rest', uri: 'https://mlflow.example:5000' }, 'console', { type: 'mlflow-rest', uri: 'https://mlflow.example:5000', dir: 'out' },
+      { type: 'mlflow-rest', uri: 'https://mlflow.example:5000' },
+      'console',
+      { type: 'mlflow-rest', uri: 'https://mlflow.example:5000', dir: 'out' },
     ]);
     expect(withTrackingUri(specs, './mlruns')).toBe(specs);
     expect(withTrackingUri(specs, undefined)).toBe(specs);

@@ -125,7 +125,7 @@ export class Spool {
 
   append(op: JournalOp): JournalEntry {
     const entry = { ...op, seq: ++this.lastSeq } as JournalEntry;
-    fs.appendFileSync(path.join(this.dir, 'journal.jsonl'), JSON.stringify(entry) + '\n');
+    fs.appendFileSync(path.join(this.dir, 'journal.jsonl'), `${JSON.stringify(entry)}\n`);
     this.entries.push(entry);
     return entry;
   }
@@ -161,7 +161,7 @@ export class Spool {
 
   /** Sets aside entries the server refused (so a replay can go on), keeping them for a person to look at. */
   reject(entries: readonly JournalEntry[], error: unknown): void {
-    for (const e of entries) fs.appendFileSync(path.join(this.dir, 'rejected.jsonl'), JSON.stringify({ entry: e, error: String(error) }) + '\n');
+    for (const e of entries) fs.appendFileSync(path.join(this.dir, 'rejected.jsonl'), `${JSON.stringify({ entry: e, error: String(error) })}\n`);
     this.state.rejected += entries.length;
     this.ack(entries.at(-1)!.seq);
   }
@@ -221,10 +221,17 @@ function packHead<T extends JournalOp>(ops: readonly T[], limits: BatchLimits): 
   return { n: Math.max(n, 1), batch: n > 0 ? packer.batch : { metrics: head.metrics, params: head.params, tags: head.tags } };
 }
 
-const metricId = (m: { key: string; step: number; timestamp: number; value: number | string }) => `${m.key}\u0000${m.step}\u0000${m.timestamp}\u0000${decodeMetricValue(m.value)}`;
+const metricId = (m: { key: string; step: number; timestamp: number; value: number | string }) =>
+  `${m.key}\u0000${m.step}\u0000${m.timestamp}\u0000${decodeMetricValue(m.value)}`;
 
 /** Drops from `batch` the metrics of entries in `sending` that the server already holds (a request answered by no one). */
-async function withoutDelivered(client: MlflowRestClient, runId: string, entries: readonly JournalEntry[], sending: { from: number; to: number }, batch: MlflowBatch): Promise<MlflowBatch> {
+async function withoutDelivered(
+  client: MlflowRestClient,
+  runId: string,
+  entries: readonly JournalEntry[],
+  sending: { from: number; to: number },
+  batch: MlflowBatch,
+): Promise<MlflowBatch> {
   const doubtful = entries.filter((e) => e.seq >= sending.from && e.seq <= sending.to && e.op === 'batch').flatMap((e) => (e.op === 'batch' ? e.metrics : []));
   if (doubtful.length === 0) return batch;
   const there = new Map<string, number>();
@@ -247,7 +254,12 @@ async function withoutDelivered(client: MlflowRestClient, runId: string, entries
  * settings are fixed, the same entries go). Entries the server refuses are set aside (`rejected.jsonl`) and
  * reported through `onRejected`, except the run's creation, without which nothing else can go.
  */
-export async function replaySpool(spool: Spool, client: MlflowRestClient, onRejected: (message: string) => void, limits: BatchLimits = LOG_BATCH_LIMITS): Promise<number> {
+export async function replaySpool(
+  spool: Spool,
+  client: MlflowRestClient,
+  onRejected: (message: string) => void,
+  limits: BatchLimits = LOG_BATCH_LIMITS,
+): Promise<number> {
   try {
     return await replayPending(spool, client, onRejected, limits);
   } finally {
@@ -399,7 +411,11 @@ export class MlflowRestTracker implements Omit<Tracker, 'spec'> {
       const key = sanitizeKey(k);
       const value = String(raw);
       const old = this.params.get(key);
-      if (old !== undefined && old !== value) throw new ConfigError(`param ${k}`, `already logged as ${JSON.stringify(old)}; MLflow params are immutable, cannot change it to ${JSON.stringify(value)}`);
+      if (old !== undefined && old !== value)
+        throw new ConfigError(
+          `param ${k}`,
+          `already logged as ${JSON.stringify(old)}; MLflow params are immutable, cannot change it to ${JSON.stringify(value)}`,
+        );
       if (old === undefined) fresh.push({ key, value });
     }
     for (const p of fresh) this.params.set(p.key, p.value);
@@ -417,13 +433,21 @@ export class MlflowRestTracker implements Omit<Tracker, 'spec'> {
   }
 
   logDataset(d: DatasetInfo): void {
-    const dataset = { name: d.name, digest: d.digest, source_type: d.sourceType, source: d.source, ...(d.schema ? { schema: d.schema } : {}), ...(d.profile ? { profile: d.profile } : {}) };
+    const dataset = {
+      name: d.name,
+      digest: d.digest,
+      source_type: d.sourceType,
+      source: d.source,
+      ...(d.schema ? { schema: d.schema } : {}),
+      ...(d.profile ? { profile: d.profile } : {}),
+    };
     this.enqueue({ op: 'inputs', datasets: [{ dataset, tags: [{ key: 'mlflow.data.context', value: d.context }] }] });
   }
 
   async logArtifact(localPath: string, artifactPath = path.basename(localPath)): Promise<void> {
     const rel = artifactPath.split(/[\\/]+/).filter(Boolean);
-    if (rel.length === 0 || rel.includes('..') || path.isAbsolute(artifactPath)) throw new ConfigError('artifactPath', `must be a relative path inside the run's artifacts, got ${artifactPath}`);
+    if (rel.length === 0 || rel.includes('..') || path.isAbsolute(artifactPath))
+      throw new ConfigError('artifactPath', `must be a relative path inside the run's artifacts, got ${artifactPath}`);
     if (!fs.statSync(localPath).isFile()) throw new ConfigError('logArtifact', `${localPath} is not a file`);
     await new Promise<void>((done) => {
       this.enqueue({ op: 'artifact', path: rel.join('/'), file: localPath, done });
@@ -456,8 +480,11 @@ export class MlflowRestTracker implements Omit<Tracker, 'spec'> {
         if (f instanceof MlflowRequestError && (f.kind === 'auth' || f.kind === 'tls')) {
           // Not an outage: waiting will not help, fixing the settings will. Say which, not "unreachable".
           const what = f.kind === 'auth' ? 'authentication failure' : 'TLS failure';
-          this.log(`loom: MLflow server ${this.client.baseUrl}: ${what}: ${f.message}. The run is kept in ${this.spool!.runDir}; once that is fixed, upload it with: ${sync}`);
-        } else this.log(`loom: MLflow server ${this.client.baseUrl} still unreachable; the run is kept in ${this.spool!.runDir}. Upload it later with: ${sync}`);
+          this.log(
+            `loom: MLflow server ${this.client.baseUrl}: ${what}: ${f.message}. The run is kept in ${this.spool!.runDir}; once that is fixed, upload it with: ${sync}`,
+          );
+        } else
+          this.log(`loom: MLflow server ${this.client.baseUrl} still unreachable; the run is kept in ${this.spool!.runDir}. Upload it later with: ${sync}`);
       }
     }
     if (this.errors.length) this.log(`loom: the MLflow server refused some logging:\n${this.errors.splice(0).join('\n')}`);
@@ -472,7 +499,10 @@ export class MlflowRestTracker implements Omit<Tracker, 'spec'> {
   }
 
   private enqueue(op: QueuedOp): void {
-    if (this.mode === 'spooling') return this.spoolWrite(op);
+    if (this.mode === 'spooling') {
+      this.spoolWrite(op);
+      return;
+    }
     if (this.mode !== 'online') throw new LoomError(`mlflow-rest tracker: ${this.mode === 'ended' ? 'the run has ended' : 'startRun() must be called first'}`);
     this.queue.push(op);
     this.queued += countEntities(op);
@@ -645,7 +675,13 @@ export interface SyncResult {
  * `user:password@` part; the journal and its state hold the server's address without them. A run keeps the
  * experiment name it was started with (which already honoured `MLFLOW_EXPERIMENT_NAME`).
  */
-export async function syncStore(opts: { dir: string; trackingUri?: string; timeoutMs?: number; connection?: MlflowConnection; log?: (line: string) => void }): Promise<SyncResult[]> {
+export async function syncStore(opts: {
+  dir: string;
+  trackingUri?: string;
+  timeoutMs?: number;
+  connection?: MlflowConnection;
+  log?: (line: string) => void;
+}): Promise<SyncResult[]> {
   const log = opts.log ?? ((l: string) => console.log(l));
   const root = path.resolve(opts.dir);
   if (!fs.existsSync(root)) throw new ConfigError('--dir', `no MLflow file store at ${root}`);
@@ -683,7 +719,8 @@ export async function syncStore(opts: { dir: string; trackingUri?: string; timeo
       continue;
     }
     if (wanted && !spool.state.remote) spool.state.trackingUri = wanted;
-    const client = wantedClient && wantedClient.baseUrl === spool.state.trackingUri ? wantedClient : new MlflowRestClient(spool.state.trackingUri, clientOptions);
+    const client =
+      wantedClient && wantedClient.baseUrl === spool.state.trackingUri ? wantedClient : new MlflowRestClient(spool.state.trackingUri, clientOptions);
     const refused: string[] = [];
     try {
       const sent = await replaySpool(spool, client, (m) => refused.push(m));
@@ -696,7 +733,9 @@ export async function syncStore(opts: { dir: string; trackingUri?: string; timeo
   return results;
 }
 
-const httpUrl = z.string().refine((u) => /^https?:\/\/[^\s/]+/i.test(u) && URL.canParse(u), { message: 'expected an http(s) URL such as http://localhost:5000' });
+const httpUrl = z
+  .string()
+  .refine((u) => /^https?:\/\/[^\s/]+/i.test(u) && URL.canParse(u), { message: 'expected an http(s) URL such as http://localhost:5000' });
 
 export default definePlugin({
   kind: 'tracker',

@@ -9,8 +9,22 @@ import { fileURLToPath } from 'node:url';
 
 /** The functions native/src/loom.cc exports; every buffer is read or written in place. */
 export interface Addon {
-  batchMatMul(a: Float32Array, b: Float32Array, c: Float32Array, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean,
-    strideA: number, strideB: number, bias: Float32Array | null, relu: boolean, bColSums?: Float32Array): void;
+  batchMatMul(
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    batch: number,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    strideA: number,
+    strideB: number,
+    bias: Float32Array | null,
+    relu: boolean,
+    bColSums?: Float32Array,
+  ): void;
   conv2d(x: Float32Array, w: Float32Array, y: Float32Array, bias: Float32Array | null, relu: boolean, ...shape: number[]): void;
   conv2dBackpropInput(dy: Float32Array, w: Float32Array, dx: Float32Array, ...shape: number[]): void;
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, ...shape: number[]): void;
@@ -22,17 +36,58 @@ export interface Addon {
   crossEntropyGrad(logits: Float32Array, labels: Int32Array, scale: Float32Array, dlogits: Float32Array, rows: number, cols: number, eps: number): void;
   softmaxGrad(dy: Float32Array, y: Float32Array, dx: Float32Array, rows: number, cols: number): void;
   layerNorm(x: Float32Array, gamma: Float32Array, beta: Float32Array, y: Float32Array, rows: number, cols: number, epsilon: number): void;
-  attention(qkv: Float32Array, keep: Float32Array | null, context: Float32Array, probs: Float32Array, batch: number, time: number, heads: number,
-    dk: number, causal: boolean): void;
-  attentionGrad(dcontext: Float32Array, qkv: Float32Array, keep: Float32Array | null, probs: Float32Array, dqkv: Float32Array, batch: number,
-    time: number, heads: number, dk: number, causal: boolean): void;
-  layerNormGrad(dy: Float32Array, x: Float32Array, gamma: Float32Array, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, rows: number,
-    cols: number, epsilon: number): void;
+  attention(
+    qkv: Float32Array,
+    keep: Float32Array | null,
+    context: Float32Array,
+    probs: Float32Array,
+    batch: number,
+    time: number,
+    heads: number,
+    dk: number,
+    causal: boolean,
+  ): void;
+  attentionGrad(
+    dcontext: Float32Array,
+    qkv: Float32Array,
+    keep: Float32Array | null,
+    probs: Float32Array,
+    dqkv: Float32Array,
+    batch: number,
+    time: number,
+    heads: number,
+    dk: number,
+    causal: boolean,
+  ): void;
+  layerNormGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    gamma: Float32Array,
+    dx: Float32Array,
+    dgamma: Float32Array,
+    dbeta: Float32Array,
+    rows: number,
+    cols: number,
+    epsilon: number,
+  ): void;
   binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, dims: Float64Array): void;
   unary(op: number, x: Float32Array, y: Float32Array, alpha: number): void;
   sum(x: Float32Array, y: Float32Array, outer: number, reduce: number, inner: number): void;
-  adam(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, p2: Float32Array, m2: Float32Array, v2: Float32Array, lr: number,
-    beta1: number, beta2: number, epsilon: number, c1: number, c2: number): void;
+  adam(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    p2: Float32Array,
+    m2: Float32Array,
+    v2: Float32Array,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    epsilon: number,
+    c1: number,
+    c2: number,
+  ): void;
   copy(src: Float32Array, srcOffset: number, dst: Float32Array, dstOffset: number, dims: Float64Array): void;
   info(): { simd: string; threads: number };
 }

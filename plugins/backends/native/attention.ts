@@ -15,7 +15,8 @@ export const attentionFamily: KernelFamily = {
         throw new Error(`${FUSED_KERNELS.attention}: qkv [${qkv.shape}] and keep [${keep.shape}] do not fit ${numHeads} heads`);
       }
       const d = d3 / 3;
-      const context = buffers.fresh(batch * time * d), probs = buffers.fresh(batch * numHeads * time * time);
+      const context = buffers.fresh(batch * time * d),
+        probs = buffers.fresh(batch * numHeads * time * time);
       native.attention(floatValues(backend, qkv), floatValues(backend, keep), context, probs, batch, time, numHeads, d / numHeads, causal);
       return [backend.makeTensorInfo([batch, time, d], 'float32', context), backend.makeTensorInfo([batch, numHeads, time, time], 'float32', probs)];
     },
@@ -28,8 +29,18 @@ export const attentionFamily: KernelFamily = {
         throw new Error(`${FUSED_KERNELS.attentionGrad}: dy [${dy.shape}], qkv [${qkv.shape}], keep [${keep.shape}] and probs [${probs.shape}] do not fit`);
       }
       const dqkv = buffers.fresh(batch * time * d3);
-      native.attentionGrad(floatValues(backend, dy), floatValues(backend, qkv), floatValues(backend, keep), floatValues(backend, probs), dqkv, batch, time,
-        numHeads, d3 / 3 / numHeads, causal);
+      native.attentionGrad(
+        floatValues(backend, dy),
+        floatValues(backend, qkv),
+        floatValues(backend, keep),
+        floatValues(backend, probs),
+        dqkv,
+        batch,
+        time,
+        numHeads,
+        d3 / 3 / numHeads,
+        causal,
+      );
       return backend.makeTensorInfo(qkv.shape, 'float32', dqkv);
     },
   }),

@@ -18,7 +18,10 @@ export class BufferPool {
   private held = 0;
   /** How many allocations were served from the pool (for tests and benchmarks). */
   reused = 0;
-  constructor(private readonly limitBytes = 512 * 2 ** 20, private readonly minLength = 1024) {}
+  constructor(
+    private readonly limitBytes = 512 * 2 ** 20,
+    private readonly minLength = 1024,
+  ) {}
 
   /** A buffer of n floats whose contents are arbitrary: for kernels that write every element. */
   fresh(n: number): Float32Array {

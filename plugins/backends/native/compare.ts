@@ -13,14 +13,30 @@ type Row = (x: ArrayLike<number>, y: ArrayLike<number>, out: Uint8Array, i: numb
  * loop per op so that each stays monomorphic.
  */
 const PREDICATES: Record<string, Row> = {
-  Equal: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! === y[b + j * sb]! ? 1 : 0; },
-  NotEqual: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! !== y[b + j * sb]! ? 1 : 0; },
-  Greater: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! > y[b + j * sb]! ? 1 : 0; },
-  GreaterEqual: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! >= y[b + j * sb]! ? 1 : 0; },
-  Less: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! < y[b + j * sb]! ? 1 : 0; },
-  LessEqual: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! <= y[b + j * sb]! ? 1 : 0; },
-  LogicalAnd: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! && y[b + j * sb]! ? 1 : 0; },
-  LogicalOr: (x, y, o, i, a, b, n, sa, sb) => { for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! || y[b + j * sb]! ? 1 : 0; },
+  Equal: (x, y, o, i, a, b, n, sa, sb) => {
+    for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! === y[b + j * sb]! ? 1 : 0;
+  },
+  NotEqual: (x, y, o, i, a, b, n, sa, sb) => {
+    for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! !== y[b + j * sb]! ? 1 : 0;
+  },
+  Greater: (x, y, o, i, a, b, n, sa, sb) => {
+    for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! > y[b + j * sb]! ? 1 : 0;
+  },
+  GreaterEqual: (x, y, o, i, a, b, n, sa, sb) => {
+    for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! >= y[b + j * sb]! ? 1 : 0;
+  },
+  Less: (x, y, o, i, a, b, n, sa, sb) => {
+    for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! < y[b + j * sb]! ? 1 : 0;
+  },
+  LessEqual: (x, y, o, i, a, b, n, sa, sb) => {
+    for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! <= y[b + j * sb]! ? 1 : 0;
+  },
+  LogicalAnd: (x, y, o, i, a, b, n, sa, sb) => {
+    for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! && y[b + j * sb]! ? 1 : 0;
+  },
+  LogicalOr: (x, y, o, i, a, b, n, sa, sb) => {
+    for (let j = 0; j < n; j++) o[i + j] = x[a + j * sa]! || y[b + j * sb]! ? 1 : 0;
+  },
 };
 
 export const compareFamily: KernelFamily = {
@@ -31,10 +47,12 @@ export const compareFamily: KernelFamily = {
         (args: KernelArgs): Info | null => {
           const backend = args.backend as MathBackendCPU;
           const { a, b } = args.inputs as { a: Info; b: Info };
-          const va = backend.data.get(a.dataId).values, vb = backend.data.get(b.dataId).values;
+          const va = backend.data.get(a.dataId).values,
+            vb = backend.data.get(b.dataId).values;
           const numeric = (v: unknown) => v instanceof Float32Array || v instanceof Int32Array || v instanceof Uint8Array;
           if (!numeric(va) || !numeric(vb) || size(a.shape) === 0 || size(b.shape) === 0) return null;
-          const x = va as Float32Array, y = vb as Float32Array;
+          const x = va as Float32Array,
+            y = vb as Float32Array;
           const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
           const out = new Uint8Array(size(outShape));
           forEachRow(broadcastDims(a.shape, b.shape, outShape), (i, oa, ob, n, sa, sb) => row(x, y, out, i, oa, ob, n, sa, sb));

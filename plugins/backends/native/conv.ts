@@ -12,8 +12,16 @@ function conv({ native, buffers }: KernelContext, args: KernelArgs, fused: boole
   const at = (args.attrs ?? {}) as Record<string, never>;
   if (!x || !filter || !f32(x, filter, bias) || preluActivationWeights || at.dataFormat === 'NCHW') return null;
   if (fused && at.activation !== 'linear' && at.activation !== 'relu') return null;
-  const info = tf.backend_util.computeConv2DInfo(x.shape as never, filter.shape as never, at.strides, at.dilations ?? 1, at.pad, at.dimRoundingMode, false,
-    'channelsLast');
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as never,
+    filter.shape as never,
+    at.strides,
+    at.dilations ?? 1,
+    at.pad,
+    at.dimRoundingMode,
+    false,
+    'channelsLast',
+  );
   if (bias && !isRow(bias.shape, info.outChannels)) return null;
   const out = buffers.zeroed(size(info.outShape));
   native.conv2d(values(backend, x), values(backend, filter), out, bias ? values(backend, bias) : null, fused && at.activation === 'relu', ...shapeArgs(info));

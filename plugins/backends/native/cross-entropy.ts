@@ -16,8 +16,14 @@ export const crossEntropyFamily: KernelFamily = {
         throw new Error(`${FUSED_KERNELS.crossEntropy}: logits [${logits.shape}] and int32 labels [${labels.shape}] (${labels.dtype}) do not fit`);
       }
       const out = buffers.fresh(rows);
-      native.crossEntropy(floatValues(backend, logits), backend.data.get(labels.dataId).values as Int32Array, out, rows, cols,
-        (args.attrs as { labelSmoothing: number }).labelSmoothing);
+      native.crossEntropy(
+        floatValues(backend, logits),
+        backend.data.get(labels.dataId).values as Int32Array,
+        out,
+        rows,
+        cols,
+        (args.attrs as { labelSmoothing: number }).labelSmoothing,
+      );
       return backend.makeTensorInfo([rows], 'float32', out);
     },
     [FUSED_KERNELS.crossEntropyGrad]: (args) => {
@@ -28,8 +34,15 @@ export const crossEntropyFamily: KernelFamily = {
         throw new Error(`${FUSED_KERNELS.crossEntropyGrad}: logits [${logits.shape}], int32 labels [${labels.shape}] and scale [${scale.shape}] do not fit`);
       }
       const out = buffers.fresh(rows * cols);
-      native.crossEntropyGrad(floatValues(backend, logits), backend.data.get(labels.dataId).values as Int32Array, floatValues(backend, scale), out, rows, cols,
-        (args.attrs as { labelSmoothing: number }).labelSmoothing);
+      native.crossEntropyGrad(
+        floatValues(backend, logits),
+        backend.data.get(labels.dataId).values as Int32Array,
+        floatValues(backend, scale),
+        out,
+        rows,
+        cols,
+        (args.attrs as { labelSmoothing: number }).labelSmoothing,
+      );
       return backend.makeTensorInfo(logits.shape, 'float32', out);
     },
   }),

@@ -12,28 +12,44 @@ import { broadcastDims } from './strides';
 const BINARY: Record<string, number> = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3, Maximum: 4, Minimum: 5, SquaredDifference: 6 };
 const RELU_GRAD = 7; // Binary::ReluGrad: not a tfjs kernel, the fused kernel FUSED_KERNELS.reluGrad
 const UNARY: Record<string, number> = {
-  Relu: 0, Step: 1, Sqrt: 2, Square: 3, Exp: 4, Log: 5, Neg: 6, Tanh: 7, Sigmoid: 8, Abs: 9, Rsqrt: 10, Reciprocal: 11, Erf: 12,
+  Relu: 0,
+  Step: 1,
+  Sqrt: 2,
+  Square: 3,
+  Exp: 4,
+  Log: 5,
+  Neg: 6,
+  Tanh: 7,
+  Sigmoid: 8,
+  Abs: 9,
+  Rsqrt: 10,
+  Reciprocal: 11,
+  Erf: 12,
 };
 
 export const elementwiseFamily: KernelFamily = {
   overrides: ({ native, buffers }) => {
-    const binary = (code: number): NativeKernel => (args) => {
-      const backend = args.backend as MathBackendCPU;
-      const { a, b } = args.inputs as { a: Info; b: Info };
-      if (!f32(a, b) || size(a.shape) === 0 || size(b.shape) === 0) return null;
-      const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
-      const out = buffers.fresh(size(outShape));
-      native.binary(code, values(backend, a), values(backend, b), out, Float64Array.from(broadcastDims(a.shape, b.shape, outShape).flat()));
-      return backend.makeTensorInfo(outShape, 'float32', out);
-    };
-    const unary = (code: number): NativeKernel => (args) => {
-      const backend = args.backend as MathBackendCPU;
-      const { x } = args.inputs as { x: Info };
-      if (!f32(x) || size(x.shape) === 0) return null;
-      const out = buffers.fresh(size(x.shape));
-      native.unary(code, values(backend, x), out, Number((args.attrs as { alpha?: number } | undefined)?.alpha ?? 0));
-      return backend.makeTensorInfo(x.shape, 'float32', out);
-    };
+    const binary =
+      (code: number): NativeKernel =>
+      (args) => {
+        const backend = args.backend as MathBackendCPU;
+        const { a, b } = args.inputs as { a: Info; b: Info };
+        if (!f32(a, b) || size(a.shape) === 0 || size(b.shape) === 0) return null;
+        const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
+        const out = buffers.fresh(size(outShape));
+        native.binary(code, values(backend, a), values(backend, b), out, Float64Array.from(broadcastDims(a.shape, b.shape, outShape).flat()));
+        return backend.makeTensorInfo(outShape, 'float32', out);
+      };
+    const unary =
+      (code: number): NativeKernel =>
+      (args) => {
+        const backend = args.backend as MathBackendCPU;
+        const { x } = args.inputs as { x: Info };
+        if (!f32(x) || size(x.shape) === 0) return null;
+        const out = buffers.fresh(size(x.shape));
+        native.unary(code, values(backend, x), out, Number((args.attrs as { alpha?: number } | undefined)?.alpha ?? 0));
+        return backend.makeTensorInfo(x.shape, 'float32', out);
+      };
     return {
       ...Object.fromEntries(Object.entries(BINARY).map(([name, code]) => [name, binary(code)])),
       ...Object.fromEntries(Object.entries(UNARY).map(([name, code]) => [name, unary(code)])),

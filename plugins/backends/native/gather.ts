@@ -18,7 +18,8 @@ export const gatherFamily: KernelFamily = {
       const ids = backend.data.get(indices.dataId).values as tf.TypedArray;
       if ((batchDims ?? 0) !== 0 || tf.util.parseAxisParam(axis, x.shape)[0] !== 0 || x.shape.length === 0) return null;
       if (!(src instanceof Float32Array || src instanceof Int32Array) || !(ids instanceof Int32Array || ids instanceof Float32Array)) return null;
-      const rows = x.shape[0]!, inner = size(x.shape.slice(1));
+      const rows = x.shape[0]!,
+        inner = size(x.shape.slice(1));
       for (let r = 0; r < ids.length; r++) if (!(ids[r]! >= 0 && ids[r]! < rows && Number.isInteger(ids[r]!))) return null; // the original reports it
       const out = new (src.constructor as Float32ArrayConstructor)(ids.length * inner);
       for (let r = 0; r < ids.length; r++) {

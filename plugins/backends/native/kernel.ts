@@ -62,7 +62,20 @@ export const f32 = (...ts: (Info | undefined)[]) =>
 /** Flattens tfjs's Conv2DInfo into the 15 integers the addon takes (see native/src/conv.h). */
 export function shapeArgs(c: tf.backend_util.Conv2DInfo): number[] {
   return [
-    c.batchSize, c.inHeight, c.inWidth, c.inChannels, c.filterHeight, c.filterWidth, c.outChannels,
-    c.outHeight, c.outWidth, c.strideHeight, c.strideWidth, c.padInfo.top, c.padInfo.left, c.dilationHeight, c.dilationWidth,
+    c.batchSize,
+    c.inHeight,
+    c.inWidth,
+    c.inChannels,
+    c.filterHeight,
+    c.filterWidth,
+    c.outChannels,
+    c.outHeight,
+    c.outWidth,
+    c.strideHeight,
+    c.strideWidth,
+    c.padInfo.top,
+    c.padInfo.left,
+    c.dilationHeight,
+    c.dilationWidth,
   ];
 }

@@ -23,10 +23,25 @@ export const layerNormFamily: KernelFamily = {
       if (size(gamma.shape) !== cols || size(dy.shape) !== size(x.shape)) {
         throw new Error(`${FUSED_KERNELS.layerNormGrad}: dy [${dy.shape}] and gamma [${gamma.shape}] do not fit x [${x.shape}]`);
       }
-      const dx = buffers.fresh(size(x.shape)), dgamma = buffers.fresh(cols), dbeta = buffers.fresh(cols);
-      native.layerNormGrad(floatValues(backend, dy), floatValues(backend, x), floatValues(backend, gamma), dx, dgamma, dbeta, rows, cols,
-        (args.attrs as { epsilon: number }).epsilon);
-      const outputs: [number[], Float32Array][] = [[x.shape, dx], [gamma.shape, dgamma], [gamma.shape, dbeta]];
+      const dx = buffers.fresh(size(x.shape)),
+        dgamma = buffers.fresh(cols),
+        dbeta = buffers.fresh(cols);
+      native.layerNormGrad(
+        floatValues(backend, dy),
+        floatValues(backend, x),
+        floatValues(backend, gamma),
+        dx,
+        dgamma,
+        dbeta,
+        rows,
+        cols,
+        (args.attrs as { epsilon: number }).epsilon,
+      );
+      const outputs: [number[], Float32Array][] = [
+        [x.shape, dx],
+        [gamma.shape, dgamma],
+        [gamma.shape, dbeta],
+      ];
       return outputs.map(([shape, v]) => backend.makeTensorInfo(shape, 'float32', v));
     },
   }),

@@ -70,7 +70,10 @@ export const layoutFamily: KernelFamily = {
         const xs = list(args.inputs).filter((t) => size(t.shape) > 0);
         if (xs.length === 0 || !f32(...xs)) return null;
         const axis = tf.util.parseAxisParam((args.attrs as { axis: number }).axis, xs[0]!.shape)[0]!;
-        const outShape = tf.backend_util.computeOutShape(xs.map((t) => t.shape), axis);
+        const outShape = tf.backend_util.computeOutShape(
+          xs.map((t) => t.shape),
+          axis,
+        );
         return join(args.backend as MathBackendCPU, xs, axis, outShape, false);
       },
       Pack(args) {
@@ -89,7 +92,17 @@ export const layoutFamily: KernelFamily = {
         const outShape = perm.map((p) => x.shape[p]!);
         const xs = stridesOf(x.shape);
         const out = buffers.fresh(size(outShape));
-        native.copy(values(backend, x), 0, out, 0, copyDims(outShape, perm.map((p) => xs[p]!), stridesOf(outShape)));
+        native.copy(
+          values(backend, x),
+          0,
+          out,
+          0,
+          copyDims(
+            outShape,
+            perm.map((p) => xs[p]!),
+            stridesOf(outShape),
+          ),
+        );
         return backend.makeTensorInfo(outShape, 'float32', out);
       },
       // tf.where broadcasts its operands with Tile, and masks are tiled over heads: the output viewed as
@@ -102,7 +115,11 @@ export const layoutFamily: KernelFamily = {
         if (size(outShape) === 0 || x.dtype === 'string') return null;
         const xs = stridesOf(x.shape);
         const view = x.shape.flatMap((d, i) => [reps[i]!, d]);
-        const dims = copyDims(view, x.shape.flatMap((_, i) => [0, xs[i]!]), stridesOf(view));
+        const dims = copyDims(
+          view,
+          x.shape.flatMap((_, i) => [0, xs[i]!]),
+          stridesOf(view),
+        );
         const src = backend.data.get(x.dataId).values as tf.TypedArray;
         if (f32(x) && dims.length <= 24) {
           const out = buffers.fresh(size(outShape));
@@ -114,9 +131,12 @@ export const layoutFamily: KernelFamily = {
         const triples: number[][] = [];
         for (let i = 0; i < dims.length; i += 3) triples.push([dims[i]!, dims[i + 1]!, dims[i + 2]!]);
         // copyDims gives [size, srcStride, dstStride]; the destination is contiguous, so visiting in order suffices.
-        forEachRow(triples.map(([n, ss]) => [n!, ss!, 0]), (i, o, _, n, st) => {
-          for (let j = 0; j < n; j++) out[i + j] = src[o + j * st]!;
-        });
+        forEachRow(
+          triples.map(([n, ss]) => [n!, ss!, 0]),
+          (i, o, _, n, st) => {
+            for (let j = 0; j < n; j++) out[i + j] = src[o + j * st]!;
+          },
+        );
         return backend.makeTensorInfo(outShape, x.dtype, out);
       },
     };

@@ -36,8 +36,11 @@ export const reduceFamily: KernelFamily = {
       if (!f32(x) || size(x.shape) === 0) return null;
       const axes = tf.util.parseAxisParam(axis, x.shape).sort((p, q) => p - q);
       if (axes.length === 0 || axes.some((v, i) => i > 0 && v !== axes[i - 1]! + 1)) return null; // not one block
-      const first = axes[0]!, last = axes.at(-1)!;
-      const outer = size(x.shape.slice(0, first)), reduce = size(x.shape.slice(first, last + 1)), inner = size(x.shape.slice(last + 1));
+      const first = axes[0]!,
+        last = axes.at(-1)!;
+      const outer = size(x.shape.slice(0, first)),
+        reduce = size(x.shape.slice(first, last + 1)),
+        inner = size(x.shape.slice(last + 1));
       const outShape = keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
       const out = buffers.fresh(outer * inner);
       native.sum(values(backend, x), out, outer, reduce, inner);

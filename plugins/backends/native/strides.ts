@@ -20,7 +20,8 @@ export function broadcastDims(aShape: readonly number[], bShape: readonly number
     }
     return s;
   };
-  const sa = strides(aShape), sb = strides(bShape);
+  const sa = strides(aShape),
+    sb = strides(bShape);
   const dims: number[][] = [];
   for (let d = 0; d < r; d++) {
     if (outShape[d] === 1) continue;
@@ -69,7 +70,9 @@ export function forEachRow(dims: number[][], row: (i: number, oa: number, ob: nu
   const [n, sa, sb] = dims.at(-1)!;
   const outer = dims.slice(0, -1);
   const idx = new Array<number>(outer.length).fill(0);
-  let oa = 0, ob = 0, i = 0;
+  let oa = 0,
+    ob = 0,
+    i = 0;
   for (;;) {
     row(i, oa, ob, n!, sa!, sb!);
     i += n!;
@@ -86,4 +89,3 @@ export function forEachRow(dims: number[][], row: (i: number, oa: number, ob: nu
     if (d < 0) return;
   }
 }
-
