@@ -11,3 +11,4 @@ export * from './preflight';
 export * from './data-check';
 export * from './averaging';
 export * from './cache';
+export * from './learner';
