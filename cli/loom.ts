@@ -14,8 +14,19 @@ import 'reflect-metadata';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ConfigError, createRegistry, editDistance, InterruptedError, LoomError, PLUGIN_KINDS, type PluginKind, type PluginRegistry } from '../core';
-import { findLatestCheckpoint, formatComparison, registerPaperPlugins, type Paper, type PaperResult } from '../runtime';
+import {
+  ConfigError,
+  createRegistry,
+  editDistance,
+  InterruptedError,
+  type JsonObject,
+  LoomError,
+  mergeConfig,
+  PLUGIN_KINDS,
+  type PluginKind,
+  type PluginRegistry,
+} from '../core';
+import { findLatestCheckpoint, formatComparison, loadPlugins, registerPaperPlugins, type Paper, type PaperResult } from '../runtime';
 import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
 import { syncStore } from '../plugins/trackers/mlflow-rest';
@@ -219,7 +230,48 @@ function mainHelp(): string {
     ...Object.values(COMMANDS).map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
     `papers: ${Object.keys(papers).join(', ')}`,
+    '',
+    'every command: --plugin <module> (repeatable) loads a plugin module, a path or a package name, besides the installed',
+    'plugin packages (those whose package.json has a "loom" field or named loom-plugin-*), which are found by themselves',
   ].join('\n');
+}
+
+/** The `--plugin` modules of the command being run (a global flag, taken out of argv by {@link takePluginFlags}). */
+let pluginModules: string[] = [];
+
+/** Splits the global `--plugin <module>` / `--plugin=<module>` flags (before any `--`) from the rest of `argv`. */
+function takePluginFlags(argv: string[]): { rest: string[]; plugins: string[] } {
+  const rest: string[] = [];
+  const plugins: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      rest.push(...argv.slice(i));
+      break;
+    }
+    if (a === '--plugin' || a.startsWith('--plugin=')) {
+      const value = a === '--plugin' ? argv[++i] : a.slice('--plugin='.length);
+      if (!value || value.startsWith('--')) throw new ConfigError('--plugin', 'expects a module: a path or a package name');
+      plugins.push(value);
+    } else rest.push(a);
+  }
+  return { rest, plugins };
+}
+
+/**
+ * Loads the modules a config's `plugins: [...]` names into `registry` (before the config is validated, so that its
+ * plugin specs can name them); a `plugins` that is not a list of strings is left for the schema to report.
+ */
+export async function loadConfigPlugins(registry: PluginRegistry, config: JsonObject): Promise<void> {
+  const plugins = config.plugins;
+  if (Array.isArray(plugins) && plugins.every((p) => typeof p === 'string')) await loadPlugins(registry, plugins, { discover: false });
+}
+
+/** A fresh registry: the built-ins, the installed plugin packages of the working directory and the `--plugin` modules. */
+async function cliRegistry(): Promise<PluginRegistry> {
+  const registry = registerBuiltins(createRegistry());
+  await loadPlugins(registry, pluginModules);
+  return registry;
 }
 
 /**
@@ -412,7 +464,7 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
       `paper "${paper.name}" has no preset "${preset}"${didYouMean(preset, Object.keys(paper.presets))}; presets: ${Object.keys(paper.presets).join(', ')}`,
     );
   const seed = integerFlag('seed', str(values.seed), 0);
-  const registry = registerPaperPlugins(registerBuiltins(createRegistry()), paper);
+  const registry = registerPaperPlugins(await cliRegistry(), paper);
   if ((await runPaperMode(paper, values, { registry, preset, seed }, io)) === 'ran') return 0;
   const overrides = parseOverrides((values.set as string[] | undefined) ?? []);
   if (values.parallelism !== undefined) overrides.parallelism = str(values.parallelism);
@@ -423,6 +475,7 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
       throw new ConfigError('--max-steps', 'conflicts with a --set that gives trainer a value');
     overrides.trainer = { ...((trainer as Record<string, unknown> | undefined) ?? {}), maxSteps };
   }
+  await loadConfigPlugins(registry, mergeConfig(paper.presets[preset]!, overrides as JsonObject));
   const tracking = trackingTarget(str(values['tracking-uri']));
   let resume = str(values.resume);
   if (resume === 'latest') {
@@ -525,7 +578,9 @@ function writeRunRecord(run: StoredRun, repo: string): string {
 export async function run(argv: string[], io: CliIO = consoleIO): Promise<number> {
   const verboseBefore = process.env.LOOM_VERBOSE;
   try {
-    const [name, ...rest] = argv;
+    const taken = takePluginFlags(argv);
+    pluginModules = taken.plugins;
+    const [name, ...rest] = taken.rest;
     if (name === undefined || name === '--help' || name === '-h') {
       io.out(mainHelp());
       return 0;
@@ -556,7 +611,7 @@ export async function run(argv: string[], io: CliIO = consoleIO): Promise<number
         }
         return 0;
       case 'plugins': {
-        const registry = registerBuiltins(createRegistry());
+        const registry = await cliRegistry();
         const markdown = str(values.markdown);
         if (markdown) {
           fs.mkdirSync(path.dirname(markdown), { recursive: true });

@@ -62,6 +62,11 @@ export type TrainerOptions = z.infer<typeof trainerOptionsSchema>;
 export const experimentConfigSchema = z.object({
   /** Experiment name in the tracker (one experiment per paper). */
   experiment: z.string().min(1),
+  /**
+   * Plugin modules the run needs besides the built-ins and the installed plugin packages: package names or paths
+   * (relative to the working directory), loaded by runtime/plugin-packages.ts before the config's plugins are built.
+   */
+  plugins: z.array(z.string().min(1)).optional(),
   seed: z.number().int().nonnegative().default(0),
   data: z
     .object({

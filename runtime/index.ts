@@ -12,3 +12,4 @@ export * from './data-check';
 export * from './averaging';
 export * from './cache';
 export * from './learner';
+export * from './plugin-packages';

@@ -1,7 +1,8 @@
 /**
  * The folder tree is the architecture, and its imports point inward: core/ (the API: interfaces, registry, models,
  * trainer, data, ops) imports nothing of loom's outside itself; plugins/ implement core's interfaces; runtime/
- * assembles runs from core and whatever plugins a registry holds, without importing any; papers/, cli/ and
+ * assembles runs from core and whatever plugins a registry holds, without importing any; testing/ (`loom/testing`,
+ * the conformance kit for plugin authors) checks plugins of a registry with the built-ins; papers/, cli/ and
  * benchmarks/ sit on top. Tests may import anything (they are not part of the layers).
  */
 import * as fs from 'node:fs';
@@ -16,6 +17,7 @@ const ALLOWED: Record<string, string[]> = {
   core: [],
   plugins: ['core'],
   runtime: ['core'],
+  testing: ['core', 'plugins'],
   papers: ['core', 'runtime', 'plugins'],
   cli: ['core', 'runtime', 'plugins', 'papers'],
   benchmarks: ['core', 'runtime', 'plugins', 'papers'],

@@ -15,7 +15,16 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { loadModel, PLUGIN_KINDS, Rng, saveModel, Sequential, type Layer, type PluginExample } from '../core';
+import { loadModel, PLUGIN_KINDS, Rng, saveModel, Sequential, type PluginExample } from '../core';
+import {
+  checkLayerGradient,
+  checkLayerNoLeak,
+  checkOptimizerMinimises,
+  checkOptimizerNoLeak,
+  layerCase as kitLayerCase,
+  optimizerOptions,
+  optimizerProblem,
+} from '../testing';
 import { conformanceRegistry, eachPlugin, exampleTargets, expectNoLeak, expectSpecRoundTrip, gradCheck, onEachBackend, randomNormal } from './harness';
 
 const { registry, backends } = await conformanceRegistry();
@@ -25,25 +34,7 @@ const seeds = fc.integer({ min: 0, max: 2 ** 30 });
 const examplesOf = (kind: 'layer' | 'loss', name: string): PluginExample[] => registry.get(kind, name).examples ?? [{ inputShape: [2, 5], target: 'classes' }];
 const describeExample = (ex: PluginExample) => `${JSON.stringify(ex.options ?? {})} on [${ex.inputShape}]`;
 
-/** A layer built for `ex` with batch `batch`, and an input for it: integer ids where it takes them, else normal. */
-function layerCase(name: string, ex: PluginExample, batch: number, rng: Rng): { layer: Layer; x: tf.Variable; wrt: tf.Variable[] } {
-  const shape = [batch, ...ex.inputShape!.slice(1)];
-  const layer = registry.create('layer', { type: name, ...ex.options }) as Layer;
-  layer.build([null, ...shape.slice(1)], rng);
-  // Integer inputs (token ids) are data, not differentiated; real inputs are checked like weights.
-  const ints = ex.inputInts;
-  const x = ints
-    ? tf.variable(
-        tf.tensor(
-          Int32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.int(ints)),
-          shape,
-          'int32',
-        ),
-        false,
-      )
-    : tf.variable(randomNormal(shape, rng));
-  return { layer, x, wrt: [...(ints ? [] : [x]), ...layer.parameters().map((p) => p.variable)] };
-}
+const layerCase = (name: string, ex: PluginExample, batch: number, rng: Rng) => kitLayerCase(registry, name, ex, batch, rng);
 
 /** The gradient of `fn` at normal random variables of `shape` matches finite differences, for `numRuns` seeds. */
 function gradCheckOfOne(label: string, shape: number[], fn: (x: tf.Tensor) => tf.Tensor, numRuns: number): void {
@@ -79,37 +70,13 @@ describe('conformance', () => {
     });
 
     onEachBackend(registry, backends, 'gradient matches finite differences', () => {
-      for (const ex of examplesOf('layer', name)) {
-        fc.assert(
-          fc.property(seeds, fc.integer({ min: 1, max: 3 }), (seed, batch) => {
-            const rng = new Rng(seed);
-            const { layer, x, wrt } = layerCase(name, ex, batch, rng);
-            try {
-              gradCheck(`layer ${name} ${describeExample(ex)}`, () => layer.apply(x, { training: true, rng: new Rng(seed) }), wrt, rng);
-            } finally {
-              x.dispose();
-              layer.dispose();
-            }
-          }),
-          { numRuns: 3 },
-        );
-      }
+      fc.assert(
+        fc.property(seeds, fc.integer({ min: 1, max: 3 }), (seed, batch) => checkLayerGradient(registry, name, seed, batch)),
+        { numRuns: 3 },
+      );
     });
 
-    onEachBackend(registry, backends, 'leaks no tensor', () => {
-      for (const ex of examplesOf('layer', name)) {
-        const { layer, x, wrt } = layerCase(name, ex, 2, new Rng(1));
-        try {
-          expectNoLeak(() => {
-            const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x, { training: true, rng: new Rng(2) })) as tf.Scalar, wrt);
-            tf.dispose([value, ...Object.values(grads)]);
-          });
-        } finally {
-          x.dispose();
-          layer.dispose();
-        }
-      }
-    });
+    onEachBackend(registry, backends, 'leaks no tensor', () => checkLayerNoLeak(registry, name));
 
     onEachBackend(registry, backends, 'saves and loads to the same outputs', () => {
       for (const ex of examplesOf('layer', name)) {
@@ -187,42 +154,15 @@ describe('conformance', () => {
   });
 
   eachPlugin(registry, 'optimizer', (name) => {
-    // Optimizers may declare example options (a learning rate suited to them); otherwise lr 0.05.
-    const options = () => registry.get('optimizer', name).examples?.[0]?.options ?? { lr: 0.05 };
+    const options = () => optimizerOptions(registry, name);
     const make = () => registry.create('optimizer', { type: name, ...options() });
-    const quadratic = (w: tf.Variable, c: tf.Tensor) => tf.sum(tf.square(tf.sub(w, c))) as tf.Scalar;
-    /** An optimizer, a parameter w ∈ R^{4×3} from 0 and a step on Σ(w − c)² for a random c. */
-    const problem = () => {
-      const c = randomNormal([4, 3], new Rng(3));
-      const param = { name: 'w', variable: tf.variable(tf.zeros([4, 3])), role: 'kernel' as const, trainable: true };
-      const opt = make();
-      const step = () => {
-        const { value, grads } = tf.variableGrads(() => quadratic(param.variable, c), [param.variable]);
-        opt.step([param], { w: grads[param.variable.name]! });
-        tf.dispose([value, ...Object.values(grads)]);
-      };
-      const dispose = () => {
-        tf.dispose([c, param.variable]);
-        opt.dispose();
-      };
-      return { c, param, opt, step, dispose };
-    };
+    const problem = () => optimizerProblem(registry, name);
 
     it('config round-trips', () => expectSpecRoundTrip(registry, 'optimizer', name, options()));
 
-    onEachBackend(registry, backends, 'minimises a quadratic', () => {
-      const { c, param, step, dispose } = problem();
-      const start = quadratic(param.variable, c).dataSync()[0]!;
-      for (let i = 0; i < 150; i++) step();
-      expect(quadratic(param.variable, c).dataSync()[0]!, `${name} reduces the loss`).toBeLessThan(start * 0.05);
-      dispose();
-    });
+    onEachBackend(registry, backends, 'minimises a quadratic', () => checkOptimizerMinimises(registry, name));
 
-    onEachBackend(registry, backends, 'leaks no tensor', () => {
-      const { step, dispose } = problem();
-      expectNoLeak(step);
-      dispose();
-    });
+    onEachBackend(registry, backends, 'leaks no tensor', () => checkOptimizerNoLeak(registry, name));
 
     onEachBackend(registry, backends, 'state dict round-trips and continues identically', () => {
       const { param, opt, step, dispose } = problem();

@@ -8,8 +8,7 @@
  * normally finalizes MPI.
  */
 import * as os from 'node:os';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loomPath } from '../../core/package-root';
 
 /** A typed array the addon reduces and transfers (MPI_FLOAT, MPI_DOUBLE, MPI_INT). */
 export type MpiBuffer = Float32Array | Float64Array | Int32Array;
@@ -36,7 +35,7 @@ export interface MpiWorld {
   library: string;
 }
 
-export const MPI_ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/mpi/build/Release/loom_mpi.node');
+export const MPI_ADDON_PATH = loomPath('native/mpi/build/Release/loom_mpi.node');
 
 /**
  * The environment variable that shows an MPI launcher started this process, or null: `OMPI_COMM_WORLD_SIZE`

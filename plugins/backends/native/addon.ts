@@ -4,8 +4,7 @@
  * `nativeAddonInfo` (the native-cpu backend then reports itself unavailable).
  */
 import { createRequire } from 'node:module';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loomPath } from '../../../core/package-root';
 
 /** The functions native/src/loom.cc exports; every buffer is read or written in place. */
 export interface Addon {
@@ -92,7 +91,7 @@ export interface Addon {
   info(): { simd: string; threads: number };
 }
 
-const ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../native/build/Release/loom_native.node');
+const ADDON_PATH = loomPath('native/build/Release/loom_native.node');
 
 let addon: Addon | null | undefined;
 let loadError = '';
