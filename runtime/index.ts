@@ -13,3 +13,4 @@ export * from './averaging';
 export * from './cache';
 export * from './learner';
 export * from './plugin-packages';
+export * from './config-file';
