@@ -1,6 +1,7 @@
 /**
- * The `loom` command line: `paper <name>` runs a reproduction, `plugins` lists the registry, `papers` lists papers,
- * `report` writes the reproduction report, `sync` uploads runs spooled while the MLflow server was unreachable.
+ * The `loom` command line: `paper <name>` runs a reproduction, `train <file>` the experiment a config file describes,
+ * `plugins` lists the registry, `papers` lists papers, `report` writes the reproduction report, `sync` uploads runs
+ * spooled while the MLflow server was unreachable.
  * It wires the built-in plugins and papers into a fresh registry; core/ knows nothing of either.
  *
  * {@link run} does one command and returns its exit code: 0 done; 2 bad input (any LoomError: loom's own message,
@@ -27,6 +28,8 @@ import {
   type PluginRegistry,
 } from '../core';
 import { findLatestCheckpoint, formatComparison, loadPlugins, registerPaperPlugins, type Paper, type PaperResult } from '../runtime';
+import { parseExperimentConfig } from '../core/config';
+import { formatMetric, readConfigFile, runExperiment } from '../runtime';
 import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
 import { syncStore } from '../plugins/trackers/mlflow-rest';
@@ -91,6 +94,17 @@ function flagsOf(paper: Paper): string[] {
   return (paper.modes ?? []).flatMap((m) => [m.flag, ...Object.keys(m.options ?? {})]);
 }
 
+/** Flags that `paper` and `train` share: they mean the same for a paper's run and a config file's. */
+const BACKEND_FLAG: Flag = {
+  value: 'B',
+  help: 'force a backend: tfjs-node-gpu, tfjs-node, native-cpu or cpu (default: LOOM_BACKEND, else the fastest available)',
+};
+const TRACKING_URI_FLAG: Flag = {
+  value: 'URI',
+  help: 'an http(s) MLflow tracking server, a file: URI or a directory for the local store (default: MLFLOW_TRACKING_URI, else ./mlruns)',
+};
+const VERBOSE_FLAG: Flag = { help: 'also print the list of native kernels the backend replaced (also LOOM_VERBOSE=1) (default: off)' };
+
 export const COMMANDS: Record<string, Command> = {
   paper: {
     name: 'paper',
@@ -99,16 +113,13 @@ export const COMMANDS: Record<string, Command> = {
     flags: {
       preset: { value: 'P', help: 'which preset of the paper to run (default: smoke)' },
       seed: { value: 'N', help: "random seed, a non-negative integer (default: the preset's seed; `loom paper <name> --help` shows it)" },
-      backend: { value: 'B', help: 'force a backend: tfjs-node-gpu, tfjs-node, native-cpu or cpu (default: LOOM_BACKEND, else the fastest available)' },
+      backend: BACKEND_FLAG,
       parallelism: {
         value: 'S',
         help: "a parallelism strategy, e.g. mpi-data-parallel under mpirun (docs/parallelism.md) (default: the preset's, single-process)",
       },
       json: { value: 'FILE', help: 'also write a summary of the run as JSON to FILE (default: none)' },
-      'tracking-uri': {
-        value: 'URI',
-        help: 'an http(s) MLflow tracking server, a file: URI or a directory for the local store (default: MLFLOW_TRACKING_URI, else ./mlruns)',
-      },
+      'tracking-uri': TRACKING_URI_FLAG,
       resume: {
         value: 'latest|DIR',
         help: 'continue an interrupted run (the same MLflow run) from its newest checkpoint under ./checkpoints ("latest") or from a checkpoint directory; give the same preset, seed and --set values (default: a new run)',
@@ -118,7 +129,7 @@ export const COMMANDS: Record<string, Command> = {
         multiple: true,
         help: "override one field of the preset's config by its dotted path, repeatable; VALUE is read as JSON when it parses, else as a string: --set trainer.epochs=1 --set optimizer.lr=3e-4 (default: none)",
       },
-      verbose: { help: 'also print the list of native kernels the backend replaced (also LOOM_VERBOSE=1) (default: off)' },
+      verbose: VERBOSE_FLAG,
       'max-steps': {
         value: 'N',
         help: "stop after N optimizer steps, then test as at the end: replays the start of a recorded run (the same as --set trainer.maxSteps=N) (default: the preset's epochs)",
@@ -127,6 +138,29 @@ export const COMMANDS: Record<string, Command> = {
         help: 'after the run, write its record (papers/<name>/results/<preset>-seed<N>.json in this checkout, or under LOOM_RECORDS_ROOT: summary, config, commit, machine, every logged value) from the local store (default: off)',
       },
       ...paperModeFlags(),
+      help: HELP,
+    },
+  },
+  train: {
+    name: 'train',
+    args: '<config.yaml|json> [flags]',
+    summary: "train and test the experiment a config file describes (the schema of the papers' presets; `extends` names a file beside it)",
+    flags: {
+      seed: { value: 'N', help: "random seed, a non-negative integer (default: the config's seed, else 0)" },
+      backend: BACKEND_FLAG,
+      json: { value: 'FILE', help: 'also write a summary of the run (history, test metrics, MLflow run) as JSON to FILE (default: none)' },
+      'tracking-uri': TRACKING_URI_FLAG,
+      resume: {
+        value: 'latest|DIR',
+        help: 'continue an interrupted run from its newest checkpoint under ./checkpoints ("latest") or a checkpoint directory (default: a new run)',
+      },
+      set: {
+        value: 'FIELD=VALUE',
+        multiple: true,
+        help: 'override one field of the config by its dotted path, repeatable; VALUE is read as JSON when it parses, else as a string (default: none)',
+      },
+      'max-steps': { value: 'N', help: "stop after N optimizer steps, then test (the same as --set trainer.maxSteps=N) (default: the config's epochs)" },
+      verbose: VERBOSE_FLAG,
       help: HELP,
     },
   },
@@ -506,6 +540,61 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
 }
 
 /**
+ * `loom train <file>`: the experiment a YAML or JSON config file describes (runtime/config-file.ts), with `--set`,
+ * `--seed` and `--max-steps` over it, validated as a preset is (a bad field is named, exit code 2), tracked,
+ * checkpointed and resumable as a paper run is; prints the last epoch's and the test metrics.
+ */
+async function trainCommand(values: FlagValues, positionals: string[], io: CliIO): Promise<number> {
+  const file = positionals[0];
+  if (file === undefined) throw new ConfigError('train', 'name a config file: loom train <config.yaml|json> (loom train --help)');
+  if (positionals.length > 1) throw new ConfigError('train', `expects one config file, got also "${positionals.slice(1).join(' ')}"`);
+  const overrides = parseOverrides((values.set as string[] | undefined) ?? []) as JsonObject;
+  const maxSteps = integerFlag('max-steps', str(values['max-steps']), 1);
+  const seed = integerFlag('seed', str(values.seed), 0);
+  let raw = mergeConfig(readConfigFile(file), overrides);
+  if (maxSteps !== undefined) raw = mergeConfig(raw, { trainer: { maxSteps } });
+  if (seed !== undefined) raw = { ...raw, seed };
+  const config = parseExperimentConfig(raw);
+  const registry = await cliRegistry();
+  await loadConfigPlugins(registry, raw);
+  const tracking = trackingTarget(str(values['tracking-uri']));
+  let resume = str(values.resume);
+  if (resume === 'latest') {
+    resume = findLatestCheckpoint(config.experiment, 'checkpoints', runNameOf(file, config.seed)) ?? undefined;
+    if (!resume) throw new ConfigError('--resume', `no checkpoint of experiment "${config.experiment}" (${file}) under ./checkpoints to resume`);
+  }
+  if (tracking?.kind === 'store') io.out(`loom: tracking to the local MLflow store ${tracking.dir} (${tracking.source})`);
+  const result = await runExperiment({
+    registry,
+    config,
+    backend: str(values.backend) ?? (process.env.LOOM_BACKEND || undefined),
+    trackingUri: tracking === undefined ? undefined : tracking.kind === 'server' ? tracking.uri : pathToFileURL(tracking.dir).href,
+    runName: runNameOf(file, config.seed),
+    tags: { 'loom.config': path.resolve(file) },
+    resume,
+    log: (line) => io.out(line),
+  });
+  const metrics: Record<string, number> = { ...result.history.at(-1) };
+  for (const [k, v] of Object.entries(result.test ?? {})) metrics[`test_${k}`] = v;
+  io.out(`\n${config.experiment} (${path.basename(file)}, seed ${config.seed}, backend ${result.backend}): MLflow run ${result.run.runId}`);
+  for (const [k, v] of Object.entries(metrics)) io.out(`  ${k.padEnd(20)} ${formatMetric(v, k)}`);
+  const json = str(values.json);
+  if (json) {
+    const out = { config: path.resolve(file), experiment: config.experiment, seed: config.seed, backend: result.backend, metrics, history: result.history };
+    fs.writeFileSync(
+      json,
+      `${JSON.stringify({ ...out, wallTimeSec: result.wallTimeSec, mlflowRunId: result.run.runId, mlflowRunDir: result.run.location }, null, 2)}\n`,
+    );
+  }
+  return 0;
+}
+
+/** The tracked run name of `loom train <file>`: the file's name and the seed (so `--resume latest` finds its own runs). */
+function runNameOf(file: string, seed: number): string {
+  return `${path.basename(file).replace(/\.(ya?ml|json)$/i, '')}-seed${seed}`;
+}
+
+/**
  * Runs the paper's mode whose flag was given (runtime/paper.ts `PaperMode`), or returns 'train' when none was. Flags
  * of other papers, two modes at once, a mode's option without its mode and training flags with a mode are user
  * errors naming the flag.
@@ -590,6 +679,7 @@ export async function run(argv: string[], io: CliIO = consoleIO): Promise<number
     const { values, positionals } = parseFlags(cmd, rest);
     if (values.verbose) process.env.LOOM_VERBOSE = '1';
     if (cmd.name === 'paper') return await paperCommand(values, positionals, io);
+    if (cmd.name === 'train' && !values.help) return await trainCommand(values, positionals, io);
     if (values.help) {
       io.out(commandHelp(cmd));
       return 0;
