@@ -4,9 +4,10 @@
  * CLI's `run` in process, in a scratch working directory, on MNIST cut to a few dozen images.
  */
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { run } from './loom';
 
@@ -108,5 +109,33 @@ describe('loom train', () => {
     expect(b.mlflowRunId).toBe(a.mlflowRunId);
     expect(b.history).toHaveLength(2);
     expect(b.history[0]).toEqual(a.history[0]);
+  });
+
+  it('loads the plugin packages a config names in plugins: [...] before building its parts', { timeout: 120_000 }, async () => {
+    // A package in the project's node_modules that discovery skips (no `loom` field, not loom-plugin-*): only the
+    // config's `plugins` brings in its callback, which leaves a file when training ends.
+    const zod = pathToFileURL(createRequire(import.meta.url).resolve('zod')).href;
+    fs.mkdirSync('node_modules/acme-callbacks', { recursive: true });
+    fs.writeFileSync('node_modules/acme-callbacks/package.json', JSON.stringify({ name: 'acme-callbacks', type: 'module', main: 'index.js' }));
+    fs.writeFileSync(
+      'node_modules/acme-callbacks/index.js',
+      `import * as fs from 'node:fs';
+import { z } from '${zod}';
+export default {
+  kind: 'callback', name: 'touch-file', description: 'writes a file when training ends (test)',
+  schema: z.object({ file: z.string() }).strict(),
+  create: ({ file }) => ({ onTrainEnd: (state) => fs.writeFileSync(file, String(state.step)) }),
+};
+`,
+    );
+    const withCallback = (plugins: string[]) => ({ extends: example, plugins, callbacks: [{ type: 'touch-file', file: 'done.txt' }] });
+    fs.writeFileSync('without.json', JSON.stringify(withCallback([])));
+    const missing = await train('without.json', ...TINY);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/callbacks\[0\].*touch-file/);
+    fs.writeFileSync('with.json', JSON.stringify(withCallback(['acme-callbacks'])));
+    const r = await train('with.json', ...TINY);
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.readFileSync('done.txt', 'utf8')).toBe('3'); // 40 images in batches of 16: 3 steps
   });
 });
