@@ -48,10 +48,11 @@ describe('Learner', () => {
     const events: string[] = [];
     const callback: Callback = { spec: { type: 'mine' }, onEpochEnd: (s, logs) => void events.push(`epoch ${s.epoch} ${logs.val_accuracy}`) };
     const logged: Record<string, number>[] = [];
+    const params: Record<string, string | number | boolean> = {};
     const tracker: Tracker = {
       spec: { type: 'recording' },
       startRun: async (o): Promise<RunInfo> => (events.push(`start ${o.experiment}`), { runId: 'r', experimentId: 'e', location: '' }),
-      logParams: () => undefined,
+      logParams: (p) => void Object.assign(params, p),
       logMetrics: (m) => void logged.push(m),
       setTags: () => undefined,
       logArtifact: async () => undefined,
@@ -82,6 +83,9 @@ describe('Learner', () => {
     expect(events.filter((e) => e.startsWith('epoch'))).toHaveLength(4);
     expect(events.at(-1)).toBe('end FINISHED');
     expect(logged.some((m) => m.epoch === 4 && 'val_loss' in m)).toBe(true);
+    // The setup is logged as a config run logs it.
+    expect(params).toMatchObject({ seed: '1', 'optimizer.lr': '0.05', 'trainer.batchSize': '16', 'model.layers.0.units': '16', 'metrics.0.type': 'accuracy' });
+    expect(params['model.parameters']).toBe(2 * 16 + 16 + 16 * 3 + 3);
 
     const test = learner.evaluate(blobs(30));
     expect(test.accuracy).toBeGreaterThan(0.9);
@@ -143,6 +147,9 @@ describe('Learner', () => {
     await expect(learner.fit({ x, y: y.slice(1) })).rejects.toThrow(/data: x and y must hold the same number of examples.*\[12,2\].*\[11\]/);
     await expect(learner.fit({ x, y: y.map(() => 5) })).rejects.toThrow(/the training set "train": example 0/);
     await expect(learner.fit({ x, y }, { batchSize: 0 })).rejects.toThrow(/^batchSize: /);
+    await expect(learner.fit({ x, y }, { validationSplit: 0.5, validationData: { x, y } })).rejects.toThrow(
+      /^validationSplit: is 0\.5, but validationData is given: use one or the other$/,
+    );
     expect(() => inMemoryDataset({ x: 1, y: 1 })).toThrow(/same number of examples/);
     await expect(Learner.create({ registry, model: MLP, loss: 'nope', optimizer: 'adam' })).rejects.toThrow(/loss/);
     learner.dispose();

@@ -8,11 +8,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { z } from 'zod';
-import { trainerOptionsSchema } from '../core/config';
+import { flattenConfig, trainerOptionsSchema } from '../core/config';
 import { selectBackend } from '../core/backend';
 import { splitTail, TensorDataset } from '../core/data';
 import { ConfigError } from '../core/errors';
-import type { Callback, Dataset, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, PluginSpec, Tracker } from '../core/interfaces';
+import type { Callback, Dataset, JsonObject, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, PluginSpec, Tracker } from '../core/interfaces';
 import { buildModel, modelConfigSchema, type ModelConfig } from '../core/model';
 import { Rng } from '../core/random';
 import type { PluginRegistry } from '../core/registry';
@@ -184,6 +184,8 @@ export class Learner {
     const { validationData, runName, ...trainerOptions } = options;
     const trainer = this.trainer(trainerOptions);
     const all = inMemoryDataset(data, 'train', 'data');
+    if (validationData && trainer.options.validationSplit > 0)
+      throw new ConfigError('validationSplit', `is ${trainer.options.validationSplit}, but validationData is given: use one or the other`);
     const held = validationData ? { train: all, validation: inMemoryDataset(validationData, 'validation', 'validationData') } : null;
     const { train, validation } = held ?? splitTail(all, trainer.options.validationSplit);
     checkInputShape(this.model, train);
@@ -200,7 +202,18 @@ export class Learner {
     const experiment = this.opts.experiment ?? 'loom';
     if (tracked) {
       await this.tracker.startRun({ experiment, runName: runName ?? `${experiment}-${this.opts.seed ?? 0}`, tags: { seed: String(this.opts.seed ?? 0) } });
-      this.tracker.logParams({ 'model.parameters': this.model.countParams() });
+      // The run's setup as a config run logs it (flattened: `optimizer.lr`, `trainer.batchSize`, ...).
+      const setup = {
+        seed: this.opts.seed ?? 0,
+        model: this.model.spec,
+        loss: this.loss.spec,
+        optimizer: this.optimizer.spec,
+        ...(this.schedule ? { schedule: this.schedule.spec } : {}),
+        metrics: this.metrics.map((m) => m.spec),
+        callbacks: this.callbacks.map((c) => c.spec),
+        trainer: defined(trainer.options),
+      };
+      this.tracker.logParams({ ...flattenConfig(setup as JsonObject), 'model.parameters': this.model.countParams() });
     }
     try {
       const history = await trainer.fit(train, validation);
