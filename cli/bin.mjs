@@ -1,10 +1,20 @@
 #!/usr/bin/env node
-// The `loom` executable: runs cli/loom.ts through tsx with this project's tsconfig (decorators need it),
-// whatever the current directory is, and exits with its code once stdout and stderr have drained.
+// The `loom` executable. In loom's repository it runs cli/loom.ts through tsx with this project's tsconfig
+// (decorators need it), whatever the current directory is; in an installed package, which ships no sources, it runs
+// the build (dist/cli/loom.js, `npm run build`), with no TypeScript at run time. It exits with the command's code
+// once stdout and stderr have drained.
+import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { register } from 'tsx/esm/api';
 
-register({ tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)) });
+const source = fileURLToPath(new URL('./loom.ts', import.meta.url));
+let cli;
+if (fs.existsSync(source)) {
+  const { register } = await import('tsx/esm/api');
+  register({ tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)) });
+  cli = await import('./loom.ts');
+} else {
+  cli = await import('../dist/cli/loom.js');
+}
 // A reader that stopped reading (`loom plugins --json | head -1`) is not loom's error: end quietly.
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (e) => {
@@ -12,8 +22,7 @@ for (const stream of [process.stdout, process.stderr]) {
     process.exit(process.exitCode ?? 0);
   });
 }
-const { run } = await import('./loom.ts');
-process.exitCode = await run(process.argv.slice(2));
+process.exitCode = await cli.run(process.argv.slice(2));
 // Exit only when what was written has reached the pipe or file: process.exit() right after the last write dropped
 // whatever a slow reader had not yet taken (64 KiB of `loom plugins --json`'s 85 KiB). A write's callback runs
 // after the writes queued before it are done. Then exit even if a library left a handle open (a timer, a socket).

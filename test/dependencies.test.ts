@@ -17,7 +17,8 @@ const RUNTIME_DIRS = ['cli', 'core', 'runtime', 'plugins', 'papers', 'examples',
 function sources(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const p = path.join(dir, e.name);
-    if (e.isDirectory()) return e.name === 'node_modules' || e.name === 'build' ? [] : sources(p);
+    // A folder with its own package.json (examples/loom-plugin-example) is a package of its own, with its own dependencies.
+    if (e.isDirectory()) return e.name === 'node_modules' || e.name === 'build' || fs.existsSync(path.join(p, 'package.json')) ? [] : sources(p);
     return /\.(ts|mjs|js|cjs)$/.test(e.name) && !/\.test\.ts$/.test(e.name) ? [p] : [];
   });
 }

@@ -6,7 +6,7 @@ import { FUSED_KERNELS } from '../kernels';
 /**
  * Multi-head self-attention of a packed projection qkv [batch, time, 3·d] → context [batch, time, d], in one kernel
  * each way (no head transposes). Only where the backend has `FUSED_KERNELS.attention` (multi-head-attention
- * composes tfjs ops otherwise). `keyMask` [batch, time]: 0 marks padding keys; `causal`: query i sees keys ≤ i.
+ * composes tfjs ops otherwise). `keyMask` of shape [batch, time] (0 marks padding keys); `causal`: query i sees keys ≤ i.
  */
 export function selfAttention(qkv: tf.Tensor, numHeads: number, keyMask: tf.Tensor | null | undefined, causal: boolean): tf.Tensor {
   const [b, t, d3] = qkv.shape as [number, number, number];
