@@ -570,7 +570,8 @@ async function trainCommand(values: FlagValues, positionals: string[], io: CliIO
     backend: str(values.backend) ?? (process.env.LOOM_BACKEND || undefined),
     trackingUri: tracking === undefined ? undefined : tracking.kind === 'server' ? tracking.uri : pathToFileURL(tracking.dir).href,
     runName: runNameOf(file, config.seed),
-    tags: { 'loom.config': path.resolve(file) },
+    // The report lists the run under its experiment, as a group named after the file (see cli/report.ts).
+    tags: { 'loom.config': path.resolve(file), experiment: config.experiment, preset: path.basename(file) },
     resume,
     log: (line) => io.out(line),
   });

@@ -1,7 +1,8 @@
 /**
- * The reproduction report (`loom report`, `npm run report`): reads the runs in a local MLflow file store and the
- * committed run records (`papers/<name>/results/*.json`, see records.ts), and writes `report.md` and `report.html`
- * with, per paper and preset (and variant), the measured numbers beside the published ones: the mean and standard
+ * The reproduction report (`loom report`, `npm run report`): reads the runs in a local MLflow file store (the papers'
+ * and those of `loom train`) and the committed run records (`papers/<name>/results/*.json`, see records.ts), and
+ * writes `report.md` and `report.html` with, per paper and preset (and variant), or per experiment and config file,
+ * the measured numbers beside the published ones (a config file's run has none): the mean and standard
  * deviation over seeds with each seed's value, the scale, the environment (backend, CPU, versions, commits, wall
  * time), and one plot of every seed's learning curves (vega-lite, SVG). A rerun of the same seed at the same
  * commit is shown once (the newest).
@@ -87,7 +88,7 @@ export interface ReportOptions {
 /** Store runs and records' runs, each run once. */
 function allRuns(opts: ReportOptions): StoredRun[] {
   const byId = new Map<string, StoredRun>();
-  for (const r of readStore(opts.store)) if (r.tags.paper) byId.set(r.runId, r);
+  for (const r of readStore(opts.store)) if (r.tags.paper || r.tags['loom.config']) byId.set(r.runId, r);
   // A record of a run still in the store adds nothing; of two records of one run (one kept from before the run
   // was resumed to train further), the later one counts.
   for (const rec of opts.records ? readRecords(opts.records) : []) {
@@ -108,6 +109,14 @@ function dedupe(runs: StoredRun[]): StoredRun[] {
   });
 }
 
+/**
+ * The section a run belongs to: its paper, or for a run of `loom train <file>` (tagged `loom.config`) its experiment,
+ * under which each config file is one group (its `preset` tag is the file's name).
+ */
+function reportGroup(r: StoredRun): string {
+  return r.tags.paper ?? `experiment ${r.tags.experiment ?? '?'}`;
+}
+
 const uniq = (xs: (string | undefined)[]) => [...new Set(xs.map((x) => x ?? '?'))].join(', ');
 
 /** Builds the report; returns the paths written. */
@@ -122,9 +131,9 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
     '<h1>Reproduction report</h1>',
     `<p>Generated ${new Date().toISOString()} from ${esc(from)}.</p>`,
   ];
-  if (runs.length === 0) md.push('No paper runs in this store yet: run `npm run paper -- <name> --preset <preset>`.');
+  if (runs.length === 0) md.push('No paper runs in this store yet: run `npm run paper -- <name> --preset <preset>` (or `loom train <config file>`).');
   const byPaper = new Map<string, StoredRun[]>();
-  for (const r of runs) byPaper.set(r.tags.paper!, [...(byPaper.get(r.tags.paper!) ?? []), r]);
+  for (const r of runs) byPaper.set(reportGroup(r), [...(byPaper.get(reportGroup(r)) ?? []), r]);
   for (const [name, paperRuns] of byPaper) {
     const paper = opts.papers[name];
     md.push(`## ${paper?.title ?? name}`, '');

@@ -69,6 +69,14 @@ describe('loom train', () => {
     expect(wide).toMatchObject({ experiment: 'wide', seed: 2 });
     expect(param(wide, 'model.layers.1.units')).toBe('8');
     expect(param(wide, 'model.layers.1.activation')).toBe('relu'); // the rest of the layer is the base file's
+
+    // The report lists both runs, each under its experiment, with its test metrics.
+    const rep = await run(['report', '--store', 'mlruns', '--out', 'reports', '--records', 'none'], { out: () => undefined, err: () => undefined });
+    expect(rep).toBe(0);
+    const report = fs.readFileSync('reports/report.md', 'utf8');
+    expect(report).toMatch(/## experiment mnist-mlp\n\n### mnist-mlp\.yaml\n/);
+    expect(report).toMatch(/## experiment wide\n\n### wide\.json\n/);
+    expect(report).toMatch(/\| test_accuracy \| \d+\.\d+ %/);
   });
 
   it('names a bad config, file or flag with exit code 2 before a run starts', { timeout: 60_000 }, async () => {
