@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { ShapeError } from './errors';
 import type { ForwardContext, Initializer, Json, JsonObject, Layer, Parameter, ParamRole, PluginSpec, Regularizer, Shape } from './interfaces';
 import type { Rng } from './random';
-import type { PluginContext, PluginRegistry } from './registry';
+import type { PluginContext } from './registry';
 
 /** Options every layer accepts; a layer's schema extends this. */
 export const layerOptions = z.object({
@@ -94,7 +94,7 @@ export function computeFans(shape: number[]): { fanIn: number; fanOut: number } 
 export function createPart(ctx: PluginContext, parent: string, part: string, spec: PartSpec): Layer;
 export function createPart<T extends Layer>(ctx: PluginContext, parent: string, part: string, spec: PartSpec, type: LayerClass<T>): T;
 export function createPart(ctx: PluginContext, parent: string, part: string, spec: PartSpec, type?: LayerClass<Layer>): Layer {
-  const layer = ctx.registry.create('layer', { ...spec, name: `${parent}/${part}` }, `${ctx.path}.${part}`);
+  const layer = ctx.create('layer', { ...spec, name: `${parent}/${part}` }, part);
   if (type && !(layer instanceof type)) throw new Error(`${parent}/${part}: layer "${spec.type}" is not a ${type.name}`);
   return layer;
 }
@@ -116,11 +116,15 @@ export class LayerStack {
     return Object.assign(Object.create(LayerStack.prototype) as LayerStack, { layers });
   }
 
-  constructor(specs: readonly PluginSpec[], registry: PluginRegistry, parent: string, path: string) {
+  /**
+   * The layers of `specs`, built as parts of `parent` (named `<parent>/<name or type_i>`) through the plugin
+   * context of the layer that owns them; `field` is the option they come from (errors name `<path>.<field>[i]`).
+   */
+  constructor(specs: readonly PluginSpec[], ctx: PluginContext, parent: string, field: string) {
     this.layers = specs.map((raw, i) => {
-      const normal = registry.normalize('layer', raw, `${path}[${i}]`);
+      const normal = ctx.registry.normalize('layer', raw, `${ctx.path}.${field}[${i}]`);
       const own = typeof normal.name === 'string' ? normal.name : `${normal.type}_${i + 1}`;
-      return registry.create('layer', { ...normal, name: `${parent}/${own}` }, `${path}[${i}]`);
+      return ctx.create('layer', { ...normal, name: `${parent}/${own}` }, `${field}[${i}]`);
     });
   }
 

@@ -55,7 +55,7 @@ export abstract class Module extends ModelBase {
 
   /** A weight of the model itself, named `<model>/<weight>`, listed after the parts' parameters. */
   protected addWeight(weight: string, shape: number[], init: PluginSpec, rng: Rng, role: ParamRole): tf.Variable {
-    const initializer = this.context.registry.create('initializer', init, `${this.context.path}.${weight}`);
+    const initializer = this.context.create('initializer', init, weight);
     const variable = tf.variable(
       tf.tidy(() => initializer.init(shape, rng)),
       true,

@@ -65,10 +65,20 @@ export const PLUGIN_KINDS: readonly PluginKind[] = [
   'augmentation',
 ];
 
-/** Given to factories: the registry (to build nested plugins) and the config path (for error messages). */
+/**
+ * Given to factories: the config path of the plugin being built (for error messages), `create` for the plugins it is
+ * made of, and the registry for the rare plugin that builds a whole other plugin by its definition (a validation
+ * callback's data source).
+ */
 export interface PluginContext {
   readonly registry: PluginRegistry;
   readonly path: string;
+  /**
+   * Builds a part of this plugin from its spec: an activation, initializer or regularizer of a layer, a layer of a
+   * model. `field` is the option it comes from: a config error in it names `<path>.<field>` (without a field, the
+   * kind). A plugin needs no more of the registry than this.
+   */
+  create<K extends PluginKind>(kind: K, spec: PluginSpec, field?: string): PluginKinds[K];
 }
 
 /** A plugin as built by its factory; the registry attaches `spec` afterwards. */
@@ -193,7 +203,8 @@ export class PluginRegistry {
     const normal = this.normalize(kind, spec, path);
     const def = this.get(kind, normal.type, path);
     const { type: _t, ...options } = normal;
-    const instance = def.create(options, { registry: this, path }) as object;
+    const create = <P extends PluginKind>(k: P, s: PluginSpec, field?: string) => this.create(k, s, field === undefined ? k : `${path}.${field}`);
+    const instance = def.create(options, { registry: this, path, create }) as object;
     Object.defineProperty(instance, 'spec', { value: normal, enumerable: false, configurable: true });
     return instance as PluginKinds[K];
   }

@@ -67,7 +67,7 @@ export type RunPluginKind = (typeof RUN_PLUGIN_KINDS)[number];
  * these (the optimizer through `FACTORY_TOKENS.optimizer`, each tracker through `FACTORY_TOKENS.tracker`, ...). By
  * default a factory is `registry.create`; registering another for a kind changes how every plugin of that kind in
  * the run is built (wrapping each tracker, say). The model's layers build their sub-layers, initializers and
- * activations through the registry they are given (`PluginContext.registry`), not through these.
+ * activations through their plugin context's factory (`PluginContext.create`), not through these.
  */
 export const FACTORY_TOKENS: { [K in RunPluginKind]: InjectionToken<PluginFactory<K>> } = {
   dataset: t('Factory.dataset'),

@@ -26,5 +26,5 @@ export default definePlugin({
     { options: { activation: 'relu' }, inputShape: [2, 6] },
     { options: { activation: 'softmax' }, inputShape: [3, 4] },
   ],
-  create: (opts, ctx) => new ActivationLayer(opts.name ?? 'activation', ctx.registry.create('activation', opts.activation, `${ctx.path}.activation`)),
+  create: (opts, ctx) => new ActivationLayer(opts.name ?? 'activation', ctx.create('activation', opts.activation, 'activation')),
 });

@@ -30,8 +30,8 @@ export class BatchNorm extends LayerBase {
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {
     const c = inputShape.at(-1);
     if (inputShape.length < 2 || !c) throw this.shapeError('[batch, ..., channels]', inputShape);
-    const ones = this.ctx.registry.create('initializer', 'ones');
-    const zeros = this.ctx.registry.create('initializer', 'zeros');
+    const ones = this.ctx.create('initializer', 'ones');
+    const zeros = this.ctx.create('initializer', 'zeros');
     this.gamma = this.addWeight('gamma', [c], ones, rng, 'norm');
     this.beta = this.addWeight('beta', [c], zeros, rng, 'norm');
     this.movingMean = tf.variable(tf.zeros([c]), false);

@@ -33,7 +33,7 @@ export class Concatenate extends LayerBase {
     ctx: PluginContext,
   ) {
     super(opts.name ?? 'concatenate');
-    this.branches = opts.branches.map((specs, i) => new LayerStack(specs, ctx.registry, `${this.name}/branch${i + 1}`, `${ctx.path}.branches[${i}]`));
+    this.branches = opts.branches.map((specs, i) => new LayerStack(specs, ctx, `${this.name}/branch${i + 1}`, `branches[${i}]`));
   }
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {

@@ -42,10 +42,10 @@ export class Dense extends LayerBase {
     ctx: PluginContext,
   ) {
     super(opts.name ?? 'dense');
-    this.activation = ctx.registry.create('activation', opts.activation, `${ctx.path}.activation`);
-    this.kernelInit = ctx.registry.create('initializer', opts.kernelInitializer, `${ctx.path}.kernelInitializer`);
-    this.biasInit = ctx.registry.create('initializer', opts.biasInitializer, `${ctx.path}.biasInitializer`);
-    if (opts.kernelRegularizer) this.regularizer = ctx.registry.create('regularizer', opts.kernelRegularizer, `${ctx.path}.kernelRegularizer`);
+    this.activation = ctx.create('activation', opts.activation, 'activation');
+    this.kernelInit = ctx.create('initializer', opts.kernelInitializer, 'kernelInitializer');
+    this.biasInit = ctx.create('initializer', opts.biasInitializer, 'biasInitializer');
+    if (opts.kernelRegularizer) this.regularizer = ctx.create('regularizer', opts.kernelRegularizer, 'kernelRegularizer');
   }
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {

@@ -43,7 +43,7 @@ export class Embedding extends LayerBase {
     ctx: PluginContext,
   ) {
     super(opts.name ?? 'embedding');
-    this.init = ctx.registry.create('initializer', opts.initializer, `${ctx.path}.initializer`);
+    this.init = ctx.create('initializer', opts.initializer, 'initializer');
   }
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {

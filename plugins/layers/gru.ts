@@ -26,7 +26,7 @@ export class GRU extends RecurrentLayer<'h', z.output<typeof schema>> {
 
   constructor(opts: z.output<typeof schema>, ctx: PluginContext) {
     super(opts, ctx, 'gru', 3);
-    this.zeros = ctx.registry.create('initializer', 'zeros');
+    this.zeros = ctx.create('initializer', 'zeros');
   }
 
   protected buildBiases(rng: Rng): void {

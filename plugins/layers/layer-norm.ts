@@ -21,8 +21,8 @@ export class LayerNorm extends LayerBase {
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {
     const d = inputShape.at(-1);
     if (inputShape.length < 2 || !d) throw this.shapeError('[batch, ..., features]', inputShape);
-    this.gamma = this.addWeight('gamma', [d], this.ctx.registry.create('initializer', 'ones'), rng, 'norm');
-    this.beta = this.addWeight('beta', [d], this.ctx.registry.create('initializer', 'zeros'), rng, 'norm');
+    this.gamma = this.addWeight('gamma', [d], this.ctx.create('initializer', 'ones'), rng, 'norm');
+    this.beta = this.addWeight('beta', [d], this.ctx.create('initializer', 'zeros'), rng, 'norm');
     return inputShape;
   }
   /** The fused kernel where the backend has one, else composed; the gradient is written out (core/ops/layer-norm.ts). */

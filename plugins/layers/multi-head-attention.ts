@@ -73,8 +73,8 @@ export class MultiHeadAttention extends LayerBase {
     ctx: PluginContext,
   ) {
     super(opts.name ?? 'multi-head-attention');
-    this.init = ctx.registry.create('initializer', opts.kernelInitializer, `${ctx.path}.kernelInitializer`);
-    this.zeros = ctx.registry.create('initializer', 'zeros');
+    this.init = ctx.create('initializer', opts.kernelInitializer, 'kernelInitializer');
+    this.zeros = ctx.create('initializer', 'zeros');
   }
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {

@@ -40,7 +40,7 @@ export class PositionalEncoding extends LayerBase {
     ctx: PluginContext,
   ) {
     super(opts.name ?? 'positional-encoding');
-    this.init = ctx.registry.create('initializer', opts.initializer, `${ctx.path}.initializer`);
+    this.init = ctx.create('initializer', opts.initializer, 'initializer');
   }
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {

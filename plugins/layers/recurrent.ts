@@ -36,8 +36,8 @@ export abstract class RecurrentLayer<K extends string, O extends RecurrentOption
     private readonly gates: number,
   ) {
     super(opts.name ?? defaultName);
-    this.kernelInit = ctx.registry.create('initializer', opts.kernelInitializer, `${ctx.path}.kernelInitializer`);
-    this.recurrentInit = ctx.registry.create('initializer', opts.recurrentInitializer, `${ctx.path}.recurrentInitializer`);
+    this.kernelInit = ctx.create('initializer', opts.kernelInitializer, 'kernelInitializer');
+    this.recurrentInit = ctx.create('initializer', opts.recurrentInitializer, 'recurrentInitializer');
   }
 
   /** Creates W and U (in that order) for [batch, time, features] inputs, then the layer's biases; returns the output shape. */

@@ -27,7 +27,7 @@ export class Residual extends LayerBase {
 
   constructor(opts: z.output<typeof schema>, ctx: PluginContext) {
     super(opts.name ?? 'residual');
-    this.branch = new LayerStack(opts.layers, ctx.registry, this.name, `${ctx.path}.layers`);
+    this.branch = new LayerStack(opts.layers, ctx, this.name, 'layers');
   }
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {
