@@ -23,10 +23,10 @@ import { checkInputShape, preflight } from './preflight';
 import { MultiTracker } from './tracking';
 
 /** Inputs or targets in memory: a tensor (left as it is: the caller still owns it) or nested arrays / a typed array. */
-export type Values = tf.Tensor | tf.TensorLike;
+export type ArrayOrTensor = tf.Tensor | tf.TensorLike;
 
 /** Examples in memory (`x[i]` and `y[i]` are example i), or a {@link Dataset} already built. */
-export type Data = { x: Values; y: Values } | Dataset;
+export type FitData = { x: ArrayOrTensor; y: ArrayOrTensor } | Dataset;
 
 /** The trainer's options a Learner takes (as the config's `trainer` section; epochs 1 and batch size 32 by default). */
 export type LearnerTrainerOptions = Partial<Omit<z.input<typeof trainerOptionsSchema>, 'checkpoint'>>;
@@ -53,7 +53,7 @@ export interface LearnerOptions extends LearnerTrainerOptions {
 
 export interface FitCallOptions extends LearnerTrainerOptions {
   /** Examples to validate on after every epoch (`val_*` in the history); or hold out `validationSplit` of the training data. */
-  validationData?: Data;
+  validationData?: FitData;
   /** The tracked run's name (default: `<experiment>-<seed>`). */
   runName?: string;
 }
@@ -76,7 +76,7 @@ function isModel(m: LearnerOptions['model']): m is Model {
 }
 
 /** A tensor of `v` (a new one the caller disposes) and whether it was made here. */
-function asTensor(v: Values): { t: tf.Tensor; made: boolean } {
+function asTensor(v: ArrayOrTensor): { t: tf.Tensor; made: boolean } {
   return v instanceof tf.Tensor ? { t: v, made: false } : { t: tf.tensor(v as tf.TensorLike), made: true };
 }
 
@@ -84,7 +84,7 @@ function asTensor(v: Values): { t: tf.Tensor; made: boolean } {
  * A {@link Dataset} of examples in memory, copied out of the tensors (which stay the caller's). `field` names the
  * argument in errors: x and y must hold the same number of examples.
  */
-export function inMemoryDataset(data: Data, name = 'data', field = 'data'): Dataset {
+export function inMemoryDataset(data: FitData, name = 'data', field = 'data'): Dataset {
   if (typeof (data as Dataset).batch === 'function') return data as Dataset;
   if (!('x' in data && 'y' in data)) throw new ConfigError(field, 'expected { x, y } (arrays or tensors) or a Dataset');
   const [x, y] = [asTensor(data.x), asTensor(data.y)];
@@ -180,7 +180,7 @@ export class Learner {
    * model, targets against the loss, no NaN): a mistake is an error naming it, before any step. With trackers, the
    * call is one tracked run, ended FINISHED or FAILED.
    */
-  async fit(data: Data, options: FitCallOptions = {}): Promise<History> {
+  async fit(data: FitData, options: FitCallOptions = {}): Promise<History> {
     const { validationData, runName, ...trainerOptions } = options;
     const trainer = this.trainer(trainerOptions);
     const all = inMemoryDataset(data, 'train', 'data');
@@ -226,14 +226,14 @@ export class Learner {
   }
 
   /** Mean loss and metrics over `data`, in inference mode (dropout off). */
-  evaluate(data: Data, options: Pick<LearnerTrainerOptions, 'evalBatchSize'> = {}): Logs {
+  evaluate(data: FitData, options: Pick<LearnerTrainerOptions, 'evalBatchSize'> = {}): Logs {
     const ds = inMemoryDataset(data, 'evaluation', 'data');
     checkInputShape(this.model, ds);
     return this.trainer(options, new Rng(0)).evaluate(ds);
   }
 
   /** The model's outputs for the inputs `x`, in inference mode; a new tensor the caller disposes. */
-  predict(x: Values, options: Pick<LearnerTrainerOptions, 'evalBatchSize'> = {}): tf.Tensor {
+  predict(x: ArrayOrTensor, options: Pick<LearnerTrainerOptions, 'evalBatchSize'> = {}): tf.Tensor {
     const { t, made } = asTensor(x);
     try {
       return this.trainer(options, new Rng(0)).predict(t);
