@@ -2,7 +2,8 @@
  * loom installs as a package (issue 22, items 1-3): `npm pack` of loom (its prepack builds dist/) and of the example
  * plugin package, installed into a scratch project outside the repository; there a script imports loom, trains a
  * model on arrays and saves it, `npx loom plugins` lists the example package's plugins (found by its package.json),
- * and the example package's own test runs loom/testing's conformance properties on them. Nothing in the scratch
+ * the example package's own test runs loom/testing's conformance properties on them, and a TypeScript file using the
+ * three entry points type-checks against the declarations (nodenext, no decorator setting). Nothing in the scratch
  * project uses TypeScript. The native addon is not compiled again (LOOM_SKIP_NATIVE: loom falls back to tfjs's
  * JavaScript kernels, as an install without a compiler does); the npm registry is read through npm's cache.
  */
@@ -56,6 +57,20 @@ const loaded = loadModel('model', registry);
 console.log(JSON.stringify({ accuracy: logs.accuracy, saved: fs.readdirSync('model').sort(), params: loaded.parameters().length }));
 `;
 
+/** Uses the three entry points' types; a type that did not resolve (any) would not fail on its own, so one use is wrong on purpose. */
+const CHECK = `import { createRegistry, Learner, loadPlugins, type History } from 'loom';
+import { registerBuiltins } from 'loom/plugins';
+import { checkPlugin } from 'loom/testing';
+const registry = registerBuiltins(createRegistry());
+await loadPlugins(registry, []);
+const learner = await Learner.create({ registry, model: { inputShape: [2], layers: [{ type: 'dense', units: 2 }] }, loss: 'mse', optimizer: 'sgd' });
+const history: History = await learner.fit({ x: [[0, 1]], y: [[1, 0]] });
+await checkPlugin(registry, 'layer', 'dense', ['cpu']);
+// @ts-expect-error checkPlugin takes a plugin kind, not any string
+await checkPlugin(registry, 'no-such-kind', 'dense');
+void history;
+`;
+
 describe('the npm package', () => {
   it('installs from its tarball into a scratch project: imports, trains and saves; the example plugin package is found and conforms', () => {
     const loomTgz = pack(repo);
@@ -79,6 +94,18 @@ describe('the npm package', () => {
     expect(result.accuracy).toBeGreaterThan(0.9);
     expect(result.saved.length).toBeGreaterThan(0);
     expect(result.params).toBe(4);
+
+    // A TypeScript user's check against the declarations, with Node's own resolution (nodenext) and no decorator
+    // setting; skipLibCheck as tsc --init sets it (tfjs's own declarations do not pass without it).
+    fs.writeFileSync(
+      path.join(project, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, noEmit: true, skipLibCheck: true },
+        files: ['check.ts'],
+      }),
+    );
+    fs.writeFileSync(path.join(project, 'check.ts'), CHECK);
+    sh(process.execPath, [path.join(repo, 'node_modules/typescript/bin/tsc'), '-p', '.'], { cwd: project });
 
     const loom = path.join(project, 'node_modules/.bin/loom');
     expect(sh(loom, ['plugins', '--kind', 'layer'], { cwd: project })).toMatch(/layer\s+weight-norm-dense\s+dense layer with weight normalization/);
