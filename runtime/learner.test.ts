@@ -109,7 +109,8 @@ describe('Learner', () => {
 
   it('trains exactly as a config run does with the same parts, seed and examples', async () => {
     const config = toyConfig(path.join(dir, 'mlruns'), { trackers: [] });
-    const run = await runExperiment({ registry, config, log: () => undefined, handleSignals: false });
+    // The same backend for both: a Learner honours LOOM_BACKEND (as the CLI does); runExperiment takes it as an option.
+    const run = await runExperiment({ registry, config, backend: process.env.LOOM_BACKEND || undefined, log: () => undefined, handleSignals: false });
     const source = registry.create('dataset', config.data.source);
     const ds: Dataset = source.load('train');
     const learner = await Learner.create({ registry, ...config, ...config.trainer, trackers: [] });
