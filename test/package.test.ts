@@ -4,8 +4,9 @@
  * model on arrays and saves it, `npx loom plugins` lists the example package's plugins (found by its package.json),
  * the example package's own test runs loom/testing's conformance properties on them, and a TypeScript file using the
  * three entry points type-checks against the declarations (nodenext, no decorator setting). Nothing in the scratch
- * project uses TypeScript. The native addon is not compiled again (LOOM_SKIP_NATIVE: loom falls back to tfjs's
- * JavaScript kernels, as an install without a compiler does); the npm registry is read through npm's cache.
+ * project runs TypeScript (no tsx; the type check only reads declarations). The native addon is not compiled again
+ * (LOOM_SKIP_NATIVE: loom falls back to tfjs's JavaScript kernels, as an install without a compiler does); the npm
+ * registry is read through npm's cache.
  */
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import * as fs from 'node:fs';
