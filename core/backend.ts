@@ -20,17 +20,8 @@ export interface SelectedBackend {
  */
 export async function selectBackend(registry: PluginRegistry, requested?: string): Promise<SelectedBackend> {
   installOpGradients();
-  if (requested) {
-    const backend = registry.create('backend', requested, '--backend');
-    const a = await backend.available();
-    if (!a.ok) {
-      throw new ConfigError(
-        '--backend',
-        `backend "${requested}" is not available here: ${a.reason}. Registered backends: ${registry.names('backend').join(', ')}`,
-      );
-    }
-    return { backend, tags: { backend: backend.spec.type, ...(await backend.activate()), 'tfjs.backend': tf.getBackend() } };
-  }
+  if (requested) return activateBackend(registry.create('backend', requested, '--backend'), registry.names('backend'));
+
   const candidates = registry.names('backend').map((n) => registry.create('backend', n));
   candidates.sort((a, b) => b.priority - a.priority);
   const skipped: string[] = [];
@@ -44,6 +35,20 @@ export async function selectBackend(registry: PluginRegistry, requested?: string
     return { backend, tags: { backend: backend.spec.type, ...tags, 'tfjs.backend': tf.getBackend(), 'backend.skipped': skipped.join('; ') } };
   }
   throw new ConfigError('backend', `no registered backend is available (${skipped.join('; ')})`);
+}
+
+/**
+ * Activates one given backend (a requested one, or one a run's override registered), after installing the ops'
+ * gradients; a backend that is not available here is a ConfigError naming `--backend` and saying why.
+ */
+export async function activateBackend(backend: Backend, registered: string[] = []): Promise<SelectedBackend> {
+  installOpGradients();
+  const a = await backend.available();
+  if (!a.ok) {
+    const others = registered.length ? `. Registered backends: ${registered.join(', ')}` : '';
+    throw new ConfigError('--backend', `backend "${backend.spec.type}" is not available here: ${a.reason}${others}`);
+  }
+  return { backend, tags: { backend: backend.spec.type, ...(await backend.activate()), 'tfjs.backend': tf.getBackend() } };
 }
 
 /**

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
-import { describeBackend, selectBackend } from '../core/backend';
+import { activateBackend, describeBackend, selectBackend } from '../core/backend';
 import { flattenConfig, parseExperimentConfig, type ExperimentConfig } from '../core/config';
 import {
   Checkpointer,
@@ -94,7 +94,9 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
   registerProviders(c, config, opts);
   opts.override?.(c);
 
-  const { backend, tags: backendTags } = await selectBackend(opts.registry, opts.backend);
+  // A backend the override registered is the run's (activated here); else the requested or best available one.
+  const chosen = c.isRegistered(TOKENS.Backend, false) ? c.resolve(TOKENS.Backend) : null;
+  const { backend, tags: backendTags } = chosen ? await activateBackend(chosen) : await selectBackend(opts.registry, opts.backend);
   (opts.log ?? console.log)(describeBackend(backendTags));
   c.registerInstance(TOKENS.Backend, backend);
   c.registerInstance(BACKEND_TAGS, backendTags);

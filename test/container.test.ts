@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 import { container as root, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -171,6 +171,22 @@ describe('replacing a component (CONTRIBUTING.md, "The run container")', () => {
     const trainer = c.resolve(Trainer);
     expect(trainer.stepsPerEpoch(c.resolve(TOKENS.TrainData))).toBe(2);
     disposeRun(c);
+  });
+
+  it('RunOptions.override: a backend registered for TOKENS.Backend is checked and activated instead of the selection', async () => {
+    const said: string[] = [];
+    const cpu = registry.create('backend', 'cpu');
+    const c = await buildRunContainer({ registry, config: config(), log: (l) => said.push(l), override: (k) => k.register(TOKENS.Backend, { useValue: cpu }) });
+    expect(c.resolve(TOKENS.Backend)).toBe(cpu);
+    expect(tf.getBackend()).toBe('cpu');
+    expect(said[0]).toMatch(/^loom: backend cpu /);
+    disposeRun(c);
+    // One that is not available here is a user error naming --backend and saying why.
+    const absent = { spec: { type: 'fake-gpu' }, priority: 9, available: async () => ({ ok: false, reason: 'no adapter' }), activate: async () => ({}) };
+    const override = (k: DependencyContainer) => k.register(TOKENS.Backend, { useValue: absent });
+    await expect(buildRunContainer({ registry, config: config(), log: quiet, override })).rejects.toThrow(
+      /--backend: backend "fake-gpu" is not available here: no adapter/,
+    );
   });
 
   it('registering on the returned container before the trainer is resolved replaces a component the trainer takes, and only it', async () => {
