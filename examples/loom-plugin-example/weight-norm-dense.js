@@ -16,9 +16,9 @@ export class WeightNormDense extends LayerBase {
   constructor(opts, ctx) {
     super(opts.name ?? 'weight-norm-dense');
     this.opts = opts;
-    this.kernelInit = ctx.registry.create('initializer', opts.kernelInitializer, `${ctx.path}.kernelInitializer`);
-    this.ones = ctx.registry.create('initializer', 'ones');
-    this.zeros = ctx.registry.create('initializer', 'zeros');
+    this.kernelInit = ctx.create('initializer', opts.kernelInitializer, 'kernelInitializer');
+    this.ones = ctx.create('initializer', 'ones');
+    this.zeros = ctx.create('initializer', 'zeros');
   }
 
   buildLayer(inputShape, rng) {
