@@ -107,7 +107,9 @@ export function loadAddon(): Addon | null {
       addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
     } catch (e) {
       addon = null;
-      loadError = `native kernels not available (${(e as Error).message.split('\n')[0]}); build them with \`npm run build:native\``;
+      loadError =
+        `native kernels not available (${(e as Error).message.split('\n')[0]}); build them with \`npm run build:native\` in loom's checkout, ` +
+        'or `npm rebuild loom` where loom is a dependency (npm may first ask to approve its install script: `npm install-scripts approve loom`)';
     }
   }
   return addon;
