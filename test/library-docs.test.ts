@@ -1,6 +1,6 @@
 /**
  * docs/library.md's examples run: every ```ts block is written to a file under tmp/ in this checkout and run with
- * tsx, as a user's program would be, with the package's entry points (`loom`: the core and runtime API;
+ * tsx, as a user's program would be, with the package's entry points (`loom`: index.ts, the core and runtime API;
  * `loom/plugins`: the built-in plugins) mapped to this checkout's sources. A block that throws or exits non-zero
  * fails its test, with its output.
  */
@@ -28,7 +28,7 @@ function examples(markdown: string): { heading: string; code: string }[] {
 /** The block with `loom` and `loom/plugins` imported from this checkout (what the package's exports map to). */
 function resolved(code: string, dir: string): string {
   const rel = (p: string) => path.relative(dir, path.join(repo, p)).split(path.sep).join('/');
-  return code.replace(/from 'loom'/g, `from './loom-entry'`).replace(/from 'loom\/plugins'/g, `from '${rel('plugins')}'`);
+  return code.replace(/from 'loom'/g, `from '${rel('index')}'`).replace(/from 'loom\/plugins'/g, `from '${rel('plugins')}'`);
 }
 
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
@@ -45,8 +45,6 @@ describe('docs/library.md', () => {
     it(`example ${i + 1} (${block.heading}) runs`, { timeout: 180_000 }, () => {
       const dir = path.join(work, `example-${i + 1}`);
       fs.mkdirSync(dir, { recursive: true });
-      const rel = (p: string) => path.relative(dir, path.join(repo, p)).split(path.sep).join('/');
-      fs.writeFileSync(path.join(dir, 'loom-entry.ts'), `export * from '${rel('core')}';\nexport * from '${rel('runtime')}';\n`);
       const file = path.join(dir, 'example.ts');
       fs.writeFileSync(file, resolved(block.code, dir));
       const tsx = path.join(repo, 'node_modules/tsx/dist/cli.mjs');
