@@ -4,9 +4,9 @@
  * model on arrays and saves it, `npx loom plugins` lists the example package's plugins (found by its package.json),
  * the example package's own test runs loom/testing's conformance properties on them, and a TypeScript file using the
  * three entry points type-checks against the declarations (nodenext, no decorator setting). Nothing in the scratch
- * project runs TypeScript (no tsx; the type check only reads declarations). The native addon is not compiled again
- * (LOOM_SKIP_NATIVE: loom falls back to tfjs's JavaScript kernels, as an install without a compiler does); the npm
- * registry is read through npm's cache.
+ * project runs TypeScript (no tsx; the type check only reads declarations). loom's install script compiles the native
+ * addon there as it does in a checkout, and the installed package runs on it (native-cpu); the example package is
+ * installed without compiling again (LOOM_SKIP_NATIVE). The npm registry is read through npm's cache.
  */
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -72,6 +72,13 @@ await checkPlugin(registry, 'no-such-kind', 'dense');
 void history;
 `;
 
+/** Prints the backend loom selects in the scratch project and its SIMD level. */
+const BACKEND = `import { createRegistry, selectBackend } from 'loom';
+import { registerBuiltins } from 'loom/plugins';
+const { tags } = await selectBackend(registerBuiltins(createRegistry()));
+console.log(\`\${tags.backend} (\${tags['backend.simd'] ?? tags['backend.kernels']})\`);
+`;
+
 describe('the npm package', () => {
   it('installs from its tarball into a scratch project: imports, trains and saves; the example plugin package is found and conforms', () => {
     const loomTgz = pack(repo);
@@ -84,7 +91,14 @@ describe('the npm package', () => {
     const project = path.join(tmp, 'project');
     fs.mkdirSync(project);
     fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'scratch', private: true, type: 'module' }));
-    sh('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', loomTgz, exampleTgz], { cwd: project });
+    // loom's install script builds the addon from the sources in the tarball (LOOM_SKIP_NATIVE unset for it).
+    sh('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', loomTgz, exampleTgz], {
+      cwd: project,
+      env: { LOOM_SKIP_NATIVE: '' },
+    });
+    expect(fs.existsSync(path.join(project, 'node_modules/loom/native/build/Release/loom_native.node')), 'the addon was compiled at install').toBe(true);
+    fs.writeFileSync(path.join(project, 'backend.mjs'), BACKEND);
+    expect(sh(process.execPath, ['backend.mjs'], { cwd: project }).trim()).toMatch(/^native-cpu \((avx512|avx2|baseline|scalar|neon)/);
 
     fs.writeFileSync(path.join(project, 'train.mjs'), TRAIN);
     const result = JSON.parse(sh(process.execPath, ['train.mjs'], { cwd: project }).trim().split('\n').at(-1)!) as {
