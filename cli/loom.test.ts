@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { COMMANDS, didYouMean, parseTrackingUri, run } from './loom';
+import { COMMANDS, didYouMean, parseTrackingUri, recordsRoot, run } from './loom';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bin = path.join(repo, 'cli/bin.mjs');
@@ -449,5 +449,29 @@ describe('loom CLI', () => {
     const bad = spawnSync(process.execPath, [bin, ...TINY, '--max-steps', '0'], { encoding: 'utf8', cwd, env });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('--max-steps: expected a positive integer, got "0"');
+  });
+});
+
+describe('where run records go', () => {
+  it('this checkout when the CLI runs from it, the current directory from an installed package, LOOM_RECORDS_ROOT first', () => {
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-records-root-'));
+    try {
+      // A checkout: the CLI's parent holds the papers' sources. An installed build: node_modules/loom/dist with
+      // compiled papers (index.js) and no sources.
+      const checkout = path.join(base, 'loom');
+      fs.mkdirSync(path.join(checkout, 'papers'), { recursive: true });
+      fs.writeFileSync(path.join(checkout, 'papers', 'index.ts'), '');
+      const dist = path.join(base, 'project', 'node_modules', 'loom', 'dist');
+      fs.mkdirSync(path.join(dist, 'papers'), { recursive: true });
+      fs.writeFileSync(path.join(dist, 'papers', 'index.js'), '');
+      const project = path.join(base, 'project');
+      expect(recordsRoot(path.join(checkout, 'cli'), project, {})).toBe(checkout);
+      expect(recordsRoot(path.join(dist, 'cli'), project, {})).toBe(project);
+      expect(recordsRoot(path.join(dist, 'cli'), project, { LOOM_RECORDS_ROOT: base })).toBe(base);
+      // The real CLI runs from this checkout.
+      expect(recordsRoot(path.dirname(fileURLToPath(import.meta.url)), project, {})).toBe(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'));
+    } finally {
+      fs.rmSync(base, { recursive: true, force: true });
+    }
   });
 });

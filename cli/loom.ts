@@ -135,7 +135,7 @@ export const COMMANDS: Record<string, Command> = {
         help: "stop after N optimizer steps, then test as at the end: replays the start of a recorded run (the same as --set trainer.maxSteps=N) (default: the preset's epochs)",
       },
       record: {
-        help: 'after the run, write its record (papers/<name>/results/<preset>-seed<N>.json in this checkout, or under LOOM_RECORDS_ROOT: summary, config, commit, machine, every logged value) from the local store (default: off)',
+        help: 'after the run, write its record (papers/<name>/results/<preset>-seed<N>.json in this checkout of loom, or in the current directory where loom is an installed package, or under LOOM_RECORDS_ROOT: summary, config, commit, machine, every logged value) from the local store (default: off)',
       },
       ...paperModeFlags(),
       help: HELP,
@@ -183,7 +183,10 @@ export const COMMANDS: Record<string, Command> = {
     flags: {
       store: { value: 'DIR', help: 'the MLflow file store holding the run (default: the local store MLFLOW_TRACKING_URI names, else ./mlruns)' },
       run: { value: 'ID', multiple: true, help: 'the MLflow run id, repeatable (default: the newest finished paper run)' },
-      out: { value: 'DIR', help: 'the checkout whose papers/<name>/results/ receives the record (default: this repository)' },
+      out: {
+        value: 'DIR',
+        help: 'the checkout whose papers/<name>/results/ receives the record (default: this checkout of loom, or the current directory where loom is an installed package)',
+      },
       help: HELP,
     },
   },
@@ -194,7 +197,10 @@ export const COMMANDS: Record<string, Command> = {
     flags: {
       store: { value: 'DIR', help: 'the MLflow file store to read (default: the local store MLFLOW_TRACKING_URI names, else ./mlruns)' },
       out: { value: 'DIR', help: 'where to write report.md and report.html (default: reports)' },
-      records: { value: 'DIR', help: "also read the committed run records under DIR/papers/*/results/ (default: this repository; 'none' to skip)" },
+      records: {
+        value: 'DIR',
+        help: "also read the committed run records under DIR/papers/*/results/ (default: this checkout of loom, or the current directory where loom is an installed package; 'none' to skip)",
+      },
       help: HELP,
     },
   },
@@ -642,10 +648,18 @@ async function runPaperMode(
 }
 
 /**
- * Where `--record` and `loom record` write papers/<name>/results/, and whose records `loom report` reads: this
- * checkout (cli/..), or LOOM_RECORDS_ROOT (tests point it at a scratch folder).
+ * Where `--record` and `loom record` write papers/<name>/results/, and whose records `loom report` reads:
+ * LOOM_RECORDS_ROOT when set (tests point it at a scratch folder); else loom's checkout when the CLI runs from one
+ * (`cliDir/..` holds the papers' sources), and the current directory when it runs from an installed package (the
+ * build in node_modules/loom/dist is no place for a user's records).
  */
-const REPO = process.env.LOOM_RECORDS_ROOT ? path.resolve(process.env.LOOM_RECORDS_ROOT) : path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export function recordsRoot(cliDir: string, cwd: string = process.cwd(), env: NodeJS.ProcessEnv = process.env): string {
+  if (env.LOOM_RECORDS_ROOT) return path.resolve(env.LOOM_RECORDS_ROOT);
+  const root = path.resolve(cliDir, '..');
+  return fs.existsSync(path.join(root, 'papers', 'index.ts')) ? root : cwd;
+}
+
+const REPO = recordsRoot(path.dirname(fileURLToPath(import.meta.url)));
 
 /** Writes the record of a finished paper run under `repo`; returns the file written. */
 function writeRunRecord(run: StoredRun, repo: string): string {
