@@ -350,8 +350,10 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     try {
       if (log) {
         const params = flattenConfig(config as unknown as JsonObject);
-        // Params are immutable in MLflow: the fields a resume may grow keep their first value; a tag records the growth.
-        for (const e of extended) for (const k of Object.keys(params)) if (k === e.key || k.startsWith(`${e.key}.`)) delete params[k];
+        // Params are immutable in MLflow: the fields a resume may change keep their first value (a tag records each change),
+        // so a resumed run logs none of them, whether this resume or an earlier one changed them.
+        const changeable = resume ? [...EXTENDABLE, ...ADJUSTABLE, ...extended.map((e) => e.key)] : [];
+        for (const key of changeable) for (const k of Object.keys(params)) if (k === key || k.startsWith(`${key}.`)) delete params[k];
         tracker.logParams(params);
         tracker.logParams({ 'model.parameters': model.countParams() });
         if (extended.length) tracker.setTags(Object.fromEntries(extended.map((e) => [`loom.extended.${e.key}`, `${e.text} at step ${resume!.trainer.step}`])));

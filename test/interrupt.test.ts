@@ -226,6 +226,13 @@ describe('resuming with callbacks added', () => {
     const tags = path.join(store, resumed.run.experimentId, resumed.run.runId, 'tags');
     expect(fs.readFileSync(path.join(tags, 'loom.extended.callbacks.1'), 'utf8')).toMatch(/^callbacks\.1 added: .*early-stopping.* at step 10$/);
     expect(fs.readFileSync(path.join(tags, 'loom.extended.trainer.checkpoint.keep'), 'utf8')).toBe('trainer.checkpoint.keep=3 (was 2) at step 10');
+    // Resumed again from a checkpoint of the extended run (epochs and cadence already changed once): trains on.
+    const cfg5 = base(5, later) as unknown as { trainer: { checkpoint: Record<string, unknown> } };
+    cfg5.trainer.checkpoint = { dir: ckdir, everySteps: 5, keep: 3 };
+    const again = await runExperiment({ registry, config: cfg5, resume: ckdir, log: quiet });
+    expect(again.run.runId).toBe(first.run.runId);
+    expect(fs.readFileSync(path.join(store, again.run.experimentId, again.run.runId, 'params', 'trainer.checkpoint.everySteps'), 'utf8')).toBe('3');
+    expect(fs.readFileSync(path.join(tags, 'loom.extended.trainer.epochs'), 'utf8')).toBe('trainer.epochs=5 (was 4) at step 20');
     // A callback the checkpoint already had may not change: it would no longer be the run it was.
     const changed = base(6, { callbacks: [{ type: 'early-stopping', monitor: 'val_loss', patience: 1 }] });
     await expect(runExperiment({ registry, config: changed, resume: ckdir, log: quiet })).rejects.toThrow(
