@@ -26,6 +26,7 @@
 #include "copy.h"
 #include "elementwise.h"
 #include "gemm.h"
+#include "int8.h"
 #include "pool.h"
 #include "rows.h"
 
@@ -188,6 +189,8 @@ class Args {
   Buffer<float> f32(size_t i, const char* name) { return typed<float>(i, name, napi_float32_array, "a Float32Array", false); }
   Buffer<float> f32_or_null(size_t i, const char* name) { return typed<float>(i, name, napi_float32_array, "a Float32Array or null", true); }
   Buffer<int32_t> i32(size_t i, const char* name) { return typed<int32_t>(i, name, napi_int32_array, "an Int32Array", false); }
+  Buffer<int8_t> i8(size_t i, const char* name) { return typed<int8_t>(i, name, napi_int8_array, "an Int8Array", false); }
+  Buffer<uint8_t> u8(size_t i, const char* name) { return typed<uint8_t>(i, name, napi_uint8_array, "a Uint8Array", false); }
 
   // An integer in [min, max] (a number with no fractional part).
   int64_t integer(size_t i, const char* name, int64_t min = 0, int64_t max = kMaxSize) {
@@ -714,7 +717,73 @@ napi_value Copy(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// info() -> { simd, threads }
+// int8Gemm(m, n, k, a: Uint8Array [m·k], b: Int8Array [n·k], c: Int32Array [m·n], path): c = a·bᵀ exactly, on the
+// path asked for (int8.h: 0 best, 1 scalar, 2 avx2, 3 avx512-vnni; one the CPU lacks falls back to the next down, as
+// info().int8 tells). k at most 65535, so the int32 sums cannot overflow.
+napi_value Int8Gemm(napi_env env, napi_callback_info info) {
+  Args a(env, info, "int8Gemm", 7, 7);
+  const int64_t m = a.size(0, "m"), n = a.size(1, "n"), k = a.integer(2, "k", 0, loom::kInt8MaxDepth);
+  const Buffer<uint8_t> x = a.u8(3, "a");
+  const Buffer<int8_t> w = a.i8(4, "b");
+  const Buffer<int32_t> c = a.i32(5, "c");
+  const int64_t path = a.integer(6, "path", 0, 3);
+  a.need(3, "a", x, mul(m, k), "m·k");
+  a.need(4, "b", w, mul(n, k), "n·k");
+  a.need(5, "c", c, mul(m, n), "m·n");
+  if (a.failed()) return nullptr;
+  if (m > 0 && n > 0) loom::gemm_u8s8(m, n, k, x.data, w.data, c.data, (int)path);
+  return undefined(env);
+}
+
+// int8Linear(m, n, k, x: [m·k], scale, zero, w: Int8Array [n·k], wScale: [n], bias: [n] or null, relu, y: [m·n]):
+// y = dequantized product of x quantized to uint8 (scale > 0, zero in [0, 255]) and w ᵀ (int8.h).
+napi_value Int8Linear(napi_env env, napi_callback_info info) {
+  Args a(env, info, "int8Linear", 11, 11);
+  const int64_t m = a.size(0, "m"), n = a.size(1, "n"), k = a.integer(2, "k", 0, loom::kInt8MaxDepth);
+  const Buffer<float> x = a.f32(3, "x");
+  const double scale = a.real(4, "scale");
+  const int64_t zero = a.integer(5, "zero", 0, 255);
+  const Buffer<int8_t> w = a.i8(6, "w");
+  const Buffer<float> ws = a.f32(7, "wScale"), bias = a.f32_or_null(8, "bias");
+  const bool relu = a.flag(9, "relu");
+  const Buffer<float> y = a.f32(10, "y");
+  a.check(scale > 0, "scale (argument 5) must be positive, got %s", Num(scale).text);
+  a.need(3, "x", x, mul(m, k), "m·k");
+  a.need(6, "w", w, mul(n, k), "n·k");
+  a.need(7, "wScale", ws, n, "n");
+  if (bias.present) a.need(8, "bias", bias, n, "n");
+  a.need(10, "y", y, mul(m, n), "m·n");
+  if (a.failed()) return nullptr;
+  if (m > 0 && n > 0) loom::int8_linear(m, n, k, x.data, (float)scale, (int32_t)zero, w.data, ws.data, bias.get(), relu, y.data);
+  return undefined(env);
+}
+
+// int8Conv2d(x, scale, zero, w: Int8Array [co·kh·kw·c], wScale: [co], bias: [co] or null, relu, y, ...shape):
+// int8Linear's product over the im2col of x (int8.h).
+napi_value Int8Conv2D(napi_env env, napi_callback_info info) {
+  Args a(env, info, "int8Conv2d", 23, 23);
+  const Buffer<float> x = a.f32(0, "x");
+  const double scale = a.real(1, "scale");
+  const int64_t zero = a.integer(2, "zero", 0, 255);
+  const Buffer<int8_t> w = a.i8(3, "w");
+  const Buffer<float> ws = a.f32(4, "wScale"), bias = a.f32_or_null(5, "bias");
+  const bool relu = a.flag(6, "relu");
+  const Buffer<float> y = a.f32(7, "y");
+  const loom::ConvShape s = conv_shape(a, 8);
+  a.check(scale > 0, "scale (argument 2) must be positive, got %s", Num(scale).text);
+  a.check(mul(s.kh, s.kw, s.c) <= loom::kInt8MaxDepth, "filterHeight·filterWidth·inChannels must be at most %lld", (long long)loom::kInt8MaxDepth);
+  need_conv(a, 0, "x", x, s, ConvTensor::Input);
+  a.need(3, "w", w, conv_size(s, ConvTensor::Filter).elements, "outChannels·filterHeight·filterWidth·inChannels");
+  a.need(4, "wScale", ws, s.co, "outChannels");
+  if (bias.present) a.need(5, "bias", bias, s.co, "outChannels");
+  need_conv(a, 7, "y", y, s, ConvTensor::Output);
+  if (a.failed()) return nullptr;
+  if (mul(s.n, s.oh, s.ow, s.co) == 0) return undefined(env);
+  loom::int8_conv2d(s, x.data, (float)scale, (int32_t)zero, w.data, ws.data, bias.get(), relu, y.data);
+  return undefined(env);
+}
+
+// info() -> { simd, threads, int8 }
 napi_value Info(napi_env env, napi_callback_info info) {
   Args a(env, info, "info", 0, 0);
   if (a.failed()) return nullptr;
@@ -724,6 +793,9 @@ napi_value Info(napi_env env, napi_callback_info info) {
   napi_create_int32(env, loom::pool().size(), &threads);
   napi_set_named_property(env, obj, "simd", simd);
   napi_set_named_property(env, obj, "threads", threads);
+  napi_value int8;
+  napi_create_string_utf8(env, loom::int8_path_name(loom::int8_path(0)), NAPI_AUTO_LENGTH, &int8);
+  napi_set_named_property(env, obj, "int8", int8);
   return obj;
 }
 
@@ -749,6 +821,9 @@ napi_value Init(napi_env env, napi_value exports) {
       {"sum", nullptr, Sum, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"copy", nullptr, Copy, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"int8Gemm", nullptr, Int8Gemm, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"int8Linear", nullptr, Int8Linear, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"int8Conv2d", nullptr, Int8Conv2D, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

@@ -1,0 +1,304 @@
+#include "int8.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "conv.h"
+#include "pool.h"
+
+namespace loom {
+namespace {
+
+enum Path { kBest = 0, kScalar = 1, kAvx2 = 2, kVnni = 3 };
+
+int best_path() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) return kVnni;
+  if (__builtin_cpu_supports("avx2")) return kAvx2;
+#endif
+  return kScalar;
+}
+const int kBestPath = best_path();
+
+// Rows of C each task computes: a multiple of every micro-tile's height (8 for VNNI, 6 for AVX2).
+constexpr int64_t kTaskRows = 48;
+// Column strips each task computes (32 columns a strip with VNNI, 16 with AVX2).
+constexpr int64_t kTaskStrips = 4;
+
+// Where the int32 sums go: a row segment c[i, j0 .. j0+w) at a time.
+struct RawStore {
+  int32_t* c;
+  int64_t n;
+  void operator()(int64_t i, int64_t j0, const int32_t* acc, int64_t w) const { std::memcpy(c + i * n + j0, acc, w * sizeof(int32_t)); }
+};
+// Dequantized, with the zero point's correction, bias and relu (int8.h).
+struct DequantStore {
+  float* y;
+  int64_t n;
+  const float* mult;   // s_a·s_w[j]
+  const int32_t* corr; // z_a·Σ_p q_w[j, p]
+  const float* bias;
+  bool relu;
+  void operator()(int64_t i, int64_t j0, const int32_t* acc, int64_t w) const {
+    float* out = y + i * n + j0;
+    for (int64_t j = 0; j < w; j++) {
+      float v = (float)(acc[j] - corr[j0 + j]) * mult[j0 + j];
+      if (bias) v += bias[j0 + j];
+      out[j] = relu ? std::max(v, 0.f) : v;
+    }
+  }
+};
+
+// Runs fn(row0, rows, strip0, strips) over blocks of C, spread over the pool. Integer sums are exact, so the split
+// never changes a result.
+template <typename F>
+void blocks(int64_t m, int64_t strips, const F& fn) {
+  const int64_t rb = (m + kTaskRows - 1) / kTaskRows, sb = (strips + kTaskStrips - 1) / kTaskStrips;
+  pool().parallel_for((int)(rb * sb), [&](int t) {
+    const int64_t r = t / sb, s = t % sb;
+    fn(r * kTaskRows, std::min(kTaskRows, m - r * kTaskRows), s * kTaskStrips, std::min(kTaskStrips, strips - s * kTaskStrips));
+  });
+}
+
+template <typename Store>
+void gemm_scalar(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t* b, const Store& store) {
+  constexpr int64_t NR = 16;
+  blocks(m, (n + NR - 1) / NR, [&](int64_t i0, int64_t h, int64_t s0, int64_t ns) {
+    int32_t acc[NR];
+    for (int64_t i = i0; i < i0 + h; i++)
+      for (int64_t j0 = s0 * NR; j0 < std::min(n, (s0 + ns) * NR); j0 += NR) {
+        const int64_t w = std::min(NR, n - j0);
+        for (int64_t j = 0; j < w; j++) {
+          int32_t s = 0;
+          const uint8_t* ai = a + i * k;
+          const int8_t* bj = b + (j0 + j) * k;
+          for (int64_t p = 0; p < k; p++) s += (int32_t)ai[p] * (int32_t)bj[p];
+          acc[j] = s;
+        }
+        store(i, j0, acc, w);
+      }
+  });
+}
+
+#if defined(__x86_64__)
+
+// One 8×32 tile: t[r·32 + j] = Σ_g dot4(rows[r][4g..4g+3], packed column j of group g).
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void vnni_tile(int64_t groups, const uint8_t* const* rows, const int8_t* bs, int32_t* t) {
+  constexpr int MR = 8, NR = 32;
+  __m512i c[MR][2];
+  for (int r = 0; r < MR; r++) c[r][0] = c[r][1] = _mm512_setzero_si512();
+  for (int64_t g = 0; g < groups; g++) {
+    const __m512i b0 = _mm512_loadu_si512(bs + g * 128), b1 = _mm512_loadu_si512(bs + g * 128 + 64);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+      int32_t four;
+      std::memcpy(&four, rows[r] + g * 4, 4);
+      const __m512i av = _mm512_set1_epi32(four);
+      c[r][0] = _mm512_dpbusd_epi32(c[r][0], av, b0);
+      c[r][1] = _mm512_dpbusd_epi32(c[r][1], av, b1);
+    }
+  }
+  for (int r = 0; r < MR; r++) {
+    _mm512_store_si512(t + r * NR, c[r][0]);
+    _mm512_store_si512(t + r * NR + 16, c[r][1]);
+  }
+}
+
+// AVX-512 VNNI: B in strips of 32 columns, each 4-deep group of k as two 64-byte vectors (16 columns × 4 bytes);
+// A's rows zero-padded to a multiple of 4; an 8×32 tile is 16 zmm accumulators, one vpdpbusd per 4 products × 16.
+template <typename Store>
+void gemm_vnni(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t* b, const Store& store) {
+  constexpr int64_t MR = 8, NR = 32;
+  const int64_t k4 = (k + 3) / 4 * 4, groups = k4 / 4, strips = (n + NR - 1) / NR;
+  std::vector<uint8_t> ap(m * k4, 0);
+  for (int64_t i = 0; i < m; i++) std::memcpy(&ap[i * k4], a + i * k, k);
+  std::vector<int8_t> bp(strips * NR * k4, 0);
+  for (int64_t s = 0; s < strips; s++)
+    for (int64_t jj = 0; jj < NR && s * NR + jj < n; jj++) {
+      const int8_t* src = b + (s * NR + jj) * k;
+      int8_t* dst = &bp[s * NR * k4 + (jj / 16) * 64 + (jj % 16) * 4];
+      for (int64_t p = 0; p < k; p++) dst[(p / 4) * 128 + p % 4] = src[p];
+    }
+  blocks(m, strips, [&](int64_t i0, int64_t h0, int64_t s0, int64_t ns) {
+    alignas(64) int32_t t[MR * NR];
+    for (int64_t s = s0; s < s0 + ns; s++) {
+      const int8_t* bs = &bp[s * NR * k4];
+      const int64_t j0 = s * NR, w = std::min(NR, n - j0);
+      for (int64_t i = i0; i < i0 + h0; i += MR) {
+        const int64_t h = std::min(MR, i0 + h0 - i);
+        const uint8_t* rows[MR];
+        for (int64_t r = 0; r < MR; r++) rows[r] = &ap[(i + std::min(r, h - 1)) * k4];  // rows past the edge repeat the last
+        vnni_tile(groups, rows, bs, t);
+        for (int64_t r = 0; r < h; r++) store(i + r, j0, t + r * NR, w);
+      }
+    }
+  });
+}
+
+// One 6×16 tile: t[r·16 + j] = Σ_g madd(rows[r][2g..2g+1], packed column j of pair g).
+__attribute__((target("avx2"))) void avx2_tile(int64_t pairs, const int16_t* const* rows, const int16_t* bs, int32_t* t) {
+  constexpr int MR = 6, NR = 16;
+  __m256i c[MR][2];
+  for (int r = 0; r < MR; r++) c[r][0] = c[r][1] = _mm256_setzero_si256();
+  for (int64_t g = 0; g < pairs; g++) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + g * 32));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + g * 32 + 16));
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+      int32_t two;
+      std::memcpy(&two, rows[r] + g * 2, 4);
+      const __m256i av = _mm256_set1_epi32(two);
+      c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(av, b0));
+      c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(av, b1));
+    }
+  }
+  for (int r = 0; r < MR; r++) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t + r * NR), c[r][0]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t + r * NR + 8), c[r][1]);
+  }
+}
+
+// AVX2, widening: A to int16 (zero-extended), B to int16 (sign-extended), pairs of k interleaved; vpmaddwd sums two
+// products of at most 255·128 each into an int32 lane, which cannot saturate. A 6×16 tile is 12 ymm accumulators.
+template <typename Store>
+void gemm_avx2(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t* b, const Store& store) {
+  constexpr int64_t MR = 6, NR = 16;
+  const int64_t k2 = (k + 1) / 2 * 2, pairs = k2 / 2, strips = (n + NR - 1) / NR;
+  std::vector<int16_t> ap(m * k2, 0);
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t p = 0; p < k; p++) ap[i * k2 + p] = a[i * k + p];
+  std::vector<int16_t> packed(strips * NR * k2, 0);
+  int16_t* bp = packed.data();
+  for (int64_t s = 0; s < strips; s++)
+    for (int64_t jj = 0; jj < NR && s * NR + jj < n; jj++) {
+      const int8_t* src = b + (s * NR + jj) * k;
+      int16_t* dst = bp + s * NR * k2 + (jj / 8) * 16 + (jj % 8) * 2;
+      for (int64_t p = 0; p < k; p++) dst[(p / 2) * 32 + p % 2] = src[p];
+    }
+  blocks(m, strips, [&](int64_t i0, int64_t h0, int64_t s0, int64_t ns) {
+    alignas(32) int32_t t[MR * NR];
+    for (int64_t s = s0; s < s0 + ns; s++) {
+      const int16_t* bs = bp + s * NR * k2;
+      const int64_t j0 = s * NR, w = std::min(NR, n - j0);
+      for (int64_t i = i0; i < i0 + h0; i += MR) {
+        const int64_t h = std::min(MR, i0 + h0 - i);
+        const int16_t* rows[MR];
+        for (int64_t r = 0; r < MR; r++) rows[r] = &ap[(i + std::min(r, h - 1)) * k2];
+        avx2_tile(pairs, rows, bs, t);
+        for (int64_t r = 0; r < h; r++) store(i + r, j0, t + r * NR, w);
+      }
+    }
+  });
+}
+#endif
+
+template <typename Store>
+int run(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t* b, const Store& store, int requested) {
+  const int path = int8_path(requested);
+#if defined(__x86_64__)
+  if (path == kVnni) {
+    gemm_vnni(m, n, k, a, b, store);
+    return path;
+  }
+  if (path == kAvx2) {
+    gemm_avx2(m, n, k, a, b, store);
+    return path;
+  }
+#endif
+  gemm_scalar(m, n, k, a, b, store);
+  return path;
+}
+
+}  // namespace
+
+int int8_path(int requested) {
+  if (requested <= kBest || requested > kBestPath) return kBestPath;
+  return requested;
+}
+
+const char* int8_path_name(int path) {
+  switch (path) {
+    case kVnni: return "avx512-vnni";
+    case kAvx2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+int gemm_u8s8(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t* b, int32_t* c, int requested) {
+  if (k == 0) {
+    std::fill(c, c + m * n, 0);
+    return int8_path(requested);
+  }
+  return run(m, n, k, a, b, RawStore{c, n}, requested);
+}
+
+void quantize_u8(const float* x, int64_t count, float scale, int32_t zero, uint8_t* q) {
+  for (int64_t i = 0; i < count; i++) {
+    const float v = std::nearbyint(x[i] / scale) + (float)zero;  // round half to even, as tfjs's round
+    q[i] = (uint8_t)std::min(std::max(v, 0.f), 255.f);           // NaN → 0 (max(NaN, 0) is 0)
+  }
+}
+
+namespace {
+void dequant_product(int64_t m, int64_t n, int64_t k, const uint8_t* qa, float scale, int32_t zero, const int8_t* w, const float* w_scale,
+                     const float* bias, bool relu, float* y) {
+  std::vector<float> mult(n);
+  std::vector<int32_t> corr(n);
+  for (int64_t j = 0; j < n; j++) {
+    int32_t s = 0;
+    for (int64_t p = 0; p < k; p++) s += w[j * k + p];
+    corr[j] = zero * s;
+    mult[j] = scale * w_scale[j];
+  }
+  const DequantStore store{y, n, mult.data(), corr.data(), bias, relu};
+  if (k == 0) {
+    const int32_t zeros[1] = {0};
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) store(i, j, zeros, 1);
+    return;
+  }
+  run(m, n, k, qa, w, store, kBest);
+}
+}  // namespace
+
+void int8_linear(int64_t m, int64_t n, int64_t k, const float* x, float scale, int32_t zero, const int8_t* w, const float* w_scale,
+                 const float* bias, bool relu, float* y) {
+  std::vector<uint8_t> qa(m * k);
+  quantize_u8(x, m * k, scale, zero, qa.data());
+  dequant_product(m, n, k, qa.data(), scale, zero, w, w_scale, bias, relu, y);
+}
+
+void int8_conv2d(const ConvShape& s, const float* x, float scale, int32_t zero, const int8_t* w, const float* w_scale, const float* bias,
+                 bool relu, float* y) {
+  // im2col of the quantized input: one row of kh·kw·c values per output pixel, padding read as the zero point
+  // (which stands for 0.0), so that the product with w [co × kh·kw·c] is the convolution.
+  std::vector<uint8_t> qx(s.n * s.h * s.w * s.c);
+  quantize_u8(x, (int64_t)qx.size(), scale, zero, qx.data());
+  const int64_t k = s.kh * s.kw * s.c, rows = s.n * s.oh * s.ow;
+  std::vector<uint8_t> cols(rows * k);
+  pool().parallel_for((int)s.n, [&](int b) {
+    for (int64_t oy = 0; oy < s.oh; oy++)
+      for (int64_t ox = 0; ox < s.ow; ox++) {
+        uint8_t* row = &cols[((b * s.oh + oy) * s.ow + ox) * k];
+        for (int64_t ky = 0; ky < s.kh; ky++)
+          for (int64_t kx = 0; kx < s.kw; kx++) {
+            const int64_t iy = oy * s.sh - s.pt + ky * s.dh, ix = ox * s.sw - s.pl + kx * s.dw;
+            uint8_t* dst = row + (ky * s.kw + kx) * s.c;
+            if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w)
+              std::memset(dst, zero, s.c);
+            else
+              std::memcpy(dst, &qx[((b * s.h + iy) * s.w + ix) * s.c], s.c);
+          }
+      }
+  });
+  dequant_product(rows, s.co, k, cols.data(), scale, zero, w, w_scale, bias, relu, y);
+}
+
+}  // namespace loom
