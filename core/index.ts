@@ -13,6 +13,7 @@ export * from './layer';
 export * from './model';
 export * from './module';
 export * from './serialization';
+export * from './masks';
 export * from './config';
 export * from './data';
 export * from './edit-distance';

@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { ShapeError } from './errors';
+import { disposeMasks } from './masks';
 import type { ForwardContext, Initializer, Json, JsonObject, Layer, Parameter, ParamRole, PluginSpec, Regularizer, Shape } from './interfaces';
 import type { Rng } from './random';
 import type { PluginContext } from './registry';
@@ -64,6 +65,7 @@ export abstract class LayerBase implements Layer {
   }
 
   dispose(): void {
+    disposeMasks(this.params);
     for (const p of this.params) p.variable.dispose();
     this.params.length = 0;
   }

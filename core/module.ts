@@ -15,6 +15,7 @@ import { z } from 'zod';
 import { ShapeError } from './errors';
 import type { JsonObject, Layer, Parameter, ParamRole, PluginSpec, Shape } from './interfaces';
 import { createPart, type LayerClass, type PartSpec } from './layer';
+import { disposeMasks } from './masks';
 import { ModelBase } from './model';
 import type { Rng } from './random';
 import type { PluginContext } from './registry';
@@ -94,6 +95,7 @@ export abstract class Module extends ModelBase {
 
   override dispose(): void {
     super.dispose();
+    disposeMasks(this.own);
     for (const p of this.own) p.variable.dispose();
     this.own.length = 0;
   }

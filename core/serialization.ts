@@ -4,7 +4,8 @@
  * are written atomically. Loading rebuilds the model from its config through the registry and checks every weight's
  * name and shape, the manifest's layout and the checksum: a truncated or altered file is refused with a
  * {@link FileError} naming it. The config part of model.json may be edited by hand (it is not checksummed); the
- * weights' part may not.
+ * weights' part may not. A pruned parameter's mask ({@link Parameter.mask}) is saved with it (format version 3) and put
+ * back on load, stored as bits beside the dense values or, sparsely, as the kept entries' indices and values.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -14,21 +15,32 @@ import { DataError, FileError, LoomError, ShapeError } from './errors';
 import { describeFsError, sha256, writeFileAtomic } from './fs-atomic';
 import { buildModel, expectModel, type ModelConfig } from './model';
 import type { Model, Parameter } from './interfaces';
+import { setMask } from './masks';
 import { Rng } from './random';
 import type { PluginRegistry } from './registry';
 
+/**
+ * One tensor in a weights file: its place (`offset`, in 4-byte words) and, for a masked (pruned) parameter, how its
+ * mask is stored: `bits`, the n dense float32 values then ⌈n/32⌉ uint32 words of mask bits (bit i%32 of word i/32 set
+ * = kept); `sparse`, `count` uint32 indices of the kept entries (ascending) then their `count` float32 values.
+ */
 export interface WeightEntry {
   name: string;
   shape: number[];
   offset: number;
+  mask?: 'bits' | 'sparse';
+  count?: number;
 }
+/** How {@link saveModel} stores a masked parameter: `auto` takes the smaller of `dense` (values + mask bits) and `sparse`. */
+export type MaskStorage = 'auto' | 'dense' | 'sparse';
 /**
- * `loom.model` version 2 holds the model's whole spec (`{ type, ... }`); `loom.sequential` version 1 (written before
- * models other than Sequential existed) holds a Sequential's config without `type`, and still loads.
+ * `loom.model` version 2 holds the model's whole spec (`{ type, ... }`); version 3 (written only when a parameter
+ * has a mask) adds masked entries ({@link WeightEntry}); `loom.sequential` version 1 (written before models other
+ * than Sequential existed) holds a Sequential's config without `type`. All still load.
  */
 export interface ModelManifest {
   format: 'loom.model' | 'loom.sequential';
-  version: 2 | 1;
+  version: 3 | 2 | 1;
   config: ModelConfig;
   weights: WeightEntry[];
   /** SHA-256 of weights.bin (absent in files saved before it was recorded). */
@@ -38,24 +50,31 @@ export interface ModelManifest {
 const count = z.number().int().min(0);
 const modelManifestSchema = z.object({
   format: z.enum(['loom.model', 'loom.sequential']),
-  version: z.union([z.literal(2), z.literal(1)]),
+  version: z.union([z.literal(3), z.literal(2), z.literal(1)]),
   config: z.record(z.string(), z.unknown()),
-  weights: z.array(z.object({ name: z.string(), shape: z.array(count), offset: count })),
+  weights: z.array(z.object({ name: z.string(), shape: z.array(count), offset: count, mask: z.enum(['bits', 'sparse']).optional(), count: count.optional() })),
   weightsSha256: z.string().optional(),
 });
 
-export type NamedWeights = Map<string, { shape: number[]; values: Float32Array }>;
+/** Values by parameter name; `mask` (1 = kept, 0 = pruned) for a masked parameter when read `withMasks`. */
+export type NamedWeights = Map<string, { shape: number[]; values: Float32Array; mask?: Uint8Array }>;
 
-/** Copies the current values of `params` out of their tensors. */
-export function readWeights(params: readonly Parameter[]): NamedWeights {
+/** Copies the current values of `params` out of their tensors (and, `withMasks`, their masks). */
+export function readWeights(params: readonly Parameter[], opts: { withMasks?: boolean } = {}): NamedWeights {
   const out: NamedWeights = new Map();
   // Copies: on the cpu backend dataSync() is the variable's live buffer, which the backend may reuse once the
   // variable is assigned again (kept weights such as early stopping's best must not change under it).
-  for (const p of params) out.set(p.name, { shape: [...p.variable.shape], values: Float32Array.from(p.variable.dataSync() as Float32Array) });
+  for (const p of params) {
+    const mask = opts.withMasks && p.mask ? Uint8Array.from(p.mask.dataSync(), (v) => (v !== 0 ? 1 : 0)) : undefined;
+    out.set(p.name, { shape: [...p.variable.shape], values: Float32Array.from(p.variable.dataSync() as Float32Array), ...(mask ? { mask } : {}) });
+  }
   return out;
 }
 
-/** Assigns saved values to `params`; every parameter must be present with the same shape. */
+/**
+ * Assigns saved values to `params`; every parameter must be present with the same shape. A saved mask is put on its
+ * parameter ({@link setMask}); a parameter saved without one keeps the mask it has.
+ */
 export function writeWeights(params: readonly Parameter[], weights: NamedWeights, source = 'weights'): void {
   for (const p of params) {
     const w = weights.get(p.name);
@@ -64,22 +83,50 @@ export function writeWeights(params: readonly Parameter[], weights: NamedWeights
       throw new ShapeError(`${source}: parameter "${p.name}"`, `[${p.variable.shape.join(', ')}]`, w.shape);
     }
     tf.tidy(() => p.variable.assign(tf.tensor(w.values, w.shape, 'float32')));
+    if (w.mask) setMask(p, tf.tensor(Float32Array.from(w.mask), w.shape, 'float32'));
   }
 }
 
-/** Encodes weights as a manifest and one float32 buffer. */
-export function packWeights(weights: NamedWeights): { entries: WeightEntry[]; data: Uint8Array } {
+/** Words (4 bytes) a masked tensor of n values with `kept` kept entries takes in each storage. */
+const maskedWords = (n: number, kept: number) => ({ bits: n + Math.ceil(n / 32), sparse: 2 * kept });
+
+/**
+ * Encodes weights as a manifest and one buffer of 4-byte words (float32 values; a masked tensor's mask as bits or
+ * its kept entries' uint32 indices, as `maskStorage` says: see {@link WeightEntry}).
+ */
+export function packWeights(weights: NamedWeights, maskStorage: MaskStorage = 'auto'): { entries: WeightEntry[]; data: Uint8Array } {
   let total = 0;
   const entries: WeightEntry[] = [];
   for (const [name, w] of weights) {
-    entries.push({ name, shape: w.shape, offset: total });
-    total += w.values.length;
+    if (!w.mask) {
+      entries.push({ name, shape: w.shape, offset: total });
+      total += w.values.length;
+      continue;
+    }
+    const kept = w.mask.reduce((a, b) => a + b, 0);
+    const words = maskedWords(w.values.length, kept);
+    const mask = maskStorage === 'dense' || (maskStorage === 'auto' && words.bits <= words.sparse) ? 'bits' : 'sparse';
+    entries.push({ name, shape: w.shape, offset: total, mask, ...(mask === 'sparse' ? { count: kept } : {}) });
+    total += words[mask];
   }
   const all = new Float32Array(total);
+  const ints = new Uint32Array(all.buffer);
   let i = 0;
   for (const w of weights.values()) {
-    all.set(w.values, entries[i]!.offset);
-    i++;
+    const e = entries[i++]!;
+    const n = w.values.length;
+    if (e.mask === 'sparse') {
+      let k = 0;
+      for (let j = 0; j < n; j++) {
+        if (!w.mask![j]) continue;
+        ints[e.offset + k] = j;
+        all[e.offset + e.count! + k] = w.values[j]!;
+        k++;
+      }
+      continue;
+    }
+    all.set(w.values, e.offset);
+    if (e.mask === 'bits') for (let j = 0; j < n; j++) if (w.mask![j]) ints[e.offset + n + (j >>> 5)]! |= 1 << (j & 31);
   }
   return { entries, data: new Uint8Array(all.buffer) };
 }
@@ -92,24 +139,46 @@ export function unpackWeights(entries: WeightEntry[], data: Uint8Array, file = '
   const corrupt = (why: string) => new FileError(file, `${file} is corrupt: ${why}`);
   if (data.byteLength % 4 !== 0) throw corrupt(`${data.byteLength} bytes is not a whole number of float32 values (truncated?)`);
   const floats = new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+  const ints = new Uint32Array(floats.buffer);
   const out: NamedWeights = new Map();
   let expected = 0;
   for (const e of entries) {
     const n = e.shape.reduce((a, b) => a * b, 1);
+    if (e.mask === 'sparse' && (e.count === undefined || e.count > n)) throw corrupt(`"${e.name}" is sparse with a count of ${e.count} for ${n} values`);
+    const words = e.mask ? maskedWords(n, e.count ?? 0)[e.mask] : n;
     if (e.offset !== expected) throw corrupt(`"${e.name}" is listed at offset ${e.offset}, expected ${expected}`);
-    if (e.offset + n > floats.length) throw corrupt(`too short for "${e.name}" (${floats.length} values, it needs ${e.offset + n}; truncated?)`);
+    if (e.offset + words > floats.length) throw corrupt(`too short for "${e.name}" (${floats.length} values, it needs ${e.offset + words}; truncated?)`);
     if (out.has(e.name)) throw corrupt(`"${e.name}" is listed twice`);
-    out.set(e.name, { shape: e.shape, values: floats.slice(e.offset, e.offset + n) });
-    expected += n;
+    if (!e.mask) out.set(e.name, { shape: e.shape, values: floats.slice(e.offset, e.offset + n) });
+    else if (e.mask === 'bits') {
+      const mask = new Uint8Array(n);
+      for (let j = 0; j < n; j++) mask[j] = (ints[e.offset + n + (j >>> 5)]! >>> (j & 31)) & 1;
+      out.set(e.name, { shape: e.shape, values: floats.slice(e.offset, e.offset + n), mask });
+    } else {
+      const values = new Float32Array(n);
+      const mask = new Uint8Array(n);
+      for (let k = 0; k < e.count!; k++) {
+        const j = ints[e.offset + k]!;
+        if (j >= n || (k > 0 && j <= ints[e.offset + k - 1]!)) throw corrupt(`"${e.name}" has index ${j} at ${k} (not ascending, or beyond its ${n} values)`);
+        mask[j] = 1;
+        values[j] = floats[e.offset + e.count! + k]!;
+      }
+      out.set(e.name, { shape: e.shape, values, mask });
+    }
+    expected += words;
   }
   if (expected !== floats.length) throw corrupt(`it holds ${floats.length} values, the manifest lists ${expected}`);
   return out;
 }
 
-/** Writes `model.json` and `weights.bin` (parameters, then buffers such as BatchNorm statistics) atomically. */
-export function saveModel(model: Model, dir: string): void {
-  const { entries, data } = packWeights(readWeights(model.weights()));
-  const manifest: ModelManifest = { format: 'loom.model', version: 2, config: model.spec, weights: entries, weightsSha256: sha256(data) };
+/**
+ * Writes `model.json` and `weights.bin` (parameters, then buffers such as BatchNorm statistics) atomically; masked
+ * (pruned) parameters with their masks, stored as `maskStorage` says (version 3; without masks, version 2 as before).
+ */
+export function saveModel(model: Model, dir: string, opts: { maskStorage?: MaskStorage } = {}): void {
+  const { entries, data } = packWeights(readWeights(model.weights(), { withMasks: true }), opts.maskStorage);
+  const version = entries.some((e) => e.mask) ? 3 : 2;
+  const manifest: ModelManifest = { format: 'loom.model', version, config: model.spec, weights: entries, weightsSha256: sha256(data) };
   writeFileAtomic(path.join(dir, 'weights.bin'), data);
   writeFileAtomic(path.join(dir, 'model.json'), JSON.stringify(manifest, null, 2));
 }

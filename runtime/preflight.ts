@@ -29,7 +29,7 @@ export function preflight(model: Model, train: Dataset, loss: Loss): void {
   const { x, y } = train.batch(Int32Array.from({ length: Math.min(2, train.size) }, (_, i) => i));
   try {
     tf.tidy(() => {
-      loss.compute(y, model.apply(x, { training: false, rng: new Rng(0) }));
+      loss.compute(y, model.apply(x, { training: false, rng: new Rng(0) }), x);
     });
   } finally {
     x.dispose();

@@ -550,6 +550,7 @@ async function logRunArtifacts(tracker: Tracker, model: Model, config: Experimen
 export function disposeRun(c: DependencyContainer): void {
   c.resolve(TOKENS.Model).dispose();
   c.resolve(TOKENS.Optimizer).dispose();
+  c.resolve(TOKENS.Loss).dispose?.(); // a distillation teacher's weights
 }
 
 export interface CrossValidationResult {
