@@ -68,6 +68,12 @@ export interface Parameter {
   trainable: boolean;
   /** Penalty added to the loss for this parameter (e.g. L2), if any. */
   regularizer?: Regularizer;
+  /**
+   * A 0/1 mask of the variable's shape (pruning): where it is 0 the weight stays exactly 0. Set with `setMask`
+   * (core/masks.ts); the trainer re-applies it after every optimizer step, saveModel stores it and loadModel
+   * puts it back. Owned by the parameter (disposed with the layer).
+   */
+  mask?: tf.Tensor;
 }
 
 /**
@@ -127,9 +133,15 @@ export interface Model extends Omit<Layer, keyof HasState>, HasState {
 
 // ---------------------------------------------------------------- losses, regularizers, metrics
 
-/** Mean loss over the batch as a scalar. `yTrue` holds labels or targets, `yPred` the model's raw output. */
+/**
+ * Mean loss over the batch as a scalar. `yTrue` holds labels or targets, `yPred` the model's raw output, `x` the
+ * batch's inputs: the trainer passes them for a loss that needs them (knowledge distillation runs its teacher on
+ * them); other losses ignore it.
+ */
 export interface Loss extends Configurable {
-  compute(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Scalar;
+  compute(yTrue: tf.Tensor, yPred: tf.Tensor, x?: tf.Tensor): tf.Scalar;
+  /** Releases tensors the loss holds (a distillation teacher's weights); called when the run is released. */
+  dispose?(): void;
   /**
    * Optional: the first target value this loss cannot take (e.g. a class label outside the model's output range),
    * as its index in `targets` and the reason, or null. Runs check every split with it before training.
