@@ -13,6 +13,7 @@ import { environmentTags } from '../runtime';
 import { registerBuiltins } from '../plugins';
 import { dataParallel } from './data-parallel';
 import { BENCH_DIR, type BenchEntry, type Benchmark } from './harness';
+import { inference } from './inference';
 import { mnistCnn } from './mnist-cnn';
 import { sequenceModels } from './sequence-models';
 import { sgemm } from './sgemm';
@@ -21,7 +22,13 @@ const fmt = (v: number | null) => (v === null ? 'missing' : v >= 100 ? v.toFixed
 
 const registry = registerBuiltins(createRegistry());
 const { tags } = await selectBackend(registry, process.env.LOOM_BACKEND);
-const all: Benchmark[] = [sgemm(tags.backend!), mnistCnn(registry, tags.backend!), sequenceModels(registry, tags.backend!), dataParallel()];
+const all: Benchmark[] = [
+  sgemm(tags.backend!),
+  mnistCnn(registry, tags.backend!),
+  sequenceModels(registry, tags.backend!),
+  inference(registry, tags.backend!),
+  dataParallel(),
+];
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((w) => !all.some((b) => b.name === w));
 if (unknown.length) {

@@ -1,0 +1,111 @@
+/**
+ * Inference speed against PyTorch (torch.inference_mode, best of 1 and 2 threads), each row measured in
+ * alternation with its peer: the seed's MNIST CNN at batch 1 (latency, as inferences/s) and batch 128
+ * (throughput); GPT generation at batch 1 with the key/value cache (a 1-token prompt, 256 new tokens, argmax);
+ * G2P beam-4 decoding in words/s. Weights are random: speed does not depend on them. Each PyTorch row also runs
+ * PyTorch's dynamic int8 quantization (its `quantize_dynamic` of the Linear layers) as a second peer, so the int8
+ * figure a user would compare with is in the same row.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { buildModel, expectModel, Rng, Sequential, type ForwardContext, type PluginRegistry } from '../core';
+import papers from '../papers/mnist-cnn';
+import { GPT } from '../plugins/models/gpt';
+import { TransformerSeq2Seq } from '../plugins/models/transformer-seq2seq';
+import g2pPaper from '../papers/transformer';
+import { best, entry, interleaved, measure, pythonPeer, type BenchEntry, type Benchmark, type PeerResult } from './harness';
+
+/** GPT at papers/gpt's gpu preset size (the nanoGPT "baby" model), with a context that holds 1 + 256 tokens. */
+export const GPT_BENCH = { type: 'gpt', vocabSize: 89, context: 320, dModel: 384, numHeads: 6, layers: 6, dropout: 0 };
+export const NEW_TOKENS = 256;
+/** G2P decoding: words per call, positions decoded per word, beam width. */
+export const G2P_BENCH = { words: 256, steps: 12, beam: 4 };
+
+/**
+ * The benchmark's G2P sources, [words, srcLen] ids: word i has 4 + (7i mod 9) letters, letter j is
+ * 3 + ((13i + 5j) mod 27), then padding (0). The PyTorch peer builds the same rows from the same formula.
+ */
+export function g2pSources(words: number, srcLen: number): tf.Tensor2D {
+  const ids = new Int32Array(words * srcLen);
+  for (let i = 0; i < words; i++) for (let j = 0; j < 4 + ((7 * i) % 9); j++) ids[i * srcLen + j] = 3 + ((13 * i + 5 * j) % 27);
+  return tf.tensor2d(ids, [words, srcLen], 'int32');
+}
+
+/** PyTorch fp32 and int8 (dynamic), each the best of 1 and 2 threads. */
+function torchPeers(script: string, args: (threads: number) => (string | number)[], unit: string): PeerResult[] {
+  return ['fp32', 'int8'].map((precision) => {
+    const r = best([1, 2].map((t) => pythonPeer(script, [...args(t), precision], 'PyTorch', unit)));
+    return { ...r, peer: `${r.peer} ${precision}` };
+  });
+}
+
+/** Ours in alternation with both PyTorch peers; the ratio is against PyTorch fp32 (the first peer). */
+async function row(name: string, unit: string, ours: () => Promise<number>, detail: string, peers: () => PeerResult[]): Promise<BenchEntry> {
+  let last: PeerResult[] = [];
+  const r = await interleaved(ours, () => {
+    last = peers();
+    return last[0]!;
+  });
+  return entry(name, unit, r.ours, detail, [r.peer, ...last.slice(1)], 1.2);
+}
+
+export function inference(registry: PluginRegistry, backend: string): Benchmark {
+  return {
+    name: 'inference',
+    description: 'inference vs PyTorch: MNIST CNN b1 and b128, GPT generation b1 (KV cache, 256 tokens), G2P beam-4 words/s',
+    async run() {
+      const out: BenchEntry[] = [];
+      const ctx: ForwardContext = { training: false, rng: new Rng(0) };
+
+      const full = papers.presets.full! as { model: never };
+      for (const batch of [1, 128]) {
+        const model = new Sequential(full.model, registry);
+        model.build(undefined, new Rng(0));
+        const x = tf.randomUniform([batch, 28, 28, 1], 0, 1, 'float32', 3);
+        const step = () => {
+          const y = tf.tidy(() => model.apply(x, ctx));
+          y.dataSync();
+          y.dispose();
+        };
+        const unit = batch === 1 ? 'inferences/s' : 'samples/s';
+        const peers = () => torchPeers('mnist_cnn_torch_infer.py', (t) => [batch, t, 3], unit);
+        out.push(await row(`mnist-cnn infer b${batch}`, unit, () => measure(step, batch, { seconds: 3, repeats: 1 }), `loom on ${backend}, fp32`, peers));
+        x.dispose();
+        model.dispose();
+      }
+
+      const gpt = expectModel(buildModel(GPT_BENCH, registry), GPT);
+      gpt.build(undefined, new Rng(0));
+      const generate = () => gpt.generate([0], NEW_TOKENS, { temperature: 0, rng: new Rng(0) });
+      out.push(
+        await row(
+          'gpt generate b1',
+          'tokens/s',
+          () => measure(generate, NEW_TOKENS, { seconds: 3, repeats: 1, warmup: 1 }),
+          `loom on ${backend}, fp32, d 384, 6 layers, ${NEW_TOKENS} new tokens, KV cache`,
+          () => torchPeers('gpt_generate_torch.py', (t) => [t, 3, NEW_TOKENS], 'tokens/s'),
+        ),
+      );
+      gpt.dispose();
+
+      // The cpu preset's model; an end-of-sequence id outside the vocabulary, so every word decodes `steps` positions.
+      const g2pModel = { ...(g2pPaper.presets.cpu as { model: Record<string, unknown> }).model, dropout: 0, eosId: 999 };
+      const g2p = expectModel(buildModel(g2pModel as never, registry), TransformerSeq2Seq);
+      g2p.build(undefined, new Rng(0));
+      const { words, steps, beam } = G2P_BENCH;
+      const src = g2pSources(words, g2p.opts.srcLen);
+      const decode = () => g2p.beamSearch(src, beam, steps, 0.6);
+      out.push(
+        await row(
+          `g2p beam${beam}`,
+          'words/s',
+          () => measure(decode, words, { seconds: 3, repeats: 1, warmup: 1 }),
+          `loom on ${backend}, fp32, the cpu preset's 3x256 model, ${steps} positions a word, ${words} words a call`,
+          () => torchPeers('g2p_beam_torch.py', (t) => [t, 3, words, steps, beam], 'words/s'),
+        ),
+      );
+      src.dispose();
+      g2p.dispose();
+      return out;
+    },
+  };
+}
