@@ -20,6 +20,7 @@ import cpu from './backends/cpu';
 import nativeCpu from './backends/native-cpu';
 import { tfjsNode, tfjsNodeGpu } from './backends/tfjs-node';
 import earlyStopping from './callbacks/early-stopping';
+import magnitudePruning from './callbacks/magnitude-pruning';
 import modelCheckpoint from './callbacks/model-checkpoint';
 import progress from './callbacks/progress';
 import reduceOnPlateau from './callbacks/reduce-on-plateau';
@@ -63,6 +64,7 @@ import transformerEncoder from './layers/transformer-encoder';
 import variationalDropout from './layers/variational-dropout';
 import binaryCrossentropy from './losses/binary-crossentropy';
 import categoricalCrossentropy from './losses/categorical-crossentropy';
+import distillation from './losses/distillation';
 import mae from './losses/mae';
 import mse from './losses/mse';
 import sparseCategoricalCrossentropy from './losses/sparse-categorical-crossentropy';
@@ -110,6 +112,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   tfjsNode,
   tfjsNodeGpu,
   earlyStopping,
+  magnitudePruning,
   modelCheckpoint,
   progress,
   reduceOnPlateau,
@@ -156,6 +159,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   transformerSeq2seq,
   binaryCrossentropy,
   categoricalCrossentropy,
+  distillation,
   mae,
   mse,
   sparseCategoricalCrossentropy,

@@ -115,8 +115,35 @@ describe('conformance', () => {
   });
 
   eachPlugin(registry, 'loss', (name) => {
+    /**
+     * A loss with a `teacher` option (distillation) gets one: a dense model from 3 features to the prediction's
+     * classes, saved in a temporary directory; its inputs are the batch's `x` ([...prediction's leading axes, 3]).
+     */
+    const needsTeacher = 'teacher' in ((registry.get('loss', name).schema as { shape?: object }).shape ?? {});
+    const teacherDir = (ex: PluginExample): string => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-teacher-'));
+      const teacher = new Sequential({ inputShape: [...ex.inputShape!.slice(1, -1), 3], layers: [{ type: 'dense', units: ex.inputShape!.at(-1)! }] }, registry);
+      teacher.build(undefined, new Rng(5));
+      saveModel(teacher, dir);
+      teacher.dispose();
+      return dir;
+    };
+    const withTeacher = <T>(ex: PluginExample, f: (options: PluginExample['options'], x: tf.Tensor | undefined) => T): T => {
+      if (!needsTeacher) return f(ex.options, undefined);
+      const dir = teacherDir(ex);
+      const x = randomNormal([...ex.inputShape!.slice(0, -1), 3], new Rng(11));
+      try {
+        return f({ ...ex.options, teacher: dir }, x);
+      } finally {
+        x.dispose();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    };
+    /** Releases what a loss holds (a teacher). */
+    const release = (loss: { dispose?(): void }) => loss.dispose?.();
+
     it('config round-trips', () => {
-      for (const ex of examplesOf('loss', name)) expectSpecRoundTrip(registry, 'loss', name, ex.options ?? {});
+      for (const ex of examplesOf('loss', name)) withTeacher(ex, (options) => expectSpecRoundTrip(registry, 'loss', name, options ?? {}));
     });
 
     /** Targets for `ex`: integer classes over the last axis, or reals of the prediction's shape; and a prediction. */
@@ -127,28 +154,37 @@ describe('conformance', () => {
 
     onEachBackend(registry, backends, 'gradient matches finite differences', () => {
       for (const ex of examplesOf('loss', name)) {
-        fc.assert(
-          fc.property(seeds, (seed) => {
-            const rng = new Rng(seed);
-            const loss = registry.create('loss', { type: name, ...ex.options });
-            const { yTrue, yPred } = lossCase(ex, rng);
-            try {
-              gradCheck(`loss ${name} ${describeExample(ex)}`, () => loss.compute(yTrue, yPred), [yPred], rng);
-            } finally {
-              tf.dispose([yTrue, yPred]);
-            }
-          }),
-          { numRuns: 5 },
-        );
+        withTeacher(ex, (options, x) => {
+          const loss = registry.create('loss', { type: name, ...options });
+          try {
+            fc.assert(
+              fc.property(seeds, (seed) => {
+                const rng = new Rng(seed);
+                const { yTrue, yPred } = lossCase(ex, rng);
+                try {
+                  gradCheck(`loss ${name} ${describeExample(ex)}`, () => loss.compute(yTrue, yPred, x), [yPred], rng);
+                } finally {
+                  tf.dispose([yTrue, yPred]);
+                }
+              }),
+              { numRuns: 5 },
+            );
+          } finally {
+            release(loss);
+          }
+        });
       }
     });
 
     onEachBackend(registry, backends, 'leaks no tensor', () => {
       for (const ex of examplesOf('loss', name)) {
-        const loss = registry.create('loss', { type: name, ...ex.options });
-        const { yTrue, yPred } = lossCase(ex, new Rng(1));
-        expectNoLeak(() => loss.compute(yTrue, yPred).dispose());
-        tf.dispose([yTrue, yPred]);
+        withTeacher(ex, (options, x) => {
+          const loss = registry.create('loss', { type: name, ...options });
+          const { yTrue, yPred } = lossCase(ex, new Rng(1));
+          expectNoLeak(() => loss.compute(yTrue, yPred, x).dispose());
+          tf.dispose([yTrue, yPred]);
+          release(loss);
+        });
       }
     });
   });

@@ -1,0 +1,189 @@
+/** Knowledge distillation (Hinton et al. 2015): its definition against a float64 reference, its gradient, its teacher. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ConfigError, Rng, saveModel, Sequential, TOKENS, Trainer, type Loss, type PluginRegistry } from '../../core';
+import { buildRunContainer, disposeRun, runExperiment } from '../../runtime';
+import { gradCheck, randomNormal, testRegistry } from '../../test/harness';
+import toyBlobs, { toyConfig } from '../../test/toy-data';
+
+let registry: PluginRegistry;
+let dir: string;
+/** A saved teacher: dense 4 → 3 classes. */
+let teacherDir: string;
+/** The same teacher in memory, for the references. */
+let teacherModel: Sequential;
+beforeAll(async () => {
+  registry = (await testRegistry()).register(toyBlobs);
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-distill-'));
+  teacherDir = path.join(dir, 'teacher');
+  teacherModel = new Sequential({ inputShape: [4], layers: [{ type: 'dense', units: 3 }] }, registry);
+  teacherModel.build(undefined, new Rng(2));
+  saveModel(teacherModel, teacherDir);
+});
+afterAll(() => {
+  teacherModel.dispose();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+const teacherLogits = (x: tf.Tensor) => teacherModel.apply(x, { training: false, rng: new Rng(0) });
+
+/** float64 reference: α·CE(y, z) + (1 − α)·T²·mean_n(−Σ_k softmax(t_n/T)_k log softmax(z_n/T)_k). */
+function reference(z: number[][], t: number[][], y: number[], T: number, alpha: number): number {
+  const logSoftmax = (v: number[], s: number) => {
+    const w = v.map((x) => x / s);
+    const m = Math.max(...w);
+    const lse = m + Math.log(w.reduce((a, x) => a + Math.exp(x - m), 0));
+    return w.map((x) => x - lse);
+  };
+  let hard = 0;
+  let soft = 0;
+  z.forEach((row, n) => {
+    hard -= logSoftmax(row, 1)[y[n]!]!;
+    const p = logSoftmax(t[n]!, T).map(Math.exp);
+    const lq = logSoftmax(row, T);
+    soft -= p.reduce((a, pk, k) => a + pk * lq[k]!, 0);
+  });
+  return (alpha * hard) / z.length + ((1 - alpha) * T * T * soft) / z.length;
+}
+
+const rows = (n: number, k: number) =>
+  fc.array(fc.array(fc.double({ min: -6, max: 6, noNaN: true }), { minLength: k, maxLength: k }), { minLength: n, maxLength: n });
+const caseArb = fc.integer({ min: 1, max: 6 }).chain((n) =>
+  fc.record({
+    x: rows(n, 4),
+    z: rows(n, 3),
+    y: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: n, maxLength: n }),
+    T: fc.double({ min: 0.5, max: 20, noNaN: true }),
+    alpha: fc.double({ min: 0, max: 1, noNaN: true }),
+  }),
+);
+
+const make = (options: Record<string, unknown>): Loss => registry.create('loss', { type: 'distillation', teacher: teacherDir, ...options } as never);
+const scalar = (f: () => tf.Tensor) => tf.tidy(() => f().dataSync()[0]!);
+
+describe('distillation', () => {
+  it('equals α·hard + (1 − α)·T²·CE to the softened teacher (float64 reference); the hard loss alone at α = 1', () => {
+    const hard = registry.create('loss', 'sparse-categorical-crossentropy');
+    fc.assert(
+      fc.property(caseArb, ({ x, z, y, T, alpha }) => {
+        const loss = make({ temperature: T, alpha });
+        const one = make({ temperature: T, alpha: 1 });
+        const [xt, zt, yt] = [tf.tensor2d(x), tf.tensor2d(z), tf.tensor1d(y, 'int32')];
+        // The teacher's logits as the loss sees them: the saved dense layer applied to x.
+        const t = tf.tidy(() => teacherLogits(xt).arraySync() as number[][]);
+        expect(scalar(() => loss.compute(yt, zt, xt))).toBeCloseTo(reference(z, t, y, T, alpha), 3);
+        expect(scalar(() => one.compute(yt, zt, xt))).toBe(scalar(() => hard.compute(yt, zt)));
+        tf.dispose([xt, zt, yt]);
+        loss.dispose!();
+        one.dispose!();
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  it('its gradient in the student logits matches finite differences', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 1e6 }),
+        fc.double({ min: 0.5, max: 10, noNaN: true }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        (seed, T, alpha) => {
+          const rng = new Rng(seed);
+          const loss = make({ temperature: T, alpha });
+          const x = randomNormal([5, 4], rng);
+          const z = tf.variable(randomNormal([5, 3], rng, 2));
+          const y = tf.tensor1d([0, 1, 2, 1, 0], 'int32');
+          try {
+            gradCheck(`distillation T=${T} α=${alpha}`, () => loss.compute(y, z, x), [z], rng);
+          } finally {
+            tf.dispose([x, z, y]);
+            loss.dispose!();
+          }
+        },
+      ),
+      { numRuns: 8 },
+    );
+  });
+
+  it('at high temperature the soft gradient tends to (z − t)/(N·K) for zero-mean logits (Hinton et al. 2015, eq. 3, times T²)', () => {
+    const loss = make({ temperature: 200, alpha: 0 });
+    const x = randomNormal([6, 4], new Rng(3));
+    const z = tf.tidy(() => {
+      const r = randomNormal([6, 3], new Rng(4));
+      return tf.sub(r, tf.mean(r, 1, true));
+    });
+    const y = tf.zeros([6], 'int32');
+    const g = tf.grad((v: tf.Tensor) => loss.compute(y, v, x))(z);
+    const t = tf.tidy(() => {
+      const out = teacherLogits(x);
+      return tf.sub(out, tf.mean(out, 1, true));
+    });
+    const expected = tf.tidy(() => tf.div(tf.sub(z, t), 6 * 3));
+    const [gv, ev] = [g.dataSync(), expected.dataSync()];
+    gv.forEach((v, i) => expect(v).toBeCloseTo(ev[i]!, 3));
+    tf.dispose([x, z, y, g, t, expected]);
+    loss.dispose!();
+  });
+
+  it('a missing teacher, or one whose outputs do not fit, is a ConfigError naming loss.teacher', () => {
+    expect(() => registry.create('loss', { type: 'distillation', teacher: path.join(dir, 'nowhere') }, 'loss')).toThrow(ConfigError);
+    expect(() => registry.create('loss', { type: 'distillation', teacher: path.join(dir, 'nowhere') }, 'loss')).toThrow(/loss\.teacher.*no saved teacher/);
+    const loss = make({});
+    const [x, z, y] = [tf.zeros([2, 4]), tf.zeros([2, 5]), tf.zeros([2], 'int32')];
+    expect(() => loss.compute(y, z, x)).toThrow(/teacher.*\[2,5\]|teacher.*2, 5/);
+    expect(() => loss.compute(y, tf.zeros([2, 3]))).toThrow(/needs the batch inputs/);
+    tf.dispose([x, z, y]);
+    loss.dispose!();
+  });
+
+  it('trains a student from a config: tensors stay flat across steps and the run releases the teacher', async () => {
+    // The teacher: the toy model trained a few epochs, saved as a run would save it.
+    const tdir = path.join(dir, 'toy-teacher');
+    await runExperiment({
+      registry,
+      config: toyConfig(dir),
+      log: () => undefined,
+      handleSignals: false,
+      evaluate: (trainer) => {
+        saveModel(trainer.model, tdir);
+        return {};
+      },
+    });
+    const config = toyConfig(dir, {
+      model: {
+        inputShape: [2],
+        layers: [
+          { type: 'dense', units: 4, activation: 'relu' },
+          { type: 'dense', units: 3 },
+        ],
+      },
+      loss: { type: 'distillation', teacher: tdir, temperature: 2, alpha: 0.5 },
+    });
+    const c = await buildRunContainer({ registry, config, log: () => undefined });
+    const trainer = c.resolve(Trainer);
+    const data = c.resolve(TOKENS.TrainData);
+    const step = async (s: number) => {
+      const b = data.batch([0, 1, 2, 3, 4, 5]);
+      await trainer.trainStep(b, { step: s, epoch: 0 });
+      tf.dispose([b.x, b.y]);
+    };
+    await step(0);
+    const live = tf.memory().numTensors;
+    for (let s = 1; s <= 4; s++) await step(s);
+    expect(tf.memory().numTensors, 'live tensors after repeated distillation steps').toBe(live);
+    // disposeRun releases the loss, and with it the teacher's 4 weights (two dense layers).
+    const loss = c.resolve(TOKENS.Loss);
+    const release = vi.spyOn(loss, 'dispose');
+    const before = tf.memory().numTensors;
+    loss.dispose!();
+    expect(tf.memory().numTensors).toBe(before - 4);
+    disposeRun(c);
+    expect(release).toHaveBeenCalledTimes(2);
+    // And end to end: runExperiment from the config trains and tests.
+    const run = await runExperiment({ registry, config, log: () => undefined, handleSignals: false });
+    expect(run.test!.accuracy).toBeGreaterThan(0.5);
+  });
+});
