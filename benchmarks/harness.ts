@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
+import { PYTHON, peerBlas, peerEnv } from './peer-blas';
 
 export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(BENCH_DIR, '..');
@@ -94,19 +95,21 @@ export async function memoryTrend(step: () => unknown, steps = 2000, every = 250
   return `over ${steps} further steps: tensors ${tensors0} -> ${numTensors()}, RSS after a full collection ${range(rss)} (highest ${first.toFixed(0)} in the first half, ${second.toFixed(0)} in the second: ${flat ? 'flat' : 'growing'}); V8 heap + external ${heap[0]!.toFixed(0)} -> ${heap.at(-1)!.toFixed(0)} MiB`;
 }
 
-/** The Python the peers need: Debian's, with torch/numpy from apt. */
-const PYTHON = '/usr/bin/python3';
-
 /**
- * Runs `benchmarks/peers/<script>` with Debian's python3, without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (this
- * environment sets them for old OpenBLAS builds; they slow a current one). Returns the JSON line it prints.
+ * Runs `benchmarks/peers/<script>` with Debian's python3 and the BLAS setting {@link peerBlas} chose (the fastest
+ * correct OpenBLAS core; OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE from this environment are not passed on). Returns the
+ * JSON line it prints, with the BLAS library, core and threads added to its detail; a handicapped BLAS (the
+ * reference BLAS, or only a generic core) is reported as the reason there is no value, never as a value.
  */
 export function pythonPeer(script: string, args: (string | number)[], peer: string, unit: string): PeerResult {
   if (!fs.existsSync(PYTHON)) return { peer, value: null, unit, missing: `${PYTHON} not found` };
-  const env = { ...process.env };
-  delete env.OPENBLAS_CORETYPE;
-  delete env.OPENBLAS_L2_SIZE;
-  const r = spawnSync(PYTHON, [path.join(BENCH_DIR, 'peers', script), ...args.map(String)], { env, encoding: 'utf8', timeout: 600_000 });
+  const blas = peerBlas();
+  if (blas.handicap) return { peer, value: null, unit, missing: blas.handicap };
+  const r = spawnSync(PYTHON, [path.join(BENCH_DIR, 'peers', script), ...args.map(String)], {
+    env: peerEnv(blas.coretype),
+    encoding: 'utf8',
+    timeout: 600_000,
+  });
   if (r.status !== 0) {
     const why = (r.stderr || r.error?.message || 'failed').trim().split('\n').at(-1)!;
     return {
@@ -117,7 +120,7 @@ export function pythonPeer(script: string, args: (string | number)[], peer: stri
     };
   }
   const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { value: number; peer: string; detail?: string };
-  return { peer: out.peer, value: out.value, unit, detail: out.detail };
+  return { peer: out.peer, value: out.value, unit, detail: [out.detail, blas.detail].filter(Boolean).join('; ') };
 }
 
 /** Runs a TypeScript peer (`benchmarks/peers/<script>`) in its own Node process, so it sees stock tfjs kernels. */

@@ -1,0 +1,115 @@
+/**
+ * The Python peers at their best: which BLAS numpy and PyTorch run, and on which OpenBLAS kernel core.
+ *
+ * Debian's OpenBLAS 0.3.21 picks its kernels by CPUID; on a CPU it does not know it falls back to a generic core
+ * (on an Intel Xeon of family 6 model 207 it ran "Prescott" at ~40 GFLOP/s where SkylakeX does ~232), and where
+ * apt resolved libblas.so.3 to netlib's reference BLAS the peers run ~50x slower still. A ratio against such a
+ * peer says nothing about loom. So before the peers run, {@link peerBlas} probes the BLAS (benchmarks/peers/
+ * blas_probe.py: the library, its core, a product of small integers checked exactly, its speed) under the
+ * default core and under each OpenBLAS core this CPU's SIMD level can run, and the peers then run with the
+ * fastest core that computed the product correctly (`OPENBLAS_CORETYPE`). The reference BLAS, or no correct core
+ * with AVX2 kernels on a host that has AVX2, is a handicap: the peers report it instead of a number.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+
+/** What blas_probe.py prints. */
+export interface BlasProbe {
+  blas: string;
+  library: string;
+  core: string | null;
+  version: string | null;
+  threads: number | null;
+  correct: boolean;
+  gflops: number;
+  /** The OPENBLAS_CORETYPE it ran under (null: OpenBLAS's own choice). */
+  coretype: string | null;
+}
+
+/** The BLAS setting the peers run with, and what to say about it in each row. */
+export interface PeerBlas {
+  /** OPENBLAS_CORETYPE for the peers, or undefined for OpenBLAS's own choice. */
+  coretype?: string;
+  /** One line for a row's detail: library, version, core, threads, and why this core. */
+  detail: string;
+  /** Why no ratio may be reported against these peers (set only when they are handicapped). */
+  handicap?: string;
+}
+
+/** OpenBLAS cores (0.3.21's names) with AVX2 or AVX-512 kernels; any other core on an AVX2 host is a fallback. */
+export const VECTOR_CORES = ['Haswell', 'Zen', 'SkylakeX', 'Cooperlake', 'SapphireRapids', 'Excavator'];
+
+/** The host's SIMD level and the OpenBLAS cores worth trying on it (those whose instructions it has). */
+export function candidateCores(flags: Set<string>): { simd: 'avx512' | 'avx2' | 'other'; cores: string[] } {
+  if (flags.has('avx512f') && flags.has('avx512bw') && flags.has('avx512vl'))
+    return { simd: 'avx512', cores: ['SkylakeX', ...(flags.has('avx512_bf16') ? ['Cooperlake'] : []), 'Haswell', 'Zen'] };
+  if (flags.has('avx2') && flags.has('fma')) return { simd: 'avx2', cores: ['Haswell', 'Zen'] };
+  return { simd: 'other', cores: [] };
+}
+
+/**
+ * The choice, from the probe under OpenBLAS's own core (`own`) and the probes under each candidate core: the
+ * fastest among those that computed correctly and ran the core they were asked for (a core the library does not
+ * have falls back silently, so the probe reports what ran).
+ */
+export function chooseBlas(own: BlasProbe, tried: BlasProbe[], simd: 'avx512' | 'avx2' | 'other'): PeerBlas {
+  const name = `${own.blas === 'openblas' ? 'OpenBLAS' : own.blas} ${own.version ?? ''}`.trim();
+  if (own.blas === 'reference')
+    return {
+      detail: `reference BLAS (${own.library})`,
+      handicap: `numpy/PyTorch run netlib's reference BLAS (${own.library}), tens of times slower than OpenBLAS: apt-get install libopenblas0-pthread`,
+    };
+  if (own.blas !== 'openblas') return { detail: `${name} (${own.library})` };
+  const usable = [own, ...tried].filter((p) => p.correct && p.blas === 'openblas' && (p.coretype === null || p.core === p.coretype));
+  const fastest = usable.reduce<BlasProbe | null>((a, b) => (a === null || b.gflops > a.gflops ? b : a), null);
+  const measured = [own, ...tried]
+    .map((p) => `${p.coretype ?? `${p.core} (own choice)`} ${p.correct ? `${p.gflops.toFixed(0)} GFLOP/s` : 'WRONG RESULT'}`)
+    .join(', ');
+  const threads = `OpenBLAS threads=${own.threads ?? '?'}`;
+  const vectorHost = simd !== 'other';
+  if (!fastest || (vectorHost && !VECTOR_CORES.includes(fastest.core ?? '')))
+    return {
+      detail: `${name} core ${own.core}, ${threads}`,
+      handicap: `OpenBLAS runs its generic core ${own.core} on this ${simd} CPU and no core with ${simd} kernels computed correctly (${measured})`,
+    };
+  const fallback = !VECTOR_CORES.includes(own.core ?? '') && vectorHost;
+  if (fastest === own) return { detail: `${name} core ${own.core} (its own choice; tried ${measured}), ${threads}` };
+  return {
+    coretype: fastest.coretype!,
+    detail: `${name} core ${fastest.core} (OPENBLAS_CORETYPE; its own choice ${own.core}${fallback ? ' is a generic fallback' : ''}; tried ${measured}), ${threads}`,
+  };
+}
+
+/** Debian's python3 and the environment the peers run in (OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset, then `coretype`). */
+export const PYTHON = '/usr/bin/python3';
+export function peerEnv(coretype?: string): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  if (coretype) env.OPENBLAS_CORETYPE = coretype;
+  return env;
+}
+
+function probe(coretype?: string): BlasProbe | null {
+  const r = spawnSync(PYTHON, [path.join(BENCH_DIR, 'peers', 'blas_probe.py'), '512', '0.5'], { env: peerEnv(coretype), encoding: 'utf8', timeout: 120_000 });
+  if (r.status !== 0) return null;
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as BlasProbe;
+}
+
+let chosen: PeerBlas | undefined;
+
+/** The peers' BLAS setting, probed once per benchmark run (a few seconds). */
+export function peerBlas(): PeerBlas {
+  if (chosen) return chosen;
+  const own = fs.existsSync(PYTHON) ? probe() : null;
+  if (!own) return (chosen = { detail: 'BLAS not probed (python3 with numpy missing)' });
+  const flags = new Set((fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '').trim().split(/\s+/));
+  const { simd, cores } = candidateCores(flags);
+  const tried = own.blas === 'openblas' ? cores.map((c) => probe(c) ?? { ...own, coretype: c, correct: false, gflops: 0 }) : [];
+  chosen = chooseBlas(own, tried, simd);
+  return chosen;
+}

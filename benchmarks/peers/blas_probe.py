@@ -1,0 +1,40 @@
+"""Which BLAS the Python peers (numpy and PyTorch) run, and how fast and correct its sgemm is under the current
+environment (OPENBLAS_CORETYPE included). Usage: blas_probe.py [n] [seconds]. Prints one JSON line:
+  blas: "openblas" | "reference" (netlib's libblas3, ~1 GFLOP/s) | "mkl" | "unknown"; library: the file loaded;
+  core: OpenBLAS's kernel core (e.g. Haswell, SkylakeX, or the generic Prescott it falls back to on a CPU it does
+  not know); version; threads; correct: an n x n x n float32 product of small integers (exact in float32) equals
+  numpy's integer product (which does not go through BLAS); gflops: that product's speed (n^3 x 2 / s).
+"""
+import os
+import sys
+
+import numpy as np
+
+from common import emit, measure
+
+n = int(sys.argv[1]) if len(sys.argv) > 1 else 512
+seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 0.5
+try:
+    import torch  # noqa: F401  (loaded so its BLAS, if another one, shows in the process's libraries)
+except ImportError:
+    pass
+rng = np.random.default_rng(0)
+ai = rng.integers(-8, 9, (n, n))
+bi = rng.integers(-8, 9, (n, n))
+a, b = ai.astype(np.float32), bi.astype(np.float32)
+correct = bool(np.array_equal(np.matmul(a, b), (ai @ bi).astype(np.float32)))
+gflops = measure(lambda: np.matmul(a, b), 2 * n**3 / 1e9, seconds=seconds, repeats=1, warmup=1)
+with open("/proc/self/maps") as maps:
+    libs = sorted({os.path.realpath(line.split()[-1]) for line in maps if ".so" in line and ("blas" in line or "mkl" in line)})
+info = {"blas": "unknown", "library": ", ".join(libs), "core": None, "version": None, "threads": None}
+try:
+    from threadpoolctl import threadpool_info
+
+    for p in threadpool_info():
+        if p.get("user_api") == "blas":
+            info.update(blas=p.get("internal_api"), library=p.get("filepath"), core=p.get("architecture"), version=p.get("version"), threads=p.get("num_threads"))
+except ImportError:
+    pass
+if info["blas"] == "unknown" and any("/blas/libblas.so" in lib for lib in libs):
+    info["blas"] = "reference"
+emit(correct=correct, gflops=gflops, coretype=os.environ.get("OPENBLAS_CORETYPE"), **info)

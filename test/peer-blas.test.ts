@@ -1,0 +1,87 @@
+/** The benchmark's choice of the peers' BLAS core: the fastest correct core, and never a ratio against a handicapped peer. */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type BlasProbe, candidateCores, chooseBlas, VECTOR_CORES } from '../benchmarks/peer-blas';
+
+const probe = (over: Partial<BlasProbe>): BlasProbe => ({
+  blas: 'openblas',
+  library: '/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so',
+  core: 'Haswell',
+  version: '0.3.21',
+  threads: 2,
+  correct: true,
+  gflops: 100,
+  coretype: null,
+  ...over,
+});
+
+describe('candidateCores', () => {
+  it('tries the AVX-512 cores only where the CPU has AVX-512 (Cooperlake only with avx512_bf16), AVX2 cores where it has AVX2', () => {
+    expect(candidateCores(new Set(['avx2', 'fma', 'avx512f', 'avx512bw', 'avx512vl', 'avx512_bf16']))).toEqual({
+      simd: 'avx512',
+      cores: ['SkylakeX', 'Cooperlake', 'Haswell', 'Zen'],
+    });
+    expect(candidateCores(new Set(['avx2', 'fma', 'avx512f', 'avx512bw', 'avx512vl'])).cores).not.toContain('Cooperlake');
+    expect(candidateCores(new Set(['avx2', 'fma']))).toEqual({ simd: 'avx2', cores: ['Haswell', 'Zen'] });
+    expect(candidateCores(new Set(['sse2']))).toEqual({ simd: 'other', cores: [] });
+  });
+});
+
+describe('chooseBlas', () => {
+  it('runs the peers on the fastest core that computed correctly and ran the core it was asked for', () => {
+    const cores = ['SkylakeX', 'Cooperlake', 'Haswell', 'Zen'];
+    fc.assert(
+      fc.property(
+        fc.record({ own: fc.double({ min: 1, max: 500, noNaN: true }), ownCore: fc.constantFrom('Prescott', 'Haswell', 'Cooperlake') }),
+        fc.array(fc.record({ gflops: fc.double({ min: 1, max: 500, noNaN: true }), correct: fc.boolean(), honoured: fc.boolean() }), {
+          minLength: 4,
+          maxLength: 4,
+        }),
+        ({ own, ownCore }, runs) => {
+          const base = probe({ core: ownCore, gflops: own });
+          const tried = runs.map((r, i) => probe({ coretype: cores[i]!, core: r.honoured ? cores[i]! : ownCore, gflops: r.gflops, correct: r.correct }));
+          const choice = chooseBlas(base, tried, 'avx512');
+          const usable = [base, ...tried].filter((p) => p.correct && (p.coretype === null || p.core === p.coretype));
+          const best = usable.reduce((a, b) => (b.gflops > a.gflops ? b : a));
+          if (!VECTOR_CORES.includes(best.core!)) {
+            expect(choice.handicap).toMatch(/generic core Prescott/);
+            return;
+          }
+          expect(choice.handicap).toBeUndefined();
+          expect(choice.coretype).toBe(best.coretype ?? undefined);
+          expect(choice.detail).toContain(`core ${best.core}`);
+        },
+      ),
+    );
+  });
+
+  it('says when OpenBLAS chose a generic fallback core, and names every core it tried with its speed', () => {
+    const own = probe({ core: 'Prescott', gflops: 40 });
+    const tried = [probe({ coretype: 'SkylakeX', core: 'SkylakeX', gflops: 232 }), probe({ coretype: 'Haswell', core: 'Haswell', gflops: 104 })];
+    const choice = chooseBlas(own, tried, 'avx512');
+    expect(choice.coretype).toBe('SkylakeX');
+    expect(choice.detail).toMatch(
+      /its own choice Prescott is a generic fallback; tried Prescott \(own choice\) 40 GFLOP\/s, SkylakeX 232 GFLOP\/s, Haswell 104/,
+    );
+  });
+
+  it('never chooses a core that computed a wrong product, however fast', () => {
+    const choice = chooseBlas(
+      probe({ core: 'Haswell', gflops: 100 }),
+      [probe({ coretype: 'SkylakeX', core: 'SkylakeX', gflops: 900, correct: false })],
+      'avx512',
+    );
+    expect(choice.coretype).toBeUndefined();
+    expect(choice.detail).toMatch(/core Haswell \(its own choice; tried .*SkylakeX WRONG RESULT/);
+  });
+
+  it('reports the reference BLAS, or only generic cores on a vector CPU, as a handicap instead of a peer to compare with', () => {
+    expect(chooseBlas(probe({ blas: 'reference', core: null, library: '/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0' }), [], 'avx2').handicap).toMatch(
+      /reference BLAS .*libopenblas0-pthread/,
+    );
+    const generic = chooseBlas(probe({ core: 'Prescott' }), [probe({ coretype: 'Haswell', core: 'Haswell', correct: false })], 'avx2');
+    expect(generic.handicap).toMatch(/generic core Prescott on this avx2 CPU/);
+    // On a CPU without AVX2 the generic core is the best there is: no handicap.
+    expect(chooseBlas(probe({ core: 'Prescott' }), [], 'other').handicap).toBeUndefined();
+  });
+});
