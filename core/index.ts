@@ -21,6 +21,7 @@ export * from './trainer';
 export * from './backend';
 export * from './fs-atomic';
 export * from './kernels';
+export * from './quantization';
 export * from './optimizer';
 export * from './checkpoint';
 export * from './ops';

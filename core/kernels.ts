@@ -49,6 +49,17 @@ export const FUSED_KERNELS = {
   crossEntropyGrad: 'LoomCrossEntropyGrad',
   /** The gradient of `attention` with respect to qkv. Inputs `{ dy, qkv, keep, probs }`, the same attrs; output `dqkv`. */
   attentionGrad: 'LoomAttentionGrad',
+  /**
+   * A quantized dense layer (core/quantization.ts): inputs `{ x [rows, in], kernel [in, out] (integers in [−127, 127]),
+   * scale [out], bias? [out] }`, attrs `{ inputScale, inputZeroPoint, relu }`; x is quantized to uint8 with the
+   * attrs, multiplied in int32 and dequantized: output `[rows, out]`.
+   */
+  int8Linear: 'LoomInt8Linear',
+  /**
+   * A quantized 2-D convolution, NHWC: inputs `{ x, kernel [kh, kw, in, out] (integers), scale [out], bias? [out] }`,
+   * attrs `{ inputScale, inputZeroPoint, relu, strides: [sh, sw], pad: 'valid' | 'same' }`; output as tf.conv2d's.
+   */
+  int8Conv2d: 'LoomInt8Conv2D',
 } as const;
 
 export function hasKernel(name: string): boolean {

@@ -47,6 +47,8 @@ import batchNorm from './layers/batch-norm';
 import concatenate from './layers/concatenate';
 import conv2d from './layers/conv2d';
 import dense from './layers/dense';
+import quantizedConv2d from './layers/quantized-conv2d';
+import quantizedDense from './layers/quantized-dense';
 import dropout from './layers/dropout';
 import embedding from './layers/embedding';
 import flatten from './layers/flatten';
@@ -139,6 +141,8 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   concatenate,
   conv2d,
   dense,
+  quantizedDense,
+  quantizedConv2d,
   dropout,
   embedding,
   flatten,

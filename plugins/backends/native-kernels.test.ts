@@ -11,6 +11,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { activationQuant, quantizeCentred, quantizePerChannel } from '../../core/quantization';
 import { referenceSelfAttention } from '../../test/harness';
 import { BufferPool, installNativeKernels, nativeAddonInfo, nativeBufferPool, originalGradients, originalKernels } from './native-kernels';
 
@@ -954,6 +955,72 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
       { numRuns: 20 },
     );
   });
+
+  kernelProperty(
+    'LoomInt8Linear and LoomInt8Conv2D match the int8 arithmetic composed from tfjs ops (odd sizes, strides, padding, relu, no bias)',
+    ['LoomInt8Linear', 'LoomInt8Conv2D'],
+    () => {
+      // The same quantization (x to uint8 with a range from its own min and max, weights per channel) composed from
+      // tfjs's original kernels: the integer sums are exact in both (< 2^24 here), so only the float32 rescaling differs.
+      const quantized = (w: tf.Tensor) => {
+        const out = w.shape.at(-1)!;
+        const { q, scales } = quantizePerChannel(w.dataSync() as Float32Array, out);
+        return { kernel: tf.tensor(q, w.shape), scale: tf.tensor1d(scales) };
+      };
+      const rangeOf = (x: tf.Tensor) => activationQuant(tf.min(x).dataSync()[0]!, tf.max(x).dataSync()[0]!);
+      const rescale = (acc: tf.Tensor, s: number, scale: tf.Tensor, bias: tf.Tensor | undefined, relu: boolean) => {
+        let y = tf.mul(acc, tf.mul(tf.scalar(s), scale));
+        if (bias) y = tf.add(y, bias);
+        return relu ? tf.relu(y) : y;
+      };
+      fc.assert(
+        fc.property(dim(9), dim(40), dim(40), fc.boolean(), fc.boolean(), seed, (m, k, n, relu, useBias, s) => {
+          const x = tensor([m, k], s),
+            { kernel, scale } = quantized(tensor([k, n], s + 1));
+          const bias = useBias ? tensor([n], s + 2) : undefined;
+          const quant = rangeOf(x);
+          const attrs = { inputScale: quant.scale, inputZeroPoint: quant.zeroPoint, relu };
+          const got = tf.engine().runKernel('LoomInt8Linear', { x, kernel, scale, ...(bias ? { bias } : {}) }, attrs as never) as tf.Tensor;
+          const want = withOriginals(() =>
+            tf.tidy(() => rescale(tf.matMul(quantizeCentred(x, quant) as tf.Tensor2D, kernel as tf.Tensor2D), quant.scale, scale, bias, relu)),
+          );
+          expectNear(got, want, 1e-5);
+          tf.dispose([x, kernel, scale, ...(bias ? [bias] : []), got, want]);
+        }),
+        RUNS,
+      );
+      fc.assert(
+        fc.property(
+          dim(2),
+          dim(7),
+          dim(7),
+          dim(4),
+          dim(3),
+          dim(5),
+          dim(2),
+          fc.constantFrom<'valid' | 'same'>('valid', 'same'),
+          fc.boolean(),
+          seed,
+          (b, h, w, c, ks, co, st, pad, relu, s) => {
+            const kh = Math.min(ks, h),
+              kw = Math.min(ks, w);
+            const x = tensor([b, h, w, c], s),
+              { kernel, scale } = quantized(tensor([kh, kw, c, co], s + 1));
+            const bias = tensor([co], s + 2);
+            const quant = rangeOf(x);
+            const attrs = { inputScale: quant.scale, inputZeroPoint: quant.zeroPoint, relu, strides: [st, st], pad };
+            const got = tf.engine().runKernel('LoomInt8Conv2D', { x, kernel, scale, bias }, attrs as never) as tf.Tensor;
+            const want = withOriginals(() =>
+              tf.tidy(() => rescale(tf.conv2d(quantizeCentred(x, quant) as tf.Tensor4D, kernel as tf.Tensor4D, st, pad), quant.scale, scale, bias, relu)),
+            );
+            expectNear(got, want, 1e-5);
+            tf.dispose([x, kernel, scale, bias, got, want]);
+          },
+        ),
+        RUNS,
+      );
+    },
+  );
 
   it('every installed kernel has a property in this file (declared at collection, whatever ran)', () => {
     expect(installed.filter((k) => !tested.has(k))).toEqual([]);

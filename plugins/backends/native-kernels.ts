@@ -20,6 +20,7 @@ import { convFamily } from './native/conv';
 import { crossEntropyFamily } from './native/cross-entropy';
 import { elementwiseFamily } from './native/elementwise';
 import { gatherFamily } from './native/gather';
+import { int8Family } from './native/int8';
 import type { KernelArgs, KernelContext, KernelFamily } from './native/kernel';
 import { layerNormFamily } from './native/layer-norm';
 import { layoutFamily } from './native/layout';
@@ -46,6 +47,7 @@ export const KERNEL_FAMILIES: readonly KernelFamily[] = [
   layerNormFamily,
   attentionFamily,
   crossEntropyFamily,
+  int8Family,
 ];
 
 /** The original cpu kernels, kept to delegate to and for the property tests' reference. */

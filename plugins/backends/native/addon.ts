@@ -88,7 +88,34 @@ export interface Addon {
     c2: number,
   ): void;
   copy(src: Float32Array, srcOffset: number, dst: Float32Array, dstOffset: number, dims: Float64Array): void;
-  info(): { simd: string; threads: number };
+  /** c = a·bᵀ in int32 (a [m×k] uint8, b [n×k] int8) on `path`: 0 the best, 1 scalar, 2 avx2, 3 avx512-vnni. */
+  int8Gemm(m: number, n: number, k: number, a: Uint8Array, b: Int8Array, c: Int32Array, path: number): void;
+  int8Linear(
+    m: number,
+    n: number,
+    k: number,
+    x: Float32Array,
+    scale: number,
+    zero: number,
+    w: Int8Array,
+    wScale: Float32Array,
+    bias: Float32Array | null,
+    relu: boolean,
+    y: Float32Array,
+  ): void;
+  int8Conv2d(
+    x: Float32Array,
+    scale: number,
+    zero: number,
+    w: Int8Array,
+    wScale: Float32Array,
+    bias: Float32Array | null,
+    relu: boolean,
+    y: Float32Array,
+    ...shape: number[]
+  ): void;
+  /** simd: the float GEMM's micro-kernel; int8: the int8 GEMM's path ("avx512-vnni", "avx2" or "scalar"). */
+  info(): { simd: string; threads: number; int8?: string };
 }
 
 const ADDON_PATH = loomPath('native/build/Release/loom_native.node');
@@ -120,7 +147,7 @@ export function addonLoadError(): string {
   return loadError;
 }
 
-export function nativeAddonInfo(): { loaded: boolean; simd: string; threads: number; reason?: string } {
+export function nativeAddonInfo(): { loaded: boolean; simd: string; threads: number; int8?: string; reason?: string } {
   const a = loadAddon();
   return a ? { loaded: true, ...a.info() } : { loaded: false, simd: 'none', threads: 0, reason: loadError };
 }

@@ -1,0 +1,209 @@
+/**
+ * Post-training int8 quantization (Jacob et al. 2018, "Quantization and Training of Neural Networks for Efficient
+ * Integer-Arithmetic-Only Inference"): a real value r is represented as r ≈ S·(q − Z) (eq. 1).
+ * - Weights: int8, symmetric (Z = 0), one scale per output channel, q ∈ [−127, 127] (−128 is left out so the range
+ *   is symmetric, as PyTorch's per-channel symmetric observer does).
+ * - Activations: uint8 with one scale and zero point per tensor; the range is widened to contain 0, so that 0
+ *   (padding, relu's floor) is exact. Static: the range is calibrated once on a sample of training data; dynamic
+ *   (PyTorch's `quantize_dynamic`): each batch's own min and max.
+ * The product is taken in int32 and dequantized with eq. 7's zero-point correction (native/src/int8.h):
+ *   y[i, j] = S_x·S_w[j]·Σ_p (q_x[i, p] − Z_x)·q_w[p, j] + b[j].
+ * `int8Linear` and `int8Conv2d` run the backend's fused int8 kernel when it has one (`FUSED_KERNELS.int8Linear`,
+ * the native-cpu backend's AVX-512 VNNI / AVX2 kernels) and otherwise the same arithmetic in tfjs ops (the integer
+ * products in float32, exact while |Σ| < 2^24), so quantized models run on every backend. Their gradient with respect
+ * to x is the straight-through estimate (Bengio et al. 2013): that of the float layer with the dequantized weights.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import type { Parameter, ParamRole } from './interfaces';
+import { FUSED_KERNELS, hasKernel } from './kernels';
+import { computeFans } from './layer';
+import { type Rng, uniformFloats } from './random';
+
+/** The largest weight code: weights are quantized to [−127, 127]. */
+export const WEIGHT_QMAX = 127;
+/** The saved layers' quantization format (their `version` option). */
+export const QUANTIZATION_VERSION = 1;
+
+/** An activation tensor's uint8 quantization: r ≈ scale·(q − zeroPoint), q ∈ [0, 255]. */
+export interface ActivationQuant {
+  scale: number;
+  zeroPoint: number;
+}
+
+/** Rounds half to even (as tfjs's `round` and C's `nearbyint` do). */
+export function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return (Math.abs(v - Math.trunc(v)) === 0.5 && r % 2 !== 0 ? r - 1 : r) + 0; // + 0: no −0
+}
+
+/**
+ * Symmetric per-channel quantization of a weight whose last axis is the output channel (a dense kernel [in, out], a
+ * convolution's [kh, kw, in, out]): scale[j] = max |w[·, j]| / 127 (1 for an all-zero channel) and
+ * q = round(w / scale[j]), in [−127, 127]. Dequantized, every weight is within half a step (scale[j] / 2) of w.
+ */
+export function quantizePerChannel(values: Float32Array, outChannels: number): { q: Float32Array; scales: Float32Array } {
+  const scales = new Float32Array(outChannels);
+  for (let i = 0; i < values.length; i++) {
+    const j = i % outChannels;
+    scales[j] = Math.max(scales[j]!, Math.abs(values[i]!));
+  }
+  for (let j = 0; j < outChannels; j++) scales[j] = scales[j]! > 0 ? Math.fround(scales[j]! / WEIGHT_QMAX) : 1;
+  const q = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = roundHalfEven(values[i]! / scales[i % outChannels]!);
+    q[i] = Math.min(WEIGHT_QMAX, Math.max(-WEIGHT_QMAX, v));
+  }
+  return { q, scales };
+}
+
+/**
+ * uint8 parameters for values observed in [min, max] (eq. 1 with the range widened to contain 0): scale =
+ * (max − min) / 255 and zeroPoint = round(−min / scale), so that min and max map to 0 and 255 and 0 is exact.
+ * An empty range (all zeros) gets scale 1.
+ */
+export function activationQuant(min: number, max: number): ActivationQuant {
+  const lo = Math.min(min, 0),
+    hi = Math.max(max, 0);
+  const scale = hi > lo ? Math.fround((hi - lo) / 255) : 1;
+  return { scale, zeroPoint: Math.min(255, Math.max(0, roundHalfEven(-lo / scale))) };
+}
+
+/** A tensor's own range as uint8 parameters: dynamic quantization's, computed per batch. */
+export function dynamicQuant(x: tf.Tensor): ActivationQuant {
+  const [lo, hi] = tf
+    .tidy(() => [tf.min(x), tf.max(x)])
+    .map((t) => {
+      const v = t.dataSync()[0]!;
+      t.dispose();
+      return v;
+    });
+  return activationQuant(lo!, hi!);
+}
+
+/** q(x) − Z as a float tensor of integers in [−255, 255]: x quantized to uint8, then centred on its zero point. */
+export function quantizeCentred(x: tf.Tensor, quant: ActivationQuant): tf.Tensor {
+  return tf.tidy(() => tf.sub(tf.clipByValue(tf.add(tf.round(tf.div(x, quant.scale)), quant.zeroPoint), 0, 255), quant.zeroPoint));
+}
+
+/** The dequantized weight, q·scale (per output channel, the last axis). */
+export function dequantizeWeight(kernel: tf.Tensor, scale: tf.Tensor1D): tf.Tensor {
+  return tf.mul(kernel, scale);
+}
+
+function finish(acc: tf.Tensor, quant: ActivationQuant, scale: tf.Tensor1D, bias: tf.Tensor1D | null, relu: boolean): tf.Tensor {
+  let y = tf.mul(acc, tf.mul(tf.scalar(quant.scale), scale));
+  if (bias) y = tf.add(y, bias);
+  return relu ? tf.relu(y) : y;
+}
+
+/**
+ * A quantized dense layer's product: x [rows, in] quantized with `quant`, kernel [in, out] of integers in
+ * [−127, 127] with per-column `scale`, then bias and relu. On the fused kernel where the backend has it.
+ */
+export function int8Linear(
+  x: tf.Tensor2D,
+  kernel: tf.Tensor2D,
+  scale: tf.Tensor1D,
+  bias: tf.Tensor1D | null,
+  quant: ActivationQuant,
+  relu: boolean,
+): tf.Tensor2D {
+  const forward = (input: tf.Tensor2D): tf.Tensor2D => {
+    if (hasKernel(FUSED_KERNELS.int8Linear)) {
+      const inputs: tf.NamedTensorMap = bias ? { x: input, kernel, scale, bias } : { x: input, kernel, scale };
+      return tf
+        .engine()
+        .runKernel(FUSED_KERNELS.int8Linear, inputs, { inputScale: quant.scale, inputZeroPoint: quant.zeroPoint, relu } as never) as tf.Tensor2D;
+    }
+    return tf.tidy(() => finish(tf.matMul(quantizeCentred(input, quant) as tf.Tensor2D, kernel), quant, scale, bias, relu) as tf.Tensor2D);
+  };
+  const f = tf.customGrad(((input: tf.Tensor) => ({
+    value: forward(input as tf.Tensor2D),
+    gradFunc: (dy: tf.Tensor) => tf.matMul(dy as tf.Tensor2D, dequantizeWeight(kernel, scale) as tf.Tensor2D, false, true),
+  })) as never);
+  return f(x) as tf.Tensor2D;
+}
+
+/** A quantized 2-D convolution (NHWC; kernel [kh, kw, in, out] of integers, per-output-channel `scale`). */
+export function int8Conv2d(
+  x: tf.Tensor4D,
+  kernel: tf.Tensor4D,
+  scale: tf.Tensor1D,
+  bias: tf.Tensor1D | null,
+  quant: ActivationQuant,
+  relu: boolean,
+  strides: [number, number],
+  pad: 'valid' | 'same',
+): tf.Tensor4D {
+  const forward = (input: tf.Tensor4D): tf.Tensor4D => {
+    if (hasKernel(FUSED_KERNELS.int8Conv2d)) {
+      const inputs: tf.NamedTensorMap = bias ? { x: input, kernel, scale, bias } : { x: input, kernel, scale };
+      const attrs = { inputScale: quant.scale, inputZeroPoint: quant.zeroPoint, relu, strides, pad };
+      return tf.engine().runKernel(FUSED_KERNELS.int8Conv2d, inputs, attrs as never) as tf.Tensor4D;
+    }
+    return tf.tidy(() => finish(tf.conv2d(quantizeCentred(input, quant) as tf.Tensor4D, kernel, strides, pad), quant, scale, bias, relu) as tf.Tensor4D);
+  };
+  const f = tf.customGrad(((input: tf.Tensor) => ({
+    value: forward(input as tf.Tensor4D),
+    gradFunc: (dy: tf.Tensor) =>
+      tf.conv2dTranspose(dy as tf.Tensor4D, dequantizeWeight(kernel, scale) as tf.Tensor4D, input.shape as [number, number, number, number], strides, pad),
+  })) as never);
+  return f(x) as tf.Tensor4D;
+}
+
+// ---------------------------------------------------------------- the quantized layers' shared parts
+
+/** Options every quantized layer takes besides its float layer's: how its input is quantized, and the format. */
+export const quantizedLayerOptions = z.object({
+  /** static: the calibrated `inputScale` and `inputZeroPoint`; dynamic: each batch's own range (PyTorch's quantize_dynamic). */
+  mode: z.enum(['static', 'dynamic']).default('static'),
+  /** The input's scale S_x (static mode), calibrated on training data by `quantizeModel`. */
+  inputScale: z.number().positive().optional(),
+  /** The input's zero point Z_x in [0, 255] (static mode). */
+  inputZeroPoint: z.number().int().min(0).max(255).optional(),
+  /** The quantization format of the saved weights (integers in float32 `kernel`, per-channel `kernel_scale`). */
+  version: z.literal(QUANTIZATION_VERSION).default(QUANTIZATION_VERSION),
+});
+export type QuantizedLayerOptions = z.output<typeof quantizedLayerOptions>;
+
+/** A static layer needs its calibrated input scale and zero point: an issue on `inputScale` otherwise. */
+export function refineStatic(o: { mode: string; inputScale?: number; inputZeroPoint?: number }, c: z.RefinementCtx): void {
+  if (o.mode === 'static' && (o.inputScale === undefined || o.inputZeroPoint === undefined)) {
+    c.addIssue({
+      code: 'custom',
+      path: [o.inputScale === undefined ? 'inputScale' : 'inputZeroPoint'],
+      message: 'mode "static" needs the calibrated inputScale and inputZeroPoint (loom quantize computes them), or use mode "dynamic"',
+    });
+  }
+}
+
+/** The input's quantization for this batch: the calibrated one (static) or the batch's own range (dynamic). */
+export function inputQuant(o: QuantizedLayerOptions, x: tf.Tensor): ActivationQuant {
+  return o.mode === 'dynamic' ? dynamicQuant(x) : { scale: o.inputScale!, zeroPoint: o.inputZeroPoint! };
+}
+
+/**
+ * A quantized layer's saved tensors at build: glorot-uniform weights (Glorot & Bengio 2010) quantized per channel,
+ * so that a layer built from scratch (the conformance suite's) is a valid one; `quantizeModel` then writes the
+ * trained model's. They are buffers, not trainable parameters: the layers are for inference.
+ */
+export function quantizedWeights(layer: string, shape: number[], useBias: boolean, rng: Rng): Parameter[] {
+  const out = shape.at(-1)!,
+    n = shape.reduce((a, b) => a * b, 1);
+  const { fanIn, fanOut } = computeFans(shape);
+  const limit = Math.sqrt(6 / (fanIn + fanOut));
+  const u = uniformFloats(rng.nextSeed(), n).map((v) => (2 * v - 1) * limit);
+  const { q, scales } = quantizePerChannel(u, out);
+  const buffer = (weight: string, values: Float32Array, s: number[], role: ParamRole): Parameter => ({
+    name: `${layer}/${weight}`,
+    variable: tf.variable(tf.tensor(values, s, 'float32'), false),
+    role,
+    trainable: false,
+  });
+  return [
+    buffer('kernel', q, shape, 'kernel'),
+    buffer('kernel_scale', scales, [out], 'other'),
+    ...(useBias ? [buffer('bias', new Float32Array(out), [out], 'bias')] : []),
+  ];
+}
