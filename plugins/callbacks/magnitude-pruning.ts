@@ -22,14 +22,37 @@ export function gradualSparsity(
  * Ties break by position (the earlier weight is pruned first): the mask is deterministic.
  */
 export function magnitudeMasks(values: Float32Array[], sparsity: number, scope: 'layer' | 'global', previous?: (Uint8Array | undefined)[]): Uint8Array[] {
-  const prune = (groups: { t: number; i: number; a: number }[]) => {
-    groups.sort((p, q) => p.a - q.a || p.t - q.t || p.i - q.i);
-    return groups.slice(0, Math.floor(sparsity * groups.length));
-  };
+  // The pruning key of each weight: |w|, or −1 where it is already pruned.
+  const keys = values.map((v, t) => Float64Array.from(v, (w, i) => (previous?.[t]?.[i] === 0 ? -1 : Math.abs(w))));
   const masks = values.map((v) => new Uint8Array(v.length).fill(1));
-  const entries = (t: number) => Array.from(values[t]!, (w, i) => ({ t, i, a: previous?.[t]?.[i] === 0 ? -1 : Math.abs(w) }));
-  const pruned = scope === 'global' ? prune(values.flatMap((_, t) => entries(t))) : values.flatMap((_, t) => prune(entries(t)));
-  for (const { t, i } of pruned) masks[t]![i] = 0;
+  /** Prunes the ⌊s·n⌋ smallest keys of the tensors `ts` taken together: all below the threshold, then ties in order. */
+  const prune = (ts: number[]) => {
+    const n = ts.reduce((a, t) => a + keys[t]!.length, 0);
+    const k = Math.floor(sparsity * n);
+    if (k === 0) return;
+    const all = new Float64Array(n);
+    let o = 0;
+    for (const t of ts) {
+      all.set(keys[t]!, o);
+      o += keys[t]!.length;
+    }
+    const threshold = all.sort()[k - 1]!;
+    let below = 0;
+    for (const t of ts) for (const a of keys[t]!) if (a < threshold) below++;
+    let ties = k - below;
+    for (const t of ts) {
+      const key = keys[t]!;
+      for (let i = 0; i < key.length; i++) {
+        if (key[i]! < threshold) masks[t]![i] = 0;
+        else if (key[i] === threshold && ties > 0) {
+          masks[t]![i] = 0;
+          ties--;
+        }
+      }
+    }
+  };
+  if (scope === 'global') prune(values.map((_, t) => t));
+  else values.forEach((_, t) => prune([t]));
   return masks;
 }
 
