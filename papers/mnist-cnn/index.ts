@@ -7,17 +7,24 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadPresets } from '../../core';
 import { experimentPaper } from '../../runtime';
+import { compressionMode } from './compression';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+const presets = loadPresets(path.join(here, 'presets'));
 
 export default experimentPaper({
   name: 'mnist-cnn',
   title: "The seed's MNIST CNN (§5.2)",
-  presets: loadPresets(path.join(here, 'presets')),
+  presets,
   presetNotes: {
     smoke: '2,000 training images, 1 epoch, 1,000 test images: the CI check that it learns',
     full: "the seed's whole recipe: 54,000 training + 6,000 validation images, 5 epochs, 10,000 test images",
+    student: 'a small student for distillation: 8 filters and 32 hidden units (43,706 parameters, against 347,146), trained alone on the full recipe',
+    distill:
+      'the student distilled from a trained teacher (Hinton et al. 2015, T 4, α 0.1) saved at cache/mnist-cnn/teacher (`--compression distill` trains and saves one)',
+    'prune-90': 'the full recipe with gradual magnitude pruning of the kernels to 90 % (Zhu & Gupta 2017: steps 840-5,840, every 200)',
   },
+  modes: [compressionMode(presets)],
   references: [
     {
       metric: 'test_accuracy',
