@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadModel, saveModel, setMask, TOKENS, Trainer, type PluginRegistry } from '../../core';
+import { type Checkpoint, ConfigError, loadModel, readWeights, saveModel, setMask, TOKENS, Trainer, type PluginRegistry } from '../../core';
 import { buildRunContainer, disposeRun, runExperiment } from '../../runtime';
 import { testRegistry } from '../../test/harness';
 import toyBlobs, { toyConfig } from '../../test/toy-data';
@@ -133,6 +133,40 @@ describe('magnitude-pruning', () => {
     }
     loaded.dispose();
     disposeRun(c);
+  });
+
+  it('a run stopped mid-pruning and resumed from its checkpoint ends with the weights of one that never stopped', async () => {
+    const config = toyConfig(dir, {
+      trainer: { epochs: 3, batchSize: 8, validationSplit: 0.25, logEvery: 2 },
+      callbacks: [{ type: 'magnitude-pruning', finalSparsity: 0.8, beginStep: 2, frequency: 3, prunings: 4, scope: 'global' }],
+      trackers: [],
+    });
+    const weightsAfter = async (stopAt: number | null, resume?: Checkpoint): Promise<{ weights: number[]; checkpoint: Checkpoint | null }> => {
+      const c = await buildRunContainer({ registry, config, log: () => undefined });
+      const trainer = c.resolve(Trainer);
+      let checkpoint: Checkpoint | null = null;
+      let steps = 0;
+      trainer.callbacks.push({ spec: { type: 'count' }, onBatchEnd: () => void steps++ });
+      await trainer.fit(c.resolve(TOKENS.TrainData), null, {
+        resume,
+        stop: stopAt === null ? undefined : () => steps >= stopAt,
+        checkpointer: (snapshot) => {
+          const run = { runId: 'r', experimentId: '0', experiment: 'toy', runName: 'toy' };
+          checkpoint = { run, config: {}, trainer: snapshot, weights: readWeights(trainer.model.weights()), optimizer: trainer.optimizer.getState() };
+        },
+      });
+      const weights = trainer.model.weights().flatMap((p) => Array.from(p.variable.dataSync()));
+      disposeRun(c);
+      return { weights, checkpoint };
+    };
+    const reference = await weightsAfter(null);
+    // 9 steps per epoch: stopped at step 7 (after the pruning of step 5, before that of step 8) and at 11 (the next epoch).
+    for (const k of [7, 11]) {
+      const { checkpoint } = await weightsAfter(k);
+      expect(checkpoint!.trainer.step).toBe(k);
+      const resumed = await weightsAfter(null, checkpoint!);
+      expect(resumed.weights).toEqual(reference.weights);
+    }
   });
 
   it('rejects an initial sparsity above the final one, a bad pattern, and a model with nothing to prune', async () => {

@@ -109,6 +109,7 @@ export default definePlugin({
     "the sparsity follows Zhu & Gupta's eq. 1 (s_i at t0, s_f from t0 + nΔt, cubic in between, non-increasing pruning rate)",
     'each pruning masks exactly ⌊s·n⌋ weights of the smallest magnitude (per layer or globally); masks only grow',
     'a pruned weight stays exactly 0 through Adam steps, saving and loading; biases are not pruned by default',
+    'a run stopped mid-schedule and resumed from its checkpoint ends with the weights of one that never stopped',
   ],
   create: (o): Omit<Callback, 'spec'> => {
     if (o.initialSparsity > o.finalSparsity) throw new ConfigError('initialSparsity', `${o.initialSparsity} is above finalSparsity ${o.finalSparsity}`);
