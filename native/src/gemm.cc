@@ -127,6 +127,58 @@ thread_local Buffer packA, packB;
 
 inline float at(const Matrix& x, int64_t i, int64_t k) { return x.trans ? x.data[k * x.ld + i] : x.data[i * x.ld + k]; }
 
+// C[m×n] (=|+=) op(A)[rows, k0 : k0+kc] · B[kc×n] for m ≤ kFewRows rows of A and B untransposed (rows `ldb` apart):
+// the product of decoding one token at a time, a matrix-vector product bound by reading B once. The micro-kernel
+// walks NR-wide strips down B's columns, one row stride (a page or more for a wide layer) per step, which defeats
+// the hardware prefetchers; this reads each row of B in order instead, into sums of CH columns kept in L1. The
+// arithmetic is the micro-kernel's, bit for bit: each element of C is one chain of multiply-adds in depth order,
+// starting from zero for this depth block, then stored or added to C.
+constexpr int64_t kFewRows = 4;
+template <int64_t CH>
+__attribute__((always_inline)) inline void few_rows_impl(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b, int64_t ldb,
+                                                         float* c, int64_t ldc, bool accumulate) {
+  alignas(64) float t[kFewRows * CH];
+  for (int64_t j0 = 0; j0 < n; j0 += CH) {
+    const int64_t w = std::min(CH, n - j0);
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < w; j++) t[i * CH + j] = 0.f;
+    for (int64_t p = 0; p < kc; p++) {
+      const float* __restrict bp = b + p * ldb + j0;
+      for (int64_t i = 0; i < m; i++) {
+        const float ai = at(a, i, k0 + p);
+        float* __restrict ti = t + i * CH;
+        for (int64_t j = 0; j < w; j++) ti[j] += ai * bp[j];  // one FMA where the kernel has them (-ffp-contract=fast)
+      }
+    }
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < w; j++) c[i * ldc + j0 + j] = accumulate ? c[i * ldc + j0 + j] + t[i * CH + j] : t[i * CH + j];
+  }
+}
+using FewRows = void (*)(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b, int64_t ldb, float* c, int64_t ldc,
+                         bool accumulate);
+#if defined(__x86_64__)
+__attribute__((target("avx512f,fma"))) void few_rows_avx512(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b,
+                                                            int64_t ldb, float* c, int64_t ldc, bool acc) {
+  few_rows_impl<512>(m, n, kc, a, k0, b, ldb, c, ldc, acc);
+}
+__attribute__((target("avx2,fma"))) void few_rows_avx2(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b, int64_t ldb,
+                                                       float* c, int64_t ldc, bool acc) {
+  few_rows_impl<512>(m, n, kc, a, k0, b, ldb, c, ldc, acc);
+}
+#endif
+void few_rows_base(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b, int64_t ldb, float* c, int64_t ldc, bool acc) {
+  few_rows_impl<512>(m, n, kc, a, k0, b, ldb, c, ldc, acc);
+}
+// The variant compiled for the kernel's instruction set (FMA or not must match the kernel's for equal results).
+FewRows few_rows_for(const char* name) {
+#if defined(__x86_64__)
+  if (!std::strcmp(name, "avx512")) return few_rows_avx512;
+  if (!std::strcmp(name, "avx2") || !std::strcmp(name, "avx512-on-avx2")) return few_rows_avx2;
+#endif
+  return few_rows_base;  // scalar (x86-64's baseline has no FMA, as kernel_scalar) and NEON (fused by the compiler, as kernel_neon)
+}
+const FewRows few_rows = few_rows_for(isa.name);
+
 #if defined(__x86_64__)
 // Packing with AVX2 for the 6×16 tiles. The scalar loops below move one float at a time; when C is narrow each
 // packed element of A is reused only n/16 times, and packing A took ~25 % of a 2048×1024×256 product (perf).
@@ -272,6 +324,10 @@ void sgemm_serial(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min(KC, k - pc);
       const bool accumulate = pc > 0 || beta != 0.f;
+      if (!b.trans && m <= kFewRows) {  // a matrix-vector product: B's rows in order (see few_rows_impl)
+        few_rows(m, nc, kc, a, pc, b.data + pc * b.ld + jc, b.ld, c + jc, ldc, accumulate);
+        continue;
+      }
       // With few rows of A, packing B (read and written once per call) costs more than the product saves: read
       // B's full-width strips in place and pack only the partial strip at the right edge.
       const bool direct = !b.trans && m <= 4 * mr;

@@ -178,6 +178,25 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
+  it('BatchMatMul with 1-4 rows of A (decoding a token at a time) gives those rows of a taller product, bit for bit', () => {
+    // One to four rows against an untransposed B stream B's rows (gemm.cc few_rows_impl) instead of tiling; each
+    // element of C must still be the tiled kernel's chain of multiply-adds, so a run's numbers do not depend on
+    // how many rows a product happens to have. Depths cross the kernels' depth blocks, widths the 512-column sums.
+    fc.assert(
+      fc.property(dim(4), dim(1100), dim(500), fc.boolean(), seed, (m, n, k, ta, s) => {
+        const tall = tensor(ta ? [k, m + 5] : [m + 5, k], s);
+        const rows = ta ? tf.slice(tall, [0, 0], [k, m]) : tf.slice(tall, [0, 0], [m, k]);
+        const b = tensor([k, n], s + 1);
+        const [few, all] = [tf.matMul(rows, b, ta, false), tf.matMul(tall, b, ta, false)];
+        const top = tf.slice(all, [0, 0], [m, n]);
+        expect(Array.from(few.dataSync())).toEqual(Array.from(top.dataSync()));
+        expectClose(() => tf.matMul(rows, b, ta, false));
+        tf.dispose([tall, rows, b, few, all, top]);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   it('BatchMatMul: sizes that cross the packing blocks and use every thread', () => {
     for (const [m, n, k, ta, tb, batch] of [
       [300, 70, 600, false, false, 1],
