@@ -71,12 +71,12 @@ LOOM_TWO_VERSIONS(attention_grad_task, (const float* dcontext, const float* qkv,
 }  // namespace
 
 void attention(const float* qkv, const float* keep, float* context, float* probs, const AttentionShape& s) {
-  const auto f = avx2() ? attention_task_avx2 : attention_task_base;
+  const auto f = simd() ? attention_task_simd : attention_task_base;
   pool().parallel_for((int)(s.batch * s.heads), [&](int task) { f(qkv, keep, context, probs, s, task); });
 }
 
 void attention_grad(const float* dcontext, const float* qkv, const float* keep, const float* probs, float* dqkv, const AttentionShape& s) {
-  const auto f = avx2() ? attention_grad_task_avx2 : attention_grad_task_base;
+  const auto f = simd() ? attention_grad_task_simd : attention_grad_task_base;
   pool().parallel_for((int)(s.batch * s.heads), [&](int task) {
     if (scratch.size() < (size_t)(s.time * s.time)) scratch.resize(s.time * s.time);
     f(dcontext, qkv, keep, probs, dqkv, scratch.data(), s, task);

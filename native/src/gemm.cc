@@ -7,6 +7,8 @@
 #include <vector>
 #if defined(__x86_64__)
 #include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
 #endif
 
 #include "elementwise.h"
@@ -22,8 +24,13 @@ namespace {
 // machines without AVX-512, also checks the logic of the other.
 //   avx512: 14×32 tile = 28 zmm accumulators + 2 for B + 1 broadcast (of 32 registers)
 //   avx2:    6×16 tile = 12 ymm accumulators + 2 for B + 1 broadcast (of 16 registers)
+//   neon:    8×12 tile = 24 q-register accumulators + 3 for B + 2 for A (of 32), by lane (fmla v.4s, v.4s, v.s[l])
 //   scalar:  4×8 tile in plain C++ (whatever the compiler's baseline vectorises)
+#if defined(__aarch64__)
+constexpr int64_t NC = 2016;  // columns of B packed at once (a multiple of every NR: 12 and 8 here; KC·NC·4 bytes, in L2/L3)
+#else
 constexpr int64_t NC = 2048;  // columns of B packed at once (a multiple of every NR; KC·NC·4 bytes, in L2/L3)
+#endif
 
 using Kernel = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t h, int64_t w, bool accumulate);
 
@@ -70,6 +77,7 @@ __attribute__((always_inline)) inline void micro(int64_t kc, const float* a, con
     for (int64_t j = 0; j < w; j++) c[i * ldc + j] = accumulate ? c[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
 }
 
+#if defined(__x86_64__)
 __attribute__((target("avx512f,fma"))) void kernel_avx512(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
                                                           int64_t h, int64_t w, bool acc) {
   micro<14, 2, 16>(kc, a, b, ldb, c, ldc, h, w, acc);
@@ -84,6 +92,51 @@ __attribute__((target("avx2,fma"))) void kernel_avx512_on_avx2(int64_t kc, const
                                                               int64_t ldc, int64_t h, int64_t w, bool acc) {
   micro<14, 2, 16>(kc, a, b, ldb, c, ldc, h, w, acc);
 }
+#endif
+#if defined(__aarch64__)
+// The AArch64 micro-kernel with NEON intrinsics: each depth loads the 8 packed floats of A into two q registers and
+// the 12 floats of B into three, and multiplies each B vector by one lane of A (fmla by element), so A needs no
+// broadcasts. Every element of C is the same in-order chain of fused multiply-adds as in micro() above.
+void kernel_neon(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t h, int64_t w, bool accumulate) {
+  constexpr int MR = 8, NR = 12;
+  for (int64_t i = 0; i < h; i++) {  // C's tile is needed at the end: start fetching it now
+    __builtin_prefetch(c + i * ldc, 1);
+    __builtin_prefetch(c + i * ldc + NR - 1, 1);
+  }
+  // 24 named accumulators (an array of them is kept on the stack by GCC 12, a load and store per FMA).
+#define LOOM_ACC(i) float32x4_t r##i##0 = vdupq_n_f32(0.f), r##i##1 = r##i##0, r##i##2 = r##i##0;
+  LOOM_ACC(0) LOOM_ACC(1) LOOM_ACC(2) LOOM_ACC(3) LOOM_ACC(4) LOOM_ACC(5) LOOM_ACC(6) LOOM_ACC(7)
+#undef LOOM_ACC
+  for (int64_t p = 0; p < kc; p++, a += MR, b += ldb) {
+    const float32x4_t a0 = vld1q_f32(a), a1 = vld1q_f32(a + 4);
+    const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8);
+#define LOOM_ROW(i, av, l)                     \
+  r##i##0 = vfmaq_laneq_f32(r##i##0, b0, av, l); \
+  r##i##1 = vfmaq_laneq_f32(r##i##1, b1, av, l); \
+  r##i##2 = vfmaq_laneq_f32(r##i##2, b2, av, l);
+    LOOM_ROW(0, a0, 0) LOOM_ROW(1, a0, 1) LOOM_ROW(2, a0, 2) LOOM_ROW(3, a0, 3)
+    LOOM_ROW(4, a1, 0) LOOM_ROW(5, a1, 1) LOOM_ROW(6, a1, 2) LOOM_ROW(7, a1, 3)
+#undef LOOM_ROW
+  }
+  alignas(16) float t[MR * NR];
+#define LOOM_STORE(i) vst1q_f32(t + i * NR, r##i##0), vst1q_f32(t + i * NR + 4, r##i##1), vst1q_f32(t + i * NR + 8, r##i##2);
+  LOOM_STORE(0) LOOM_STORE(1) LOOM_STORE(2) LOOM_STORE(3) LOOM_STORE(4) LOOM_STORE(5) LOOM_STORE(6) LOOM_STORE(7)
+#undef LOOM_STORE
+  if (h == MR && w == NR) {
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 3
+      for (int j = 0; j < NR; j += 4) {
+        float* ci = c + i * ldc + j;
+        const float32x4_t v = vld1q_f32(t + i * NR + j);
+        vst1q_f32(ci, accumulate ? vaddq_f32(vld1q_f32(ci), v) : v);
+      }
+    return;
+  }
+  for (int64_t i = 0; i < h; i++)  // partial tile at the right or bottom edge of C
+    for (int64_t j = 0; j < w; j++) c[i * ldc + j] = accumulate ? c[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
+}
+#endif
 void kernel_scalar(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t h, int64_t w, bool acc) {
   micro<4, 2, 4>(kc, a, b, ldb, c, ldc, h, w, acc);
 }
@@ -97,14 +150,21 @@ struct Isa {
 };
 
 // Chosen once at load: the widest instruction set this CPU has; LOOM_SIMD=avx2|scalar caps it (tests, comparisons).
+// On AArch64, NEON (Advanced SIMD) is part of the base architecture: always there, LOOM_SIMD=scalar aside.
 Isa choose() {
-  __builtin_cpu_init();
   const char* cap = std::getenv("LOOM_SIMD");
+#if defined(__x86_64__)
+  __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   if (cap && avx2 && !std::strcmp(cap, "avx512-on-avx2")) return {"avx512-on-avx2", kernel_avx512_on_avx2, 14, 32, 128, 14 * 8};
   const bool scalar_only = cap && !std::strcmp(cap, "scalar"), no512 = scalar_only || (cap && !std::strcmp(cap, "avx2"));
   if (!no512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return {"avx512", kernel_avx512, 14, 32, 128, 14 * 8};
   if (!scalar_only && avx2) return {"avx2", kernel_avx2, 6, 16, 256, 6 * 16};
+#elif defined(__aarch64__)
+  if (!(cap && !std::strcmp(cap, "scalar"))) return {"neon", kernel_neon, 8, 12, 256, 8 * 16};
+#else
+  (void)cap;
+#endif
   return {"scalar", kernel_scalar, 4, 8, 256, 4 * 24};
 }
 const Isa isa = choose();
@@ -154,30 +214,69 @@ __attribute__((always_inline)) inline void few_rows_impl(int64_t m, int64_t n, i
       for (int64_t j = 0; j < w; j++) c[i * ldc + j0 + j] = accumulate ? c[i * ldc + j0 + j] + t[i * CH + j] : t[i * CH + j];
   }
 }
+// C[m×n] (=|+=) op(A)[m×k] · op(B)[k×n] for a tiny product (m·n·k ≤ kSmall: the heads of attention over a decoding
+// cache, [1 × dk]·[dk × keys] thousands of times a step), computed straight from A and B: the tiled path's packing
+// and its 14×32 tile, mostly padding at these sizes, cost ~20x the product. Bit for bit the tiled path's arithmetic:
+// per depth block of `kc` (isa.kc), each element of C is one chain of multiply-adds in depth order from zero, then
+// stored or added to C; eight independent chains at a time.
+constexpr double kSmall = 32768;
+__attribute__((always_inline)) inline void small_impl(int64_t m, int64_t n, int64_t k, int64_t kc_max, const Matrix& a, const Matrix& b, float* c,
+                                                      int64_t ldc, float beta) {
+  constexpr int J = 8;
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j0 = 0; j0 < n; j0 += J) {
+      const int64_t w = std::min<int64_t>(J, n - j0);
+      float* ci = c + i * ldc + j0;
+      for (int64_t pc = 0; pc < k; pc += kc_max) {
+        const int64_t kc = std::min(kc_max, k - pc);
+        float acc[J] = {};
+        if (w == J)
+          for (int64_t p = pc; p < pc + kc; p++) {
+            const float ai = at(a, i, p);
+            for (int jj = 0; jj < J; jj++) acc[jj] += ai * at(b, p, j0 + jj);
+          }
+        else
+          for (int64_t p = pc; p < pc + kc; p++) {
+            const float ai = at(a, i, p);
+            for (int jj = 0; jj < w; jj++) acc[jj] += ai * at(b, p, j0 + jj);
+          }
+        const bool accumulate = pc > 0 || beta != 0.f;
+        for (int jj = 0; jj < w; jj++) ci[jj] = accumulate ? ci[jj] + acc[jj] : acc[jj];
+      }
+    }
+}
 using FewRows = void (*)(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b, int64_t ldb, float* c, int64_t ldc,
                          bool accumulate);
+using Small = void (*)(int64_t m, int64_t n, int64_t k, int64_t kc_max, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta);
+// Each compiled for the kernel's instruction set: FMA or not must match the kernel's for equal results.
+#define LOOM_DIRECT_PATHS(suffix, target)                                                                                                  \
+  target void few_rows_##suffix(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b, int64_t ldb, float* c,     \
+                                int64_t ldc, bool acc) {                                                                                   \
+    few_rows_impl<512>(m, n, kc, a, k0, b, ldb, c, ldc, acc);                                                                              \
+  }                                                                                                                                        \
+  target void small_##suffix(int64_t m, int64_t n, int64_t k, int64_t kc_max, const Matrix& a, const Matrix& b, float* c, int64_t ldc,    \
+                             float beta) {                                                                                                 \
+    small_impl(m, n, k, kc_max, a, b, c, ldc, beta);                                                                                       \
+  }
 #if defined(__x86_64__)
-__attribute__((target("avx512f,fma"))) void few_rows_avx512(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b,
-                                                            int64_t ldb, float* c, int64_t ldc, bool acc) {
-  few_rows_impl<512>(m, n, kc, a, k0, b, ldb, c, ldc, acc);
-}
-__attribute__((target("avx2,fma"))) void few_rows_avx2(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b, int64_t ldb,
-                                                       float* c, int64_t ldc, bool acc) {
-  few_rows_impl<512>(m, n, kc, a, k0, b, ldb, c, ldc, acc);
-}
+LOOM_DIRECT_PATHS(avx512, __attribute__((target("avx512f,fma"))))
+LOOM_DIRECT_PATHS(avx2, __attribute__((target("avx2,fma"))))
 #endif
-void few_rows_base(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b, int64_t ldb, float* c, int64_t ldc, bool acc) {
-  few_rows_impl<512>(m, n, kc, a, k0, b, ldb, c, ldc, acc);
-}
-// The variant compiled for the kernel's instruction set (FMA or not must match the kernel's for equal results).
-FewRows few_rows_for(const char* name) {
+// Scalar (x86-64's baseline has no FMA, as kernel_scalar) and NEON (fused by the compiler, as kernel_neon).
+LOOM_DIRECT_PATHS(base, )
+#undef LOOM_DIRECT_PATHS
+struct DirectPaths {
+  FewRows few_rows;
+  Small small;
+};
+DirectPaths direct_paths_for(const char* name) {
 #if defined(__x86_64__)
-  if (!std::strcmp(name, "avx512")) return few_rows_avx512;
-  if (!std::strcmp(name, "avx2") || !std::strcmp(name, "avx512-on-avx2")) return few_rows_avx2;
+  if (!std::strcmp(name, "avx512")) return {few_rows_avx512, small_avx512};
+  if (!std::strcmp(name, "avx2") || !std::strcmp(name, "avx512-on-avx2")) return {few_rows_avx2, small_avx2};
 #endif
-  return few_rows_base;  // scalar (x86-64's baseline has no FMA, as kernel_scalar) and NEON (fused by the compiler, as kernel_neon)
+  return {few_rows_base, small_base};
 }
-const FewRows few_rows = few_rows_for(isa.name);
+const DirectPaths direct = direct_paths_for(isa.name);
 
 #if defined(__x86_64__)
 // Packing with AVX2 for the 6×16 tiles. The scalar loops below move one float at a time; when C is narrow each
@@ -243,6 +342,40 @@ __attribute__((target("avx2,fma"))) void pack_b16_avx2(const Matrix& b, int64_t 
 }
 #endif
 
+#if defined(__aarch64__)
+// Packing for the 8×12 NEON tiles: a full 8-row strip of an untransposed A by 4×4 transposes in registers (the
+// scalar loop's stores are 32 bytes apart), and a full 12-column strip of an untransposed B by three vector copies
+// per depth (rather than a memcpy call).
+void pack_a8_neon(const Matrix& a, int64_t i0, int64_t k0, int64_t kc, float* dst) {
+  const float* r = a.data + i0 * a.ld + k0;
+  int64_t p = 0;
+  for (; p + 4 <= kc; p += 4)
+    for (int g = 0; g < 2; g++) {  // rows 4g..4g+3
+      const float* q = r + 4 * g * a.ld + p;
+      const float32x4_t x0 = vld1q_f32(q), x1 = vld1q_f32(q + a.ld), x2 = vld1q_f32(q + 2 * a.ld), x3 = vld1q_f32(q + 3 * a.ld);
+      const float32x4_t t0 = vtrn1q_f32(x0, x1), t1 = vtrn2q_f32(x0, x1), t2 = vtrn1q_f32(x2, x3), t3 = vtrn2q_f32(x2, x3);
+      const float64x2_t u0 = vreinterpretq_f64_f32(t0), u1 = vreinterpretq_f64_f32(t1), u2 = vreinterpretq_f64_f32(t2),
+                        u3 = vreinterpretq_f64_f32(t3);
+      float* d = dst + p * 8 + 4 * g;
+      vst1q_f32(d, vreinterpretq_f32_f64(vtrn1q_f64(u0, u2)));       // depth p:   rows 4g..4g+3
+      vst1q_f32(d + 8, vreinterpretq_f32_f64(vtrn1q_f64(u1, u3)));   // depth p+1
+      vst1q_f32(d + 16, vreinterpretq_f32_f64(vtrn2q_f64(u0, u2)));  // depth p+2
+      vst1q_f32(d + 24, vreinterpretq_f32_f64(vtrn2q_f64(u1, u3)));  // depth p+3
+    }
+  for (; p < kc; p++)
+    for (int i = 0; i < 8; i++) dst[p * 8 + i] = r[i * a.ld + p];
+}
+
+void pack_b12_neon(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, float* dst) {
+  const float* src = b.data + k0 * b.ld + j0;
+  for (int64_t p = 0; p < kc; p++, src += b.ld, dst += 12) {
+    vst1q_f32(dst, vld1q_f32(src));
+    vst1q_f32(dst + 4, vld1q_f32(src + 4));
+    vst1q_f32(dst + 8, vld1q_f32(src + 8));
+  }
+}
+#endif
+
 // op(B)(k0.., j0..) as ceil(nc/nr) strips, each kc×nr, zero-padded past the last column.
 void pack_b(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
   const int64_t nr = isa.nr;
@@ -251,6 +384,11 @@ void pack_b(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, flo
 #if defined(__x86_64__)
     if (w == 16 && isa.kernel == kernel_avx2) {
       pack_b16_avx2(b, k0, kc, j0 + js, dst);
+      continue;
+    }
+#elif defined(__aarch64__)
+    if (w == 12 && !b.trans && isa.kernel == kernel_neon) {
+      pack_b12_neon(b, k0, kc, j0 + js, dst);
       continue;
     }
 #endif
@@ -278,6 +416,11 @@ void pack_a(const Matrix& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, flo
 #if defined(__x86_64__)
     if (h == 6 && isa.kernel == kernel_avx2) {
       pack_a6_avx2(a, i0 + is, k0, kc, dst);
+      continue;
+    }
+#elif defined(__aarch64__)
+    if (h == 8 && !a.trans && isa.kernel == kernel_neon) {
+      pack_a8_neon(a, i0 + is, k0, kc, dst);
       continue;
     }
 #endif
@@ -325,7 +468,7 @@ void sgemm_serial(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix
       const int64_t kc = std::min(KC, k - pc);
       const bool accumulate = pc > 0 || beta != 0.f;
       if (!b.trans && m <= kFewRows) {  // a matrix-vector product: B's rows in order (see few_rows_impl)
-        few_rows(m, nc, kc, a, pc, b.data + pc * b.ld + jc, b.ld, c + jc, ldc, accumulate);
+        direct.few_rows(m, nc, kc, a, pc, b.data + pc * b.ld + jc, b.ld, c + jc, ldc, accumulate);
         continue;
       }
       // With few rows of A, packing B (read and written once per call) costs more than the product saves: read
@@ -498,6 +641,11 @@ void sgemm(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, int64_
   // B's column sums come with the k-split's slices; otherwise from a reduction of their own.
   if (b_col_sums && !split_k && n > 0) sum3(b.data, b_col_sums, 1, k, n);
   if (m <= 0 || n <= 0) return;
+  if (k > 0 && (double)m * n * k <= kSmall) {
+    direct.small(m, n, k, isa.kc, a, b, c, ldc, beta);
+    epilogue(c, ldc, m, n, bias, relu);
+    return;
+  }
   if (!split) {
     sgemm_serial(m, n, k, a, b, c, ldc, beta);
     epilogue(c, ldc, m, n, bias, relu);

@@ -1,6 +1,6 @@
 // Single-precision GEMM, C = op(A)·op(B) + beta·C, row-major, in the BLIS style: B is packed into KC×NR
 // panels, A into MR×KC panels, and a register-blocked micro-kernel (6×16 with AVX2+FMA, 14×32 with AVX-512,
-// scalar otherwise; chosen at run time) computes each MR×NR tile. The thread pool's threads take tiles of C (or,
+// 8×12 with AArch64 NEON, scalar otherwise; chosen at run time) computes each MR×NR tile. The thread pool's threads take tiles of C (or,
 // for a deep product with a small result, fixed groups of depth slices) from a shared counter, so that a thread
 // slowed down by another tenant of its core does less of the work. No sum's order depends on which thread took
 // which task: same inputs and thread count, same bits. LOOM_GEMM=static selects the older fixed split into one
@@ -24,7 +24,7 @@ struct Matrix {
 void sgemm(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, int64_t ldc, float beta,
            const float* bias = nullptr, bool relu = false, bool parallel = true, float* b_col_sums = nullptr);
 
-// Which micro-kernel the CPU runs: "avx512", "avx2" or "scalar".
+// Which micro-kernel the CPU runs: "avx512", "avx2", "neon" (AArch64) or "scalar".
 const char* simd_level();
 
 }  // namespace loom

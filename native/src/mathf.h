@@ -80,14 +80,22 @@ LOOM_INLINE float row_dot(const float* x, const float* y, int64_t n) {
   return s + ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-// A function in two versions, name##_avx2 (AVX2+FMA) and name##_base, from one body: the LOOM_INLINE helpers it
-// calls (exp_f, row_sum, ...) are compiled into each and vectorised for it. Callers pick with avx2().
+// A function in two versions, name##_simd and name##_base, from one body: the LOOM_INLINE helpers it calls (exp_f,
+// row_sum, ...) are compiled into each and vectorised for it. Callers pick with simd(). On x86-64, _simd is built for
+// AVX2+FMA and _base for the baseline (SSE2). On AArch64 the baseline already has NEON (Advanced SIMD is part of
+// ARMv8-A, and GCC/Clang vectorise these loops for it with fused multiply-adds), so one version serves as both.
+#if defined(__x86_64__)
 #define LOOM_TWO_VERSIONS(name, params, ...)                               \
-  __attribute__((target("avx2,fma"))) void name##_avx2 params __VA_ARGS__ \
+  __attribute__((target("avx2,fma"))) void name##_simd params __VA_ARGS__ \
   void name##_base params __VA_ARGS__
+#else
+#define LOOM_TWO_VERSIONS(name, params, ...) \
+  void name##_base params __VA_ARGS__        \
+  constexpr auto name##_simd = &name##_base;
+#endif
 
-// Whether to run the AVX2 versions: the GEMM's choice (so LOOM_SIMD=scalar selects the baseline here too).
-inline bool avx2() {
+// Whether to run the _simd versions: the GEMM's choice (so LOOM_SIMD=scalar selects the baseline here too).
+inline bool simd() {
   static const bool yes = std::strcmp(simd_level(), "scalar") != 0;
   return yes;
 }

@@ -125,27 +125,27 @@ LOOM_TWO_VERSIONS(layer_norm_grad_rows,
 }  // namespace
 
 void cross_entropy(const float* logits, const int32_t* labels, float* loss, int64_t rows, int64_t cols, float eps) {
-  const auto f = avx2() ? cross_entropy_rows_avx2 : cross_entropy_rows_base;
+  const auto f = simd() ? cross_entropy_rows_simd : cross_entropy_rows_base;
   over_rows(rows, cols, [&](int64_t r0, int64_t r1, int) { f(logits, labels, loss, r0, r1, cols, eps); });
 }
 
 void cross_entropy_grad(const float* logits, const int32_t* labels, const float* scale, float* dlogits, int64_t rows, int64_t cols, float eps) {
-  const auto f = avx2() ? cross_entropy_grad_rows_avx2 : cross_entropy_grad_rows_base;
+  const auto f = simd() ? cross_entropy_grad_rows_simd : cross_entropy_grad_rows_base;
   over_rows(rows, cols, [&](int64_t r0, int64_t r1, int) { f(logits, labels, scale, dlogits, r0, r1, cols, eps); });
 }
 
 void softmax(const float* x, float* y, int64_t rows, int64_t cols) {
-  const auto f = avx2() ? softmax_rows_avx2 : softmax_rows_base;
+  const auto f = simd() ? softmax_rows_simd : softmax_rows_base;
   over_rows(rows, cols, [&](int64_t r0, int64_t r1, int) { f(x, y, r0, r1, cols); });
 }
 
 void softmax_grad(const float* dy, const float* y, float* dx, int64_t rows, int64_t cols) {
-  const auto f = avx2() ? softmax_grad_rows_avx2 : softmax_grad_rows_base;
+  const auto f = simd() ? softmax_grad_rows_simd : softmax_grad_rows_base;
   over_rows(rows, cols, [&](int64_t r0, int64_t r1, int) { f(dy, y, dx, r0, r1, cols); });
 }
 
 void layer_norm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t cols, float eps) {
-  const auto f = avx2() ? layer_norm_rows_avx2 : layer_norm_rows_base;
+  const auto f = simd() ? layer_norm_rows_simd : layer_norm_rows_base;
   over_rows(rows, cols, [&](int64_t r0, int64_t r1, int) { f(x, gamma, beta, y, r0, r1, cols, eps); });
 }
 
@@ -154,7 +154,7 @@ void layer_norm_grad(const float* dy, const float* x, const float* gamma, float*
   // dγ and dβ are summed over rows: a partial sum per task, added at the end (no two threads write one element).
   const int tasks = pool().size();
   std::vector<float> part((size_t)tasks * 4 * cols, 0.f);  // per task: dγ, dβ partials, then x̂ and g scratch rows
-  const auto f = avx2() ? layer_norm_grad_rows_avx2 : layer_norm_grad_rows_base;
+  const auto f = simd() ? layer_norm_grad_rows_simd : layer_norm_grad_rows_base;
   over_rows(rows, cols, [&](int64_t r0, int64_t r1, int t) { f(dy, x, gamma, dx, part.data() + (size_t)t * 4 * cols, r0, r1, cols, eps); });
   for (int64_t j = 0; j < cols; j++) {
     float sg = 0.f, sb = 0.f;
