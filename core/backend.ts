@@ -1,6 +1,7 @@
 /**
  * Chooses the tfjs backend for a run: the one the user asked for (flag or LOOM_BACKEND), else the available
- * registered backend with the highest priority (tfjs-node-gpu > tfjs-node > native-cpu > cpu by default).
+ * registered backend with the highest priority (tfjs-node-gpu > webgpu on a hardware adapter > tfjs-node > native-cpu > cpu
+ * by default).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from './errors';
@@ -43,7 +44,7 @@ export async function selectBackend(registry: PluginRegistry, requested?: string
  */
 export async function activateBackend(backend: Backend, registered: string[] = []): Promise<SelectedBackend> {
   installOpGradients();
-  const a = await backend.available();
+  const a = await backend.available(true);
   if (!a.ok) {
     const others = registered.length ? `. Registered backends: ${registered.join(', ')}` : '';
     throw new ConfigError('--backend', `backend "${backend.spec.type}" is not available here: ${a.reason}${others}`);
@@ -63,4 +64,29 @@ export function describeBackend(tags: Record<string, string>, verbose = process.
   const skipped = tags['backend.skipped'] ? `; not used: ${tags['backend.skipped']}` : '';
   const line = `loom: backend ${tags.backend} (${facts || kernels})${skipped}`;
   return verbose && facts && kernels ? `${line}\nloom: kernels: ${kernels}` : line;
+}
+
+/** tfjs backends whose synchronous reads of device data are unsupported or slow (webgpu in Node): see {@link readToHost}. */
+const asyncReadBackends = new Set<string>();
+
+/** Declares that tfjs backend `name` reads asynchronously (a backend plugin calls it when it registers the backend). */
+export function markAsyncReads(name: string): void {
+  asyncReadBackends.add(name);
+}
+
+/** Whether the active tfjs backend reads asynchronously (webgpu): a synchronous read there needs {@link readToHost} first. */
+export function readsAsynchronously(): boolean {
+  return asyncReadBackends.has(tf.getBackend());
+}
+
+/**
+ * Before code that reads tensors synchronously (a checkpoint's weights and optimizer state, saveModel): on a backend
+ * that reads asynchronously, awaits `data()` of `tensors` (default: every live tf.Variable, which holds the weights
+ * and the optimizers' slots), so that their `dataSync()` is served from the copy the backend keeps on the host.
+ * Elsewhere it does nothing: on the cpu backend `data()` would keep the native kernels' pool from reusing buffers.
+ */
+export async function readToHost(tensors?: readonly tf.Tensor[]): Promise<void> {
+  if (!readsAsynchronously()) return;
+  const all = tensors ?? Object.values(tf.engine().registeredVariables);
+  await Promise.all(all.filter((t) => !t.isDisposed).map((t) => t.data()));
 }

@@ -159,7 +159,8 @@ export interface Metric extends Configurable, Partial<HasState> {
   /** Key under which the value is logged, e.g. `accuracy`. */
   readonly key: string;
   reset(): void;
-  update(yTrue: tf.Tensor, yPred: tf.Tensor): void;
+  /** Adds one batch; may be async, reading its counts with `await data()` (a GPU backend reads asynchronously). */
+  update(yTrue: tf.Tensor, yPred: tf.Tensor): void | Promise<void>;
   result(): number;
 }
 
@@ -388,9 +389,9 @@ export interface StrategyHost {
    * The single-process step: loss and gradients of the model's trainable parameters on the micro-batches, averaged by
    * their sizes (gradient accumulation); updates the training metrics and throws on a non-finite loss or gradient.
    */
-  localGradients(batches: Batch[], state?: Pick<TrainingState, 'step' | 'epoch'>): StepGradients;
+  localGradients(batches: Batch[], state?: Pick<TrainingState, 'step' | 'epoch'>): Promise<StepGradients>;
   /** Adds one batch's targets and predictions to the training metrics (for a strategy that computes the outputs itself). */
-  updateMetrics(yTrue: tf.Tensor, yPred: tf.Tensor): void;
+  updateMetrics(yTrue: tf.Tensor, yPred: tf.Tensor): Promise<void>;
 }
 
 /**
@@ -421,11 +422,12 @@ export interface Strategy extends Configurable {
 
 /**
  * A tfjs backend with the kernels loom adds to it. `priority` orders automatic selection (higher first);
- * `available` reports whether it can run here, with a reason when not.
+ * `available` reports whether it can run here, with a reason when not; `requested` is true when the user named it
+ * (`--backend`, LOOM_BACKEND), for a backend offered only when asked for (webgpu on a software adapter).
  */
 export interface Backend extends Configurable {
   readonly priority: number;
-  available(): Promise<{ ok: boolean; reason?: string }>;
+  available(requested?: boolean): Promise<{ ok: boolean; reason?: string }>;
   /** Makes this the active tfjs backend. Returns facts to record as run tags (e.g. kernels replaced). */
   activate(): Promise<Record<string, string>>;
 }

@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { inject, injectable } from 'tsyringe';
+import { readToHost } from './backend';
 import type { Checkpoint, TrainerSnapshot } from './checkpoint';
 import type { TrainerOptions } from './config';
 import { batchesOf, bucketedBatches, epochOrder, mixSeed } from './data';
@@ -63,7 +64,7 @@ export interface History {
 
 export interface FitOptions {
   /** Called with the trainer's snapshot whenever a checkpoint is due; the caller adds tensors and writes it. */
-  checkpointer?: (snapshot: TrainerSnapshot) => void;
+  checkpointer?: (snapshot: TrainerSnapshot) => void | Promise<void>;
   /** A checkpoint to continue from. */
   resume?: Checkpoint;
   /**
@@ -163,14 +164,14 @@ export class Trainer implements StrategyHost {
    * The single-process step's gradients ({@link StrategyHost.localGradients}): of every trainable parameter, on each
    * micro-batch, summed with weights proportional to their sizes. The caller owns (and disposes) the gradients.
    */
-  localGradients(micro: Batch[], state?: Pick<TrainingState, 'step' | 'epoch'>): StepGradients {
+  async localGradients(micro: Batch[], state?: Pick<TrainingState, 'step' | 'epoch'>): Promise<StepGradients> {
     const params = this.model.parameters().filter((p) => p.trainable);
     const total = micro.reduce((n, b) => n + b.x.shape[0]!, 0);
     let sum: Record<string, tf.Tensor> | null = null;
     let lossSum = 0;
     try {
       for (const b of micro) {
-        const { loss, grads } = this.gradients(b, params, state);
+        const { loss, grads } = await this.gradients(b, params, state);
         const w = b.x.shape[0]! / total;
         lossSum += loss * w;
         if (micro.length === 1) {
@@ -191,15 +192,19 @@ export class Trainer implements StrategyHost {
     }
   }
 
-  updateMetrics(yTrue: tf.Tensor, yPred: tf.Tensor): void {
-    for (const m of this.metrics) m.update(yTrue, yPred);
+  async updateMetrics(yTrue: tf.Tensor, yPred: tf.Tensor): Promise<void> {
+    for (const m of this.metrics) await m.update(yTrue, yPred);
   }
 
   /**
    * Loss and gradients (by parameter name) of one batch; updates the metrics. A non-finite loss or gradient throws
    * a {@link NonFiniteError} naming the step, the layers whose gradients are non-finite and the last finite loss.
    */
-  private gradients(batch: Batch, params: Parameter[], state?: Pick<TrainingState, 'step' | 'epoch'>): { loss: number; grads: Record<string, tf.Tensor> } {
+  private async gradients(
+    batch: Batch,
+    params: Parameter[],
+    state?: Pick<TrainingState, 'step' | 'epoch'>,
+  ): Promise<{ loss: number; grads: Record<string, tf.Tensor> }> {
     let yPred: tf.Tensor | undefined;
     const { value, grads } = tf.variableGrads(
       () => {
@@ -214,8 +219,9 @@ export class Trainer implements StrategyHost {
     const byName = Object.fromEntries(params.map((p) => [p.name, grads[p.variable.name]!]));
     try {
       // The loss and one sum per gradient in a single read from the backend: a sum is finite only if every element
-      // is (an overflowing sum is reported too).
-      const read = tf.tidy(() => tf.stack([value, ...params.map((p) => tf.sum(byName[p.name]!))]).dataSync());
+      // is (an overflowing sum is reported too). Read with `await data()`: a GPU backend (webgpu) reads asynchronously.
+      const stacked = tf.tidy(() => tf.stack([value, ...params.map((p) => tf.sum(byName[p.name]!))]));
+      const read = await stacked.data().finally(() => stacked.dispose());
       const loss = read[0]!;
       const bad = params.filter((_, i) => !Number.isFinite(read[i + 1]!)).map((p) => p.name);
       if (!Number.isFinite(loss) || bad.length > 0) {
@@ -226,7 +232,7 @@ export class Trainer implements StrategyHost {
         );
       }
       this.lastFiniteLoss = loss;
-      this.updateMetrics(batch.y, yPred!);
+      await this.updateMetrics(batch.y, yPred!);
       return { loss, grads: byName };
     } catch (e) {
       tf.dispose(Object.values(grads));
@@ -325,13 +331,17 @@ export class Trainer implements StrategyHost {
         const saved = opts.checkpointer && every && state.step % every === 0 && i + k < all.length;
         if (saved) {
           await this.strategy.synchronize(this);
-          opts.checkpointer!(snapshot(epoch, i + k));
+          await readToHost();
+          await opts.checkpointer!(snapshot(epoch, i + k));
         }
         if (opts.stop) await yieldToEventLoop();
         if (opts.stop?.()) {
           // A mid-epoch position, even after the epoch's last batch: resuming finishes the epoch (validation, logs).
           await this.strategy.teardown(this);
-          if (opts.checkpointer && !saved) opts.checkpointer(snapshot(epoch, i + k));
+          if (opts.checkpointer && !saved) {
+            await readToHost();
+            await opts.checkpointer(snapshot(epoch, i + k));
+          }
           history.step = state.step;
           return history;
         }
@@ -340,14 +350,15 @@ export class Trainer implements StrategyHost {
       await this.strategy.synchronize(this); // the whole model, current, for validation, callbacks and checkpoints
       const logs: Logs = { loss: sums.loss / Math.max(sums.count, 1) };
       for (const m of this.metrics) logs[m.key] = m.result();
-      if (validation) for (const [key, v] of Object.entries(this.evaluate(validation))) logs[`val_${key}`] = v;
+      if (validation) for (const [key, v] of Object.entries(await this.evaluate(validation))) logs[`val_${key}`] = v;
       await this.each((c) => c.onEpochMetrics?.(state, logs));
       if (log) this.tracker.logMetrics({ ...logs, epoch: epoch + 1 }, state.step);
       history.epochs.push(logs);
       await this.each((c) => c.onEpochEnd?.(state, logs));
       if (opts.checkpointer) {
         this.model.resetStates?.(); // the next epoch starts from zero state anyway
-        opts.checkpointer(snapshot(epoch + 1, 0));
+        await readToHost();
+        await opts.checkpointer(snapshot(epoch + 1, 0));
       }
     }
     await this.strategy.teardown(this);
@@ -384,19 +395,28 @@ export class Trainer implements StrategyHost {
     return snap;
   }
 
-  /** Mean loss and metrics over `data`, in inference mode (dropout off), from freshly reset recurrent states. */
-  evaluate(data: Dataset): Logs {
+  /**
+   * Mean loss and metrics over `data`, in inference mode (dropout off), from freshly reset recurrent states. Values are
+   * read with `await data()`, which a GPU backend (webgpu) needs.
+   */
+  async evaluate(data: Dataset): Promise<Logs> {
     this.model.resetStates?.();
     for (const m of this.metrics) m.reset();
     let sum = 0;
     for (const idx of batchesOf(epochOrder(data.size, 0, 0, false), this.options.evalBatchSize)) {
       const batch = data.batch(idx);
-      tf.tidy(() => {
-        const yPred = this.model.apply(batch.x, { training: false, rng: this.forwardRng });
-        sum += this.loss.compute(batch.y, yPred, batch.x).dataSync()[0]! * idx.length;
-        for (const m of this.metrics) m.update(batch.y, yPred);
-      });
-      tf.dispose([batch.x, batch.y]);
+      try {
+        const yPred = tf.tidy(() => this.model.apply(batch.x, { training: false, rng: this.forwardRng }));
+        try {
+          const loss = tf.tidy(() => this.loss.compute(batch.y, yPred, batch.x));
+          sum += (await loss.data().finally(() => loss.dispose()))[0]! * idx.length;
+          for (const m of this.metrics) await m.update(batch.y, yPred);
+        } finally {
+          yPred.dispose();
+        }
+      } finally {
+        tf.dispose([batch.x, batch.y]);
+      }
     }
     const logs: Logs = { loss: sum / Math.max(data.size, 1) };
     for (const m of this.metrics) logs[m.key] = m.result();

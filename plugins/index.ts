@@ -19,6 +19,7 @@ import randomZoom from './augmentations/random-zoom';
 import cpu from './backends/cpu';
 import nativeCpu from './backends/native-cpu';
 import { tfjsNode, tfjsNodeGpu } from './backends/tfjs-node';
+import webgpu from './backends/webgpu';
 import earlyStopping from './callbacks/early-stopping';
 import magnitudePruning from './callbacks/magnitude-pruning';
 import modelCheckpoint from './callbacks/model-checkpoint';
@@ -113,6 +114,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   nativeCpu,
   tfjsNode,
   tfjsNodeGpu,
+  webgpu,
   earlyStopping,
   magnitudePruning,
   modelCheckpoint,

@@ -87,7 +87,7 @@ describe('Learner', () => {
     expect(params).toMatchObject({ seed: '1', 'optimizer.lr': '0.05', 'trainer.batchSize': '16', 'model.layers.0.units': '16', 'metrics.0.type': 'accuracy' });
     expect(params['model.parameters']).toBe(2 * 16 + 16 + 16 * 3 + 3);
 
-    const test = learner.evaluate(blobs(30));
+    const test = await learner.evaluate(blobs(30));
     expect(test.accuracy).toBeGreaterThan(0.9);
     const pred = learner.predict(valid.x);
     expect(pred.shape).toEqual([30, 3]);
@@ -116,7 +116,7 @@ describe('Learner', () => {
     const learner = await Learner.create({ registry, ...config, ...config.trainer, trackers: [] });
     const history = await learner.fit(ds);
     expect(history.epochs).toEqual(run.history);
-    const test = learner.evaluate(source.load('test'));
+    const test = await learner.evaluate(source.load('test'));
     expect(test).toEqual(run.test);
     learner.dispose();
     learner.model.dispose();
@@ -130,7 +130,7 @@ describe('Learner', () => {
     await learner.fit({ x, y }, { validationSplit: 0.25 });
     const before = tf.memory().numTensors;
     await learner.fit({ x, y }, { validationData: { x, y } });
-    learner.evaluate({ x, y });
+    await learner.evaluate({ x, y });
     learner.predict(x).dispose();
     learner.predict(data.x).dispose();
     expect(tf.memory().numTensors).toBe(before);

@@ -226,7 +226,7 @@ export class Learner {
   }
 
   /** Mean loss and metrics over `data`, in inference mode (dropout off). */
-  evaluate(data: FitData, options: Pick<LearnerTrainerOptions, 'evalBatchSize'> = {}): Logs {
+  evaluate(data: FitData, options: Pick<LearnerTrainerOptions, 'evalBatchSize'> = {}): Promise<Logs> {
     const ds = inMemoryDataset(data, 'evaluation', 'data');
     checkInputShape(this.model, ds);
     return this.trainer(options, new Rng(0)).evaluate(ds);

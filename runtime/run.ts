@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
-import { activateBackend, describeBackend, selectBackend } from '../core/backend';
+import { activateBackend, describeBackend, readToHost, selectBackend } from '../core/backend';
 import { flattenConfig, parseExperimentConfig, type ExperimentConfig } from '../core/config';
 import {
   Checkpointer,
@@ -384,7 +384,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       const finalStep = history.step;
       if (watch?.signal) throw interrupted(watch.signal, finalStep);
       const testData = c.resolve(TOKENS.TestData);
-      let test: Logs | null = testData ? trainer.evaluate(testData) : null;
+      let test: Logs | null = testData ? await trainer.evaluate(testData) : null;
       if (opts.evaluate) test = { ...(test ?? {}), ...(await opts.evaluate(trainer, testData, { checkpoints: ck.enabled ? dir : null })) };
       if (watch) await yieldToEventLoop();
       if (watch?.signal) throw interrupted(watch.signal, finalStep); // training is complete: resuming only evaluates
@@ -536,6 +536,7 @@ async function logRunArtifacts(tracker: Tracker, model: Model, config: Experimen
   try {
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
     fs.writeFileSync(path.join(dir, 'summary.json'), JSON.stringify(summary, null, 2));
+    await readToHost(); // the weights' values on the host first, where the backend reads asynchronously (webgpu)
     saveModel(model, path.join(dir, 'model'));
     await tracker.logArtifact(path.join(dir, 'config.json'));
     await tracker.logArtifact(path.join(dir, 'summary.json'));

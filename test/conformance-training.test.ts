@@ -47,10 +47,10 @@ describe('conformance', () => {
     const rows = (t: tf.Tensor, from: number, to: number) => tf.slice(t, [from], [to - from]);
     /** Cut points 0 < c_1 < ... < n drawn from `cuts` (fractions), giving the chunks a stream delivers. */
     const chunks = (n: number, cuts: number[]) => [...new Set([0, ...cuts.map((c) => Math.floor(c * n)), n])].sort((a, b) => a - b);
-    const feed = (m: Metric, yTrue: tf.Tensor, yPred: tf.Tensor, bounds: number[]) => {
+    const feed = async (m: Metric, yTrue: tf.Tensor, yPred: tf.Tensor, bounds: number[]) => {
       for (let i = 1; i < bounds.length; i++) {
         const [t, p] = [rows(yTrue, bounds[i - 1]!, bounds[i]!), rows(yPred, bounds[i - 1]!, bounds[i]!)];
-        m.update(t, p);
+        await m.update(t, p);
         tf.dispose([t, p]);
       }
     };
@@ -63,20 +63,20 @@ describe('conformance', () => {
       for (const ex of examplesOf('metric', name)) expectSpecRoundTrip(registry, 'metric', name, ex.options ?? {});
     });
 
-    onEachBackend(registry, backends, 'streaming over any split equals the whole batch', () => {
+    onEachBackend(registry, backends, 'streaming over any split equals the whole batch', async () => {
       for (const ex of examplesOf('metric', name)) {
-        fc.assert(
-          fc.property(seeds, cutsArb, (seed, cuts) => {
+        await fc.assert(
+          fc.asyncProperty(seeds, cutsArb, async (seed, cuts) => {
             const { yTrue, yPred } = batch(ex, new Rng(seed));
             const [whole, stream] = [registry.create('metric', { type: name, ...ex.options }), registry.create('metric', { type: name, ...ex.options })];
             whole.reset();
-            whole.update(yTrue, yPred);
+            await whole.update(yTrue, yPred);
             stream.reset();
-            feed(stream, yTrue, yPred, chunks(yTrue.shape[0]!, cuts));
+            await feed(stream, yTrue, yPred, chunks(yTrue.shape[0]!, cuts));
             expectSame(stream.result(), whole.result(), `metric ${name} ${JSON.stringify(ex.options ?? {})} over chunks`);
             // reset forgets: a second pass from reset gives the same value again.
             stream.reset();
-            feed(stream, yTrue, yPred, chunks(yTrue.shape[0]!, cuts.slice(1)));
+            await feed(stream, yTrue, yPred, chunks(yTrue.shape[0]!, cuts.slice(1)));
             expectSame(stream.result(), whole.result(), `metric ${name} after reset`);
             tf.dispose([yTrue, yPred]);
           }),
@@ -85,21 +85,21 @@ describe('conformance', () => {
       }
     });
 
-    onEachBackend(registry, backends, 'state round-trips and continues identically', () => {
+    onEachBackend(registry, backends, 'state round-trips and continues identically', async () => {
       for (const ex of examplesOf('metric', name)) {
-        fc.assert(
-          fc.property(seeds, cutsArb, fc.double({ min: 0, max: 1, noNaN: true }), (seed, cuts, at) => {
+        await fc.assert(
+          fc.asyncProperty(seeds, cutsArb, fc.double({ min: 0, max: 1, noNaN: true }), async (seed, cuts, at) => {
             const { yTrue, yPred } = batch(ex, new Rng(seed));
             const bounds = chunks(yTrue.shape[0]!, cuts);
             const k = Math.floor(at * bounds.length); // chunks seen before the state is taken
             const original = registry.create('metric', { type: name, ...ex.options });
             original.reset();
-            feed(original, yTrue, yPred, bounds.slice(0, k + 1));
+            await feed(original, yTrue, yPred, bounds.slice(0, k + 1));
             expect(original.getState, `metric ${name} has getState/setState (evaluation state is checkpointed)`).toBeTypeOf('function');
             const twin = registry.create('metric', { type: name, ...ex.options });
             twin.reset();
             twin.setState!(JSON.parse(JSON.stringify(original.getState!())));
-            for (const m of [original, twin]) feed(m, yTrue, yPred, bounds.slice(k));
+            for (const m of [original, twin]) await feed(m, yTrue, yPred, bounds.slice(k));
             expect(twin.result()).toBe(original.result());
             tf.dispose([yTrue, yPred]);
           }),

@@ -52,7 +52,7 @@ const learner = await Learner.create({
   seed: 1,
 });
 await learner.fit({ x, y });
-const logs = learner.evaluate({ x, y });
+const logs = await learner.evaluate({ x, y });
 learner.save('model');
 const loaded = loadModel('model', registry);
 console.log(JSON.stringify({ accuracy: logs.accuracy, saved: fs.readdirSync('model').sort(), params: loaded.parameters().length }));

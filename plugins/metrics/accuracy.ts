@@ -28,20 +28,21 @@ export default definePlugin({
       reset() {
         correct = total = 0;
       },
-      update(yTrue: tf.Tensor, yPred: tf.Tensor) {
+      async update(yTrue: tf.Tensor, yPred: tf.Tensor) {
         const classes = yPred.shape.at(-1)!;
         const n = yPred.size / classes;
         const oneHot = yTrue.size === yPred.size && classes > 1;
         if (!oneHot && yTrue.size !== n) throw new ShapeError('metric "accuracy"', `labels for [${yPred.shape}]`, yTrue.shape);
-        const [hits, counted] = tf.tidy(() => {
+        const counts = tf.tidy(() => {
           const pred = tf.argMax(tf.reshape(yPred, [n, classes]), 1);
           const truth = oneHot ? tf.argMax(tf.reshape(yTrue, [n, classes]), 1) : tf.cast(tf.reshape(yTrue, [n]), 'int32');
           const keep = ignoreIndex === undefined || oneHot ? tf.onesLike(truth) : tf.cast(tf.notEqual(truth, ignoreIndex), 'int32');
-          return [tf.sum(tf.mul(tf.cast(tf.equal(pred, truth), 'int32'), keep)), tf.sum(keep)];
+          return tf.stack([tf.sum(tf.mul(tf.cast(tf.equal(pred, truth), 'int32'), keep)), tf.sum(keep)]);
         });
-        correct += hits!.dataSync()[0]!;
-        total += counted!.dataSync()[0]!;
-        tf.dispose([hits!, counted!]);
+        // One asynchronous read (a GPU backend cannot read synchronously), after the checks above threw synchronously.
+        const [hits, counted] = await counts.data().finally(() => counts.dispose());
+        correct += hits!;
+        total += counted!;
       },
       result: () => (total === 0 ? 0 : correct / total),
       getState: () => ({ correct, total }),

@@ -27,11 +27,11 @@ export default definePlugin({
       reset() {
         nll = tokens = 0;
       },
-      update(yTrue: tf.Tensor, yPred: tf.Tensor) {
+      async update(yTrue: tf.Tensor, yPred: tf.Tensor) {
         const classes = yPred.shape.at(-1)!;
         const n = yPred.size / classes;
         if (yTrue.size !== n) throw new ShapeError('metric "perplexity"', `one token id per row of predictions [${yPred.shape}]`, yTrue.shape);
-        const [sum, count] = tf.tidy(() => {
+        const sums = tf.tidy(() => {
           // −log softmax(z)[y] = logsumexp(z) − z_y, without materialising log-probabilities or one-hot rows.
           const labels = tf.cast(tf.reshape(yTrue, [n]), 'int32');
           const z = tf.reshape(yPred, [n, classes]);
@@ -39,11 +39,11 @@ export default definePlugin({
           const lse = tf.add(max, tf.log(tf.sum(tf.exp(tf.sub(z, tf.reshape(max, [n, 1]))), 1)));
           const zy = tf.gather(tf.reshape(z, [-1]), tf.add(tf.mul(tf.range(0, n, 1, 'int32'), tf.scalar(classes, 'int32')), labels));
           const keep = ignoreIndex === undefined ? tf.onesLike(zy) : tf.cast(tf.notEqual(labels, ignoreIndex), 'float32');
-          return [tf.sum(tf.mul(tf.sub(lse, zy), keep)), tf.sum(keep)];
+          return tf.stack([tf.sum(tf.mul(tf.sub(lse, zy), keep)), tf.sum(keep)]);
         });
-        nll += sum!.dataSync()[0]!;
-        tokens += count!.dataSync()[0]!;
-        tf.dispose([sum!, count!]);
+        const [sum, count] = await sums.data().finally(() => sums.dispose()); // one asynchronous read (GPU backends)
+        nll += sum!;
+        tokens += count!;
       },
       result: () => (tokens === 0 ? NaN : Math.exp(nll / tokens)),
       getState: () => ({ nll, tokens }),

@@ -132,7 +132,7 @@ export class DataParallelStrategy implements Omit<Strategy, 'spec'> {
   }
 
   async gradients(batches: Batch[], host: StrategyHost, state?: Pick<TrainingState, 'step' | 'epoch'>): Promise<StepGradients> {
-    const local = host.localGradients(batches, state);
+    const local = await host.localGradients(batches, state);
     if (this.worldSize === 1) return local;
     try {
       const { grads, loss } = await averageAcrossRanks(this.comm, local.grads, local.loss);

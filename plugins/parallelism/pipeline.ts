@@ -128,7 +128,7 @@ export class PipelineStage {
   async gradients(
     batch: Batch,
     rng: Rng,
-    onOutput?: (y: tf.Tensor, out: tf.Tensor) => void,
+    onOutput?: (y: tf.Tensor, out: tf.Tensor) => void | Promise<void>,
   ): Promise<{ loss: number | null; grads: Record<string, tf.Tensor> }> {
     const params = this.parameters();
     const total = batch.x.shape[0]!;
@@ -167,8 +167,11 @@ export class PipelineStage {
               return this.loss.compute(y, out);
             });
             if (kept) {
-              onOutput!(y, kept);
-              kept.dispose();
+              try {
+                await onOutput!(y, kept);
+              } finally {
+                kept.dispose();
+              }
             }
             lossSum += r.value * w;
             accumulate(r.grads);

@@ -1,0 +1,356 @@
+/**
+ * The webgpu backend (tfjs-backend-webgpu on Dawn), where Dawn finds an adapter: on a machine without a GPU that is
+ * Mesa's software llvmpipe adapter (.ci/run installs Mesa 25 from bookworm-backports when Dawn finds none), which
+ * runs the same WGSL kernels a GPU runs. Where there is no adapter (or no `webgpu` package) every test here is skipped,
+ * and its name gives Dawn's reason.
+ *
+ * The conformance properties run here differentially: every registered layer, activation, loss and optimizer (but
+ * those in EXEMPT, each with its reason, checked) computes its outputs and the gradients of a random projection of
+ * them on webgpu and on tfjs's reference `cpu` backend, from the same weights and inputs, and the two must agree
+ * within the float32 tolerance stated per test (RTOL). The cpu results are the ones test/conformance.test.ts checks
+ * against finite differences; finite differences themselves cannot run here, since they read synchronously and
+ * webgpu reads asynchronously in Node. Properties over 2-3 random seeds each (not conformance's more), because
+ * llvmpipe compiles a shader for every new kernel and shape on the 2 shared CPUs: the file takes ~30 s there.
+ * Left to test/conformance.test.ts (backend-independent or needing synchronous reads): config round trips, save and
+ * load, initializers, augmentations, metrics' streaming (the trainer tests below run accuracy on webgpu).
+ *
+ * Then the trainer: the tensor count and the GPU memory (tf.memory().numBytesInGPU) stay flat across training steps,
+ * and a short toy run on webgpu (fit, validation, test, saving the model) logs the losses the cpu run logs.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  buildModel,
+  Rng,
+  selectBackend,
+  TOKENS,
+  Trainer,
+  type Activation,
+  type Layer,
+  type Loss,
+  type ModelConfig,
+  type PluginExample,
+  type PluginRegistry,
+  readToHost,
+} from '../../core';
+import { buildRunContainer, disposeRun, runExperiment } from '../../runtime';
+import { exampleTargets, layerCase, randomNormal, testRegistry } from '../../test/harness';
+import { optimizerProblem } from '../../testing';
+import toyBlobs, { toyConfig } from '../../test/toy-data';
+import { webGpuAdapter } from './webgpu';
+
+const adapter = await webGpuAdapter();
+const why = adapter.ok ? '' : ` (skipped: ${adapter.reason})`;
+const registry: PluginRegistry = (await testRegistry('cpu')).register(toyBlobs);
+const seeds = fc.integer({ min: 0, max: 2 ** 30 });
+
+/** Reads every tensor (asynchronously, as webgpu needs) and disposes it. */
+async function readAll(ts: tf.Tensor[]): Promise<Float32Array[]> {
+  const out = await Promise.all(ts.map(async (t) => Float32Array.from(await t.data())));
+  tf.dispose(ts);
+  return out;
+}
+
+/**
+ * `compute()` on the cpu backend, then on webgpu (the same tensors move there), and the largest difference of each
+ * result must be at most `rtol` times the largest magnitude of the cpu result plus {@link ATOL}.
+ */
+async function cpuVsWebgpu(label: string, compute: () => tf.Tensor[], rtol: number): Promise<void> {
+  await selectBackend(registry, 'cpu');
+  const want = await readAll(compute());
+  await selectBackend(registry, 'webgpu');
+  const results = compute();
+  const gpu = tf.findBackend('webgpu');
+  const engineState = tf.engine().state as unknown as { tensorInfo: WeakMap<object, { backend: tf.KernelBackend }> };
+  expect(
+    results.every((t) => engineState.tensorInfo.get(t.dataId)?.backend === gpu),
+    `${label}: computed on webgpu`,
+  ).toBe(true);
+  const got = await readAll(results);
+  want.forEach((w, i) => {
+    const g = got[i]!;
+    expect(g.length).toBe(w.length);
+    let scale = 0;
+    let diff = 0;
+    for (let j = 0; j < w.length; j++) {
+      scale = Math.max(scale, Math.abs(w[j]!));
+      diff = Math.max(diff, Math.abs(g[j]! - w[j]!));
+    }
+    expect(diff, `${label}: result ${i}: max |webgpu − cpu| = ${diff} for a largest |cpu| of ${scale}`).toBeLessThanOrEqual(rtol * scale + ATOL);
+  });
+}
+
+/** The output of `f(x)` and the gradients of ⟨f(x), r⟩ for a fixed random r with respect to `wrt`. */
+function valueAndGrads(f: () => tf.Tensor, wrt: tf.Variable[], r: tf.Tensor): tf.Tensor[] {
+  const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(f(), r)) as tf.Scalar, wrt);
+  value.dispose();
+  return [tf.tidy(() => f().clone()), ...wrt.map((v) => grads[v.name]!)]; // a clone: f may return x itself (linear)
+}
+
+/**
+ * Plugins not compared here, each with the reason, which its test below checks still holds (as conformance's
+ * exemption lists do): nothing is left out silently.
+ */
+const EXEMPT: Record<string, { reason: string; holds: () => Promise<void> }> = {
+  'quantized-dense': {
+    reason: "dynamic quantization reads each batch's range synchronously (a CPU inference path)",
+    holds: () => readsSynchronously('quantized-dense'),
+  },
+  'quantized-conv2d': {
+    reason: "dynamic quantization reads each batch's range synchronously (a CPU inference path)",
+    holds: () => readsSynchronously('quantized-conv2d'),
+  },
+  distillation: {
+    reason: 'needs a saved teacher model (its own test, plugins/losses/distillation.test.ts, trains one)',
+    holds: async () => expect(() => registry.create('loss', 'distillation')).toThrow(/teacher/),
+  },
+};
+
+/** Comparing layer `name` fails on webgpu with the backend's message about synchronous reads. */
+async function readsSynchronously(name: string): Promise<void> {
+  if (registry.names('layer').includes(name)) await expect(compareLayer(name, 0, 2)).rejects.toThrow(/synchronous read/);
+}
+
+/** Each of layer `name`'s examples: outputs and input and weight gradients on webgpu equal cpu's (see RTOL). */
+async function compareLayer(name: string, seed: number, batch: number): Promise<void> {
+  for (const ex of registry.get('layer', name).examples ?? []) {
+    await selectBackend(registry, 'cpu');
+    const rng = new Rng(seed);
+    const { layer, x, wrt } = layerCase(registry, name, ex, batch, rng);
+    const apply = () => (layer as Layer).apply(x, { training: true, rng: new Rng(seed) });
+    const r = randomNormal(tf.tidy(() => apply()).shape, rng);
+    try {
+      await cpuVsWebgpu(`layer ${name} ${JSON.stringify(ex.options ?? {})}`, () => valueAndGrads(apply, wrt, r), RTOL);
+    } finally {
+      tf.dispose([x, r]);
+      layer.dispose();
+    }
+  }
+}
+
+const compared = (kind: 'layer' | 'activation' | 'loss' | 'optimizer') => registry.names(kind).filter((n) => !(n in EXEMPT));
+
+/**
+ * float32 tolerance of webgpu against cpu, relative to the largest magnitude of the cpu result: the two sum in
+ * different orders (tiled matrix products, tree reductions) and llvmpipe's exp/log/tanh differ from V8's in the last
+ * bits. A wrong kernel (a wrong index, a missing term) is off by O(1) of the scale.
+ */
+const RTOL = 1e-4;
+/**
+ * Plus an absolute 1e-6 for results that are small differences of terms of order 1: batch-norm's input gradient
+ * (Σ terms cancel to ~1e-3) differed by 1.8e-7, the float32 rounding of the terms, which a relative bound misreads.
+ */
+const ATOL = 1e-6;
+
+describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
+  afterAll(async () => {
+    await selectBackend(registry, 'cpu');
+  });
+
+  describe('layer', () => {
+    for (const name of compared('layer')) {
+      it(`${name} > outputs and gradients match cpu (tolerance ${RTOL}·max|cpu| + ${ATOL})`, async () => {
+        await fc.assert(
+          fc.asyncProperty(seeds, fc.integer({ min: 1, max: 3 }), (seed, batch) => compareLayer(name, seed, batch)),
+          { numRuns: 2 },
+        );
+      });
+    }
+  });
+
+  describe('activation', () => {
+    for (const name of compared('activation')) {
+      it(`${name} > values and gradients match cpu (tolerance ${RTOL}·max|cpu| + ${ATOL})`, async () => {
+        await fc.assert(
+          fc.asyncProperty(seeds, async (seed) => {
+            await selectBackend(registry, 'cpu');
+            const rng = new Rng(seed);
+            const act = registry.create('activation', name) as Activation;
+            const x = tf.variable(randomNormal([3, 7], rng, 3));
+            const r = randomNormal([3, 7], rng);
+            try {
+              await cpuVsWebgpu(`activation ${name}`, () => valueAndGrads(() => act.apply(x), [x], r), RTOL);
+            } finally {
+              tf.dispose([x, r]);
+            }
+          }),
+          { numRuns: 3 },
+        );
+      });
+    }
+  });
+
+  describe('loss', () => {
+    for (const name of compared('loss')) {
+      it(`${name} > value and gradient match cpu (tolerance ${RTOL}·max|cpu| + ${ATOL})`, async () => {
+        await fc.assert(
+          fc.asyncProperty(seeds, async (seed) => {
+            const examples: PluginExample[] = registry.get('loss', name).examples ?? [{ inputShape: [2, 5], target: 'classes' }];
+            for (const ex of examples) {
+              await selectBackend(registry, 'cpu');
+              const rng = new Rng(seed);
+              const loss = registry.create('loss', { type: name, ...ex.options }) as Loss;
+              const yPred = tf.variable(randomNormal(ex.inputShape as number[], rng));
+              const yTrue = exampleTargets(ex, ex.inputShape as number[], rng);
+              const one = tf.scalar(1);
+              try {
+                await cpuVsWebgpu(`loss ${name}`, () => valueAndGrads(() => loss.compute(yTrue, yPred), [yPred], one), RTOL);
+              } finally {
+                tf.dispose([yPred, yTrue, one]);
+              }
+            }
+          }),
+          { numRuns: 3 },
+        );
+      });
+    }
+  });
+
+  describe('optimizer', () => {
+    for (const name of compared('optimizer')) {
+      it(`${name} > five steps on a quadratic reach the weights cpu reaches (tolerance ${RTOL}·max|cpu| + ${ATOL})`, async () => {
+        let problem: ReturnType<typeof optimizerProblem> | null = null;
+        await cpuVsWebgpu(
+          `optimizer ${name}`,
+          () => {
+            problem?.dispose();
+            problem = optimizerProblem(registry, name); // on the active backend: a fresh optimizer and w = 0
+            for (let i = 0; i < 5; i++) problem.step();
+            return [problem.param.variable.clone()];
+          },
+          RTOL,
+        );
+        (problem as ReturnType<typeof optimizerProblem> | null)?.dispose();
+      });
+    }
+  });
+
+  describe('model', () => {
+    for (const name of registry.names('model')) {
+      it(`${name} > outputs and weight gradients match cpu (tolerance ${RTOL}·max|cpu| + ${ATOL})`, async () => {
+        for (const ex of registry.get('model', name).examples ?? []) {
+          await selectBackend(registry, 'cpu');
+          const rng = new Rng(1);
+          const model = buildModel({ type: name, ...ex.options } as ModelConfig, registry);
+          model.build(model.inputShape, rng);
+          const shape = ex.inputShape!;
+          const n = shape.reduce((a, b) => a * b, 1);
+          const x = ex.inputInts
+            ? tf.tensor(
+                Int32Array.from({ length: n }, () => rng.int(ex.inputInts!)),
+                shape,
+                'int32',
+              )
+            : randomNormal(shape, rng);
+          const apply = () => model.apply(x, { training: true, rng: new Rng(2) });
+          const r = randomNormal(tf.tidy(() => apply()).shape, rng);
+          try {
+            const wrt = model.parameters().map((p) => p.variable);
+            await cpuVsWebgpu(`model ${name} ${JSON.stringify(ex.options ?? {})}`, () => valueAndGrads(apply, wrt, r), RTOL);
+          } finally {
+            tf.dispose([x, r]);
+            model.dispose();
+          }
+        }
+      });
+    }
+  });
+
+  describe('augmentation', () => {
+    for (const name of registry.names('augmentation')) {
+      it(`${name} > transforms a batch of images as cpu does (tolerance ${RTOL}·max|cpu| + ${ATOL})`, async () => {
+        await fc.assert(
+          fc.asyncProperty(seeds, fc.integer({ min: 1, max: 3 }), fc.integer({ min: 2, max: 7 }), async (seed, n, size) => {
+            await selectBackend(registry, 'cpu');
+            const aug = registry.create('augmentation', name);
+            const x = randomNormal([n, size, size + 1, 2], new Rng(seed));
+            try {
+              await cpuVsWebgpu(`augmentation ${name}`, () => [aug.apply(x, new Rng(seed))], RTOL);
+            } finally {
+              x.dispose();
+            }
+          }),
+          { numRuns: 3 },
+        );
+      });
+    }
+  });
+
+  it('pins tfjs-backend-webgpu 4.22 in Node: dataSync of GPU data throws (its path draws through an OffscreenCanvas); after readToHost it reads', async () => {
+    await selectBackend(registry, 'webgpu');
+    const t = tf.tidy(() => tf.matMul(tf.ones([2, 3]), tf.ones([3, 2]))); // a GPU kernel (small elementwise ops may run on the CPU)
+    try {
+      expect(() => t.dataSync()).toThrow(/synchronous read .* await tensor\.data\(\)/);
+      await readToHost([t]);
+      expect(Array.from(t.dataSync())).toEqual([3, 3, 3, 3]);
+    } finally {
+      t.dispose();
+    }
+  });
+
+  describe('exempt', () => {
+    for (const [name, { reason, holds }] of Object.entries(EXEMPT)) it(`${name}: ${reason}`, holds);
+  });
+
+  describe('trainer', () => {
+    it('keeps the tensor count and the GPU memory flat across training steps', async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-webgpu-'));
+      const c = await buildRunContainer({ registry, backend: 'webgpu', config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 16 } }) });
+      try {
+        expect(tf.getBackend()).toBe('webgpu');
+        const trainer = c.resolve(Trainer);
+        const data = c.resolve(TOKENS.TrainData);
+        const step = async (s: number) => {
+          const b = data.batch([0, 1, 2, 3, 4, 5, 6, 7]);
+          await trainer.trainStep(b, { step: s, epoch: 0 });
+          tf.dispose([b.x, b.y]);
+        };
+        await step(0); // creates the optimizer's slots
+        await step(1);
+        const before = tf.memory() as tf.MemoryInfo & { numBytesInGPU: number };
+        for (let s = 2; s <= 6; s++) await step(s);
+        const after = tf.memory() as tf.MemoryInfo & { numBytesInGPU: number };
+        expect(before.numBytesInGPU, 'the weights and slots live on the GPU').toBeGreaterThan(0);
+        expect(after.numTensors, 'live tensors after repeated steps').toBe(before.numTensors);
+        expect(after.numBytesInGPU, 'GPU bytes in use after repeated steps').toBe(before.numBytesInGPU);
+      } finally {
+        disposeRun(c);
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('a short run (fit, validation, test, save) logs the losses and accuracies the cpu run logs, within 1e-4', async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-webgpu-'));
+      try {
+        const config = toyConfig(dir, { trainer: { epochs: 2, batchSize: 16, validationSplit: 0.25 } });
+        const cpu = await runExperiment({ registry, backend: 'cpu', config });
+        const gpu = await runExperiment({ registry, backend: 'webgpu', config });
+        expect(gpu.backend).toBe('webgpu');
+        expect(gpu.tags['backend.adapter']).toBe(
+          `${adapter.ok && adapter.facts.vendor} ${adapter.ok && adapter.facts.architecture} ${adapter.ok && adapter.facts.description}`,
+        );
+        for (const [i, epoch] of cpu.history.entries())
+          for (const [k, v] of Object.entries(epoch))
+            expect(Math.abs(gpu.history[i]![k]! - v), `epoch ${i + 1} ${k}`).toBeLessThanOrEqual(1e-4 * Math.max(1, Math.abs(v)));
+        for (const [k, v] of Object.entries(cpu.test!)) expect(Math.abs(gpu.test![k]! - v), `test ${k}`).toBeLessThanOrEqual(1e-4 * Math.max(1, Math.abs(v)));
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+});
+
+describe('webgpu backend selection', () => {
+  it('is offered automatically only on a hardware adapter, and says why not otherwise', async () => {
+    const available = await registry.create('backend', 'webgpu').available(false);
+    if (adapter.ok && !adapter.facts.software) expect(available).toEqual({ ok: true });
+    else {
+      expect(available.ok).toBe(false);
+      expect(available.reason).toMatch(adapter.ok ? /software adapter.*--backend webgpu/ : /webgpu|adapter|Dawn/);
+    }
+  });
+});
