@@ -214,30 +214,69 @@ __attribute__((always_inline)) inline void few_rows_impl(int64_t m, int64_t n, i
       for (int64_t j = 0; j < w; j++) c[i * ldc + j0 + j] = accumulate ? c[i * ldc + j0 + j] + t[i * CH + j] : t[i * CH + j];
   }
 }
+// C[m×n] (=|+=) op(A)[m×k] · op(B)[k×n] for a tiny product (m·n·k ≤ kSmall: the heads of attention over a decoding
+// cache, [1 × dk]·[dk × keys] thousands of times a step), computed straight from A and B: the tiled path's packing
+// and its 14×32 tile, mostly padding at these sizes, cost ~20x the product. Bit for bit the tiled path's arithmetic:
+// per depth block of `kc` (isa.kc), each element of C is one chain of multiply-adds in depth order from zero, then
+// stored or added to C; eight independent chains at a time.
+constexpr double kSmall = 32768;
+__attribute__((always_inline)) inline void small_impl(int64_t m, int64_t n, int64_t k, int64_t kc_max, const Matrix& a, const Matrix& b, float* c,
+                                                      int64_t ldc, float beta) {
+  constexpr int J = 8;
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j0 = 0; j0 < n; j0 += J) {
+      const int64_t w = std::min<int64_t>(J, n - j0);
+      float* ci = c + i * ldc + j0;
+      for (int64_t pc = 0; pc < k; pc += kc_max) {
+        const int64_t kc = std::min(kc_max, k - pc);
+        float acc[J] = {};
+        if (w == J)
+          for (int64_t p = pc; p < pc + kc; p++) {
+            const float ai = at(a, i, p);
+            for (int jj = 0; jj < J; jj++) acc[jj] += ai * at(b, p, j0 + jj);
+          }
+        else
+          for (int64_t p = pc; p < pc + kc; p++) {
+            const float ai = at(a, i, p);
+            for (int jj = 0; jj < w; jj++) acc[jj] += ai * at(b, p, j0 + jj);
+          }
+        const bool accumulate = pc > 0 || beta != 0.f;
+        for (int jj = 0; jj < w; jj++) ci[jj] = accumulate ? ci[jj] + acc[jj] : acc[jj];
+      }
+    }
+}
 using FewRows = void (*)(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b, int64_t ldb, float* c, int64_t ldc,
                          bool accumulate);
+using Small = void (*)(int64_t m, int64_t n, int64_t k, int64_t kc_max, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta);
+// Each compiled for the kernel's instruction set: FMA or not must match the kernel's for equal results.
+#define LOOM_DIRECT_PATHS(suffix, target)                                                                                                  \
+  target void few_rows_##suffix(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b, int64_t ldb, float* c,     \
+                                int64_t ldc, bool acc) {                                                                                   \
+    few_rows_impl<512>(m, n, kc, a, k0, b, ldb, c, ldc, acc);                                                                              \
+  }                                                                                                                                        \
+  target void small_##suffix(int64_t m, int64_t n, int64_t k, int64_t kc_max, const Matrix& a, const Matrix& b, float* c, int64_t ldc,    \
+                             float beta) {                                                                                                 \
+    small_impl(m, n, k, kc_max, a, b, c, ldc, beta);                                                                                       \
+  }
 #if defined(__x86_64__)
-__attribute__((target("avx512f,fma"))) void few_rows_avx512(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b,
-                                                            int64_t ldb, float* c, int64_t ldc, bool acc) {
-  few_rows_impl<512>(m, n, kc, a, k0, b, ldb, c, ldc, acc);
-}
-__attribute__((target("avx2,fma"))) void few_rows_avx2(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b, int64_t ldb,
-                                                       float* c, int64_t ldc, bool acc) {
-  few_rows_impl<512>(m, n, kc, a, k0, b, ldb, c, ldc, acc);
-}
+LOOM_DIRECT_PATHS(avx512, __attribute__((target("avx512f,fma"))))
+LOOM_DIRECT_PATHS(avx2, __attribute__((target("avx2,fma"))))
 #endif
-void few_rows_base(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b, int64_t ldb, float* c, int64_t ldc, bool acc) {
-  few_rows_impl<512>(m, n, kc, a, k0, b, ldb, c, ldc, acc);
-}
-// The variant compiled for the kernel's instruction set (FMA or not must match the kernel's for equal results).
-FewRows few_rows_for(const char* name) {
+// Scalar (x86-64's baseline has no FMA, as kernel_scalar) and NEON (fused by the compiler, as kernel_neon).
+LOOM_DIRECT_PATHS(base, )
+#undef LOOM_DIRECT_PATHS
+struct DirectPaths {
+  FewRows few_rows;
+  Small small;
+};
+DirectPaths direct_paths_for(const char* name) {
 #if defined(__x86_64__)
-  if (!std::strcmp(name, "avx512")) return few_rows_avx512;
-  if (!std::strcmp(name, "avx2") || !std::strcmp(name, "avx512-on-avx2")) return few_rows_avx2;
+  if (!std::strcmp(name, "avx512")) return {few_rows_avx512, small_avx512};
+  if (!std::strcmp(name, "avx2") || !std::strcmp(name, "avx512-on-avx2")) return {few_rows_avx2, small_avx2};
 #endif
-  return few_rows_base;  // scalar (x86-64's baseline has no FMA, as kernel_scalar) and NEON (fused by the compiler, as kernel_neon)
+  return {few_rows_base, small_base};
 }
-const FewRows few_rows = few_rows_for(isa.name);
+const DirectPaths direct = direct_paths_for(isa.name);
 
 #if defined(__x86_64__)
 // Packing with AVX2 for the 6×16 tiles. The scalar loops below move one float at a time; when C is narrow each
@@ -429,7 +468,7 @@ void sgemm_serial(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix
       const int64_t kc = std::min(KC, k - pc);
       const bool accumulate = pc > 0 || beta != 0.f;
       if (!b.trans && m <= kFewRows) {  // a matrix-vector product: B's rows in order (see few_rows_impl)
-        few_rows(m, nc, kc, a, pc, b.data + pc * b.ld + jc, b.ld, c + jc, ldc, accumulate);
+        direct.few_rows(m, nc, kc, a, pc, b.data + pc * b.ld + jc, b.ld, c + jc, ldc, accumulate);
         continue;
       }
       // With few rows of A, packing B (read and written once per call) costs more than the product saves: read
@@ -602,6 +641,11 @@ void sgemm(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, int64_
   // B's column sums come with the k-split's slices; otherwise from a reduction of their own.
   if (b_col_sums && !split_k && n > 0) sum3(b.data, b_col_sums, 1, k, n);
   if (m <= 0 || n <= 0) return;
+  if (k > 0 && (double)m * n * k <= kSmall) {
+    direct.small(m, n, k, isa.kc, a, b, c, ldc, beta);
+    epilogue(c, ldc, m, n, bias, relu);
+    return;
+  }
   if (!split) {
     sgemm_serial(m, n, k, a, b, c, ldc, beta);
     epilogue(c, ldc, m, n, bias, relu);

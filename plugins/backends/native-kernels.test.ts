@@ -197,6 +197,26 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
+  it('BatchMatMul of tiny products (attention heads over a decoding cache) gives those elements of a tiled product, bit for bit', () => {
+    // Products of at most 32768 multiply-adds skip packing and tiling (gemm.cc small_impl) with the tiled kernel's
+    // arithmetic: each is compared with the same rows and columns of a product 200 rows and columns larger.
+    fc.assert(
+      fc.property(dim(40), dim(40), dim(300), fc.boolean(), fc.boolean(), seed, (m, n, k, ta, tb, s) => {
+        fc.pre(m * n * k <= 32768);
+        const A = tensor(ta ? [k, m + 200] : [m + 200, k], s);
+        const B = tensor(tb ? [n + 200, k] : [k, n + 200], s + 1);
+        const a = ta ? tf.slice(A, [0, 0], [k, m]) : tf.slice(A, [0, 0], [m, k]);
+        const b = tb ? tf.slice(B, [0, 0], [n, k]) : tf.slice(B, [0, 0], [k, n]);
+        const [small, big] = [tf.matMul(a, b, ta, tb), tf.matMul(A, B, ta, tb)];
+        const block = tf.slice(big, [0, 0], [m, n]);
+        expect(Array.from(small.dataSync())).toEqual(Array.from(block.dataSync()));
+        expectClose(() => tf.matMul(a, b, ta, tb));
+        tf.dispose([A, B, a, b, small, big, block]);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   it('BatchMatMul: sizes that cross the packing blocks and use every thread', () => {
     for (const [m, n, k, ta, tb, batch] of [
       [300, 70, 600, false, false, 1],
