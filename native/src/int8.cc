@@ -67,6 +67,51 @@ void blocks(int64_t m, int64_t strips, const F& fn) {
   });
 }
 
+// Packed weights (int8.h's int8_pack): n and k (int32 each, so a buffer packed for another shape can be refused),
+// B's panels as the path's micro-kernel reads them, then Σ_p b[j, p] per row (int32, for the zero point's
+// correction); a layer packs its weights once and every call reuses them.
+//   scalar: b as it is, n×k bytes;  avx2: strips of 16 columns, k in pairs, int16;  vnni: strips of 32 columns, k in
+//   groups of 4, int8. Padding (columns past n, depth past k) is zero, so it adds nothing to a sum.
+struct Layout {
+  int64_t nr, kstep, elem;  // columns a strip, depth a group, bytes an element
+};
+Layout layout(int path) {
+  if (path == kVnni) return {32, 4, 1};
+  if (path == kAvx2) return {16, 2, 2};
+  return {1, 1, 1};
+}
+int64_t panel_bytes(int path, int64_t n, int64_t k) {
+  const Layout l = layout(path);
+  const int64_t strips = (n + l.nr - 1) / l.nr, kp = (k + l.kstep - 1) / l.kstep * l.kstep;
+  return (strips * l.nr * kp * l.elem + 3) / 4 * 4;
+}
+constexpr int64_t kHeader = 8;
+void pack(int path, int64_t n, int64_t k, const int8_t* b, int8_t* packed) {
+  const int64_t bytes = panel_bytes(path, n, k);
+  std::memset(packed, 0, bytes);
+  if (path == kVnni) {
+    const int64_t k4 = (k + 3) / 4 * 4;
+    for (int64_t j = 0; j < n; j++) {
+      int8_t* dst = packed + (j / 32) * 32 * k4 + ((j % 32) / 16) * 64 + (j % 16) * 4;
+      for (int64_t p = 0; p < k; p++) dst[(p / 4) * 128 + p % 4] = b[j * k + p];
+    }
+  } else if (path == kAvx2) {
+    const int64_t k2 = (k + 1) / 2 * 2;
+    int16_t* bp = reinterpret_cast<int16_t*>(packed);
+    for (int64_t j = 0; j < n; j++) {
+      int16_t* dst = bp + (j / 16) * 16 * k2 + ((j % 16) / 8) * 16 + (j % 8) * 2;
+      for (int64_t p = 0; p < k; p++) dst[(p / 2) * 32 + p % 2] = b[j * k + p];
+    }
+  } else {
+    std::memcpy(packed, b, n * k);
+  }
+  for (int64_t j = 0; j < n; j++) {
+    int32_t sum = 0;
+    for (int64_t p = 0; p < k; p++) sum += b[j * k + p];
+    std::memcpy(packed + bytes + 4 * j, &sum, 4);
+  }
+}
+
 template <typename Store>
 void gemm_scalar(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t* b, const Store& store) {
   constexpr int64_t NR = 16;
@@ -106,35 +151,26 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void vnni_tile(int64_t gr
     }
   }
   for (int r = 0; r < MR; r++) {
-    _mm512_store_si512(t + r * NR, c[r][0]);
-    _mm512_store_si512(t + r * NR + 16, c[r][1]);
+    _mm512_storeu_si512(t + r * NR, c[r][0]);
+    _mm512_storeu_si512(t + r * NR + 16, c[r][1]);
   }
 }
 
-// AVX-512 VNNI: B in strips of 32 columns, each 4-deep group of k as two 64-byte vectors (16 columns × 4 bytes);
-// A's rows zero-padded to a multiple of 4; an 8×32 tile is 16 zmm accumulators, one vpdpbusd per 4 products × 16.
+// AVX-512 VNNI over packed B: A's rows (uint8, `lda` apart, readable to a multiple of 4) broadcast 4 bytes at a time;
+// an 8×32 tile is 16 zmm accumulators, one vpdpbusd per 4 products × 16 columns.
 template <typename Store>
-void gemm_vnni(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t* b, const Store& store) {
+void gemm_vnni(int64_t m, int64_t n, int64_t k, const uint8_t* a, int64_t lda, const int8_t* bp, const Store& store) {
   constexpr int64_t MR = 8, NR = 32;
   const int64_t k4 = (k + 3) / 4 * 4, groups = k4 / 4, strips = (n + NR - 1) / NR;
-  std::vector<uint8_t> ap(m * k4, 0);
-  for (int64_t i = 0; i < m; i++) std::memcpy(&ap[i * k4], a + i * k, k);
-  std::vector<int8_t> bp(strips * NR * k4, 0);
-  for (int64_t s = 0; s < strips; s++)
-    for (int64_t jj = 0; jj < NR && s * NR + jj < n; jj++) {
-      const int8_t* src = b + (s * NR + jj) * k;
-      int8_t* dst = &bp[s * NR * k4 + (jj / 16) * 64 + (jj % 16) * 4];
-      for (int64_t p = 0; p < k; p++) dst[(p / 4) * 128 + p % 4] = src[p];
-    }
   blocks(m, strips, [&](int64_t i0, int64_t h0, int64_t s0, int64_t ns) {
     alignas(64) int32_t t[MR * NR];
     for (int64_t s = s0; s < s0 + ns; s++) {
-      const int8_t* bs = &bp[s * NR * k4];
+      const int8_t* bs = bp + s * NR * k4;
       const int64_t j0 = s * NR, w = std::min(NR, n - j0);
       for (int64_t i = i0; i < i0 + h0; i += MR) {
         const int64_t h = std::min(MR, i0 + h0 - i);
         const uint8_t* rows[MR];
-        for (int64_t r = 0; r < MR; r++) rows[r] = &ap[(i + std::min(r, h - 1)) * k4];  // rows past the edge repeat the last
+        for (int64_t r = 0; r < MR; r++) rows[r] = a + (i + std::min(r, h - 1)) * lda;  // rows past the edge repeat the last
         vnni_tile(groups, rows, bs, t);
         for (int64_t r = 0; r < h; r++) store(i + r, j0, t + r * NR, w);
       }
@@ -160,28 +196,22 @@ __attribute__((target("avx2"))) void avx2_tile(int64_t pairs, const int16_t* con
     }
   }
   for (int r = 0; r < MR; r++) {
-    _mm256_store_si256(reinterpret_cast<__m256i*>(t + r * NR), c[r][0]);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(t + r * NR + 8), c[r][1]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(t + r * NR), c[r][0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(t + r * NR + 8), c[r][1]);
   }
 }
 
-// AVX2, widening: A to int16 (zero-extended), B to int16 (sign-extended), pairs of k interleaved; vpmaddwd sums two
-// products of at most 255·128 each into an int32 lane, which cannot saturate. A 6×16 tile is 12 ymm accumulators.
+// AVX2, widening: A to int16 (zero-extended), B packed as int16 (sign-extended), pairs of k interleaved; vpmaddwd
+// sums two products of at most 255·128 each into an int32 lane, which cannot saturate. A 6×16 tile is 12 ymm
+// accumulators.
 template <typename Store>
-void gemm_avx2(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t* b, const Store& store) {
+void gemm_avx2(int64_t m, int64_t n, int64_t k, const uint8_t* a, int64_t lda, const int8_t* packed, const Store& store) {
   constexpr int64_t MR = 6, NR = 16;
   const int64_t k2 = (k + 1) / 2 * 2, pairs = k2 / 2, strips = (n + NR - 1) / NR;
   std::vector<int16_t> ap(m * k2, 0);
   for (int64_t i = 0; i < m; i++)
-    for (int64_t p = 0; p < k; p++) ap[i * k2 + p] = a[i * k + p];
-  std::vector<int16_t> packed(strips * NR * k2, 0);
-  int16_t* bp = packed.data();
-  for (int64_t s = 0; s < strips; s++)
-    for (int64_t jj = 0; jj < NR && s * NR + jj < n; jj++) {
-      const int8_t* src = b + (s * NR + jj) * k;
-      int16_t* dst = bp + s * NR * k2 + (jj / 8) * 16 + (jj % 8) * 2;
-      for (int64_t p = 0; p < k; p++) dst[(p / 2) * 32 + p % 2] = src[p];
-    }
+    for (int64_t p = 0; p < k; p++) ap[i * k2 + p] = a[i * lda + p];
+  const int16_t* bp = reinterpret_cast<const int16_t*>(packed);
   blocks(m, strips, [&](int64_t i0, int64_t h0, int64_t s0, int64_t ns) {
     alignas(32) int32_t t[MR * NR];
     for (int64_t s = s0; s < s0 + ns; s++) {
@@ -199,21 +229,44 @@ void gemm_avx2(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t* 
 }
 #endif
 
+// The product of A (uint8 rows `lda` apart; for VNNI, readable to k rounded up to 4) and packed B on `path`.
 template <typename Store>
-int run(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t* b, const Store& store, int requested) {
-  const int path = int8_path(requested);
+void run(int path, int64_t m, int64_t n, int64_t k, const uint8_t* a, int64_t lda, const int8_t* packed, const Store& store) {
 #if defined(__x86_64__)
-  if (path == kVnni) {
-    gemm_vnni(m, n, k, a, b, store);
-    return path;
-  }
-  if (path == kAvx2) {
-    gemm_avx2(m, n, k, a, b, store);
-    return path;
-  }
+  if (path == kVnni) return gemm_vnni(m, n, k, a, lda, packed, store);
+  if (path == kAvx2) return gemm_avx2(m, n, k, a, lda, packed, store);
 #endif
-  gemm_scalar(m, n, k, a, b, store);
-  return path;
+  std::vector<uint8_t> dense;
+  if (lda != k) {  // the scalar loop reads rows k apart
+    dense.resize(m * k);
+    for (int64_t i = 0; i < m; i++) std::memcpy(&dense[i * k], a + i * lda, k);
+    a = dense.data();
+  }
+  gemm_scalar(m, n, k, a, packed, store);
+}
+
+// Rows of A as `path` reads them: k rounded up to 4 for VNNI (the padding is multiplied by B's zero padding).
+int64_t row_stride(int path, int64_t k) { return path == kVnni ? (k + 3) / 4 * 4 : k; }
+
+void dequant_product(int64_t m, int64_t n, int64_t k, const uint8_t* qa, int64_t lda, float scale, int32_t zero, const int8_t* packed,
+                     const float* w_scale, const float* bias, bool relu, float* y) {
+  std::vector<float> mult(n);
+  std::vector<int32_t> corr(n, 0);
+  for (int64_t j = 0; j < n; j++) mult[j] = scale * w_scale[j];
+  const DequantStore store{y, n, mult.data(), corr.data(), bias, relu};
+  if (k == 0) {  // a sum of no products: the bias (the packed weights hold nothing to read)
+    const int32_t zeros[1] = {0};
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) store(i, j, zeros, 1);
+    return;
+  }
+  const int8_t* sums = packed + panel_bytes(kBestPath, n, k);
+  for (int64_t j = 0; j < n; j++) {
+    int32_t s;
+    std::memcpy(&s, sums + 4 * j, 4);
+    corr[j] = zero * s;
+  }
+  run(kBestPath, m, n, k, qa, lda, packed, store);
 }
 
 }  // namespace
@@ -231,62 +284,85 @@ const char* int8_path_name(int path) {
   }
 }
 
+int64_t int8_packed_bytes(int64_t n, int64_t k) { return kHeader + panel_bytes(kBestPath, n, k) + 4 * n; }
+
+void int8_pack(int64_t n, int64_t k, const int8_t* w, int8_t* packed) {
+  const int32_t shape[2] = {(int32_t)n, (int32_t)k};
+  std::memcpy(packed, shape, kHeader);
+  pack(kBestPath, n, k, w, packed + kHeader);
+}
+
+void int8_packed_shape(const int8_t* packed, int64_t* n, int64_t* k) {
+  int32_t shape[2];
+  std::memcpy(shape, packed, kHeader);
+  *n = shape[0];
+  *k = shape[1];
+}
+
 int gemm_u8s8(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t* b, int32_t* c, int requested) {
+  const int path = int8_path(requested);
   if (k == 0) {
     std::fill(c, c + m * n, 0);
-    return int8_path(requested);
+    return path;
   }
-  return run(m, n, k, a, b, RawStore{c, n}, requested);
+  std::vector<int8_t> packed(panel_bytes(path, n, k) + 4 * n);
+  pack(path, n, k, b, packed.data());
+  const int64_t lda = row_stride(path, k);
+  std::vector<uint8_t> padded;
+  if (lda != k) {
+    padded.assign(m * lda, 0);
+    for (int64_t i = 0; i < m; i++) std::memcpy(&padded[i * lda], a + i * k, k);
+    a = padded.data();
+  }
+  run(path, m, n, k, a, lda, packed.data(), RawStore{c, n});
+  return path;
 }
 
 void quantize_u8(const float* x, int64_t count, float scale, int32_t zero, uint8_t* q) {
+  const float z = (float)zero;
   for (int64_t i = 0; i < count; i++) {
-    const float v = std::nearbyint(x[i] / scale) + (float)zero;  // round half to even, as tfjs's round
-    q[i] = (uint8_t)std::min(std::max(v, 0.f), 255.f);           // NaN → 0 (max(NaN, 0) is 0)
+    // x / scale rounded half to even by the 1.5·2^23 trick (exact for |v| < 2^22; beyond ±512 the result saturates
+    // anyway), as tfjs's round; branch-free so that the loop vectorises. NaN ends at 0 (v > 0 is false).
+    float v = std::min(std::max(x[i] / scale, -512.f), 512.f);
+    v = (v + 12582912.f) - 12582912.f + z;
+    v = v > 0.f ? v : 0.f;
+    v = v < 255.f ? v : 255.f;
+    q[i] = (uint8_t)(int32_t)v;
   }
 }
 
 namespace {
-void dequant_product(int64_t m, int64_t n, int64_t k, const uint8_t* qa, float scale, int32_t zero, const int8_t* w, const float* w_scale,
-                     const float* bias, bool relu, float* y) {
-  std::vector<float> mult(n);
-  std::vector<int32_t> corr(n);
-  for (int64_t j = 0; j < n; j++) {
-    int32_t s = 0;
-    for (int64_t p = 0; p < k; p++) s += w[j * k + p];
-    corr[j] = zero * s;
-    mult[j] = scale * w_scale[j];
+// x quantized into rows `lda` apart (the padding left zero).
+std::vector<uint8_t> quantize_rows(const float* x, int64_t m, int64_t k, int64_t lda, float scale, int32_t zero) {
+  std::vector<uint8_t> q(m * lda, 0);
+  if (lda == k) {
+    quantize_u8(x, m * k, scale, zero, q.data());
+  } else {
+    for (int64_t i = 0; i < m; i++) quantize_u8(x + i * k, k, scale, zero, &q[i * lda]);
   }
-  const DequantStore store{y, n, mult.data(), corr.data(), bias, relu};
-  if (k == 0) {
-    const int32_t zeros[1] = {0};
-    for (int64_t i = 0; i < m; i++)
-      for (int64_t j = 0; j < n; j++) store(i, j, zeros, 1);
-    return;
-  }
-  run(m, n, k, qa, w, store, kBest);
+  return q;
 }
 }  // namespace
 
-void int8_linear(int64_t m, int64_t n, int64_t k, const float* x, float scale, int32_t zero, const int8_t* w, const float* w_scale,
+void int8_linear(int64_t m, int64_t n, int64_t k, const float* x, float scale, int32_t zero, const int8_t* packed, const float* w_scale,
                  const float* bias, bool relu, float* y) {
-  std::vector<uint8_t> qa(m * k);
-  quantize_u8(x, m * k, scale, zero, qa.data());
-  dequant_product(m, n, k, qa.data(), scale, zero, w, w_scale, bias, relu, y);
+  const int64_t lda = row_stride(kBestPath, k);
+  const std::vector<uint8_t> qa = quantize_rows(x, m, k, lda, scale, zero);
+  dequant_product(m, n, k, qa.data(), lda, scale, zero, packed + kHeader, w_scale, bias, relu, y);
 }
 
-void int8_conv2d(const ConvShape& s, const float* x, float scale, int32_t zero, const int8_t* w, const float* w_scale, const float* bias,
+void int8_conv2d(const ConvShape& s, const float* x, float scale, int32_t zero, const int8_t* packed, const float* w_scale, const float* bias,
                  bool relu, float* y) {
-  // im2col of the quantized input: one row of kh·kw·c values per output pixel, padding read as the zero point
-  // (which stands for 0.0), so that the product with w [co × kh·kw·c] is the convolution.
+  // im2col of the quantized input: one row of kh·kw·c values per output pixel (rows `lda` apart), padding read as
+  // the zero point (which stands for 0.0), so that the product with w [co × kh·kw·c] is the convolution.
   std::vector<uint8_t> qx(s.n * s.h * s.w * s.c);
   quantize_u8(x, (int64_t)qx.size(), scale, zero, qx.data());
-  const int64_t k = s.kh * s.kw * s.c, rows = s.n * s.oh * s.ow;
-  std::vector<uint8_t> cols(rows * k);
+  const int64_t k = s.kh * s.kw * s.c, rows = s.n * s.oh * s.ow, lda = row_stride(kBestPath, k);
+  std::vector<uint8_t> cols(rows * lda, 0);
   pool().parallel_for((int)s.n, [&](int b) {
     for (int64_t oy = 0; oy < s.oh; oy++)
       for (int64_t ox = 0; ox < s.ow; ox++) {
-        uint8_t* row = &cols[((b * s.oh + oy) * s.ow + ox) * k];
+        uint8_t* row = &cols[((b * s.oh + oy) * s.ow + ox) * lda];
         for (int64_t ky = 0; ky < s.kh; ky++)
           for (int64_t kx = 0; kx < s.kw; kx++) {
             const int64_t iy = oy * s.sh - s.pt + ky * s.dh, ix = ox * s.sw - s.pl + kx * s.dw;
@@ -298,7 +374,7 @@ void int8_conv2d(const ConvShape& s, const float* x, float scale, int32_t zero, 
           }
       }
   });
-  dequant_product(rows, s.co, k, cols.data(), scale, zero, w, w_scale, bias, relu, y);
+  dequant_product(rows, s.co, k, cols.data(), lda, scale, zero, packed + kHeader, w_scale, bias, relu, y);
 }
 
 }  // namespace loom

@@ -29,18 +29,25 @@ const char* int8_path_name(int path);
 // c[m×n] = a[m×k] (uint8) · b[n×k]ᵀ (int8), int32, row-major. k ≤ kInt8MaxDepth.
 int gemm_u8s8(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t* b, int32_t* c, int requested = 0);
 
-// q = clamp(round_half_even(x / scale) + zero, 0, 255) elementwise.
+// The bytes of a weight matrix w [n×k] (int8, one row per output channel) packed for this CPU's path, and the
+// packing: the panels the micro-kernel reads, then each row's sum (int32) for the zero point's correction.
+int64_t int8_packed_bytes(int64_t n, int64_t k);
+void int8_pack(int64_t n, int64_t k, const int8_t* w, int8_t* packed);
+// The (n, k) a buffer was packed for (its first 8 bytes).
+void int8_packed_shape(const int8_t* packed, int64_t* n, int64_t* k);
+
+// q = clamp(round_half_even(x / scale) + zero, 0, 255) elementwise (NaN → 0).
 void quantize_u8(const float* x, int64_t count, float scale, int32_t zero, uint8_t* q);
 
-// y[m×n] = dequantized (q_a(x) · w ᵀ) + bias, relu optional: x quantized with (scale, zero), w [n×k] int8 with
-// per-row scales w_scale[n]. bias may be null.
-void int8_linear(int64_t m, int64_t n, int64_t k, const float* x, float scale, int32_t zero, const int8_t* w, const float* w_scale,
+// y[m×n] = dequantized (q_a(x) · w ᵀ) + bias, relu optional: x quantized with (scale, zero), w [n×k] int8 packed by
+// int8_pack, with per-row scales w_scale[n]. bias may be null.
+void int8_linear(int64_t m, int64_t n, int64_t k, const float* x, float scale, int32_t zero, const int8_t* packed, const float* w_scale,
                  const float* bias, bool relu, float* y);
 
 // y (NHWC, [n, oh, ow, co]) = the convolution of x (NHWC) quantized with (scale, zero) by w [co × kh·kw·c] (int8,
-// each output channel's filter flattened in (ky, kx, c) order) with per-channel scales w_scale[co]; im2col, then
-// int8_linear's product. Padding counts as 0.0 (the zero point).
-void int8_conv2d(const ConvShape& s, const float* x, float scale, int32_t zero, const int8_t* w, const float* w_scale, const float* bias,
+// each output channel's filter flattened in (ky, kx, c) order, packed by int8_pack) with per-channel scales
+// w_scale[co]; im2col, then int8_linear's product. Padding counts as 0.0 (the zero point).
+void int8_conv2d(const ConvShape& s, const float* x, float scale, int32_t zero, const int8_t* packed, const float* w_scale, const float* bias,
                  bool relu, float* y);
 
 }  // namespace loom

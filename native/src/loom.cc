@@ -735,8 +735,35 @@ napi_value Int8Gemm(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// int8Linear(m, n, k, x: [m·k], scale, zero, w: Int8Array [n·k], wScale: [n], bias: [n] or null, relu, y: [m·n]):
-// y = dequantized product of x quantized to uint8 (scale > 0, zero in [0, 255]) and w ᵀ (int8.h).
+// Fails unless packed weights w (argument i, long enough) were packed for (n, k): a buffer packed for another shape
+// could be long enough and still be read wrongly.
+void packed_for(Args& a, size_t i, const Buffer<int8_t>& w, int64_t n, int64_t k) {
+  if (a.failed()) return;
+  int64_t pn, pk;
+  loom::int8_packed_shape(w.data, &pn, &pk);
+  a.check(pn == n && pk == k, "w (argument %zu) was packed by int8Pack for n = %lld, k = %lld, not n = %lld, k = %lld", i + 1, (long long)pn, (long long)pk,
+          (long long)n, (long long)k);
+}
+
+// int8Pack(n, k, w: Int8Array [n·k]) -> a new Int8Array: w packed for this CPU's int8 path (int8.h's int8_pack).
+napi_value Int8Pack(napi_env env, napi_callback_info info) {
+  Args a(env, info, "int8Pack", 3, 3);
+  const int64_t n = a.size(0, "n"), k = a.integer(1, "k", 0, loom::kInt8MaxDepth);
+  const Buffer<int8_t> w = a.i8(2, "w");
+  a.need(2, "w", w, mul(n, k), "n·k");
+  if (a.failed()) return nullptr;
+  const int64_t bytes = loom::int8_packed_bytes(n, k);
+  void* data = nullptr;
+  napi_value buffer, array;
+  if (napi_create_arraybuffer(env, (size_t)bytes, &data, &buffer) != napi_ok ||
+      napi_create_typedarray(env, napi_int8_array, (size_t)bytes, buffer, 0, &array) != napi_ok)
+    return nullptr;
+  loom::int8_pack(n, k, w.data, static_cast<int8_t*>(data));
+  return array;
+}
+
+// int8Linear(m, n, k, x: [m·k], scale, zero, w: Int8Array (int8Pack of [n·k]), wScale: [n], bias: [n] or null, relu,
+// y: [m·n]): y = dequantized product of x quantized to uint8 (scale > 0, zero in [0, 255]) and w ᵀ (int8.h).
 napi_value Int8Linear(napi_env env, napi_callback_info info) {
   Args a(env, info, "int8Linear", 11, 11);
   const int64_t m = a.size(0, "m"), n = a.size(1, "n"), k = a.integer(2, "k", 0, loom::kInt8MaxDepth);
@@ -749,7 +776,8 @@ napi_value Int8Linear(napi_env env, napi_callback_info info) {
   const Buffer<float> y = a.f32(10, "y");
   a.check(scale > 0, "scale (argument 5) must be positive, got %s", Num(scale).text);
   a.need(3, "x", x, mul(m, k), "m·k");
-  a.need(6, "w", w, mul(n, k), "n·k");
+  a.need(6, "w", w, loom::int8_packed_bytes(n, k), "int8Pack(n, k)");
+  if (m > 0 && n > 0 && k > 0) packed_for(a, 6, w, n, k);
   a.need(7, "wScale", ws, n, "n");
   if (bias.present) a.need(8, "bias", bias, n, "n");
   a.need(10, "y", y, mul(m, n), "m·n");
@@ -758,7 +786,7 @@ napi_value Int8Linear(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// int8Conv2d(x, scale, zero, w: Int8Array [co·kh·kw·c], wScale: [co], bias: [co] or null, relu, y, ...shape):
+// int8Conv2d(x, scale, zero, w: Int8Array (int8Pack of [co·kh·kw·c]), wScale: [co], bias: [co] or null, relu, y, ...shape):
 // int8Linear's product over the im2col of x (int8.h).
 napi_value Int8Conv2D(napi_env env, napi_callback_info info) {
   Args a(env, info, "int8Conv2d", 23, 23);
@@ -773,7 +801,11 @@ napi_value Int8Conv2D(napi_env env, napi_callback_info info) {
   a.check(scale > 0, "scale (argument 2) must be positive, got %s", Num(scale).text);
   a.check(mul(s.kh, s.kw, s.c) <= loom::kInt8MaxDepth, "filterHeight·filterWidth·inChannels must be at most %lld", (long long)loom::kInt8MaxDepth);
   need_conv(a, 0, "x", x, s, ConvTensor::Input);
-  a.need(3, "w", w, conv_size(s, ConvTensor::Filter).elements, "outChannels·filterHeight·filterWidth·inChannels");
+  if (!a.failed() && mul(s.kh, s.kw, s.c) <= loom::kInt8MaxDepth) {
+    const int64_t bytes = loom::int8_packed_bytes(s.co, mul(s.kh, s.kw, s.c));
+    a.need(3, "w", w, bytes, "int8Pack(outChannels, filterHeight·filterWidth·inChannels)");
+    if (mul(s.n, s.oh, s.ow, s.co, s.c) > 0) packed_for(a, 3, w, s.co, mul(s.kh, s.kw, s.c));
+  }
   a.need(4, "wScale", ws, s.co, "outChannels");
   if (bias.present) a.need(5, "bias", bias, s.co, "outChannels");
   need_conv(a, 7, "y", y, s, ConvTensor::Output);
@@ -822,6 +854,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"copy", nullptr, Copy, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"int8Gemm", nullptr, Int8Gemm, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"int8Pack", nullptr, Int8Pack, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"int8Linear", nullptr, Int8Linear, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"int8Conv2d", nullptr, Int8Conv2D, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -90,6 +90,8 @@ export interface Addon {
   copy(src: Float32Array, srcOffset: number, dst: Float32Array, dstOffset: number, dims: Float64Array): void;
   /** c = a·bᵀ in int32 (a [m×k] uint8, b [n×k] int8) on `path`: 0 the best, 1 scalar, 2 avx2, 3 avx512-vnni. */
   int8Gemm(m: number, n: number, k: number, a: Uint8Array, b: Int8Array, c: Int32Array, path: number): void;
+  /** w [n×k] (one row per output channel) packed for int8Linear / int8Conv2d on this CPU's path. */
+  int8Pack(n: number, k: number, w: Int8Array): Int8Array;
   int8Linear(
     m: number,
     n: number,

@@ -1,27 +1,30 @@
 /**
  * The fused int8 kernels of core/quantization.ts (`LoomInt8Linear`, `LoomInt8Conv2D`) on the addon's integer GEMM
  * (native/src/int8.cc: AVX-512 VNNI, AVX2 or scalar). tfjs has no int8 tensors, so a quantized kernel is a float32
- * tensor of integers; its int8 copy, transposed to one row per output channel as the GEMM reads it, is made once per
- * tensor and kept while the tensor lives (a WeakMap on its dataId, which a variable's `assign` replaces).
+ * tensor of integers; its int8 copy, transposed to one row per output channel and packed for the GEMM's micro-kernel
+ * (`int8Pack`, with each row's sum for the zero point's correction), is made once per tensor and kept while the
+ * tensor lives (a WeakMap on its dataId, which a variable's `assign` replaces).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { FUSED_KERNELS } from '../../../core/kernels';
+import type { Addon } from './addon';
 import { floatValues, shapeArgs, size, type Info, type KernelArgs, type KernelFamily } from './kernel';
 
-const rowsCache = new WeakMap<object, Int8Array>();
+const packedCache = new WeakMap<object, Int8Array>();
 
-/** kernel [..., out] (integers in [−128, 127]) as int8 rows [out × Π(...)]. */
-function int8Rows(backend: MathBackendCPU, kernel: Info): Int8Array {
-  const cached = rowsCache.get(kernel.dataId);
+/** kernel [..., out] (integers in [−128, 127]) as int8 rows [out × Π(...)], packed by the addon. */
+function packed(native: Addon, backend: MathBackendCPU, kernel: Info): Int8Array {
+  const cached = packedCache.get(kernel.dataId);
   if (cached) return cached;
   const v = floatValues(backend, kernel);
   const out = kernel.shape.at(-1)!,
     depth = v.length / out;
   const rows = new Int8Array(v.length);
   for (let p = 0; p < depth; p++) for (let j = 0; j < out; j++) rows[j * depth + p] = v[p * out + j]!;
-  rowsCache.set(kernel.dataId, rows);
-  return rows;
+  const result = native.int8Pack(out, depth, rows);
+  packedCache.set(kernel.dataId, result);
+  return result;
 }
 
 interface QuantAttrs {
@@ -45,7 +48,7 @@ export const int8Family: KernelFamily = {
       }
       const y = buffers.fresh(m * n);
       const b = bias ? floatValues(backend, bias) : null;
-      native.int8Linear(m, n, k, floatValues(backend, x), inputScale, inputZeroPoint, int8Rows(backend, kernel), floatValues(backend, scale), b, relu, y);
+      native.int8Linear(m, n, k, floatValues(backend, x), inputScale, inputZeroPoint, packed(native, backend, kernel), floatValues(backend, scale), b, relu, y);
       return backend.makeTensorInfo([m, n], 'float32', y);
     },
     [FUSED_KERNELS.int8Conv2d]: (args: KernelArgs) => {
@@ -71,7 +74,7 @@ export const int8Family: KernelFamily = {
         floatValues(backend, x),
         at.inputScale,
         at.inputZeroPoint,
-        int8Rows(backend, kernel),
+        packed(native, backend, kernel),
         floatValues(backend, scale),
         b,
         at.relu,
