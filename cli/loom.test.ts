@@ -428,6 +428,7 @@ describe('loom CLI', () => {
     expect(r.status, r.stderr).toBe(0);
     const file = path.join(root, 'papers', 'mnist-cnn', 'results', 'smoke-seed3.json');
     expect(r.stdout).toContain('loom: recorded ');
+    expect(r.stdout).toContain('trainer.maxSteps = 1 (--max-steps) capped training at 1 optimizer steps');
     const rec = JSON.parse(fs.readFileSync(file, 'utf8'));
     expect(rec).toMatchObject({ format: 'loom-run-record/1', paper: 'mnist-cnn', preset: 'smoke', seed: 3, config: { trainer: { maxSteps: 1 } } });
     expect(rec.run.metrics.epoch).toEqual([[1, 1]]); // one step, then the epoch's end

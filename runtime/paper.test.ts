@@ -8,7 +8,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { papers } from '../papers';
-import { formatComparison, formatMetric, type PaperResult } from './paper';
+import { parseExperimentConfig } from '../core';
+import { cutShortNotes, formatComparison, formatMetric, type PaperResult } from './paper';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -43,7 +44,32 @@ describe('results tables', () => {
     const lines = formatComparison(result).split('\n');
     const head = lines.findIndex((l) => /^\s+metric\s+measured\s+reference\s+source/.test(l));
     expect(head).toBeGreaterThan(0);
-    for (const row of lines.slice(head + 1, head + 1 + gpt.references.length)) expect(row).toMatch(/ {2}val_loss {2}.*2\.5000 {2}.*1\.(47|88)00/);
+    // The measured value once, on a row that says it is this run's; each reference row only its own value.
+    expect(lines[head + 1]).toMatch(/^measured by this run \(seed 0\) +val_loss +2\.5000$/);
+    const refs = lines.slice(head + 2, head + 2 + gpt.references.length);
+    expect(refs).toHaveLength(2);
+    for (const row of refs) {
+      expect(row).toMatch(/ {2}val_loss {2,}1\.(47|88)00 {2,}nanoGPT README/);
+      expect(row).not.toContain('2.5000');
+    }
+  });
+
+  it('says when a run did not train its whole recipe: cut by --max-steps, or ended early', () => {
+    const config = (over: Record<string, unknown>) =>
+      parseExperimentConfig({
+        experiment: 'x',
+        data: { source: 'mnist' },
+        model: { inputShape: [1], layers: ['flatten'] },
+        loss: 'mse',
+        optimizer: 'sgd',
+        trainer: { epochs: 5, batchSize: 8, ...over },
+      });
+    expect(cutShortNotes(config({ maxSteps: 800 }), 1)).toEqual([
+      'CUT SHORT: trainer.maxSteps = 800 (--max-steps) stopped training after 800 optimizer steps, in epoch 1 of 5: not the recipe above',
+    ]);
+    expect(cutShortNotes(config({ maxSteps: 10_000 }), 5)[0]).toMatch(/capped training at 10000 optimizer steps/);
+    expect(cutShortNotes(config({}), 3)).toEqual(['training ended after 3 of 5 epochs (early stopping)']);
+    expect(cutShortNotes(config({}), 5)).toEqual([]);
   });
 });
 

@@ -135,20 +135,28 @@ export function latestRunArtifacts(paper: string, preset: string, artifact: stri
 }
 
 /**
- * A plain-text table of measured vs reference numbers. Each row names its metric (the measured key, e.g.
- * `val_loss`), so a table whose labels describe only the reference (GPT's nanoGPT rows) still says what is compared.
+ * A plain-text table of what this run measured and the references it is held against. Per metric, one row says
+ * what was measured (labelled as this run's, with its seed); the reference rows under it carry only their own
+ * values and sources (the measured value was repeated on every reference row before, as if each had measured it).
+ * Every row names its metric (the measured key, e.g. `val_loss`), so a table whose labels describe only the
+ * reference (GPT's nanoGPT rows) still says what is compared.
  */
 export function formatComparison(result: PaperResult): string {
-  const rows = result.comparison.map((r) => [
-    r.label,
-    r.metric,
-    r.measured === null ? 'n/a' : formatMetric(r.measured, r.metric),
-    formatMetric(r.reference, r.metric),
-    r.source,
-  ]);
+  const rows: string[][] = [];
+  const metrics = [...new Set(result.comparison.map((r) => r.metric))];
+  for (const metric of metrics) {
+    const refs = result.comparison.filter((r) => r.metric === metric);
+    const measured = refs[0]!.measured;
+    rows.push([`measured by this run (seed ${result.seed})`, metric, measured === null ? 'n/a' : formatMetric(measured, metric), '', '']);
+    for (const r of refs) rows.push([`  ${r.label}`, metric, '', formatMetric(r.reference, metric), r.source]);
+  }
   const head = ['', 'metric', 'measured', 'reference', 'source'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [
     `${result.paper} (${result.preset}): ${result.scale}`,
     `backend ${result.backend}, seed ${result.seed}, commit ${result.commit.slice(0, 12)}, wall time ${result.wallTimeSec.toFixed(1)} s`,
@@ -157,6 +165,22 @@ export function formatComparison(result: PaperResult): string {
     ...(result.notes ?? []),
     `MLflow run ${result.mlflow.runId} (experiment ${result.mlflow.experimentId}) at ${result.mlflow.location}`,
   ].join('\n');
+}
+
+/**
+ * What a reader must know when a run did not train the whole recipe its scale line describes: stopped by
+ * `trainer.maxSteps` (`--max-steps`), or ended by early stopping before its last epoch.
+ */
+export function cutShortNotes(config: ExperimentConfig, epochsRun: number): string[] {
+  const planned = config.trainer.epochs;
+  const cap = config.trainer.maxSteps;
+  if (cap !== undefined && epochsRun < planned)
+    return [
+      `CUT SHORT: trainer.maxSteps = ${cap} (--max-steps) stopped training after ${cap} optimizer steps, in epoch ${epochsRun} of ${planned}: not the recipe above`,
+    ];
+  if (cap !== undefined) return [`trainer.maxSteps = ${cap} (--max-steps) capped training at ${cap} optimizer steps: the last epoch may be partial`];
+  if (epochsRun < planned) return [`training ended after ${epochsRun} of ${planned} epochs (early stopping)`];
+  return [];
 }
 
 /**
@@ -214,6 +238,7 @@ export function experimentPaper(def: Omit<Paper, 'run'> & { scale(config: Experi
           source: r.source,
         })),
         scale: def.scale(config),
+        notes: cutShortNotes(config, run.history.length),
         run,
       };
     },

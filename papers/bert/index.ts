@@ -28,7 +28,7 @@ import {
   type NamedWeights,
   type Trainer,
 } from '../../core';
-import { cachePath, registerPaperPlugins, runExperiment, type Paper, type PaperResult } from '../../runtime';
+import { cachePath, cutShortNotes, registerPaperPlugins, runExperiment, type Paper, type PaperResult } from '../../runtime';
 import { corpusTexts, CORPORA } from '../../plugins/data/text-corpus';
 import { Bert } from '../../plugins/models/bert';
 import { WordPiece } from '../../plugins/tokenizers/wordpiece';
@@ -132,6 +132,7 @@ const paper: Paper = {
     });
     const metrics: Record<string, number> = {};
     const runs: PaperResult['mlflow'][] = [];
+    const cut: string[] = [];
     let wall = 0;
     let backend = '';
     let commit = 'unknown';
@@ -140,9 +141,10 @@ const paper: Paper = {
       config: JsonObject,
       hooks: { evaluate?: (t: Trainer, d: Dataset | null) => Logs; initialize?: (m: Model) => void } = {},
     ) => {
+      const parsed = parseExperimentConfig({ ...common, seed, ...config });
       const r = await runExperiment({
         registry: opts.registry,
-        config: parseExperimentConfig({ ...common, seed, ...config }),
+        config: parsed,
         backend: opts.backend,
         trackingUri: opts.trackingUri,
         runName: `bert-${opts.preset}-seed${seed}-${variant}`,
@@ -150,6 +152,7 @@ const paper: Paper = {
         ...hooks,
       });
       runs.push(r.run);
+      cut.push(...cutShortNotes(parsed, r.history.length).map((n) => `${variant}: ${n}`));
       wall += r.wallTimeSec;
       backend = r.backend;
       commit = r.tags['git.commit'] ?? commit;
@@ -230,6 +233,7 @@ const paper: Paper = {
         source: r.source,
       })),
       notes: [
+        ...cut,
         `pretraining: masked-LM validation loss ${metrics['pretrain/val_loss']?.toFixed(4)}, masked-token accuracy ${pct(metrics['pretrain/val_accuracy'])} (vocabulary ${vocab})`,
         row('finetune-pretrained'),
         row('finetune-scratch'),

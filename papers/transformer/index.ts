@@ -35,6 +35,7 @@ import {
 } from '../../core';
 import {
   averageCheckpoints,
+  cutShortNotes,
   formatMetric,
   lastCheckpoints,
   registerPaperPlugins,
@@ -284,6 +285,7 @@ const paper: TransformerPaper = {
       scale: scaleOf(opts.preset, config, words.length),
       comparison: REFERENCES.map((ref) => ({ ...ref, measured: metrics[ref.metric] ?? null, reference: ref.value })),
       notes: [
+        ...cutShortNotes(config, r.history.length),
         `greedy decoding: WER ${pct(metrics.test_wer_greedy)}, PER ${pct(metrics.test_per_greedy)}; beam ${g2p.beam}: WER ${pct(metrics.test_wer_beam)}, PER ${pct(metrics.test_per_beam)}`,
         ...(metrics.test_avg_checkpoints
           ? [

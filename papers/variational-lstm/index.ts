@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { ConfigError, loadPresets, mergeConfig, parseExperimentConfig, Rng, type JsonObject, type PluginSpec } from '../../core';
-import { findLatestCheckpoint, runExperiment, type Paper, type PaperResult } from '../../runtime';
+import { cutShortNotes, findLatestCheckpoint, runExperiment, type Paper, type PaperResult } from '../../runtime';
 import brown from '../../plugins/data/brown';
 import { mcDropoutPerplexity } from './mc-dropout';
 
@@ -115,6 +115,7 @@ const paper: Paper = {
     let backend = '';
     let commit = 'unknown';
     let wall = 0;
+    const cut: string[] = [];
     for (const variant of lm.variants) {
       const config = parseExperimentConfig({
         ...rest,
@@ -139,6 +140,7 @@ const paper: Paper = {
       backend = r.backend;
       commit = r.tags['git.commit'] ?? commit;
       wall += r.wallTimeSec;
+      cut.push(...cutShortNotes(config, r.history.length).map((n) => `${variant}: ${n}`));
       runs.push(r.run);
       metrics[`${variant}/val_perplexity`] = r.history.at(-1)?.val_perplexity ?? NaN;
       metrics[`${variant}/test_perplexity`] = r.test?.perplexity ?? NaN;
@@ -148,6 +150,7 @@ const paper: Paper = {
       .filter(([k]) => k.endsWith('/test_perplexity'))
       .sort((a, b) => a[1] - b[1]);
     const notes = [
+      ...cut,
       `validation / test perplexity: ${lm.variants.map((v) => `${v} ${metrics[`${v}/val_perplexity`]!.toFixed(1)} / ${metrics[`${v}/test_perplexity`]!.toFixed(1)}`).join('; ')}`,
       `measured test perplexity, best first: ${order.map(([k, v]) => `${k.split('/')[0]} ${v.toFixed(1)}`).join(' < ')}`,
       `vocabulary ${vocab} words (Bengio et al. report 16,383); ${source.stats.tokens} tokens in the stream`,
