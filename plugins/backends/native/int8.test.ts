@@ -36,6 +36,21 @@ describe.skipIf(!info.loaded)(`int8 GEMM (best path here: ${info.int8})`, () => 
     );
   });
 
+  it('a product large enough to be shared out over the thread pool equals the reference too', () => {
+    const [m, n, k] = [203, 97, 301]; // 5.9 M multiply-adds: above the serial threshold (2^21), odd everywhere
+    let s = 7;
+    const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), s >>> 8);
+    const a = Uint8Array.from({ length: m * k }, () => next() & 255);
+    const b = Int8Array.from({ length: n * k }, () => (next() & 255) - 128);
+    const ref = new Float64Array(m * n);
+    for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) ref[i * n + j]! += a[i * k + p]! * b[j * k + p]!;
+    for (const path of paths) {
+      const c = new Int32Array(m * n);
+      addon.int8Gemm(m, n, k, a, b, c, path);
+      expect(Array.from(c), `path ${path}`).toEqual(Array.from(ref));
+    }
+  });
+
   it('the deepest product it accepts does not overflow int32: 65535 × 255 × −128', () => {
     const k = 65535;
     const a = new Uint8Array(k).fill(255),
