@@ -74,6 +74,8 @@ export interface Parameter {
    * puts it back. Owned by the parameter (disposed with the layer).
    */
   mask?: tf.Tensor;
+  /** Its values are integers in [−128, 127] (a quantized layer's int8 weights): saveModel stores them as int8 bytes. */
+  int8?: boolean;
 }
 
 /**

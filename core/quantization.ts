@@ -186,7 +186,8 @@ export function inputQuant(o: QuantizedLayerOptions, x: tf.Tensor): ActivationQu
 /**
  * A quantized layer's saved tensors at build: glorot-uniform weights (Glorot & Bengio 2010) quantized per channel,
  * so that a layer built from scratch (the conformance suite's) is a valid one; `quantizeModel` then writes the
- * trained model's. They are buffers, not trainable parameters: the layers are for inference.
+ * trained model's. They are buffers, not trainable parameters: the layers are for inference. The kernel is marked
+ * `int8`, so saveModel stores it as one byte a weight.
  */
 export function quantizedWeights(layer: string, shape: number[], useBias: boolean, rng: Rng): Parameter[] {
   const out = shape.at(-1)!,
@@ -195,14 +196,15 @@ export function quantizedWeights(layer: string, shape: number[], useBias: boolea
   const limit = Math.sqrt(6 / (fanIn + fanOut));
   const u = uniformFloats(rng.nextSeed(), n).map((v) => (2 * v - 1) * limit);
   const { q, scales } = quantizePerChannel(u, out);
-  const buffer = (weight: string, values: Float32Array, s: number[], role: ParamRole): Parameter => ({
+  const buffer = (weight: string, values: Float32Array, s: number[], role: ParamRole, int8 = false): Parameter => ({
     name: `${layer}/${weight}`,
     variable: tf.variable(tf.tensor(values, s, 'float32'), false),
     role,
     trainable: false,
+    ...(int8 ? { int8 } : {}),
   });
   return [
-    buffer('kernel', q, shape, 'kernel'),
+    buffer('kernel', q, shape, 'kernel', true),
     buffer('kernel_scale', scales, [out], 'other'),
     ...(useBias ? [buffer('bias', new Float32Array(out), [out], 'bias')] : []),
   ];

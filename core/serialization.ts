@@ -23,6 +23,7 @@ import type { PluginRegistry } from './registry';
  * One tensor in a weights file: its place (`offset`, in 4-byte words) and, for a masked (pruned) parameter, how its
  * mask is stored: `bits`, the n dense float32 values then ⌈n/32⌉ uint32 words of mask bits (bit i%32 of word i/32 set
  * = kept); `sparse`, `count` uint32 indices of the kept entries (ascending) then their `count` float32 values.
+ * `dtype: 'int8'` (a quantized layer's integer weights, {@link Parameter.int8}): n int8 bytes, padded to whole words.
  */
 export interface WeightEntry {
   name: string;
@@ -30,17 +31,19 @@ export interface WeightEntry {
   offset: number;
   mask?: 'bits' | 'sparse';
   count?: number;
+  dtype?: 'int8';
 }
 /** How {@link saveModel} stores a masked parameter: `auto` takes the smaller of `dense` (values + mask bits) and `sparse`. */
 export type MaskStorage = 'auto' | 'dense' | 'sparse';
 /**
  * `loom.model` version 2 holds the model's whole spec (`{ type, ... }`); version 3 (written only when a parameter
  * has a mask) adds masked entries ({@link WeightEntry}); `loom.sequential` version 1 (written before models other
- * than Sequential existed) holds a Sequential's config without `type`. All still load.
+ * than Sequential existed) holds a Sequential's config without `type`; version 4 (written only when a parameter is
+ * int8) adds int8 entries. All still load.
  */
 export interface ModelManifest {
   format: 'loom.model' | 'loom.sequential';
-  version: 3 | 2 | 1;
+  version: 4 | 3 | 2 | 1;
   config: ModelConfig;
   weights: WeightEntry[];
   /** SHA-256 of weights.bin (absent in files saved before it was recorded). */
@@ -50,14 +53,23 @@ export interface ModelManifest {
 const count = z.number().int().min(0);
 const modelManifestSchema = z.object({
   format: z.enum(['loom.model', 'loom.sequential']),
-  version: z.union([z.literal(3), z.literal(2), z.literal(1)]),
+  version: z.union([z.literal(4), z.literal(3), z.literal(2), z.literal(1)]),
   config: z.record(z.string(), z.unknown()),
-  weights: z.array(z.object({ name: z.string(), shape: z.array(count), offset: count, mask: z.enum(['bits', 'sparse']).optional(), count: count.optional() })),
+  weights: z.array(
+    z.object({
+      name: z.string(),
+      shape: z.array(count),
+      offset: count,
+      mask: z.enum(['bits', 'sparse']).optional(),
+      count: count.optional(),
+      dtype: z.literal('int8').optional(),
+    }),
+  ),
   weightsSha256: z.string().optional(),
 });
 
 /** Values by parameter name; `mask` (1 = kept, 0 = pruned) for a masked parameter when read `withMasks`. */
-export type NamedWeights = Map<string, { shape: number[]; values: Float32Array; mask?: Uint8Array }>;
+export type NamedWeights = Map<string, { shape: number[]; values: Float32Array; mask?: Uint8Array; int8?: boolean }>;
 
 /** Copies the current values of `params` out of their tensors (and, `withMasks`, their masks). */
 export function readWeights(params: readonly Parameter[], opts: { withMasks?: boolean } = {}): NamedWeights {
@@ -66,7 +78,12 @@ export function readWeights(params: readonly Parameter[], opts: { withMasks?: bo
   // variable is assigned again (kept weights such as early stopping's best must not change under it).
   for (const p of params) {
     const mask = opts.withMasks && p.mask ? Uint8Array.from(p.mask.dataSync(), (v) => (v !== 0 ? 1 : 0)) : undefined;
-    out.set(p.name, { shape: [...p.variable.shape], values: Float32Array.from(p.variable.dataSync() as Float32Array), ...(mask ? { mask } : {}) });
+    out.set(p.name, {
+      shape: [...p.variable.shape],
+      values: Float32Array.from(p.variable.dataSync() as Float32Array),
+      ...(mask ? { mask } : {}),
+      ...(p.int8 ? { int8: true } : {}),
+    });
   }
   return out;
 }
@@ -98,6 +115,11 @@ export function packWeights(weights: NamedWeights, maskStorage: MaskStorage = 'a
   let total = 0;
   const entries: WeightEntry[] = [];
   for (const [name, w] of weights) {
+    if (w.int8 && !w.mask) {
+      entries.push({ name, shape: w.shape, offset: total, dtype: 'int8' });
+      total += Math.ceil(w.values.length / 4);
+      continue;
+    }
     if (!w.mask) {
       entries.push({ name, shape: w.shape, offset: total });
       total += w.values.length;
@@ -115,6 +137,15 @@ export function packWeights(weights: NamedWeights, maskStorage: MaskStorage = 'a
   for (const w of weights.values()) {
     const e = entries[i++]!;
     const n = w.values.length;
+    if (e.dtype === 'int8') {
+      const bytes = new Int8Array(all.buffer, 4 * e.offset, n);
+      for (let j = 0; j < n; j++) {
+        const v = w.values[j]!;
+        if (!(Number.isInteger(v) && v >= -128 && v <= 127)) throw new Error(`packWeights: "${e.name}" is int8 but holds ${v} at ${j}`);
+        bytes[j] = v;
+      }
+      continue;
+    }
     if (e.mask === 'sparse') {
       let k = 0;
       for (let j = 0; j < n; j++) {
@@ -145,11 +176,13 @@ export function unpackWeights(entries: WeightEntry[], data: Uint8Array, file = '
   for (const e of entries) {
     const n = e.shape.reduce((a, b) => a * b, 1);
     if (e.mask === 'sparse' && (e.count === undefined || e.count > n)) throw corrupt(`"${e.name}" is sparse with a count of ${e.count} for ${n} values`);
-    const words = e.mask ? maskedWords(n, e.count ?? 0)[e.mask] : n;
+    if (e.dtype === 'int8' && e.mask) throw corrupt(`"${e.name}" is both int8 and masked`);
+    const words = e.dtype === 'int8' ? Math.ceil(n / 4) : e.mask ? maskedWords(n, e.count ?? 0)[e.mask] : n;
     if (e.offset !== expected) throw corrupt(`"${e.name}" is listed at offset ${e.offset}, expected ${expected}`);
     if (e.offset + words > floats.length) throw corrupt(`too short for "${e.name}" (${floats.length} values, it needs ${e.offset + words}; truncated?)`);
     if (out.has(e.name)) throw corrupt(`"${e.name}" is listed twice`);
-    if (!e.mask) out.set(e.name, { shape: e.shape, values: floats.slice(e.offset, e.offset + n) });
+    if (e.dtype === 'int8') out.set(e.name, { shape: e.shape, values: Float32Array.from(new Int8Array(floats.buffer, 4 * e.offset, n)), int8: true });
+    else if (!e.mask) out.set(e.name, { shape: e.shape, values: floats.slice(e.offset, e.offset + n) });
     else if (e.mask === 'bits') {
       const mask = new Uint8Array(n);
       for (let j = 0; j < n; j++) mask[j] = (ints[e.offset + n + (j >>> 5)]! >>> (j & 31)) & 1;
@@ -177,7 +210,7 @@ export function unpackWeights(entries: WeightEntry[], data: Uint8Array, file = '
  */
 export function saveModel(model: Model, dir: string, opts: { maskStorage?: MaskStorage } = {}): void {
   const { entries, data } = packWeights(readWeights(model.weights(), { withMasks: true }), opts.maskStorage);
-  const version = entries.some((e) => e.mask) ? 3 : 2;
+  const version = entries.some((e) => e.dtype === 'int8') ? 4 : entries.some((e) => e.mask) ? 3 : 2;
   const manifest: ModelManifest = { format: 'loom.model', version, config: model.spec, weights: entries, weightsSha256: sha256(data) };
   writeFileAtomic(path.join(dir, 'weights.bin'), data);
   writeFileAtomic(path.join(dir, 'model.json'), JSON.stringify(manifest, null, 2));

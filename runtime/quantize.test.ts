@@ -83,6 +83,12 @@ describe('quantizeModel', () => {
       const [a, b] = [model, loaded].map((m) => Array.from(tf.tidy(() => m.apply(x, { training: false, rng: new Rng(0) }).dataSync())));
       expect(b).toEqual(a);
       expect(loaded.spec).toEqual(model.spec);
+      // The int8 kernels take one byte a weight on disk (padded to whole 4-byte words), the rest float32.
+      const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8')) as { version: number; weights: { dtype?: string }[] };
+      expect(manifest.version).toBe(4);
+      expect(manifest.weights.filter((w) => w.dtype === 'int8').length).toBe(3);
+      const words = model.weights().reduce((a, p) => a + (p.int8 ? Math.ceil(p.variable.size / 4) : p.variable.size), 0);
+      expect(fs.statSync(path.join(dir, 'weights.bin')).size).toBe(4 * words);
       loaded.dispose();
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

@@ -5,7 +5,18 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadModel, Rng, saveModel, Sequential, ShapeError, type PluginRegistry, type SequentialConfig } from '../core';
+import {
+  loadModel,
+  packWeights,
+  Rng,
+  saveModel,
+  Sequential,
+  ShapeError,
+  unpackWeights,
+  type NamedWeights,
+  type PluginRegistry,
+  type SequentialConfig,
+} from '../core';
 import { randomNormal, testRegistry } from './harness';
 
 let registry: PluginRegistry;
@@ -67,5 +78,42 @@ describe('saveModel / loadModel', () => {
 
   it('says so when there is no saved model', () => {
     expect(() => loadModel(path.join(dir, 'nothing-here'), registry)).toThrow(/no saved model/);
+  });
+});
+
+describe('int8 weights in weights.bin', () => {
+  it('pack then unpack gives int8 tensors back exactly, beside float and odd-length ones, in a quarter of the words', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 23 })), { minLength: 1, maxLength: 6 }),
+        fc.integer({ min: 0, max: 1e6 }),
+        (tensors, seed) => {
+          const rng = new Rng(seed);
+          const weights: NamedWeights = new Map(
+            tensors.map(([int8, n], i) => [
+              `w${i}`,
+              int8
+                ? { shape: [n], values: Float32Array.from({ length: n }, () => rng.int(256) - 128), int8: true }
+                : { shape: [n], values: Float32Array.from({ length: n }, () => rng.normal()) },
+            ]),
+          );
+          const { entries, data } = packWeights(weights);
+          const words = tensors.reduce((a, [int8, n]) => a + (int8 ? Math.ceil(n / 4) : n), 0);
+          expect(data.byteLength).toBe(4 * words);
+          const back = unpackWeights(entries, data);
+          for (const [name, w] of weights) {
+            expect(Array.from(back.get(name)!.values), name).toEqual(Array.from(w.values));
+            expect(back.get(name)!.int8 ?? false).toBe(w.int8 ?? false);
+          }
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
+
+  it('refuses to store a value outside [−128, 127] or not an integer as int8', () => {
+    for (const bad of [128, -129, 0.5]) {
+      expect(() => packWeights(new Map([['w', { shape: [1], values: Float32Array.of(bad), int8: true }]]))).toThrow(/int8/);
+    }
   });
 });
