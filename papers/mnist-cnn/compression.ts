@@ -125,6 +125,7 @@ async function runCompression(ctx: PaperModeContext, presets: Record<string, Jso
   const frequency = Math.max(1, Math.min(100, Math.floor((0.6 * steps) / 4)));
   const prunings = Math.max(1, Math.floor((0.6 * steps) / frequency));
   const runs: CompressionRun[] = [];
+  const commit = gitCommit(); // the code that runs: read now, before a long comparison, not at its end
   let backend = '';
   const teacher = cachePath('mnist-cnn', 'teacher');
 
@@ -206,7 +207,7 @@ async function runCompression(ctx: PaperModeContext, presets: Record<string, Jso
       pruningSchedule: what === 'distill' ? null : { beginStep, frequency, prunings, stepsPerRun: steps },
       backend,
       machine: `${cpus.length} × ${cpus[0]?.model ?? 'unknown'}, ${os.platform()} ${os.arch()}, Node ${process.versions.node}`,
-      commit: gitCommit(),
+      commit,
       date: new Date().toISOString(),
       summary,
       runs,
