@@ -122,9 +122,10 @@ describe('loom CLI', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^usage: loom paper mnist-cnn \[flags\]/);
     expect(r.stdout).toMatch(/--preset P +which preset of the paper to run \(default: smoke\)/);
-    expect(r.stdout).toMatch(/presets \(default: smoke; seed 0\):\n {2}full: .*\n {2}smoke \(default\): 2,000 training images/);
-    expect(r.stdout).toContain('modes other than training: none (this paper only trains)');
+    expect(r.stdout).toMatch(/presets \(default: smoke; seed 0\):\n {2}full: .*\n(?: {2}\S+: .*\n)* {2}smoke \(default\): 2,000 training images/);
+    expect(r.stdout).toMatch(/modes other than training \(their flags\):\n {2}--compression WHAT: .*\n {4}--epochs N: /);
     expect(r.stderr).toBe('');
+    expect(loom('paper', 'variational-lstm', '--help').stdout).toContain('modes other than training: none (this paper only trains)');
   });
 
   it("rejects bad input with loom's own message naming it, exit code 2 and no stack trace", async () => {
@@ -159,7 +160,8 @@ describe('loom CLI', () => {
       [['paper', 'gpt', '--predict', 'Call me', '--temperature', 'Infinity'], /--temperature: expected a number >= 0, got "Infinity"/],
       [['paper', 'gpt', '--temperature', '0.5'], /--temperature: applies only with --predict/],
       [['paper', 'gpt', '--predict', 'Call me', '--set', 'trainer.epochs=2'], /--set: does not apply to --predict/],
-      [['paper', 'mnist-cnn', '--predict', '7'], /--predict: is a flag of papers transformer, gpt, not of "mnist-cnn"$/m],
+      [['paper', 'mnist-cnn', '--predict', '7'], /--predict: is a flag of papers transformer, gpt, not of "mnist-cnn"; its own: --compression, --epochs/],
+      [['paper', 'variational-lstm', '--predict', '7'], /--predict: is a flag of papers transformer, gpt, not of "variational-lstm"$/m],
       [
         ['paper', 'transformer', '--predict', 'cat', '--top-k', '3'],
         /--top-k: is a flag of paper gpt, not of "transformer"; its own: --predict, --average-checkpoints, --last/,
