@@ -25,6 +25,11 @@ const schema = layerOptions.extend({
   /** Dropout on the attention weights (Vaswani et al. 2017 apply it after the softmax). */
   dropout: z.number().min(0).lt(1).default(0),
   kernelInitializer: pluginSpecSchema.default('glorot-uniform'),
+  /**
+   * The output projection W^O's initializer, where it differs from the others: GPT-2 (Radford et al. 2019, §2.3)
+   * scales the projections that write into the residual stream by 1/√N, N the number of residual layers.
+   */
+  outputInitializer: pluginSpecSchema.optional(),
 });
 
 /**
@@ -66,6 +71,7 @@ export class MultiHeadAttention extends LayerBase {
   private out!: tf.Variable;
   private outBias!: tf.Variable;
   private readonly init: Initializer;
+  private readonly outInit: Initializer;
   private readonly zeros: Initializer;
 
   constructor(
@@ -74,6 +80,7 @@ export class MultiHeadAttention extends LayerBase {
   ) {
     super(opts.name ?? 'multi-head-attention');
     this.init = ctx.create('initializer', opts.kernelInitializer, 'kernelInitializer');
+    this.outInit = opts.outputInitializer ? ctx.create('initializer', opts.outputInitializer, 'outputInitializer') : this.init;
     this.zeros = ctx.create('initializer', 'zeros');
   }
 
@@ -83,7 +90,7 @@ export class MultiHeadAttention extends LayerBase {
     if (d % this.opts.numHeads !== 0) throw this.shapeError(`d_model divisible by numHeads = ${this.opts.numHeads}`, inputShape);
     this.qkv = this.addWeight('qkv_kernel', [d, 3 * d], this.init, rng, 'kernel');
     this.qkvBias = this.addWeight('qkv_bias', [3 * d], this.zeros, rng, 'bias');
-    this.out = this.addWeight('out_kernel', [d, d], this.init, rng, 'kernel');
+    this.out = this.addWeight('out_kernel', [d, d], this.outInit, rng, 'kernel');
     this.outBias = this.addWeight('out_bias', [d], this.zeros, rng, 'bias');
     return inputShape;
   }

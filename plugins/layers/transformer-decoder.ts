@@ -30,10 +30,9 @@ export class TransformerDecoder extends TransformerBlock {
 
   constructor(opts: z.output<typeof schema>, ctx: PluginContext) {
     super(opts.name ?? 'transformer-decoder', opts, ctx);
-    this.selfAttention = this.part('self_attention', { type: 'multi-head-attention', numHeads: opts.numHeads, causal: true }, MultiHeadAttention);
-    const cross = { type: 'multi-head-attention', numHeads: opts.numHeads };
-    this.crossAttention = opts.crossAttention ? this.part('cross_attention', cross, MultiHeadAttention) : null;
-    this.norms = (opts.crossAttention ? ['norm1', 'norm2', 'norm3'] : ['norm1', 'norm3']).map((n) => this.part(n, { type: 'layer-norm' }));
+    this.selfAttention = this.part('self_attention', this.attentionSpec({ causal: true }), MultiHeadAttention);
+    this.crossAttention = opts.crossAttention ? this.part('cross_attention', this.attentionSpec(), MultiHeadAttention) : null;
+    this.norms = (opts.crossAttention ? ['norm1', 'norm2', 'norm3'] : ['norm1', 'norm3']).map((n) => this.part(n, this.normSpec()));
   }
 
   protected sublayerParts(): Layer[] {

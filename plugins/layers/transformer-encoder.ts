@@ -26,6 +26,20 @@ export const transformerLayerOptions = layerOptions.extend({
   preNorm: z.boolean().default(false),
   /** Activation of the feed-forward network: ReLU in the paper, GELU in BERT and GPT. */
   activation: pluginSpecSchema.default('relu'),
+  /**
+   * Dropout on the attention probabilities. The paper's residual dropout (§5.4) does not include it, so 0 here;
+   * GPT-2 (attn_pdrop) and BERT (attention_probs_dropout_prob) use 0.1.
+   */
+  attentionDropout: z.number().min(0).lt(1).default(0),
+  /** Initializer of every kernel of the layer (attention projections, feed-forward). */
+  kernelInitializer: pluginSpecSchema.default('glorot-uniform'),
+  /**
+   * Initializer of the two kernels that write into the residual stream (attention output W^O, feed-forward W₂),
+   * where it differs: GPT-2's N(0, 0.02/√(2·layers)). Default: `kernelInitializer`.
+   */
+  residualInitializer: pluginSpecSchema.optional(),
+  /** The layer norms' ε (1e-5 as in PyTorch; BERT uses 1e-12). */
+  normEpsilon: z.number().positive().default(1e-5),
 });
 
 type TransformerLayerOptions = z.output<typeof transformerLayerOptions>;
@@ -48,8 +62,26 @@ export abstract class TransformerBlock extends LayerBase {
     private readonly ctx: PluginContext,
   ) {
     super(name);
-    this.ff1 = this.part('ff1', { type: 'dense', units: opts.ff, activation: opts.activation });
+    this.ff1 = this.part('ff1', { type: 'dense', units: opts.ff, activation: opts.activation, kernelInitializer: opts.kernelInitializer });
     this.drop = this.part('dropout', { type: 'dropout', rate: opts.dropout });
+  }
+
+  /** A multi-head attention part with this layer's attention dropout and initializers. */
+  protected attentionSpec(extra: { causal?: boolean } = {}): PartSpec {
+    const o = this.opts;
+    return {
+      type: 'multi-head-attention',
+      numHeads: o.numHeads,
+      dropout: o.attentionDropout,
+      kernelInitializer: o.kernelInitializer,
+      ...(o.residualInitializer ? { outputInitializer: o.residualInitializer } : {}),
+      ...extra,
+    };
+  }
+
+  /** A layer norm part with this layer's ε. */
+  protected normSpec(): PartSpec {
+    return { type: 'layer-norm', epsilon: this.opts.normEpsilon };
   }
 
   /** A sub-layer named `<layer>/<part>`. */
@@ -66,7 +98,7 @@ export abstract class TransformerBlock extends LayerBase {
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {
     this.expectRank(inputShape, 3, '[batch, time, d_model]', [1]);
-    this.ff2 = this.part('ff2', { type: 'dense', units: inputShape[2]! });
+    this.ff2 = this.part('ff2', { type: 'dense', units: inputShape[2]!, kernelInitializer: this.opts.residualInitializer ?? this.opts.kernelInitializer });
     for (const l of [...this.sublayerParts(), this.drop]) l.build(inputShape, rng);
     this.ff2.build(this.ff1.build(inputShape, rng), rng);
     return inputShape;
@@ -105,9 +137,9 @@ export class TransformerEncoder extends TransformerBlock {
 
   constructor(opts: z.output<typeof schema>, ctx: PluginContext) {
     super(opts.name ?? 'transformer-encoder', opts, ctx);
-    this.attention = this.part('attention', { type: 'multi-head-attention', numHeads: opts.numHeads, causal: opts.causal });
-    this.norm1 = this.part('norm1', { type: 'layer-norm' });
-    this.norm2 = this.part('norm2', { type: 'layer-norm' });
+    this.attention = this.part('attention', this.attentionSpec({ causal: opts.causal }));
+    this.norm1 = this.part('norm1', this.normSpec());
+    this.norm2 = this.part('norm2', this.normSpec());
   }
 
   protected sublayerParts(): Layer[] {

@@ -1,6 +1,17 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, Module, moduleOptions, type ForwardContext, type Layer, type Parameter, type PluginContext, type Rng, type Shape } from '../../core';
+import {
+  definePlugin,
+  Module,
+  moduleOptions,
+  type ForwardContext,
+  type JsonObject,
+  type Layer,
+  type Parameter,
+  type PluginContext,
+  type Rng,
+  type Shape,
+} from '../../core';
 import { Embedding } from '../layers/embedding';
 
 export const bertOptions = moduleOptions.extend({
@@ -12,6 +23,15 @@ export const bertOptions = moduleOptions.extend({
   layers: z.number().int().positive().default(2),
   ff: z.number().int().positive().optional(),
   dropout: z.number().min(0).lt(1).default(0.1),
+  /** Dropout on the attention probabilities (BERT's attention_probs_dropout_prob); default: `dropout` (0.1 in BERT). */
+  attentionDropout: z.number().min(0).lt(1).optional(),
+  /**
+   * `bert`: every weight matrix from the truncated normal with σ 0.02 (BERT's initializer_range), biases zero, layer
+   * norms γ 1 and β 0. `glorot`: Glorot-uniform kernels outside the embeddings (loom's choice before this option).
+   */
+  init: z.enum(['bert', 'glorot']).default('bert'),
+  /** The layer norms' ε: BERT's 1e-12 (the embedding norm, every encoder layer's and the masked-LM head's). */
+  layerNormEpsilon: z.number().positive().default(1e-12),
   /**
    * `mlm`: logits over the vocabulary at every position (masked-LM pretraining, through the tied embeddings);
    * `classifier`: logits over `classes` from the [CLS] position through a tanh pooler (fine-tuning).
@@ -44,19 +64,30 @@ export class Bert extends Module {
     const d = opts.dModel;
     this.embed = this.add('token_embedding', { type: 'embedding', vocabSize: opts.vocabSize, dim: d, initializer: init }, Embedding);
     const pos = this.add('position_embedding', { type: 'positional-encoding', kind: 'learned', maxLength: opts.maxLength, initializer: init });
-    const embedNorm = this.add('embedding_norm', { type: 'layer-norm' });
+    const norm = { type: 'layer-norm', epsilon: opts.layerNormEpsilon };
+    const kernel: JsonObject = opts.init === 'bert' ? { kernelInitializer: init } : {};
+    const embedNorm = this.add('embedding_norm', norm);
     const drop = this.add('dropout', { type: 'dropout', rate: opts.dropout });
-    const layer = { type: 'transformer-encoder', numHeads: opts.numHeads, ff: opts.ff ?? 4 * d, dropout: opts.dropout, activation: 'gelu' };
+    const layer = {
+      type: 'transformer-encoder',
+      numHeads: opts.numHeads,
+      ff: opts.ff ?? 4 * d,
+      dropout: opts.dropout,
+      attentionDropout: opts.attentionDropout ?? opts.dropout,
+      activation: 'gelu',
+      normEpsilon: opts.layerNormEpsilon,
+      ...kernel,
+    };
     const encoders = Array.from({ length: opts.layers }, (_, i) => this.add(`encoder_${i + 1}`, layer));
     // In the order of the forward pass; the embedding table is applied first, outside the list.
     this.encoder = [pos, embedNorm, drop, ...encoders];
     this.headLayers =
       opts.head === 'mlm'
-        ? [this.add('mlm_transform', { type: 'dense', units: d, activation: 'gelu' }), this.add('mlm_norm', { type: 'layer-norm' })]
+        ? [this.add('mlm_transform', { type: 'dense', units: d, activation: 'gelu', ...kernel }), this.add('mlm_norm', norm)]
         : [
-            this.add('pooler', { type: 'dense', units: d, activation: 'tanh' }),
+            this.add('pooler', { type: 'dense', units: d, activation: 'tanh', ...kernel }),
             this.add('classifier_dropout', { type: 'dropout', rate: opts.dropout }),
-            this.add('classifier', { type: 'dense', units: opts.classes }),
+            this.add('classifier', { type: 'dense', units: opts.classes, ...kernel }),
           ];
   }
 

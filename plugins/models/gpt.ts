@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, Module, moduleOptions, type ForwardContext, type Layer, type PluginContext, type Rng, type Shape } from '../../core';
+import { definePlugin, Module, moduleOptions, type ForwardContext, type JsonObject, type Layer, type PluginContext, type Rng, type Shape } from '../../core';
 import { Embedding } from '../layers/embedding';
 import { PositionalEncoding } from '../layers/positional-encoding';
 import { TransformerDecoder, type DecoderCache } from '../layers/transformer-decoder';
@@ -15,6 +15,14 @@ export const gptOptions = moduleOptions.extend({
   /** Feed-forward width; GPT uses 4·d_model. */
   ff: z.number().int().positive().optional(),
   dropout: z.number().min(0).lt(1).default(0.2),
+  /** Dropout on the attention probabilities (GPT-2's attn_pdrop); default: `dropout`, as GPT-2 and nanoGPT have it. */
+  attentionDropout: z.number().min(0).lt(1).optional(),
+  /**
+   * `gpt2`: every kernel from N(0, 0.02) and the projections into the residual stream (attention output, MLP
+   * output) from N(0, 0.02/√(2·layers)) (Radford et al. 2019, §2.3; nanoGPT); biases zero. `glorot`: Glorot-uniform
+   * kernels (loom's choice before this option, kept for models trained so).
+   */
+  init: z.enum(['gpt2', 'glorot']).default('gpt2'),
   /** Output logits = h·Eᵀ with the input embedding E (Press & Wolf 2017), as GPT-2/3 do. */
   tieEmbeddings: z.boolean().default(true),
 });
@@ -46,10 +54,24 @@ export class GPT extends Module {
     this.drop = this.add('dropout', { type: 'dropout', rate: opts.dropout });
     const gelu = { type: 'gelu', approximate: 'tanh' };
     const { dropout } = opts;
-    const block = { type: 'transformer-decoder', numHeads, ff: opts.ff ?? 4 * d, dropout, preNorm: true, crossAttention: false, activation: gelu };
+    const kernels: JsonObject =
+      opts.init === 'gpt2' ? { kernelInitializer: init, residualInitializer: { type: 'random-normal', stddev: 0.02 / Math.sqrt(2 * opts.layers) } } : {};
+    const attentionDropout = opts.attentionDropout ?? dropout;
+    const block = {
+      type: 'transformer-decoder',
+      numHeads,
+      ff: opts.ff ?? 4 * d,
+      dropout,
+      attentionDropout,
+      preNorm: true,
+      crossAttention: false,
+      activation: gelu,
+      ...kernels,
+    };
     this.blocks = Array.from({ length: opts.layers }, (_, i) => this.add(`block_${i + 1}`, block, TransformerDecoder));
     this.norm = this.add('final_norm', { type: 'layer-norm' });
-    this.head = opts.tieEmbeddings ? null : this.add('head', { type: 'dense', units: opts.vocabSize, useBias: false });
+    const headInit: JsonObject = opts.init === 'gpt2' ? { kernelInitializer: init } : {};
+    this.head = opts.tieEmbeddings ? null : this.add('head', { type: 'dense', units: opts.vocabSize, useBias: false, ...headInit });
   }
 
   protected buildParts(inputShape: Shape, rng: Rng): Shape {
