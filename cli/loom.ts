@@ -34,6 +34,7 @@ import { papers } from '../papers';
 import { registerBuiltins } from '../plugins';
 import { syncStore } from '../plugins/trackers/mlflow-rest';
 import { pluginDocs } from './plugin-docs';
+import { QUANTIZE_COMMAND, quantizeCommand } from './quantize';
 import { readStore, recordOf, recordPath, writeRecord, type StoredRun } from './records';
 import { buildReport } from './report';
 
@@ -165,6 +166,7 @@ export const COMMANDS: Record<string, Command> = {
     },
   },
   papers: { name: 'papers', args: '', summary: 'list the papers and their presets', flags: { help: HELP } },
+  quantize: QUANTIZE_COMMAND,
   plugins: {
     name: 'plugins',
     args: '[flags]',
@@ -695,6 +697,19 @@ export async function run(argv: string[], io: CliIO = consoleIO): Promise<number
     if (values.verbose) process.env.LOOM_VERBOSE = '1';
     if (cmd.name === 'paper') return await paperCommand(values, positionals, io);
     if (cmd.name === 'train' && !values.help) return await trainCommand(values, positionals, io);
+    if (cmd.name === 'quantize' && !values.help) {
+      if (positionals.length > 1) throw new ConfigError('quantize', `expects one model directory, got also "${positionals.slice(1).join(' ')}"`);
+      const flags = {
+        out: str(values.out),
+        mode: str(values.mode),
+        data: str(values.data),
+        split: str(values.split),
+        calibrationSamples: integerFlag('calibration-samples', str(values['calibration-samples']), 1),
+        seed: integerFlag('seed', str(values.seed), 0),
+        backend: str(values.backend),
+      };
+      return await quantizeCommand(await cliRegistry(), positionals[0], flags, io);
+    }
     if (values.help) {
       io.out(commandHelp(cmd));
       return 0;
