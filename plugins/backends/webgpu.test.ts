@@ -17,6 +17,7 @@
  * Then the trainer: the tensor count and the GPU memory (tf.memory().numBytesInGPU) stay flat across training steps,
  * and a short toy run on webgpu (fit, validation, test, saving the model) logs the losses the cpu run logs.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -352,5 +353,29 @@ describe('webgpu backend selection', () => {
       expect(available.ok).toBe(false);
       expect(available.reason).toMatch(adapter.ok ? /software adapter.*--backend webgpu/ : /webgpu|adapter|Dawn/);
     }
+  });
+
+  it('on a machine without a Vulkan driver, a run says why webgpu was skipped, and --backend webgpu is a ConfigError saying why', () => {
+    // A process whose Vulkan loader finds no driver (VK_ICD_FILENAMES names none), as on a machine without one.
+    const script = `
+      import { createRegistry, selectBackend } from './core';
+      import { registerBuiltins } from './plugins';
+      const registry = registerBuiltins(createRegistry());
+      const auto = await selectBackend(registry);
+      let forced = '';
+      try { await selectBackend(registry, 'webgpu'); } catch (e) { forced = e.name + ': ' + e.message; }
+      console.log(JSON.stringify({ skipped: auto.tags['backend.skipped'], forced }));`;
+    const root = path.resolve(import.meta.dirname, '../..');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, VK_ICD_FILENAMES: path.join(os.tmpdir(), 'no-such-icd.json'), LOOM_BACKEND: '' },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const { skipped, forced } = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { skipped: string; forced: string };
+    const why =
+      /webgpu: (Dawn finds no WebGPU adapter \(no Vulkan driver|the optional packages webgpu and @tensorflow\/tfjs-backend-webgpu are not both installed)/;
+    expect(skipped).toMatch(why);
+    expect(forced).toMatch(/^ConfigError: .*backend "webgpu" is not available here: (Dawn finds no WebGPU adapter|the optional package)/);
   });
 });
