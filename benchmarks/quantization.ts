@@ -9,8 +9,10 @@
  *   npx tsx benchmarks/quantization.ts [--model DIR] [--calibration N] [--seconds S] [--json FILE]
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { createRegistry, Rng, loadModel, selectBackend, type Model, type Dataset } from '../core';
+import { createRegistry, Rng, loadModel, saveModel, selectBackend, type Model, type Dataset } from '../core';
 import { registerBuiltins } from '../plugins';
 import { loadAddon, nativeAddonInfo } from '../plugins/backends/native/addon';
 import { latestRunArtifacts } from '../runtime';
@@ -124,9 +126,19 @@ async function mnist() {
   const [f32Rate, staticRate] = await alternate(infer(float), infer(stat), 128);
   const [, dynamicRate] = await alternate(infer(float), infer(dyn), 128);
   const rates: Record<string, number> = { fp32: f32Rate, 'int8 static': staticRate, 'int8 dynamic': dynamicRate };
+  /** Bytes of weights.bin as saveModel writes it. */
+  const saved = (m: Model) => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-quantization-bench-'));
+    try {
+      saveModel(m, tmp);
+      return fs.statSync(path.join(tmp, 'weights.bin')).size;
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  };
   const rows = models.map(([name, m]) => {
     const bytes = inferenceBytes(m);
-    return { model: name, ...evaluate(m, test, 10_000), weightBytes: bytes.float32 + bytes.int8, samplesPerSec: rates[name]! };
+    return { model: name, ...evaluate(m, test, 10_000), weightBytes: bytes.float32 + bytes.int8, weightsBinBytes: saved(m), samplesPerSec: rates[name]! };
   });
   return { dir, backend: backend.tags.backend, calibrationSamples, quantizeSec, calibration: report.layers, rows };
 }

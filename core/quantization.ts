@@ -69,16 +69,17 @@ export function activationQuant(min: number, max: number): ActivationQuant {
   return { scale, zeroPoint: Math.min(255, Math.max(0, roundHalfEven(-lo / scale))) };
 }
 
-/** A tensor's own range as uint8 parameters: dynamic quantization's, computed per batch. */
+/** A tensor's own range as uint8 parameters: dynamic quantization's, computed per batch (one pass over its values). */
 export function dynamicQuant(x: tf.Tensor): ActivationQuant {
-  const [lo, hi] = tf
-    .tidy(() => [tf.min(x), tf.max(x)])
-    .map((t) => {
-      const v = t.dataSync()[0]!;
-      t.dispose();
-      return v;
-    });
-  return activationQuant(lo!, hi!);
+  const v = x.dataSync() as Float32Array;
+  let lo = Infinity,
+    hi = -Infinity;
+  for (let i = 0; i < v.length; i++) {
+    const e = v[i]!;
+    if (e < lo) lo = e;
+    if (e > hi) hi = e;
+  }
+  return activationQuant(lo, hi);
 }
 
 /** q(x) − Z as a float tensor of integers in [−255, 255]: x quantized to uint8, then centred on its zero point. */
