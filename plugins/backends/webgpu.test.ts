@@ -324,12 +324,24 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
       }
     });
 
-    it('a short run (fit, validation, test, save) logs the losses and accuracies the cpu run logs, within 1e-4', async () => {
+    it('a short run (fit, validation, checkpoints, the best model, test, save) logs the losses and accuracies the cpu run logs, within 1e-4', async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-webgpu-'));
       try {
-        const config = toyConfig(dir, { trainer: { epochs: 2, batchSize: 16, validationSplit: 0.25 } });
-        const cpu = await runExperiment({ registry, backend: 'cpu', config });
-        const gpu = await runExperiment({ registry, backend: 'webgpu', config });
+        const run = (name: string) =>
+          toyConfig(dir, {
+            trainer: { epochs: 2, batchSize: 16, validationSplit: 0.25, checkpoint: { everySteps: 3, keep: 2, dir: path.join(dir, `ckpt-${name}`) } },
+            callbacks: [{ type: 'model-checkpoint', dir: path.join(dir, `best-${name}`), saveBestOnly: true }],
+          });
+        const cpu = await runExperiment({ registry, backend: 'cpu', config: run('cpu') });
+        const gpu = await runExperiment({ registry, backend: 'webgpu', config: run('webgpu') });
+        // Checkpoints (weights and Adam's slots) and the best model were written from webgpu's values, as on cpu.
+        for (const name of ['cpu', 'webgpu']) {
+          expect(fs.existsSync(path.join(dir, `best-${name}`, 'best', 'weights.bin')), `best model (${name})`).toBe(true);
+          expect(
+            fs.readdirSync(path.join(dir, `ckpt-${name}`), { recursive: true }).some((f) => String(f).endsWith('tensors.bin')),
+            `checkpoints (${name})`,
+          ).toBe(true);
+        }
         expect(gpu.backend).toBe('webgpu');
         expect(gpu.tags['backend.adapter']).toBe(
           `${adapter.ok && adapter.facts.vendor} ${adapter.ok && adapter.facts.architecture} ${adapter.ok && adapter.facts.description}`,

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { definePlugin, saveModel, type Callback, type Logs, type TrainingState } from '../../core';
+import { definePlugin, readToHost, saveModel, type Callback, type Logs, type TrainingState } from '../../core';
 import { Monitor, monitorOptions } from './monitor';
 
 /**
@@ -36,16 +36,20 @@ export default definePlugin({
       onTrainBegin() {
         monitored.reset();
       },
-      onEpochEnd(state: TrainingState, logs: Logs) {
+      async onEpochEnd(state: TrainingState, logs: Logs) {
         if (state.isGlobalZero === false) return; // one writer: rank 0 (all ranks hold the same weights)
         if (!saveBestOnly) {
           const target = path.join(dir, `epoch-${state.epoch + 1}`);
+          await readToHost(); // the weights on the host first where the backend reads asynchronously (webgpu)
           saveModel(state.model, target);
           saved.push(target);
           while (saved.length > keep) fs.rmSync(saved.shift()!, { recursive: true, force: true });
           return;
         }
-        if (monitored.update(monitored.read(logs))) saveModel(state.model, path.join(dir, 'best'));
+        if (monitored.update(monitored.read(logs))) {
+          await readToHost();
+          saveModel(state.model, path.join(dir, 'best'));
+        }
       },
     };
   },
