@@ -28,7 +28,7 @@ afterAll(() => {
 
 function build(spec: Record<string, unknown>, seed = 1): { model: Model; w: (name: string) => tf.Tensor } {
   const model = buildModel(spec as never, registry);
-  model.build(undefined, new Rng(seed));
+  model.build(model.inputShape, new Rng(seed));
   models.push(model);
   // Perturb every parameter (norms' γ = 1 and zero biases would hide a swapped γ/β or a missing bias).
   const rng = new Rng(seed + 100);
@@ -124,10 +124,10 @@ describe('GPT equals GPT-2 (pre-norm blocks, tanh GELU, tied logits)', () => {
     const layers = 4;
     const { model } = build({ type: 'gpt', vocabSize: 50, context: 64, dModel: 64, numHeads: 4, layers, dropout: 0 });
     const fresh = buildModel(model.spec as never, registry);
-    fresh.build(undefined, new Rng(3));
+    fresh.build(fresh.inputShape, new Rng(3));
     models.push(fresh);
     for (const p of fresh.parameters()) {
-      const v = p.variable.dataSync();
+      const v = Array.from(p.variable.dataSync());
       const mean = v.reduce((a, b) => a + b, 0) / v.length;
       const std = Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / v.length);
       if (/bias|beta/.test(p.name)) expect(std, p.name).toBe(0);
@@ -176,7 +176,7 @@ describe('BERT equals the paper (post-norm encoder, GELU, masked-LM head, ε = 1
   it('initializes as BERT: weight matrices from the truncated normal (σ 0.02, cut at 2σ), biases 0', () => {
     const { model } = build({ type: 'bert', vocabSize: 60, maxLength: 64, dModel: 64, numHeads: 4, layers: 2, dropout: 0 });
     const fresh = buildModel(model.spec as never, registry);
-    fresh.build(undefined, new Rng(5));
+    fresh.build(fresh.inputShape, new Rng(5));
     models.push(fresh);
     for (const p of fresh.parameters()) {
       const v = Array.from(p.variable.dataSync());
