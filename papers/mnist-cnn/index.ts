@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { loadPresets } from '../../core';
 import { experimentPaper } from '../../runtime';
 import { compressionMode } from './compression';
+import { quantizeMode } from './quantization';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const presets = loadPresets(path.join(here, 'presets'));
@@ -24,7 +25,7 @@ export default experimentPaper({
       'the student distilled from a trained teacher (Hinton et al. 2015, T 4, α 0.1) saved at cache/mnist-cnn/teacher (`--compression distill` trains and saves one)',
     'prune-90': 'the full recipe with gradual magnitude pruning of the kernels to 90 % (Zhu & Gupta 2017: steps 840-5,840, every 200)',
   },
-  modes: [compressionMode(presets)],
+  modes: [compressionMode(presets), quantizeMode()],
   references: [
     {
       metric: 'test_accuracy',
