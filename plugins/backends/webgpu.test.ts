@@ -44,6 +44,11 @@ import { optimizerProblem } from '../../testing';
 import toyBlobs, { toyConfig } from '../../test/toy-data';
 import { webGpuAdapter } from './webgpu';
 
+interface GPUDeviceLike {
+  createBuffer(d: { size: number; usage: number }): unknown;
+  queue: { onSubmittedWorkDone(): Promise<void> };
+}
+
 const adapter = await webGpuAdapter();
 const why = adapter.ok ? '' : ` (skipped: ${adapter.reason})`;
 const registry: PluginRegistry = (await testRegistry('cpu')).register(toyBlobs);
@@ -291,6 +296,28 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
     } finally {
       t.dispose();
     }
+  });
+
+  it("pins tfjs-backend-webgpu 4.22: AddN of more inputs than the storage buffers a shader stage may bind (the global norm of a GPT's gradients) equals cpu's sum", async () => {
+    await selectBackend(registry, 'cpu');
+    const rng = new Rng(5);
+    const xs = Array.from({ length: 40 }, () => randomNormal([3, 5], rng));
+    try {
+      await cpuVsWebgpu('addN of 40', () => [tf.addN(xs)], RTOL);
+    } finally {
+      tf.dispose(xs);
+    }
+  });
+
+  it('a kernel the GPU rejects fails the next read, instead of leaving wrong results behind', async () => {
+    await selectBackend(registry, 'webgpu');
+    const device = (tf.backend() as unknown as { device: GPUDeviceLike }).device;
+    device.createBuffer({ size: 4, usage: 0xffffff }); // invalid usage flags: Dawn rejects it (and prints why)
+    await device.queue.onSubmittedWorkDone();
+    const t = tf.matMul(tf.ones([2, 2]), tf.ones([2, 2]));
+    await expect(t.data()).rejects.toThrow(/GPU rejected a kernel/);
+    await expect(t.data()).resolves.toEqual(new Float32Array([2, 2, 2, 2])); // one error, reported once
+    tf.dispose(t);
   });
 
   describe('exempt', () => {

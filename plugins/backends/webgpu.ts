@@ -177,9 +177,29 @@ async function registerOnce(adapter: GpuAdapterLike): Promise<void> {
       maxBufferSize: l.maxBufferSize,
       maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
       maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      // Not asked for by tfjs's own factory, which leaves the default of 8: AddN binds one buffer per input.
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
     },
   });
-  const backend = new WebGPUBackend(device, adapter.info);
+  // Dawn reports a kernel it rejects (a pipeline over the device's limits) as an uncaptured error, prints it, and
+  // drops the work: the results are then garbage. The first such error fails the next read instead.
+  let rejected: string | null = null;
+  (device as unknown as { onuncapturederror: (e: { error: { message: string } }) => void }).onuncapturederror = (e) => {
+    rejected ??= e.error.message;
+  };
+  const failIfRejected = () => {
+    if (rejected === null) return;
+    const message = rejected;
+    rejected = null;
+    throw new Error(`webgpu: the GPU rejected a kernel, so results computed since are wrong: ${firstLine(message)}`);
+  };
+  const backend = new WebGPUBackend(device, adapter.info) as tf.KernelBackend & { read(dataId: object): Promise<tf.backend_util.BackendValues> };
+  const read = backend.read.bind(backend);
+  backend.read = async (dataId: object) => {
+    const values = await read(dataId);
+    failIfRejected();
+    return values;
+  };
   // tfjs's synchronous read goes through an OffscreenCanvas, which Node lacks: say what to do instead.
   (backend as unknown as { hasReadSyncWarned: boolean }).hasReadSyncWarned = true; // its advice is ours, below, as an error
   const readSync = backend.readSync.bind(backend);
@@ -194,6 +214,41 @@ async function registerOnce(adapter: GpuAdapterLike): Promise<void> {
   };
   tf.registerBackend('webgpu', () => backend, 0);
   markAsyncReads('webgpu');
+  chunkAddN(Math.max(2, (l.maxStorageBuffersPerShaderStage ?? 8) - 1));
+}
+
+/**
+ * tfjs-backend-webgpu 4.22's AddN binds every input as a storage buffer in one program, so a sum of more inputs than
+ * the device's maxStorageBuffersPerShaderStage allows (minus the output) is rejected: clipGradients' global norm over
+ * a GPT's parameters sums ~20. AddN is replaced by sums of at most `perProgram` inputs at a time, in order.
+ */
+function chunkAddN(perProgram: number): void {
+  const original = tf.getKernel('AddN', 'webgpu');
+  if (!original) return;
+  tf.unregisterKernel('AddN', 'webgpu');
+  tf.registerKernel({
+    ...original,
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      let parts = inputs as unknown as tf.TensorInfo[];
+      const temporary: tf.TensorInfo[] = [];
+      while (parts.length > perProgram) {
+        const next: tf.TensorInfo[] = [];
+        for (let i = 0; i < parts.length; i += perProgram) {
+          const chunk = parts.slice(i, i + perProgram);
+          if (chunk.length === 1) next.push(chunk[0]!);
+          else {
+            const sum = original.kernelFunc({ inputs: chunk as never, backend, attrs }) as tf.TensorInfo;
+            temporary.push(sum);
+            next.push(sum);
+          }
+        }
+        parts = next;
+      }
+      const out = original.kernelFunc({ inputs: parts as never, backend, attrs });
+      for (const t of temporary) (backend as tf.KernelBackend).disposeData(t.dataId);
+      return out;
+    },
+  });
 }
 
 export default definePlugin({
