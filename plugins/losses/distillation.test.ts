@@ -128,6 +128,35 @@ describe('distillation', () => {
     loss.dispose!();
   });
 
+  it('runs the teacher in inference mode: a teacher with dropout gives the same loss every step, that of its inference outputs', () => {
+    const tdir = path.join(dir, 'dropout-teacher');
+    const t = new Sequential(
+      {
+        inputShape: [4],
+        layers: [
+          { type: 'dropout', rate: 0.5 },
+          { type: 'dense', units: 3 },
+        ],
+      },
+      registry,
+    );
+    t.build(undefined, new Rng(6));
+    saveModel(t, tdir);
+    const loss = registry.create('loss', { type: 'distillation', teacher: tdir, temperature: 3, alpha: 0 });
+    const [x, z, y] = [randomNormal([5, 4], new Rng(8)), randomNormal([5, 3], new Rng(9)), tf.tensor1d([0, 1, 2, 0, 1], 'int32')];
+    const values = [0, 1, 2].map(() => scalar(() => loss.compute(y, z, x)));
+    const expected = tf.tidy(() => {
+      const tz = t.apply(x, { training: false, rng: new Rng(0) }).arraySync() as number[][];
+      return reference(z.arraySync() as number[][], tz, [0, 1, 2, 0, 1], 3, 0);
+    });
+    expect(values[1]).toBe(values[0]);
+    expect(values[2]).toBe(values[0]);
+    expect(values[0]).toBeCloseTo(expected, 4);
+    tf.dispose([x, z, y]);
+    loss.dispose!();
+    t.dispose();
+  });
+
   it('a missing teacher, or one whose outputs do not fit, is a ConfigError naming loss.teacher', () => {
     expect(() => registry.create('loss', { type: 'distillation', teacher: path.join(dir, 'nowhere') }, 'loss')).toThrow(ConfigError);
     expect(() => registry.create('loss', { type: 'distillation', teacher: path.join(dir, 'nowhere') }, 'loss')).toThrow(/loss\.teacher.*no saved teacher/);
