@@ -18,7 +18,9 @@ function sources(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const p = path.join(dir, e.name);
     // A folder with its own package.json (examples/loom-plugin-example) is a package of its own, with its own dependencies.
-    if (e.isDirectory()) return e.name === 'node_modules' || e.name === 'build' || fs.existsSync(path.join(p, 'package.json')) ? [] : sources(p);
+    // native/arm64 is `npm run test:arm64`'s tooling (vitest under qemu): test code, not in the package's files.
+    const testTooling = path.relative(repo, p) === path.join('native', 'arm64');
+    if (e.isDirectory()) return e.name === 'node_modules' || e.name === 'build' || testTooling || fs.existsSync(path.join(p, 'package.json')) ? [] : sources(p);
     return /\.(ts|mjs|js|cjs)$/.test(e.name) && !/\.test\.ts$/.test(e.name) ? [p] : [];
   });
 }
