@@ -408,7 +408,7 @@ describe('webgpu backend selection', () => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       cwd: root,
       encoding: 'utf8',
-      env: { ...process.env, VK_ICD_FILENAMES: path.join(os.tmpdir(), 'no-such-icd.json'), LOOM_BACKEND: '' },
+      env: { ...process.env, VK_ICD_FILENAMES: path.join(os.tmpdir(), 'no-such-icd.json'), LOOM_BACKEND: '', LOOM_WEBGPU_PEEK: '' },
     });
     expect(r.status, r.stderr).toBe(0);
     const { skipped, forced } = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { skipped: string; forced: string };

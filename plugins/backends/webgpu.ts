@@ -123,25 +123,34 @@ let peeked: { ok: true; software: boolean; label: string } | { ok: false; reason
  */
 function peek(): NonNullable<typeof peeked> {
   if (peeked) return peeked;
+  // A process loom starts (a CLI test's run, an MPI rank) inherits its parent's answer instead of asking again.
+  const inherited = process.env.LOOM_WEBGPU_PEEK;
+  if (inherited) return (peeked = JSON.parse(inherited) as NonNullable<typeof peeked>);
+  peeked = peekInChild();
+  process.env.LOOM_WEBGPU_PEEK = JSON.stringify(peeked);
+  return peeked;
+}
+
+function peekInChild(): NonNullable<typeof peeked> {
   let entry: string;
   try {
     entry = pathToFileURL(requireHere.resolve('webgpu')).href;
     requireHere.resolve('@tensorflow/tfjs-backend-webgpu');
   } catch (e) {
-    return (peeked = { ok: false, reason: `the optional packages webgpu and @tensorflow/tfjs-backend-webgpu are not both installed (${firstLine(e)})` });
+    return { ok: false, reason: `the optional packages webgpu and @tensorflow/tfjs-backend-webgpu are not both installed (${firstLine(e)})` };
   }
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', CHILD_PROBE, entry], { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0 || r.error) {
     const why = r.error?.message ?? r.stderr.split('\n').find((l) => /Error/.test(l)) ?? `exit status ${r.status}`;
-    return (peeked = { ok: false, reason: `Dawn's adapter probe failed (${why})` });
+    return { ok: false, reason: `Dawn's adapter probe failed (${why})` };
   }
   const info = JSON.parse(r.stdout || 'null') as { vendor: string; architecture: string; description: string; fallback?: boolean } | null;
-  if (!info) return (peeked = { ok: false, reason: NO_ADAPTER });
-  return (peeked = {
+  if (!info) return { ok: false, reason: NO_ADAPTER };
+  return {
     ok: true,
     software: info.architecture === 'software' || info.fallback === true,
     label: `${info.vendor} "${info.description}"`,
-  });
+  };
 }
 
 /** The adapter Dawn offers here, or why there is none (for the tests' skip reasons and the bundle script). */
