@@ -4,10 +4,13 @@
  * (throughput); GPT generation at batch 1 with the key/value cache (a 1-token prompt, 256 new tokens, argmax);
  * G2P beam-4 decoding in words/s. Weights are random: speed does not depend on them. Each PyTorch row also runs
  * PyTorch's dynamic int8 quantization (its `quantize_dynamic` of the Linear layers) as a second peer, so the int8
- * figure a user would compare with is in the same row.
+ * figure a user would compare with is in the same row. The MNIST CNN also has int8 rows: loom's static int8
+ * (runtime/quantize.ts) against PyTorch int8 first. loom quantizes Sequential models only, so GPT and G2P have
+ * no loom int8 row yet.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { buildModel, expectModel, Rng, Sequential, type ForwardContext, type PluginRegistry } from '../core';
+import { buildModel, expectModel, Rng, Sequential, type ForwardContext, type Model, type PluginRegistry } from '../core';
+import { quantizeModel } from '../runtime/quantize';
 import papers from '../papers/mnist-cnn';
 import { GPT } from '../plugins/models/gpt';
 import { TransformerSeq2Seq } from '../plugins/models/transformer-seq2seq';
@@ -60,17 +63,34 @@ export function inference(registry: PluginRegistry, backend: string): Benchmark 
       for (const batch of [1, 128]) {
         const model = new Sequential(full.model, registry);
         model.build(undefined, new Rng(0));
+        // loom's int8: static post-training quantization of both dense layers and the convolution (runtime/quantize.ts),
+        // calibrated on inputs of the data's range (speed does not depend on the values).
+        const calibration = tf.randomUniform([256, 28, 28, 1], 0, 1, 'float32', 4);
+        const int8 = quantizeModel(model, registry, { mode: 'static', calibration }).model;
+        calibration.dispose();
         const x = tf.randomUniform([batch, 28, 28, 1], 0, 1, 'float32', 3);
-        const step = () => {
-          const y = tf.tidy(() => model.apply(x, ctx));
+        const infer = (m: Model) => () => {
+          const y = tf.tidy(() => m.apply(x, ctx));
           y.dataSync();
           y.dispose();
         };
         const unit = batch === 1 ? 'inferences/s' : 'samples/s';
         const peers = () => torchPeers('mnist_cnn_torch_infer.py', (t) => [batch, t, 3], unit);
-        out.push(await row(`mnist-cnn infer b${batch}`, unit, () => measure(step, batch, { seconds: 3, repeats: 1 }), `loom on ${backend}, fp32`, peers));
+        out.push(
+          await row(`mnist-cnn infer b${batch}`, unit, () => measure(infer(model), batch, { seconds: 3, repeats: 1 }), `loom on ${backend}, fp32`, peers),
+        );
+        // The int8 row: ours int8 against PyTorch int8 first (its dynamic mode quantizes the Linear layers only).
+        const int8Row = await row(
+          `mnist-cnn infer b${batch} int8`,
+          unit,
+          () => measure(infer(int8), batch, { seconds: 3, repeats: 1 }),
+          `loom on ${backend}, int8 static (dense and conv2d)`,
+          () => peers().reverse(),
+        );
+        out.push(int8Row);
         x.dispose();
         model.dispose();
+        int8.dispose();
       }
 
       const gpt = expectModel(buildModel(GPT_BENCH, registry), GPT);
