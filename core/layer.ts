@@ -163,6 +163,9 @@ export class LayerStack {
 export class CarriedState<K extends string> {
   private tensors: Record<K, tf.Tensor> | null = null;
 
+  /** Every carried state that holds tensors: {@link carriedTensors} lists them for `readToHost` (core/backend.ts). */
+  static readonly live = new Set<CarriedState<string>>();
+
   /** The carried tensors, or null when there are none (the layer then starts from zeros). */
   get value(): Readonly<Record<K, tf.Tensor>> | null {
     return this.tensors;
@@ -179,6 +182,7 @@ export class CarriedState<K extends string> {
     const old = this.tensors;
     this.tensors = Object.fromEntries(Object.entries(next).map(([k, t]) => [k, tf.keep(tf.clone(t as tf.Tensor))])) as Record<K, tf.Tensor>;
     if (old) tf.dispose(Object.values(old) as tf.Tensor[]);
+    CarriedState.live.add(this);
   }
 
   getState(): Json {
@@ -192,10 +196,12 @@ export class CarriedState<K extends string> {
     if (s === null) return;
     const { shape, ...values } = s as { shape: number[] } & Record<string, number[]>;
     this.tensors = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, tf.keep(tf.tensor(v, shape))])) as Record<K, tf.Tensor>;
+    CarriedState.live.add(this);
   }
 
   reset(): void {
     if (this.tensors) tf.dispose(Object.values(this.tensors) as tf.Tensor[]);
     this.tensors = null;
+    CarriedState.live.delete(this);
   }
 }

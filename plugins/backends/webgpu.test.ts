@@ -320,6 +320,26 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
     tf.dispose(t);
   });
 
+  it("a stateful LSTM's carried state reaches a checkpoint on webgpu: readToHost reads it, then getState gives its values", async () => {
+    await selectBackend(registry, 'webgpu');
+    const rng = new Rng(3);
+    const layer = registry.create('layer', { type: 'lstm', units: 3, stateful: true }) as Layer;
+    layer.build([null, 4, 2], rng);
+    const x = randomNormal([2, 4, 2], rng);
+    try {
+      tf.dispose(layer.apply(x, { training: false, rng }));
+      const h = (layer as unknown as { state: { value: { h: tf.Tensor } } }).state.value.h;
+      expect(() => layer.getState?.()).toThrow(/synchronous read/); // the state is on the GPU
+      await readToHost();
+      const state = layer.getState!() as { shape: number[]; h: number[] };
+      expect(state.shape).toEqual([2, 3]);
+      expect(state.h).toEqual(Array.from(await h.data()));
+    } finally {
+      x.dispose();
+      layer.dispose();
+    }
+  });
+
   describe('exempt', () => {
     for (const [name, { reason, holds }] of Object.entries(EXEMPT)) it(`${name}: ${reason}`, holds);
   });
