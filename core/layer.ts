@@ -163,7 +163,7 @@ export class LayerStack {
 export class CarriedState<K extends string> {
   private tensors: Record<K, tf.Tensor> | null = null;
 
-  /** Every carried state that holds tensors: {@link carriedTensors} lists them for `readToHost` (core/backend.ts). */
+  /** Every carried state that holds tensors, for `readToHost` (core/backend.ts) to copy to the host before a save. */
   static readonly live = new Set<CarriedState<string>>();
 
   /** The carried tensors, or null when there are none (the layer then starts from zeros). */
