@@ -354,6 +354,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
         // so a resumed run logs none of them, whether this resume or an earlier one changed them.
         const changeable = resume ? [...EXTENDABLE, ...ADJUSTABLE, ...extended.map((e) => e.key)] : [];
         for (const key of changeable) for (const k of Object.keys(params)) if (k === key || k.startsWith(`${key}.`)) delete params[k];
+        if (resume) for (const k of Object.keys(params)) if (PATIENCE.test(k)) delete params[k];
         tracker.logParams(params);
         tracker.logParams({ 'model.parameters': model.countParams() });
         if (extended.length) tracker.setTags(Object.fromEntries(extended.map((e) => [`loom.extended.${e.key}`, `${e.text} at step ${resume!.trainer.step}`])));
@@ -437,6 +438,14 @@ const EXTENDABLE = ['trainer.epochs'];
  */
 const ADJUSTABLE = ['trainer.checkpoint.everySteps', 'trainer.checkpoint.keep'];
 
+/**
+ * Early stopping's patience, in a callback the checkpoint has, may be raised (never lowered): the run waits longer
+ * for its monitor to improve, as when a noisy validation metric would otherwise end it early. Up to the step it
+ * resumes from, the run is the one the checkpoint's config trained.
+ */
+const PATIENCE = /^callbacks\.\d+\.patience$/;
+const isPatience = (key: string, flat: Record<string, unknown>) => PATIENCE.test(key) && flat[key.replace(/patience$/, 'type')] === 'early-stopping';
+
 /** A difference a resume accepts: the field, how it is described, and whether it trains the run further. */
 export interface ResumeChange {
   key: string;
@@ -459,7 +468,7 @@ function compareResumeConfig(resume: Checkpoint, config: ExperimentConfig, regis
   const [was, now] = [flattenConfig(saved), flattenConfig(config as unknown as JsonObject)];
   const differ = [...new Set([...Object.keys(was), ...Object.keys(now)])].filter((k) => was[k] !== now[k]);
   const limit = (v: unknown) => (v === undefined ? Infinity : Number(v));
-  const shrunk = differ.filter((k) => EXTENDABLE.includes(k) && limit(now[k]) < limit(was[k]));
+  const shrunk = differ.filter((k) => (EXTENDABLE.includes(k) || isPatience(k, was)) && limit(now[k]) < limit(was[k]));
   if (shrunk.length)
     throw new ConfigError(
       '--resume',
@@ -470,7 +479,7 @@ function compareResumeConfig(resume: Checkpoint, config: ExperimentConfig, regis
     const m = /^callbacks\.(\d+)(\.|$)/.exec(k);
     return m !== null && Number(m[1]) >= before && was[k] === undefined;
   };
-  const other = differ.filter((k) => !EXTENDABLE.includes(k) && !ADJUSTABLE.includes(k) && !appended(k));
+  const other = differ.filter((k) => !EXTENDABLE.includes(k) && !ADJUSTABLE.includes(k) && !isPatience(k, was) && !appended(k));
   if (other.length)
     throw new ConfigError(
       '--resume',
@@ -479,7 +488,7 @@ function compareResumeConfig(resume: Checkpoint, config: ExperimentConfig, regis
         .map((k) => `${k} (was ${was[k]}, now ${now[k]})`)
         .join(
           ', ',
-        )}; resume with the same preset, seed and options (a resume may raise trainer.epochs, change trainer.checkpoint.everySteps or .keep, and add callbacks after the checkpoint's)`,
+        )}; resume with the same preset, seed and options (a resume may raise trainer.epochs and early stopping's patience, change trainer.checkpoint.everySteps or .keep, and add callbacks after the checkpoint's)`,
     );
   const changes: ResumeChange[] = differ
     .filter((k) => !appended(k))

@@ -233,6 +233,22 @@ describe('resuming with callbacks added', () => {
     expect(again.run.runId).toBe(first.run.runId);
     expect(fs.readFileSync(path.join(store, again.run.experimentId, again.run.runId, 'params', 'trainer.checkpoint.everySteps'), 'utf8')).toBe('3');
     expect(fs.readFileSync(path.join(tags, 'loom.extended.trainer.epochs'), 'utf8')).toBe('trainer.epochs=5 (was 4) at step 20');
+    // Early stopping's patience may be raised on a resume (a noisy monitor), never lowered; a tag records the change.
+    const patient = (epochs: number, patience: number) => {
+      const c = base(epochs, { callbacks: ['progress', { type: 'early-stopping', monitor: 'val_loss', patience }] }) as unknown as {
+        trainer: { checkpoint: Record<string, unknown> };
+      };
+      c.trainer.checkpoint = { dir: ckdir, everySteps: 5, keep: 3 };
+      return c;
+    };
+    const said2: string[] = [];
+    const raised = await runExperiment({ registry, config: patient(6, 200), resume: ckdir, log: (m: string) => said2.push(m) });
+    expect(raised.run.runId).toBe(first.run.runId);
+    expect(said2.join('\n')).toMatch(/training further: .*callbacks\.1\.patience=200 \(was 100\)/);
+    expect(fs.readFileSync(path.join(tags, 'loom.extended.callbacks.1.patience'), 'utf8')).toBe('callbacks.1.patience=200 (was 100) at step 25');
+    await expect(runExperiment({ registry, config: patient(7, 50), resume: ckdir, log: quiet })).rejects.toThrow(
+      /--resume: callbacks\.1\.patience is 50, less than the checkpoint's 200/,
+    );
     // A callback the checkpoint already had may not change: it would no longer be the run it was.
     const changed = base(6, { callbacks: [{ type: 'early-stopping', monitor: 'val_loss', patience: 1 }] });
     await expect(runExperiment({ registry, config: changed, resume: ckdir, log: quiet })).rejects.toThrow(
