@@ -101,12 +101,15 @@ export async function memoryTrend(step: () => unknown, steps = 2000, every = 250
  * JSON line it prints, with the BLAS library, core and threads added to its detail; a handicapped BLAS (the
  * reference BLAS, or only a generic core) is reported as the reason there is no value, never as a value.
  */
-export function pythonPeer(script: string, args: (string | number)[], peer: string, unit: string): PeerResult {
+export function pythonPeer(script: string, args: (string | number)[], peer: string, unit: string, threads?: number): PeerResult {
   if (!fs.existsSync(PYTHON)) return { peer, value: null, unit, missing: `${PYTHON} not found` };
   const blas = peerBlas();
   if (blas.handicap) return { peer, value: null, unit, missing: blas.handicap };
+  // Debian's torch runs its matrix products on OpenBLAS, whose own thread pool takes every core unless told
+  // otherwise: with torch at 1 thread that oversubscribed a busy 2-core host and ran the G2P peer 3.5x slower
+  // (24 against 84 words/s). A peer measured at `threads` gets OpenBLAS's pool of the same size.
   const r = spawnSync(PYTHON, [path.join(BENCH_DIR, 'peers', script), ...args.map(String)], {
-    env: peerEnv(blas.coretype),
+    env: { ...peerEnv(blas.coretype), ...(threads ? { OPENBLAS_NUM_THREADS: String(threads) } : {}) },
     encoding: 'utf8',
     timeout: 600_000,
   });

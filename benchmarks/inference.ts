@@ -36,7 +36,7 @@ export function g2pSources(words: number, srcLen: number): tf.Tensor2D {
 /** PyTorch fp32 and int8 (dynamic), each the best of 1 and 2 threads. */
 function torchPeers(script: string, args: (threads: number) => (string | number)[], unit: string): PeerResult[] {
   return ['fp32', 'int8'].map((precision) => {
-    const r = best([1, 2].map((t) => pythonPeer(script, [...args(t), precision], 'PyTorch', unit)));
+    const r = best([1, 2].map((t) => pythonPeer(script, [...args(t), precision], 'PyTorch', unit, t)));
     return { ...r, peer: `${r.peer} ${precision}` };
   });
 }

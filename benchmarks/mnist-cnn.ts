@@ -40,7 +40,7 @@ export function mnistCnn(registry: PluginRegistry, backend: string): Benchmark {
         const memory = await memoryTrend(train, batch === 32 ? 4000 : 2000, batch === 32 ? 250 : 125, () => tf.memory().numTensors);
         tf.dispose([x, y]);
         model.dispose();
-        const torch = best([1, 2].map((t) => pythonPeer('mnist_cnn_torch.py', [batch, t, 3], 'PyTorch', 'samples/s')));
+        const torch = best([1, 2].map((t) => pythonPeer('mnist_cnn_torch.py', [batch, t, 3], 'PyTorch', 'samples/s', t)));
         const layers = nodePeer('mnist_cnn_tfjs_layers.ts', [batch], 'tfjs-layers on tfjs-backend-cpu', 'samples/s');
         out.push(entry(`mnist-cnn train b${batch}`, 'samples/s', ours, `loom on ${backend}; ${memory}`, [torch, layers], 1.0));
       }

@@ -32,7 +32,7 @@ function oursRunner(registry: PluginRegistry, config: SequentialConfig, batch: n
 /** Ours and PyTorch (best of 1 and 2 torch threads in each round) in alternation. */
 async function versusTorch(registry: PluginRegistry, config: SequentialConfig, batch: number, script: string) {
   const ours = oursRunner(registry, config, batch);
-  const result = await interleaved(ours.rate, () => best([1, 2].map((t) => pythonPeer(script, [t, 3, 1], 'PyTorch', 'tokens/s'))));
+  const result = await interleaved(ours.rate, () => best([1, 2].map((t) => pythonPeer(script, [t, 3, 1], 'PyTorch', 'tokens/s', t))));
   ours.dispose();
   return result;
 }
