@@ -20,40 +20,12 @@ import {
   trainerOptionsSchema,
   type Layer,
   type ModelConfig,
-  type PluginExample,
   type PluginSpec,
 } from '../../core';
 import gptGpu from '../../papers/gpt/presets/gpu.json';
 import mnistFull from '../../papers/mnist-cnn/presets/full.json';
 import { registerBuiltins } from '../../plugins';
-
-/** A float32 tensor of `shape` with standard normal values from `rng`. */
-function randomNormal(shape: number[], rng: Rng): tf.Tensor {
-  return tf.tensor(
-    Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()),
-    shape,
-  );
-}
-
-/** Layer `name` built for example `ex` with batch `batch`, its input (ids where it takes ids) and what to differentiate. */
-function layerCase(name: string, ex: PluginExample, batch: number, rng: Rng): { layer: Layer; x: tf.Variable; wrt: tf.Variable[] } {
-  const shape = [batch, ...ex.inputShape!.slice(1)];
-  const layer = registry.create('layer', { type: name, ...ex.options }) as Layer;
-  layer.build([null, ...shape.slice(1)], rng);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const ints = ex.inputInts;
-  const x = ints
-    ? tf.variable(
-        tf.tensor(
-          Int32Array.from({ length: n }, () => rng.int(ints)),
-          shape,
-          'int32',
-        ),
-        false,
-      )
-    : tf.variable(randomNormal(shape, rng));
-  return { layer, x, wrt: [...(ints ? [] : [x]), ...layer.parameters().map((p) => p.variable)] };
-}
+import { layerCase, randomNormal } from '../../testing';
 
 const args = process.argv.slice(2);
 const steps = Number(args[args.indexOf('--steps') + 1]) || 20;
@@ -112,7 +84,7 @@ for (const name of layers) {
   for (const ex of registry.get('layer', name).examples ?? []) {
     await selectBackend(registry, 'cpu');
     const rng = new Rng(1);
-    const { layer, x, wrt } = layerCase(name, ex, 3, rng);
+    const { layer, x, wrt } = layerCase(registry, name, ex, 3, rng);
     const apply = () => (layer as Layer).apply(x, { training: true, rng: new Rng(2) });
     const r = randomNormal(tf.tidy(() => apply()).shape, rng);
     conformance.push(await compare(`layer ${name} ${JSON.stringify(ex.options ?? {})}`, () => valueAndGrads(apply, wrt, r)));
