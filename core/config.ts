@@ -37,6 +37,13 @@ export const trainerOptionsSchema = z
      */
     maxSteps: z.number().int().positive().optional(),
     /**
+     * Also evaluate the validation set every N optimizer steps (counted over the run) inside an epoch (Lightning's `val_check_interval`),
+     * logging `val_*` at that step: the validation curve of a run that is one long epoch (the GPT presets). The
+     * training trajectory is unchanged (evaluation draws no random numbers; the epoch's running metrics and the
+     * model's carried state are put back afterwards); the epoch's end evaluates as always.
+     */
+    validateEvery: z.number().int().positive().optional(),
+    /**
      * Batches of examples of similar length (the "bucket iterator" of fairseq and torchtext): the epoch's shuffled
      * order is cut into pools of `poolBatches` batches, each pool sorted by the data set's `lengths()` and cut into
      * batches, and the batches shuffled. Padding then fills little of a batch, and a model that trims padded

@@ -289,6 +289,11 @@ export class Trainer implements StrategyHost {
       model: (this.model.getState?.() ?? {}) as JsonObject,
     });
     await this.strategy.setup(this);
+    if (this.options.validateEvery && validation) {
+      const lost = this.metrics.filter((m) => !m.getState || !m.setState).map((m) => `metric "${m.key}"`);
+      if (lost.length)
+        throw new ConfigError('trainer.validateEvery', `validating inside an epoch would lose ${lost.join(', ')} (no getState/setState to put it back)`);
+    }
     const every = this.options.checkpoint?.everySteps;
     for (let epoch = state.epoch; epoch < epochs && !state.stopTraining; epoch++) {
       state.epoch = epoch;
@@ -328,6 +333,8 @@ export class Trainer implements StrategyHost {
         await this.each((c) => c.onBatchEnd?.(state, logs));
         if (this.options.maxSteps !== undefined && state.step >= this.options.maxSteps) state.stopTraining = true;
         if (state.stopTraining) break;
+        const validate = this.options.validateEvery;
+        if (validation && validate && state.step % validate === 0 && i + k < all.length) await this.validateMidEpoch(validation, state.step);
         const saved = opts.checkpointer && every && state.step % every === 0 && i + k < all.length;
         if (saved) {
           await this.strategy.synchronize(this);
@@ -421,6 +428,21 @@ export class Trainer implements StrategyHost {
     const logs: Logs = { loss: sum / Math.max(data.size, 1) };
     for (const m of this.metrics) logs[m.key] = m.result();
     return logs;
+  }
+
+  /**
+   * `trainer.validateEvery`: evaluates `validation` inside an epoch and logs `val_*` at `step`, then puts back what
+   * evaluation resets (the epoch's running metrics, the model's carried state), so the epoch continues as if it had
+   * not happened.
+   */
+  private async validateMidEpoch(validation: Dataset, step: number): Promise<void> {
+    await this.strategy.synchronize(this);
+    const metrics = this.metrics.map((m) => m.getState?.() ?? null);
+    const carried = this.model.getState?.();
+    const logs = await this.evaluate(validation);
+    this.metrics.forEach((m, i) => metrics[i] !== null && m.setState?.(metrics[i]!));
+    if (carried !== undefined) this.model.setState?.(carried);
+    if (this.strategy.isGlobalZero) this.tracker.logMetrics(Object.fromEntries(Object.entries(logs).map(([k, v]) => [`val_${k}`, v])), step);
   }
 
   /** Model outputs for `x`, computed in batches of `evalBatchSize`, in inference mode. */

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { clipGradients, epochOrder, TOKENS, Trainer, type PluginRegistry } from '../core';
+import { clipGradients, epochOrder, TOKENS, Trainer, type PluginRegistry, type Tracker } from '../core';
 import { buildRunContainer, disposeRun, runExperiment } from '../runtime';
 import { expectNoLeak, testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
@@ -158,6 +158,85 @@ describe('Trainer', () => {
     const whole = trainer.model.apply(x, { training: false, rng: c.resolve(TOKENS.Rng) });
     expect(Array.from(batched.dataSync())).toEqual(Array.from(whole.dataSync()));
     tf.dispose([x, batched, whole]);
+    disposeRun(c);
+  });
+});
+
+describe('trainer.validateEvery', () => {
+  /** A tracker keeping every logged metric with its step. */
+  const metricsTracker = () => {
+    const logged: { step: number; m: Record<string, number> }[] = [];
+    const tracker: Tracker = {
+      spec: { type: 'recording' },
+      startRun: async () => ({ runId: 'r1', experimentId: '1', location: '' }),
+      logParams: () => undefined,
+      logMetrics: (m, step) => void logged.push({ step, m: { ...m } }),
+      setTags: () => undefined,
+      logArtifact: async () => undefined,
+      flush: async () => undefined,
+      endRun: async () => undefined,
+    };
+    return { tracker, logged };
+  };
+  // A model with dropout (random draws in training) and a stateful LSTM (carried state), with a metric: the three
+  // things a validation inside an epoch could disturb.
+  const model = {
+    inputShape: [2],
+    layers: [
+      { type: 'dense', units: 8, activation: 'relu' },
+      { type: 'dropout', rate: 0.3 },
+      { type: 'reshape', targetShape: [8, 1] },
+      { type: 'lstm', units: 4, stateful: true, returnSequences: false },
+      { type: 'dense', units: 3 },
+    ],
+  };
+  const run = async (validateEvery?: number) => {
+    const { tracker, logged } = metricsTracker();
+    const trainer = { epochs: 2, batchSize: 8, evalBatchSize: 8, validationSplit: 0.25, logEvery: 1, checkpoint: { enabled: false }, validateEvery };
+    const r = await runExperiment({
+      registry,
+      config: toyConfig(dir, { model, trainer, trackers: [] }),
+      log: () => undefined,
+      handleSignals: false,
+      override: (c) => c.register(TOKENS.Tracker, { useValue: tracker }),
+    });
+    return { r, logged };
+  };
+
+  it('logs val_* every N steps inside an epoch and leaves the training trajectory bit for bit unchanged', async () => {
+    const plain = await run();
+    const mid = await run(4);
+    // 72 training examples in batches of 8: 9 steps an epoch, steps counted over the run (as checkpoint.everySteps):
+    // validation inside epochs at 4, 8, 12 and 16; at 9 and 18 the epochs end and validate anyway.
+    const valSteps = (l: typeof plain.logged) => l.filter((e) => 'val_loss' in e.m && !('epoch' in e.m)).map((e) => e.step);
+    expect(valSteps(plain.logged)).toEqual([]);
+    expect(valSteps(mid.logged)).toEqual([4, 8, 12, 16]);
+    for (const e of mid.logged.filter((x) => 'val_loss' in x.m)) {
+      expect(
+        Object.keys(e.m)
+          .filter((k) => k.startsWith('val_'))
+          .sort(),
+      ).toEqual(['val_accuracy', 'val_loss']);
+      expect(Number.isFinite(e.m.val_loss!)).toBe(true);
+    }
+    // Every batch loss, every epoch's logs (running accuracy included) and the test result are those of the plain run.
+    const batchLosses = (l: typeof plain.logged) => l.filter((e) => 'batch_loss' in e.m).map((e) => [e.step, e.m.batch_loss]);
+    expect(batchLosses(mid.logged)).toEqual(batchLosses(plain.logged));
+    expect(mid.r.history).toEqual(plain.r.history);
+    expect(mid.r.test).toEqual(plain.r.test);
+  });
+
+  it('refuses a metric whose running state it could not put back, naming the field', async () => {
+    const { tracker } = metricsTracker();
+    const noState = { spec: { type: 'count' }, key: 'count', reset() {}, update() {}, result: () => 0 };
+    const config = toyConfig(dir, {
+      trainer: { epochs: 1, batchSize: 8, validationSplit: 0.25, validateEvery: 2, checkpoint: { enabled: false } },
+      trackers: [],
+    });
+    const c = await buildRunContainer({ registry, config, log: () => undefined, override: (x) => x.register(TOKENS.Tracker, { useValue: tracker }) });
+    const trainer = c.resolve(Trainer);
+    trainer.metrics.push(noState);
+    await expect(trainer.fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData))).rejects.toThrow(/trainer\.validateEvery.*metric "count"/);
     disposeRun(c);
   });
 });
