@@ -83,6 +83,14 @@ import sgd from './optimizers/sgd';
 import mpiDataParallel from './parallelism/mpi-data-parallel';
 import singleProcess from './parallelism/single-process';
 import pipeline from './parallelism/pipeline';
+import {
+  columnParallelDense,
+  parallelAttention,
+  parallelTransformerBlock,
+  rowParallelDense,
+  vocabParallelCrossEntropy,
+  vocabParallelEmbedding,
+} from './parallelism/tensor-parallel';
 import constantSchedule from './schedules/constant';
 import cosineWarmup from './schedules/cosine-warmup';
 import exponentialDecay from './schedules/exponential-decay';
@@ -178,6 +186,12 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   mpiDataParallel,
   pipeline,
   singleProcess,
+  columnParallelDense,
+  rowParallelDense,
+  parallelAttention,
+  parallelTransformerBlock,
+  vocabParallelEmbedding,
+  vocabParallelCrossEntropy,
   constantSchedule,
   cosineWarmup,
   exponentialDecay,
