@@ -8,7 +8,8 @@
  * is absent), test/fixtures/tensor-parallel-worker.ts checks every split layer, whole Transformer blocks and the
  * parallel cross-entropy against the unsplit ones (outputs and gradients within 1e-5 of each tensor's scale: float32
  * rounding of sums taken in another order; measured ≤ 3.2e-7 per layer, 1.3e-6 for a GPT-like model's two SGD steps),
- * counts the block's all-reduces and checks that a training step leaves no tensor behind.
+ * counts the block's all-reduces, makes a sharded model whole and shards it again between two training steps, and
+ * checks that a step leaves no tensor behind.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -302,15 +303,17 @@ describe('sharding helpers', () => {
     soft.dispose();
   });
 
-  it('sharding over two ranks keeps rank r’s slices under the same parameter names, and frees the whole weights', () => {
+  it('sharding over two ranks keeps rank r’s slices in the same Parameter objects, and frees the whole weights', () => {
     const dense = registry.create('layer', { type: 'column-parallel-dense', units: 6 }) as ColumnParallelDense;
     dense.build([null, 5], new Rng(4));
     const whole = dense.parameters().map((p) => p.variable.clone());
-    const names = dense.parameters().map((p) => p.name);
+    const params = [...dense.parameters()];
+    const names = params.map((p) => p.name);
     const before = tf.memory().numTensors;
     dense.shard({ rank: 1, worldSize: 2, allReduceNow: () => undefined });
     expect(tf.memory().numTensors).toBe(before); // two slices in, two whole weights out
     expect(dense.parameters().map((p) => p.name)).toEqual(names);
+    dense.parameters().forEach((p, i) => expect(p).toBe(params[i])); // the same Parameter objects, new variables
     expect(dense.parameters().map((p) => p.variable.shape)).toEqual([[5, 3], [3]]);
     const want = shardColumns(whole[0]!, 1, 2);
     expect(dense.parameters()[0]!.variable.dataSync()).toEqual(want.dataSync());

@@ -271,6 +271,8 @@ export interface TensorParallelLayer {
   readonly group: TensorParallelGroup;
   /** Keeps rank `group.rank`'s slice of each split weight and computes over `group` from now on. Once, on the whole layer. */
   shard(group: TensorParallelGroup): void;
+  /** The inverse of `shard` (collective over the group): every weight whole again, computing alone as the unsplit layer. */
+  unshard(): void;
   /** Every weight of the layer whole, by parameter name (collective over the group; the caller disposes the tensors). */
   wholeWeights(): Map<string, tf.Tensor>;
   /** How the parameter `name` of this layer is cut (undefined: not one of its parameters). */
@@ -302,6 +304,37 @@ export function shardModel(model: Model | Layer, group: TensorParallelGroup): nu
   const parts = tensorParallelParts(model);
   for (const p of parts) p.shard(group);
   return parts.length;
+}
+
+/**
+ * Makes every tensor-parallel layer of `model` whole again (collective over its group; exact): a strategy's
+ * `synchronize` before the model is evaluated alone or saved. The `Parameter` objects stay the same (their variables are
+ * replaced), so optimizer state keyed by name fits again after the next {@link shardModel}. Returns how many layers.
+ */
+export function unshardModel(model: Model | Layer): number {
+  const parts = tensorParallelParts(model);
+  for (const p of parts) p.unshard();
+  return parts.length;
+}
+
+/**
+ * The squared L2 norm of the whole model's gradient from this rank's `grads` (by parameter name): the split
+ * parameters' squares summed over the group (one all-reduce of one float), the replicated ones' counted once. What a
+ * global-norm clip (Pascanu et al. 2013) needs under tensor parallelism.
+ */
+export function gradientSquaredNorm(model: Model | Layer, grads: ReadonlyMap<string, tf.Tensor>, group: TensorParallelGroup): number {
+  const parts = tensorParallelParts(model);
+  let replicated = 0;
+  let split = 0;
+  for (const [name, g] of grads) {
+    const s = tf.tidy(() => tf.sum(tf.square(g)).dataSync()[0]!);
+    const how = parts.map((p) => p.splitOf(name)).find((x) => x !== undefined);
+    if (how && how.axis !== 'none') split += s;
+    else replicated += s;
+  }
+  const sum = Float32Array.of(split);
+  group.allReduceNow(sum);
+  return replicated + sum[0]!;
 }
 
 /**
@@ -365,16 +398,33 @@ export abstract class ShardedLayer extends LayerBase implements TensorParallelLa
     if (this.params.length === 0) throw new Error(`${this.name}: build the layer before sharding it`);
     if (group.worldSize > 1) {
       this.checkShardable(group.worldSize);
-      for (const [i, p] of this.params.entries()) {
+      for (const p of this.params) {
         const split = this.splits.get(p.name) ?? { axis: 'none' };
         if (split.axis === 'none') continue;
-        const slice = tf.tidy(() => shardOf(p.variable, split, group));
-        this.params[i] = { ...p, variable: tf.variable(slice, p.trainable) };
-        slice.dispose();
-        p.variable.dispose();
+        this.replaceVariable(
+          p,
+          tf.tidy(() => shardOf(p.variable, split, group)),
+        );
       }
     }
     this.group = group;
+  }
+
+  unshard(): void {
+    if (this.group.worldSize === 1) return;
+    for (const p of this.params) {
+      const split = this.splits.get(p.name) ?? { axis: 'none' };
+      if (split.axis !== 'none') this.replaceVariable(p, gatherWhole(p.variable, split, this.group));
+    }
+    this.group = SINGLE_GROUP;
+  }
+
+  /** Gives `p` (the same object, so holders of it see the change) a new variable holding `value` (taken over). */
+  private replaceVariable(p: Parameter, value: tf.Tensor): void {
+    const old = p.variable;
+    (p as { variable: tf.Variable }).variable = tf.variable(value, p.trainable);
+    value.dispose();
+    old.dispose();
   }
 
   wholeWeights(): Map<string, tf.Tensor> {
@@ -705,6 +755,11 @@ export class ParallelTransformerBlock extends LayerBase implements TensorParalle
     this.group = group;
   }
 
+  unshard(): void {
+    for (const l of [this.attention, this.ff1, this.ff2]) l.unshard();
+    this.group = SINGLE_GROUP;
+  }
+
   wholeWeights(): Map<string, tf.Tensor> {
     const whole = new Map<string, tf.Tensor>();
     for (const l of this.parts())
@@ -794,6 +849,11 @@ export class VocabParallelCrossEntropy implements Loss, TensorParallelLayer {
   shard(group: TensorParallelGroup): void {
     if (this.group.worldSize !== 1) throw new Error(`vocab-parallel-cross-entropy: already over ${this.group.worldSize} ranks`);
     this.group = group;
+  }
+
+  /** Back to whole logits (no communication). */
+  unshard(): void {
+    this.group = SINGLE_GROUP;
   }
 
   wholeWeights(): Map<string, tf.Tensor> {
