@@ -363,6 +363,14 @@ export interface Communicator {
   readonly worldSize: number;
   /** Element-wise sum across ranks, in place. */
   allReduce(buffer: Float32Array): Promise<void>;
+  /**
+   * Reduce-scatter (sum): `send` holds worldSize equal blocks of `recv.length` elements; rank r receives in `recv`
+   * the element-wise sum over ranks of block r (MPI_Reduce_scatter_block). Half of a ring all-reduce: ZeRO's
+   * gradient reduction (Rajbhandari et al. 2020, §7.2).
+   */
+  reduceScatter(send: Float32Array, recv: Float32Array): Promise<void>;
+  /** All-gather: `recv` holds worldSize blocks of `send.length` elements, block r being rank r's `send` (MPI_Allgather). */
+  allGather(send: Float32Array, recv: Float32Array): Promise<void>;
   /** Overwrites `buffer` on every rank with rank `root`'s contents. */
   broadcast(buffer: Float32Array, root: number): Promise<void>;
   barrier(): Promise<void>;
@@ -385,6 +393,11 @@ export interface StrategyHost {
   readonly model: Model;
   readonly loss: Loss;
   readonly options: TrainerOptions;
+  /**
+   * The optimizer the trainer steps with the strategy's gradients: a strategy that shards its state (ZeRO) reads and
+   * sets its state, never steps it.
+   */
+  readonly optimizer: Optimizer;
   /** Stream for dropout masks: a strategy that runs the forward pass itself draws from it. */
   readonly forwardRng: Rng;
   /**

@@ -108,7 +108,7 @@ export abstract class SlotOptimizer<O extends { lr: number; groups?: GroupSelect
   private slotsOf(p: Parameter): Record<string, tf.Variable> {
     let s = this.slots.get(p.name);
     if (!s) {
-      s = Object.fromEntries(this.slotNames.map((n) => [n, tf.variable(tf.zerosLike(p.variable), false)]));
+      s = Object.fromEntries(this.slotNames.map((n) => [n, tf.tidy(() => tf.variable(tf.zerosLike(p.variable), false))])); // see setState
       this.slots.set(p.name, s);
     }
     return s;
@@ -134,7 +134,8 @@ export abstract class SlotOptimizer<O extends { lr: number; groups?: GroupSelect
     }
     this.dispose();
     for (const [name, slot] of Object.entries(state.slots)) {
-      this.slots.set(name, Object.fromEntries(this.slotNames.map((k) => [k, tf.variable(tf.tensor(slot[k]!.values, slot[k]!.shape), false)])));
+      // tf.variable keeps its initial value as a tensor of its own: dispose it (one leaked tensor per slot otherwise).
+      this.slots.set(name, Object.fromEntries(this.slotNames.map((k) => [k, tf.tidy(() => tf.variable(tf.tensor(slot[k]!.values, slot[k]!.shape), false))])));
     }
     this.t = state.step;
     this.learningRate = Number(state.hyper.lr ?? this.learningRate);

@@ -22,6 +22,8 @@ function mirrorWorld(worldSize: number): Communicator {
     rank: 0,
     worldSize,
     allReduce: async (b) => void b.forEach((v, i) => (b[i] = v * worldSize)),
+    reduceScatter: async (send, recv) => void recv.forEach((_, i) => (recv[i] = send[i]! * worldSize)),
+    allGather: async (send, recv) => void recv.forEach((_, i) => (recv[i] = send[i % send.length]!)),
     broadcast: async () => undefined,
     barrier: async () => undefined,
     send: async () => undefined,

@@ -20,6 +20,7 @@ import {
   type TrainerOptions,
   type TrainingState,
 } from '../../core';
+import { ZeroShards } from './zero';
 
 /** Examples one rank visits per epoch: the same on every rank, so all take the same number of steps. */
 export function shardSize(size: number, worldSize: number): number {
@@ -107,13 +108,29 @@ export async function averageAcrossRanks(
   return { grads: out, loss: flat[total]! };
 }
 
-/** Data parallelism over `comm`; rank 0 logs and checkpoints. A world of one is single-process training. */
+export interface DataParallelOptions {
+  /**
+   * ZeRO stage: 0 (default) keeps the whole optimizer state on every rank and all-reduces gradients; 1 shards the
+   * optimizer state over the ranks (zero.ts: gradients reduce-scattered, parameters all-gathered).
+   */
+  zero?: 0 | 1;
+}
+
+/**
+ * Data parallelism over `comm`; rank 0 logs and checkpoints. A world of one is single-process training. With
+ * `zero: 1` each rank keeps the optimizer's moments of its shard of the parameters only (ZeRO stage 1, zero.ts).
+ */
 export class DataParallelStrategy implements Omit<Strategy, 'spec'> {
   readonly rank: number;
   readonly worldSize: number;
   readonly isGlobalZero: boolean;
+  /** ZeRO-1's shards of the parameters and optimizer state (from setup on, when `zero` is 1). */
+  zero: ZeroShards | null = null;
 
-  constructor(readonly comm: Communicator) {
+  constructor(
+    readonly comm: Communicator,
+    readonly opts: DataParallelOptions = {},
+  ) {
     this.rank = comm.rank;
     this.worldSize = comm.worldSize;
     this.isGlobalZero = comm.rank === 0;
@@ -121,6 +138,15 @@ export class DataParallelStrategy implements Omit<Strategy, 'spec'> {
 
   async setup(host: StrategyHost): Promise<void> {
     await beginDataParallel(this.comm, host.model, host.options);
+    if (this.opts.zero === 1) {
+      this.zero?.dispose();
+      this.zero = new ZeroShards(
+        this.comm,
+        host.model.parameters().filter((p) => p.trainable),
+        host.optimizer,
+      );
+      this.zero.shardState(); // a restored (unsharded) state is cut to this rank's shard
+    }
   }
 
   shardSize(size: number): number {
@@ -132,6 +158,7 @@ export class DataParallelStrategy implements Omit<Strategy, 'spec'> {
   }
 
   async gradients(batches: Batch[], host: StrategyHost, state?: Pick<TrainingState, 'step' | 'epoch'>): Promise<StepGradients> {
+    if (this.zero) return this.zeroGradients(this.zero, batches, host, state);
     const local = await host.localGradients(batches, state);
     if (this.worldSize === 1) return local;
     try {
@@ -143,8 +170,55 @@ export class DataParallelStrategy implements Omit<Strategy, 'spec'> {
     }
   }
 
-  /** Every rank holds the whole model, kept identical by the averaged steps: nothing to gather. */
-  async synchronize(): Promise<void> {}
+  /**
+   * ZeRO-1's step: the previous step's shards all-gathered, local gradients, reduce-scattered; the trainer then
+   * steps this rank's pieces. Gradient clipping by global norm needs every shard: the squared norms are summed in
+   * one all-reduce and the shard scaled here, so the trainer's own clipping (of this shard) changes nothing more.
+   */
+  private async zeroGradients(zero: ZeroShards, batches: Batch[], host: StrategyHost, state?: Pick<TrainingState, 'step' | 'epoch'>): Promise<StepGradients> {
+    await zero.gather();
+    const local = await host.localGradients(batches, state);
+    const reduced = await zero.reduceGradients(local.grads, local.loss);
+    let grads = reduced.grads;
+    const { clipNorm, clipValue } = host.options;
+    if (clipNorm !== undefined) {
+      try {
+        if (clipValue !== undefined) grads = mapGrads(grads, (g) => tf.clipByValue(g, -clipValue, clipValue));
+        const parts = Object.values(grads);
+        const sumSq = tf.tidy(() => (parts.length ? tf.addN(parts.map((g) => tf.sum(tf.square(g)))) : tf.scalar(0))); // a rank's shard may be empty
+        const sq = Float32Array.from(await sumSq.data().finally(() => sumSq.dispose()));
+        await this.comm.allReduce(sq);
+        const scale = Math.min(1, clipNorm / Math.max(Math.sqrt(sq[0]!), 1e-12));
+        if (scale < 1) grads = mapGrads(grads, (g) => tf.mul(g, scale));
+      } catch (e) {
+        tf.dispose(Object.values(grads));
+        throw e;
+      }
+    }
+    return { loss: reduced.loss, grads, params: zero.shardParameters() };
+  }
 
-  async teardown(): Promise<void> {}
+  /**
+   * Every rank holds the whole model, kept identical by the averaged steps: nothing to gather. Under ZeRO-1 the
+   * last step's shards are all-gathered, and before a checkpoint rank 0's optimizer gets the whole state.
+   */
+  async synchronize(host: StrategyHost): Promise<void> {
+    if (!this.zero) return;
+    await this.zero.gather();
+    if (host.options.checkpoint?.enabled) await this.zero.consolidate();
+  }
+
+  /** The model whole again; ZeRO's pieces are released (the optimizer keeps its state, by parameter name). */
+  async teardown(host: StrategyHost): Promise<void> {
+    await this.synchronize(host);
+    this.zero?.dispose();
+    this.zero = null;
+  }
+}
+
+/** `f` applied to every gradient; the old tensors are disposed. */
+function mapGrads(grads: Record<string, tf.Tensor>, f: (g: tf.Tensor) => tf.Tensor): Record<string, tf.Tensor> {
+  const out = Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, tf.tidy(() => f(g))]));
+  tf.dispose(Object.values(grads));
+  return out;
 }

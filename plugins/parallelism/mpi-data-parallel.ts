@@ -4,12 +4,27 @@ import { DataParallelStrategy } from './data-parallel';
 import { mpiWorld, type MpiAddon } from './mpi';
 import { worldOfOne } from './single-process';
 
+/** The operations {@link MpiCommunicator.traffic} counts (a collective's whole buffer; a send's message). */
+export type TrafficKind = 'allReduce' | 'reduceScatter' | 'allGather' | 'broadcast' | 'send';
+
 /**
  * A {@link Communicator} over one MPI communicator. Every operation blocks until MPI has completed it (the
  * returned promise is already settled), which is what synchronous data-parallel training needs anyway; a rank
  * that dies makes the launcher end the job (see `mpi.ts`), so no rank waits forever.
  */
 export class MpiCommunicator implements Communicator {
+  /**
+   * Bytes this rank handed to each operation (the payload, not what MPI's algorithm puts on the wire) and the
+   * number of calls: what the communication model of docs/parallelism.md starts from.
+   */
+  readonly traffic: Record<TrafficKind, { bytes: number; calls: number }> = {
+    allReduce: { bytes: 0, calls: 0 },
+    reduceScatter: { bytes: 0, calls: 0 },
+    allGather: { bytes: 0, calls: 0 },
+    broadcast: { bytes: 0, calls: 0 },
+    send: { bytes: 0, calls: 0 },
+  };
+
   constructor(
     private readonly addon: MpiAddon,
     /** The communicator's id in the addon (0: MPI_COMM_WORLD). */
@@ -19,11 +34,27 @@ export class MpiCommunicator implements Communicator {
   ) {}
 
   async allReduce(buffer: Float32Array): Promise<void> {
+    this.count('allReduce', buffer.byteLength);
     this.addon.allReduce(this.comm, buffer);
+  }
+
+  async reduceScatter(send: Float32Array, recv: Float32Array): Promise<void> {
+    if (send.length !== recv.length * this.worldSize)
+      throw new RangeError(`mpi: reduceScatter: send has ${send.length} elements, not ${this.worldSize} blocks of ${recv.length}`);
+    this.count('reduceScatter', send.byteLength);
+    this.addon.reduceScatterBlock(this.comm, send, recv);
+  }
+
+  async allGather(send: Float32Array, recv: Float32Array): Promise<void> {
+    if (recv.length !== send.length * this.worldSize)
+      throw new RangeError(`mpi: allGather: recv has ${recv.length} elements, not ${this.worldSize} blocks of ${send.length}`);
+    this.count('allGather', recv.byteLength);
+    this.addon.allGather(this.comm, send, recv);
   }
 
   async broadcast(buffer: Float32Array, root: number): Promise<void> {
     this.checkRank(root, 'broadcast root');
+    this.count('broadcast', buffer.byteLength);
     this.addon.broadcast(this.comm, buffer, root);
   }
 
@@ -33,6 +64,7 @@ export class MpiCommunicator implements Communicator {
 
   async send(buffer: Float32Array, dest: number, tag: number): Promise<void> {
     this.checkRank(dest, 'send destination');
+    this.count('send', buffer.byteLength);
     this.addon.send(this.comm, buffer, dest, tag);
   }
 
@@ -55,6 +87,11 @@ export class MpiCommunicator implements Communicator {
     return new MpiCommunicator(this.addon, s.comm, s.rank, s.size);
   }
 
+  private count(kind: TrafficKind, bytes: number): void {
+    this.traffic[kind].bytes += bytes;
+    this.traffic[kind].calls++;
+  }
+
   private checkRank(r: number, what: string): void {
     if (!Number.isInteger(r) || r < 0 || r >= this.worldSize)
       throw new RangeError(`mpi: ${what} ${r} is not a rank of this communicator (0..${this.worldSize - 1})`);
@@ -72,13 +109,23 @@ export function worldCommunicator(who: string): Communicator {
  * rank holds the whole model, starts from rank 0's weights, trains on its own shard of every epoch and averages
  * gradients with one fused MPI_Allreduce per step (data-parallel.ts); only rank 0 logs and writes checkpoints.
  * `trainer.batchSize` is per rank: N ranks step on a global batch N times larger. Started without a launcher it
- * is a world of one and needs no MPI.
+ * is a world of one and needs no MPI. `{"type": "mpi-data-parallel", "zero": 1}` shards the optimizer state (ZeRO
+ * stage 1, zero.ts).
  */
 export default definePlugin({
   kind: 'parallelism',
   name: 'mpi-data-parallel',
   description: 'data-parallel training over Open MPI (mpirun/srun/MPIJob); a world of one without a launcher',
-  schema: z.object({}),
-  properties: ['one fused all-reduce of all gradients per step; batchSize is per rank'],
-  create: () => new DataParallelStrategy(worldCommunicator('mpi-data-parallel')),
+  schema: z.object({
+    /**
+     * ZeRO stage (Rajbhandari et al. 2020): 0 (default) keeps the whole optimizer state on every rank; 1 shards it,
+     * each rank keeping the moments of 1/N of the parameters (gradients reduce-scattered, parameters all-gathered).
+     */
+    zero: z.union([z.literal(0), z.literal(1)]).optional(),
+  }),
+  properties: [
+    'one fused all-reduce of all gradients per step; batchSize is per rank',
+    'zero: 1 gives the trajectory of unsharded Adam with 1/N of its moments per rank (mpi.test.ts)',
+  ],
+  create: (opts) => new DataParallelStrategy(worldCommunicator('mpi-data-parallel'), { zero: opts.zero }),
 });

@@ -17,6 +17,10 @@ export type MpiBuffer = Float32Array | Float64Array | Int32Array;
 export interface MpiAddon {
   init(): { rank: number; size: number; threadLevel: number; library: string };
   allReduce(comm: number, buffer: MpiBuffer): void;
+  /** MPI_Reduce_scatter_block, sum: `send` is size blocks of recv.length; rank r receives the sum of block r. */
+  reduceScatterBlock(comm: number, send: MpiBuffer, recv: MpiBuffer): void;
+  /** MPI_Allgather: `recv` is size blocks of send.length; block r comes from rank r. */
+  allGather(comm: number, send: MpiBuffer, recv: MpiBuffer): void;
   broadcast(comm: number, buffer: MpiBuffer, root: number): void;
   barrier(comm: number): void;
   send(comm: number, buffer: MpiBuffer, dest: number, tag: number): void;

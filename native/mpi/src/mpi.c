@@ -150,6 +150,39 @@ static napi_value all_reduce(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+/*
+ * reduceScatterBlock(comm, send, recv): MPI_Reduce_scatter_block with MPI_SUM. `send` holds size blocks of
+ * recv.length elements; rank r receives the element-wise sum over ranks of block r (ZeRO's gradient reduction).
+ */
+static napi_value reduce_scatter_block(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!args_of(env, info, 3, argv)) return NULL;
+  MPI_Comm comm; void *sdata, *rdata; int scount, rcount, size; MPI_Datatype stype, rtype;
+  if (!get_comm(env, argv[0], &comm) || !get_buffer(env, argv[1], &sdata, &scount, &stype) || !get_buffer(env, argv[2], &rdata, &rcount, &rtype)) return NULL;
+  MPI_Comm_size(comm, &size);
+  if (stype != rtype || (long long)rcount * size != scount) {
+    napi_throw_range_error(env, NULL, "loom_mpi: reduceScatterBlock: send must be size x recv.length elements of the same type");
+    return NULL;
+  }
+  if (!mpi_ok(env, MPI_Reduce_scatter_block(sdata, rdata, rcount, rtype, MPI_SUM, comm), "Reduce_scatter_block")) return NULL;
+  return undefined(env);
+}
+
+/* allGather(comm, send, recv): MPI_Allgather; recv holds size blocks of send.length elements, block r from rank r. */
+static napi_value all_gather(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!args_of(env, info, 3, argv)) return NULL;
+  MPI_Comm comm; void *sdata, *rdata; int scount, rcount, size; MPI_Datatype stype, rtype;
+  if (!get_comm(env, argv[0], &comm) || !get_buffer(env, argv[1], &sdata, &scount, &stype) || !get_buffer(env, argv[2], &rdata, &rcount, &rtype)) return NULL;
+  MPI_Comm_size(comm, &size);
+  if (stype != rtype || (long long)scount * size != rcount) {
+    napi_throw_range_error(env, NULL, "loom_mpi: allGather: recv must be size x send.length elements of the same type");
+    return NULL;
+  }
+  if (!mpi_ok(env, MPI_Allgather(sdata, scount, stype, rdata, scount, rtype, comm), "Allgather")) return NULL;
+  return undefined(env);
+}
+
 /* broadcast(comm, buffer, root) */
 static napi_value broadcast(napi_env env, napi_callback_info info) {
   napi_value argv[3];
@@ -255,6 +288,8 @@ static napi_value module_init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"init", NULL, init, NULL, NULL, NULL, napi_default, NULL},
     {"allReduce", NULL, all_reduce, NULL, NULL, NULL, napi_default, NULL},
+    {"reduceScatterBlock", NULL, reduce_scatter_block, NULL, NULL, NULL, napi_default, NULL},
+    {"allGather", NULL, all_gather, NULL, NULL, NULL, napi_default, NULL},
     {"broadcast", NULL, broadcast, NULL, NULL, NULL, napi_default, NULL},
     {"barrier", NULL, barrier, NULL, NULL, NULL, napi_default, NULL},
     {"send", NULL, send, NULL, NULL, NULL, napi_default, NULL},
