@@ -98,7 +98,7 @@ function flagsOf(paper: Paper): string[] {
 /** Flags that `paper` and `train` share: they mean the same for a paper's run and a config file's. */
 const BACKEND_FLAG: Flag = {
   value: 'B',
-  help: 'force a backend: tfjs-node-gpu, tfjs-node, native-cpu or cpu (default: LOOM_BACKEND, else the fastest available)',
+  help: 'force a backend: tfjs-node-gpu, webgpu, tfjs-node, native-cpu or cpu (default: LOOM_BACKEND, else the fastest available)',
 };
 const TRACKING_URI_FLAG: Flag = {
   value: 'URI',
@@ -645,6 +645,10 @@ async function runPaperMode(
     options[name] =
       o.type === 'integer' ? integerFlag(name, text, o.min === 0 ? 0 : 1)! : o.type === 'number' ? numberFlag(name, text, o.min ?? -Infinity) : text;
   }
+  // A mode selects its backend from LOOM_BACKEND (as a run does when --backend is absent): --backend sets it for the
+  // command's duration (run() restores it), so `--predict X --backend webgpu` decodes on webgpu.
+  const backend = str(values.backend);
+  if (backend !== undefined) process.env.LOOM_BACKEND = backend;
   await mode.run({ ...ctx, input: str(values[mode.flag])!, options, json: str(values.json), out: (line) => io.out(line) });
   return 'ran';
 }
@@ -683,6 +687,7 @@ function writeRunRecord(run: StoredRun, repo: string): string {
  */
 export async function run(argv: string[], io: CliIO = consoleIO): Promise<number> {
   const verboseBefore = process.env.LOOM_VERBOSE;
+  const backendBefore = process.env.LOOM_BACKEND;
   try {
     const taken = takePluginFlags(argv);
     pluginModules = taken.plugins;
@@ -808,6 +813,8 @@ export async function run(argv: string[], io: CliIO = consoleIO): Promise<number
   } finally {
     if (verboseBefore === undefined) delete process.env.LOOM_VERBOSE;
     else process.env.LOOM_VERBOSE = verboseBefore;
+    if (backendBefore === undefined) delete process.env.LOOM_BACKEND;
+    else process.env.LOOM_BACKEND = backendBefore;
   }
 }
 

@@ -95,7 +95,7 @@ describe('Learner', () => {
     const more = await learner.fit(train, { epochs: 1 });
     expect(more.epochs).toHaveLength(1);
     const after = learner.predict(valid.x);
-    learner.save(path.join(dir, 'model'));
+    await learner.save(path.join(dir, 'model'));
     const loaded = loadModel(path.join(dir, 'model'), registry);
     const again = (await Learner.create({ registry, model: loaded, loss: 'sparse-categorical-crossentropy', optimizer: 'sgd' })).predict(valid.x);
     expect(Array.from(again.dataSync())).toEqual(Array.from(after.dataSync()));

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { z } from 'zod';
 import { flattenConfig, trainerOptionsSchema } from '../core/config';
-import { selectBackend } from '../core/backend';
+import { readsAsynchronously, readToHost, selectBackend } from '../core/backend';
 import { splitTail, TensorDataset } from '../core/data';
 import { ConfigError } from '../core/errors';
 import type { Callback, Dataset, JsonObject, LearningRateSchedule, Logs, Loss, Metric, Model, Optimizer, PluginSpec, Tracker } from '../core/interfaces';
@@ -242,9 +242,17 @@ export class Learner {
     }
   }
 
-  /** Writes the model (its config and weights) to `dir`; `loadModel(dir, registry)` reads it back. */
-  save(dir: string): void {
-    saveModel(this.model, dir);
+  /**
+   * Writes the model (its config and weights) to `dir`; `loadModel(dir, registry)` reads it back. Await it: on a
+   * backend that reads asynchronously (webgpu) the weights are fetched to the host first ({@link readToHost}); on
+   * the others the files are written before it returns, as when it returned nothing.
+   */
+  save(dir: string): Promise<void> {
+    if (!readsAsynchronously()) {
+      saveModel(this.model, dir);
+      return Promise.resolve();
+    }
+    return readToHost().then(() => saveModel(this.model, dir));
   }
 
   /** Releases the optimizer's state (its moment estimates); the model stays usable and is the caller's to dispose. */

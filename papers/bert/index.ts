@@ -18,6 +18,7 @@ import {
   loadPresets,
   mergeConfig,
   parseExperimentConfig,
+  readToHost,
   readWeights,
   writeFileAtomic,
   writeWeights,
@@ -48,15 +49,21 @@ const bertSchema = z.object({
   groups: z.array(z.string()).optional(),
 });
 
-/** Accuracy, precision, recall and F1 of the spam class (1) on `data`, from the trained model's predictions. */
-export function binaryScores(trainer: Trainer, data: Dataset): Logs {
+/**
+ * Accuracy, precision, recall and F1 of the spam class (1) on `data`, from the trained model's predictions (read
+ * with `await data()`: webgpu in Node has no synchronous read).
+ */
+export async function binaryScores(trainer: Trainer, data: Dataset): Promise<Logs> {
   let [tp, fp, fn, tn] = [0, 0, 0, 0];
   for (const idx of batchesOf(epochOrder(data.size, 0, 0, false), 256)) {
     const { x, y } = data.batch(idx);
-    const pred = tf.tidy(() => tf.argMax(trainer.model.apply(x, { training: false, rng: null as never }), 1).dataSync());
-    const truth = y.dataSync();
-    pred.forEach((p, i) => (p === 1 ? (truth[i] === 1 ? tp++ : fp++) : truth[i] === 1 ? fn++ : tn++));
-    tf.dispose([x, y]);
+    const best = tf.tidy(() => tf.argMax(trainer.model.apply(x, { training: false, rng: null as never }), 1));
+    try {
+      const [pred, truth] = await Promise.all([best.data(), y.data()]);
+      pred.forEach((p, i) => (p === 1 ? (truth[i] === 1 ? tp++ : fp++) : truth[i] === 1 ? fn++ : tn++));
+    } finally {
+      tf.dispose([best, x, y]);
+    }
   }
   const precision = tp / Math.max(tp + fp, 1);
   const recall = tp / Math.max(tp + fn, 1);
@@ -139,9 +146,10 @@ const paper: Paper = {
     const run = async (
       variant: string,
       config: JsonObject,
-      hooks: { evaluate?: (t: Trainer, d: Dataset | null) => Logs; initialize?: (m: Model) => void } = {},
+      hooks: { evaluate?: (t: Trainer, d: Dataset | null) => Logs | Promise<Logs>; initialize?: (m: Model) => void } = {},
     ) => {
-      const parsed = parseExperimentConfig({ ...common, seed, ...config });
+      // Merged, not spread: a trainer field given for the whole paper (--max-steps, --set trainer.X) reaches each run's trainer.
+      const parsed = parseExperimentConfig(mergeConfig({ ...common, seed }, config));
       const r = await runExperiment({
         registry: opts.registry,
         config: parsed,
@@ -178,8 +186,10 @@ const paper: Paper = {
         ...(pretrain as JsonObject),
       },
       {
-        evaluate: (t) => {
-          encoder = readWeights(expectModel(t.model, Bert).encoderParameters());
+        evaluate: async (t) => {
+          const params = expectModel(t.model, Bert).encoderParameters();
+          await readToHost(params.map((p) => p.variable)); // readWeights reads synchronously: the host copy first (webgpu)
+          encoder = readWeights(params);
           return {};
         },
       },
@@ -189,7 +199,7 @@ const paper: Paper = {
     const groups: JsonObject = b.groups ? { groups: b.groups } : {};
     const spam = { source: { type: 'spam-assassin', tokenizer, maxLen: b.seqLen, ...groups }, train: 'train', test: 'test' };
     const classify = { loss: 'sparse-categorical-crossentropy', metrics: ['accuracy'], ...(finetune as JsonObject) };
-    const scores = (t: Trainer, d: Dataset | null) => (d ? binaryScores(t, d) : {});
+    const scores = async (t: Trainer, d: Dataset | null) => (d ? await binaryScores(t, d) : {});
     for (const pretrained of [true, false]) {
       await run(
         pretrained ? 'finetune-pretrained' : 'finetune-scratch',

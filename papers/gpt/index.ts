@@ -102,7 +102,7 @@ const paper: GptPaper = {
       const length = Math.min(num('length', 200), gpt.opts.context - window.length);
       if (length < 1) throw new DataError(`the prompt leaves no room in the context of ${gpt.opts.context} characters`);
       const topK = options['top-k'] === undefined ? undefined : Math.max(1, Math.floor(num('top-k', 0)));
-      const out = gpt.generate(window, length, { temperature: num('temperature', 0.8), topK, rng: new Rng(num('seed', 0)) });
+      const out = await gpt.generate(window, length, { temperature: num('temperature', 0.8), topK, rng: new Rng(num('seed', 0)) });
       return prompt + source.decode(out);
     } finally {
       gpt.dispose();

@@ -16,6 +16,7 @@ import {
   definePlugin,
   editDistance,
   loadCheckpoint,
+  readToHost,
   readWeights,
   Rng,
   buildModel,
@@ -88,13 +89,13 @@ export function scoreG2P(hyps: string[][], refs: string[][][]): { wer: number; p
 }
 
 /** Pronunciations of `words` (greedy with beam 1), in batches; words the model cannot take yield []. */
-export function transcribe(
+export async function transcribe(
   model: TransformerSeq2Seq,
   g2p: G2P,
   words: string[],
   o: Pick<G2pOptions, 'beam' | 'lengthPenalty' | 'decodeBatch'>,
   beam = o.beam,
-): string[][] {
+): Promise<string[][]> {
   const out: string[][] = [];
   const srcLen = model.opts.srcLen;
   for (let s = 0; s < words.length; s += o.decodeBatch) {
@@ -109,23 +110,27 @@ export function transcribe(
     });
     const rows = ids.map((e) => [...(e ?? []), ...Array(srcLen - (e?.length ?? 0)).fill(0)]);
     const src = tf.tensor2d(rows, [rows.length, srcLen], 'int32');
-    const decoded = beam === 1 ? model.greedy(src) : model.beamSearch(src, beam, model.opts.tgtLen, o.lengthPenalty);
-    src.dispose();
+    let decoded: number[][];
+    try {
+      decoded = await (beam === 1 ? model.greedy(src) : model.beamSearch(src, beam, model.opts.tgtLen, o.lengthPenalty));
+    } finally {
+      src.dispose();
+    }
     decoded.forEach((d, i) => out.push(ids[i] && ids[i]!.length > 0 ? g2p.decodePhonemes(d) : []));
   }
   return out;
 }
 
 /** WER and PER of `words` decoded greedily and with the beam of `o`, against `refs`. */
-function scoreModel(
+async function scoreModel(
   model: TransformerSeq2Seq,
   source: G2P,
   words: string[],
   refs: string[][][],
   o: G2pOptions,
-): Record<'wer_greedy' | 'per_greedy' | 'wer_beam' | 'per_beam', number> {
-  const greedy = scoreG2P(transcribe(model, source, words, o, 1), refs);
-  const beam = scoreG2P(transcribe(model, source, words, o), refs);
+): Promise<Record<'wer_greedy' | 'per_greedy' | 'wer_beam' | 'per_beam', number>> {
+  const greedy = scoreG2P(await transcribe(model, source, words, o, 1), refs);
+  const beam = scoreG2P(await transcribe(model, source, words, o), refs);
   return { wer_greedy: greedy.wer, per_greedy: greedy.per, wer_beam: beam.wer, per_beam: beam.per };
 }
 
@@ -160,8 +165,8 @@ export const g2pValidation = definePlugin({
     const refs = words.map((w) => g2p.references(w));
     const options = { beam: 1, lengthPenalty: 0.6, decodeBatch };
     return {
-      onEpochMetrics(state, logs) {
-        const { wer, per } = scoreG2P(transcribe(seq2seqOf(state.model), g2p, words, options, 1), refs);
+      async onEpochMetrics(state, logs) {
+        const { wer, per } = scoreG2P(await transcribe(seq2seqOf(state.model), g2p, words, options, 1), refs);
         logs.val_wer = wer;
         logs.val_per = per;
       },
@@ -250,18 +255,19 @@ const paper: TransformerPaper = {
       resume: opts.resume,
       runName: `transformer-${opts.preset}-seed${config.seed}`,
       tags: { paper: 'transformer', preset: opts.preset, scale: scaleOf(opts.preset, config, words.length) },
-      evaluate: (trainer, _test, run) => {
+      evaluate: async (trainer, _test, run) => {
         const model = seq2seqOf(trainer.model);
         const score = () => scoreModel(model, source, words, refs, g2p);
-        const out: Record<string, number> = score();
+        const out: Record<string, number> = await score();
         const dirs = g2p.averageLast > 1 && run.checkpoints ? lastCheckpoints(run.checkpoints, g2p.averageLast) : [];
         if (dirs.length > 1) {
           // The averaged weights in place of the trained ones for the decoding, then the trained ones back.
           const params = trainer.model.parameters();
+          await readToHost(params.map((p) => p.variable)); // readWeights reads synchronously: the host copy first (webgpu)
           const trained = readWeights(params);
           writeWeights(params, averageCheckpoints(dirs), `the average of ${dirs.length} checkpoints`);
           try {
-            for (const [k, v] of Object.entries(score())) out[`${k}_avg`] = v;
+            for (const [k, v] of Object.entries(await score())) out[`${k}_avg`] = v;
             out.avg_checkpoints = dirs.length;
           } finally {
             writeWeights(params, trained, 'the trained weights');
@@ -311,7 +317,7 @@ const paper: TransformerPaper = {
     model.build(model.inputShape, new Rng(saved.seed));
     try {
       writeWeights(model.parameters(), averageCheckpoints(checkpoints), `the average of ${checkpoints.length} checkpoints`);
-      const scores = Object.entries(scoreModel(model, source, words, refs, g2p)).map(([k, v]) => [`test_${k}`, v]);
+      const scores = Object.entries(await scoreModel(model, source, words, refs, g2p)).map(([k, v]) => [`test_${k}`, v]);
       return { ...Object.fromEntries(scores), checkpoints: checkpoints.length, test_words: words.length };
     } finally {
       model.dispose();
@@ -325,7 +331,7 @@ const paper: TransformerPaper = {
     try {
       const { g2p } = split(presets[preset]!);
       const source = registry.build(cmudict, (presets[preset]!.data as JsonObject).source as PluginSpec, 'data.source');
-      const [phonemes] = transcribe(model, source, [word], g2p);
+      const [phonemes] = await transcribe(model, source, [word], g2p);
       if (!phonemes || phonemes.length === 0)
         throw new DataError(`cannot spell "${word}": letters A-Z, apostrophe, period and hyphen, at most ${model.opts.srcLen} of them`);
       const known = source.references(word);

@@ -132,8 +132,8 @@ const paper: Paper = {
         runName,
         tags: { paper: 'variational-lstm', preset: opts.preset, variant, scale: scaleOf(opts.preset, lm, vocab, config.trainer.epochs) },
         evaluate: withMc
-          ? (trainer, test) => ({
-              mc_perplexity: test ? mcDropoutPerplexity(trainer.model, test, lm.mcSamples, config.trainer.evalBatchSize, new Rng(seed + 1)) : NaN,
+          ? async (trainer, test) => ({
+              mc_perplexity: test ? await mcDropoutPerplexity(trainer.model, test, lm.mcSamples, config.trainer.evalBatchSize, new Rng(seed + 1)) : NaN,
             })
           : undefined,
       });

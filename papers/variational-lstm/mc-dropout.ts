@@ -3,33 +3,49 @@
  * distribution is the average of T forward passes with dropout on, p(w_t | w_<t) ≈ (1/T) Σ_s softmax(f_s(x))_w,
  * and perplexity is exp of the mean −log of that average. Each sample keeps its own recurrent state across the
  * stream of windows, as a stateful language model does.
+ *
+ * Reads are asynchronous (`await data()`, and {@link readToHost} before a sample's carried state is taken as JSON),
+ * so that it runs on a backend without synchronous reads (webgpu in Node); on the cpu backends the operations, their
+ * order and the random draws are those of the synchronous version, so the values are the same.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { batchesOf, epochOrder, type Dataset, type Json, type Model, type Rng } from '../../core';
+import { batchesOf, CarriedState, epochOrder, readToHost, type Dataset, type Json, type Model, type Rng } from '../../core';
 
-export function mcDropoutPerplexity(model: Model, data: Dataset, samples: number, batchSize: number, rng: Rng): number {
+export async function mcDropoutPerplexity(model: Model, data: Dataset, samples: number, batchSize: number, rng: Rng): Promise<number> {
   const states: (Json | null)[] = Array.from({ length: samples }, () => null);
   let nll = 0;
   let tokens = 0;
   for (const idx of batchesOf(epochOrder(data.size, 0, 0, false), batchSize)) {
     const { x, y } = data.batch(idx);
-    const mean = tf.tidy(() => {
-      let sum: tf.Tensor | null = null;
+    let sum: tf.Tensor | null = null;
+    try {
       for (let s = 0; s < samples; s++) {
         model.resetStates();
         if (states[s]) model.setState(states[s]!);
-        const p = tf.softmax(model.apply(x, { training: true, rng }));
+        const p = tf.tidy(() => tf.softmax(model.apply(x, { training: true, rng })));
+        // The state the pass carries, on the host before getState reads it (a no-op where reads are synchronous).
+        await readToHost([...CarriedState.live].flatMap((c) => (c.value ? (Object.values(c.value) as tf.Tensor[]) : [])));
         states[s] = model.getState();
-        sum = sum ? tf.add(sum, p) : p;
+        const next: tf.Tensor = sum ? tf.add(sum, p) : p;
+        if (sum) tf.dispose([sum, p]);
+        sum = next;
       }
-      const classes = sum!.shape.at(-1)!;
-      const flat = tf.reshape(tf.div(sum!, samples), [-1, classes]);
-      const picked = tf.sum(tf.mul(flat, tf.oneHot(tf.cast(tf.reshape(y, [-1]), 'int32'), classes)), 1);
-      return tf.sum(tf.neg(tf.log(tf.maximum(picked, 1e-30))));
-    });
-    nll += mean.dataSync()[0]!;
-    tokens += y.size;
-    tf.dispose([mean, x, y]);
+      const total = sum!;
+      const mean = tf.tidy(() => {
+        const classes = total.shape.at(-1)!;
+        const flat = tf.reshape(tf.div(total, samples), [-1, classes]);
+        const picked = tf.sum(tf.mul(flat, tf.oneHot(tf.cast(tf.reshape(y, [-1]), 'int32'), classes)), 1);
+        return tf.sum(tf.neg(tf.log(tf.maximum(picked, 1e-30))));
+      });
+      try {
+        nll += (await mean.data())[0]!;
+      } finally {
+        mean.dispose();
+      }
+      tokens += y.size;
+    } finally {
+      tf.dispose([x, y, ...(sum ? [sum] : [])]);
+    }
   }
   model.resetStates();
   return Math.exp(nll / tokens);

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { ConfigError, definePlugin, setMask, type Callback, type Json, type Parameter, type TrainingState } from '../../core';
+import { ConfigError, definePlugin, readToHost, setMask, type Callback, type Json, type Parameter, type TrainingState } from '../../core';
 
 /**
  * Zhu & Gupta (2017), eq. 1: the sparsity at step t of a schedule that prunes every Δt steps from t0 for n prunings,
@@ -135,8 +135,10 @@ export default definePlugin({
       }
       return ps;
     };
-    const prune = (state: TrainingState, step: number) => {
+    const prune = async (state: TrainingState, step: number) => {
       const params = selected(state);
+      // The weights and masks on the host before the synchronous reads below (webgpu reads asynchronously; a no-op elsewhere).
+      await readToHost(params.flatMap((p) => (p.mask ? [p.variable, p.mask] : [p.variable])));
       const next = magnitudeMasks(
         params.map((p) => p.variable.dataSync() as Float32Array),
         gradualSparsity(step, o),
@@ -167,9 +169,9 @@ export default definePlugin({
           setMask(p, toTensor(m, p.variable.shape)); // also zeroes the pruned weights
         }
       },
-      onBatchEnd(state: TrainingState) {
+      async onBatchEnd(state: TrainingState) {
         // state.step counts the steps taken: the pruning of step t follows the t-th optimizer step.
-        if (due(state.step) && state.step !== lastPruned) prune(state, state.step);
+        if (due(state.step) && state.step !== lastPruned) await prune(state, state.step);
       },
       getState(): Json {
         return { lastPruned, masks: Object.fromEntries([...masks].map(([k, m]) => [k, { n: m.length, bits: packBits(m) }])) };

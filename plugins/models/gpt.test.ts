@@ -37,12 +37,12 @@ describe('gpt', () => {
     );
   });
 
-  it('cached generation gives the tokens and logits of uncached full forward passes', () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 0, max: 1e6 }), fc.integer({ min: 1, max: 4 }), (seed, promptLen) => {
+  it('cached generation gives the tokens and logits of uncached full forward passes', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 1e6 }), fc.integer({ min: 1, max: 4 }), async (seed, promptLen) => {
         const m = gpt(seed);
         const prompt = ids(new Rng(seed), promptLen);
-        const cached = m.generate(prompt, 8 - promptLen, { temperature: 0, rng: new Rng(1) });
+        const cached = await m.generate(prompt, 8 - promptLen, { temperature: 0, rng: new Rng(1) });
         // Uncached: the whole sequence so far through the model, the argmax of the last position, again and again.
         const seq = [...prompt];
         for (let i = 0; i < 8 - promptLen; i++) {

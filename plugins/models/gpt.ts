@@ -100,9 +100,11 @@ export class GPT extends Module {
   /**
    * Continues `prompt` by `length` tokens, sampling each from softmax(logits / temperature) restricted to the
    * `topK` most likely (temperature 0: the most likely token). The prompt and generated tokens stay within the
-   * context window of the cache; the run's `rng` makes sampling reproducible.
+   * context window of the cache; the run's `rng` makes sampling reproducible. Each step's logits are read with
+   * `await data()`: a backend that reads asynchronously (webgpu in Node) has no synchronous read, and on the cpu
+   * backends the values are the same.
    */
-  generate(prompt: number[], length: number, o: { temperature: number; topK?: number; rng: Rng }): number[] {
+  async generate(prompt: number[], length: number, o: { temperature: number; topK?: number; rng: Rng }): Promise<number[]> {
     if (prompt.length === 0) throw this.shapeError('a prompt of at least one token', [1, 0]);
     if (prompt.length + length > this.opts.context) throw this.shapeError(`prompt + length ≤ context = ${this.opts.context}`, [1, prompt.length + length]);
     const ctx: ForwardContext = { training: false, rng: o.rng };
@@ -111,8 +113,12 @@ export class GPT extends Module {
     try {
       let next = tf.tidy(() => tf.keep(this.step(tf.tensor2d([prompt], undefined, 'int32'), 0, caches, ctx)));
       for (let i = 0; i < length; i++) {
-        const logits = Array.from(next.dataSync());
-        next.dispose();
+        let logits: number[];
+        try {
+          logits = Array.from(await next.data());
+        } finally {
+          next.dispose();
+        }
         const token = sample(logits, o.temperature, o.topK, o.rng);
         out.push(token);
         if (i + 1 < length) next = tf.tidy(() => tf.keep(this.step(tf.tensor2d([[token]], undefined, 'int32'), prompt.length + i, caches, ctx)));

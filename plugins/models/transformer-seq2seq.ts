@@ -154,8 +154,12 @@ export class TransformerSeq2Seq extends Module {
     for (const [i, c] of caches.entries()) this.decoders[i]!.releaseCache(c);
   }
 
-  /** Greedy decoding of a batch of sources [batch, srcLen]: the most probable token at each step, until EOS. */
-  greedy(src: tf.Tensor, maxLen = this.opts.tgtLen): number[][] {
+  /**
+   * Greedy decoding of a batch of sources [batch, srcLen]: the most probable token at each step, until EOS. Each
+   * step's tokens are read with `await data()` (webgpu in Node has no synchronous read; the cpu backends give the
+   * same values either way).
+   */
+  async greedy(src: tf.Tensor, maxLen = this.opts.tgtLen): Promise<number[][]> {
     const b = src.shape[0]!;
     const ctx: ForwardContext = { training: false, rng: null as never };
     const enc = tf.tidy(() => {
@@ -169,8 +173,11 @@ export class TransformerSeq2Seq extends Module {
     try {
       for (let t = 0; t < maxLen && finished.includes(false); t++) {
         const best = tf.tidy(() => tf.argMax(this.step(tf.tensor2d(prev, [b, 1], 'int32'), t, enc.memory, enc.mask, caches, ctx), 1));
-        prev = Int32Array.from(best.dataSync());
-        best.dispose();
+        try {
+          prev = Int32Array.from(await best.data());
+        } finally {
+          best.dispose();
+        }
         prev.forEach((token, i) => {
           if (finished[i]) return;
           if (token === this.opts.eosId) finished[i] = true;
@@ -187,9 +194,10 @@ export class TransformerSeq2Seq extends Module {
   /**
    * Beam search (Sutskever et al. 2014; Wu et al. 2016's length penalty lp(Y) = ((5 + |Y|) / 6)^α): keeps the
    * `beam` best partial outputs per source; a finished output scores log P(Y|X) / lp(Y). Returns the best
-   * output of each source (ids, without BOS / EOS). Beam 1 is greedy decoding.
+   * output of each source (ids, without BOS / EOS). Beam 1 is greedy decoding. Each step's log-probabilities are
+   * read with `await data()`, as in {@link greedy}.
    */
-  beamSearch(src: tf.Tensor, beam: number, maxLen = this.opts.tgtLen, alpha = 0.6): number[][] {
+  async beamSearch(src: tf.Tensor, beam: number, maxLen = this.opts.tgtLen, alpha = 0.6): Promise<number[][]> {
     const b = src.shape[0]!;
     const ctx: ForwardContext = { training: false, rng: null as never };
     const { eosId, bosId } = this.opts;
@@ -212,9 +220,13 @@ export class TransformerSeq2Seq extends Module {
           return h ? (h.tokens.at(-1) ?? bosId) : bosId;
         });
         const logp = tf.tidy(() => tf.logSoftmax(this.step(tf.tensor2d(prev, [b * beam, 1], 'int32'), t, enc.memory, enc.mask, caches, ctx)));
-        const lv = logp.dataSync() as Float32Array;
         const V = logp.shape[1]!;
-        logp.dispose();
+        let lv: Float32Array;
+        try {
+          lv = (await logp.data()) as Float32Array;
+        } finally {
+          logp.dispose();
+        }
         const origin = new Int32Array(b * beam);
         const next: Hyp[][] = [];
         for (let i = 0; i < b; i++) {

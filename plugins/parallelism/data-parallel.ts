@@ -64,7 +64,7 @@ export async function broadcastParameters(comm: Communicator, weights: Parameter
   const flat = new Float32Array(weights.reduce((n, p) => n + p.variable.size, 0));
   let offset = 0;
   for (const p of weights) {
-    flat.set(p.variable.dataSync() as Float32Array, offset);
+    flat.set((await p.variable.data()) as Float32Array, offset); // asynchronously: webgpu has no synchronous read
     offset += p.variable.size;
   }
   await comm.broadcast(flat, root);
@@ -91,7 +91,7 @@ export async function averageAcrossRanks(
   const flat = new Float32Array(total + 1);
   let offset = 0;
   for (const [, g] of entries) {
-    flat.set(g.dataSync() as Float32Array, offset);
+    flat.set((await g.data()) as Float32Array, offset);
     offset += g.size;
   }
   flat[total] = loss;

@@ -162,7 +162,7 @@ export class PipelineStage {
           try {
             const w = sizes[i]! / total;
             let kept: tf.Tensor | undefined;
-            const r = this.vjp(input, params, rng, w, (out) => {
+            const r = await this.vjp(input, params, rng, w, (out) => {
               if (onOutput) kept = tf.keep(out);
               return this.loss.compute(y, out);
             });
@@ -191,7 +191,7 @@ export class PipelineStage {
           const dy = await this.receive(this.stage + 1, TAG_BACKWARD);
           rng.setState(rngStates[i]!);
           try {
-            const r = this.vjp(inputs[i]!, params, rng, sizes[i]! / total, (out) => tf.sum(tf.mul(out, dy)));
+            const r = await this.vjp(inputs[i]!, params, rng, sizes[i]! / total, (out) => tf.sum(tf.mul(out, dy)));
             accumulate(r.grads);
             dx = r.dx;
           } finally {
@@ -239,13 +239,13 @@ export class PipelineStage {
    * stage) to `x`, and the value of head (before the last stage's weighting by w). With head = ⟨·, dy⟩ this is the
    * vector-Jacobian product with the upstream gradient dy; on the last stage head is the loss, weighted by w.
    */
-  private vjp(
+  private async vjp(
     x: tf.Tensor,
     params: Parameter[],
     rng: Rng,
     w: number,
     head: (out: tf.Tensor) => tf.Scalar,
-  ): { value: number; grads: Record<string, tf.Tensor>; dx: tf.Tensor | null } {
+  ): Promise<{ value: number; grads: Record<string, tf.Tensor>; dx: tf.Tensor | null }> {
     const xVar = this.isFirst ? null : tf.variable(x, true);
     const vars = [...(xVar ? [xVar] : []), ...params.map((p) => p.variable)];
     if (vars.length === 0) return { value: 0, grads: {}, dx: null };
@@ -260,8 +260,12 @@ export class PipelineStage {
         if (reg.length) h = tf.add(h, tf.mul(tf.addN(reg), w));
         return h;
       }, vars);
-      const v = headValue!.dataSync()[0]!; // may be `value` itself: read it first
-      value.dispose();
+      let v: number;
+      try {
+        v = (await headValue!.data())[0]!; // may be `value` itself: read it first (asynchronously: webgpu has no synchronous read)
+      } finally {
+        value.dispose();
+      }
       return { value: v, grads: Object.fromEntries(params.map((p) => [p.name, grads[p.variable.name]!])), dx: xVar ? grads[xVar.name]! : null };
     } finally {
       xVar?.dispose();
@@ -275,7 +279,8 @@ export class PipelineStage {
     header[0] = t.rank;
     t.shape.forEach((d, i) => (header[i + 1] = d));
     await this.comm.send(header, dest, tag);
-    await this.comm.send(t.dtype === 'float32' ? (t.dataSync() as Float32Array) : Float32Array.from(t.dataSync()), dest, tag);
+    const values = await t.data();
+    await this.comm.send(t.dtype === 'float32' ? (values as Float32Array) : Float32Array.from(values), dest, tag);
   }
 
   private async receive(source: number, tag: number): Promise<tf.Tensor> {
@@ -348,7 +353,18 @@ export class PipelineStrategy implements Omit<Strategy, 'spec'> {
     // The step's loss as the trainer reports it (the data loss plus every penalty, as in a single process): the last
     // stage's loss plus each stage's penalties, summed by one all-reduce, so every rank has it.
     const penalties = stage.parameters().filter((p) => p.regularizer);
-    const penalty = penalties.length ? tf.tidy(() => tf.addN(penalties.map((p) => p.regularizer!.penalty(p.variable))).dataSync()[0]!) : 0;
+    let penalty = 0;
+    if (penalties.length) {
+      const sum = tf.tidy(() => tf.addN(penalties.map((p) => p.regularizer!.penalty(p.variable))));
+      try {
+        penalty = (await sum.data())[0]!;
+      } catch (e) {
+        tf.dispose(Object.values(grads));
+        throw e;
+      } finally {
+        sum.dispose();
+      }
+    }
     const shared = Float32Array.of((loss ?? 0) + penalty);
     try {
       await this.comm.allReduce(shared);
