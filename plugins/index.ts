@@ -88,6 +88,7 @@ import {
   parallelAttention,
   parallelTransformerBlock,
   rowParallelDense,
+  tensorParallel,
   vocabParallelCrossEntropy,
   vocabParallelEmbedding,
 } from './parallelism/tensor-parallel';
@@ -186,6 +187,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   mpiDataParallel,
   pipeline,
   singleProcess,
+  tensorParallel,
   columnParallelDense,
   rowParallelDense,
   parallelAttention,

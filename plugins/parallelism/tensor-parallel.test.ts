@@ -13,12 +13,26 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, Rng, selectBackend, type Layer, type Loss, type PluginRegistry, type PluginSpec, type Shape } from '../../core';
+import {
+  ConfigError,
+  Rng,
+  Sequential,
+  selectBackend,
+  trainerOptionsSchema,
+  type Communicator,
+  type Layer,
+  type Loss,
+  type PluginRegistry,
+  type PluginSpec,
+  type Shape,
+  type StrategyHost,
+} from '../../core';
 import { cpuBackends, testRegistry } from '../../test/harness';
 import {
   type ColumnParallelDense,
@@ -29,6 +43,7 @@ import {
   shardModel,
   shardRows,
   SINGLE_GROUP,
+  TensorParallelStrategy,
   wholeModelWeights,
   type TensorParallelGroup,
 } from './tensor-parallel';
@@ -239,6 +254,35 @@ describe('tensor-parallel layers in a world of one', () => {
   });
 });
 
+describe('the tensor-parallel strategy', () => {
+  it('with more than one rank refuses, naming the field, what it cannot do: clipNorm, onNonFinite skip, checkpoints, a model without tensor-parallel layers', async () => {
+    const fake: Communicator = {
+      rank: 0,
+      worldSize: 2,
+      allReduce: async () => undefined,
+      broadcast: async () => undefined,
+      barrier: async () => undefined,
+      send: async () => undefined,
+      recv: async () => undefined,
+      finalize: async () => undefined,
+    } as unknown as Communicator;
+    const group: TensorParallelGroup = { rank: 0, worldSize: 2, allReduceNow: () => undefined };
+    const model = new Sequential({ inputShape: [3], layers: [{ type: 'dense', units: 2 }] }, registry);
+    model.build(undefined, new Rng(0));
+    const options = trainerOptionsSchema.parse({ epochs: 1, batchSize: 1 });
+    const host = (o: Record<string, unknown>) =>
+      ({ model, loss: registry.create('loss', 'vocab-parallel-cross-entropy'), options: { ...options, ...o } }) as unknown as StrategyHost;
+    const strategy = new TensorParallelStrategy(fake, group);
+    await expect(strategy.setup(host({ clipNorm: 1 }))).rejects.toThrow(/^trainer\.clipNorm: is not supported with tensor parallelism over 2 ranks/);
+    await expect(strategy.setup(host({ onNonFinite: 'skip' }))).rejects.toThrow(/^trainer\.onNonFinite: /);
+    await expect(strategy.setup(host({ checkpoint: { ...options.checkpoint, enabled: true } }))).rejects.toThrow(/^trainer\.checkpoint\.enabled: /);
+    await expect(strategy.setup(host({ checkpoint: { ...options.checkpoint, enabled: false } }))).rejects.toThrow(
+      'parallelism: tensor parallelism over 2 ranks needs tensor-parallel layers in the model',
+    );
+    model.dispose();
+  });
+});
+
 describe('sharding helpers', () => {
   it('shards of columns (in blocks) and rows join back to the whole tensor exactly; shard r holds its slice of every block', () => {
     fc.assert(
@@ -325,26 +369,34 @@ describe('sharding helpers', () => {
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const hasMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
 
-/** One launch of test/fixtures/tensor-parallel-worker.ts on `np` ranks over loopback (as mpi.test.ts launches). */
-function mpirun(np: number) {
+/** One launch of test/fixtures/tensor-parallel-worker.ts on `np` ranks over loopback (as mpi.test.ts launches); each rank writes its results into `out`. */
+function mpirun(np: number, out: string) {
   const args = ['--oversubscribe', '-np', String(np), '--mca', 'btl', 'self,tcp', '--mca', 'btl_tcp_if_include', 'lo', '--bind-to', 'none'];
-  args.push(process.execPath, path.join(repo, 'test/fixtures/run-ts.mjs'), path.join(repo, 'test/fixtures/tensor-parallel-worker.ts'));
+  args.push(process.execPath, path.join(repo, 'test/fixtures/run-ts.mjs'), path.join(repo, 'test/fixtures/tensor-parallel-worker.ts'), out);
   const env = { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', LOOM_THREADS: '1' };
   // A hang (a rank stuck in a collective) fails the test at the timeout instead of blocking the suite.
   return spawnSync('mpirun', args, { cwd: repo, env, encoding: 'utf8', timeout: 50_000 });
 }
 
+interface RankResult {
+  rank: number;
+  checks: Record<string, { ok: boolean; detail: string }>;
+}
+
 describe.skipIf(!hasMpirun)('tensor parallelism under Open MPI (needs mpirun: apt-get install openmpi-bin libopenmpi-dev)', () => {
   for (const np of [2, 4]) {
-    it(`-np ${np}: every split layer, whole Transformer blocks, the parallel cross-entropy and two training steps of a GPT-like model equal the unsplit ones; 2 + 2 all-reduces per block`, () => {
+    it(`-np ${np}: every split layer, whole Transformer blocks, the parallel cross-entropy, a GPT-like model's steps and the tensor-parallel strategy equal the unsplit ones; 2 + 2 all-reduces per block`, () => {
       expect(fs.existsSync(path.join(repo, 'native/mpi/build/Release/loom_mpi.node')), 'the MPI binding is not built: npm run build:mpi').toBe(true);
-      const r = mpirun(np);
-      expect(r.error, 'mpirun did not end: a rank is still waiting').toBeUndefined();
-      expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
-      const results = r.stdout
-        .split('\n')
-        .filter((l) => l.startsWith('MPI-RESULT '))
-        .map((l) => JSON.parse(l.slice(11)) as { rank: number; checks: Record<string, { ok: boolean; detail: string }> });
+      let results: RankResult[] = [];
+      const out = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-tp-'));
+      try {
+        const r = mpirun(np, out);
+        expect(r.error, 'mpirun did not end: a rank is still waiting').toBeUndefined();
+        expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+      } finally {
+        results = fs.readdirSync(out).map((f) => JSON.parse(fs.readFileSync(path.join(out, f), 'utf8')) as RankResult);
+        fs.rmSync(out, { recursive: true, force: true });
+      }
       expect(results.map((x) => x.rank).sort()).toEqual(Array.from({ length: np }, (_, i) => i));
       const failed = results.flatMap((x) =>
         Object.entries(x.checks)
@@ -352,8 +404,8 @@ describe.skipIf(!hasMpirun)('tensor parallelism under Open MPI (needs mpirun: ap
           .map(([name, c]) => `rank ${x.rank}: ${name} (${c.detail})`),
       );
       expect(failed).toEqual([]);
-      // 13 checks, and with 4 ranks one more: a block over sub-communicators of 2 ranks.
-      for (const x of results) expect(Object.keys(x.checks).length).toBe(np >= 4 ? 14 : 13);
+      // 14 checks, and with 4 ranks one more: a block over sub-communicators of 2 ranks.
+      for (const x of results) expect(Object.keys(x.checks).length).toBe(np >= 4 ? 15 : 14);
     }, 60_000);
   }
 });

@@ -70,11 +70,17 @@ import {
   type PluginContext,
   type Rng,
   type Shape,
+  type Batch,
+  type StepGradients,
+  type Strategy,
+  type StrategyHost,
+  type TrainingState,
 } from '../../core';
 import { transformerLayerOptions } from '../layers/transformer-encoder';
 import { causalMask } from '../layers/multi-head-attention';
+import { broadcastParameters } from './data-parallel';
 import { mpiWorld } from './mpi';
-import { MpiCommunicator } from './mpi-data-parallel';
+import { MpiCommunicator, worldCommunicator } from './mpi-data-parallel';
 
 // ---------------------------------------------------------------- groups
 
@@ -669,7 +675,21 @@ export class ParallelAttention extends ShardedLayer {
   }
 }
 
-const blockSchema = transformerLayerOptions.extend({ causal: z.boolean().default(false) });
+/** `transformer-encoder`'s options that the split block implements (others, e.g. int8 quantization, are refused as unknown). */
+const blockSchema = transformerLayerOptions
+  .pick({
+    name: true,
+    numHeads: true,
+    ff: true,
+    dropout: true,
+    preNorm: true,
+    activation: true,
+    attentionDropout: true,
+    kernelInitializer: true,
+    residualInitializer: true,
+    normEpsilon: true,
+  })
+  .extend({ causal: z.boolean().default(false) });
 
 /**
  * A Transformer layer with tensor-parallel sub-layers (Megatron-LM §3, Fig. 3): self-attention split by heads
@@ -864,8 +884,9 @@ export class VocabParallelCrossEntropy implements Loss, TensorParallelLayer {
     return undefined;
   }
 
+  /** `outputShape` is the model's: its layers are built whole, so its last axis is the whole vocabulary. */
   checkTargets(labels: Float32Array | Int32Array, outputShape: readonly (number | null)[]) {
-    const classes = outputShape.at(-1)! * this.group.worldSize;
+    const classes = outputShape.at(-1)!;
     for (let i = 0; i < labels.length; i++) {
       const v = labels[i]!;
       if (v !== this.ignoreIndex && !(Number.isInteger(v) && v >= 0 && v < classes))
@@ -888,7 +909,8 @@ export class VocabParallelCrossEntropy implements Loss, TensorParallelLayer {
       const start = tf.scalar(group.rank * cols, 'int32');
       const inRange = tf.logicalAnd(tf.greaterEqual(labels, start), tf.less(labels, tf.scalar((group.rank + 1) * cols, 'int32')));
       const local = tf.where(inRange, tf.sub(labels, start), tf.zerosLike(labels));
-      const onehot = tf.mul(tf.oneHot(local, cols), tf.expandDims(tf.cast(inRange, 'float32'), 1));
+      // [k = y] on this rank's columns (tf.oneHot needs a depth ≥ 2; a rank may hold one column).
+      const onehot = tf.cast(tf.logicalAnd(tf.equal(tf.expandDims(local, 1), tf.range(0, cols, 1, 'int32')), tf.expandDims(inRange, 1)), 'float32');
       const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
         const [z, save] = args as [tf.Tensor, tf.GradSaveFunc];
         // M: the maximum over every rank's row maxima (all-gathered; exact).
@@ -913,6 +935,97 @@ export class VocabParallelCrossEntropy implements Loss, TensorParallelLayer {
     });
   }
 }
+
+// ---------------------------------------------------------------- strategy
+
+/**
+ * Tensor parallelism alone, as a training strategy: every rank of the communicator holds rank r's slices of the
+ * model's tensor-parallel layers and of the loss (when it is `vocab-parallel-cross-entropy`) and sees every example
+ * (the ranks split each layer, not the data). `setup` starts every rank from rank 0's whole weights and shards them;
+ * a step is the trainer's own (`localGradients`: each rank's gradients are its slices' and the replicated weights',
+ * and the optimizer steps them where they are); `synchronize` makes the model and the loss whole again (validation,
+ * saving), and the next step shards them again. Rank 0 logs. With more than one rank it refuses `trainer.clipNorm`
+ * (the trainer's norm would be of this rank's slices; `gradientSquaredNorm` gives the whole one), `onNonFinite:
+ * "skip"` (ranks could decide differently on their slices) and checkpoints (the optimizer state is shaped as the
+ * slices). Training metrics see this rank's output: a slice of the logits under a vocabulary-parallel head.
+ */
+export class TensorParallelStrategy implements Omit<Strategy, 'spec'> {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly isGlobalZero: boolean;
+  readonly group: TensorParallelGroup;
+  private sharded = false;
+
+  constructor(
+    readonly comm: Communicator,
+    /** The layers' group over `comm` (by default {@link tensorParallelGroup}`(comm)`). */
+    group?: TensorParallelGroup,
+  ) {
+    this.rank = comm.rank;
+    this.worldSize = comm.worldSize;
+    this.isGlobalZero = comm.rank === 0;
+    this.group = group ?? tensorParallelGroup(comm);
+  }
+
+  async setup(host: StrategyHost): Promise<void> {
+    if (this.worldSize === 1) return;
+    const o = host.options;
+    const refuse = (field: string, why: string) => new ConfigError(field, `is not supported with tensor parallelism over ${this.worldSize} ranks: ${why}`);
+    if (o.onNonFinite === 'skip') throw refuse('trainer.onNonFinite', '"skip" could be decided differently by ranks holding different slices; use "stop"');
+    if (o.clipNorm !== undefined)
+      throw refuse('trainer.clipNorm', "the trainer's norm would be of this rank's slices only (clipValue is per element and works)");
+    if (o.checkpoint.enabled) throw refuse('trainer.checkpoint.enabled', "the optimizer state is shaped as this rank's slices; set it to false");
+    if (tensorParallelParts(host.model).length === 0)
+      throw new ConfigError(
+        'parallelism',
+        `tensor parallelism over ${this.worldSize} ranks needs tensor-parallel layers in the model (column-parallel-dense, parallel-transformer-block, ...)`,
+      );
+    // Every rank starts from one model's whole weights (each built it from the same seed; this makes sure).
+    await broadcastParameters(this.comm, [...host.model.parameters(), ...host.model.buffers()], 0);
+    this.shardAll(host);
+  }
+
+  private shardAll(host: StrategyHost): void {
+    if (this.sharded || this.worldSize === 1) return;
+    shardModel(host.model, this.group);
+    if (isTensorParallel(host.loss)) host.loss.shard(this.group);
+    this.sharded = true;
+  }
+
+  /** Every rank sees every example. */
+  shardSize(size: number): number {
+    return size;
+  }
+
+  shard(order: Int32Array): Int32Array {
+    return order;
+  }
+
+  async gradients(batches: Batch[], host: StrategyHost, state?: Pick<TrainingState, 'step' | 'epoch'>): Promise<StepGradients> {
+    this.shardAll(host);
+    return host.localGradients(batches, state);
+  }
+
+  async synchronize(host: StrategyHost): Promise<void> {
+    if (!this.sharded) return;
+    unshardModel(host.model);
+    if (isTensorParallel(host.loss)) host.loss.unshard();
+    this.sharded = false;
+  }
+
+  async teardown(host: StrategyHost): Promise<void> {
+    await this.synchronize(host);
+  }
+}
+
+export const tensorParallel = definePlugin({
+  kind: 'parallelism',
+  name: 'tensor-parallel',
+  description: "tensor (intra-layer) model parallelism over Open MPI's world: each rank holds slices of the tensor-parallel layers (Megatron-LM)",
+  schema: z.object({}),
+  properties: ['trained by the trainer on N ranks, the weights and validation loss of one process with the unsplit layers (tensor-parallel.test.ts)'],
+  create: () => new TensorParallelStrategy(worldCommunicator('tensor-parallel')),
+});
 
 // ---------------------------------------------------------------- plugins
 
