@@ -15,6 +15,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
+import { readsAsynchronously } from './backend';
+import { ConfigError } from './errors';
 import type { Parameter, ParamRole } from './interfaces';
 import { FUSED_KERNELS, hasKernel } from './kernels';
 import { computeFans } from './layer';
@@ -179,9 +181,20 @@ export function refineStatic(o: { mode: string; inputScale?: number; inputZeroPo
   }
 }
 
-/** The input's quantization for this batch: the calibrated one (static) or the batch's own range (dynamic). */
-export function inputQuant(o: QuantizedLayerOptions, x: tf.Tensor): ActivationQuant {
-  return o.mode === 'dynamic' ? dynamicQuant(x) : { scale: o.inputScale!, zeroPoint: o.inputZeroPoint! };
+/**
+ * The input's quantization for this batch: the calibrated one (static) or the batch's own range (dynamic). Dynamic
+ * mode reads the batch's range on the host inside the forward pass, which must be synchronous; on a backend that
+ * reads asynchronously (webgpu in Node) that read is impossible, so layer `layer` is refused with a ConfigError
+ * saying what to use instead (static mode runs there: its scale and zero point are numbers in the config).
+ */
+export function inputQuant(o: QuantizedLayerOptions, x: tf.Tensor, layer: string): ActivationQuant {
+  if (o.mode !== 'dynamic') return { scale: o.inputScale!, zeroPoint: o.inputZeroPoint! };
+  if (readsAsynchronously())
+    throw new ConfigError(
+      'mode',
+      `layer "${layer}": dynamic quantization reads each batch's range on the host in the forward pass (a synchronous read), which the ${tf.getBackend()} backend cannot do; use mode "static" (calibrated: loom quantize --mode static) or a cpu backend`,
+    );
+  return dynamicQuant(x);
 }
 
 /**

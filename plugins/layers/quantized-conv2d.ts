@@ -75,7 +75,7 @@ export class QuantizedConv2D extends LayerBase {
       kernel as tf.Tensor4D,
       scale as tf.Tensor1D,
       (bias as tf.Tensor1D) ?? null,
-      inputQuant(this.opts, x),
+      inputQuant(this.opts, x, this.name),
       act === 'relu',
       asPair(this.opts.strides),
       this.opts.padding,

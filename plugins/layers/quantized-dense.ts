@@ -62,7 +62,14 @@ export class QuantizedDense extends LayerBase {
     const x2 = (x.rank === 2 ? x : tf.reshape(x, [-1, x.shape.at(-1)!])) as tf.Tensor2D;
     const act = this.activation.spec.type;
     const fused = act === 'relu' || act === 'linear';
-    let y: tf.Tensor = int8Linear(x2, kernel as tf.Tensor2D, scale as tf.Tensor1D, (bias as tf.Tensor1D) ?? null, inputQuant(this.opts, x2), act === 'relu');
+    let y: tf.Tensor = int8Linear(
+      x2,
+      kernel as tf.Tensor2D,
+      scale as tf.Tensor1D,
+      (bias as tf.Tensor1D) ?? null,
+      inputQuant(this.opts, x2, this.name),
+      act === 'relu',
+    );
     if (!fused) y = this.activation.apply(y);
     return x.rank === 2 ? y : tf.reshape(y, [...lead, this.opts.units]);
   }
