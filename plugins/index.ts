@@ -83,6 +83,7 @@ import sgd from './optimizers/sgd';
 import mpiDataParallel from './parallelism/mpi-data-parallel';
 import singleProcess from './parallelism/single-process';
 import pipeline from './parallelism/pipeline';
+import hybrid from './parallelism/hybrid';
 import {
   columnParallelDense,
   parallelAttention,
@@ -186,6 +187,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   sgd,
   mpiDataParallel,
   pipeline,
+  hybrid,
   singleProcess,
   tensorParallel,
   columnParallelDense,

@@ -10,6 +10,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -18,7 +19,7 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const hasMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
 const hasBinding = fs.existsSync(path.join(repo, 'native/mpi/build/Release/loom_mpi.node'));
 
-function mpirun(np: number, mode: string) {
+function mpirun(np: number, mode: string, worker = 'test/fixtures/mpi-worker.ts') {
   const args = [
     '--oversubscribe',
     '-np',
@@ -31,12 +32,20 @@ function mpirun(np: number, mode: string) {
     'lo',
     process.execPath,
     path.join(repo, 'test/fixtures/run-ts.mjs'),
-    path.join(repo, 'test/fixtures/mpi-worker.ts'),
+    path.join(repo, worker),
     mode,
   ];
-  const env = { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', LOOM_THREADS: '1' };
+  // Each rank writes its results to a file of its own: mpirun interleaves long lines of several ranks on stdout.
+  const results = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-mpi-'));
+  const env = { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', LOOM_THREADS: '1', LOOM_MPI_RESULTS: results };
   // A hang (a rank stuck in a collective) fails the test at the timeout instead of blocking the suite.
-  return spawnSync('mpirun', args, { cwd: repo, env, encoding: 'utf8', timeout: 50_000 });
+  const r = spawnSync('mpirun', args, { cwd: repo, env, encoding: 'utf8', timeout: 50_000 });
+  const ranks = fs
+    .readdirSync(results)
+    .map((f) => JSON.parse(fs.readFileSync(path.join(results, f), 'utf8')) as RankResult)
+    .sort((a, b) => a.rank - b.rank);
+  fs.rmSync(results, { recursive: true, force: true });
+  return { ...r, results: ranks };
 }
 
 interface RankResult {
@@ -55,10 +64,7 @@ describe.skipIf(!hasMpirun)('Open MPI (needs mpirun: apt-get install openmpi-bin
     it(`-np ${np}: collectives, data parallel = combined batch, rank-0 logging, ${np}-stage pipeline = unsplit gradients = one process, ZeRO-1 = unsharded Adam`, () => {
       const r = mpirun(np, 'checks');
       expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
-      const results = r.stdout
-        .split('\n')
-        .filter((l) => l.startsWith('MPI-RESULT '))
-        .map((l) => JSON.parse(l.slice(11)) as RankResult);
+      const { results } = r;
       expect(results.map((x) => x.rank).sort()).toEqual(Array.from({ length: np }, (_, i) => i));
       const failed = results.flatMap((x) =>
         Object.entries(x.checks)
@@ -68,10 +74,33 @@ describe.skipIf(!hasMpirun)('Open MPI (needs mpirun: apt-get install openmpi-bin
       expect(failed).toEqual([]);
       expect(Object.keys(results.find((x) => x.rank === 0)!.checks).length).toBe(21);
       // ZeRO-1's optimizer state per rank, measured (bytes of Adam's m and v), against the unsharded state.
-      const bytes = results.sort((a, b) => a.rank - b.rank).map((x) => x.measures.zeroMomentBytes!);
+      const bytes = results.map((x) => x.measures.zeroMomentBytes!);
       console.log(`ZeRO-1 on ${np} ranks: Adam moments per rank ${bytes.join(', ')} B; unsharded ${results[0]!.measures.unshardedMomentBytes} B`);
     }, 60_000);
   }
+
+  it("-np 4 hybrid: layouts D2×P2, D2×T2, D1×P2×T2 (groups as documented); D2×P2 one step = one process's gradients; D2×P2 (± ZeRO-1), D4 ZeRO-1, D2×T2 trained = one process", () => {
+    const r = mpirun(4, 'checks', 'test/fixtures/mpi-hybrid-worker.ts');
+    expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const { results } = r;
+    expect(results.map((x) => x.rank).sort()).toEqual([0, 1, 2, 3]);
+    const failed = results.flatMap((x) =>
+      Object.entries(x.checks)
+        .filter(([, c]) => !c.ok)
+        .map(([name, c]) => `rank ${x.rank}: ${name} (${c.detail})`),
+    );
+    expect(failed).toEqual([]);
+    for (const x of results) expect(Object.keys(x.checks).length).toBe(9);
+  }, 60_000);
+
+  it("hybrid: a rank that throws while the others wait in their groups' collectives ends the whole job, naming it", () => {
+    const r = mpirun(4, 'crash', 'test/fixtures/mpi-hybrid-worker.ts');
+    expect(r.error, 'mpirun did not end: a rank is still waiting').toBeUndefined();
+    expect(r.status).not.toBe(0);
+    expect(r.stdout).not.toContain('unreachable');
+    expect(r.stderr).toContain('loom: rank 3 of 4 failed: Error: deliberate failure on rank 3');
+    expect(r.stderr).toMatch(/rank 3 of 4 is exiting with code 1; aborting the MPI job/);
+  }, 60_000);
 
   it('a rank that throws ends the whole job with a non-zero status and a message naming the rank and the error', () => {
     const r = mpirun(2, 'crash');
