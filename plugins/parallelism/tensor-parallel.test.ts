@@ -3,7 +3,9 @@
  * unsplit counterpart built from the same seed EXACTLY (same whole weights, same outputs, same gradients of the input
  * and of every weight; fast-check over shapes, options and seeds, on every CPU backend), and the vocabulary-parallel
  * cross-entropy equals sparse-categorical-crossentropy within float32 rounding. The sharding helpers cut and join
- * whole tensors exactly, and sharding over a group that cannot divide an option fails naming the field.
+ * whole tensors exactly, and sharding over a group that cannot divide an option fails naming the field. The
+ * `tensor-parallel` strategy chosen by a config trains, in a world of one, exactly what single-process training of
+ * the dense model trains, and with more ranks refuses (naming the field) what it cannot do.
  * Under real `mpirun -np 2` and `-np 4` on loopback (one launch each, all checks in it; skipped only where mpirun
  * is absent), test/fixtures/tensor-parallel-worker.ts checks every split layer, whole Transformer blocks and the
  * parallel cross-entropy against the unsplit ones (outputs and gradients within 1e-5 of each tensor's scale: float32
@@ -24,6 +26,8 @@ import {
   Rng,
   Sequential,
   selectBackend,
+  TOKENS,
+  Trainer,
   trainerOptionsSchema,
   type Communicator,
   type Layer,
@@ -33,7 +37,9 @@ import {
   type Shape,
   type StrategyHost,
 } from '../../core';
+import { buildRunContainer, disposeRun } from '../../runtime';
 import { cpuBackends, testRegistry } from '../../test/harness';
+import toyBlobs, { toyConfig } from '../../test/toy-data';
 import {
   type ColumnParallelDense,
   joinColumns,
@@ -255,6 +261,46 @@ describe('tensor-parallel layers in a world of one', () => {
 });
 
 describe('the tensor-parallel strategy', () => {
+  it('chosen by a config, in a world of one, trains exactly what single-process training of the dense model trains', async () => {
+    const reg = (await testRegistry()).register(toyBlobs);
+    const quiet = () => undefined;
+    const config = (tp: boolean) => ({
+      ...toyConfig('unused', {
+        trackers: ['console'],
+        trainer: { epochs: 2, batchSize: 16, validationSplit: 0.25, logEvery: 100, checkpoint: { enabled: false } },
+      }),
+      data: { source: { type: 'toy-blobs', size: 96, classes: 4 } },
+      model: {
+        inputShape: [2],
+        layers: [
+          { type: tp ? 'column-parallel-dense' : 'dense', units: 8, activation: 'relu' },
+          { type: tp ? 'row-parallel-dense' : 'dense', units: 6, activation: 'tanh' },
+          tp ? { type: 'column-parallel-dense', units: 4, gatherOutput: true } : { type: 'dense', units: 4 },
+        ],
+      },
+      parallelism: tp ? 'tensor-parallel' : 'single-process',
+    });
+    const run = async (tp: boolean) => {
+      const c = await buildRunContainer({ registry: reg, config: config(tp), log: quiet });
+      const trainer = c.resolve(Trainer);
+      const history = await trainer.fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData));
+      const out = {
+        type: trainer.strategy.spec.type,
+        history,
+        weights: c
+          .resolve(TOKENS.Model)
+          .parameters()
+          .map((p) => Array.from(p.variable.dataSync())),
+      };
+      disposeRun(c);
+      return out;
+    };
+    const [tp, single] = [await run(true), await run(false)];
+    expect([tp.type, single.type]).toEqual(['tensor-parallel', 'single-process']);
+    expect(tp.weights).toEqual(single.weights);
+    expect(tp.history.epochs).toEqual(single.history.epochs);
+  });
+
   it('with more than one rank refuses, naming the field, what it cannot do: clipNorm, onNonFinite skip, checkpoints, a model without tensor-parallel layers', async () => {
     const fake: Communicator = {
       rank: 0,
