@@ -115,11 +115,6 @@ const EXEMPT: Record<string, { reason: string; holds: () => Promise<void> }> = {
       "static mode matches cpu; dynamic mode reads each batch's range on the host in the forward pass, synchronously, and is refused with a ConfigError naming the layer",
     holds: () => quantizedOnWebgpu('quantized-conv2d'),
   },
-  'vocab-parallel-cross-entropy': {
-    reason:
-      "tensor parallelism's all-reduce copies the values through the host synchronously inside the forward pass (MPI's blocking collective; plugins/parallelism/tensor-parallel.ts), which webgpu cannot do",
-    holds: () => expect(compareLoss('vocab-parallel-cross-entropy', 0)).rejects.toThrow(/synchronous read/),
-  },
   distillation: {
     reason: 'needs a saved teacher model (its own test, plugins/losses/distillation.test.ts, trains one)',
     holds: async () => expect(() => registry.create('loss', 'distillation')).toThrow(/teacher/),

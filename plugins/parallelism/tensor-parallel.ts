@@ -918,7 +918,9 @@ export class VocabParallelCrossEntropy implements Loss, TensorParallelLayer {
         const max = group.worldSize === 1 ? localMax : tf.max(tf.reshape(allGatherLastAxis(tf.reshape(localMax, [1, n]), group), [group.worldSize, n]), 0);
         const shifted = tf.exp(tf.sub(z, tf.expandDims(max, 1)));
         // S and z_y in one all-reduce of 2n floats.
-        const sums = allReduceTensor(tf.stack([tf.sum(shifted, 1), tf.sum(tf.mul(z, onehot), 1)]), group);
+        const local = tf.stack([tf.sum(shifted, 1), tf.sum(tf.mul(z, onehot), 1)]);
+        // In a world of one nothing is read to the host (so it runs on any backend, webgpu included).
+        const sums = group.worldSize === 1 ? local : allReduceTensor(local, group);
         const [s, zy] = tf.unstack(sums) as [tf.Tensor, tf.Tensor];
         const total = tf.maximum(tf.sum(weight), 1);
         // weight and onehot too: this tidy disposes them before the backward pass.
