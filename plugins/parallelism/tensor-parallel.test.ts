@@ -450,8 +450,8 @@ describe.skipIf(!hasMpirun)('tensor parallelism under Open MPI (needs mpirun: ap
           .map(([name, c]) => `rank ${x.rank}: ${name} (${c.detail})`),
       );
       expect(failed).toEqual([]);
-      // 14 checks, and with 4 ranks one more: a block over sub-communicators of 2 ranks.
-      for (const x of results) expect(Object.keys(x.checks).length).toBe(np >= 4 ? 15 : 14);
+      // 15 checks, and with 4 ranks one more: a block over sub-communicators of 2 ranks.
+      for (const x of results) expect(Object.keys(x.checks).length).toBe(np >= 4 ? 16 : 15);
     }, 60_000);
   }
 });

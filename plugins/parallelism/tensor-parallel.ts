@@ -38,9 +38,8 @@
  * is the same on every rank. So the gradients of replicated weights are equal on every rank and need no reduction
  * inside the group; the gradients of split weights are the slices of the unsplit gradients.
  *
- * Communication: an all-reduce of the values, read to the host (fine on the CPU backends; a GPU backend would need a
- * device collective). All-gather is an all-reduce of a zero buffer holding this rank's slice (x + 0 is exact, so
- * the gather is exact; it moves worldSize times more bytes than MPI_Allgather, which the binding does not offer).
+ * Communication: MPI_Allreduce and MPI_Allgather of the values, read to the host (fine on the CPU backends; a GPU
+ * backend would need a device collective); the gathers are exact.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
@@ -90,8 +89,14 @@ export interface TensorParallelGroup {
   readonly worldSize: number;
   /** Element-wise sum across the group's ranks, in place; blocks until done (it runs inside tfjs ops). */
   allReduceNow(buffer: Float32Array): void;
-  /** All-reduces made through this group and the bytes they reduced (groups made by {@link tensorParallelGroup}). */
-  readonly traffic?: { calls: number; bytes: number };
+  /**
+   * All-gather: `recv` holds worldSize blocks of `send.length` elements, block r being rank r's `send`; blocks until
+   * done. Optional: without it an all-reduce of a zero buffer holding this rank's block gives the same, exactly
+   * (x + 0 = x), moving worldSize times the bytes.
+   */
+  allGatherNow?(send: Float32Array, recv: Float32Array): void;
+  /** Calls and payload bytes of each collective made through this group (groups made by {@link tensorParallelGroup}). */
+  readonly traffic?: Record<'allReduce' | 'allGather', { calls: number; bytes: number }>;
 }
 
 /** The world of one: every layer computes exactly what its unsplit counterpart computes. */
@@ -99,7 +104,7 @@ export const SINGLE_GROUP: TensorParallelGroup = Object.freeze({ rank: 0, worldS
 
 /**
  * The tensor-parallel group over `comm`: a world of one, or an `MpiCommunicator` (MPI_COMM_WORLD, or a
- * sub-communicator from `split`), whose all-reduce the binding runs synchronously (MPI_Allreduce).
+ * sub-communicator from `split`), whose collectives the binding runs synchronously (MPI_Allreduce, MPI_Allgather).
  */
 export function tensorParallelGroup(comm: Communicator | TensorParallelGroup): TensorParallelGroup {
   if ('allReduceNow' in comm) return comm;
@@ -108,15 +113,20 @@ export function tensorParallelGroup(comm: Communicator | TensorParallelGroup): T
     const world = mpiWorld();
     if (!world) throw new Error('tensor parallelism: an MpiCommunicator of several ranks, but MPI is not initialised in this process');
     const id = comm.comm;
-    const traffic = { calls: 0, bytes: 0 };
+    const traffic = { allReduce: { calls: 0, bytes: 0 }, allGather: { calls: 0, bytes: 0 } };
     return {
       rank: comm.rank,
       worldSize: comm.worldSize,
       traffic,
       allReduceNow: (b) => {
-        traffic.calls++;
-        traffic.bytes += b.byteLength;
+        traffic.allReduce.calls++;
+        traffic.allReduce.bytes += b.byteLength;
         world.addon.allReduce(id, b);
+      },
+      allGatherNow: (send, recv) => {
+        traffic.allGather.calls++;
+        traffic.allGather.bytes += recv.byteLength;
+        world.addon.allGather(id, send, recv);
       },
     };
   }
@@ -134,16 +144,39 @@ function allReduceTensor(x: tf.Tensor, group: TensorParallelGroup): tf.Tensor {
   return tf.tensor(buffer, x.shape, 'float32');
 }
 
+/** Every rank's `local`, in rank order (all-gather; an all-reduce of zeros around this rank's block for a group without one). */
+function allGatherBlocks(local: Float32Array, group: TensorParallelGroup): Float32Array {
+  const recv = new Float32Array(local.length * group.worldSize);
+  if (group.allGatherNow) group.allGatherNow(local, recv);
+  else {
+    recv.set(local, group.rank * local.length);
+    group.allReduceNow(recv);
+  }
+  return recv;
+}
+
+/**
+ * Rank-ordered blocks of [rows, c] each, as [rows, c·worldSize] with the last axis cut in `parts` equal parts that
+ * interleave the ranks (part b of rank r at columns (b·worldSize + r)·c/parts ..): the layout {@link shardColumns} cuts.
+ */
+function interleaveColumns(blocks: Float32Array, rows: number, c: number, n: number, parts = 1): Float32Array {
+  const full = new Float32Array(blocks.length);
+  const per = c / parts;
+  for (let r = 0; r < n; r++)
+    for (let i = 0; i < rows; i++)
+      for (let b = 0; b < parts; b++) {
+        const from = r * rows * c + i * c + b * per;
+        full.set(blocks.subarray(from, from + per), i * c * n + (b * n + r) * per);
+      }
+  return full;
+}
+
 /** The last axis of this rank's `local` [..., c] placed among every rank's: [..., c·worldSize] (exact). */
 function allGatherLastAxis(local: tf.Tensor, group: TensorParallelGroup): tf.Tensor {
   const c = local.shape.at(-1)!;
-  const n = group.worldSize;
   const values = local.dataSync() as Float32Array;
-  const rows = values.length / c;
-  const full = new Float32Array(rows * c * n);
-  for (let i = 0; i < rows; i++) full.set(values.subarray(i * c, (i + 1) * c), i * c * n + group.rank * c);
-  group.allReduceNow(full);
-  return tf.tensor(full, [...local.shape.slice(0, -1), c * n], 'float32');
+  const full = interleaveColumns(allGatherBlocks(values, group), values.length / c, c, group.worldSize);
+  return tf.tensor(full, [...local.shape.slice(0, -1), c * group.worldSize], 'float32');
 }
 
 /** This rank's slice of the last axis of a replicated x [..., c·worldSize]. */
@@ -253,20 +286,11 @@ function gatherWhole(local: tf.Tensor, split: Split, group: TensorParallelGroup)
   if (split.axis === 'none' || group.worldSize === 1) return tf.clone(local);
   const n = group.worldSize;
   const values = local.dataSync() as Float32Array;
-  const full = new Float32Array(values.length * n);
-  if (split.axis === 'rows') {
-    full.set(values, group.rank * values.length);
-    group.allReduceNow(full);
-    return tf.tensor(full, [local.shape[0]! * n, ...local.shape.slice(1)], 'float32');
-  }
-  const blocks = split.blocks ?? 1;
+  const blocks = allGatherBlocks(values, group);
+  // Cut by rows, the ranks' blocks in order are the whole; cut by columns, they interleave.
+  if (split.axis === 'rows') return tf.tensor(blocks, [local.shape[0]! * n, ...local.shape.slice(1)], 'float32');
   const c = local.shape.at(-1)!;
-  const per = c / blocks;
-  const rows = values.length / c;
-  for (let i = 0; i < rows; i++)
-    for (let b = 0; b < blocks; b++) full.set(values.subarray(i * c + b * per, i * c + (b + 1) * per), i * c * n + (b * n + group.rank) * per);
-  group.allReduceNow(full);
-  return tf.tensor(full, [...local.shape.slice(0, -1), c * n], 'float32');
+  return tf.tensor(interleaveColumns(blocks, values.length / c, c, n, split.blocks ?? 1), [...local.shape.slice(0, -1), c * n], 'float32');
 }
 
 // ---------------------------------------------------------------- layers
