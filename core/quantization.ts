@@ -71,8 +71,12 @@ export function activationQuant(min: number, max: number): ActivationQuant {
   return { scale, zeroPoint: Math.min(255, Math.max(0, roundHalfEven(-lo / scale))) };
 }
 
-/** A tensor's own range as uint8 parameters: dynamic quantization's, computed per batch (one pass over its values). */
-export function dynamicQuant(x: tf.Tensor): ActivationQuant {
+/**
+ * A tensor's own range as uint8 parameters: dynamic quantization's, computed per batch (one pass over its values).
+ * With `product` (the quantized product's name) the range is also reported to the observer that
+ * {@link observeInputRanges} installs, which is how a composed model's static mode is calibrated.
+ */
+export function dynamicQuant(x: tf.Tensor, product?: string): ActivationQuant {
   const v = x.dataSync() as Float32Array;
   let lo = Infinity,
     hi = -Infinity;
@@ -81,7 +85,26 @@ export function dynamicQuant(x: tf.Tensor): ActivationQuant {
     if (e < lo) lo = e;
     if (e > hi) hi = e;
   }
+  if (observer && product !== undefined) observer(product, lo, hi);
   return activationQuant(lo, hi);
+}
+
+type RangeObserver = (product: string, min: number, max: number) => void;
+let observer: RangeObserver | null = null;
+
+/**
+ * Runs `body` with `observe` called on every dynamically quantized input (the product's name, the batch's minimum and
+ * maximum): a model quantized in dynamic mode, run on calibration data, reports each product's input ranges
+ * (PyTorch's observers, here without inserting any). Synchronous, like the forward passes it watches.
+ */
+export function observeInputRanges<T>(observe: RangeObserver, body: () => T): T {
+  const previous = observer;
+  observer = observe;
+  try {
+    return body();
+  } finally {
+    observer = previous;
+  }
 }
 
 /** q(x) − Z as a float tensor of integers in [−255, 255]: x quantized to uint8, then centred on its zero point. */
@@ -194,32 +217,77 @@ export function inputQuant(o: QuantizedLayerOptions, x: tf.Tensor, layer: string
       'mode',
       `layer "${layer}": dynamic quantization reads each batch's range on the host in the forward pass (a synchronous read), which the ${tf.getBackend()} backend cannot do; use mode "static" (calibrated: loom quantize --mode static) or a cpu backend`,
     );
-  return dynamicQuant(x);
+  return dynamicQuant(x, layer);
 }
 
 /**
  * A quantized layer's saved tensors at build: glorot-uniform weights (Glorot & Bengio 2010) quantized per channel,
  * so that a layer built from scratch (the conformance suite's) is a valid one; `quantizeModel` then writes the
  * trained model's. They are buffers, not trainable parameters: the layers are for inference. The kernel is marked
- * `int8`, so saveModel stores it as one byte a weight.
+ * `int8`, so saveModel stores it as one byte a weight. `prefix` starts the weights' names (`qkv_`: `qkv_kernel`,
+ * `qkv_kernel_scale`, `qkv_bias`) for a layer that holds several products.
  */
-export function quantizedWeights(layer: string, shape: number[], useBias: boolean, rng: Rng): Parameter[] {
+export function quantizedWeights(layer: string, shape: number[], useBias: boolean, rng: Rng, prefix = ''): Parameter[] {
   const out = shape.at(-1)!,
     n = shape.reduce((a, b) => a * b, 1);
   const { fanIn, fanOut } = computeFans(shape);
   const limit = Math.sqrt(6 / (fanIn + fanOut));
   const u = uniformFloats(rng.nextSeed(), n).map((v) => (2 * v - 1) * limit);
   const { q, scales } = quantizePerChannel(u, out);
-  const buffer = (weight: string, values: Float32Array, s: number[], role: ParamRole, int8 = false): Parameter => ({
-    name: `${layer}/${weight}`,
-    variable: tf.variable(tf.tensor(values, s, 'float32'), false),
-    role,
-    trainable: false,
-    ...(int8 ? { int8 } : {}),
-  });
+  const buffer = (weight: string, values: Float32Array, s: number[], role: ParamRole, int8 = false): Parameter => {
+    const initial = tf.tensor(values, s, 'float32');
+    const variable = tf.variable(initial, false);
+    initial.dispose(); // the variable holds its own reference to the values
+    return { name: `${layer}/${prefix}${weight}`, variable, role, trainable: false, ...(int8 ? { int8 } : {}) };
+  };
   return [
     buffer('kernel', q, shape, 'kernel', true),
     buffer('kernel_scale', scales, [out], 'other'),
     ...(useBias ? [buffer('bias', new Float32Array(out), [out], 'bias')] : []),
   ];
+}
+
+// ---------------------------------------------------------------- quantizing a composed model's parts
+
+/** A calibrated input: the uint8 scale and zero point of one quantized product's input (static mode). */
+export const calibratedInput = z.object({ inputScale: z.number().positive(), inputZeroPoint: z.number().int().min(0).max(255) });
+
+/**
+ * The `quantization` option of a composed model (gpt, bert, transformer) and of the layers inside it: every dense
+ * product in it (attention projections, feed-forward, heads) runs in int8 with per-output-channel weights, and the
+ * rest (embeddings, layer norms, softmax, the attention's score and value products) in float32. `inputs` holds, in
+ * static mode, each product's calibrated input by its path below the option's owner: `block_1/ff1`,
+ * `block_1/self_attention/qkv` (written by `quantizeModel`). A layer receives the entries below its own part name.
+ */
+export const quantizationOption = z.object({
+  mode: z.enum(['static', 'dynamic']),
+  inputs: z.record(z.string(), calibratedInput).default({}),
+  version: z.literal(QUANTIZATION_VERSION).default(QUANTIZATION_VERSION),
+});
+export type QuantizationOption = z.output<typeof quantizationOption>;
+
+/** The part `part`'s share of `q`: the same mode, with the inputs under `<part>/` (their paths relative to the part). */
+export function subQuantization(q: QuantizationOption | undefined, part: string): { quantization?: QuantizationOption } {
+  if (!q) return {};
+  const prefix = `${part}/`;
+  const inputs = Object.fromEntries(Object.entries(q.inputs).flatMap(([k, v]) => (k.startsWith(prefix) ? [[k.slice(prefix.length), v]] : [])));
+  return { quantization: { mode: q.mode, inputs, version: q.version } };
+}
+
+/**
+ * One product's input quantization inside a quantized layer: its calibrated input (static; a ConfigError naming
+ * `quantization.inputs.<product>` when it was not calibrated) or the batch's range (dynamic, reported to an
+ * observer under `<layer>/<product>`).
+ */
+export function productQuant(q: QuantizationOption, x: tf.Tensor, layer: string, product: string): ActivationQuant {
+  if (q.mode === 'static') {
+    const c = q.inputs[product];
+    if (!c)
+      throw new ConfigError(
+        `quantization.inputs.${product}`,
+        `layer "${layer}": static mode needs the calibrated input of "${product}" (quantizeModel writes it)`,
+      );
+    return { scale: c.inputScale, zeroPoint: c.inputZeroPoint };
+  }
+  return inputQuant({ mode: 'dynamic', version: QUANTIZATION_VERSION }, x, `${layer}/${product}`);
 }

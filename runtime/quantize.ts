@@ -7,12 +7,20 @@
  * Calibration takes each quantized layer's input minimum and maximum over the sample (PyTorch's default
  * MinMaxObserver): the layers here follow relu's or the pixels, whose ranges have no long tails to clip, and min/max
  * never saturates a value seen in calibration. A percentile observer would trade that for resolution.
+ *
+ * A composed model (a `Module`: gpt, bert, transformer) whose schema has a `quantization` option is quantized through
+ * that option: every dense product inside it (the attention's fused q,k,v and output projections, the feed-forward
+ * layers, dense heads) becomes int8, and the embeddings, layer norms, softmax and the attention's score and value
+ * products (activation × activation) stay float32. Its static mode is calibrated on the model quantized in dynamic
+ * mode: each product's input range is the min/max over the sample of the inputs the int8 model itself produces.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
   ConfigError,
   activationQuant,
   buildModel,
+  Module,
+  observeInputRanges,
   QUANTIZATION_VERSION,
   quantizePerChannel,
   readWeights,
@@ -23,8 +31,10 @@ import {
   type Model,
   type ModelConfig,
   type NamedWeights,
+  type Parameter,
   type PluginRegistry,
 } from '../core';
+import { z } from 'zod';
 
 export type QuantizeMode = 'static' | 'dynamic';
 
@@ -75,8 +85,12 @@ function calibrate(model: Sequential, which: Set<number>, calibration: tf.Tensor
  * is not a Sequential, one with nothing to quantize, or static mode without calibration data.
  */
 export function quantizeModel(model: Model, registry: PluginRegistry, options: QuantizeOptions): { model: Model; report: QuantizeReport } {
+  if (model instanceof Module) return quantizeModule(model, registry, options);
   if (!(model instanceof Sequential)) {
-    throw new ConfigError('model', `quantization handles Sequential models (a list of layers); this one is a "${model.spec.type}" model`);
+    throw new ConfigError(
+      'model',
+      `quantization handles Sequential models and registered models with a "quantization" option; this one is a "${model.spec.type}" model`,
+    );
   }
   const specs = model.spec.layers as JsonObject[];
   const which = new Set(specs.flatMap((s, i) => (QUANTIZED[s.type as string] ? [i] : [])));
@@ -129,15 +143,139 @@ export function quantizeModel(model: Model, registry: PluginRegistry, options: Q
   return { model: quantized, report };
 }
 
-/** Bytes of a model's weights as stored for inference: int8 for the quantized kernels, float32 for the rest. */
+/** Bytes of a model's weights as stored for inference: one for each int8 weight (Parameter.int8), four for the rest. */
 export function inferenceBytes(model: Model): { float32: number; int8: number } {
   let float32 = 0,
     int8 = 0;
-  const quantizedLayers = new Set((model.spec.layers as JsonObject[] | undefined)?.filter((s) => String(s.type).startsWith('quantized-')).map((s) => s.name));
   for (const p of model.weights()) {
-    const layer = p.name.slice(0, p.name.lastIndexOf('/'));
-    if (quantizedLayers.has(layer) && p.name.endsWith('/kernel')) int8 += p.variable.size;
+    if (p.int8) int8 += p.variable.size;
     else float32 += 4 * p.variable.size;
   }
   return { float32, int8 };
+}
+
+/**
+ * The weights `quantized` (of a quantized model or layer) from the float ones, by name: an int8 weight is the float
+ * weight of the same name quantized per output channel (its last axis), `<w>_scale` that weight's scales, and every
+ * other weight is copied. Write them with `writeWeights(quantized, ...)`.
+ */
+export function quantizedWeightsFrom(float: readonly Parameter[], quantized: readonly Parameter[]): NamedWeights {
+  const source = readWeights(float);
+  const int8 = new Set(quantized.flatMap((p) => (p.int8 ? [p.name] : [])));
+  const perChannel = new Map<string, ReturnType<typeof quantizePerChannel>>();
+  const codes = (name: string) => {
+    const w = source.get(name);
+    if (!w) throw new ConfigError('model', `quantizeModel: the float model has no weight "${name}" to quantize`);
+    if (!perChannel.has(name)) perChannel.set(name, quantizePerChannel(w.values, w.shape.at(-1)!));
+    return { shape: w.shape, ...perChannel.get(name)! };
+  };
+  const out: NamedWeights = new Map();
+  for (const p of quantized) {
+    const base = p.name.endsWith('_scale') ? p.name.slice(0, -'_scale'.length) : '';
+    if (int8.has(p.name)) {
+      const c = codes(p.name);
+      out.set(p.name, { shape: c.shape, values: c.q });
+    } else if (int8.has(base)) {
+      const c = codes(base);
+      out.set(p.name, { shape: [c.scales.length], values: c.scales });
+    } else {
+      const w = source.get(p.name);
+      if (w) out.set(p.name, { shape: w.shape, values: w.values });
+    }
+  }
+  return out;
+}
+
+/** `model` built from `config`, with the weights of `float` quantized into it (disposed if that fails). */
+function buildQuantized(config: ModelConfig, float: Model, registry: PluginRegistry): Model {
+  const quantized = buildModel(config, registry);
+  try {
+    quantized.build(quantized.inputShape, new Rng(0));
+    writeWeights(quantized.weights(), quantizedWeightsFrom(float.weights(), quantized.weights()), 'quantizeModel');
+    return quantized;
+  } catch (e) {
+    quantized.dispose();
+    throw e;
+  }
+}
+
+/**
+ * A registered model quantized through its `quantization` option (see the file comment). Static mode runs the
+ * dynamic model on the calibration sample batch by batch, observing every product's input range, then writes each
+ * range's scale and zero point into the option. The report lists the products by path (`block_1/ff1`).
+ */
+function quantizeModule(model: Module, registry: PluginRegistry, options: QuantizeOptions): { model: Model; report: QuantizeReport } {
+  const type = model.spec.type;
+  const schema = registry.get('model', type).schema;
+  if (!(schema instanceof z.ZodObject) || !('quantization' in schema.shape)) {
+    throw new ConfigError('model.type', `model "${type}" has no "quantization" option, so it cannot be quantized; gpt, bert and transformer have one`);
+  }
+  if (model.spec.quantization !== undefined) throw new ConfigError('model.quantization', `model "${model.name}" is already quantized`);
+  const config = (quantization: JsonObject) => ({ ...model.spec, quantization }) as unknown as ModelConfig;
+  const dynamic = buildQuantized(config({ mode: 'dynamic' }), model, registry);
+  if (options.mode === 'dynamic') {
+    const products = new Set<string>();
+    const x = tf.zeros([1, ...model.inputShape.slice(1).map((d) => d ?? 1)], 'int32');
+    try {
+      observeInputRanges(
+        (p) => products.add(p.slice(model.name.length + 1)),
+        () => tf.tidy(() => dynamic.apply(x, { training: false, rng: new Rng(0) })),
+      );
+    } finally {
+      x.dispose();
+    }
+    return { model: dynamic, report: { layers: [...products].map((name) => ({ name, type: 'dense' })) } };
+  }
+  const c = options.calibration;
+  try {
+    if (!c || c.shape[0] === 0) throw new ConfigError('calibrationSamples', 'static quantization needs calibration samples (at least 1)');
+    const ranges = new Map<string, [number, number]>();
+    const n = c.shape[0]!;
+    const batch = options.batchSize ?? 256;
+    observeInputRanges(
+      (product, lo, hi) => {
+        const key = product.slice(model.name.length + 1);
+        const r = ranges.get(key);
+        ranges.set(key, r ? [Math.min(r[0], lo), Math.max(r[1], hi)] : [lo, hi]);
+      },
+      () => {
+        for (let start = 0; start < n; start += batch)
+          tf.tidy(() => dynamic.apply(tf.slice(c, start, Math.min(batch, n - start)), { training: false, rng: new Rng(0) }));
+      },
+    );
+    const report: QuantizeReport = { layers: [] };
+    const inputs: JsonObject = {};
+    for (const [name, [lo, hi]] of ranges) {
+      if (!Number.isFinite(lo) || !Number.isFinite(hi)) throw new ConfigError('calibration', `product "${name}" saw a non-finite input (${lo}, ${hi})`);
+      const q = activationQuant(lo, hi);
+      inputs[name] = { inputScale: q.scale, inputZeroPoint: q.zeroPoint };
+      report.layers.push({ name, type: 'dense', min: lo, max: hi, inputScale: q.scale, inputZeroPoint: q.zeroPoint });
+    }
+    return { model: buildQuantized(config({ mode: 'static', inputs }), model, registry), report };
+  } finally {
+    dynamic.dispose();
+  }
+}
+
+/** What a paper's `--quantize` flag takes: one mode, or `all` (static then dynamic). */
+export const QUANTIZE_CHOICES = ['static', 'dynamic', 'all'] as const;
+
+/** The modes `--quantize <value>` asks for; anything else is a ConfigError naming `--quantize`. */
+export function quantizeModes(value: string): QuantizeMode[] {
+  if (!(QUANTIZE_CHOICES as readonly string[]).includes(value))
+    throw new ConfigError('--quantize', `expected one of ${QUANTIZE_CHOICES.join(', ')}, got "${value}"`);
+  return value === 'all' ? ['static', 'dynamic'] : [value as QuantizeMode];
+}
+
+/** A seeded sample of `count` examples of `data` (a Fisher-Yates shuffle by `seed`, then the first `count`): calibration inputs. */
+export function calibrationSample(data: { size: number; batch(i: ArrayLike<number>): { x: tf.Tensor; y: tf.Tensor } }, count: number, seed: number): tf.Tensor {
+  const rng = new Rng(seed);
+  const order = Int32Array.from({ length: data.size }, (_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const b = data.batch(order.slice(0, Math.min(count, data.size)));
+  tf.dispose(b.y);
+  return b.x;
 }

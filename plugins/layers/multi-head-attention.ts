@@ -4,14 +4,19 @@ import {
   definePlugin,
   FUSED_KERNELS,
   hasKernel,
+  int8Linear,
   LayerBase,
   layerOptions,
   linear,
   selfAttention,
   softmax,
   pluginSpecSchema,
+  productQuant,
+  quantizationOption,
+  quantizedWeights,
   type ForwardContext,
   type Initializer,
+  type Parameter,
   type PluginContext,
   type Rng,
   type Shape,
@@ -30,6 +35,13 @@ const schema = layerOptions.extend({
    * scales the projections that write into the residual stream by 1/√N, N the number of residual layers.
    */
   outputInitializer: pluginSpecSchema.optional(),
+  /**
+   * Post-training int8 (docs/quantization.md): the q,k,v projection and the output projection W^O take int8 weights
+   * per output channel and a uint8 input per tensor; the scores QKᵀ, the softmax and the product with V stay in
+   * float32. In static mode `inputs` holds the calibrated inputs of `qkv` (the queries' input), `memory` (the
+   * source's, in cross-attention) and `out` (the heads' concatenated context). Written by `quantizeModel`.
+   */
+  quantization: quantizationOption.optional(),
 });
 
 /**
@@ -64,12 +76,20 @@ export interface AttendOptions {
  * self-attention on its input, with the padding mask from `ctx.mask`; {@link attend} also does cross-attention
  * (queries from one sequence, keys and values from another) and cached incremental decoding.
  * Q, K and V share one [d, 3d] projection (cross-attention uses its first third for queries, the rest for memory).
+ * With `quantization` (post-training int8, docs/quantization.md) both projections run on int8 weights quantized per
+ * output channel with the input quantized per tensor (Jacob et al. 2018); QKᵀ, the softmax and the product with V
+ * multiply two activations and stay float32, so the cached keys and values of incremental decoding are float32 too.
  */
 export class MultiHeadAttention extends LayerBase {
   private qkv!: tf.Variable;
   private qkvBias!: tf.Variable;
   private out!: tf.Variable;
   private outBias!: tf.Variable;
+  /** Quantized: the per-output-channel scales of the int8 `qkv` and `out` kernels. */
+  private qkvScale: tf.Variable | null = null;
+  private outScale: tf.Variable | null = null;
+  /** Quantized: the int8 kernels, their scales and the biases, as buffers (saved, not trained). */
+  private saved: Parameter[] = [];
   private readonly init: Initializer;
   private readonly outInit: Initializer;
   private readonly zeros: Initializer;
@@ -88,11 +108,41 @@ export class MultiHeadAttention extends LayerBase {
     this.expectRank(inputShape, 3, '[batch, time, d_model]', [1]);
     const d = inputShape[2]!;
     if (d % this.opts.numHeads !== 0) throw this.shapeError(`d_model divisible by numHeads = ${this.opts.numHeads}`, inputShape);
+    if (this.opts.quantization) {
+      // The same names as the float layer's weights (qkv_kernel, ...), plus each kernel's scales.
+      this.saved = [...quantizedWeights(this.name, [d, 3 * d], true, rng, 'qkv_'), ...quantizedWeights(this.name, [d, d], true, rng, 'out_')];
+      [this.qkv, this.qkvScale, this.qkvBias, this.out, this.outScale, this.outBias] = this.saved.map((p) => p.variable);
+      return inputShape;
+    }
     this.qkv = this.addWeight('qkv_kernel', [d, 3 * d], this.init, rng, 'kernel');
     this.qkvBias = this.addWeight('qkv_bias', [3 * d], this.zeros, rng, 'bias');
     this.out = this.addWeight('out_kernel', [d, d], this.outInit, rng, 'kernel');
     this.outBias = this.addWeight('out_bias', [d], this.zeros, rng, 'bias');
     return inputShape;
+  }
+
+  buffers(): Parameter[] {
+    return this.saved;
+  }
+
+  /**
+   * x [rows, d] times a projection's kernel (columns `cols` of it: [start, size]) plus its bias: float32, or int8
+   * when quantized, with x quantized as the input `product` (qkv, memory or out).
+   */
+  private project(x: tf.Tensor, which: 'qkv' | 'out', product: string, cols?: [number, number]): tf.Tensor2D {
+    const [kernel, bias, scale] = which === 'qkv' ? [this.qkv, this.qkvBias, this.qkvScale] : [this.out, this.outBias, this.outScale];
+    const part = (t: tf.Tensor): tf.Tensor => (cols ? tf.slice(t, t.rank === 2 ? [0, cols[0]] : [cols[0]], t.rank === 2 ? [-1, cols[1]] : [cols[1]]) : t);
+    const [k, b] = [part(kernel) as tf.Tensor2D, part(bias) as tf.Tensor1D];
+    const q = this.opts.quantization;
+    if (!q) return linear(x as tf.Tensor2D, k, b) as tf.Tensor2D;
+    // Per-channel scales: a slice of the columns is quantized exactly as the whole kernel is.
+    return int8Linear(x as tf.Tensor2D, k, part(scale!) as tf.Tensor1D, b, productQuant(q, x, this.name, product), false);
+  }
+
+  override dispose(): void {
+    for (const p of this.saved) p.variable.dispose();
+    this.saved = [];
+    super.dispose();
   }
 
   apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
@@ -104,13 +154,13 @@ export class MultiHeadAttention extends LayerBase {
     const [b, t, d] = query.shape as [number, number, number];
     if (source === null && !o.cache && !(ctx.training && this.opts.dropout > 0) && hasKernel(FUSED_KERNELS.attention) && query.dtype === 'float32') {
       // One kernel from the packed projection to the context, each way (core/ops/attention.ts): the same maths as below.
-      const proj = linear(tf.reshape(query, [b * t, d]), this.qkv as tf.Tensor2D, this.qkvBias as tf.Tensor1D);
+      const proj = this.project(tf.reshape(query, [b * t, d]), 'qkv', 'qkv');
       const context = selfAttention(tf.reshape(proj, [b, t, 3 * d]), this.opts.numHeads, o.keyMask, o.causal ?? false);
-      return tf.reshape(linear(tf.reshape(context, [b * t, d]), this.out as tf.Tensor2D, this.outBias as tf.Tensor1D), [b, t, d]);
+      return tf.reshape(this.project(tf.reshape(context, [b * t, d]), 'out', 'out'), [b, t, d]);
     }
     const weights = this.weights(query, source, ctx, o);
     const context = tf.reshape(tf.transpose(tf.matMul(weights.probs, weights.v), [0, 2, 1, 3]), [b * t, d]);
-    return tf.reshape(linear(context, this.out as tf.Tensor2D, this.outBias as tf.Tensor1D), [b, t, d]);
+    return tf.reshape(this.project(context, 'out', 'out'), [b, t, d]);
   }
 
   /** The attention probabilities [batch, heads, queryTime, keyTime] (after dropout in training), and the values. */
@@ -124,20 +174,18 @@ export class MultiHeadAttention extends LayerBase {
     let v: tf.Tensor;
     const cache = o.cache;
     if (source === null) {
-      const proj = linear(tf.reshape(query, [b * t, d]), this.qkv as tf.Tensor2D, this.qkvBias as tf.Tensor1D);
+      const proj = this.project(tf.reshape(query, [b * t, d]), 'qkv', 'qkv');
       [q, k, v] = tf.unstack(heads(proj, 3, t), 0) as [tf.Tensor, tf.Tensor, tf.Tensor];
       if (cache) {
         if (cache.k) [k, v] = [tf.concat([cache.k, k], 2), tf.concat([cache.v!, v], 2)];
         this.store(cache, k, v);
       }
     } else {
-      const [wq, wkv] = tf.split(this.qkv, [d, 2 * d], 1) as [tf.Tensor2D, tf.Tensor2D];
-      const [bq, bkv] = tf.split(this.qkvBias, [d, 2 * d], 0) as [tf.Tensor1D, tf.Tensor1D];
-      q = tf.squeeze(heads(linear(tf.reshape(query, [b * t, d]), wq, bq), 1, t), [0]);
+      q = tf.squeeze(heads(this.project(tf.reshape(query, [b * t, d]), 'qkv', 'qkv', [0, d]), 1, t), [0]);
       if (cache?.k) [k, v] = [cache.k, cache.v!];
       else {
         const s = source.shape[1]!;
-        [k, v] = tf.unstack(heads(linear(tf.reshape(source, [b * s, d]), wkv, bkv), 2, s), 0) as [tf.Tensor, tf.Tensor];
+        [k, v] = tf.unstack(heads(this.project(tf.reshape(source, [b * s, d]), 'qkv', 'memory', [d, 2 * d]), 2, s), 0) as [tf.Tensor, tf.Tensor];
         if (cache) this.store(cache, k, v);
       }
     }
@@ -194,6 +242,7 @@ export default definePlugin({
     'causal: the output at t does not depend on inputs after t',
     'cached incremental attention equals full attention',
     'cross-attention gradients match finite differences',
+    'quantized: within the error bound carried in float64 from the quantization steps through the projections, scores, softmax and context (runtime/quantize-module.test.ts)',
   ],
   create: (opts, ctx) => new MultiHeadAttention(opts, ctx),
 });

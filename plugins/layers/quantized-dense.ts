@@ -8,6 +8,8 @@ import {
   layerOptions,
   pluginSpecSchema,
   quantizedLayerOptions,
+  type PartSpec,
+  type QuantizationOption,
   quantizedWeights,
   refineStatic,
   type Activation,
@@ -98,3 +100,16 @@ export default definePlugin({
   ],
   create: (opts, ctx) => new QuantizedDense(opts, ctx),
 });
+
+/**
+ * The part `part` of a composed layer or model as it is built under `q` (its `quantization` option): a `dense` spec
+ * becomes a `quantized-dense` one with the same units, activation and bias, in q's mode and, in static mode, with the
+ * calibrated input q holds for `part` (without one, the layer's schema refuses it, naming `inputScale`). Any other
+ * spec, or no `q`, is returned as it is. Initializers and regularizers are dropped: the weights come from the float
+ * model.
+ */
+export function quantizedDenseSpec(spec: PartSpec, q: QuantizationOption | undefined, part: string): PartSpec {
+  if (!q || spec.type !== 'dense') return spec;
+  const kept = Object.fromEntries(['name', 'units', 'activation', 'useBias'].filter((k) => spec[k] !== undefined).map((k) => [k, spec[k]!]));
+  return { type: 'quantized-dense', ...kept, mode: q.mode, ...(q.mode === 'static' ? (q.inputs[part] ?? {}) : {}) };
+}

@@ -30,8 +30,8 @@ export class TransformerDecoder extends TransformerBlock {
 
   constructor(opts: z.output<typeof schema>, ctx: PluginContext) {
     super(opts.name ?? 'transformer-decoder', opts, ctx);
-    this.selfAttention = this.part('self_attention', this.attentionSpec({ causal: true }), MultiHeadAttention);
-    this.crossAttention = opts.crossAttention ? this.part('cross_attention', this.attentionSpec(), MultiHeadAttention) : null;
+    this.selfAttention = this.part('self_attention', this.attentionSpec('self_attention', { causal: true }), MultiHeadAttention);
+    this.crossAttention = opts.crossAttention ? this.part('cross_attention', this.attentionSpec('cross_attention'), MultiHeadAttention) : null;
     this.norms = (opts.crossAttention ? ['norm1', 'norm2', 'norm3'] : ['norm1', 'norm3']).map((n) => this.part(n, this.normSpec()));
   }
 

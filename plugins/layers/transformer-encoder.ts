@@ -1,11 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
+import { quantizedDenseSpec } from './quantized-dense';
 import {
   createPart,
   definePlugin,
   LayerBase,
   layerOptions,
   pluginSpecSchema,
+  quantizationOption,
+  subQuantization,
   type ForwardContext,
   type Layer,
   type LayerClass,
@@ -40,6 +43,13 @@ export const transformerLayerOptions = layerOptions.extend({
   residualInitializer: pluginSpecSchema.optional(),
   /** The layer norms' ε (1e-5 as in PyTorch; BERT uses 1e-12). */
   normEpsilon: z.number().positive().default(1e-5),
+  /**
+   * Post-training int8 (docs/quantization.md): the attention projections and both feed-forward products run in
+   * int8; the layer norms, softmax and the attention's score and value products stay in float32. Static mode's
+   * calibrated inputs are keyed by part: `ff1`, `ff2`, `attention/qkv` (`self_attention/...`, `cross_attention/...`
+   * in the decoder). Written by `quantizeModel`.
+   */
+  quantization: quantizationOption.optional(),
 });
 
 type TransformerLayerOptions = z.output<typeof transformerLayerOptions>;
@@ -62,12 +72,15 @@ export abstract class TransformerBlock extends LayerBase {
     private readonly ctx: PluginContext,
   ) {
     super(name);
-    this.ff1 = this.part('ff1', { type: 'dense', units: opts.ff, activation: opts.activation, kernelInitializer: opts.kernelInitializer });
+    this.ff1 = this.part(
+      'ff1',
+      quantizedDenseSpec({ type: 'dense', units: opts.ff, activation: opts.activation, kernelInitializer: opts.kernelInitializer }, opts.quantization, 'ff1'),
+    );
     this.drop = this.part('dropout', { type: 'dropout', rate: opts.dropout });
   }
 
-  /** A multi-head attention part with this layer's attention dropout and initializers. */
-  protected attentionSpec(extra: { causal?: boolean } = {}): PartSpec {
+  /** The multi-head attention part `part` with this layer's attention dropout, initializers and quantization. */
+  protected attentionSpec(part: string, extra: { causal?: boolean } = {}): PartSpec {
     const o = this.opts;
     return {
       type: 'multi-head-attention',
@@ -75,6 +88,7 @@ export abstract class TransformerBlock extends LayerBase {
       dropout: o.attentionDropout,
       kernelInitializer: o.kernelInitializer,
       ...(o.residualInitializer ? { outputInitializer: o.residualInitializer } : {}),
+      ...subQuantization(o.quantization, part),
       ...extra,
     };
   }
@@ -98,7 +112,8 @@ export abstract class TransformerBlock extends LayerBase {
 
   protected buildLayer(inputShape: Shape, rng: Rng): Shape {
     this.expectRank(inputShape, 3, '[batch, time, d_model]', [1]);
-    this.ff2 = this.part('ff2', { type: 'dense', units: inputShape[2]!, kernelInitializer: this.opts.residualInitializer ?? this.opts.kernelInitializer });
+    const ff2 = { type: 'dense', units: inputShape[2]!, kernelInitializer: this.opts.residualInitializer ?? this.opts.kernelInitializer };
+    this.ff2 = this.part('ff2', quantizedDenseSpec(ff2, this.opts.quantization, 'ff2'));
     for (const l of [...this.sublayerParts(), this.drop]) l.build(inputShape, rng);
     this.ff2.build(this.ff1.build(inputShape, rng), rng);
     return inputShape;
@@ -116,6 +131,11 @@ export abstract class TransformerBlock extends LayerBase {
 
   override parameters(): Parameter[] {
     return this.parts().flatMap((l) => l.parameters());
+  }
+
+  /** The parts' buffers (a quantized layer's int8 weights and scales), in the order of {@link parts}. */
+  buffers(): Parameter[] {
+    return this.parts().flatMap((l) => l.buffers?.() ?? []);
   }
 
   override dispose(): void {
@@ -137,7 +157,7 @@ export class TransformerEncoder extends TransformerBlock {
 
   constructor(opts: z.output<typeof schema>, ctx: PluginContext) {
     super(opts.name ?? 'transformer-encoder', opts, ctx);
-    this.attention = this.part('attention', this.attentionSpec({ causal: opts.causal }));
+    this.attention = this.part('attention', this.attentionSpec('attention', { causal: opts.causal }));
     this.norm1 = this.part('norm1', this.normSpec());
     this.norm2 = this.part('norm2', this.normSpec());
   }

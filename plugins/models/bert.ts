@@ -4,6 +4,8 @@ import {
   definePlugin,
   Module,
   moduleOptions,
+  quantizationOption,
+  subQuantization,
   type ForwardContext,
   type JsonObject,
   type Layer,
@@ -13,6 +15,7 @@ import {
   type Shape,
 } from '../../core';
 import { Embedding } from '../layers/embedding';
+import { quantizedDenseSpec } from '../layers/quantized-dense';
 
 export const bertOptions = moduleOptions.extend({
   vocabSize: z.number().int().positive(),
@@ -39,6 +42,14 @@ export const bertOptions = moduleOptions.extend({
   head: z.enum(['mlm', 'classifier']).default('mlm'),
   classes: z.number().int().min(2).default(2),
   padId: z.number().int().min(0).default(0),
+  /**
+   * Post-training int8 (docs/quantization.md; written by `quantizeModel` / `loom quantize`): every encoder layer's
+   * attention projections and feed-forward network, the pooler, the classifier and the masked-LM transform run in
+   * int8 with per-output-channel weights; the embeddings, the tied masked-LM output projection, layer norms, softmax
+   * and the attention's score and value products stay float32. Static mode's calibrated inputs are keyed by product
+   * path (`encoder_1/attention/qkv`, `encoder_1/ff2`, `pooler`).
+   */
+  quantization: quantizationOption.optional(),
 });
 
 /**
@@ -78,16 +89,19 @@ export class Bert extends Module {
       normEpsilon: opts.layerNormEpsilon,
       ...kernel,
     };
-    const encoders = Array.from({ length: opts.layers }, (_, i) => this.add(`encoder_${i + 1}`, layer));
+    const encoders = Array.from({ length: opts.layers }, (_, i) =>
+      this.add(`encoder_${i + 1}`, { ...layer, ...subQuantization(opts.quantization, `encoder_${i + 1}`) }),
+    );
+    const dense = (part: string, spec: JsonObject) => this.add(part, quantizedDenseSpec({ type: 'dense', ...spec }, opts.quantization, part));
     // In the order of the forward pass; the embedding table is applied first, outside the list.
     this.encoder = [pos, embedNorm, drop, ...encoders];
     this.headLayers =
       opts.head === 'mlm'
-        ? [this.add('mlm_transform', { type: 'dense', units: d, activation: 'gelu', ...kernel }), this.add('mlm_norm', norm)]
+        ? [dense('mlm_transform', { units: d, activation: 'gelu', ...kernel }), this.add('mlm_norm', norm)]
         : [
-            this.add('pooler', { type: 'dense', units: d, activation: 'tanh', ...kernel }),
+            dense('pooler', { units: d, activation: 'tanh', ...kernel }),
             this.add('classifier_dropout', { type: 'dropout', rate: opts.dropout }),
-            this.add('classifier', { type: 'dense', units: opts.classes, ...kernel }),
+            dense('classifier', { units: opts.classes, ...kernel }),
           ];
   }
 

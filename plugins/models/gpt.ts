@@ -1,8 +1,21 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, Module, moduleOptions, type ForwardContext, type JsonObject, type Layer, type PluginContext, type Rng, type Shape } from '../../core';
+import {
+  definePlugin,
+  Module,
+  moduleOptions,
+  quantizationOption,
+  subQuantization,
+  type ForwardContext,
+  type JsonObject,
+  type Layer,
+  type PluginContext,
+  type Rng,
+  type Shape,
+} from '../../core';
 import { Embedding } from '../layers/embedding';
 import { PositionalEncoding } from '../layers/positional-encoding';
+import { quantizedDenseSpec } from '../layers/quantized-dense';
 import { TransformerDecoder, type DecoderCache } from '../layers/transformer-decoder';
 
 export const gptOptions = moduleOptions.extend({
@@ -25,6 +38,14 @@ export const gptOptions = moduleOptions.extend({
   init: z.enum(['gpt2', 'glorot']).default('gpt2'),
   /** Output logits = h·Eᵀ with the input embedding E (Press & Wolf 2017), as GPT-2/3 do. */
   tieEmbeddings: z.boolean().default(true),
+  /**
+   * Post-training int8 (docs/quantization.md; written by `quantizeModel` / `loom quantize`): every block's attention
+   * projections (q,k,v and output) and MLP, and an untied head, run in int8 with per-output-channel weights; the
+   * embeddings, the tied output projection (it is the embedding matrix), layer norms, softmax and the attention's
+   * score and value products stay float32. Static mode's calibrated inputs are keyed by product path
+   * (`block_1/self_attention/qkv`, `block_1/ff1`, `head`).
+   */
+  quantization: quantizationOption.optional(),
 });
 
 /**
@@ -68,10 +89,14 @@ export class GPT extends Module {
       activation: gelu,
       ...kernels,
     };
-    this.blocks = Array.from({ length: opts.layers }, (_, i) => this.add(`block_${i + 1}`, block, TransformerDecoder));
+    this.blocks = Array.from({ length: opts.layers }, (_, i) =>
+      this.add(`block_${i + 1}`, { ...block, ...subQuantization(opts.quantization, `block_${i + 1}`) }, TransformerDecoder),
+    );
     this.norm = this.add('final_norm', { type: 'layer-norm' });
     const headInit: JsonObject = opts.init === 'gpt2' ? { kernelInitializer: init } : {};
-    this.head = opts.tieEmbeddings ? null : this.add('head', { type: 'dense', units: opts.vocabSize, useBias: false, ...headInit });
+    this.head = opts.tieEmbeddings
+      ? null
+      : this.add('head', quantizedDenseSpec({ type: 'dense', units: opts.vocabSize, useBias: false, ...headInit }, opts.quantization, 'head'));
   }
 
   protected buildParts(inputShape: Shape, rng: Rng): Shape {

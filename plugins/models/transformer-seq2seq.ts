@@ -1,7 +1,19 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, Module, moduleOptions, type ForwardContext, type Layer, type PluginContext, type Rng, type Shape } from '../../core';
+import {
+  definePlugin,
+  Module,
+  moduleOptions,
+  quantizationOption,
+  subQuantization,
+  type ForwardContext,
+  type Layer,
+  type PluginContext,
+  type Rng,
+  type Shape,
+} from '../../core';
 import { PositionalEncoding } from '../layers/positional-encoding';
+import { quantizedDenseSpec } from '../layers/quantized-dense';
 import { TransformerDecoder, type DecoderCache } from '../layers/transformer-decoder';
 
 export const seq2seqOptions = moduleOptions.extend({
@@ -27,6 +39,14 @@ export const seq2seqOptions = moduleOptions.extend({
    * (`trainer.bucketByLength`) it saves most of the work. Reads the batch's ids on the CPU once per call.
    */
   trimPadding: z.boolean().default(true),
+  /**
+   * Post-training int8 (docs/quantization.md; written by `quantizeModel` / `loom quantize`): every encoder and
+   * decoder layer's attention projections (self and cross) and feed-forward network, and the output projection, run
+   * in int8 with per-output-channel weights; the embeddings, layer norms, softmax and the attention's score and value
+   * products stay float32. Static mode's calibrated inputs are keyed by product path (`encoder_1/attention/qkv`,
+   * `decoder_1/cross_attention/memory`, `output`).
+   */
+  quantization: quantizationOption.optional(),
 });
 type Options = z.output<typeof seq2seqOptions>;
 
@@ -66,11 +86,14 @@ export class TransformerSeq2Seq extends Module {
     this.drop = this.add('dropout', { type: 'dropout', rate: dropout });
     const sublayer = { numHeads, ff, dropout, preNorm };
     const layers = Array.from({ length: opts.layers }, (_, i) => i + 1);
-    this.encoders = layers.map((i) => this.add(`encoder_${i}`, { type: 'transformer-encoder', ...sublayer }));
-    this.decoders = layers.map((i) => this.add(`decoder_${i}`, { type: 'transformer-decoder', ...sublayer }, TransformerDecoder));
+    const q = opts.quantization;
+    this.encoders = layers.map((i) => this.add(`encoder_${i}`, { type: 'transformer-encoder', ...sublayer, ...subQuantization(q, `encoder_${i}`) }));
+    this.decoders = layers.map((i) =>
+      this.add(`decoder_${i}`, { type: 'transformer-decoder', ...sublayer, ...subQuantization(q, `decoder_${i}`) }, TransformerDecoder),
+    );
     // Pre-norm stacks end with a layer norm (Xiong et al. 2020); post-norm layers already end normalised.
     this.norms = preNorm ? [this.add('encoder_norm', { type: 'layer-norm' }), this.add('decoder_norm', { type: 'layer-norm' })] : [];
-    this.out = this.add('output', { type: 'dense', units: opts.tgtVocab });
+    this.out = this.add('output', quantizedDenseSpec({ type: 'dense', units: opts.tgtVocab }, q, 'output'));
   }
 
   protected buildParts(inputShape: Shape, rng: Rng): Shape {
