@@ -301,7 +301,7 @@ describe('the tensor-parallel strategy', () => {
     expect(tp.history.epochs).toEqual(single.history.epochs);
   });
 
-  it('with more than one rank refuses, naming the field, what it cannot do: clipNorm, onNonFinite skip, checkpoints, a model without tensor-parallel layers', async () => {
+  it('with more than one rank refuses, naming the field, what it cannot do: clipNorm, onNonFinite skip, an optimizer that is not element-wise, a model without tensor-parallel layers', async () => {
     const fake: Communicator = {
       rank: 0,
       worldSize: 2,
@@ -316,15 +316,15 @@ describe('the tensor-parallel strategy', () => {
     const model = new Sequential({ inputShape: [3], layers: [{ type: 'dense', units: 2 }] }, registry);
     model.build(undefined, new Rng(0));
     const options = trainerOptionsSchema.parse({ epochs: 1, batchSize: 1 });
-    const host = (o: Record<string, unknown>) =>
-      ({ model, loss: registry.create('loss', 'vocab-parallel-cross-entropy'), options: { ...options, ...o } }) as unknown as StrategyHost;
+    const host = (o: Record<string, unknown>, optimizer: unknown = registry.create('optimizer', 'sgd')) =>
+      ({ model, loss: registry.create('loss', 'vocab-parallel-cross-entropy'), optimizer, options: { ...options, ...o } }) as unknown as StrategyHost;
     const strategy = new TensorParallelStrategy(fake, group);
     await expect(strategy.setup(host({ clipNorm: 1 }))).rejects.toThrow(/^trainer\.clipNorm: is not supported with tensor parallelism over 2 ranks/);
     await expect(strategy.setup(host({ onNonFinite: 'skip' }))).rejects.toThrow(/^trainer\.onNonFinite: /);
-    await expect(strategy.setup(host({ checkpoint: { ...options.checkpoint, enabled: true } }))).rejects.toThrow(/^trainer\.checkpoint\.enabled: /);
-    await expect(strategy.setup(host({ checkpoint: { ...options.checkpoint, enabled: false } }))).rejects.toThrow(
-      'parallelism: tensor parallelism over 2 ranks needs tensor-parallel layers in the model',
+    await expect(strategy.setup(host({}, { spec: { type: 'lamb' } }))).rejects.toThrow(
+      /^optimizer\.type: tensor parallelism steps each rank's slices on their own, which needs an element-wise update rule/,
     );
+    await expect(strategy.setup(host({}))).rejects.toThrow('parallelism: tensor parallelism over 2 ranks needs tensor-parallel layers in the model');
     model.dispose();
   });
 });
@@ -450,8 +450,8 @@ describe.skipIf(!hasMpirun)('tensor parallelism under Open MPI (needs mpirun: ap
           .map(([name, c]) => `rank ${x.rank}: ${name} (${c.detail})`),
       );
       expect(failed).toEqual([]);
-      // 15 checks, and with 4 ranks one more: a block over sub-communicators of 2 ranks.
-      for (const x of results) expect(Object.keys(x.checks).length).toBe(np >= 4 ? 16 : 15);
+      // 16 checks, and with 4 ranks one more: a block over sub-communicators of 2 ranks.
+      for (const x of results) expect(Object.keys(x.checks).length).toBe(np >= 4 ? 17 : 16);
     }, 60_000);
   }
 });

@@ -70,6 +70,7 @@ import {
   type Rng,
   type Shape,
   type Batch,
+  type OptimizerState,
   type StepGradients,
   type Strategy,
   type StrategyHost,
@@ -80,6 +81,7 @@ import { causalMask } from '../layers/multi-head-attention';
 import { broadcastParameters } from './data-parallel';
 import { mpiWorld } from './mpi';
 import { MpiCommunicator, worldCommunicator } from './mpi-data-parallel';
+import { ELEMENTWISE_OPTIMIZERS } from './zero';
 
 // ---------------------------------------------------------------- groups
 
@@ -435,6 +437,11 @@ export abstract class ShardedLayer extends LayerBase implements TensorParallelLa
           p,
           tf.tidy(() => shardOf(p.variable, split, group)),
         );
+        if (p.mask)
+          this.replaceMask(
+            p,
+            tf.tidy(() => shardOf(p.mask!, split, group)),
+          );
       }
     }
     this.group = group;
@@ -444,9 +451,17 @@ export abstract class ShardedLayer extends LayerBase implements TensorParallelLa
     if (this.group.worldSize === 1) return;
     for (const p of this.params) {
       const split = this.splits.get(p.name) ?? { axis: 'none' };
-      if (split.axis !== 'none') this.replaceVariable(p, gatherWhole(p.variable, split, this.group));
+      if (split.axis === 'none') continue;
+      this.replaceVariable(p, gatherWhole(p.variable, split, this.group));
+      if (p.mask) this.replaceMask(p, gatherWhole(p.mask, split, this.group));
     }
     this.group = SINGLE_GROUP;
+  }
+
+  /** A pruning mask (core/masks.ts) cut or gathered as its parameter is. */
+  private replaceMask(p: Parameter, mask: tf.Tensor): void {
+    p.mask!.dispose();
+    p.mask = tf.keep(mask);
   }
 
   /** Gives `p` (the same object, so holders of it see the change) a new variable holding `value` (taken over). */
@@ -970,10 +985,12 @@ export class VocabParallelCrossEntropy implements Loss, TensorParallelLayer {
  * (the ranks split each layer, not the data). `setup` starts every rank from rank 0's whole weights and shards them;
  * a step is the trainer's own (`localGradients`: each rank's gradients are its slices' and the replicated weights',
  * and the optimizer steps them where they are); `synchronize` makes the model and the loss whole again (validation,
- * saving), and the next step shards them again. Rank 0 logs. With more than one rank it refuses `trainer.clipNorm`
- * (the trainer's norm would be of this rank's slices; `gradientSquaredNorm` gives the whole one), `onNonFinite:
- * "skip"` (ranks could decide differently on their slices) and checkpoints (the optimizer state is shaped as the
- * slices). Training metrics see this rank's output: a slice of the logits under a vocabulary-parallel head.
+ * saving), and the next step shards them again; the optimizer's state of the split parameters (Adam's moments, ...)
+ * and pruning masks are cut and gathered with them, so a checkpoint holds the unsplit run's state and resumes on any
+ * number of ranks. Rank 0 logs. With more than one rank it refuses `trainer.clipNorm` (the trainer's norm would be
+ * of this rank's slices; `gradientSquaredNorm` gives the whole one), `onNonFinite: "skip"` (ranks could decide
+ * differently on their slices) and an optimizer whose update is not element-wise. Training metrics see this rank's
+ * output: a slice of the logits under a vocabulary-parallel head.
  */
 export class TensorParallelStrategy implements Omit<Strategy, 'spec'> {
   readonly rank: number;
@@ -1000,7 +1017,12 @@ export class TensorParallelStrategy implements Omit<Strategy, 'spec'> {
     if (o.onNonFinite === 'skip') throw refuse('trainer.onNonFinite', '"skip" could be decided differently by ranks holding different slices; use "stop"');
     if (o.clipNorm !== undefined)
       throw refuse('trainer.clipNorm', "the trainer's norm would be of this rank's slices only (clipValue is per element and works)");
-    if (o.checkpoint.enabled) throw refuse('trainer.checkpoint.enabled', "the optimizer state is shaped as this rank's slices; set it to false");
+    const type = host.optimizer.spec?.type;
+    if (type !== undefined && !ELEMENTWISE_OPTIMIZERS.includes(type))
+      throw new ConfigError(
+        'optimizer.type',
+        `tensor parallelism steps each rank's slices on their own, which needs an element-wise update rule (${ELEMENTWISE_OPTIMIZERS.join(', ')}); optimizer "${type}" is not known to be one`,
+      );
     if (tensorParallelParts(host.model).length === 0)
       throw new ConfigError(
         'parallelism',
@@ -1011,11 +1033,35 @@ export class TensorParallelStrategy implements Omit<Strategy, 'spec'> {
     this.shardAll(host);
   }
 
+  /** Cuts the model, the loss and the optimizer's state of the split parameters (restored whole, or gathered by `synchronize`). */
   private shardAll(host: StrategyHost): void {
     if (this.sharded || this.worldSize === 1) return;
+    const state = host.optimizer.getState();
     shardModel(host.model, this.group);
     if (isTensorParallel(host.loss)) host.loss.shard(this.group);
+    this.setSlots(host, state, (slot, split) => tf.tidy(() => shardOf(slot, split, this.group)));
     this.sharded = true;
+  }
+
+  /** The optimizer's state with each split parameter's slots mapped by `f`, put back for the model's current parameters. */
+  private setSlots(host: StrategyHost, state: OptimizerState, f: (slot: tf.Tensor, split: Split) => tf.Tensor): void {
+    const parts = tensorParallelParts(host.model);
+    const slots: OptimizerState['slots'] = {};
+    for (const [name, byKey] of Object.entries(state.slots)) {
+      const split = parts.map((p) => p.splitOf(name)).find((x) => x !== undefined);
+      const mapped: Record<string, { shape: number[]; values: Float32Array }> = {};
+      for (const [k, slot] of Object.entries(byKey)) {
+        if (!split || split.axis === 'none') mapped[k] = slot;
+        else {
+          const t = tf.tensor(slot.values, slot.shape, 'float32');
+          const m = f(t, split);
+          mapped[k] = { shape: m.shape, values: m.dataSync() as Float32Array };
+          tf.dispose([t, m]);
+        }
+      }
+      slots[name] = mapped;
+    }
+    host.optimizer.setState({ ...state, slots }, host.model.parameters());
   }
 
   /** Every rank sees every example. */
@@ -1032,10 +1078,13 @@ export class TensorParallelStrategy implements Omit<Strategy, 'spec'> {
     return host.localGradients(batches, state);
   }
 
+  /** Makes the model, the loss and the optimizer's state whole (so validation, checkpoints and the saved model are the unsplit ones). */
   async synchronize(host: StrategyHost): Promise<void> {
     if (!this.sharded) return;
+    const state = host.optimizer.getState();
     unshardModel(host.model);
     if (isTensorParallel(host.loss)) host.loss.unshard();
+    this.setSlots(host, state, (slot, split) => gatherWhole(slot, split, this.group));
     this.sharded = false;
   }
 
@@ -1049,7 +1098,10 @@ export const tensorParallel = definePlugin({
   name: 'tensor-parallel',
   description: "tensor (intra-layer) model parallelism over Open MPI's world: each rank holds slices of the tensor-parallel layers (Megatron-LM)",
   schema: z.object({}),
-  properties: ['trained by the trainer on N ranks, the weights and validation loss of one process with the unsplit layers (tensor-parallel.test.ts)'],
+  properties: [
+    'trained by the trainer on N ranks, the weights and validation loss of one process with the unsplit layers (tensor-parallel.test.ts)',
+    'its checkpoints hold whole weights and optimizer state: resumed on N ranks, bit-identical; on one process, within float32 rounding',
+  ],
   create: () => new TensorParallelStrategy(worldCommunicator('tensor-parallel')),
 });
 
