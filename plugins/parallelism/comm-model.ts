@@ -104,6 +104,10 @@ export interface StepEstimate {
   /** Communication time if nothing overlaps with compute, and the step time (compute / (1 − bubble) + the part of communication not hidden). */
   commSec: number;
   stepSec: number;
+  /** The step time with no overlap at all: loom's own step, which all-reduces after the backward pass and blocks. */
+  stepSecNoOverlap: number;
+  /** Bytes of Adam's moments (m and v, float32) per rank: the stage's share of the parameters, ÷ D with ZeRO-1. */
+  momentBytes: number;
 }
 
 /**
@@ -113,7 +117,7 @@ export interface StepEstimate {
  * NVLink, otherwise over InfiniBand (the slowest link of a ring sets its pace). Data-parallel traffic of each
  * stage's gradients (fp32, 4 bytes) overlaps with the backward pass except for the last layer's bucket (`overlap`
  * of it hidden, as PyTorch DDP's buckets do); tensor all-reduces are on the critical path (each waits for the layer
- * before); pipeline transfers overlap with the other micro-batches' compute except the first and last.
+ * before); pipeline transfers overlap with the other micro-batches' compute but for one micro-batch's share (1/m).
  */
 export function estimateStep(model: TransformerShape, c: Cluster, d: number, p: number, t: number, m: number, zero: 0 | 1 = 0, overlap = 0.8): StepEstimate {
   const world = c.nodes * c.gpusPerNode;
@@ -135,7 +139,7 @@ export function estimateStep(model: TransformerShape, c: Cluster, d: number, p: 
   const pipeSec = pipelineBytes / bw(t * d * p);
   const bubble = bubbleFraction(p, m);
   const commSec = tensorSec + dataSec + pipeSec;
-  const exposed = tensorSec + (1 - overlap) * dataSec + (p > 1 ? (2 * pipeSec) / (2 * m) : 0);
+  const exposed = tensorSec + (1 - overlap) * dataSec + (p > 1 ? pipeSec / m : 0);
   return {
     layout: `${d}x${p}x${t}`,
     dataBytes,
@@ -145,5 +149,55 @@ export function estimateStep(model: TransformerShape, c: Cluster, d: number, p: 
     bubble,
     commSec,
     stepSec: computeSec / (1 - bubble) + exposed,
+    stepSecNoOverlap: computeSec / (1 - bubble) + commSec,
+    momentBytes: (8 * perStage) / (zero === 1 ? d : 1),
   };
+}
+
+/**
+ * The papers' models at their published sizes (the shapes loom's presets scale down), for docs/parallelism.md.
+ * Parameters: 12·L·d² per Transformer block with d_ff = 4d (16·L·d² for a decoder block with cross-attention),
+ * plus token and position embeddings.
+ */
+export const PAPER_MODELS: readonly TransformerShape[] = [
+  // Radford et al. 2018: 12 blocks, d 768, context 512, BPE vocabulary 40,478, batches of 64 sequences: 117M.
+  { name: 'GPT (Radford et al. 2018)', params: 117e6, layers: 12, hidden: 768, seq: 512, globalBatch: 64 },
+  // Devlin et al. 2018, BERT-base: 12 blocks, d 768, 512 tokens, 256 sequences per batch: 110M.
+  { name: 'BERT-base (Devlin et al. 2018)', params: 110e6, layers: 12, hidden: 768, seq: 512, globalBatch: 256 },
+  // Vaswani et al. 2017, base: 6 + 6 blocks, d 512, ~25,000 tokens per batch (1,000 sentences of ~25 tokens): 65M.
+  { name: 'Transformer base (Vaswani et al. 2017)', params: 65e6, layers: 12, hidden: 512, seq: 25, globalBatch: 1000 },
+];
+
+/**
+ * 8 nodes × 8 GPUs (A100-class): NVLink/NVSwitch 300 GB/s per GPU and direction inside a node, InfiniBand HDR
+ * 200 Gb/s = 25 GB/s per GPU between nodes, 100 TFLOP/s sustained per GPU (about a third of an A100's bf16 peak).
+ */
+export const CLUSTER_8X8: Cluster = { nodes: 8, gpusPerNode: 8, intraBytesPerSec: 300e9, interBytesPerSec: 25e9, flopsPerSec: 100e12 };
+
+/** The layouts the document works out: data × pipeline × tensor (micro-batches), ZeRO stage. */
+export const LAYOUTS: readonly { d: number; p: number; t: number; m: number; zero: 0 | 1 }[] = [
+  { d: 64, p: 1, t: 1, m: 1, zero: 0 },
+  { d: 64, p: 1, t: 1, m: 1, zero: 1 },
+  { d: 8, p: 1, t: 8, m: 1, zero: 0 },
+  { d: 16, p: 4, t: 1, m: 4, zero: 0 },
+  { d: 4, p: 2, t: 8, m: 4, zero: 0 },
+];
+
+/** The markdown table of docs/parallelism.md ("Scale on paper"), from {@link estimateStep} (a test keeps them equal). */
+export function scaleTable(models: readonly TransformerShape[] = PAPER_MODELS, c: Cluster = CLUSTER_8X8): string {
+  const mb = (b: number) => (b / 1e6).toFixed(b < 1e7 ? 2 : 0);
+  const ms = (s: number) => (s * 1e3).toFixed(1);
+  const rows = [
+    '| model | D×P×T (m) | MB sent/rank/step: data, pipeline, tensor | Adam moments MB/rank | compute ms | bubble | comm ms | step ms: overlapped, none | efficiency |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const model of models)
+    for (const l of LAYOUTS) {
+      const e = estimateStep(model, c, l.d, l.p, l.t, l.m, l.zero);
+      const layout = `${l.d}×${l.p}×${l.t}${l.p > 1 ? ` (${l.m})` : ''}${l.zero ? ' ZeRO-1' : ''}`;
+      rows.push(
+        `| ${model.name} | ${layout} | ${mb(e.dataBytes)}, ${mb(e.pipelineBytes)}, ${mb(e.tensorBytes)} | ${mb(e.momentBytes)} | ${ms(e.computeSec)} | ${(e.bubble * 100).toFixed(0)} % | ${ms(e.commSec)} | ${ms(e.stepSec)}, ${ms(e.stepSecNoOverlap)} | ${((e.computeSec / e.stepSec) * 100).toFixed(0)} % |`,
+      );
+    }
+  return rows.join('\n');
 }
