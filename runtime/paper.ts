@@ -118,19 +118,24 @@ export function registerPaperPlugins(registry: PluginRegistry, paper: Pick<Paper
 }
 
 /**
- * The artifact directory `artifact` of the newest FINISHED run of `paper` with tag preset = `preset` in the MLflow
- * file store at `root` (where `--predict` finds the trained model).
+ * The artifact directory `artifact` of the newest FINISHED run of `paper` with tag preset = `preset` (and every tag
+ * in `tags`, e.g. BERT's `variant`) in the MLflow file store at `root` (where `--predict` finds the trained model).
  */
-export function latestRunArtifacts(paper: string, preset: string, artifact: string, root = 'mlruns'): string {
+export function latestRunArtifacts(paper: string, preset: string, artifact: string, root = 'mlruns', tags: Record<string, string> = {}): string {
   const abs = path.resolve(root);
   let best: { dir: string; start: number } | null = null;
   for (const { dir, meta } of listRuns(abs)) {
     if (readTag(dir, 'paper') !== paper || readTag(dir, 'preset') !== preset) continue;
+    if (Object.entries(tags).some(([k, v]) => readTag(dir, k) !== v)) continue;
     if (meta.status === MLFLOW_STATUS.FINISHED && (!best || meta.start_time > best.start))
       best = { dir: path.join(dir, 'artifacts', artifact), start: meta.start_time };
   }
   if (!best)
-    throw new DataError(`no finished ${paper} run of preset "${preset}" in ${abs}: train one first with \`npm run paper -- ${paper} --preset ${preset}\``);
+    throw new DataError(
+      `no finished ${paper} run of preset "${preset}"${Object.entries(tags)
+        .map(([k, v]) => ` (${k} ${v})`)
+        .join('')} in ${abs}: train one first with \`npm run paper -- ${paper} --preset ${preset}\``,
+    );
   return best.dir;
 }
 

@@ -34,6 +34,7 @@ import { corpusTexts, CORPORA } from '../../plugins/data/text-corpus';
 import { Bert } from '../../plugins/models/bert';
 import { WordPiece } from '../../plugins/tokenizers/wordpiece';
 import { bowData, mlmData } from './data';
+import { quantizeMode } from './quantization';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const presets = loadPresets(path.join(here, 'presets'));
@@ -85,6 +86,7 @@ const paper: Paper = {
     mini: 'BERT-Mini (4 layers, 256 wide, 4 heads), the same schedule',
   },
   plugins: [mlmData, bowData],
+  modes: [quantizeMode()],
   references: [
     {
       metric: 'test_accuracy',

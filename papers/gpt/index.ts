@@ -22,6 +22,7 @@ import {
 import { experimentPaper, latestRunArtifacts, type Paper } from '../../runtime';
 import charText from '../../plugins/data/char-text';
 import gptModel, { GPT } from '../../plugins/models/gpt';
+import { quantizeMode } from './quantization';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const presets = loadPresets(path.join(here, 'presets'));
@@ -83,6 +84,7 @@ const paper: GptPaper = {
         ctx.out(await paper.predict(ctx.registry, ctx.preset, ctx.input, options));
       },
     },
+    quantizeMode(presets),
   ],
   /** `--predict PROMPT`: continues the prompt with the newest finished run of the preset (options: temperature, top-k, length). */
   async predict(registry: PluginRegistry, preset: string, prompt: string, options: Record<string, string> = {}) {

@@ -1,0 +1,107 @@
+/**
+ * `loom paper bert --preset P --quantize static|dynamic|all`: post-training int8 quantization (docs/quantization.md)
+ * of the preset's newest finished fine-tuned spam classifier (run variant `finetune-pretrained`, or `--saved-model
+ * DIR` inside such a run's artifacts), scored on the SpamAssassin test split the run was scored on, beside fp32.
+ * Every encoder layer's attention projections and feed-forward network, the pooler and the classifier run in int8;
+ * the embeddings, layer norms, softmax and the attention's score and value products stay float32. Static mode is
+ * calibrated on a seeded sample of the training messages.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { DataError, loadModel, Rng, selectBackend, type Dataset, type JsonObject, type Model, type PluginSpec } from '../../core';
+import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
+import { calibrationSample, inferenceBytes, quantizeModel, quantizeModes } from '../../runtime/quantize';
+import { Bert } from '../../plugins/models/bert';
+
+export interface BertQuantizedResult {
+  model: 'fp32' | 'int8 static' | 'int8 dynamic';
+  accuracy: number;
+  precision: number;
+  recall: number;
+  f1: number;
+  weightBytes: number;
+}
+
+/** Accuracy, and precision, recall and F1 of the spam class (1), of `model`'s most likely class on `data`. */
+export function classifierScores(model: Model, data: Dataset): { accuracy: number; precision: number; recall: number; f1: number } {
+  let [tp, fp, fn, tn] = [0, 0, 0, 0];
+  for (let s = 0; s < data.size; s += 256) {
+    const b = data.batch(Int32Array.from({ length: Math.min(256, data.size - s) }, (_, i) => s + i));
+    const pred = tf.tidy(() => tf.argMax(model.apply(b.x, { training: false, rng: new Rng(0) }), 1).dataSync());
+    const truth = b.y.dataSync();
+    pred.forEach((p, i) => (p === 1 ? (truth[i] === 1 ? tp++ : fp++) : truth[i] === 1 ? fn++ : tn++));
+    tf.dispose([b.x, b.y]);
+  }
+  const precision = tp / Math.max(tp + fp, 1),
+    recall = tp / Math.max(tp + fn, 1);
+  return { accuracy: (tp + tn) / Math.max(data.size, 1), precision, recall, f1: precision + recall > 0 ? (2 * precision * recall) / (precision + recall) : 0 };
+}
+
+export function quantizeMode(): PaperMode {
+  return {
+    flag: 'quantize',
+    value: 'static|dynamic|all',
+    help: "quantize the preset's newest fine-tuned spam classifier to int8 (or --saved-model DIR) and compare it with fp32 on the test split; --json FILE writes the table",
+    json: true,
+    options: {
+      'saved-model': {
+        value: 'DIR',
+        help: "the model directory of a fine-tuning run's artifacts (its config.json beside it says which data) (default: the newest)",
+      },
+      'calibration-samples': {
+        value: 'N',
+        type: 'integer',
+        min: 1,
+        help: 'training messages to calibrate static quantization on, a seeded sample (default: 256)',
+      },
+    },
+    run: (ctx) => runQuantize(ctx),
+  };
+}
+
+async function runQuantize(ctx: PaperModeContext): Promise<void> {
+  const modes = quantizeModes(ctx.input);
+  await selectBackend(ctx.registry, process.env.LOOM_BACKEND);
+  const dir =
+    (ctx.options['saved-model'] as string | undefined) ?? latestRunArtifacts('bert', ctx.preset, 'model', 'mlruns', { variant: 'finetune-pretrained' });
+  const configFile = path.join(path.dirname(dir), 'config.json');
+  if (!fs.existsSync(configFile))
+    throw new DataError(`${configFile} is missing: --saved-model must be the model directory inside a fine-tuning run's artifacts`);
+  const data = (JSON.parse(fs.readFileSync(configFile, 'utf8')) as { data: JsonObject }).data;
+  const source = ctx.registry.create('dataset', data.source as PluginSpec, 'data.source');
+  const test = source.load(String(data.test ?? 'test'));
+  const float = loadModel(dir, ctx.registry, Bert);
+  const scored = (model: Model) => {
+    const b = inferenceBytes(model);
+    return { ...classifierScores(model, test), weightBytes: b.float32 + b.int8 };
+  };
+  try {
+    const results: BertQuantizedResult[] = [{ model: 'fp32', ...scored(float) }];
+    for (const mode of modes) {
+      const calibration =
+        mode === 'static'
+          ? calibrationSample(source.load(String(data.train ?? 'train')), Number(ctx.options['calibration-samples'] ?? 256), ctx.seed ?? 0)
+          : undefined;
+      let model: Model;
+      try {
+        model = quantizeModel(float, ctx.registry, { mode, calibration }).model;
+      } finally {
+        calibration?.dispose();
+      }
+      try {
+        results.push({ model: mode === 'static' ? 'int8 static' : 'int8 dynamic', ...scored(model) });
+      } finally {
+        model.dispose();
+      }
+    }
+    const pct = (v: number) => `${(100 * v).toFixed(2)} %`.padStart(9);
+    ctx.out(`quantized ${dir} (test messages: ${test.size})`);
+    ctx.out('model           accuracy  precision     recall         F1  weight bytes');
+    for (const r of results)
+      ctx.out(`${r.model.padEnd(14)} ${pct(r.accuracy)}  ${pct(r.precision)}  ${pct(r.recall)}  ${pct(r.f1)}  ${String(r.weightBytes).padStart(12)}`);
+    if (ctx.json) fs.writeFileSync(ctx.json, `${JSON.stringify({ model: dir, testMessages: test.size, results }, null, 2)}\n`);
+  } finally {
+    float.dispose();
+  }
+}
