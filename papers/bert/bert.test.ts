@@ -32,4 +32,45 @@ describe('bert smoke preset', () => {
       fs.rmSync(cwd, { recursive: true, force: true });
     }
   });
+
+  it('few-shot curves: one pretrained encoder, sizes × seeds × 3 runs on shared subsets, a table and a plot; a rerun reuses all of it', {
+    timeout: 900_000,
+  }, () => {
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-bert-few-'));
+    try {
+      const run = () => {
+        const out = execFileSync(process.execPath, [cli, 'paper', 'bert', '--preset', 'few-shot-smoke', '--json', 'summary.json'], { cwd, encoding: 'utf8' });
+        return { out, metrics: JSON.parse(fs.readFileSync(path.join(cwd, 'summary.json'), 'utf8')).metrics as Record<string, number> };
+      };
+      const runsOf = () => {
+        const exp = fs.readdirSync(path.join(cwd, 'mlruns')).find((d) => d !== '0')!;
+        return fs.readdirSync(path.join(cwd, 'mlruns', exp)).filter((d) => d !== 'meta.yaml');
+      };
+      const first = run();
+      // Pretraining once, then 2 sizes × 2 seeds × (pretrained, scratch, bag-of-words).
+      expect(runsOf()).toHaveLength(1 + 2 * 2 * 3);
+      for (const size of ['20', 'all'])
+        for (const v of ['finetune-pretrained', 'finetune-scratch', 'baseline-bow'])
+          for (const m of ['accuracy', 'f1']) {
+            const mean = first.metrics[`few-shot/${size}/${v}/${m}_mean`]!;
+            expect(mean, `${size} ${v} ${m}`).toBeGreaterThanOrEqual(0);
+            expect(mean).toBeLessThanOrEqual(1);
+            expect(first.metrics[`few-shot/${size}/${v}/${m}_std`]).toBeGreaterThanOrEqual(0);
+          }
+      expect(first.metrics['pretrain/val_loss']).toBeLessThan(Math.log(600));
+      // The encoder is cached, and the pretraining's checkpoints beside it (an interrupted pretraining continues there).
+      const cache = fs.readdirSync(path.join(cwd, 'cache/bert'));
+      expect(cache.filter((f) => /^encoder-[0-9a-f]{16}\.(bin|json)$/.test(f))).toHaveLength(2);
+      const ckpts = cache.find((f) => f.startsWith('pretrain-'))!;
+      expect(fs.readdirSync(path.join(cwd, 'cache/bert', ckpts)).some((f) => f.startsWith('ckpt-'))).toBe(true);
+      for (const ext of ['md', 'svg', 'json']) expect(fs.existsSync(path.join(cwd, 'results', `bert-few-shot-few-shot-smoke.${ext}`)), ext).toBe(true);
+      expect(fs.readFileSync(path.join(cwd, 'results/bert-few-shot-few-shot-smoke.md'), 'utf8')).toMatch(/^\| 20 \| .*\n\| all \(\d+\) \| /m);
+      const second = run();
+      expect(runsOf(), 'a rerun trains nothing').toHaveLength(13);
+      expect(second.metrics).toEqual(first.metrics);
+      expect(second.out).toMatch(/pretrained encoder reused from cache/);
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
 });

@@ -72,9 +72,14 @@ export const bowData = definePlugin({
   kind: 'dataset',
   name: 'spam-bow',
   description: 'SpamAssassin as binary bag-of-words vectors (the logistic-regression baseline of Géron 2019, ch. 3)',
-  schema: z.object({ features: z.number().int().positive().default(5000), groups: spamTextSchema.shape.groups }),
-  create: ({ features, groups }) => {
-    const opts = spamTextSchema.parse({ groups });
+  schema: z.object({
+    features: z.number().int().positive().default(5000),
+    groups: spamTextSchema.shape.groups,
+    /** As `spam-assassin`'s: the same stratified subset of the training messages (and the vocabulary is theirs). */
+    trainSubset: spamTextSchema.shape.trainSubset,
+  }),
+  create: ({ features, groups, trainSubset }) => {
+    const opts = spamTextSchema.parse({ groups, trainSubset });
     const train = spamAssassinTexts('train', opts);
     const df = new Map<string, number>();
     for (const t of train.texts) for (const w of new Set(words(t))) df.set(w, (df.get(w) ?? 0) + 1);

@@ -15,6 +15,7 @@ import {
   ConfigError,
   epochOrder,
   expectModel,
+  listCheckpoints,
   loadPresets,
   mergeConfig,
   parseExperimentConfig,
@@ -34,7 +35,19 @@ import { corpusTexts, CORPORA } from '../../plugins/data/text-corpus';
 import { Bert } from '../../plugins/models/bert';
 import { WordPiece } from '../../plugins/tokenizers/wordpiece';
 import { bowData, mlmData } from './data';
-import { quantizeMode } from './quantization';
+import {
+  cacheKey,
+  curvePoints,
+  FEW_SHOT_VARIANTS,
+  FewShotResults,
+  fewShotEpochs,
+  fewShotSchema,
+  loadEncoder,
+  saveEncoder,
+  separated,
+  writeCurves,
+} from './few-shot';
+import { spamAssassinTexts, spamTextSchema } from '../../plugins/data/spam-assassin';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const presets = loadPresets(path.join(here, 'presets'));
@@ -48,6 +61,8 @@ const bertSchema = z.object({
   bowFeatures: z.number().int().positive(),
   /** SpamAssassin groups to use (smoke: a small ham and a small spam group). */
   groups: z.array(z.string()).optional(),
+  /** The few-shot learning curves (few-shot.ts) instead of one fine-tuning on the whole training split. */
+  fewShot: fewShotSchema.optional(),
 });
 
 /**
@@ -84,9 +99,11 @@ const paper: Paper = {
     smoke: 'a 1-layer, 32-wide BERT on 200,000 characters; SpamAssassin hard-ham-1 + spam-1 only: the CI check (about a minute)',
     tiny: 'BERT-Tiny (2 layers, 128 wide, 2 heads) pretrained for one pass over the three corpora, fine-tuned 3 epochs',
     mini: 'BERT-Mini (4 layers, 256 wide, 4 heads), the same schedule',
+    'few-shot':
+      'BERT-Tiny pretrained once (3 passes), then learning curves: 50, 100, 200, 500, 1,000 and all labelled messages × 3 seeds, fine-tuned from the pretrained encoder and from scratch, beside the bag-of-words baseline (resumable: finished runs are kept in ./cache/bert)',
+    'few-shot-smoke': 'the few-shot curves on the smoke model and data: 20 and all labelled messages × 2 seeds (the CI check of the grid)',
   },
   plugins: [mlmData, bowData],
-  modes: [quantizeMode()],
   references: [
     {
       metric: 'test_accuracy',
@@ -149,16 +166,25 @@ const paper: Paper = {
       variant: string,
       config: JsonObject,
       hooks: { evaluate?: (t: Trainer, d: Dataset | null) => Logs | Promise<Logs>; initialize?: (m: Model) => void } = {},
+      grid?: { seed: number; size: number | 'all' },
+      resume?: string,
     ) => {
       // Merged, not spread: a trainer field given for the whole paper (--max-steps, --set trainer.X) reaches each run's trainer.
-      const parsed = parseExperimentConfig(mergeConfig({ ...common, seed }, config));
+      const parsed = parseExperimentConfig(mergeConfig({ ...common, seed: grid?.seed ?? seed }, config));
       const r = await runExperiment({
         registry: opts.registry,
         config: parsed,
         backend: opts.backend,
         trackingUri: opts.trackingUri,
-        runName: `bert-${opts.preset}-seed${seed}-${variant}`,
-        tags: { paper: 'bert', preset: opts.preset, variant, scale: scale(opts.preset, b, rawModel as JsonObject) },
+        resume,
+        runName: grid ? `bert-${opts.preset}-few-shot-${grid.size}-seed${grid.seed}-${variant}` : `bert-${opts.preset}-seed${seed}-${variant}`,
+        tags: {
+          paper: 'bert',
+          preset: opts.preset,
+          variant,
+          scale: scale(opts.preset, b, rawModel as JsonObject),
+          ...(grid ? { 'few_shot.size': String(grid.size), 'few_shot.seed': String(grid.seed), 'few_shot.encoder_seed': String(seed) } : {}),
+        },
         ...hooks,
       });
       runs.push(r.run);
@@ -173,57 +199,133 @@ const paper: Paper = {
 
     // 2. Masked-LM pretraining; the encoder's weights are kept for fine-tuning.
     let encoder: NamedWeights | null = null;
-    await run(
-      'pretrain',
-      {
-        data: {
-          source: { type: 'bert-mlm', tokenizer, seqLen: b.seqLen, seed, ...(b.pretrainChars ? { maxChars: b.pretrainChars } : {}) },
-          train: 'train',
-          validation: 'valid',
-          test: null,
-        },
-        model: bertModel('mlm'),
-        loss: { type: 'sparse-categorical-crossentropy', ignoreIndex: 0 },
-        metrics: [{ type: 'accuracy', ignoreIndex: 0 }],
-        ...(pretrain as JsonObject),
+    const pretrainConfig: JsonObject = {
+      data: {
+        source: { type: 'bert-mlm', tokenizer, seqLen: b.seqLen, seed, ...(b.pretrainChars ? { maxChars: b.pretrainChars } : {}) },
+        train: 'train',
+        validation: 'valid',
+        test: null,
       },
-      {
-        evaluate: async (t) => {
-          const params = expectModel(t.model, Bert).encoderParameters();
-          await readToHost(params.map((p) => p.variable)); // readWeights reads synchronously: the host copy first (webgpu)
-          encoder = readWeights(params);
-          return {};
-        },
+      model: bertModel('mlm'),
+      loss: { type: 'sparse-categorical-crossentropy', ignoreIndex: 0 },
+      metrics: [{ type: 'accuracy', ignoreIndex: 0 }],
+      ...(pretrain as JsonObject),
+    };
+    const pretrainHooks = {
+      evaluate: async (t: Trainer) => {
+        const params = expectModel(t.model, Bert).encoderParameters();
+        await readToHost(params.map((p) => p.variable)); // readWeights reads synchronously: the host copy first (webgpu)
+        encoder = readWeights(params);
+        return {};
       },
-    );
+    };
 
     // 3. Fine-tuning on SpamAssassin, from the pretrained encoder and from scratch; 4. the bag-of-words baseline.
     const groups: JsonObject = b.groups ? { groups: b.groups } : {};
     const spam = { source: { type: 'spam-assassin', tokenizer, maxLen: b.seqLen, ...groups }, train: 'train', test: 'test' };
     const classify = { loss: 'sparse-categorical-crossentropy', metrics: ['accuracy'], ...(finetune as JsonObject) };
     const scores = async (t: Trainer, d: Dataset | null) => (d ? await binaryScores(t, d) : {});
+    const bowConfig = (subset: JsonObject): JsonObject => ({
+      data: { source: { type: 'spam-bow', features: b.bowFeatures, ...groups, ...subset }, train: 'train', test: 'test' },
+      model: { inputShape: [b.bowFeatures], layers: [{ type: 'dense', units: 2, name: 'logistic' }] },
+      loss: 'sparse-categorical-crossentropy',
+      metrics: ['accuracy'],
+      optimizer: { type: 'adam', lr: 0.01 },
+      ...(baseline as JsonObject),
+    });
+    const initializeEncoder = (m: Model) => writeWeights(expectModel(m, Bert).encoderParameters(), encoder!, 'pretrained encoder');
+
+    if (b.fewShot) {
+      // The few-shot learning curves (few-shot.ts): one pretrained encoder, cached, then sizes × seeds × 3 runs.
+      const fs_ = b.fewShot;
+      const tokenizerHash = cacheKey(fs.readFileSync(tokenizer, 'utf8'));
+      const { fewShot: _grid, ...bertRest } = b;
+      const encoderKey = cacheKey({ pretrainConfig, bert: bertRest, seed, tokenizerHash, common });
+      const cached = loadEncoder(encoderKey);
+      const pretrainNote = cached ? `pretrained encoder reused from ${path.relative(process.cwd(), cachePath('bert', `encoder-${encoderKey}.bin`))}` : '';
+      if (cached) {
+        encoder = cached.weights;
+        for (const [k, v] of Object.entries(cached.metrics)) metrics[`pretrain/${k}`] = v;
+      } else {
+        // Its checkpoints in the cache beside the encoder it will give: an interrupted pretraining continues.
+        const dir = cachePath('bert', `pretrain-${encoderKey}`);
+        const latest = listCheckpoints(dir).at(-1);
+        const r = await run('pretrain', mergeConfig(pretrainConfig, { trainer: { checkpoint: { dir } } }), pretrainHooks, undefined, latest);
+        if (!encoder) throw new ConfigError('bert.fewShot', `the pretraining in ${dir} had already finished but its encoder is not in the cache: delete ${dir} to pretrain again`);
+        saveEncoder(encoderKey, encoder, r.history.at(-1) ?? {});
+      }
+      const results = new FewShotResults(cacheKey({ encoderKey, finetune, baseline, model: rawModel, minSteps: fs_.minSteps }));
+      const trainCount = spamAssassinTexts('train', spamTextSchema.parse(groups)).labels.length;
+      const epochsOf = (section: unknown) => ((section as { trainer?: { epochs?: number } }).trainer?.epochs ?? 1) as number;
+      const batchOf = (section: unknown) => ((section as { trainer?: { batchSize?: number } }).trainer?.batchSize ?? 32) as number;
+      for (const size of fs_.sizes) {
+        const examples = size === 'all' ? trainCount : size;
+        if (examples > trainCount) throw new ConfigError('bert.fewShot.sizes', `${size} exceeds the ${trainCount} training messages`);
+        const subset: JsonObject = size === 'all' ? {} : { trainSubset: { size, seed: 0 } };
+        for (const s of fs_.seeds) {
+          if (size !== 'all') (subset.trainSubset as JsonObject).seed = s;
+          for (const variant of FEW_SHOT_VARIANTS) {
+            const id = FewShotResults.id(variant, size, s);
+            if (results.done[id]) continue;
+            const section = variant === 'baseline-bow' ? baseline : finetune;
+            const epochs = fewShotEpochs(epochsOf(section), examples, batchOf(section), fs_.minSteps);
+            const trainer = { trainer: { epochs } };
+            const config =
+              variant === 'baseline-bow'
+                ? mergeConfig(bowConfig(subset), trainer)
+                : mergeConfig({ data: { ...spam, source: { ...spam.source, ...subset } }, model: bertModel('classifier'), ...classify }, trainer);
+            const hooks = variant === 'finetune-pretrained' ? { evaluate: scores, initialize: initializeEncoder } : { evaluate: scores };
+            const r = await run(variant, config, hooks, { seed: s, size });
+            results.set(id, { ...(r.test ?? {}), steps: r.history.length ? epochs * Math.ceil(examples / batchOf(section)) : 0, examples });
+          }
+        }
+      }
+      const points = curvePoints(fs_, results);
+      for (const k of Object.keys(metrics)) if (!k.startsWith('pretrain/')) delete metrics[k]; // the last grid run's, not the curve's
+      for (const p of points) {
+        metrics[`few-shot/${p.size}/${p.variant}/${p.metric}_mean`] = p.mean;
+        metrics[`few-shot/${p.size}/${p.variant}/${p.metric}_std`] = p.std;
+      }
+      const header = [
+        `# BERT few-shot learning curves (preset ${opts.preset}, encoder pretrained with seed ${seed})`,
+        '',
+        `${scale(opts.preset, b, rawModel as JsonObject)}. Pretraining: masked-LM validation loss ${metrics['pretrain/val_loss']?.toFixed(4)}, masked-token accuracy ${pct(metrics['pretrain/val_accuracy'])}. Subsets stratified from the ${trainCount} training messages, one per seed; the test split is the whole fixed one. Fine-tuning epochs: the preset's, or more to reach ${fs_.minSteps} optimizer steps.`,
+      ];
+      const files = await writeCurves(fs_, points, header, `bert-few-shot-${opts.preset}`);
+      const sep = fs_.sizes.map((size) => `${size}: ${separated(points, size, 'accuracy') ? 'apart' : 'not apart'}`);
+      return {
+        paper: 'bert',
+        preset: opts.preset,
+        backend,
+        seed,
+        metrics,
+        wallTimeSec: wall,
+        mlflow: runs.at(-1) ?? { runId: '', experimentId: '', location: '' },
+        commit,
+        scale: `${scale(opts.preset, b, rawModel as JsonObject)}; few-shot sizes ${fs_.sizes.join(', ')} × seeds ${fs_.seeds.join(', ')}`,
+        comparison: [],
+        notes: [
+          ...cut,
+          ...(pretrainNote ? [pretrainNote] : []),
+          `few-shot curves written to ${files.map((f) => path.relative(process.cwd(), f)).join(', ')}`,
+          `pretrained vs scratch, one-standard-deviation accuracy bands: ${sep.join('; ')}`,
+          ...points
+            .filter((p) => p.metric === 'accuracy')
+            .map((p) => `${p.size} examples, ${p.variant}: accuracy ${pct(p.mean)} ± ${((p.std ?? 0) * 100).toFixed(2)} (${p.n} seeds)`),
+        ],
+      };
+    }
+
+    await run('pretrain', pretrainConfig, pretrainHooks);
+
     for (const pretrained of [true, false]) {
       await run(
         pretrained ? 'finetune-pretrained' : 'finetune-scratch',
         { data: spam, model: bertModel('classifier'), ...classify },
-        {
-          evaluate: scores,
-          initialize: pretrained ? (m) => writeWeights(expectModel(m, Bert).encoderParameters(), encoder!, 'pretrained encoder') : undefined,
-        },
+        { evaluate: scores, initialize: pretrained ? initializeEncoder : undefined },
       );
     }
-    await run(
-      'baseline-bow',
-      {
-        data: { source: { type: 'spam-bow', features: b.bowFeatures, ...groups }, train: 'train', test: 'test' },
-        model: { inputShape: [b.bowFeatures], layers: [{ type: 'dense', units: 2, name: 'logistic' }] },
-        loss: 'sparse-categorical-crossentropy',
-        metrics: ['accuracy'],
-        optimizer: { type: 'adam', lr: 0.01 },
-        ...(baseline as JsonObject),
-      },
-      { evaluate: scores },
-    );
+    await run('baseline-bow', bowConfig({}), { evaluate: scores });
 
     const row = (v: string) =>
       `${v}: accuracy ${pct(metrics[`${v}/test_accuracy`])}, precision ${pct(metrics[`${v}/test_precision`])}, recall ${pct(metrics[`${v}/test_recall`])}, F1 ${pct(metrics[`${v}/test_f1`])}`;

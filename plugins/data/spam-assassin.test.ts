@@ -7,7 +7,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { PluginRegistry } from '../../core';
 import { testRegistry } from '../../test/harness';
 import { CLS_ID, PAD_ID, SEP_ID, WordPiece } from '../tokenizers/wordpiece';
-import { spamAssassinTexts, spamTextSchema } from './spam-assassin';
+import fc from 'fast-check';
+import { spamAssassinTexts, spamTextSchema, stratifiedSubset } from './spam-assassin';
 
 let registry: PluginRegistry;
 beforeAll(async () => {
@@ -15,6 +16,37 @@ beforeAll(async () => {
 });
 
 describe('spam-assassin', () => {
+  it('trainSubset: stratified subsets of the training split, of the asked size, reproducible from the seed, test split unchanged', () => {
+    const o = spamTextSchema.parse({});
+    const train = spamAssassinTexts('train', o);
+    const share = train.labels.filter((l) => l === 1).length / train.labels.length;
+    const index = new Map(train.ids.map((id, i) => [id, i]));
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 2000 }), fc.integer({ min: 0, max: 1000 }), (size, seed) => {
+        const sub = spamAssassinTexts('train', spamTextSchema.parse({ trainSubset: { size, seed } }));
+        expect(sub.ids).toHaveLength(size);
+        // Both classes present; the spam count is the rounded proportional share (moved by one only to keep a class).
+        const spam = sub.labels.filter((l) => l === 1).length;
+        expect(spam).toBeGreaterThan(0);
+        expect(spam).toBeLessThan(size);
+        expect(Math.abs(spam - size * share)).toBeLessThanOrEqual(1);
+        // A subset of the training messages, in their order, each with its own text and label.
+        const at = sub.ids.map((id) => index.get(id)!);
+        expect(at.every((i, k) => i !== undefined && (k === 0 || i > at[k - 1]!))).toBe(true);
+        at.forEach((i, k) => {
+          expect(sub.texts[k]).toBe(train.texts[i]);
+          expect(sub.labels[k]).toBe(train.labels[i]);
+        });
+        expect(spamAssassinTexts('train', spamTextSchema.parse({ trainSubset: { size, seed } })).ids).toEqual(sub.ids);
+      }),
+      { numRuns: 15 },
+    );
+    const a = stratifiedSubset(train, 100, 1).ids;
+    expect(stratifiedSubset(train, 100, 2).ids).not.toEqual(a);
+    expect(spamAssassinTexts('test', spamTextSchema.parse({ trainSubset: { size: 50, seed: 0 } })).ids).toEqual(spamAssassinTexts('test', o).ids);
+    expect(() => stratifiedSubset(train, train.ids.length + 1, 0)).toThrow(/trainSubset\.size/);
+  });
+
   it('splits the 6,046 messages 80/20 by checksum hash, the same way whichever groups are chosen', () => {
     const o = spamTextSchema.parse({});
     const [train, test] = [spamAssassinTexts('train', o), spamAssassinTexts('test', o)];

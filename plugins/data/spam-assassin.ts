@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { z } from 'zod';
-import { DataError, definePlugin, TensorDataset, type DataSource, type Dataset, type JsonObject } from '../../core';
+import { DataError, definePlugin, mixSeed, Rng, TensorDataset, type DataSource, type Dataset, type JsonObject } from '../../core';
 import { CLS_ID, PAD_ID, SEP_ID, WordPiece } from '../tokenizers/wordpiece';
 import { packageDir } from './text-corpus';
 import { once, stableHash } from './util';
@@ -25,6 +25,15 @@ export const spamTextSchema = z.object({
   testFraction: z.number().gt(0).lt(1).default(0.2),
   /** Keep the whole message with its headers; by default the text is the Subject line and the body. */
   headers: z.boolean().default(false),
+  /**
+   * Train on `size` messages of the training split only, drawn from `seed` and stratified (each class keeps its
+   * share of the split, rounded, at least one message): the labelled subsets of a few-shot learning curve. The test
+   * split is unchanged.
+   */
+  trainSubset: z
+    .object({ size: z.number().int().min(2), seed: z.number().int() })
+    .strict()
+    .optional(),
 });
 export type SpamTextOptions = z.output<typeof spamTextSchema>;
 
@@ -51,7 +60,25 @@ export function spamAssassinTexts(split: 'train' | 'test', o: SpamTextOptions): 
     out.texts.push(messageText(m.text, o.headers));
     out.labels.push(m.group.startsWith('spam') ? 1 : 0);
   }
-  return out;
+  return split === 'train' && o.trainSubset ? stratifiedSubset(out, o.trainSubset.size, o.trainSubset.seed) : out;
+}
+
+/**
+ * `size` of the messages, drawn without replacement from `seed`, each class keeping its share (rounded; at least one
+ * of each class present), in their original order. The same (messages, size, seed) give the same subset, so the
+ * BERT classifiers and the bag-of-words baseline of one few-shot point train on the same messages.
+ */
+export function stratifiedSubset<T extends { ids: string[]; texts: string[]; labels: number[] }>(d: T, size: number, seed: number): T {
+  const n = d.labels.length;
+  if (size > n) throw new DataError(`spam-assassin: trainSubset.size ${size} exceeds the ${n} training messages`);
+  const rng = new Rng(mixSeed(seed, 0x5ba3));
+  const byClass = [0, 1].map((c) => rng.shuffle(d.labels.flatMap((l, i) => (l === c ? [i] : []))));
+  const spam = byClass[1]!.length;
+  let wantSpam = Math.round((size * spam) / n);
+  if (spam > 0 && wantSpam === 0) wantSpam = 1;
+  if (spam < n && wantSpam === size) wantSpam = size - 1;
+  const keep = [...byClass[0]!.slice(0, size - wantSpam), ...byClass[1]!.slice(0, wantSpam)].sort((a, b) => a - b);
+  return { ...d, ids: keep.map((i) => d.ids[i]!), texts: keep.map((i) => d.texts[i]!), labels: keep.map((i) => d.labels[i]!) };
 }
 
 /**
