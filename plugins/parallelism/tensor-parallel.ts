@@ -10,19 +10,25 @@
  *
  * PUBLIC API (kept small; the hybrid strategy builds its tensor dimension on it):
  *
- * - {@link TensorParallelGroup} `{ rank, worldSize, allReduceNow(buffer) }`: the ranks a layer is cut across, with a
- *   BLOCKING all-reduce (collectives run inside tfjs ops, which are synchronous). {@link tensorParallelGroup}`(comm)`
- *   makes one from a `Communicator`: an `MpiCommunicator` (MPI_COMM_WORLD or any `split` of it) or a world of one.
- *   {@link SINGLE_GROUP} is the world of one.
+ * - {@link TensorParallelGroup} `{ rank, worldSize, allReduceNow(buffer), allGatherNow?(send, recv), traffic? }`: the
+ *   ranks a layer is cut across, with BLOCKING collectives (they run inside tfjs ops, which are synchronous).
+ *   {@link tensorParallelGroup}`(comm)` makes one from a `Communicator`: an `MpiCommunicator` (MPI_COMM_WORLD or any
+ *   `split` of it; its group counts calls and bytes per collective in `traffic`) or a world of one
+ *   ({@link SINGLE_GROUP}).
  * - Which group a layer uses, and how it is set: every layer here is BUILT WHOLE (the unsplit layer's shapes, drawn from
  *   the `Rng` exactly as the unsplit layer draws them) and starts in the world of one, where it computes exactly what
  *   the unsplit layer computes. `shard(group)` ({@link TensorParallelLayer}) then keeps only rank `group.rank`'s
- *   slice of each split weight (Megatron's `_initialize_affine_weight_cpu` likewise draws the master weight and
- *   slices it, so the model does not depend on the number of ranks) and uses `group` from then on; `wholeWeights()`
- *   gathers the slices back (collective: every rank of the group calls it). {@link shardModel}`(model, group)` does
- *   this for every tensor-parallel layer of a model (a strategy calls it in `setup`, after a checkpoint of whole
- *   weights is restored), {@link wholeModelWeights}`(model)` returns every weight of the model whole (for saving
- *   whole checkpoints and for comparisons). The loss {@link VocabParallelCrossEntropy} takes its group the same way.
+ *   slice of each split weight, in the same `Parameter` object (Megatron's `_initialize_affine_weight_cpu` likewise
+ *   draws the master weight and slices it, so the model does not depend on the number of ranks), and uses `group`
+ *   from then on; `unshard()` makes it whole again; `wholeWeights()` gathers whole copies (collective: every rank of
+ *   the group calls it). For a whole model: {@link shardModel}`(model, group)` (a strategy's `setup`, after a
+ *   checkpoint of whole weights is restored), {@link unshardModel}`(model)` (its `synchronize`, before evaluating
+ *   alone or saving), {@link wholeModelWeights}`(model)`, {@link gatherToWhole}`(model, tensors, group)` (per-parameter
+ *   tensors such as gradients or optimizer moments, whole) and {@link gradientSquaredNorm} (the whole gradient's
+ *   squared norm, for a global-norm clip). The loss {@link VocabParallelCrossEntropy} takes its group the same way
+ *   (`loss.shard(group)`, `loss.unshard()`).
+ * - The strategy `tensor-parallel` ({@link TensorParallelStrategy}) does all of this over MPI_COMM_WORLD for the trainer,
+ *   optimizer state and pruning masks included.
  * - Ops: f and g above, {@link gatherFromTensorParallel} (all-gather of the last axis; backward: this rank's slice)
  *   and {@link scatterToTensorParallel} (this rank's slice of the last axis; backward: all-gather). In a world of one
  *   each returns its input.
