@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from './errors';
 import { CarriedState } from './layer';
+import { liveMasks } from './masks';
 import type { Backend } from './interfaces';
 import { installOpGradients } from './ops';
 import type { PluginRegistry } from './registry';
@@ -83,13 +84,13 @@ export function readsAsynchronously(): boolean {
 /**
  * Before code that reads tensors synchronously (a checkpoint's weights and optimizer state, saveModel): on a backend
  * that reads asynchronously, awaits `data()` of `tensors` (default: every live tf.Variable, which holds the weights
- * and the optimizers' slots, and the state stateful layers carry), so that their `dataSync()` is served from the copy
- * the backend keeps on the host.
+ * and the optimizers' slots, the state stateful layers carry, and pruning masks), so that their `dataSync()` is
+ * served from the copy the backend keeps on the host.
  * Elsewhere it does nothing: on the cpu backend `data()` would keep the native kernels' pool from reusing buffers.
  */
 export async function readToHost(tensors?: readonly tf.Tensor[]): Promise<void> {
   if (!readsAsynchronously()) return;
   const carried = [...CarriedState.live].flatMap((c) => (c.value ? (Object.values(c.value) as tf.Tensor[]) : []));
-  const all = tensors ?? [...Object.values(tf.engine().registeredVariables), ...carried];
+  const all = tensors ?? [...Object.values(tf.engine().registeredVariables), ...carried, ...liveMasks];
   await Promise.all(all.filter((t) => !t.isDisposed).map((t) => t.data()));
 }

@@ -8,6 +8,12 @@ import { ShapeError } from './errors';
 import type { Parameter } from './interfaces';
 
 /**
+ * Every mask a parameter holds (setMask and disposeMasks keep the set), for `readToHost` (core/backend.ts) to fetch
+ * to the host before a save reads them synchronously (webgpu).
+ */
+export const liveMasks = new Set<tf.Tensor>();
+
+/**
  * Gives `p` the mask `mask` (a 0/1 tensor of the variable's shape, kept by the parameter; null removes it), disposing
  * the one it had, and zeroes the masked weights at once.
  */
@@ -18,7 +24,11 @@ export function setMask(p: Parameter, mask: tf.Tensor | null): void {
     p.mask = tf.keep(mask.dtype === 'float32' ? mask : tf.tidy(() => tf.cast(mask, 'float32')));
     if (p.mask !== mask) mask.dispose();
   } else delete p.mask;
-  if (old && old !== p.mask) old.dispose();
+  if (old && old !== p.mask) {
+    liveMasks.delete(old);
+    old.dispose();
+  }
+  if (p.mask) liveMasks.add(p.mask);
   applyMasks([p]);
 }
 
@@ -30,6 +40,7 @@ export function applyMasks(params: readonly Parameter[]): void {
 /** Disposes the masks of `params` (a layer's `dispose`). */
 export function disposeMasks(params: readonly Parameter[]): void {
   for (const p of params) {
+    if (p.mask) liveMasks.delete(p.mask);
     p.mask?.dispose();
     delete p.mask;
   }

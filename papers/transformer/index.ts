@@ -331,11 +331,20 @@ const paper: TransformerPaper = {
     try {
       const { g2p } = split(presets[preset]!);
       const source = registry.build(cmudict, (presets[preset]!.data as JsonObject).source as PluginSpec, 'data.source');
-      const [phonemes] = await transcribe(model, source, [word], g2p);
-      if (!phonemes || phonemes.length === 0)
+      // transcribe gives [] both for a word the model cannot take and for an empty decoding: only the first is the user's.
+      const length = (() => {
+        try {
+          return source.encodeWord(word).length;
+        } catch {
+          return 0;
+        }
+      })();
+      if (length === 0 || length > model.opts.srcLen)
         throw new DataError(`cannot spell "${word}": letters A-Z, apostrophe, period and hyphen, at most ${model.opts.srcLen} of them`);
+      const [phonemes] = await transcribe(model, source, [word], g2p);
+      const said = phonemes && phonemes.length > 0 ? phonemes.join(' ') : '(no phonemes: the model ends the word at once; train it longer)';
       const known = source.references(word);
-      return `${word.toUpperCase()}  ${phonemes.join(' ')}${known.length ? `   (dictionary: ${known.map((p) => p.join(' ')).join(' | ')})` : '   (not in the dictionary)'}`;
+      return `${word.toUpperCase()}  ${said}${known.length ? `   (dictionary: ${known.map((p) => p.join(' ')).join(' | ')})` : '   (not in the dictionary)'}`;
     } finally {
       model.dispose();
     }

@@ -506,6 +506,45 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
       }
     });
 
+    it("a pruned run saves its masks from webgpu: the saved model's masks and weights are the cpu run's (weights within 1e-4·max|cpu| + 1e-6)", async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-webgpu-'));
+      try {
+        const run = (backend: string) =>
+          runExperiment({
+            registry,
+            backend,
+            config: toyConfig(dir, {
+              trainer: { epochs: 1, batchSize: 16 },
+              callbacks: [
+                { type: 'magnitude-pruning', finalSparsity: 0.5, frequency: 1, prunings: 2, roles: ['kernel'] },
+                { type: 'model-checkpoint', dir: path.join(dir, backend), keep: 1 },
+              ],
+            }),
+          });
+        await run('cpu');
+        await run('webgpu'); // saveModel reads the masks synchronously: readToHost fetches them first
+        await selectBackend(registry, 'cpu');
+        const [cpu, gpu] = ['cpu', 'webgpu'].map((b) => loadModel(path.join(dir, b, 'epoch-1'), registry));
+        try {
+          const masked = cpu!.parameters().filter((p) => p.mask);
+          expect(masked.map((p) => p.name).length, 'both kernels pruned').toBe(2);
+          for (const [i, p] of cpu!.parameters().entries()) {
+            const q = gpu!.parameters()[i]!;
+            expect(q.mask ? Array.from(q.mask.dataSync()) : null, `${p.name}: mask`).toEqual(p.mask ? Array.from(p.mask.dataSync()) : null);
+            const [w, g] = [p.variable.dataSync(), q.variable.dataSync()];
+            const scale = Math.max(...Array.from(w, Math.abs));
+            const diff = Math.max(...Array.from(w, (v, j) => Math.abs(g[j]! - v)));
+            expect(diff, `${p.name}: max |webgpu − cpu| = ${diff}`).toBeLessThanOrEqual(RTOL * scale + ATOL);
+          }
+        } finally {
+          cpu!.dispose();
+          gpu!.dispose();
+        }
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     it('a short run (fit, validation, checkpoints, the best model, test, save) logs the losses and accuracies the cpu run logs, within 1e-4', async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-webgpu-'));
       try {
