@@ -894,22 +894,31 @@ export class VocabParallelEmbedding extends ShardedLayer {
   }
 }
 
-const crossEntropySchema = z.object({ ignoreIndex: z.number().int().optional() });
+const crossEntropySchema = z.object({
+  ignoreIndex: z.number().int().optional(),
+  /** Label smoothing ε (Szegedy et al. 2016, §7), as `sparse-categorical-crossentropy`'s. */
+  labelSmoothing: z.number().min(0).lt(1).default(0),
+});
 
 /**
  * Vocabulary-parallel softmax cross-entropy (Megatron-LM's `vocab_parallel_cross_entropy`): the logits z [n, V] are
  * cut by vocabulary over the group (the output of a column-parallel head without gather), rank r holding columns
- * r·V/N .. (r+1)·V/N. Three reductions replace gathering the logits: the row maxima M (gathered; the binding has only
- * a sum, so all ranks' maxima are all-gathered and the maximum taken), then one all-reduce of S = Σ_k exp(z_k − M)
+ * r·V/N .. (r+1)·V/N. Three reductions replace gathering the logits: the row maxima M (Megatron all-reduces a max;
+ * here all ranks' maxima are all-gathered and the maximum taken), then one all-reduce of S = Σ_k exp(z_k − M)
  * and of the target logit z_y (zero on the ranks that do not hold y). L = mean_n w_n (log S_n + M_n − z_{n,y_n}) with
  * w_n = 0 for `ignoreIndex` rows; ∂L/∂z_k = w (exp(z_k − M)/S − [k = y]) / Σw on this rank's columns, with no
- * communication backward. Equal to `sparse-categorical-crossentropy` on the gathered logits.
+ * communication backward. With label smoothing ε the target is (1 − ε)·onehot + ε/V, which adds Σ_k z_k to the
+ * all-reduce. Equal to `sparse-categorical-crossentropy` (same options) on the gathered logits.
  */
 export class VocabParallelCrossEntropy implements Loss, TensorParallelLayer {
   declare readonly spec: { type: string } & JsonObject;
   group: TensorParallelGroup = SINGLE_GROUP;
 
-  constructor(private readonly ignoreIndex: number | undefined) {}
+  constructor(
+    private readonly ignoreIndex: number | undefined,
+    /** ε of label smoothing (Szegedy et al. 2016, §7): targets (1 − ε)·onehot + ε/V over the whole vocabulary V. */
+    private readonly labelSmoothing = 0,
+  ) {}
 
   shard(group: TensorParallelGroup): void {
     if (this.group.worldSize !== 1) throw new Error(`vocab-parallel-cross-entropy: already over ${this.group.worldSize} ranks`);
@@ -947,6 +956,8 @@ export class VocabParallelCrossEntropy implements Loss, TensorParallelLayer {
       throw new ShapeError('loss "vocab-parallel-cross-entropy"', `labels with one entry per row of predictions [${yPred.shape}]`, yTrue.shape);
     const group = this.group;
     const ignore = this.ignoreIndex;
+    const eps = this.labelSmoothing;
+    const vocab = cols * group.worldSize;
     return tf.tidy(() => {
       const logits = tf.reshape(yPred, [n, cols]);
       const labels = tf.cast(tf.reshape(yTrue, [n]), 'int32');
@@ -962,19 +973,23 @@ export class VocabParallelCrossEntropy implements Loss, TensorParallelLayer {
         const localMax = tf.max(z, 1);
         const max = group.worldSize === 1 ? localMax : tf.max(tf.reshape(allGatherLastAxis(tf.reshape(localMax, [1, n]), group), [group.worldSize, n]), 0);
         const shifted = tf.exp(tf.sub(z, tf.expandDims(max, 1)));
-        // S and z_y in one all-reduce of 2n floats.
-        const local = tf.stack([tf.sum(shifted, 1), tf.sum(tf.mul(z, onehot), 1)]);
+        // S and z_y (and, with label smoothing, Σ_k z_k) in one all-reduce of 2n (3n) floats.
+        const rows = [tf.sum(shifted, 1), tf.sum(tf.mul(z, onehot), 1), ...(eps > 0 ? [tf.sum(z, 1)] : [])];
+        const local = tf.stack(rows);
         // In a world of one nothing is read to the host (so it runs on any backend, webgpu included).
         const sums = group.worldSize === 1 ? local : allReduceTensor(local, group);
-        const [s, zy] = tf.unstack(sums) as [tf.Tensor, tf.Tensor];
+        const [s, zy, zsum] = tf.unstack(sums) as [tf.Tensor, tf.Tensor, tf.Tensor | undefined];
+        // Σ_k q_k z_k with q = (1 − ε)·onehot + ε/V.
+        const target = eps > 0 ? tf.add(tf.mul(zy, 1 - eps), tf.mul(zsum!, eps / vocab)) : zy;
         const total = tf.maximum(tf.sum(weight), 1);
         // weight and onehot too: this tidy disposes them before the backward pass.
         save([tf.div(shifted, tf.expandDims(s, 1)), total, weight, onehot]);
         return {
-          value: tf.div(tf.sum(tf.mul(tf.sub(tf.add(tf.log(s), max), zy), weight)), total) as tf.Scalar,
+          value: tf.div(tf.sum(tf.mul(tf.sub(tf.add(tf.log(s), max), target), weight)), total) as tf.Scalar,
           gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
             const [p, tot, w, hot] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-            return tf.mul(tf.sub(p, hot), tf.expandDims(tf.div(tf.mul(w, dy), tot), 1));
+            const q = eps > 0 ? tf.add(tf.mul(hot, 1 - eps), eps / vocab) : hot;
+            return tf.mul(tf.sub(p, q), tf.expandDims(tf.div(tf.mul(w, dy), tot), 1));
           },
         };
       });
@@ -1198,12 +1213,13 @@ export const vocabParallelCrossEntropy = definePlugin({
   examples: [
     { inputShape: [4, 6], target: 'classes' },
     { options: { ignoreIndex: 0 }, inputShape: [2, 3, 4], target: 'classes' },
+    { options: { labelSmoothing: 0.1 }, inputShape: [3, 5], target: 'classes' },
   ],
   properties: [
-    'world of one: loss and gradient equal sparse-categorical-crossentropy within float32 rounding',
+    'world of one: loss and gradient equal sparse-categorical-crossentropy (ignoreIndex, labelSmoothing) within float32 rounding',
     'mpirun -np 2 and 4: loss and gradient of the cut logits equal the unsplit loss on the whole logits',
   ],
-  create: ({ ignoreIndex }) => new VocabParallelCrossEntropy(ignoreIndex),
+  create: ({ ignoreIndex, labelSmoothing }) => new VocabParallelCrossEntropy(ignoreIndex, labelSmoothing),
 });
 
 /** Every plugin of this file, for `plugins/index.ts`. */
