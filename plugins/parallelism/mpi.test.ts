@@ -106,7 +106,7 @@ describe.skipIf(!hasMpirun)('Open MPI (needs mpirun: apt-get install openmpi-bin
   }, 60_000);
 
   it.skipIf(!hasMonitoring)(
-    '-np 4: the bytes each rank sends per step (Open MPI monitoring) are what the communication model predicts (D2×P2; D4 with ZeRO-1) [needs ompi_info to list "MCA pml: monitoring"]',
+    '-np 4: the bytes each rank sends per step (Open MPI monitoring) are what the communication model predicts (D2×P2; D4 with ZeRO-1; D2×T2) [needs ompi_info to list "MCA pml: monitoring"]',
     () => {
       // Open MPI's pml monitoring counts every byte each rank sends to each peer, collectives' own messages included,
       // and writes them at MPI_Finalize. The same run with 0 and with K steps differs by K steps' traffic exactly.
