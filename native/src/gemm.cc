@@ -11,6 +11,7 @@
 #include <arm_neon.h>
 #endif
 
+#include "bf16.h"
 #include "elementwise.h"
 #include "pool.h"
 
@@ -630,6 +631,12 @@ const char* simd_level() { return isa.name; }
 
 void sgemm(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, int64_t ldc, float beta, const float* bias, bool relu,
            bool parallel, float* b_col_sums) {
+  if (sgemm_bf16(m, n, k, a, b, c, ldc, beta, bias, relu, parallel, b_col_sums)) return;  // while the precision is bf16 (bf16.h)
+  sgemm_f32(m, n, k, a, b, c, ldc, beta, bias, relu, parallel, b_col_sums);
+}
+
+void sgemm_f32(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, int64_t ldc, float beta, const float* bias, bool relu,
+               bool parallel, float* b_col_sums) {
   const int threads = pool().size();
   // Below ~2^18 multiply-adds (a 64³ product) waking the pool costs more than it saves.
   const bool split = parallel && threads > 1 && m > 0 && n > 0 && (double)m * n * k >= (1 << 18);

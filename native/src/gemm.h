@@ -24,6 +24,13 @@ struct Matrix {
 void sgemm(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, int64_t ldc, float beta,
            const float* bias = nullptr, bool relu = false, bool parallel = true, float* b_col_sums = nullptr);
 
+// The same product in fp32 whatever the precision set in bf16.h: sgemm is this one unless the precision is bf16.
+void sgemm_f32(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, int64_t ldc, float beta, const float* bias = nullptr,
+               bool relu = false, bool parallel = true, float* b_col_sums = nullptr);
+// While the precision is bf16 (bf16.h): the product with bf16 operands and fp32 sums, and true; else false.
+bool sgemm_bf16(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta, const float* bias, bool relu,
+                bool parallel, float* b_col_sums);
+
 // Which micro-kernel the CPU runs: "avx512", "avx2", "neon" (AArch64) or "scalar".
 const char* simd_level();
 

@@ -22,6 +22,7 @@
 #include <cstring>
 
 #include "attention.h"
+#include "bf16.h"
 #include "conv.h"
 #include "copy.h"
 #include "elementwise.h"
@@ -815,7 +816,30 @@ napi_value Int8Conv2D(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// info() -> { simd, threads, int8 }
+// setPrecision(mode): the precision of every float matrix product from now on (bf16.h): 0 fp32, 1 bf16 on the best
+// path here, 2 bf16 portable, 3 bf16 on avx512_bf16 (portable where the CPU lacks it). info().precision says which.
+napi_value SetPrecision(napi_env env, napi_callback_info info) {
+  Args a(env, info, "setPrecision", 1, 1);
+  const int64_t mode = a.integer(0, "mode", 0, 3);
+  if (a.failed()) return nullptr;
+  loom::set_gemm_precision((int)mode);
+  return undefined(env);
+}
+
+// bf16Round(x, y, count, path): y[i] = x[i] rounded to bf16 (round to nearest even; NaN quieted, denormals to signed
+// zero, as vcvtne2ps2bf16) on `path`: 0 the best here, 1 scalar, 2 vcvtne2ps2bf16 (scalar where the CPU lacks it).
+napi_value Bf16Round(napi_env env, napi_callback_info info) {
+  Args a(env, info, "bf16Round", 4, 4);
+  const Buffer<float> x = a.f32(0, "x"), y = a.f32(1, "y");
+  const int64_t count = a.size(2, "count"), path = a.integer(3, "path", 0, 2);
+  a.need(0, "x", x, count, "count");
+  a.need(1, "y", y, count, "count");
+  if (a.failed()) return nullptr;
+  if (count > 0) loom::bf16_round_array(x.data, y.data, count, (int)path);
+  return undefined(env);
+}
+
+// info() -> { simd, threads, int8, bf16, precision }
 napi_value Info(napi_env env, napi_callback_info info) {
   Args a(env, info, "info", 0, 0);
   if (a.failed()) return nullptr;
@@ -828,6 +852,11 @@ napi_value Info(napi_env env, napi_callback_info info) {
   napi_value int8;
   napi_create_string_utf8(env, loom::int8_path_name(loom::int8_path(0)), NAPI_AUTO_LENGTH, &int8);
   napi_set_named_property(env, obj, "int8", int8);
+  napi_value bf16, precision;
+  napi_create_string_utf8(env, loom::best_bf16_path(), NAPI_AUTO_LENGTH, &bf16);
+  napi_set_named_property(env, obj, "bf16", bf16);
+  napi_create_string_utf8(env, loom::precision_name(loom::gemm_precision()), NAPI_AUTO_LENGTH, &precision);
+  napi_set_named_property(env, obj, "precision", precision);
   return obj;
 }
 
@@ -857,6 +886,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"int8Pack", nullptr, Int8Pack, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"int8Linear", nullptr, Int8Linear, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"int8Conv2d", nullptr, Int8Conv2D, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"setPrecision", nullptr, SetPrecision, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"bf16Round", nullptr, Bf16Round, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

@@ -116,8 +116,19 @@ export interface Addon {
     y: Float32Array,
     ...shape: number[]
   ): void;
-  /** simd: the float GEMM's micro-kernel; int8: the int8 GEMM's path ("avx512-vnni", "avx2" or "scalar"). */
-  info(): { simd: string; threads: number; int8?: string };
+  /**
+   * The precision of every float matrix product from now on (native/src/bf16.h): 0 fp32, 1 bf16 on the best path here,
+   * 2 bf16 portable (operands rounded, then the fp32 kernel), 3 bf16 on avx512_bf16 (portable where the CPU lacks it).
+   */
+  setPrecision(mode: number): void;
+  /** y[i] = x[i] rounded to bf16 on `path`: 0 the best here, 1 scalar, 2 vcvtne2ps2bf16 (scalar where absent). */
+  bf16Round(x: Float32Array, y: Float32Array, count: number, path: number): void;
+  /**
+   * simd: the float GEMM's micro-kernel; int8: the int8 GEMM's path ("avx512-vnni", "avx2" or "scalar"); bf16: the
+   * best bf16 path here ("avx512_bf16" or "portable"); precision: the products' precision now ("fp32",
+   * "bf16 (portable)" or "bf16 (avx512_bf16)").
+   */
+  info(): { simd: string; threads: number; int8?: string; bf16?: string; precision?: string };
 }
 
 // LOOM_NATIVE_ADDON names another build of the addon: the arm64 tests (native/arm64/test.mjs) load a cross-built one.
@@ -150,7 +161,7 @@ export function addonLoadError(): string {
   return loadError;
 }
 
-export function nativeAddonInfo(): { loaded: boolean; simd: string; threads: number; int8?: string; reason?: string } {
+export function nativeAddonInfo(): { loaded: boolean; simd: string; threads: number; int8?: string; bf16?: string; precision?: string; reason?: string } {
   const a = loadAddon();
   return a ? { loaded: true, ...a.info() } : { loaded: false, simd: 'none', threads: 0, reason: loadError };
 }

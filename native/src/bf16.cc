@@ -1,0 +1,256 @@
+#include "bf16.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <vector>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "elementwise.h"
+#include "gemm.h"
+#include "pool.h"
+
+namespace loom {
+namespace {
+
+enum Mode { kFp32 = 0, kBest = 1, kPortable = 2, kAvx512Bf16 = 3 };
+
+bool has_avx512_bf16() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
+}
+// The packed kernel runs where the CPU has avx512_bf16 and the float kernel is AVX-512 (LOOM_SIMD=avx2 or scalar,
+// which cap the float kernel, cap this one too: a comparison run on such a setting uses the portable path).
+// Decided on first use (simd_level() is another file's static, initialized in an order C++ does not fix).
+bool avx512_bf16_here() {
+  static const bool here = has_avx512_bf16() && !std::strcmp(simd_level(), "avx512");
+  return here;
+}
+
+std::atomic<int> mode{kFp32};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Portable: both operands rounded into copies (as stored: a transposed operand stays transposed), then the fp32 GEMM.
+
+thread_local std::vector<float> roundA, roundB;
+
+Matrix rounded(const Matrix& x, int64_t rows, int64_t cols, std::vector<float>& buf) {
+  const int64_t r = x.trans ? cols : rows, c = x.trans ? rows : cols;  // the stored block
+  buf.resize((size_t)(r * c));
+  for (int64_t i = 0; i < r; i++) {
+    const float* src = x.data + i * x.ld;
+    float* dst = buf.data() + i * c;
+    for (int64_t j = 0; j < c; j++) dst[j] = bf16_round(src[j]);
+  }
+  return {buf.data(), c, x.trans};
+}
+
+void gemm_portable(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta, const float* bias,
+                   bool relu, bool parallel, float* b_col_sums) {
+  if (b_col_sums) sum3(b.data, b_col_sums, 1, k, n);  // of B's own values: a bias gradient is not a product
+  const Matrix ra = rounded(a, m, k, roundA), rb = rounded(b, k, n, roundB);
+  sgemm_f32(m, n, k, ra, rb, c, ldc, beta, bias, relu, parallel, nullptr);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// avx512_bf16: B packed once per call into strips of 32 columns, depth in pairs (one 32-bit lane = the bf16 of
+// depths p and p+1 of one column, as vdpbf16ps reads them), panels of KC depths; each task packs its block of A
+// (14 rows a strip, a pair of depths per 32-bit word) per panel and runs the 14×32 kernel over its strips. Per
+// panel, each element of C is one chain of vdpbf16ps from zero in depth order, then stored (first panel, beta 0) or
+// added to C: the same sums whichever thread computes a tile, so results do not depend on the thread count.
+
+constexpr int64_t MR = 14, NR = 32, KC = 256, MC = MR * 8;  // KC even: only the last panel has an odd depth
+
+inline uint32_t pair(float lo, float hi) { return (uint32_t)bf16_bits(lo) | ((uint32_t)bf16_bits(hi) << 16); }
+inline float at(const Matrix& x, int64_t i, int64_t p) { return x.trans ? x.data[p * x.ld + i] : x.data[i * x.ld + p]; }
+
+// op(B)[k0 .. k0+kc, j0 .. j0+w) as one strip: pairs × 32 words, zero past w columns and past kc depths.
+void pack_b_strip(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, int64_t w, uint32_t* dst) {
+  const int64_t pairs = (kc + 1) / 2;
+  for (int64_t q = 0; q < pairs; q++) {
+    const int64_t p = k0 + 2 * q;
+    const bool second = 2 * q + 1 < kc;
+    uint32_t* d = dst + q * NR;
+    for (int64_t j = 0; j < w; j++) d[j] = pair(at(b, p, j0 + j), second ? at(b, p + 1, j0 + j) : 0.f);
+    for (int64_t j = w; j < NR; j++) d[j] = 0;
+  }
+}
+// op(A)[i0 .. i0+h, k0 .. k0+kc) as one strip: pairs × 14 words, zero past h rows and past kc depths.
+void pack_a_strip(const Matrix& a, int64_t i0, int64_t h, int64_t k0, int64_t kc, uint32_t* dst) {
+  const int64_t pairs = (kc + 1) / 2;
+  for (int64_t q = 0; q < pairs; q++) {
+    const int64_t p = k0 + 2 * q;
+    const bool second = 2 * q + 1 < kc;
+    uint32_t* d = dst + q * MR;
+    for (int64_t i = 0; i < h; i++) d[i] = pair(at(a, i0 + i, p), second ? at(a, i0 + i, p + 1) : 0.f);
+    for (int64_t i = h; i < MR; i++) d[i] = 0;
+  }
+}
+
+#if defined(__x86_64__)
+// C[h×w] (=|+=) Σ_q A-pairs[q] · B-pairs[q]: 28 zmm accumulators, 2 of B, 1 broadcast of A.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void kernel_bf16(int64_t pairs, const uint32_t* a, const uint32_t* b, float* c,
+                                                                               int64_t ldc, int64_t h, int64_t w, bool accumulate) {
+  for (int64_t i = 0; i < h; i++) __builtin_prefetch(c + i * ldc, 1), __builtin_prefetch(c + i * ldc + NR - 1, 1);
+  __m512 r[MR][2];
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; i++) r[i][0] = _mm512_setzero_ps(), r[i][1] = _mm512_setzero_ps();
+  for (int64_t q = 0; q < pairs; q++, a += MR, b += NR) {
+    const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 16);
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++) {
+      const __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[i]);
+      r[i][0] = _mm512_dpbf16_ps(r[i][0], ai, b0);
+      r[i][1] = _mm512_dpbf16_ps(r[i][1], ai, b1);
+    }
+  }
+  if (h == MR && w == NR) {
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++) {
+      float* ci = c + i * ldc;
+      _mm512_storeu_ps(ci, accumulate ? _mm512_add_ps(_mm512_loadu_ps(ci), r[i][0]) : r[i][0]);
+      _mm512_storeu_ps(ci + 16, accumulate ? _mm512_add_ps(_mm512_loadu_ps(ci + 16), r[i][1]) : r[i][1]);
+    }
+    return;
+  }
+  alignas(64) float t[MR * NR];  // a partial tile at the right or bottom edge of C
+  for (int i = 0; i < MR; i++) _mm512_store_ps(t + i * NR, r[i][0]), _mm512_store_ps(t + i * NR + 16, r[i][1]);
+  for (int64_t i = 0; i < h; i++)
+    for (int64_t j = 0; j < w; j++) c[i * ldc + j] = accumulate ? c[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
+}
+#endif
+
+struct Words {  // a 64-byte aligned buffer of 32-bit words, grown on demand and kept
+  uint32_t* p = nullptr;
+  size_t n = 0;
+  uint32_t* get(size_t want) {
+    if (want > n) {
+      std::free(p);
+      n = want;
+      p = static_cast<uint32_t*>(std::aligned_alloc(64, ((want * 4 + 63) / 64) * 64));
+    }
+    return p;
+  }
+  ~Words() { std::free(p); }
+};
+thread_local Words packedB, packedA;
+
+void finish(float* c, int64_t ldc, int64_t rows, int64_t cols, const float* bias, bool relu) {
+  if (!bias && !relu) return;
+  for (int64_t i = 0; i < rows; i++) {
+    float* ci = c + i * ldc;
+    if (bias)
+      for (int64_t j = 0; j < cols; j++) ci[j] += bias[j];
+    if (relu)
+      for (int64_t j = 0; j < cols; j++) ci[j] = ci[j] < 0.f ? 0.f : ci[j];  // as tfjs: NaN stays NaN
+  }
+}
+
+void gemm_avx512_bf16(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta, const float* bias,
+                      bool relu, bool parallel, float* b_col_sums) {
+#if defined(__x86_64__)
+  if (b_col_sums) sum3(b.data, b_col_sums, 1, k, n);  // of B's own values: a bias gradient is not a product
+  const int64_t strips = (n + NR - 1) / NR, panels = (k + KC - 1) / KC, row_blocks = (m + MC - 1) / MC;
+  const auto pairs_of = [&](int64_t panel) { return (std::min(KC, k - panel * KC) + 1) / 2; };
+  // Panel p starts at word p·(KC/2)·NR·strips; strip s of it at + s·pairs(p)·NR.
+  uint32_t* bp = packedB.get((size_t)(panels * (KC / 2) * NR * strips));
+  const bool threads = parallel && pool().size() > 1 && (double)m * n * k >= (1 << 18);
+  const auto run = [&](int64_t tasks, const std::function<void(int)>& fn) {
+    if (threads)
+      pool().parallel_for((int)tasks, fn);
+    else
+      for (int t = 0; t < (int)tasks; t++) fn(t);
+  };
+  run(panels * strips, [&](int t) {
+    const int64_t p = t / strips, s = t % strips, k0 = p * KC;
+    pack_b_strip(b, k0, std::min(KC, k - k0), s * NR, std::min(NR, n - s * NR), bp + p * (KC / 2) * NR * strips + s * pairs_of(p) * NR);
+  });
+  // Enough tasks to balance the threads: with few row blocks the strips are split into groups too.
+  const int64_t groups = threads ? std::min(strips, (8 * pool().size() + row_blocks - 1) / row_blocks) : 1;
+  const int64_t per_group = (strips + groups - 1) / groups, used = (strips + per_group - 1) / per_group;
+  run(row_blocks * used, [&](int t) {
+    const int64_t i0 = t / used * MC, mc = std::min(MC, m - i0), s0 = t % used * per_group, s1 = std::min(strips, s0 + per_group);
+    uint32_t* ap = packedA.get((size_t)(MC * KC / 2));
+    for (int64_t p = 0; p < panels; p++) {
+      const int64_t k0 = p * KC, kc = std::min(KC, k - k0), pairs = pairs_of(p);
+      const bool accumulate = p > 0 || beta != 0.f;
+      for (int64_t ir = 0; ir < mc; ir += MR) pack_a_strip(a, i0 + ir, std::min(MR, mc - ir), k0, kc, ap + ir / MR * pairs * MR);
+      const uint32_t* panel = bp + p * (KC / 2) * NR * strips;
+      for (int64_t s = s0; s < s1; s++)
+        for (int64_t ir = 0; ir < mc; ir += MR)
+          kernel_bf16(pairs, ap + ir / MR * pairs * MR, panel + s * pairs * NR, c + (i0 + ir) * ldc + s * NR, ldc, std::min(MR, mc - ir),
+                      std::min(NR, n - s * NR), accumulate);
+    }
+    const int64_t j0 = s0 * NR;
+    finish(c + i0 * ldc + j0, ldc, mc, std::min(n, s1 * NR) - j0, bias ? bias + j0 : nullptr, relu);
+  });
+#else
+  gemm_portable(m, n, k, a, b, c, ldc, beta, bias, relu, parallel, b_col_sums);
+#endif
+}
+
+}  // namespace
+
+int set_gemm_precision(int requested) {
+  int m = requested;
+  if (m == kBest) m = avx512_bf16_here() ? kAvx512Bf16 : kPortable;
+  if (m == kAvx512Bf16 && !avx512_bf16_here()) m = kPortable;
+  mode.store(m);
+  return m;
+}
+int gemm_precision() { return mode.load(std::memory_order_relaxed); }
+const char* precision_name(int m) {
+  return m == kFp32 ? "fp32" : m == kAvx512Bf16 ? "bf16 (avx512_bf16)" : m == kPortable ? "bf16 (portable)" : "unknown";
+}
+const char* best_bf16_path() { return avx512_bf16_here() ? "avx512_bf16" : "portable"; }
+
+bool sgemm_bf16(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta, const float* bias,
+                bool relu, bool parallel, float* b_col_sums) {
+  const int m_ = gemm_precision();
+  if (m_ == kFp32 || m <= 0 || n <= 0 || k <= 0) return false;  // nothing to round: the fp32 path
+  if (m_ == kAvx512Bf16)
+    gemm_avx512_bf16(m, n, k, a, b, c, ldc, beta, bias, relu, parallel, b_col_sums);
+  else
+    gemm_portable(m, n, k, a, b, c, ldc, beta, bias, relu, parallel, b_col_sums);
+  return true;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void round_vector(const float* x, float* y, int64_t count) {
+  int64_t i = 0;
+  for (; i + 32 <= count; i += 32) {
+    // vcvtne2ps2bf16: the second operand's 16 values go to the low half, the first's to the high half.
+    alignas(64) uint16_t h[32];
+    _mm512_store_si512(h, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i)));
+    for (int j = 0; j < 32; j++) {
+      const uint32_t u = (uint32_t)h[j] << 16;
+      std::memcpy(y + i + j, &u, 4);
+    }
+  }
+  for (; i < count; i++) y[i] = bf16_round(x[i]);
+}
+#endif
+
+int bf16_round_array(const float* x, float* y, int64_t count, int path) {
+  const bool vector = path == 2 || (path == 0 && has_avx512_bf16());
+#if defined(__x86_64__)
+  if (vector && has_avx512_bf16()) {
+    round_vector(x, y, count);
+    return 2;
+  }
+#else
+  (void)vector;
+#endif
+  for (int64_t i = 0; i < count; i++) y[i] = bf16_round(x[i]);
+  return 1;
+}
+
+}  // namespace loom
