@@ -100,6 +100,10 @@ const BACKEND_FLAG: Flag = {
   value: 'B',
   help: 'force a backend: tfjs-node-gpu, webgpu, tfjs-node, native-cpu or cpu (default: LOOM_BACKEND, else the fastest available)',
 };
+const PRECISION_FLAG: Flag = {
+  value: 'fp32|bf16',
+  help: "the matrix products' precision: bf16 rounds their operands to bfloat16 and sums in fp32, weights and optimizer state stay fp32; native-cpu only (the same as --set trainer.precision=bf16) (default: the config's, else fp32)",
+};
 const TRACKING_URI_FLAG: Flag = {
   value: 'URI',
   help: 'an http(s) MLflow tracking server, a file: URI or a directory for the local store (default: MLFLOW_TRACKING_URI, else ./mlruns)',
@@ -135,6 +139,7 @@ export const COMMANDS: Record<string, Command> = {
         value: 'N',
         help: "stop after N optimizer steps, then test as at the end: replays the start of a recorded run (the same as --set trainer.maxSteps=N) (default: the preset's epochs)",
       },
+      precision: PRECISION_FLAG,
       record: {
         help: 'after the run, write its record (papers/<name>/results/<preset>-seed<N>.json in this checkout of loom, or in the current directory where loom is an installed package, or under LOOM_RECORDS_ROOT: summary, config, commit, machine, every logged value) from the local store (default: off)',
       },
@@ -161,6 +166,7 @@ export const COMMANDS: Record<string, Command> = {
         help: 'override one field of the config by its dotted path, repeatable; VALUE is read as JSON when it parses, else as a string (default: none)',
       },
       'max-steps': { value: 'N', help: "stop after N optimizer steps, then test (the same as --set trainer.maxSteps=N) (default: the config's epochs)" },
+      precision: PRECISION_FLAG,
       verbose: VERBOSE_FLAG,
       help: HELP,
     },
@@ -385,6 +391,13 @@ function parseFlags(cmd: Command, args: string[]): { values: FlagValues; positio
 
 const str = (v: FlagValues[string]) => (typeof v === 'string' ? v : undefined);
 
+/** `--precision`: fp32, bf16 or absent; anything else is a ConfigError naming the flag. */
+function precisionFlag(v: FlagValues[string]): 'fp32' | 'bf16' | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'fp32' || v === 'bf16') return v;
+  throw new ConfigError('--precision', `must be fp32 or bf16, got "${String(v)}"`);
+}
+
 /** An integer flag of at least `min` (0 or 1), or undefined when absent; a bad value names the flag. */
 export function integerFlag(name: string, v: string | undefined, min: 0 | 1): number | undefined {
   if (v === undefined) return undefined;
@@ -517,6 +530,13 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
       throw new ConfigError('--max-steps', 'conflicts with a --set that gives trainer a value');
     overrides.trainer = { ...((trainer as Record<string, unknown> | undefined) ?? {}), maxSteps };
   }
+  const precision = precisionFlag(values.precision);
+  if (precision !== undefined) {
+    const trainer = overrides.trainer;
+    if (trainer !== undefined && (typeof trainer !== 'object' || trainer === null || Array.isArray(trainer)))
+      throw new ConfigError('--precision', 'conflicts with a --set that gives trainer a value');
+    overrides.trainer = { ...((trainer as Record<string, unknown> | undefined) ?? {}), precision };
+  }
   await loadConfigPlugins(registry, mergeConfig(paper.presets[preset]!, overrides as JsonObject));
   const tracking = trackingTarget(str(values['tracking-uri']));
   let resume = str(values.resume);
@@ -561,6 +581,8 @@ async function trainCommand(values: FlagValues, positionals: string[], io: CliIO
   const seed = integerFlag('seed', str(values.seed), 0);
   let raw = mergeConfig(readConfigFile(file), overrides);
   if (maxSteps !== undefined) raw = mergeConfig(raw, { trainer: { maxSteps } });
+  const precision = precisionFlag(values.precision);
+  if (precision !== undefined) raw = mergeConfig(raw, { trainer: { precision } });
   if (seed !== undefined) raw = { ...raw, seed };
   const config = parseExperimentConfig(raw);
   const registry = await cliRegistry();

@@ -445,6 +445,12 @@ export interface Backend extends Configurable {
   available(requested?: boolean): Promise<{ ok: boolean; reason?: string }>;
   /** Makes this the active tfjs backend. Returns facts to record as run tags (e.g. kernels replaced). */
   activate(): Promise<Record<string, string>>;
+  /**
+   * Sets the precision of the matrix products from now on (`trainer.precision`; a run sets it after activating the
+   * backend and puts fp32 back when it ends). Returns tags to record (`backend.precision`). A backend without it
+   * computes in fp32 only, and a run asking it for bf16 is refused.
+   */
+  setPrecision?(precision: 'fp32' | 'bf16'): Record<string, string>;
 }
 
 /** Serialisable state of the random streams of a run, for checkpoints. */

@@ -29,7 +29,7 @@ import { kFoldSplit, splitTail, take } from '../core/data';
 import { ConfigError, FileError, InterruptedError } from '../core/errors';
 import { environmentTags } from './environment';
 import { asFileError } from '../core/fs-atomic';
-import type { Dataset, DataSource, JsonObject, Logs, Model, RunInfo, Tracker } from '../core/interfaces';
+import type { Backend, Dataset, DataSource, JsonObject, Logs, Model, RunInfo, Tracker } from '../core/interfaces';
 import { buildModel, upgradeModelConfig } from '../core/model';
 import { checkInputShape, preflight } from './preflight';
 import { Rng } from '../core/random';
@@ -100,6 +100,13 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
   (opts.log ?? console.log)(describeBackend(backendTags));
   c.registerInstance(TOKENS.Backend, backend);
   c.registerInstance(BACKEND_TAGS, backendTags);
+  const precision = config.trainer.precision ?? 'fp32';
+  // bf16 on a backend that cannot is refused before any data is read.
+  if (precision === 'bf16' && !backend.setPrecision)
+    throw new ConfigError(
+      'trainer.precision',
+      `bf16 needs a backend that computes matrix products in bf16 (native-cpu); backend "${backend.spec.type}" computes them in fp32 only`,
+    );
 
   const train = c.resolve(TOKENS.TrainData);
   c.resolve(TOKENS.ValidationData);
@@ -109,11 +116,27 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
     preflight(model, train, c.resolve(TOKENS.Loss));
     for (const token of [TOKENS.Optimizer, TOKENS.Schedule, TOKENS.Metrics, TOKENS.Augmentations, TOKENS.Callbacks, TOKENS.Tracker, TOKENS.Strategy])
       c.resolve<unknown>(token);
+    // Last, once nothing else can fail: disposeRun puts fp32 back.
+    Object.assign(backendTags, applyPrecision(backend, precision, opts.log ?? console.log));
   } catch (e) {
     model.dispose();
     throw e;
   }
   return c;
+}
+
+/**
+ * Sets the backend's matrix products to `trainer.precision` and returns the tag that records it
+ * (`backend.precision`: `fp32`, `bf16 (avx512_bf16)` or `bf16 (portable)` on native-cpu). bf16 on a backend that
+ * cannot (tfjs's cpu, tfjs-node, webgpu) was refused when the run started, naming `trainer.precision`, rather than
+ * run in fp32 unnoticed.
+ */
+function applyPrecision(backend: Backend, precision: 'fp32' | 'bf16', say: (line: string) => void): Record<string, string> {
+  if (!backend.setPrecision) return { 'backend.precision': 'fp32' }; // bf16 was refused at the start
+  const tags = backend.setPrecision(precision);
+  if (precision === 'bf16')
+    say(`loom: matrix products in ${tags['backend.precision'] ?? 'bf16'}: bf16 operands, fp32 sums; weights, gradients and optimizer state fp32`);
+  return tags;
 }
 
 /** The training, validation and test sets, split as the config (and a cross-validation fold) say. */
@@ -558,6 +581,7 @@ async function logRunArtifacts(tracker: Tracker, model: Model, config: Experimen
 
 /** Releases the tensors a run container holds (model weights, optimizer slots). */
 export function disposeRun(c: DependencyContainer): void {
+  c.resolve(TOKENS.Backend).setPrecision?.('fp32'); // trainer.precision lasts for the run only
   c.resolve(TOKENS.Model).dispose();
   c.resolve(TOKENS.Optimizer).dispose();
   c.resolve(TOKENS.Loss).dispose?.(); // a distillation teacher's weights
