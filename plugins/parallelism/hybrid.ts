@@ -150,7 +150,6 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
       if (opt.clipNorm !== undefined) throw refuse('trainer.clipNorm', "the trainer's norm would be of this rank's slices only (clipValue works)");
       if (opt.checkpoint.enabled) throw refuse('trainer.checkpoint.enabled', "the optimizer state is shaped as this rank's slices; set it to false");
       if (o.zero === 1) throw refuse('parallelism.zero', 'ZeRO-1 with tensor-parallel slices is not built');
-      if (o.pipeline > 1) throw refuse('parallelism.pipeline', 'pipeline stages of tensor-parallel layers are not built (nor tested)');
     }
     if (this.worldSize > 1) {
       // One model's weights everywhere (each rank built it from the same seed, or restored the same checkpoint).
