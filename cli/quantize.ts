@@ -1,7 +1,8 @@
 /**
- * `loom quantize <saved model dir> --out DIR`: post-training int8 quantization of a saved Sequential model
- * (runtime/quantize.ts, docs/quantization.md), static (calibrated on a seeded sample of a data set's training split) or
- * dynamic; the quantized model is saved to DIR like any other and loads back with `loadModel`.
+ * `loom quantize <saved model dir> --out DIR`: post-training int8 quantization of a saved Sequential model or a
+ * registered gpt, bert or transformer-seq2seq model (runtime/quantize.ts, docs/quantization.md), static (calibrated on
+ * a seeded sample of a data set's training split) or dynamic; the quantized model is saved to DIR like any other and
+ * loads back with `loadModel`.
  */
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
@@ -12,7 +13,7 @@ import type { CliIO, Command } from './loom';
 export const QUANTIZE_COMMAND: Command = {
   name: 'quantize',
   args: '<model dir> --out DIR [flags]',
-  summary: 'quantize a saved model to int8 (dense and conv2d layers; docs/quantization.md) and save it to --out',
+  summary: 'quantize a saved model to int8 (dense and conv2d layers; in gpt, bert and transformer-seq2seq every dense product; docs/quantization.md) and save it to --out',
   flags: {
     out: { value: 'DIR', help: 'where to save the quantized model, required (default: none)' },
     mode: { value: 'static|dynamic', help: "static: inputs' ranges calibrated on training data; dynamic: each batch's own (default: static)" },

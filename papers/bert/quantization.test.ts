@@ -50,18 +50,22 @@ describe('bert --quantize', () => {
     expect(code, err.join('\n')).toBe(0);
     const r = JSON.parse(fs.readFileSync(json, 'utf8')) as {
       testMessages: number;
-      results: { model: string; accuracy: number; f1: number; weightBytes: number }[];
+      results: { model: string; accuracy: number; f1: number; changedFromFp32: number; weightBytes: number }[];
     };
     expect(r.results.map((x) => x.model)).toEqual(['fp32', 'int8 static', 'int8 dynamic']);
     const float = loadModel(model, registry);
     const test = registry.create('dataset', source).load('test');
     expect(r.testMessages).toBe(test.size);
-    expect(r.results[0]).toMatchObject(classifierScores(float, test));
+    const predicted = new Int32Array(test.size);
+    expect(r.results[0]).toMatchObject({ ...classifierScores(float, test, predicted), changedFromFp32: 0 });
     // q,k,v 16×48, output 16×16, feed-forward 16×64 and 64×16, pooler 16×16, classifier 16×2: a byte a weight, plus a scale a channel.
     const kernels = 16 * 48 + 16 * 16 + 16 * 64 + 64 * 16 + 16 * 16 + 16 * 2;
     const channels = 48 + 16 + 64 + 16 + 16 + 2;
     expect(r.results[0]!.weightBytes - r.results[1]!.weightBytes).toBe(3 * kernels - 4 * channels);
-    for (const q of r.results) for (const v of [q.accuracy, q.f1]) expect(v >= 0 && v <= 1).toBe(true);
+    for (const q of r.results) {
+      for (const v of [q.accuracy, q.f1]) expect(v >= 0 && v <= 1).toBe(true);
+      expect(q.changedFromFp32 >= 0 && q.changedFromFp32 <= test.size).toBe(true);
+    }
     float.dispose();
   });
 

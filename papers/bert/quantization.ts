@@ -20,16 +20,22 @@ export interface BertQuantizedResult {
   precision: number;
   recall: number;
   f1: number;
+  /** Test messages whose predicted class differs from the fp32 model's. */
+  changedFromFp32: number;
   weightBytes: number;
 }
 
-/** Accuracy, and precision, recall and F1 of the spam class (1), of `model`'s most likely class on `data`. */
-export function classifierScores(model: Model, data: Dataset): { accuracy: number; precision: number; recall: number; f1: number } {
+/**
+ * Accuracy, and precision, recall and F1 of the spam class (1), of `model`'s most likely class on `data`; with
+ * `predictions`, each message's predicted class is written into it.
+ */
+export function classifierScores(model: Model, data: Dataset, predictions?: Int32Array): { accuracy: number; precision: number; recall: number; f1: number } {
   let [tp, fp, fn, tn] = [0, 0, 0, 0];
   for (let s = 0; s < data.size; s += 256) {
     const b = data.batch(Int32Array.from({ length: Math.min(256, data.size - s) }, (_, i) => s + i));
     const pred = tf.tidy(() => tf.argMax(model.apply(b.x, { training: false, rng: new Rng(0) }), 1).dataSync());
     const truth = b.y.dataSync();
+    predictions?.set(pred, s);
     pred.forEach((p, i) => (p === 1 ? (truth[i] === 1 ? tp++ : fp++) : truth[i] === 1 ? fn++ : tn++));
     tf.dispose([b.x, b.y]);
   }
@@ -72,9 +78,13 @@ async function runQuantize(ctx: PaperModeContext): Promise<void> {
   const source = ctx.registry.create('dataset', data.source as PluginSpec, 'data.source');
   const test = source.load(String(data.test ?? 'test'));
   const float = loadModel(dir, ctx.registry, Bert);
+  const reference = new Int32Array(test.size);
   const scored = (model: Model) => {
     const b = inferenceBytes(model);
-    return { ...classifierScores(model, test), weightBytes: b.float32 + b.int8 };
+    const predicted = new Int32Array(test.size);
+    const scores = classifierScores(model, test, predicted);
+    if (model === float) reference.set(predicted);
+    return { ...scores, changedFromFp32: predicted.filter((p, i) => p !== reference[i]).length, weightBytes: b.float32 + b.int8 };
   };
   try {
     const results: BertQuantizedResult[] = [{ model: 'fp32', ...scored(float) }];
@@ -97,9 +107,11 @@ async function runQuantize(ctx: PaperModeContext): Promise<void> {
     }
     const pct = (v: number) => `${(100 * v).toFixed(2)} %`.padStart(9);
     ctx.out(`quantized ${dir} (test messages: ${test.size})`);
-    ctx.out('model           accuracy  precision     recall         F1  weight bytes');
+    ctx.out('model           accuracy  precision     recall         F1  changed  weight bytes');
     for (const r of results)
-      ctx.out(`${r.model.padEnd(14)} ${pct(r.accuracy)}  ${pct(r.precision)}  ${pct(r.recall)}  ${pct(r.f1)}  ${String(r.weightBytes).padStart(12)}`);
+      ctx.out(
+        `${r.model.padEnd(14)} ${pct(r.accuracy)}  ${pct(r.precision)}  ${pct(r.recall)}  ${pct(r.f1)}  ${String(r.changedFromFp32).padStart(7)}  ${String(r.weightBytes).padStart(12)}`,
+      );
     if (ctx.json) fs.writeFileSync(ctx.json, `${JSON.stringify({ model: dir, testMessages: test.size, results }, null, 2)}\n`);
   } finally {
     float.dispose();
