@@ -11,7 +11,11 @@
  *     2^-120 absorbs vdpbf16ps's flush of denormal sums);
  *   - and against the float64 product of the fp32 operands within bf16's rounding of both inputs:
  *     |C − C₆₄(a, b)| ≤ ((1 + 2^-8)² − 1 + γ_k·(1 + 2^-8)²)·Σ_p |a_ip||b_pj| + 2^-120 (|x̃ − x| ≤ 2^-8·|x|);
- *     and a product of values with more than 8 significant bits is NOT within fp32's 1e-6 (the rounding happened).
+ *     and a product of values with more than 8 significant bits is NOT within fp32's 1e-6 (the rounding happened);
+ *   - a convolution (im2col product) against the float64 convolution of the rounded input and filter, same bound with
+ *     k = kh·kw·c; attention's probabilities against softmax(scale·q̃k̃ᵀ) within the bound the scores' error carries
+ *     through the fp32 softmax, and its context against the float64 product of its rounded probabilities with ṽ.
+ *     Run with fp32 products instead, the convolution and attention checks fail (the rounding is what they see).
  * Skips (with the reason printed) only when the addon did not build.
  */
 import fc from 'fast-check';
@@ -205,6 +209,116 @@ describe.skipIf(!info.loaded)(`bf16 products (best path here: ${info.bf16})`, ()
       addon.batchMatMul(a, b, again, 1, m, n, k, false, false, 0, 0, null, false);
       expect(Array.from(again)).toEqual(Array.from(c));
     }
+  });
+
+  it('a convolution (im2col product) on each path: within fp32 summation error of the float64 convolution of the rounded operands', () => {
+    const u = 2 ** -24;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 2 }),
+        fc.integer({ min: 3, max: 9 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+        (n, size, c, kernel, co, seed) => {
+          const [h, w, kh, kw] = [size, size + 1, Math.min(kernel, size), kernel];
+          const [oh, ow] = [h - kh + 1, w - kw + 1]; // stride 1, no padding, no dilation
+          const x = data(seed, n * h * w * c),
+            f = data(seed + 1, kh * kw * c * co); // [kh, kw, c, co], tfjs's filter layout
+          const xr = rounded(x),
+            fr = rounded(f);
+          const depth = kh * kw * c,
+            gamma = (depth * u) / (1 - depth * u);
+          for (const mode of modes) {
+            addon.setPrecision(mode);
+            const y = new Float32Array(n * oh * ow * co).fill(Number.NaN);
+            addon.conv2d(x, f, y, null, false, n, h, w, c, kh, kw, co, oh, ow, 1, 1, 0, 0, 1, 1);
+            for (let b = 0; b < n; b++)
+              for (let i = 0; i < oh; i++)
+                for (let j = 0; j < ow; j++)
+                  for (let o = 0; o < co; o++) {
+                    let exact = 0,
+                      abs = 0;
+                    for (let dy = 0; dy < kh; dy++)
+                      for (let dx = 0; dx < kw; dx++)
+                        for (let ci = 0; ci < c; ci++) {
+                          const t = xr[((b * h + i + dy) * w + j + dx) * c + ci]! * fr[((dy * kw + dx) * c + ci) * co + o]!;
+                          exact += t;
+                          abs += Math.abs(t);
+                        }
+                    const got = y[((b * oh + i) * ow + j) * co + o]!;
+                    if (!(Math.abs(got - exact) <= gamma * abs + 2 ** -120)) expect.fail(`mode ${mode}: y[${b},${i},${j},${o}] = ${got}, reference ${exact}`);
+                  }
+          }
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  it('attention on each path: q·kᵀ and p·v with bf16 operands, within the bound carried through the fp32 softmax', () => {
+    // Stage 1: the probabilities against softmax(scale·q̃k̃ᵀ) in float64. Each score is off by at most
+    // δ = scale·γ_dk·Σ|q̃||k̃| (the product), so each probability by a factor within e^{±2δ}, plus the fp32 softmax's own
+    // rounding (exp within 2 ulp, a sum of t terms, a division: (t + 8)·2^-24 relative).
+    // Stage 2: the context against the float64 product of the kernel's own probabilities, rounded, with ṽ: γ_t·Σ|p̃||ṽ|.
+    const u = 2 ** -24;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 2 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 20 }),
+        fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+        (batch, time, heads, dk, seed) => {
+          const d = heads * dk;
+          const qkv = data(seed, batch * time * 3 * d);
+          const r = rounded(qkv);
+          const scale = 1 / Math.sqrt(dk);
+          for (const mode of modes) {
+            addon.setPrecision(mode);
+            const context = new Float32Array(batch * time * d).fill(Number.NaN),
+              probs = new Float32Array(batch * heads * time * time).fill(Number.NaN);
+            addon.attention(qkv, null, context, probs, batch, time, heads, dk, false);
+            const pr = rounded(probs);
+            for (let b = 0; b < batch; b++)
+              for (let hd = 0; hd < heads; hd++)
+                for (let i = 0; i < time; i++) {
+                  const at = (t: number, part: number, e: number) => r[(b * time + t) * 3 * d + part * d + hd * dk + e]!;
+                  const scores: number[] = [];
+                  let delta = 0;
+                  for (let j = 0; j < time; j++) {
+                    let sc = 0,
+                      abs = 0;
+                    for (let e = 0; e < dk; e++) (sc += at(i, 0, e) * at(j, 1, e)), (abs += Math.abs(at(i, 0, e) * at(j, 1, e)));
+                    scores.push(sc * scale);
+                    delta = Math.max(delta, ((scale * dk * u) / (1 - dk * u)) * abs);
+                  }
+                  const top = Math.max(...scores);
+                  const ex = scores.map((v) => Math.exp(v - top));
+                  const total = ex.reduce((a, v) => a + v, 0);
+                  const row = (b * heads + hd) * time * time + i * time;
+                  for (let j = 0; j < time; j++) {
+                    const want = ex[j]! / total,
+                      got = probs[row + j]!;
+                    const bound = want * (Math.exp(2 * delta) - 1 + (time + 8) * u) + 2 ** -120;
+                    if (!(Math.abs(got - want) <= bound)) expect.fail(`mode ${mode}: p[${b},${hd},${i},${j}] = ${got}, reference ${want} (bound ${bound})`);
+                  }
+                  const gamma = (time * u) / (1 - time * u);
+                  for (let e = 0; e < dk; e++) {
+                    let exact = 0,
+                      abs = 0;
+                    for (let j = 0; j < time; j++) (exact += pr[row + j]! * at(j, 2, e)), (abs += Math.abs(pr[row + j]! * at(j, 2, e)));
+                    const got = context[(b * time + i) * d + hd * dk + e]!;
+                    if (!(Math.abs(got - exact) <= gamma * abs + 2 ** -120))
+                      expect.fail(`mode ${mode}: context[${b},${i},${hd},${e}] = ${got}, reference ${exact}`);
+                  }
+                }
+          }
+        },
+      ),
+      { numRuns: 25 },
+    );
   });
 
   it('setPrecision(1) takes the best path here; 3 falls back to portable where avx512_bf16 is absent; 0 is fp32 again', () => {
