@@ -160,6 +160,9 @@ export class Learner {
       const i = parsed.error.issues[0]!;
       throw new ConfigError(i.path.join('.'), i.message);
     }
+    // trainer.precision is set on the backend by a run (runtime/run.ts), which a Learner does not start: refused, not ignored.
+    if (parsed.data.precision === 'bf16')
+      throw new ConfigError('precision', 'bf16 is set for a run (runExperiment, loom train, loom paper); a Learner trains in fp32');
     return new Trainer({
       model: this.model,
       loss: this.loss,

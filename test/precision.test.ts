@@ -10,7 +10,7 @@
  *   - the same seed twice gives bit-identical losses and weights;
  *   - the run's tags record the precision and the kernel (`backend.precision`), and fp32 is back when the run ends;
  *   - on a backend that cannot (tfjs's cpu), bf16 is refused with a ConfigError naming trainer.precision, before a
- *     run is tracked; `loom train --precision` takes fp32 or bf16 and refuses anything else, naming the flag (exit 2).
+ *     run is tracked (and by a Learner, which sets no precision); `loom train --precision` takes fp32 or bf16 and refuses anything else, naming the flag (exit 2).
  * Skips (with the reason printed) only when the addon did not build.
  */
 import * as fs from 'node:fs';
@@ -22,7 +22,7 @@ import { run as cli } from '../cli/loom';
 import { ConfigError, TOKENS, type Backend, type PluginRegistry } from '../core';
 import { nativeAddonInfo } from '../plugins/backends/native-kernels';
 import { loadAddon } from '../plugins/backends/native/addon';
-import { runExperiment } from '../runtime';
+import { Learner, runExperiment } from '../runtime';
 import { testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
 
@@ -111,6 +111,23 @@ describe.skipIf(!info.loaded)(`trainer.precision bf16 (best path here: ${info.bf
     await expect(run).rejects.toThrow(/^trainer\.precision: bf16 needs a backend that computes matrix products in bf16 \(native-cpu\); backend "cpu"/);
     expect(tf.memory().numTensors, 'refused before the data and the model are built').toBe(before);
     expect(fs.existsSync(store), 'nothing tracked').toBe(false);
+  });
+
+  it('a Learner refuses bf16 (it sets no precision on the backend) instead of training in fp32 unnoticed', async () => {
+    const learner = await Learner.create({
+      registry,
+      backend: 'native-cpu',
+      model: config().model,
+      loss: 'sparse-categorical-crossentropy',
+      optimizer: 'adam',
+    });
+    const x = tf.zeros([4, 8, 8, 1]),
+      y = tf.zeros([4], 'int32');
+    await expect(learner.fit({ x, y }, { precision: 'bf16' })).rejects.toThrow(
+      /^precision: bf16 is set for a run \(runExperiment, loom train, loom paper\); a Learner trains in fp32$/,
+    );
+    tf.dispose([x, y]);
+    learner.dispose();
   });
 
   it('loom train --precision: bf16 on cpu and an unknown precision are refused with exit code 2, naming the field or flag', async () => {
