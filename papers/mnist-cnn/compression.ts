@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ConfigError, mergeConfig, saveModel, type JsonObject, type Model } from '../../core';
+import { ConfigError, mergeConfig, readToHost, saveModel, type JsonObject, type Model } from '../../core';
 import { cachePath, gitCommit, runExperiment, type PaperMode, type PaperModeContext } from '../../runtime';
 
 const WHAT = ['distill', 'prune', 'all'] as const;
@@ -138,7 +138,8 @@ async function runCompression(ctx: PaperModeContext, presets: Record<string, Jso
       runName: `mnist-cnn-compression-${group}-seed${seed}`,
       tags: { paper: 'mnist-cnn', mode: 'compression', group },
       log: () => undefined,
-      evaluate: (trainer) => {
+      evaluate: async (trainer) => {
+        await readToHost(); // saveModel and the sparsity count read the weights and masks synchronously (webgpu: fetch them first)
         params = trainer.model.countParams();
         extra = after?.(trainer.model) ?? {};
         return {};
