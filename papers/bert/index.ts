@@ -35,6 +35,7 @@ import { corpusTexts, CORPORA } from '../../plugins/data/text-corpus';
 import { Bert } from '../../plugins/models/bert';
 import { WordPiece } from '../../plugins/tokenizers/wordpiece';
 import { bowData, mlmData } from './data';
+import { quantizeMode } from './quantization';
 import {
   cacheKey,
   curvePoints,
@@ -104,6 +105,7 @@ const paper: Paper = {
     'few-shot-smoke': 'the few-shot curves on the smoke model and data: 20 and all labelled messages × 2 seeds (the CI check of the grid)',
   },
   plugins: [mlmData, bowData],
+  modes: [quantizeMode()],
   references: [
     {
       metric: 'test_accuracy',
