@@ -16,8 +16,9 @@
  *
  * Then the trainer: the tensor count and the GPU memory (tf.memory().numBytesInGPU, and the buffer pool) stay flat
  * across 1,000 training steps, a step reads back to the CPU only what the trainer needs (counted: the loss with the
- * gradients' finiteness, and each metric's counts), and a short toy run on webgpu (fit, validation, test, saving the
- * model) logs the losses the cpu run logs.
+ * gradients' finiteness, and each metric's counts), the pipeline and data-parallel strategies, the Learner and a
+ * pruned run train as on cpu, and a short toy run on webgpu (fit, validation, test, saving the model) logs the losses
+ * the cpu run logs.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -501,6 +502,43 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
         for (const [i, p] of a!.parameters().entries()) near(b!.parameters()[i]!.variable.dataSync(), p.variable.dataSync(), `saved ${p.name}`);
         a!.dispose();
         b!.dispose();
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("a pipeline (one stage, 3 micro-batches) and data parallelism (a world of one) train on webgpu as on cpu: the losses and weights cpu's runs reach (tolerance 1e-4·max|cpu| + 1e-6)", async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-webgpu-'));
+      try {
+        for (const parallelism of [{ type: 'pipeline', microBatches: 3 }, { type: 'mpi-data-parallel' }]) {
+          const run = async (backend: string) => {
+            const c = await buildRunContainer({
+              registry,
+              backend,
+              config: toyConfig(dir, { trainer: { epochs: 2, batchSize: 16, validationSplit: 0.25 }, trackers: [], parallelism }),
+            });
+            try {
+              const trainer = c.resolve(Trainer);
+              expect(trainer.strategy.spec.type).toBe(parallelism.type);
+              const history = await trainer.fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData));
+              const params = c.resolve(TOKENS.Model).parameters();
+              const weights = (await Promise.all(params.map((p) => p.variable.data()))).flatMap((v) => Array.from(v));
+              return { losses: history.epochs.flatMap((e) => [e.loss!, e.val_loss!]), weights };
+            } finally {
+              disposeRun(c);
+            }
+          };
+          const cpu = await run('cpu');
+          const gpu = await run('webgpu');
+          for (const [what, w, g] of [
+            ['losses', cpu.losses, gpu.losses],
+            ['weights', cpu.weights, gpu.weights],
+          ] as const) {
+            const scale = Math.max(...w.map(Math.abs));
+            const diff = Math.max(...w.map((v, i) => Math.abs(g[i]! - v)));
+            expect(diff, `${parallelism.type} ${what}: max |webgpu − cpu| = ${diff}`).toBeLessThanOrEqual(RTOL * scale + ATOL);
+          }
+        }
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }
