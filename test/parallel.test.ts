@@ -203,7 +203,6 @@ describe('strategies chosen by the config', () => {
     const two = () => new PipelineStrategy(mirrorWorld(2), { microBatches: 2 });
     await expect(two().setup(host({ clipNorm: 1 }))).rejects.toThrow(/^trainer\.clipNorm: is not supported by a pipeline of 2 stages/);
     await expect(two().setup(host({ onNonFinite: 'skip' }))).rejects.toThrow(/^trainer\.onNonFinite:/);
-    await expect(two().setup(host({ checkpoint: { enabled: true, keep: 2 } }))).rejects.toThrow(/^trainer\.checkpoint\.enabled:/);
     await expect(two().setup(host({ accumulateSteps: 2 }))).rejects.toThrow(/^trainer\.accumulateSteps:/);
     await expect(two().setup(host({}, { parameters: () => [] }))).rejects.toThrow(ConfigError);
     await expect(two().setup(host({}, { parameters: () => [] }))).rejects.toThrow(/^parallelism: a pipeline cuts a model that is a list of layers/);

@@ -126,7 +126,8 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
     this.tensorGroup = tensorParallelGroup(this.groups.tensor);
     this.inner =
       opts.pipeline > 1
-        ? new PipelineStrategy(this.groups.pipeline, { microBatches: opts.microBatches, boundaries: opts.boundaries })
+        ? // Only replica 0's tensor rank 0 pipeline ends in the rank that writes checkpoints: it alone gathers optimizer state.
+          new PipelineStrategy(this.groups.pipeline, { microBatches: opts.microBatches, boundaries: opts.boundaries }, d === 0 && t === 0)
         : new DataParallelStrategy(this.groups.data, { zero: opts.zero });
   }
 
@@ -205,9 +206,14 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
     }
   }
 
-  /** The whole model on every rank: ZeRO's shards gathered, the stages' weights broadcast, the tensor slices joined. */
+  /**
+   * The whole model on every rank: ZeRO's shards gathered, the stages' weights broadcast, the tensor slices joined.
+   * With checkpoints on (pipeline > 1), the rank that writes them also gets the whole optimizer state: ZeRO's moment
+   * shards are gathered on each data group's rank 0 and replica 0's stages send theirs to its last stage.
+   */
   async synchronize(host: StrategyHost): Promise<void> {
     await this.zero?.gather();
+    if (host.options.checkpoint?.enabled) await this.zero?.consolidate();
     await this.inner.synchronize(host);
     if (this.sharded) {
       unshardModel(host.model);
@@ -251,6 +257,9 @@ export default definePlugin({
       zero: z.union([z.literal(0), z.literal(1)]).optional(),
     })
     .strict(),
-  properties: ["a step on D replicas × P stages × T slices gives one process's gradients and weights on the combined batch (mpi.test.ts)"],
+  properties: [
+    "a step on D replicas × P stages × T slices gives one process's gradients and weights on the combined batch (mpi.test.ts)",
+    "with pipeline > 1 (± ZeRO-1) its checkpoints hold the whole model's state: resumed on the same layout, bit-identical; by one process, within float32 rounding",
+  ],
   create: (opts) => new HybridStrategy(worldCommunicator('hybrid'), opts),
 });

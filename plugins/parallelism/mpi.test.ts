@@ -3,7 +3,9 @@
  * check of test/fixtures/mpi-worker.ts at once (mpirun and Node start-up dominate the time): all-reduce exact for
  * integers and within float32 rounding for floats, broadcast, send/recv, N ranks = one process on the combined
  * batch, only rank 0 logging, a pipeline of one stage per rank giving the unsplit model's gradients and, trained by
- * the trainer from a config, the weights of one process (only its last stage logging); ZeRO stage 1 (sharded Adam
+ * the trainer from a config, the weights of one process (only its last stage logging), and its checkpoints (every
+ * stage's state, written by the last stage) resuming bit-identically on the same layout and on one process within
+ * float32 rounding, as those of the hybrid data 2 × pipeline 2 layouts do; ZeRO stage 1 (sharded Adam
  * moments) following unsharded Adam, with 1/N of its state per rank, and its checkpoints resuming on the same layout
  * (bit-identically) and on another (one process). A rank
  * that throws must end the whole job with a non-zero status and a message naming it.
@@ -64,7 +66,7 @@ describe.skipIf(!hasMpirun)('Open MPI (needs mpirun: apt-get install openmpi-bin
   });
 
   for (const np of [2, 4]) {
-    it(`-np ${np}: collectives, data parallel = combined batch, rank-0 logging, ${np}-stage pipeline = unsplit gradients = one process, ZeRO-1 = unsharded Adam`, () => {
+    it(`-np ${np}: collectives, data parallel = combined batch, rank-0 logging, ${np}-stage pipeline = unsplit gradients = one process (its checkpoints resumed), ZeRO-1 = unsharded Adam`, () => {
       const r = mpirun(np, 'checks');
       expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
       const { results } = r;
@@ -75,14 +77,14 @@ describe.skipIf(!hasMpirun)('Open MPI (needs mpirun: apt-get install openmpi-bin
           .map(([name, c]) => `rank ${x.rank}: ${name} (${c.detail})`),
       );
       expect(failed).toEqual([]);
-      expect(Object.keys(results.find((x) => x.rank === 0)!.checks).length).toBe(21);
+      expect(Object.keys(results.find((x) => x.rank === 0)!.checks).length).toBe(24);
       // ZeRO-1's optimizer state per rank, measured (bytes of Adam's m and v), against the unsharded state.
       const bytes = results.map((x) => x.measures.zeroMomentBytes!);
       console.log(`ZeRO-1 on ${np} ranks: Adam moments per rank ${bytes.join(', ')} B; unsharded ${results[0]!.measures.unshardedMomentBytes} B`);
     }, 60_000);
   }
 
-  it("-np 4 hybrid: layouts D2×P2, D2×T2, D1×P2×T2 (groups as documented); D2×P2 one step = one process's gradients; D2×P2 (± ZeRO-1), D4 ZeRO-1, D2×T2, D1×P2×T2 trained = one process", () => {
+  it("-np 4 hybrid: layouts D2×P2, D2×T2, D1×P2×T2 (groups as documented); D2×P2 one step = one process's gradients; D2×P2 (± ZeRO-1), D4 ZeRO-1, D2×T2, D1×P2×T2 trained = one process; D2×P2 (± ZeRO-1) checkpoints resumed", () => {
     const r = mpirun(4, 'checks', 'test/fixtures/mpi-hybrid-worker.ts');
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
     const { results } = r;
@@ -93,7 +95,7 @@ describe.skipIf(!hasMpirun)('Open MPI (needs mpirun: apt-get install openmpi-bin
         .map(([name, c]) => `rank ${x.rank}: ${name} (${c.detail})`),
     );
     expect(failed).toEqual([]);
-    for (const x of results) expect(Object.keys(x.checks).length).toBe(10);
+    for (const x of results) expect(Object.keys(x.checks).length).toBe(12);
   }, 60_000);
 
   it("hybrid: a rank that throws while the others wait in their groups' collectives ends the whole job, naming it", () => {

@@ -27,6 +27,7 @@ import {
   type Layer,
   type Loss,
   type Optimizer,
+  type OptimizerState,
   type Parameter,
   type Rng,
   type StepGradients,
@@ -56,6 +57,28 @@ export interface PipelineOptions {
 const HEADER = 8;
 const TAG_FORWARD = 11;
 const TAG_BACKWARD = 12;
+/** Optimizer state sent to the last stage for a checkpoint: a text header (its length, then its characters), then values. */
+const TAG_STATE = 13;
+
+/** Sends `text` to `dest`: its length, then its UTF-16 code units as floats (exact: each is below 2^16). */
+async function sendText(comm: Communicator, text: string, dest: number): Promise<void> {
+  await comm.send(Float32Array.of(text.length), dest, TAG_STATE);
+  await comm.send(
+    Float32Array.from({ length: text.length }, (_, i) => text.charCodeAt(i)),
+    dest,
+    TAG_STATE,
+  );
+}
+
+async function receiveText(comm: Communicator, source: number): Promise<string> {
+  const n = new Float32Array(1);
+  await comm.recv(n, source, TAG_STATE);
+  const codes = new Float32Array(n[0]!);
+  await comm.recv(codes, source, TAG_STATE);
+  let text = '';
+  for (let i = 0; i < codes.length; i += 4096) text += String.fromCharCode(...codes.subarray(i, i + 4096));
+  return text;
+}
 
 export class PipelineStage {
   readonly stage: number;
@@ -299,17 +322,26 @@ export class PipelineStage {
  * training metrics, so it is the rank that logs. The step's loss (with every stage's penalties) is all-reduced, so
  * callbacks decide the same on every rank (and a non-finite loss fails every rank at the same step). Before validation, at the end of every
  * epoch and after training, each stage broadcasts its weights, so every rank holds the whole current model to
- * evaluate and save. A world of one is a single stage (the whole model, in micro-batches).
+ * evaluate and save. With checkpoints on, the last stage (which writes them) is also sent every stage's optimizer
+ * state before each one, so a checkpoint is a single process's: on resume every rank reads it and keeps its stage's
+ * part, and one process can resume it too. A world of one is a single stage (the whole model, in micro-batches).
  */
 export class PipelineStrategy implements Omit<Strategy, 'spec'> {
   readonly rank: number;
   readonly worldSize: number;
   readonly isGlobalZero: boolean;
   private stage: PipelineStage | null = null;
+  /** The last stage holds every stage's optimizer state (for a checkpoint) since the last step. */
+  private consolidated = false;
 
   constructor(
     readonly comm: Communicator,
     private readonly opts: PipelineOptions,
+    /**
+     * Whether `synchronize` gathers the optimizer state on the last stage when checkpoints are on. A hybrid layout
+     * turns it off in the pipelines whose last stage does not write checkpoints (replicas other than 0).
+     */
+    private readonly consolidateForCheckpoints = true,
   ) {
     this.rank = comm.rank;
     this.worldSize = comm.worldSize;
@@ -328,13 +360,65 @@ export class PipelineStrategy implements Omit<Strategy, 'spec'> {
       const refuse = (field: string, why: string) => new ConfigError(field, `is not supported by a pipeline of ${this.worldSize} stages: ${why}`);
       if (o.onNonFinite === 'skip') throw refuse('trainer.onNonFinite', '"skip" would need every stage to skip the same step; use "stop"');
       if (o.clipNorm !== undefined) throw refuse('trainer.clipNorm', "the global norm would need every stage's gradients (clipValue is per element and works)");
-      if (o.checkpoint.enabled) throw refuse('trainer.checkpoint.enabled', "a checkpoint would hold only one stage's optimizer state; set it to false");
     }
     const layers = (host.model as Partial<LayerList>).layers;
     if (!Array.isArray(layers)) throw new ConfigError('parallelism', 'a pipeline cuts a model that is a list of layers (model.layers) into stages');
     this.stage = new PipelineStage({ layers }, this.comm, host.loss, this.opts);
     // Every stage starts from one model's weights (each rank built it from the same seed; this makes sure).
     if (this.worldSize > 1) await broadcastParameters(this.comm, [...host.model.parameters(), ...(host.model.buffers?.() ?? [])], 0);
+    // A restored checkpoint holds every stage's optimizer state: this rank keeps its stage's.
+    this.keepStageState(host);
+    this.consolidated = false;
+  }
+
+  /**
+   * Drops the optimizer's slots of parameters outside this stage (a restored or consolidated whole state), so that
+   * the rank keeps only what it steps. Nothing changes when the state is already this stage's.
+   */
+  private keepStageState(host: StrategyHost): void {
+    if (this.worldSize === 1 || !this.stage) return;
+    const state = host.optimizer.getState();
+    const own = new Set(this.stage.parameters().map((p) => p.name));
+    if (Object.keys(state.slots).every((name) => own.has(name))) return;
+    const slots = Object.fromEntries(Object.entries(state.slots).filter(([name]) => own.has(name)));
+    host.optimizer.setState({ ...state, slots }, host.model.parameters());
+  }
+
+  /**
+   * Hands the rank that logs (the last stage, which writes checkpoints) every stage's optimizer state, in the format
+   * of a single process (one slot per parameter, of its shape): each other stage sends it its slots, a header of
+   * names and shapes and then the values. Collective over the pipeline's ranks; done once between two steps. The
+   * last stage drops the other stages' slots again at the next step ({@link gradients}).
+   */
+  async consolidate(host: StrategyHost): Promise<void> {
+    if (this.worldSize === 1 || this.consolidated) return;
+    const writer = this.worldSize - 1;
+    const state = host.optimizer.getState();
+    if (this.rank !== writer) {
+      const entries = Object.entries(state.slots).flatMap(([param, byKey]) => Object.entries(byKey).map(([slot, s]) => ({ param, slot, ...s })));
+      await sendText(this.comm, JSON.stringify(entries.map(({ param, slot, shape }) => ({ param, slot, shape }))), writer);
+      const values = new Float32Array(entries.reduce((n, e) => n + e.values.length, 0));
+      let at = 0;
+      for (const e of entries) {
+        values.set(e.values, at);
+        at += e.values.length;
+      }
+      if (values.length > 0) await this.comm.send(values, writer, TAG_STATE);
+    } else {
+      const slots: OptimizerState['slots'] = { ...state.slots };
+      for (let s = 0; s < writer; s++) {
+        const entries = JSON.parse(await receiveText(this.comm, s)) as { param: string; slot: string; shape: number[] }[];
+        const sizes = entries.map((e) => e.shape.reduce((a, b) => a * b, 1));
+        const values = new Float32Array(sizes.reduce((a, b) => a + b, 0));
+        if (values.length > 0) await this.comm.recv(values, s, TAG_STATE);
+        let at = 0;
+        entries.forEach((e, i) => {
+          (slots[e.param] = { ...slots[e.param] })[e.slot] = { shape: e.shape, values: values.slice(at, (at += sizes[i]!)) };
+        });
+      }
+      host.optimizer.setState({ ...state, slots }, host.model.parameters());
+    }
+    this.consolidated = true;
   }
 
   /** Every stage sees every example. */
@@ -349,6 +433,10 @@ export class PipelineStrategy implements Omit<Strategy, 'spec'> {
   async gradients(batches: Batch[], host: StrategyHost, state?: Pick<TrainingState, 'step' | 'epoch'>): Promise<StepGradients> {
     if (!this.stage) throw new Error('pipeline: gradients() before setup()');
     const stage = this.stage;
+    if (this.consolidated) {
+      this.keepStageState(host); // the last stage held every stage's state for a checkpoint: back to its own
+      this.consolidated = false;
+    }
     const { loss, grads } = await stage.gradients(batches[0]!, host.forwardRng, (y, out) => host.updateMetrics(y, out));
     // The step's loss as the trainer reports it (the data loss plus every penalty, as in a single process): the last
     // stage's loss plus each stage's penalties, summed by one all-reduce, so every rank has it.
@@ -381,12 +469,19 @@ export class PipelineStrategy implements Omit<Strategy, 'spec'> {
     return { loss: shared[0]!, params: stage.parameters(), grads };
   }
 
-  async synchronize(): Promise<void> {
-    if (this.worldSize > 1) await this.stage?.gatherWeights();
+  /**
+   * Every rank gets the whole current model (each stage broadcasts its weights); with checkpoints on, the last stage
+   * (the rank that writes them) also gets every stage's optimizer state ({@link consolidate}), so a checkpoint holds
+   * the whole run's state, as a single process's does.
+   */
+  async synchronize(host: StrategyHost): Promise<void> {
+    if (this.worldSize === 1) return;
+    await this.stage?.gatherWeights();
+    if (this.consolidateForCheckpoints && host.options.checkpoint?.enabled) await this.consolidate(host);
   }
 
-  async teardown(): Promise<void> {
-    await this.synchronize();
+  async teardown(host: StrategyHost): Promise<void> {
+    await this.synchronize(host);
   }
 }
 
@@ -400,6 +495,9 @@ export default definePlugin({
     /** Index of the first layer of each stage after the first; default: layers split evenly by count. */
     boundaries: z.array(z.number().int().positive()).optional(),
   }),
-  properties: ["N stages give the unsplit model's gradients; trained through the trainer, the weights of one process (mpi.test.ts)"],
+  properties: [
+    "N stages give the unsplit model's gradients; trained through the trainer, the weights of one process (mpi.test.ts)",
+    "its checkpoints hold every stage's weights and optimizer state: resumed on N stages, bit-identical; by one process, within float32 rounding",
+  ],
   create: (opts) => new PipelineStrategy(worldCommunicator('pipeline'), opts),
 });
