@@ -35,6 +35,15 @@ bool avx512_bf16_here() {
   return here;
 }
 
+// What a run's bf16 uses: the packed kernel where it runs, unless LOOM_BF16=portable asks for the portable path.
+bool best_is_avx512_bf16() {
+  static const bool best = [] {
+    const char* e = std::getenv("LOOM_BF16");
+    return avx512_bf16_here() && !(e && !std::strcmp(e, "portable"));
+  }();
+  return best;
+}
+
 std::atomic<int> mode{kFp32};
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -201,7 +210,7 @@ void gemm_avx512_bf16(int64_t m, int64_t n, int64_t k, const Matrix& a, const Ma
 
 int set_gemm_precision(int requested) {
   int m = requested;
-  if (m == kBest) m = avx512_bf16_here() ? kAvx512Bf16 : kPortable;
+  if (m == kBest) m = best_is_avx512_bf16() ? kAvx512Bf16 : kPortable;
   if (m == kAvx512Bf16 && !avx512_bf16_here()) m = kPortable;
   mode.store(m);
   return m;
@@ -210,7 +219,7 @@ int gemm_precision() { return mode.load(std::memory_order_relaxed); }
 const char* precision_name(int m) {
   return m == kFp32 ? "fp32" : m == kAvx512Bf16 ? "bf16 (avx512_bf16)" : m == kPortable ? "bf16 (portable)" : "unknown";
 }
-const char* best_bf16_path() { return avx512_bf16_here() ? "avx512_bf16" : "portable"; }
+const char* best_bf16_path() { return best_is_avx512_bf16() ? "avx512_bf16" : "portable"; }
 
 bool sgemm_bf16(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta, const float* bias,
                 bool relu, bool parallel, float* b_col_sums) {

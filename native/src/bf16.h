@@ -31,8 +31,9 @@ inline float bf16_round(float f) {
   return r;
 }
 
-// Precision of every sgemm from now on: 0 = fp32, 1 = bf16 on the best path here, 2 = bf16 portable, 3 = bf16 on
-// avx512_bf16 (the portable path where the CPU lacks it, or LOOM_SIMD caps the float kernel below AVX-512).
+// Precision of every sgemm from now on: 0 = fp32, 1 = bf16 on the best path here (LOOM_BF16=portable makes that the
+// portable one), 2 = bf16 portable, 3 = bf16 on avx512_bf16 (the portable path where the CPU lacks it, or LOOM_SIMD
+// caps the float kernel below AVX-512).
 // Returns the mode now in force (1 and 3 resolved to 2 or 3). Set from JavaScript between products, never while
 // one runs.
 int set_gemm_precision(int mode);
