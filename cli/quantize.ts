@@ -7,13 +7,14 @@
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, loadModel, Rng, saveModel, selectBackend, type PluginRegistry } from '../core';
-import { inferenceBytes, quantizeModel } from '../runtime/quantize';
+import { inferenceBytes, quantizeModel, refuseAsyncReads } from '../runtime/quantize';
 import type { CliIO, Command } from './loom';
 
 export const QUANTIZE_COMMAND: Command = {
   name: 'quantize',
   args: '<model dir> --out DIR [flags]',
-  summary: 'quantize a saved model to int8 (dense and conv2d layers; in gpt, bert and transformer-seq2seq every dense product; docs/quantization.md) and save it to --out',
+  summary:
+    'quantize a saved model to int8 (dense and conv2d layers; in gpt, bert and transformer-seq2seq every dense product; docs/quantization.md) and save it to --out',
   flags: {
     out: { value: 'DIR', help: 'where to save the quantized model, required (default: none)' },
     mode: { value: 'static|dynamic', help: "static: inputs' ranges calibrated on training data; dynamic: each batch's own (default: static)" },
@@ -44,6 +45,7 @@ export async function quantizeCommand(registry: PluginRegistry, dir: string | un
   if (mode === 'static' && !flags.data)
     throw new ConfigError('--data', 'static quantization calibrates on training data: name a data set (e.g. --data mnist), or use --mode dynamic');
   await selectBackend(registry, flags.backend);
+  refuseAsyncReads('--backend');
   const model = loadModel(dir, registry);
   let calibration: tf.Tensor | undefined;
   try {

@@ -23,6 +23,7 @@ import {
   observeInputRanges,
   QUANTIZATION_VERSION,
   quantizePerChannel,
+  readsAsynchronously,
   readWeights,
   Rng,
   Sequential,
@@ -84,7 +85,21 @@ function calibrate(model: Sequential, which: Set<number>, calibration: tf.Tensor
  * A quantized copy of `model` (which is left as it is): see the file comment. Throws a ConfigError for a model that
  * is not a Sequential, one with nothing to quantize, or static mode without calibration data.
  */
+/**
+ * Post-training quantization reads on the host synchronously (the float weights, static mode's calibration ranges,
+ * dynamic mode's per-batch ranges), which a backend that reads asynchronously (webgpu in Node) cannot do: there it
+ * is refused up front with a ConfigError naming `field` (the CLI's flag), instead of failing inside with tfjs's message.
+ */
+export function refuseAsyncReads(field: string): void {
+  if (readsAsynchronously())
+    throw new ConfigError(
+      field,
+      `post-training quantization reads the weights and activation ranges on the host synchronously, which the ${tf.getBackend()} backend cannot do; quantize on native-cpu or cpu`,
+    );
+}
+
 export function quantizeModel(model: Model, registry: PluginRegistry, options: QuantizeOptions): { model: Model; report: QuantizeReport } {
+  refuseAsyncReads('backend');
   if (model instanceof Module) return quantizeModule(model, registry, options);
   if (!(model instanceof Sequential)) {
     throw new ConfigError(

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { DataError, loadModel, Rng, selectBackend, type Dataset, type JsonObject, type Model, type PluginSpec } from '../../core';
 import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
-import { calibrationSample, inferenceBytes, quantizeModel, quantizeModes } from '../../runtime/quantize';
+import { calibrationSample, inferenceBytes, quantizeModel, quantizeModes, refuseAsyncReads } from '../../runtime/quantize';
 import { Bert } from '../../plugins/models/bert';
 
 export interface BertQuantizedResult {
@@ -69,6 +69,7 @@ export function quantizeMode(): PaperMode {
 async function runQuantize(ctx: PaperModeContext): Promise<void> {
   const modes = quantizeModes(ctx.input);
   await selectBackend(ctx.registry, process.env.LOOM_BACKEND);
+  refuseAsyncReads('--backend'); // the evaluations and quantizeModel read on the host synchronously
   const dir =
     (ctx.options['saved-model'] as string | undefined) ?? latestRunArtifacts('bert', ctx.preset, 'model', 'mlruns', { variant: 'finetune-pretrained' });
   const configFile = path.join(path.dirname(dir), 'config.json');

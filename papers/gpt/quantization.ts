@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadModel, Rng, selectBackend, type Dataset, type JsonObject, type Model, type PluginSpec } from '../../core';
 import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
-import { calibrationSample, inferenceBytes, quantizeModel, quantizeModes } from '../../runtime/quantize';
+import { calibrationSample, inferenceBytes, quantizeModel, quantizeModes, refuseAsyncReads } from '../../runtime/quantize';
 import charText from '../../plugins/data/char-text';
 import { GPT } from '../../plugins/models/gpt';
 
@@ -62,6 +62,7 @@ export function quantizeMode(presets: Record<string, JsonObject>): PaperMode {
 async function runQuantize(ctx: PaperModeContext, presets: Record<string, JsonObject>): Promise<void> {
   const modes = quantizeModes(ctx.input);
   await selectBackend(ctx.registry, process.env.LOOM_BACKEND);
+  refuseAsyncReads('--backend'); // the evaluations and quantizeModel read on the host synchronously
   const dir = (ctx.options['saved-model'] as string | undefined) ?? latestRunArtifacts('gpt', ctx.preset, 'model');
   const data = presets[ctx.preset]!.data as JsonObject;
   const source = ctx.registry.build(charText, data.source as PluginSpec, 'data.source');

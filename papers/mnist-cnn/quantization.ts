@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, loadModel, Rng, selectBackend, type Dataset, type Model } from '../../core';
 import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
-import { inferenceBytes, quantizeModel, type QuantizeMode } from '../../runtime/quantize';
+import { inferenceBytes, quantizeModel, refuseAsyncReads, type QuantizeMode } from '../../runtime/quantize';
 
 const WHAT = ['static', 'dynamic', 'all'] as const;
 
@@ -59,7 +59,8 @@ export function quantizeMode(): PaperMode {
 async function runQuantize(ctx: PaperModeContext): Promise<void> {
   const what = ctx.input as (typeof WHAT)[number];
   if (!WHAT.includes(what)) throw new ConfigError('--quantize', `expected one of ${WHAT.join(', ')}, got "${ctx.input}"`);
-  await selectBackend(ctx.registry);
+  await selectBackend(ctx.registry, process.env.LOOM_BACKEND); // --backend sets it for a mode
+  refuseAsyncReads('--backend'); // the evaluations and quantizeModel read on the host synchronously
   const dir = (ctx.options['saved-model'] as string | undefined) ?? latestRunArtifacts('mnist-cnn', ctx.preset, 'model');
   const float = loadModel(dir, ctx.registry);
   const source = ctx.registry.create('dataset', 'mnist');

@@ -41,8 +41,10 @@ import {
   type PluginExample,
   type PluginRegistry,
   readToHost,
+  saveModel,
 } from '../../core';
 import { buildRunContainer, disposeRun, Learner, runExperiment } from '../../runtime';
+import { quantizeModel } from '../../runtime/quantize';
 import { exampleTargets, layerCase, randomNormal, testRegistry } from '../../test/harness';
 import { optimizerProblem } from '../../testing';
 import toyBlobs, { toyConfig } from '../../test/toy-data';
@@ -325,6 +327,35 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
       await cpuVsWebgpu('addN of 40', () => [tf.addN(xs)], RTOL);
     } finally {
       tf.dispose(xs);
+    }
+  });
+
+  it('post-training quantization is refused on webgpu before it reads anything, naming the flag (loom quantize exits 2) or the field', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-webgpu-'));
+    await selectBackend(registry, 'cpu');
+    const model = buildModel({ inputShape: [4], layers: [{ type: 'dense', units: 3 }] } as ModelConfig, registry);
+    model.build(model.inputShape, new Rng(1));
+    try {
+      saveModel(model, path.join(dir, 'model'));
+      await selectBackend(registry, 'webgpu');
+      expect(() => quantizeModel(model, registry, { mode: 'dynamic' })).toThrow(/^backend: post-training quantization reads .* webgpu backend cannot do/);
+      const root = path.resolve(import.meta.dirname, '../..');
+      const r = spawnSync(
+        process.execPath,
+        [path.join(root, 'cli/bin.mjs'), 'quantize', path.join(dir, 'model'), '--out', path.join(dir, 'q'), '--mode', 'dynamic', '--backend', 'webgpu'],
+        {
+          encoding: 'utf8',
+          env: { ...process.env, LOOM_BACKEND: '' },
+        },
+      );
+      expect([r.status, r.stderr.trim().split('\n').at(-1)]).toEqual([
+        2,
+        expect.stringMatching(/^loom: --backend: post-training quantization reads .* quantize on native-cpu or cpu$/),
+      ]);
+      expect(fs.existsSync(path.join(dir, 'q')), 'nothing written').toBe(false);
+    } finally {
+      model.dispose();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
