@@ -21,15 +21,38 @@
  * P = 1 it is the {@link DataParallelStrategy} over `data`. T > 1 shards the model over `tensor` in setup (and
  * makes it whole again in `synchronize`), as the `tensor-parallel` strategy does.
  *
- * The rank that logs is replica 0's last stage, tensor rank 0 (the last stage computes the loss and the metrics).
+ * The rank that logs is replica 0's last stage, tensor rank 0 (the last stage computes the loss and the metrics). It
+ * also writes checkpoints, of the whole model as a single process would: before each, the tensor slices of the
+ * weights and of the optimizer's slots are joined, ZeRO's moment shards gathered, and replica 0's other stages send it
+ * their slots; on resume every rank reads the checkpoint and keeps its stage's part, cut as its tensor rank's slices.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { ConfigError, definePlugin, type Batch, type Communicator, type StepGradients, type Strategy, type StrategyHost, type TrainingState } from '../../core';
+import {
+  ConfigError,
+  definePlugin,
+  type Batch,
+  type Communicator,
+  type OptimizerState,
+  type StepGradients,
+  type Strategy,
+  type StrategyHost,
+  type TrainingState,
+} from '../../core';
 import { averageAcrossRanks, broadcastParameters, DataParallelStrategy, shardOrder, shardSize } from './data-parallel';
 import { MpiCommunicator, worldCommunicator } from './mpi-data-parallel';
 import { type LayerList, PipelineStrategy } from './pipeline';
-import { isTensorParallel, shardModel, tensorParallelGroup, unshardModel, type TensorParallelGroup } from './tensor-parallel';
+import {
+  gatherWhole,
+  isTensorParallel,
+  shardModel,
+  shardOf,
+  type Split,
+  tensorParallelGroup,
+  tensorParallelParts,
+  unshardModel,
+  type TensorParallelGroup,
+} from './tensor-parallel';
 import { ZeroShards } from './zero';
 
 export interface HybridOptions {
@@ -110,6 +133,8 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
   readonly inner: PipelineStrategy | DataParallelStrategy;
   private readonly tensorGroup: TensorParallelGroup;
   private sharded = false;
+  /** The optimizer's slots of tensor-split parameters were made whole (for a checkpoint) and are cut at the next step. */
+  private slotsWhole = false;
   /** ZeRO-1 over the data group for a pipeline stage's parameters (P > 1 with `zero: 1`). */
   private zero: ZeroShards | null = null;
 
@@ -149,7 +174,6 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
       const refuse = (field: string, why: string) => new ConfigError(field, `is not supported with parallelism.tensor = ${o.tensor}: ${why}`);
       const opt = host.options;
       if (opt.clipNorm !== undefined) throw refuse('trainer.clipNorm', "the trainer's norm would be of this rank's slices only (clipValue works)");
-      if (opt.checkpoint.enabled) throw refuse('trainer.checkpoint.enabled', "the optimizer state is shaped as this rank's slices; set it to false");
       if (o.zero === 1) throw refuse('parallelism.zero', 'ZeRO-1 with tensor-parallel slices is not built');
     }
     if (this.worldSize > 1) {
@@ -158,12 +182,19 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
     }
     await this.inner.setup(host);
     if (o.tensor > 1) {
+      // A restored checkpoint's slots are whole: they are cut as the weights are (slots already cut stay as they are).
+      const whole = new Map(host.model.parameters().map((p) => [p.name, p.variable.shape.join()]));
+      const state = host.optimizer.getState();
       if (shardModel(host.model, this.tensorGroup) === 0)
         throw new ConfigError(
           'parallelism.tensor',
           `is ${o.tensor}: the model has no tensor-parallel layers to cut (column-parallel-dense, row-parallel-dense, parallel-transformer-block, ...)`,
         );
       if (isTensorParallel(host.loss)) host.loss.shard(this.tensorGroup);
+      this.setSlots(host, state, (slot, split, name) =>
+        slot.shape.join() === whole.get(name) ? tf.tidy(() => shardOf(slot, split, this.tensorGroup)) : tf.clone(slot),
+      );
+      this.slotsWhole = false;
       this.sharded = true;
     }
     this.zero?.dispose();
@@ -183,6 +214,9 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
     if (this.opts.tensor > 1 && !this.sharded) {
       shardModel(host.model, this.tensorGroup);
       if (isTensorParallel(host.loss)) host.loss.shard(this.tensorGroup);
+      // Slots made whole for a checkpoint are cut again (every stage's, on the rank that was sent them all).
+      if (this.slotsWhole) this.setSlots(host, host.optimizer.getState(), (slot, split) => tf.tidy(() => shardOf(slot, split, this.tensorGroup)));
+      this.slotsWhole = false;
       this.sharded = true;
     }
     if (this.opts.pipeline === 1) return this.inner.gradients(batches, host, state);
@@ -212,14 +246,48 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
    * shards are gathered on each data group's rank 0 and replica 0's stages send theirs to its last stage.
    */
   async synchronize(host: StrategyHost): Promise<void> {
+    const checkpoints = host.options.checkpoint?.enabled === true;
     await this.zero?.gather();
-    if (host.options.checkpoint?.enabled) await this.zero?.consolidate();
-    await this.inner.synchronize(host);
+    if (checkpoints) await this.zero?.consolidate();
+    const pipeline = this.inner instanceof PipelineStrategy ? this.inner : null;
+    if (pipeline) await pipeline.gatherWeights();
+    else await this.inner.synchronize(host);
     if (this.sharded) {
+      // With checkpoints on, the optimizer's slots are made whole with the weights (each tensor rank gathers its stage's).
+      const state = checkpoints ? host.optimizer.getState() : null;
       unshardModel(host.model);
       if (isTensorParallel(host.loss)) host.loss.unshard();
+      if (state) {
+        this.setSlots(host, state, (slot, split) => gatherWhole(slot, split, this.tensorGroup));
+        this.slotsWhole = true;
+      }
       this.sharded = false;
     }
+    // Then replica 0's stages send their (whole) state to the rank that writes checkpoints.
+    if (pipeline) await pipeline.checkpointState(host);
+  }
+
+  /**
+   * Puts back the optimizer's `state` with each tensor-split parameter's slots mapped by `f` (which may be collective
+   * over the tensor group: every rank of it maps the same slots, in the same order), for the parameters as they are now.
+   */
+  private setSlots(host: StrategyHost, state: OptimizerState, f: (slot: tf.Tensor, split: Split, name: string) => tf.Tensor): void {
+    const parts = tensorParallelParts(host.model);
+    const slots: OptimizerState['slots'] = {};
+    for (const [name, byKey] of Object.entries(state.slots)) {
+      const split = parts.map((p) => p.splitOf(name)).find((x) => x !== undefined);
+      slots[name] = Object.fromEntries(
+        Object.entries(byKey).map(([k, slot]) => {
+          if (!split || split.axis === 'none') return [k, slot];
+          const t = tf.tensor(slot.values, slot.shape, 'float32');
+          const m = f(t, split, name);
+          const out = { shape: m.shape, values: m.dataSync() as Float32Array };
+          tf.dispose([t, m]);
+          return [k, out];
+        }),
+      );
+    }
+    host.optimizer.setState({ ...state, slots }, host.model.parameters());
   }
 
   async teardown(host: StrategyHost): Promise<void> {
@@ -259,7 +327,7 @@ export default definePlugin({
     .strict(),
   properties: [
     "a step on D replicas × P stages × T slices gives one process's gradients and weights on the combined batch (mpi.test.ts)",
-    "with pipeline > 1 (± ZeRO-1) its checkpoints hold the whole model's state: resumed on the same layout, bit-identical; by one process, within float32 rounding",
+    "its checkpoints hold the whole model's weights and optimizer state (every stage's, tensor slices joined): resumed on the same layout, bit-identical; by one process, within float32 rounding",
   ],
   create: (opts) => new HybridStrategy(worldCommunicator('hybrid'), opts),
 });

@@ -475,9 +475,18 @@ export class PipelineStrategy implements Omit<Strategy, 'spec'> {
    * the whole run's state, as a single process's does.
    */
   async synchronize(host: StrategyHost): Promise<void> {
-    if (this.worldSize === 1) return;
-    await this.stage?.gatherWeights();
-    if (this.consolidateForCheckpoints && host.options.checkpoint?.enabled) await this.consolidate(host);
+    await this.gatherWeights();
+    await this.checkpointState(host);
+  }
+
+  /** Every rank gets every stage's current weights (collective; nothing to do for one stage). */
+  async gatherWeights(): Promise<void> {
+    if (this.worldSize > 1) await this.stage?.gatherWeights();
+  }
+
+  /** {@link consolidate} when checkpoints are on and this pipeline's last stage writes them. */
+  async checkpointState(host: StrategyHost): Promise<void> {
+    if (this.worldSize > 1 && this.consolidateForCheckpoints && host.options.checkpoint?.enabled) await this.consolidate(host);
   }
 
   async teardown(host: StrategyHost): Promise<void> {

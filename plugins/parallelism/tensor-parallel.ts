@@ -283,14 +283,15 @@ export function joinRows(shards: readonly tf.Tensor[]): tf.Tensor {
   return tf.concat([...shards], 0);
 }
 
-function shardOf(w: tf.Tensor, split: Split, group: TensorParallelGroup): tf.Tensor {
+/** This rank's slice of a whole tensor (a weight or an optimizer slot of one), cut as `split` says (local: no communication). */
+export function shardOf(w: tf.Tensor, split: Split, group: TensorParallelGroup): tf.Tensor {
   if (split.axis === 'columns') return shardColumns(w, group.rank, group.worldSize, split.blocks ?? 1);
   if (split.axis === 'rows') return shardRows(w, group.rank, group.worldSize);
   return tf.clone(w);
 }
 
 /** The whole weight from this rank's slice and the other ranks' (collective over the group; exact). */
-function gatherWhole(local: tf.Tensor, split: Split, group: TensorParallelGroup): tf.Tensor {
+export function gatherWhole(local: tf.Tensor, split: Split, group: TensorParallelGroup): tf.Tensor {
   if (split.axis === 'none' || group.worldSize === 1) return tf.clone(local);
   const n = group.worldSize;
   const values = local.dataSync() as Float32Array;
@@ -327,7 +328,7 @@ export function isTensorParallel(x: unknown): x is TensorParallelLayer {
 }
 
 /** The tensor-parallel layers of a model, found through `layers` (Sequential, LayerStack) and `parts()` (modules, composites). */
-function tensorParallelParts(root: unknown, out: TensorParallelLayer[] = []): TensorParallelLayer[] {
+export function tensorParallelParts(root: unknown, out: TensorParallelLayer[] = []): TensorParallelLayer[] {
   if (isTensorParallel(root)) out.push(root);
   else if (root && typeof root === 'object') {
     const { layers, parts } = root as { layers?: unknown; parts?: () => unknown };
