@@ -1,10 +1,13 @@
 /**
  * The hybrid strategy in one process: the layout (Megatron's order, tensor fastest) as a bijection with tensor groups
  * on neighbouring ranks, the user errors that name the field (in-process and through the CLI: exit code 2, no stack
- * trace), and a layout of one rank that trains exactly as single-process training. Under mpirun (several ranks) it
+ * trace; a resume whose config changes the layout), and a layout of one rank that trains exactly as single-process
+ * training. Under mpirun (several ranks) it
  * is tested by mpi.test.ts (test/fixtures/mpi-hybrid-worker.ts).
  */
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
@@ -147,4 +150,38 @@ describe('hybrid strategy in one process', () => {
     expect(r.stderr).toContain('parallelism: data × pipeline × tensor = 2 × 2 × 1 = 4 ranks, but this job has 1');
     expect(r.stderr).not.toMatch(/\n\s+at /);
   }, 60_000);
+
+  it('resuming a checkpoint with another layout in the config is refused by the resume check, naming the field (exit code 2)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-hybrid-resume-'));
+    const loom = (...args: string[]) =>
+      spawnSync(
+        process.execPath,
+        [
+          path.join(repo, 'cli/bin.mjs'),
+          'paper',
+          'mnist-cnn',
+          '--set',
+          'data.trainLimit=40',
+          '--set',
+          'data.testLimit=20',
+          '--set',
+          `trainer.checkpoint.dir=${dir}`,
+          ...args,
+        ],
+        { encoding: 'utf8', cwd: repo, env: { ...process.env, MLFLOW_TRACKING_URI: path.join(dir, 'mlruns') } },
+      );
+    try {
+      // A hybrid layout of one rank (data 1 × pipeline 1) writes a checkpoint; resumed as 2 pipeline stages, it is refused
+      // before anything is built (a whole checkpoint could be cut into stages, but the resumed run would not be the one
+      // the checkpoint's config describes).
+      const first = loom('--set', 'parallelism={"type":"hybrid","data":1,"pipeline":1}');
+      expect(first.status, first.stderr).toBe(0);
+      const r = loom('--set', 'parallelism={"type":"hybrid","data":1,"pipeline":2}', '--resume', dir);
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(/--resume: the config differs from the checkpoint's in parallelism\.pipeline \(was 1, now 2\)/);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
