@@ -242,8 +242,9 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
 
   /**
    * The whole model on every rank: ZeRO's shards gathered, the stages' weights broadcast, the tensor slices joined.
-   * With checkpoints on (pipeline > 1), the rank that writes them also gets the whole optimizer state: ZeRO's moment
-   * shards are gathered on each data group's rank 0 and replica 0's stages send theirs to its last stage.
+   * With checkpoints on, the rank that writes them also gets the whole optimizer state: ZeRO's moment shards are
+   * gathered on each data group's rank 0, the slots of tensor-split parameters joined on every tensor rank, and replica
+   * 0's other stages send theirs to its last stage.
    */
   async synchronize(host: StrategyHost): Promise<void> {
     const checkpoints = host.options.checkpoint?.enabled === true;
