@@ -253,7 +253,11 @@ const paper: Paper = {
         const dir = cachePath('bert', `pretrain-${encoderKey}`);
         const latest = listCheckpoints(dir).at(-1);
         const r = await run('pretrain', mergeConfig(pretrainConfig, { trainer: { checkpoint: { dir } } }), pretrainHooks, undefined, latest);
-        if (!encoder) throw new ConfigError('bert.fewShot', `the pretraining in ${dir} had already finished but its encoder is not in the cache: delete ${dir} to pretrain again`);
+        if (!encoder)
+          throw new ConfigError(
+            'bert.fewShot',
+            `the pretraining in ${dir} had already finished but its encoder is not in the cache: delete ${dir} to pretrain again`,
+          );
         saveEncoder(encoderKey, encoder, r.history.at(-1) ?? {});
       }
       const results = new FewShotResults(cacheKey({ encoderKey, finetune, baseline, model: rawModel, minSteps: fs_.minSteps }));
