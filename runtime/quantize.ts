@@ -272,6 +272,39 @@ function quantizeModule(model: Module, registry: PluginRegistry, options: Quanti
   }
 }
 
+/** The rows of a `--quantize` comparison. */
+export type QuantizedRow = 'fp32' | 'int8 static' | 'int8 dynamic';
+
+/**
+ * A paper's `--quantize` comparison: `float` measured, then each of `modes` quantized from it and measured, as rows
+ * `fp32`, `int8 static`, `int8 dynamic`. A static mode is calibrated on `calibration()`; each calibration sample and
+ * quantized model is disposed once used, the float model is left to the caller.
+ */
+export function measureQuantized<T extends object>(
+  float: Model,
+  registry: PluginRegistry,
+  modes: readonly QuantizeMode[],
+  calibration: () => tf.Tensor,
+  measure: (model: Model) => T,
+): ({ model: QuantizedRow } & T)[] {
+  const rows: ({ model: QuantizedRow } & T)[] = [{ model: 'fp32', ...measure(float) }];
+  for (const mode of modes) {
+    const sample = mode === 'static' ? calibration() : undefined;
+    let model: Model;
+    try {
+      model = quantizeModel(float, registry, { mode, calibration: sample }).model;
+    } finally {
+      sample?.dispose();
+    }
+    try {
+      rows.push({ model: mode === 'static' ? 'int8 static' : 'int8 dynamic', ...measure(model) });
+    } finally {
+      model.dispose();
+    }
+  }
+  return rows;
+}
+
 /** What a paper's `--quantize` flag takes: one mode, or `all` (static then dynamic). */
 export const QUANTIZE_CHOICES = ['static', 'dynamic', 'all'] as const;
 

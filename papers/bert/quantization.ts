@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { DataError, loadModel, Rng, selectBackend, type Dataset, type JsonObject, type Model, type PluginSpec } from '../../core';
 import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
-import { calibrationSample, inferenceBytes, quantizeModel, quantizeModes, refuseAsyncReads } from '../../runtime/quantize';
+import { calibrationSample, inferenceBytes, measureQuantized, quantizeModes, refuseAsyncReads } from '../../runtime/quantize';
 import { Bert } from '../../plugins/models/bert';
 
 export interface BertQuantizedResult {
@@ -88,24 +88,13 @@ async function runQuantize(ctx: PaperModeContext): Promise<void> {
     return { ...scores, changedFromFp32: predicted.filter((p, i) => p !== reference[i]).length, weightBytes: b.float32 + b.int8 };
   };
   try {
-    const results: BertQuantizedResult[] = [{ model: 'fp32', ...scored(float) }];
-    for (const mode of modes) {
-      const calibration =
-        mode === 'static'
-          ? calibrationSample(source.load(String(data.train ?? 'train')), Number(ctx.options['calibration-samples'] ?? 256), ctx.seed ?? 0)
-          : undefined;
-      let model: Model;
-      try {
-        model = quantizeModel(float, ctx.registry, { mode, calibration }).model;
-      } finally {
-        calibration?.dispose();
-      }
-      try {
-        results.push({ model: mode === 'static' ? 'int8 static' : 'int8 dynamic', ...scored(model) });
-      } finally {
-        model.dispose();
-      }
-    }
+    const results: BertQuantizedResult[] = measureQuantized(
+      float,
+      ctx.registry,
+      modes,
+      () => calibrationSample(source.load(String(data.train ?? 'train')), Number(ctx.options['calibration-samples'] ?? 256), ctx.seed ?? 0),
+      scored,
+    );
     const pct = (v: number) => `${(100 * v).toFixed(2)} %`.padStart(9);
     ctx.out(`quantized ${dir} (test messages: ${test.size})`);
     ctx.out('model           accuracy  precision     recall         F1  changed  weight bytes');

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadModel, Rng, selectBackend, type Dataset, type JsonObject, type Model, type PluginSpec } from '../../core';
 import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
-import { calibrationSample, inferenceBytes, quantizeModel, quantizeModes, refuseAsyncReads } from '../../runtime/quantize';
+import { calibrationSample, inferenceBytes, measureQuantized, quantizeModes, refuseAsyncReads } from '../../runtime/quantize';
 import charText from '../../plugins/data/char-text';
 import { GPT } from '../../plugins/models/gpt';
 
@@ -76,24 +76,13 @@ async function runQuantize(ctx: PaperModeContext, presets: Record<string, JsonOb
     return { val_loss, weightBytes: b.float32 + b.int8, seconds: (performance.now() - t0) / 1000 };
   };
   try {
-    const results: GptQuantizedResult[] = [{ model: 'fp32', ...timed(float) }];
-    for (const mode of modes) {
-      const calibration =
-        mode === 'static'
-          ? calibrationSample(source.load(String(data.train ?? 'train')), Number(ctx.options['calibration-samples'] ?? 256), ctx.seed ?? 0)
-          : undefined;
-      let model: Model;
-      try {
-        model = quantizeModel(float, ctx.registry, { mode, calibration }).model;
-      } finally {
-        calibration?.dispose();
-      }
-      try {
-        results.push({ model: mode === 'static' ? 'int8 static' : 'int8 dynamic', ...timed(model) });
-      } finally {
-        model.dispose();
-      }
-    }
+    const results: GptQuantizedResult[] = measureQuantized(
+      float,
+      ctx.registry,
+      modes,
+      () => calibrationSample(source.load(String(data.train ?? 'train')), Number(ctx.options['calibration-samples'] ?? 256), ctx.seed ?? 0),
+      timed,
+    );
     ctx.out(`quantized ${dir} (validation windows: ${Math.min(limit, valid.size)})`);
     ctx.out('model          val_loss  weight bytes  eval seconds (contended host: indicative only)');
     for (const r of results)

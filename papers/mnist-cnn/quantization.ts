@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, loadModel, Rng, selectBackend, type Dataset, type Model } from '../../core';
 import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
-import { inferenceBytes, quantizeModel, refuseAsyncReads, type QuantizeMode } from '../../runtime/quantize';
+import { calibrationSample, inferenceBytes, measureQuantized, refuseAsyncReads, type QuantizeMode } from '../../runtime/quantize';
 
 const WHAT = ['static', 'dynamic', 'all'] as const;
 
@@ -66,27 +66,12 @@ async function runQuantize(ctx: PaperModeContext): Promise<void> {
   const source = ctx.registry.create('dataset', 'mnist');
   const test = source.load('test');
   const limit = Number(ctx.options['quantize-test-limit'] ?? test.size);
-  const results: QuantizedResult[] = [{ model: 'fp32', ...evaluateClassifier(float, test, limit), weightBytes: byteCount(float) }];
   const modes: QuantizeMode[] = what === 'all' ? ['static', 'dynamic'] : [what];
-  for (const mode of modes) {
-    let calibration: tf.Tensor | undefined;
-    if (mode === 'static') {
-      const train = source.load('train');
-      const rng = new Rng(ctx.seed ?? 0);
-      const order = Int32Array.from({ length: train.size }, (_, i) => i);
-      for (let i = order.length - 1; i > 0; i--) {
-        const j = rng.int(i + 1);
-        [order[i], order[j]] = [order[j]!, order[i]!];
-      }
-      const b = train.batch(order.slice(0, Number(ctx.options['calibration-samples'] ?? 1000)));
-      calibration = b.x;
-      tf.dispose(b.y);
-    }
-    const { model } = quantizeModel(float, ctx.registry, { mode, calibration });
-    calibration?.dispose();
-    results.push({ model: mode === 'static' ? 'int8 static' : 'int8 dynamic', ...evaluateClassifier(model, test, limit), weightBytes: byteCount(model) });
-    model.dispose();
-  }
+  const calibration = () => calibrationSample(source.load('train'), Number(ctx.options['calibration-samples'] ?? 1000), ctx.seed ?? 0);
+  const results: QuantizedResult[] = measureQuantized(float, ctx.registry, modes, calibration, (model) => ({
+    ...evaluateClassifier(model, test, limit),
+    weightBytes: byteCount(model),
+  }));
   float.dispose();
   ctx.out(`quantized ${dir} (test images: ${Math.min(limit, test.size)})`);
   ctx.out('model          test accuracy  test loss  weight bytes');
