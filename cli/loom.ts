@@ -391,6 +391,14 @@ function parseFlags(cmd: Command, args: string[]): { values: FlagValues; positio
 
 const str = (v: FlagValues[string]) => (typeof v === 'string' ? v : undefined);
 
+/** A flag that sets a trainer field (`--max-steps`, `--precision`) merged into the --set overrides' trainer object. */
+function setTrainerField(overrides: Record<string, unknown>, flag: string, field: Record<string, unknown>): void {
+  const trainer = overrides.trainer;
+  if (trainer !== undefined && (typeof trainer !== 'object' || trainer === null || Array.isArray(trainer)))
+    throw new ConfigError(flag, 'conflicts with a --set that gives trainer a value');
+  overrides.trainer = { ...((trainer as Record<string, unknown> | undefined) ?? {}), ...field };
+}
+
 /** `--precision`: fp32, bf16 or absent; anything else is a ConfigError naming the flag. */
 function precisionFlag(v: FlagValues[string]): 'fp32' | 'bf16' | undefined {
   if (v === undefined) return undefined;
@@ -524,19 +532,9 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
   const overrides = parseOverrides((values.set as string[] | undefined) ?? []);
   if (values.parallelism !== undefined) overrides.parallelism = str(values.parallelism);
   const maxSteps = integerFlag('max-steps', str(values['max-steps']), 1);
-  if (maxSteps !== undefined) {
-    const trainer = overrides.trainer;
-    if (trainer !== undefined && (typeof trainer !== 'object' || trainer === null || Array.isArray(trainer)))
-      throw new ConfigError('--max-steps', 'conflicts with a --set that gives trainer a value');
-    overrides.trainer = { ...((trainer as Record<string, unknown> | undefined) ?? {}), maxSteps };
-  }
+  if (maxSteps !== undefined) setTrainerField(overrides, '--max-steps', { maxSteps });
   const precision = precisionFlag(values.precision);
-  if (precision !== undefined) {
-    const trainer = overrides.trainer;
-    if (trainer !== undefined && (typeof trainer !== 'object' || trainer === null || Array.isArray(trainer)))
-      throw new ConfigError('--precision', 'conflicts with a --set that gives trainer a value');
-    overrides.trainer = { ...((trainer as Record<string, unknown> | undefined) ?? {}), precision };
-  }
+  if (precision !== undefined) setTrainerField(overrides, '--precision', { precision });
   await loadConfigPlugins(registry, mergeConfig(paper.presets[preset]!, overrides as JsonObject));
   const tracking = trackingTarget(str(values['tracking-uri']));
   let resume = str(values.resume);
