@@ -82,10 +82,6 @@ function calibrate(model: Sequential, which: Set<number>, calibration: tf.Tensor
 }
 
 /**
- * A quantized copy of `model` (which is left as it is): see the file comment. Throws a ConfigError for a model that
- * is not a Sequential, one with nothing to quantize, or static mode without calibration data.
- */
-/**
  * Post-training quantization reads on the host synchronously (the float weights, static mode's calibration ranges,
  * dynamic mode's per-batch ranges), which a backend that reads asynchronously (webgpu in Node) cannot do: there it
  * is refused up front with a ConfigError naming `field` (the CLI's flag), instead of failing inside with tfjs's message.
@@ -98,6 +94,11 @@ export function refuseAsyncReads(field: string): void {
     );
 }
 
+/**
+ * A quantized copy of `model` (which is left as it is): see the file comment. Throws a ConfigError for a model that
+ * is neither a Sequential nor a registered model with a `quantization` option, one with nothing to quantize, static
+ * mode without calibration data, or a backend that reads asynchronously.
+ */
 export function quantizeModel(model: Model, registry: PluginRegistry, options: QuantizeOptions): { model: Model; report: QuantizeReport } {
   refuseAsyncReads('backend');
   if (model instanceof Module) return quantizeModule(model, registry, options);
@@ -134,28 +135,7 @@ export function quantizeModel(model: Model, registry: PluginRegistry, options: Q
     return spec;
   });
   const config = { ...model.spec, layers } as unknown as ModelConfig;
-  const quantized = buildModel(config, registry);
-  try {
-    quantized.build(quantized.inputShape, new Rng(0));
-    const float = readWeights(model.weights());
-    const weights: NamedWeights = new Map();
-    for (const p of quantized.weights()) {
-      const layer = p.name.slice(0, p.name.lastIndexOf('/'));
-      const fromFloat = float.get(p.name);
-      if (p.name.endsWith('/kernel_scale') || (p.name.endsWith('/kernel') && specs.some((s, i) => which.has(i) && s.name === layer))) {
-        const w = float.get(`${layer}/kernel`)!;
-        const { q, scales } = quantizePerChannel(w.values, w.shape.at(-1)!);
-        weights.set(p.name, p.name.endsWith('/kernel_scale') ? { shape: [scales.length], values: scales } : { shape: w.shape, values: q });
-      } else if (fromFloat) {
-        weights.set(p.name, fromFloat);
-      }
-    }
-    writeWeights(quantized.weights(), weights, 'quantizeModel');
-  } catch (e) {
-    quantized.dispose();
-    throw e;
-  }
-  return { model: quantized, report };
+  return { model: buildQuantized(config, model, registry), report };
 }
 
 /** Bytes of a model's weights as stored for inference: one for each int8 weight (Parameter.int8), four for the rest. */
