@@ -11,11 +11,11 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { DataError, loadModel, Rng, selectBackend, type Dataset, type JsonObject, type Model, type PluginSpec } from '../../core';
 import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
-import { calibrationSample, inferenceBytes, measureQuantized, quantizeModes, refuseAsyncReads } from '../../runtime/quantize';
+import { calibrationSample, inferenceBytes, measureQuantized, quantizeModes, refuseAsyncReads, type QuantizedRow } from '../../runtime/quantize';
 import { Bert } from '../../plugins/models/bert';
 
 export interface BertQuantizedResult {
-  model: 'fp32' | 'int8 static' | 'int8 dynamic';
+  model: QuantizedRow;
   accuracy: number;
   precision: number;
   recall: number;

@@ -9,12 +9,12 @@ import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadModel, Rng, selectBackend, type Dataset, type JsonObject, type Model, type PluginSpec } from '../../core';
 import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
-import { calibrationSample, inferenceBytes, measureQuantized, quantizeModes, refuseAsyncReads } from '../../runtime/quantize';
+import { calibrationSample, inferenceBytes, measureQuantized, quantizeModes, refuseAsyncReads, type QuantizedRow } from '../../runtime/quantize';
 import charText from '../../plugins/data/char-text';
 import { GPT } from '../../plugins/models/gpt';
 
 export interface GptQuantizedResult {
-  model: 'fp32' | 'int8 static' | 'int8 dynamic';
+  model: QuantizedRow;
   val_loss: number;
   weightBytes: number;
   seconds: number;

@@ -5,14 +5,12 @@
  */
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, loadModel, Rng, selectBackend, type Dataset, type Model } from '../../core';
+import { loadModel, Rng, selectBackend, type Dataset, type Model } from '../../core';
 import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
-import { calibrationSample, inferenceBytes, measureQuantized, refuseAsyncReads, type QuantizeMode } from '../../runtime/quantize';
-
-const WHAT = ['static', 'dynamic', 'all'] as const;
+import { calibrationSample, inferenceBytes, measureQuantized, quantizeModes, refuseAsyncReads, type QuantizedRow } from '../../runtime/quantize';
 
 export interface QuantizedResult {
-  model: 'fp32' | 'int8 static' | 'int8 dynamic';
+  model: QuantizedRow;
   test_accuracy: number;
   test_loss: number;
   weightBytes: number;
@@ -57,8 +55,7 @@ export function quantizeMode(): PaperMode {
 }
 
 async function runQuantize(ctx: PaperModeContext): Promise<void> {
-  const what = ctx.input as (typeof WHAT)[number];
-  if (!WHAT.includes(what)) throw new ConfigError('--quantize', `expected one of ${WHAT.join(', ')}, got "${ctx.input}"`);
+  const modes = quantizeModes(ctx.input);
   await selectBackend(ctx.registry, process.env.LOOM_BACKEND); // --backend sets it for a mode
   refuseAsyncReads('--backend'); // the evaluations and quantizeModel read on the host synchronously
   const dir = (ctx.options['saved-model'] as string | undefined) ?? latestRunArtifacts('mnist-cnn', ctx.preset, 'model');
@@ -66,7 +63,6 @@ async function runQuantize(ctx: PaperModeContext): Promise<void> {
   const source = ctx.registry.create('dataset', 'mnist');
   const test = source.load('test');
   const limit = Number(ctx.options['quantize-test-limit'] ?? test.size);
-  const modes: QuantizeMode[] = what === 'all' ? ['static', 'dynamic'] : [what];
   const calibration = () => calibrationSample(source.load('train'), Number(ctx.options['calibration-samples'] ?? 1000), ctx.seed ?? 0);
   const results: QuantizedResult[] = measureQuantized(float, ctx.registry, modes, calibration, (model) => ({
     ...evaluateClassifier(model, test, limit),
