@@ -4,27 +4,12 @@ import { DataParallelStrategy } from './data-parallel';
 import { mpiWorld, type MpiAddon } from './mpi';
 import { worldOfOne } from './single-process';
 
-/** The operations {@link MpiCommunicator.traffic} counts (a collective's whole buffer; a send's message). */
-export type TrafficKind = 'allReduce' | 'reduceScatter' | 'allGather' | 'broadcast' | 'send';
-
 /**
  * A {@link Communicator} over one MPI communicator. Every operation blocks until MPI has completed it (the
  * returned promise is already settled), which is what synchronous data-parallel training needs anyway; a rank
  * that dies makes the launcher end the job (see `mpi.ts`), so no rank waits forever.
  */
 export class MpiCommunicator implements Communicator {
-  /**
-   * Bytes this rank handed to each operation (the payload, not what MPI's algorithm puts on the wire) and the
-   * number of calls: what the communication model of docs/parallelism.md starts from.
-   */
-  readonly traffic: Record<TrafficKind, { bytes: number; calls: number }> = {
-    allReduce: { bytes: 0, calls: 0 },
-    reduceScatter: { bytes: 0, calls: 0 },
-    allGather: { bytes: 0, calls: 0 },
-    broadcast: { bytes: 0, calls: 0 },
-    send: { bytes: 0, calls: 0 },
-  };
-
   constructor(
     private readonly addon: MpiAddon,
     /** The communicator's id in the addon (0: MPI_COMM_WORLD). */
@@ -34,27 +19,23 @@ export class MpiCommunicator implements Communicator {
   ) {}
 
   async allReduce(buffer: Float32Array): Promise<void> {
-    this.count('allReduce', buffer.byteLength);
     this.addon.allReduce(this.comm, buffer);
   }
 
   async reduceScatter(send: Float32Array, recv: Float32Array): Promise<void> {
     if (send.length !== recv.length * this.worldSize)
       throw new RangeError(`mpi: reduceScatter: send has ${send.length} elements, not ${this.worldSize} blocks of ${recv.length}`);
-    this.count('reduceScatter', send.byteLength);
     this.addon.reduceScatterBlock(this.comm, send, recv);
   }
 
   async allGather(send: Float32Array, recv: Float32Array): Promise<void> {
     if (recv.length !== send.length * this.worldSize)
       throw new RangeError(`mpi: allGather: recv has ${recv.length} elements, not ${this.worldSize} blocks of ${send.length}`);
-    this.count('allGather', recv.byteLength);
     this.addon.allGather(this.comm, send, recv);
   }
 
   async broadcast(buffer: Float32Array, root: number): Promise<void> {
     this.checkRank(root, 'broadcast root');
-    this.count('broadcast', buffer.byteLength);
     this.addon.broadcast(this.comm, buffer, root);
   }
 
@@ -64,7 +45,6 @@ export class MpiCommunicator implements Communicator {
 
   async send(buffer: Float32Array, dest: number, tag: number): Promise<void> {
     this.checkRank(dest, 'send destination');
-    this.count('send', buffer.byteLength);
     this.addon.send(this.comm, buffer, dest, tag);
   }
 
@@ -85,11 +65,6 @@ export class MpiCommunicator implements Communicator {
   split(color: number, key = this.rank): MpiCommunicator {
     const s = this.addon.split(this.comm, color, key);
     return new MpiCommunicator(this.addon, s.comm, s.rank, s.size);
-  }
-
-  private count(kind: TrafficKind, bytes: number): void {
-    this.traffic[kind].bytes += bytes;
-    this.traffic[kind].calls++;
   }
 
   private checkRank(r: number, what: string): void {
