@@ -152,17 +152,6 @@ struct Words {  // a 64-byte aligned buffer of 32-bit words, grown on demand and
 };
 thread_local Words packedB, packedA;
 
-void finish(float* c, int64_t ldc, int64_t rows, int64_t cols, const float* bias, bool relu) {
-  if (!bias && !relu) return;
-  for (int64_t i = 0; i < rows; i++) {
-    float* ci = c + i * ldc;
-    if (bias)
-      for (int64_t j = 0; j < cols; j++) ci[j] += bias[j];
-    if (relu)
-      for (int64_t j = 0; j < cols; j++) ci[j] = ci[j] < 0.f ? 0.f : ci[j];  // as tfjs: NaN stays NaN
-  }
-}
-
 void gemm_avx512_bf16(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta, const float* bias,
                       bool relu, bool parallel, float* b_col_sums) {
 #if defined(__x86_64__)
@@ -199,7 +188,7 @@ void gemm_avx512_bf16(int64_t m, int64_t n, int64_t k, const Matrix& a, const Ma
                       std::min(NR, n - s * NR), accumulate);
     }
     const int64_t j0 = s0 * NR;
-    finish(c + i0 * ldc + j0, ldc, mc, std::min(n, s1 * NR) - j0, bias ? bias + j0 : nullptr, relu);
+    epilogue(c + i0 * ldc + j0, ldc, mc, std::min(n, s1 * NR) - j0, bias ? bias + j0 : nullptr, relu);
   });
 #else
   gemm_portable(m, n, k, a, b, c, ldc, beta, bias, relu, parallel, b_col_sums);

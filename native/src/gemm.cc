@@ -441,7 +441,9 @@ void pack_a(const Matrix& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, flo
   }
 }
 
-// Adds the bias row and applies relu to C rows [0, m), columns [0, n).
+}  // namespace
+
+// Adds the bias row and applies relu to C rows [0, m), columns [0, n) (gemm.h: bf16.cc's kernel ends with it too).
 void epilogue(float* c, int64_t ldc, int64_t m, int64_t n, const float* bias, bool relu) {
   if (!bias && !relu) return;
   for (int64_t i = 0; i < m; i++) {
@@ -452,6 +454,8 @@ void epilogue(float* c, int64_t ldc, int64_t m, int64_t n, const float* bias, bo
       for (int64_t j = 0; j < n; j++) ci[j] = ci[j] < 0.f ? 0.f : ci[j];  // as tfjs: NaN stays NaN
   }
 }
+
+namespace {
 
 // The BLIS loop nest on one thread for C rows [0, m), columns [0, n) (operands already offset).
 void sgemm_serial(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta) {

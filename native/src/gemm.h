@@ -31,6 +31,10 @@ void sgemm_f32(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, in
 bool sgemm_bf16(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta, const float* bias, bool relu,
                 bool parallel, float* b_col_sums);
 
+// Adds the bias row and applies relu to C rows [0, m), columns [0, n): the end of a product with bias or relu, on
+// each path (the fp32 kernels here, the bf16 one in bf16.cc).
+void epilogue(float* c, int64_t ldc, int64_t m, int64_t n, const float* bias, bool relu);
+
 // Which micro-kernel the CPU runs: "avx512", "avx2", "neon" (AArch64) or "scalar".
 const char* simd_level();
 
