@@ -83,17 +83,19 @@ async function cpuVsWebgpu(label: string, compute: () => tf.Tensor[], rtol: numb
     `${label}: computed on webgpu`,
   ).toBe(true);
   const got = await readAll(results);
-  want.forEach((w, i) => {
-    const g = got[i]!;
-    expect(g.length).toBe(w.length);
-    let scale = 0;
-    let diff = 0;
-    for (let j = 0; j < w.length; j++) {
-      scale = Math.max(scale, Math.abs(w[j]!));
-      diff = Math.max(diff, Math.abs(g[j]! - w[j]!));
-    }
-    expect(diff, `${label}: result ${i}: max |webgpu − cpu| = ${diff} for a largest |cpu| of ${scale}`).toBeLessThanOrEqual(rtol * scale + ATOL);
-  });
+  want.forEach((w, i) => expectNear(got[i]!, w, `${label}: result ${i}`, rtol));
+}
+
+/** webgpu's values `got` against cpu's `want`: the same length, and the largest difference at most `rtol`·max|want| + {@link ATOL}. */
+function expectNear(got: ArrayLike<number>, want: ArrayLike<number>, label: string, rtol = RTOL): void {
+  expect(got.length, `${label}: length`).toBe(want.length);
+  let scale = 0;
+  let diff = 0;
+  for (let j = 0; j < want.length; j++) {
+    scale = Math.max(scale, Math.abs(want[j]!));
+    diff = Math.max(diff, Math.abs(got[j]! - want[j]!));
+  }
+  expect(diff, `${label}: max |webgpu − cpu| = ${diff} for a largest |cpu| of ${scale}`).toBeLessThanOrEqual(rtol * scale + ATOL);
 }
 
 /** The output of `f(x)` and the gradients of ⟨f(x), r⟩ for a fixed random r with respect to `wrt`. */
@@ -521,16 +523,11 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
         const cpu = await learn('cpu');
         const gpu = await learn('webgpu');
         expect(tf.getBackend()).toBe('webgpu');
-        const near = (got: ArrayLike<number>, want: ArrayLike<number>, what: string) => {
-          const scale = Math.max(...Array.from(want, Math.abs));
-          const diff = Math.max(...Array.from(want, (w, i) => Math.abs(got[i]! - w)));
-          expect(diff, `${what}: max |webgpu − cpu| = ${diff} for a largest |cpu| of ${scale}`).toBeLessThanOrEqual(RTOL * scale + ATOL);
-        };
-        near([gpu.loss, gpu.test], [cpu.loss, cpu.test], 'training and evaluation loss');
-        near(gpu.predicted, cpu.predicted, 'predictions');
+        expectNear([gpu.loss, gpu.test], [cpu.loss, cpu.test], 'training and evaluation loss');
+        expectNear(gpu.predicted, cpu.predicted, 'predictions');
         await selectBackend(registry, 'cpu');
         const [a, b] = ['cpu', 'webgpu'].map((n) => loadModel(path.join(dir, n), registry));
-        for (const [i, p] of a!.parameters().entries()) near(b!.parameters()[i]!.variable.dataSync(), p.variable.dataSync(), `saved ${p.name}`);
+        for (const [i, p] of a!.parameters().entries()) expectNear(b!.parameters()[i]!.variable.dataSync(), p.variable.dataSync(), `saved ${p.name}`);
         a!.dispose();
         b!.dispose();
       } finally {
@@ -564,11 +561,8 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
           for (const [what, w, g] of [
             ['losses', cpu.losses, gpu.losses],
             ['weights', cpu.weights, gpu.weights],
-          ] as const) {
-            const scale = Math.max(...w.map(Math.abs));
-            const diff = Math.max(...w.map((v, i) => Math.abs(g[i]! - v)));
-            expect(diff, `${parallelism.type} ${what}: max |webgpu − cpu| = ${diff}`).toBeLessThanOrEqual(RTOL * scale + ATOL);
-          }
+          ] as const)
+            expectNear(g, w, `${parallelism.type} ${what}`);
         }
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
@@ -600,10 +594,7 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
           for (const [i, p] of cpu!.parameters().entries()) {
             const q = gpu!.parameters()[i]!;
             expect(q.mask ? Array.from(q.mask.dataSync()) : null, `${p.name}: mask`).toEqual(p.mask ? Array.from(p.mask.dataSync()) : null);
-            const [w, g] = [p.variable.dataSync(), q.variable.dataSync()];
-            const scale = Math.max(...Array.from(w, Math.abs));
-            const diff = Math.max(...Array.from(w, (v, j) => Math.abs(g[j]! - v)));
-            expect(diff, `${p.name}: max |webgpu − cpu| = ${diff}`).toBeLessThanOrEqual(RTOL * scale + ATOL);
+            expectNear(q.variable.dataSync(), p.variable.dataSync(), p.name);
           }
         } finally {
           cpu!.dispose();
