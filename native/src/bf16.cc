@@ -79,7 +79,6 @@ void gemm_portable(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matri
 constexpr int64_t MR = 14, NR = 32, KC = 256, MC = MR * 8;  // KC even: only the last panel has an odd depth
 
 inline uint32_t pair(float lo, float hi) { return (uint32_t)bf16_bits(lo) | ((uint32_t)bf16_bits(hi) << 16); }
-inline float at(const Matrix& x, int64_t i, int64_t p) { return x.trans ? x.data[p * x.ld + i] : x.data[i * x.ld + p]; }
 
 // op(B)[k0 .. k0+kc, j0 .. j0+w) as one strip: pairs × 32 words, zero past w columns and past kc depths.
 void pack_b_strip(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, int64_t w, uint32_t* dst) {
@@ -137,20 +136,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void kernel_bf16
 }
 #endif
 
-struct Words {  // a 64-byte aligned buffer of 32-bit words, grown on demand and kept
-  uint32_t* p = nullptr;
-  size_t n = 0;
-  uint32_t* get(size_t want) {
-    if (want > n) {
-      std::free(p);
-      n = want;
-      p = static_cast<uint32_t*>(std::aligned_alloc(64, ((want * 4 + 63) / 64) * 64));
-    }
-    return p;
-  }
-  ~Words() { std::free(p); }
-};
-thread_local Words packedB, packedA;
+thread_local PackBuffer<uint32_t> packedB, packedA;
 
 void gemm_avx512_bf16(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta, const float* bias,
                       bool relu, bool parallel, float* b_col_sums) {

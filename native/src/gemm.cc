@@ -170,23 +170,8 @@ Isa choose() {
 }
 const Isa isa = choose();
 
-// A buffer per thread for the packed panels, grown on demand and kept (no allocation per call).
-struct Buffer {
-  float* p = nullptr;
-  size_t n = 0;
-  float* get(size_t want) {
-    if (want > n) {
-      std::free(p);
-      n = want;
-      p = static_cast<float*>(std::aligned_alloc(64, ((want * sizeof(float) + 63) / 64) * 64));
-    }
-    return p;
-  }
-  ~Buffer() { std::free(p); }
-};
+using Buffer = PackBuffer<float>;
 thread_local Buffer packA, packB;
-
-inline float at(const Matrix& x, int64_t i, int64_t k) { return x.trans ? x.data[k * x.ld + i] : x.data[i * x.ld + k]; }
 
 // C[m×n] (=|+=) op(A)[rows, k0 : k0+kc] · B[kc×n] for m ≤ kFewRows rows of A and B untransposed (rows `ldb` apart):
 // the product of decoding one token at a time, a matrix-vector product bound by reading B once. The micro-kernel

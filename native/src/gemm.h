@@ -7,6 +7,7 @@
 // part of C per thread, which products with few rows of A still use.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 
 namespace loom {
 
@@ -14,6 +15,26 @@ struct Matrix {
   const float* data;
   int64_t ld;   // leading dimension (row stride of the stored matrix)
   bool trans;   // element (i, k) is data[k*ld + i] when transposed, data[i*ld + k] otherwise
+};
+
+// Element (i, k) of op(x) (x transposed or not, as x.trans says).
+inline float at(const Matrix& x, int64_t i, int64_t k) { return x.trans ? x.data[k * x.ld + i] : x.data[i * x.ld + k]; }
+
+// A 64-byte aligned buffer for packed panels (one per thread, thread_local), grown on demand and kept: no
+// allocation per call. The fp32 kernels pack floats into it, the bf16 kernel (bf16.cc) pairs of bf16 as 32-bit words.
+template <class T>
+struct PackBuffer {
+  T* p = nullptr;
+  size_t n = 0;
+  T* get(size_t want) {
+    if (want > n) {
+      std::free(p);
+      n = want;
+      p = static_cast<T*>(std::aligned_alloc(64, ((want * sizeof(T) + 63) / 64) * 64));
+    }
+    return p;
+  }
+  ~PackBuffer() { std::free(p); }
 };
 
 // C[m×n] (row stride ldc) = op(A)[m×k] · op(B)[k×n] + beta·C.  beta must be 0 or 1.
