@@ -59,6 +59,22 @@ const KEPT: Record<string, string[]> = {
   conv2d: ['name', 'filters', 'kernelSize', 'strides', 'padding', 'activation', 'useBias'],
 };
 
+/** `ranges`' entry for `key` widened to take in [lo, hi]: a running min/max (MinMaxObserver). */
+function observe<K>(ranges: Map<K, [number, number]>, key: K, lo: number, hi: number): void {
+  const r = ranges.get(key);
+  ranges.set(key, r ? [Math.min(r[0], lo), Math.max(r[1], hi)] : [lo, hi]);
+}
+
+/**
+ * The report row of the layer or product `name` calibrated to the range [lo, hi], with its uint8 input scale and
+ * zero point; a ConfigError naming it for a range that is not finite.
+ */
+function calibratedRow(kind: 'layer' | 'product', name: string, type: string, [lo, hi]: [number, number]) {
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) throw new ConfigError('calibration', `${kind} "${name}" saw a non-finite input (${lo}, ${hi})`);
+  const q = activationQuant(lo, hi);
+  return { name, type, min: lo, max: hi, inputScale: q.scale, inputZeroPoint: q.zeroPoint };
+}
+
 /** Each listed layer's input range over `calibration`, run in inference mode batch by batch. */
 function calibrate(model: Sequential, which: Set<number>, calibration: tf.Tensor, batchSize: number): Map<number, [number, number]> {
   const ranges = new Map<number, [number, number]>();
@@ -69,10 +85,7 @@ function calibrate(model: Sequential, which: Set<number>, calibration: tf.Tensor
       let x = tf.slice(calibration, start, Math.min(batchSize, n - start));
       for (const [i, layer] of model.layers.entries()) {
         if (which.has(i)) {
-          const lo = tf.min(x).dataSync()[0]!,
-            hi = tf.max(x).dataSync()[0]!;
-          const r = ranges.get(i);
-          ranges.set(i, r ? [Math.min(r[0], lo), Math.max(r[1], hi)] : [lo, hi]);
+          observe(ranges, i, tf.min(x).dataSync()[0]!, tf.max(x).dataSync()[0]!);
         }
         x = layer.apply(x, { training: false, rng });
       }
@@ -123,15 +136,11 @@ export function quantizeModel(model: Model, registry: PluginRegistry, options: Q
     if (!which.has(i)) return s;
     const kept = Object.fromEntries(KEPT[type]!.filter((k) => s[k] !== undefined).map((k) => [k, s[k]!]));
     const spec: JsonObject = { type: QUANTIZED[type]!, ...kept, mode: options.mode, version: QUANTIZATION_VERSION };
-    const entry: QuantizeReport['layers'][number] = { name: s.name as string, type };
     if (options.mode === 'static') {
-      const [lo, hi] = ranges.get(i)!;
-      if (!Number.isFinite(lo) || !Number.isFinite(hi)) throw new ConfigError('calibration', `layer "${s.name}" saw a non-finite input (${lo}, ${hi})`);
-      const q = activationQuant(lo, hi);
-      Object.assign(spec, { inputScale: q.scale, inputZeroPoint: q.zeroPoint });
-      Object.assign(entry, { min: lo, max: hi, inputScale: q.scale, inputZeroPoint: q.zeroPoint });
-    }
-    report.layers.push(entry);
+      const row = calibratedRow('layer', s.name as string, type, ranges.get(i)!);
+      Object.assign(spec, { inputScale: row.inputScale, inputZeroPoint: row.inputZeroPoint });
+      report.layers.push(row);
+    } else report.layers.push({ name: s.name as string, type });
     return spec;
   });
   const config = { ...model.spec, layers } as unknown as ModelConfig;
@@ -228,11 +237,7 @@ function quantizeModule(model: Module, registry: PluginRegistry, options: Quanti
     const n = c.shape[0]!;
     const batch = options.batchSize ?? 256;
     observeInputRanges(
-      (product, lo, hi) => {
-        const key = product.slice(model.name.length + 1);
-        const r = ranges.get(key);
-        ranges.set(key, r ? [Math.min(r[0], lo), Math.max(r[1], hi)] : [lo, hi]);
-      },
+      (product, lo, hi) => observe(ranges, product.slice(model.name.length + 1), lo, hi),
       () => {
         for (let start = 0; start < n; start += batch)
           tf.tidy(() => dynamic.apply(tf.slice(c, start, Math.min(batch, n - start)), { training: false, rng: new Rng(0) }));
@@ -240,11 +245,10 @@ function quantizeModule(model: Module, registry: PluginRegistry, options: Quanti
     );
     const report: QuantizeReport = { layers: [] };
     const inputs: JsonObject = {};
-    for (const [name, [lo, hi]] of ranges) {
-      if (!Number.isFinite(lo) || !Number.isFinite(hi)) throw new ConfigError('calibration', `product "${name}" saw a non-finite input (${lo}, ${hi})`);
-      const q = activationQuant(lo, hi);
-      inputs[name] = { inputScale: q.scale, inputZeroPoint: q.zeroPoint };
-      report.layers.push({ name, type: 'dense', min: lo, max: hi, inputScale: q.scale, inputZeroPoint: q.zeroPoint });
+    for (const [name, range] of ranges) {
+      const row = calibratedRow('product', name, 'dense', range);
+      inputs[name] = { inputScale: row.inputScale, inputZeroPoint: row.inputZeroPoint };
+      report.layers.push(row);
     }
     return { model: buildQuantized(config({ mode: 'static', inputs }), model, registry), report };
   } finally {
