@@ -88,6 +88,16 @@ export function scoreG2P(hyps: string[][], refs: string[][][]): { wer: number; p
   return { wer: wrong / hyps.length, per: edits / Math.max(length, 1) };
 }
 
+/** `word`'s letter ids, or null for a word the model cannot take (a character outside the alphabet, or longer than `srcLen`). */
+function encodeFitting(g2p: G2P, word: string, srcLen: number): number[] | null {
+  try {
+    const e = g2p.encodeWord(word);
+    return e.length <= srcLen ? e : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Pronunciations of `words` (greedy with beam 1), in batches; words the model cannot take yield []. */
 export async function transcribe(
   model: TransformerSeq2Seq,
@@ -100,14 +110,7 @@ export async function transcribe(
   const srcLen = model.opts.srcLen;
   for (let s = 0; s < words.length; s += o.decodeBatch) {
     const chunk = words.slice(s, s + o.decodeBatch);
-    const ids = chunk.map((w) => {
-      try {
-        const e = g2p.encodeWord(w);
-        return e.length <= srcLen ? e : null;
-      } catch {
-        return null;
-      }
-    });
+    const ids = chunk.map((w) => encodeFitting(g2p, w, srcLen));
     const rows = ids.map((e) => [...(e ?? []), ...Array(srcLen - (e?.length ?? 0)).fill(0)]);
     const src = tf.tensor2d(rows, [rows.length, srcLen], 'int32');
     let decoded: number[][];
@@ -332,14 +335,7 @@ const paper: TransformerPaper = {
       const { g2p } = split(presets[preset]!);
       const source = registry.build(cmudict, (presets[preset]!.data as JsonObject).source as PluginSpec, 'data.source');
       // transcribe gives [] both for a word the model cannot take and for an empty decoding: only the first is the user's.
-      const length = (() => {
-        try {
-          return source.encodeWord(word).length;
-        } catch {
-          return 0;
-        }
-      })();
-      if (length === 0 || length > model.opts.srcLen)
+      if (!encodeFitting(source, word, model.opts.srcLen)?.length)
         throw new DataError(`cannot spell "${word}": letters A-Z, apostrophe, period and hyphen, at most ${model.opts.srcLen} of them`);
       const [phonemes] = await transcribe(model, source, [word], g2p);
       const said = phonemes && phonemes.length > 0 ? phonemes.join(' ') : '(no phonemes: the model ends the word at once; train it longer)';
