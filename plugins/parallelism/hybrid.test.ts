@@ -21,6 +21,14 @@ import { checkLayout, coordinatesOf, rankOf } from './hybrid';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
+/** The CLI on `paper mnist-cnn` with 40 training and 20 test examples, tracking into `mlruns`, plus `args`. */
+const loom = (mlruns: string, ...args: string[]) =>
+  spawnSync(process.execPath, [path.join(repo, 'cli/bin.mjs'), 'paper', 'mnist-cnn', '--set', 'data.trainLimit=40', '--set', 'data.testLimit=20', ...args], {
+    encoding: 'utf8',
+    cwd: repo,
+    env: { ...process.env, MLFLOW_TRACKING_URI: mlruns },
+  });
+
 describe('hybrid layout', () => {
   it('world rank ↔ (d, p, t) is a bijection onto D × P × T, tensor fastest and pipeline slowest', () => {
     fc.assert(
@@ -131,21 +139,7 @@ describe('hybrid strategy in one process', () => {
   });
 
   it('through the CLI: exit code 2, one line naming the field, no stack trace', () => {
-    const r = spawnSync(
-      process.execPath,
-      [
-        path.join(repo, 'cli/bin.mjs'),
-        'paper',
-        'mnist-cnn',
-        '--set',
-        'data.trainLimit=40',
-        '--set',
-        'data.testLimit=20',
-        '--set',
-        'parallelism={"type":"hybrid","data":2,"pipeline":2,"tensor":1}',
-      ],
-      { encoding: 'utf8', cwd: repo, env: { ...process.env, MLFLOW_TRACKING_URI: path.join(repo, 'node_modules/.cache/loom-hybrid-test-mlruns') } },
-    );
+    const r = loom(path.join(repo, 'node_modules/.cache/loom-hybrid-test-mlruns'), '--set', 'parallelism={"type":"hybrid","data":2,"pipeline":2,"tensor":1}');
     expect(r.status, r.stderr).toBe(2);
     expect(r.stderr).toContain('parallelism: data × pipeline × tensor = 2 × 2 × 1 = 4 ranks, but this job has 1');
     expect(r.stderr).not.toMatch(/\n\s+at /);
@@ -153,30 +147,14 @@ describe('hybrid strategy in one process', () => {
 
   it('resuming a checkpoint with another layout in the config is refused by the resume check, naming the field (exit code 2)', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-hybrid-resume-'));
-    const loom = (...args: string[]) =>
-      spawnSync(
-        process.execPath,
-        [
-          path.join(repo, 'cli/bin.mjs'),
-          'paper',
-          'mnist-cnn',
-          '--set',
-          'data.trainLimit=40',
-          '--set',
-          'data.testLimit=20',
-          '--set',
-          `trainer.checkpoint.dir=${dir}`,
-          ...args,
-        ],
-        { encoding: 'utf8', cwd: repo, env: { ...process.env, MLFLOW_TRACKING_URI: path.join(dir, 'mlruns') } },
-      );
+    const run = (...args: string[]) => loom(path.join(dir, 'mlruns'), '--set', `trainer.checkpoint.dir=${dir}`, ...args);
     try {
       // A hybrid layout of one rank (data 1 × pipeline 1) writes a checkpoint; resumed as 2 pipeline stages, it is refused
       // before anything is built (a whole checkpoint could be cut into stages, but the resumed run would not be the one
       // the checkpoint's config describes).
-      const first = loom('--set', 'parallelism={"type":"hybrid","data":1,"pipeline":1}');
+      const first = run('--set', 'parallelism={"type":"hybrid","data":1,"pipeline":1}');
       expect(first.status, first.stderr).toBe(0);
-      const r = loom('--set', 'parallelism={"type":"hybrid","data":1,"pipeline":2}', '--resume', dir);
+      const r = run('--set', 'parallelism={"type":"hybrid","data":1,"pipeline":2}', '--resume', dir);
       expect(r.status, r.stderr).toBe(2);
       expect(r.stderr).toMatch(/--resume: the config differs from the checkpoint's in parallelism\.pipeline \(was 1, now 2\)/);
       expect(r.stderr).not.toMatch(/\n\s+at /);
