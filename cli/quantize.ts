@@ -5,9 +5,9 @@
  * loads back with `loadModel`.
  */
 import * as fs from 'node:fs';
-import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, loadModel, Rng, saveModel, selectBackend, type PluginRegistry } from '../core';
-import { inferenceBytes, quantizeModel, refuseAsyncReads } from '../runtime/quantize';
+import type * as tf from '@tensorflow/tfjs-core';
+import { ConfigError, loadModel, saveModel, selectBackend, type PluginRegistry } from '../core';
+import { calibrationSample, inferenceBytes, quantizeModel, refuseAsyncReads } from '../runtime/quantize';
 import type { CliIO, Command } from './loom';
 
 export const QUANTIZE_COMMAND: Command = {
@@ -53,18 +53,7 @@ export async function quantizeCommand(registry: PluginRegistry, dir: string | un
       const data = registry.create('dataset', flags.data!, '--data');
       const split = flags.split ?? 'train';
       if (!data.splits.includes(split)) throw new ConfigError('--split', `"${split}" is not a split of ${flags.data} (${data.splits.join(', ')})`);
-      const set = data.load(split);
-      const n = Math.min(flags.calibrationSamples ?? 1000, set.size);
-      // A seeded sample without repeats: the first n of a Fisher–Yates shuffle of the indices.
-      const rng = new Rng(flags.seed ?? 0);
-      const order = Int32Array.from({ length: set.size }, (_, i) => i);
-      for (let i = order.length - 1; i > 0; i--) {
-        const j = rng.int(i + 1);
-        [order[i], order[j]] = [order[j]!, order[i]!];
-      }
-      const batch = set.batch(order.slice(0, n));
-      calibration = batch.x;
-      tf.dispose(batch.y);
+      calibration = calibrationSample(data.load(split), flags.calibrationSamples ?? 1000, flags.seed ?? 0);
     }
     const { model: quantized, report } = quantizeModel(model, registry, { mode, calibration });
     fs.mkdirSync(flags.out, { recursive: true });
