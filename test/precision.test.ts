@@ -4,10 +4,10 @@
  * weights, gradients and Adam's state, on each bf16 path this CPU runs (portable everywhere; avx512_bf16 where the
  * CPU has it). On toy data (a small CNN on 8×8 images of three classes, 3 epochs of Adam):
  *   - each epoch's training loss is within 2 % (relative) of the fp32 run's, and the test accuracy within 0.1: bf16
- *     keeps 8 significant bits of each operand, a relative perturbation of at most 2^-8 per product (measured here:
- *     at most 0.1 % apart over the 3 epochs);
+ *     keeps 8 significant bits of each operand, a relative perturbation of at most 2^-8 per product (measured here,
+ *     LOOM_SIMD unset: at most 0.15 % apart over the 3 epochs, on both paths);
  *   - the bf16 run is not the fp32 run (its losses differ: the rounding took effect);
- *   - the same seed twice gives bit-identical losses and weights;
+ *   - the same seed twice gives bit-identical losses and the same test accuracy;
  *   - the run's tags record the precision and the kernel (`backend.precision`), and fp32 is back when the run ends;
  *   - on a backend that cannot (tfjs's cpu), bf16 is refused with a ConfigError naming trainer.precision, before a
  *     run is tracked (and by a Learner, which sets no precision); `loom train --precision` takes fp32 or bf16 and refuses anything else, naming the flag (exit 2).
