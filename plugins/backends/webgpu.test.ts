@@ -493,22 +493,9 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
       const rng = new Rng(11);
       const x = Array.from({ length: 48 }, () => [rng.next() * 2 - 1, rng.next() * 2 - 1]);
       const y = x.map(([a, b]) => (a! * b! > 0 ? 1 : 0)); // XOR of the signs
+      const { model, loss, optimizer, metrics } = toyConfig(dir); // the toy runs' model (3 outputs; XOR's classes use 2)
       const learn = async (backend: string) => {
-        const learner = await Learner.create({
-          registry,
-          backend,
-          model: {
-            inputShape: [2],
-            layers: [
-              { type: 'dense', units: 8, activation: 'tanh' },
-              { type: 'dense', units: 2 },
-            ],
-          },
-          loss: 'sparse-categorical-crossentropy',
-          optimizer: { type: 'adam', lr: 0.05 },
-          metrics: ['accuracy'],
-          seed: 4,
-        });
+        const learner = await Learner.create({ registry, backend, model, loss, optimizer, metrics, seed: 4 });
         const history = await learner.fit({ x, y }, { epochs: 3, batchSize: 16 });
         const test = await learner.evaluate({ x, y });
         const out = learner.predict(x);
