@@ -28,17 +28,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import {
-  ConfigError,
-  definePlugin,
-  type Batch,
-  type Communicator,
-  type OptimizerState,
-  type StepGradients,
-  type Strategy,
-  type StrategyHost,
-  type TrainingState,
-} from '../../core';
+import { ConfigError, definePlugin, type Batch, type Communicator, type StepGradients, type Strategy, type StrategyHost, type TrainingState } from '../../core';
 import { averageAcrossRanks, broadcastParameters, DataParallelStrategy, shardOrder, shardSize } from './data-parallel';
 import { MpiCommunicator, worldCommunicator } from './mpi-data-parallel';
 import { type LayerList, PipelineStrategy } from './pipeline';
@@ -46,10 +36,9 @@ import {
   gatherWhole,
   isTensorParallel,
   shardModel,
+  setSplitSlots,
   shardOf,
-  type Split,
   tensorParallelGroup,
-  tensorParallelParts,
   unshardModel,
   type TensorParallelGroup,
 } from './tensor-parallel';
@@ -191,7 +180,7 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
           `is ${o.tensor}: the model has no tensor-parallel layers to cut (column-parallel-dense, row-parallel-dense, parallel-transformer-block, ...)`,
         );
       if (isTensorParallel(host.loss)) host.loss.shard(this.tensorGroup);
-      this.setSlots(host, state, (slot, split, name) =>
+      setSplitSlots(host, state, (slot, split, name) =>
         slot.shape.join() === whole.get(name) ? tf.tidy(() => shardOf(slot, split, this.tensorGroup)) : tf.clone(slot),
       );
       this.slotsWhole = false;
@@ -215,7 +204,7 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
       shardModel(host.model, this.tensorGroup);
       if (isTensorParallel(host.loss)) host.loss.shard(this.tensorGroup);
       // Slots made whole for a checkpoint are cut again (every stage's, on the rank that was sent them all).
-      if (this.slotsWhole) this.setSlots(host, host.optimizer.getState(), (slot, split) => tf.tidy(() => shardOf(slot, split, this.tensorGroup)));
+      if (this.slotsWhole) setSplitSlots(host, host.optimizer.getState(), (slot, split) => tf.tidy(() => shardOf(slot, split, this.tensorGroup)));
       this.slotsWhole = false;
       this.sharded = true;
     }
@@ -259,36 +248,13 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
       unshardModel(host.model);
       if (isTensorParallel(host.loss)) host.loss.unshard();
       if (state) {
-        this.setSlots(host, state, (slot, split) => gatherWhole(slot, split, this.tensorGroup));
+        setSplitSlots(host, state, (slot, split) => gatherWhole(slot, split, this.tensorGroup));
         this.slotsWhole = true;
       }
       this.sharded = false;
     }
     // Then replica 0's stages send their (whole) state to the rank that writes checkpoints.
     if (pipeline) await pipeline.checkpointState(host);
-  }
-
-  /**
-   * Puts back the optimizer's `state` with each tensor-split parameter's slots mapped by `f` (which may be collective
-   * over the tensor group: every rank of it maps the same slots, in the same order), for the parameters as they are now.
-   */
-  private setSlots(host: StrategyHost, state: OptimizerState, f: (slot: tf.Tensor, split: Split, name: string) => tf.Tensor): void {
-    const parts = tensorParallelParts(host.model);
-    const slots: OptimizerState['slots'] = {};
-    for (const [name, byKey] of Object.entries(state.slots)) {
-      const split = parts.map((p) => p.splitOf(name)).find((x) => x !== undefined);
-      slots[name] = Object.fromEntries(
-        Object.entries(byKey).map(([k, slot]) => {
-          if (!split || split.axis === 'none') return [k, slot];
-          const t = tf.tensor(slot.values, slot.shape, 'float32');
-          const m = f(t, split, name);
-          const out = { shape: m.shape, values: m.dataSync() as Float32Array };
-          tf.dispose([t, m]);
-          return [k, out];
-        }),
-      );
-    }
-    host.optimizer.setState({ ...state, slots }, host.model.parameters());
   }
 
   async teardown(host: StrategyHost): Promise<void> {

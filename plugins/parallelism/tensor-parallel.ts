@@ -401,6 +401,30 @@ export function wholeModelWeights(model: Model | Layer): Map<string, tf.Tensor> 
 }
 
 /**
+ * Puts back the optimizer's `state` with each tensor-split parameter's slots (Adam's moments, ...) mapped by `f`
+ * (cut with {@link shardOf} or joined with {@link gatherWhole}: collective over the group, every rank mapping the same
+ * slots in the same order), for the model's current parameters. Slots of replicated parameters are kept as they are.
+ */
+export function setSplitSlots(host: StrategyHost, state: OptimizerState, f: (slot: tf.Tensor, split: Split, name: string) => tf.Tensor): void {
+  const parts = tensorParallelParts(host.model);
+  const slots: OptimizerState['slots'] = {};
+  for (const [name, byKey] of Object.entries(state.slots)) {
+    const split = parts.map((p) => p.splitOf(name)).find((x) => x !== undefined);
+    slots[name] = Object.fromEntries(
+      Object.entries(byKey).map(([k, slot]) => {
+        if (!split || split.axis === 'none') return [k, slot];
+        const t = tf.tensor(slot.values, slot.shape, 'float32');
+        const m = f(t, split, name);
+        const out = { shape: m.shape, values: m.dataSync() as Float32Array };
+        tf.dispose([t, m]);
+        return [k, out];
+      }),
+    );
+  }
+  host.optimizer.setState({ ...state, slots }, host.model.parameters());
+}
+
+/**
  * A layer whose weights are declared with how they are cut ({@link Split}): built whole, `shard` replaces each split
  * weight by this rank's slice (same parameter name, object and role; a new variable), `wholeWeights` gathers them.
  */
@@ -1061,29 +1085,8 @@ export class TensorParallelStrategy implements Omit<Strategy, 'spec'> {
     const state = host.optimizer.getState();
     shardModel(host.model, this.group);
     if (isTensorParallel(host.loss)) host.loss.shard(this.group);
-    this.setSlots(host, state, (slot, split) => tf.tidy(() => shardOf(slot, split, this.group)));
+    setSplitSlots(host, state, (slot, split) => tf.tidy(() => shardOf(slot, split, this.group)));
     this.sharded = true;
-  }
-
-  /** The optimizer's state with each split parameter's slots mapped by `f`, put back for the model's current parameters. */
-  private setSlots(host: StrategyHost, state: OptimizerState, f: (slot: tf.Tensor, split: Split) => tf.Tensor): void {
-    const parts = tensorParallelParts(host.model);
-    const slots: OptimizerState['slots'] = {};
-    for (const [name, byKey] of Object.entries(state.slots)) {
-      const split = parts.map((p) => p.splitOf(name)).find((x) => x !== undefined);
-      const mapped: Record<string, { shape: number[]; values: Float32Array }> = {};
-      for (const [k, slot] of Object.entries(byKey)) {
-        if (!split || split.axis === 'none') mapped[k] = slot;
-        else {
-          const t = tf.tensor(slot.values, slot.shape, 'float32');
-          const m = f(t, split);
-          mapped[k] = { shape: m.shape, values: m.dataSync() as Float32Array };
-          tf.dispose([t, m]);
-        }
-      }
-      slots[name] = mapped;
-    }
-    host.optimizer.setState({ ...state, slots }, host.model.parameters());
   }
 
   /** Every rank sees every example. */
@@ -1106,7 +1109,7 @@ export class TensorParallelStrategy implements Omit<Strategy, 'spec'> {
     const state = host.optimizer.getState();
     unshardModel(host.model);
     if (isTensorParallel(host.loss)) host.loss.unshard();
-    this.setSlots(host, state, (slot, split) => gatherWhole(slot, split, this.group));
+    setSplitSlots(host, state, (slot, split) => gatherWhole(slot, split, this.group));
     this.sharded = false;
   }
 
