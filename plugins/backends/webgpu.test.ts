@@ -397,32 +397,6 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
   });
 
   describe('trainer', () => {
-    it('keeps the tensor count and the GPU memory flat across training steps', async () => {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-webgpu-'));
-      const c = await buildRunContainer({ registry, backend: 'webgpu', config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 16 } }) });
-      try {
-        expect(tf.getBackend()).toBe('webgpu');
-        const trainer = c.resolve(Trainer);
-        const data = c.resolve(TOKENS.TrainData);
-        const step = async (s: number) => {
-          const b = data.batch([0, 1, 2, 3, 4, 5, 6, 7]);
-          await trainer.trainStep(b, { step: s, epoch: 0 });
-          tf.dispose([b.x, b.y]);
-        };
-        await step(0); // creates the optimizer's slots
-        await step(1);
-        const before = tf.memory() as tf.MemoryInfo & { numBytesInGPU: number };
-        for (let s = 2; s <= 6; s++) await step(s);
-        const after = tf.memory() as tf.MemoryInfo & { numBytesInGPU: number };
-        expect(before.numBytesInGPU, 'the weights and slots live on the GPU').toBeGreaterThan(0);
-        expect(after.numTensors, 'live tensors after repeated steps').toBe(before.numTensors);
-        expect(after.numBytesInGPU, 'GPU bytes in use after repeated steps').toBe(before.numBytesInGPU);
-      } finally {
-        disposeRun(c);
-        fs.rmSync(dir, { recursive: true, force: true });
-      }
-    });
-
     it("reads back to the CPU only what the trainer needs in a step: the loss with the gradients' finiteness (one read) and each metric's counts (accuracy: one)", async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-webgpu-'));
       const c = await buildRunContainer({ registry, backend: 'webgpu', config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 16 } }) });
@@ -467,6 +441,7 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
       const c = await buildRunContainer({ registry, backend: 'webgpu', config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 16 } }) });
       type GpuMemory = tf.MemoryInfo & { numBytesInGPU: number; numBytesAllocatedInGPU: number };
       try {
+        expect(tf.getBackend()).toBe('webgpu');
         const trainer = c.resolve(Trainer);
         const data = c.resolve(TOKENS.TrainData);
         const rng = new Rng(7);
@@ -479,6 +454,7 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
         const warm = tf.memory() as GpuMemory;
         for (let s = 20; s < 1000; s++) await step(s); // ~30 ms a step on llvmpipe (contended)
         const after = tf.memory() as GpuMemory;
+        expect(warm.numBytesInGPU, 'the weights and slots live on the GPU').toBeGreaterThan(0);
         expect(after.numTensors, 'live tensors').toBe(warm.numTensors);
         expect(after.numBytesInGPU, 'GPU bytes in live tensors').toBe(warm.numBytesInGPU);
         expect(after.numBytesAllocatedInGPU, 'GPU bytes allocated (tensors and the pool of free buffers)').toBeLessThanOrEqual(warm.numBytesAllocatedInGPU);
