@@ -20,11 +20,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import * as vega from 'vega';
-import { compile } from 'vega-lite';
 import { createRegistry, type DataSource, loadPresets } from '../core';
 import { registerBuiltins } from '../plugins';
 import type { TokenWindows } from '../plugins/data/util';
+import { meanStd, vegaLiteSvg } from '../runtime';
 import { BENCH_DIR, REPO } from './harness';
 import { PYTHON, peerBlas, peerEnv } from './peer-blas';
 
@@ -85,34 +84,23 @@ function torchRun(dir: string, seed: number): Run {
 }
 
 function loomRun(seed: number): Run {
-  const json = path.join(os.tmpdir(), `loom-gpt-replica-${process.pid}-${seed}.json`);
-  const argv = ['cli/bin.mjs', 'paper', 'gpt', '--preset', args.preset!, '--seed', String(seed), '--record', '--json', json];
+  const argv = ['cli/bin.mjs', 'paper', 'gpt', '--preset', args.preset!, '--seed', String(seed), '--record'];
   argv.push('--set', `trainer.validateEvery=${every}`, ...(maxSteps ? ['--max-steps', String(maxSteps)] : []));
-  const t0 = performance.now();
   const r = spawnSync(process.execPath, argv, { cwd: REPO, env: { ...process.env, LOOM_THREADS: String(threads) }, encoding: 'utf8', timeout: 3 * 3600_000 });
-  const wall = (performance.now() - t0) / 1000;
   if (r.status !== 0) throw new Error(`loom, seed ${seed}: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`);
+  // The run's record (--record): its validation curve, wall time, machine and commit.
   const record = JSON.parse(fs.readFileSync(path.join(REPO, `papers/gpt/results/${args.preset}-seed${seed}.json`), 'utf8'));
-  const val = (record.run.metrics.val_loss ?? []) as [number, number][];
-  const summary = JSON.parse(fs.readFileSync(json, 'utf8'));
-  fs.rmSync(json, { force: true });
+  const val = record.run.metrics.val_loss as [number, number][];
   return {
     impl: 'loom',
     seed,
     valLoss: val.at(-1)![1],
-    wallSeconds: record.wallTimeSec ?? wall,
-    steps: summary.steps ?? val.at(-1)![0],
+    wallSeconds: record.wallTimeSec,
+    steps: val.at(-1)![0],
     curve: val,
     detail: `loom ${record.machine.backend} (${record.machine.simd}, ${record.machine.threads} threads), commit ${String(record.commit).slice(0, 7)}`,
   };
 }
-
-const meanStd = (xs: number[]) => {
-  if (xs.length === 0) return { mean: Number.NaN, std: Number.NaN };
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const std = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
-  return { mean, std };
-};
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-gpt-replica-'));
 prepare(dir);
@@ -149,7 +137,7 @@ const md = [
   `PyTorch over ${torchSeeds.length} seed(s): ${torchStats.mean.toFixed(4)} ± ${torchStats.std.toFixed(4)}; loom over ${loomSeeds.length}: ${loomStats.mean.toFixed(4)} ± ${loomStats.std.toFixed(4)}; difference (loom − PyTorch) ${(loomStats.mean - torchStats.mean).toFixed(4)} nats/char (goal: within 0.03).`,
 ].join('\n');
 const values = runs.flatMap((r) => r.curve.map(([step, value]) => ({ run: `${r.impl} seed ${r.seed}`, impl: r.impl, step, value })));
-const spec = compile({
+const svg = await vegaLiteSvg({
   $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
   title: `GPT (${args.preset}) on Moby Dick: validation loss, loom and PyTorch`,
   data: { values },
@@ -162,9 +150,9 @@ const spec = compile({
     color: { field: 'impl', type: 'nominal' },
     detail: { field: 'run', type: 'nominal' },
   },
-} as never).spec;
+} as never);
 fs.mkdirSync(args.out!, { recursive: true });
-fs.writeFileSync(path.join(args.out!, 'gpt-replica.svg'), await new vega.View(vega.parse(spec), { renderer: 'none' }).toSVG());
+fs.writeFileSync(path.join(args.out!, 'gpt-replica.svg'), svg);
 fs.writeFileSync(path.join(args.out!, 'gpt-replica.md'), `${md}\n\n![validation curves](gpt-replica.svg)\n`);
 fs.writeFileSync(path.join(args.out!, 'gpt-replica.json'), `${JSON.stringify({ cpu, threads, loadAverage: Number(load), runs }, null, 1)}\n`);
 console.log(md);

@@ -6,10 +6,8 @@ import 'reflect-metadata';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as vega from 'vega';
-import { compile } from 'vega-lite';
 import { createRegistry, selectBackend } from '../core';
-import { environmentTags } from '../runtime';
+import { environmentTags, vegaLiteSvg } from '../runtime';
 import { registerBuiltins } from '../plugins';
 import { dataParallel } from './data-parallel';
 import { BENCH_DIR, type BenchEntry, type Benchmark } from './harness';
@@ -82,7 +80,7 @@ const values = entries.flatMap((e) => [
   { benchmark: e.name, who: 'loom', value: e.ours },
   ...e.peers.filter((p) => p.value !== null).map((p) => ({ benchmark: e.name, who: p.peer, value: p.value! })),
 ]);
-const spec = compile({
+const svg = await vegaLiteSvg({
   $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
   title: 'loom vs peers (same run; higher is better)',
   data: { values },
@@ -97,6 +95,6 @@ const spec = compile({
     },
   },
   resolve: { scale: { x: 'independent' } },
-} as never).spec;
-fs.writeFileSync(path.join(outDir, 'latest.svg'), await new vega.View(vega.parse(spec), { renderer: 'none' }).toSVG());
+} as never);
+fs.writeFileSync(path.join(outDir, 'latest.svg'), svg);
 console.log(`\n${md}\nwrote ${path.relative(process.cwd(), outDir)}/latest.{json,md,svg}`);

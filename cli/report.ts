@@ -9,9 +9,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as vega from 'vega';
-import { compile } from 'vega-lite';
-import { formatMetric, type Paper } from '../runtime';
+import { formatMetric, meanStd, vegaLiteSvg, type Paper } from '../runtime';
 import { readStore, type StoredRun } from '../core/mlflow-store';
 import { readRecords } from './records';
 
@@ -35,7 +33,7 @@ async function curves(title: string, runs: StoredRun[]): Promise<string | null> 
       ),
   );
   if (values.length === 0) return null;
-  const spec = compile({
+  const svg = await vegaLiteSvg({
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: `${title}: learning curves`,
     data: { values },
@@ -53,15 +51,8 @@ async function curves(title: string, runs: StoredRun[]): Promise<string | null> 
       },
     },
     resolve: { scale: { y: 'independent' } },
-  } as never).spec;
-  return new vega.View(vega.parse(spec), { renderer: 'none' }).toSVG();
-}
-
-/** Mean and sample standard deviation (0 for one value). */
-function meanStd(xs: number[]): { mean: number; std: number } {
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const std = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
-  return { mean, std };
+  } as never);
+  return svg;
 }
 
 /** "mean ± std (n seeds: v1, v2, ...)" in the metric's own format; a single run shows its value. */

@@ -14,3 +14,4 @@ export * from './cache';
 export * from './learner';
 export * from './plugin-packages';
 export * from './config-file';
+export * from './reporting';

@@ -13,11 +13,9 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as vega from 'vega';
-import { compile } from 'vega-lite';
 import { z } from 'zod';
 import { packWeights, unpackWeights, writeFileAtomic, type Logs, type NamedWeights, type WeightEntry } from '../../core';
-import { cachePath } from '../../runtime';
+import { cachePath, meanStd, vegaLiteSvg } from '../../runtime';
 
 export const fewShotSchema = z
   .object({
@@ -76,7 +74,7 @@ export function saveEncoder(key: string, weights: NamedWeights, metrics: Logs): 
 /** Scores of the finished runs of one grid, by `variant/size/seed`. */
 export class FewShotResults {
   readonly file: string;
-  readonly done: Record<string, Logs & { steps: number; examples: number }>;
+  readonly done: Record<string, Logs & { examples: number }>;
 
   constructor(key: string) {
     this.file = cachePath('bert', `few-shot-${key}.json`);
@@ -87,7 +85,7 @@ export class FewShotResults {
     return `${variant}/${size}/${seed}`;
   }
 
-  set(id: string, scores: Logs & { steps: number; examples: number }): void {
+  set(id: string, scores: Logs & { examples: number }): void {
     this.done[id] = scores;
     writeFileAtomic(this.file, JSON.stringify(this.done, null, 1));
   }
@@ -96,13 +94,6 @@ export class FewShotResults {
 /** Epochs for `examples` labelled messages in batches of `batchSize`: the preset's, or more to reach `minSteps`. */
 export function fewShotEpochs(presetEpochs: number, examples: number, batchSize: number, minSteps: number): number {
   return Math.max(presetEpochs, Math.ceil(minSteps / Math.ceil(examples / batchSize)));
-}
-
-/** Mean and sample standard deviation (0 for one value). */
-export function meanStd(xs: number[]): { mean: number; std: number } {
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const std = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
-  return { mean, std };
 }
 
 export interface CurvePoint {
@@ -159,7 +150,7 @@ export async function writeCurves(o: FewShotOptions, points: CurvePoint[], heade
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
   ];
-  const spec = compile({
+  const svg = await vegaLiteSvg({
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: 'BERT few-shot: test scores against labelled examples (mean ± 1 s.d. over seeds)',
     data: { values: points.map((p) => ({ ...p, lo: p.mean - p.std, hi: p.mean + p.std })) },
@@ -176,11 +167,11 @@ export async function writeCurves(o: FewShotOptions, points: CurvePoint[], heade
         color: { field: 'variant', type: 'nominal' },
       },
     },
-  } as never).spec;
+  } as never);
   const dir = path.resolve(o.out);
   fs.mkdirSync(dir, { recursive: true });
   const files = ['md', 'svg', 'json'].map((ext) => path.join(dir, `${name}.${ext}`));
-  fs.writeFileSync(files[1]!, await new vega.View(vega.parse(spec), { renderer: 'none' }).toSVG());
+  fs.writeFileSync(files[1]!, svg);
   fs.writeFileSync(files[0]!, `${md.join('\n')}\n\n![few-shot curves](${name}.svg)\n`);
   fs.writeFileSync(files[2]!, `${JSON.stringify({ points }, null, 1)}\n`);
   return files;

@@ -1,0 +1,18 @@
+/**
+ * What loom's written reports share (`loom report`, `npm run bench`, `npm run replica:gpt`, the BERT few-shot
+ * curves): the mean and sample standard deviation over seeds, and a Vega-Lite chart rendered to SVG in Node.
+ */
+import * as vega from 'vega';
+import { compile, type TopLevelSpec } from 'vega-lite';
+
+/** Mean and sample standard deviation (n − 1; 0 for one value; NaN mean for none). */
+export function meanStd(xs: readonly number[]): { mean: number; std: number } {
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const std = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
+  return { mean, std };
+}
+
+/** A Vega-Lite spec compiled and rendered headless (no canvas) to an SVG string. */
+export async function vegaLiteSvg(spec: TopLevelSpec): Promise<string> {
+  return new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' }).toSVG();
+}
