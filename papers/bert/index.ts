@@ -239,9 +239,9 @@ const paper: Paper = {
 
     if (b.fewShot) {
       // The few-shot learning curves (few-shot.ts): one pretrained encoder, cached, then sizes × seeds × 3 runs.
-      const fs_ = b.fewShot;
+      const grid = b.fewShot;
       const tokenizerHash = cacheKey(fs.readFileSync(tokenizer, 'utf8'));
-      const { fewShot: _grid, ...bertRest } = b;
+      const { fewShot: _, ...bertRest } = b;
       const encoderKey = cacheKey({ pretrainConfig, bert: bertRest, seed, tokenizerHash, common });
       const cached = loadEncoder(encoderKey);
       const pretrainNote = cached ? `pretrained encoder reused from ${path.relative(process.cwd(), cachePath('bert', `encoder-${encoderKey}.bin`))}` : '';
@@ -260,21 +260,20 @@ const paper: Paper = {
           );
         saveEncoder(encoderKey, encoder, r.history.at(-1) ?? {});
       }
-      const results = new FewShotResults(cacheKey({ encoderKey, finetune, baseline, model: rawModel, minSteps: fs_.minSteps }));
+      const results = new FewShotResults(cacheKey({ encoderKey, finetune, baseline, model: rawModel, minSteps: grid.minSteps }));
       const trainCount = spamAssassinTexts('train', spamTextSchema.parse(groups)).labels.length;
       const epochsOf = (section: unknown) => ((section as { trainer?: { epochs?: number } }).trainer?.epochs ?? 1) as number;
       const batchOf = (section: unknown) => ((section as { trainer?: { batchSize?: number } }).trainer?.batchSize ?? 32) as number;
-      for (const size of fs_.sizes) {
+      for (const size of grid.sizes) {
         const examples = size === 'all' ? trainCount : size;
         if (examples > trainCount) throw new ConfigError('bert.fewShot.sizes', `${size} exceeds the ${trainCount} training messages`);
-        const subset: JsonObject = size === 'all' ? {} : { trainSubset: { size, seed: 0 } };
-        for (const s of fs_.seeds) {
-          if (size !== 'all') (subset.trainSubset as JsonObject).seed = s;
+        for (const s of grid.seeds) {
+          const subset: JsonObject = size === 'all' ? {} : { trainSubset: { size, seed: s } };
           for (const variant of FEW_SHOT_VARIANTS) {
             const id = FewShotResults.id(variant, size, s);
             if (results.done[id]) continue;
             const section = variant === 'baseline-bow' ? baseline : finetune;
-            const epochs = fewShotEpochs(epochsOf(section), examples, batchOf(section), fs_.minSteps);
+            const epochs = fewShotEpochs(epochsOf(section), examples, batchOf(section), grid.minSteps);
             const trainer = { trainer: { epochs } };
             const config =
               variant === 'baseline-bow'
@@ -282,11 +281,11 @@ const paper: Paper = {
                 : mergeConfig({ data: { ...spam, source: { ...spam.source, ...subset } }, model: bertModel('classifier'), ...classify }, trainer);
             const hooks = variant === 'finetune-pretrained' ? { evaluate: scores, initialize: initializeEncoder } : { evaluate: scores };
             const r = await run(variant, config, hooks, { seed: s, size });
-            results.set(id, { ...(r.test ?? {}), steps: r.history.length ? epochs * Math.ceil(examples / batchOf(section)) : 0, examples });
+            results.set(id, { ...(r.test ?? {}), examples });
           }
         }
       }
-      const points = curvePoints(fs_, results);
+      const points = curvePoints(grid, results);
       for (const k of Object.keys(metrics)) if (!k.startsWith('pretrain/')) delete metrics[k]; // the last grid run's, not the curve's
       for (const p of points) {
         metrics[`few-shot/${p.size}/${p.variant}/${p.metric}_mean`] = p.mean;
@@ -295,10 +294,10 @@ const paper: Paper = {
       const header = [
         `# BERT few-shot learning curves (preset ${opts.preset}, encoder pretrained with seed ${seed})`,
         '',
-        `${scale(opts.preset, b, rawModel as JsonObject)}. Pretraining: masked-LM validation loss ${metrics['pretrain/val_loss']?.toFixed(4)}, masked-token accuracy ${pct(metrics['pretrain/val_accuracy'])}. Subsets stratified from the ${trainCount} training messages, one per seed; the test split is the whole fixed one. Fine-tuning epochs: the preset's, or more to reach ${fs_.minSteps} optimizer steps.`,
+        `${scale(opts.preset, b, rawModel as JsonObject)}. Pretraining: masked-LM validation loss ${metrics['pretrain/val_loss']?.toFixed(4)}, masked-token accuracy ${pct(metrics['pretrain/val_accuracy'])}. Subsets stratified from the ${trainCount} training messages, one per seed; the test split is the whole fixed one. Fine-tuning epochs: the preset's, or more to reach ${grid.minSteps} optimizer steps.`,
       ];
-      const files = await writeCurves(fs_, points, header, `bert-few-shot-${opts.preset}`);
-      const sep = fs_.sizes.map((size) => `${size}: ${separated(points, size, 'accuracy') ? 'apart' : 'not apart'}`);
+      const files = await writeCurves(grid, points, header, `bert-few-shot-${opts.preset}`);
+      const sep = grid.sizes.map((size) => `${size}: ${separated(points, size, 'accuracy') ? 'apart' : 'not apart'}`);
       return {
         paper: 'bert',
         preset: opts.preset,
@@ -308,7 +307,7 @@ const paper: Paper = {
         wallTimeSec: wall,
         mlflow: runs.at(-1) ?? { runId: '', experimentId: '', location: '' },
         commit,
-        scale: `${scale(opts.preset, b, rawModel as JsonObject)}; few-shot sizes ${fs_.sizes.join(', ')} × seeds ${fs_.seeds.join(', ')}`,
+        scale: `${scale(opts.preset, b, rawModel as JsonObject)}; few-shot sizes ${grid.sizes.join(', ')} × seeds ${grid.seeds.join(', ')}`,
         comparison: [],
         notes: [
           ...cut,
@@ -317,7 +316,7 @@ const paper: Paper = {
           `pretrained vs scratch, one-standard-deviation accuracy bands: ${sep.join('; ')}`,
           ...points
             .filter((p) => p.metric === 'accuracy')
-            .map((p) => `${p.size} examples, ${p.variant}: accuracy ${pct(p.mean)} ± ${((p.std ?? 0) * 100).toFixed(2)} (${p.n} seeds)`),
+            .map((p) => `${p.size} examples, ${p.variant}: accuracy ${pct(p.mean)} ± ${pct(p.std)} (${p.n} seeds)`),
         ],
       };
     }
