@@ -437,6 +437,7 @@ export class Trainer implements StrategyHost {
    */
   private async validateMidEpoch(validation: Dataset, step: number): Promise<void> {
     await this.strategy.synchronize(this);
+    await readToHost(); // getState reads the carried state synchronously (webgpu: from the host copy), as a checkpoint does
     const metrics = this.metrics.map((m) => m.getState?.() ?? null);
     const carried = this.model.getState?.();
     const logs = await this.evaluate(validation);
