@@ -418,8 +418,8 @@ const hasMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).statu
 /** One launch of test/fixtures/tensor-parallel-worker.ts on `np` ranks over loopback (as mpi.test.ts launches); each rank writes its results into `out`. */
 function mpirun(np: number, out: string) {
   const args = ['--oversubscribe', '-np', String(np), '--mca', 'btl', 'self,tcp', '--mca', 'btl_tcp_if_include', 'lo', '--bind-to', 'none'];
-  args.push(process.execPath, path.join(repo, 'test/fixtures/run-ts.mjs'), path.join(repo, 'test/fixtures/tensor-parallel-worker.ts'), out);
-  const env = { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', LOOM_THREADS: '1' };
+  args.push(process.execPath, path.join(repo, 'test/fixtures/run-ts.mjs'), path.join(repo, 'test/fixtures/tensor-parallel-worker.ts'));
+  const env = { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', LOOM_THREADS: '1', LOOM_MPI_RESULTS: out };
   // A hang (a rank stuck in a collective) fails the test at the timeout instead of blocking the suite.
   return spawnSync('mpirun', args, { cwd: repo, env, encoding: 'utf8', timeout: 50_000 });
 }
