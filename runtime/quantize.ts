@@ -264,14 +264,14 @@ export type QuantizedRow = 'fp32' | 'int8 static' | 'int8 dynamic';
  * `fp32`, `int8 static`, `int8 dynamic`. A static mode is calibrated on `calibration()`; each calibration sample and
  * quantized model is disposed once used, the float model is left to the caller.
  */
-export function measureQuantized<T extends object>(
+export async function measureQuantized<T extends object>(
   float: Model,
   registry: PluginRegistry,
   modes: readonly QuantizeMode[],
   calibration: () => tf.Tensor,
-  measure: (model: Model) => T,
-): ({ model: QuantizedRow } & T)[] {
-  const rows: ({ model: QuantizedRow } & T)[] = [{ model: 'fp32', ...measure(float) }];
+  measure: (model: Model) => T | Promise<T>,
+): Promise<({ model: QuantizedRow } & T)[]> {
+  const rows: ({ model: QuantizedRow } & T)[] = [{ model: 'fp32', ...(await measure(float)) }];
   for (const mode of modes) {
     const sample = mode === 'static' ? calibration() : undefined;
     let model: Model;
@@ -281,7 +281,7 @@ export function measureQuantized<T extends object>(
       sample?.dispose();
     }
     try {
-      rows.push({ model: mode === 'static' ? 'int8 static' : 'int8 dynamic', ...measure(model) });
+      rows.push({ model: mode === 'static' ? 'int8 static' : 'int8 dynamic', ...(await measure(model)) });
     } finally {
       model.dispose();
     }

@@ -8,12 +8,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  batchesOf,
   ConfigError,
-  epochOrder,
   expectModel,
   listCheckpoints,
   loadPresets,
@@ -35,6 +32,7 @@ import { corpusTexts, CORPORA } from '../../plugins/data/text-corpus';
 import { Bert } from '../../plugins/models/bert';
 import { WordPiece } from '../../plugins/tokenizers/wordpiece';
 import { bowData, mlmData } from './data';
+import { binaryScores } from './scores';
 import { quantizeMode } from './quantization';
 import {
   cacheKey,
@@ -66,31 +64,7 @@ const bertSchema = z.object({
   fewShot: fewShotSchema.optional(),
 });
 
-/**
- * Accuracy, precision, recall and F1 of the spam class (1) on `data`, from the trained model's predictions (read
- * with `await data()`: webgpu in Node has no synchronous read).
- */
-export async function binaryScores(trainer: Trainer, data: Dataset): Promise<Logs> {
-  let [tp, fp, fn, tn] = [0, 0, 0, 0];
-  for (const idx of batchesOf(epochOrder(data.size, 0, 0, false), 256)) {
-    const { x, y } = data.batch(idx);
-    const best = tf.tidy(() => tf.argMax(trainer.model.apply(x, { training: false, rng: null as never }), 1));
-    try {
-      const [pred, truth] = await Promise.all([best.data(), y.data()]);
-      pred.forEach((p, i) => (p === 1 ? (truth[i] === 1 ? tp++ : fp++) : truth[i] === 1 ? fn++ : tn++));
-    } finally {
-      tf.dispose([best, x, y]);
-    }
-  }
-  const precision = tp / Math.max(tp + fp, 1);
-  const recall = tp / Math.max(tp + fn, 1);
-  return {
-    accuracy: (tp + tn) / Math.max(tp + fp + fn + tn, 1),
-    precision,
-    recall,
-    f1: precision + recall > 0 ? (2 * precision * recall) / (precision + recall) : 0,
-  };
-}
+export { binaryScores } from './scores';
 
 const paper: Paper = {
   name: 'bert',
@@ -226,7 +200,7 @@ const paper: Paper = {
     const groups: JsonObject = b.groups ? { groups: b.groups } : {};
     const spam = { source: { type: 'spam-assassin', tokenizer, maxLen: b.seqLen, ...groups }, train: 'train', test: 'test' };
     const classify = { loss: 'sparse-categorical-crossentropy', metrics: ['accuracy'], ...(finetune as JsonObject) };
-    const scores = async (t: Trainer, d: Dataset | null) => (d ? await binaryScores(t, d) : {});
+    const scores = async (t: Trainer, d: Dataset | null): Promise<Logs> => (d ? { ...(await binaryScores(t.model, d)) } : {});
     const bowConfig = (subset: JsonObject): JsonObject => ({
       data: { source: { type: 'spam-bow', features: b.bowFeatures, ...groups, ...subset }, train: 'train', test: 'test' },
       model: { inputShape: [b.bowFeatures], layers: [{ type: 'dense', units: 2, name: 'logistic' }] },

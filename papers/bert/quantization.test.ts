@@ -12,7 +12,7 @@ import { buildModel, loadModel, Rng, saveModel, type ModelConfig, type PluginReg
 import { spamAssassinTexts, spamTextSchema } from '../../plugins/data/spam-assassin';
 import { WordPiece } from '../../plugins/tokenizers/wordpiece';
 import { testRegistry } from '../../test/harness';
-import { classifierScores } from './quantization';
+import { binaryScores } from './scores';
 
 let dir: string;
 let registry: PluginRegistry;
@@ -57,7 +57,7 @@ describe('bert --quantize', () => {
     const test = registry.create('dataset', source).load('test');
     expect(r.testMessages).toBe(test.size);
     const predicted = new Int32Array(test.size);
-    expect(r.results[0]).toMatchObject({ ...classifierScores(float, test, predicted), changedFromFp32: 0 });
+    expect(r.results[0]).toMatchObject({ ...(await binaryScores(float, test, predicted)), changedFromFp32: 0 });
     // q,k,v 16×48, output 16×16, feed-forward 16×64 and 64×16, pooler 16×16, classifier 16×2: a byte a weight, plus a scale a channel.
     const kernels = 16 * 48 + 16 * 16 + 16 * 64 + 64 * 16 + 16 * 16 + 16 * 2;
     const channels = 48 + 16 + 64 + 16 + 16 + 2;

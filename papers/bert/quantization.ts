@@ -8,11 +8,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
-import { DataError, loadModel, Rng, selectBackend, type Dataset, type JsonObject, type Model, type PluginSpec } from '../../core';
+import { DataError, loadModel, selectBackend, type JsonObject, type Model, type PluginSpec } from '../../core';
 import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
 import { calibrationSample, inferenceBytes, measureQuantized, quantizeModes, refuseAsyncReads, type QuantizedRow } from '../../runtime/quantize';
 import { Bert } from '../../plugins/models/bert';
+import { binaryScores } from './scores';
 
 export interface BertQuantizedResult {
   model: QuantizedRow;
@@ -23,25 +23,6 @@ export interface BertQuantizedResult {
   /** Test messages whose predicted class differs from the fp32 model's. */
   changedFromFp32: number;
   weightBytes: number;
-}
-
-/**
- * Accuracy, and precision, recall and F1 of the spam class (1), of `model`'s most likely class on `data`; with
- * `predictions`, each message's predicted class is written into it.
- */
-export function classifierScores(model: Model, data: Dataset, predictions?: Int32Array): { accuracy: number; precision: number; recall: number; f1: number } {
-  let [tp, fp, fn, tn] = [0, 0, 0, 0];
-  for (let s = 0; s < data.size; s += 256) {
-    const b = data.batch(Int32Array.from({ length: Math.min(256, data.size - s) }, (_, i) => s + i));
-    const pred = tf.tidy(() => tf.argMax(model.apply(b.x, { training: false, rng: new Rng(0) }), 1).dataSync());
-    const truth = b.y.dataSync();
-    predictions?.set(pred, s);
-    pred.forEach((p, i) => (p === 1 ? (truth[i] === 1 ? tp++ : fp++) : truth[i] === 1 ? fn++ : tn++));
-    tf.dispose([b.x, b.y]);
-  }
-  const precision = tp / Math.max(tp + fp, 1),
-    recall = tp / Math.max(tp + fn, 1);
-  return { accuracy: (tp + tn) / Math.max(data.size, 1), precision, recall, f1: precision + recall > 0 ? (2 * precision * recall) / (precision + recall) : 0 };
 }
 
 export function quantizeMode(): PaperMode {
@@ -80,15 +61,15 @@ async function runQuantize(ctx: PaperModeContext): Promise<void> {
   const test = source.load(String(data.test ?? 'test'));
   const float = loadModel(dir, ctx.registry, Bert);
   const reference = new Int32Array(test.size);
-  const scored = (model: Model) => {
+  const scored = async (model: Model) => {
     const b = inferenceBytes(model);
     const predicted = new Int32Array(test.size);
-    const scores = classifierScores(model, test, predicted);
+    const scores = await binaryScores(model, test, predicted);
     if (model === float) reference.set(predicted);
     return { ...scores, changedFromFp32: predicted.filter((p, i) => p !== reference[i]).length, weightBytes: b.float32 + b.int8 };
   };
   try {
-    const results: BertQuantizedResult[] = measureQuantized(
+    const results: BertQuantizedResult[] = await measureQuantized(
       float,
       ctx.registry,
       modes,

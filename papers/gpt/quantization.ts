@@ -76,7 +76,7 @@ async function runQuantize(ctx: PaperModeContext, presets: Record<string, JsonOb
     return { val_loss, weightBytes: b.float32 + b.int8, seconds: (performance.now() - t0) / 1000 };
   };
   try {
-    const results: GptQuantizedResult[] = measureQuantized(
+    const results: GptQuantizedResult[] = await measureQuantized(
       float,
       ctx.registry,
       modes,

@@ -64,7 +64,7 @@ async function runQuantize(ctx: PaperModeContext): Promise<void> {
   const test = source.load('test');
   const limit = Number(ctx.options['quantize-test-limit'] ?? test.size);
   const calibration = () => calibrationSample(source.load('train'), Number(ctx.options['calibration-samples'] ?? 1000), ctx.seed ?? 0);
-  const results: QuantizedResult[] = measureQuantized(float, ctx.registry, modes, calibration, (model) => ({
+  const results: QuantizedResult[] = await measureQuantized(float, ctx.registry, modes, calibration, (model) => ({
     ...evaluateClassifier(model, test, limit),
     weightBytes: byteCount(model),
   }));
