@@ -81,6 +81,11 @@ export function readsAsynchronously(): boolean {
   return asyncReadBackends.has(tf.getBackend());
 }
 
+/** The tensors stateful layers carry between batches now (an LSTM's h and c), e.g. to fetch before `getState`. */
+export function carriedStateTensors(): tf.Tensor[] {
+  return [...CarriedState.live].flatMap((c) => (c.value ? (Object.values(c.value) as tf.Tensor[]) : []));
+}
+
 /**
  * Before code that reads tensors synchronously (a checkpoint's weights and optimizer state, saveModel): on a backend
  * that reads asynchronously, awaits `data()` of `tensors` (default: every live tf.Variable, which holds the weights
@@ -90,7 +95,6 @@ export function readsAsynchronously(): boolean {
  */
 export async function readToHost(tensors?: readonly tf.Tensor[]): Promise<void> {
   if (!readsAsynchronously()) return;
-  const carried = [...CarriedState.live].flatMap((c) => (c.value ? (Object.values(c.value) as tf.Tensor[]) : []));
-  const all = tensors ?? [...Object.values(tf.engine().registeredVariables), ...carried, ...liveMasks];
+  const all = tensors ?? [...Object.values(tf.engine().registeredVariables), ...carriedStateTensors(), ...liveMasks];
   await Promise.all(all.filter((t) => !t.isDisposed).map((t) => t.data()));
 }

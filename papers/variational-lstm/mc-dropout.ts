@@ -9,7 +9,7 @@
  * order and the random draws are those of the synchronous version, so the values are the same.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { batchesOf, CarriedState, epochOrder, readToHost, type Dataset, type Json, type Model, type Rng } from '../../core';
+import { batchesOf, carriedStateTensors, epochOrder, readToHost, type Dataset, type Json, type Model, type Rng } from '../../core';
 
 export async function mcDropoutPerplexity(model: Model, data: Dataset, samples: number, batchSize: number, rng: Rng): Promise<number> {
   const states: (Json | null)[] = Array.from({ length: samples }, () => null);
@@ -24,7 +24,7 @@ export async function mcDropoutPerplexity(model: Model, data: Dataset, samples: 
         if (states[s]) model.setState(states[s]!);
         const p = tf.tidy(() => tf.softmax(model.apply(x, { training: true, rng })));
         // The state the pass carries, on the host before getState reads it (a no-op where reads are synchronous).
-        await readToHost([...CarriedState.live].flatMap((c) => (c.value ? (Object.values(c.value) as tf.Tensor[]) : [])));
+        await readToHost(carriedStateTensors());
         states[s] = model.getState();
         const next: tf.Tensor = sum ? tf.add(sum, p) : p;
         if (sum) tf.dispose([sum, p]);

@@ -60,6 +60,7 @@ import {
   linear,
   pluginSpecSchema,
   selfAttention,
+  setMask,
   ShapeError,
   softmax,
   uniformFloats,
@@ -489,10 +490,12 @@ export abstract class ShardedLayer extends LayerBase implements TensorParallelLa
     this.group = SINGLE_GROUP;
   }
 
-  /** A pruning mask (core/masks.ts) cut or gathered as its parameter is. */
+  /**
+   * A pruning mask (core/masks.ts) cut or gathered as its parameter is, through setMask, so the old one leaves
+   * `liveMasks` (which readToHost fetches) and the new one joins it.
+   */
   private replaceMask(p: Parameter, mask: tf.Tensor): void {
-    p.mask!.dispose();
-    p.mask = tf.keep(mask);
+    setMask(p, mask);
   }
 
   /** Gives `p` (the same object, so holders of it see the change) a new variable holding `value` (taken over). */
