@@ -35,6 +35,7 @@ import { type LayerList, PipelineStrategy } from './pipeline';
 import {
   gatherWhole,
   isTensorParallel,
+  refuseWithSlices,
   shardModel,
   setSplitSlots,
   shardOf,
@@ -160,10 +161,9 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
         );
     } else if (o.boundaries) throw new ConfigError('parallelism.boundaries', 'cuts pipeline stages: it needs parallelism.pipeline > 1');
     if (o.tensor > 1) {
-      const refuse = (field: string, why: string) => new ConfigError(field, `is not supported with parallelism.tensor = ${o.tensor}: ${why}`);
-      const opt = host.options;
-      if (opt.clipNorm !== undefined) throw refuse('trainer.clipNorm', "the trainer's norm would be of this rank's slices only (clipValue works)");
-      if (o.zero === 1) throw refuse('parallelism.zero', 'ZeRO-1 with tensor-parallel slices is not built');
+      refuseWithSlices(host, `parallelism.tensor = ${o.tensor}`);
+      if (o.zero === 1)
+        throw new ConfigError('parallelism.zero', `is not supported with parallelism.tensor = ${o.tensor}: ZeRO-1 with tensor-parallel slices is not built`);
     }
     if (this.worldSize > 1) {
       // One model's weights everywhere (each rank built it from the same seed, or restored the same checkpoint).

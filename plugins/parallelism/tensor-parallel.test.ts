@@ -49,6 +49,7 @@ import {
   shardModel,
   shardRows,
   SINGLE_GROUP,
+  refuseWithSlices,
   TensorParallelStrategy,
   wholeModelWeights,
   type TensorParallelGroup,
@@ -326,6 +327,17 @@ describe('the tensor-parallel strategy', () => {
     );
     await expect(strategy.setup(host({}))).rejects.toThrow('parallelism: tensor parallelism over 2 ranks needs tensor-parallel layers in the model');
     model.dispose();
+  });
+
+  it('refuseWithSlices, shared with the hybrid strategy (tensor > 1): onNonFinite skip, clipNorm and a non-element-wise optimizer, naming the field and the layout', () => {
+    const options = trainerOptionsSchema.parse({ epochs: 1, batchSize: 1 });
+    const host = (o: Record<string, unknown>, type = 'adam') => ({ options: { ...options, ...o }, optimizer: { spec: { type } } }) as unknown as StrategyHost;
+    const where = 'parallelism.tensor = 2';
+    expect(() => refuseWithSlices(host({}), where)).not.toThrow();
+    expect(() => refuseWithSlices(host({ clipValue: 1 }), where)).not.toThrow();
+    expect(() => refuseWithSlices(host({ onNonFinite: 'skip' }), where)).toThrow(/^trainer\.onNonFinite: is not supported with parallelism\.tensor = 2: /);
+    expect(() => refuseWithSlices(host({ clipNorm: 1 }), where)).toThrow(/^trainer\.clipNorm: is not supported with parallelism\.tensor = 2: /);
+    expect(() => refuseWithSlices(host({}, 'lamb'), where)).toThrow(/^optimizer\.type: .*optimizer "lamb" is not known to be one/);
   });
 });
 

@@ -1029,6 +1029,25 @@ export class VocabParallelCrossEntropy implements Loss, TensorParallelLayer {
 // ---------------------------------------------------------------- strategy
 
 /**
+ * What a run cannot do while ranks hold slices of parameters (the tensor-parallel strategy, and the hybrid one with
+ * tensor > 1), refused naming the field: `onNonFinite: "skip"` (ranks could decide differently on their slices),
+ * `clipNorm` (the trainer's norm would be of this rank's slices only) and an optimizer whose update is not
+ * element-wise (each rank steps its slices on their own). `where` says which layout, for the message.
+ */
+export function refuseWithSlices(host: Pick<StrategyHost, 'options' | 'optimizer'>, where: string): void {
+  const o = host.options;
+  const refuse = (field: string, why: string) => new ConfigError(field, `is not supported with ${where}: ${why}`);
+  if (o.onNonFinite === 'skip') throw refuse('trainer.onNonFinite', '"skip" could be decided differently by ranks holding different slices; use "stop"');
+  if (o.clipNorm !== undefined) throw refuse('trainer.clipNorm', "the trainer's norm would be of this rank's slices only (clipValue is per element and works)");
+  const type = host.optimizer.spec?.type;
+  if (type !== undefined && !ELEMENTWISE_OPTIMIZERS.includes(type))
+    throw new ConfigError(
+      'optimizer.type',
+      `tensor parallelism steps each rank's slices on their own, which needs an element-wise update rule (${ELEMENTWISE_OPTIMIZERS.join(', ')}); optimizer "${type}" is not known to be one`,
+    );
+}
+
+/**
  * Tensor parallelism alone, as a training strategy: every rank of the communicator holds rank r's slices of the
  * model's tensor-parallel layers and of the loss (when it is `vocab-parallel-cross-entropy`) and sees every example
  * (the ranks split each layer, not the data). `setup` starts every rank from rank 0's whole weights and shards them;
@@ -1061,17 +1080,7 @@ export class TensorParallelStrategy implements Omit<Strategy, 'spec'> {
 
   async setup(host: StrategyHost): Promise<void> {
     if (this.worldSize === 1) return;
-    const o = host.options;
-    const refuse = (field: string, why: string) => new ConfigError(field, `is not supported with tensor parallelism over ${this.worldSize} ranks: ${why}`);
-    if (o.onNonFinite === 'skip') throw refuse('trainer.onNonFinite', '"skip" could be decided differently by ranks holding different slices; use "stop"');
-    if (o.clipNorm !== undefined)
-      throw refuse('trainer.clipNorm', "the trainer's norm would be of this rank's slices only (clipValue is per element and works)");
-    const type = host.optimizer.spec?.type;
-    if (type !== undefined && !ELEMENTWISE_OPTIMIZERS.includes(type))
-      throw new ConfigError(
-        'optimizer.type',
-        `tensor parallelism steps each rank's slices on their own, which needs an element-wise update rule (${ELEMENTWISE_OPTIMIZERS.join(', ')}); optimizer "${type}" is not known to be one`,
-      );
+    refuseWithSlices(host, `tensor parallelism over ${this.worldSize} ranks`);
     if (tensorParallelParts(host.model).length === 0)
       throw new ConfigError(
         'parallelism',
