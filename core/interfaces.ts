@@ -386,6 +386,14 @@ export interface StepGradients {
   params: Parameter[];
   /** Owned by the caller, which disposes them after the optimizer step. */
   grads: Record<string, tf.Tensor>;
+  /**
+   * Present when `grads` are only this rank's part of the step's gradient (ZeRO-1's shard): given the squared L2 norm
+   * of this part, returns the whole gradient's (summed with the other ranks' parts: collective, and called on every
+   * rank at every step that clips by norm). The trainer's `clipNorm` then scales by the norm of the whole gradient
+   * (Pascanu et al. 2013, Algorithm 1), and clipping happens once, in the trainer. Absent: `grads` are the whole
+   * gradient.
+   */
+  globalSquaredNorm?: (local: number) => Promise<number>;
 }
 
 /** The part of the trainer a {@link Strategy} may use (Lightning's Strategy holds the LightningModule and Trainer). */

@@ -37,23 +37,56 @@ import type { Rng } from './random';
 import { writeWeights } from './serialization';
 import { TOKENS } from './tokens';
 
+/** The squared global L2 norm of `grads`, Σ‖g‖² (0 for none: a rank's ZeRO shard may be empty). */
+export function squaredNorm(grads: Record<string, tf.Tensor>): tf.Scalar {
+  return tf.tidy(() => {
+    const parts = Object.values(grads);
+    return parts.length ? (tf.addN(parts.map((g) => tf.sum(tf.square(g)))) as tf.Scalar) : tf.scalar(0);
+  });
+}
+
 /**
  * Gradient clipping: each element to [−clipValue, clipValue], then all gradients scaled by
  * min(1, clipNorm / ‖g‖) where ‖g‖ is the global L2 norm over every gradient (Pascanu et al. 2013, Algorithm 1).
- * Returns new tensors; the caller disposes both the inputs and the outputs.
+ * `globalSquaredNorm`, when given, is ‖g‖² of the whole gradient of which `grads` are a part (a ZeRO shard; already
+ * clipped by value, as these are by then): the scale is then the whole gradient's. Returns new tensors; the caller
+ * disposes both the inputs and the outputs.
  */
-export function clipGradients(grads: Record<string, tf.Tensor>, opts: { clipNorm?: number; clipValue?: number }): Record<string, tf.Tensor> {
+export function clipGradients(
+  grads: Record<string, tf.Tensor>,
+  opts: { clipNorm?: number; clipValue?: number },
+  globalSquaredNorm?: number,
+): Record<string, tf.Tensor> {
   return tf.tidy(() => {
     let out = Object.fromEntries(
       Object.entries(grads).map(([k, g]) => [k, opts.clipValue !== undefined ? tf.clipByValue(g, -opts.clipValue, opts.clipValue) : tf.clone(g)]),
     );
     if (opts.clipNorm !== undefined) {
-      const norm = tf.sqrt(tf.addN(Object.values(out).map((g) => tf.sum(tf.square(g)))));
+      const norm = tf.sqrt(globalSquaredNorm !== undefined ? tf.scalar(globalSquaredNorm) : squaredNorm(out));
       const scale = tf.minimum(1, tf.div(opts.clipNorm, tf.maximum(norm, 1e-12)));
       out = Object.fromEntries(Object.entries(out).map(([k, g]) => [k, tf.mul(g, scale)]));
     }
     return out;
   });
+}
+
+/**
+ * {@link clipGradients} of a step's gradients, once: by the norm of the whole gradient, summed across the ranks
+ * through `step.globalSquaredNorm` when the strategy gave this rank only a part of it. Null when nothing clips.
+ */
+async function clipStep(step: StepGradients, opts: { clipNorm?: number; clipValue?: number }): Promise<Record<string, tf.Tensor> | null> {
+  const { clipNorm, clipValue } = opts;
+  if (clipNorm === undefined && clipValue === undefined) return null;
+  if (clipNorm === undefined || !step.globalSquaredNorm) return clipGradients(step.grads, { clipNorm, clipValue });
+  const byValue = clipValue !== undefined ? clipGradients(step.grads, { clipValue }) : null;
+  try {
+    const part = byValue ?? step.grads;
+    const local = squaredNorm(part);
+    const sq = (await local.data().finally(() => local.dispose()))[0]!; // asynchronously: webgpu has no synchronous read
+    return clipGradients(part, { clipNorm }, await step.globalSquaredNorm(sq));
+  } finally {
+    if (byValue) tf.dispose(Object.values(byValue));
+  }
 }
 
 export interface History {
@@ -147,10 +180,10 @@ export class Trainer implements StrategyHost {
       const planned = state.epochs !== undefined && state.stepsPerEpoch !== undefined ? state.epochs * state.stepsPerEpoch : undefined;
       this.optimizer.learningRate = this.schedule.rate(state.step, state.epoch, planned);
     }
-    const { loss, params, grads } = await this.strategy.gradients(Array.isArray(batch) ? batch : [batch], this, state);
+    const stepGrads = await this.strategy.gradients(Array.isArray(batch) ? batch : [batch], this, state);
+    const { loss, params, grads } = stepGrads;
     try {
-      const { clipNorm, clipValue } = this.options;
-      const clipped = clipNorm !== undefined || clipValue !== undefined ? clipGradients(grads, { clipNorm, clipValue }) : null;
+      const clipped = await clipStep(stepGrads, this.options);
       this.optimizer.step(params, clipped ?? grads);
       if (clipped) tf.dispose(Object.values(clipped));
       applyMasks(params); // pruned weights stay 0 whatever the optimizer's moments say

@@ -271,6 +271,24 @@ describe('clipGradients', () => {
     );
   });
 
+  it("given the whole gradient's squared norm, clips a part of it (a ZeRO shard) as the whole is clipped", () => {
+    fc.assert(
+      fc.property(grads, grads, fc.double({ min: 0.01, max: 50, noNaN: true }), (mine, others, c) => {
+        const part = Object.fromEntries(mine.map((g, i) => [`p${i}`, tf.tensor(g)]));
+        const rest = Object.fromEntries(others.map((g, i) => [`q${i}`, tf.tensor(g)]));
+        const whole = clipGradients({ ...part, ...rest }, { clipNorm: c });
+        const sq = (gs: Record<string, tf.Tensor>) => tf.tidy(() => tf.addN(Object.values(gs).map((g) => tf.sum(tf.square(g)))).dataSync()[0]!);
+        const out = clipGradients(part, { clipNorm: c }, sq(part) + sq(rest));
+        for (const k of Object.keys(part)) {
+          const [a, b] = [out[k]!.dataSync(), whole[k]!.dataSync()];
+          a.forEach((x, j) => expect(Math.abs(x - b[j]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(b[j]!))));
+        }
+        tf.dispose([...Object.values(part), ...Object.values(rest), ...Object.values(whole), ...Object.values(out)]);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
   it('clamps each element to [-clipValue, clipValue]', () => {
     const out = clipGradients({ w: tf.tensor([-3, -0.5, 0.2, 7]) }, { clipValue: 1 });
     expect(Array.from(out.w!.dataSync())).toEqual([-1, -0.5, Math.fround(0.2), 1]);

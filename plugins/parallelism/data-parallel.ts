@@ -172,30 +172,19 @@ export class DataParallelStrategy implements Omit<Strategy, 'spec'> {
 
   /**
    * ZeRO-1's step: the previous step's shards all-gathered, local gradients, reduce-scattered; the trainer then
-   * steps this rank's pieces. Gradient clipping by global norm needs every shard: the squared norms are summed in
-   * one all-reduce and the shard scaled here, so the trainer's own clipping (of this shard) changes nothing more.
+   * steps this rank's pieces. Clipping by global norm needs every shard: the trainer clips (once), with the squared
+   * norms of the shards summed in one all-reduce ({@link StepGradients.globalSquaredNorm}).
    */
   private async zeroGradients(zero: ZeroShards, batches: Batch[], host: StrategyHost, state?: Pick<TrainingState, 'step' | 'epoch'>): Promise<StepGradients> {
     await zero.gather();
     const local = await host.localGradients(batches, state);
-    const reduced = await zero.reduceGradients(local.grads, local.loss);
-    let grads = reduced.grads;
-    const { clipNorm, clipValue } = host.options;
-    if (clipNorm !== undefined) {
-      try {
-        if (clipValue !== undefined) grads = mapGrads(grads, (g) => tf.clipByValue(g, -clipValue, clipValue));
-        const parts = Object.values(grads);
-        const sumSq = tf.tidy(() => (parts.length ? tf.addN(parts.map((g) => tf.sum(tf.square(g)))) : tf.scalar(0))); // a rank's shard may be empty
-        const sq = Float32Array.from(await sumSq.data().finally(() => sumSq.dispose()));
-        await this.comm.allReduce(sq);
-        const scale = Math.min(1, clipNorm / Math.max(Math.sqrt(sq[0]!), 1e-12));
-        if (scale < 1) grads = mapGrads(grads, (g) => tf.mul(g, scale));
-      } catch (e) {
-        tf.dispose(Object.values(grads));
-        throw e;
-      }
-    }
-    return { loss: reduced.loss, grads, params: zero.shardParameters() };
+    const { loss, grads } = await zero.reduceGradients(local.grads, local.loss);
+    const globalSquaredNorm = async (part: number) => {
+      const sq = Float32Array.of(part);
+      await this.comm.allReduce(sq);
+      return sq[0]!;
+    };
+    return { loss, grads, params: zero.shardParameters(), globalSquaredNorm };
   }
 
   /**
@@ -214,11 +203,4 @@ export class DataParallelStrategy implements Omit<Strategy, 'spec'> {
     this.zero?.dispose();
     this.zero = null;
   }
-}
-
-/** `f` applied to every gradient; the old tensors are disposed. */
-function mapGrads(grads: Record<string, tf.Tensor>, f: (g: tf.Tensor) => tf.Tensor): Record<string, tf.Tensor> {
-  const out = Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, tf.tidy(() => f(g))]));
-  tf.dispose(Object.values(grads));
-  return out;
 }

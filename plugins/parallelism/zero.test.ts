@@ -4,7 +4,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, Rng, Sequential } from '../../core';
+import { ConfigError, Rng, Sequential, type Strategy, Trainer, trainerOptionsSchema } from '../../core';
+import { DataParallelStrategy } from './data-parallel';
 import { testRegistry } from '../../test/harness';
 import { worldOfOne } from './single-process';
 import { optimizerStateBytes, ZeroShards } from './zero';
@@ -91,5 +92,58 @@ describe('ZeRO-1 shards', () => {
     expect(() => new ZeroShards(worldOfOne('test'), m.parameters(), lamb)).toThrow(ConfigError);
     expect(() => new ZeroShards(worldOfOne('test'), m.parameters(), lamb)).toThrow(/^parallelism\.zero: .*optimizer "lamb"/);
     m.dispose();
+  });
+});
+
+describe('ZeRO-1 with gradient clipping', () => {
+  it('a world of one with clipNorm and clipValue: the trainer steps bit for bit as unsharded AdamW clipped once, by the norm of the whole gradient', async () => {
+    const registry = await testRegistry();
+    const make = (parallelism: Strategy) => {
+      const model = new Sequential(
+        {
+          inputShape: [3],
+          layers: [
+            { type: 'dense', units: 5, activation: 'tanh' },
+            { type: 'dense', units: 2 },
+          ],
+        },
+        registry,
+      );
+      model.build(undefined, new Rng(4));
+      return new Trainer({
+        model,
+        loss: registry.create('loss', 'mse'),
+        optimizer: registry.create('optimizer', { type: 'adam', lr: 0.05, weightDecay: 0.1 }),
+        tracker: registry.create('tracker', 'console'),
+        strategy: parallelism,
+        rng: new Rng(5),
+        options: trainerOptionsSchema.parse({ epochs: 1, batchSize: 8, clipNorm: 0.05, clipValue: 0.5 }),
+      });
+    };
+    const sharded = make(Object.assign(new DataParallelStrategy(worldOfOne('test'), { zero: 1 }), { spec: { type: 'single-process', zero: 1 } }));
+    const plain = make(registry.create('parallelism', 'single-process'));
+    await sharded.strategy.setup(sharded);
+    await plain.strategy.setup(plain);
+    const g = new Rng(6);
+    let before = 0;
+    for (let step = 0; step < 4; step++) {
+      if (step === 1) before = tf.memory().numTensors; // the optimizers' moments exist from the first step on
+      const xs = Array.from({ length: 8 * 3 }, () => g.normal() * 3);
+      const ys = Array.from({ length: 8 * 2 }, () => g.normal() * 3);
+      for (const t of [sharded, plain]) {
+        const batch = { x: tf.tensor2d(xs, [8, 3]), y: tf.tensor2d(ys, [8, 2]) };
+        await t.trainStep(batch, { step, epoch: 0 });
+        tf.dispose([batch.x, batch.y]);
+      }
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    await sharded.strategy.teardown(sharded);
+    await plain.strategy.teardown(plain);
+    const flat = (t: Trainer) => t.model.parameters().flatMap((p) => Array.from(p.variable.dataSync()));
+    expect(flat(sharded)).toEqual(flat(plain));
+    for (const t of [sharded, plain]) {
+      t.model.dispose();
+      t.optimizer.dispose();
+    }
   });
 });
