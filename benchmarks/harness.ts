@@ -31,6 +31,8 @@ export interface BenchEntry {
   /** ours / the first peer that ran (the one the target is stated against). */
   ratio: number | null;
   target?: number;
+  /** Why the row is printed but not written to results/ (e.g. webgpu on a software adapter: not a GPU timing). */
+  unrecorded?: string;
 }
 
 export interface Benchmark {

@@ -1,6 +1,8 @@
 /**
- * `npm run bench -- [names]`: runs the benchmarks (all, or those named), each side by side with its peers in the
- * same run, prints a table of ratios, and writes results/latest.{json,md,svg}.
+ * `npm run bench -- [names] [--force-software] [--tiny]`: runs the benchmarks (all, or those named), each side by side
+ * with its peers in the same run, prints a table of ratios, and writes results/latest.{json,md,svg}. The `webgpu`
+ * rows need a hardware adapter; `--force-software` runs them on a software one (printed, not written), and `--tiny`
+ * runs them at tiny sizes to check the code path, writing nothing.
  */
 import 'reflect-metadata';
 import * as fs from 'node:fs';
@@ -15,9 +17,18 @@ import { inference } from './inference';
 import { mnistCnn } from './mnist-cnn';
 import { sequenceModels } from './sequence-models';
 import { sgemm } from './sgemm';
+import { webgpuRows } from './webgpu';
 
 const fmt = (v: number | null) => (v === null ? 'missing' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
 
+const FLAGS = ['--force-software', '--tiny'];
+const args = process.argv.slice(2);
+const badFlags = args.filter((a) => a.startsWith('--') && !FLAGS.includes(a));
+if (badFlags.length) {
+  console.error(`bench: unknown flag(s) ${badFlags.join(', ')}; flags: ${FLAGS.join(', ')}`);
+  process.exit(2);
+}
+const tiny = args.includes('--tiny');
 const registry = registerBuiltins(createRegistry());
 const { tags } = await selectBackend(registry, process.env.LOOM_BACKEND);
 const all: Benchmark[] = [
@@ -26,11 +37,16 @@ const all: Benchmark[] = [
   sequenceModels(registry, tags.backend!),
   inference(registry, tags.backend!),
   dataParallel(),
+  webgpuRows(registry, tags.backend!, { forceSoftware: args.includes('--force-software'), tiny }),
 ];
-const wanted = process.argv.slice(2);
+const wanted = args.filter((a) => !a.startsWith('--'));
 const unknown = wanted.filter((w) => !all.some((b) => b.name === w));
 if (unknown.length) {
   console.error(`bench: unknown benchmark(s) ${unknown.join(', ')}; available: ${all.map((b) => b.name).join(', ')}`);
+  process.exit(2);
+}
+if (tiny && !(wanted.length === 1 && wanted[0] === 'webgpu')) {
+  console.error('bench: --tiny shrinks the webgpu rows only: run it as `npm run bench -- webgpu --tiny`');
   process.exit(2);
 }
 console.log(`backend: ${tags.backend} (${tags['backend.kernels']}) on ${os.cpus()[0]?.model} x${os.cpus().length}`);
@@ -42,6 +58,18 @@ for (const b of all.filter((b) => wanted.length === 0 || wanted.includes(b.name)
     entries.push(e);
     console.log(`  ${line(e)}`);
   }
+}
+
+const unrecorded = entries.filter((e) => e.unrecorded);
+for (const e of unrecorded) console.log(`not written to results/: ${e.name} (${e.unrecorded})`);
+if (tiny) {
+  console.log('--tiny: a check of the code path; nothing written to results/');
+  process.exit(0);
+}
+entries.splice(0, entries.length, ...entries.filter((e) => !e.unrecorded));
+if (entries.length === 0) {
+  console.log('nothing to write to results/');
+  process.exit(0);
 }
 
 function line(e: BenchEntry): string {
