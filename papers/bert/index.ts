@@ -8,7 +8,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
 import {
   ConfigError,
   expectModel,
@@ -18,7 +17,6 @@ import {
   parseExperimentConfig,
   readToHost,
   readWeights,
-  writeFileAtomic,
   writeWeights,
   type Dataset,
   type JsonObject,
@@ -28,41 +26,17 @@ import {
   type Trainer,
 } from '../../core';
 import { cachePath, cutShortNotes, registerPaperPlugins, runExperiment, type Paper, type PaperResult } from '../../runtime';
-import { corpusTexts, CORPORA } from '../../plugins/data/text-corpus';
 import { Bert } from '../../plugins/models/bert';
-import { WordPiece } from '../../plugins/tokenizers/wordpiece';
 import { bowData, mlmData } from './data';
 import { binaryScores } from './scores';
 import { quantizeMode } from './quantization';
-import {
-  cacheKey,
-  curvePoints,
-  FEW_SHOT_VARIANTS,
-  FewShotResults,
-  fewShotEpochs,
-  fewShotSchema,
-  loadEncoder,
-  saveEncoder,
-  separated,
-  writeCurves,
-} from './few-shot';
+import { compressionMode } from './compression';
+import { bertSetup } from './setup';
+import { cacheKey, curvePoints, FEW_SHOT_VARIANTS, FewShotResults, fewShotEpochs, loadEncoder, saveEncoder, separated, writeCurves } from './few-shot';
 import { spamAssassinTexts, spamTextSchema } from '../../plugins/data/spam-assassin';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const presets = loadPresets(path.join(here, 'presets'));
-
-const bertSchema = z.object({
-  vocabSize: z.number().int().positive(),
-  seqLen: z.number().int().min(8),
-  tokenizerChars: z.number().int().positive(),
-  /** Characters of the pretraining text (null: all of it). */
-  pretrainChars: z.number().int().positive().nullable(),
-  bowFeatures: z.number().int().positive(),
-  /** SpamAssassin groups to use (smoke: a small ham and a small spam group). */
-  groups: z.array(z.string()).optional(),
-  /** The few-shot learning curves (few-shot.ts) instead of one fine-tuning on the whole training split. */
-  fewShot: fewShotSchema.optional(),
-});
 
 export { binaryScores } from './scores';
 
@@ -79,7 +53,7 @@ const paper: Paper = {
     'few-shot-smoke': 'the few-shot curves on the smoke model and data: 20 and all labelled messages × 2 seeds (the CI check of the grid)',
   },
   plugins: [mlmData, bowData],
-  modes: [quantizeMode()],
+  modes: [quantizeMode(), compressionMode(presets)],
   references: [
     {
       metric: 'test_accuracy',
@@ -99,39 +73,11 @@ const paper: Paper = {
   async run(opts): Promise<PaperResult> {
     // Three runs in sequence (pretraining, fine-tuning, baseline): there is no one checkpoint to continue from.
     if (opts.resume) throw new ConfigError('--resume', 'the bert paper trains three runs in sequence and cannot resume one; run it again without --resume');
-    const base = presets[opts.preset];
-    if (!base) throw new ConfigError('--preset', `paper "bert" has no preset "${opts.preset}"; presets: ${Object.keys(presets).join(', ')}`);
-    const { bert: rawBert, model: rawModel, pretrain, finetune, baseline, ...common } = mergeConfig(base, (opts.overrides ?? {}) as JsonObject);
-    const parsed = bertSchema.strict().safeParse(rawBert);
-    if (!parsed.success) throw new ConfigError(`bert.${parsed.error.issues[0]!.path.join('.')}`, parsed.error.issues[0]!.message);
-    const b = parsed.data;
+    const setup = bertSetup(presets, opts.preset, (opts.overrides ?? {}) as JsonObject);
+    const { b, common, rawModel, pretrain, finetune, baseline, tokenizer, vocab, bertModel, spam, groups, classify } = setup;
     const seed = opts.seed ?? Number(common.seed ?? 0);
     registerPaperPlugins(opts.registry, paper);
 
-    // 1. The WordPiece vocabulary, trained on the pretraining corpora and saved for the data plugins. It is a cache
-    // (./cache/bert/), not a checkpoint: the checkpoint root holds run folders only. One trained where earlier
-    // versions kept it (./checkpoints/bert/) is moved over rather than trained again.
-    const name = `wordpiece-${opts.preset}-${b.vocabSize}.json`;
-    const tokenizer = cachePath('bert', name);
-    const legacy = path.resolve('checkpoints', 'bert', name);
-    if (!fs.existsSync(tokenizer) && fs.existsSync(legacy)) {
-      writeFileAtomic(tokenizer, fs.readFileSync(legacy));
-      fs.rmSync(legacy);
-      if (fs.readdirSync(path.dirname(legacy)).length === 0) fs.rmdirSync(path.dirname(legacy));
-    }
-    if (!fs.existsSync(tokenizer)) {
-      const text = corpusTexts(CORPORA).join('\n\n').slice(0, b.tokenizerChars);
-      writeFileAtomic(tokenizer, JSON.stringify(WordPiece.train([text], { vocabSize: b.vocabSize }).getState()));
-    }
-    const vocab = (JSON.parse(fs.readFileSync(tokenizer, 'utf8')) as { vocab: string[] }).vocab.length;
-    const bertModel = (head: 'mlm' | 'classifier') => ({
-      type: 'bert',
-      name: 'bert',
-      vocabSize: vocab,
-      maxLength: b.seqLen,
-      head,
-      ...(rawModel as JsonObject),
-    });
     const metrics: Record<string, number> = {};
     const runs: PaperResult['mlflow'][] = [];
     const cut: string[] = [];
@@ -158,7 +104,7 @@ const paper: Paper = {
           paper: 'bert',
           preset: opts.preset,
           variant,
-          scale: scale(opts.preset, b, rawModel as JsonObject),
+          scale: setup.scale,
           ...(grid ? { 'few_shot.size': String(grid.size), 'few_shot.seed': String(grid.seed), 'few_shot.encoder_seed': String(seed) } : {}),
         },
         ...hooks,
@@ -197,9 +143,6 @@ const paper: Paper = {
     };
 
     // 3. Fine-tuning on SpamAssassin, from the pretrained encoder and from scratch; 4. the bag-of-words baseline.
-    const groups: JsonObject = b.groups ? { groups: b.groups } : {};
-    const spam = { source: { type: 'spam-assassin', tokenizer, maxLen: b.seqLen, ...groups }, train: 'train', test: 'test' };
-    const classify = { loss: 'sparse-categorical-crossentropy', metrics: ['accuracy'], ...(finetune as JsonObject) };
     const scores = async (t: Trainer, d: Dataset | null): Promise<Logs> => (d ? { ...(await binaryScores(t.model, d)) } : {});
     const bowConfig = (subset: JsonObject): JsonObject => ({
       data: { source: { type: 'spam-bow', features: b.bowFeatures, ...groups, ...subset }, train: 'train', test: 'test' },
@@ -252,7 +195,10 @@ const paper: Paper = {
             const config =
               variant === 'baseline-bow'
                 ? mergeConfig(bowConfig(subset), trainer)
-                : mergeConfig({ data: { ...spam, source: { ...spam.source, ...subset } }, model: bertModel('classifier'), ...classify }, trainer);
+                : mergeConfig(
+                    { data: { ...spam, source: { ...(spam.source as JsonObject), ...subset } }, model: bertModel('classifier'), ...classify },
+                    trainer,
+                  );
             const hooks = variant === 'finetune-pretrained' ? { evaluate: scores, initialize: initializeEncoder } : { evaluate: scores };
             const r = await run(variant, config, hooks, { seed: s, size });
             results.set(id, { ...(r.test ?? {}), examples });
@@ -268,7 +214,7 @@ const paper: Paper = {
       const header = [
         `# BERT few-shot learning curves (preset ${opts.preset}, encoder pretrained with seed ${seed})`,
         '',
-        `${scale(opts.preset, b, rawModel as JsonObject)}. Pretraining: masked-LM validation loss ${metrics['pretrain/val_loss']?.toFixed(4)}, masked-token accuracy ${pct(metrics['pretrain/val_accuracy'])}. Subsets stratified from the ${trainCount} training messages, one per seed; the test split is the whole fixed one. Fine-tuning epochs: the preset's, or more to reach ${grid.minSteps} optimizer steps.`,
+        `${setup.scale}. Pretraining: masked-LM validation loss ${metrics['pretrain/val_loss']?.toFixed(4)}, masked-token accuracy ${pct(metrics['pretrain/val_accuracy'])}. Subsets stratified from the ${trainCount} training messages, one per seed; the test split is the whole fixed one. Fine-tuning epochs: the preset's, or more to reach ${grid.minSteps} optimizer steps.`,
       ];
       const files = await writeCurves(grid, points, header, `bert-few-shot-${opts.preset}`);
       const sep = grid.sizes.map((size) => `${size}: ${separated(points, size, 'accuracy') ? 'apart' : 'not apart'}`);
@@ -281,7 +227,7 @@ const paper: Paper = {
         wallTimeSec: wall,
         mlflow: runs.at(-1) ?? { runId: '', experimentId: '', location: '' },
         commit,
-        scale: `${scale(opts.preset, b, rawModel as JsonObject)}; few-shot sizes ${grid.sizes.join(', ')} × seeds ${grid.seeds.join(', ')}`,
+        scale: `${setup.scale}; few-shot sizes ${grid.sizes.join(', ')} × seeds ${grid.seeds.join(', ')}`,
         comparison: [],
         notes: [
           ...cut,
@@ -317,7 +263,7 @@ const paper: Paper = {
       wallTimeSec: wall,
       mlflow: runs.at(-1)!,
       commit,
-      scale: scale(opts.preset, b, rawModel as JsonObject),
+      scale: setup.scale,
       comparison: paper.references.map((r) => ({
         metric: `${r.variant}/${r.metric}`,
         label: `${r.variant}: ${r.label}`,
@@ -337,9 +283,5 @@ const paper: Paper = {
 };
 
 const pct = (v: number | undefined) => (v === undefined ? 'n/a' : `${(v * 100).toFixed(2)} %`);
-
-function scale(preset: string, b: z.output<typeof bertSchema>, model: JsonObject): string {
-  return `SMALLER THAN BERT-base (preset ${preset}): ${model.layers} layer(s), d_model ${model.dModel}, ${model.numHeads} heads, sequences of ${b.seqLen}, WordPiece ${b.vocabSize}, pretraining on ${b.pretrainChars ?? 'all'} characters${b.groups ? `, SpamAssassin groups ${b.groups.join(' + ')} only` : ''}`;
-}
 
 export default paper;

@@ -10,10 +10,19 @@
  * Every run uses the same epochs; the summary gives each group's mean and sample standard deviation.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, mergeConfig, readToHost, saveModel, type JsonObject, type Model } from '../../core';
 import { cachePath, gitCommit, runExperiment, type PaperMode, type PaperModeContext } from '../../runtime';
+import {
+  artifactSizes,
+  machineLine,
+  parseSparsities,
+  pruningSchedule,
+  sparsityOf,
+  summarize,
+  type ArtifactBytes,
+  type Sparsity,
+} from '../../runtime/compression';
 
 const WHAT = ['distill', 'prune', 'all'] as const;
 
@@ -26,63 +35,9 @@ export interface CompressionRun {
   runId: string;
   params: number;
   /** Pruned runs: the fraction of zeros among the pruned (masked) weights, and among all weights. */
-  sparsity?: { pruned: number; overall: number };
+  sparsity?: Sparsity;
   /** Bytes of the saved model (model.json + weights.bin): float32 dense, and (pruned runs) masks as bits or sparse. */
-  bytes?: { dense: number; maskBits?: number; sparse?: number };
-}
-
-const sizeOf = (dir: string) => ['model.json', 'weights.bin'].reduce((a, f) => a + fs.statSync(path.join(dir, f)).size, 0);
-
-/** Saves `model` in each storage into a scratch folder and returns the sizes. */
-function artifactSizes(model: Model): CompressionRun['bytes'] {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-compression-'));
-  try {
-    const masked = model.weights().some((p) => p.mask);
-    if (!masked) {
-      saveModel(model, path.join(dir, 'dense'));
-      return { dense: sizeOf(path.join(dir, 'dense')) };
-    }
-    saveModel(model, path.join(dir, 'bits'), { maskStorage: 'dense' });
-    saveModel(model, path.join(dir, 'sparse'), { maskStorage: 'sparse' });
-    // The same weights without masks: float32 dense, as an unpruned model is stored.
-    const w = fs.statSync(path.join(dir, 'bits', 'weights.bin')).size;
-    const words = model.weights().reduce((a, p) => a + p.variable.size, 0);
-    return { dense: sizeOf(path.join(dir, 'bits')) - w + 4 * words, maskBits: sizeOf(path.join(dir, 'bits')), sparse: sizeOf(path.join(dir, 'sparse')) };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function sparsityOf(model: Model): CompressionRun['sparsity'] {
-  let zeros = 0;
-  let masked = 0;
-  let allZeros = 0;
-  let all = 0;
-  for (const p of model.weights()) {
-    const v = p.variable.dataSync();
-    let z = 0;
-    for (let i = 0; i < v.length; i++) if (v[i] === 0) z++;
-    all += v.length;
-    allZeros += z;
-    if (p.mask) {
-      masked += v.length;
-      zeros += z;
-    }
-  }
-  return { pruned: masked ? zeros / masked : 0, overall: allZeros / all };
-}
-
-/** Mean and sample standard deviation (n − 1) of each group's test accuracy. */
-export function summarize(runs: CompressionRun[]): Record<string, { n: number; mean: number; std: number | null; min: number; max: number }> {
-  const groups = [...new Set(runs.map((r) => r.group))];
-  return Object.fromEntries(
-    groups.map((g) => {
-      const a = runs.filter((r) => r.group === g).map((r) => r.test_accuracy);
-      const mean = a.reduce((s, x) => s + x, 0) / a.length;
-      const std = a.length > 1 ? Math.sqrt(a.reduce((s, x) => s + (x - mean) ** 2, 0) / (a.length - 1)) : null;
-      return [g, { n: a.length, mean, std, min: Math.min(...a), max: Math.max(...a) }];
-    }),
-  );
+  bytes?: ArtifactBytes;
 }
 
 export function compressionMode(presets: Record<string, JsonObject>): PaperMode {
@@ -107,13 +62,7 @@ async function runCompression(ctx: PaperModeContext, presets: Record<string, Jso
   if (!WHAT.includes(what)) throw new ConfigError('--compression', `expected one of ${WHAT.join(', ')}, got "${ctx.input}"`);
   const epochs = Number(ctx.options.epochs ?? 2);
   const seeds = Array.from({ length: Number(ctx.options.seeds ?? 3) }, (_, i) => i);
-  const sparsities = String(ctx.options.sparsities ?? '50,75,90,95')
-    .split(',')
-    .map((s) => {
-      const v = Number(s) / 100;
-      if (!(v > 0 && v < 1)) throw new ConfigError('--sparsities', `expected percentages between 0 and 100 (exclusive), got "${s}"`);
-      return v;
-    });
+  const sparsities = parseSparsities(String(ctx.options.sparsities ?? '50,75,90,95'));
   const data: JsonObject = {};
   if (ctx.options['train-limit'] !== undefined) data.trainLimit = Number(ctx.options['train-limit']);
   if (ctx.options['test-limit'] !== undefined) data.testLimit = Number(ctx.options['test-limit']);
@@ -121,9 +70,7 @@ async function runCompression(ctx: PaperModeContext, presets: Record<string, Jso
     mergeConfig(mergeConfig(presets[preset]!, { seed, data, trainer: { epochs }, callbacks: [] }), patch);
   const trainImages = Math.min((data.trainLimit as number | undefined) ?? 60000, 60000);
   const steps = epochs * Math.ceil((trainImages - Math.floor(trainImages * 0.1)) / 32);
-  const beginStep = Math.floor(0.1 * steps);
-  const frequency = Math.max(1, Math.min(100, Math.floor((0.6 * steps) / 4)));
-  const prunings = Math.max(1, Math.floor((0.6 * steps) / frequency));
+  const { beginStep, frequency, prunings } = pruningSchedule(steps);
   const runs: CompressionRun[] = [];
   const commit = gitCommit(); // the code that runs: read now, before a long comparison, not at its end
   let backend = '';
@@ -196,7 +143,6 @@ async function runCompression(ctx: PaperModeContext, presets: Record<string, Jso
     ctx.out(`${g.padEnd(14)} ${String(s.n).padStart(2)}  ${(100 * s.mean).toFixed(2)}${sd} % (${(100 * s.min).toFixed(2)}-${(100 * s.max).toFixed(2)})`);
   }
   if (ctx.json) {
-    const cpus = os.cpus();
     const record = {
       paper: 'mnist-cnn',
       mode: 'compression',
@@ -207,7 +153,7 @@ async function runCompression(ctx: PaperModeContext, presets: Record<string, Jso
       testLimit: data.testLimit ?? null,
       pruningSchedule: what === 'distill' ? null : { beginStep, frequency, prunings, stepsPerRun: steps },
       backend,
-      machine: `${cpus.length} × ${cpus[0]?.model ?? 'unknown'}, ${os.platform()} ${os.arch()}, Node ${process.versions.node}`,
+      machine: machineLine(),
       commit,
       date: new Date().toISOString(),
       summary,
