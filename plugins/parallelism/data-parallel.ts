@@ -45,9 +45,9 @@ export function shardOrder(order: Int32Array, world: Pick<Communicator, 'rank' |
 
 /**
  * Starts data-parallel training: checks that the trainer options allow it and overwrites every rank's weights
- * (parameters and buffers) with rank 0's, in one broadcast.
+ * (parameters and buffers) with rank 0's, in one broadcast (none when `inSync`: the caller has broadcast them).
  */
-export async function beginDataParallel(comm: Communicator, model: Model, options: Pick<TrainerOptions, 'onNonFinite'>): Promise<void> {
+export async function beginDataParallel(comm: Communicator, model: Model, options: Pick<TrainerOptions, 'onNonFinite'>, inSync = false): Promise<void> {
   if (comm.worldSize === 1) return;
   if (options.onNonFinite === 'skip') {
     // A rank that skips its step would leave the others waiting in an all-reduce it never joins.
@@ -56,7 +56,7 @@ export async function beginDataParallel(comm: Communicator, model: Model, option
       `"skip" is not supported with ${comm.worldSize} ranks (a skipping rank would miss the gradient all-reduce); use "stop"`,
     );
   }
-  await broadcastParameters(comm, [...model.parameters(), ...(model.buffers?.() ?? [])], 0);
+  if (!inSync) await broadcastParameters(comm, [...model.parameters(), ...(model.buffers?.() ?? [])], 0);
 }
 
 /** Overwrites every rank's values of `weights` (the same list on every rank) with rank `root`'s, in one broadcast. */
@@ -114,6 +114,11 @@ export interface DataParallelOptions {
    * optimizer state over the ranks (zero.ts: gradients reduce-scattered, parameters all-gathered).
    */
   zero?: 0 | 1;
+  /**
+   * Every rank of the communicator already holds rank 0's weights: setup checks the options but broadcasts nothing
+   * (the hybrid strategy broadcasts them once over its whole world, which covers this group).
+   */
+  inSync?: boolean;
 }
 
 /**
@@ -137,7 +142,7 @@ export class DataParallelStrategy implements Omit<Strategy, 'spec'> {
   }
 
   async setup(host: StrategyHost): Promise<void> {
-    await beginDataParallel(this.comm, host.model, host.options);
+    await beginDataParallel(this.comm, host.model, host.options, this.opts.inSync);
     if (this.opts.zero === 1) {
       this.zero?.dispose();
       this.zero = new ZeroShards(

@@ -142,8 +142,9 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
     this.inner =
       opts.pipeline > 1
         ? // Only replica 0's tensor rank 0 pipeline ends in the rank that writes checkpoints: it alone gathers optimizer state.
-          new PipelineStrategy(this.groups.pipeline, { microBatches: opts.microBatches, boundaries: opts.boundaries }, d === 0 && t === 0)
-        : new DataParallelStrategy(this.groups.data, { zero: opts.zero });
+          // inSync: setup broadcasts the weights over the whole world first, so the group's own broadcast is not needed.
+          new PipelineStrategy(this.groups.pipeline, { microBatches: opts.microBatches, boundaries: opts.boundaries, inSync: true }, d === 0 && t === 0)
+        : new DataParallelStrategy(this.groups.data, { zero: opts.zero, inSync: true });
   }
 
   async setup(host: StrategyHost): Promise<void> {
@@ -166,7 +167,8 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
         throw new ConfigError('parallelism.zero', `is not supported with parallelism.tensor = ${o.tensor}: ZeRO-1 with tensor-parallel slices is not built`);
     }
     if (this.worldSize > 1) {
-      // One model's weights everywhere (each rank built it from the same seed, or restored the same checkpoint).
+      // One model's weights everywhere (each rank built it from the same seed, or restored the same checkpoint): the
+      // only broadcast of setup, as it covers every group (the inner strategy is told its group is in sync).
       await broadcastParameters(this.world, [...host.model.parameters(), ...(host.model.buffers?.() ?? [])], 0);
     }
     await this.inner.setup(host);

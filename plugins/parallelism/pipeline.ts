@@ -51,6 +51,11 @@ export interface PipelineOptions {
    * as evenly as possible by count.
    */
   boundaries?: number[];
+  /**
+   * Every stage already holds rank 0's weights: setup broadcasts nothing (the hybrid strategy broadcasts them once
+   * over its whole world, which covers this pipeline).
+   */
+  inSync?: boolean;
 }
 
 /** Transfers carry a header (rank and dimensions) before the data, so no stage needs to know another's shapes. */
@@ -365,7 +370,7 @@ export class PipelineStrategy implements Omit<Strategy, 'spec'> {
     if (!Array.isArray(layers)) throw new ConfigError('parallelism', 'a pipeline cuts a model that is a list of layers (model.layers) into stages');
     this.stage = new PipelineStage({ layers }, this.comm, host.loss, this.opts);
     // Every stage starts from one model's weights (each rank built it from the same seed; this makes sure).
-    if (this.worldSize > 1) await broadcastParameters(this.comm, [...host.model.parameters(), ...(host.model.buffers?.() ?? [])], 0);
+    if (this.worldSize > 1 && !this.opts.inSync) await broadcastParameters(this.comm, [...host.model.parameters(), ...(host.model.buffers?.() ?? [])], 0);
     // A restored checkpoint holds every stage's optimizer state: this rank keeps its stage's.
     this.keepStageState(host);
     this.consolidated = false;
