@@ -5,9 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from './errors';
-import { CarriedState } from './layer';
 import { liveMasks } from './masks';
-import type { Backend } from './interfaces';
+import type { Backend, Model } from './interfaces';
 import { installOpGradients } from './ops';
 import type { PluginRegistry } from './registry';
 
@@ -81,20 +80,23 @@ export function readsAsynchronously(): boolean {
   return asyncReadBackends.has(tf.getBackend());
 }
 
-/** The tensors stateful layers carry between batches now (an LSTM's h and c), e.g. to fetch before `getState`. */
-export function carriedStateTensors(): tf.Tensor[] {
-  return [...CarriedState.live].flatMap((c) => (c.value ? (Object.values(c.value) as tf.Tensor[]) : []));
+/** The tensors `model`'s stateful layers carry between batches now (an LSTM's h and c), e.g. to fetch before `getState`. */
+export function carriedStateTensors(model: Pick<Model, 'carriedTensors'>): tf.Tensor[] {
+  return model.carriedTensors();
 }
 
 /**
- * Before code that reads tensors synchronously (a checkpoint's weights and optimizer state, saveModel): on a backend
- * that reads asynchronously, awaits `data()` of `tensors` (default: every live tf.Variable, which holds the weights
- * and the optimizers' slots, the state stateful layers carry, and pruning masks), so that their `dataSync()` is
- * served from the copy the backend keeps on the host.
+ * Before code that reads tensors synchronously (a checkpoint's weights and optimizer state and the model's carried
+ * state, saveModel): on a backend that reads asynchronously, awaits `data()` of `tensors`, or when given a model or
+ * nothing, of every live tf.Variable (the weights and the optimizers' slots) and pruning mask, plus the state that
+ * model's stateful layers carry (a checkpoint saves it), so that their `dataSync()` is served from the copy the
+ * backend keeps on the host.
  * Elsewhere it does nothing: on the cpu backend `data()` would keep the native kernels' pool from reusing buffers.
  */
-export async function readToHost(tensors?: readonly tf.Tensor[]): Promise<void> {
+export async function readToHost(from?: readonly tf.Tensor[] | Pick<Model, 'carriedTensors'>): Promise<void> {
   if (!readsAsynchronously()) return;
-  const all = tensors ?? [...Object.values(tf.engine().registeredVariables), ...carriedStateTensors(), ...liveMasks];
+  const all = Array.isArray(from)
+    ? (from as readonly tf.Tensor[])
+    : [...Object.values(tf.engine().registeredVariables), ...(from ? carriedStateTensors(from as Pick<Model, 'carriedTensors'>) : []), ...liveMasks];
   await Promise.all(all.filter((t) => !t.isDisposed).map((t) => t.data()));
 }

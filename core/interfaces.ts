@@ -112,6 +112,12 @@ export interface Layer extends Configurable, Partial<HasState> {
    * BPTT). The trainer calls it at the start of every epoch and of every evaluation.
    */
   resetStates?(): void;
+  /**
+   * The tensors it carries between batches now (a stateful RNN's h and c; none when it carries nothing): what
+   * `readToHost` fetches before `getState` reads them on a backend that reads asynchronously. A composite forwards
+   * to its parts.
+   */
+  carriedTensors?(): tf.Tensor[];
   dispose(): void;
 }
 
@@ -127,6 +133,8 @@ export interface Model extends Omit<Layer, keyof HasState>, HasState {
   readonly outputShape: Shape;
   buffers(): Parameter[];
   resetStates(): void;
+  /** What its layers carry between batches now (found by walking its parts: this model's only, never another's). */
+  carriedTensors(): tf.Tensor[];
   /** Parameters, then buffers: everything saved with the weights, in a fixed order. */
   weights(): Parameter[];
   countParams(): number;

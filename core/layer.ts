@@ -150,6 +150,10 @@ export class LayerStack {
     for (const l of this.layers) l.resetStates?.();
   }
 
+  carriedTensors(): tf.Tensor[] {
+    return this.layers.flatMap((l) => l.carriedTensors?.() ?? []);
+  }
+
   dispose(): void {
     for (const l of this.layers) l.dispose();
   }
@@ -158,17 +162,21 @@ export class LayerStack {
 /**
  * What a stateful recurrent layer carries from one batch to the next (truncated backpropagation through time):
  * named [batch, units] tensors kept outside every tidy scope, written to checkpoints as JSON (`{ shape, <name>:
- * values }`), and dropped by `reset` (the trainer resets at every epoch start and evaluation).
+ * values }`), and dropped by `reset` (the trainer resets at every epoch start and evaluation). Its layer lists the
+ * tensors in `carriedTensors()`, so the model that owns the layer finds them by walking its parts (no registry of
+ * live states: two models in one process never see each other's).
  */
 export class CarriedState<K extends string> {
   private tensors: Record<K, tf.Tensor> | null = null;
 
-  /** Every carried state that holds tensors, for `readToHost` (core/backend.ts) to copy to the host before a save. */
-  static readonly live = new Set<CarriedState<string>>();
-
   /** The carried tensors, or null when there are none (the layer then starts from zeros). */
   get value(): Readonly<Record<K, tf.Tensor>> | null {
     return this.tensors;
+  }
+
+  /** The carried tensors as a list (empty when there are none): the layer's `carriedTensors()`. */
+  tensorList(): tf.Tensor[] {
+    return this.tensors ? (Object.values(this.tensors) as tf.Tensor[]) : [];
   }
 
   /** The batch size of the carried state, or null when there is none. */
@@ -182,7 +190,6 @@ export class CarriedState<K extends string> {
     const old = this.tensors;
     this.tensors = Object.fromEntries(Object.entries(next).map(([k, t]) => [k, tf.keep(tf.clone(t as tf.Tensor))])) as Record<K, tf.Tensor>;
     if (old) tf.dispose(Object.values(old) as tf.Tensor[]);
-    CarriedState.live.add(this);
   }
 
   getState(): Json {
@@ -196,12 +203,10 @@ export class CarriedState<K extends string> {
     if (s === null) return;
     const { shape, ...values } = s as { shape: number[] } & Record<string, number[]>;
     this.tensors = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, tf.keep(tf.tensor(v, shape))])) as Record<K, tf.Tensor>;
-    CarriedState.live.add(this);
   }
 
   reset(): void {
     if (this.tensors) tf.dispose(Object.values(this.tensors) as tf.Tensor[]);
     this.tensors = null;
-    CarriedState.live.delete(this);
   }
 }

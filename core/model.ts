@@ -119,6 +119,10 @@ export abstract class ModelBase implements Model {
     LayerStack.of([...this.parts()]).resetStates();
   }
 
+  carriedTensors(): tf.Tensor[] {
+    return LayerStack.of([...this.parts()]).carriedTensors();
+  }
+
   /** State carried between batches by its layers (stateful RNNs), by layer name. */
   getState(): JsonObject {
     return Object.fromEntries(

@@ -371,7 +371,7 @@ export class Trainer implements StrategyHost {
         const saved = opts.checkpointer && every && state.step % every === 0 && i + k < all.length;
         if (saved) {
           await this.strategy.synchronize(this);
-          await readToHost();
+          await readToHost(this.model);
           await opts.checkpointer!(snapshot(epoch, i + k));
         }
         if (opts.stop) await yieldToEventLoop();
@@ -379,7 +379,7 @@ export class Trainer implements StrategyHost {
           // A mid-epoch position, even after the epoch's last batch: resuming finishes the epoch (validation, logs).
           await this.strategy.teardown(this);
           if (opts.checkpointer && !saved) {
-            await readToHost();
+            await readToHost(this.model);
             await opts.checkpointer(snapshot(epoch, i + k));
           }
           history.step = state.step;
@@ -397,7 +397,7 @@ export class Trainer implements StrategyHost {
       await this.each((c) => c.onEpochEnd?.(state, logs));
       if (opts.checkpointer) {
         this.model.resetStates?.(); // the next epoch starts from zero state anyway
-        await readToHost();
+        await readToHost(this.model);
         await opts.checkpointer(snapshot(epoch + 1, 0));
       }
     }
@@ -470,7 +470,7 @@ export class Trainer implements StrategyHost {
    */
   private async validateMidEpoch(validation: Dataset, step: number): Promise<void> {
     await this.strategy.synchronize(this);
-    await readToHost(); // getState reads the carried state synchronously (webgpu: from the host copy), as a checkpoint does
+    await readToHost(this.model); // getState reads the carried state synchronously (webgpu: from the host copy), as a checkpoint does
     const metrics = this.metrics.map((m) => m.getState?.() ?? null);
     const carried = this.model.getState?.();
     const logs = await this.evaluate(validation);

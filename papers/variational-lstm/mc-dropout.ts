@@ -24,7 +24,7 @@ export async function mcDropoutPerplexity(model: Model, data: Dataset, samples: 
         if (states[s]) model.setState(states[s]!);
         const p = tf.tidy(() => tf.softmax(model.apply(x, { training: true, rng })));
         // The state the pass carries, on the host before getState reads it (a no-op where reads are synchronous).
-        await readToHost(carriedStateTensors());
+        await readToHost(carriedStateTensors(model));
         states[s] = model.getState();
         const next: tf.Tensor = sum ? tf.add(sum, p) : p;
         if (sum) tf.dispose([sum, p]);

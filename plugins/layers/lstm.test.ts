@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Rng, type Layer, type PluginRegistry } from '../../core';
+import { carriedStateTensors, Rng, Sequential, type Layer, type PluginRegistry } from '../../core';
 import { randomNormal, testRegistry } from '../../test/harness';
 import { dropoutMask } from './dropout';
 
@@ -34,6 +34,54 @@ describe('lstm', () => {
     expect(Array.from(halves.apply(tf.slice(x, [0, 0, 0], [2, 3, 2]), ctx).dataSync())).toEqual(Array.from(a.dataSync()));
     whole.dispose();
     halves.dispose();
+  });
+
+  it("two models in one process: each one's carried state is its own (listed, saved, restored and reset apart from the other's)", () => {
+    const model = (seed: number) => {
+      const m = new Sequential(
+        {
+          inputShape: [3, 2],
+          layers: [
+            { type: 'lstm', units: 4, stateful: true },
+            { type: 'dense', units: 2 },
+          ],
+        },
+        registry,
+      );
+      m.build(undefined, new Rng(seed));
+      return m;
+    };
+    const [a, b] = [model(1), model(2)];
+    const ctx = { training: false, rng: new Rng(0) };
+    const x = [0, 1, 2].map((i) => randomNormal([2, 3, 2], new Rng(10 + i)));
+    const out = (m: Sequential, xi: tf.Tensor) => tf.tidy(() => Array.from(m.apply(xi, ctx).dataSync()));
+    const own = (m: Sequential) => {
+      const state = m.getState() as Record<string, { shape: number[]; h: number[]; c: number[] }>;
+      return Object.values(state).flatMap((s) => (s ? [s.h, s.c] : []));
+    };
+    expect([carriedStateTensors(a), carriedStateTensors(b)]).toEqual([[], []]);
+    out(a, x[0]!);
+    expect(carriedStateTensors(a).map((t) => Array.from(t.dataSync()))).toEqual(own(a)); // h and c of a's LSTM
+    expect(carriedStateTensors(b)).toEqual([]); // b has run no batch: it carries nothing, whatever a carries
+    out(b, x[0]!);
+    const [listA, listB] = [carriedStateTensors(a), carriedStateTensors(b)];
+    expect([listA.length, listB.length]).toEqual([2, 2]);
+    expect(listA.some((t) => listB.includes(t))).toBe(false);
+    expect(listB.map((t) => Array.from(t.dataSync()))).toEqual(own(b));
+    // Saved after batch 0, a continues with batch 1; restored, batch 1 gives the same outputs bit for bit; b untouched.
+    const savedA = a.getState();
+    const stateB = own(b);
+    const next = out(a, x[1]!);
+    a.setState(savedA);
+    expect(own(b)).toEqual(stateB);
+    expect(out(a, x[1]!)).toEqual(next);
+    a.resetStates();
+    expect([carriedStateTensors(a).length, carriedStateTensors(b).length]).toEqual([0, 2]);
+    expect(own(b)).toEqual(stateB);
+    a.dispose();
+    expect(carriedStateTensors(b).map((t) => Array.from(t.dataSync()))).toEqual(stateB);
+    b.dispose();
+    tf.dispose(x);
   });
 
   it('recurrent dropout uses one mask on h for every time step (the rows of U scaled by it)', () => {

@@ -70,6 +70,11 @@ export abstract class RecurrentLayer<K extends string, O extends RecurrentOption
     this.state.setState(s);
   }
 
+  /** The tensors it carries now (h, or h and c; none unless stateful and past a batch). */
+  carriedTensors(): tf.Tensor[] {
+    return this.state.tensorList();
+  }
+
   /** Zeroes the carried state (stateful layers): the next batch starts from zero state. */
   resetStates(): void {
     this.state.reset();
