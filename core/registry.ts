@@ -119,6 +119,11 @@ export interface PluginExample {
   target?: 'classes' | 'same';
   /** For layers taking integer ids (embeddings): inputs are integers in [0, inputInts), not differentiated. */
   inputInts?: number;
+  /**
+   * For callbacks that need a kind of model (head pruning needs attention layers): the model config the conformance
+   * suite plays the callback on, instead of one dense unit on two inputs.
+   */
+  model?: JsonObject;
 }
 
 /** Typed helper for plugin files: `export default definePlugin({ kind: 'loss', name: 'mse', ... })`. */

@@ -21,6 +21,7 @@ import nativeCpu from './backends/native-cpu';
 import { tfjsNode, tfjsNodeGpu } from './backends/tfjs-node';
 import webgpu from './backends/webgpu';
 import earlyStopping from './callbacks/early-stopping';
+import headPruning from './callbacks/head-pruning';
 import magnitudePruning from './callbacks/magnitude-pruning';
 import modelCheckpoint from './callbacks/model-checkpoint';
 import progress from './callbacks/progress';
@@ -127,6 +128,7 @@ export const builtinPlugins: PluginDefinition<any, any>[] = [
   webgpu,
   earlyStopping,
   magnitudePruning,
+  headPruning,
   modelCheckpoint,
   progress,
   reduceOnPlateau,

@@ -14,7 +14,20 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Rng, Sequential, type Callback, type JsonObject, type Logs, type Metric, type PluginExample, type PluginKind, type TrainingState } from '../core';
+import {
+  buildModel,
+  Rng,
+  Sequential,
+  type Callback,
+  type JsonObject,
+  type Model,
+  type ModelConfig,
+  type Logs,
+  type Metric,
+  type PluginExample,
+  type PluginKind,
+  type TrainingState,
+} from '../core';
 import { conformanceRegistry, eachPlugin, exampleTargets, expectSpecRoundTrip, onEachBackend, randomNormal } from './harness';
 
 const { registry, backends } = await conformanceRegistry();
@@ -190,14 +203,18 @@ describe('conformance', () => {
      * leaves them), an optimizer's learning rate, the hooks in the trainer's order, and the epochs' metrics.
      */
     class Play {
-      readonly model = new Sequential({ inputShape: [2], layers: [{ type: 'dense', units: 1 }] }, registry);
+      readonly model: Model;
       readonly state: TrainingState;
       readonly trace: string[] = [];
       constructor(
         readonly cb: Callback,
         epochs: number,
+        model?: JsonObject,
       ) {
-        this.model.build(undefined, new Rng(0));
+        this.model = model
+          ? buildModel(model as unknown as ModelConfig, registry)
+          : new Sequential({ inputShape: [2], layers: [{ type: 'dense', units: 1 }] }, registry);
+        this.model.build(this.model.inputShape, new Rng(0));
         const optimizer = { learningRate: 1 };
         const loop = { epoch: 0, step: 0, epochs, stepsPerEpoch: 1, stopTraining: false, isGlobalZero: true };
         this.state = { model: this.model, optimizer, ...loop } as unknown as TrainingState;
@@ -227,7 +244,7 @@ describe('conformance', () => {
           fc.asyncProperty(fc.array(logsArb, { minLength: 1, maxLength: 7 }), fraction, async (epochs, at) => {
             const options = sandboxed('callback', name, ex.options);
             const cut = Math.floor(at * epochs.length); // epochs played before the state is taken
-            const original = new Play(registry.create('callback', { type: name, ...options }), epochs.length);
+            const original = new Play(registry.create('callback', { type: name, ...options }), epochs.length, ex.model);
             await original.cb.onTrainBegin?.(original.state);
             let saved: unknown = null;
             let e = 0;
@@ -238,7 +255,7 @@ describe('conformance', () => {
             if (cut >= e) return; // stopped before the cut: nothing to resume
             const finalWeights = await original.end(epochs.at(-1)!);
             // The resumed run: a new callback from the same spec, onTrainBegin, then the checkpoint's state (the trainer's order).
-            const resumed = new Play(registry.create('callback', { type: name, ...options }), epochs.length);
+            const resumed = new Play(registry.create('callback', { type: name, ...options }), epochs.length, ex.model);
             await resumed.cb.onTrainBegin?.(resumed.state);
             resumed.cb.setState!(saved as never);
             resumed.state.optimizer.learningRate = JSON.parse(original.trace[cut - 1] ?? '{"lr":1}').lr;

@@ -2,7 +2,8 @@
  * `loom paper bert --preset smoke --compression prune` as a user runs it, in a scratch folder: the dense and the
  * pruned classifier are fine-tuned and scored, and the sparsity the table reports is the one in the saved weights:
  * loaded back, every encoder kernel (and nothing else) is masked with at least ⌊s·n⌋ zeros, and the sparse artifact
- * stores 8 bytes per kept weight of those (smaller than dense from 50 % on).
+ * stores 8 bytes per kept weight of those (smaller than dense from 50 % on). Then `--prune-heads all` on the dense
+ * classifier: with no head pruned it scores what the run scored.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -98,6 +99,20 @@ describe('bert --compression', () => {
           model.dispose();
         }
       }
+      // Michel et al.'s head pruning on the fine-tuned dense classifier (the smoke model has 1 layer × 2 heads): no
+      // head pruned scores what the run scored on the same test split; every row is a proper score.
+      const dense = runs.find((r) => r.group === 'dense')!;
+      execFileSync(process.execPath, [cli, 'paper', 'bert', '--prune-heads', 'all', '--saved-model', dense.artifact!, '--json', 'heads.json'], {
+        cwd,
+        encoding: 'utf8',
+      });
+      const heads = JSON.parse(fs.readFileSync(path.join(cwd, 'heads.json'), 'utf8')) as {
+        heads: number;
+        rows: { pruned: number; accuracy: number; f1: number }[];
+      };
+      expect(heads.heads).toBe(2);
+      expect(heads.rows.map((r) => r.pruned)).toEqual([0, 1, 2]);
+      expect(heads.rows[0]).toMatchObject({ accuracy: dense.test_accuracy, f1: dense.test_f1 });
     } finally {
       fs.rmSync(cwd, { recursive: true, force: true });
     }

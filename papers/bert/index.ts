@@ -31,6 +31,7 @@ import { bowData, mlmData } from './data';
 import { binaryScores } from './scores';
 import { quantizeMode } from './quantization';
 import { compressionMode } from './compression';
+import { headPruningMode } from './head-pruning';
 import { bertSetup } from './setup';
 import { cacheKey, curvePoints, FEW_SHOT_VARIANTS, FewShotResults, fewShotEpochs, loadEncoder, saveEncoder, separated, writeCurves } from './few-shot';
 import { spamAssassinTexts, spamTextSchema } from '../../plugins/data/spam-assassin';
@@ -53,7 +54,7 @@ const paper: Paper = {
     'few-shot-smoke': 'the few-shot curves on the smoke model and data: 20 and all labelled messages × 2 seeds (the CI check of the grid)',
   },
   plugins: [mlmData, bowData],
-  modes: [quantizeMode(), compressionMode(presets)],
+  modes: [quantizeMode(), compressionMode(presets), headPruningMode()],
   references: [
     {
       metric: 'test_accuracy',

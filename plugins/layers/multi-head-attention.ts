@@ -14,6 +14,7 @@ import {
   productQuant,
   quantizationOption,
   quantizedWeights,
+  ShapeError,
   type ForwardContext,
   type Initializer,
   type Parameter,
@@ -58,6 +59,22 @@ export function disposeCache(cache: KVCache): void {
   tf.dispose([cache.k!, cache.v!].filter(Boolean));
   delete cache.k;
   delete cache.v;
+}
+
+/**
+ * A forward context that gates heads (Michel et al. 2019, §2.2): every multi-head attention layer asks `headGate`
+ * with its name and head count; a [numHeads] tensor ξ it returns multiplies head h's context by ξ_h before the
+ * output projection, Att(x) = Σ_h ξ_h · Att_h(x) (their eq. 1), so ∂L/∂ξ_h is the head's importance (eq. 2); null
+ * leaves the layer as it is. Layers pass the context on (spread), so the gate reaches every attention in a model.
+ */
+export interface HeadGateContext extends ForwardContext {
+  headGate?: (layer: string, numHeads: number) => tf.Tensor | null;
+}
+
+/** The gate ξ [h] spread over the heads' context columns: [h · d_k], head h's value in columns h·d_k.. (h+1)·d_k. */
+export function headColumns(gate: tf.Tensor, dk: number): tf.Tensor {
+  const h = gate.shape[0]!;
+  return tf.reshape(tf.tile(tf.reshape(gate, [h, 1]), [1, dk]), [h * dk]);
 }
 
 export interface AttendOptions {
@@ -156,11 +173,20 @@ export class MultiHeadAttention extends LayerBase {
       // One kernel from the packed projection to the context, each way (core/ops/attention.ts): the same maths as below.
       const proj = this.project(tf.reshape(query, [b * t, d]), 'qkv', 'qkv');
       const context = selfAttention(tf.reshape(proj, [b, t, 3 * d]), this.opts.numHeads, o.keyMask, o.causal ?? false);
-      return tf.reshape(this.project(tf.reshape(context, [b * t, d]), 'out', 'out'), [b, t, d]);
+      return tf.reshape(this.project(this.gated(tf.reshape(context, [b * t, d]), ctx), 'out', 'out'), [b, t, d]);
     }
     const weights = this.weights(query, source, ctx, o);
     const context = tf.reshape(tf.transpose(tf.matMul(weights.probs, weights.v), [0, 2, 1, 3]), [b * t, d]);
-    return tf.reshape(this.project(context, 'out', 'out'), [b, t, d]);
+    return tf.reshape(this.project(this.gated(context, ctx), 'out', 'out'), [b, t, d]);
+  }
+
+  /** The heads' context [rows, d] times the context's head gate, if it gives this layer one ({@link HeadGateContext}). */
+  private gated(context: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+    const h = this.opts.numHeads;
+    const gate = (ctx as HeadGateContext).headGate?.(this.name, h) ?? null;
+    if (!gate) return context;
+    if (gate.shape.join() !== String(h)) throw new ShapeError(`head gate of "${this.name}"`, `[${h}]`, gate.shape);
+    return tf.mul(context, headColumns(gate, context.shape[1]! / h));
   }
 
   /** The attention probabilities [batch, heads, queryTime, keyTime] (after dropout in training), and the values. */
