@@ -43,10 +43,8 @@ export abstract class LayerBase implements Layer {
 
   /** Creates a parameter named `<layer>/<weight>` initialised by `init`. */
   protected addWeight(weight: string, shape: number[], init: Initializer, rng: Rng, role: ParamRole, regularizer?: Regularizer): tf.Variable {
-    const variable = tf.variable(
-      tf.tidy(() => init.init(shape, rng)),
-      true,
-    );
+    // Made in tidy: tf.variable shares its initial value's data but leaves that tensor live (one leaked per weight).
+    const variable = tf.tidy(() => tf.variable(init.init(shape, rng), true));
     this.params.push({ name: `${this.name}/${weight}`, variable, role, trainable: true, regularizer });
     return variable;
   }

@@ -57,10 +57,8 @@ export abstract class Module extends ModelBase {
   /** A weight of the model itself, named `<model>/<weight>`, listed after the parts' parameters. */
   protected addWeight(weight: string, shape: number[], init: PluginSpec, rng: Rng, role: ParamRole): tf.Variable {
     const initializer = this.context.create('initializer', init, weight);
-    const variable = tf.variable(
-      tf.tidy(() => initializer.init(shape, rng)),
-      true,
-    );
+    // Made in tidy: tf.variable shares its initial value's data but leaves that tensor live (one leaked per weight).
+    const variable = tf.tidy(() => tf.variable(initializer.init(shape, rng), true));
     this.own.push({ name: `${this.name}/${weight}`, variable, role, trainable: true });
     return variable;
   }

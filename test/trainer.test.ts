@@ -51,6 +51,25 @@ describe('Trainer', () => {
     disposeRun(c);
   });
 
+  it('leaves no tensor behind across runs: two runs in a row (runExperiment; built, fit and disposeRun) end at the first count', async () => {
+    const config = toyConfig(dir, {
+      model: {
+        inputShape: [2],
+        layers: [{ type: 'dense', units: 8, activation: 'relu' }, { type: 'batch-norm' }, { type: 'dropout', rate: 0.2 }, { type: 'dense', units: 3 }],
+      },
+      trainer: { epochs: 2, batchSize: 16, validationSplit: 0.25, clipNorm: 1, checkpoint: { enabled: true, dir: path.join(dir, 'ck'), everySteps: 2 } },
+    });
+    const baseline = tf.memory().numTensors;
+    for (let k = 0; k < 2; k++) {
+      await runExperiment({ registry, config, log: () => undefined, handleSignals: false });
+      expect(tf.memory().numTensors, `after runExperiment ${k + 1}`).toBe(baseline);
+      const c = await buildRunContainer({ registry, config: { ...config, trackers: [] }, log: () => undefined });
+      await c.resolve(Trainer).fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData));
+      disposeRun(c);
+      expect(tf.memory().numTensors, `after disposeRun ${k + 1}`).toBe(baseline);
+    }
+  });
+
   it('gives identical metrics for the same seed and different ones for another seed', async () => {
     const run = async (seed: number) => (await runExperiment({ registry, config: { ...toyConfig(dir), seed } })).history;
     const a = await run(11);

@@ -158,7 +158,8 @@ export function gradCheck(label: string, fn: () => tf.Tensor, wrt: tf.Variable[]
       // fails, ε shrinks, down to ε/64 (a smooth but strongly curved f then passes: a small GPT's first LayerNorm sees
       // embeddings of scale 0.02, which a step of 1e-3 moves by 5 %); at a kink it keeps failing.
       const central = (e: number) => {
-        const shift = (sign: number) => wrt.forEach((v, i) => v.assign(tf.tidy(() => tf.add(originals[i]!, tf.mul(d[i]!, sign * e)))));
+        // In tidy: assign takes the value's data but leaves the tensor live (one leaked per assign otherwise).
+        const shift = (sign: number) => wrt.forEach((v, i) => tf.tidy(() => v.assign(tf.add(originals[i]!, tf.mul(d[i]!, sign * e)))));
         shift(1);
         const fPlus = f();
         shift(-1);
@@ -218,16 +219,19 @@ export function layerCase(
   layer.build([null, ...shape.slice(1)], rng);
   // Integer inputs (token ids) are data, not differentiated; real inputs are checked like weights.
   const ints = ex.inputInts;
-  const x = ints
-    ? tf.variable(
-        tf.tensor(
-          Int32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.int(ints)),
-          shape,
-          'int32',
-        ),
-        false,
-      )
-    : tf.variable(randomNormal(shape, rng));
+  // In tidy: the variable shares its initial value's data, and that tensor is released.
+  const x = tf.tidy(() =>
+    ints
+      ? tf.variable(
+          tf.tensor(
+            Int32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.int(ints)),
+            shape,
+            'int32',
+          ),
+          false,
+        )
+      : tf.variable(randomNormal(shape, rng)),
+  );
   return { layer, x, wrt: [...(ints ? [] : [x]), ...layer.parameters().map((p) => p.variable)] };
 }
 
@@ -254,9 +258,10 @@ export function checkLayerGradient(registry: PluginRegistry, name: string, seed 
   }
 }
 
-/** A layer's forward and backward pass, repeated, leave no tensor behind. */
+/** A layer's forward and backward pass, repeated, leave no tensor behind; built, trained and disposed, it leaves none at all. */
 export function checkLayerNoLeak(registry: PluginRegistry, name: string): void {
   for (const ex of layerExamples(registry, name)) {
+    const start = tf.memory().numTensors;
     const { layer, x, wrt } = layerCase(registry, name, ex, 2, new Rng(1));
     try {
       checkNoLeak(
@@ -271,6 +276,8 @@ export function checkLayerNoLeak(registry: PluginRegistry, name: string): void {
       x.dispose();
       layer.dispose();
     }
+    const left = tf.memory().numTensors - start;
+    check(left === 0, () => `layer ${name} ${describeExample(ex)}: built, trained and disposed, it left ${left} live tensors`);
   }
 }
 

@@ -34,8 +34,9 @@ export class BatchNorm extends LayerBase {
     const zeros = this.ctx.create('initializer', 'zeros');
     this.gamma = this.addWeight('gamma', [c], ones, rng, 'norm');
     this.beta = this.addWeight('beta', [c], zeros, rng, 'norm');
-    this.movingMean = tf.variable(tf.zeros([c]), false);
-    this.movingVar = tf.variable(tf.ones([c]), false);
+    // In tidy: the initial zeros and ones are released (the variables share their data).
+    this.movingMean = tf.tidy(() => tf.variable(tf.zeros([c]), false));
+    this.movingVar = tf.tidy(() => tf.variable(tf.ones([c]), false));
     this.stats.push(
       { name: `${this.name}/moving_mean`, variable: this.movingMean, role: 'norm', trainable: false },
       { name: `${this.name}/moving_variance`, variable: this.movingVar, role: 'norm', trainable: false },
