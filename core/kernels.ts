@@ -11,6 +11,14 @@ export const FUSED_KERNELS = {
    * `{ lr, beta1, beta2, epsilon, c1, c2 }` with c1 = 1 − β1^t and c2 = 1 − β2^t; outputs `[param', m', v']`.
    */
   adam: 'LoomAdam',
+  /**
+   * The Adam steps of several tensors in one kernel call (the optimizer's whole step where the backend has it; one
+   * dispatch for as many tensors as the GPU can bind at once). Inputs `{ param0, grad0, m0, v0, param1, ... }`; attrs
+   * hold one number per tensor, `{ lr, beta1, beta2, epsilon, c1, c2, decay }`, where the parameter is first multiplied
+   * by `decay` (AdamW's 1 − α·λ, Loshchilov & Hutter 2019, Algorithm 2, line 12; 1 without decay); outputs
+   * `[param0', m0', v0', param1', ...]`.
+   */
+  adamMulti: 'LoomAdamMulti',
   /** Softmax over the last axis. Input `{ logits }`; output `y`. Its gradient (core/ops/softmax.ts) uses `softmaxGrad`. */
   softmax: 'LoomSoftmax',
   /** dx = y ⊙ (dy − Σ dy ⊙ y) over the last axis. Inputs `{ dy, y }` (y the softmax's output); output `dx`. */

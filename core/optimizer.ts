@@ -53,6 +53,15 @@ interface GroupSelector {
   roles?: string[];
 }
 
+/** One parameter's update in a step: its gradient, its slots, and the rate and options that apply to it. */
+export interface SlotUpdate<O> {
+  p: Parameter;
+  g: tf.Tensor;
+  slots: Record<string, tf.Variable>;
+  lr: number;
+  options: O;
+}
+
 export abstract class SlotOptimizer<O extends { lr: number; groups?: GroupSelector[] } = { lr: number }> implements Omit<Optimizer, 'spec'> {
   learningRate: number;
   /** Number of steps taken (t in the papers' notation, 1 on the first update). */
@@ -92,17 +101,28 @@ export abstract class SlotOptimizer<O extends { lr: number; groups?: GroupSelect
    */
   protected abstract update(p: Parameter, g: tf.Tensor, slots: Record<string, tf.Variable>, lr: number, options: O): void;
 
+  /**
+   * Every parameter's update at step `this.t` at once, where the subclass and the backend can (a multi-tensor fused
+   * kernel: Adam on webgpu); false to update them one at a time with `update`. Nothing is done before it returns
+   * false.
+   */
+  protected updateAll(_updates: readonly SlotUpdate<O>[]): boolean {
+    return false;
+  }
+
   step(params: readonly Parameter[], grads: Record<string, tf.Tensor>): void {
     this.t++;
+    const updates: SlotUpdate<O>[] = [];
     for (const p of params) {
       const g = grads[p.name];
       if (!g) continue;
-      const s = this.slotsOf(p);
       const o = this.optionsFor(p);
       // A group's own rate, scaled by whatever factor the schedule applies to the top-level rate.
       const lr = o.lr === this.options.lr ? this.learningRate : (o.lr * this.learningRate) / this.options.lr;
-      tf.tidy(() => this.update(p, g, s, lr, o));
+      updates.push({ p, g, slots: this.slotsOf(p), lr, options: o });
     }
+    if (this.updateAll(updates)) return;
+    for (const { p, g, slots, lr, options } of updates) tf.tidy(() => this.update(p, g, slots, lr, options));
   }
 
   private slotsOf(p: Parameter): Record<string, tf.Variable> {

@@ -125,6 +125,98 @@ describe.skipIf(!adapter.ok)(`webgpu WGSL kernels${why}`, () => {
     );
   });
 
+  it('LoomAdamMulti: 3 steps of 1-40 tensors (sizes 0-150, own rates, betas and AdamW decay) follow Algorithm 1 in float64 within 1e-5·max|θ| + 1e-6, in ⌈tensors / ⌊bindings / 7⌋⌉ dispatches', async () => {
+    const limits = (tf.findBackend('webgpu') as unknown as { device: { limits: { maxStorageBuffersPerShaderStage: number } } }).device.limits;
+    const per = Math.min(32, Math.floor(limits.maxStorageBuffersPerShaderStage / 7));
+    const tensor = fc.record({
+      n: fc.integer({ min: 0, max: 150 }),
+      lr: fc.double({ min: 1e-4, max: 0.1, noNaN: true }),
+      b1: fc.constantFrom(0.9, 0.5),
+      b2: fc.constantFrom(0.999, 0.9),
+      decay: fc.constantFrom(0, 0.01),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.array(tensor, { minLength: 1, maxLength: 40 }), fc.integer({ min: 0, max: 2 ** 30 }), async (specs, seed) => {
+        const eps = 1e-8;
+        const ref = specs.map(({ n }, j) => ({
+          theta: Array.from(Float64Array.from(Float32Array.from(values(seed + 100 * j, n)))),
+          m: new Array<number>(n).fill(0),
+          v: new Array<number>(n).fill(0),
+        }));
+        let state = specs.map(({ n }, j) => [f32(ref[j]!.theta, [n]), tf.zeros([n]), tf.zeros([n])] as tf.Tensor[]);
+        for (let t = 1; t <= 3; t++) {
+          const grads = specs.map(({ n }, j) => Float32Array.from(values(seed + 100 * j + t, n)));
+          specs.forEach(({ n, lr, b1, b2, decay }, j) => {
+            const r = ref[j]!;
+            for (let i = 0; i < n; i++) {
+              const g = grads[j]![i]!;
+              r.m[i] = b1 * r.m[i]! + (1 - b1) * g;
+              r.v[i] = b2 * r.v[i]! + (1 - b2) * g * g;
+              r.theta[i] = r.theta[i]! * (1 - lr * decay) - (lr * (r.m[i]! / (1 - b1 ** t))) / (Math.sqrt(r.v[i]! / (1 - b2 ** t)) + eps);
+            }
+          });
+          const inputs: tf.NamedTensorMap = {};
+          const gradTensors = grads.map((g, j) => f32(g, [specs[j]!.n]));
+          state.forEach(([p, m, v], j) => Object.assign(inputs, { [`param${j}`]: p, [`grad${j}`]: gradTensors[j], [`m${j}`]: m, [`v${j}`]: v }));
+          const attrs = {
+            lr: specs.map((x) => x.lr),
+            beta1: specs.map((x) => x.b1),
+            beta2: specs.map((x) => x.b2),
+            epsilon: specs.map(() => eps),
+            c1: specs.map((x) => 1 - x.b1 ** t),
+            c2: specs.map((x) => 1 - x.b2 ** t),
+            decay: specs.map((x) => 1 - x.lr * x.decay),
+          };
+          const { count, result } = await dispatches(() => run(FUSED_KERNELS.adamMulti, inputs, attrs) as tf.Tensor[]);
+          const nonEmpty = specs.filter((x) => x.n > 0).length;
+          expect(count, 'dispatches').toBe(Math.ceil(nonEmpty / per));
+          tf.dispose([...state.flat(), ...gradTensors]);
+          state = specs.map((_, j) => result.slice(3 * j, 3 * j + 3));
+        }
+        for (const [j, [p, m, v]] of state.entries()) {
+          expectNear(await read(p!), ref[j]!.theta, `θ${j}`, 1e-5, 1e-6);
+          expectNear(await read(m!), ref[j]!.m, `m${j}`, 1e-5, 1e-6);
+          expectNear(await read(v!), ref[j]!.v, `v${j}`, 1e-5, 1e-6);
+        }
+        tf.dispose(state.flat());
+      }),
+      RUNS,
+    );
+  });
+
+  it('the adam optimizer (AdamW, a parameter group with its own rate, a decayed kernel and an exempt bias) steps through LoomAdamMulti and reaches the weights the composed per-tensor update reaches within 1e-5·max + 1e-6', async () => {
+    const spec = { type: 'adam', lr: 0.01, weightDecay: 0.1, groups: [{ match: '^b', lr: 0.03, beta1: 0.5 }] };
+    const params = () => [
+      { name: 'w', variable: tf.variable(f32(values(1, 12), [4, 3])), role: 'kernel' as const, trainable: true },
+      { name: 'b', variable: tf.variable(f32(values(2, 3), [3])), role: 'bias' as const, trainable: true },
+      { name: 'b2', variable: tf.variable(f32(values(3, 5), [5])), role: 'kernel' as const, trainable: true },
+    ];
+    const train = async () => {
+      const ps = params();
+      const opt = registry.create('optimizer', spec);
+      const counts: number[] = [];
+      for (let t = 0; t < 4; t++) {
+        const grads = Object.fromEntries(ps.map((p, j) => [p.name, f32(values(10 * t + j, p.variable.size), p.variable.shape)]));
+        const { names } = await dispatches(() => opt.step(ps, grads));
+        counts.push(names.filter((n) => n.startsWith('LoomAdamMulti')).length);
+        tf.dispose(Object.values(grads));
+      }
+      const weights = await Promise.all(ps.map((p) => read(p.variable)));
+      tf.dispose(ps.map((p) => p.variable));
+      opt.dispose();
+      return { weights, counts };
+    };
+    const fused = await train();
+    const composed = await withoutKernels(train);
+    const per = Math.floor(
+      (tf.findBackend('webgpu') as unknown as { device: { limits: { maxStorageBuffersPerShaderStage: number } } }).device.limits
+        .maxStorageBuffersPerShaderStage / 7,
+    );
+    expect(fused.counts, 'LoomAdamMulti dispatches per step').toEqual(new Array(4).fill(Math.ceil(3 / Math.min(32, per))));
+    expect(composed.counts).toEqual([0, 0, 0, 0]);
+    fused.weights.forEach((w, j) => expectNear(w, composed.weights[j]!, `parameter ${j}`, 1e-5, 1e-6));
+  });
+
   const rowShapes = fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 150 }), fc.integer({ min: 1, max: 3 }));
   const shapeOf = ([a, b, c, rank]: [number, number, number, number]) => (rank === 1 ? [c] : rank === 2 ? [a * b, c] : [a, b, c]);
 

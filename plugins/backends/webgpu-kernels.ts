@@ -1,13 +1,14 @@
 /**
- * loom's fused kernels (core/kernels.ts) in WGSL for tfjs's `webgpu` backend: the Adam step, softmax and its gradient,
+ * loom's fused kernels (core/kernels.ts) in WGSL for tfjs's `webgpu` backend: the Adam step (of one tensor, and of
+ * many in one dispatch: the optimizer's whole step), softmax and its gradient,
  * layer normalisation and its gradient, and multi-head self-attention and its gradient. Without them each of these
  * ops is composed from tfjs kernels, one GPU dispatch each; with them, one dispatch each (two for the gradients of
- * layer norm and attention). A toy Transformer classifier's training step took 371 dispatches composed and 107 with
+ * layer norm and attention). A toy Transformer classifier's training step took 371 dispatches composed and 99 with
  * these (counted by `plugins/backends/webgpu-kernels.test.ts`; CONTRIBUTING, "Native kernels and backends").
  *
  * tfjs-backend-webgpu 4.22 runs programs with one output (`runWebGPUProgram`: binding 0 is the output, the inputs
  * are read-only), and its own multi-output kernels run one program per output. LoomAdam has three outputs and
- * LoomAttention two, so {@link dispatch} compiles a whole shader itself (any number of read-write outputs, then the
+ * LoomAttention two, so `dispatch` (below) compiles a whole shader itself (any number of read-write outputs, then the
  * read-only inputs, then a uniform block) and hands it to the backend's `recordAndSubmit`, which binds `[output,
  * ...inputs, uniforms]` in that order: the extra outputs travel in its input list. Everything else (the shared command
  * encoder and compute pass, deferred submission, buffer ownership until submission, the pipeline cache, profiling)
@@ -29,7 +30,7 @@ interface WebGpuBackendInternals {
   device: {
     createShaderModule(d: { code: string; label?: string }): unknown;
     createComputePipeline(d: object): unknown;
-    limits: { maxComputeWorkgroupsPerDimension: number };
+    limits: { maxComputeWorkgroupsPerDimension: number; maxStorageBuffersPerShaderStage: number };
   };
   pipelineCache: Record<string, unknown>;
   makeTensorInfo(shape: number[], dtype: tf.DataType, values?: tf.backend_util.BackendValues): Info;
@@ -152,6 +153,33 @@ const ADAM = `${START} {
   newV[i] = v2;
   newParam[i] = param[i] - uniforms.lr * ((m2 / uniforms.c1) / (sqrt(v2 / uniforms.c2) + uniforms.epsilon));
 }`;
+
+/**
+ * The Adam steps of `k` tensors in one dispatch: tensor j takes workgroups [end(j−1), end(j)) (its elements, 64 to a
+ * workgroup); its parameter is multiplied by decay first (AdamW). WGSL cannot index bindings, so each tensor has its
+ * own branch.
+ */
+function adamMultiCode(k: number): string {
+  const branch = (j: number) => `
+  if (w < uniforms.end${j}) {
+    let i = (w - ${j === 0 ? '0' : `uniforms.end${j - 1}`}) * ${WG} + i32(lid);
+    if (i < uniforms.n${j}) {
+      let g = grad${j}[i];
+      let m2 = uniforms.beta1_${j} * m${j}[i] + uniforms.oneMinusBeta1_${j} * g;
+      let v2 = uniforms.beta2_${j} * v${j}[i] + uniforms.oneMinusBeta2_${j} * g * g;
+      newM${j}[i] = m2;
+      newV${j}[i] = v2;
+      newParam${j}[i] = param${j}[i] * uniforms.decay${j} - uniforms.lr${j} * ((m2 / uniforms.c1_${j}) / (sqrt(v2 / uniforms.c2_${j}) + uniforms.epsilon${j}));
+    }
+    return;
+  }`;
+  return `${START} {
+  let w = groupIndex(wid, nwg);${Array.from({ length: k }, (_, j) => branch(j)).join('')}
+}`;
+}
+
+/** At most this many tensors in one LoomAdamMulti dispatch (besides the binding limit): the shader has a branch for each. */
+const ADAM_MULTI_MAX = 32;
 
 /** One row per workgroup: softmax over the last axis, max subtracted first. */
 const SOFTMAX = `${START} {
@@ -398,6 +426,60 @@ export const WEBGPU_KERNELS: Record<string, (args: KernelArgs) => Info | Info[]>
       ],
       groups: Math.ceil(n / WG),
     });
+  },
+  [FUSED_KERNELS.adamMulti]: (args) => {
+    const backend = gpu(args);
+    const a = args.attrs as unknown as Record<'lr' | 'beta1' | 'beta2' | 'epsilon' | 'c1' | 'c2' | 'decay', number[]>;
+    const k = a.lr.length;
+    const tensors = Array.from({ length: k }, (_, j) => {
+      const [param, grad, m, v] = ['param', 'grad', 'm', 'v'].map((n) => (args.inputs as Record<string, Info>)[`${n}${j}`]);
+      expectFloat32(FUSED_KERNELS.adamMulti, { [`param${j}`]: param, [`grad${j}`]: grad, [`m${j}`]: m, [`v${j}`]: v });
+      const n = size(param!.shape);
+      if (size(grad!.shape) !== n || size(m!.shape) !== n || size(v!.shape) !== n)
+        throw new Error(`${FUSED_KERNELS.adamMulti}: grad${j}, m${j} and v${j} do not match param${j} [${param!.shape}]`);
+      return { j, inputs: [param!, grad!, m!, v!], shape: param!.shape, n };
+    });
+    const out: Info[] = new Array(3 * k);
+    // An empty tensor's outputs are empty: no work, and no dispatch (which would skip its neighbours' work too).
+    for (const t of tensors.filter((t) => t.n === 0))
+      for (let o = 0; o < 3; o++) out[3 * t.j + o] = backend.makeTensorInfo(t.shape, 'float32', new Float32Array(0));
+    const work = tensors.filter((t) => t.n > 0);
+    // Seven storage buffers a tensor (four inputs, three outputs).
+    const per = Math.max(1, Math.min(ADAM_MULTI_MAX, Math.floor(backend.device.limits.maxStorageBuffersPerShaderStage / 7)));
+    for (let s = 0; s < work.length; s += per) {
+      const chunk = work.slice(s, s + per);
+      let end = 0;
+      const uniforms = chunk.flatMap(({ j, n }, c): Uniform[] => {
+        end += Math.ceil(n / WG);
+        return [
+          [`n${c}`, 'i32', n],
+          [`end${c}`, 'i32', end],
+          [`lr${c}`, 'f32', a.lr[j]!],
+          [`beta1_${c}`, 'f32', a.beta1[j]!],
+          [`beta2_${c}`, 'f32', a.beta2[j]!],
+          [`oneMinusBeta1_${c}`, 'f32', 1 - a.beta1[j]!],
+          [`oneMinusBeta2_${c}`, 'f32', 1 - a.beta2[j]!],
+          [`epsilon${c}`, 'f32', a.epsilon[j]!],
+          [`c1_${c}`, 'f32', a.c1[j]!],
+          [`c2_${c}`, 'f32', a.c2[j]!],
+          [`decay${c}`, 'f32', a.decay[j]!],
+        ];
+      });
+      const results = dispatch(backend, {
+        name: `LoomAdamMulti${chunk.length}`,
+        code: adamMultiCode(chunk.length),
+        outputs: chunk.flatMap((t) => [t.shape, t.shape, t.shape]),
+        outputNames: chunk.flatMap((_, c) => [`newParam${c}`, `newM${c}`, `newV${c}`]),
+        inputs: chunk.flatMap((t) => t.inputs),
+        inputNames: chunk.flatMap((_, c) => [`param${c}`, `grad${c}`, `m${c}`, `v${c}`]),
+        uniforms,
+        groups: end,
+      });
+      chunk.forEach((t, c) => {
+        for (let o = 0; o < 3; o++) out[3 * t.j + o] = results[3 * c + o]!;
+      });
+    }
+    return out;
   },
   [FUSED_KERNELS.softmax]: (args) => {
     const { logits } = args.inputs as { logits: Info };

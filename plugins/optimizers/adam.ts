@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, withParamGroups, FUSED_KERNELS, hasKernel, SlotOptimizer, type Parameter } from '../../core';
+import { definePlugin, withParamGroups, FUSED_KERNELS, hasKernel, SlotOptimizer, type Parameter, type SlotUpdate } from '../../core';
 
 const schema = withParamGroups(
   z.object({
@@ -27,6 +27,9 @@ type AdamOptions = z.output<typeof schema>;
  * formula is a misprint and is not what we implement. (Keras moves ε inside the bias correction, the
  * "ε̂" variant of the paper's §2; the difference only matters when v̂ is tiny.)
  * With `weightDecay` > 0 it is AdamW: the decay is applied to θ directly, not through the gradient.
+ * Where the backend has `FUSED_KERNELS.adamMulti` (webgpu) a step updates every parameter in one kernel call (one GPU
+ * dispatch per as many tensors as the GPU binds at once), else each parameter with `FUSED_KERNELS.adam` where the
+ * backend has it (native-cpu), else with tfjs ops.
  */
 export class Adam extends SlotOptimizer<z.output<typeof schema>> {
   protected readonly slotNames = ['m', 'v'] as const;
@@ -35,11 +38,50 @@ export class Adam extends SlotOptimizer<z.output<typeof schema>> {
     super(opts, { beta1: opts.beta1, beta2: opts.beta2, epsilon: opts.epsilon, weightDecay: opts.weightDecay });
   }
 
+  private decayOf(p: Parameter, o: AdamOptions): number {
+    return o.weightDecay > 0 && !o.noDecay.includes(p.role) ? o.weightDecay : 0;
+  }
+
+  /** Where the backend has `FUSED_KERNELS.adamMulti` (webgpu): every float32 parameter's step in one kernel call. */
+  protected override updateAll(updates: readonly SlotUpdate<AdamOptions>[]): boolean {
+    if (updates.length === 0 || !hasKernel(FUSED_KERNELS.adamMulti)) return false;
+    if (updates.some(({ p, g }) => p.variable.dtype !== 'float32' || g.dtype !== 'float32')) return false;
+    const inputs: Record<string, tf.Tensor> = {};
+    const attrs: Record<'lr' | 'beta1' | 'beta2' | 'epsilon' | 'c1' | 'c2' | 'decay', number[]> = {
+      lr: [],
+      beta1: [],
+      beta2: [],
+      epsilon: [],
+      c1: [],
+      c2: [],
+      decay: [],
+    };
+    updates.forEach(({ p, g, slots, lr, options: o }, k) => {
+      Object.assign(inputs, { [`param${k}`]: p.variable, [`grad${k}`]: g, [`m${k}`]: slots.m!, [`v${k}`]: slots.v! });
+      attrs.lr.push(lr);
+      attrs.beta1.push(o.beta1);
+      attrs.beta2.push(o.beta2);
+      attrs.epsilon.push(o.epsilon);
+      attrs.c1.push(1 - o.beta1 ** this.t);
+      attrs.c2.push(1 - o.beta2 ** this.t);
+      attrs.decay.push(1 - lr * this.decayOf(p, o));
+    });
+    tf.tidy(() => {
+      const out = tf.engine().runKernel(FUSED_KERNELS.adamMulti, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      updates.forEach(({ p, slots }, k) => {
+        p.variable.assign(out[3 * k]!);
+        slots.m!.assign(out[3 * k + 1]!);
+        slots.v!.assign(out[3 * k + 2]!);
+      });
+    });
+    return true;
+  }
+
   protected update(p: Parameter, g: tf.Tensor, s: Record<string, tf.Variable>, lr: number, o: z.output<typeof schema>): void {
     const { beta1: b1, beta2: b2, epsilon } = o;
     const c1 = 1 - b1 ** this.t;
     const c2 = 1 - b2 ** this.t;
-    const decay = o.weightDecay > 0 && !o.noDecay.includes(p.role) ? o.weightDecay : 0;
+    const decay = this.decayOf(p, o);
     const theta = decay > 0 ? tf.mul(p.variable, 1 - lr * decay) : p.variable;
     if (hasKernel(FUSED_KERNELS.adam)) {
       // The backend's fused kernel: the same update in one pass per tensor.
