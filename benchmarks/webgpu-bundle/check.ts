@@ -1,9 +1,10 @@
 /**
  * The webgpu check for a machine with a GPU (README.md here): which adapter Dawn gives, a conformance subset (outputs
  * and gradients on webgpu against tfjs's reference `cpu` backend, as plugins/backends/webgpu.test.ts checks on
- * llvmpipe), and training step times of the MNIST CNN and the GPT of papers/gpt's `gpu` preset on webgpu (with the
- * tensor count and GPU bytes across the timed steps) next to a few steps on `cpu`. Synthetic batches: no data set is
- * read. Bundled into one file by prepare.sh; writes `webgpu-check.json` into $OUT (or the current folder).
+ * llvmpipe), and training step times of the MNIST CNN and the GPT of papers/gpt's `gpu` preset on webgpu with and
+ * without loom's WGSL kernels (with the dispatches of a step, and the tensor count and GPU bytes across the timed
+ * steps) next to a few steps on `cpu`. Synthetic batches: no data set is read. Bundled into one file by prepare.sh;
+ * writes `webgpu-check.json` into $OUT (or the current folder).
  *
  * Usage: `node check.mjs [--steps N] [--quick]` (the bundle's run.sh runs it under a time limit).
  */
@@ -25,6 +26,7 @@ import {
 import gptGpu from '../../papers/gpt/presets/gpu.json';
 import mnistFull from '../../papers/mnist-cnn/presets/full.json';
 import { registerBuiltins } from '../../plugins';
+import { registerWebGpuKernels, WEBGPU_KERNELS } from '../../plugins/backends/webgpu-kernels';
 import { layerCase, randomNormal } from '../../testing';
 
 const args = process.argv.slice(2);
@@ -177,10 +179,37 @@ const workloads: Workload[] = [
   },
 ];
 const timings = [];
-// tfjs's JavaScript cpu backend (the bundle has no native addon) for the CNN only: a GPT step there takes minutes.
-for (const backend of ['webgpu', 'cpu']) {
+/**
+ * The programs one training step dispatches on webgpu (every one goes through the backend's recordAndSubmit, loom's
+ * WGSL kernels included).
+ */
+async function dispatchesOf(f: () => Promise<unknown>): Promise<number> {
+  const gpu = tf.findBackend('webgpu') as unknown as { recordAndSubmit: (...a: unknown[]) => void };
+  const original = gpu.recordAndSubmit;
+  let n = 0;
+  gpu.recordAndSubmit = function (this: unknown, ...a: unknown[]) {
+    n++;
+    return original.apply(this, a);
+  };
+  try {
+    await f();
+  } finally {
+    gpu.recordAndSubmit = original;
+  }
+  return n;
+}
+// webgpu with loom's WGSL kernels (plugins/backends/webgpu-kernels.ts), then without them (every fused op composed
+// from tfjs kernels: whether the kernels pay on this GPU), then tfjs's JavaScript cpu backend (the bundle has no
+// native addon) for the CNN only: a GPT step there takes minutes.
+const variants = [
+  { backend: 'webgpu', label: 'webgpu', kernels: true },
+  { backend: 'webgpu', label: 'webgpu-composed', kernels: false },
+  { backend: 'cpu', label: 'cpu', kernels: true },
+];
+for (const { backend, label, kernels } of variants) {
   for (const w of backend === 'cpu' ? workloads.slice(0, 1) : workloads) {
     await selectBackend(registry, backend);
+    if (!kernels) for (const name of Object.keys(WEBGPU_KERNELS)) tf.unregisterKernel(name, 'webgpu');
     const model = buildModel(w.model, registry);
     model.build(model.inputShape, new Rng(0));
     const trainer = new Trainer({
@@ -196,6 +225,7 @@ for (const backend of ['webgpu', 'cpu']) {
     let step = 0;
     const n = backend === 'webgpu' ? steps : 2;
     for (let i = 0; i < (backend === 'webgpu' ? 3 : 1); i++) await trainer.trainStep(b, { step: step++, epoch: 0 });
+    const dispatches = backend === 'webgpu' ? await dispatchesOf(() => trainer.trainStep(b, { step: step++, epoch: 0 })) : null;
     const mem0 = tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number };
     const t0 = performance.now();
     let loss = 0;
@@ -203,17 +233,19 @@ for (const backend of ['webgpu', 'cpu']) {
     const ms = (performance.now() - t0) / n;
     const mem1 = tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number };
     const row = {
-      backend,
+      backend: label,
       workload: w.name,
       msPerStep: Math.round(ms * 10) / 10,
+      dispatchesPerStep: dispatches,
       steps: n,
       loss,
       tensorsFlat: mem1.numTensors === mem0.numTensors,
       gpuBytesFlat: mem1.numBytesInGPU === mem0.numBytesInGPU,
     };
     console.log(
-      `${backend.padEnd(7)} ${w.name}: ${row.msPerStep} ms/step over ${n} steps (loss ${loss.toFixed(4)}; tensors flat ${row.tensorsFlat}, GPU bytes flat ${row.gpuBytesFlat})`,
+      `${label.padEnd(15)} ${w.name}: ${row.msPerStep} ms/step over ${n} steps${dispatches === null ? '' : `, ${dispatches} dispatches a step`} (loss ${loss.toFixed(4)}; tensors flat ${row.tensorsFlat}, GPU bytes flat ${row.gpuBytesFlat})`,
     );
+    if (!kernels) registerWebGpuKernels();
     timings.push(row);
     tf.dispose([b.x, b.y]);
     model.dispose();
