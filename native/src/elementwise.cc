@@ -171,17 +171,45 @@ void sum3(const float* x, float* y, int64_t outer, int64_t reduce, int64_t inner
   });
 }
 
+namespace {
+
+// One Adam step over [lo, hi). The lambda that used to hold this loop reached lr, β1, ... through references, which a
+// float store might alias, so the compiler reloaded them per element and did not vectorise: ~17 ns per element, 18 %
+// of an MNIST training step. Here they are values and the arrays are __restrict. Contraction is off so that every
+// version (SSE2, AVX2+FMA, NEON) computes exactly the scalar expression, with the same roundings as before:
+// recorded runs replay bit for bit.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+LOOM_TWO_VERSIONS(adam_range,
+                  (const float* __restrict p, const float* __restrict g, const float* __restrict m, const float* __restrict v,
+                   float* __restrict p2, float* __restrict m2, float* __restrict v2, int64_t lo, int64_t hi, float lr, float b1, float b2,
+                   float eps, float c1, float c2),
+                  {
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+                    const float a1 = 1.f - b1, a2 = 1.f - b2;
+                    for (int64_t i = lo; i < hi; i++) {
+                      const float gi = g[i];
+                      const float mi = b1 * m[i] + a1 * gi;
+                      const float vi = b2 * v[i] + a2 * gi * gi;
+                      m2[i] = mi;
+                      v2[i] = vi;
+                      p2[i] = p[i] - lr * ((mi / c1) / (std::sqrt(vi / c2) + eps));
+                    }
+                  })
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+}  // namespace
+
 void adam(const float* p, const float* g, const float* m, const float* v, float* p2, float* m2, float* v2, int64_t n, float lr, float b1,
           float b2, float eps, float c1, float c2) {
-  chunks(n, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; i++) {
-      const float mi = b1 * m[i] + (1.f - b1) * g[i];
-      const float vi = b2 * v[i] + (1.f - b2) * g[i] * g[i];
-      m2[i] = mi;
-      v2[i] = vi;
-      p2[i] = p[i] - lr * ((mi / c1) / (std::sqrt(vi / c2) + eps));
-    }
-  });
+  const auto f = simd() ? adam_range_simd : adam_range_base;
+  chunks(n, [&](int64_t lo, int64_t hi) { f(p, g, m, v, p2, m2, v2, lo, hi, lr, b1, b2, eps, c1, c2); });
 }
 
 }  // namespace loom

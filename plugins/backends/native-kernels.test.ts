@@ -736,6 +736,43 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
+  // The kernel is vectorised per SIMD level with contraction off, so that every level rounds exactly as the scalar
+  // expression does and recorded runs replay bit for bit. A float32 reference of that expression, one rounding per
+  // operation (Math.fround of a double result is the float32 operation's result for +, −, ×, ÷ and √), must match
+  // every bit, at sizes with vector remainders and sizes the pool splits between threads.
+  kernelProperty('LoomAdam rounds exactly as the scalar float32 expression, at every size', ['LoomAdam'], () => {
+    const f = Math.fround;
+    fc.assert(
+      fc.property(fc.constantFrom(1, 15, 17, 1000, 70_001), fc.integer({ min: 1, max: 500 }), seed, (n, t, s) => {
+        const [param, grad, m] = [tensor([n], s), tensor([n], s + 1), tensor([n], s + 2)];
+        const v = tf.square(tensor([n], s + 3));
+        const attrs = { lr: 0.003, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, c1: 1 - 0.9 ** t, c2: 1 - 0.999 ** t };
+        const outs = tf.engine().runKernel('LoomAdam', { param, grad, m, v }, attrs as never) as tf.Tensor[];
+        const [P, G, M, V] = [param, grad, m, v].map((x) => x.dataSync());
+        const [lr, b1, b2, eps, c1, c2] = [attrs.lr, attrs.beta1, attrs.beta2, attrs.epsilon, attrs.c1, attrs.c2].map(f) as number[];
+        const a1 = f(1 - b1!),
+          a2 = f(1 - b2!);
+        const want = [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
+        for (let i = 0; i < n; i++) {
+          const g = G[i]!;
+          const mi = f(f(b1! * M[i]!) + f(a1 * g));
+          const vi = f(f(b2! * V[i]!) + f(f(a2 * g) * g));
+          want[1]![i] = mi;
+          want[2]![i] = vi;
+          want[0]![i] = f(P[i]! - f(lr! * f(f(mi / c1!) / f(f(Math.sqrt(f(vi / c2!))) + eps!))));
+        }
+        outs.forEach((o, k) => {
+          const got = new Uint32Array(Float32Array.from(o.dataSync()).buffer),
+            bits = new Uint32Array(want[k]!.buffer);
+          const first = bits.findIndex((b, i) => b !== got[i]);
+          expect(first, `output ${k}, first differing element`).toBe(-1);
+        });
+        tf.dispose([param, grad, m, v, ...outs]);
+      }),
+      { numRuns: 12 },
+    );
+  });
+
   /** Asserts |got − want| ≤ rtol·(|want| + max(1, max|want|)) elementwise (NaN matching NaN). */
   const expectNear = (got: tf.Tensor, want: tf.Tensor, rtol: number) => {
     expect(got.shape).toEqual(want.shape);
