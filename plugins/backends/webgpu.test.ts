@@ -372,7 +372,7 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
     tf.dispose(t);
   });
 
-  it("a stateful LSTM's carried state reaches a checkpoint on webgpu: readToHost reads it, then getState gives its values", async () => {
+  it("a stateful LSTM's carried state reaches a checkpoint on webgpu: readToHost of its carried tensors reads it, then getState gives its values", async () => {
     await selectBackend(registry, 'webgpu');
     const rng = new Rng(3);
     const layer = registry.create('layer', { type: 'lstm', units: 3, stateful: true }) as Layer;
@@ -382,7 +382,7 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
       tf.dispose(layer.apply(x, { training: false, rng }));
       const h = (layer as unknown as { state: { value: { h: tf.Tensor } } }).state.value.h;
       expect(() => layer.getState?.()).toThrow(/synchronous read/); // the state is on the GPU
-      await readToHost();
+      await readToHost(layer.carriedTensors!()); // the carried state belongs to what holds it (a model, or here the layer)
       const state = layer.getState!() as { shape: number[]; h: number[] };
       expect(state.shape).toEqual([2, 3]);
       expect(state.h).toEqual(Array.from(await h.data()));
