@@ -61,7 +61,7 @@ export function compressionMode(presets: Record<string, JsonObject>): PaperMode 
     json: true,
     options: {
       sparsities: { value: 'LIST', help: 'comma-separated percentages to prune to (default: 50,75,90,95)' },
-      seeds: { value: 'K', type: 'integer', min: 1, help: 'seeds 0..K-1 per group (default: 1)' },
+      seeds: { value: 'K', type: 'integer', min: 1, help: 'seeds per group, --seed (or 0) and the next K-1 (default: 1)' },
       epochs: { value: 'N', type: 'integer', min: 1, help: "fine-tuning epochs of every run (default: the preset's)" },
       prune: {
         value: 'encoder|all',

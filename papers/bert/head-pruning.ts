@@ -10,7 +10,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { batchesOf, ConfigError, DataError, epochOrder, loadModel, readToHost, selectBackend, type JsonObject, type PluginSpec } from '../../core';
-import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
+import { gitCommit, latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
+import { machineLine } from '../../runtime/compression';
 import { headImportance, headsToPrune, normalizeByLayer, pruneHeads, type HeadRef, type LayerImportance } from '../../plugins/callbacks/head-pruning';
 import { Bert } from '../../plugins/models/bert';
 import { binaryScores } from './scores';
@@ -50,7 +51,8 @@ export function headPruningMode(): PaperMode {
 const label = (h: HeadRef) => `${h.layer.split('/').at(-2)}/head ${h.head}`;
 
 async function runHeadPruning(ctx: PaperModeContext): Promise<void> {
-  await selectBackend(ctx.registry, process.env.LOOM_BACKEND);
+  const selected = await selectBackend(ctx.registry, process.env.LOOM_BACKEND);
+  const commit = gitCommit(); // the code that runs, read before the work
   const dir =
     (ctx.options['saved-model'] as string | undefined) ?? latestRunArtifacts('bert', ctx.preset, 'model', 'mlruns', { variant: 'finetune-pretrained' });
   const configFile = path.join(path.dirname(dir), 'config.json');
@@ -108,6 +110,10 @@ async function runHeadPruning(ctx: PaperModeContext): Promise<void> {
       importance,
       order: ranked.map(label),
       rows,
+      backend: selected.tags.backend ?? selected.backend.spec?.type,
+      machine: machineLine(),
+      commit,
+      date: new Date().toISOString(),
     };
     fs.mkdirSync(path.dirname(path.resolve(ctx.json)), { recursive: true });
     fs.writeFileSync(ctx.json, `${JSON.stringify(record, null, 2)}\n`);
