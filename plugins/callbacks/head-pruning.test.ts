@@ -113,6 +113,32 @@ describe('head gates', () => {
     });
   }
 
+  it("reaches the decoder's self- and cross-attention (transformer-seq2seq), and a gate of 0 there changes the output", () => {
+    const spec = { type: 'transformer-seq2seq', srcVocab: 6, tgtVocab: 5, srcLen: 3, tgtLen: 3, dModel: 4, numHeads: 2, ff: 6, layers: 1, dropout: 0 };
+    const m = buildModel(spec as unknown as ModelConfig, registry);
+    m.build(m.inputShape, new Rng(0));
+    const x = tf.tensor2d(
+      [
+        [1, 2, 3, 1, 2, 4],
+        [2, 3, 0, 1, 3, 0],
+      ],
+      [2, 6],
+      'int32',
+    );
+    try {
+      const layers = attentionLayers(m, x).map((l) => l.layer);
+      expect(layers).toHaveLength(3);
+      expect(layers.filter((l) => /cross/.test(l))).toHaveLength(1);
+      for (const layer of layers) {
+        const off = (name: string, h: number) => (name === layer ? tf.tensor1d([0, ...Array(h - 1).fill(1)]) : null);
+        expect(same(run(m, x, off), run(m, x))).toBe(false);
+      }
+    } finally {
+      x.dispose();
+      m.dispose();
+    }
+  });
+
   it('finds every attention layer with its head count, in order', () => {
     const m = bert(0);
     const { x, y } = batch(0);
