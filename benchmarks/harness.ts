@@ -104,9 +104,20 @@ export async function memoryTrend(step: () => unknown, steps = 2000, every = 250
  * reference BLAS, or only a generic core) is reported as the reason there is no value, never as a value.
  */
 export function pythonPeer(script: string, args: (string | number)[], peer: string, unit: string, threads?: number): PeerResult {
-  if (!fs.existsSync(PYTHON)) return { peer, value: null, unit, missing: `${PYTHON} not found` };
+  const r = pythonRun(script, args, threads);
+  if ('missing' in r) return { peer, value: null, unit, missing: r.missing };
+  const out = r.out as { value: number; peer: string; detail?: string };
+  return { peer: out.peer, value: out.value, unit, detail: [out.detail, r.blas].filter(Boolean).join('; ') };
+}
+
+/**
+ * What {@link pythonPeer} runs, for a peer that reports more than one value: the script's last JSON line as it is,
+ * with the BLAS detail, or why it could not run.
+ */
+export function pythonRun(script: string, args: (string | number)[], threads?: number): { out: Record<string, unknown>; blas: string } | { missing: string } {
+  if (!fs.existsSync(PYTHON)) return { missing: `${PYTHON} not found` };
   const blas = peerBlas();
-  if (blas.handicap) return { peer, value: null, unit, missing: blas.handicap };
+  if (blas.handicap) return { missing: blas.handicap };
   // Debian's torch runs its matrix products on OpenBLAS, whose own thread pool takes every core unless told
   // otherwise: with torch at 1 thread that oversubscribed a busy 2-core host and ran the G2P peer 3.5x slower
   // (24 against 84 words/s). A peer measured at `threads` gets OpenBLAS's pool of the same size.
@@ -117,15 +128,9 @@ export function pythonPeer(script: string, args: (string | number)[], peer: stri
   });
   if (r.status !== 0) {
     const why = (r.stderr || r.error?.message || 'failed').trim().split('\n').at(-1)!;
-    return {
-      peer,
-      value: null,
-      unit,
-      missing: why.includes('No module named') ? `${why} (apt-get install python3-torch python3-numpy libopenblas0-pthread)` : why,
-    };
+    return { missing: why.includes('No module named') ? `${why} (apt-get install python3-torch python3-numpy libopenblas0-pthread)` : why };
   }
-  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { value: number; peer: string; detail?: string };
-  return { peer: out.peer, value: out.value, unit, detail: [out.detail, blas.detail].filter(Boolean).join('; ') };
+  return { out: JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>, blas: blas.detail };
 }
 
 /** Runs a TypeScript peer (`benchmarks/peers/<script>`) in its own Node process, so it sees stock tfjs kernels. */

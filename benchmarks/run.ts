@@ -1,8 +1,8 @@
 /**
  * `npm run bench -- [names] [--force-software] [--tiny]`: runs the benchmarks (all, or those named), each side by side
  * with its peers in the same run, prints a table of ratios, and writes results/latest.{json,md,svg}. The `webgpu`
- * rows need a hardware adapter; `--force-software` runs them on a software one (printed, not written), and `--tiny`
- * runs them at tiny sizes to check the code path, writing nothing.
+ * rows need a hardware adapter; `--force-software` runs them on a software one (printed, not written). `--tiny` runs
+ * the `webgpu` rows at tiny sizes, and `mnist-e2e` for 400 steps, to check the code path, writing nothing.
  */
 import 'reflect-metadata';
 import * as fs from 'node:fs';
@@ -15,6 +15,7 @@ import { dataParallel } from './data-parallel';
 import { BENCH_DIR, type BenchEntry, type Benchmark } from './harness';
 import { inference } from './inference';
 import { mnistCnn } from './mnist-cnn';
+import { mnistE2e } from './mnist-e2e';
 import { sequenceModels } from './sequence-models';
 import { sgemm } from './sgemm';
 import { webgpuRows } from './webgpu';
@@ -34,6 +35,7 @@ const { tags } = await selectBackend(registry, process.env.LOOM_BACKEND);
 const all: Benchmark[] = [
   sgemm(tags.backend!),
   mnistCnn(registry, tags.backend!),
+  mnistE2e(registry, tags.backend!, { tiny }),
   sequenceModels(registry, tags.backend!),
   inference(registry, tags.backend!),
   dataParallel(),
@@ -45,8 +47,11 @@ if (unknown.length) {
   console.error(`bench: unknown benchmark(s) ${unknown.join(', ')}; available: ${all.map((b) => b.name).join(', ')}`);
   process.exit(2);
 }
-if (tiny && !(wanted.length === 1 && wanted[0] === 'webgpu')) {
-  console.error('bench: --tiny shrinks the webgpu rows only: run it as `npm run bench -- webgpu --tiny`');
+const shrinkable = ['webgpu', 'mnist-e2e'];
+if (tiny && !(wanted.length > 0 && wanted.every((w) => shrinkable.includes(w)))) {
+  console.error(
+    `bench: --tiny shrinks the ${shrinkable.join(' and ')} rows only: run it as \`npm run bench -- webgpu --tiny\` or \`npm run bench -- mnist-e2e --tiny\``,
+  );
   process.exit(2);
 }
 console.log(`backend: ${tags.backend} (${tags['backend.kernels']}) on ${os.cpus()[0]?.model} x${os.cpus().length}`);
