@@ -296,7 +296,7 @@ describe('head pruning', () => {
 
 describe('head-pruning callback', () => {
   /** A 2-layer × 2-head GPT fitted one epoch on a few windows of Moby Dick, with `callbacks`. */
-  async function trained(callbacks: ReturnType<PluginRegistry['create']>[]): Promise<Model> {
+  async function trained(callbacks: ReturnType<PluginRegistry['create']>[], epochs = 1): Promise<Model> {
     await selectBackend(registry, 'cpu');
     const spec = { type: 'gpt', vocabSize: 96, context: 8, dModel: 8, numHeads: 2, layers: 2, dropout: 0 };
     const model = buildModel(spec as unknown as ModelConfig, registry);
@@ -310,7 +310,7 @@ describe('head-pruning callback', () => {
       strategy: registry.create('parallelism', 'single-process'),
       callbacks: callbacks as never,
       rng: new Rng(2),
-      options: trainerOptionsSchema.parse({ epochs: 1, batchSize: 16 }),
+      options: trainerOptionsSchema.parse({ epochs, batchSize: 16 }),
     });
     await trainer.fit(data);
     return model;
@@ -335,6 +335,35 @@ describe('head-pruning callback', () => {
       for (const b of batches) tf.dispose([b.x, b.y]);
       pruned.dispose();
       plain.dispose();
+    }
+  });
+
+  it('with epoch: prunes after that epoch and the heads stay zero through the epochs after it', async () => {
+    const data = { source: { type: 'char-text', context: 8, maxChars: 200 }, samples: 16 };
+    const cb = registry.create('callback', { type: 'head-pruning', fraction: 0.5, epoch: 1, data, batchSize: 8 });
+    const model = await trained([cb], 3);
+    const x = tf.tensor2d([[1, 2, 3, 4, 5, 6, 7, 8]], [1, 8], 'int32');
+    try {
+      const heads = prunedHeads(model, attentionLayers(model, x));
+      expect(heads).toHaveLength(2);
+      expect(heads).toEqual(expect.arrayContaining((cb.getState!() as { pruned: object[] }).pruned));
+      // After two more epochs of Adam the pruned heads' rows of W^O are exactly zero; the kept heads' are not.
+      const layers = attentionLayers(model, x).map((l) => l.layer);
+      expect(layers).toEqual(['gpt/block_1/self_attention', 'gpt/block_2/self_attention']);
+      for (const layer of layers) {
+        const w = model
+          .parameters()
+          .find((p) => p.name === `${layer}/out_kernel`)!
+          .variable.arraySync() as number[][];
+        for (const head of [0, 1]) {
+          const rows = w.slice(4 * head, 4 * head + 4).flat();
+          const isPruned = heads.some((h) => h.layer === layer && h.head === head);
+          expect(rows.every((v) => v === 0)).toBe(isPruned);
+        }
+      }
+    } finally {
+      x.dispose();
+      model.dispose();
     }
   });
 
