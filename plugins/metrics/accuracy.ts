@@ -33,16 +33,21 @@ export default definePlugin({
         const n = yPred.size / classes;
         const oneHot = yTrue.size === yPred.size && classes > 1;
         if (!oneHot && yTrue.size !== n) throw new ShapeError('metric "accuracy"', `labels for [${yPred.shape}]`, yTrue.shape);
+        const masked = ignoreIndex !== undefined && !oneHot;
         const counts = tf.tidy(() => {
           const pred = tf.argMax(tf.reshape(yPred, [n, classes]), 1);
           const truth = oneHot ? tf.argMax(tf.reshape(yTrue, [n, classes]), 1) : tf.cast(tf.reshape(yTrue, [n]), 'int32');
-          const keep = ignoreIndex === undefined || oneHot ? tf.onesLike(truth) : tf.cast(tf.notEqual(truth, ignoreIndex), 'int32');
-          return tf.stack([tf.sum(tf.mul(tf.cast(tf.equal(pred, truth), 'int32'), keep)), tf.sum(keep)]);
+          const hit = tf.cast(tf.equal(pred, truth), 'int32');
+          // Without a mask every row counts and only the hits are summed: this runs after every training step, and
+          // the masked form's four more ops (ones, product, a second sum, stack) would be dispatched for nothing.
+          if (!masked) return tf.sum(hit);
+          const keep = tf.cast(tf.notEqual(truth, ignoreIndex), 'int32');
+          return tf.stack([tf.sum(tf.mul(hit, keep)), tf.sum(keep)]);
         });
         // One asynchronous read (a GPU backend cannot read synchronously), after the checks above threw synchronously.
-        const [hits, counted] = await counts.data().finally(() => counts.dispose());
-        correct += hits!;
-        total += counted!;
+        const read = await counts.data().finally(() => counts.dispose());
+        correct += read[0]!;
+        total += masked ? read[1]! : n;
       },
       result: () => (total === 0 ? 0 : correct / total),
       getState: () => ({ correct, total }),
