@@ -11,6 +11,7 @@ export default definePlugin({
   name: 'accuracy',
   aliases: ['acc'],
   description: 'fraction of rows where argmax(prediction) equals the label',
+  properties: ['equals hits / counted rows computed on the host (ties, one-hot labels, ignoreIndex), over several batches'],
   schema: z.object({
     /** Rows whose label is this id are not counted (padding, or the unmasked positions of a masked-LM batch). */
     ignoreIndex: z.number().int().optional(),
