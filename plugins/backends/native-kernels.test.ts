@@ -349,28 +349,40 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     tf.dispose([x, f]);
   });
 
-  it('convolutions write every element of an output buffer the pool hands back unzeroed (stale NaNs of a previous call)', () => {
+  it('convolutions and poolings write every element of an output buffer the pool hands back unzeroed (stale values of a previous call)', () => {
     const pool = nativeBufferPool()!;
-    const ops = (x: tf.Tensor4D, f: tf.Tensor4D, dy: tf.Tensor4D, bias: tf.Tensor1D) => [
+    const pooling = { filterSize: 2, strides: 2, pad: 'valid' };
+    const ops = (x: tf.Tensor4D, f: tf.Tensor4D, dy: tf.Tensor4D, bias: tf.Tensor1D, pdy: tf.Tensor4D) => [
       tf.conv2d(x, f, 1, 'valid'),
       tf.fused.conv2d({ x, filter: f, strides: 1, pad: 'valid', bias, activation: 'relu' }),
       tf
         .engine()
         .runKernel('Conv2DBackpropInput', { dy, filter: f }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', inputShape: x.shape } as never) as tf.Tensor,
       tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', filterShape: f.shape } as never) as tf.Tensor,
+      tf.maxPool(dy, 2, 2, 'valid'),
+      tf.avgPool(dy, 2, 2, 'valid'),
+      tf.engine().runKernel('MaxPoolGrad', { dy: pdy, input: dy, output: tf.maxPool(dy, 2, 2, 'valid') }, pooling as never) as tf.Tensor,
+      tf.engine().runKernel('AvgPoolGrad', { dy: pdy, input: dy }, pooling as never) as tf.Tensor,
     ];
-    const [xs, fs, dys] = [
+    const [xs, fs, dys, pdys] = [
       [4, 12, 12, 3],
       [3, 3, 3, 40],
       [4, 10, 10, 40],
+      [4, 5, 5, 40],
     ] as const;
     const nan = (shape: readonly number[]) => tf.fill([...shape], Number.NaN);
-    // Every output of the first calls is NaN, and goes back to the pool when disposed.
-    tf.dispose(tf.tidy(() => ops(nan(xs) as tf.Tensor4D, nan(fs) as tf.Tensor4D, nan(dys) as tf.Tensor4D, nan([40]) as tf.Tensor1D)));
+    // The outputs of the first calls are NaN (the max pooling's -Infinity), and go back to the pool when disposed.
+    tf.dispose(tf.tidy(() => ops(nan(xs) as tf.Tensor4D, nan(fs) as tf.Tensor4D, nan(dys) as tf.Tensor4D, nan([40]) as tf.Tensor1D, nan(pdys) as tf.Tensor4D)));
     const before = pool.reused;
-    const args = [tensor([...xs], 1), tensor([...fs], 2), tensor([...dys], 3), tensor([40], 4)] as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor1D];
+    const args = [tensor([...xs], 1), tensor([...fs], 2), tensor([...dys], 3), tensor([40], 4), tensor([...pdys], 5)] as [
+      tf.Tensor4D,
+      tf.Tensor4D,
+      tf.Tensor4D,
+      tf.Tensor1D,
+      tf.Tensor4D,
+    ];
     expectClose(() => ops(...args));
-    expect(pool.reused - before).toBeGreaterThanOrEqual(4);
+    expect(pool.reused - before).toBeGreaterThanOrEqual(8);
     tf.dispose(args);
   });
 
