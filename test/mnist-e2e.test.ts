@@ -1,7 +1,7 @@
 /** The mnist-e2e row's arithmetic: samples in the recipe's first steps, and the steady rate read from a run's MLflow log. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { samplesIn, steadyRate } from '../benchmarks/mnist-e2e';
+import { childEnv, samplesIn, steadyRate } from '../benchmarks/mnist-e2e';
 
 describe('samplesIn', () => {
   it("counts each epoch's last batch of 16 (54,000 = 1,687 x 32 + 16)", () => {
@@ -55,5 +55,21 @@ describe('steadyRate', () => {
         200,
       ),
     ).toBeNull();
+  });
+});
+
+describe('childEnv', () => {
+  it("tracks to the given store and drops the adapter probe's answer a parent's backend selection left", () => {
+    const before = process.env.LOOM_WEBGPU_PEEK;
+    process.env.LOOM_WEBGPU_PEEK = '{"ok":false,"reason":"none"}';
+    try {
+      const env = childEnv('/tmp/store');
+      expect(env.MLFLOW_TRACKING_URI).toBe('file:///tmp/store/mlruns');
+      expect('LOOM_WEBGPU_PEEK' in env).toBe(false);
+      expect(process.env.LOOM_WEBGPU_PEEK).toBeDefined(); // this process's own is left alone
+    } finally {
+      if (before === undefined) delete process.env.LOOM_WEBGPU_PEEK;
+      else process.env.LOOM_WEBGPU_PEEK = before;
+    }
   });
 });
