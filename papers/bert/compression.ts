@@ -7,10 +7,10 @@
  * split (accuracy, and precision, recall and F1 of spam), with the artifact's size stored densely and sparsely.
  *
  * Which weights (`--prune`): `encoder` (default) prunes every encoder layer's attention projections (the packed
- * q,k,v kernel and W^O) and feed-forward kernels, as Chen et al. (2020, "The Lottery Ticket Hypothesis for
- * Pre-trained BERT Networks", §3) and Gordon et al. (2020) prune BERT's encoder; the embeddings, the pooler and the
- * classifier stay dense. `all` prunes every kernel and the token and position embeddings too. At BERT-Tiny the
- * embeddings hold most of the weights (8,000 × 128 of the 1.4 M), so `encoder` sparsity shrinks the artifact little.
+ * q,k,v kernel and W^O) and feed-forward kernels, the encoder's weight matrices that BERT pruning studies prune
+ * (e.g. Chen et al. 2020, "The Lottery Ticket Hypothesis for Pre-trained BERT Networks"); the embeddings, the pooler
+ * and the classifier stay dense. `all` prunes every kernel and the token and position embeddings too. At BERT-Tiny the
+ * embeddings hold most of the weights (8,000 × 128 of the 1.45 M), so `encoder` sparsity shrinks the artifact little.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
