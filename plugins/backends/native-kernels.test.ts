@@ -386,6 +386,19 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     tf.dispose(args);
   });
 
+  it('an empty batch gives a zero filter gradient from an unzeroed pool buffer (the binding fills a sum of no terms with zeros)', () => {
+    const filterShape = [3, 3, 3, 40];
+    // A stale buffer of the gradient's size back in the pool, which the kernel's output may reuse unzeroed.
+    tf.dispose(tf.tidy(() => tf.add(tf.fill(filterShape, Number.NaN), 0)));
+    const x = tf.zeros([0, 12, 12, 3]),
+      dy = tf.zeros([0, 10, 10, 40]);
+    const attrs = { strides: 1, pad: 'valid', dataFormat: 'NHWC', filterShape };
+    expectClose(() => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, attrs as never) as tf.Tensor);
+    const dw = tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, attrs as never) as tf.Tensor;
+    expect(dw.dataSync().every((v) => v === 0)).toBe(true);
+    tf.dispose([x, dy, dw]);
+  });
+
   const poolCase = fc
     .record({
       n: dim(3),
