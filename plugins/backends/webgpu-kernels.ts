@@ -279,21 +279,27 @@ fn allowed(b: i32, i: i32, j: i32) -> bool {
 }`;
 
 /**
- * One (batch, head, query) per workgroup: the scores q·kⱼ/√dk (−1e9 where masked), their softmax written to probs,
- * then the context Σⱼ pⱼ vⱼ. qkv rows are [q | k | v], head h in columns h·dk.. of each block.
+ * The opening of each attention shader: one (batch b, head h, query or key `row`) per workgroup, with the sizes
+ * (t, heads, dk, d = heads·dk) and qkv's row length ld = 3·d.
  */
-const ATTENTION = `${ALLOWED}
-${START} {
+const attentionTask = (row: 'i' | 'j') => `${START} {
   let task = groupIndex(wid, nwg);
   let t = uniforms.time;
   let heads = uniforms.heads;
   let dk = uniforms.dk;
   if (task >= uniforms.batch * heads * t) { return; }
-  let i = task % t;
+  let ${row} = task % t;
   let h = (task / t) % heads;
   let b = task / (t * heads);
   let d = heads * dk;
-  let ld = 3 * d;
+  let ld = 3 * d;`;
+
+/**
+ * One (batch, head, query) per workgroup: the scores q·kⱼ/√dk (−1e9 where masked), their softmax written to probs,
+ * then the context Σⱼ pⱼ vⱼ. qkv rows are [q | k | v], head h in columns h·dk.. of each block.
+ */
+const ATTENTION = `${ALLOWED}
+${attentionTask('i')}
   let q = (b * t + i) * ld + h * dk;
   let p = task * t;
   var mx = -3.402823e38;
@@ -327,17 +333,7 @@ ${START} {
  * dqᵢ = Σⱼ dSᵢⱼ kⱼ into dqkv's q block.
  */
 const ATTENTION_GRAD_QUERIES = `${ALLOWED}
-${START} {
-  let task = groupIndex(wid, nwg);
-  let t = uniforms.time;
-  let heads = uniforms.heads;
-  let dk = uniforms.dk;
-  if (task >= uniforms.batch * heads * t) { return; }
-  let i = task % t;
-  let h = (task / t) % heads;
-  let b = task / (t * heads);
-  let d = heads * dk;
-  let ld = 3 * d;
+${attentionTask('i')}
   let o = (b * t + i) * d + h * dk;
   let p = task * t;
   var acc = 0.0;
@@ -363,18 +359,8 @@ ${START} {
 }`;
 
 /** Its second dispatch, one (batch, head, key j) per workgroup: dkⱼ = Σᵢ dSᵢⱼ qᵢ and dvⱼ = Σᵢ Pᵢⱼ dyᵢ. */
-const ATTENTION_GRAD_KEYS = `${START} {
-  let task = groupIndex(wid, nwg);
-  let t = uniforms.time;
-  let heads = uniforms.heads;
-  let dk = uniforms.dk;
-  if (task >= uniforms.batch * heads * t) { return; }
-  let j = task % t;
+const ATTENTION_GRAD_KEYS = `${attentionTask('j')}
   let bh = task / t;
-  let h = bh % heads;
-  let b = bh / heads;
-  let d = heads * dk;
-  let ld = 3 * d;
   for (var c = i32(lid); c < dk; c = c + ${WG}) {
     var gk = 0.0;
     var gv = 0.0;
