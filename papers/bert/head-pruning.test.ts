@@ -5,38 +5,23 @@
  * value exits 2 naming --prune-heads.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../cli/loom';
-import { batchesOf, buildModel, epochOrder, loadModel, Rng, saveModel, type ModelConfig, type PluginRegistry } from '../../core';
+import { batchesOf, epochOrder, loadModel, type PluginRegistry } from '../../core';
 import { headImportance, headsToPrune, pruneHeads } from '../../plugins/callbacks/head-pruning';
-import { spamAssassinTexts, spamTextSchema } from '../../plugins/data/spam-assassin';
-import { WordPiece } from '../../plugins/tokenizers/wordpiece';
+import { savedBertRun, type SavedBertRun } from '../../test/fixtures/bert-run';
 import { testRegistry } from '../../test/harness';
 import type { HeadPruningRow } from './head-pruning';
 import { binaryScores } from './scores';
 
 let dir: string;
 let registry: PluginRegistry;
-let source: { type: string; groups: string[]; tokenizer: string; maxLen: number };
+let source: SavedBertRun['source'];
 beforeAll(async () => {
   registry = await testRegistry();
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-bert-heads-'));
-  const groups = ['hard-ham-1', 'spam-1'];
-  const wp = WordPiece.train(spamAssassinTexts('train', spamTextSchema.parse({ groups })).texts.slice(0, 40), { vocabSize: 300 });
-  const tokenizer = path.join(dir, 'wp.json');
-  fs.writeFileSync(tokenizer, JSON.stringify(wp.getState()));
-  source = { type: 'spam-assassin', groups, tokenizer, maxLen: 24 };
-  const vocabSize = (wp.getState() as unknown as { vocab: string[] }).vocab.length;
-  const config = { type: 'bert', name: 'bert', vocabSize, maxLength: 24, dModel: 16, numHeads: 2, layers: 2, dropout: 0, head: 'classifier' };
-  const model = buildModel(config as unknown as ModelConfig, registry);
-  model.build(model.inputShape, new Rng(0));
-  fs.mkdirSync(path.join(dir, 'run', 'artifacts'), { recursive: true });
-  saveModel(model, path.join(dir, 'run', 'artifacts', 'model'));
-  fs.writeFileSync(path.join(dir, 'run', 'artifacts', 'config.json'), JSON.stringify({ data: { source, train: 'train', test: 'test' } }));
-  model.dispose();
+  ({ dir, source } = savedBertRun(registry, 'loom-bert-heads-', 2));
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
