@@ -45,7 +45,11 @@ describe('installing gradients and kernels', () => {
     expect(tf.getGradient('Sum')).toBe(sumGradient);
     expect(tf.getGradient('Mean')).toBe(meanGradient);
     expect(originalKernels.size).toBeGreaterThan(0);
-    for (const name of Object.values(FUSED_KERNELS)) expect(tf.getKernel(name, 'cpu'), name).toBeDefined();
+    // Every fused kernel but the many-tensor Adam step, which pays where a dispatch is dear (webgpu): on native-cpu
+    // each LoomAdam call is already one pass, and the optimizer's per-tensor path keeps AdamW's roundings as recorded.
+    for (const name of Object.values(FUSED_KERNELS))
+      if (name === FUSED_KERNELS.adamMulti) expect(tf.getKernel(name, 'cpu'), name).toBeUndefined();
+      else expect(tf.getKernel(name, 'cpu'), name).toBeDefined();
     await selectBackend(registry, 'cpu');
     expect(tf.getGradient('Sum')).not.toBe(sumGradient);
     expect(originalKernels.size).toBe(0);
