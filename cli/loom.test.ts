@@ -295,6 +295,36 @@ describe('loom CLI', () => {
     }
   });
 
+  it('--tracking-uri reaches papers that run their own experiments and the modes that train or read runs', { timeout: 180_000 }, async () => {
+    // Before: the variational LSTM and the compression modes logged to ./mlruns, and the modes that read the newest
+    // trained run looked in ./mlruns, whatever --tracking-uri said.
+    const cwd = tempCwd();
+    const here = process.cwd();
+    process.chdir(cwd);
+    try {
+      const lstm = await inProcess([
+        'paper',
+        'variational-lstm',
+        '--preset',
+        'smoke',
+        '--set',
+        'lm.variants=["none"]',
+        '--max-steps',
+        '2',
+        '--tracking-uri',
+        'lstm-store',
+      ]);
+      expect(lstm.code, lstm.stderr).toBe(0);
+      expect(runsIn('lstm-store')).toHaveLength(1);
+      const quantize = await inProcess(['paper', 'mnist-cnn', '--quantize', 'static', '--tracking-uri', 'empty-store']);
+      expect(quantize.code).toBe(2);
+      expect(quantize.stderr).toContain(`no finished mnist-cnn run of preset "smoke" in ${path.join(cwd, 'empty-store')}`);
+      expect(fs.existsSync('mlruns')).toBe(false);
+    } finally {
+      process.chdir(here);
+    }
+  });
+
   it('rejects any other tracking URI naming MLFLOW_TRACKING_URI or --tracking-uri, exit code 2, before a run starts', async () => {
     const cwd = tempCwd();
     const here = process.cwd();

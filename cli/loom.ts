@@ -669,7 +669,9 @@ async function runPaperMode(
   // command's duration (run() restores it), so `--predict X --backend webgpu` decodes on webgpu.
   const backend = str(values.backend);
   if (backend !== undefined) process.env.LOOM_BACKEND = backend;
-  await mode.run({ ...ctx, input: str(values[mode.flag])!, options, json: str(values.json), out: (line) => io.out(line) });
+  const tracking = trackingTarget(str(values['tracking-uri']));
+  const trackingUri = tracking === undefined ? undefined : tracking.kind === 'server' ? tracking.uri : pathToFileURL(tracking.dir).href;
+  await mode.run({ ...ctx, input: str(values[mode.flag])!, options, json: str(values.json), trackingUri, out: (line) => io.out(line) });
   return 'ran';
 }
 

@@ -4,6 +4,7 @@
  */
 import { mergeConfig, parseExperimentConfig, type ExperimentConfig } from '../core/config';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, DataError } from '../core/errors';
 import type { JsonObject } from '../core/interfaces';
 import { listRuns, MLFLOW_STATUS, readTag } from '../core/mlflow-store';
@@ -75,6 +76,11 @@ export interface PaperModeContext {
   options: Record<string, string | number>;
   /** `--json FILE` when given (only for a mode with `json: true`). */
   json?: string;
+  /**
+   * `--tracking-uri` (else MLFLOW_TRACKING_URI) as a URI: where the runs a mode trains log to, and, through
+   * {@link localStore}, the store in which a mode looks for the preset's trained runs.
+   */
+  trackingUri?: string;
   /** Prints one line of the mode's output. */
   out(line: string): void;
 }
@@ -115,6 +121,14 @@ export interface Paper {
 export function registerPaperPlugins(registry: PluginRegistry, paper: Pick<Paper, 'plugins'>): PluginRegistry {
   for (const p of paper.plugins ?? []) if (!registry.has(p.kind, p.name)) registry.register(p);
   return registry;
+}
+
+/**
+ * The local MLflow file store that runs log to under `trackingUri`: the folder of a `file:` URI, else ./mlruns
+ * (the default store, which an http(s) server's runs also keep as their local fallback).
+ */
+export function localStore(trackingUri: string | undefined): string {
+  return trackingUri && /^file:/i.test(trackingUri) ? fileURLToPath(trackingUri) : 'mlruns';
 }
 
 /**

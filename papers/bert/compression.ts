@@ -96,6 +96,7 @@ async function runCompression(ctx: PaperModeContext, presets: Record<string, Jso
     const run = await runExperiment({
       registry: ctx.registry,
       config,
+      trackingUri: ctx.trackingUri,
       runName: `bert-${ctx.preset}-compression-${group}-seed${seed}`,
       tags: { paper: 'bert', preset: ctx.preset, mode: 'compression', group, scale: setup.scale },
       log: () => undefined,

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { batchesOf, ConfigError, DataError, epochOrder, loadModel, readToHost, selectBackend, type JsonObject, type PluginSpec } from '../../core';
-import { gitCommit, latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
+import { gitCommit, latestRunArtifacts, localStore, type PaperMode, type PaperModeContext } from '../../runtime';
 import { machineLine } from '../../runtime/compression';
 import { headImportance, headsToPrune, normalizeByLayer, pruneHeads, type HeadRef, type LayerImportance } from '../../plugins/callbacks/head-pruning';
 import { Bert } from '../../plugins/models/bert';
@@ -54,7 +54,8 @@ async function runHeadPruning(ctx: PaperModeContext): Promise<void> {
   const selected = await selectBackend(ctx.registry, process.env.LOOM_BACKEND);
   const commit = gitCommit(); // the code that runs, read before the work
   const dir =
-    (ctx.options['saved-model'] as string | undefined) ?? latestRunArtifacts('bert', ctx.preset, 'model', 'mlruns', { variant: 'finetune-pretrained' });
+    (ctx.options['saved-model'] as string | undefined) ??
+    latestRunArtifacts('bert', ctx.preset, 'model', localStore(ctx.trackingUri), { variant: 'finetune-pretrained' });
   const configFile = path.join(path.dirname(dir), 'config.json');
   if (!fs.existsSync(configFile))
     throw new DataError(`${configFile} is missing: --saved-model must be the model directory inside a fine-tuning run's artifacts`);

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DataError, loadModel, selectBackend, type JsonObject, type Model, type PluginSpec } from '../../core';
-import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
+import { latestRunArtifacts, localStore, type PaperMode, type PaperModeContext } from '../../runtime';
 import { calibrationSample, inferenceBytes, measureQuantized, quantizeModes, refuseAsyncReads, type QuantizedRow } from '../../runtime/quantize';
 import { Bert } from '../../plugins/models/bert';
 import { binaryScores } from './scores';
@@ -52,7 +52,8 @@ async function runQuantize(ctx: PaperModeContext): Promise<void> {
   await selectBackend(ctx.registry, process.env.LOOM_BACKEND);
   refuseAsyncReads('--backend'); // the evaluations and quantizeModel read on the host synchronously
   const dir =
-    (ctx.options['saved-model'] as string | undefined) ?? latestRunArtifacts('bert', ctx.preset, 'model', 'mlruns', { variant: 'finetune-pretrained' });
+    (ctx.options['saved-model'] as string | undefined) ??
+    latestRunArtifacts('bert', ctx.preset, 'model', localStore(ctx.trackingUri), { variant: 'finetune-pretrained' });
   const configFile = path.join(path.dirname(dir), 'config.json');
   if (!fs.existsSync(configFile))
     throw new DataError(`${configFile} is missing: --saved-model must be the model directory inside a fine-tuning run's artifacts`);

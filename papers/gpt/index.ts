@@ -19,7 +19,7 @@ import {
   type PluginRegistry,
   type PluginSpec,
 } from '../../core';
-import { experimentPaper, latestRunArtifacts, type Paper } from '../../runtime';
+import { experimentPaper, latestRunArtifacts, localStore, type Paper } from '../../runtime';
 import charText from '../../plugins/data/char-text';
 import gptModel, { GPT } from '../../plugins/models/gpt';
 import { quantizeMode } from './quantization';
@@ -60,7 +60,8 @@ const base = experimentPaper({
 
 /** The paper's own method: a prompt's continuation from a trained run (also its `--predict` mode). */
 interface GptPaper extends Paper {
-  predict(registry: PluginRegistry, preset: string, prompt: string, options?: Record<string, string>): Promise<string>;
+  /** `store`: the MLflow file store to find the trained run in (default ./mlruns). */
+  predict(registry: PluginRegistry, preset: string, prompt: string, options?: Record<string, string>, store?: string): Promise<string>;
 }
 
 const paper: GptPaper = {
@@ -81,17 +82,17 @@ const paper: GptPaper = {
             .filter(([, v]) => v !== undefined)
             .map(([k, v]) => [k, String(v)]),
         );
-        ctx.out(await paper.predict(ctx.registry, ctx.preset, ctx.input, options));
+        ctx.out(await paper.predict(ctx.registry, ctx.preset, ctx.input, options, localStore(ctx.trackingUri)));
       },
     },
     quantizeMode(presets),
   ],
   /** `--predict PROMPT`: continues the prompt with the newest finished run of the preset (options: temperature, top-k, length). */
-  async predict(registry: PluginRegistry, preset: string, prompt: string, options: Record<string, string> = {}) {
+  async predict(registry: PluginRegistry, preset: string, prompt: string, options: Record<string, string> = {}, store = 'mlruns') {
     await selectBackend(registry, process.env.LOOM_BACKEND);
     const p = presets[preset];
     if (!p) throw new ConfigError('--preset', `paper "gpt" has no preset "${preset}"`);
-    const gpt = loadModel(latestRunArtifacts('gpt', preset, 'model'), registry, GPT);
+    const gpt = loadModel(latestRunArtifacts('gpt', preset, 'model', store), registry, GPT);
     try {
       const source = registry.build(charText, (p.data as JsonObject).source as PluginSpec, 'data.source');
       const num = (k: string, d: number) => {

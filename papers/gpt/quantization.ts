@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadModel, Rng, selectBackend, type Dataset, type JsonObject, type Model, type PluginSpec } from '../../core';
-import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
+import { latestRunArtifacts, localStore, type PaperMode, type PaperModeContext } from '../../runtime';
 import { calibrationSample, inferenceBytes, measureQuantized, quantizeModes, refuseAsyncReads, type QuantizedRow } from '../../runtime/quantize';
 import charText from '../../plugins/data/char-text';
 import { GPT } from '../../plugins/models/gpt';
@@ -63,7 +63,7 @@ async function runQuantize(ctx: PaperModeContext, presets: Record<string, JsonOb
   const modes = quantizeModes(ctx.input);
   await selectBackend(ctx.registry, process.env.LOOM_BACKEND);
   refuseAsyncReads('--backend'); // the evaluations and quantizeModel read on the host synchronously
-  const dir = (ctx.options['saved-model'] as string | undefined) ?? latestRunArtifacts('gpt', ctx.preset, 'model');
+  const dir = (ctx.options['saved-model'] as string | undefined) ?? latestRunArtifacts('gpt', ctx.preset, 'model', localStore(ctx.trackingUri));
   const data = presets[ctx.preset]!.data as JsonObject;
   const source = ctx.registry.build(charText, data.source as PluginSpec, 'data.source');
   const valid = source.load(String(data.validation ?? 'valid'));

@@ -82,6 +82,7 @@ async function runCompression(ctx: PaperModeContext, presets: Record<string, Jso
     const run = await runExperiment({
       registry: ctx.registry,
       config,
+      trackingUri: ctx.trackingUri,
       runName: `mnist-cnn-compression-${group}-seed${seed}`,
       tags: { paper: 'mnist-cnn', mode: 'compression', group },
       log: () => undefined,

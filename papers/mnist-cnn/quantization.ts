@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadModel, Rng, selectBackend, type Dataset, type Model } from '../../core';
-import { latestRunArtifacts, type PaperMode, type PaperModeContext } from '../../runtime';
+import { latestRunArtifacts, localStore, type PaperMode, type PaperModeContext } from '../../runtime';
 import { calibrationSample, inferenceBytes, measureQuantized, quantizeModes, refuseAsyncReads, type QuantizedRow } from '../../runtime/quantize';
 
 export interface QuantizedResult {
@@ -58,7 +58,7 @@ async function runQuantize(ctx: PaperModeContext): Promise<void> {
   const modes = quantizeModes(ctx.input);
   await selectBackend(ctx.registry, process.env.LOOM_BACKEND); // --backend sets it for a mode
   refuseAsyncReads('--backend'); // the evaluations and quantizeModel read on the host synchronously
-  const dir = (ctx.options['saved-model'] as string | undefined) ?? latestRunArtifacts('mnist-cnn', ctx.preset, 'model');
+  const dir = (ctx.options['saved-model'] as string | undefined) ?? latestRunArtifacts('mnist-cnn', ctx.preset, 'model', localStore(ctx.trackingUri));
   const float = loadModel(dir, ctx.registry);
   const source = ctx.registry.create('dataset', 'mnist');
   const test = source.load('test');

@@ -42,6 +42,7 @@ import {
   registerPaperPlugins,
   runExperiment,
   latestRunArtifacts,
+  localStore,
   type Paper,
   type PaperResult,
 } from '../../runtime';
@@ -202,7 +203,8 @@ const REFERENCES = [
 
 /** The paper's own methods: a pronunciation from a trained run, and the scores of averaged checkpoints (both also modes). */
 interface TransformerPaper extends Paper {
-  predict(registry: PluginRegistry, preset: string, word: string): Promise<string>;
+  /** `store`: the MLflow file store to find the trained run in (default ./mlruns). */
+  predict(registry: PluginRegistry, preset: string, word: string, store?: string): Promise<string>;
   evaluateCheckpoints(registry: PluginRegistry, preset: string, checkpoints: string[]): Promise<Record<string, number>>;
 }
 
@@ -222,7 +224,7 @@ const paper: TransformerPaper = {
       flag: 'predict',
       value: 'WORD',
       help: 'transcribe WORD with the newest trained run of the preset instead of training (train the preset first)',
-      run: async (ctx) => ctx.out(await paper.predict(ctx.registry, ctx.preset, ctx.input)),
+      run: async (ctx) => ctx.out(await paper.predict(ctx.registry, ctx.preset, ctx.input, localStore(ctx.trackingUri))),
     },
     {
       flag: 'average-checkpoints',
@@ -326,10 +328,10 @@ const paper: TransformerPaper = {
       model.dispose();
     }
   },
-  /** The pronunciation of any word, from the newest finished run of `preset` in ./mlruns. */
-  async predict(registry, preset, word) {
+  /** The pronunciation of any word, from the newest finished run of `preset` in `store` (default ./mlruns). */
+  async predict(registry, preset, word, store = 'mlruns') {
     await selectBackend(registry, process.env.LOOM_BACKEND);
-    const dir = latestRunArtifacts('transformer', preset, 'model');
+    const dir = latestRunArtifacts('transformer', preset, 'model', store);
     const model = loadModel(dir, registry, TransformerSeq2Seq);
     try {
       const { g2p } = split(presets[preset]!);

@@ -128,6 +128,7 @@ const paper: Paper = {
         registry: opts.registry,
         config,
         backend: opts.backend,
+        trackingUri: opts.trackingUri,
         resume: resumeOf(opts.resume, config.experiment, runName),
         runName,
         tags: { paper: 'variational-lstm', preset: opts.preset, variant, scale: scaleOf(opts.preset, lm, vocab, config.trainer.epochs) },
