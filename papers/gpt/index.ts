@@ -34,6 +34,8 @@ const base = experimentPaper({
   presetNotes: {
     smoke: 'a 1-layer, 32-wide model on 24,000 characters, one pass: the CI check (seconds)',
     cpu: "nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, context 64, batch 12, ~2,000 steps): about 25 minutes here",
+    converge:
+      'the cpu model trained to convergence: up to 10 shuffled passes (20,290 steps), the cosine decay stretched over all of them, early stopping on validation loss (patience 2, the best pass restored): hours here',
     gpu: "nanoGPT shakespeare_char's size (6 layers, 6 heads, 384 wide, context 256, batch 64): for a GPU",
   },
   references: [
