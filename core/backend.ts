@@ -5,7 +5,6 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from './errors';
-import { liveMasks } from './masks';
 import type { Backend, Model } from './interfaces';
 import { installOpGradients } from './ops';
 import type { PluginRegistry } from './registry';
@@ -67,17 +66,34 @@ export function describeBackend(tags: Record<string, string>, verbose = process.
   return verbose && facts && kernels ? `${line}\nloom: kernels: ${kernels}` : line;
 }
 
-/** tfjs backends whose synchronous reads of device data are unsupported or slow (webgpu in Node): see {@link readToHost}. */
-const asyncReadBackends = new Set<string>();
+/**
+ * The mark a tfjs backend object carries when synchronous reads of its device data are unsupported or slow (webgpu in
+ * Node): see {@link readToHost}. It is a property of the backend object, set by the plugin that constructs it, so
+ * the fact lives and dies with that backend and loom keeps no list of backends beside tfjs's own registry.
+ * `Symbol.for`: a bundle holding two copies of core still agrees on it.
+ */
+const ASYNC_READS = Symbol.for('loom.readsAsynchronously');
 
-/** Declares that tfjs backend `name` reads asynchronously (a backend plugin calls it when it registers the backend). */
-export function markAsyncReads(name: string): void {
-  asyncReadBackends.add(name);
+/**
+ * Declares that the tfjs backend object `backend` reads asynchronously: the backend plugin that constructs it calls
+ * this before registering it with tfjs (plugins/backends/webgpu.ts).
+ */
+export function markAsyncReads(backend: tf.KernelBackend): void {
+  Object.defineProperty(backend, ASYNC_READS, { value: true });
 }
 
-/** Whether the active tfjs backend reads asynchronously (webgpu): a synchronous read there needs {@link readToHost} first. */
-export function readsAsynchronously(): boolean {
-  return asyncReadBackends.has(tf.getBackend());
+/**
+ * Whether `backend` (default: the active tfjs backend, none before one is set) reads asynchronously (webgpu): a
+ * synchronous read there needs {@link readToHost} first.
+ */
+export function readsAsynchronously(backend: tf.KernelBackend | null = activeBackend()): boolean {
+  return backend !== null && (backend as { [ASYNC_READS]?: boolean })[ASYNC_READS] === true;
+}
+
+/** The active tfjs backend's object, or null when none is set or it is still initializing (never initializes one). */
+function activeBackend(): tf.KernelBackend | null {
+  const name = tf.engine().backendName;
+  return name ? (tf.engine().registry[name] ?? null) : null;
 }
 
 /** The tensors `model`'s stateful layers carry between batches now (an LSTM's h and c), e.g. to fetch before `getState`. */
@@ -85,18 +101,26 @@ export function carriedStateTensors(model: Pick<Model, 'carriedTensors'>): tf.Te
   return model.carriedTensors();
 }
 
+/** The pruning masks `model`'s weights carry ({@link Parameter.mask}): a saved or checkpointed model's masks. */
+export function maskTensors(model: Pick<Model, 'weights'>): tf.Tensor[] {
+  return model.weights().flatMap((p) => (p.mask ? [p.mask] : []));
+}
+
 /**
  * Before code that reads tensors synchronously (a checkpoint's weights and optimizer state and the model's carried
- * state, saveModel): on a backend that reads asynchronously, awaits `data()` of `tensors`, or when given a model or
- * nothing, of every live tf.Variable (the weights and the optimizers' slots) and pruning mask, plus the state that
- * model's stateful layers carry (a checkpoint saves it), so that their `dataSync()` is served from the copy the
- * backend keeps on the host.
+ * state, saveModel, readWeights): on a backend that reads asynchronously, awaits `data()` of `from` when it is a list
+ * of tensors, or when it is a model, of every live tf.Variable (the model's weights and the optimizers' slots, which
+ * a checkpoint saves), the model's pruning masks ({@link maskTensors}) and the state its stateful layers carry
+ * ({@link carriedStateTensors}), so that their `dataSync()` is served from the copy the backend keeps on the host.
+ * The caller names what it reads: nothing outside `from` (another model's masks, say) is fetched.
  * Elsewhere it does nothing: on the cpu backend `data()` would keep the native kernels' pool from reusing buffers.
  */
-export async function readToHost(from?: readonly tf.Tensor[] | Pick<Model, 'carriedTensors'>): Promise<void> {
+export async function readToHost(from: readonly tf.Tensor[] | Pick<Model, 'weights' | 'carriedTensors'>): Promise<void> {
   if (!readsAsynchronously()) return;
-  const all = Array.isArray(from)
-    ? (from as readonly tf.Tensor[])
-    : [...Object.values(tf.engine().registeredVariables), ...(from ? carriedStateTensors(from as Pick<Model, 'carriedTensors'>) : []), ...liveMasks];
+  const all = isTensorList(from) ? from : [...Object.values(tf.engine().registeredVariables), ...maskTensors(from), ...carriedStateTensors(from)];
   await Promise.all(all.filter((t) => !t.isDisposed).map((t) => t.data()));
+}
+
+function isTensorList(from: readonly tf.Tensor[] | object): from is readonly tf.Tensor[] {
+  return Array.isArray(from);
 }

@@ -1,17 +1,12 @@
 /**
  * Weight masks for pruning: a parameter may carry a fixed 0/1 mask ({@link Parameter.mask}); where it is 0 the
  * weight is held at exactly 0. The trainer re-applies masks after every optimizer step (so an optimizer's moments
- * cannot bring a pruned weight back), saveModel stores them and loadModel puts them back.
+ * cannot bring a pruned weight back), saveModel stores them and loadModel puts them back. A mask belongs to its
+ * parameter and nowhere else: `readToHost(model)` (core/backend.ts) finds a model's masks through its parameters.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ShapeError } from './errors';
 import type { Parameter } from './interfaces';
-
-/**
- * Every mask a parameter holds (setMask and disposeMasks keep the set), for `readToHost` (core/backend.ts) to fetch
- * to the host before a save reads them synchronously (webgpu).
- */
-export const liveMasks = new Set<tf.Tensor>();
 
 /**
  * Gives `p` the mask `mask` (a 0/1 tensor of the variable's shape, kept by the parameter; null removes it), disposing
@@ -24,11 +19,7 @@ export function setMask(p: Parameter, mask: tf.Tensor | null): void {
     p.mask = tf.keep(mask.dtype === 'float32' ? mask : tf.tidy(() => tf.cast(mask, 'float32')));
     if (p.mask !== mask) mask.dispose();
   } else delete p.mask;
-  if (old && old !== p.mask) {
-    liveMasks.delete(old);
-    old.dispose();
-  }
-  if (p.mask) liveMasks.add(p.mask);
+  if (old && old !== p.mask) old.dispose();
   applyMasks([p]);
 }
 
@@ -40,7 +31,6 @@ export function applyMasks(params: readonly Parameter[]): void {
 /** Disposes the masks of `params` (a layer's `dispose`). */
 export function disposeMasks(params: readonly Parameter[]): void {
   for (const p of params) {
-    if (p.mask) liveMasks.delete(p.mask);
     p.mask?.dispose();
     delete p.mask;
   }

@@ -255,7 +255,7 @@ export class Learner {
       saveModel(this.model, dir);
       return Promise.resolve();
     }
-    return readToHost().then(() => saveModel(this.model, dir));
+    return readToHost(this.model).then(() => saveModel(this.model, dir));
   }
 
   /** Releases the optimizer's state (its moment estimates); the model stays usable and is the caller's to dispose. */

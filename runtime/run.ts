@@ -568,7 +568,7 @@ async function logRunArtifacts(tracker: Tracker, model: Model, config: Experimen
   try {
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
     fs.writeFileSync(path.join(dir, 'summary.json'), JSON.stringify(summary, null, 2));
-    await readToHost(); // the weights' values on the host first, where the backend reads asynchronously (webgpu)
+    await readToHost(model); // the weights' values on the host first, where the backend reads asynchronously (webgpu)
     saveModel(model, path.join(dir, 'model'));
     await tracker.logArtifact(path.join(dir, 'config.json'));
     await tracker.logArtifact(path.join(dir, 'summary.json'));

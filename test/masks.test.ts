@@ -2,12 +2,16 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   loadModel,
+  markAsyncReads,
   packWeights,
+  readsAsynchronously,
+  readToHost,
   Rng,
   saveModel,
   Sequential,
@@ -52,6 +56,25 @@ const weightsArb = fc
     });
     return w;
   });
+
+/**
+ * Runs `body` with a tfjs backend active that its "plugin" marked as reading asynchronously (as webgpu's is) but
+ * that reads like cpu's: readToHost then fetches, and a spy on `data()` sees what. The tensors stay where they were
+ * made (a read goes to the backend that holds the data); the cpu backend itself is left unmarked.
+ */
+async function onAsyncReadingBackend(body: (backend: tf.KernelBackend) => Promise<void>): Promise<void> {
+  const previous = tf.getBackend();
+  const backend = new MathBackendCPU();
+  markAsyncReads(backend);
+  tf.registerBackend('async-reads', () => backend);
+  try {
+    await tf.setBackend('async-reads');
+    await body(backend);
+  } finally {
+    await tf.setBackend(previous);
+    tf.removeBackend('async-reads');
+  }
+}
 
 describe('masks', () => {
   it('pack/unpack round-trips values and masks in every storage; sparse takes 2 words per kept value', () => {
@@ -145,5 +168,52 @@ describe('masks', () => {
     const end = kernel.variable.dataSync();
     mask.forEach((m, i) => (m ? expect(end[i]).not.toBe(start[i]) : expect(end[i] === 0, `weight ${i} is pruned`).toBe(true)));
     disposeRun(c);
+  });
+
+  it("readToHost(model) fetches that model's masks with every variable on a backend that reads asynchronously, no other model's masks, and nothing on cpu", async () => {
+    const config: SequentialConfig = {
+      inputShape: [3],
+      layers: [
+        { type: 'dense', units: 2 },
+        { type: 'dense', units: 2 },
+      ],
+    };
+    const masking = fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }); // which of the 4 weights carry a mask
+    await fc.assert(
+      fc.asyncProperty(masking, masking, async (maskedA, maskedB) => {
+        const [a, b] = [maskedA, maskedB].map((masked, m) => {
+          const model = new Sequential(config, registry);
+          model.build(undefined, new Rng(m));
+          model.weights().forEach((p, i) => masked[i] && setMask(p, tf.onesLike(p.variable)));
+          return model;
+        });
+        try {
+          const reads = (t: tf.Tensor | undefined) => (t ? vi.spyOn(t, 'data') : null);
+          const spies = [a!, b!].map((model) => model.weights().map((p) => ({ variable: reads(p.variable)!, mask: reads(p.mask) })));
+          const count = (pick: 'variable' | 'mask', model: number) => spies[model]!.map((s) => (s[pick] ? s[pick].mock.calls.length : null));
+
+          expect(readsAsynchronously()).toBe(false);
+          await readToHost(a!); // cpu reads synchronously: nothing to fetch
+          for (const model of [0, 1]) for (const pick of ['variable', 'mask'] as const) expect(count(pick, model).every((c) => !c)).toBe(true);
+
+          await onAsyncReadingBackend(async (backend) => {
+            expect(readsAsynchronously()).toBe(true);
+            expect(readsAsynchronously(backend)).toBe(true);
+            expect(readsAsynchronously(tf.findBackend('cpu')), 'the cpu backend stays unmarked').toBe(false);
+            await readToHost(a!);
+          });
+          expect(readsAsynchronously()).toBe(false);
+          expect(count('mask', 0), "a's masks fetched").toEqual(maskedA.map((m) => (m ? 1 : null)));
+          expect(count('mask', 1), "b's masks left alone").toEqual(maskedB.map((m) => (m ? 0 : null)));
+          // Every live variable (the weights and any optimizer's slots a checkpoint saves), b's too.
+          expect([...count('variable', 0), ...count('variable', 1)]).toEqual([1, 1, 1, 1, 1, 1, 1, 1]);
+        } finally {
+          vi.restoreAllMocks();
+          a!.dispose();
+          b!.dispose();
+        }
+      }),
+      { numRuns: 8 },
+    );
   });
 });

@@ -102,7 +102,7 @@ async function runCompression(ctx: PaperModeContext, presets: Record<string, Jso
       log: () => undefined,
       evaluate: async (t, test) => {
         const scores = await binaryScores(t.model, test!);
-        await readToHost(); // the sparsity count and the sizes read the weights and masks synchronously (webgpu: fetch them first)
+        await readToHost(t.model); // the sparsity count and the sizes read the weights and masks synchronously (webgpu: fetch them first)
         const masked = t.model.weights().some((p) => p.mask);
         extra = {
           params: t.model.countParams(),

@@ -86,7 +86,7 @@ async function runHeadPruning(ctx: PaperModeContext): Promise<void> {
   for (let k = 0; k <= max; k++) {
     const m = loadModel(dir, ctx.registry, Bert); // pruning is destructive: each k from the saved weights
     try {
-      await readToHost(); // pruneHeads reads the masks synchronously (webgpu: fetch them first)
+      await readToHost(m); // pruneHeads reads the masks synchronously (webgpu: fetch them first)
       pruneHeads(m, ranked.slice(0, k));
       rows.push({ pruned: k, heads: ranked.slice(0, k).map(label), ...(await binaryScores(m, test)) });
     } finally {

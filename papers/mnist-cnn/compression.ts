@@ -87,7 +87,7 @@ async function runCompression(ctx: PaperModeContext, presets: Record<string, Jso
       tags: { paper: 'mnist-cnn', mode: 'compression', group },
       log: () => undefined,
       evaluate: async (trainer) => {
-        await readToHost(); // saveModel and the sparsity count read the weights and masks synchronously (webgpu: fetch them first)
+        await readToHost(trainer.model); // saveModel and the sparsity count read the weights and masks synchronously (webgpu: fetch them first)
         params = trainer.model.countParams();
         extra = after?.(trainer.model) ?? {};
         return {};

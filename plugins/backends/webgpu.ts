@@ -222,8 +222,8 @@ async function registerOnce(adapter: GpuAdapterLike): Promise<void> {
       );
     }
   };
+  markAsyncReads(backend); // readToHost fetches before synchronous reads while this backend is active
   tf.registerBackend('webgpu', () => backend, 0);
-  markAsyncReads('webgpu');
   chunkAddN(Math.max(2, (l.maxStorageBuffersPerShaderStage ?? 8) - 1));
   registerWebGpuKernels();
 }

@@ -239,7 +239,7 @@ export default definePlugin({
         const total = importance.reduce((a, l) => a + l.numHeads, 0);
         const count = o.heads ?? Math.floor(o.fraction! * total);
         pruned = headsToPrune(importance, count);
-        await readToHost(); // pruneHeads reads the masks synchronously (webgpu: fetch them first)
+        await readToHost(state.model); // pruneHeads reads the masks synchronously (webgpu: fetch them first)
         pruneHeads(state.model, pruned);
       } finally {
         for (const b of batches) tf.dispose([b.x, b.y]);
@@ -256,7 +256,7 @@ export default definePlugin({
         if (pending) pruned = pending;
         pending = null;
         if (!pruned) return;
-        await readToHost();
+        await readToHost(state.model);
         pruneHeads(state.model, pruned);
       },
       async onEpochEnd(state: TrainingState) {

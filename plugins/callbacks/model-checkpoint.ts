@@ -40,14 +40,14 @@ export default definePlugin({
         if (state.isGlobalZero === false) return; // one writer: rank 0 (all ranks hold the same weights)
         if (!saveBestOnly) {
           const target = path.join(dir, `epoch-${state.epoch + 1}`);
-          await readToHost(); // the weights on the host first where the backend reads asynchronously (webgpu)
+          await readToHost(state.model); // the weights and masks on the host first where the backend reads asynchronously (webgpu)
           saveModel(state.model, target);
           saved.push(target);
           while (saved.length > keep) fs.rmSync(saved.shift()!, { recursive: true, force: true });
           return;
         }
         if (monitored.update(monitored.read(logs))) {
-          await readToHost();
+          await readToHost(state.model);
           saveModel(state.model, path.join(dir, 'best'));
         }
       },

@@ -491,8 +491,8 @@ export abstract class ShardedLayer extends LayerBase implements TensorParallelLa
   }
 
   /**
-   * A pruning mask (core/masks.ts) cut or gathered as its parameter is, through setMask, so the old one leaves
-   * `liveMasks` (which readToHost fetches) and the new one joins it.
+   * A pruning mask (core/masks.ts) cut or gathered as its parameter is, through setMask, which disposes the old one:
+   * the parameter holds the new one, where readToHost(model) finds it.
    */
   private replaceMask(p: Parameter, mask: tf.Tensor): void {
     setMask(p, mask);
