@@ -449,6 +449,11 @@ export interface Strategy extends Configurable {
   synchronize(host: StrategyHost): Promise<void>;
   /** After training (its model is whole again). */
   teardown(host: StrategyHost): Promise<void>;
+  /**
+   * Releases what the strategy holds for its whole life, beyond one `fit` (the MPI sub-communicators of its groups):
+   * once, when its run ends (`disposeRun`), on every rank alike, as freeing a communicator is collective.
+   */
+  dispose?(): void;
 }
 
 /**

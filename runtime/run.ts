@@ -579,12 +579,13 @@ async function logRunArtifacts(tracker: Tracker, model: Model, config: Experimen
   }
 }
 
-/** Releases the tensors a run container holds (model weights, optimizer slots). */
+/** Releases what a run container holds: the tensors (model weights, optimizer slots) and the strategy's MPI groups. */
 export function disposeRun(c: DependencyContainer): void {
   c.resolve(TOKENS.Backend).setPrecision?.('fp32'); // trainer.precision lasts for the run only
   c.resolve(TOKENS.Model).dispose();
   c.resolve(TOKENS.Optimizer).dispose();
   c.resolve(TOKENS.Loss).dispose?.(); // a distillation teacher's weights
+  c.resolve(TOKENS.Strategy).dispose?.(); // hybrid parallelism's MPI sub-communicators
 }
 
 export interface CrossValidationResult {

@@ -265,6 +265,21 @@ export class HybridStrategy implements Omit<Strategy, 'spec'> {
     this.zero?.dispose();
     this.zero = null;
   }
+
+  /**
+   * Frees the groups' communicators that {@link splitGroups} made (MPI_Comm_free, collective: every rank disposes its
+   * strategy, as every rank made it). The strategy is not used after it; a later fit needs a new one.
+   */
+  dispose(): void {
+    this.zero?.dispose();
+    this.zero = null;
+    freeGroups(this.groups, this.world);
+  }
+}
+
+/** Frees the communicators of `groups` that `splitGroups` split from `world` (in the order they were made). */
+export function freeGroups(groups: HybridGroups, world: Communicator): void {
+  for (const g of [groups.tensor, groups.data, groups.pipeline]) if (g !== world && g instanceof MpiCommunicator) g.free();
 }
 
 const positive = z.number().int().positive();

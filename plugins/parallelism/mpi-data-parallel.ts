@@ -10,6 +10,9 @@ import { worldOfOne } from './single-process';
  * that dies makes the launcher end the job (see `mpi.ts`), so no rank waits forever.
  */
 export class MpiCommunicator implements Communicator {
+  /** Set by {@link free}: the addon may give this id to a later split, so this object must not use it again. */
+  private freed = false;
+
   constructor(
     private readonly addon: MpiAddon,
     /** The communicator's id in the addon (0: MPI_COMM_WORLD). */
@@ -19,38 +22,38 @@ export class MpiCommunicator implements Communicator {
   ) {}
 
   async allReduce(buffer: Float32Array): Promise<void> {
-    this.addon.allReduce(this.comm, buffer);
+    this.addon.allReduce(this.handle(), buffer);
   }
 
   async reduceScatter(send: Float32Array, recv: Float32Array): Promise<void> {
     if (send.length !== recv.length * this.worldSize)
       throw new RangeError(`mpi: reduceScatter: send has ${send.length} elements, not ${this.worldSize} blocks of ${recv.length}`);
-    this.addon.reduceScatterBlock(this.comm, send, recv);
+    this.addon.reduceScatterBlock(this.handle(), send, recv);
   }
 
   async allGather(send: Float32Array, recv: Float32Array): Promise<void> {
     if (recv.length !== send.length * this.worldSize)
       throw new RangeError(`mpi: allGather: recv has ${recv.length} elements, not ${this.worldSize} blocks of ${send.length}`);
-    this.addon.allGather(this.comm, send, recv);
+    this.addon.allGather(this.handle(), send, recv);
   }
 
   async broadcast(buffer: Float32Array, root: number): Promise<void> {
     this.checkRank(root, 'broadcast root');
-    this.addon.broadcast(this.comm, buffer, root);
+    this.addon.broadcast(this.handle(), buffer, root);
   }
 
   async barrier(): Promise<void> {
-    this.addon.barrier(this.comm);
+    this.addon.barrier(this.handle());
   }
 
   async send(buffer: Float32Array, dest: number, tag: number): Promise<void> {
     this.checkRank(dest, 'send destination');
-    this.addon.send(this.comm, buffer, dest, tag);
+    this.addon.send(this.handle(), buffer, dest, tag);
   }
 
   async recv(buffer: Float32Array, source: number, tag: number): Promise<void> {
     this.checkRank(source, 'recv source');
-    this.addon.recv(this.comm, buffer, source, tag);
+    this.addon.recv(this.handle(), buffer, source, tag);
   }
 
   async finalize(): Promise<void> {
@@ -59,12 +62,34 @@ export class MpiCommunicator implements Communicator {
 
   /**
    * Sub-communicators (MPI_Comm_split): ranks passing the same `color` form one group, ordered by `key`. Collective
-   * over this communicator. Hybrid data × pipeline parallelism would use one split per stage (data-parallel
-   * groups) and one per replica (pipelines); see docs/parallelism.md.
+   * over this communicator. Hybrid parallelism splits the world into its data, pipeline and tensor groups
+   * (hybrid.ts); whoever splits frees the result ({@link free}) when done with it: the binding holds 64 at most.
    */
   split(color: number, key = this.rank): MpiCommunicator {
-    const s = this.addon.split(this.comm, color, key);
+    const s = this.addon.split(this.handle(), color, key);
     return new MpiCommunicator(this.addon, s.comm, s.rank, s.size);
+  }
+
+  /**
+   * Releases a communicator `split` made (MPI_Comm_free: collective, so every rank of it frees it, in the same order
+   * as the other ranks free theirs); later calls do nothing, and any other use of it throws. The world (0) is not
+   * freed: MPI_Finalize ends it.
+   */
+  free(): void {
+    if (this.freed) return;
+    if (this.comm === 0) throw new Error('mpi: MPI_COMM_WORLD is not freed (MPI_Finalize ends it)');
+    if (!this.addon.free) throw new Error("mpi: loom's MPI binding predates MPI_Comm_free (free); rebuild it with `npm run build:mpi`");
+    this.addon.free(this.comm);
+    this.freed = true;
+  }
+
+  /**
+   * The communicator's id in the addon, for a caller that must call the addon synchronously (tensor parallelism's
+   * collectives inside the forward pass); throws once it is freed, as the id may name another communicator by then.
+   */
+  handle(): number {
+    if (this.freed) throw new Error(`mpi: communicator ${this.comm} was freed (MPI_Comm_free)`);
+    return this.comm;
   }
 
   private checkRank(r: number, what: string): void {

@@ -98,6 +98,18 @@ describe.skipIf(!hasMpirun)('Open MPI (needs mpirun: apt-get install openmpi-bin
     for (const x of results) expect(Object.keys(x.checks).length).toBe(17);
   }, 60_000);
 
+  it("-np 4: communicators are freed (MPI_Comm_free) by free, by the hybrid strategy's dispose (90 splits in turn, over the binding's 64) and by disposeRun; a freed one refuses use", () => {
+    const r = mpirun(4, 'comms', 'test/fixtures/mpi-hybrid-worker.ts');
+    expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const failed = r.results.flatMap((x) =>
+      Object.entries(x.checks)
+        .filter(([, c]) => !c.ok)
+        .map(([name, c]) => `rank ${x.rank}: ${name} (${c.detail})`),
+    );
+    expect(failed).toEqual([]);
+    expect(r.results.map((x) => Object.keys(x.checks).length)).toEqual([4, 4, 4, 4]);
+  }, 60_000);
+
   it("hybrid: a rank that throws while the others wait in their groups' collectives ends the whole job, naming it", () => {
     const r = mpirun(4, 'crash', 'test/fixtures/mpi-hybrid-worker.ts');
     expect(r.error, 'mpirun did not end: a rank is still waiting').toBeUndefined();

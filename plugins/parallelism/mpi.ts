@@ -26,6 +26,11 @@ export interface MpiAddon {
   send(comm: number, buffer: MpiBuffer, dest: number, tag: number): void;
   recv(comm: number, buffer: MpiBuffer, source: number, tag: number): void;
   split(comm: number, color: number, key: number): { comm: number; rank: number; size: number };
+  /**
+   * MPI_Comm_free of a communicator `split` made (collective over its ranks); its id is taken again by a later
+   * `split`. Absent from a binding built before it existed (`npm run build:mpi` rebuilds it).
+   */
+  free?(comm: number): void;
   abort(code: number): void;
   finalize(): void;
   finalized(): boolean;

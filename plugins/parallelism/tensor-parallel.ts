@@ -121,7 +121,6 @@ export function tensorParallelGroup(comm: Communicator | TensorParallelGroup): T
   if (comm instanceof MpiCommunicator) {
     const world = mpiWorld();
     if (!world) throw new Error('tensor parallelism: an MpiCommunicator of several ranks, but MPI is not initialised in this process');
-    const id = comm.comm;
     const traffic = { allReduce: { calls: 0, bytes: 0 }, allGather: { calls: 0, bytes: 0 } };
     return {
       rank: comm.rank,
@@ -130,12 +129,12 @@ export function tensorParallelGroup(comm: Communicator | TensorParallelGroup): T
       allReduceNow: (b) => {
         traffic.allReduce.calls++;
         traffic.allReduce.bytes += b.byteLength;
-        world.addon.allReduce(id, b);
+        world.addon.allReduce(comm.handle(), b);
       },
       allGatherNow: (send, recv) => {
         traffic.allGather.calls++;
         traffic.allGather.bytes += recv.byteLength;
-        world.addon.allGather(id, send, recv);
+        world.addon.allGather(comm.handle(), send, recv);
       },
     };
   }

@@ -4,7 +4,8 @@
  * Every call is blocking and runs on the JavaScript thread, so MPI is initialised with MPI_THREAD_FUNNELED.
  * Buffers are typed arrays (Float32Array, Float64Array, Int32Array) operated on in place. Communicators are
  * small integers: 0 is MPI_COMM_WORLD, `split` adds more. Errors are returned (MPI_ERRORS_RETURN) and thrown as
- * JavaScript errors naming the call.
+ * JavaScript errors naming the call. `free` releases a communicator `split` made (MPI_Comm_free) and its id is
+ * taken again by a later `split`, so a long process that makes and frees groups stays within MAX_COMMS.
  */
 #include <mpi.h>
 #include <node_api.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #define MAX_COMMS 64
+/* comms[i] for i < n_comms: a live communicator, or MPI_COMM_NULL once freed (the slot is free for `split`). */
 static MPI_Comm comms[MAX_COMMS];
 static int n_comms = 0;
 
@@ -50,6 +52,10 @@ static int get_comm(napi_env env, napi_value v, MPI_Comm *out) {
   if (!get_int(env, v, &i, "communicator")) return 0;
   if (i < 0 || i >= n_comms) {
     napi_throw_range_error(env, NULL, "loom_mpi: unknown communicator");
+    return 0;
+  }
+  if (comms[i] == MPI_COMM_NULL) {
+    napi_throw_range_error(env, NULL, "loom_mpi: communicator was freed");
     return 0;
   }
   *out = comms[i];
@@ -230,28 +236,53 @@ static napi_value recv(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-/* split(comm, color, key) -> new communicator id (MPI_Comm_split; ranks with the same color share one). */
+/*
+ * split(comm, color, key) -> new communicator id (MPI_Comm_split; ranks with the same color share one): the lowest
+ * id a `free` released, else the next one.
+ */
 static napi_value split(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (!args_of(env, info, 3, argv)) return NULL;
   MPI_Comm comm, out; int color, key;
   if (!get_comm(env, argv[0], &comm) || !get_int(env, argv[1], &color, "color") || !get_int(env, argv[2], &key, "key")) return NULL;
-  if (n_comms >= MAX_COMMS) {
-    napi_throw_range_error(env, NULL, "loom_mpi: too many communicators");
+  int slot = 1;
+  while (slot < n_comms && comms[slot] != MPI_COMM_NULL) slot++;
+  if (slot >= MAX_COMMS) {
+    napi_throw_range_error(env, NULL, "loom_mpi: too many communicators (free those no longer used)");
     return NULL;
   }
   if (!mpi_ok(env, MPI_Comm_split(comm, color, key, &out), "Comm_split")) return NULL;
   MPI_Comm_set_errhandler(out, MPI_ERRORS_RETURN);
-  comms[n_comms] = out;
+  comms[slot] = out;
+  if (slot == n_comms) n_comms++;
   int rank, size;
   MPI_Comm_rank(out, &rank);
   MPI_Comm_size(out, &size);
   napi_value o;
   CHECK_NAPI(napi_create_object(env, &o));
-  napi_set_named_property(env, o, "comm", make_int(env, n_comms++));
+  napi_set_named_property(env, o, "comm", make_int(env, slot));
   napi_set_named_property(env, o, "rank", make_int(env, rank));
   napi_set_named_property(env, o, "size", make_int(env, size));
   return o;
+}
+
+/*
+ * free(comm): MPI_Comm_free of a communicator `split` made (collective over its ranks); using it afterwards throws
+ * until a later `split` takes its id. MPI_COMM_WORLD (0) is not freed: MPI_Finalize ends it.
+ */
+static napi_value free_comm(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args_of(env, info, 1, argv)) return NULL;
+  MPI_Comm comm;
+  int i;
+  if (!get_comm(env, argv[0], &comm) || !get_int(env, argv[0], &i, "communicator")) return NULL;
+  if (i == 0) {
+    napi_throw_range_error(env, NULL, "loom_mpi: MPI_COMM_WORLD is not freed (MPI_Finalize ends it)");
+    return NULL;
+  }
+  if (!mpi_ok(env, MPI_Comm_free(&comms[i]), "Comm_free")) return NULL;
+  comms[i] = MPI_COMM_NULL;
+  return undefined(env);
 }
 
 /* abort(code): MPI_Abort on the world; the launcher then ends every rank. Does not return. */
@@ -295,6 +326,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
     {"send", NULL, send, NULL, NULL, NULL, napi_default, NULL},
     {"recv", NULL, recv, NULL, NULL, NULL, napi_default, NULL},
     {"split", NULL, split, NULL, NULL, NULL, napi_default, NULL},
+    {"free", NULL, free_comm, NULL, NULL, NULL, napi_default, NULL},
     {"abort", NULL, abort_job, NULL, NULL, NULL, napi_default, NULL},
     {"finalize", NULL, finalize, NULL, NULL, NULL, napi_default, NULL},
     {"finalized", NULL, finalized, NULL, NULL, NULL, napi_default, NULL},
