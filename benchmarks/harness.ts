@@ -103,8 +103,8 @@ export async function memoryTrend(step: () => unknown, steps = 2000, every = 250
  * JSON line it prints, with the BLAS library, core and threads added to its detail; a handicapped BLAS (the
  * reference BLAS, or only a generic core) is reported as the reason there is no value, never as a value.
  */
-export function pythonPeer(script: string, args: (string | number)[], peer: string, unit: string, threads?: number): PeerResult {
-  const r = pythonRun(script, args, threads);
+export function pythonPeer(script: string, args: (string | number)[], peer: string, unit: string, threads?: number, env: NodeJS.ProcessEnv = {}): PeerResult {
+  const r = pythonRun(script, args, threads, env);
   if ('missing' in r) return { peer, value: null, unit, missing: r.missing };
   const out = r.out as { value: number; peer: string; detail?: string };
   return { peer: out.peer, value: out.value, unit, detail: [out.detail, r.blas].filter(Boolean).join('; ') };
@@ -114,7 +114,12 @@ export function pythonPeer(script: string, args: (string | number)[], peer: stri
  * What {@link pythonPeer} runs, for a peer that reports more than one value: the script's last JSON line as it is,
  * with the BLAS detail, or why it could not run.
  */
-export function pythonRun(script: string, args: (string | number)[], threads?: number): { out: Record<string, unknown>; blas: string } | { missing: string } {
+export function pythonRun(
+  script: string,
+  args: (string | number)[],
+  threads?: number,
+  env: NodeJS.ProcessEnv = {},
+): { out: Record<string, unknown>; blas: string } | { missing: string } {
   if (!fs.existsSync(PYTHON)) return { missing: `${PYTHON} not found` };
   const blas = peerBlas();
   if (blas.handicap) return { missing: blas.handicap };
@@ -122,7 +127,7 @@ export function pythonRun(script: string, args: (string | number)[], threads?: n
   // otherwise: with torch at 1 thread that oversubscribed a busy 2-core host and ran the G2P peer 3.5x slower
   // (24 against 84 words/s). A peer measured at `threads` gets OpenBLAS's pool of the same size.
   const r = spawnSync(PYTHON, [path.join(BENCH_DIR, 'peers', script), ...args.map(String)], {
-    env: { ...peerEnv(blas.coretype), ...(threads ? { OPENBLAS_NUM_THREADS: String(threads) } : {}) },
+    env: { ...peerEnv(blas.coretype), ...(threads ? { OPENBLAS_NUM_THREADS: String(threads) } : {}), ...env },
     encoding: 'utf8',
     timeout: 600_000,
   });
@@ -132,6 +137,25 @@ export function pythonRun(script: string, args: (string | number)[], threads?: n
   }
   return { out: JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>, blas: blas.detail };
 }
+
+/**
+ * Idle threads of both of a PyTorch peer's pools sleep instead of spinning: OMP_WAIT_POLICY=PASSIVE for torch's
+ * OpenMP pool, and OPENBLAS_THREAD_TIMEOUT=4 (2^4 cycles, OpenBLAS's minimum; its default 2^28 is ~0.1 s) for
+ * OpenBLAS's own pthreads. At 2 threads on a 2-core host both pools spin after each region, so an OpenMP kernel
+ * right after a matrix product shares its cores with OpenBLAS's spinning workers, and when anything else takes a
+ * core the step collapses: in quiet calls on the 2-core Zen 4 where another process still ran at times, the MNIST
+ * training peer at batch 32 and 2 threads ran 40-250 samples/s with the default waits and 2,200-6,200 with these.
+ * With both cores free, 2 threads gained nothing over 1 there (batch 128: 4,700-5,100 against 5,150-5,400), so
+ * this is one more setting to try, the fastest reported, not a replacement.
+ */
+export const PASSIVE_WAITS: NodeJS.ProcessEnv = { OMP_WAIT_POLICY: 'PASSIVE', OPENBLAS_THREAD_TIMEOUT: '4' };
+
+/** A PyTorch peer's thread settings worth trying: 1 thread, 2 threads, and 2 threads with {@link PASSIVE_WAITS}. */
+export const TORCH_SETTINGS: { threads: number; env: NodeJS.ProcessEnv }[] = [
+  { threads: 1, env: {} },
+  { threads: 2, env: {} },
+  { threads: 2, env: PASSIVE_WAITS },
+];
 
 /** Runs a TypeScript peer (`benchmarks/peers/<script>`) in its own Node process, so it sees stock tfjs kernels. */
 export function nodePeer(script: string, args: (string | number)[], peer: string, unit: string): PeerResult {

@@ -15,7 +15,7 @@ import papers from '../papers/mnist-cnn';
 import { GPT } from '../plugins/models/gpt';
 import { TransformerSeq2Seq } from '../plugins/models/transformer-seq2seq';
 import g2pPaper from '../papers/transformer';
-import { best, entry, interleaved, measure, pythonPeer, type BenchEntry, type Benchmark, type PeerResult } from './harness';
+import { TORCH_SETTINGS, best, entry, interleaved, measure, pythonPeer, type BenchEntry, type Benchmark, type PeerResult } from './harness';
 
 /** GPT at papers/gpt's gpu preset size (the nanoGPT "baby" model), with a context that holds 1 + 256 tokens. */
 export const GPT_BENCH = { type: 'gpt', vocabSize: 89, context: 320, dModel: 384, numHeads: 6, layers: 6, dropout: 0 };
@@ -33,10 +33,15 @@ export function g2pSources(words: number, srcLen: number): tf.Tensor2D {
   return tf.tensor2d(ids, [words, srcLen], 'int32');
 }
 
-/** PyTorch fp32 and int8 (dynamic), each the best of 1 and 2 threads. */
-function torchPeers(script: string, args: (threads: number) => (string | number)[], unit: string): PeerResult[] {
+/**
+ * PyTorch fp32 and int8 (dynamic), each the best of 1 and 2 threads, or with `sleepers` of every
+ * {@link TORCH_SETTINGS} (also 2 threads whose idle threads sleep: the MNIST CNN's kernels are OpenMP regions
+ * between OpenBLAS products, where spinning pools fight over the 2 cores).
+ */
+function torchPeers(script: string, args: (threads: number) => (string | number)[], unit: string, sleepers = false): PeerResult[] {
+  const settings = sleepers ? TORCH_SETTINGS : TORCH_SETTINGS.filter((s) => Object.keys(s.env).length === 0);
   return ['fp32', 'int8'].map((precision) => {
-    const r = best([1, 2].map((t) => pythonPeer(script, [...args(t), precision], 'PyTorch', unit, t)));
+    const r = best(settings.map(({ threads: t, env }) => pythonPeer(script, [...args(t), precision], 'PyTorch', unit, t, env)));
     return { ...r, peer: `${r.peer} ${precision}` };
   });
 }
@@ -75,7 +80,7 @@ export function inference(registry: PluginRegistry, backend: string): Benchmark 
           y.dispose();
         };
         const unit = batch === 1 ? 'inferences/s' : 'samples/s';
-        const peers = () => torchPeers('mnist_cnn_torch_infer.py', (t) => [batch, t, 3], unit);
+        const peers = () => torchPeers('mnist_cnn_torch_infer.py', (t) => [batch, t, 3], unit, true);
         out.push(
           await row(`mnist-cnn infer b${batch}`, unit, () => measure(infer(model), batch, { seconds: 3, repeats: 1 }), `loom on ${backend}, fp32`, peers),
         );

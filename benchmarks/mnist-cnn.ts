@@ -1,12 +1,12 @@
 /**
  * Training throughput of the seed's MNIST CNN (samples/s) at batch 32 and 128: loom (model and optimizer from
  * papers/mnist-cnn/presets/full.json, on the backend loom selects) vs tfjs-layers on stock tfjs-backend-cpu vs
- * PyTorch (best of 1 and 2 threads).
+ * PyTorch (best of 1 thread, 2 threads, and 2 threads whose idle threads sleep: harness.ts TORCH_SETTINGS).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, Sequential, Trainer, trainerOptionsSchema, type PluginRegistry } from '../core';
 import papers from '../papers/mnist-cnn';
-import { best, entry, measure, memoryTrend, nodePeer, pythonPeer, type Benchmark } from './harness';
+import { TORCH_SETTINGS, best, entry, measure, memoryTrend, nodePeer, pythonPeer, type Benchmark } from './harness';
 
 /**
  * The benchmark's loop: a {@link Trainer} of the full preset's model, loss and optimizer (no metrics, callbacks or
@@ -54,7 +54,7 @@ export function mnistCnn(registry: PluginRegistry, backend: string): Benchmark {
         // Flat memory: live tensors constant and no upward trend in RSS measured after full collections, once warm.
         const memory = await memoryTrend(train, batch === 32 ? 4000 : 2000, batch === 32 ? 250 : 125, () => tf.memory().numTensors);
         dispose();
-        const torch = best([1, 2].map((t) => pythonPeer('mnist_cnn_torch.py', [batch, t, 3], 'PyTorch', 'samples/s', t)));
+        const torch = best(TORCH_SETTINGS.map(({ threads: t, env }) => pythonPeer('mnist_cnn_torch.py', [batch, t, 3], 'PyTorch', 'samples/s', t, env)));
         const layers = nodePeer('mnist_cnn_tfjs_layers.ts', [batch], 'tfjs-layers on tfjs-backend-cpu', 'samples/s');
         out.push(entry(`mnist-cnn train b${batch}`, 'samples/s', ours, `loom on ${backend}; ${memory}`, [torch, layers], 1.0));
       }

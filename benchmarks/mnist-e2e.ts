@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { PluginRegistry } from '../core';
-import { REPO, entry, measure, pythonPeer, pythonRun, type Benchmark, type BenchEntry, type PeerResult } from './harness';
+import { REPO, TORCH_SETTINGS, entry, measure, pythonPeer, pythonRun, type Benchmark, type BenchEntry, type PeerResult } from './harness';
 import { mnistTrainStep } from './mnist-cnn';
 
 /** Steps at the start of a run left out of its steady rate (compilation, caches, the allocator's first pages). */
@@ -114,10 +114,10 @@ function loomRun(maxSteps?: number): RunResult {
   }
 }
 
-/** The replica at `threads`, timed from spawn to exit as ours is. */
-function torchRun(threads: number, maxSteps?: number): (RunResult & { peer: string; detail: string }) | { missing: string } {
+/** The replica at `threads` (with `env`: a {@link TORCH_SETTINGS} entry), timed from spawn to exit as ours is. */
+function torchRun(threads: number, env: NodeJS.ProcessEnv, maxSteps?: number): (RunResult & { peer: string; detail: string }) | { missing: string } {
   const t0 = performance.now();
-  const r = pythonRun('mnist_full_torch.py', [threads, maxSteps ?? 0], threads);
+  const r = pythonRun('mnist_full_torch.py', [threads, maxSteps ?? 0], threads, env);
   const wall = (performance.now() - t0) / 1000;
   if ('missing' in r) return r;
   const o = r.out as { peer: string; detail: string; steady_samples_per_s: number | null; steps: number; test_accuracy: number };
@@ -147,9 +147,12 @@ export function mnistE2e(registry: PluginRegistry, backend: string, opts: { tiny
     async run(): Promise<BenchEntry[]> {
       const maxSteps = opts.tiny ? 2 * WARMUP : undefined;
       const rounds = opts.tiny ? 1 : (opts.rounds ?? 2);
-      // The replica at its best thread count: the one at which the mnist-cnn peer's step is fastest.
-      const probes = [1, 2].map((t) => ({ t, r: pythonPeer('mnist_cnn_torch.py', [BATCH, t, opts.tiny ? 0.5 : 2], 'PyTorch', 'samples/s', t) }));
-      const threads = probes.filter((p) => p.r.value !== null).sort((a, b) => b.r.value! - a.r.value!)[0]?.t ?? 1;
+      // The replica at its best thread setting: the one at which the mnist-cnn peer's step is fastest.
+      const probes = TORCH_SETTINGS.map((s) => ({
+        s,
+        r: pythonPeer('mnist_cnn_torch.py', [BATCH, s.threads, opts.tiny ? 0.5 : 2], 'PyTorch', 'samples/s', s.threads, s.env),
+      }));
+      const setting = probes.filter((p) => p.r.value !== null).sort((a, b) => b.r.value! - a.r.value!)[0]?.s ?? TORCH_SETTINGS[0]!;
       const ours: RunResult[] = [];
       const theirs: (RunResult & { peer: string; detail: string })[] = [];
       const loops: number[] = [];
@@ -165,7 +168,7 @@ export function mnistE2e(registry: PluginRegistry, backend: string, opts: { tiny
           dispose();
         }
         if (missing) continue;
-        const t = torchRun(threads, maxSteps);
+        const t = torchRun(setting.threads, setting.env, maxSteps);
         if ('missing' in t) missing = t.missing;
         else theirs.push(t);
       }

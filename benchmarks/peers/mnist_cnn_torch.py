@@ -1,7 +1,17 @@
 """PyTorch training throughput of the seed's MNIST CNN (samples/s). Usage: mnist_cnn_torch.py BATCH [threads] [seconds]
 
 Same model and optimizer as papers/mnist-cnn: Conv2d(1->32, 3x3) ReLU, MaxPool 2, Flatten, Linear(5408->64) ReLU,
-Linear(64->10), Adam(lr 1e-3, eps 1e-7), cross-entropy from logits. Random inputs (speed does not depend on data).
+Linear(64->10), Adam(lr 1e-3, eps 1e-7), cross-entropy from logits. Random inputs in [0, 1), one fixed batch, as loom's
+row (benchmarks/mnist-cnn.ts) trains. PyTorch's speed does depend on the data: at batch 32, 1 thread, real MNIST
+images (80 % blank pixels) trained at 6,200-6,900 samples/s where these random ones train at 4,400-5,400 (quiet,
+2-core Zen 4), consistent with ATen's branchy NCHW max pooling predicting well over blank regions. Both sides see
+the same inputs here; the full-recipe replica (mnist_full_torch.py) and benchmarks/mnist-e2e.ts are the real-data
+comparison.
+
+At PyTorch's best on a 2-core host: importing `common` keeps freed memory in the process (glibc malloc thresholds;
+without it every step page-faulted its activations in again and the peer ran at half the replica's rate), and
+the harness tries 1 thread, 2 threads, and 2 threads whose idle OpenMP and OpenBLAS threads sleep
+(harness.ts TORCH_SETTINGS), reporting the fastest; the row's detail says which.
 """
 import sys
 

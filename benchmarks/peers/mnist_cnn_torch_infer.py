@@ -4,6 +4,10 @@ The model of papers/mnist-cnn (Conv2d(1->32, 3x3) ReLU, MaxPool 2, Flatten, Line
 in eval mode under torch.inference_mode; random inputs (speed does not depend on the data). int8: PyTorch's dynamic
 quantization of the Linear layers (torch.ao.quantization.quantize_dynamic; convolutions stay fp32, as PyTorch's
 dynamic mode has no quantized convolution). Prints inferences/s (samples/s).
+
+At PyTorch's best as mnist_cnn_torch.py is: `common` sets glibc malloc's thresholds (at batch 128 each
+inference had page-faulted its 11 MiB convolution output in again: 5,400-8,000 faults, half the speed), and the
+harness tries 1 thread, 2 threads, and 2 threads with sleeping idle threads, reporting the fastest.
 """
 import sys
 

@@ -11,7 +11,9 @@ training after that many optimizer steps (then validates and tests as at the end
 
 Prints one JSON line: wall time (from the start of this script, imports included), the steady training rate
 (samples/s over the training steps of every epoch after the first `WARMUP` steps, validation excluded: the rate a
-run settles at, defined as benchmarks/mnist-e2e.ts defines loom's), and the test accuracy.
+run settles at, defined as benchmarks/mnist-e2e.ts defines loom's), and the test accuracy. Importing `common`
+sets glibc malloc's thresholds as every peer's (this script had faulted 0.5 pages a step even before: freeing its
+31 MiB test-set temporary raised glibc's own threshold).
 """
 import os
 import sys
