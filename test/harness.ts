@@ -4,8 +4,8 @@
  * packages use) and are re-exported here; what is left is vitest's side: one `it` per plugin, property and backend.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { describe, it } from 'vitest';
-import { selectBackend, type PluginKind, type PluginRegistry } from '../core';
+import { describe, expect, it } from 'vitest';
+import { Rng, selectBackend, type Dataset, type PluginKind, type PluginRegistry, type Trainer } from '../core';
 import { cpuBackends, testRegistry as kitTestRegistry } from '../testing';
 
 export {
@@ -19,6 +19,36 @@ export {
   layerCase,
   randomNormal,
 } from '../testing';
+
+/** tf.memory() on a GPU backend (webgpu): the bytes in live tensors, and those allocated (they plus the pool of free buffers). */
+export type GpuMemory = tf.MemoryInfo & { numBytesInGPU: number; numBytesAllocatedInGPU: number };
+
+/**
+ * Takes `steps` training steps of `trainer`, each on `batchSize` examples of `data` drawn at random (with replacement,
+ * from `Rng(seed)`), and checks that memory stayed flat after the first `warmup` steps (which make the optimizer's
+ * slots and warm the buffer pool): as many live tensors, as many bytes in them, no more bytes allocated. Returns the
+ * memory after the warm-up, for a test's own checks. The webgpu tests of a long training's memory share it.
+ */
+export async function expectFlatMemoryAcrossSteps(
+  trainer: Pick<Trainer, 'trainStep'>,
+  data: Dataset,
+  o: { steps: number; warmup: number; batchSize: number; seed?: number },
+): Promise<GpuMemory> {
+  const rng = new Rng(o.seed ?? 7);
+  const step = async (s: number) => {
+    const b = data.batch(Array.from({ length: o.batchSize }, () => rng.int(data.size)));
+    await trainer.trainStep(b, { step: s, epoch: 0 });
+    tf.dispose([b.x, b.y]);
+  };
+  for (let s = 0; s < o.warmup; s++) await step(s);
+  const warm = tf.memory() as GpuMemory;
+  for (let s = o.warmup; s < o.steps; s++) await step(s);
+  const after = tf.memory() as GpuMemory;
+  expect(after.numTensors, 'live tensors').toBe(warm.numTensors);
+  expect(after.numBytesInGPU, 'GPU bytes in live tensors').toBe(warm.numBytesInGPU);
+  expect(after.numBytesAllocatedInGPU, 'GPU bytes allocated (tensors and the pool of free buffers)').toBeLessThanOrEqual(warm.numBytesAllocatedInGPU);
+  return warm;
+}
 
 /** A fresh registry with every built-in plugin, after activating `backend` (default: the best available one). */
 export function testRegistry(backend = process.env.LOOM_BACKEND): Promise<PluginRegistry> {

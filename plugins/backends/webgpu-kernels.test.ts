@@ -14,7 +14,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FUSED_KERNELS, Rng, selectBackend, TOKENS, Trainer, type PluginRegistry } from '../../core';
 import { buildRunContainer, disposeRun } from '../../runtime';
-import { referenceSelfAttention, testRegistry } from '../../test/harness';
+import { expectFlatMemoryAcrossSteps, referenceSelfAttention, testRegistry } from '../../test/harness';
 import toyBlobs, { toyConfig } from '../../test/toy-data';
 import { webGpuAdapter } from './webgpu';
 import { registerWebGpuKernels, WEBGPU_KERNELS } from './webgpu-kernels';
@@ -426,23 +426,8 @@ describe.skipIf(!adapter.ok)(`webgpu WGSL kernels${why}`, () => {
   it('holds memory flat over 300 Transformer training steps on the kernels: tensors, bytes in tensors, and the buffer pool once warm', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-wgsl-'));
     const c = await buildRunContainer({ registry, backend: 'webgpu', config: transformerConfig(dir) });
-    type GpuMemory = tf.MemoryInfo & { numBytesInGPU: number; numBytesAllocatedInGPU: number };
     try {
-      const trainer = c.resolve(Trainer);
-      const data = c.resolve(TOKENS.TrainData);
-      const rng = new Rng(7);
-      const step = async (s: number) => {
-        const b = data.batch(Array.from({ length: 16 }, () => rng.int(data.size)));
-        await trainer.trainStep(b, { step: s, epoch: 0 });
-        tf.dispose([b.x, b.y]);
-      };
-      for (let s = 0; s < 20; s++) await step(s);
-      const warm = tf.memory() as GpuMemory;
-      for (let s = 20; s < 300; s++) await step(s);
-      const after = tf.memory() as GpuMemory;
-      expect(after.numTensors, 'live tensors').toBe(warm.numTensors);
-      expect(after.numBytesInGPU, 'GPU bytes in live tensors').toBe(warm.numBytesInGPU);
-      expect(after.numBytesAllocatedInGPU, 'GPU bytes allocated').toBeLessThanOrEqual(warm.numBytesAllocatedInGPU);
+      await expectFlatMemoryAcrossSteps(c.resolve(Trainer), c.resolve(TOKENS.TrainData), { steps: 300, warmup: 20, batchSize: 16 });
     } finally {
       disposeRun(c);
       fs.rmSync(dir, { recursive: true, force: true });
