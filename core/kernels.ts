@@ -58,6 +58,15 @@ export const FUSED_KERNELS = {
   /** The gradient of `attention` with respect to qkv. Inputs `{ dy, qkv, keep, probs }`, the same attrs; output `dqkv`. */
   attentionGrad: 'LoomAttentionGrad',
   /**
+   * One step of incremental causal self-attention over a key/value cache (inference only, no gradient). Inputs
+   * `{ qkv [batch, 3·d], k, v }` with k and v [batch, heads, capacity, d_k] holding `length` cached positions; attrs
+   * `{ numHeads, length }`, length < capacity. Writes the new position's key and value (qkv's second and third
+   * blocks) into row `length` of k and v IN PLACE (they must be the cache's own tensors, shared with nothing), then
+   * returns the context [batch, d] of its query over the length + 1 keys: softmax(q kᵀ · (1/√d_k)) v per head, the
+   * products, rounding and softmax of the composed ops (BatchMatMul, Multiply, softmax, BatchMatMul).
+   */
+  cachedAttention: 'LoomCachedAttention',
+  /**
    * A quantized dense layer (core/quantization.ts): inputs `{ x [rows, in], kernel [in, out] (integers in [−127, 127]),
    * scale [out], bias? [out] }`, attrs `{ inputScale, inputZeroPoint, relu }`; x is quantized to uint8 with the
    * attrs, multiplied in int32 and dequantized: output `[rows, out]`.

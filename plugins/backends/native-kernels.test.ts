@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { activationQuant, quantizeCentred, quantizePerChannel } from '../../core/quantization';
+import { softmax } from '../../core/ops/softmax';
 import { referenceSelfAttention } from '../../test/harness';
 import { BufferPool, installNativeKernels, nativeAddonInfo, nativeBufferPool, originalGradients, originalKernels } from './native-kernels';
 
@@ -923,6 +924,53 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
         RUNS,
       );
       check(4, 64, 4, 64, true, true, 5); // the benchmark's head size: products large enough to pack
+    },
+  );
+
+  kernelProperty(
+    'LoomCachedAttention writes the new key and value into row `length` in place and equals the composed ops over the first length + 1 rows, bit for bit',
+    ['LoomCachedAttention'],
+    () => {
+      const check = (b: number, heads: number, dk: number, capacity: number, length: number, s: number) => {
+        const d = heads * dk;
+        const qkv = tensor([b, 3 * d], s);
+        const k = tensor([b, heads, capacity, dk], s + 1),
+          v = tensor([b, heads, capacity, dk], s + 2);
+        const [k0, v0] = [Float32Array.from(k.dataSync()), Float32Array.from(v.dataSync())];
+        const context = tf.engine().runKernel('LoomCachedAttention', { qkv, k, v }, { numHeads: heads, length }) as tf.Tensor;
+        // The composed ops of multi-head-attention.ts on the same (now written) cache, as [b, heads, time, dk].
+        const want = tf.tidy(() => {
+          const [q, kNew, vNew] = tf.unstack(tf.transpose(tf.reshape(qkv, [b, 1, 3, heads, dk]), [2, 0, 3, 1, 4]), 0) as tf.Tensor[];
+          const rows = (x: tf.Tensor) => tf.slice(x, [0, 0, 0, 0], [-1, -1, length + 1, -1]);
+          // Row `length` now holds the new key and value; the rows before and after it are untouched.
+          const written = (x: tf.Tensor, before: Float32Array, row: tf.Tensor) =>
+            tf.concat(
+              [
+                tf.slice(tf.tensor(before, x.shape), [0, 0, 0, 0], [-1, -1, length, -1]),
+                row,
+                tf.slice(tf.tensor(before, x.shape), [0, 0, length + 1, 0], [-1, -1, -1, -1]),
+              ],
+              2,
+            );
+          expect(Array.from(k.dataSync())).toEqual(Array.from(written(k, k0, kNew!).dataSync()));
+          expect(Array.from(v.dataSync())).toEqual(Array.from(written(v, v0, vNew!).dataSync()));
+          const probs = softmax(tf.mul(tf.matMul(q!, rows(k), false, true), 1 / Math.sqrt(dk)));
+          return tf.reshape(tf.transpose(tf.matMul(probs, rows(v)), [0, 2, 1, 3]), [b, d]);
+        });
+        expect(context.shape).toEqual([b, d]);
+        expect(Array.from(context.dataSync())).toEqual(Array.from(want.dataSync()));
+        tf.dispose([qkv, k, v, context, want]);
+      };
+      fc.assert(
+        fc.property(dim(3), dim(4), dim(9), dim(12), seed, (b, heads, dk, capacity, s) => check(b, heads, dk, capacity, s % capacity, s)),
+        RUNS,
+      );
+      check(1, 6, 64, 512, 300, 3); // the benchmark's GPT: d 384, 6 heads, a long cache
+      expect(() =>
+        tf
+          .engine()
+          .runKernel('LoomCachedAttention', { qkv: tf.zeros([1, 12]), k: tf.zeros([1, 2, 4, 2]), v: tf.zeros([1, 2, 4, 2]) }, { numHeads: 2, length: 4 }),
+      ).toThrow(/do not fit 2 heads/);
     },
   );
 

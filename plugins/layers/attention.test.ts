@@ -5,9 +5,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Rng, type ForwardContext, type Layer, type PluginRegistry } from '../../core';
+import { FUSED_KERNELS, hasKernel, Rng, type ForwardContext, type Layer, type PluginRegistry } from '../../core';
 import { expectNoLeak, gradCheck, randomNormal, testRegistry } from '../../test/harness';
-import type { MultiHeadAttention } from './multi-head-attention';
+import { disposeCache, type KVCache, type MultiHeadAttention } from './multi-head-attention';
 import type { TransformerDecoder } from './transformer-decoder';
 
 let registry: PluginRegistry;
@@ -77,6 +77,39 @@ describe('multi-head attention', () => {
     tf.dispose([(cache as { k: tf.Tensor }).k, (cache as { v: tf.Tensor }).v]);
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([x, full]);
+    mha.dispose();
+  });
+
+  it("the fused decoding kernel (LoomCachedAttention) gives the composed ops' outputs bit for bit, through growth and a later multi-position step, without leaking", () => {
+    if (!hasKernel(FUSED_KERNELS.cachedAttention)) return; // only the native backend has it
+    const config = tf.getKernel(FUSED_KERNELS.cachedAttention, tf.getBackend())!;
+    const rng = new Rng(6);
+    const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 3, causal: true }, [null, null, 12]);
+    // A 2-position prompt, 40 single positions (past the first capacity of 32: the cache grows), then 2 at once.
+    const x = randomNormal([2, 44, 12], rng);
+    const spans = [[0, 2], ...Array.from({ length: 40 }, (_, i) => [2 + i, 1]), [42, 2]] as const;
+    const decode = () => {
+      const cache: KVCache = {};
+      const before = tf.memory().numTensors;
+      const outs = spans.map(([t, n]) => tf.tidy(() => mha.attend(tf.slice(x, [0, t, 0], [2, n, 12]), null, ctxOf(), { causal: true, cache })));
+      const joined = tf.concat(outs, 1);
+      tf.dispose(outs);
+      disposeCache(cache);
+      expect(tf.memory().numTensors).toBe(before + 1);
+      return joined;
+    };
+    const fused = decode();
+    tf.unregisterKernel(FUSED_KERNELS.cachedAttention, tf.getBackend());
+    let composed: tf.Tensor;
+    try {
+      composed = decode();
+    } finally {
+      tf.registerKernel(config);
+    }
+    expect(Array.from(fused.dataSync())).toEqual(Array.from(composed.dataSync()));
+    const full = mha.apply(x, ctxOf());
+    close(fused, full, 5);
+    tf.dispose([fused, composed, full, x]);
     mha.dispose();
   });
 

@@ -53,13 +53,23 @@ const schema = layerOptions.extend({
 export interface KVCache {
   k?: tf.Tensor;
   v?: tf.Tensor;
+  /**
+   * Set while the self-attention cache is in the fused decoding kernel's layout (`FUSED_KERNELS.cachedAttention`):
+   * k and v then have room for more positions ([batch, heads, capacity, d_k]) and hold `length` of them; the
+   * kernel writes each new position into them in place instead of copying the whole cache into a longer tensor.
+   */
+  length?: number;
 }
 
 export function disposeCache(cache: KVCache): void {
   tf.dispose([cache.k!, cache.v!].filter(Boolean));
   delete cache.k;
   delete cache.v;
+  delete cache.length;
 }
+
+/** Positions the fused decoding kernel's cache has room for at first; it doubles when full. */
+const FIRST_CAPACITY = 32;
 
 /**
  * A forward context that gates heads (Michel et al. 2019, §2.2): every multi-head attention layer asks `headGate`
@@ -175,6 +185,21 @@ export class MultiHeadAttention extends LayerBase {
       const context = selfAttention(tf.reshape(proj, [b, t, 3 * d]), this.opts.numHeads, o.keyMask, o.causal ?? false);
       return tf.reshape(this.project(this.gated(tf.reshape(context, [b * t, d]), ctx), 'out', 'out'), [b, t, d]);
     }
+    if (
+      source === null &&
+      o.cache &&
+      t === 1 &&
+      !o.keyMask &&
+      !(ctx.training && this.opts.dropout > 0) &&
+      hasKernel(FUSED_KERNELS.cachedAttention) &&
+      query.dtype === 'float32'
+    ) {
+      // Incremental decoding, one position: one kernel appends its key and value to the cache in place and attends
+      // over the cache (the same products, softmax and roundings as the composed ops below, without the causal
+      // mask, which allows every key to a single query at the last position).
+      const context = this.cachedAttention(this.project(tf.reshape(query, [b, d]), 'qkv', 'qkv'), o.cache);
+      return tf.reshape(this.project(this.gated(context, ctx), 'out', 'out'), [b, t, d]);
+    }
     const weights = this.weights(query, source, ctx, o);
     const context = tf.reshape(tf.transpose(tf.matMul(weights.probs, weights.v), [0, 2, 1, 3]), [b * t, d]);
     return tf.reshape(this.project(this.gated(context, ctx), 'out', 'out'), [b, t, d]);
@@ -199,6 +224,7 @@ export class MultiHeadAttention extends LayerBase {
     let k: tf.Tensor;
     let v: tf.Tensor;
     const cache = o.cache;
+    if (cache) this.unpack(cache);
     if (source === null) {
       const proj = this.project(tf.reshape(query, [b * t, d]), 'qkv', 'qkv');
       [q, k, v] = tf.unstack(heads(proj, 3, t), 0) as [tf.Tensor, tf.Tensor, tf.Tensor];
@@ -218,7 +244,9 @@ export class MultiHeadAttention extends LayerBase {
     const keyTime = k.shape[2]!;
     const raw = tf.matMul(q, k, false, true); // [b, h, t, keyTime]
     const scale = 1 / Math.sqrt(dk);
-    let allowed: tf.Tensor | null = o.causal ? causalMask(t, keyTime) : null;
+    // A single query (at the last position: decoding one step) may attend every key, so its causal mask is all
+    // true and is left out: s · 1/√d_k + 0 is s · 1/√d_k exactly.
+    let allowed: tf.Tensor | null = o.causal && t > 1 ? causalMask(t, keyTime) : null;
     if (o.keyMask) {
       const keys = tf.reshape(tf.notEqual(o.keyMask, 0), [b, 1, 1, keyTime]);
       allowed = allowed ? tf.logicalAnd(allowed, keys) : keys;
@@ -234,6 +262,39 @@ export class MultiHeadAttention extends LayerBase {
     let probs = softmax(scores);
     if (ctx.training && this.opts.dropout > 0) probs = dropoutMask(probs, this.opts.dropout, ctx.rng.nextSeed(), probs.shape);
     return { probs, v };
+  }
+
+  /**
+   * The context [batch, d] of one new position from its packed projection `qkv` [batch, 3·d], through
+   * `FUSED_KERNELS.cachedAttention`, with the cache in that kernel's layout (converted on first use, grown by
+   * doubling when full).
+   */
+  private cachedAttention(qkv: tf.Tensor, cache: KVCache): tf.Tensor {
+    const [b, d3] = qkv.shape as [number, number];
+    const h = this.opts.numHeads;
+    const dk = d3 / 3 / h;
+    const length = cache.length ?? cache.k?.shape[2] ?? 0;
+    const capacity = cache.length === undefined ? 0 : cache.k!.shape[2]!;
+    if (length + 1 > capacity) {
+      const room = Math.max(FIRST_CAPACITY, 2 * capacity, length + 1) - (cache.length === undefined ? length : capacity);
+      const grow = (x: tf.Tensor | undefined) => {
+        const zeros = tf.zeros([b, h, room, dk]);
+        return x ? tf.concat([x, zeros], 2) : zeros;
+      };
+      this.store(cache, grow(cache.k), grow(cache.v));
+    }
+    const context = tf.engine().runKernel(FUSED_KERNELS.cachedAttention, { qkv, k: cache.k!, v: cache.v! }, { numHeads: h, length }) as tf.Tensor;
+    cache.length = length + 1;
+    return context;
+  }
+
+  /** Returns a cache in the fused decoding kernel's layout to the composed ops' ([batch, heads, time, d_k]). */
+  private unpack(cache: KVCache): void {
+    if (cache.length === undefined) return;
+    const length = cache.length;
+    delete cache.length;
+    const valid = (x: tf.Tensor) => tf.slice(x, [0, 0, 0, 0], [-1, -1, length, -1]);
+    this.store(cache, valid(cache.k!), valid(cache.v!));
   }
 
   /** Replaces the cached keys and values (kept across tidy scopes; the previous ones are released). */

@@ -1,7 +1,10 @@
-/** The fused LoomAttention and LoomAttentionGrad (core/ops/attention.ts's `selfAttention` and its gradient) on the addon. */
+/**
+ * The fused LoomAttention and LoomAttentionGrad (core/ops/attention.ts's `selfAttention` and its gradient) on the
+ * addon, and LoomCachedAttention (one step of incremental decoding over a key/value cache, multi-head-attention.ts).
+ */
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { FUSED_KERNELS } from '../../../core/kernels';
-import { floatValues, size, type Info, type KernelFamily } from './kernel';
+import { floatValues, size, values, type Info, type KernelFamily } from './kernel';
 
 export const attentionFamily: KernelFamily = {
   fused: ({ native, buffers }) => ({
@@ -43,5 +46,59 @@ export const attentionFamily: KernelFamily = {
       );
       return backend.makeTensorInfo(qkv.shape, 'float32', dqkv);
     },
+    [FUSED_KERNELS.cachedAttention]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { qkv, k, v } = args.inputs as { qkv: Info; k: Info; v: Info };
+      const { numHeads: h, length } = args.attrs as { numHeads: number; length: number };
+      const [batch, d3] = qkv.shape as [number, number];
+      const d = d3 / 3,
+        dk = d / h,
+        capacity = k.shape[2]!;
+      const cacheShape = [batch, h, capacity, dk].join();
+      if (
+        qkv.shape.length !== 2 ||
+        d3 % (3 * h) !== 0 ||
+        k.shape.join() !== cacheShape ||
+        v.shape.join() !== cacheShape ||
+        !(length >= 0 && length < capacity)
+      ) {
+        throw new Error(`${FUSED_KERNELS.cachedAttention}: qkv [${qkv.shape}], k [${k.shape}], v [${v.shape}] and length ${length} do not fit ${h} heads`);
+      }
+      const x = floatValues(backend, qkv),
+        keys = values(backend, k),
+        vals = values(backend, v);
+      const keysAt = length + 1;
+      // The new position's key and value, head by head, into row `length` of each head's block (in place).
+      for (let i = 0; i < batch; i++)
+        for (let j = 0; j < h; j++) {
+          const from = i * d3 + j * dk,
+            to = ((i * h + j) * capacity + length) * dk;
+          keys.set(x.subarray(d + from, d + from + dk), to);
+          vals.set(x.subarray(2 * d + from, 2 * d + from + dk), to);
+        }
+      // The queries as [batch · heads, d_k] rows, so that each product below is one BatchMatMul of batch · heads items
+      // (one per thread, each serial) as the composed ops' is: q kᵀ over the first length + 1 rows of each head's
+      // block (a batch stride of the capacity), then · 1/√d_k rounded to float32 as tfjs's Multiply by a float32
+      // scalar, the softmax, and the probabilities times v.
+      const items = batch * h;
+      const q = scratch(items * dk, 0);
+      for (let i = 0; i < batch; i++) q.set(x.subarray(i * d3, i * d3 + d), i * d);
+      const scores = scratch(items * keysAt, 1);
+      const probs = scratch(items * keysAt, 2);
+      const context = buffers.fresh(batch * d);
+      native.batchMatMul(q, keys, scores, items, 1, keysAt, dk, false, true, dk, capacity * dk, null, false);
+      const scale = Math.fround(1 / Math.sqrt(dk));
+      for (let i = 0; i < items * keysAt; i++) scores[i] = Math.fround(scores[i]! * scale);
+      native.softmax(scores, probs, items, keysAt);
+      native.batchMatMul(probs, vals, context, items, 1, dk, keysAt, false, false, keysAt, capacity * dk, null, false);
+      return backend.makeTensorInfo([batch, d], 'float32', context);
+    },
   }),
 };
+
+/** The decoding kernel's scratch arrays (queries, scores, probabilities), grown as needed; views of exactly n floats. */
+const scratches: Float32Array[] = [new Float32Array(0), new Float32Array(0), new Float32Array(0)];
+function scratch(n: number, which: number): Float32Array {
+  if (scratches[which]!.length < n) scratches[which] = new Float32Array(Math.max(n, 2 * scratches[which]!.length));
+  return scratches[which]!.subarray(0, n);
+}
