@@ -732,6 +732,7 @@ export async function run(argv: string[], io: CliIO = consoleIO): Promise<number
         data: str(values.data),
         split: str(values.split),
         calibrationSamples: integerFlag('calibration-samples', str(values['calibration-samples']), 1),
+        minDepth: integerFlag('min-depth', str(values['min-depth']), 0),
         seed: integerFlag('seed', str(values.seed), 0),
         backend: str(values.backend),
       };

@@ -44,7 +44,20 @@ describe('loom quantize', () => {
     const range = Math.max(...yf) - Math.min(...yf);
     for (const mode of ['static', 'dynamic']) {
       const out = path.join(dir, mode);
-      const r = await cli('quantize', path.join(dir, 'float'), '--out', out, '--mode', mode, '--data', 'mnist', '--calibration-samples', '200');
+      const r = await cli(
+        'quantize',
+        path.join(dir, 'float'),
+        '--out',
+        out,
+        '--mode',
+        mode,
+        '--data',
+        'mnist',
+        '--calibration-samples',
+        '200',
+        '--min-depth',
+        '0',
+      );
       expect(r.code, r.err).toBe(0);
       expect(r.out).toMatch(/quantized 2 layer\(s\)/);
       const q = loadModel(out, registry);
@@ -57,6 +70,17 @@ describe('loom quantize', () => {
     float.dispose();
   });
 
+  it('by default keeps a layer shallower than --min-depth 128 float32 and says so (the 5·5·1 convolution here)', async () => {
+    const out = path.join(dir, 'default-depth');
+    const r = await cli('quantize', path.join(dir, 'float'), '--out', out, '--mode', 'dynamic');
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/kept float32, depth 25 < --min-depth 128/);
+    expect(r.out).toMatch(/quantized 1 layer\(s\)/);
+    const q = loadModel(out, registry);
+    expect((q.spec.layers as { type: string }[]).map((l) => l.type)).toEqual(['conv2d', 'flatten', 'quantized-dense']);
+    q.dispose();
+  });
+
   it('refuses a missing --out, static mode without --data, and a bad --mode, with exit code 2', async () => {
     const model = path.join(dir, 'float');
     for (const [args, flag] of [
@@ -64,6 +88,7 @@ describe('loom quantize', () => {
       [[model, '--out', path.join(dir, 'x')], '--data'],
       [[model, '--out', path.join(dir, 'x'), '--mode', 'fast'], '--mode'],
       [[model, '--out', path.join(dir, 'x'), '--data', 'mnist', '--calibration-samples', '0'], '--calibration-samples'],
+      [[model, '--out', path.join(dir, 'x'), '--mode', 'dynamic', '--min-depth', '-1'], '--min-depth'],
     ] as [string[], string][]) {
       const r = await cli('quantize', ...args);
       expect(r.code).toBe(2);

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import type * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, loadModel, saveModel, selectBackend, type PluginRegistry } from '../core';
-import { calibrationSample, inferenceBytes, quantizeModel, refuseAsyncReads } from '../runtime/quantize';
+import { calibrationSample, inferenceBytes, MIN_DEPTH, quantizeModel, refuseAsyncReads } from '../runtime/quantize';
 import type { CliIO, Command } from './loom';
 
 export const QUANTIZE_COMMAND: Command = {
@@ -21,6 +21,10 @@ export const QUANTIZE_COMMAND: Command = {
     data: { value: 'NAME', help: 'the data set to calibrate on, a registered one such as mnist (default: none; static mode needs one)' },
     split: { value: 'S', help: "the data set's split to sample (default: train)" },
     'calibration-samples': { value: 'N', help: 'how many examples to calibrate on, a seeded random sample (default: 1000)' },
+    'min-depth': {
+      value: 'N',
+      help: 'keep a dense or conv2d layer float32 when its product is shallower than N (inputs; kernel h × w × channels), where int8 does not pay; 0 quantizes all (default: 128)',
+    },
     seed: { value: 'N', help: 'seed of the calibration sample (default: 0)' },
     backend: { value: 'B', help: 'force a backend: native-cpu or cpu (default: LOOM_BACKEND, else the fastest available)' },
     help: { help: 'print this help and exit' },
@@ -33,6 +37,7 @@ export interface QuantizeFlags {
   data?: string;
   split?: string;
   calibrationSamples?: number;
+  minDepth?: number;
   seed?: number;
   backend?: string;
 }
@@ -55,7 +60,7 @@ export async function quantizeCommand(registry: PluginRegistry, dir: string | un
       if (!data.splits.includes(split)) throw new ConfigError('--split', `"${split}" is not a split of ${flags.data} (${data.splits.join(', ')})`);
       calibration = calibrationSample(data.load(split), flags.calibrationSamples ?? 1000, flags.seed ?? 0);
     }
-    const { model: quantized, report } = quantizeModel(model, registry, { mode, calibration });
+    const { model: quantized, report } = quantizeModel(model, registry, { mode, calibration, minDepth: flags.minDepth });
     fs.mkdirSync(flags.out, { recursive: true });
     saveModel(quantized, flags.out);
     const before = inferenceBytes(model),
@@ -67,6 +72,7 @@ export async function quantizeCommand(registry: PluginRegistry, dir: string | un
           : `input [${l.min.toPrecision(4)}, ${l.max!.toPrecision(4)}] → scale ${l.inputScale!.toPrecision(4)}, zero point ${l.inputZeroPoint}`;
       io.out(`  ${l.name} (${l.type}): ${range}`);
     }
+    for (const k of report.kept ?? []) io.out(`  ${k.name} (${k.type}): kept float32, depth ${k.depth} < --min-depth ${flags.minDepth ?? MIN_DEPTH}`);
     io.out(
       `loom: quantized ${report.layers.length} layer(s) (${mode}); weights ${before.float32 + before.int8} → ${after.float32 + after.int8} bytes for inference; saved to ${flags.out}`,
     );

@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadModel, Rng, saveModel, Sequential, type PluginRegistry } from '../core';
 import { testRegistry } from '../test/harness';
-import { inferenceBytes, quantizeModel } from './quantize';
+import { inferenceBytes, MIN_DEPTH, quantizeModel } from './quantize';
 
 let registry: PluginRegistry;
 beforeAll(async () => {
@@ -42,7 +42,7 @@ describe('quantizeModel', () => {
       fc.property(fc.integer({ min: 0, max: 1e6 }), fc.constantFrom<'static' | 'dynamic'>('static', 'dynamic'), (seed, mode) => {
         const float = cnn(seed);
         const x = tf.randomUniform([32, 8, 8, 1], 0, 1, 'float32', seed);
-        const { model, report } = quantizeModel(float, registry, { mode, calibration: x });
+        const { model, report } = quantizeModel(float, registry, { mode, calibration: x, minDepth: 0 });
         try {
           expect(report.layers.map((l) => l.type)).toEqual(['conv2d', 'dense', 'dense']);
           expect((model.spec.layers as { type: string }[]).map((l) => l.type)).toEqual([
@@ -75,7 +75,7 @@ describe('quantizeModel', () => {
   it('the quantized model saves and loads to the same outputs', () => {
     const float = cnn(3);
     const x = tf.randomUniform([4, 8, 8, 1], 0, 1, 'float32', 3);
-    const { model } = quantizeModel(float, registry, { mode: 'static', calibration: x });
+    const { model } = quantizeModel(float, registry, { mode: 'static', calibration: x, minDepth: 0 });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-quantize-'));
     try {
       saveModel(model, dir);
@@ -95,6 +95,34 @@ describe('quantizeModel', () => {
       x.dispose();
       float.dispose();
       model.dispose();
+    }
+  });
+
+  it('keeps a layer shallower than minDepth float32 (default MIN_DEPTH = 128), reports it, and refuses when none is deep enough', () => {
+    // Depths: the convolution 3·3·1 = 9, the first dense 3·3·4 = 36, the second 16.
+    const float = cnn(5);
+    const x = tf.randomUniform([8, 8, 8, 1], 0, 1, 'float32', 5);
+    try {
+      const types = (m: { spec: object }) => (m.spec as { layers: { type: string }[] }).layers.map((l) => l.type);
+      const { model, report } = quantizeModel(float, registry, { mode: 'static', calibration: x, minDepth: 20 });
+      expect(types(model)).toEqual(['conv2d', 'max-pool2d', 'flatten', 'quantized-dense', 'dense']);
+      expect(report.layers.map((l) => l.type)).toEqual(['dense']);
+      expect(report.kept?.map((k) => [k.type, k.depth])).toEqual([
+        ['conv2d', 9],
+        ['dense', 16],
+      ]);
+      // The kept layers are the float model's, weights and all: only the quantized one differs.
+      const [yf, yq] = [float, model].map((m) => tf.tidy(() => m.apply(x, { training: false, rng: new Rng(0) }).dataSync()));
+      const range = Math.max(...yf!) - Math.min(...yf!);
+      for (let i = 0; i < yf!.length; i++) expect(Math.abs(yf![i]! - yq![i]!)).toBeLessThan(0.05 * range);
+      model.dispose();
+      expect(MIN_DEPTH).toBe(128);
+      expect(() => quantizeModel(float, registry, { mode: 'dynamic' })).toThrow(
+        /^minDepth: every dense and conv2d layer is shallower than 128 \(.*: 9, .*: 36, .*: 16\)/,
+      );
+    } finally {
+      x.dispose();
+      float.dispose();
     }
   });
 

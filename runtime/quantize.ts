@@ -45,11 +45,28 @@ export interface QuantizeOptions {
   calibration?: tf.Tensor;
   /** Calibration batch size (default 256). */
   batchSize?: number;
+  /**
+   * A Sequential's dense or conv2d layer whose product is shallower than this (depth k: a dense layer's inputs, a
+   * convolution's kernel height × width × input channels) stays float32 (default {@link MIN_DEPTH}; 0 quantizes
+   * every one). Composed models (gpt, bert, transformer) quantize every dense product whatever this says.
+   */
+  minDepth?: number;
 }
 
-/** What `quantizeModel` did: the layers it quantized and their calibrated input ranges. */
+/**
+ * The depth below which int8 does not pay (`QuantizeOptions.minDepth`'s default). Quantizing the input and
+ * dequantizing the output cost O(m·k + m·n) around an O(m·k·n) product, so a shallow product gains little from int8
+ * arithmetic and can lose: measured on the native backend (benchmarks/results/quantization.json, 2-core Zen 4,
+ * AVX-512 VNNI), int8/fp32 speed was 0.55 at k = 9 (MNIST's first convolution, im2col), 0.96 at k = 64 (its
+ * 64→10 head), 1.44 at k = 5,408 and 2.9-4.6 at k = 768 (BERT and GPT-2 products). 128 sits in the gap.
+ */
+export const MIN_DEPTH = 128;
+
+/** What `quantizeModel` did: the layers it quantized and their calibrated input ranges, and those it kept float32. */
 export interface QuantizeReport {
   layers: { name: string; type: string; min?: number; max?: number; inputScale?: number; inputZeroPoint?: number }[];
+  /** Layers left float32 because their depth is below `minDepth`. */
+  kept?: { name: string; type: string; depth: number }[];
 }
 
 const QUANTIZED: Record<string, string> = { dense: 'quantized-dense', conv2d: 'quantized-conv2d' };
@@ -122,15 +139,29 @@ export function quantizeModel(model: Model, registry: PluginRegistry, options: Q
     );
   }
   const specs = model.spec.layers as JsonObject[];
-  const which = new Set(specs.flatMap((s, i) => (QUANTIZED[s.type as string] ? [i] : [])));
-  if (which.size === 0) throw new ConfigError('model.layers', 'no dense or conv2d layer to quantize');
+  const candidates = specs.flatMap((s, i) => (QUANTIZED[s.type as string] ? [i] : []));
+  if (candidates.length === 0) throw new ConfigError('model.layers', 'no dense or conv2d layer to quantize');
+  const minDepth = options.minDepth ?? MIN_DEPTH;
+  const depth = (i: number) => {
+    const kernel = model.layers[i]!.parameters().find((p) => p.name.endsWith('kernel'));
+    return kernel ? kernel.variable.shape.slice(0, -1).reduce((a, b) => a * b, 1) : Number.POSITIVE_INFINITY;
+  };
+  const which = new Set(candidates.filter((i) => depth(i) >= minDepth));
+  const kept = candidates.filter((i) => !which.has(i)).map((i) => ({ name: specs[i]!.name as string, type: specs[i]!.type as string, depth: depth(i) }));
+  if (options.mode === 'static' && !(options.calibration && options.calibration.shape[0]! > 0))
+    throw new ConfigError('calibrationSamples', 'static quantization needs calibration samples (at least 1)');
+  if (which.size === 0)
+    throw new ConfigError(
+      'minDepth',
+      `every dense and conv2d layer is shallower than ${minDepth} (${kept.map((k) => `${k.name}: ${k.depth}`).join(', ')}), where int8 does not pay; a lower minDepth (0: all) quantizes them`,
+    );
   let ranges = new Map<number, [number, number]>();
   if (options.mode === 'static') {
     const c = options.calibration;
     if (!c || c.shape[0] === 0) throw new ConfigError('calibrationSamples', 'static quantization needs calibration samples (at least 1)');
     ranges = calibrate(model, which, c, options.batchSize ?? 256);
   }
-  const report: QuantizeReport = { layers: [] };
+  const report: QuantizeReport = { layers: [], ...(kept.length ? { kept } : {}) };
   const layers = specs.map((s, i) => {
     const type = s.type as string;
     if (!which.has(i)) return s;
