@@ -23,7 +23,7 @@ namespace {
 // One micro-kernel per instruction set, all from the same template (GCC vector extensions): the AVX-512 and
 // AVX2 instantiations differ only in vector width and tile shape, so the AVX2 one, which the tests exercise on
 // machines without AVX-512, also checks the logic of the other.
-//   avx512: 14×32 tile = 28 zmm accumulators + 2 for B + 1 broadcast (of 32 registers)
+//   avx512: 12×32 tile = 24 zmm accumulators + 2 for B + 1 broadcast (of 32 registers), kc 384 (see choose())
 //   avx2:    6×16 tile = 12 ymm accumulators + 2 for B + 1 broadcast (of 16 registers)
 //   neon:    8×12 tile = 24 q-register accumulators + 3 for B + 2 for A (of 32), by lane (fmla v.4s, v.4s, v.s[l])
 //   scalar:  4×8 tile in plain C++ (whatever the compiler's baseline vectorises)
@@ -37,7 +37,10 @@ using Kernel = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb,
 
 // C[h×w] (=|+=) A-strip[kc×MR]ᵀ · B-strip[kc×NR], A packed (MR floats per k), B's rows `ldb` floats apart:
 // ldb = NR for a packed strip, or B's own row stride when a small product reads B in place. NR = NV·W.
-template <int MR, int NV, int W>
+// kPrefetchB (the AVX-512 tile): while B is read in place, each depth also prefetches the same row of the strip
+// two strips to the right. B's rows are then a page or more apart, one row per depth, which the hardware
+// prefetchers do not follow: the 20 × 1300 · 1300 × 2600 product of an LSTM step ran 2.8x faster (1 thread, Zen 4).
+template <int MR, int NV, int W, bool kPrefetchB = false>
 __attribute__((always_inline)) inline void micro(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t h,
                                                  int64_t w, bool accumulate) {
   typedef float V __attribute__((vector_size(W * 4)));                 // aligned: packed B
@@ -52,14 +55,23 @@ __attribute__((always_inline)) inline void micro(int64_t kc, const float* a, con
   for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; j++) r[i][j] = V{};
-  for (int64_t p = 0; p < kc; p++, a += MR, b += ldb) {
+  auto step = [&](const float* ap, const float* bp) __attribute__((always_inline)) {
     V bv[NV];
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) bv[j] = *reinterpret_cast<const VU*>(b + j * W);
+    for (int j = 0; j < NV; j++) bv[j] = *reinterpret_cast<const VU*>(bp + j * W);
 #pragma GCC unroll 32
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; j++) r[i][j] += a[i] * bv[j];  // one FMA (-ffp-contract=fast) with a broadcast load
+      for (int j = 0; j < NV; j++) r[i][j] += ap[i] * bv[j];  // one FMA (-ffp-contract=fast) with a broadcast load
+  };
+  if (kPrefetchB && ldb != NR) {
+    for (int64_t p = 0; p < kc; p++, a += MR, b += ldb) {
+      __builtin_prefetch(b + 2 * NR);  // never faults, past B's last column included
+      __builtin_prefetch(b + 2 * NR + NR / 2);
+      step(a, b);
+    }
+  } else {
+    for (int64_t p = 0; p < kc; p++, a += MR, b += ldb) step(a, b);
   }
   if (h == MR && w == NR) {
 #pragma GCC unroll 32
@@ -81,17 +93,18 @@ __attribute__((always_inline)) inline void micro(int64_t kc, const float* a, con
 #if defined(__x86_64__)
 __attribute__((target("avx512f,fma"))) void kernel_avx512(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
                                                           int64_t h, int64_t w, bool acc) {
-  micro<14, 2, 16>(kc, a, b, ldb, c, ldc, h, w, acc);
+  micro<12, 2, 16, true>(kc, a, b, ldb, c, ldc, h, w, acc);
 }
 __attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t h,
                                                     int64_t w, bool acc) {
   micro<6, 2, 8>(kc, a, b, ldb, c, ldc, h, w, acc);
 }
 // The AVX-512 tile shape built for AVX2 (GCC splits each 16-wide vector in two): LOOM_SIMD=avx512-on-avx2 runs the
-// AVX-512 blocking (14×32 tiles, kc 128) on machines without AVX-512, so the tests cover it there too.
+// AVX-512 blocking (12×32 tiles, kc 384, its packers and prefetches) on machines without AVX-512, so the tests
+// cover it there too.
 __attribute__((target("avx2,fma"))) void kernel_avx512_on_avx2(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
                                                               int64_t ldc, int64_t h, int64_t w, bool acc) {
-  micro<14, 2, 16>(kc, a, b, ldb, c, ldc, h, w, acc);
+  micro<12, 2, 16, true>(kc, a, b, ldb, c, ldc, h, w, acc);
 }
 #endif
 #if defined(__aarch64__)
@@ -148,6 +161,9 @@ struct Isa {
   int64_t mr, nr;  // the micro-tile
   int64_t kc;      // depth of a packed panel: the kc×nr strip of B (reused across a block of A) and an mr×kc strip of A fit in L1
   int64_t mc;      // rows of A packed at once (a multiple of mr; mc·kc·4 bytes stay in L2)
+  double fixed_below;  // with several threads, products of fewer multiply-adds take the fixed split (see sgemm_f32)
+  bool balanced_k_groups;  // the k-split's group count is chosen for the shortest longest thread (split_k_groups)
+  int64_t k_split_max;     // the largest result (m·n) a deep product is split along k for; larger ones split C
 };
 
 // Chosen once at load: the widest instruction set this CPU has; LOOM_SIMD=avx2|scalar caps it (tests, comparisons).
@@ -157,16 +173,25 @@ Isa choose() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (cap && avx2 && !std::strcmp(cap, "avx512-on-avx2")) return {"avx512-on-avx2", kernel_avx512_on_avx2, 14, 32, 128, 14 * 8};
+  // AVX-512 (1 thread, Zen 4, GFLOP/s per CPU-second): kc 384, as C is read and written once per 384 depths (with
+  // the 14×32 tile and scalar packers, kc 128 ran 81-86 GFLOP/s at n = 512-2048, 256 ran 91-95, 384 94-100; 512
+  // and 768 no better on the papers' products), mc 56-336 within noise. The 12×32 tile runs as fast as 14×32 on
+  // large products (both ~114 in cache, 97 % of the FMA peak) and pads less: m = 20 (an LSTM's batch) is 24 rows
+  // of 12 against 28 of 14 (77 → 90), m = 128 11 strips against 10 of which one holds 2 rows (89 → 95).
+  // Products below 2^27 multiply-adds (512³) take the fixed split, and a deep product is split along k only for a
+  // result of at most 2^17 elements (sgemm_f32).
+  if (cap && avx2 && !std::strcmp(cap, "avx512-on-avx2"))
+    return {"avx512-on-avx2", kernel_avx512_on_avx2, 12, 32, 384, 12 * 10, double(1 << 27), true, int64_t(1) << 17};
   const bool scalar_only = cap && !std::strcmp(cap, "scalar"), no512 = scalar_only || (cap && !std::strcmp(cap, "avx2"));
-  if (!no512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return {"avx512", kernel_avx512, 14, 32, 128, 14 * 8};
-  if (!scalar_only && avx2) return {"avx2", kernel_avx2, 6, 16, 256, 6 * 16};
+  if (!no512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
+    return {"avx512", kernel_avx512, 12, 32, 384, 12 * 10, double(1 << 27), true, int64_t(1) << 17};
+  if (!scalar_only && avx2) return {"avx2", kernel_avx2, 6, 16, 256, 6 * 16, 0, false, int64_t(1) << 20};
 #elif defined(__aarch64__)
-  if (!(cap && !std::strcmp(cap, "scalar"))) return {"neon", kernel_neon, 8, 12, 256, 8 * 16};
+  if (!(cap && !std::strcmp(cap, "scalar"))) return {"neon", kernel_neon, 8, 12, 256, 8 * 16, 0, false, int64_t(1) << 20};
 #else
   (void)cap;
 #endif
-  return {"scalar", kernel_scalar, 4, 8, 256, 4 * 24};
+  return {"scalar", kernel_scalar, 4, 8, 256, 4 * 24, 0, false, int64_t(1) << 20};
 }
 const Isa isa = choose();
 
@@ -202,7 +227,7 @@ __attribute__((always_inline)) inline void few_rows_impl(int64_t m, int64_t n, i
 }
 // C[m×n] (=|+=) op(A)[m×k] · op(B)[k×n] for a tiny product (m·n·k ≤ kSmall: the heads of attention over a decoding
 // cache, [1 × dk]·[dk × keys] thousands of times a step), computed straight from A and B: the tiled path's packing
-// and its 14×32 tile, mostly padding at these sizes, cost ~20x the product. Bit for bit the tiled path's arithmetic:
+// and its 12×32 tile, mostly padding at these sizes, cost ~20x the product. Bit for bit the tiled path's arithmetic:
 // per depth block of `kc` (isa.kc), each element of C is one chain of multiply-adds in depth order from zero, then
 // stored or added to C; eight independent chains at a time.
 constexpr double kSmall = 32768;
@@ -328,6 +353,63 @@ __attribute__((target("avx2,fma"))) void pack_b16_avx2(const Matrix& b, int64_t 
 }
 #endif
 
+#if defined(__x86_64__)
+// Packing for the 12×32 tiles of both AVX-512 entries (avx512 and avx512-on-avx2: packing only moves floats, so
+// AVX2 serves both). The scalar loops of pack_a/pack_b took ~6 % of a 1024³ product and more of the MNIST
+// products (1 thread, Zen 4). One full 12-row strip of op(A) into dst[p*12 + i]: for an untransposed A two 8×8
+// transposes per 8 depths (rows 0-7; rows 8-11 and four zero rows); the second store of each depth overlaps the
+// next depth's slot by four floats, which that depth's first store (or the caller's slack) overwrites.
+__attribute__((target("avx2,fma"))) void pack_a12_avx2(const Matrix& a, int64_t i0, int64_t k0, int64_t kc, float* dst) {
+  if (a.trans) {  // the strip's 12 floats of each depth are contiguous: two overlapping 8-float copies
+    const float* src = a.data + k0 * a.ld + i0;
+    for (int64_t p = 0; p < kc; p++, src += a.ld) {
+      const __m256 lo = _mm256_loadu_ps(src), hi = _mm256_loadu_ps(src + 4);
+      _mm256_storeu_ps(dst + p * 12, lo);
+      _mm256_storeu_ps(dst + p * 12 + 4, hi);
+    }
+    return;
+  }
+  const float* r = a.data + i0 * a.ld + k0;
+  int64_t p = 0;
+  for (; p + 8 <= kc; p += 8) {
+    __m256 x[8], y[8];
+    for (int i = 0; i < 8; i++) x[i] = _mm256_loadu_ps(r + i * a.ld + p);
+    for (int i = 0; i < 4; i++) y[i] = _mm256_loadu_ps(r + (8 + i) * a.ld + p);
+    y[4] = y[5] = y[6] = y[7] = _mm256_setzero_ps();
+    transpose8(x);
+    transpose8(y);
+    for (int j = 0; j < 8; j++) {
+      _mm256_storeu_ps(dst + (p + j) * 12, x[j]);
+      _mm256_storeu_ps(dst + (p + j) * 12 + 8, y[j]);
+    }
+  }
+  for (; p < kc; p++)
+    for (int i = 0; i < 12; i++) dst[p * 12 + i] = r[i * a.ld + p];
+}
+
+// One full 32-column strip of op(B) into dst[p*32 + j] (dst 32-byte aligned): four vector copies per depth, or,
+// for a transposed B, four 8×8 transposes per 8 depths.
+__attribute__((target("avx2,fma"))) void pack_b32_avx2(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, float* dst) {
+  if (!b.trans) {
+    const float* src = b.data + k0 * b.ld + j0;
+    for (int64_t p = 0; p < kc; p++, src += b.ld)
+      for (int q = 0; q < 4; q++) _mm256_store_ps(dst + p * 32 + q * 8, _mm256_loadu_ps(src + q * 8));
+    return;
+  }
+  const float* r = b.data + j0 * b.ld + k0;
+  const int64_t k8 = kc / 8 * 8;
+  for (int h = 0; h < 4; h++)  // 8 rows of the stored B at a time, each read in order (8 streams, not 32)
+    for (int64_t p = 0; p < k8; p += 8) {
+      __m256 x[8];
+      for (int j = 0; j < 8; j++) x[j] = _mm256_loadu_ps(r + (h * 8 + j) * b.ld + p);
+      transpose8(x);
+      for (int q = 0; q < 8; q++) _mm256_store_ps(dst + (p + q) * 32 + h * 8, x[q]);
+    }
+  for (int64_t p = k8; p < kc; p++)
+    for (int j = 0; j < 32; j++) dst[p * 32 + j] = r[j * b.ld + p];
+}
+#endif
+
 #if defined(__aarch64__)
 // Packing for the 8×12 NEON tiles: a full 8-row strip of an untransposed A by 4×4 transposes in registers (the
 // scalar loop's stores are 32 bytes apart), and a full 12-column strip of an untransposed B by three vector copies
@@ -372,6 +454,10 @@ void pack_b(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, flo
       pack_b16_avx2(b, k0, kc, j0 + js, dst);
       continue;
     }
+    if (w == 32 && (isa.kernel == kernel_avx512 || isa.kernel == kernel_avx512_on_avx2)) {
+      pack_b32_avx2(b, k0, kc, j0 + js, dst);
+      continue;
+    }
 #elif defined(__aarch64__)
     if (w == 12 && !b.trans && isa.kernel == kernel_neon) {
       pack_b12_neon(b, k0, kc, j0 + js, dst);
@@ -402,6 +488,10 @@ void pack_a(const Matrix& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, flo
 #if defined(__x86_64__)
     if (h == 6 && isa.kernel == kernel_avx2) {
       pack_a6_avx2(a, i0 + is, k0, kc, dst);
+      continue;
+    }
+    if (h == 12 && (isa.kernel == kernel_avx512 || isa.kernel == kernel_avx512_on_avx2)) {
+      pack_a12_avx2(a, i0 + is, k0, kc, dst);
       continue;
     }
 #elif defined(__aarch64__)
@@ -451,7 +541,7 @@ void sgemm_serial(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix
   }
   const int64_t mr = isa.mr, nr = isa.nr, mc_max = isa.mc, KC = isa.kc;
   float* bp = packB.get(KC * NC);
-  float* ap = packA.get(KC * mc_max + 8);  // + slack for pack_a6_avx2's overlapping stores
+  float* ap = packA.get(KC * mc_max + 8);  // + slack for pack_a6_avx2's and pack_a12_avx2's overlapping stores
   for (int64_t jc = 0; jc < n; jc += NC) {
     const int64_t nc = std::min(NC, n - jc);
     for (int64_t pc = 0; pc < k; pc += KC) {
@@ -512,7 +602,18 @@ int64_t split_k_groups(int64_t tasks, int64_t size) {
   const int64_t threads = pool().size();
   // 2 groups a thread balance the load; the partials (and their reduction) are capped at 2^23 floats (32 MiB).
   const int64_t by_memory = std::max<int64_t>(threads, (int64_t(1) << 23) / std::max<int64_t>(size, 1));
-  return std::max<int64_t>(1, std::min({tasks, 2 * threads, by_memory}));
+  const int64_t most = std::max<int64_t>(1, std::min({tasks, 2 * threads, by_memory}));
+  if (!isa.balanced_k_groups) return most;
+  // With 384-deep slices a product has few of them, and `most` groups can leave one thread twice the work of the
+  // other: 6 slices (k = 2048) as groups of 2, 2, 2 on 2 threads. Take the count whose longest thread runs the
+  // fewest slices (there: 2 groups of 3), the most groups among equals. The count depends on the shape and the
+  // thread count only, as before.
+  int64_t best = most, span_best = tasks + 1;
+  for (int64_t g = 1; g <= most; g++) {
+    const int64_t per = (tasks + g - 1) / g, used = (tasks + per - 1) / per, span = (used + threads - 1) / threads * per;
+    if (span <= span_best) best = g, span_best = span;
+  }
+  return best;
 }
 
 void sgemm_split_k(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta,
@@ -557,7 +658,7 @@ void sgemm_split_k(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matri
 
 constexpr int64_t kTilesPerThread = 8;
 thread_local Buffer sharedB;  // the calling thread's packed B, read by every thread of a parallel product
-constexpr int64_t kSharedB = int64_t(1) << 21;  // floats of B packed at once (8 MiB, in L3): all of k for k ≤ 1024
+constexpr int64_t kSharedB = int64_t(1) << 21;  // floats of B packed at once (8 MiB, in L3): all of k ≤ 1024 for n ≤ 2048 (n ≤ 1024 at kc 384)
 
 // The loop nest over the pool. The threads first pack B together (all of its depth at once, up to kSharedB
 // floats), then take tiles of C (a block of mc rows × a run of strips) from the pool's shared counter; each tile
@@ -590,7 +691,7 @@ void sgemm_parallel(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matr
       pool().parallel_for((int)(row_blocks * col_parts), [&](int t) {
         const int64_t ic = t / col_parts * mc_max, mc = std::min(mc_max, m - ic);
         const int64_t s0 = t % col_parts * per_part, s1 = std::min(strips, s0 + per_part);
-        float* ap = packA.get(KC * mc_max + 8);  // + slack for pack_a6_avx2's overlapping stores
+        float* ap = packA.get(KC * mc_max + 8);  // + slack for pack_a6_avx2's and pack_a12_avx2's overlapping stores
         for (int64_t p = 0; p < panels; p++) {
           const int64_t pc = kq + p * KC, kc = std::min(KC, k - pc);
           const bool accumulate = pc > 0 || beta != 0.f;
@@ -633,7 +734,10 @@ void sgemm_f32(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, in
   // are split along k; sgemm_parallel takes depths up to 4 panels (deeper, its packed B spilled out of cache and it
   // ran ~5-10 % slower than the fixed split); what is left (few rows of A, or a deep and large product such as
   // 2048³) keeps the fixed split below.
-  const bool split_k = split && dynamic && k > 4 * isa.kc && m * n <= (int64_t(1) << 20) && k >= std::max(m, n);
+  // On the AVX-512 path the k-split is kept for results of at most 2^17 elements: its 384-deep slices are few and
+  // unequal (k = 2048: five of 384 and one of 128), and the Transformer's 256 × 1024 weight gradient over 2048
+  // tokens ran at 0.82 of OpenBLAS's rate split along k (2 threads, Zen 4); split by columns it needs no partials.
+  const bool split_k = split && dynamic && k > 4 * isa.kc && m * n <= isa.k_split_max && k >= std::max(m, n);
   // B's column sums come with the k-split's slices; otherwise from a reduction of their own.
   if (b_col_sums && !split_k && n > 0) sum3(b.data, b_col_sums, 1, k, n);
   if (m <= 0 || n <= 0) return;
@@ -651,7 +755,10 @@ void sgemm_f32(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, in
     sgemm_split_k(m, n, k, a, b, c, ldc, beta, bias, relu, b_col_sums);
     return;
   }
-  if (dynamic && k > 0 && k <= 4 * isa.kc && m > 4 * isa.mr) {
+  // The fixed split also takes the smaller products on the AVX-512 path: there sgemm_parallel's two rounds over the
+  // pool (packing B, then the tiles) and its re-packing of A for each run of strips cost more than the balancing
+  // gains (2 threads, Zen 4, quiet: 256³ 122 against 172 GFLOP/s, 512³ 161 against 187). The same sums either way.
+  if (dynamic && k > 0 && k <= 4 * isa.kc && m > 4 * isa.mr && (double)m * n * k >= isa.fixed_below) {
     sgemm_parallel(m, n, k, a, b, c, ldc, beta, bias, relu);
     return;
   }

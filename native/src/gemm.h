@@ -1,5 +1,5 @@
 // Single-precision GEMM, C = op(A)·op(B) + beta·C, row-major, in the BLIS style: B is packed into KC×NR
-// panels, A into MR×KC panels, and a register-blocked micro-kernel (6×16 with AVX2+FMA, 14×32 with AVX-512,
+// panels, A into MR×KC panels, and a register-blocked micro-kernel (6×16 with AVX2+FMA, 12×32 with AVX-512,
 // 8×12 with AArch64 NEON, scalar otherwise; chosen at run time) computes each MR×NR tile. The thread pool's threads take tiles of C (or,
 // for a deep product with a small result, fixed groups of depth slices) from a shared counter, so that a thread
 // slowed down by another tenant of its core does less of the work. No sum's order depends on which thread took

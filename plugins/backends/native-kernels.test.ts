@@ -200,9 +200,10 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
 
   it('BatchMatMul of tiny products (attention heads over a decoding cache) gives those elements of a tiled product, bit for bit', () => {
     // Products of at most 32768 multiply-adds skip packing and tiling (gemm.cc small_impl) with the tiled kernel's
-    // arithmetic: each is compared with the same rows and columns of a product 200 rows and columns larger.
+    // arithmetic: each is compared with the same rows and columns of a product 200 rows and columns larger. Depths
+    // up to 800 cross the depth blocks (kc 256, or 384 on the AVX-512 path).
     fc.assert(
-      fc.property(dim(40), dim(40), dim(300), fc.boolean(), fc.boolean(), seed, (m, n, k, ta, tb, s) => {
+      fc.property(dim(40), dim(40), dim(800), fc.boolean(), fc.boolean(), seed, (m, n, k, ta, tb, s) => {
         fc.pre(m * n * k <= 32768);
         const A = tensor(ta ? [k, m + 200] : [m + 200, k], s);
         const B = tensor(tb ? [n + 200, k] : [k, n + 200], s + 1);
@@ -218,6 +219,42 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
+  it("BatchMatMul at the tiles' edges is within k·2⁻²³·Σ|aᵢbᵢ| of a float64 product, and one thread gives the same bits", () => {
+    // The vectorised packers (gemm.cc: 12-row strips of A and 32-column strips of B on the AVX-512 path, 6 and 16
+    // on AVX2) next to the scalar ones that pack partial strips: m, n and k not multiples of the tile, odd leading
+    // dimensions, transposed operands, depths across the depth blocks (kc 256 or 384) and not a multiple of the
+    // 8-depth transposes. The bound is the worst case of k rounded multiply-adds. Depths stay below 4·kc, so no
+    // product is split along k: a batch of two (below 2^21 multiply-adds an item per thread, each computed on one
+    // thread) must then give the batch-1 product's bits (above 2^18, shared out over every thread).
+    fc.assert(
+      fc.property(dim(70), dim(130), dim(900), fc.boolean(), fc.boolean(), seed, (m, n, k, ta, tb, s) => {
+        const a = tensor(ta ? [k, m] : [m, k], s);
+        const b = tensor(tb ? [n, k] : [k, n], s + 1);
+        const [A, B] = [a.dataSync(), b.dataSync()];
+        const one = tf.matMul(a, b, ta, tb);
+        const got = one.dataSync();
+        for (let i = 0; i < m; i++)
+          for (let j = 0; j < n; j++) {
+            let sum = 0;
+            let abs = 0;
+            for (let p = 0; p < k; p++) {
+              const x = (ta ? A[p * m + i]! : A[i * k + p]!) * (tb ? B[j * k + p]! : B[p * n + j]!);
+              sum += x;
+              abs += Math.abs(x);
+            }
+            const g = got[i * n + j]!;
+            if (!(Math.abs(g - sum) <= k * 2 ** -23 * abs)) expect.fail(`C[${i}, ${j}] = ${g}, float64 ${sum} (m ${m} n ${n} k ${k} ta ${ta} tb ${tb})`);
+          }
+        const [a2, b2] = [tf.stack([a, a]), tf.stack([b, b])];
+        const two = tf.matMul(a2, b2, ta, tb);
+        const first = tf.slice(two, [0, 0, 0], [1, m, n]);
+        expect(Array.from(first.dataSync())).toEqual(Array.from(got));
+        tf.dispose([a, b, one, a2, b2, two, first]);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   it('BatchMatMul: sizes that cross the packing blocks and use every thread', () => {
     for (const [m, n, k, ta, tb, batch] of [
       [300, 70, 600, false, false, 1],
@@ -228,10 +265,13 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
       [513, 1, 300, false, true, 1],
       [33, 17, 65, false, true, 7],
       // The ways a product is shared out: tiles of C over more than one 2048-column panel; a deep product with a
-      // small result split along k (as weight gradients are); deep and wide ones on the fixed split, by columns
-      // and by rows.
+      // small result split along k (as weight gradients are; deeper than 4·kc: 1024, or 1536 on the AVX-512 path);
+      // deep and wide ones on the fixed split, by columns and by rows; tiles of C for a product of at least 2^27
+      // multiply-adds (the AVX-512 path gives smaller ones the fixed split).
       [40, 2100, 60, false, true, 1],
+      [700, 600, 500, true, true, 1],
       [50, 70, 1500, true, false, 1],
+      [50, 70, 2500, true, false, 1],
       [97, 1200, 1100, false, true, 1],
       [1200, 97, 1100, true, false, 1],
     ] as const) {
@@ -243,11 +283,14 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
   });
 
   it('_FusedMatMul: bias and relu on every way a product is shared out over the threads', () => {
-    // Tiles of C (k ≤ 1024), slices of k (deep, small result), the fixed split (few rows of A): the bias and relu
-    // are applied per tile or after the partial sums are added, so each path is checked.
+    // Tiles of C (k ≤ 4·kc), slices of k (deep, small result), the fixed split (few rows of A, or on the AVX-512
+    // path fewer than 2^27 multiply-adds): the bias and relu are applied per tile or after the partial sums are
+    // added, so each path is checked.
     for (const [m, n, k, ta, tb] of [
       [300, 70, 600, false, false],
+      [800, 260, 700, false, true],
       [60, 50, 1400, true, false],
+      [60, 50, 2000, true, false],
       [20, 900, 300, false, true],
     ] as const) {
       const a = tensor(ta ? [k, m] : [m, k], m);
