@@ -17,7 +17,7 @@ import { inference } from './inference';
 import { mnistCnn } from './mnist-cnn';
 import { mnistE2e } from './mnist-e2e';
 import { sequenceModels } from './sequence-models';
-import { sgemm } from './sgemm';
+import { sgemm, sgemmShapes } from './sgemm';
 import { webgpuRows } from './webgpu';
 
 const fmt = (v: number | null) => (v === null ? 'missing' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
@@ -34,6 +34,7 @@ const registry = registerBuiltins(createRegistry());
 const { tags } = await selectBackend(registry, process.env.LOOM_BACKEND);
 const all: Benchmark[] = [
   sgemm(tags.backend!),
+  sgemmShapes(tags.backend!),
   mnistCnn(registry, tags.backend!),
   mnistE2e(registry, tags.backend!, { tiny }),
   sequenceModels(registry, tags.backend!),
