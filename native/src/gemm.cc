@@ -358,9 +358,10 @@ __attribute__((target("avx2,fma"))) void pack_b16_avx2(const Matrix& b, int64_t 
 // AVX2 serves both). The scalar loops of pack_a/pack_b took ~6 % of a 1024³ product and more of the MNIST
 // products (1 thread, Zen 4). One full 12-row strip of op(A) into dst[p*12 + i]: for an untransposed A two 8×8
 // transposes per 8 depths (rows 0-7; rows 8-11 and four zero rows); the second store of each depth overlaps the
-// next depth's slot by four floats, which that depth's first store (or the caller's slack) overwrites.
-__attribute__((target("avx2,fma"))) void pack_a12_avx2(const Matrix& a, int64_t i0, int64_t k0, int64_t kc, float* dst) {
-  if (a.trans) {  // the strip's 12 floats of each depth are contiguous: two overlapping 8-float copies
+// next depth's slot by four floats, which that depth's first store (or the caller's slack) overwrites. An
+// untransposed A's last strip of a block (h < 12 rows: 128 = 10·12 + 8) goes the same way with zero rows.
+__attribute__((target("avx2,fma"))) void pack_a12_avx2(const Matrix& a, int64_t i0, int64_t k0, int64_t kc, float* dst, int64_t h = 12) {
+  if (a.trans) {  // (full strips only)  // the strip's 12 floats of each depth are contiguous: two overlapping 8-float copies
     const float* src = a.data + k0 * a.ld + i0;
     for (int64_t p = 0; p < kc; p++, src += a.ld) {
       const __m256 lo = _mm256_loadu_ps(src), hi = _mm256_loadu_ps(src + 4);
@@ -373,9 +374,8 @@ __attribute__((target("avx2,fma"))) void pack_a12_avx2(const Matrix& a, int64_t 
   int64_t p = 0;
   for (; p + 8 <= kc; p += 8) {
     __m256 x[8], y[8];
-    for (int i = 0; i < 8; i++) x[i] = _mm256_loadu_ps(r + i * a.ld + p);
-    for (int i = 0; i < 4; i++) y[i] = _mm256_loadu_ps(r + (8 + i) * a.ld + p);
-    y[4] = y[5] = y[6] = y[7] = _mm256_setzero_ps();
+    for (int i = 0; i < 8; i++) x[i] = i < h ? _mm256_loadu_ps(r + i * a.ld + p) : _mm256_setzero_ps();
+    for (int i = 0; i < 8; i++) y[i] = i < 4 && 8 + i < h ? _mm256_loadu_ps(r + (8 + i) * a.ld + p) : _mm256_setzero_ps();
     transpose8(x);
     transpose8(y);
     for (int j = 0; j < 8; j++) {
@@ -384,7 +384,7 @@ __attribute__((target("avx2,fma"))) void pack_a12_avx2(const Matrix& a, int64_t 
     }
   }
   for (; p < kc; p++)
-    for (int i = 0; i < 12; i++) dst[p * 12 + i] = r[i * a.ld + p];
+    for (int i = 0; i < 12; i++) dst[p * 12 + i] = i < h ? r[i * a.ld + p] : 0.f;
 }
 
 // One full 32-column strip of op(B) into dst[p*32 + j] (dst 32-byte aligned): four vector copies per depth, or,
@@ -490,8 +490,8 @@ void pack_a(const Matrix& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, flo
       pack_a6_avx2(a, i0 + is, k0, kc, dst);
       continue;
     }
-    if (h == 12 && (isa.kernel == kernel_avx512 || isa.kernel == kernel_avx512_on_avx2)) {
-      pack_a12_avx2(a, i0 + is, k0, kc, dst);
+    if ((h == 12 || !a.trans) && (isa.kernel == kernel_avx512 || isa.kernel == kernel_avx512_on_avx2)) {
+      pack_a12_avx2(a, i0 + is, k0, kc, dst, h);
       continue;
     }
 #elif defined(__aarch64__)
