@@ -178,13 +178,13 @@ Isa choose() {
   // and 768 no better on the papers' products), mc 56-336 within noise. The 12×32 tile runs as fast as 14×32 on
   // large products (both ~114 in cache, 97 % of the FMA peak) and pads less: m = 20 (an LSTM's batch) is 24 rows
   // of 12 against 28 of 14 (77 → 90), m = 128 11 strips against 10 of which one holds 2 rows (89 → 95).
-  // Products below 2^27 multiply-adds (512³) take the fixed split, and a deep product is split along k only for a
-  // result of at most 2^17 elements (sgemm_f32).
+  // Products below 2^31 multiply-adds take the fixed split, and a deep product is split along k only for a result
+  // of at most 2^17 elements (sgemm_f32).
   if (cap && avx2 && !std::strcmp(cap, "avx512-on-avx2"))
-    return {"avx512-on-avx2", kernel_avx512_on_avx2, 12, 32, 384, 12 * 10, double(1 << 27), true, int64_t(1) << 17};
+    return {"avx512-on-avx2", kernel_avx512_on_avx2, 12, 32, 384, 12 * 10, double(int64_t(1) << 31), true, int64_t(1) << 17};
   const bool scalar_only = cap && !std::strcmp(cap, "scalar"), no512 = scalar_only || (cap && !std::strcmp(cap, "avx2"));
   if (!no512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
-    return {"avx512", kernel_avx512, 12, 32, 384, 12 * 10, double(1 << 27), true, int64_t(1) << 17};
+    return {"avx512", kernel_avx512, 12, 32, 384, 12 * 10, double(int64_t(1) << 31), true, int64_t(1) << 17};
   if (!scalar_only && avx2) return {"avx2", kernel_avx2, 6, 16, 256, 6 * 16, 0, false, int64_t(1) << 20};
 #elif defined(__aarch64__)
   if (!(cap && !std::strcmp(cap, "scalar"))) return {"neon", kernel_neon, 8, 12, 256, 8 * 16, 0, false, int64_t(1) << 20};
@@ -755,9 +755,10 @@ void sgemm_f32(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, in
     sgemm_split_k(m, n, k, a, b, c, ldc, beta, bias, relu, b_col_sums);
     return;
   }
-  // The fixed split also takes the smaller products on the AVX-512 path: there sgemm_parallel's two rounds over the
-  // pool (packing B, then the tiles) and its re-packing of A for each run of strips cost more than the balancing
-  // gains (2 threads, Zen 4, quiet: 256³ 122 against 172 GFLOP/s, 512³ 161 against 187). The same sums either way.
+  // On the AVX-512 path the fixed split also takes products below 2^31 multiply-adds: there sgemm_parallel's two
+  // rounds over the pool (packing B, then the tiles) and its re-packing of A for each run of strips cost more than
+  // its balancing gains on a quiet host (2 threads, Zen 4, GFLOP/s fixed against tiles: 256³ ~172 against ~122,
+  // 512³ 211/201, 1024³ 208/206, 2048×1024×256 210/201, 2048×256×1024 212/202). The same sums either way.
   if (dynamic && k > 0 && k <= 4 * isa.kc && m > 4 * isa.mr && (double)m * n * k >= isa.fixed_below) {
     sgemm_parallel(m, n, k, a, b, c, ldc, beta, bias, relu);
     return;

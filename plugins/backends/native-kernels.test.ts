@@ -266,10 +266,11 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
       [33, 17, 65, false, true, 7],
       // The ways a product is shared out: tiles of C over more than one 2048-column panel; a deep product with a
       // small result split along k (as weight gradients are; deeper than 4·kc: 1024, or 1536 on the AVX-512 path);
-      // deep and wide ones on the fixed split, by columns and by rows; tiles of C for a product of at least 2^27
-      // multiply-adds (the AVX-512 path gives smaller ones the fixed split).
+      // deep and wide ones on the fixed split, by columns and by rows; tiles of C (k ≤ 4·kc), on the AVX-512 path
+      // only for products of at least 2^31 multiply-adds (smaller ones take the fixed split there).
       [40, 2100, 60, false, true, 1],
       [700, 600, 500, true, true, 1],
+      [1300, 1300, 1300, false, true, 1],
       [50, 70, 1500, true, false, 1],
       [50, 70, 2500, true, false, 1],
       [97, 1200, 1100, false, true, 1],
@@ -284,7 +285,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
 
   it('_FusedMatMul: bias and relu on every way a product is shared out over the threads', () => {
     // Tiles of C (k ≤ 4·kc), slices of k (deep, small result), the fixed split (few rows of A, or on the AVX-512
-    // path fewer than 2^27 multiply-adds): the bias and relu are applied per tile or after the partial sums are
+    // path fewer than 2^31 multiply-adds): the bias and relu are applied per tile or after the partial sums are
     // added, so each path is checked.
     for (const [m, n, k, ta, tb] of [
       [300, 70, 600, false, false],
