@@ -85,24 +85,31 @@ describe('multi-head attention', () => {
     const config = tf.getKernel(FUSED_KERNELS.cachedAttention, tf.getBackend())!;
     const rng = new Rng(6);
     const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 3, causal: true }, [null, null, 12]);
-    // A 2-position prompt, 40 single positions (past the first capacity of 32: the cache grows), then 2 at once.
-    const x = randomNormal([2, 44, 12], rng);
+    // One sequence (the fused path is for batch 1): a 2-position prompt, 40 single positions (past the first
+    // capacity of 32: the cache grows), then 2 at once.
+    const x = randomNormal([1, 44, 12], rng);
     const spans = [[0, 2], ...Array.from({ length: 40 }, (_, i) => [2 + i, 1]), [42, 2]] as const;
-    const decode = () => {
+    const decode = (fusedExpected: boolean) => {
       const cache: KVCache = {};
       const before = tf.memory().numTensors;
-      const outs = spans.map(([t, n]) => tf.tidy(() => mha.attend(tf.slice(x, [0, t, 0], [2, n, 12]), null, ctxOf(), { causal: true, cache })));
+      let fusedLayout = false; // the fused kernel keeps the cache in its own layout (cache.length set)
+      const outs = spans.map(([t, n]) => {
+        const y = tf.tidy(() => mha.attend(tf.slice(x, [0, t, 0], [1, n, 12]), null, ctxOf(), { causal: true, cache }));
+        fusedLayout ||= cache.length !== undefined;
+        return y;
+      });
+      expect(fusedLayout).toBe(fusedExpected);
       const joined = tf.concat(outs, 1);
       tf.dispose(outs);
       disposeCache(cache);
       expect(tf.memory().numTensors).toBe(before + 1);
       return joined;
     };
-    const fused = decode();
+    const fused = decode(true);
     tf.unregisterKernel(FUSED_KERNELS.cachedAttention, tf.getBackend());
     let composed: tf.Tensor;
     try {
-      composed = decode();
+      composed = decode(false);
     } finally {
       tf.registerKernel(config);
     }
