@@ -156,11 +156,7 @@ export function quantizeModel(model: Model, registry: PluginRegistry, options: Q
       `every dense and conv2d layer is shallower than ${minDepth} (${kept.map((k) => `${k.name}: ${k.depth}`).join(', ')}), where int8 does not pay; a lower minDepth (0: all) quantizes them`,
     );
   let ranges = new Map<number, [number, number]>();
-  if (options.mode === 'static') {
-    const c = options.calibration;
-    if (!c || c.shape[0] === 0) throw new ConfigError('calibrationSamples', 'static quantization needs calibration samples (at least 1)');
-    ranges = calibrate(model, which, c, options.batchSize ?? 256);
-  }
+  if (options.mode === 'static') ranges = calibrate(model, which, options.calibration!, options.batchSize ?? 256); // checked above
   const report: QuantizeReport = { layers: [], ...(kept.length ? { kept } : {}) };
   const layers = specs.map((s, i) => {
     const type = s.type as string;
