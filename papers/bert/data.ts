@@ -67,7 +67,11 @@ export const mlmData = definePlugin({
 /** Lower-cased word tokens, as the bag-of-words baseline counts them. */
 const words = (t: string) => t.toLowerCase().match(/[a-z0-9']+/g) ?? [];
 
-/** Binary bag-of-words features over the `features` words most frequent (by document) in the training messages. */
+/**
+ * Binary bag-of-words features over the `features` words most frequent (by document) in the training messages.
+ * Vectors always have `features` entries, so the baseline's model keeps one input shape across the few-shot
+ * grid: a training subset with fewer distinct words than `features` leaves the trailing columns zero.
+ */
 export const bowData = definePlugin({
   kind: 'dataset',
   name: 'spam-bow',
@@ -92,14 +96,14 @@ export const bowData = definePlugin({
       splits: ['train', 'test'],
       load(split: string) {
         const d = split === 'train' ? train : spamAssassinTexts(split as 'test', opts);
-        const x = new Float32Array(d.texts.length * vocab.length);
+        const x = new Float32Array(d.texts.length * features);
         d.texts.forEach((t, r) => {
           for (const w of words(t)) {
             const i = index.get(w);
-            if (i !== undefined) x[r * vocab.length + i] = 1;
+            if (i !== undefined) x[r * features + i] = 1;
           }
         });
-        return new TensorDataset(`spam-bow:${split}`, x, [vocab.length], Int32Array.from(d.labels), []);
+        return new TensorDataset(`spam-bow:${split}`, x, [features], Int32Array.from(d.labels), []);
       },
     };
   },
