@@ -139,7 +139,9 @@ export function flattenConfig(obj: Json, prefix = '', out: Record<string, string
  * of an array in `base` patches those elements (how `--set model.layers.0.dropout=0.2` reaches into a list). An
  * object patching an array must address its elements: a key that is not an index, or an index past the end, is a
  * ConfigError naming the field and the list's length (rather than replacing the list with an object, which the
- * schema would report only as "expected array, received object"). `at` is the dotted path of `base` in the config.
+ * schema would report only as "expected array, received object"). An object naming another plugin `type` than the
+ * base's replaces it whole: the base's options belong to its plugin (a preset that turns the label-smoothed loss
+ * into a distillation loss must not inherit `labelSmoothing`). `at` is the dotted path of `base` in the config.
  */
 export function mergeConfig<T extends JsonObject>(base: T, patch: JsonObject, at = ''): T {
   const out: JsonObject = { ...base };
@@ -147,7 +149,8 @@ export function mergeConfig<T extends JsonObject>(base: T, patch: JsonObject, at
   for (const [k, v] of Object.entries(patch)) {
     const b = out[k];
     const field = at ? `${at}.${k}` : k;
-    if (isObject(v) && isObject(b)) out[k] = mergeConfig(b, v, field);
+    if (isObject(v) && isObject(b) && typeof v.type === 'string' && typeof b.type === 'string' && v.type !== b.type) out[k] = v;
+    else if (isObject(v) && isObject(b)) out[k] = mergeConfig(b, v, field);
     else if (isObject(v) && Array.isArray(b)) {
       const range = b.length ? `indices 0-${b.length - 1}` : 'no indices';
       for (const i of Object.keys(v)) {

@@ -84,6 +84,32 @@ describe('distillation', () => {
     );
   });
 
+  it('ignoreIndex: the soft term averages over the rows of other labels only (padding left out), float64 reference', () => {
+    fc.assert(
+      fc.property(caseArb, fc.integer({ min: 0, max: 2 }), ({ x, z, y, T }, pad) => {
+        const loss = make({ temperature: T, alpha: 0, ignoreIndex: pad });
+        const [xt, zt, yt] = [tf.tensor2d(x), tf.tensor2d(z), tf.tensor1d(y, 'int32')];
+        const t = tf.tidy(() => teacherLogits(xt).arraySync() as number[][]);
+        const keep = y.map((v, i) => (v === pad ? -1 : i)).filter((i) => i >= 0);
+        // The mean over kept rows; no kept row gives 0.
+        const expected =
+          keep.length === 0
+            ? 0
+            : reference(
+                keep.map((i) => z[i]!),
+                keep.map((i) => t[i]!),
+                keep.map((i) => y[i]!),
+                T,
+                0,
+              );
+        expect(scalar(() => loss.compute(yt, zt, xt))).toBeCloseTo(expected, 3);
+        tf.dispose([xt, zt, yt]);
+        loss.dispose!();
+      }),
+      { numRuns: 25 },
+    );
+  });
+
   it('its gradient in the student logits matches finite differences', () => {
     fc.assert(
       fc.property(

@@ -9,14 +9,18 @@ import { ConfigError, definePlugin, loadModel, LoomError, pluginSpecSchema, Rng,
  * softened distribution to the student's, averaged over rows (Hinton, Vinyals & Dean 2015, §2). The T² keeps the soft
  * term's gradient, which scales as 1/T², comparable to the hard term's as T changes (§2, last paragraph). It differs
  * from the KL divergence only by the teacher's entropy, a constant for the student, so the gradients are the same.
+ * `weight` (one 0/1 entry per row) restricts the mean to the rows of weight 1, as a sequence loss's `ignoreIndex`
+ * leaves padded positions out (a batch with no such row gives 0).
  */
-export function softDistillationLoss(teacherLogits: tf.Tensor, studentLogits: tf.Tensor, temperature: number): tf.Scalar {
+export function softDistillationLoss(teacherLogits: tf.Tensor, studentLogits: tf.Tensor, temperature: number, weight?: tf.Tensor): tf.Scalar {
   return tf.tidy(() => {
     const classes = studentLogits.shape.at(-1)!;
     const n = studentLogits.size / classes;
     const p = tf.softmax(tf.div(tf.reshape(teacherLogits, [n, classes]), temperature));
     const logq = tf.logSoftmax(tf.div(tf.reshape(studentLogits, [n, classes]), temperature));
-    return tf.mul(tf.neg(tf.mean(tf.sum(tf.mul(p, logq), 1))), temperature * temperature) as tf.Scalar;
+    const perRow = tf.neg(tf.sum(tf.mul(p, logq), 1));
+    const mean = weight ? tf.div(tf.sum(tf.mul(perRow, weight)), tf.maximum(tf.sum(weight), 1)) : tf.mean(perRow);
+    return tf.mul(mean, temperature * temperature) as tf.Scalar;
   });
 }
 
@@ -27,7 +31,8 @@ export function softDistillationLoss(teacherLogits: tf.Tensor, studentLogits: tf
  * directory saveModel wrote, e.g. a finished run's `artifacts/model`), loaded once when the loss is built and run in
  * inference mode on every batch's inputs, which the trainer passes to the loss; its weights are released with the run.
  * Defaults T = 4, α = 0.1: Hinton et al. found T in 2.5-4 best for a small MNIST student (§3) and the best results
- * with "a considerably lower weight" on the hard term (§2).
+ * with "a considerably lower weight" on the hard term (§2). For sequence models, `ignoreIndex` leaves the rows whose
+ * label equals it (padding) out of the soft term's mean, as the hard loss's own `ignoreIndex` does for its term.
  */
 export default definePlugin({
   kind: 'loss',
@@ -41,18 +46,22 @@ export default definePlugin({
     alpha: z.number().min(0).max(1).default(0.1),
     /** The loss on the labels. */
     hard: pluginSpecSchema.default('sparse-categorical-crossentropy'),
+    /** A label (padding) whose rows the soft term leaves out; give the hard loss the same `ignoreIndex`. */
+    ignoreIndex: z.number().int().optional(),
   }),
   examples: [
     { inputShape: [4, 5], target: 'classes' },
     { options: { temperature: 2, alpha: 0.5 }, inputShape: [2, 3, 4], target: 'classes' },
+    { options: { alpha: 0.5, ignoreIndex: 0, hard: { type: 'sparse-categorical-crossentropy', ignoreIndex: 0 } }, inputShape: [2, 3, 4], target: 'classes' },
   ],
   properties: [
     'equals the hard loss at α = 1 and T²·CE to the softened teacher at α = 0 (float64 reference)',
+    'ignoreIndex: the soft term is the mean over the other rows only',
     'its gradient in the student logits matches finite differences; the soft gradient tends to (z_s − z_t)/(N·K) for large T (Hinton eq. 3)',
     'the teacher sees the batch inputs in inference mode; a missing teacher directory or a teacher whose outputs do not fit is a ConfigError naming loss.teacher',
     'leaks no tensor across steps; dispose releases the teacher',
   ],
-  create: ({ teacher, temperature, alpha, hard }, ctx) => {
+  create: ({ teacher, temperature, alpha, hard, ignoreIndex }, ctx) => {
     const field = `${ctx.path}.teacher`;
     const dir = path.resolve(teacher);
     if (!fs.existsSync(path.join(dir, 'model.json'))) {
@@ -78,7 +87,8 @@ export default definePlugin({
           if (t.shape.join() !== yPred.shape.join()) {
             throw new ConfigError(field, new ShapeError('the teacher', `outputs of the student's shape [${yPred.shape}]`, t.shape).message);
           }
-          return tf.add(tf.mul(h, alpha), tf.mul(softDistillationLoss(t, yPred, temperature), 1 - alpha)) as tf.Scalar;
+          const weight = ignoreIndex === undefined ? undefined : tf.cast(tf.notEqual(tf.reshape(yTrue, [-1]), ignoreIndex), 'float32');
+          return tf.add(tf.mul(h, alpha), tf.mul(softDistillationLoss(t, yPred, temperature, weight), 1 - alpha)) as tf.Scalar;
         });
       },
       checkTargets: hardLoss.checkTargets?.bind(hardLoss),
