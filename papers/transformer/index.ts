@@ -64,6 +64,12 @@ const g2pSchema = z.object({
    * `test_*_avg` metrics; keep at least K checkpoints (`trainer.checkpoint.keep`). 0: off.
    */
   averageLast: z.number().int().min(0).default(0),
+  /**
+   * Knowledge distillation: the preset whose newest finished run (in the tracking store) is the teacher of a
+   * `distillation` loss that names no `teacher` directory itself (the `distill` preset: a 1+1-layer student of the
+   * converged `cpu` model).
+   */
+  teacherPreset: z.string().min(1).optional(),
 });
 type G2pOptions = z.output<typeof g2pSchema>;
 
@@ -216,6 +222,10 @@ const paper: TransformerPaper = {
     smoke: 'a 1-layer, 32-wide model on 3,000 training pairs, 2 epochs, 200 test words: the CI check (about a minute)',
     cpu: 'the published 3 layers × 256, 4 heads, batches bucketed by length, up to 40 epochs with early stopping on validation WER (patience 3, the best epoch restored), the last 5 checkpoints averaged too: ~12 minutes per epoch with 2 threads here (0.39 s per step), hours in all',
     base: "the paper's base model (6 layers, 512, 8 heads), for a GPU",
+    student: 'a 1+1-layer student (one encoder and one decoder layer of the cpu width), trained alone on the labels: the baseline of distill',
+    distill:
+      "the student distilled from the newest finished cpu run (word-level knowledge distillation, Kim & Rush 2016 §3.1: the teacher's per-position distribution at T 1, weight 0.5 beside the label-smoothed loss)",
+    'smoke-distill': "the smoke model distilled from the newest finished smoke run: the CI check of distill's wiring",
   },
   references: REFERENCES,
   plugins: [g2pValidation],
@@ -247,6 +257,10 @@ const paper: TransformerPaper = {
     if (!base) throw new ConfigError('--preset', `paper "transformer" has no preset "${opts.preset}"; presets: ${Object.keys(presets).join(', ')}`);
     const { config: raw, g2p } = split(mergeConfig(base, (opts.overrides ?? {}) as JsonObject));
     if (opts.seed !== undefined) raw.seed = opts.seed;
+    const loss = raw.loss as JsonObject | undefined;
+    if (g2p.teacherPreset && loss?.type === 'distillation' && loss.teacher === undefined) {
+      loss.teacher = latestRunArtifacts('transformer', g2p.teacherPreset, 'model', localStore(opts.trackingUri));
+    }
     registerPaperPlugins(opts.registry, paper);
     const config = parseExperimentConfig(raw);
     const source = opts.registry.build(cmudict, config.data.source, 'data.source');

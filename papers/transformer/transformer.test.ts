@@ -2,7 +2,7 @@
  * The G2P scoring (edit distance, WER against any reference, PER against the closest) and the smoke preset run as
  * a user runs it, then `--predict` on a word from the trained model.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -57,6 +57,20 @@ describe('G2P scoring', () => {
   });
 });
 
+describe('transformer smoke-distill preset', () => {
+  it('without a finished smoke run to learn from, stops with exit code 2 and says which preset to train', () => {
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-g2p-'));
+    try {
+      const r = spawnSync(process.execPath, [cli, 'paper', 'transformer', '--preset', 'smoke-distill'], { cwd, encoding: 'utf8' });
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(/no finished transformer run of preset "smoke".*npm run paper -- transformer --preset smoke/);
+      expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace for a user's mistake
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('transformer smoke preset', () => {
   it('trains, decodes greedily and with a beam, scores WER and PER, and predicts a word', { timeout: 900_000 }, () => {
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-g2p-'));
@@ -104,6 +118,14 @@ describe('transformer smoke preset', () => {
       }
       const said = execFileSync(process.execPath, [cli, 'paper', 'transformer', '--preset', 'smoke', '--predict', 'hello'], { cwd, encoding: 'utf8' });
       expect(said).toMatch(/^HELLO {2}[A-Z]+( [A-Z]+)*\s+\(dictionary: HH AH L OW \| HH EH L OW\)/m);
+      // Distillation: smoke-distill's teacher is this smoke run's saved model (the newest finished smoke run), and
+      // the student trains and is scored like any run.
+      execFileSync(process.execPath, [cli, 'paper', 'transformer', '--preset', 'smoke-distill', '--json', 'distill.json'], { cwd, encoding: 'utf8' });
+      const distilled = JSON.parse(fs.readFileSync(path.join(cwd, 'distill.json'), 'utf8'));
+      const params = path.join(cwd, 'mlruns', distilled.mlflowExperimentId, distilled.mlflowRunId, 'params');
+      expect(fs.readFileSync(path.join(params, 'loss.type'), 'utf8')).toBe('distillation');
+      expect(fs.readFileSync(path.join(params, 'loss.teacher'), 'utf8')).toBe(path.join(runDir, 'artifacts', 'model'));
+      expect(distilled.metrics.test_per_beam).toBeLessThan(0.8);
     } finally {
       fs.rmSync(cwd, { recursive: true, force: true });
     }
