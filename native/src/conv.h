@@ -17,6 +17,10 @@ struct ConvShape {
 void conv2d(const float* x, const float* w, float* y, const ConvShape& s, const float* bias, bool relu);
 void conv2d_backprop_input(const float* dy, const float* w, float* dx, const ConvShape& s);
 void conv2d_backprop_filter(const float* x, const float* dy, float* dw, const ConvShape& s);
+// dw = the filter gradient and db = Σ dz over every output pixel (db may be null), dz = dy where y > 0, NaN where y
+// is NaN, else 0 (relu's gradient, as LoomReluGrad) when y is given, else dy: a fused convolution's weight and bias
+// gradients in one pass over dy.
+void conv2d_filter_bias_grad(const float* x, const float* dy, const float* y, float* dw, float* db, const ConvShape& s);
 void pool2d(const float* x, float* y, const ConvShape& s, bool is_max);
 void max_pool_grad(const float* dy, const float* x, float* dx, const ConvShape& s);
 void avg_pool_grad(const float* dy, float* dx, const ConvShape& s);
