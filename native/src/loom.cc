@@ -431,6 +431,37 @@ napi_value Conv2DBackpropInput(napi_env env, napi_callback_info info) {
   return geometry_kernel(env, info, k);
 }
 
+// conv2dFilterBiasGrad(x, dy, y|null, dw, db|null, ...shape): a fused convolution's filter and bias gradients, dz =
+// dy where y > 0 (relu's gradient, y the convolution's output) when y is given, else dy; zeros without output positions
+napi_value Conv2DFilterBiasGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info, "conv2dFilterBiasGrad", 20, 20);
+  const Buffer<float> x = a.f32(0, "x"), dy = a.f32(1, "dy"), y = a.f32_or_null(2, "y"), dw = a.f32(3, "dw"), db = a.f32_or_null(4, "db");
+  const loom::ConvShape s = conv_shape(a, 5);
+  need_conv(a, 0, "x", x, s, ConvTensor::Input);
+  need_conv(a, 1, "dy", dy, s, ConvTensor::Output);
+  if (y.present) need_conv(a, 2, "y", y, s, ConvTensor::Output);
+  need_conv(a, 3, "dw", dw, s, ConvTensor::Filter);
+  if (db.present) a.need(4, "db", db, s.co, "outChannels");
+  if (a.failed()) return nullptr;
+  if (s.co == 0) return undefined(env);
+  const int64_t rows = mul(s.n, s.oh, s.ow);
+  if (s.c == 0 || rows == 0) {  // no filter taps (dw is empty; db is still Σ dz), or a sum of no terms
+    std::memset(dw.data, 0, conv_size(s, ConvTensor::Filter).elements * sizeof(float));
+    if (db.present) {
+      std::memset(db.data, 0, s.co * sizeof(float));
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < s.co; j++)
+          if (!y.present || y.data[r * s.co + j] > 0.f)
+            db.data[j] += dy.data[r * s.co + j];
+          else if (y.data[r * s.co + j] != y.data[r * s.co + j])  // as LoomReluGrad: NaN where y is NaN
+            db.data[j] += y.data[r * s.co + j];
+    }
+    return undefined(env);
+  }
+  loom::conv2d_filter_bias_grad(x.data, dy.data, y.get(), dw.data, db.get(), s);
+  return undefined(env);
+}
+
 // conv2dBackpropFilter(x, dy, dw, ...shape); dw is zeros when there are no output positions (a sum of no terms)
 napi_value Conv2DBackpropFilter(napi_env env, napi_callback_info info) {
   static const GeometryKernel k{"conv2dBackpropFilter", {"x", "dy", "dw"}, {ConvTensor::Input, ConvTensor::Output, ConvTensor::Filter},
@@ -866,6 +897,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"conv2d", nullptr, Conv2D, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"conv2dBackpropInput", nullptr, Conv2DBackpropInput, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"conv2dBackpropFilter", nullptr, Conv2DBackpropFilter, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"conv2dFilterBiasGrad", nullptr, Conv2DFilterBiasGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"pool", nullptr, Pool, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"maxPoolGrad", nullptr, MaxPoolGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"avgPoolGrad", nullptr, AvgPoolGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
