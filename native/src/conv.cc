@@ -355,6 +355,99 @@ void filter_grad_direct(const float* x, const float* dy, const float* y, float* 
     }
 }
 
+// Max pooling over windows that tile the image: stride = window, no dilation or padding, every window inside (the
+// usual 2×2 / stride 2). Blocks of 16 channels in vector registers; the baseline pooling loops were scalar or SSE.
+// Comparisons as the general path's: a value replaces the maximum when greater (NaN never does), so the gradient goes
+// to the first maximum in scan order, as tfjs's maxPoolPositions.
+bool tiled(const ConvShape& s) {
+  return s.sh == s.kh && s.sw == s.kw && s.dh == 1 && s.dw == 1 && s.pt == 0 && s.pl == 0 && s.oh * s.kh <= s.h && s.ow * s.kw <= s.w;
+}
+
+typedef int32_t vi16 __attribute__((vector_size(64)));
+
+// Image n: y = the windows' maxima.
+LOOM_CONV_INLINE void max_pool_tiled_impl(const float* x, float* y, const ConvShape& s, int64_t n) {
+  const float* xn = x + n * s.h * s.w * s.c;
+  for (int64_t oh = 0; oh < s.oh; oh++)
+    for (int64_t ow = 0; ow < s.ow; ow++) {
+      float* out = y + ((n * s.oh + oh) * s.ow + ow) * s.c;
+      for (int64_t c0 = 0; c0 < s.c; c0 += 16) {
+        const int64_t cw = std::min<int64_t>(16, s.c - c0);
+        v16 best = v16{} - std::numeric_limits<float>::infinity();
+        for (int64_t i = 0; i < s.kh; i++)
+          for (int64_t j = 0; j < s.kw; j++) {
+            const v16 v = load_part(xn + ((oh * s.kh + i) * s.w + ow * s.kw + j) * s.c + c0, cw);
+            best = v > best ? v : best;
+          }
+        store_part(out + c0, best, cw);
+      }
+    }
+}
+
+// Image n of max pooling's gradient: each window's dy goes to its first maximum and every other element of dx is
+// written 0 (the windows do not overlap), including the rows and columns no window covers. One pass, no clearing.
+LOOM_CONV_INLINE void max_pool_grad_tiled_impl(const float* dy, const float* x, float* dx, const ConvShape& s, int64_t n) {
+  const int64_t image = s.h * s.w * s.c, row = s.w * s.c;
+  const float* xn = x + n * image;
+  float* dxn = dx + n * image;
+  for (int64_t oh = 0; oh < s.oh; oh++) {
+    for (int64_t ow = 0; ow < s.ow; ow++) {
+      const float* g = dy + ((n * s.oh + oh) * s.ow + ow) * s.c;
+      for (int64_t c0 = 0; c0 < s.c; c0 += 16) {
+        const int64_t cw = std::min<int64_t>(16, s.c - c0);
+        v16 best = v16{} - std::numeric_limits<float>::infinity();
+        vi16 at = vi16{} - 1;
+        for (int64_t i = 0, tap = 0; i < s.kh; i++)
+          for (int64_t j = 0; j < s.kw; j++, tap++) {
+            const v16 v = load_part(xn + ((oh * s.kh + i) * s.w + ow * s.kw + j) * s.c + c0, cw);
+            const vi16 gt = v > best;
+            best = gt ? v : best;
+            at = gt ? vi16{} + (int32_t)tap : at;
+          }
+        const v16 gv = load_part(g + c0, cw);
+        for (int64_t i = 0, tap = 0; i < s.kh; i++)
+          for (int64_t j = 0; j < s.kw; j++, tap++)
+            store_part(dxn + ((oh * s.kh + i) * s.w + ow * s.kw + j) * s.c + c0, at == (int32_t)tap ? gv : v16{}, cw);
+      }
+    }
+    // Columns right of the last window, in this band of rows.
+    for (int64_t i = 0; i < s.kh; i++) std::fill(dxn + (oh * s.kh + i) * row + s.ow * s.kw * s.c, dxn + (oh * s.kh + i + 1) * row, 0.f);
+  }
+  std::fill(dxn + s.oh * s.kh * row, dxn + image, 0.f);  // rows below the last window
+}
+
+using PoolImage = void (*)(const float*, float*, const ConvShape&, int64_t);
+using PoolGradImage = void (*)(const float*, const float*, float*, const ConvShape&, int64_t);
+#define LOOM_POOL_PATHS(suffix, target)                                                                                 \
+  target void max_pool_tiled_##suffix(const float* x, float* y, const ConvShape& s, int64_t n) {                       \
+    max_pool_tiled_impl(x, y, s, n);                                                                                    \
+  }                                                                                                                     \
+  target void max_pool_grad_tiled_##suffix(const float* dy, const float* x, float* dx, const ConvShape& s, int64_t n) { \
+    max_pool_grad_tiled_impl(dy, x, dx, s, n);                                                                          \
+  }
+#if defined(__x86_64__)
+LOOM_POOL_PATHS(avx512, __attribute__((target("avx512f,avx512bw,avx512vl"))))
+LOOM_POOL_PATHS(avx2, __attribute__((target("avx2"))))
+#endif
+LOOM_POOL_PATHS(base, )
+#undef LOOM_POOL_PATHS
+
+struct PoolPaths {
+  PoolImage pool;
+  PoolGradImage grad;
+};
+const PoolPaths& pool_paths() {
+  static const PoolPaths p = [] {
+#if defined(__x86_64__)
+    const char* level = simd_level();
+    if (!std::strcmp(level, "avx512")) return PoolPaths{max_pool_tiled_avx512, max_pool_grad_tiled_avx512};
+    if (!std::strcmp(level, "avx2") || !std::strcmp(level, "avx512-on-avx2")) return PoolPaths{max_pool_tiled_avx2, max_pool_grad_tiled_avx2};
+#endif
+    return PoolPaths{max_pool_tiled_base, max_pool_grad_tiled_base};
+  }();
+  return p;
+}
+
 }  // namespace
 
 void conv2d(const float* x, const float* w, float* y, const ConvShape& s, const float* bias, bool relu) {
@@ -435,6 +528,10 @@ void conv2d_filter_bias_grad(const float* x, const float* dy, const float* y, fl
 }
 
 void pool2d(const float* x, float* y, const ConvShape& s, bool is_max) {
+  if (is_max && tiled(s)) {
+    const PoolImage run = pool_paths().pool;
+    return pool().parallel_for((int)s.n, [&](int n) { run(x, y, s, n); });
+  }
   pool().parallel_for((int)s.n, [&](int n) {
     for (int64_t oh = 0; oh < s.oh; oh++) {
       const int64_t h0 = oh * s.sh - s.pt, hmin = std::max<int64_t>(0, h0), hmax = std::min(s.h, h0 + (s.kh - 1) * s.dh + 1);
@@ -461,6 +558,10 @@ void pool2d(const float* x, float* y, const ConvShape& s, bool is_max) {
 }
 
 void max_pool_grad(const float* dy, const float* x, float* dx, const ConvShape& s) {
+  if (tiled(s)) {
+    const PoolGradImage run = pool_paths().grad;
+    return pool().parallel_for((int)s.n, [&](int n) { run(dy, x, dx, s, n); });
+  }
   const int64_t image = s.h * s.w * s.c;
   pool().parallel_for((int)s.n, [&](int n) {
     const float* xn = x + n * image;

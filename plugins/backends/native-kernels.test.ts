@@ -484,6 +484,30 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     },
   );
 
+  // Windows that tile the image (stride = window, 'valid'; the usual 2×2 / 2): the vector kernels, blocks of 16
+  // channels and a partial one, rows and columns no window covers (their gradient is 0), ties and NaN.
+  kernelProperty('MaxPool and MaxPoolGrad over tiling windows: up to 40 channels, uncovered edges, ties, NaN', ['MaxPool', 'MaxPoolGrad'], () => {
+    fc.assert(
+      fc.property(dim(3), dim(11), dim(11), dim(40), dim(3), dim(3), fc.constantFrom('real', 'ties', 'nan'), seed, (n, h, w, c, kh, kw, kind, s) => {
+        // A 1×1 window is tfjs's identity (NaN kept), where a window's maximum skips NaN: no NaN there.
+        if (kh > h || kw > w || (kind === 'nan' && kh * kw === 1)) return;
+        const xv = data(s, n * h * w * c, kind === 'real' ? 'real' : 'ties');
+        if (kind === 'nan') for (let i = 0; i < xv.length; i += 7) xv[i] = Number.NaN;
+        const x = tf.tensor(xv, [n, h, w, c]) as tf.Tensor4D;
+        expectClose(() => tf.maxPool(x, [kh, kw], [kh, kw], 'valid'));
+        const outShape = tf.backend_util.computePool2DInfo(x.shape, [kh, kw], [kh, kw], 1, 'valid').outShape;
+        const dy = tensor(outShape, s + 1);
+        const attrs = { filterSize: [kh, kw], strides: [kh, kw], pad: 'valid', dimRoundingMode: undefined };
+        expectClose(() => {
+          const y = tf.maxPool(x, [kh, kw], [kh, kw], 'valid');
+          return tf.engine().runKernel('MaxPoolGrad', { dy, input: x, output: y }, attrs as never) as tf.Tensor;
+        });
+        tf.dispose([x, dy]);
+      }),
+      RUNS,
+    );
+  });
+
   kernelProperty('Softmax over the last axis, any rank', ['Softmax'], () => {
     fc.assert(
       fc.property(fc.array(dim(7), { minLength: 1, maxLength: 3 }), dim(40), seed, (outer, cols, s) => {
