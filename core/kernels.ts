@@ -42,6 +42,13 @@ export const FUSED_KERNELS = {
    */
   matMulBiasGrad: 'LoomMatMulBiasGrad',
   /**
+   * A 2-D convolution's filter and bias gradients in one pass over its output gradient (NHWC): inputs
+   * `{ x [n, h, w, c], dy [n, oh, ow, co], y? }`, attrs `{ strides, pad, dimRoundingMode, filterShape [kh, kw, c, co] }`
+   * (as tfjs's Conv2DBackpropFilter's); outputs `[dW [kh, kw, c, co], db [co]]` of dz = dy, or, when y (a relu
+   * convolution's output) is given, of dz = dy where y > 0 (relu's gradient, never written out).
+   */
+  conv2dFilterBiasGrad: 'LoomConv2DFilterBiasGrad',
+  /**
    * Multi-head self-attention from the packed projection (Vaswani et al. 2017, eq. 1, §3.2.2). Inputs `{ qkv, keep }`:
    * qkv [batch, time, 3·d] (q, k and v blocks of d columns, head h in columns h·d/heads.. of each), keep
    * [batch, time] (1 = a key to attend to, 0 = padding); attrs `{ numHeads, causal }`. Outputs

@@ -1,12 +1,12 @@
 /**
- * core/ops on every CPU backend: `linear`, `softmax` and `layerNorm` give the values and gradients of the same
- * maths composed from plain tfjs ops (whose gradients are tfjs's own), `linear` computes only the gradients that
- * are needed, and none of them leaks tensors.
+ * core/ops on every CPU backend: `linear`, `conv2d`, `softmax` and `layerNorm` give the values and gradients of the
+ * same maths composed from plain tfjs ops (whose gradients are tfjs's own), `linear` and `conv2d` compute only the
+ * gradients that are needed, and none of them leaks tensors.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { FUSED_KERNELS, hasKernel, layerNorm, linear, Rng, selfAttention, softmax, type LinearActivation } from '../core';
+import { conv2d, FUSED_KERNELS, hasKernel, layerNorm, linear, Rng, selfAttention, softmax, type ConvActivation, type LinearActivation } from '../core';
 import { cpuBackends, expectNoLeak, randomNormal, referenceSelfAttention, testRegistry } from './harness';
 
 /** max |a − b| ≤ tol · max(1, max |b|), with equal shapes. */
@@ -109,6 +109,85 @@ describe.each(await cpuBackends())('core ops on backend %s', (backend) => {
     })();
   });
 
+  it('conv2d = act(x ⋆ W + b) with the gradients of the composed ops: strides, padding, with and without bias', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ n: fc.integer({ min: 1, max: 3 }), h: fc.integer({ min: 1, max: 9 }), w: fc.integer({ min: 1, max: 9 }) }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 20 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 2 }),
+        fc.constantFrom<'same' | 'valid'>('same', 'valid'),
+        fc.constantFrom<ConvActivation>('linear', 'relu'),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 2 ** 30 }),
+        ({ n, h, w }, c, co, k, stride, pad, act, withBias, seed) => {
+          if (pad === 'valid' && (k > h || k > w)) return;
+          const rng = new Rng(seed);
+          const x = randomNormal([n, h, w, c], rng),
+            f = randomNormal([k, k, c, co], rng),
+            b = randomNormal([co], rng);
+          const reference = (xs: tf.Tensor, fs: tf.Tensor, bs?: tf.Tensor) => {
+            const z = tf.conv2d(xs as tf.Tensor4D, fs as tf.Tensor4D, stride, pad);
+            const zb = bs ? tf.add(z, bs) : z;
+            return act === 'relu' ? tf.relu(zb) : zb;
+          };
+          const ours = (xs: tf.Tensor, fs: tf.Tensor, bs?: tf.Tensor) =>
+            conv2d(xs as tf.Tensor4D, fs as tf.Tensor4D, [stride, stride], pad, (bs ?? null) as tf.Tensor1D | null, act);
+          if (withBias) compare(ours, reference, [x, f, b], rng, 1e-4);
+          else compare((xs, fs) => ours(xs, fs), reference, [x, f], rng, 1e-4);
+          tf.dispose([x, f, b]);
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('conv2d composes tfjs ops on a backend without the FusedConv2D kernel, with the same values and gradients', () => {
+    const kernel = tf.getKernel('FusedConv2D', tf.getBackend())!;
+    tf.unregisterKernel('FusedConv2D', tf.getBackend());
+    try {
+      const rng = new Rng(4);
+      const x = randomNormal([2, 6, 5, 2], rng),
+        f = randomNormal([3, 3, 2, 4], rng),
+        b = randomNormal([4], rng);
+      const reference = (xs: tf.Tensor, fs: tf.Tensor, bs: tf.Tensor) => tf.relu(tf.add(tf.conv2d(xs as tf.Tensor4D, fs as tf.Tensor4D, 1, 'same'), bs));
+      compare((xs, fs, bs) => conv2d(xs as tf.Tensor4D, fs as tf.Tensor4D, [1, 1], 'same', bs as tf.Tensor1D, 'relu'), reference, [x, f, b], rng, 1e-4);
+      tf.dispose([x, f, b]);
+    } finally {
+      tf.registerKernel(kernel);
+    }
+  });
+
+  it("conv2d computes only the gradients asked for: no input gradient for a first layer, relu's and the bias's with the filter's", () => {
+    const rng = new Rng(2);
+    const x = randomNormal([3, 8, 8, 1], rng),
+      f = tf.variable(randomNormal([3, 3, 1, 4], rng)),
+      b = tf.variable(randomNormal([4], rng));
+    const kernels = async (fn: () => tf.Scalar) => {
+      const info = await tf.profile(() => {
+        const { value, grads } = tf.variableGrads(fn, [f, b]);
+        tf.dispose([value, ...Object.values(grads)]);
+      });
+      return info.kernels.map((k) => k.name);
+    };
+    return (async () => {
+      const ours = await kernels(() => tf.sum(conv2d(x as tf.Tensor4D, f as tf.Tensor4D, [1, 1], 'valid', b as tf.Tensor1D, 'relu')));
+      expect(ours).not.toContain('Conv2DBackpropInput');
+      expect(ours).toContain('FusedConv2D');
+      if (hasKernel(FUSED_KERNELS.conv2dFilterBiasGrad)) {
+        // One pass for the filter, the bias and relu's gradient: the only Sum is the loss's, and no mask is written out.
+        expect(ours.filter((n) => n === FUSED_KERNELS.conv2dFilterBiasGrad)).toHaveLength(1);
+        expect(ours.filter((n) => n === 'Sum')).toHaveLength(1);
+        expect(ours).not.toContain(FUSED_KERNELS.reluGrad);
+        expect(ours).not.toContain('Conv2DBackpropFilter');
+      } else {
+        expect(ours.filter((n) => n === 'Conv2DBackpropFilter')).toHaveLength(1);
+      }
+      tf.dispose([x, f, b]);
+    })();
+  });
+
   it('softmax and layerNorm match the composed ops, values and gradients', () => {
     fc.assert(
       fc.property(
@@ -155,6 +234,19 @@ describe.each(await cpuBackends())('core ops on backend %s', (backend) => {
       tf.dispose([value, ...Object.values(grads)]);
     });
     tf.dispose([x, w, b, g, be]);
+    // A convolution after a first one: its input, filter and bias gradients (relu's gradient written out once).
+    const img = randomNormal([2, 7, 7, 2], rng);
+    const f1 = tf.variable(randomNormal([3, 3, 2, 3], rng)),
+      f2 = tf.variable(randomNormal([2, 2, 3, 4], rng)),
+      b2 = tf.variable(randomNormal([4], rng));
+    expectNoLeak(() => {
+      const { value, grads } = tf.variableGrads(() => {
+        const h = conv2d(img as tf.Tensor4D, f1 as tf.Tensor4D, [1, 1], 'same', null, 'relu');
+        return tf.sum(conv2d(h, f2 as tf.Tensor4D, [2, 2], 'valid', b2 as tf.Tensor1D, 'relu'));
+      }, [f1, f2, b2]);
+      tf.dispose([value, ...Object.values(grads)]);
+    });
+    tf.dispose([img, f1, f2, b2]);
   });
 
   it('names the mismatch when shapes do not fit', () => {
@@ -162,6 +254,12 @@ describe.each(await cpuBackends())('core ops on backend %s', (backend) => {
       w = tf.zeros([4, 3]) as tf.Tensor2D;
     expect(() => linear(x, w)).toThrow(/linear: expected input shape \[\.\.\., 4\] \(the weight is \[4,3\]\), got \[2, 5\]/);
     expect(() => linear(tf.zeros([2, 4]), w, tf.zeros([2]) as tf.Tensor1D)).toThrow(/linear bias: expected input shape \[3\], got \[2\]/);
+    const f = tf.zeros([3, 3, 2, 4]) as tf.Tensor4D;
+    expect(() => conv2d(tf.zeros([1, 5, 5, 3]) as tf.Tensor4D, f, [1, 1], 'valid')).toThrow(/conv2d: expected input shape \[batch, height, width, 2\]/);
+    expect(() => conv2d(tf.zeros([1, 5, 5, 2]) as tf.Tensor4D, f, [1, 1], 'valid', tf.zeros([3]) as tf.Tensor1D)).toThrow(
+      /conv2d bias: expected input shape \[4\], got \[3\]/,
+    );
+    f.dispose();
     if (hasKernel(FUSED_KERNELS.attention)) {
       expect(() => selfAttention(tf.zeros([2, 3, 12]), 2, tf.ones([2, 4]), false)).toThrow(
         /selfAttention key mask: expected input shape \[2, 3\], got \[2, 4\]/,

@@ -386,6 +386,63 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
+  // The direct kernels (kh·kw·c ≤ 32 taps): blocks of 16 output channels and a partial last block, images padded for
+  // 'same', strides, dilations (forward only, as tfjs), P pixels at a time and the rest one by one.
+  kernelProperty(
+    'Conv2D, FusedConv2D and Conv2DBackpropFilter with few taps (the direct kernels): up to 40 channels out, strides, dilations',
+    ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter'],
+    () => {
+      const directCase = fc
+        .record({
+          n: dim(3),
+          h: dim(13),
+          w: dim(13),
+          c: dim(3),
+          co: dim(40),
+          kh: dim(5),
+          kw: dim(5),
+          s: fc.tuple(dim(3), dim(3)),
+          d: fc.tuple(dim(2), dim(2)),
+          pad: fc.constantFrom<'same' | 'valid'>('same', 'valid'),
+          seed,
+        })
+        .filter((p) => p.kh * p.kw * p.c <= 32 && (p.pad === 'same' || ((p.kh - 1) * p.d[0] < p.h && (p.kw - 1) * p.d[1] < p.w)));
+      fc.assert(
+        fc.property(directCase, ({ n, h, w, c, co, kh, kw, s: st, d, pad, seed: s }) => {
+          const dilated = d[0] > 1 || d[1] > 1;
+          const strides: [number, number] = dilated ? [1, 1] : st; // tfjs: strides or dilations must be 1
+          const x = tensor([n, h, w, c], s) as tf.Tensor4D,
+            f = tensor([kh, kw, c, co], s + 1) as tf.Tensor4D,
+            bias = tensor([co], s + 2);
+          expectClose(() => tf.conv2d(x, f, strides, pad, 'NHWC', d));
+          expectClose(() => tf.fused.conv2d({ x, filter: f, strides, pad, dilations: d, bias, activation: 'relu' }));
+          if (!dilated) {
+            const outShape = tf.backend_util.computeConv2DInfo(x.shape, f.shape, strides, 1, pad).outShape;
+            const dy = tensor(outShape, s + 3) as tf.Tensor4D;
+            const attrs = { strides, pad, dataFormat: 'NHWC', filterShape: f.shape };
+            expectClose(() => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, attrs as never) as tf.Tensor);
+            dy.dispose();
+          }
+          tf.dispose([x, f, bias]);
+        }),
+        RUNS,
+      );
+      // The MNIST CNN's first layer: 26 pixels a row (groups of 8, then 2 one by one), partial sums over several chunks.
+      const x = tensor([5, 28, 28, 1], 7) as tf.Tensor4D,
+        f = tensor([3, 3, 1, 32], 8) as tf.Tensor4D,
+        bias = tensor([32], 9),
+        dy = tensor([5, 26, 26, 32], 10) as tf.Tensor4D;
+      expectClose(() => tf.fused.conv2d({ x, filter: f, strides: 1, pad: 'valid', bias, activation: 'relu' }));
+      expectClose(
+        () =>
+          tf
+            .engine()
+            .runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', filterShape: f.shape } as never) as tf.Tensor,
+      );
+      tf.dispose([x, f, bias, dy]);
+    },
+  );
+
   it('conv2d gradients at a realistic size (MNIST-like, threads split the rows)', () => {
     const x = tensor([16, 28, 28, 3], 1) as tf.Tensor4D,
       f = tensor([5, 5, 3, 16], 2) as tf.Tensor4D;
@@ -1143,6 +1200,57 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     check([3, 700], 40, 70, 1); // deep and small: split along k, the sums taken per slice
     check([600], 90, 130, 2); // the sums in a pass of their own
   });
+
+  kernelProperty(
+    "LoomConv2DFilterBiasGrad is [Conv2DBackpropFilter(x, dz), Σ dz] with dz = dy, or relu's gradient by y (direct and im2col paths)",
+    ['LoomConv2DFilterBiasGrad'],
+    () => {
+      const check = (n: number, h: number, w: number, c: number, co: number, k: number, stride: number, pad: 'same' | 'valid', masked: boolean, s: number) => {
+        const x = tensor([n, h, w, c], s),
+          filterShape = [k, k, c, co];
+        const outShape = tf.backend_util.computeConv2DInfo(x.shape as never, filterShape as never, stride, 1, pad).outShape;
+        const dy = tensor(outShape, s + 1);
+        // relu's output: zeros (ties with the mask's edge) and, when there is room, a NaN (passes through, as LoomReluGrad).
+        // Only with 'valid' padding: tfjs skips a padded tap where these kernels multiply its zero (0·NaN is NaN).
+        const yv = tf
+          .relu(tensor(outShape, s + 2, 'ties'))
+          .dataSync()
+          .slice();
+        if (yv.length > 3 && pad === 'valid') yv[yv.length - 2] = Number.NaN;
+        const y = tf.tensor(yv, outShape);
+        const attrs = { strides: stride, pad, dataFormat: 'NHWC', filterShape };
+        const [dw, db] = tf.engine().runKernel('LoomConv2DFilterBiasGrad', masked ? { x, dy, y } : { x, dy }, attrs as never) as tf.Tensor[];
+        const want = withOriginals(() => {
+          const dz = masked ? tf.mul(dy, tf.step(y)) : dy;
+          return [tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: dz }, attrs as never) as tf.Tensor, tf.sum(dz, [0, 1, 2])];
+        });
+        expectNear(dw!, want[0]!, 1e-4);
+        expectNear(db!, want[1]!, 1e-4);
+        tf.dispose([x, dy, y, dw!, db!, ...want]);
+      };
+      fc.assert(
+        fc.property(
+          dim(3),
+          dim(9),
+          dim(9),
+          dim(5),
+          dim(40),
+          dim(3),
+          dim(2),
+          fc.constantFrom<'same' | 'valid'>('same', 'valid'),
+          fc.boolean(),
+          seed,
+          (n, h, w, c, co, k, stride, pad, masked, s) => {
+            if (pad === 'valid' && (k > h || k > w)) return;
+            check(n, h, w, c, co, k, stride, pad, masked, s);
+          },
+        ),
+        RUNS,
+      );
+      check(6, 28, 28, 1, 32, 3, 1, 'valid', true, 1); // the MNIST CNN's first layer: partial sums over 10 chunks
+      check(2, 12, 12, 8, 20, 3, 1, 'same', true, 2); // 72 taps: the im2col path, relu's gradient written out first
+    },
+  );
 
   kernelProperty('LoomReluGrad is dy where y > 0, else 0 (NaN in y passes through)', ['LoomReluGrad'], () => {
     fc.assert(

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
+  conv2d,
   definePlugin,
   LayerBase,
   layerOptions,
@@ -37,7 +38,7 @@ export function convOutLength(n: number, k: number, s: number, padding: 'valid' 
 
 /**
  * 2-D convolution over NHWC images (LeCun et al. 1989): y = f(x ⋆ W + b), W of shape [kh, kw, inChannels, filters].
- * relu and linear are fused into the convolution kernel.
+ * relu and linear are fused into the convolution kernel, in training too (core/ops's conv2d and its gradient).
  */
 export class Conv2D extends LayerBase {
   private readonly activation: Activation;
@@ -74,16 +75,8 @@ export class Conv2D extends LayerBase {
   apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {
     const act = this.activation.spec.type;
     const strides = asPair(this.opts.strides);
-    if (act === 'relu' || act === 'linear') {
-      return tf.fused.conv2d({
-        x: x as tf.Tensor4D,
-        filter: this.kernel as tf.Tensor4D,
-        strides,
-        pad: this.opts.padding,
-        bias: this.bias ?? undefined,
-        activation: act,
-      });
-    }
+    if (act === 'relu' || act === 'linear')
+      return conv2d(x as tf.Tensor4D, this.kernel as tf.Tensor4D, strides, this.opts.padding, this.bias as tf.Tensor1D | null, act);
     const y = tf.conv2d(x as tf.Tensor4D, this.kernel as tf.Tensor4D, strides, this.opts.padding);
     return this.activation.apply(this.bias ? tf.add(y, this.bias) : y);
   }

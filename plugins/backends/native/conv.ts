@@ -1,12 +1,14 @@
 /**
- * 2-D convolutions (NHWC) on the addon: Conv2D, FusedConv2D (bias row, linear or relu) and both gradients. NCHW,
+ * 2-D convolutions (NHWC) on the addon: Conv2D, FusedConv2D (bias row, linear or relu), both gradients, and the
+ * fused filter-and-bias gradient of core/ops's conv2d (relu's gradient applied on the way). NCHW,
  * other activations and column biases go to tfjs's kernels. Their outputs come from the pool unzeroed (`fresh`): each
  * addon function writes every element (the forward pass and the filter gradient by products with beta 0, the input
  * gradient after clearing it itself), and zeroing a reused buffer first was ~2.5 % of a CPU profile of `npm start`.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { FUSED_KERNELS } from '../../../core/kernels';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { isRow, shapeArgs, size, values, f32, type Info, type KernelArgs, type KernelContext, type KernelFamily } from './kernel';
+import { floatValues, isRow, shapeArgs, size, values, f32, type Info, type KernelArgs, type KernelContext, type KernelFamily } from './kernel';
 
 function conv({ native, buffers }: KernelContext, args: KernelArgs, fused: boolean): Info | null {
   const backend = args.backend as MathBackendCPU;
@@ -58,4 +60,23 @@ export const convFamily: KernelFamily = {
       },
     };
   },
+  fused: ({ native, buffers }) => ({
+    [FUSED_KERNELS.conv2dFilterBiasGrad]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { x, dy, y } = args.inputs as { x: Info; dy: Info; y?: Info };
+      const at = (args.attrs ?? {}) as Record<string, never>;
+      const info = tf.backend_util.computeConv2DInfo(x.shape as never, at.filterShape, at.strides, 1, at.pad, at.dimRoundingMode, false, 'channelsLast');
+      for (const [name, t] of [
+        ['dy', dy],
+        ['y', y],
+      ] as const)
+        if (t && t.shape.join() !== info.outShape.join())
+          throw new Error(`${FUSED_KERNELS.conv2dFilterBiasGrad}: ${name} [${t.shape}] must be the convolution's output [${info.outShape}]`);
+      const dw = buffers.fresh(size(info.filterShape)),
+        db = buffers.fresh(info.outChannels);
+      const v = (t: Info) => floatValues(backend, t);
+      native.conv2dFilterBiasGrad(v(x), v(dy), y ? v(y) : null, dw, db, ...shapeArgs(info));
+      return [backend.makeTensorInfo(info.filterShape, 'float32', dw), backend.makeTensorInfo([info.outChannels], 'float32', db)];
+    },
+  }),
 };
