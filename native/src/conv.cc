@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "bf16.h"
@@ -196,7 +197,8 @@ LOOM_CONV_INLINE void conv_pixels(const float* src, int64_t step, const int64_t*
   }
 }
 
-// Output rows [row0, row1) (row = n·oh + oh) of y = x ⋆ W (+ bias, relu), P pixels at a time, then one at a time.
+// Output rows [row0, row1) (row = n·oh + oh) of y = x ⋆ W (+ bias, relu), P pixels at a time, then one at a time;
+// y points at row row0's first element.
 template <int P>
 LOOM_CONV_INLINE void conv_direct_impl(const Images& im, const int64_t* off, const float* wp, const float* bp, bool relu, float* y, const ConvShape& s,
                                        int64_t cop, int64_t row0, int64_t row1) {
@@ -204,7 +206,7 @@ LOOM_CONV_INLINE void conv_direct_impl(const Images& im, const int64_t* off, con
   for (int64_t row = row0; row < row1; row++) {
     const int64_t n = row / s.oh, oh = row % s.oh;
     const float* src = im.x + ((n * im.h + oh * s.sh) * im.w) * s.c;
-    float* out = y + row * s.ow * s.co;
+    float* out = y + (row - row0) * s.ow * s.co;
     int64_t ow = 0;
     for (; ow + P <= s.ow; ow += P) conv_pixels<P>(src + ow * step, step, off, kdim, wp, bp, relu, out + ow * s.co, s.co, cop);
     for (; ow < s.ow; ow++) conv_pixels<1>(src + ow * step, step, off, kdim, wp, bp, relu, out + ow * s.co, s.co, cop);
@@ -212,7 +214,8 @@ LOOM_CONV_INLINE void conv_direct_impl(const Images& im, const int64_t* off, con
 }
 
 // Taps [0, G) of `off` (already advanced to the group's first) for one block of 16 channels (from co0, cw of them)
-// over output pixels [r0, r1): dw[t, :] = Σ_p x(p, t)·dz[p, :] with dz = dy, masked by y > 0 when y is given (relu's
+// over output pixels [r0, r1) (dy and y from pixel r0's row): dw[t, :] = Σ_p x(p, t)·dz[p, :] with dz = dy, masked
+// by y > 0 when y is given (relu's
 // gradient), and, when db is given, db = Σ_p dz[p, :]. Each a chain of multiply-adds in pixel order from zero;
 // stored to dw (rows `cop` apart, from the group's first tap) and db.
 template <int G>
@@ -227,9 +230,9 @@ LOOM_CONV_INLINE void filter_taps(const Images& im, const ConvShape& s, const in
     const int64_t n = r / plane, oh = (r % plane) / s.ow, ow = r % s.ow, end = std::min(r1, r + (s.ow - ow));
     const float* src = im.x + ((n * im.h + oh * s.sh) * im.w + ow * s.sw) * s.c;
     for (; r < end; r++, src += step) {
-      v16 d = load_part(dy + r * s.co + co0, cw);
+      v16 d = load_part(dy + (r - r0) * s.co + co0, cw);
       if (y) {  // as LoomReluGrad: dy where y > 0, NaN where y is NaN, else 0
-        const v16 yv = load_part(y + r * s.co + co0, cw);
+        const v16 yv = load_part(y + (r - r0) * s.co + co0, cw);
         d = yv > 0.f ? d : yv != yv ? yv : v16{};
       }
       for (int g = 0; g < G; g++) acc[g] += src[o[g]] * d;
@@ -250,8 +253,8 @@ LOOM_CONV_INLINE void filter_group(int64_t g, const Images& im, const ConvShape&
   filter_taps<G>(im, s, off, r0, r1, dy, y, co0, cw, dw, cop, db);
 }
 
-// The partial sums of output pixels [r0, r1) into part: [kdim, cop] for the filter, then [cop] for the bias when
-// `bias`. The taps go in groups of at most 12 (vector accumulators), evenly sized.
+// The partial sums of output pixels [r0, r1) (dy and y from pixel r0's row) into part: [kdim, cop] for the filter,
+// then [cop] for the bias when `bias`. The taps go in groups of at most 12 (vector accumulators), evenly sized.
 LOOM_CONV_INLINE void filter_chunk_impl(const Images& im, const int64_t* off, const float* dy, const float* y, const ConvShape& s, int64_t r0,
                                         int64_t r1, int64_t cop, bool bias, float* part) {
   const int64_t kdim = s.kh * s.kw * s.c;
@@ -264,6 +267,59 @@ LOOM_CONV_INLINE void filter_chunk_impl(const Images& im, const int64_t* off, co
   }
 }
 
+typedef int32_t vi16 __attribute__((vector_size(64)));
+
+// One band of `ph` rows of a convolution's output (rows `ow·co` floats apart) max-pooled over windows of ph × pw that
+// tile it (pw_out of them): y and at (the window tap of each maximum, row-major in the window, as a float: exact below
+// 2^24; -1 when no value is greater than -inf, i.e. all NaN) for one pooled row. Comparisons as the max pooling kernels': the first maximum in
+// scan order, NaN never.
+LOOM_CONV_INLINE void pool_band_impl(const float* band, int64_t ow, int64_t co, int64_t ph, int64_t pw, int64_t pw_out, float* y, float* at) {
+  for (int64_t q = 0; q < pw_out; q++)
+    for (int64_t c0 = 0; c0 < co; c0 += 16) {
+      const int64_t cw = std::min<int64_t>(16, co - c0);
+      v16 best = v16{} - std::numeric_limits<float>::infinity();
+      vi16 arg = vi16{} - 1;
+      for (int64_t i = 0, tap = 0; i < ph; i++)
+        for (int64_t j = 0; j < pw; j++, tap++) {
+          const v16 v = load_part(band + (i * ow + q * pw + j) * co + c0, cw);
+          const vi16 gt = v > best;
+          best = gt ? v : best;
+          arg = gt ? vi16{} + (int32_t)tap : arg;
+        }
+      store_part(y + q * co + c0, best, cw);
+      store_part(at + q * co + c0, __builtin_convertvector(arg, v16), cw);
+    }
+}
+
+// dz of the convolution outputs under pooled rows [pr0, pr1) of image n (those rows' bands of ph output rows,
+// contiguous) of a convolution followed by that pooling, into out: at each window's maximum (at) the window's dy, relu's
+// gradient applied by the pooled y when `relu` (dy where y > 0, NaN where y is NaN, else 0); 0 elsewhere, and in the
+// columns right of the last window. dy, y and at are the pooled [n, oh/ph, ow/pw, co].
+LOOM_CONV_INLINE void fill_dz_impl(const float* dy, const float* y, const float* at, bool relu, const ConvShape& s, int64_t ph, int64_t pw,
+                                   int64_t n, int64_t pr0, int64_t pr1, float* out) {
+  const int64_t poh = s.oh / ph, pow_ = s.ow / pw;
+  for (int64_t pr = pr0; pr < pr1; pr++) {
+    float* band = out + (pr - pr0) * ph * s.ow * s.co;
+    for (int64_t pc = 0; pc < pow_; pc++) {
+      const int64_t q = ((n * poh + pr) * pow_ + pc) * s.co;
+      for (int64_t c0 = 0; c0 < s.co; c0 += 16) {
+        const int64_t cw = std::min<int64_t>(16, s.co - c0);
+        const v16 a = load_part(at + q + c0, cw);
+        v16 d = load_part(dy + q + c0, cw);
+        if (relu) {
+          const v16 yv = load_part(y + q + c0, cw);
+          d = yv > 0.f ? d : yv != yv ? yv : v16{};
+        }
+        for (int64_t i = 0, tap = 0; i < ph; i++)
+          for (int64_t j = 0; j < pw; j++, tap++) store_part(band + (i * s.ow + pc * pw + j) * s.co + c0, a == (float)tap ? d : v16{}, cw);
+      }
+    }
+    for (int64_t i = 0; i < ph; i++) std::fill(band + (i * s.ow + pow_ * pw) * s.co, band + (i + 1) * s.ow * s.co, 0.f);
+  }
+}
+
+using PoolBand = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*, float*);
+using FillDz = void (*)(const float*, const float*, const float*, bool, const ConvShape&, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
 using ConvDirect = void (*)(const Images&, const int64_t*, const float*, const float*, bool, float*, const ConvShape&, int64_t, int64_t, int64_t);
 using FilterChunk = void (*)(const Images&, const int64_t*, const float*, const float*, const ConvShape&, int64_t, int64_t, int64_t, bool, float*);
 // Each compiled for the GEMM's instruction set (simd_level()), so that FMA or not matches the GEMM path's.
@@ -275,6 +331,14 @@ using FilterChunk = void (*)(const Images&, const int64_t*, const float*, const 
   target void filter_chunk_##suffix(const Images& im, const int64_t* off, const float* dy, const float* y, const ConvShape& s,     \
                                     int64_t r0, int64_t r1, int64_t cop, bool bias, float* part) {                                \
     filter_chunk_impl(im, off, dy, y, s, r0, r1, cop, bias, part);                                                                 \
+  }                                                                                                                                 \
+  target void pool_band_##suffix(const float* band, int64_t ow, int64_t co, int64_t ph, int64_t pw, int64_t pw_out, float* y,       \
+                                 float* at) {                                                                                       \
+    pool_band_impl(band, ow, co, ph, pw, pw_out, y, at);                                                                            \
+  }                                                                                                                                 \
+  target void fill_dz_##suffix(const float* dy, const float* y, const float* at, bool relu, const ConvShape& s, int64_t ph,       \
+                               int64_t pw, int64_t n, int64_t pr0, int64_t pr1, float* out) {                                       \
+    fill_dz_impl(dy, y, at, relu, s, ph, pw, n, pr0, pr1, out);                                                                     \
   }
 #if defined(__x86_64__)
 LOOM_CONV_PATHS(avx512, __attribute__((target("avx512f,fma"))), 8)
@@ -286,14 +350,17 @@ LOOM_CONV_PATHS(base, , 4)
 struct ConvPaths {
   ConvDirect conv;
   FilterChunk filter;
+  PoolBand pool_band;
+  FillDz fill_dz;
 };
 ConvPaths conv_paths() {
 #if defined(__x86_64__)
   const char* level = simd_level();
-  if (!std::strcmp(level, "avx512")) return {conv_direct_avx512, filter_chunk_avx512};
-  if (!std::strcmp(level, "avx2") || !std::strcmp(level, "avx512-on-avx2")) return {conv_direct_avx2, filter_chunk_avx2};
+  if (!std::strcmp(level, "avx512")) return {conv_direct_avx512, filter_chunk_avx512, pool_band_avx512, fill_dz_avx512};
+  if (!std::strcmp(level, "avx2") || !std::strcmp(level, "avx512-on-avx2"))
+    return {conv_direct_avx2, filter_chunk_avx2, pool_band_avx2, fill_dz_avx2};
 #endif
-  return {conv_direct_base, filter_chunk_base};
+  return {conv_direct_base, filter_chunk_base, pool_band_base, fill_dz_base};
 }
 const ConvPaths& paths() {
   static const ConvPaths p = conv_paths();
@@ -318,13 +385,16 @@ void conv2d_direct(const float* x, const float* w, float* y, const ConvShape& s,
   const ConvDirect run = paths().conv;
   pool().parallel_for(tasks, [&](int t) {
     const int64_t r0 = t * per, r1 = std::min(rows, r0 + per);
-    run(im, off.data(), wp.data(), bias ? bp.data() : nullptr, relu, y, s, cop, r0, r1);
+    run(im, off.data(), wp.data(), bias ? bp.data() : nullptr, relu, y + r0 * s.ow * s.co, s, cop, r0, r1);
   });
 }
 
-// dw (and db when given) from x and dy (masked by y > 0 when y is given) by the direct kernel: partial sums per
-// fixed chunk of output pixels, added in chunk order.
-void filter_grad_direct(const float* x, const float* dy, const float* y, float* dw, float* db, const ConvShape& s) {
+// dw (and db when given) by the direct kernel from x and the output gradient over `chunks` fixed runs of output
+// pixels: range(c) gives chunk c's run [r0, r1), chunk(r0, r1, scratch) its {dy, y} from pixel r0's row (y null: no
+// relu mask); scratch has room for `most` pixels' gradient when the chunk is made on the fly. Partial sums per
+// chunk, added in chunk order (pixels in no chunk add nothing).
+template <class Range, class Chunk>
+void filter_grad_chunked(const float* x, float* dw, float* db, const ConvShape& s, int64_t chunks, int64_t most, Range range, Chunk chunk) {
   const int64_t kdim = s.kh * s.kw * s.c, cop = pad16(s.co), rows = s.n * s.oh * s.ow;
   if (rows == 0) {  // a sum of no terms
     std::fill(dw, dw + kdim * s.co, 0.f);
@@ -334,12 +404,13 @@ void filter_grad_direct(const float* x, const float* dy, const float* y, float* 
   std::vector<float> store;
   const Images im = padded_images(x, s, store);
   const std::vector<int64_t> off = tap_offsets(s, im);
-  const int64_t chunks = (rows + kFilterChunk - 1) / kFilterChunk, stride = (kdim + 1) * cop;
-  std::vector<float> part(chunks * stride);
+  const int64_t stride = (kdim + 1) * cop;
+  std::vector<float> part(std::max<int64_t>(1, chunks) * stride, 0.f);  // no chunk: the sums of nothing, 0
   const FilterChunk run = paths().filter;
   pool().parallel_for((int)chunks, [&](int c) {
-    const int64_t r0 = c * kFilterChunk, r1 = std::min(rows, r0 + kFilterChunk);
-    run(im, off.data(), dy, y, s, r0, r1, cop, db != nullptr, part.data() + c * stride);
+    const std::pair<int64_t, int64_t> r = range(c);
+    const std::pair<const float*, const float*> g = chunk(r.first, r.second, scratch(most * s.co));
+    run(im, off.data(), g.first, g.second, s, r.first, r.second, cop, db != nullptr, part.data() + c * stride);
   });
   for (int64_t t = 0; t < kdim; t++)
     for (int64_t j = 0; j < s.co; j++) {
@@ -355,6 +426,15 @@ void filter_grad_direct(const float* x, const float* dy, const float* y, float* 
     }
 }
 
+// dw (and db when given) from x and dy (masked by y > 0 when y is given) by the direct kernel.
+void filter_grad_direct(const float* x, const float* dy, const float* y, float* dw, float* db, const ConvShape& s) {
+  const int64_t rows = s.n * s.oh * s.ow;
+  const auto range = [&](int64_t c) { return std::pair<int64_t, int64_t>(c * kFilterChunk, std::min(rows, (c + 1) * kFilterChunk)); };
+  filter_grad_chunked(x, dw, db, s, (rows + kFilterChunk - 1) / kFilterChunk, kFilterChunk, range, [&](int64_t r0, int64_t, float*) {
+    return std::pair<const float*, const float*>(dy + r0 * s.co, y ? y + r0 * s.co : nullptr);
+  });
+}
+
 // Max pooling over windows that tile the image: stride = window, no dilation or padding, every window inside (the
 // usual 2×2 / stride 2). Blocks of 16 channels in vector registers; the baseline pooling loops were scalar or SSE.
 // Comparisons as the general path's: a value replaces the maximum when greater (NaN never does), so the gradient goes
@@ -362,8 +442,6 @@ void filter_grad_direct(const float* x, const float* dy, const float* y, float* 
 bool tiled(const ConvShape& s) {
   return s.sh == s.kh && s.sw == s.kw && s.dh == 1 && s.dw == 1 && s.pt == 0 && s.pl == 0 && s.oh * s.kh <= s.h && s.ow * s.kw <= s.w;
 }
-
-typedef int32_t vi16 __attribute__((vector_size(64)));
 
 // Image n: y = the windows' maxima.
 LOOM_CONV_INLINE void max_pool_tiled_impl(const float* x, float* y, const ConvShape& s, int64_t n) {
@@ -525,6 +603,62 @@ void conv2d_filter_bias_grad(const float* x, const float* dy, const float* y, fl
       for (int64_t j = 0; j < s.co; j++) acc[j] += dy[r * s.co + j];
     for (int64_t j = 0; j < s.co; j++) db[j] += acc[j];
   }
+}
+
+void conv2d_maxpool(const float* x, const float* w, const float* bias, bool relu, float* y, float* at, const ConvShape& s, int64_t ph, int64_t pw) {
+  const int64_t poh = s.oh / ph, pow_ = s.ow / pw, prows = s.n * poh;
+  if (prows == 0 || pow_ == 0 || s.co == 0) return;
+  const PoolBand band_pool = paths().pool_band;
+  if (!direct(s)) {  // the whole convolution first (im2col), then the pooling
+    std::vector<float> full(s.n * s.oh * s.ow * s.co);
+    conv2d(x, w, full.data(), s, bias, relu);
+    pool().parallel_for((int)prows, [&](int pr) {
+      const int64_t n = pr / poh, row0 = n * s.oh + (pr % poh) * ph;
+      band_pool(full.data() + row0 * s.ow * s.co, s.ow, s.co, ph, pw, pow_, y + pr * pow_ * s.co, at + pr * pow_ * s.co);
+    });
+    return;
+  }
+  // Each pooled row from its band of ph convolution rows, computed into a per-thread buffer and pooled while in cache.
+  const int64_t kdim = s.kh * s.kw * s.c, cop = pad16(s.co);
+  std::vector<float> wp(kdim * cop, 0.f), bp(bias ? cop : 0, 0.f), store;
+  for (int64_t t = 0; t < kdim; t++) std::copy(w + t * s.co, w + (t + 1) * s.co, wp.begin() + t * cop);
+  if (bias) std::copy(bias, bias + s.co, bp.begin());
+  const Images im = padded_images(x, s, store);
+  const std::vector<int64_t> off = tap_offsets(s, im);
+  const ConvDirect run = paths().conv;
+  pool().parallel_for((int)prows, [&](int pr) {
+    const int64_t n = pr / poh, row0 = n * s.oh + (pr % poh) * ph;
+    float* band = scratch(ph * s.ow * s.co);
+    run(im, off.data(), wp.data(), bias ? bp.data() : nullptr, relu, band, s, cop, row0, row0 + ph);
+    band_pool(band, s.ow, s.co, ph, pw, pow_, y + pr * pow_ * s.co, at + pr * pow_ * s.co);
+  });
+}
+
+void conv2d_maxpool_filter_grad(const float* x, const float* dy, const float* y, const float* at, bool relu, float* dw, float* db, const ConvShape& s,
+                                int64_t ph, int64_t pw) {
+  const FillDz fill = paths().fill_dz;
+  const int64_t poh = s.oh / ph, band = ph * s.ow;  // output pixels under one pooled row
+  if (!direct(s)) {  // the convolution's whole output gradient (0 in rows no window reaches), then its filter gradient
+    const int64_t plane = s.oh * s.ow;
+    std::vector<float> dz(s.n * plane * s.co);
+    pool().parallel_for((int)s.n, [&](int n) {
+      float* dzn = dz.data() + n * plane * s.co;
+      fill(dy, y, at, relu, s, ph, pw, n, 0, poh, dzn);
+      std::fill(dzn + poh * band * s.co, dzn + plane * s.co, 0.f);
+    });
+    return conv2d_filter_bias_grad(x, dz.data(), nullptr, dw, db, s);
+  }
+  // Chunks of whole pooled rows of one image (about kFilterChunk pixels): rows below the last window add nothing.
+  const int64_t per = std::max<int64_t>(1, kFilterChunk / std::max<int64_t>(1, band)), per_image = (poh + per - 1) / per;
+  const auto range = [&](int64_t c) {
+    const int64_t n = c / per_image, pr0 = (c % per_image) * per, pr1 = std::min(poh, pr0 + per);
+    return std::pair<int64_t, int64_t>(n * s.oh * s.ow + pr0 * band, n * s.oh * s.ow + pr1 * band);
+  };
+  filter_grad_chunked(x, dw, db, s, s.n * per_image, per * band, range, [&](int64_t r0, int64_t r1, float* buf) {
+    const int64_t n = r0 / (s.oh * s.ow), pr0 = (r0 % (s.oh * s.ow)) / band;
+    fill(dy, y, at, relu, s, ph, pw, n, pr0, pr0 + (r1 - r0) / band, buf);
+    return std::pair<const float*, const float*>(buf, nullptr);
+  });
 }
 
 void pool2d(const float* x, float* y, const ConvShape& s, bool is_max) {
