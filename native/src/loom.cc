@@ -462,6 +462,78 @@ napi_value Conv2DFilterBiasGrad(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// The pooled tensors of a convolution followed by max pooling over poolHeight × poolWidth windows that tile its
+// output: [batch, ⌊outHeight/poolHeight⌋, ⌊outWidth/poolWidth⌋, outChannels].
+int64_t pooled_size(const loom::ConvShape& s, int64_t ph, int64_t pw) { return mul(s.n, s.oh / ph, s.ow / pw, s.co); }
+constexpr const char* kPooled = "batch·⌊outHeight/poolHeight⌋·⌊outWidth/poolWidth⌋·outChannels";
+
+// conv2dMaxPool(x, w, y, at, bias|null, relu, ...shape, poolHeight, poolWidth): the convolution (+ bias, relu)
+// max-pooled without writing its output; at holds each maximum's tap in its window as a float (-1: none)
+napi_value Conv2DMaxPool(napi_env env, napi_callback_info info) {
+  Args a(env, info, "conv2dMaxPool", 23, 23);
+  const Buffer<float> x = a.f32(0, "x"), w = a.f32(1, "w"), y = a.f32(2, "y"), at = a.f32(3, "at");
+  const Buffer<float> bias = a.f32_or_null(4, "bias");
+  const bool relu = a.flag(5, "relu");
+  const loom::ConvShape s = conv_shape(a, 6);
+  const int64_t ph = a.size(21, "poolHeight", 1), pw = a.size(22, "poolWidth", 1);
+  need_conv(a, 0, "x", x, s, ConvTensor::Input);
+  need_conv(a, 1, "w", w, s, ConvTensor::Filter);
+  if (a.failed()) return nullptr;
+  a.need(2, "y", y, pooled_size(s, ph, pw), kPooled);
+  a.need(3, "at", at, pooled_size(s, ph, pw), kPooled);
+  if (bias.present) a.need(4, "bias", bias, s.co, "outChannels");
+  if (a.failed()) return nullptr;
+  if (pooled_size(s, ph, pw) == 0) return undefined(env);
+  if (s.c == 0) {  // no input channels: every convolution output is the bias (then relu); the first tap is a maximum
+    for (int64_t i = 0; i < pooled_size(s, ph, pw); i++) {
+      const float b = bias.present ? bias.data[i % s.co] : 0.f, v = relu && b < 0.f ? 0.f : b;
+      const bool nan = v != v;  // NaN is never a maximum: the window's stays -inf, with no tap
+      y.data[i] = nan ? -std::numeric_limits<float>::infinity() : v;
+      at.data[i] = nan ? -1.f : 0.f;
+    }
+    return undefined(env);
+  }
+  loom::conv2d_maxpool(x.data, w.data, bias.get(), relu, y.data, at.data, s, ph, pw);
+  return undefined(env);
+}
+
+// conv2dMaxPoolFilterGrad(x, dy, y, at, dw, db|null, relu, ...shape, poolHeight, poolWidth): the filter
+// and bias gradients of conv2dMaxPool from its pooled output gradient dy, output y and taps at (a tap is only compared
+// with its window's taps: one outside them, or not a whole number, sends no gradient)
+napi_value Conv2DMaxPoolFilterGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info, "conv2dMaxPoolFilterGrad", 24, 24);
+  const Buffer<float> x = a.f32(0, "x"), dy = a.f32(1, "dy"), y = a.f32(2, "y"), at = a.f32(3, "at");
+  const Buffer<float> dw = a.f32(4, "dw"), db = a.f32_or_null(5, "db");
+  const bool relu = a.flag(6, "relu");
+  const loom::ConvShape s = conv_shape(a, 7);
+  const int64_t ph = a.size(22, "poolHeight", 1), pw = a.size(23, "poolWidth", 1);
+  need_conv(a, 0, "x", x, s, ConvTensor::Input);
+  need_conv(a, 4, "dw", dw, s, ConvTensor::Filter);
+  if (a.failed()) return nullptr;
+  const int64_t pooled = pooled_size(s, ph, pw);
+  a.need(1, "dy", dy, pooled, kPooled);
+  a.need(2, "y", y, pooled, kPooled);
+  a.need(3, "at", at, pooled, kPooled);
+  if (db.present) a.need(5, "db", db, s.co, "outChannels");
+  if (a.failed()) return nullptr;
+  if (s.co == 0) return undefined(env);
+  if (s.c == 0 || pooled == 0) {  // no filter taps (dw is empty; db is still Σ dz), or a sum of no terms
+    std::memset(dw.data, 0, conv_size(s, ConvTensor::Filter).elements * sizeof(float));
+    if (db.present) {
+      std::memset(db.data, 0, s.co * sizeof(float));
+      for (int64_t i = 0; i < pooled; i++) {
+        const float t = at.data[i];  // a tap of the window (a whole number in [0, poolHeight·poolWidth)) sends dy once
+        if (!(t >= 0.f && t < (float)(ph * pw) && t == std::floor(t))) continue;
+        const float g = dy.data[i], v = y.data[i];
+        db.data[i % s.co] += !relu || v > 0.f ? g : v != v ? v : 0.f;
+      }
+    }
+    return undefined(env);
+  }
+  loom::conv2d_maxpool_filter_grad(x.data, dy.data, y.data, at.data, relu, dw.data, db.get(), s, ph, pw);
+  return undefined(env);
+}
+
 // conv2dBackpropFilter(x, dy, dw, ...shape); dw is zeros when there are no output positions (a sum of no terms)
 napi_value Conv2DBackpropFilter(napi_env env, napi_callback_info info) {
   static const GeometryKernel k{"conv2dBackpropFilter", {"x", "dy", "dw"}, {ConvTensor::Input, ConvTensor::Output, ConvTensor::Filter},
@@ -898,6 +970,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"conv2dBackpropInput", nullptr, Conv2DBackpropInput, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"conv2dBackpropFilter", nullptr, Conv2DBackpropFilter, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"conv2dFilterBiasGrad", nullptr, Conv2DFilterBiasGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"conv2dMaxPool", nullptr, Conv2DMaxPool, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"conv2dMaxPoolFilterGrad", nullptr, Conv2DMaxPoolFilterGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"pool", nullptr, Pool, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"maxPoolGrad", nullptr, MaxPoolGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"avgPoolGrad", nullptr, AvgPoolGrad, nullptr, nullptr, nullptr, napi_default, nullptr},

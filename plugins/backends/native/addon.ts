@@ -28,6 +28,18 @@ export interface Addon {
   conv2dBackpropInput(dy: Float32Array, w: Float32Array, dx: Float32Array, ...shape: number[]): void;
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, ...shape: number[]): void;
   conv2dFilterBiasGrad(x: Float32Array, dy: Float32Array, y: Float32Array | null, dw: Float32Array, db: Float32Array | null, ...shape: number[]): void;
+  /** `shape` is the convolution's 15 integers, then the pooling window's height and width. */
+  conv2dMaxPool(x: Float32Array, w: Float32Array, y: Float32Array, at: Float32Array, bias: Float32Array | null, relu: boolean, ...shape: number[]): void;
+  conv2dMaxPoolFilterGrad(
+    x: Float32Array,
+    dy: Float32Array,
+    y: Float32Array,
+    at: Float32Array,
+    dw: Float32Array,
+    db: Float32Array | null,
+    relu: boolean,
+    ...shape: number[]
+  ): void;
   pool(x: Float32Array, y: Float32Array, isMax: boolean, ...shape: number[]): void;
   maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, ...shape: number[]): void;
   avgPoolGrad(dy: Float32Array, dx: Float32Array, ...shape: number[]): void;
