@@ -108,6 +108,14 @@ export interface Layer extends Configurable, Partial<HasState> {
   /** Non-trainable state saved with the weights (e.g. BatchNorm running statistics). */
   buffers?(): Parameter[];
   /**
+   * This layer and `next` (the layer after it in a Sequential) applied as one op, where the pair has one that is
+   * faster and gives the same values (a convolution followed by max pooling: `plugins/layers/conv2d.ts`); null to
+   * apply them one by one.
+   */
+  applyWithNext?(next: Layer, x: tf.Tensor, ctx: ForwardContext): tf.Tensor | null;
+  /** A max pooling's window, when its windows tile its input (stride = window, 'valid'); null otherwise. */
+  maxPoolWindow?(): [number, number] | null;
+  /**
    * Forgets state carried between batches (stateful recurrent layers, as language models train with truncated
    * BPTT). The trainer calls it at the start of every epoch and of every evaluation.
    */

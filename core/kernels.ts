@@ -49,6 +49,20 @@ export const FUSED_KERNELS = {
    */
   conv2dFilterBiasGrad: 'LoomConv2DFilterBiasGrad',
   /**
+   * A 2-D convolution (NHWC, bias row, linear or relu) followed by max pooling over windows that tile its output
+   * (stride = window, 'valid'), without writing the convolution's output. Inputs `{ x, filter, bias }`, attrs
+   * `{ strides, pad, activation, poolSize: [ph, pw] }`; outputs `[y [n, ⌊oh/ph⌋, ⌊ow/pw⌋, co], at]`, at the tap of
+   * each maximum in its window (row-major, as float32 values: exact, and its buffer reused; -1 where none: all NaN).
+   * Values as FusedConv2D then MaxPool's.
+   */
+  conv2dMaxPool: 'LoomConv2DMaxPool',
+  /**
+   * Its filter and bias gradients: inputs `{ x, dy, y, at }` (dy, y and at pooled), attrs `{ strides, pad, activation,
+   * poolSize, filterShape }`; outputs `[dW, db]` of the convolution's output gradient dz = dy at each maximum (relu's
+   * gradient by y applied when the activation is relu), 0 elsewhere.
+   */
+  conv2dMaxPoolGrad: 'LoomConv2DMaxPoolGrad',
+  /**
    * Multi-head self-attention from the packed projection (Vaswani et al. 2017, eq. 1, §3.2.2). Inputs `{ qkv, keep }`:
    * qkv [batch, time, 3·d] (q, k and v blocks of d columns, head h in columns h·d/heads.. of each), keep
    * [batch, time] (1 = a key to attend to, 0 = padding); attrs `{ numHeads, causal }`. Outputs

@@ -230,7 +230,15 @@ export class Sequential extends ModelBase {
       throw new ShapeError('model input', formatShape(this.inputShape), [null, ...x.shape.slice(1)]);
     }
     let y = x;
-    for (const layer of this.layers) y = layer.apply(y, ctx);
+    for (let i = 0; i < this.layers.length; i++) {
+      const layer = this.layers[i]!,
+        next = this.layers[i + 1];
+      const pair = next ? (layer.applyWithNext?.(next, y, ctx) ?? null) : null;
+      if (pair) {
+        y = pair;
+        i++;
+      } else y = layer.apply(y, ctx);
+    }
     return y;
   }
 }

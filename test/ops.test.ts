@@ -6,7 +6,20 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { conv2d, FUSED_KERNELS, hasKernel, layerNorm, linear, Rng, selfAttention, softmax, type ConvActivation, type LinearActivation } from '../core';
+import {
+  conv2d,
+  conv2dMaxPool,
+  FUSED_KERNELS,
+  hasKernel,
+  layerNorm,
+  linear,
+  Rng,
+  selfAttention,
+  Sequential,
+  softmax,
+  type ConvActivation,
+  type LinearActivation,
+} from '../core';
 import { cpuBackends, expectNoLeak, randomNormal, referenceSelfAttention, testRegistry } from './harness';
 
 /** max |a − b| ≤ tol · max(1, max |b|), with equal shapes. */
@@ -186,6 +199,73 @@ describe.each(await cpuBackends())('core ops on backend %s', (backend) => {
       }
       tf.dispose([x, f, b]);
     })();
+  });
+
+  it('conv2dMaxPool = maxPool(conv2d(...)) with the gradients of the composed ops (input, filter, bias)', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ n: fc.integer({ min: 1, max: 3 }), h: fc.integer({ min: 2, max: 9 }), w: fc.integer({ min: 2, max: 9 }) }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 20 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 })),
+        fc.constantFrom<'same' | 'valid'>('same', 'valid'),
+        fc.constantFrom<ConvActivation>('linear', 'relu'),
+        fc.integer({ min: 0, max: 2 ** 30 }),
+        ({ n, h, w }, c, co, k, pool, pad, act, seed) => {
+          const oh = pad === 'same' ? h : h - k + 1,
+            ow = pad === 'same' ? w : w - k + 1;
+          if (oh < pool[0] || ow < pool[1]) return;
+          const rng = new Rng(seed);
+          const x = randomNormal([n, h, w, c], rng),
+            f = randomNormal([k, k, c, co], rng),
+            b = randomNormal([co], rng);
+          const reference = (xs: tf.Tensor, fs: tf.Tensor, bs: tf.Tensor) => {
+            const z = tf.add(tf.conv2d(xs as tf.Tensor4D, fs as tf.Tensor4D, 1, pad), bs);
+            return tf.maxPool((act === 'relu' ? tf.relu(z) : z) as tf.Tensor4D, pool, pool, 'valid');
+          };
+          const ours = (xs: tf.Tensor, fs: tf.Tensor, bs: tf.Tensor) =>
+            conv2dMaxPool(xs as tf.Tensor4D, fs as tf.Tensor4D, [1, 1], pad, bs as tf.Tensor1D, act, pool);
+          compare(ours, reference, [x, f, b], rng, 1e-4);
+          tf.dispose([x, f, b]);
+        },
+      ),
+      { numRuns: 30 },
+    );
+  });
+
+  it('a Sequential applies conv2d then a tiling max-pool2d as one op, with the values and gradients of the layers one by one', async () => {
+    const registry = await testRegistry(tf.getBackend());
+    const model = new Sequential(
+      {
+        inputShape: [9, 8, 2],
+        layers: [{ type: 'conv2d', filters: 5, kernelSize: 3, activation: 'relu' }, { type: 'max-pool2d', poolSize: 2 }, { type: 'flatten' }],
+      },
+      registry,
+    );
+    model.build(undefined, new Rng(1));
+    const x = randomNormal([3, 9, 8, 2], new Rng(2));
+    const weights = model.parameters().map((p) => p.variable);
+    const run = (fused: boolean) =>
+      tf.tidy(() => {
+        const f = () =>
+          tf.sum(
+            tf.square(
+              fused ? model.apply(x, { training: true, rng: new Rng(3) }) : model.layers.reduce((y, l) => l.apply(y, { training: true, rng: new Rng(3) }), x),
+            ),
+          ) as tf.Scalar;
+        const { value, grads } = tf.variableGrads(f, weights);
+        return [value, ...weights.map((v) => grads[v.name]!)];
+      });
+    const [fused, layered] = [run(true), run(false)];
+    const kernels = (await tf.profile(() => tf.dispose(model.apply(x, { training: false, rng: new Rng(3) })))).kernels.map((k) => k.name);
+    if (hasKernel(FUSED_KERNELS.conv2dMaxPool)) {
+      expect(kernels).toContain(FUSED_KERNELS.conv2dMaxPool);
+      expect(kernels).not.toContain('MaxPool');
+    } else expect(kernels).toContain('MaxPool');
+    fused.forEach((t, i) => expectAllClose(t, layered[i]!, 1e-5, i === 0 ? 'loss' : `gradient ${i}`));
+    tf.dispose([...fused, ...layered, x]);
+    model.dispose();
   });
 
   it('softmax and layerNorm match the composed ops, values and gradients', () => {

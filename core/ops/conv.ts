@@ -91,6 +91,81 @@ function fusedConv2dGradient(dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], at
   };
 }
 
+/**
+ * conv2d (bias row, linear or relu, dilation 1) followed by max pooling over `pool` windows that tile its output
+ * (stride = window, 'valid'), the values of `tf.maxPool(conv2d(...), pool, pool, 'valid')`. Where the backend has
+ * `FUSED_KERNELS.conv2dMaxPool` the convolution's output is never written: each band of rows is pooled while in cache,
+ * keeping each maximum's position for the gradient (the MNIST CNN's first layer wrote, pooled, re-read and
+ * back-propagated through a 26×26×32 map per image, most of the step's memory traffic at batch 128).
+ */
+export function conv2dMaxPool(
+  x: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  strides: [number, number],
+  pad: 'valid' | 'same',
+  bias: tf.Tensor1D,
+  activation: ConvActivation,
+  pool: [number, number],
+): tf.Tensor4D {
+  if (!hasKernel(FUSED_KERNELS.conv2dMaxPool) || x.dtype !== 'float32')
+    return tf.maxPool(conv2d(x, filter, strides, pad, bias, activation), pool, pool, 'valid');
+  if (x.rank !== 4 || x.shape[3] !== filter.shape[2])
+    throw new ShapeError('conv2d', `[batch, height, width, ${filter.shape[2]}] (the filter is [${filter.shape}])`, x.shape);
+  if (bias.rank !== 1 || bias.shape[0] !== filter.shape[3]) throw new ShapeError('conv2d bias', `[${filter.shape[3]}]`, bias.shape);
+  const attrs = { strides, pad, activation, poolSize: pool };
+  const [y] = tf.engine().runKernel(FUSED_KERNELS.conv2dMaxPool, { x, filter, bias }, attrs as never) as tf.Tensor[];
+  return y as tf.Tensor4D;
+}
+
+type PoolAttrs = { strides: [number, number]; pad: 'valid' | 'same'; activation: ConvActivation; poolSize: [number, number] };
+
+/**
+ * The gradient of `conv2dMaxPool`'s kernel: the filter's and bias's from the pooled dy, y and each maximum's position
+ * (one pass, the convolution's output gradient made chunk by chunk in cache); the input's, when asked for (a layer
+ * after the first), by recomputing the convolution's output for tfjs's MaxPoolGrad and Conv2DBackpropInput.
+ */
+export const conv2dMaxPoolGradConfig: tf.GradConfig = {
+  kernelName: FUSED_KERNELS.conv2dMaxPool,
+  inputsToSave: ['x', 'filter', 'bias'],
+  outputsToSave: [true, true],
+  gradFunc: (dy, saved, attrs) => {
+    const [x, filter, bias, y, at] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor1D, tf.Tensor4D, tf.Tensor4D];
+    const g = (Array.isArray(dy) ? dy[0] : dy) as tf.Tensor4D;
+    const { strides, pad, activation, poolSize } = attrs as unknown as PoolAttrs;
+    let biasGrad: Float32Array | null = null;
+    const weights = () => {
+      const [dw, db] = tf.engine().runKernel(FUSED_KERNELS.conv2dMaxPoolGrad, { x, dy: g, y, at }, {
+        strides,
+        pad,
+        activation,
+        poolSize,
+        filterShape: filter.shape,
+      } as never) as tf.Tensor[];
+      biasGrad = db!.dataSync() as Float32Array;
+      db!.dispose();
+      return dw!;
+    };
+    const input = () => {
+      const full = tf
+        .engine()
+        .runKernel('FusedConv2D', { x, filter, bias }, { strides, pad, dataFormat: 'NHWC', dilations: [1, 1], activation } as never) as tf.Tensor;
+      const pooled = tf
+        .engine()
+        .runKernel('MaxPoolGrad', { dy: g, input: full, output: y }, { filterSize: poolSize, strides: poolSize, pad: 'valid' } as never) as tf.Tensor;
+      const dz = activation === 'relu' ? reluGrad(pooled, full) : pooled;
+      return tf.engine().runKernel('Conv2DBackpropInput', { dy: dz, filter }, { strides, pad, dataFormat: 'NHWC', inputShape: x.shape } as never) as tf.Tensor;
+    };
+    return {
+      x: input,
+      filter: weights,
+      bias: () => {
+        if (!biasGrad) weights().dispose();
+        return tf.tensor1d(biasGrad!);
+      },
+    };
+  },
+};
+
 /** loom's gradient of tfjs's `FusedConv2D` kernel (tfjs registers none: its fused op uses customGrad). */
 export const fusedConv2dGradConfig: tf.GradConfig = {
   kernelName: 'FusedConv2D',

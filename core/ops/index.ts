@@ -10,13 +10,13 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { selfAttentionGradConfig } from './attention';
-import { fusedConv2dGradConfig } from './conv';
+import { conv2dMaxPoolGradConfig, fusedConv2dGradConfig } from './conv';
 import { layerNormGradConfig } from './layer-norm';
 import { fusedMatMulGradConfig } from './linear';
 import { softmaxGradConfig } from './softmax';
 
 export { selfAttention } from './attention';
-export { conv2d, type ConvActivation } from './conv';
+export { conv2d, conv2dMaxPool, type ConvActivation } from './conv';
 export { layerNorm } from './layer-norm';
 export { linear, type LinearActivation } from './linear';
 export { softmax } from './softmax';
@@ -25,6 +25,7 @@ export { softmax } from './softmax';
 export const OP_GRADIENTS: readonly tf.GradConfig[] = [
   fusedMatMulGradConfig,
   fusedConv2dGradConfig,
+  conv2dMaxPoolGradConfig,
   softmaxGradConfig,
   selfAttentionGradConfig,
   layerNormGradConfig,

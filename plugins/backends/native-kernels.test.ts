@@ -1252,6 +1252,71 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     },
   );
 
+  kernelProperty(
+    'LoomConv2DMaxPool and LoomConv2DMaxPoolGrad are FusedConv2D then MaxPool, and the filter and bias gradients through both (direct and im2col paths)',
+    ['LoomConv2DMaxPool', 'LoomConv2DMaxPoolGrad'],
+    () => {
+      const check = (
+        n: number,
+        h: number,
+        w: number,
+        c: number,
+        co: number,
+        k: number,
+        stride: number,
+        pad: 'same' | 'valid',
+        pool: [number, number],
+        relu: boolean,
+        ties: boolean,
+        s: number,
+      ) => {
+        const x = tensor([n, h, w, c], s, ties ? 'ties' : 'real'),
+          filter = tensor([k, k, c, co], s + 1, ties ? 'ties' : 'real'),
+          bias = tensor([co], s + 2, ties ? 'ties' : 'real');
+        const info = tf.backend_util.computeConv2DInfo(x.shape as never, filter.shape as never, stride, 1, pad);
+        if (info.outHeight < pool[0] || info.outWidth < pool[1]) return tf.dispose([x, filter, bias]);
+        const activation = relu ? 'relu' : 'linear';
+        const attrs = { strides: [stride, stride], pad, activation, poolSize: pool };
+        const [y, at] = tf.engine().runKernel('LoomConv2DMaxPool', { x, filter, bias }, attrs as never) as tf.Tensor[];
+        const dy = tensor(y!.shape, s + 3);
+        const [dw, db] = tf
+          .engine()
+          .runKernel('LoomConv2DMaxPoolGrad', { x, dy, y: y!, at: at! }, { ...attrs, filterShape: filter.shape } as never) as tf.Tensor[];
+        const want = withOriginals(() => {
+          const full = tf.fused.conv2d({ x: x as tf.Tensor4D, filter: filter as tf.Tensor4D, strides: stride, pad, bias, activation });
+          const pooled = tf.maxPool(full, pool, pool, 'valid');
+          const d = tf
+            .engine()
+            .runKernel('MaxPoolGrad', { dy, input: full, output: pooled }, { filterSize: pool, strides: pool, pad: 'valid' } as never) as tf.Tensor;
+          const dz = relu ? tf.mul(d, tf.step(full)) : d;
+          const convAttrs = { strides: stride, pad, dataFormat: 'NHWC', filterShape: filter.shape };
+          return [pooled, tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: dz }, convAttrs as never) as tf.Tensor, tf.sum(dz, [0, 1, 2])];
+        });
+        expectNear(y!, want[0]!, 0);
+        expectNear(dw!, want[1]!, 1e-4);
+        expectNear(db!, want[2]!, 1e-4);
+        tf.dispose([x, filter, bias, y!, at!, dy, dw!, db!, ...want]);
+      };
+      fc.assert(
+        fc.property(
+          fc.record({ n: dim(3), h: dim(12), w: dim(12), c: dim(5), co: dim(40), k: dim(3), stride: dim(2) }),
+          fc.constantFrom<'same' | 'valid'>('same', 'valid'),
+          fc.tuple(dim(3), dim(3)),
+          fc.boolean(),
+          fc.boolean(),
+          seed,
+          ({ n, h, w, c, co, k, stride }, pad, pool, relu, ties, s) => {
+            if (pad === 'valid' && (k > h || k > w)) return;
+            check(n, h, w, c, co, k, stride, pad, pool, relu, ties, s);
+          },
+        ),
+        RUNS,
+      );
+      check(5, 28, 28, 1, 32, 3, 1, 'valid', [2, 2], true, false, 1); // the MNIST CNN's first two layers
+      check(2, 11, 9, 4, 20, 3, 1, 'same', [2, 2], true, false, 2); // 36 taps: the im2col path; an uncovered row and column
+    },
+  );
+
   kernelProperty('LoomReluGrad is dy where y > 0, else 0 (NaN in y passes through)', ['LoomReluGrad'], () => {
     fc.assert(
       fc.property(fc.array(dim(9), { minLength: 0, maxLength: 3 }), seed, (shape, s) => {

@@ -2,13 +2,17 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
   conv2d,
+  conv2dMaxPool,
   definePlugin,
+  FUSED_KERNELS,
+  hasKernel,
   LayerBase,
   layerOptions,
   pluginSpecSchema,
   type Activation,
   type ForwardContext,
   type Initializer,
+  type Layer,
   type Regularizer,
   type PluginContext,
   type Rng,
@@ -70,6 +74,23 @@ export class Conv2D extends LayerBase {
     this.kernel = this.addWeight('kernel', [kh, kw, c, this.opts.filters], this.kernelInit, rng, 'kernel', this.regularizer);
     if (this.opts.useBias) this.bias = this.addWeight('bias', [this.opts.filters], this.biasInit, rng, 'bias');
     return [null, oh, ow, this.opts.filters];
+  }
+
+  /**
+   * With a max pooling whose windows tile this layer's output next: one conv2dMaxPool op (core/ops), which never
+   * writes the convolution's output where the backend has its kernel. Relu or linear, with a bias.
+   */
+  applyWithNext(next: Layer, x: tf.Tensor, _ctx: ForwardContext): tf.Tensor | null {
+    const act = this.activation.spec.type;
+    const pool = next.maxPoolWindow?.() ?? null;
+    if (!pool || !this.bias || (act !== 'relu' && act !== 'linear') || !hasKernel(FUSED_KERNELS.conv2dMaxPool) || x.rank !== 4) return null;
+    const [, h, w] = x.shape as [number, number, number, number];
+    const [kh, kw] = asPair(this.opts.kernelSize);
+    const [sh, sw] = asPair(this.opts.strides);
+    const oh = convOutLength(h, kh, sh, this.opts.padding),
+      ow = convOutLength(w, kw, sw, this.opts.padding);
+    if (oh < pool[0] || ow < pool[1]) return null; // no whole window: the layers one by one say what is wrong
+    return conv2dMaxPool(x as tf.Tensor4D, this.kernel as tf.Tensor4D, [sh, sw], this.opts.padding, this.bias as tf.Tensor1D, act, pool);
   }
 
   apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {

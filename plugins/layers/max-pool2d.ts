@@ -29,6 +29,12 @@ export class Pool2D extends LayerBase {
     return [null, convOutLength(h, ph, sh, this.opts.padding), convOutLength(w, pw, sw, this.opts.padding), c];
   }
 
+  maxPoolWindow(): [number, number] | null {
+    const size = asPair(this.opts.poolSize),
+      strides = asPair(this.opts.strides ?? this.opts.poolSize);
+    return this.op === 'max' && this.opts.padding === 'valid' && strides[0] === size[0] && strides[1] === size[1] ? size : null;
+  }
+
   apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {
     const size = asPair(this.opts.poolSize);
     const strides = asPair(this.opts.strides ?? this.opts.poolSize);

@@ -78,5 +78,30 @@ export const convFamily: KernelFamily = {
       native.conv2dFilterBiasGrad(v(x), v(dy), y ? v(y) : null, dw, db, ...shapeArgs(info));
       return [backend.makeTensorInfo(info.filterShape, 'float32', dw), backend.makeTensorInfo([info.outChannels], 'float32', db)];
     },
+    [FUSED_KERNELS.conv2dMaxPool]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { x, filter, bias } = args.inputs as { x: Info; filter: Info; bias?: Info };
+      const at = (args.attrs ?? {}) as Record<string, never>;
+      const [ph, pw] = at.poolSize as [number, number];
+      const info = tf.backend_util.computeConv2DInfo(x.shape as never, filter.shape as never, at.strides, 1, at.pad, undefined, false, 'channelsLast');
+      const shape = [info.batchSize, Math.floor(info.outHeight / ph), Math.floor(info.outWidth / pw), info.outChannels];
+      const y = buffers.fresh(size(shape)),
+        taps = buffers.fresh(size(shape));
+      const v = (t: Info) => floatValues(backend, t);
+      native.conv2dMaxPool(v(x), v(filter), y, taps, bias ? v(bias) : null, at.activation === 'relu', ...shapeArgs(info), ph, pw);
+      return [backend.makeTensorInfo(shape, 'float32', y), backend.makeTensorInfo(shape, 'float32', taps)];
+    },
+    [FUSED_KERNELS.conv2dMaxPoolGrad]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { x, dy, y, at: taps } = args.inputs as { x: Info; dy: Info; y: Info; at: Info };
+      const at = (args.attrs ?? {}) as Record<string, never>;
+      const [ph, pw] = at.poolSize as [number, number];
+      const info = tf.backend_util.computeConv2DInfo(x.shape as never, at.filterShape, at.strides, 1, at.pad, undefined, false, 'channelsLast');
+      const dw = buffers.fresh(size(info.filterShape)),
+        db = buffers.fresh(info.outChannels);
+      const v = (t: Info) => floatValues(backend, t);
+      native.conv2dMaxPoolFilterGrad(v(x), v(dy), v(y), v(taps), dw, db, at.activation === 'relu', ...shapeArgs(info), ph, pw);
+      return [backend.makeTensorInfo(info.filterShape, 'float32', dw), backend.makeTensorInfo([info.outChannels], 'float32', db)];
+    },
   }),
 };
