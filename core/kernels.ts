@@ -88,6 +88,13 @@ export const FUSED_KERNELS = {
    */
   cachedAttention: 'LoomCachedAttention',
   /**
+   * The rows of a key/value cache in `cachedAttention`'s layout, reordered (beam search: each hypothesis takes the
+   * cache of the one it extends). Inputs `{ x [batch, heads, capacity, d_k], indices [rows] int32 }`, attrs
+   * `{ length }` (the filled positions, ≤ capacity); output [rows, heads, capacity, d_k]: positions below `length` of
+   * row r are row indices[r]'s, the rest zero. Only the filled positions are copied, not the spare capacity.
+   */
+  cacheReorder: 'LoomCacheReorder',
+  /**
    * A quantized dense layer (core/quantization.ts): inputs `{ x [rows, in], kernel [in, out] (integers in [−127, 127]),
    * scale [out], bias? [out] }`, attrs `{ inputScale, inputZeroPoint, relu }`; x is quantized to uint8 with the
    * attrs, multiplied in int32 and dequantized: output `[rows, out]`.

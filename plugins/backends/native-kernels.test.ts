@@ -1099,6 +1099,37 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     },
   );
 
+  kernelProperty(
+    'LoomCacheReorder gives row r the first `length` positions of row indices[r] (a gather of those positions) and zeros after them',
+    ['LoomCacheReorder'],
+    () => {
+      const check = (b: number, heads: number, capacity: number, dk: number, length: number, rows: number, s: number) => {
+        const x = tensor([b, heads, capacity, dk], s);
+        const ids = Int32Array.from({ length: rows }, (_, r) => (s * 7 + r * 5) % b);
+        const indices = tf.tensor1d(ids, 'int32');
+        const y = tf.engine().runKernel('LoomCacheReorder', { x, indices }, { length }) as tf.Tensor;
+        const want = tf.tidy(() => {
+          const filled = tf.gather(tf.slice(x, [0, 0, 0, 0], [-1, -1, length, -1]), ids);
+          return tf.concat([filled, tf.zeros([rows, heads, capacity - length, dk])], 2);
+        });
+        expect(y.shape).toEqual([rows, heads, capacity, dk]);
+        expect(Array.from(y.dataSync())).toEqual(Array.from(want.dataSync()));
+        tf.dispose([x, indices, y, want]);
+      };
+      fc.assert(
+        fc.property(dim(4), dim(3), dim(9), dim(5), dim(6), seed, (b, heads, capacity, dk, rows, s) =>
+          check(b, heads, capacity, dk, s % (capacity + 1), rows, s),
+        ),
+        RUNS,
+      );
+      check(1024, 4, 12, 64, 7, 1024, 3); // G2P's beam search: 256 words x 4 beams, d 256, 4 heads, 12 positions
+      const run = (ids: number[], length: number) => () =>
+        tf.engine().runKernel('LoomCacheReorder', { x: tf.zeros([2, 1, 3, 2]), indices: tf.tensor1d(ids, 'int32') }, { length });
+      expect(run([0, 2], 1)).toThrow(/do not fit/);
+      expect(run([0, 1], 4)).toThrow(/do not fit/);
+    },
+  );
+
   it('the fused kernels refuse sizes that do not fit, naming the tensors', () => {
     const t = (shape: number[]) => tf.zeros(shape);
     const run =

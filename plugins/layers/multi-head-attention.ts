@@ -59,6 +59,13 @@ export interface KVCache {
    * kernel writes each new position into them in place instead of copying the whole cache into a longer tensor.
    */
   length?: number;
+  /**
+   * The positions this decoding will cache at most, when its caller knows (a beam search's or greedy decoding's
+   * maximum length, generation's prompt plus new tokens): the fused layout's first allocation makes room for that
+   * many instead of {@link FIRST_CAPACITY}, so it never grows (each growth copies the cache) and a reorder or
+   * growth does not handle spare room beyond it. Only a size: more positions still fit, by doubling.
+   */
+  capacity?: number;
 }
 
 export function disposeCache(cache: KVCache): void {
@@ -66,6 +73,25 @@ export function disposeCache(cache: KVCache): void {
   delete cache.k;
   delete cache.v;
   delete cache.length;
+}
+
+/**
+ * Moves cached rows to follow their hypotheses (beam search): row r takes the keys and values of row origin[r].
+ * In the fused decoding kernel's layout only the positions in use are copied (`FUSED_KERNELS.cacheReorder`); a
+ * gather of whole rows would copy the spare capacity too, which made beam search on that layout slower than on the
+ * composed ops' (80-90 against 120-140 words/s for G2P, quiet, 2-core Zen 4; commit 62d45ae).
+ */
+export function reorderCache(cache: KVCache, origin: Int32Array): void {
+  if (!cache.k) return;
+  const length = cache.length;
+  const move = (x: tf.Tensor): tf.Tensor =>
+    length !== undefined && hasKernel(FUSED_KERNELS.cacheReorder)
+      ? (tf.engine().runKernel(FUSED_KERNELS.cacheReorder, { x, indices: tf.tensor1d(origin, 'int32') }, { length }) as tf.Tensor)
+      : tf.gather(x, origin);
+  const [k, v] = tf.tidy(() => [tf.keep(move(cache.k!)), tf.keep(move(cache.v!))]);
+  tf.dispose([cache.k, cache.v!]);
+  cache.k = k;
+  cache.v = v;
 }
 
 /** Positions the fused decoding kernel's cache has room for at first; it doubles when full. */
@@ -189,7 +215,6 @@ export class MultiHeadAttention extends LayerBase {
       source === null &&
       o.cache &&
       t === 1 &&
-      b === 1 &&
       !o.keyMask &&
       !(ctx.training && this.opts.dropout > 0) &&
       hasKernel(FUSED_KERNELS.cachedAttention) &&
@@ -197,10 +222,8 @@ export class MultiHeadAttention extends LayerBase {
     ) {
       // Incremental decoding, one position: one kernel appends its key and value to the cache in place and attends
       // over the cache (the same products, softmax and roundings as the composed ops below, without the causal
-      // mask, which allows every key to a single query at the last position). Only for one sequence (generation at
-      // batch 1, where it doubled GPT's tokens/s): with many rows, as in G2P's beam search (1,024 rows a step, each
-      // reordered every step, with the cache's spare room copied too), it was slower than the composed ops, 80-90
-      // against 120-140 words/s (quiet, 2-core Zen 4).
+      // mask, which allows every key to a single query at the last position). With many rows too: beam search
+      // reorders the rows every step with reorderCache, which copies only the positions in use.
       const context = this.cachedAttention(this.project(tf.reshape(query, [b, d]), 'qkv', 'qkv'), o.cache);
       return tf.reshape(this.project(this.gated(context, ctx), 'out', 'out'), [b, t, d]);
     }
@@ -270,8 +293,8 @@ export class MultiHeadAttention extends LayerBase {
 
   /**
    * The context [batch, d] of one new position from its packed projection `qkv` [batch, 3·d], through
-   * `FUSED_KERNELS.cachedAttention`, with the cache in that kernel's layout (converted on first use, grown by
-   * doubling when full).
+   * `FUSED_KERNELS.cachedAttention`, with the cache in that kernel's layout (converted on first use with room for
+   * `cache.capacity` positions, or {@link FIRST_CAPACITY}, grown by doubling when full).
    */
   private cachedAttention(qkv: tf.Tensor, cache: KVCache): tf.Tensor {
     const [b, d3] = qkv.shape as [number, number];
@@ -280,7 +303,8 @@ export class MultiHeadAttention extends LayerBase {
     const length = cache.length ?? cache.k?.shape[2] ?? 0;
     const capacity = cache.length === undefined ? 0 : cache.k!.shape[2]!;
     if (length + 1 > capacity) {
-      const room = Math.max(FIRST_CAPACITY, 2 * capacity, length + 1) - (cache.length === undefined ? length : capacity);
+      const target = capacity === 0 ? Math.max(cache.capacity ?? FIRST_CAPACITY, length + 1) : Math.max(2 * capacity, length + 1);
+      const room = target - (cache.length === undefined ? length : capacity);
       const grow = (x: tf.Tensor | undefined) => {
         const zeros = tf.zeros([b, h, room, dk]);
         return x ? tf.concat([x, zeros], 2) : zeros;

@@ -56,8 +56,9 @@ export class TransformerDecoder extends TransformerBlock {
     return this.forward(x, ctx, cache);
   }
 
-  newCache(): DecoderCache {
-    return { self: {}, cross: {} };
+  /** `capacity`: the positions the decoding will cache at most, when known (KVCache.capacity). */
+  newCache(capacity?: number): DecoderCache {
+    return { self: capacity === undefined ? {} : { capacity }, cross: {} };
   }
 
   releaseCache(cache: DecoderCache): void {

@@ -133,7 +133,7 @@ export class GPT extends Module {
     if (prompt.length === 0) throw this.shapeError('a prompt of at least one token', [1, 0]);
     if (prompt.length + length > this.opts.context) throw this.shapeError(`prompt + length ≤ context = ${this.opts.context}`, [1, prompt.length + length]);
     const ctx: ForwardContext = { training: false, rng: o.rng };
-    const caches = this.blocks.map((b) => b.newCache());
+    const caches = this.blocks.map((b) => b.newCache(prompt.length + length));
     const out: number[] = [];
     try {
       let next = tf.tidy(() => tf.keep(this.step(tf.tensor2d([prompt], undefined, 'int32'), 0, caches, ctx)));

@@ -1,11 +1,12 @@
 /**
  * The encoder-decoder Transformer: cached incremental decoding equals full decoding; encoder self-attention without
- * positions is permutation-equivariant; beam search with beam 1 equals greedy decoding.
+ * positions is permutation-equivariant; beam search with beam 1 equals greedy decoding, and on the fused decoding
+ * kernel equals beam search on the composed ops bit for bit.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { expectModel, Rng, type Layer, type PluginRegistry } from '../../core';
+import { expectModel, FUSED_KERNELS, hasKernel, Rng, type Layer, type PluginRegistry } from '../../core';
 import { randomNormal, testRegistry } from '../../test/harness';
 import { TransformerSeq2Seq } from './transformer-seq2seq';
 
@@ -104,6 +105,44 @@ describe('transformer-seq2seq', () => {
       }),
       { numRuns: 6 },
     );
+  });
+
+  it("beam search on the fused decoding kernel (many rows, reordered every step) gives the composed ops' log-probabilities bit for bit, and the same outputs", async () => {
+    if (!hasKernel(FUSED_KERNELS.cachedAttention)) return; // only the native backend has it
+    const config = tf.getKernel(FUSED_KERNELS.cachedAttention, tf.getBackend())!;
+    const m = model(11);
+    const s = tf.tensor2d(batch(new Rng(12), 5).src, undefined, 'int32');
+    // Each step's logits (all rows), and whether the caches were in the fused kernel's layout.
+    const run = async () => {
+      const logits: number[][] = [];
+      let fusedLayout = false;
+      const step = m.step.bind(m);
+      m.step = (prev, position, memory, memoryMask, caches, c) => {
+        const y = step(prev, position, memory, memoryMask, caches, c);
+        logits.push(Array.from(y.dataSync()));
+        fusedLayout ||= caches.some((cache) => cache.self.length !== undefined);
+        return y;
+      };
+      try {
+        return { out: await m.beamSearch(s, 3, opts.tgtLen - 1), logits, fusedLayout };
+      } finally {
+        m.step = step;
+      }
+    };
+    const fused = await run();
+    tf.unregisterKernel(FUSED_KERNELS.cachedAttention, tf.getBackend());
+    let composed: Awaited<ReturnType<typeof run>>;
+    try {
+      composed = await run();
+    } finally {
+      tf.registerKernel(config);
+    }
+    expect([fused.fusedLayout, composed.fusedLayout]).toEqual([true, false]);
+    expect(fused.logits.length).toBeGreaterThan(2); // steps after reorders
+    expect(fused.logits).toEqual(composed.logits);
+    expect(fused.out).toEqual(composed.out);
+    s.dispose();
+    m.dispose();
   });
 
   it('decoding does not leak tensors', async () => {

@@ -15,6 +15,7 @@ import {
 import { PositionalEncoding } from '../layers/positional-encoding';
 import { quantizedDenseSpec } from '../layers/quantized-dense';
 import { TransformerDecoder, type DecoderCache } from '../layers/transformer-decoder';
+import { reorderCache } from '../layers/multi-head-attention';
 
 export const seq2seqOptions = moduleOptions.extend({
   srcVocab: z.number().int().positive(),
@@ -168,9 +169,12 @@ export class TransformerSeq2Seq extends Module {
     return tf.squeeze(this.out.apply(h, dctx), [1]);
   }
 
-  /** Empty per-decoder-layer caches for {@link step}; release them with {@link releaseCaches}. */
-  newCaches(): DecoderCache[] {
-    return this.decoders.map((d) => d.newCache());
+  /**
+   * Empty per-decoder-layer caches for {@link step} (`capacity`: the positions decoding will reach at most, when
+   * known); release them with {@link releaseCaches}.
+   */
+  newCaches(capacity?: number): DecoderCache[] {
+    return this.decoders.map((d) => d.newCache(capacity));
   }
 
   releaseCaches(caches: DecoderCache[]): void {
@@ -189,7 +193,7 @@ export class TransformerSeq2Seq extends Module {
       const e = this.encode(src, ctx);
       return { memory: tf.keep(e.memory), mask: tf.keep(e.mask) };
     });
-    const caches = this.newCaches();
+    const caches = this.newCaches(maxLen);
     const out: number[][] = Array.from({ length: b }, () => []);
     const finished = new Array<boolean>(b).fill(false);
     let prev = new Int32Array(b).fill(this.opts.bosId);
@@ -231,7 +235,7 @@ export class TransformerSeq2Seq extends Module {
       const e = this.encode(src, ctx);
       return { memory: tf.keep(tf.gather(e.memory, rows)), mask: tf.keep(tf.gather(e.mask, rows)) };
     });
-    const caches = this.newCaches();
+    const caches = this.newCaches(maxLen);
     type Hyp = { tokens: number[]; logp: number };
     let alive: Hyp[][] = Array.from({ length: b }, () => [{ tokens: [], logp: 0 }]);
     const done: { tokens: number[]; score: number }[][] = Array.from({ length: b }, () => []);
@@ -273,7 +277,7 @@ export class TransformerSeq2Seq extends Module {
         }
         alive = next;
         // Each row's cached keys and values follow its hypothesis to its new row.
-        for (const c of caches) reorder(c.self, origin);
+        for (const c of caches) reorderCache(c.self, origin);
       }
       return alive.map((a, i) => {
         const all = [...done[i]!, ...a.map((h) => ({ tokens: h.tokens, score: h.logp / lp(h.tokens.length + 1) }))];
@@ -292,15 +296,6 @@ export class TransformerSeq2Seq extends Module {
   private padMask(ids: tf.Tensor): tf.Tensor {
     return tf.cast(tf.notEqual(ids, this.opts.padId), 'float32');
   }
-}
-
-/** Moves cached rows to follow their hypotheses: row r takes the cache of row origin[r]. */
-function reorder(cache: { k?: tf.Tensor; v?: tf.Tensor }, origin: Int32Array): void {
-  if (!cache.k) return;
-  const [k, v] = tf.tidy(() => [tf.keep(tf.gather(cache.k!, origin)), tf.keep(tf.gather(cache.v!, origin))]);
-  tf.dispose([cache.k, cache.v!]);
-  cache.k = k;
-  cache.v = v;
 }
 
 export default definePlugin({

@@ -1,6 +1,7 @@
 /**
  * The fused LoomAttention and LoomAttentionGrad (core/ops/attention.ts's `selfAttention` and its gradient) on the
- * addon, and LoomCachedAttention (one step of incremental decoding over a key/value cache, multi-head-attention.ts).
+ * addon, LoomCachedAttention (one step of incremental decoding over a key/value cache, multi-head-attention.ts) and
+ * LoomCacheReorder (that cache's rows reordered for beam search, copying only the positions in use).
  */
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { FUSED_KERNELS } from '../../../core/kernels';
@@ -92,6 +93,36 @@ export const attentionFamily: KernelFamily = {
       native.softmax(scores, probs, items, keysAt);
       native.batchMatMul(probs, vals, context, items, 1, dk, keysAt, false, false, keysAt, capacity * dk, null, false);
       return backend.makeTensorInfo([batch, d], 'float32', context);
+    },
+    [FUSED_KERNELS.cacheReorder]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { x, indices } = args.inputs as { x: Info; indices: Info };
+      const { length } = args.attrs as { length: number };
+      const [batch, h, capacity, dk] = x.shape as [number, number, number, number];
+      const ids = backend.data.get(indices.dataId).values as ArrayLike<number>;
+      if (
+        x.shape.length !== 4 ||
+        indices.shape.length !== 1 ||
+        !(Number.isInteger(length) && length >= 0 && length <= capacity) ||
+        !Array.prototype.every.call(ids, (i: number) => Number.isInteger(i) && i >= 0 && i < batch)
+      ) {
+        throw new Error(`${FUSED_KERNELS.cacheReorder}: x [${x.shape}], indices [${indices.shape}] and length ${length} do not fit`);
+      }
+      const src = floatValues(backend, x);
+      const rows = ids.length,
+        block = capacity * dk,
+        filled = length * dk;
+      // Each head's block of row r: its first `length` positions copied from row ids[r], the spare room zeroed (as the
+      // decoding kernel's growth leaves it). Only the positions in use are read; a gather of the rows read them all.
+      const out = buffers.fresh(rows * h * block);
+      for (let r = 0; r < rows; r++)
+        for (let j = 0; j < h; j++) {
+          const from = (ids[r]! * h + j) * block,
+            to = (r * h + j) * block;
+          out.set(src.subarray(from, from + filled), to);
+          if (filled < block) out.fill(0, to + filled, to + block);
+        }
+      return backend.makeTensorInfo([rows, h, capacity, dk], 'float32', out);
     },
   }),
 };
