@@ -69,7 +69,11 @@ function prepare(dir: string): void {
 function torchRun(dir: string, seed: number): Run {
   const blas = peerBlas();
   const argv = [path.join(BENCH_DIR, 'peers/gpt_train_torch.py'), dir, seed, threads, every, ...(maxSteps ? [maxSteps] : [])].map(String);
-  const r = spawnSync(PYTHON, argv, { env: { ...peerEnv(blas.coretype), OPENBLAS_NUM_THREADS: String(threads) }, encoding: 'utf8', timeout: 3 * 3600_000 });
+  const r = spawnSync(PYTHON, argv, {
+    env: { ...peerEnv((blas.torch ?? blas).coretype), OPENBLAS_NUM_THREADS: String(threads) },
+    encoding: 'utf8',
+    timeout: 3 * 3600_000,
+  });
   if (r.status !== 0) throw new Error(`PyTorch replica, seed ${seed}: ${r.stderr.trim().split('\n').at(-1)}`);
   const s = JSON.parse(r.stdout.trim().split('\n').at(-1)!).summary;
   return {

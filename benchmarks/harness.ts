@@ -123,11 +123,13 @@ export function pythonRun(
   if (!fs.existsSync(PYTHON)) return { missing: `${PYTHON} not found` };
   const blas = peerBlas();
   if (blas.handicap) return { missing: blas.handicap };
+  // numpy's peers are named *_numpy.py; every other Python peer is PyTorch's, on the core chosen for its products.
+  const setting = !script.includes('numpy') && blas.torch ? blas.torch : blas;
   // Debian's torch runs its matrix products on OpenBLAS, whose own thread pool takes every core unless told
   // otherwise: with torch at 1 thread that oversubscribed a busy 2-core host and ran the G2P peer 3.5x slower
   // (24 against 84 words/s). A peer measured at `threads` gets OpenBLAS's pool of the same size.
   const r = spawnSync(PYTHON, [path.join(BENCH_DIR, 'peers', script), ...args.map(String)], {
-    env: { ...peerEnv(blas.coretype), ...(threads ? { OPENBLAS_NUM_THREADS: String(threads) } : {}), ...env },
+    env: { ...peerEnv(setting.coretype), ...(threads ? { OPENBLAS_NUM_THREADS: String(threads) } : {}), ...env },
     encoding: 'utf8',
     timeout: 600_000,
   });
@@ -135,7 +137,7 @@ export function pythonRun(
     const why = (r.stderr || r.error?.message || 'failed').trim().split('\n').at(-1)!;
     return { missing: why.includes('No module named') ? `${why} (apt-get install python3-torch python3-numpy libopenblas0-pthread)` : why };
   }
-  return { out: JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>, blas: blas.detail };
+  return { out: JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>, blas: setting.detail };
 }
 
 /**

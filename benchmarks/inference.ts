@@ -1,5 +1,6 @@
 /**
- * Inference speed against PyTorch (torch.inference_mode, best of 1 and 2 threads), each row measured in
+ * Inference speed against PyTorch (torch.inference_mode, best of the thread settings TORCH_SETTINGS, on the
+ * OpenBLAS core fastest at PyTorch's products: benchmarks/peer-blas.ts), each row measured in
  * alternation with its peer: the seed's MNIST CNN at batch 1 (latency, as inferences/s) and batch 128
  * (throughput); GPT generation at batch 1 with the key/value cache (a 1-token prompt, 256 new tokens, argmax);
  * G2P beam-4 decoding in words/s. Weights are random: speed does not depend on them. Each PyTorch row also runs
@@ -34,14 +35,12 @@ export function g2pSources(words: number, srcLen: number): tf.Tensor2D {
 }
 
 /**
- * PyTorch fp32 and int8 (dynamic), each the best of 1 and 2 threads, or with `sleepers` of every
- * {@link TORCH_SETTINGS} (also 2 threads whose idle threads sleep: the MNIST CNN's kernels are OpenMP regions
- * between OpenBLAS products, where spinning pools fight over the 2 cores).
+ * PyTorch fp32 and int8 (dynamic), each the best of every {@link TORCH_SETTINGS} (1 thread, 2 threads, and 2 threads
+ * whose idle threads sleep), as the training peers are: which wins depends on the model and on the moment.
  */
-function torchPeers(script: string, args: (threads: number) => (string | number)[], unit: string, sleepers = false): PeerResult[] {
-  const settings = sleepers ? TORCH_SETTINGS : TORCH_SETTINGS.filter((s) => Object.keys(s.env).length === 0);
+function torchPeers(script: string, args: (threads: number) => (string | number)[], unit: string): PeerResult[] {
   return ['fp32', 'int8'].map((precision) => {
-    const r = best(settings.map(({ threads: t, env }) => pythonPeer(script, [...args(t), precision], 'PyTorch', unit, t, env)));
+    const r = best(TORCH_SETTINGS.map(({ threads: t, env }) => pythonPeer(script, [...args(t), precision], 'PyTorch', unit, t, env)));
     return { ...r, peer: `${r.peer} ${precision}` };
   });
 }
@@ -81,7 +80,7 @@ export function inference(registry: PluginRegistry, backend: string): Benchmark 
           y.dispose();
         };
         const unit = batch === 1 ? 'inferences/s' : 'samples/s';
-        const peers = () => torchPeers('mnist_cnn_torch_infer.py', (t) => [batch, t, 3], unit, true);
+        const peers = () => torchPeers('mnist_cnn_torch_infer.py', (t) => [batch, t, 3], unit);
         out.push(
           await row(`mnist-cnn infer b${batch}`, unit, () => measure(infer(model), batch, { seconds: 3, repeats: 1 }), `loom on ${backend}, fp32`, peers),
         );

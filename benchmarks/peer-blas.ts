@@ -9,6 +9,13 @@
  * default core and under each OpenBLAS core this CPU's SIMD level can run, and the peers then run with the
  * fastest core that computed the product correctly (`OPENBLAS_CORETYPE`). The reference BLAS, or no correct core
  * with AVX2 kernels on a host that has AVX2, is a handicap: the peers report it instead of a number.
+ *
+ * numpy's peers (sgemm) get the core fastest at numpy's sgemm; PyTorch's peers the correct vector core fastest at
+ * PyTorch's own products (the probe's `torch_gflops`: a batch-1 Linear and a batch's), when torch is installed.
+ * One choice for both was the cause of PyTorch's inference peers moving by up to 2x between two quiet benchmark
+ * runs (HISTORY.md, runs E and F): sgemm 512 ranked the cores within its noise (Cooperlake in run E, Haswell in
+ * run F), and on Haswell's core, which lacks OpenBLAS's small-matrix kernels, PyTorch's GPT generation at batch 1
+ * ran 125 tokens/s against 206 on Cooperlake's, its MNIST CNN at batch 1 5,678 inferences/s against 10,779.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -28,6 +35,8 @@ export interface BlasProbe {
   gflops: number;
   /** The OPENBLAS_CORETYPE it ran under (null: OpenBLAS's own choice). */
   coretype: string | null;
+  /** PyTorch's products through this core at 1 thread (blas_probe.py's torch_gflops); null or absent without torch. */
+  torch_gflops?: number | null;
 }
 
 /** The BLAS setting the peers run with, and what to say about it in each row. */
@@ -38,6 +47,8 @@ export interface PeerBlas {
   detail: string;
   /** Why no ratio may be reported against these peers (set only when they are handicapped). */
   handicap?: string;
+  /** The PyTorch peers' setting where it differs in kind: chosen by PyTorch's own products (absent without torch). */
+  torch?: { coretype?: string; detail: string };
 }
 
 /** OpenBLAS cores (0.3.21's names) with AVX2 or AVX-512 kernels; any other core on an AVX2 host is a fallback. */
@@ -77,10 +88,27 @@ export function chooseBlas(own: BlasProbe, tried: BlasProbe[], simd: 'avx512' | 
       handicap: `OpenBLAS runs its generic core ${own.core} on this ${simd} CPU and no core with ${simd} kernels computed correctly (${measured})`,
     };
   const fallback = !VECTOR_CORES.includes(own.core ?? '') && vectorHost;
-  if (fastest === own) return { detail: `${name} core ${own.core} (its own choice; tried ${measured}), ${threads}` };
+  const torch = torchChoice(own, usable, vectorHost, name, threads);
+  if (fastest === own) return { detail: `${name} core ${own.core} (its own choice; tried ${measured}), ${threads}`, ...torch };
   return {
     coretype: fastest.coretype!,
     detail: `${name} core ${fastest.core} (OPENBLAS_CORETYPE; its own choice ${own.core}${fallback ? ' is a generic fallback' : ''}; tried ${measured}), ${threads}`,
+    ...torch,
+  };
+}
+
+/** The PyTorch peers' core: the usable (vector, on a vector host) core fastest at PyTorch's products, if measured. */
+function torchChoice(own: BlasProbe, usable: BlasProbe[], vectorHost: boolean, name: string, threads: string): Pick<PeerBlas, 'torch'> {
+  const measured = usable.filter((p) => typeof p.torch_gflops === 'number' && (!vectorHost || VECTOR_CORES.includes(p.core ?? '')));
+  if (measured.length === 0) return {};
+  const fastest = measured.reduce((a, b) => (b.torch_gflops! > a.torch_gflops! ? b : a));
+  const tried = measured.map((p) => `${p.coretype ?? `${p.core} (own choice)`} ${p.torch_gflops!.toFixed(1)}`).join(', ');
+  const how = fastest === own ? 'its own choice' : `OPENBLAS_CORETYPE; its own choice ${own.core}`;
+  return {
+    torch: {
+      ...(fastest === own ? {} : { coretype: fastest.coretype! }),
+      detail: `${name} core ${fastest.core} (${how}; chosen by PyTorch's 1-thread Linear 1x384->1152 and 128x5408->64, GFLOP/s geometric mean: ${tried}), ${threads}`,
+    },
   };
 }
 

@@ -1,4 +1,7 @@
-/** The benchmark's choice of the peers' BLAS core: the fastest correct core, and never a ratio against a handicapped peer. */
+/**
+ * The benchmark's choice of the peers' BLAS core: the fastest correct core (for numpy's sgemm, and for PyTorch's own
+ * products), and never a ratio against a handicapped peer.
+ */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type BlasProbe, candidateCores, chooseBlas, VECTOR_CORES } from '../benchmarks/peer-blas';
@@ -73,6 +76,26 @@ describe('chooseBlas', () => {
     );
     expect(choice.coretype).toBeUndefined();
     expect(choice.detail).toMatch(/core Haswell \(its own choice; tried .*SkylakeX WRONG RESULT/);
+  });
+
+  it("gives PyTorch's peers the correct vector core fastest at PyTorch's products, numpy's the one fastest at sgemm", () => {
+    const own = probe({ core: 'Cooperlake', gflops: 150, torch_gflops: 50 });
+    const tried = [
+      probe({ coretype: 'Haswell', core: 'Haswell', gflops: 190, torch_gflops: 23 }),
+      probe({ coretype: 'Zen', core: 'Zen', gflops: 160, torch_gflops: 60 }),
+      probe({ coretype: 'SkylakeX', core: 'SkylakeX', gflops: 140, torch_gflops: 900, correct: false }),
+    ];
+    const choice = chooseBlas(own, tried, 'avx512');
+    expect(choice.coretype).toBe('Haswell');
+    expect(choice.torch?.coretype).toBe('Zen');
+    expect(choice.torch?.detail).toMatch(
+      /core Zen \(OPENBLAS_CORETYPE; its own choice Cooperlake; chosen by PyTorch's .*Cooperlake \(own choice\) 50\.0, Haswell 23\.0, Zen 60\.0\)/,
+    );
+    // OpenBLAS's own core when it is the fastest for PyTorch: no OPENBLAS_CORETYPE.
+    const ownBest = chooseBlas(own, tried.slice(0, 1), 'avx512');
+    expect(ownBest.torch).toEqual({ detail: expect.stringContaining('core Cooperlake (its own choice;') });
+    // No torch (no torch_gflops): PyTorch's peers, if any, take numpy's choice.
+    expect(chooseBlas(probe({ core: 'Cooperlake' }), [probe({ coretype: 'Haswell', core: 'Haswell', gflops: 190 })], 'avx512').torch).toBeUndefined();
   });
 
   it('reports the reference BLAS, or only generic cores on a vector CPU, as a handicap instead of a peer to compare with', () => {
