@@ -387,13 +387,18 @@ napi_value BatchMatMul(napi_env env, napi_callback_info info) {
     return undefined(env);
   }
   const int64_t lda = ta ? m : k, ldb = tb ? k : n;
-  // Small products in a batch (attention heads) run one per thread; large ones use every thread each.
+  // Small products in a batch (attention heads) run one per thread; large ones use every thread each. A batch of
+  // fewer than 2^18 multiply-adds in all (a decoding step's heads at batch 1: 6 of 1×64·64×257 for GPT) runs on the
+  // calling thread, as one such product does in sgemm: waking the pool cost more than the products. The same
+  // per-item calls either way, so the same bits.
   const bool per_item_parallel = (double)m * n * k >= (1 << 21) || batch == 1;
   auto one = [&](int64_t i, bool parallel) {
     loom::sgemm(m, n, k, {pa + i * sa, lda, ta}, {pb + i * sb, ldb, tb}, pc + i * m * n, n, 0.f, bias.get(), relu, parallel, col_sums.get());
   };
   if (per_item_parallel)
     for (int64_t i = 0; i < batch; i++) one(i, true);
+  else if ((double)batch * m * n * k < (1 << 18))
+    for (int64_t i = 0; i < batch; i++) one(i, false);
   else
     loom::pool().parallel_for((int)batch, [&](int i) { one(i, false); });
   return undefined(env);
