@@ -36,6 +36,12 @@ export const FUSED_KERNELS = {
   /** relu's gradient from its output: dy where y > 0, else 0. Inputs `{ dy, y }`; output `dx`. */
   reluGrad: 'LoomReluGrad',
   /**
+   * GELU's tanh approximation x·½·(1 + tanh(√(2/π)·(x + 0.044715·x·x·x))) in one kernel, for inference (no gradient:
+   * used only while no gradient tape records). Input `{ x }` float32; output of x's shape, the same float32
+   * operations and roundings, in the same order, as the composed ops of plugins/activations/gelu.ts.
+   */
+  geluTanh: 'LoomGeluTanh',
+  /**
    * A dense layer's weight and bias gradients in one pass over dz: inputs `{ x [..., in], dz [..., out] }` (the same
    * rows); outputs `[dW = xᵀ·dz [in, out], db = Σ_rows dz [out]]`. When the product is split along the rows (a batch's
    * tokens), each slice of dz is summed while it is in cache for the product.

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { activationQuant, quantizeCentred, quantizePerChannel } from '../../core/quantization';
 import { softmax } from '../../core/ops/softmax';
 import { referenceSelfAttention } from '../../test/harness';
+import geluPlugin from '../activations/gelu';
 import { BufferPool, installNativeKernels, nativeAddonInfo, nativeBufferPool, originalGradients, originalKernels } from './native-kernels';
 
 const info = nativeAddonInfo();
@@ -1097,6 +1098,35 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
           .engine()
           .runKernel('LoomCachedAttention', { qkv: tf.zeros([1, 12]), k: tf.zeros([1, 2, 4, 2]), v: tf.zeros([1, 2, 4, 2]) }, { numHeads: 2, length: 4 }),
       ).toThrow(/do not fit 2 heads/);
+    },
+  );
+
+  kernelProperty(
+    "LoomGeluTanh gives the tanh GELU's composed ops (gelu.ts: Multiply, Add, Tanh) bit for bit, and the gelu activation takes it only while no gradient is recorded",
+    ['LoomGeluTanh'],
+    () => {
+      const composed = (x: tf.Tensor) =>
+        tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.mul(tf.mul(x, x), x))))))));
+      fc.assert(
+        fc.property(fc.array(dim(7), { minLength: 1, maxLength: 3 }), seed, fc.double({ min: 0.1, max: 8, noNaN: true }), (shape, s, scale) => {
+          const x = tf.tidy(() => tf.mul(tensor(shape, s), scale));
+          const [fused, want] = [tf.engine().runKernel('LoomGeluTanh', { x }) as tf.Tensor, composed(x)];
+          expect(fused.shape).toEqual(shape);
+          expect(Array.from(fused.dataSync())).toEqual(Array.from(want.dataSync()));
+          tf.dispose([x, fused, want]);
+        }),
+        RUNS,
+      );
+      // Through the activation: outside a gradient tape the fused kernel (same bits), inside one the composed ops,
+      // whose gradient tfjs derives.
+      // (A kernel without a gradient inside the tape would make tf.grad throw.)
+      const gelu = geluPlugin.create({ approximate: 'tanh' }, undefined as never);
+      const x = tensor([3, 41], 9);
+      const plain = gelu.apply(x);
+      const grad = tf.grad((s: tf.Tensor) => tf.sum(gelu.apply(tf.mul(x, s))))(tf.scalar(1));
+      expect(Array.from(plain.dataSync())).toEqual(Array.from(composed(x).dataSync()));
+      expect(Number.isFinite(grad.dataSync()[0]!)).toBe(true);
+      tf.dispose([x, plain, grad]);
     },
   );
 

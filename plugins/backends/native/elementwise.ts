@@ -1,6 +1,6 @@
 /**
- * Elementwise float32 maps on the addon: binary ops with broadcasting (as strides), unary ops, relu's gradient
- * (a fused kernel), and the bool → float32 Cast in JavaScript.
+ * Elementwise float32 maps on the addon: binary ops with broadcasting (as strides), unary ops, relu's gradient and
+ * the tanh GELU (fused kernels), and the bool → float32 Cast in JavaScript.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
@@ -68,6 +68,33 @@ export const elementwiseFamily: KernelFamily = {
     };
   },
   fused: ({ native, buffers }) => ({
+    // The composed tanh GELU's nine kernels (gelu.ts), each the same native map in the same order: the same bits,
+    // without nine trips through tfjs's engine and their scalar tensors (54 a token in GPT decoding at batch 1).
+    [FUSED_KERNELS.geluTanh]: (args) => {
+      const backend = args.backend as MathBackendCPU;
+      const { x } = args.inputs as { x: Info };
+      if (x.dtype !== 'float32') throw new Error(`${FUSED_KERNELS.geluTanh}: x is ${x.dtype}, not float32`);
+      const n = size(x.shape);
+      const out = buffers.fresh(n);
+      if (n === 0) return backend.makeTensorInfo(x.shape, 'float32', out);
+      const xv = floatValues(backend, x);
+      const [s1, s2] = [buffers.fresh(n), buffers.fresh(n)];
+      const [both, xScalar, scalarX] = [[[n, 1, 1]], [[n, 1, 0]], [[n, 0, 1]]].map((d) => Float64Array.from(d.flat()));
+      const c = (v: number) => Float32Array.of(v); // a number as tfjs makes it a float32 scalar
+      const [mul, add] = [BINARY.Multiply!, BINARY.Add!];
+      native.binary(mul, xv, xv, s1, both); // x·x
+      native.binary(mul, s1, xv, s2, both); // (x·x)·x
+      native.binary(mul, c(0.044715), s2, s1, scalarX);
+      native.binary(add, xv, s1, s2, both);
+      native.binary(mul, c(Math.sqrt(2 / Math.PI)), s2, s1, scalarX);
+      native.unary(UNARY.Tanh!, s1, s2, 0);
+      native.binary(add, c(1), s2, s1, scalarX);
+      native.binary(mul, xv, c(0.5), s2, xScalar); // x·½
+      native.binary(mul, s2, s1, out, both);
+      buffers.release(s1);
+      buffers.release(s2);
+      return backend.makeTensorInfo(x.shape, 'float32', out);
+    },
     [FUSED_KERNELS.reluGrad]: (args) => {
       const backend = args.backend as MathBackendCPU;
       const { dy, y } = args.inputs as { dy: Info; y: Info };
