@@ -27,6 +27,9 @@ describe('gpt smoke preset', () => {
       // The prompt and 40 characters (which may include newlines: Moby Dick has them) end the output.
       expect(text).toMatch(/(^|\n)Call me [\s\S]{40}\n$/);
       expect(run()).toBe(text); // sampling is seeded
+      // Past the smoke model's context of 64: in chunks, the prompt and 150 characters.
+      const long = execFileSync(process.execPath, [cli, 'paper', 'gpt', '--predict', 'Call me ', '--length', '150'], { cwd, encoding: 'utf8' });
+      expect(long).toMatch(/(^|\n)Call me [\s\S]{150}\n$/);
     } finally {
       fs.rmSync(cwd, { recursive: true, force: true });
     }

@@ -76,7 +76,12 @@ const paper: GptPaper = {
       options: {
         temperature: { value: 'T', type: 'number', min: 0, help: 'sampling temperature, a number >= 0; 0 picks the most likely character (default: 0.8)' },
         'top-k': { value: 'K', type: 'integer', min: 1, help: 'sample among the K most likely characters, a positive integer (default: all)' },
-        length: { value: 'N', type: 'integer', min: 1, help: 'characters to generate, a positive integer (default: 200, at most what the context leaves)' },
+        length: {
+          value: 'N',
+          type: 'integer',
+          min: 1,
+          help: 'characters to generate, a positive integer (default: 200; past the context, in chunks conditioned on the last half-context)',
+        },
       },
       run: async (ctx) => {
         const options = Object.fromEntries(
@@ -102,12 +107,20 @@ const paper: GptPaper = {
         if (!Number.isFinite(v) || v < 0) throw new ConfigError(`--${k}`, `expected a non-negative number, got "${options[k]}"`);
         return v;
       };
+      // Longer than the context (learned positions stop there): generate in chunks, each conditioned on the last
+      // half-context of what is written so far (nanoGPT crops to the last block_size tokens at every step instead).
       const ids = source.encode(prompt.length > 0 ? prompt : '\n');
-      const window = ids.slice(-Math.floor(gpt.opts.context / 2));
-      const length = Math.min(num('length', 200), gpt.opts.context - window.length);
-      if (length < 1) throw new DataError(`the prompt leaves no room in the context of ${gpt.opts.context} characters`);
+      const half = Math.floor(gpt.opts.context / 2);
+      const length = Math.floor(num('length', 200));
+      if (length < 1) throw new ConfigError('--length', `expected a positive integer, got "${options.length}"`);
       const topK = options['top-k'] === undefined ? undefined : Math.max(1, Math.floor(num('top-k', 0)));
-      const out = await gpt.generate(window, length, { temperature: num('temperature', 0.8), topK, rng: new Rng(num('seed', 0)) });
+      const rng = new Rng(num('seed', 0));
+      const out: number[] = [];
+      while (out.length < length) {
+        const window = [...ids, ...out].slice(-half);
+        const n = Math.min(length - out.length, gpt.opts.context - window.length);
+        out.push(...(await gpt.generate(window, n, { temperature: num('temperature', 0.8), topK, rng })));
+      }
       return prompt + source.decode(out);
     } finally {
       gpt.dispose();
