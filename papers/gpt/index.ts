@@ -9,7 +9,6 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   ConfigError,
-  DataError,
   loadModel,
   loadPresets,
   modelOptions,
