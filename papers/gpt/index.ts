@@ -7,17 +7,7 @@
  */
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  ConfigError,
-  loadModel,
-  loadPresets,
-  modelOptions,
-  Rng,
-  selectBackend,
-  type JsonObject,
-  type PluginRegistry,
-  type PluginSpec,
-} from '../../core';
+import { ConfigError, loadModel, loadPresets, modelOptions, Rng, selectBackend, type JsonObject, type PluginRegistry, type PluginSpec } from '../../core';
 import { experimentPaper, latestRunArtifacts, localStore, type Paper } from '../../runtime';
 import charText from '../../plugins/data/char-text';
 import gptModel, { GPT } from '../../plugins/models/gpt';
