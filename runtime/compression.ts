@@ -12,6 +12,8 @@ import { ConfigError, saveModel, type Model } from '../core';
 export interface Sparsity {
   pruned: number;
   overall: number;
+  /** Zeros per masked parameter, by name: how a `global` pruning spread the sparsity over the layers. */
+  byParameter: Record<string, number>;
 }
 
 /** Bytes of the saved model (model.json + weights.bin): float32 dense, and (pruned models) masks as bits or sparse. */
@@ -49,6 +51,7 @@ export function sparsityOf(model: Model): Sparsity {
   let masked = 0;
   let allZeros = 0;
   let all = 0;
+  const byParameter: Record<string, number> = {};
   for (const p of model.weights()) {
     const v = p.variable.dataSync();
     let z = 0;
@@ -58,9 +61,10 @@ export function sparsityOf(model: Model): Sparsity {
     if (p.mask) {
       masked += v.length;
       zeros += z;
+      byParameter[p.name] = z / v.length;
     }
   }
-  return { pruned: masked ? zeros / masked : 0, overall: allZeros / all };
+  return { pruned: masked ? zeros / masked : 0, overall: allZeros / all, byParameter };
 }
 
 export interface GroupSummary {

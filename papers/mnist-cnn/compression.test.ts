@@ -27,6 +27,31 @@ describe('mnist-cnn --compression', () => {
     }
   });
 
+  it('--scope global prunes the smallest magnitudes of all kernels together; a bad --scope is a user error', { timeout: 900_000 }, () => {
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-prune-global-'));
+    try {
+      const bad = spawnSync(process.execPath, [cli, 'paper', 'mnist-cnn', '--compression', 'prune', '--scope', 'everything'], { cwd, encoding: 'utf8' });
+      expect(bad.status).toBe(2);
+      expect(bad.stderr).toMatch(/--scope.*layer or global/);
+      expect(bad.stderr).not.toMatch(/\n\s+at /);
+      const args = ['paper', 'mnist-cnn', '--compression', 'prune', '--scope', 'global', '--epochs', '1', '--seeds', '1', '--sparsities', '90'];
+      execFileSync(process.execPath, [cli, ...args, '--train-limit', '600', '--test-limit', '100', '--json', 'out.json'], { cwd, encoding: 'utf8' });
+      const out = JSON.parse(fs.readFileSync(path.join(cwd, 'out.json'), 'utf8'));
+      expect(out.pruningSchedule.scope).toBe('global');
+      const r = (out.runs as CompressionRun[]).find((q) => q.group === 'pruned-90')!;
+      // ⌊0.9·n⌋ of the 3×3×1×32 + 5408×64 + 64×10 kernel weights taken together (a kept weight may also be 0) ...
+      const n = 3 * 3 * 1 * 32 + 5408 * 64 + 64 * 10;
+      expect(r.sparsity!.pruned).toBeGreaterThanOrEqual(Math.floor(0.9 * n) / n);
+      expect(r.sparsity!.pruned).toBeLessThan(Math.floor(0.9 * n) / n + 1e-3);
+      // ... spread unevenly: the per-kernel fractions differ, and their weighted mean is the total.
+      const fractions = Object.values(r.sparsity!.byParameter);
+      expect(fractions).toHaveLength(3);
+      expect(Math.max(...fractions) - Math.min(...fractions)).toBeGreaterThan(0.01);
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+
   it('trains every group and records sparsity, sizes and the mean and sd of each', { timeout: 900_000 }, () => {
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-compression-'));
     try {

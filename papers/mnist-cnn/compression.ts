@@ -50,6 +50,10 @@ export function compressionMode(presets: Record<string, JsonObject>): PaperMode 
       epochs: { value: 'N', type: 'integer', min: 1, help: 'epochs of every run, teacher included (default: 2)' },
       seeds: { value: 'K', type: 'integer', min: 1, help: 'seeds 0..K-1 per group (default: 3)' },
       sparsities: { value: 'LIST', help: 'comma-separated percentages to prune to (default: 50,75,90,95)' },
+      scope: {
+        value: 'layer|global',
+        help: 'prune each kernel to the sparsity (layer) or the smallest magnitudes of all kernels together (global) (default: layer)',
+      },
       'train-limit': { value: 'N', type: 'integer', min: 100, help: 'use the first N training images, a tenth of them for validation (default: all 60,000)' },
       'test-limit': { value: 'N', type: 'integer', min: 1, help: 'use the first N test images (default: all 10,000)' },
     },
@@ -63,6 +67,8 @@ async function runCompression(ctx: PaperModeContext, presets: Record<string, Jso
   const epochs = Number(ctx.options.epochs ?? 2);
   const seeds = Array.from({ length: Number(ctx.options.seeds ?? 3) }, (_, i) => i);
   const sparsities = parseSparsities(String(ctx.options.sparsities ?? '50,75,90,95'));
+  const scope = String(ctx.options.scope ?? 'layer');
+  if (scope !== 'layer' && scope !== 'global') throw new ConfigError('--scope', `expected layer or global, got "${scope}"`);
   const data: JsonObject = {};
   if (ctx.options['train-limit'] !== undefined) data.trainLimit = Number(ctx.options['train-limit']);
   if (ctx.options['test-limit'] !== undefined) data.testLimit = Number(ctx.options['test-limit']);
@@ -128,7 +134,7 @@ async function runCompression(ctx: PaperModeContext, presets: Record<string, Jso
   if (what !== 'distill') {
     for (const s of sparsities) {
       for (const seed of seeds) {
-        const pruning = { type: 'magnitude-pruning', finalSparsity: s, beginStep, frequency, prunings, scope: 'layer' };
+        const pruning = { type: 'magnitude-pruning', finalSparsity: s, beginStep, frequency, prunings, scope };
         await train(`pruned-${Math.round(s * 100)}`, seed, mergeConfig(base('prune-90', seed), { callbacks: [pruning] }), (model) => ({
           sparsity: sparsityOf(model),
           bytes: artifactSizes(model),
@@ -152,7 +158,7 @@ async function runCompression(ctx: PaperModeContext, presets: Record<string, Jso
       seeds,
       trainLimit: data.trainLimit ?? null,
       testLimit: data.testLimit ?? null,
-      pruningSchedule: what === 'distill' ? null : { beginStep, frequency, prunings, stepsPerRun: steps },
+      pruningSchedule: what === 'distill' ? null : { beginStep, frequency, prunings, stepsPerRun: steps, scope },
       backend,
       machine: machineLine(),
       commit,
