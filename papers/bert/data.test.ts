@@ -5,7 +5,13 @@ import type { TensorDataset } from '../../core/data';
 import type { PluginRegistry } from '../../core/registry';
 import { testRegistry } from '../../test/harness';
 import * as tf from '@tensorflow/tfjs-core';
-import { bowData } from './data';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { CORPORA, corpusTexts } from '../../plugins/data/text-corpus';
+import { gatherPredictions } from '../../plugins/models/bert';
+import { WordPiece } from '../../plugins/tokenizers/wordpiece';
+import { bowData, mlmData } from './data';
 
 /** All of a split's vectors, through the public batch(). */
 const vectors = (d: TensorDataset) => tf.tidy(() => d.batch(Array.from({ length: d.size }, (_, i) => i)).x.dataSync() as Float32Array);
@@ -38,5 +44,45 @@ describe('spam-bow', () => {
       }),
       { numRuns: 3 },
     );
+  });
+});
+
+describe('bert-mlm', () => {
+  it("the gathered form (maxPredictions) holds the same corrupted ids, and the full form's labels at its positions", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-mlm-'));
+    try {
+      const tokenizer = path.join(dir, 'wp.json');
+      const text = corpusTexts(CORPORA).join('\n\n').slice(0, 200_000);
+      fs.writeFileSync(tokenizer, JSON.stringify(WordPiece.train([text], { vocabSize: 600 }).getState()));
+      const reg = registry.register(mlmData);
+      const seqLen = 32;
+      const P = 6; // below the ~4.5 selections expected of 30 tokens often enough that some sequences overflow
+      const make = (extra: object) =>
+        (reg.create('dataset', { type: 'bert-mlm', tokenizer, seqLen, maxChars: 20_000, ...extra }) as unknown as { load(s: string): TensorDataset }).load(
+          'train',
+        );
+      const full = make({});
+      const gathered = make({ maxPredictions: P });
+      expect(gathered.size).toBe(full.size);
+      expect(gathered.xShape).toEqual([seqLen + P]);
+      expect(gathered.yShape).toEqual([P]);
+      const all = (d: TensorDataset) =>
+        tf.tidy(() => {
+          const b = d.batch(Array.from({ length: d.size }, (_, i) => i));
+          return { x: b.x.dataSync() as Int32Array, y: b.y.dataSync() as Int32Array };
+        });
+      const [f, g] = [all(full), all(gathered)];
+      let overflowed = 0;
+      for (let r = 0; r < full.size; r++) {
+        expect(Array.from(g.x.subarray(r * (seqLen + P), r * (seqLen + P) + seqLen))).toEqual(Array.from(f.x.subarray(r * seqLen, (r + 1) * seqLen)));
+        const expected = gatherPredictions(f.y.subarray(r * seqLen, (r + 1) * seqLen), P);
+        expect(Array.from(g.x.subarray(r * (seqLen + P) + seqLen, (r + 1) * (seqLen + P)))).toEqual(Array.from(expected.positions));
+        expect(Array.from(g.y.subarray(r * P, (r + 1) * P))).toEqual(Array.from(expected.labels));
+        if (expected.dropped > 0) overflowed++;
+      }
+      expect(overflowed).toBeGreaterThan(0); // the cap was exercised
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { z } from 'zod';
 import { DataError, definePlugin, Rng, TensorDataset, type JsonObject } from '../../core';
-import { maskTokens } from '../../plugins/models/bert';
+import { gatherPredictions, maskTokens } from '../../plugins/models/bert';
 import { CORPORA, corpusTexts } from '../../plugins/data/text-corpus';
 import { spamAssassinTexts, spamTextSchema } from '../../plugins/data/spam-assassin';
 import { CLS_ID, MASK_ID, SEP_ID, WORDPIECE_SPECIALS, WordPiece } from '../../plugins/tokenizers/wordpiece';
@@ -22,6 +22,11 @@ export const mlmData = definePlugin({
     maxChars: z.number().int().positive().optional(),
     validFraction: z.number().gt(0).lt(1).default(0.05),
     seed: z.number().int().default(0),
+    /**
+     * BERT's gathered form (the `bert` model's `maxPredictions`): each example is the seqLen ids followed by P
+     * selected positions, its labels the P original ids (0-padded). Unset: labels at every position.
+     */
+    maxPredictions: z.number().int().positive().optional(),
   }),
   create: (o) => {
     let cache: { train: TensorDataset; valid: TensorDataset } | undefined;
@@ -33,8 +38,11 @@ export const mlmData = definePlugin({
       const ids = wp.encode(text);
       const w = o.seqLen - 2;
       const n = Math.floor(ids.length / w);
-      const x = new Int32Array(n * o.seqLen);
-      const y = new Int32Array(n * o.seqLen);
+      const p = o.maxPredictions ?? 0;
+      const xw = o.seqLen + p; // ids, then (gathered form) the positions to predict
+      const yw = p || o.seqLen;
+      const x = new Int32Array(n * xw);
+      const y = new Int32Array(n * yw);
       const rng = new Rng(o.seed);
       const specials = WORDPIECE_SPECIALS.length;
       for (let i = 0; i < n; i++) {
@@ -44,12 +52,16 @@ export const mlmData = definePlugin({
           firstRandom: specials,
           maskable: (id) => id >= specials,
         });
-        x.set(input, i * o.seqLen);
-        y.set(labels, i * o.seqLen);
+        x.set(input, i * xw);
+        if (p) {
+          const g = gatherPredictions(labels, p);
+          x.set(g.positions, i * xw + o.seqLen);
+          y.set(g.labels, i * yw);
+        } else y.set(labels, i * yw);
       }
       const cut = Math.floor(n * (1 - o.validFraction));
       const part = (name: string, a: number, b: number) =>
-        new TensorDataset(`bert-mlm:${name}`, x.subarray(a * o.seqLen, b * o.seqLen), [o.seqLen], y.subarray(a * o.seqLen, b * o.seqLen), [o.seqLen]);
+        new TensorDataset(`bert-mlm:${name}`, x.subarray(a * xw, b * xw), [xw], y.subarray(a * yw, b * yw), [yw]);
       return { train: part('train', 0, cut), valid: part('valid', cut, n) };
     };
     return {

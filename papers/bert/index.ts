@@ -124,7 +124,14 @@ const paper: Paper = {
     let encoder: NamedWeights | null = null;
     const pretrainConfig: JsonObject = {
       data: {
-        source: { type: 'bert-mlm', tokenizer, seqLen: b.seqLen, seed, ...(b.pretrainChars ? { maxChars: b.pretrainChars } : {}) },
+        source: {
+          type: 'bert-mlm',
+          tokenizer,
+          seqLen: b.seqLen,
+          seed,
+          ...(b.pretrainChars ? { maxChars: b.pretrainChars } : {}),
+          ...(b.maxPredictions ? { maxPredictions: b.maxPredictions } : {}),
+        },
         train: 'train',
         validation: 'valid',
         test: null,

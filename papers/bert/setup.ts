@@ -19,6 +19,11 @@ export const bertSchema = z.object({
   /** Characters of the pretraining text (null: all of it). */
   pretrainChars: z.number().int().positive().nullable(),
   bowFeatures: z.number().int().positive(),
+  /**
+   * Masked-LM pretraining in BERT's gathered form (max_predictions_per_seq): the head predicts at most this many
+   * selected positions per sequence instead of computing logits at every position; unset: every position.
+   */
+  maxPredictions: z.number().int().positive().optional(),
   /** SpamAssassin groups to use (smoke: a small ham and a small spam group). */
   groups: z.array(z.string()).optional(),
   /** The few-shot learning curves (few-shot.ts) instead of one fine-tuning on the whole training split. */
@@ -85,7 +90,15 @@ export function bertSetup(presets: Record<string, JsonObject>, preset: string, o
     baseline: baseline as JsonObject,
     tokenizer,
     vocab,
-    bertModel: (head) => ({ type: 'bert', name: 'bert', vocabSize: vocab, maxLength: b.seqLen, head, ...(model ?? {}) }),
+    bertModel: (head) => ({
+      type: 'bert',
+      name: 'bert',
+      vocabSize: vocab,
+      maxLength: b.seqLen,
+      head,
+      ...(head === 'mlm' && b.maxPredictions ? { maxPredictions: b.maxPredictions } : {}),
+      ...(model ?? {}),
+    }),
     spam: { source: { type: 'spam-assassin', tokenizer, maxLen: b.seqLen, ...groups }, train: 'train', test: 'test' },
     groups,
     classify: { loss: 'sparse-categorical-crossentropy', metrics: ['accuracy'], ...(finetune as JsonObject) },

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { expectModel, readWeights, Rng, writeWeights, type PluginRegistry } from '../../core';
 import { testRegistry } from '../../test/harness';
-import { Bert, maskTokens } from './bert';
+import { Bert, gatherPredictions, maskTokens } from './bert';
 
 let registry: PluginRegistry;
 beforeAll(async () => {
@@ -12,9 +12,20 @@ beforeAll(async () => {
 });
 
 const V = 50;
-function bert(head: 'mlm' | 'classifier', seed: number): Bert {
-  const m = expectModel(registry.create('model', { type: 'bert', vocabSize: V, maxLength: 12, dModel: 8, numHeads: 2, layers: 2, dropout: 0, head }), Bert);
-  m.build([null, null], new Rng(seed));
+function bert(head: 'mlm' | 'classifier', seed: number, maxPredictions?: number): Bert {
+  const spec = {
+    type: 'bert',
+    vocabSize: V,
+    maxLength: 12,
+    dModel: 8,
+    numHeads: 2,
+    layers: 2,
+    dropout: 0,
+    head,
+    ...(maxPredictions ? { maxPredictions } : {}),
+  };
+  const m = expectModel(registry.create('model', spec), Bert);
+  m.build([null, maxPredictions ? 12 + maxPredictions : null], new Rng(seed));
   return m;
 }
 const ctx = { training: false, rng: new Rng(0) };
@@ -93,5 +104,88 @@ describe('bert', () => {
     tf.dispose(y);
     pre.dispose();
     cls.dispose();
+  });
+
+  it("the gathered masked-LM head (maxPredictions) gives the full head's logits, loss and gradients at the selected positions", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 1e6 }), fc.integer({ min: 4, max: 12 }), (seed, len) => {
+        const P = 6;
+        const full = bert('mlm', seed);
+        const gathered = bert('mlm', seed, P); // the same weights: no parameter depends on P
+        const rng = new Rng(seed + 1);
+        const rows = 3;
+        const ids: number[][] = [];
+        const labels: number[][] = [];
+        const gx: number[][] = [];
+        const gy: number[][] = [];
+        for (let r = 0; r < rows; r++) {
+          const m = maskTokens(
+            Array.from({ length: len }, () => 4 + rng.int(V - 4)),
+            rng,
+            { vocabSize: V, maskId: 3, firstRandom: 4, maskable: () => true, rate: 0.3 },
+          );
+          const g = gatherPredictions(m.labels, P);
+          // Keep only what the gathered form can carry, so both heads see the same targets.
+          const kept = new Int32Array(len);
+          g.positions.forEach((pos, j) => {
+            if (g.labels[j] !== 0) kept[pos] = g.labels[j]!;
+          });
+          ids.push(Array.from(m.input));
+          labels.push(Array.from(kept));
+          gx.push([...m.input, ...g.positions]);
+          gy.push(Array.from(g.labels));
+        }
+        const loss = (logits: tf.Tensor, y: number[][]) => {
+          const t = tf.tensor2d(y, undefined, 'int32');
+          const w = tf.cast(tf.notEqual(t, 0), 'float32');
+          const nll = tf.neg(tf.sum(tf.mul(tf.logSoftmax(logits), tf.oneHot(t, V)), -1));
+          return tf.div(tf.sum(tf.mul(nll, w)), tf.maximum(tf.sum(w), 1)) as tf.Scalar;
+        };
+        const run = (m: Bert, x: number[][], y: number[][]) =>
+          tf.variableGrads(
+            () => loss(m.apply(tf.tensor2d(x, undefined, 'int32'), ctx), y),
+            m.parameters().map((p) => p.variable),
+          );
+        const a = run(full, ids, labels);
+        const b = run(gathered, gx, gy);
+        expect(b.value.dataSync()[0]).toBeCloseTo(a.value.dataSync()[0]!, 5);
+        const names = full.parameters().map((p) => p.variable.name);
+        gathered.parameters().forEach((p, i) => {
+          const ga = a.grads[names[i]!]!.dataSync();
+          const gb = b.grads[p.variable.name]!.dataSync();
+          const scale = Math.max(1e-6, ...Array.from(ga, Math.abs));
+          for (let k = 0; k < ga.length; k++) expect(Math.abs(gb[k]! - ga[k]!) / scale).toBeLessThan(1e-4);
+        });
+        // The logits themselves: the gathered row j of sequence r is the full head's row at position positions[j].
+        const fl = tf.tidy(() => full.apply(tf.tensor2d(ids, undefined, 'int32'), ctx));
+        const gl = tf.tidy(() => gathered.apply(tf.tensor2d(gx, undefined, 'int32'), ctx));
+        expect(gl.shape).toEqual([rows, P, V]);
+        const [fd, gd] = [fl.dataSync(), gl.dataSync()];
+        for (let r = 0; r < rows; r++)
+          for (let j = 0; j < P; j++) {
+            const pos = gx[r]![len + j]!;
+            for (let v = 0; v < V; v++) expect(gd[(r * P + j) * V + v]).toBeCloseTo(fd[(r * len + pos) * V + v]!, 4);
+          }
+        tf.dispose([a.value, b.value, ...Object.values(a.grads), ...Object.values(b.grads), fl, gl]);
+        full.dispose();
+        gathered.dispose();
+      }),
+      { numRuns: 5 },
+    );
+  });
+
+  it('gatherPredictions lists the selected positions in order, pads with (0, ignore) and counts what it drops', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 40 }), fc.integer({ min: 1, max: 12 }), (labels, max) => {
+        const g = gatherPredictions(labels, max);
+        const selected = labels.flatMap((l, i) => (l !== 0 ? [i] : []));
+        const n = Math.min(selected.length, max);
+        expect(g.dropped).toBe(selected.length - n);
+        expect(Array.from(g.positions.subarray(0, n))).toEqual(selected.slice(0, n));
+        expect(Array.from(g.labels.subarray(0, n))).toEqual(selected.slice(0, n).map((i) => labels[i]));
+        expect(Array.from(g.positions.subarray(n)).every((p) => p === 0)).toBe(true);
+        expect(Array.from(g.labels.subarray(n)).every((l) => l === 0)).toBe(true);
+      }),
+    );
   });
 });

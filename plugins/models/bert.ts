@@ -40,6 +40,14 @@ export const bertOptions = moduleOptions.extend({
    * `classifier`: logits over `classes` from the [CLS] position through a tanh pooler (fine-tuning).
    */
   head: z.enum(['mlm', 'classifier']).default('mlm'),
+  /**
+   * Masked-LM head only: BERT's `max_predictions_per_seq` (Devlin et al.'s create_pretraining_data.py and
+   * run_pretraining.py's `gather_indexes`). Each input row then carries its `maxLength` token ids followed by P
+   * positions to predict (unused slots 0, with label 0 = ignored), and the head runs at those positions only:
+   * logits [batch, P, vocab]. At the same weights, the logits at the selected positions are those of the full head;
+   * the vocabulary projection and its softmax, which dominate a small BERT's step, shrink by time / P.
+   */
+  maxPredictions: z.number().int().positive().optional(),
   classes: z.number().int().min(2).default(2),
   padId: z.number().int().min(0).default(0),
   /**
@@ -70,7 +78,7 @@ export class Bert extends Module {
     readonly opts: z.output<typeof bertOptions>,
     ctx: PluginContext,
   ) {
-    super(opts.name ?? 'bert', [null, opts.maxLength], ctx);
+    super(opts.name ?? 'bert', [null, opts.maxLength + (opts.head === 'mlm' ? (opts.maxPredictions ?? 0) : 0)], ctx);
     const init = { type: 'truncated-normal', stddev: 0.02 };
     const d = opts.dModel;
     this.embed = this.add('token_embedding', { type: 'embedding', vocabSize: opts.vocabSize, dim: d, initializer: init }, Embedding);
@@ -105,22 +113,34 @@ export class Bert extends Module {
           ];
   }
 
+  /** P, where the masked-LM head gathers its positions from the input's last P columns; else 0. */
+  private get predictions(): number {
+    return this.opts.head === 'mlm' ? (this.opts.maxPredictions ?? 0) : 0;
+  }
+
   protected buildParts(inputShape: Shape, rng: Rng): Shape {
-    this.expectIds(inputShape, this.opts.maxLength, 'maxLength');
+    const p = this.predictions;
+    if (p > 0) {
+      if (inputShape.length !== 2 || inputShape[1] === null || inputShape[1]! <= p || inputShape[1]! > this.opts.maxLength + p)
+        throw this.shapeError(`[batch, time ≤ maxLength = ${this.opts.maxLength}, then maxPredictions = ${p} positions] ids`, inputShape);
+    } else this.expectIds(inputShape, this.opts.maxLength, 'maxLength');
     const seq: Shape = [null, null, this.opts.dModel];
     this.embed.build([null, null], rng);
     for (const l of this.encoder) l.build(seq, rng);
     if (this.opts.head === 'mlm') {
       for (const l of this.headLayers) l.build(seq, rng);
       this.outputBias = this.addWeight('mlm_output_bias', [this.opts.vocabSize], 'zeros', rng, 'bias');
-      return [null, inputShape[1]!, this.opts.vocabSize];
+      return [null, p > 0 ? p : inputShape[1]!, this.opts.vocabSize];
     }
     let shape: Shape = [null, this.opts.dModel];
     for (const l of this.headLayers) shape = l.build(shape, rng);
     return [null, this.opts.classes];
   }
 
-  apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+  apply(input: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+    const p = this.predictions;
+    const [rows, cols] = input.shape as [number, number];
+    const x = p > 0 ? tf.slice(input, [0, 0], [rows, cols - p]) : input;
     const c: ForwardContext = { ...ctx, mask: tf.cast(tf.notEqual(x, this.opts.padId), 'float32') };
     let h = this.embed.apply(x, c);
     for (const l of this.encoder) h = l.apply(h, c);
@@ -128,6 +148,13 @@ export class Bert extends Module {
       let y = tf.squeeze(tf.slice(h, [0, 0, 0], [-1, 1, -1]), [1]); // the [CLS] position
       for (const l of this.headLayers) y = l.apply(y, c);
       return y;
+    }
+    if (p > 0) {
+      // gather_indexes: row r's position j is row r·t + j of the flattened [batch·time, d] states.
+      const t = cols - p;
+      const positions = tf.cast(tf.slice(input, [0, t], [rows, p]), 'int32');
+      const flat = tf.add(positions, tf.mul(tf.reshape(tf.range(0, rows, 1, 'int32'), [rows, 1]), tf.scalar(t, 'int32')));
+      h = tf.reshape(tf.gather(tf.reshape(h, [rows * t, this.opts.dModel]), tf.reshape(flat, [rows * p])), [rows, p, this.opts.dModel]);
     }
     for (const l of this.headLayers) h = l.apply(h, c);
     const [b, t, d] = h.shape as [number, number, number];
@@ -163,6 +190,30 @@ export function maskTokens(
     else if (r < 0.9) input[i] = o.firstRandom + rng.int(o.vocabSize - o.firstRandom);
   }
   return { input, labels };
+}
+
+/**
+ * The selected positions of one masked sequence in BERT's gathered form (`maxPredictions`): the positions whose
+ * label is not `ignoreId`, in order, and their labels, each padded to `max` with position 0 and label `ignoreId`
+ * (a padded slot adds nothing to a loss or metric that ignores that label). Selections beyond `max` are dropped
+ * from the prediction targets (as create_pretraining_data.py never selects more than max_predictions_per_seq), and
+ * counted in `dropped`.
+ */
+export function gatherPredictions(labels: ArrayLike<number>, max: number, ignoreId = 0): { positions: Int32Array; labels: Int32Array; dropped: number } {
+  const positions = new Int32Array(max);
+  const out = new Int32Array(max).fill(ignoreId);
+  let n = 0;
+  let dropped = 0;
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i] === ignoreId) continue;
+    if (n === max) {
+      dropped++;
+      continue;
+    }
+    positions[n] = i;
+    out[n++] = labels[i]!;
+  }
+  return { positions, labels: out, dropped };
 }
 
 export default definePlugin({
