@@ -18,7 +18,7 @@ const vectors = (d: TensorDataset) => tf.tidy(() => d.batch(Array.from({ length:
 
 let registry: PluginRegistry;
 beforeAll(async () => {
-  registry = (await testRegistry()).register(bowData);
+  registry = (await testRegistry()).register(bowData).register(mlmData);
 });
 
 const build = (options: object) => registry.create('dataset', { type: 'spam-bow', ...options });
@@ -54,11 +54,10 @@ describe('bert-mlm', () => {
       const tokenizer = path.join(dir, 'wp.json');
       const text = corpusTexts(CORPORA).join('\n\n').slice(0, 200_000);
       fs.writeFileSync(tokenizer, JSON.stringify(WordPiece.train([text], { vocabSize: 600 }).getState()));
-      const reg = registry.register(mlmData);
       const seqLen = 32;
       const P = 6; // below the ~4.5 selections expected of 30 tokens often enough that some sequences overflow
       const make = (extra: object) =>
-        (reg.create('dataset', { type: 'bert-mlm', tokenizer, seqLen, maxChars: 20_000, ...extra }) as unknown as { load(s: string): TensorDataset }).load(
+        (registry.create('dataset', { type: 'bert-mlm', tokenizer, seqLen, maxChars: 20_000, ...extra }) as unknown as { load(s: string): TensorDataset }).load(
           'train',
         );
       const full = make({});
@@ -81,6 +80,43 @@ describe('bert-mlm', () => {
         if (expected.dropped > 0) overflowed++;
       }
       expect(overflowed).toBeGreaterThan(0); // the cap was exercised
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('dupeFactor K: the training sequences K times with new masks, the validation split unchanged', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-mlm-dupe-'));
+    try {
+      const tokenizer = path.join(dir, 'wp.json');
+      const text = corpusTexts(CORPORA).join('\n\n').slice(0, 200_000);
+      fs.writeFileSync(tokenizer, JSON.stringify(WordPiece.train([text], { vocabSize: 600 }).getState()));
+      const seqLen = 24;
+      const make = (split: string, extra: object) =>
+        (registry.create('dataset', { type: 'bert-mlm', tokenizer, seqLen, maxChars: 12_000, ...extra }) as unknown as { load(s: string): TensorDataset }).load(
+          split,
+        );
+      const all = (d: TensorDataset) =>
+        tf.tidy(() => {
+          const b = d.batch(Array.from({ length: d.size }, (_, i) => i));
+          return { x: Array.from(b.x.dataSync() as Int32Array), y: Array.from(b.y.dataSync() as Int32Array) };
+        });
+      const [once, thrice] = [all(make('train', {})), all(make('train', { dupeFactor: 3 }))];
+      expect(all(make('valid', { dupeFactor: 3 }))).toEqual(all(make('valid', {})));
+      const n = once.x.length / seqLen;
+      expect(thrice.x.length).toBe(3 * n * seqLen);
+      // The first copy is the dupeFactor-1 data; every copy holds the same text (the original id is the label where
+      // one was selected, the input elsewhere) under its own masks.
+      expect(thrice.x.slice(0, n * seqLen)).toEqual(once.x);
+      expect(thrice.y.slice(0, n * seqLen)).toEqual(once.y);
+      const text0 = (x: number[], y: number[], r: number) => x.slice(r * seqLen, (r + 1) * seqLen).map((v, j) => y[r * seqLen + j] || v);
+      let differ = 0;
+      for (let r = 0; r < n; r++)
+        for (const k of [1, 2]) {
+          expect(text0(thrice.x, thrice.y, k * n + r)).toEqual(text0(once.x, once.y, r));
+          if (thrice.y.slice((k * n + r) * seqLen, (k * n + r + 1) * seqLen).join() !== once.y.slice(r * seqLen, (r + 1) * seqLen).join()) differ++;
+        }
+      expect(differ).toBeGreaterThan(n); // new masks, not copies
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

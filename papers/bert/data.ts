@@ -27,6 +27,13 @@ export const mlmData = definePlugin({
      * selected positions, its labels the P original ids (0-padded). Unset: labels at every position.
      */
     maxPredictions: z.number().int().positive().optional(),
+    /**
+     * BERT's dupe_factor (create_pretraining_data.py): each training sequence appears this many times, each with its
+     * own masking, so an epoch is that many passes over the text, each with new masks (Devlin et al. used 10;
+     * Liu et al. 2019, RoBERTa §4.1, found that masks drawn anew do as well or slightly better than repeated static
+     * ones). The validation sequences appear once, masked as with 1.
+     */
+    dupeFactor: z.number().int().positive().default(1),
   }),
   create: (o) => {
     let cache: { train: TensorDataset; valid: TensorDataset } | undefined;
@@ -41,28 +48,34 @@ export const mlmData = definePlugin({
       const p = o.maxPredictions ?? 0;
       const xw = o.seqLen + p; // ids, then (gathered form) the positions to predict
       const yw = p || o.seqLen;
-      const x = new Int32Array(n * xw);
-      const y = new Int32Array(n * yw);
+      const cut = Math.floor(n * (1 - o.validFraction));
+      const valid = n - cut;
+      // Masked in this order: the n sequences once (training then validation, as with dupeFactor 1), then the
+      // training sequences' further maskings. Stored with the validation rows last, so each split is one range.
+      const rows = n + (o.dupeFactor - 1) * cut;
+      const x = new Int32Array(rows * xw);
+      const y = new Int32Array(rows * yw);
       const rng = new Rng(o.seed);
       const specials = WORDPIECE_SPECIALS.length;
-      for (let i = 0; i < n; i++) {
+      for (let r = 0; r < rows; r++) {
+        const i = r < n ? r : (r - n) % cut; // the sequence
+        const at = r < cut ? r : r < n ? rows - valid + (r - cut) : r - valid; // its row
         const { input, labels } = maskTokens([CLS_ID, ...ids.slice(i * w, (i + 1) * w), SEP_ID], rng, {
           vocabSize: wp.vocabSize,
           maskId: MASK_ID,
           firstRandom: specials,
           maskable: (id) => id >= specials,
         });
-        x.set(input, i * xw);
+        x.set(input, at * xw);
         if (p) {
           const g = gatherPredictions(labels, p);
-          x.set(g.positions, i * xw + o.seqLen);
-          y.set(g.labels, i * yw);
-        } else y.set(labels, i * yw);
+          x.set(g.positions, at * xw + o.seqLen);
+          y.set(g.labels, at * yw);
+        } else y.set(labels, at * yw);
       }
-      const cut = Math.floor(n * (1 - o.validFraction));
       const part = (name: string, a: number, b: number) =>
         new TensorDataset(`bert-mlm:${name}`, x.subarray(a * xw, b * xw), [xw], y.subarray(a * yw, b * yw), [yw]);
-      return { train: part('train', 0, cut), valid: part('valid', cut, n) };
+      return { train: part('train', 0, rows - valid), valid: part('valid', rows - valid, rows) };
     };
     return {
       splits: ['train', 'valid'],

@@ -24,6 +24,8 @@ export const bertSchema = z.object({
    * selected positions per sequence instead of computing logits at every position; unset: every position.
    */
   maxPredictions: z.number().int().positive().optional(),
+  /** BERT's dupe_factor: each pretraining sequence masked this many ways (one epoch = that many passes). */
+  dupeFactor: z.number().int().positive().optional(),
   /** SpamAssassin groups to use (smoke: a small ham and a small spam group). */
   groups: z.array(z.string()).optional(),
   /** The few-shot learning curves (few-shot.ts) instead of one fine-tuning on the whole training split. */
