@@ -24,7 +24,7 @@ import { createRegistry, type DataSource, loadPresets } from '../core';
 import { registerBuiltins } from '../plugins';
 import type { TokenWindows } from '../plugins/data/util';
 import { meanStd, vegaLiteSvg } from '../runtime';
-import { BENCH_DIR, REPO } from './harness';
+import { BENCH_DIR, REPO, peerSettings } from './harness';
 import { PYTHON, peerBlas, peerEnv } from './peer-blas';
 
 interface Run {
@@ -66,14 +66,43 @@ function prepare(dir: string): void {
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
 }
 
-function torchRun(dir: string, seed: number): Run {
-  const blas = peerBlas();
-  const argv = [path.join(BENCH_DIR, 'peers/gpt_train_torch.py'), dir, seed, threads, every, ...(maxSteps ? [maxSteps] : [])].map(String);
-  const r = spawnSync(PYTHON, argv, {
-    env: { ...peerEnv((blas.torch ?? blas).coretype), OPENBLAS_NUM_THREADS: String(threads) },
+type BlasSetting = { coretype?: string; detail: string };
+
+/** The replica for `seed` under the OpenBLAS core `blas`, stopped after `steps` if given. */
+function torchSpawn(dir: string, seed: number, blas: BlasSetting, steps = maxSteps) {
+  const argv = [path.join(BENCH_DIR, 'peers/gpt_train_torch.py'), dir, seed, threads, every, ...(steps ? [steps] : [])].map(String);
+  return spawnSync(PYTHON, argv, {
+    env: { ...peerEnv(blas.coretype), OPENBLAS_NUM_THREADS: String(threads) },
     encoding: 'utf8',
     timeout: 3 * 3600_000,
   });
+}
+
+/** Optimizer steps of the short replica runs that rank the OpenBLAS cores in {@link fastestCore}. */
+const PROBE_STEPS = 60;
+
+/**
+ * The OpenBLAS core the replica runs under: of the cores PyTorch's peers are tried under (the small-product core and
+ * the sgemm core where they differ: harness.ts peerSettings, the rule pythonPeer applies), the one at which a short
+ * replica run ({@link PROBE_STEPS} steps and a validation) takes the least time. Each full run is hours, so the
+ * candidates are ranked once by a probe rather than each seed run under both.
+ */
+function fastestCore(dir: string): BlasSetting {
+  const blas = peerBlas();
+  // peerSettings' undefined is pythonRun's default: PyTorch's own core choice (numpy's where torch was not probed).
+  const cores = peerSettings('gpt_train_torch.py').map((c) => c ?? blas.torch ?? blas);
+  if (cores.length < 2) return cores[0]!;
+  const timed = cores.map((core) => {
+    const r = torchSpawn(dir, 0, core, PROBE_STEPS);
+    const wall = r.status === 0 ? (JSON.parse(r.stdout.trim().split('\n').at(-1)!).summary.wall_seconds as number) : Number.POSITIVE_INFINITY;
+    console.log(`probe: ${PROBE_STEPS} replica steps and a validation on ${core.coretype ?? "OpenBLAS's own core"}: ${wall.toFixed(1)} s`);
+    return { core, wall };
+  });
+  return timed.reduce((a, b) => (b.wall < a.wall ? b : a)).core;
+}
+
+function torchRun(dir: string, seed: number, blas: BlasSetting): Run {
+  const r = torchSpawn(dir, seed, blas);
   if (r.status !== 0) throw new Error(`PyTorch replica, seed ${seed}: ${r.stderr.trim().split('\n').at(-1)}`);
   const s = JSON.parse(r.stdout.trim().split('\n').at(-1)!).summary;
   return {
@@ -109,6 +138,7 @@ function loomRun(seed: number): Run {
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-gpt-replica-'));
 prepare(dir);
 const torchSeeds = seeds(args.seeds!);
+const torchCore = torchSeeds.length ? fastestCore(dir) : peerBlas();
 const loomSeeds = seeds(args['loom-seeds']!);
 const runs: Run[] = [];
 for (let i = 0; i < Math.max(torchSeeds.length, loomSeeds.length); i++) {
@@ -118,7 +148,7 @@ for (let i = 0; i < Math.max(torchSeeds.length, loomSeeds.length); i++) {
   ] as const) {
     const seed = list[i];
     if (seed === undefined) continue;
-    const run = impl === 'PyTorch' ? torchRun(dir, seed) : loomRun(seed);
+    const run = impl === 'PyTorch' ? torchRun(dir, seed, torchCore) : loomRun(seed);
     console.log(`${impl} seed ${seed}: val_loss ${run.valLoss.toFixed(4)} after ${run.steps} steps, ${run.wallSeconds.toFixed(0)} s (${run.detail})`);
     runs.push(run);
   }

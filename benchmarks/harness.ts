@@ -120,7 +120,7 @@ export function pythonPeer(script: string, args: (string | number)[], peer: stri
  * products: with the small-product core alone PyTorch's MNIST training at batch 128 ran 6,761 samples/s in one
  * quiet run against 8,832-8,932 on the sgemm core in the runs before (2-core AMD EPYC Zen 4).
  */
-function peerSettings(script: string): ({ coretype?: string; detail: string } | undefined)[] {
+export function peerSettings(script: string): ({ coretype?: string; detail: string } | undefined)[] {
   const blas = peerBlas();
   if (script.includes('numpy') || !blas.torch || blas.torch.coretype === blas.coretype) return [undefined];
   return [blas.torch, { coretype: blas.coretype, detail: `${blas.detail} (the sgemm choice, also tried for PyTorch)` }];
