@@ -1,6 +1,6 @@
 /** The bag-of-words baseline's vectors: fixed length, binary, one column per vocabulary word. */
 import fc from 'fast-check';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TensorDataset } from '../../core/data';
 import type { PluginRegistry } from '../../core/registry';
 import { testRegistry } from '../../test/harness';
@@ -48,14 +48,21 @@ describe('spam-bow', () => {
 });
 
 describe('bert-mlm', () => {
+  // One small WordPiece vocabulary for the dataset's tests, in a scratch folder.
+  let dir = '';
+  let tokenizer = '';
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-mlm-'));
+    tokenizer = path.join(dir, 'wp.json');
+    const text = corpusTexts(CORPORA).join('\n\n').slice(0, 200_000);
+    fs.writeFileSync(tokenizer, JSON.stringify(WordPiece.train([text], { vocabSize: 600 }).getState()));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
   it("the gathered form (maxPredictions) holds the same corrupted ids, and the full form's labels at its positions", () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-mlm-'));
-    try {
-      const tokenizer = path.join(dir, 'wp.json');
-      const text = corpusTexts(CORPORA).join('\n\n').slice(0, 200_000);
-      fs.writeFileSync(tokenizer, JSON.stringify(WordPiece.train([text], { vocabSize: 600 }).getState()));
+    {
       const seqLen = 32;
-      const P = 6; // below the ~4.5 selections expected of 30 tokens often enough that some sequences overflow
+      const P = 6; // above the 4.5 selections expected of 30 tokens, below the count of some sequences: the cap is exercised
       const make = (extra: object) =>
         (registry.create('dataset', { type: 'bert-mlm', tokenizer, seqLen, maxChars: 20_000, ...extra }) as unknown as { load(s: string): TensorDataset }).load(
           'train',
@@ -80,17 +87,11 @@ describe('bert-mlm', () => {
         if (expected.dropped > 0) overflowed++;
       }
       expect(overflowed).toBeGreaterThan(0); // the cap was exercised
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
   it('dupeFactor K: the training sequences K times with new masks, the validation split unchanged', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-mlm-dupe-'));
-    try {
-      const tokenizer = path.join(dir, 'wp.json');
-      const text = corpusTexts(CORPORA).join('\n\n').slice(0, 200_000);
-      fs.writeFileSync(tokenizer, JSON.stringify(WordPiece.train([text], { vocabSize: 600 }).getState()));
+    {
       const seqLen = 24;
       const make = (split: string, extra: object) =>
         (registry.create('dataset', { type: 'bert-mlm', tokenizer, seqLen, maxChars: 12_000, ...extra }) as unknown as { load(s: string): TensorDataset }).load(
@@ -117,8 +118,6 @@ describe('bert-mlm', () => {
           if (thrice.y.slice((k * n + r) * seqLen, (k * n + r + 1) * seqLen).join() !== once.y.slice(r * seqLen, (r + 1) * seqLen).join()) differ++;
         }
       expect(differ).toBeGreaterThan(n); // new masks, not copies
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
