@@ -60,64 +60,60 @@ describe('bert-mlm', () => {
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it("the gathered form (maxPredictions) holds the same corrupted ids, and the full form's labels at its positions", () => {
-    {
-      const seqLen = 32;
-      const P = 6; // above the 4.5 selections expected of 30 tokens, below the count of some sequences: the cap is exercised
-      const make = (extra: object) =>
-        (registry.create('dataset', { type: 'bert-mlm', tokenizer, seqLen, maxChars: 20_000, ...extra }) as unknown as { load(s: string): TensorDataset }).load(
-          'train',
-        );
-      const full = make({});
-      const gathered = make({ maxPredictions: P });
-      expect(gathered.size).toBe(full.size);
-      expect(gathered.xShape).toEqual([seqLen + P]);
-      expect(gathered.yShape).toEqual([P]);
-      const all = (d: TensorDataset) =>
-        tf.tidy(() => {
-          const b = d.batch(Array.from({ length: d.size }, (_, i) => i));
-          return { x: b.x.dataSync() as Int32Array, y: b.y.dataSync() as Int32Array };
-        });
-      const [f, g] = [all(full), all(gathered)];
-      let overflowed = 0;
-      for (let r = 0; r < full.size; r++) {
-        expect(Array.from(g.x.subarray(r * (seqLen + P), r * (seqLen + P) + seqLen))).toEqual(Array.from(f.x.subarray(r * seqLen, (r + 1) * seqLen)));
-        const expected = gatherPredictions(f.y.subarray(r * seqLen, (r + 1) * seqLen), P);
-        expect(Array.from(g.x.subarray(r * (seqLen + P) + seqLen, (r + 1) * (seqLen + P)))).toEqual(Array.from(expected.positions));
-        expect(Array.from(g.y.subarray(r * P, (r + 1) * P))).toEqual(Array.from(expected.labels));
-        if (expected.dropped > 0) overflowed++;
-      }
-      expect(overflowed).toBeGreaterThan(0); // the cap was exercised
+    const seqLen = 32;
+    const P = 6; // above the 4.5 selections expected of 30 tokens, below the count of some sequences: the cap is exercised
+    const make = (extra: object) =>
+      (registry.create('dataset', { type: 'bert-mlm', tokenizer, seqLen, maxChars: 20_000, ...extra }) as unknown as { load(s: string): TensorDataset }).load(
+        'train',
+      );
+    const full = make({});
+    const gathered = make({ maxPredictions: P });
+    expect(gathered.size).toBe(full.size);
+    expect(gathered.xShape).toEqual([seqLen + P]);
+    expect(gathered.yShape).toEqual([P]);
+    const all = (d: TensorDataset) =>
+      tf.tidy(() => {
+        const b = d.batch(Array.from({ length: d.size }, (_, i) => i));
+        return { x: b.x.dataSync() as Int32Array, y: b.y.dataSync() as Int32Array };
+      });
+    const [f, g] = [all(full), all(gathered)];
+    let overflowed = 0;
+    for (let r = 0; r < full.size; r++) {
+      expect(Array.from(g.x.subarray(r * (seqLen + P), r * (seqLen + P) + seqLen))).toEqual(Array.from(f.x.subarray(r * seqLen, (r + 1) * seqLen)));
+      const expected = gatherPredictions(f.y.subarray(r * seqLen, (r + 1) * seqLen), P);
+      expect(Array.from(g.x.subarray(r * (seqLen + P) + seqLen, (r + 1) * (seqLen + P)))).toEqual(Array.from(expected.positions));
+      expect(Array.from(g.y.subarray(r * P, (r + 1) * P))).toEqual(Array.from(expected.labels));
+      if (expected.dropped > 0) overflowed++;
     }
+    expect(overflowed).toBeGreaterThan(0); // the cap was exercised
   });
 
   it('dupeFactor K: the training sequences K times with new masks, the validation split unchanged', () => {
-    {
-      const seqLen = 24;
-      const make = (split: string, extra: object) =>
-        (registry.create('dataset', { type: 'bert-mlm', tokenizer, seqLen, maxChars: 12_000, ...extra }) as unknown as { load(s: string): TensorDataset }).load(
-          split,
-        );
-      const all = (d: TensorDataset) =>
-        tf.tidy(() => {
-          const b = d.batch(Array.from({ length: d.size }, (_, i) => i));
-          return { x: Array.from(b.x.dataSync() as Int32Array), y: Array.from(b.y.dataSync() as Int32Array) };
-        });
-      const [once, thrice] = [all(make('train', {})), all(make('train', { dupeFactor: 3 }))];
-      expect(all(make('valid', { dupeFactor: 3 }))).toEqual(all(make('valid', {})));
-      const n = once.x.length / seqLen;
-      expect(thrice.x.length).toBe(3 * n * seqLen);
-      // The first copy is the dupeFactor-1 data; every copy holds the same text (the original id is the label where
-      // one was selected, the input elsewhere) under its own masks.
-      expect(thrice.x.slice(0, n * seqLen)).toEqual(once.x);
-      expect(thrice.y.slice(0, n * seqLen)).toEqual(once.y);
-      const text0 = (x: number[], y: number[], r: number) => x.slice(r * seqLen, (r + 1) * seqLen).map((v, j) => y[r * seqLen + j] || v);
-      let differ = 0;
-      for (let r = 0; r < n; r++)
-        for (const k of [1, 2]) {
-          expect(text0(thrice.x, thrice.y, k * n + r)).toEqual(text0(once.x, once.y, r));
-          if (thrice.y.slice((k * n + r) * seqLen, (k * n + r + 1) * seqLen).join() !== once.y.slice(r * seqLen, (r + 1) * seqLen).join()) differ++;
-        }
-      expect(differ).toBeGreaterThan(n); // new masks, not copies
-    }
+    const seqLen = 24;
+    const make = (split: string, extra: object) =>
+      (registry.create('dataset', { type: 'bert-mlm', tokenizer, seqLen, maxChars: 12_000, ...extra }) as unknown as { load(s: string): TensorDataset }).load(
+        split,
+      );
+    const all = (d: TensorDataset) =>
+      tf.tidy(() => {
+        const b = d.batch(Array.from({ length: d.size }, (_, i) => i));
+        return { x: Array.from(b.x.dataSync() as Int32Array), y: Array.from(b.y.dataSync() as Int32Array) };
+      });
+    const [once, thrice] = [all(make('train', {})), all(make('train', { dupeFactor: 3 }))];
+    expect(all(make('valid', { dupeFactor: 3 }))).toEqual(all(make('valid', {})));
+    const n = once.x.length / seqLen;
+    expect(thrice.x.length).toBe(3 * n * seqLen);
+    // The first copy is the dupeFactor-1 data; every copy holds the same text (the original id is the label where
+    // one was selected, the input elsewhere) under its own masks.
+    expect(thrice.x.slice(0, n * seqLen)).toEqual(once.x);
+    expect(thrice.y.slice(0, n * seqLen)).toEqual(once.y);
+    const text0 = (x: number[], y: number[], r: number) => x.slice(r * seqLen, (r + 1) * seqLen).map((v, j) => y[r * seqLen + j] || v);
+    let differ = 0;
+    for (let r = 0; r < n; r++)
+      for (const k of [1, 2]) {
+        expect(text0(thrice.x, thrice.y, k * n + r)).toEqual(text0(once.x, once.y, r));
+        if (thrice.y.slice((k * n + r) * seqLen, (k * n + r + 1) * seqLen).join() !== once.y.slice(r * seqLen, (r + 1) * seqLen).join()) differ++;
+      }
+    expect(differ).toBeGreaterThan(n); // new masks, not copies
   });
 });
