@@ -6,7 +6,8 @@
  * 2. with a saved MNIST CNN (a model directory, default: the newest finished `mnist-cnn` run of preset `full`): test
  *    accuracy and loss in fp32, int8 static (calibrated on a seeded sample of training images) and int8 dynamic, the
  *    weights' inference bytes, and inference samples/s of each, in rounds.
- *   npx tsx benchmarks/quantization.ts [--model DIR] [--calibration N] [--seconds S] [--json FILE]
+ *   npx tsx benchmarks/quantization.ts [--model DIR] [--calibration N] [--seconds S] [--json FILE] [--gemm-only]
+ * (`--gemm-only`: part 1 alone, no saved model needed.)
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -148,7 +149,7 @@ const out = {
   machine: { simd: info.simd, int8: info.int8, threads: info.threads },
   note: 'timings taken on a shared 2-core host: contended, indicative only',
   gemm: await gemms(),
-  mnist: await mnist(),
+  mnist: argv.includes('--gemm-only') ? null : await mnist(),
 };
 console.log(JSON.stringify(out, null, 2));
 const json = flag('json', '');

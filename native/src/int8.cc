@@ -61,12 +61,19 @@ struct DequantStore {
 // A product of fewer multiply-adds than this runs on the calling thread: waking the pool's threads on a shared host
 // cost ~0.3–1.5 ms here, a hundred times a 128×64×10 product (15 µs on one thread).
 constexpr int64_t kSerialWork = int64_t(1) << 21;
+// A product with fewer tasks than this many a thread gets shorter row blocks (multiples of the tile's height `mr`),
+// down to one tile: MNIST's 128×5408·5408×64 is 3 blocks of 48 rows, which 2 threads share as 2 + 1.
+constexpr int64_t kTasksPerThread = 4;
 template <typename F>
-void blocks(int64_t m, int64_t strips, int64_t work, const F& fn) {
-  const int64_t rb = (m + kTaskRows - 1) / kTaskRows, sb = (strips + kTaskStrips - 1) / kTaskStrips;
+void blocks(int64_t m, int64_t strips, int64_t work, int64_t mr, const F& fn) {
+  const int64_t sb = (strips + kTaskStrips - 1) / kTaskStrips;
+  int64_t rows = kTaskRows;
+  if (work >= kSerialWork)
+    while (rows > mr && (m + rows - 1) / rows * sb < kTasksPerThread * pool().size()) rows -= mr;
+  const int64_t rb = (m + rows - 1) / rows;
   const auto task = [&](int t) {
     const int64_t r = t / sb, s = t % sb;
-    fn(r * kTaskRows, std::min(kTaskRows, m - r * kTaskRows), s * kTaskStrips, std::min(kTaskStrips, strips - s * kTaskStrips));
+    fn(r * rows, std::min(rows, m - r * rows), s * kTaskStrips, std::min(kTaskStrips, strips - s * kTaskStrips));
   };
   if (work < kSerialWork) {
     for (int t = 0; t < (int)(rb * sb); t++) task(t);
@@ -123,7 +130,7 @@ void pack(int path, int64_t n, int64_t k, const int8_t* b, int8_t* packed) {
 template <typename Store>
 void gemm_scalar(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t* b, const Store& store) {
   constexpr int64_t NR = 16;
-  blocks(m, (n + NR - 1) / NR, m * n * k, [&](int64_t i0, int64_t h, int64_t s0, int64_t ns) {
+  blocks(m, (n + NR - 1) / NR, m * n * k, 1, [&](int64_t i0, int64_t h, int64_t s0, int64_t ns) {
     int32_t acc[NR];
     for (int64_t i = i0; i < i0 + h; i++)
       for (int64_t j0 = s0 * NR; j0 < std::min(n, (s0 + ns) * NR); j0 += NR) {
@@ -142,45 +149,80 @@ void gemm_scalar(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t
 
 #if defined(__x86_64__)
 
-// One 8×32 tile: t[r·32 + j] = Σ_g dot4(rows[r][4g..4g+3], packed column j of group g).
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) void vnni_tile(int64_t groups, const uint8_t* const* rows, const int8_t* bs, int32_t* t) {
-  constexpr int MR = 8, NR = 32;
-  __m512i c[MR][2];
-  for (int r = 0; r < MR; r++) c[r][0] = c[r][1] = _mm512_setzero_si512();
+// One MR×(32·S) tile: t[r·32S + 32q + j] = Σ_g dot4(rows[r][4g..4g+3], column j of group g in strip bs[q]). MR·S·2
+// zmm accumulators: 8×1 for full row blocks; 4×2, 2×4 and 1×4 for the last rows of a block (a decoding step's
+// handful of rows), so that a short block still has 8 or 16 independent vpdpbusd chains and computes no rows it
+// does not need.
+template <int MR, int S>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void vnni_tile(int64_t groups, const uint8_t* const* rows, const int8_t* const* bs,
+                                                                       int32_t* t) {
+  constexpr int NR = 32;
+  __m512i c[MR][S][2];
+  for (int r = 0; r < MR; r++)
+    for (int q = 0; q < S; q++) c[r][q][0] = c[r][q][1] = _mm512_setzero_si512();
   for (int64_t g = 0; g < groups; g++) {
-    const __m512i b0 = _mm512_loadu_si512(bs + g * 128), b1 = _mm512_loadu_si512(bs + g * 128 + 64);
+    __m512i b[S][2];
+    for (int q = 0; q < S; q++) {
+      b[q][0] = _mm512_loadu_si512(bs[q] + g * 128);
+      b[q][1] = _mm512_loadu_si512(bs[q] + g * 128 + 64);
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
       int32_t four;
       std::memcpy(&four, rows[r] + g * 4, 4);
       const __m512i av = _mm512_set1_epi32(four);
-      c[r][0] = _mm512_dpbusd_epi32(c[r][0], av, b0);
-      c[r][1] = _mm512_dpbusd_epi32(c[r][1], av, b1);
+      for (int q = 0; q < S; q++) {
+        c[r][q][0] = _mm512_dpbusd_epi32(c[r][q][0], av, b[q][0]);
+        c[r][q][1] = _mm512_dpbusd_epi32(c[r][q][1], av, b[q][1]);
+      }
     }
   }
-  for (int r = 0; r < MR; r++) {
-    _mm512_storeu_si512(t + r * NR, c[r][0]);
-    _mm512_storeu_si512(t + r * NR + 16, c[r][1]);
-  }
+  for (int r = 0; r < MR; r++)
+    for (int q = 0; q < S; q++) {
+      _mm512_storeu_si512(t + r * NR * S + q * NR, c[r][q][0]);
+      _mm512_storeu_si512(t + r * NR * S + q * NR + 16, c[r][q][1]);
+    }
 }
 
 // AVX-512 VNNI over packed B: A's rows (uint8, `lda` apart, readable to a multiple of 4) broadcast 4 bytes at a time;
-// an 8×32 tile is 16 zmm accumulators, one vpdpbusd per 4 products × 16 columns.
+// an 8×32 tile is 16 zmm accumulators, one vpdpbusd per 4 products × 16 columns. A block's last h < 8 rows take the
+// narrower, wider tiles above (h ≥ 5: 8×1 with the last row repeated).
 template <typename Store>
 void gemm_vnni(int64_t m, int64_t n, int64_t k, const uint8_t* a, int64_t lda, const int8_t* bp, const Store& store) {
   constexpr int64_t MR = 8, NR = 32;
   const int64_t k4 = (k + 3) / 4 * 4, groups = k4 / 4, strips = (n + NR - 1) / NR;
-  blocks(m, strips, m * n * k, [&](int64_t i0, int64_t h0, int64_t s0, int64_t ns) {
+  blocks(m, strips, m * n * k, MR, [&](int64_t i0, int64_t h0, int64_t s0, int64_t ns) {
     alignas(64) int32_t t[MR * NR];
+    const int64_t full = h0 / MR * MR;
+    const uint8_t* rows[MR];
     for (int64_t s = s0; s < s0 + ns; s++) {
       const int8_t* bs = bp + s * NR * k4;
       const int64_t j0 = s * NR, w = std::min(NR, n - j0);
-      for (int64_t i = i0; i < i0 + h0; i += MR) {
-        const int64_t h = std::min(MR, i0 + h0 - i);
-        const uint8_t* rows[MR];
-        for (int64_t r = 0; r < MR; r++) rows[r] = a + (i + std::min(r, h - 1)) * lda;  // rows past the edge repeat the last
-        vnni_tile(groups, rows, bs, t);
-        for (int64_t r = 0; r < h; r++) store(i + r, j0, t + r * NR, w);
+      for (int64_t i = i0; i < i0 + full; i += MR) {
+        for (int64_t r = 0; r < MR; r++) rows[r] = a + (i + r) * lda;
+        vnni_tile<8, 1>(groups, rows, &bs, t);
+        for (int64_t r = 0; r < MR; r++) store(i + r, j0, t + r * NR, w);
+      }
+    }
+    const int64_t i = i0 + full, h = h0 - full;
+    if (h == 0) return;
+    for (int64_t r = 0; r < MR; r++) rows[r] = a + (i + std::min(r, h - 1)) * lda;  // rows past the edge repeat the last
+    const int64_t sw = h >= 5 ? 1 : h >= 3 ? 2 : 4;  // strips a tile
+    for (int64_t s = s0; s < s0 + ns; s += sw) {
+      const int8_t* bs[4];
+      for (int64_t q = 0; q < sw; q++) bs[q] = bp + std::min(s + q, s0 + ns - 1) * NR * k4;  // strips past the edge repeat the last
+      if (h >= 5) {
+        vnni_tile<8, 1>(groups, rows, bs, t);
+      } else if (h >= 3) {
+        vnni_tile<4, 2>(groups, rows, bs, t);
+      } else if (h == 2) {
+        vnni_tile<2, 4>(groups, rows, bs, t);
+      } else {
+        vnni_tile<1, 4>(groups, rows, bs, t);
+      }
+      for (int64_t q = 0; q < std::min(sw, s0 + ns - s); q++) {
+        const int64_t j0 = (s + q) * NR, w = std::min(NR, n - j0);
+        for (int64_t r = 0; r < h; r++) store(i + r, j0, t + r * NR * sw + q * NR, w);
       }
     }
   });
@@ -220,7 +262,7 @@ void gemm_avx2(int64_t m, int64_t n, int64_t k, const uint8_t* a, int64_t lda, c
   for (int64_t i = 0; i < m; i++)
     for (int64_t p = 0; p < k; p++) ap[i * k2 + p] = a[i * lda + p];
   const int16_t* bp = reinterpret_cast<const int16_t*>(packed);
-  blocks(m, strips, m * n * k, [&](int64_t i0, int64_t h0, int64_t s0, int64_t ns) {
+  blocks(m, strips, m * n * k, MR, [&](int64_t i0, int64_t h0, int64_t s0, int64_t ns) {
     alignas(32) int32_t t[MR * NR];
     for (int64_t s = s0; s < s0 + ns; s++) {
       const int16_t* bs = bp + s * NR * k2;
@@ -326,9 +368,35 @@ int gemm_u8s8(int64_t m, int64_t n, int64_t k, const uint8_t* a, const int8_t* b
   return path;
 }
 
+namespace {
+#if defined(__x86_64__)
+// quantize_u8's rule 16 floats at a time: the same IEEE division, a round half to even (vrndscaleps, exact on
+// [-512, 512]), and clamps. A NaN leaves vmaxps as -512 (its second operand), so it too ends at 0.
+__attribute__((target("avx512f,avx512bw"))) int64_t quantize_avx512(const float* x, int64_t count, float scale, int32_t zero, uint8_t* q) {
+  const __m512 s = _mm512_set1_ps(scale), lo = _mm512_set1_ps(-512.f), hi = _mm512_set1_ps(512.f), z = _mm512_set1_ps((float)zero);
+  const __m512 zero_f = _mm512_setzero_ps(), top = _mm512_set1_ps(255.f);
+  int64_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    __m512 v = _mm512_div_ps(_mm512_loadu_ps(x + i), s);
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    v = _mm512_add_ps(_mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
+    v = _mm512_min_ps(_mm512_max_ps(v, zero_f), top);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
+  }
+  return i;
+}
+#endif
+// Whether quantize_u8 may take the AVX-512 loop (the VNNI path's CPUs have AVX-512 F and BW).
+const bool kQuantizeAvx512 = kBestPath == kVnni;
+}  // namespace
+
 void quantize_u8(const float* x, int64_t count, float scale, int32_t zero, uint8_t* q) {
   const float z = (float)zero;
-  for (int64_t i = 0; i < count; i++) {
+  int64_t start = 0;
+#if defined(__x86_64__)
+  if (kQuantizeAvx512) start = quantize_avx512(x, count, scale, zero, q);
+#endif
+  for (int64_t i = start; i < count; i++) {
     // x / scale rounded half to even by the 1.5·2^23 trick (exact for |v| < 2^22; beyond ±512 the result saturates
     // anyway), as tfjs's round; branch-free so that the loop vectorises. NaN ends at 0 (v > 0 is false).
     float v = std::min(std::max(x[i] / scale, -512.f), 512.f);
@@ -340,13 +408,36 @@ void quantize_u8(const float* x, int64_t count, float scale, int32_t zero, uint8
 }
 
 namespace {
+// Elements a quantization task takes: below two of them the calling thread does it all (an elementwise rule, so
+// the split never changes a value).
+constexpr int64_t kQuantizeChunk = int64_t(1) << 15;
+
+// quantize_u8 of count floats, spread over the pool in chunks when there are many.
+void quantize_parallel(const float* x, int64_t count, float scale, int32_t zero, uint8_t* q) {
+  const int64_t chunks = (count + kQuantizeChunk - 1) / kQuantizeChunk;
+  if (chunks < 2) return quantize_u8(x, count, scale, zero, q);
+  pool().parallel_for((int)chunks, [&](int c) {
+    const int64_t i0 = c * kQuantizeChunk;
+    quantize_u8(x + i0, std::min(kQuantizeChunk, count - i0), scale, zero, q + i0);
+  });
+}
+
 // x quantized into rows `lda` apart (the padding left zero).
 std::vector<uint8_t> quantize_rows(const float* x, int64_t m, int64_t k, int64_t lda, float scale, int32_t zero) {
-  std::vector<uint8_t> q(m * lda, 0);
   if (lda == k) {
-    quantize_u8(x, m * k, scale, zero, q.data());
+    std::vector<uint8_t> q(m * lda);
+    quantize_parallel(x, m * k, scale, zero, q.data());
+    return q;
+  }
+  std::vector<uint8_t> q(m * lda, 0);
+  const int64_t per = std::max<int64_t>(1, kQuantizeChunk / std::max<int64_t>(k, 1)), tasks = (m + per - 1) / per;
+  const auto task = [&](int t) {
+    for (int64_t i = t * per; i < std::min(m, (t + 1) * per); i++) quantize_u8(x + i * k, k, scale, zero, &q[i * lda]);
+  };
+  if (tasks < 2) {
+    task(0);
   } else {
-    for (int64_t i = 0; i < m; i++) quantize_u8(x + i * k, k, scale, zero, &q[i * lda]);
+    pool().parallel_for((int)tasks, task);
   }
   return q;
 }
@@ -364,7 +455,7 @@ void int8_conv2d(const ConvShape& s, const float* x, float scale, int32_t zero, 
   // im2col of the quantized input: one row of kh·kw·c values per output pixel (rows `lda` apart), padding read as
   // the zero point (which stands for 0.0), so that the product with w [co × kh·kw·c] is the convolution.
   std::vector<uint8_t> qx(s.n * s.h * s.w * s.c);
-  quantize_u8(x, (int64_t)qx.size(), scale, zero, qx.data());
+  quantize_parallel(x, (int64_t)qx.size(), scale, zero, qx.data());
   const int64_t k = s.kh * s.kw * s.c, rows = s.n * s.oh * s.ow, lda = row_stride(kBestPath, k);
   std::vector<uint8_t> cols(rows * lda, 0);
   pool().parallel_for((int)s.n, [&](int b) {
