@@ -55,7 +55,12 @@ async function row(name: string, unit: string, ours: () => Promise<number>, deta
   return entry(name, unit, r.ours, detail, [r.peer, ...last.slice(1)], 1.2);
 }
 
-export function inference(registry: PluginRegistry, backend: string): Benchmark {
+/** The row groups `npm run bench -- inference --rows=...` selects from. */
+export const INFERENCE_ROWS = ['mnist-b1', 'mnist-b128', 'gpt', 'g2p'] as const;
+export type InferenceRow = (typeof INFERENCE_ROWS)[number];
+
+/** The inference rows; `rows` (default all) picks groups of them: the MNIST CNN at one batch size (fp32 and int8), GPT, G2P. */
+export function inference(registry: PluginRegistry, backend: string, rows: readonly InferenceRow[] = INFERENCE_ROWS): Benchmark {
   return {
     name: 'inference',
     description: 'inference vs PyTorch: MNIST CNN b1 and b128, GPT generation b1 (KV cache, 256 tokens), G2P beam-4 words/s',
@@ -64,7 +69,7 @@ export function inference(registry: PluginRegistry, backend: string): Benchmark 
       const ctx: ForwardContext = { training: false, rng: new Rng(0) };
 
       const full = papers.presets.full! as { model: never };
-      for (const batch of [1, 128]) {
+      for (const batch of [1, 128].filter((b) => rows.includes(`mnist-b${b}` as InferenceRow))) {
         const model = new Sequential(full.model, registry);
         model.build(undefined, new Rng(0));
         // loom's int8: static post-training quantization of the layers deep enough for int8 to pay (runtime/quantize.ts,
@@ -98,19 +103,22 @@ export function inference(registry: PluginRegistry, backend: string): Benchmark 
         int8.dispose();
       }
 
-      const gpt = expectModel(buildModel(GPT_BENCH, registry), GPT);
-      gpt.build(undefined, new Rng(0));
-      const generate = () => gpt.generate([0], NEW_TOKENS, { temperature: 0, rng: new Rng(0) });
-      out.push(
-        await row(
-          'gpt generate b1',
-          'tokens/s',
-          () => measure(generate, NEW_TOKENS, { seconds: 3, repeats: 1, warmup: 1 }),
-          `loom on ${backend}, fp32, d 384, 6 layers, ${NEW_TOKENS} new tokens, KV cache`,
-          () => torchPeers('gpt_generate_torch.py', (t) => [t, 3, NEW_TOKENS], 'tokens/s'),
-        ),
-      );
-      gpt.dispose();
+      if (rows.includes('gpt')) {
+        const gpt = expectModel(buildModel(GPT_BENCH, registry), GPT);
+        gpt.build(undefined, new Rng(0));
+        const generate = () => gpt.generate([0], NEW_TOKENS, { temperature: 0, rng: new Rng(0) });
+        out.push(
+          await row(
+            'gpt generate b1',
+            'tokens/s',
+            () => measure(generate, NEW_TOKENS, { seconds: 3, repeats: 1, warmup: 1 }),
+            `loom on ${backend}, fp32, d 384, 6 layers, ${NEW_TOKENS} new tokens, KV cache`,
+            () => torchPeers('gpt_generate_torch.py', (t) => [t, 3, NEW_TOKENS], 'tokens/s'),
+          ),
+        );
+        gpt.dispose();
+      }
+      if (!rows.includes('g2p')) return out;
 
       // The cpu preset's model; an end-of-sequence id outside the vocabulary, so every word decodes `steps` positions.
       const g2pModel = { ...(g2pPaper.presets.cpu as { model: Record<string, unknown> }).model, dropout: 0, eosId: 999 };

@@ -1,8 +1,10 @@
 /**
- * `npm run bench -- [names] [--force-software] [--tiny]`: runs the benchmarks (all, or those named), each side by side
- * with its peers in the same run, prints a table of ratios, and writes results/latest.{json,md,svg}. The `webgpu`
- * rows need a hardware adapter; `--force-software` runs them on a software one (printed, not written). `--tiny` runs
- * the `webgpu` rows at tiny sizes, and `mnist-e2e` for 400 steps, to check the code path, writing nothing.
+ * `npm run bench -- [names] [--force-software] [--tiny] [--rows=a,b]`: runs the benchmarks (all, or those named),
+ * each side by side with its peers in the same run, prints a table of ratios, and writes results/latest.{json,md,svg}.
+ * The `webgpu` rows need a hardware adapter; `--force-software` runs them on a software one (printed, not written).
+ * `--tiny` runs the `webgpu` rows at tiny sizes, and `mnist-e2e` for 400 steps, to check the code path, writing
+ * nothing. `--rows=` runs only some of the `inference` rows (mnist-b1, mnist-b128, gpt, g2p): the whole benchmark
+ * is ~22 minutes, longer than a quiet window on the shared host.
  */
 import 'reflect-metadata';
 import * as fs from 'node:fs';
@@ -13,7 +15,7 @@ import { environmentTags, vegaLiteSvg } from '../runtime';
 import { registerBuiltins } from '../plugins';
 import { dataParallel } from './data-parallel';
 import { BENCH_DIR, type BenchEntry, type Benchmark } from './harness';
-import { inference } from './inference';
+import { INFERENCE_ROWS, inference, type InferenceRow } from './inference';
 import { mnistCnn } from './mnist-cnn';
 import { mnistE2e } from './mnist-e2e';
 import { sequenceModels } from './sequence-models';
@@ -22,9 +24,16 @@ import { webgpuRows } from './webgpu';
 
 const fmt = (v: number | null) => (v === null ? 'missing' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
 
-const FLAGS = ['--force-software', '--tiny'];
+const FLAGS = ['--force-software', '--tiny', '--rows=...'];
 const args = process.argv.slice(2);
-const badFlags = args.filter((a) => a.startsWith('--') && !FLAGS.includes(a));
+const rowsFlag = args.find((a) => a.startsWith('--rows='));
+const rows = rowsFlag ? rowsFlag.slice('--rows='.length).split(',') : undefined;
+const badRows = (rows ?? []).filter((r) => !(INFERENCE_ROWS as readonly string[]).includes(r));
+const badFlags = args.filter((a) => a.startsWith('--') && !FLAGS.includes(a) && a !== rowsFlag);
+if (badRows.length) {
+  console.error(`bench: unknown row(s) ${badRows.join(', ')}; --rows= takes ${INFERENCE_ROWS.join(', ')}`);
+  process.exit(2);
+}
 if (badFlags.length) {
   console.error(`bench: unknown flag(s) ${badFlags.join(', ')}; flags: ${FLAGS.join(', ')}`);
   process.exit(2);
@@ -38,7 +47,7 @@ const all: Benchmark[] = [
   mnistCnn(registry, tags.backend!),
   mnistE2e(registry, tags.backend!, { tiny }),
   sequenceModels(registry, tags.backend!),
-  inference(registry, tags.backend!),
+  inference(registry, tags.backend!, rows as InferenceRow[] | undefined),
   dataParallel(),
   webgpuRows(registry, tags.backend!, { forceSoftware: args.includes('--force-software'), tiny }),
 ];

@@ -4,16 +4,16 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FUSED_KERNELS, hasKernel, Rng, type ForwardContext, type Layer, type PluginRegistry } from '../../core';
 import { expectNoLeak, gradCheck, randomNormal, testRegistry } from '../../test/harness';
 import { disposeCache, reorderCache, type KVCache, type MultiHeadAttention } from './multi-head-attention';
 import type { TransformerDecoder } from './transformer-decoder';
 
-let registry: PluginRegistry;
-beforeAll(async () => {
-  registry = await testRegistry();
-});
+// The registry at collection time, so that the tests of the native backend's fused decoding kernels can be skipped
+// by name where the backend in use lacks them (LOOM_BACKEND=cpu, or no addon).
+const registry: PluginRegistry = await testRegistry();
+const fusedDecoding = hasKernel(FUSED_KERNELS.cachedAttention);
 
 function build<T extends Layer>(spec: object, shape: (number | null)[], seed = 0): T {
   const l = registry.create('layer', spec as never) as T;
@@ -80,89 +80,93 @@ describe('multi-head attention', () => {
     mha.dispose();
   });
 
-  it("the fused decoding kernel (LoomCachedAttention) gives the composed ops' outputs bit for bit, through growth and a later multi-position step, without leaking", () => {
-    if (!hasKernel(FUSED_KERNELS.cachedAttention)) return; // only the native backend has it
-    const config = tf.getKernel(FUSED_KERNELS.cachedAttention, tf.getBackend())!;
-    const rng = new Rng(6);
-    const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 3, causal: true }, [null, null, 12]);
-    // Three sequences: a 2-position prompt, 40 single positions (past the first capacity of 32, or of the hinted
-    // 5: the cache grows), then 2 at once.
-    const x = randomNormal([3, 44, 12], rng);
-    const spans = [[0, 2], ...Array.from({ length: 40 }, (_, i) => [2 + i, 1]), [42, 2]] as const;
-    const decode = (fusedExpected: boolean, capacity?: number) => {
-      const cache: KVCache = capacity === undefined ? {} : { capacity };
-      const before = tf.memory().numTensors;
-      let fusedLayout = false; // the fused kernel keeps the cache in its own layout (cache.length set)
-      const outs = spans.map(([t, n]) => {
-        const y = tf.tidy(() => mha.attend(tf.slice(x, [0, t, 0], [3, n, 12]), null, ctxOf(), { causal: true, cache }));
-        fusedLayout ||= cache.length !== undefined;
-        return y;
-      });
-      expect(fusedLayout).toBe(fusedExpected);
-      const joined = tf.concat(outs, 1);
-      tf.dispose(outs);
-      disposeCache(cache);
-      expect(tf.memory().numTensors).toBe(before + 1);
-      return joined;
-    };
-    const [fused, hinted] = [decode(true), decode(true, 5)];
-    tf.unregisterKernel(FUSED_KERNELS.cachedAttention, tf.getBackend());
-    let composed: tf.Tensor;
-    try {
-      composed = decode(false);
-    } finally {
-      tf.registerKernel(config);
-    }
-    expect(Array.from(fused.dataSync())).toEqual(Array.from(composed.dataSync()));
-    expect(Array.from(hinted.dataSync())).toEqual(Array.from(composed.dataSync()));
-    const full = mha.apply(x, ctxOf());
-    close(fused, full, 5);
-    tf.dispose([fused, hinted, composed, full, x]);
-    mha.dispose();
-  });
-
-  it("reorderCache gives each row its origin row's keys and values: the fused layout (filled positions only) and the composed one decode bit for bit alike", () => {
-    if (!hasKernel(FUSED_KERNELS.cachedAttention)) return; // only the native backend has the fused layout
-    const config = tf.getKernel(FUSED_KERNELS.cachedAttention, tf.getBackend())!;
-    const rng = new Rng(8);
-    const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 2, causal: true }, [null, null, 6]);
-    const rows = 5;
-    const x = randomNormal([rows, 9, 6], rng);
-    // A random origin per step (rows repeated and dropped, as beam search's are), the same for both layouts.
-    const origins = Array.from({ length: 9 }, () => Int32Array.from({ length: rows }, () => rng.int(rows)));
-    const decode = (fusedExpected: boolean, capacity?: number) => {
-      const cache: KVCache = capacity === undefined ? {} : { capacity };
-      const before = tf.memory().numTensors;
-      const outs: tf.Tensor[] = [];
-      for (let t = 0; t < 9; t++) {
-        outs.push(tf.tidy(() => mha.attend(tf.slice(x, [0, t, 0], [rows, 1, 6]), null, ctxOf(), { causal: true, cache })));
-        expect(cache.length !== undefined).toBe(fusedExpected);
-        reorderCache(cache, origins[t]!);
-        expect(cache.length !== undefined).toBe(fusedExpected); // the reorder keeps the layout
+  it.skipIf(!fusedDecoding)(
+    "the fused decoding kernel (LoomCachedAttention) gives the composed ops' outputs bit for bit, through growth and a later multi-position step, without leaking (needs the native backend's fused kernel)",
+    () => {
+      const config = tf.getKernel(FUSED_KERNELS.cachedAttention, tf.getBackend())!;
+      const rng = new Rng(6);
+      const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 3, causal: true }, [null, null, 12]);
+      // Three sequences: a 2-position prompt, 40 single positions (past the first capacity of 32, or of the hinted
+      // 5: the cache grows), then 2 at once.
+      const x = randomNormal([3, 44, 12], rng);
+      const spans = [[0, 2], ...Array.from({ length: 40 }, (_, i) => [2 + i, 1]), [42, 2]] as const;
+      const decode = (fusedExpected: boolean, capacity?: number) => {
+        const cache: KVCache = capacity === undefined ? {} : { capacity };
+        const before = tf.memory().numTensors;
+        let fusedLayout = false; // the fused kernel keeps the cache in its own layout (cache.length set)
+        const outs = spans.map(([t, n]) => {
+          const y = tf.tidy(() => mha.attend(tf.slice(x, [0, t, 0], [3, n, 12]), null, ctxOf(), { causal: true, cache }));
+          fusedLayout ||= cache.length !== undefined;
+          return y;
+        });
+        expect(fusedLayout).toBe(fusedExpected);
+        const joined = tf.concat(outs, 1);
+        tf.dispose(outs);
+        disposeCache(cache);
+        expect(tf.memory().numTensors).toBe(before + 1);
+        return joined;
+      };
+      const [fused, hinted] = [decode(true), decode(true, 5)];
+      tf.unregisterKernel(FUSED_KERNELS.cachedAttention, tf.getBackend());
+      let composed: tf.Tensor;
+      try {
+        composed = decode(false);
+      } finally {
+        tf.registerKernel(config);
       }
-      const joined = tf.concat(outs, 1);
-      tf.dispose(outs);
-      disposeCache(cache);
-      expect(tf.memory().numTensors).toBe(before + 1);
-      return joined;
-    };
-    // Capacity 4 grows twice over 9 positions (the reordered spare room is zero, as growth leaves it).
-    const [fused, hinted] = [decode(true), decode(true, 4)];
-    tf.unregisterKernel(FUSED_KERNELS.cachedAttention, tf.getBackend());
-    let composed: tf.Tensor;
-    try {
-      composed = decode(false);
-    } finally {
-      tf.registerKernel(config);
-    }
-    expect(Array.from(fused.dataSync())).toEqual(Array.from(composed.dataSync()));
-    expect(Array.from(hinted.dataSync())).toEqual(Array.from(composed.dataSync()));
-    // The reorders mattered: without them the outputs differ.
-    const plain = tf.tidy(() => mha.apply(x, ctxOf()));
-    expect(Array.from(plain.dataSync())).not.toEqual(Array.from(composed.dataSync()));
-    tf.dispose([fused, hinted, composed, plain, x]);
-    mha.dispose();
-  });
+      expect(Array.from(fused.dataSync())).toEqual(Array.from(composed.dataSync()));
+      expect(Array.from(hinted.dataSync())).toEqual(Array.from(composed.dataSync()));
+      const full = mha.apply(x, ctxOf());
+      close(fused, full, 5);
+      tf.dispose([fused, hinted, composed, full, x]);
+      mha.dispose();
+    },
+  );
+
+  it.skipIf(!fusedDecoding)(
+    "reorderCache gives each row its origin row's keys and values: the fused layout (filled positions only) and the composed one decode bit for bit alike (needs the native backend's fused layout)",
+    () => {
+      const config = tf.getKernel(FUSED_KERNELS.cachedAttention, tf.getBackend())!;
+      const rng = new Rng(8);
+      const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 2, causal: true }, [null, null, 6]);
+      const rows = 5;
+      const x = randomNormal([rows, 9, 6], rng);
+      // A random origin per step (rows repeated and dropped, as beam search's are), the same for both layouts.
+      const origins = Array.from({ length: 9 }, () => Int32Array.from({ length: rows }, () => rng.int(rows)));
+      const decode = (fusedExpected: boolean, capacity?: number) => {
+        const cache: KVCache = capacity === undefined ? {} : { capacity };
+        const before = tf.memory().numTensors;
+        const outs: tf.Tensor[] = [];
+        for (let t = 0; t < 9; t++) {
+          outs.push(tf.tidy(() => mha.attend(tf.slice(x, [0, t, 0], [rows, 1, 6]), null, ctxOf(), { causal: true, cache })));
+          expect(cache.length !== undefined).toBe(fusedExpected);
+          reorderCache(cache, origins[t]!);
+          expect(cache.length !== undefined).toBe(fusedExpected); // the reorder keeps the layout
+        }
+        const joined = tf.concat(outs, 1);
+        tf.dispose(outs);
+        disposeCache(cache);
+        expect(tf.memory().numTensors).toBe(before + 1);
+        return joined;
+      };
+      // Capacity 4 grows twice over 9 positions (the reordered spare room is zero, as growth leaves it).
+      const [fused, hinted] = [decode(true), decode(true, 4)];
+      tf.unregisterKernel(FUSED_KERNELS.cachedAttention, tf.getBackend());
+      let composed: tf.Tensor;
+      try {
+        composed = decode(false);
+      } finally {
+        tf.registerKernel(config);
+      }
+      expect(Array.from(fused.dataSync())).toEqual(Array.from(composed.dataSync()));
+      expect(Array.from(hinted.dataSync())).toEqual(Array.from(composed.dataSync()));
+      // The reorders mattered: without them the outputs differ.
+      const plain = tf.tidy(() => mha.apply(x, ctxOf()));
+      expect(Array.from(plain.dataSync())).not.toEqual(Array.from(composed.dataSync()));
+      tf.dispose([fused, hinted, composed, plain, x]);
+      mha.dispose();
+    },
+  );
 
   it('cross-attention: gradients with respect to queries, memory and weights match finite differences', () => {
     const rng = new Rng(9);
