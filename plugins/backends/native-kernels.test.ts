@@ -1138,6 +1138,9 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
         const x = tensor([b, heads, capacity, dk], s);
         const ids = Int32Array.from({ length: rows }, (_, r) => (s * 7 + r * 5) % b);
         const indices = tf.tensor1d(ids, 'int32');
+        // A full reorder first, released: its buffer, non-zero everywhere, is the one the next output is likely to
+        // reuse, so the spare room's zeros must be written, not inherited.
+        tf.dispose(tf.engine().runKernel('LoomCacheReorder', { x, indices }, { length: capacity }) as tf.Tensor);
         const y = tf.engine().runKernel('LoomCacheReorder', { x, indices }, { length }) as tf.Tensor;
         const want = tf.tidy(() => {
           const filled = tf.gather(tf.slice(x, [0, 0, 0, 0], [-1, -1, length, -1]), ids);

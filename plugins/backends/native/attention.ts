@@ -13,6 +13,7 @@ export const attentionFamily: KernelFamily = {
     // The decoding kernel's scratch arrays, this installation's own (not the module's: no state shared between
     // backends); `fused` runs once per installation, so they persist, and grow, across its calls.
     const scratch = scratchArrays(3);
+    const zero = new Float32Array(1); // the cache reorder's zeros, read with stride 0
     return {
       [FUSED_KERNELS.attention]: (args) => {
         const backend = args.backend as MathBackendCPU;
@@ -117,12 +118,14 @@ export const attentionFamily: KernelFamily = {
           filled = length * dk;
         // Each head's block of row r: its first `length` positions copied from row ids[r], the spare room zeroed (as the
         // decoding kernel's growth leaves it). Only the positions in use are read; a gather of the rows read them all.
-        // One strided copy a row (its h blocks' filled parts) into zeros, not h JavaScript `set` and `fill` calls.
-        const out = filled < block ? buffers.zeroed(rows * h * block) : buffers.fresh(rows * h * block);
+        // One strided copy a row (its h blocks' filled parts), and one for all the spare room (a zero read with
+        // stride 0), not h JavaScript `set` and `fill` calls a row.
+        const out = buffers.fresh(rows * h * block);
         if (filled > 0) {
           const heads = copyDims([h, filled], [block, 1], [block, 1]);
           for (let r = 0; r < rows; r++) native.copy(src, ids[r]! * h * block, out, r * h * block, heads);
         }
+        if (filled < block && rows > 0) native.copy(zero, 0, out, filled, copyDims([rows * h, block - filled], [0, 0], [block, 1]));
         return backend.makeTensorInfo([rows, h, capacity, dk], 'float32', out);
       },
     };
