@@ -204,18 +204,32 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     // Products of at most 32768 multiply-adds skip packing and tiling (gemm.cc small_impl) with the tiled kernel's
     // arithmetic: each is compared with the same rows and columns of a product 200 rows and columns larger. Depths
     // up to 800 cross the depth blocks (kc 256, or 384 on the AVX-512 path).
+    // Fixed shapes beside the random ones: more than one 64-column chunk, transposed B staged (4 or more rows, depth at
+    // most 64) or read in place, a decoding step's heads (1×64·64×12 and 1×12·12×64).
+    const fixed: [number, number, number][] = [
+      [1, 12, 64],
+      [1, 64, 12],
+      [2, 130, 100],
+      [5, 70, 60],
+      [4, 65, 64],
+      [6, 129, 40],
+    ];
+    const check = (m: number, n: number, k: number, ta: boolean, tb: boolean, s: number) => {
+      const A = tensor(ta ? [k, m + 200] : [m + 200, k], s);
+      const B = tensor(tb ? [n + 200, k] : [k, n + 200], s + 1);
+      const a = ta ? tf.slice(A, [0, 0], [k, m]) : tf.slice(A, [0, 0], [m, k]);
+      const b = tb ? tf.slice(B, [0, 0], [n, k]) : tf.slice(B, [0, 0], [k, n]);
+      const [small, big] = [tf.matMul(a, b, ta, tb), tf.matMul(A, B, ta, tb)];
+      const block = tf.slice(big, [0, 0], [m, n]);
+      expect(Array.from(small.dataSync())).toEqual(Array.from(block.dataSync()));
+      expectClose(() => tf.matMul(a, b, ta, tb));
+      tf.dispose([A, B, a, b, small, big, block]);
+    };
+    for (const [m, n, k] of fixed) for (const ta of [false, true]) for (const tb of [false, true]) check(m, n, k, ta, tb, m + n + k);
     fc.assert(
       fc.property(dim(40), dim(40), dim(800), fc.boolean(), fc.boolean(), seed, (m, n, k, ta, tb, s) => {
         fc.pre(m * n * k <= 32768);
-        const A = tensor(ta ? [k, m + 200] : [m + 200, k], s);
-        const B = tensor(tb ? [n + 200, k] : [k, n + 200], s + 1);
-        const a = ta ? tf.slice(A, [0, 0], [k, m]) : tf.slice(A, [0, 0], [m, k]);
-        const b = tb ? tf.slice(B, [0, 0], [n, k]) : tf.slice(B, [0, 0], [k, n]);
-        const [small, big] = [tf.matMul(a, b, ta, tb), tf.matMul(A, B, ta, tb)];
-        const block = tf.slice(big, [0, 0], [m, n]);
-        expect(Array.from(small.dataSync())).toEqual(Array.from(block.dataSync()));
-        expectClose(() => tf.matMul(a, b, ta, tb));
-        tf.dispose([A, B, a, b, small, big, block]);
+        check(m, n, k, ta, tb, s);
       }),
       { numRuns: 40 },
     );
