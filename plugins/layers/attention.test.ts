@@ -168,6 +168,34 @@ describe('multi-head attention', () => {
     },
   );
 
+  it('cacheMemory caches, bit for bit, the keys and values cross-attention caches from the repeated memory', () => {
+    // A small odd case and G2P's beam search (256 words × 24 positions, d 256, 4 heads, beam 4): the projection of
+    // the un-repeated memory takes a different number of rows through the product, which must not change a bit.
+    for (const [items, s, d, heads, beam] of [
+      [3, 5, 6, 2, 3],
+      [256, 24, 256, 4, 4],
+    ] as const) {
+      const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: heads }, [null, null, d], items);
+      const memory = randomNormal([items, s, d], new Rng(items));
+      const rows = Int32Array.from({ length: items * beam }, (_, r) => Math.floor(r / beam));
+      const query = randomNormal([items * beam, 1, d], new Rng(2));
+      const repeated = tf.gather(memory, rows);
+      const viaWeights: KVCache = {},
+        primed: KVCache = {};
+      tf.tidy(() => {
+        mha.weights(query, repeated, ctxOf(), { cache: viaWeights });
+      });
+      mha.cacheMemory(memory, primed, rows);
+      expect(primed.k!.shape).toEqual(viaWeights.k!.shape);
+      expect(Array.from(primed.k!.dataSync())).toEqual(Array.from(viaWeights.k!.dataSync()));
+      expect(Array.from(primed.v!.dataSync())).toEqual(Array.from(viaWeights.v!.dataSync()));
+      disposeCache(viaWeights);
+      disposeCache(primed);
+      tf.dispose([memory, query, repeated]);
+      mha.dispose();
+    }
+  });
+
   it('cross-attention: gradients with respect to queries, memory and weights match finite differences', () => {
     const rng = new Rng(9);
     const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 2 }, [null, null, 4]);

@@ -316,6 +316,23 @@ export class MultiHeadAttention extends LayerBase {
     return context;
   }
 
+  /**
+   * Fills a cross-attention cache with the keys and values of `source` [items, s, d] taken at `rows` (row r holds
+   * item rows[r]'s): what {@link weights} would cache from the gathered source, the same ops on fewer rows (each
+   * row's projection does not depend on the others), then gathered. Beam search repeats each item `beam` times, and
+   * projecting the memory before the repetition does a beam's worth less of that product.
+   */
+  cacheMemory(source: tf.Tensor, cache: KVCache, rows: Int32Array): void {
+    const [b, s, d] = source.shape as [number, number, number];
+    const h = this.opts.numHeads;
+    const [k, v] = tf.tidy(() => {
+      const proj = this.project(tf.reshape(source, [b * s, d]), 'qkv', 'memory', [d, 2 * d]);
+      const [k, v] = tf.unstack(tf.transpose(tf.reshape(proj, [b, s, 2, h, d / h]), [2, 0, 3, 1, 4]), 0) as [tf.Tensor, tf.Tensor];
+      return [tf.gather(k, rows), tf.gather(v, rows)];
+    });
+    this.store(cache, k, v);
+  }
+
   /** Returns a cache in the fused decoding kernel's layout to the composed ops' ([batch, heads, time, d_k]). */
   private unpack(cache: KVCache): void {
     if (cache.length === undefined) return;

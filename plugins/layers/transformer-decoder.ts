@@ -61,6 +61,15 @@ export class TransformerDecoder extends TransformerBlock {
     return { self: capacity === undefined ? {} : { capacity }, cross: {} };
   }
 
+  /**
+   * Fills the cross-attention cache from the encoder output `memory` [items, s, d] for rows that repeat its items
+   * (row r is item rows[r]; MultiHeadAttention.cacheMemory): decoding then reads the cache, as it would after its
+   * first step on the repeated memory. Nothing to do without cross-attention.
+   */
+  cacheMemory(cache: DecoderCache, memory: tf.Tensor, rows: Int32Array): void {
+    this.crossAttention?.cacheMemory(memory, cache.cross, rows);
+  }
+
   releaseCache(cache: DecoderCache): void {
     disposeCache(cache.self);
     disposeCache(cache.cross);

@@ -231,11 +231,14 @@ export class TransformerSeq2Seq extends Module {
     const lp = (n: number) => ((5 + n) / 6) ** alpha;
     // Every source is repeated `beam` times: row r = item · beam + k.
     const rows = Int32Array.from({ length: b * beam }, (_, r) => Math.floor(r / beam));
+    const caches = this.newCaches(maxLen);
+    // The cross-attention keys and values are projected from each source's memory once, then repeated for its beam
+    // (TransformerDecoder.cacheMemory), not projected from the repeated memory.
     const enc = tf.tidy(() => {
       const e = this.encode(src, ctx);
+      for (const [i, c] of caches.entries()) this.decoders[i]!.cacheMemory(c, e.memory, rows);
       return { memory: tf.keep(tf.gather(e.memory, rows)), mask: tf.keep(tf.gather(e.mask, rows)) };
     });
-    const caches = this.newCaches(maxLen);
     type Hyp = { tokens: number[]; logp: number };
     let alive: Hyp[][] = Array.from({ length: b }, () => [{ tokens: [], logp: 0 }]);
     const done: { tokens: number[]; score: number }[][] = Array.from({ length: b }, () => []);
