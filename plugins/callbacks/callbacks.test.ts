@@ -30,9 +30,31 @@ function play(cb: Callback, values: number[], key = 'val_loss'): { stoppedAfter:
 }
 
 describe('early-stopping', () => {
+  it('stops at the epoch that makes `patience` in a row without improvement, as Keras and Lightning do (property)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 6 }), { minLength: 1, maxLength: 30 }), fc.integer({ min: 1, max: 4 }), (values, patience) => {
+        // Lightning's EarlyStopping: wait_count += 1 on a non-improving epoch, stop when wait_count >= patience.
+        let best = Infinity;
+        let wait = 0;
+        let expected: number | null = null;
+        for (const [e, v] of values.entries()) {
+          if (v < best) {
+            best = v;
+            wait = 0;
+          } else if (++wait >= patience) {
+            expected = e;
+            break;
+          }
+        }
+        expect(play(registry.create('callback', { type: 'early-stopping', patience }), values).stoppedAfter).toBe(expected);
+      }),
+    );
+  });
+
   it('stops after `patience` epochs without improvement, and not before', () => {
     const cb = registry.create('callback', { type: 'early-stopping', patience: 2 });
-    expect(play(cb, [5, 4, 4.5, 4.2, 4.1, 3]).stoppedAfter).toBe(4);
+    expect(play(cb, [5, 4, 4.5, 4.2, 4.1, 3]).stoppedAfter).toBe(3); // the second epoch in a row without improvement
+    expect(play(registry.create('callback', { type: 'early-stopping', patience: 3 }), [5, 4, 4.5, 4.2, 3.9, 4, 4, 4]).stoppedAfter).toBe(7);
     expect(play(registry.create('callback', { type: 'early-stopping', patience: 2 }), [5, 4, 3, 2, 1]).stoppedAfter).toBeNull();
     expect(
       play(registry.create('callback', { type: 'early-stopping', patience: 0, mode: 'max', monitor: 'val_accuracy' }), [0.5, 0.6, 0.6], 'val_accuracy')
@@ -108,13 +130,13 @@ describe('early-stopping', () => {
         trainer: { epochs: 6, batchSize: 16, validationSplit: 0.25, checkpoint: { enabled: false } },
       });
       const r = await runExperiment({ registry: reg, config, log: () => undefined });
-      expect(r.history).toHaveLength(3); // best at epoch 1, then two epochs without improvement with patience 1
+      expect(r.history).toHaveLength(2); // best at epoch 1, then one epoch without improvement: patience 1 is spent
       expect(seen[0]).toContain('val_score');
       const metrics = fs
         .readFileSync(path.join(r.run.location, 'metrics', 'val_score'), 'utf8')
         .trim()
         .split('\n');
-      expect(metrics.map((l) => Number(l.split(' ')[1]))).toEqual([5, 6, 7]);
+      expect(metrics.map((l) => Number(l.split(' ')[1]))).toEqual([5, 6]);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -138,11 +160,11 @@ describe('the best-value callbacks', () => {
       expect(cb.getState!()).toEqual(saved); // the same format back
       return { cb, state };
     };
-    // early stopping, patience 2, two flat epochs behind it: a third stops training; an improvement would not.
-    const flat = resumed({ type: 'early-stopping', patience: 2 }, { best: 1, wait: 2, bestEpoch: 3 });
+    // early stopping, patience 2, one flat epoch behind it: a second stops training; an improvement would not.
+    const flat = resumed({ type: 'early-stopping', patience: 2 }, { best: 1, wait: 1, bestEpoch: 3 });
     flat.cb.onEpochEnd!(flat.state, { val_loss: 1 });
     expect(flat.state.stopTraining).toBe(true);
-    const better = resumed({ type: 'early-stopping', patience: 2 }, { best: 1, wait: 2, bestEpoch: 3 });
+    const better = resumed({ type: 'early-stopping', patience: 2 }, { best: 1, wait: 1, bestEpoch: 3 });
     better.cb.onEpochEnd!(better.state, { val_loss: 0.5 });
     expect([better.state.stopTraining, better.cb.getState!()]).toEqual([false, { best: 0.5, wait: 0, bestEpoch: 6 }]);
     // null is "no best yet" (JSON has no infinity): any value improves on it, in either mode.

@@ -18,7 +18,9 @@ function fromJson(j: Record<string, { shape: number[]; data: string }>): NamedWe
 
 /**
  * Stops training when a monitored epoch metric has not improved by more than `minDelta` for `patience` epochs
- * (Prechelt 1998, "early stopping"; Keras's EarlyStopping). With `restoreBest`, the weights of the best epoch are
+ * (Prechelt 1998, "early stopping"): the `patience`-th epoch in a row without improvement is the last, as with
+ * Keras's EarlyStopping and Lightning's (0 stops at the first such epoch, as 1 does). Before 2026-11-30 loom trained
+ * one epoch more (it stopped when the count exceeded `patience`). With `restoreBest`, the weights of the best epoch are
  * kept (a copy in memory, and in the callback's state, so checkpoints carry them and a resumed run restores the
  * same ones) and put back when training ends, whether it stopped early or ran all its epochs: the model tested is
  * the one validation chose (Prechelt's "stop and return the best network").
@@ -63,7 +65,7 @@ export default definePlugin({
         if (monitored.update(monitored.read(logs))) {
           bestEpoch = state.epoch + 1;
           if (restoreBest) bestWeights = readWeights(state.model.parameters());
-        } else if (monitored.wait > patience) state.stopTraining = true;
+        } else if (monitored.wait >= Math.max(patience, 1)) state.stopTraining = true;
       },
     };
   },
