@@ -24,6 +24,27 @@ const ctxOf = (extra: Partial<ForwardContext> = {}): ForwardContext => ({ traini
 const close = (a: tf.Tensor, b: tf.Tensor, digits = 4) => Array.from(a.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(b.dataSync()[i]!, digits));
 const seeds = fc.integer({ min: 0, max: 1e6 });
 
+/**
+ * Runs `decode` with the fused cached-attention kernel (from the default cache and from one of `capacity`, so that
+ * it grows) and with the kernel unregistered (the composed ops), and checks the three bit for bit alike. Returns the
+ * fused and composed outputs (the caller disposes them).
+ */
+function fusedAgainstComposed(decode: (fusedExpected: boolean, capacity?: number) => tf.Tensor, capacity: number): { fused: tf.Tensor; composed: tf.Tensor } {
+  const config = tf.getKernel(FUSED_KERNELS.cachedAttention, tf.getBackend())!;
+  const [fused, hinted] = [decode(true), decode(true, capacity)];
+  tf.unregisterKernel(FUSED_KERNELS.cachedAttention, tf.getBackend());
+  let composed: tf.Tensor;
+  try {
+    composed = decode(false);
+  } finally {
+    tf.registerKernel(config);
+  }
+  expect(Array.from(fused.dataSync())).toEqual(Array.from(composed.dataSync()));
+  expect(Array.from(hinted.dataSync())).toEqual(Array.from(composed.dataSync()));
+  hinted.dispose();
+  return { fused, composed };
+}
+
 describe('multi-head attention', () => {
   it('gives padded keys zero weight, and padding does not change the real positions', () => {
     fc.assert(
@@ -83,7 +104,6 @@ describe('multi-head attention', () => {
   it.skipIf(!fusedDecoding)(
     "the fused decoding kernel (LoomCachedAttention) gives the composed ops' outputs bit for bit, through growth and a later multi-position step, without leaking (needs the native backend's fused kernel)",
     () => {
-      const config = tf.getKernel(FUSED_KERNELS.cachedAttention, tf.getBackend())!;
       const rng = new Rng(6);
       const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 3, causal: true }, [null, null, 12]);
       // Three sequences: a 2-position prompt, 40 single positions (past the first capacity of 32, or of the hinted
@@ -106,19 +126,10 @@ describe('multi-head attention', () => {
         expect(tf.memory().numTensors).toBe(before + 1);
         return joined;
       };
-      const [fused, hinted] = [decode(true), decode(true, 5)];
-      tf.unregisterKernel(FUSED_KERNELS.cachedAttention, tf.getBackend());
-      let composed: tf.Tensor;
-      try {
-        composed = decode(false);
-      } finally {
-        tf.registerKernel(config);
-      }
-      expect(Array.from(fused.dataSync())).toEqual(Array.from(composed.dataSync()));
-      expect(Array.from(hinted.dataSync())).toEqual(Array.from(composed.dataSync()));
+      const { fused, composed } = fusedAgainstComposed(decode, 5);
       const full = mha.apply(x, ctxOf());
       close(fused, full, 5);
-      tf.dispose([fused, hinted, composed, full, x]);
+      tf.dispose([fused, composed, full, x]);
       mha.dispose();
     },
   );
@@ -126,7 +137,6 @@ describe('multi-head attention', () => {
   it.skipIf(!fusedDecoding)(
     "reorderCache gives each row its origin row's keys and values: the fused layout (filled positions only) and the composed one decode bit for bit alike (needs the native backend's fused layout)",
     () => {
-      const config = tf.getKernel(FUSED_KERNELS.cachedAttention, tf.getBackend())!;
       const rng = new Rng(8);
       const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 2, causal: true }, [null, null, 6]);
       const rows = 5;
@@ -150,20 +160,11 @@ describe('multi-head attention', () => {
         return joined;
       };
       // Capacity 4 grows twice over 9 positions (the reordered spare room is zero, as growth leaves it).
-      const [fused, hinted] = [decode(true), decode(true, 4)];
-      tf.unregisterKernel(FUSED_KERNELS.cachedAttention, tf.getBackend());
-      let composed: tf.Tensor;
-      try {
-        composed = decode(false);
-      } finally {
-        tf.registerKernel(config);
-      }
-      expect(Array.from(fused.dataSync())).toEqual(Array.from(composed.dataSync()));
-      expect(Array.from(hinted.dataSync())).toEqual(Array.from(composed.dataSync()));
+      const { fused, composed } = fusedAgainstComposed(decode, 4);
       // The reorders mattered: without them the outputs differ.
       const plain = tf.tidy(() => mha.apply(x, ctxOf()));
       expect(Array.from(plain.dataSync())).not.toEqual(Array.from(composed.dataSync()));
-      tf.dispose([fused, hinted, composed, plain, x]);
+      tf.dispose([fused, composed, plain, x]);
       mha.dispose();
     },
   );
