@@ -52,7 +52,7 @@ const paper: Paper = {
     'few-shot':
       'BERT-Tiny pretrained once (3 passes), then learning curves: 50, 100, 200, 500, 1,000 and all labelled messages × 3 seeds, fine-tuned from the pretrained encoder and from scratch, beside the bag-of-words baseline (resumable: finished runs are kept in ./cache/bert)',
     'few-shot-long':
-      "the few-shot curves from an encoder pretrained ~7x longer: 20 passes over the corpora (BERT's dupe_factor 4, each pass masked anew, × 5 epochs; 19,000 steps of 32), the masked-LM head run at the selected positions only (max_predictions_per_seq 32)",
+      "the few-shot curves from an encoder pretrained ~7x longer: 20 passes over the corpora (each sequence masked 4 ways, BERT's dupe_factor, × 5 epochs, so each masking is seen 5 times; 19,200 steps of 32), the masked-LM head run at the selected positions only (max_predictions_per_seq 32)",
     'few-shot-smoke':
       'the few-shot curves on the smoke model and data: 20 and all labelled messages × 2 seeds, pretrained as few-shot-long is (gathered head, dupe factor 2): the CI check of the grid',
   },
