@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import { CORPORA, corpusTexts } from '../../plugins/data/text-corpus';
 import { gatherPredictions } from '../../plugins/models/bert';
 import { WordPiece } from '../../plugins/tokenizers/wordpiece';
-import { bowData, mlmData } from './data';
+import { spamAssassinTexts, spamTextSchema } from '../../plugins/data/spam-assassin';
+import { bowData, mlmData, words } from './data';
 
 /** All of a split's vectors, through the public batch(). */
 const vectors = (d: TensorDataset) => tf.tidy(() => d.batch(Array.from({ length: d.size }, (_, i) => i)).x.dataSync() as Float32Array);
@@ -36,11 +37,13 @@ describe('spam-bow', () => {
           expect(x.length).toBe(d.size * features);
           expect(x.every((v) => v === 0 || v === 1)).toBe(true);
         }
-        // Only the subset's words have columns: the trailing ones stay zero in the training vectors.
+        // Only the subset's words have columns, each used by some training message: exactly the first
+        // min(features, distinct words of the subset) columns are ever 1 in the training vectors.
         const x = vectors(data.load('train') as TensorDataset);
         let last = -1;
         for (let i = 0; i < x.length; i++) if (x[i] === 1) last = Math.max(last, i % features);
-        expect(last).toBeLessThan(features - 1);
+        const distinct = new Set(spamAssassinTexts('train', spamTextSchema.parse({ trainSubset: { size, seed } })).texts.flatMap(words)).size;
+        expect(last).toBe(Math.min(features, distinct) - 1);
       }),
       { numRuns: 3 },
     );

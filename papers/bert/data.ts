@@ -90,7 +90,7 @@ export const mlmData = definePlugin({
 });
 
 /** Lower-cased word tokens, as the bag-of-words baseline counts them. */
-const words = (t: string) => t.toLowerCase().match(/[a-z0-9']+/g) ?? [];
+export const words = (t: string) => t.toLowerCase().match(/[a-z0-9']+/g) ?? [];
 
 /**
  * Binary bag-of-words features over the `features` words most frequent (by document) in the training messages.
