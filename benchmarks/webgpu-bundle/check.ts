@@ -17,6 +17,8 @@ import {
   describeBackend,
   Rng,
   selectBackend,
+  Sequential,
+  type SequentialConfig,
   Trainer,
   trainerOptionsSchema,
   type Layer,
@@ -25,13 +27,24 @@ import {
 } from '../../core';
 import gptGpu from '../../papers/gpt/presets/gpu.json';
 import mnistFull from '../../papers/mnist-cnn/presets/full.json';
+import g2pBase from '../../papers/transformer/presets/base.json';
+import g2pCpuPreset from '../../papers/transformer/presets/cpu.json';
 import { registerBuiltins } from '../../plugins';
-import { registerWebGpuKernels, WEBGPU_KERNELS } from '../../plugins/backends/webgpu-kernels';
+import { webGpuAdapter } from '../../plugins/backends/webgpu';
+import { registerWebGpuKernels, WEBGPU_KERNELS, webGpuKernelsFor } from '../../plugins/backends/webgpu-kernels';
 import { layerCase, randomNormal } from '../../testing';
 
 const args = process.argv.slice(2);
 const steps = Number(args[args.indexOf('--steps') + 1]) || 20;
 const quick = args.includes('--quick');
+/** Seconds after the start by which the check stops beginning new work (the bundle's run.sh gives it a time limit). */
+const deadline = Number(args[args.indexOf('--deadline') + 1]) || 420;
+const t00 = performance.now();
+const diagnose = args.includes('--diagnose');
+const onlyModels = args.includes('--models') ? args[args.indexOf('--models') + 1]!.split(',') : null;
+/** --conformance-only: the adapter and the conformance subset, no step times. */
+const conformanceOnly = args.includes('--conformance-only');
+const late = () => (performance.now() - t00) / 1000 > deadline;
 const registry = registerBuiltins(createRegistry());
 const report: Record<string, unknown> = { node: process.version, started: new Date().toISOString() };
 const out = process.env.OUT ?? '.';
@@ -42,104 +55,43 @@ const selected = await selectBackend(registry, 'webgpu');
 console.log(describeBackend(selected.tags));
 report.tags = selected.tags;
 save();
+const adapterFacts = await webGpuAdapter();
+/** The kernels the backend registers on this adapter (all but the attention pair on a hardware adapter). */
+const productKernels = webGpuKernelsFor(adapterFacts.ok && adapterFacts.facts.software);
 
-// 2. Conformance subset: max |webgpu − cpu| / max |cpu| of outputs and gradients (1e-4 passes, as in the test).
-const RTOL = 1e-4;
-const ATOL = 1e-6;
-async function compare(label: string, compute: () => tf.Tensor[]): Promise<{ label: string; worst: number; ok: boolean }> {
-  await selectBackend(registry, 'cpu');
-  const read = async (ts: tf.Tensor[]) => {
-    const v = await Promise.all(ts.map(async (t) => Float32Array.from(await t.data())));
-    tf.dispose(ts);
-    return v;
-  };
-  const want = await read(compute());
-  await selectBackend(registry, 'webgpu');
-  const got = await read(compute());
-  let worst = 0;
-  let ok = true;
-  want.forEach((w, i) => {
-    let scale = 0;
-    let diff = 0;
-    for (let j = 0; j < w.length; j++) {
-      scale = Math.max(scale, Math.abs(w[j]!));
-      diff = Math.max(diff, Math.abs(got[i]![j]! - w[j]!));
-    }
-    worst = Math.max(worst, diff / Math.max(scale, 1e-12));
-    ok &&= diff <= RTOL * scale + ATOL;
-  });
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${label}: worst relative difference ${worst.toExponential(2)}`);
-  return { label, worst, ok };
-}
-
-function valueAndGrads(f: () => tf.Tensor, wrt: tf.Variable[], r: tf.Tensor): tf.Tensor[] {
-  const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(f(), r)) as tf.Scalar, wrt);
-  value.dispose();
-  return [tf.tidy(() => f().clone()), ...wrt.map((v) => grads[v.name]!)];
-}
-
-const conformance = [];
-const layers = quick
-  ? ['dense', 'conv2d']
-  : ['dense', 'conv2d', 'max-pool2d', 'avg-pool2d', 'batch-norm', 'layer-norm', 'embedding', 'lstm', 'gru', 'multi-head-attention', 'transformer-encoder'];
-for (const name of layers) {
-  for (const ex of registry.get('layer', name).examples ?? []) {
-    await selectBackend(registry, 'cpu');
-    const rng = new Rng(1);
-    const { layer, x, wrt } = layerCase(registry, name, ex, 3, rng);
-    const apply = () => (layer as Layer).apply(x, { training: true, rng: new Rng(2) });
-    const r = randomNormal(tf.tidy(() => apply()).shape, rng);
-    conformance.push(await compare(`layer ${name} ${JSON.stringify(ex.options ?? {})}`, () => valueAndGrads(apply, wrt, r)));
-    tf.dispose([x, r]);
-    layer.dispose();
-  }
-}
-for (const name of quick ? [] : registry.names('model')) {
-  for (const ex of registry.get('model', name).examples ?? []) {
-    await selectBackend(registry, 'cpu');
-    const rng = new Rng(1);
-    const model = buildModel({ type: name, ...ex.options } as ModelConfig, registry);
-    model.build(model.inputShape, rng);
-    const shape = ex.inputShape!;
-    const n = shape.reduce((a, b) => a * b, 1);
-    const x = ex.inputInts
-      ? tf.tensor(
-          Int32Array.from({ length: n }, () => rng.int(ex.inputInts!)),
-          shape,
-          'int32',
-        )
-      : randomNormal(shape, rng);
-    const apply = () => model.apply(x, { training: true, rng: new Rng(2) });
-    const r = randomNormal(tf.tidy(() => apply()).shape, rng);
-    conformance.push(
-      await compare(`model ${name}`, () =>
-        valueAndGrads(
-          apply,
-          model.parameters().map((p) => p.variable),
-          r,
-        ),
-      ),
-    );
-    tf.dispose([x, r]);
-    model.dispose();
-  }
-}
+// 1b. The cost of one dispatch: `n` adds of a 16-element tensor, then one read (each add is one dispatch), so a
+// step's dispatches times this is the part of its time that is overhead rather than arithmetic.
 {
-  await selectBackend(registry, 'cpu');
-  const xs = Array.from({ length: 40 }, (_, i) => randomNormal([3, 5], new Rng(i)));
-  conformance.push(await compare('addN of 40 tensors', () => [tf.addN(xs)]));
-  tf.dispose(xs);
+  const n = 500;
+  const a = tf.ones([16]);
+  const once = async () => {
+    let x = a.clone();
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      const y = tf.add(x, a);
+      x.dispose();
+      x = y;
+    }
+    await x.data();
+    x.dispose();
+    return (performance.now() - t0) / n;
+  };
+  await once();
+  const ms = Math.min(await once(), await once());
+  report.msPerDispatch = Math.round(ms * 1e4) / 1e4;
+  console.log(`one small dispatch (a 16-element add): ${report.msPerDispatch} ms (best of 2 runs of ${n})`);
+  a.dispose();
+  save();
 }
-report.conformance = { rtol: RTOL, atol: ATOL, failed: conformance.filter((c) => !c.ok).length, cases: conformance };
-save();
 
-// 3. Step times: the mean of `n` steps after 3 warm-up steps (each step ends by reading its loss, so it is complete).
+// 2. Step times: the mean of `n` steps after 3 warm-up steps (each step ends by reading its loss, so it is complete).
 interface Workload {
   name: string;
   model: ModelConfig;
   optimizer: PluginSpec;
   batch: () => { x: tf.Tensor; y: tf.Tensor };
   clipNorm?: number;
+  loss?: PluginSpec;
 }
 // --quick (a smoke test of the script on llvmpipe): papers/gpt's smoke-sized model instead of the gpu preset's.
 const gptModel = (quick ? { ...gptGpu.model, context: 64, dModel: 32, numHeads: 2, layers: 1 } : gptGpu.model) as unknown as ModelConfig & {
@@ -149,6 +101,16 @@ const gptModel = (quick ? { ...gptGpu.model, context: 64, dModel: 32, numHeads: 
   layers: number;
 };
 const gptBatch = quick ? 4 : gptGpu.trainer.batchSize;
+const g2pCpu = { ...g2pBase, ...g2pCpuPreset, model: g2pCpuPreset.model };
+const g2pModel = (quick ? { ...g2pCpu.model, dModel: 32, numHeads: 2, ff: 64, layers: 1 } : g2pCpu.model) as unknown as ModelConfig & {
+  srcLen: number;
+  tgtLen: number;
+  srcVocab: number;
+  tgtVocab: number;
+  dModel: number;
+  layers: number;
+};
+const g2pBatch = quick ? 4 : g2pBase.trainer.batchSize;
 const workloads: Workload[] = [
   {
     name: 'mnist-cnn b128',
@@ -161,6 +123,26 @@ const workloads: Workload[] = [
         'int32',
       ),
     }),
+  },
+  {
+    // papers/transformer's cpu preset model on full-length synthetic words (the run buckets words by length, so its
+    // batches are shorter than these): ids 1.. of each vocabulary, 0 (padding) nowhere.
+    name: `g2p transformer (papers/transformer cpu preset${quick ? ', smoke-sized' : ''}: ${g2pModel.layers}+${g2pModel.layers} layers, d ${g2pModel.dModel}) b${g2pBatch}`,
+    model: g2pModel,
+    optimizer: { ...g2pCpu.optimizer, lr: 1e-3 } as PluginSpec, // the run's lr 1 is scaled by its Noam schedule
+    loss: g2pCpu.loss as PluginSpec,
+    batch: () => {
+      const { srcLen, tgtLen, srcVocab, tgtVocab } = g2pModel;
+      const src = Int32Array.from({ length: g2pBatch * srcLen }, (_, i) => 1 + ((i * 7) % (srcVocab - 1)));
+      const tgt = Int32Array.from({ length: g2pBatch * tgtLen }, (_, i) => 1 + ((i * 11) % (tgtVocab - 1)));
+      const x = Int32Array.from({ length: g2pBatch * (srcLen + tgtLen) }, (_, i) => {
+        const row = Math.floor(i / (srcLen + tgtLen));
+        const j = i % (srcLen + tgtLen);
+        return j < srcLen ? src[row * srcLen + j]! : tgt[row * tgtLen + j - srcLen]!;
+      });
+      const y = Int32Array.from({ length: g2pBatch * tgtLen }, (_, i) => 1 + ((i * 13) % (tgtVocab - 1)));
+      return { x: tf.tensor2d(x, [g2pBatch, srcLen + tgtLen], 'int32'), y: tf.tensor2d(y, [g2pBatch, tgtLen], 'int32') };
+    },
   },
   {
     name: `gpt (${quick ? 'smoke-sized' : 'papers/gpt gpu preset'}: ${gptModel.layers} layers, d ${gptModel.dModel}, context ${gptModel.context}) b${gptBatch}`,
@@ -206,15 +188,19 @@ const variants = [
   { backend: 'webgpu', label: 'webgpu-composed', kernels: false },
   { backend: 'cpu', label: 'cpu', kernels: true },
 ];
-for (const { backend, label, kernels } of variants) {
+for (const { backend, label, kernels } of conformanceOnly ? [] : variants) {
   for (const w of backend === 'cpu' ? workloads.slice(0, 1) : workloads) {
+    if (late()) {
+      console.log(`${label.padEnd(15)} ${w.name}: not run (the check's deadline of ${deadline} s has passed)`);
+      continue;
+    }
     await selectBackend(registry, backend);
-    if (!kernels) for (const name of Object.keys(WEBGPU_KERNELS)) tf.unregisterKernel(name, 'webgpu');
+    if (!kernels) for (const name of productKernels) tf.unregisterKernel(name, 'webgpu');
     const model = buildModel(w.model, registry);
     model.build(model.inputShape, new Rng(0));
     const trainer = new Trainer({
       model,
-      loss: registry.create('loss', 'sparse-categorical-crossentropy'),
+      loss: registry.create('loss', w.loss ?? 'sparse-categorical-crossentropy'),
       optimizer: registry.create('optimizer', w.optimizer),
       tracker: registry.create('tracker', 'console'),
       strategy: registry.create('parallelism', 'single-process'),
@@ -245,7 +231,7 @@ for (const { backend, label, kernels } of variants) {
     console.log(
       `${label.padEnd(15)} ${w.name}: ${row.msPerStep} ms/step over ${n} steps${dispatches === null ? '' : `, ${dispatches} dispatches a step`} (loss ${loss.toFixed(4)}; tensors flat ${row.tensorsFlat}, GPU bytes flat ${row.gpuBytesFlat})`,
     );
-    if (!kernels) registerWebGpuKernels();
+    if (!kernels) registerWebGpuKernels(productKernels);
     timings.push(row);
     tf.dispose([b.x, b.y]);
     model.dispose();
@@ -253,6 +239,200 @@ for (const { backend, label, kernels } of variants) {
     save();
   }
 }
+// 3. Forward + backward of the sum of the outputs, as `npm run bench`'s sequence rows (benchmarks/sequence-models.ts)
+// time them on the CPU: a 2-layer LSTM (650, b20, t35) and one Transformer encoder layer (256/4/1024, t64, b32).
+const sequenceRows = [];
+const sequences: { name: string; config: SequentialConfig; batch: number }[] = [
+  {
+    name: 'lstm 2x650 b20 t35 fwd+bwd',
+    config: {
+      inputShape: [35, 650],
+      layers: [
+        { type: 'lstm', units: 650 },
+        { type: 'lstm', units: 650 },
+      ],
+    },
+    batch: 20,
+  },
+  {
+    name: 'transformer encoder 256/4/1024 t64 b32 fwd+bwd',
+    config: { inputShape: [64, 256], layers: [{ type: 'transformer-encoder', numHeads: 4, ff: 1024, dropout: 0 }] },
+    batch: 32,
+  },
+];
+for (const { name, config, batch } of conformanceOnly ? [] : quick ? sequences.slice(1) : sequences) {
+  if (late()) {
+    console.log(`webgpu          ${name}: not run (the check's deadline of ${deadline} s has passed)`);
+    continue;
+  }
+  await selectBackend(registry, 'webgpu');
+  const model = new Sequential(config, registry);
+  model.build(undefined, new Rng(0));
+  const x = tf.randomNormal([batch, ...config.inputShape], 0, 1, 'float32', 1);
+  const vars = model.parameters().map((p) => p.variable);
+  const ctx = { training: true, rng: new Rng(0) };
+  const step = async () => {
+    const { value, grads } = tf.variableGrads(() => tf.sum(model.apply(x, ctx)) as tf.Scalar, vars);
+    await value.data();
+    tf.dispose([value, ...Object.values(grads)]);
+  };
+  for (let i = 0; i < 3; i++) await step();
+  const dispatches = await dispatchesOf(step);
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) await step();
+  const ms = (performance.now() - t0) / steps;
+  const tokens = batch * config.inputShape[0]!;
+  const row = {
+    backend: 'webgpu',
+    workload: name,
+    msPerStep: Math.round(ms * 10) / 10,
+    tokensPerSecond: Math.round((tokens / ms) * 1000),
+    dispatchesPerStep: dispatches,
+    steps,
+  };
+  console.log(`webgpu          ${name}: ${row.msPerStep} ms/step, ${row.tokensPerSecond} tokens/s, ${dispatches} dispatches a step`);
+  sequenceRows.push(row);
+  report.sequence = sequenceRows;
+  save();
+  x.dispose();
+  model.dispose();
+}
+
+// 4. Conformance subset (last: it stops at the deadline, saying which cases did not run): max |webgpu − cpu| / max |cpu| of outputs and gradients (1e-4 passes, as in the test).
+const RTOL = 1e-4;
+const ATOL = 1e-6;
+async function compare(
+  label: string,
+  compute: () => tf.Tensor[],
+  names: string[] = [],
+): Promise<{ label: string; worst: number; ok: boolean; tensors?: { name: string; relative: number; nonFinite: number }[] }> {
+  await selectBackend(registry, 'cpu');
+  const read = async (ts: tf.Tensor[]) => {
+    const v = await Promise.all(ts.map(async (t) => Float32Array.from(await t.data())));
+    tf.dispose(ts);
+    return v;
+  };
+  const want = await read(compute());
+  await selectBackend(registry, 'webgpu');
+  const got = await read(compute());
+  let worst = 0;
+  let ok = true;
+  const tensors: { name: string; relative: number; nonFinite: number }[] = [];
+  want.forEach((w, i) => {
+    let scale = 0;
+    let diff = 0;
+    let nonFinite = 0;
+    for (let j = 0; j < w.length; j++) {
+      scale = Math.max(scale, Math.abs(w[j]!));
+      diff = Math.max(diff, Math.abs(got[i]![j]! - w[j]!));
+      if (!Number.isFinite(got[i]![j]!)) nonFinite++;
+    }
+    worst = Math.max(worst, diff / Math.max(scale, 1e-12));
+    const good = diff <= RTOL * scale + ATOL && nonFinite === 0;
+    ok &&= good;
+    if (!good) tensors.push({ name: names[i] ?? `#${i}`, relative: diff / Math.max(scale, 1e-12), nonFinite });
+  });
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${label}: worst relative difference ${worst.toExponential(2)}`);
+  for (const t of tensors) console.log(`       ${t.name}: ${t.relative.toExponential(2)}${t.nonFinite ? `, ${t.nonFinite} not finite` : ''}`);
+  return tensors.length > 0 ? { label, worst, ok, tensors } : { label, worst, ok };
+}
+
+function valueAndGrads(f: () => tf.Tensor, wrt: tf.Variable[], r: tf.Tensor): tf.Tensor[] {
+  const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(f(), r)) as tf.Scalar, wrt);
+  value.dispose();
+  return [tf.tidy(() => f().clone()), ...wrt.map((v) => grads[v.name]!)];
+}
+
+const conformance = [];
+const layers = quick
+  ? ['dense', 'conv2d']
+  : ['dense', 'conv2d', 'max-pool2d', 'avg-pool2d', 'batch-norm', 'layer-norm', 'embedding', 'lstm', 'gru', 'multi-head-attention', 'transformer-encoder'];
+const notRun: string[] = [];
+for (const name of onlyModels ? [] : layers) {
+  for (const ex of registry.get('layer', name).examples ?? []) {
+    if (late()) {
+      notRun.push(`layer ${name}`);
+      continue;
+    }
+    await selectBackend(registry, 'cpu');
+    const rng = new Rng(1);
+    const { layer, x, wrt } = layerCase(registry, name, ex, 3, rng);
+    const apply = () => (layer as Layer).apply(x, { training: true, rng: new Rng(2) });
+    const r = randomNormal(tf.tidy(() => apply()).shape, rng);
+    conformance.push(await compare(`layer ${name} ${JSON.stringify(ex.options ?? {})}`, () => valueAndGrads(apply, wrt, r)));
+    tf.dispose([x, r]);
+    layer.dispose();
+  }
+}
+// --diagnose: the models again with every one of loom's WGSL kernels (the attention pair too, which a hardware adapter
+// leaves out), then without each kernel in turn (that one composed from tfjs kernels),
+// then without all of them, and the encoder-decoder with padding trimming off, to place a difference.
+const kernelNames = Object.keys(WEBGPU_KERNELS);
+const modelVariants = diagnose ? ['', ' (all kernels)', ...kernelNames.map((k) => ` (all kernels but ${k})`), ' (composed)', ' (composed, untrimmed)'] : [''];
+const setKernels = (off: string[]) => {
+  for (const k of kernelNames) {
+    const registered = Boolean(tf.getKernel(k, 'webgpu'));
+    if (off.includes(k) && registered) tf.unregisterKernel(k, 'webgpu');
+    if (!off.includes(k) && !registered) tf.registerKernel({ kernelName: k, backendName: 'webgpu', kernelFunc: WEBGPU_KERNELS[k] as tf.KernelFunc });
+  }
+};
+for (const variant of modelVariants)
+  for (const name of quick ? [] : registry.names('model').filter((n) => !onlyModels || onlyModels.includes(n))) {
+    if (variant.includes('untrimmed') && name !== 'transformer-seq2seq') continue;
+    setKernels(
+      variant === ''
+        ? kernelNames.filter((k) => !productKernels.includes(k))
+        : variant.includes('composed')
+          ? kernelNames
+          : kernelNames.filter((k) => variant === ` (all kernels but ${k})`),
+    );
+    for (const ex of registry.get('model', name).examples ?? []) {
+      if (late()) {
+        notRun.push(`model ${name}`);
+        continue;
+      }
+      await selectBackend(registry, 'cpu');
+      const rng = new Rng(1);
+      const options = variant.includes('untrimmed') ? { ...ex.options, trimPadding: false } : ex.options;
+      const model = buildModel({ type: name, ...options } as ModelConfig, registry);
+      model.build(model.inputShape, rng);
+      const shape = ex.inputShape!;
+      const n = shape.reduce((a, b) => a * b, 1);
+      const x = ex.inputInts
+        ? tf.tensor(
+            Int32Array.from({ length: n }, () => rng.int(ex.inputInts!)),
+            shape,
+            'int32',
+          )
+        : randomNormal(shape, rng);
+      const apply = () => model.apply(x, { training: true, rng: new Rng(2) });
+      const r = randomNormal(tf.tidy(() => apply()).shape, rng);
+      conformance.push(
+        await compare(
+          `model ${name}${variant}`,
+          () =>
+            valueAndGrads(
+              apply,
+              model.parameters().map((p) => p.variable),
+              r,
+            ),
+          ['output', ...model.parameters().map((p) => `${p.name} (variable ${p.variable.name})`)],
+        ),
+      );
+      tf.dispose([x, r]);
+      model.dispose();
+    }
+  }
+{
+  await selectBackend(registry, 'cpu');
+  const xs = Array.from({ length: 40 }, (_, i) => randomNormal([3, 5], new Rng(i)));
+  conformance.push(await compare('addN of 40 tensors', () => [tf.addN(xs)]));
+  tf.dispose(xs);
+}
+if (notRun.length > 0) console.log(`conformance cases not run (the check's deadline of ${deadline} s had passed): ${notRun.join(', ')}`);
+report.conformance = { rtol: RTOL, atol: ATOL, failed: conformance.filter((c) => !c.ok).length, cases: conformance, notRun };
+save();
+
 report.finished = new Date().toISOString();
 save();
 process.exit((report.conformance as { failed: number }).failed > 0 ? 1 : 0);

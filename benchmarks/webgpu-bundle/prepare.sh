@@ -27,6 +27,6 @@ cp "$t/dist/tf-backend-webgpu.node.js" "$B/$t/dist/"
 
 gzip -9 -c "$(command -v node)" > "$B/node.gz"
 node -e 'if (process.platform !== "linux" || process.arch !== "x64") { console.error("prepare.sh: this Node is not linux-x64"); process.exit(1); }'
-(cd "$B/debs" && apt-get download libvulkan1 >/dev/null)
-cp benchmarks/webgpu-bundle/run.sh "$B/"
+(cd "$B/debs" && apt-get download libvulkan1 libglvnd0 libegl1 libglx0 libgl1 libopengl0 libgles2 >/dev/null)
+cp benchmarks/webgpu-bundle/run.sh benchmarks/webgpu-bundle/torch_cuda.py "$B/"
 du -sh "$B"

@@ -17,7 +17,7 @@ import { buildRunContainer, disposeRun } from '../../runtime';
 import { expectFlatMemoryAcrossSteps, referenceSelfAttention, testRegistry } from '../../test/harness';
 import toyBlobs, { toyConfig } from '../../test/toy-data';
 import { webGpuAdapter } from './webgpu';
-import { registerWebGpuKernels, WEBGPU_KERNELS } from './webgpu-kernels';
+import { registerWebGpuKernels, WEBGPU_KERNELS, webGpuKernelsFor } from './webgpu-kernels';
 
 const adapter = await webGpuAdapter();
 const why = adapter.ok ? '' : ` (skipped: ${adapter.reason})`;
@@ -75,6 +75,17 @@ async function withoutKernels<T>(f: () => Promise<T>): Promise<T> {
   }
 }
 
+describe('webGpuKernelsFor', () => {
+  it('gives every kernel on a software adapter and every kernel but the attention pair on a hardware one (their disagreement on an H200)', () => {
+    const all = Object.keys(WEBGPU_KERNELS);
+    expect(webGpuKernelsFor(true)).toEqual(all);
+    expect(webGpuKernelsFor(false)).toEqual(all.filter((n) => n !== 'LoomAttention' && n !== 'LoomAttentionGrad'));
+    expect(all).toContain('LoomAttention');
+    expect(all).toContain('LoomAttentionGrad');
+    expect(() => registerWebGpuKernels(['LoomNoSuchKernel'])).toThrow(/no WGSL kernel LoomNoSuchKernel/);
+  });
+});
+
 describe.skipIf(!adapter.ok)(`webgpu WGSL kernels${why}`, () => {
   beforeAll(async () => {
     await selectBackend(registry, 'webgpu');
@@ -83,8 +94,12 @@ describe.skipIf(!adapter.ok)(`webgpu WGSL kernels${why}`, () => {
     await selectBackend(registry, 'cpu');
   });
 
-  it('are registered for webgpu when the backend is activated', () => {
-    for (const name of Object.keys(WEBGPU_KERNELS)) expect(tf.getKernel(name, 'webgpu'), name).toBeDefined();
+  it('are registered for webgpu when the backend is activated: all on a software adapter, all but the attention pair on a hardware one', () => {
+    const software = adapter.ok && adapter.facts.software;
+    for (const name of Object.keys(WEBGPU_KERNELS)) {
+      const expected = software || (name !== FUSED_KERNELS.attention && name !== FUSED_KERNELS.attentionGrad);
+      expect(Boolean(tf.getKernel(name, 'webgpu')), name).toBe(expected);
+    }
   });
 
   it('LoomAdam: 4 steps follow Kingma & Ba (2015) Algorithm 1 in float64 within 1e-5·max|θ| + 1e-6, one dispatch per step (three outputs)', async () => {

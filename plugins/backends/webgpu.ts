@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { definePlugin, markAsyncReads } from '../../core';
-import { registerWebGpuKernels, WEBGPU_KERNELS } from './webgpu-kernels';
+import { registerWebGpuKernels, webGpuKernelsFor } from './webgpu-kernels';
 
 /**
  * tfjs's WebGPU backend (`@tensorflow/tfjs-backend-webgpu`) on Dawn's Node binding (the `webgpu` package, whose
@@ -54,6 +54,9 @@ function packageVersion(name: string): string {
   }
 }
 
+/** A software adapter (Mesa's llvmpipe reports architecture "software"; Dawn's fallback adapter says so itself). */
+const isSoftware = (i: GpuAdapterLike['info']) => i.architecture === 'software' || i.isFallbackAdapter === true;
+
 /** The probe, once per process: it holds Dawn's instance for the process. */
 let probed: Promise<Probe> | null = null;
 
@@ -98,7 +101,7 @@ function probe(): Promise<Probe> {
       architecture: i.architecture || '?',
       device: i.device || '?',
       description: i.description || '?',
-      software: i.architecture === 'software' || i.isFallbackAdapter === true,
+      software: isSoftware(i),
       dawn: packageVersion('webgpu'),
       tfjs: packageVersion('@tensorflow/tfjs-backend-webgpu'),
     };
@@ -225,7 +228,7 @@ async function registerOnce(adapter: GpuAdapterLike): Promise<void> {
   markAsyncReads(backend); // readToHost fetches before synchronous reads while this backend is active
   tf.registerBackend('webgpu', () => backend, 0);
   chunkAddN(Math.max(2, (l.maxStorageBuffersPerShaderStage ?? 8) - 1));
-  registerWebGpuKernels();
+  registerWebGpuKernels(webGpuKernelsFor(isSoftware(adapter.info)));
 }
 
 /**
@@ -292,7 +295,7 @@ export default definePlugin({
       await tf.ready();
       const f = p.facts;
       return {
-        'backend.kernels': `${describeAdapter(f)}; loom's WGSL kernels: ${Object.keys(WEBGPU_KERNELS).join(', ')}`,
+        'backend.kernels': `${describeAdapter(f)}; loom's WGSL kernels: ${webGpuKernelsFor(f.software).join(', ')}`,
         'backend.adapter': `${f.vendor} ${f.architecture} ${f.description}`,
         'backend.dawn': `webgpu ${f.dawn}`,
       };

@@ -156,6 +156,34 @@ describe('transformer-seq2seq', () => {
     m.dispose();
   });
 
+  it('ids that cannot be read synchronously (webgpu in Node, ids on the GPU) are not trimmed: the full-length output, not an error', () => {
+    const rng = new Rng(5);
+    const { src, tgt } = batch(rng, 3);
+    const x = tf.tensor2d(
+      src.map((s, i) => [...s, ...tgt[i]!.map((v, t) => (t < 2 ? v : 0))]),
+      undefined,
+      'int32',
+    );
+    const full = model(5, { trimPadding: false });
+    const trimming = model(5);
+    const want = tf.tidy(() => full.apply(x, ctx).arraySync());
+    const original = x.dataSync.bind(x);
+    x.dataSync = (() => {
+      throw new Error('webgpu: a synchronous read (dataSync/arraySync) of a tensor on the GPU is not supported in Node');
+    }) as typeof x.dataSync;
+    try {
+      expect(tf.tidy(() => trimming.apply(x, ctx).arraySync())).toEqual(want);
+    } finally {
+      x.dataSync = original;
+    }
+    // Readable, the same ids are trimmed: the padded target positions' logits are then zero.
+    const trimmed = tf.tidy(() => trimming.apply(x, ctx).arraySync()) as number[][][];
+    expect(trimmed[0]![opts.tgtLen - 1]!.every((v) => v === 0)).toBe(true);
+    tf.dispose(x);
+    full.dispose();
+    trimming.dispose();
+  });
+
   it('trimming padded positions gives the loss and gradients of the full-length computation', () => {
     const loss = registry.create('loss', { type: 'sparse-categorical-crossentropy', labelSmoothing: 0.1, ignoreIndex: 0 } as never) as unknown as {
       compute(y: tf.Tensor, p: tf.Tensor): tf.Scalar;

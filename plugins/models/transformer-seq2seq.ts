@@ -128,10 +128,18 @@ export class TransformerSeq2Seq extends Module {
       : logits;
   }
 
-  /** The source and target lengths the batch uses: one past the last non-padding id of any row (at least 1). */
+  /**
+   * The source and target lengths the batch uses: one past the last non-padding id of any row (at least 1); the full
+   * lengths where the ids cannot be read synchronously (on webgpu in Node, once they live only on the GPU).
+   */
   private usedLengths(x: tf.Tensor): [number, number] {
     const { srcLen, tgtLen, padId } = this.opts;
-    const v = x.dataSync();
+    let v: tf.TypedArray;
+    try {
+      v = x.dataSync();
+    } catch {
+      return [srcLen, tgtLen];
+    }
     const width = srcLen + tgtLen;
     let ls = 1;
     let lt = 1;
