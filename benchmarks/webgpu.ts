@@ -13,7 +13,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { buildModel, Rng, selectBackend, Trainer, trainerOptionsSchema, type ModelConfig, type PluginRegistry, type PluginSpec } from '../core';
 import papers from '../papers/mnist-cnn';
-import { registerWebGpuKernels, webGpuKernelsFor } from '../plugins/backends/webgpu-kernels';
+import { registerWebGpuKernels, WEBGPU_KERNELS } from '../plugins/backends/webgpu-kernels';
 import { entry, measure, type BenchEntry, type Benchmark, type PeerResult } from './harness';
 
 export interface WebGpuBenchOptions {
@@ -112,13 +112,12 @@ export function webgpuRows(registry: PluginRegistry, restore: string, opts: WebG
         for (const w of workloads(opts.tiny)) {
           const { tags } = await selectBackend(registry, 'webgpu');
           const ours = await throughput(registry, w, opts.tiny);
-          const kernels = webGpuKernelsFor(software);
-          for (const name of kernels) tf.unregisterKernel(name, 'webgpu');
+          for (const name of Object.keys(WEBGPU_KERNELS)) tf.unregisterKernel(name, 'webgpu');
           let composed: number;
           try {
             composed = await throughput(registry, w, opts.tiny);
           } finally {
-            registerWebGpuKernels(kernels);
+            registerWebGpuKernels();
           }
           let cpu: PeerResult;
           if (nativeCpu.ok) {

@@ -30,8 +30,7 @@ import mnistFull from '../../papers/mnist-cnn/presets/full.json';
 import g2pBase from '../../papers/transformer/presets/base.json';
 import g2pCpuPreset from '../../papers/transformer/presets/cpu.json';
 import { registerBuiltins } from '../../plugins';
-import { webGpuAdapter } from '../../plugins/backends/webgpu';
-import { registerWebGpuKernels, WEBGPU_KERNELS, webGpuKernelsFor } from '../../plugins/backends/webgpu-kernels';
+import { registerWebGpuKernels, WEBGPU_KERNELS } from '../../plugins/backends/webgpu-kernels';
 import { layerCase, randomNormal } from '../../testing';
 
 const args = process.argv.slice(2);
@@ -55,9 +54,6 @@ const selected = await selectBackend(registry, 'webgpu');
 console.log(describeBackend(selected.tags));
 report.tags = selected.tags;
 save();
-const adapterFacts = await webGpuAdapter();
-/** The kernels the backend registers on this adapter (all but the attention pair on a hardware adapter). */
-const productKernels = webGpuKernelsFor(adapterFacts.ok && adapterFacts.facts.software);
 
 // 1b. The cost of one dispatch: `n` adds of a 16-element tensor, then one read (each add is one dispatch), so a
 // step's dispatches times this is the part of its time that is overhead rather than arithmetic.
@@ -195,7 +191,7 @@ for (const { backend, label, kernels } of conformanceOnly ? [] : variants) {
       continue;
     }
     await selectBackend(registry, backend);
-    if (!kernels) for (const name of productKernels) tf.unregisterKernel(name, 'webgpu');
+    if (!kernels) for (const name of Object.keys(WEBGPU_KERNELS)) tf.unregisterKernel(name, 'webgpu');
     const model = buildModel(w.model, registry);
     model.build(model.inputShape, new Rng(0));
     const trainer = new Trainer({
@@ -231,7 +227,7 @@ for (const { backend, label, kernels } of conformanceOnly ? [] : variants) {
     console.log(
       `${label.padEnd(15)} ${w.name}: ${row.msPerStep} ms/step over ${n} steps${dispatches === null ? '' : `, ${dispatches} dispatches a step`} (loss ${loss.toFixed(4)}; tensors flat ${row.tensorsFlat}, GPU bytes flat ${row.gpuBytesFlat})`,
     );
-    if (!kernels) registerWebGpuKernels(productKernels);
+    if (!kernels) registerWebGpuKernels();
     timings.push(row);
     tf.dispose([b.x, b.y]);
     model.dispose();
@@ -364,11 +360,10 @@ for (const name of onlyModels ? [] : layers) {
     layer.dispose();
   }
 }
-// --diagnose: the models again with every one of loom's WGSL kernels (the attention pair too, which a hardware adapter
-// leaves out), then without each kernel in turn (that one composed from tfjs kernels),
+// --diagnose: the models again without each of loom's WGSL kernels in turn (that one composed from tfjs kernels),
 // then without all of them, and the encoder-decoder with padding trimming off, to place a difference.
 const kernelNames = Object.keys(WEBGPU_KERNELS);
-const modelVariants = diagnose ? ['', ' (all kernels)', ...kernelNames.map((k) => ` (all kernels but ${k})`), ' (composed)', ' (composed, untrimmed)'] : [''];
+const modelVariants = diagnose ? ['', ...kernelNames.map((k) => ` (all kernels but ${k})`), ' (composed)', ' (composed, untrimmed)'] : [''];
 const setKernels = (off: string[]) => {
   for (const k of kernelNames) {
     const registered = Boolean(tf.getKernel(k, 'webgpu'));
@@ -379,13 +374,7 @@ const setKernels = (off: string[]) => {
 for (const variant of modelVariants)
   for (const name of quick ? [] : registry.names('model').filter((n) => !onlyModels || onlyModels.includes(n))) {
     if (variant.includes('untrimmed') && name !== 'transformer-seq2seq') continue;
-    setKernels(
-      variant === ''
-        ? kernelNames.filter((k) => !productKernels.includes(k))
-        : variant.includes('composed')
-          ? kernelNames
-          : kernelNames.filter((k) => variant === ` (all kernels but ${k})`),
-    );
+    setKernels(variant.includes('composed') ? kernelNames : kernelNames.filter((k) => variant === ` (all kernels but ${k})`));
     for (const ex of registry.get('model', name).examples ?? []) {
       if (late()) {
         notRun.push(`model ${name}`);

@@ -18,9 +18,8 @@
  *
  * On an NVIDIA H200 (benchmarks/results/gpu-2026-12-01.md) they paid: training steps took 1.2-3× less time than
  * the composed ops (MNIST CNN 28.5 against 49.7 ms, the G2P Transformer 151 against 460 ms). There the models with
- * padding-masked self-attention disagreed with the cpu backend with the kernels and agreed without them, so a
- * hardware adapter gets every kernel but the attention pair (`webGpuKernelsFor`) until a GPU run places the fault;
- * the tests here run every kernel on llvmpipe against float64 references and the composed ops.
+ * padding-masked self-attention disagreed with the cpu backend: their masks were bool data relabeled float32 by
+ * tfjs's Cast, read as subnormal bit patterns that the GPU flushed to zero (`dispatch` now converts such inputs).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { FUSED_KERNELS } from '../../core/kernels';
@@ -39,7 +38,7 @@ interface WebGpuBackendInternals {
   uploadToGPU(dataId: object): void;
   recordAndSubmit(program: object, output: Info, inputs: Info[], uniforms: { type: string; data: number[] }[]): void;
   disposeData(dataId: object): boolean;
-  tensorMap: { get(dataId: object): { values: unknown } };
+  tensorMap: { get(dataId: object): { values: unknown; dtype: tf.DataType } };
 }
 
 /** A uniform of the kernel's own: a WGSL field name, its type, its value. */
@@ -114,6 +113,20 @@ function dispatch(backend: WebGpuBackendInternals, d: Dispatch): Info[] {
     for (const o of outputs) if (size(o.shape) === 0) backend.tensorMap.get(o.dataId).values = new Float32Array(0);
     return outputs;
   }
+  // A float32 tensor may hold int32 or bool data: tfjs's Cast from bool or int32 to float32 relabels the tensor and
+  // keeps its data (tfjs's own shaders read each input by its stored type). Read as f32, a stored 1 is the bit pattern
+  // 1.4e-45, a subnormal, which llvmpipe keeps and NVIDIA's shaders flush to 0: an attention mask made by
+  // cast(notEqual(ids, pad)) then masked every key on an H200 (benchmarks/results/gpu-2026-12-01.md). Such inputs
+  // are converted to float32 first.
+  const converted: Info[] = [];
+  const inputs = d.inputs.map((t) => {
+    const stored = backend.tensorMap.get(t.dataId).dtype;
+    if (t.dtype !== 'float32' || stored === 'float32') return t;
+    const f = toFloat32(backend, { ...t, dtype: stored });
+    converted.push(f);
+    return f;
+  });
+  d = { ...d, inputs };
   for (const t of [...outputs, ...d.inputs]) backend.uploadToGPU(t.dataId);
   const bindings = outputs.length + d.inputs.length;
   const key = `loom:${d.name}:${bindings}:${d.uniforms.map((u) => u[1]).join(',')}`;
@@ -141,7 +154,29 @@ function dispatch(backend: WebGpuBackendInternals, d: Dispatch): Info[] {
   const [first, ...rest] = outputs.map(flat);
   const uniforms = d.uniforms.map(([, type, value]) => ({ type: type === 'f32' ? 'float32' : 'int32', data: [value] }));
   backend.recordAndSubmit(program, first!, [...rest, ...d.inputs.map(flat)], uniforms);
+  for (const c of converted) backend.disposeData(c.dataId); // released once the commands that read it are submitted
   return outputs;
+}
+
+/** int32 or bool data (stored as i32) converted to a new float32 tensor of the same shape: y = f32(x). */
+const TO_FLOAT32 = `${START} {
+  let i = groupIndex(wid, nwg) * ${WG} + i32(lid);
+  if (i >= uniforms.n) { return; }
+  y[i] = f32(x[i]);
+}`;
+
+function toFloat32(backend: WebGpuBackendInternals, t: Info): Info {
+  const n = size(t.shape);
+  return dispatch(backend, {
+    name: 'LoomToFloat32',
+    code: TO_FLOAT32,
+    outputs: [t.shape],
+    outputNames: ['y'],
+    inputs: [t],
+    inputNames: ['x'],
+    uniforms: [['n', 'i32', n]],
+    groups: Math.ceil(n / WG),
+  })[0]!;
 }
 
 /** The Adam step of one tensor, elementwise: m', v' and the parameter as Kingma & Ba's Algorithm 1 (core/kernels.ts). */
@@ -629,21 +664,6 @@ function attentionUniforms(batch: number, time: number, heads: number, dk: numbe
     ['causal', 'i32', causal ? 1 : 0],
     ['scale', 'f32', 1 / Math.sqrt(dk)],
   ];
-}
-
-/**
- * The kernels registered on an adapter: all of them on a software adapter (llvmpipe, where the tests check each
- * against float64 references and the composed ops), and all but the attention pair on a hardware one. On an NVIDIA
- * H200 (driver 580.159, Vulkan, Dawn from webgpu 0.6.2; benchmarks/results/gpu-2026-12-01.md) the conformance check
- * found the models whose self-attention has padding masks (BERT, the encoder-decoder) off the cpu backend by up to
- * 0.84 of the largest value with loom's kernels and within 1.2e-6 without them, while every layer case, the GPT
- * (causal, no padding) and the MNIST CNN matched; the failing gradients were those of the attention projections.
- * Which kernel is wrong was not placed (no further device time): until a GPU run of the check's `--diagnose` clears
- * them, a hardware adapter computes attention from tfjs kernels, which it does correctly.
- */
-export function webGpuKernelsFor(software: boolean): string[] {
-  const names = Object.keys(WEBGPU_KERNELS);
-  return software ? names : names.filter((n) => n !== FUSED_KERNELS.attention && n !== FUSED_KERNELS.attentionGrad);
 }
 
 /**

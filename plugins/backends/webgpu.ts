@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { definePlugin, markAsyncReads } from '../../core';
-import { registerWebGpuKernels, webGpuKernelsFor } from './webgpu-kernels';
+import { registerWebGpuKernels, WEBGPU_KERNELS } from './webgpu-kernels';
 
 /**
  * tfjs's WebGPU backend (`@tensorflow/tfjs-backend-webgpu`) on Dawn's Node binding (the `webgpu` package, whose
@@ -228,7 +228,7 @@ async function registerOnce(adapter: GpuAdapterLike): Promise<void> {
   markAsyncReads(backend); // readToHost fetches before synchronous reads while this backend is active
   tf.registerBackend('webgpu', () => backend, 0);
   chunkAddN(Math.max(2, (l.maxStorageBuffersPerShaderStage ?? 8) - 1));
-  registerWebGpuKernels(webGpuKernelsFor(isSoftware(adapter.info)));
+  registerWebGpuKernels();
 }
 
 /**
@@ -295,7 +295,7 @@ export default definePlugin({
       await tf.ready();
       const f = p.facts;
       return {
-        'backend.kernels': `${describeAdapter(f)}; loom's WGSL kernels: ${webGpuKernelsFor(f.software).join(', ')}`,
+        'backend.kernels': `${describeAdapter(f)}; loom's WGSL kernels: ${Object.keys(WEBGPU_KERNELS).join(', ')}`,
         'backend.adapter': `${f.vendor} ${f.architecture} ${f.description}`,
         'backend.dawn': `webgpu ${f.dawn}`,
       };
