@@ -19,11 +19,14 @@
 import { isDeepStrictEqual } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  buildModel,
   createRegistry,
   Rng,
   selectBackend,
   type JsonObject,
   type Layer,
+  type Model,
+  type ModelConfig,
   type PluginDefinition,
   type PluginExample,
   type PluginKind,
@@ -233,6 +236,26 @@ export function layerCase(
       : tf.variable(randomNormal(shape, rng)),
   );
   return { layer, x, wrt: [...(ints ? [] : [x]), ...layer.parameters().map((p) => p.variable)] };
+}
+
+/**
+ * A model built for example `ex` of model plugin `name` (options merged with `overrides`), and an input of the
+ * example's shape: integer ids below `inputInts` where it takes them, else normal.
+ */
+export function modelCase(registry: PluginRegistry, name: string, ex: PluginExample, rng: Rng, overrides: object = {}): { model: Model; x: tf.Tensor } {
+  const model = buildModel({ type: name, ...ex.options, ...overrides } as ModelConfig, registry);
+  model.build(model.inputShape, rng);
+  const shape = ex.inputShape!;
+  const n = shape.reduce((a, b) => a * b, 1);
+  const ints = ex.inputInts;
+  const x = ints
+    ? tf.tensor(
+        Int32Array.from({ length: n }, () => rng.int(ints)),
+        shape,
+        'int32',
+      )
+    : randomNormal(shape, rng);
+  return { model, x };
 }
 
 const describeExample = (ex: PluginExample) => `${JSON.stringify(ex.options ?? {})} on [${ex.inputShape}]`;

@@ -31,7 +31,7 @@ import g2pBase from '../../papers/transformer/presets/base.json';
 import g2pCpuPreset from '../../papers/transformer/presets/cpu.json';
 import { registerBuiltins } from '../../plugins';
 import { registerWebGpuKernels, WEBGPU_KERNELS } from '../../plugins/backends/webgpu-kernels';
-import { layerCase, randomNormal } from '../../testing';
+import { layerCase, modelCase, randomNormal } from '../../testing';
 
 const args = process.argv.slice(2);
 const steps = Number(args[args.indexOf('--steps') + 1]) || 20;
@@ -382,18 +382,7 @@ for (const variant of modelVariants)
       }
       await selectBackend(registry, 'cpu');
       const rng = new Rng(1);
-      const options = variant.includes('untrimmed') ? { ...ex.options, trimPadding: false } : ex.options;
-      const model = buildModel({ type: name, ...options } as ModelConfig, registry);
-      model.build(model.inputShape, rng);
-      const shape = ex.inputShape!;
-      const n = shape.reduce((a, b) => a * b, 1);
-      const x = ex.inputInts
-        ? tf.tensor(
-            Int32Array.from({ length: n }, () => rng.int(ex.inputInts!)),
-            shape,
-            'int32',
-          )
-        : randomNormal(shape, rng);
+      const { model, x } = modelCase(registry, name, ex, rng, variant.includes('untrimmed') ? { trimPadding: false } : {});
       const apply = () => model.apply(x, { training: true, rng: new Rng(2) });
       const r = randomNormal(tf.tidy(() => apply()).shape, rng);
       conformance.push(

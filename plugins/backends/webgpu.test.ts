@@ -46,7 +46,7 @@ import {
 import { buildRunContainer, disposeRun, Learner, runExperiment } from '../../runtime';
 import { quantizeModel } from '../../runtime/quantize';
 import { exampleTargets, expectFlatMemoryAcrossSteps, layerCase, randomNormal, testRegistry } from '../../test/harness';
-import { optimizerProblem } from '../../testing';
+import { modelCase, optimizerProblem } from '../../testing';
 import toyBlobs, { toyConfig } from '../../test/toy-data';
 import { webGpuAdapter } from './webgpu';
 
@@ -264,17 +264,7 @@ describe.skipIf(!adapter.ok)(`webgpu${why}`, () => {
         for (const ex of registry.get('model', name).examples ?? []) {
           await selectBackend(registry, 'cpu');
           const rng = new Rng(1);
-          const model = buildModel({ type: name, ...ex.options } as ModelConfig, registry);
-          model.build(model.inputShape, rng);
-          const shape = ex.inputShape!;
-          const n = shape.reduce((a, b) => a * b, 1);
-          const x = ex.inputInts
-            ? tf.tensor(
-                Int32Array.from({ length: n }, () => rng.int(ex.inputInts!)),
-                shape,
-                'int32',
-              )
-            : randomNormal(shape, rng);
+          const { model, x } = modelCase(registry, name, ex, rng);
           const apply = () => model.apply(x, { training: true, rng: new Rng(2) });
           const r = randomNormal(tf.tidy(() => apply()).shape, rng);
           try {
