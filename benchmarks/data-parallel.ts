@@ -39,7 +39,11 @@ function launch(np: number, model: string, batch: number, threads: number, peer:
   const env = { ...process.env, LOOM_THREADS: String(threads), OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' };
   const r = spawnSync('mpirun', args, { cwd: REPO, env, encoding: 'utf8', timeout: 300_000 });
   const line = r.stdout.split('\n').find((l) => l.startsWith('{"value"'));
-  if (r.status !== 0 || !line) return { peer, value: null, unit, missing: (r.stderr || r.error?.message || 'failed').trim().split('\n').at(-1) };
+  if (r.status !== 0 || !line) {
+    // mpirun frames its messages in lines of dashes: the first line with words says what went wrong.
+    const said = `${r.error?.message ?? ''}\n${r.stderr ?? ''}\n${r.stdout ?? ''}`.split('\n').map((l) => l.trim());
+    return { peer, value: null, unit, missing: said.find((l) => /[a-z]{3}/i.test(l)) ?? `exit status ${r.status}` };
+  }
   const out = JSON.parse(line) as { value: number; detail: string };
   return { peer, value: out.value, unit, detail: out.detail };
 }

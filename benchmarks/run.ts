@@ -67,13 +67,31 @@ if (tiny && !(wanted.length > 0 && wanted.every((w) => shrinkable.includes(w))))
 console.log(`backend: ${tags.backend} (${tags['backend.kernels']}) on ${os.cpus()[0]?.model} x${os.cpus().length}`);
 
 const entries: BenchEntry[] = [];
+// A benchmark that fails (a peer or a tool missing in a way its rows cannot report) is named and skipped: the rows
+// of the others are still written, and the run ends with status 1.
+const failed: string[] = [];
 for (const b of all.filter((b) => wanted.length === 0 || wanted.includes(b.name))) {
   console.log(`running ${b.name}: ${b.description}`);
-  for (const e of await b.run()) {
+  let rows: BenchEntry[];
+  try {
+    rows = await b.run();
+  } catch (e) {
+    const message = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+    console.log(`  ${b.name} failed, its rows are not written: ${message}`);
+    failed.push(b.name);
+    continue;
+  }
+  for (const e of rows) {
     entries.push(e);
     console.log(`  ${line(e)}`);
   }
 }
+process.on('exit', (code) => {
+  if (failed.length > 0 && code === 0) {
+    console.log(`bench: ${failed.join(', ')} failed (see above)`);
+    process.exitCode = 1;
+  }
+});
 
 const unrecorded = entries.filter((e) => e.unrecorded);
 for (const e of unrecorded) console.log(`not written to results/: ${e.name} (${e.unrecorded})`);
