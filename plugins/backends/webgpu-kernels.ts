@@ -666,14 +666,8 @@ function attentionUniforms(batch: number, time: number, heads: number, dk: numbe
   ];
 }
 
-/**
- * Registers the WGSL kernels for tfjs's `webgpu` backend: `names` (every kernel unless given; those already
- * registered are left alone).
- */
-export function registerWebGpuKernels(names: readonly string[] = Object.keys(WEBGPU_KERNELS)): void {
-  for (const kernelName of names) {
-    const kernelFunc = WEBGPU_KERNELS[kernelName];
-    if (!kernelFunc) throw new Error(`registerWebGpuKernels: no WGSL kernel ${kernelName} (there are ${Object.keys(WEBGPU_KERNELS).join(', ')})`);
+/** Registers the WGSL kernels for tfjs's `webgpu` backend (once; the names already registered are left alone). */
+export function registerWebGpuKernels(): void {
+  for (const [kernelName, kernelFunc] of Object.entries(WEBGPU_KERNELS))
     if (!tf.getKernel(kernelName, 'webgpu')) tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc: kernelFunc as tf.KernelFunc });
-  }
 }

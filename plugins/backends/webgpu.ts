@@ -54,9 +54,6 @@ function packageVersion(name: string): string {
   }
 }
 
-/** A software adapter (Mesa's llvmpipe reports architecture "software"; Dawn's fallback adapter says so itself). */
-const isSoftware = (i: GpuAdapterLike['info']) => i.architecture === 'software' || i.isFallbackAdapter === true;
-
 /** The probe, once per process: it holds Dawn's instance for the process. */
 let probed: Promise<Probe> | null = null;
 
@@ -101,7 +98,7 @@ function probe(): Promise<Probe> {
       architecture: i.architecture || '?',
       device: i.device || '?',
       description: i.description || '?',
-      software: isSoftware(i),
+      software: i.architecture === 'software' || i.isFallbackAdapter === true,
       dawn: packageVersion('webgpu'),
       tfjs: packageVersion('@tensorflow/tfjs-backend-webgpu'),
     };
