@@ -101,6 +101,17 @@ export const FUSED_KERNELS = {
    */
   cacheReorder: 'LoomCacheReorder',
   /**
+   * One position of a pre-norm decoder-only Transformer block (GPT's: Radford et al. 2019, §2.3) over its
+   * key/value cache, inference only. Inputs `{ x [rows, d], norm1Gamma, norm1Beta, qkvKernel [d, 3·d], qkvBias,
+   * outKernel [d, d], outBias, norm2Gamma, norm2Beta, ff1Kernel [d, ff], ff1Bias?, ff2Kernel [ff, d], ff2Bias?, k, v }`
+   * (k and v as `cachedAttention`'s, written IN PLACE at row `length`), attrs `{ numHeads, length, epsilon1,
+   * epsilon2, activation: 'linear' | 'relu' | 'gelu-tanh', ff2Activation: 'linear' | 'relu' }`. Output [rows, d]:
+   * y = x + cachedAttention(LN1(x)·W_qkv + b_qkv)·W_o + b_o, then y + act2(act(LN2(y)·W_1 + b_1)·W_2 + b_2), with the
+   * kernels, order and roundings of the composed layers (layerNorm, _FusedMatMul with its bias, cachedAttention,
+   * Add; for gelu-tanh BatchMatMul, Add of the bias, geluTanh).
+   */
+  decoderStep: 'LoomDecoderStep',
+  /**
    * A quantized dense layer (core/quantization.ts): inputs `{ x [rows, in], kernel [in, out] (integers in [−127, 127]),
    * scale [out], bias? [out] }`, attrs `{ inputScale, inputZeroPoint, relu }`; x is quantized to uint8 with the
    * attrs, multiplied in int32 and dequantized: output `[rows, out]`.

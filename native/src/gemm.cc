@@ -753,7 +753,12 @@ void sgemm_f32(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, in
                bool parallel, float* b_col_sums) {
   const int threads = pool().size();
   // Below ~2^18 multiply-adds (a 64³ product) waking the pool costs more than it saves.
-  const bool split = parallel && threads > 1 && m > 0 && n > 0 && (double)m * n * k >= (1 << 18);
+  // A product of a few rows (decoding a token) stays on the calling thread: bound by reading B, it gained nothing
+  // from a second thread reading the other half of each row of B, and lost: GPT generation at batch 1 ran 370-440
+  // tokens/s with it shared out against 430-460 without, and as fast as on a 1-thread pool (2-core AMD Zen 5, B's
+  // rows prefetched, see kFewRowsAhead). Which thread computes an element never changes it: the same bits.
+  const bool few_rows = m <= kFewRows && !b.trans;
+  const bool split = parallel && threads > 1 && m > 0 && n > 0 && !few_rows && (double)m * n * k >= (1 << 18);
   // Work is handed out dynamically (see sgemm_parallel) unless LOOM_GEMM=static. Deep products with a small result
   // are split along k; sgemm_parallel takes depths up to 4 panels (deeper, its packed B spilled out of cache and it
   // ran ~5-10 % slower than the fixed split); what is left (few rows of A, or a deep and large product such as

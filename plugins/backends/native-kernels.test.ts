@@ -1116,6 +1116,103 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
   );
 
   kernelProperty(
+    "LoomDecoderStep computes a pre-norm decoder-only block's step (GPT's) as a float64 reference does, and writes the new key and value into row `length`",
+    ['LoomDecoderStep'],
+    () => {
+      // The block in float64 from the same float32 inputs: y = x + Attn(LN1(x)) W_o + b_o, out = y + act(LN2(y) W_1 + b_1) W_2 + b_2.
+      const check = (
+        rows: number,
+        heads: number,
+        dk: number,
+        ff: number,
+        capacity: number,
+        length: number,
+        act: 'linear' | 'relu' | 'gelu-tanh',
+        s: number,
+      ) => {
+        const d = heads * dk;
+        const shapes: Record<string, number[]> = {
+          x: [rows, d],
+          norm1Gamma: [d],
+          norm1Beta: [d],
+          qkvKernel: [d, 3 * d],
+          qkvBias: [3 * d],
+          outKernel: [d, d],
+          outBias: [d],
+          norm2Gamma: [d],
+          norm2Beta: [d],
+          ff1Kernel: [d, ff],
+          ff1Bias: [ff],
+          ff2Kernel: [ff, d],
+          ff2Bias: [d],
+          k: [rows, heads, capacity, dk],
+          v: [rows, heads, capacity, dk],
+        };
+        const t = Object.fromEntries(Object.entries(shapes).map(([name, shape], i) => [name, tensor(shape, s + i)]));
+        const w = Object.fromEntries(Object.entries(t).map(([name, x]) => [name, Array.from(x.dataSync())]));
+        const eps = [1e-5, 1e-3];
+        const y = tf.engine().runKernel('LoomDecoderStep', t, {
+          numHeads: heads,
+          length,
+          epsilon1: eps[0],
+          epsilon2: eps[1],
+          activation: act,
+          ff2Activation: 'linear',
+        }) as tf.Tensor;
+        const norm = (x: number[], g: number[], b: number[], e: number) => {
+          const mu = x.reduce((a, v) => a + v, 0) / x.length;
+          const sd = Math.sqrt(x.reduce((a, v) => a + (v - mu) ** 2, 0) / x.length + e);
+          return x.map((v, j) => ((v - mu) / sd) * g[j]! + b[j]!);
+        };
+        const dense = (x: number[], kernel: number[], bias: number[], n: number) => bias.map((b0, j) => x.reduce((a, v, i) => a + v * kernel[i * n + j]!, b0));
+        const f = (z: number) =>
+          act === 'relu' ? Math.max(0, z) : act === 'linear' ? z : 0.5 * z * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (z + 0.044715 * z ** 3)));
+        const got = y.dataSync();
+        const [kOut, vOut] = [t.k!.dataSync(), t.v!.dataSync()];
+        for (let r = 0; r < rows; r++) {
+          const x = w.x!.slice(r * d, (r + 1) * d);
+          const qkv = dense(norm(x, w.norm1Gamma!, w.norm1Beta!, eps[0]!), w.qkvKernel!, w.qkvBias!, 3 * d);
+          const context: number[] = [];
+          for (let h = 0; h < heads; h++) {
+            const at = (c: number[], p: number) => c.slice(((r * heads + h) * capacity + p) * dk, ((r * heads + h) * capacity + p + 1) * dk);
+            const q = qkv.slice(h * dk, (h + 1) * dk);
+            const keys = [...Array.from({ length }, (_, p) => at(w.k!, p)), qkv.slice(d + h * dk, d + (h + 1) * dk)];
+            const vals = [...Array.from({ length }, (_, p) => at(w.v!, p)), qkv.slice(2 * d + h * dk, 2 * d + (h + 1) * dk)];
+            const scores = keys.map((kk) => kk.reduce((a, v, i) => a + v * q[i]!, 0) / Math.sqrt(dk));
+            const top = Math.max(...scores);
+            const e = scores.map((v) => Math.exp(v - top));
+            const z = e.reduce((a, v) => a + v, 0);
+            for (let i = 0; i < dk; i++) context.push(vals.reduce((a, vv, p) => a + (e[p]! / z) * vv[i]!, 0));
+            // The new position's key and value, in row `length` of this head's block.
+            const row = (c: Float32Array | Int32Array | Uint8Array) =>
+              Array.from(c.slice(((r * heads + h) * capacity + length) * dk, ((r * heads + h) * capacity + length + 1) * dk));
+            const near = (a: number[], b: number[]) => a.forEach((v, i) => expect(Math.abs(v - b[i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(b[i]!))));
+            near(row(kOut), keys[length]!);
+            near(row(vOut), vals[length]!);
+          }
+          const mid = dense(context, w.outKernel!, w.outBias!, d).map((v, j) => v + x[j]!);
+          const hidden = dense(norm(mid, w.norm2Gamma!, w.norm2Beta!, eps[1]!), w.ff1Kernel!, w.ff1Bias!, ff).map(f);
+          const want = dense(hidden, w.ff2Kernel!, w.ff2Bias!, d).map((v, j) => v + mid[j]!);
+          want.forEach((v, j) => expect(Math.abs(got[r * d + j]! - v)).toBeLessThanOrEqual(2e-4 * (1 + Math.abs(v))));
+        }
+        expect(y.shape).toEqual([rows, d]);
+        tf.dispose([...Object.values(t), y]);
+      };
+      const acts = fc.constantFrom('linear' as const, 'relu' as const, 'gelu-tanh' as const);
+      fc.assert(
+        fc.property(dim(3), dim(3), dim(6), dim(9), dim(8), acts, seed, (rows, heads, dk, ff, capacity, act, s) =>
+          check(rows, heads, dk, ff, capacity, s % capacity, act, s),
+        ),
+        RUNS,
+      );
+      check(1, 6, 64, 1536, 40, 33, 'gelu-tanh', 3); // the benchmark GPT's block: d 384
+      expect(() =>
+        tf.engine().runKernel('LoomDecoderStep', { x: tf.zeros([1, 4]), qkvKernel: tf.zeros([4, 8]), outKernel: tf.zeros([4, 4]) }, { numHeads: 2, length: 0 }),
+      ).toThrow(/do not fit/);
+    },
+  );
+
+  kernelProperty(
     "LoomGeluTanh gives the tanh GELU's composed ops (gelu.ts: Multiply, Add, Tanh) bit for bit, and the gelu activation takes it only while no gradient is recorded",
     ['LoomGeluTanh'],
     () => {

@@ -18,6 +18,7 @@ import { BufferPool, hookedPool, type HookedPool } from './native/buffer-pool';
 import { compareFamily } from './native/compare';
 import { convFamily } from './native/conv';
 import { crossEntropyFamily } from './native/cross-entropy';
+import { decoderFamily } from './native/decoder';
 import { elementwiseFamily } from './native/elementwise';
 import { gatherFamily } from './native/gather';
 import { int8Family } from './native/int8';
@@ -46,6 +47,7 @@ export const KERNEL_FAMILIES: readonly KernelFamily[] = [
   adamFamily,
   layerNormFamily,
   attentionFamily,
+  decoderFamily,
   crossEntropyFamily,
   int8Family,
 ];

@@ -19,13 +19,14 @@ const ADDON = path.resolve(here, '../../native/build/Release/loom_native.node');
 const info = nativeAddonInfo();
 if (!info.loaded) console.warn(`native-pool tests skipped: ${info.reason}`);
 
-// The child: products of shapes that take each parallel path of gemm.cc (one row split by columns; tiles of C;
-// the fixed split; k split into partial sums), each computed CALLS times with a pause of 0-300 µs before it.
+// The child: products of shapes that take each parallel path of gemm.cc (the fixed split by columns or by rows,
+// tiles of C where the kernel takes them, k split into partial sums) and one that stays on the calling thread (a
+// decoding step's single row), each computed CALLS times with a pause of 0-300 µs before it.
 const CHILD = `
 const addon = require(${JSON.stringify(ADDON)});
 let s = 12345;
 const rand = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
-const shapes = [[1, 1536, 384], [2, 1152, 384], [1, 384, 1536], [64, 256, 256], [300, 64, 64], [16, 32, 4096]];
+const shapes = [[8, 1536, 384], [5, 1152, 384], [1, 384, 1536], [64, 256, 256], [300, 64, 64], [16, 32, 4096]];
 const CALLS = Number(process.argv[1]);
 let differ = 0, wrong = 0, calls = 0;
 for (const [m, n, k] of shapes) {

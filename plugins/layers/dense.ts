@@ -68,6 +68,16 @@ export class Dense extends LayerBase {
     }
     return x.rank === 2 ? y : tf.reshape(y, [...lead, this.opts.units]);
   }
+
+  /**
+   * The layer as a fused kernel takes it (FUSED_KERNELS.decoderStep): its weights and an activation that kernel
+   * computes (linear, relu, or GELU's tanh form), or null for any other activation.
+   */
+  fusedForm(): { kernel: tf.Tensor; bias: tf.Tensor | null; activation: 'linear' | 'relu' | 'gelu-tanh' } | null {
+    const spec = this.activation.spec;
+    const activation = spec.type === 'relu' || spec.type === 'linear' ? spec.type : spec.type === 'gelu' && spec.approximate === 'tanh' ? 'gelu-tanh' : null;
+    return activation && this.kernel ? { kernel: this.kernel, bias: this.bias, activation } : null;
+  }
 }
 
 export default definePlugin({

@@ -29,6 +29,11 @@ export class LayerNorm extends LayerBase {
   apply(x: tf.Tensor, _ctx: ForwardContext): tf.Tensor {
     return layerNorm(x, this.gamma as tf.Tensor1D, this.beta as tf.Tensor1D, this.epsilon);
   }
+
+  /** The layer as a fused kernel takes it (FUSED_KERNELS.decoderStep). */
+  fusedForm(): { gamma: tf.Tensor; beta: tf.Tensor; epsilon: number } {
+    return { gamma: this.gamma, beta: this.beta, epsilon: this.epsilon };
+  }
 }
 
 export default definePlugin({

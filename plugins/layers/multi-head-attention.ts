@@ -297,23 +297,43 @@ export class MultiHeadAttention extends LayerBase {
    * `cache.capacity` positions, or {@link FIRST_CAPACITY}, grown by doubling when full).
    */
   private cachedAttention(qkv: tf.Tensor, cache: KVCache): tf.Tensor {
-    const [b, d3] = qkv.shape as [number, number];
+    const { k, v, length } = this.cacheSlot(cache, qkv.shape[0]!);
+    const context = tf.engine().runKernel(FUSED_KERNELS.cachedAttention, { qkv, k, v }, { numHeads: this.opts.numHeads, length }) as tf.Tensor;
+    cache.length = length + 1;
+    return context;
+  }
+
+  /**
+   * The cache in `FUSED_KERNELS.cachedAttention`'s layout with room for one more position of `batch` rows (converted
+   * on first use with room for `cache.capacity` positions, or {@link FIRST_CAPACITY}, grown by doubling when full),
+   * and the positions it holds: a fused kernel writes the new one at row `length` in place, and its caller then
+   * sets `cache.length` to length + 1.
+   */
+  cacheSlot(cache: KVCache, batch: number): { k: tf.Tensor; v: tf.Tensor; length: number } {
     const h = this.opts.numHeads;
-    const dk = d3 / 3 / h;
+    const dk = this.qkv.shape[0]! / h;
     const length = cache.length ?? cache.k?.shape[2] ?? 0;
     const capacity = cache.length === undefined ? 0 : cache.k!.shape[2]!;
     if (length + 1 > capacity) {
       const target = capacity === 0 ? Math.max(cache.capacity ?? FIRST_CAPACITY, length + 1) : Math.max(2 * capacity, length + 1);
       const room = target - (cache.length === undefined ? length : capacity);
       const grow = (x: tf.Tensor | undefined) => {
-        const zeros = tf.zeros([b, h, room, dk]);
+        const zeros = tf.zeros([batch, h, room, dk]);
         return x ? tf.concat([x, zeros], 2) : zeros;
       };
       this.store(cache, grow(cache.k), grow(cache.v));
+      cache.length = length;
     }
-    const context = tf.engine().runKernel(FUSED_KERNELS.cachedAttention, { qkv, k: cache.k!, v: cache.v! }, { numHeads: h, length }) as tf.Tensor;
-    cache.length = length + 1;
-    return context;
+    return { k: cache.k!, v: cache.v!, length };
+  }
+
+  /**
+   * The layer as a fused decoding kernel takes it (FUSED_KERNELS.decoderStep), or null where that kernel would not
+   * compute what {@link attend} does: int8 projections, a head gate in `ctx`, or attention dropout while training.
+   */
+  fusedForm(ctx: ForwardContext): { numHeads: number; qkvKernel: tf.Tensor; qkvBias: tf.Tensor; outKernel: tf.Tensor; outBias: tf.Tensor } | null {
+    if (this.opts.quantization || (ctx as HeadGateContext).headGate || (ctx.training && this.opts.dropout > 0)) return null;
+    return { numHeads: this.opts.numHeads, qkvKernel: this.qkv, qkvBias: this.qkvBias, outKernel: this.out, outBias: this.outBias };
   }
 
   /**

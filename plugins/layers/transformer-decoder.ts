@@ -1,6 +1,8 @@
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, type ForwardContext, type Layer, type PluginContext } from '../../core';
+import { definePlugin, FUSED_KERNELS, hasKernel, type ForwardContext, type Layer, type PluginContext } from '../../core';
+import { Dense } from './dense';
+import { LayerNorm } from './layer-norm';
 import { TransformerBlock, transformerLayerOptions } from './transformer-encoder';
 import { disposeCache, MultiHeadAttention, type KVCache } from './multi-head-attention';
 
@@ -53,7 +55,54 @@ export class TransformerDecoder extends TransformerBlock {
    * rows independent of later ones). Create the cache with {@link newCache}; release it with {@link releaseCache}.
    */
   step(x: tf.Tensor, ctx: ForwardContext, cache: DecoderCache): tf.Tensor {
-    return this.forward(x, ctx, cache);
+    return this.fusedStep(x, ctx, cache) ?? this.forward(x, ctx, cache);
+  }
+
+  /**
+   * One position of a pre-norm decoder-only block (GPT's) in one kernel where the backend has FUSED_KERNELS.decoderStep:
+   * the composed block's kernels, in its order, without tfjs's bookkeeping for each of its ~25 ops (the same bits).
+   * Null where that kernel does not compute what {@link forward} would: cross-attention, post-norm, several
+   * positions, training, a gradient being recorded, or a part it does not take (int8, a head gate, an activation
+   * other than linear, relu or GELU's tanh form).
+   */
+  private fusedStep(x: tf.Tensor, ctx: ForwardContext, cache: DecoderCache): tf.Tensor | null {
+    const [rows, t, d] = x.shape as [number, number, number];
+    if (this.crossAttention || !this.opts.preNorm || t !== 1 || ctx.training || x.dtype !== 'float32' || tf.engine().isTapeOn()) return null;
+    if (!hasKernel(FUSED_KERNELS.decoderStep) || !hasKernel(FUSED_KERNELS.cachedAttention)) return null;
+    const [n1, n2] = [this.norms[0], this.norms[1]];
+    if (!(n1 instanceof LayerNorm && n2 instanceof LayerNorm && this.ff1 instanceof Dense && this.ff2 instanceof Dense)) return null;
+    const [attention, ff1, ff2] = [this.selfAttention.fusedForm(ctx), this.ff1.fusedForm(), this.ff2.fusedForm()];
+    if (!attention || !ff1 || !ff2 || ff2.activation === 'gelu-tanh') return null;
+    const [norm1, norm2] = [n1.fusedForm(), n2.fusedForm()];
+    const slot = this.selfAttention.cacheSlot(cache.self, rows);
+    const inputs: tf.NamedTensorMap = {
+      x: tf.reshape(x, [rows, d]),
+      norm1Gamma: norm1.gamma,
+      norm1Beta: norm1.beta,
+      qkvKernel: attention.qkvKernel,
+      qkvBias: attention.qkvBias,
+      outKernel: attention.outKernel,
+      outBias: attention.outBias,
+      norm2Gamma: norm2.gamma,
+      norm2Beta: norm2.beta,
+      ff1Kernel: ff1.kernel,
+      ff2Kernel: ff2.kernel,
+      k: slot.k,
+      v: slot.v,
+      ...(ff1.bias ? { ff1Bias: ff1.bias } : {}),
+      ...(ff2.bias ? { ff2Bias: ff2.bias } : {}),
+    };
+    const attrs = {
+      numHeads: attention.numHeads,
+      length: slot.length,
+      epsilon1: norm1.epsilon,
+      epsilon2: norm2.epsilon,
+      activation: ff1.activation,
+      ff2Activation: ff2.activation,
+    };
+    const y = tf.engine().runKernel(FUSED_KERNELS.decoderStep, inputs, attrs as never) as tf.Tensor;
+    cache.self.length = slot.length + 1;
+    return tf.reshape(y, [rows, 1, d]);
   }
 
   /** `capacity`: the positions the decoding will cache at most, when known (KVCache.capacity). */
