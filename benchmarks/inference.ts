@@ -5,9 +5,10 @@
  * (throughput); GPT generation at batch 1 with the key/value cache (a 1-token prompt, 256 new tokens, argmax);
  * G2P beam-4 decoding in words/s. Weights are random: speed does not depend on them. Each PyTorch row also runs
  * PyTorch's dynamic int8 quantization (its `quantize_dynamic` of the Linear layers) as a second peer, so the int8
- * figure a user would compare with is in the same row. The MNIST CNN also has int8 rows: loom's static int8
- * (runtime/quantize.ts) against PyTorch int8 first. loom quantizes Sequential models only, so GPT and G2P have
- * no loom int8 row yet.
+ * figure a user would compare with is in the same row. Each model also has an int8 row, loom's int8 against
+ * PyTorch int8 first: the MNIST CNN in static mode (runtime/quantize.ts, calibrated), GPT and G2P in dynamic mode
+ * (each product's input range read per call, as PyTorch's `quantize_dynamic`; every dense product quantized, the
+ * attention projections included, docs/quantization.md).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { buildModel, expectModel, Rng, Sequential, type ForwardContext, type Model, type PluginRegistry } from '../core';
@@ -106,17 +107,30 @@ export function inference(registry: PluginRegistry, backend: string, rows: reado
       if (rows.includes('gpt')) {
         const gpt = expectModel(buildModel(GPT_BENCH, registry), GPT);
         gpt.build(undefined, new Rng(0));
-        const generate = () => gpt.generate([0], NEW_TOKENS, { temperature: 0, rng: new Rng(0) });
+        const int8 = expectModel(quantizeModel(gpt, registry, { mode: 'dynamic' }).model, GPT);
+        const generate = (m: GPT) => () => m.generate([0], NEW_TOKENS, { temperature: 0, rng: new Rng(0) });
+        const peers = () => torchPeers('gpt_generate_torch.py', (t) => [t, 3, NEW_TOKENS], 'tokens/s');
+        const detail = `d 384, 6 layers, ${NEW_TOKENS} new tokens, KV cache`;
         out.push(
           await row(
             'gpt generate b1',
             'tokens/s',
-            () => measure(generate, NEW_TOKENS, { seconds: 3, repeats: 1, warmup: 1 }),
-            `loom on ${backend}, fp32, d 384, 6 layers, ${NEW_TOKENS} new tokens, KV cache`,
-            () => torchPeers('gpt_generate_torch.py', (t) => [t, 3, NEW_TOKENS], 'tokens/s'),
+            () => measure(generate(gpt), NEW_TOKENS, { seconds: 3, repeats: 1, warmup: 1 }),
+            `loom on ${backend}, fp32, ${detail}`,
+            peers,
+          ),
+        );
+        out.push(
+          await row(
+            'gpt generate b1 int8',
+            'tokens/s',
+            () => measure(generate(int8), NEW_TOKENS, { seconds: 3, repeats: 1, warmup: 1 }),
+            `loom on ${backend}, int8 dynamic (every dense product; the logits through the tied embedding float32), ${detail}`,
+            () => peers().reverse(),
           ),
         );
         gpt.dispose();
+        int8.dispose();
       }
       if (!rows.includes('g2p')) return out;
 
@@ -125,19 +139,32 @@ export function inference(registry: PluginRegistry, backend: string, rows: reado
       const g2p = expectModel(buildModel(g2pModel as never, registry), TransformerSeq2Seq);
       g2p.build(undefined, new Rng(0));
       const { words, steps, beam } = G2P_BENCH;
+      const g2pInt8 = expectModel(quantizeModel(g2p, registry, { mode: 'dynamic' }).model, TransformerSeq2Seq);
       const src = g2pSources(words, g2p.opts.srcLen);
-      const decode = () => g2p.beamSearch(src, beam, steps, 0.6);
+      const decode = (m: TransformerSeq2Seq) => () => m.beamSearch(src, beam, steps, 0.6);
+      const g2pPeers = () => torchPeers('g2p_beam_torch.py', (t) => [t, 3, words, steps, beam], 'words/s');
+      const g2pDetail = `the cpu preset's 3x256 model, ${steps} positions a word, ${words} words a call`;
       out.push(
         await row(
           `g2p beam${beam}`,
           'words/s',
-          () => measure(decode, words, { seconds: 3, repeats: 1, warmup: 1 }),
-          `loom on ${backend}, fp32, the cpu preset's 3x256 model, ${steps} positions a word, ${words} words a call`,
-          () => torchPeers('g2p_beam_torch.py', (t) => [t, 3, words, steps, beam], 'words/s'),
+          () => measure(decode(g2p), words, { seconds: 3, repeats: 1, warmup: 1 }),
+          `loom on ${backend}, fp32, ${g2pDetail}`,
+          g2pPeers,
+        ),
+      );
+      out.push(
+        await row(
+          `g2p beam${beam} int8`,
+          'words/s',
+          () => measure(decode(g2pInt8), words, { seconds: 3, repeats: 1, warmup: 1 }),
+          `loom on ${backend}, int8 dynamic (every dense product, the attention projections included), ${g2pDetail}`,
+          () => g2pPeers().reverse(),
         ),
       );
       src.dispose();
       g2p.dispose();
+      g2pInt8.dispose();
       return out;
     },
   };
