@@ -153,6 +153,7 @@ export default definePlugin({
   properties: [
     'with memory: gradients match finite differences and the output at t does not depend on targets after t',
     'cached step-by-step decoding equals full decoding',
+    "pre-norm, decoder-only: the fused decoding step (LoomDecoderStep) gives the composed block's outputs and cache bit for bit (plugins/layers/decoder-step.test.ts)",
   ],
   create: (opts, ctx) => new TransformerDecoder(opts, ctx),
 });
