@@ -19,6 +19,12 @@ export const FUSED_KERNELS = {
    * `[param0', m0', v0', param1', ...]`.
    */
   adamMulti: 'LoomAdamMulti',
+  /**
+   * A float32 tensor's range: input `{ x }` (any shape); output [2] = [min, max] over its values, NaN skipped
+   * (+Infinity and −Infinity when there is none). No gradient. Dynamic int8 quantization reads each batch's range
+   * with it (core/quantization.ts).
+   */
+  minMax: 'LoomMinMax',
   /** Softmax over the last axis. Input `{ logits }`; output `y`. Its gradient (core/ops/softmax.ts) uses `softmaxGrad`. */
   softmax: 'LoomSoftmax',
   /** dx = y ⊙ (dy − Σ dy ⊙ y) over the last axis. Inputs `{ dy, y }` (y the softmax's output); output `dx`. */

@@ -125,6 +125,32 @@ static double sum_d(const float* x, int64_t n) {
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+// 16 independent lanes of `e < lo ? e : lo` (four 4-float vectors: GCC's vector extensions, as the loop over
+// scalars was not vectorised), then the lanes and the tail. Comparisons with NaN are false, so NaN is skipped as
+// in the serial loop; only which of two equal values is kept can differ from it: +0 or -0.
+void min_max(const float* x, int64_t n, float* out) {
+  typedef float V __attribute__((vector_size(16)));
+  typedef float VU __attribute__((vector_size(16), aligned(4)));
+  typedef int VI __attribute__((vector_size(16)));
+  constexpr int K = 4;
+  V lo[K], hi[K];
+  for (int j = 0; j < K; j++) lo[j] = V{} + INFINITY, hi[j] = V{} - INFINITY;
+  int64_t i = 0;
+  for (; i + 4 * K <= n; i += 4 * K)
+    for (int j = 0; j < K; j++) {
+      const V e = *reinterpret_cast<const VU*>(x + i + 4 * j);
+      const VI below = e < lo[j], above = e > hi[j];
+      lo[j] = below ? e : lo[j];
+      hi[j] = above ? e : hi[j];
+    }
+  float l = INFINITY, h = -INFINITY;
+  for (int j = 0; j < K; j++)
+    for (int q = 0; q < 4; q++) l = lo[j][q] < l ? lo[j][q] : l, h = hi[j][q] > h ? hi[j][q] : h;
+  for (; i < n; i++) l = x[i] < l ? x[i] : l, h = x[i] > h ? x[i] : h;
+  out[0] = l;
+  out[1] = h;
+}
+
 void sum3(const float* x, float* y, int64_t outer, int64_t reduce, int64_t inner) {
   if (inner == 1) {
     // Rows are split between threads (each output written by one thread); a single long row is split into

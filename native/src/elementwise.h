@@ -14,6 +14,9 @@ void binary(Binary op, const float* a, const float* b, float* out, int rank, con
 void unary(Unary op, const float* x, float* y, int64_t n, float alpha);
 // x viewed as [outer, reduce, inner]: y[o, i] = Σ_r x[o, r, i].
 void sum3(const float* x, float* y, int64_t outer, int64_t reduce, int64_t inner);
+// out[0] = min, out[1] = max of x[0, n), NaN skipped (as `e < lo ? e : lo` in order): +inf and -inf when n = 0
+// or every value is NaN. Dynamic int8 quantization's range of a batch (core/quantization.ts).
+void min_max(const float* x, int64_t n, float* out);
 // Kingma & Ba's Algorithm 1 for one tensor; writes the new parameter and moments.
 void adam(const float* p, const float* g, const float* m, const float* v, float* p2, float* m2, float* v2, int64_t n, float lr, float b1,
           float b2, float eps, float c1, float c2);

@@ -787,6 +787,18 @@ napi_value Sum(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// minMax(x, out, count): out[0] = min, out[1] = max of x[0, count), NaN skipped; +inf and -inf when there is none.
+napi_value MinMax(napi_env env, napi_callback_info info) {
+  Args a(env, info, "minMax", 3, 3);
+  const Buffer<float> x = a.f32(0, "x"), out = a.f32(1, "out");
+  const int64_t count = a.size(2, "count");
+  a.need(0, "x", x, count, "count");
+  a.need(1, "out", out, 2, "2");
+  if (a.failed()) return nullptr;
+  loom::min_max(x.data, count, out.data);
+  return undefined(env);
+}
+
 // adam(p, g, m, v, p2, m2, v2, lr, beta1, beta2, epsilon, c1, c2): over every element of p.
 napi_value Adam(napi_env env, napi_callback_info info) {
   Args a(env, info, "adam", 13, 13);
@@ -991,6 +1003,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"binary", nullptr, BinaryOp, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"unary", nullptr, UnaryOp, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"sum", nullptr, Sum, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"minMax", nullptr, MinMax, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"copy", nullptr, Copy, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"int8Gemm", nullptr, Int8Gemm, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -1213,6 +1213,35 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
   );
 
   kernelProperty(
+    'LoomMinMax gives the least and greatest value of a tensor, NaN skipped, as a serial pass does (+0 and -0 alike), across its 16-lane blocks',
+    ['LoomMinMax'],
+    () => {
+      const special = fc.constantFrom(Number.NaN, 0, -0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 3.4e38, -3.4e38, 1e-45);
+      const value = fc.oneof({ weight: 4, arbitrary: fc.float({ noNaN: true, noDefaultInfinity: true }) }, { weight: 1, arbitrary: special });
+      const zeroless = (v: number) => (v === 0 ? 0 : v);
+      fc.assert(
+        fc.property(fc.array(value, { minLength: 0, maxLength: 70 }), fc.array(fc.integer({ min: 1, max: 4 }), { maxLength: 2 }), (vals, lead) => {
+          let lo = Number.POSITIVE_INFINITY,
+            hi = Number.NEGATIVE_INFINITY;
+          // biome-ignore lint/complexity/useMathMinMax: the serial pass that skips NaN (Math.min would return NaN)
+          for (const e of Float32Array.from(vals)) (lo = e < lo ? e : lo), (hi = e > hi ? e : hi);
+          const reps = lead.reduce((a, b) => a * b, 1);
+          const x = tf.tensor(
+            Float32Array.from({ length: vals.length * reps }, (_, i) => vals[i % Math.max(vals.length, 1)]!),
+            [...lead, vals.length],
+          );
+          const r = tf.engine().runKernel('LoomMinMax', { x }) as tf.Tensor;
+          expect(r.shape).toEqual([2]);
+          expect(Array.from(r.dataSync()).map(zeroless)).toEqual([lo, hi].map(zeroless));
+          tf.dispose([x, r]);
+        }),
+        RUNS,
+      );
+      expect(() => tf.engine().runKernel('LoomMinMax', { x: tf.tensor1d([1, 2], 'int32') })).toThrow(/not float32/);
+    },
+  );
+
+  kernelProperty(
     "LoomGeluTanh gives the tanh GELU's composed ops (gelu.ts: Multiply, Add, Tanh) bit for bit, and the gelu activation takes it only while no gradient is recorded",
     ['LoomGeluTanh'],
     () => {

@@ -85,6 +85,8 @@ export interface Addon {
   binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, dims: Float64Array): void;
   unary(op: number, x: Float32Array, y: Float32Array, alpha: number): void;
   sum(x: Float32Array, y: Float32Array, outer: number, reduce: number, inner: number): void;
+  /** out[0] = min, out[1] = max of x[0, count), NaN skipped (+Infinity and -Infinity when none). */
+  minMax(x: Float32Array, out: Float32Array, count: number): void;
   adam(
     p: Float32Array,
     g: Float32Array,

@@ -1,8 +1,10 @@
 /**
  * Sum and Mean over one block of adjacent axes on the addon (other reductions go to tfjs's kernels), and their
- * gradients, swapped for ones that broadcast dy with the native Tile while these kernels are installed.
+ * gradients, swapped for ones that broadcast dy with the native Tile while these kernels are installed; and
+ * LoomMinMax, a tensor's range in one vectorised pass (dynamic int8 quantization's, core/quantization.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { FUSED_KERNELS } from '../../../core/kernels';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { size, values, f32, type Info, type KernelArgs, type KernelFamily } from './kernel';
 
@@ -60,5 +62,15 @@ export const reduceFamily: KernelFamily = {
       Sum: (args) => sum(args),
     };
   },
+  fused: ({ native, buffers }) => ({
+    [FUSED_KERNELS.minMax]: (args: KernelArgs) => {
+      const backend = args.backend as MathBackendCPU;
+      const { x } = args.inputs as { x: Info };
+      if (x.dtype !== 'float32') throw new Error(`${FUSED_KERNELS.minMax}: x is ${x.dtype}, not float32`);
+      const out = buffers.fresh(2);
+      native.minMax(values(backend, x), out, size(x.shape));
+      return backend.makeTensorInfo([2], 'float32', out);
+    },
+  }),
   gradients: [broadcastGradient('Sum'), broadcastGradient('Mean')],
 };
