@@ -263,8 +263,7 @@ export class MultiHeadAttention extends LayerBase {
       q = tf.squeeze(heads(this.project(tf.reshape(query, [b * t, d]), 'qkv', 'qkv', [0, d]), 1, t), [0]);
       if (cache?.k) [k, v] = [cache.k, cache.v!];
       else {
-        const s = source.shape[1]!;
-        [k, v] = tf.unstack(heads(this.project(tf.reshape(source, [b * s, d]), 'qkv', 'memory', [d, 2 * d]), 2, s), 0) as [tf.Tensor, tf.Tensor];
+        [k, v] = this.memoryKV(source);
         if (cache) this.store(cache, k, v);
       }
     }
@@ -343,14 +342,16 @@ export class MultiHeadAttention extends LayerBase {
    * projecting the memory before the repetition does a beam's worth less of that product.
    */
   cacheMemory(source: tf.Tensor, cache: KVCache, rows: Int32Array): void {
+    const [k, v] = tf.tidy(() => this.memoryKV(source).map((t) => tf.gather(t, rows)));
+    this.store(cache, k!, v!);
+  }
+
+  /** Cross-attention's keys and values of the memory `source` [b, s, d]: each [b, heads, s, d_k]. */
+  private memoryKV(source: tf.Tensor): [tf.Tensor, tf.Tensor] {
     const [b, s, d] = source.shape as [number, number, number];
     const h = this.opts.numHeads;
-    const [k, v] = tf.tidy(() => {
-      const proj = this.project(tf.reshape(source, [b * s, d]), 'qkv', 'memory', [d, 2 * d]);
-      const [k, v] = tf.unstack(tf.transpose(tf.reshape(proj, [b, s, 2, h, d / h]), [2, 0, 3, 1, 4]), 0) as [tf.Tensor, tf.Tensor];
-      return [tf.gather(k, rows), tf.gather(v, rows)];
-    });
-    this.store(cache, k, v);
+    const proj = this.project(tf.reshape(source, [b * s, d]), 'qkv', 'memory', [d, 2 * d]);
+    return tf.unstack(tf.transpose(tf.reshape(proj, [b, s, 2, h, d / h]), [2, 0, 3, 1, 4]), 0) as [tf.Tensor, tf.Tensor];
   }
 
   /** Returns a cache in the fused decoding kernel's layout to the composed ops' ([batch, heads, time, d_k]). */
