@@ -86,23 +86,21 @@ for (const b of all.filter((b) => wanted.length === 0 || wanted.includes(b.name)
     console.log(`  ${line(e)}`);
   }
 }
-process.on('exit', (code) => {
-  if (failed.length > 0 && code === 0) {
-    console.log(`bench: ${failed.join(', ')} failed (see above)`);
-    process.exitCode = 1;
-  }
-});
+if (failed.length > 0) {
+  process.exitCode = 1; // the exits below take it (process.exit() without a code)
+  process.on('exit', () => console.log(`bench: ${failed.join(', ')} failed (see above)`));
+}
 
 const unrecorded = entries.filter((e) => e.unrecorded);
 for (const e of unrecorded) console.log(`not written to results/: ${e.name} (${e.unrecorded})`);
 if (tiny) {
   console.log('--tiny: a check of the code path; nothing written to results/');
-  process.exit(0);
+  process.exit();
 }
 entries.splice(0, entries.length, ...entries.filter((e) => !e.unrecorded));
 if (entries.length === 0) {
   console.log('nothing to write to results/');
-  process.exit(0);
+  process.exit();
 }
 
 function line(e: BenchEntry): string {

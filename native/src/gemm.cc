@@ -206,9 +206,10 @@ thread_local Buffer packA, packB;
 // starting from zero for this depth block, then stored or added to C.
 constexpr int64_t kFewRows = 4;
 // Each row of B is prefetched kFewRowsAhead rows before it is read. The hardware prefetchers alone kept one thread
-// at ~35 GB/s on a decoding step's products (GPT's 6 blocks, 42 MB of fp32 weights a token, 2-core AMD Zen 5), and
-// two threads, each reading half of every row (the split by columns), at 22: slower than one. Prefetched 4, 8 or 16
-// rows ahead: 42-43 GB/s on one thread, 53-56 on two (8 best), i.e. 1.23 → 1.01 ms and 1.93 → 0.76 ms a token.
+// at ~35 GB/s on a decoding step's products (GPT's 6 blocks, 42 MB of fp32 weights a token, 2-core AMD Zen 5):
+// 1.23 ms a token. Prefetched 4, 8 or 16 rows ahead: 41-43 GB/s (8 best; 42-47 in later runs), ~1.0 ms. Two threads
+// each reading half of every row (the split by columns) ran 22 GB/s without the prefetch and 35-56 with it, from
+// run to run: no steady gain over one, so these products stay on the calling thread (sgemm_f32).
 constexpr int64_t kFewRowsAhead = 8;
 template <int64_t CH>
 __attribute__((always_inline)) inline void few_rows_impl(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b, int64_t ldb,

@@ -76,7 +76,7 @@ export class Dense extends LayerBase {
   fusedForm(): { kernel: tf.Tensor; bias: tf.Tensor | null; activation: 'linear' | 'relu' | 'gelu-tanh' } | null {
     const spec = this.activation.spec;
     const activation = spec.type === 'relu' || spec.type === 'linear' ? spec.type : spec.type === 'gelu' && spec.approximate === 'tanh' ? 'gelu-tanh' : null;
-    return activation && this.kernel ? { kernel: this.kernel, bias: this.bias, activation } : null;
+    return activation ? { kernel: this.kernel, bias: this.bias, activation } : null;
   }
 }
 
