@@ -107,6 +107,15 @@ export const FUSED_KERNELS = {
    */
   cacheReorder: 'LoomCacheReorder',
   /**
+   * One step of decoding's attention to a cached memory (cross-attention over the encoder output; inference only, no
+   * gradient). Inputs `{ q [rows, d], k, v [items, heads, keys, d_k], keep? [rows, keys] }` with rows = items · repeat:
+   * query row r attends to item ⌊r / repeat⌋'s keys and values (a beam search's hypotheses share their source's, not
+   * repeated); attrs `{ numHeads, repeat }`. Output the context [rows, d]: per head softmax(s · m/√d_k + (m − 1) · 1e9) v,
+   * s = q kᵀ, m = 1 where keep ≠ 0 (or without keep) and 0 elsewhere: the products, roundings and softmax of the
+   * composed ops (BatchMatMul, Multiply, Add, softmax, BatchMatMul) on the repeated keys and values.
+   */
+  memoryAttention: 'LoomMemoryAttention',
+  /**
    * One position of a pre-norm decoder-only Transformer block (GPT's: Radford et al. 2019, §2.3) over its
    * key/value cache, inference only. Inputs `{ x [rows, d], norm1Gamma, norm1Beta, qkvKernel [d, 3·d], qkvBias,
    * outKernel [d, d], outBias, norm2Gamma, norm2Beta, ff1Kernel [d, ff], ff1Bias?, ff2Kernel [ff, d], ff2Bias?, k, v }`

@@ -19,4 +19,15 @@ void attention(const float* qkv, const float* keep, float* context, float* probs
 // The gradient with respect to qkv from dcontext and the forward pass's P; writes every element of dqkv.
 void attention_grad(const float* dcontext, const float* qkv, const float* keep, const float* probs, float* dqkv, const AttentionShape& s);
 
+// Decoding's attention to a cached memory (cross-attention over the encoder output's keys and values), each item's
+// memory shared by `repeat` consecutive query rows (a beam search's hypotheses of one source): rows = items·repeat.
+struct MemoryAttentionShape {
+  int64_t rows, heads, dk, keys, repeat;
+};
+// context[r, h·dk + c] = Σ_j P[r,h,j] · v[r / repeat, h, j, c], P = softmax over j of s_j·(m_j/√dk) + (m_j − 1)·1e9,
+// s_j = q[r, h·dk..] · k[r / repeat, h, j, ..], m_j = 1 where keep[r, j] ≠ 0 and 0 elsewhere (all 1 without keep):
+// the composed ops' arithmetic (multi-head-attention.ts), so masked scores become −1e9. q and context are
+// [rows, heads·dk]; k and v [rows / repeat, heads, keys, dk]; keep [rows, keys] or null.
+void memory_attention(const float* q, const float* k, const float* v, const float* keep, float* context, const MemoryAttentionShape& s);
+
 }  // namespace loom

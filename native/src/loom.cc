@@ -727,6 +727,27 @@ napi_value AttentionGrad(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// memoryAttention(q, k, v, keep|null, context, rows, heads, dk, keys, repeat): decoding's attention to a cached
+// memory shared by `repeat` consecutive rows (attention.h)
+napi_value MemoryAttention(napi_env env, napi_callback_info info) {
+  Args a(env, info, "memoryAttention", 10, 10);
+  const Buffer<float> q = a.f32(0, "q"), k = a.f32(1, "k"), v = a.f32(2, "v"), keep = a.f32_or_null(3, "keep"), context = a.f32(4, "context");
+  const loom::MemoryAttentionShape s{a.size(5, "rows"), a.size(6, "heads"), a.size(7, "dk"), a.size(8, "keys"), a.size(9, "repeat", 1)};
+  if (a.failed()) return nullptr;
+  a.check(s.rows % s.repeat == 0, "rows (argument 6, %lld) must be a multiple of repeat (argument 10, %lld)", (long long)s.rows, (long long)s.repeat);
+  const int64_t items = s.rows / s.repeat, d = mul(s.heads, s.dk);
+  a.check(mul(items, s.heads) <= kMaxSize, "items·heads (%s) must be below 2^31", Count(mul(items, s.heads)).text);
+  a.need(0, "q", q, mul(s.rows, d), "rows·heads·dk");
+  a.need(1, "k", k, mul(items, d, s.keys), "(rows / repeat)·heads·keys·dk");
+  a.need(2, "v", v, mul(items, d, s.keys), "(rows / repeat)·heads·keys·dk");
+  if (keep.present) a.need(3, "keep", keep, mul(s.rows, s.keys), "rows·keys");
+  a.need(4, "context", context, mul(s.rows, d), "rows·heads·dk");
+  if (a.failed()) return nullptr;
+  if (mul(s.rows, d) == 0) return undefined(env);
+  loom::memory_attention(q.data, k.data, v.data, keep.get(), context.data, s);
+  return undefined(env);
+}
+
 // crossEntropy(logits, labels: Int32Array, loss, rows, cols, eps). Labels outside [0, cols) are ignored rows.
 napi_value CrossEntropy(napi_env env, napi_callback_info info) {
   static const RowsKernel k{"crossEntropy", 3, {"logits", "labels", "loss"}, {Rows::Matrix, Rows::PerRow, Rows::PerRow}, 1, "eps"};
@@ -1003,6 +1024,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"attention", nullptr, Attention, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"attentionGrad", nullptr, AttentionGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"memoryAttention", nullptr, MemoryAttention, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"softmaxGrad", nullptr, SoftmaxGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"crossEntropy", nullptr, CrossEntropy, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"crossEntropyGrad", nullptr, CrossEntropyGrad, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -1116,6 +1116,82 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
   );
 
   kernelProperty(
+    "LoomMemoryAttention equals the composed ops on the repeated memory bit for bit, and a float64 reference within float32's rounding",
+    ['LoomMemoryAttention'],
+    () => {
+      const check = (items: number, repeat: number, heads: number, dk: number, keys: number, masked: boolean, s: number) => {
+        const d = heads * dk,
+          rows = items * repeat;
+        const q = tensor([rows, d], s);
+        const k = tensor([items, heads, keys, dk], s + 1),
+          v = tensor([items, heads, keys, dk], s + 2);
+        // Masked: each row keeps a prefix of its keys (at least one), and the last row none when there are 2 or more
+        // (a uniform row: every score −1e9).
+        const keepValues = Float32Array.from({ length: rows * keys }, (_, i) => {
+          const r = Math.floor(i / keys);
+          return rows > 1 && r === rows - 1 ? 0 : i % keys <= (r * 7 + s) % keys ? 1 : 0;
+        });
+        const keep = masked ? tf.tensor(keepValues, [rows, keys]) : null;
+        const inputs: tf.NamedTensorMap = keep ? { q, k, v, keep } : { q, k, v };
+        const context = tf.engine().runKernel('LoomMemoryAttention', inputs, { numHeads: heads, repeat }) as tf.Tensor;
+        // The composed ops of multi-head-attention.ts (`weights` and `attend`) on the memory repeated row by row.
+        const want = tf.tidy(() => {
+          const ids = Int32Array.from({ length: rows }, (_, r) => Math.floor(r / repeat));
+          const [kr, vr] = [tf.gather(k, ids), tf.gather(v, ids)];
+          const qh = tf.transpose(tf.reshape(q, [rows, 1, heads, dk]), [0, 2, 1, 3]);
+          const raw = tf.matMul(qh, kr, false, true);
+          const scale = 1 / Math.sqrt(dk);
+          let scores = tf.mul(raw, scale);
+          if (keep) {
+            const m = tf.cast(tf.reshape(tf.notEqual(keep, 0), [rows, 1, 1, keys]), 'float32');
+            scores = tf.add(tf.mul(raw, tf.mul(m, scale)), tf.mul(tf.sub(m, 1), 1e9));
+          }
+          return tf.reshape(tf.transpose(tf.matMul(softmax(scores), vr), [0, 2, 1, 3]), [rows, d]);
+        });
+        expect(context.shape).toEqual([rows, d]);
+        expect(Array.from(context.dataSync())).toEqual(Array.from(want.dataSync()));
+        // float64: context[r, h·dk + c] = Σ_j softmax_j(q·k_j/√dk, −∞ where masked; uniform if all are) v[j, c].
+        const [qv, kv, vv, got] = [q.dataSync(), k.dataSync(), v.dataSync(), context.dataSync()];
+        for (let r = 0; r < rows; r++)
+          for (let h = 0; h < heads; h++) {
+            const base = (Math.floor(r / repeat) * heads + h) * keys * dk;
+            const kept = (j: number) => !keep || keepValues[r * keys + j] !== 0;
+            const anyKept = Array.from({ length: keys }, (_, j) => kept(j)).some(Boolean);
+            const sc = Array.from({ length: keys }, (_, j) => {
+              let dot = 0;
+              for (let c = 0; c < dk; c++) dot += qv[r * d + h * dk + c]! * kv[base + j * dk + c]!;
+              return dot / Math.sqrt(dk);
+            });
+            const mx = Math.max(...sc.filter((_, j) => kept(j) || !anyKept));
+            const w = sc.map((x, j) => (!anyKept ? 1 : kept(j) ? Math.exp(x - mx) : 0));
+            const total = w.reduce((a, b) => a + b, 0);
+            for (let c = 0; c < dk; c++) {
+              let ref = 0,
+                mag = 0;
+              for (let j = 0; j < keys; j++) {
+                ref += (w[j]! / total) * vv[base + j * dk + c]!;
+                mag += (w[j]! / total) * Math.abs(vv[base + j * dk + c]!);
+              }
+              const err = Math.abs(got[r * d + h * dk + c]! - ref);
+              if (!(err <= 1e-5 * (mag + 1) * Math.max(4, dk))) expect.fail(`context[${r}, ${h * dk + c}]: ${got[r * d + h * dk + c]}, float64 ${ref}`);
+            }
+          }
+        tf.dispose([q, k, v, context, want, ...(keep ? [keep] : [])]);
+      };
+      fc.assert(
+        fc.property(dim(3), dim(4), dim(3), dim(9), dim(12), fc.boolean(), seed, (items, repeat, heads, dk, keys, masked, s) =>
+          check(items, repeat, heads, dk, keys, masked, s),
+        ),
+        RUNS,
+      );
+      check(64, 4, 4, 64, 24, true, 3); // the benchmark's G2P beam search: d 256, 4 heads, beam 4, 24 source positions, on the pool
+      expect(() =>
+        tf.engine().runKernel('LoomMemoryAttention', { q: tf.zeros([6, 4]), k: tf.zeros([2, 2, 3, 2]), v: tf.zeros([2, 2, 3, 2]) }, { numHeads: 2, repeat: 2 }),
+      ).toThrow(/LoomMemoryAttention: q \[6,4\], k \[2,2,3,2\], v \[2,2,3,2\] and repeat 2 do not fit 2 heads/);
+    },
+  );
+
+  kernelProperty(
     "LoomDecoderStep computes a pre-norm decoder-only block's step (GPT's) as a float64 reference does, and writes the new key and value into row `length`",
     ['LoomDecoderStep'],
     () => {

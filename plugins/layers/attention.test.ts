@@ -172,6 +172,7 @@ describe('multi-head attention', () => {
   it('cacheMemory caches, bit for bit, the keys and values cross-attention caches from the repeated memory', () => {
     // A small odd case and G2P's beam search (256 words × 24 positions, d 256, 4 heads, beam 4): the projection of
     // the un-repeated memory takes a different number of rows through the product, which must not change a bit.
+    // With the fused kernel (LoomMemoryAttention) the cache holds each item's keys once, for `repeat` rows.
     for (const [items, s, d, heads, beam] of [
       [3, 5, 6, 2, 3],
       [256, 24, 256, 4, 4],
@@ -187,15 +188,79 @@ describe('multi-head attention', () => {
         mha.weights(query, repeated, ctxOf(), { cache: viaWeights });
       });
       mha.cacheMemory(memory, primed, rows);
-      expect(primed.k!.shape).toEqual(viaWeights.k!.shape);
-      expect(Array.from(primed.k!.dataSync())).toEqual(Array.from(viaWeights.k!.dataSync()));
-      expect(Array.from(primed.v!.dataSync())).toEqual(Array.from(viaWeights.v!.dataSync()));
+      expect(primed.repeat).toBe(hasKernel(FUSED_KERNELS.memoryAttention) ? beam : undefined);
+      const unshared = (x: tf.Tensor) => (primed.repeat ? tf.gather(x, rows) : x.clone());
+      const [k, v] = [unshared(primed.k!), unshared(primed.v!)];
+      expect(k.shape).toEqual(viaWeights.k!.shape);
+      expect(Array.from(k.dataSync())).toEqual(Array.from(viaWeights.k!.dataSync()));
+      expect(Array.from(v.dataSync())).toEqual(Array.from(viaWeights.v!.dataSync()));
+      tf.dispose([k, v]);
       disposeCache(viaWeights);
       disposeCache(primed);
       tf.dispose([memory, query, repeated]);
       mha.dispose();
     }
   });
+
+  it.skipIf(!hasKernel(FUSED_KERNELS.memoryAttention))(
+    "decoding's cross-attention over a cached memory (LoomMemoryAttention) gives the composed ops' outputs bit for bit, shared by a beam or per row, masked or not, without leaking (needs the native backend's fused kernel)",
+    () => {
+      fc.assert(
+        fc.property(
+          seeds,
+          fc.integer({ min: 1, max: 3 }),
+          fc.integer({ min: 1, max: 4 }),
+          fc.integer({ min: 1, max: 6 }),
+          fc.boolean(),
+          fc.boolean(),
+          (seed, items, beam, s, masked, shuffled) => {
+            const rng = new Rng(seed);
+            const d = 6;
+            const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 2 }, [null, null, d], seed);
+            const memory = randomNormal([items, s, d], rng);
+            // Rows that repeat each item in order (a beam search's: the fused kernel reads the memory once per item), or
+            // in another order (the cache then holds the gathered rows).
+            const rows = Int32Array.from({ length: items * beam }, (_, r) => (shuffled ? items - 1 - (r % items) : Math.floor(r / beam)));
+            const mask = tf.tensor2d(
+              Float32Array.from({ length: items * s }, (_, i) => (!masked || i % s === 0 || rng.next() < 0.6 ? 1 : 0)),
+              [items, s],
+            );
+            const keyMask = tf.gather(mask, rows);
+            const repeatedMemory = tf.gather(memory, rows);
+            const steps = [0, 1, 2].map(() => randomNormal([items * beam, 1, d], rng));
+            let calls = 0;
+            const decode = () => {
+              const cache: KVCache = {};
+              const before = tf.memory().numTensors;
+              mha.cacheMemory(memory, cache, rows);
+              const outs = steps.map((q) => tf.tidy(() => mha.attend(q, repeatedMemory, ctxOf(), { keyMask, cache })));
+              const joined = tf.concat(outs, 1);
+              tf.dispose(outs);
+              disposeCache(cache);
+              expect(tf.memory().numTensors).toBe(before + 1);
+              return joined;
+            };
+            const config = tf.getKernel(FUSED_KERNELS.memoryAttention, tf.getBackend())!;
+            tf.unregisterKernel(config.kernelName, config.backendName);
+            let composed: tf.Tensor, fused: tf.Tensor;
+            try {
+              composed = decode();
+              tf.registerKernel({ ...config, kernelFunc: (args) => (calls++, config.kernelFunc(args)) });
+              fused = decode();
+            } finally {
+              tf.unregisterKernel(config.kernelName, config.backendName);
+              tf.registerKernel(config);
+            }
+            expect(calls).toBe(steps.length);
+            expect(Array.from(fused.dataSync())).toEqual(Array.from(composed.dataSync()));
+            tf.dispose([memory, mask, keyMask, repeatedMemory, ...steps, fused, composed]);
+            mha.dispose();
+          },
+        ),
+        { numRuns: 25 },
+      );
+    },
+  );
 
   it('cross-attention: gradients with respect to queries, memory and weights match finite differences', () => {
     const rng = new Rng(9);

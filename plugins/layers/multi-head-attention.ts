@@ -66,6 +66,12 @@ export interface KVCache {
    * growth does not handle spare room beyond it. Only a size: more positions still fit, by doubling.
    */
   capacity?: number;
+  /**
+   * Set on a cross-attention cache whose k and v hold the memory of each item once ([items, heads, keys, d_k]) for
+   * `repeat` consecutive query rows each (a beam search's hypotheses of one source): the fused kernel
+   * (`FUSED_KERNELS.memoryAttention`) reads them so; the composed ops repeat them on first use.
+   */
+  repeat?: number;
 }
 
 export function disposeCache(cache: KVCache): void {
@@ -73,6 +79,7 @@ export function disposeCache(cache: KVCache): void {
   delete cache.k;
   delete cache.v;
   delete cache.length;
+  delete cache.repeat;
 }
 
 /**
@@ -227,6 +234,23 @@ export class MultiHeadAttention extends LayerBase {
       const context = this.cachedAttention(this.project(tf.reshape(query, [b, d]), 'qkv', 'qkv'), o.cache);
       return tf.reshape(this.project(this.gated(context, ctx), 'out', 'out'), [b, t, d]);
     }
+    if (
+      source !== null &&
+      o.cache?.k &&
+      t === 1 &&
+      !(ctx.training && this.opts.dropout > 0) &&
+      hasKernel(FUSED_KERNELS.memoryAttention) &&
+      query.dtype === 'float32'
+    ) {
+      // Decoding's cross-attention, one position over the cached memory: one kernel from the queries to the context,
+      // reading each source's keys and values once for all the rows that share it (the same products, roundings and
+      // softmax as the composed ops below on the repeated memory).
+      const q = this.project(tf.reshape(query, [b, d]), 'qkv', 'qkv', [0, d]);
+      const inputs: tf.NamedTensorMap = { q, k: o.cache.k, v: o.cache.v! };
+      if (o.keyMask) inputs.keep = tf.reshape(o.keyMask, [b, -1]);
+      const context = tf.engine().runKernel(FUSED_KERNELS.memoryAttention, inputs, { numHeads: this.opts.numHeads, repeat: o.cache.repeat ?? 1 }) as tf.Tensor;
+      return tf.reshape(this.project(this.gated(context, ctx), 'out', 'out'), [b, t, d]);
+    }
     const weights = this.weights(query, source, ctx, o);
     const context = tf.reshape(tf.transpose(tf.matMul(weights.probs, weights.v), [0, 2, 1, 3]), [b * t, d]);
     return tf.reshape(this.project(this.gated(context, ctx), 'out', 'out'), [b, t, d]);
@@ -251,7 +275,10 @@ export class MultiHeadAttention extends LayerBase {
     let k: tf.Tensor;
     let v: tf.Tensor;
     const cache = o.cache;
-    if (cache) this.unpack(cache);
+    if (cache) {
+      this.unpack(cache);
+      this.unrepeat(cache);
+    }
     if (source === null) {
       const proj = this.project(tf.reshape(query, [b * t, d]), 'qkv', 'qkv');
       [q, k, v] = tf.unstack(heads(proj, 3, t), 0) as [tf.Tensor, tf.Tensor, tf.Tensor];
@@ -342,8 +369,20 @@ export class MultiHeadAttention extends LayerBase {
    * projecting the memory before the repetition does a beam's worth less of that product.
    */
   cacheMemory(source: tf.Tensor, cache: KVCache, rows: Int32Array): void {
+    // Rows that repeat each item `repeat` times in order (a beam search's) keep the memory unrepeated where the fused
+    // kernel reads it so (FUSED_KERNELS.memoryAttention): no gathered copy, each item's keys read once for its rows.
+    const items = source.shape[0]!;
+    const repeat = items > 0 && rows.length % items === 0 ? rows.length / items : 0;
+    if (repeat > 0 && hasKernel(FUSED_KERNELS.memoryAttention) && rows.every((item, r) => item === Math.floor(r / repeat))) {
+      const [k, v] = tf.tidy(() => this.memoryKV(source));
+      this.store(cache, k!, v!);
+      if (repeat > 1) cache.repeat = repeat;
+      else delete cache.repeat;
+      return;
+    }
     const [k, v] = tf.tidy(() => this.memoryKV(source).map((t) => tf.gather(t, rows)));
     this.store(cache, k!, v!);
+    delete cache.repeat;
   }
 
   /** Cross-attention's keys and values of the memory `source` [b, s, d]: each [b, heads, s, d_k]. */
@@ -361,6 +400,16 @@ export class MultiHeadAttention extends LayerBase {
     delete cache.length;
     const valid = (x: tf.Tensor) => tf.slice(x, [0, 0, 0, 0], [-1, -1, length, -1]);
     this.store(cache, valid(cache.k!), valid(cache.v!));
+  }
+
+  /** Repeats a cross-attention cache's unrepeated memory ({@link KVCache.repeat}) for the composed ops: row by row. */
+  private unrepeat(cache: KVCache): void {
+    const repeat = cache.repeat;
+    if (!repeat || !cache.k) return;
+    delete cache.repeat;
+    const rows = Int32Array.from({ length: cache.k.shape[0]! * repeat }, (_, r) => Math.floor(r / repeat));
+    const [k, v] = tf.tidy(() => [tf.gather(cache.k!, rows), tf.gather(cache.v!, rows)]);
+    this.store(cache, k!, v!);
   }
 
   /** Replaces the cached keys and values (kept across tidy scopes; the previous ones are released). */

@@ -71,6 +71,19 @@ export interface Addon {
     dk: number,
     causal: boolean,
   ): void;
+  /** Decoding's attention to a cached memory shared by `repeat` consecutive rows (native/src/attention.h). */
+  memoryAttention(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    keep: Float32Array | null,
+    context: Float32Array,
+    rows: number,
+    heads: number,
+    dk: number,
+    keys: number,
+    repeat: number,
+  ): void;
   layerNormGrad(
     dy: Float32Array,
     x: Float32Array,

@@ -1,7 +1,8 @@
 /**
  * The fused LoomAttention and LoomAttentionGrad (core/ops/attention.ts's `selfAttention` and its gradient) on the
- * addon, LoomCachedAttention (one step of incremental decoding over a key/value cache, multi-head-attention.ts) and
- * LoomCacheReorder (that cache's rows reordered for beam search, copying only the positions in use).
+ * addon, LoomCachedAttention (one step of incremental decoding over a key/value cache, multi-head-attention.ts),
+ * LoomCacheReorder (that cache's rows reordered for beam search, copying only the positions in use) and
+ * LoomMemoryAttention (one step of decoding's cross-attention over the cached encoder memory, shared by a beam).
  */
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { FUSED_KERNELS } from '../../../core/kernels';
@@ -97,6 +98,40 @@ export const attentionFamily: KernelFamily = {
         native.softmax(scores, probs, items, keysAt);
         native.batchMatMul(probs, vals, context, items, 1, dk, keysAt, false, false, keysAt, capacity * dk, null, false);
         return backend.makeTensorInfo([batch, d], 'float32', context);
+      },
+      [FUSED_KERNELS.memoryAttention]: (args) => {
+        const backend = args.backend as MathBackendCPU;
+        const { q, k, v, keep } = args.inputs as { q: Info; k: Info; v: Info; keep?: Info };
+        const { numHeads: h, repeat } = args.attrs as { numHeads: number; repeat: number };
+        const [rows, d] = q.shape as [number, number];
+        const [items, , keys] = k.shape as [number, number, number, number];
+        const memoryShape = [items, h, keys, d / h].join();
+        if (
+          q.shape.length !== 2 ||
+          d % h !== 0 ||
+          !(Number.isInteger(repeat) && repeat >= 1) ||
+          items * repeat !== rows ||
+          k.shape.join() !== memoryShape ||
+          v.shape.join() !== memoryShape ||
+          (keep && keep.shape.join() !== [rows, keys].join())
+        ) {
+          const mask = keep ? `, keep [${keep.shape}]` : '';
+          throw new Error(`${FUSED_KERNELS.memoryAttention}: q [${q.shape}], k [${k.shape}], v [${v.shape}]${mask} and repeat ${repeat} do not fit ${h} heads`);
+        }
+        const context = buffers.fresh(rows * d);
+        native.memoryAttention(
+          floatValues(backend, q),
+          floatValues(backend, k),
+          floatValues(backend, v),
+          keep ? floatValues(backend, keep) : null,
+          context,
+          rows,
+          h,
+          d / h,
+          keys,
+          repeat,
+        );
+        return backend.makeTensorInfo([rows, d], 'float32', context);
       },
       [FUSED_KERNELS.cacheReorder]: (args) => {
         const backend = args.backend as MathBackendCPU;
