@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { expectModel, FUSED_KERNELS, hasKernel, Rng, type Layer, type PluginRegistry } from '../../core';
 import { randomNormal, testRegistry } from '../../test/harness';
-import { TransformerSeq2Seq } from './transformer-seq2seq';
+import { bestCandidates, TransformerSeq2Seq } from './transformer-seq2seq';
 
 let registry: PluginRegistry;
 beforeAll(async () => {
@@ -143,6 +143,27 @@ describe('transformer-seq2seq', () => {
     expect(fused.out).toEqual(composed.out);
     s.dispose();
     m.dispose();
+  });
+
+  it("a beam's best candidates are the first of a stable sort of all of them by score (ties in (hypothesis, token) order)", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 4 }),
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 1, max: 10 }),
+        fc.integer({ min: 0, max: 2 }),
+        fc.array(fc.integer({ min: -4, max: 0 }), { minLength: 4 * 9 + 2, maxLength: 4 * 9 + 2 }),
+        (hyps, V, count, offset, raw) => {
+          // Few distinct values (halves of small integers, and −∞), so that ties are common.
+          const logp = raw.map((x) => (x === -4 ? -Infinity : x / 2));
+          const alive = Array.from({ length: hyps }, (_, k) => ({ logp: -k / 2 }));
+          const all = alive.flatMap((h, k) => Array.from({ length: V }, (_, v) => ({ from: k, token: v, logp: h.logp + logp[offset + k * V + v]! })));
+          const sorted = [...all].sort((p, q) => q.logp - p.logp).slice(0, count);
+          expect(bestCandidates(alive, logp, offset, V, count)).toEqual(sorted);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it('decoding does not leak tensors', async () => {

@@ -268,12 +268,7 @@ export class TransformerSeq2Seq extends Module {
         const origin = new Int32Array(b * beam);
         const next: Hyp[][] = [];
         for (let i = 0; i < b; i++) {
-          const cands: { from: number; token: number; logp: number }[] = [];
-          alive[i]!.forEach((h, k) => {
-            const base = (i * beam + k) * V;
-            for (let v = 0; v < V; v++) cands.push({ from: k, token: v, logp: h.logp + lv[base + v]! });
-          });
-          cands.sort((p, q) => q.logp - p.logp);
+          const cands = bestCandidates(alive[i]!, lv, i * beam * V, V, 2 * beam);
           const keep: Hyp[] = [];
           for (const c of cands) {
             if (keep.length === beam || done[i]!.length >= beam) break;
@@ -324,3 +319,38 @@ export default definePlugin({
   ],
   create: (opts, ctx) => new TransformerSeq2Seq(opts, ctx),
 });
+
+/**
+ * The `count` best continuations of one source's live hypotheses, best first: hypothesis k's log-probability plus
+ * token v's from row k of `logp` (`V` values a row from `offset`), in the order a stable sort of all k·V of them
+ * by score would give (equal scores in (k, v) order), without sorting them all. A beam search step takes at most
+ * 2·beam of them: each one taken either extends a kept hypothesis (≤ beam) or ends one with EOS (≤ beam).
+ */
+export function bestCandidates(
+  hyps: readonly { logp: number }[],
+  logp: ArrayLike<number>,
+  offset: number,
+  V: number,
+  count: number,
+): { from: number; token: number; logp: number }[] {
+  const score = new Float64Array(count),
+    index = new Int32Array(count);
+  let n = 0;
+  hyps.forEach((h, k) => {
+    const base = offset + k * V;
+    for (let v = 0; v < V; v++) {
+      const x = h.logp + logp[base + v]!;
+      // Enters if better than the worst kept (a tie keeps the earlier one, as the stable sort does).
+      if (n === count && !(x > score[n - 1]!)) continue;
+      let at = n < count ? n++ : n - 1;
+      while (at > 0 && score[at - 1]! < x) {
+        score[at] = score[at - 1]!;
+        index[at] = index[at - 1]!;
+        at--;
+      }
+      score[at] = x;
+      index[at] = k * V + v;
+    }
+  });
+  return Array.from({ length: n }, (_, j) => ({ from: Math.floor(index[j]! / V), token: index[j]! % V, logp: score[j]! }));
+}
