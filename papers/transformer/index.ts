@@ -221,6 +221,8 @@ const paper: TransformerPaper = {
   presetNotes: {
     smoke: 'a 1-layer, 32-wide model on 3,000 training pairs, 2 epochs, 200 test words: the CI check (about a minute)',
     cpu: 'the published 3 layers × 256, 4 heads, batches bucketed by length, up to 40 epochs with early stopping on validation WER (patience 3, the best epoch restored), the last 5 checkpoints averaged too: ~12 minutes per epoch with 2 threads here (0.39 s per step), hours in all',
+    'cpu-batch256':
+      "cpu with batches of 256 words and the learning rate scaled for them: the Noam warm-up in steps divided by 4 (1,000), so the schedule is the same in examples and the rate √4 = 2× cpu's at every example (Noam's rate goes as warmup^-1/2 and step^-1/2); checkpoints every 250 steps, the same examples apart as cpu's 1,000",
     base: "the paper's base model (6 layers, 512, 8 heads), for a GPU",
     student: 'a 1+1-layer student (one encoder and one decoder layer of the cpu width), trained alone on the labels: the baseline of distill',
     distill:
