@@ -19,6 +19,8 @@ export interface RunRecordFile {
   paper: string;
   preset: string;
   variant?: string;
+  /** A few-shot grid run's labelled subset as the grid names it (tag `few_shot.size`: a number, or 'all'). */
+  subset?: string;
   seed: number;
   commit: string;
   machine: { cpu: string; cores: string; simd: string; threads: string; backend: string };
@@ -54,6 +56,7 @@ export function recordOf(run: StoredRun): RunRecordFile {
     paper: t.paper,
     preset: t.preset ?? '?',
     ...(t.variant ? { variant: t.variant } : {}),
+    ...(t['few_shot.size'] ? { subset: t['few_shot.size'] } : {}),
     seed: Number(t.seed ?? NaN),
     commit: t['git.commit'] ?? '?',
     machine: { cpu: t['cpu.model'] ?? '?', cores: t['cpu.count'] ?? '?', simd: native?.[1] ?? 'n/a', threads: native?.[2] ?? 'n/a', backend: t.backend ?? '?' },
@@ -65,9 +68,13 @@ export function recordOf(run: StoredRun): RunRecordFile {
   };
 }
 
-/** Where a record is committed: papers/<paper>/results/<preset>[-<variant>]-seed<N>.json under `repo`. */
-export function recordPath(repo: string, r: Pick<RunRecordFile, 'paper' | 'preset' | 'variant' | 'seed'>): string {
-  return path.join(repo, 'papers', r.paper, 'results', `${r.preset}${r.variant ? `-${r.variant}` : ''}-seed${r.seed}.json`);
+/**
+ * Where a record is committed: papers/<paper>/results/<preset>[-<variant>][-n<subset>]-seed<N>.json under `repo` (a
+ * few-shot grid's runs differ by their subset too: without it in the name, each size's record overwrote the last).
+ */
+export function recordPath(repo: string, r: Pick<RunRecordFile, 'paper' | 'preset' | 'variant' | 'subset' | 'seed'>): string {
+  const name = `${r.preset}${r.variant ? `-${r.variant}` : ''}${r.subset ? `-n${r.subset}` : ''}-seed${r.seed}.json`;
+  return path.join(repo, 'papers', r.paper, 'results', name);
 }
 
 export function writeRecord(file: string, record: RunRecordFile): void {

@@ -101,4 +101,58 @@ describe('loom report', () => {
     expect(r2.runs).toBe(3);
     expect(fs.readFileSync(r2.markdown, 'utf8')).toContain('1: 50.00 %');
   });
+
+  it("a few-shot grid's runs: each size grouped on its own, one record file each, and learning curves over the labelled examples", async () => {
+    // A grid written as committed records (the runs' own store is not needed): 2 variants × sizes 10, 'all' (40
+    // examples) × seeds 0-1, with known final test scores.
+    const repo = path.join(dir, 'repo');
+    const score = (variant: string, size: string, seed: number) => (variant === 'pretrained' ? 0.6 : 0.5) + (size === 'all' ? 0.3 : 0) + seed * 0.02;
+    const files = new Set<string>();
+    let id = 0;
+    for (const variant of ['pretrained', 'scratch'])
+      for (const size of ['10', 'all'])
+        for (const seed of [0, 1]) {
+          const tags = {
+            paper: 'toy-paper',
+            preset: 'grid',
+            variant,
+            seed: String(seed),
+            'git.commit': 'abc',
+            'few_shot.size': size,
+            'few_shot.examples': size === 'all' ? '40' : size,
+          };
+          const metrics: Record<string, [number, number][]> = {
+            loss: [
+              [1, 1],
+              [2, 0.5],
+            ],
+            test_accuracy: [[2, score(variant, size, seed)]],
+            test_f1: [[2, score(variant, size, seed) - 0.1]],
+          };
+          const rec = recordOf({ runId: `run${id}`, runName: `r${id}`, status: 'FINISHED', start: ++id, end: id + 1, tags, metrics });
+          expect(rec.subset).toBe(size);
+          const file = recordPath(repo, rec);
+          files.add(path.basename(file));
+          writeRecord(file, rec);
+        }
+    // One file per (variant, size, seed): the size is in the name.
+    expect(files.size).toBe(8);
+    expect(files).toContain('grid-pretrained-n10-seed0.json');
+    expect(files).toContain('grid-scratch-nall-seed1.json');
+    const toy = experimentPaper({ name: 'toy-paper', title: 'A toy paper', presets: {}, presetNotes: {}, references: [], scale: () => '' });
+    const r = await buildReport({ store: path.join(dir, 'none'), out: path.join(dir, 'report'), papers: { 'toy-paper': toy }, records: repo });
+    expect(r.runs).toBe(8);
+    const md = fs.readFileSync(r.markdown, 'utf8');
+    for (const key of ['grid / pretrained / 10 labelled', 'grid / pretrained / all labelled', 'grid / scratch / 10 labelled', 'grid / scratch / all labelled'])
+      expect(md).toContain(`### ${key}\n`);
+    expect(md).toContain('### grid: learning curves over labelled examples');
+    // Mean ± sample s.d. of two seeds 0.02 apart: 0.02/√2 = 1.41 points.
+    expect(md).toContain('| labelled examples | pretrained: accuracy | pretrained: F1 | scratch: accuracy | scratch: F1 |');
+    expect(md).toContain('| 10 | 61.00 % ± 1.41 % (2) | 51.00 % ± 1.41 % (2) | 51.00 % ± 1.41 % (2) | 41.00 % ± 1.41 % (2) |');
+    expect(md).toContain('| all (40) | 91.00 % ± 1.41 % (2) | 81.00 % ± 1.41 % (2) | 81.00 % ± 1.41 % (2) | 71.00 % ± 1.41 % (2) |');
+    const svg = md.match(/!\[grid: learning curves over labelled examples\]\((.+\.svg)\)/)![1]!;
+    const chart = fs.readFileSync(path.join(dir, 'report', svg), 'utf8');
+    expect(chart).toMatch(/^<svg/);
+    expect(chart).toContain('labelled examples');
+  });
 });

@@ -5,7 +5,8 @@
  * the measured numbers beside the published ones (a config file's run has none): the mean and standard
  * deviation over seeds with each seed's value, the scale, the environment (backend, CPU, versions, commits, wall
  * time), and one plot of every seed's learning curves (vega-lite, SVG). A rerun of the same seed at the same
- * commit is shown once (the newest).
+ * commit is shown once (the newest). A few-shot grid's runs (tagged `few_shot.size`) are grouped per labelled-subset
+ * size too, and each preset's grid gets its curves of test scores against labelled examples (log scale).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -62,6 +63,91 @@ function aggregate(runs: StoredRun[], metric: string): string {
   if (vals.length === 1) return fmt(vals[0]!.v, metric);
   const { mean, std } = meanStd(vals.map((x) => x.v));
   return `${fmt(mean, metric)} ± ${fmt(std, metric)} (${vals.length} seeds: ${vals.map((x) => `${x.seed}: ${fmt(x.v, metric)}`).join(', ')})`;
+}
+
+/** One point of a few-shot learning curve: a variant's test score at one subset size, over seeds. */
+interface SubsetPoint {
+  variant: string;
+  size: string;
+  examples: number;
+  metric: 'accuracy' | 'f1';
+  mean: number;
+  std: number;
+  n: number;
+}
+
+/**
+ * A few-shot grid's learning curves from its runs (tagged `few_shot.size`, and `few_shot.examples` with the subset's
+ * example count; a numeric size stands for itself where that tag is missing): per preset, each variant's final
+ * test accuracy and F1 at each size, mean ± sample standard deviation over seeds, as a table and a plot against the
+ * labelled examples on a log scale.
+ */
+async function subsetCurves(runs: StoredRun[]): Promise<{ preset: string; table: string[]; svg: string | null }[]> {
+  const byPreset = new Map<string, StoredRun[]>();
+  for (const r of runs.filter((r) => r.tags['few_shot.size'] !== undefined && r.status === 'FINISHED')) {
+    const preset = r.tags.preset ?? '?';
+    byPreset.set(preset, [...(byPreset.get(preset) ?? []), r]);
+  }
+  const out: { preset: string; table: string[]; svg: string | null }[] = [];
+  for (const [preset, grid] of byPreset) {
+    const cells = new Map<string, StoredRun[]>();
+    for (const r of grid) {
+      const key = `${r.tags.variant ?? '?'}|${r.tags['few_shot.size']}`;
+      cells.set(key, [...(cells.get(key) ?? []), r]);
+    }
+    const points: SubsetPoint[] = [];
+    for (const [key, cell] of cells) {
+      const [variant, size] = key.split('|') as [string, string];
+      const group = dedupe(cell);
+      const examples = Number(group[0]!.tags['few_shot.examples'] ?? size);
+      for (const metric of ['accuracy', 'f1'] as const) {
+        const vals = group.map((r) => last(r, `test_${metric}`)).filter((v): v is number => v !== undefined);
+        if (vals.length) points.push({ variant, size, examples, metric, ...meanStd(vals), n: vals.length });
+      }
+    }
+    const variants = [...new Set(points.map((p) => p.variant))].sort();
+    const sizes = [...new Set(points.map((p) => p.size))].sort((a, b) => {
+      const [x, y] = [points.find((p) => p.size === a)!.examples, points.find((p) => p.size === b)!.examples];
+      return (Number.isFinite(x) ? x : Infinity) - (Number.isFinite(y) ? y : Infinity);
+    });
+    const pct = (v: number) => `${(v * 100).toFixed(2)} %`;
+    const cell = (variant: string, size: string, metric: SubsetPoint['metric']) => {
+      const p = points.find((q) => q.variant === variant && q.size === size && q.metric === metric);
+      return p ? `${pct(p.mean)} ± ${pct(p.std)} (${p.n})` : 'n/a';
+    };
+    const table = [
+      '| labelled examples | ' + variants.flatMap((v) => [`${v}: accuracy`, `${v}: F1`]).join(' | ') + ' |',
+      `| --- |${variants.map(() => ' --- | --- |').join('')}`,
+      ...sizes.map((size) => {
+        const examples = points.find((p) => p.size === size)!.examples;
+        const label = size === String(examples) ? size : `${size} (${Number.isFinite(examples) ? examples : 'count not recorded'})`;
+        return `| ${label} | ${variants.flatMap((v) => [cell(v, size, 'accuracy'), cell(v, size, 'f1')]).join(' | ')} |`;
+      }),
+    ];
+    const plotted = points.filter((p) => Number.isFinite(p.examples) && p.examples > 0);
+    const svg = plotted.length
+      ? await vegaLiteSvg({
+          $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+          title: `${preset}: test scores against labelled examples (mean ± 1 s.d. over seeds)`,
+          data: { values: plotted.map((p) => ({ ...p, lo: p.mean - p.std, hi: p.mean + p.std })) },
+          facet: { column: { field: 'metric', type: 'nominal', title: null } },
+          spec: {
+            width: 320,
+            height: 240,
+            layer: [
+              { mark: { type: 'errorband', opacity: 0.2 }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } },
+              { mark: { type: 'line', point: true }, encoding: { y: { field: 'mean', type: 'quantitative', title: 'test score', scale: { zero: false } } } },
+            ],
+            encoding: {
+              x: { field: 'examples', type: 'quantitative', title: 'labelled examples', scale: { type: 'log' } },
+              color: { field: 'variant', type: 'nominal' },
+            },
+          },
+        } as never)
+      : null;
+    out.push({ preset, table, svg });
+  }
+  return out;
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -131,7 +217,8 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
     html.push(`<h2>${esc(paper?.title ?? name)}</h2>`);
     const groups = new Map<string, StoredRun[]>();
     for (const r of paperRuns) {
-      const key = `${r.tags.preset ?? '?'}${r.tags.variant ? ` / ${r.tags.variant}` : ''}${r.status === 'FINISHED' ? '' : ` (${r.status})`}`;
+      const subset = r.tags['few_shot.size'] === undefined ? '' : ` / ${r.tags['few_shot.size']} labelled`;
+      const key = `${r.tags.preset ?? '?'}${r.tags.variant ? ` / ${r.tags.variant}` : ''}${subset}${r.status === 'FINISHED' ? '' : ` (${r.status})`}`;
       groups.set(key, [...(groups.get(key) ?? []), r]);
     }
     for (const [key, all] of groups) {
@@ -178,6 +265,15 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
       html.push(
         `<table><tr><th></th><th>measured</th><th>published / reference</th><th>source</th></tr>${rows.map((row) => `<tr>${row.map((c) => `<td>${esc(c!)}</td>`).join('')}</tr>`).join('')}</table>`,
       );
+      if (svg) html.push(svg);
+    }
+    for (const { preset, table, svg } of await subsetCurves(paperRuns)) {
+      const title = `${preset}: learning curves over labelled examples`;
+      const svgFile = `${name}-${preset.replace(/[^A-Za-z0-9_-]+/g, '-')}-labelled-examples.svg`;
+      if (svg) fs.writeFileSync(path.join(opts.out, svgFile), svg);
+      md.push(`### ${title}`, '', 'Final test scores, mean ± sample standard deviation over seeds (number of seeds):', '', ...table, '');
+      if (svg) md.push(`![${title}](${svgFile})`, '');
+      html.push(`<h3>${esc(title)}</h3><pre>${esc(table.join('\n'))}</pre>`);
       if (svg) html.push(svg);
     }
   }

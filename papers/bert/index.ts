@@ -92,7 +92,7 @@ const paper: Paper = {
       variant: string,
       config: JsonObject,
       hooks: { evaluate?: (t: Trainer, d: Dataset | null) => Logs | Promise<Logs>; initialize?: (m: Model) => void } = {},
-      grid?: { seed: number; size: number | 'all' },
+      grid?: { seed: number; size: number | 'all'; examples: number },
       resume?: string,
     ) => {
       // Merged, not spread: a trainer field given for the whole paper (--max-steps, --set trainer.X) reaches each run's trainer.
@@ -109,7 +109,16 @@ const paper: Paper = {
           preset: opts.preset,
           variant,
           scale: setup.scale,
-          ...(grid ? { 'few_shot.size': String(grid.size), 'few_shot.seed': String(grid.seed), 'few_shot.encoder_seed': String(seed) } : {}),
+          // The labelled subset: its size as the grid names it (a number, or 'all') and how many examples that is, the
+          // x of the learning curves `loom report` draws.
+          ...(grid
+            ? {
+                'few_shot.size': String(grid.size),
+                'few_shot.examples': String(grid.examples),
+                'few_shot.seed': String(grid.seed),
+                'few_shot.encoder_seed': String(seed),
+              }
+            : {}),
         },
         ...hooks,
       });
@@ -212,7 +221,7 @@ const paper: Paper = {
                     trainer,
                   );
             const hooks = variant === 'finetune-pretrained' ? { evaluate: scores, initialize: initializeEncoder } : { evaluate: scores };
-            const r = await run(variant, config, hooks, { seed: s, size });
+            const r = await run(variant, config, hooks, { seed: s, size, examples });
             results.set(id, { ...(r.test ?? {}), examples });
           }
         }
