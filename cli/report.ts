@@ -116,7 +116,7 @@ async function subsetCurves(runs: StoredRun[]): Promise<{ preset: string; table:
       return p ? `${pct(p.mean)} ± ${pct(p.std)} (${p.n})` : 'n/a';
     };
     const table = [
-      '| labelled examples | ' + variants.flatMap((v) => [`${v}: accuracy`, `${v}: F1`]).join(' | ') + ' |',
+      `| labelled examples | ${variants.flatMap((v) => [`${v}: accuracy`, `${v}: F1`]).join(' | ')} |`,
       `| --- |${variants.map(() => ' --- | --- |').join('')}`,
       ...sizes.map((size) => {
         const examples = points.find((p) => p.size === size)!.examples;
