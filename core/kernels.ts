@@ -101,9 +101,11 @@ export const FUSED_KERNELS = {
   cachedAttention: 'LoomCachedAttention',
   /**
    * The rows of a key/value cache in `cachedAttention`'s layout, reordered (beam search: each hypothesis takes the
-   * cache of the one it extends). Inputs `{ x [batch, heads, capacity, d_k], indices [rows] int32 }`, attrs
+   * cache of the one it extends). Inputs `{ x [batch, heads, capacity, d_k], indices [rows] int32, out? }`, attrs
    * `{ length }` (the filled positions, ≤ capacity); output [rows, heads, capacity, d_k]: positions below `length` of
-   * row r are row indices[r]'s, the rest zero. Only the filled positions are copied, not the spare capacity.
+   * row r are row indices[r]'s, the rest zero. Only the filled positions are copied, not the spare capacity. `out`, a
+   * float32 tensor of the output's shape other than x whose positions from `length` on are zero (the cache's previous
+   * buffer), is written IN PLACE and its data returned: no new buffer, no zeros written.
    */
   cacheReorder: 'LoomCacheReorder',
   /**

@@ -1364,7 +1364,16 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
         });
         expect(y.shape).toEqual([rows, heads, capacity, dk]);
         expect(Array.from(y.dataSync())).toEqual(Array.from(want.dataSync()));
-        tf.dispose([x, indices, y, want]);
+        // Into `out` (stale values below `length`, zeros from it on, as a cache's previous buffer): written in place,
+        // its data returned, the same values.
+        const stale = tensor([rows, heads, capacity, dk], s + 9);
+        const out = tf.tidy(() => tf.concat([tf.slice(stale, [0, 0, 0, 0], [-1, -1, length, -1]), tf.zeros([rows, heads, capacity - length, dk])], 2));
+        const z = tf.engine().runKernel('LoomCacheReorder', { x, indices, out }, { length }) as tf.Tensor;
+        expect(Array.from(z.dataSync())).toEqual(Array.from(want.dataSync()));
+        expect(Array.from(out.dataSync())).toEqual(Array.from(want.dataSync()));
+        tf.dispose([out, stale]);
+        expect(Array.from(z.dataSync())).toEqual(Array.from(want.dataSync())); // the data lives while z does
+        tf.dispose([x, indices, y, want, z]);
       };
       fc.assert(
         fc.property(dim(4), dim(3), dim(9), dim(5), dim(6), seed, (b, heads, capacity, dk, rows, s) =>
@@ -1377,6 +1386,10 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
         tf.engine().runKernel('LoomCacheReorder', { x: tf.zeros([2, 1, 3, 2]), indices: tf.tensor1d(ids, 'int32') }, { length });
       expect(run([0, 2], 1)).toThrow(/do not fit/);
       expect(run([0, 1], 4)).toThrow(/do not fit/);
+      const x = tf.zeros([2, 1, 3, 2]);
+      const into = (out: tf.Tensor) => () => tf.engine().runKernel('LoomCacheReorder', { x, indices: tf.tensor1d([1, 0], 'int32'), out }, { length: 1 });
+      expect(into(tf.zeros([2, 1, 4, 2]))).toThrow(/out \[2,1,4,2\] \(float32\) is not a float32 \[2,1,3,2\] apart from x/);
+      expect(into(x)).toThrow(/apart from x/);
     },
   );
 

@@ -169,6 +169,28 @@ describe('multi-head attention', () => {
     },
   );
 
+  it.skipIf(!fusedDecoding)(
+    "reorderCache in the fused layout swaps two buffers: each reorder writes into the cache's previous one, and the tensors stay as many (needs the native backend's fused layout)",
+    () => {
+      const rng = new Rng(3);
+      const mha = build<MultiHeadAttention>({ type: 'mha', numHeads: 2, causal: true }, [null, null, 4]);
+      const cache: KVCache = { capacity: 6 };
+      const ids: object[][] = [];
+      let tensors = 0;
+      for (let t = 0; t < 5; t++) {
+        tf.dispose(tf.tidy(() => mha.attend(randomNormal([3, 1, 4], rng), null, ctxOf(), { causal: true, cache })));
+        reorderCache(cache, Int32Array.from([2, 0, 0]));
+        ids.push([cache.k!.dataId, cache.back!.k.dataId]);
+        if (t === 1) tensors = tf.memory().numTensors;
+        if (t > 1) expect(tf.memory().numTensors).toBe(tensors);
+      }
+      // From the second reorder on, k is the data the back buffer held, and the back buffer k's.
+      for (let t = 1; t < 5; t++) expect(ids[t]).toEqual([ids[t - 1]![1], ids[t - 1]![0]]);
+      disposeCache(cache);
+      mha.dispose();
+    },
+  );
+
   it('cacheMemory caches, bit for bit, the keys and values cross-attention caches from the repeated memory', () => {
     // A small odd case and G2P's beam search (256 words × 24 positions, d 256, 4 heads, beam 4): the projection of
     // the un-repeated memory takes a different number of rows through the product, which must not change a bit.

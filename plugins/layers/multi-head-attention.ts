@@ -72,6 +72,13 @@ export interface KVCache {
    * (`FUSED_KERNELS.memoryAttention`) reads them so; the composed ops repeat them on first use.
    */
   repeat?: number;
+  /**
+   * In the fused layout, after a reorder: the buffers the cache held before it, of k's and v's shape, zero from
+   * `length` on (decoding never writes past the positions in use). The next reorder writes into them in place and
+   * they swap with k and v, so a beam search's reorders allocate nothing and write no zeros. Decoding writes the
+   * cache's tensors in place: they are its own, shared with nothing.
+   */
+  back?: { k: tf.Tensor; v: tf.Tensor };
 }
 
 export function disposeCache(cache: KVCache): void {
@@ -80,6 +87,13 @@ export function disposeCache(cache: KVCache): void {
   delete cache.v;
   delete cache.length;
   delete cache.repeat;
+  dropBack(cache);
+}
+
+/** Releases a cache's previous buffers ({@link KVCache.back}). */
+function dropBack(cache: KVCache): void {
+  if (cache.back) tf.dispose([cache.back.k, cache.back.v]);
+  delete cache.back;
 }
 
 /**
@@ -91,11 +105,24 @@ export function disposeCache(cache: KVCache): void {
 export function reorderCache(cache: KVCache, origin: Int32Array): void {
   if (!cache.k) return;
   const length = cache.length;
-  const move = (x: tf.Tensor): tf.Tensor =>
-    length !== undefined && hasKernel(FUSED_KERNELS.cacheReorder)
-      ? (tf.engine().runKernel(FUSED_KERNELS.cacheReorder, { x, indices: tf.tensor1d(origin, 'int32') }, { length }) as tf.Tensor)
-      : tf.gather(x, origin);
-  const [k, v] = tf.tidy(() => [tf.keep(move(cache.k!)), tf.keep(move(cache.v!))]);
+  if (length !== undefined && hasKernel(FUSED_KERNELS.cacheReorder)) {
+    // Into the buffers the cache held before the last reorder (zeros the first time), which then hold its present
+    // ones: positions from `length` on were never written in either, so they are zero as the kernel requires.
+    const shape = [origin.length, ...cache.k.shape.slice(1)];
+    if (cache.back && cache.back.k.shape.join() !== shape.join()) dropBack(cache);
+    const back = (cache.back ??= { k: tf.keep(tf.zeros(shape)), v: tf.keep(tf.zeros(shape)) });
+    const [k, v] = tf.tidy(() => {
+      const indices = tf.tensor1d(origin, 'int32');
+      const move = (x: tf.Tensor, out: tf.Tensor) => tf.engine().runKernel(FUSED_KERNELS.cacheReorder, { x, indices, out }, { length }) as tf.Tensor;
+      return [tf.keep(move(cache.k!, back.k)), tf.keep(move(cache.v!, back.v))];
+    });
+    tf.dispose([back.k, back.v]); // these handles only: k and v hold their data now
+    cache.back = { k: cache.k, v: cache.v! };
+    cache.k = k;
+    cache.v = v;
+    return;
+  }
+  const [k, v] = tf.tidy(() => [tf.keep(tf.gather(cache.k!, origin)), tf.keep(tf.gather(cache.v!, origin))]);
   tf.dispose([cache.k, cache.v!]);
   cache.k = k;
   cache.v = v;
@@ -348,6 +375,7 @@ export class MultiHeadAttention extends LayerBase {
         return x ? tf.concat([x, zeros], 2) : zeros;
       };
       this.store(cache, grow(cache.k), grow(cache.v));
+      dropBack(cache); // of the old capacity
       cache.length = length;
     }
     return { k: cache.k!, v: cache.v!, length };
@@ -398,6 +426,7 @@ export class MultiHeadAttention extends LayerBase {
     if (cache.length === undefined) return;
     const length = cache.length;
     delete cache.length;
+    dropBack(cache);
     const valid = (x: tf.Tensor) => tf.slice(x, [0, 0, 0, 0], [-1, -1, length, -1]);
     this.store(cache, valid(cache.k!), valid(cache.v!));
   }

@@ -135,7 +135,7 @@ export const attentionFamily: KernelFamily = {
       },
       [FUSED_KERNELS.cacheReorder]: (args) => {
         const backend = args.backend as MathBackendCPU;
-        const { x, indices } = args.inputs as { x: Info; indices: Info };
+        const { x, indices, out: into } = args.inputs as { x: Info; indices: Info; out?: Info };
         const { length } = args.attrs as { length: number };
         const [batch, h, capacity, dk] = x.shape as [number, number, number, number];
         const ids = backend.data.get(indices.dataId).values as ArrayLike<number>;
@@ -147,6 +147,10 @@ export const attentionFamily: KernelFamily = {
         ) {
           throw new Error(`${FUSED_KERNELS.cacheReorder}: x [${x.shape}], indices [${indices.shape}] and length ${length} do not fit`);
         }
+        const outShape = [ids.length, h, capacity, dk];
+        if (into && (into.shape.join() !== outShape.join() || into.dtype !== 'float32' || into.dataId === x.dataId)) {
+          throw new Error(`${FUSED_KERNELS.cacheReorder}: out [${into.shape}] (${into.dtype}) is not a float32 [${outShape}] apart from x`);
+        }
         const src = floatValues(backend, x);
         const rows = ids.length,
           block = capacity * dk,
@@ -155,13 +159,22 @@ export const attentionFamily: KernelFamily = {
         // decoding kernel's growth leaves it). Only the positions in use are read; a gather of the rows read them all.
         // One strided copy a row (its h blocks' filled parts), and one for all the spare room (a zero read with
         // stride 0), not h JavaScript `set` and `fill` calls a row.
-        const out = buffers.fresh(rows * h * block);
+        // With `out` (zero from `length` on, the caller's promise), the filled positions are written into it in place
+        // and its data is returned: no new buffer, and no zeros written (at G2P's first positions the zeros were
+        // most of a reorder's time).
+        const stored = into ? backend.data.get(into.dataId).values : null;
+        const inPlace = stored instanceof Float32Array;
+        const out = inPlace ? stored : buffers.fresh(rows * h * block);
         if (filled > 0) {
           const heads = copyDims([h, filled], [block, 1], [block, 1]);
           for (let r = 0; r < rows; r++) native.copy(src, ids[r]! * h * block, out, r * h * block, heads);
         }
+        if (inPlace) {
+          backend.incRef(into!.dataId);
+          return { dataId: into!.dataId, shape: outShape, dtype: 'float32' };
+        }
         if (filled < block && rows > 0) native.copy(zero, 0, out, filled, copyDims([rows * h, block - filled], [0, 0], [block, 1]));
-        return backend.makeTensorInfo([rows, h, capacity, dk], 'float32', out);
+        return backend.makeTensorInfo(outShape, 'float32', out);
       },
     };
   },
