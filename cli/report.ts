@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { formatMetric, meanStd, vegaLiteSvg, type Paper } from '../runtime';
+import { examplesCurvesSvg, formatMetric, meanStd, vegaLiteSvg, type Paper } from '../runtime';
 import { readStore, type StoredRun } from '../core/mlflow-store';
 import { readRecords } from './records';
 
@@ -125,26 +125,7 @@ async function subsetCurves(runs: StoredRun[]): Promise<{ preset: string; table:
       }),
     ];
     const plotted = points.filter((p) => Number.isFinite(p.examples) && p.examples > 0);
-    const svg = plotted.length
-      ? await vegaLiteSvg({
-          $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-          title: `${preset}: test scores against labelled examples (mean ± 1 s.d. over seeds)`,
-          data: { values: plotted.map((p) => ({ ...p, lo: p.mean - p.std, hi: p.mean + p.std })) },
-          facet: { column: { field: 'metric', type: 'nominal', title: null } },
-          spec: {
-            width: 320,
-            height: 240,
-            layer: [
-              { mark: { type: 'errorband', opacity: 0.2 }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } },
-              { mark: { type: 'line', point: true }, encoding: { y: { field: 'mean', type: 'quantitative', title: 'test score', scale: { zero: false } } } },
-            ],
-            encoding: {
-              x: { field: 'examples', type: 'quantitative', title: 'labelled examples', scale: { type: 'log' } },
-              color: { field: 'variant', type: 'nominal' },
-            },
-          },
-        } as never)
-      : null;
+    const svg = plotted.length ? await examplesCurvesSvg(`${preset}: test scores against labelled examples (mean ± 1 s.d. over seeds)`, plotted) : null;
     out.push({ preset, table, svg });
   }
   return out;

@@ -20,3 +20,37 @@ export async function vegaLiteSvg(spec: TopLevelSpec): Promise<string> {
   const [vega, { compile }] = await Promise.all([import('vega'), import('vega-lite')]);
   return new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' }).toSVG();
 }
+
+/** One point of a learning curve over labelled examples: a variant's score at one subset size, over seeds. */
+export interface ExamplesPoint {
+  variant: string;
+  examples: number;
+  metric: string;
+  mean: number;
+  std: number;
+}
+
+/**
+ * Test scores against labelled examples (log scale), a line per variant with its ±1 s.d. band, a panel per metric:
+ * the few-shot learning curves of the BERT paper's grid and of `loom report`.
+ */
+export function examplesCurvesSvg(title: string, points: readonly ExamplesPoint[]): Promise<string> {
+  return vegaLiteSvg({
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title,
+    data: { values: points.map((p) => ({ ...p, lo: p.mean - p.std, hi: p.mean + p.std })) },
+    facet: { column: { field: 'metric', type: 'nominal', title: null } },
+    spec: {
+      width: 320,
+      height: 240,
+      layer: [
+        { mark: { type: 'errorband', opacity: 0.2 }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } },
+        { mark: { type: 'line', point: true }, encoding: { y: { field: 'mean', type: 'quantitative', title: 'test score', scale: { zero: false } } } },
+      ],
+      encoding: {
+        x: { field: 'examples', type: 'quantitative', title: 'labelled examples', scale: { type: 'log' } },
+        color: { field: 'variant', type: 'nominal' },
+      },
+    },
+  } as never);
+}

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { packWeights, unpackWeights, writeFileAtomic, type Logs, type NamedWeights, type WeightEntry } from '../../core';
-import { cachePath, meanStd, vegaLiteSvg } from '../../runtime';
+import { cachePath, examplesCurvesSvg, meanStd } from '../../runtime';
 
 export const fewShotSchema = z
   .object({
@@ -150,24 +150,7 @@ export async function writeCurves(o: FewShotOptions, points: CurvePoint[], heade
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
   ];
-  const svg = await vegaLiteSvg({
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: 'BERT few-shot: test scores against labelled examples (mean ± 1 s.d. over seeds)',
-    data: { values: points.map((p) => ({ ...p, lo: p.mean - p.std, hi: p.mean + p.std })) },
-    facet: { column: { field: 'metric', type: 'nominal', title: null } },
-    spec: {
-      width: 320,
-      height: 240,
-      layer: [
-        { mark: { type: 'errorband', opacity: 0.2 }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } },
-        { mark: { type: 'line', point: true }, encoding: { y: { field: 'mean', type: 'quantitative', title: 'test score', scale: { zero: false } } } },
-      ],
-      encoding: {
-        x: { field: 'examples', type: 'quantitative', title: 'labelled examples', scale: { type: 'log' } },
-        color: { field: 'variant', type: 'nominal' },
-      },
-    },
-  } as never);
+  const svg = await examplesCurvesSvg('BERT few-shot: test scores against labelled examples (mean ± 1 s.d. over seeds)', points);
   const dir = path.resolve(o.out);
   fs.mkdirSync(dir, { recursive: true });
   const files = ['md', 'svg', 'json'].map((ext) => path.join(dir, `${name}.${ext}`));
