@@ -11,11 +11,12 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../core/errors';
 import { activationQuant, quantizeCentred, quantizePerChannel } from '../../core/quantization';
 import { softmax } from '../../core/ops/softmax';
 import { referenceSelfAttention } from '../../test/harness';
 import geluPlugin from '../activations/gelu';
-import { BufferPool, installNativeKernels, nativeAddonInfo, nativeBufferPool, originalGradients, originalKernels } from './native-kernels';
+import { BufferPool, installNativeKernels, poolLimitBytes, nativeAddonInfo, nativeBufferPool, originalGradients, originalKernels } from './native-kernels';
 
 const info = nativeAddonInfo();
 if (!info.loaded) console.warn(`native-kernels tests skipped: ${info.reason}`);
@@ -1737,6 +1738,17 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
 });
 
 describe('BufferPool', () => {
+  it('holds LOOM_BUFFER_POOL_MB, else an eighth of the memory between 512 MiB and 2 GiB; a bad value is a ConfigError naming it', () => {
+    const MiB = 2 ** 20;
+    expect(poolLimitBytes({}, 24 * 1024 * MiB)).toBe(2048 * MiB);
+    expect(poolLimitBytes({}, 8 * 1024 * MiB)).toBe(1024 * MiB);
+    expect(poolLimitBytes({}, 2 * 1024 * MiB)).toBe(512 * MiB);
+    expect(poolLimitBytes({ LOOM_BUFFER_POOL_MB: '100' }, 24 * 1024 * MiB)).toBe(100 * MiB);
+    expect(poolLimitBytes({ LOOM_BUFFER_POOL_MB: '0' })).toBe(0);
+    expect(() => poolLimitBytes({ LOOM_BUFFER_POOL_MB: 'lots' })).toThrow(/LOOM_BUFFER_POOL_MB: must be a number of MiB, 0 or more, got "lots"/);
+    expect(() => poolLimitBytes({ LOOM_BUFFER_POOL_MB: '-1' })).toThrow(ConfigError);
+  });
+
   it('hands back released arrays of the same length, zeroed on request, within its byte limit, dropping the oldest first', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 1, max: 3000 }), { minLength: 1, maxLength: 12 }), fc.integer({ min: 0, max: 40_000 }), (lengths, limit) => {
