@@ -24,7 +24,7 @@ import { createRegistry, type DataSource, loadPresets } from '../core';
 import { registerBuiltins } from '../plugins';
 import type { TokenWindows } from '../plugins/data/util';
 import { meanStd, vegaLiteSvg } from '../runtime';
-import { BENCH_DIR, REPO, peerSettings } from './harness';
+import { BENCH_DIR, REPO, peerSettings, withCapabilities } from './harness';
 import { PYTHON, peerBlas, peerEnv } from './peer-blas';
 
 interface Run {
@@ -66,13 +66,13 @@ function prepare(dir: string): void {
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
 }
 
-type BlasSetting = { coretype?: string; detail: string };
+type BlasSetting = { coretype?: string; capability?: string; detail: string };
 
 /** The replica for `seed` under the OpenBLAS core `blas`, stopped after `steps` if given. */
 function torchSpawn(dir: string, seed: number, blas: BlasSetting, steps = maxSteps) {
   const argv = [path.join(BENCH_DIR, 'peers/gpt_train_torch.py'), dir, seed, threads, every, ...(steps ? [steps] : [])].map(String);
   return spawnSync(PYTHON, argv, {
-    env: { ...peerEnv(blas.coretype), OPENBLAS_NUM_THREADS: String(threads) },
+    env: { ...peerEnv(blas.coretype, blas.capability), OPENBLAS_NUM_THREADS: String(threads) },
     encoding: 'utf8',
     timeout: 3 * 3600_000,
   });
@@ -90,12 +90,16 @@ const PROBE_STEPS = 60;
 function fastestCore(dir: string): BlasSetting {
   const blas = peerBlas();
   // peerSettings' undefined is pythonRun's default: PyTorch's own core choice (numpy's where torch was not probed).
-  const cores = peerSettings('gpt_train_torch.py').map((c) => c ?? blas.torch ?? blas);
+  const cores = peerSettings('gpt_train_torch.py')
+    .flatMap((s) => withCapabilities('gpt_train_torch.py', s))
+    .map((c): BlasSetting => c ?? blas.torch ?? blas);
   if (cores.length < 2) return cores[0]!;
   const timed = cores.map((core) => {
     const r = torchSpawn(dir, 0, core, PROBE_STEPS);
     const wall = r.status === 0 ? (JSON.parse(r.stdout.trim().split('\n').at(-1)!).summary.wall_seconds as number) : Number.POSITIVE_INFINITY;
-    console.log(`probe: ${PROBE_STEPS} replica steps and a validation on ${core.coretype ?? "OpenBLAS's own core"}: ${wall.toFixed(1)} s`);
+    console.log(
+      `probe: ${PROBE_STEPS} replica steps and a validation on ${core.coretype ?? "OpenBLAS's own core"}${core.capability ? `, ATen ${core.capability}` : ''}: ${wall.toFixed(1)} s`,
+    );
     return { core, wall };
   });
   return timed.reduce((a, b) => (b.wall < a.wall ? b : a)).core;
@@ -112,7 +116,7 @@ function torchRun(dir: string, seed: number, blas: BlasSetting): Run {
     wallSeconds: s.wall_seconds,
     steps: s.steps,
     curve: s.curve,
-    detail: `${s.peer}, ${s.detail}; ${blas.detail}`,
+    detail: `${s.peer}, ${s.detail}; ${blas.detail}${blas.capability ? `; ATen ${blas.capability.toUpperCase()} (ATEN_CPU_CAPABILITY)` : ''}`,
   };
 }
 

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
-import { PYTHON, peerBlas, peerEnv } from './peer-blas';
+import { PYTHON, candidateCores, cpuFlags, otherCapabilities, peerBlas, peerEnv, simdCap, torchOwnCapability } from './peer-blas';
 
 export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(BENCH_DIR, '..');
@@ -104,14 +104,25 @@ export async function memoryTrend(step: () => unknown, steps = 2000, every = 250
  * reference BLAS, or only a generic core) is reported as the reason there is no value, never as a value.
  */
 export function pythonPeer(script: string, args: (string | number)[], peer: string, unit: string, threads?: number, env: NodeJS.ProcessEnv = {}): PeerResult {
-  const results = peerSettings(script).map((setting) => {
+  const key = JSON.stringify([script, args, threads ?? null, env]);
+  const settings = peerSettings(script).flatMap((s) => capabilityChoice.get(key)?.map((c) => withCapability(s, c)) ?? withCapabilities(script, s));
+  const results = settings.map((setting) => {
     const r = pythonRun(script, args, threads, env, setting);
-    if ('missing' in r) return { peer, value: null, unit, missing: r.missing };
+    if ('missing' in r) return { peer, value: null, unit, missing: r.missing, capability: setting?.capability };
     const out = r.out as { value: number; peer: string; detail?: string };
-    return { peer: out.peer, value: out.value, unit, detail: [out.detail, r.blas].filter(Boolean).join('; ') };
+    return { peer: out.peer, value: out.value, unit, detail: [out.detail, r.blas].filter(Boolean).join('; '), capability: setting?.capability };
   });
-  return best(results);
+  const { capability, ...winner } = best(results);
+  // The ATen level is chosen at a peer's first run (both tried) and kept for its later rounds of the same call.
+  if (!capabilityChoice.has(key) && winner.value !== null) capabilityChoice.set(key, [capability]);
+  return winner;
 }
+
+/** A peer call's ATen capability, chosen at its first run: later rounds of {@link interleaved} run only that one. */
+const capabilityChoice = new Map<string, (string | undefined)[]>();
+
+/** A setting a Python peer runs under: an OpenBLAS core (`coretype`), and for PyTorch's an ATen level (`capability`). */
+export type PeerSetting = { coretype?: string; capability?: string; detail: string } | undefined;
 
 /**
  * The BLAS settings a peer script is tried under: numpy's peers (*_numpy.py) the core fastest at numpy's sgemm;
@@ -120,10 +131,35 @@ export function pythonPeer(script: string, args: (string | number)[], peer: stri
  * products: with the small-product core alone PyTorch's MNIST training at batch 128 ran 6,761 samples/s in one
  * quiet run against 8,832-8,932 on the sgemm core in the runs before (2-core AMD EPYC Zen 4).
  */
-export function peerSettings(script: string): ({ coretype?: string; detail: string } | undefined)[] {
+export function peerSettings(script: string): PeerSetting[] {
   const blas = peerBlas();
   if (script.includes('numpy') || !blas.torch || blas.torch.coretype === blas.coretype) return [undefined];
   return [blas.torch, { coretype: blas.coretype, detail: `${blas.detail} (the sgemm choice, also tried for PyTorch)` }];
+}
+
+/**
+ * A PyTorch peer's setting under torch's own ATen level and under each other level worth trying here
+ * ({@link otherCapabilities}: on an AVX-512 host, AVX2 and AVX-512 both); numpy's peers as they are.
+ */
+export function withCapabilities(script: string, setting: PeerSetting): PeerSetting[] {
+  if (script.includes('numpy')) return [setting];
+  const own = torchOwnCapability();
+  const simd = candidateCores(cpuFlags(), simdCap()).simd;
+  return [setting, ...otherCapabilities(simd, own).map((c) => withCapability(setting, c))];
+}
+
+function withCapability(setting: PeerSetting, capability: string | undefined): PeerSetting {
+  if (capability === undefined) return setting;
+  const blas = setting ?? peerBlas().torch ?? peerBlas();
+  return { coretype: blas.coretype, detail: blas.detail, capability };
+}
+
+/** What a peer's detail says about its ATen level: torch's own choice, a level tried instead, or the AVX2 cap. */
+function capabilityDetail(setting: PeerSetting): string {
+  if (simdCap() === 'avx2') return 'ATen and oneDNN capped at AVX2 (LOOM_SIMD=avx2: ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA)';
+  const own = torchOwnCapability();
+  if (setting?.capability) return `ATen ${setting.capability.toUpperCase()} (ATEN_CPU_CAPABILITY; its own choice ${own ?? '?'})`;
+  return `ATen ${own ?? '?'} (its own choice${otherCapabilities(candidateCores(cpuFlags()).simd, own).length ? '; the other level also tried' : ''})`;
 }
 
 /**
@@ -135,8 +171,8 @@ export function pythonRun(
   args: (string | number)[],
   threads?: number,
   env: NodeJS.ProcessEnv = {},
-  /** The BLAS core to run under (default: numpy's choice for *_numpy.py, PyTorch's for every other peer). */
-  blasSetting?: { coretype?: string; detail: string },
+  /** The BLAS core (and ATen level) to run under (default: numpy's choice for *_numpy.py, PyTorch's for every other peer). */
+  blasSetting?: PeerSetting,
 ): { out: Record<string, unknown>; blas: string } | { missing: string } {
   if (!fs.existsSync(PYTHON)) return { missing: `${PYTHON} not found` };
   const blas = peerBlas();
@@ -147,7 +183,7 @@ export function pythonRun(
   // otherwise: with torch at 1 thread that oversubscribed a busy 2-core host and ran the G2P peer 3.5x slower
   // (24 against 84 words/s). A peer measured at `threads` gets OpenBLAS's pool of the same size.
   const r = spawnSync(PYTHON, [path.join(BENCH_DIR, 'peers', script), ...args.map(String)], {
-    env: { ...peerEnv(setting.coretype), ...(threads ? { OPENBLAS_NUM_THREADS: String(threads) } : {}), ...env },
+    env: { ...peerEnv(setting.coretype, blasSetting?.capability), ...(threads ? { OPENBLAS_NUM_THREADS: String(threads) } : {}), ...env },
     encoding: 'utf8',
     timeout: 600_000,
   });
@@ -155,7 +191,8 @@ export function pythonRun(
     const why = (r.stderr || r.error?.message || 'failed').trim().split('\n').at(-1)!;
     return { missing: why.includes('No module named') ? `${why} (apt-get install python3-torch python3-numpy libopenblas0-pthread)` : why };
   }
-  return { out: JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>, blas: setting.detail };
+  const detail = script.includes('numpy') ? setting.detail : `${setting.detail}; ${capabilityDetail(blasSetting)}`;
+  return { out: JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>, blas: detail };
 }
 
 /**
@@ -213,7 +250,7 @@ function median(xs: number[]): number {
 }
 
 /** The best of several peer runs (e.g. one per thread setting), keeping the detail that says which won. */
-export function best(results: PeerResult[]): PeerResult {
+export function best<T extends PeerResult>(results: T[]): T {
   const ran = results.filter((r) => r.value !== null);
   if (ran.length === 0) return results[0]!;
   return ran.reduce((a, b) => (b.value! > a.value! ? b : a));

@@ -19,7 +19,19 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { PluginRegistry } from '../core';
-import { REPO, TORCH_SETTINGS, entry, measure, peerSettings, pythonRun, type Benchmark, type BenchEntry, type PeerResult } from './harness';
+import {
+  REPO,
+  TORCH_SETTINGS,
+  entry,
+  measure,
+  peerSettings,
+  pythonRun,
+  withCapabilities,
+  type PeerSetting,
+  type Benchmark,
+  type BenchEntry,
+  type PeerResult,
+} from './harness';
 import { mnistTrainStep } from './mnist-cnn';
 
 /** Steps at the start of a run left out of its steady rate (compilation, caches, the allocator's first pages). */
@@ -118,7 +130,7 @@ function loomRun(maxSteps?: number): RunResult {
 interface TorchSetting {
   threads: number;
   env: NodeJS.ProcessEnv;
-  core: { coretype?: string; detail: string } | undefined;
+  core: PeerSetting;
 }
 
 /**
@@ -129,7 +141,7 @@ interface TorchSetting {
  * push a full measurement past what one quiet window holds; the step is what the replica spends its time in.
  */
 function fastestTorchSetting(seconds: number): TorchSetting {
-  const cores = peerSettings('mnist_full_torch.py');
+  const cores = peerSettings('mnist_full_torch.py').flatMap((s) => withCapabilities('mnist_full_torch.py', s));
   const probes = TORCH_SETTINGS.flatMap((s) =>
     cores.map((core) => {
       const r = pythonRun('mnist_cnn_torch.py', [BATCH, s.threads, seconds], s.threads, s.env, core);

@@ -54,9 +54,21 @@ export interface PeerBlas {
 /** OpenBLAS cores (0.3.21's names) with AVX2 or AVX-512 kernels; any other core on an AVX2 host is a fallback. */
 export const VECTOR_CORES = ['Haswell', 'Zen', 'SkylakeX', 'Cooperlake', 'SapphireRapids', 'Excavator'];
 
-/** The host's SIMD level and the OpenBLAS cores worth trying on it (those whose instructions it has). */
-export function candidateCores(flags: Set<string>): { simd: 'avx512' | 'avx2' | 'other'; cores: string[] } {
-  if (flags.has('avx512f') && flags.has('avx512bw') && flags.has('avx512vl'))
+/**
+ * The instruction set a benchmark run compares at: `avx2` where `LOOM_SIMD=avx2` caps loom's kernels (then every peer
+ * is capped at AVX2 too: OpenBLAS's AVX2 cores only, PyTorch's ATen kernels and oneDNN at AVX2), so that an AVX-512
+ * host also measures both sides' AVX2 code; otherwise undefined, each side at the host's best.
+ */
+export function simdCap(env: NodeJS.ProcessEnv = process.env): 'avx2' | undefined {
+  return env.LOOM_SIMD === 'avx2' ? 'avx2' : undefined;
+}
+
+/** The cores among {@link VECTOR_CORES} whose kernels are AVX-512. */
+export const AVX512_CORES = ['SkylakeX', 'Cooperlake', 'SapphireRapids'];
+
+/** The host's SIMD level and the OpenBLAS cores worth trying on it (those whose instructions it has; AVX2 ones under `cap`). */
+export function candidateCores(flags: Set<string>, cap?: 'avx2'): { simd: 'avx512' | 'avx2' | 'other'; cores: string[] } {
+  if (!cap && flags.has('avx512f') && flags.has('avx512bw') && flags.has('avx512vl'))
     return { simd: 'avx512', cores: ['SkylakeX', ...(flags.has('avx512_bf16') ? ['Cooperlake'] : []), 'Haswell', 'Zen'] };
   if (flags.has('avx2') && flags.has('fma')) return { simd: 'avx2', cores: ['Haswell', 'Zen'] };
   return { simd: 'other', cores: [] };
@@ -67,7 +79,7 @@ export function candidateCores(flags: Set<string>): { simd: 'avx512' | 'avx2' | 
  * fastest among those that computed correctly and ran the core they were asked for (a core the library does not
  * have falls back silently, so the probe reports what ran).
  */
-export function chooseBlas(own: BlasProbe, tried: BlasProbe[], simd: 'avx512' | 'avx2' | 'other'): PeerBlas {
+export function chooseBlas(own: BlasProbe, tried: BlasProbe[], simd: 'avx512' | 'avx2' | 'other', cap?: 'avx2'): PeerBlas {
   const name = `${own.blas === 'openblas' ? 'OpenBLAS' : own.blas} ${own.version ?? ''}`.trim();
   if (own.blas === 'reference')
     return {
@@ -75,7 +87,9 @@ export function chooseBlas(own: BlasProbe, tried: BlasProbe[], simd: 'avx512' | 
       handicap: `numpy/PyTorch run netlib's reference BLAS (${own.library}), tens of times slower than OpenBLAS: apt-get install libopenblas0-pthread`,
     };
   if (own.blas !== 'openblas') return { detail: `${name} (${own.library})` };
-  const usable = [own, ...tried].filter((p) => p.correct && p.blas === 'openblas' && (p.coretype === null || p.core === p.coretype));
+  // Under an AVX2 cap, OpenBLAS's own choice is usable only where it is an AVX2 core (not SkylakeX on an Intel host).
+  const allowed = (p: BlasProbe) => !cap || !AVX512_CORES.includes(p.core ?? '');
+  const usable = [own, ...tried].filter((p) => p.correct && p.blas === 'openblas' && (p.coretype === null || p.core === p.coretype) && allowed(p));
   const fastest = usable.reduce<BlasProbe | null>((a, b) => (a === null || b.gflops > a.gflops ? b : a), null);
   const measured = [own, ...tried]
     .map((p) => `${p.coretype ?? `${p.core} (own choice)`} ${p.correct ? `${p.gflops.toFixed(0)} GFLOP/s` : 'WRONG RESULT'}`)
@@ -112,14 +126,52 @@ function torchChoice(own: BlasProbe, usable: BlasProbe[], vectorHost: boolean, n
   };
 }
 
-/** Debian's python3 and the environment the peers run in (OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset, then `coretype`). */
+/**
+ * Debian's python3 and the environment the peers run in: OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE and the instruction-set
+ * settings of PyTorch's ATen (ATEN_CPU_CAPABILITY) and oneDNN (ONEDNN_MAX_CPU_ISA, DNNL_MAX_CPU_ISA) are not taken
+ * from this environment; `coretype` and `capability` set the first and the ATen one; under {@link simdCap} `avx2`
+ * ATen and oneDNN are capped at AVX2.
+ */
 export const PYTHON = '/usr/bin/python3';
-export function peerEnv(coretype?: string): NodeJS.ProcessEnv {
+export function peerEnv(coretype?: string, capability?: string): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  delete env.OPENBLAS_CORETYPE;
-  delete env.OPENBLAS_L2_SIZE;
+  for (const k of ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE', 'ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA', 'DNNL_MAX_CPU_ISA']) delete env[k];
   if (coretype) env.OPENBLAS_CORETYPE = coretype;
+  if (simdCap() === 'avx2') Object.assign(env, { ATEN_CPU_CAPABILITY: 'avx2', ONEDNN_MAX_CPU_ISA: 'AVX2', DNNL_MAX_CPU_ISA: 'AVX2' });
+  else if (capability) env.ATEN_CPU_CAPABILITY = capability;
   return env;
+}
+
+/**
+ * The ATen vector-kernel levels (ATEN_CPU_CAPABILITY) worth trying for PyTorch's peers besides torch's own choice
+ * (`own`, as `torch.__config__.show()` names it): on an AVX-512 host, the other of AVX2 and AVX-512. Debian's torch
+ * 1.13 has both compiled in and runs AVX2 on the AMD Zen 5 host of HISTORY.md's run I although AVX-512 is there;
+ * which is faster depends on the model (elementwise maps, reductions, softmax and layer norm run on them; the matrix
+ * products run on OpenBLAS and the convolutions on oneDNN, which picks its own level). None under a cap or on an
+ * AVX2 host, or when torch's choice could not be read.
+ */
+export function otherCapabilities(simd: 'avx512' | 'avx2' | 'other', own: string | null): string[] {
+  if (simd !== 'avx512' || own === null) return [];
+  return ['avx2', 'avx512'].filter((c) => c !== own.toLowerCase());
+}
+
+let ownCapability: string | null | undefined;
+
+/** torch's own ATen capability here (e.g. `AVX2`), null where torch is missing; asked once per benchmark run. */
+export function torchOwnCapability(): string | null {
+  if (ownCapability !== undefined) return ownCapability;
+  const r = spawnSync(PYTHON, ['-c', 'import torch; print(torch.__config__.show())'], { env: peerEnv(), encoding: 'utf8', timeout: 60_000 });
+  ownCapability = r.status === 0 ? (/CPU capability usage: (\w+)/.exec(r.stdout)?.[1] ?? null) : null;
+  return ownCapability;
+}
+
+/** The host's CPU flags (/proc/cpuinfo; empty elsewhere). */
+export function cpuFlags(): Set<string> {
+  let text = '';
+  try {
+    text = fs.readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {}
+  return new Set((text.match(/^flags\s*:(.*)$/m)?.[1] ?? '').trim().split(/\s+/));
 }
 
 function probe(coretype?: string): BlasProbe | null {
@@ -135,9 +187,8 @@ export function peerBlas(): PeerBlas {
   if (chosen) return chosen;
   const own = fs.existsSync(PYTHON) ? probe() : null;
   if (!own) return (chosen = { detail: 'BLAS not probed (python3 with numpy missing)' });
-  const flags = new Set((fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '').trim().split(/\s+/));
-  const { simd, cores } = candidateCores(flags);
+  const { simd, cores } = candidateCores(cpuFlags(), simdCap());
   const tried = own.blas === 'openblas' ? cores.map((c) => probe(c) ?? { ...own, coretype: c, correct: false, gflops: 0 }) : [];
-  chosen = chooseBlas(own, tried, simd);
+  chosen = chooseBlas(own, tried, simd, simdCap());
   return chosen;
 }

@@ -11,10 +11,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createRegistry, selectBackend } from '../core';
-import { environmentTags, vegaLiteSvg } from '../runtime';
+import { cpuIdentity, environmentTags, vegaLiteSvg } from '../runtime';
 import { registerBuiltins } from '../plugins';
 import { dataParallel } from './data-parallel';
 import { BENCH_DIR, type BenchEntry, type Benchmark } from './harness';
+import { simdCap } from './peer-blas';
 import { INFERENCE_ROWS, inference, type InferenceRow } from './inference';
 import { mnistCnn } from './mnist-cnn';
 import { mnistE2e } from './mnist-e2e';
@@ -39,6 +40,7 @@ if (badFlags.length) {
   process.exit(2);
 }
 const tiny = args.includes('--tiny');
+const cap = simdCap();
 const registry = registerBuiltins(createRegistry());
 const { tags } = await selectBackend(registry, process.env.LOOM_BACKEND);
 const all: Benchmark[] = [
@@ -64,7 +66,8 @@ if (tiny && !(wanted.length > 0 && wanted.every((w) => shrinkable.includes(w))))
   );
   process.exit(2);
 }
-console.log(`backend: ${tags.backend} (${tags['backend.kernels']}) on ${os.cpus()[0]?.model} x${os.cpus().length}`);
+console.log(`backend: ${tags.backend} (${tags['backend.kernels']}) on ${os.cpus()[0]?.model} (${cpuIdentity()}) x${os.cpus().length}`);
+if (cap) console.log('LOOM_SIMD=avx2: loom and every peer run AVX2 code (OpenBLAS AVX2 cores, ATen and oneDNN at AVX2); rows named [AVX2 cap]');
 
 const entries: BenchEntry[] = [];
 // A benchmark that fails (a peer or a tool missing in a way its rows cannot report) is named and skipped: the rows
@@ -82,6 +85,9 @@ for (const b of all.filter((b) => wanted.length === 0 || wanted.includes(b.name)
     continue;
   }
   for (const e of rows) {
+    // Under LOOM_SIMD=avx2 both sides run AVX2 code (harness.ts, peer-blas.ts simdCap): rows of their own, kept
+    // beside the host's best rather than replacing them.
+    if (cap) e.name = `${e.name} [AVX2 cap]`;
     entries.push(e);
     console.log(`  ${line(e)}`);
   }
@@ -103,6 +109,12 @@ if (entries.length === 0) {
   process.exit();
 }
 
+/** When, at which commit and on which CPU a row was measured (rows from before `cpu.id` was recorded name the model only). */
+function measuredAt(env: Record<string, string> | undefined): string {
+  if (!env) return '?';
+  return `${env.date?.slice(0, 16) ?? '?'}, ${env['git.commit']?.slice(0, 7) ?? '?'}, ${env['cpu.model'] ?? '?'}${env['cpu.id'] ? ` (${env['cpu.id']})` : ''}`;
+}
+
 function line(e: BenchEntry): string {
   const peers = e.peers.map((p) => `${p.peer} ${fmt(p.value)}${p.missing ? ` (${p.missing})` : ''}`).join(' | ');
   return `${e.name}: ours ${fmt(e.ours)} ${e.unit} | ${peers} | ratio ${e.ratio === null ? 'n/a' : e.ratio.toFixed(2)}${e.target ? ` (target ≥ ${e.target})` : ''}`;
@@ -113,29 +125,30 @@ fs.mkdirSync(outDir, { recursive: true });
 const env: Record<string, string> = { date: new Date().toISOString(), ...environmentTags(), ...tags };
 // Keep earlier entries of benchmarks not run this time, so `npm run bench -- sgemm` does not erase the others.
 const previous = fs.existsSync(path.join(outDir, 'latest.json'))
-  ? (JSON.parse(fs.readFileSync(path.join(outDir, 'latest.json'), 'utf8')) as { entries: (BenchEntry & { env?: object })[] }).entries
+  ? (JSON.parse(fs.readFileSync(path.join(outDir, 'latest.json'), 'utf8')) as { entries: (BenchEntry & { env?: Record<string, string> })[] }).entries
   : [];
 const ran = new Set(entries.map((e) => e.name));
-const merged = [...previous.filter((e) => !ran.has(e.name)), ...entries.map((e) => ({ ...e, env }))];
-entries.splice(0, entries.length, ...merged);
-fs.writeFileSync(path.join(outDir, 'latest.json'), `${JSON.stringify({ env, entries }, null, 2)}\n`);
+const merged: (BenchEntry & { env?: Record<string, string> })[] = [...previous.filter((e) => !ran.has(e.name)), ...entries.map((e) => ({ ...e, env }))];
+fs.writeFileSync(path.join(outDir, 'latest.json'), `${JSON.stringify({ env, entries: merged }, null, 2)}\n`);
 
 const md = [
   `# Benchmarks (${env.date})`,
   '',
-  `Backend \`${tags.backend}\` (${tags['backend.kernels']}), ${env['cpu.model']} x${env['cpu.count']}, Node ${env['node.version']}, commit ${env['git.commit']}.`,
+  `Backend \`${tags.backend}\` (${tags['backend.kernels']}), ${env['cpu.model']} (${env['cpu.id']}) x${env['cpu.count']}, Node ${env['node.version']}, commit ${env['git.commit']}.`,
   '',
-  '| benchmark | unit | ours | peers | ratio (ours / first peer) | target | notes |',
-  '| --- | --- | --- | --- | --- | --- | --- |',
-  ...entries.map(
+  'Rows kept from earlier runs (a run of some benchmarks keeps the others) say when, at which commit and on which CPU they were measured.',
+  '',
+  '| benchmark | unit | ours | peers | ratio (ours / first peer) | target | notes | measured |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  ...merged.map(
     (e) =>
-      `| ${e.name} | ${e.unit} | ${fmt(e.ours)} | ${e.peers.map((p) => `${p.peer}${p.detail ? ` (${p.detail})` : ''}: ${fmt(p.value)}${p.missing ? ` — ${p.missing}` : ''}`).join('<br>')} | ${e.ratio === null ? 'n/a' : e.ratio.toFixed(2)} | ${e.target ? `≥ ${e.target}` : ''} | ${e.oursDetail} |`,
+      `| ${e.name} | ${e.unit} | ${fmt(e.ours)} | ${e.peers.map((p) => `${p.peer}${p.detail ? ` (${p.detail})` : ''}: ${fmt(p.value)}${p.missing ? ` — ${p.missing}` : ''}`).join('<br>')} | ${e.ratio === null ? 'n/a' : e.ratio.toFixed(2)} | ${e.target ? `≥ ${e.target}` : ''} | ${e.oursDetail} | ${measuredAt(e.env)} |`,
   ),
   '',
 ].join('\n');
 fs.writeFileSync(path.join(outDir, 'latest.md'), md);
 
-const values = entries.flatMap((e) => [
+const values = merged.flatMap((e) => [
   { benchmark: e.name, who: 'loom', value: e.ours },
   ...e.peers.filter((p) => p.value !== null).map((p) => ({ benchmark: e.name, who: p.peer, value: p.value! })),
 ]);

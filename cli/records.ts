@@ -23,7 +23,8 @@ export interface RunRecordFile {
   subset?: string;
   seed: number;
   commit: string;
-  machine: { cpu: string; cores: string; simd: string; threads: string; backend: string };
+  /** `cpuId`: vendor, family, model and vector extensions (runtime/environment.ts cpuIdentity); absent in records of runs before it was tagged. */
+  machine: { cpu: string; cpuId?: string; cores: string; simd: string; threads: string; backend: string };
   wallTimeSec: number | null;
   /** The checkpoint step this run was resumed from, each time it was (empty: never interrupted). */
   resumedFrom: number[];
@@ -59,7 +60,14 @@ export function recordOf(run: StoredRun): RunRecordFile {
     ...(t['few_shot.size'] ? { subset: t['few_shot.size'] } : {}),
     seed: Number(t.seed ?? NaN),
     commit: t['git.commit'] ?? '?',
-    machine: { cpu: t['cpu.model'] ?? '?', cores: t['cpu.count'] ?? '?', simd: native?.[1] ?? 'n/a', threads: native?.[2] ?? 'n/a', backend: t.backend ?? '?' },
+    machine: {
+      cpu: t['cpu.model'] ?? '?',
+      ...(t['cpu.id'] ? { cpuId: t['cpu.id'] } : {}),
+      cores: t['cpu.count'] ?? '?',
+      simd: native?.[1] ?? 'n/a',
+      threads: native?.[2] ?? 'n/a',
+      backend: t.backend ?? '?',
+    },
     wallTimeSec: wall,
     resumedFrom: [...new Set(resumed)],
     summary: dir ? readJson(path.join(dir, 'artifacts', 'summary.json')) : null,

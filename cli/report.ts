@@ -214,7 +214,12 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
         ['backend', uniq(group.map((r) => `${r.tags.backend ?? '?'} (${(r.tags['backend.kernels'] ?? r.tags['tfjs.backend'] ?? '').split(':')[0]})`))],
         [
           'hardware',
-          uniq(group.map((r) => `${r.tags['cpu.model'] ?? '?'} × ${r.tags['cpu.count'] ?? '?'}${r.tags['gpu.model'] ? `, GPU ${r.tags['gpu.model']}` : ''}`)),
+          uniq(
+            group.map(
+              (r) =>
+                `${r.tags['cpu.model'] ?? '?'}${r.tags['cpu.id'] ? ` (${r.tags['cpu.id']})` : ''} × ${r.tags['cpu.count'] ?? '?'}${r.tags['gpu.model'] ? `, GPU ${r.tags['gpu.model']}` : ''}`,
+            ),
+          ),
         ],
         ['versions', uniq(group.map((r) => `node ${r.tags['node.version'] ?? '?'}, tfjs ${r.tags['tfjs.version'] ?? '?'}`))],
         ['commit', uniq(group.map((r) => r.tags['git.commit']))],

@@ -1,5 +1,6 @@
 /** Facts about where a run happens, recorded as tags so a reproduction says what it ran on. */
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -24,7 +25,7 @@ export function gitCommit(cwd = path.dirname(fileURLToPath(import.meta.url))): s
  * The commit and GPU as they were when this process first asked: a long run (several variants) keeps reporting
  * the code it actually runs, even if the checkout moves on meanwhile.
  */
-let processFacts: { commit: string; gpu: string | null } | undefined;
+let processFacts: { commit: string; gpu: string | null; cpu: string } | undefined;
 
 /** The first GPU's name from nvidia-smi, or null where there is none. */
 function gpuModel(): string | null {
@@ -40,9 +41,37 @@ function gpuModel(): string | null {
   }
 }
 
+/**
+ * What identifies the CPU beyond its model name (which a VM may cut to "AMD EPYC"): vendor, family, model and
+ * stepping from /proc/cpuinfo, and the vector extensions that decide which kernels run, e.g. `AuthenticAMD family 26
+ * model 2 stepping 1: avx2 avx512f avx512_vnni avx512_bf16` (AMD Zen 5) or `... amx_bf16 amx_int8` on a Xeon with
+ * AMX. `unknown` where /proc/cpuinfo is not there; on AArch64 the implementer and part.
+ */
+export function cpuIdentity(cpuinfo?: string): string {
+  let text = cpuinfo;
+  if (text === undefined) {
+    try {
+      text = fs.readFileSync('/proc/cpuinfo', 'utf8');
+    } catch {
+      return 'unknown';
+    }
+  }
+  const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(text!)?.[1]?.trim();
+  const flags = new Set((field('flags') ?? field('Features') ?? '').split(/\s+/));
+  const vector = ['avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16', 'amx_int8', 'asimd', 'sve'].filter((f) => flags.has(f));
+  const family = field('cpu family');
+  const id =
+    family !== undefined
+      ? `${field('vendor_id') ?? '?'} family ${family} model ${field('model') ?? '?'} stepping ${field('stepping') ?? '?'}`
+      : field('CPU implementer') !== undefined
+        ? `implementer ${field('CPU implementer')} part ${field('CPU part') ?? '?'}`
+        : 'unknown';
+  return vector.length > 0 ? `${id}: ${vector.join(' ')}` : id;
+}
+
 export function environmentTags(): Record<string, string> {
   const cpus = os.cpus();
-  processFacts ??= { commit: gitCommit(), gpu: gpuModel() };
+  processFacts ??= { commit: gitCommit(), gpu: gpuModel(), cpu: cpuIdentity() };
   return {
     'git.commit': processFacts.commit,
     ...(processFacts.gpu ? { 'gpu.model': processFacts.gpu } : {}),
@@ -52,5 +81,6 @@ export function environmentTags(): Record<string, string> {
     platform: `${os.platform()}-${os.arch()}`,
     'cpu.model': cpus[0]?.model ?? 'unknown',
     'cpu.count': String(cpus.length),
+    'cpu.id': processFacts.cpu,
   };
 }

@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type BlasProbe, candidateCores, chooseBlas, VECTOR_CORES } from '../benchmarks/peer-blas';
+import { type BlasProbe, candidateCores, chooseBlas, otherCapabilities, peerEnv, simdCap, VECTOR_CORES } from '../benchmarks/peer-blas';
 
 const probe = (over: Partial<BlasProbe>): BlasProbe => ({
   blas: 'openblas',
@@ -27,6 +27,46 @@ describe('candidateCores', () => {
     expect(candidateCores(new Set(['avx2', 'fma', 'avx512f', 'avx512bw', 'avx512vl'])).cores).not.toContain('Cooperlake');
     expect(candidateCores(new Set(['avx2', 'fma']))).toEqual({ simd: 'avx2', cores: ['Haswell', 'Zen'] });
     expect(candidateCores(new Set(['sse2']))).toEqual({ simd: 'other', cores: [] });
+  });
+
+  it('under an AVX2 cap (LOOM_SIMD=avx2) treats an AVX-512 host as an AVX2 one', () => {
+    const avx512 = new Set(['avx2', 'fma', 'avx512f', 'avx512bw', 'avx512vl', 'avx512_bf16']);
+    expect(candidateCores(avx512, 'avx2')).toEqual({ simd: 'avx2', cores: ['Haswell', 'Zen'] });
+    expect(simdCap({ LOOM_SIMD: 'avx2' })).toBe('avx2');
+    expect(simdCap({ LOOM_SIMD: 'scalar' })).toBeUndefined();
+    expect(simdCap({})).toBeUndefined();
+  });
+});
+
+describe("PyTorch's instruction-set settings", () => {
+  it('tries the other ATen level on an AVX-512 host only, whichever torch chose', () => {
+    expect(otherCapabilities('avx512', 'AVX2')).toEqual(['avx512']);
+    expect(otherCapabilities('avx512', 'AVX512')).toEqual(['avx2']);
+    expect(otherCapabilities('avx512', 'DEFAULT')).toEqual(['avx2', 'avx512']);
+    expect(otherCapabilities('avx2', 'AVX2')).toEqual([]);
+    expect(otherCapabilities('avx512', null)).toEqual([]);
+  });
+
+  it("never passes this environment's core or ISA settings on to a peer, sets the ones asked for, and caps both ATen and oneDNN under LOOM_SIMD=avx2", () => {
+    const saved = { ...process.env };
+    try {
+      Object.assign(process.env, { OPENBLAS_CORETYPE: 'Prescott', ATEN_CPU_CAPABILITY: 'default', ONEDNN_MAX_CPU_ISA: 'SSE41', DNNL_MAX_CPU_ISA: 'SSE41' });
+      delete process.env.LOOM_SIMD;
+      const plain = peerEnv();
+      for (const k of ['OPENBLAS_CORETYPE', 'ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA', 'DNNL_MAX_CPU_ISA']) expect(plain[k]).toBeUndefined();
+      expect(peerEnv('Zen', 'avx512')).toMatchObject({ OPENBLAS_CORETYPE: 'Zen', ATEN_CPU_CAPABILITY: 'avx512' });
+      process.env.LOOM_SIMD = 'avx2';
+      // The cap wins over a level asked for: an AVX2 comparison never runs a peer's AVX-512 code.
+      expect(peerEnv('Haswell', 'avx512')).toMatchObject({
+        OPENBLAS_CORETYPE: 'Haswell',
+        ATEN_CPU_CAPABILITY: 'avx2',
+        ONEDNN_MAX_CPU_ISA: 'AVX2',
+        DNNL_MAX_CPU_ISA: 'AVX2',
+      });
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+    }
   });
 });
 
@@ -96,6 +136,13 @@ describe('chooseBlas', () => {
     expect(ownBest.torch).toEqual({ detail: expect.stringContaining('core Cooperlake (its own choice;') });
     // No torch (no torch_gflops): PyTorch's peers, if any, take numpy's choice.
     expect(chooseBlas(probe({ core: 'Cooperlake' }), [probe({ coretype: 'Haswell', core: 'Haswell', gflops: 190 })], 'avx512').torch).toBeUndefined();
+  });
+
+  it("under an AVX2 cap never keeps OpenBLAS's own AVX-512 core, however fast", () => {
+    const own = probe({ core: 'SkylakeX', gflops: 230 });
+    const tried = [probe({ coretype: 'Haswell', core: 'Haswell', gflops: 100 }), probe({ coretype: 'Zen', core: 'Zen', gflops: 120 })];
+    expect(chooseBlas(own, tried, 'avx2', 'avx2').coretype).toBe('Zen');
+    expect(chooseBlas(own, tried, 'avx512').coretype).toBeUndefined();
   });
 
   it('reports the reference BLAS, or only generic cores on a vector CPU, as a handicap instead of a peer to compare with', () => {
