@@ -40,6 +40,9 @@ if (badFlags.length) {
   process.exit(2);
 }
 const tiny = args.includes('--tiny');
+// The commit and machine as the run starts (editing the checkout during a long run does not change what it measured).
+const started = new Date().toISOString();
+const facts = environmentTags();
 const cap = simdCap();
 const registry = registerBuiltins(createRegistry());
 const { tags } = await selectBackend(registry, process.env.LOOM_BACKEND);
@@ -122,7 +125,7 @@ function line(e: BenchEntry): string {
 
 const outDir = path.join(BENCH_DIR, 'results');
 fs.mkdirSync(outDir, { recursive: true });
-const env: Record<string, string> = { date: new Date().toISOString(), ...environmentTags(), ...tags };
+const env: Record<string, string> = { date: started, ...facts, ...tags };
 // Keep earlier entries of benchmarks not run this time, so `npm run bench -- sgemm` does not erase the others.
 const previous = fs.existsSync(path.join(outDir, 'latest.json'))
   ? (JSON.parse(fs.readFileSync(path.join(outDir, 'latest.json'), 'utf8')) as { entries: (BenchEntry & { env?: Record<string, string> })[] }).entries

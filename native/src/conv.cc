@@ -90,7 +90,7 @@ int64_t task_rows(int64_t rows, int64_t kdim) {
 // in fp32 precision (bf16's products stay on the im2col path).
 // Through im2col and the GEMM such a product has a depth of 9 (3×3 over one channel): the tiled GEMM's packing and
 // its 12×32 tile do little arithmetic per byte moved, and gathering the columns cost as much as the product. These
-// read each tap straight from the image (padded first where the window leaves it) and keep blocks of 16 output
+// read each tap straight from the image (padded first where the window leaves it) and keep blocks of L (16, 8, 4) output
 // channels in vector registers. The arithmetic per output element is the GEMM's: a chain of multiply-adds in tap
 // order from zero, then the bias, then relu.
 constexpr int64_t kDirectDepth = 32;
@@ -113,24 +113,51 @@ bool direct(const ConvShape& s) {
 // the number of threads nor on which thread took which group.
 constexpr int64_t kFilterChunk = 512;
 
-// GCC warns that passing a 64-byte vector changes the ABI where AVX-512 is off; these helpers are always inlined.
+// GCC warns that passing a wide vector changes the ABI where the instruction set lacks it; these helpers are always
+// inlined.
 #pragma GCC diagnostic ignored "-Wpsabi"
-typedef float v16 __attribute__((vector_size(64)));
+// The direct and pooling kernels work on blocks of L channels, one vector of L floats each: L = 16 for AVX-512 (a zmm
+// register), 8 for AVX2 (ymm), 4 for the baseline (SSE2 on x86-64, NEON on AArch64). A vector wider than the
+// instruction set's registers has no machine mode there: GCC kept every such value in memory and lowered its
+// comparisons and selects element by element, so these kernels, built with 16-float vectors for every level, ran
+// 6-10x slower on AVX2 than on AVX-512 (the MNIST CNN's fused convolution and pooling 1.8 against 0.18 ms forward,
+// LoomConv2DMaxPoolGrad 1.7 against 0.26 ms, 2-core AMD Zen 5 with LOOM_SIMD=avx2). Each lane is one output channel
+// and its arithmetic does not depend on L, so every width computes the same values.
+template <int L>
+struct Vec;
+template <>
+struct Vec<16> {
+  typedef float f __attribute__((vector_size(64)));
+  typedef int32_t i __attribute__((vector_size(64)));
+};
+template <>
+struct Vec<8> {
+  typedef float f __attribute__((vector_size(32)));
+  typedef int32_t i __attribute__((vector_size(32)));
+};
+template <>
+struct Vec<4> {
+  typedef float f __attribute__((vector_size(16)));
+  typedef int32_t i __attribute__((vector_size(16)));
+};
 
-LOOM_CONV_INLINE v16 load16(const float* p) {
-  v16 v;
+template <int L>
+LOOM_CONV_INLINE typename Vec<L>::f load_full(const float* p) {
+  typename Vec<L>::f v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-// The first `w` ≤ 16 floats at p, the rest zero (the last block of a row of channels).
-LOOM_CONV_INLINE v16 load_part(const float* p, int64_t w) {
-  if (w == 16) return load16(p);
-  v16 v = {};
+// The first `w` ≤ L floats at p, the rest zero (the last block of a row of channels).
+template <int L>
+LOOM_CONV_INLINE typename Vec<L>::f load_part(const float* p, int64_t w) {
+  if (w == L) return load_full<L>(p);
+  typename Vec<L>::f v = {};
   for (int64_t j = 0; j < w; j++) v[j] = p[j];
   return v;
 }
-LOOM_CONV_INLINE void store_part(float* p, v16 v, int64_t w) {
-  if (w == 16)
+template <int L>
+LOOM_CONV_INLINE void store_part(float* p, typename Vec<L>::f v, int64_t w) {
+  if (w == L)
     std::memcpy(p, &v, sizeof v);  // one vector store (a copy of variable length is a slow `rep movs`)
   else
     for (int64_t j = 0; j < w; j++) p[j] = v[j];
@@ -174,32 +201,33 @@ std::vector<int64_t> tap_offsets(const ConvShape& s, const Images& im) {
 }
 
 // P adjacent output pixels of one row, from `src` (the first pixel's first tap; each next pixel's `step` floats on):
-// each block of 16 channels is P vector accumulators. wp is W [kdim, co] with rows padded to `cop` (a multiple of 16)
+// each block of L channels is P vector accumulators. wp is W [kdim, co] with rows padded to `cop` (a multiple of 16)
 // with zeros, bp likewise (or null).
-template <int P>
+template <int L, int P>
 LOOM_CONV_INLINE void conv_pixels(const float* src, int64_t step, const int64_t* off, int64_t kdim, const float* wp, const float* bp, bool relu,
                                   float* out, int64_t co, int64_t cop) {
-  for (int64_t co0 = 0; co0 < co; co0 += 16) {
-    v16 acc[P];
-    for (int p = 0; p < P; p++) acc[p] = v16{};
+  typedef typename Vec<L>::f V;
+  for (int64_t co0 = 0; co0 < co; co0 += L) {
+    V acc[P];
+    for (int p = 0; p < P; p++) acc[p] = V{};
     for (int64_t t = 0; t < kdim; t++) {
-      const v16 wv = load16(wp + t * cop + co0);
+      const V wv = load_full<L>(wp + t * cop + co0);
       const float* xt = src + off[t];
       for (int p = 0; p < P; p++) acc[p] += xt[p * step] * wv;
     }
-    const v16 b = bp ? load16(bp + co0) : v16{};
-    const int64_t cw = std::min<int64_t>(16, co - co0);
+    const V b = bp ? load_full<L>(bp + co0) : V{};
+    const int64_t cw = std::min<int64_t>(L, co - co0);
     for (int p = 0; p < P; p++) {
-      v16 v = bp ? acc[p] + b : acc[p];
-      if (relu) v = v < 0.f ? v16{} : v;  // as tfjs: NaN stays NaN
-      store_part(out + p * co + co0, v, cw);
+      V v = bp ? acc[p] + b : acc[p];
+      if (relu) v = v < 0.f ? V{} : v;  // as tfjs: NaN stays NaN
+      store_part<L>(out + p * co + co0, v, cw);
     }
   }
 }
 
 // Output rows [row0, row1) (row = n·oh + oh) of y = x ⋆ W (+ bias, relu), P pixels at a time, then one at a time;
 // y points at row row0's first element.
-template <int P>
+template <int L, int P>
 LOOM_CONV_INLINE void conv_direct_impl(const Images& im, const int64_t* off, const float* wp, const float* bp, bool relu, float* y, const ConvShape& s,
                                        int64_t cop, int64_t row0, int64_t row1) {
   const int64_t kdim = s.kh * s.kw * s.c, step = s.sw * s.c;
@@ -208,86 +236,89 @@ LOOM_CONV_INLINE void conv_direct_impl(const Images& im, const int64_t* off, con
     const float* src = im.x + ((n * im.h + oh * s.sh) * im.w) * s.c;
     float* out = y + (row - row0) * s.ow * s.co;
     int64_t ow = 0;
-    for (; ow + P <= s.ow; ow += P) conv_pixels<P>(src + ow * step, step, off, kdim, wp, bp, relu, out + ow * s.co, s.co, cop);
-    for (; ow < s.ow; ow++) conv_pixels<1>(src + ow * step, step, off, kdim, wp, bp, relu, out + ow * s.co, s.co, cop);
+    for (; ow + P <= s.ow; ow += P) conv_pixels<L, P>(src + ow * step, step, off, kdim, wp, bp, relu, out + ow * s.co, s.co, cop);
+    for (; ow < s.ow; ow++) conv_pixels<L, 1>(src + ow * step, step, off, kdim, wp, bp, relu, out + ow * s.co, s.co, cop);
   }
 }
 
-// Taps [0, G) of `off` (already advanced to the group's first) for one block of 16 channels (from co0, cw of them)
+// Taps [0, G) of `off` (already advanced to the group's first) for one block of L channels (from co0, cw of them)
 // over output pixels [r0, r1) (dy and y from pixel r0's row): dw[t, :] = Σ_p x(p, t)·dz[p, :] with dz = dy, masked
 // by y > 0 when y is given (relu's
 // gradient), and, when db is given, db = Σ_p dz[p, :]. Each a chain of multiply-adds in pixel order from zero;
 // stored to dw (rows `cop` apart, from the group's first tap) and db.
-template <int G>
+template <int L, int G>
 LOOM_CONV_INLINE void filter_taps(const Images& im, const ConvShape& s, const int64_t* off, int64_t r0, int64_t r1, const float* dy, const float* y,
                                   int64_t co0, int64_t cw, float* dw, int64_t cop, float* db) {
-  v16 acc[G], bacc = {};
+  typedef typename Vec<L>::f V;
+  V acc[G], bacc = {};
   int64_t o[G];
-  for (int g = 0; g < G; g++) acc[g] = v16{}, o[g] = off[g];
+  for (int g = 0; g < G; g++) acc[g] = V{}, o[g] = off[g];
   const int64_t plane = s.oh * s.ow, step = s.sw * s.c;
   for (int64_t r = r0; r < r1;) {
     // One output row's run of pixels at a time: their first taps are `step` floats apart.
     const int64_t n = r / plane, oh = (r % plane) / s.ow, ow = r % s.ow, end = std::min(r1, r + (s.ow - ow));
     const float* src = im.x + ((n * im.h + oh * s.sh) * im.w + ow * s.sw) * s.c;
     for (; r < end; r++, src += step) {
-      v16 d = load_part(dy + (r - r0) * s.co + co0, cw);
+      V d = load_part<L>(dy + (r - r0) * s.co + co0, cw);
       if (y) {  // as LoomReluGrad: dy where y > 0, NaN where y is NaN, else 0
-        const v16 yv = load_part(y + (r - r0) * s.co + co0, cw);
-        d = yv > 0.f ? d : yv != yv ? yv : v16{};
+        const V yv = load_part<L>(y + (r - r0) * s.co + co0, cw);
+        d = yv > 0.f ? d : yv != yv ? yv : V{};
       }
       for (int g = 0; g < G; g++) acc[g] += src[o[g]] * d;
       if (db) bacc += d;
     }
   }
-  for (int g = 0; g < G; g++) std::memcpy(dw + g * cop + co0, &acc[g], sizeof(v16));
-  if (db) std::memcpy(db + co0, &bacc, sizeof(v16));
+  for (int g = 0; g < G; g++) std::memcpy(dw + g * cop + co0, &acc[g], sizeof(V));
+  if (db) std::memcpy(db + co0, &bacc, sizeof(V));
 }
 
 // filter_taps for a group of g ≤ G taps (a compile-time count, so that the accumulators stay in registers).
-template <int G>
+template <int L, int G>
 LOOM_CONV_INLINE void filter_group(int64_t g, const Images& im, const ConvShape& s, const int64_t* off, int64_t r0, int64_t r1, const float* dy,
                                    const float* y, int64_t co0, int64_t cw, float* dw, int64_t cop, float* db) {
   if constexpr (G > 1) {
-    if (g < G) return filter_group<G - 1>(g, im, s, off, r0, r1, dy, y, co0, cw, dw, cop, db);
+    if (g < G) return filter_group<L, G - 1>(g, im, s, off, r0, r1, dy, y, co0, cw, dw, cop, db);
   }
-  filter_taps<G>(im, s, off, r0, r1, dy, y, co0, cw, dw, cop, db);
+  filter_taps<L, G>(im, s, off, r0, r1, dy, y, co0, cw, dw, cop, db);
 }
 
 // The partial sums of output pixels [r0, r1) (dy and y from pixel r0's row) into part: [kdim, cop] for the filter,
 // then [cop] for the bias when `bias`. The taps go in groups of at most 12 (vector accumulators), evenly sized.
+template <int L>
 LOOM_CONV_INLINE void filter_chunk_impl(const Images& im, const int64_t* off, const float* dy, const float* y, const ConvShape& s, int64_t r0,
                                         int64_t r1, int64_t cop, bool bias, float* part) {
   const int64_t kdim = s.kh * s.kw * s.c;
   const int64_t groups = (kdim + 11) / 12, per = (kdim + groups - 1) / groups;
-  for (int64_t co0 = 0; co0 < s.co; co0 += 16) {
-    const int64_t cw = std::min<int64_t>(16, s.co - co0);
+  for (int64_t co0 = 0; co0 < s.co; co0 += L) {
+    const int64_t cw = std::min<int64_t>(L, s.co - co0);
     for (int64_t t0 = 0; t0 < kdim; t0 += per)
-      filter_group<12>(std::min(per, kdim - t0), im, s, off + t0, r0, r1, dy, y, co0, cw, part + t0 * cop, cop,
+      filter_group<L, 12>(std::min(per, kdim - t0), im, s, off + t0, r0, r1, dy, y, co0, cw, part + t0 * cop, cop,
                        bias && t0 == 0 ? part + kdim * cop : nullptr);
   }
 }
-
-typedef int32_t vi16 __attribute__((vector_size(64)));
 
 // One band of `ph` rows of a convolution's output (rows `ow·co` floats apart) max-pooled over windows of ph × pw that
 // tile it (pw_out of them): y and at (the window tap of each maximum, row-major in the window, as a float: exact below
 // 2^24; -1 when no value is greater than -inf, i.e. all NaN) for one pooled row. Comparisons as the max pooling kernels': the first maximum in
 // scan order, NaN never.
+template <int L>
 LOOM_CONV_INLINE void pool_band_impl(const float* band, int64_t ow, int64_t co, int64_t ph, int64_t pw, int64_t pw_out, float* y, float* at) {
   for (int64_t q = 0; q < pw_out; q++)
-    for (int64_t c0 = 0; c0 < co; c0 += 16) {
-      const int64_t cw = std::min<int64_t>(16, co - c0);
-      v16 best = v16{} - std::numeric_limits<float>::infinity();
-      vi16 arg = vi16{} - 1;
+    for (int64_t c0 = 0; c0 < co; c0 += L) {
+      typedef typename Vec<L>::f V;
+      typedef typename Vec<L>::i VI;
+      const int64_t cw = std::min<int64_t>(L, co - c0);
+      V best = V{} - std::numeric_limits<float>::infinity();
+      VI arg = VI{} - 1;
       for (int64_t i = 0, tap = 0; i < ph; i++)
         for (int64_t j = 0; j < pw; j++, tap++) {
-          const v16 v = load_part(band + (i * ow + q * pw + j) * co + c0, cw);
-          const vi16 gt = v > best;
+          const V v = load_part<L>(band + (i * ow + q * pw + j) * co + c0, cw);
+          const VI gt = v > best;
           best = gt ? v : best;
-          arg = gt ? vi16{} + (int32_t)tap : arg;
+          arg = gt ? VI{} + (int32_t)tap : arg;
         }
-      store_part(y + q * co + c0, best, cw);
-      store_part(at + q * co + c0, __builtin_convertvector(arg, v16), cw);
+      store_part<L>(y + q * co + c0, best, cw);
+      store_part<L>(at + q * co + c0, __builtin_convertvector(arg, V), cw);
     }
 }
 
@@ -295,6 +326,7 @@ LOOM_CONV_INLINE void pool_band_impl(const float* band, int64_t ow, int64_t co, 
 // contiguous) of a convolution followed by that pooling, into out: at each window's maximum (at) the window's dy, relu's
 // gradient applied by the pooled y when `relu` (dy where y > 0, NaN where y is NaN, else 0); 0 elsewhere, and in the
 // columns right of the last window. dy, y and at are the pooled [n, oh/ph, ow/pw, co].
+template <int L>
 LOOM_CONV_INLINE void fill_dz_impl(const float* dy, const float* y, const float* at, bool relu, const ConvShape& s, int64_t ph, int64_t pw,
                                    int64_t n, int64_t pr0, int64_t pr1, float* out) {
   const int64_t poh = s.oh / ph, pow_ = s.ow / pw;
@@ -302,16 +334,17 @@ LOOM_CONV_INLINE void fill_dz_impl(const float* dy, const float* y, const float*
     float* band = out + (pr - pr0) * ph * s.ow * s.co;
     for (int64_t pc = 0; pc < pow_; pc++) {
       const int64_t q = ((n * poh + pr) * pow_ + pc) * s.co;
-      for (int64_t c0 = 0; c0 < s.co; c0 += 16) {
-        const int64_t cw = std::min<int64_t>(16, s.co - c0);
-        const v16 a = load_part(at + q + c0, cw);
-        v16 d = load_part(dy + q + c0, cw);
+      for (int64_t c0 = 0; c0 < s.co; c0 += L) {
+        typedef typename Vec<L>::f V;
+        const int64_t cw = std::min<int64_t>(L, s.co - c0);
+        const V a = load_part<L>(at + q + c0, cw);
+        V d = load_part<L>(dy + q + c0, cw);
         if (relu) {
-          const v16 yv = load_part(y + q + c0, cw);
-          d = yv > 0.f ? d : yv != yv ? yv : v16{};
+          const V yv = load_part<L>(y + q + c0, cw);
+          d = yv > 0.f ? d : yv != yv ? yv : V{};
         }
         for (int64_t i = 0, tap = 0; i < ph; i++)
-          for (int64_t j = 0; j < pw; j++, tap++) store_part(band + (i * s.ow + pc * pw + j) * s.co + c0, a == (float)tap ? d : v16{}, cw);
+          for (int64_t j = 0; j < pw; j++, tap++) store_part<L>(band + (i * s.ow + pc * pw + j) * s.co + c0, a == (float)tap ? d : V{}, cw);
       }
     }
     for (int64_t i = 0; i < ph; i++) std::fill(band + (i * s.ow + pow_ * pw) * s.co, band + (i + 1) * s.ow * s.co, 0.f);
@@ -323,28 +356,28 @@ using FillDz = void (*)(const float*, const float*, const float*, bool, const Co
 using ConvDirect = void (*)(const Images&, const int64_t*, const float*, const float*, bool, float*, const ConvShape&, int64_t, int64_t, int64_t);
 using FilterChunk = void (*)(const Images&, const int64_t*, const float*, const float*, const ConvShape&, int64_t, int64_t, int64_t, bool, float*);
 // Each compiled for the GEMM's instruction set (simd_level()), so that FMA or not matches the GEMM path's.
-#define LOOM_CONV_PATHS(suffix, target, P)                                                                                          \
+#define LOOM_CONV_PATHS(suffix, target, L, P)                                                                                          \
   target void conv_direct_##suffix(const Images& im, const int64_t* off, const float* wp, const float* bp, bool relu, float* y,    \
                                    const ConvShape& s, int64_t cop, int64_t row0, int64_t row1) {                                 \
-    conv_direct_impl<P>(im, off, wp, bp, relu, y, s, cop, row0, row1);                                                            \
+    conv_direct_impl<L, P>(im, off, wp, bp, relu, y, s, cop, row0, row1);                                                            \
   }                                                                                                                                 \
   target void filter_chunk_##suffix(const Images& im, const int64_t* off, const float* dy, const float* y, const ConvShape& s,     \
                                     int64_t r0, int64_t r1, int64_t cop, bool bias, float* part) {                                \
-    filter_chunk_impl(im, off, dy, y, s, r0, r1, cop, bias, part);                                                                 \
+    filter_chunk_impl<L>(im, off, dy, y, s, r0, r1, cop, bias, part);                                                                 \
   }                                                                                                                                 \
   target void pool_band_##suffix(const float* band, int64_t ow, int64_t co, int64_t ph, int64_t pw, int64_t pw_out, float* y,       \
                                  float* at) {                                                                                       \
-    pool_band_impl(band, ow, co, ph, pw, pw_out, y, at);                                                                            \
+    pool_band_impl<L>(band, ow, co, ph, pw, pw_out, y, at);                                                                            \
   }                                                                                                                                 \
   target void fill_dz_##suffix(const float* dy, const float* y, const float* at, bool relu, const ConvShape& s, int64_t ph,       \
                                int64_t pw, int64_t n, int64_t pr0, int64_t pr1, float* out) {                                       \
-    fill_dz_impl(dy, y, at, relu, s, ph, pw, n, pr0, pr1, out);                                                                     \
+    fill_dz_impl<L>(dy, y, at, relu, s, ph, pw, n, pr0, pr1, out);                                                                     \
   }
 #if defined(__x86_64__)
-LOOM_CONV_PATHS(avx512, __attribute__((target("avx512f,fma"))), 8)
-LOOM_CONV_PATHS(avx2, __attribute__((target("avx2,fma"))), 4)
+LOOM_CONV_PATHS(avx512, __attribute__((target("avx512f,fma"))), 16, 8)
+LOOM_CONV_PATHS(avx2, __attribute__((target("avx2,fma"))), 8, 4)
 #endif
-LOOM_CONV_PATHS(base, , 4)
+LOOM_CONV_PATHS(base, , 4, 4)
 #undef LOOM_CONV_PATHS
 
 struct ConvPaths {
@@ -436,7 +469,7 @@ void filter_grad_direct(const float* x, const float* dy, const float* y, float* 
 }
 
 // Max pooling over windows that tile the image: stride = window, no dilation or padding, every window inside (the
-// usual 2×2 / stride 2). Blocks of 16 channels in vector registers; the baseline pooling loops were scalar or SSE.
+// usual 2×2 / stride 2). Blocks of L channels in vector registers; the baseline pooling loops were scalar or SSE.
 // Comparisons as the general path's: a value replaces the maximum when greater (NaN never does), so the gradient goes
 // to the first maximum in scan order, as tfjs's maxPoolPositions.
 bool tiled(const ConvShape& s) {
@@ -444,26 +477,29 @@ bool tiled(const ConvShape& s) {
 }
 
 // Image n: y = the windows' maxima.
+template <int L>
 LOOM_CONV_INLINE void max_pool_tiled_impl(const float* x, float* y, const ConvShape& s, int64_t n) {
   const float* xn = x + n * s.h * s.w * s.c;
   for (int64_t oh = 0; oh < s.oh; oh++)
     for (int64_t ow = 0; ow < s.ow; ow++) {
       float* out = y + ((n * s.oh + oh) * s.ow + ow) * s.c;
-      for (int64_t c0 = 0; c0 < s.c; c0 += 16) {
-        const int64_t cw = std::min<int64_t>(16, s.c - c0);
-        v16 best = v16{} - std::numeric_limits<float>::infinity();
+      for (int64_t c0 = 0; c0 < s.c; c0 += L) {
+        typedef typename Vec<L>::f V;
+        const int64_t cw = std::min<int64_t>(L, s.c - c0);
+        V best = V{} - std::numeric_limits<float>::infinity();
         for (int64_t i = 0; i < s.kh; i++)
           for (int64_t j = 0; j < s.kw; j++) {
-            const v16 v = load_part(xn + ((oh * s.kh + i) * s.w + ow * s.kw + j) * s.c + c0, cw);
+            const V v = load_part<L>(xn + ((oh * s.kh + i) * s.w + ow * s.kw + j) * s.c + c0, cw);
             best = v > best ? v : best;
           }
-        store_part(out + c0, best, cw);
+        store_part<L>(out + c0, best, cw);
       }
     }
 }
 
 // Image n of max pooling's gradient: each window's dy goes to its first maximum and every other element of dx is
 // written 0 (the windows do not overlap), including the rows and columns no window covers. One pass, no clearing.
+template <int L>
 LOOM_CONV_INLINE void max_pool_grad_tiled_impl(const float* dy, const float* x, float* dx, const ConvShape& s, int64_t n) {
   const int64_t image = s.h * s.w * s.c, row = s.w * s.c;
   const float* xn = x + n * image;
@@ -471,21 +507,23 @@ LOOM_CONV_INLINE void max_pool_grad_tiled_impl(const float* dy, const float* x, 
   for (int64_t oh = 0; oh < s.oh; oh++) {
     for (int64_t ow = 0; ow < s.ow; ow++) {
       const float* g = dy + ((n * s.oh + oh) * s.ow + ow) * s.c;
-      for (int64_t c0 = 0; c0 < s.c; c0 += 16) {
-        const int64_t cw = std::min<int64_t>(16, s.c - c0);
-        v16 best = v16{} - std::numeric_limits<float>::infinity();
-        vi16 at = vi16{} - 1;
+      for (int64_t c0 = 0; c0 < s.c; c0 += L) {
+        typedef typename Vec<L>::f V;
+        typedef typename Vec<L>::i VI;
+        const int64_t cw = std::min<int64_t>(L, s.c - c0);
+        V best = V{} - std::numeric_limits<float>::infinity();
+        VI at = VI{} - 1;
         for (int64_t i = 0, tap = 0; i < s.kh; i++)
           for (int64_t j = 0; j < s.kw; j++, tap++) {
-            const v16 v = load_part(xn + ((oh * s.kh + i) * s.w + ow * s.kw + j) * s.c + c0, cw);
-            const vi16 gt = v > best;
+            const V v = load_part<L>(xn + ((oh * s.kh + i) * s.w + ow * s.kw + j) * s.c + c0, cw);
+            const VI gt = v > best;
             best = gt ? v : best;
-            at = gt ? vi16{} + (int32_t)tap : at;
+            at = gt ? VI{} + (int32_t)tap : at;
           }
-        const v16 gv = load_part(g + c0, cw);
+        const V gv = load_part<L>(g + c0, cw);
         for (int64_t i = 0, tap = 0; i < s.kh; i++)
           for (int64_t j = 0; j < s.kw; j++, tap++)
-            store_part(dxn + ((oh * s.kh + i) * s.w + ow * s.kw + j) * s.c + c0, at == (int32_t)tap ? gv : v16{}, cw);
+            store_part<L>(dxn + ((oh * s.kh + i) * s.w + ow * s.kw + j) * s.c + c0, at == (int32_t)tap ? gv : V{}, cw);
       }
     }
     // Columns right of the last window, in this band of rows.
@@ -496,18 +534,18 @@ LOOM_CONV_INLINE void max_pool_grad_tiled_impl(const float* dy, const float* x, 
 
 using PoolImage = void (*)(const float*, float*, const ConvShape&, int64_t);
 using PoolGradImage = void (*)(const float*, const float*, float*, const ConvShape&, int64_t);
-#define LOOM_POOL_PATHS(suffix, target)                                                                                 \
+#define LOOM_POOL_PATHS(suffix, target, L)                                                                                 \
   target void max_pool_tiled_##suffix(const float* x, float* y, const ConvShape& s, int64_t n) {                       \
-    max_pool_tiled_impl(x, y, s, n);                                                                                    \
+    max_pool_tiled_impl<L>(x, y, s, n);                                                                                    \
   }                                                                                                                     \
   target void max_pool_grad_tiled_##suffix(const float* dy, const float* x, float* dx, const ConvShape& s, int64_t n) { \
-    max_pool_grad_tiled_impl(dy, x, dx, s, n);                                                                          \
+    max_pool_grad_tiled_impl<L>(dy, x, dx, s, n);                                                                          \
   }
 #if defined(__x86_64__)
-LOOM_POOL_PATHS(avx512, __attribute__((target("avx512f,avx512bw,avx512vl"))))
-LOOM_POOL_PATHS(avx2, __attribute__((target("avx2"))))
+LOOM_POOL_PATHS(avx512, __attribute__((target("avx512f,avx512bw,avx512vl"))), 16)
+LOOM_POOL_PATHS(avx2, __attribute__((target("avx2"))), 8)
 #endif
-LOOM_POOL_PATHS(base, )
+LOOM_POOL_PATHS(base, , 4)
 #undef LOOM_POOL_PATHS
 
 struct PoolPaths {
