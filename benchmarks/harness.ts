@@ -8,7 +8,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
-import { PYTHON, candidateCores, cpuFlags, otherCapabilities, peerBlas, peerEnv, simdCap, torchOwnCapability } from './peer-blas';
+import { cpuFlags } from '../runtime/environment';
+import { PYTHON, candidateCores, otherCapabilities, peerBlas, peerEnv, simdCap, torchOwnCapability } from './peer-blas';
 
 export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(BENCH_DIR, '..');

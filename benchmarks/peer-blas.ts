@@ -21,6 +21,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cpuFlags } from '../runtime/environment';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 
@@ -163,15 +164,6 @@ export function torchOwnCapability(): string | null {
   const r = spawnSync(PYTHON, ['-c', 'import torch; print(torch.__config__.show())'], { env: peerEnv(), encoding: 'utf8', timeout: 60_000 });
   ownCapability = r.status === 0 ? (/CPU capability usage: (\w+)/.exec(r.stdout)?.[1] ?? null) : null;
   return ownCapability;
-}
-
-/** The host's CPU flags (/proc/cpuinfo; empty elsewhere). */
-export function cpuFlags(): Set<string> {
-  let text = '';
-  try {
-    text = fs.readFileSync('/proc/cpuinfo', 'utf8');
-  } catch {}
-  return new Set((text.match(/^flags\s*:(.*)$/m)?.[1] ?? '').trim().split(/\s+/));
 }
 
 function probe(coretype?: string): BlasProbe | null {

@@ -47,17 +47,9 @@ function gpuModel(): string | null {
  * model 2 stepping 1: avx2 avx512f avx512_vnni avx512_bf16` (AMD Zen 5) or `... amx_bf16 amx_int8` on a Xeon with
  * AMX. `unknown` where /proc/cpuinfo is not there; on AArch64 the implementer and part.
  */
-export function cpuIdentity(cpuinfo?: string): string {
-  let text = cpuinfo;
-  if (text === undefined) {
-    try {
-      text = fs.readFileSync('/proc/cpuinfo', 'utf8');
-    } catch {
-      return 'unknown';
-    }
-  }
-  const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(text!)?.[1]?.trim();
-  const flags = new Set((field('flags') ?? field('Features') ?? '').split(/\s+/));
+export function cpuIdentity(cpuinfo: string = readCpuinfo()): string {
+  const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(cpuinfo)?.[1]?.trim();
+  const flags = cpuFlags(cpuinfo);
   const vector = ['avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16', 'amx_int8', 'asimd', 'sve'].filter((f) => flags.has(f));
   const family = field('cpu family');
   const id =
@@ -67,6 +59,21 @@ export function cpuIdentity(cpuinfo?: string): string {
         ? `implementer ${field('CPU implementer')} part ${field('CPU part') ?? '?'}`
         : 'unknown';
   return vector.length > 0 ? `${id}: ${vector.join(' ')}` : id;
+}
+
+/** /proc/cpuinfo's text, empty where there is none. */
+function readCpuinfo(): string {
+  try {
+    return fs.readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** The CPU's feature flags (x86-64 `flags`, AArch64 `Features`) from /proc/cpuinfo's text; empty where there is none. */
+export function cpuFlags(cpuinfo: string = readCpuinfo()): Set<string> {
+  const line = /^(?:flags|Features)\s*:(.*)$/m.exec(cpuinfo)?.[1] ?? '';
+  return new Set(line.trim().split(/\s+/).filter(Boolean));
 }
 
 export function environmentTags(): Record<string, string> {
