@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <unistd.h>
 #include <vector>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -681,6 +682,37 @@ void sgemm_split_k(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matri
   });
 }
 
+// A product of a few rows whose B stays in the cores' L2 caches from call to call (FewRowsReuse): each thread reads
+// a contiguous run of B's depth slices (KC rows each; a contiguous stream per core, where a split by columns had
+// each core read half of every row: 45 against 35 µs for the MNIST CNN at batch 1), each slice's sums into a partial
+// of its own, and the partials are added to C in depth order. Those are sgemm_serial's sums exactly (each slice a
+// chain of multiply-adds from zero, added to C in depth order), so the split decides which core reads which rows
+// of B and not one bit of C.
+void sgemm_few_rows_split(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta,
+                          const float* bias, bool relu) {
+  const int64_t KC = isa.kc, slices = (k + KC - 1) / KC, size = m * n;
+  const int64_t per = (slices + pool().size() - 1) / pool().size();
+  float* part = partials.get(slices * size);
+  pool().parallel_for((int)((slices + per - 1) / per), [&](int t) {
+    for (int64_t s = t * per; s < std::min(slices, (t + 1) * per); s++) {
+      const int64_t pc = s * KC, kc = std::min(KC, k - pc);
+      for (int64_t jc = 0; jc < n; jc += NC)
+        direct.few_rows(m, std::min(NC, n - jc), kc, a, pc, b.data + pc * b.ld + jc, b.ld, part + s * size + jc, n, false);
+    }
+  });
+  for (int64_t i = 0; i < m; i++) {
+    float* ci = c + i * ldc;
+    for (int64_t s = 0; s < slices; s++) {
+      const float* ps = part + s * size + i * n;
+      if (s == 0 && beta == 0.f)
+        std::memcpy(ci, ps, n * sizeof(float));
+      else
+        for (int64_t j = 0; j < n; j++) ci[j] += ps[j];
+    }
+  }
+  epilogue(c, ldc, m, n, bias, relu);
+}
+
 constexpr int64_t kTilesPerThread = 8;
 thread_local Buffer sharedB;  // the calling thread's packed B, read by every thread of a parallel product
 constexpr int64_t kSharedB = int64_t(1) << 21;  // floats of B packed at once (8 MiB, in L3): all of k ≤ 1024 for n ≤ 2048 (n ≤ 1024 at kc 384)
@@ -740,6 +772,51 @@ const bool dynamic = [] {
   return !(e && !std::strcmp(e, "static"));
 }();
 
+// Whether a product of a few rows should be shared out by columns: yes when its B will still be in the cores' L2
+// caches at the next call, split there as it is now. A matrix-vector product reads B once and is bound by where B
+// comes from: the MNIST CNN's 5408 × 64 dense layer at batch 1 (1.4 MB of weights) does not fit one core's L2 (1 MiB
+// on Zen 5) and streamed from L3 at ~40 GB/s (~30 µs); split in halves, each core keeps its half in its own L2
+// from one inference to the next, and the inference took 35 µs against 50 (2-core AMD Zen 5). Decoding GPT reads
+// 42 MB of weights a token, which no L2 holds: there the split only added the threads' hand-over (585-600 tokens/s
+// serial against 525-570 split). So each calling thread remembers, per B, how many bytes of few-row products it
+// streamed since B was last read (its reuse distance), and splits when that working set fits `threads` L2 caches
+// with room to spare. A first call, or a B whose slot was taken, runs serially. Columns never change what any
+// element computes, so the choice changes speed only, never bits.
+class FewRowsReuse {
+ public:
+  bool split(const float* b, int64_t bytes, int threads) {
+    Slot& s = slots_[(reinterpret_cast<uintptr_t>(b) >> 6) % kSlots];
+    const bool seen = s.b == b && s.bytes == bytes;
+    const uint64_t distance = streamed_ - s.start;  // bytes read since B's last read began, B's included
+    s = {b, bytes, streamed_};
+    streamed_ += (uint64_t)bytes;
+    const double l2 = l2_bytes();
+    return seen && (double)bytes > 0.5 * l2 && (double)distance <= 0.75 * l2 * threads;
+  }
+
+ private:
+  static constexpr int kSlots = 64;
+  struct Slot {
+    const float* b = nullptr;
+    int64_t bytes = 0;
+    uint64_t start = 0;
+  };
+  // One core's L2: the OS's figure where it has one, else 512 KiB.
+  static double l2_bytes() {
+    static const double bytes = [] {
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+      const long v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+      if (v > 0) return (double)v;
+#endif
+      return 512.0 * 1024;
+    }();
+    return bytes;
+  }
+  Slot slots_[kSlots];
+  uint64_t streamed_ = 0;
+};
+thread_local FewRowsReuse few_rows_reuse;
+
 }  // namespace
 
 const char* simd_level() { return isa.name; }
@@ -757,9 +834,12 @@ void sgemm_f32(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, in
   // A product of a few rows (decoding a token) stays on the calling thread: bound by reading B, it gained nothing
   // from a second thread reading the other half of each row of B, and lost: GPT generation at batch 1 ran 370-440
   // tokens/s with it shared out against 430-460 without, and as fast as on a 1-thread pool (2-core AMD Zen 5, B's
-  // rows prefetched, see kFewRowsAhead). Which thread computes an element never changes it: the same bits.
+  // rows prefetched, see kFewRowsAhead). The exception: a B that stays in the cores' L2 caches from call to call
+  // (FewRowsReuse), split along its depth (sgemm_few_rows_split). Which thread computes an element never changes
+  // it: the same bits.
   const bool few_rows = m <= kFewRows && !b.trans;
-  const bool split = parallel && threads > 1 && m > 0 && n > 0 && !few_rows && (double)m * n * k >= (1 << 18);
+  const bool few_rows_split = few_rows && threads > 1 && few_rows_reuse.split(b.data, k * n * 4, threads) && parallel && k >= 2 * isa.kc;
+  const bool split = parallel && threads > 1 && m > 0 && n > 0 && (!few_rows || few_rows_split) && (double)m * n * k >= (1 << 18);
   // Work is handed out dynamically (see sgemm_parallel) unless LOOM_GEMM=static. Deep products with a small result
   // are split along k; sgemm_parallel takes depths up to 4 panels (deeper, its packed B spilled out of cache and it
   // ran ~5-10 % slower than the fixed split); what is left (few rows of A, or a deep and large product such as
@@ -767,7 +847,7 @@ void sgemm_f32(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, in
   // On the AVX-512 path the k-split is kept for results of at most 2^17 elements: its 384-deep slices are few and
   // unequal (k = 2048: five of 384 and one of 128), and the Transformer's 256 × 1024 weight gradient over 2048
   // tokens ran at 0.82 of OpenBLAS's rate split along k (2 threads, Zen 4); split by columns it needs no partials.
-  const bool split_k = split && dynamic && k > 4 * isa.kc && m * n <= isa.k_split_max && k >= std::max(m, n);
+  const bool split_k = split && !few_rows && dynamic && k > 4 * isa.kc && m * n <= isa.k_split_max && k >= std::max(m, n);
   // B's column sums come with the k-split's slices; otherwise from a reduction of their own.
   if (b_col_sums && !split_k && n > 0) sum3(b.data, b_col_sums, 1, k, n);
   if (m <= 0 || n <= 0) return;
@@ -779,6 +859,10 @@ void sgemm_f32(int64_t m, int64_t n, int64_t k, Matrix a, Matrix b, float* c, in
   if (!split) {
     sgemm_serial(m, n, k, a, b, c, ldc, beta);
     epilogue(c, ldc, m, n, bias, relu);
+    return;
+  }
+  if (few_rows_split) {
+    sgemm_few_rows_split(m, n, k, a, b, c, ldc, beta, bias, relu);
     return;
   }
   if (split_k) {

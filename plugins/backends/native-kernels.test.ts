@@ -319,6 +319,28 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     }
   });
 
+  it('a product of a few rows is shared out once its B is seen to stay in L2, with the bits of the serial call', () => {
+    // From its second call on, a matrix-vector product whose B fits the cores' L2 caches between calls is split
+    // along its depth (native/src/gemm.cc, FewRowsReuse): B of 0.4, 1.4 and 2.5 MB covers L2 sizes of 512 KiB to
+    // 2 MiB. The first call runs serially; every later call must give its bits exactly, and all match tfjs.
+    for (const [m, n, k, bias] of [
+      [1, 64, 5408, true],
+      [1, 100, 1000, false],
+      [3, 96, 3700, true],
+      [2, 250, 2500, false],
+    ] as const) {
+      const a = tensor([m, k], k);
+      const b = tensor([k, n], n);
+      const z = bias ? tensor([n], m) : undefined;
+      const f = () => tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias: z, activation: bias ? 'relu' : 'linear' });
+      const calls = [0, 1, 2].map(() => tf.tidy(() => f().dataSync() as Float32Array));
+      expect(Buffer.from(calls[1]!.buffer).equals(Buffer.from(calls[0]!.buffer)), `${m}x${k}·${k}x${n}: second call`).toBe(true);
+      expect(Buffer.from(calls[2]!.buffer).equals(Buffer.from(calls[0]!.buffer)), `${m}x${k}·${k}x${n}: third call`).toBe(true);
+      expectClose(f);
+      tf.dispose([a, b, ...(z ? [z] : [])]);
+    }
+  });
+
   kernelProperty('_FusedMatMul: bias (row, broadcast, column) and relu/linear, forward and gradients', ['_FusedMatMul'], () => {
     fc.assert(
       fc.property(
