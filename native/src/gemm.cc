@@ -351,18 +351,6 @@ LOOM_DIRECT_PATHS(avx2, __attribute__((target("avx2,fma"))), 8)
 // Scalar (x86-64's baseline has no FMA, as kernel_scalar) and NEON (fused by the compiler, as kernel_neon).
 LOOM_DIRECT_PATHS(base, , 4)
 #undef LOOM_DIRECT_PATHS
-struct DirectPaths {
-  FewRows few_rows;
-  Small small;
-};
-DirectPaths direct_paths_for(const char* name) {
-#if defined(__x86_64__)
-  if (!std::strcmp(name, "avx512")) return {few_rows_avx512, small_avx512};
-  if (!std::strcmp(name, "avx2") || !std::strcmp(name, "avx512-on-avx2")) return {few_rows_avx2, small_avx2};
-#endif
-  return {few_rows_base, small_base};
-}
-const DirectPaths direct = direct_paths_for(isa.name);
 
 #if defined(__x86_64__)
 // Packing with AVX2 for the 6×16 tiles. The scalar loops below move one float at a time; when C is narrow each
@@ -377,6 +365,88 @@ __attribute__((target("avx2,fma"))) inline void transpose8(__m256 x[8]) {
   }
   for (int i = 0; i < 4; i++) x[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20), x[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
 }
+// x[q] lane l = x[l] lane q before: a 16 × 16 block of floats transposed in registers.
+__attribute__((target("avx512f"))) inline void transpose16(__m512 x[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) t[i] = _mm512_unpacklo_ps(x[i], x[i + 1]), t[i + 1] = _mm512_unpackhi_ps(x[i], x[i + 1]);
+  for (int i = 0; i < 16; i += 4) {
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]), c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+    x[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c)), x[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    x[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d)), x[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int i = 0; i < 16; i += 8)
+    for (int j = 0; j < 4; j++) t[i + j] = _mm512_shuffle_f32x4(x[i + j], x[i + j + 4], 0x88), t[i + j + 4] = _mm512_shuffle_f32x4(x[i + j], x[i + j + 4], 0xdd);
+  for (int i = 0; i < 8; i++) x[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88), x[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+}
+
+// small_impl for 1-3 rows of A against a transposed B (attention's q·kᵀ over a decoding cache: one query against
+// up to ~300 keys of d_k floats, each key a row of the stored B). small_impl reads such a B element by element,
+// one row stride apart, and multiplies one element at a time: ~46 µs of a GPT block's cached attention at 257 keys.
+// Here W keys at a time (16 for AVX-512, 8 for AVX2) are loaded W depths at a time as rows, transposed in
+// registers, and each of the W transposed vectors (one depth, W keys) is one multiply-add into the keys' sums: the
+// same chains as small_impl's, in depth order from zero per depth block of kc_max, so the same bits. The keys past
+// the last full group go to small_impl.
+// The first w floats at p, the rest zero; nothing past them is read.
+__attribute__((target("avx512f"))) inline __m512 load_first16(const float* p, int w) { return _mm512_maskz_loadu_ps((__mmask16)((1u << w) - 1), p); }
+__attribute__((target("avx2"))) inline __m256 load_first8(const float* p, int w) {
+  return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+}
+#define LOOM_SMALL_BT(suffix, target, V, W, ZERO, LOAD, LOADN, FMA, SET1, STORE, LOADC, ADD, TRANSPOSE)                                       \
+  target void small_bt_##suffix(int64_t m, int64_t n, int64_t k, int64_t kc_max, const Matrix& a, const Matrix& b, float* c, int64_t ldc, \
+                                float beta) {                                                                                            \
+    const int64_t full = n / W * W, sa = a.trans ? a.ld : 1;                                                                             \
+    for (int64_t j0 = 0; j0 < full; j0 += W)                                                                                             \
+      for (int64_t pc = 0; pc < k; pc += kc_max) {                                                                                       \
+        const int64_t kc = std::min(kc_max, k - pc);                                                                                     \
+        V acc[3] = {ZERO, ZERO, ZERO};                                                                                                   \
+        for (int64_t p0 = pc; p0 < pc + kc; p0 += W) {                                                                                   \
+          const int w = (int)std::min<int64_t>(W, pc + kc - p0);                                                                         \
+          V x[W];                                                                                                                        \
+          for (int l = 0; l < W; l++) x[l] = w == W ? LOAD(b.data + (j0 + l) * b.ld + p0) : LOADN(b.data + (j0 + l) * b.ld + p0, w);    \
+          TRANSPOSE(x);                                                                                                                  \
+          for (int q = 0; q < w; q++)                                                                                                    \
+            for (int i = 0; i < 3; i++)                                                                                                  \
+              if (i < m) acc[i] = FMA(SET1(a.data[(a.trans ? i : i * a.ld) + (p0 + q) * sa]), x[q], acc[i]);                             \
+        }                                                                                                                                \
+        for (int i = 0; i < 3; i++)                                                                                                      \
+          if (i < m) STORE(c + i * ldc + j0, pc > 0 || beta != 0.f ? ADD(LOADC(c + i * ldc + j0), acc[i]) : acc[i]);                     \
+      }                                                                                                                                  \
+    if (full < n) small_##suffix(m, n - full, k, kc_max, a, {b.data + full * b.ld, b.ld, true}, c + full, ldc, beta);                    \
+  }
+LOOM_SMALL_BT(avx512, __attribute__((target("avx512f,fma"))), __m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps,
+              load_first16, _mm512_fmadd_ps, _mm512_set1_ps,
+              _mm512_storeu_ps, _mm512_loadu_ps, _mm512_add_ps, transpose16)
+LOOM_SMALL_BT(avx2, __attribute__((target("avx2,fma"))), __m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps,
+              load_first8, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_storeu_ps, _mm256_loadu_ps, _mm256_add_ps, transpose8)
+#undef LOOM_SMALL_BT
+// small_impl, or small_bt for few rows of A against a transposed B at least one key group wide.
+#define LOOM_SMALL_SELECT(suffix, W)                                                                                                     \
+  void small_select_##suffix(int64_t m, int64_t n, int64_t k, int64_t kc_max, const Matrix& a, const Matrix& b, float* c, int64_t ldc,   \
+                             float beta) {                                                                                               \
+    if (b.trans && m <= 3 && n >= W)                                                                                                     \
+      small_bt_##suffix(m, n, k, kc_max, a, b, c, ldc, beta);                                                                            \
+    else                                                                                                                                 \
+      small_##suffix(m, n, k, kc_max, a, b, c, ldc, beta);                                                                               \
+  }
+LOOM_SMALL_SELECT(avx512, 16)
+LOOM_SMALL_SELECT(avx2, 8)
+#undef LOOM_SMALL_SELECT
+#endif
+
+struct DirectPaths {
+  FewRows few_rows;
+  Small small;
+};
+DirectPaths direct_paths_for(const char* name) {
+#if defined(__x86_64__)
+  if (!std::strcmp(name, "avx512")) return {few_rows_avx512, small_select_avx512};
+  if (!std::strcmp(name, "avx2") || !std::strcmp(name, "avx512-on-avx2")) return {few_rows_avx2, small_select_avx2};
+#endif
+  return {few_rows_base, small_base};
+}
+const DirectPaths direct = direct_paths_for(isa.name);
+
+#if defined(__x86_64__)
 
 // One full 6-row strip of op(A) (rows i0.., depth k0..k0+kc) into dst[p*6 + i]. The 8-float stores overlap the
 // next slot by two floats, which the next store (or the caller's slack) absorbs.

@@ -206,10 +206,15 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     // arithmetic: each is compared with the same rows and columns of a product 200 rows and columns larger. Depths
     // up to 800 cross the depth blocks (kc 256, or 384 on the AVX-512 path).
     // Fixed shapes beside the random ones: more than one 64-column chunk, transposed B staged (4 or more rows, depth at
-    // most 64) or read in place, a decoding step's heads (1×64·64×12 and 1×12·12×64).
+    // most 64) or read in place, a decoding step's heads (1×64·64×12 and 1×12·12×64), and 1-3 rows against a
+    // transposed B read as blocks of keys transposed in registers (a GPT head over its cache: 1×64·64×257), with
+    // keys past the last full block and depths across the depth blocks (390).
     const fixed: [number, number, number][] = [
       [1, 12, 64],
       [1, 64, 12],
+      [1, 257, 64],
+      [3, 40, 100],
+      [2, 17, 390],
       [2, 130, 100],
       [5, 70, 60],
       [4, 65, 64],
