@@ -375,7 +375,8 @@ __attribute__((target("avx512f"))) inline void transpose16(__m512 x[16]) {
     x[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d)), x[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
   }
   for (int i = 0; i < 16; i += 8)
-    for (int j = 0; j < 4; j++) t[i + j] = _mm512_shuffle_f32x4(x[i + j], x[i + j + 4], 0x88), t[i + j + 4] = _mm512_shuffle_f32x4(x[i + j], x[i + j + 4], 0xdd);
+    for (int j = 0; j < 4; j++)
+      t[i + j] = _mm512_shuffle_f32x4(x[i + j], x[i + j + 4], 0x88), t[i + j + 4] = _mm512_shuffle_f32x4(x[i + j], x[i + j + 4], 0xdd);
   for (int i = 0; i < 8; i++) x[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88), x[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
 }
 
