@@ -213,48 +213,41 @@ constexpr int64_t kFewRows = 4;
 // each reading half of every row (the split by columns) ran 22 GB/s without the prefetch and 35-56 with it, from
 // run to run: no steady gain over one, so these products stay on the calling thread (sgemm_f32).
 constexpr int64_t kFewRowsAhead = 8;
-// B at most kNarrow columns wide (the MNIST CNN's 5408 × 64 dense layer at batch 1): the sums of one row of A
-// and 64 columns stay in registers (4 zmm, 8 ymm, 16 xmm) through the whole depth block, one row of B after the
-// other. The wide path below keeps its sums in L1 and pays a loop's setup per row of B, ~28 cycles a row of 64
-// floats (20.6 µs for a 2704 × 64 B in L2, 1 thread, Zen 5). The chains are the same: each element of C one
-// multiply-add per depth in order, from zero.
+// B at most kNarrow columns wide, a whole number of vectors (the MNIST CNN's 5408 × 64 dense layer at batch 1): the
+// sums of one row of A stay in registers (up to 4 zmm, 8 ymm, 16 xmm) through the whole depth block, one row of B
+// after the other. The wide path below keeps its sums in L1 and pays a loop's setup per row of B, ~28 cycles a row
+// of 64 floats (20.6 µs for a 2704 × 64 B in L2, 1 thread, Zen 5). The chains are the same: each element of C one
+// multiply-add per depth in order, from zero. Only whole vectors: a partly filled one, built element by element,
+// left GCC a multiply and an add in different blocks, which it did not fuse (AArch64), while the tiled kernel fuses
+// every multiply-add; the widths it would take stay on the wide path.
 constexpr int64_t kNarrow = 64;
 template <int L>
 __attribute__((always_inline)) inline void few_rows_narrow(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b,
                                                            int64_t ldb, float* c, int64_t ldc, bool accumulate) {
   typedef typename Vec<L>::f V;
   constexpr int NV = kNarrow / L;
+  const int nv = (int)(n / L);  // n is a multiple of L, at most kNarrow
   // Every index into the sums is a constant once the loops over v are unrolled, so the sums live in registers (a
   // run-time index put them on the stack, each multiply-add a load and a store).
   const int64_t sa = a.trans ? a.ld : 1;  // A's stride along the depth
   for (int64_t i = 0; i < m; i++) {
     const float* ap = a.data + (a.trans ? k0 * a.ld + i : i * a.ld + k0);
     V acc[NV] = {};
-    if (n == kNarrow) {
-      for (int64_t p = 0; p < kc; p++) {
-        const float* __restrict bp = b + p * ldb;
-        __builtin_prefetch(bp + kFewRowsAhead * ldb);  // never faults
-        const float ai = ap[p * sa];
+    for (int64_t p = 0; p < kc; p++) {
+      const float* __restrict bp = b + p * ldb;
+      __builtin_prefetch(bp + kFewRowsAhead * ldb);  // never faults
+      const float ai = ap[p * sa];
 #pragma GCC unroll 16
-        for (int v = 0; v < NV; v++) acc[v] += ai * load_full<L>(bp + v * L);
-      }
-    } else {
-      for (int64_t p = 0; p < kc; p++) {
-        const float* __restrict bp = b + p * ldb;
-        __builtin_prefetch(bp + kFewRowsAhead * ldb);
-        const float ai = ap[p * sa];
-#pragma GCC unroll 16
-        for (int v = 0; v < NV; v++) acc[v] += ai * load_part<L>(bp + v * L, std::max<int64_t>(0, std::min<int64_t>(L, n - v * L)));
-      }
+      for (int v = 0; v < NV; v++)
+        if (v < nv) acc[v] += ai * load_full<L>(bp + v * L);
     }
     float* ci = c + i * ldc;
 #pragma GCC unroll 16
     for (int v = 0; v < NV; v++) {
-      const int64_t w = std::max<int64_t>(0, std::min<int64_t>(L, n - v * L));
-      if (w == 0) continue;
+      if (v >= nv) continue;
       V out = acc[v];
-      if (accumulate) out += load_part<L>(ci + v * L, w);
-      store_part<L>(ci + v * L, out, w);
+      if (accumulate) out += load_full<L>(ci + v * L);
+      std::memcpy(ci + v * L, &out, sizeof out);
     }
   }
 }
@@ -335,7 +328,7 @@ using Small = void (*)(int64_t m, int64_t n, int64_t k, int64_t kc_max, const Ma
 #define LOOM_DIRECT_PATHS(suffix, target, L)                                                                                               \
   target void few_rows_##suffix(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b, int64_t ldb, float* c,     \
                                 int64_t ldc, bool acc) {                                                                                   \
-    if (n <= kNarrow)                                                                                                                      \
+    if (n <= kNarrow && n % L == 0)                                                                                                        \
       few_rows_narrow<L>(m, n, kc, a, k0, b, ldb, c, ldc, acc);                                                                            \
     else                                                                                                                                   \
       few_rows_impl<512>(m, n, kc, a, k0, b, ldb, c, ldc, acc);                                                                            \
