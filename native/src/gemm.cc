@@ -215,11 +215,11 @@ constexpr int64_t kFewRows = 4;
 constexpr int64_t kFewRowsAhead = 8;
 // B at most kNarrow columns wide, a whole number of vectors (the MNIST CNN's 5408 × 64 dense layer at batch 1): the
 // sums of one row of A stay in registers (up to 4 zmm, 8 ymm, 16 xmm) through the whole depth block, one row of B
-// after the other. The wide path below keeps its sums in L1 and pays a loop's setup per row of B, ~28 cycles a row
-// of 64 floats (20.6 µs for a 2704 × 64 B in L2, 1 thread, Zen 5). The chains are the same: each element of C one
-// multiply-add per depth in order, from zero. Only whole vectors: a partly filled one, built element by element,
-// left GCC a multiply and an add in different blocks, which it did not fuse (AArch64), while the tiled kernel fuses
-// every multiply-add; the widths it would take stay on the wide path.
+// after the other. The wide path below keeps its sums in L1 and pays a loop's setup per row of B: ~6.5 ns a row of
+// 64 floats (20.6 µs for a 2704 × 64 B in L2 from JavaScript, ~3 µs of it the call; 1 thread, Zen 5). The chains
+// are the same: each element of C one multiply-add per depth in order, from zero. Only whole vectors: a partly
+// filled one, built element by element, left GCC a multiply and an add in different blocks, which it did not fuse
+// (AArch64), while the tiled kernel fuses every multiply-add; the widths it would take stay on the wide path.
 constexpr int64_t kNarrow = 64;
 template <int L>
 __attribute__((always_inline)) inline void few_rows_narrow(int64_t m, int64_t n, int64_t kc, const Matrix& a, int64_t k0, const float* b,
@@ -891,7 +891,7 @@ const bool dynamic = [] {
 // caches at the next call, split there as it is now. A matrix-vector product reads B once and is bound by where B
 // comes from: the MNIST CNN's 5408 × 64 dense layer at batch 1 (1.4 MB of weights) does not fit one core's L2 (1 MiB
 // on Zen 5) and streamed from L3 at ~40 GB/s (~30 µs); split in halves, each core keeps its half in its own L2
-// from one inference to the next, and the inference took 35 µs against 50 (2-core AMD Zen 5). Decoding GPT reads
+// from one inference to the next, and the inference took 36 µs against 50 (2-core AMD Zen 5). Decoding GPT reads
 // 42 MB of weights a token, which no L2 holds: there the split only added the threads' hand-over (585-600 tokens/s
 // serial against 525-570 split). So each calling thread remembers, per B, how many bytes of few-row products it
 // streamed since B was last read (its reuse distance), and splits when that working set fits `threads` L2 caches
