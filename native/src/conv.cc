@@ -13,8 +13,6 @@
 #include "pool.h"
 #include "vec.h"
 
-#define LOOM_CONV_INLINE __attribute__((always_inline)) inline
-
 namespace loom {
 namespace {
 
@@ -155,7 +153,7 @@ std::vector<int64_t> tap_offsets(const ConvShape& s, const Images& im) {
 // each block of L channels is P vector accumulators. wp is W [kdim, co] with rows padded to `cop` (a multiple of 16)
 // with zeros, bp likewise (or null).
 template <int L, int P>
-LOOM_CONV_INLINE void conv_pixels(const float* src, int64_t step, const int64_t* off, int64_t kdim, const float* wp, const float* bp, bool relu,
+LOOM_VEC_INLINE void conv_pixels(const float* src, int64_t step, const int64_t* off, int64_t kdim, const float* wp, const float* bp, bool relu,
                                   float* out, int64_t co, int64_t cop) {
   typedef typename Vec<L>::f V;
   for (int64_t co0 = 0; co0 < co; co0 += L) {
@@ -179,7 +177,7 @@ LOOM_CONV_INLINE void conv_pixels(const float* src, int64_t step, const int64_t*
 // Output rows [row0, row1) (row = n·oh + oh) of y = x ⋆ W (+ bias, relu), P pixels at a time, then one at a time;
 // y points at row row0's first element.
 template <int L, int P>
-LOOM_CONV_INLINE void conv_direct_impl(const Images& im, const int64_t* off, const float* wp, const float* bp, bool relu, float* y, const ConvShape& s,
+LOOM_VEC_INLINE void conv_direct_impl(const Images& im, const int64_t* off, const float* wp, const float* bp, bool relu, float* y, const ConvShape& s,
                                        int64_t cop, int64_t row0, int64_t row1) {
   const int64_t kdim = s.kh * s.kw * s.c, step = s.sw * s.c;
   for (int64_t row = row0; row < row1; row++) {
@@ -198,7 +196,7 @@ LOOM_CONV_INLINE void conv_direct_impl(const Images& im, const int64_t* off, con
 // gradient), and, when db is given, db = Σ_p dz[p, :]. Each a chain of multiply-adds in pixel order from zero;
 // stored to dw (rows `cop` apart, from the group's first tap) and db.
 template <int L, int G>
-LOOM_CONV_INLINE void filter_taps(const Images& im, const ConvShape& s, const int64_t* off, int64_t r0, int64_t r1, const float* dy, const float* y,
+LOOM_VEC_INLINE void filter_taps(const Images& im, const ConvShape& s, const int64_t* off, int64_t r0, int64_t r1, const float* dy, const float* y,
                                   int64_t co0, int64_t cw, float* dw, int64_t cop, float* db) {
   typedef typename Vec<L>::f V;
   V acc[G], bacc = {};
@@ -225,7 +223,7 @@ LOOM_CONV_INLINE void filter_taps(const Images& im, const ConvShape& s, const in
 
 // filter_taps for a group of g ≤ G taps (a compile-time count, so that the accumulators stay in registers).
 template <int L, int G>
-LOOM_CONV_INLINE void filter_group(int64_t g, const Images& im, const ConvShape& s, const int64_t* off, int64_t r0, int64_t r1, const float* dy,
+LOOM_VEC_INLINE void filter_group(int64_t g, const Images& im, const ConvShape& s, const int64_t* off, int64_t r0, int64_t r1, const float* dy,
                                    const float* y, int64_t co0, int64_t cw, float* dw, int64_t cop, float* db) {
   if constexpr (G > 1) {
     if (g < G) return filter_group<L, G - 1>(g, im, s, off, r0, r1, dy, y, co0, cw, dw, cop, db);
@@ -236,7 +234,7 @@ LOOM_CONV_INLINE void filter_group(int64_t g, const Images& im, const ConvShape&
 // The partial sums of output pixels [r0, r1) (dy and y from pixel r0's row) into part: [kdim, cop] for the filter,
 // then [cop] for the bias when `bias`. The taps go in groups of at most 12 (vector accumulators), evenly sized.
 template <int L>
-LOOM_CONV_INLINE void filter_chunk_impl(const Images& im, const int64_t* off, const float* dy, const float* y, const ConvShape& s, int64_t r0,
+LOOM_VEC_INLINE void filter_chunk_impl(const Images& im, const int64_t* off, const float* dy, const float* y, const ConvShape& s, int64_t r0,
                                         int64_t r1, int64_t cop, bool bias, float* part) {
   const int64_t kdim = s.kh * s.kw * s.c;
   const int64_t groups = (kdim + 11) / 12, per = (kdim + groups - 1) / groups;
@@ -253,7 +251,7 @@ LOOM_CONV_INLINE void filter_chunk_impl(const Images& im, const int64_t* off, co
 // 2^24; -1 when no value is greater than -inf, i.e. all NaN) for one pooled row. Comparisons as the max pooling kernels': the first maximum in
 // scan order, NaN never.
 template <int L>
-LOOM_CONV_INLINE void pool_band_impl(const float* band, int64_t ow, int64_t co, int64_t ph, int64_t pw, int64_t pw_out, float* y, float* at) {
+LOOM_VEC_INLINE void pool_band_impl(const float* band, int64_t ow, int64_t co, int64_t ph, int64_t pw, int64_t pw_out, float* y, float* at) {
   for (int64_t q = 0; q < pw_out; q++)
     for (int64_t c0 = 0; c0 < co; c0 += L) {
       typedef typename Vec<L>::f V;
@@ -278,7 +276,7 @@ LOOM_CONV_INLINE void pool_band_impl(const float* band, int64_t ow, int64_t co, 
 // gradient applied by the pooled y when `relu` (dy where y > 0, NaN where y is NaN, else 0); 0 elsewhere, and in the
 // columns right of the last window. dy, y and at are the pooled [n, oh/ph, ow/pw, co].
 template <int L>
-LOOM_CONV_INLINE void fill_dz_impl(const float* dy, const float* y, const float* at, bool relu, const ConvShape& s, int64_t ph, int64_t pw,
+LOOM_VEC_INLINE void fill_dz_impl(const float* dy, const float* y, const float* at, bool relu, const ConvShape& s, int64_t ph, int64_t pw,
                                    int64_t n, int64_t pr0, int64_t pr1, float* out) {
   const int64_t poh = s.oh / ph, pow_ = s.ow / pw;
   for (int64_t pr = pr0; pr < pr1; pr++) {
@@ -429,7 +427,7 @@ bool tiled(const ConvShape& s) {
 
 // Image n: y = the windows' maxima.
 template <int L>
-LOOM_CONV_INLINE void max_pool_tiled_impl(const float* x, float* y, const ConvShape& s, int64_t n) {
+LOOM_VEC_INLINE void max_pool_tiled_impl(const float* x, float* y, const ConvShape& s, int64_t n) {
   const float* xn = x + n * s.h * s.w * s.c;
   for (int64_t oh = 0; oh < s.oh; oh++)
     for (int64_t ow = 0; ow < s.ow; ow++) {
@@ -451,7 +449,7 @@ LOOM_CONV_INLINE void max_pool_tiled_impl(const float* x, float* y, const ConvSh
 // Image n of max pooling's gradient: each window's dy goes to its first maximum and every other element of dx is
 // written 0 (the windows do not overlap), including the rows and columns no window covers. One pass, no clearing.
 template <int L>
-LOOM_CONV_INLINE void max_pool_grad_tiled_impl(const float* dy, const float* x, float* dx, const ConvShape& s, int64_t n) {
+LOOM_VEC_INLINE void max_pool_grad_tiled_impl(const float* dy, const float* x, float* dx, const ConvShape& s, int64_t n) {
   const int64_t image = s.h * s.w * s.c, row = s.w * s.c;
   const float* xn = x + n * image;
   float* dxn = dx + n * image;
