@@ -42,9 +42,9 @@ using Kernel = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb,
 // kPrefetchB (the AVX-512 tile): while B is read in place, each depth also prefetches the same row of the strip
 // two strips to the right. B's rows are then a page or more apart, one row per depth, which the hardware
 // prefetchers do not follow: the 20 × 1300 · 1300 × 2600 product of an LSTM step ran 2.8x faster (1 thread, Zen 4).
-template <int MR, int NV, int W, bool kPrefetchB = false>
+template <int MR, int NV, int W, bool kPrefetchB = false, bool kAInPlace = false>
 __attribute__((always_inline)) inline void micro(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t h,
-                                                 int64_t w, bool accumulate) {
+                                                 int64_t w, bool accumulate, int64_t lda = 0) {
   typedef float V __attribute__((vector_size(W * 4)));                 // aligned: packed B
   typedef float VU __attribute__((vector_size(W * 4), aligned(4)));    // unaligned: rows of C, B read in place
   constexpr int NR = NV * W;
@@ -64,16 +64,17 @@ __attribute__((always_inline)) inline void micro(int64_t kc, const float* a, con
 #pragma GCC unroll 32
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; j++) r[i][j] += ap[i] * bv[j];  // one FMA (-ffp-contract=fast) with a broadcast load
+      for (int j = 0; j < NV; j++) r[i][j] += ap[kAInPlace ? i * lda : i] * bv[j];  // one FMA (-ffp-contract=fast) with a broadcast load
   };
+  constexpr int64_t AS = kAInPlace ? 1 : MR;  // A's step along the depth
   if (kPrefetchB && ldb != NR) {
-    for (int64_t p = 0; p < kc; p++, a += MR, b += ldb) {
+    for (int64_t p = 0; p < kc; p++, a += AS, b += ldb) {
       __builtin_prefetch(b + 2 * NR);  // never faults, past B's last column included
       __builtin_prefetch(b + 2 * NR + NR / 2);
       step(a, b);
     }
   } else {
-    for (int64_t p = 0; p < kc; p++, a += MR, b += ldb) step(a, b);
+    for (int64_t p = 0; p < kc; p++, a += AS, b += ldb) step(a, b);
   }
   if (h == MR && w == NR) {
 #pragma GCC unroll 32
@@ -100,6 +101,17 @@ __attribute__((target("avx512f,fma"))) void kernel_avx512(int64_t kc, const floa
 __attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t h,
                                                     int64_t w, bool acc) {
   micro<6, 2, 8>(kc, a, b, ldb, c, ldc, h, w, acc);
+}
+// The same tiles reading an untransposed A in place (its rows `lda` floats apart) instead of from a packed strip.
+using KernelA = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t w,
+                         bool accumulate);
+__attribute__((target("avx512f,fma"))) void kernel_avx512_a(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                                                            int64_t ldc, int64_t w, bool acc) {
+  micro<12, 2, 16, true, true>(kc, a, b, ldb, c, ldc, 12, w, acc, lda);
+}
+__attribute__((target("avx2,fma"))) void kernel_avx2_a(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                                                      int64_t ldc, int64_t w, bool acc) {
+  micro<6, 2, 8, false, true>(kc, a, b, ldb, c, ldc, 6, w, acc, lda);
 }
 // The AVX-512 tile shape built for AVX2 (GCC splits each 16-wide vector in two): LOOM_SIMD=avx512-on-avx2 runs the
 // AVX-512 blocking (12×32 tiles, kc 384, its packers and prefetches) on machines without AVX-512, so the tests
@@ -166,6 +178,7 @@ struct Isa {
   double fixed_below;  // with several threads, products of fewer multiply-adds take the fixed split (see sgemm_f32)
   bool balanced_k_groups;  // the k-split's group count is chosen for the shortest longest thread (split_k_groups)
   int64_t k_split_max;     // the largest result (m·n) a deep product is split along k for; larger ones split C
+  KernelA kernel_a = nullptr;  // the tile reading A in place (sgemm_serial), where there is one
 };
 
 // Chosen once at load: the widest instruction set this CPU has; LOOM_SIMD=avx2|scalar caps it (tests, comparisons).
@@ -186,8 +199,8 @@ Isa choose() {
     return {"avx512-on-avx2", kernel_avx512_on_avx2, 12, 32, 384, 12 * 10, double(int64_t(1) << 31), true, int64_t(1) << 17};
   const bool scalar_only = cap && !std::strcmp(cap, "scalar"), no512 = scalar_only || (cap && !std::strcmp(cap, "avx2"));
   if (!no512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
-    return {"avx512", kernel_avx512, 12, 32, 384, 12 * 10, double(int64_t(1) << 31), true, int64_t(1) << 17};
-  if (!scalar_only && avx2) return {"avx2", kernel_avx2, 6, 16, 256, 6 * 16, 0, false, int64_t(1) << 20};
+    return {"avx512", kernel_avx512, 12, 32, 384, 12 * 10, double(int64_t(1) << 31), true, int64_t(1) << 17, kernel_avx512_a};
+  if (!scalar_only && avx2) return {"avx2", kernel_avx2, 6, 16, 256, 6 * 16, 0, true, int64_t(1) << 20, kernel_avx2_a};
 #elif defined(__aarch64__)
   if (!(cap && !std::strcmp(cap, "scalar"))) return {"neon", kernel_neon, 8, 12, 256, 8 * 16, 0, false, int64_t(1) << 20};
 #else
@@ -673,6 +686,12 @@ void epilogue(float* c, int64_t ldc, int64_t m, int64_t n, const float* bias, bo
 
 namespace {
 
+// A product with at most kNarrowStrips strips of B (n ≤ 64 on AVX2, 128 on AVX-512) reads A in place
+// (sgemm_serial). Packed, each element of A would be read, written and read back for only that many uses: the
+// MNIST dense layer's 128×5408·5408×64 spent ~12 % of its time packing (perf, 1 thread, AVX2 on Zen 5) and ran at
+// 103-106 GFLOP/s against OpenBLAS's Haswell core at 110-114; read in place 108-111. The same chains of
+// multiply-adds either way (the tiles only read their operands from elsewhere).
+constexpr int64_t kNarrowStrips = 4;
 // The BLIS loop nest on one thread for C rows [0, m), columns [0, n) (operands already offset).
 void sgemm_serial(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta) {
   if (k == 0) {
@@ -701,15 +720,20 @@ void sgemm_serial(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix
       } else {
         pack_b(b, pc, kc, jc, nc, bp);
       }
+      // A narrow product (kNarrowStrips): the full strips of A are read in place, a partial one at the bottom edge
+      // (fewer than mr rows, which the tile would read past) is packed.
+      const bool a_in_place = isa.kernel_a && !a.trans && nc <= kNarrowStrips * nr;
       for (int64_t ic = 0; ic < m; ic += mc_max) {
-        const int64_t mc = std::min(mc_max, m - ic);
-        pack_a(a, ic, mc, pc, kc, ap);
+        const int64_t mc = std::min(mc_max, m - ic), full_rows = a_in_place ? mc / mr * mr : 0;
+        if (full_rows < mc) pack_a(a, ic + full_rows, mc - full_rows, pc, kc, ap);
         for (int64_t jr = 0; jr < nc; jr += nr) {
           const bool in_place = jr < full;
           const float* bs = in_place ? b.data + pc * b.ld + jc + jr : bp + jr * kc;
-          const int64_t ldb = in_place ? b.ld : nr;
-          for (int64_t ir = 0; ir < mc; ir += mr)
-            isa.kernel(kc, ap + ir * kc, bs, ldb, c + (ic + ir) * ldc + jc + jr, ldc, std::min(mr, mc - ir), std::min(nr, nc - jr), accumulate);
+          const int64_t ldb = in_place ? b.ld : nr, w = std::min(nr, nc - jr);
+          for (int64_t ir = 0; ir < full_rows; ir += mr)
+            isa.kernel_a(kc, a.data + (ic + ir) * a.ld + pc, a.ld, bs, ldb, c + (ic + ir) * ldc + jc + jr, ldc, w, accumulate);
+          for (int64_t ir = full_rows; ir < mc; ir += mr)
+            isa.kernel(kc, ap + (ir - full_rows) * kc, bs, ldb, c + (ic + ir) * ldc + jc + jr, ldc, std::min(mr, mc - ir), w, accumulate);
         }
       }
     }
@@ -745,10 +769,12 @@ int64_t split_k_groups(int64_t tasks, int64_t size) {
   const int64_t by_memory = std::max<int64_t>(threads, (int64_t(1) << 23) / std::max<int64_t>(size, 1));
   const int64_t most = std::max<int64_t>(1, std::min({tasks, 2 * threads, by_memory}));
   if (!isa.balanced_k_groups) return most;
-  // With 384-deep slices a product has few of them, and `most` groups can leave one thread twice the work of the
-  // other: 6 slices (k = 2048) as groups of 2, 2, 2 on 2 threads. Take the count whose longest thread runs the
-  // fewest slices (there: 2 groups of 3), the most groups among equals. The count depends on the shape and the
-  // thread count only, as before.
+  // A product has few slices, and `most` groups can leave one thread much more of the work than the other: 6
+  // slices (k = 2048 at kc 384) as groups of 2, 2, 2 on 2 threads; 22 (the MNIST dense layer's k = 5408 at kc 256,
+  // AVX2) as 6, 6, 6, 4, one thread 12 slices and the other 10. Take the count whose longest thread runs the fewest
+  // slices (there: 2 groups of 3; 2 groups of 11, which took that product from 155-185 to 175-195 GFLOP/s on 2
+  // threads, AVX2 on Zen 5), the most groups among equals. The count depends on the shape and the thread count
+  // only, as before.
   int64_t best = most, span_best = tasks + 1;
   for (int64_t g = 1; g <= most; g++) {
     const int64_t per = (tasks + g - 1) / g, used = (tasks + per - 1) / per, span = (used + threads - 1) / threads * per;

@@ -279,6 +279,25 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
+  it('BatchMatMul of a narrow B (A read in place) gives those columns of a wide product (A packed), bit for bit', () => {
+    // With at most 4 strips of B (64 columns on AVX2, 128 on AVX-512) the tiles read an untransposed A's full
+    // strips in place instead of packing them (gemm.cc kNarrowStrips), and pack only a partial strip at the bottom
+    // edge; a wider B packs all of A. Each element of C must be the same chain of multiply-adds either way. Depths
+    // stay below 4·kc (no product is split along k); rows cross the mc blocks (96 or 120) and the partial strips.
+    fc.assert(
+      fc.property(dim(300), dim(128), dim(1000), seed, (m, n, k, s) => {
+        const a = tensor([m, k], s);
+        const b = tensor([k, n], s + 1);
+        const wide = tf.concat([b, tensor([k, 160], s + 2)], 1);
+        const [narrow, all] = [tf.matMul(a, b), tf.matMul(a, wide)];
+        const left = tf.slice(all, [0, 0], [m, n]);
+        expect(Array.from(narrow.dataSync())).toEqual(Array.from(left.dataSync()));
+        tf.dispose([a, b, wide, narrow, all, left]);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   it('BatchMatMul: sizes that cross the packing blocks and use every thread', () => {
     for (const [m, n, k, ta, tb, batch] of [
       [300, 70, 600, false, false, 1],
