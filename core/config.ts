@@ -56,8 +56,8 @@ export const trainerOptionsSchema = z
      * backward): `fp32` (absent means fp32), or `bf16`: both operands of every product rounded to bfloat16 (round to
      * nearest even) and their products summed in fp32, while weights, gradients and optimizer state stay fp32 (the
      * mixed precision of Kalamkar et al. 2019, "A Study of BFLOAT16 for Deep Learning Training", and Micikevicius et
-     * al. 2018). Needs a backend that has it (native-cpu: vdpbf16ps where the CPU has avx512_bf16, else operands
-     * rounded before the fp32 kernel); any other backend refuses it (`--precision bf16`; native/README.md, "bf16 products").
+     * al. 2018). Needs a backend that has it (native-cpu: AMX tiles where the CPU has them, vdpbf16ps where it has
+     * avx512_bf16, else operands rounded before the fp32 kernel); any other backend refuses it (`--precision bf16`; native/README.md, "bf16 products").
      */
     precision: z.enum(['fp32', 'bf16']).optional(),
     /** Checkpoints (see core/checkpoint.ts): at the end of every epoch and every `everySteps` steps, keeping `keep`. */

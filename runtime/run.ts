@@ -127,7 +127,7 @@ export async function buildRunContainer(opts: RunOptions): Promise<DependencyCon
 
 /**
  * Sets the backend's matrix products to `trainer.precision` and returns the tag that records it
- * (`backend.precision`: `fp32`, `bf16 (avx512_bf16)` or `bf16 (portable)` on native-cpu). bf16 on a backend that
+ * (`backend.precision`: `fp32`, `bf16 (amx)`, `bf16 (avx512_bf16)` or `bf16 (portable)` on native-cpu). bf16 on a backend that
  * cannot (tfjs's cpu, tfjs-node, webgpu) was refused when the run started, naming `trainer.precision`, rather than
  * run in fp32 unnoticed.
  */

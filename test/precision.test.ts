@@ -55,7 +55,7 @@ const config = (precision?: 'fp32' | 'bf16') =>
     trainer: { epochs: 3, batchSize: 16, validationSplit: 0.25, logEvery: 2, checkpoint: { enabled: false }, ...(precision ? { precision } : {}) },
   });
 
-/** native-cpu whose bf16 is the given addon mode (2 portable, 3 avx512_bf16), to train on each path. */
+/** native-cpu whose bf16 is the given addon mode (2 portable, 3 avx512_bf16, 4 AMX, 5 emulated AMX), to train on each path. */
 function nativeOnPath(mode: number): Backend {
   const native = registry.create('backend', 'native-cpu');
   const addon = loadAddon()!;
@@ -78,14 +78,17 @@ async function train(precision: 'fp32' | 'bf16' | undefined, mode?: number) {
 }
 
 describe.skipIf(!info.loaded)(`trainer.precision bf16 (best path here: ${info.bf16})`, () => {
-  const modes = info.bf16 === 'avx512_bf16' ? [2, 3] : [2];
+  // 2 portable, 3 avx512_bf16 where the CPU has it, 4 AMX where it runs, 5 AMX's loop on emulated tiles (anywhere).
+  const vdp = info.bf16 === 'avx512_bf16' || info.bf16 === 'amx';
+  const modes = [2, ...(vdp ? [3] : []), ...(info.bf16 === 'amx' ? [4] : []), 5];
+  const NAMES: Record<number, string> = { 2: 'bf16 (portable)', 3: 'bf16 (avx512_bf16)', 4: 'bf16 (amx)', 5: 'bf16 (amx, emulated)' };
 
   it('trains close to fp32 on each path, deterministically, and records the precision', async () => {
     const fp32 = await train(undefined);
     expect(fp32.tags['backend.precision']).toBe('fp32');
     for (const mode of modes) {
       const bf16 = await train('bf16', mode);
-      const name = mode === 3 ? 'bf16 (avx512_bf16)' : 'bf16 (portable)';
+      const name = NAMES[mode]!;
       expect(bf16.tags['backend.precision']).toBe(name);
       expect(loadAddon()!.info().precision, 'fp32 again after the run').toBe('fp32');
       bf16.losses.forEach((l, e) =>

@@ -1,13 +1,19 @@
 #include "bf16.h"
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <vector>
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
+#endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 #include "elementwise.h"
@@ -17,7 +23,7 @@
 namespace loom {
 namespace {
 
-enum Mode { kFp32 = 0, kBest = 1, kPortable = 2, kAvx512Bf16 = 3 };
+enum Mode { kFp32 = 0, kBest = 1, kPortable = 2, kAvx512Bf16 = 3, kAmx = 4, kAmxEmulated = 5 };
 
 bool has_avx512_bf16() {
 #if defined(__x86_64__)
@@ -35,11 +41,33 @@ bool avx512_bf16_here() {
   return here;
 }
 
-// What a run's bf16 uses: the packed kernel where it runs, unless LOOM_BF16=portable asks for the portable path.
-bool best_is_avx512_bf16() {
-  static const bool best = [] {
+// AMX (Sapphire Rapids and later Xeons): the CPU has the tiles and their bf16 products (CPUID leaf 7: EDX bit 24
+// AMX-TILE, bit 22 AMX-BF16), the float kernel is AVX-512 (LOOM_SIMD caps this path as it does avx512_bf16), and
+// Linux grants this process the tiles' 8 KiB of register state (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA),
+// Linux 5.16 and later; the permission is the process's, for every thread). Asked once, on first use.
+bool amx_here() {
+#if defined(__x86_64__) && defined(__linux__)
+  static const bool here = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    if (!(edx & (1u << 24)) || !(edx & (1u << 22)) || std::strcmp(simd_level(), "avx512") != 0) return false;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return here;
+#else
+  return false;
+#endif
+}
+
+// What a run's bf16 uses: AMX where it runs, else the packed vdpbf16ps kernel where that runs, else the portable
+// path. LOOM_BF16=portable asks for the portable path, LOOM_BF16=avx512_bf16 for vdpbf16ps on an AMX host (to compare).
+int best_mode() {
+  static const int best = [] {
     const char* e = std::getenv("LOOM_BF16");
-    return avx512_bf16_here() && !(e && !std::strcmp(e, "portable"));
+    if (e && !std::strcmp(e, "portable")) return (int)kPortable;
+    if (amx_here() && !(e && !std::strcmp(e, "avx512_bf16"))) return (int)kAmx;
+    return avx512_bf16_here() ? (int)kAvx512Bf16 : (int)kPortable;
   }();
   return best;
 }
@@ -80,9 +108,11 @@ constexpr int64_t MR = 14, NR = 32, KC = 256, MC = MR * 8;  // KC even: only the
 
 inline uint32_t pair(float lo, float hi) { return (uint32_t)bf16_bits(lo) | ((uint32_t)bf16_bits(hi) << 16); }
 
-// op(B)[k0 .. k0+kc, j0 .. j0+w) as one strip: pairs × 32 words, zero past w columns and past kc depths.
-void pack_b_strip(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, int64_t w, uint32_t* dst) {
+// op(B)[k0 .. k0+kc, j0 .. j0+w) as one strip: `rows` (at least the depth's pairs) × 32 words, zero past w columns
+// and past kc depths.
+void pack_b_strip(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, int64_t w, uint32_t* dst, int64_t rows = -1) {
   const int64_t pairs = (kc + 1) / 2;
+  if (rows > pairs) std::memset(dst + pairs * NR, 0, (size_t)((rows - pairs) * NR) * 4);
   for (int64_t q = 0; q < pairs; q++) {
     const int64_t p = k0 + 2 * q;
     const bool second = 2 * q + 1 < kc;
@@ -181,20 +211,226 @@ void gemm_avx512_bf16(int64_t m, int64_t n, int64_t k, const Matrix& a, const Ma
 #endif
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// AMX (Sapphire Rapids and later Xeons): tdpbf16ps on tile registers (Intel SDM vol. 2, TDPBF16PS; Intel
+// Architecture Instruction Set Extensions Programming Reference, ch. 3). One instruction multiplies a tile of A
+// (16 rows × 16 pairs of depths) by a tile of B (16 pairs × 16 columns, each 32-bit word a pair of depths of one
+// column: vdpbf16ps's layout, so B is packed as for that kernel, its depth padded to whole tiles) into a 16×16 fp32
+// tile of C. A call computes a 32×32 block of C in tiles 0-3 from A's two 16-row halves (tiles 4, 5) and B's two
+// 16-column halves (6, 7), 32 depths a step. Per panel, each element of C is one chain from zero, in depth order
+// (a pair of products at a time, as vdpbf16ps), then stored or added to C: the same sums whichever thread computes
+// a block. A is packed as 32-row strips, each row its panel's depth as pairs (padded with zeros to whole tiles).
+//
+// The same loop runs on an emulation of the tiles (mode 5, "amx, emulated": plain C++ following the SDM's
+// pseudo-code, two fp32 additions per pair, denormal sums flushed to zero), so the packing and the tiles' strides
+// are tested on every machine; the instructions themselves only run, and are only tested, on a CPU with AMX.
+constexpr int64_t AMR = 32, AMC = AMR * 4;  // rows of C a call computes; rows of A a task packs per panel
+
+// op(A)[i0 .. i0+h, k0 .. k0+kc) as one 32-row strip: row i is `rows` words (pairs of depths), zero past h rows,
+// past kc depths and past the depth's pairs.
+void pack_a_amx(const Matrix& a, int64_t i0, int64_t h, int64_t k0, int64_t kc, int64_t rows, uint32_t* dst) {
+  const int64_t pairs = (kc + 1) / 2;
+  for (int64_t i = 0; i < AMR; i++) {
+    uint32_t* d = dst + i * rows;
+    if (i >= h) {
+      std::memset(d, 0, (size_t)rows * 4);
+      continue;
+    }
+    for (int64_t q = 0; q < pairs; q++) {
+      const int64_t p = k0 + 2 * q;
+      d[q] = pair(at(a, i0 + i, p), 2 * q + 1 < kc ? at(a, i0 + i, p + 1) : 0.f);
+    }
+    for (int64_t q = pairs; q < rows; q++) d[q] = 0;
+  }
+}
+
+// The 32×32 block of C into t (rows NR floats apart) from `steps` steps of 32 depths: A's strip at a (rows lda words
+// apart), B's strip at b (NR words a pair). ZERO, LOAD, DP and STORE are the tile operations, real or emulated.
+#define LOOM_AMX_BLOCK(ZERO, LOAD, DP, STORE)                                                           \
+  ZERO(0);                                                                                              \
+  ZERO(1);                                                                                              \
+  ZERO(2);                                                                                              \
+  ZERO(3);                                                                                              \
+  for (int64_t s = 0; s < steps; s++) {                                                                 \
+    LOAD(4, a + s * 16, lda * 4);                                                                       \
+    LOAD(5, a + 16 * lda + s * 16, lda * 4);                                                            \
+    LOAD(6, b + s * 16 * NR, NR * 4);                                                                   \
+    LOAD(7, b + s * 16 * NR + 16, NR * 4);                                                              \
+    DP(0, 4, 6);                                                                                        \
+    DP(1, 4, 7);                                                                                        \
+    DP(2, 5, 6);                                                                                        \
+    DP(3, 5, 7);                                                                                        \
+  }                                                                                                     \
+  STORE(0, t, NR * 4);                                                                                  \
+  STORE(1, t + 16, NR * 4);                                                                             \
+  STORE(2, t + 16 * NR, NR * 4);                                                                        \
+  STORE(3, t + 16 * NR + 16, NR * 4);
+
+// The tile configuration (ldtilecfg's 64 bytes, palette 1): tiles 0-7 all 16 rows of 64 bytes.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+  uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+};
+static_assert(sizeof(TileConfig) == 64, "ldtilecfg reads 64 bytes");
+
+#if defined(__x86_64__)
+// GCC's tile intrinsics are asm statements that tell the compiler nothing about memory: the barriers keep the
+// packing's stores before the loads and the reads of t after the stores.
+#define LOOM_TZ(i) _tile_zero(i)
+#define LOOM_TL(i, p, stride) _tile_loadd(i, p, stride)
+#define LOOM_TD(c, x, y) _tile_dpbf16ps(c, x, y)
+#define LOOM_TS(i, p, stride) _tile_stored(i, p, stride)
+__attribute__((target("amx-tile,amx-bf16"))) void amx_begin() {
+  static const TileConfig config;
+  _tile_loadconfig(&config);
+}
+__attribute__((target("amx-tile,amx-bf16"))) void amx_end() { _tile_release(); }
+__attribute__((target("amx-tile,amx-bf16"))) void amx_block(int64_t steps, const uint32_t* a, int64_t lda, const uint32_t* b, float* t) {
+  __asm__ volatile("" ::: "memory");
+  LOOM_AMX_BLOCK(LOOM_TZ, LOOM_TL, LOOM_TD, LOOM_TS)
+  __asm__ volatile("" ::: "memory");
+}
+#undef LOOM_TZ
+#undef LOOM_TL
+#undef LOOM_TD
+#undef LOOM_TS
+#endif
+
+// The tiles in memory, operated on as the SDM's pseudo-code says (TILEZERO, TILELOADD, TILESTORED, TDPBF16PS with
+// palette 1's 16 × 64-byte tiles): for each row m of C and each pair k, C[m][n] += A[m][2k]·B[k][2n], then
+// += A[m][2k+1]·B[k][2n+1], each product exact in fp32 and each sum rounded to nearest, denormal sums to zero.
+struct EmulatedTiles {
+  alignas(64) uint8_t tile[8][16][64];
+  void zero(int i) { std::memset(tile[i], 0, sizeof tile[i]); }
+  void load(int i, const void* p, int64_t stride) {
+    for (int r = 0; r < 16; r++) std::memcpy(tile[i][r], static_cast<const uint8_t*>(p) + r * stride, 64);
+  }
+  void store(int i, void* p, int64_t stride) {
+    for (int r = 0; r < 16; r++) std::memcpy(static_cast<uint8_t*>(p) + r * stride, tile[i][r], 64);
+  }
+  static float bf16(const uint8_t* row, int index) {
+    uint16_t h;
+    std::memcpy(&h, row + 2 * index, 2);
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  static float ftz(float x) { return std::fabs(x) < 1.17549435e-38f ? std::copysign(0.f, x) : x; }
+  void dp(int c, int x, int y) {
+    for (int m = 0; m < 16; m++)
+      for (int n = 0; n < 16; n++) {
+        float acc;
+        std::memcpy(&acc, tile[c][m] + 4 * n, 4);
+        for (int k = 0; k < 16; k++) {
+          acc = ftz(acc + bf16(tile[x][m], 2 * k) * bf16(tile[y][k], 2 * n));
+          acc = ftz(acc + bf16(tile[x][m], 2 * k + 1) * bf16(tile[y][k], 2 * n + 1));
+        }
+        std::memcpy(tile[c][m] + 4 * n, &acc, 4);
+      }
+  }
+};
+thread_local EmulatedTiles emulated_tiles;
+void amx_block_emulated(int64_t steps, const uint32_t* a, int64_t lda, const uint32_t* b, float* t) {
+  EmulatedTiles& e = emulated_tiles;
+#define LOOM_TZ(i) e.zero(i)
+#define LOOM_TL(i, p, stride) e.load(i, p, stride)
+#define LOOM_TD(c, x, y) e.dp(c, x, y)
+#define LOOM_TS(i, p, stride) e.store(i, p, stride)
+  LOOM_AMX_BLOCK(LOOM_TZ, LOOM_TL, LOOM_TD, LOOM_TS)
+#undef LOOM_TZ
+#undef LOOM_TL
+#undef LOOM_TD
+#undef LOOM_TS
+}
+#undef LOOM_AMX_BLOCK
+
+// As gemm_avx512_bf16, with 32-row strips of A and the blocks on AMX (or its emulation).
+void gemm_amx(bool emulated, int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta, const float* bias,
+              bool relu, bool parallel, float* b_col_sums) {
+#if !defined(__x86_64__)
+  if (!emulated) return gemm_portable(m, n, k, a, b, c, ldc, beta, bias, relu, parallel, b_col_sums);
+#endif
+  if (b_col_sums) sum3(b.data, b_col_sums, 1, k, n);  // of B's own values: a bias gradient is not a product
+  const int64_t strips = (n + NR - 1) / NR, panels = (k + KC - 1) / KC, row_blocks = (m + AMC - 1) / AMC;
+  // A panel's pairs of depths, padded to whole tiles of 16 (KC / 2 = 128 pairs: only the last panel is padded).
+  const auto rows_of = [&](int64_t panel) { return ((std::min(KC, k - panel * KC) + 1) / 2 + 15) / 16 * 16; };
+  // Panel p starts at word p·(KC/2)·NR·strips; strip s of it at + s·rows(p)·NR.
+  uint32_t* bp = packedB.get((size_t)(panels * (KC / 2) * NR * strips));
+  const bool threads = parallel && pool().size() > 1 && (double)m * n * k >= (1 << 18);
+  const auto run = [&](int64_t tasks, const std::function<void(int)>& fn) {
+    if (threads)
+      pool().parallel_for((int)tasks, fn);
+    else
+      for (int t = 0; t < (int)tasks; t++) fn(t);
+  };
+  run(panels * strips, [&](int t) {
+    const int64_t p = t / strips, s = t % strips, k0 = p * KC;
+    pack_b_strip(b, k0, std::min(KC, k - k0), s * NR, std::min(NR, n - s * NR), bp + p * (KC / 2) * NR * strips + s * rows_of(p) * NR,
+                 rows_of(p));
+  });
+  const int64_t groups = threads ? std::min(strips, (8 * pool().size() + row_blocks - 1) / row_blocks) : 1;
+  const int64_t per_group = (strips + groups - 1) / groups, used = (strips + per_group - 1) / per_group;
+  run(row_blocks * used, [&](int t) {
+    const int64_t i0 = t / used * AMC, mc = std::min(AMC, m - i0), s0 = t % used * per_group, s1 = std::min(strips, s0 + per_group);
+    uint32_t* ap = packedA.get((size_t)(AMC * KC / 2));
+#if defined(__x86_64__)
+    if (!emulated) amx_begin();
+#endif
+    alignas(64) float tile[AMR * NR];
+    for (int64_t p = 0; p < panels; p++) {
+      const int64_t k0 = p * KC, kc = std::min(KC, k - k0), rows = rows_of(p);
+      const bool accumulate = p > 0 || beta != 0.f;
+      for (int64_t ir = 0; ir < mc; ir += AMR) pack_a_amx(a, i0 + ir, std::min(AMR, mc - ir), k0, kc, rows, ap + ir * rows);
+      const uint32_t* panel = bp + p * (KC / 2) * NR * strips;
+      for (int64_t s = s0; s < s1; s++)
+        for (int64_t ir = 0; ir < mc; ir += AMR) {
+#if defined(__x86_64__)
+          if (!emulated)
+            amx_block(rows / 16, ap + ir * rows, rows, panel + s * rows * NR, tile);
+          else
+#endif
+            amx_block_emulated(rows / 16, ap + ir * rows, rows, panel + s * rows * NR, tile);
+          const int64_t h = std::min(AMR, mc - ir), w = std::min(NR, n - s * NR);
+          float* cb = c + (i0 + ir) * ldc + s * NR;
+          for (int64_t i = 0; i < h; i++)
+            for (int64_t j = 0; j < w; j++) cb[i * ldc + j] = accumulate ? cb[i * ldc + j] + tile[i * NR + j] : tile[i * NR + j];
+        }
+    }
+#if defined(__x86_64__)
+    if (!emulated) amx_end();
+#endif
+    const int64_t j0 = s0 * NR;
+    epilogue(c + i0 * ldc + j0, ldc, mc, std::min(n, s1 * NR) - j0, bias ? bias + j0 : nullptr, relu);
+  });
+}
+
 }  // namespace
 
 int set_gemm_precision(int requested) {
   int m = requested;
-  if (m == kBest) m = best_is_avx512_bf16() ? kAvx512Bf16 : kPortable;
+  if (m == kBest) m = best_mode();
+  if (m == kAmx && !amx_here()) m = kAvx512Bf16;
   if (m == kAvx512Bf16 && !avx512_bf16_here()) m = kPortable;
   mode.store(m);
   return m;
 }
 int gemm_precision() { return mode.load(std::memory_order_relaxed); }
 const char* precision_name(int m) {
-  return m == kFp32 ? "fp32" : m == kAvx512Bf16 ? "bf16 (avx512_bf16)" : m == kPortable ? "bf16 (portable)" : "unknown";
+  switch (m) {
+    case kFp32: return "fp32";
+    case kPortable: return "bf16 (portable)";
+    case kAvx512Bf16: return "bf16 (avx512_bf16)";
+    case kAmx: return "bf16 (amx)";
+    case kAmxEmulated: return "bf16 (amx, emulated)";
+    default: return "unknown";
+  }
 }
-const char* best_bf16_path() { return best_is_avx512_bf16() ? "avx512_bf16" : "portable"; }
+const char* best_bf16_path() {
+  const int m = best_mode();
+  return m == kAmx ? "amx" : m == kAvx512Bf16 ? "avx512_bf16" : "portable";
+}
 
 bool sgemm_bf16(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta, const float* bias,
                 bool relu, bool parallel, float* b_col_sums) {
@@ -202,6 +438,8 @@ bool sgemm_bf16(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& 
   if (m_ == kFp32 || m <= 0 || n <= 0 || k <= 0) return false;  // nothing to round: the fp32 path
   if (m_ == kAvx512Bf16)
     gemm_avx512_bf16(m, n, k, a, b, c, ldc, beta, bias, relu, parallel, b_col_sums);
+  else if (m_ == kAmx || m_ == kAmxEmulated)
+    gemm_amx(m_ == kAmxEmulated, m, n, k, a, b, c, ldc, beta, bias, relu, parallel, b_col_sums);
   else
     gemm_portable(m, n, k, a, b, c, ldc, beta, bias, relu, parallel, b_col_sums);
   return true;

@@ -6,8 +6,10 @@
 // differ only in the order the fp32 sums are taken:
 //   avx512_bf16: a packed 14×32 micro-kernel on vdpbf16ps (_mm512_dpbf16_ps; Cooper Lake, Sapphire Rapids, Zen 4),
 //                which adds two products per fp32 lane per instruction, with DAZ/FTZ (denormal sums flush to zero);
+//   amx:         tdpbf16ps on tile registers (Sapphire Rapids and later), 32×32 blocks of C in four fp32 tiles; not yet
+//                run on a CPU with AMX: tested here only as the same loop on an emulation of the tiles (mode 5);
 //   portable:    the operands rounded into copies, then the fp32 kernel of this CPU (AVX-512, AVX2, NEON, scalar).
-// AMX (tdpbf16ps) is not implemented. Bias, relu, B's column sums (a bias gradient) and C stay fp32.
+// Bias, relu, B's column sums (a bias gradient) and C stay fp32.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -32,13 +34,14 @@ inline float bf16_round(float f) {
 }
 
 // Precision of every sgemm from now on: 0 = fp32, 1 = bf16 on the best path here (LOOM_BF16=portable makes that the
-// portable one), 2 = bf16 portable, 3 = bf16 on avx512_bf16 (the portable path where the CPU lacks it, or LOOM_SIMD
-// caps the float kernel below AVX-512).
-// Returns the mode now in force (1 and 3 resolved to 2 or 3). Set from JavaScript between products, never while
-// one runs.
+// portable one, LOOM_BF16=avx512_bf16 vdpbf16ps on an AMX host), 2 = bf16 portable, 3 = bf16 on avx512_bf16 (the
+// portable path where the CPU lacks it, or LOOM_SIMD caps the float kernel below AVX-512), 4 = bf16 on AMX (3 where
+// the CPU or the OS lacks it), 5 = AMX's loop on emulated tiles (any CPU; for tests, slow).
+// Returns the mode now in force (1, 3 and 4 resolved). Set from JavaScript between products, never while one runs.
 int set_gemm_precision(int mode);
 int gemm_precision();
-// "fp32", "bf16 (portable)" or "bf16 (avx512_bf16)" for a mode; the best bf16 path's name: "avx512_bf16" or "portable".
+// "fp32", "bf16 (portable)", "bf16 (avx512_bf16)", "bf16 (amx)" or "bf16 (amx, emulated)" for a mode; the best bf16
+// path's name: "amx", "avx512_bf16" or "portable".
 const char* precision_name(int mode);
 const char* best_bf16_path();
 

@@ -966,10 +966,11 @@ napi_value Int8Conv2D(napi_env env, napi_callback_info info) {
 }
 
 // setPrecision(mode): the precision of every float matrix product from now on (bf16.h): 0 fp32, 1 bf16 on the best
-// path here, 2 bf16 portable, 3 bf16 on avx512_bf16 (portable where the CPU lacks it). info().precision says which.
+// path here, 2 bf16 portable, 3 bf16 on avx512_bf16 (portable where the CPU lacks it), 4 bf16 on AMX (3 where the CPU
+// lacks it), 5 AMX's loop on emulated tiles (tests). info().precision says which.
 napi_value SetPrecision(napi_env env, napi_callback_info info) {
   Args a(env, info, "setPrecision", 1, 1);
-  const int64_t mode = a.integer(0, "mode", 0, 3);
+  const int64_t mode = a.integer(0, "mode", 0, 5);
   if (a.failed()) return nullptr;
   loom::set_gemm_precision((int)mode);
   return undefined(env);

@@ -38,7 +38,7 @@ export default definePlugin({
         'backend.threads': String(info.threads),
       };
     },
-    // trainer.precision: the addon's products in bf16 on the best path here (avx512_bf16 or portable), or fp32.
+    // trainer.precision: the addon's products in bf16 on the best path here (amx, avx512_bf16 or portable), or fp32.
     setPrecision(precision: 'fp32' | 'bf16') {
       const addon = loadAddon();
       if (!addon) return { 'backend.precision': 'fp32' };

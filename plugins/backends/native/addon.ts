@@ -146,15 +146,16 @@ export interface Addon {
   ): void;
   /**
    * The precision of every float matrix product from now on (native/src/bf16.h): 0 fp32, 1 bf16 on the best path here,
-   * 2 bf16 portable (operands rounded, then the fp32 kernel), 3 bf16 on avx512_bf16 (portable where the CPU lacks it).
+   * 2 bf16 portable (operands rounded, then the fp32 kernel), 3 bf16 on avx512_bf16 (portable where the CPU lacks it),
+   * 4 bf16 on AMX (3 where the CPU lacks it), 5 AMX's loop on emulated tiles (tests; any CPU).
    */
   setPrecision(mode: number): void;
   /** y[i] = x[i] rounded to bf16 on `path`: 0 the best here, 1 scalar, 2 vcvtne2ps2bf16 (scalar where absent). */
   bf16Round(x: Float32Array, y: Float32Array, count: number, path: number): void;
   /**
    * simd: the float GEMM's micro-kernel; int8: the int8 GEMM's path ("avx512-vnni", "avx2" or "scalar"); bf16: the
-   * best bf16 path here ("avx512_bf16" or "portable"); precision: the products' precision now ("fp32",
-   * "bf16 (portable)" or "bf16 (avx512_bf16)").
+   * best bf16 path here ("amx", "avx512_bf16" or "portable"); precision: the products' precision now ("fp32",
+   * "bf16 (portable)", "bf16 (avx512_bf16)", "bf16 (amx)" or "bf16 (amx, emulated)").
    */
   info(): { simd: string; threads: number; int8?: string; bf16?: string; precision?: string };
 }

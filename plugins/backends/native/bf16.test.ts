@@ -1,7 +1,8 @@
 /**
  * bf16 products with fp32 sums (native/src/bf16.h; Kalamkar et al. 2019), on every path this CPU runs: the portable
- * one (operands rounded, then the fp32 kernel) everywhere, and the packed vdpbf16ps kernel where the CPU has
- * avx512_bf16. Checked against float64 references:
+ * one (operands rounded, then the fp32 kernel) everywhere, the packed vdpbf16ps kernel where the CPU has
+ * avx512_bf16, AMX's tdpbf16ps where the CPU has AMX, and AMX's loop on an emulation of its tiles everywhere.
+ * Checked against float64 references:
  *   - the rounding, bit for bit, against a reference written from the definition (round to nearest, ties to even, of
  *     the value to 8 significant bits, in float64 arithmetic; NaN quieted, ±inf kept, denormals to signed zero as
  *     vcvtne2ps2bf16 does), on random bit patterns and on ties, NaNs, infinities, denormals and overflow;
@@ -80,10 +81,14 @@ const SPECIAL = [
 describe.skipIf(!info.loaded)(`bf16 products (best path here: ${info.bf16})`, () => {
   const addon = loadAddon()!;
   afterEach(() => addon.setPrecision(0));
-  // Round paths: 1 scalar, 2 vcvtne2ps2bf16 where the CPU has it. Product modes: 2 portable, 3 avx512_bf16.
-  const roundPaths = info.bf16 === 'avx512_bf16' ? [1, 2] : [1];
-  const modes = info.bf16 === 'avx512_bf16' ? [2, 3] : [2];
-  const modeName = (m: number) => (m === 3 ? 'bf16 (avx512_bf16)' : 'bf16 (portable)');
+  // Round paths: 1 scalar, 2 vcvtne2ps2bf16 where the CPU has it. Product modes: 2 portable, 3 avx512_bf16 where the
+  // CPU has it (every CPU with AMX has it too), 4 AMX where it runs, and 5, AMX's loop on an emulation of its tiles,
+  // everywhere (the packing and the tiles' strides checked on machines without AMX).
+  const vdp = info.bf16 === 'avx512_bf16' || info.bf16 === 'amx';
+  const roundPaths = vdp ? [1, 2] : [1];
+  const modes = [2, ...(vdp ? [3] : []), ...(info.bf16 === 'amx' ? [4] : []), 5];
+  const NAMES: Record<number, string> = { 2: 'bf16 (portable)', 3: 'bf16 (avx512_bf16)', 4: 'bf16 (amx)', 5: 'bf16 (amx, emulated)' };
+  const modeName = (m: number) => NAMES[m]!;
 
   it('rounds to nearest even as the definition says: ties, NaN, ±inf, denormals, overflow, random bit patterns', () => {
     const check = (bits: number[]) => {
@@ -321,12 +326,18 @@ describe.skipIf(!info.loaded)(`bf16 products (best path here: ${info.bf16})`, ()
     );
   });
 
-  it('setPrecision(1) takes the best path here; 3 falls back to portable where avx512_bf16 is absent; 0 is fp32 again', () => {
+  it('setPrecision(1) takes the best path here; 4 falls back to avx512_bf16 where AMX is absent, 3 to portable where avx512_bf16 is absent; 5 runs anywhere; 0 is fp32 again', () => {
     addon.setPrecision(1);
     expect(addon.info().precision).toBe(`bf16 (${info.bf16})`);
-    addon.setPrecision(3);
-    // Under LOOM_BF16=portable the best path is portable while mode 3 may still run avx512_bf16: nothing to expect then.
-    if (process.env.LOOM_BF16 !== 'portable') expect(addon.info().precision).toBe(info.bf16 === 'avx512_bf16' ? 'bf16 (avx512_bf16)' : 'bf16 (portable)');
+    // Under LOOM_BF16 the best path is the one asked for while modes 3 and 4 may still run: nothing to expect then.
+    if (process.env.LOOM_BF16 === undefined) {
+      addon.setPrecision(3);
+      expect(addon.info().precision).toBe(vdp ? 'bf16 (avx512_bf16)' : 'bf16 (portable)');
+      addon.setPrecision(4);
+      expect(addon.info().precision).toBe(`bf16 (${info.bf16})`);
+    }
+    addon.setPrecision(5);
+    expect(addon.info().precision).toBe('bf16 (amx, emulated)');
     addon.setPrecision(0);
     expect(addon.info().precision).toBe('fp32');
   });
