@@ -16,6 +16,7 @@ import { registerBuiltins } from '../plugins';
 import { dataParallel } from './data-parallel';
 import { BENCH_DIR, type BenchEntry, type Benchmark } from './harness';
 import { simdCap } from './peer-blas';
+import { precision } from './precision';
 import { INFERENCE_ROWS, inference, type InferenceRow } from './inference';
 import { mnistCnn } from './mnist-cnn';
 import { mnistE2e } from './mnist-e2e';
@@ -45,13 +46,14 @@ const started = new Date().toISOString();
 const facts = environmentTags();
 const cap = simdCap();
 const registry = registerBuiltins(createRegistry());
-const { tags } = await selectBackend(registry, process.env.LOOM_BACKEND);
+const { tags, backend } = await selectBackend(registry, process.env.LOOM_BACKEND);
 const all: Benchmark[] = [
   sgemm(tags.backend!),
   sgemmShapes(tags.backend!),
   mnistCnn(registry, tags.backend!),
   mnistE2e(registry, tags.backend!, { tiny }),
   sequenceModels(registry, tags.backend!),
+  precision(registry, backend, tags.backend!),
   inference(registry, tags.backend!, rows as InferenceRow[] | undefined),
   dataParallel(),
   webgpuRows(registry, tags.backend!, { forceSoftware: args.includes('--force-software'), tiny }),

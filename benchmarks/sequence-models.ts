@@ -9,7 +9,7 @@ import { Rng, Sequential, type PluginRegistry, type SequentialConfig } from '../
 import { best, entry, interleaved, measure, pythonPeer, type Benchmark } from './harness';
 
 /** A model's forward+backward step, measured by `rate()` (one window of `seconds`) as often as asked. */
-function oursRunner(registry: PluginRegistry, config: SequentialConfig, batch: number) {
+export function oursRunner(registry: PluginRegistry, config: SequentialConfig, batch: number) {
   const model = new Sequential(config, registry);
   model.build(undefined, new Rng(0));
   const x = tf.randomNormal([batch, ...config.inputShape], 0, 1, 'float32', 1);
