@@ -33,6 +33,11 @@ bool has_avx512_bf16() {
   return false;
 #endif
 }
+bool has_avx512_bf16_cached() {
+  static const bool has = has_avx512_bf16();
+  return has;
+}
+
 // The packed kernel runs where the CPU has avx512_bf16 and the float kernel is AVX-512 (LOOM_SIMD=avx2 or scalar,
 // which cap the float kernel, cap this one too: a comparison run on such a setting uses the portable path).
 // Decided on first use (simd_level() is another file's static, initialized in an order C++ does not fix).
@@ -108,28 +113,89 @@ constexpr int64_t MR = 14, NR = 32, KC = 256, MC = MR * 8;  // KC even: only the
 
 inline uint32_t pair(float lo, float hi) { return (uint32_t)bf16_bits(lo) | ((uint32_t)bf16_bits(hi) << 16); }
 
+// Words of bf16 pairs (depth p in the low half, p + 1 in the high half), the packers' unit. Two sources: `count`
+// consecutive floats (a row of A, or a column of a transposed B: depths in order), as (count + 1) / 2 words, a
+// missing last depth zero; or two rows r0, r1 of `w` floats (depths p and p + 1 across w columns, r1 null past the
+// last depth), as w words. With avx512_bf16, 32 floats a vcvtne2ps2bf16 (the scalar rounding's bits exactly, as
+// bf16.test.ts checks; packing element by element was half of a bf16 MNIST training step, perf), else bf16_bits.
+void pairs_scalar(const float* src, int64_t count, uint32_t* dst) {
+  for (int64_t q = 0; 2 * q < count; q++) dst[q] = pair(src[2 * q], 2 * q + 1 < count ? src[2 * q + 1] : 0.f);
+}
+void rows_scalar(const float* r0, const float* r1, int64_t w, uint32_t* dst) {
+  for (int64_t j = 0; j < w; j++) dst[j] = pair(r0[j], r1 ? r1[j] : 0.f);
+}
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void pairs_avx512(const float* src, int64_t count, uint32_t* dst) {
+  int64_t i = 0;
+  for (; i + 32 <= count; i += 32)  // the low half of the result from the second operand: depths in order
+    _mm512_storeu_si512(dst + i / 2, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i)));
+  if (i < count) {
+    const int64_t left = count - i;  // 1..31 floats: masked loads read zeros past them
+    const __mmask16 lo = (__mmask16)((1u << std::min<int64_t>(left, 16)) - 1), hi = (__mmask16)(left > 16 ? (1u << (left - 16)) - 1 : 0);
+    const __m512i v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, src + i + 16), _mm512_maskz_loadu_ps(lo, src + i));
+    _mm512_mask_storeu_epi32(dst + i / 2, (__mmask16)((1u << ((left + 1) / 2)) - 1), v);
+  }
+}
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void rows_avx512(const float* r0, const float* r1, int64_t w, uint32_t* dst) {
+  // cvtne2ps2bf16(r1, r0) holds r0's 16 values then r1's; the permutation interleaves them into 16 pairs.
+  const __m512i order = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+                                         16, 0);
+  for (int64_t j = 0; j < w; j += 16) {
+    const __mmask16 m = (__mmask16)(w - j >= 16 ? 0xffff : (1u << (w - j)) - 1);
+    const __m512 a = _mm512_maskz_loadu_ps(m, r0 + j), b = r1 ? _mm512_maskz_loadu_ps(m, r1 + j) : _mm512_setzero_ps();
+    _mm512_mask_storeu_epi32(dst + j, m, _mm512_permutexvar_epi16(order, (__m512i)_mm512_cvtne2ps_pbh(b, a)));
+  }
+}
+#endif
+void to_pairs(const float* src, int64_t count, uint32_t* dst) {
+#if defined(__x86_64__)
+  if (has_avx512_bf16_cached()) return pairs_avx512(src, count, dst);
+#endif
+  pairs_scalar(src, count, dst);
+}
+void rows_to_pairs(const float* r0, const float* r1, int64_t w, uint32_t* dst) {
+#if defined(__x86_64__)
+  if (has_avx512_bf16_cached()) return rows_avx512(r0, r1, w, dst);
+#endif
+  rows_scalar(r0, r1, w, dst);
+}
+
 // op(B)[k0 .. k0+kc, j0 .. j0+w) as one strip: `rows` (at least the depth's pairs) × 32 words, zero past w columns
 // and past kc depths.
 void pack_b_strip(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, int64_t w, uint32_t* dst, int64_t rows = -1) {
   const int64_t pairs = (kc + 1) / 2;
   if (rows > pairs) std::memset(dst + pairs * NR, 0, (size_t)((rows - pairs) * NR) * 4);
-  for (int64_t q = 0; q < pairs; q++) {
-    const int64_t p = k0 + 2 * q;
-    const bool second = 2 * q + 1 < kc;
-    uint32_t* d = dst + q * NR;
-    for (int64_t j = 0; j < w; j++) d[j] = pair(at(b, p, j0 + j), second ? at(b, p + 1, j0 + j) : 0.f);
-    for (int64_t j = w; j < NR; j++) d[j] = 0;
+  if (!b.trans) {  // depths p, p + 1 are two rows of B
+    for (int64_t q = 0; q < pairs; q++) {
+      const float* r0 = b.data + (k0 + 2 * q) * b.ld + j0;
+      uint32_t* d = dst + q * NR;
+      rows_to_pairs(r0, 2 * q + 1 < kc ? r0 + b.ld : nullptr, w, d);
+      for (int64_t j = w; j < NR; j++) d[j] = 0;
+    }
+    return;
+  }
+  uint32_t column[KC / 2];  // column j of op(B) is row j of the stored B: its depths in order
+  for (int64_t j = 0; j < NR; j++) {
+    if (j < w) to_pairs(b.data + (j0 + j) * b.ld + k0, kc, column);
+    for (int64_t q = 0; q < pairs; q++) dst[q * NR + j] = j < w ? column[q] : 0;
   }
 }
 // op(A)[i0 .. i0+h, k0 .. k0+kc) as one strip: pairs × 14 words, zero past h rows and past kc depths.
 void pack_a_strip(const Matrix& a, int64_t i0, int64_t h, int64_t k0, int64_t kc, uint32_t* dst) {
   const int64_t pairs = (kc + 1) / 2;
-  for (int64_t q = 0; q < pairs; q++) {
-    const int64_t p = k0 + 2 * q;
-    const bool second = 2 * q + 1 < kc;
-    uint32_t* d = dst + q * MR;
-    for (int64_t i = 0; i < h; i++) d[i] = pair(at(a, i0 + i, p), second ? at(a, i0 + i, p + 1) : 0.f);
-    for (int64_t i = h; i < MR; i++) d[i] = 0;
+  if (a.trans) {  // depths p, p + 1 are two rows of the stored A
+    for (int64_t q = 0; q < pairs; q++) {
+      const float* r0 = a.data + (k0 + 2 * q) * a.ld + i0;
+      uint32_t* d = dst + q * MR;
+      rows_to_pairs(r0, 2 * q + 1 < kc ? r0 + a.ld : nullptr, h, d);
+      for (int64_t i = h; i < MR; i++) d[i] = 0;
+    }
+    return;
+  }
+  uint32_t row[KC / 2];
+  for (int64_t i = 0; i < MR; i++) {
+    if (i < h) to_pairs(a.data + (i0 + i) * a.ld + k0, kc, row);
+    for (int64_t q = 0; q < pairs; q++) dst[q * MR + i] = i < h ? row[q] : 0;
   }
 }
 
@@ -230,18 +296,21 @@ constexpr int64_t AMR = 32, AMC = AMR * 4;  // rows of C a call computes; rows o
 // past kc depths and past the depth's pairs.
 void pack_a_amx(const Matrix& a, int64_t i0, int64_t h, int64_t k0, int64_t kc, int64_t rows, uint32_t* dst) {
   const int64_t pairs = (kc + 1) / 2;
-  for (int64_t i = 0; i < AMR; i++) {
-    uint32_t* d = dst + i * rows;
-    if (i >= h) {
-      std::memset(d, 0, (size_t)rows * 4);
-      continue;
+  if (!a.trans) {  // a row's depths in order: its words as they lie
+    for (int64_t i = 0; i < AMR; i++) {
+      uint32_t* d = dst + i * rows;
+      if (i < h) to_pairs(a.data + (i0 + i) * a.ld + k0, kc, d);
+      std::memset(d + (i < h ? pairs : 0), 0, (size_t)(rows - (i < h ? pairs : 0)) * 4);
     }
-    for (int64_t q = 0; q < pairs; q++) {
-      const int64_t p = k0 + 2 * q;
-      d[q] = pair(at(a, i0 + i, p), 2 * q + 1 < kc ? at(a, i0 + i, p + 1) : 0.f);
-    }
-    for (int64_t q = pairs; q < rows; q++) d[q] = 0;
+    return;
   }
+  uint32_t words[AMR];  // pair q of rows i0.. (two rows of the stored A), one word a row
+  for (int64_t q = 0; q < pairs; q++) {
+    const float* r0 = a.data + (k0 + 2 * q) * a.ld + i0;
+    rows_to_pairs(r0, 2 * q + 1 < kc ? r0 + a.ld : nullptr, h, words);
+    for (int64_t i = 0; i < AMR; i++) dst[i * rows + q] = i < h ? words[i] : 0;
+  }
+  for (int64_t i = 0; i < AMR; i++) std::memset(dst + i * rows + pairs, 0, (size_t)(rows - pairs) * 4);
 }
 
 // The 32×32 block of C into t (rows NR floats apart) from `steps` steps of 32 depths: A's strip at a (rows lda words
