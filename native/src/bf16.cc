@@ -160,44 +160,81 @@ void rows_to_pairs(const float* r0, const float* r1, int64_t w, uint32_t* dst) {
   rows_scalar(r0, r1, w, dst);
 }
 
+// Depths k0 .. k0+kc of `w` vectors x0.. of a stored matrix as pairs × `width` words (word q·width + x: depths 2q and
+// 2q + 1 of vector x), zero past w and past kc. The depths run along the stored rows' direction or across it:
+// `depth_rows` when depth p of vector x is data[p·ld + x] (an untransposed B, a transposed A), else data[x·ld + p].
+void pack_pairs(const float* data, int64_t ld, bool depth_rows, int64_t k0, int64_t kc, int64_t x0, int64_t w, int64_t width, uint32_t* dst) {
+  const int64_t pairs = (kc + 1) / 2;
+  if (depth_rows) {  // depths p, p + 1 are two stored rows
+    for (int64_t q = 0; q < pairs; q++) {
+      const float* r0 = data + (k0 + 2 * q) * ld + x0;
+      uint32_t* d = dst + q * width;
+      rows_to_pairs(r0, 2 * q + 1 < kc ? r0 + ld : nullptr, w, d);
+      for (int64_t x = w; x < width; x++) d[x] = 0;
+    }
+    return;
+  }
+  uint32_t vector[KC / 2];  // one vector's depths in order
+  for (int64_t x = 0; x < width; x++) {
+    if (x < w) to_pairs(data + (x0 + x) * ld + k0, kc, vector);
+    for (int64_t q = 0; q < pairs; q++) dst[q * width + x] = x < w ? vector[q] : 0;
+  }
+}
 // op(B)[k0 .. k0+kc, j0 .. j0+w) as one strip: `rows` (at least the depth's pairs) × 32 words, zero past w columns
 // and past kc depths.
 void pack_b_strip(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, int64_t w, uint32_t* dst, int64_t rows = -1) {
   const int64_t pairs = (kc + 1) / 2;
   if (rows > pairs) std::memset(dst + pairs * NR, 0, (size_t)((rows - pairs) * NR) * 4);
-  if (!b.trans) {  // depths p, p + 1 are two rows of B
-    for (int64_t q = 0; q < pairs; q++) {
-      const float* r0 = b.data + (k0 + 2 * q) * b.ld + j0;
-      uint32_t* d = dst + q * NR;
-      rows_to_pairs(r0, 2 * q + 1 < kc ? r0 + b.ld : nullptr, w, d);
-      for (int64_t j = w; j < NR; j++) d[j] = 0;
-    }
-    return;
-  }
-  uint32_t column[KC / 2];  // column j of op(B) is row j of the stored B: its depths in order
-  for (int64_t j = 0; j < NR; j++) {
-    if (j < w) to_pairs(b.data + (j0 + j) * b.ld + k0, kc, column);
-    for (int64_t q = 0; q < pairs; q++) dst[q * NR + j] = j < w ? column[q] : 0;
-  }
+  pack_pairs(b.data, b.ld, !b.trans, k0, kc, j0, w, NR, dst);
 }
 // op(A)[i0 .. i0+h, k0 .. k0+kc) as one strip: pairs × 14 words, zero past h rows and past kc depths.
 void pack_a_strip(const Matrix& a, int64_t i0, int64_t h, int64_t k0, int64_t kc, uint32_t* dst) {
-  const int64_t pairs = (kc + 1) / 2;
-  if (a.trans) {  // depths p, p + 1 are two rows of the stored A
-    for (int64_t q = 0; q < pairs; q++) {
-      const float* r0 = a.data + (k0 + 2 * q) * a.ld + i0;
-      uint32_t* d = dst + q * MR;
-      rows_to_pairs(r0, 2 * q + 1 < kc ? r0 + a.ld : nullptr, h, d);
-      for (int64_t i = h; i < MR; i++) d[i] = 0;
-    }
-    return;
-  }
-  uint32_t row[KC / 2];
-  for (int64_t i = 0; i < MR; i++) {
-    if (i < h) to_pairs(a.data + (i0 + i) * a.ld + k0, kc, row);
-    for (int64_t q = 0; q < pairs; q++) dst[q * MR + i] = i < h ? row[q] : 0;
-  }
+  pack_pairs(a.data, a.ld, a.trans, k0, kc, i0, h, MR, dst);
 }
+
+thread_local PackBuffer<uint32_t> packedB, packedA;
+
+// fn(0 .. tasks) over the pool when `threads`, else in order on this thread.
+void run_tasks(bool threads, int64_t tasks, const std::function<void(int)>& fn) {
+  if (threads)
+    pool().parallel_for((int)tasks, fn);
+  else
+    for (int t = 0; t < (int)tasks; t++) fn(t);
+}
+
+// op(B)[k × n] packed for the bf16 kernels (in this thread's packedB), every panel of KC depths as strips of NR
+// columns: panel p starts at word p·(KC/2)·NR·strips, strip s of it at + s·rows(p)·NR, where rows(p) is at least
+// the panel's pairs of depths (the strips zero-padded past them).
+template <class Rows>
+const uint32_t* pack_b_panels(const Matrix& b, int64_t k, int64_t n, bool threads, Rows rows) {
+  const int64_t strips = (n + NR - 1) / NR, panels = (k + KC - 1) / KC;
+  uint32_t* bp = packedB.get((size_t)(panels * (KC / 2) * NR * strips));
+  run_tasks(threads, panels * strips, [&](int t) {
+    const int64_t p = t / strips, s = t % strips, k0 = p * KC;
+    pack_b_strip(b, k0, std::min(KC, k - k0), s * NR, std::min(NR, n - s * NR), bp + p * (KC / 2) * NR * strips + s * rows(p) * NR, rows(p));
+  });
+  return bp;
+}
+
+// The tasks of a bf16 product: each a block of `block` rows of C (its A packed once per panel) times a run of strips;
+// with few row blocks the strips are split into runs too, for enough tasks to balance the threads.
+struct Tasks {
+  int64_t m, strips, block, per_run, runs, count;
+  Tasks(int64_t m_, int64_t strips_, int64_t block_, bool threads) : m(m_), strips(strips_), block(block_) {
+    const int64_t row_blocks = (m + block - 1) / block;
+    const int64_t split = threads ? std::min(strips, (8 * pool().size() + row_blocks - 1) / row_blocks) : 1;
+    per_run = (strips + split - 1) / split;
+    runs = (strips + per_run - 1) / per_run;
+    count = row_blocks * runs;
+  }
+  struct Task {
+    int64_t i0, rows, s0, s1;  // rows i0 .. i0 + rows, strips s0 .. s1
+  };
+  Task at(int64_t t) const {
+    const int64_t i0 = t / runs * block, s0 = t % runs * per_run;
+    return {i0, std::min(block, m - i0), s0, std::min(strips, s0 + per_run)};
+  }
+};
 
 #if defined(__x86_64__)
 // C[h×w] (=|+=) Σ_q A-pairs[q] · B-pairs[q]: 28 zmm accumulators, 2 of B, 1 broadcast of A.
@@ -232,32 +269,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void kernel_bf16
 }
 #endif
 
-thread_local PackBuffer<uint32_t> packedB, packedA;
-
 void gemm_avx512_bf16(int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta, const float* bias,
                       bool relu, bool parallel, float* b_col_sums) {
 #if defined(__x86_64__)
   if (b_col_sums) sum3(b.data, b_col_sums, 1, k, n);  // of B's own values: a bias gradient is not a product
-  const int64_t strips = (n + NR - 1) / NR, panels = (k + KC - 1) / KC, row_blocks = (m + MC - 1) / MC;
+  const int64_t strips = (n + NR - 1) / NR, panels = (k + KC - 1) / KC;
   const auto pairs_of = [&](int64_t panel) { return (std::min(KC, k - panel * KC) + 1) / 2; };
-  // Panel p starts at word p·(KC/2)·NR·strips; strip s of it at + s·pairs(p)·NR.
-  uint32_t* bp = packedB.get((size_t)(panels * (KC / 2) * NR * strips));
   const bool threads = parallel && pool().size() > 1 && (double)m * n * k >= (1 << 18);
-  const auto run = [&](int64_t tasks, const std::function<void(int)>& fn) {
-    if (threads)
-      pool().parallel_for((int)tasks, fn);
-    else
-      for (int t = 0; t < (int)tasks; t++) fn(t);
-  };
-  run(panels * strips, [&](int t) {
-    const int64_t p = t / strips, s = t % strips, k0 = p * KC;
-    pack_b_strip(b, k0, std::min(KC, k - k0), s * NR, std::min(NR, n - s * NR), bp + p * (KC / 2) * NR * strips + s * pairs_of(p) * NR);
-  });
-  // Enough tasks to balance the threads: with few row blocks the strips are split into groups too.
-  const int64_t groups = threads ? std::min(strips, (8 * pool().size() + row_blocks - 1) / row_blocks) : 1;
-  const int64_t per_group = (strips + groups - 1) / groups, used = (strips + per_group - 1) / per_group;
-  run(row_blocks * used, [&](int t) {
-    const int64_t i0 = t / used * MC, mc = std::min(MC, m - i0), s0 = t % used * per_group, s1 = std::min(strips, s0 + per_group);
+  const uint32_t* bp = pack_b_panels(b, k, n, threads, pairs_of);
+  const Tasks tasks(m, strips, MC, threads);
+  run_tasks(threads, tasks.count, [&](int t) {
+    const auto [i0, mc, s0, s1] = tasks.at(t);
     uint32_t* ap = packedA.get((size_t)(MC * KC / 2));
     for (int64_t p = 0; p < panels; p++) {
       const int64_t k0 = p * KC, kc = std::min(KC, k - k0), pairs = pairs_of(p);
@@ -422,27 +444,14 @@ void gemm_amx(bool emulated, int64_t m, int64_t n, int64_t k, const Matrix& a, c
   if (!emulated) return gemm_portable(m, n, k, a, b, c, ldc, beta, bias, relu, parallel, b_col_sums);
 #endif
   if (b_col_sums) sum3(b.data, b_col_sums, 1, k, n);  // of B's own values: a bias gradient is not a product
-  const int64_t strips = (n + NR - 1) / NR, panels = (k + KC - 1) / KC, row_blocks = (m + AMC - 1) / AMC;
+  const int64_t strips = (n + NR - 1) / NR, panels = (k + KC - 1) / KC;
   // A panel's pairs of depths, padded to whole tiles of 16 (KC / 2 = 128 pairs: only the last panel is padded).
   const auto rows_of = [&](int64_t panel) { return ((std::min(KC, k - panel * KC) + 1) / 2 + 15) / 16 * 16; };
-  // Panel p starts at word p·(KC/2)·NR·strips; strip s of it at + s·rows(p)·NR.
-  uint32_t* bp = packedB.get((size_t)(panels * (KC / 2) * NR * strips));
   const bool threads = parallel && pool().size() > 1 && (double)m * n * k >= (1 << 18);
-  const auto run = [&](int64_t tasks, const std::function<void(int)>& fn) {
-    if (threads)
-      pool().parallel_for((int)tasks, fn);
-    else
-      for (int t = 0; t < (int)tasks; t++) fn(t);
-  };
-  run(panels * strips, [&](int t) {
-    const int64_t p = t / strips, s = t % strips, k0 = p * KC;
-    pack_b_strip(b, k0, std::min(KC, k - k0), s * NR, std::min(NR, n - s * NR), bp + p * (KC / 2) * NR * strips + s * rows_of(p) * NR,
-                 rows_of(p));
-  });
-  const int64_t groups = threads ? std::min(strips, (8 * pool().size() + row_blocks - 1) / row_blocks) : 1;
-  const int64_t per_group = (strips + groups - 1) / groups, used = (strips + per_group - 1) / per_group;
-  run(row_blocks * used, [&](int t) {
-    const int64_t i0 = t / used * AMC, mc = std::min(AMC, m - i0), s0 = t % used * per_group, s1 = std::min(strips, s0 + per_group);
+  const uint32_t* bp = pack_b_panels(b, k, n, threads, rows_of);
+  const Tasks tasks(m, strips, AMC, threads);
+  run_tasks(threads, tasks.count, [&](int t) {
+    const auto [i0, mc, s0, s1] = tasks.at(t);
     uint32_t* ap = packedA.get((size_t)(AMC * KC / 2));
 #if defined(__x86_64__)
     if (!emulated) amx_begin();
