@@ -16,7 +16,16 @@ import { activationQuant, quantizeCentred, quantizePerChannel } from '../../core
 import { softmax } from '../../core/ops/softmax';
 import { referenceSelfAttention } from '../../test/harness';
 import geluPlugin from '../activations/gelu';
-import { BufferPool, installNativeKernels, poolLimitBytes, nativeAddonInfo, nativeBufferPool, originalGradients, originalKernels } from './native-kernels';
+import {
+  BufferPool,
+  installNativeKernels,
+  poolLimitBytes,
+  nativeAddonInfo,
+  nativeBufferPool,
+  originalGradients,
+  originalKernels,
+  sizeClass,
+} from './native-kernels';
 
 const info = nativeAddonInfo();
 if (!info.loaded) console.warn(`native-kernels tests skipped: ${info.reason}`);
@@ -551,6 +560,26 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     expectClose(() => ops(...args));
     expect(pool.reused - before).toBeGreaterThanOrEqual(8);
     tf.dispose(args);
+  });
+
+  it('serves an output from the memory of a released one of another length in its size class, and reads it out as an exact copy', () => {
+    const pool = nativeBufferPool()!;
+    // 1,150 and 1,100 floats share the class of 1,152: the second output is a view of the first's memory.
+    const stale = tf.add(tf.fill([1150], Number.NaN), 0);
+    const memory = (tf.backend() as unknown as { data: { get(id: object): { values: Float32Array } } }).data.get(stale.dataId).values.buffer;
+    stale.dispose();
+    const before = pool.reused;
+    const x = tensor([1100], 7);
+    const y = tf.add(x, 1);
+    const inside = (tf.backend() as unknown as { data: { get(id: object): { values: Float32Array } } }).data.get(y.dataId).values;
+    expect(pool.reused - before).toBe(1);
+    expect(inside.buffer).toBe(memory);
+    expect(inside.length).toBe(1100);
+    const read = y.dataSync() as Float32Array;
+    expect(read.byteLength).toBe(read.buffer.byteLength); // exact: code reading `buffer` sees this tensor's values only
+    expect(Array.from(read)).toEqual(Array.from(x.dataSync(), (v) => Math.fround(v + 1)));
+    expect(Array.from(tf.mul(y, 2).dataSync())).toEqual(Array.from(read, (v) => Math.fround(v * 2))); // the tensor still computes
+    tf.dispose([x, y]);
   });
 
   it('an empty batch gives a zero filter gradient from an unzeroed pool buffer (the binding fills a sum of no terms with zeros)', () => {
@@ -1804,36 +1833,70 @@ describe('BufferPool', () => {
     expect(() => poolLimitBytes({ LOOM_BUFFER_POOL_MB: '-1' })).toThrow(ConfigError);
   });
 
-  it('hands back released arrays of the same length, zeroed on request, within its byte limit, dropping the oldest first', () => {
+  it('serves a length from its size class: at least the length, at most 1/8 more, the same class for every length up to it', () => {
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 1, max: 3000 }), { minLength: 1, maxLength: 12 }), fc.integer({ min: 0, max: 40_000 }), (lengths, limit) => {
-        const pool = new BufferPool(limit, 16);
-        const arrays = lengths.map((n) => pool.fresh(n).fill(7));
-        let held = 0;
-        const kept: Float32Array[] = []; // the model: a queue, oldest first
-        for (const a of arrays) {
-          pool.release(a);
-          pool.release(a); // a second release of the same array is ignored
-          if (a.length >= 16 && a.byteLength <= limit) {
-            while (held + a.byteLength > limit) held -= kept.shift()!.byteLength;
-            held += a.byteLength;
-            kept.push(a);
-          }
-          expect(pool.heldBytes).toBe(held);
-          expect(pool.heldBytes).toBeLessThanOrEqual(limit);
-        }
-        const reusedBefore = pool.reused;
-        const taken = new Set<Float32Array>();
-        for (const a of kept) {
-          const b = pool.zeroed(a.length);
-          expect(kept).toContain(b);
-          expect(taken.has(b)).toBe(false); // never handed to two owners
-          taken.add(b);
-          expect(b.every((v) => v === 0)).toBe(true);
-        }
-        expect(pool.reused - reusedBefore).toBe(kept.length);
-        expect(pool.fresh(5000)).not.toBe(arrays[0]); // nothing of that length: a new array
+      fc.property(fc.integer({ min: 1, max: 2 ** 28 }), (n) => {
+        const c = sizeClass(n);
+        expect(c).toBeGreaterThanOrEqual(n);
+        expect(c).toBeLessThanOrEqual(n <= 16 ? n : n * 1.125);
+        expect(sizeClass(c)).toBe(c); // a class is its own class
+        if (n > 17) expect(sizeClass(n - 1)).toBeLessThanOrEqual(c); // monotone
       }),
+    );
+    expect([17, 18, 19, 20].map(sizeClass)).toEqual([18, 18, 20, 20]);
+    expect([1000, 1024, 1025, 1152, 1153].map(sizeClass)).toEqual([1024, 1024, 1152, 1152, 1280]);
+  });
+
+  it('hands back released memory for any length of its size class, zeroed on request, within its byte limit, dropping the oldest first', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 3000 }), { minLength: 1, maxLength: 12 }),
+        fc.integer({ min: 0, max: 40_000 }),
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        (lengths, limit, seed) => {
+          const pool = new BufferPool(limit, 16);
+          const arrays = lengths.map((n) => pool.fresh(n).fill(7));
+          arrays.forEach((a, i) => {
+            expect(a.length).toBe(lengths[i]); // exactly the length asked for
+            expect(a.byteOffset).toBe(0);
+          });
+          let held = 0;
+          const kept: Float32Array[] = []; // the model: a queue, oldest first
+          for (const a of arrays) {
+            pool.release(a);
+            pool.release(a); // a second release of the same array is ignored
+            const bytes = a.buffer.byteLength;
+            if (a.length >= 16 && bytes <= limit) {
+              expect(bytes).toBe(4 * sizeClass(a.length));
+              while (held + bytes > limit) held -= kept.shift()!.buffer.byteLength;
+              held += bytes;
+              kept.push(a);
+            }
+            expect(pool.heldBytes).toBe(held);
+            expect(pool.heldBytes).toBeLessThanOrEqual(limit);
+          }
+          const reusedBefore = pool.reused;
+          const taken = new Set<ArrayBufferLike>();
+          let s = seed;
+          for (const a of kept) {
+            // Any length of a's class whose class is a's: from the smallest such length up to the class itself.
+            const c = sizeClass(a.length);
+            let lo = c;
+            while (lo > 16 && sizeClass(lo - 1) === c) lo--;
+            s = (s * 1103515245 + 12345) % 2 ** 31;
+            const n = lo + (s % (c - lo + 1));
+            const b = pool.zeroed(n);
+            expect(b.length).toBe(n);
+            expect(kept.some((k) => k.buffer === b.buffer)).toBe(true);
+            expect(taken.has(b.buffer)).toBe(false); // never handed to two owners
+            taken.add(b.buffer);
+            expect(b.every((v) => v === 0)).toBe(true);
+            if (n === a.length && kept.filter((k) => sizeClass(k.length) === c).length === 1) expect(b).toBe(a); // the same array back
+          }
+          expect(pool.reused - reusedBefore).toBe(kept.length);
+          expect(pool.fresh(5000).buffer).not.toBe(arrays[0]!.buffer); // nothing of that class: new memory
+        },
+      ),
     );
   });
 

@@ -31,7 +31,7 @@ import { reduceFamily } from './native/reduce';
 import { softmaxFamily } from './native/softmax';
 
 export { nativeAddonInfo } from './native/addon';
-export { BufferPool, poolLimitBytes } from './native/buffer-pool';
+export { BufferPool, poolLimitBytes, sizeClass } from './native/buffer-pool';
 
 /** Every kernel family, in the order their kernels are installed (and listed in the `backend.kernels` tag). */
 export const KERNEL_FAMILIES: readonly KernelFamily[] = [
