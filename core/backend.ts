@@ -90,6 +90,28 @@ export function readsAsynchronously(backend: tf.KernelBackend | null = activeBac
   return backend !== null && (backend as { [ASYNC_READS]?: boolean })[ASYNC_READS] === true;
 }
 
+const HOST_FLOATS = Symbol.for('loom.hostFloats');
+
+/**
+ * Declares where `backend` (a tfjs backend object) wants the arrays of new float32 tensors written on the host to
+ * come from: a backend that recycles its output arrays (native-cpu's buffer pool) passes its allocator, so an array
+ * filled in JavaScript and wrapped by `tf.tensor` (a dropout mask) goes back to it when the tensor is disposed,
+ * instead of being a new allocation every step for the garbage collector. `null` removes it.
+ */
+export function setHostFloats(backend: tf.KernelBackend, allocate: ((n: number) => Float32Array) | null): void {
+  Object.defineProperty(backend, HOST_FLOATS, { value: allocate ?? undefined, configurable: true });
+}
+
+/**
+ * An array of `n` floats (contents arbitrary: write every element) for a float32 tensor of the active backend, from
+ * its allocator where it declared one ({@link setHostFloats}), else a new one. Hand it to `tf.tensor` (which keeps
+ * it as the tensor's values) and to nothing else.
+ */
+export function hostFloats(n: number, backend: tf.KernelBackend | null = activeBackend()): Float32Array {
+  const allocate = backend ? (backend as { [HOST_FLOATS]?: (n: number) => Float32Array })[HOST_FLOATS] : undefined;
+  return allocate ? allocate(n) : new Float32Array(n);
+}
+
 /** The active tfjs backend's object, or null when none is set or it is still initializing (never initializes one). */
 function activeBackend(): tf.KernelBackend | null {
   const name = tf.engine().backendName;

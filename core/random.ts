@@ -78,9 +78,9 @@ export class Rng {
  * Vigna 2018; 128-bit state, period 2^128 − 1, so the many masks of a long run never reuse a stretch of one cycle),
  * its state filled from the seed by a murmur3-finalised Weyl sequence. About 3× faster than drawing each number
  * through Alea (as tfjs's seeded randomUniform does). Each value keeps the top 24 bits of an output, so it is a
- * multiple of 2^-24, exact in float32 and never 1.
+ * multiple of 2^-24, exact in float32 and never 1. Written into `out` (its first n elements) when given.
  */
-export function uniformFloats(seed: number, n: number): Float32Array {
+export function uniformFloats(seed: number, n: number, out: Float32Array = new Float32Array(n)): Float32Array {
   let w = seed | 0;
   const mix = () => {
     w = (w + 0x9e3779b9) | 0;
@@ -93,7 +93,6 @@ export function uniformFloats(seed: number, n: number): Float32Array {
     s2 = mix(),
     s3 = mix();
   if ((s0 | s1 | s2 | s3) === 0) s0 = 1; // the one state xoshiro cannot leave
-  const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     const m = Math.imul(s1, 5);
     const r = Math.imul((m << 7) | (m >>> 25), 9);

@@ -11,7 +11,10 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hostFloats, setHostFloats } from '../../core/backend';
 import { ConfigError } from '../../core/errors';
+import { uniformFloats } from '../../core/random';
+import { dropoutMask } from '../layers/dropout';
 import { activationQuant, quantizeCentred, quantizePerChannel } from '../../core/quantization';
 import { softmax } from '../../core/ops/softmax';
 import { referenceSelfAttention } from '../../test/harness';
@@ -579,6 +582,26 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     expect(read.byteLength).toBe(read.buffer.byteLength); // exact: code reading `buffer` sees this tensor's values only
     expect(Array.from(read)).toEqual(Array.from(x.dataSync(), (v) => Math.fround(v + 1)));
     expect(Array.from(tf.mul(y, 2).dataSync())).toEqual(Array.from(read, (v) => Math.fround(v * 2))); // the tensor still computes
+    tf.dispose([x, y]);
+  });
+
+  it("a dropout mask's array, filled on the host, comes from the pool and goes back to it, with the seed's values", () => {
+    const pool = nativeBufferPool()!;
+    const x = tensor([64, 64], 9);
+    tf.dispose(dropoutMask(x, 0.5, 1, [64, 64])); // its mask and its product go back to the pool
+    const before = pool.reused;
+    const y = dropoutMask(x, 0.5, 2, [64, 64]);
+    expect(pool.reused - before).toBe(2); // the mask's array and the product's
+    const u = uniformFloats(2, 64 * 64);
+    const xs = x.dataSync();
+    expect(Array.from(y.dataSync())).toEqual(Array.from(xs, (v, i) => Math.fround(v * (u[i]! >= 0.5 ? 2 : 0))));
+    const own = { name: 'a backend object' } as unknown as tf.KernelBackend;
+    expect(hostFloats(5, own)).toHaveLength(5); // none declared: a new array
+    const given = new Float32Array(7);
+    setHostFloats(own, () => given);
+    expect(hostFloats(7, own)).toBe(given);
+    setHostFloats(own, null);
+    expect(hostFloats(7, own)).not.toBe(given);
     tf.dispose([x, y]);
   });
 

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, LayerBase, layerOptions, uniformFloats, type ForwardContext, type Shape } from '../../core';
+import { definePlugin, hostFloats, LayerBase, layerOptions, uniformFloats, type ForwardContext, type Shape } from '../../core';
 
 const schema = layerOptions.extend({ rate: z.number().min(0).lt(1) });
 
@@ -30,10 +30,8 @@ export class Dropout extends LayerBase {
  * drawn in one pass (uniformFloats) and applied with one multiply, instead of four tensor ops.
  */
 export function dropoutMask(x: tf.Tensor, rate: number, seed: number, maskShape: number[]): tf.Tensor {
-  const u = uniformFloats(
-    seed,
-    maskShape.reduce((a, b) => a * b, 1),
-  );
+  const n = maskShape.reduce((a, b) => a * b, 1);
+  const u = uniformFloats(seed, n, hostFloats(n)); // the backend's recycled memory where it has some (core/backend.ts)
   const scale = 1 / (1 - rate);
   for (let i = 0; i < u.length; i++) u[i] = u[i]! >= rate ? scale : 0;
   return tf.tidy(() => tf.mul(x, tf.tensor(u, maskShape, 'float32')));

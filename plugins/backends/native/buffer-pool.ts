@@ -1,5 +1,6 @@
 import * as os from 'node:os';
 import type * as tf from '@tensorflow/tfjs-core';
+import { setHostFloats } from '../../../core/backend';
 import { ConfigError } from '../../../core/errors';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 
@@ -155,7 +156,7 @@ const pools = new WeakMap<object, HookedPool>();
 
 /**
  * The buffer pool of a cpu backend instance (one per instance, made on first use), hooked into its disposeData
- * (release), readSync (escape) and makeTensorInfo (stored views).
+ * (release), readSync (escape) and makeTensorInfo (stored views), and the backend's host arrays (core's hostFloats).
  */
 export function hookedPool(backend: MathBackendCPU): HookedPool {
   let entry = pools.get(backend);
@@ -184,12 +185,15 @@ export function hookedPool(backend: MathBackendCPU): HookedPool {
       pool.stored(values);
       return makeTensorInfo.call(this, shape, dtype, values);
     };
+    // Arrays filled on the host for new tensors (dropout masks) come from the pool too, and go back to it.
+    setHostFloats(backend, (n) => pool.fresh(n));
     entry = {
       pool,
       restore() {
         backend.disposeData = disposeData;
         backend.readSync = readSync;
         backend.makeTensorInfo = makeTensorInfo;
+        setHostFloats(backend, null);
         pools.delete(backend);
       },
     };
