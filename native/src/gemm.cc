@@ -36,6 +36,9 @@ constexpr int64_t NC = 2048;  // columns of B packed at once (a multiple of ever
 #endif
 
 using Kernel = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t h, int64_t w, bool accumulate);
+// A full MR-row tile reading an untransposed A in place (rows `lda` floats apart): x86-64's kernels only (Isa::kernel_a).
+using KernelA = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t w,
+                         bool accumulate);
 
 // C[h×w] (=|+=) A-strip[kc×MR]ᵀ · B-strip[kc×NR], A packed (MR floats per k), B's rows `ldb` floats apart:
 // ldb = NR for a packed strip, or B's own row stride when a small product reads B in place. NR = NV·W.
@@ -103,8 +106,6 @@ __attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* a,
   micro<6, 2, 8>(kc, a, b, ldb, c, ldc, h, w, acc);
 }
 // The same tiles reading an untransposed A in place (its rows `lda` floats apart) instead of from a packed strip.
-using KernelA = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t w,
-                         bool accumulate);
 __attribute__((target("avx512f,fma"))) void kernel_avx512_a(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
                                                             int64_t ldc, int64_t w, bool acc) {
   micro<12, 2, 16, true, true>(kc, a, b, ldb, c, ldc, 12, w, acc, lda);
