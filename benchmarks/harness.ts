@@ -245,7 +245,8 @@ export async function interleaved(ours: () => Promise<number>, peer: () => PeerR
   return { ours: median(mine), peer: theirs[Math.floor(theirs.length / 2)]! };
 }
 
-function median(xs: number[]): number {
+/** The middle value of `xs` (the upper middle for an even count). */
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
 }

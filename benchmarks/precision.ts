@@ -8,11 +8,9 @@
  * says so.
  */
 import type { Backend, PluginRegistry } from '../core';
-import { entry, measure, type Benchmark, type PeerResult } from './harness';
+import { entry, measure, median, type Benchmark, type PeerResult } from './harness';
 import { mnistTrainStep } from './mnist-cnn';
 import { oursRunner } from './sequence-models';
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** bf16's and fp32's rates of `rate`, alternating (bf16 first in even rounds, fp32 first in odd ones). */
 async function alternate(backend: Backend, rate: () => Promise<number>, rounds = 3) {

@@ -1,8 +1,8 @@
 #include "bf16.h"
 
 #include <algorithm>
-#include <cmath>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -25,19 +25,17 @@ namespace {
 
 enum Mode { kFp32 = 0, kBest = 1, kPortable = 2, kAvx512Bf16 = 3, kAmx = 4, kAmxEmulated = 5 };
 
-bool has_avx512_bf16() {
+bool has_avx512_bf16() {  // asked once
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  }();
+  return has;
 #else
   return false;
 #endif
 }
-bool has_avx512_bf16_cached() {
-  static const bool has = has_avx512_bf16();
-  return has;
-}
-
 // The packed kernel runs where the CPU has avx512_bf16 and the float kernel is AVX-512 (LOOM_SIMD=avx2 or scalar,
 // which cap the float kernel, cap this one too: a comparison run on such a setting uses the portable path).
 // Decided on first use (simd_level() is another file's static, initialized in an order C++ does not fix).
@@ -149,13 +147,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void rows_avx512
 #endif
 void to_pairs(const float* src, int64_t count, uint32_t* dst) {
 #if defined(__x86_64__)
-  if (has_avx512_bf16_cached()) return pairs_avx512(src, count, dst);
+  if (has_avx512_bf16()) return pairs_avx512(src, count, dst);
 #endif
   pairs_scalar(src, count, dst);
 }
 void rows_to_pairs(const float* r0, const float* r1, int64_t w, uint32_t* dst) {
 #if defined(__x86_64__)
-  if (has_avx512_bf16_cached()) return rows_avx512(r0, r1, w, dst);
+  if (has_avx512_bf16()) return rows_avx512(r0, r1, w, dst);
 #endif
   rows_scalar(r0, r1, w, dst);
 }
@@ -437,12 +435,10 @@ void amx_block_emulated(int64_t steps, const uint32_t* a, int64_t lda, const uin
 }
 #undef LOOM_AMX_BLOCK
 
-// As gemm_avx512_bf16, with 32-row strips of A and the blocks on AMX (or its emulation).
+// As gemm_avx512_bf16, with 32-row strips of A and the blocks on AMX (or its emulation; mode 4 is only ever set
+// where amx_here(), so elsewhere this runs emulated).
 void gemm_amx(bool emulated, int64_t m, int64_t n, int64_t k, const Matrix& a, const Matrix& b, float* c, int64_t ldc, float beta, const float* bias,
               bool relu, bool parallel, float* b_col_sums) {
-#if !defined(__x86_64__)
-  if (!emulated) return gemm_portable(m, n, k, a, b, c, ldc, beta, bias, relu, parallel, b_col_sums);
-#endif
   if (b_col_sums) sum3(b.data, b_col_sums, 1, k, n);  // of B's own values: a bias gradient is not a product
   const int64_t strips = (n + NR - 1) / NR, panels = (k + KC - 1) / KC;
   // A panel's pairs of depths, padded to whole tiles of 16 (KC / 2 = 128 pairs: only the last panel is padded).

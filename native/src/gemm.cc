@@ -690,7 +690,7 @@ namespace {
 // A product with at most kNarrowStrips strips of B (n ≤ 64 on AVX2, 128 on AVX-512) reads A in place
 // (sgemm_serial). Packed, each element of A would be read, written and read back for only that many uses: the
 // MNIST dense layer's 128×5408·5408×64 spent ~12 % of its time packing (perf, 1 thread, AVX2 on Zen 5) and ran at
-// 103-106 GFLOP/s against OpenBLAS's Haswell core at 110-114; read in place 108-111. The same chains of
+// 99-106 GFLOP/s against OpenBLAS's Haswell core at 109-114; read in place 107-111. The same chains of
 // multiply-adds either way (the tiles only read their operands from elsewhere).
 constexpr int64_t kNarrowStrips = 4;
 // The BLIS loop nest on one thread for C rows [0, m), columns [0, n) (operands already offset).
@@ -773,7 +773,7 @@ int64_t split_k_groups(int64_t tasks, int64_t size) {
   // A product has few slices, and `most` groups can leave one thread much more of the work than the other: 6
   // slices (k = 2048 at kc 384) as groups of 2, 2, 2 on 2 threads; 22 (the MNIST dense layer's k = 5408 at kc 256,
   // AVX2) as 6, 6, 6, 4, one thread 12 slices and the other 10. Take the count whose longest thread runs the fewest
-  // slices (there: 2 groups of 3; 2 groups of 11, which took that product from 155-185 to 175-195 GFLOP/s on 2
+  // slices (there: 2 groups of 3; 2 groups of 11, which took that product from 141-171 to 172-194 GFLOP/s on 2
   // threads, AVX2 on Zen 5), the most groups among equals. The count depends on the shape and the thread count
   // only, as before.
   int64_t best = most, span_best = tasks + 1;

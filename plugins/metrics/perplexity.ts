@@ -34,7 +34,7 @@ export default definePlugin({
         const sums = tf.tidy(() => {
           // −log softmax(z)[y] = logsumexp(z) − z_y, without materialising log-probabilities or one-hot rows: the
           // backend's fused cross-entropy kernel where it has one (one pass per row; a language model logs this
-          // every training step, and the composite below, through tfjs's own max, was ~6 % of an LSTM's step).
+          // every training step, and the composite below, through tfjs's own max, was ~6 % of an LSTM run's profile).
           const labels = tf.cast(tf.reshape(yTrue, [n]), 'int32');
           const z = tf.reshape(yPred, [n, classes]);
           const keep = ignoreIndex === undefined ? tf.ones([n]) : tf.cast(tf.notEqual(labels, ignoreIndex), 'float32');

@@ -16,9 +16,10 @@ import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
  * length is handed out again for any length of its class, as an exact-length view from offset 0 of its memory.
  * Batches bucketed by length change every activation's size from one step to the next (a G2P Transformer at batch
  * 256); reused only at equal lengths, most of its buffers were new ones: over 120 steps (1 thread, Zen 5, profiled)
- * allocating took 29.5 s of samples, 17.4 s with size classes. Garbage collection stayed at ~21 % of those runs: it
- * comes from arrays the pool never sees (dropout masks drawn in JavaScript, tfjs's own kernels). Inside the backend an array's `buffer` may therefore be longer than the array (as
- * for the views tfjs's own slices return); one read out of it (dataSync, data) is first replaced by an exact copy.
+ * allocating took 29.5 s of samples, 17.4 s with size classes (garbage collection stayed at ~20 % of those runs,
+ * with dropout masks in the pool too: its cause is not this pool). Inside the backend an array's `buffer` may
+ * therefore be longer than the array (as for the views tfjs's own slices return); one read out of it (dataSync,
+ * data) is first replaced by an exact copy.
  */
 export class BufferPool {
   /** Released arrays by the length of their memory (a size class), each handed out again as a view of any length in it. */
