@@ -843,7 +843,7 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
-  kernelProperty('Slice, SplitV and Unpack (tf.slice, tf.split, tf.unstack)', ['Slice', 'SplitV', 'Unpack'], () => {
+  kernelProperty('Slice (float32, int32, bool), SplitV and Unpack (tf.slice, tf.split, tf.unstack)', ['Slice', 'SplitV', 'Unpack'], () => {
     fc.assert(
       fc.property(shaped, fc.array(fc.nat(), { minLength: 8, maxLength: 8 }), ([shape, s], r) => {
         const x = tensor(shape, s);
@@ -853,6 +853,11 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
         const n = shape[axis]!;
         const sizes = n >= 2 ? [1, n - 1] : [n];
         expectClose(() => tf.slice(x, begin, sz), 0);
+        const xi = tf.cast(tf.mul(x, 1000), 'int32'),
+          xb = tf.greater(x, 0);
+        expectSame(() => tf.slice(xi, begin, sz));
+        expectSame(() => tf.slice(xb, begin, sz));
+        tf.dispose([xi, xb]);
         expectClose(() => tf.split(x, sizes, axis), 0);
         expectClose(() => tf.split(x, 1, axis), 0);
         expectClose(() => tf.unstack(x, axis), 0);
@@ -860,6 +865,43 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
       }),
       RUNS,
     );
+  });
+
+  kernelProperty("PadV2 (tf.pad with any constant, and the gradient of tf.slice, which pads dy back to x's shape)", ['PadV2'], () => {
+    fc.assert(
+      fc.property(
+        shaped,
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 3 })), { minLength: 4, maxLength: 4 }),
+        fc.constantFrom(0, -0, 1.5, -7, Number.NaN, Number.POSITIVE_INFINITY, 1e-40),
+        ([shape, s], pads, value) => {
+          const x = tensor(shape, s);
+          const paddings = shape.map((_, i) => pads[i]!);
+          expectSame(() => tf.pad(x, paddings, value));
+          // The gradient of a slice is dy padded with zeros to x's shape: each element of x once, where it was read.
+          const begin = shape.map((d, i) => Math.min(pads[i]![0], d - 1));
+          const sz = shape.map((d, i) => Math.max(1, d - begin[i]! - pads[i]![1]));
+          const dy = tensor(sz, s + 1);
+          expectSame(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.slice(t, begin, sz), dy)))(x));
+          tf.dispose([x, dy]);
+        },
+      ),
+      RUNS,
+    );
+    // An element-by-element check against the definition (not only against tfjs's kernel): -0 and NaN stay as given.
+    const x = tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3]);
+    const y = tf.pad(
+      x,
+      [
+        [1, 0],
+        [0, 2],
+      ],
+      -0,
+    );
+    expect(y.shape).toEqual([3, 5]);
+    const v = Array.from(y.dataSync());
+    expect(v.slice(0, 5).every((e) => Object.is(e, -0))).toBe(true);
+    expect(v.slice(5)).toEqual([1, 2, 3, -0, -0, 4, 5, 6, -0, -0]);
+    tf.dispose([x, y]);
   });
 
   kernelProperty('Concat and Pack (tf.concat including empty parts, tf.stack)', ['Concat', 'Pack'], () => {
@@ -1918,6 +1960,39 @@ describe('BufferPool', () => {
           }
           expect(pool.reused - reusedBefore).toBe(kept.length);
           expect(pool.fresh(5000).buffer).not.toBe(arrays[0]!.buffer); // nothing of that class: new memory
+        },
+      ),
+    );
+  });
+
+  it('serves a request whose class has nothing free from the nearest of the 4 classes above it that has, else from new memory', () => {
+    const next = (c: number) => sizeClass(c + 1);
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 16, max: 5000 }), { maxLength: 12 }),
+        fc.array(fc.integer({ min: 16, max: 5000 }), { minLength: 1, maxLength: 12 }),
+        (released, asked) => {
+          const pool = new BufferPool(1 << 30, 16);
+          const arrays = released.map((n) => pool.fresh(n));
+          arrays.forEach((a) => pool.release(a));
+          const free = new Map<number, number>(); // the model: free buffers by class
+          for (const a of arrays) free.set(a.buffer.byteLength / 4, (free.get(a.buffer.byteLength / 4) ?? 0) + 1);
+          const ours = new Set(arrays.map((a) => a.buffer));
+          for (const n of asked) {
+            const classes = [sizeClass(n)];
+            while (classes.length < 5) classes.push(next(classes.at(-1)!));
+            const want = classes.find((c) => (free.get(c) ?? 0) > 0);
+            const got = pool.fresh(n);
+            expect(got.length).toBe(n);
+            expect(got.byteOffset).toBe(0);
+            if (want === undefined) expect(ours.has(got.buffer)).toBe(false);
+            else {
+              expect(ours.has(got.buffer)).toBe(true);
+              expect(got.buffer.byteLength / 4).toBe(want);
+              free.set(want, free.get(want)! - 1);
+            }
+            expect(got.buffer.byteLength / 4).toBeLessThanOrEqual(1.5 * sizeClass(n));
+          }
         },
       ),
     );

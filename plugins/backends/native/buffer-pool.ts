@@ -13,13 +13,15 @@ import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
  * dropped first, so that a new workload (another model in the same process) is not starved by sizes it never asks for.
  *
  * Requests are served by size class ({@link sizeClass}: at most 1/8 more than asked): a buffer released at one
- * length is handed out again for any length of its class, as an exact-length view from offset 0 of its memory.
- * Batches bucketed by length change every activation's size from one step to the next (a G2P Transformer at batch
- * 256); reused only at equal lengths, most of its buffers were new ones: over 120 steps (1 thread, Zen 5, profiled)
- * allocating took 29.5 s of samples, 17.4 s with size classes (garbage collection stayed at ~20 % of those runs,
- * with dropout masks in the pool too: its cause is not this pool). Inside the backend an array's `buffer` may
- * therefore be longer than the array (as for the views tfjs's own slices return); one read out of it (dataSync,
- * data) is first replaced by an exact copy.
+ * length is handed out again for any length of its class, as an exact-length view from offset 0 of its memory,
+ * and, when its class has nothing free, from the nearest of the 4 classes above it that has. Batches bucketed by
+ * length change every activation's size from one step to the next (a G2P Transformer at batch 256); reused only at
+ * equal lengths, most of its buffers were new ones: over 120 steps (1 thread, Zen 5, profiled) allocating took
+ * 29.5 s of samples, 17.4 s with size classes. Counted as bytes of new typed arrays, 20 steps and a validation
+ * allocated 12.9 GB served from their own class only and 3.4 GB with the 4 classes above (most of it the first
+ * step's); V8 starts a full collection for every 64 MB of new array memory, so this was most of that run's
+ * garbage collection. Inside the backend an array's `buffer` may therefore be longer than the array (as for the
+ * views tfjs's own slices return); one read out of it (dataSync, data) is first replaced by an exact copy.
  */
 export class BufferPool {
   /** Released arrays by the length of their memory (a size class), each handed out again as a view of any length in it. */
@@ -99,8 +101,12 @@ export class BufferPool {
 
   private take(n: number): Float32Array | undefined {
     if (n < this.minLength) return undefined;
-    const list = this.free.get(sizeClass(n));
-    const a = list?.[list.length - 1];
+    // Its own class first, then up to LARGER_CLASSES larger ones (at most ~1.5 times the memory asked for).
+    let a: Float32Array | undefined;
+    for (let c = sizeClass(n), i = 0; !a && i <= LARGER_CLASSES; i++, c = sizeClass(c + 1)) {
+      const list = this.free.get(c);
+      a = list?.[list.length - 1];
+    }
     if (!a) return undefined;
     this.remove(a);
     this.reused++;
@@ -119,6 +125,13 @@ export class BufferPool {
     return a;
   }
 }
+
+/**
+ * How many classes above its own a request may be served from when its own has nothing free. Four classes are at
+ * most 1.5 times the length (8 classes per doubling). A G2P batch's activations change length with every bucket;
+ * served from their own class only, 20 steps at batch 256 allocated 12.9 GB afresh.
+ */
+const LARGER_CLASSES = 4;
 
 /**
  * The length of the buffer a request for n floats is served from: n rounded up to a multiple of 2^(e−3), where

@@ -1,6 +1,6 @@
 /**
- * Kernels that only move values, as strided copies on the addon: Slice, Unpack, SplitV, Concat, Pack, Transpose
- * and Tile (Tile of int32 and bool in JavaScript). Copies are exact.
+ * Kernels that only move values, as strided copies on the addon: Slice, PadV2, Unpack, SplitV, Concat, Pack,
+ * Transpose and Tile (Slice and Tile of int32 and bool in JavaScript). Copies are exact.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
@@ -31,13 +31,53 @@ export const layoutFamily: KernelFamily = {
     };
     const list = (inputs: tf.NamedTensorInfoMap) => Object.values(inputs) as Info[];
 
+    /**
+     * box for int32 and bool values, copied in JavaScript row by row (tfjs's own slice of them reads and writes
+     * element by element through TensorBuffer, allocating index arrays for each: G2P's id slices every step).
+     */
+    const boxInts = (backend: MathBackendCPU, x: Info, begin: number[], sz: number[]): Info | null => {
+      const src = backend.data.get(x.dataId).values;
+      if (!(src instanceof Int32Array || src instanceof Uint8Array)) return null;
+      const out = new (src.constructor as Int32ArrayConstructor)(size(sz));
+      if (out.length) {
+        const xs = stridesOf(x.shape);
+        const offset = begin.reduce((acc, b, d) => acc + b * xs[d]!, 0);
+        const dims = copyDims(sz, xs, stridesOf(sz));
+        const triples: number[][] = [];
+        for (let i = 0; i < dims.length; i += 3) triples.push([dims[i]!, dims[i + 1]!, dims[i + 2]!]);
+        forEachRow(triples, (_, o, d, n, ss, ds) => {
+          for (let j = 0; j < n; j++) out[d + j * ds] = src[offset + o + j * ss]!;
+        });
+      }
+      return backend.makeTensorInfo(sz, x.dtype, out);
+    };
+
     return {
       Slice(args) {
         const { x } = args.inputs as { x: Info };
         const { begin, size: sz } = (args.attrs ?? {}) as { begin: number | number[]; size?: number | number[] };
-        if (!f32(x) || x.shape.length === 0) return null;
+        if (x.shape.length === 0) return null;
         const [b, z] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, sz);
+        if (!f32(x)) return x.dtype === 'int32' || x.dtype === 'bool' ? boxInts(args.backend as MathBackendCPU, x, b, z) : null;
         return box(args.backend as MathBackendCPU, x, b, z);
+      },
+      // tf.pad, and the gradient of every slice (Slice's gradient pads dy back to x's shape): the constant
+      // everywhere, then x as one strided copy into its box (tfjs's own PadV2 goes element by element through
+      // TensorBuffer, allocating index arrays for each: ~2 GB of garbage a minute in G2P training, the slices of the
+      // attention's fused q|k|v kernel).
+      PadV2(args) {
+        const backend = args.backend as MathBackendCPU;
+        const { x } = args.inputs as { x: Info };
+        const { paddings, constantValue } = args.attrs as { paddings: [number, number][]; constantValue: number };
+        if (!f32(x) || x.shape.length === 0 || paddings.length !== x.shape.length || paddings.some(([a, b]) => a < 0 || b < 0)) return null;
+        const outShape = x.shape.map((d, i) => paddings[i]![0] + d + paddings[i]![1]);
+        const n = size(outShape);
+        const value = Math.fround(Number(constantValue ?? 0));
+        const out = value === 0 && !Object.is(value, -0) ? buffers.zeroed(n) : buffers.fresh(n).fill(value);
+        const os = stridesOf(outShape);
+        const offset = paddings.reduce((acc, [before], d) => acc + before * os[d]!, 0);
+        if (size(x.shape) > 0) native.copy(values(backend, x), 0, out, offset, copyDims(x.shape, stridesOf(x.shape), os));
+        return backend.makeTensorInfo(outShape, 'float32', out);
       },
       Unpack(args): Info | null {
         const { value } = args.inputs as { value: Info };
