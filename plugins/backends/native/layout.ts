@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { size, values, f32, type Info, type KernelArgs, type KernelFamily } from './kernel';
-import { copyDims, forEachRow, stridesOf } from './strides';
+import { copyDims, copyValues, stridesOf } from './strides';
 
 export const layoutFamily: KernelFamily = {
   overrides: ({ native, buffers }) => {
@@ -42,12 +42,7 @@ export const layoutFamily: KernelFamily = {
       if (out.length) {
         const xs = stridesOf(x.shape);
         const offset = begin.reduce((acc, b, d) => acc + b * xs[d]!, 0);
-        const dims = copyDims(sz, xs, stridesOf(sz));
-        const triples: number[][] = [];
-        for (let i = 0; i < dims.length; i += 3) triples.push([dims[i]!, dims[i + 1]!, dims[i + 2]!]);
-        forEachRow(triples, (_, o, d, n, ss, ds) => {
-          for (let j = 0; j < n; j++) out[d + j * ds] = src[offset + o + j * ss]!;
-        });
+        copyValues(src, offset, out, 0, copyDims(sz, xs, stridesOf(sz)));
       }
       return backend.makeTensorInfo(sz, x.dtype, out);
     };
@@ -73,7 +68,7 @@ export const layoutFamily: KernelFamily = {
         const outShape = x.shape.map((d, i) => paddings[i]![0] + d + paddings[i]![1]);
         const n = size(outShape);
         const value = Math.fround(Number(constantValue ?? 0));
-        const out = value === 0 && !Object.is(value, -0) ? buffers.zeroed(n) : buffers.fresh(n).fill(value);
+        const out = Object.is(value, 0) ? buffers.zeroed(n) : buffers.fresh(n).fill(value);
         const os = stridesOf(outShape);
         const offset = paddings.reduce((acc, [before], d) => acc + before * os[d]!, 0);
         if (size(x.shape) > 0) native.copy(values(backend, x), 0, out, offset, copyDims(x.shape, stridesOf(x.shape), os));
@@ -168,15 +163,7 @@ export const layoutFamily: KernelFamily = {
         }
         if (!(src instanceof Float32Array || src instanceof Int32Array || src instanceof Uint8Array)) return null;
         const out = new (src.constructor as Float32ArrayConstructor)(size(outShape));
-        const triples: number[][] = [];
-        for (let i = 0; i < dims.length; i += 3) triples.push([dims[i]!, dims[i + 1]!, dims[i + 2]!]);
-        // copyDims gives [size, srcStride, dstStride]; the destination is contiguous, so visiting in order suffices.
-        forEachRow(
-          triples.map(([n, ss]) => [n!, ss!, 0]),
-          (i, o, _, n, st) => {
-            for (let j = 0; j < n; j++) out[i + j] = src[o + j * st]!;
-          },
-        );
+        copyValues(src, 0, out, 0, dims);
         return backend.makeTensorInfo(outShape, x.dtype, out);
       },
     };

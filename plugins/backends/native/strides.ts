@@ -89,3 +89,15 @@ export function forEachRow(dims: number[][], row: (i: number, oa: number, ob: nu
     if (d < 0) return;
   }
 }
+
+/**
+ * The addon's strided copy in JavaScript, for arrays it does not take (int32, bool): dst[dstOffset + Σ iₖ·dsₖ] =
+ * src[srcOffset + Σ iₖ·ssₖ] over copyDims' [size, srcStride, dstStride] triples.
+ */
+export function copyValues(src: ArrayLike<number>, srcOffset: number, dst: { [i: number]: number }, dstOffset: number, dims: Float64Array): void {
+  const triples: number[][] = [];
+  for (let i = 0; i < dims.length; i += 3) triples.push([dims[i]!, dims[i + 1]!, dims[i + 2]!]);
+  forEachRow(triples, (_, o, d, n, ss, ds) => {
+    for (let j = 0; j < n; j++) dst[dstOffset + d + j * ds] = src[srcOffset + o + j * ss]!;
+  });
+}
