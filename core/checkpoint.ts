@@ -34,6 +34,12 @@ export interface TrainerSnapshot {
   callbacks: Json[];
   /** State carried between batches by layers (stateful RNNs), by layer name. */
   model: JsonObject;
+  /**
+   * Whether training had been told to stop (early stopping, `trainer.maxSteps`) when the snapshot was taken: a run
+   * interrupted after that, while it was being tested, resumes to its test and does not train another epoch.
+   * Absent in checkpoints written before 2026-12-01 (read as false).
+   */
+  stopped?: boolean;
 }
 
 export interface Checkpoint {
@@ -80,6 +86,7 @@ const manifestSchema = z.object({
     metrics: z.array(z.unknown()),
     callbacks: z.array(z.unknown()),
     model: z.record(z.string(), z.unknown()),
+    stopped: z.boolean().optional(),
   }),
   optimizer: z.object({ step: count, hyper: z.record(z.string(), z.unknown()), slots: z.array(z.object({ param: z.string(), slot: z.string() })) }),
   tensors: z.array(z.object({ name: z.string(), shape: z.array(count), offset: count })),

@@ -306,6 +306,7 @@ export class Trainer implements StrategyHost {
       state.step = snap.step;
       history.epochs.push(...snap.history);
       sums = { ...snap.sums };
+      state.stopTraining = snap.stopped ?? false;
       // A checkpoint from an epoch's end (batch 0) starts the next epoch afresh; one from mid-epoch continues it.
       resumeBatch = snap.batch > 0 ? snap.batch : -1;
     }
@@ -320,6 +321,7 @@ export class Trainer implements StrategyHost {
       metrics: this.metrics.map((m) => m.getState?.() ?? null),
       callbacks: this.callbacks.map((c) => c.getState?.() ?? null),
       model: (this.model.getState?.() ?? {}) as JsonObject,
+      stopped: state.stopTraining,
     });
     await this.strategy.setup(this);
     if (this.options.validateEvery && validation) {

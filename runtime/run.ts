@@ -404,7 +404,11 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
           : undefined;
       if (log && ck.enabled) tracker.setTags({ 'loom.checkpoints': dir });
       const stop = watch ? () => watch!.signal !== null : undefined;
-      const history = await trainer.fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData), { checkpointer, resume: resume ?? undefined, stop });
+      // A checkpoint taken after early stopping (or the step cap) ended training resumes to the test, unless the resume
+      // asks to train further (more epochs, more patience): then it trains on from there.
+      const trainOn = extended.some((e) => e.grows || PATIENCE.test(e.key));
+      const from = resume && trainOn ? { ...resume, trainer: { ...resume.trainer, stopped: false } } : resume;
+      const history = await trainer.fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData), { checkpointer, resume: from ?? undefined, stop });
       const finalStep = history.step;
       if (watch?.signal) throw interrupted(watch.signal, finalStep);
       const testData = c.resolve(TOKENS.TestData);

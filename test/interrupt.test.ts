@@ -257,6 +257,69 @@ describe('resuming with callbacks added', () => {
   });
 });
 
+describe('resuming after early stopping', () => {
+  it('a run interrupted while being tested, after early stopping ended its training, resumes to the test and trains no further epoch', async () => {
+    const registry = (await testRegistry()).register(toyBlobs);
+    const quiet = () => undefined;
+    // minDelta 10: epoch 1 is the best, epoch 2 cannot improve on it, patience 1 stops after epoch 2 of 8.
+    const config = (name: string) =>
+      toyConfig(path.join(dir, `${name}-mlruns`), {
+        trainer: { epochs: 8, batchSize: 16, validationSplit: 0.25, logEvery: 2, checkpoint: { dir: path.join(dir, `${name}-ck`), everySteps: 2 } },
+        callbacks: [{ type: 'early-stopping', monitor: 'val_loss', patience: 1, minDelta: 10, restoreBest: true }],
+      });
+    const weightsOf = (t: { model: { weights(): { variable: { dataSync(): Float32Array } }[] } }) =>
+      t.model.weights().map((w) => Array.from(w.variable.dataSync()).join(','));
+    let straightWeights: string[] = [];
+    const straight = await runExperiment({
+      registry,
+      config: config('straight'),
+      log: quiet,
+      evaluate: (trainer) => {
+        straightWeights = weightsOf(trainer as never);
+        return {};
+      },
+    });
+    expect(straight.history).toHaveLength(2);
+    // The same run, ended by an error in its test (as a signal there would end it), then resumed.
+    await expect(
+      runExperiment({
+        registry,
+        config: config('cut'),
+        log: quiet,
+        evaluate: () => {
+          throw new Error('interrupted while testing');
+        },
+      }),
+    ).rejects.toThrow(/interrupted while testing/);
+    const ck = path.join(dir, 'cut-ck');
+    expect(loadCheckpoint(latestCheckpoint(ck)!).trainer.stopped).toBe(true);
+    let resumedWeights: string[] = [];
+    const resumed = await runExperiment({
+      registry,
+      config: config('cut'),
+      resume: ck,
+      log: quiet,
+      evaluate: (trainer) => {
+        resumedWeights = weightsOf(trainer as never);
+        return {};
+      },
+    });
+    expect(resumed.history).toEqual(straight.history);
+    expect(resumed.test).toEqual(straight.test);
+    expect(resumedWeights).toEqual(straightWeights); // the best epoch's, restored by early stopping
+    // Cut the same way but resumed with more patience (training further): it trains on from that checkpoint.
+    const fail = () => {
+      throw new Error('interrupted while testing');
+    };
+    await expect(runExperiment({ registry, config: config('cut2'), log: quiet, evaluate: fail })).rejects.toThrow(/interrupted/);
+    const patient = config('cut2') as unknown as { callbacks: Record<string, unknown>[] };
+    patient.callbacks[0]!.patience = 2;
+    const further = await runExperiment({ registry, config: patient, resume: path.join(dir, 'cut2-ck'), log: quiet });
+    expect(further.history).toHaveLength(3);
+    expect(further.history.slice(0, 2)).toEqual(straight.history);
+  });
+});
+
 describe('--resume latest', () => {
   it('skips files and folders under ./checkpoints that are not runs', async () => {
     const registry = (await testRegistry()).register(toyBlobs);
