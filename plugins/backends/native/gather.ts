@@ -21,7 +21,9 @@ export const gatherFamily: KernelFamily = {
       const rows = x.shape[0]!,
         inner = size(x.shape.slice(1));
       for (let r = 0; r < ids.length; r++) if (!(ids[r]! >= 0 && ids[r]! < rows && Number.isInteger(ids[r]!))) return null; // the original reports it
-      const out = new (src.constructor as Float32ArrayConstructor)(ids.length * inner);
+      // Every element is written: a float output comes from the pool (an embedding lookup's is one per step).
+      const n = ids.length * inner;
+      const out = src instanceof Float32Array ? buffers.fresh(n) : new Int32Array(n);
       for (let r = 0; r < ids.length; r++) {
         const o = ids[r]! * inner;
         if (inner >= 16) out.set(src.subarray(o, o + inner), r * inner);
