@@ -85,8 +85,9 @@ int64_t task_rows(int64_t rows, int64_t kdim) {
 }
 
 
-// Direct kernels for convolutions of few taps (kh·kw·c ≤ kDirectDepth: a first layer over greyscale or RGB images),
-// in fp32 precision (bf16's products stay on the im2col path).
+// Direct kernels for convolutions of few taps (kh·kw·c ≤ kDirectDepth: a first layer over greyscale or RGB images).
+// In bf16 precision (bf16.h) they run on operands rounded to bf16 first, as the portable bf16 path does for a GEMM:
+// through im2col such a product took 3-4x the fp32 direct kernel's time (the MNIST CNN's first layer, Zen 5).
 // Through im2col and the GEMM such a product has a depth of 9 (3×3 over one channel): the tiled GEMM's packing and
 // its 12×32 tile do little arithmetic per byte moved, and gathering the columns cost as much as the product. These
 // read each tap straight from the image (padded first where the window leaves it) and keep blocks of L (16, 8, 4) output
@@ -100,8 +101,7 @@ int64_t span(int64_t out, int64_t stride, int64_t taps, int64_t dilation) { retu
 // Whether the direct kernels take this convolution: few taps, and, where the windows leave the image, a padded copy
 // (see padded_images) not much larger than the image (a huge stride or dilation goes to the im2col path instead).
 bool direct(const ConvShape& s) {
-  // In bf16 precision (bf16.h) the products go through sgemm, which rounds their operands.
-  if (s.kh * s.kw * s.c > kDirectDepth || gemm_precision() != 0) return false;
+  if (s.kh * s.kw * s.c > kDirectDepth) return false;
   if (s.oh == 0 || s.ow == 0) return true;
   const int64_t hp = span(s.oh, s.sh, s.kh, s.dh), wp = span(s.ow, s.sw, s.kw, s.dw);
   if (s.pt == 0 && s.pl == 0 && hp <= s.h && wp <= s.w) return true;
@@ -351,14 +351,46 @@ const ConvPaths& paths() {
 
 int64_t pad16(int64_t n) { return (n + 15) / 16 * 16; }
 
+// Whether products round their operands to bf16 (bf16.h): the direct kernels then read rounded copies.
+bool bf16_products() { return gemm_precision() != 0; }
+
+// x's `count` values rounded to bf16 into `store` (in blocks over the threads), or x itself in fp32 precision.
+const float* operand(const float* x, int64_t count, std::vector<float>& store) {
+  if (!bf16_products()) return x;
+  store.resize(count);
+  constexpr int64_t kBlock = 1 << 16;
+  pool().parallel_for((int)((count + kBlock - 1) / kBlock), [&](int b) {
+    const int64_t i0 = b * kBlock;
+    bf16_round_array(x + i0, store.data() + i0, std::min(kBlock, count - i0), 0);
+  });
+  return store.data();
+}
+
+// The filter as the direct kernels read it: [kdim, cop], each tap's co values then zeros to cop (rounded to bf16
+// in bf16 precision).
+std::vector<float> padded_filter(const float* w, const ConvShape& s, int64_t cop) {
+  const int64_t kdim = s.kh * s.kw * s.c;
+  std::vector<float> wp(kdim * cop, 0.f), store;
+  w = operand(w, kdim * s.co, store);
+  for (int64_t t = 0; t < kdim; t++) std::copy(w + t * s.co, w + (t + 1) * s.co, wp.begin() + t * cop);
+  return wp;
+}
+
+// A second per-thread buffer (scratch() may hold a chunk's gradient while this holds its rounded copy).
+float* scratch2(size_t n) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
 // y = x ⋆ W (+ bias, relu) by the direct kernel, over tasks of whole output rows.
 void conv2d_direct(const float* x, const float* w, float* y, const ConvShape& s, const float* bias, bool relu) {
   if (s.oh == 0 || s.ow == 0) return;
-  const int64_t kdim = s.kh * s.kw * s.c, cop = pad16(s.co);
-  std::vector<float> wp(kdim * cop, 0.f), bp(bias ? cop : 0, 0.f), store;
-  for (int64_t t = 0; t < kdim; t++) std::copy(w + t * s.co, w + (t + 1) * s.co, wp.begin() + t * cop);
+  const int64_t cop = pad16(s.co);
+  const std::vector<float> wp = padded_filter(w, s, cop);
+  std::vector<float> bp(bias ? cop : 0, 0.f), store, rounded;
   if (bias) std::copy(bias, bias + s.co, bp.begin());
-  const Images im = padded_images(x, s, store);
+  const Images im = padded_images(operand(x, s.n * s.h * s.w * s.c, rounded), s, store);
   const std::vector<int64_t> off = tap_offsets(s, im);
   const int64_t rows = s.n * s.oh;
   // Each output element is computed alone, so how the rows are split changes no result: small tasks, for balance.
@@ -374,7 +406,9 @@ void conv2d_direct(const float* x, const float* w, float* y, const ConvShape& s,
 // dw (and db when given) by the direct kernel from x and the output gradient over `chunks` fixed runs of output
 // pixels: range(c) gives chunk c's run [r0, r1), chunk(r0, r1, scratch) its {dy, y} from pixel r0's row (y null: no
 // relu mask); scratch has room for `most` pixels' gradient when the chunk is made on the fly. Partial sums per
-// chunk, added in chunk order (pixels in no chunk add nothing).
+// chunk, added in chunk order (pixels in no chunk add nothing). In bf16 precision the products take x and the
+// (relu-masked) gradient rounded to bf16; the bias gradient, a plain sum, takes the fp32 gradient, as sgemm's column
+// sums do, in the same pixel order as the fp32 kernel's.
 template <class Range, class Chunk>
 void filter_grad_chunked(const float* x, float* dw, float* db, const ConvShape& s, int64_t chunks, int64_t most, Range range, Chunk chunk) {
   const int64_t kdim = s.kh * s.kw * s.c, cop = pad16(s.co), rows = s.n * s.oh * s.ow;
@@ -383,16 +417,29 @@ void filter_grad_chunked(const float* x, float* dw, float* db, const ConvShape& 
     if (db) std::fill(db, db + s.co, 0.f);
     return;
   }
-  std::vector<float> store;
-  const Images im = padded_images(x, s, store);
+  std::vector<float> store, rounded;
+  const Images im = padded_images(operand(x, s.n * s.h * s.w * s.c, rounded), s, store);
   const std::vector<int64_t> off = tap_offsets(s, im);
   const int64_t stride = (kdim + 1) * cop;
   std::vector<float> part(std::max<int64_t>(1, chunks) * stride, 0.f);  // no chunk: the sums of nothing, 0
   const FilterChunk run = paths().filter;
+  const bool bf16 = bf16_products();
   pool().parallel_for((int)chunks, [&](int c) {
     const std::pair<int64_t, int64_t> r = range(c);
     const std::pair<const float*, const float*> g = chunk(r.first, r.second, scratch(most * s.co));
-    run(im, off.data(), g.first, g.second, s, r.first, r.second, cop, db != nullptr, part.data() + c * stride);
+    float* out = part.data() + c * stride;
+    if (!bf16) return run(im, off.data(), g.first, g.second, s, r.first, r.second, cop, db != nullptr, out);
+    const int64_t m = (r.second - r.first) * s.co;
+    float* dz = scratch2(m);
+    for (int64_t i = 0; i < m; i++) {  // as LoomReluGrad: dy where y > 0, NaN where y is NaN, else 0
+      const float d = g.first[i];
+      dz[i] = !g.second ? d : g.second[i] > 0.f ? d : g.second[i] != g.second[i] ? g.second[i] : 0.f;
+    }
+    if (db)
+      for (int64_t p = 0; p < r.second - r.first; p++)
+        for (int64_t j = 0; j < s.co; j++) out[kdim * cop + j] += dz[p * s.co + j];
+    bf16_round_array(dz, dz, m, 0);
+    run(im, off.data(), dz, nullptr, s, r.first, r.second, cop, false, out);
   });
   for (int64_t t = 0; t < kdim; t++)
     for (int64_t j = 0; j < s.co; j++) {
@@ -606,11 +653,11 @@ void conv2d_maxpool(const float* x, const float* w, const float* bias, bool relu
     return;
   }
   // Each pooled row from its band of ph convolution rows, computed into a per-thread buffer and pooled while in cache.
-  const int64_t kdim = s.kh * s.kw * s.c, cop = pad16(s.co);
-  std::vector<float> wp(kdim * cop, 0.f), bp(bias ? cop : 0, 0.f), store;
-  for (int64_t t = 0; t < kdim; t++) std::copy(w + t * s.co, w + (t + 1) * s.co, wp.begin() + t * cop);
+  const int64_t cop = pad16(s.co);
+  const std::vector<float> wp = padded_filter(w, s, cop);
+  std::vector<float> bp(bias ? cop : 0, 0.f), store, rounded;
   if (bias) std::copy(bias, bias + s.co, bp.begin());
-  const Images im = padded_images(x, s, store);
+  const Images im = padded_images(operand(x, s.n * s.h * s.w * s.c, rounded), s, store);
   const std::vector<int64_t> off = tap_offsets(s, im);
   const ConvDirect run = paths().conv;
   pool().parallel_for((int)prows, [&](int pr) {

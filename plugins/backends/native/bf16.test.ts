@@ -262,6 +262,84 @@ describe.skipIf(!info.loaded)(`bf16 products (best path here: ${info.bf16})`, ()
     );
   });
 
+  it("a convolution's filter and bias gradients (relu-masked), plain and under 2×2 max pooling, on each path: dw from the rounded x and gradient, db from the fp32 gradient", () => {
+    // Depths up to 32 take the direct kernels (a first layer), deeper ones im2col and the GEMM: the same contract.
+    // dw[t, o] = Σ_p x̃[p, t]·d̃z[p, o] within γ_K·Σ|·| (K = the pixels), db[o] = Σ_p dz[p, o] within γ_K·Σ|dz|: the bias
+    // gradient is not rounded (a plain sum, as the GEMM's column sums), and dw is (each check fails the other way:
+    // rounding moves a term by up to 2^-9 of itself, far more than γ_K).
+    const u = 2 ** -24;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 2 }),
+        fc.integer({ min: 4, max: 9 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 20 }),
+        fc.boolean(),
+        fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+        (n, size, c, kernel, co, pooled, seed) => {
+          const [h, w, kh, kw] = [size, size + 1, Math.min(kernel, size), kernel];
+          const [oh, ow] = [h - kh + 1, w - kw + 1];
+          const shape = [n, h, w, c, kh, kw, co, oh, ow, 1, 1, 0, 0, 1, 1];
+          const x = data(seed, n * h * w * c);
+          const [poh, pow] = [Math.floor(oh / 2), Math.floor(ow / 2)];
+          // The gradient reaching the convolution's output, dz, from a gradient dy at its output (pooled or not) and
+          // a relu mask y (its output; 0 masks).
+          const outSize = pooled ? n * poh * pow * co : n * oh * ow * co;
+          const dy = data(seed + 2, outSize);
+          const y = data(seed + 3, outSize);
+          const at = Float32Array.from({ length: outSize }, (_, i) => (i * 7 + seed) % 4); // which tap of each 2×2 window
+          const dz = new Float64Array(n * oh * ow * co);
+          for (let i = 0; i < outSize; i++) {
+            const d = y[i]! > 0 ? dy[i]! : 0;
+            if (!pooled) dz[i] = d;
+            else {
+              const o = i % co,
+                q = Math.floor(i / co),
+                b = Math.floor(q / (poh * pow)),
+                pr = Math.floor((q % (poh * pow)) / pow),
+                pc = q % pow;
+              const [di, dj] = [Math.floor(at[i]! / 2), at[i]! % 2];
+              dz[((b * oh + pr * 2 + di) * ow + pc * 2 + dj) * co + o] = d;
+            }
+          }
+          const xr = rounded(x),
+            dzr = rounded(Float32Array.from(dz));
+          const pixels = n * oh * ow,
+            gamma = (pixels * u) / (1 - pixels * u);
+          for (const mode of modes) {
+            addon.setPrecision(mode);
+            const dw = new Float32Array(kh * kw * c * co).fill(Number.NaN);
+            const db = new Float32Array(co).fill(Number.NaN);
+            if (pooled) addon.conv2dMaxPoolFilterGrad(x, dy, y, at, dw, db, true, ...shape, 2, 2);
+            else addon.conv2dFilterBiasGrad(x, dy, y, dw, db, ...shape);
+            for (let o = 0; o < co; o++) {
+              let exact = 0,
+                abs = 0;
+              for (let p = 0; p < pixels; p++) (exact += dz[p * co + o]!), (abs += Math.abs(dz[p * co + o]!));
+              if (!(Math.abs(db[o]! - exact) <= gamma * abs + 2 ** -120)) expect.fail(`${modeName(mode)}: db[${o}] = ${db[o]}, reference ${exact}`);
+              for (let t = 0; t < kh * kw * c; t++) {
+                const [di, dj, ci] = [Math.floor(t / (kw * c)), Math.floor(t / c) % kw, t % c];
+                let e = 0,
+                  a = 0;
+                for (let b = 0; b < n; b++)
+                  for (let i = 0; i < oh; i++)
+                    for (let j = 0; j < ow; j++) {
+                      const term = xr[((b * h + i + di) * w + j + dj) * c + ci]! * dzr[((b * oh + i) * ow + j) * co + o]!;
+                      e += term;
+                      a += Math.abs(term);
+                    }
+                const got = dw[t * co + o]!;
+                if (!(Math.abs(got - e) <= gamma * a + 2 ** -120)) expect.fail(`${modeName(mode)}: dw[${t}, ${o}] = ${got}, reference ${e}`);
+              }
+            }
+          }
+        },
+      ),
+      { numRuns: 30 },
+    );
+  });
+
   it('attention on each path: q·kᵀ and p·v with bf16 operands, within the bound carried through the fp32 softmax', () => {
     // Stage 1: the probabilities against softmax(scale·q̃k̃ᵀ) in float64. Each score is off by at most
     // δ = scale·γ_dk·Σ|q̃||k̃| (the product), so each probability by a factor within e^{±2δ}, plus the fp32 softmax's own
