@@ -405,8 +405,9 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       if (log && ck.enabled) tracker.setTags({ 'loom.checkpoints': dir });
       const stop = watch ? () => watch!.signal !== null : undefined;
       // A checkpoint taken after early stopping (or the step cap) ended training resumes to the test, unless the resume
-      // asks to train further (more epochs, more patience): then it trains on from there.
-      const trainOn = extended.some((e) => e.grows || PATIENCE.test(e.key));
+      // asks to train further (more epochs, more patience) and the step cap, which a resume cannot raise, is not reached.
+      const capped = config.trainer.maxSteps !== undefined && (resume?.trainer.step ?? 0) >= config.trainer.maxSteps;
+      const trainOn = !capped && extended.some((e) => e.grows || PATIENCE.test(e.key));
       const from = resume && trainOn ? { ...resume, trainer: { ...resume.trainer, stopped: false } } : resume;
       const history = await trainer.fit(c.resolve(TOKENS.TrainData), c.resolve(TOKENS.ValidationData), { checkpointer, resume: from ?? undefined, stop });
       const finalStep = history.step;

@@ -318,6 +318,23 @@ describe('resuming after early stopping', () => {
     expect(further.history).toHaveLength(3);
     expect(further.history.slice(0, 2)).toEqual(straight.history);
   });
+
+  it('a run stopped by trainer.maxSteps and interrupted while tested stays at its cap, even resumed with more epochs', async () => {
+    const registry = (await testRegistry()).register(toyBlobs);
+    const quiet = () => undefined;
+    const ck = path.join(dir, 'cap-ck');
+    const config = (epochs: number) =>
+      toyConfig(path.join(dir, 'cap-mlruns'), {
+        trainer: { epochs, maxSteps: 3, batchSize: 16, validationSplit: 0.25, logEvery: 2, checkpoint: { dir: ck, everySteps: 2 } },
+      });
+    const fail = () => {
+      throw new Error('interrupted while testing');
+    };
+    await expect(runExperiment({ registry, config: config(2), log: quiet, evaluate: fail })).rejects.toThrow(/interrupted/);
+    expect(loadCheckpoint(latestCheckpoint(ck)!).trainer).toMatchObject({ step: 3, stopped: true });
+    await runExperiment({ registry, config: config(3), resume: ck, log: quiet });
+    expect(loadCheckpoint(latestCheckpoint(ck)!).trainer.step).toBe(3);
+  });
 });
 
 describe('--resume latest', () => {
