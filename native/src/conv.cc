@@ -351,6 +351,9 @@ const ConvPaths& paths() {
 
 int64_t pad16(int64_t n) { return (n + 15) / 16 * 16; }
 
+// Relu's gradient as LoomReluGrad computes it: dy where y > 0, NaN where y is NaN, else 0 (the scalar paths').
+inline float relu_grad(float dy, float y) { return y > 0.f ? dy : y != y ? y : 0.f; }
+
 // Whether products round their operands to bf16 (bf16.h): the direct kernels then read rounded copies.
 bool bf16_products() { return gemm_precision() != 0; }
 
@@ -431,10 +434,7 @@ void filter_grad_chunked(const float* x, float* dw, float* db, const ConvShape& 
     if (!bf16) return run(im, off.data(), g.first, g.second, s, r.first, r.second, cop, db != nullptr, out);
     const int64_t m = (r.second - r.first) * s.co;
     float* dz = scratch2(m);
-    for (int64_t i = 0; i < m; i++) {  // as LoomReluGrad: dy where y > 0, NaN where y is NaN, else 0
-      const float d = g.first[i];
-      dz[i] = !g.second ? d : g.second[i] > 0.f ? d : g.second[i] != g.second[i] ? g.second[i] : 0.f;
-    }
+    for (int64_t i = 0; i < m; i++) dz[i] = g.second ? relu_grad(g.first[i], g.second[i]) : g.first[i];
     if (db)
       for (int64_t p = 0; p < r.second - r.first; p++)
         for (int64_t j = 0; j < s.co; j++) out[kdim * cop + j] += dz[p * s.co + j];
@@ -622,7 +622,7 @@ void conv2d_filter_bias_grad(const float* x, const float* dy, const float* y, fl
     float* m = masked.data();
     pool().parallel_for((int)std::max<int64_t>(1, s.n), [&](int n) {
       const int64_t i0 = n * s.oh * s.ow * s.co, i1 = std::min(rows * s.co, i0 + s.oh * s.ow * s.co);
-      for (int64_t i = i0; i < i1; i++) m[i] = y[i] > 0.f ? dy[i] : y[i] != y[i] ? y[i] : 0.f;  // as LoomReluGrad
+      for (int64_t i = i0; i < i1; i++) m[i] = relu_grad(dy[i], y[i]);
     });
     dy = m;
   }
