@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ConfigError, Rng, saveModel, Sequential, TOKENS, Trainer, type Loss, type PluginRegistry } from '../../core';
+import { ConfigError, Rng, saveModel, Sequential, TOKENS, Trainer, type Loss, type Model, type PluginRegistry } from '../../core';
 import { buildRunContainer, disposeRun, runExperiment } from '../../runtime';
 import { gradCheck, randomNormal, testRegistry } from '../../test/harness';
 import toyBlobs, { toyConfig } from '../../test/toy-data';
@@ -192,6 +192,140 @@ describe('distillation', () => {
     expect(() => loss.compute(y, tf.zeros([2, 3]))).toThrow(/needs the batch inputs/);
     tf.dispose([x, z, y]);
     loss.dispose!();
+  });
+
+  /** The loss `loss` gives on (x, y, z) and its gradient in the student logits z, as one array of float32 values. */
+  const lossAndGrad = (loss: Loss, x: tf.Tensor, y: tf.Tensor, z: tf.Tensor): number[] =>
+    tf.tidy(() => {
+      const { value, grad } = tf.valueAndGrad((v: tf.Tensor) => loss.compute(y, v, x))(z);
+      return [...value.dataSync(), ...grad.dataSync()];
+    });
+
+  it('cache (a dense teacher): the loss and its gradient equal the uncached ones bit for bit over batches of seen and unseen rows; the teacher runs on unseen rows only', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 1e6 }),
+        fc.array(fc.array(fc.integer({ min: 0, max: 7 }), { minLength: 1, maxLength: 5 }), { minLength: 1, maxLength: 5 }),
+        fc.double({ min: 0.5, max: 8, noNaN: true }),
+        fc.constantFrom(1e-9, 64),
+        (seed, batches, T, cacheMB) => {
+          const rng = new Rng(seed);
+          const pool = randomNormal([8, 4], rng); // 8 examples; a batch takes rows of it, repeats allowed
+          const plain = make({ temperature: T, alpha: 0.3 });
+          const cached = make({ temperature: T, alpha: 0.3, cache: true, cacheMB });
+          const applied: number[] = [];
+          const apply = Sequential.prototype.apply;
+          const spy = vi.spyOn(Sequential.prototype, 'apply').mockImplementation(function (this: Sequential, x, ctx) {
+            applied.push(x.shape[0]!);
+            return apply.call(this, x, ctx);
+          });
+          const seen = new Set<number>();
+          try {
+            for (const rows of batches) {
+              const x = tf.gather(pool, rows);
+              const y = tf.tensor1d(
+                rows.map((r) => r % 3),
+                'int32',
+              );
+              const z = randomNormal([rows.length, 3], rng, 2);
+              const expected = lossAndGrad(plain, x, y, z);
+              applied.length = 0;
+              const got = lossAndGrad(cached, x, y, z);
+              expect(got).toEqual(expected);
+              // The teacher ran on this batch's rows of unseen examples only (on every row when the cache keeps nothing).
+              expect(applied.reduce((a, b) => a + b, 0)).toBe(rows.filter((r) => !seen.has(r)).length);
+              if (cacheMB >= 1) for (const r of rows) seen.add(r);
+              tf.dispose([x, y, z]);
+            }
+          } finally {
+            spy.mockRestore();
+            tf.dispose(pool);
+            plain.dispose!();
+            cached.dispose!();
+          }
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  it('cache on a G2P Transformer teacher (trims each batch to its longest word): every word computed at its own length, so its cached outputs are the same bits whatever batches brought it, and the loss is the uncached one within rounding', () => {
+    // Lengths up to 20 cross the SIMD widths of the attention's softmax, where trimming to other lengths changes bits.
+    const o = { srcVocab: 9, tgtVocab: 7, srcLen: 20, tgtLen: 20, dModel: 16, numHeads: 2, ff: 32, layers: 2, dropout: 0.1 };
+    const tdir = path.join(dir, 'seq2seq-teacher');
+    const teacher = registry.create('model', { type: 'transformer-seq2seq', ...o }) as Model;
+    teacher.build(teacher.inputShape, new Rng(11));
+    saveModel(teacher, tdir);
+    teacher.dispose();
+    const options = {
+      teacher: tdir,
+      temperature: 1,
+      alpha: 0.5,
+      ignoreIndex: 0,
+      hard: { type: 'sparse-categorical-crossentropy', labelSmoothing: 0.1, ignoreIndex: 0 },
+    };
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 1e6 }),
+        fc.array(fc.array(fc.integer({ min: 0, max: 11 }), { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 4 }),
+        (seed, batches) => {
+          const rng = new Rng(seed);
+          // 12 words of random lengths: source letters then padding (0); decoder input BOS (1) + phonemes; labels the
+          // phonemes + EOS (2), padding 0 after.
+          const words = Array.from({ length: 12 }, () => {
+            const ls = 1 + rng.int(o.srcLen);
+            const lt = 1 + rng.int(o.tgtLen - 1);
+            const src = Array.from({ length: o.srcLen }, (_, i) => (i < ls ? 1 + rng.int(o.srcVocab - 1) : 0));
+            const ph = Array.from({ length: lt }, () => 3 + rng.int(o.tgtVocab - 3));
+            const dec = Array.from({ length: o.tgtLen }, (_, i) => (i === 0 ? 1 : i <= lt ? ph[i - 1]! : 0));
+            const lab = Array.from({ length: o.tgtLen }, (_, i) => (i < lt ? ph[i]! : i === lt ? 2 : 0));
+            return { row: [...src, ...dec], lab };
+          });
+          const tensors = (rows: number[]) => ({
+            x: tf.tensor2d(
+              rows.map((r) => words[r]!.row),
+              undefined,
+              'int32',
+            ),
+            y: tf.tensor2d(
+              rows.map((r) => words[r]!.lab),
+              undefined,
+              'int32',
+            ),
+          });
+          const plain = registry.create('loss', { type: 'distillation', ...options } as never) as Loss;
+          const cached = registry.create('loss', { type: 'distillation', ...options, cache: true } as never) as Loss;
+          const alone = registry.create('loss', { type: 'distillation', ...options, cache: true } as never) as Loss;
+          try {
+            // `cached` sees the words in the drawn batches; `alone` sees each word by itself first.
+            for (const rows of batches) {
+              const { x, y } = tensors(rows);
+              const z = randomNormal([rows.length, o.tgtLen, o.tgtVocab], rng, 2);
+              const [got, want] = [lossAndGrad(cached, x, y, z), lossAndGrad(plain, x, y, z)];
+              got.forEach((v, i) => expect(Math.abs(v - want[i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(want[i]!))));
+              tf.dispose([x, y, z]);
+            }
+            const all = [...new Set(batches.flat())];
+            for (const r of all) {
+              const { x, y } = tensors([r]);
+              const z = randomNormal([1, o.tgtLen, o.tgtVocab], rng);
+              lossAndGrad(alone, x, y, z);
+              tf.dispose([x, y, z]);
+            }
+            // A batch of every word seen, served from both caches: the same bits.
+            const { x, y } = tensors(all);
+            const z = randomNormal([all.length, o.tgtLen, o.tgtVocab], rng, 2);
+            expect(lossAndGrad(cached, x, y, z)).toEqual(lossAndGrad(alone, x, y, z));
+            tf.dispose([x, y, z]);
+          } finally {
+            plain.dispose!();
+            cached.dispose!();
+            alone.dispose!();
+          }
+        },
+      ),
+      { numRuns: 15 },
+    );
   });
 
   it('trains a student from a config: tensors stay flat across steps and the run releases the teacher', async () => {
