@@ -473,6 +473,23 @@ describe('loom CLI', () => {
     const missing = spawnSync(process.execPath, [bin, 'record', '--run', 'nope'], { encoding: 'utf8', cwd, env });
     expect(missing.status).toBe(2);
     expect(missing.stderr).toContain('--run: no run nope');
+    // A run that has not finished (here: marked KILLED) makes a record only with --unfinished, beside the finished one.
+    const metaFile = fs
+      .readdirSync(path.join(cwd, 'mlruns'))
+      .map((e) => path.join(cwd, 'mlruns', e, rec.run.runId, 'meta.yaml'))
+      .find((f) => fs.existsSync(f))!;
+    const finishedMeta = fs.readFileSync(metaFile, 'utf8');
+    fs.writeFileSync(metaFile, finishedMeta.replace(/^status: 3$/m, 'status: 5'));
+    const refused = spawnSync(process.execPath, [bin, 'record', '--run', rec.run.runId], { encoding: 'utf8', cwd, env });
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toContain('is KILLED, not FINISHED: only finished runs make records (--unfinished records it as unfinished)');
+    const partial = spawnSync(process.execPath, [bin, 'record', '--run', rec.run.runId, '--unfinished'], { encoding: 'utf8', cwd, env });
+    expect(partial.status, partial.stderr).toBe(0);
+    const unfinished = JSON.parse(fs.readFileSync(file.replace(/\.json$/, '.unfinished.json'), 'utf8'));
+    expect(unfinished.unfinished).toEqual({ status: 'KILLED', lastStep: 1 });
+    expect(unfinished.run.metrics.epoch).toEqual([[1, 1]]);
+    fs.writeFileSync(metaFile, finishedMeta);
+    fs.rmSync(file.replace(/\.json$/, '.unfinished.json'));
     // A fresh clone has no ./mlruns: the report still shows the committed records.
     fs.rmSync(path.join(cwd, 'mlruns'), { recursive: true });
     const report = spawnSync(process.execPath, [bin, 'report'], { encoding: 'utf8', cwd, env });

@@ -190,7 +190,14 @@ export const COMMANDS: Record<string, Command> = {
     summary: 'write the record of a finished paper run (papers/<name>/results/<preset>-seed<N>.json) from a local store',
     flags: {
       store: { value: 'DIR', help: 'the MLflow file store holding the run (default: the local store MLFLOW_TRACKING_URI names, else ./mlruns)' },
-      run: { value: 'ID', multiple: true, help: 'the MLflow run id, repeatable (default: the newest finished paper run)' },
+      run: {
+        value: 'ID',
+        multiple: true,
+        help: 'the MLflow run id, repeatable (default: the newest finished paper run; with --unfinished, the newest paper run)',
+      },
+      unfinished: {
+        help: "also record a run that has not finished (stopped, failed or still running) as <preset>-seed<N>.unfinished.json, with its status and last step: the metric history so far, committed while a long run is not done; the finished run's record replaces it (default: finished runs only)",
+      },
       out: {
         value: 'DIR',
         help: 'the checkout whose papers/<name>/results/ receives the record (default: this checkout of loom, or the current directory where loom is an installed package)',
@@ -552,13 +559,24 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
       'reads the run from the local MLflow store; it cannot with a tracking server (record later with `loom record --store DIR`)',
     );
   const started = Date.now();
-  const result = await paper.run({ registry, preset, seed, backend, trackingUri, resume, overrides });
+  const store = tracking?.kind === 'store' ? tracking.dir : path.resolve('mlruns');
+  let result: PaperResult;
+  try {
+    result = await paper.run({ registry, preset, seed, backend, trackingUri, resume, overrides });
+  } catch (e) {
+    // Stopped by a signal: --record keeps what the stopped run logged so far, as an unfinished record that the record
+    // of a resume that finishes replaces (and records the runs this command finished before it, as usual).
+    if (values.record && e instanceof InterruptedError) {
+      const mine = readStore(store).filter((r) => r.tags.paper === paper.name && (r.status === 'FINISHED' || r.status === 'KILLED') && (r.end ?? 0) >= started);
+      for (const r of mine) io.out(`loom: recorded ${writeRunRecord(r, REPO, r.status === 'KILLED')}`);
+    }
+    throw e;
+  }
   io.out(`\n${formatComparison(result)}`);
   const json = str(values.json);
   if (json) fs.writeFileSync(json, `${JSON.stringify(summary(result), null, 2)}\n`);
   if (values.record) {
     // Every finished run of this paper that this command created or resumed (one per variant for some papers).
-    const store = tracking?.kind === 'store' ? tracking.dir : path.resolve('mlruns');
     const mine = readStore(store).filter((r) => r.tags.paper === paper.name && r.status === 'FINISHED' && (r.end ?? 0) >= started);
     for (const r of mine) io.out(`loom: recorded ${writeRunRecord(r, REPO)}`);
   }
@@ -689,11 +707,11 @@ export function recordsRoot(cliDir: string, cwd: string = process.cwd(), env: No
 
 const REPO = recordsRoot(path.dirname(fileURLToPath(import.meta.url)));
 
-/** Writes the record of a finished paper run under `repo`; returns the file written. */
-function writeRunRecord(run: StoredRun, repo: string): string {
+/** Writes the record of a finished (or, with `unfinished`, any) paper run under `repo`; returns the file written. */
+function writeRunRecord(run: StoredRun, repo: string, unfinished = false): string {
   let record: ReturnType<typeof recordOf>;
   try {
-    record = recordOf(run);
+    record = recordOf(run, { unfinished });
   } catch (e) {
     throw new ConfigError('--run', e instanceof Error ? e.message : String(e));
   }
@@ -801,9 +819,9 @@ export async function run(argv: string[], io: CliIO = consoleIO): Promise<number
                   throw new ConfigError('--run', `no run ${id} in ${store}`);
                 })(),
             )
-          : runs.filter((r) => r.tags.paper && r.status === 'FINISHED').slice(0, 1);
-        if (chosen.length === 0) throw new ConfigError('--store', `no finished paper run in ${store}`);
-        for (const r of chosen) io.out(`loom: recorded ${writeRunRecord(r, path.resolve(str(values.out) ?? REPO))}`);
+          : runs.filter((r) => r.tags.paper && (values.unfinished || r.status === 'FINISHED')).slice(0, 1);
+        if (chosen.length === 0) throw new ConfigError('--store', `no ${values.unfinished ? '' : 'finished '}paper run in ${store}`);
+        for (const r of chosen) io.out(`loom: recorded ${writeRunRecord(r, path.resolve(str(values.out) ?? REPO), Boolean(values.unfinished))}`);
         return 0;
       }
       case 'sync': {

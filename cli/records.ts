@@ -32,15 +32,27 @@ export interface RunRecordFile {
   summary: unknown;
   config: unknown;
   run: StoredRun;
+  /**
+   * Only on the record of a run that has not finished (`loom record --unfinished`, or `--record` on a run stopped by a
+   * signal): its status, the last step it logged and why it ended (the tracker's status reason), so that the numbers quoted from a run still training (or lost
+   * with its machine) have a committed source. Written as `<name>.unfinished.json`; the finished run's record
+   * replaces it.
+   */
+  unfinished?: { status: string; lastStep: number; reason?: string };
 }
 
 const readJson = (file: string): unknown => (fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : null);
 
-/** The record of a run read from a store. Only FINISHED paper runs make records. */
-export function recordOf(run: StoredRun): RunRecordFile {
+/**
+ * The record of a run read from a store. Only FINISHED paper runs make records, unless `unfinished` is set: then a
+ * KILLED, FAILED or RUNNING run makes one too, marked `unfinished` (its summary is null: it has not tested).
+ */
+export function recordOf(run: StoredRun, opts: { unfinished?: boolean } = {}): RunRecordFile {
   const t = run.tags;
   if (!t.paper) throw new Error(`run ${run.runId} is not a paper run (no "paper" tag)`);
-  if (run.status !== 'FINISHED') throw new Error(`run ${run.runId} is ${run.status}, not FINISHED: only finished runs make records`);
+  if (run.status !== 'FINISHED' && !opts.unfinished) {
+    throw new Error(`run ${run.runId} is ${run.status}, not FINISHED: only finished runs make records (--unfinished records it as unfinished)`);
+  }
   // "loom native (avx512, 1 threads): ..." on native-cpu; other backends say less.
   const native = /\((\w[\w-]*), (\d+) threads?\)/.exec(t['backend.kernels'] ?? '');
   // Each resume tags `loom.resumed.<step>`; the status reason of a run that finished after one says so too.
@@ -73,21 +85,40 @@ export function recordOf(run: StoredRun): RunRecordFile {
     summary: dir ? readJson(path.join(dir, 'artifacts', 'summary.json')) : null,
     config: dir ? readJson(path.join(dir, 'artifacts', 'config.json')) : null,
     run: stored,
+    ...(run.status === 'FINISHED'
+      ? {}
+      : { unfinished: { status: run.status, lastStep: lastStep(run), ...(t['loom.status_reason'] ? { reason: t['loom.status_reason'] } : {}) } }),
   };
 }
 
+/** The largest step of any value the run logged (0 before its first). */
+function lastStep(run: StoredRun): number {
+  let step = 0;
+  for (const points of Object.values(run.metrics)) for (const [s] of points) step = Math.max(step, s);
+  return step;
+}
+
 /**
- * Where a record is committed: papers/<paper>/results/<preset>[-<variant>][-n<subset>]-seed<N>.json under `repo` (a
- * few-shot grid's runs differ by their subset too: without it in the name, each size's record overwrote the last).
+ * Where a record is committed: papers/<paper>/results/<preset>[-<variant>][-n<subset>]-seed<N>[.unfinished].json under
+ * `repo` (a few-shot grid's runs differ by their subset too: without it in the name, each size's record overwrote the
+ * last).
  */
-export function recordPath(repo: string, r: Pick<RunRecordFile, 'paper' | 'preset' | 'variant' | 'subset' | 'seed'>): string {
-  const name = `${r.preset}${r.variant ? `-${r.variant}` : ''}${r.subset ? `-n${r.subset}` : ''}-seed${r.seed}.json`;
+export function recordPath(repo: string, r: Pick<RunRecordFile, 'paper' | 'preset' | 'variant' | 'subset' | 'seed' | 'unfinished'>): string {
+  const name = `${r.preset}${r.variant ? `-${r.variant}` : ''}${r.subset ? `-n${r.subset}` : ''}-seed${r.seed}${r.unfinished ? '.unfinished' : ''}.json`;
   return path.join(repo, 'papers', r.paper, 'results', name);
 }
 
+/**
+ * Writes `record` to `file`. A finished run's record removes the unfinished record of the same run beside it (written
+ * while it trained), which it replaces.
+ */
 export function writeRecord(file: string, record: RunRecordFile): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, `${JSON.stringify(record)}\n`);
+  if (record.unfinished) return;
+  const earlier = file.replace(/\.json$/, '.unfinished.json');
+  const stale = readJson(earlier) as RunRecordFile | null;
+  if (stale?.run?.runId === record.run.runId) fs.rmSync(earlier);
 }
 
 /** Every record under `papers/*\/results/` of `repo`. */

@@ -364,7 +364,7 @@ describe('--resume latest', () => {
 });
 
 describe('the CLI', () => {
-  it('stops a paper run on SIGINT with exit 130 and a resume command; --resume latest finishes it as if never stopped', async () => {
+  it('stops a paper run on SIGINT with exit 130 and a resume command; --resume latest finishes it as if never stopped; --record keeps an unfinished record until then', async () => {
     const flags = [
       'paper',
       'mnist-cnn',
@@ -381,14 +381,17 @@ describe('the CLI', () => {
     ];
     const [ref, work] = [path.join(dir, 'ref'), path.join(dir, 'work')];
     for (const d of [ref, work]) fs.mkdirSync(d);
-    const cliRun = (cwd: string, extra: string[]) => spawnSync(process.execPath, [cli, ...flags, ...extra], { encoding: 'utf8', cwd, env: process.env });
+    const records = path.join(dir, 'records-root');
+    const cliRun = (cwd: string, extra: string[]) =>
+      spawnSync(process.execPath, [cli, ...flags, ...extra], { encoding: 'utf8', cwd, env: { ...process.env, LOOM_RECORDS_ROOT: records } });
+    const results = path.join(records, 'papers', 'mnist-cnn', 'results');
     const reference = cliRun(ref, ['--json', 'out.json']);
     expect(reference.status, reference.stderr).toBe(0);
     // The BERT paper used to keep its tokenizer here, which made --resume latest crash with ENOTDIR.
     fs.mkdirSync(path.join(work, 'checkpoints', 'bert'), { recursive: true });
     fs.writeFileSync(path.join(work, 'checkpoints', 'bert', 'wordpiece-smoke-600.json'), '{}');
 
-    const p = start([cli, ...flags], {}, work);
+    const p = start([cli, ...flags, '--record'], { LOOM_RECORDS_ROOT: records }, work);
     p.on('epoch 1/3 done', () => p.child.kill('SIGINT'));
     const end = await p.ended;
     expect(end.code, end.stderr).toBe(130);
@@ -398,9 +401,28 @@ describe('the CLI', () => {
     expect(end.stderr).not.toMatch(/\n\s+at /); // no stack trace
     const killed = onlyRun(path.join(work, 'mlruns'));
     expect(killed.meta.status).toBe(5);
+    // --record: what the stopped run logged so far, as an unfinished record.
+    expect(fs.readdirSync(results)).toEqual(['smoke-seed3.unfinished.json']);
+    const unfinished = JSON.parse(fs.readFileSync(path.join(results, 'smoke-seed3.unfinished.json'), 'utf8'));
+    const loggedSteps = (unfinished.run.metrics.loss as [number, number][]).map(([step]) => step);
+    expect(unfinished).toMatchObject({
+      paper: 'mnist-cnn',
+      preset: 'smoke',
+      seed: 3,
+      summary: null,
+      unfinished: { status: 'KILLED', lastStep: Math.max(...loggedSteps) },
+    });
+    expect(unfinished.run.metrics.val_accuracy).toHaveLength(1); // epoch 1's
+    expect(unfinished.unfinished.reason).toMatch(/SIGINT/);
 
-    const resumed = cliRun(work, ['--resume', 'latest', '--json', 'out.json']);
+    const resumed = cliRun(work, ['--resume', 'latest', '--json', 'out.json', '--record']);
     expect(resumed.status, resumed.stderr).toBe(0);
+    // The finished run's record replaced the unfinished one.
+    expect(fs.readdirSync(results)).toEqual(['smoke-seed3.json']);
+    const finished = JSON.parse(fs.readFileSync(path.join(results, 'smoke-seed3.json'), 'utf8'));
+    expect(finished.resumedFrom).toHaveLength(1);
+    expect(finished.resumedFrom[0]).toBeGreaterThanOrEqual(unfinished.unfinished.lastStep);
+    expect(finished.unfinished).toBeUndefined();
     expect(resumed.stdout).toMatch(/loom: resuming run \w+ from \S+ckpt-\S+: step \d+, /);
     const read = (cwd: string) => JSON.parse(fs.readFileSync(path.join(cwd, 'out.json'), 'utf8')) as { metrics: Record<string, number>; mlflowRunDir: string };
     expect(read(work).metrics).toEqual(read(ref).metrics);
