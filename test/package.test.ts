@@ -90,8 +90,9 @@ describe('the npm package', () => {
 
     const project = path.join(tmp, 'project');
     fs.mkdirSync(project);
-    fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'scratch', private: true, type: 'module' }));
-    // loom's install script builds the addon from the sources in the tarball (LOOM_SKIP_NATIVE unset for it).
+    // loom's install script builds the addon from the sources in the tarball (LOOM_SKIP_NATIVE unset for it); the
+    // project allows it as the README tells users to (npm 11.16+ reads allowScripts; npm 12 runs no unlisted script).
+    fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'scratch', private: true, type: 'module', allowScripts: { loom: true } }));
     sh('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', loomTgz, exampleTgz], {
       cwd: project,
       env: { LOOM_SKIP_NATIVE: '' },
