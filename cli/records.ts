@@ -34,9 +34,9 @@ export interface RunRecordFile {
   run: StoredRun;
   /**
    * Only on the record of a run that has not finished (`loom record --unfinished`, or `--record` on a run stopped by a
-   * signal): its status, the last step it logged and why it ended (the tracker's status reason), so that the numbers quoted from a run still training (or lost
-   * with its machine) have a committed source. Written as `<name>.unfinished.json`; the finished run's record
-   * replaces it.
+   * signal): its status, the last step it logged and why it ended (the tracker's status reason), so that the numbers
+   * quoted from a run still training (or lost with its machine) have a committed source. Written as
+   * `<name>.unfinished.json`; the finished run's record replaces it.
    */
   unfinished?: { status: string; lastStep: number; reason?: string };
 }
