@@ -45,7 +45,8 @@ const readJson = (file: string): unknown => (fs.existsSync(file) ? JSON.parse(fs
 
 /**
  * The record of a run read from a store. Only FINISHED paper runs make records, unless `unfinished` is set: then a
- * KILLED, FAILED or RUNNING run makes one too, marked `unfinished` (its summary is null: it has not tested).
+ * KILLED, FAILED or RUNNING run makes one too, marked `unfinished` (its summary and config are null: a run saves them
+ * when it finishes; its preset, seed, commit and tags say how it ran).
  */
 export function recordOf(run: StoredRun, opts: { unfinished?: boolean } = {}): RunRecordFile {
   const t = run.tags;
