@@ -100,6 +100,35 @@ describe('loom report', () => {
     const r2 = await buildReport({ store, out: path.join(dir, 'report2'), papers: { 'toy-paper': toy }, records: repo });
     expect(r2.runs).toBe(3);
     expect(fs.readFileSync(r2.markdown, 'utf8')).toContain('1: 50.00 %');
+    // An unfinished record (a run stopped at step 7 by SIGINT): its own group, with its last step and why it ended.
+    const stopped = recordOf(
+      {
+        ...run1,
+        runId: 'stopped0',
+        status: 'KILLED',
+        start: run1.start + 5000,
+        tags: { ...run1.tags, seed: '9', 'loom.status_reason': 'interrupted by SIGINT after step 7' },
+        metrics: {
+          loss: [
+            [5, 0.7],
+            [7, 0.6],
+          ],
+          val_loss: [[4, 0.8]],
+        },
+      },
+      { unfinished: true },
+    );
+    expect(stopped.unfinished).toEqual({ status: 'KILLED', lastStep: 7, reason: 'interrupted by SIGINT after step 7' });
+    expect(() => recordOf({ ...run1, status: 'KILLED' })).toThrow(/not FINISHED.*--unfinished/);
+    writeRecord(recordPath(repo, stopped), stopped);
+    expect(fs.existsSync(path.join(repo, 'papers', 'toy-paper', 'results', 'smoke-seed9.unfinished.json'))).toBe(true);
+    const md3 = fs.readFileSync((await buildReport({ store, out: path.join(dir, 'report3'), papers: { 'toy-paper': toy }, records: repo })).markdown, 'utf8');
+    expect(md3).toContain('### smoke (KILLED)');
+    expect(md3).toMatch(/### smoke \(KILLED\)[^#]*- last step: 7\n- ended: interrupted by SIGINT after step 7\n/);
+    // The finished run's record replaces the unfinished one of the same run.
+    const done = recordOf({ ...run1, runId: 'stopped0', tags: { ...run1.tags, seed: '9' } });
+    writeRecord(recordPath(repo, done), done);
+    expect(fs.readdirSync(path.join(repo, 'papers', 'toy-paper', 'results')).filter((f) => f.includes('seed9'))).toEqual(['smoke-seed9.json']);
   });
 
   it("a few-shot grid's runs: each size grouped on its own, one record file each, and learning curves over the labelled examples", async () => {

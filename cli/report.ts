@@ -225,6 +225,13 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
         ['commit', uniq(group.map((r) => r.tags['git.commit']))],
         ['wall time', walls.length === 0 ? 'n/a' : walls.map((w) => `${w.toFixed(1)} s`).join(', ')],
         ['MLflow run', group.map((r) => r.runId).join(', ')],
+        // A run that has not finished (from the store, or an unfinished record): how far it got and why it ended.
+        ...(group.some((r) => r.status !== 'FINISHED')
+          ? [
+              ['last step', group.map((r) => String(Math.max(0, ...Object.values(r.metrics).flatMap((points) => points.map(([step]) => step))))).join(', ')],
+              ['ended', uniq(group.map((r) => r.tags['loom.status_reason'] ?? (r.status === 'RUNNING' ? 'still running' : 'not recorded')))],
+            ]
+          : []),
       ];
       const refs = (paper?.references ?? []).filter((ref) => !ref.variant || ref.variant === t0.variant);
       const rows = refs.map((ref) => [ref.label, aggregate(group, ref.metric), fmt(ref.value, ref.metric), ref.source]);
