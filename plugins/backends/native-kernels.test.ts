@@ -1569,6 +1569,54 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
   });
 
   kernelProperty(
+    'LoomCrossEntropy remembers its last call for the very same logits, labels and smoothing only: new tensors (in buffers the old ones released), other labels or another smoothing are computed afresh',
+    ['LoomCrossEntropy'],
+    () => {
+      const ce = (z: tf.Tensor, labels: tf.Tensor, eps: number) => {
+        const r = tf.engine().runKernel('LoomCrossEntropy', { logits: z, labels }, { labelSmoothing: eps }) as tf.Tensor;
+        const v = Array.from(r.dataSync() as Float32Array);
+        r.dispose();
+        return v;
+      };
+      // What the rows should be: smoothed cross-entropy composed from tfjs's own kernels (not the native ones).
+      const expected = (z: tf.Tensor, labels: tf.Tensor, eps: number) => {
+        const [r] = withOriginals(() => {
+          const k = z.shape[1]!;
+          const q = tf.add(tf.mul(tf.oneHot(labels, k), 1 - eps), eps / k);
+          return [tf.neg(tf.sum(tf.mul(q, tf.logSoftmax(z)), 1))];
+        });
+        const v = Array.from(r!.dataSync() as Float32Array);
+        r!.dispose();
+        return v;
+      };
+      const close = (got: number[], want: number[]) =>
+        got.forEach((g, i) => expect(Math.abs(g - want[i]!)).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(want[i]!))));
+      fc.assert(
+        fc.property(dim(9), fc.integer({ min: 2, max: 40 }), seed, (n, k, s) => {
+          const labels = (shift: number) =>
+            tf.tensor1d(
+              Int32Array.from({ length: n }, (_, i) => (i * 7 + s + shift) % k),
+              'int32',
+            );
+          const [y1, y2] = [labels(0), labels(1)];
+          const z1 = tf.mul(tensor([n, k], s), 5); // the addon's output buffers, which the pool hands out again
+          const first = ce(z1, y1, 0);
+          close(first, expected(z1, y1, 0));
+          expect(ce(z1, y1, 0)).toEqual(first); // remembered: the same bits
+          z1.dispose();
+          const z2 = tf.mul(tensor([n, k], s + 1), 5);
+          close(ce(z2, y1, 0), expected(z2, y1, 0));
+          close(ce(z2, y2, 0), expected(z2, y2, 0));
+          close(ce(z2, y2, 0.1), expected(z2, y2, 0.1));
+          close(ce(z2, y1, 0), expected(z2, y1, 0));
+          tf.dispose([y1, y2, z2]);
+        }),
+        RUNS,
+      );
+    },
+  );
+
+  kernelProperty(
     'LoomCrossEntropy and LoomCrossEntropyGrad match log-softmax cross-entropy composed from tfjs ops and its autodiff gradient',
     ['LoomCrossEntropy', 'LoomCrossEntropyGrad'],
     () => {
