@@ -560,26 +560,29 @@ async function paperCommand(values: FlagValues, positionals: string[], io: CliIO
     );
   const started = Date.now();
   const store = tracking?.kind === 'store' ? tracking.dir : path.resolve('mlruns');
+  /**
+   * Records every run of this paper that this command created or resumed (one per variant for some papers) and that
+   * ended after it started: the finished ones, and with `stopped` the ones a signal stopped, as unfinished records.
+   */
+  const recordMine = (stopped: boolean) => {
+    const mine = readStore(store).filter(
+      (r) => r.tags.paper === paper.name && (r.status === 'FINISHED' || (stopped && r.status === 'KILLED')) && (r.end ?? 0) >= started,
+    );
+    for (const r of mine) io.out(`loom: recorded ${writeRunRecord(r, REPO, r.status === 'KILLED')}`);
+  };
   let result: PaperResult;
   try {
     result = await paper.run({ registry, preset, seed, backend, trackingUri, resume, overrides });
   } catch (e) {
     // Stopped by a signal: --record keeps what the stopped run logged so far, as an unfinished record that the record
     // of a resume that finishes replaces (and records the runs this command finished before it, as usual).
-    if (values.record && e instanceof InterruptedError) {
-      const mine = readStore(store).filter((r) => r.tags.paper === paper.name && (r.status === 'FINISHED' || r.status === 'KILLED') && (r.end ?? 0) >= started);
-      for (const r of mine) io.out(`loom: recorded ${writeRunRecord(r, REPO, r.status === 'KILLED')}`);
-    }
+    if (values.record && e instanceof InterruptedError) recordMine(true);
     throw e;
   }
   io.out(`\n${formatComparison(result)}`);
   const json = str(values.json);
   if (json) fs.writeFileSync(json, `${JSON.stringify(summary(result), null, 2)}\n`);
-  if (values.record) {
-    // Every finished run of this paper that this command created or resumed (one per variant for some papers).
-    const mine = readStore(store).filter((r) => r.tags.paper === paper.name && r.status === 'FINISHED' && (r.end ?? 0) >= started);
-    for (const r of mine) io.out(`loom: recorded ${writeRunRecord(r, REPO)}`);
-  }
+  if (values.record) recordMine(false);
   return 0;
 }
 

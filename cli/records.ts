@@ -93,7 +93,7 @@ export function recordOf(run: StoredRun, opts: { unfinished?: boolean } = {}): R
 }
 
 /** The largest step of any value the run logged (0 before its first). */
-function lastStep(run: StoredRun): number {
+export function lastStep(run: StoredRun): number {
   let step = 0;
   for (const points of Object.values(run.metrics)) for (const [s] of points) step = Math.max(step, s);
   return step;

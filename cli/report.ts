@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { examplesCurvesSvg, formatMetric, meanStd, vegaLiteSvg, type Paper } from '../runtime';
 import { readStore, type StoredRun } from '../core/mlflow-store';
-import { readRecords } from './records';
+import { lastStep, readRecords } from './records';
 
 const last = (r: StoredRun, key: string) => r.metrics[key]?.at(-1)?.[1];
 const fmt = (v: number | undefined, metric: string) => (v === undefined ? 'n/a' : formatMetric(v, metric));
@@ -228,7 +228,7 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
         // A run that has not finished (from the store, or an unfinished record): how far it got and why it ended.
         ...(group.some((r) => r.status !== 'FINISHED')
           ? [
-              ['last step', group.map((r) => String(Math.max(0, ...Object.values(r.metrics).flatMap((points) => points.map(([step]) => step))))).join(', ')],
+              ['last step', group.map((r) => String(lastStep(r))).join(', ')],
               ['ended', uniq(group.map((r) => r.tags['loom.status_reason'] ?? (r.status === 'RUNNING' ? 'still running' : 'not recorded')))],
             ]
           : []),

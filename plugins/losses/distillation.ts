@@ -42,7 +42,8 @@ export function softDistillationLoss(teacherLogits: tf.Tensor, studentLogits: tf
  * same bits whatever batch brought it, and a resumed run, whose cache starts empty, refills it with the same values.
  * They differ from the uncached teacher's, computed at each batch's longest length, by float32 rounding (~1e-6
  * relative). Worth it only when an example's input row is the same every epoch (with random augmentation every row is
- * new and the cache only costs memory). Only the positions up to an example's last label other than `ignoreIndex` are
+ * new and the cache only costs memory). Inputs whose zeros are not padding (images) fall into groups of about one row,
+ * so their first epoch runs the teacher nearly a row at a time. Only the positions up to an example's last label other than `ignoreIndex` are
  * kept (the loss leaves the others out); `cacheMB` bounds the memory, past which rows are computed and not kept.
  */
 export default definePlugin({
@@ -109,7 +110,7 @@ export default definePlugin({
         check(t, x.shape[0]!);
         return t;
       }
-      return kept.outputs(ids, x, labels, yPred.shape, ignoreIndex, (missing) => {
+      return kept.outputs(ids, x.shape[0]!, labels, yPred.shape, ignoreIndex, (missing) => {
         const t = run(tf.gather(x, missing));
         check(t, missing.length);
         return t;
@@ -157,18 +158,18 @@ class TeacherCache {
   constructor(private readonly limit: number) {}
 
   /**
-   * The outputs for batch `x` (values `ids`, labels `labels`) of shape `shape`: kept rows from the cache, the others
-   * from `compute(missing row indices)`, kept while the cache has room. Rows past an example's kept length are 0.
+   * The outputs for a batch of `n` rows (input values `ids`, labels `labels`) of shape `shape`: kept rows from the
+   * cache, the others from `compute(missing row indices)`, kept while the cache has room. Rows past an example's kept
+   * length are 0.
    */
   outputs(
     ids: tf.TypedArray,
-    x: tf.Tensor,
+    n: number,
     labels: tf.TypedArray,
     shape: number[],
     ignoreIndex: number | undefined,
     compute: (missing: number[]) => tf.Tensor,
   ): tf.Tensor {
-    const n = x.shape[0]!;
     const rowLen = ids.length / n;
     const per = shape.slice(1).reduce((a, b) => a * b, 1); // output values per example
     const classes = shape.at(-1)!;
