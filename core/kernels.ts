@@ -129,6 +129,22 @@ export const FUSED_KERNELS = {
    */
   decoderStep: 'LoomDecoderStep',
   /**
+   * One time step of an LSTM cell (plugins/layers/lstm.ts; gates in Keras's order i, f, g, o), no gradient (the layer's
+   * own backward pass uses `lstmCellGrad`). Inputs `{ zx [batch, time, 4u], hu [batch, 4u], c [batch, u] }`, attrs
+   * `{ t }`: z = zx[:, t] + hu, i, f, o = σ(z_i, z_f, z_o), g = tanh(z_g), c' = f·c + i·g, h = o·tanh(c'). Outputs
+   * `[h [batch, u], c' [batch, u], gates [batch, 4u] = (i, f, g, o)]`, with the operations and roundings of the composed
+   * ops (Add, Sigmoid, Tanh, Multiply, Add, Tanh, Multiply), in that order.
+   */
+  lstmCell: 'LoomLSTMCell',
+  /**
+   * Its backward step t: inputs `{ dh [batch, u], dy? , gates [time, batch, 4u], cs [time + 1, batch, u], dc [batch, u] }`
+   * (cs[t] = c_{t−1}, cs[t + 1] = c_t; dy [batch, time, u] read at step t when attrs.dyAt is 'sequence', dy [batch, u]
+   * added when 'last', absent when 'none'), attrs `{ t, dyAt }`. With dh_t = dy_t + dh (or dh), tc = tanh(c_t),
+   * dc_t = dc + dh_t·o·(1 − tc²): outputs `[dz = (dc_t·g·i(1 − i), dc_t·c_{t−1}·f(1 − f), dc_t·i·(1 − g²), dh_t·tc·o(1 − o))
+   * [batch, 4u], dc_t·f [batch, u]]`, the roundings of the layer's composed gradient.
+   */
+  lstmCellGrad: 'LoomLSTMCellGrad',
+  /**
    * A quantized dense layer (core/quantization.ts): inputs `{ x [rows, in], kernel [in, out] (integers in [−127, 127]),
    * scale [out], bias? [out] }`, attrs `{ inputScale, inputZeroPoint, relu }`; x is quantized to uint8 with the
    * attrs, multiplied in int32 and dequantized: output `[rows, out]`.

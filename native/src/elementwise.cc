@@ -232,6 +232,60 @@ LOOM_TWO_VERSIONS(adam_range,
 
 }  // namespace
 
+// Both LSTM kernels are compiled for the baseline (as unary's loops, whose exp_f, sigmoid_f and tanh_f they share): on
+// x86-64 there is no fused multiply-add to contract into, so each operation rounds once, as the composed kernels do.
+void lstm_cell(const float* zx, const float* hu, const float* c_prev, float* h, float* c, float* gates, int64_t batch, int64_t units,
+               int64_t time, int64_t t) {
+  const int64_t u = units, w = 4 * units;
+  for (int64_t r = 0; r < batch; r++) {
+    const float* zr = zx + (r * time + t) * w;
+    const float* hr = hu + r * w;
+    float* g = gates + r * w;
+    for (int64_t j = 0; j < w; j++) g[j] = zr[j] + hr[j];
+    for (int64_t j = 0; j < 2 * u; j++) g[j] = sigmoid_f(g[j]);
+    for (int64_t j = 2 * u; j < 3 * u; j++) g[j] = tanh_f(g[j]);
+    for (int64_t j = 3 * u; j < w; j++) g[j] = sigmoid_f(g[j]);
+    const float* cp = c_prev + r * u;
+    float* cr = c + r * u;
+    float* hrow = h + r * u;
+    for (int64_t j = 0; j < u; j++) {
+      const float fc = g[u + j] * cp[j], ig = g[j] * g[2 * u + j];
+      cr[j] = fc + ig;
+    }
+    for (int64_t j = 0; j < u; j++) hrow[j] = g[3 * u + j] * tanh_f(cr[j]);
+  }
+}
+
+void lstm_cell_grad(const float* dh, const float* dy, int64_t dy_time, int64_t dy_t, const float* gates, const float* cs, const float* dc,
+                    float* dz, float* dc_out, int64_t batch, int64_t units, int64_t t) {
+  const int64_t u = units, w = 4 * units;
+  const float* gt = gates + t * batch * w;
+  const float* cprev = cs + t * batch * u;
+  const float* cnext = cs + (t + 1) * batch * u;
+  for (int64_t r = 0; r < batch; r++) {
+    const float* g = gt + r * w;
+    float* d = dz + r * w;
+    for (int64_t j = 0; j < u; j++) {
+      const int64_t k = r * u + j;
+      const float dht = dy ? dy[(r * dy_time + dy_t) * u + j] + dh[k] : dh[k];
+      const float i = g[j], f = g[u + j], gg = g[2 * u + j], o = g[3 * u + j];
+      const float tc = tanh_f(cnext[k]);
+      const float one_tc2 = 1.f - tc * tc;
+      const float dho = dht * o;
+      const float dct = dc[k] + dho * one_tc2;
+      const float di1 = dct * gg, di2 = i * (1.f - i);
+      d[j] = di1 * di2;
+      const float df1 = dct * cprev[k], df2 = f * (1.f - f);
+      d[u + j] = df1 * df2;
+      const float dg1 = dct * i, dg2 = 1.f - gg * gg;
+      d[2 * u + j] = dg1 * dg2;
+      const float do1 = dht * tc, do2 = o * (1.f - o);
+      d[3 * u + j] = do1 * do2;
+      dc_out[k] = dct * f;
+    }
+  }
+}
+
 void adam(const float* p, const float* g, const float* m, const float* v, float* p2, float* m2, float* v2, int64_t n, float lr, float b1,
           float b2, float eps, float c1, float c2) {
   const auto f = simd() ? adam_range_simd : adam_range_base;

@@ -21,4 +21,17 @@ void min_max(const float* x, int64_t n, float* out);
 void adam(const float* p, const float* g, const float* m, const float* v, float* p2, float* m2, float* v2, int64_t n, float lr, float b1,
           float b2, float eps, float c1, float c2);
 
+// One step of an LSTM cell (gates in Keras's order i, f, g, o; plugins/layers/lstm.ts), with the float operations and
+// roundings of the composed tfjs ops the layer otherwise runs (Add, Sigmoid, Tanh, Multiply, Add, Tanh, Multiply):
+// z = zx[:, t] + hu, i|f|o = σ(z_i|f|o), g = tanh(z_g), c = f·c_prev + i·g, h = o·tanh(c). zx is [batch, time, 4u]
+// (the input projection of every step), hu, gates [batch, 4u], c_prev, c, h [batch, u].
+void lstm_cell(const float* zx, const float* hu, const float* c_prev, float* h, float* c, float* gates, int64_t batch, int64_t units,
+               int64_t time, int64_t t);
+// Its backward step, as the layer's composed gradient: dh_t = dy[:, dy_t] + dh (dy null: dh alone; dy is
+// [batch, dy_time, u]), tc = tanh(c_t), dc_t = dc + dh_t·o·(1 − tc²), dz = [dc_t·g·i(1 − i), dc_t·c_{t−1}·f(1 − f),
+// dc_t·i·(1 − g²), dh_t·tc·o(1 − o)], dc_out = dc_t·f. gates is [time, batch, 4u] (step t read), cs [time + 1, batch,
+// u] (c_{t−1} = cs[t], c_t = cs[t + 1]).
+void lstm_cell_grad(const float* dh, const float* dy, int64_t dy_time, int64_t dy_t, const float* gates, const float* cs, const float* dc,
+                    float* dz, float* dc_out, int64_t batch, int64_t units, int64_t t);
+
 }  // namespace loom

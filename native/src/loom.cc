@@ -816,6 +816,46 @@ napi_value Sum(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// lstmCell(zx, hu, cPrev, h, c, gates, batch, units, time, t): one step of an LSTM cell (elementwise.h).
+napi_value LstmCell(napi_env env, napi_callback_info info) {
+  Args a(env, info, "lstmCell", 10, 10);
+  const Buffer<float> zx = a.f32(0, "zx"), hu = a.f32(1, "hu"), cp = a.f32(2, "cPrev"), h = a.f32(3, "h"), c = a.f32(4, "c"), g = a.f32(5, "gates");
+  const int64_t batch = a.size(6, "batch"), units = a.size(7, "units"), time = a.size(8, "time", 1);
+  const int64_t t = a.integer(9, "t", 0, time - 1);
+  a.need(0, "zx", zx, mul(batch, time, 4 * units), "batch·time·4·units");
+  a.need(1, "hu", hu, mul(batch, 4 * units, 1), "batch·4·units");
+  a.need(5, "gates", g, mul(batch, 4 * units, 1), "batch·4·units");
+  a.need(2, "cPrev", cp, mul(batch, units, 1), "batch·units");
+  a.need(3, "h", h, mul(batch, units, 1), "batch·units");
+  a.need(4, "c", c, mul(batch, units, 1), "batch·units");
+  if (a.failed()) return nullptr;
+  loom::lstm_cell(zx.data, hu.data, cp.data, h.data, c.data, g.data, batch, units, time, t);
+  return undefined(env);
+}
+
+// lstmCellGrad(dh, dy, dyTime, dyT, gates, cs, dc, dz, dcOut, batch, units, time, t): its backward step; dyTime 0 =
+// no dy (dy is then not read).
+napi_value LstmCellGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info, "lstmCellGrad", 13, 13);
+  const Buffer<float> dh = a.f32(0, "dh"), dy = a.f32(1, "dy");
+  const int64_t dy_time = a.size(2, "dyTime");
+  const int64_t dy_t = a.integer(3, "dyT", 0, dy_time > 0 ? dy_time - 1 : 0);
+  const Buffer<float> g = a.f32(4, "gates"), cs = a.f32(5, "cs"), dc = a.f32(6, "dc"), dz = a.f32(7, "dz"), dco = a.f32(8, "dcOut");
+  const int64_t batch = a.size(9, "batch"), units = a.size(10, "units"), time = a.size(11, "time", 1);
+  const int64_t t = a.integer(12, "t", 0, time - 1);
+  const int64_t bu = mul(batch, units, 1);
+  a.need(0, "dh", dh, bu, "batch·units");
+  if (dy_time > 0) a.need(1, "dy", dy, mul(batch, dy_time, units), "batch·dyTime·units");
+  a.need(4, "gates", g, mul(time, batch, 4 * units), "time·batch·4·units");
+  a.need(5, "cs", cs, mul(time + 1, batch, units), "(time + 1)·batch·units");
+  a.need(6, "dc", dc, bu, "batch·units");
+  a.need(7, "dz", dz, mul(batch, 4 * units, 1), "batch·4·units");
+  a.need(8, "dcOut", dco, bu, "batch·units");
+  if (a.failed()) return nullptr;
+  loom::lstm_cell_grad(dh.data, dy_time > 0 ? dy.data : nullptr, dy_time, dy_t, g.data, cs.data, dc.data, dz.data, dco.data, batch, units, t);
+  return undefined(env);
+}
+
 // minMax(x, out, count): out[0] = min, out[1] = max of x[0, count), NaN skipped; +inf and -inf when there is none.
 napi_value MinMax(napi_env env, napi_callback_info info) {
   Args a(env, info, "minMax", 3, 3);
@@ -1035,6 +1075,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"unary", nullptr, UnaryOp, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"sum", nullptr, Sum, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"minMax", nullptr, MinMax, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"lstmCell", nullptr, LstmCell, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"lstmCellGrad", nullptr, LstmCellGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"copy", nullptr, Copy, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"int8Gemm", nullptr, Int8Gemm, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -1548,6 +1548,55 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     },
   );
 
+  kernelProperty(
+    "LoomLSTMCell and LoomLSTMCellGrad give the LSTM layer's composed step (lstm.ts: Add, Sigmoid, Tanh, Multiply, Sub, Square) bit for bit, whichever step t and whichever dy",
+    ['LoomLSTMCell', 'LoomLSTMCellGrad'],
+    () => {
+      const bits = (t: tf.Tensor) => Array.from(t.dataSync());
+      fc.assert(
+        fc.property(dim(5), dim(19), dim(5), seed, fc.constantFrom('sequence', 'last', 'none'), (batch, u, time, s, dyAt) => {
+          const t = s % time;
+          const [zx, hu, c] = [tf.tidy(() => tf.mul(tensor([batch, time, 4 * u], s), 4)), tensor([batch, 4 * u], s + 1), tensor([batch, u], s + 2)];
+          const fused = tf.engine().runKernel('LoomLSTMCell', { zx, hu, c }, { t }) as tf.Tensor[];
+          const want = tf.tidy(() => {
+            const z = tf.add(tf.reshape(tf.slice(zx, [0, t, 0], [batch, 1, 4 * u]), [batch, 4 * u]), hu);
+            const [zi, zf, zg, zo] = tf.split(z, 4, 1) as tf.Tensor[];
+            const [i, f, g, o] = [tf.sigmoid(zi!), tf.sigmoid(zf!), tf.tanh(zg!), tf.sigmoid(zo!)];
+            const c2 = tf.add(tf.mul(f, c), tf.mul(i, g));
+            return [tf.mul(o, tf.tanh(c2)), c2, tf.concat([i, f, g, o], 1)];
+          });
+          fused.forEach((y, k) => expect(bits(y), `forward output ${k}`).toEqual(bits(want[k]!)));
+          // Backward: gates as the forward makes them (i, f, o in (0, 1), g in (−1, 1)), cells and gradients at random.
+          const gates = tf.tidy(() => {
+            const z = tf.mul(tensor([time, batch, 4 * u], s + 3), 3);
+            const [a, b, g, o] = tf.split(z, 4, 2);
+            return tf.concat([tf.sigmoid(a!), tf.sigmoid(b!), tf.tanh(g!), tf.sigmoid(o!)], 2);
+          });
+          const [cs, dh, dc] = [tf.tidy(() => tf.mul(tensor([time + 1, batch, u], s + 4), 2)), tensor([batch, u], s + 5), tensor([batch, u], s + 6)];
+          const dy = dyAt === 'sequence' ? tensor([batch, time, u], s + 7) : dyAt === 'last' ? tensor([batch, u], s + 7) : null;
+          const inputs = { dh, gates, cs, dc, ...(dy ? { dy } : {}) };
+          const got = tf.engine().runKernel('LoomLSTMCellGrad', inputs, { t, dyAt }) as tf.Tensor[];
+          const ref = tf.tidy(() => {
+            const at = (x: tf.Tensor, k: number) => tf.reshape(tf.slice(x, [k, 0, 0], [1, batch, x.shape[2]!]), [batch, x.shape[2]!]);
+            const dyT = dyAt === 'sequence' ? tf.reshape(tf.slice(dy!, [0, t, 0], [batch, 1, u]), [batch, u]) : dy;
+            const dht = dyT ? tf.add(dyT, dh) : dh;
+            const [i, f, g, o] = tf.split(at(gates, t), 4, 1) as tf.Tensor[];
+            const tc = tf.tanh(at(cs, t + 1));
+            const dct = tf.add(dc, tf.mul(tf.mul(dht, o!), tf.sub(1, tf.square(tc))));
+            const di = tf.mul(tf.mul(dct, g!), tf.mul(i!, tf.sub(1, i!)));
+            const df = tf.mul(tf.mul(dct, at(cs, t)), tf.mul(f!, tf.sub(1, f!)));
+            const dg = tf.mul(tf.mul(dct, i!), tf.sub(1, tf.square(g!)));
+            const dO = tf.mul(tf.mul(dht, tc), tf.mul(o!, tf.sub(1, o!)));
+            return [tf.concat([di, df, dg, dO], 1), tf.mul(dct, f!)];
+          });
+          got.forEach((y, k) => expect(bits(y), `backward output ${k} (dy ${dyAt}, t ${t} of ${time})`).toEqual(bits(ref[k]!)));
+          tf.dispose([zx, hu, c, ...fused, ...want, gates, cs, dh, dc, ...(dy ? [dy] : []), ...got, ...ref]);
+        }),
+        RUNS,
+      );
+    },
+  );
+
   it('the fused kernels refuse sizes that do not fit, naming the tensors', () => {
     const t = (shape: number[]) => tf.zeros(shape);
     const run =
@@ -1566,6 +1615,12 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     expect(run('LoomMatMulBiasGrad', { x: t([6, 2]), dz: t([5, 3]) })).toThrow(/the same rows/);
     expect(run('LoomCrossEntropy', { logits: t([3, 4]), labels: tf.zeros([2], 'int32') }, { labelSmoothing: 0 })).toThrow(/do not fit/);
     expect(run('LoomCrossEntropyGrad', { logits: t([3, 4]), labels: tf.zeros([3], 'int32'), scale: t([2]) }, { labelSmoothing: 0 })).toThrow(/do not fit/);
+    expect(run('LoomLSTMCell', { zx: t([2, 3, 8]), hu: t([2, 8]), c: t([2, 3]) }, { t: 0 })).toThrow(/do not fit/);
+    expect(run('LoomLSTMCell', { zx: t([2, 3, 8]), hu: t([2, 8]), c: t([2, 2]) }, { t: 3 })).toThrow(/t \(argument 10\) must be an integer from 0 to 2/);
+    expect(run('LoomLSTMCellGrad', { dh: t([2, 2]), gates: t([3, 2, 8]), cs: t([3, 2, 2]), dc: t([2, 2]) }, { t: 0, dyAt: 'none' })).toThrow(/do not fit/);
+    expect(run('LoomLSTMCellGrad', { dh: t([2, 2]), dy: t([2, 3, 2]), gates: t([3, 2, 8]), cs: t([4, 2, 2]), dc: t([2, 2]) }, { t: 0, dyAt: 'last' })).toThrow(
+      /do not fit/,
+    );
   });
 
   kernelProperty(

@@ -25,6 +25,7 @@ import { int8Family } from './native/int8';
 import type { KernelArgs, KernelContext, KernelFamily } from './native/kernel';
 import { layerNormFamily } from './native/layer-norm';
 import { layoutFamily } from './native/layout';
+import { lstmFamily } from './native/lstm';
 import { matMulFamily } from './native/matmul';
 import { poolFamily } from './native/pool';
 import { reduceFamily } from './native/reduce';
@@ -50,6 +51,7 @@ export const KERNEL_FAMILIES: readonly KernelFamily[] = [
   decoderFamily,
   crossEntropyFamily,
   int8Family,
+  lstmFamily,
 ];
 
 /** The original cpu kernels, kept to delegate to and for the property tests' reference. */

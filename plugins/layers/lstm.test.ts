@@ -4,15 +4,14 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { carriedStateTensors, Rng, Sequential, type Layer, type PluginRegistry } from '../../core';
+import { describe, expect, it } from 'vitest';
+import { carriedStateTensors, FUSED_KERNELS, hasKernel, Rng, Sequential, type Layer, type PluginRegistry } from '../../core';
 import { randomNormal, testRegistry } from '../../test/harness';
 import { dropoutMask } from './dropout';
 
-let registry: PluginRegistry;
-beforeAll(async () => {
-  registry = await testRegistry();
-});
+// The registry at collection time, so that the test of the native backend's fused cell kernels can be skipped by name
+// where the backend in use lacks them (LOOM_BACKEND=cpu, or no addon).
+const registry: PluginRegistry = await testRegistry();
 
 const build = (spec: object, shape: (number | null)[]) => {
   const l = registry.create('layer', { type: 'lstm', ...spec } as never) as Layer & { resetStates(): void };
@@ -105,4 +104,60 @@ describe('lstm', () => {
       { numRuns: 15 },
     );
   });
+
+  it.skipIf(!hasFusedCell())(
+    "with the backend's fused cell kernels (native CPU): the outputs, carried state and every gradient of the composed ops, bit for bit",
+    () => {
+      const names = [FUSED_KERNELS.lstmCell, FUSED_KERNELS.lstmCellGrad];
+      fc.assert(
+        fc.property(
+          fc.record({
+            batch: fc.integer({ min: 1, max: 4 }),
+            time: fc.integer({ min: 1, max: 6 }),
+            features: fc.integer({ min: 1, max: 5 }),
+            units: fc.integer({ min: 1, max: 9 }),
+            returnSequences: fc.boolean(),
+            recurrentDropout: fc.constantFrom(0, 0.3),
+            seed: fc.integer({ min: 0, max: 1e6 }),
+          }),
+          ({ batch, time, features, units, returnSequences, recurrentDropout, seed }) => {
+            const run = () => {
+              const layer = build({ units, returnSequences, recurrentDropout, stateful: true }, [null, time, features]);
+              const x = randomNormal([batch, time, features], new Rng(seed));
+              const w = randomNormal(returnSequences ? [batch, time, units] : [batch, units], new Rng(seed + 1));
+              const params = layer.parameters().map((p) => p.variable);
+              const loss = () => {
+                // Two batches: the second starts from the state the first carried.
+                const ctx = { training: true, rng: new Rng(seed) };
+                layer.apply(x, ctx).dispose();
+                return tf.sum(tf.mul(layer.apply(x, ctx), w)) as tf.Scalar;
+              };
+              const { value, grads } = tf.variableGrads(loss, params);
+              const out = [value, ...params.map((p) => grads[p.name]!), ...carriedStateTensors(layer)].map((t) => Array.from(t.dataSync()));
+              const dx = tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(layer.apply(xi, { training: false, rng: new Rng(0) }), w)))(x);
+              out.push(Array.from(dx.dataSync()));
+              tf.dispose([x, w, value, dx, ...Object.values(grads)]);
+              layer.dispose();
+              return out;
+            };
+            const fused = run();
+            const saved = names.map((n) => tf.getKernel(n, tf.getBackend())!);
+            names.forEach((n) => tf.unregisterKernel(n, tf.getBackend()));
+            try {
+              expect(hasFusedCell()).toBe(false);
+              expect(fused).toEqual(run());
+            } finally {
+              saved.forEach((k) => tf.registerKernel(k));
+            }
+          },
+        ),
+        { numRuns: 20 },
+      );
+    },
+  );
 });
+
+/** Whether the active backend has the LSTM cell's fused kernels (the native CPU backend; not tfjs's JavaScript cpu). */
+function hasFusedCell(): boolean {
+  return hasKernel(FUSED_KERNELS.lstmCell) && hasKernel(FUSED_KERNELS.lstmCellGrad);
+}

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext, type Rng } from '../../core';
+import { definePlugin, FUSED_KERNELS, hasKernel, pluginSpecSchema, type ForwardContext, type Initializer, type PluginContext, type Rng } from '../../core';
 import { dropoutMask } from './dropout';
 import { RecurrentLayer, recurrentOptions } from './recurrent';
 
@@ -52,26 +52,39 @@ export class LSTM extends RecurrentLayer<'h' | 'c', z.output<typeof schema>> {
     const seq = this.opts.returnSequences;
     // Backpropagation through time written out (rather than taped op by op): the recurrent-weight gradient is one
     // product over all steps, dU = Σ_t h_{t-1}ᵀ dz_t = H_prevᵀ · dZ, instead of T products and T additions.
+    // The cell's fused kernels where the backend has them (the native CPU backend): the same values, bit for bit.
+    const fused = x.dtype === 'float32' && hasKernel(FUSED_KERNELS.lstmCell) && hasKernel(FUSED_KERNELS.lstmCellGrad);
     const run = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
       const [xs, kernel, recurrent, bias, hInit, cInit, m] = args as tf.Tensor[];
       const save = args[7] as tf.GradSaveFunc;
       const masked = (h: tf.Tensor) => (mask ? tf.mul(h, m!) : h);
       const xw = tf.reshape(tf.add(tf.matMul(tf.reshape(xs!, [batch * time, features]), kernel!), bias!), [batch, time, 4 * u]);
-      const steps = tf.unstack(xw, 1);
       let h = hInit!;
       let c = cInit!;
       const hs = [h];
       const cs = [c];
       const gates: tf.Tensor[] = [];
-      for (const zx of steps) {
-        const z = tf.add(zx, tf.matMul(masked(h), recurrent!));
-        const [zi, zf, zg, zo] = tf.split(z, 4, 1) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-        const [i, f, g, o] = [tf.sigmoid(zi), tf.sigmoid(zf), tf.tanh(zg), tf.sigmoid(zo)];
-        c = tf.add(tf.mul(f, c), tf.mul(i, g));
-        h = tf.mul(o, tf.tanh(c));
-        hs.push(h);
-        cs.push(c);
-        gates.push(tf.concat([i, f, g, o], 1));
+      if (fused) {
+        // The cell's elementwise ops in one kernel per step (same roundings): reads step t of xw in place.
+        for (let t = 0; t < time; t++) {
+          const hu = tf.matMul(masked(h), recurrent!);
+          const [hn, cn, gt] = tf.engine().runKernel(FUSED_KERNELS.lstmCell, { zx: xw, hu, c }, { t }) as tf.Tensor[];
+          [h, c] = [hn!, cn!];
+          hs.push(h);
+          cs.push(c);
+          gates.push(gt!);
+        }
+      } else {
+        for (const zx of tf.unstack(xw, 1)) {
+          const z = tf.add(zx, tf.matMul(masked(h), recurrent!));
+          const [zi, zf, zg, zo] = tf.split(z, 4, 1) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+          const [i, f, g, o] = [tf.sigmoid(zi), tf.sigmoid(zf), tf.tanh(zg), tf.sigmoid(zo)];
+          c = tf.add(tf.mul(f, c), tf.mul(i, g));
+          h = tf.mul(o, tf.tanh(c));
+          hs.push(h);
+          cs.push(c);
+          gates.push(tf.concat([i, f, g, o], 1));
+        }
       }
       save([xs!, kernel!, recurrent!, tf.stack(hs), tf.stack(cs), tf.stack(gates), m!]);
       const value = seq ? tf.stack(hs.slice(1), 1) : h;
@@ -83,30 +96,43 @@ export class LSTM extends RecurrentLayer<'h' | 'c', z.output<typeof schema>> {
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
           const [sx, sk, sr, hAll, cAll, gAll, sm] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
           const maskedG = (h: tf.Tensor) => (mask ? tf.mul(h, sm) : h);
-          const hList = tf.unstack(hAll);
-          const cList = tf.unstack(cAll);
-          const gList = tf.unstack(gAll);
-          const dys = seq ? tf.unstack(dy, 1) : null;
           let dh: tf.Tensor = tf.zeros([batch, u]);
           let dc: tf.Tensor = tf.zeros([batch, u]);
           const dzs: tf.Tensor[] = new Array(time);
           const recurrentT = tf.transpose(sr); // one transpose, then every step's dh = dz · Uᵀ is a plain product
-          for (let t = time - 1; t >= 0; t--) {
-            const dht = dys ? tf.add(dys[t]!, dh) : t === time - 1 ? tf.add(dy, dh) : dh;
-            const [i, f, g, o] = tf.split(gList[t]!, 4, 1) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-            const tc = tf.tanh(cList[t + 1]!);
-            const dct = tf.add(dc, tf.mul(tf.mul(dht, o), tf.sub(1, tf.square(tc))));
-            const di = tf.mul(tf.mul(dct, g), tf.mul(i, tf.sub(1, i)));
-            const df = tf.mul(tf.mul(dct, cList[t]!), tf.mul(f, tf.sub(1, f)));
-            const dg = tf.mul(tf.mul(dct, i), tf.sub(1, tf.square(g)));
-            const dO = tf.mul(tf.mul(dht, tc), tf.mul(o, tf.sub(1, o)));
-            const dz = tf.concat([di, df, dg, dO], 1);
-            dzs[t] = dz;
-            dc = tf.mul(dct, f);
-            dh = maskedG(tf.matMul(dz, recurrentT));
+          const dZ = fused ? fusedBackward() : composedBackward();
+          function fusedBackward() {
+            for (let t = time - 1; t >= 0; t--) {
+              const dyAt = seq ? 'sequence' : t === time - 1 ? 'last' : 'none';
+              const inputs = { dh, gates: gAll, cs: cAll, dc, ...(dyAt === 'none' ? {} : { dy }) };
+              const [dz, dcOut] = tf.engine().runKernel(FUSED_KERNELS.lstmCellGrad, inputs, { t, dyAt }) as tf.Tensor[];
+              dzs[t] = dz!;
+              dc = dcOut!;
+              dh = maskedG(tf.matMul(dz!, recurrentT));
+            }
+            return tf.reshape(tf.stack(dzs, 1), [batch * time, 4 * u]);
           }
-          const dZ = tf.reshape(tf.stack(dzs, 1), [batch * time, 4 * u]);
-          const hStack = tf.stack(hList.slice(0, time), 1); // [batch, time, u]
+          function composedBackward() {
+            const cList = tf.unstack(cAll);
+            const gList = tf.unstack(gAll);
+            const dys = seq ? tf.unstack(dy, 1) : null;
+            for (let t = time - 1; t >= 0; t--) {
+              const dht = dys ? tf.add(dys[t]!, dh) : t === time - 1 ? tf.add(dy, dh) : dh;
+              const [i, f, g, o] = tf.split(gList[t]!, 4, 1) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+              const tc = tf.tanh(cList[t + 1]!);
+              const dct = tf.add(dc, tf.mul(tf.mul(dht, o), tf.sub(1, tf.square(tc))));
+              const di = tf.mul(tf.mul(dct, g), tf.mul(i, tf.sub(1, i)));
+              const df = tf.mul(tf.mul(dct, cList[t]!), tf.mul(f, tf.sub(1, f)));
+              const dg = tf.mul(tf.mul(dct, i), tf.sub(1, tf.square(g)));
+              const dO = tf.mul(tf.mul(dht, tc), tf.mul(o, tf.sub(1, o)));
+              const dz = tf.concat([di, df, dg, dO], 1);
+              dzs[t] = dz;
+              dc = tf.mul(dct, f);
+              dh = maskedG(tf.matMul(dz, recurrentT));
+            }
+            return tf.reshape(tf.stack(dzs, 1), [batch * time, 4 * u]);
+          }
+          const hStack = tf.transpose(tf.slice(hAll, [0, 0, 0], [time, batch, u]), [1, 0, 2]); // h_0..h_{T−1}: [batch, time, u]
           const hPrev = tf.reshape(mask ? tf.mul(hStack, tf.expandDims(sm, 1)) : hStack, [batch * time, u]);
           const xFlat = tf.reshape(sx, [batch * time, features]);
           return [

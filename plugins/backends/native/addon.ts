@@ -116,6 +116,35 @@ export interface Addon {
     c2: number,
   ): void;
   copy(src: Float32Array, srcOffset: number, dst: Float32Array, dstOffset: number, dims: Float64Array): void;
+  /** One LSTM step (native/src/elementwise.h's lstm_cell): h, c [batch, units] and gates [batch, 4·units] written. */
+  lstmCell(
+    zx: Float32Array,
+    hu: Float32Array,
+    cPrev: Float32Array,
+    h: Float32Array,
+    c: Float32Array,
+    gates: Float32Array,
+    batch: number,
+    units: number,
+    time: number,
+    t: number,
+  ): void;
+  /** Its backward step (lstm_cell_grad): dz [batch, 4·units] and dcOut [batch, units] written; dyTime 0: no dy. */
+  lstmCellGrad(
+    dh: Float32Array,
+    dy: Float32Array,
+    dyTime: number,
+    dyT: number,
+    gates: Float32Array,
+    cs: Float32Array,
+    dc: Float32Array,
+    dz: Float32Array,
+    dcOut: Float32Array,
+    batch: number,
+    units: number,
+    time: number,
+    t: number,
+  ): void;
   /** c = a·bᵀ in int32 (a [m×k] uint8, b [n×k] int8) on `path`: 0 the best, 1 scalar, 2 avx2, 3 avx512-vnni. */
   int8Gemm(m: number, n: number, k: number, a: Uint8Array, b: Int8Array, c: Int32Array, path: number): void;
   /** w [n×k] (one row per output channel) packed for int8Linear / int8Conv2d on this CPU's path. */
