@@ -133,7 +133,7 @@ describe('lstm', () => {
                 return tf.sum(tf.mul(layer.apply(x, ctx), w)) as tf.Scalar;
               };
               const { value, grads } = tf.variableGrads(loss, params);
-              const out = [value, ...params.map((p) => grads[p.name]!), ...carriedStateTensors(layer)].map((t) => Array.from(t.dataSync()));
+              const out = [value, ...params.map((p) => grads[p.name]!), ...layer.carriedTensors!()].map((t) => Array.from(t.dataSync()));
               const dx = tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(layer.apply(xi, { training: false, rng: new Rng(0) }), w)))(x);
               out.push(Array.from(dx.dataSync()));
               tf.dispose([x, w, value, dx, ...Object.values(grads)]);

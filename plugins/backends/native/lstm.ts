@@ -20,7 +20,9 @@ export const lstmFamily: KernelFamily = {
       const [batch, time, w] = zx!.shape as [number, number, number];
       const u = w / 4;
       if (zx!.shape.length !== 3 || !Number.isInteger(u) || hu!.shape.join() !== `${batch},${w}` || c!.shape.join() !== `${batch},${u}`)
-        throw new Error(`${FUSED_KERNELS.lstmCell}: zx [${zx!.shape}], hu [${hu!.shape}] and c [${c!.shape}] do not fit [batch, time, 4u], [batch, 4u], [batch, u]`);
+        throw new Error(
+          `${FUSED_KERNELS.lstmCell}: zx [${zx!.shape}], hu [${hu!.shape}] and c [${c!.shape}] do not fit [batch, time, 4u], [batch, 4u], [batch, u]`,
+        );
       const [h, c2, gates] = [buffers.fresh(batch * u), buffers.fresh(batch * u), buffers.fresh(batch * w)];
       native.lstmCell(floatValues(backend, zx!), floatValues(backend, hu!), floatValues(backend, c!), h, c2, gates, batch, u, time, t);
       return [
