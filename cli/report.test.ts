@@ -7,7 +7,7 @@ import type { JsonObject, PluginRegistry } from '../core';
 import { experimentPaper } from '../runtime';
 import { testRegistry } from '../test/harness';
 import toyBlobs, { toyConfig } from '../test/toy-data';
-import { buildReport } from './report';
+import { buildReport, commitsOf } from './report';
 import { readRecords, readStore, recordOf, recordPath, writeRecord } from './records';
 
 let registry: PluginRegistry;
@@ -82,6 +82,20 @@ describe('loom report', () => {
     expect(
       recordOf({ ...run1, tags: { ...run1.tags, 'loom.resumed.12': '/ckpt', 'loom.status_reason': 'finished after resuming from step 40' } }).resumedFrom,
     ).toEqual([12, 40]);
+    // A run resumed on later checkouts: its first commit, then each other commit with the step it ran from.
+    const spanning = {
+      ...run1,
+      tags: {
+        ...run1.tags,
+        'git.commit': 'aaa',
+        'loom.resumed.90.commit': 'ccc',
+        'loom.resumed.12.commit': 'aaa',
+        'loom.resumed.40.commit': 'bbb',
+        'loom.resumed.95.commit': 'ccc',
+      },
+    };
+    expect(commitsOf(spanning)).toBe('aaa (bbb from step 40, ccc from step 90)');
+    expect(commitsOf({ ...run1, tags: { ...run1.tags, 'git.commit': 'aaa', 'loom.resumed.12.commit': 'aaa' } })).toBe('aaa');
     writeRecord(recordPath(repo, rec), rec);
     expect(readRecords(repo).map((r) => r.run.runId)).toEqual([run1.runId]);
     fs.rmSync(run1.dir!, { recursive: true });

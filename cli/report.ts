@@ -177,6 +177,21 @@ function reportGroup(r: StoredRun): string {
 
 const uniq = (xs: (string | undefined)[]) => [...new Set(xs.map((x) => x ?? '?'))].join(', ');
 
+/** A run's commit, and each later commit a resume ran it from: "abc1234 (def5678 from step 14190)". */
+export function commitsOf(r: StoredRun): string {
+  const first = r.tags['git.commit'] ?? '?';
+  let current = first;
+  const later: string[] = [];
+  const resumes = Object.entries(r.tags)
+    .flatMap(([k, v]) => {
+      const m = /^loom\.resumed\.(\d+)\.commit$/.exec(k);
+      return m ? [[Number(m[1]), v] as const] : [];
+    })
+    .sort((a, b) => a[0] - b[0]);
+  for (const [step, commit] of resumes) if (commit !== current) later.push(`${(current = commit)} from step ${step}`);
+  return later.length ? `${first} (${later.join(', ')})` : first;
+}
+
 /** Builds the report; returns the paths written. */
 export async function buildReport(opts: ReportOptions): Promise<{ markdown: string; html: string; runs: number }> {
   const runs = allRuns(opts);
@@ -222,7 +237,7 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
           ),
         ],
         ['versions', uniq(group.map((r) => `node ${r.tags['node.version'] ?? '?'}, tfjs ${r.tags['tfjs.version'] ?? '?'}`))],
-        ['commit', uniq(group.map((r) => r.tags['git.commit']))],
+        ['commit', uniq(group.map(commitsOf))],
         ['wall time', walls.length === 0 ? 'n/a' : walls.map((w) => `${w.toFixed(1)} s`).join(', ')],
         ['MLflow run', group.map((r) => r.runId).join(', ')],
         // A run that has not finished (from the store, or an unfinished record): how far it got and why it ended.

@@ -381,8 +381,13 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
         tracker.logParams(params);
         tracker.logParams({ 'model.parameters': model.countParams() });
         if (extended.length) tracker.setTags(Object.fromEntries(extended.map((e) => [`loom.extended.${e.key}`, `${e.text} at step ${resume!.trainer.step}`])));
-        // Each resume leaves a tag (a run record lists the steps a run was resumed from).
-        if (resume) tracker.setTags({ [`loom.resumed.${resume.trainer.step}`]: resumePath! });
+        // Each resume leaves a tag (a run record lists the steps a run was resumed from), and the commit it ran from
+        // there (the run's git.commit is its first process's: a run resumed on a later checkout spans commits).
+        if (resume)
+          tracker.setTags({
+            [`loom.resumed.${resume.trainer.step}`]: resumePath!,
+            [`loom.resumed.${resume.trainer.step}.commit`]: tags['git.commit'] ?? 'unknown',
+          });
         for (const [context, ds] of data)
           if (ds && tracker.logDataset) tracker.logDataset(describeDataset(ds, context === 'training' ? 'train' : context, config.data.source));
       }

@@ -226,6 +226,8 @@ describe('resuming with callbacks added', () => {
     const tags = path.join(store, resumed.run.experimentId, resumed.run.runId, 'tags');
     expect(fs.readFileSync(path.join(tags, 'loom.extended.callbacks.1'), 'utf8')).toMatch(/^callbacks\.1 added: .*early-stopping.* at step 10$/);
     expect(fs.readFileSync(path.join(tags, 'loom.extended.trainer.checkpoint.keep'), 'utf8')).toBe('trainer.checkpoint.keep=3 (was 2) at step 10');
+    // The resume's commit beside its step (a run resumed on a later checkout spans commits; the report lists them).
+    expect(fs.readFileSync(path.join(tags, 'loom.resumed.10.commit'), 'utf8')).toBe(fs.readFileSync(path.join(tags, 'git.commit'), 'utf8'));
     // Resumed again from a checkpoint of the extended run (epochs and cadence already changed once): trains on.
     const cfg5 = base(5, later) as unknown as { trainer: { checkpoint: Record<string, unknown> } };
     cfg5.trainer.checkpoint = { dir: ckdir, everySteps: 5, keep: 3 };
