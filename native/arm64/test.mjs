@@ -114,7 +114,8 @@ const [arch, info] = JSON.parse(probe.stdout);
 console.log(`test:arm64: under ${qemu}: process.arch ${arch}, addon ${JSON.stringify(info)}`);
 if (arch !== 'arm64' || info.simd !== 'neon') fail(`expected arm64 with the neon kernels, got ${arch} with ${info.simd}`);
 
-const tests = arm64([path.join(repo, 'node_modules/vitest/vitest.mjs'), 'run', '--config', 'native/arm64/vitest.config.ts']);
+// Arguments after the script's name go to vitest (`npm run test:arm64 -- -t LSTM`: only the properties named so).
+const tests = arm64([path.join(repo, 'node_modules/vitest/vitest.mjs'), 'run', '--config', 'native/arm64/vitest.config.ts', ...process.argv.slice(2)]);
 if (tests.status !== 0) fail('the native-kernel properties failed under qemu (arm64, neon)');
 
 // The smoke training: the GPT smoke preset (GEMM, attention, layer norm, softmax cross-entropy, Adam) for a few

@@ -234,6 +234,18 @@ LOOM_TWO_VERSIONS(adam_range,
 
 // Both LSTM kernels are compiled for the baseline (as unary's loops, whose exp_f, sigmoid_f and tanh_f they share): on
 // x86-64 there is no fused multiply-add to contract into, so each operation rounds once, as the composed kernels do.
+// AArch64's baseline has one, and -ffp-contract=fast would fuse a product into the sum that follows it, which the
+// composed kernels (a Multiply, then an Add) round twice: rounded() pins such a product to a register, rounded, there
+// (an empty asm the compiler cannot see through), and nothing on x86-64, whose loops then stay vectorised.
+#if defined(__aarch64__)
+static inline float rounded(float x) {
+  asm("" : "+w"(x));
+  return x;
+}
+#else
+static inline float rounded(float x) { return x; }
+#endif
+
 void lstm_cell(const float* zx, const float* hu, const float* c_prev, float* h, float* c, float* gates, int64_t batch, int64_t units,
                int64_t time, int64_t t) {
   const int64_t u = units, w = 4 * units;
@@ -249,7 +261,7 @@ void lstm_cell(const float* zx, const float* hu, const float* c_prev, float* h, 
     float* cr = c + r * u;
     float* hrow = h + r * u;
     for (int64_t j = 0; j < u; j++) {
-      const float fc = g[u + j] * cp[j], ig = g[j] * g[2 * u + j];
+      const float fc = rounded(g[u + j] * cp[j]), ig = rounded(g[j] * g[2 * u + j]);
       cr[j] = fc + ig;
     }
     for (int64_t j = 0; j < u; j++) hrow[j] = g[3 * u + j] * tanh_f(cr[j]);
@@ -270,14 +282,14 @@ void lstm_cell_grad(const float* dh, const float* dy, int64_t dy_time, int64_t d
       const float dht = dy ? dy[(r * dy_time + dy_t) * u + j] + dh[k] : dh[k];
       const float i = g[j], f = g[u + j], gg = g[2 * u + j], o = g[3 * u + j];
       const float tc = tanh_f(cnext[k]);
-      const float one_tc2 = 1.f - tc * tc;
+      const float one_tc2 = 1.f - rounded(tc * tc);
       const float dho = dht * o;
-      const float dct = dc[k] + dho * one_tc2;
+      const float dct = dc[k] + rounded(dho * one_tc2);
       const float di1 = dct * gg, di2 = i * (1.f - i);
       d[j] = di1 * di2;
       const float df1 = dct * cprev[k], df2 = f * (1.f - f);
       d[u + j] = df1 * df2;
-      const float dg1 = dct * i, dg2 = 1.f - gg * gg;
+      const float dg1 = dct * i, dg2 = 1.f - rounded(gg * gg);
       d[2 * u + j] = dg1 * dg2;
       const float do1 = dht * tc, do2 = o * (1.f - o);
       d[3 * u + j] = do1 * do2;

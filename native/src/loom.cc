@@ -839,7 +839,7 @@ napi_value LstmCellGrad(napi_env env, napi_callback_info info) {
   Args a(env, info, "lstmCellGrad", 13, 13);
   const Buffer<float> dh = a.f32(0, "dh"), dy = a.f32(1, "dy");
   const int64_t dy_time = a.size(2, "dyTime");
-  const int64_t dy_t = a.integer(3, "dyT", 0, dy_time > 0 ? dy_time - 1 : 0);
+  const int64_t dy_t = a.integer(3, "dyT", 0, dy_time > 0 ? dy_time - 1 : kMaxIndex);  // not read without dy
   const Buffer<float> g = a.f32(4, "gates"), cs = a.f32(5, "cs"), dc = a.f32(6, "dc"), dz = a.f32(7, "dz"), dco = a.f32(8, "dcOut");
   const int64_t batch = a.size(9, "batch"), units = a.size(10, "units"), time = a.size(11, "time", 1);
   const int64_t t = a.integer(12, "t", 0, time - 1);
