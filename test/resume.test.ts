@@ -85,10 +85,12 @@ describe('resume after SIGKILL', () => {
         const root = path.join(dir, `${name}-mlruns`);
         const exp = fs.readdirSync(root).find((d) => d !== '0' && fs.statSync(path.join(root, d)).isDirectory())!;
         expect(fs.readdirSync(path.join(root, exp)).filter((d) => d !== 'meta.yaml')).toEqual([resumed.runId]);
-        // The resume is tagged with the checkpoint's step (run records list it).
-        const resumedTags = fs.readdirSync(path.join(root, exp, resumed.runId, 'tags')).filter((t) => t.startsWith('loom.resumed.'));
+        // The resume is tagged with the checkpoint's step (run records list it), and with the commit it ran.
+        const tagDir = path.join(root, exp, resumed.runId, 'tags');
+        const resumedTags = fs.readdirSync(tagDir).filter((t) => /^loom\.resumed\.\d+$/.test(t));
         expect(resumedTags).toHaveLength(1);
         expect(Number(resumedTags[0]!.split('.')[2])).toBeLessThan(k);
+        expect(fs.readFileSync(path.join(tagDir, `${resumedTags[0]}.commit`), 'utf8')).toBe(fs.readFileSync(path.join(tagDir, 'git.commit'), 'utf8'));
         const metrics = path.join(root, exp, resumed.runId, 'metrics');
         for (const key of fs.readdirSync(metrics)) {
           const steps = fs
