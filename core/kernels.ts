@@ -137,7 +137,7 @@ export const FUSED_KERNELS = {
    */
   lstmCell: 'LoomLSTMCell',
   /**
-   * Its backward step t: inputs `{ dh [batch, u], dy? , gates [time, batch, 4u], cs [time + 1, batch, u], dc [batch, u] }`
+   * Its backward step t: inputs `{ dh [batch, u], dy?, gates [time, batch, 4u], cs [time + 1, batch, u], dc [batch, u] }`
    * (cs[t] = c_{t−1}, cs[t + 1] = c_t; dy [batch, time, u] read at step t when attrs.dyAt is 'sequence', dy [batch, u]
    * added when 'last', absent when 'none'), attrs `{ t, dyAt }`. With dh_t = dy_t + dh (or dh), tc = tanh(c_t),
    * dc_t = dc + dh_t·o·(1 − tc²): outputs `[dz = (dc_t·g·i(1 − i), dc_t·c_{t−1}·f(1 − f), dc_t·i·(1 − g²), dh_t·tc·o(1 − o))
