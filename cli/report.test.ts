@@ -139,6 +139,21 @@ describe('loom report', () => {
     const md3 = fs.readFileSync((await buildReport({ store, out: path.join(dir, 'report3'), papers: { 'toy-paper': toy }, records: repo })).markdown, 'utf8');
     expect(md3).toContain('### smoke (KILLED)');
     expect(md3).toMatch(/### smoke \(KILLED\)[^#]*- last step: 7\n- ended: interrupted by SIGINT after step 7\n/);
+    // A run resumed and still going keeps the reason its previous process stopped: the report says it is running.
+    const going = recordOf(
+      {
+        ...run1,
+        runId: 'going0',
+        status: 'RUNNING',
+        tags: { ...run1.tags, seed: '8', 'loom.status_reason': 'interrupted by SIGINT after step 3' },
+        metrics: { loss: [[9, 0.5]] },
+      },
+      { unfinished: true },
+    );
+    writeRecord(recordPath(repo, going), going);
+    const md4 = fs.readFileSync((await buildReport({ store, out: path.join(dir, 'report4'), papers: { 'toy-paper': toy }, records: repo })).markdown, 'utf8');
+    expect(md4).toMatch(/### smoke \(RUNNING\)[^#]*- last step: 9\n- ended: still running\n/);
+    fs.rmSync(recordPath(repo, going));
     // The finished run's record replaces the unfinished one of the same run.
     const done = recordOf({ ...run1, runId: 'stopped0', tags: { ...run1.tags, seed: '9' } });
     writeRecord(recordPath(repo, done), done);

@@ -244,7 +244,8 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
         ...(group.some((r) => r.status !== 'FINISHED')
           ? [
               ['last step', group.map((r) => String(lastStep(r))).join(', ')],
-              ['ended', uniq(group.map((r) => r.tags['loom.status_reason'] ?? (r.status === 'RUNNING' ? 'still running' : 'not recorded')))],
+              // A run still going keeps the status reason of the process that stopped before its resume: not how it ended.
+              ['ended', uniq(group.map((r) => (r.status === 'RUNNING' ? 'still running' : (r.tags['loom.status_reason'] ?? 'not recorded'))))],
             ]
           : []),
       ];
