@@ -25,6 +25,10 @@ export interface RunRecordFile {
   commit: string;
   /** `cpuId`: vendor, family, model and vector extensions (runtime/environment.ts cpuIdentity); absent in records of runs before it was tagged. */
   machine: { cpu: string; cpuId?: string; cores: string; simd: string; threads: string; backend: string };
+  /**
+   * The run's `wall_time_s`: for a resumed run, summed over its processes up to each checkpoint resumed from where
+   * its checkpoints carried the time (tag `loom.wall_time`; since 2026-12-02), else the last process's only.
+   */
   wallTimeSec: number | null;
   /** The checkpoint step this run was resumed from, each time it was (empty: never interrupted). */
   resumedFrom: number[];

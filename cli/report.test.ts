@@ -7,7 +7,7 @@ import type { JsonObject, PluginRegistry } from '../core';
 import { experimentPaper } from '../runtime';
 import { testRegistry } from '../test/harness';
 import toyBlobs, { toyConfig } from '../test/toy-data';
-import { buildReport, commitsOf } from './report';
+import { buildReport, commitsOf, wallTimeOf } from './report';
 import { readRecords, readStore, recordOf, recordPath, writeRecord } from './records';
 
 let registry: PluginRegistry;
@@ -96,6 +96,18 @@ describe('loom report', () => {
     };
     expect(commitsOf(spanning)).toBe('aaa (bbb from step 40, ccc from step 90)');
     expect(commitsOf({ ...run1, tags: { ...run1.tags, 'git.commit': 'aaa', 'loom.resumed.12.commit': 'aaa' } })).toBe('aaa');
+    // Wall time: a run resumed since checkpoints carry the time sums its processes; an earlier one says it does not.
+    const timed = (tags: Record<string, string>) =>
+      wallTimeOf({ ...run1, tags: { ...run1.tags, ...tags }, metrics: { ...run1.metrics, wall_time_s: [[50, 1234.56]] } });
+    expect(timed({})).toBe('1234.6 s');
+    expect(timed({ 'loom.resumed.40': '/c', 'loom.resumed.12': '/c', 'loom.resumed.40.commit': 'bbb', 'loom.wall_time': 'every process' })).toBe(
+      '1234.6 s (summed over 3 processes; resumed from steps 12, 40)',
+    );
+    expect(timed({ 'loom.resumed.40': '/c' })).toBe("1234.6 s (the last process only, resumed from step 40; the earlier processes' time was not recorded)");
+    expect(timed({ 'loom.resumed.40': '/c', 'loom.wall_time': 'the last process only (resumed from step 40, ...)' })).toMatch(
+      /the last process only, resumed from step 40/,
+    );
+    expect(wallTimeOf({ ...run1, metrics: {} })).toBeNull();
     writeRecord(recordPath(repo, rec), rec);
     expect(readRecords(repo).map((r) => r.run.runId)).toEqual([run1.runId]);
     fs.rmSync(run1.dir!, { recursive: true });

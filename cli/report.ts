@@ -19,7 +19,7 @@ const fmt = (v: number | undefined, metric: string) => (v === undefined ? 'n/a' 
 
 /** Learning curves as an SVG: one panel for loss-like metrics, one for the others, a line per seed and metric. */
 async function curves(title: string, runs: StoredRun[]): Promise<string | null> {
-  const skip = new Set(['epoch', 'lr', 'wall_time_s', 'skipped_batches']);
+  const skip = new Set(['epoch', 'lr', 'wall_time_s', 'process_wall_time_s', 'skipped_batches']);
   const values = runs.flatMap((r) =>
     Object.entries(r.metrics)
       .filter(([k, pts]) => !skip.has(k) && !k.startsWith('test_') && pts.length > 1)
@@ -192,6 +192,26 @@ export function commitsOf(r: StoredRun): string {
   return later.length ? `${first} (${later.join(', ')})` : first;
 }
 
+/**
+ * A run's wall time as the report shows it: `wall_time_s`, and for a resumed run what it covers. Runs resumed since
+ * checkpoints carry the time (2026-12-02) sum every process's; earlier ones (no `loom.wall_time` tag, or one saying
+ * so) give the last process's time only.
+ */
+export function wallTimeOf(r: StoredRun): string | null {
+  const w = r.metrics.wall_time_s?.at(-1)?.[1];
+  if (w === undefined) return null;
+  const steps = Object.keys(r.tags)
+    .flatMap((k) => /^loom\.resumed\.(\d+)$/.exec(k)?.[1] ?? [])
+    .map(Number)
+    .sort((a, b) => a - b);
+  if (steps.length === 0) return `${w.toFixed(1)} s`;
+  const note = r.tags['loom.wall_time'];
+  const summed = note !== undefined && !note.startsWith('the last process only');
+  return summed
+    ? `${w.toFixed(1)} s (summed over ${steps.length + 1} processes; resumed from step${steps.length > 1 ? 's' : ''} ${steps.join(', ')})`
+    : `${w.toFixed(1)} s (the last process only, resumed from step ${steps.at(-1)}; the earlier processes' time was not recorded)`;
+}
+
 /** Builds the report; returns the paths written. */
 export async function buildReport(opts: ReportOptions): Promise<{ markdown: string; html: string; runs: number }> {
   const runs = allRuns(opts);
@@ -220,7 +240,7 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
     for (const [key, all] of groups) {
       const group = dedupe(all);
       const t0 = group[0]!.tags;
-      const walls = group.map((r) => last(r, 'wall_time_s')).filter((w): w is number => w !== undefined);
+      const walls = group.map(wallTimeOf).filter((w): w is string => w !== null);
       const env = [
         ['status', uniq(group.map((r) => r.status))],
         ['runs', `${group.length}${all.length > group.length ? ` (${all.length - group.length} rerun(s) of the same seed and commit not shown)` : ''}`],
@@ -238,7 +258,7 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
         ],
         ['versions', uniq(group.map((r) => `node ${r.tags['node.version'] ?? '?'}, tfjs ${r.tags['tfjs.version'] ?? '?'}`))],
         ['commit', uniq(group.map(commitsOf))],
-        ['wall time', walls.length === 0 ? 'n/a' : walls.map((w) => `${w.toFixed(1)} s`).join(', ')],
+        ['wall time', walls.length === 0 ? 'n/a' : walls.join(', ')],
         ['MLflow run', group.map((r) => r.runId).join(', ')],
         // A run that has not finished (from the store, or an unfinished record): how far it got and why it ended.
         ...(group.some((r) => r.status !== 'FINISHED')

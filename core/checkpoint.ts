@@ -50,6 +50,12 @@ export interface Checkpoint {
   trainer: TrainerSnapshot;
   weights: NamedWeights;
   optimizer: OptimizerState;
+  /**
+   * The run's wall time up to this checkpoint, summed over every process that led to it (a run resumed from here
+   * adds its own; the time between a checkpoint and an interruption is not counted, as that work is done again).
+   * Absent in checkpoints written before 2026-12-02: a run resumed from one knows only its own process's time.
+   */
+  elapsedSec?: number;
 }
 
 interface Manifest {
@@ -60,6 +66,7 @@ interface Manifest {
   trainer: TrainerSnapshot;
   optimizer: { step: number; hyper: JsonObject; slots: { param: string; slot: string }[] };
   tensors: WeightEntry[];
+  elapsedSec?: number;
   /** SHA-256 of tensors.bin. */
   tensorsSha256?: string;
 }
@@ -90,6 +97,7 @@ const manifestSchema = z.object({
   }),
   optimizer: z.object({ step: count, hyper: z.record(z.string(), z.unknown()), slots: z.array(z.object({ param: z.string(), slot: z.string() })) }),
   tensors: z.array(z.object({ name: z.string(), shape: z.array(count), offset: count })),
+  elapsedSec: z.number().min(0).optional(),
   tensorsSha256: z.string().optional(),
   sha256: z.string().optional(),
 });
@@ -121,6 +129,7 @@ export class Checkpointer {
       trainer: ckpt.trainer,
       optimizer: { step: ckpt.optimizer.step, hyper: ckpt.optimizer.hyper, slots },
       tensors: entries,
+      ...(ckpt.elapsedSec === undefined ? {} : { elapsedSec: ckpt.elapsedSec }),
       tensorsSha256: sha256(data),
     };
     const body = JSON.stringify(manifest);
@@ -188,7 +197,14 @@ export function loadCheckpoint(dir: string): Checkpoint {
     if (!t) throw new FileError(file, `checkpoint file ${file} is corrupt: optimizer slot ${slot} of ${param} has no tensor`);
     (slots[param] ??= {})[slot] = t;
   }
-  return { run: m.run, config: m.config, trainer: m.trainer, weights, optimizer: { step: m.optimizer.step, hyper: m.optimizer.hyper, slots } };
+  return {
+    run: m.run,
+    config: m.config,
+    trainer: m.trainer,
+    weights,
+    optimizer: { step: m.optimizer.step, hyper: m.optimizer.hyper, slots },
+    ...(m.elapsedSec === undefined ? {} : { elapsedSec: m.elapsedSec }),
+  };
 }
 
 /** `state.json`, parsed, its checksum verified and its structure checked. */

@@ -286,6 +286,10 @@ export interface RunResult {
   backend: string;
   history: Logs[];
   test: Logs | null;
+  /**
+   * Wall time of the run: this process's, plus, for a resumed run, the earlier processes' time up to the checkpoint
+   * it resumed from (see {@link Checkpoint.elapsedSec}; the `loom.wall_time` tag says which).
+   */
   wallTimeSec: number;
   tags: Record<string, string>;
 }
@@ -361,6 +365,9 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     const ck = config.trainer.checkpoint;
     const dir = resumePath ? path.dirname(resumePath) : path.resolve(ck.dir ?? path.join('checkpoints', run.experimentId, run.runId));
     let lastCheckpoint: { path: string; step: number } | null = resume ? { path: resumePath!, step: resume.trainer.step } : null;
+    // The earlier processes' wall time, carried by the checkpoint (unknown for checkpoints that predate it).
+    const carried = resume ? resume.elapsedSec : 0;
+    const elapsed = () => (Date.now() - started) / 1000;
     const interrupted = (signal: StopSignal, step: number): InterruptedError => {
       const saved = lastCheckpoint
         ? `checkpoint ${lastCheckpoint.path} (step ${lastCheckpoint.step})`
@@ -403,6 +410,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
                 trainer: snapshot,
                 weights: readWeights(model.weights()),
                 optimizer: trainer.optimizer.getState(),
+                ...(carried === undefined ? {} : { elapsedSec: carried + elapsed() }),
               });
               lastCheckpoint = { path: p, step: snapshot.step };
             }
@@ -423,9 +431,14 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       if (watch) await yieldToEventLoop();
       if (watch?.signal) throw interrupted(watch.signal, finalStep); // training is complete: resuming only evaluates
       if (test && log) tracker.logMetrics(Object.fromEntries(Object.entries(test).map(([k, v]) => [`test_${k}`, v])), finalStep);
-      const wallTimeSec = (Date.now() - started) / 1000;
+      const processSec = elapsed();
+      const wallTimeSec = processSec + (carried ?? 0);
       if (log) {
         tracker.logMetrics({ wall_time_s: wallTimeSec }, finalStep);
+        if (resume) {
+          tracker.logMetrics({ process_wall_time_s: processSec }, finalStep);
+          tracker.setTags({ 'loom.wall_time': wallTimeNote(carried, resume.trainer.step) });
+        }
         await logRunArtifacts(tracker, model, config, { history: history.epochs, test, wallTimeSec });
         // A resumed run's status reason (from its KILLED or FAILED end) would be stale: it says how it finished instead.
         await tracker.endRun('FINISHED', resume ? `finished after resuming from step ${resume.trainer.step}` : undefined);
@@ -557,6 +570,13 @@ function loadForResume(p: string): Checkpoint {
 }
 
 /** The result of a FINISHED run asked to resume with nothing to add: recorded, not recomputed; nothing is logged. */
+/** What a resumed run's `wall_time_s` covers (the `loom.wall_time` tag). */
+function wallTimeNote(carried: number | undefined, step: number): string {
+  return carried === undefined
+    ? `the last process only (resumed from step ${step}, whose checkpoint predates the carried wall time): the earlier processes' time is unknown`
+    : `every process's time up to the checkpoint the next one resumed from (${carried.toFixed(1)} s before step ${step}) plus the last process's; time lost to interruptions after a checkpoint is not counted`;
+}
+
 function alreadyFinished(f: FinishedRecord, resume: Checkpoint, config: ExperimentConfig, say: (line: string) => void): RunResult {
   say(
     `loom: run ${f.runId} already FINISHED at step ${f.step} (${f.epochs} epochs); nothing to resume, nothing changed. To train it further, resume with a larger --set trainer.epochs=N`,

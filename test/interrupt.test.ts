@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { latestCheckpoint, listCheckpoints, loadCheckpoint } from '../core';
+import { Checkpointer, latestCheckpoint, listCheckpoints, loadCheckpoint } from '../core';
 import { findLatestCheckpoint, runExperiment } from '../runtime';
 import { testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
@@ -256,6 +256,50 @@ describe('resuming with callbacks added', () => {
     await expect(runExperiment({ registry, config: changed, resume: ckdir, log: quiet })).rejects.toThrow(
       /--resume: the config differs from the checkpoint's in callbacks\.0 \(was progress, now undefined\)/,
     );
+  });
+});
+
+describe("a resumed run's wall time", () => {
+  it("adds the checkpoint's carried time to its own; from a checkpoint without it, says its time is the last process's only", async () => {
+    const registry = (await testRegistry()).register(toyBlobs);
+    const store = path.join(dir, 'mlruns');
+    const ckdir = path.join(dir, 'ck');
+    const quiet = () => undefined;
+    const cfg = (epochs: number) =>
+      toyConfig(store, { trainer: { epochs, batchSize: 16, validationSplit: 0.25, logEvery: 2, checkpoint: { dir: ckdir, everySteps: 3, keep: 2 } } });
+    const metric = (runDir: string, key: string) =>
+      fs
+        .readFileSync(path.join(runDir, 'metrics', key), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => Number(l.split(' ')[1]));
+    const first = await runExperiment({ registry, config: cfg(2), log: quiet });
+    const runDir = path.join(store, first.run.experimentId, first.run.runId);
+    // Every checkpoint carries the time so far, growing; the last one (at the run's end) within the run's own time.
+    const times = listCheckpoints(ckdir).map((c) => loadCheckpoint(c).elapsedSec!);
+    expect(times.every((t, i) => t > 0 && (i === 0 || t >= times[i - 1]!))).toBe(true);
+    expect(times.at(-1)!).toBeLessThanOrEqual(first.wallTimeSec);
+    expect(fs.existsSync(path.join(runDir, 'tags', 'loom.wall_time'))).toBe(false); // not resumed: nothing to explain
+
+    // Trained on (a larger trainer.epochs): the checkpoint's time plus this process's.
+    const from = loadCheckpoint(latestCheckpoint(ckdir)!);
+    const more = await runExperiment({ registry, config: cfg(3), resume: ckdir, log: quiet });
+    const own = metric(runDir, 'process_wall_time_s').at(-1)!;
+    expect(more.wallTimeSec).toBeCloseTo(from.elapsedSec! + own, 6);
+    expect(metric(runDir, 'wall_time_s').at(-1)).toBeCloseTo(more.wallTimeSec, 6);
+    expect(more.wallTimeSec).toBeGreaterThan(own);
+    expect(fs.readFileSync(path.join(runDir, 'tags', 'loom.wall_time'), 'utf8')).toContain(`${from.elapsedSec!.toFixed(1)} s before step ${from.trainer.step}`);
+    expect(loadCheckpoint(latestCheckpoint(ckdir)!).elapsedSec!).toBeGreaterThan(from.elapsedSec!);
+
+    // A checkpoint written before checkpoints carried the time (rewritten here without it): the time is this process's.
+    const old = loadCheckpoint(latestCheckpoint(ckdir)!);
+    delete old.elapsedSec;
+    fs.rmSync(latestCheckpoint(ckdir)!, { recursive: true });
+    new Checkpointer(ckdir, 2).save(old);
+    const again = await runExperiment({ registry, config: cfg(4), resume: ckdir, log: quiet });
+    expect(again.wallTimeSec).toBeCloseTo(metric(runDir, 'process_wall_time_s').at(-1)!, 6);
+    expect(fs.readFileSync(path.join(runDir, 'tags', 'loom.wall_time'), 'utf8')).toMatch(/^the last process only \(resumed from step \d+/);
+    expect(loadCheckpoint(latestCheckpoint(ckdir)!).elapsedSec).toBeUndefined(); // unknown stays unknown
   });
 });
 
