@@ -4,10 +4,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JsonObject, PluginRegistry } from '../core';
-import { experimentPaper } from '../runtime';
+import { experimentPaper, type PaperClaim } from '../runtime';
+import type { StoredRun } from '../core/mlflow-store';
 import { testRegistry } from '../test/harness';
 import toyBlobs, { toyConfig } from '../test/toy-data';
-import { buildReport, commitsOf, wallTimeOf } from './report';
+import { buildReport, checkClaims, commitsOf, wallTimeOf } from './report';
 import { readRecords, readStore, recordOf, recordPath, writeRecord } from './records';
 
 let registry: PluginRegistry;
@@ -224,5 +225,85 @@ describe('loom report', () => {
     const chart = fs.readFileSync(path.join(dir, 'report', svg), 'utf8');
     expect(chart).toMatch(/^<svg/);
     expect(chart).toContain('labelled examples');
+  });
+
+  it("checks a paper's claims: variants ranked within each preset, presets ranked across, on the mean over seeds", async () => {
+    let id = 0;
+    const run = (tags: Record<string, string>, metric: string, value: number, status = 'FINISHED'): StoredRun => ({
+      runId: `c${++id}`,
+      runName: `c${id}`,
+      status,
+      start: id,
+      end: id + 1,
+      tags: { paper: 'toy-paper', seed: '0', 'git.commit': 'abc', ...tags },
+      metrics: { [metric]: [[10, value]] },
+    });
+    const ppl = 'test_perplexity';
+    const variants: PaperClaim = {
+      statement: 'a < b < c in test perplexity',
+      source: 'Doe 2020',
+      metric: ppl,
+      better: 'lower',
+      order: ['a', 'b', 'c'].map((v) => ({ label: v, variant: v })),
+    };
+    const runs = [
+      // Preset p: two seeds each; the means are a 100, b 110, c 120: the claimed order.
+      ...[
+        ['a', 90, 110],
+        ['b', 105, 115],
+        ['c', 119, 121],
+      ].flatMap(([v, x, y]) => [run({ preset: 'p', variant: String(v) }, ppl, Number(x)), run({ preset: 'p', variant: String(v), seed: '1' }, ppl, Number(y))]),
+      // Preset q: the reverse, one seed each; an unfinished run of a does not count, nor an older run of c's seed.
+      run({ preset: 'q', variant: 'c' }, ppl, 50),
+      run({ preset: 'q', variant: 'a' }, ppl, 140),
+      run({ preset: 'q', variant: 'b' }, ppl, 130),
+      run({ preset: 'q', variant: 'a' }, ppl, 1, 'KILLED'),
+      run({ preset: 'q', variant: 'c' }, ppl, 120),
+      // Preset r: a and b only (c not measured); preset s: a alone (nothing to rank); preset t: a tie.
+      run({ preset: 'r', variant: 'a' }, ppl, 1),
+      run({ preset: 'r', variant: 'b' }, ppl, 2),
+      run({ preset: 's', variant: 'a' }, ppl, 1),
+      ...['a', 'b', 'c'].map((v, i) => run({ preset: 't', variant: v }, ppl, i === 2 ? 3 : 2)),
+    ].reverse(); // newest first, as the report reads them
+    const checks = checkClaims([variants], runs);
+    expect(checks.map((c) => [c.where, c.measured, c.verdict])).toEqual([
+      ['p', 'a 100.0 < b 110.0 < c 120.0 (2 seeds each)', 'reproduced'],
+      ['q', 'c 120.0 < b 130.0 < a 140.0 (1 seed each)', 'not reproduced'],
+      ['r', 'a 1.00 < b 2.00 (1 seed each; not measured: c)', 'not all measured'],
+      ['t', 'a 2.00 < b 2.00 < c 3.00 (1 seed each)', 'not reproduced'],
+    ]);
+    // Presets compared across (higher is better here): once, whatever other presets ran.
+    const acc = 'test_accuracy';
+    const presets: PaperClaim = {
+      statement: 'big > small',
+      source: 'Doe 2020',
+      metric: acc,
+      better: 'higher',
+      order: [
+        { label: 'big', preset: 'big' },
+        { label: 'small', preset: 'small' },
+      ],
+    };
+    const across = [run({ preset: 'small' }, acc, 0.9), run({ preset: 'big' }, acc, 0.8), run({ preset: 'other' }, acc, 0.99)].reverse();
+    expect(checkClaims([presets], across)).toEqual([
+      { statement: 'big > small', source: 'Doe 2020', where: 'big, small', measured: 'small 90.00 % > big 80.00 % (1 seed each)', verdict: 'not reproduced' },
+    ]);
+    expect(checkClaims([presets], [run({ preset: 'small' }, acc, 0.9)]).map((c) => [c.measured, c.verdict])).toEqual([
+      ['small 90.00 % (1 seed; not measured: big)', 'not all measured'],
+    ]);
+    // In the report: a Claims table at the top of the paper's section.
+    const repo = path.join(dir, 'repo');
+    for (const r of runs.filter((r) => r.tags.preset === 'p')) writeRecord(path.join(repo, 'papers', 'toy-paper', 'results', `${r.runId}.json`), recordOf(r));
+    const toy = {
+      ...experimentPaper({ name: 'toy-paper', title: 'A toy paper', presets: {}, presetNotes: {}, references: [], scale: () => '' }),
+      claims: [variants],
+    };
+    const md = fs.readFileSync(
+      (await buildReport({ store: path.join(dir, 'none'), out: path.join(dir, 'report'), papers: { 'toy-paper': toy }, records: repo })).markdown,
+      'utf8',
+    );
+    expect(md).toMatch(
+      /## A toy paper\n\n### Claims\n\n\| claim \|.*\n\| --- .*\n\| a < b < c in test perplexity \| p \| a 100\.0 < b 110\.0 < c 120\.0 \(2 seeds each\) \| \*\*reproduced\*\* \| Doe 2020 \|\n/,
+    );
   });
 });

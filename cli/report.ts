@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { examplesCurvesSvg, formatMetric, meanStd, vegaLiteSvg, type Paper } from '../runtime';
+import { examplesCurvesSvg, formatMetric, meanStd, vegaLiteSvg, type Paper, type PaperClaim } from '../runtime';
 import { readStore, type StoredRun } from '../core/mlflow-store';
 import { lastStep, readRecords } from './records';
 
@@ -212,6 +212,65 @@ export function wallTimeOf(r: StoredRun): string | null {
     : `${w.toFixed(1)} s (the last process only, resumed from step ${steps.at(-1)}; the earlier processes' time was not recorded)`;
 }
 
+/** One row of a paper's claims table: a claim checked on one preset (or across presets). */
+export interface ClaimCheck {
+  statement: string;
+  source: string;
+  /** The preset the variants were compared in, or the presets compared. */
+  where: string;
+  /** What was measured, best first: "none 106.85 < naive 124.15 < variational 143.22 (1 seed each)". */
+  measured: string;
+  verdict: 'reproduced' | 'not reproduced' | 'not all measured';
+}
+
+/**
+ * Checks a paper's claims against its finished runs: per claim, in every preset that has run at least two of the
+ * claimed variants (or once, across the claimed presets, when any of them has run), the mean over seeds of each
+ * claimed run (a seed's newest run only: runs come newest first), ranked best first. "reproduced" when every claimed run was measured and the measured order is the
+ * claimed one; a tie between neighbours is not the claimed order.
+ */
+export function checkClaims(claims: readonly PaperClaim[], runs: readonly StoredRun[]): ClaimCheck[] {
+  const finished = runs.filter((r) => r.status === 'FINISHED');
+  const out: ClaimCheck[] = [];
+  for (const claim of claims) {
+    const byPreset = claim.order.every((o) => o.preset !== undefined);
+    const scopes = byPreset ? [null] : [...new Set(finished.map((r) => r.tags.preset ?? '?'))].sort();
+    for (const scope of scopes) {
+      const measured = claim.order.map((o) => {
+        const mine = finished.filter(
+          (r) =>
+            (o.preset === undefined || r.tags.preset === o.preset) &&
+            (scope === null || r.tags.preset === scope) &&
+            (o.variant === undefined || r.tags.variant === o.variant),
+        );
+        const vals = [...new Map(mine.map((r) => [r.tags.seed, r] as const).reverse()).values()]
+          .map((r) => last(r, claim.metric))
+          .filter((v): v is number => v !== undefined && Number.isFinite(v));
+        return { label: o.label, n: vals.length, mean: vals.length ? meanStd(vals).mean : undefined };
+      });
+      const have = measured.filter((m): m is { label: string; n: number; mean: number } => m.mean !== undefined);
+      if (have.length < (scope === null ? 1 : 2)) continue; // across presets, a claim half measured is shown as such
+      const sign = claim.better === 'lower' ? 1 : -1;
+      const ranked = [...have].sort((a, b) => sign * (a.mean - b.mean));
+      const strict = ranked.every((m, i) => i === 0 || sign * (m.mean - ranked[i - 1]!.mean) > 0);
+      const seeds = [...new Set(have.map((m) => m.n))];
+      const missing = measured.filter((m) => m.mean === undefined).map((m) => m.label);
+      out.push({
+        statement: claim.statement,
+        source: claim.source,
+        where: scope === null ? claim.order.map((o) => o.preset).join(', ') : scope,
+        measured: `${ranked.map((m) => `${m.label} ${fmt(m.mean, claim.metric)}`).join(` ${claim.better === 'lower' ? '<' : '>'} `)} (${
+          seeds.length === 1
+            ? `${seeds[0]} seed${seeds[0] === 1 ? '' : 's'}${have.length > 1 ? ' each' : ''}`
+            : have.map((m) => `${m.label}: ${m.n} seeds`).join(', ')
+        }${missing.length ? `; not measured: ${missing.join(', ')}` : ''})`,
+        verdict: missing.length ? 'not all measured' : strict && ranked.every((m, i) => m.label === have[i]!.label) ? 'reproduced' : 'not reproduced',
+      });
+    }
+  }
+  return out;
+}
+
 /** Builds the report; returns the paths written. */
 export async function buildReport(opts: ReportOptions): Promise<{ markdown: string; html: string; runs: number }> {
   const runs = allRuns(opts);
@@ -231,6 +290,17 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
     const paper = opts.papers[name];
     md.push(`## ${paper?.title ?? name}`, '');
     html.push(`<h2>${esc(paper?.title ?? name)}</h2>`);
+    const checks = checkClaims(paper?.claims ?? [], paperRuns);
+    if (checks.length) {
+      const rows = checks.map((c) => [c.statement, c.where, c.measured, `**${c.verdict}**`, c.source]);
+      md.push('### Claims', '', '| claim | preset(s) | measured, best first (mean over seeds) | verdict | source |', '| --- | --- | --- | --- | --- |');
+      md.push(...rows.map((row) => `| ${row.join(' | ')} |`), '');
+      html.push(
+        `<h3>Claims</h3><table><tr><th>claim</th><th>preset(s)</th><th>measured, best first (mean over seeds)</th><th>verdict</th><th>source</th></tr>${rows
+          .map((row) => `<tr>${row.map((c) => `<td>${esc(c.replace(/\*\*/g, ''))}</td>`).join('')}</tr>`)
+          .join('')}</table>`,
+      );
+    }
     const groups = new Map<string, StoredRun[]>();
     for (const r of paperRuns) {
       const subset = r.tags['few_shot.size'] === undefined ? '' : ` / ${r.tags['few_shot.size']} labelled`;

@@ -22,6 +22,25 @@ export interface ReferenceNumber {
   variant?: string;
 }
 
+/**
+ * A claim that ranks runs of the paper on one metric: variants of a preset (Gal & Ghahramani's variational < naive <
+ * none in test perplexity) or presets (a distilled student above the same student trained alone). `loom report`
+ * checks it against the finished runs, on the mean over seeds, and says whether the measured order is the claimed one.
+ */
+export interface PaperClaim {
+  /** The claim in words, e.g. "variational < naive < none in test perplexity". */
+  statement: string;
+  source: string;
+  /** The measured metric the runs are ranked on, e.g. `test_perplexity`. */
+  metric: string;
+  better: 'lower' | 'higher';
+  /**
+   * The runs compared, in the claimed order, best first: each a variant (then the claim is checked within every
+   * preset that has run it) or a preset (checked across presets; with a variant too, that variant's runs only).
+   */
+  order: { label: string; variant?: string; preset?: string }[];
+}
+
 export interface PaperRunOptions {
   registry: PluginRegistry;
   preset: string;
@@ -110,6 +129,8 @@ export interface Paper {
   /** One line per preset: what it runs and roughly how long it takes here. */
   readonly presetNotes: Record<string, string>;
   readonly references: ReferenceNumber[];
+  /** Claims about how its variants or presets rank, checked by `loom report` (see {@link PaperClaim}). */
+  readonly claims?: PaperClaim[];
   /** Plugins only this paper uses (a validation callback, its data sets): registered by {@link registerPaperPlugins}. */
   readonly plugins?: PluginDefinition[];
   /** Modes other than training, each selected by its own flag of `loom paper <name>`. */

@@ -230,6 +230,18 @@ const paper: TransformerPaper = {
     'smoke-distill': "the smoke model distilled from the newest finished smoke run: the CI check of distill's wiring",
   },
   references: REFERENCES,
+  claims: [
+    {
+      statement: 'the distilled 1+1-layer student has a lower test WER than the same student trained alone',
+      source: 'Hinton et al. 2015; word-level distillation, Kim & Rush 2016 §3.1',
+      metric: 'test_wer_beam',
+      better: 'lower',
+      order: [
+        { label: 'distill', preset: 'distill' },
+        { label: 'student', preset: 'student' },
+      ],
+    },
+  ],
   plugins: [g2pValidation],
   modes: [
     {
