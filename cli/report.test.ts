@@ -8,7 +8,7 @@ import { experimentPaper, type PaperClaim } from '../runtime';
 import type { StoredRun } from '../core/mlflow-store';
 import { testRegistry } from '../test/harness';
 import toyBlobs, { toyConfig } from '../test/toy-data';
-import { buildReport, checkClaims, commitsOf, wallTimeOf } from './report';
+import { buildReport, checkClaims, commitsOf, machinesOf, wallTimeOf } from './report';
 import { readRecords, readStore, recordOf, recordPath, writeRecord } from './records';
 
 let registry: PluginRegistry;
@@ -109,6 +109,24 @@ describe('loom report', () => {
       /the last process only, resumed from step 40/,
     );
     expect(wallTimeOf({ ...run1, metrics: {} })).toBeNull();
+    // The machine: the first process's, then each resume's where it differs.
+    const m = { 'cpu.model': 'EPYC', 'cpu.id': 'zen4', backend: 'native-cpu', 'backend.simd': 'avx2', 'backend.threads': '1' };
+    const moved = { ...run1, tags: { ...run1.tags, ...m } };
+    expect(machinesOf(moved)).toBe('EPYC (zen4), native-cpu avx2, 1 thread(s)');
+    expect(machinesOf({ ...moved, tags: { ...moved.tags, 'loom.resumed.5.machine': 'EPYC (zen4), native-cpu avx2, 1 thread(s)' } })).toBe(
+      'EPYC (zen4), native-cpu avx2, 1 thread(s)',
+    );
+    expect(
+      machinesOf({
+        ...moved,
+        tags: {
+          ...moved.tags,
+          'loom.resumed.90.machine': 'B',
+          'loom.resumed.40.machine': 'EPYC (zen4), native-cpu avx2, 1 thread(s)',
+          'loom.resumed.60.machine': 'A',
+        },
+      }),
+    ).toBe('EPYC (zen4), native-cpu avx2, 1 thread(s) (then A from step 60, then B from step 90)');
     writeRecord(recordPath(repo, rec), rec);
     expect(readRecords(repo).map((r) => r.run.runId)).toEqual([run1.runId]);
     fs.rmSync(run1.dir!, { recursive: true });

@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { examplesCurvesSvg, formatMetric, meanStd, vegaLiteSvg, type Paper, type PaperClaim } from '../runtime';
+import { describeMachine, examplesCurvesSvg, formatMetric, machineTags, meanStd, vegaLiteSvg, type Paper, type PaperClaim } from '../runtime';
 import { readStore, type StoredRun } from '../core/mlflow-store';
 import { lastStep, readRecords } from './records';
 
@@ -271,6 +271,24 @@ export function checkClaims(claims: readonly PaperClaim[], runs: readonly Stored
   return out;
 }
 
+/**
+ * A run's machine: its first process's (the run's tags), then each resume's where it differs, with its step (tags
+ * `loom.resumed.<step>.machine`, since 2026-12-02): "X (Y from step 14190)".
+ */
+export function machinesOf(r: StoredRun): string {
+  const first = describeMachine(machineTags(r.tags));
+  let current = first;
+  const later: string[] = [];
+  const resumes = Object.entries(r.tags)
+    .flatMap(([k, v]) => {
+      const m = /^loom\.resumed\.(\d+)\.machine$/.exec(k);
+      return m ? [[Number(m[1]), v] as const] : [];
+    })
+    .sort((a, b) => a[0] - b[0]);
+  for (const [step, machine] of resumes) if (machine !== current) later.push(`${(current = machine)} from step ${step}`);
+  return later.length ? `${first} (then ${later.join(', then ')})` : first;
+}
+
 /** Builds the report; returns the paths written. */
 export async function buildReport(opts: ReportOptions): Promise<{ markdown: string; html: string; runs: number }> {
   const runs = allRuns(opts);
@@ -326,6 +344,8 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
             ),
           ),
         ],
+        // Where a resume ran on another machine or thread count (the bits then differ from an uninterrupted run's).
+        ...(group.some((r) => machinesOf(r).includes(' from step ')) ? [['machines', uniq(group.map(machinesOf))]] : []),
         ['versions', uniq(group.map((r) => `node ${r.tags['node.version'] ?? '?'}, tfjs ${r.tags['tfjs.version'] ?? '?'}`))],
         ['commit', uniq(group.map(commitsOf))],
         ['wall time', walls.length === 0 ? 'n/a' : walls.join(', ')],

@@ -56,6 +56,12 @@ export interface Checkpoint {
    * Absent in checkpoints written before 2026-12-02: a run resumed from one knows only its own process's time.
    */
   elapsedSec?: number;
+  /**
+   * The machine of the process that wrote it, as its run tags say (CPU, backend, SIMD level, threads): results are
+   * bit-identical only on the same instruction set and thread count, so a resume elsewhere says so. Absent in
+   * checkpoints written before 2026-12-02.
+   */
+  machine?: Record<string, string>;
 }
 
 interface Manifest {
@@ -67,6 +73,7 @@ interface Manifest {
   optimizer: { step: number; hyper: JsonObject; slots: { param: string; slot: string }[] };
   tensors: WeightEntry[];
   elapsedSec?: number;
+  machine?: Record<string, string>;
   /** SHA-256 of tensors.bin. */
   tensorsSha256?: string;
 }
@@ -98,6 +105,7 @@ const manifestSchema = z.object({
   optimizer: z.object({ step: count, hyper: z.record(z.string(), z.unknown()), slots: z.array(z.object({ param: z.string(), slot: z.string() })) }),
   tensors: z.array(z.object({ name: z.string(), shape: z.array(count), offset: count })),
   elapsedSec: z.number().min(0).optional(),
+  machine: z.record(z.string(), z.string()).optional(),
   tensorsSha256: z.string().optional(),
   sha256: z.string().optional(),
 });
@@ -130,6 +138,7 @@ export class Checkpointer {
       optimizer: { step: ckpt.optimizer.step, hyper: ckpt.optimizer.hyper, slots },
       tensors: entries,
       ...(ckpt.elapsedSec === undefined ? {} : { elapsedSec: ckpt.elapsedSec }),
+      ...(ckpt.machine === undefined ? {} : { machine: ckpt.machine }),
       tensorsSha256: sha256(data),
     };
     const body = JSON.stringify(manifest);
@@ -204,6 +213,7 @@ export function loadCheckpoint(dir: string): Checkpoint {
     weights,
     optimizer: { step: m.optimizer.step, hyper: m.optimizer.hyper, slots },
     ...(m.elapsedSec === undefined ? {} : { elapsedSec: m.elapsedSec }),
+    ...(m.machine === undefined ? {} : { machine: m.machine }),
   };
 }
 

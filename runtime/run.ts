@@ -356,6 +356,14 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
         `loom: resuming run ${resume.run.runId} from ${resumePath}: step ${s.step}, ${where}${extended.length ? `; training further: ${extended.map((e) => e.text).join(', ')}` : ''}`,
       );
       clearFinished(path.dirname(resumePath!)); // it trains again: no longer FINISHED until it ends so
+      // Bits are the same only on the same instruction set and thread count: a resume elsewhere continues, and says so.
+      const was = resume.machine;
+      const now = machineTags(tags);
+      const changed = was ? MACHINE_TAGS.filter((k) => k !== 'cpu.model' && was[k] !== undefined && was[k] !== now[k]) : [];
+      if (changed.length)
+        say(
+          `loom: warning: this checkpoint was written on ${describeMachine(was!)}; this process runs on ${describeMachine(now)} (${changed.join(', ')} differ): the run continues, but its results will not be bit for bit those of an uninterrupted run (the run's tag loom.resumed.${s.step}.machine records it)`,
+        );
     }
     // Signals are handled for single-process runs; under mpirun every rank would have to stop at the same step.
     if (opts.handleSignals !== false && strategy.worldSize === 1) watch = new SignalWatch(say);
@@ -367,6 +375,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     let lastCheckpoint: { path: string; step: number } | null = resume ? { path: resumePath!, step: resume.trainer.step } : null;
     // The earlier processes' wall time, carried by the checkpoint (unknown for checkpoints that predate it).
     const carried = resume ? resume.elapsedSec : 0;
+    const machine = machineTags(tags);
     const elapsed = () => (Date.now() - started) / 1000;
     const interrupted = (signal: StopSignal, step: number): InterruptedError => {
       const saved = lastCheckpoint
@@ -394,6 +403,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
           tracker.setTags({
             [`loom.resumed.${resume.trainer.step}`]: resumePath!,
             [`loom.resumed.${resume.trainer.step}.commit`]: tags['git.commit'] ?? 'unknown',
+            [`loom.resumed.${resume.trainer.step}.machine`]: describeMachine(machine),
           });
         for (const [context, ds] of data)
           if (ds && tracker.logDataset) tracker.logDataset(describeDataset(ds, context === 'training' ? 'train' : context, config.data.source));
@@ -411,6 +421,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
                 weights: readWeights(model.weights()),
                 optimizer: trainer.optimizer.getState(),
                 ...(carried === undefined ? {} : { elapsedSec: carried + elapsed() }),
+                machine,
               });
               lastCheckpoint = { path: p, step: snapshot.step };
             }
@@ -570,6 +581,21 @@ function loadForResume(p: string): Checkpoint {
 }
 
 /** The result of a FINISHED run asked to resume with nothing to add: recorded, not recomputed; nothing is logged. */
+/** The run tags that decide a run's bits: the CPU, the backend, its instruction set and thread count. */
+const MACHINE_TAGS = ['cpu.model', 'cpu.id', 'backend', 'backend.simd', 'backend.threads'] as const;
+
+/** The machine facts among a run's tags (those present). */
+export function machineTags(tags: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(MACHINE_TAGS.flatMap((k) => (tags[k] === undefined ? [] : [[k, tags[k]!]])));
+}
+
+/** "AMD EPYC (AuthenticAMD family 26 ...), native-cpu avx512, 1 thread(s)": a machine in words. */
+export function describeMachine(m: Record<string, string>): string {
+  const cpu = `${m['cpu.model'] ?? '?'}${m['cpu.id'] ? ` (${m['cpu.id']})` : ''}`;
+  const backend = [m.backend, m['backend.simd']].filter(Boolean).join(' ');
+  return [cpu, backend, m['backend.threads'] && `${m['backend.threads']} thread(s)`].filter(Boolean).join(', ');
+}
+
 /** What a resumed run's `wall_time_s` covers (the `loom.wall_time` tag). */
 function wallTimeNote(carried: number | undefined, step: number): string {
   return carried === undefined

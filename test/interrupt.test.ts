@@ -14,7 +14,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { Checkpointer, latestCheckpoint, listCheckpoints, loadCheckpoint } from '../core';
-import { findLatestCheckpoint, runExperiment } from '../runtime';
+import { describeMachine, findLatestCheckpoint, machineTags, runExperiment } from '../runtime';
 import { testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
 
@@ -259,8 +259,8 @@ describe('resuming with callbacks added', () => {
   });
 });
 
-describe("a resumed run's wall time", () => {
-  it("adds the checkpoint's carried time to its own; from a checkpoint without it, says its time is the last process's only", async () => {
+describe("a resumed run's wall time and machine", () => {
+  it("adds the checkpoint's carried time to its own; from a checkpoint without it, says its time is the last process's only; a resume on another machine or thread count warns", async () => {
     const registry = (await testRegistry()).register(toyBlobs);
     const store = path.join(dir, 'mlruns');
     const ckdir = path.join(dir, 'ck');
@@ -283,7 +283,9 @@ describe("a resumed run's wall time", () => {
 
     // Trained on (a larger trainer.epochs): the checkpoint's time plus this process's.
     const from = loadCheckpoint(latestCheckpoint(ckdir)!);
-    const more = await runExperiment({ registry, config: cfg(3), resume: ckdir, log: quiet });
+    const heard: string[] = [];
+    const more = await runExperiment({ registry, config: cfg(3), resume: ckdir, log: (m: string) => heard.push(m) });
+    expect(heard.join('\n')).not.toMatch(/warning/); // the same machine and thread count
     const own = metric(runDir, 'process_wall_time_s').at(-1)!;
     expect(more.wallTimeSec).toBeCloseTo(from.elapsedSec! + own, 6);
     expect(metric(runDir, 'wall_time_s').at(-1)).toBeCloseTo(more.wallTimeSec, 6);
@@ -291,12 +293,26 @@ describe("a resumed run's wall time", () => {
     expect(fs.readFileSync(path.join(runDir, 'tags', 'loom.wall_time'), 'utf8')).toContain(`${from.elapsedSec!.toFixed(1)} s before step ${from.trainer.step}`);
     expect(loadCheckpoint(latestCheckpoint(ckdir)!).elapsedSec!).toBeGreaterThan(from.elapsedSec!);
 
-    // A checkpoint written before checkpoints carried the time (rewritten here without it): the time is this process's.
+    // Checkpoints carry the writing process's machine; each resume tags its own (the report lists changes).
+    const tagsDir = path.join(runDir, 'tags');
+    const tag = (k: string) => fs.readFileSync(path.join(tagsDir, k), 'utf8');
+    const runTags = Object.fromEntries(fs.readdirSync(tagsDir).map((k) => [k, tag(k)]));
+    expect(from.machine).toEqual(machineTags(runTags));
+    expect(from.machine!['backend.threads']).toMatch(/^\d+$/);
+    expect(tag(`loom.resumed.${from.trainer.step}.machine`)).toBe(describeMachine(machineTags(runTags)));
+
+    // A checkpoint written before checkpoints carried the time (rewritten here without it, and as if written with
+    // another thread count): the time is this process's, and the resume warns that the bits will differ.
     const old = loadCheckpoint(latestCheckpoint(ckdir)!);
     delete old.elapsedSec;
+    old.machine = { ...old.machine!, 'backend.threads': '99' };
     fs.rmSync(latestCheckpoint(ckdir)!, { recursive: true });
     new Checkpointer(ckdir, 2).save(old);
-    const again = await runExperiment({ registry, config: cfg(4), resume: ckdir, log: quiet });
+    const said: string[] = [];
+    const again = await runExperiment({ registry, config: cfg(4), resume: ckdir, log: (m: string) => said.push(m) });
+    expect(said.join('\n')).toMatch(
+      /warning: this checkpoint was written on .*99 thread\(s\); this process runs on .*\(backend\.threads differ\): the run continues, but its results will not be bit for bit/,
+    );
     expect(again.wallTimeSec).toBeCloseTo(metric(runDir, 'process_wall_time_s').at(-1)!, 6);
     expect(fs.readFileSync(path.join(runDir, 'tags', 'loom.wall_time'), 'utf8')).toMatch(/^the last process only \(resumed from step \d+/);
     expect(loadCheckpoint(latestCheckpoint(ckdir)!).elapsedSec).toBeUndefined(); // unknown stays unknown
