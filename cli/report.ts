@@ -177,18 +177,26 @@ function reportGroup(r: StoredRun): string {
 
 const uniq = (xs: (string | undefined)[]) => [...new Set(xs.map((x) => x ?? '?'))].join(', ');
 
-/** A run's commit, and each later commit a resume ran it from: "abc1234 (def5678 from step 14190)". */
-export function commitsOf(r: StoredRun): string {
-  const first = r.tags['git.commit'] ?? '?';
+/**
+ * The first process's value, then each resume's (tags `loom.resumed.<step>.<what>`) where it differs from the one
+ * before, with its step.
+ */
+function changesAtResumes(r: StoredRun, first: string, what: string): { first: string; later: string[] } {
   let current = first;
   const later: string[] = [];
   const resumes = Object.entries(r.tags)
     .flatMap(([k, v]) => {
-      const m = /^loom\.resumed\.(\d+)\.commit$/.exec(k);
-      return m ? [[Number(m[1]), v] as const] : [];
+      const m = /^loom\.resumed\.(\d+)\.(.+)$/.exec(k);
+      return m && m[2] === what ? [[Number(m[1]), v] as const] : [];
     })
     .sort((a, b) => a[0] - b[0]);
-  for (const [step, commit] of resumes) if (commit !== current) later.push(`${(current = commit)} from step ${step}`);
+  for (const [step, value] of resumes) if (value !== current) later.push(`${(current = value)} from step ${step}`);
+  return { first, later };
+}
+
+/** A run's commit, and each later commit a resume ran it from: "abc1234 (def5678 from step 14190)". */
+export function commitsOf(r: StoredRun): string {
+  const { first, later } = changesAtResumes(r, r.tags['git.commit'] ?? '?', 'commit');
   return later.length ? `${first} (${later.join(', ')})` : first;
 }
 
@@ -276,16 +284,7 @@ export function checkClaims(claims: readonly PaperClaim[], runs: readonly Stored
  * `loom.resumed.<step>.machine`, since 2026-12-02): "X (Y from step 14190)".
  */
 export function machinesOf(r: StoredRun): string {
-  const first = describeMachine(machineTags(r.tags));
-  let current = first;
-  const later: string[] = [];
-  const resumes = Object.entries(r.tags)
-    .flatMap(([k, v]) => {
-      const m = /^loom\.resumed\.(\d+)\.machine$/.exec(k);
-      return m ? [[Number(m[1]), v] as const] : [];
-    })
-    .sort((a, b) => a[0] - b[0]);
-  for (const [step, machine] of resumes) if (machine !== current) later.push(`${(current = machine)} from step ${step}`);
+  const { first, later } = changesAtResumes(r, describeMachine(machineTags(r.tags)), 'machine');
   return later.length ? `${first} (then ${later.join(', then ')})` : first;
 }
 
