@@ -48,6 +48,19 @@ export interface RunRecordFile {
 const readJson = (file: string): unknown => (fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : null);
 
 /**
+ * The steps a run was resumed from: its `loom.resumed.<step>` tags, and the step its final status reason names
+ * ("finished after resuming from step N"), ascending (a step may appear twice).
+ */
+export function resumedSteps(tags: Record<string, string>): number[] {
+  return [
+    ...Object.keys(tags)
+      .flatMap((k) => /^loom\.resumed\.(\d+)$/.exec(k)?.[1] ?? [])
+      .map(Number),
+    ...[...(tags['loom.status_reason'] ?? '').matchAll(/resuming from step (\d+)/g)].map((m) => Number(m[1])),
+  ].sort((a, b) => a - b);
+}
+
+/**
  * The record of a run read from a store. Only FINISHED paper runs make records, unless `unfinished` is set: then a
  * KILLED, FAILED or RUNNING run makes one too, marked `unfinished` (its summary and config are null: a run saves them
  * when it finishes; its preset, seed, commit and tags say how it ran).
@@ -61,12 +74,7 @@ export function recordOf(run: StoredRun, opts: { unfinished?: boolean } = {}): R
   // "loom native (avx512, 1 threads): ..." on native-cpu; other backends say less.
   const native = /\((\w[\w-]*), (\d+) threads?\)/.exec(t['backend.kernels'] ?? '');
   // Each resume tags `loom.resumed.<step>`; the status reason of a run that finished after one says so too.
-  const resumed = [
-    ...Object.keys(t)
-      .flatMap((k) => /^loom\.resumed\.(\d+)$/.exec(k)?.[1] ?? [])
-      .map(Number),
-    ...[...(t['loom.status_reason'] ?? '').matchAll(/resuming from step (\d+)/g)].map((m) => Number(m[1])),
-  ].sort((a, b) => a - b);
+  const resumed = resumedSteps(t);
   const wall = run.metrics.wall_time_s?.at(-1)?.[1] ?? null;
   const { dir, ...stored } = run;
   return {

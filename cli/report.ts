@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeMachine, examplesCurvesSvg, formatMetric, machineTags, meanStd, vegaLiteSvg, type Paper, type PaperClaim } from '../runtime';
 import { readStore, type StoredRun } from '../core/mlflow-store';
-import { lastStep, readRecords } from './records';
+import { lastStep, readRecords, resumedSteps } from './records';
 
 const last = (r: StoredRun, key: string) => r.metrics[key]?.at(-1)?.[1];
 const fmt = (v: number | undefined, metric: string) => (v === undefined ? 'n/a' : formatMetric(v, metric));
@@ -208,10 +208,7 @@ export function commitsOf(r: StoredRun): string {
 export function wallTimeOf(r: StoredRun): string | null {
   const w = r.metrics.wall_time_s?.at(-1)?.[1];
   if (w === undefined) return null;
-  const steps = Object.keys(r.tags)
-    .flatMap((k) => /^loom\.resumed\.(\d+)$/.exec(k)?.[1] ?? [])
-    .map(Number)
-    .sort((a, b) => a - b);
+  const steps = [...new Set(resumedSteps(r.tags))];
   if (steps.length === 0) return `${w.toFixed(1)} s`;
   const note = r.tags['loom.wall_time'];
   const summed = note !== undefined && !note.startsWith('the last process only');

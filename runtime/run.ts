@@ -347,6 +347,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       ...opts.tags,
     };
     const log = strategy.isGlobalZero;
+    const machine = machineTags(tags); // what decides the run's bits, carried by its checkpoints
     const runName = (opts.runName ?? `${config.experiment}-${config.seed}`) + (opts.fold ? `-fold${opts.fold.index + 1}of${opts.fold.of}` : '');
     if (resume) {
       const s = resume.trainer;
@@ -358,11 +359,10 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       clearFinished(path.dirname(resumePath!)); // it trains again: no longer FINISHED until it ends so
       // Bits are the same only on the same instruction set and thread count: a resume elsewhere continues, and says so.
       const was = resume.machine;
-      const now = machineTags(tags);
-      const changed = was ? MACHINE_TAGS.filter((k) => k !== 'cpu.model' && was[k] !== undefined && was[k] !== now[k]) : [];
+      const changed = was ? MACHINE_TAGS.filter((k) => k !== 'cpu.model' && was[k] !== undefined && was[k] !== machine[k]) : [];
       if (changed.length)
         say(
-          `loom: warning: this checkpoint was written on ${describeMachine(was!)}; this process runs on ${describeMachine(now)} (${changed.join(', ')} differ): the run continues, but its results will not be bit for bit those of an uninterrupted run (the run's tag loom.resumed.${s.step}.machine records it)`,
+          `loom: warning: this checkpoint was written on ${describeMachine(was!)}; this process runs on ${describeMachine(machine)} (${changed.join(', ')} differ): the run continues, but its results will not be bit for bit those of an uninterrupted run (the run's tag loom.resumed.${s.step}.machine records it)`,
         );
     }
     // Signals are handled for single-process runs; under mpirun every rank would have to stop at the same step.
@@ -375,7 +375,6 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     let lastCheckpoint: { path: string; step: number } | null = resume ? { path: resumePath!, step: resume.trainer.step } : null;
     // The earlier processes' wall time, carried by the checkpoint (unknown for checkpoints that predate it).
     const carried = resume ? resume.elapsedSec : 0;
-    const machine = machineTags(tags);
     const elapsed = () => (Date.now() - started) / 1000;
     const interrupted = (signal: StopSignal, step: number): InterruptedError => {
       const saved = lastCheckpoint
@@ -580,7 +579,6 @@ function loadForResume(p: string): Checkpoint {
   }
 }
 
-/** The result of a FINISHED run asked to resume with nothing to add: recorded, not recomputed; nothing is logged. */
 /** The run tags that decide a run's bits: the CPU, the backend, its instruction set and thread count. */
 const MACHINE_TAGS = ['cpu.model', 'cpu.id', 'backend', 'backend.simd', 'backend.threads'] as const;
 
@@ -603,6 +601,7 @@ function wallTimeNote(carried: number | undefined, step: number): string {
     : `every process's time up to the checkpoint the next one resumed from (${carried.toFixed(1)} s before step ${step}) plus the last process's; time lost to interruptions after a checkpoint is not counted`;
 }
 
+/** The result of a FINISHED run asked to resume with nothing to add: recorded, not recomputed; nothing is logged. */
 function alreadyFinished(f: FinishedRecord, resume: Checkpoint, config: ExperimentConfig, say: (line: string) => void): RunResult {
   say(
     `loom: run ${f.runId} already FINISHED at step ${f.step} (${f.epochs} epochs); nothing to resume, nothing changed. To train it further, resume with a larger --set trainer.epochs=N`,
