@@ -7,7 +7,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { clipGradients } from '../../core';
+import { testRegistry } from '../../test/harness';
 import { lmLayers } from '.';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -24,6 +28,58 @@ describe('variational-lstm', () => {
       lmLayers(v, o, 50).find((l) => (l as { type: string }).type === 'lstm') as unknown as { recurrentDropout: number; stateful: boolean };
     expect([lstm('naive').recurrentDropout, lstm('variational').recurrentDropout, lstm('variational').stateful]).toEqual([0, 0.2, true]);
     expect((lmLayers('variational', o, 50)[0] as unknown as { dropout: number }).dropout).toBe(0.1);
+  });
+
+  it("medium's SGD is Zaremba et al.'s: lr 1, clipping at 5 and weight decay 1e-7 of a loss summed over the 35 steps", async () => {
+    // Zaremba et al.'s code (and Gal's, built on it) backpropagates the batch-mean cross-entropy of every one of the
+    // `unroll` time steps, i.e. the gradient of their sum, then clips its global norm at 5 and steps with lr 1 (weight
+    // decay 1e-7 in Gal's). loom's loss is the mean over all batch × unroll tokens, whose gradient is 1/unroll of that:
+    // the same step needs lr × unroll, clipNorm / unroll and weightDecay / unroll. Checked on a random softmax layer.
+    const medium = JSON.parse(fs.readFileSync(path.join(repo, 'papers/variational-lstm/presets/medium.json'), 'utf8'));
+    const T = medium.data.source.unroll as number;
+    expect(T).toBe(35);
+    expect(medium.optimizer.lr).toBeCloseTo(1 * T, 12);
+    expect(medium.schedule.lr).toBe(medium.optimizer.lr);
+    expect(medium.trainer.clipNorm).toBeCloseTo(5 / T, 15);
+    expect(medium.optimizer.weightDecay).toBeCloseTo(1e-7 / T, 20);
+    const registry = await testRegistry();
+    const loss = registry.create('loss', 'sparse-categorical-crossentropy');
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 2, max: 5 }),
+        fc.constantFrom(1e-3, 5),
+        fc.constantFrom(0, 0.1),
+        fc.integer({ min: 0, max: 1e6 }),
+        (batch, unroll, clip, decay, seed) => {
+          const [dim, vocab] = [4, 6];
+          const x = tf.randomNormal([batch * unroll, dim], 0, 1, 'float32', seed);
+          const y = tf.randomUniform([batch * unroll], 0, vocab, 'int32', seed + 1);
+          const w0 = tf.randomNormal([dim, vocab], 0, 1, 'float32', seed + 2);
+          const stepped = (lr: number, clipNorm: number, weightDecay: number, f: (z: tf.Tensor) => tf.Scalar) => {
+            const grads = { w: tf.grad((w: tf.Tensor) => f(tf.matMul(x, w)))(w0) };
+            const clipped = clipGradients(grads, { clipNorm });
+            const opt = registry.create('optimizer', { type: 'sgd', lr, weightDecay, noDecay: [] });
+            const p = { name: 'w', variable: tf.variable(w0.clone()), role: 'kernel' as const, trainable: true };
+            opt.step([p], clipped);
+            const out = p.variable.dataSync();
+            for (const t of [grads.w, clipped.w, p.variable]) t.dispose();
+            opt.dispose();
+            return out;
+          };
+          // Their loss: Σ over time of the batch mean; rows are [batch, time] in row-major order.
+          const summed = (z: tf.Tensor) => {
+            const nll = tf.neg(tf.sum(tf.mul(tf.logSoftmax(z), tf.oneHot(y, vocab)), 1));
+            return tf.sum(tf.mean(tf.reshape(nll, [batch, unroll]), 0)) as tf.Scalar;
+          };
+          const want = stepped(1, clip, decay, summed);
+          const got = stepped(unroll, clip / unroll, decay / unroll, (z) => loss.compute(y, z));
+          for (const t of [x, y, w0]) t.dispose();
+          got.forEach((v, i) => expect(Math.abs(v - want[i]!)).toBeLessThan(1e-5 * (1 + Math.abs(want[i]!))));
+        },
+      ),
+      { numRuns: 30 },
+    );
   });
 
   it('smoke: every variant trains and is scored, with MC dropout', { timeout: 900_000 }, () => {
