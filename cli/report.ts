@@ -281,8 +281,13 @@ export function checkClaims(claims: readonly PaperClaim[], runs: readonly Stored
  * `loom.resumed.<step>.machine`, since 2026-12-02): "X (Y from step 14190)".
  */
 export function machinesOf(r: StoredRun): string {
-  const { first, later } = changesAtResumes(r, describeMachine(machineTags(r.tags)), 'machine');
+  const { first, later } = machineChanges(r);
   return later.length ? `${first} (then ${later.join(', then ')})` : first;
+}
+
+/** The run's machine and each resume's that differs from the one before ({@link changesAtResumes}). */
+function machineChanges(r: StoredRun): { first: string; later: string[] } {
+  return changesAtResumes(r, describeMachine(machineTags(r.tags)), 'machine');
 }
 
 /** Builds the report; returns the paths written. */
@@ -341,7 +346,7 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
           ),
         ],
         // Where a resume ran on another machine or thread count (the bits then differ from an uninterrupted run's).
-        ...(group.some((r) => machinesOf(r).includes(' from step ')) ? [['machines', uniq(group.map(machinesOf))]] : []),
+        ...(group.some((r) => machineChanges(r).later.length > 0) ? [['machines', uniq(group.map(machinesOf))]] : []),
         ['versions', uniq(group.map((r) => `node ${r.tags['node.version'] ?? '?'}, tfjs ${r.tags['tfjs.version'] ?? '?'}`))],
         ['commit', uniq(group.map(commitsOf))],
         ['wall time', walls.length === 0 ? 'n/a' : walls.join(', ')],
