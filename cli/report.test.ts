@@ -152,7 +152,7 @@ describe('loom report', () => {
         runId: 'stopped0',
         status: 'KILLED',
         start: run1.start + 5000,
-        tags: { ...run1.tags, seed: '9', 'loom.status_reason': 'interrupted by SIGINT after step 7' },
+        tags: { ...run1.tags, seed: '9', 'loom.status_reason': 'interrupted by SIGINT after step 7', 'loom.resumed.5.machine': 'another machine' },
         metrics: {
           loss: [
             [5, 0.7],
@@ -170,6 +170,9 @@ describe('loom report', () => {
     const md3 = fs.readFileSync((await buildReport({ store, out: path.join(dir, 'report3'), papers: { 'toy-paper': toy }, records: repo })).markdown, 'utf8');
     expect(md3).toContain('### smoke (KILLED)');
     expect(md3).toMatch(/### smoke \(KILLED\)[^#]*- last step: 7\n- ended: interrupted by SIGINT after step 7\n/);
+    // Its resume at step 5 ran on another machine: a 'machines' row in its group only.
+    expect(md3).toMatch(/### smoke \(KILLED\)[^#]*- machines: [^\n]*\(then another machine from step 5\)\n/);
+    expect(md3.match(/- machines: /g)).toHaveLength(1);
     // A run resumed and still going keeps the reason its previous process stopped: the report says it is running.
     const going = recordOf(
       {
