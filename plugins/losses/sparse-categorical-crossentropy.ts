@@ -59,7 +59,9 @@ function fusedCrossEntropy(logits: tf.Tensor2D | tf.Tensor, labels: tf.Tensor, w
  * log-softmax as z - logsumexp(z), which is stable for any magnitude of z and invariant to shifting z.
  * `labelSmoothing` ε replaces the one-hot target by (1 − ε)·onehot + ε/K (Szegedy et al. 2016, §7), so
  * L = (1 − ε)·CE + ε·mean_k(−log p_k). `ignoreIndex` drops rows whose label equals it (padding in sequences)
- * from both the sum and the count.
+ * from both the sum and the count. For a sequence model every token is a row, so the loss is the per-token mean:
+ * a recipe written for the loss summed over T time steps (Zaremba et al. 2014's LSTM code, lr 1 and clipping at 5)
+ * takes lr × T and clipNorm / T here for the same SGD step (papers/variational-lstm: T = 35).
  */
 export default definePlugin({
   kind: 'loss',
