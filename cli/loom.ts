@@ -19,6 +19,7 @@ import {
   ConfigError,
   createRegistry,
   editDistance,
+  finalEpochLogs,
   InterruptedError,
   type JsonObject,
   LoomError,
@@ -624,7 +625,7 @@ async function trainCommand(values: FlagValues, positionals: string[], io: CliIO
     resume,
     log: (line) => io.out(line),
   });
-  const metrics: Record<string, number> = { ...result.history.at(-1) };
+  const metrics: Record<string, number> = { ...finalEpochLogs(result.history, result.restoredEpoch) };
   for (const [k, v] of Object.entries(result.test ?? {})) metrics[`test_${k}`] = v;
   io.out(`\n${config.experiment} (${path.basename(file)}, seed ${config.seed}, backend ${result.backend}): MLflow run ${result.run.runId}`);
   for (const [k, v] of Object.entries(metrics)) io.out(`  ${k.padEnd(20)} ${formatMetric(v, k)}`);

@@ -8,7 +8,7 @@ import { experimentPaper, type PaperClaim } from '../runtime';
 import type { StoredRun } from '../core/mlflow-store';
 import { testRegistry } from '../test/harness';
 import toyBlobs, { toyConfig } from '../test/toy-data';
-import { buildReport, checkClaims, commitsOf, machinesOf, wallTimeOf } from './report';
+import { buildReport, checkClaims, commitsOf, finalValue, machinesOf, wallTimeOf } from './report';
 import { readRecords, readStore, recordOf, recordPath, writeRecord } from './records';
 
 let registry: PluginRegistry;
@@ -109,6 +109,27 @@ describe('loom report', () => {
       /the last process only, resumed from step 40/,
     );
     expect(wallTimeOf({ ...run1, metrics: {} })).toBeNull();
+    // A run that ended with an earlier epoch's weights (early stopping's restoreBest) reports that epoch's validation.
+    const restored = {
+      ...run1,
+      tags: { ...run1.tags, 'loom.restored_epoch': '2' },
+      metrics: {
+        epoch: [
+          [10, 1],
+          [20, 2],
+          [30, 3],
+        ] as [number, number][],
+        val_loss: [
+          [10, 0.9],
+          [20, 0.5],
+          [30, 0.7],
+        ] as [number, number][],
+        loss: [[30, 0.2]] as [number, number][],
+        test_loss: [[30, 0.55]] as [number, number][],
+      },
+    };
+    expect([finalValue(restored, 'val_loss'), finalValue(restored, 'test_loss'), finalValue(restored, 'loss')]).toEqual([0.5, 0.55, 0.2]);
+    expect(finalValue({ ...restored, tags: run1.tags }, 'val_loss')).toBe(0.7);
     // The machine: the first process's, then each resume's where it differs.
     const m = { 'cpu.model': 'EPYC', 'cpu.id': 'zen4', backend: 'native-cpu', 'backend.simd': 'avx2', 'backend.threads': '1' };
     const moved = { ...run1, tags: { ...run1.tags, ...m } };

@@ -14,7 +14,21 @@ import { describeMachine, examplesCurvesSvg, formatMetric, machineTags, meanStd,
 import { readStore, type StoredRun } from '../core/mlflow-store';
 import { lastStep, readRecords, resumedSteps } from './records';
 
-const last = (r: StoredRun, key: string) => r.metrics[key]?.at(-1)?.[1];
+/**
+ * A run's final value of a metric: the last one logged, except that a validation metric (`val_*`) of a run that
+ * ended with an earlier epoch's weights (tag `loom.restored_epoch`: early stopping's `restoreBest`) is that epoch's,
+ * the one that describes the model tested.
+ */
+export function finalValue(r: StoredRun, key: string): number | undefined {
+  const series = r.metrics[key];
+  const restored = Number(r.tags['loom.restored_epoch']);
+  if (series && key.startsWith('val_') && Number.isInteger(restored) && restored > 0) {
+    const step = r.metrics.epoch?.findLast(([, e]) => e === restored)?.[0];
+    const at = step === undefined ? undefined : series.findLast(([s]) => s === step);
+    if (at) return at[1];
+  }
+  return series?.at(-1)?.[1];
+}
 const fmt = (v: number | undefined, metric: string) => (v === undefined ? 'n/a' : formatMetric(v, metric));
 
 /** Learning curves as an SVG: one panel for loss-like metrics, one for the others, a line per seed and metric. */
@@ -58,7 +72,7 @@ async function curves(title: string, runs: StoredRun[]): Promise<string | null> 
 
 /** "mean ± std (n seeds: v1, v2, ...)" in the metric's own format; a single run shows its value. */
 function aggregate(runs: StoredRun[], metric: string): string {
-  const vals = runs.map((r) => ({ seed: r.tags.seed ?? '?', v: last(r, metric) })).filter((x): x is { seed: string; v: number } => x.v !== undefined);
+  const vals = runs.map((r) => ({ seed: r.tags.seed ?? '?', v: finalValue(r, metric) })).filter((x): x is { seed: string; v: number } => x.v !== undefined);
   if (vals.length === 0) return 'n/a';
   if (vals.length === 1) return fmt(vals[0]!.v, metric);
   const { mean, std } = meanStd(vals.map((x) => x.v));
@@ -101,7 +115,7 @@ async function subsetCurves(runs: StoredRun[]): Promise<{ preset: string; table:
       const group = dedupe(cell);
       const examples = Number(group[0]!.tags['few_shot.examples'] ?? size);
       for (const metric of ['accuracy', 'f1'] as const) {
-        const vals = group.map((r) => last(r, `test_${metric}`)).filter((v): v is number => v !== undefined);
+        const vals = group.map((r) => finalValue(r, `test_${metric}`)).filter((v): v is number => v !== undefined);
         if (vals.length) points.push({ variant, size, examples, metric, ...meanStd(vals), n: vals.length });
       }
     }
@@ -249,7 +263,7 @@ export function checkClaims(claims: readonly PaperClaim[], runs: readonly Stored
             (o.variant === undefined || r.tags.variant === o.variant),
         );
         const vals = [...new Map(mine.map((r) => [r.tags.seed, r] as const).reverse()).values()]
-          .map((r) => last(r, claim.metric))
+          .map((r) => finalValue(r, claim.metric))
           .filter((v): v is number => v !== undefined && Number.isFinite(v));
         return { label: o.label, n: vals.length, mean: vals.length ? meanStd(vals).mean : undefined };
       });

@@ -264,6 +264,8 @@ export interface FinishedRecord {
   backend: string;
   test: Logs | null;
   wallTimeSec: number;
+  /** The epoch whose weights the run ended with, if a callback restored one (absent in records before 2026-12-02). */
+  restoredEpoch?: number | null;
 }
 
 const FINISHED = 'finished.json';

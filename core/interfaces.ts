@@ -342,6 +342,12 @@ export interface TrainingState {
   /** Set to true to stop after the current batch (early stopping). */
   stopTraining: boolean;
   /**
+   * The 1-based epoch whose weights a callback put back when training ended (early stopping's `restoreBest`), or
+   * null: the model is the last epoch's. What the run reports as its final epoch metrics (validation among them) are
+   * that epoch's, since they describe the model that is tested and saved.
+   */
+  restoredEpoch: number | null;
+  /**
    * False on every rank but 0 of a multi-process run: callbacks that write files or print do so only where it is
    * true. Callbacks that decide something (early stopping) run on every rank and must decide the same everywhere.
    */

@@ -93,6 +93,16 @@ export interface History {
   epochs: Logs[];
   /** Optimizer steps taken when training ended. */
   step: number;
+  /** The epoch whose weights the model ended with, when a callback restored an earlier one ({@link TrainingState.restoredEpoch}). */
+  restoredEpoch: number | null;
+}
+
+/**
+ * The logs of the epoch whose weights a run ended with: the restored epoch's (early stopping with `restoreBest`),
+ * else the last epoch's; empty when no epoch ran.
+ */
+export function finalEpochLogs(history: readonly Logs[], restoredEpoch: number | null): Logs {
+  return (restoredEpoch !== null ? history[restoredEpoch - 1] : undefined) ?? history.at(-1) ?? {};
 }
 
 export interface FitOptions {
@@ -293,9 +303,10 @@ export class Trainer implements StrategyHost {
       epochs,
       stepsPerEpoch,
       stopTraining: false,
+      restoredEpoch: null,
       isGlobalZero: this.strategy.isGlobalZero,
     };
-    const history: History = { epochs: [], step: 0 };
+    const history: History = { epochs: [], step: 0, restoredEpoch: null };
     const log = this.strategy.isGlobalZero;
     let sums = { loss: 0, count: 0, window: 0, windowCount: 0, skipped: 0 };
     let resumeBatch = -1;
@@ -406,6 +417,7 @@ export class Trainer implements StrategyHost {
     await this.strategy.teardown(this);
     await this.each((c) => c.onTrainEnd?.(state, history.epochs.at(-1) ?? {}));
     history.step = state.step;
+    history.restoredEpoch = state.restoredEpoch;
     return history;
   }
 

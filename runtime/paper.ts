@@ -9,6 +9,7 @@ import { ConfigError, DataError } from '../core/errors';
 import type { JsonObject } from '../core/interfaces';
 import { listRuns, MLFLOW_STATUS, readTag } from '../core/mlflow-store';
 import type { PluginDefinition, PluginRegistry } from '../core/registry';
+import { finalEpochLogs } from '../core/trainer';
 import { runExperiment, type RunResult } from './run';
 
 /** A published or reference number the reproduction is held against. */
@@ -259,7 +260,7 @@ export function experimentPaper(def: Omit<Paper, 'run'> & { scale(config: Experi
         resume: opts.resume,
       });
       const metrics: Record<string, number> = {};
-      for (const [k, v] of Object.entries(run.history.at(-1) ?? {})) metrics[k] = v;
+      for (const [k, v] of Object.entries(finalEpochLogs(run.history, run.restoredEpoch))) metrics[k] = v;
       for (const [k, v] of Object.entries(run.test ?? {})) metrics[`test_${k}`] = v;
       return {
         paper: def.name,

@@ -38,7 +38,7 @@ import { readWeights, saveModel } from '../core/serialization';
 import { FACTORY_TOKENS, RUN_PLUGIN_KINDS, TOKENS, type PluginFactory, type RunPluginKind } from '../core/tokens';
 import { SignalWatch, yieldToEventLoop, type StopSignal } from '../core/signals';
 import { describeDataset, MultiTracker, withTrackingUri } from './tracking';
-import { Trainer } from '../core/trainer';
+import { finalEpochLogs, Trainer } from '../core/trainer';
 
 export interface RunOptions {
   registry: PluginRegistry;
@@ -285,6 +285,11 @@ export interface RunResult {
   config: ExperimentConfig;
   backend: string;
   history: Logs[];
+  /**
+   * The 1-based epoch whose weights the run ended with, where a callback restored an earlier one (early stopping's
+   * `restoreBest`; tag `loom.restored_epoch`), else null. {@link finalEpochLogs} gives that epoch's logs.
+   */
+  restoredEpoch: number | null;
   test: Logs | null;
   /**
    * Wall time of the run: this process's, plus, for a resumed run, the earlier processes' time up to the checkpoint
@@ -449,7 +454,8 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
           tracker.logMetrics({ process_wall_time_s: processSec }, finalStep);
           tracker.setTags({ 'loom.wall_time': wallTimeNote(carried, resume.trainer.step) });
         }
-        await logRunArtifacts(tracker, model, config, { history: history.epochs, test, wallTimeSec });
+        if (history.restoredEpoch !== null) tracker.setTags({ 'loom.restored_epoch': String(history.restoredEpoch) });
+        await logRunArtifacts(tracker, model, config, { history: history.epochs, restoredEpoch: history.restoredEpoch, test, wallTimeSec });
         // A resumed run's status reason (from its KILLED or FAILED end) would be stale: it says how it finished instead.
         await tracker.endRun('FINISHED', resume ? `finished after resuming from step ${resume.trainer.step}` : undefined);
         if (ck.enabled)
@@ -462,9 +468,10 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
             backend: tags.backend ?? tf.getBackend(),
             test,
             wallTimeSec,
+            restoredEpoch: history.restoredEpoch,
           });
       }
-      return { run, config, backend: tags.backend ?? tf.getBackend(), history: history.epochs, test, wallTimeSec, tags };
+      return { run, config, backend: tags.backend ?? tf.getBackend(), history: history.epochs, restoredEpoch: history.restoredEpoch, test, wallTimeSec, tags };
     } catch (caught) {
       const err = asFileError(caught) ?? caught; // a full disk under a tracker too: a clear error, not Node's
       if (log) {
@@ -612,6 +619,7 @@ function alreadyFinished(f: FinishedRecord, resume: Checkpoint, config: Experime
     config,
     backend: f.backend,
     history: resume.trainer.history,
+    restoredEpoch: f.restoredEpoch ?? null,
     test: f.test,
     wallTimeSec: f.wallTimeSec,
     tags,
@@ -659,7 +667,7 @@ export async function crossValidate(opts: RunOptions & { folds: number }): Promi
   const folds: Logs[] = [];
   for (let index = 0; index < opts.folds; index++) {
     const r = await runExperiment({ ...opts, fold: { index, of: opts.folds } });
-    folds.push(r.history.at(-1) ?? {});
+    folds.push(finalEpochLogs(r.history, r.restoredEpoch));
   }
   const keys = Object.keys(folds[0] ?? {}).filter((k) => folds.every((f) => k in f));
   const mean: Logs = {};

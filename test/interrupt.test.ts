@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { Checkpointer, latestCheckpoint, listCheckpoints, loadCheckpoint } from '../core';
+import { Checkpointer, finalEpochLogs, latestCheckpoint, listCheckpoints, loadCheckpoint } from '../core';
 import { describeMachine, findLatestCheckpoint, machineTags, runExperiment } from '../runtime';
 import { testRegistry } from './harness';
 import toyBlobs, { toyConfig } from './toy-data';
@@ -369,6 +369,13 @@ describe('resuming after early stopping', () => {
     expect(resumed.history).toEqual(straight.history);
     expect(resumed.test).toEqual(straight.test);
     expect(resumedWeights).toEqual(straightWeights); // the best epoch's, restored by early stopping
+    // Both say which epoch's weights they ended with, in the result and as a tag; the final logs are that epoch's.
+    expect([straight.restoredEpoch, resumed.restoredEpoch]).toEqual([1, 1]);
+    expect(fs.readFileSync(path.join(straight.run.location, 'tags', 'loom.restored_epoch'), 'utf8')).toBe('1');
+    expect(finalEpochLogs(straight.history, straight.restoredEpoch)).toEqual(straight.history[0]);
+    // Asked to resume once more, the FINISHED run answers from its record, with the same restored epoch.
+    const again = await runExperiment({ registry, config: config('cut'), resume: ck, log: quiet });
+    expect([again.restoredEpoch, again.test]).toEqual([1, straight.test]);
     // Cut the same way but resumed with more patience (training further): it trains on from that checkpoint.
     const fail = () => {
       throw new Error('interrupted while testing');

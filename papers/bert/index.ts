@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import {
   ConfigError,
   expectModel,
+  finalEpochLogs,
   listCheckpoints,
   loadPresets,
   mergeConfig,
@@ -128,7 +129,7 @@ const paper: Paper = {
       backend = r.backend;
       commit = r.tags['git.commit'] ?? commit;
       for (const [k, v] of Object.entries(r.test ?? {})) metrics[`${variant}/test_${k}`] = v;
-      for (const [k, v] of Object.entries(r.history.at(-1) ?? {})) metrics[`${variant}/${k}`] = v;
+      for (const [k, v] of Object.entries(finalEpochLogs(r.history, r.restoredEpoch))) metrics[`${variant}/${k}`] = v;
       return r;
     };
 
@@ -196,7 +197,7 @@ const paper: Paper = {
             'bert.fewShot',
             `the pretraining in ${dir} had already finished but its encoder is not in the cache: delete ${dir} to pretrain again`,
           );
-        saveEncoder(encoderKey, encoder, r.history.at(-1) ?? {});
+        saveEncoder(encoderKey, encoder, finalEpochLogs(r.history, r.restoredEpoch));
       }
       const results = new FewShotResults(cacheKey({ encoderKey, finetune, baseline, model: rawModel, minSteps: grid.minSteps }));
       const trainCount = spamAssassinTexts('train', spamTextSchema.parse(groups)).labels.length;

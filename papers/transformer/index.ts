@@ -15,6 +15,7 @@ import {
   DataError,
   definePlugin,
   editDistance,
+  finalEpochLogs,
   loadCheckpoint,
   readToHost,
   readWeights,
@@ -310,7 +311,7 @@ const paper: TransformerPaper = {
       },
     });
     const metrics: Record<string, number> = {};
-    for (const [k, v] of Object.entries(r.history.at(-1) ?? {})) metrics[k] = v;
+    for (const [k, v] of Object.entries(finalEpochLogs(r.history, r.restoredEpoch))) metrics[k] = v;
     for (const [k, v] of Object.entries(r.test ?? {})) metrics[`test_${k}`] = v;
     return {
       paper: 'transformer',

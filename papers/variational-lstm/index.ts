@@ -9,7 +9,7 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { ConfigError, loadPresets, mergeConfig, parseExperimentConfig, Rng, type JsonObject, type PluginSpec } from '../../core';
+import { ConfigError, finalEpochLogs, loadPresets, mergeConfig, parseExperimentConfig, Rng, type JsonObject, type PluginSpec } from '../../core';
 import { cutShortNotes, findLatestCheckpoint, runExperiment, type Paper, type PaperResult } from '../../runtime';
 import brown from '../../plugins/data/brown';
 import { mcDropoutPerplexity } from './mc-dropout';
@@ -156,7 +156,7 @@ const paper: Paper = {
       wall += r.wallTimeSec;
       cut.push(...cutShortNotes(config, r.history.length).map((n) => `${variant}: ${n}`));
       runs.push(r.run);
-      metrics[`${variant}/val_perplexity`] = r.history.at(-1)?.val_perplexity ?? NaN;
+      metrics[`${variant}/val_perplexity`] = finalEpochLogs(r.history, r.restoredEpoch).val_perplexity ?? NaN;
       metrics[`${variant}/test_perplexity`] = r.test?.perplexity ?? NaN;
       if (withMc) metrics['variational-mc/test_perplexity'] = r.test?.mc_perplexity ?? NaN;
     }

@@ -76,7 +76,7 @@ describe('early-stopping', () => {
           const model = new Sequential({ inputShape: [3], layers: [{ type: 'dense', units: 2 }] }, registry);
           model.build(undefined, new Rng(1));
           let cb = registry.create('callback', { type: 'early-stopping', patience, restoreBest: true }) as Callback;
-          const state = { model, epoch: 0, step: 0, epochs: losses.length, stepsPerEpoch: 1, stopTraining: false } as unknown as TrainingState;
+          const state = { model, epoch: 0, step: 0, epochs: losses.length, stepsPerEpoch: 1, stopTraining: false, restoredEpoch: null } as unknown as TrainingState;
           cb.onTrainBegin?.(state);
           const snapshots: Float32Array[][] = [];
           let best = Infinity;
@@ -97,6 +97,7 @@ describe('early-stopping', () => {
           }
           cb.onTrainEnd?.(state, {});
           model.parameters().forEach((p, i) => expect(Array.from(p.variable.dataSync())).toEqual(Array.from(snapshots[bestAt]![i]!)));
+          expect(state.restoredEpoch).toBe(bestAt + 1); // 1-based, as the trainer's history reports it
           model.dispose();
         },
       ),

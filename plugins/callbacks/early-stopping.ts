@@ -59,7 +59,10 @@ export default definePlugin({
         bestWeights = null;
       },
       onTrainEnd(state: TrainingState) {
-        if (restoreBest && bestWeights) writeWeights(state.model.parameters(), bestWeights, `early-stopping: the best epoch's (${bestEpoch}) weights`);
+        if (restoreBest && bestWeights) {
+          writeWeights(state.model.parameters(), bestWeights, `early-stopping: the best epoch's (${bestEpoch}) weights`);
+          state.restoredEpoch = bestEpoch;
+        }
       },
       onEpochEnd(state: TrainingState, logs: Logs) {
         if (monitored.update(monitored.read(logs))) {
