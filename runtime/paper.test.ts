@@ -70,6 +70,13 @@ describe('results tables', () => {
     expect(cutShortNotes(config({ maxSteps: 10_000 }), 5)[0]).toMatch(/capped training at 10000 optimizer steps/);
     expect(cutShortNotes(config({}), 3)).toEqual(['training ended after 3 of 5 epochs (early stopping)']);
     expect(cutShortNotes(config({}), 5)).toEqual([]);
+    // The weights tested: an earlier epoch's where early stopping restored one, said whether or not it stopped early.
+    expect(cutShortNotes(config({}), 3, 1)).toEqual([
+      'training ended after 3 of 5 epochs (early stopping)',
+      "the model tested is epoch 1's, restored by early stopping",
+    ]);
+    expect(cutShortNotes(config({}), 5, 2)).toEqual(["the model tested is epoch 2's, restored by early stopping"]);
+    expect(cutShortNotes(config({}), 5, 5)).toEqual([]);
   });
 });
 

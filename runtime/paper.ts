@@ -210,18 +210,22 @@ export function formatComparison(result: PaperResult): string {
 
 /**
  * What a reader must know when a run did not train the whole recipe its scale line describes: stopped by
- * `trainer.maxSteps` (`--max-steps`), or ended by early stopping before its last epoch.
+ * `trainer.maxSteps` (`--max-steps`), or ended by early stopping before its last epoch; and which epoch's weights
+ * were tested when early stopping restored an earlier one than the last (`restoredEpoch`, 1-based).
  */
-export function cutShortNotes(config: ExperimentConfig, epochsRun: number): string[] {
+export function cutShortNotes(config: ExperimentConfig, epochsRun: number, restoredEpoch: number | null = null): string[] {
   const planned = config.trainer.epochs;
   const cap = config.trainer.maxSteps;
+  const restored = restoredEpoch !== null && restoredEpoch < epochsRun ? [`the model tested is epoch ${restoredEpoch}'s, restored by early stopping`] : [];
   if (cap !== undefined && epochsRun < planned)
     return [
       `CUT SHORT: trainer.maxSteps = ${cap} (--max-steps) stopped training after ${cap} optimizer steps, in epoch ${epochsRun} of ${planned}: not the recipe above`,
+      ...restored,
     ];
-  if (cap !== undefined) return [`trainer.maxSteps = ${cap} (--max-steps) capped training at ${cap} optimizer steps: the last epoch may be partial`];
-  if (epochsRun < planned) return [`training ended after ${epochsRun} of ${planned} epochs (early stopping)`];
-  return [];
+  if (cap !== undefined)
+    return [`trainer.maxSteps = ${cap} (--max-steps) capped training at ${cap} optimizer steps: the last epoch may be partial`, ...restored];
+  if (epochsRun < planned) return [`training ended after ${epochsRun} of ${planned} epochs (early stopping)`, ...restored];
+  return restored;
 }
 
 /**
@@ -279,7 +283,7 @@ export function experimentPaper(def: Omit<Paper, 'run'> & { scale(config: Experi
           source: r.source,
         })),
         scale: def.scale(config),
-        notes: cutShortNotes(config, run.history.length),
+        notes: cutShortNotes(config, run.history.length, run.restoredEpoch),
         run,
       };
     },

@@ -124,7 +124,7 @@ const paper: Paper = {
         ...hooks,
       });
       runs.push(r.run);
-      cut.push(...cutShortNotes(parsed, r.history.length).map((n) => `${variant}: ${n}`));
+      cut.push(...cutShortNotes(parsed, r.history.length, r.restoredEpoch).map((n) => `${variant}: ${n}`));
       wall += r.wallTimeSec;
       backend = r.backend;
       commit = r.tags['git.commit'] ?? commit;

@@ -325,7 +325,7 @@ const paper: TransformerPaper = {
       scale: scaleOf(opts.preset, config, words.length),
       comparison: REFERENCES.map((ref) => ({ ...ref, measured: metrics[ref.metric] ?? null, reference: ref.value })),
       notes: [
-        ...cutShortNotes(config, r.history.length),
+        ...cutShortNotes(config, r.history.length, r.restoredEpoch),
         `greedy decoding: WER ${pct(metrics.test_wer_greedy)}, PER ${pct(metrics.test_per_greedy)}; beam ${g2p.beam}: WER ${pct(metrics.test_wer_beam)}, PER ${pct(metrics.test_per_beam)}`,
         ...(metrics.test_avg_checkpoints
           ? [

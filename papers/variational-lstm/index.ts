@@ -154,7 +154,7 @@ const paper: Paper = {
       backend = r.backend;
       commit = r.tags['git.commit'] ?? commit;
       wall += r.wallTimeSec;
-      cut.push(...cutShortNotes(config, r.history.length).map((n) => `${variant}: ${n}`));
+      cut.push(...cutShortNotes(config, r.history.length, r.restoredEpoch).map((n) => `${variant}: ${n}`));
       runs.push(r.run);
       metrics[`${variant}/val_perplexity`] = finalEpochLogs(r.history, r.restoredEpoch).val_perplexity ?? NaN;
       metrics[`${variant}/test_perplexity`] = r.test?.perplexity ?? NaN;
