@@ -76,7 +76,15 @@ describe('early-stopping', () => {
           const model = new Sequential({ inputShape: [3], layers: [{ type: 'dense', units: 2 }] }, registry);
           model.build(undefined, new Rng(1));
           let cb = registry.create('callback', { type: 'early-stopping', patience, restoreBest: true }) as Callback;
-          const state = { model, epoch: 0, step: 0, epochs: losses.length, stepsPerEpoch: 1, stopTraining: false, restoredEpoch: null } as unknown as TrainingState;
+          const state = {
+            model,
+            epoch: 0,
+            step: 0,
+            epochs: losses.length,
+            stepsPerEpoch: 1,
+            stopTraining: false,
+            restoredEpoch: null,
+          } as unknown as TrainingState;
           cb.onTrainBegin?.(state);
           const snapshots: Float32Array[][] = [];
           let best = Infinity;
