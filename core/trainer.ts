@@ -93,7 +93,7 @@ export interface History {
   epochs: Logs[];
   /** Optimizer steps taken when training ended. */
   step: number;
-  /** The epoch whose weights the model ended with, when a callback restored an earlier one ({@link TrainingState.restoredEpoch}). */
+  /** The epoch whose weights a callback put back at the end (the best, possibly the last), else null ({@link TrainingState.restoredEpoch}). */
   restoredEpoch: number | null;
 }
 

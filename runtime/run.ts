@@ -286,8 +286,8 @@ export interface RunResult {
   backend: string;
   history: Logs[];
   /**
-   * The 1-based epoch whose weights the run ended with, where a callback restored an earlier one (early stopping's
-   * `restoreBest`; tag `loom.restored_epoch`), else null. {@link finalEpochLogs} gives that epoch's logs.
+   * The 1-based epoch whose weights a callback put back when training ended (early stopping's `restoreBest`: the
+   * best epoch, possibly the last; tag `loom.restored_epoch`), else null. {@link finalEpochLogs} gives its logs.
    */
   restoredEpoch: number | null;
   test: Logs | null;
