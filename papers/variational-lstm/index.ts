@@ -74,7 +74,7 @@ const paper: Paper = {
   presets,
   presetNotes: {
     smoke: 'a 2×32 LSTM on the first 20,000 tokens, 1 epoch per variant: the CI check that all variants train (about a minute)',
-    cpu: "a 2×200 LSTM with the paper's medium dropout rates (0.5 on inputs and outputs, 0.2 recurrent and on word embeddings) on the full Brown split, up to 39 epochs per variant (SGD lr 35 on the per-token mean loss, i.e. Zaremba et al.'s lr 1 on the loss summed over 35 steps, ÷1.2 per epoch after epoch 6), early stopping on validation perplexity (patience 3, best epoch restored): ~4-6 minutes per epoch per variant on 1 thread here (0.19 s per step with the fused cell kernels, 1,143 steps, plus validation), 6-8 hours for all three; smaller than the paper",
+    cpu: "a 2×200 LSTM with the paper's medium dropout rates (0.5 on inputs and outputs, 0.2 recurrent and on word embeddings) on the full Brown split, up to 39 epochs per variant (SGD lr 35 on the per-token mean loss, i.e. Zaremba et al.'s lr 1 on the loss summed over 35 steps, ÷1.2 per epoch after epoch 6), early stopping on validation perplexity (patience 3, best epoch restored): ~3.5-4 minutes per epoch per variant on 1 thread here (0.19 s per step with the fused cell kernels, 1,143 steps, plus validation); none overfits and stops after ~7 epochs, the dropout variants train up to 39: ~5-6 hours of one core for all three; smaller than the paper",
     medium: "the paper's medium setting (2×650, 39 epochs, dropout 0.5): for a GPU or a very long CPU run",
   },
   references: [
