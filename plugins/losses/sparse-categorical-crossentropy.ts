@@ -61,7 +61,7 @@ function fusedCrossEntropy(logits: tf.Tensor2D | tf.Tensor, labels: tf.Tensor, w
  * L = (1 − ε)·CE + ε·mean_k(−log p_k). `ignoreIndex` drops rows whose label equals it (padding in sequences)
  * from both the sum and the count. For a sequence model every token is a row, so the loss is the per-token mean:
  * a recipe written for the loss summed over T time steps (Zaremba et al. 2014's LSTM code, lr 1 and clipping at 5)
- * takes lr × T and clipNorm / T here for the same SGD step (papers/variational-lstm: T = 35).
+ * takes lr × T, clipNorm / T and weightDecay / T here for the same SGD step (papers/variational-lstm: T = 35).
  */
 export default definePlugin({
   kind: 'loss',
