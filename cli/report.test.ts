@@ -2,13 +2,14 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JsonObject, PluginRegistry } from '../core';
 import { experimentPaper, type PaperClaim } from '../runtime';
 import type { StoredRun } from '../core/mlflow-store';
 import { testRegistry } from '../test/harness';
 import toyBlobs, { toyConfig } from '../test/toy-data';
-import { buildReport, checkClaims, commitsOf, finalValue, machinesOf, wallTimeOf } from './report';
+import { buildReport, checkClaims, commitsOf, finalValue, machinesOf, recipeDifferences, wallTimeOf } from './report';
 import { readRecords, readStore, recordOf, recordPath, writeRecord } from './records';
 
 let registry: PluginRegistry;
@@ -333,7 +334,7 @@ describe('loom report', () => {
     expect(checkClaims([presets], [run({ preset: 'small' }, acc, 0.9)]).map((c) => [c.measured, c.verdict])).toEqual([
       ['small 90.00 % (1 seed; not measured: big)', 'not all measured'],
     ]);
-    // In the report: a Claims table at the top of the paper's section.
+    // In the report: a Claims table at the top of the paper's section (these records hold no configs: said so).
     const repo = path.join(dir, 'repo');
     for (const r of runs.filter((r) => r.tags.preset === 'p')) writeRecord(path.join(repo, 'papers', 'toy-paper', 'results', `${r.runId}.json`), recordOf(r));
     const toy = {
@@ -345,7 +346,153 @@ describe('loom report', () => {
       'utf8',
     );
     expect(md).toMatch(
-      /## A toy paper\n\n### Claims\n\n\| claim \|.*\n\| --- .*\n\| a < b < c in test perplexity \| p \| a 100\.0 < b 110\.0 < c 120\.0 \(2 seeds each\) \| \*\*reproduced\*\* \| Doe 2020 \|\n/,
+      /## A toy paper\n\n### Claims\n\n\| claim \|.*\n\| --- .*\n\| a < b < c in test perplexity \| p \| a 100\.0 < b 110\.0 < c 120\.0 \(2 seeds each\) \| \*\*reproduced\*\*: config not recorded, recipe not checked: a seed 0, a seed 1, b seed 0, b seed 1, c seed 0, c seed 1 \| Doe 2020 \|\n/,
     );
+  });
+  it("ranks a claim's runs only when they share the recipe but for what the claim varies", async () => {
+    const base = {
+      experiment: 'x',
+      seed: 0,
+      model: { layers: [{ type: 'lstm', units: 8 }] },
+      optimizer: { type: 'sgd', lr: 35 },
+      callbacks: ['progress', { type: 'early-stopping', patience: 3 }],
+      trackers: ['mlflow-file'],
+      trainer: { epochs: 39, clipNorm: 0.5, logEvery: 50, checkpoint: { everySteps: 500 } },
+    };
+    const withPath = (c: unknown, p: string[], v: unknown): unknown => {
+      if (p.length === 0) return v;
+      const o = structuredClone(c) as Record<string, unknown>;
+      o[p[0]!] = withPath(o[p[0]!] ?? {}, p.slice(1), v);
+      return o;
+    };
+    // Any change of a recipe field is named, once, with the labels of each value; a change under `varies`, or of a
+    // field that does not change the numbers, is not.
+    const recipeField = fc.constantFrom<string[]>(
+      ['optimizer', 'lr'],
+      ['optimizer', 'type'],
+      ['trainer', 'epochs'],
+      ['trainer', 'clipNorm'],
+      ['data', 'batchSize'],
+    );
+    const at = (c: unknown, p: string[]) => p.reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], c);
+    fc.assert(
+      fc.property(recipeField, fc.oneof(fc.integer(), fc.string(), fc.boolean()), (p, v) => {
+        fc.pre(JSON.stringify(v) !== JSON.stringify(at(base, p)));
+        const was = at(base, p) === undefined ? 'absent' : JSON.stringify(at(base, p));
+        const changed = withPath(base, p, v);
+        expect(
+          recipeDifferences(
+            [
+              { label: 'a', config: base },
+              { label: 'b', config: changed },
+              { label: 'c', config: base },
+            ],
+            [],
+          ),
+        ).toEqual([`${p.join('.')}: ${was} (a, c), ${JSON.stringify(v)} (b)`]);
+        expect(
+          recipeDifferences(
+            [
+              { label: 'a', config: withPath(base, ['model', ...p], v) },
+              { label: 'b', config: base },
+            ],
+            ['model'],
+          ),
+        ).toEqual([]);
+      }),
+    );
+    const benign = [
+      withPath(base, ['seed'], 1),
+      withPath(base, ['experiment'], 'y'),
+      withPath(base, ['trackers'], []),
+      withPath(base, ['trainer', 'logEvery'], 10),
+      withPath(base, ['trainer', 'checkpoint', 'everySteps'], 100),
+      { ...base, callbacks: [{ type: 'early-stopping', patience: 3 }] }, // no progress display
+    ];
+    for (const c of benign)
+      expect(
+        recipeDifferences(
+          [
+            { label: 'a', config: base },
+            { label: 'b', config: c },
+          ],
+          [],
+        ),
+      ).toEqual([]);
+    // A callback one run had and the other did not (early stopping) is a difference.
+    expect(
+      recipeDifferences(
+        [
+          { label: 'a', config: base },
+          { label: 'b', config: { ...base, callbacks: ['progress'] } },
+        ],
+        [],
+      ),
+    ).toEqual(['callbacks.0.patience: 3 (a), absent (b)', 'callbacks.0.type: "early-stopping" (a), absent (b)']);
+
+    // In checkClaims: the lr of one variant differs (the variational LSTM's runs before and after its lr fix).
+    let id = 0;
+    const run = (variant: string, value: number, seed = '0'): StoredRun => ({
+      runId: `r${++id}`,
+      runName: `r${id}`,
+      status: 'FINISHED',
+      start: id,
+      end: id + 1,
+      tags: { paper: 'toy-paper', seed, 'git.commit': 'abc', preset: 'p', variant },
+      metrics: { test_perplexity: [[10, value]] },
+    });
+    const claim: PaperClaim = {
+      statement: 'a < b',
+      source: 'Doe 2020',
+      metric: 'test_perplexity',
+      better: 'lower',
+      order: ['a', 'b'].map((v) => ({ label: v, variant: v })),
+      varies: ['model'],
+    };
+    const runs = [run('a', 100), run('b', 120)].reverse();
+    const configs = new Map<string, unknown>([
+      ['r1', withPath(base, ['model', 'layers'], [{ type: 'lstm', units: 8, dropout: 0.5 }])],
+      ['r2', withPath(base, ['optimizer', 'lr'], 1)],
+    ]);
+    const configOf = (r: StoredRun) => configs.get(r.runId) ?? null;
+    expect(checkClaims([claim], runs, configOf)).toEqual([
+      {
+        statement: 'a < b',
+        source: 'Doe 2020',
+        where: 'p',
+        measured: 'a 100.0 < b 120.0 (1 seed each)',
+        verdict: 'recipes differ',
+        recipe: ['optimizer.lr: 35 (a), 1 (b)'],
+      },
+    ]);
+    // The same lr: the model differs only, as the claim allows: ranked.
+    configs.set('r2', base);
+    expect(checkClaims([claim], runs, configOf).map((c) => [c.verdict, c.recipe])).toEqual([['reproduced', undefined]]);
+    // A run without its config is ranked but said to be unchecked; without configOf nothing is checked.
+    configs.delete('r2');
+    expect(checkClaims([claim], runs, configOf).map((c) => [c.verdict, c.recipe])).toEqual([
+      ['reproduced', ['config not recorded, recipe not checked: b seed 0']],
+    ]);
+    expect(checkClaims([claim], runs).map((c) => [c.verdict, c.recipe])).toEqual([['reproduced', undefined]]);
+    // Seeds of one variant run with two recipes are caught too.
+    configs.set('r2', base);
+    const more = [...runs.slice().reverse(), run('b', 118, '1')].reverse();
+    configs.set('r3', withPath(base, ['trainer', 'clipNorm'], 5));
+    expect(checkClaims([claim], more, configOf)[0]!.recipe).toEqual(['trainer.clipNorm: 0.5 (a, b), 5 (b)']);
+
+    // In the report, from committed records: the verdict cell names the fields.
+    const repo = path.join(dir, 'repo');
+    configs.set('r2', withPath(base, ['optimizer', 'lr'], 1));
+    for (const r of runs)
+      writeRecord(path.join(repo, 'papers', 'toy-paper', 'results', `${r.runId}.json`), { ...recordOf(r), config: configs.get(r.runId) ?? null });
+    const toy = {
+      ...experimentPaper({ name: 'toy-paper', title: 'A toy paper', presets: {}, presetNotes: {}, references: [], scale: () => '' }),
+      claims: [claim],
+    };
+    const md = fs.readFileSync(
+      (await buildReport({ store: path.join(dir, 'none'), out: path.join(dir, 'report'), papers: { 'toy-paper': toy }, records: repo })).markdown,
+      'utf8',
+    );
+    expect(md).toContain('| a < b | p | a 100.0 < b 120.0 (1 seed each) | **recipes differ**: optimizer.lr: 35 (a), 1 (b) | Doe 2020 |');
   });
 });

@@ -157,17 +157,29 @@ export interface ReportOptions {
   records?: string;
 }
 
-/** Store runs and records' runs, each run once. */
-function allRuns(opts: ReportOptions): StoredRun[] {
+/**
+ * Store runs and records' runs, each run once; and each run's config (a store run's `artifacts/config.json`, a
+ * record's `config`; null where not recorded).
+ */
+function allRuns(opts: ReportOptions): { runs: StoredRun[]; configOf: (r: StoredRun) => unknown } {
   const byId = new Map<string, StoredRun>();
+  const recordConfigs = new Map<string, unknown>();
   for (const r of readStore(opts.store)) if (r.tags.paper || r.tags['loom.config']) byId.set(r.runId, r);
   // A record of a run still in the store adds nothing; of two records of one run (one kept from before the run
   // was resumed to train further), the later one counts.
   for (const rec of opts.records ? readRecords(opts.records) : []) {
     const have = byId.get(rec.run.runId);
-    if (!have || (!have.dir && (rec.run.end ?? 0) > (have.end ?? 0))) byId.set(rec.run.runId, rec.run);
+    if (!have || (!have.dir && (rec.run.end ?? 0) > (have.end ?? 0))) {
+      byId.set(rec.run.runId, rec.run);
+      recordConfigs.set(rec.run.runId, rec.config);
+    }
   }
-  return [...byId.values()].sort((a, b) => b.start - a.start);
+  const configOf = (r: StoredRun): unknown => {
+    if (!r.dir) return recordConfigs.get(r.runId) ?? null;
+    const file = path.join(r.dir, 'artifacts', 'config.json');
+    return fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : null;
+  };
+  return { runs: [...byId.values()].sort((a, b) => b.start - a.start), configOf };
 }
 
 /** Newest first; a rerun (same seed, same commit, same status) of a run already kept is left out. */
@@ -239,16 +251,64 @@ export interface ClaimCheck {
   where: string;
   /** What was measured, best first: "none 106.85 < naive 124.15 < variational 143.22 (1 seed each)". */
   measured: string;
-  verdict: 'reproduced' | 'not reproduced' | 'not all measured';
+  verdict: 'reproduced' | 'not reproduced' | 'not all measured' | 'recipes differ';
+  /**
+   * Where the compared runs' configs differ outside the claim's `varies` (verdict "recipes differ"), one line per
+   * field: "optimizer.lr: 35 (none), 1 (naive, variational)"; and the runs whose config was not recorded.
+   */
+  recipe?: string[];
+}
+
+/** Config fields that do not change a run's numbers, left out of the recipe a claim's runs must share. */
+const NOT_RECIPE = ['seed', 'experiment', 'trackers', 'trainer.logEvery', 'trainer.checkpoint'];
+
+/** A config as dotted paths to JSON-encoded leaves, without the progress display's callback. */
+function recipeLeaves(config: unknown): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (v: unknown, at: string) => {
+    // An empty array or object adds no leaf: against a filled one, the filled one's leaves read "absent" here.
+    if (v !== null && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, at ? `${at}.${k}` : k);
+    else out.set(at, JSON.stringify(v));
+  };
+  const c = { ...(config as Record<string, unknown>) };
+  const isProgress = (cb: unknown) => cb === 'progress' || (cb as { type?: unknown } | null)?.type === 'progress';
+  if (Array.isArray(c.callbacks)) c.callbacks = c.callbacks.filter((cb) => !isProgress(cb));
+  walk(c, '');
+  return out;
+}
+
+/**
+ * The fields in which the configs of runs compared by a claim differ, outside `varies` and {@link NOT_RECIPE}: one
+ * line per field, its values with the labels of the runs that had each. A field some configs lack reads "absent"
+ * there: a callback or an optional setting one run had and another did not is a difference (so is a field the
+ * config schema gained after a run: the report cannot tell which default that run had).
+ */
+export function recipeDifferences(runs: readonly { label: string; config: unknown }[], varies: readonly string[]): string[] {
+  const skip = [...NOT_RECIPE, ...varies];
+  const covered = (p: string) => skip.some((s) => p === s || p.startsWith(`${s}.`));
+  const leaves = runs.map((r) => ({ label: r.label, leaves: recipeLeaves(r.config) }));
+  const paths = [...new Set(leaves.flatMap((l) => [...l.leaves.keys()]))].filter((p) => !covered(p)).sort();
+  const out: string[] = [];
+  for (const p of paths) {
+    const byValue = new Map<string, Set<string>>();
+    for (const l of leaves) {
+      const v = l.leaves.get(p) ?? 'absent';
+      byValue.set(v, (byValue.get(v) ?? new Set()).add(l.label));
+    }
+    if (byValue.size > 1) out.push(`${p}: ${[...byValue].map(([v, labels]) => `${v} (${[...labels].join(', ')})`).join(', ')}`);
+  }
+  return out;
 }
 
 /**
  * Checks a paper's claims against its finished runs: per claim, in every preset that has run at least two of the
  * claimed variants (or once, across the claimed presets, when any of them has run), the mean over seeds of each
- * claimed run (a seed's newest run only: runs come newest first), ranked best first. "reproduced" when every claimed run was measured and the measured order is the
- * claimed one; a tie between neighbours is not the claimed order.
+ * claimed run (a seed's newest run only: runs come newest first), ranked best first. "reproduced" when every claimed
+ * run was measured and the measured order is the claimed one; a tie between neighbours is not the claimed order.
+ * Given `configOf` (a run's config, null where not recorded), the runs ranked must also share their recipe but for
+ * the claim's `varies`: where they do not, the verdict is "recipes differ" and `recipe` names the fields.
  */
-export function checkClaims(claims: readonly PaperClaim[], runs: readonly StoredRun[]): ClaimCheck[] {
+export function checkClaims(claims: readonly PaperClaim[], runs: readonly StoredRun[], configOf?: (r: StoredRun) => unknown): ClaimCheck[] {
   const finished = runs.filter((r) => r.status === 'FINISHED');
   const out: ClaimCheck[] = [];
   for (const claim of claims) {
@@ -262,18 +322,26 @@ export function checkClaims(claims: readonly PaperClaim[], runs: readonly Stored
             (scope === null || r.tags.preset === scope) &&
             (o.variant === undefined || r.tags.variant === o.variant),
         );
-        const vals = [...new Map(mine.map((r) => [r.tags.seed, r] as const).reverse()).values()]
-          .map((r) => finalValue(r, claim.metric))
-          .filter((v): v is number => v !== undefined && Number.isFinite(v));
-        return { label: o.label, n: vals.length, mean: vals.length ? meanStd(vals).mean : undefined };
+        const chosen = [...new Map(mine.map((r) => [r.tags.seed, r] as const).reverse()).values()].filter((r) => {
+          const v = finalValue(r, claim.metric);
+          return v !== undefined && Number.isFinite(v);
+        });
+        const vals = chosen.map((r) => finalValue(r, claim.metric)!);
+        return { label: o.label, runs: chosen, n: vals.length, mean: vals.length ? meanStd(vals).mean : undefined };
       });
-      const have = measured.filter((m): m is { label: string; n: number; mean: number } => m.mean !== undefined);
+      const have = measured.filter((m): m is typeof m & { mean: number } => m.mean !== undefined);
       if (have.length < (scope === null ? 1 : 2)) continue; // across presets, a claim half measured is shown as such
       const sign = claim.better === 'lower' ? 1 : -1;
       const ranked = [...have].sort((a, b) => sign * (a.mean - b.mean));
       const strict = ranked.every((m, i) => i === 0 || sign * (m.mean - ranked[i - 1]!.mean) > 0);
       const seeds = [...new Set(have.map((m) => m.n))];
       const missing = measured.filter((m) => m.mean === undefined).map((m) => m.label);
+      // The runs ranked must share their recipe but for what the claim varies (when their configs can be read).
+      const compared = measured.flatMap((m) => m.runs.map((r) => ({ label: m.label, seed: r.tags.seed ?? '?', config: configOf?.(r) })));
+      const recorded = compared.filter((c) => c.config !== null && c.config !== undefined && typeof c.config === 'object');
+      const unrecorded = compared.filter((c) => !recorded.includes(c)).map((c) => `${c.label} seed ${c.seed}`);
+      const differ = configOf ? recipeDifferences(recorded, claim.varies ?? []) : [];
+      const recipe = [...differ, ...(configOf && unrecorded.length ? [`config not recorded, recipe not checked: ${unrecorded.join(', ')}`] : [])];
       out.push({
         statement: claim.statement,
         source: claim.source,
@@ -283,7 +351,14 @@ export function checkClaims(claims: readonly PaperClaim[], runs: readonly Stored
             ? `${seeds[0]} seed${seeds[0] === 1 ? '' : 's'}${have.length > 1 ? ' each' : ''}`
             : have.map((m) => `${m.label}: ${m.n} seeds`).join(', ')
         }${missing.length ? `; not measured: ${missing.join(', ')}` : ''})`,
-        verdict: missing.length ? 'not all measured' : strict && ranked.every((m, i) => m.label === have[i]!.label) ? 'reproduced' : 'not reproduced',
+        verdict: differ.length
+          ? 'recipes differ'
+          : missing.length
+            ? 'not all measured'
+            : strict && ranked.every((m, i) => m.label === have[i]!.label)
+              ? 'reproduced'
+              : 'not reproduced',
+        ...(recipe.length ? { recipe } : {}),
       });
     }
   }
@@ -306,7 +381,7 @@ function machineChanges(r: StoredRun): { first: string; later: string[] } {
 
 /** Builds the report; returns the paths written. */
 export async function buildReport(opts: ReportOptions): Promise<{ markdown: string; html: string; runs: number }> {
-  const runs = allRuns(opts);
+  const { runs, configOf } = allRuns(opts);
   fs.mkdirSync(opts.out, { recursive: true });
   const from = `the MLflow store \`${opts.store}\`${opts.records ? ' and the committed run records (papers/*/results/)' : ''}`;
   const md: string[] = ['# Reproduction report', '', `Generated ${new Date().toISOString()} from ${from} by \`loom report\`.`, ''];
@@ -323,9 +398,15 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
     const paper = opts.papers[name];
     md.push(`## ${paper?.title ?? name}`, '');
     html.push(`<h2>${esc(paper?.title ?? name)}</h2>`);
-    const checks = checkClaims(paper?.claims ?? [], paperRuns);
+    const checks = checkClaims(paper?.claims ?? [], paperRuns, configOf);
     if (checks.length) {
-      const rows = checks.map((c) => [c.statement, c.where, c.measured, `**${c.verdict}**`, c.source]);
+      const rows = checks.map((c) => [
+        c.statement,
+        c.where,
+        c.measured,
+        `**${c.verdict}**${c.recipe ? `: ${c.recipe.join('; ').replace(/\|/g, '\\|')}` : ''}`,
+        c.source,
+      ]);
       md.push('### Claims', '', '| claim | preset(s) | measured, best first (mean over seeds) | verdict | source |', '| --- | --- | --- | --- | --- |');
       md.push(...rows.map((row) => `| ${row.join(' | ')} |`), '');
       html.push(

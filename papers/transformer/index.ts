@@ -241,6 +241,8 @@ const paper: TransformerPaper = {
         { label: 'distill', preset: 'distill' },
         { label: 'student', preset: 'student' },
       ],
+      // The same student, data, optimizer and schedule; only the loss adds the teacher's distribution.
+      varies: ['loss'],
     },
   ],
   plugins: [g2pValidation],

@@ -111,6 +111,8 @@ const paper: Paper = {
         { label: 'naive', variant: 'naive' },
         { label: 'none', variant: 'none' },
       ],
+      // The variants differ in their dropout layers and rates only; the rest of the recipe must be the same.
+      varies: ['model'],
     },
   ],
   async run(opts): Promise<PaperResult> {
