@@ -9,7 +9,8 @@ import { experimentPaper, type PaperClaim } from '../runtime';
 import type { StoredRun } from '../core/mlflow-store';
 import { testRegistry } from '../test/harness';
 import toyBlobs, { toyConfig } from '../test/toy-data';
-import { buildReport, checkClaims, commitsOf, finalValue, machinesOf, recipeDifferences, wallTimeOf } from './report';
+import { Monitor } from '../plugins/callbacks/monitor';
+import { buildReport, checkClaims, commitsOf, finalValue, machinesOf, recipeDifferences, restoredEpochOf, wallTimeOf } from './report';
 import { readRecords, readStore, recordOf, recordPath, writeRecord } from './records';
 
 let registry: PluginRegistry;
@@ -131,6 +132,41 @@ describe('loom report', () => {
     };
     expect([finalValue(restored, 'val_loss'), finalValue(restored, 'test_loss'), finalValue(restored, 'loss')]).toEqual([0.5, 0.55, 0.2]);
     expect(finalValue({ ...restored, tags: run1.tags }, 'val_loss')).toBe(0.7);
+    // A run from before the tag: its config's early stopping (restoreBest) is replayed on the logged metric.
+    const untagged = { ...restored, tags: run1.tags };
+    const es = (o: Record<string, unknown>) => ({ callbacks: ['progress', { type: 'early-stopping', monitor: 'val_loss', ...o }] });
+    expect(finalValue(untagged, 'val_loss', es({ restoreBest: true }))).toBe(0.5);
+    expect(restoredEpochOf(untagged, es({ restoreBest: true }))).toEqual({ epoch: 2, inferred: true });
+    expect(restoredEpochOf(restored, es({ restoreBest: true }))).toEqual({ epoch: 2, inferred: false });
+    expect(restoredEpochOf(untagged, es({ restoreBest: false }))).toBeUndefined();
+    expect(restoredEpochOf(untagged, es({ restoreBest: true, monitor: 'val_accuracy' }))).toBeUndefined();
+    expect(finalValue(untagged, 'val_loss', es({ restoreBest: true, minDelta: 0.5 }))).toBe(0.9); // 0.5 is no improvement on 0.9 by > 0.5
+    // The replay is early stopping's own rule (its Monitor), for any values, mode and minDelta, also where a resumed
+    // run logged an epoch twice (the later value counts, as the callback saw it).
+    fc.assert(
+      fc.property(
+        fc.array(fc.double({ min: -10, max: 10, noNaN: true }), { minLength: 1, maxLength: 30 }),
+        fc.constantFrom<'min' | 'max'>('min', 'max'),
+        fc.constantFrom(0, 0.01, 0.5),
+        fc.nat({ max: 29 }),
+        (vals, mode, minDelta, again) => {
+          const epochs: [number, number][] = vals.map((_, i) => [(i + 1) * 10, i + 1]);
+          const series: [number, number][] = vals.map((v, i) => [(i + 1) * 10, v]);
+          if (again < vals.length) {
+            // A resume re-logged this epoch's step with its value: both points are in the store.
+            epochs.push([(again + 1) * 10, again + 1]);
+            series.push([(again + 1) * 10, vals[again]!]);
+          }
+          const monitor = new Monitor('early-stopping', 'val_loss', mode, minDelta);
+          let best: number | undefined;
+          vals.forEach((v, i) => {
+            if (monitor.update(v)) best = i + 1;
+          });
+          const run = { ...run1, metrics: { epoch: epochs, val_loss: series } };
+          expect(restoredEpochOf(run, es({ restoreBest: true, mode, minDelta }))?.epoch).toBe(best);
+        },
+      ),
+    );
     // The machine: the first process's, then each resume's where it differs.
     const m = { 'cpu.model': 'EPYC', 'cpu.id': 'zen4', backend: 'native-cpu', 'backend.simd': 'avx2', 'backend.threads': '1' };
     const moved = { ...run1, tags: { ...run1.tags, ...m } };

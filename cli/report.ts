@@ -15,14 +15,48 @@ import { readStore, type StoredRun } from '../core/mlflow-store';
 import { lastStep, readRecords, resumedSteps } from './records';
 
 /**
- * A run's final value of a metric: the last one logged, except that a validation metric (`val_*`) of a run that
- * ended with an earlier epoch's weights (tag `loom.restored_epoch`: early stopping's `restoreBest`) is that epoch's,
- * the one that describes the model tested.
+ * The epoch whose weights a run ended with where early stopping's `restoreBest` put them back: the tag
+ * `loom.restored_epoch`; for a run from before that tag (2026-12-02) whose config has early stopping with
+ * `restoreBest`, the epoch the callback kept, found by replaying its rule over the logged monitored metric (an epoch
+ * is the best when it beats the best before it by more than `minDelta`, lower in `min` mode, higher in `max`), marked
+ * `inferred`. Undefined when neither says.
  */
-export function finalValue(r: StoredRun, key: string): number | undefined {
+export function restoredEpochOf(r: StoredRun, config?: unknown): { epoch: number; inferred: boolean } | undefined {
+  const tagged = Number(r.tags['loom.restored_epoch']);
+  if (r.tags['loom.restored_epoch'] !== undefined && Number.isInteger(tagged) && tagged > 0) return { epoch: tagged, inferred: false };
+  const callbacks = (config as { callbacks?: unknown } | null | undefined)?.callbacks;
+  const es = (Array.isArray(callbacks) ? callbacks : []).find(
+    (c): c is { monitor?: string; mode?: string; minDelta?: number; restoreBest?: boolean } =>
+      (c as { type?: unknown } | null)?.type === 'early-stopping' && (c as { restoreBest?: unknown }).restoreBest === true,
+  );
+  if (!es) return undefined;
+  const series = r.metrics[es.monitor ?? 'val_loss'];
+  if (!series) return undefined;
+  const max = es.mode === 'max';
+  const delta = es.minDelta ?? 0;
+  // Each epoch's value: the one logged at the step that ended it (a resumed run may have logged an epoch twice).
+  const byEpoch = new Map<number, number>();
+  for (const [step, epoch] of r.metrics.epoch ?? []) {
+    const at = series.findLast(([s]) => s === step);
+    if (at) byEpoch.set(epoch, at[1]);
+  }
+  let best = max ? -Infinity : Infinity;
+  let bestEpoch: number | undefined;
+  for (const [epoch, v] of [...byEpoch].sort((a, b) => a[0] - b[0])) {
+    if (max ? v > best + delta : v < best - delta) [best, bestEpoch] = [v, epoch];
+  }
+  return bestEpoch === undefined ? undefined : { epoch: bestEpoch, inferred: true };
+}
+
+/**
+ * A run's final value of a metric: the last one logged, except that a validation metric (`val_*`) of a run that
+ * ended with an earlier epoch's weights ({@link restoredEpochOf}: early stopping's `restoreBest`; `config` lets it
+ * find that epoch for runs from before it was tagged) is that epoch's, the one that describes the model tested.
+ */
+export function finalValue(r: StoredRun, key: string, config?: unknown): number | undefined {
   const series = r.metrics[key];
-  const restored = Number(r.tags['loom.restored_epoch']);
-  if (series && key.startsWith('val_') && Number.isInteger(restored) && restored > 0) {
+  const restored = key.startsWith('val_') ? restoredEpochOf(r, config)?.epoch : undefined;
+  if (series && restored !== undefined) {
     const step = r.metrics.epoch?.findLast(([, e]) => e === restored)?.[0];
     const at = step === undefined ? undefined : series.findLast(([s]) => s === step);
     if (at) return at[1];
@@ -71,12 +105,28 @@ async function curves(title: string, runs: StoredRun[]): Promise<string | null> 
 }
 
 /** "mean ± std (n seeds: v1, v2, ...)" in the metric's own format; a single run shows its value. */
-function aggregate(runs: StoredRun[], metric: string): string {
-  const vals = runs.map((r) => ({ seed: r.tags.seed ?? '?', v: finalValue(r, metric) })).filter((x): x is { seed: string; v: number } => x.v !== undefined);
+function aggregate(runs: StoredRun[], metric: string, configOf?: (r: StoredRun) => unknown): string {
+  const vals = runs
+    .map((r) => ({ seed: r.tags.seed ?? '?', v: finalValue(r, metric, configOf?.(r)) }))
+    .filter((x): x is { seed: string; v: number } => x.v !== undefined);
   if (vals.length === 0) return 'n/a';
   if (vals.length === 1) return fmt(vals[0]!.v, metric);
   const { mean, std } = meanStd(vals.map((x) => x.v));
   return `${fmt(mean, metric)} ± ${fmt(std, metric)} (${vals.length} seeds: ${vals.map((x) => `${x.seed}: ${fmt(x.v, metric)}`).join(', ')})`;
+}
+
+/**
+ * "epoch 4 of 7 (early stopping's restoreBest)" for a run that ended with an earlier epoch's weights, saying when
+ * the epoch was inferred ({@link restoredEpochOf}); with `seeded`, prefixed by the run's seed. Null when none was.
+ */
+function restoredText(r: StoredRun, config: unknown, seeded: boolean): string | null {
+  const restored = restoredEpochOf(r, config);
+  if (!restored) return null;
+  const epochs = r.metrics.epoch?.reduce((m, [, e]) => Math.max(m, e), 0);
+  const how = restored.inferred
+    ? "early stopping's restoreBest; inferred from the logged metric it monitored: the run predates the tag loom.restored_epoch"
+    : "early stopping's restoreBest";
+  return `${seeded ? `seed ${r.tags.seed ?? '?'}: ` : ''}epoch ${restored.epoch}${epochs ? ` of ${epochs}` : ''} (${how})`;
 }
 
 /** One point of a few-shot learning curve: a variant's test score at one subset size, over seeds. */
@@ -174,10 +224,12 @@ function allRuns(opts: ReportOptions): { runs: StoredRun[]; configOf: (r: Stored
       recordConfigs.set(rec.run.runId, rec.config);
     }
   }
+  const read = new Map<string, unknown>();
   const configOf = (r: StoredRun): unknown => {
     if (!r.dir) return recordConfigs.get(r.runId) ?? null;
     const file = path.join(r.dir, 'artifacts', 'config.json');
-    return fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : null;
+    if (!read.has(file)) read.set(file, fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : null);
+    return read.get(file);
   };
   return { runs: [...byId.values()].sort((a, b) => b.start - a.start), configOf };
 }
@@ -323,10 +375,10 @@ export function checkClaims(claims: readonly PaperClaim[], runs: readonly Stored
             (o.variant === undefined || r.tags.variant === o.variant),
         );
         const chosen = [...new Map(mine.map((r) => [r.tags.seed, r] as const).reverse()).values()].filter((r) => {
-          const v = finalValue(r, claim.metric);
+          const v = finalValue(r, claim.metric, configOf?.(r));
           return v !== undefined && Number.isFinite(v);
         });
-        const vals = chosen.map((r) => finalValue(r, claim.metric)!);
+        const vals = chosen.map((r) => finalValue(r, claim.metric, configOf?.(r))!);
         return { label: o.label, runs: chosen, n: vals.length, mean: vals.length ? meanStd(vals).mean : undefined };
       });
       const have = measured.filter((m): m is typeof m & { mean: number } => m.mean !== undefined);
@@ -443,6 +495,18 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
         // Where a resume ran on another machine or thread count (the bits then differ from an uninterrupted run's).
         ...(group.some((r) => machineChanges(r).later.length > 0) ? [['machines', uniq(group.map(machinesOf))]] : []),
         ['versions', uniq(group.map((r) => `node ${r.tags['node.version'] ?? '?'}, tfjs ${r.tags['tfjs.version'] ?? '?'}`))],
+        // The epoch whose weights were tested, where early stopping put an earlier one's back (val_* are that epoch's).
+        ...(group.some((r) => restoredEpochOf(r, configOf(r)))
+          ? [
+              [
+                'restored epoch',
+                group
+                  .map((r) => restoredText(r, configOf(r), group.length > 1))
+                  .filter((t) => t !== null)
+                  .join(', '),
+              ],
+            ]
+          : []),
         ['commit', uniq(group.map(commitsOf))],
         ['wall time', walls.length === 0 ? 'n/a' : walls.join(', ')],
         ['MLflow run', group.map((r) => r.runId).join(', ')],
@@ -456,11 +520,11 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
           : []),
       ];
       const refs = (paper?.references ?? []).filter((ref) => !ref.variant || ref.variant === t0.variant);
-      const rows = refs.map((ref) => [ref.label, aggregate(group, ref.metric), fmt(ref.value, ref.metric), ref.source]);
+      const rows = refs.map((ref) => [ref.label, aggregate(group, ref.metric, configOf), fmt(ref.value, ref.metric), ref.source]);
       const measuredOnly = [...new Set(group.flatMap((r) => Object.keys(r.metrics)))]
         .filter((k) => k.startsWith('test_') && !refs.some((ref) => ref.metric === k))
         .sort();
-      for (const k of measuredOnly) rows.push([k, aggregate(group, k), '', '']);
+      for (const k of measuredOnly) rows.push([k, aggregate(group, k, configOf), '', '']);
       const title = `${name} ${key}`;
       const svg = await curves(title, group);
       const svgFile = `${name}-${key.replace(/[^A-Za-z0-9_-]+/g, '-')}-${group[0]!.runId.slice(0, 8)}.svg`;
