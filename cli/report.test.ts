@@ -324,6 +324,7 @@ describe('loom report', () => {
       metric: ppl,
       better: 'lower',
       order: ['a', 'b', 'c'].map((v) => ({ label: v, variant: v })),
+      varies: ['model'],
     };
     const runs = [
       // Preset p: two seeds each; the means are a 100, b 110, c 120: the claimed order.
@@ -362,6 +363,7 @@ describe('loom report', () => {
         { label: 'big', preset: 'big' },
         { label: 'small', preset: 'small' },
       ],
+      varies: ['model'],
     };
     const across = [run({ preset: 'small' }, acc, 0.9), run({ preset: 'big' }, acc, 0.8), run({ preset: 'other' }, acc, 0.99)].reverse();
     expect(checkClaims([presets], across)).toEqual([

@@ -392,7 +392,7 @@ export function checkClaims(claims: readonly PaperClaim[], runs: readonly Stored
       const compared = measured.flatMap((m) => m.runs.map((r) => ({ label: m.label, seed: r.tags.seed ?? '?', config: configOf?.(r) })));
       const recorded = compared.filter((c) => c.config !== null && c.config !== undefined && typeof c.config === 'object');
       const unrecorded = compared.filter((c) => !recorded.includes(c)).map((c) => `${c.label} seed ${c.seed}`);
-      const differ = configOf ? recipeDifferences(recorded, claim.varies ?? []) : [];
+      const differ = configOf ? recipeDifferences(recorded, claim.varies) : [];
       const recipe = [...differ, ...(configOf && unrecorded.length ? [`config not recorded, recipe not checked: ${unrecorded.join(', ')}`] : [])];
       out.push({
         statement: claim.statement,

@@ -41,13 +41,14 @@ export interface PaperClaim {
    */
   order: { label: string; variant?: string; preset?: string }[];
   /**
-   * The config fields the compared runs are meant to differ in (dotted paths; a path covers everything under it):
+   * The config fields the compared runs are meant to differ in (dotted paths; a path covers everything under it;
+   * required, since runs compared by a claim always differ somewhere):
    * `model` for variants that change the network, `loss` for a distilled student against the same student trained
    * alone. Every other field of their configs must be equal (but the seed, and what does not change the numbers:
    * the experiment's name, trackers, the progress display, logging and checkpoint cadence), or `loom report` names
    * the fields that differ instead of a verdict: runs of two recipes rank the recipes, not the claim.
    */
-  varies?: string[];
+  varies: string[];
 }
 
 export interface PaperRunOptions {
