@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { editDistance, scoreG2P } from '.';
+import { recipeDifferences } from '../../cli/report';
+import paper, { editDistance, scoreG2P } from '.';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(repo, 'cli/bin.mjs');
@@ -126,6 +127,16 @@ describe('transformer smoke preset', () => {
       expect(fs.readFileSync(path.join(params, 'loss.type'), 'utf8')).toBe('distillation');
       expect(fs.readFileSync(path.join(params, 'loss.teacher'), 'utf8')).toBe(path.join(runDir, 'artifacts', 'model'));
       expect(distilled.metrics.test_per_beam).toBeLessThan(0.8);
+      // The distillation claim's `varies` covers what a distilled run and its plain twin differ in: the loss only.
+      const configOf = (s: { mlflowExperimentId: string; mlflowRunId: string }) =>
+        JSON.parse(fs.readFileSync(path.join(cwd, 'mlruns', s.mlflowExperimentId, s.mlflowRunId, 'artifacts', 'config.json'), 'utf8'));
+      const pair = [
+        { label: 'distill', config: configOf(distilled) },
+        { label: 'plain', config: configOf(summary) },
+      ];
+      expect(recipeDifferences(pair, paper.claims![0]!.varies)).toEqual([]);
+      expect(recipeDifferences(pair, []).length).toBeGreaterThan(0);
+      expect(recipeDifferences(pair, []).every((d) => d.startsWith('loss.'))).toBe(true);
     } finally {
       fs.rmSync(cwd, { recursive: true, force: true });
     }

@@ -12,7 +12,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { clipGradients } from '../../core';
 import { testRegistry } from '../../test/harness';
-import { lmLayers } from '.';
+import { recipeDifferences } from '../../cli/report';
+import { readStore } from '../../core/mlflow-store';
+import paper, { lmLayers } from '.';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(repo, 'cli/bin.mjs');
@@ -91,6 +93,15 @@ describe('variational-lstm', () => {
       for (const v of ['none', 'naive', 'variational', 'variational-mc']) expect(metrics[`${v}/test_perplexity`], v).toBeLessThan(300);
       expect(out).toMatch(/measured test perplexity, best first: /);
       expect(out).toMatch(/SMALLER THAN THE PAPER/);
+      // The claim's `varies` covers what the variants differ in: the network (dropout layers and rates) only.
+      const runs = readStore(path.join(cwd, 'mlruns')).map((r) => ({
+        label: r.tags.variant!,
+        config: JSON.parse(fs.readFileSync(path.join(r.dir!, 'artifacts', 'config.json'), 'utf8')),
+      }));
+      expect(runs.map((r) => r.label).sort()).toEqual(['naive', 'none', 'variational']);
+      expect(recipeDifferences(runs, paper.claims![0]!.varies)).toEqual([]);
+      expect(recipeDifferences(runs, []).length).toBeGreaterThan(0);
+      expect(recipeDifferences(runs, []).every((d) => d.startsWith('model.'))).toBe(true);
     } finally {
       fs.rmSync(cwd, { recursive: true, force: true });
     }
