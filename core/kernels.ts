@@ -20,6 +20,13 @@ export const FUSED_KERNELS = {
    */
   adamMulti: 'LoomAdamMulti',
   /**
+   * One SGD step on one tensor, as plugins/optimizers/sgd.ts composes it from tfjs ops and with the same roundings:
+   * g' = g + λθ (nothing added where λ = 0); with momentum μ b' = μb + g' and θ' = θ − α·b' (Nesterov: θ − α·(g' + μb')),
+   * else θ' = θ − α·g'. Inputs `{ param, grad }`, and `momentum` (the buffer b) with momentum; attrs
+   * `{ lr, decay, momentum, nesterov }` (nesterov 1 or 0); outputs `[param']`, or `[param', momentum']`.
+   */
+  sgd: 'LoomSGD',
+  /**
    * A float32 tensor's range: input `{ x }` (any shape); output [2] = [min, max] over its values, NaN skipped
    * (+Infinity and −Infinity when there is none). No gradient. Dynamic int8 quantization reads each batch's range
    * with it (core/quantization.ts).

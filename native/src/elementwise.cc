@@ -230,6 +230,59 @@ LOOM_TWO_VERSIONS(adam_range,
 #pragma GCC pop_options
 #endif
 
+// One SGD step over [lo, hi), written as the composed tfjs ops of plugins/optimizers/sgd.ts compute it, one rounding
+// per operation (contraction off, as adam_range): g' = g + θ·λ (only where λ ≠ 0); with momentum b' = b·μ + g' and
+// the step b' (Nesterov: g' + b'·μ); θ' = θ − step·α. b and b2 are null without momentum.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+LOOM_TWO_VERSIONS(sgd_range,
+                  (const float* __restrict p, const float* __restrict g, const float* __restrict b, float* __restrict p2, float* __restrict b2,
+                   int64_t lo, int64_t hi, float lr, float decay, float mu, bool nesterov),
+                  {
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+                    // One loop per case, so that each vectorises without a branch per element.
+                    if (!b) {
+                      if (decay != 0.f)
+                        for (int64_t i = lo; i < hi; i++) p2[i] = p[i] - (g[i] + p[i] * decay) * lr;
+                      else
+                        for (int64_t i = lo; i < hi; i++) p2[i] = p[i] - g[i] * lr;
+                    } else if (!nesterov) {
+                      if (decay != 0.f)
+                        for (int64_t i = lo; i < hi; i++) {
+                          const float bi = b[i] * mu + (g[i] + p[i] * decay);
+                          b2[i] = bi;
+                          p2[i] = p[i] - bi * lr;
+                        }
+                      else
+                        for (int64_t i = lo; i < hi; i++) {
+                          const float bi = b[i] * mu + g[i];
+                          b2[i] = bi;
+                          p2[i] = p[i] - bi * lr;
+                        }
+                    } else {
+                      if (decay != 0.f)
+                        for (int64_t i = lo; i < hi; i++) {
+                          const float gi = g[i] + p[i] * decay;
+                          const float bi = b[i] * mu + gi;
+                          b2[i] = bi;
+                          p2[i] = p[i] - (gi + bi * mu) * lr;
+                        }
+                      else
+                        for (int64_t i = lo; i < hi; i++) {
+                          const float bi = b[i] * mu + g[i];
+                          b2[i] = bi;
+                          p2[i] = p[i] - (g[i] + bi * mu) * lr;
+                        }
+                    }
+                  })
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
 }  // namespace
 
 // Both LSTM kernels are compiled for the baseline (as unary's loops, whose exp_f, sigmoid_f and tanh_f they share): on
@@ -302,6 +355,11 @@ void adam(const float* p, const float* g, const float* m, const float* v, float*
           float b2, float eps, float c1, float c2) {
   const auto f = simd() ? adam_range_simd : adam_range_base;
   chunks(n, [&](int64_t lo, int64_t hi) { f(p, g, m, v, p2, m2, v2, lo, hi, lr, b1, b2, eps, c1, c2); });
+}
+
+void sgd(const float* p, const float* g, const float* b, float* p2, float* b2, int64_t n, float lr, float decay, float mu, bool nesterov) {
+  const auto f = simd() ? sgd_range_simd : sgd_range_base;
+  chunks(n, [&](int64_t lo, int64_t hi) { f(p, g, b, p2, b2, lo, hi, lr, decay, mu, nesterov); });
 }
 
 }  // namespace loom

@@ -20,6 +20,9 @@ void min_max(const float* x, int64_t n, float* out);
 // Kingma & Ba's Algorithm 1 for one tensor; writes the new parameter and moments.
 void adam(const float* p, const float* g, const float* m, const float* v, float* p2, float* m2, float* v2, int64_t n, float lr, float b1,
           float b2, float eps, float c1, float c2);
+// One SGD step for one tensor (plugins/optimizers/sgd.ts): weight decay λ added to the gradient where λ ≠ 0, then
+// (b and b2 non-null) momentum μ, Nesterov's form if asked; writes the new parameter (and momentum buffer).
+void sgd(const float* p, const float* g, const float* b, float* p2, float* b2, int64_t n, float lr, float decay, float mu, bool nesterov);
 
 // One step of an LSTM cell (gates in Keras's order i, f, g, o; plugins/layers/lstm.ts), with the float operations and
 // roundings of the composed tfjs ops the layer otherwise runs (Add, Sigmoid, Tanh, Multiply, Add, Tanh, Multiply):

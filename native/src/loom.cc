@@ -886,6 +886,25 @@ napi_value Adam(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// sgd(p, g, b | null, p2, b2 | null, lr, decay, momentum, nesterov): over every element of p; b and b2 both present
+// (momentum) or both null.
+napi_value Sgd(napi_env env, napi_callback_info info) {
+  Args a(env, info, "sgd", 9, 9);
+  const Buffer<float> p = a.f32(0, "p"), g = a.f32(1, "g"), b = a.f32_or_null(2, "b"), p2 = a.f32(3, "p2"), b2 = a.f32_or_null(4, "b2");
+  const double lr = a.real(5, "lr"), decay = a.real(6, "decay"), mu = a.real(7, "momentum");
+  const bool nesterov = a.flag(8, "nesterov");
+  a.need(1, "g", g, p.length, "p's length");
+  a.need(3, "p2", p2, p.length, "p's length");
+  a.check(b.present == b2.present, "b and b2 must both be Float32Arrays (momentum) or both null");
+  if (b.present) a.need(2, "b", b, p.length, "p's length");
+  if (b2.present) a.need(4, "b2", b2, p.length, "p's length");
+  if (a.failed()) return nullptr;
+  if (p.length == 0) return undefined(env);
+  loom::sgd(p.data, g.data, b.present ? b.data : nullptr, p2.data, b2.present ? b2.data : nullptr, p.length, (float)lr, (float)decay, (float)mu,
+            nesterov);
+  return undefined(env);
+}
+
 // copy(src, srcOffset, dst, dstOffset, dims: Float64Array [rank × (size, srcStride, dstStride)])
 napi_value Copy(napi_env env, napi_callback_info info) {
   Args a(env, info, "copy", 5, 5);
@@ -1078,6 +1097,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"lstmCell", nullptr, LstmCell, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"lstmCellGrad", nullptr, LstmCellGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"sgd", nullptr, Sgd, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"copy", nullptr, Copy, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"int8Gemm", nullptr, Int8Gemm, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"int8Pack", nullptr, Int8Pack, nullptr, nullptr, nullptr, napi_default, nullptr},

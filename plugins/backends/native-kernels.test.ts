@@ -1108,6 +1108,65 @@ describe.skipIf(!info.loaded)(`native kernels (${info.simd}, ${info.threads} thr
     );
   });
 
+  // LoomSGD replaces the composed ops of plugins/optimizers/sgd.ts, so it must give their bits: against a float32
+  // reference with one rounding per operation in the composed order, and against the composed tfjs ops themselves,
+  // with and without weight decay, momentum and Nesterov, at sizes with vector remainders and sizes split over threads.
+  kernelProperty('LoomSGD rounds exactly as the composed SGD update (decay, momentum, Nesterov), at every size', ['LoomSGD'], () => {
+    const f = Math.fround;
+    const bitsOf = (x: ArrayLike<number>) => new Uint32Array(Float32Array.from(x).buffer);
+    fc.assert(
+      fc.property(
+        fc.constantFrom(1, 15, 17, 1000, 70_001),
+        fc.constantFrom(0.1, 35, 0.0123),
+        fc.constantFrom(0, 1e-7 / 35, 0.01),
+        fc.constantFrom(0, 0.9),
+        fc.boolean(),
+        seed,
+        (n, lr, decay, mu, nesterov, s) => {
+          const [param, grad, b] = [tensor([n], s), tensor([n], s + 1), tensor([n], s + 2)];
+          const inputs: tf.NamedTensorMap = mu === 0 ? { param, grad } : { param, grad, momentum: b };
+          const outs = tf.engine().runKernel('LoomSGD', inputs, { lr, decay, momentum: mu, nesterov: nesterov ? 1 : 0 } as never) as tf.Tensor[];
+          expect(outs.length).toBe(mu === 0 ? 1 : 2);
+          // The float32 reference.
+          const [P, G, B] = [param, grad, b].map((x) => x.dataSync());
+          const [a, l, m] = [lr, decay, mu].map(f) as [number, number, number];
+          const wantP = new Float32Array(n),
+            wantB = new Float32Array(n);
+          for (let i = 0; i < n; i++) {
+            const g = l === 0 ? G[i]! : f(G[i]! + f(P[i]! * l));
+            if (mu === 0) wantP[i] = f(P[i]! - f(g * a));
+            else {
+              const bi = f(f(B[i]! * m) + g);
+              wantB[i] = bi;
+              wantP[i] = f(P[i]! - f((nesterov ? f(g + f(bi * m)) : bi) * a));
+            }
+          }
+          // The composed ops, as sgd.ts runs them without the kernel.
+          const composed = tf.tidy(() => {
+            const g = decay > 0 ? tf.add(grad, tf.mul(param, decay)) : grad;
+            if (mu === 0) return [tf.sub(param, tf.mul(g, lr))];
+            const bb = tf.add(tf.mul(b, mu), g);
+            return [tf.sub(param, tf.mul(nesterov ? tf.add(g, tf.mul(bb, mu)) : bb, lr)), bb];
+          });
+          const wants = mu === 0 ? [wantP] : [wantP, wantB];
+          outs.forEach((o, k) => {
+            const got = bitsOf(o.dataSync());
+            expect(
+              bitsOf(wants[k]!).findIndex((x, i) => x !== got[i]),
+              `output ${k} vs the float32 reference: first differing element`,
+            ).toBe(-1);
+            expect(
+              bitsOf(composed[k]!.dataSync()).findIndex((x, i) => x !== got[i]),
+              `output ${k} vs the composed ops`,
+            ).toBe(-1);
+          });
+          tf.dispose([param, grad, b, ...outs, ...composed]);
+        },
+      ),
+      { numRuns: 24 },
+    );
+  });
+
   /** Asserts |got − want| ≤ rtol·(|want| + max(1, max|want|)) elementwise (NaN matching NaN). */
   const expectNear = (got: tf.Tensor, want: tf.Tensor, rtol: number) => {
     expect(got.shape).toEqual(want.shape);

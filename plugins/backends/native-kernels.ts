@@ -29,6 +29,7 @@ import { lstmFamily } from './native/lstm';
 import { matMulFamily } from './native/matmul';
 import { poolFamily } from './native/pool';
 import { reduceFamily } from './native/reduce';
+import { sgdFamily } from './native/sgd';
 import { softmaxFamily } from './native/softmax';
 
 export { nativeAddonInfo } from './native/addon';
@@ -46,6 +47,7 @@ export const KERNEL_FAMILIES: readonly KernelFamily[] = [
   compareFamily,
   softmaxFamily,
   adamFamily,
+  sgdFamily,
   layerNormFamily,
   attentionFamily,
   decoderFamily,

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, withParamGroups, SlotOptimizer, type Parameter } from '../../core';
+import { definePlugin, FUSED_KERNELS, hasKernel, withParamGroups, SlotOptimizer, type Parameter } from '../../core';
 
 const schema = withParamGroups(
   z.object({
@@ -20,7 +20,8 @@ const schema = withParamGroups(
 /**
  * Stochastic gradient descent, θ ← θ − α g. With momentum μ (Polyak 1964; Sutskever et al. 2013):
  * b ← μ b + g, θ ← θ − α b; Nesterov: θ ← θ − α (g + μ b). Zaremba et al. (2014) and Gal & Ghahramani (2016)
- * train their LSTMs with plain SGD (μ = 0) and a decaying α.
+ * train their LSTMs with plain SGD (μ = 0) and a decaying α. Where the backend has `FUSED_KERNELS.sgd` (native-cpu)
+ * each parameter's step is one kernel call that rounds as the composed ops do.
  */
 export class SGD extends SlotOptimizer<z.output<typeof schema>> {
   protected readonly slotNames: readonly string[];
@@ -30,7 +31,16 @@ export class SGD extends SlotOptimizer<z.output<typeof schema>> {
   }
   protected update(p: Parameter, g: tf.Tensor, s: Record<string, tf.Variable>, lr: number, o: z.output<typeof schema>): void {
     const { momentum: mu, nesterov } = o;
-    if (o.weightDecay > 0 && !o.noDecay.includes(p.role)) g = tf.add(g, tf.mul(p.variable, o.weightDecay));
+    const decay = o.weightDecay > 0 && !o.noDecay.includes(p.role) ? o.weightDecay : 0;
+    if (hasKernel(FUSED_KERNELS.sgd) && p.variable.dtype === 'float32' && g.dtype === 'float32') {
+      // The backend's fused kernel (native-cpu): the same update, rounded alike, in one pass per tensor.
+      const inputs: tf.NamedTensorMap = mu === 0 ? { param: p.variable, grad: g } : { param: p.variable, grad: g, momentum: s.momentum! };
+      const attrs = { lr, decay, momentum: mu, nesterov: nesterov ? 1 : 0 };
+      const [p2, b2] = tf.engine().runKernel(FUSED_KERNELS.sgd, inputs, attrs) as tf.Tensor[];
+      if (b2) s.momentum!.assign(b2);
+      return void p.variable.assign(p2!);
+    }
+    if (decay > 0) g = tf.add(g, tf.mul(p.variable, decay));
     if (mu === 0) return void p.variable.assign(tf.sub(p.variable, tf.mul(g, lr)));
     const b = tf.add(tf.mul(s.momentum!, mu), g);
     s.momentum!.assign(b);

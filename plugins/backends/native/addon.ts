@@ -115,6 +115,21 @@ export interface Addon {
     c1: number,
     c2: number,
   ): void;
+  /**
+   * One SGD step (native/src/elementwise.h's sgd): p2 = p − α·(g + λp), with momentum (b, b2 both given) through
+   * b2 = μb + (g + λp), Nesterov's form if asked; λ = 0 adds nothing.
+   */
+  sgd(
+    p: Float32Array,
+    g: Float32Array,
+    b: Float32Array | null,
+    p2: Float32Array,
+    b2: Float32Array | null,
+    lr: number,
+    decay: number,
+    momentum: number,
+    nesterov: boolean,
+  ): void;
   copy(src: Float32Array, srcOffset: number, dst: Float32Array, dstOffset: number, dims: Float64Array): void;
   /** One LSTM step (native/src/elementwise.h's lstm_cell): h, c [batch, units] and gates [batch, 4·units] written. */
   lstmCell(
