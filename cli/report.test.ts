@@ -10,7 +10,7 @@ import type { StoredRun } from '../core/mlflow-store';
 import { testRegistry } from '../test/harness';
 import toyBlobs, { toyConfig } from '../test/toy-data';
 import { Monitor } from '../plugins/callbacks/monitor';
-import { buildReport, checkClaims, commitsOf, finalValue, machinesOf, recipeDifferences, restoredEpochOf, wallTimeOf } from './report';
+import { buildReport, checkClaims, commitsOf, finalValue, machinesOf, recipeDifferences, restoredEpochOf, restoredText, wallTimeOf } from './report';
 import { readRecords, readStore, recordOf, recordPath, writeRecord } from './records';
 
 let registry: PluginRegistry;
@@ -141,6 +141,15 @@ describe('loom report', () => {
     expect(restoredEpochOf(untagged, es({ restoreBest: false }))).toBeUndefined();
     expect(restoredEpochOf(untagged, es({ restoreBest: true, monitor: 'val_accuracy' }))).toBeUndefined();
     expect(finalValue(untagged, 'val_loss', es({ restoreBest: true, minDelta: 0.5 }))).toBe(0.9); // 0.5 is no improvement on 0.9 by > 0.5
+    // How the report's group says it.
+    expect(restoredText(restored, null, false)).toBe("epoch 2 of 3 (early stopping's restoreBest)");
+    expect(restoredText(untagged, es({ restoreBest: true }), true)).toBe(
+      "seed 1: epoch 2 of 3 (early stopping's restoreBest; inferred from the logged metric it monitored: the run predates the tag loom.restored_epoch)",
+    );
+    expect(restoredText({ ...restored, tags: { ...run1.tags, 'loom.restored_epoch': '3' } }, null, false)).toBe(
+      "epoch 3 of 3, the last (early stopping's restoreBest)",
+    );
+    expect(restoredText(untagged, null, false)).toBeNull();
     // The replay is early stopping's own rule (its Monitor), for any values, mode and minDelta, also where a resumed
     // run logged an epoch twice (the later value counts, as the callback saw it).
     fc.assert(

@@ -116,17 +116,19 @@ function aggregate(runs: StoredRun[], metric: string, configOf?: (r: StoredRun) 
 }
 
 /**
- * "epoch 4 of 7 (early stopping's restoreBest)" for a run that ended with an earlier epoch's weights, saying when
- * the epoch was inferred ({@link restoredEpochOf}); with `seeded`, prefixed by the run's seed. Null when none was.
+ * "epoch 4 of 7 (early stopping's restoreBest)" for a run that early stopping's `restoreBest` ended with its best
+ * epoch's weights ("epoch 39 of 39, the last" where that was the last), saying when the epoch was inferred
+ * ({@link restoredEpochOf}); with `seeded`, prefixed by the run's seed. Null when there is none.
  */
-function restoredText(r: StoredRun, config: unknown, seeded: boolean): string | null {
+export function restoredText(r: StoredRun, config: unknown, seeded: boolean): string | null {
   const restored = restoredEpochOf(r, config);
   if (!restored) return null;
   const epochs = r.metrics.epoch?.reduce((m, [, e]) => Math.max(m, e), 0);
   const how = restored.inferred
     ? "early stopping's restoreBest; inferred from the logged metric it monitored: the run predates the tag loom.restored_epoch"
     : "early stopping's restoreBest";
-  return `${seeded ? `seed ${r.tags.seed ?? '?'}: ` : ''}epoch ${restored.epoch}${epochs ? ` of ${epochs}` : ''} (${how})`;
+  const of = epochs ? ` of ${epochs}${epochs === restored.epoch ? ', the last' : ''}` : '';
+  return `${seeded ? `seed ${r.tags.seed ?? '?'}: ` : ''}epoch ${restored.epoch}${of} (${how})`;
 }
 
 /** One point of a few-shot learning curve: a variant's test score at one subset size, over seeds. */
@@ -495,7 +497,7 @@ export async function buildReport(opts: ReportOptions): Promise<{ markdown: stri
         // Where a resume ran on another machine or thread count (the bits then differ from an uninterrupted run's).
         ...(group.some((r) => machineChanges(r).later.length > 0) ? [['machines', uniq(group.map(machinesOf))]] : []),
         ['versions', uniq(group.map((r) => `node ${r.tags['node.version'] ?? '?'}, tfjs ${r.tags['tfjs.version'] ?? '?'}`))],
-        // The epoch whose weights were tested, where early stopping put an earlier one's back (val_* are that epoch's).
+        // The epoch whose weights were tested, where early stopping kept its best (val_* are that epoch's).
         ...(group.some((r) => restoredEpochOf(r, configOf(r)))
           ? [
               [
