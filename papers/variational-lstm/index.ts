@@ -6,11 +6,25 @@
  * al. (2003). Each variant is one tracked run; "variational-mc" evaluates the variational model with Monte-Carlo
  * dropout (the average of T stochastic forward passes) instead of the usual weight scaling.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { ConfigError, finalEpochLogs, loadPresets, mergeConfig, parseExperimentConfig, Rng, type JsonObject, type PluginSpec } from '../../core';
-import { cutShortNotes, findLatestCheckpoint, runExperiment, type Paper, type PaperResult } from '../../runtime';
+import {
+  ConfigError,
+  DataError,
+  finalEpochLogs,
+  loadModel,
+  loadPresets,
+  mergeConfig,
+  parseExperimentConfig,
+  Rng,
+  selectBackend,
+  type JsonObject,
+  type PluginRegistry,
+  type PluginSpec,
+} from '../../core';
+import { cutShortNotes, findLatestCheckpoint, latestRunArtifacts, localStore, runExperiment, type Paper, type PaperResult } from '../../runtime';
 import brown from '../../plugins/data/brown';
 import { mcDropoutPerplexity } from './mc-dropout';
 
@@ -115,6 +129,24 @@ const paper: Paper = {
       varies: ['model'],
     },
   ],
+  modes: [
+    {
+      flag: 'mc-dropout',
+      value: 'T',
+      help: 'score the newest finished variational run of the preset (of --seed, when given) on the test set with Monte-Carlo dropout over T samples, beside weight scaling, instead of training (Gal & Ghahramani 2016, §4; train the preset first)',
+      json: true,
+      run: async (ctx) => {
+        const samples = Number(ctx.input);
+        if (!Number.isInteger(samples) || samples < 1)
+          throw new ConfigError('--mc-dropout', `the number of samples must be a positive integer, got "${ctx.input}"`);
+        const r = await mcDropoutOfRun(ctx.registry, ctx.preset, samples, localStore(ctx.trackingUri), ctx.seed);
+        ctx.out(`variational run ${r.runId} (preset ${ctx.preset}, seed ${r.seed}), test set:`);
+        ctx.out(`  weight scaling             perplexity ${r.weightScaling.toFixed(2)}`);
+        ctx.out(`  MC dropout, ${String(samples).padEnd(4)} samples    perplexity ${r.mc.toFixed(2)}`);
+        if (ctx.json) fs.writeFileSync(ctx.json, `${JSON.stringify({ paper: 'variational-lstm', preset: ctx.preset, samples, ...r }, null, 2)}\n`);
+      },
+    },
+  ],
   async run(opts): Promise<PaperResult> {
     const base = presets[opts.preset];
     if (!base) throw new ConfigError('--preset', `paper "variational-lstm" has no preset "${opts.preset}"; presets: ${Object.keys(presets).join(', ')}`);
@@ -206,6 +238,37 @@ const paper: Paper = {
     };
   },
 };
+
+/**
+ * The test perplexity of the newest finished `variational` run of `preset` (of `seed`, when given) in the store at
+ * `store`: with weight scaling and with Monte-Carlo dropout over `samples` passes, on the data and evaluation batch
+ * size the run trained with (its saved config), the MC draws seeded as the run's own evaluation seeds them (seed + 1):
+ * with the run's sample count it gives the run's `test_mc_perplexity`.
+ */
+export async function mcDropoutOfRun(
+  registry: PluginRegistry,
+  preset: string,
+  samples: number,
+  store = 'mlruns',
+  seed?: number,
+): Promise<{ runId: string; seed: number; weightScaling: number; mc: number }> {
+  await selectBackend(registry, process.env.LOOM_BACKEND);
+  const tags = { variant: 'variational', ...(seed === undefined ? {} : { seed: String(seed) }) };
+  const modelDir = latestRunArtifacts('variational-lstm', preset, 'model', store, tags);
+  const configFile = path.join(path.dirname(modelDir), 'config.json');
+  if (!fs.existsSync(configFile)) throw new DataError(`the run at ${path.dirname(path.dirname(modelDir))} has no saved config (${configFile})`);
+  const config = parseExperimentConfig(JSON.parse(fs.readFileSync(configFile, 'utf8')));
+  const source = registry.build(brown, config.data.source as PluginSpec, 'data.source');
+  const test = source.load(config.data.test ?? 'test');
+  const model = loadModel(modelDir, registry);
+  try {
+    const weightScaling = await mcDropoutPerplexity(model, test, 1, config.trainer.evalBatchSize, new Rng(config.seed + 1), false);
+    const mc = await mcDropoutPerplexity(model, test, samples, config.trainer.evalBatchSize, new Rng(config.seed + 1));
+    return { runId: path.basename(path.dirname(path.dirname(modelDir))), seed: config.seed, weightScaling, mc };
+  } finally {
+    model.dispose();
+  }
+}
 
 /**
  * Where a variant resumes from: the paper trains one run per variant in sequence, so `--resume` (the newest

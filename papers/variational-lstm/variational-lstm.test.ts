@@ -2,7 +2,7 @@
  * The variational-LSTM smoke preset as a user runs it: three variants and MC dropout train and are scored, with
  * perplexity far below the vocabulary size (what a model that learned nothing would give).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -93,6 +93,20 @@ describe('variational-lstm', () => {
       for (const v of ['none', 'naive', 'variational', 'variational-mc']) expect(metrics[`${v}/test_perplexity`], v).toBeLessThan(300);
       expect(out).toMatch(/measured test perplexity, best first: /);
       expect(out).toMatch(/SMALLER THAN THE PAPER/);
+      // --mc-dropout T scores the trained variational run again: with the run's 2 samples, its own MC number exactly,
+      // and weight scaling as its test perplexity (a loss computed another way: to 1e-5); more samples, another value.
+      const again = (t: string) => {
+        execFileSync(process.execPath, [cli, 'paper', 'variational-lstm', '--preset', 'smoke', '--mc-dropout', t, '--json', `mc${t}.json`], { cwd, encoding: 'utf8' });
+        return JSON.parse(fs.readFileSync(path.join(cwd, `mc${t}.json`), 'utf8'));
+      };
+      const mc2 = again('2');
+      expect(mc2.mc).toBe(metrics['variational-mc/test_perplexity']);
+      expect(Math.abs(mc2.weightScaling / metrics['variational/test_perplexity'] - 1)).toBeLessThan(1e-5);
+      const mc3 = again('3');
+      expect(mc3.weightScaling).toBe(mc2.weightScaling);
+      expect(mc3.mc).not.toBe(mc2.mc);
+      const bad = spawnSync(process.execPath, [cli, 'paper', 'variational-lstm', '--preset', 'smoke', '--mc-dropout', '0'], { cwd, encoding: 'utf8' });
+      expect([bad.status, bad.stderr]).toEqual([2, expect.stringMatching(/--mc-dropout.*positive integer/)]);
       // The claim's `varies` covers what the variants differ in: the network (dropout layers and rates) only.
       const runs = readStore(path.join(cwd, 'mlruns')).map((r) => ({
         label: r.tags.variant!,
