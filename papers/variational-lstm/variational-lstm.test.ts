@@ -96,7 +96,10 @@ describe('variational-lstm', () => {
       // --mc-dropout T scores the trained variational run again: with the run's 2 samples, its own MC number exactly,
       // and weight scaling as its test perplexity (a loss computed another way: to 1e-5); more samples, another value.
       const again = (t: string) => {
-        execFileSync(process.execPath, [cli, 'paper', 'variational-lstm', '--preset', 'smoke', '--mc-dropout', t, '--json', `mc${t}.json`], { cwd, encoding: 'utf8' });
+        execFileSync(process.execPath, [cli, 'paper', 'variational-lstm', '--preset', 'smoke', '--mc-dropout', t, '--json', `mc${t}.json`], {
+          cwd,
+          encoding: 'utf8',
+        });
         return JSON.parse(fs.readFileSync(path.join(cwd, `mc${t}.json`), 'utf8'));
       };
       const mc2 = again('2');
