@@ -125,7 +125,9 @@ describe('loom CLI', () => {
     expect(r.stdout).toMatch(/presets \(default: smoke; seed 0\):\n {2}full: .*\n(?: {2}\S+: .*\n)* {2}smoke \(default\): 2,000 training images/);
     expect(r.stdout).toMatch(/modes other than training \(their flags\):\n {2}--compression WHAT: .*\n {4}--epochs N: /);
     expect(r.stderr).toBe('');
-    expect(loom('paper', 'variational-lstm', '--help').stdout).toContain('modes other than training: none (this paper only trains)');
+    expect(loom('paper', 'variational-lstm', '--help').stdout).toMatch(
+      /modes other than training \(their flags\):\n {2}--mc-dropout T: score the newest finished variational run/,
+    );
   });
 
   it("rejects bad input with loom's own message naming it, exit code 2 and no stack trace", async () => {
@@ -161,7 +163,7 @@ describe('loom CLI', () => {
       [['paper', 'gpt', '--temperature', '0.5'], /--temperature: applies only with --predict/],
       [['paper', 'gpt', '--predict', 'Call me', '--set', 'trainer.epochs=2'], /--set: does not apply to --predict/],
       [['paper', 'mnist-cnn', '--predict', '7'], /--predict: is a flag of papers transformer, gpt, not of "mnist-cnn"; its own: --compression, --epochs/],
-      [['paper', 'variational-lstm', '--predict', '7'], /--predict: is a flag of papers transformer, gpt, not of "variational-lstm"$/m],
+      [['paper', 'variational-lstm', '--predict', '7'], /--predict: is a flag of papers transformer, gpt, not of "variational-lstm"; its own: --mc-dropout$/m],
       [
         ['paper', 'transformer', '--predict', 'cat', '--top-k', '3'],
         /--top-k: is a flag of paper gpt, not of "transformer"; its own: --predict, --average-checkpoints, --last/,
