@@ -376,12 +376,11 @@ export function checkClaims(claims: readonly PaperClaim[], runs: readonly Stored
             (scope === null || r.tags.preset === scope) &&
             (o.variant === undefined || r.tags.variant === o.variant),
         );
-        const chosen = [...new Map(mine.map((r) => [r.tags.seed, r] as const).reverse()).values()].filter((r) => {
-          const v = finalValue(r, claim.metric, configOf?.(r));
-          return v !== undefined && Number.isFinite(v);
-        });
-        const vals = chosen.map((r) => finalValue(r, claim.metric, configOf?.(r))!);
-        return { label: o.label, runs: chosen, n: vals.length, mean: vals.length ? meanStd(vals).mean : undefined };
+        const scored = [...new Map(mine.map((r) => [r.tags.seed, r] as const).reverse()).values()]
+          .map((r) => ({ r, v: finalValue(r, claim.metric, configOf?.(r)) }))
+          .filter((x): x is { r: StoredRun; v: number } => x.v !== undefined && Number.isFinite(x.v));
+        const vals = scored.map((x) => x.v);
+        return { label: o.label, runs: scored.map((x) => x.r), n: vals.length, mean: vals.length ? meanStd(vals).mean : undefined };
       });
       const have = measured.filter((m): m is typeof m & { mean: number } => m.mean !== undefined);
       if (have.length < (scope === null ? 1 : 2)) continue; // across presets, a claim half measured is shown as such
@@ -392,7 +391,7 @@ export function checkClaims(claims: readonly PaperClaim[], runs: readonly Stored
       const missing = measured.filter((m) => m.mean === undefined).map((m) => m.label);
       // The runs ranked must share their recipe but for what the claim varies (when their configs can be read).
       const compared = measured.flatMap((m) => m.runs.map((r) => ({ label: m.label, seed: r.tags.seed ?? '?', config: configOf?.(r) })));
-      const recorded = compared.filter((c) => c.config !== null && c.config !== undefined && typeof c.config === 'object');
+      const recorded = compared.filter((c) => typeof c.config === 'object' && c.config !== null);
       const unrecorded = compared.filter((c) => !recorded.includes(c)).map((c) => `${c.label} seed ${c.seed}`);
       const differ = configOf ? recipeDifferences(recorded, claim.varies) : [];
       const recipe = [...differ, ...(configOf && unrecorded.length ? [`config not recorded, recipe not checked: ${unrecorded.join(', ')}`] : [])];
