@@ -10,7 +10,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { COMMANDS, didYouMean, parseTrackingUri, recordsRoot, run } from './loom';
+import { papers } from '../papers';
+import { COMMANDS, didYouMean, paperHelp, parseTrackingUri, recordsRoot, run } from './loom';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bin = path.join(repo, 'cli/bin.mjs');
@@ -128,6 +129,10 @@ describe('loom CLI', () => {
     expect(loom('paper', 'variational-lstm', '--help').stdout).toMatch(
       /modes other than training \(their flags\):\n {2}--mc-dropout T: score the newest finished variational run/,
     );
+    // Every built-in paper has a mode; a paper without any (a plugin's, say) says that it only trains.
+    const trainsOnly = paperHelp({ ...papers['mnist-cnn']!, modes: undefined });
+    expect(trainsOnly).toMatch(/\n {2}smoke \(default\): .*\nmodes other than training: none \(this paper only trains\)$/);
+    expect(trainsOnly).not.toContain('--compression WHAT');
   });
 
   it("rejects bad input with loom's own message naming it, exit code 2 and no stack trace", async () => {

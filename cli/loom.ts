@@ -256,7 +256,8 @@ function commandHelp(cmd: Command): string {
   return [`usage: loom ${cmd.name}${cmd.args ? ` ${cmd.args}` : ''}`, '', cmd.summary, '', 'flags:', ...lines].join('\n');
 }
 
-function paperHelp(paper: Paper): string {
+/** `loom paper <name> --help`: the command's flags, then the paper's presets (default one, seeds) and its modes. */
+export function paperHelp(paper: Paper): string {
   const def = defaultPreset(paper);
   const presets = Object.keys(paper.presets).map((p) => `  ${p}${p === def ? ' (default)' : ''}: ${paper.presetNotes[p] ?? ''}`);
   const seeds = [...new Set(Object.values(paper.presets).map((p) => String(p.seed ?? 0)))].join(', ');
