@@ -152,6 +152,27 @@ export class LayerStack {
     return this.layers.flatMap((l) => l.carriedTensors?.() ?? []);
   }
 
+  /**
+   * The state its layers carry between batches, by layer name: a stateful layer's own, a composite's that of its
+   * parts (a composite with no stateful part gives `{}`, left out, so a model's state names only what it carries).
+   */
+  getState(): JsonObject {
+    const out: JsonObject = {};
+    for (const l of this.layers) {
+      if (!l.getState) continue;
+      const s = l.getState();
+      if (s !== null && typeof s === 'object' && !Array.isArray(s) && Object.keys(s).length === 0) continue;
+      out[l.name] = s;
+    }
+    return out;
+  }
+
+  /** Puts back {@link getState}'s state: each layer named in it gets its part (the others keep theirs). */
+  setState(state: Json): void {
+    const byName = (state ?? {}) as JsonObject;
+    for (const l of this.layers) if (l.setState && l.name in byName) l.setState(byName[l.name]!);
+  }
+
   dispose(): void {
     for (const l of this.layers) l.dispose();
   }

@@ -125,15 +125,11 @@ export abstract class ModelBase implements Model {
 
   /** State carried between batches by its layers (stateful RNNs), by layer name. */
   getState(): JsonObject {
-    return Object.fromEntries(
-      this.parts()
-        .filter((l) => l.getState)
-        .map((l) => [l.name, l.getState!()]),
-    );
+    return LayerStack.of([...this.parts()]).getState();
   }
 
   setState(state: Json): void {
-    for (const l of this.parts()) if (l.setState && l.name in (state as JsonObject)) l.setState((state as JsonObject)[l.name]!);
+    LayerStack.of([...this.parts()]).setState(state);
   }
 
   /** Parameters and buffers: everything saved with the weights. */

@@ -7,6 +7,8 @@ import {
   layerOptions,
   pluginSpecSchema,
   type ForwardContext,
+  type Json,
+  type JsonObject,
   type Parameter,
   type PluginContext,
   type Rng,
@@ -71,6 +73,21 @@ export class Concatenate extends LayerBase {
 
   resetStates(): void {
     for (const b of this.branches) b.resetStates();
+  }
+
+  // A stateful layer in a branch (an LSTM carrying its state across batches) is saved and restored through here:
+  // checkpoints, readToHost and mid-epoch validation see the model's state by walking its parts.
+  carriedTensors(): tf.Tensor[] {
+    return this.branches.flatMap((b) => b.carriedTensors());
+  }
+
+  getState(): JsonObject {
+    return Object.fromEntries(this.branches.map((b, i) => [`branch${i + 1}`, b.getState()] as const).filter(([, s]) => Object.keys(s).length > 0));
+  }
+
+  setState(s: Json): void {
+    const byBranch = (s ?? {}) as JsonObject;
+    for (const [i, b] of this.branches.entries()) if (`branch${i + 1}` in byBranch) b.setState(byBranch[`branch${i + 1}`]!);
   }
 
   override dispose(): void {

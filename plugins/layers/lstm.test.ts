@@ -83,6 +83,40 @@ describe('lstm', () => {
     tf.dispose(x);
   });
 
+  it('a stateful LSTM inside residual and concatenate branches: its state is listed, saved, restored and reset through the model', () => {
+    // Before, the composites forwarded resetStates only: the model's state was {} (checkpoints and mid-epoch
+    // validation lost the carried h and c), and readToHost never fetched the carried tensors.
+    const lstm = { type: 'lstm', units: 4, stateful: true, returnSequences: true };
+    for (const layer of [
+      { type: 'residual', layers: [lstm] },
+      { type: 'concatenate', branches: [[{ type: 'dense', units: 2 }], [{ ...lstm, units: 3 }]] },
+    ]) {
+      const m = new Sequential({ inputShape: [3, 4], layers: [layer, { type: 'dense', units: 2 }] }, registry);
+      m.build(undefined, new Rng(1));
+      const ctx = { training: false, rng: new Rng(0) };
+      const x = [0, 1].map((i) => randomNormal([2, 3, 4], new Rng(20 + i)));
+      const out = (xi: tf.Tensor) => tf.tidy(() => Array.from(m.apply(xi, ctx).dataSync()));
+      expect(carriedStateTensors(m)).toEqual([]);
+      expect(JSON.stringify(m.getState()), layer.type).toMatch(/\/lstm_\d":null/); // named, nothing carried yet
+      const first = out(x[0]!);
+      expect(carriedStateTensors(m)).toHaveLength(2); // h and c
+      const saved = JSON.parse(JSON.stringify(m.getState()));
+      const carried = JSON.stringify(saved)
+        .match(/"h":\[([^\]]*)\]/)?.[1]
+        ?.split(',')
+        .map(Number);
+      expect(carried, layer.type).toEqual(Array.from(carriedStateTensors(m)[0]!.dataSync()));
+      const next = out(x[1]!);
+      expect(next).not.toEqual(out(x[1]!)); // the state moved on: the same batch again gives other outputs
+      m.setState(saved);
+      expect(out(x[1]!), `${layer.type}: restored`).toEqual(next);
+      m.resetStates();
+      expect(out(x[0]!), `${layer.type}: reset`).toEqual(first);
+      m.dispose();
+      tf.dispose(x);
+    }
+  });
+
   it('recurrent dropout uses one mask on h for every time step (the rows of U scaled by it)', () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 1e6 }), fc.double({ min: 0.1, max: 0.7, noNaN: true }), (seed, rate) => {

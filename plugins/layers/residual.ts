@@ -7,6 +7,8 @@ import {
   layerOptions,
   pluginSpecSchema,
   type ForwardContext,
+  type Json,
+  type JsonObject,
   type Parameter,
   type PluginContext,
   type Rng,
@@ -51,6 +53,20 @@ export class Residual extends LayerBase {
 
   resetStates(): void {
     this.branch.resetStates();
+  }
+
+  // A stateful layer in the branch (an LSTM carrying its state across batches) is saved and restored through here:
+  // checkpoints, readToHost and mid-epoch validation see the model's state by walking its parts.
+  carriedTensors(): tf.Tensor[] {
+    return this.branch.carriedTensors();
+  }
+
+  getState(): JsonObject {
+    return this.branch.getState();
+  }
+
+  setState(s: Json): void {
+    this.branch.setState(s);
   }
 
   override dispose(): void {
