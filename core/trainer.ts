@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { inject, injectable } from 'tsyringe';
-import { readToHost } from './backend';
+import { carriedStateTensors, readToHost } from './backend';
 import type { Checkpoint, TrainerSnapshot } from './checkpoint';
 import type { TrainerOptions } from './config';
 import { batchesOf, bucketedBatches, epochOrder, mixSeed } from './data';
@@ -235,6 +235,28 @@ export class Trainer implements StrategyHost {
     }
   }
 
+  /**
+   * What a skipped step (`onNonFinite: 'skip'`) must leave as it was, taken before the step: the model's buffers
+   * (batch norm's moving statistics, updated by the forward pass: one batch of inf or NaN would poison them for every
+   * later evaluation), the state its stateful layers carry to the next batch, and the metrics' sums (updated by each
+   * finite micro-batch of an accumulated step). The optimizer needs nothing: the step throws before it.
+   */
+  private async stepUndo(): Promise<{ restore(): void; dispose(): void }> {
+    const buffers = this.model.buffers();
+    const saved = buffers.map((b) => tf.keep(tf.clone(b.variable)));
+    await readToHost(carriedStateTensors(this.model)); // getState reads them synchronously (webgpu: the host copy)
+    const carried = this.model.getState?.() ?? null;
+    const metrics = this.metrics.map((m) => m.getState?.() ?? null);
+    return {
+      restore: () => {
+        for (const [i, b] of buffers.entries()) b.variable.assign(saved[i]!);
+        if (carried !== null) this.model.setState?.(carried);
+        for (const [i, m] of this.metrics.entries()) if (metrics[i] !== null) m.setState?.(metrics[i]!);
+      },
+      dispose: () => tf.dispose(saved),
+    };
+  }
+
   async updateMetrics(yTrue: tf.Tensor, yPred: tf.Tensor): Promise<void> {
     for (const m of this.metrics) await m.update(yTrue, yPred);
   }
@@ -356,14 +378,17 @@ export class Trainer implements StrategyHost {
         const batches = group.map((idx) => this.augment(train.batch(idx)));
         const n = group.reduce((a, idx) => a + idx.length, 0);
         let l: number;
+        const undo = this.options.onNonFinite === 'skip' ? await this.stepUndo() : null;
         try {
           l = await this.trainStep(batches, state);
         } catch (e) {
-          if (!(e instanceof NonFiniteError) || this.options.onNonFinite !== 'skip') throw e;
+          if (!(e instanceof NonFiniteError) || !undo) throw e;
+          undo.restore();
           sums.skipped++;
           if (log) this.tracker.logMetrics({ skipped_batches: sums.skipped }, state.step);
           continue;
         } finally {
+          undo?.dispose();
           for (const b of batches) tf.dispose([b.x, b.y]);
         }
         state.step++;

@@ -169,6 +169,48 @@ describe('Trainer', () => {
     disposeRun(c);
   });
 
+  it("onNonFinite 'skip': a skipped step leaves no trace in batch norm's moving statistics or the carried LSTM state", async () => {
+    // Before, the forward pass of the skipped batch had already moved batch norm's statistics (a batch of inf made the
+    // moving variance inf/NaN for every later evaluation) and handed its state to the next batch.
+    const config = toyConfig(dir, {
+      model: {
+        inputShape: [2],
+        layers: [
+          { type: 'reshape', targetShape: [2, 1] },
+          { type: 'lstm', units: 4, stateful: true, returnSequences: false },
+          { type: 'batch-norm' },
+          { type: 'dense', units: 3 },
+        ],
+      },
+      trainer: { epochs: 1, batchSize: 8, shuffle: false, onNonFinite: 'skip' },
+      trackers: [],
+    });
+    const c = await buildRunContainer({ registry, config, log: () => undefined });
+    const trainer = c.resolve(Trainer);
+    const data = c.resolve(TOKENS.TrainData);
+    const steps = Math.ceil(data.size / 8);
+    let calls = 0;
+    let before: { buffers: number[][]; state: unknown } | null = null;
+    // The last batch of the epoch is poisoned (inf inputs); what the model holds just before it is what it must hold after.
+    const poisoned = Object.assign(Object.create(data), {
+      batch: (idx: number[]) => {
+        const b = data.batch(idx);
+        if (++calls < steps) return b;
+        before = { buffers: trainer.model.buffers().map((p) => Array.from(p.variable.dataSync())), state: trainer.model.getState() };
+        const x = tf.mul(b.x, Infinity);
+        b.x.dispose();
+        return { x, y: b.y };
+      },
+    });
+    const history = await trainer.fit(poisoned, null);
+    expect(calls).toBe(steps);
+    expect([history.step, Number.isFinite(history.epochs[0]!.loss)]).toEqual([steps - 1, true]);
+    expect(before!.buffers.flat().every(Number.isFinite)).toBe(true);
+    expect(trainer.model.buffers().map((p) => Array.from(p.variable.dataSync()))).toEqual(before!.buffers);
+    expect(trainer.model.getState()).toEqual(before!.state);
+    disposeRun(c);
+  });
+
   it('predicts in batches with the same result as one forward pass', async () => {
     const c = await buildRunContainer({ registry, config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 8, evalBatchSize: 3 } }) });
     const trainer = c.resolve(Trainer);

@@ -49,7 +49,9 @@ export class BatchNorm extends LayerBase {
     if (!ctx.training) return tf.batchNorm(x, this.movingMean, this.movingVar, this.beta, this.gamma, this.opts.epsilon);
     const { mean, variance } = tf.moments(x, axes);
     const m = this.opts.momentum;
-    // Running averages use the unbiased batch variance, as Keras does; they are copies, outside the gradient.
+    // The running variance averages the unbiased batch variance, m/(m−1)·σ²_B: Ioffe & Szegedy's Algorithm 2, step 10,
+    // and PyTorch's running_var (Keras 3 averages the biased σ²_B; tf.keras 2's fused path the unbiased one). With
+    // Keras's momentum convention (the old value's weight, 0.99). They are copies, outside the gradient.
     const n = x.size / x.shape.at(-1)!;
     tf.tidy(() => {
       this.movingMean.assign(tf.add(tf.mul(this.movingMean, m), tf.mul(mean, 1 - m)));
