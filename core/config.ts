@@ -28,7 +28,8 @@ export const trainerOptionsSchema = z
     clipValue: z.number().positive().optional(),
     /**
      * A non-finite loss or gradient stops the run (`stop`: FAILED with a report, the last good checkpoint kept) or
-     * skips that batch (`skip`: no update; counted in the `skipped_batches` metric).
+     * skips that batch (`skip`: no update, and batch norm's statistics, carried recurrent state and metrics as they were
+     * before it; counted in the `skipped_batches` metric).
      */
     onNonFinite: z.enum(['stop', 'skip']).default('stop'),
     /**
