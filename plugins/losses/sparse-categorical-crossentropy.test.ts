@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Loss, PluginRegistry } from '../../core';
-import { testRegistry } from '../../test/harness';
+import { conformanceRegistry, onEachBackend, testRegistry } from '../../test/harness';
 
 let registry: PluginRegistry;
 let loss: Loss;
@@ -119,6 +119,51 @@ describe('sparse-categorical-crossentropy', () => {
         tf.dispose([y1, z1, y2, z2, a, b]);
       }),
       { numRuns: 100 },
+    );
+  });
+});
+
+describe('sparse-categorical-crossentropy on each CPU backend', async () => {
+  const { registry: reg, backends } = await conformanceRegistry();
+  // Before, tfjs's composite (the cpu backend's path) indexed an ignored row's label as i·K + label: −1 or K reached a
+  // neighbouring row, whose gradient then lost 1/Σw, and −100 threw in gather.
+  onEachBackend(reg, backends, 'ignored rows (ignoreIndex −1, −100 or K, first or in the middle) add nothing to the loss or its gradient', async () => {
+    fc.assert(
+      fc.property(
+        logitsAndLabels,
+        fc.constantFrom(-1, -100, 'K' as const),
+        fc.boolean(),
+        fc.double({ min: 0, max: 0.3, noNaN: true }),
+        ({ logits, labels, classes }, ig, first, eps) => {
+          const ignoreIndex = ig === 'K' ? classes : ig;
+          const junk = logits.map((r) => r.map((z) => -z));
+          const at = first ? 0 : Math.floor(labels.length / 2);
+          // The real rows with an ignored row put in at `at`.
+          const allLogits = [...logits.slice(0, at), junk[0]!, ...logits.slice(at)];
+          const allLabels = [...labels.slice(0, at), ignoreIndex, ...labels.slice(at)];
+          const masked = reg.create('loss', { type: 'sparse-categorical-crossentropy', ignoreIndex, labelSmoothing: eps });
+          const z = tf.tensor(allLogits);
+          const y = tf.tensor(allLabels, [allLabels.length], 'int32');
+          const { value: l, grads } = tf.valueAndGrads((t: tf.Tensor) => masked.compute(y, t))([z]);
+          const g = grads[0]!.arraySync() as number[][];
+          const got = l.dataSync()[0]!;
+          tf.dispose([z, y, l, ...grads]);
+          // Reference in float64: L = mean over real rows of Σ_k q_k (lse − z_k), ∂L/∂z = (softmax − q) / rows.
+          let ref = 0;
+          const want = allLogits.map((row, i) => {
+            if (i === at) return row.map(() => 0);
+            const label = allLabels[i]!;
+            const max = Math.max(...row);
+            const lse = max + Math.log(row.reduce((a, v) => a + Math.exp(v - max), 0));
+            const q = row.map((_, k) => (k === label ? 1 - eps : 0) + eps / classes);
+            ref += q.reduce((a, qk, k) => a + qk * (lse - row[k]!), 0) / labels.length;
+            return row.map((v, k) => (Math.exp(v - lse) - q[k]!) / labels.length);
+          });
+          expect(Math.abs(got - ref)).toBeLessThanOrEqual(1e-5 * Math.max(1, ref));
+          for (const [i, row] of want.entries()) for (const [k, v] of row.entries()) expect(Math.abs(g[i]![k]! - v), `∂L/∂z[${i}][${k}]`).toBeLessThan(1e-6);
+        },
+      ),
+      { numRuns: 60 },
     );
   });
 });

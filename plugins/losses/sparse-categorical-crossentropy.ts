@@ -35,7 +35,10 @@ function fusedCrossEntropy(logits: tf.Tensor2D | tf.Tensor, labels: tf.Tensor, w
     const shifted = tf.exp(tf.sub(z, max));
     const sum = tf.sum(shifted, 1, true);
     const lse = tf.add(tf.reshape(max, [n]), tf.log(tf.reshape(sum, [n])));
-    const flat = tf.add(tf.mul(tf.range(0, n, 1, 'int32'), tf.scalar(classes, 'int32')), labels);
+    // An ignored row may hold any label (PyTorch's −100, or K): it indexes its own column 0 (weight 0), never a
+    // neighbouring row's entry, whose gradient the scatter below would otherwise change.
+    const kept = tf.mul(labels, tf.cast(tf.greater(weight, 0), 'int32'));
+    const flat = tf.add(tf.mul(tf.range(0, n, 1, 'int32'), tf.scalar(classes, 'int32')), kept);
     const zy = tf.gather(tf.reshape(z, [-1]), flat);
     const targetDot = eps > 0 ? tf.add(tf.mul(zy, 1 - eps), tf.mul(tf.mean(z, 1), eps)) : zy;
     const total = tf.maximum(tf.sum(weight), 1);

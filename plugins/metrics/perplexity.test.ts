@@ -12,7 +12,7 @@ import { conformanceRegistry, onEachBackend } from '../../test/harness';
 const { registry, backends } = await conformanceRegistry();
 
 /** Random batches of logits and labels; the float64 sum of −log softmax(z)[y] over the kept tokens, and their count. */
-async function check(ignoreIndex: number | undefined) {
+async function check(ignore: number | 'K' | undefined) {
   await fc.assert(
     fc.asyncProperty(
       fc.integer({ min: 2, max: 6 }),
@@ -20,6 +20,7 @@ async function check(ignoreIndex: number | undefined) {
       fc.integer({ min: 1, max: 5 }),
       fc.integer({ min: 0, max: 1e6 }),
       async (vocab, time, batches, seed) => {
+        const ignoreIndex = ignore === 'K' ? vocab : ignore; // 'K': the first id past the vocabulary
         const m = registry.create('metric', ignoreIndex === undefined ? 'perplexity' : { type: 'perplexity', ignoreIndex });
         m.reset();
         let nll = 0;
@@ -29,7 +30,10 @@ async function check(ignoreIndex: number | undefined) {
         for (let b = 0; b < batches; b++) {
           const rows = 1 + (b % 3);
           const logits = Array.from({ length: rows }, () => Array.from({ length: time }, () => Array.from({ length: vocab }, rnd)));
-          const labels = logits.map((r) => r.map((z) => Math.floor(((z[0]! + 4) / 8) * vocab) % vocab));
+          let k = 0;
+          // An ignoreIndex outside 0..K−1 (PyTorch's −100, or K) pads every third token.
+          const outside = ignoreIndex !== undefined && (ignoreIndex < 0 || ignoreIndex >= vocab);
+          const labels = logits.map((r) => r.map((z) => (outside && k++ % 3 === 1 ? ignoreIndex : Math.floor(((z[0]! + 4) / 8) * vocab) % vocab)));
           for (const [i, r] of logits.entries())
             for (const [t, z] of r.entries()) {
               if (labels[i]![t] === ignoreIndex) continue;
@@ -54,4 +58,9 @@ describe('perplexity', () => {
     await check(undefined);
   });
   onEachBackend(registry, backends, 'leaves out the tokens equal to ignoreIndex', () => check(0));
+  // Before, tfjs's cpu backend read an ignored id of −100 or K as an index into the logits: it threw (GatherV2).
+  onEachBackend(registry, backends, 'leaves out the tokens equal to an ignoreIndex outside the vocabulary (−100, K)', async () => {
+    await check(-100);
+    await check('K');
+  });
 });

@@ -44,7 +44,9 @@ export default definePlugin({
           }
           const max = tf.max(z, 1);
           const lse = tf.add(max, tf.log(tf.sum(tf.exp(tf.sub(z, tf.reshape(max, [n, 1]))), 1)));
-          const zy = tf.gather(tf.reshape(z, [-1]), tf.add(tf.mul(tf.range(0, n, 1, 'int32'), tf.scalar(classes, 'int32')), labels));
+          // An ignored token may hold any id (−100, K): it reads its own row's first logit, counted with weight 0.
+          const kept = tf.mul(labels, tf.cast(keep, 'int32'));
+          const zy = tf.gather(tf.reshape(z, [-1]), tf.add(tf.mul(tf.range(0, n, 1, 'int32'), tf.scalar(classes, 'int32')), kept));
           return tf.stack([tf.sum(tf.mul(tf.sub(lse, zy), keep)), tf.sum(keep)]);
         });
         const [sum, count] = await sums.data().finally(() => sums.dispose()); // one asynchronous read (GPU backends)
