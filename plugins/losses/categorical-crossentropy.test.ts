@@ -58,6 +58,32 @@ describe('categorical-crossentropy', () => {
     );
   });
 
+  it('fromLogits false (both forms): probabilities normalised per row and clipped to [1e-7, 1 − 1e-7], as Keras computes them', () => {
+    // Before, the scores were clipped only: p = [.2, .2, .2] with target e₃ gave −log 0.2 = 1.609, Keras −log(1/3) = 1.099.
+    fc.assert(
+      fc.property(cases, fc.double({ min: 0.05, max: 5, noNaN: true }), ({ k, logits, labels }, scale) => {
+        // Unnormalised probabilities: positive scores, a row of them summing to `scale`·(their softmax's sum), one zero.
+        const probs = logits.map((row) => {
+          const e = row.map((v) => Math.exp(v / 4));
+          const sum = e.reduce((a, b) => a + b, 0);
+          return e.map((v, j) => (j === 0 ? 0 : (scale * v) / sum));
+        });
+        const ref =
+          probs.reduce((acc, row, i) => {
+            const sum = row.reduce((a, b) => a + b, 0);
+            return acc - Math.log(Math.min(Math.max(row[labels[i]!]! / sum, 1e-7), 1 - 1e-7));
+          }, 0) / probs.length;
+        const dense = registry.create('loss', { type: 'categorical-crossentropy', fromLogits: false });
+        const sparse = registry.create('loss', { type: 'sparse-categorical-crossentropy', fromLogits: false });
+        const oneHot = labels.map((l) => Array.from({ length: k }, (_, j) => (j === l ? 1 : 0)));
+        const a = scalar(() => dense.compute(tf.tensor2d(oneHot), tf.tensor2d(probs)));
+        const b = scalar(() => sparse.compute(tf.tensor1d(labels, 'int32'), tf.tensor2d(probs)));
+        expect(Math.abs(a - ref), 'categorical').toBeLessThanOrEqual(2e-5 * Math.max(1, ref));
+        expect(Math.abs(b - ref), 'sparse').toBeLessThanOrEqual(2e-5 * Math.max(1, ref));
+      }),
+    );
+  });
+
   it('ignores rows whose target is all zeros (padding), in the value and the gradient', () => {
     const loss = registry.create('loss', { type: 'categorical-crossentropy', labelSmoothing: 0.1 });
     const logits = tf.tensor2d([

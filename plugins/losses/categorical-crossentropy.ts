@@ -6,8 +6,18 @@ import { definePlugin, ShapeError } from '../../core';
  * Cross-entropy between target distributions q (one-hot or soft, same shape as the predictions) and predicted
  * scores: L = −(1/N) Σ_n Σ_k q_nk log softmax(z_n)_k, log-softmax in the stable z − logsumexp(z) form.
  * `labelSmoothing` ε mixes the target with the uniform distribution, q ← (1 − ε)q + ε/K (Szegedy et al. 2016, §7).
- * Masked variant: rows whose target is all zeros are padding and count in neither the sum nor N.
+ * Masked variant: rows whose target is all zeros are padding and count in neither the sum nor N. With `fromLogits:
+ * false` the predictions are probabilities, normalised per row and clipped (Keras's form, {@link logOfProbabilities}).
  */
+/**
+ * log p from predicted probabilities (`fromLogits: false`), as Keras computes it: each row divided by its sum (scores
+ * that do not sum to 1 are read as unnormalised probabilities), then clipped to [1e-7, 1 − 1e-7] so that a zero
+ * probability gives a large finite loss instead of infinity.
+ */
+export function logOfProbabilities(p: tf.Tensor2D | tf.Tensor): tf.Tensor {
+  return tf.log(tf.clipByValue(tf.div(p, tf.sum(p, -1, true)), 1e-7, 1 - 1e-7));
+}
+
 export default definePlugin({
   kind: 'loss',
   name: 'categorical-crossentropy',
@@ -31,7 +41,7 @@ export default definePlugin({
         const classes = yPred.shape.at(-1)!;
         const n = yPred.size / classes;
         const logits = tf.reshape(yPred, [n, classes]);
-        const logp = fromLogits ? tf.logSoftmax(logits) : tf.log(tf.clipByValue(logits, 1e-7, 1));
+        const logp = fromLogits ? tf.logSoftmax(logits) : logOfProbabilities(logits);
         const q = tf.reshape(tf.cast(yTrue, 'float32'), [n, classes]);
         const real = tf.cast(tf.greater(tf.sum(tf.abs(q), 1), 0), 'float32');
         const target = labelSmoothing > 0 ? tf.add(tf.mul(q, 1 - labelSmoothing), tf.mul(tf.expandDims(real, 1), labelSmoothing / classes)) : q;

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { definePlugin, FUSED_KERNELS, hasKernel, ShapeError } from '../../core';
+import { logOfProbabilities } from './categorical-crossentropy';
 
 /**
  * Softmax cross-entropy from logits z [n, K] with targets q = (1 − ε)·onehot(y) + ε/K and row weights w:
@@ -59,7 +60,8 @@ function fusedCrossEntropy(logits: tf.Tensor2D | tf.Tensor, labels: tf.Tensor, w
 /**
  * Cross-entropy between integer class labels and predicted scores, averaged over the counted rows:
  * L = -(1/N) Σ_n log softmax(z_n)[y_n]. With `fromLogits` (the default) it takes raw scores and computes
- * log-softmax as z - logsumexp(z), which is stable for any magnitude of z and invariant to shifting z.
+ * log-softmax as z - logsumexp(z), which is stable for any magnitude of z and invariant to shifting z; without it,
+ * the predictions are probabilities, normalised per row and clipped to [1e-7, 1 − 1e-7] as Keras does.
  * `labelSmoothing` ε replaces the one-hot target by (1 − ε)·onehot + ε/K (Szegedy et al. 2016, §7), so
  * L = (1 − ε)·CE + ε·mean_k(−log p_k). `ignoreIndex` drops rows whose label equals it (padding in sequences)
  * from both the sum and the count. For a sequence model every token is a row, so the loss is the per-token mean:
@@ -115,7 +117,7 @@ export default definePlugin({
         const labels = tf.cast(tf.reshape(yTrue, [n]), 'int32');
         const weight = ignoreIndex === undefined ? tf.ones([n]) : tf.cast(tf.notEqual(labels, ignoreIndex), 'float32');
         if (fromLogits) return fusedCrossEntropy(logits, labels, weight, labelSmoothing);
-        const logp = tf.log(tf.clipByValue(logits, 1e-7, 1));
+        const logp = logOfProbabilities(logits);
         let target = tf.oneHot(labels, classes);
         if (labelSmoothing > 0) target = tf.add(tf.mul(target, 1 - labelSmoothing), labelSmoothing / classes);
         const perRow = tf.neg(tf.sum(tf.mul(target, logp), 1));
