@@ -147,6 +147,15 @@ export abstract class SlotOptimizer<O extends { lr: number; groups?: GroupSelect
     for (const [name, slot] of Object.entries(state.slots)) {
       const p = byName.get(name);
       if (!p) throw new ConfigError('optimizer state', `slots for unknown parameter "${name}" (parameters: ${[...byName.keys()].join(', ')})`);
+      const saved = Object.keys(slot);
+      const missing = this.slotNames.filter((k) => !saved.includes(k));
+      const foreign = saved.filter((k) => !this.slotNames.includes(k));
+      if (missing.length || foreign.length) {
+        throw new ConfigError(
+          'optimizer state',
+          `parameter "${name}" has the slots ${saved.length ? saved.join(', ') : 'none'} where this optimizer keeps ${this.slotNames.length ? this.slotNames.join(', ') : 'none'}: was it saved by another optimizer or configuration (e.g. momentum)?`,
+        );
+      }
       for (const k of this.slotNames) {
         const sh = slot[k]?.shape;
         if (!sh || sh.join() !== p.variable.shape.join()) throw new ShapeError(`optimizer state "${name}.${k}"`, `[${p.variable.shape}]`, sh ?? []);

@@ -254,9 +254,11 @@ describe('conformance', () => {
   eachPlugin(registry, 'initializer', (name) => {
     it('config round-trips', () => expectSpecRoundTrip(registry, 'initializer', name, {}));
 
+    // Orthogonal has no form for a vector and refuses one, as Keras does (its own test checks the error).
+    const minRank = name === 'orthogonal' ? 2 : 1;
     onEachBackend(registry, backends, 'fills the shape with finite values, deterministically under a seed', () => {
       fc.assert(
-        fc.property(seeds, fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 4 }), (seed, shape) => {
+        fc.property(seeds, fc.array(fc.integer({ min: 1, max: 6 }), { minLength: minRank, maxLength: 4 }), (seed, shape) => {
           const init = registry.create('initializer', name);
           const [a, b] = [init.init(shape, new Rng(seed)), init.init(shape, new Rng(seed))];
           try {

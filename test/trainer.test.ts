@@ -211,6 +211,33 @@ describe('Trainer', () => {
     disposeRun(c);
   });
 
+  it("adds a layer's declared regularizer to the loss it trains on: λ‖W‖² in the loss, 2λW in the step (SGD)", async () => {
+    const lambda = 0.5;
+    const lr = 0.1;
+    const run = async (regularized: boolean) => {
+      const config = toyConfig(dir, {
+        model: { inputShape: [2], layers: [{ type: 'dense', units: 3, ...(regularized ? { kernelRegularizer: { type: 'l2', l2: lambda } } : {}) }] },
+        optimizer: { type: 'sgd', lr },
+        trackers: [],
+      });
+      const c = await buildRunContainer({ registry, config, log: () => undefined });
+      const trainer = c.resolve(Trainer);
+      const kernel = trainer.model.parameters().find((p) => p.name.endsWith('/kernel'))!;
+      const w0 = Array.from(kernel.variable.dataSync());
+      const b = c.resolve(TOKENS.TrainData).batch([0, 1, 2, 3, 4, 5]);
+      const loss = await trainer.trainStep(b, { step: 0, epoch: 0 });
+      tf.dispose([b.x, b.y]);
+      const w1 = Array.from(kernel.variable.dataSync());
+      disposeRun(c);
+      return { w0, w1, loss };
+    };
+    const [plain, reg] = [await run(false), await run(true)];
+    expect(reg.w0).toEqual(plain.w0); // the same draw: the regularizer changes nothing else
+    const sq = plain.w0.reduce((a, w) => a + w * w, 0);
+    expect(reg.loss - plain.loss).toBeCloseTo(lambda * sq, 5);
+    reg.w1.forEach((w, i) => expect(w - plain.w1[i]!).toBeCloseTo(-lr * 2 * lambda * plain.w0[i]!, 6));
+  });
+
   it('predicts in batches with the same result as one forward pass', async () => {
     const c = await buildRunContainer({ registry, config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 8, evalBatchSize: 3 } }) });
     const trainer = c.resolve(Trainer);

@@ -32,5 +32,6 @@ describe('glorot-uniform', () => {
   it('computes fans as Keras does for dense and convolution kernels', () => {
     expect(computeFans([784, 64])).toEqual({ fanIn: 784, fanOut: 64 });
     expect(computeFans([3, 3, 1, 32])).toEqual({ fanIn: 9, fanOut: 288 });
+    expect(computeFans([3, 3, 16, 32])).toEqual({ fanIn: 144, fanOut: 288 }); // receptive field × channels in / out
   });
 });

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { definePlugin, type Rng } from '../../core';
+import { definePlugin, ShapeError, type Rng } from '../../core';
 import { sample } from './variance-scaling';
 
 /**
@@ -17,7 +17,8 @@ export default definePlugin({
   create: ({ gain }) => ({
     init: (shape: number[], rng: Rng) =>
       tf.tidy(() => {
-        if (shape.length < 2) return sample(shape, () => rng.normal());
+        // As Keras: a vector has no orthogonal form (it was a plain N(0, 1) draw, without the gain).
+        if (shape.length < 2) throw new ShapeError('initializer "orthogonal"', 'a shape of rank 2 or more (a matrix, or a kernel flattened to one)', shape);
         const cols = shape.at(-1)!;
         const rows = shape.slice(0, -1).reduce((a, b) => a * b, 1);
         const [m, n] = rows >= cols ? [rows, cols] : [cols, rows];

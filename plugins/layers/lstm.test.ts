@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { carriedStateTensors, FUSED_KERNELS, hasKernel, Rng, Sequential, type Layer, type PluginRegistry } from '../../core';
+import { carriedStateTensors, FUSED_KERNELS, hasKernel, Rng, Sequential, type Layer, type JsonObject, type PluginRegistry } from '../../core';
 import { randomNormal, testRegistry } from '../../test/harness';
 import { dropoutMask } from './dropout';
 
@@ -87,10 +87,11 @@ describe('lstm', () => {
     // Before, the composites forwarded resetStates only: the model's state was {} (checkpoints and mid-epoch
     // validation lost the carried h and c), and readToHost never fetched the carried tensors.
     const lstm = { type: 'lstm', units: 4, stateful: true, returnSequences: true };
-    for (const layer of [
+    const composites: ({ type: string } & JsonObject)[] = [
       { type: 'residual', layers: [lstm] },
       { type: 'concatenate', branches: [[{ type: 'dense', units: 2 }], [{ ...lstm, units: 3 }]] },
-    ]) {
+    ];
+    for (const layer of composites) {
       const m = new Sequential({ inputShape: [3, 4], layers: [layer, { type: 'dense', units: 2 }] }, registry);
       m.build(undefined, new Rng(1));
       const ctx = { training: false, rng: new Rng(0) };

@@ -9,8 +9,10 @@ const schema = withParamGroups(
     beta2: z.number().min(0).lt(1).default(0.999),
     epsilon: z.number().positive().default(1e-8),
     /**
-     * AdamW's decoupled weight decay λ (Loshchilov & Hutter 2019, Algorithm 2, line 12): θ ← θ − α·λ·θ before the Adam
-     * step, with α the current learning rate (so a schedule scales the decay too, as in PyTorch's AdamW).
+     * AdamW's decoupled weight decay λ (Loshchilov & Hutter 2019, Algorithm 2, line 12), in PyTorch's and Keras's
+     * form: θ ← θ − α·λ·θ before the Adam step, α the current learning rate. The paper writes θ ← θ − η_t(α·m̂/(√v̂+ε)
+     * + λθ), the decay scaled by the schedule multiplier η_t and not by α: the same update with λ_paper = α·λ here
+     * at a constant rate.
      */
     weightDecay: z.number().min(0).default(0),
     /** Parameter roles exempt from weight decay (biases and normalisation scales, as BERT and GPT do). */

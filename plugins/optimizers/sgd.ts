@@ -15,7 +15,11 @@ const schema = withParamGroups(
     weightDecay: z.number().min(0).default(0),
     noDecay: z.array(z.enum(['kernel', 'bias', 'norm', 'embedding', 'other'])).default(['bias', 'norm']),
   }),
-);
+).refine((o) => !o.nesterov || o.momentum > 0, {
+  // It would run plain SGD without a word; PyTorch refuses it too.
+  message: 'Nesterov momentum needs a momentum above 0',
+  path: ['nesterov'],
+});
 
 /**
  * Stochastic gradient descent, θ ← θ − α g. With momentum μ (Polyak 1964; Sutskever et al. 2013):

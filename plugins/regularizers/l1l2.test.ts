@@ -48,7 +48,7 @@ describe('l1 / l2 / l1l2', () => {
     );
   });
 
-  it('is added to the loss by a layer that declares it', () => {
+  it('is held by the kernel of a layer that declares it (the trainer adds it to the loss: test/trainer.test.ts)', () => {
     const layer = registry.create('layer', { type: 'dense', units: 3, kernelRegularizer: { type: 'l2', l2: 0.5 } });
     layer.build([null, 4], new Rng(0));
     const kernel = layer.parameters().find((p) => p.name.endsWith('/kernel'))!;
