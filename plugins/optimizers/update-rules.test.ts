@@ -198,7 +198,7 @@ describe('optimizer state', () => {
     // Before, slots this optimizer does not keep were dropped without a word (SGD's momentum into plain SGD), and a
     // missing one was reported as a shape mismatch of [].
     const p = { name: 'w', variable: tf.variable(tf.tensor([1, 2, 3])), role: 'kernel' as ParamRole, trainable: true };
-    const stepped = (spec: JsonObject) => {
+    const stepped = (spec: { type: string } & JsonObject) => {
       const o = registry.create('optimizer', spec);
       const g = tf.tensor([0.1, -0.2, 0.3]);
       o.step([p], { w: g });
