@@ -1,7 +1,7 @@
 /**
  * Shared machinery for the geometric augmentations: each draws per-example parameters from the run's Rng and
  * resamples the NHWC batch through `tf.image.transform`, which maps every output pixel (x, y) to the input point
- * (a0·x + a1·y + a2, b0·x + b1·y + b2) and fills points outside the image with `fill`. Not a plugin itself.
+ * (a0·x + a1·y + a2, b0·x + b1·y + b2) and fills points outside the image as `fillMode` says. Not a plugin itself.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
@@ -12,7 +12,13 @@ export type Affine = [number, number, number, number, number, number];
 
 export const resampling = {
   interpolation: z.enum(['bilinear', 'nearest']).default('bilinear'),
-  /** Value of pixels that come from outside the input image. */
+  /**
+   * Where a pixel comes from outside the input image: `constant` (the value `fill`), `reflect` (about the edge,
+   * d c b a | a b c d | d c b a), `wrap` (a b c d | a b c d) or `nearest` (the edge pixel), as in
+   * `tf.image.transform`. Keras's random layers default to `reflect`; loom keeps `constant` (0: MNIST's background).
+   */
+  fillMode: z.enum(['constant', 'reflect', 'wrap', 'nearest']).default('constant'),
+  /** Value of pixels that come from outside the input image, with fillMode `constant`. */
   fill: z.number().default(0),
 };
 
@@ -22,7 +28,7 @@ export function resample(
   rng: Rng,
   who: string,
   draw: (rng: Rng, height: number, width: number) => Affine,
-  opts: { interpolation: 'bilinear' | 'nearest'; fill: number },
+  opts: { interpolation: 'bilinear' | 'nearest'; fillMode: 'constant' | 'reflect' | 'wrap' | 'nearest'; fill: number },
 ): tf.Tensor {
   if (x.rank !== 4) throw new ShapeError(`augmentation "${who}"`, '[batch, height, width, channels] images', x.shape);
   const [n, h, w] = x.shape as [number, number, number, number];
@@ -32,7 +38,7 @@ export function resample(
     // (the rest stay at the fill value), which our tests caught.
     const images = tf.split(tf.cast(x, 'float32'), n, 0);
     const out = tf.concat(
-      images.map((img, i) => tf.image.transform(img as tf.Tensor4D, tf.tensor2d([rows[i]!]), opts.interpolation, 'constant', opts.fill)),
+      images.map((img, i) => tf.image.transform(img as tf.Tensor4D, tf.tensor2d([rows[i]!]), opts.interpolation, opts.fillMode, opts.fill)),
       0,
     );
     return x.dtype === 'float32' ? out : tf.cast(tf.round(out), x.dtype);

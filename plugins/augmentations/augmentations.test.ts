@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Rng, type Augmentation, type PluginRegistry } from '../../core';
 import { randomNormal, testRegistry } from '../../test/harness';
+import { inverseAffine, resample } from './affine';
 
 let registry: PluginRegistry;
 beforeAll(async () => {
@@ -77,6 +78,25 @@ describe('geometric definitions', () => {
       }),
       { numRuns: 15 },
     );
+  });
+
+  it('fillMode: pixels from outside the image are constant, reflected about the edge, wrapped or the nearest edge pixel', () => {
+    // A shift of 2 to the right: output column c reads input column c − 2 (tf.image.transform's fill modes, Keras's names).
+    const x = tf.tensor4d([1, 2, 3, 4, 5, 1, 2, 3, 4, 5], [1, 2, 5, 1]);
+    const want = { constant: [7, 7, 1, 2, 3], reflect: [2, 1, 1, 2, 3], wrap: [4, 5, 1, 2, 3], nearest: [1, 1, 1, 2, 3] };
+    for (const [fillMode, row] of Object.entries(want)) {
+      const y = resample(x, new Rng(0), 'test', (_, h, w) => inverseAffine(h, w, { dx: 2 }), {
+        interpolation: 'nearest',
+        fillMode: fillMode as keyof typeof want,
+        fill: 7,
+      });
+      expect(Array.from(y.dataSync()), fillMode).toEqual([...row, ...row]);
+      y.dispose();
+    }
+    const t = aug({ type: 'random-rotation', maxDegrees: 30, fillMode: 'reflect' });
+    const y = t.apply(tf.add(x, 0), new Rng(3));
+    expect(y.shape).toEqual(x.shape);
+    tf.dispose([x, y]);
   });
 
   it('flip with probability 1 mirrors exactly, and twice is the identity', () => {

@@ -16,6 +16,7 @@ export default definePlugin({
     apply: (x, rng) =>
       resample(x, rng, 'random-crop', (r, h, w) => inverseAffine(h, w, { dx: r.int(2 * padding + 1) - padding, dy: r.int(2 * padding + 1) - padding }), {
         interpolation: 'nearest',
+        fillMode: 'constant',
         fill,
       }),
   }),

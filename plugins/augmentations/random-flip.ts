@@ -24,7 +24,7 @@ export default definePlugin({
           const fy = vertical && r.next() < probability;
           return [fx ? -1 : 1, 0, fx ? w - 1 : 0, 0, fy ? -1 : 1, fy ? h - 1 : 0];
         },
-        { interpolation: 'nearest', fill: 0 },
+        { interpolation: 'nearest', fillMode: 'constant', fill: 0 },
       ),
   }),
 });
