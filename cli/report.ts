@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeMachine, examplesCurvesSvg, formatMetric, machineTags, meanStd, vegaLiteSvg, type Paper, type PaperClaim } from '../runtime';
 import { readStore, type StoredRun } from '../core/mlflow-store';
+import { autoMode } from '../plugins/callbacks/monitor';
 import { lastStep, readRecords, resumedSteps } from './records';
 
 /**
@@ -32,7 +33,7 @@ export function restoredEpochOf(r: StoredRun, config?: unknown): { epoch: number
   if (!es) return undefined;
   const series = r.metrics[es.monitor ?? 'val_loss'];
   if (!series) return undefined;
-  const max = es.mode === 'max';
+  const max = es.mode === 'max' || (es.mode !== 'min' && autoMode(es.monitor ?? 'val_loss') === 'max'); // 'auto' or left out: Keras's rule
   const delta = es.minDelta ?? 0;
   // Each epoch's value: the one logged at the step that ended it (a resumed run may have logged an epoch twice).
   const byEpoch = new Map<number, number>();

@@ -6,9 +6,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { definePlugin, Rng, Sequential, type Callback, type PluginRegistry, type TrainingState } from '../../core';
+import { applyMasks, definePlugin, Rng, Sequential, setMask, type Callback, type PluginRegistry, type TrainingState } from '../../core';
 import { runExperiment } from '../../runtime';
 import { testRegistry } from '../../test/harness';
+import { autoMode } from './monitor';
 import toyBlobs, { toyConfig } from '../../test/toy-data';
 
 let registry: PluginRegistry;
@@ -62,8 +63,45 @@ describe('early-stopping', () => {
     ).toBe(2);
   });
 
+  it("mode 'auto' (the default, Keras's rule): accuracy-like metrics are maximised, losses, perplexity and error rates minimised", () => {
+    // Before, the default was min: monitoring val_accuracy without a mode stopped a run whose accuracy was rising.
+    const rising = [0.5, 0.6, 0.7, 0.8, 0.9];
+    expect(play(registry.create('callback', { type: 'early-stopping', patience: 1, monitor: 'val_accuracy' }), rising, 'val_accuracy').stoppedAfter).toBeNull();
+    expect(play(registry.create('callback', { type: 'early-stopping', patience: 1, monitor: 'val_wer' }), rising, 'val_wer').stoppedAfter).toBe(1);
+    expect(['val_accuracy', 'accuracy', 'val_acc', 'val_auc', 'val_f1', 'val_loss', 'val_perplexity', 'val_wer', 'loss'].map(autoMode)).toEqual([
+      'max',
+      'max',
+      'max',
+      'max',
+      'max',
+      'min',
+      'min',
+      'min',
+      'min',
+    ]);
+  });
+
   it('names the missing metric', () => {
     expect(() => play(registry.create('callback', { type: 'early-stopping', monitor: 'val_bleu' }), [1])).toThrow(/no epoch metric "val_bleu"; have val_loss/);
+  });
+
+  it("restoreBest puts back the best epoch's weights but keeps weights pruned since at 0 (their masks stand)", () => {
+    // Before, the restored values overwrote pruned positions: the model tested was denser than its masks said.
+    const model = new Sequential({ inputShape: [3], layers: [{ type: 'dense', units: 2 }] }, registry);
+    model.build(undefined, new Rng(1));
+    const cb = registry.create('callback', { type: 'early-stopping', patience: 3, restoreBest: true });
+    const state = { model, epoch: 0, step: 0, epochs: 2, stepsPerEpoch: 1, stopTraining: false, restoredEpoch: null } as unknown as TrainingState;
+    cb.onTrainBegin?.(state);
+    const kernel = model.parameters().find((p) => p.name.endsWith('/kernel'))!;
+    kernel.variable.assign(tf.fill([3, 2], 0.5));
+    cb.onEpochEnd!(state, { val_loss: 1 }); // the best epoch: every weight 0.5
+    state.epoch = 1;
+    setMask(kernel, tf.tensor2d([1, 0, 0, 1, 1, 0], [3, 2])); // pruned in epoch 2
+    applyMasks(model.parameters());
+    cb.onEpochEnd!(state, { val_loss: 2 });
+    cb.onTrainEnd!(state, {});
+    expect([state.restoredEpoch, Array.from(kernel.variable.dataSync())]).toEqual([1, [0.5, 0, 0, 0.5, 0.5, 0]]);
+    model.dispose();
   });
 
   it("restoreBest ends with the best epoch's weights, also through a state round trip (40 cases)", () => {
@@ -153,9 +191,27 @@ describe('early-stopping', () => {
 });
 
 describe('reduce-on-plateau', () => {
-  it('multiplies the learning rate by factor after `patience` flat epochs, down to minLr', () => {
+  it('multiplies the learning rate by factor after `patience` flat epochs, down to minLr (Keras ReduceLROnPlateau)', () => {
+    // Keras: the cut comes at the epoch where `patience` epochs have passed without improvement (wait >= patience),
+    // and the count restarts. Before, loom cut one epoch later (wait > patience): 1, 1, 1, 0.5, 0.5, 0.25, 0.25, 0.2.
     const cb = registry.create('callback', { type: 'reduce-on-plateau', factor: 0.5, patience: 1, minLr: 0.2 });
-    expect(play(cb, [3, 2, 2, 2, 2, 2, 2, 2]).lrs).toEqual([1, 1, 1, 0.5, 0.5, 0.25, 0.25, 0.2]);
+    expect(play(cb, [3, 2, 2, 2, 2, 2, 2, 2]).lrs).toEqual([1, 1, 0.5, 0.25, 0.2, 0.2, 0.2, 0.2]);
+    const two = registry.create('callback', { type: 'reduce-on-plateau', factor: 0.5, patience: 2 });
+    expect(play(two, [3, 2, 2, 2, 1, 1, 1, 1]).lrs).toEqual([1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25]);
+  });
+
+  it('counts no flat epoch during the cooldown after a cut, and an improvement must beat the best by minDelta', () => {
+    // Keras's rule, by hand: patience 1, cooldown 2. A cut at epoch 2 sets the counter to 2; each epoch first counts
+    // it down, so epoch 3 (counter 1 after it) is not counted and epoch 4 (counter 0) is, and cuts: every other epoch.
+    const cb = registry.create('callback', { type: 'reduce-on-plateau', factor: 0.5, patience: 1, cooldown: 2 });
+    expect(play(cb, [3, 2, 2, 2, 2, 2, 2]).lrs).toEqual([1, 1, 0.5, 0.5, 0.25, 0.25, 0.125]);
+    const none = registry.create('callback', { type: 'reduce-on-plateau', factor: 0.5, patience: 1 });
+    expect(play(none, [3, 2, 2, 2, 2]).lrs).toEqual([1, 1, 0.5, 0.25, 0.125]);
+    // 2 − 1e-5 is no improvement on 2 with the default minDelta 1e-4; with minDelta 0 it is one.
+    const flat = registry.create('callback', { type: 'reduce-on-plateau', factor: 0.5, patience: 1 });
+    expect(play(flat, [2, 2 - 1e-5]).lrs).toEqual([1, 0.5]);
+    const exact = registry.create('callback', { type: 'reduce-on-plateau', factor: 0.5, patience: 1, minDelta: 0 });
+    expect(play(exact, [2, 2 - 1e-5]).lrs).toEqual([1, 1]);
   });
 });
 
@@ -180,10 +236,10 @@ describe('the best-value callbacks', () => {
     const fresh = resumed({ type: 'early-stopping', mode: 'max', monitor: 'val_accuracy', patience: 0 }, { best: null, wait: 0, bestEpoch: null });
     fresh.cb.onEpochEnd!(fresh.state, { val_accuracy: -5 });
     expect(fresh.cb.getState!()).toMatchObject({ best: -5, wait: 0 });
-    // reduce-on-plateau, patience 1, one flat epoch behind it: a second multiplies the rate and restarts the count.
-    const plateau = resumed({ type: 'reduce-on-plateau', patience: 1, factor: 0.5 }, { best: 2, wait: 1 });
+    // reduce-on-plateau, patience 2, one flat epoch behind it: a second multiplies the rate and restarts the count.
+    const plateau = resumed({ type: 'reduce-on-plateau', patience: 2, factor: 0.5, cooldown: 1 }, { best: 2, wait: 1, cooldown: 0 });
     plateau.cb.onEpochEnd!(plateau.state, { val_loss: 2 });
-    expect([plateau.state.optimizer.learningRate, plateau.cb.getState!()]).toEqual([0.5, { best: 2, wait: 0 }]);
+    expect([plateau.state.optimizer.learningRate, plateau.cb.getState!()]).toEqual([0.5, { best: 2, wait: 0, cooldown: 1 }]);
     // model-checkpoint keeps best and the saved directories (no wait).
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-best-state-'));
     try {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { definePlugin, readWeights, writeWeights, type Callback, type Logs, type NamedWeights, type TrainingState } from '../../core';
+import { applyMasks, definePlugin, readWeights, writeWeights, type Callback, type Logs, type NamedWeights, type TrainingState } from '../../core';
 import { Monitor, monitorOptions } from './monitor';
 
 /** Weights as JSON (base64 float32 per parameter), so they travel in a checkpoint with the callback's state. */
@@ -61,6 +61,8 @@ export default definePlugin({
       onTrainEnd(state: TrainingState) {
         if (restoreBest && bestWeights) {
           writeWeights(state.model.parameters(), bestWeights, `early-stopping: the best epoch's (${bestEpoch}) weights`);
+          // Weights pruned since (their masks kept) stay 0: the model tested is the pruned one the masks describe.
+          applyMasks(state.model.parameters());
           state.restoredEpoch = bestEpoch;
         }
       },

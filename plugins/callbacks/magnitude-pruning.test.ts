@@ -78,6 +78,9 @@ describe('magnitude-pruning', () => {
             masks,
           );
           masks.forEach((m, t) => m.forEach((v, i) => v === 0 && expect(later[t]![i]).toBe(0)));
+          // And at a lower sparsity than the earlier pruning (a head pruned whole, a loaded pruned model): none comes back.
+          const lower = magnitudeMasks(values, s * grow * 0.5, scope, masks);
+          masks.forEach((m, t) => m.forEach((v, i) => v === 0 && expect(lower[t]![i]).toBe(0)));
         },
       ),
       { numRuns: 100 },

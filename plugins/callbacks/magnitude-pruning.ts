@@ -53,6 +53,11 @@ export function magnitudeMasks(values: Float32Array[], sparsity: number, scope: 
   };
   if (scope === 'global') prune(values.map((_, t) => t));
   else values.forEach((_, t) => prune([t]));
+  // A weight pruned before stays pruned even where it is more than ⌊s·n⌋ (a head pruned as a whole, a loaded pruned
+  // model): the pruned set only grows.
+  previous?.forEach((prev, t) => {
+    if (prev) for (let i = 0; i < prev.length; i++) if (prev[i] === 0) masks[t]![i] = 0;
+  });
   return masks;
 }
 

@@ -4,8 +4,18 @@ import { ConfigError, type Logs } from '../../core';
 /** The options of a callback that watches an epoch metric: which one, and whether lower (`min`) or higher is better. */
 export const monitorOptions = {
   monitor: z.string().default('val_loss'),
-  mode: z.enum(['min', 'max']).default('min'),
+  /**
+   * Whether lower (`min`) or higher (`max`) is better; `auto` (the default, as in Keras) is `max` for a metric whose
+   * name ends in acc, accuracy, auc, f1, precision or recall (after a `val_` prefix) and `min` for the rest (losses,
+   * perplexity, error rates).
+   */
+  mode: z.enum(['auto', 'min', 'max']).default('auto'),
 };
+
+/** The direction `auto` takes for a monitored metric's name (Keras's rule, with loom's metric names). */
+export function autoMode(key: string): 'min' | 'max' {
+  return /(^|_)(acc|accuracy|auc|f1|precision|recall)$/.test(key.replace(/^val_/, '')) ? 'max' : 'min';
+}
 
 /** A monitored value's best so far as callbacks save it: JSON has no infinities, so "none yet" is null. */
 export type MonitorState = { best: number | null; wait: number };
@@ -18,14 +28,16 @@ export type MonitorState = { best: number | null; wait: number };
 export class Monitor {
   best: number;
   wait = 0;
+  readonly mode: 'min' | 'max';
 
   constructor(
     /** The callback's name, for the error that names its `monitor` option. */
     private readonly owner: string,
     readonly key: string,
-    readonly mode: 'min' | 'max',
+    mode: 'auto' | 'min' | 'max',
     private readonly minDelta = 0,
   ) {
+    this.mode = mode === 'auto' ? autoMode(key) : mode;
     this.best = this.none();
   }
 
