@@ -406,9 +406,12 @@ export class Trainer implements StrategyHost {
         if (state.stopTraining) break;
         const validate = this.options.validateEvery;
         if (validation && validate && state.step % validate === 0 && i + k < all.length) await this.validateMidEpoch(validation, state.step);
-        const saved = opts.checkpointer && every && state.step % every === 0 && i + k < all.length;
+        // Every rank synchronizes (a collective for ZeRO, pipeline and tensor parallelism), whether or not it is the
+        // one that writes: only the global-zero rank has a checkpointer, and a collective it entered alone would hang.
+        const due = !!every && state.step % every === 0 && i + k < all.length;
+        if (due) await this.strategy.synchronize(this);
+        const saved = due && !!opts.checkpointer;
         if (saved) {
-          await this.strategy.synchronize(this);
           await readToHost(this.model);
           await opts.checkpointer!(snapshot(epoch, i + k));
         }

@@ -238,6 +238,29 @@ describe('Trainer', () => {
     reg.w1.forEach((w, i) => expect(w - plain.w1[i]!).toBeCloseTo(-lr * 2 * lambda * plain.w0[i]!, 6));
   });
 
+  it('synchronizes the strategy at every mid-epoch checkpoint step on every rank, also one without a checkpointer', async () => {
+    // Only the global-zero rank writes checkpoints; before, only it synchronized (a collective for ZeRO, pipeline and
+    // tensor parallelism), and the other ranks went on: a multi-rank run with checkpoint.everySteps hung.
+    const calls = async (withCheckpointer: boolean) => {
+      const config = toyConfig(dir, { trainer: { epochs: 1, batchSize: 8, shuffle: false, checkpoint: { enabled: true, everySteps: 2 } }, trackers: [] });
+      const c = await buildRunContainer({ registry, config, log: () => undefined });
+      const trainer = c.resolve(Trainer);
+      let n = 0;
+      const sync = trainer.strategy.synchronize.bind(trainer.strategy);
+      trainer.strategy.synchronize = async (t) => {
+        n++;
+        await sync(t);
+      };
+      const written: number[] = [];
+      await trainer.fit(c.resolve(TOKENS.TrainData), null, withCheckpointer ? { checkpointer: async (s) => void written.push(s.batch) } : {});
+      disposeRun(c);
+      return { n, written };
+    };
+    const [writer, other] = [await calls(true), await calls(false)];
+    expect(writer.written.length).toBeGreaterThan(1);
+    expect(other.n).toBe(writer.n);
+  });
+
   it('predicts in batches with the same result as one forward pass', async () => {
     const c = await buildRunContainer({ registry, config: toyConfig(dir, { trainer: { epochs: 1, batchSize: 8, evalBatchSize: 3 } }) });
     const trainer = c.resolve(Trainer);
