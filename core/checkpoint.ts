@@ -168,14 +168,20 @@ export class Checkpointer {
   }
 }
 
-/** Complete checkpoints in `dir`, oldest first (temporary directories of interrupted writes are ignored). */
+/**
+ * Complete checkpoints in `dir`, oldest first (temporary directories of interrupted writes are ignored): by step, then
+ * epoch, then batch, as numbers. Two checkpoints can share a step (one written at a stop after an epoch's last batch,
+ * `e9b6`, then the resumed run's end of that epoch, `e10b0`), and as text `e10` sorts before `e9`.
+ */
 export function listCheckpoints(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
+  const position = (d: string) => (/^ckpt-(\d+)(?:-e(\d+)b(\d+))?/.exec(d) ?? []).slice(1).map((v) => Number(v ?? 0));
   return fs
     .readdirSync(dir)
     .filter((d) => /^ckpt-\d+/.test(d) && fs.existsSync(path.join(dir, d, 'state.json')))
-    .sort()
-    .map((d) => path.join(dir, d));
+    .map((d) => ({ d, at: position(d) }))
+    .sort((a, b) => a.at[0]! - b.at[0]! || a.at[1]! - b.at[1]! || a.at[2]! - b.at[2]! || (a.d < b.d ? -1 : a.d > b.d ? 1 : 0))
+    .map(({ d }) => path.join(dir, d));
 }
 
 export function latestCheckpoint(dir: string): string | null {

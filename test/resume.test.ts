@@ -113,6 +113,27 @@ describe('checkpoints and the NaN guard', () => {
     registry = (await testRegistry()).register(toyBlobs);
   });
 
+  it('orders checkpoints by step, epoch and batch as numbers (e10b0 after e9b6 at the same step)', () => {
+    // Before, the names sorted as text: a stop after epoch 10's last batch (e9b6, 0-based) and the resumed run's end of
+    // that epoch (e10b0) share a step, and retention deleted the newer one; --resume took the older.
+    const ckptDir = path.join(dir, 'order');
+    const names = ['ckpt-000000060-e10b0', 'ckpt-000000059-e9b5', 'ckpt-000000100-e12b0', 'ckpt-000000060-e9b6', 'ckpt-000000009-e1b3'];
+    for (const n of names) {
+      fs.mkdirSync(path.join(ckptDir, n), { recursive: true });
+      fs.writeFileSync(path.join(ckptDir, n, 'state.json'), '{}');
+    }
+    fs.mkdirSync(path.join(ckptDir, '.ckpt-000000200-e13b0.1.tmp')); // an interrupted write: ignored
+    expect(listCheckpoints(ckptDir).map((c) => path.basename(c))).toEqual([
+      'ckpt-000000009-e1b3',
+      'ckpt-000000059-e9b5',
+      'ckpt-000000060-e9b6',
+      'ckpt-000000060-e10b0',
+      'ckpt-000000100-e12b0',
+    ]);
+    fs.rmSync(path.join(ckptDir, 'ckpt-000000100-e12b0'), { recursive: true });
+    expect(path.basename(latestCheckpoint(ckptDir)!)).toBe('ckpt-000000060-e10b0');
+  });
+
   it('keeps the last K complete checkpoints and ignores an interrupted write', async () => {
     const ckptDir = path.join(dir, 'ckpt');
     await runExperiment({
