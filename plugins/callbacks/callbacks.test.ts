@@ -104,6 +104,30 @@ describe('early-stopping', () => {
     model.dispose();
   });
 
+  it("restoreBest puts back the best epoch's buffers too (batch norm's moving statistics, as Keras's restore_best_weights)", () => {
+    // Before, only the parameters came back: the model tested paired the best weights with the last epoch's statistics.
+    const model = new Sequential({ inputShape: [3], layers: [{ type: 'dense', units: 2 }, { type: 'batch-norm' }] }, registry);
+    model.build(undefined, new Rng(1));
+    const cb = registry.create('callback', { type: 'early-stopping', patience: 3, restoreBest: true });
+    const state = { model, epoch: 0, step: 0, epochs: 2, stepsPerEpoch: 1, stopTraining: false, restoredEpoch: null } as unknown as TrainingState;
+    cb.onTrainBegin?.(state);
+    const [mean] = model.buffers();
+    mean!.variable.assign(tf.tensor1d([0.25, -0.5]));
+    cb.onEpochEnd!(state, { val_loss: 1 });
+    state.epoch = 1;
+    mean!.variable.assign(tf.tensor1d([3, 4]));
+    cb.onEpochEnd!(state, { val_loss: 2 });
+    // Through the callback's saved state too (a resume between the best epoch and the end).
+    const again = registry.create('callback', { type: 'early-stopping', patience: 3, restoreBest: true });
+    again.setState!(JSON.parse(JSON.stringify(cb.getState!())));
+    for (const c of [cb, again]) {
+      mean!.variable.assign(tf.tensor1d([3, 4]));
+      c.onTrainEnd!(state, {});
+      expect(Array.from(mean!.variable.dataSync())).toEqual([0.25, -0.5]);
+    }
+    model.dispose();
+  });
+
   it("restoreBest ends with the best epoch's weights, also through a state round trip (40 cases)", () => {
     fc.assert(
       fc.property(

@@ -60,7 +60,11 @@ export default definePlugin({
       },
       onTrainEnd(state: TrainingState) {
         if (restoreBest && bestWeights) {
-          writeWeights(state.model.parameters(), bestWeights, `early-stopping: the best epoch's (${bestEpoch}) weights`);
+          // Parameters and buffers (batch norm's moving statistics, as Keras's restore_best_weights); a state saved
+          // before buffers were kept holds parameters only.
+          const saved = bestWeights;
+          const weights = state.model.weights().filter((p) => saved.has(p.name));
+          writeWeights(weights, saved, `early-stopping: the best epoch's (${bestEpoch}) weights`);
           // Weights pruned since (their masks kept) stay 0: the model tested is the pruned one the masks describe.
           applyMasks(state.model.parameters());
           state.restoredEpoch = bestEpoch;
@@ -69,7 +73,7 @@ export default definePlugin({
       onEpochEnd(state: TrainingState, logs: Logs) {
         if (monitored.update(monitored.read(logs))) {
           bestEpoch = state.epoch + 1;
-          if (restoreBest) bestWeights = readWeights(state.model.parameters());
+          if (restoreBest) bestWeights = readWeights(state.model.weights());
         } else if (monitored.wait >= Math.max(patience, 1)) state.stopTraining = true;
       },
     };
