@@ -228,11 +228,15 @@ export class TransformerSeq2Seq extends Module {
 
   /**
    * Beam search (Sutskever et al. 2014; Wu et al. 2016's length penalty lp(Y) = ((5 + |Y|) / 6)^α): keeps the
-   * `beam` best partial outputs per source; a finished output scores log P(Y|X) / lp(Y). Returns the best
-   * output of each source (ids, without BOS / EOS). Beam 1 is greedy decoding. Each step's log-probabilities are
-   * read with `await data()`, as in {@link greedy}.
+   * `beam` best partial outputs per source; a finished output scores log P(Y|X) / lp(Y). An EOS counts only among a
+   * step's `beam` best candidates (as fairseq and Hugging Face do), and a source is done only when it has `beam`
+   * finished outputs and no live one can still beat the worst of them: a live score can at best reach
+   * log P / lp(maxLen + 1) (tensor2tensor's bound; an output cut at maxLen scores by lp(maxLen + 1)), since log P
+   * only falls as it grows. Returns the best output of each source (ids, without BOS / EOS). Beam 1 is greedy
+   * decoding. Each step's log-probabilities are read with `await data()`, as in {@link greedy}.
    */
   async beamSearch(src: tf.Tensor, beam: number, maxLen = this.opts.tgtLen, alpha = 0.6): Promise<number[][]> {
+    if (beam === 1) return this.greedy(src, maxLen);
     const b = src.shape[0]!;
     const ctx: ForwardContext = { training: false, rng: null as never };
     const { eosId, bosId } = this.opts;
@@ -249,9 +253,16 @@ export class TransformerSeq2Seq extends Module {
     });
     type Hyp = { tokens: number[]; logp: number };
     let alive: Hyp[][] = Array.from({ length: b }, () => [{ tokens: [], logp: 0 }]);
+    // The best `beam` finished outputs of each source, best first.
     const done: { tokens: number[]; score: number }[][] = Array.from({ length: b }, () => []);
+    const finished = (i: number) => {
+      const d = done[i]!;
+      if (d.length < beam) return false;
+      const best = Math.max(...alive[i]!.map((h) => h.logp));
+      return alive[i]!.length === 0 || d.at(-1)!.score >= best / lp(maxLen + 1);
+    };
     try {
-      for (let t = 0; t < maxLen && alive.some((a, i) => a.length > 0 && done[i]!.length < beam); t++) {
+      for (let t = 0; t < maxLen && alive.some((a, i) => a.length > 0 && !finished(i)); t++) {
         // Rows without a live hypothesis (at the start, or for finished items) decode a dummy continuation.
         const prev = Int32Array.from({ length: b * beam }, (_, r) => {
           const h = alive[Math.floor(r / beam)]![r % beam];
@@ -268,18 +279,27 @@ export class TransformerSeq2Seq extends Module {
         const origin = new Int32Array(b * beam);
         const next: Hyp[][] = [];
         for (let i = 0; i < b; i++) {
+          if (alive[i]!.length === 0 || finished(i)) {
+            next.push([]); // done: no live output can beat its finished ones
+            continue;
+          }
           const cands = bestCandidates(alive[i]!, lv, i * beam * V, V, 2 * beam);
           const keep: Hyp[] = [];
-          for (const c of cands) {
-            if (keep.length === beam || done[i]!.length >= beam) break;
+          for (const [rank, c] of cands.entries()) {
+            if (keep.length === beam) break;
             const tokens = [...alive[i]![c.from]!.tokens, c.token];
-            if (c.token === eosId) done[i]!.push({ tokens: tokens.slice(0, -1), score: c.logp / lp(tokens.length) });
-            else {
+            if (c.token === eosId) {
+              if (rank >= beam) continue; // an EOS outside the step's beam best does not end an output
+              const d = done[i]!;
+              d.push({ tokens: tokens.slice(0, -1), score: c.logp / lp(tokens.length) });
+              d.sort((p, q) => q.score - p.score); // stable: an earlier output wins a tie
+              if (d.length > beam) d.pop();
+            } else {
               origin[i * beam + keep.length] = i * beam + c.from;
               keep.push({ tokens, logp: c.logp });
             }
           }
-          next.push(done[i]!.length >= beam ? [] : keep);
+          next.push(keep);
         }
         alive = next;
         // Each row's cached keys and values follow its hypothesis to its new row.
