@@ -52,6 +52,10 @@ describe('gpt', () => {
           seq.push(next);
         }
         expect(cached).toEqual(seq.slice(promptLen));
+        // Nothing to generate: no tokens, and no tensor left behind (the first step's logits were).
+        const before = tf.memory().numTensors;
+        expect(await m.generate(prompt, 0, { temperature: 1, rng: new Rng(1) })).toEqual([]);
+        expect(tf.memory().numTensors).toBe(before);
         m.dispose();
       }),
       { numRuns: 8 },
@@ -87,5 +91,30 @@ describe('gpt', () => {
         },
       ),
     );
+  });
+
+  it('samples with the probabilities of the renormalised softmax(logits / T) over the top k (top-k 0: all)', () => {
+    // A sampler that drew uniformly from the top k would pass the test above; the frequencies tell them apart.
+    const logits = [0, 2, -1, 1];
+    const n = 6000;
+    for (const [T, k] of [
+      [1, 3],
+      [0.5, 0],
+    ] as const) {
+      const kept = k ? [1, 3, 0] : [0, 1, 2, 3];
+      const w = kept.map((i) => Math.exp(logits[i]! / T));
+      const z = w.reduce((a, b) => a + b, 0);
+      const counts = new Map<number, number>();
+      const rng = new Rng(9);
+      for (let i = 0; i < n; i++) {
+        const t = sample(logits, T, k, rng);
+        counts.set(t, (counts.get(t) ?? 0) + 1);
+      }
+      for (const [j, i] of kept.entries()) {
+        const p = w[j]! / z;
+        expect(Math.abs((counts.get(i) ?? 0) / n - p), `T ${T}, top-k ${k}, token ${i}`).toBeLessThan(4 * Math.sqrt((p * (1 - p)) / n) + 1e-9);
+      }
+      if (k) expect(counts.get(2)).toBeUndefined(); // outside the top 3
+    }
   });
 });

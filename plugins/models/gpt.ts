@@ -132,6 +132,7 @@ export class GPT extends Module {
   async generate(prompt: number[], length: number, o: { temperature: number; topK?: number; rng: Rng }): Promise<number[]> {
     if (prompt.length === 0) throw this.shapeError('a prompt of at least one token', [1, 0]);
     if (prompt.length + length > this.opts.context) throw this.shapeError(`prompt + length ≤ context = ${this.opts.context}`, [1, prompt.length + length]);
+    if (length === 0) return []; // nothing to decode (and no first step's logits to free)
     const ctx: ForwardContext = { training: false, rng: o.rng };
     const caches = this.blocks.map((b) => b.newCache(prompt.length + length));
     const out: number[] = [];
@@ -166,12 +167,15 @@ export class GPT extends Module {
   }
 }
 
-/** A token drawn from softmax(logits / temperature) over the top-k logits; temperature 0 is argmax. */
+/**
+ * A token drawn from softmax(logits / temperature) over the top-k logits (top-k 0 or none: all of them, as in Hugging
+ * Face's generate); temperature 0 is argmax.
+ */
 export function sample(logits: number[], temperature: number, topK: number | undefined, rng: Rng): number {
   const order = logits
     .map((v, i) => [v, i] as const)
     .sort((a, b) => b[0] - a[0])
-    .slice(0, topK ?? logits.length);
+    .slice(0, topK || logits.length);
   if (temperature === 0) return order[0]![1];
   const max = order[0]![0];
   const weights = order.map(([v]) => Math.exp((v - max) / temperature));
