@@ -116,6 +116,35 @@ describe('quantized products against float', () => {
     }
   });
 
+  it("int8Linear's and int8Conv2d's input gradient is the float layer's with the dequantized weights, through the relu", async () => {
+    // Straight through the quantization; before, the relu was skipped: a unit the relu closed still passed gradient.
+    for (const backend of backends) {
+      await selectBackend(registry, backend);
+      tf.tidy(() => {
+        const x = tf.tensor2d([[1, 1, 1]]);
+        const { q, scales } = quantizePerChannel(Float32Array.from([1, -1, 0.5, -0.5, 2, -2]), 2);
+        const [kernel, scale] = [tf.tensor2d(q, [3, 2]), tf.tensor1d(scales)];
+        const quant = activationQuant(0, 1);
+        const wdeq = tf.mul(kernel, scale);
+        for (const relu of [true, false]) {
+          const gq = tf.grad((t: tf.Tensor) => tf.sum(int8Linear(t as tf.Tensor2D, kernel, scale, null, quant, relu)))(x);
+          const gf = tf.grad((t: tf.Tensor) => {
+            const y = tf.matMul(t as tf.Tensor2D, wdeq as tf.Tensor2D);
+            return tf.sum(relu ? tf.relu(y) : y);
+          })(x);
+          Array.from(gq.dataSync()).forEach((v, i) => expect(v, `${backend} dense relu ${relu} [${i}]`).toBeCloseTo(gf.dataSync()[i]!, 5));
+        }
+        // The same kernel as a 1×1 convolution over a 1×1 image with 3 channels.
+        const x4 = tf.reshape(x, [1, 1, 1, 3]) as tf.Tensor4D;
+        const k4 = tf.reshape(kernel, [1, 1, 3, 2]) as tf.Tensor4D;
+        const gc = tf.grad((t: tf.Tensor) => tf.sum(int8Conv2d(t as tf.Tensor4D, k4, scale, null, quant, true, [1, 1], 'valid')))(x4);
+        // y = x·W: column 0 positive (its gradient is W's column 0, dequantized), column 1 negative (closed by the relu).
+        const col0 = Array.from(tf.slice(wdeq, [0, 0], [3, 1]).dataSync());
+        Array.from(gc.dataSync()).forEach((v, i) => expect(v, `${backend} conv [${i}]`).toBeCloseTo(col0[i]!, 5));
+      });
+    }
+  });
+
   it('int8Conv2d is within the scales’ bound of the float convolution, on every backend', async () => {
     for (const backend of backends) {
       await selectBackend(registry, backend);

@@ -160,10 +160,16 @@ export function int8Linear(
     }
     return tf.tidy(() => finish(tf.matMul(quantizeCentred(input, quant) as tf.Tensor2D, kernel), quant, scale, bias, relu) as tf.Tensor2D);
   };
-  const f = tf.customGrad(((input: tf.Tensor) => ({
-    value: forward(input as tf.Tensor2D),
-    gradFunc: (dy: tf.Tensor) => tf.matMul(dy as tf.Tensor2D, dequantizeWeight(kernel, scale) as tf.Tensor2D, false, true),
-  })) as never);
+  const f = tf.customGrad(((input: tf.Tensor, save: tf.GradSaveFunc) => {
+    const value = forward(input as tf.Tensor2D);
+    if (relu) save([value]);
+    return {
+      value,
+      // The float layer's gradient (straight through the quantization), through the relu where there is one.
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.matMul(reluGrad(dy, relu ? saved[0]! : null) as tf.Tensor2D, dequantizeWeight(kernel, scale) as tf.Tensor2D, false, true),
+    };
+  }) as never);
   return f(x) as tf.Tensor2D;
 }
 
@@ -186,12 +192,27 @@ export function int8Conv2d(
     }
     return tf.tidy(() => finish(tf.conv2d(quantizeCentred(input, quant) as tf.Tensor4D, kernel, strides, pad), quant, scale, bias, relu) as tf.Tensor4D);
   };
-  const f = tf.customGrad(((input: tf.Tensor) => ({
-    value: forward(input as tf.Tensor4D),
-    gradFunc: (dy: tf.Tensor) =>
-      tf.conv2dTranspose(dy as tf.Tensor4D, dequantizeWeight(kernel, scale) as tf.Tensor4D, input.shape as [number, number, number, number], strides, pad),
-  })) as never);
+  const f = tf.customGrad(((input: tf.Tensor, save: tf.GradSaveFunc) => {
+    const value = forward(input as tf.Tensor4D);
+    if (relu) save([value]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.conv2dTranspose(
+          reluGrad(dy, relu ? saved[0]! : null) as tf.Tensor4D,
+          dequantizeWeight(kernel, scale) as tf.Tensor4D,
+          input.shape as [number, number, number, number],
+          strides,
+          pad,
+        ),
+    };
+  }) as never);
   return f(x) as tf.Tensor4D;
+}
+
+/** dy where the relu passed its input (y > 0), 0 elsewhere; dy itself without a relu. */
+function reluGrad(dy: tf.Tensor, y: tf.Tensor | null): tf.Tensor {
+  return y ? tf.mul(dy, tf.step(y)) : dy;
 }
 
 // ---------------------------------------------------------------- the quantized layers' shared parts
