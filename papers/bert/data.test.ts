@@ -62,7 +62,7 @@ describe('bert-mlm', () => {
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it("the gathered form (maxPredictions) holds the same corrupted ids, and the full form's labels at its positions", () => {
+  it("the gathered form (maxPredictions) holds the full form's corrupted ids at its positions, the original tokens past the cap, and the full form's labels", () => {
     const seqLen = 32;
     const P = 6; // above the 4.5 selections expected of 30 tokens, below the count of some sequences: the cap is exercised
     const make = (extra: object) =>
@@ -82,8 +82,10 @@ describe('bert-mlm', () => {
     const [f, g] = [all(full), all(gathered)];
     let overflowed = 0;
     for (let r = 0; r < full.size; r++) {
-      expect(Array.from(g.x.subarray(r * (seqLen + P), r * (seqLen + P) + seqLen))).toEqual(Array.from(f.x.subarray(r * seqLen, (r + 1) * seqLen)));
-      const expected = gatherPredictions(f.y.subarray(r * seqLen, (r + 1) * seqLen), P);
+      // The full form's input, with the selections past the cap put back to their tokens (not predicted, not corrupted).
+      const input = Int32Array.from(f.x.subarray(r * seqLen, (r + 1) * seqLen));
+      const expected = gatherPredictions(f.y.subarray(r * seqLen, (r + 1) * seqLen), P, 0, input);
+      expect(Array.from(g.x.subarray(r * (seqLen + P), r * (seqLen + P) + seqLen))).toEqual(Array.from(input));
       expect(Array.from(g.x.subarray(r * (seqLen + P) + seqLen, (r + 1) * (seqLen + P)))).toEqual(Array.from(expected.positions));
       expect(Array.from(g.y.subarray(r * P, (r + 1) * P))).toEqual(Array.from(expected.labels));
       if (expected.dropped > 0) overflowed++;

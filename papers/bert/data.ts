@@ -66,12 +66,15 @@ export const mlmData = definePlugin({
           firstRandom: specials,
           maskable: (id) => id >= specials,
         });
-        x.set(input, at * xw);
         if (p) {
-          const g = gatherPredictions(labels, p);
+          const g = gatherPredictions(labels, p, 0, input); // selections past p are not predicted: not corrupted either
+          x.set(input, at * xw);
           x.set(g.positions, at * xw + o.seqLen);
           y.set(g.labels, at * yw);
-        } else y.set(labels, at * yw);
+        } else {
+          x.set(input, at * xw);
+          y.set(labels, at * yw);
+        }
       }
       const part = (name: string, a: number, b: number) =>
         new TensorDataset(`bert-mlm:${name}`, x.subarray(a * xw, b * xw), [xw], y.subarray(a * yw, b * yw), [yw]);

@@ -124,7 +124,13 @@ describe('bert', () => {
             rng,
             { vocabSize: V, maskId: 3, firstRandom: 4, maskable: () => true, rate: 0.3 },
           );
-          const g = gatherPredictions(m.labels, P);
+          const original = m.input.map((v, i) => (m.labels[i] ? m.labels[i]! : v));
+          const g = gatherPredictions(m.labels, P, 0, m.input);
+          // No token is corrupted without being predicted: past the P gathered positions the input is the original.
+          const gathered = new Set(Array.from(g.positions).filter((_, j) => g.labels[j] !== 0));
+          m.input.forEach((v, i) => {
+            if (!gathered.has(i)) expect(v).toBe(original[i]);
+          });
           // Keep only what the gathered form can carry, so both heads see the same targets.
           const kept = new Int32Array(len);
           g.positions.forEach((pos, j) => {

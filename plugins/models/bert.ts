@@ -197,9 +197,15 @@ export function maskTokens(
  * label is not `ignoreId`, in order, and their labels, each padded to `max` with position 0 and label `ignoreId`
  * (a padded slot adds nothing to a loss or metric that ignores that label). Selections beyond `max` are dropped
  * from the prediction targets (as create_pretraining_data.py never selects more than max_predictions_per_seq), and
- * counted in `dropped`.
+ * counted in `dropped`; given the masked `input`, their tokens are put back there (the label is the original token),
+ * so that no token is corrupted without being predicted, as in create_pretraining_data.py.
  */
-export function gatherPredictions(labels: ArrayLike<number>, max: number, ignoreId = 0): { positions: Int32Array; labels: Int32Array; dropped: number } {
+export function gatherPredictions(
+  labels: ArrayLike<number>,
+  max: number,
+  ignoreId = 0,
+  input?: Int32Array,
+): { positions: Int32Array; labels: Int32Array; dropped: number } {
   const positions = new Int32Array(max);
   const out = new Int32Array(max).fill(ignoreId);
   let n = 0;
@@ -208,6 +214,7 @@ export function gatherPredictions(labels: ArrayLike<number>, max: number, ignore
     if (labels[i] === ignoreId) continue;
     if (n === max) {
       dropped++;
+      if (input) input[i] = labels[i]!;
       continue;
     }
     positions[n] = i;
