@@ -18,6 +18,13 @@ beforeEach(async () => {
 });
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+/** A stateful LSTM over the toy blobs' two features as a sequence of two steps, then `head`. */
+const statefulLstm = (head: object[]) => [
+  { type: 'reshape', targetShape: [2, 1] },
+  { type: 'lstm', units: 4, stateful: true, returnSequences: false },
+  ...head,
+];
+
 describe('Trainer', () => {
   it('learns separable blobs and reports per-epoch loss, accuracy and validation metrics', async () => {
     const r = await runExperiment({ registry, config: toyConfig(dir, { trainer: { epochs: 6, batchSize: 16, validationSplit: 0.25 } }) });
@@ -138,11 +145,7 @@ describe('Trainer', () => {
     const config = toyConfig(dir, {
       model: {
         inputShape: [2],
-        layers: [
-          { type: 'reshape', targetShape: [2, 1] },
-          { type: 'lstm', units: 4, stateful: true, returnSequences: false },
-          { type: 'dense', units: 3 },
-        ],
+        layers: statefulLstm([{ type: 'dense', units: 3 }]),
       },
       trainer: { epochs: 3, batchSize: 8, evalBatchSize: 8, shuffle: false, validationSplit: 0.25 },
       trackers: [],
@@ -175,12 +178,7 @@ describe('Trainer', () => {
     const config = toyConfig(dir, {
       model: {
         inputShape: [2],
-        layers: [
-          { type: 'reshape', targetShape: [2, 1] },
-          { type: 'lstm', units: 4, stateful: true, returnSequences: false },
-          { type: 'batch-norm' },
-          { type: 'dense', units: 3 },
-        ],
+        layers: statefulLstm([{ type: 'batch-norm' }, { type: 'dense', units: 3 }]),
       },
       trainer: { epochs: 1, batchSize: 8, shuffle: false, onNonFinite: 'skip' },
       trackers: [],
