@@ -428,6 +428,12 @@ export class Trainer implements StrategyHost {
         }
       }
       resumeBatch = -1;
+      if (sums.count === 0 && sums.skipped > 0) {
+        // Every batch was skipped: there is no loss to log (it read 0) and nothing was learnt.
+        throw new NonFiniteError(
+          `every batch of epoch ${epoch + 1} had a non-finite loss or gradient and was skipped (trainer.onNonFinite "skip"); last finite loss: ${this.lastFiniteLoss ?? 'none yet'}`,
+        );
+      }
       await this.strategy.synchronize(this); // the whole model, current, for validation, callbacks and checkpoints
       const logs: Logs = { loss: sums.loss / Math.max(sums.count, 1) };
       for (const m of this.metrics) logs[m.key] = m.result();

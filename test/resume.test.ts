@@ -186,5 +186,18 @@ describe('checkpoints and the NaN guard', () => {
     expect(r.history).toHaveLength(2);
     const exp = fs.readdirSync(path.join(dir, 'mlruns')).find((d) => d !== '0' && d !== 'meta.yaml')!;
     expect(fs.readFileSync(path.join(dir, 'mlruns', exp, r.run.runId, 'metrics', 'skipped_batches'), 'utf8')).toMatch(/^\d+ 1 \d+\n$/);
+    // Every batch non-finite: the epoch has no loss (it logged 0 before) and the run stops, saying so.
+    registry.register({
+      ...nanOnce,
+      name: 'nan-always',
+      create: () => ({ compute: (_y: tf.Tensor, p: tf.Tensor) => tf.mul(tf.sum(tf.sub(p, p)), NaN) as tf.Scalar }),
+    });
+    await expect(
+      runExperiment({
+        registry,
+        config: toyConfig(path.join(dir, 'mlruns2'), { loss: 'nan-always', trainer: { epochs: 2, batchSize: 16, onNonFinite: 'skip' } }),
+        log: () => undefined,
+      }),
+    ).rejects.toThrow(/every batch of epoch 1 had a non-finite loss or gradient and was skipped/);
   });
 });
