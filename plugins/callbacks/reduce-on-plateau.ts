@@ -42,10 +42,9 @@ export default definePlugin({
           cooling--;
           monitored.wait = 0;
         }
-        const wait = monitored.wait;
         if (monitored.update(v)) return;
         if (cooling > 0) {
-          monitored.wait = wait; // flat epochs in the cooldown are not counted
+          monitored.wait = 0; // a flat epoch in the cooldown is not counted
           return;
         }
         if (monitored.wait >= patience) {

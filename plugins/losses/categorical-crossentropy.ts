@@ -3,13 +3,6 @@ import { z } from 'zod';
 import { definePlugin, ShapeError } from '../../core';
 
 /**
- * Cross-entropy between target distributions q (one-hot or soft, same shape as the predictions) and predicted
- * scores: L = −(1/N) Σ_n Σ_k q_nk log softmax(z_n)_k, log-softmax in the stable z − logsumexp(z) form.
- * `labelSmoothing` ε mixes the target with the uniform distribution, q ← (1 − ε)q + ε/K (Szegedy et al. 2016, §7).
- * Masked variant: rows whose target is all zeros are padding and count in neither the sum nor N. With `fromLogits:
- * false` the predictions are probabilities, normalised per row and clipped (Keras's form, {@link logOfProbabilities}).
- */
-/**
  * log p from predicted probabilities (`fromLogits: false`), as Keras computes it: each row divided by its sum (scores
  * that do not sum to 1 are read as unnormalised probabilities), then clipped to [1e-7, 1 − 1e-7] so that a zero
  * probability gives a large finite loss instead of infinity.
@@ -18,6 +11,13 @@ export function logOfProbabilities(p: tf.Tensor2D | tf.Tensor): tf.Tensor {
   return tf.log(tf.clipByValue(tf.div(p, tf.sum(p, -1, true)), 1e-7, 1 - 1e-7));
 }
 
+/**
+ * Cross-entropy between target distributions q (one-hot or soft, same shape as the predictions) and predicted
+ * scores: L = −(1/N) Σ_n Σ_k q_nk log softmax(z_n)_k, log-softmax in the stable z − logsumexp(z) form.
+ * `labelSmoothing` ε mixes the target with the uniform distribution, q ← (1 − ε)q + ε/K (Szegedy et al. 2016, §7).
+ * Masked variant: rows whose target is all zeros are padding and count in neither the sum nor N. With `fromLogits:
+ * false` the predictions are probabilities, normalised per row and clipped (Keras's form, {@link logOfProbabilities}).
+ */
 export default definePlugin({
   kind: 'loss',
   name: 'categorical-crossentropy',

@@ -262,7 +262,9 @@ export class TransformerSeq2Seq extends Module {
       return alive[i]!.length === 0 || d.at(-1)!.score >= best / lp(maxLen + 1);
     };
     try {
-      for (let t = 0; t < maxLen && alive.some((a, i) => a.length > 0 && !finished(i)); t++) {
+      // Sources still searching: a live output that could still beat their finished ones.
+      const open = () => alive.map((a, i) => a.length > 0 && !finished(i));
+      for (let t = 0, searching = open(); t < maxLen && searching.some(Boolean); t++, searching = open()) {
         // Rows without a live hypothesis (at the start, or for finished items) decode a dummy continuation.
         const prev = Int32Array.from({ length: b * beam }, (_, r) => {
           const h = alive[Math.floor(r / beam)]![r % beam];
@@ -279,7 +281,7 @@ export class TransformerSeq2Seq extends Module {
         const origin = new Int32Array(b * beam);
         const next: Hyp[][] = [];
         for (let i = 0; i < b; i++) {
-          if (alive[i]!.length === 0 || finished(i)) {
+          if (!searching[i]) {
             next.push([]); // done: no live output can beat its finished ones
             continue;
           }
